@@ -1,0 +1,158 @@
+/* Cancel scopes, deadlines and checkpoints (Trio semantics).
+ *
+ * A scope is entered and exited by one task, in LIFO order.  Cancelling a
+ * scope (explicitly, or when its deadline passes) cancels everything that
+ * runs inside it: the code between enter and exit, the groups opened there
+ * and their children, unless a shielded scope stands in between.
+ * Cancellation is level-triggered: inside a cancelled scope every
+ * checkpoint returns -ECANCELED, every time, until the scope is exited.  A
+ * scope's exit consumes only its own cancellation.
+ *
+ * Typical timeout:
+ *     weft_scope_t *s;
+ *     weft_fail_after(&s, 2 * WEFT_SEC);
+ *     rc = do_work();
+ *     int t = weft_scope_exit(s);     // -ETIMEDOUT iff s's deadline hit
+ *     weft_scope_destroy(s);
+ */
+#ifndef WEFT_CANCEL_H
+#define WEFT_CANCEL_H
+
+#include <stdint.h>
+
+#include "weft/export.h"
+
+WEFT_BEGIN_DECLS
+
+typedef struct weft_scope weft_scope_t;
+
+/* Scope flags. */
+#define WEFT_SCOPE_SHIELD 0x1u /* ignore cancellation from outside */
+#define WEFT_SCOPE_FAIL 0x2u   /* exit returns -ETIMEDOUT if the own
+				* deadline cancelled the body (fail_after) */
+
+/* Why a cancellation happened. */
+typedef enum weft_cancel_origin {
+	WEFT_CANCEL_NONE = 0,
+	WEFT_CANCEL_EXPLICIT = 1,     /* weft_scope_cancel / weft_group_cancel */
+	WEFT_CANCEL_DEADLINE = 2,     /* the scope's deadline passed */
+	WEFT_CANCEL_GROUP_FAILURE = 3,/* a task of the group failed */
+	WEFT_CANCEL_TASK = 4,         /* weft_task_cancel on a handle */
+	WEFT_CANCEL_START = 5         /* the weft_group_start caller was cancelled */
+} weft_cancel_origin_t;
+
+typedef struct {
+	weft_cancel_origin_t origin;
+	uint64_t scope_id;  /* the scope that was cancelled */
+	uint64_t task_id;   /* the task that cancelled it (0: not a task) */
+	char text[96];      /* the reason text given, or a default */
+} weft_cancel_reason_t;
+
+/* What it does: creates a scope, not yet entered.  It may be cancelled
+ * before entry (the first checkpoint after entry then fails).
+ * deadline: absolute weft_now() time or WEFT_FOREVER.
+ * Ownership: the caller owns *out; free with weft_scope_destroy.
+ * Errors: -EINVAL (NULL out, unknown flags), -ENOMEM.
+ * Checkpoint: no.  Threads: any thread. */
+WEFT_EXTERN int weft_scope_create(weft_scope_t **out, int64_t deadline,
+	unsigned flags);
+
+/* What it does: enters s: it becomes the innermost scope of the calling
+ * task.  A scope is single-use.
+ * Errors: -EINVAL (NULL), WEFT_EMISUSE (already entered once),
+ * WEFT_ENOTFIBER.  Checkpoint: no.  Threads: weft fiber. */
+WEFT_EXTERN int weft_scope_enter(weft_scope_t *s);
+
+/* What it does: exits s, which must be the calling task's innermost scope,
+ * and consumes s's own cancellation.
+ * Returns: 0; -ETIMEDOUT when s has WEFT_SCOPE_FAIL and its own deadline
+ * cancelled the body (a checkpoint inside returned -ECANCELED because of
+ * it) - if the body finished without observing it, 0.
+ * Errors: -EINVAL (NULL), WEFT_EMISUSE (not entered, or entered by another
+ * task), WEFT_EMISNEST (s is not the innermost scope: nothing is exited).
+ * Checkpoint: no.  Threads: the weft task that entered s. */
+WEFT_EXTERN int weft_scope_exit(weft_scope_t *s);
+
+/* What it does: frees s.  If s is still entered, it is exited first.
+ * Ownership: s is invalid afterwards; no other thread may still use it.
+ * Checkpoint: no.  Threads: any thread (the entering task if entered). */
+WEFT_EXTERN void weft_scope_destroy(weft_scope_t *s);
+
+/* What it does: cancels s with a reason (copied; NULL = "cancelled").
+ * Idempotent, non-blocking; tasks parked inside s wake with -ECANCELED, a
+ * task running on another worker sees it at its next checkpoint.
+ * Errors: -EINVAL (NULL s).  Checkpoint: no.  Threads: any thread. */
+WEFT_EXTERN int weft_scope_cancel(weft_scope_t *s, const char *reason);
+
+/* What it does: changes s's deadline (absolute; WEFT_FOREVER = none), also
+ * while s is entered; a deadline already past cancels s at once.
+ * Errors: -EINVAL (NULL), -ENOMEM.  Checkpoint: no.  Threads: any thread. */
+WEFT_EXTERN int weft_scope_set_deadline(weft_scope_t *s, int64_t deadline);
+
+/* What it does: s's own deadline (WEFT_FOREVER when none or NULL).
+ * Checkpoint: no.  Threads: any thread. */
+WEFT_EXTERN int64_t weft_scope_deadline(const weft_scope_t *s);
+
+/* What it does: whether s was cancelled (cancel called or deadline hit);
+ * whether s's exit caught its own cancellation (the body observed it).
+ * Checkpoint: no.  Threads: any thread. */
+WEFT_EXTERN int weft_scope_cancel_called(const weft_scope_t *s);
+WEFT_EXTERN int weft_scope_cancelled_caught(const weft_scope_t *s);
+
+/* What it does: copies s's cancellation reason into *out (origin
+ * WEFT_CANCEL_NONE when s was not cancelled).
+ * Errors: -EINVAL (NULL).  Checkpoint: no.  Threads: any thread. */
+WEFT_EXTERN int weft_scope_reason(const weft_scope_t *s,
+	weft_cancel_reason_t *out);
+
+/* What it does: create + enter in one call: a scope with an absolute
+ * deadline and flags.  weft_move_on_at/after are the silent forms,
+ * weft_fail_at/after add WEFT_SCOPE_FAIL (exit gives -ETIMEDOUT).  The
+ * relative forms take nanoseconds from now.
+ * Ownership: the caller owns *out (exit, then destroy).
+ * Errors: -EINVAL, -ENOMEM, WEFT_ENOTFIBER (nothing created).
+ * Checkpoint: no.  Threads: weft fiber. */
+WEFT_EXTERN int weft_scope_open(weft_scope_t **out, int64_t deadline,
+	unsigned flags);
+WEFT_EXTERN int weft_move_on_at(weft_scope_t **out, int64_t deadline);
+WEFT_EXTERN int weft_move_on_after(weft_scope_t **out, int64_t ns);
+WEFT_EXTERN int weft_fail_at(weft_scope_t **out, int64_t deadline);
+WEFT_EXTERN int weft_fail_after(weft_scope_t **out, int64_t ns);
+
+/* What it does: returns -ECANCELED if the calling task is inside an
+ * effectively cancelled scope; otherwise yields to other tasks and checks
+ * again.  CPU loops call it to stay cancellable and fair.
+ * Errors: -ECANCELED, WEFT_ENOTFIBER.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_checkpoint(void);
+
+/* What it does: -ECANCELED if cancelled, else 0; never yields.
+ * Checkpoint: yes (observes cancellation, never switches).
+ * Threads: weft fiber (WEFT_ENOTFIBER elsewhere). */
+WEFT_EXTERN int weft_checkpoint_if_cancelled(void);
+
+/* What it does: yields to other tasks without observing cancellation.
+ * Errors: WEFT_ENOTFIBER.  Checkpoint: switches, never cancels.
+ * Threads: weft fiber. */
+WEFT_EXTERN int weft_cancel_shielded_checkpoint(void);
+
+/* What it does: yields to other runnable tasks (round robin); 0 or
+ * WEFT_ENOTFIBER.  Checkpoint: switches, never cancels.
+ * Threads: weft fiber. */
+WEFT_EXTERN int weft_yield(void);
+
+/* What it does: the earliest deadline of the calling task's enclosing
+ * scopes up to the first shield, or WEFT_FOREVER (also outside a task).
+ * Checkpoint: no.  Threads: any. */
+WEFT_EXTERN int64_t weft_effective_deadline(void);
+
+/* What it does: copies the reason of the calling task's current
+ * cancellation (the outermost cancelled scope it is inside) into *out;
+ * origin WEFT_CANCEL_NONE when it is not cancelled.
+ * Errors: -EINVAL (NULL), WEFT_ENOTFIBER.  Checkpoint: no.
+ * Threads: weft fiber. */
+WEFT_EXTERN int weft_cancel_reason(weft_cancel_reason_t *out);
+
+WEFT_END_DECLS
+
+#endif

@@ -1,0 +1,151 @@
+/* Task groups (Trio's nurseries, AnyIO's task groups).
+ *
+ * A task opens a group, spawns children into it (they run in parallel on
+ * any worker), and joins it.  Join returns only when every child and every
+ * pending start() has ended.  The first failure cancels the group; every
+ * failure comes back from join in one owned error group.  Cancellation is
+ * never a failure.  The owner's body runs inside the group's cancel scope,
+ * so cancelling the group cancels the owner's checkpoints too until join.
+ *
+ * Typical use:
+ *     weft_group_t *g;
+ *     int rc = weft_group_open(&g);
+ *     if (rc < 0) return rc;
+ *     weft_group_spawn(g, fetch, url);
+ *     weft_error_t *err = NULL;
+ *     rc = weft_group_join(g, &err);   // frees g
+ *     if (rc == WEFT_ECHILD_FAILED) return weft_fail_group(err);
+ */
+#ifndef WEFT_GROUP_H
+#define WEFT_GROUP_H
+
+#include "weft/error.h"
+#include "weft/export.h"
+#include "weft/runtime.h"
+#include "weft/task.h"
+
+WEFT_BEGIN_DECLS
+
+typedef struct weft_group weft_group_t;
+
+/* Spawn flags. */
+/* Cancelled before it first ran => it may be skipped entirely.  Only for
+ * tasks whose argument owns nothing (semantics rule 30). */
+#define WEFT_SPAWN_SKIPPABLE 0x1u
+/* Refuse with -ECANCELED (creating nothing) if the group is cancelled. */
+#define WEFT_SPAWN_UNLESS_CANCELLED 0x2u
+
+typedef struct weft_spawn_opts {
+	const char *name;     /* copied; NULL = "task" */
+	unsigned flags;       /* WEFT_SPAWN_* */
+	weft_task_t **handle; /* if not NULL, receives a handle the caller
+			       * must weft_task_release */
+} weft_spawn_opts_t;
+
+/* What it does: opens a group owned by the calling task and enters its
+ * cancel scope.
+ * Ownership: *out belongs to the calling task until weft_group_join frees
+ * it.  A task that returns without joining its groups has them cancelled,
+ * joined, and reported as WEFT_EMISSINGJOIN (and aborts in WEFT_DEBUG
+ * builds, naming the group).
+ * Errors: -EINVAL (NULL out), -ENOMEM, WEFT_ENOTFIBER.
+ * Checkpoint: no.  Threads: weft fiber. */
+WEFT_EXTERN int weft_group_open(weft_group_t **out);
+
+/* What it does: creates a task running fn(arg) as a child of g; it starts
+ * soon, on any worker.  The child runs under g's cancel scope (not the
+ * spawner's local scopes).  A cancelled group still accepts spawns: the
+ * child starts cancelled and runs to its first checkpoint (unless
+ * WEFT_SPAWN_SKIPPABLE).
+ * Ownership: arg passes to the task; on failure it stays the caller's.
+ * Errors: -EINVAL (NULL g or fn), WEFT_ECLOSED (g is joined or joining and
+ * has no pending start), -ECANCELED (WEFT_SPAWN_UNLESS_CANCELLED and g is
+ * cancelled), -ENOMEM.  Nothing is created on failure.
+ * Checkpoint: no.  Threads: weft fiber running in g's runtime (the owner,
+ * a child, or any other task holding g). */
+WEFT_EXTERN int weft_group_spawn_opts(weft_group_t *g, weft_fn fn, void *arg,
+	const weft_spawn_opts_t *opts);
+
+/* What it does: weft_group_spawn_opts with the task named name. */
+WEFT_EXTERN int weft_group_spawn_named(weft_group_t *g, const char *name,
+	weft_fn fn, void *arg);
+
+/* Spawns fn(arg) into g, naming the task after the function. */
+#define weft_group_spawn(g, fn, arg) \
+	weft_group_spawn_named((g), #fn, (fn), (arg))
+
+/* What it does: starts fn(arg) and parks the caller until the task calls
+ * weft_task_started(value); then *value_out (if not NULL) receives value
+ * and the task continues as a child of g.  Before started() the task
+ * belongs to the caller: it runs under the caller's cancel scopes, and its
+ * failure is returned here, not aggregated into g.  g cannot close while a
+ * start is pending.
+ * Ownership: as weft_group_spawn_opts; opts->handle (if given) receives a
+ * handle also on failure after the task was created.
+ * Errors: the task's failure code (its message: weft_task_failure on the
+ * handle), WEFT_ENOTSTARTED (it returned without calling started(), even
+ * successfully), -ECANCELED (the caller was cancelled first: the task was
+ * cancelled and waited for), WEFT_ECLOSED, -EINVAL, -ENOMEM,
+ * WEFT_ENOTFIBER.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_group_start_opts(weft_group_t *g, weft_fn fn, void *arg,
+	const weft_spawn_opts_t *opts, void **value_out);
+
+/* What it does: weft_group_start_opts with the task named name. */
+WEFT_EXTERN int weft_group_start_named(weft_group_t *g, const char *name,
+	weft_fn fn, void *arg, void **value_out);
+
+/* Starts fn(arg) in g, naming the task after the function. */
+#define weft_group_start(g, fn, arg, value_out) \
+	weft_group_start_named((g), #fn, (fn), (arg), (value_out))
+
+/* What it does: closes g to new spawns, waits until every child and
+ * pending start has ended, leaves g's cancel scope and frees g.
+ * g is freed unless it was retained (weft_group_retain).
+ * Returns: 0 when no task failed (also when g was cancelled by
+ * weft_group_cancel or by its own failure handling: the group absorbs the
+ * cancellation it caused); -ECANCELED when an enclosing scope was
+ * cancelled and nothing failed; WEFT_ECHILD_FAILED when at least one child
+ * (or the owner, through weft_group_fail) failed: *err_out receives every
+ * failure exactly once, in one error group the caller owns (if err_out is
+ * NULL it is freed).
+ * Errors: -EINVAL (NULL g), WEFT_EMISUSE (the caller did not open g, or
+ * g was already joined: g is untouched), WEFT_EMISNEST (a cancel scope
+ * entered after g is still entered: nothing is done; exit it first).
+ * Checkpoint: yes (waiting is not interrupted by cancellation: an outer
+ * cancel reaches the children through g's scope instead).
+ * Threads: the weft task that opened g. */
+WEFT_EXTERN int weft_group_join(weft_group_t *g, weft_error_t **err_out);
+
+/* What it does: keeps g's memory valid after its join, for code that may
+ * still try to spawn into it (a listener handing connections to a group it
+ * did not open): such spawns then fail with WEFT_ECLOSED instead of
+ * touching freed memory.  Each retain needs one weft_group_release.
+ * Errors: -EINVAL (NULL g).  Checkpoint: no.
+ * Threads: any thread, while g is alive (before its join, or retained). */
+WEFT_EXTERN int weft_group_retain(weft_group_t *g);
+
+/* What it does: drops a reference taken with weft_group_retain; the group
+ * is freed when its join has finished and no reference is left.
+ * Errors: NULL is ignored.  Checkpoint: no.  Threads: any thread. */
+WEFT_EXTERN void weft_group_release(weft_group_t *g);
+
+/* What it does: cancels g's scope: every child and the owner's body see
+ * -ECANCELED at their next checkpoint.  Not a failure (join returns 0 if
+ * nothing failed).  Idempotent; reason (may be NULL) is copied.
+ * Errors: -EINVAL (NULL g).  Checkpoint: no; never blocks.
+ * Threads: any thread, while g is alive (before its join, or retained). */
+WEFT_EXTERN int weft_group_cancel(weft_group_t *g, const char *reason);
+
+/* What it does: records a failure of the owner's body (a leaf named after
+ * the owner, first if it is the first failure) and cancels g, so join
+ * returns WEFT_ECHILD_FAILED with it.
+ * Errors: -EINVAL, WEFT_EMISUSE (not the owner), -ENOMEM (nothing
+ * recorded; g is still cancelled).  Returns code otherwise.
+ * Checkpoint: no.  Threads: the weft task that opened g. */
+WEFT_EXTERN int weft_group_fail(weft_group_t *g, int code, const char *fmt,
+	...) __attribute__((format(printf, 3, 4)));
+
+WEFT_END_DECLS
+
+#endif

@@ -1,0 +1,97 @@
+/* Runtime objects: configuration, creation, running a root task, and
+ * destruction.
+ *
+ * There are no hidden globals: every thread, fd and byte weft uses hangs off
+ * a weft_runtime_t, and weft_runtime_destroy gives all of it back.  A
+ * process may hold several runtimes at once. */
+#ifndef WEFT_RUNTIME_H
+#define WEFT_RUNTIME_H
+
+#include <stddef.h>
+
+#include "weft/error.h"
+#include "weft/export.h"
+
+WEFT_BEGIN_DECLS
+
+/* The function a task runs.  Returns 0 on success or a negative code on
+ * failure; -ECANCELED means "I was cancelled" and is never reported as a
+ * failure.  See weft_fail() to attach a message. */
+typedef int (*weft_fn)(void *arg);
+
+typedef struct weft_runtime weft_runtime_t;
+
+/* Configuration, filled with defaults and environment overrides by
+ * weft_config_init, then adjusted by the caller.  A plain value type. */
+typedef struct weft_config {
+	size_t size;           /* sizeof(weft_config_t); set by weft_config_init */
+	unsigned workers;      /* worker threads; 1 .. 1024 */
+	size_t stack_size;     /* bytes per fiber stack; 16 KiB .. 1 GiB */
+	size_t guarded_stacks; /* stacks that get a guard page; 0 .. 30000 */
+	unsigned spin_us;      /* idle spin before a worker sleeps; 0 .. 100000 */
+	int env_error;         /* 0, or -EINVAL when an environment variable was bad */
+	char message[256];     /* why the last init/create failed ("" if not) */
+} weft_config_t;
+
+/* What it does: fills *cfg with the defaults (workers = the CPUs this
+ * process may run on, from sched_getaffinity; 64 KiB stacks; 8192 guarded
+ * stacks; 50 us spin), then applies the environment variables
+ * WEFT_WORKERS, WEFT_STACK_SIZE (bytes, or with a K or M suffix),
+ * WEFT_GUARDED_STACKS and WEFT_SPIN_US.  A bad value (not a number,
+ * trailing junk, negative, zero workers, out of range) is never ignored: the
+ * default stays, cfg->env_error and the return value are -EINVAL, and
+ * cfg->message names the variable and the accepted range.  A later
+ * weft_runtime_create with this cfg fails with the same error.
+ * Ownership: cfg is the caller's.
+ * Errors: -EINVAL (NULL cfg, or a bad environment variable).
+ * Checkpoint: no.  Threads: any thread. */
+WEFT_EXTERN int weft_config_init(weft_config_t *cfg);
+
+/* What it does: creates a runtime: starts cfg->workers worker threads and
+ * the I/O thread (libuv loop).  The workers sleep until a task arrives.
+ * Ownership: the caller owns *out and must weft_runtime_destroy it.
+ * cfg is only read (its message field is written on failure).
+ * Errors: -EINVAL (NULL argument, cfg not from weft_config_init, a field
+ * out of range, or cfg->env_error set; cfg->message says which),
+ * -ENOMEM, -EAGAIN (a thread could not be started).  On failure nothing is
+ * left running and *out is untouched.
+ * Checkpoint: no.  Threads: any thread that is not a weft worker. */
+WEFT_EXTERN int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg);
+
+/* What it does: runs fn(arg) as the root task of a new task tree on rt's
+ * workers and blocks the calling thread until it returns.  Several threads
+ * may run root tasks in one runtime at the same time.
+ * Returns: fn's return value (0 on success); -ECANCELED if the root was
+ * cancelled.  When fn failed (any other negative code) and err_out is not
+ * NULL, *err_out receives an error group whose single entry is the root's
+ * failure (with its message, or the nested group it passed to
+ * weft_fail_group); the caller owns it.
+ * Errors: -EINVAL (NULL rt or fn), -ENOMEM (nothing ran), WEFT_EMISUSE
+ * (called from a weft fiber: it would block a worker; spawn instead).
+ * Checkpoint: no (the caller is not a fiber).
+ * Threads: any thread that is not running a weft fiber. */
+WEFT_EXTERN int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
+	weft_error_t **err_out);
+
+/* What it does: stops and joins every thread of rt and frees everything
+ * it holds.
+ * Errors: -EINVAL (NULL), -EBUSY (a root task is still running, or called
+ * from one of rt's own threads); then nothing is destroyed.
+ * Checkpoint: no.  Threads: any thread outside rt. */
+WEFT_EXTERN int weft_runtime_destroy(weft_runtime_t *rt);
+
+/* What it does: the one-call form (like anyio.run): weft_config_init,
+ * weft_runtime_create, weft_runtime_run(fn, arg), weft_runtime_destroy.
+ * A configuration error or a failure of fn is printed to stderr.
+ * Returns: fn's result, or the creation error.
+ * Checkpoint: no.  Threads: any thread not running a weft fiber. */
+WEFT_EXTERN int weft_run(weft_fn fn, void *arg);
+
+/* What it does: the number of worker threads of the runtime running the
+ * calling fiber, or 0 when called outside a weft fiber.
+ * Checkpoint: no.  Threads: any. */
+WEFT_EXTERN unsigned weft_worker_count(void);
+
+WEFT_END_DECLS
+
+#endif

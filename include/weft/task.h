@@ -1,0 +1,117 @@
+/* Tasks: what a running task can do to itself (fail with a message, set
+ * its result, signal started()), and task handles.
+ *
+ * A handle observes a task; it never owns it.  Every task belongs to the
+ * group it was spawned into, which joins it whether or not a handle exists,
+ * and which still aggregates a failure that a handle has seen. */
+#ifndef WEFT_TASK_H
+#define WEFT_TASK_H
+
+#include <stdint.h>
+
+#include "weft/error.h"
+#include "weft/export.h"
+
+WEFT_BEGIN_DECLS
+
+typedef struct weft_task weft_task_t;
+
+typedef enum weft_task_state {
+	WEFT_TASK_PENDING = 0,    /* created, running or parked */
+	WEFT_TASK_CANCELLING = 1, /* cancel requested, not yet finished */
+	WEFT_TASK_FINISHED = 2,   /* returned 0 */
+	WEFT_TASK_FAILED = 3,     /* returned a failure code */
+	WEFT_TASK_CANCELLED = 4   /* returned -ECANCELED */
+} weft_task_state_t;
+
+/* What it does: records a failure message for the calling task and returns
+ * code, so a task can `return weft_fail(-EIO, "read %s", path);`.  The
+ * message (printf format, truncated at 255 bytes) goes into the group's
+ * error leaf.  A later call replaces the message.
+ * Errors: returns code unchanged; when called outside a weft task it only
+ * returns code.  Checkpoint: no.  Threads: weft fiber. */
+WEFT_EXTERN int weft_fail(int code, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* What it does: makes err (typically from weft_group_join) the calling
+ * task's failure, so it nests in the parent's error group, and returns
+ * WEFT_ECHILD_FAILED for the task to return.
+ * Ownership: takes err (also on error); NULL err just returns
+ * WEFT_ECHILD_FAILED.
+ * Errors: WEFT_ENOTFIBER outside a task (err is freed).
+ * Checkpoint: no.  Threads: weft fiber. */
+WEFT_EXTERN int weft_fail_group(weft_error_t *err);
+
+/* What it does: sets the calling task's result value, read through its
+ * handle with weft_task_result.  weft never dereferences or frees it.
+ * Errors: WEFT_ENOTFIBER.  Checkpoint: no.  Threads: weft fiber. */
+WEFT_EXTERN int weft_task_set_result(void *value);
+
+/* What it does: signals that the calling task, started with
+ * weft_group_start, is ready: the weft_group_start caller resumes with
+ * value, and the task moves into the target group (unless the caller was
+ * already cancelled).  For a task spawned with weft_group_spawn it does
+ * nothing and returns 0 (AnyIO's TASK_STATUS_IGNORED).
+ * Errors: WEFT_EALREADY (called twice), WEFT_ENOTFIBER.
+ * Checkpoint: no.  Threads: weft fiber. */
+WEFT_EXTERN int weft_task_started(void *value);
+
+/* What it does: the state of the task behind h (weakly consistent while it
+ * runs; exact once the handle's task finished, see weft_task_wait).
+ * Errors: NULL gives WEFT_TASK_PENDING.  Checkpoint: no.  Threads: any. */
+WEFT_EXTERN weft_task_state_t weft_task_state(const weft_task_t *h);
+
+/* What it does: reads the task's outcome: on FINISHED returns 0 and sets
+ * *value (if not NULL) to the value given to weft_task_set_result.
+ * Errors: -EINVAL (NULL h), WEFT_ENOTFINISHED (still running),
+ * -ECANCELED (it was cancelled), WEFT_EFAILED (it failed; see
+ * weft_task_failure).  Reading a failure does not consume it: the group
+ * still reports it.
+ * Checkpoint: no.  Threads: any thread holding h. */
+WEFT_EXTERN int weft_task_result(const weft_task_t *h, void **value);
+
+/* What it does: the failure code and message of a FAILED task.
+ * Ownership: *msg stays owned by the handle.
+ * Errors: -EINVAL (NULL h), WEFT_ENOTFINISHED (not failed).
+ * Checkpoint: no.  Threads: any thread holding h. */
+WEFT_EXTERN int weft_task_failure(const weft_task_t *h, int *code,
+	const char **msg);
+
+/* What it does: the value the task passed to weft_task_started (NULL
+ * before that, or when it was spawned, not started).
+ * Checkpoint: no.  Threads: any thread holding h. */
+WEFT_EXTERN void *weft_task_start_value(const weft_task_t *h);
+
+/* What it does: cancels the task's own scope only (its siblings and group
+ * are unaffected; a cancelled task never fails its group).  Idempotent;
+ * does nothing once the task has finished.
+ * Errors: -EINVAL (NULL h).  Checkpoint: no; never blocks.
+ * Threads: any thread holding h. */
+WEFT_EXTERN int weft_task_cancel(weft_task_t *h);
+
+/* What it does: parks the caller until the task has finished (its result
+ * is then readable).  It does not consume anything.
+ * Errors: -EINVAL, -ECANCELED (the caller's scope was cancelled first; the
+ * task keeps running), WEFT_ENOTFIBER, WEFT_EMISUSE (waiting on itself).
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_task_wait(weft_task_t *h);
+
+/* What it does: the task's id (unique in the process, never 0) and name.
+ * Ownership: the name is owned by the handle.
+ * Checkpoint: no.  Threads: any thread holding h. */
+WEFT_EXTERN uint64_t weft_task_id(const weft_task_t *h);
+WEFT_EXTERN const char *weft_task_name(const weft_task_t *h);
+
+/* What it does: gives up the handle.  The task keeps running and is still
+ * joined by its group: dropping a handle never detaches a task.
+ * Ownership: h is invalid afterwards.  NULL is ignored.
+ * Checkpoint: no.  Threads: any thread holding h. */
+WEFT_EXTERN void weft_task_release(weft_task_t *h);
+
+/* What it does: the id of the calling task, or 0 outside a weft task.
+ * Checkpoint: no.  Threads: any. */
+WEFT_EXTERN uint64_t weft_current_task_id(void);
+
+WEFT_END_DECLS
+
+#endif

@@ -1,0 +1,551 @@
+/* Cancel scopes, checkpoints and sleeping.
+ *
+ * Design
+ * ------
+ * Problem: Trio's cancel scopes (level-triggered, nested, shielded, with
+ * deadlines, cancellable from any thread) over tasks that run in parallel
+ * and migrate between workers, with O(1) checkpoints.
+ *
+ * Approach: scopes form one tree per root task.  A task's scopes nest on
+ * its own stack (`outer` links, owner-only); `parent` links continue across
+ * tasks: a group's scope is the parent of its children's root scopes.
+ * Cancellation is pushed down eagerly: weft__scope_cancel marks the scope
+ * and every descendant not behind a shield as effectively cancelled
+ * (eff_cancelled), under each scope's lock, parent before child, and wakes
+ * each task whose innermost scope it marks.  A scope linked under an
+ * effectively cancelled parent inherits the mark at link time.  So a
+ * checkpoint is one acquire load of the innermost scope's flag.
+ *
+ * Deadlines are timers on the I/O thread (io.c): when one fires it calls
+ * weft__scope_cancel with origin DEADLINE.  Sleeping is a private scope
+ * whose deadline is the wake-up time, then a cancellable park (Trio's
+ * sleep_until is move_on_at + sleep_forever), so there is one timer
+ * mechanism for both.
+ *
+ * Rejected: walking up the parent chain at every checkpoint (O(depth) per
+ * checkpoint: fib's join chain is 60 scopes deep) and per-fiber timers for
+ * deadlines (a 1 s scope around 100k sleeping children would arm 100k
+ * timers).
+ *
+ * Invariants
+ *   1. eff_cancelled only goes from false to true.
+ *   2. If a scope is effectively cancelled, so is every descendant that is
+ *      not behind a shield (maintained under the locks, parent first).
+ *   3. A task parked cancellably has its innermost scope fixed, and a
+ *      canceller marking that scope reads the park word after its seq_cst
+ *      store, while the task re-checks the flag after its seq_cst park
+ *      prepare: no cancellation is missed.
+ *   4. A scope's `task` is non-NULL only while the task is inside it; a
+ *      canceller that reads it under the scope's lock may wake that task.
+ *   5. A heap scope is freed when its last reference (user, queued timer
+ *      request, timer heap) is dropped.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "cancel.h"
+#include "io.h"
+#include "rt.h"
+#include "task.h"
+#include "weft/time.h"
+#include "worker.h"
+
+/* {======================================================= tree */
+
+void weft__scope_init(struct weft_scope *s, enum weft__scope_kind kind,
+	unsigned flags)
+{
+	memset(s, 0, sizeof *s);
+	weft__spin_init(&s->lock);
+	s->kind = (uint8_t)kind;
+	s->flags = flags;
+	atomic_init(&s->cancel_called, false);
+	atomic_init(&s->eff_cancelled, false);
+	atomic_init(&s->observed, false);
+	atomic_init(&s->deadline, WEFT_FOREVER);
+	atomic_init(&s->timer_deadline, WEFT_FOREVER);
+	atomic_init(&s->refs, 1);
+	atomic_init(&s->timer_queued, 0);
+	s->heap_index = SIZE_MAX;
+}
+
+/* Marks s (locked by the caller) and its unshielded subtree. */
+static void scope_propagate_locked(struct weft_scope *s,
+	struct weft_scope *origin)
+{
+	if (atomic_load_explicit(&s->eff_cancelled, memory_order_relaxed))
+		return;  /* invariant 2: the subtree is already marked */
+	s->origin = origin;
+	/* seq_cst: see invariant 3; release also publishes origin. */
+	atomic_store_explicit(&s->eff_cancelled, true, memory_order_seq_cst);
+	struct weft_task *t = s->task;
+	if (t && atomic_load_explicit(&t->cur_scope, memory_order_seq_cst) ==
+		s)
+		weft__task_wake_cancel(t);
+	for (struct weft_scope *c = s->first_child; c; c = c->next_sib) {
+		if (c->flags & WEFT_SCOPE_SHIELD)
+			continue;
+		weft__spin_lock(&c->lock);
+		scope_propagate_locked(c, origin);
+		weft__spin_unlock(&c->lock);
+	}
+}
+
+void weft__scope_link(struct weft_scope *s, struct weft_scope *parent,
+	struct weft_task *t)
+{
+	weft__spin_lock(&s->lock);
+	s->task = t;
+	weft__spin_unlock(&s->lock);
+	s->parent = parent;
+	if (parent == NULL)
+		return;
+	weft__spin_lock(&parent->lock);
+	s->prev_sib = NULL;
+	s->next_sib = parent->first_child;
+	if (parent->first_child)
+		parent->first_child->prev_sib = s;
+	parent->first_child = s;
+	if (!(s->flags & WEFT_SCOPE_SHIELD) && atomic_load_explicit(
+		&parent->eff_cancelled, memory_order_relaxed)) {
+		weft__spin_lock(&s->lock);
+		scope_propagate_locked(s, parent->origin);
+		weft__spin_unlock(&s->lock);
+	}
+	weft__spin_unlock(&parent->lock);
+}
+
+void weft__scope_unlink(struct weft_scope *s)
+{
+	struct weft_scope *parent = s->parent;
+	if (parent) {
+		weft__spin_lock(&parent->lock);
+		if (s->prev_sib)
+			s->prev_sib->next_sib = s->next_sib;
+		else
+			parent->first_child = s->next_sib;
+		if (s->next_sib)
+			s->next_sib->prev_sib = s->prev_sib;
+		s->prev_sib = s->next_sib = NULL;
+		weft__spin_unlock(&parent->lock);
+	}
+	weft__spin_lock(&s->lock);
+	s->task = NULL;
+	weft__spin_unlock(&s->lock);
+}
+
+void weft__scope_reparent(struct weft_scope *s, struct weft_scope *new_parent)
+{
+	struct weft_task *t = s->task;
+	weft__scope_unlink(s);
+	weft__scope_link(s, new_parent, t);
+}
+
+void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
+	const char *text, uint64_t by_task)
+{
+	weft__spin_lock(&s->lock);
+	if (!atomic_load_explicit(&s->cancel_called, memory_order_relaxed)) {
+		s->reason.origin = origin;
+		s->reason.scope_id = s->id;
+		s->reason.task_id = by_task;
+		snprintf(s->reason.text, sizeof s->reason.text, "%s",
+			text ? text : "cancelled");
+		/* release: the reason is complete before the flag. */
+		atomic_store_explicit(&s->cancel_called, true,
+			memory_order_release);
+	}
+	scope_propagate_locked(s, s);
+	weft__spin_unlock(&s->lock);
+}
+
+bool weft__scope_is_cancelled(const struct weft_scope *s)
+{
+	return s && atomic_load_explicit(&s->eff_cancelled,
+		memory_order_seq_cst);
+}
+
+void weft__scope_note_observed(struct weft_scope *s)
+{
+	if (s)
+		atomic_store_explicit(&s->observed, true, memory_order_relaxed);
+}
+
+void weft__scope_push(struct weft_task *t, struct weft_scope *s)
+{
+	struct weft_scope *cur = atomic_load_explicit(&t->cur_scope,
+		memory_order_relaxed);
+	s->outer = cur;
+	s->state = WEFT__SCOPE_ENTERED;
+	weft__scope_link(s, cur, t);
+	atomic_store_explicit(&t->cur_scope, s, memory_order_seq_cst);
+}
+
+void weft__scope_pop(struct weft_task *t, struct weft_scope *s)
+{
+	atomic_store_explicit(&t->cur_scope, s->outer, memory_order_seq_cst);
+	s->state = WEFT__SCOPE_EXITED;
+	weft__scope_unlink(s);
+}
+
+void weft__scope_unref(struct weft_scope *s)
+{
+	/* acq_rel: the last dropper sees all writes made under other refs. */
+	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+		weft__census_add(WEFT__CENSUS_SCOPE, -1);
+		weft__free(s);
+	}
+}
+
+void weft__scope_deadline_fired(struct weft_scope *s)
+{
+	weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, "deadline exceeded", 0);
+}
+
+/* Arms or disarms the timer for s according to timer_deadline. */
+static void scope_timer_set(struct weft_scope *s, int64_t when)
+{
+	/* seq_cst: ordered before the seq_cst CAS of timer_queued in
+	 * weft__io_timer_update (see io_apply). */
+	int64_t old = atomic_exchange_explicit(&s->timer_deadline, when,
+		memory_order_seq_cst);
+	if (old != when && s->rt != NULL)
+		weft__io_timer_update(s->rt, s);
+}
+
+/* }======================================================= */
+
+/* {======================================================= enter / exit */
+
+static int scope_enter(struct weft_task *t, struct weft_scope *s)
+{
+	s->rt = t->rt;
+	weft__scope_push(t, s);
+	int64_t d = atomic_load_explicit(&s->deadline, memory_order_relaxed);
+	if (d != WEFT_FOREVER) {
+		if (d <= weft_now())
+			weft__scope_deadline_fired(s);
+		else
+			scope_timer_set(s, d);
+	}
+	return 0;
+}
+
+static void scope_exit(struct weft_task *t, struct weft_scope *s)
+{
+	s->caught = atomic_load_explicit(&s->cancel_called,
+		memory_order_acquire) && atomic_load_explicit(&s->observed,
+		memory_order_relaxed);
+	weft__scope_pop(t, s);
+	scope_timer_set(s, WEFT_FOREVER);
+}
+
+int weft_scope_create(weft_scope_t **out, int64_t deadline, unsigned flags)
+{
+	if (out == NULL || (flags & ~(WEFT_SCOPE_SHIELD | WEFT_SCOPE_FAIL)))
+		return -EINVAL;
+	struct weft_scope *s = weft__alloc(sizeof *s);
+	if (s == NULL)
+		return -ENOMEM;
+	weft__scope_init(s, WEFT__SCOPE_USER, flags);
+	s->id = weft__next_id();
+	atomic_store_explicit(&s->deadline, deadline, memory_order_relaxed);
+	weft__census_add(WEFT__CENSUS_SCOPE, 1);
+	*out = s;
+	return 0;
+}
+
+int weft_scope_enter(weft_scope_t *s)
+{
+	if (s == NULL)
+		return -EINVAL;
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	if (s->state != WEFT__SCOPE_CREATED || s->kind != WEFT__SCOPE_USER)
+		return WEFT_EMISUSE;
+	return scope_enter(t, s);
+}
+
+int weft_scope_exit(weft_scope_t *s)
+{
+	if (s == NULL)
+		return -EINVAL;
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	if (s->state != WEFT__SCOPE_ENTERED || s->kind != WEFT__SCOPE_USER)
+		return WEFT_EMISUSE;
+	weft__spin_lock(&s->lock);
+	bool mine = s->task == t;
+	weft__spin_unlock(&s->lock);
+	if (!mine)
+		return WEFT_EMISUSE;
+	if (atomic_load_explicit(&t->cur_scope, memory_order_relaxed) != s)
+		return WEFT_EMISNEST;
+	scope_exit(t, s);
+	if ((s->flags & WEFT_SCOPE_FAIL) && s->caught &&
+		s->reason.origin == WEFT_CANCEL_DEADLINE)
+		return -ETIMEDOUT;
+	return 0;
+}
+
+void weft_scope_destroy(weft_scope_t *s)
+{
+	if (s == NULL)
+		return;
+	if (s->state == WEFT__SCOPE_ENTERED) {
+		struct weft_task *t = weft__task_current();
+		if (t && atomic_load_explicit(&t->cur_scope,
+			memory_order_relaxed) == s)
+			scope_exit(t, s);
+		else
+			WEFT_ASSERT(0, "weft_scope_destroy of a scope that is "
+				"entered but not innermost");
+	}
+	weft__scope_unref(s);
+}
+
+int weft_scope_cancel(weft_scope_t *s, const char *reason)
+{
+	if (s == NULL)
+		return -EINVAL;
+	struct weft_task *t = weft__task_current();
+	weft__scope_cancel(s, WEFT_CANCEL_EXPLICIT, reason, t ? t->id : 0);
+	return 0;
+}
+
+int weft_scope_set_deadline(weft_scope_t *s, int64_t deadline)
+{
+	if (s == NULL)
+		return -EINVAL;
+	atomic_store_explicit(&s->deadline, deadline, memory_order_relaxed);
+	if (s->state != WEFT__SCOPE_ENTERED)
+		return 0;
+	if (deadline != WEFT_FOREVER && deadline <= weft_now())
+		weft__scope_deadline_fired(s);
+	else
+		scope_timer_set(s, deadline);
+	return 0;
+}
+
+int64_t weft_scope_deadline(const weft_scope_t *s)
+{
+	return s ? atomic_load_explicit(&s->deadline, memory_order_relaxed)
+		 : WEFT_FOREVER;
+}
+
+int weft_scope_cancel_called(const weft_scope_t *s)
+{
+	return s && atomic_load_explicit(&s->cancel_called,
+		memory_order_acquire);
+}
+
+int weft_scope_cancelled_caught(const weft_scope_t *s)
+{
+	return s && s->caught;
+}
+
+int weft_scope_reason(const weft_scope_t *s, weft_cancel_reason_t *out)
+{
+	if (s == NULL || out == NULL)
+		return -EINVAL;
+	memset(out, 0, sizeof *out);
+	if (atomic_load_explicit(&s->cancel_called, memory_order_acquire))
+		*out = s->reason;
+	return 0;
+}
+
+int weft_scope_open(weft_scope_t **out, int64_t deadline, unsigned flags)
+{
+	if (out == NULL)
+		return -EINVAL;
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	weft_scope_t *s;
+	int rc = weft_scope_create(&s, deadline, flags);
+	if (rc < 0)
+		return rc;
+	scope_enter(t, s);
+	*out = s;
+	return 0;
+}
+
+static int64_t scope_after(int64_t ns)
+{
+	if (ns <= 0)
+		return weft_now();
+	int64_t now = weft_now();
+	return ns > WEFT_FOREVER - now ? WEFT_FOREVER : now + ns;
+}
+
+int weft_move_on_at(weft_scope_t **out, int64_t deadline)
+{
+	return weft_scope_open(out, deadline, 0);
+}
+
+int weft_move_on_after(weft_scope_t **out, int64_t ns)
+{
+	return weft_scope_open(out, scope_after(ns), 0);
+}
+
+int weft_fail_at(weft_scope_t **out, int64_t deadline)
+{
+	return weft_scope_open(out, deadline, WEFT_SCOPE_FAIL);
+}
+
+int weft_fail_after(weft_scope_t **out, int64_t ns)
+{
+	return weft_scope_open(out, scope_after(ns), WEFT_SCOPE_FAIL);
+}
+
+int weft__scope_open_internal(struct weft_task *t, struct weft_scope **out,
+	int64_t deadline, unsigned flags)
+{
+	int rc = weft_scope_create(out, deadline, flags);
+	if (rc < 0)
+		return rc;
+	return scope_enter(t, *out);
+}
+
+void weft__scope_force_exit(struct weft_task *t, struct weft_scope *s)
+{
+	scope_exit(t, s);
+}
+
+bool weft__scope_close_internal(struct weft_task *t, struct weft_scope *s)
+{
+	scope_exit(t, s);
+	bool caught = s->caught;
+	weft__scope_unref(s);
+	return caught;
+}
+
+/* }======================================================= */
+
+/* {======================================================= checkpoints */
+
+static struct weft_scope *cancel_cur(struct weft_task *t)
+{
+	return atomic_load_explicit(&t->cur_scope, memory_order_relaxed);
+}
+
+/* -ECANCELED (recording the observation) if t is cancelled, else 0. */
+static int cancel_check(struct weft_task *t)
+{
+	struct weft_scope *s = cancel_cur(t);
+	if (!weft__scope_is_cancelled(s))
+		return 0;
+	weft__scope_note_observed(s->origin);
+	return -ECANCELED;
+}
+
+int weft_checkpoint_if_cancelled(void)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	return cancel_check(t);
+}
+
+int weft_cancel_shielded_checkpoint(void)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	weft__sched_switch_out(t, WEFT__POST_YIELD);
+	return 0;
+}
+
+int weft_yield(void)
+{
+	return weft_cancel_shielded_checkpoint();
+}
+
+int weft_checkpoint(void)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	int rc = cancel_check(t);
+	if (rc < 0)
+		return rc;
+	weft__sched_switch_out(t, WEFT__POST_YIELD);
+	return cancel_check(t);
+}
+
+int64_t weft_effective_deadline(void)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_FOREVER;
+	int64_t best = WEFT_FOREVER;
+	for (struct weft_scope *s = cancel_cur(t); s; s = s->parent) {
+		int64_t d = atomic_load_explicit(&s->deadline,
+			memory_order_relaxed);
+		if (d < best)
+			best = d;
+		if (s->flags & WEFT_SCOPE_SHIELD)
+			break;
+	}
+	return best;
+}
+
+int weft_cancel_reason(weft_cancel_reason_t *out)
+{
+	if (out == NULL)
+		return -EINVAL;
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	memset(out, 0, sizeof *out);
+	struct weft_scope *s = cancel_cur(t);
+	if (!weft__scope_is_cancelled(s) || s->origin == NULL)
+		return 0;
+	struct weft_scope *o = s->origin;
+	weft__spin_lock(&o->lock);
+	*out = o->reason;
+	weft__spin_unlock(&o->lock);
+	return 0;
+}
+
+/* }======================================================= */
+
+/* {======================================================= sleeping */
+
+int weft_sleep_until(int64_t deadline)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	int rc = cancel_check(t);
+	if (rc < 0)
+		return rc;
+	if (deadline <= weft_now()) {
+		weft__sched_switch_out(t, WEFT__POST_YIELD);
+		return cancel_check(t);
+	}
+	struct weft_scope *s;
+	rc = weft__scope_open_internal(t, &s, deadline, 0);
+	if (rc < 0)
+		return rc;
+	for (;;) {
+		weft__park_prepare(t, true);
+		if (weft__scope_is_cancelled(s))
+			break;
+		weft__park_commit(t);
+	}
+	weft__scope_note_observed(s->origin);
+	weft__scope_close_internal(t, s);
+	return cancel_check(t);
+}
+
+int weft_sleep(int64_t ns)
+{
+	return weft_sleep_until(scope_after(ns));
+}
+
+/* }======================================================= */

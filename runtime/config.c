@@ -1,0 +1,131 @@
+#define _GNU_SOURCE
+/* weft_config_init: defaults, then environment overrides, validated
+ * strictly.  A bad value is never replaced by a guess: the error names
+ * the variable and the accepted range, and runtime creation fails. */
+#include <errno.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+static unsigned config_default_workers(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof set, &set) == 0) {
+		int n = CPU_COUNT(&set);
+		if (n > 0)
+			return n > (int)WEFT__WORKERS_MAX ? WEFT__WORKERS_MAX
+							  : (unsigned)n;
+	}
+	return 1;
+}
+
+/* Parses decimal digits with an optional K/M suffix (x1024, x1048576)
+ * when allow_suffix; nothing else (no sign, no spaces, no junk). */
+static int config_parse(const char *s, int allow_suffix, uint64_t *out)
+{
+	if (s == NULL || *s == '\0')
+		return -EINVAL;
+	uint64_t v = 0;
+	const char *p = s;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	if (p == s)
+		return -EINVAL;
+	if (*p != '\0') {
+		uint64_t mul;
+		if (!allow_suffix)
+			return -EINVAL;
+		if (*p == 'k' || *p == 'K')
+			mul = 1024;
+		else if (*p == 'm' || *p == 'M')
+			mul = 1024 * 1024;
+		else
+			return -EINVAL;
+		if (p[1] != '\0')
+			return -EINVAL;
+		if (v > UINT64_MAX / mul)
+			return -ERANGE;
+		v *= mul;
+	}
+	*out = v;
+	return 0;
+}
+
+/* Applies one environment variable; on error records the first one. */
+static void config_env(weft_config_t *cfg, const char *name, uint64_t min,
+	uint64_t max, int allow_suffix, uint64_t *value)
+{
+	const char *s = getenv(name);
+	if (s == NULL)
+		return;
+	uint64_t v;
+	if (config_parse(s, allow_suffix, &v) == 0 && v >= min && v <= max) {
+		*value = v;
+		return;
+	}
+	if (cfg->env_error == 0) {
+		cfg->env_error = -EINVAL;
+		snprintf(cfg->message, sizeof cfg->message,
+			"%s='%.64s' is not valid: expected an integer from "
+			"%llu to %llu%s",
+			name, s, (unsigned long long)min,
+			(unsigned long long)max,
+			allow_suffix ? " (bytes; K and M suffixes allowed)" : "");
+	}
+}
+
+int weft_config_init(weft_config_t *cfg)
+{
+	if (cfg == NULL)
+		return -EINVAL;
+	memset(cfg, 0, sizeof *cfg);
+	cfg->size = sizeof *cfg;
+	cfg->workers = config_default_workers();
+	cfg->stack_size = 64 * 1024;
+	cfg->guarded_stacks = 8192;
+	cfg->spin_us = 50;
+	uint64_t v = cfg->workers;
+	config_env(cfg, "WEFT_WORKERS", 1, WEFT__WORKERS_MAX, 0, &v);
+	cfg->workers = (unsigned)v;
+	v = cfg->stack_size;
+	config_env(cfg, "WEFT_STACK_SIZE", WEFT__STACK_MIN, WEFT__STACK_MAX, 1,
+		&v);
+	cfg->stack_size = (size_t)v;
+	v = cfg->guarded_stacks;
+	config_env(cfg, "WEFT_GUARDED_STACKS", 0, WEFT__GUARDED_MAX, 0, &v);
+	cfg->guarded_stacks = (size_t)v;
+	v = cfg->spin_us;
+	config_env(cfg, "WEFT_SPIN_US", 0, WEFT__SPIN_US_MAX, 0, &v);
+	cfg->spin_us = (unsigned)v;
+	return cfg->env_error;
+}
+
+int weft__config_validate(weft_config_t *cfg)
+{
+	const char *bad = NULL;
+	if (cfg->size != sizeof *cfg)
+		bad = "config was not initialised with weft_config_init";
+	else if (cfg->env_error != 0)
+		return cfg->env_error;  /* message already set */
+	else if (cfg->workers < 1 || cfg->workers > WEFT__WORKERS_MAX)
+		bad = "workers must be from 1 to 1024";
+	else if (cfg->stack_size < WEFT__STACK_MIN ||
+		cfg->stack_size > WEFT__STACK_MAX)
+		bad = "stack_size must be from 16384 to 1073741824 bytes";
+	else if (cfg->guarded_stacks > WEFT__GUARDED_MAX)
+		bad = "guarded_stacks must be from 0 to 30000";
+	else if (cfg->spin_us > WEFT__SPIN_US_MAX)
+		bad = "spin_us must be from 0 to 100000";
+	if (bad == NULL)
+		return 0;
+	snprintf(cfg->message, sizeof cfg->message, "%s", bad);
+	return -EINVAL;
+}

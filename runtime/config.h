@@ -1,0 +1,17 @@
+/* Configuration validation shared by weft_config_init and
+ * weft_runtime_create. */
+#ifndef WEFT_RUNTIME_CONFIG_H
+#define WEFT_RUNTIME_CONFIG_H
+
+#include "weft/runtime.h"
+
+#define WEFT__WORKERS_MAX 1024u
+#define WEFT__STACK_MIN ((size_t)16 * 1024)
+#define WEFT__STACK_MAX ((size_t)1 << 30)
+#define WEFT__GUARDED_MAX 30000u
+#define WEFT__SPIN_US_MAX 100000u
+
+/* 0 if every field is in range; else -EINVAL with cfg->message set. */
+int weft__config_validate(weft_config_t *cfg);
+
+#endif

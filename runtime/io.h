@@ -1,0 +1,37 @@
+/* The I/O thread: one libuv loop on a dedicated thread.  Other threads
+ * talk to it only through a lock-free request queue plus uv_async_send.
+ * Today it owns the timers of scope deadlines (and so sleeps). */
+#ifndef WEFT_RUNTIME_IO_H
+#define WEFT_RUNTIME_IO_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <uv.h>
+
+struct weft_scope;
+struct weft_runtime;
+
+typedef struct weft__io {
+	uv_loop_t loop;            /* I/O thread only (after start) */
+	uv_async_t wake;           /* uv_async_send from any thread */
+	uv_timer_t timer;          /* armed at the earliest deadline */
+	pthread_t thread;
+	/* Treiber stack of scopes whose timer needs updating; pushed by any
+	 * thread (release CAS), taken whole by the I/O thread (acquire
+	 * exchange). */
+	_Atomic(struct weft_scope *) requests;
+	atomic_bool stop;          /* set before the final uv_async_send */
+	struct weft_scope **heap;  /* I/O thread only: 4-ary min-heap */
+	size_t heap_len, heap_cap;
+	bool started;
+} weft__io_t;
+
+int weft__io_start(struct weft_runtime *rt);
+/* Stop and join the I/O thread; every worker must be joined already. */
+void weft__io_stop(struct weft_runtime *rt);
+/* Ask the I/O thread to make s's timer match s->deadline.  Any thread.
+ * Takes a reference on s while the request is queued. */
+void weft__io_timer_update(struct weft_runtime *rt, struct weft_scope *s);
+
+#endif

@@ -1,0 +1,38 @@
+/* The runtime object (behind weft_runtime_t): owns every thread and
+ * every shared structure.  No global state outside it. */
+#ifndef WEFT_RUNTIME_RT_H
+#define WEFT_RUNTIME_RT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "inject.h"
+#include "io.h"
+#include "park.h"
+#include "stack.h"
+#include "weft/runtime.h"
+#include "worker.h"
+
+struct weft_runtime {
+	weft_config_t cfg;
+	unsigned nworkers;
+	weft__worker_t *workers;       /* array of nworkers, 128-byte aligned */
+	weft__stack_shared_t stacks;
+	weft__inject_t inject;
+	weft__idle_t idle;
+	weft__io_t io;
+	/* Set once by destroy (release); workers read it (acquire) before
+	 * sleeping and after waking. */
+	atomic_bool stopping;
+	/* Root tasks currently inside weft_runtime_run; destroy refuses
+	 * while > 0 (acq_rel). */
+	atomic_int running_roots;
+	/* Logical clock for error leaves (relaxed fetch_add). */
+	atomic_ullong error_seq;
+};
+
+/* Process-wide unique ids for tasks and scopes (relaxed counter: ids only
+ * need uniqueness). */
+uint64_t weft__next_id(void);
+
+#endif

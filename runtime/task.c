@@ -1,0 +1,550 @@
+/* Tasks: lifecycle, the park/wake protocol, start()/started(), handles.
+ *
+ * Park/wake protocol
+ * ------------------
+ * Problem: a task that blocks registers itself with one or more wake
+ * sources (a group's join word, a timer, a cancel scope, a start handshake)
+ * and then switches away.  A source may fire on another thread before the
+ * switch has finished; resuming the fiber then would run it on two stacks
+ * at once.  Several sources may fire; only one may resume it, and a source
+ * that fires late (for an earlier park) must not resume a later one.
+ *
+ * Approach: one 64-bit park word per task = generation | CANCELLABLE |
+ * PARKED | WOKEN.
+ *   1. prepare: the task stores a new generation with neither flag
+ *      (seq_cst, so a canceller's flag store and this one are totally
+ *      ordered: see weft__scope_cancel) and hands the generation to its
+ *      wake sources.
+ *   2. commit: the task switches to the scheduler, which sets PARKED with
+ *      fetch_or.  If WOKEN was already set, the scheduler readies it.
+ *   3. wake(gen): a CAS sets WOKEN if the generation matches and WOKEN is
+ *      not set; if PARKED was already set, the waker readies the task.
+ * Whoever performs the second of the two transitions (PARKED, WOKEN)
+ * readies the task, exactly once.  Rejected: a per-task mutex (a waker on
+ * the I/O thread would contend with the scheduler), and "spin until the
+ * fiber is off its stack" (unbounded on a preempted vCPU).
+ *
+ * Invariants
+ *   1. A task is in at most one run queue, and only while not running.
+ *   2. A task record is freed only when its run reference (dropped by the
+ *      scheduler after the fiber's last switch) and every handle are gone.
+ *   3. A child's last access to its group is weft__group_child_done.
+ *   4. The outcome fields (rc, result, fail_*) are written before the
+ *      release store of `state` and read only after an acquire load of it.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "errors.h"
+#include "group.h"
+#include "rt.h"
+#include "stack.h"
+#include "task.h"
+#include "worker.h"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* State of a start()/started() handshake; lives on the caller's stack. */
+enum { START_PENDING, START_STARTED, START_ABANDONED, START_ENDED };
+
+struct weft__start {
+	struct weft_task *caller;
+	/* The caller's current park generation (seq_cst: see task_start
+	 * and start_end). */
+	_Atomic uint64_t caller_gen;
+	atomic_int state;
+	struct weft_group *g;
+};
+
+/* {======================================================= lifecycle */
+
+struct weft_task *weft__task_current(void)
+{
+	weft__worker_t *w = weft__worker_current();
+	return w ? w->current : NULL;
+}
+
+int weft__task_create(struct weft_runtime *rt, const char *name, weft_fn fn,
+	void *arg, struct weft_task **out)
+{
+	struct weft_task *t = weft__alloc(sizeof *t);
+	if (t == NULL)
+		return -ENOMEM;
+	memset(t, 0, sizeof *t);
+	t->rt = rt;
+	t->fn = fn;
+	t->arg = arg;
+	atomic_init(&t->park, 0);
+	atomic_init(&t->state, WEFT_TASK_PENDING);
+	atomic_init(&t->refs, 1);
+	weft__spin_init(&t->waiters_lock);
+	t->id = weft__next_id();
+	snprintf(t->name, sizeof t->name, "%s", name ? name : "task");
+	weft__scope_init(&t->root_scope, WEFT__SCOPE_TASK, 0);
+	t->root_scope.id = t->id;
+	t->root_scope.rt = rt;
+	atomic_init(&t->cur_scope, &t->root_scope);
+	weft__census_add(WEFT__CENSUS_TASK, 1);
+	*out = t;
+	return 0;
+}
+
+void weft__task_unref(struct weft_task *t)
+{
+	/* acq_rel: the last dropper sees every write made under the other
+	 * references before it frees. */
+	if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	weft__free(t->fail_msg);
+	weft_error_free(t->fail_group);
+	weft__census_add(WEFT__CENSUS_TASK, -1);
+	weft__free(t);
+}
+
+/* }======================================================= */
+
+/* {======================================================= park / wake */
+
+uint64_t weft__park_prepare(struct weft_task *self, bool cancellable)
+{
+	uint64_t old = atomic_load_explicit(&self->park, memory_order_relaxed);
+	uint64_t gen = (old >> WEFT__PARK_GEN_SHIFT) + 1;
+	uint64_t word = (gen << WEFT__PARK_GEN_SHIFT) |
+		(cancellable ? WEFT__PARK_CANCELLABLE : 0);
+	/* seq_cst: ordered before the task's later seq_cst read of its
+	 * scope's eff_cancelled; a canceller stores eff_cancelled then reads
+	 * this word, so one of the two sees the other. */
+	atomic_store_explicit(&self->park, word, memory_order_seq_cst);
+	return gen;
+}
+
+void weft__park_commit(struct weft_task *self)
+{
+	/* Fast path: already woken, no need to switch. */
+	if (atomic_load_explicit(&self->park, memory_order_acquire) &
+		WEFT__PARK_WOKEN)
+		return;
+	weft__sched_switch_out(self, WEFT__POST_PARK);
+}
+
+static bool task_wake_if(struct weft_task *t, uint64_t gen, bool need_cancel)
+{
+	uint64_t old = atomic_load_explicit(&t->park, memory_order_acquire);
+	for (;;) {
+		if (old & WEFT__PARK_WOKEN)
+			return false;
+		if (need_cancel) {
+			if (!(old & WEFT__PARK_CANCELLABLE))
+				return false;
+		} else if ((old >> WEFT__PARK_GEN_SHIFT) != gen) {
+			return false;
+		}
+		/* acq_rel: publishes the waker's writes (the reason the task
+		 * was woken) to the task, and sees PARKED from the scheduler. */
+		if (atomic_compare_exchange_weak_explicit(&t->park, &old,
+			old | WEFT__PARK_WOKEN, memory_order_seq_cst,
+			memory_order_acquire))
+			break;
+	}
+	if (old & WEFT__PARK_PARKED)
+		weft__sched_ready(t);
+	return true;
+}
+
+bool weft__task_wake(struct weft_task *t, uint64_t gen)
+{
+	return task_wake_if(t, gen, false);
+}
+
+bool weft__task_wake_cancel(struct weft_task *t)
+{
+	return task_wake_if(t, 0, true);
+}
+
+/* }======================================================= */
+
+/* {======================================================= running */
+
+static void start_end(struct weft_task *t);
+
+void weft__task_entry(void *arg)
+{
+	struct weft_task *t = arg;
+	int rc;
+	if ((t->spawn_flags & WEFT_SPAWN_SKIPPABLE) &&
+		weft__scope_is_cancelled(&t->root_scope))
+		rc = -ECANCELED;
+	else
+		rc = t->fn(t->arg);
+	weft__task_finish(t, rc);
+	weft__sched_switch_out(t, WEFT__POST_EXIT);
+	WEFT_ASSERT(0, "an exited task was resumed");
+}
+
+void weft__task_finish(struct weft_task *t, int rc)
+{
+	/* Structured concurrency: nothing the task opened outlives it. */
+	if (atomic_load_explicit(&t->cur_scope, memory_order_relaxed) !=
+		&t->root_scope) {
+		int r = weft__group_reap_unjoined(t);
+		if (r < 0 && rc >= 0) {
+			rc = r;
+			weft__free(t->fail_msg);
+			t->fail_msg = NULL;
+			weft_fail(r, "task '%s' returned with an open group or "
+				"scope", t->name);
+		}
+	}
+	int state;
+	if (rc == 0)
+		state = WEFT_TASK_FINISHED;
+	else if (rc == -ECANCELED)
+		state = WEFT_TASK_CANCELLED;
+	else
+		state = WEFT_TASK_FAILED;
+	t->rc = rc;
+	if (state == WEFT_TASK_FAILED) {
+		t->fail_collateral = weft__scope_is_cancelled(&t->root_scope);
+		t->fail_seq = atomic_fetch_add_explicit(&t->rt->error_seq, 1,
+			memory_order_relaxed);
+	}
+	struct weft_group *g = t->group;
+	bool owned_by_starter = t->start != NULL;
+	if (g && state == WEFT_TASK_FAILED && !owned_by_starter)
+		weft__group_child_failed(g, t);
+	weft__scope_unlink(&t->root_scope);
+	/* release: publishes the outcome fields (invariant 4). */
+	atomic_store_explicit(&t->state, state, memory_order_release);
+	/* Wake under the lock: a waiter's node lives on its stack, and a
+	 * waiter woken by cancellation takes this lock to unlist itself
+	 * before it may return, so it cannot leave while we still read its
+	 * node.  Waking never blocks. */
+	weft__spin_lock(&t->waiters_lock);
+	for (struct weft__waiter *w = t->waiters; w; w = w->next)
+		weft__task_wake(w->task, w->gen);
+	t->waiters = NULL;
+	weft__spin_unlock(&t->waiters_lock);
+	if (owned_by_starter)
+		start_end(t);
+	if (g)
+		weft__group_child_done(g);
+	if (t->root_done) {
+		/* release: the blocked thread reads the outcome after it. */
+		atomic_store_explicit(t->root_done, 1, memory_order_release);
+		syscall(SYS_futex, t->root_done, FUTEX_WAKE_PRIVATE, 1, NULL,
+			NULL, 0);
+	}
+}
+
+/* }======================================================= */
+
+/* {======================================================= start / started */
+
+/* The child ends without having been started (or after the caller gave
+ * up): tell the caller. */
+static void start_end(struct weft_task *t)
+{
+	struct weft__start *st = t->start;
+	struct weft_task *caller = st->caller;
+	/* seq_cst exchange then seq_cst load of caller_gen: pairs with the
+	 * caller's store of caller_gen then load of state. */
+	atomic_exchange_explicit(&st->state, START_ENDED,
+		memory_order_seq_cst);
+	uint64_t gen = atomic_load_explicit(&st->caller_gen,
+		memory_order_seq_cst);
+	/* st may be gone as soon as the caller runs: touch nothing after. */
+	weft__task_wake(caller, gen);
+}
+
+int weft_task_started(void *value)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	if (t->started_called)
+		return WEFT_EALREADY;
+	if (t->start == NULL)
+		return 0;  /* spawned, not started: TASK_STATUS_IGNORED */
+	t->started_called = true;
+	t->start_value = value;
+	struct weft__start *st = t->start;
+	/* Rule 16: if the caller is already cancelled, do not move into g;
+	 * the caller will cancel us and wait. */
+	if (weft__scope_is_cancelled(t->root_scope.parent))
+		return 0;
+	int expected = START_PENDING;
+	if (!atomic_compare_exchange_strong_explicit(&st->state, &expected,
+		START_STARTED, memory_order_seq_cst, memory_order_seq_cst))
+		return 0;  /* the caller gave up first */
+	weft__scope_reparent(&t->root_scope, &st->g->scope);
+	struct weft_task *caller = st->caller;
+	uint64_t gen = atomic_load_explicit(&st->caller_gen,
+		memory_order_seq_cst);
+	t->start = NULL;  /* from now on failures go to the group */
+	weft__task_wake(caller, gen);
+	return 0;
+}
+
+/* Park the caller until st leaves `from` (the caller is not cancellable
+ * when `cancellable` is false).  Returns the state seen. */
+static int start_wait(struct weft_task *self, struct weft__start *st,
+	bool cancellable)
+{
+	for (;;) {
+		uint64_t gen = weft__park_prepare(self, cancellable);
+		atomic_store_explicit(&st->caller_gen, gen,
+			memory_order_seq_cst);
+		int s = atomic_load_explicit(&st->state, memory_order_seq_cst);
+		if (s == START_STARTED || s == START_ENDED)
+			return s;
+		if (cancellable && weft__scope_is_cancelled(
+			atomic_load_explicit(&self->cur_scope,
+				memory_order_relaxed)))
+			return s;
+		weft__park_commit(self);
+		s = atomic_load_explicit(&st->state, memory_order_seq_cst);
+		if (s == START_STARTED || s == START_ENDED)
+			return s;
+		if (cancellable && weft__scope_is_cancelled(
+			atomic_load_explicit(&self->cur_scope,
+				memory_order_relaxed)))
+			return s;
+	}
+}
+
+int weft__task_start(struct weft_task *self, struct weft_group *g,
+	struct weft_task *t, void **value_out);
+
+/* Runs the handshake for a created (not yet queued) child t of g, which
+ * carries a reference for us.  Returns start()'s result. */
+int weft__task_start(struct weft_task *self, struct weft_group *g,
+	struct weft_task *t, void **value_out)
+{
+	struct weft__start st;
+	st.caller = self;
+	st.g = g;
+	atomic_init(&st.caller_gen, 0);
+	atomic_init(&st.state, START_PENDING);
+	t->start = &st;
+	/* Before started() the child runs under the caller's scopes. */
+	weft__scope_link(&t->root_scope,
+		atomic_load_explicit(&self->cur_scope, memory_order_relaxed), t);
+	weft__sched_spawn(t);
+	int s = start_wait(self, &st, true);
+	if (s == START_PENDING) {
+		int expected = START_PENDING;
+		if (atomic_compare_exchange_strong_explicit(&st.state,
+			&expected, START_ABANDONED, memory_order_seq_cst,
+			memory_order_seq_cst)) {
+			weft__scope_cancel(&t->root_scope, WEFT_CANCEL_START,
+				"the start() caller was cancelled", self->id);
+			s = start_wait(self, &st, false);
+			WEFT_ASSERT(s == START_ENDED, "start handshake");
+			struct weft_scope *cur = atomic_load_explicit(
+				&self->cur_scope, memory_order_relaxed);
+			if (cur->origin)
+				weft__scope_note_observed(cur->origin);
+			int crc = t->rc;
+			return (crc == 0 || crc == -ECANCELED) ? -ECANCELED : crc;
+		}
+		s = expected;
+	}
+	if (s == START_STARTED) {
+		if (value_out)
+			*value_out = t->start_value;
+		return 0;
+	}
+	/* Ended without started(): its outcome is ours to report. */
+	if (atomic_load_explicit(&t->state, memory_order_acquire) ==
+		WEFT_TASK_FINISHED)
+		return WEFT_ENOTSTARTED;
+	return t->rc;
+}
+
+/* }======================================================= */
+
+/* {======================================================= task self-API */
+
+int weft_fail(int code, const char *fmt, ...)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL || fmt == NULL)
+		return code;
+	char buf[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	size_t n = strlen(buf) + 1;
+	char *m = weft__alloc(n);
+	if (m == NULL)
+		return code;  /* the code still reaches the group */
+	memcpy(m, buf, n);
+	weft__free(t->fail_msg);
+	t->fail_msg = m;
+	return code;
+}
+
+int weft_fail_group(weft_error_t *err)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL) {
+		weft_error_free(err);
+		return WEFT_ENOTFIBER;
+	}
+	if (err) {
+		weft_error_free(t->fail_group);
+		t->fail_group = err;
+	}
+	return WEFT_ECHILD_FAILED;
+}
+
+int weft_task_set_result(void *value)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	t->result = value;
+	return 0;
+}
+
+uint64_t weft_current_task_id(void)
+{
+	struct weft_task *t = weft__task_current();
+	return t ? t->id : 0;
+}
+
+/* }======================================================= */
+
+/* {======================================================= handles */
+
+weft_task_state_t weft_task_state(const weft_task_t *h)
+{
+	if (h == NULL)
+		return WEFT_TASK_PENDING;
+	int s = atomic_load_explicit(&h->state, memory_order_acquire);
+	if (s == WEFT_TASK_PENDING && atomic_load_explicit(
+		&h->root_scope.cancel_called, memory_order_acquire))
+		return WEFT_TASK_CANCELLING;
+	return (weft_task_state_t)s;
+}
+
+int weft_task_result(const weft_task_t *h, void **value)
+{
+	if (h == NULL)
+		return -EINVAL;
+	switch (atomic_load_explicit(&h->state, memory_order_acquire)) {
+	case WEFT_TASK_FINISHED:
+		if (value)
+			*value = h->result;
+		return 0;
+	case WEFT_TASK_CANCELLED:
+		return -ECANCELED;
+	case WEFT_TASK_FAILED:
+		return WEFT_EFAILED;
+	default:
+		return WEFT_ENOTFINISHED;
+	}
+}
+
+int weft_task_failure(const weft_task_t *h, int *code, const char **msg)
+{
+	if (h == NULL)
+		return -EINVAL;
+	if (atomic_load_explicit(&h->state, memory_order_acquire) !=
+		WEFT_TASK_FAILED)
+		return WEFT_ENOTFINISHED;
+	if (code)
+		*code = h->rc;
+	if (msg)
+		*msg = h->fail_msg ? h->fail_msg : "";
+	return 0;
+}
+
+void *weft_task_start_value(const weft_task_t *h)
+{
+	return h ? h->start_value : NULL;
+}
+
+int weft_task_cancel(weft_task_t *h)
+{
+	if (h == NULL)
+		return -EINVAL;
+	if (atomic_load_explicit(&h->state, memory_order_acquire) !=
+		WEFT_TASK_PENDING)
+		return 0;
+	struct weft_task *self = weft__task_current();
+	weft__scope_cancel(&h->root_scope, WEFT_CANCEL_TASK,
+		"task cancelled through its handle", self ? self->id : 0);
+	return 0;
+}
+
+int weft_task_wait(weft_task_t *h)
+{
+	if (h == NULL)
+		return -EINVAL;
+	struct weft_task *self = weft__task_current();
+	if (self == NULL)
+		return WEFT_ENOTFIBER;
+	if (self == h)
+		return WEFT_EMISUSE;
+	struct weft__waiter node = { .task = self };
+	for (;;) {
+		if (atomic_load_explicit(&h->state, memory_order_acquire) !=
+			WEFT_TASK_PENDING)
+			return 0;
+		node.gen = weft__park_prepare(self, true);
+		weft__spin_lock(&h->waiters_lock);
+		bool done = atomic_load_explicit(&h->state,
+			memory_order_acquire) != WEFT_TASK_PENDING;
+		if (!done) {
+			node.next = h->waiters;
+			h->waiters = &node;
+		}
+		weft__spin_unlock(&h->waiters_lock);
+		if (done)
+			return 0;
+		struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
+			memory_order_relaxed);
+		if (!weft__scope_is_cancelled(cur))
+			weft__park_commit(self);
+		/* Remove ourselves if still listed (woken by cancellation). */
+		weft__spin_lock(&h->waiters_lock);
+		for (struct weft__waiter **p = &h->waiters; *p; p = &(*p)->next)
+			if (*p == &node) {
+				*p = node.next;
+				break;
+			}
+		weft__spin_unlock(&h->waiters_lock);
+		cur = atomic_load_explicit(&self->cur_scope,
+			memory_order_relaxed);
+		if (weft__scope_is_cancelled(cur) && atomic_load_explicit(
+			&h->state, memory_order_acquire) == WEFT_TASK_PENDING) {
+			weft__scope_note_observed(cur->origin);
+			return -ECANCELED;
+		}
+	}
+}
+
+uint64_t weft_task_id(const weft_task_t *h)
+{
+	return h ? h->id : 0;
+}
+
+const char *weft_task_name(const weft_task_t *h)
+{
+	return h ? h->name : "";
+}
+
+void weft_task_release(weft_task_t *h)
+{
+	if (h)
+		weft__task_unref(h);
+}
+
+/* }======================================================= */

@@ -1,0 +1,96 @@
+/* Tasks: the internal record behind weft_task_t, and the park/wake
+ * protocol every blocking operation uses (see task.c for the essay). */
+#ifndef WEFT_RUNTIME_TASK_H
+#define WEFT_RUNTIME_TASK_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cancel.h"
+#include "context.h"
+#include "weft/runtime.h"
+#include "weft/task.h"
+
+struct weft_group;
+struct weft__start;
+struct weft__waiter;
+
+#define WEFT__TASK_NAME_MAX 48
+
+/* Park word layout: bit 0 WOKEN, bit 1 PARKED (the fiber has switched
+ * out), bit 2 CANCELLABLE, bits 3..63 the park generation. */
+#define WEFT__PARK_WOKEN 1u
+#define WEFT__PARK_PARKED 2u
+#define WEFT__PARK_CANCELLABLE 4u
+#define WEFT__PARK_GEN_SHIFT 3
+
+struct weft_task {
+	/* Hot scheduling fields first. */
+	weft__cont_t cont;              /* owner: the worker running it */
+	struct weft__stack *stack;      /* NULL until first run */
+	struct weft_task *next;         /* run-queue / inject link */
+	struct weft_runtime *rt;
+	weft_fn fn;
+	void *arg;
+	_Atomic uint64_t park;          /* see WEFT__PARK_*; any thread */
+	/* Innermost entered scope: written by the task itself, read by
+	 * cancellers under the scope's lock (relaxed atomic). */
+	_Atomic(struct weft_scope *) cur_scope;
+	struct weft_group *group;       /* joins this task; NULL for a root */
+	struct weft_scope root_scope;   /* the task's own scope */
+	/* Outcome: written by the task before it publishes its end with the
+	 * release store of `state`; readers acquire `state` first. */
+	atomic_int state;               /* weft_task_state_t */
+	int rc;
+	void *result;
+	char *fail_msg;                 /* weft__alloc'd, or NULL */
+	struct weft_error *fail_group;  /* nested error group, or NULL */
+	bool fail_collateral;           /* failed while already cancelled */
+	uint64_t fail_seq;              /* logical time of the failure */
+	unsigned spawn_flags;
+	/* start()/started() handshake; NULL when spawned or once started. */
+	struct weft__start *start;
+	bool started_called;
+	void *start_value;
+	/* Tasks parked in weft_task_wait; under waiters_lock. */
+	weft__spin_t waiters_lock;
+	struct weft__waiter *waiters;
+	atomic_int refs;                /* run ref + handles */
+	uint64_t id;
+	char name[WEFT__TASK_NAME_MAX];
+	/* External thread blocked in weft_runtime_run on this root task. */
+	atomic_uint *root_done;
+};
+
+/* A parked task waiting on a list (task completion, ...). */
+struct weft__waiter {
+	struct weft_task *task;
+	uint64_t gen;
+	struct weft__waiter *next;
+};
+
+/* The task running on the calling thread, or NULL (plain thread or worker
+ * scheduler context).  Re-read after every possible switch. */
+struct weft_task *weft__task_current(void);
+
+/* Allocate and initialise a task record (refs = 1, the run ref). */
+int weft__task_create(struct weft_runtime *rt, const char *name, weft_fn fn,
+	void *arg, struct weft_task **out);
+void weft__task_unref(struct weft_task *t);
+
+/* Park protocol.  prepare returns the generation to hand to wakers;
+ * commit switches out until woken (returns at once if already woken);
+ * wake is callable from any thread and returns true if it woke the task. */
+uint64_t weft__park_prepare(struct weft_task *self, bool cancellable);
+WEFT_FIBER_FN void weft__park_commit(struct weft_task *self);
+bool weft__task_wake(struct weft_task *t, uint64_t gen);
+/* Wake t only if its current park is cancellable.  Any thread. */
+bool weft__task_wake_cancel(struct weft_task *t);
+
+/* Entry point of every task fiber. */
+void weft__task_entry(void *arg);
+/* Finish bookkeeping after fn returned (groups, start, waiters). */
+void weft__task_finish(struct weft_task *t, int rc);
+
+#endif

@@ -1,0 +1,311 @@
+/* Workers: the scheduling loop.
+ *
+ * Design
+ * ------
+ * Each worker thread runs a loop on its own stack (the "scheduler
+ * context") and switches into one fiber at a time.  A fiber always switches
+ * back to the scheduler context, never directly to another fiber: the
+ * scheduler then finishes what the fiber could not do while it was still
+ * on its own stack (publish a park, requeue a yield, free an exited
+ * fiber's stack), and only then may another worker resume it.
+ *
+ * Where the next task comes from, in order:
+ *   1. every 61st pick, the injection queue first (so wake-ups from the I/O
+ *      thread and foreign threads cannot starve behind local work; Go and
+ *      Tokio use the same interval);
+ *   2. the run-next slot: a task made runnable by the task that just ran
+ *      (a child ending wakes its joining parent) runs next, for locality;
+ *      at most 3 times in a row, so two tasks waking each other cannot
+ *      starve the rest (Tokio's cap);
+ *   3. the own deque: newest first (fork-join: depth-first, small memory),
+ *      except right after a yield, when the oldest is taken, so yielding
+ *      tasks round-robin instead of resuming themselves;
+ *   4. the injection queue;
+ *   5. stealing the oldest task of a random victim, then spinning for a
+ *      bounded time, then sleeping (park.c).
+ *
+ * Fibers migrate: a parked task is made runnable on whichever worker woke
+ * it, so the code of a task never keeps a worker pointer across a switch
+ * (weft__worker_current is re-read; it is not inlinable).
+ *
+ * Invariants
+ *   1. Only the owner pushes and pops its deque; thieves only steal.
+ *   2. A task is switched into by at most one worker at a time: it is in
+ *      exactly one queue or slot between being made runnable and running.
+ *   3. `post` is set by the fiber immediately before switching out and
+ *      consumed by the scheduler immediately after.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "rt.h"
+#include "stack.h"
+#include "task.h"
+#include "worker.h"
+
+#define WORKER_INJECT_INTERVAL 61
+#define WORKER_RUNNEXT_CAP 3
+
+static __thread weft__worker_t *worker_tls;
+
+/* Not inlinable, and the asm hides the TLS address from the optimiser, so
+ * the value is re-read after every switch (research/platform.md 5.1). */
+__attribute__((noinline)) weft__worker_t *weft__worker_current(void)
+{
+	weft__worker_t **p = &worker_tls;
+	__asm__ volatile("" : "+r"(p));
+	return *p;
+}
+
+/* {======================================================= queues */
+
+static bool worker_is_ours(weft__worker_t *w, struct weft_task *t)
+{
+	return w != NULL && w->rt == t->rt;
+}
+
+/* Both functions read t->rt before publishing t: once t is in a queue,
+ * another worker may run it to completion and free it. */
+void weft__sched_ready(struct weft_task *t)
+{
+	weft__worker_t *w = weft__worker_current();
+	struct weft_runtime *rt = t->rt;
+	if (!worker_is_ours(w, t)) {
+		weft__inject_push(&rt->inject, t);
+		weft__idle_notify(rt);
+		return;
+	}
+	struct weft_task *old = w->runnext;
+	w->runnext = t;
+	if (old) {
+		if (weft__deque_push(&w->deque, old) < 0)
+			weft__inject_push(&w->rt->inject, old);
+		weft__idle_notify(w->rt);
+	}
+}
+
+void weft__sched_spawn(struct weft_task *t)
+{
+	weft__worker_t *w = weft__worker_current();
+	struct weft_runtime *rt = t->rt;
+	if (!worker_is_ours(w, t) || weft__deque_push(&w->deque, t) < 0)
+		weft__inject_push(&rt->inject, t);
+	weft__idle_notify(rt);
+}
+
+void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
+{
+	weft__worker_t *w = weft__worker_current();
+	w->post = post;
+	w->post_task = self;
+	if (post == WEFT__POST_EXIT)
+		weft__cont_switch_final(&self->cont, &w->sched);
+	weft__cont_switch(&self->cont, &w->sched);
+}
+
+/* xorshift64*: cheap victim selection, owner-only state. */
+static uint64_t worker_rand(weft__worker_t *w)
+{
+	uint64_t x = w->rng;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	w->rng = x;
+	return x * UINT64_C(2685821657736338717);
+}
+
+struct weft_task *weft__sched_steal(weft__worker_t *w)
+{
+	struct weft_runtime *rt = w->rt;
+	struct weft_task *t = weft__inject_pop(&rt->inject);
+	if (t)
+		return t;
+	unsigned n = rt->nworkers;
+	if (n < 2)
+		return NULL;
+	unsigned start = (unsigned)(worker_rand(w) % n);
+	for (unsigned i = 0; i < n; i++) {
+		weft__worker_t *v = &rt->workers[(start + i) % n];
+		if (v == w)
+			continue;
+		void *item;
+		for (int tries = 0; tries < 4; tries++) {
+			int rc = weft__deque_steal(&v->deque, &item);
+			if (rc == 0)
+				return item;
+			if (rc != -EAGAIN)
+				break;
+		}
+	}
+	return NULL;
+}
+
+static struct weft_task *worker_next(weft__worker_t *w)
+{
+	struct weft_task *t;
+	if (++w->tick % WORKER_INJECT_INTERVAL == 0) {
+		t = weft__inject_pop(&w->rt->inject);
+		if (t)
+			return t;
+	}
+	if (w->runnext) {
+		t = w->runnext;
+		w->runnext = NULL;
+		if (w->runnext_streak < WORKER_RUNNEXT_CAP) {
+			w->runnext_streak++;
+			return t;
+		}
+		/* Cap reached: queue it behind the others. */
+		w->runnext_streak = 0;
+		if (weft__deque_push(&w->deque, t) < 0)
+			weft__inject_push(&w->rt->inject, t);
+		w->take_oldest = true;
+	}
+	w->runnext_streak = 0;
+	if (w->take_oldest) {
+		w->take_oldest = false;
+		void *item;
+		int rc;
+		while ((rc = weft__deque_steal(&w->deque, &item)) == -EAGAIN)
+			;
+		if (rc == 0)
+			return item;
+	} else {
+		t = weft__deque_pop(&w->deque);
+		if (t)
+			return t;
+	}
+	t = weft__inject_pop(&w->rt->inject);
+	if (t)
+		return t;
+	return weft__idle_find_or_sleep(w);
+}
+
+/* }======================================================= */
+
+/* {======================================================= running */
+
+static void worker_fail_unstartable(weft__worker_t *w, struct weft_task *t,
+	int rc)
+{
+	/* No stack for it: it ends with rc without running.  Its argument
+	 * stays unreleased; the failure says why. */
+	(void)w;
+	weft__task_finish(t, rc);
+	weft__task_unref(t);
+}
+
+static void worker_after_switch(weft__worker_t *w, struct weft_task *t)
+{
+	if (t->stack && weft__stack_check(t->stack) < 0) {
+		weft__diag("stack overflow in task '%s' (canary of its %zu-byte"
+			" stack overwritten)", t->name, t->stack->size);
+		abort();
+	}
+	enum weft__post post = w->post;
+	w->post = WEFT__POST_NONE;
+	w->post_task = NULL;
+	switch (post) {
+	case WEFT__POST_PARK: {
+		/* acq_rel: release publishes the fiber's saved context to
+		 * whichever thread resumes it; acquire sees a waker's WOKEN. */
+		uint64_t old = atomic_fetch_or_explicit(&t->park,
+			WEFT__PARK_PARKED, memory_order_acq_rel);
+		if (old & WEFT__PARK_WOKEN)
+			weft__sched_ready(t);
+		break;
+	}
+	case WEFT__POST_YIELD:
+		if (weft__deque_push(&w->deque, t) < 0)
+			weft__inject_push(&w->rt->inject, t);
+		w->take_oldest = true;
+		break;
+	case WEFT__POST_EXIT:
+		weft__stack_put(&w->stacks, t->stack);
+		t->stack = NULL;
+		weft__task_unref(t);
+		break;
+	case WEFT__POST_NONE:
+		WEFT_ASSERT(0, "fiber switched out without a reason");
+	}
+}
+
+static void worker_run(weft__worker_t *w, struct weft_task *t)
+{
+	if (t->stack == NULL) {
+		int rc = weft__stack_get(&w->stacks, &t->stack);
+		if (rc < 0) {
+			w->current = t;
+			worker_fail_unstartable(w, t, rc);
+			w->current = NULL;
+			return;
+		}
+		t->stack->owner_name = t->name;
+		weft__cont_init_fiber(&t->cont, t->stack, weft__task_entry, t);
+	}
+	w->current = t;
+	weft__stack_set_running(t->stack);
+	weft__cont_switch(&w->sched, &t->cont);
+	weft__stack_set_running(NULL);
+	w->current = NULL;
+	worker_after_switch(w, t);
+}
+
+static void *worker_main(void *arg)
+{
+	weft__worker_t *w = arg;
+	worker_tls = w;
+	/* Signals are for the application's threads, not ours. */
+	sigset_t all;
+	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	weft__cont_init_thread(&w->sched);
+	int have_altstack = weft__stack_thread_init() == 0;
+	for (;;) {
+		struct weft_task *t = worker_next(w);
+		if (t == NULL)
+			break;
+		worker_run(w, t);
+	}
+	if (have_altstack)
+		weft__stack_thread_fini();
+	weft__cont_fini_thread(&w->sched);
+	worker_tls = NULL;
+	return NULL;
+}
+
+/* }======================================================= */
+
+int weft__worker_start(struct weft_runtime *rt, weft__worker_t *w,
+	unsigned index)
+{
+	w->rt = rt;
+	w->index = index;
+	w->rng = UINT64_C(0x9E3779B97F4A7C15) * (index + 1) ^
+		(uint64_t)(uintptr_t)w;
+	atomic_init(&w->wake_word, 0);
+	int rc = weft__deque_init(&w->deque, 8);
+	if (rc < 0)
+		return rc;
+	weft__stack_pool_init(&w->stacks, &rt->stacks);
+	rc = pthread_create(&w->thread, NULL, worker_main, w);
+	if (rc != 0) {
+		weft__stack_pool_fini(&w->stacks);
+		weft__deque_fini(&w->deque);
+		return rc == EAGAIN ? -EAGAIN : -rc;
+	}
+	return 0;
+}
+
+void weft__worker_join(weft__worker_t *w)
+{
+	pthread_join(w->thread, NULL);
+	weft__stack_pool_fini(&w->stacks);
+	weft__deque_fini(&w->deque);
+}

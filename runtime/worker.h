@@ -1,0 +1,73 @@
+/* Workers: one OS thread each, running fibers from its own deque, its
+ * run-next slot, the injection queue, and other workers' deques (see
+ * worker.c for the scheduling essay). */
+#ifndef WEFT_RUNTIME_WORKER_H
+#define WEFT_RUNTIME_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "context.h"
+#include "deque.h"
+#include "stack.h"
+
+struct weft_task;
+struct weft_runtime;
+
+/* What the scheduler does right after a fiber switched back to it.  The
+ * fiber cannot do these itself: until it is off its own stack, nobody else
+ * may resume it. */
+enum weft__post {
+	WEFT__POST_NONE = 0,
+	WEFT__POST_PARK,  /* publish PARKED; resume at once if already woken */
+	WEFT__POST_YIELD, /* requeue at the fair end of the deque */
+	WEFT__POST_EXIT   /* release the stack and the run reference */
+};
+
+typedef struct weft__worker {
+	/* Owner-only fields. */
+	struct weft_runtime *rt;
+	unsigned index;
+	weft__cont_t sched;          /* this thread's own stack context */
+	struct weft_task *current;   /* task running now, NULL in sched */
+	struct weft_task *runnext;   /* run-next slot (LIFO, capped) */
+	unsigned runnext_streak;     /* consecutive run-next picks */
+	bool take_oldest;            /* after a yield: take the oldest task */
+	bool spinning;               /* counted in rt's nspinning */
+	unsigned tick;
+	uint64_t rng;
+	enum weft__post post;
+	struct weft_task *post_task;
+	weft__stack_pool_t stacks;
+	struct weft__worker *idle_next; /* under rt's idle lock */
+	bool idle_listed;               /* under rt's idle lock */
+	pthread_t thread;
+	/* Shared: thieves steal from the deque. */
+	weft__deque_t deque;
+	/* Futex word: 1 = wake-up pending.  Written by wakers (release),
+	 * waited on by the owner. */
+	_Alignas(WEFT__FALSE_SHARING) atomic_uint wake_word;
+} weft__worker_t;
+
+/* The worker whose thread calls this, or NULL.  Never inlined and hidden
+ * from the optimiser, so a fiber that migrated re-reads its new thread's
+ * value (research/platform.md 5.1). */
+weft__worker_t *weft__worker_current(void);
+
+/* Make t runnable after a park: on the calling worker's run-next slot if
+ * it is a worker of t's runtime, else through the injection queue. */
+void weft__sched_ready(struct weft_task *t);
+/* Queue a new task: the calling worker's deque, or the injection queue. */
+void weft__sched_spawn(struct weft_task *t);
+/* From a fiber: switch to the scheduler and have it perform `post`. */
+WEFT_FIBER_FN void weft__sched_switch_out(struct weft_task *self,
+	enum weft__post post);
+
+int weft__worker_start(struct weft_runtime *rt, weft__worker_t *w,
+	unsigned index);
+void weft__worker_join(weft__worker_t *w);
+
+#endif

@@ -1,0 +1,122 @@
+/* Test helpers (see support.h). */
+#include "support.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SUPPORT_MAX_FAILURES 64
+
+struct support_failure {
+	const char *file;
+	int line;
+	const char *expr;
+	long long a, b;
+	int has_values;
+};
+
+static struct support_failure support_failures[SUPPORT_MAX_FAILURES];
+/* Slots are claimed with a relaxed fetch_add; the main thread reads them
+ * after joining every weft thread (weft_runtime_destroy), which orders
+ * the writes before the reads. */
+static atomic_int support_nfailures;
+
+static void support_record(const char *file, int line, const char *expr,
+	long long a, long long b, int has_values)
+{
+	int i = atomic_fetch_add_explicit(&support_nfailures, 1,
+		memory_order_relaxed);
+	if (i >= SUPPORT_MAX_FAILURES)
+		return;
+	support_failures[i] = (struct support_failure){ file, line, expr, a, b,
+		has_values };
+}
+
+int weft_test_check(int ok, const char *file, int line, const char *expr)
+{
+	if (!ok)
+		support_record(file, line, expr, 0, 0, 0);
+	return ok;
+}
+
+int weft_test_check_eq(long long a, long long b, const char *file, int line,
+	const char *expr)
+{
+	if (a != b)
+		support_record(file, line, expr, a, b, 1);
+	return a == b;
+}
+
+static void support_assert_no_failures(void)
+{
+	int n = atomic_exchange(&support_nfailures, 0);
+	for (int i = 0; i < n && i < SUPPORT_MAX_FAILURES; i++) {
+		struct support_failure *f = &support_failures[i];
+		if (f->has_values)
+			print_error("CHECK failed at %s:%d: %s (%lld vs %lld)\n",
+				f->file, f->line, f->expr, f->a, f->b);
+		else
+			print_error("CHECK failed at %s:%d: %s\n", f->file,
+				f->line, f->expr);
+	}
+	assert_int_equal(n, 0);
+}
+
+void weft_test_assert_no_leaks(void)
+{
+	weft_debug_stats_t st;
+	weft_debug_stats(&st);
+	assert_int_equal(st.live_runtimes, 0);
+	assert_int_equal(st.live_tasks, 0);
+	assert_int_equal(st.live_fibers, 0);
+	assert_int_equal(st.live_stacks, 0);
+	assert_int_equal(st.live_groups, 0);
+	assert_int_equal(st.live_scopes, 0);
+	assert_int_equal(st.live_allocs, 0);
+	assert_int_equal(st.live_bytes, 0);
+}
+
+int weft_test_run_err(unsigned workers, weft_fn fn, void *arg,
+	weft_error_t **err)
+{
+	weft_config_t cfg;
+	assert_int_equal(weft_config_init(&cfg), 0);
+	cfg.workers = workers;
+	weft_runtime_t *rt = NULL;
+	int rc = weft_runtime_create(&rt, &cfg);
+	if (rc != 0)
+		print_error("runtime create: %s\n", cfg.message);
+	assert_int_equal(rc, 0);
+	rc = weft_runtime_run(rt, fn, arg, err);
+	assert_int_equal(weft_runtime_destroy(rt), 0);
+	support_assert_no_failures();
+	return rc;
+}
+
+int weft_test_run(unsigned workers, weft_fn fn, void *arg)
+{
+	weft_error_t *err = NULL;
+	int rc = weft_test_run_err(workers, fn, arg, &err);
+	if (err) {
+		char buf[2048];
+		weft_error_format(err, buf, sizeof buf);
+		print_message("root failed: %s", buf);
+		weft_error_free(err);
+	}
+	weft_test_assert_no_leaks();
+	return rc;
+}
+
+long weft_test_scale(long plain)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	long n = plain / 10;
+#else
+	long n = plain;
+#endif
+	const char *v = getenv("WEFT_TEST_SCALE");
+	if (v && *v)
+		n = n * atol(v) / 100;
+	return n > 0 ? n : 1;
+}

@@ -1,0 +1,57 @@
+/* Shared test helpers.
+ *
+ * cmocka asserts only work on the test's main thread (research/platform.md
+ * 3.3), so code running inside weft tasks uses CHECK(), which records a
+ * failure (file, line, expression) in a lock-free list and returns; the
+ * main thread asserts the list is empty after the runtime is destroyed.
+ *
+ * Every concurrent test runs at 1, 2 and 4 workers (WEFT_TEST registers
+ * the three), and every run ends with a leak check: zero live heap bytes,
+ * tasks, fibers, stacks, groups, scopes and runtimes. */
+#ifndef WEFT_TESTS_SUPPORT_H
+#define WEFT_TESTS_SUPPORT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <weft.h>
+
+/* Records a failed check from any thread; returns the condition. */
+int weft_test_check(int ok, const char *file, int line, const char *expr);
+#define CHECK(cond) weft_test_check(!!(cond), __FILE__, __LINE__, #cond)
+#define CHECK_EQ(a, b)                                                   \
+	weft_test_check_eq((long long)(a), (long long)(b), __FILE__, __LINE__, \
+		#a " == " #b)
+int weft_test_check_eq(long long a, long long b, const char *file, int line,
+	const char *expr);
+
+/* Runs fn(arg) as the root task of a fresh runtime with `workers`
+ * workers, destroys it, then asserts (main thread) that no CHECK failed
+ * and nothing leaked.  Returns fn's result. */
+int weft_test_run(unsigned workers, weft_fn fn, void *arg);
+/* Same, also handing back the root's error group (caller frees). */
+int weft_test_run_err(unsigned workers, weft_fn fn, void *arg,
+	weft_error_t **err);
+
+/* Asserts that nothing weft allocated is still alive. */
+void weft_test_assert_no_leaks(void);
+
+/* The worker count of a test registered with WEFT_TEST. */
+#define WEFT_TEST_WORKERS(state) ((unsigned)(uintptr_t)*(state))
+
+/* Registers test f at 1, 2 and 4 workers. */
+#define WEFT_TEST(f)                                               \
+	cmocka_unit_test_prestate(f, (void *)(uintptr_t)1),        \
+	cmocka_unit_test_prestate(f, (void *)(uintptr_t)2),        \
+	cmocka_unit_test_prestate(f, (void *)(uintptr_t)4)
+
+/* Scales iteration counts down under sanitizers and valgrind. */
+long weft_test_scale(long plain);
+
+/* Runs the group with a name that shows the binary. */
+#define WEFT_RUN_TESTS(tests) cmocka_run_group_tests(tests, NULL, NULL)
+
+#endif

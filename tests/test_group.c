@@ -1,0 +1,503 @@
+/* Task groups: semantics.md "Groups & joining" (rules 1-8). */
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "support.h"
+
+struct counter {
+	atomic_long n;
+	weft_group_t *g;
+	long fanout;
+};
+
+static int count_up(void *arg)
+{
+	struct counter *c = arg;
+	atomic_fetch_add(&c->n, 1);
+	return 0;
+}
+
+static int sleep_then_count(void *arg)
+{
+	struct counter *c = arg;
+	CHECK_EQ(weft_sleep(2 * WEFT_MSEC), 0);
+	atomic_fetch_add(&c->n, 1);
+	return 0;
+}
+
+/* {======================================================= rule 1 */
+
+static int join_waits_root(void *arg)
+{
+	struct counter *c = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < 50; i++)
+		CHECK_EQ(weft_group_spawn(g, sleep_then_count, c), 0);
+	for (int i = 0; i < 500; i++)
+		CHECK_EQ(weft_group_spawn(g, count_up, c), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(atomic_load(&c->n), 550);
+	return 0;
+}
+
+static void test_group__join_waits_for_every_child(void **state)
+{
+	struct counter c = { 0 };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		join_waits_root, &c), 0);
+	assert_int_equal(atomic_load(&c.n), 550);
+}
+
+/* Each child spawns `fanout` grandchildren into the same group after a
+ * sleep, i.e. while the owner is already inside join. */
+static int spawn_more_later(void *arg)
+{
+	struct counter *c = arg;
+	CHECK_EQ(weft_sleep(1 * WEFT_MSEC), 0);
+	for (long i = 0; i < c->fanout; i++)
+		CHECK_EQ(weft_group_spawn(c->g, count_up, c), 0);
+	return 0;
+}
+
+static int join_late_spawns_root(void *arg)
+{
+	struct counter *c = arg;
+	CHECK_EQ(weft_group_open(&c->g), 0);
+	for (int i = 0; i < 20; i++)
+		CHECK_EQ(weft_group_spawn(c->g, spawn_more_later, c), 0);
+	CHECK_EQ(weft_group_join(c->g, NULL), 0);
+	CHECK_EQ(atomic_load(&c->n), 20 * c->fanout);
+	return 0;
+}
+
+static void test_group__join_waits_for_children_spawned_during_join(
+	void **state)
+{
+	struct counter c = { .fanout = 30 };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		join_late_spawns_root, &c), 0);
+	assert_int_equal(atomic_load(&c.n), 600);
+}
+
+static int empty_group_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	return 0;
+}
+
+static void test_group__join_of_an_empty_group_returns_at_once(void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		empty_group_root, NULL), 0);
+}
+
+/* }======================================================= */
+
+/* {======================================================= rule 2 */
+
+static int closed_root(void *arg)
+{
+	struct counter *c = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_retain(g), 0);
+	CHECK_EQ(weft_group_spawn(g, count_up, c), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	/* The argument was not taken: the task never ran. */
+	CHECK_EQ(weft_group_spawn(g, count_up, c), WEFT_ECLOSED);
+	void *v = NULL;
+	CHECK_EQ(weft_group_start(g, count_up, c, &v), WEFT_ECLOSED);
+	CHECK_EQ(weft_group_join(g, NULL), WEFT_EMISUSE);
+	weft_group_release(g);
+	CHECK_EQ(atomic_load(&c->n), 1);
+	return 0;
+}
+
+static void test_group__spawn_into_a_closed_group_is_refused(void **state)
+{
+	struct counter c = { 0 };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), closed_root,
+		&c), 0);
+}
+
+/* }======================================================= */
+
+/* {======================================================= rule 3 */
+
+struct cancelled_spawn {
+	atomic_int ran;
+	atomic_int saw_cancel;
+};
+
+static int note_cancel_at_checkpoint(void *arg)
+{
+	struct cancelled_spawn *cs = arg;
+	atomic_fetch_add(&cs->ran, 1);
+	if (weft_checkpoint() == -ECANCELED)
+		atomic_fetch_add(&cs->saw_cancel, 1);
+	return -ECANCELED;
+}
+
+static int cancelled_open_root(void *arg)
+{
+	struct cancelled_spawn *cs = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_cancel(g, "stop"), 0);
+	/* Still accepted: runs to its first checkpoint, cancelled. */
+	CHECK_EQ(weft_group_spawn(g, note_cancel_at_checkpoint, cs), 0);
+	weft_spawn_opts_t o = { .flags = WEFT_SPAWN_UNLESS_CANCELLED };
+	CHECK_EQ(weft_group_spawn_opts(g, note_cancel_at_checkpoint, cs, &o),
+		-ECANCELED);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	return 0;
+}
+
+static void test_group__cancelled_group_accepts_spawns_that_start_cancelled(
+	void **state)
+{
+	struct cancelled_spawn cs = { 0 };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		cancelled_open_root, &cs), 0);
+	assert_int_equal(atomic_load(&cs.ran), 1);
+	assert_int_equal(atomic_load(&cs.saw_cancel), 1);
+}
+
+static int skippable_root(void *arg)
+{
+	struct cancelled_spawn *cs = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_cancel(g, NULL), 0);
+	weft_spawn_opts_t o = { .flags = WEFT_SPAWN_SKIPPABLE };
+	for (int i = 0; i < 10; i++)
+		CHECK_EQ(weft_group_spawn_opts(g, note_cancel_at_checkpoint, cs,
+			&o), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	return 0;
+}
+
+static void test_group__skippable_task_cancelled_before_running_is_skipped(
+	void **state)
+{
+	struct cancelled_spawn cs = { 0 };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		skippable_root, &cs), 0);
+	assert_int_equal(atomic_load(&cs.ran), 0);
+}
+
+/* }======================================================= */
+
+/* {======================================================= rules 4-5 */
+
+struct failing {
+	atomic_int cancelled_siblings;
+	atomic_int started;
+};
+
+static int fail_fast(void *arg)
+{
+	(void)arg;
+	return weft_fail(-EIO, "disk on fire");
+}
+
+static int sleep_long_observe_cancel(void *arg)
+{
+	struct failing *f = arg;
+	atomic_fetch_add(&f->started, 1);
+	int rc = weft_sleep(10 * WEFT_SEC);
+	if (rc == -ECANCELED)
+		atomic_fetch_add(&f->cancelled_siblings, 1);
+	return rc;
+}
+
+static int first_failure_root(void *arg)
+{
+	struct failing *f = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < 8; i++)
+		CHECK_EQ(weft_group_spawn(g, sleep_long_observe_cancel, f), 0);
+	CHECK_EQ(weft_group_spawn(g, fail_fast, f), 0);
+	CHECK_EQ(weft_group_spawn(g, fail_fast, f), 0);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	/* Both failures, each once; cancelled siblings are not failures. */
+	CHECK_EQ(weft_error_count(err), 2);
+	for (size_t i = 0; i < weft_error_count(err); i++) {
+		CHECK_EQ(weft_error_code_at(err, i), -EIO);
+		CHECK(strcmp(weft_error_message_at(err, i), "disk on fire") == 0);
+		CHECK(strcmp(weft_error_task_name_at(err, i), "fail_fast") == 0);
+	}
+	CHECK(weft_error_task_id_at(err, 0) != weft_error_task_id_at(err, 1));
+	weft_error_free(err);
+	return 0;
+}
+
+static void test_group__first_failure_cancels_siblings_and_join_collects_all(
+	void **state)
+{
+	struct failing f = { 0 };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		first_failure_root, &f), 0);
+	assert_int_equal(atomic_load(&f.cancelled_siblings),
+		atomic_load(&f.started));
+}
+
+static int body_failure_root(void *arg)
+{
+	struct failing *f = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < 4; i++)
+		CHECK_EQ(weft_group_spawn(g, sleep_long_observe_cancel, f), 0);
+	CHECK_EQ(weft_group_fail(g, -EPROTO, "body gave up"), -EPROTO);
+	/* The owner's own checkpoints now fail too: it is inside g. */
+	CHECK_EQ(weft_checkpoint(), -ECANCELED);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	CHECK_EQ(weft_error_count(err), 1);
+	CHECK_EQ(weft_error_code_at(err, 0), -EPROTO);
+	CHECK(strcmp(weft_error_task_name_at(err, 0), "main") == 0);
+	CHECK_EQ(weft_error_primary(err, NULL), -EPROTO);
+	weft_error_free(err);
+	/* Outside the group the owner is not cancelled. */
+	CHECK_EQ(weft_checkpoint(), 0);
+	return 0;
+}
+
+static void test_group__body_failure_cancels_children_and_is_a_leaf(
+	void **state)
+{
+	struct failing f = { 0 };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		body_failure_root, &f), 0);
+	assert_int_equal(atomic_load(&f.cancelled_siblings), 4);
+}
+
+/* }======================================================= */
+
+/* {======================================================= rule 6 */
+
+static int group_cancel_absorbed_root(void *arg)
+{
+	struct failing *f = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < 4; i++)
+		CHECK_EQ(weft_group_spawn(g, sleep_long_observe_cancel, f), 0);
+	CHECK_EQ(weft_sleep(1 * WEFT_MSEC), 0);
+	CHECK_EQ(weft_group_cancel(g, "enough"), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(weft_checkpoint(), 0);
+	return 0;
+}
+
+static void test_group__own_cancellation_is_absorbed_by_join(void **state)
+{
+	struct failing f = { 0 };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		group_cancel_absorbed_root, &f), 0);
+	assert_int_equal(atomic_load(&f.cancelled_siblings), 4);
+}
+
+static int outer_cancel_root(void *arg)
+{
+	struct failing *f = arg;
+	weft_scope_t *s;
+	CHECK_EQ(weft_scope_open(&s, WEFT_FOREVER, 0), 0);
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < 4; i++)
+		CHECK_EQ(weft_group_spawn(g, sleep_long_observe_cancel, f), 0);
+	CHECK_EQ(weft_sleep(1 * WEFT_MSEC), 0);
+	CHECK_EQ(weft_scope_cancel(s, "outer"), 0);
+	CHECK_EQ(weft_group_join(g, NULL), -ECANCELED);
+	CHECK_EQ(weft_checkpoint(), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(s), 0);
+	CHECK(weft_scope_cancelled_caught(s));
+	weft_scope_destroy(s);
+	CHECK_EQ(weft_checkpoint(), 0);
+	return 0;
+}
+
+static void test_group__outer_cancellation_passes_through_join(void **state)
+{
+	struct failing f = { 0 };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		outer_cancel_root, &f), 0);
+	assert_int_equal(atomic_load(&f.cancelled_siblings), 4);
+}
+
+/* }======================================================= */
+
+/* {======================================================= rule 7 */
+
+static int leave_without_join(void *arg)
+{
+	struct failing *f = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(weft_group_spawn(g, sleep_long_observe_cancel, f), 0);
+	return 0;  /* forgot to join */
+}
+
+static int missing_join_root(void *arg)
+{
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, leave_without_join, arg), 0);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	CHECK_EQ(weft_error_count(err), 1);
+	CHECK_EQ(weft_error_code_at(err, 0), WEFT_EMISSINGJOIN);
+	weft_error_free(err);
+	return 0;
+}
+
+static void test_group__leaving_a_group_unjoined_cancels_joins_and_reports(
+	void **state)
+{
+	struct failing f = { 0 };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		missing_join_root, &f), 0);
+	assert_int_equal(atomic_load(&f.cancelled_siblings), 3);
+}
+
+/* }======================================================= */
+
+/* {======================================================= rule 8 */
+
+struct handoff {
+	long before;  /* plain: written before spawn, read by the child */
+	long after;   /* plain: written by the child, read after join */
+};
+
+static int read_write_plain(void *arg)
+{
+	struct handoff *h = arg;
+	CHECK_EQ(h->before, 42);
+	h->after = h->before + 1;
+	return 0;
+}
+
+static int ordering_root(void *arg)
+{
+	(void)arg;
+	for (int round = 0; round < 200; round++) {
+		struct handoff h[8];
+		weft_group_t *g;
+		CHECK_EQ(weft_group_open(&g), 0);
+		for (int i = 0; i < 8; i++) {
+			h[i].before = 42;
+			h[i].after = 0;
+			CHECK_EQ(weft_group_spawn(g, read_write_plain, &h[i]), 0);
+		}
+		CHECK_EQ(weft_group_join(g, NULL), 0);
+		for (int i = 0; i < 8; i++)
+			CHECK_EQ(h[i].after, 43);
+	}
+	return 0;
+}
+
+static void test_group__spawn_and_join_order_plain_memory(void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		ordering_root, NULL), 0);
+}
+
+/* }======================================================= */
+
+/* {======================================================= misuse */
+
+struct misuse {
+	weft_group_t *g;
+	atomic_int rc;
+};
+
+static int join_someone_elses(void *arg)
+{
+	struct misuse *m = arg;
+	atomic_store(&m->rc, weft_group_join(m->g, NULL));
+	return 0;
+}
+
+static int misuse_root(void *arg)
+{
+	struct misuse *m = arg;
+	CHECK_EQ(weft_group_open(NULL), -EINVAL);
+	CHECK_EQ(weft_group_join(NULL, NULL), -EINVAL);
+	CHECK_EQ(weft_group_spawn(NULL, count_up, NULL), -EINVAL);
+	CHECK_EQ(weft_group_open(&m->g), 0);
+	CHECK_EQ(weft_group_spawn_named(m->g, "x", NULL, NULL), -EINVAL);
+	CHECK_EQ(weft_group_spawn(m->g, join_someone_elses, m), 0);
+	weft_scope_t *s;
+	CHECK_EQ(weft_scope_open(&s, WEFT_FOREVER, 0), 0);
+	CHECK_EQ(weft_group_join(m->g, NULL), WEFT_EMISNEST);
+	CHECK_EQ(weft_scope_exit(s), 0);
+	weft_scope_destroy(s);
+	CHECK_EQ(weft_group_join(m->g, NULL), 0);
+	CHECK_EQ(atomic_load(&m->rc), WEFT_EMISUSE);
+	return 0;
+}
+
+static void test_group__join_by_another_task_or_out_of_order_is_refused(
+	void **state)
+{
+	struct misuse m = { 0 };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), misuse_root,
+		&m), 0);
+}
+
+/* }======================================================= */
+
+/* {======================================================= nesting */
+
+static int nested_level(void *arg)
+{
+	long depth = (long)(intptr_t)arg;
+	if (depth == 0)
+		return 0;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(weft_group_spawn(g, nested_level,
+			(void *)(intptr_t)(depth - 1)), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	return 0;
+}
+
+static void test_group__nested_groups_join_a_tree_of_tasks(void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), nested_level,
+		(void *)(intptr_t)7), 0);
+}
+
+/* }======================================================= */
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		WEFT_TEST(test_group__join_waits_for_every_child),
+		WEFT_TEST(test_group__join_waits_for_children_spawned_during_join),
+		WEFT_TEST(test_group__join_of_an_empty_group_returns_at_once),
+		WEFT_TEST(test_group__spawn_into_a_closed_group_is_refused),
+		WEFT_TEST(test_group__cancelled_group_accepts_spawns_that_start_cancelled),
+		WEFT_TEST(test_group__skippable_task_cancelled_before_running_is_skipped),
+		WEFT_TEST(test_group__first_failure_cancels_siblings_and_join_collects_all),
+		WEFT_TEST(test_group__body_failure_cancels_children_and_is_a_leaf),
+		WEFT_TEST(test_group__own_cancellation_is_absorbed_by_join),
+		WEFT_TEST(test_group__outer_cancellation_passes_through_join),
+		WEFT_TEST(test_group__leaving_a_group_unjoined_cancels_joins_and_reports),
+		WEFT_TEST(test_group__spawn_and_join_order_plain_memory),
+		WEFT_TEST(test_group__join_by_another_task_or_out_of_order_is_refused),
+		WEFT_TEST(test_group__nested_groups_join_a_tree_of_tasks),
+	};
+	return WEFT_RUN_TESTS(tests);
+}

@@ -1,0 +1,426 @@
+/* Tests for fiber stacks (runtime/stack.h): LIFO reuse, the guard budget
+ * and slabs, the canary, memory release, size limits, allocation failure,
+ * the signal-handler refcount, and the overflow report (a death test in a
+ * forked child).  Every test ends with the census/leak check. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "context.h"
+#include "sanitizer.h"
+#include "stack.h"
+#include "weft/debug.h"
+
+#define KIB 1024
+#define TEST_STACK_SIZE (64 * KIB)
+
+static void expect_no_leaks(void)
+{
+	assert_int_equal(weft__census_get(WEFT__CENSUS_STACK), 0);
+	assert_int_equal(weft__alloc_live_bytes(), 0);
+}
+
+/* {====== pools ====== */
+
+static void test_stack__put_then_get_returns_the_hot_stack_first(
+	void **state)
+{
+	(void)state;
+	weft__stack_shared_t s;
+	weft__stack_pool_t p;
+	weft__stack_t *a, *b, *x, *y;
+	assert_int_equal(weft__stack_shared_init(&s, TEST_STACK_SIZE, 8), 0);
+	weft__stack_pool_init(&p, &s);
+	assert_int_equal(weft__stack_get(&p, &a), 0);
+	assert_int_equal(weft__stack_get(&p, &b), 0);
+	assert_ptr_not_equal(a, b);
+	weft__stack_put(&p, a);
+	weft__stack_put(&p, b);
+	assert_int_equal(weft__stack_get(&p, &x), 0);
+	assert_int_equal(weft__stack_get(&p, &y), 0);
+	assert_ptr_equal(x, b); /* last in, first out */
+	assert_ptr_equal(y, a);
+	assert_int_equal(s.total, 2); /* nothing new was mapped */
+	weft__stack_put(&p, x);
+	weft__stack_put(&p, y);
+	weft__stack_pool_fini(&p);
+	weft__stack_shared_fini(&s);
+	expect_no_leaks();
+}
+
+static void test_stack__pool_fini_hands_stacks_to_other_pools(void **state)
+{
+	(void)state;
+	enum { N = 200 }; /* beyond the local cache: spill and refill */
+	weft__stack_shared_t s;
+	weft__stack_pool_t p1, p2;
+	weft__stack_t *st[N];
+	assert_int_equal(weft__stack_shared_init(&s, TEST_STACK_SIZE, 8), 0);
+	weft__stack_pool_init(&p1, &s);
+	weft__stack_pool_init(&p2, &s);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(weft__stack_get(&p1, &st[i]), 0);
+	for (int i = 0; i < N; i++)
+		weft__stack_put(&p1, st[i]);
+	weft__stack_pool_fini(&p1);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(weft__stack_get(&p2, &st[i]), 0);
+	assert_int_equal(s.total, N); /* all reused, none mapped */
+	for (int i = 0; i < N; i++)
+		weft__stack_put(&p2, st[i]);
+	weft__stack_pool_fini(&p2);
+	weft__stack_shared_fini(&s);
+	expect_no_leaks();
+}
+/* }====== */
+
+/* {====== guard budget and slabs ====== */
+
+static long count_mappings(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	long n = 0;
+	int c;
+	if (f == NULL)
+		return -1;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+static int by_lo(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)(*(weft__stack_t *const *)a)->lo;
+	uintptr_t y = (uintptr_t)(*(weft__stack_t *const *)b)->lo;
+	return (x > y) - (x < y);
+}
+
+static void test_stack__stacks_beyond_the_guard_budget_come_from_slabs(
+	void **state)
+{
+	(void)state;
+	enum { N = 1000, GUARDED = 4 };
+	weft__stack_shared_t s;
+	weft__stack_pool_t p;
+	weft__stack_t **st = calloc(N, sizeof *st);
+	assert_non_null(st);
+	assert_int_equal(weft__stack_shared_init(&s, TEST_STACK_SIZE,
+		GUARDED), 0);
+	weft__stack_pool_init(&p, &s);
+	long maps_before = count_mappings();
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(weft__stack_get(&p, &st[i]), 0);
+		assert_int_equal(st[i]->guarded, i < GUARDED);
+		assert_int_equal(st[i]->size, TEST_STACK_SIZE);
+		assert_int_equal((uintptr_t)st[i]->lo % 4096, 0);
+	}
+	long maps_after = count_mappings();
+	/* Guarded: two VMAs each.  Slabs: one per 256 stacks (the kernel may
+	 * even merge neighbours).  One VMA per stack would add ~1000. */
+	assert_in_range(maps_after - maps_before, 0,
+		2 * GUARDED + N / 256 + 8);
+	assert_int_equal(weft__census_get(WEFT__CENSUS_STACK), N);
+	/* All stacks are disjoint, and using the top of each leaves every
+	 * canary intact. */
+	weft__stack_t **sorted = calloc(N, sizeof *sorted);
+	assert_non_null(sorted);
+	memcpy(sorted, st, N * sizeof *st);
+	qsort(sorted, N, sizeof *sorted, by_lo);
+	for (int i = 1; i < N; i++)
+		assert_true((char *)sorted[i - 1]->lo + sorted[i - 1]->size <=
+			(char *)sorted[i]->lo);
+	free(sorted);
+	for (int i = 0; i < N; i++)
+		((uint64_t *)((char *)st[i]->lo + st[i]->size))[-1] = i;
+	for (int i = 0; i < N; i++)
+		assert_int_equal(weft__stack_check(st[i]), 0);
+	for (int i = 0; i < N; i++)
+		weft__stack_put(&p, st[i]);
+	weft__stack_pool_fini(&p);
+	weft__stack_shared_fini(&s);
+	free(st);
+	expect_no_leaks();
+}
+/* }====== */
+
+/* {====== canary ====== */
+
+static void test_stack__canary_detects_an_overwrite_of_an_unguarded_stack(
+	void **state)
+{
+	(void)state;
+	weft__stack_shared_t s;
+	weft__stack_pool_t p;
+	weft__stack_t *st;
+	assert_int_equal(weft__stack_shared_init(&s, TEST_STACK_SIZE, 0), 0);
+	weft__stack_pool_init(&p, &s);
+	assert_int_equal(weft__stack_get(&p, &st), 0);
+	assert_int_equal(st->guarded, 0);
+	assert_int_equal(weft__stack_check(st), 0);
+	volatile uint64_t *low = st->lo;
+	low[3] = 0xdeadbeef; /* what an overflowing frame would do */
+	assert_int_equal(weft__stack_check(st), -1);
+	low[3] = 0;
+	assert_int_equal(weft__stack_check(st), 0);
+	weft__stack_put(&p, st);
+	weft__stack_pool_fini(&p);
+	weft__stack_shared_fini(&s);
+	expect_no_leaks();
+}
+/* }====== */
+
+/* {====== memory release ====== */
+
+static size_t resident_pages(const weft__stack_t *st)
+{
+	unsigned char vec[TEST_STACK_SIZE / 4096];
+	size_t n = 0;
+	if (mincore(st->lo, st->size, vec) != 0)
+		return (size_t)-1;
+	for (size_t i = 0; i < st->size / 4096; i++)
+		n += vec[i] & 1;
+	return n;
+}
+
+static void test_stack__idle_stacks_beyond_the_watermark_release_memory(
+	void **state)
+{
+	(void)state;
+	enum { N = 512, PAGES = TEST_STACK_SIZE / 4096 };
+	if (sysconf(_SC_PAGESIZE) != 4096)
+		skip();
+	weft__stack_shared_t s;
+	weft__stack_pool_t p;
+	weft__stack_t **st = calloc(N, sizeof *st);
+	assert_non_null(st);
+	assert_int_equal(weft__stack_shared_init(&s, TEST_STACK_SIZE, 0), 0);
+	weft__stack_pool_init(&p, &s);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(weft__stack_get(&p, &st[i]), 0);
+		/* Use all of it except the canary line. */
+		memset((char *)st[i]->lo + 64, 0xa5, st[i]->size - 64);
+	}
+	for (int i = 0; i < N; i++)
+		weft__stack_put(&p, st[i]);
+	size_t resident = 0;
+	for (int i = 0; i < N; i++)
+		resident += resident_pages(st[i]);
+	/* Kept whole: the local cache and the shared pool's warm part (well
+	 * under 200 stacks); every other stack keeps at most its top page.
+	 * Without release all N * PAGES pages would stay. */
+	assert_in_range(resident, 0, N * PAGES / 2);
+	weft__stack_pool_fini(&p);
+	weft__stack_shared_fini(&s);
+	free(st);
+	expect_no_leaks();
+}
+/* }====== */
+
+/* {====== configuration and failures ====== */
+
+static void test_stack__sizes_outside_16k_to_1g_are_rejected(void **state)
+{
+	(void)state;
+	weft__stack_shared_t s;
+	assert_int_equal(weft__stack_shared_init(&s, 16 * KIB - 1, 1),
+		-EINVAL);
+	assert_int_equal(weft__stack_shared_init(&s, ((size_t)1 << 30) + 1,
+		1), -EINVAL);
+	assert_int_equal(weft__stack_shared_init(&s, 16 * KIB + 1, 1), 0);
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	assert_int_equal(s.stack_size % page, 0); /* rounded up */
+	assert_true(s.stack_size >= 16 * KIB + 1);
+	weft__stack_shared_fini(&s);
+	expect_no_leaks();
+}
+
+static void test_stack__get_fails_cleanly_when_allocation_fails(void **state)
+{
+	(void)state;
+	weft__stack_shared_t s;
+	weft__stack_pool_t p;
+	weft__stack_t *st = NULL;
+	/* Guarded and slab stacks each allocate their metadata. */
+	for (size_t guarded = 0; guarded <= 1; guarded++) {
+		assert_int_equal(weft__stack_shared_init(&s, TEST_STACK_SIZE,
+			guarded), 0);
+		weft__stack_pool_init(&p, &s);
+		weft_debug_fail_alloc(1);
+		assert_int_equal(weft__stack_get(&p, &st), -ENOMEM);
+		weft_debug_fail_alloc(0);
+		assert_null(st);
+		assert_int_equal(s.total, 0);
+		weft__stack_pool_fini(&p);
+		weft__stack_shared_fini(&s);
+		expect_no_leaks();
+	}
+}
+
+static void test_stack__thread_init_fails_cleanly_when_allocation_fails(
+	void **state)
+{
+	(void)state;
+	weft_debug_fail_alloc(1);
+	assert_int_equal(weft__stack_thread_init(), -ENOMEM);
+	weft_debug_fail_alloc(0);
+	expect_no_leaks();
+	assert_int_equal(weft__stack_thread_init(), 0);
+	weft__stack_thread_fini();
+	expect_no_leaks();
+}
+/* }====== */
+
+/* {====== signal handler ====== */
+
+static void dummy_segv(int sig)
+{
+	(void)sig;
+}
+
+static void test_stack__handler_release_restores_the_previous_handler(
+	void **state)
+{
+	(void)state;
+	struct sigaction mine = { .sa_handler = dummy_segv }, saved, cur;
+	sigemptyset(&mine.sa_mask);
+	assert_int_equal(sigaction(SIGSEGV, &mine, &saved), 0);
+
+	assert_int_equal(weft__stack_handler_acquire(), 0);
+	assert_int_equal(weft__stack_handler_acquire(), 0); /* 2nd runtime */
+	sigaction(SIGSEGV, NULL, &cur);
+	assert_true(cur.sa_flags & SA_SIGINFO);
+	weft__stack_handler_release();
+	sigaction(SIGSEGV, NULL, &cur);
+	assert_true(cur.sa_flags & SA_SIGINFO); /* still one user */
+	weft__stack_handler_release();
+	sigaction(SIGSEGV, NULL, &cur);
+	assert_false(cur.sa_flags & SA_SIGINFO);
+	assert_ptr_equal((void *)(uintptr_t)cur.sa_handler,
+		(void *)(uintptr_t)dummy_segv);
+
+	sigaction(SIGSEGV, &saved, NULL);
+}
+
+/* The death test's fiber: recurses until it hits the guard page. */
+static weft__cont_t *overflow_back;
+
+__attribute__((noinline)) static unsigned long deep_recursion(
+	unsigned long n)
+{
+	volatile char pad[512];
+	pad[0] = (char)n;
+	pad[sizeof pad - 1] = (char)n;
+	if (n == (unsigned long)-1) /* never: keeps gcc from seeing a loop */
+		return 0;
+	/* Not a tail call: the frame stays. */
+	return deep_recursion(n + 1) + (unsigned long)pad[0] +
+		(unsigned long)pad[sizeof pad - 1];
+}
+
+static void overflow_entry(void *arg)
+{
+	weft__cont_t *self = arg;
+	volatile unsigned long r = deep_recursion(0);
+	(void)r;
+	weft__cont_switch_final(self, overflow_back);
+}
+
+/* Child side: sets up what a worker would, then overflows a named task's
+ * stack.  Must never return into cmocka. */
+static void overflow_child(int err_fd)
+{
+	weft__stack_shared_t s;
+	weft__stack_pool_t p;
+	weft__stack_t *st;
+	weft__cont_t thread, fiber;
+	dup2(err_fd, STDERR_FILENO);
+	if (weft__stack_shared_init(&s, TEST_STACK_SIZE, 4) != 0 ||
+	    weft__stack_thread_init() != 0 ||
+	    weft__stack_handler_acquire() != 0)
+		_exit(2);
+	weft__stack_pool_init(&p, &s);
+	if (weft__stack_get(&p, &st) != 0 || !st->guarded)
+		_exit(3);
+	st->owner_name = "deep_recursion";
+	weft__cont_init_thread(&thread);
+	overflow_back = &thread;
+	weft__cont_init_fiber(&fiber, st, overflow_entry, &fiber);
+	weft__stack_set_running(st);
+	weft__cont_switch(&thread, &fiber);
+	_exit(4); /* the overflow should have aborted */
+}
+
+static void test_stack__overflow_in_a_task_is_reported_with_its_name(
+	void **state)
+{
+	(void)state;
+#ifdef WEFT__ASAN
+	/* ASan owns SIGSEGV and reports the overflow itself (as
+	 * stack-overflow), and its instrumentation changes frame sizes. */
+	skip();
+#endif
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		overflow_child(fds[1]);
+	}
+	close(fds[1]);
+	char buf[4096];
+	size_t len = 0;
+	ssize_t n;
+	while ((n = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
+		len += (size_t)n;
+	buf[len] = '\0';
+	close(fds[0]);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGABRT);
+	assert_non_null(strstr(buf,
+		"stack overflow in task 'deep_recursion'"));
+	assert_non_null(strstr(buf, "(stack of 65536 bytes)"));
+}
+/* }====== */
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(
+			test_stack__put_then_get_returns_the_hot_stack_first),
+		cmocka_unit_test(
+			test_stack__pool_fini_hands_stacks_to_other_pools),
+		cmocka_unit_test(
+			test_stack__stacks_beyond_the_guard_budget_come_from_slabs),
+		cmocka_unit_test(
+			test_stack__canary_detects_an_overwrite_of_an_unguarded_stack),
+		cmocka_unit_test(
+			test_stack__idle_stacks_beyond_the_watermark_release_memory),
+		cmocka_unit_test(
+			test_stack__sizes_outside_16k_to_1g_are_rejected),
+		cmocka_unit_test(
+			test_stack__get_fails_cleanly_when_allocation_fails),
+		cmocka_unit_test(
+			test_stack__thread_init_fails_cleanly_when_allocation_fails),
+		cmocka_unit_test(
+			test_stack__handler_release_restores_the_previous_handler),
+		cmocka_unit_test(
+			test_stack__overflow_in_a_task_is_reported_with_its_name),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

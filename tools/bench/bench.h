@@ -1,0 +1,300 @@
+/* Shared helpers for the benchmark mains of tools/bench/ (one main per
+ * workload of shared/workloads.md; switch.c stands alone).
+ *
+ * What every benchmark does with these helpers:
+ *   1. bench_runtime_create: weft_config_init (the worker count comes only
+ *      from WEFT_WORKERS, as a user would set it) and weft_runtime_create.
+ *      Start-up is never timed.
+ *   2. bench_run_root: one weft_runtime_run whose root task runs
+ *      BENCH_WARMUP + BENCH_REPS repetitions, timing each one with
+ *      bench_now() (weft_now(), i.e. CLOCK_MONOTONIC) around the workload
+ *      only.  A failure of the root task prints its error group and exits.
+ *   3. The checksum goes to stderr; a wrong one exits with status 1 and no
+ *      JSON line is printed for it.
+ *   4. bench_json_*: exactly one JSON line per workload variant on stdout,
+ *      always with workload, workers, n, median_ms, p10_ms, p90_ms, reps,
+ *      maxrss_kb and io_thread (weft runs a libuv I/O thread beside its
+ *      workers), plus the workload's own keys.
+ *
+ * Percentiles are nearest-rank (as in switch.c): over 11 samples p10 is the
+ * 2nd smallest and p90 the 10th.  Only static functions: each main includes
+ * this once. */
+#ifndef WEFT_BENCH_H
+#define WEFT_BENCH_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "weft.h"
+
+#define BENCH_WARMUP 1
+#define BENCH_REPS 11
+
+/* {====== time and statistics */
+
+/* Monotonic nanoseconds (weft_now() is CLOCK_MONOTONIC). */
+static inline int64_t bench_now(void)
+{
+	return weft_now();
+}
+
+static inline double bench_ms(int64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+typedef struct bench_stats {
+	double median, p10, p90, min, max;
+} bench_stats_t;
+
+static int bench_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static int bench_cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile (pct in 0..100) of n sorted values; n > 0. */
+static size_t bench_rank(size_t n, unsigned pct)
+{
+	size_t r = (n * pct + 99) / 100;
+	return r == 0 ? 0 : r - 1;
+}
+
+/* Statistics of n samples (v is sorted in place); all zero when n == 0. */
+static bench_stats_t bench_stats(double *v, size_t n)
+{
+	bench_stats_t s = { 0, 0, 0, 0, 0 };
+	if (n == 0)
+		return s;
+	qsort(v, n, sizeof v[0], bench_cmp_double);
+	s.median = v[n / 2];
+	s.p10 = v[bench_rank(n, 10)];
+	s.p90 = v[bench_rank(n, 90)];
+	s.min = v[0];
+	s.max = v[n - 1];
+	return s;
+}
+
+/* Nearest-rank percentile of n int64 samples (v is sorted in place). */
+static int64_t bench_pct_i64(int64_t *v, size_t n, unsigned pct)
+{
+	if (n == 0)
+		return 0;
+	qsort(v, n, sizeof v[0], bench_cmp_i64);
+	return v[bench_rank(n, pct)];
+}
+
+/* }====== */
+
+/* {====== memory */
+
+/* Peak resident set of the process so far, KiB (getrusage). */
+static long bench_maxrss_kb(void)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return -1;
+	return ru.ru_maxrss;
+}
+
+/* A "Vm...:" line of /proc/self/status in KiB ("VmRSS", "VmHWM"), or -1. */
+static long bench_status_kb(const char *key)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	if (f == NULL)
+		return -1;
+	char line[256];
+	size_t klen = strlen(key);
+	long kb = -1;
+	while (fgets(line, sizeof line, f)) {
+		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+			kb = strtol(line + klen + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return kb;
+}
+
+/* Resets VmHWM to the current RSS (Linux >= 4.0: "5" > clear_refs).
+ * Returns 0, or -1 when the kernel refused (VmHWM then keeps its value). */
+static int bench_reset_hwm(void)
+{
+	FILE *f = fopen("/proc/self/clear_refs", "w");
+	if (f == NULL)
+		return -1;
+	int ok = fputs("5", f) >= 0;
+	return (fclose(f) == 0 && ok) ? 0 : -1;
+}
+
+/* }====== */
+
+/* {====== failing loudly */
+
+__attribute__((noreturn, format(printf, 2, 3))) static void bench_die(
+	const char *workload, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "weft-bench-%s: ", workload);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+/* A failed weft call inside a benchmark task: report it once (the first
+ * failure wins) and return its code, so the task can return it. */
+static int bench_fail(const char *what, int rc)
+{
+	return weft_fail(rc, "%s: %s (%s)", what, weft_strerror(rc),
+		weft_err_name(rc));
+}
+
+/* }====== */
+
+/* {====== runtime */
+
+/* weft_config_init + weft_runtime_create; exits on failure.  When workers
+ * is not 0 it overrides the environment (the demo-style fixed count);
+ * benchmarks pass 0 so that WEFT_WORKERS decides.  cfg receives the
+ * configuration actually used. */
+static weft_runtime_t *bench_runtime_create(const char *workload,
+	weft_config_t *cfg, unsigned workers)
+{
+	if (weft_config_init(cfg) < 0)
+		bench_die(workload, "bad environment: %s", cfg->message);
+	if (workers != 0)
+		cfg->workers = workers;
+	weft_runtime_t *rt;
+	int rc = weft_runtime_create(&rt, cfg);
+	if (rc < 0)
+		bench_die(workload, "weft_runtime_create: %s (%s)",
+			weft_strerror(rc), cfg->message);
+	return rt;
+}
+
+/* Runs fn(arg) as a root task; on failure prints the error group and
+ * exits. */
+static void bench_run_root(const char *workload, weft_runtime_t *rt,
+	weft_fn fn, void *arg)
+{
+	weft_error_t *err = NULL;
+	int rc = weft_runtime_run(rt, fn, arg, &err);
+	if (rc == 0)
+		return;
+	fprintf(stderr, "weft-bench-%s: the root task returned %s (%s)\n",
+		workload, weft_err_name(rc), weft_strerror(rc));
+	if (err) {
+		char buf[4096];
+		weft_error_format(err, buf, sizeof buf);
+		fprintf(stderr, "%s", buf);
+		weft_error_free(err);
+	}
+	exit(1);
+}
+
+static void bench_runtime_destroy(const char *workload, weft_runtime_t *rt)
+{
+	int rc = weft_runtime_destroy(rt);
+	if (rc < 0)
+		bench_die(workload, "weft_runtime_destroy: %s",
+			weft_strerror(rc));
+}
+
+/* }====== */
+
+/* {====== JSON lines */
+
+typedef struct bench_json {
+	char buf[2048];
+	size_t len;
+	int overflow;
+} bench_json_t;
+
+__attribute__((format(printf, 2, 3))) static void bench_json_raw(
+	bench_json_t *j, const char *fmt, ...)
+{
+	if (j->overflow)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(j->buf + j->len, sizeof j->buf - j->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof j->buf - j->len)
+		j->overflow = 1;
+	else
+		j->len += (size_t)n;
+}
+
+/* Keys and string values are ours (no escaping needed). */
+static void bench_json_str(bench_json_t *j, const char *key, const char *v)
+{
+	bench_json_raw(j, ",\"%s\":\"%s\"", key, v);
+}
+
+static void bench_json_int(bench_json_t *j, const char *key, long long v)
+{
+	bench_json_raw(j, ",\"%s\":%lld", key, v);
+}
+
+/* A number with 3 decimals (ms, ns, us figures). */
+static void bench_json_num(bench_json_t *j, const char *key, double v)
+{
+	bench_json_raw(j, ",\"%s\":%.3f", key, v);
+}
+
+static void bench_json_bool(bench_json_t *j, const char *key, int v)
+{
+	bench_json_raw(j, ",\"%s\":%s", key, v ? "true" : "false");
+}
+
+/* Opens a line with the keys every benchmark prints first. */
+static void bench_json_begin(bench_json_t *j, const char *workload,
+	unsigned workers, long long n)
+{
+	j->len = 0;
+	j->overflow = 0;
+	bench_json_raw(j, "{\"workload\":\"%s\"", workload);
+	bench_json_int(j, "workers", workers);
+	bench_json_int(j, "n", n);
+}
+
+/* median_ms, p10_ms, p90_ms of the repetitions and how many there were. */
+static void bench_json_times(bench_json_t *j, const bench_stats_t *ms,
+	int reps)
+{
+	bench_json_num(j, "median_ms", ms->median);
+	bench_json_num(j, "p10_ms", ms->p10);
+	bench_json_num(j, "p90_ms", ms->p90);
+	bench_json_int(j, "reps", reps);
+}
+
+/* Adds maxrss_kb and io_thread, closes the line and prints it. */
+static void bench_json_end(bench_json_t *j)
+{
+	bench_json_int(j, "maxrss_kb", bench_maxrss_kb());
+	bench_json_bool(j, "io_thread", 1);
+	bench_json_raw(j, "}");
+	if (j->overflow) {
+		fprintf(stderr, "weft-bench: JSON line too long\n");
+		exit(1);
+	}
+	printf("%s\n", j->buf);
+	fflush(stdout);
+}
+
+/* }====== */
+
+#endif
