@@ -179,8 +179,8 @@ static struct weft__deque_array *deque_array_new(unsigned log2)
 	if (log2 > DEQUE_LOG2_MAX)
 		return NULL;
 	size_t capacity = (size_t)1 << log2;
-	struct weft__deque_array *a = weft__calloc(1,
-		sizeof *a + capacity * sizeof a->slot[0]);
+	struct weft__deque_array *a =
+		weft__calloc(1, sizeof *a + capacity * sizeof a->slot[0]);
 	if (a == NULL)
 		return NULL;
 	a->mask = (int64_t)capacity - 1;
@@ -229,9 +229,9 @@ void weft__deque_fini(weft__deque_t *d)
 static struct weft__deque_array *deque_grow(weft__deque_t *d,
 	struct weft__deque_array *old, int64_t t, int64_t b)
 {
-	unsigned log2 = (unsigned)__builtin_ctzll((unsigned long long)
-		(old->mask + 1)) + 1;
-	struct weft__deque_array *a = deque_array_new(log2);
+	unsigned long long capacity = (unsigned long long)old->mask + 1;
+	unsigned log2 = (unsigned)__builtin_ctzll(capacity);
+	struct weft__deque_array *a = deque_array_new(log2 + 1);
 	if (a == NULL)
 		return NULL;
 	for (int64_t i = t; i < b; i++) {
@@ -261,8 +261,8 @@ int weft__deque_push(weft__deque_t *d, void *item)
 	 * weft__deque_steal, so a thief's read of a slot happens before the
 	 * owner reuses that slot below (invariant 4). */
 	int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
-	struct weft__deque_array *a = atomic_load_explicit(&d->array,
-		memory_order_relaxed);
+	struct weft__deque_array *a =
+		atomic_load_explicit(&d->array, memory_order_relaxed);
 	if (WEFT__UNLIKELY(b - t > a->mask)) {
 		a = deque_grow(d, a, t, b);
 		if (a == NULL)
@@ -282,8 +282,8 @@ void *weft__deque_pop(weft__deque_t *d)
 {
 	/* Relaxed: bottom and array are written by this thread only. */
 	int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1;
-	struct weft__deque_array *a = atomic_load_explicit(&d->array,
-		memory_order_relaxed);
+	struct weft__deque_array *a =
+		atomic_load_explicit(&d->array, memory_order_relaxed);
 	/* Relaxed store, made visible before the load of top by the fence:
 	 * reserves index b against thieves. */
 	atomic_store_explicit(&d->bottom, b, memory_order_relaxed);
@@ -310,7 +310,7 @@ void *weft__deque_pop(weft__deque_t *d)
 	 * which it competes; relaxed on failure (a thief took it, nothing to
 	 * read).  Strong, because a spurious failure would lose the item. */
 	if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + 1,
-		memory_order_seq_cst, memory_order_relaxed))
+		    memory_order_seq_cst, memory_order_relaxed))
 		item = NULL;
 	/* Relaxed: top is now b + 1 either way; restore bottom == top. */
 	atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
@@ -335,8 +335,8 @@ int weft__deque_steal(weft__deque_t *d, void **out)
 	/* Acquire: pairs with the release store of d->array in deque_grow.
 	 * Loaded after bottom, so it is the array that held index t when
 	 * bottom was stored, or a newer one holding the same item. */
-	struct weft__deque_array *a = atomic_load_explicit(&d->array,
-		memory_order_acquire);
+	struct weft__deque_array *a =
+		atomic_load_explicit(&d->array, memory_order_acquire);
 	/* Relaxed: ordered by the acquire loads of bottom and array. */
 	void *item = atomic_load_explicit(&a->slot[t & a->mask],
 		memory_order_relaxed);
@@ -345,7 +345,7 @@ int weft__deque_steal(weft__deque_t *d, void **out)
 	 * in weft__deque_push (invariant 4).  Relaxed on failure: the item we
 	 * read belongs to someone else and is discarded. */
 	if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + 1,
-		memory_order_seq_cst, memory_order_relaxed))
+		    memory_order_seq_cst, memory_order_relaxed))
 		return -EAGAIN;
 	*out = item;
 	return 0;

@@ -5,6 +5,7 @@
  * allocated by the failing task when it fails, so join only has to
  * allocate the array; if even that fails, join hands out a static
  * "out of memory" group rather than losing the fact that tasks failed. */
+#define _GNU_SOURCE /* strerrordesc_np, strerrorname_np (glibc >= 2.32) */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +17,9 @@
 
 /* {======================================================= codes */
 
+/* Negated errno values use glibc's tables, which return NULL for values
+ * that are not errno codes (plain strerror would invent "Unknown error
+ * N"); weft's own range comes from WEFT_ERRNO_MAP. */
 const char *weft_strerror(int code)
 {
 	switch (code) {
@@ -26,18 +30,12 @@ const char *weft_strerror(int code)
 		return msg;
 		WEFT_ERRNO_MAP(WEFT__ERR_MSG)
 #undef WEFT__ERR_MSG
-	case -EINVAL: return "invalid argument";
-	case -ENOMEM: return "out of memory";
-	case -ECANCELED: return "cancelled";
-	case -ETIMEDOUT: return "timed out";
-	case -EBUSY: return "busy";
-	case -EAGAIN: return "resource temporarily unavailable";
 	default:
 		break;
 	}
-	if (code < 0 && code > -4096)
-		return strerror(-code);  /* glibc: static table, thread-safe */
-	return "unknown error";
+	const char *d = code < 0 && code > WEFT_ERRNO_MIN_ ?
+		strerrordesc_np(-code) : NULL;
+	return d ? d : "unknown error";
 }
 
 const char *weft_err_name(int code)
@@ -50,22 +48,12 @@ const char *weft_err_name(int code)
 		return "WEFT_" #name;
 		WEFT_ERRNO_MAP(WEFT__ERR_NAME)
 #undef WEFT__ERR_NAME
-	case -EINVAL: return "EINVAL";
-	case -ENOMEM: return "ENOMEM";
-	case -ECANCELED: return "ECANCELED";
-	case -ETIMEDOUT: return "ETIMEDOUT";
-	case -EBUSY: return "EBUSY";
-	case -EAGAIN: return "EAGAIN";
-	case -EIO: return "EIO";
-	case -EPERM: return "EPERM";
-	case -ENOENT: return "ENOENT";
-	case -EMFILE: return "EMFILE";
-	case -ECONNREFUSED: return "ECONNREFUSED";
-	case -ECONNRESET: return "ECONNRESET";
-	case -EPIPE: return "EPIPE";
 	default:
-		return "UNKNOWN";
+		break;
 	}
+	const char *n = code < 0 && code > WEFT_ERRNO_MIN_ ?
+		strerrorname_np(-code) : NULL;
+	return n ? n : "UNKNOWN";
 }
 
 /* }======================================================= */

@@ -195,6 +195,8 @@ static void worker_fail_unstartable(weft__worker_t *w, struct weft_task *t,
 	/* No stack for it: it ends with rc without running.  Its argument
 	 * stays unreleased; the failure says why. */
 	(void)w;
+	weft_fail(rc, "task '%s' could not start: no stack (%s)", t->name,
+		weft_strerror(rc));
 	weft__task_finish(t, rc);
 	weft__task_unref(t);
 }
@@ -225,6 +227,7 @@ static void worker_after_switch(weft__worker_t *w, struct weft_task *t)
 		w->take_oldest = true;
 		break;
 	case WEFT__POST_EXIT:
+		weft__census_add(WEFT__CENSUS_FIBER, -1);
 		weft__stack_put(&w->stacks, t->stack);
 		t->stack = NULL;
 		weft__task_unref(t);
@@ -246,6 +249,8 @@ static void worker_run(weft__worker_t *w, struct weft_task *t)
 		}
 		t->stack->owner_name = t->name;
 		weft__cont_init_fiber(&t->cont, t->stack, weft__task_entry, t);
+		/* A fiber exists from its first switch-in to its exit. */
+		weft__census_add(WEFT__CENSUS_FIBER, 1);
 	}
 	w->current = t;
 	weft__stack_set_running(t->stack);

@@ -56,8 +56,7 @@ static void test_deque__init_rejects_capacity_out_of_range(void **state)
 	weft__deque_fini(&d);
 }
 
-static void test_deque__init_reports_enomem_when_allocation_fails(
-	void **state)
+static void test_deque__init_reports_enomem_when_allocation_fails(void **state)
 {
 	(void)state;
 	weft__deque_t d;
@@ -207,17 +206,20 @@ static void test_deque__fini_frees_every_array_even_when_items_remain(
  *
  * One owner thread pushes N items in random bursts, each tagged with a
  * magic value and its sequence number, and pops a random share of each
- * burst, stalling briefly between pops.  K thieves steal concurrently and
- * stall at random.  The run is cut into rounds of ROUND_ITEMS items, each
- * with a fresh deque of capacity 4 and a random ceiling (1 to 4096 items)
- * on how full the owner lets it get: low ceilings keep pop and steal racing
- * for the last few items, and every round grows the array several times
- * (up to 8192 slots) while thieves steal.  Whoever takes an item checks its magic, bumps its
- * counter and overwrites the magic: at the end every counter must be 1.
- * The owner also checks that pop is LIFO: the first pop after a push
- * returns that push's item (a thief could only have taken it by taking
- * everything, and then pop returns NULL), and consecutive pops return
- * strictly older items.
+ * burst, stalling briefly between pops; now and then it waits for the
+ * thieves to bring the deque down to a few items.  K thieves steal
+ * concurrently and stall at random.  The run is cut into rounds of
+ * ROUND_ITEMS items, each with a fresh deque of capacity 4 and a random
+ * ceiling (1 to 4096 items) on how full the owner lets it get: low ceilings
+ * keep pop and steal racing for the last few items, and every round grows
+ * the array several times (up to 8192 slots) while thieves steal.
+ *
+ * Whoever takes an item checks its magic, bumps its counter and overwrites
+ * the magic: at the end every counter must be 1 and every magic
+ * overwritten.  The owner also checks that pop is LIFO: the first pop after
+ * a push returns that push's item (a thief could only have taken it by
+ * taking everything, and then pop returns NULL), and consecutive pops
+ * return strictly older items.
  *
  * Items are written with plain stores before they are pushed and read with
  * plain loads by whoever takes them, so TSan checks that the deque carries
@@ -244,17 +246,17 @@ struct item {
 
 /* The validator's state; one per run, on the main thread's stack. */
 struct validator {
-	weft__deque_t deque;      /* re-initialised every round */
-	struct item *items;       /* N items, written by the owner */
-	atomic_uint *taken;       /* per-item take counter */
-	size_t n;                 /* items in the whole run */
-	size_t round_begin;       /* first item of this round */
-	size_t round_end;         /* one past the last item of this round */
-	unsigned thieves;         /* thieves in this run */
+	weft__deque_t deque; /* re-initialised every round */
+	struct item *items;  /* N items, written by the owner */
+	atomic_uint *taken;  /* per-item take counter */
+	size_t n;            /* items in the whole run */
+	size_t round_begin;  /* first item of this round */
+	size_t round_end;    /* one past the last item of this round */
+	unsigned thieves;    /* thieves in this run */
 	uint64_t seed;
-	atomic_uint ready;        /* threads waiting at the start gate */
-	atomic_int go;            /* opens the start gate */
-	atomic_int done;          /* owner drained the deque: thieves leave */
+	atomic_uint ready; /* threads waiting at the start gate */
+	atomic_int go;     /* opens the start gate */
+	atomic_int done;   /* owner drained the deque: thieves leave */
 	/* Failures, recorded by any thread, asserted by the main thread. */
 	atomic_ulong bad_magic;   /* taken item without its magic */
 	atomic_ulong bad_pointer; /* item pointer outside items[] */
@@ -266,8 +268,9 @@ struct validator {
 	/* Statistics, printed. */
 	atomic_ulong popped;
 	atomic_ulong stolen;
-	atomic_ulong aborted;     /* steals that returned -EAGAIN */
-	atomic_ulong max_size;    /* largest size the owner saw */
+	atomic_ulong aborted;    /* steals that returned -EAGAIN */
+	atomic_ulong owner_lost; /* pops that lost the last item */
+	atomic_ulong max_size;   /* largest size the owner saw */
 };
 
 struct thief_arg {
@@ -306,6 +309,13 @@ static void cpu_relax(unsigned spins)
 	}
 }
 
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void record(atomic_ulong *counter)
 {
 	atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
@@ -326,7 +336,7 @@ static uint64_t validator_take(struct validator *v, void *p)
 	size_t seq = (size_t)(it - v->items);
 	/* Relaxed: a counter; the main thread reads it after joining. */
 	if (atomic_fetch_add_explicit(&v->taken[seq], 1,
-		memory_order_relaxed) != 0)
+		    memory_order_relaxed) != 0)
 		record(&v->twice);
 	return seq;
 }
@@ -355,9 +365,11 @@ static void *validator_thief(void *arg)
 		} else if (rc == -EAGAIN) {
 			record(&v->aborted);
 		} else if (rc == -ENOENT) {
-			/* Acquire: pairs with the owner's release store of done,
-			 * after which the deque stays empty. */
-			if (atomic_load_explicit(&v->done, memory_order_acquire)) {
+			/* Acquire: pairs with the main thread's release
+			 * store of done, after which the deque stays
+			 * empty. */
+			if (atomic_load_explicit(&v->done,
+				    memory_order_acquire)) {
 				if (weft__deque_steal(&v->deque, &p) != -ENOENT)
 					record(&v->not_empty);
 				break;
@@ -381,12 +393,17 @@ static void *validator_thief(void *arg)
 /* Owner-side pop with the LIFO checks.  *newest is the seq of the last push
  * if no pop happened since, else UINT64_MAX; *last is the seq of the
  * previous pop since the last push.  Returns 0 when the deque was empty. */
-static int validator_pop(struct validator *v, uint64_t *newest,
-	uint64_t *last)
+static int validator_pop(struct validator *v, uint64_t *newest, uint64_t *last)
 {
+	/* Only the owner adds items, so a deque that looked non-empty just
+	 * before a pop that finds nothing lost its last item to a thief. */
+	size_t before = weft__deque_size_approx(&v->deque);
 	void *p = weft__deque_pop(&v->deque);
-	if (p == NULL)
+	if (p == NULL) {
+		if (before != 0)
+			record(&v->owner_lost);
 		return 0;
+	}
 	uint64_t seq = validator_take(v, p);
 	record(&v->popped);
 	if (*newest != UINT64_MAX) {
@@ -420,8 +437,10 @@ static void *validator_owner(void *arg)
 
 	while (seq < v->round_end) {
 		uint64_t r = rng_next(&rng);
-		size_t burst = 1 + (r % 16 == 0 ? (r >> 8) % 512 : (r >> 8) % 32);
-		for (size_t i = 0; i < burst && seq < v->round_end; i++, seq++) {
+		size_t burst =
+			1 + (r % 16 == 0 ? (r >> 8) % 512 : (r >> 8) % 32);
+		for (size_t i = 0; i < burst && seq < v->round_end;
+			i++, seq++) {
 			struct item *it = &v->items[seq];
 			it->magic = ITEM_MAGIC;
 			it->seq = seq;
@@ -433,7 +452,7 @@ static void *validator_owner(void *arg)
 		}
 		size_t size = weft__deque_size_approx(&v->deque);
 		if (size > atomic_load_explicit(&v->max_size,
-			memory_order_relaxed))
+				   memory_order_relaxed))
 			atomic_store_explicit(&v->max_size, size,
 				memory_order_relaxed);
 		size_t pops = (size_t)(rng_next(&rng) % (burst + 1));
@@ -442,14 +461,23 @@ static void *validator_owner(void *arg)
 		for (size_t i = 0; i < pops; i++) {
 			if (!validator_pop(v, &newest, &last))
 				break;
-			/* Short stalls between pops let thieves into the race for
-			 * the last few items. */
+			/* Short stalls between pops let thieves into the
+			 * race for the last few items. */
 			uint64_t s = rng_next(&rng);
 			if (s % 4 == 0)
 				cpu_relax((unsigned)(s >> 32) % 64);
 		}
-		if (r % 256 == 1)
-			cpu_relax((unsigned)(r >> 40) % 2048); /* let thieves drain */
+		/* Now and then, wait for the thieves to bring the deque down
+		 * to a few items, so that they take part even when the
+		 * machine is busy and the next pops race them for the last
+		 * ones.  At most 2 ms, in case they are not scheduled. */
+		if (r % 64 == 1) {
+			size_t low = (size_t)(r >> 40) % 4;
+			int64_t until = now_ns() + 2000000;
+			while (weft__deque_size_approx(&v->deque) > low &&
+				now_ns() < until)
+				sched_yield();
+		}
 	}
 	while (validator_pop(v, &newest, &last))
 		;
@@ -464,7 +492,8 @@ static uint64_t test_seed(void)
 		seed = s != NULL ? strtoull(s, NULL, 0) : (uint64_t)time(NULL);
 		if (seed == 0)
 			seed = 1;
-		print_message("[ seed     ] WEFT_TEST_SEED=%" PRIu64 "\n", seed);
+		print_message("[ seed     ] WEFT_TEST_SEED=%" PRIu64 "\n",
+			seed);
 	}
 	return seed;
 }
@@ -488,12 +517,12 @@ static void validator_run(unsigned thieves)
 	assert_non_null(v.items);
 	assert_non_null(v.taken);
 
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int64_t t0 = now_ns();
 	for (v.round_begin = 0; v.round_begin < v.n;
 		v.round_begin = v.round_end) {
-		v.round_end = v.round_begin + ROUND_ITEMS < v.n ?
-			v.round_begin + ROUND_ITEMS : v.n;
+		size_t left = v.n - v.round_begin;
+		v.round_end = v.round_begin +
+			(left < ROUND_ITEMS ? left : ROUND_ITEMS);
 		assert_int_equal(weft__deque_init(&v.deque, 2), 0);
 		atomic_store(&v.ready, 0);
 		atomic_store(&v.go, 0);
@@ -504,11 +533,12 @@ static void validator_run(unsigned thieves)
 		for (unsigned i = 0; i < thieves; i++) {
 			ta[i].v = &v;
 			ta[i].index = i;
-			assert_int_equal(pthread_create(&thief[i], NULL,
-				validator_thief, &ta[i]), 0);
+			int rc = pthread_create(&thief[i], NULL,
+				validator_thief, &ta[i]);
+			assert_int_equal(rc, 0);
 		}
-		assert_int_equal(pthread_create(&owner, NULL, validator_owner,
-			&v), 0);
+		int rc = pthread_create(&owner, NULL, validator_owner, &v);
+		assert_int_equal(rc, 0);
 		assert_int_equal(pthread_join(owner, NULL), 0);
 		/* Release: the owner's pops are joined; thieves that see done
 		 * find the deque empty for good.  Also opens the gate in case
@@ -522,7 +552,7 @@ static void validator_run(unsigned thieves)
 			atomic_load(&v.bad_rc) != 0)
 			break;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double secs = (double)(now_ns() - t0) / 1e9;
 
 	size_t missing = 0, extra = 0, untagged = 0;
 	for (size_t i = 0; i < v.n; i++) {
@@ -534,12 +564,12 @@ static void validator_run(unsigned thieves)
 	/* Freed before asserting: a failed assert longjmps out of the test. */
 	free(v.items);
 	free(v.taken);
-	print_message("[ deque    ] thieves=%u items=%zu popped=%lu stolen=%lu "
-		"aborted=%lu max_size=%lu %.2f s\n", thieves, v.n,
-		atomic_load(&v.popped), atomic_load(&v.stolen),
-		atomic_load(&v.aborted), atomic_load(&v.max_size),
-		(double)(t1.tv_sec - t0.tv_sec) +
-		(double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	print_message("[ deque    ] thieves=%u items=%zu popped=%lu "
+		      "stolen=%lu aborted=%lu owner_lost=%lu max_size=%lu "
+		      "%.2f s\n",
+		thieves, v.n, atomic_load(&v.popped), atomic_load(&v.stolen),
+		atomic_load(&v.aborted), atomic_load(&v.owner_lost),
+		atomic_load(&v.max_size), secs);
 
 	assert_int_equal(atomic_load(&v.push_failed), 0);
 	assert_int_equal(atomic_load(&v.bad_rc), 0);
@@ -554,22 +584,19 @@ static void validator_run(unsigned thieves)
 	assert_int_equal(atomic_load(&v.popped) + atomic_load(&v.stolen), v.n);
 }
 
-static void test_deque__one_thief_and_owner_take_every_item_exactly_once(
-	void **state)
+static void test_deque__each_item_is_taken_once_with_1_thief(void **state)
 {
 	(void)state;
 	validator_run(1);
 }
 
-static void test_deque__two_thieves_and_owner_take_every_item_exactly_once(
-	void **state)
+static void test_deque__each_item_is_taken_once_with_2_thieves(void **state)
 {
 	(void)state;
 	validator_run(2);
 }
 
-static void test_deque__four_thieves_and_owner_take_every_item_exactly_once(
-	void **state)
+static void test_deque__each_item_is_taken_once_with_4_thieves(void **state)
 {
 	(void)state;
 	validator_run(4);
@@ -577,40 +604,26 @@ static void test_deque__four_thieves_and_owner_take_every_item_exactly_once(
 
 /* }==================================================================== */
 
+/* Every test runs with the leak check in deque_teardown. */
+#define DEQUE_TEST(f) cmocka_unit_test_teardown(f, deque_teardown)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(
-			test_deque__init_rejects_capacity_out_of_range,
-			deque_teardown),
-		cmocka_unit_test_teardown(
-			test_deque__init_reports_enomem_when_allocation_fails,
-			deque_teardown),
-		cmocka_unit_test_teardown(test_deque__pop_is_lifo,
-			deque_teardown),
-		cmocka_unit_test_teardown(test_deque__steal_is_fifo,
-			deque_teardown),
-		cmocka_unit_test_teardown(
-			test_deque__grows_when_full_and_keeps_every_item,
-			deque_teardown),
-		cmocka_unit_test_teardown(
-			test_deque__empty_pop_and_steal_report_empty,
-			deque_teardown),
-		cmocka_unit_test_teardown(
-			test_deque__push_fails_cleanly_when_growth_allocation_fails,
-			deque_teardown),
-		cmocka_unit_test_teardown(
-			test_deque__fini_frees_every_array_even_when_items_remain,
-			deque_teardown),
-		cmocka_unit_test_teardown(
-			test_deque__one_thief_and_owner_take_every_item_exactly_once,
-			deque_teardown),
-		cmocka_unit_test_teardown(
-			test_deque__two_thieves_and_owner_take_every_item_exactly_once,
-			deque_teardown),
-		cmocka_unit_test_teardown(
-			test_deque__four_thieves_and_owner_take_every_item_exactly_once,
-			deque_teardown),
+		DEQUE_TEST(test_deque__init_rejects_capacity_out_of_range),
+		DEQUE_TEST(
+			test_deque__init_reports_enomem_when_allocation_fails),
+		DEQUE_TEST(test_deque__pop_is_lifo),
+		DEQUE_TEST(test_deque__steal_is_fifo),
+		DEQUE_TEST(test_deque__grows_when_full_and_keeps_every_item),
+		DEQUE_TEST(test_deque__empty_pop_and_steal_report_empty),
+		DEQUE_TEST(
+			test_deque__push_fails_cleanly_when_growth_allocation_fails),
+		DEQUE_TEST(
+			test_deque__fini_frees_every_array_even_when_items_remain),
+		DEQUE_TEST(test_deque__each_item_is_taken_once_with_1_thief),
+		DEQUE_TEST(test_deque__each_item_is_taken_once_with_2_thieves),
+		DEQUE_TEST(test_deque__each_item_is_taken_once_with_4_thieves),
 	};
 	return cmocka_run_group_tests_name("deque", tests, NULL, NULL);
 }

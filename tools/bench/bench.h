@@ -52,27 +52,27 @@ typedef struct bench_stats {
 	double median, p10, p90, min, max;
 } bench_stats_t;
 
-static int bench_cmp_double(const void *a, const void *b)
+static inline int bench_cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 	return (x > y) - (x < y);
 }
 
-static int bench_cmp_i64(const void *a, const void *b)
+static inline int bench_cmp_i64(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
 	return (x > y) - (x < y);
 }
 
 /* Nearest-rank percentile (pct in 0..100) of n sorted values; n > 0. */
-static size_t bench_rank(size_t n, unsigned pct)
+static inline size_t bench_rank(size_t n, unsigned pct)
 {
 	size_t r = (n * pct + 99) / 100;
 	return r == 0 ? 0 : r - 1;
 }
 
 /* Statistics of n samples (v is sorted in place); all zero when n == 0. */
-static bench_stats_t bench_stats(double *v, size_t n)
+static inline bench_stats_t bench_stats(double *v, size_t n)
 {
 	bench_stats_t s = { 0, 0, 0, 0, 0 };
 	if (n == 0)
@@ -87,7 +87,7 @@ static bench_stats_t bench_stats(double *v, size_t n)
 }
 
 /* Nearest-rank percentile of n int64 samples (v is sorted in place). */
-static int64_t bench_pct_i64(int64_t *v, size_t n, unsigned pct)
+static inline int64_t bench_pct_i64(int64_t *v, size_t n, unsigned pct)
 {
 	if (n == 0)
 		return 0;
@@ -100,7 +100,7 @@ static int64_t bench_pct_i64(int64_t *v, size_t n, unsigned pct)
 /* {====== memory */
 
 /* Peak resident set of the process so far, KiB (getrusage). */
-static long bench_maxrss_kb(void)
+static inline long bench_maxrss_kb(void)
 {
 	struct rusage ru;
 	if (getrusage(RUSAGE_SELF, &ru) != 0)
@@ -109,7 +109,7 @@ static long bench_maxrss_kb(void)
 }
 
 /* A "Vm...:" line of /proc/self/status in KiB ("VmRSS", "VmHWM"), or -1. */
-static long bench_status_kb(const char *key)
+static inline long bench_status_kb(const char *key)
 {
 	FILE *f = fopen("/proc/self/status", "r");
 	if (f == NULL)
@@ -129,7 +129,7 @@ static long bench_status_kb(const char *key)
 
 /* Resets VmHWM to the current RSS (Linux >= 4.0: "5" > clear_refs).
  * Returns 0, or -1 when the kernel refused (VmHWM then keeps its value). */
-static int bench_reset_hwm(void)
+static inline int bench_reset_hwm(void)
 {
 	FILE *f = fopen("/proc/self/clear_refs", "w");
 	if (f == NULL)
@@ -142,7 +142,7 @@ static int bench_reset_hwm(void)
 
 /* {====== failing loudly */
 
-__attribute__((noreturn, format(printf, 2, 3))) static void bench_die(
+__attribute__((noreturn, format(printf, 2, 3))) static inline void bench_die(
 	const char *workload, const char *fmt, ...)
 {
 	va_list ap;
@@ -156,7 +156,7 @@ __attribute__((noreturn, format(printf, 2, 3))) static void bench_die(
 
 /* A failed weft call inside a benchmark task: report it once (the first
  * failure wins) and return its code, so the task can return it. */
-static int bench_fail(const char *what, int rc)
+static inline int bench_fail(const char *what, int rc)
 {
 	return weft_fail(rc, "%s: %s (%s)", what, weft_strerror(rc),
 		weft_err_name(rc));
@@ -187,7 +187,7 @@ static weft_runtime_t *bench_runtime_create(const char *workload,
 
 /* Runs fn(arg) as a root task; on failure prints the error group and
  * exits. */
-static void bench_run_root(const char *workload, weft_runtime_t *rt,
+static inline void bench_run_root(const char *workload, weft_runtime_t *rt,
 	weft_fn fn, void *arg)
 {
 	weft_error_t *err = NULL;
@@ -205,7 +205,7 @@ static void bench_run_root(const char *workload, weft_runtime_t *rt,
 	exit(1);
 }
 
-static void bench_runtime_destroy(const char *workload, weft_runtime_t *rt)
+static inline void bench_runtime_destroy(const char *workload, weft_runtime_t *rt)
 {
 	int rc = weft_runtime_destroy(rt);
 	if (rc < 0)
@@ -223,7 +223,7 @@ typedef struct bench_json {
 	int overflow;
 } bench_json_t;
 
-__attribute__((format(printf, 2, 3))) static void bench_json_raw(
+__attribute__((format(printf, 2, 3))) static inline void bench_json_raw(
 	bench_json_t *j, const char *fmt, ...)
 {
 	if (j->overflow)
@@ -239,29 +239,29 @@ __attribute__((format(printf, 2, 3))) static void bench_json_raw(
 }
 
 /* Keys and string values are ours (no escaping needed). */
-static void bench_json_str(bench_json_t *j, const char *key, const char *v)
+static inline void bench_json_str(bench_json_t *j, const char *key, const char *v)
 {
 	bench_json_raw(j, ",\"%s\":\"%s\"", key, v);
 }
 
-static void bench_json_int(bench_json_t *j, const char *key, long long v)
+static inline void bench_json_int(bench_json_t *j, const char *key, long long v)
 {
 	bench_json_raw(j, ",\"%s\":%lld", key, v);
 }
 
 /* A number with 3 decimals (ms, ns, us figures). */
-static void bench_json_num(bench_json_t *j, const char *key, double v)
+static inline void bench_json_num(bench_json_t *j, const char *key, double v)
 {
 	bench_json_raw(j, ",\"%s\":%.3f", key, v);
 }
 
-static void bench_json_bool(bench_json_t *j, const char *key, int v)
+static inline void bench_json_bool(bench_json_t *j, const char *key, int v)
 {
 	bench_json_raw(j, ",\"%s\":%s", key, v ? "true" : "false");
 }
 
 /* Opens a line with the keys every benchmark prints first. */
-static void bench_json_begin(bench_json_t *j, const char *workload,
+static inline void bench_json_begin(bench_json_t *j, const char *workload,
 	unsigned workers, long long n)
 {
 	j->len = 0;
@@ -272,7 +272,7 @@ static void bench_json_begin(bench_json_t *j, const char *workload,
 }
 
 /* median_ms, p10_ms, p90_ms of the repetitions and how many there were. */
-static void bench_json_times(bench_json_t *j, const bench_stats_t *ms,
+static inline void bench_json_times(bench_json_t *j, const bench_stats_t *ms,
 	int reps)
 {
 	bench_json_num(j, "median_ms", ms->median);
@@ -282,7 +282,7 @@ static void bench_json_times(bench_json_t *j, const bench_stats_t *ms,
 }
 
 /* Adds maxrss_kb and io_thread, closes the line and prints it. */
-static void bench_json_end(bench_json_t *j)
+static inline void bench_json_end(bench_json_t *j)
 {
 	bench_json_int(j, "maxrss_kb", bench_maxrss_kb());
 	bench_json_bool(j, "io_thread", 1);

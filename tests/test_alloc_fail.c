@@ -1,0 +1,497 @@
+/* Allocation fault injection (weft_debug_fail_alloc, include/weft/debug.h),
+ * SQLite malloc*.test style: for n = 1, 2, 3, ... make the n-th weft heap
+ * allocation from now fail, run a whole scenario (runtime create, a root
+ * that opens a group, spawns failing and sleeping children, starts a
+ * service with weft_group_start, sleeps under a fail_after deadline,
+ * joins, and fails with the children's error group), turn injection off,
+ * destroy, and check:
+ *   - every call that saw the failure returned -ENOMEM (or another
+ *     documented code) and the process neither crashed nor hung;
+ *   - errors are never lost: if any child failed, join returned
+ *     WEFT_ECHILD_FAILED (with an out-of-memory leaf standing in for
+ *     failures that could not be recorded), never 0;
+ *   - afterwards nothing is left: no heap byte, task, fiber, stack, group,
+ *     scope, runtime or thread.
+ * The loop ends at the first n whose run saw no injected failure (n is
+ * then past the scenario's last allocation).
+ *
+ * Inside tasks nothing is CHECKed that may legitimately fail under
+ * injection: tasks record what happened in `struct outcome`, and the main
+ * thread judges it after the runtime is gone (research/platform.md 3.3). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <weft.h>
+
+#include "support.h"
+
+#define MAX_ITERATIONS 2000
+#define NFAIL 2  /* children that fail with -EIO */
+#define NSLEEP 2 /* children that sleep 1 ms */
+#define SENTINEL ((void *)(uintptr_t)0x5eed)
+
+/* {======================================================= helpers */
+
+static int count_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	assert_non_null(d);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Waits boundedly for joined threads to leave /proc/self/task (see
+ * test_runtime.c: the kernel reaps a little after pthread_join). */
+static int settle_thread_count(int expected)
+{
+	struct timespec ms = { 0, 1000000 };
+	int n = count_threads();
+	for (int i = 0; i < 10000 && n != expected; i++) {
+		nanosleep(&ms, NULL);
+		n = count_threads();
+	}
+	return n;
+}
+
+/* }======================================================= */
+
+/* {======================================================= scenario */
+
+/* What the tasks saw.  Written by tasks, read by the main thread after
+ * weft_runtime_run returned (which orders the writes before the reads);
+ * counters touched by several children are atomic. */
+struct outcome {
+	int root_ran;
+	int root_rc;
+	int open_rc;
+	int start_rc;
+	int service_ran;
+	int started_rc;
+	int spawn_ok;     /* children spawned successfully */
+	int fail_spawned; /* of which fail with -EIO */
+	atomic_int fail_ran;
+	atomic_int sleep_ran;
+	atomic_int sleep_enomem; /* sleepers that returned -ENOMEM */
+	int scope_rc;
+	int scope_sleep_rc;
+	int scope_exit_rc;
+	int join_rc;
+	int expected_failures;
+	size_t entries, eio_leaves, enomem_leaves, other_leaves;
+	atomic_int violations;
+	char violation[160]; /* the first one */
+	atomic_flag violation_taken;
+};
+
+static void violate(struct outcome *o, const char *what, long a, long b)
+{
+	if (!atomic_flag_test_and_set(&o->violation_taken))
+		snprintf(o->violation, sizeof o->violation, "%s (%ld, %ld)",
+			what, a, b);
+	atomic_fetch_add(&o->violations, 1);
+}
+
+struct child_arg {
+	struct outcome *o;
+	int index;
+};
+
+static int failing_child(void *arg)
+{
+	struct child_arg *c = arg;
+	atomic_fetch_add(&c->o->fail_ran, 1);
+	return weft_fail(-EIO, "child %d failed", c->index);
+}
+
+static int sleeping_child(void *arg)
+{
+	struct outcome *o = arg;
+	atomic_fetch_add(&o->sleep_ran, 1);
+	int64_t deadline = weft_now() + WEFT_MSEC;
+	int rc = weft_sleep_until(deadline);
+	if (rc == 0 && weft_now() < deadline)
+		violate(o, "weft_sleep_until returned 0 before its deadline",
+			(long)(deadline - weft_now()), 0);
+	if (rc != 0 && rc != -ECANCELED && rc != -ENOMEM)
+		violate(o, "weft_sleep_until: unexpected code", rc, 0);
+	if (rc == -ENOMEM) {
+		atomic_fetch_add(&o->sleep_enomem, 1);
+		return rc; /* a failure the group must report */
+	}
+	return 0;
+}
+
+static int service(void *arg)
+{
+	struct outcome *o = arg;
+	o->service_ran = 1;
+	o->started_rc = weft_task_started(o);
+	/* Stays in the group a little; its sleep may be cancelled. */
+	(void)weft_sleep(WEFT_MSEC);
+	return 0;
+}
+
+/* Counts the leaves of err by code. */
+static void tally(struct outcome *o, const weft_error_t *err)
+{
+	o->entries = weft_error_count(err);
+	for (size_t i = 0; i < o->entries; i++) {
+		int code = weft_error_code_at(err, i);
+		if (weft_error_nested_at(err, i) != NULL)
+			o->other_leaves++;
+		else if (code == -EIO)
+			o->eio_leaves++;
+		else if (code == -ENOMEM)
+			o->enomem_leaves++;
+		else
+			o->other_leaves++;
+	}
+}
+
+static int scenario_root(void *arg)
+{
+	struct outcome *o = arg;
+	o->root_ran = 1;
+	weft_group_t *g;
+	o->open_rc = weft_group_open(&g);
+	if (o->open_rc != 0) {
+		if (o->open_rc != -ENOMEM)
+			violate(o, "weft_group_open: unexpected code",
+				o->open_rc, 0);
+		return o->root_rc = o->open_rc;
+	}
+
+	/* A service started before the others, so nothing cancels it. */
+	void *value = NULL;
+	o->start_rc = weft_group_start(g, service, o, &value);
+	if (o->start_rc == 0 && (value != o || o->started_rc != 0))
+		violate(o, "start succeeded without the started() value",
+			o->started_rc, 0);
+	if (o->start_rc != 0 && o->start_rc != -ENOMEM)
+		violate(o, "weft_group_start: unexpected code", o->start_rc,
+			0);
+
+	struct child_arg args[NFAIL];
+	for (int i = 0; i < NFAIL + NSLEEP; i++) {
+		int rc;
+		if (i % 2 == 0) {
+			args[i / 2] = (struct child_arg){ o, i / 2 };
+			rc = weft_group_spawn(g, failing_child, &args[i / 2]);
+			if (rc == 0)
+				o->fail_spawned++;
+		} else {
+			rc = weft_group_spawn(g, sleeping_child, o);
+		}
+		if (rc == 0)
+			o->spawn_ok++;
+		else if (rc != -ENOMEM)
+			violate(o, "weft_group_spawn: unexpected code", rc, 0);
+	}
+
+	/* A cancel scope with a deadline around a sleep that outlasts it. */
+	weft_scope_t *s = SENTINEL;
+	o->scope_rc = weft_fail_after(&s, WEFT_MSEC);
+	if (o->scope_rc == 0) {
+		o->scope_sleep_rc = weft_sleep(10 * WEFT_SEC);
+		if (o->scope_sleep_rc != -ECANCELED &&
+			o->scope_sleep_rc != -ENOMEM)
+			violate(o, "sleep inside fail_after: unexpected code",
+				o->scope_sleep_rc, 0);
+		o->scope_exit_rc = weft_scope_exit(s);
+		if (o->scope_exit_rc != 0 && o->scope_exit_rc != -ETIMEDOUT)
+			violate(o, "weft_scope_exit: unexpected code",
+				o->scope_exit_rc, 0);
+		weft_scope_destroy(s);
+	} else {
+		if (o->scope_rc != -ENOMEM)
+			violate(o, "weft_fail_after: unexpected code",
+				o->scope_rc, 0);
+		if (s != SENTINEL)
+			violate(o, "weft_fail_after failed but wrote *out", 0,
+				0);
+	}
+
+	weft_error_t *err = NULL;
+	o->join_rc = weft_group_join(g, &err);
+
+	/* Every spawned child ran or, without a stack, ended with -ENOMEM. */
+	int ran = atomic_load(&o->fail_ran) + atomic_load(&o->sleep_ran);
+	int unstarted = o->spawn_ok - ran;
+	int failures = atomic_load(&o->fail_ran) +
+		atomic_load(&o->sleep_enomem) + unstarted;
+	o->expected_failures = failures;
+	if (unstarted < 0)
+		violate(o, "more children ran than were spawned", ran,
+			o->spawn_ok);
+	if (failures > 0 && o->join_rc != WEFT_ECHILD_FAILED)
+		violate(o, "a child failed but join did not report it",
+			o->join_rc, failures);
+	if (failures == 0 && o->join_rc != 0)
+		violate(o, "no child failed but join failed", o->join_rc, 0);
+	if (o->join_rc == WEFT_ECHILD_FAILED) {
+		if (err == NULL) {
+			violate(o, "join failed without an error group", 0, 0);
+		} else {
+			tally(o, err);
+			if (o->entries < 1 || o->other_leaves != 0 ||
+				o->entries > (size_t)failures + 1)
+				violate(o, "error group shape", (long)o->entries,
+					(long)o->other_leaves);
+			if (o->eio_leaves > (size_t)atomic_load(&o->fail_ran))
+				violate(o, "more -EIO leaves than failures",
+					(long)o->eio_leaves,
+					atomic_load(&o->fail_ran));
+			/* Without an out-of-memory leaf, every failure must
+			 * be there, each exactly once. */
+			if (o->enomem_leaves == 0 &&
+				o->eio_leaves != (size_t)failures)
+				violate(o, "failures lost without an ENOMEM leaf",
+					(long)o->eio_leaves, failures);
+		}
+		return o->root_rc = weft_fail_group(err);
+	}
+	weft_error_free(err);
+	return o->root_rc = 0;
+}
+
+/* }======================================================= */
+
+/* {======================================================= the loop */
+
+/* Judges one iteration on the main thread, after everything is freed.
+ * Returns 0 if all is well, else prints why and returns -1. */
+static int judge(long n, int rc, const weft_error_t *err,
+	const struct outcome *o)
+{
+	const char *why = NULL;
+	if (atomic_load(&o->violations) != 0)
+		why = o->violation;
+	else if (!o->root_ran && rc != -ENOMEM)
+		why = "the root never ran but run did not return -ENOMEM";
+	else if (o->root_ran && rc != o->root_rc)
+		why = "run did not return the root's result";
+	else if (rc == 0 && err != NULL)
+		why = "run succeeded but handed out an error group";
+	else if (rc < 0 && rc != -ECANCELED && err == NULL)
+		why = "run failed without an error group";
+	else if (rc == WEFT_ECHILD_FAILED &&
+		weft_error_code_at(err, 0) == WEFT_ECHILD_FAILED &&
+		weft_error_nested_at(err, 0) == NULL)
+		why = "the root's group failure lost its nested error group";
+	else if (rc == WEFT_ECHILD_FAILED &&
+		weft_error_code_at(err, 0) != WEFT_ECHILD_FAILED &&
+		weft_error_code_at(err, 0) != -ENOMEM)
+		why = "the root's error has an unexpected code";
+	if (why == NULL)
+		return 0;
+	print_error("n=%ld: %s (run rc %d %s, open %d, start %d, spawned %d,"
+		    " fail_ran %d, sleep_ran %d, join %d, expected failures %d,"
+		    " entries %zu: %zu EIO %zu ENOMEM)\n",
+		n, why, rc, weft_err_name(rc), o->open_rc, o->start_rc,
+		o->spawn_ok, atomic_load(&o->fail_ran),
+		atomic_load(&o->sleep_ran), o->join_rc, o->expected_failures,
+		o->entries, o->eio_leaves, o->enomem_leaves);
+	return -1;
+}
+
+/* The clean run (no injection) must show the full scenario. */
+static void assert_clean_run(int rc, const weft_error_t *err,
+	const struct outcome *o)
+{
+	assert_int_equal(o->open_rc, 0);
+	assert_int_equal(o->start_rc, 0);
+	assert_int_equal(o->spawn_ok, NFAIL + NSLEEP);
+	assert_int_equal(atomic_load(&o->fail_ran), NFAIL);
+	assert_int_equal(o->scope_rc, 0);
+	assert_int_equal(o->join_rc, WEFT_ECHILD_FAILED);
+	assert_int_equal(o->eio_leaves, NFAIL);
+	assert_int_equal(o->enomem_leaves, 0);
+	assert_int_equal(rc, WEFT_ECHILD_FAILED);
+	assert_non_null(err);
+	const weft_error_t *nested = weft_error_nested_at(err, 0);
+	assert_non_null(nested);
+	assert_int_equal(weft_error_leaf_count(nested), NFAIL);
+}
+
+static void run_fault_loop(unsigned workers)
+{
+	int base_threads = count_threads();
+	weft_test_assert_no_leaks();
+	long n;
+	int bad = 0;
+	long create_failures = 0;
+	for (n = 1; n <= MAX_ITERATIONS; n++) {
+		long injected_before = weft_debug_injected_failures();
+		struct outcome *o = calloc(1, sizeof *o);
+		assert_non_null(o);
+		atomic_flag_clear(&o->violation_taken);
+
+		weft_debug_fail_alloc(n);
+		weft_config_t cfg;
+		assert_int_equal(weft_config_init(&cfg), 0);
+		cfg.workers = workers;
+		weft_runtime_t *rt = SENTINEL;
+		int crc = weft_runtime_create(&rt, &cfg);
+		int rc = 0;
+		weft_error_t *err = NULL;
+		if (crc == 0) {
+			rc = weft_runtime_run(rt, scenario_root, o, &err);
+			weft_debug_fail_alloc(0);
+			assert_int_equal(weft_runtime_destroy(rt), 0);
+		} else {
+			weft_debug_fail_alloc(0);
+			create_failures++;
+			if (crc != -ENOMEM || rt != SENTINEL ||
+				cfg.message[0] == '\0') {
+				print_error("n=%ld: create returned %d (%s), "
+					    "message '%s'\n",
+					n, crc, weft_err_name(crc),
+					cfg.message);
+				bad++;
+			}
+		}
+		long injected = weft_debug_injected_failures() -
+			injected_before;
+		if (crc == 0 && judge(n, rc, err, o) != 0)
+			bad++;
+		if (injected == 0) {
+			assert_int_equal(crc, 0);
+			assert_clean_run(rc, err, o);
+		}
+		weft_error_free(err);
+		free(o);
+		/* Nothing is left behind, whatever failed. */
+		weft_test_assert_no_leaks();
+		assert_int_equal(settle_thread_count(base_threads),
+			base_threads);
+		if (bad > 10)
+			break; /* enough to go on */
+		if (injected == 0)
+			break;
+	}
+	print_message("%u worker(s): %ld iterations (the last one clean), "
+		      "%ld failed runtime creations\n",
+		workers, n, create_failures);
+	assert_int_equal(bad, 0);
+	assert_true(n <= MAX_ITERATIONS);
+	assert_true(n > 1);
+}
+
+static void test_alloc_fail__every_failed_allocation_is_reported_cleanly(
+	void **state)
+{
+	run_fault_loop(WEFT_TEST_WORKERS(state));
+}
+
+/* }======================================================= */
+
+/* {======================================================= single calls */
+
+static int keep_eio(int code, const char *message, void *arg)
+{
+	(void)message;
+	(void)arg;
+	return code == -EIO;
+}
+
+static int two_failures_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	if (weft_group_open(&g) != 0)
+		return -ENOMEM;
+	struct outcome o;
+	memset(&o, 0, sizeof o);
+	struct child_arg a = { &o, 1 };
+	CHECK_EQ(weft_group_spawn(g, failing_child, &a), 0);
+	CHECK_EQ(weft_group_spawn(g, failing_child, &a), 0);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	return weft_fail_group(err);
+}
+
+static void test_alloc_fail__error_split_leaves_the_error_untouched_on_enomem(
+	void **state)
+{
+	(void)state;
+	weft_error_t *err = NULL;
+	assert_int_equal(weft_test_run_err(1, two_failures_root, NULL, &err),
+		WEFT_ECHILD_FAILED);
+	assert_non_null(err);
+	size_t leaves = weft_error_leaf_count(err);
+	assert_int_equal(leaves, 2);
+	long n;
+	for (n = 1; n <= 200; n++) {
+		weft_error_t *match = SENTINEL, *rest = SENTINEL;
+		long before = weft_debug_injected_failures();
+		weft_debug_fail_alloc(n);
+		int rc = weft_error_split(err, keep_eio, NULL, &match, &rest);
+		weft_debug_fail_alloc(0);
+		long injected = weft_debug_injected_failures() - before;
+		if (rc == -ENOMEM) {
+			assert_true(injected > 0);
+			/* err is still whole and still ours. */
+			assert_int_equal(weft_error_leaf_count(err), leaves);
+			continue;
+		}
+		assert_int_equal(rc, 0);
+		assert_int_equal(weft_error_leaf_count(match), leaves);
+		assert_null(rest);
+		weft_error_free(match);
+		err = NULL;
+		if (injected == 0)
+			break;
+		/* Split succeeded although an allocation failed: it must
+		 * not have needed that one.  Start over with a fresh error. */
+		assert_int_equal(weft_test_run_err(1, two_failures_root, NULL,
+			&err), WEFT_ECHILD_FAILED);
+	}
+	weft_error_free(err);
+	print_message("weft_error_split: %ld iterations\n", n);
+	assert_true(n <= 200);
+	weft_test_assert_no_leaks();
+}
+
+static void test_alloc_fail__scope_create_fails_with_enomem_and_writes_nothing(
+	void **state)
+{
+	(void)state;
+	weft_scope_t *s = SENTINEL;
+	weft_debug_fail_alloc(1);
+	int rc = weft_scope_create(&s, WEFT_FOREVER, 0);
+	weft_debug_fail_alloc(0);
+	assert_int_equal(rc, -ENOMEM);
+	assert_ptr_equal(s, SENTINEL);
+	weft_test_assert_no_leaks();
+}
+
+/* }======================================================= */
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		WEFT_TEST(
+			test_alloc_fail__every_failed_allocation_is_reported_cleanly),
+		cmocka_unit_test(
+			test_alloc_fail__error_split_leaves_the_error_untouched_on_enomem),
+		cmocka_unit_test(
+			test_alloc_fail__scope_create_fails_with_enomem_and_writes_nothing),
+	};
+	return WEFT_RUN_TESTS(tests);
+}

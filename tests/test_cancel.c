@@ -1,0 +1,619 @@
+/* Cancel scopes and deadlines: semantics.md rules 21-31. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "support.h"
+
+/* {======================================================= rule 21 */
+
+static int level_root(void *arg)
+{
+	(void)arg;
+	weft_scope_t *s;
+	CHECK_EQ(weft_scope_open(&s, WEFT_FOREVER, 0), 0);
+	CHECK_EQ(weft_scope_cancel(s, "stop"), 0);
+	for (int i = 0; i < 5; i++) {
+		CHECK_EQ(weft_checkpoint(), -ECANCELED);
+		CHECK_EQ(weft_checkpoint_if_cancelled(), -ECANCELED);
+		CHECK_EQ(weft_sleep(WEFT_MSEC), -ECANCELED);
+	}
+	CHECK_EQ(weft_scope_exit(s), 0);
+	CHECK(weft_scope_cancelled_caught(s));
+	weft_scope_destroy(s);
+	CHECK_EQ(weft_checkpoint(), 0);
+	return 0;
+}
+
+static void test_cancel__every_checkpoint_fails_until_the_scope_is_exited(
+	void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), level_root,
+		NULL), 0);
+}
+
+/* }======================================================= */
+
+/* {======================================================= rule 22 */
+
+struct pingpong {
+	atomic_int turn;
+	atomic_int switches;
+};
+
+static int alternate(void *arg)
+{
+	struct pingpong *p = arg;
+	for (int i = 0; i < 100; i++) {
+		atomic_fetch_add(&p->turn, 1);
+		CHECK_EQ(weft_checkpoint(), 0);
+	}
+	return 0;
+}
+
+static int observer(void *arg)
+{
+	struct pingpong *p = arg;
+	int last = -1;
+	for (int i = 0; i < 100; i++) {
+		int now = atomic_load(&p->turn);
+		if (now != last)
+			atomic_fetch_add(&p->switches, 1);
+		last = now;
+		CHECK_EQ(weft_checkpoint(), 0);
+	}
+	return 0;
+}
+
+static int yields_root(void *arg)
+{
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, alternate, arg), 0);
+	CHECK_EQ(weft_group_spawn(g, observer, arg), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	return 0;
+}
+
+static void test_cancel__checkpoint_yields_to_other_tasks(void **state)
+{
+	/* On one worker the two tasks can only interleave if every
+	 * checkpoint yields. */
+	struct pingpong p = { 0 };
+	assert_int_equal(weft_test_run(1, yields_root, &p), 0);
+	assert_true(atomic_load(&p.switches) > 50);
+	(void)state;
+}
+
+static int shielded_checkpoint_root(void *arg)
+{
+	(void)arg;
+	weft_scope_t *s;
+	CHECK_EQ(weft_scope_open(&s, WEFT_FOREVER, 0), 0);
+	weft_scope_cancel(s, NULL);
+	CHECK_EQ(weft_cancel_shielded_checkpoint(), 0);
+	CHECK_EQ(weft_yield(), 0);
+	CHECK_EQ(weft_checkpoint_if_cancelled(), -ECANCELED);
+	weft_scope_exit(s);
+	weft_scope_destroy(s);
+	return 0;
+}
+
+static void test_cancel__cancel_shielded_checkpoint_never_fails(void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		shielded_checkpoint_root, NULL), 0);
+}
+
+/* }======================================================= */
+
+/* {======================================================= rules 23-25 */
+
+static int own_only_root(void *arg)
+{
+	(void)arg;
+	weft_scope_t *outer, *inner;
+	CHECK_EQ(weft_scope_open(&outer, WEFT_FOREVER, 0), 0);
+	CHECK_EQ(weft_scope_open(&inner, WEFT_FOREVER, 0), 0);
+	weft_scope_cancel(inner, "inner");
+	CHECK_EQ(weft_checkpoint(), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(inner), 0);
+	CHECK(weft_scope_cancelled_caught(inner));
+	CHECK_EQ(weft_checkpoint(), 0);  /* inner's cancellation consumed */
+	weft_scope_destroy(inner);
+
+	/* Outer cancelled while inside inner: inner's exit consumes nothing. */
+	CHECK_EQ(weft_scope_open(&inner, WEFT_FOREVER, 0), 0);
+	weft_scope_cancel(outer, "outer");
+	CHECK_EQ(weft_checkpoint(), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(inner), 0);
+	CHECK(!weft_scope_cancelled_caught(inner));
+	CHECK_EQ(weft_checkpoint(), -ECANCELED);
+	weft_scope_destroy(inner);
+	CHECK_EQ(weft_scope_exit(outer), 0);
+	CHECK(weft_scope_cancelled_caught(outer));
+	weft_scope_destroy(outer);
+	CHECK_EQ(weft_checkpoint(), 0);
+	return 0;
+}
+
+static void test_cancel__scope_exit_consumes_only_its_own_cancellation(
+	void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), own_only_root,
+		NULL), 0);
+}
+
+static int not_observed_root(void *arg)
+{
+	(void)arg;
+	weft_scope_t *s;
+	CHECK_EQ(weft_scope_open(&s, WEFT_FOREVER, 0), 0);
+	weft_scope_cancel(s, NULL);
+	CHECK_EQ(weft_scope_exit(s), 0);
+	CHECK(weft_scope_cancel_called(s));
+	CHECK(!weft_scope_cancelled_caught(s));  /* nobody observed it */
+	weft_scope_destroy(s);
+	return 0;
+}
+
+static void test_cancel__cancelled_caught_only_when_a_checkpoint_observed_it(
+	void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		not_observed_root, NULL), 0);
+}
+
+static int misnest_root(void *arg)
+{
+	(void)arg;
+	weft_scope_t *a, *b;
+	CHECK_EQ(weft_scope_open(&a, WEFT_FOREVER, 0), 0);
+	CHECK_EQ(weft_scope_open(&b, WEFT_FOREVER, 0), 0);
+	CHECK_EQ(weft_scope_exit(a), WEFT_EMISNEST);
+	CHECK_EQ(weft_scope_exit(b), 0);
+	CHECK_EQ(weft_scope_exit(b), WEFT_EMISUSE);  /* single use */
+	CHECK_EQ(weft_scope_enter(b), WEFT_EMISUSE);
+	CHECK_EQ(weft_scope_exit(a), 0);
+	weft_scope_destroy(b);
+	weft_scope_destroy(a);
+	CHECK_EQ(weft_scope_exit(NULL), -EINVAL);
+	CHECK_EQ(weft_scope_create(&a, WEFT_FOREVER, 0x100), -EINVAL);
+	return 0;
+}
+
+static void test_cancel__misnested_exit_is_reported_and_changes_nothing(
+	void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), misnest_root,
+		NULL), 0);
+}
+
+static int before_enter_root(void *arg)
+{
+	(void)arg;
+	weft_scope_t *s;
+	CHECK_EQ(weft_scope_create(&s, WEFT_FOREVER, 0), 0);
+	weft_scope_cancel(s, "early");
+	CHECK_EQ(weft_checkpoint(), 0);
+	CHECK_EQ(weft_scope_enter(s), 0);
+	CHECK_EQ(weft_checkpoint(), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(s), 0);
+	weft_scope_destroy(s);
+	/* An expired deadline at entry, too. */
+	CHECK_EQ(weft_scope_create(&s, weft_now() - WEFT_MSEC, 0), 0);
+	CHECK_EQ(weft_scope_enter(s), 0);
+	CHECK_EQ(weft_checkpoint(), -ECANCELED);
+	weft_cancel_reason_t r;
+	CHECK_EQ(weft_scope_reason(s, &r), 0);
+	CHECK_EQ(r.origin, WEFT_CANCEL_DEADLINE);
+	CHECK_EQ(weft_scope_exit(s), 0);
+	weft_scope_destroy(s);
+	return 0;
+}
+
+static void test_cancel__scope_cancelled_before_entry_fails_first_checkpoint(
+	void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		before_enter_root, NULL), 0);
+}
+
+/* }======================================================= */
+
+/* {======================================================= rules 26-27 */
+
+static int deadline_root(void *arg)
+{
+	(void)arg;
+	weft_scope_t *a, *b;
+	int64_t t0 = weft_now();
+	CHECK_EQ(weft_effective_deadline(), WEFT_FOREVER);
+	CHECK_EQ(weft_move_on_after(&a, 10 * WEFT_SEC), 0);
+	CHECK_EQ(weft_move_on_at(&b, t0 + 20 * WEFT_SEC), 0);
+	CHECK_EQ(weft_effective_deadline(), weft_scope_deadline(a));
+	CHECK(weft_scope_deadline(a) >= t0 + 10 * WEFT_SEC);
+	/* Mutable while active: shorten the inner one. */
+	CHECK_EQ(weft_scope_set_deadline(b, weft_now() + 5 * WEFT_MSEC), 0);
+	CHECK_EQ(weft_effective_deadline(), weft_scope_deadline(b));
+	CHECK_EQ(weft_sleep(10 * WEFT_SEC), -ECANCELED);
+	CHECK(weft_now() >= weft_scope_deadline(b));
+	CHECK_EQ(weft_scope_exit(b), 0);
+	CHECK(weft_scope_cancelled_caught(b));
+	weft_scope_destroy(b);
+	/* Extend a deadline: it must not fire at the old time. */
+	CHECK_EQ(weft_scope_set_deadline(a, weft_now() + 2 * WEFT_MSEC), 0);
+	CHECK_EQ(weft_scope_set_deadline(a, WEFT_FOREVER), 0);
+	CHECK_EQ(weft_sleep(10 * WEFT_MSEC), 0);
+	CHECK_EQ(weft_scope_exit(a), 0);
+	CHECK(!weft_scope_cancel_called(a));
+	weft_scope_destroy(a);
+	return 0;
+}
+
+static void test_cancel__deadlines_are_absolute_mutable_and_nest(void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), deadline_root,
+		NULL), 0);
+}
+
+static int fail_after_root(void *arg)
+{
+	(void)arg;
+	weft_scope_t *s;
+	CHECK_EQ(weft_fail_after(&s, 2 * WEFT_MSEC), 0);
+	CHECK_EQ(weft_sleep(10 * WEFT_SEC), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(s), -ETIMEDOUT);
+	weft_scope_destroy(s);
+	/* Deadline passes but the body never observes it: success. */
+	CHECK_EQ(weft_fail_after(&s, 1 * WEFT_MSEC), 0);
+	int64_t until = weft_now() + 3 * WEFT_MSEC;
+	while (weft_now() < until)
+		;  /* no checkpoint */
+	CHECK_EQ(weft_scope_exit(s), 0);
+	weft_scope_destroy(s);
+	/* Explicit cancel of a fail_after scope is not a timeout. */
+	CHECK_EQ(weft_fail_after(&s, 10 * WEFT_SEC), 0);
+	weft_scope_cancel(s, NULL);
+	CHECK_EQ(weft_checkpoint(), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(s), 0);
+	weft_scope_destroy(s);
+	return 0;
+}
+
+static void test_cancel__fail_after_times_out_only_if_the_body_observed_it(
+	void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		fail_after_root, NULL), 0);
+}
+
+static int fail_after_failure_child(void *arg)
+{
+	(void)arg;
+	weft_scope_t *s;
+	CHECK_EQ(weft_fail_after(&s, 1 * WEFT_MSEC), 0);
+	weft_sleep(WEFT_SEC);
+	int rc = weft_scope_exit(s);
+	weft_scope_destroy(s);
+	return weft_fail(rc, "fetch took too long");
+}
+
+static int timeout_is_failure_root(void *arg)
+{
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, fail_after_failure_child, arg), 0);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	CHECK_EQ(weft_error_count(err), 1);
+	CHECK_EQ(weft_error_code_at(err, 0), -ETIMEDOUT);
+	weft_error_free(err);
+	return 0;
+}
+
+static void test_cancel__timeout_is_a_failure_not_a_cancellation(
+	void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		timeout_is_failure_root, NULL), 0);
+}
+
+/* }======================================================= */
+
+/* {======================================================= rule 28 */
+
+static int shield_root(void *arg)
+{
+	(void)arg;
+	weft_scope_t *outer, *shield;
+	CHECK_EQ(weft_scope_open(&outer, WEFT_FOREVER, 0), 0);
+	CHECK_EQ(weft_scope_open(&shield, weft_now() + 3 * WEFT_MSEC,
+		WEFT_SCOPE_SHIELD), 0);
+	weft_scope_cancel(outer, NULL);
+	CHECK_EQ(weft_checkpoint(), 0);  /* outer cancel ignored */
+	CHECK_EQ(weft_effective_deadline(), weft_scope_deadline(shield));
+	CHECK_EQ(weft_sleep(10 * WEFT_SEC), -ECANCELED);  /* own deadline */
+	CHECK_EQ(weft_scope_exit(shield), 0);
+	CHECK(weft_scope_cancelled_caught(shield));
+	weft_scope_destroy(shield);
+	CHECK_EQ(weft_checkpoint(), -ECANCELED);
+	weft_scope_exit(outer);
+	weft_scope_destroy(outer);
+	return 0;
+}
+
+static void test_cancel__shield_ignores_outer_cancel_but_honours_its_own(
+	void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), shield_root,
+		NULL), 0);
+}
+
+static int child_checks_not_cancelled(void *arg)
+{
+	(void)arg;
+	CHECK_EQ(weft_checkpoint(), 0);
+	return 0;
+}
+
+static int children_scopes_root(void *arg)
+{
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	weft_scope_t *local;
+	CHECK_EQ(weft_scope_open(&local, WEFT_FOREVER, 0), 0);
+	weft_scope_cancel(local, NULL);
+	/* Spawned from inside a cancelled local scope, but the child runs
+	 * under the group's scope. */
+	CHECK_EQ(weft_group_spawn(g, child_checks_not_cancelled, arg), 0);
+	CHECK_EQ(weft_scope_exit(local), 0);
+	weft_scope_destroy(local);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	return 0;
+}
+
+static void test_cancel__children_run_under_the_group_scope_not_the_spawner(
+	void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		children_scopes_root, NULL), 0);
+}
+
+/* }======================================================= */
+
+/* {======================================================= rule 29 */
+
+struct reasons {
+	weft_cancel_reason_t seen;
+};
+
+static int record_reason(void *arg)
+{
+	struct reasons *r = arg;
+	CHECK_EQ(weft_sleep(10 * WEFT_SEC), -ECANCELED);
+	CHECK_EQ(weft_cancel_reason(&r->seen), 0);
+	return -ECANCELED;
+}
+
+static int fail_now(void *arg)
+{
+	(void)arg;
+	return weft_fail(-EIO, "boom");
+}
+
+static int reason_root(void *arg)
+{
+	struct reasons *r = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, record_reason, &r[0]), 0);
+	CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+	CHECK_EQ(weft_group_cancel(g, "shutting down"), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, record_reason, &r[1]), 0);
+	CHECK_EQ(weft_group_spawn(g, fail_now, NULL), 0);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	weft_error_free(err);
+
+	weft_scope_t *s;
+	CHECK_EQ(weft_move_on_after(&s, WEFT_MSEC), 0);
+	CHECK_EQ(weft_sleep(10 * WEFT_SEC), -ECANCELED);
+	CHECK_EQ(weft_cancel_reason(&r[2].seen), 0);
+	weft_scope_exit(s);
+	weft_scope_destroy(s);
+	return 0;
+}
+
+static void test_cancel__every_cancellation_carries_a_reason(void **state)
+{
+	struct reasons r[3];
+	memset(r, 0, sizeof r);
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), reason_root,
+		r), 0);
+	assert_int_equal(r[0].seen.origin, WEFT_CANCEL_EXPLICIT);
+	assert_string_equal(r[0].seen.text, "shutting down");
+	assert_true(r[0].seen.task_id != 0);
+	assert_true(r[0].seen.scope_id != 0);
+	assert_int_equal(r[1].seen.origin, WEFT_CANCEL_GROUP_FAILURE);
+	assert_int_equal(r[2].seen.origin, WEFT_CANCEL_DEADLINE);
+}
+
+/* }======================================================= */
+
+/* {======================================================= rule 30 */
+
+struct first_run {
+	atomic_int released;
+};
+
+static int release_then_checkpoint(void *arg)
+{
+	struct first_run *f = arg;
+	/* Stands for freeing what the spawn argument owns. */
+	atomic_fetch_add(&f->released, 1);
+	return weft_checkpoint();
+}
+
+static int first_run_root(void *arg)
+{
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	weft_group_cancel(g, NULL);
+	for (int i = 0; i < 20; i++)
+		CHECK_EQ(weft_group_spawn(g, release_then_checkpoint, arg), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	return 0;
+}
+
+static void test_cancel__task_cancelled_before_first_run_runs_to_a_checkpoint(
+	void **state)
+{
+	struct first_run f = { 0 };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		first_run_root, &f), 0);
+	assert_int_equal(atomic_load(&f.released), 20);
+}
+
+/* }======================================================= */
+
+/* {======================================================= rule 31 */
+
+struct remote {
+	weft_scope_t *scope;
+	atomic_int ready;
+	atomic_long spins;
+};
+
+static void *cancel_from_plain_thread(void *arg)
+{
+	struct remote *r = arg;
+	while (!atomic_load(&r->ready))
+		sched_yield();
+	for (int i = 0; i < 3; i++)  /* idempotent */
+		weft_scope_cancel(r->scope, "from a plain thread");
+	return NULL;
+}
+
+static int sleeper_in_scope(void *arg)
+{
+	struct remote *r = arg;
+	CHECK_EQ(weft_scope_open(&r->scope, WEFT_FOREVER, 0), 0);
+	pthread_t th;
+	CHECK_EQ(pthread_create(&th, NULL, cancel_from_plain_thread, r), 0);
+	atomic_store(&r->ready, 1);
+	CHECK_EQ(weft_sleep(60 * WEFT_SEC), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(r->scope), 0);
+	/* The plain thread may still be inside weft_scope_cancel. */
+	pthread_join(th, NULL);
+	weft_scope_destroy(r->scope);
+	return 0;
+}
+
+static void test_cancel__cancel_from_a_plain_thread_wakes_a_parked_task(
+	void **state)
+{
+	struct remote r = { 0 };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		sleeper_in_scope, &r), 0);
+}
+
+static int busy_loop_with_checkpoints(void *arg)
+{
+	struct remote *r = arg;
+	atomic_store(&r->ready, 1);
+	for (;;) {
+		atomic_fetch_add(&r->spins, 1);
+		if (weft_checkpoint() == -ECANCELED)
+			return -ECANCELED;
+	}
+}
+
+static int cross_worker_root(void *arg)
+{
+	struct remote *r = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, busy_loop_with_checkpoints, r), 0);
+	while (!atomic_load(&r->ready))
+		CHECK_EQ(weft_yield(), 0);
+	CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+	CHECK_EQ(weft_group_cancel(g, NULL), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	return 0;
+}
+
+static void test_cancel__a_running_task_sees_cancel_at_its_next_checkpoint(
+	void **state)
+{
+	struct remote r = { 0 };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		cross_worker_root, &r), 0);
+	assert_true(atomic_load(&r.spins) > 0);
+}
+
+static int deep_sleeper(void *arg)
+{
+	long depth = (long)(intptr_t)arg;
+	if (depth == 0)
+		return weft_sleep(60 * WEFT_SEC) == -ECANCELED ? -ECANCELED
+							    : weft_fail(-EIO,
+								"not woken");
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(weft_group_spawn(g, deep_sleeper,
+			(void *)(intptr_t)(depth - 1)), 0);
+	int rc = weft_group_join(g, NULL);
+	CHECK_EQ(rc, -ECANCELED);
+	return rc;
+}
+
+static int subtree_root(void *arg)
+{
+	(void)arg;
+	weft_scope_t *s;
+	CHECK_EQ(weft_move_on_after(&s, 5 * WEFT_MSEC), 0);
+	CHECK_EQ(deep_sleeper((void *)(intptr_t)4), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(s), 0);
+	CHECK(weft_scope_cancelled_caught(s));
+	weft_scope_destroy(s);
+	return 0;
+}
+
+static void test_cancel__deadline_cancels_a_whole_subtree_of_parked_tasks(
+	void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), subtree_root,
+		NULL), 0);
+}
+
+/* }======================================================= */
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		WEFT_TEST(test_cancel__every_checkpoint_fails_until_the_scope_is_exited),
+		cmocka_unit_test(test_cancel__checkpoint_yields_to_other_tasks),
+		WEFT_TEST(test_cancel__cancel_shielded_checkpoint_never_fails),
+		WEFT_TEST(test_cancel__scope_exit_consumes_only_its_own_cancellation),
+		WEFT_TEST(test_cancel__cancelled_caught_only_when_a_checkpoint_observed_it),
+		WEFT_TEST(test_cancel__misnested_exit_is_reported_and_changes_nothing),
+		WEFT_TEST(test_cancel__scope_cancelled_before_entry_fails_first_checkpoint),
+		WEFT_TEST(test_cancel__deadlines_are_absolute_mutable_and_nest),
+		WEFT_TEST(test_cancel__fail_after_times_out_only_if_the_body_observed_it),
+		WEFT_TEST(test_cancel__timeout_is_a_failure_not_a_cancellation),
+		WEFT_TEST(test_cancel__shield_ignores_outer_cancel_but_honours_its_own),
+		WEFT_TEST(test_cancel__children_run_under_the_group_scope_not_the_spawner),
+		WEFT_TEST(test_cancel__every_cancellation_carries_a_reason),
+		WEFT_TEST(test_cancel__task_cancelled_before_first_run_runs_to_a_checkpoint),
+		WEFT_TEST(test_cancel__cancel_from_a_plain_thread_wakes_a_parked_task),
+		WEFT_TEST(test_cancel__a_running_task_sees_cancel_at_its_next_checkpoint),
+		WEFT_TEST(test_cancel__deadline_cancels_a_whole_subtree_of_parked_tasks),
+	};
+	return WEFT_RUN_TESTS(tests);
+}

@@ -1,0 +1,342 @@
+/* Error groups: semantics.md "Errors" (rules 9-11) and the error API. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+
+static int fail_code(void *arg)
+{
+	int code = (int)(intptr_t)arg;
+	return weft_fail(code, "failed with %d", code);
+}
+
+static int run_group_named(const char *name, weft_fn fn, void *arg, int n,
+	weft_error_t **err)
+{
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < n; i++)
+		CHECK_EQ(weft_group_spawn_named(g, name, fn, arg), 0);
+	return weft_group_join(g, err);
+}
+#define run_group_with(fn, arg, n, err) run_group_named(#fn, fn, arg, n, err)
+
+/* {======================================================= rule 9 */
+
+static int single_leaf_root(void *arg)
+{
+	(void)arg;
+	weft_error_t *err = NULL;
+	CHECK_EQ(run_group_with(fail_code, (void *)(intptr_t)-EIO, 1, &err),
+		WEFT_ECHILD_FAILED);
+	CHECK(err != NULL);
+	CHECK_EQ(weft_error_count(err), 1);
+	CHECK_EQ(weft_error_leaf_count(err), 1);
+	const char *msg = NULL;
+	CHECK_EQ(weft_error_primary(err, &msg), -EIO);
+	CHECK(msg && strstr(msg, "failed with") != NULL);
+	CHECK(weft_error_nested_at(err, 0) == NULL);
+	weft_error_free(err);
+	return 0;
+}
+
+static void test_errors__one_failure_still_gives_a_group(void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		single_leaf_root, NULL), 0);
+}
+
+/* A child whose own group fails passes the error group up. */
+static int middle(void *arg)
+{
+	(void)arg;
+	weft_error_t *err = NULL;
+	int rc = run_group_with(fail_code, (void *)(intptr_t)-EPIPE, 3, &err);
+	if (rc == WEFT_ECHILD_FAILED)
+		return weft_fail_group(err);
+	return rc;
+}
+
+static int nested_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, middle, NULL), 0);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	CHECK_EQ(weft_error_count(err), 1);
+	CHECK_EQ(weft_error_code_at(err, 0), WEFT_ECHILD_FAILED);
+	CHECK(strcmp(weft_error_task_name_at(err, 0), "middle") == 0);
+	const weft_error_t *inner = weft_error_nested_at(err, 0);
+	CHECK(inner != NULL);
+	CHECK_EQ(weft_error_count(inner), 3);
+	CHECK_EQ(weft_error_leaf_count(err), 3);
+	CHECK_EQ(weft_error_primary(err, NULL), -EPIPE);
+	char buf[1024];
+	int len = weft_error_format(err, buf, sizeof buf);
+	CHECK(len > 0 && (size_t)len < sizeof buf);
+	CHECK(strstr(buf, "middle#") != NULL);
+	CHECK(strstr(buf, "  fail_code#") != NULL);
+	CHECK(strstr(buf, "EPIPE") != NULL);
+	/* Truncation: still NUL-terminated, full length reported. */
+	char small[8];
+	CHECK_EQ(weft_error_format(err, small, sizeof small), len);
+	CHECK(strlen(small) == sizeof small - 1);
+	weft_error_free(err);
+	return 0;
+}
+
+static void test_errors__nested_group_failures_nest(void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), nested_root,
+		NULL), 0);
+}
+
+static int is_eio(int code, const char *message, void *arg)
+{
+	(void)message;
+	(void)arg;
+	return code == -EIO;
+}
+
+static int mixed_failure(void *arg)
+{
+	long i = (long)(intptr_t)arg;
+	return weft_fail(i % 2 ? -EIO : -EPIPE, "leaf %ld", i);
+}
+
+static int split_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (long i = 0; i < 6; i++)
+		CHECK_EQ(weft_group_spawn(g, mixed_failure, (void *)(intptr_t)i),
+			0);
+	CHECK_EQ(weft_group_spawn(g, middle, NULL), 0);
+	weft_error_t *err = NULL, *m = NULL, *r = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	CHECK_EQ(weft_error_leaf_count(err), 9);
+	CHECK_EQ(weft_error_split(NULL, is_eio, NULL, &m, &r), -EINVAL);
+	CHECK_EQ(weft_error_split(err, is_eio, NULL, &m, &r), 0);
+	CHECK_EQ(weft_error_leaf_count(m), 3);
+	CHECK_EQ(weft_error_leaf_count(r), 6);  /* 3 EPIPE + 3 nested EPIPE */
+	for (size_t i = 0; i < weft_error_count(m); i++)
+		CHECK_EQ(weft_error_code_at(m, i), -EIO);
+	weft_error_free(m);
+	weft_error_free(r);
+	return 0;
+}
+
+static void test_errors__split_partitions_leaves_and_keeps_nesting(
+	void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), split_root,
+		NULL), 0);
+}
+
+static int split_oom_root(void *arg)
+{
+	(void)arg;
+	weft_error_t *err = NULL;
+	CHECK_EQ(run_group_with(mixed_failure, (void *)(intptr_t)1, 4, &err),
+		WEFT_ECHILD_FAILED);
+	weft_error_t *m = NULL, *r = NULL;
+	for (long n = 1; n < 40; n++) {
+		weft_debug_fail_alloc(n);
+		int rc = weft_error_split(err, is_eio, NULL, &m, &r);
+		weft_debug_fail_alloc(0);
+		if (rc == 0) {
+			CHECK_EQ(weft_error_leaf_count(m), 4);
+			weft_error_free(m);
+			weft_error_free(r);
+			return 0;
+		}
+		CHECK_EQ(rc, -ENOMEM);
+		CHECK_EQ(weft_error_leaf_count(err), 4);  /* untouched */
+	}
+	CHECK(0);
+	weft_error_free(err);
+	return 0;
+}
+
+static void test_errors__split_that_runs_out_of_memory_leaves_err_intact(
+	void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		split_oom_root, NULL), 0);
+}
+
+/* }======================================================= */
+
+/* {======================================================= rules 10-11 */
+
+static int cancelled_quietly(void *arg)
+{
+	(void)arg;
+	return weft_sleep(60 * WEFT_SEC);  /* -ECANCELED */
+}
+
+static int fails_in_cleanup(void *arg)
+{
+	(void)arg;
+	int rc = weft_sleep(60 * WEFT_SEC);
+	if (rc == -ECANCELED)
+		return weft_fail(-EBADF, "cleanup failed too");
+	return rc;
+}
+
+static int fail_after_a_moment(void *arg)
+{
+	(void)arg;
+	weft_sleep(WEFT_MSEC);
+	return weft_fail(-EIO, "the original failure");
+}
+
+static int collateral_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < 5; i++)
+		CHECK_EQ(weft_group_spawn(g, cancelled_quietly, NULL), 0);
+	CHECK_EQ(weft_group_spawn(g, fails_in_cleanup, NULL), 0);
+	CHECK_EQ(weft_group_spawn(g, fail_after_a_moment, NULL), 0);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	/* Five cancellations are not failures; the cleanup failure is kept
+	 * and marked collateral; the primary is the original one. */
+	CHECK_EQ(weft_error_count(err), 2);
+	int collateral = 0;
+	for (size_t i = 0; i < weft_error_count(err); i++) {
+		if (weft_error_code_at(err, i) == -EBADF) {
+			CHECK(weft_error_collateral_at(err, i));
+			collateral++;
+		} else {
+			CHECK_EQ(weft_error_code_at(err, i), -EIO);
+			CHECK(!weft_error_collateral_at(err, i));
+		}
+	}
+	CHECK_EQ(collateral, 1);
+	const char *msg = NULL;
+	CHECK_EQ(weft_error_primary(err, &msg), -EIO);
+	CHECK(strcmp(msg, "the original failure") == 0);
+	weft_error_free(err);
+	return 0;
+}
+
+static void test_errors__cleanup_failures_are_kept_and_marked_collateral(
+	void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		collateral_root, NULL), 0);
+}
+
+static int all_cancelled_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < 10; i++)
+		CHECK_EQ(weft_group_spawn(g, cancelled_quietly, NULL), 0);
+	CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+	weft_group_cancel(g, NULL);
+	weft_error_t *err = (weft_error_t *)(uintptr_t)1;
+	CHECK_EQ(weft_group_join(g, &err), 0);
+	CHECK(err == NULL);
+	return 0;
+}
+
+static void test_errors__cancellation_is_never_a_failure(void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		all_cancelled_root, NULL), 0);
+}
+
+/* }======================================================= */
+
+/* {======================================================= many failures */
+
+static int fail_with_index(void *arg)
+{
+	(void)arg;
+	return weft_fail(-EIO, "x");
+}
+
+struct many {
+	long n;
+};
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int many_failures_root(void *arg)
+{
+	struct many *m = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	/* Under a shield so the first failure's cancellation of g cannot
+	 * make the remaining spawns skip anything (they run regardless). */
+	for (long i = 0; i < m->n; i++)
+		CHECK_EQ(weft_group_spawn(g, fail_with_index, NULL), 0);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	CHECK_EQ((long)weft_error_count(err), m->n);
+	uint64_t *ids = malloc(sizeof *ids * (size_t)m->n);
+	for (long i = 0; i < m->n; i++)
+		ids[i] = weft_error_task_id_at(err, (size_t)i);
+	qsort(ids, (size_t)m->n, sizeof *ids, cmp_u64);
+	long dups = 0;
+	for (long i = 1; i < m->n; i++)
+		dups += ids[i] == ids[i - 1];
+	CHECK_EQ(dups, 0);
+	free(ids);
+	weft_error_free(err);
+	return 0;
+}
+
+static void test_errors__every_failure_of_a_huge_group_appears_exactly_once(
+	void **state)
+{
+	struct many m = { weft_test_scale(100000) };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		many_failures_root, &m), 0);
+}
+
+/* }======================================================= */
+
+static void test_errors__codes_have_names_and_messages(void **state)
+{
+	(void)state;
+	assert_string_equal(weft_err_name(WEFT_ECLOSED), "WEFT_ECLOSED");
+	assert_string_equal(weft_err_name(-ECANCELED), "ECANCELED");
+	assert_string_equal(weft_err_name(0), "OK");
+	assert_string_equal(weft_strerror(-ETIMEDOUT), "Connection timed out");
+	assert_true(strlen(weft_strerror(WEFT_EMISNEST)) > 0);
+	assert_string_equal(weft_strerror(12345), "unknown error");
+	assert_int_equal(weft_error_count(NULL), 0);
+	assert_int_equal(weft_error_code_at(NULL, 0), -EINVAL);
+	assert_int_equal(weft_error_format(NULL, NULL, 0), -EINVAL);
+	weft_error_free(NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		WEFT_TEST(test_errors__one_failure_still_gives_a_group),
+		WEFT_TEST(test_errors__nested_group_failures_nest),
+		WEFT_TEST(test_errors__split_partitions_leaves_and_keeps_nesting),
+		WEFT_TEST(test_errors__split_that_runs_out_of_memory_leaves_err_intact),
+		WEFT_TEST(test_errors__cleanup_failures_are_kept_and_marked_collateral),
+		WEFT_TEST(test_errors__cancellation_is_never_a_failure),
+		WEFT_TEST(test_errors__every_failure_of_a_huge_group_appears_exactly_once),
+		cmocka_unit_test(test_errors__codes_have_names_and_messages),
+	};
+	return WEFT_RUN_TESTS(tests);
+}

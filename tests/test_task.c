@@ -1,0 +1,293 @@
+/* Task handles: semantics.md rules 17-20. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "support.h"
+
+/* Shielded, so a failing sibling cannot cut its sleep short. */
+static int sleep_then_result(void *arg)
+{
+	weft_scope_t *shield;
+	CHECK_EQ(weft_scope_open(&shield, WEFT_FOREVER, WEFT_SCOPE_SHIELD), 0);
+	CHECK_EQ(weft_sleep(2 * WEFT_MSEC), 0);
+	CHECK_EQ(weft_scope_exit(shield), 0);
+	weft_scope_destroy(shield);
+	CHECK_EQ(weft_task_set_result(arg), 0);
+	return 0;
+}
+
+static int fail_with_message(void *arg)
+{
+	(void)arg;
+	CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+	return weft_fail(-ENOENT, "no such user %d", 7);
+}
+
+static int sleep_forever(void *arg)
+{
+	atomic_int *cleanups = arg;
+	int rc = weft_sleep(60 * WEFT_SEC);
+	if (cleanups)
+		atomic_fetch_add(cleanups, 1);
+	return rc;
+}
+
+static weft_task_t *spawn_h(weft_group_t *g, weft_fn fn, void *arg)
+{
+	weft_task_t *h = NULL;
+	weft_spawn_opts_t o = { .handle = &h };
+	CHECK_EQ(weft_group_spawn_opts(g, fn, arg, &o), 0);
+	return h;
+}
+
+/* {======================================================= rule 17 */
+
+static int states_root(void *arg)
+{
+	(void)arg;
+	static int value = 99;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	weft_task_t *ok = spawn_h(g, sleep_then_result, &value);
+	weft_task_t *bad = spawn_h(g, fail_with_message, NULL);
+	weft_task_t *stuck = spawn_h(g, sleep_forever, NULL);
+	/* bad's failure cancels g, and the owner is inside g: wait shielded. */
+	weft_scope_t *shield;
+	CHECK_EQ(weft_scope_open(&shield, WEFT_FOREVER, WEFT_SCOPE_SHIELD), 0);
+	void *v = NULL;
+	CHECK_EQ(weft_task_result(ok, &v), WEFT_ENOTFINISHED);
+	CHECK_EQ(weft_task_state(ok), WEFT_TASK_PENDING);
+	CHECK_EQ(weft_task_wait(ok), 0);
+	CHECK_EQ(weft_task_state(ok), WEFT_TASK_FINISHED);
+	CHECK_EQ(weft_task_result(ok, &v), 0);
+	CHECK(v == &value);
+	CHECK_EQ(weft_task_wait(bad), 0);
+	CHECK_EQ(weft_task_state(bad), WEFT_TASK_FAILED);
+	CHECK_EQ(weft_task_result(bad, &v), WEFT_EFAILED);
+	int code = 0;
+	const char *msg = NULL;
+	CHECK_EQ(weft_task_failure(bad, &code, &msg), 0);
+	CHECK_EQ(code, -ENOENT);
+	CHECK(strcmp(msg, "no such user 7") == 0);
+	/* The group's failure handling cancelled the sleeper. */
+	CHECK_EQ(weft_task_wait(stuck), 0);
+	CHECK_EQ(weft_task_state(stuck), WEFT_TASK_CANCELLED);
+	CHECK_EQ(weft_task_result(stuck, &v), -ECANCELED);
+	CHECK_EQ(weft_task_failure(ok, &code, &msg), WEFT_ENOTFINISHED);
+	CHECK_EQ(weft_scope_exit(shield), 0);
+	weft_scope_destroy(shield);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	weft_error_free(err);
+	weft_task_release(ok);
+	weft_task_release(bad);
+	weft_task_release(stuck);
+	return 0;
+}
+
+static void test_task__handle_reports_each_final_state(void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), states_root,
+		NULL), 0);
+}
+
+/* }======================================================= */
+
+/* {======================================================= rule 18 */
+
+static int cancel_one_root(void *arg)
+{
+	atomic_int *cleanups = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	weft_task_t *a = spawn_h(g, sleep_forever, cleanups);
+	weft_task_t *b = spawn_h(g, sleep_then_result, NULL);
+	CHECK_EQ(weft_sleep(WEFT_MSEC / 2), 0);
+	CHECK_EQ(weft_task_cancel(a), 0);
+	CHECK_EQ(weft_task_cancel(a), 0);  /* idempotent */
+	CHECK_EQ(weft_task_wait(a), 0);
+	CHECK_EQ(weft_task_state(a), WEFT_TASK_CANCELLED);
+	CHECK_EQ(weft_task_wait(b), 0);
+	CHECK_EQ(weft_task_state(b), WEFT_TASK_FINISHED);  /* sibling unharmed */
+	CHECK_EQ(weft_task_cancel(b), 0);  /* no-op after completion */
+	CHECK_EQ(weft_task_state(b), WEFT_TASK_FINISHED);
+	CHECK_EQ(weft_checkpoint(), 0);  /* the group was not cancelled */
+	CHECK_EQ(weft_group_join(g, NULL), 0);  /* no failure */
+	weft_task_release(a);
+	weft_task_release(b);
+	return 0;
+}
+
+static void test_task__handle_cancel_cancels_only_that_task(void **state)
+{
+	atomic_int cleanups = 0;
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		cancel_one_root, &cleanups), 0);
+	assert_int_equal(atomic_load(&cleanups), 1);
+}
+
+static int cancelling_state_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	weft_scope_t *shield;
+	CHECK_EQ(weft_scope_open(&shield, WEFT_FOREVER, WEFT_SCOPE_SHIELD), 0);
+	weft_task_t *h = spawn_h(g, sleep_forever, NULL);
+	weft_task_cancel(h);
+	weft_task_state_t st = weft_task_state(h);
+	CHECK(st == WEFT_TASK_CANCELLING || st == WEFT_TASK_CANCELLED);
+	weft_scope_exit(shield);
+	weft_scope_destroy(shield);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(weft_task_state(h), WEFT_TASK_CANCELLED);
+	weft_task_release(h);
+	return 0;
+}
+
+static void test_task__cancel_requested_shows_as_cancelling(void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		cancelling_state_root, NULL), 0);
+}
+
+/* }======================================================= */
+
+/* {======================================================= rules 19-20 */
+
+static int observe_not_consume_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	weft_task_t *bad = spawn_h(g, fail_with_message, NULL);
+	CHECK_EQ(weft_task_wait(bad), 0);
+	CHECK_EQ(weft_task_result(bad, NULL), WEFT_EFAILED);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	CHECK_EQ(weft_error_count(err), 1);
+	CHECK_EQ(weft_error_code_at(err, 0), -ENOENT);
+	CHECK_EQ(weft_error_task_id_at(err, 0), weft_task_id(bad));
+	weft_error_free(err);
+	weft_task_release(bad);
+	return 0;
+}
+
+static void test_task__observing_a_failure_does_not_consume_it(void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		observe_not_consume_root, NULL), 0);
+}
+
+static int count_after_sleep(void *arg)
+{
+	CHECK_EQ(weft_sleep(3 * WEFT_MSEC), 0);
+	atomic_fetch_add((atomic_int *)arg, 1);
+	return 0;
+}
+
+static int drop_handle_root(void *arg)
+{
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < 10; i++)
+		weft_task_release(spawn_h(g, count_after_sleep, arg));
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(atomic_load((atomic_int *)arg), 10);
+	return 0;
+}
+
+static void test_task__dropping_a_handle_never_detaches_the_task(void **state)
+{
+	atomic_int n = 0;
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		drop_handle_root, &n), 0);
+	assert_int_equal(atomic_load(&n), 10);
+}
+
+/* }======================================================= */
+
+/* {======================================================= wait */
+
+struct waiter {
+	weft_task_t *target;
+	atomic_int rc;
+};
+
+static int wait_for_target(void *arg)
+{
+	struct waiter *w = arg;
+	atomic_store(&w->rc, weft_task_wait(w->target));
+	return 0;
+}
+
+static int wait_cancel_root(void *arg)
+{
+	struct waiter *w = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	w->target = spawn_h(g, sleep_forever, NULL);
+	weft_task_t *waiter = spawn_h(g, wait_for_target, w);
+	CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+	CHECK_EQ(weft_task_cancel(waiter), 0);
+	CHECK_EQ(weft_task_wait(waiter), 0);
+	CHECK_EQ(atomic_load(&w->rc), -ECANCELED);
+	/* The target is unaffected by its waiter's cancellation. */
+	CHECK_EQ(weft_task_state(w->target), WEFT_TASK_PENDING);
+	CHECK_EQ(weft_task_wait(NULL), -EINVAL);
+	weft_group_cancel(g, NULL);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	weft_task_release(waiter);
+	weft_task_release(w->target);
+	return 0;
+}
+
+static void test_task__cancelled_wait_returns_ecanceled_and_leaves_the_task(
+	void **state)
+{
+	struct waiter w = { 0 };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		wait_cancel_root, &w), 0);
+}
+
+static int many_waiters_root(void *arg)
+{
+	(void)arg;
+	struct waiter w[16];
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	weft_task_t *target = spawn_h(g, sleep_then_result, NULL);
+	for (int i = 0; i < 16; i++) {
+		w[i].target = target;
+		atomic_init(&w[i].rc, 1);
+		CHECK_EQ(weft_group_spawn(g, wait_for_target, &w[i]), 0);
+	}
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	for (int i = 0; i < 16; i++)
+		CHECK_EQ(atomic_load(&w[i].rc), 0);
+	weft_task_release(target);
+	return 0;
+}
+
+static void test_task__every_waiter_is_woken_once_the_task_ends(void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		many_waiters_root, NULL), 0);
+}
+
+/* }======================================================= */
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		WEFT_TEST(test_task__handle_reports_each_final_state),
+		WEFT_TEST(test_task__handle_cancel_cancels_only_that_task),
+		WEFT_TEST(test_task__cancel_requested_shows_as_cancelling),
+		WEFT_TEST(test_task__observing_a_failure_does_not_consume_it),
+		WEFT_TEST(test_task__dropping_a_handle_never_detaches_the_task),
+		WEFT_TEST(test_task__cancelled_wait_returns_ecanceled_and_leaves_the_task),
+		WEFT_TEST(test_task__every_waiter_is_woken_once_the_task_ends),
+	};
+	return WEFT_RUN_TESTS(tests);
+}

@@ -1,0 +1,147 @@
+/* B1 `fib`: fine-grain fork-join spawn cost (shared/workloads.md 4.2).
+ *
+ *     fib(n): if n < 2 return n
+ *             open a group; spawn fib(n-1) writing into a slot;
+ *             b = fib(n-2) inline; join; return slot + b
+ *
+ * fib(n) spawns fib(n+1) - 1 tasks and opens as many groups (fib(30):
+ * 1,346,268).  Usage: weft-bench-fib [n ...]; default 30, and 35 as well
+ * when BENCH_FULL=1.  One JSON line per n; ns_per_spawn is
+ * median time x workers / spawns (workloads.md 4.1). */
+#include "bench.h"
+
+static const char *const workload = "fib";
+
+/* A child's argument and result; lives in the parent's frame until its
+ * group is joined. */
+struct fib_slot {
+	int n;
+	long long result;
+};
+
+static int fib_task(void *arg);
+
+/* fib(n) into *out; 0 or the first failure. */
+static int fib_compute(int n, long long *out)
+{
+	if (n < 2) {
+		*out = n;
+		return 0;
+	}
+	weft_group_t *g;
+	int rc = weft_group_open(&g);
+	if (rc < 0)
+		return bench_fail("weft_group_open", rc);
+	struct fib_slot child = { .n = n - 1, .result = 0 };
+	int spawn_rc = weft_group_spawn(g, fib_task, &child);
+	long long b = 0;
+	int inline_rc = spawn_rc < 0 ? 0 : fib_compute(n - 2, &b);
+	/* Always join: the child writes into this frame. */
+	weft_error_t *err = NULL;
+	rc = weft_group_join(g, &err);
+	if (rc == WEFT_ECHILD_FAILED)
+		return weft_fail_group(err);
+	if (spawn_rc < 0)
+		return bench_fail("weft_group_spawn", spawn_rc);
+	if (inline_rc < 0)
+		return inline_rc;
+	if (rc < 0)
+		return bench_fail("weft_group_join", rc);
+	*out = child.result + b;
+	return 0;
+}
+
+static int fib_task(void *arg)
+{
+	struct fib_slot *s = arg;
+	return fib_compute(s->n, &s->result);
+}
+
+static long long fib_serial(int n);
+
+struct fib_run {
+	int n;
+	long long result;
+	double ms[BENCH_REPS];
+};
+
+static int fib_root(void *arg)
+{
+	struct fib_run *run = arg;
+	for (int r = 0; r < BENCH_WARMUP + BENCH_REPS; r++) {
+		long long v = -1;
+		int64_t t0 = bench_now();
+		int rc = fib_compute(run->n, &v);
+		int64_t t1 = bench_now();
+		if (rc < 0)
+			return rc;
+		/* Keep the first wrong value, if any. */
+		if (r == 0 || run->result == fib_serial(run->n))
+			run->result = v;
+		if (r >= BENCH_WARMUP)
+			run->ms[r - BENCH_WARMUP] = bench_ms(t1 - t0);
+	}
+	return 0;
+}
+
+static long long fib_serial(int n)
+{
+	long long a = 0, b = 1;
+	for (int i = 0; i < n; i++) {
+		long long c = a + b;
+		a = b;
+		b = c;
+	}
+	return a;
+}
+
+/* Tasks spawned by fib_compute(n): fib(n+1) - 1. */
+static long long fib_spawns(int n)
+{
+	return n < 2 ? 0 : fib_serial(n + 1) - 1;
+}
+
+static void fib_bench(weft_runtime_t *rt, const weft_config_t *cfg, int n)
+{
+	struct fib_run run = { .n = n, .result = -1 };
+	bench_run_root(workload, rt, fib_root, &run);
+	long long want = fib_serial(n);
+	fprintf(stderr, "fib(%d) = %lld (expected %lld)\n", n, run.result,
+		want);
+	if (run.result != want)
+		bench_die(workload, "wrong result for fib(%d)", n);
+	bench_stats_t ms = bench_stats(run.ms, BENCH_REPS);
+	long long spawns = fib_spawns(n);
+	bench_json_t j;
+	bench_json_begin(&j, workload, cfg->workers, n);
+	bench_json_times(&j, &ms, BENCH_REPS);
+	bench_json_int(&j, "spawns", spawns);
+	bench_json_num(&j, "ns_per_spawn",
+		spawns ? ms.median * 1e6 * cfg->workers / (double)spawns : 0);
+	bench_json_end(&j);
+}
+
+int main(int argc, char **argv)
+{
+	int ns[16], count = 0;
+	for (int i = 1; i < argc && count < 16; i++) {
+		char *end;
+		long v = strtol(argv[i], &end, 10);
+		if (*end != '\0' || v < 0 || v > 60)
+			bench_die(workload, "usage: weft-bench-fib [n ...] "
+				"(0 <= n <= 60)");
+		ns[count++] = (int)v;
+	}
+	if (count == 0) {
+		ns[count++] = 30;
+		const char *full = getenv("BENCH_FULL");
+		if (full && strcmp(full, "1") == 0)
+			ns[count++] = 35;
+	}
+	weft_config_t cfg;
+	weft_runtime_t *rt = bench_runtime_create(workload, &cfg, 0);
+	for (int i = 0; i < count; i++)
+		fib_bench(rt, &cfg, ns[i]);
+	bench_runtime_destroy(workload, rt);
+	return 0;
+}
