@@ -57,7 +57,8 @@
 void weft__scope_init(struct weft_scope *s, enum weft__scope_kind kind,
 	unsigned flags)
 {
-	memset(s, 0, sizeof *s);
+	/* s is zeroed by the caller (it is embedded in a record the caller
+	 * just cleared, or calloc'd): only the non-zero fields are set. */
 	weft__spin_init(&s->lock);
 	s->kind = (uint8_t)kind;
 	s->flags = flags;
@@ -68,7 +69,6 @@ void weft__scope_init(struct weft_scope *s, enum weft__scope_kind kind,
 	atomic_init(&s->timer_deadline, WEFT_FOREVER);
 	atomic_init(&s->refs, 1);
 	atomic_init(&s->timer_queued, 0);
-	s->heap_index = SIZE_MAX;
 }
 
 /* Marks s (locked by the caller) and its unshielded subtree. */
@@ -246,7 +246,7 @@ int weft_scope_create(weft_scope_t **out, int64_t deadline, unsigned flags)
 {
 	if (out == NULL || (flags & ~(WEFT_SCOPE_SHIELD | WEFT_SCOPE_FAIL)))
 		return -EINVAL;
-	struct weft_scope *s = weft__alloc(sizeof *s);
+	struct weft_scope *s = weft__calloc(1, sizeof *s);
 	if (s == NULL)
 		return -ENOMEM;
 	weft__scope_init(s, WEFT__SCOPE_USER, flags);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "spin.h"
+#include "timer.h"
 #include "weft/cancel.h"
 
 struct weft_task;
@@ -68,12 +69,13 @@ struct weft_scope {
 	atomic_int refs;          /* user + queued timer request + heap */
 	atomic_int timer_queued;  /* an update request is in the I/O queue */
 	struct weft_scope *timer_next; /* I/O request queue link */
-	size_t heap_index;        /* I/O thread only; SIZE_MAX = not in heap */
-	int64_t heap_when;        /* I/O thread only */
+	struct weft__hnode hnode; /* I/O thread only: deadline heap node */
+	bool in_heap;             /* I/O thread only */
 	struct weft_runtime *rt;  /* runtime whose I/O thread owns the timer */
 };
 
-/* Initialise an embedded (group or task) scope. */
+/* Initialise a zeroed scope (embedded in a cleared group or task record,
+ * or calloc'd). */
 void weft__scope_init(struct weft_scope *s, enum weft__scope_kind kind,
 	unsigned flags);
 /* Link s under parent (NULL for a root) as the scope of task t, inheriting

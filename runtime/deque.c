@@ -58,11 +58,18 @@
  *     build checks the happens-before edges this file relies on.
  *   - The StoreLoad fence.  On x86_64, gcc 12 compiles
  *     atomic_thread_fence(memory_order_seq_cst) to `lock orq $0,(%rsp)`,
- *     which costs about 5.9 ns here; ck_pr_fence_store_load and
- *     ck_pr_fence_memory emit `mfence`, about 23.7 ns, four times as much.
- *     Pop pays this fence on every call, so it dominates the owner's cost.
+ *     which runtimes.md measured at about 5.9 ns on this machine type;
+ *     ck_pr_fence_store_load and ck_pr_fence_memory emit `mfence`, about
+ *     23.7 ns, four times as much.  Pop pays this fence on every call, so
+ *     it dominates the owner's cost.  (A note for tuning: gcc's fence
+ *     targets (%rsp), which in a leaf function holds the return address,
+ *     and the `ret` right after appears to wait for the locked operation;
+ *     an asm `lock orq $0,-8(%rsp)` measured about 8 ns less per pop.  Not
+ *     done: it would be x86-only inline asm for one instruction.)
  *   Every other ordering below is free on x86 (plain mov); they matter on
- *   weak machines such as aarch64 and to the compiler.
+ *   weak machines such as aarch64 and to the compiler.  The fence in
+ *   steal orders two loads, which x86 keeps in order anyway, but C11
+ *   requires it and steals are the rare path, so it stays.
  * TSan models acquire and release on atomic objects, but not fences: its
  * runtime executes a hardware fence and records no synchronisation.  So
  * every happens-before edge that non-atomic data depends on comes from a
@@ -131,13 +138,16 @@
  *      take 292 years to overflow.
  *   4. A slot is written only by push, at index bottom, and only when
  *      bottom - top < capacity for a top read with acquire.  So the slot
- *      for index bottom - capacity has left the deque, and any thief that
- *      read it to claim it has finished reading (its CAS happened before
- *      the owner's acquire load of top).
+ *      for index bottom - capacity has left the deque, and the thief that
+ *      claimed it has finished reading it (its CAS happened before the
+ *      owner's acquire load of top).  A thief that loses its CAS may read
+ *      either item; it discards what it read.
  *   5. Each item leaves the deque exactly once: by the one successful CAS
  *      of top from its index, or by a pop that saw top < its index after
- *      the fence (then no thief can win the CAS for that index, because
- *      the thief's fence sees the lowered bottom).
+ *      the fence.  No thief can win the CAS for that index then: a thief
+ *      whose fence comes after the owner's sees the lowered bottom, and
+ *      one whose fence comes before read a top no greater than the one
+ *      the owner saw.
  *   6. An array is never written after it is replaced, and stays
  *      allocated until weft__deque_fini.  It is published with a release
  *      store after its slots are filled.  The retired arrays together have
@@ -235,8 +245,8 @@ static struct weft__deque_array *deque_grow(weft__deque_t *d,
 	if (a == NULL)
 		return NULL;
 	for (int64_t i = t; i < b; i++) {
-		/* Relaxed both: the owner reads slots only it wrote, and the new
-		 * array is not published yet. */
+		/* Relaxed both: the owner reads slots only it wrote, and
+		 * the new array is not published yet. */
 		void *item = atomic_load_explicit(&old->slot[i & old->mask],
 			memory_order_relaxed);
 		atomic_store_explicit(&a->slot[i & a->mask], item,
@@ -304,8 +314,9 @@ void *weft__deque_pop(weft__deque_t *d)
 	/* Relaxed: this thread wrote the slot. */
 	void *item = atomic_load_explicit(&a->slot[b & a->mask],
 		memory_order_relaxed);
+	/* More than one item: no thief can reach index b (invariant 5). */
 	if (WEFT__LIKELY(t < b))
-		return item; /* more than one item: no thief can reach index b */
+		return item;
 	/* Last item: race the thieves for it.  seq_cst CAS, as in steal, with
 	 * which it competes; relaxed on failure (a thief took it, nothing to
 	 * read).  Strong, because a spurious failure would lose the item. */
@@ -319,8 +330,9 @@ void *weft__deque_pop(weft__deque_t *d)
 
 int weft__deque_steal(weft__deque_t *d, void **out)
 {
-	/* Acquire: pairs with the CAS on top by other thieves and the owner,
-	 * so the fence below orders this load as the paper requires. */
+	/* Acquire, as in the paper: pairs with the seq_cst CAS on top by
+	 * other thieves and the owner, so whatever they did before moving
+	 * top happens before this steal's reads. */
 	int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
 	/* seq_cst fence (StoreLoad): orders the load of top above before the
 	 * load of bottom below; pairs with the seq_cst fence in
@@ -332,8 +344,9 @@ int weft__deque_steal(weft__deque_t *d, void **out)
 	int64_t b = atomic_load_explicit(&d->bottom, memory_order_acquire);
 	if (t >= b)
 		return -ENOENT;
-	/* Acquire: pairs with the release store of d->array in deque_grow.
-	 * Loaded after bottom, so it is the array that held index t when
+	/* Acquire (the paper's consume, which gcc implements as acquire):
+	 * pairs with the release store of d->array in deque_grow.  Loaded
+	 * after bottom, so it is the array that held index t when
 	 * bottom was stored, or a newer one holding the same item. */
 	struct weft__deque_array *a =
 		atomic_load_explicit(&d->array, memory_order_acquire);

@@ -130,7 +130,9 @@ int weft_group_open(weft_group_t **out)
 	struct weft_task *t = weft__task_current();
 	if (t == NULL)
 		return WEFT_ENOTFIBER;
-	struct weft_group *g = weft__alloc(sizeof *g);
+	struct weft_group *g = weft__cache_get(WEFT__CACHE_GROUP);
+	if (g == NULL)
+		g = weft__alloc(sizeof *g);
 	if (g == NULL)
 		return -ENOMEM;
 	memset(g, 0, sizeof *g);
@@ -263,7 +265,7 @@ static void group_unref(struct weft_group *g)
 	if (atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	weft__census_add(WEFT__CENSUS_GROUP, -1);
-	weft__free(g);
+	weft__cache_put(WEFT__CACHE_GROUP, g);
 }
 
 /* Frees what join no longer needs; the record itself lives on while
@@ -285,6 +287,7 @@ static void group_finish(struct weft_group *g)
 static int group_join(struct weft_task *self, struct weft_group *g,
 	weft_error_t **err_out)
 {
+	weft__sched_help_join(self, g);
 	group_wait_closed(self, g);
 	weft__scope_pop(self, &g->scope);
 	/* The join is a checkpoint of the scope outside the group. */

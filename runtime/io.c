@@ -11,10 +11,11 @@
  * timer_deadline"; completions go back to workers through the scheduler's
  * injection queue (weft__sched_ready) and a futex wake.
  *
- * Timers: one uv_timer_t armed at the earliest deadline of a 4-ary heap of
- * scopes (timer.c), rather than one uv_timer_t per deadline: a uv handle
- * must be closed on this thread with a callback before its memory can go,
- * which would tie every scope's lifetime to a round trip here.
+ * Timers: one uv_timer_t armed at the earliest deadline of a heap of scopes
+ * (timer.c; intrusive, so arming a deadline never allocates and never
+ * fails), rather than one uv_timer_t per deadline: a uv handle must be
+ * closed on this thread with a callback before its memory can go, which
+ * would tie every scope's lifetime to a round trip here.
  * uv timers have millisecond resolution; we round up, so a deadline never
  * fires early, and the callback re-checks against weft_now().
  *
@@ -35,6 +36,18 @@
 #include "timer.h"
 #include "weft/time.h"
 
+static struct weft_scope *io_min(weft__io_t *io)
+{
+	struct weft__hnode *n = weft__heap_min(&io->heap);
+	return n ? WEFT__CONTAINER_OF(n, struct weft_scope, hnode) : NULL;
+}
+
+static void io_heap_remove(weft__io_t *io, struct weft_scope *s)
+{
+	weft__heap_remove(&io->heap, &s->hnode);
+	s->in_heap = false;
+}
+
 static weft__io_t *io_of(uv_handle_t *h)
 {
 	return h->data;
@@ -45,12 +58,12 @@ static void io_timer_cb(uv_timer_t *timer);
 /* Arms the uv timer at the heap's minimum (or stops it). */
 static void io_rearm(weft__io_t *io)
 {
-	struct weft_scope *s = weft__timer_min(io);
+	struct weft_scope *s = io_min(io);
 	if (s == NULL) {
 		uv_timer_stop(&io->timer);
 		return;
 	}
-	int64_t delta = s->heap_when - weft_now();
+	int64_t delta = s->hnode.key - weft_now();
 	uint64_t ms = delta <= 0 ? 0 : (uint64_t)((delta + 999999) / 1000000);
 	uv_update_time(&io->loop);
 	uv_timer_start(&io->timer, io_timer_cb, ms, 0);
@@ -65,24 +78,19 @@ static void io_apply(weft__io_t *io, struct weft_scope *s)
 	atomic_store_explicit(&s->timer_queued, 0, memory_order_seq_cst);
 	int64_t d = atomic_load_explicit(&s->timer_deadline,
 		memory_order_seq_cst);
-	if (s->heap_index != SIZE_MAX) {
-		if (d == WEFT_FOREVER) {
-			weft__timer_remove(io, s);
+	if (s->in_heap) {
+		io_heap_remove(io, s);
+		if (d == WEFT_FOREVER)
 			weft__scope_unref(s);
-		} else {
-			weft__timer_rekey(io, s, d);
-		}
+		else
+			weft__heap_insert(&io->heap, &s->hnode, d);
+		if (d != WEFT_FOREVER)
+			s->in_heap = true;
 	} else if (d != WEFT_FOREVER) {
-		if (weft__timer_insert(io, s, d) == 0) {
-			atomic_fetch_add_explicit(&s->refs, 1,
-				memory_order_relaxed);
-		} else {
-			/* Cannot track the deadline: cancelling now is the
-			 * only outcome that never waits past it. */
-			weft__scope_cancel(s, WEFT_CANCEL_DEADLINE,
-				"deadline timer could not be armed: out of "
-				"memory", 0);
-		}
+		/* Never fails: the node lives in the scope (timer.c). */
+		weft__heap_insert(&io->heap, &s->hnode, d);
+		s->in_heap = true;
+		atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 	}
 	weft__scope_unref(s);  /* the request's reference */
 }
@@ -113,8 +121,8 @@ static void io_timer_cb(uv_timer_t *timer)
 	weft__io_t *io = io_of((uv_handle_t *)timer);
 	int64_t now = weft_now();
 	struct weft_scope *s;
-	while ((s = weft__timer_min(io)) != NULL && s->heap_when <= now) {
-		weft__timer_remove(io, s);
+	while ((s = io_min(io)) != NULL && s->hnode.key <= now) {
+		io_heap_remove(io, s);
 		weft__scope_deadline_fired(s);
 		weft__scope_unref(s);
 	}
@@ -184,11 +192,10 @@ void weft__io_stop(struct weft_runtime *rt)
 	 * queue and empty the heap here, dropping their references. */
 	io_drain_requests(io);
 	struct weft_scope *s;
-	while ((s = weft__timer_min(io)) != NULL) {
-		weft__timer_remove(io, s);
+	while ((s = io_min(io)) != NULL) {
+		io_heap_remove(io, s);
 		weft__scope_unref(s);
 	}
-	weft__timer_fini(io);
 	uv_close((uv_handle_t *)&io->wake, NULL);
 	uv_close((uv_handle_t *)&io->timer, NULL);
 	uv_run(&io->loop, UV_RUN_DEFAULT);

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "timer.h"
+
 struct weft_scope;
 struct weft_runtime;
 
@@ -22,8 +24,7 @@ typedef struct weft__io {
 	 * exchange). */
 	_Atomic(struct weft_scope *) requests;
 	atomic_bool stop;          /* set before the final uv_async_send */
-	struct weft_scope **heap;  /* I/O thread only: 4-ary min-heap */
-	size_t heap_len, heap_cap;
+	weft__heap_t heap;         /* I/O thread only: scope deadlines */
 	bool started;
 } weft__io_t;
 

@@ -14,13 +14,25 @@
 #include "rt.h"
 #include "task.h"
 
-/* Process-wide id counter: ids only need to be unique (relaxed). */
+/* Process-wide id counter: ids only need to be unique (relaxed).  Threads
+ * take blocks of ids so that the spawn path does not write this shared
+ * cache line on every task. */
 static atomic_ullong runtime_next_id = 1;
+#define RUNTIME_ID_BLOCK 1024
 
-uint64_t weft__next_id(void)
+/* The thread-local block is touched only inside this leaf function, which
+ * never switches fibers and cannot be inlined into a caller that does, so
+ * no TLS address outlives a switch. */
+static __thread uint64_t runtime_id_next, runtime_id_end;
+
+__attribute__((noinline)) uint64_t weft__next_id(void)
 {
-	return atomic_fetch_add_explicit(&runtime_next_id, 1,
-		memory_order_relaxed);
+	if (runtime_id_next == runtime_id_end) {
+		runtime_id_next = atomic_fetch_add_explicit(&runtime_next_id,
+			RUNTIME_ID_BLOCK, memory_order_relaxed);
+		runtime_id_end = runtime_id_next + RUNTIME_ID_BLOCK;
+	}
+	return runtime_id_next++;
 }
 
 /* The worker array is over-allocated by one false-sharing unit and

@@ -42,9 +42,10 @@ struct weft__stack {
 	/* Task name for overflow reports; set by the fiber layer while the
 	 * stack is in use, may be NULL.  Reset to NULL by weft__stack_get. */
 	const char *owner_name;
-	/* TSan fiber handle bound to this stack, created lazily by
-	 * weft__cont_init_fiber and destroyed when the stack is unmapped
-	 * (NULL without TSan).  Written only by whoever owns the stack. */
+	/* TSan fiber handle bound to this stack (NULL without TSan): created
+	 * lazily by weft__cont_init_fiber, reused by the fibers that run on
+	 * this stack (replaced every 256, see context.c), destroyed when the
+	 * stack is unmapped.  Written only by whoever owns the stack. */
 	void *tsan_fiber;
 	/* How many fibers have used tsan_fiber; context.c recycles the handle
 	 * after a bound (see there).  Owner of the stack only. */
@@ -53,8 +54,10 @@ struct weft__stack {
 	unsigned valgrind_id;
 	/* 1 if a guard page sits below lo (individually mapped stack). */
 	unsigned char guarded;
-	/* Pages below the top page are known to hold no data (fresh, or
-	 * released with MADV_DONTNEED since the last use).  Pool owner only. */
+	/* How much of the stack is known to be released to the kernel
+	 * (STACK_* in stack.c), so idle stacks are not advised twice.
+	 * Written by whoever holds the stack (pool owner, or the spilling
+	 * worker before it hands the stack to the shared pool). */
 	unsigned char released;
 	/* Guarded stacks: link in the shared list of all guarded stacks, for
 	 * shared_fini.  Written under the shared lock. */
@@ -95,7 +98,10 @@ typedef struct weft__stack_pool {
 /* Validates and records the configuration.  stack_size is rounded up to
  * the page size; sizes below 16 KiB or above 1 GiB give -EINVAL.  Up to
  * max_guarded stacks get a guard page, the rest come from slabs (0 = all
- * from slabs).  Errors: -EINVAL, -ENOMEM (mutex).  Thread: any. */
+ * from slabs).  max_guarded is capped at vm.max_map_count / 4 (16382 by
+ * default) so guarded stacks use at most half of the process's VMAs; it is
+ * lowered further if the kernel refuses a guarded mapping.  Maps nothing
+ * yet.  Errors: -EINVAL, -ENOMEM (mutex).  Thread: any. */
 WEFT__HIDDEN int weft__stack_shared_init(weft__stack_shared_t *s,
 	size_t stack_size, size_t max_guarded);
 

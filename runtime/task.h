@@ -28,7 +28,11 @@ struct weft__waiter;
 struct weft_task {
 	/* Hot scheduling fields first. */
 	weft__cont_t cont;              /* owner: the worker running it */
-	struct weft__stack *stack;      /* NULL until first run */
+	/* NULL until first run.  A child run inline by its joining parent
+	 * (weft__sched_help_join) borrows the parent's stack: stack_borrowed
+	 * is then set and the record never owns it. */
+	struct weft__stack *stack;
+	bool stack_borrowed;
 	struct weft_task *next;         /* run-queue / inject link */
 	struct weft_runtime *rt;
 	weft_fn fn;

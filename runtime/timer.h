@@ -1,23 +1,29 @@
-/* A 4-ary min-heap of scope deadlines, owned by the I/O thread.  Each
- * scope remembers its index, so removal and re-keying are O(log n).
- * Thread: I/O thread only. */
+/* weft_now() and the deadline heap of the I/O thread: an intrusive binary
+ * min-heap whose nodes live inside the scopes, so arming a timer never
+ * allocates and can never fail.  Thread: I/O thread only (except
+ * weft_now, which is public). */
 #ifndef WEFT_RUNTIME_TIMER_H
 #define WEFT_RUNTIME_TIMER_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-struct weft_scope;
-typedef struct weft__io weft__io_t;
+/* A heap node, embedded in the object it orders. */
+struct weft__hnode {
+	struct weft__hnode *left, *right, *parent;
+	int64_t key;
+};
 
-/* Insert s keyed by `when` (s must not be in the heap); -ENOMEM. */
-int weft__timer_insert(weft__io_t *io, struct weft_scope *s, int64_t when);
-/* Re-key s, which is in the heap. */
-void weft__timer_rekey(weft__io_t *io, struct weft_scope *s, int64_t when);
-/* Remove s, which is in the heap. */
-void weft__timer_remove(weft__io_t *io, struct weft_scope *s);
-/* The scope with the earliest deadline, or NULL. */
-struct weft_scope *weft__timer_min(const weft__io_t *io);
-void weft__timer_fini(weft__io_t *io);
+typedef struct weft__heap {
+	struct weft__hnode *root;
+	size_t len;
+} weft__heap_t;
+
+void weft__heap_insert(weft__heap_t *h, struct weft__hnode *n, int64_t key);
+void weft__heap_remove(weft__heap_t *h, struct weft__hnode *n);
+static inline struct weft__hnode *weft__heap_min(const weft__heap_t *h)
+{
+	return h->root;
+}
 
 #endif

@@ -42,6 +42,7 @@
 #include <time.h>
 
 #include "alloc.h"
+#include "group.h"
 #include "rt.h"
 #include "stack.h"
 #include "task.h"
@@ -105,6 +106,98 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 	if (post == WEFT__POST_EXIT)
 		weft__cont_switch_final(&self->cont, &w->sched);
 	weft__cont_switch(&self->cont, &w->sched);
+}
+
+/* Enough stack left to run a child on it?  Half the stack, measured from
+ * the current frame down to the lowest usable byte. */
+static bool worker_stack_room(struct weft_task *self)
+{
+	if (self->stack == NULL)
+		return false;
+	char *here = __builtin_frame_address(0);
+	char *lo = self->stack->lo;
+	return here > lo && (size_t)(here - lo) > self->stack->size / 2;
+}
+
+static void worker_run_inline(struct weft_task *self, struct weft_task *t)
+{
+	/* The child borrows the parent's stack and its context descriptor
+	 * (stack bounds, sanitizer fiber handle) for the switches it may make
+	 * while parked. */
+	t->stack = self->stack;
+	t->stack_borrowed = true;
+	t->cont = self->cont;
+	weft__worker_current()->current = t;
+	int rc;
+	if ((t->spawn_flags & WEFT_SPAWN_SKIPPABLE) &&
+		weft__scope_is_cancelled(&t->root_scope))
+		rc = -ECANCELED;
+	else
+		rc = t->fn(t->arg);
+	weft__task_finish(t, rc);
+	/* Re-read: the child may have parked and resumed elsewhere. */
+	weft__worker_current()->current = self;
+	t->stack = NULL;
+	weft__task_unref(t);  /* the run reference */
+}
+
+void weft__sched_help_join(struct weft_task *self, struct weft_group *g)
+{
+	for (;;) {
+		uint64_t word = atomic_load_explicit(&g->word,
+			memory_order_relaxed);
+		if ((word & WEFT__GROUP_COUNT_MASK) == 0 ||
+			!worker_stack_room(self))
+			return;
+		weft__worker_t *w = weft__worker_current();
+		struct weft_task *t = weft__deque_pop(&w->deque);
+		if (t == NULL)
+			return;
+		if (t->group != g || t->stack != NULL || t->start != NULL) {
+			/* Not ours to run: put it back where it was. */
+			if (weft__deque_push(&w->deque, t) < 0) {
+				weft__inject_push(&w->rt->inject, t);
+				weft__idle_notify(w->rt);
+			}
+			return;
+		}
+		worker_run_inline(self, t);
+	}
+}
+
+void *weft__cache_get(enum weft__cache_kind kind)
+{
+	weft__worker_t *w = weft__worker_current();
+	if (w == NULL || w->cache[kind] == NULL)
+		return NULL;
+	void *p = w->cache[kind];
+	w->cache[kind] = *(void **)p;
+	w->cache_len[kind]--;
+	return p;
+}
+
+void weft__cache_put(enum weft__cache_kind kind, void *p)
+{
+	weft__worker_t *w = weft__worker_current();
+	if (w == NULL || w->cache_len[kind] >= WEFT__CACHE_MAX) {
+		weft__free(p);
+		return;
+	}
+	*(void **)p = w->cache[kind];
+	w->cache[kind] = p;
+	w->cache_len[kind]++;
+}
+
+static void worker_cache_drain(weft__worker_t *w)
+{
+	for (int k = 0; k < WEFT__CACHE_KINDS; k++) {
+		while (w->cache[k]) {
+			void *p = w->cache[k];
+			w->cache[k] = *(void **)p;
+			weft__free(p);
+		}
+		w->cache_len[k] = 0;
+	}
 }
 
 /* xorshift64*: cheap victim selection, owner-only state. */
@@ -201,8 +294,12 @@ static void worker_fail_unstartable(weft__worker_t *w, struct weft_task *t,
 	weft__task_unref(t);
 }
 
-static void worker_after_switch(weft__worker_t *w, struct weft_task *t)
+/* Runs after any fiber switched back to this scheduler.  The task that
+ * switched out is post_task, which is not always the one switched in: a
+ * child run inline by its parent parks or exits on the parent's stack. */
+static void worker_after_switch(weft__worker_t *w)
 {
+	struct weft_task *t = w->post_task;
 	if (t->stack && weft__stack_check(t->stack) < 0) {
 		weft__diag("stack overflow in task '%s' (canary of its %zu-byte"
 			" stack overwritten)", t->name, t->stack->size);
@@ -257,7 +354,7 @@ static void worker_run(weft__worker_t *w, struct weft_task *t)
 	weft__cont_switch(&w->sched, &t->cont);
 	weft__stack_set_running(NULL);
 	w->current = NULL;
-	worker_after_switch(w, t);
+	worker_after_switch(w);
 }
 
 static void *worker_main(void *arg)
@@ -280,6 +377,7 @@ static void *worker_main(void *arg)
 	}
 	if (have_altstack)
 		weft__stack_thread_fini();
+	worker_cache_drain(w);
 	weft__cont_fini_thread(&w->sched);
 	worker_tls = NULL;
 	return NULL;

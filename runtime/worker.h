@@ -17,6 +17,20 @@
 struct weft_task;
 struct weft_runtime;
 
+enum weft__cache_kind {
+	WEFT__CACHE_TASK = 0,
+	WEFT__CACHE_GROUP,
+	WEFT__CACHE_KINDS
+};
+#define WEFT__CACHE_MAX 256
+
+/* A record of `kind` from the calling worker's cache, or NULL (not a
+ * worker, or the cache is empty: the caller then uses weft__alloc). */
+void *weft__cache_get(enum weft__cache_kind kind);
+/* Keep p (from weft__alloc, sized for `kind`) in the calling worker's
+ * cache, or free it. */
+void weft__cache_put(enum weft__cache_kind kind, void *p);
+
 /* What the scheduler does right after a fiber switched back to it.  The
  * fiber cannot do these itself: until it is off its own stack, nobody else
  * may resume it. */
@@ -42,6 +56,11 @@ typedef struct weft__worker {
 	enum weft__post post;
 	struct weft_task *post_task;
 	weft__stack_pool_t stacks;
+	/* Free record caches (owner-only): a finished task or a joined group
+	 * goes back to the cache of the worker that frees it, up to
+	 * WEFT__CACHE_MAX, so the spawn path rarely calls malloc. */
+	void *cache[WEFT__CACHE_KINDS];
+	unsigned cache_len[WEFT__CACHE_KINDS];
 	struct weft__worker *idle_next; /* under rt's idle lock */
 	bool idle_listed;               /* under rt's idle lock */
 	pthread_t thread;
@@ -62,6 +81,16 @@ weft__worker_t *weft__worker_current(void);
 void weft__sched_ready(struct weft_task *t);
 /* Queue a new task: the calling worker's deque, or the injection queue. */
 void weft__sched_spawn(struct weft_task *t);
+struct weft_group;
+/* Called by a group's owner at join, before it parks: while the newest
+ * task of the calling worker's deque is an unstarted child of g, pop it and
+ * run it inline, as a plain call on the owner's stack (the Cilk/TBB fast
+ * path: a spawn nobody stole costs a push, a pop and a call).  Stops when
+ * the deque's newest task is anything else, or when less than half of the
+ * owner's stack is left.  The inline child is a task in every other way:
+ * it may park (the owner's stack stays with it) and migrate. */
+WEFT_FIBER_FN void weft__sched_help_join(struct weft_task *self,
+	struct weft_group *g);
 /* From a fiber: switch to the scheduler and have it perform `post`. */
 WEFT_FIBER_FN void weft__sched_switch_out(struct weft_task *self,
 	enum weft__post post);

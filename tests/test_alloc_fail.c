@@ -17,7 +17,9 @@
  *
  * Inside tasks nothing is CHECKed that may legitimately fail under
  * injection: tasks record what happened in `struct outcome`, and the main
- * thread judges it after the runtime is gone (research/platform.md 3.3). */
+ * thread judges it after the runtime is gone (research/platform.md 3.3).
+ *
+ * Environment: WEFT_ALLOC_FAIL_VERBOSE=1 prints every iteration. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +28,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +64,7 @@ static int count_threads(void)
  * test_runtime.c: the kernel reaps a little after pthread_join). */
 static int settle_thread_count(int expected)
 {
-	struct timespec ms = { 0, 1000000 };
+	struct timespec ms = {0, 1000000};
 	int n = count_threads();
 	for (int i = 0; i < 10000 && n != expected; i++) {
 		nanosleep(&ms, NULL);
@@ -107,6 +111,23 @@ static void violate(struct outcome *o, const char *what, long a, long b)
 	atomic_fetch_add(&o->violations, 1);
 }
 
+/* Sleeps ns; records a violation if the sleep claims success before its
+ * deadline or returns an undocumented code.  Returns the sleep's code. */
+static int checked_sleep(struct outcome *o, int64_t ns)
+{
+	int64_t deadline = weft_now() + ns;
+	int rc = weft_sleep_until(deadline);
+	int64_t now = weft_now();
+	if (rc == 0 && now < deadline)
+		violate(o,
+			"weft_sleep_until returned 0 before its deadline "
+			"(ns early, rc)",
+			(long)(deadline - now), rc);
+	if (rc != 0 && rc != -ECANCELED && rc != -ENOMEM)
+		violate(o, "weft_sleep_until: unexpected code", rc, 0);
+	return rc;
+}
+
 struct child_arg {
 	struct outcome *o;
 	int index;
@@ -116,6 +137,9 @@ static int failing_child(void *arg)
 {
 	struct child_arg *c = arg;
 	atomic_fetch_add(&c->o->fail_ran, 1);
+	/* Fail after the sleepers have armed their timers; fail also if
+	 * the sleep is cancelled or cannot be set up. */
+	(void)checked_sleep(c->o, 2 * WEFT_MSEC);
 	return weft_fail(-EIO, "child %d failed", c->index);
 }
 
@@ -123,13 +147,7 @@ static int sleeping_child(void *arg)
 {
 	struct outcome *o = arg;
 	atomic_fetch_add(&o->sleep_ran, 1);
-	int64_t deadline = weft_now() + WEFT_MSEC;
-	int rc = weft_sleep_until(deadline);
-	if (rc == 0 && weft_now() < deadline)
-		violate(o, "weft_sleep_until returned 0 before its deadline",
-			(long)(deadline - weft_now()), 0);
-	if (rc != 0 && rc != -ECANCELED && rc != -ENOMEM)
-		violate(o, "weft_sleep_until: unexpected code", rc, 0);
+	int rc = checked_sleep(o, WEFT_MSEC);
 	if (rc == -ENOMEM) {
 		atomic_fetch_add(&o->sleep_enomem, 1);
 		return rc; /* a failure the group must report */
@@ -143,7 +161,7 @@ static int service(void *arg)
 	o->service_ran = 1;
 	o->started_rc = weft_task_started(o);
 	/* Stays in the group a little; its sleep may be cancelled. */
-	(void)weft_sleep(WEFT_MSEC);
+	(void)checked_sleep(o, WEFT_MSEC);
 	return 0;
 }
 
@@ -180,18 +198,16 @@ static int scenario_root(void *arg)
 	/* A service started before the others, so nothing cancels it. */
 	void *value = NULL;
 	o->start_rc = weft_group_start(g, service, o, &value);
-	if (o->start_rc == 0 && (value != o || o->started_rc != 0))
-		violate(o, "start succeeded without the started() value",
-			o->started_rc, 0);
+	if (o->start_rc == 0 && value != o)
+		violate(o, "start succeeded without the started() value", 0, 0);
 	if (o->start_rc != 0 && o->start_rc != -ENOMEM)
-		violate(o, "weft_group_start: unexpected code", o->start_rc,
-			0);
+		violate(o, "weft_group_start: unexpected code", o->start_rc, 0);
 
 	struct child_arg args[NFAIL];
 	for (int i = 0; i < NFAIL + NSLEEP; i++) {
 		int rc;
 		if (i % 2 == 0) {
-			args[i / 2] = (struct child_arg){ o, i / 2 };
+			args[i / 2] = (struct child_arg){o, i / 2};
 			rc = weft_group_spawn(g, failing_child, &args[i / 2]);
 			if (rc == 0)
 				o->fail_spawned++;
@@ -229,6 +245,10 @@ static int scenario_root(void *arg)
 
 	weft_error_t *err = NULL;
 	o->join_rc = weft_group_join(g, &err);
+	/* The service has ended: its fields are safe to read. */
+	if (o->start_rc == 0 && o->started_rc != 0)
+		violate(o, "weft_task_started failed in a started task",
+			o->started_rc, 0);
 
 	/* Every spawned child ran or, without a stack, ended with -ENOMEM. */
 	int ran = atomic_load(&o->fail_ran) + atomic_load(&o->sleep_ran);
@@ -251,7 +271,8 @@ static int scenario_root(void *arg)
 			tally(o, err);
 			if (o->entries < 1 || o->other_leaves != 0 ||
 				o->entries > (size_t)failures + 1)
-				violate(o, "error group shape", (long)o->entries,
+				violate(o, "error group shape",
+					(long)o->entries,
 					(long)o->other_leaves);
 			if (o->eio_leaves > (size_t)atomic_load(&o->fail_ran))
 				violate(o, "more -EIO leaves than failures",
@@ -261,7 +282,8 @@ static int scenario_root(void *arg)
 			 * be there, each exactly once. */
 			if (o->enomem_leaves == 0 &&
 				o->eio_leaves != (size_t)failures)
-				violate(o, "failures lost without an ENOMEM leaf",
+				violate(o,
+					"failures lost without an ENOMEM leaf",
 					(long)o->eio_leaves, failures);
 		}
 		return o->root_rc = weft_fail_group(err);
@@ -288,8 +310,8 @@ static int judge(long n, int rc, const weft_error_t *err,
 		why = "run did not return the root's result";
 	else if (rc == 0 && err != NULL)
 		why = "run succeeded but handed out an error group";
-	else if (rc < 0 && rc != -ECANCELED && err == NULL)
-		why = "run failed without an error group";
+	else if (o->root_ran && rc < 0 && rc != -ECANCELED && err == NULL)
+		why = "the root failed but run gave no error group";
 	else if (rc == WEFT_ECHILD_FAILED &&
 		weft_error_code_at(err, 0) == WEFT_ECHILD_FAILED &&
 		weft_error_nested_at(err, 0) == NULL)
@@ -329,9 +351,37 @@ static void assert_clean_run(int rc, const weft_error_t *err,
 	assert_int_equal(weft_error_leaf_count(nested), NFAIL);
 }
 
+static void *nothing(void *arg)
+{
+	return arg;
+}
+
+/* The thread count to compare against.  Sanitizers may start a helper
+ * thread of their own with the process's first pthread_create, so start
+ * and join one thread first, then wait until the count has been stable
+ * for 20 ms (the joined thread leaves /proc/self/task shortly after
+ * pthread_join). */
+static int baseline_threads(void)
+{
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, nothing, NULL), 0);
+	pthread_join(th, NULL);
+	struct timespec ms = {0, 1000000};
+	int n = count_threads();
+	for (int stable = 0, i = 0; stable < 20 && i < 10000; i++) {
+		nanosleep(&ms, NULL);
+		int m = count_threads();
+		stable = m == n ? stable + 1 : 0;
+		n = m;
+	}
+	return n;
+}
+
 static void run_fault_loop(unsigned workers)
 {
-	int base_threads = count_threads();
+	const char *v = getenv("WEFT_ALLOC_FAIL_VERBOSE");
+	int verbose = v != NULL && *v != '\0' && *v != '0';
+	int base_threads = baseline_threads();
 	weft_test_assert_no_leaks();
 	long n;
 	int bad = 0;
@@ -366,10 +416,22 @@ static void run_fault_loop(unsigned workers)
 				bad++;
 			}
 		}
-		long injected = weft_debug_injected_failures() -
-			injected_before;
+		long injected =
+			weft_debug_injected_failures() - injected_before;
 		if (crc == 0 && judge(n, rc, err, o) != 0)
 			bad++;
+		if (verbose)
+			print_message(
+				"n=%ld injected=%ld create=%d run=%d "
+				"open=%d start=%d spawned=%d fail_ran=%d "
+				"sleep_ran=%d sleep_enomem=%d scope=%d/%d/%d "
+				"join=%d entries=%zu (%zu EIO, %zu ENOMEM)\n",
+				n, injected, crc, rc, o->open_rc, o->start_rc,
+				o->spawn_ok, atomic_load(&o->fail_ran),
+				atomic_load(&o->sleep_ran),
+				atomic_load(&o->sleep_enomem), o->scope_rc,
+				o->scope_sleep_rc, o->scope_exit_rc, o->join_rc,
+				o->entries, o->eio_leaves, o->enomem_leaves);
 		if (injected == 0) {
 			assert_int_equal(crc, 0);
 			assert_clean_run(rc, err, o);
@@ -418,7 +480,7 @@ static int two_failures_root(void *arg)
 		return -ENOMEM;
 	struct outcome o;
 	memset(&o, 0, sizeof o);
-	struct child_arg a = { &o, 1 };
+	struct child_arg a = {&o, 1};
 	CHECK_EQ(weft_group_spawn(g, failing_child, &a), 0);
 	CHECK_EQ(weft_group_spawn(g, failing_child, &a), 0);
 	weft_error_t *err = NULL;
@@ -460,7 +522,8 @@ static void test_alloc_fail__error_split_leaves_the_error_untouched_on_enomem(
 		/* Split succeeded although an allocation failed: it must
 		 * not have needed that one.  Start over with a fresh error. */
 		assert_int_equal(weft_test_run_err(1, two_failures_root, NULL,
-			&err), WEFT_ECHILD_FAILED);
+					 &err),
+			WEFT_ECHILD_FAILED);
 	}
 	weft_error_free(err);
 	print_message("weft_error_split: %ld iterations\n", n);
@@ -481,6 +544,45 @@ static void test_alloc_fail__scope_create_fails_with_enomem_and_writes_nothing(
 	weft_test_assert_no_leaks();
 }
 
+struct timer_oom {
+	int64_t deadline;
+	int64_t woke;
+	int rc;
+	long injected;
+};
+
+static int root_sleeps_with_timer_oom(void *arg)
+{
+	struct timer_oom *t = arg;
+	/* At 1 worker with no other task, allocation 1 is the sleep's
+	 * private scope (this thread).  Arming the timer on the I/O thread
+	 * must not need a second one (the heap is intrusive); whatever
+	 * allocation 2 turns out to be, the sleep may not end early. */
+	long before = weft_debug_injected_failures();
+	weft_debug_fail_alloc(2);
+	t->deadline = weft_now() + 20 * WEFT_MSEC;
+	t->rc = weft_sleep_until(t->deadline);
+	t->woke = weft_now();
+	weft_debug_fail_alloc(0);
+	t->injected = weft_debug_injected_failures() - before;
+	return 0;
+}
+
+static void test_alloc_fail__sleep_whose_timer_cannot_be_armed_never_ends_early(
+	void **state)
+{
+	(void)state;
+	struct timer_oom t = {0};
+	assert_int_equal(weft_test_run(1, root_sleeps_with_timer_oom, &t), 0);
+	assert_true(t.injected <= 1);
+	/* Either the failure is reported, or the sleep really lasted. */
+	if (t.rc == 0 && t.woke < t.deadline)
+		print_error("weft_sleep_until returned 0 %" PRId64 " ns before "
+			    "its deadline\n",
+			t.deadline - t.woke);
+	assert_true(t.rc == -ENOMEM || (t.rc == 0 && t.woke >= t.deadline));
+}
+
 /* }======================================================= */
 
 int main(void)
@@ -492,6 +594,8 @@ int main(void)
 			test_alloc_fail__error_split_leaves_the_error_untouched_on_enomem),
 		cmocka_unit_test(
 			test_alloc_fail__scope_create_fails_with_enomem_and_writes_nothing),
+		cmocka_unit_test(
+			test_alloc_fail__sleep_whose_timer_cannot_be_armed_never_ends_early),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

@@ -81,8 +81,8 @@ static int env_teardown(void **state)
 	return 0;
 }
 
-#define CONFIG_TEST(f) cmocka_unit_test_setup_teardown(f, env_setup, \
-	env_teardown)
+#define CONFIG_TEST(f)                                                         \
+	cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
 
 static unsigned cpus_available(void)
 {
@@ -138,8 +138,7 @@ static int report_workers(void *arg)
 	return 0;
 }
 
-static void test_config__default_config_creates_a_working_runtime(
-	void **state)
+static void test_config__default_config_creates_a_working_runtime(void **state)
 {
 	(void)state;
 	weft_config_t cfg;
@@ -178,25 +177,25 @@ static void test_config__environment_overrides_every_field(void **state)
 {
 	(void)state;
 	static const struct good_value good[] = {
-		{ "WEFT_WORKERS", "1", 1 },
-		{ "WEFT_WORKERS", "3", 3 },
-		{ "WEFT_WORKERS", "1024", 1024 },
-		{ "WEFT_WORKERS", "0003", 3 },
-		{ "WEFT_STACK_SIZE", "16384", 16 * KIB },
-		{ "WEFT_STACK_SIZE", "131072", 128 * KIB },
-		{ "WEFT_STACK_SIZE", "128K", 128 * KIB },
-		{ "WEFT_STACK_SIZE", "128k", 128 * KIB },
-		{ "WEFT_STACK_SIZE", "16K", 16 * KIB },
-		{ "WEFT_STACK_SIZE", "1M", MIB },
-		{ "WEFT_STACK_SIZE", "2m", 2 * MIB },
-		{ "WEFT_STACK_SIZE", "1024M", GIB },
-		{ "WEFT_STACK_SIZE", "1073741824", GIB },
-		{ "WEFT_GUARDED_STACKS", "0", 0 },
-		{ "WEFT_GUARDED_STACKS", "100", 100 },
-		{ "WEFT_GUARDED_STACKS", "30000", 30000 },
-		{ "WEFT_SPIN_US", "0", 0 },
-		{ "WEFT_SPIN_US", "7", 7 },
-		{ "WEFT_SPIN_US", "100000", 100000 },
+		{"WEFT_WORKERS", "1", 1},
+		{"WEFT_WORKERS", "3", 3},
+		{"WEFT_WORKERS", "1024", 1024},
+		{"WEFT_WORKERS", "0003", 3},
+		{"WEFT_STACK_SIZE", "16384", 16 * KIB},
+		{"WEFT_STACK_SIZE", "131072", 128 * KIB},
+		{"WEFT_STACK_SIZE", "128K", 128 * KIB},
+		{"WEFT_STACK_SIZE", "128k", 128 * KIB},
+		{"WEFT_STACK_SIZE", "16K", 16 * KIB},
+		{"WEFT_STACK_SIZE", "1M", MIB},
+		{"WEFT_STACK_SIZE", "2m", 2 * MIB},
+		{"WEFT_STACK_SIZE", "1024M", GIB},
+		{"WEFT_STACK_SIZE", "1073741824", GIB},
+		{"WEFT_GUARDED_STACKS", "0", 0},
+		{"WEFT_GUARDED_STACKS", "100", 100},
+		{"WEFT_GUARDED_STACKS", "30000", 30000},
+		{"WEFT_SPIN_US", "0", 0},
+		{"WEFT_SPIN_US", "7", 7},
+		{"WEFT_SPIN_US", "100000", 100000},
 	};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
 		const struct good_value *g = &good[i];
@@ -205,9 +204,10 @@ static void test_config__environment_overrides_every_field(void **state)
 		int rc = weft_config_init(&cfg);
 		unsetenv(g->var);
 		if (rc != 0 || config_field(&cfg, g->var) != g->expect)
-			print_error("%s='%s': rc %d, value %llu, message '%s'\n",
-				g->var, g->text, rc,
-				config_field(&cfg, g->var), cfg.message);
+			print_error("%s='%s': rc %d, value %llu, message "
+				    "'%s'\n",
+				g->var, g->text, rc, config_field(&cfg, g->var),
+				cfg.message);
 		assert_int_equal(rc, 0);
 		assert_int_equal(cfg.env_error, 0);
 		assert_string_equal(cfg.message, "");
@@ -283,27 +283,27 @@ struct var_range {
 };
 
 static const struct var_range ranges[] = {
-	{ "WEFT_WORKERS", "1", "1024" },
-	{ "WEFT_STACK_SIZE", "16384", "1073741824" },
-	{ "WEFT_GUARDED_STACKS", "0", "30000" },
-	{ "WEFT_SPIN_US", "0", "100000" },
+	{"WEFT_WORKERS", "1", "1024"},
+	{"WEFT_STACK_SIZE", "16384", "1073741824"},
+	{"WEFT_GUARDED_STACKS", "0", "30000"},
+	{"WEFT_SPIN_US", "0", "100000"},
 };
 
 /* Bad for every variable. */
 static const char *const bad_for_all[] = {
-	"",                       /* empty */
-	"abc",                    /* not a number */
-	"-1",                     /* negative */
-	"-0",                     /* a sign is never accepted */
+	"",    /* empty */
+	"abc", /* not a number */
+	"-1",  /* negative */
+	"-0",  /* a sign is never accepted */
 	"+4",
-	"99999999999999999999",   /* overflows 64 bits */
-	"18446744073709551616",   /* 2^64 */
-	"4x",                     /* trailing junk */
-	"4 ",                     /* trailing space */
-	" 4",                     /* leading space */
+	"99999999999999999999", /* overflows 64 bits */
+	"18446744073709551616", /* 2^64 */
+	"4x",                   /* trailing junk */
+	"4 ",                   /* trailing space */
+	" 4",                   /* leading space */
 	"\t4",
 	"4\n",
-	"0x10",                   /* no hex */
+	"0x10", /* no hex */
 	"4.0",
 	"1e3",
 	"4,5",
@@ -316,25 +316,25 @@ struct bad_value {
 
 /* Bad for one variable only: zero workers, and each range's edges. */
 static const struct bad_value bad_specific[] = {
-	{ "WEFT_WORKERS", "0" },
-	{ "WEFT_WORKERS", "00" },
-	{ "WEFT_WORKERS", "1025" },
-	{ "WEFT_WORKERS", "4294967297" }, /* 2^32 + 1: no truncation to 1 */
-	{ "WEFT_WORKERS", "4K" },         /* no suffix for counts */
-	{ "WEFT_STACK_SIZE", "0" },
-	{ "WEFT_STACK_SIZE", "16383" },
-	{ "WEFT_STACK_SIZE", "15K" },
-	{ "WEFT_STACK_SIZE", "1073741825" },
-	{ "WEFT_STACK_SIZE", "1025M" },
-	{ "WEFT_STACK_SIZE", "1G" },      /* only K and M */
-	{ "WEFT_STACK_SIZE", "64KB" },
-	{ "WEFT_STACK_SIZE", "64 K" },
-	{ "WEFT_STACK_SIZE", "K" },
-	{ "WEFT_STACK_SIZE", "17592186044416M" }, /* overflows when scaled */
-	{ "WEFT_GUARDED_STACKS", "30001" },
-	{ "WEFT_GUARDED_STACKS", "1K" },
-	{ "WEFT_SPIN_US", "100001" },
-	{ "WEFT_SPIN_US", "5M" },
+	{"WEFT_WORKERS", "0"},
+	{"WEFT_WORKERS", "00"},
+	{"WEFT_WORKERS", "1025"},
+	{"WEFT_WORKERS", "4294967297"}, /* 2^32 + 1: no truncation to 1 */
+	{"WEFT_WORKERS", "4K"},         /* no suffix for counts */
+	{"WEFT_STACK_SIZE", "0"},
+	{"WEFT_STACK_SIZE", "16383"},
+	{"WEFT_STACK_SIZE", "15K"},
+	{"WEFT_STACK_SIZE", "1073741825"},
+	{"WEFT_STACK_SIZE", "1025M"},
+	{"WEFT_STACK_SIZE", "1G"}, /* only K and M */
+	{"WEFT_STACK_SIZE", "64KB"},
+	{"WEFT_STACK_SIZE", "64 K"},
+	{"WEFT_STACK_SIZE", "K"},
+	{"WEFT_STACK_SIZE", "17592186044416M"}, /* overflows when scaled */
+	{"WEFT_GUARDED_STACKS", "30001"},
+	{"WEFT_GUARDED_STACKS", "1K"},
+	{"WEFT_SPIN_US", "100001"},
+	{"WEFT_SPIN_US", "5M"},
 };
 
 static const struct var_range *range_of(const char *var)
@@ -401,11 +401,11 @@ static void test_config__bad_stack_size_is_rejected_with_the_variable_named(
 	for (size_t i = 0; i < sizeof bad_specific / sizeof bad_specific[0];
 		i++)
 		if (strcmp(bad_specific[i].var, "WEFT_STACK_SIZE") == 0)
-			check_bad_value("WEFT_STACK_SIZE", bad_specific[i].text);
+			check_bad_value("WEFT_STACK_SIZE",
+				bad_specific[i].text);
 }
 
-static void
-test_config__bad_guarded_stacks_is_rejected_with_the_variable_named(
+static void test_config__bad_guarded_stacks_is_rejected_with_the_variable_named(
 	void **state)
 {
 	(void)state;
@@ -430,8 +430,7 @@ static void test_config__bad_spin_us_is_rejected_with_the_variable_named(
 			check_bad_value("WEFT_SPIN_US", bad_specific[i].text);
 }
 
-static void test_config__bad_variable_keeps_the_good_ones_applied(
-	void **state)
+static void test_config__bad_variable_keeps_the_good_ones_applied(void **state)
 {
 	(void)state;
 	setenv("WEFT_WORKERS", "2", 1);
@@ -523,32 +522,62 @@ struct bad_field {
 	void (*set)(weft_config_t *cfg);
 };
 
-static void set_workers_0(weft_config_t *c) { c->workers = 0; }
-static void set_workers_1025(weft_config_t *c) { c->workers = 1025; }
-static void set_workers_huge(weft_config_t *c) { c->workers = ~0u; }
-static void set_stack_0(weft_config_t *c) { c->stack_size = 0; }
-static void set_stack_tiny(weft_config_t *c) { c->stack_size = 4096; }
-static void set_stack_under(weft_config_t *c) { c->stack_size = 16 * KIB - 1; }
-static void set_stack_over(weft_config_t *c) { c->stack_size = GIB + 1; }
-static void set_stack_huge(weft_config_t *c) { c->stack_size = SIZE_MAX; }
-static void set_guarded_over(weft_config_t *c) { c->guarded_stacks = 30001; }
-static void set_spin_over(weft_config_t *c) { c->spin_us = 100001; }
+static void set_workers_0(weft_config_t *c)
+{
+	c->workers = 0;
+}
+static void set_workers_1025(weft_config_t *c)
+{
+	c->workers = 1025;
+}
+static void set_workers_huge(weft_config_t *c)
+{
+	c->workers = ~0u;
+}
+static void set_stack_0(weft_config_t *c)
+{
+	c->stack_size = 0;
+}
+static void set_stack_tiny(weft_config_t *c)
+{
+	c->stack_size = 4096;
+}
+static void set_stack_under(weft_config_t *c)
+{
+	c->stack_size = 16 * KIB - 1;
+}
+static void set_stack_over(weft_config_t *c)
+{
+	c->stack_size = GIB + 1;
+}
+static void set_stack_huge(weft_config_t *c)
+{
+	c->stack_size = SIZE_MAX;
+}
+static void set_guarded_over(weft_config_t *c)
+{
+	c->guarded_stacks = 30001;
+}
+static void set_spin_over(weft_config_t *c)
+{
+	c->spin_us = 100001;
+}
 
 static void test_config__out_of_range_caller_values_fail_create_with_a_message(
 	void **state)
 {
 	(void)state;
 	static const struct bad_field bad[] = {
-		{ "workers", set_workers_0 },
-		{ "workers", set_workers_1025 },
-		{ "workers", set_workers_huge },
-		{ "stack", set_stack_0 },
-		{ "stack", set_stack_tiny },
-		{ "stack", set_stack_under },
-		{ "stack", set_stack_over },
-		{ "stack", set_stack_huge },
-		{ "guarded", set_guarded_over },
-		{ "spin", set_spin_over },
+		{"workers", set_workers_0},
+		{"workers", set_workers_1025},
+		{"workers", set_workers_huge},
+		{"stack", set_stack_0},
+		{"stack", set_stack_tiny},
+		{"stack", set_stack_under},
+		{"stack", set_stack_over},
+		{"stack", set_stack_huge},
+		{"guarded", set_guarded_over},
+		{"spin", set_spin_over},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		weft_config_t cfg;
@@ -607,8 +636,8 @@ static void test_config__null_arguments_are_rejected(void **state)
 static void test_config__config_not_from_init_is_rejected(void **state)
 {
 	(void)state;
-	static const size_t sizes[] = { 0, 1, sizeof(weft_config_t) - 1,
-		sizeof(weft_config_t) + 1 };
+	static const size_t sizes[] = {0, 1, sizeof(weft_config_t) - 1,
+		sizeof(weft_config_t) + 1};
 	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
 		weft_config_t cfg;
 		memset(&cfg, 0, sizeof cfg);
@@ -622,8 +651,8 @@ static void test_config__config_not_from_init_is_rejected(void **state)
 		assert_int_equal(weft_runtime_create(&rt, &cfg), -EINVAL);
 		assert_ptr_equal(rt, UNTOUCHED);
 		assert_true(cfg.message[0] != '\0');
-		assert_true(memchr(cfg.message, '\0', sizeof cfg.message) !=
-			NULL);
+		assert_true(
+			memchr(cfg.message, '\0', sizeof cfg.message) != NULL);
 	}
 }
 

@@ -145,8 +145,8 @@ static void test_context__hundred_thousand_round_trips_keep_state(
  * callee-saved registers (rbx, rbp, r12-r15 / x19-x28) and spills the rest
  * to the stack, so a switch that lost a register or a stack word changes
  * one.  Both sides do it with different values at the same time.  The
- * doubles check d8-d15 on aarch64 (on x86_64 no xmm is callee-saved, they
- * are spilled). */
+ * eight doubles occupy d8-d15 on aarch64 (on x86_64 no xmm register is
+ * callee-saved, so they are spilled to the stack). */
 
 static int keep_values(weft__cont_t *self, weft__cont_t *other, uint64_t s)
 {
@@ -154,23 +154,35 @@ static int keep_values(weft__cont_t *self, weft__cont_t *other, uint64_t s)
 	uint64_t d = ~s, e = s << 7, f = s * 0x9e3779b97f4a7c15ull;
 	uint64_t g = s >> 3, h = s + 0x1234, i = s * 11, j = s ^ 0xff;
 	uint64_t k = s - 99, l = s * s;
-	double x = (double)s * 1.5, y = (double)s + 0.25;
+	double x0 = (double)s * 1.5, x1 = (double)s + 0.25;
+	double x2 = (double)s * 3.0, x3 = (double)s - 0.5;
+	double x4 = (double)s * 0.75, x5 = (double)s + 8.0;
+	double x6 = (double)s * 5.0, x7 = (double)s - 2.25;
 	__asm__ volatile("" : "+r"(a), "+r"(b), "+r"(c), "+r"(d), "+r"(e),
 		"+r"(f));
 	__asm__ volatile("" : "+r"(g), "+r"(h), "+r"(i), "+r"(j), "+r"(k),
 		"+r"(l));
 #if defined(__aarch64__)
-	__asm__ volatile("" : "+w"(x), "+w"(y));
+	__asm__ volatile("" : "+w"(x0), "+w"(x1), "+w"(x2), "+w"(x3));
+	__asm__ volatile("" : "+w"(x4), "+w"(x5), "+w"(x6), "+w"(x7));
 #elif defined(__x86_64__)
-	__asm__ volatile("" : "+x"(x), "+x"(y));
+	__asm__ volatile("" : "+x"(x0), "+x"(x1), "+x"(x2), "+x"(x3));
+	__asm__ volatile("" : "+x"(x4), "+x"(x5), "+x"(x6), "+x"(x7));
 #endif
 	weft__cont_switch(self, other);
+	/* Launder s too, so the expected values are computed after the
+	 * switch rather than kept in registers next to the values (a
+	 * register lost on both sides would then go unnoticed). */
+	__asm__ volatile("" : "+r"(s));
 	return a == s * 3 + 1 && b == (s ^ 0x5555aaaa5555aaaaull) &&
 		c == s + 7 && d == ~s && e == s << 7 &&
 		f == s * 0x9e3779b97f4a7c15ull && g == s >> 3 &&
 		h == s + 0x1234 && i == s * 11 && j == (s ^ 0xff) &&
-		k == s - 99 && l == s * s && x == (double)s * 1.5 &&
-		y == (double)s + 0.25;
+		k == s - 99 && l == s * s && x0 == (double)s * 1.5 &&
+		x1 == (double)s + 0.25 && x2 == (double)s * 3.0 &&
+		x3 == (double)s - 0.5 && x4 == (double)s * 0.75 &&
+		x5 == (double)s + 8.0 && x6 == (double)s * 5.0 &&
+		x7 == (double)s - 2.25;
 }
 
 struct keeper {

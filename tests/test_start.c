@@ -268,6 +268,40 @@ static void test_start__task_started_into_a_cancelled_group_arrives_cancelled(
 	assert_int_equal(atomic_load(&s.cleanup_ran), 1);
 }
 
+static weft_scope_t *caller_scope;
+
+static int cancels_caller_then_starts(void *arg)
+{
+	(void)arg;
+	weft_scope_cancel(caller_scope, "caller gone");
+	CHECK_EQ(weft_task_started((void *)1), 0);
+	return 0;
+}
+
+static int started_after_caller_cancel_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_scope_open(&caller_scope, WEFT_FOREVER, 0), 0);
+	void *v = NULL;
+	CHECK_EQ(weft_group_start(g, cancels_caller_then_starts, NULL, &v),
+		-ECANCELED);
+	CHECK(v == NULL);
+	CHECK_EQ(weft_scope_exit(caller_scope), 0);
+	CHECK(weft_scope_cancelled_caught(caller_scope));
+	weft_scope_destroy(caller_scope);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	return 0;
+}
+
+static void test_start__started_after_the_caller_was_cancelled_is_ecanceled(
+	void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		started_after_caller_cancel_root, NULL), 0);
+}
+
 /* }======================================================= */
 
 int main(void)
@@ -280,6 +314,7 @@ int main(void)
 		WEFT_TEST(test_start__started_twice_gives_ealready),
 		WEFT_TEST(test_start__cancelled_caller_cancels_and_waits_for_the_child),
 		WEFT_TEST(test_start__task_started_into_a_cancelled_group_arrives_cancelled),
+		WEFT_TEST(test_start__started_after_the_caller_was_cancelled_is_ecanceled),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

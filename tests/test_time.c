@@ -83,7 +83,7 @@ static void test_time__now_is_monotonic_and_advances(void **state)
 		prev = t;
 	}
 	/* It advances (a bounded wait, not a duration check). */
-	struct timespec ms = { 0, 1000000 };
+	struct timespec ms = {0, 1000000};
 	for (int i = 0; i < 1000 && weft_now() == first; i++)
 		nanosleep(&ms, NULL);
 	assert_true(weft_now() > first);
@@ -124,7 +124,8 @@ static int root_stamps(void *arg)
 static void test_time__now_never_goes_back_across_workers(void **state)
 {
 	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), root_stamps,
-		NULL), 0);
+				 NULL),
+		0);
 }
 
 /* }======================================================= */
@@ -134,8 +135,8 @@ static void test_time__now_never_goes_back_across_workers(void **state)
 static int root_sleeps_various(void *arg)
 {
 	(void)arg;
-	static const int64_t durations[] = { WEFT_MSEC / 10, WEFT_MSEC,
-		2 * WEFT_MSEC, 5 * WEFT_MSEC, 10 * WEFT_MSEC };
+	static const int64_t durations[] = {WEFT_MSEC / 10, WEFT_MSEC,
+		2 * WEFT_MSEC, 5 * WEFT_MSEC, 10 * WEFT_MSEC};
 	for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
 		int64_t before = weft_now();
 		CHECK_EQ(weft_sleep(durations[i]), 0);
@@ -147,7 +148,8 @@ static int root_sleeps_various(void *arg)
 static void test_time__sleep_waits_at_least_its_duration(void **state)
 {
 	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_sleeps_various, NULL), 0);
+				 root_sleeps_various, NULL),
+		0);
 }
 
 static int root_sleeps_until(void *arg)
@@ -165,7 +167,8 @@ static void test_time__sleep_until_returns_at_or_after_the_deadline(
 	void **state)
 {
 	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_sleeps_until, NULL), 0);
+				 root_sleeps_until, NULL),
+		0);
 }
 
 struct parallel {
@@ -197,9 +200,10 @@ static int root_parallel_sleepers(void *arg)
 
 static void test_time__many_tasks_sleeping_in_parallel_all_wake(void **state)
 {
-	struct parallel p = { 0 };
+	struct parallel p = {0};
 	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_parallel_sleepers, &p), 0);
+				 root_parallel_sleepers, &p),
+		0);
 	assert_int_equal(atomic_load(&p.woke), 200);
 }
 
@@ -233,7 +237,8 @@ static void test_time__sleep_of_zero_or_less_returns_zero_and_yields(
 	void **state)
 {
 	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_zero_sleeps, NULL), 0);
+				 root_zero_sleeps, NULL),
+		0);
 }
 
 static int root_past_sleeps(void *arg)
@@ -261,7 +266,8 @@ static void test_time__sleep_until_in_the_past_returns_zero_and_yields(
 	void **state)
 {
 	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_past_sleeps, NULL), 0);
+				 root_past_sleeps, NULL),
+		0);
 }
 
 /* }======================================================= */
@@ -291,7 +297,8 @@ static int root_past_sleeps_cancelled(void *arg)
 static void test_time__zero_and_past_sleeps_are_checkpoints(void **state)
 {
 	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_past_sleeps_cancelled, NULL), 0);
+				 root_past_sleeps_cancelled, NULL),
+		0);
 }
 
 static int root_sleep_in_cancelled_scope(void *arg)
@@ -334,11 +341,12 @@ static void test_time__sleep_in_a_cancelled_scope_returns_ecanceled_at_once(
 	void **state)
 {
 	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_sleep_in_cancelled_scope, NULL), 0);
+				 root_sleep_in_cancelled_scope, NULL),
+		0);
 }
 
 struct wake {
-	weft_scope_t *s;     /* created by the root, entered by the sleeper */
+	weft_scope_t *s; /* created by the root, entered by the sleeper */
 	atomic_int entered;
 	int sleep_rc;
 	weft_cancel_reason_t reason;
@@ -372,7 +380,7 @@ static int canceller_task(void *arg)
 static int root_cancel_from_task(void *arg)
 {
 	(void)arg;
-	struct wake w = { 0 };
+	struct wake w = {0};
 	if (!CHECK_EQ(weft_scope_create(&w.s, WEFT_FOREVER, 0), 0))
 		return -ENOMEM;
 	weft_group_t *g;
@@ -393,14 +401,15 @@ static void test_time__sleep_is_woken_by_a_scope_cancel_from_another_task(
 	void **state)
 {
 	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_cancel_from_task, NULL), 0);
+				 root_cancel_from_task, NULL),
+		0);
 }
 
 static void *canceller_thread(void *arg)
 {
 	struct wake *w = arg;
 	/* A plain thread: wait with nanosleep, boundedly. */
-	struct timespec ms = { 0, 1000000 };
+	struct timespec ms = {0, 1000000};
 	for (int i = 0; i < 20000 && !atomic_load(&w->entered); i++)
 		nanosleep(&ms, NULL);
 	weft_scope_cancel(w->s, "from a thread");
@@ -410,7 +419,7 @@ static void *canceller_thread(void *arg)
 static int root_cancel_from_thread(void *arg)
 {
 	(void)arg;
-	struct wake w = { 0 };
+	struct wake w = {0};
 	if (!CHECK_EQ(weft_scope_create(&w.s, WEFT_FOREVER, 0), 0))
 		return -ENOMEM;
 	weft_group_t *g;
@@ -419,7 +428,8 @@ static int root_cancel_from_thread(void *arg)
 	if (CHECK_EQ(weft_group_open(&g), 0)) {
 		CHECK_EQ(weft_group_spawn(g, sleeper_in_shared_scope, &w), 0);
 		have_thread = CHECK_EQ(pthread_create(&th, NULL,
-			canceller_thread, &w), 0);
+					       canceller_thread, &w),
+			0);
 		if (!have_thread)
 			weft_scope_cancel(w.s, NULL);
 		/* Parks until the sleeper is woken by the thread. */
@@ -440,7 +450,8 @@ static void test_time__sleep_is_woken_by_a_cancel_from_a_plain_thread(
 	void **state)
 {
 	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_cancel_from_thread, NULL), 0);
+				 root_cancel_from_thread, NULL),
+		0);
 }
 
 static int root_move_on_wakes_sleep(void *arg)
@@ -474,11 +485,11 @@ static int root_move_on_wakes_sleep(void *arg)
 	return 0;
 }
 
-static void test_time__sleep_is_woken_by_a_move_on_after_deadline(
-	void **state)
+static void test_time__sleep_is_woken_by_a_move_on_after_deadline(void **state)
 {
 	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_move_on_wakes_sleep, NULL), 0);
+				 root_move_on_wakes_sleep, NULL),
+		0);
 }
 
 static int root_fail_after_sleep(void *arg)
@@ -499,7 +510,8 @@ static void test_time__fail_after_around_a_long_sleep_gives_etimedout(
 	void **state)
 {
 	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_fail_after_sleep, NULL), 0);
+				 root_fail_after_sleep, NULL),
+		0);
 }
 
 static int root_short_sleep_in_long_scope(void *arg)
@@ -522,15 +534,15 @@ static void test_time__short_sleep_inside_a_long_deadline_returns_zero(
 	void **state)
 {
 	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_short_sleep_in_long_scope, NULL), 0);
+				 root_short_sleep_in_long_scope, NULL),
+		0);
 }
 
 static int root_huge_sleeps(void *arg)
 {
 	(void)arg;
 	weft_scope_t *safety = safety_open();
-	static const int64_t huge[] = { INT64_MAX, INT64_MAX - 1,
-		INT64_MAX / 2 };
+	static const int64_t huge[] = {INT64_MAX, INT64_MAX - 1, INT64_MAX / 2};
 	for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
 		weft_scope_t *s;
 		if (!CHECK_EQ(weft_move_on_after(&s, 2 * WEFT_MSEC), 0))
@@ -550,7 +562,8 @@ static int root_huge_sleeps(void *arg)
 static void test_time__huge_sleeps_do_not_wrap_into_the_past(void **state)
 {
 	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_huge_sleeps, NULL), 0);
+				 root_huge_sleeps, NULL),
+		0);
 }
 
 static int sleeper_in_own_scope(void *arg)
@@ -583,7 +596,7 @@ static int deadline_mover(void *arg)
 static int root_deadline_moved_earlier(void *arg)
 {
 	(void)arg;
-	struct wake w = { 0 };
+	struct wake w = {0};
 	weft_group_t *g;
 	if (!CHECK_EQ(weft_group_open(&g), 0))
 		return -ENOMEM;
@@ -602,7 +615,8 @@ static void test_time__moving_a_deadline_earlier_wakes_the_sleep_in_its_scope(
 	void **state)
 {
 	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_deadline_moved_earlier, NULL), 0);
+				 root_deadline_moved_earlier, NULL),
+		0);
 }
 
 /* }======================================================= */
@@ -668,7 +682,8 @@ static void test_time__a_thousand_sleepers_all_wake_after_their_deadlines(
 	m->seed = test_seed();
 	print_message("WEFT_TEST_SEED=%u\n", m->seed);
 	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_random_sleepers, m), 0);
+				 root_random_sleepers, m),
+		0);
 	for (int i = 0; i < NSLEEPERS; i++) {
 		assert_int_equal(m->s[i].rc, 0);
 		assert_true(m->s[i].woke >= m->s[i].deadline);
@@ -698,7 +713,8 @@ int main(void)
 			test_time__sleep_is_woken_by_a_scope_cancel_from_another_task),
 		WEFT_TEST(
 			test_time__sleep_is_woken_by_a_cancel_from_a_plain_thread),
-		WEFT_TEST(test_time__sleep_is_woken_by_a_move_on_after_deadline),
+		WEFT_TEST(
+			test_time__sleep_is_woken_by_a_move_on_after_deadline),
 		WEFT_TEST(
 			test_time__fail_after_around_a_long_sleep_gives_etimedout),
 		WEFT_TEST(

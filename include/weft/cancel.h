@@ -69,7 +69,8 @@ WEFT_EXTERN int weft_scope_enter(weft_scope_t *s);
  * cancelled the body (a checkpoint inside returned -ECANCELED because of
  * it) - if the body finished without observing it, 0.
  * Errors: -EINVAL (NULL), WEFT_EMISUSE (not entered, or entered by another
- * task), WEFT_EMISNEST (s is not the innermost scope: nothing is exited).
+ * task), WEFT_EMISNEST (s is not the innermost scope: nothing is exited),
+ * WEFT_ENOTFIBER (not in a weft task).
  * Checkpoint: no.  Threads: the weft task that entered s. */
 WEFT_EXTERN int weft_scope_exit(weft_scope_t *s);
 

@@ -1,6 +1,11 @@
 /* Diagnostics for tests and tools: live-object census and allocation fault
  * injection.  These counters are process-wide atomics that hold no
- * resource; every runtime in the process contributes to them. */
+ * resource; every runtime in the process contributes to them.
+ *
+ * They exist only when the library is built with WEFT_DEBUG (every build
+ * tools/run test makes): in other builds weft_debug_stats reports zeros and
+ * weft_debug_fail_alloc has no effect, so that the spawn path of a release
+ * build touches no process-wide cache line. */
 #ifndef WEFT_DEBUG_H
 #define WEFT_DEBUG_H
 

@@ -58,8 +58,8 @@ WEFT_EXTERN int weft_config_init(weft_config_t *cfg);
  * Checkpoint: no.  Threads: any thread that is not a weft worker. */
 WEFT_EXTERN int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg);
 
-/* What it does: runs fn(arg) as the root task of a new task tree on rt's
- * workers and blocks the calling thread until it returns.  Several threads
+/* What it does: runs fn(arg) as the root task (named "main") of a new task
+ * tree on rt's workers and blocks the calling thread until it returns.  Several threads
  * may run root tasks in one runtime at the same time.
  * Returns: fn's return value (0 on success); -ECANCELED if the root was
  * cancelled.  When fn failed (any other negative code) and err_out is not

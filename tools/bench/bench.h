@@ -74,7 +74,7 @@ static inline size_t bench_rank(size_t n, unsigned pct)
 /* Statistics of n samples (v is sorted in place); all zero when n == 0. */
 static inline bench_stats_t bench_stats(double *v, size_t n)
 {
-	bench_stats_t s = { 0, 0, 0, 0, 0 };
+	bench_stats_t s = {0, 0, 0, 0, 0};
 	if (n == 0)
 		return s;
 	qsort(v, n, sizeof v[0], bench_cmp_double);
@@ -142,8 +142,8 @@ static inline int bench_reset_hwm(void)
 
 /* {====== failing loudly */
 
-__attribute__((noreturn, format(printf, 2, 3))) static inline void bench_die(
-	const char *workload, const char *fmt, ...)
+__attribute__((noreturn, format(printf, 2, 3))) static inline void
+bench_die(const char *workload, const char *fmt, ...)
 {
 	va_list ap;
 	fprintf(stderr, "weft-bench-%s: ", workload);
@@ -205,7 +205,8 @@ static inline void bench_run_root(const char *workload, weft_runtime_t *rt,
 	exit(1);
 }
 
-static inline void bench_runtime_destroy(const char *workload, weft_runtime_t *rt)
+static inline void bench_runtime_destroy(const char *workload,
+	weft_runtime_t *rt)
 {
 	int rc = weft_runtime_destroy(rt);
 	if (rc < 0)
@@ -223,8 +224,8 @@ typedef struct bench_json {
 	int overflow;
 } bench_json_t;
 
-__attribute__((format(printf, 2, 3))) static inline void bench_json_raw(
-	bench_json_t *j, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static inline void
+bench_json_raw(bench_json_t *j, const char *fmt, ...)
 {
 	if (j->overflow)
 		return;
@@ -239,7 +240,8 @@ __attribute__((format(printf, 2, 3))) static inline void bench_json_raw(
 }
 
 /* Keys and string values are ours (no escaping needed). */
-static inline void bench_json_str(bench_json_t *j, const char *key, const char *v)
+static inline void bench_json_str(bench_json_t *j, const char *key,
+	const char *v)
 {
 	bench_json_raw(j, ",\"%s\":\"%s\"", key, v);
 }

@@ -37,7 +37,7 @@ static int chain_root(void *arg)
 {
 	struct chain_run *run = arg;
 	for (int r = 0; r < BENCH_WARMUP + BENCH_REPS; r++) {
-		struct chain_ctx c = { .count = 0 };
+		struct chain_ctx c = {.count = 0};
 		int64_t t0 = bench_now();
 		int rc = weft_group_open(&c.g);
 		if (rc < 0)
@@ -64,7 +64,7 @@ int main(void)
 {
 	weft_config_t cfg;
 	weft_runtime_t *rt = bench_runtime_create(workload, &cfg, 0);
-	struct chain_run run = { .count = -1 };
+	struct chain_run run = {.count = -1};
 	bench_run_root(workload, rt, chain_root, &run);
 	bench_runtime_destroy(workload, rt);
 	fprintf(stderr, "chain: %ld hops (expected %ld)\n", run.count,

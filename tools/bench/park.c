@@ -20,7 +20,9 @@
  * allocated and touched; bytes_per_parked_task = (VmHWM after the join -
  * that VmRSS) / M.  all_parked says whether, in every run, the last task
  * parked before the first one woke (so M tasks really were parked at
- * once).  median_ms = total_ms = median time from the first spawn to the
+ * once); last_park_ms is when the last task went to sleep (median over
+ * runs), to be compared with the first deadline at 1000 ms.
+ * median_ms = total_ms = median time from the first spawn to the
  * end of the join; spawn_ms = median time of the spawn loop; lateness
  * percentiles are per run (nearest rank over M), then the median over
  * runs; lateness_max_us is the worst over all runs. */
@@ -43,11 +45,12 @@ struct park_ctx {
 	int64_t *lateness; /* [m], ns */
 	int64_t *parked;   /* [m], when task k went to sleep */
 	/* Results. */
-	long bad;          /* tasks whose sleep did not return 0 */
+	long bad; /* tasks whose sleep did not return 0 */
 	long baseline_kb, peak_kb;
 	int all_parked;
 	double total_ms[PARK_MAX_REPS], spawn_ms[PARK_MAX_REPS];
 	double p50_us[PARK_MAX_REPS], p99_us[PARK_MAX_REPS];
+	double last_park_ms[PARK_MAX_REPS];
 	double max_us;
 };
 
@@ -70,8 +73,9 @@ static int park_task(void *arg)
 	return rc < 0 ? bench_fail("weft_sleep_until", rc) : 0;
 }
 
-/* After a run: did every task park before the first wake-up? */
-static int park_all_parked(const struct park_ctx *c)
+/* After a run: did every task park before the first wake-up?  *last_park
+ * receives when the last one went to sleep. */
+static int park_all_parked(const struct park_ctx *c, int64_t *last)
 {
 	int64_t last_park = INT64_MIN, first_wake = INT64_MAX;
 	for (long k = 0; k < c->m; k++) {
@@ -81,6 +85,7 @@ static int park_all_parked(const struct park_ctx *c)
 		if (wake < first_wake)
 			first_wake = wake;
 	}
+	*last = last_park;
 	return last_park < first_wake;
 }
 
@@ -113,11 +118,13 @@ static int park_root(void *arg)
 			return bench_fail("weft_group_spawn", spawn_rc);
 		if (rc < 0)
 			return bench_fail("weft_group_join", rc);
-		if (!park_all_parked(c))
+		int64_t last_park;
+		if (!park_all_parked(c, &last_park))
 			c->all_parked = 0;
 		if (r < c->warmup)
 			continue;
 		int i = r - c->warmup;
+		c->last_park_ms[i] = bench_ms(last_park - c->start);
 		c->total_ms[i] = bench_ms(end - c->start);
 		c->spawn_ms[i] = bench_ms(spawned - c->start);
 		/* Sorting destroys the order; the next run rewrites it. */
@@ -136,7 +143,7 @@ static int park_root(void *arg)
 /* One M, in the calling (child) process.  Returns the exit status. */
 static int park_one(long m, int reps_env)
 {
-	struct park_ctx c = { .m = m, .all_parked = 1 };
+	struct park_ctx c = {.m = m, .all_parked = 1};
 	c.reps = reps_env > 0 ? reps_env : (m >= 1000000 ? 1 : BENCH_REPS);
 	c.warmup = c.reps > 1 ? BENCH_WARMUP : 0;
 	c.lateness = malloc((size_t)m * sizeof *c.lateness);
@@ -151,9 +158,10 @@ static int park_one(long m, int reps_env)
 	weft_runtime_t *rt = bench_runtime_create(workload, &cfg, 0);
 	bench_run_root(workload, rt, park_root, &c);
 	bench_runtime_destroy(workload, rt);
-	fprintf(stderr, "park: M=%ld: %d run(s), all parked at once: %s, "
-		"early wake-ups: %ld\n", m, c.warmup + c.reps,
-		c.all_parked ? "yes" : "NO", c.bad);
+	fprintf(stderr,
+		"park: M=%ld: %d run(s), all parked at once: %s, "
+		"early wake-ups: %ld\n",
+		m, c.warmup + c.reps, c.all_parked ? "yes" : "NO", c.bad);
 	if (c.bad != 0)
 		bench_die(workload, "%ld tasks woke before their deadline",
 			c.bad);
@@ -161,6 +169,7 @@ static int park_one(long m, int reps_env)
 	bench_stats_t spawn = bench_stats(c.spawn_ms, (size_t)c.reps);
 	bench_stats_t p50 = bench_stats(c.p50_us, (size_t)c.reps);
 	bench_stats_t p99 = bench_stats(c.p99_us, (size_t)c.reps);
+	bench_stats_t last = bench_stats(c.last_park_ms, (size_t)c.reps);
 	bench_json_t j;
 	bench_json_begin(&j, workload, cfg.workers, m);
 	bench_json_int(&j, "tasks", m);
@@ -174,6 +183,7 @@ static int park_one(long m, int reps_env)
 	bench_json_num(&j, "lateness_p99_us", p99.median);
 	bench_json_num(&j, "lateness_max_us", c.max_us);
 	bench_json_num(&j, "spawn_ms", spawn.median);
+	bench_json_num(&j, "last_park_ms", last.median);
 	bench_json_num(&j, "total_ms", total.median);
 	bench_json_end(&j);
 	free(c.lateness);
@@ -189,7 +199,8 @@ int main(int argc, char **argv)
 		char *end;
 		long v = strtol(argv[i], &end, 10);
 		if (*end != '\0' || v < 1 || v > 10000000)
-			bench_die(workload, "usage: weft-bench-park [M ...] "
+			bench_die(workload,
+				"usage: weft-bench-park [M ...] "
 				"(1 <= M <= 10000000)");
 		ms[count++] = v;
 	}
@@ -221,8 +232,10 @@ int main(int argc, char **argv)
 		if (waitpid(pid, &status, 0) < 0)
 			bench_die(workload, "waitpid: %s", strerror(errno));
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-			fprintf(stderr, "weft-bench-park: M=%ld failed "
-				"(status %#x)\n", ms[i], status);
+			fprintf(stderr,
+				"weft-bench-park: M=%ld failed "
+				"(status %#x)\n",
+				ms[i], status);
 			failed = 1;
 		}
 	}

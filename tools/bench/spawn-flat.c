@@ -74,17 +74,19 @@ int main(void)
 {
 	weft_config_t cfg;
 	weft_runtime_t *rt = bench_runtime_create(workload, &cfg, 0);
-	struct flat_run run = { .missing = 0 };
+	struct flat_run run = {.missing = 0};
 	run.ran = malloc((size_t)FLAT_ROUNDS * FLAT_N);
 	if (run.ran == NULL)
 		bench_die(workload, "out of memory");
 	bench_run_root(workload, rt, flat_root, &run);
 	bench_runtime_destroy(workload, rt);
-	long long total = (long long)(BENCH_WARMUP + BENCH_REPS) *
-		FLAT_ROUNDS * FLAT_N;
-	fprintf(stderr, "spawn-flat: %lld of %lld tasks ran (expected all); "
+	long long total =
+		(long long)(BENCH_WARMUP + BENCH_REPS) * FLAT_ROUNDS * FLAT_N;
+	fprintf(stderr,
+		"spawn-flat: %lld of %lld tasks ran (expected all); "
 		"external-thread variant skipped: weft has no spawn from a "
-		"foreign thread yet\n", total - run.missing, total);
+		"foreign thread yet\n",
+		total - run.missing, total);
 	free(run.ran);
 	if (run.missing != 0)
 		bench_die(workload, "%ld tasks did not run", run.missing);
@@ -94,8 +96,8 @@ int main(void)
 	bench_json_str(&j, "variant", "worker");
 	bench_json_int(&j, "rounds", FLAT_ROUNDS);
 	bench_json_times(&j, &ms, BENCH_REPS);
-	bench_json_num(&j, "ns_per_spawn", ms.median * 1e6 * cfg.workers /
-		((double)FLAT_ROUNDS * FLAT_N));
+	bench_json_num(&j, "ns_per_spawn",
+		ms.median * 1e6 * cfg.workers / ((double)FLAT_ROUNDS * FLAT_N));
 	bench_json_end(&j);
 	return 0;
 }
