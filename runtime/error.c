@@ -231,7 +231,16 @@ const weft_error_t *weft_error_nested_at(const weft_error_t *err, size_t i)
 	return l ? l->nested : NULL;
 }
 
-/* Earliest leaf, preferring non-collateral ones. */
+/* Fatal-class failures (rule 12) outrank every other: the runtime ran out
+ * of memory, or a task panicked. */
+static int error_rank(const struct weft__leaf *l)
+{
+	if (l->code == -ENOMEM || l->code == WEFT_EPANIC)
+		return 2;
+	return l->collateral ? 0 : 1;
+}
+
+/* The highest-ranked leaf, earliest first among equals. */
 static const struct weft__leaf *error_primary_leaf(const weft_error_t *err,
 	const struct weft__leaf *best)
 {
@@ -241,8 +250,8 @@ static const struct weft__leaf *error_primary_leaf(const weft_error_t *err,
 			best = error_primary_leaf(l->nested, best);
 			continue;
 		}
-		if (best == NULL || (best->collateral && !l->collateral) ||
-			(best->collateral == l->collateral && l->seq < best->seq))
+		if (best == NULL || error_rank(l) > error_rank(best) ||
+			(error_rank(l) == error_rank(best) && l->seq < best->seq))
 			best = l;
 	}
 	return best;

@@ -14,7 +14,8 @@
  *
  * Detection: gcc defines __SANITIZE_ADDRESS__ / __SANITIZE_THREAD__; clang
  * reports them through __has_feature.  Valgrind support is compiled in
- * whenever <valgrind/valgrind.h> exists (Debian: the valgrind package); its
+ * whenever valgrind.h can be found, as <valgrind/valgrind.h> or through
+ * pkg-config's include directory (Debian: the valgrind package); its
  * client requests are a few no-op instructions when not under valgrind, and
  * they are used only when a stack is mapped or unmapped, never per switch.
  * Define WEFT_NO_VALGRIND to leave them out.
@@ -42,6 +43,9 @@
 #if defined(__has_include) && !defined(WEFT_NO_VALGRIND)
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
+#define WEFT__VALGRIND 1
+#elif __has_include(<valgrind.h>) /* pkg-config's include dir */
+#include <valgrind.h>
 #define WEFT__VALGRIND 1
 #endif
 #endif

@@ -256,6 +256,44 @@ static void test_errors__cancellation_is_never_a_failure(void **state)
 		all_cancelled_root, NULL), 0);
 }
 
+static int fail_oom_late(void *arg)
+{
+	(void)arg;
+	weft_sleep(2 * WEFT_MSEC);
+	return weft_fail(-ENOMEM, "no memory for the cache");
+}
+
+static int fatal_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	weft_scope_t *shield;
+	CHECK_EQ(weft_scope_open(&shield, WEFT_FOREVER, WEFT_SCOPE_SHIELD), 0);
+	CHECK_EQ(weft_group_spawn(g, fail_after_a_moment, NULL), 0);
+	CHECK_EQ(weft_scope_exit(shield), 0);
+	weft_scope_destroy(shield);
+	weft_spawn_opts_t o = { .name = "cache" };
+	CHECK_EQ(weft_group_spawn_opts(g, fail_oom_late, NULL, &o), 0);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	/* Both leaves stay; the out-of-memory one is primary although it came
+	 * second (and as a collateral failure, if the first cancelled it). */
+	CHECK_EQ(weft_error_count(err), 2);
+	const char *msg = NULL;
+	CHECK_EQ(weft_error_primary(err, &msg), -ENOMEM);
+	CHECK(strcmp(msg, "no memory for the cache") == 0);
+	weft_error_free(err);
+	return 0;
+}
+
+static void test_errors__fatal_class_failure_is_primary_and_keeps_the_rest(
+	void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), fatal_root,
+		NULL), 0);
+}
+
 /* }======================================================= */
 
 /* {======================================================= many failures */
@@ -335,6 +373,7 @@ int main(void)
 		WEFT_TEST(test_errors__split_that_runs_out_of_memory_leaves_err_intact),
 		WEFT_TEST(test_errors__cleanup_failures_are_kept_and_marked_collateral),
 		WEFT_TEST(test_errors__cancellation_is_never_a_failure),
+		WEFT_TEST(test_errors__fatal_class_failure_is_primary_and_keeps_the_rest),
 		WEFT_TEST(test_errors__every_failure_of_a_huge_group_appears_exactly_once),
 		cmocka_unit_test(test_errors__codes_have_names_and_messages),
 	};

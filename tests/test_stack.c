@@ -108,7 +108,7 @@ static int by_lo(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static void test_stack__stacks_beyond_the_guard_budget_come_from_slabs(
+static void test_stack__stacks_past_guard_budget_come_from_slabs(
 	void **state)
 {
 	(void)state;
@@ -158,7 +158,7 @@ static void test_stack__stacks_beyond_the_guard_budget_come_from_slabs(
 
 /* {====== canary ====== */
 
-static void test_stack__canary_detects_an_overwrite_of_an_unguarded_stack(
+static void test_stack__canary_catches_overwrite_of_unguarded(
 	void **state)
 {
 	(void)state;
@@ -195,7 +195,7 @@ static size_t resident_pages(const weft__stack_t *st)
 	return n;
 }
 
-static void test_stack__idle_stacks_beyond_the_watermark_release_memory(
+static void test_stack__idle_stacks_past_watermark_release_memory(
 	void **state)
 {
 	(void)state;
@@ -269,7 +269,7 @@ static void test_stack__get_fails_cleanly_when_allocation_fails(void **state)
 	}
 }
 
-static void test_stack__thread_init_fails_cleanly_when_allocation_fails(
+static void test_stack__thread_init_fails_cleanly_without_memory(
 	void **state)
 {
 	(void)state;
@@ -290,7 +290,7 @@ static void dummy_segv(int sig)
 	(void)sig;
 }
 
-static void test_stack__handler_release_restores_the_previous_handler(
+static void test_stack__handler_release_restores_previous_handler(
 	void **state)
 {
 	(void)state;
@@ -363,7 +363,7 @@ static void overflow_child(int err_fd)
 	_exit(4); /* the overflow should have aborted */
 }
 
-static void test_stack__overflow_in_a_task_is_reported_with_its_name(
+static void test_stack__overflow_is_reported_with_the_task_name(
 	void **state)
 {
 	(void)state;
@@ -406,21 +406,21 @@ int main(void)
 		cmocka_unit_test(
 			test_stack__pool_fini_hands_stacks_to_other_pools),
 		cmocka_unit_test(
-			test_stack__stacks_beyond_the_guard_budget_come_from_slabs),
+			test_stack__stacks_past_guard_budget_come_from_slabs),
 		cmocka_unit_test(
-			test_stack__canary_detects_an_overwrite_of_an_unguarded_stack),
+			test_stack__canary_catches_overwrite_of_unguarded),
 		cmocka_unit_test(
-			test_stack__idle_stacks_beyond_the_watermark_release_memory),
+			test_stack__idle_stacks_past_watermark_release_memory),
 		cmocka_unit_test(
 			test_stack__sizes_outside_16k_to_1g_are_rejected),
 		cmocka_unit_test(
 			test_stack__get_fails_cleanly_when_allocation_fails),
 		cmocka_unit_test(
-			test_stack__thread_init_fails_cleanly_when_allocation_fails),
+			test_stack__thread_init_fails_cleanly_without_memory),
 		cmocka_unit_test(
-			test_stack__handler_release_restores_the_previous_handler),
+			test_stack__handler_release_restores_previous_handler),
 		cmocka_unit_test(
-			test_stack__overflow_in_a_task_is_reported_with_its_name),
+			test_stack__overflow_is_reported_with_the_task_name),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -103,8 +103,10 @@ WEFT_EXTERN int weft_error_collateral_at(const weft_error_t *err, size_t i);
 WEFT_EXTERN const weft_error_t *weft_error_nested_at(const weft_error_t *err,
 	size_t i);
 
-/* What it does: the primary failure: the earliest (by logical time)
- * non-collateral leaf anywhere in the tree, else the earliest leaf.  Writes
+/* What it does: the primary failure, anywhere in the tree: the earliest
+ * (by logical time) fatal-class leaf (-ENOMEM, WEFT_EPANIC), else the
+ * earliest non-collateral leaf, else the earliest leaf.  The other leaves
+ * stay in err.  Writes
  * its code, and its message if msg is not NULL.
  * Ownership: *msg points into err.
  * Errors: returns 0 and leaves outputs untouched for NULL or empty err.

@@ -166,17 +166,14 @@ static inline int bench_fail(const char *what, int rc)
 
 /* {====== runtime */
 
-/* weft_config_init + weft_runtime_create; exits on failure.  When workers
- * is not 0 it overrides the environment (the demo-style fixed count);
- * benchmarks pass 0 so that WEFT_WORKERS decides.  cfg receives the
- * configuration actually used. */
-static weft_runtime_t *bench_runtime_create(const char *workload,
-	weft_config_t *cfg, unsigned workers)
+/* weft_config_init + weft_runtime_create; exits on failure.  The worker
+ * count comes from WEFT_WORKERS only, as a user would set it; cfg receives
+ * the configuration used (report cfg->workers). */
+static inline weft_runtime_t *bench_runtime_create(const char *workload,
+	weft_config_t *cfg)
 {
 	if (weft_config_init(cfg) < 0)
 		bench_die(workload, "bad environment: %s", cfg->message);
-	if (workers != 0)
-		cfg->workers = workers;
 	weft_runtime_t *rt;
 	int rc = weft_runtime_create(&rt, cfg);
 	if (rc < 0)

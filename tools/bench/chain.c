@@ -63,7 +63,7 @@ static int chain_root(void *arg)
 int main(void)
 {
 	weft_config_t cfg;
-	weft_runtime_t *rt = bench_runtime_create(workload, &cfg, 0);
+	weft_runtime_t *rt = bench_runtime_create(workload, &cfg);
 	struct chain_run run = {.count = -1};
 	bench_run_root(workload, rt, chain_root, &run);
 	bench_runtime_destroy(workload, rt);

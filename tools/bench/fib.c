@@ -140,7 +140,7 @@ int main(int argc, char **argv)
 			ns[count++] = 35;
 	}
 	weft_config_t cfg;
-	weft_runtime_t *rt = bench_runtime_create(workload, &cfg, 0);
+	weft_runtime_t *rt = bench_runtime_create(workload, &cfg);
 	for (int i = 0; i < count; i++)
 		fib_bench(rt, &cfg, ns[i]);
 	bench_runtime_destroy(workload, rt);

@@ -155,7 +155,7 @@ static int park_one(long m, int reps_env)
 	memset(c.parked, 0, (size_t)m * sizeof *c.parked);
 	park = &c;
 	weft_config_t cfg;
-	weft_runtime_t *rt = bench_runtime_create(workload, &cfg, 0);
+	weft_runtime_t *rt = bench_runtime_create(workload, &cfg);
 	bench_run_root(workload, rt, park_root, &c);
 	bench_runtime_destroy(workload, rt);
 	fprintf(stderr,

@@ -95,7 +95,7 @@ static int skynet_root(void *arg)
 int main(void)
 {
 	weft_config_t cfg;
-	weft_runtime_t *rt = bench_runtime_create(workload, &cfg, 0);
+	weft_runtime_t *rt = bench_runtime_create(workload, &cfg);
 	struct skynet_run run = {.result = -1};
 	bench_run_root(workload, rt, skynet_root, &run);
 	bench_runtime_destroy(workload, rt);

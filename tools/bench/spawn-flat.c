@@ -73,7 +73,7 @@ static int flat_root(void *arg)
 int main(void)
 {
 	weft_config_t cfg;
-	weft_runtime_t *rt = bench_runtime_create(workload, &cfg, 0);
+	weft_runtime_t *rt = bench_runtime_create(workload, &cfg);
 	struct flat_run run = {.missing = 0};
 	run.ran = malloc((size_t)FLAT_ROUNDS * FLAT_N);
 	if (run.ran == NULL)

@@ -89,7 +89,7 @@ static int yield_root(void *arg)
 int main(void)
 {
 	weft_config_t cfg;
-	weft_runtime_t *rt = bench_runtime_create(workload, &cfg, 0);
+	weft_runtime_t *rt = bench_runtime_create(workload, &cfg);
 	struct yield_run *run = calloc(1, sizeof *run);
 	if (run == NULL)
 		bench_die(workload, "out of memory");
