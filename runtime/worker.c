@@ -127,6 +127,8 @@ static void worker_run_inline(struct weft_task *self, struct weft_task *t)
 	t->stack = self->stack;
 	t->stack_borrowed = true;
 	t->cont = self->cont;
+	/* An overflow report names the task running at the fault. */
+	t->stack->owner_name = t->name;
 	weft__worker_current()->current = t;
 	int rc;
 	if ((t->spawn_flags & WEFT_SPAWN_SKIPPABLE) &&
@@ -137,6 +139,7 @@ static void worker_run_inline(struct weft_task *self, struct weft_task *t)
 	weft__task_finish(t, rc);
 	/* Re-read: the child may have parked and resumed elsewhere. */
 	weft__worker_current()->current = self;
+	self->stack->owner_name = self->name;
 	t->stack = NULL;
 	weft__task_unref(t);  /* the run reference */
 }

@@ -1,0 +1,88 @@
+/* A task that overflows its stack is reported with its name, through the
+ * whole runtime (guard page + handler on the alternate signal stack), and
+ * the process ends instead of corrupting memory.  Runs in a forked child.
+ * Skipped under ASan, which owns SIGSEGV and reports overflows itself. */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "support.h"
+
+static volatile char overflow_sink;
+
+__attribute__((noinline)) static int overflow_recurse(int depth)
+{
+	volatile char frame[512];
+	if (depth > 100000000)  /* never: 64 KiB stacks overflow long before */
+		return 0;
+	frame[0] = (char)depth;
+	overflow_sink = frame[0];
+	return overflow_recurse(depth + 1) + frame[1];
+}
+
+static int overflow_task(void *arg)
+{
+	(void)arg;
+	return overflow_recurse(0);
+}
+
+__attribute__((unused)) static int overflow_root(void *arg)
+{
+	weft_group_t *g;
+	if (weft_group_open(&g) < 0)
+		return -ENOMEM;
+	weft_spawn_opts_t o = { .name = "deep_recursion" };
+	weft_group_spawn_opts(g, overflow_task, arg, &o);
+	return weft_group_join(g, NULL);
+}
+
+static void test_overflow__is_reported_with_the_task_name(void **state)
+{
+	unsigned workers = WEFT_TEST_WORKERS(state);
+#if defined(__SANITIZE_ADDRESS__)
+	(void)workers;
+	skip();
+#else
+	int pipefd[2];
+	assert_int_equal(pipe(pipefd), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(pipefd[1], STDERR_FILENO);
+		close(pipefd[0]);
+		weft_config_t cfg;
+		weft_config_init(&cfg);
+		cfg.workers = workers;
+		weft_runtime_t *rt;
+		if (weft_runtime_create(&rt, &cfg) < 0)
+			_exit(2);
+		weft_runtime_run(rt, overflow_root, NULL, NULL);
+		_exit(3);  /* not reached: the overflow ends the process */
+	}
+	close(pipefd[1]);
+	char buf[4096];
+	size_t len = 0;
+	ssize_t n;
+	while ((n = read(pipefd[0], buf + len, sizeof buf - 1 - len)) > 0)
+		len += (size_t)n;
+	buf[len] = '\0';
+	close(pipefd[0]);
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGABRT);
+	if (strstr(buf, "stack overflow in task 'deep_recursion'") == NULL)
+		print_error("child stderr: %s\n", buf);
+	assert_non_null(strstr(buf, "stack overflow in task 'deep_recursion'"));
+#endif
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		WEFT_TEST(test_overflow__is_reported_with_the_task_name),
+	};
+	return WEFT_RUN_TESTS(tests);
+}
