@@ -32,9 +32,10 @@
  *   2. If a scope is effectively cancelled, so is every descendant that is
  *      not behind a shield (maintained under the locks, parent first).
  *   3. A task parked cancellably has its innermost scope fixed, and a
- *      canceller marking that scope reads the park word after its seq_cst
- *      store, while the task re-checks the flag after its seq_cst park
- *      prepare: no cancellation is missed.
+ *      canceller marking that scope reads the park word (to wake the task
+ *      of every scope it marks) after its seq_cst store, while the task
+ *      re-checks the flag after its seq_cst park prepare: no cancellation
+ *      is missed.  Wakes may be spurious; every cancellable park loops.
  *   4. A scope's `task` is non-NULL only while the task is inside it; a
  *      canceller that reads it under the scope's lock may wake that task.
  *   5. A heap scope is freed when its last reference (user, queued timer
@@ -80,9 +81,14 @@ static void scope_propagate_locked(struct weft_scope *s,
 	s->origin = origin;
 	/* seq_cst: see invariant 3; release also publishes origin. */
 	atomic_store_explicit(&s->eff_cancelled, true, memory_order_seq_cst);
+	/* Wake the task inside s if it is parked cancellably.  Not only when
+	 * s is its innermost scope: the innermost may be a shielded one that
+	 * this cancellation does not reach, and then the task wakes, finds
+	 * its scope not cancelled, and parks again (every cancellable park
+	 * loops).  Deciding on t->cur_scope instead would need that field to
+	 * be seq_cst on every scope push and pop. */
 	struct weft_task *t = s->task;
-	if (t && atomic_load_explicit(&t->cur_scope, memory_order_seq_cst) ==
-		s)
+	if (t)
 		weft__task_wake_cancel(t);
 	for (struct weft_scope *c = s->first_child; c; c = c->next_sib) {
 		if (c->flags & WEFT_SCOPE_SHIELD)
@@ -96,9 +102,12 @@ static void scope_propagate_locked(struct weft_scope *s,
 void weft__scope_link(struct weft_scope *s, struct weft_scope *parent,
 	struct weft_task *t)
 {
-	weft__spin_lock(&s->lock);
+	/* s->task is read by cancellers under s's lock; s is reachable by a
+	 * canceller only through its parent (taken below, which publishes
+	 * this store) or by a user who cancels a scope not yet entered (then
+	 * task is still NULL and nobody is woken).  Reparenting (unlink then
+	 * link) cleared it under the lock first. */
 	s->task = t;
-	weft__spin_unlock(&s->lock);
 	s->parent = parent;
 	if (parent == NULL)
 		return;
@@ -180,12 +189,13 @@ void weft__scope_push(struct weft_task *t, struct weft_scope *s)
 	s->outer = cur;
 	s->state = WEFT__SCOPE_ENTERED;
 	weft__scope_link(s, cur, t);
-	atomic_store_explicit(&t->cur_scope, s, memory_order_seq_cst);
+	/* relaxed: only the task itself reads its cur_scope. */
+	atomic_store_explicit(&t->cur_scope, s, memory_order_relaxed);
 }
 
 void weft__scope_pop(struct weft_task *t, struct weft_scope *s)
 {
-	atomic_store_explicit(&t->cur_scope, s->outer, memory_order_seq_cst);
+	atomic_store_explicit(&t->cur_scope, s->outer, memory_order_relaxed);
 	s->state = WEFT__SCOPE_EXITED;
 	weft__scope_unlink(s);
 }

@@ -241,10 +241,21 @@ int weft_group_start_named(weft_group_t *g, const char *name, weft_fn fn,
  * reaches the children through the scope tree. */
 static void group_wait_closed(struct weft_task *self, struct weft_group *g)
 {
+	/* Fast path (every child ran inline or already ended): close without
+	 * preparing a park.  A concurrent spawn makes the CAS fail. */
+	uint64_t old = atomic_load_explicit(&g->word, memory_order_acquire);
+	while ((old & WEFT__GROUP_COUNT_MASK) == 0) {
+		/* acq_rel: acquire pairs with the children's release in
+		 * child_done (their outcome is visible to the owner). */
+		if (atomic_compare_exchange_weak_explicit(&g->word, &old,
+			old | WEFT__GROUP_JOINING | WEFT__GROUP_CLOSED,
+			memory_order_acq_rel, memory_order_acquire))
+			return;
+	}
 	uint64_t gen = weft__park_prepare(self, false);
 	g->owner_gen = gen;
 	/* release: owner_gen before JOINING (pairs with child_done). */
-	uint64_t old = atomic_fetch_or_explicit(&g->word, WEFT__GROUP_JOINING,
+	old = atomic_fetch_or_explicit(&g->word, WEFT__GROUP_JOINING,
 		memory_order_acq_rel);
 	for (;;) {
 		if ((old & WEFT__GROUP_COUNT_MASK) != 0)

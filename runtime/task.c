@@ -224,17 +224,23 @@ void weft__task_finish(struct weft_task *t, int rc)
 	if (g && state == WEFT_TASK_FAILED && !owned_by_starter)
 		weft__group_child_failed(g, t);
 	weft__scope_unlink(&t->root_scope);
-	/* release: publishes the outcome fields (invariant 4). */
-	atomic_store_explicit(&t->state, state, memory_order_release);
-	/* Wake under the lock: a waiter's node lives on its stack, and a
-	 * waiter woken by cancellation takes this lock to unlist itself
-	 * before it may return, so it cannot leave while we still read its
-	 * node.  Waking never blocks. */
-	weft__spin_lock(&t->waiters_lock);
-	for (struct weft__waiter *w = t->waiters; w; w = w->next)
-		weft__task_wake(w->task, w->gen);
-	t->waiters = NULL;
-	weft__spin_unlock(&t->waiters_lock);
+	/* seq_cst (a release at least): publishes the outcome fields
+	 * (invariant 4) and orders the waiter-list read below. */
+	atomic_store_explicit(&t->state, state, memory_order_seq_cst);
+	/* Waiters: a waiter lists itself, then re-reads state; we stored
+	 * state, then read the list head (all seq_cst): one of the two sees
+	 * the other, so an empty list here means the waiter will see the new
+	 * state and leave on its own.  Wake under the lock: a waiter's node
+	 * lives on its stack, and a waiter takes this lock to unlist itself
+	 * before it may return.  Waking never blocks. */
+	if (atomic_load_explicit(&t->waiters, memory_order_seq_cst) != NULL) {
+		weft__spin_lock(&t->waiters_lock);
+		for (struct weft__waiter *w = atomic_load_explicit(&t->waiters,
+			memory_order_relaxed); w; w = w->next)
+			weft__task_wake(w->task, w->gen);
+		atomic_store_explicit(&t->waiters, NULL, memory_order_relaxed);
+		weft__spin_unlock(&t->waiters_lock);
+	}
 	if (owned_by_starter)
 		start_end(t);
 	if (g)
@@ -515,27 +521,31 @@ int weft_task_wait(weft_task_t *h)
 			WEFT_TASK_PENDING)
 			return 0;
 		node.gen = weft__park_prepare(self, true);
+		/* List first, then re-check state (seq_cst both): pairs with
+		 * the finisher's state store then list read. */
 		weft__spin_lock(&h->waiters_lock);
-		bool done = atomic_load_explicit(&h->state,
-			memory_order_acquire) != WEFT_TASK_PENDING;
-		if (!done) {
-			node.next = h->waiters;
-			h->waiters = &node;
-		}
+		node.next = atomic_load_explicit(&h->waiters,
+			memory_order_relaxed);
+		atomic_store_explicit(&h->waiters, &node, memory_order_seq_cst);
 		weft__spin_unlock(&h->waiters_lock);
-		if (done)
-			return 0;
 		struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
 			memory_order_relaxed);
-		if (!weft__scope_is_cancelled(cur))
+		if (atomic_load_explicit(&h->state, memory_order_seq_cst) ==
+			WEFT_TASK_PENDING && !weft__scope_is_cancelled(cur))
 			weft__park_commit(self);
-		/* Remove ourselves if still listed (woken by cancellation). */
+		/* Remove ourselves if still listed. */
 		weft__spin_lock(&h->waiters_lock);
-		for (struct weft__waiter **p = &h->waiters; *p; p = &(*p)->next)
-			if (*p == &node) {
-				*p = node.next;
-				break;
-			}
+		struct weft__waiter *head = atomic_load_explicit(&h->waiters,
+			memory_order_relaxed);
+		if (head == &node)
+			atomic_store_explicit(&h->waiters, node.next,
+				memory_order_relaxed);
+		else
+			for (struct weft__waiter *w = head; w; w = w->next)
+				if (w->next == &node) {
+					w->next = node.next;
+					break;
+				}
 		weft__spin_unlock(&h->waiters_lock);
 		cur = atomic_load_explicit(&self->cur_scope,
 			memory_order_relaxed);

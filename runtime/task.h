@@ -38,8 +38,8 @@ struct weft_task {
 	weft_fn fn;
 	void *arg;
 	_Atomic uint64_t park;          /* see WEFT__PARK_*; any thread */
-	/* Innermost entered scope: written by the task itself, read by
-	 * cancellers under the scope's lock (relaxed atomic). */
+	/* Innermost entered scope: written and read by the task itself
+	 * (relaxed atomic so diagnostics from other threads are race-free). */
 	_Atomic(struct weft_scope *) cur_scope;
 	struct weft_group *group;       /* joins this task; NULL for a root */
 	struct weft_scope root_scope;   /* the task's own scope */
@@ -57,9 +57,11 @@ struct weft_task {
 	struct weft__start *start;
 	bool started_called;
 	void *start_value;
-	/* Tasks parked in weft_task_wait; under waiters_lock. */
+	/* Tasks parked in weft_task_wait: modified under waiters_lock; the
+	 * head is also read lock-free by the finishing task (seq_cst, see
+	 * weft__task_finish). */
 	weft__spin_t waiters_lock;
-	struct weft__waiter *waiters;
+	_Atomic(struct weft__waiter *) waiters;
 	atomic_int refs;                /* run ref + handles */
 	uint64_t id;
 	char name[WEFT__TASK_NAME_MAX];
