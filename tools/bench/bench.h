@@ -13,8 +13,9 @@
  *      JSON line is printed for it.
  *   4. bench_json_*: exactly one JSON line per workload variant on stdout,
  *      always with workload, workers, n, median_ms, p10_ms, p90_ms, reps,
- *      maxrss_kb and io_thread (weft runs a libuv I/O thread beside its
- *      workers), plus the workload's own keys.
+ *      maxrss_kb (peak RSS: VmHWM, see bench_maxrss_kb) and io_thread (weft
+ *      runs a libuv I/O thread beside its workers), plus the workload's own
+ *      keys.
  *
  * Percentiles are nearest-rank (as in switch.c): over 11 samples p10 is the
  * 2nd smallest and p90 the 10th.  Only static functions: each main includes
@@ -99,15 +100,6 @@ static inline int64_t bench_pct_i64(int64_t *v, size_t n, unsigned pct)
 
 /* {====== memory */
 
-/* Peak resident set of the process so far, KiB (getrusage). */
-static inline long bench_maxrss_kb(void)
-{
-	struct rusage ru;
-	if (getrusage(RUSAGE_SELF, &ru) != 0)
-		return -1;
-	return ru.ru_maxrss;
-}
-
 /* A "Vm...:" line of /proc/self/status in KiB ("VmRSS", "VmHWM"), or -1. */
 static inline long bench_status_kb(const char *key)
 {
@@ -125,6 +117,21 @@ static inline long bench_status_kb(const char *key)
 	}
 	fclose(f);
 	return kb;
+}
+
+/* Peak resident set of this process image so far, KiB: VmHWM, else
+ * getrusage's ru_maxrss.  VmHWM first because Linux carries ru_maxrss
+ * across execve: a benchmark started by a 200 MB launcher (a Python
+ * runner, say) would report at least 200 MB. */
+static inline long bench_maxrss_kb(void)
+{
+	long kb = bench_status_kb("VmHWM");
+	if (kb >= 0)
+		return kb;
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return -1;
+	return ru.ru_maxrss;
 }
 
 /* Resets VmHWM to the current RSS (Linux >= 4.0: "5" > clear_refs).

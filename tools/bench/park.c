@@ -7,7 +7,8 @@
  * lateness (weft_now() - deadline) into a preallocated array; the root
  * joins.  start is taken just before the first spawn.
  *
- * Usage: weft-bench-park [M ...]; default 10000 100000 1000000.  Each M
+ * Usage: weft-bench-park [M ...], or BENCH_PARK_M="M,M,..." in the
+ * environment (for tools/run bench); default 10000 100000 1000000.  Each M
  * runs in its own child process with its own runtime, so that its memory
  * figures start cold (glibc keeps freed task records, the runtime keeps
  * stacks: a second run in the same process would reuse them).  One JSON
@@ -16,15 +17,18 @@
  * in the JSON says how many were measured.
  *
  * Memory, from the first (cold) run only: VmHWM is reset (clear_refs) and
- * VmRSS read just before the first spawn, after the lateness arrays are
- * allocated and touched; bytes_per_parked_task = (VmHWM after the join -
- * that VmRSS) / M.  all_parked says whether, in every run, the last task
- * parked before the first one woke (so M tasks really were parked at
- * once); last_park_ms is when the last task went to sleep (median over
- * runs), to be compared with the first deadline at 1000 ms.
- * median_ms = total_ms = median time from the first spawn to the
- * end of the join; spawn_ms = median time of the spawn loop; lateness
- * percentiles are per run (nearest rank over M), then the median over
+ * VmRSS read just before the first spawn, after the arrays are allocated
+ * and touched; bytes_per_parked_task = (VmHWM after the join - that VmRSS)
+ * / M.  all_parked says whether, in every run, the last task parked before
+ * the first one woke (so M tasks really were parked at once); max_parked
+ * is the largest number asleep at the same time (the smallest such figure
+ * over all runs: below M, stacks of tasks that already woke were reused
+ * and bytes_per_parked_task understates what a parked task costs);
+ * last_park_ms is when the last task went to sleep (median over runs), to
+ * compare with the first deadline at 1000 ms.  median_ms = total_ms =
+ * median time from the first spawn to the end of the join; spawn_ms =
+ * median time of the spawn loop; lateness percentiles are per run (nearest
+ * rank over M), then the median over
  * runs; lateness_max_us is the worst over all runs. */
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -44,6 +48,7 @@ struct park_ctx {
 	int64_t start;     /* of the current run; written before spawning */
 	int64_t *lateness; /* [m], ns */
 	int64_t *parked;   /* [m], when task k went to sleep */
+	int64_t *wake;     /* [m], scratch for park_max_parked */
 	/* Results. */
 	long bad; /* tasks whose sleep did not return 0 */
 	long baseline_kb, peak_kb;
@@ -51,6 +56,7 @@ struct park_ctx {
 	double total_ms[PARK_MAX_REPS], spawn_ms[PARK_MAX_REPS];
 	double p50_us[PARK_MAX_REPS], p99_us[PARK_MAX_REPS];
 	double last_park_ms[PARK_MAX_REPS];
+	long max_parked; /* smallest over all runs, warm-up included */
 	double max_us;
 };
 
@@ -89,6 +95,26 @@ static int park_all_parked(const struct park_ctx *c, int64_t *last)
 	return last_park < first_wake;
 }
 
+/* After a run: the largest number of tasks asleep at the same time (a
+ * sweep over the sorted park and wake times).  Sorts c->parked. */
+static long park_max_parked(struct park_ctx *c)
+{
+	for (long k = 0; k < c->m; k++)
+		c->wake[k] = park_deadline(k) + c->lateness[k];
+	qsort(c->parked, (size_t)c->m, sizeof c->parked[0], bench_cmp_i64);
+	qsort(c->wake, (size_t)c->m, sizeof c->wake[0], bench_cmp_i64);
+	long asleep = 0, max = 0, j = 0;
+	for (long i = 0; i < c->m; i++) {
+		while (j < c->m && c->wake[j] < c->parked[i]) {
+			asleep--;
+			j++;
+		}
+		if (++asleep > max)
+			max = asleep;
+	}
+	return max;
+}
+
 static int park_root(void *arg)
 {
 	struct park_ctx *c = arg;
@@ -121,6 +147,9 @@ static int park_root(void *arg)
 		int64_t last_park;
 		if (!park_all_parked(c, &last_park))
 			c->all_parked = 0;
+		long most = park_max_parked(c);
+		if (r == 0 || most < c->max_parked)
+			c->max_parked = most;
 		if (r < c->warmup)
 			continue;
 		int i = r - c->warmup;
@@ -148,11 +177,13 @@ static int park_one(long m, int reps_env)
 	c.warmup = c.reps > 1 ? BENCH_WARMUP : 0;
 	c.lateness = malloc((size_t)m * sizeof *c.lateness);
 	c.parked = malloc((size_t)m * sizeof *c.parked);
-	if (c.lateness == NULL || c.parked == NULL)
+	c.wake = malloc((size_t)m * sizeof *c.wake);
+	if (c.lateness == NULL || c.parked == NULL || c.wake == NULL)
 		bench_die(workload, "out of memory");
 	/* Touch them now, so they are part of the baseline. */
 	memset(c.lateness, 0, (size_t)m * sizeof *c.lateness);
 	memset(c.parked, 0, (size_t)m * sizeof *c.parked);
+	memset(c.wake, 0, (size_t)m * sizeof *c.wake);
 	park = &c;
 	weft_config_t cfg;
 	weft_runtime_t *rt = bench_runtime_create(workload, &cfg);
@@ -179,6 +210,7 @@ static int park_one(long m, int reps_env)
 	bench_json_int(&j, "baseline_rss_kb", c.baseline_kb);
 	bench_json_int(&j, "peak_rss_kb", c.peak_kb);
 	bench_json_bool(&j, "all_parked", c.all_parked);
+	bench_json_int(&j, "max_parked", c.max_parked);
 	bench_json_num(&j, "lateness_p50_us", p50.median);
 	bench_json_num(&j, "lateness_p99_us", p99.median);
 	bench_json_num(&j, "lateness_max_us", c.max_us);
@@ -188,22 +220,38 @@ static int park_one(long m, int reps_env)
 	bench_json_end(&j);
 	free(c.lateness);
 	free(c.parked);
+	free(c.wake);
 	return 0;
+}
+
+/* Appends the M values of one argument ("100000" or "10000,100000"). */
+static void park_parse(const char *arg, long *ms, int *count, int max)
+{
+	const char *p = arg;
+	while (*p) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p || (*end != '\0' && *end != ',') || v < 1 ||
+			v > 10000000 || *count >= max)
+			bench_die(workload,
+				"usage: weft-bench-park [M ...] or "
+				"BENCH_PARK_M=M,M,... "
+				"(1 <= M <= 10000000, at most %d)",
+				max);
+		ms[(*count)++] = v;
+		p = *end == ',' ? end + 1 : end;
+	}
 }
 
 int main(int argc, char **argv)
 {
 	long ms[16];
 	int count = 0;
-	for (int i = 1; i < argc && count < 16; i++) {
-		char *end;
-		long v = strtol(argv[i], &end, 10);
-		if (*end != '\0' || v < 1 || v > 10000000)
-			bench_die(workload,
-				"usage: weft-bench-park [M ...] "
-				"(1 <= M <= 10000000)");
-		ms[count++] = v;
-	}
+	for (int i = 1; i < argc; i++)
+		park_parse(argv[i], ms, &count, 16);
+	const char *list = getenv("BENCH_PARK_M");
+	if (count == 0 && list && *list)
+		park_parse(list, ms, &count, 16);
 	if (count == 0) {
 		ms[count++] = 10000;
 		ms[count++] = 100000;

@@ -600,12 +600,21 @@ static void demo_fanout(void)
 
 int main(void)
 {
+	/* The demo always runs on 2 workers: WEFT_WORKERS is set aside before
+	 * weft_config_init reads it (a malformed value would fail it), and
+	 * the other WEFT_* variables still apply. */
+	char env_buf[64] = "";
+	const char *env = getenv("WEFT_WORKERS");
+	if (env) {
+		snprintf(env_buf, sizeof env_buf, "%s", env);
+		env = env_buf;
+		unsetenv("WEFT_WORKERS");
+	}
 	weft_config_t cfg;
 	if (weft_config_init(&cfg) < 0) {
 		fprintf(stderr, "weft-demo: %s\n", cfg.message);
 		return 1;
 	}
-	const char *env = getenv("WEFT_WORKERS");
 	cfg.workers = 2;
 	printf("weft-demo (weft %s): 2 workers (cfg.workers = 2 is set by the "
 	       "demo%s%s%s) plus weft's libuv I/O thread\n",
