@@ -39,7 +39,7 @@
  *   4. A scope's `task` is non-NULL only while the task is inside it; a
  *      canceller that reads it under the scope's lock may wake that task.
  *   5. A heap scope is freed when its last reference (user, queued timer
- *      request, timer heap) is dropped.
+ *      request, timer wheel) is dropped.
  */
 #include <errno.h>
 #include <stdio.h>

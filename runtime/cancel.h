@@ -66,11 +66,10 @@ struct weft_scope {
 	/* The deadline the I/O thread should arm: `deadline` while entered,
 	 * WEFT_FOREVER before entry and after exit. */
 	_Atomic int64_t timer_deadline;
-	atomic_int refs;          /* user + queued timer request + heap */
+	atomic_int refs;          /* user + queued timer request + wheel */
 	atomic_int timer_queued;  /* an update request is in the I/O queue */
 	struct weft_scope *timer_next; /* I/O request queue link */
-	struct weft__hnode hnode; /* I/O thread only: deadline heap node */
-	bool in_heap;             /* I/O thread only */
+	struct weft__tnode tnode; /* I/O thread only: deadline wheel node */
 	struct weft_runtime *rt;  /* runtime whose I/O thread owns the timer */
 };
 

@@ -37,6 +37,21 @@ void weft__inject_push(weft__inject_t *q, struct weft_task *t)
 	pthread_mutex_unlock(&q->lock);
 }
 
+void weft__inject_push_list(weft__inject_t *q, struct weft_task *head,
+	struct weft_task *tail, size_t n)
+{
+	pthread_mutex_lock(&q->lock);
+	if (q->tail)
+		q->tail->next = head;
+	else
+		q->head = head;
+	q->tail = tail;
+	atomic_store_explicit(&q->len,
+		atomic_load_explicit(&q->len, memory_order_relaxed) + n,
+		memory_order_release);
+	pthread_mutex_unlock(&q->lock);
+}
+
 struct weft_task *weft__inject_pop(weft__inject_t *q)
 {
 	if (weft__inject_len(q) == 0)

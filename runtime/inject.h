@@ -22,6 +22,10 @@ int weft__inject_init(weft__inject_t *q);
 void weft__inject_fini(weft__inject_t *q);
 /* Any thread. */
 void weft__inject_push(weft__inject_t *q, struct weft_task *t);
+/* Appends a linked list (t->next links, tail->next NULL) of n tasks in
+ * one critical section.  Any thread. */
+void weft__inject_push_list(weft__inject_t *q, struct weft_task *head,
+	struct weft_task *tail, size_t n);
 /* Any thread; NULL when empty. */
 struct weft_task *weft__inject_pop(weft__inject_t *q);
 /* Racy emptiness hint; any thread. */

@@ -9,19 +9,20 @@
  * the whole queue, so no request is left behind (research/platform.md
  * 2.3).  Today the requests are "make this scope's timer match its
  * timer_deadline"; completions go back to workers through the scheduler's
- * injection queue (weft__sched_ready) and a futex wake.
+ * injection queue, one batch per callback (weft__sched_batch_begin/end),
+ * and one idle notification.
  *
- * Timers: one uv_timer_t armed at the earliest deadline of a heap of scopes
- * (timer.c; intrusive, so arming a deadline never allocates and never
- * fails), rather than one uv_timer_t per deadline: a uv handle must be
- * closed on this thread with a callback before its memory can go, which
- * would tie every scope's lifetime to a round trip here.
- * uv timers have millisecond resolution; we round up, so a deadline never
- * fires early, and the callback re-checks against weft_now().
+ * Timers: one uv_timer_t armed at the next work of a timing wheel of scope
+ * deadlines (timer.c; intrusive, so arming a deadline never allocates and
+ * never fails, and O(1)), rather than one uv_timer_t per deadline: a uv
+ * handle must be closed on this thread with a callback before its memory
+ * can go, which would tie every scope's lifetime to a round trip here.
+ * uv timers have millisecond resolution; the wheel rounds deadlines up, so
+ * none fires early.
  *
  * Invariants
- *   1. Only this thread touches the loop, the handles and the heap.
- *   2. A scope in the heap holds a reference; a queued request holds one.
+ *   1. Only this thread touches the loop, the handles and the wheel.
+ *   2. A scope in the wheel holds a reference; a queued request holds one.
  *   3. After `stop` is seen, the loop ends; weft__io_stop (after every
  *      worker is joined, so nobody can post) drains what is left.
  */
@@ -35,18 +36,7 @@
 #include "rt.h"
 #include "timer.h"
 #include "weft/time.h"
-
-static struct weft_scope *io_min(weft__io_t *io)
-{
-	struct weft__hnode *n = weft__heap_min(&io->heap);
-	return n ? WEFT__CONTAINER_OF(n, struct weft_scope, hnode) : NULL;
-}
-
-static void io_heap_remove(weft__io_t *io, struct weft_scope *s)
-{
-	weft__heap_remove(&io->heap, &s->hnode);
-	s->in_heap = false;
-}
+#include "worker.h"
 
 static weft__io_t *io_of(uv_handle_t *h)
 {
@@ -55,18 +45,43 @@ static weft__io_t *io_of(uv_handle_t *h)
 
 static void io_timer_cb(uv_timer_t *timer);
 
-/* Arms the uv timer at the heap's minimum (or stops it). */
+/* Arms the uv timer at the wheel's next work (or stops it). */
 static void io_rearm(weft__io_t *io)
 {
-	struct weft_scope *s = io_min(io);
-	if (s == NULL) {
+	int64_t next = weft__wheel_next(&io->wheel);
+	if (next == INT64_MAX) {
 		uv_timer_stop(&io->timer);
 		return;
 	}
-	int64_t delta = s->hnode.key - weft_now();
+	int64_t delta = next - weft_now();
 	uint64_t ms = delta <= 0 ? 0 : (uint64_t)((delta + 999999) / 1000000);
 	uv_update_time(&io->loop);
 	uv_timer_start(&io->timer, io_timer_cb, ms, 0);
+}
+
+/* A deadline passed (wheel callback, this thread). */
+static void io_fire(struct weft__tnode *n, void *arg)
+{
+	(void)arg;
+	struct weft_scope *s = WEFT__CONTAINER_OF(n, struct weft_scope, tnode);
+	/* Disarmed by firing: if nobody moved the deadline meanwhile, the
+	 * scope's exit need not post another request.  seq_cst: pairs with
+	 * scope_timer_set's exchange. */
+	int64_t when = n->when;
+	atomic_compare_exchange_strong_explicit(&s->timer_deadline, &when,
+		WEFT_FOREVER, memory_order_seq_cst, memory_order_relaxed);
+	weft__scope_deadline_fired(s);
+	weft__scope_unref(s);  /* the wheel's reference */
+}
+
+/* Fires everything due, publishing the woken tasks as one batch. */
+static void io_expire(weft__io_t *io)
+{
+	struct weft_runtime *rt = WEFT__CONTAINER_OF(io, struct weft_runtime,
+		io);
+	weft__sched_batch_begin();
+	weft__wheel_advance(&io->wheel, weft_now(), io_fire, NULL);
+	weft__sched_batch_end(rt);
 }
 
 /* Applies one update request for s (this thread). */
@@ -78,18 +93,15 @@ static void io_apply(weft__io_t *io, struct weft_scope *s)
 	atomic_store_explicit(&s->timer_queued, 0, memory_order_seq_cst);
 	int64_t d = atomic_load_explicit(&s->timer_deadline,
 		memory_order_seq_cst);
-	if (s->in_heap) {
-		io_heap_remove(io, s);
+	if (s->tnode.armed) {
+		weft__wheel_remove(&io->wheel, &s->tnode);
 		if (d == WEFT_FOREVER)
-			weft__scope_unref(s);
+			weft__scope_unref(s);  /* the wheel's reference */
 		else
-			weft__heap_insert(&io->heap, &s->hnode, d);
-		if (d != WEFT_FOREVER)
-			s->in_heap = true;
+			weft__wheel_insert(&io->wheel, &s->tnode, d);
 	} else if (d != WEFT_FOREVER) {
 		/* Never fails: the node lives in the scope (timer.c). */
-		weft__heap_insert(&io->heap, &s->hnode, d);
-		s->in_heap = true;
+		weft__wheel_insert(&io->wheel, &s->tnode, d);
 		atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 	}
 	weft__scope_unref(s);  /* the request's reference */
@@ -119,19 +131,16 @@ static void io_drain_requests(weft__io_t *io)
 static void io_timer_cb(uv_timer_t *timer)
 {
 	weft__io_t *io = io_of((uv_handle_t *)timer);
-	int64_t now = weft_now();
-	struct weft_scope *s;
-	while ((s = io_min(io)) != NULL && s->hnode.key <= now) {
-		io_heap_remove(io, s);
-		weft__scope_deadline_fired(s);
-		weft__scope_unref(s);
-	}
+	io_expire(io);
 	io_rearm(io);
 }
 
 static void io_async_cb(uv_async_t *async)
 {
 	weft__io_t *io = io_of((uv_handle_t *)async);
+	/* Bring the wheel's clock up to date before filing new deadlines (it
+	 * only moves when timers are processed). */
+	io_expire(io);
 	io_drain_requests(io);
 	if (atomic_load_explicit(&io->stop, memory_order_acquire)) {
 		uv_stop(&io->loop);
@@ -158,6 +167,7 @@ int weft__io_start(struct weft_runtime *rt)
 	memset(io, 0, sizeof *io);
 	atomic_init(&io->requests, NULL);
 	atomic_init(&io->stop, false);
+	weft__wheel_init(&io->wheel, weft_now());
 	int rc = uv_loop_init(&io->loop);
 	if (rc < 0)
 		return rc;
@@ -179,6 +189,20 @@ int weft__io_start(struct weft_runtime *rt)
 	return 0;
 }
 
+/* Drops the wheel's reference of every armed scope, firing nothing. */
+static void io_disarm_all(weft__io_t *io)
+{
+	for (int l = 0; l < WEFT__WHEEL_LEVELS; l++)
+		for (int k = 0; k < WEFT__WHEEL_SLOTS; k++)
+			while (io->wheel.slots[l][k]) {
+				struct weft_scope *s = WEFT__CONTAINER_OF(
+					io->wheel.slots[l][k],
+					struct weft_scope, tnode);
+				weft__wheel_remove(&io->wheel, &s->tnode);
+				weft__scope_unref(s);
+			}
+}
+
 void weft__io_stop(struct weft_runtime *rt)
 {
 	weft__io_t *io = &rt->io;
@@ -189,13 +213,9 @@ void weft__io_stop(struct weft_runtime *rt)
 	uv_async_send(&io->wake);
 	pthread_join(io->thread, NULL);
 	/* The loop thread is gone and no worker is left to post: finish the
-	 * queue and empty the heap here, dropping their references. */
+	 * queue and empty the wheel here, dropping their references. */
 	io_drain_requests(io);
-	struct weft_scope *s;
-	while ((s = io_min(io)) != NULL) {
-		io_heap_remove(io, s);
-		weft__scope_unref(s);
-	}
+	io_disarm_all(io);
 	uv_close((uv_handle_t *)&io->wake, NULL);
 	uv_close((uv_handle_t *)&io->timer, NULL);
 	uv_run(&io->loop, UV_RUN_DEFAULT);

@@ -24,7 +24,7 @@ typedef struct weft__io {
 	 * exchange). */
 	_Atomic(struct weft_scope *) requests;
 	atomic_bool stop;          /* set before the final uv_async_send */
-	weft__heap_t heap;         /* I/O thread only: scope deadlines */
+	weft__wheel_t wheel;       /* I/O thread only: scope deadlines */
 	bool started;
 } weft__io_t;
 

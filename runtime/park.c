@@ -157,10 +157,21 @@ static bool idle_stopping(struct weft_runtime *rt)
 
 /* Sleeps until woken; returns with w->spinning set (invariant 2) or with
  * nothing changed if work showed up during the last check. */
+/* Batches of idle stacks whose memory an idle worker releases before it
+ * sleeps, re-checking for work between batches. */
+#define IDLE_TRIM_BATCH 64
+
 static void idle_sleep(weft__worker_t *w)
 {
 	struct weft_runtime *rt = w->rt;
 	weft__idle_t *idle = &rt->idle;
+	/* Housekeeping belongs here, off the hot path: give back the memory
+	 * of the stacks a burst of tasks left idle. */
+	while (!idle_work_visible(rt) &&
+		weft__stack_trim(&rt->stacks, IDLE_TRIM_BATCH) > 0)
+		;
+	if (idle_work_visible(rt))
+		return;
 	pthread_mutex_lock(&idle->lock);
 	w->idle_next = idle->sleepers;
 	idle->sleepers = w;

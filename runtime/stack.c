@@ -45,12 +45,13 @@
 #define POOL_CACHE 64
 #define POOL_KEEP 32
 #define POOL_BATCH 32
-/* Shared-pool watermarks: up to SHARED_WARM idle stacks stay resident;
- * beyond that a spilled stack keeps only its top page (the next fiber's
- * first frame goes there); beyond SHARED_COLD it keeps only its lowest
- * (canary) page, which is normally the shared zero page. */
-#define SHARED_WARM 64
-#define SHARED_COLD 4096
+/* Shared-pool watermark: up to SHARED_WARM idle stacks stay resident;
+ * weft__stack_trim releases the memory of the others (all but the lowest,
+ * canary page, which is normally the shared zero page).  Releasing on
+ * every spill instead put one madvise (and a TLB-shootdown IPI to the
+ * other vCPU) on every task exit after a burst: B7 woke 100k sleepers
+ * hundreds of ms late. */
+#define SHARED_WARM 256
 /* Slabs hold up to SLAB_MAX_STACKS stacks and about SLAB_BYTES bytes of
  * address space (at least one stack). */
 #define SLAB_MAX_STACKS 256
@@ -232,8 +233,9 @@ void weft__stack_shared_fini(weft__stack_shared_t *s)
 {
 	/* Every stack must be back in the overflow pool: pools return theirs
 	 * in pool_fini, fibers theirs in weft__stack_put. */
-	WEFT_ASSERT(atomic_load_explicit(&s->nfree, memory_order_relaxed) ==
-		s->total, "stack: shared_fini while stacks are still in use");
+	WEFT_ASSERT(atomic_load_explicit(&s->nfree, memory_order_relaxed) +
+		s->ncold == s->total,
+		"stack: shared_fini while stacks are still in use");
 	for (weft__stack_t *st = s->guarded_all, *nx; st != NULL; st = nx) {
 		nx = st->all_next;
 		stack_forget(st);
@@ -252,42 +254,58 @@ void weft__stack_shared_fini(weft__stack_shared_t *s)
 	memset(s, 0, sizeof *s);
 }
 
-/* Returns memory of an idle stack to the kernel according to how many
- * stacks sit idle in the shared pool before it (`depth`).  The lowest page
- * is never released: it holds the canary, which weft__stack_check reads,
- * so on an ordinary stack it is mapped to the kernel's shared zero page
- * (no RSS); dropping that mapping would only make the next check fault
- * again.  Measured here per 64 KiB stack: 4.6 us to advise the whole
- * stack, 1.75 us for all but the lowest page, 0.55 us for all but the
- * lowest and the top page.
- * Runs without any lock: the stack is the caller's until spliced in. */
-static void stack_release(weft__stack_shared_t *s, weft__stack_t *st,
-	size_t depth)
+/* Returns the memory of an idle stack to the kernel, except its lowest
+ * page: it holds the canary, which weft__stack_check reads, so on an
+ * ordinary stack it is mapped to the kernel's shared zero page (no RSS);
+ * dropping that mapping would only make the next check fault again.
+ * Measured here: 1.75 us per 64 KiB stack.
+ * Runs without any lock: the stack is the caller's (off every list). */
+static void stack_release(weft__stack_shared_t *s, weft__stack_t *st)
 {
 	char *from = (char *)st->lo + s->page;
 	char *top = (char *)st->lo + st->size;
-	if (depth >= SHARED_COLD && st->released != STACK_CLEAN) {
+	if (st->released != STACK_CLEAN) {
 		(void)madvise(from, (size_t)(top - from), MADV_DONTNEED);
 		st->released = STACK_CLEAN;
-	} else if (depth >= SHARED_WARM && st->released == STACK_DIRTY) {
-		(void)madvise(from, (size_t)(top - s->page - from),
-			MADV_DONTNEED);
-		st->released = STACK_TOP_ONLY;
 	}
+}
+
+size_t weft__stack_trim(weft__stack_shared_t *s, size_t budget)
+{
+	if (atomic_load_explicit(&s->nfree, memory_order_relaxed) <=
+		SHARED_WARM)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	size_t nfree = atomic_load_explicit(&s->nfree, memory_order_relaxed);
+	size_t n = nfree > SHARED_WARM ? nfree - SHARED_WARM : 0;
+	if (n > budget)
+		n = budget;
+	weft__stack_t *head = s->free, *tail = NULL;
+	for (size_t i = 0; i < n; i++)
+		tail = tail ? tail->next : head;
+	if (n > 0) {
+		s->free = tail->next;
+		tail->next = NULL;
+		atomic_store_explicit(&s->nfree, nfree - n,
+			memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (n == 0)
+		return 0;
+	for (weft__stack_t *st = head; st != NULL; st = st->next)
+		stack_release(s, st);
+	pthread_mutex_lock(&s->lock);
+	tail->next = s->cold;
+	s->cold = head;
+	s->ncold += n;
+	pthread_mutex_unlock(&s->lock);
+	return n;
 }
 
 /* Moves the n-stack list head..tail into the shared pool. */
 static void shared_give(weft__stack_shared_t *s, weft__stack_t *head,
 	weft__stack_t *tail, size_t n)
 {
-	/* Relaxed read without the lock: a heuristic (see nfree in stack.h).
-	 * The order within the batch does the rest: the coldest stacks are
-	 * at the end of the list and get released first. */
-	size_t depth = atomic_load_explicit(&s->nfree, memory_order_relaxed);
-	size_t i = 0;
-	for (weft__stack_t *st = head; st != NULL; st = st->next, i++)
-		stack_release(s, st, depth + n - 1 - i);
-
 	pthread_mutex_lock(&s->lock);
 	tail->next = s->free;
 	s->free = head;
@@ -355,6 +373,17 @@ static int pool_refill(weft__stack_pool_t *p, weft__stack_t **out)
 		atomic_store_explicit(&s->nfree, atomic_load_explicit(
 			&s->nfree, memory_order_relaxed) - n,
 			memory_order_relaxed);
+	} else if (s->cold != NULL) {
+		/* Released stacks: each costs a page fault on first use. */
+		head = s->cold;
+		for (weft__stack_t *st = head; st != NULL && n < POOL_BATCH;
+		     st = st->next) {
+			tail = st;
+			n++;
+		}
+		s->cold = tail->next;
+		tail->next = NULL;
+		s->ncold -= n;
 	} else {
 		rc = stack_new_locked(s, &head);
 		if (rc == 0)

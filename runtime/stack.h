@@ -77,11 +77,13 @@ typedef struct weft__stack_shared {
 	/* Guard-page budget, in stacks; lowered to nguarded if the kernel
 	 * refuses a guarded mapping (out of VMAs). */
 	size_t max_guarded;
-	weft__stack_t *free;   /* overflow pool, LIFO */
+	weft__stack_t *free;   /* overflow pool, LIFO; resident memory */
 	/* Length of `free`.  Written under lock; read without it (relaxed) by
-	 * a spilling pool as a heuristic for how much memory to release, where
-	 * a stale value only changes which stacks get MADV_DONTNEED. */
+	 * idle workers deciding whether to trim, where a stale value only
+	 * delays or hastens a trim. */
 	atomic_size_t nfree;
+	weft__stack_t *cold;   /* idle stacks whose memory was released */
+	size_t ncold;          /* under lock */
 	size_t nguarded;             /* guarded stacks mapped */
 	size_t total;                /* stacks mapped, both kinds */
 	weft__stack_t *guarded_all;  /* all guarded stacks, via all_next */
@@ -133,7 +135,13 @@ WEFT__HIDDEN void weft__stack_put(weft__stack_pool_t *p, weft__stack_t *st);
  * fiber; on -1 it reports with weft__stack_report_overflow and aborts.
  * Reads one cache line at the low end.  Thread: any (the fiber must not be
  * running). */
-WEFT__HIDDEN int weft__stack_check(const weft__stack_t *st);
+WEFT__HIDDEN /* Releases the memory of up to `budget` idle stacks of the shared pool
+ * beyond the few kept warm (MADV_DONTNEED of all but the canary page), off
+ * the hot path: idle workers call it before they sleep.  Returns how many
+ * it released (0: nothing left to trim).  Thread: any. */
+size_t weft__stack_trim(weft__stack_shared_t *s, size_t budget);
+
+int weft__stack_check(const weft__stack_t *st);
 
 /* Prints "weft: stack overflow in task '<name>' (stack of N bytes,
  * detected by canary)" to stderr.  Does not abort.  Thread: any. */

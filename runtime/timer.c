@@ -1,18 +1,33 @@
-/* weft_now() and the intrusive deadline heap (see timer.h).
+/* weft_now() and the hierarchical timing wheel (see timer.h).
  *
- * Why intrusive: an array heap must grow, and growth can fail; a deadline
- * that cannot be armed has no good outcome (firing early breaks sleep and
- * fail_after, never firing hangs).  With the node inside the scope,
- * insertion is pointer surgery only.  The shape is a complete binary tree:
- * the position of the n-th node is given by the bits of n below its top
- * bit (0 = left, 1 = right), so the last slot is found in O(log n) without
- * an array.  Costs: pointer chasing on sift (research/runtimes.md measured
- * pointer heaps at ~1 us per pop-min at 1M timers); fine for deadlines,
- * which are mostly far apart, and revisited if B7/B11 show it. */
+ * Why a wheel: B7 parks 100,000+ sleepers whose deadlines fall within
+ * 100 ms.  A binary heap of nodes paid ~1-2 us of cache misses per pop,
+ * and the I/O thread fell hundreds of milliseconds behind; an array heap
+ * can fail to grow.  A wheel files a deadline in a slot in O(1), and
+ * expiry walks one slot list.  Resolution is 1 ms, as libuv's timer that
+ * drives it.
+ *
+ * Layout (after Tokio's timer wheel): level L slot S holds the deadlines
+ * whose tick shares all bits above 6*(L+1) with `elapsed` and has S in
+ * bits 6L..6L+5, at the lowest level where that holds.  So every deadline
+ * at level L is later than every deadline at a lower level, the earliest
+ * work is found by scanning the occupied bitmaps from level 0, and a slot
+ * of level L > 0 is cascaded (its nodes refiled lower) when `elapsed`
+ * reaches its start.  Deadlines beyond 64^6 ms (~2.2 years) are filed at
+ * the last level (less than one turn ahead) and refiled until due.
+ *
+ * Invariants
+ *   1. A node is armed iff it is on exactly one slot list.
+ *   2. occupied[L] bit S is set iff slots[L][S] is non-empty.
+ *   3. No node fires before its `when`: ticks round up, and a node fires
+ *      only when elapsed >= its tick and elapsed <= floor(now). */
 #include <time.h>
 
 #include "timer.h"
 #include "weft/time.h"
+
+#define WHEEL_BITS 6
+#define WHEEL_MS 1000000
 
 int64_t weft_now(void)
 {
@@ -21,114 +36,142 @@ int64_t weft_now(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Node at 1-based position pos (pos <= h->len). */
-static struct weft__hnode *heap_at(const weft__heap_t *h, size_t pos)
+static int64_t wheel_tick_up(int64_t ns)
 {
-	struct weft__hnode *n = h->root;
-	int top = 63 - __builtin_clzll((unsigned long long)pos);
-	for (int bit = top - 1; bit >= 0; bit--)
-		n = (pos >> bit) & 1 ? n->right : n->left;
-	return n;
+	return ns <= 0 ? 0 : (ns + WHEEL_MS - 1) / WHEEL_MS;
 }
 
-/* Points whatever pointed at `from` (its parent's child slot, or the root)
- * at `to`. */
-static void heap_replace_link(weft__heap_t *h, struct weft__hnode *parent,
-	struct weft__hnode *from, struct weft__hnode *to)
+void weft__wheel_init(weft__wheel_t *w, int64_t now)
 {
-	if (parent == NULL)
-		h->root = to;
-	else if (parent->left == from)
-		parent->left = to;
+	*w = (weft__wheel_t){ .elapsed = now / WHEEL_MS };
+}
+
+/* The farthest a deadline is filed ahead of `elapsed`: one turn of the
+ * last level less one of its slots, so that a clamped deadline never lands
+ * in the last level's current slot (which would alias the current turn).
+ * A farther deadline is refiled when its slot comes round. */
+#define WHEEL_MAX_AHEAD \
+	(((int64_t)1 << (WHEEL_BITS * WEFT__WHEEL_LEVELS)) - \
+		((int64_t)1 << (WHEEL_BITS * (WEFT__WHEEL_LEVELS - 1))))
+
+/* Files n at the level and slot its tick belongs to, given elapsed: the
+ * level of the highest 6-bit group in which tick and elapsed differ. */
+static void wheel_file(weft__wheel_t *w, struct weft__tnode *n)
+{
+	int64_t tick = n->tick < w->elapsed ? w->elapsed : n->tick;
+	if (tick - w->elapsed > WHEEL_MAX_AHEAD)
+		tick = w->elapsed + WHEEL_MAX_AHEAD;
+	uint64_t masked = (uint64_t)(tick ^ w->elapsed) |
+		(WEFT__WHEEL_SLOTS - 1);
+	int level = (63 - __builtin_clzll(masked)) / WHEEL_BITS;
+	if (level >= WEFT__WHEEL_LEVELS)
+		level = WEFT__WHEEL_LEVELS - 1;  /* crosses a top-level turn */
+	int slot = (int)((tick >> (WHEEL_BITS * level)) &
+		(WEFT__WHEEL_SLOTS - 1));
+	n->level = (uint8_t)level;
+	n->slot = (uint8_t)slot;
+	n->prev = NULL;
+	n->next = w->slots[level][slot];
+	if (n->next)
+		n->next->prev = n;
+	w->slots[level][slot] = n;
+	w->occupied[level] |= UINT64_C(1) << slot;
+}
+
+static void wheel_unfile(weft__wheel_t *w, struct weft__tnode *n)
+{
+	if (n->prev)
+		n->prev->next = n->next;
 	else
-		parent->right = to;
+		w->slots[n->level][n->slot] = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+	if (w->slots[n->level][n->slot] == NULL)
+		w->occupied[n->level] &= ~(UINT64_C(1) << n->slot);
+	n->prev = n->next = NULL;
 }
 
-/* Moves c up one level, its parent p down into c's place. */
-static void heap_swap_up(weft__heap_t *h, struct weft__hnode *c)
+void weft__wheel_insert(weft__wheel_t *w, struct weft__tnode *n, int64_t when)
 {
-	struct weft__hnode *p = c->parent;
-	struct weft__hnode *cl = c->left, *cr = c->right;
-	heap_replace_link(h, p->parent, p, c);
-	c->parent = p->parent;
-	if (p->left == c) {
-		c->left = p;
-		c->right = p->right;
-		if (c->right)
-			c->right->parent = c;
-	} else {
-		c->right = p;
-		c->left = p->left;
-		if (c->left)
-			c->left->parent = c;
+	n->when = when;
+	n->tick = wheel_tick_up(when);
+	n->armed = true;
+	w->len++;
+	wheel_file(w, n);
+}
+
+void weft__wheel_remove(weft__wheel_t *w, struct weft__tnode *n)
+{
+	wheel_unfile(w, n);
+	n->armed = false;
+	w->len--;
+}
+
+/* The earliest non-empty slot: its level, index and start tick.  False
+ * when the wheel is empty. */
+static bool wheel_next_slot(const weft__wheel_t *w, int *level_out,
+	int *slot_out, int64_t *start_out)
+{
+	for (int level = 0; level < WEFT__WHEEL_LEVELS; level++) {
+		uint64_t occ = w->occupied[level];
+		if (occ == 0)
+			continue;
+		int shift = WHEEL_BITS * level;
+		int pos = (int)((w->elapsed >> shift) & (WEFT__WHEEL_SLOTS - 1));
+		/* First occupied slot at or after pos, wrapping. */
+		uint64_t rot = pos ? (occ >> pos) | (occ << (64 - pos)) : occ;
+		int slot = (__builtin_ctzll(rot) + pos) & (WEFT__WHEEL_SLOTS - 1);
+		int64_t level_span = (int64_t)1 << (shift + WHEEL_BITS);
+		int64_t base = w->elapsed & ~(level_span - 1);
+		int64_t start = base + ((int64_t)slot << shift);
+		if (slot < pos)
+			start += level_span;  /* the slot of the next turn */
+		if (start < w->elapsed)
+			start = w->elapsed;   /* the current slot */
+		*level_out = level;
+		*slot_out = slot;
+		*start_out = start;
+		return true;
 	}
-	p->parent = c;
-	p->left = cl;
-	p->right = cr;
-	if (cl)
-		cl->parent = p;
-	if (cr)
-		cr->parent = p;
+	return false;
 }
 
-static void heap_sift_up(weft__heap_t *h, struct weft__hnode *n)
+int64_t weft__wheel_next(const weft__wheel_t *w)
 {
-	while (n->parent && n->key < n->parent->key)
-		heap_swap_up(h, n);
+	int level, slot;
+	int64_t start;
+	if (!wheel_next_slot(w, &level, &slot, &start))
+		return INT64_MAX;
+	return start * WHEEL_MS;
 }
 
-static void heap_sift_down(weft__heap_t *h, struct weft__hnode *n)
+void weft__wheel_advance(weft__wheel_t *w, int64_t now,
+	void (*fire)(struct weft__tnode *, void *), void *arg)
 {
-	for (;;) {
-		struct weft__hnode *c = n->left;
-		if (c == NULL)
-			return;
-		if (n->right && n->right->key < c->key)
-			c = n->right;
-		if (c->key >= n->key)
-			return;
-		heap_swap_up(h, c);
+	int64_t target = now / WHEEL_MS;
+	int level, slot;
+	int64_t start;
+	while (wheel_next_slot(w, &level, &slot, &start) && start <= target) {
+		w->elapsed = start;
+		/* Take the whole slot: fire may re-arm nodes into it. */
+		struct weft__tnode *list = w->slots[level][slot];
+		w->slots[level][slot] = NULL;
+		w->occupied[level] &= ~(UINT64_C(1) << slot);
+		while (list) {
+			struct weft__tnode *n = list;
+			list = n->next;
+			if (list)
+				list->prev = NULL;
+			n->prev = n->next = NULL;
+			if (n->tick <= w->elapsed && n->when <= now) {
+				n->armed = false;
+				w->len--;
+				fire(n, arg);
+			} else {
+				wheel_file(w, n);  /* cascade to a lower level */
+			}
+		}
 	}
-}
-
-void weft__heap_insert(weft__heap_t *h, struct weft__hnode *n, int64_t key)
-{
-	n->key = key;
-	n->left = n->right = NULL;
-	size_t pos = ++h->len;
-	if (pos == 1) {
-		n->parent = NULL;
-		h->root = n;
-		return;
-	}
-	struct weft__hnode *p = heap_at(h, pos / 2);
-	n->parent = p;
-	if (pos & 1)
-		p->right = n;
-	else
-		p->left = n;
-	heap_sift_up(h, n);
-}
-
-void weft__heap_remove(weft__heap_t *h, struct weft__hnode *n)
-{
-	struct weft__hnode *last = heap_at(h, h->len);
-	/* Detach the last node from the tree's bottom. */
-	heap_replace_link(h, last->parent, last, NULL);
-	h->len--;
-	if (last == n)
-		return;
-	/* Put it where n was. */
-	last->left = n->left;
-	last->right = n->right;
-	last->parent = n->parent;
-	if (last->left)
-		last->left->parent = last;
-	if (last->right)
-		last->right->parent = last;
-	heap_replace_link(h, n->parent, n, last);
-	if (last->parent && last->key < last->parent->key)
-		heap_sift_up(h, last);
-	else
-		heap_sift_down(h, last);
+	if (target > w->elapsed)
+		w->elapsed = target;
 }

@@ -1,29 +1,47 @@
-/* weft_now() and the deadline heap of the I/O thread: an intrusive binary
- * min-heap whose nodes live inside the scopes, so arming a timer never
- * allocates and can never fail.  Thread: I/O thread only (except
- * weft_now, which is public). */
+/* weft_now() and the deadline wheel of the I/O thread: a hierarchical
+ * timing wheel (6 levels x 64 slots, 1 ms per tick) whose nodes live
+ * inside the objects they time, so arming a deadline never allocates and
+ * can never fail, and insert, cancel and expiry are O(1).
+ * Thread: I/O thread only (except weft_now, which is public). */
 #ifndef WEFT_RUNTIME_TIMER_H
 #define WEFT_RUNTIME_TIMER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* A heap node, embedded in the object it orders. */
-struct weft__hnode {
-	struct weft__hnode *left, *right, *parent;
-	int64_t key;
+#define WEFT__WHEEL_LEVELS 6
+#define WEFT__WHEEL_SLOTS 64
+
+/* A timer node, embedded in the object it times. */
+struct weft__tnode {
+	struct weft__tnode *prev, *next;
+	int64_t when;      /* deadline, weft_now() nanoseconds */
+	int64_t tick;      /* deadline in ticks (ms), rounded up */
+	uint8_t level, slot;
+	bool armed;
 };
 
-typedef struct weft__heap {
-	struct weft__hnode *root;
+typedef struct weft__wheel {
+	int64_t elapsed;   /* ticks processed so far */
+	uint64_t occupied[WEFT__WHEEL_LEVELS];
+	struct weft__tnode *slots[WEFT__WHEEL_LEVELS][WEFT__WHEEL_SLOTS];
 	size_t len;
-} weft__heap_t;
+} weft__wheel_t;
 
-void weft__heap_insert(weft__heap_t *h, struct weft__hnode *n, int64_t key);
-void weft__heap_remove(weft__heap_t *h, struct weft__hnode *n);
-static inline struct weft__hnode *weft__heap_min(const weft__heap_t *h)
-{
-	return h->root;
-}
+void weft__wheel_init(weft__wheel_t *w, int64_t now);
+/* Arms n (not armed) for `when`; a deadline already past fires at the next
+ * advance. */
+void weft__wheel_insert(weft__wheel_t *w, struct weft__tnode *n,
+	int64_t when);
+/* Disarms n (armed). */
+void weft__wheel_remove(weft__wheel_t *w, struct weft__tnode *n);
+/* The earliest time at which weft__wheel_advance may have work (a lower
+ * bound: a far timer is only cascaded then), or INT64_MAX when empty. */
+int64_t weft__wheel_next(const weft__wheel_t *w);
+/* Processes time up to `now`: every node whose deadline passed is
+ * disarmed and handed to fire(node, arg), which may re-arm nodes. */
+void weft__wheel_advance(weft__wheel_t *w, int64_t now,
+	void (*fire)(struct weft__tnode *, void *), void *arg);
 
 #endif

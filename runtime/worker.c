@@ -69,6 +69,31 @@ static bool worker_is_ours(weft__worker_t *w, struct weft_task *t)
 	return w != NULL && w->rt == t->rt;
 }
 
+/* The batch of a non-worker thread (see weft__sched_batch_begin).  Only
+ * touched by that thread, which never runs fibers, so TLS is safe. */
+static __thread struct worker_batch {
+	bool active;
+	struct weft_task *head, *tail;
+	size_t n;
+} worker_batch;
+
+void weft__sched_batch_begin(void)
+{
+	worker_batch.active = true;
+}
+
+void weft__sched_batch_end(struct weft_runtime *rt)
+{
+	struct worker_batch *b = &worker_batch;
+	b->active = false;
+	if (b->n == 0)
+		return;
+	weft__inject_push_list(&rt->inject, b->head, b->tail, b->n);
+	b->head = b->tail = NULL;
+	b->n = 0;
+	weft__idle_notify(rt);
+}
+
 /* Both functions read t->rt before publishing t: once t is in a queue,
  * another worker may run it to completion and free it. */
 void weft__sched_ready(struct weft_task *t)
@@ -76,6 +101,17 @@ void weft__sched_ready(struct weft_task *t)
 	weft__worker_t *w = weft__worker_current();
 	struct weft_runtime *rt = t->rt;
 	if (!worker_is_ours(w, t)) {
+		struct worker_batch *b = &worker_batch;
+		if (w == NULL && b->active) {
+			t->next = NULL;
+			if (b->tail)
+				b->tail->next = t;
+			else
+				b->head = t;
+			b->tail = t;
+			b->n++;
+			return;
+		}
 		weft__inject_push(&rt->inject, t);
 		weft__idle_notify(rt);
 		return;

@@ -79,6 +79,13 @@ weft__worker_t *weft__worker_current(void);
 /* Make t runnable after a park: on the calling worker's run-next slot if
  * it is a worker of t's runtime, else through the injection queue. */
 void weft__sched_ready(struct weft_task *t);
+/* A thread that is not a worker (the I/O thread) may collect the tasks it
+ * makes runnable and publish them at once: one injection-queue lock and
+ * one idle notification for a whole timer tick instead of one per task
+ * (Go's injectglist).  Between begin and end, weft__sched_ready on this
+ * thread only appends to the batch.  Thread: a non-worker thread. */
+void weft__sched_batch_begin(void);
+void weft__sched_batch_end(struct weft_runtime *rt);
 /* Queue a new task: the calling worker's deque, or the injection queue. */
 void weft__sched_spawn(struct weft_task *t);
 struct weft_group;

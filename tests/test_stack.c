@@ -195,11 +195,11 @@ static size_t resident_pages(const weft__stack_t *st)
 	return n;
 }
 
-static void test_stack__idle_stacks_past_watermark_release_memory(
+static void test_stack__trim_releases_idle_stacks_past_the_watermark(
 	void **state)
 {
 	(void)state;
-	enum { N = 512, PAGES = TEST_STACK_SIZE / 4096 };
+	enum { N = 1024, PAGES = TEST_STACK_SIZE / 4096 };
 	if (sysconf(_SC_PAGESIZE) != 4096)
 		skip();
 	weft__stack_shared_t s;
@@ -215,13 +215,28 @@ static void test_stack__idle_stacks_past_watermark_release_memory(
 	}
 	for (int i = 0; i < N; i++)
 		weft__stack_put(&p, st[i]);
+	/* Returning stacks releases nothing (that would put a madvise on
+	 * every task exit); an idle worker trims, in batches. */
+	size_t trimmed = 0, n;
+	while ((n = weft__stack_trim(&s, 64)) > 0) {
+		assert_in_range(n, 1, 64);
+		trimmed += n;
+	}
+	assert_true(trimmed > N / 2);
 	size_t resident = 0;
 	for (int i = 0; i < N; i++)
 		resident += resident_pages(st[i]);
-	/* Kept whole: the local cache and the shared pool's warm part (well
-	 * under 200 stacks); every other stack keeps at most its top page.
+	/* Kept whole: the local cache and the shared pool's warm part (a few
+	 * hundred stacks); every other stack keeps at most its canary page.
 	 * Without release all N * PAGES pages would stay. */
 	assert_in_range(resident, 0, N * PAGES / 2);
+	/* Released stacks are handed out again and work. */
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(weft__stack_get(&p, &st[i]), 0);
+		memset((char *)st[i]->lo + 64, 0x5a, 128);
+	}
+	for (int i = 0; i < N; i++)
+		weft__stack_put(&p, st[i]);
 	weft__stack_pool_fini(&p);
 	weft__stack_shared_fini(&s);
 	free(st);
@@ -410,7 +425,7 @@ int main(void)
 		cmocka_unit_test(
 			test_stack__canary_catches_overwrite_of_unguarded),
 		cmocka_unit_test(
-			test_stack__idle_stacks_past_watermark_release_memory),
+			test_stack__trim_releases_idle_stacks_past_the_watermark),
 		cmocka_unit_test(
 			test_stack__sizes_outside_16k_to_1g_are_rejected),
 		cmocka_unit_test(

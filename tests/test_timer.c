@@ -1,103 +1,128 @@
-/* The intrusive deadline heap (runtime/timer.c), checked against a simple
- * reference: random inserts and removals of arbitrary nodes, with the heap
- * shape and order verified after every operation, and pops in key order. */
+/* The timing wheel (runtime/timer.c), checked against a reference: random
+ * arms, disarms and re-arms while time advances in random steps (short
+ * and very long), across every level.  Each armed node must fire exactly
+ * once, never before its deadline, and at the first advance whose
+ * millisecond reaches the deadline's (rounded up). */
 #include <stdlib.h>
 
-#include "support.h"
 #include "common.h"
+#include "support.h"
 #include "timer.h"
 
-#define NODES 2000
+#define NODES 3000
+#define MS ((int64_t)1000000)
 
 struct item {
-	struct weft__hnode node;
-	int in;
+	struct weft__tnode node;
+	int64_t when;
+	int armed;
+	int fired;
 };
 
 static struct item items[NODES];
+static int64_t fire_now;
+static long fire_errors;
 
-/* Walks the tree: parent links, heap order, and node count. */
-static size_t timer_check(const struct weft__hnode *n,
-	const struct weft__hnode *parent)
+static void timer_fire(struct weft__tnode *n, void *arg)
 {
-	if (n == NULL)
-		return 0;
-	assert_ptr_equal(n->parent, parent);
-	if (parent)
-		assert_true(parent->key <= n->key);
-	return 1 + timer_check(n->left, n) + timer_check(n->right, n);
+	(void)arg;
+	struct item *it = WEFT__CONTAINER_OF(n, struct item, node);
+	if (!it->armed || it->when > fire_now)
+		fire_errors++;
+	it->armed = 0;
+	it->fired++;
 }
 
-/* A complete tree of `len` nodes has depth floor(log2(len)). */
-static int timer_depth(const struct weft__hnode *n)
+/* Tick the deadline rounds up to. */
+static int64_t timer_tick(int64_t when)
 {
-	if (n == NULL)
-		return 0;
-	int l = timer_depth(n->left), r = timer_depth(n->right);
-	return 1 + (l > r ? l : r);
+	return when <= 0 ? 0 : (when + MS - 1) / MS;
 }
 
-static void timer_verify(const weft__heap_t *h)
-{
-	assert_int_equal(timer_check(h->root, NULL), h->len);
-	int depth = 0;
-	for (size_t n = h->len; n; n >>= 1)
-		depth++;
-	assert_int_equal(timer_depth(h->root), depth);
-}
-
-static void test_timer__random_inserts_and_removals_keep_heap_order(
+static void test_timer__wheel_fires_each_deadline_once_never_early(
 	void **state)
 {
 	(void)state;
-	unsigned seed = 12345;
-	weft__heap_t h = { 0 };
-	size_t live = 0;
-	for (int step = 0; step < 20000; step++) {
-		struct item *it = &items[rand_r(&seed) % NODES];
-		if (it->in) {
-			weft__heap_remove(&h, &it->node);
-			it->in = 0;
-			live--;
-		} else {
-			/* Few distinct keys: equal keys must work too. */
-			weft__heap_insert(&h, &it->node, rand_r(&seed) % 500);
-			it->in = 1;
-			live++;
+	unsigned seed = 4242;
+	weft__wheel_t w;
+	int64_t now = 5 * 1000 * MS + 123456;
+	weft__wheel_init(&w, now);
+	long fired_total = 0, armed_total = 0;
+	for (int step = 0; step < 4000; step++) {
+		/* Arm or disarm a few. */
+		for (int k = 0; k < 8; k++) {
+			struct item *it = &items[rand_r(&seed) % NODES];
+			if (it->armed) {
+				weft__wheel_remove(&w, &it->node);
+				it->armed = 0;
+				continue;
+			}
+			/* Deadlines from the past to ~3 years ahead, mostly
+			 * near. */
+			int64_t span;
+			switch (rand_r(&seed) % 6) {
+			case 0: span = -(int64_t)(rand_r(&seed) % 10) * MS; break;
+			case 1: span = rand_r(&seed) % (5 * MS); break;
+			case 2: span = (int64_t)(rand_r(&seed) % 5000) * MS; break;
+			case 3: span = (int64_t)(rand_r(&seed) % 300000) * MS; break;
+			case 4: span = (int64_t)(rand_r(&seed) % 100000) *
+				1000 * MS; break;
+			default: span = (int64_t)(rand_r(&seed) % 1000) * 100000 *
+				1000 * MS; break;  /* beyond the wheel */
+			}
+			it->when = now + span;
+			it->armed = 1;
+			it->fired = 0;
+			armed_total++;
+			weft__wheel_insert(&w, &it->node, it->when);
 		}
-		assert_int_equal(h.len, live);
-		if (step % 97 == 0)
-			timer_verify(&h);
+		/* Advance a little or a lot. */
+		int64_t step_ns;
+		switch (rand_r(&seed) % 4) {
+		case 0: step_ns = rand_r(&seed) % (2 * MS); break;
+		case 1: step_ns = (int64_t)(rand_r(&seed) % 100) * MS; break;
+		case 2: step_ns = (int64_t)(rand_r(&seed) % 100000) * MS; break;
+		default: step_ns = (int64_t)(rand_r(&seed) % 50) * 3600 * 1000 *
+			MS; break;
+		}
+		now += step_ns;
+		fire_now = now;
+		weft__wheel_advance(&w, now, timer_fire, NULL);
+		assert_int_equal(fire_errors, 0);
+		/* Everything due by now's millisecond has fired. */
+		size_t armed = 0;
+		for (int i = 0; i < NODES; i++) {
+			if (items[i].armed) {
+				armed++;
+				assert_true(timer_tick(items[i].when) > now / MS);
+			}
+			assert_true(items[i].fired <= 1);
+			fired_total += items[i].fired;
+			items[i].fired = 0;
+		}
+		assert_int_equal(w.len, armed);
+		/* The next work is never after the earliest deadline. */
+		int64_t next = weft__wheel_next(&w);
+		for (int i = 0; i < NODES; i++)
+			if (items[i].armed)
+				assert_true(next <= timer_tick(items[i].when) * MS);
 	}
-	timer_verify(&h);
-	int64_t last = -1;
-	while (weft__heap_min(&h)) {
-		struct weft__hnode *m = weft__heap_min(&h);
-		assert_true(m->key >= last);
-		last = m->key;
-		weft__heap_remove(&h, m);
-		WEFT__CONTAINER_OF(m, struct item, node)->in = 0;
-	}
-	assert_int_equal(h.len, 0);
+	print_message("%ld armed, %ld fired on time\n", armed_total,
+		fired_total);
 }
 
-static void test_timer__removing_the_last_node_and_the_root_works(void **state)
+static void test_timer__empty_wheel_has_no_next_work(void **state)
 {
 	(void)state;
-	weft__heap_t h = { 0 };
-	for (int i = 0; i < 7; i++)
-		weft__heap_insert(&h, &items[i].node, 7 - i);
-	weft__heap_remove(&h, &items[0].node);  /* largest key, a leaf */
-	timer_verify(&h);
-	weft__heap_remove(&h, weft__heap_min(&h));
-	timer_verify(&h);
-	while (h.root)
-		weft__heap_remove(&h, h.root);
-	assert_int_equal(h.len, 0);
-	weft__heap_insert(&h, &items[0].node, 1);
-	assert_ptr_equal(weft__heap_min(&h), &items[0].node);
-	weft__heap_remove(&h, &items[0].node);
-	assert_null(h.root);
+	weft__wheel_t w;
+	weft__wheel_init(&w, 1000 * MS);
+	assert_true(weft__wheel_next(&w) == INT64_MAX);
+	struct item it = { 0 };
+	weft__wheel_insert(&w, &it.node, 1500 * MS);
+	assert_true(weft__wheel_next(&w) <= 1500 * MS);
+	weft__wheel_remove(&w, &it.node);
+	assert_true(weft__wheel_next(&w) == INT64_MAX);
+	assert_int_equal(w.len, 0);
 }
 
 static void test_timer__now_is_monotonic(void **state)
@@ -114,8 +139,8 @@ static void test_timer__now_is_monotonic(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_timer__random_inserts_and_removals_keep_heap_order),
-		cmocka_unit_test(test_timer__removing_the_last_node_and_the_root_works),
+		cmocka_unit_test(test_timer__wheel_fires_each_deadline_once_never_early),
+		cmocka_unit_test(test_timer__empty_wheel_has_no_next_work),
 		cmocka_unit_test(test_timer__now_is_monotonic),
 	};
 	return WEFT_RUN_TESTS(tests);
