@@ -63,6 +63,10 @@ static void runtime_stop_workers(struct weft_runtime *rt, unsigned started)
 	weft__idle_wake_all(rt);
 	for (unsigned i = 0; i < started; i++)
 		weft__worker_join(&rt->workers[i]);
+	/* Only now: until every worker is joined, any may steal from any
+	 * deque. */
+	for (unsigned i = 0; i < started; i++)
+		weft__worker_fini(&rt->workers[i]);
 }
 
 int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)

@@ -448,6 +448,10 @@ int weft__worker_start(struct weft_runtime *rt, weft__worker_t *w,
 void weft__worker_join(weft__worker_t *w)
 {
 	pthread_join(w->thread, NULL);
+}
+
+void weft__worker_fini(weft__worker_t *w)
+{
 	weft__stack_pool_fini(&w->stacks);
 	weft__deque_fini(&w->deque);
 }

@@ -104,6 +104,11 @@ WEFT_FIBER_FN void weft__sched_switch_out(struct weft_task *self,
 
 int weft__worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	unsigned index);
+/* Joins w's thread.  Its deque stays valid: other workers may still be
+ * stealing from it until they are joined too. */
 void weft__worker_join(weft__worker_t *w);
+/* Frees w's deque and stack pool.  Only after every worker of the runtime
+ * has been joined (no thief left). */
+void weft__worker_fini(weft__worker_t *w);
 
 #endif
