@@ -6,6 +6,7 @@
 #include "support.h"
 
 struct service {
+	atomic_int entered;
 	atomic_int setup_done;
 	atomic_int finished;
 	atomic_int cleanup_ran;
@@ -15,6 +16,7 @@ struct service {
 static int service_ok(void *arg)
 {
 	struct service *s = arg;
+	atomic_store(&s->entered, 1);
 	CHECK_EQ(weft_sleep(2 * WEFT_MSEC), 0);
 	atomic_store(&s->setup_done, 1);
 	CHECK_EQ(weft_task_started(&s->port), 0);
@@ -130,7 +132,10 @@ static int pending_start_root_swapped(void *arg)
 	CHECK_EQ(weft_group_open(&g1), 0);
 	o->target = g1;
 	CHECK_EQ(weft_group_spawn(g2, start_into_other_group, o), 0);
-	CHECK_EQ(weft_sleep(WEFT_MSEC / 2), 0);
+	/* Wait until the start is really pending (the service runs, before
+	 * its started()): a start not yet called holds nothing open. */
+	while (!atomic_load(&o->svc.entered))
+		CHECK_EQ(weft_yield(), 0);
 	CHECK_EQ(weft_group_join(g1, NULL), 0);
 	CHECK_EQ(atomic_load(&o->svc.finished), 1);
 	CHECK_EQ(weft_group_join(g2, NULL), 0);
