@@ -52,14 +52,27 @@
 /* State of a start()/started() handshake; lives on the caller's stack. */
 enum { START_PENDING, START_STARTED, START_ABANDONED, START_ENDED };
 
+/* Lives on the caller's stack: the child may read it only while the state
+ * is PENDING or ABANDONED (the caller is still waiting).  Once the child
+ * publishes STARTED or ENDED the caller may return at once, so the child
+ * reads what it needs first and then touches only the caller's task
+ * record, on which it holds a reference taken by the caller. */
 struct weft__start {
 	struct weft_task *caller;
-	/* The caller's current park generation (seq_cst: see task_start
-	 * and start_end). */
-	_Atomic uint64_t caller_gen;
 	atomic_int state;
 	struct weft_group *g;
 };
+
+/* Wakes the start caller after the state was published, and drops the
+ * reference the child held on it.  seq_cst load: pairs with the caller's
+ * store of start_wait_gen then load of the state (start_wait). */
+static void start_wake_caller(struct weft_task *caller)
+{
+	uint64_t gen = atomic_load_explicit(&caller->start_wait_gen,
+		memory_order_seq_cst);
+	weft__task_wake(caller, gen);
+	weft__task_unref(caller);
+}
 
 /* {======================================================= lifecycle */
 
@@ -263,14 +276,11 @@ static void start_end(struct weft_task *t)
 {
 	struct weft__start *st = t->start;
 	struct weft_task *caller = st->caller;
-	/* seq_cst exchange then seq_cst load of caller_gen: pairs with the
-	 * caller's store of caller_gen then load of state. */
+	t->start = NULL;
+	/* seq_cst: see start_wake_caller.  st may be gone right after. */
 	atomic_exchange_explicit(&st->state, START_ENDED,
 		memory_order_seq_cst);
-	uint64_t gen = atomic_load_explicit(&st->caller_gen,
-		memory_order_seq_cst);
-	/* st may be gone as soon as the caller runs: touch nothing after. */
-	weft__task_wake(caller, gen);
+	start_wake_caller(caller);
 }
 
 int weft_task_started(void *value)
@@ -289,16 +299,17 @@ int weft_task_started(void *value)
 	 * the caller will cancel us and wait. */
 	if (weft__scope_is_cancelled(t->root_scope.parent))
 		return 0;
+	/* Read the handshake before publishing: st may be gone after. */
+	struct weft_task *caller = st->caller;
+	struct weft_group *g = st->g;
 	int expected = START_PENDING;
 	if (!atomic_compare_exchange_strong_explicit(&st->state, &expected,
 		START_STARTED, memory_order_seq_cst, memory_order_seq_cst))
 		return 0;  /* the caller gave up first */
-	weft__scope_reparent(&t->root_scope, &st->g->scope);
-	struct weft_task *caller = st->caller;
-	uint64_t gen = atomic_load_explicit(&st->caller_gen,
-		memory_order_seq_cst);
+	/* g outlives this: we are still counted in it. */
+	weft__scope_reparent(&t->root_scope, &g->scope);
 	t->start = NULL;  /* from now on failures go to the group */
-	weft__task_wake(caller, gen);
+	start_wake_caller(caller);
 	return 0;
 }
 
@@ -309,7 +320,7 @@ static int start_wait(struct weft_task *self, struct weft__start *st,
 {
 	for (;;) {
 		uint64_t gen = weft__park_prepare(self, cancellable);
-		atomic_store_explicit(&st->caller_gen, gen,
+		atomic_store_explicit(&self->start_wait_gen, gen,
 			memory_order_seq_cst);
 		int s = atomic_load_explicit(&st->state, memory_order_seq_cst);
 		if (s == START_STARTED || s == START_ENDED)
@@ -340,9 +351,11 @@ int weft__task_start(struct weft_task *self, struct weft_group *g,
 	struct weft__start st;
 	st.caller = self;
 	st.g = g;
-	atomic_init(&st.caller_gen, 0);
 	atomic_init(&st.state, START_PENDING);
 	t->start = &st;
+	/* The child wakes us after publishing its state, possibly after we
+	 * returned (and finished): it holds this reference until then. */
+	atomic_fetch_add_explicit(&self->refs, 1, memory_order_relaxed);
 	/* Before started() the child runs under the caller's scopes. */
 	weft__scope_link(&t->root_scope,
 		atomic_load_explicit(&self->cur_scope, memory_order_relaxed), t);

@@ -55,6 +55,10 @@ struct weft_task {
 	unsigned spawn_flags;
 	/* start()/started() handshake; NULL when spawned or once started. */
 	struct weft__start *start;
+	/* As a weft_group_start caller: the generation of the park waiting
+	 * for the child (seq_cst; read by the child after it published
+	 * STARTED/ENDED, when the handshake record may already be gone). */
+	_Atomic uint64_t start_wait_gen;
 	bool started_called;
 	void *start_value;
 	/* Tasks parked in weft_task_wait: modified under waiters_lock; the
