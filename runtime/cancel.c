@@ -87,7 +87,8 @@ static void scope_propagate_locked(struct weft_scope *s,
 	 * its scope not cancelled, and parks again (every cancellable park
 	 * loops).  Deciding on t->cur_scope instead would need that field to
 	 * be seq_cst on every scope push and pop. */
-	struct weft_task *t = s->task;
+	struct weft_task *t = atomic_load_explicit(&s->task,
+		memory_order_relaxed);
 	if (t)
 		weft__task_wake_cancel(t);
 	for (struct weft_scope *c = s->first_child; c; c = c->next_sib) {
@@ -107,7 +108,7 @@ void weft__scope_link(struct weft_scope *s, struct weft_scope *parent,
 	 * this store) or by a user who cancels a scope not yet entered (then
 	 * task is still NULL and nobody is woken).  Reparenting (unlink then
 	 * link) cleared it under the lock first. */
-	s->task = t;
+	atomic_store_explicit(&s->task, t, memory_order_relaxed);
 	s->parent = parent;
 	if (parent == NULL)
 		return;
@@ -140,14 +141,24 @@ void weft__scope_unlink(struct weft_scope *s)
 		s->prev_sib = s->next_sib = NULL;
 		weft__spin_unlock(&parent->lock);
 	}
+	if (s->kind == WEFT__SCOPE_TASK) {
+		/* A task's root scope is cancelled directly only by holders of
+		 * a reference on the task (a handle, a start() caller), so a
+		 * canceller that still reads the old task pointer wakes a live
+		 * record that is no longer parked: no lock needed.  Others
+		 * reach it through the parent, whose lock we just held. */
+		atomic_store_explicit(&s->task, NULL, memory_order_relaxed);
+		return;
+	}
 	weft__spin_lock(&s->lock);
-	s->task = NULL;
+	atomic_store_explicit(&s->task, NULL, memory_order_relaxed);
 	weft__spin_unlock(&s->lock);
 }
 
 void weft__scope_reparent(struct weft_scope *s, struct weft_scope *new_parent)
 {
-	struct weft_task *t = s->task;
+	struct weft_task *t = atomic_load_explicit(&s->task,
+		memory_order_relaxed);
 	weft__scope_unlink(s);
 	weft__scope_link(s, new_parent, t);
 }
@@ -289,7 +300,7 @@ int weft_scope_exit(weft_scope_t *s)
 	if (s->state != WEFT__SCOPE_ENTERED || s->kind != WEFT__SCOPE_USER)
 		return WEFT_EMISUSE;
 	weft__spin_lock(&s->lock);
-	bool mine = s->task == t;
+	bool mine = atomic_load_explicit(&s->task, memory_order_relaxed) == t;
 	weft__spin_unlock(&s->lock);
 	if (!mine)
 		return WEFT_EMISUSE;

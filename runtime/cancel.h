@@ -37,8 +37,9 @@ struct weft_scope {
 	struct weft_scope *first_child; /* under lock */
 	struct weft_scope *prev_sib, *next_sib; /* under parent's lock */
 	/* The task whose scope stack holds this scope; NULL once exited.
-	 * Under lock. */
-	struct weft_task *task;
+	 * Written under this scope's or its parent's lock (see unlink);
+	 * relaxed atomic because a root scope's is cleared without it. */
+	_Atomic(struct weft_task *) task;
 	/* The next outer scope on the same task's stack, set at enter by the
 	 * owning task; owner-only. */
 	struct weft_scope *outer;

@@ -272,8 +272,12 @@ static void group_wait_closed(struct weft_task *self, struct weft_group *g)
 
 static void group_unref(struct weft_group *g)
 {
-	/* acq_rel: the last dropper sees every write made under the others. */
-	if (atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
+	/* A count of 1 is the caller's alone (a reference is only added by a
+	 * holder: the owner or a retainer, while g is alive), so it needs no
+	 * read-modify-write.  Otherwise acq_rel: the last dropper sees every
+	 * write made under the others. */
+	if (atomic_load_explicit(&g->refs, memory_order_acquire) != 1 &&
+		atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	weft__census_add(WEFT__CENSUS_GROUP, -1);
 	weft__cache_put(WEFT__CACHE_GROUP, g);

@@ -115,9 +115,12 @@ int weft__task_create(struct weft_runtime *rt, const char *name, weft_fn fn,
 
 void weft__task_unref(struct weft_task *t)
 {
-	/* acq_rel: the last dropper sees every write made under the other
-	 * references before it frees. */
-	if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
+	/* References are only added before the task is published (handles
+	 * at spawn, the start() caller), so a count of 1 is ours alone and
+	 * needs no read-modify-write.  Otherwise acq_rel: the last dropper
+	 * sees every write made under the other references. */
+	if (atomic_load_explicit(&t->refs, memory_order_acquire) != 1 &&
+		atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	weft__free(t->fail_msg);
 	weft_error_free(t->fail_group);
@@ -237,16 +240,20 @@ void weft__task_finish(struct weft_task *t, int rc)
 	if (g && state == WEFT_TASK_FAILED && !owned_by_starter)
 		weft__group_child_failed(g, t);
 	weft__scope_unlink(&t->root_scope);
-	/* seq_cst (a release at least): publishes the outcome fields
-	 * (invariant 4) and orders the waiter-list read below. */
-	atomic_store_explicit(&t->state, state, memory_order_seq_cst);
+	/* Publishes the outcome fields (invariant 4): release.  seq_cst when
+	 * someone holds a reference (only a handle holder can wait): it
+	 * orders the waiter-list read below against the waiter's listing. */
+	bool shared = atomic_load_explicit(&t->refs, memory_order_relaxed) > 1;
+	atomic_store_explicit(&t->state, state,
+		shared ? memory_order_seq_cst : memory_order_release);
 	/* Waiters: a waiter lists itself, then re-reads state; we stored
 	 * state, then read the list head (all seq_cst): one of the two sees
 	 * the other, so an empty list here means the waiter will see the new
 	 * state and leave on its own.  Wake under the lock: a waiter's node
 	 * lives on its stack, and a waiter takes this lock to unlist itself
 	 * before it may return.  Waking never blocks. */
-	if (atomic_load_explicit(&t->waiters, memory_order_seq_cst) != NULL) {
+	if (shared && atomic_load_explicit(&t->waiters, memory_order_seq_cst) !=
+		NULL) {
 		weft__spin_lock(&t->waiters_lock);
 		for (struct weft__waiter *w = atomic_load_explicit(&t->waiters,
 			memory_order_relaxed); w; w = w->next)
