@@ -195,6 +195,7 @@ void weft__scope_note_observed(struct weft_scope *s)
 
 void weft__scope_push(struct weft_task *t, struct weft_scope *s)
 {
+	weft__task_link_root(t);
 	struct weft_scope *cur = atomic_load_explicit(&t->cur_scope,
 		memory_order_relaxed);
 	s->outer = cur;
@@ -449,8 +450,11 @@ bool weft__scope_close_internal(struct weft_task *t, struct weft_scope *s)
 
 /* {======================================================= checkpoints */
 
+/* The calling task's innermost scope, linked into the tree (so that a
+ * cancellation reaches it from now on). */
 static struct weft_scope *cancel_cur(struct weft_task *t)
 {
+	weft__task_link_root(t);
 	return atomic_load_explicit(&t->cur_scope, memory_order_relaxed);
 }
 

@@ -197,8 +197,9 @@ int weft_group_spawn_opts(weft_group_t *g, weft_fn fn, void *arg,
 	int rc = group_new_child(g, fn, arg, opts, "task", &t);
 	if (rc < 0)
 		return rc;
-	/* Children run under the group's scope (rule 28). */
-	weft__scope_link(&t->root_scope, &g->scope, t);
+	/* Children run under the group's scope (rule 28); the child links
+	 * itself into it lazily (weft__task_link_root). */
+	t->root_scope.parent = &g->scope;
 	weft__sched_spawn(t);
 	return 0;
 }

@@ -20,6 +20,7 @@ struct weft_runtime {
 	weft__stack_shared_t stacks;
 	weft__inject_t inject;
 	weft__idle_t idle;
+	weft__record_pool_t records;   /* task/group records between workers */
 	weft__io_t io;
 	/* Set once by destroy (release); workers read it (acquire) before
 	 * sleeping and after waking. */

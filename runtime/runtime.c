@@ -101,9 +101,12 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 	rc = weft__idle_init(&rt->idle);
 	if (rc < 0)
 		goto fail_inject;
-	rc = weft__io_start(rt);
+	rc = weft__record_pool_init(&rt->records);
 	if (rc < 0)
 		goto fail_idle;
+	rc = weft__io_start(rt);
+	if (rc < 0)
+		goto fail_records;
 	unsigned started = 0;
 	for (; started < rt->nworkers; started++) {
 		rc = weft__worker_start(rt, &rt->workers[started], started);
@@ -113,11 +116,13 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 	if (rc < 0) {
 		runtime_stop_workers(rt, started);
 		weft__io_stop(rt);
-		goto fail_idle;
+		goto fail_records;
 	}
 	weft__census_add(WEFT__CENSUS_RUNTIME, 1);
 	*out = rt;
 	return 0;
+fail_records:
+	weft__record_pool_fini(&rt->records);
 fail_idle:
 	weft__idle_fini(&rt->idle);
 fail_inject:
@@ -153,6 +158,7 @@ int weft_runtime_destroy(weft_runtime_t *rt)
 		return -EBUSY;
 	runtime_stop_workers(rt, rt->nworkers);
 	weft__io_stop(rt);
+	weft__record_pool_fini(&rt->records);
 	weft__idle_fini(&rt->idle);
 	weft__inject_fini(&rt->inject);
 	weft__stack_shared_fini(&rt->stacks);
@@ -184,6 +190,7 @@ int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
 	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&rt->running_roots, 1, memory_order_acq_rel);
 	weft__scope_link(&t->root_scope, NULL, t);
+	t->root_linked = true;
 	weft__inject_push(&rt->inject, t);
 	weft__idle_notify(rt);
 	/* acquire: pairs with the release store in weft__task_finish. */

@@ -128,6 +128,22 @@ void weft__task_unref(struct weft_task *t)
 	weft__cache_put(WEFT__CACHE_TASK, t);
 }
 
+void weft__task_link_root_slow(struct weft_task *t)
+{
+	/* The parent (a group's scope) outlives this task: the group cannot
+	 * close while the task is counted in it. */
+	weft__scope_link(&t->root_scope, t->root_scope.parent, t);
+	t->root_linked = true;
+}
+
+bool weft__task_root_cancelled(struct weft_task *t)
+{
+	if (weft__scope_is_cancelled(&t->root_scope))
+		return true;
+	return !t->root_linked && !(t->root_scope.flags & WEFT_SCOPE_SHIELD) &&
+		weft__scope_is_cancelled(t->root_scope.parent);
+}
+
 /* }======================================================= */
 
 /* {======================================================= park / wake */
@@ -199,7 +215,7 @@ void weft__task_entry(void *arg)
 	struct weft_task *t = arg;
 	int rc;
 	if ((t->spawn_flags & WEFT_SPAWN_SKIPPABLE) &&
-		weft__scope_is_cancelled(&t->root_scope))
+		weft__task_root_cancelled(t))
 		rc = -ECANCELED;
 	else
 		rc = t->fn(t->arg);
@@ -231,7 +247,7 @@ void weft__task_finish(struct weft_task *t, int rc)
 		state = WEFT_TASK_FAILED;
 	t->rc = rc;
 	if (state == WEFT_TASK_FAILED) {
-		t->fail_collateral = weft__scope_is_cancelled(&t->root_scope);
+		t->fail_collateral = weft__task_root_cancelled(t);
 		t->fail_seq = atomic_fetch_add_explicit(&t->rt->error_seq, 1,
 			memory_order_relaxed);
 	}
@@ -239,7 +255,8 @@ void weft__task_finish(struct weft_task *t, int rc)
 	bool owned_by_starter = t->start != NULL;
 	if (g && state == WEFT_TASK_FAILED && !owned_by_starter)
 		weft__group_child_failed(g, t);
-	weft__scope_unlink(&t->root_scope);
+	if (t->root_linked)
+		weft__scope_unlink(&t->root_scope);
 	/* Publishes the outcome fields (invariant 4): release.  seq_cst when
 	 * someone holds a reference (only a handle holder can wait): it
 	 * orders the waiter-list read below against the waiter's listing. */
@@ -360,12 +377,14 @@ int weft__task_start(struct weft_task *self, struct weft_group *g,
 	st.g = g;
 	atomic_init(&st.state, START_PENDING);
 	t->start = &st;
+	weft__task_link_root(self);
 	/* The child wakes us after publishing its state, possibly after we
 	 * returned (and finished): it holds this reference until then. */
 	atomic_fetch_add_explicit(&self->refs, 1, memory_order_relaxed);
 	/* Before started() the child runs under the caller's scopes. */
 	weft__scope_link(&t->root_scope,
 		atomic_load_explicit(&self->cur_scope, memory_order_relaxed), t);
+	t->root_linked = true;
 	weft__sched_spawn(t);
 	int s = start_wait(self, &st, true);
 	if (s == START_PENDING) {
@@ -535,6 +554,7 @@ int weft_task_wait(weft_task_t *h)
 		return WEFT_ENOTFIBER;
 	if (self == h)
 		return WEFT_EMISUSE;
+	weft__task_link_root(self);
 	struct weft__waiter node = { .task = self };
 	for (;;) {
 		if (atomic_load_explicit(&h->state, memory_order_acquire) !=

@@ -43,6 +43,12 @@ struct weft_task {
 	_Atomic(struct weft_scope *) cur_scope;
 	struct weft_group *group;       /* joins this task; NULL for a root */
 	struct weft_scope root_scope;   /* the task's own scope */
+	/* Whether root_scope is on its parent's children list.  A spawned
+	 * child's is linked lazily, by the task itself, before its first
+	 * cancellation-sensitive operation (weft__task_link_root): a task
+	 * that never checkpoints (an empty or pure-compute task) then never
+	 * touches its group scope's lock.  Owner task only. */
+	bool root_linked;
 	/* Outcome: written by the task before it publishes its end with the
 	 * release store of `state`; readers acquire `state` first. */
 	atomic_int state;               /* weft_task_state_t */
@@ -97,6 +103,19 @@ WEFT_FIBER_FN void weft__park_commit(struct weft_task *self);
 bool weft__task_wake(struct weft_task *t, uint64_t gen);
 /* Wake t only if its current park is cancellable.  Any thread. */
 bool weft__task_wake_cancel(struct weft_task *t);
+
+void weft__task_link_root_slow(struct weft_task *t);
+/* Makes t's root scope reachable by cancellations of its parent scope;
+ * call before anything that observes or waits on cancellation, or enters
+ * a scope.  Owner task only. */
+static inline void weft__task_link_root(struct weft_task *t)
+{
+	if (__builtin_expect(!t->root_linked, 0))
+		weft__task_link_root_slow(t);
+}
+/* Whether t is cancelled as far as its root scope is concerned, also
+ * before the lazy link (then the parent scope decides). */
+bool weft__task_root_cancelled(struct weft_task *t);
 
 /* Entry point of every task fiber. */
 void weft__task_entry(void *arg);

@@ -168,7 +168,7 @@ static void worker_run_inline(struct weft_task *self, struct weft_task *t)
 	weft__worker_current()->current = t;
 	int rc;
 	if ((t->spawn_flags & WEFT_SPAWN_SKIPPABLE) &&
-		weft__scope_is_cancelled(&t->root_scope))
+		weft__task_root_cancelled(t))
 		rc = -ECANCELED;
 	else
 		rc = t->fn(t->arg);
@@ -204,11 +204,64 @@ void weft__sched_help_join(struct weft_task *self, struct weft_group *g)
 	}
 }
 
+/* The pool keeps at most this many batches per kind; beyond, records go
+ * back to malloc. */
+#define RECORD_POOL_MAX_BATCHES 64
+
+int weft__record_pool_init(weft__record_pool_t *p)
+{
+	int rc = pthread_mutex_init(&p->lock, NULL);
+	if (rc != 0)
+		return -rc;
+	for (int k = 0; k < WEFT__CACHE_KINDS; k++) {
+		p->batches[k] = NULL;
+		p->nbatches[k] = 0;
+	}
+	return 0;
+}
+
+static void record_free_list(void *head)
+{
+	while (head) {
+		void *next = *(void **)head;
+		weft__free(head);
+		head = next;
+	}
+}
+
+void weft__record_pool_fini(weft__record_pool_t *p)
+{
+	for (int k = 0; k < WEFT__CACHE_KINDS; k++) {
+		void *b = p->batches[k];
+		while (b) {
+			void *next = ((void **)b)[1];
+			record_free_list(b);
+			b = next;
+		}
+	}
+	pthread_mutex_destroy(&p->lock);
+}
+
 void *weft__cache_get(enum weft__cache_kind kind)
 {
 	weft__worker_t *w = weft__worker_current();
-	if (w == NULL || w->cache[kind] == NULL)
+	if (w == NULL)
 		return NULL;
+	if (w->cache[kind] == NULL) {
+		/* Refill a whole batch from the runtime's pool. */
+		weft__record_pool_t *pool = &w->rt->records;
+		pthread_mutex_lock(&pool->lock);
+		void *b = pool->batches[kind];
+		if (b) {
+			pool->batches[kind] = ((void **)b)[1];
+			pool->nbatches[kind]--;
+		}
+		pthread_mutex_unlock(&pool->lock);
+		if (b == NULL)
+			return NULL;
+		w->cache[kind] = b;
+		w->cache_len[kind] = WEFT__CACHE_BATCH;
+	}
 	void *p = w->cache[kind];
 	w->cache[kind] = *(void **)p;
 	w->cache_len[kind]--;
@@ -218,9 +271,29 @@ void *weft__cache_get(enum weft__cache_kind kind)
 void weft__cache_put(enum weft__cache_kind kind, void *p)
 {
 	weft__worker_t *w = weft__worker_current();
-	if (w == NULL || w->cache_len[kind] >= WEFT__CACHE_MAX) {
+	if (w == NULL) {
 		weft__free(p);
 		return;
+	}
+	if (w->cache_len[kind] >= WEFT__CACHE_MAX) {
+		/* Hand the newest WEFT__CACHE_BATCH records to the pool. */
+		void *head = w->cache[kind], *tail = head;
+		for (int i = 1; i < WEFT__CACHE_BATCH; i++)
+			tail = *(void **)tail;
+		w->cache[kind] = *(void **)tail;
+		w->cache_len[kind] -= WEFT__CACHE_BATCH;
+		*(void **)tail = NULL;
+		weft__record_pool_t *pool = &w->rt->records;
+		pthread_mutex_lock(&pool->lock);
+		bool kept = pool->nbatches[kind] < RECORD_POOL_MAX_BATCHES;
+		if (kept) {
+			((void **)head)[1] = pool->batches[kind];
+			pool->batches[kind] = head;
+			pool->nbatches[kind]++;
+		}
+		pthread_mutex_unlock(&pool->lock);
+		if (!kept)
+			record_free_list(head);
 	}
 	*(void **)p = w->cache[kind];
 	w->cache[kind] = p;

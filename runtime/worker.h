@@ -23,6 +23,25 @@ enum weft__cache_kind {
 	WEFT__CACHE_KINDS
 };
 #define WEFT__CACHE_MAX 256
+/* Records move between a worker cache and the runtime's record pool in
+ * batches of this many (one lock per batch). */
+#define WEFT__CACHE_BATCH 128
+
+/* Runtime-wide pool of record batches: a worker whose cache overflows
+ * (it frees what others allocate, e.g. a thief running a spawner's tasks)
+ * gives a batch here, and a worker whose cache is empty takes one, so
+ * records flow back to the spawner instead of through malloc's arena
+ * locks.  A batch is a list linked through each record's first word; the
+ * batches are linked through the second word of their first record. */
+typedef struct weft__record_pool {
+	pthread_mutex_t lock;
+	void *batches[WEFT__CACHE_KINDS]; /* under lock */
+	unsigned nbatches[WEFT__CACHE_KINDS];
+} weft__record_pool_t;
+
+int weft__record_pool_init(weft__record_pool_t *p);
+/* Frees every pooled record (runtime destroy, all workers joined). */
+void weft__record_pool_fini(weft__record_pool_t *p);
 
 /* A record of `kind` from the calling worker's cache, or NULL (not a
  * worker, or the cache is empty: the caller then uses weft__alloc). */

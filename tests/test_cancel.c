@@ -592,6 +592,56 @@ static void test_cancel__deadline_cancels_a_whole_subtree_of_parked_tasks(
 		NULL), 0);
 }
 
+struct late {
+	atomic_int running;
+	atomic_int go;
+	atomic_int saw_checkpoint;
+	atomic_int saw_sleep;
+};
+
+/* Computes (no checkpoint) until told, then checkpoints and sleeps. */
+static int compute_then_checkpoint(void *arg)
+{
+	struct late *l = arg;
+	atomic_fetch_add(&l->running, 1);
+	while (!atomic_load(&l->go))
+		;
+	if (weft_checkpoint_if_cancelled() == -ECANCELED)
+		atomic_fetch_add(&l->saw_checkpoint, 1);
+	if (weft_sleep(60 * WEFT_SEC) == -ECANCELED)
+		atomic_fetch_add(&l->saw_sleep, 1);
+	return -ECANCELED;
+}
+
+static int late_root(void *arg)
+{
+	struct late *l = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	int n = (int)weft_worker_count() - 1;
+	for (int i = 0; i < n; i++)
+		CHECK_EQ(weft_group_spawn(g, compute_then_checkpoint, l), 0);
+	/* Every child is running, none has reached a checkpoint yet. */
+	while (atomic_load(&l->running) < n)
+		CHECK_EQ(weft_cancel_shielded_checkpoint(), 0);
+	CHECK_EQ(weft_group_cancel(g, NULL), 0);
+	atomic_store(&l->go, 1);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	return 0;
+}
+
+static void test_cancel__cancel_before_a_childs_first_checkpoint_is_seen_there(
+	void **state)
+{
+	unsigned workers = WEFT_TEST_WORKERS(state);
+	if (workers < 2)
+		skip();
+	struct late l = { 0 };
+	assert_int_equal(weft_test_run(workers, late_root, &l), 0);
+	assert_int_equal(atomic_load(&l.saw_checkpoint), (int)workers - 1);
+	assert_int_equal(atomic_load(&l.saw_sleep), (int)workers - 1);
+}
+
 /* }======================================================= */
 
 int main(void)
@@ -614,6 +664,7 @@ int main(void)
 		WEFT_TEST(test_cancel__cancel_from_a_plain_thread_wakes_a_parked_task),
 		WEFT_TEST(test_cancel__a_running_task_sees_cancel_at_its_next_checkpoint),
 		WEFT_TEST(test_cancel__deadline_cancels_a_whole_subtree_of_parked_tasks),
+		WEFT_TEST(test_cancel__cancel_before_a_childs_first_checkpoint_is_seen_there),
 	};
 	return WEFT_RUN_TESTS(tests);
 }
