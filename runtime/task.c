@@ -210,16 +210,21 @@ bool weft__task_wake_cancel(struct weft_task *t)
 
 static void start_end(struct weft_task *t);
 
-void weft__task_entry(void *arg)
+void weft__task_run(struct weft_task *t)
 {
-	struct weft_task *t = arg;
 	int rc;
 	if ((t->spawn_flags & WEFT_SPAWN_SKIPPABLE) &&
 		weft__task_root_cancelled(t))
-		rc = -ECANCELED;
+		rc = -ECANCELED;  /* rule 30's opt-out: skipped entirely */
 	else
 		rc = t->fn(t->arg);
 	weft__task_finish(t, rc);
+}
+
+void weft__task_entry(void *arg)
+{
+	struct weft_task *t = arg;
+	weft__task_run(t);
 	weft__sched_switch_out(t, WEFT__POST_EXIT);
 	WEFT_ASSERT(0, "an exited task was resumed");
 }

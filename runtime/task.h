@@ -117,6 +117,9 @@ static inline void weft__task_link_root(struct weft_task *t)
  * before the lazy link (then the parent scope decides). */
 bool weft__task_root_cancelled(struct weft_task *t);
 
+/* Runs t's function (or skips it, WEFT_SPAWN_SKIPPABLE and cancelled)
+ * and does the finish bookkeeping; on whatever stack the caller is. */
+WEFT_FIBER_FN void weft__task_run(struct weft_task *t);
 /* Entry point of every task fiber. */
 void weft__task_entry(void *arg);
 /* Finish bookkeeping after fn returned (groups, start, waiters). */

@@ -166,13 +166,7 @@ static void worker_run_inline(struct weft_task *self, struct weft_task *t)
 	/* An overflow report names the task running at the fault. */
 	t->stack->owner_name = t->name;
 	weft__worker_current()->current = t;
-	int rc;
-	if ((t->spawn_flags & WEFT_SPAWN_SKIPPABLE) &&
-		weft__task_root_cancelled(t))
-		rc = -ECANCELED;
-	else
-		rc = t->fn(t->arg);
-	weft__task_finish(t, rc);
+	weft__task_run(t);
 	/* Re-read: the child may have parked and resumed elsewhere. */
 	weft__worker_current()->current = self;
 	self->stack->owner_name = self->name;
