@@ -3,6 +3,7 @@
 #define WEFT_RUNTIME_CANCEL_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -59,7 +60,6 @@ struct weft_scope {
 	 * checkpoints). */
 	atomic_bool observed;
 	bool caught;             /* exit consumed its own cancellation */
-	weft_cancel_reason_t reason; /* under lock; valid once cancel_called */
 	/* Deadline and its timer (see io.c): deadline is written by any
 	 * thread, read by the I/O thread (relaxed + the request queue's
 	 * release/acquire). */
@@ -69,10 +69,18 @@ struct weft_scope {
 	_Atomic int64_t timer_deadline;
 	atomic_int refs;          /* user + queued timer request + wheel */
 	atomic_int timer_queued;  /* an update request is in the I/O queue */
-	struct weft_scope *timer_next; /* I/O request queue link */
-	struct weft__tnode tnode; /* I/O thread only: deadline wheel node */
 	struct weft_runtime *rt;  /* runtime whose I/O thread owns the timer */
+	/* Not cleared when a group or task record is recycled (from here on,
+	 * WEFT__SCOPE_CLEAR): each is written before it is read. */
+	weft_cancel_reason_t reason; /* under lock; valid once cancel_called */
+	struct weft_scope *timer_next; /* I/O request queue link (user scopes) */
+	struct weft__tnode tnode; /* I/O thread only, user scopes (calloc'd) */
 };
+
+/* Bytes of a scope that must start zeroed: the rest is written before it
+ * is read (reason once cancel_called is set; the timer fields only in user
+ * scopes, which are calloc'd). */
+#define WEFT__SCOPE_CLEAR offsetof(struct weft_scope, reason)
 
 /* Initialise a zeroed scope (embedded in a cleared group or task record,
  * or calloc'd). */

@@ -135,7 +135,7 @@ int weft_group_open(weft_group_t **out)
 		g = weft__alloc(sizeof *g);
 	if (g == NULL)
 		return -ENOMEM;
-	memset(g, 0, sizeof *g);
+	memset(g, 0, WEFT__GROUP_CLEAR);
 	weft__scope_init(&g->scope, WEFT__SCOPE_GROUP, 0);
 	g->scope.id = weft__next_id();
 	g->scope.rt = t->rt;

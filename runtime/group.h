@@ -19,7 +19,6 @@ struct weft_error;
 #define WEFT__GROUP_CLOSED (UINT64_C(1) << 63)
 
 struct weft_group {
-	struct weft_scope scope;       /* the group's cancel scope */
 	_Atomic uint64_t word;         /* see above; any thread */
 	struct weft_task *owner;       /* fixed */
 	/* Owner's park generation while joining: written before JOINING is
@@ -39,7 +38,13 @@ struct weft_group {
 	 * weft_group_retain; the group is freed at zero (acq_rel). */
 	atomic_int refs;
 	bool joined;                   /* owner only */
+	/* Last: a recycled record is cleared only up to the scope's cold
+	 * tail (WEFT__GROUP_CLEAR). */
+	struct weft_scope scope;       /* the group's cancel scope */
 };
+
+#define WEFT__GROUP_CLEAR \
+	(offsetof(struct weft_group, scope) + WEFT__SCOPE_CLEAR)
 
 /* A child (or the owner body) failed: record its leaf and cancel g on the
  * first failure.  Any thread. */

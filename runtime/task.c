@@ -90,7 +90,7 @@ int weft__task_create(struct weft_runtime *rt, const char *name, weft_fn fn,
 		t = weft__alloc(sizeof *t);
 	if (t == NULL)
 		return -ENOMEM;
-	memset(t, 0, sizeof *t);
+	memset(t, 0, WEFT__TASK_CLEAR);
 	t->rt = rt;
 	t->fn = fn;
 	t->arg = arg;

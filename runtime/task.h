@@ -27,7 +27,6 @@ struct weft__waiter;
 
 struct weft_task {
 	/* Hot scheduling fields first. */
-	weft__cont_t cont;              /* owner: the worker running it */
 	/* NULL until first run.  A child run inline by its joining parent
 	 * (weft__sched_help_join) borrows the parent's stack: stack_borrowed
 	 * is then set and the record never owns it. */
@@ -42,7 +41,6 @@ struct weft_task {
 	 * (relaxed atomic so diagnostics from other threads are race-free). */
 	_Atomic(struct weft_scope *) cur_scope;
 	struct weft_group *group;       /* joins this task; NULL for a root */
-	struct weft_scope root_scope;   /* the task's own scope */
 	/* Whether root_scope is on its parent's children list.  A spawned
 	 * child's is linked lazily, by the task itself, before its first
 	 * cancellation-sensitive operation (weft__task_link_root): a task
@@ -74,10 +72,20 @@ struct weft_task {
 	_Atomic(struct weft__waiter *) waiters;
 	atomic_int refs;                /* run ref + handles */
 	uint64_t id;
-	char name[WEFT__TASK_NAME_MAX];
 	/* External thread blocked in weft_runtime_run on this root task. */
 	atomic_uint *root_done;
+	/* Last, and cleared only up to its reason (WEFT__TASK_CLEAR): a
+	 * recycled record is reinitialised without touching the cold tail. */
+	struct weft_scope root_scope;   /* the task's own scope */
+	/* Written before use: by weft__cont_init_fiber at first run, or
+	 * copied from the parent for an inline child. */
+	weft__cont_t cont;              /* owner: the worker running it */
+	char name[WEFT__TASK_NAME_MAX]; /* copied at creation */
 };
+
+/* Bytes of a task record that must start zeroed. */
+#define WEFT__TASK_CLEAR \
+	(offsetof(struct weft_task, root_scope) + WEFT__SCOPE_CLEAR)
 
 /* A parked task waiting on a list (task completion, ...). */
 struct weft__waiter {
