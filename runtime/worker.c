@@ -236,7 +236,7 @@ void weft__record_pool_fini(weft__record_pool_t *p)
 	pthread_mutex_destroy(&p->lock);
 }
 
-void *weft__cache_get(enum weft__cache_kind kind)
+void *weft__cache_get_slow(enum weft__cache_kind kind)
 {
 	weft__worker_t *w = weft__worker_current();
 	if (w == NULL)
@@ -262,7 +262,7 @@ void *weft__cache_get(enum weft__cache_kind kind)
 	return p;
 }
 
-void weft__cache_put(enum weft__cache_kind kind, void *p)
+void weft__cache_put_slow(enum weft__cache_kind kind, void *p)
 {
 	weft__worker_t *w = weft__worker_current();
 	if (w == NULL) {

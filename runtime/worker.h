@@ -43,12 +43,9 @@ int weft__record_pool_init(weft__record_pool_t *p);
 /* Frees every pooled record (runtime destroy, all workers joined). */
 void weft__record_pool_fini(weft__record_pool_t *p);
 
-/* A record of `kind` from the calling worker's cache, or NULL (not a
- * worker, or the cache is empty: the caller then uses weft__alloc). */
-void *weft__cache_get(enum weft__cache_kind kind);
-/* Keep p (from weft__alloc, sized for `kind`) in the calling worker's
- * cache, or free it. */
-void weft__cache_put(enum weft__cache_kind kind, void *p);
+/* Slow paths of the two below (empty or full cache, not a worker). */
+void *weft__cache_get_slow(enum weft__cache_kind kind);
+void weft__cache_put_slow(enum weft__cache_kind kind, void *p);
 
 /* What the scheduler does right after a fiber switched back to it.  The
  * fiber cannot do these itself: until it is off its own stack, nobody else
@@ -120,6 +117,35 @@ WEFT_FIBER_FN void weft__sched_help_join(struct weft_task *self,
 /* From a fiber: switch to the scheduler and have it perform `post`. */
 WEFT_FIBER_FN void weft__sched_switch_out(struct weft_task *self,
 	enum weft__post post);
+
+/* A record of `kind` from the calling worker's cache, or NULL (not a
+ * worker, or no record cached or pooled: the caller then uses
+ * weft__alloc).  Thread: any (a worker uses its own cache). */
+static inline void *weft__cache_get(enum weft__cache_kind kind)
+{
+	weft__worker_t *w = weft__worker_current();
+	void *p = w ? w->cache[kind] : NULL;
+	if (__builtin_expect(p == NULL, 0))
+		return weft__cache_get_slow(kind);
+	w->cache[kind] = *(void **)p;
+	w->cache_len[kind]--;
+	return p;
+}
+
+/* Keeps p (from weft__alloc, sized for `kind`) in the calling worker's
+ * cache, or hands it on (pool, free).  Thread: any. */
+static inline void weft__cache_put(enum weft__cache_kind kind, void *p)
+{
+	weft__worker_t *w = weft__worker_current();
+	if (__builtin_expect(w == NULL ||
+		w->cache_len[kind] >= WEFT__CACHE_MAX, 0)) {
+		weft__cache_put_slow(kind, p);
+		return;
+	}
+	*(void **)p = w->cache[kind];
+	w->cache[kind] = p;
+	w->cache_len[kind]++;
+}
 
 int weft__worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	unsigned index);
