@@ -388,12 +388,10 @@ static struct weft_task *worker_next(weft__worker_t *w)
 
 /* {======================================================= running */
 
-static void worker_fail_unstartable(weft__worker_t *w, struct weft_task *t,
-	int rc)
+static void worker_fail_unstartable(struct weft_task *t, int rc)
 {
 	/* No stack for it: it ends with rc without running.  Its argument
 	 * stays unreleased; the failure says why. */
-	(void)w;
 	weft_fail(rc, "task '%s' could not start: no stack (%s)", t->name,
 		weft_strerror(rc));
 	weft__task_finish(t, rc);
@@ -431,6 +429,9 @@ static void worker_after_switch(weft__worker_t *w)
 		break;
 	case WEFT__POST_EXIT:
 		weft__census_add(WEFT__CENSUS_FIBER, -1);
+		/* An inline child returns into its parent instead of exiting
+		 * here: a borrowed stack is never given back. */
+		WEFT_ASSERT(!t->stack_borrowed, "inline child exited a fiber");
 		weft__stack_put(&w->stacks, t->stack);
 		t->stack = NULL;
 		weft__task_unref(t);
@@ -446,7 +447,7 @@ static void worker_run(weft__worker_t *w, struct weft_task *t)
 		int rc = weft__stack_get(&w->stacks, &t->stack);
 		if (rc < 0) {
 			w->current = t;
-			worker_fail_unstartable(w, t, rc);
+			worker_fail_unstartable(t, rc);
 			w->current = NULL;
 			return;
 		}
