@@ -1,10 +1,13 @@
 /* Test helpers (see support.h). */
 #include "support.h"
 
+#include <dirent.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SUPPORT_MAX_FAILURES 64
 
@@ -77,8 +80,7 @@ void weft_test_assert_no_leaks(void)
 	assert_int_equal(st.live_bytes, 0);
 }
 
-int weft_test_run_err(unsigned workers, weft_fn fn, void *arg,
-	weft_error_t **err)
+weft_runtime_t *weft_test_runtime_create(unsigned workers)
 {
 	weft_config_t cfg;
 	assert_int_equal(weft_config_init(&cfg), 0);
@@ -88,7 +90,15 @@ int weft_test_run_err(unsigned workers, weft_fn fn, void *arg,
 	if (rc != 0)
 		print_error("runtime create: %s\n", cfg.message);
 	assert_int_equal(rc, 0);
-	rc = weft_runtime_run(rt, fn, arg, err);
+	assert_non_null(rt);
+	return rt;
+}
+
+int weft_test_run_err(unsigned workers, weft_fn fn, void *arg,
+	weft_error_t **err)
+{
+	weft_runtime_t *rt = weft_test_runtime_create(workers);
+	int rc = weft_runtime_run(rt, fn, arg, err);
 	assert_int_equal(weft_runtime_destroy(rt), 0);
 	support_assert_no_failures();
 	return rc;
@@ -119,4 +129,64 @@ long weft_test_scale(long plain)
 	if (v && *v)
 		n = n * atol(v) / 100;
 	return n > 0 ? n : 1;
+}
+
+static int support_count_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	assert_non_null(d);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+int weft_test_count_threads(void)
+{
+	return support_count_dir("/proc/self/task");
+}
+
+/* The directory stream's own fd is counted every time, so counts taken
+ * this way compare equal. */
+int weft_test_count_fds(void)
+{
+	return support_count_dir("/proc/self/fd");
+}
+
+int weft_test_settle_threads(int expected)
+{
+	struct timespec ms = { 0, 1000000 };
+	int n = weft_test_count_threads();
+	for (int i = 0; i < 10000 && n != expected; i++) {
+		nanosleep(&ms, NULL);
+		n = weft_test_count_threads();
+	}
+	return n;
+}
+
+static void *support_nothing(void *arg)
+{
+	return arg;
+}
+
+int weft_test_baseline_threads(void)
+{
+	/* Start and join one thread, then wait until the count has been
+	 * stable for 20 ms (the joined thread leaves /proc/self/task shortly
+	 * after pthread_join). */
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, support_nothing, NULL), 0);
+	pthread_join(th, NULL);
+	struct timespec ms = { 0, 1000000 };
+	int n = weft_test_count_threads();
+	for (int stable = 0, i = 0; stable < 20 && i < 10000; i++) {
+		nanosleep(&ms, NULL);
+		int m = weft_test_count_threads();
+		stable = m == n ? stable + 1 : 0;
+		n = m;
+	}
+	return n;
 }

@@ -36,6 +36,20 @@ int weft_test_run(unsigned workers, weft_fn fn, void *arg);
 int weft_test_run_err(unsigned workers, weft_fn fn, void *arg,
 	weft_error_t **err);
 
+/* Creates a runtime with `workers` workers and asserts it worked (printing
+ * cfg.message if not).  Main thread. */
+weft_runtime_t *weft_test_runtime_create(unsigned workers);
+
+/* Threads and open fds of this process, from /proc/self. */
+int weft_test_count_threads(void);
+int weft_test_count_fds(void);
+/* Waits (boundedly) until the thread count equals `expected`: a joined
+ * thread stays in /proc/self/task for a moment.  Returns the last count. */
+int weft_test_settle_threads(int expected);
+/* The thread count to compare against, once sanitizer helper threads
+ * (started with the first pthread_create) have appeared and settled. */
+int weft_test_baseline_threads(void);
+
 /* Asserts that nothing weft allocated is still alive. */
 void weft_test_assert_no_leaks(void);
 

@@ -26,7 +26,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -44,36 +43,6 @@
 #define NFAIL 2  /* children that fail with -EIO */
 #define NSLEEP 2 /* children that sleep 1 ms */
 #define SENTINEL ((void *)(uintptr_t)0x5eed)
-
-/* {======================================================= helpers */
-
-static int count_threads(void)
-{
-	DIR *d = opendir("/proc/self/task");
-	assert_non_null(d);
-	int n = 0;
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
-/* Waits boundedly for joined threads to leave /proc/self/task (see
- * test_runtime.c: the kernel reaps a little after pthread_join). */
-static int settle_thread_count(int expected)
-{
-	struct timespec ms = {0, 1000000};
-	int n = count_threads();
-	for (int i = 0; i < 10000 && n != expected; i++) {
-		nanosleep(&ms, NULL);
-		n = count_threads();
-	}
-	return n;
-}
-
-/* }======================================================= */
 
 /* {======================================================= scenario */
 
@@ -351,37 +320,11 @@ static void assert_clean_run(int rc, const weft_error_t *err,
 	assert_int_equal(weft_error_leaf_count(nested), NFAIL);
 }
 
-static void *nothing(void *arg)
-{
-	return arg;
-}
-
-/* The thread count to compare against.  Sanitizers may start a helper
- * thread of their own with the process's first pthread_create, so start
- * and join one thread first, then wait until the count has been stable
- * for 20 ms (the joined thread leaves /proc/self/task shortly after
- * pthread_join). */
-static int baseline_threads(void)
-{
-	pthread_t th;
-	assert_int_equal(pthread_create(&th, NULL, nothing, NULL), 0);
-	pthread_join(th, NULL);
-	struct timespec ms = {0, 1000000};
-	int n = count_threads();
-	for (int stable = 0, i = 0; stable < 20 && i < 10000; i++) {
-		nanosleep(&ms, NULL);
-		int m = count_threads();
-		stable = m == n ? stable + 1 : 0;
-		n = m;
-	}
-	return n;
-}
-
 static void run_fault_loop(unsigned workers)
 {
 	const char *v = getenv("WEFT_ALLOC_FAIL_VERBOSE");
 	int verbose = v != NULL && *v != '\0' && *v != '0';
-	int base_threads = baseline_threads();
+	int base_threads = weft_test_baseline_threads();
 	weft_test_assert_no_leaks();
 	long n;
 	int bad = 0;
@@ -440,7 +383,7 @@ static void run_fault_loop(unsigned workers)
 		free(o);
 		/* Nothing is left behind, whatever failed. */
 		weft_test_assert_no_leaks();
-		assert_int_equal(settle_thread_count(base_threads),
+		assert_int_equal(weft_test_settle_threads(base_threads),
 			base_threads);
 		if (bad > 10)
 			break; /* enough to go on */

@@ -16,7 +16,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -40,75 +39,10 @@
 
 /* {======================================================= helpers */
 
-static int count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	assert_non_null(d);
-	int n = 0;
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
-/* Threads of this process. */
-static int count_threads(void)
-{
-	return count_dir("/proc/self/task");
-}
-
-/* Open file descriptors (the directory stream's own fd is counted every
- * time, so counts compare equal). */
-static int count_fds(void)
-{
-	return count_dir("/proc/self/fd");
-}
-
 static void pause_ms(long ms)
 {
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 	nanosleep(&ts, NULL);
-}
-
-/* A joined thread may still be listed in /proc/self/task for a moment
- * (pthread_join returns when the kernel clears the tid, slightly before
- * the thread is reaped).  Wait, boundedly, for the count to settle. */
-static int settle_thread_count(int expected)
-{
-	int n = count_threads();
-	for (int i = 0; i < 10000 && n != expected; i++) {
-		pause_ms(1);
-		n = count_threads();
-	}
-	return n;
-}
-
-static void *nothing(void *arg)
-{
-	return arg;
-}
-
-/* The thread count to compare against.  Sanitizers may start a helper
- * thread of their own with the process's first pthread_create, so start
- * and join one thread first, then wait until the count has been stable
- * for 20 ms (the joined thread leaves /proc/self/task shortly after
- * pthread_join). */
-static int baseline_threads(void)
-{
-	pthread_t th;
-	assert_int_equal(pthread_create(&th, NULL, nothing, NULL), 0);
-	pthread_join(th, NULL);
-	struct timespec ms = {0, 1000000};
-	int n = count_threads();
-	for (int stable = 0, i = 0; stable < 20 && i < 10000; i++) {
-		nanosleep(&ms, NULL);
-		int m = count_threads();
-		stable = m == n ? stable + 1 : 0;
-		n = m;
-	}
-	return n;
 }
 
 static int noop_root(void *arg)
@@ -126,19 +60,6 @@ static void assert_checks_passed(void)
 	assert_int_equal(weft_test_run(1, noop_root, NULL), 0);
 }
 
-static weft_runtime_t *create_runtime(unsigned workers)
-{
-	weft_config_t cfg;
-	assert_int_equal(weft_config_init(&cfg), 0);
-	cfg.workers = workers;
-	weft_runtime_t *rt = NULL;
-	int rc = weft_runtime_create(&rt, &cfg);
-	if (rc != 0)
-		print_error("create: %s\n", cfg.message);
-	assert_int_equal(rc, 0);
-	assert_non_null(rt);
-	return rt;
-}
 
 /* Polls (parking in weft_sleep) until *flag is nonzero or the safety
  * bound passes; returns whether it became nonzero. */
@@ -217,7 +138,7 @@ static void test_runtime__one_runtime_runs_many_roots_one_after_another(
 	void **state)
 {
 	unsigned workers = WEFT_TEST_WORKERS(state);
-	weft_runtime_t *rt = create_runtime(workers);
+	weft_runtime_t *rt = weft_test_runtime_create(workers);
 	struct basic b = {0};
 	int runs = (int)weft_test_scale(50);
 	for (int i = 0; i < runs; i++) {
@@ -265,7 +186,7 @@ static void test_runtime__null_err_out_is_allowed_for_a_failing_root(
 	void **state)
 {
 	unsigned workers = WEFT_TEST_WORKERS(state);
-	weft_runtime_t *rt = create_runtime(workers);
+	weft_runtime_t *rt = weft_test_runtime_create(workers);
 	assert_int_equal(weft_runtime_run(rt, return_arg_code,
 				 (void *)(intptr_t)-EIO, NULL),
 		-EIO);
@@ -418,12 +339,12 @@ static void test_runtime__a_runtime_runs_one_thread_per_worker_plus_io(
 	void **state)
 {
 	unsigned workers = WEFT_TEST_WORKERS(state);
-	int base = baseline_threads();
-	weft_runtime_t *rt = create_runtime(workers);
-	int during = count_threads();
+	int base = weft_test_baseline_threads();
+	weft_runtime_t *rt = weft_test_runtime_create(workers);
+	int during = weft_test_count_threads();
 	assert_int_equal(weft_runtime_destroy(rt), 0);
 	assert_int_equal(during, base + (int)workers + 1);
-	assert_int_equal(settle_thread_count(base), base);
+	assert_int_equal(weft_test_settle_threads(base), base);
 	weft_test_assert_no_leaks();
 }
 
@@ -444,17 +365,17 @@ static void test_runtime__creating_and_destroying_100_runtimes_leaks_nothing(
 	void **state)
 {
 	(void)state;
-	int threads = baseline_threads();
-	int fds = count_fds();
+	int threads = weft_test_baseline_threads();
+	int fds = weft_test_count_fds();
 	struct churn c = {0};
 	for (int i = 0; i < 100; i++) {
-		weft_runtime_t *rt = create_runtime(1 + (unsigned)(i % 3));
+		weft_runtime_t *rt = weft_test_runtime_create(1 + (unsigned)(i % 3));
 		assert_int_equal(weft_runtime_run(rt, churn_root, &c, NULL), 0);
 		assert_int_equal(weft_runtime_destroy(rt), 0);
 	}
 	assert_int_equal(atomic_load(&c.children), 300);
-	assert_int_equal(count_fds(), fds);
-	assert_int_equal(settle_thread_count(threads), threads);
+	assert_int_equal(weft_test_count_fds(), fds);
+	assert_int_equal(weft_test_settle_threads(threads), threads);
 	weft_debug_stats_t st;
 	weft_debug_stats(&st);
 	assert_int_equal(st.live_runtimes, 0);
@@ -491,8 +412,8 @@ static void *two_rt_thread(void *arg)
 static void test_runtime__two_runtimes_live_side_by_side(void **state)
 {
 	(void)state;
-	struct two_rt a = {.rt = create_runtime(1)};
-	struct two_rt b = {.rt = create_runtime(3)};
+	struct two_rt a = {.rt = weft_test_runtime_create(1)};
+	struct two_rt b = {.rt = weft_test_runtime_create(3)};
 	assert_int_equal(pthread_create(&a.thread, NULL, two_rt_thread, &a), 0);
 	assert_int_equal(pthread_create(&b.thread, NULL, two_rt_thread, &b), 0);
 	pthread_join(a.thread, NULL);
@@ -522,7 +443,7 @@ static void test_runtime__destroy_of_null_is_rejected(void **state)
 static void test_runtime__run_with_null_arguments_is_rejected(void **state)
 {
 	(void)state;
-	weft_runtime_t *rt = create_runtime(1);
+	weft_runtime_t *rt = weft_test_runtime_create(1);
 	assert_int_equal(weft_runtime_run(rt, NULL, NULL, NULL), -EINVAL);
 	assert_int_equal(weft_runtime_run(NULL, noop_root, NULL, NULL),
 		-EINVAL);
@@ -555,7 +476,7 @@ static int root_destroys_own_runtime(void *arg)
 static void test_runtime__destroy_from_inside_its_own_task_is_busy(void **state)
 {
 	unsigned workers = WEFT_TEST_WORKERS(state);
-	struct self_destroy d = {.rt = create_runtime(workers)};
+	struct self_destroy d = {.rt = weft_test_runtime_create(workers)};
 	assert_int_equal(weft_runtime_run(d.rt, root_destroys_own_runtime, &d,
 				 NULL),
 		0);
@@ -596,7 +517,7 @@ static void test_runtime__destroy_while_another_thread_runs_a_root_is_busy(
 	void **state)
 {
 	unsigned workers = WEFT_TEST_WORKERS(state);
-	struct busy b = {.rt = create_runtime(workers)};
+	struct busy b = {.rt = weft_test_runtime_create(workers)};
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, busy_thread, &b), 0);
 	int started = thread_wait_flag(&b.started, 1);
@@ -632,8 +553,8 @@ static int root_runs_nested(void *arg)
 static void test_runtime__run_from_inside_a_task_is_misuse(void **state)
 {
 	unsigned workers = WEFT_TEST_WORKERS(state);
-	struct nested_run n = {.own = create_runtime(workers),
-		.other = create_runtime(1)};
+	struct nested_run n = {.own = weft_test_runtime_create(workers),
+		.other = weft_test_runtime_create(1)};
 	assert_int_equal(weft_runtime_run(n.own, root_runs_nested, &n, NULL),
 		0);
 	assert_int_equal(weft_runtime_destroy(n.own), 0);
@@ -753,7 +674,7 @@ static void assert_plain_calls(const struct plain_calls *r)
 /* A real error group, for weft_fail_group to free. */
 static weft_error_t *make_error(void)
 {
-	weft_runtime_t *rt = create_runtime(1);
+	weft_runtime_t *rt = weft_test_runtime_create(1);
 	weft_error_t *err = NULL;
 	assert_int_equal(weft_runtime_run(rt, fail_with_message,
 				 &(struct failing_root){0}, &err),
@@ -814,7 +735,7 @@ static void test_runtime__main_thread_is_not_a_fiber_while_a_runtime_exists(
 	void **state)
 {
 	(void)state;
-	weft_runtime_t *rt = create_runtime(2);
+	weft_runtime_t *rt = weft_test_runtime_create(2);
 	struct plain_calls r;
 	memset(&r, 0, sizeof r);
 	weft_error_t *err = make_error();
@@ -938,7 +859,7 @@ static void test_runtime__several_threads_run_roots_in_one_runtime_at_once(
 	void **state)
 {
 	unsigned workers = WEFT_TEST_WORKERS(state);
-	struct multi_shared sh = {.rt = create_runtime(workers)};
+	struct multi_shared sh = {.rt = weft_test_runtime_create(workers)};
 	struct multi_root m[NROOTS];
 	memset(m, 0, sizeof m);
 	for (int i = 0; i < NROOTS; i++) {
