@@ -387,13 +387,7 @@ int weft_scope_open(weft_scope_t **out, int64_t deadline, unsigned flags)
 	struct weft_task *t = weft__task_current();
 	if (t == NULL)
 		return WEFT_ENOTFIBER;
-	weft_scope_t *s;
-	int rc = weft_scope_create(&s, deadline, flags);
-	if (rc < 0)
-		return rc;
-	scope_enter(t, s);
-	*out = s;
-	return 0;
+	return weft__scope_open_internal(t, out, deadline, flags);
 }
 
 static int64_t scope_after(int64_t ns)

@@ -43,9 +43,6 @@
 #include "task.h"
 #include "worker.h"
 
-int weft__task_start(struct weft_task *self, struct weft_group *g,
-	struct weft_task *t, void **value_out);
-
 /* {======================================================= counter */
 
 /* Count one more child; WEFT_ECLOSED once the group closed. */
@@ -110,12 +107,7 @@ static void group_first_failure(struct weft_group *g, uint64_t by)
 
 void weft__group_child_failed(struct weft_group *g, struct weft_task *t)
 {
-	struct weft__leaf *l = weft__leaf_create(t->rc,
-		t->fail_msg ? t->fail_msg : "", t->name, t->id, t->fail_seq,
-		t->fail_collateral, t->fail_group);
-	if (l)
-		t->fail_group = NULL;  /* moved into the leaf */
-	group_add_leaf(g, l);
+	group_add_leaf(g, weft__task_failure_leaf(t));
 	group_first_failure(g, t->id);
 }
 

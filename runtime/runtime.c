@@ -199,15 +199,9 @@ int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
 	rc = t->rc;
 	if (atomic_load_explicit(&t->state, memory_order_acquire) ==
 		WEFT_TASK_FAILED && err_out) {
-		struct weft__leaf *l = weft__leaf_create(t->rc,
-			t->fail_msg ? t->fail_msg : "", t->name, t->id,
-			t->fail_seq, t->fail_collateral, t->fail_group);
-		if (l) {
-			t->fail_group = NULL;
-			*err_out = weft__error_single(l);
-		} else {
-			*err_out = weft__error_from_leaves(NULL, 0, 1);
-		}
+		struct weft__leaf *l = weft__task_failure_leaf(t);
+		*err_out = l ? weft__error_single(l)
+			     : weft__error_from_leaves(NULL, 0, 1);
 	}
 	weft__task_unref(t);
 	atomic_fetch_sub_explicit(&rt->running_roots, 1, memory_order_acq_rel);

@@ -295,6 +295,16 @@ void weft__task_finish(struct weft_task *t, int rc)
 	}
 }
 
+struct weft__leaf *weft__task_failure_leaf(struct weft_task *t)
+{
+	struct weft__leaf *l = weft__leaf_create(t->rc,
+		t->fail_msg ? t->fail_msg : "", t->name, t->id, t->fail_seq,
+		t->fail_collateral, t->fail_group);
+	if (l)
+		t->fail_group = NULL;  /* moved into the leaf */
+	return l;
+}
+
 /* }======================================================= */
 
 /* {======================================================= start / started */
@@ -358,19 +368,10 @@ static int start_wait(struct weft_task *self, struct weft__start *st,
 			atomic_load_explicit(&self->cur_scope,
 				memory_order_relaxed)))
 			return s;
+		/* Woken (or not parked at all): the checks above decide. */
 		weft__park_commit(self);
-		s = atomic_load_explicit(&st->state, memory_order_seq_cst);
-		if (s == START_STARTED || s == START_ENDED)
-			return s;
-		if (cancellable && weft__scope_is_cancelled(
-			atomic_load_explicit(&self->cur_scope,
-				memory_order_relaxed)))
-			return s;
 	}
 }
-
-int weft__task_start(struct weft_task *self, struct weft_group *g,
-	struct weft_task *t, void **value_out);
 
 /* Runs the handshake for a created (not yet queued) child t of g, which
  * carries a reference for us.  Returns start()'s result. */

@@ -128,6 +128,20 @@ bool weft__task_root_cancelled(struct weft_task *t);
 /* Runs t's function (or skips it, WEFT_SPAWN_SKIPPABLE and cancelled)
  * and does the finish bookkeeping; on whatever stack the caller is. */
 WEFT_FIBER_FN void weft__task_run(struct weft_task *t);
+struct weft_group;
+/* The start()/started() handshake for t, a created (not yet queued) child
+ * of g that holds a reference for the caller: queues it and parks self
+ * until it calls started(), ends, or self is cancelled.  Returns what
+ * weft_group_start returns. */
+WEFT_FIBER_FN int weft__task_start(struct weft_task *self,
+	struct weft_group *g, struct weft_task *t, void **value_out);
+
+/* The error leaf describing t's failure (code, message, name, id, logical
+ * time, collateral bit), taking over t's nested error group; NULL when the
+ * leaf cannot be allocated (t keeps its nested group then).  Called by
+ * whoever reports t's failure: its group, or weft_runtime_run for a root. */
+struct weft__leaf *weft__task_failure_leaf(struct weft_task *t);
+
 /* Entry point of every task fiber. */
 void weft__task_entry(void *arg);
 /* Finish bookkeeping after fn returned (groups, start, waiters). */
