@@ -21,5 +21,10 @@
 #include "weft/group.h"
 #include "weft/cancel.h"
 #include "weft/time.h"
+#include "weft/sync.h"
+#include "weft/channel.h"
+#include "weft/combine.h"
+#include "weft/local.h"
+#include "weft/inspect.h"
 
 #endif

@@ -170,7 +170,11 @@ void weft__park_commit(struct weft_task *self)
 	weft__sched_switch_out(self, WEFT__POST_PARK);
 }
 
-static bool task_wake_if(struct weft_task *t, uint64_t gen, bool need_cancel)
+/* Sets WOKEN on t's park `gen` (or, need_cancel, on whatever park is
+ * cancellable).  Returns whether it did; *ready says whether the fiber had
+ * already switched out, so that the caller must make it runnable. */
+static bool task_wake_claim(struct weft_task *t, uint64_t gen,
+	bool need_cancel, bool *ready)
 {
 	uint64_t old = atomic_load_explicit(&t->park, memory_order_acquire);
 	for (;;) {
@@ -189,19 +193,34 @@ static bool task_wake_if(struct weft_task *t, uint64_t gen, bool need_cancel)
 			memory_order_acquire))
 			break;
 	}
-	if (old & WEFT__PARK_PARKED)
-		weft__sched_ready(t);
+	*ready = (old & WEFT__PARK_PARKED) != 0;
 	return true;
 }
 
 bool weft__task_wake(struct weft_task *t, uint64_t gen)
 {
-	return task_wake_if(t, gen, false);
+	bool ready;
+	if (!task_wake_claim(t, gen, false, &ready))
+		return false;
+	if (ready)
+		weft__sched_ready(t);
+	return true;
+}
+
+bool weft__task_wake_deferred(struct weft_task *t, uint64_t gen)
+{
+	bool ready;
+	return task_wake_claim(t, gen, false, &ready) && ready;
 }
 
 bool weft__task_wake_cancel(struct weft_task *t)
 {
-	return task_wake_if(t, 0, true);
+	bool ready;
+	if (!task_wake_claim(t, 0, true, &ready))
+		return false;
+	if (ready)
+		weft__sched_ready(t);
+	return true;
 }
 
 /* }======================================================= */

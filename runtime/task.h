@@ -109,6 +109,11 @@ void weft__task_unref(struct weft_task *t);
 uint64_t weft__park_prepare(struct weft_task *self, bool cancellable);
 WEFT_FIBER_FN void weft__park_commit(struct weft_task *self);
 bool weft__task_wake(struct weft_task *t, uint64_t gen);
+/* As weft__task_wake, but never makes t runnable itself: returns true
+ * when the caller must call weft__sched_ready(t) (t had switched out), for
+ * a waker that holds a lock and readies its tasks after releasing it.
+ * Until that call t cannot run, so its record stays valid.  Any thread. */
+bool weft__task_wake_deferred(struct weft_task *t, uint64_t gen);
 /* Wake t only if its current park is cancellable.  Any thread. */
 bool weft__task_wake_cancel(struct weft_task *t);
 

@@ -1,0 +1,4 @@
+/* Placeholder: being written (issue 3). */
+#ifndef WEFT_INSPECT_H
+#define WEFT_INSPECT_H
+#endif

@@ -1,0 +1,2 @@
+/* Placeholder: being written (issue 3). */
+typedef int weft__placeholder_channel;

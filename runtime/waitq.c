@@ -1,0 +1,133 @@
+/* Wait queues.
+ *
+ * Problem: a primitive must let a task wait for a hand-off (a lock, a
+ * permit, a channel item) such that a wait ends in exactly one of two ways:
+ * it was granted the thing, or it was cancelled and took nothing - even
+ * when the grant and the cancellation happen at the same moment on two
+ * other threads.
+ *
+ * Approach: the waker decides, under the primitive's lock.  A waiter is a
+ * node on its own stack, queued under the lock.  A waker removes the
+ * node, transfers the thing into it (n->data, or the primitive's state) and
+ * sets `granted`, all under the lock, then wakes the task's park
+ * generation.  A cancellation only wakes the task (weft__task_wake_cancel
+ * from the scope tree, without the primitive's lock).  The woken waiter
+ * re-takes the lock and reads `granted`: if set it succeeded, whatever
+ * woke it; if not and its scope is cancelled, it removes its node and
+ * returns -ECANCELED, and since nobody can grant a node that is no longer
+ * queued, nothing was transferred.  Any other wake-up (none is expected)
+ * parks again with a new generation.
+ *
+ * Lost wake-ups: the waiter stores its new park generation in the node
+ * and calls weft__park_prepare *before* releasing the lock; a waker reads
+ * the generation under the lock, so it always wakes the current park.
+ * Cancellation uses the same prepare-then-check order as every park
+ * (task.c): the prepare store and the canceller's eff_cancelled store are
+ * both seq_cst, so either the waiter sees the cancel before parking or the
+ * canceller sees the park word and wakes it.
+ *
+ * Lifetime: after `granted` is set and the lock released, the waiter may
+ * return and its node disappear, and its task may finish.  So the waker
+ * never touches the node after unlocking, and wakes with
+ * weft__task_wake_deferred under the lock: a task it must make runnable
+ * cannot run (nor be freed) until the waker readies it from the wake list.
+ */
+#include <errno.h>
+
+#include "cancel.h"
+#include "task.h"
+#include "waitq.h"
+#include "worker.h"
+
+int weft__wait_begin(struct weft_task **self)
+{
+	struct weft_task *t = weft__task_current();
+	*self = t;
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	weft__task_link_root(t);
+	struct weft_scope *s = atomic_load_explicit(&t->cur_scope,
+		memory_order_relaxed);
+	if (!weft__scope_is_cancelled(s))
+		return 0;
+	weft__scope_note_observed(s->origin);
+	return -ECANCELED;
+}
+
+static void waitq_push(weft__waitq_t *q, struct weft__wait_node *n)
+{
+	n->next = NULL;
+	n->prev = q->tail;
+	if (q->tail)
+		q->tail->next = n;
+	else
+		q->head = n;
+	q->tail = n;
+	q->len++;
+}
+
+void weft__waitq_remove(weft__waitq_t *q, struct weft__wait_node *n)
+{
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		q->head = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+	else
+		q->tail = n->prev;
+	n->next = n->prev = NULL;
+	q->len--;
+}
+
+int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
+	struct weft__wait_node *n, struct weft_task *self)
+{
+	struct weft_scope *s = atomic_load_explicit(&self->cur_scope,
+		memory_order_relaxed);
+	n->task = self;
+	n->granted = false;
+	waitq_push(q, n);
+	for (;;) {
+		n->gen = weft__park_prepare(self, true);
+		/* seq_cst load after the seq_cst prepare: see the essay. */
+		if (weft__scope_is_cancelled(s))
+			break;
+		weft__spin_unlock(lock);
+		weft__park_commit(self);
+		weft__spin_lock(lock);
+		if (n->granted)
+			return 0;
+	}
+	weft__waitq_remove(q, n);
+	weft__scope_note_observed(s->origin);
+	return -ECANCELED;
+}
+
+void weft__waitq_grant(weft__waitq_t *q, struct weft__wait_node *n,
+	weft__wakelist_t *wl)
+{
+	weft__waitq_remove(q, n);
+	n->granted = true;
+	struct weft_task *t = n->task;
+	if (!weft__task_wake_deferred(t, n->gen))
+		return;
+	/* t is parked and ours to ready: its run-queue link is free. */
+	t->next = NULL;
+	if (wl->tail)
+		wl->tail->next = t;
+	else
+		wl->head = t;
+	wl->tail = t;
+}
+
+void weft__wakelist_flush(weft__wakelist_t *wl)
+{
+	struct weft_task *t = wl->head;
+	wl->head = wl->tail = NULL;
+	while (t) {
+		struct weft_task *next = t->next;
+		weft__sched_ready(t);
+		t = next;
+	}
+}

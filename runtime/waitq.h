@@ -1,0 +1,84 @@
+/* Wait queues: the one way a primitive (event, lock, semaphore, channel,
+ * ...) parks a task until another task hands it something, with "a
+ * cancelled wait took nothing" built in (see waitq.c for the protocol).
+ *
+ * A wait queue has no lock of its own: it is protected by the lock of the
+ * primitive that embeds it, which also guards the primitive's state, so a
+ * waiter's check-then-enqueue and a waker's update-then-grant are atomic
+ * with respect to each other. */
+#ifndef WEFT_RUNTIME_WAITQ_H
+#define WEFT_RUNTIME_WAITQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spin.h"
+
+struct weft_task;
+
+/* One waiting task; lives on the waiter's stack for the whole wait.  All
+ * fields are read and written under the primitive's lock. */
+struct weft__wait_node {
+	struct weft__wait_node *next, *prev;
+	struct weft_task *task;
+	uint64_t gen;          /* generation of the waiter's current park */
+	bool granted;          /* set by the waker: the wait succeeded */
+	/* For the primitive: what the waiter wants or was given (a channel
+	 * item buffer, a semaphore count, a borrower token...). */
+	void *data;
+	uintptr_t aux;
+};
+
+/* FIFO of wait nodes.  Zero-initialised is empty (set `what` too). */
+typedef struct weft__waitq {
+	struct weft__wait_node *head, *tail;
+	size_t len;
+	/* What a task parked here waits for ("lock", "channel receive"...),
+	 * a static string set by the primitive at init, for introspection. */
+	const char *what;
+} weft__waitq_t;
+
+/* Tasks a waker made runnable under a lock, readied after unlocking (so
+ * that no scheduler work or futex wake happens inside the critical
+ * section).  Zero-initialised is empty. */
+typedef struct weft__wakelist {
+	struct weft_task *head, *tail;
+} weft__wakelist_t;
+
+/* Before taking the primitive's lock to wait: returns -ECANCELED (and
+ * records the observation) if the calling task is cancelled, WEFT_ENOTFIBER
+ * from a plain thread, else 0 with *self set.  Links the task's root scope
+ * so that a cancellation can reach the wait.  Thread: any. */
+int weft__wait_begin(struct weft_task **self);
+
+/* Enqueues n for self at the tail of q and parks until a waker grants it
+ * (returns 0) or self's scope is cancelled first (n is removed, the
+ * observation recorded, returns -ECANCELED).  `lock` is held on entry and
+ * on return, released while parked.  n->data and n->aux are the caller's;
+ * the rest is set here.  Thread: the fiber self, after weft__wait_begin. */
+int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
+	struct weft__wait_node *n, struct weft_task *self);
+
+/* Oldest waiter of q, or NULL.  Lock held. */
+static inline struct weft__wait_node *weft__waitq_first(weft__waitq_t *q)
+{
+	return q->head;
+}
+
+/* Removes n from q (lock held).  For a waker that skips or a waiter that
+ * leaves; weft__waitq_grant and weft__waitq_wait already remove. */
+void weft__waitq_remove(weft__waitq_t *q, struct weft__wait_node *n);
+
+/* Removes n from q, marks it granted and wakes its task: the wait returns
+ * 0 even if a cancellation woke the task first (cancel-atomicity: the
+ * waiter then got what it waited for).  The task is appended to wl if
+ * the caller must make it runnable; do that with weft__wakelist_flush
+ * after releasing the lock.  Lock held.  Any thread. */
+void weft__waitq_grant(weft__waitq_t *q, struct weft__wait_node *n,
+	weft__wakelist_t *wl);
+
+/* Makes every task of wl runnable, in grant order.  Lock NOT held. */
+void weft__wakelist_flush(weft__wakelist_t *wl);
+
+#endif
