@@ -38,8 +38,10 @@
  *      is missed.  Wakes may be spurious; every cancellable park loops.
  *   4. A scope's `task` is non-NULL only while the task is inside it; a
  *      canceller that reads it under the scope's lock may wake that task.
- *   5. A heap scope is freed when its last reference (user, queued timer
- *      request, timer wheel) is dropped.
+ *   5. A timed scope (user or sleep) is released when its last reference
+ *      (user or owner, queued timer request, timer wheel) is dropped: a
+ *      user scope is freed, the owner of a sleep scope (on its stack) is
+ *      woken to leave the frame.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -67,9 +69,12 @@ void weft__scope_init(struct weft_scope *s, enum weft__scope_kind kind,
 	atomic_init(&s->eff_cancelled, false);
 	atomic_init(&s->observed, false);
 	atomic_init(&s->deadline, WEFT_FOREVER);
-	atomic_init(&s->timer_deadline, WEFT_FOREVER);
-	atomic_init(&s->refs, 1);
-	atomic_init(&s->timer_queued, 0);
+	if (kind == WEFT__SCOPE_USER || kind == WEFT__SCOPE_STACK) {
+		struct weft__timed_scope *ts = weft__timed(s);
+		atomic_init(&ts->timer_deadline, WEFT_FOREVER);
+		atomic_init(&ts->refs, 1);
+		atomic_init(&ts->timer_queued, 0);
+	}
 }
 
 /* Marks s (locked by the caller) and its unshielded subtree. */
@@ -163,22 +168,59 @@ void weft__scope_reparent(struct weft_scope *s, struct weft_scope *new_parent)
 	weft__scope_link(s, new_parent, t);
 }
 
+/* Longest reason text kept: what fits the public weft_cancel_reason_t. */
+#define REASON_MAX (sizeof ((weft_cancel_reason_t *)0)->text - 1)
+
 void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
-	const char *text, uint64_t by_task)
+	const char *text, bool text_static, uint64_t by_task)
 {
+	/* Copy a caller's text outside the lock.  Out of memory, the
+	 * cancellation still happens, with a text that says what was lost. */
+	char *copy = NULL;
+	if (text == NULL) {
+		text = "cancelled";
+	} else if (!text_static) {
+		size_t n = strnlen(text, REASON_MAX);
+		copy = weft__alloc(n + 1);
+		if (copy) {
+			memcpy(copy, text, n);
+			copy[n] = '\0';
+		}
+		text = copy ? copy : "cancelled (reason text lost: out of memory)";
+	}
 	weft__spin_lock(&s->lock);
 	if (!atomic_load_explicit(&s->cancel_called, memory_order_relaxed)) {
 		s->reason.origin = origin;
 		s->reason.scope_id = s->id;
 		s->reason.task_id = by_task;
-		snprintf(s->reason.text, sizeof s->reason.text, "%s",
-			text ? text : "cancelled");
+		s->reason.text = text;
+		s->reason.text_owned = copy != NULL;
+		copy = NULL;
 		/* release: the reason is complete before the flag. */
 		atomic_store_explicit(&s->cancel_called, true,
 			memory_order_release);
 	}
 	scope_propagate_locked(s, s);
 	weft__spin_unlock(&s->lock);
+	weft__free(copy);  /* cancelled already: the first reason stays */
+}
+
+void weft__scope_fini(struct weft_scope *s)
+{
+	if (atomic_load_explicit(&s->cancel_called, memory_order_acquire) &&
+		s->reason.text_owned) {
+		weft__free((char *)s->reason.text);
+		s->reason.text_owned = false;
+	}
+}
+
+void weft__reason_export(const struct weft__reason *r,
+	weft_cancel_reason_t *out)
+{
+	out->origin = r->origin;
+	out->scope_id = r->scope_id;
+	out->task_id = r->task_id;
+	snprintf(out->text, sizeof out->text, "%s", r->text);
 }
 
 bool weft__scope_is_cancelled(const struct weft_scope *s)
@@ -215,26 +257,39 @@ void weft__scope_pop(struct weft_task *t, struct weft_scope *s)
 void weft__scope_unref(struct weft_scope *s)
 {
 	/* acq_rel: the last dropper sees all writes made under other refs. */
-	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+	struct weft__timed_scope *ts = weft__timed(s);
+	if (atomic_fetch_sub_explicit(&ts->refs, 1, memory_order_acq_rel) == 1) {
+		if (s->kind == WEFT__SCOPE_STACK) {
+			/* The owner dropped its reference first and is parked
+			 * (or parking) until this wake; it cannot leave the
+			 * frame holding ss before, so reading ss is safe. */
+			struct weft__stack_scope *ss = WEFT__CONTAINER_OF(ts,
+				struct weft__stack_scope, ts);
+			weft__task_wake(ss->waiter, ss->gen);
+			return;
+		}
+		weft__scope_fini(s);
 		weft__census_add(WEFT__CENSUS_SCOPE, -1);
-		weft__free(s);
+		weft__free(ts);
 	}
 }
 
 void weft__scope_deadline_fired(struct weft_scope *s)
 {
-	weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, "deadline exceeded", 0);
+	weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, "deadline exceeded", true,
+		0);
 }
 
 /* Arms or disarms the timer for s according to timer_deadline. */
 static void scope_timer_set(struct weft_scope *s, int64_t when)
 {
+	struct weft__timed_scope *ts = weft__timed(s);
 	/* seq_cst: ordered before the seq_cst CAS of timer_queued in
 	 * weft__io_timer_update (see io_apply). */
-	int64_t old = atomic_exchange_explicit(&s->timer_deadline, when,
+	int64_t old = atomic_exchange_explicit(&ts->timer_deadline, when,
 		memory_order_seq_cst);
-	if (old != when && s->rt != NULL)
-		weft__io_timer_update(s->rt, s);
+	if (old != when && ts->rt != NULL)
+		weft__io_timer_update(ts->rt, ts);
 }
 
 /* }======================================================= */
@@ -243,7 +298,7 @@ static void scope_timer_set(struct weft_scope *s, int64_t when)
 
 static int scope_enter(struct weft_task *t, struct weft_scope *s)
 {
-	s->rt = t->rt;
+	weft__timed(s)->rt = t->rt;
 	weft__scope_push(t, s);
 	int64_t d = atomic_load_explicit(&s->deadline, memory_order_relaxed);
 	if (d != WEFT_FOREVER) {
@@ -268,9 +323,10 @@ int weft_scope_create(weft_scope_t **out, int64_t deadline, unsigned flags)
 {
 	if (out == NULL || (flags & ~(WEFT_SCOPE_SHIELD | WEFT_SCOPE_FAIL)))
 		return -EINVAL;
-	struct weft_scope *s = weft__calloc(1, sizeof *s);
-	if (s == NULL)
+	struct weft__timed_scope *ts = weft__calloc(1, sizeof *ts);
+	if (ts == NULL)
 		return -ENOMEM;
+	struct weft_scope *s = &ts->s;
 	weft__scope_init(s, WEFT__SCOPE_USER, flags);
 	s->id = weft__next_id();
 	atomic_store_explicit(&s->deadline, deadline, memory_order_relaxed);
@@ -335,7 +391,8 @@ int weft_scope_cancel(weft_scope_t *s, const char *reason)
 	if (s == NULL)
 		return -EINVAL;
 	struct weft_task *t = weft__task_current();
-	weft__scope_cancel(s, WEFT_CANCEL_EXPLICIT, reason, t ? t->id : 0);
+	weft__scope_cancel(s, WEFT_CANCEL_EXPLICIT, reason, false,
+		t ? t->id : 0);
 	return 0;
 }
 
@@ -376,7 +433,7 @@ int weft_scope_reason(const weft_scope_t *s, weft_cancel_reason_t *out)
 		return -EINVAL;
 	memset(out, 0, sizeof *out);
 	if (atomic_load_explicit(&s->cancel_called, memory_order_acquire))
-		*out = s->reason;
+		weft__reason_export(&s->reason, out);
 	return 0;
 }
 
@@ -387,7 +444,10 @@ int weft_scope_open(weft_scope_t **out, int64_t deadline, unsigned flags)
 	struct weft_task *t = weft__task_current();
 	if (t == NULL)
 		return WEFT_ENOTFIBER;
-	return weft__scope_open_internal(t, out, deadline, flags);
+	int rc = weft_scope_create(out, deadline, flags);
+	if (rc < 0)
+		return rc;
+	return scope_enter(t, *out);
 }
 
 static int64_t scope_after(int64_t ns)
@@ -418,13 +478,14 @@ int weft_fail_after(weft_scope_t **out, int64_t ns)
 	return weft_scope_open(out, scope_after(ns), WEFT_SCOPE_FAIL);
 }
 
-int weft__scope_open_internal(struct weft_task *t, struct weft_scope **out,
-	int64_t deadline, unsigned flags)
+void weft__stack_scope_enter(struct weft_task *t, struct weft__stack_scope *ss,
+	int64_t deadline)
 {
-	int rc = weft_scope_create(out, deadline, flags);
-	if (rc < 0)
-		return rc;
-	return scope_enter(t, *out);
+	memset(ss, 0, sizeof *ss);
+	weft__scope_init(&ss->ts.s, WEFT__SCOPE_STACK, 0);
+	atomic_store_explicit(&ss->ts.s.deadline, deadline,
+		memory_order_relaxed);
+	scope_enter(t, &ss->ts.s);
 }
 
 void weft__scope_force_exit(struct weft_task *t, struct weft_scope *s)
@@ -432,11 +493,21 @@ void weft__scope_force_exit(struct weft_task *t, struct weft_scope *s)
 	scope_exit(t, s);
 }
 
-bool weft__scope_close_internal(struct weft_task *t, struct weft_scope *s)
+bool weft__stack_scope_exit(struct weft_task *t, struct weft__stack_scope *ss)
 {
-	scope_exit(t, s);
-	bool caught = s->caught;
-	weft__scope_unref(s);
+	scope_exit(t, &ss->ts.s);
+	bool caught = ss->ts.s.caught;
+	/* Unlinked: no canceller reaches ss any more.  The I/O thread may
+	 * still hold a request or wheel reference; if so, its last unref
+	 * wakes this park (weft__scope_unref).  The park is not cancellable
+	 * and nobody else knows its generation, so only that wake ends it. */
+	ss->waiter = t;
+	ss->gen = weft__park_prepare(t, false);
+	/* acq_rel, as in weft__scope_unref: the release publishes waiter and
+	 * gen to the last dropper. */
+	if (atomic_fetch_sub_explicit(&ss->ts.refs, 1,
+		memory_order_acq_rel) != 1)
+		weft__park_commit(t);
 	return caught;
 }
 
@@ -526,7 +597,7 @@ int weft_cancel_reason(weft_cancel_reason_t *out)
 		return 0;
 	struct weft_scope *o = s->origin;
 	weft__spin_lock(&o->lock);
-	*out = o->reason;
+	weft__reason_export(&o->reason, out);
 	weft__spin_unlock(&o->lock);
 	return 0;
 }
@@ -547,18 +618,18 @@ int weft_sleep_until(int64_t deadline)
 		weft__sched_switch_out(t, WEFT__POST_YIELD);
 		return cancel_check(t);
 	}
-	struct weft_scope *s;
-	rc = weft__scope_open_internal(t, &s, deadline, 0);
-	if (rc < 0)
-		return rc;
+	/* The deadline is a private scope in this frame: a parked sleeper
+	 * costs no heap memory beyond its task record (benchmark B7). */
+	struct weft__stack_scope ss;
+	weft__stack_scope_enter(t, &ss, deadline);
 	for (;;) {
 		weft__park_prepare(t, true);
-		if (weft__scope_is_cancelled(s))
+		if (weft__scope_is_cancelled(&ss.ts.s))
 			break;
 		weft__park_commit(t);
 	}
-	weft__scope_note_observed(s->origin);
-	weft__scope_close_internal(t, s);
+	weft__scope_note_observed(ss.ts.s.origin);
+	weft__stack_scope_exit(t, &ss);
 	return cancel_check(t);
 }
 

@@ -102,7 +102,7 @@ static void group_first_failure(struct weft_group *g, uint64_t by)
 	/* acq_rel exchange: exactly one failure cancels the group. */
 	if (!atomic_exchange_explicit(&g->failed, true, memory_order_acq_rel))
 		weft__scope_cancel(&g->scope, WEFT_CANCEL_GROUP_FAILURE,
-			"a task of the group failed", by);
+			"a task of the group failed", true, by);
 }
 
 void weft__group_child_failed(struct weft_group *g, struct weft_task *t)
@@ -130,7 +130,6 @@ int weft_group_open(weft_group_t **out)
 	memset(g, 0, WEFT__GROUP_CLEAR);
 	weft__scope_init(&g->scope, WEFT__SCOPE_GROUP, 0);
 	g->scope.id = weft__next_id();
-	g->scope.rt = t->rt;
 	atomic_init(&g->word, 0);
 	atomic_init(&g->failed, false);
 	atomic_init(&g->refs, 1);
@@ -272,6 +271,7 @@ static void group_unref(struct weft_group *g)
 	if (atomic_load_explicit(&g->refs, memory_order_acquire) != 1 &&
 		atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	weft__scope_fini(&g->scope);
 	weft__census_add(WEFT__CENSUS_GROUP, -1);
 	weft__cache_put(WEFT__CACHE_GROUP, g);
 }
@@ -355,7 +355,7 @@ int weft_group_cancel(weft_group_t *g, const char *reason)
 	if (g == NULL)
 		return -EINVAL;
 	struct weft_task *t = weft__task_current();
-	weft__scope_cancel(&g->scope, WEFT_CANCEL_EXPLICIT, reason,
+	weft__scope_cancel(&g->scope, WEFT_CANCEL_EXPLICIT, reason, false,
 		t ? t->id : 0);
 	return 0;
 }
@@ -400,7 +400,7 @@ int weft__group_reap_unjoined(struct weft_task *t)
 				t->name, g->open_site);
 #endif
 			weft__scope_cancel(&g->scope, WEFT_CANCEL_EXPLICIT,
-				"group left without join", t->id);
+				"group left without join", true, t->id);
 			weft_error_t *e = NULL;
 			if (group_join(t, g, &e) == WEFT_ECHILD_FAILED) {
 				/* Keep the children's failures: they nest

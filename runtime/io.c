@@ -63,12 +63,14 @@ static void io_rearm(weft__io_t *io)
 static void io_fire(struct weft__tnode *n, void *arg)
 {
 	(void)arg;
-	struct weft_scope *s = WEFT__CONTAINER_OF(n, struct weft_scope, tnode);
+	struct weft__timed_scope *ts = WEFT__CONTAINER_OF(n,
+		struct weft__timed_scope, tnode);
+	struct weft_scope *s = &ts->s;
 	/* Disarmed by firing: if nobody moved the deadline meanwhile, the
 	 * scope's exit need not post another request.  seq_cst: pairs with
 	 * scope_timer_set's exchange. */
 	int64_t when = n->when;
-	atomic_compare_exchange_strong_explicit(&s->timer_deadline, &when,
+	atomic_compare_exchange_strong_explicit(&ts->timer_deadline, &when,
 		WEFT_FOREVER, memory_order_seq_cst, memory_order_relaxed);
 	weft__scope_deadline_fired(s);
 	weft__scope_unref(s);  /* the wheel's reference */
@@ -85,7 +87,7 @@ static void io_expire(weft__io_t *io)
 }
 
 /* Applies one update request for s (this thread). */
-static void io_apply(weft__io_t *io, struct weft_scope *s)
+static void io_apply(weft__io_t *io, struct weft__timed_scope *s)
 {
 	/* seq_cst store then seq_cst load: pairs with the updater's store of
 	 * timer_deadline then CAS of timer_queued, so an update that found
@@ -96,7 +98,7 @@ static void io_apply(weft__io_t *io, struct weft_scope *s)
 	if (s->tnode.armed) {
 		weft__wheel_remove(&io->wheel, &s->tnode);
 		if (d == WEFT_FOREVER)
-			weft__scope_unref(s);  /* the wheel's reference */
+			weft__scope_unref(&s->s);  /* the wheel's reference */
 		else
 			weft__wheel_insert(&io->wheel, &s->tnode, d);
 	} else if (d != WEFT_FOREVER) {
@@ -104,25 +106,25 @@ static void io_apply(weft__io_t *io, struct weft_scope *s)
 		weft__wheel_insert(&io->wheel, &s->tnode, d);
 		atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 	}
-	weft__scope_unref(s);  /* the request's reference */
+	weft__scope_unref(&s->s);  /* the request's reference */
 }
 
 static void io_drain_requests(weft__io_t *io)
 {
 	/* acquire: pairs with the release CAS of the posters; we see each
 	 * request's fields. */
-	struct weft_scope *list = atomic_exchange_explicit(&io->requests, NULL,
-		memory_order_acquire);
+	struct weft__timed_scope *list = atomic_exchange_explicit(
+		&io->requests, NULL, memory_order_acquire);
 	/* The stack is LIFO; reverse it so requests apply in order. */
-	struct weft_scope *fifo = NULL;
+	struct weft__timed_scope *fifo = NULL;
 	while (list) {
-		struct weft_scope *next = list->timer_next;
+		struct weft__timed_scope *next = list->timer_next;
 		list->timer_next = fifo;
 		fifo = list;
 		list = next;
 	}
 	while (fifo) {
-		struct weft_scope *next = fifo->timer_next;
+		struct weft__timed_scope *next = fifo->timer_next;
 		io_apply(io, fifo);
 		fifo = next;
 	}
@@ -195,11 +197,12 @@ static void io_disarm_all(weft__io_t *io)
 	for (int l = 0; l < WEFT__WHEEL_LEVELS; l++)
 		for (int k = 0; k < WEFT__WHEEL_SLOTS; k++)
 			while (io->wheel.slots[l][k]) {
-				struct weft_scope *s = WEFT__CONTAINER_OF(
+				struct weft__timed_scope *s =
+					WEFT__CONTAINER_OF(
 					io->wheel.slots[l][k],
-					struct weft_scope, tnode);
+					struct weft__timed_scope, tnode);
 				weft__wheel_remove(&io->wheel, &s->tnode);
-				weft__scope_unref(s);
+				weft__scope_unref(&s->s);
 			}
 }
 
@@ -224,7 +227,8 @@ void weft__io_stop(struct weft_runtime *rt)
 	io->started = false;
 }
 
-void weft__io_timer_update(struct weft_runtime *rt, struct weft_scope *s)
+void weft__io_timer_update(struct weft_runtime *rt,
+	struct weft__timed_scope *s)
 {
 	weft__io_t *io = &rt->io;
 	int zero = 0;
@@ -233,7 +237,7 @@ void weft__io_timer_update(struct weft_runtime *rt, struct weft_scope *s)
 		1, memory_order_seq_cst, memory_order_relaxed))
 		return;  /* queued already; the I/O thread reads the latest */
 	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
-	struct weft_scope *head = atomic_load_explicit(&io->requests,
+	struct weft__timed_scope *head = atomic_load_explicit(&io->requests,
 		memory_order_relaxed);
 	do {
 		s->timer_next = head;

@@ -11,7 +11,7 @@
 
 #include "timer.h"
 
-struct weft_scope;
+struct weft__timed_scope;
 struct weft_runtime;
 
 typedef struct weft__io {
@@ -22,7 +22,7 @@ typedef struct weft__io {
 	/* Treiber stack of scopes whose timer needs updating; pushed by any
 	 * thread (release CAS), taken whole by the I/O thread (acquire
 	 * exchange). */
-	_Atomic(struct weft_scope *) requests;
+	_Atomic(struct weft__timed_scope *) requests;
 	atomic_bool stop;          /* set before the final uv_async_send */
 	weft__wheel_t wheel;       /* I/O thread only: scope deadlines */
 	bool started;
@@ -33,6 +33,7 @@ int weft__io_start(struct weft_runtime *rt);
 void weft__io_stop(struct weft_runtime *rt);
 /* Ask the I/O thread to make s's timer match s->deadline.  Any thread.
  * Takes a reference on s while the request is queued. */
-void weft__io_timer_update(struct weft_runtime *rt, struct weft_scope *s);
+void weft__io_timer_update(struct weft_runtime *rt,
+	struct weft__timed_scope *s);
 
 #endif

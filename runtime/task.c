@@ -106,7 +106,6 @@ int weft__task_create(struct weft_runtime *rt, const char *name, weft_fn fn,
 	t->name[n] = '\0';
 	weft__scope_init(&t->root_scope, WEFT__SCOPE_TASK, 0);
 	t->root_scope.id = t->id;
-	t->root_scope.rt = rt;
 	atomic_init(&t->cur_scope, &t->root_scope);
 	weft__census_add(WEFT__CENSUS_TASK, 1);
 	*out = t;
@@ -124,6 +123,7 @@ void weft__task_unref(struct weft_task *t)
 		return;
 	weft__free(t->fail_msg);
 	weft_error_free(t->fail_group);
+	weft__scope_fini(&t->root_scope);
 	weft__census_add(WEFT__CENSUS_TASK, -1);
 	weft__cache_put(WEFT__CACHE_TASK, t);
 }
@@ -418,7 +418,8 @@ int weft__task_start(struct weft_task *self, struct weft_group *g,
 			&expected, START_ABANDONED, memory_order_seq_cst,
 			memory_order_seq_cst)) {
 			weft__scope_cancel(&t->root_scope, WEFT_CANCEL_START,
-				"the start() caller was cancelled", self->id);
+				"the start() caller was cancelled", true,
+				self->id);
 			s = start_wait(self, &st, false);
 			WEFT_ASSERT(s == START_ENDED, "start handshake");
 			struct weft_scope *cur = atomic_load_explicit(
@@ -566,7 +567,8 @@ int weft_task_cancel(weft_task_t *h)
 		return 0;
 	struct weft_task *self = weft__task_current();
 	weft__scope_cancel(&h->root_scope, WEFT_CANCEL_TASK,
-		"task cancelled through its handle", self ? self->id : 0);
+		"task cancelled through its handle", true,
+		self ? self->id : 0);
 	return 0;
 }
 

@@ -26,12 +26,13 @@ struct weft__waiter;
 #define WEFT__PARK_GEN_SHIFT 3
 
 struct weft_task {
-	/* Hot scheduling fields first. */
+	/* Hot scheduling fields first; small fields are grouped below so the
+	 * record has no padding holes (its size is most of what a parked
+	 * task costs beside its stack page: benchmark B7). */
 	/* NULL until first run.  A child run inline by its joining parent
 	 * (weft__sched_help_join) borrows the parent's stack: stack_borrowed
 	 * is then set and the record never owns it. */
 	struct weft__stack *stack;
-	bool stack_borrowed;
 	struct weft_task *next;         /* run-queue / inject link */
 	struct weft_runtime *rt;
 	weft_fn fn;
@@ -41,36 +42,38 @@ struct weft_task {
 	 * (relaxed atomic so diagnostics from other threads are race-free). */
 	_Atomic(struct weft_scope *) cur_scope;
 	struct weft_group *group;       /* joins this task; NULL for a root */
+	bool stack_borrowed;
 	/* Whether root_scope is on its parent's children list.  A spawned
 	 * child's is linked lazily, by the task itself, before its first
 	 * cancellation-sensitive operation (weft__task_link_root): a task
 	 * that never checkpoints (an empty or pure-compute task) then never
 	 * touches its group scope's lock.  Owner task only. */
 	bool root_linked;
+	bool fail_collateral;           /* failed while already cancelled */
+	bool started_called;
 	/* Outcome: written by the task before it publishes its end with the
-	 * release store of `state`; readers acquire `state` first. */
+	 * release store of `state`; readers acquire `state` first.  The
+	 * outcome fields are rc, result, fail_*. */
 	atomic_int state;               /* weft_task_state_t */
 	int rc;
+	unsigned spawn_flags;
+	atomic_int refs;                /* run ref + handles */
+	/* Tasks parked in weft_task_wait: modified under waiters_lock; the
+	 * head is also read lock-free by the finishing task (seq_cst, see
+	 * weft__task_finish). */
+	weft__spin_t waiters_lock;
+	_Atomic(struct weft__waiter *) waiters;
 	void *result;
 	char *fail_msg;                 /* weft__alloc'd, or NULL */
 	struct weft_error *fail_group;  /* nested error group, or NULL */
-	bool fail_collateral;           /* failed while already cancelled */
 	uint64_t fail_seq;              /* logical time of the failure */
-	unsigned spawn_flags;
 	/* start()/started() handshake; NULL when spawned or once started. */
 	struct weft__start *start;
 	/* As a weft_group_start caller: the generation of the park waiting
 	 * for the child (seq_cst; read by the child after it published
 	 * STARTED/ENDED, when the handshake record may already be gone). */
 	_Atomic uint64_t start_wait_gen;
-	bool started_called;
 	void *start_value;
-	/* Tasks parked in weft_task_wait: modified under waiters_lock; the
-	 * head is also read lock-free by the finishing task (seq_cst, see
-	 * weft__task_finish). */
-	weft__spin_t waiters_lock;
-	_Atomic(struct weft__waiter *) waiters;
-	atomic_int refs;                /* run ref + handles */
 	uint64_t id;
 	/* External thread blocked in weft_runtime_run on this root task. */
 	atomic_uint *root_done;
