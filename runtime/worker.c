@@ -318,6 +318,23 @@ static uint64_t worker_rand(weft__worker_t *w)
 	return x * UINT64_C(2685821657736338717);
 }
 
+/* Puts t (a yielding task, or a run-next task over its cap) at the fair
+ * end of w's deque; w takes the oldest task next.  The task behind which t
+ * now waits may run for long without yielding, so t must be stealable by
+ * a worker that went to sleep: if one sleeps, notify.  Only then is the
+ * idle notification's fence paid, not on every yield (B6).  A worker that
+ * goes to sleep concurrently, between its last look at the deques and
+ * this relaxed read, is missed only if the read precedes the push's
+ * visibility; w's next requeue or spawn notifies it. */
+static void worker_requeue(weft__worker_t *w, struct weft_task *t)
+{
+	if (weft__deque_push(&w->deque, t) < 0)
+		weft__inject_push(&w->rt->inject, t);
+	w->take_oldest = true;
+	if (atomic_load_explicit(&w->rt->idle.nsleeping, memory_order_relaxed))
+		weft__idle_notify(w->rt);
+}
+
 /* Most tasks one steal moves beside the one it returns. */
 #define WORKER_STEAL_BATCH 128
 
@@ -395,9 +412,7 @@ static struct weft_task *worker_next(weft__worker_t *w)
 		}
 		/* Cap reached: queue it behind the others. */
 		w->runnext_streak = 0;
-		if (weft__deque_push(&w->deque, t) < 0)
-			weft__inject_push(&w->rt->inject, t);
-		w->take_oldest = true;
+		worker_requeue(w, t);
 	}
 	w->runnext_streak = 0;
 	if (w->take_oldest) {
@@ -458,9 +473,7 @@ static void worker_after_switch(weft__worker_t *w)
 		break;
 	}
 	case WEFT__POST_YIELD:
-		if (weft__deque_push(&w->deque, t) < 0)
-			weft__inject_push(&w->rt->inject, t);
-		w->take_oldest = true;
+		worker_requeue(w, t);
 		break;
 	case WEFT__POST_EXIT:
 		weft__census_add(WEFT__CENSUS_FIBER, -1);
