@@ -39,6 +39,7 @@
 #include "alloc.h"
 #include "errors.h"
 #include "group.h"
+#include "local.h"
 #include "rt.h"
 #include "task.h"
 #include "worker.h"
@@ -160,10 +161,13 @@ static int group_new_child(struct weft_group *g, weft_fn fn, void *arg,
 	if ((flags & WEFT_SPAWN_UNLESS_CANCELLED) &&
 		weft__scope_is_cancelled(&g->scope))
 		return -ECANCELED;
-	if (opts && opts->name)
+	bool literal = false;
+	if (opts && opts->name) {
 		name = opts->name;
+		literal = (flags & WEFT__SPAWN_LITERAL_NAME) != 0;
+	}
 	struct weft_task *t;
-	int rc = weft__task_create(g->rt, name, fn, arg, &t);
+	int rc = weft__task_create_lit(g->rt, name, literal, fn, arg, &t);
 	if (rc < 0)
 		return rc;
 	rc = group_add(g);
@@ -173,6 +177,19 @@ static int group_new_child(struct weft_group *g, weft_fn fn, void *arg,
 	}
 	t->group = g;
 	t->spawn_flags = flags;
+	/* Issue 3: introspection (relaxed: see insp_id) and the task-local
+	 * context, a snapshot of the spawning task's (rule 36), not the
+	 * owner's: no copy, at most one reference increment. */
+	atomic_store_explicit(&t->insp_group_id, g->scope.id,
+		memory_order_relaxed);
+	struct weft_context *ctx = self->ctx;
+	if (__builtin_expect(opts != NULL && (opts->context != NULL ||
+		(flags & WEFT_SPAWN_EMPTY_CONTEXT)), 0))
+		ctx = (flags & WEFT_SPAWN_EMPTY_CONTEXT) ? NULL :
+			weft__context_norm(opts->context);
+	if (ctx)
+		weft__context_ref(ctx);
+	t->ctx = ctx;
 	if (opts && opts->handle) {
 		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 		*opts->handle = t;
@@ -199,6 +216,14 @@ int weft_group_spawn_named(weft_group_t *g, const char *name, weft_fn fn,
 	void *arg)
 {
 	weft_spawn_opts_t o = { .name = name };
+	return weft_group_spawn_opts(g, fn, arg, &o);
+}
+
+int weft_group_spawn_literal(weft_group_t *g, const char *name, weft_fn fn,
+	void *arg)
+{
+	weft_spawn_opts_t o = { .name = name,
+		.flags = name ? WEFT__SPAWN_LITERAL_NAME : 0 };
 	return weft_group_spawn_opts(g, fn, arg, &o);
 }
 
@@ -257,7 +282,7 @@ static void group_wait_closed(struct weft_task *self, struct weft_group *g)
 			memory_order_acquire))
 			return;
 	}
-	weft__park_commit(self);
+	weft__park_commit_on(self, "join");
 	WEFT_ASSERT(atomic_load_explicit(&g->word, memory_order_acquire) &
 		WEFT__GROUP_CLOSED, "group owner woken before close");
 }
@@ -295,8 +320,12 @@ static void group_finish(struct weft_group *g)
 static int group_join(struct weft_task *self, struct weft_group *g,
 	weft_error_t **err_out)
 {
+	/* Introspection: a joiner running its children inline is waiting
+	 * for the join too (relaxed; see insp_wait). */
+	atomic_store_explicit(&self->insp_wait, "join", memory_order_relaxed);
 	weft__sched_help_join(self, g);
 	group_wait_closed(self, g);
+	atomic_store_explicit(&self->insp_wait, NULL, memory_order_relaxed);
 	weft__scope_pop(self, &g->scope);
 	/* The join is a checkpoint of the scope outside the group. */
 	struct weft_scope *outer = atomic_load_explicit(&self->cur_scope,

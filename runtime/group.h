@@ -12,6 +12,10 @@
 struct weft_task;
 struct weft_error;
 
+/* Spawn flag set by weft_group_spawn_literal: opts->name is a string
+ * literal (see weft__task_create_lit).  Reserved in weft/group.h. */
+#define WEFT__SPAWN_LITERAL_NAME 0x80000000u
+
 /* Join word: live children + pending starts in the low bits, JOINING once
  * the owner called join, CLOSED once JOINING and the count reached 0. */
 #define WEFT__GROUP_COUNT_MASK ((UINT64_C(1) << 48) - 1)

@@ -10,8 +10,15 @@
 #include "io.h"
 #include "park.h"
 #include "stack.h"
+#include "task.h"
 #include "weft/runtime.h"
 #include "worker.h"
+
+/* A root task listed for dumps; lives in weft_runtime_run's frame. */
+struct weft__root_entry {
+	struct weft_task *task;
+	struct weft__root_entry *next;
+};
 
 struct weft_runtime {
 	weft_config_t cfg;
@@ -30,6 +37,13 @@ struct weft_runtime {
 	atomic_int running_roots;
 	/* Logical clock for error leaves (relaxed fetch_add). */
 	atomic_ullong error_seq;
+	/* issue 3: context and introspection */
+	struct weft__task_arena tasks;  /* type-stable task records */
+	/* Root tasks inside weft_runtime_run, under insp_lock; a dump holds
+	 * insp_lock while it walks their scope trees, so a root record
+	 * outlives the walk. */
+	pthread_mutex_t insp_lock;
+	struct weft__root_entry *roots;
 };
 
 /* Process-wide unique ids for tasks and scopes (relaxed counter: ids only

@@ -104,9 +104,15 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 	rc = weft__record_pool_init(&rt->records);
 	if (rc < 0)
 		goto fail_idle;
-	rc = weft__io_start(rt);
+	rc = weft__task_arena_init(&rt->tasks);
 	if (rc < 0)
 		goto fail_records;
+	rc = -pthread_mutex_init(&rt->insp_lock, NULL);
+	if (rc < 0)
+		goto fail_arena;
+	rc = weft__io_start(rt);
+	if (rc < 0)
+		goto fail_insp;
 	unsigned started = 0;
 	for (; started < rt->nworkers; started++) {
 		rc = weft__worker_start(rt, &rt->workers[started], started);
@@ -116,11 +122,15 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 	if (rc < 0) {
 		runtime_stop_workers(rt, started);
 		weft__io_stop(rt);
-		goto fail_records;
+		goto fail_insp;
 	}
 	weft__census_add(WEFT__CENSUS_RUNTIME, 1);
 	*out = rt;
 	return 0;
+fail_insp:
+	pthread_mutex_destroy(&rt->insp_lock);
+fail_arena:
+	weft__task_arena_fini(&rt->tasks);
 fail_records:
 	weft__record_pool_fini(&rt->records);
 fail_idle:
@@ -158,6 +168,9 @@ int weft_runtime_destroy(weft_runtime_t *rt)
 		return -EBUSY;
 	runtime_stop_workers(rt, rt->nworkers);
 	weft__io_stop(rt);
+	/* After the workers drained their record caches. */
+	weft__task_arena_fini(&rt->tasks);
+	pthread_mutex_destroy(&rt->insp_lock);
 	weft__record_pool_fini(&rt->records);
 	weft__idle_fini(&rt->idle);
 	weft__inject_fini(&rt->inject);
@@ -191,11 +204,25 @@ int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
 	atomic_fetch_add_explicit(&rt->running_roots, 1, memory_order_acq_rel);
 	weft__scope_link(&t->root_scope, NULL, t);
 	t->root_linked = true;
+	/* Listed for introspection dumps until it has ended (runtime_roots). */
+	struct weft__root_entry root = { t, NULL };
+	pthread_mutex_lock(&rt->insp_lock);
+	root.next = rt->roots;
+	rt->roots = &root;
+	pthread_mutex_unlock(&rt->insp_lock);
 	weft__inject_push(&rt->inject, t);
 	weft__idle_notify(rt);
 	/* acquire: pairs with the release store in weft__task_finish. */
 	while (atomic_load_explicit(&done, memory_order_acquire) == 0)
 		syscall(SYS_futex, &done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+	pthread_mutex_lock(&rt->insp_lock);
+	for (struct weft__root_entry **pp = &rt->roots; *pp;
+		pp = &(*pp)->next)
+		if (*pp == &root) {
+			*pp = root.next;
+			break;
+		}
+	pthread_mutex_unlock(&rt->insp_lock);
 	rc = t->rc;
 	if (atomic_load_explicit(&t->state, memory_order_acquire) ==
 		WEFT_TASK_FAILED && err_out) {

@@ -40,6 +40,7 @@
 #include "alloc.h"
 #include "errors.h"
 #include "group.h"
+#include "local.h"
 #include "rt.h"
 #include "stack.h"
 #include "task.h"
@@ -82,15 +83,183 @@ struct weft_task *weft__task_current(void)
 	return w ? w->current : NULL;
 }
 
+/* {------------------------------------------------------- task arena
+ *
+ * Task records never go back to malloc while their runtime lives (see
+ * struct weft__task_arena): the worker caches hold free records as
+ * before, but a record of another runtime, a record freed by a plain
+ * thread, and a full cache's overflow go to the arena instead of the
+ * shared record pool or weft__free, and an empty cache refills a batch
+ * from the arena.  The fast paths are the cache's own (owner-only list
+ * operations), plus one comparison of the runtime. */
+
+int weft__task_arena_init(struct weft__task_arena *a)
+{
+	int rc = pthread_mutex_init(&a->lock, NULL);
+	if (rc != 0)
+		return -rc;
+	a->free = NULL;
+	a->nfree = 0;
+	atomic_init(&a->all, NULL);
+	return 0;
+}
+
+void weft__task_arena_fini(struct weft__task_arena *a)
+{
+	while (a->free) {
+		void *next = *(void **)a->free;
+		weft__free(a->free);
+		a->free = next;
+	}
+	pthread_mutex_destroy(&a->lock);
+}
+
+/* Cache empty (or not a worker of rt): a batch of free records from the
+ * arena into the worker's cache, or a new record. */
+static struct weft_task *task_arena_get(struct weft_runtime *rt,
+	weft__worker_t *w)
+{
+	struct weft__task_arena *a = &rt->tasks;
+	pthread_mutex_lock(&a->lock);
+	struct weft_task *t = a->free;
+	if (t) {
+		a->free = *(void **)t;
+		a->nfree--;
+		/* Refill the cache (empty, or we are not rt's worker). */
+		for (unsigned i = 1; w && i < WEFT__CACHE_BATCH && a->free; i++) {
+			void *p = a->free;
+			a->free = *(void **)p;
+			a->nfree--;
+			*(void **)p = w->cache[WEFT__CACHE_TASK];
+			w->cache[WEFT__CACHE_TASK] = p;
+			w->cache_len[WEFT__CACHE_TASK]++;
+		}
+		pthread_mutex_unlock(&a->lock);
+		return t;
+	}
+	pthread_mutex_unlock(&a->lock);
+	t = weft__alloc(sizeof *t);
+	if (t == NULL)
+		return NULL;
+	/* A new record joins the list of all records.  Its issue-3 block is
+	 * written atomically from now on; insp_all_next is written once,
+	 * here, before the release store that publishes the record. */
+	atomic_init(&t->insp_id, 0);
+	atomic_init(&t->insp_wait, NULL);
+	atomic_init(&t->done_cbs, NULL);
+	t->name_lit = NULL;
+	t->insp_all_next = NULL;
+	pthread_mutex_lock(&a->lock);
+	t->insp_all_next = atomic_load_explicit(&a->all, memory_order_relaxed);
+	/* release: pairs with the acquire in a snapshot's scan. */
+	atomic_store_explicit(&a->all, t, memory_order_release);
+	pthread_mutex_unlock(&a->lock);
+	return t;
+}
+
+/* Slow path of task_arena_put: a plain thread, a worker of another
+ * runtime, or a full cache (then its newest WEFT__CACHE_BATCH records go
+ * to the arena with t). */
+__attribute__((noinline)) static void task_arena_put_slow(weft__worker_t *w,
+	struct weft_task *t)
+{
+	struct weft_runtime *rt = t->rt;
+	void *head = t, *tail = t;
+	size_t n = 1;
+	if (w != NULL && w->rt == rt) {
+		*(void **)t = w->cache[WEFT__CACHE_TASK];
+		for (; n < WEFT__CACHE_BATCH + 1; n++)
+			tail = *(void **)tail;
+		w->cache[WEFT__CACHE_TASK] = *(void **)tail;
+		w->cache_len[WEFT__CACHE_TASK] -= WEFT__CACHE_BATCH;
+	}
+	struct weft__task_arena *a = &rt->tasks;
+	pthread_mutex_lock(&a->lock);
+	*(void **)tail = a->free;
+	a->free = head;
+	a->nfree += n;
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* The record goes to the worker's cache if it is a worker of the record's
+ * runtime with room (weft__cache_put's fast path), else to the arena. */
+static inline void task_arena_put(struct weft_task *t)
+{
+	weft__worker_t *w = weft__worker_current();
+	if (__builtin_expect(w != NULL && w->rt == t->rt &&
+		w->cache_len[WEFT__CACHE_TASK] < WEFT__CACHE_MAX, 1)) {
+		*(void **)t = w->cache[WEFT__CACHE_TASK];
+		w->cache[WEFT__CACHE_TASK] = t;
+		w->cache_len[WEFT__CACHE_TASK]++;
+		return;
+	}
+	task_arena_put_slow(w, t);
+}
+
+/* Copies a task name with atomic stores: a snapshot may read the bytes
+ * of a record being recycled (it discards what it read then, see
+ * insp_id, but the accesses must not race).  Word stores, as many as the
+ * name needs: a byte loop cost ~70 instructions per spawn. */
+_Static_assert(offsetof(struct weft_task, name) % sizeof(uint64_t) == 0,
+	"task names are stored a word at a time");
+_Static_assert(WEFT__TASK_NAME_MAX % sizeof(uint64_t) == 0,
+	"task names are stored a word at a time");
+void weft__task_name_store(struct weft_task *t, const char *src)
+{
+	size_t n = strnlen(src, WEFT__TASK_NAME_MAX - 1);
+	uint64_t *dst = (uint64_t *)(void *)t->name;
+	size_t i = 0;
+	for (; (i + 1) * sizeof(uint64_t) <= n; i++) {
+		uint64_t x;
+		memcpy(&x, src + i * sizeof x, sizeof x);
+		__atomic_store_n(&dst[i], x, __ATOMIC_RELAXED);
+	}
+	/* The last word: the rest of the name, its NUL and zero padding. */
+	uint64_t x = 0;
+	for (size_t j = i * sizeof x; j < n; j++)
+		((unsigned char *)&x)[j % sizeof x] = (unsigned char)src[j];
+	__atomic_store_n(&dst[i], x, __ATOMIC_RELAXED);
+}
+
+/* }------------------------------------------------------- */
+
 int weft__task_create(struct weft_runtime *rt, const char *name, weft_fn fn,
 	void *arg, struct weft_task **out)
 {
-	struct weft_task *t = weft__cache_get(WEFT__CACHE_TASK);
-	if (t == NULL)
-		t = weft__alloc(sizeof *t);
-	if (t == NULL)
-		return -ENOMEM;
-	memset(t, 0, WEFT__TASK_CLEAR);
+	return weft__task_create_lit(rt, name, false, fn, arg, out);
+}
+
+int weft__task_create_lit(struct weft_runtime *rt, const char *name,
+	bool literal, weft_fn fn, void *arg, struct weft_task **out)
+{
+	/* The worker cache's fast path (weft__cache_get), for this runtime's
+	 * records only. */
+	weft__worker_t *w = weft__worker_current();
+	struct weft_task *t;
+	if (__builtin_expect(w != NULL && w->rt == rt &&
+		(t = w->cache[WEFT__CACHE_TASK]) != NULL, 1)) {
+		w->cache[WEFT__CACHE_TASK] = *(void **)t;
+		w->cache_len[WEFT__CACHE_TASK]--;
+	} else {
+		t = task_arena_get(rt, w != NULL && w->rt == rt ? w : NULL);
+		if (t == NULL)
+			return -ENOMEM;
+	}
+	/* release fence: orders the previous life's insp_id = 0 store before
+	 * the writes below (a scan that reads one of them then finds insp_id
+	 * changed; pairs with the scan's acquire fence).  A compiler barrier
+	 * on x86. */
+	WEFT__INSP_FENCE(memory_order_release);
+	/* Everything but the issue-3 block, which snapshots may read. */
+	memset(t, 0, WEFT__TASK_CLEAR_HEAD);
+	memset(&t->root_scope, 0, WEFT__SCOPE_CLEAR);
+	/* insp_wait and done_cbs are NULL at the end of every life (a park
+	 * clears insp_wait when it resumes, the finisher takes the
+	 * callbacks); task_arena_get initialises them in a new record. */
+	atomic_store_explicit(&t->insp_group_id, 0, memory_order_relaxed);
+	atomic_store_explicit(&t->insp_worker, w ? (int)w->index : -1,
+		memory_order_relaxed);
+	t->ctx = NULL;
 	t->rt = rt;
 	t->fn = fn;
 	t->arg = arg;
@@ -100,14 +269,25 @@ int weft__task_create(struct weft_runtime *rt, const char *name, weft_fn fn,
 	weft__spin_init(&t->waiters_lock);
 	t->id = weft__next_id();
 	/* Bounded copy; snprintf cost ~600 instructions per spawn. */
-	const char *src = name ? name : "task";
-	size_t n = strnlen(src, sizeof t->name - 1);
-	memcpy(t->name, src, n);
-	t->name[n] = '\0';
+	if (name == NULL) {
+		name = "task";
+		literal = true;
+	}
+	/* A literal the record already holds need not be copied again (fib
+	 * spawns the same function from the same site a million times). */
+	if (!literal || t->name_lit != name) {
+		weft__task_name_store(t, name);
+		t->name_lit = literal ? name : NULL;
+	}
 	weft__scope_init(&t->root_scope, WEFT__SCOPE_TASK, 0);
 	t->root_scope.id = t->id;
 	atomic_init(&t->cur_scope, &t->root_scope);
 	weft__census_add(WEFT__CENSUS_TASK, 1);
+	/* release: the record is live for snapshots, with its name and
+	 * insp_* fields (pairs with the acquire in inspect.c's scan).  The
+	 * previous life's insp_id = 0 store precedes every write above in
+	 * this thread's order, which is what the scan's re-check needs. */
+	atomic_store_explicit(&t->insp_id, t->id, memory_order_release);
 	*out = t;
 	return 0;
 }
@@ -125,7 +305,9 @@ void weft__task_unref(struct weft_task *t)
 	weft_error_free(t->fail_group);
 	weft__scope_fini(&t->root_scope);
 	weft__census_add(WEFT__CENSUS_TASK, -1);
-	weft__cache_put(WEFT__CACHE_TASK, t);
+	/* Not live (also for a record that never ran: a failed spawn). */
+	atomic_store_explicit(&t->insp_id, 0, memory_order_relaxed);
+	task_arena_put(t);
 }
 
 void weft__task_link_root_slow(struct weft_task *t)
@@ -163,11 +345,27 @@ uint64_t weft__park_prepare(struct weft_task *self, bool cancellable)
 
 void weft__park_commit(struct weft_task *self)
 {
+	weft__park_commit_on(self, NULL);
+}
+
+void weft__park_commit_on(struct weft_task *self, const char *what)
+{
 	/* Fast path: already woken, no need to switch. */
 	if (atomic_load_explicit(&self->park, memory_order_acquire) &
 		WEFT__PARK_WOKEN)
 		return;
+	if (what == NULL) {
+		struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
+			memory_order_relaxed);
+		what = cur->kind == WEFT__SCOPE_STACK ? "sleep" : "park";
+	}
+	/* Relaxed: introspection only (inspect.c reads it atomically). */
+	atomic_store_explicit(&self->insp_wait, what, memory_order_relaxed);
 	weft__sched_switch_out(self, WEFT__POST_PARK);
+	atomic_store_explicit(&self->insp_wait, NULL, memory_order_relaxed);
+	/* Re-read after the switch: the fiber may have migrated. */
+	atomic_store_explicit(&self->insp_worker,
+		(int)weft__worker_current()->index, memory_order_relaxed);
 }
 
 /* Sets WOKEN on t's park `gen` (or, need_cancel, on whatever park is
@@ -243,6 +441,10 @@ void weft__task_run(struct weft_task *t)
 void weft__task_entry(void *arg)
 {
 	struct weft_task *t = arg;
+	/* Introspection: the worker it runs on (an inline child runs on its
+	 * spawner's worker, recorded at creation). */
+	atomic_store_explicit(&t->insp_worker,
+		(int)weft__worker_current()->index, memory_order_relaxed);
 	weft__task_run(t);
 	weft__sched_switch_out(t, WEFT__POST_EXIT);
 	WEFT_ASSERT(0, "an exited task was resumed");
@@ -281,6 +483,11 @@ void weft__task_finish(struct weft_task *t, int rc)
 		weft__group_child_failed(g, t);
 	if (t->root_linked)
 		weft__scope_unlink(&t->root_scope);
+	/* Issue 3: the task's context dies with it (key destructors run
+	 * here, as the task), and it leaves introspection snapshots. */
+	if (t->ctx)
+		weft__context_unref(t->ctx);
+	atomic_store_explicit(&t->insp_id, 0, memory_order_relaxed);
 	/* Publishes the outcome fields (invariant 4): release.  seq_cst when
 	 * someone holds a reference (only a handle holder can wait): it
 	 * orders the waiter-list read below against the waiter's listing. */
@@ -302,6 +509,11 @@ void weft__task_finish(struct weft_task *t, int rc)
 		atomic_store_explicit(&t->waiters, NULL, memory_order_relaxed);
 		weft__spin_unlock(&t->waiters_lock);
 	}
+	/* Done callbacks: same protocol as the waiters (a registrant holds a
+	 * reference, so `shared` is set; inspect.c). */
+	if (shared && atomic_load_explicit(&t->done_cbs, memory_order_seq_cst)
+		!= NULL)
+		weft__task_run_done_cbs(t);
 	if (owned_by_starter)
 		start_end(t);
 	if (g)
@@ -388,7 +600,7 @@ static int start_wait(struct weft_task *self, struct weft__start *st,
 				memory_order_relaxed)))
 			return s;
 		/* Woken (or not parked at all): the checks above decide. */
-		weft__park_commit(self);
+		weft__park_commit_on(self, "start");
 	}
 }
 
@@ -599,7 +811,7 @@ int weft_task_wait(weft_task_t *h)
 			memory_order_relaxed);
 		if (atomic_load_explicit(&h->state, memory_order_seq_cst) ==
 			WEFT_TASK_PENDING && !weft__scope_is_cancelled(cur))
-			weft__park_commit(self);
+			weft__park_commit_on(self, "task wait");
 		/* Remove ourselves if still listed. */
 		weft__spin_lock(&h->waiters_lock);
 		struct weft__waiter *head = atomic_load_explicit(&h->waiters,

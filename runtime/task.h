@@ -3,6 +3,7 @@
 #ifndef WEFT_RUNTIME_TASK_H
 #define WEFT_RUNTIME_TASK_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -15,6 +16,8 @@
 struct weft_group;
 struct weft__start;
 struct weft__waiter;
+struct weft__done_cb;
+struct weft_context;
 
 #define WEFT__TASK_NAME_MAX 48
 
@@ -77,6 +80,43 @@ struct weft_task {
 	uint64_t id;
 	/* External thread blocked in weft_runtime_run on this root task. */
 	atomic_uint *root_done;
+	/* issue 3: context and introspection */
+	/* Never cleared by the memset of weft__task_create: a snapshot
+	 * (inspect.c) may read the insp_* fields of a record at any time,
+	 * also while it is recycled, so every write to them is an atomic
+	 * store (relaxed, or release where said) and every read an atomic
+	 * load.  Records are type-stable: they stay task records until the
+	 * runtime is destroyed (the task arena, task.c). */
+	/* The task's id while it is live (from creation to the start of
+	 * weft__task_finish), 0 otherwise.  Release store at creation
+	 * publishes the other insp_* fields and the name; a snapshot reads
+	 * it before (acquire) and after the other fields, and keeps the
+	 * copy only if both reads give the same non-zero id (ids are never
+	 * reused, so a recycled record cannot pass). */
+	_Atomic uint64_t insp_id;
+	_Atomic uint64_t insp_group_id; /* its group's id; 0 for a root */
+	/* What the task is parked on (a static string: "join", "sleep",
+	 * a wait queue's `what`...), NULL while it runs or is runnable.
+	 * Written by the task around each park. */
+	_Atomic(const char *) insp_wait;
+	/* Every record the arena ever allocated, newest first (written once,
+	 * before the record is published on rt's list with a release). */
+	struct weft_task *insp_all_next;
+	/* Task-local context (local.c): the innermost binding, holding one
+	 * reference, or NULL for the empty context.  Owner task only (set
+	 * by the spawner before the task is published). */
+	struct weft_context *ctx;
+	/* Done callbacks (weft_task_on_done), under waiters_lock; the head
+	 * is read lock-free by the finisher (seq_cst, as `waiters`). */
+	_Atomic(struct weft__done_cb *) done_cbs;
+	/* The string literal the name was last copied from (spawned with
+	 * weft_group_spawn_literal), or NULL: a recycled record spawned from
+	 * the same literal skips the copy.  Creator / owner task only. */
+	const char *name_lit;
+	/* Index of the worker it runs on or last ran on; -1 if none.
+	 * Written by the task (at its first switch-in and after each park)
+	 * and at creation (the spawning worker). */
+	atomic_int insp_worker;
 	/* Last, and cleared only up to its reason (WEFT__TASK_CLEAR): a
 	 * recycled record is reinitialised without touching the cold tail. */
 	struct weft_scope root_scope;   /* the task's own scope */
@@ -89,6 +129,9 @@ struct weft_task {
 /* Bytes of a task record that must start zeroed. */
 #define WEFT__TASK_CLEAR \
 	(offsetof(struct weft_task, root_scope) + WEFT__SCOPE_CLEAR)
+/* The issue-3 block (insp_id .. done_cbs) is left out of the clear: it is
+ * initialised field by field with atomic stores (see insp_id). */
+#define WEFT__TASK_CLEAR_HEAD offsetof(struct weft_task, insp_id)
 
 /* A parked task waiting on a list (task completion, ...). */
 struct weft__waiter {
@@ -104,6 +147,10 @@ struct weft_task *weft__task_current(void);
 /* Allocate and initialise a task record (refs = 1, the run ref). */
 int weft__task_create(struct weft_runtime *rt, const char *name, weft_fn fn,
 	void *arg, struct weft_task **out);
+/* The same; `literal` says that name is a string literal (never changes,
+ * never freed), so a recycled record may keep its copy. */
+int weft__task_create_lit(struct weft_runtime *rt, const char *name,
+	bool literal, weft_fn fn, void *arg, struct weft_task **out);
 void weft__task_unref(struct weft_task *t);
 
 /* Park protocol.  prepare returns the generation to hand to wakers;
@@ -149,6 +196,61 @@ WEFT_FIBER_FN int weft__task_start(struct weft_task *self,
  * leaf cannot be allocated (t keeps its nested group then).  Called by
  * whoever reports t's failure: its group, or weft_runtime_run for a root. */
 struct weft__leaf *weft__task_failure_leaf(struct weft_task *t);
+
+/* {======================================================= issue 3 */
+
+/* Task records are type-stable (Go's allgs): every record the runtime
+ * allocates stays a task record until the runtime is destroyed, so a
+ * snapshot may read a record's insp_* fields at any time without a use
+ * after free.  Free records sit in the worker caches (WEFT__CACHE_TASK,
+ * owner-only) and, beyond them, in this arena, which also lists every
+ * record ever allocated for snapshots to scan. */
+struct weft__task_arena {
+	pthread_mutex_t lock;
+	void *free;        /* free records linked through their first word */
+	size_t nfree;      /* under lock */
+	/* Every record, newest first, linked through insp_all_next; pushed
+	 * under lock with a release store, scanned lock-free (acquire). */
+	_Atomic(struct weft_task *) all;
+};
+int weft__task_arena_init(struct weft__task_arena *a);
+/* Frees the arena's free records (runtime destroy, after every worker
+ * drained its cache).  Records still referenced leak, as before. */
+void weft__task_arena_fini(struct weft__task_arena *a);
+
+/* The fences of the snapshot protocol (see insp_id).  ThreadSanitizer
+ * does not model atomic_thread_fence (gcc rejects it with -Wtsan); there
+ * every access involved is atomic anyway, so nothing is reported, and a
+ * compiler barrier keeps the order on x86 (TSO), the only TSan target. */
+#if defined(__SANITIZE_THREAD__)
+#define WEFT__INSP_FENCE(order) atomic_signal_fence(order)
+#else
+#define WEFT__INSP_FENCE(order) atomic_thread_fence(order)
+#endif
+
+/* Sets t's name (cut at WEFT__TASK_NAME_MAX - 1 bytes) with atomic word
+ * stores, as snapshots read it (inspect.c).  The owner task, or the
+ * creator before the task is published. */
+void weft__task_name_store(struct weft_task *t, const char *src);
+
+/* As weft__park_commit, recording `what` (a static string) as what the
+ * task is parked on for introspection; NULL lets the runtime guess
+ * ("sleep" inside a sleep's private scope, else "park"). */
+WEFT_FIBER_FN void weft__park_commit_on(struct weft_task *self,
+	const char *what);
+
+/* Done callback node (weft_task_on_done). */
+struct weft__done_cb {
+	struct weft__done_cb *next;
+	void (*fn)(weft_task_t *h, void *arg);
+	void *arg;
+};
+
+/* Runs (and frees) t's done callbacks; called by weft__task_finish after
+ * the state store, when the list is not empty (inspect.c). */
+void weft__task_run_done_cbs(struct weft_task *t);
+
+/* }======================================================= */
 
 /* Entry point of every task fiber. */
 void weft__task_entry(void *arg);

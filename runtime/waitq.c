@@ -31,6 +31,9 @@
  * never touches the node after unlocking, and wakes with
  * weft__task_wake_deferred under the lock: a task it must make runnable
  * cannot run (nor be freed) until the waker readies it from the wake list.
+ * weft__waitq_wait_unlock lets a woken waiter read `granted` without the
+ * lock (acquire); the waker therefore stores it (release) as its very last
+ * access to the node, after reading the task and generation it wakes.
  */
 #include <errno.h>
 
@@ -93,8 +96,10 @@ int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 		/* seq_cst load after the seq_cst prepare: see the essay. */
 		if (weft__scope_is_cancelled(s))
 			break;
+		/* Read under the lock: q may go once we are granted. */
+		const char *what = q->what ? q->what : "wait queue";
 		weft__spin_unlock(lock);
-		weft__park_commit(self);
+		weft__park_commit_on(self, what);
 		weft__spin_lock(lock);
 		if (n->granted)
 			return 0;
@@ -104,13 +109,71 @@ int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 	return -ECANCELED;
 }
 
+int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
+	struct weft__wait_node *n, struct weft_task *self)
+{
+	struct weft_scope *s = atomic_load_explicit(&self->cur_scope,
+		memory_order_relaxed);
+	n->task = self;
+	atomic_store_explicit(&n->granted, false, memory_order_relaxed);
+	waitq_push(q, n);
+	for (;;) {
+		n->gen = weft__park_prepare(self, true);
+		/* seq_cst load after the seq_cst prepare: see the essay. */
+		if (weft__scope_is_cancelled(s))
+			break;
+		const char *what = q->what ? q->what : "wait queue";
+		weft__spin_unlock(lock);
+		weft__park_commit_on(self, what);
+		/* acquire: pairs with the release in weft__waitq_grant, the
+		 * granter's last access to n, so everything it wrote for us
+		 * before is visible and n is ours again. */
+		if (atomic_load_explicit(&n->granted, memory_order_acquire))
+			return 0;
+		/* Woken by something else (a cancellation), or the grant is
+		 * still being made: the lock decides. */
+		weft__spin_lock(lock);
+		if (atomic_load_explicit(&n->granted, memory_order_relaxed)) {
+			weft__spin_unlock(lock);
+			return 0;
+		}
+	}
+	weft__waitq_remove(q, n);
+	weft__scope_note_observed(s->origin);
+	weft__spin_unlock(lock);
+	return -ECANCELED;
+}
+
+void weft__waitq_wait_uncancellable(weft__spin_t *lock, weft__waitq_t *q,
+	struct weft__wait_node *n, struct weft_task *self)
+{
+	n->task = self;
+	n->granted = false;
+	waitq_push(q, n);
+	/* A non-cancellable park: weft__task_wake_cancel skips it, so only
+	 * the granting waker's generation ends it. */
+	do {
+		n->gen = weft__park_prepare(self, false);
+		const char *what = q->what ? q->what : "wait queue";
+		weft__spin_unlock(lock);
+		weft__park_commit_on(self, what);
+		weft__spin_lock(lock);
+	} while (!n->granted);
+}
+
 void weft__waitq_grant(weft__waitq_t *q, struct weft__wait_node *n,
 	weft__wakelist_t *wl)
 {
 	weft__waitq_remove(q, n);
-	n->granted = true;
 	struct weft_task *t = n->task;
-	if (!weft__task_wake_deferred(t, n->gen))
+	bool ready = weft__task_wake_deferred(t, n->gen);
+	/* release: the last access to n.  A waiter that sees it without the
+	 * lock (weft__waitq_wait_unlock) may return and pop n's frame at
+	 * once; everything written for it before this store is visible to
+	 * it.  Waking first is fine: a waiter that wakes before this store
+	 * takes the lock and finds `granted` set once we unlock. */
+	atomic_store_explicit(&n->granted, true, memory_order_release);
+	if (!ready)
 		return;
 	/* t is parked and ours to ready: its run-queue link is free. */
 	t->next = NULL;

@@ -9,6 +9,7 @@
 #ifndef WEFT_RUNTIME_WAITQ_H
 #define WEFT_RUNTIME_WAITQ_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,12 +19,15 @@
 struct weft_task;
 
 /* One waiting task; lives on the waiter's stack for the whole wait.  All
- * fields are read and written under the primitive's lock. */
+ * fields are read and written under the primitive's lock, except that
+ * weft__waitq_wait_unlock reads `granted` without it (see waitq.c). */
 struct weft__wait_node {
 	struct weft__wait_node *next, *prev;
 	struct weft_task *task;
 	uint64_t gen;          /* generation of the waiter's current park */
-	bool granted;          /* set by the waker: the wait succeeded */
+	/* Set by the waker, as its last access to the node (release; pairs
+	 * with the waiter's acquire): the wait succeeded. */
+	atomic_bool granted;
 	/* For the primitive: what the waiter wants or was given (a channel
 	 * item buffer, a semaphore count, a borrower token...). */
 	void *data;
@@ -58,6 +62,22 @@ int weft__wait_begin(struct weft_task **self);
  * on return, released while parked.  n->data and n->aux are the caller's;
  * the rest is set here.  Thread: the fiber self, after weft__wait_begin. */
 int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
+	struct weft__wait_node *n, struct weft_task *self);
+
+/* As weft__waitq_wait, but cancellation neither wakes nor ends the wait
+ * (the park is not cancellable): returns only once a waker granted n.
+ * For a wait that must complete whatever happens, such as a Condition
+ * re-acquiring its lock.  Thread: the fiber self. */
+void weft__waitq_wait_uncancellable(weft__spin_t *lock, weft__waitq_t *q,
+	struct weft__wait_node *n, struct weft_task *self);
+
+/* As weft__waitq_wait, but `lock` is NOT held on return (whatever the
+ * result): a waiter woken by its grant returns without re-taking the lock,
+ * which saves a lock round trip per hand-off (channels, ping-pong).  The
+ * granter's writes to the node's data (n->data's target, fields of a
+ * structure embedding n) made before weft__waitq_grant are visible to the
+ * caller on return 0.  Thread: the fiber self, after weft__wait_begin. */
+int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
 	struct weft__wait_node *n, struct weft_task *self);
 
 /* Oldest waiter of q, or NULL.  Lock held. */

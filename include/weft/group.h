@@ -34,12 +34,23 @@ typedef struct weft_group weft_group_t;
 #define WEFT_SPAWN_SKIPPABLE 0x1u
 /* Refuse with -ECANCELED (creating nothing) if the group is cancelled. */
 #define WEFT_SPAWN_UNLESS_CANCELLED 0x2u
+/* The task starts with the empty (root) context instead of a snapshot of
+ * the spawner's task-local context (weft/local.h); wins over `context`. */
+#define WEFT_SPAWN_EMPTY_CONTEXT 0x4u
+/* Bits 0x80000000 and up are reserved for weft's own use. */
+
+/* Task-local context snapshot (weft/local.h). */
+typedef struct weft_context weft_context_t;
 
 typedef struct weft_spawn_opts {
 	const char *name;     /* copied; NULL = "task" */
 	unsigned flags;       /* WEFT_SPAWN_* */
 	weft_task_t **handle; /* if not NULL, receives a handle the caller
 			       * must weft_task_release */
+	/* If not NULL, the task starts with this context (from
+	 * weft_context_capture; the task takes its own reference, the
+	 * caller keeps theirs) instead of a snapshot of the spawner's. */
+	weft_context_t *context;
 } weft_spawn_opts_t;
 
 /* What it does: opens a group owned by the calling task and enters its
@@ -54,8 +65,10 @@ WEFT_EXTERN int weft_group_open(weft_group_t **out);
 
 /* What it does: creates a task running fn(arg) as a child of g; it starts
  * soon, on any worker.  The child runs under g's cancel scope (not the
- * spawner's local scopes).  A cancelled group still accepts spawns: the
- * child starts cancelled and runs to its first checkpoint (unless
+ * spawner's local scopes), with a snapshot of the calling task's
+ * task-local context (weft/local.h; opts->context and
+ * WEFT_SPAWN_EMPTY_CONTEXT replace it).  A cancelled group still accepts
+ * spawns: the child starts cancelled and runs to its first checkpoint (unless
  * WEFT_SPAWN_SKIPPABLE).
  * Ownership: arg passes to the task; on failure it stays the caller's.
  * Errors: -EINVAL (NULL g or fn), WEFT_ECLOSED (g is joined or joining and
@@ -70,9 +83,17 @@ WEFT_EXTERN int weft_group_spawn_opts(weft_group_t *g, weft_fn fn, void *arg,
 WEFT_EXTERN int weft_group_spawn_named(weft_group_t *g, const char *name,
 	weft_fn fn, void *arg);
 
-/* Spawns fn(arg) into g, naming the task after the function. */
+/* What it does: weft_group_spawn_named for a name with static storage
+ * that never changes (a string literal: what weft_group_spawn passes), so
+ * weft may skip copying it when a recycled task record already holds it.
+ * Errors and threads: as weft_group_spawn_opts. */
+WEFT_EXTERN int weft_group_spawn_literal(weft_group_t *g, const char *name,
+	weft_fn fn, void *arg);
+
+/* Spawns fn(arg) into g, naming the task after the function as written
+ * at the call (C has no modules: "fetch", not "module:fetch"). */
 #define weft_group_spawn(g, fn, arg) \
-	weft_group_spawn_named((g), #fn, (fn), (arg))
+	weft_group_spawn_literal((g), #fn, (fn), (arg))
 
 /* What it does: starts fn(arg) and parks the caller until the task calls
  * weft_task_started(value); then *value_out (if not NULL) receives value

@@ -104,7 +104,9 @@ WEFT_EXTERN const char *weft_task_name(const weft_task_t *h);
 
 /* What it does: gives up the handle.  The task keeps running and is still
  * joined by its group: dropping a handle never detaches a task.
- * Ownership: h is invalid afterwards.  NULL is ignored.
+ * Ownership: h is invalid afterwards.  NULL is ignored.  Task records
+ * belong to their runtime: release every handle before
+ * weft_runtime_destroy.
  * Checkpoint: no.  Threads: any thread holding h. */
 WEFT_EXTERN void weft_task_release(weft_task_t *h);
 
