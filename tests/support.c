@@ -190,3 +190,22 @@ int weft_test_baseline_threads(void)
 	}
 	return n;
 }
+
+unsigned weft_test_seed(void)
+{
+	const char *s = getenv("WEFT_TEST_SEED");
+	unsigned seed = s && *s ? (unsigned)strtoul(s, NULL, 10)
+				: (unsigned)(weft_now() & 0xffff);
+	print_message("WEFT_TEST_SEED=%u\n", seed);
+	return seed;
+}
+
+double weft_test_stress_seconds(double plain_default)
+{
+	const char *s = getenv("WEFT_STRESS_SECONDS");
+	double sec = s && *s ? atof(s) : plain_default;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	sec /= 4;
+#endif
+	return sec;
+}

@@ -62,6 +62,13 @@ void weft_test_assert_no_leaks(void);
 	cmocka_unit_test_prestate(f, (void *)(uintptr_t)2),        \
 	cmocka_unit_test_prestate(f, (void *)(uintptr_t)4)
 
+/* Stress tests: the random seed (WEFT_TEST_SEED, else from the clock;
+ * printed so that a failing run can be replayed), and the time budget in
+ * seconds (WEFT_STRESS_SECONDS, else plain_default; a quarter of it under
+ * the sanitizers). */
+unsigned weft_test_seed(void);
+double weft_test_stress_seconds(double plain_default);
+
 /* Scales iteration counts down under sanitizers and valgrind. */
 long weft_test_scale(long plain);
 

@@ -287,29 +287,11 @@ static void stress_run(unsigned workers, double seconds, unsigned seed)
 	free(r);
 }
 
-static unsigned stress_seed(void)
-{
-	const char *s = getenv("WEFT_TEST_SEED");
-	unsigned seed = s && *s ? (unsigned)strtoul(s, NULL, 10)
-				: (unsigned)(weft_now() & 0xffff);
-	print_message("WEFT_TEST_SEED=%u\n", seed);
-	return seed;
-}
-
-static double stress_seconds(void)
-{
-	const char *s = getenv("WEFT_STRESS_SECONDS");
-	double sec = s && *s ? atof(s) : 6.0;
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-	sec /= 4;
-#endif
-	return sec;
-}
-
 static void test_stress__channel_items_arrive_exactly_once(void **state)
 {
-	unsigned seed = stress_seed();
-	stress_run(WEFT_TEST_WORKERS(state), stress_seconds() / 3, seed);
+	unsigned seed = weft_test_seed();
+	stress_run(WEFT_TEST_WORKERS(state), weft_test_stress_seconds(6.0) / 3,
+		seed);
 }
 
 int main(void)

@@ -178,33 +178,15 @@ static int round_root(void *arg)
 	return 0;
 }
 
-static unsigned stress_seed(void)
-{
-	const char *s = getenv("WEFT_TEST_SEED");
-	unsigned seed = s && *s ? (unsigned)strtoul(s, NULL, 10)
-				: (unsigned)(weft_now() & 0xffff);
-	print_message("WEFT_TEST_SEED=%u\n", seed);
-	return seed;
-}
-
-static double stress_seconds(void)
-{
-	const char *s = getenv("WEFT_STRESS_SECONDS");
-	double sec = s && *s ? atof(s) : 6.0;
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-	sec /= 4;
-#endif
-	return sec;
-}
-
 static void test_stress__sync_users_with_random_cancels_keep_exact_accounts(
 	void **state)
 {
 	unsigned workers = WEFT_TEST_WORKERS(state);
-	unsigned seed = stress_seed();
+	unsigned seed = weft_test_seed();
 	/* The budget is split over the three worker counts, in rounds of
 	 * about 200 ms so that every round ends with a full accounting. */
-	int64_t stop = weft_now() + (int64_t)(stress_seconds() / 3 * 1e9);
+	int64_t stop = weft_now() +
+		(int64_t)(weft_test_stress_seconds(6.0) / 3 * 1e9);
 	long rounds = 0, lock_ok = 0, sem_ok = 0, lim_ok = 0, cancelled = 0;
 	struct round *r = malloc(sizeof *r);
 	do {
