@@ -190,11 +190,11 @@ void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
 	}
 	weft__spin_lock(&s->lock);
 	if (!atomic_load_explicit(&s->cancel_called, memory_order_relaxed)) {
-		s->reason.origin = origin;
+		s->reason_origin = (uint8_t)origin;
 		s->reason.scope_id = s->id;
 		s->reason.task_id = by_task;
 		s->reason.text = text;
-		s->reason.text_owned = copy != NULL;
+		s->reason_owned = copy != NULL;
 		copy = NULL;
 		/* release: the reason is complete before the flag. */
 		atomic_store_explicit(&s->cancel_called, true,
@@ -208,19 +208,19 @@ void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
 void weft__scope_fini(struct weft_scope *s)
 {
 	if (atomic_load_explicit(&s->cancel_called, memory_order_acquire) &&
-		s->reason.text_owned) {
+		s->reason_owned) {
 		weft__free((char *)s->reason.text);
-		s->reason.text_owned = false;
+		s->reason_owned = false;
 	}
 }
 
-void weft__reason_export(const struct weft__reason *r,
+void weft__reason_export(const struct weft_scope *s,
 	weft_cancel_reason_t *out)
 {
-	out->origin = r->origin;
-	out->scope_id = r->scope_id;
-	out->task_id = r->task_id;
-	snprintf(out->text, sizeof out->text, "%s", r->text);
+	out->origin = (weft_cancel_origin_t)s->reason_origin;
+	out->scope_id = s->reason.scope_id;
+	out->task_id = s->reason.task_id;
+	snprintf(out->text, sizeof out->text, "%s", s->reason.text);
 }
 
 bool weft__scope_is_cancelled(const struct weft_scope *s)
@@ -365,7 +365,7 @@ int weft_scope_exit(weft_scope_t *s)
 		return WEFT_EMISNEST;
 	scope_exit(t, s);
 	if ((s->flags & WEFT_SCOPE_FAIL) && s->caught &&
-		s->reason.origin == WEFT_CANCEL_DEADLINE)
+		s->reason_origin == WEFT_CANCEL_DEADLINE)
 		return -ETIMEDOUT;
 	return 0;
 }
@@ -433,7 +433,7 @@ int weft_scope_reason(const weft_scope_t *s, weft_cancel_reason_t *out)
 		return -EINVAL;
 	memset(out, 0, sizeof *out);
 	if (atomic_load_explicit(&s->cancel_called, memory_order_acquire))
-		weft__reason_export(&s->reason, out);
+		weft__reason_export(s, out);
 	return 0;
 }
 
@@ -597,7 +597,7 @@ int weft_cancel_reason(weft_cancel_reason_t *out)
 		return 0;
 	struct weft_scope *o = s->origin;
 	weft__spin_lock(&o->lock);
-	weft__reason_export(&o->reason, out);
+	weft__reason_export(o, out);
 	weft__spin_unlock(&o->lock);
 	return 0;
 }

@@ -32,11 +32,9 @@ enum weft__scope_state {
 
 /* Why a scope was cancelled.  The public weft_cancel_reason_t carries the
  * text inline (96 bytes); here it is a pointer, to a static string or to a
- * heap copy of a caller's text (text_owned), so that the scope embedded in
+ * heap copy of a caller's text (reason_owned), so that the scope embedded in
  * every task and group record stays small. */
 struct weft__reason {
-	weft_cancel_origin_t origin;
-	bool text_owned;
 	uint64_t scope_id;
 	uint64_t task_id;
 	const char *text;
@@ -81,6 +79,11 @@ struct weft_scope {
 	 * checkpoints). */
 	atomic_bool observed;
 	bool caught;             /* exit consumed its own cancellation */
+	/* The reason's origin (weft_cancel_origin_t) and whether its text is
+	 * a heap copy: here rather than in `reason` so that they fill the
+	 * padding after the flags.  Valid once cancel_called, like it. */
+	uint8_t reason_origin;
+	bool reason_owned;
 	/* Not cleared when a group or task record is recycled (from here on,
 	 * WEFT__SCOPE_CLEAR): written before it is read, and released by
 	 * weft__scope_fini at the end of each life of the scope. */
@@ -147,7 +150,7 @@ void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
 void weft__scope_fini(struct weft_scope *s);
 /* Copies s's reason to the public form (s locked, or cancel_called read
  * with acquire and the reason no longer changing). */
-void weft__reason_export(const struct weft__reason *r,
+void weft__reason_export(const struct weft_scope *s,
 	weft_cancel_reason_t *out);
 /* Whether the calling task is effectively cancelled (innermost scope). */
 bool weft__scope_is_cancelled(const struct weft_scope *s);

@@ -86,6 +86,31 @@ WEFT__HIDDEN __attribute__((noreturn, used)) void weft__cont_start(
  * fiber layer's depth and ran 200,000 fibers in 0.6 s. */
 #define CONT_TSAN_REUSE 256
 
+/* The sanitizer fields of a context (context.h), which exist only in the
+ * builds that use them; elsewhere these read as nothing. */
+#ifdef WEFT__ASAN
+#define CONT_SET_BOUNDS(c, lo, size) \
+	((c)->stack_lo = (lo), (c)->stack_size = (size), \
+	 (c)->asan_fake_stack = NULL)
+#define CONT_LO(c) ((c)->stack_lo)
+#define CONT_SIZE(c) ((c)->stack_size)
+#define CONT_FAKE_SLOT(c) (&(c)->asan_fake_stack)
+#define CONT_FAKE(c) ((c)->asan_fake_stack)
+#else
+#define CONT_SET_BOUNDS(c, lo, size) ((void)(c), (void)(lo), (void)(size))
+#define CONT_LO(c) ((void)(c), (void *)0)
+#define CONT_SIZE(c) ((void)(c), (size_t)0)
+#define CONT_FAKE_SLOT(c) ((void)(c), (void **)0)
+#define CONT_FAKE(c) ((void)(c), (void *)0)
+#endif
+#ifdef WEFT__TSAN
+#define CONT_SET_TSAN(c, fiber) ((c)->tsan_fiber = (fiber))
+#define CONT_TSAN(c) ((c)->tsan_fiber)
+#else
+#define CONT_SET_TSAN(c, fiber) ((void)(c))
+#define CONT_TSAN(c) ((void)(c), (void *)0)
+#endif
+
 void weft__cont_init_thread(weft__cont_t *c)
 {
 	memset(c, 0, sizeof *c);
@@ -96,14 +121,12 @@ void weft__cont_init_thread(weft__cont_t *c)
 	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
 		void *lo;
 		size_t size;
-		if (pthread_attr_getstack(&attr, &lo, &size) == 0) {
-			c->stack_lo = lo;
-			c->stack_size = size;
-		}
+		if (pthread_attr_getstack(&attr, &lo, &size) == 0)
+			CONT_SET_BOUNDS(c, lo, size);
 		pthread_attr_destroy(&attr);
 	}
 	/* The thread's own TSan handle; TSan owns it, we never destroy it. */
-	c->tsan_fiber = weft__san_tsan_current();
+	CONT_SET_TSAN(c, weft__san_tsan_current());
 }
 
 void weft__cont_fini_thread(weft__cont_t *c)
@@ -155,10 +178,8 @@ void weft__cont_init_fiber(weft__cont_t *c, weft__stack_t *st,
 	CTX_FRAME_PC(f) = (void *)(uintptr_t)weft__ctx_trampoline;
 
 	c->sp = f;
-	c->stack_lo = st->lo;
-	c->stack_size = st->size;
-	c->tsan_fiber = st->tsan_fiber;
-	c->asan_fake_stack = NULL;
+	CONT_SET_BOUNDS(c, st->lo, st->size);
+	CONT_SET_TSAN(c, st->tsan_fiber);
 	c->entry = entry;
 	c->entry_arg = arg;
 }
@@ -177,12 +198,12 @@ WEFT_FIBER_FN void weft__cont_switch(weft__cont_t *from, weft__cont_t *to)
 {
 	/* Read to->sp before telling TSan we are `to` (step 1 above). */
 	void *to_sp = to->sp;
-	weft__san_switch_start(&from->asan_fake_stack, to->stack_lo,
-		to->stack_size);
-	weft__san_tsan_switch(to->tsan_fiber);
+	weft__san_switch_start(CONT_FAKE_SLOT(from), CONT_LO(to),
+		CONT_SIZE(to));
+	weft__san_tsan_switch(CONT_TSAN(to));
 	weft__ctx_jump(&from->sp, to_sp);
 	/* Resumed: someone switched to `from`, maybe on another thread. */
-	weft__san_switch_finish(from->asan_fake_stack);
+	weft__san_switch_finish(CONT_FAKE(from));
 }
 
 WEFT_FIBER_FN void weft__cont_switch_final(weft__cont_t *from,
@@ -190,8 +211,8 @@ WEFT_FIBER_FN void weft__cont_switch_final(weft__cont_t *from,
 {
 	void *to_sp = to->sp;
 	/* NULL save slot: ASan frees this fiber's fake stack. */
-	weft__san_switch_start(NULL, to->stack_lo, to->stack_size);
-	weft__san_tsan_switch(to->tsan_fiber);
+	weft__san_switch_start(NULL, CONT_LO(to), CONT_SIZE(to));
+	weft__san_tsan_switch(CONT_TSAN(to));
 	weft__ctx_jump(&from->sp, to_sp);
 	weft__assert_fail(__FILE__, __LINE__, "resumed",
 		"context: a finished fiber was resumed");

@@ -64,6 +64,7 @@
 #include <stddef.h>
 
 #include "common.h"
+#include "sanitizer.h"
 
 typedef struct weft__stack weft__stack_t; /* stack.h */
 
@@ -71,17 +72,24 @@ typedef struct weft__cont {
 	/* Saved stack pointer while suspended; meaningless while running.
 	 * Must stay the first member: weft__cont_switch passes &from->sp. */
 	void *sp;
+	/* The sanitizer fields exist only in the builds that use them: a
+	 * context sits in every task record, and the record is most of what
+	 * a parked task costs beside its stack page (benchmark B7). */
+#ifdef WEFT__ASAN
 	/* Lowest usable address and size of this context's stack; ASan needs
 	 * them to know which stack it is on after a switch.  Written once by
 	 * the init functions. */
 	void *stack_lo;
 	size_t stack_size;
-	/* TSan fiber handle (NULL without TSan).  For fibers it is owned by
-	 * the stack (stack.h), for threads it is the thread's own handle. */
-	void *tsan_fiber;
 	/* ASan fake-stack save slot: written by the switch *out of* this
 	 * context, consumed by the switch back *into* it. */
 	void *asan_fake_stack;
+#endif
+#ifdef WEFT__TSAN
+	/* TSan fiber handle.  For fibers it is owned by the stack (stack.h),
+	 * for threads it is the thread's own handle. */
+	void *tsan_fiber;
+#endif
 	/* First-entry target; read once, on the first switch into the fiber. */
 	void (*entry)(void *);
 	void *entry_arg;

@@ -92,8 +92,10 @@ static void stack_created(weft__stack_t *st)
 static void stack_forget(weft__stack_t *st)
 {
 	weft__san_stack_deregister(st->valgrind_id);
+#ifdef WEFT__TSAN
 	weft__san_tsan_destroy(st->tsan_fiber);
 	st->tsan_fiber = NULL;
+#endif
 	weft__san_unpoison(st->lo, st->size);
 	weft__census_add(WEFT__CENSUS_STACK, -1);
 }

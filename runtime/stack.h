@@ -28,6 +28,7 @@
 #include <stddef.h>
 
 #include "common.h"
+#include "sanitizer.h"
 
 typedef struct weft__stack weft__stack_t;
 
@@ -42,14 +43,17 @@ struct weft__stack {
 	/* Task name for overflow reports; set by the fiber layer while the
 	 * stack is in use, may be NULL.  Reset to NULL by weft__stack_get. */
 	const char *owner_name;
-	/* TSan fiber handle bound to this stack (NULL without TSan): created
-	 * lazily by weft__cont_init_fiber, reused by the fibers that run on
-	 * this stack (replaced every 256, see context.c), destroyed when the
-	 * stack is unmapped.  Written only by whoever owns the stack. */
+#ifdef WEFT__TSAN
+	/* TSan fiber handle bound to this stack: created lazily by
+	 * weft__cont_init_fiber, reused by the fibers that run on this stack
+	 * (replaced every 256, see context.c), destroyed when the stack is
+	 * unmapped.  Written only by whoever owns the stack.  TSan builds
+	 * only: every stack has a descriptor (B7). */
 	void *tsan_fiber;
 	/* How many fibers have used tsan_fiber; context.c recycles the handle
 	 * after a bound (see there).  Owner of the stack only. */
 	unsigned tsan_uses;
+#endif
 	/* Valgrind stack id (0 when not under valgrind). */
 	unsigned valgrind_id;
 	/* 1 if a guard page sits below lo (individually mapped stack). */

@@ -19,7 +19,7 @@ struct weft__waiter;
 struct weft__done_cb;
 struct weft_context;
 
-#define WEFT__TASK_NAME_MAX 48
+#define WEFT__TASK_NAME_MAX 40
 
 /* Park word layout: bit 0 WOKEN, bit 1 PARKED (the fiber has switched
  * out), bit 2 CANCELLABLE, bits 3..63 the park generation. */

@@ -25,7 +25,7 @@
 WEFT_BEGIN_DECLS
 
 /* Longest task name kept, including the terminating NUL. */
-#define WEFT_TASK_NAME_MAX 48
+#define WEFT_TASK_NAME_MAX 40
 
 /* One live task, copied out of the runtime by a snapshot. */
 typedef struct weft_task_info {
