@@ -363,9 +363,6 @@ void weft__park_commit_on(struct weft_task *self, const char *what)
 	atomic_store_explicit(&self->insp_wait, what, memory_order_relaxed);
 	weft__sched_switch_out(self, WEFT__POST_PARK);
 	atomic_store_explicit(&self->insp_wait, NULL, memory_order_relaxed);
-	/* Re-read after the switch: the fiber may have migrated. */
-	atomic_store_explicit(&self->insp_worker,
-		(int)weft__worker_current()->index, memory_order_relaxed);
 }
 
 /* Sets WOKEN on t's park `gen` (or, need_cancel, on whatever park is
@@ -441,10 +438,6 @@ void weft__task_run(struct weft_task *t)
 void weft__task_entry(void *arg)
 {
 	struct weft_task *t = arg;
-	/* Introspection: the worker it runs on (an inline child runs on its
-	 * spawner's worker, recorded at creation). */
-	atomic_store_explicit(&t->insp_worker,
-		(int)weft__worker_current()->index, memory_order_relaxed);
 	weft__task_run(t);
 	weft__sched_switch_out(t, WEFT__POST_EXIT);
 	WEFT_ASSERT(0, "an exited task was resumed");

@@ -114,8 +114,8 @@ struct weft_task {
 	 * the same literal skips the copy.  Creator / owner task only. */
 	const char *name_lit;
 	/* Index of the worker it runs on or last ran on; -1 if none.
-	 * Written by the task (at its first switch-in and after each park)
-	 * and at creation (the spawning worker). */
+	 * Written by the scheduler at every switch-in (worker_run) and at
+	 * creation (the spawning worker, which also runs an inline child). */
 	atomic_int insp_worker;
 	/* Last, and cleared only up to its reason (WEFT__TASK_CLEAR): a
 	 * recycled record is reinitialised without touching the cold tail. */

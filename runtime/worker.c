@@ -505,6 +505,11 @@ static void worker_run(weft__worker_t *w, struct weft_task *t)
 		weft__census_add(WEFT__CENSUS_FIBER, 1);
 	}
 	w->current = t;
+	/* Introspection: the worker it runs on, at every switch-in (first
+	 * run, after a park or a yield).  Relaxed: inspect.c reads it
+	 * atomically and validates the record by its id. */
+	atomic_store_explicit(&t->insp_worker, (int)w->index,
+		memory_order_relaxed);
 	weft__stack_set_running(t->stack);
 	weft__cont_switch(&w->sched, &t->cont);
 	weft__stack_set_running(NULL);
