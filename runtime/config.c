@@ -92,6 +92,9 @@ int weft_config_init(weft_config_t *cfg)
 	cfg->stack_size = 64 * 1024;
 	cfg->guarded_stacks = 8192;
 	cfg->spin_us = 50;
+#ifdef WEFT_DEBUG
+	cfg->abort_on_missing_join = 1;
+#endif
 	uint64_t v = cfg->workers;
 	config_env(cfg, "WEFT_WORKERS", 1, WEFT__WORKERS_MAX, 0, &v);
 	cfg->workers = (unsigned)v;
@@ -124,6 +127,8 @@ int weft__config_validate(weft_config_t *cfg)
 		bad = "guarded_stacks must be from 0 to 30000";
 	else if (cfg->spin_us > WEFT__SPIN_US_MAX)
 		bad = "spin_us must be from 0 to 100000";
+	else if (cfg->abort_on_missing_join > 1)
+		bad = "abort_on_missing_join must be 0 or 1";
 	if (bad == NULL)
 		return 0;
 	snprintf(cfg->message, sizeof cfg->message, "%s", bad);

@@ -32,6 +32,7 @@
  *      before its child_done: join sees every failure.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -423,11 +424,13 @@ int weft__group_reap_unjoined(struct weft_task *t)
 		if (s->kind == WEFT__SCOPE_GROUP) {
 			struct weft_group *g = WEFT__CONTAINER_OF(s,
 				struct weft_group, scope);
-#ifdef WEFT_DEBUG
-			weft__diag("task '%s' returned without joining the "
-				"group opened at %p; cancelling and joining it",
-				t->name, g->open_site);
-#endif
+			if (t->rt->cfg.abort_on_missing_join) {
+				weft__diag("task '%s' returned without joining "
+					"the group opened at %p (rule 7: "
+					"abort_on_missing_join)", t->name,
+					g->open_site);
+				abort();
+			}
 			weft__scope_cancel(&g->scope, WEFT_CANCEL_EXPLICIT,
 				"group left without join", true, t->id);
 			weft_error_t *e = NULL;

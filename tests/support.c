@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
 
 #define SUPPORT_MAX_FAILURES 64
 
@@ -102,6 +104,46 @@ int weft_test_run_err(unsigned workers, weft_fn fn, void *arg,
 	assert_int_equal(weft_runtime_destroy(rt), 0);
 	support_assert_no_failures();
 	return rc;
+}
+
+int weft_test_run_cfg(weft_config_t *cfg, weft_fn fn, void *arg)
+{
+	weft_runtime_t *rt;
+	int rc = weft_runtime_create(&rt, cfg);
+	if (rc < 0)
+		print_error("weft_runtime_create: %s\n", cfg->message);
+	assert_int_equal(rc, 0);
+	rc = weft_runtime_run(rt, fn, arg, NULL);
+	assert_int_equal(weft_runtime_destroy(rt), 0);
+	support_assert_no_failures();
+	weft_test_assert_no_leaks();
+	return rc;
+}
+
+int weft_test_death(void (*child)(void *), void *arg, char *buf,
+	size_t size)
+{
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(fds[1], STDERR_FILENO);
+		close(fds[0]);
+		child(arg);
+		_exit(3);  /* the child was expected to end the process */
+	}
+	close(fds[1]);
+	size_t len = 0;
+	ssize_t n;
+	while (len + 1 < size &&
+		(n = read(fds[0], buf + len, size - 1 - len)) > 0)
+		len += (size_t)n;
+	buf[len] = '\0';
+	close(fds[0]);
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return status;
 }
 
 int weft_test_run(unsigned workers, weft_fn fn, void *arg)

@@ -28,6 +28,15 @@ int weft_test_check(int ok, const char *file, int line, const char *expr);
 int weft_test_check_eq(long long a, long long b, const char *file, int line,
 	const char *expr);
 
+/* Runs child(arg) in a forked process whose stderr is captured into buf
+ * (NUL-terminated, cut at size - 1); returns the child's wait status.  For
+ * tests of behaviour that ends the process (overflow, rule 7's abort). */
+int weft_test_death(void (*child)(void *), void *arg, char *buf,
+	size_t size);
+
+/* As weft_test_run, with a runtime created from cfg. */
+int weft_test_run_cfg(weft_config_t *cfg, weft_fn fn, void *arg);
+
 /* Runs fn(arg) as the root task of a fresh runtime with `workers`
  * workers, destroys it, then asserts (main thread) that no CHECK failed
  * and nothing leaked.  Returns fn's result. */

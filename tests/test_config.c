@@ -620,6 +620,25 @@ static void test_config__range_edges_set_by_the_caller_are_accepted(
 	assert_int_equal(weft_runtime_destroy(rt), 0);
 }
 
+static void test_config__abort_on_missing_join_defaults_on_in_debug_builds(
+	void **state)
+{
+	(void)state;
+	weft_config_t cfg;
+	assert_int_equal(weft_config_init(&cfg), 0);
+	/* The tests are built with WEFT_DEBUG (tools/run test). */
+	assert_int_equal(cfg.abort_on_missing_join, 1);
+	cfg.abort_on_missing_join = 2;
+	weft_runtime_t *rt = UNTOUCHED;
+	assert_int_equal(weft_runtime_create(&rt, &cfg), -EINVAL);
+	assert_ptr_equal(rt, UNTOUCHED);
+	assert_non_null(strstr(cfg.message, "abort_on_missing_join"));
+	cfg.abort_on_missing_join = 0;
+	assert_int_equal(weft_runtime_create(&rt, &cfg), 0);
+	assert_int_equal(weft_runtime_destroy(rt), 0);
+	weft_test_assert_no_leaks();
+}
+
 static void test_config__null_arguments_are_rejected(void **state)
 {
 	(void)state;
@@ -692,6 +711,8 @@ int main(void)
 			test_config__out_of_range_caller_values_fail_create_with_a_message),
 		CONFIG_TEST(
 			test_config__range_edges_set_by_the_caller_are_accepted),
+		CONFIG_TEST(
+			test_config__abort_on_missing_join_defaults_on_in_debug_builds),
 		CONFIG_TEST(test_config__null_arguments_are_rejected),
 		CONFIG_TEST(test_config__config_not_from_init_is_rejected),
 	};

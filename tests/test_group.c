@@ -1,7 +1,9 @@
 /* Task groups: semantics.md "Groups & joining" (rules 1-8). */
 #include <errno.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "support.h"
 
@@ -365,9 +367,55 @@ static void test_group__leaving_a_group_unjoined_cancels_joins_and_reports(
 	void **state)
 {
 	struct failing f = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		missing_join_root, &f), 0);
+	weft_config_t cfg;
+	assert_int_equal(weft_config_init(&cfg), 0);
+	cfg.workers = WEFT_TEST_WORKERS(state);
+	cfg.abort_on_missing_join = 0;  /* the release behaviour */
+	assert_int_equal(weft_test_run_cfg(&cfg, missing_join_root, &f), 0);
 	assert_int_equal(atomic_load(&f.cancelled_siblings), 3);
+}
+
+static int leave_empty_group(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	return 0;  /* forgot to join */
+}
+
+static int spawn_a_leaver(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, leave_empty_group, NULL), 0);
+	return weft_group_join(g, NULL);
+}
+
+static void missing_join_child(void *arg)
+{
+	weft_config_t cfg;
+	weft_config_init(&cfg);
+	cfg.workers = (unsigned)(uintptr_t)arg;
+	cfg.abort_on_missing_join = 1;
+	weft_runtime_t *rt;
+	if (weft_runtime_create(&rt, &cfg) == 0)
+		weft_runtime_run(rt, spawn_a_leaver, NULL, NULL);
+}
+
+static void test_group__leaving_a_group_unjoined_aborts_when_configured(
+	void **state)
+{
+	char buf[4096];
+	int status = weft_test_death(missing_join_child,
+		(void *)(uintptr_t)WEFT_TEST_WORKERS(state), buf, sizeof buf);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGABRT);
+	if (strstr(buf, "task 'leave_empty_group' returned without joining") ==
+		NULL)
+		print_error("child stderr: %s\n", buf);
+	assert_non_null(strstr(buf,
+		"task 'leave_empty_group' returned without joining"));
 }
 
 /* }======================================================= */
@@ -495,6 +543,7 @@ int main(void)
 		WEFT_TEST(test_group__own_cancellation_is_absorbed_by_join),
 		WEFT_TEST(test_group__outer_cancellation_passes_through_join),
 		WEFT_TEST(test_group__leaving_a_group_unjoined_cancels_joins_and_reports),
+		WEFT_TEST(test_group__leaving_a_group_unjoined_aborts_when_configured),
 		WEFT_TEST(test_group__spawn_and_join_order_plain_memory),
 		WEFT_TEST(test_group__join_by_another_task_or_out_of_order_is_refused),
 		WEFT_TEST(test_group__nested_groups_join_a_tree_of_tasks),

@@ -38,6 +38,18 @@ __attribute__((unused)) static int overflow_root(void *arg)
 	return weft_group_join(g, NULL);
 }
 
+/* In the forked child: a runtime whose task overflows its stack. */
+__attribute__((unused)) static void overflow_child(void *arg)
+{
+	weft_config_t cfg;
+	weft_config_init(&cfg);
+	cfg.workers = (unsigned)(uintptr_t)arg;
+	weft_runtime_t *rt;
+	if (weft_runtime_create(&rt, &cfg) < 0)
+		_exit(2);
+	weft_runtime_run(rt, overflow_root, NULL, NULL);
+}
+
 static void test_overflow__is_reported_with_the_task_name(void **state)
 {
 	unsigned workers = WEFT_TEST_WORKERS(state);
@@ -45,32 +57,9 @@ static void test_overflow__is_reported_with_the_task_name(void **state)
 	(void)workers;
 	skip();
 #else
-	int pipefd[2];
-	assert_int_equal(pipe(pipefd), 0);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(pipefd[1], STDERR_FILENO);
-		close(pipefd[0]);
-		weft_config_t cfg;
-		weft_config_init(&cfg);
-		cfg.workers = workers;
-		weft_runtime_t *rt;
-		if (weft_runtime_create(&rt, &cfg) < 0)
-			_exit(2);
-		weft_runtime_run(rt, overflow_root, NULL, NULL);
-		_exit(3);  /* not reached: the overflow ends the process */
-	}
-	close(pipefd[1]);
 	char buf[4096];
-	size_t len = 0;
-	ssize_t n;
-	while ((n = read(pipefd[0], buf + len, sizeof buf - 1 - len)) > 0)
-		len += (size_t)n;
-	buf[len] = '\0';
-	close(pipefd[0]);
-	int status = 0;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
+	int status = weft_test_death(overflow_child,
+		(void *)(uintptr_t)workers, buf, sizeof buf);
 	assert_true(WIFSIGNALED(status));
 	assert_int_equal(WTERMSIG(status), SIGABRT);
 	if (strstr(buf, "stack overflow in task 'deep_recursion'") == NULL)

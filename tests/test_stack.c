@@ -22,6 +22,7 @@
 #include "sanitizer.h"
 #include "stack.h"
 #include "weft/debug.h"
+#include "support.h"
 
 #define KIB 1024
 #define TEST_STACK_SIZE (64 * KIB)
@@ -355,13 +356,14 @@ static void overflow_entry(void *arg)
 
 /* Child side: sets up what a worker would, then overflows a named task's
  * stack.  Must never return into cmocka. */
-static void overflow_child(int err_fd)
+/* In the forked child (weft_test_death): a guarded fiber that recurses. */
+static void overflow_child(void *arg)
 {
+	(void)arg;
 	weft__stack_shared_t s;
 	weft__stack_pool_t p;
 	weft__stack_t *st;
 	weft__cont_t thread, fiber;
-	dup2(err_fd, STDERR_FILENO);
 	if (weft__stack_shared_init(&s, TEST_STACK_SIZE, 4) != 0 ||
 	    weft__stack_thread_init() != 0 ||
 	    weft__stack_handler_acquire() != 0)
@@ -387,24 +389,8 @@ static void test_stack__overflow_is_reported_with_the_task_name(
 	 * stack-overflow), and its instrumentation changes frame sizes. */
 	skip();
 #endif
-	int fds[2];
-	assert_int_equal(pipe(fds), 0);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		close(fds[0]);
-		overflow_child(fds[1]);
-	}
-	close(fds[1]);
 	char buf[4096];
-	size_t len = 0;
-	ssize_t n;
-	while ((n = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
-		len += (size_t)n;
-	buf[len] = '\0';
-	close(fds[0]);
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
+	int status = weft_test_death(overflow_child, NULL, buf, sizeof buf);
 	assert_true(WIFSIGNALED(status));
 	assert_int_equal(WTERMSIG(status), SIGABRT);
 	assert_non_null(strstr(buf,

@@ -56,9 +56,11 @@ typedef struct weft_spawn_opts {
 /* What it does: opens a group owned by the calling task and enters its
  * cancel scope.
  * Ownership: *out belongs to the calling task until weft_group_join frees
- * it.  A task that returns without joining its groups has them cancelled,
- * joined, and reported as WEFT_EMISSINGJOIN (and aborts in WEFT_DEBUG
- * builds, naming the group).
+ * it.  A task that returns without joining its groups aborts the process
+ * naming the task and the group's opening site when the runtime's
+ * config has abort_on_missing_join (the default in WEFT_DEBUG builds);
+ * otherwise they are cancelled, joined, and reported as
+ * WEFT_EMISSINGJOIN.
  * Errors: -EINVAL (NULL out), -ENOMEM, WEFT_ENOTFIBER.
  * Checkpoint: no.  Threads: weft fiber. */
 WEFT_EXTERN int weft_group_open(weft_group_t **out);

@@ -29,6 +29,12 @@ typedef struct weft_config {
 	size_t stack_size;     /* bytes per fiber stack; 16 KiB .. 1 GiB */
 	size_t guarded_stacks; /* stacks that get a guard page; 0 .. 30000 */
 	unsigned spin_us;      /* idle spin before a worker sleeps; 0 .. 100000 */
+	/* 1: a task that returns with a group still open aborts the process,
+	 * naming the task and where the group was opened (semantics rule 7:
+	 * a bug to find at once); 0: the group is cancelled, joined and
+	 * reported as WEFT_EMISSINGJOIN.  Default 1 when the library is built
+	 * with WEFT_DEBUG, else 0. */
+	unsigned abort_on_missing_join;
 	int env_error;         /* 0, or -EINVAL when an environment variable was bad */
 	char message[256];     /* why the last init/create failed ("" if not) */
 } weft_config_t;
