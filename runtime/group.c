@@ -153,10 +153,11 @@ static int group_new_child(struct weft_group *g, weft_fn fn, void *arg,
 {
 	if (g == NULL || fn == NULL)
 		return -EINVAL;
+	/* NULL on a plain thread: allowed for spawns (the caller holds g
+	 * alive with weft_group_retain; the join word's CAS is thread-safe and
+	 * weft__sched_spawn uses the injection queue), not for start. */
 	struct weft_task *self = weft__task_current();
-	if (self == NULL)
-		return WEFT_ENOTFIBER;
-	if (self->rt != g->rt)
+	if (self != NULL && self->rt != g->rt)
 		return WEFT_EMISUSE;
 	unsigned flags = opts ? opts->flags : 0;
 	if ((flags & WEFT_SPAWN_UNLESS_CANCELLED) &&
@@ -183,7 +184,7 @@ static int group_new_child(struct weft_group *g, weft_fn fn, void *arg,
 	 * owner's: no copy, at most one reference increment. */
 	atomic_store_explicit(&t->insp_group_id, g->scope.id,
 		memory_order_relaxed);
-	struct weft_context *ctx = self->ctx;
+	struct weft_context *ctx = self ? self->ctx : NULL;
 	if (__builtin_expect(opts != NULL && (opts->context != NULL ||
 		(flags & WEFT_SPAWN_EMPTY_CONTEXT)), 0))
 		ctx = (flags & WEFT_SPAWN_EMPTY_CONTEXT) ? NULL :
@@ -231,6 +232,8 @@ int weft_group_spawn_literal(weft_group_t *g, const char *name, weft_fn fn,
 int weft_group_start_opts(weft_group_t *g, weft_fn fn, void *arg,
 	const weft_spawn_opts_t *opts, void **value_out)
 {
+	if (g != NULL && fn != NULL && weft__task_current() == NULL)
+		return WEFT_ENOTFIBER;  /* start parks the caller */
 	struct weft_task *t;
 	int rc = group_new_child(g, fn, arg, opts, "task", &t);
 	if (rc < 0)

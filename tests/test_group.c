@@ -1,5 +1,7 @@
 /* Task groups: semantics.md "Groups & joining" (rules 1-8). */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -420,6 +422,118 @@ static void test_group__leaving_a_group_unjoined_aborts_when_configured(
 
 /* }======================================================= */
 
+/* {======================================================= plain threads */
+
+/* A thread that is not a weft worker spawns into a group it was handed
+ * (held with weft_group_retain), as a listener or a foreign callback
+ * would; after the owner's join its spawns are refused. */
+struct plain_spawner {
+	weft_group_t *g;
+	weft_event_t *spawned, *refused;
+	atomic_long ran;
+	atomic_int joined;
+	long n;
+	int spawn_rc;       /* first failing spawn's code, or 0 */
+	int after_join_rc;  /* the spawn tried after the join */
+};
+
+static int count_run(void *arg)
+{
+	struct plain_spawner *p = arg;
+	atomic_fetch_add(&p->ran, 1);
+	return 0;
+}
+
+static void *plain_spawn_thread(void *arg)
+{
+	struct plain_spawner *p = arg;
+	for (long i = 0; i < p->n; i++) {
+		int rc = weft_group_spawn(p->g, count_run, p);
+		if (rc < 0 && p->spawn_rc == 0)
+			p->spawn_rc = rc;
+	}
+	weft_event_set(p->spawned);
+	while (!atomic_load(&p->joined))
+		sched_yield();
+	p->after_join_rc = weft_group_spawn(p->g, count_run, p);
+	weft_event_set(p->refused);
+	return NULL;
+}
+
+static int plain_spawn_root(void *arg)
+{
+	struct plain_spawner *p = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_event_create(&p->spawned), 0);
+	CHECK_EQ(weft_event_create(&p->refused), 0);
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_retain(g), 0);
+	p->g = g;
+	pthread_t th;
+	CHECK_EQ(pthread_create(&th, NULL, plain_spawn_thread, p), 0);
+	CHECK_EQ(weft_event_wait(p->spawned), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	atomic_store(&p->joined, 1);
+	CHECK_EQ(weft_event_wait(p->refused), 0);
+	/* The thread has only the end of weft_event_set and its return left:
+	 * wait for it (briefly blocking this worker) before freeing. */
+	pthread_join(th, NULL);
+	weft_group_release(g);
+	CHECK_EQ(weft_event_destroy(p->spawned), 0);
+	CHECK_EQ(weft_event_destroy(p->refused), 0);
+	return 0;
+}
+
+static void test_group__a_plain_thread_spawns_into_a_retained_group(
+	void **state)
+{
+	struct plain_spawner p = { .n = weft_test_scale(2000) };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		plain_spawn_root, &p), 0);
+	assert_int_equal(p.spawn_rc, 0);
+	assert_int_equal(atomic_load(&p.ran), p.n);
+	assert_int_equal(p.after_join_rc, WEFT_ECLOSED);
+}
+
+static int start_noop(void *arg)
+{
+	(void)arg;
+	return weft_task_started(NULL);
+}
+
+static void *plain_start_thread(void *arg)
+{
+	struct plain_spawner *p = arg;
+	p->after_join_rc = weft_group_start(p->g, start_noop, NULL, NULL);
+	weft_event_set(p->spawned);
+	return NULL;
+}
+
+static int plain_start_root(void *arg)
+{
+	struct plain_spawner *p = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_event_create(&p->spawned), 0);
+	CHECK_EQ(weft_group_open(&g), 0);
+	p->g = g;
+	pthread_t th;
+	CHECK_EQ(pthread_create(&th, NULL, plain_start_thread, p), 0);
+	CHECK_EQ(weft_event_wait(p->spawned), 0);
+	pthread_join(th, NULL);
+	CHECK_EQ(weft_event_destroy(p->spawned), 0);
+	return weft_group_join(g, NULL);
+}
+
+static void test_group__start_from_a_plain_thread_is_enotfiber(void **state)
+{
+	struct plain_spawner p = { 0 };
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		plain_start_root, &p), 0);
+	assert_int_equal(p.after_join_rc, WEFT_ENOTFIBER);
+}
+
+/* }======================================================= */
+
 /* {======================================================= rule 8 */
 
 struct handoff {
@@ -544,6 +658,8 @@ int main(void)
 		WEFT_TEST(test_group__outer_cancellation_passes_through_join),
 		WEFT_TEST(test_group__leaving_a_group_unjoined_cancels_joins_and_reports),
 		WEFT_TEST(test_group__leaving_a_group_unjoined_aborts_when_configured),
+		WEFT_TEST(test_group__a_plain_thread_spawns_into_a_retained_group),
+		WEFT_TEST(test_group__start_from_a_plain_thread_is_enotfiber),
 		WEFT_TEST(test_group__spawn_and_join_order_plain_memory),
 		WEFT_TEST(test_group__join_by_another_task_or_out_of_order_is_refused),
 		WEFT_TEST(test_group__nested_groups_join_a_tree_of_tasks),

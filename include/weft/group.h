@@ -76,8 +76,11 @@ WEFT_EXTERN int weft_group_open(weft_group_t **out);
  * Errors: -EINVAL (NULL g or fn), WEFT_ECLOSED (g is joined or joining and
  * has no pending start), -ECANCELED (WEFT_SPAWN_UNLESS_CANCELLED and g is
  * cancelled), -ENOMEM.  Nothing is created on failure.
- * Checkpoint: no.  Threads: weft fiber running in g's runtime (the owner,
- * a child, or any other task holding g). */
+ * Checkpoint: no.  Threads: a weft fiber running in g's runtime (the
+ * owner, a child, or any other task holding g; another runtime's task
+ * gets WEFT_EMISUSE), or a plain thread while g is held alive by a
+ * weft_group_retain (the task then starts with an empty task-local
+ * context and is queued through the runtime's injection queue). */
 WEFT_EXTERN int weft_group_spawn_opts(weft_group_t *g, weft_fn fn, void *arg,
 	const weft_spawn_opts_t *opts);
 
