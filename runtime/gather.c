@@ -256,6 +256,7 @@ int weft_gather(const weft_call_t *calls, size_t n, unsigned flags,
 	rc = weft__wait_begin(&self);
 	if (rc < 0 || n == 0)
 		return rc;
+	weft__task_link_root(self);  /* it checks its scope itself below */
 	bool keep = flags & WEFT_GATHER_RETURN_ERRORS;
 	struct comb c;
 	int join_rc;
@@ -312,6 +313,7 @@ int weft_race(const weft_call_t *calls, size_t n, void **value,
 	rc = weft__wait_begin(&self);
 	if (rc < 0)
 		return rc;
+	weft__task_link_root(self);  /* it checks its scope itself below */
 	struct comb c;
 	int join_rc;
 	weft_error_t *e = NULL;

@@ -238,6 +238,7 @@ int weft_wait(weft_task_t *const *handles, size_t n, weft_wait_mode_t mode,
 	rc = weft__wait_begin(&self);
 	if (rc < 0)
 		return rc;
+	weft__task_link_root(self);  /* it checks its scope itself below */
 	size_t ended;
 	if (!wait_met(handles, n, mode, &ended) && deadline > weft_now()) {
 		/* ALL_COMPLETED waits for one task at a time (any order
@@ -321,6 +322,7 @@ int weft_wait_for(weft_task_t *h, int64_t timeout, void **value)
 	/* Cancelled on entry counts as cancelled while waiting: the task is
 	 * taken along. */
 	rc = weft__wait_begin(&self);
+	weft__task_link_root(self);  /* it checks its scope itself below */
 	if (rc == 0) {
 		if (!task_pending(h))
 			return weft_task_result(h, value);
@@ -423,6 +425,7 @@ int weft_as_completed_next(weft_as_completed_t *it, size_t *index,
 	int rc = weft__wait_begin(&self);
 	if (rc < 0)
 		return rc;
+	weft__task_link_root(self);  /* it checks its scope itself below */
 	for (;;) {
 		/* The ended task with the lowest original index. */
 		size_t best = SIZE_MAX;

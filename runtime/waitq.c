@@ -48,6 +48,12 @@ int weft__wait_begin(struct weft_task **self)
 	*self = t;
 	if (t == NULL)
 		return WEFT_ENOTFIBER;
+	/* A task whose root scope is not linked yet (it never checkpointed:
+	 * a child that only sends on a channel, say) is checked without
+	 * linking it, so an operation that does not park never takes its
+	 * group scope's lock; the waits below link it before parking. */
+	if (!t->root_linked && !weft__task_root_cancelled(t))
+		return 0;
 	weft__task_link_root(t);
 	struct weft_scope *s = atomic_load_explicit(&t->cur_scope,
 		memory_order_relaxed);
@@ -86,6 +92,9 @@ void weft__waitq_remove(weft__waitq_t *q, struct weft__wait_node *n)
 int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 	struct weft__wait_node *n, struct weft_task *self)
 {
+	/* Reachable by cancellations from now on (lock order: a primitive's
+	 * lock before a scope's; no scope code takes a primitive's lock). */
+	weft__task_link_root(self);
 	struct weft_scope *s = atomic_load_explicit(&self->cur_scope,
 		memory_order_relaxed);
 	n->task = self;
@@ -112,6 +121,7 @@ int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
 	struct weft__wait_node *n, struct weft_task *self)
 {
+	weft__task_link_root(self);  /* as in weft__waitq_wait */
 	struct weft_scope *s = atomic_load_explicit(&self->cur_scope,
 		memory_order_relaxed);
 	n->task = self;

@@ -1064,6 +1064,49 @@ static int entry_cancel_root(void *arg)
 	return 0;
 }
 
+/* A child whose first weft call is a wait has never linked its root scope
+ * into its group's scope (that is done lazily); the wait must still see
+ * the group's cancellation, both when it can proceed at once and when it
+ * parks. */
+static int first_call_waits(void *arg)
+{
+	weft_event_t *ev = arg;
+	return weft_event_wait(ev) == -ECANCELED ? 0 : -EIO;
+}
+
+static int first_wait_root(void *arg)
+{
+	(void)arg;
+	weft_event_t *ev;
+	CHECK_EQ(weft_event_create(&ev), 0);
+	/* Parked first, then the group is cancelled. */
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(weft_group_spawn(g, first_call_waits, ev), 0);
+	for (int spins = 0; weft_event_waiting(ev) < 3 && spins < 100000;
+		spins++)
+		CHECK_EQ(weft_sleep(WEFT_MSEC / 10), 0);
+	CHECK_EQ(weft_event_waiting(ev), 3);
+	CHECK_EQ(weft_group_cancel(g, NULL), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	/* Cancelled before the wait, which could proceed at once. */
+	CHECK_EQ(weft_event_set(ev), 0);
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_cancel(g, NULL), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(weft_group_spawn(g, first_call_waits, ev), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(weft_event_destroy(ev), 0);
+	return 0;
+}
+
+static void test_sync__a_first_wait_sees_its_groups_cancellation(void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		first_wait_root, NULL), 0);
+}
+
 static void test_sync__every_wait_is_a_checkpoint_even_when_free(void **state)
 {
 	run(state, entry_cancel_root, NULL);
@@ -1570,6 +1613,7 @@ int main(void)
 		WEFT_TEST(test_sync__condition_cancelled_wait_returns_with_the_lock_held),
 		WEFT_TEST(test_sync__condition_wait_cancelled_on_entry_keeps_the_lock),
 		WEFT_TEST(test_sync__every_wait_is_a_checkpoint_even_when_free),
+		WEFT_TEST(test_sync__a_first_wait_sees_its_groups_cancellation),
 		WEFT_TEST(test_sync__deadline_ends_a_wait_with_nothing_acquired),
 		WEFT_TEST(test_sync__cancelled_semaphore_waits_lose_and_duplicate_nothing),
 		WEFT_TEST(test_sync__cancelled_lock_waits_lose_and_duplicate_nothing),
