@@ -171,6 +171,36 @@ static inline int bench_fail(const char *what, int rc)
 
 /* }====== */
 
+/* {====== repetitions */
+
+/* One repetition of a workload: computes it once and stores what it
+ * computed in *value, for the caller to check.  0 or a negative code. */
+typedef int (*bench_once_fn)(void *arg, long long *value);
+
+/* Runs once() BENCH_WARMUP + BENCH_REPS times, timing each call; ms[]
+ * receives the BENCH_REPS measured times.  *value keeps the first value
+ * that differs from `expected` (or the last one when all are right), so a
+ * single wrong repetition is reported.  Returns once()'s first error. */
+static inline int bench_repeat(bench_once_fn once, void *arg,
+	long long expected, long long *value, double *ms)
+{
+	for (int r = 0; r < BENCH_WARMUP + BENCH_REPS; r++) {
+		long long v = -1;
+		int64_t t0 = bench_now();
+		int rc = once(arg, &v);
+		int64_t t1 = bench_now();
+		if (rc < 0)
+			return rc;
+		if (r == 0 || *value == expected)
+			*value = v;
+		if (r >= BENCH_WARMUP)
+			ms[r - BENCH_WARMUP] = bench_ms(t1 - t0);
+	}
+	return 0;
+}
+
+/* }====== */
+
 /* {====== runtime */
 
 /* weft_config_init + weft_runtime_create; exits on failure.  The worker

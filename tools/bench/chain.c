@@ -29,35 +29,35 @@ static int chain_task(void *arg)
 }
 
 struct chain_run {
-	long count; /* the first wrong count, or the last one */
+	long long count; /* the first wrong count, or the last one */
 	double ms[BENCH_REPS];
 };
+
+/* One chain: a group with the first hop, joined; *value = hops run. */
+static int chain_once(void *arg, long long *value)
+{
+	(void)arg;
+	struct chain_ctx c = {.count = 0};
+	int rc = weft_group_open(&c.g);
+	if (rc < 0)
+		return bench_fail("weft_group_open", rc);
+	int spawn_rc = weft_group_spawn(c.g, chain_task, &c);
+	weft_error_t *err = NULL;
+	rc = weft_group_join(c.g, &err);
+	if (rc == WEFT_ECHILD_FAILED)
+		return weft_fail_group(err);
+	if (spawn_rc < 0)
+		return bench_fail("weft_group_spawn", spawn_rc);
+	if (rc < 0)
+		return bench_fail("weft_group_join", rc);
+	*value = c.count;
+	return 0;
+}
 
 static int chain_root(void *arg)
 {
 	struct chain_run *run = arg;
-	for (int r = 0; r < BENCH_WARMUP + BENCH_REPS; r++) {
-		struct chain_ctx c = {.count = 0};
-		int64_t t0 = bench_now();
-		int rc = weft_group_open(&c.g);
-		if (rc < 0)
-			return bench_fail("weft_group_open", rc);
-		int spawn_rc = weft_group_spawn(c.g, chain_task, &c);
-		weft_error_t *err = NULL;
-		rc = weft_group_join(c.g, &err);
-		int64_t t1 = bench_now();
-		if (rc == WEFT_ECHILD_FAILED)
-			return weft_fail_group(err);
-		if (spawn_rc < 0)
-			return bench_fail("weft_group_spawn", spawn_rc);
-		if (rc < 0)
-			return bench_fail("weft_group_join", rc);
-		if (r == 0 || run->count == CHAIN_HOPS)
-			run->count = c.count;
-		if (r >= BENCH_WARMUP)
-			run->ms[r - BENCH_WARMUP] = bench_ms(t1 - t0);
-	}
-	return 0;
+	return bench_repeat(chain_once, NULL, CHAIN_HOPS, &run->count, run->ms);
 }
 
 int main(void)
@@ -67,7 +67,7 @@ int main(void)
 	struct chain_run run = {.count = -1};
 	bench_run_root(workload, rt, chain_root, &run);
 	bench_runtime_destroy(workload, rt);
-	fprintf(stderr, "chain: %ld hops (expected %ld)\n", run.count,
+	fprintf(stderr, "chain: %lld hops (expected %ld)\n", run.count,
 		CHAIN_HOPS);
 	if (run.count != CHAIN_HOPS)
 		bench_die(workload, "wrong hop count");

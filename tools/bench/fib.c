@@ -65,23 +65,16 @@ struct fib_run {
 	double ms[BENCH_REPS];
 };
 
+static int fib_once(void *arg, long long *value)
+{
+	return fib_compute(*(const int *)arg, value);
+}
+
 static int fib_root(void *arg)
 {
 	struct fib_run *run = arg;
-	for (int r = 0; r < BENCH_WARMUP + BENCH_REPS; r++) {
-		long long v = -1;
-		int64_t t0 = bench_now();
-		int rc = fib_compute(run->n, &v);
-		int64_t t1 = bench_now();
-		if (rc < 0)
-			return rc;
-		/* Keep the first wrong value, if any. */
-		if (r == 0 || run->result == fib_serial(run->n))
-			run->result = v;
-		if (r >= BENCH_WARMUP)
-			run->ms[r - BENCH_WARMUP] = bench_ms(t1 - t0);
-	}
-	return 0;
+	return bench_repeat(fib_once, &run->n, fib_serial(run->n),
+		&run->result, run->ms);
 }
 
 static long long fib_serial(int n)
