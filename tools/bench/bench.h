@@ -169,6 +169,20 @@ static inline int bench_fail(const char *what, int rc)
 		weft_err_name(rc));
 }
 
+/* The outcome of a benchmark's group, right after weft_group_join(g, &err)
+ * returned join_rc: a child's failure becomes this task's (its error group
+ * nested), else the first failed spawn's code, else join's own error. */
+static inline int bench_joined(int join_rc, weft_error_t *err, int spawn_rc)
+{
+	if (join_rc == WEFT_ECHILD_FAILED)
+		return weft_fail_group(err);
+	if (spawn_rc < 0)
+		return bench_fail("weft_group_spawn", spawn_rc);
+	if (join_rc < 0)
+		return bench_fail("weft_group_join", join_rc);
+	return 0;
+}
+
 /* }====== */
 
 /* {====== repetitions */

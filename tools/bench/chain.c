@@ -44,12 +44,9 @@ static int chain_once(void *arg, long long *value)
 	int spawn_rc = weft_group_spawn(c.g, chain_task, &c);
 	weft_error_t *err = NULL;
 	rc = weft_group_join(c.g, &err);
-	if (rc == WEFT_ECHILD_FAILED)
-		return weft_fail_group(err);
-	if (spawn_rc < 0)
-		return bench_fail("weft_group_spawn", spawn_rc);
+	rc = bench_joined(rc, err, spawn_rc);
 	if (rc < 0)
-		return bench_fail("weft_group_join", rc);
+		return rc;
 	*value = c.count;
 	return 0;
 }

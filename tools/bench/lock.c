@@ -60,12 +60,9 @@ static int64_t lock_rep(struct lock_run *run, int tasks)
 	weft_error_t *err = NULL;
 	rc = weft_group_join(g, &err);
 	int64_t t1 = bench_now();
-	if (rc == WEFT_ECHILD_FAILED)
-		return weft_fail_group(err);
-	if (spawn_rc < 0)
-		return bench_fail("weft_group_spawn", spawn_rc);
+	rc = bench_joined(rc, err, spawn_rc);
 	if (rc < 0)
-		return bench_fail("weft_group_join", rc);
+		return rc;
 	if (run->counter != (long)tasks * LOCK_EACH && run->bad == 0)
 		run->bad = run->counter;
 	return t1 - t0;

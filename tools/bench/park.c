@@ -141,12 +141,9 @@ static int park_root(void *arg)
 		int64_t end = bench_now();
 		if (r == 0)
 			c->peak_kb = bench_status_kb("VmHWM");
-		if (rc == WEFT_ECHILD_FAILED)
-			return weft_fail_group(err);
-		if (spawn_rc < 0)
-			return bench_fail("weft_group_spawn", spawn_rc);
+		rc = bench_joined(rc, err, spawn_rc);
 		if (rc < 0)
-			return bench_fail("weft_group_join", rc);
+			return rc;
 		int64_t last_park;
 		if (!park_all_parked(c, &last_park))
 			c->all_parked = 0;

@@ -98,13 +98,7 @@ static int pingpong_once(struct pingpong *p)
 		spawn_rc = weft_group_spawn(g, pingpong_a, p);
 	weft_error_t *err = NULL;
 	rc = weft_group_join(g, &err);
-	if (rc == WEFT_ECHILD_FAILED)
-		return weft_fail_group(err);
-	if (spawn_rc < 0)
-		return bench_fail("weft_group_spawn", spawn_rc);
-	if (rc < 0)
-		return bench_fail("weft_group_join", rc);
-	return 0;
+	return bench_joined(rc, err, spawn_rc);
 }
 
 static int pingpong_root(void *arg)

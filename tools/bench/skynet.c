@@ -50,12 +50,9 @@ static int skynet_compute(long long num, long long size, long long *out)
 	/* Always join: the children write into this frame. */
 	weft_error_t *err = NULL;
 	rc = weft_group_join(g, &err);
-	if (rc == WEFT_ECHILD_FAILED)
-		return weft_fail_group(err);
-	if (spawn_rc < 0)
-		return bench_fail("weft_group_spawn", spawn_rc);
+	rc = bench_joined(rc, err, spawn_rc);
 	if (rc < 0)
-		return bench_fail("weft_group_join", rc);
+		return rc;
 	long long sum = 0;
 	for (int i = 0; i < SKYNET_FANOUT; i++)
 		sum += child[i].result;
