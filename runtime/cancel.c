@@ -285,7 +285,7 @@ static void scope_timer_set(struct weft_scope *s, int64_t when)
 {
 	struct weft__timed_scope *ts = weft__timed(s);
 	/* seq_cst: ordered before the seq_cst CAS of timer_queued in
-	 * weft__io_timer_update (see io_apply). */
+	 * weft__io_timer_update (see io_apply_timer). */
 	int64_t old = atomic_exchange_explicit(&ts->timer_deadline, when,
 		memory_order_seq_cst);
 	if (old != when && ts->rt != NULL)

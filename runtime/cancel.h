@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "spin.h"
+#include "ioop.h"
 #include "timer.h"
 #include "weft/cancel.h"
 
@@ -102,7 +103,7 @@ struct weft__timed_scope {
 	atomic_int refs;          /* user + queued timer request + wheel */
 	atomic_int timer_queued;  /* an update request is in the I/O queue */
 	struct weft_runtime *rt;  /* runtime whose I/O thread owns the timer */
-	struct weft__timed_scope *timer_next; /* I/O request queue link */
+	struct weft__ionode timer_node; /* I/O request queue entry */
 	struct weft__tnode tnode; /* I/O thread only */
 };
 

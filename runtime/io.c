@@ -76,19 +76,17 @@ static void io_fire(struct weft__tnode *n, void *arg)
 	weft__scope_unref(s);  /* the wheel's reference */
 }
 
-/* Fires everything due, publishing the woken tasks as one batch. */
+/* Fires everything due (the woken tasks join the I/O thread's batch). */
 static void io_expire(weft__io_t *io)
 {
-	struct weft_runtime *rt = WEFT__CONTAINER_OF(io, struct weft_runtime,
-		io);
-	weft__sched_batch_begin();
 	weft__wheel_advance(&io->wheel, weft_now(), io_fire, NULL);
-	weft__sched_batch_end(rt);
 }
 
-/* Applies one update request for s (this thread). */
-static void io_apply(weft__io_t *io, struct weft__timed_scope *s)
+/* Applies one timer update request (this thread). */
+static void io_apply_timer(weft__io_t *io, struct weft__ionode *n)
 {
+	struct weft__timed_scope *s = WEFT__CONTAINER_OF(n,
+		struct weft__timed_scope, timer_node);
 	/* seq_cst store then seq_cst load: pairs with the updater's store of
 	 * timer_deadline then CAS of timer_queued, so an update that found
 	 * the flag still set is read here. */
@@ -113,21 +111,43 @@ static void io_drain_requests(weft__io_t *io)
 {
 	/* acquire: pairs with the release CAS of the posters; we see each
 	 * request's fields. */
-	struct weft__timed_scope *list = atomic_exchange_explicit(
-		&io->requests, NULL, memory_order_acquire);
-	/* The stack is LIFO; reverse it so requests apply in order. */
-	struct weft__timed_scope *fifo = NULL;
+	struct weft__ionode *list = atomic_exchange_explicit(&io->requests,
+		NULL, memory_order_acquire);
+	/* The stack is LIFO; reverse it so requests apply in order (an
+	 * operation's abort after its submission). */
+	struct weft__ionode *fifo = NULL;
 	while (list) {
-		struct weft__timed_scope *next = list->timer_next;
-		list->timer_next = fifo;
+		struct weft__ionode *next = list->next;
+		list->next = fifo;
 		fifo = list;
 		list = next;
 	}
 	while (fifo) {
-		struct weft__timed_scope *next = fifo->timer_next;
-		io_apply(io, fifo);
+		/* Read before fn: fn may hand the node back to its owner. */
+		struct weft__ionode *next = fifo->next;
+		fifo->fn(io, fifo);
 		fifo = next;
 	}
+}
+
+/* Publishes the tasks woken since the last flush (one injection-queue
+ * lock, one idle notification) and opens a new batch. */
+static void io_flush(weft__io_t *io)
+{
+	struct weft_runtime *rt = WEFT__CONTAINER_OF(io, struct weft_runtime,
+		io);
+	weft__sched_batch_end(rt);
+	weft__sched_batch_begin();
+}
+
+static void io_prepare_cb(uv_prepare_t *h)
+{
+	io_flush(io_of((uv_handle_t *)h));
+}
+
+static void io_check_cb(uv_check_t *h)
+{
+	io_flush(io_of((uv_handle_t *)h));
 }
 
 static void io_timer_cb(uv_timer_t *timer)
@@ -159,8 +179,29 @@ static void *io_main(void *arg)
 	sigdelset(&all, SIGSEGV);
 	sigdelset(&all, SIGBUS);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	/* Every task this thread wakes joins a batch, published at the
+	 * flush points (io_flush) and when the loop ends. */
+	weft__sched_batch_begin();
 	uv_run(&io->loop, UV_RUN_DEFAULT);
+	weft__sched_batch_end(WEFT__CONTAINER_OF(io, struct weft_runtime, io));
 	return NULL;
+}
+
+/* Closes every handle still open (weft's own, and any a module left
+ * open: those are closed without a callback, as their memory belongs to
+ * objects already gone or freed at destroy) and runs the loop until the
+ * closes are done. */
+static void io_close_walk(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void io_close_handles(weft__io_t *io)
+{
+	uv_walk(&io->loop, io_close_walk, NULL);
+	uv_run(&io->loop, UV_RUN_DEFAULT);
 }
 
 int weft__io_start(struct weft_runtime *rt)
@@ -179,11 +220,17 @@ int weft__io_start(struct weft_runtime *rt)
 	io->wake.data = io;
 	uv_timer_init(&io->loop, &io->timer);
 	io->timer.data = io;
+	uv_prepare_init(&io->loop, &io->flush_before_poll);
+	io->flush_before_poll.data = io;
+	uv_prepare_start(&io->flush_before_poll, io_prepare_cb);
+	uv_unref((uv_handle_t *)&io->flush_before_poll);
+	uv_check_init(&io->loop, &io->flush_after_poll);
+	io->flush_after_poll.data = io;
+	uv_check_start(&io->flush_after_poll, io_check_cb);
+	uv_unref((uv_handle_t *)&io->flush_after_poll);
 	rc = pthread_create(&io->thread, NULL, io_main, io);
 	if (rc != 0) {
-		uv_close((uv_handle_t *)&io->wake, NULL);
-		uv_close((uv_handle_t *)&io->timer, NULL);
-		uv_run(&io->loop, UV_RUN_DEFAULT);
+		io_close_handles(io);
 		uv_loop_close(&io->loop);
 		return rc == EAGAIN ? -EAGAIN : -rc;
 	}
@@ -219,31 +266,36 @@ void weft__io_stop(struct weft_runtime *rt)
 	 * queue and empty the wheel here, dropping their references. */
 	io_drain_requests(io);
 	io_disarm_all(io);
-	uv_close((uv_handle_t *)&io->wake, NULL);
-	uv_close((uv_handle_t *)&io->timer, NULL);
-	uv_run(&io->loop, UV_RUN_DEFAULT);
+	io_close_handles(io);
 	int rc = uv_loop_close(&io->loop);
 	WEFT_ASSERT(rc == 0, "libuv loop still busy at shutdown");
 	io->started = false;
 }
 
+void weft__io_post(struct weft_runtime *rt, struct weft__ionode *n)
+{
+	weft__io_t *io = &rt->io;
+	struct weft__ionode *head = atomic_load_explicit(&io->requests,
+		memory_order_relaxed);
+	do {
+		n->next = head;
+		/* release: publishes the node and everything its poster
+		 * wrote before to the I/O thread's acquire exchange. */
+	} while (!atomic_compare_exchange_weak_explicit(&io->requests, &head, n,
+		memory_order_release, memory_order_relaxed));
+	/* Coalesces; the callback drains the whole stack (platform.md 2.3). */
+	uv_async_send(&io->wake);
+}
+
 void weft__io_timer_update(struct weft_runtime *rt,
 	struct weft__timed_scope *s)
 {
-	weft__io_t *io = &rt->io;
 	int zero = 0;
-	/* seq_cst: see io_apply. */
+	/* seq_cst: see io_apply_timer. */
 	if (!atomic_compare_exchange_strong_explicit(&s->timer_queued, &zero,
 		1, memory_order_seq_cst, memory_order_relaxed))
 		return;  /* queued already; the I/O thread reads the latest */
 	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
-	struct weft__timed_scope *head = atomic_load_explicit(&io->requests,
-		memory_order_relaxed);
-	do {
-		s->timer_next = head;
-		/* release: publishes timer_next and the scope to the I/O
-		 * thread's acquire exchange. */
-	} while (!atomic_compare_exchange_weak_explicit(&io->requests, &head, s,
-		memory_order_release, memory_order_relaxed));
-	uv_async_send(&io->wake);
+	s->timer_node.fn = io_apply_timer;
+	weft__io_post(rt, &s->timer_node);
 }

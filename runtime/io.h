@@ -1,6 +1,7 @@
 /* The I/O thread: one libuv loop on a dedicated thread.  Other threads
  * talk to it only through a lock-free request queue plus uv_async_send.
- * Today it owns the timers of scope deadlines (and so sleeps). */
+ * It owns the timers of scope deadlines (and so sleeps) and runs every
+ * libuv request of I/O operations (ioop.h). */
 #ifndef WEFT_RUNTIME_IO_H
 #define WEFT_RUNTIME_IO_H
 
@@ -14,15 +15,22 @@
 struct weft__timed_scope;
 struct weft_runtime;
 
+struct weft__ionode;
+
 typedef struct weft__io {
 	uv_loop_t loop;            /* I/O thread only (after start) */
 	uv_async_t wake;           /* uv_async_send from any thread */
 	uv_timer_t timer;          /* armed at the earliest deadline */
 	pthread_t thread;
-	/* Treiber stack of scopes whose timer needs updating; pushed by any
-	 * thread (release CAS), taken whole by the I/O thread (acquire
-	 * exchange). */
-	_Atomic(struct weft__timed_scope *) requests;
+	/* Treiber stack of requests (struct weft__ionode: timer updates,
+	 * I/O operations); pushed by any thread (release CAS), taken whole
+	 * by the I/O thread (acquire exchange). */
+	_Atomic(struct weft__ionode *) requests;
+	/* Flush the I/O thread's batch of woken tasks before each poll and
+	 * after the poll's callbacks (uv_prepare runs just before the loop
+	 * blocks, uv_check right after the I/O callbacks). */
+	uv_prepare_t flush_before_poll;
+	uv_check_t flush_after_poll;
 	atomic_bool stop;          /* set before the final uv_async_send */
 	weft__wheel_t wheel;       /* I/O thread only: scope deadlines */
 	bool started;

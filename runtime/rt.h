@@ -8,6 +8,8 @@
 
 #include "inject.h"
 #include "io.h"
+#include "offload.h"
+#include "sigwatch.h"
 #include "park.h"
 #include "stack.h"
 #include "task.h"
@@ -44,6 +46,9 @@ struct weft_runtime {
 	 * outlives the walk. */
 	pthread_mutex_t insp_lock;
 	struct weft__root_entry *roots;
+	/* issue 4: I/O beyond timers (each created lazily by its module) */
+	struct weft__offload *offload;  /* to_thread pool (offload.c) */
+	struct weft__signals *signals;  /* signal watchers (signal.c) */
 };
 
 /* Process-wide unique ids for tasks and scopes (relaxed counter: ids only

@@ -166,8 +166,12 @@ int weft_runtime_destroy(weft_runtime_t *rt)
 		return -EBUSY;
 	if (atomic_load_explicit(&rt->running_roots, memory_order_acquire) != 0)
 		return -EBUSY;
+	/* Offload threads first: an abandoned to_thread call may still run
+	 * (and may call back into the runtime). */
+	weft__offload_stop(rt);
 	runtime_stop_workers(rt, rt->nworkers);
 	weft__io_stop(rt);
+	weft__signals_fini(rt);
 	/* After the workers drained their record caches. */
 	weft__task_arena_fini(&rt->tasks);
 	pthread_mutex_destroy(&rt->insp_lock);

@@ -145,6 +145,7 @@ static struct weft_task *task_arena_get(struct weft_runtime *rt,
 	 * written atomically from now on; insp_all_next is written once,
 	 * here, before the release store that publishes the record. */
 	atomic_init(&t->insp_id, 0);
+	atomic_init(&t->park, 0);
 	atomic_init(&t->insp_wait, NULL);
 	atomic_init(&t->done_cbs, NULL);
 	t->name_lit = NULL;
@@ -250,8 +251,16 @@ int weft__task_create_lit(struct weft_runtime *rt, const char *name,
 	 * changed; pairs with the scan's acquire fence).  A compiler barrier
 	 * on x86. */
 	WEFT__INSP_FENCE(memory_order_release);
-	/* Everything but the issue-3 block, which snapshots may read. */
-	memset(t, 0, WEFT__TASK_CLEAR_HEAD);
+	/* Park generations never repeat in a record (a late wake for a
+	 * previous life, e.g. from the I/O thread, must not match). */
+	uint64_t park_gen = atomic_load_explicit(&t->park,
+		memory_order_relaxed) >> WEFT__PARK_GEN_SHIFT;
+	/* Everything but the park word (a late waker may read it) and the
+	 * issue-3 block, which snapshots may read. */
+	memset(t, 0, offsetof(struct weft_task, park));
+	memset((char *)t + offsetof(struct weft_task, park) + sizeof t->park,
+		0, WEFT__TASK_CLEAR_HEAD - offsetof(struct weft_task, park) -
+		sizeof t->park);
 	memset(&t->root_scope, 0, WEFT__SCOPE_CLEAR);
 	/* insp_wait and done_cbs are NULL at the end of every life (a park
 	 * clears insp_wait when it resumes, the finisher takes the
@@ -263,7 +272,9 @@ int weft__task_create_lit(struct weft_runtime *rt, const char *name,
 	t->rt = rt;
 	t->fn = fn;
 	t->arg = arg;
-	atomic_init(&t->park, 0);
+	/* Relaxed store, not init: a late waker may read the word. */
+	atomic_store_explicit(&t->park, park_gen << WEFT__PARK_GEN_SHIFT,
+		memory_order_relaxed);
 	atomic_init(&t->state, WEFT_TASK_PENDING);
 	atomic_init(&t->refs, 1);
 	weft__spin_init(&t->waiters_lock);

@@ -32,7 +32,9 @@
 	X(EPANIC, -3009, "a task panicked")                                \
 	X(ENOTFIBER, -3010, "must be called from inside a weft task")      \
 	X(EEND, -3011, "end of channel: every sender closed")              \
-	X(EBROKEN, -3012, "broken channel: every receiver closed")
+	X(EBROKEN, -3012, "broken channel: every receiver closed")         \
+	X(ENOTFOUND, -3013, "host name not found")                         \
+	X(EDNS, -3014, "name resolution failed")
 
 enum {
 #define WEFT__ERR_ENUM(name, value, msg) WEFT_##name = (value),
