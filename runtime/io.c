@@ -7,18 +7,20 @@
  * (a Treiber stack taken whole by the I/O thread: single consumer, so no
  * ABA) and call uv_async_send, which coalesces; the async callback drains
  * the whole queue, so no request is left behind (research/platform.md
- * 2.3).  Today the requests are "make this scope's timer match its
- * timer_deadline"; completions go back to workers through the scheduler's
- * injection queue, one batch per callback (weft__sched_batch_begin/end),
- * and one idle notification.
+ * 2.3).  Requests are "make this scope's timer match its timer_deadline"
+ * and I/O operations (ioop.c); completions go back to workers through the
+ * scheduler's injection queue, in batches flushed around each poll.
  *
- * Timers: one uv_timer_t armed at the next work of a timing wheel of scope
- * deadlines (timer.c; intrusive, so arming a deadline never allocates and
- * never fails, and O(1)), rather than one uv_timer_t per deadline: a uv
- * handle must be closed on this thread with a callback before its memory
- * can go, which would tie every scope's lifetime to a round trip here.
- * uv timers have millisecond resolution; the wheel rounds deadlines up, so
- * none fires early.
+ * Timers: one timerfd (watched with a uv_poll_t) armed at the next work
+ * of a timing wheel of scope deadlines (timer.c; intrusive, so arming a
+ * deadline never allocates and never fails, and O(1)), rather than one
+ * uv_timer_t per deadline: a uv handle must be closed on this thread with
+ * a callback before its memory can go, which would tie every scope's
+ * lifetime to a round trip here.  Not a uv_timer_t either: libuv timers
+ * count whole milliseconds from a loop time truncated to the millisecond,
+ * so a 1 ms sleep lasted about 2 ms; the timerfd takes an absolute
+ * CLOCK_MONOTONIC time in nanoseconds (weft_now's clock).  The wheel rounds
+ * deadlines up to its 65.536 us tick, so none fires early.
  *
  * Invariants
  *   1. Only this thread touches the loop, the handles and the wheel.
@@ -29,6 +31,8 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "cancel.h"
 #include "common.h"
@@ -43,20 +47,24 @@ static weft__io_t *io_of(uv_handle_t *h)
 	return h->data;
 }
 
-static void io_timer_cb(uv_timer_t *timer);
-
-/* Arms the uv timer at the wheel's next work (or stops it). */
+/* Arms the timerfd at the wheel's next work (or disarms it); skips the
+ * system call when that time is already armed. */
 static void io_rearm(weft__io_t *io)
 {
 	int64_t next = weft__wheel_next(&io->wheel);
-	if (next == INT64_MAX) {
-		uv_timer_stop(&io->timer);
+	if (next == io->timer_armed)
 		return;
+	io->timer_armed = next;
+	struct itimerspec its = { 0 };
+	if (next != INT64_MAX) {
+		/* 0 would disarm: a due time in the past fires at once. */
+		if (next <= 0)
+			next = 1;
+		its.it_value.tv_sec = next / 1000000000;
+		its.it_value.tv_nsec = next % 1000000000;
 	}
-	int64_t delta = next - weft_now();
-	uint64_t ms = delta <= 0 ? 0 : (uint64_t)((delta + 999999) / 1000000);
-	uv_update_time(&io->loop);
-	uv_timer_start(&io->timer, io_timer_cb, ms, 0);
+	int rc = timerfd_settime(io->timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
+	WEFT_ASSERT(rc == 0, "timerfd_settime failed");
 }
 
 /* A deadline passed (wheel callback, this thread). */
@@ -150,9 +158,16 @@ static void io_check_cb(uv_check_t *h)
 	io_flush(io_of((uv_handle_t *)h));
 }
 
-static void io_timer_cb(uv_timer_t *timer)
+static void io_timer_cb(uv_poll_t *h, int status, int events)
 {
-	weft__io_t *io = io_of((uv_handle_t *)timer);
+	(void)status;
+	(void)events;
+	weft__io_t *io = io_of((uv_handle_t *)h);
+	uint64_t expirations;
+	/* Non-blocking; EAGAIN if a rearm already reset it. */
+	ssize_t n = read(io->timer_fd, &expirations, sizeof expirations);
+	(void)n;
+	io->timer_armed = INT64_MIN;  /* fired: nothing armed any more */
 	io_expire(io);
 	io_rearm(io);
 }
@@ -218,8 +233,19 @@ int weft__io_start(struct weft_runtime *rt)
 	 * libuv requires for uv_async_init (research/platform.md 2.2). */
 	uv_async_init(&io->loop, &io->wake, io_async_cb);
 	io->wake.data = io;
-	uv_timer_init(&io->loop, &io->timer);
+	io->timer_fd = timerfd_create(CLOCK_MONOTONIC,
+		TFD_NONBLOCK | TFD_CLOEXEC);
+	if (io->timer_fd < 0) {
+		rc = -errno;
+		uv_close((uv_handle_t *)&io->wake, NULL);
+		uv_run(&io->loop, UV_RUN_DEFAULT);
+		uv_loop_close(&io->loop);
+		return rc;
+	}
+	io->timer_armed = INT64_MAX;
+	uv_poll_init(&io->loop, &io->timer, io->timer_fd);
 	io->timer.data = io;
+	uv_poll_start(&io->timer, UV_READABLE, io_timer_cb);
 	uv_prepare_init(&io->loop, &io->flush_before_poll);
 	io->flush_before_poll.data = io;
 	uv_prepare_start(&io->flush_before_poll, io_prepare_cb);
@@ -232,6 +258,7 @@ int weft__io_start(struct weft_runtime *rt)
 	if (rc != 0) {
 		io_close_handles(io);
 		uv_loop_close(&io->loop);
+		close(io->timer_fd);
 		return rc == EAGAIN ? -EAGAIN : -rc;
 	}
 	io->started = true;
@@ -268,6 +295,7 @@ void weft__io_stop(struct weft_runtime *rt)
 	io_disarm_all(io);
 	io_close_handles(io);
 	int rc = uv_loop_close(&io->loop);
+	close(io->timer_fd);
 	WEFT_ASSERT(rc == 0, "libuv loop still busy at shutdown");
 	io->started = false;
 }

@@ -20,7 +20,9 @@ struct weft__ionode;
 typedef struct weft__io {
 	uv_loop_t loop;            /* I/O thread only (after start) */
 	uv_async_t wake;           /* uv_async_send from any thread */
-	uv_timer_t timer;          /* armed at the earliest deadline */
+	uv_poll_t timer;           /* watches timer_fd */
+	int timer_fd;              /* timerfd armed at the wheel's next work */
+	int64_t timer_armed;       /* I/O thread: what timer_fd is armed at */
 	pthread_t thread;
 	/* Treiber stack of requests (struct weft__ionode: timer updates,
 	 * I/O operations); pushed by any thread (release CAS), taken whole

@@ -4,8 +4,10 @@
  * 100 ms.  A binary heap of nodes paid ~1-2 us of cache misses per pop,
  * and the I/O thread fell hundreds of milliseconds behind; an array heap
  * can fail to grow.  A wheel files a deadline in a slot in O(1), and
- * expiry walks one slot list.  Resolution is 1 ms, as libuv's timer that
- * drives it.
+ * expiry walks one slot list.  Resolution is one tick (65.536 us): the
+ * I/O thread sleeps on a timerfd armed at the next tick with work, not on
+ * libuv's millisecond timer, whose rounding (up to the next ms, from a
+ * loop time truncated to the ms) made a 1 ms sleep last about 2 ms.
  *
  * Layout (after Tokio's timer wheel): level L slot S holds the deadlines
  * whose tick shares all bits above 6*(L+1) with `elapsed` and has S in
@@ -13,7 +15,7 @@
  * at level L is later than every deadline at a lower level, the earliest
  * work is found by scanning the occupied bitmaps from level 0, and a slot
  * of level L > 0 is cascaded (its nodes refiled lower) when `elapsed`
- * reaches its start.  Deadlines beyond 64^6 ms (~2.2 years) are filed at
+ * reaches its start.  Deadlines beyond 64^6 ticks (~52 days) are filed at
  * the last level (less than one turn ahead) and refiled until due.
  *
  * Invariants
@@ -27,7 +29,7 @@
 #include "weft/time.h"
 
 #define WHEEL_BITS 6
-#define WHEEL_MS 1000000
+#define WHEEL_TICK WEFT__WHEEL_TICK_NS
 
 int64_t weft_now(void)
 {
@@ -38,12 +40,12 @@ int64_t weft_now(void)
 
 static int64_t wheel_tick_up(int64_t ns)
 {
-	return ns <= 0 ? 0 : (ns + WHEEL_MS - 1) / WHEEL_MS;
+	return ns <= 0 ? 0 : (ns + WHEEL_TICK - 1) / WHEEL_TICK;
 }
 
 void weft__wheel_init(weft__wheel_t *w, int64_t now)
 {
-	*w = (weft__wheel_t){ .elapsed = now / WHEEL_MS };
+	*w = (weft__wheel_t){ .elapsed = now / WHEEL_TICK };
 }
 
 /* The farthest a deadline is filed ahead of `elapsed`: one turn of the
@@ -142,13 +144,13 @@ int64_t weft__wheel_next(const weft__wheel_t *w)
 	int64_t start;
 	if (!wheel_next_slot(w, &level, &slot, &start))
 		return INT64_MAX;
-	return start * WHEEL_MS;
+	return start * WHEEL_TICK;
 }
 
 void weft__wheel_advance(weft__wheel_t *w, int64_t now,
 	void (*fire)(struct weft__tnode *, void *), void *arg)
 {
-	int64_t target = now / WHEEL_MS;
+	int64_t target = now / WHEEL_TICK;
 	int level, slot;
 	int64_t start;
 	while (wheel_next_slot(w, &level, &slot, &start) && start <= target) {

@@ -10,7 +10,7 @@
 #include "timer.h"
 
 #define NODES 3000
-#define MS ((int64_t)1000000)
+#define MS WEFT__WHEEL_TICK_NS  /* one tick */
 
 struct item {
 	struct weft__tnode node;
