@@ -18,8 +18,10 @@
  *      at most 3 times in a row, so two tasks waking each other cannot
  *      starve the rest (Tokio's cap);
  *   3. the own deque: newest first (fork-join: depth-first, small memory),
- *      except right after a yield, when the oldest is taken, so yielding
- *      tasks round-robin instead of resuming themselves;
+ *      except right after a yield, when the injection queue is tried first
+ *      (wake-ups from outside should not wait behind yielding CPU work)
+ *      and then the oldest is taken, so yielding tasks round-robin instead
+ *      of resuming themselves;
  *   4. the injection queue;
  *   5. stealing the oldest task of a random victim (and up to half of
  *      the rest of its deque, into the own deque), then spinning for a
@@ -417,6 +419,13 @@ static struct weft_task *worker_next(weft__worker_t *w)
 	w->runnext_streak = 0;
 	if (w->take_oldest) {
 		w->take_oldest = false;
+		/* A yield lets others run: tasks woken from outside (the I/O
+		 * thread's timers and sockets, plain threads) go first, or a
+		 * worker busy with yielding CPU tasks would leave them queued
+		 * for up to 61 picks (B11: timer lateness under load). */
+		t = weft__inject_pop(&w->rt->inject);
+		if (t)
+			return t;
 		void *item;
 		int rc;
 		while ((rc = weft__deque_steal(&w->deque, &item)) == -EAGAIN)
