@@ -26,5 +26,6 @@
 #include "weft/combine.h"
 #include "weft/local.h"
 #include "weft/inspect.h"
+#include "weft/fs.h"
 
 #endif
