@@ -27,5 +27,7 @@
 #include "weft/local.h"
 #include "weft/inspect.h"
 #include "weft/fs.h"
+#include "weft/dns.h"
+#include "weft/net.h"
 
 #endif

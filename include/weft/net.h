@@ -1,0 +1,251 @@
+/* Networking: TCP and UNIX-domain stream sockets, listeners, and a
+ * connection-per-task server loop (semantics.md rules 26, 42, 43).
+ *
+ * Sockets are non-blocking descriptors: a task's call does its system call
+ * directly on its worker, and only when the kernel has no data (or no
+ * room, or no connection yet) does the task park until the runtime's I/O
+ * thread (libuv, epoll) sees the socket ready.  Like the other primitives,
+ * a call that finds the kernel ready does not yield to other tasks: call
+ * weft_checkpoint in a loop that must stay fair.  Each socket belongs to
+ * the runtime it was created in.
+ *
+ * All blocking calls are checkpoints: a cancelled task gets -ECANCELED,
+ * and the effective deadline of the enclosing scopes bounds every call (a
+ * fail_after scope around a read makes it time out).
+ *
+ * Cancellation ("-ECANCELED => it did not happen", rule 42):
+ *   - accept: a cancelled accept took no connection (a pending one stays
+ *     in the listener's queue for the next accept).
+ *   - connect: a cancelled connect leaves no socket behind.
+ *   - read: a cancelled read consumed no bytes.
+ *   - write: the exception.  Once the kernel has taken part of a buffer it
+ *     cannot be taken back, so a write cancelled mid-way returns
+ *     -ECANCELED having sent an unknown prefix; the stream is then broken
+ *     (later writes return WEFT_ECLOSED) and should be closed.  A write
+ *     cancelled before any byte left is a clean -ECANCELED.
+ *
+ * Concurrency: one task may read and another write the same stream at
+ * the same time; two concurrent readers (or writers) get -EBUSY.  Closing
+ * a stream while another task is parked in it wakes that task with
+ * WEFT_ECLOSED.
+ *
+ * Errors are negative errno values (-ECONNREFUSED, -ECONNRESET,
+ * -ETIMEDOUT, -EADDRINUSE, -EMFILE, -EPIPE...) or weft codes
+ * (WEFT_ENOTFOUND for an unknown host, WEFT_EDNS for other resolver
+ * failures, WEFT_ECLOSED for a closed object).  A peer that resets never
+ * raises SIGPIPE.
+ *
+ * Typical server (the seeds' start_some_service):
+ *     weft_listener_t *l;
+ *     rc = weft_tcp_listen(&l, "127.0.0.1", 0, 0);   // port 0: any
+ *     int port = weft_listener_port(l);
+ *     rc = weft_serve(l, group, handler, arg, stop); // until stop/cancel
+ *     weft_listener_close(l);
+ */
+#ifndef WEFT_NET_H
+#define WEFT_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "weft/error.h"
+#include "weft/export.h"
+#include "weft/group.h"
+#include "weft/sync.h"
+
+WEFT_BEGIN_DECLS
+
+/* A connected byte stream (TCP or UNIX domain), and a listening socket
+ * (opaque). */
+typedef struct weft_stream weft_stream_t;
+typedef struct weft_listener weft_listener_t;
+
+/* {======================================================= listeners */
+
+/* What it does: creates a TCP socket bound to host:port (host a numeric
+ * address or a name resolved with getaddrinfo, the first address used;
+ * NULL means "0.0.0.0"; port 0 picks a free port, see
+ * weft_listener_port) with SO_REUSEADDR, and listens with `backlog`
+ * (0 means SOMAXCONN).
+ * Ownership: the caller owns *out; free with weft_listener_close.
+ * Errors: -EINVAL (NULL out, port outside 0..65535, negative backlog),
+ * -EADDRINUSE, -EACCES, -EMFILE, -ENOMEM, WEFT_ENOTFOUND, WEFT_EDNS,
+ * -ECANCELED, WEFT_ENOTFIBER.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_tcp_listen(weft_listener_t **out, const char *host,
+	int port, int backlog);
+
+/* What it does: as weft_tcp_listen for a UNIX-domain stream socket at
+ * `path` (which must not exist; weft_listener_close does not unlink it).
+ * Errors: as weft_tcp_listen, plus -ENAMETOOLONG.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_unix_listen(weft_listener_t **out, const char *path,
+	int backlog);
+
+/* What it does: the local port of a TCP listener (the chosen one when it
+ * was created with port 0); -EINVAL for NULL or a UNIX listener.
+ * Checkpoint: no.  Threads: any thread. */
+WEFT_EXTERN int weft_listener_port(const weft_listener_t *l);
+
+/* What it does: waits for the next incoming connection and returns it as
+ * a stream.  A connection that arrived while nobody was accepting waits
+ * in the listener's queue.
+ * Ownership: the caller owns *out; free with weft_stream_close.
+ * Errors: -EINVAL (NULL), -EBUSY (another task is accepting on l),
+ * WEFT_ECLOSED (l was closed), -EMFILE/-ENFILE (out of fds: the pending
+ * connection stays queued; retry once fds are free), -ENOMEM,
+ * -ECANCELED (no connection was taken), WEFT_ENOTFIBER.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_listener_accept(weft_listener_t *l, weft_stream_t **out);
+
+/* What it does: closes l: a task parked in weft_listener_accept or
+ * weft_serve on it returns WEFT_ECLOSED; queued connections are dropped;
+ * l is freed (the I/O thread finishes the close on its own).
+ * Ownership: l is invalid after the call.
+ * Errors: -EINVAL (NULL).
+ * Checkpoint: no.  Threads: weft fiber or any thread of the runtime's
+ * process while the runtime exists. */
+WEFT_EXTERN int weft_listener_close(weft_listener_t *l);
+
+/* A connection handler for weft_serve: runs as its own task in the
+ * serve group; the stream is closed by weft_serve's wrapper when the
+ * handler returns (the handler must not close it).  A non-zero return is
+ * the task's failure (it fails the group as any task failure does). */
+typedef int (*weft_conn_fn)(weft_stream_t *s, void *arg);
+
+/* What it does: accepts connections on l in a loop and spawns one task per
+ * connection into group g running handler(stream, arg).  Returns when
+ * `stop` (optional) is set: it stops accepting at once and leaves the
+ * handlers running in g (the soft phase of a two-phase shutdown; the
+ * caller then joins g within a grace deadline, or cancels it).  Out of
+ * fds (-EMFILE/-ENFILE), it waits (100 ms, a checkpoint) and accepts
+ * again, so a server survives fd exhaustion.
+ * Ownership: l stays the caller's; g must stay open while serve runs.
+ * Errors: 0 (stop was set), -EINVAL (NULL l, g or handler), -ECANCELED
+ * (the calling task was cancelled), WEFT_ECLOSED (l closed), -EBUSY,
+ * -ENOMEM, WEFT_ENOTFIBER, or a spawn error of g (WEFT_ECLOSED for a
+ * closed group).
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_serve(weft_listener_t *l, weft_group_t *g,
+	weft_conn_fn handler, void *arg, weft_event_t *stop);
+
+/* }======================================================= */
+
+/* {======================================================= connecting */
+
+/* What it does: connects to host:port over TCP.  host is a numeric
+ * address or a name resolved through the I/O thread (getaddrinfo); every
+ * address is tried, with Happy Eyeballs (RFC 8305): addresses interleaved
+ * by family, the next attempt starts 250 ms after the previous one unless
+ * that failed sooner, the first to connect wins and the others are
+ * closed.  The returned stream has TCP_NODELAY set.
+ * Ownership: the caller owns *out; free with weft_stream_close.
+ * Errors: -EINVAL (NULL, port outside 1..65535), WEFT_ENOTFOUND,
+ * WEFT_EDNS, -ECONNREFUSED, -ENETUNREACH, -EHOSTUNREACH, -ETIMEDOUT (the
+ * kernel's), -EMFILE, -ENOMEM (every attempt failed: the error of the
+ * last one), -ECANCELED (no connection is left open), WEFT_ENOTFIBER.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_tcp_connect(weft_stream_t **out, const char *host,
+	int port);
+
+/* What it does: connects over TCP to one address (struct sockaddr_in or
+ * sockaddr_in6).
+ * Errors: as weft_tcp_connect without the resolver's, plus -EAFNOSUPPORT.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_tcp_connect_addr(weft_stream_t **out,
+	const struct sockaddr *addr);
+
+/* What it does: connects to the UNIX-domain stream socket at path.
+ * Errors: -EINVAL, -ENOENT, -ECONNREFUSED, -ENAMETOOLONG, -EMFILE,
+ * -ENOMEM, -ECANCELED, WEFT_ENOTFIBER.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_unix_connect(weft_stream_t **out, const char *path);
+
+/* }======================================================= */
+
+/* {======================================================= streams */
+
+/* What it does: reads up to len (> 0) bytes: waits until at least one byte
+ * is available, then returns what is there.
+ * Returns: the number of bytes read (> 0), 0 at end of stream (the peer
+ * half-closed or closed), or a negative code.
+ * Errors: -EINVAL (NULL, len 0), -EBUSY (another task is reading),
+ * WEFT_ECLOSED (s was closed), -ECONNRESET, -ETIMEDOUT, -ECANCELED (no byte
+ * was consumed), WEFT_ENOTFIBER.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN ssize_t weft_stream_read(weft_stream_t *s, void *buf, size_t len);
+
+/* What it does: reads exactly len bytes (several reads if needed).
+ * Returns: 0 when buf is full; WEFT_EEND if the stream ended first
+ * (*got says how many bytes arrived); or a read error.  On -ECANCELED the
+ * bytes already read are in buf and counted in *got (they are consumed).
+ * got may be NULL.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_stream_read_exactly(weft_stream_t *s, void *buf,
+	size_t len, size_t *got);
+
+/* What it does: reads until the delimiter `delim` (delim_len > 0 bytes)
+ * has been read, leaving any bytes after it in the stream for the next
+ * read.  At most cap bytes (delimiter included) are stored in buf.
+ * Returns: the length up to and including the delimiter; -EMSGSIZE if cap
+ * bytes came without it (those bytes are consumed); WEFT_EEND if the
+ * stream ended first; or a read error.  -ECANCELED consumes nothing
+ * (bytes already read stay in the stream).
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN ssize_t weft_stream_read_until(weft_stream_t *s, void *buf,
+	size_t cap, const void *delim, size_t delim_len);
+
+/* What it does: writes all len bytes; returns once the kernel has taken
+ * them all (so a writer waits while the peer is not reading: bounded
+ * buffering, backpressure).
+ * Errors: -EINVAL (NULL, or NULL buf with len > 0), -EBUSY (another task
+ * is writing), WEFT_ECLOSED (s closed, or write side shut down, or broken
+ * by a cancelled write), -EPIPE, -ECONNRESET, -ECANCELED (see the top of
+ * this file), WEFT_ENOTFIBER.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_stream_write(weft_stream_t *s, const void *buf,
+	size_t len);
+
+/* What it does: half-closes s: sends end-of-stream after the data already
+ * written; reading continues to work.
+ * Errors: -EINVAL, -EBUSY (a write is in progress), WEFT_ECLOSED,
+ * -ENOTCONN, -ECANCELED, WEFT_ENOTFIBER.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_stream_shutdown(weft_stream_t *s);
+
+/* What it does: closes s and frees it; tasks parked in it return
+ * WEFT_ECLOSED.  Unsent data is discarded only if the kernel has not taken
+ * it (a completed weft_stream_write has been taken).
+ * Ownership: s is invalid after the call.
+ * Errors: -EINVAL (NULL).
+ * Checkpoint: no.  Threads: weft fiber (any worker). */
+WEFT_EXTERN int weft_stream_close(weft_stream_t *s);
+
+/* What it does: sets TCP_NODELAY (on != 0) or clears it.
+ * Errors: -EINVAL (NULL, or not TCP), WEFT_ECLOSED, other -errno.
+ * Checkpoint: no.  Threads: weft fiber. */
+WEFT_EXTERN int weft_stream_set_nodelay(weft_stream_t *s, int on);
+
+/* What it does: enables TCP keep-alive probes after `idle_s` seconds of
+ * silence (on != 0, idle_s >= 1), or disables them.
+ * Errors: -EINVAL, WEFT_ECLOSED, other -errno.
+ * Checkpoint: no.  Threads: weft fiber. */
+WEFT_EXTERN int weft_stream_set_keepalive(weft_stream_t *s, int on,
+	unsigned idle_s);
+
+/* What it does: the peer's (remote) or the local address of s, copied
+ * into *addr (*len in: its size, out: the address length).
+ * Errors: -EINVAL, WEFT_ECLOSED, -ENOTCONN, other -errno.
+ * Checkpoint: no.  Threads: weft fiber. */
+WEFT_EXTERN int weft_stream_peer_address(weft_stream_t *s,
+	struct sockaddr *addr, socklen_t *len);
+WEFT_EXTERN int weft_stream_local_address(weft_stream_t *s,
+	struct sockaddr *addr, socklen_t *len);
+
+/* }======================================================= */
+
+WEFT_END_DECLS
+
+#endif

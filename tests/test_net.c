@@ -1,0 +1,873 @@
+/* TCP and UNIX streams, listeners, serve, connect (weft/net.h). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "support.h"
+#include "weft/dns.h"
+#include "weft/net.h"
+
+#define MS ((int64_t)1000 * 1000)
+
+/* {======================================================= helpers */
+
+/* An echo server: serve() in its own group until `stop` is set. */
+struct server {
+	weft_listener_t *l;
+	weft_event_t *stop;
+	atomic_int conns;        /* handlers started */
+	atomic_int live;         /* handlers running now */
+	atomic_int max_live;
+	int serve_rc;
+};
+
+static int echo_handler(weft_stream_t *s, void *arg)
+{
+	struct server *sv = arg;
+	atomic_fetch_add(&sv->conns, 1);
+	int live = atomic_fetch_add(&sv->live, 1) + 1;
+	int m = atomic_load(&sv->max_live);
+	while (live > m && !atomic_compare_exchange_weak(&sv->max_live, &m,
+		live))
+		;
+	char buf[4096];
+	int rc = 0;
+	for (;;) {
+		ssize_t n = weft_stream_read(s, buf, sizeof buf);
+		if (n <= 0) {
+			/* EOF, or the peer went away / we were cancelled. */
+			rc = n == 0 || n == -ECONNRESET || n == -ECANCELED ?
+				0 : (int)n;
+			break;
+		}
+		int w = weft_stream_write(s, buf, (size_t)n);
+		if (w < 0) {
+			rc = w == -EPIPE || w == -ECONNRESET ||
+				w == -ECANCELED ? 0 : w;
+			break;
+		}
+	}
+	atomic_fetch_sub(&sv->live, 1);
+	return rc;
+}
+
+static int serve_main(void *arg)
+{
+	struct server *sv = arg;
+	weft_group_t *g;
+	int rc = weft_group_open(&g);
+	if (!CHECK_EQ(rc, 0))
+		return rc;
+	sv->serve_rc = weft_serve(sv->l, g, echo_handler, sv, sv->stop);
+	return weft_group_join(g, NULL);
+}
+
+/* Starts an echo server on 127.0.0.1 (port 0) in group g. */
+static int server_start(struct server *sv, weft_group_t *g)
+{
+	memset(sv, 0, sizeof *sv);
+	int rc = weft_tcp_listen(&sv->l, "127.0.0.1", 0, 0);
+	if (!CHECK_EQ(rc, 0))
+		return rc;
+	CHECK(weft_listener_port(sv->l) > 0);
+	rc = weft_event_create(&sv->stop);
+	if (!CHECK_EQ(rc, 0))
+		return rc;
+	return weft_group_spawn(g, serve_main, sv);
+}
+
+/* Stops accepting; the handlers end when their clients hang up. */
+static void server_stop(struct server *sv)
+{
+	weft_event_set(sv->stop);
+}
+
+static void server_free(struct server *sv)
+{
+	CHECK_EQ(sv->serve_rc, 0);
+	weft_listener_close(sv->l);
+	weft_event_destroy(sv->stop);
+}
+
+static int connect_local(weft_stream_t **s, int port)
+{
+	struct sockaddr_in a;
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return weft_tcp_connect_addr(s, (struct sockaddr *)&a);
+}
+
+/* A connected pair through a listener: *a accepted, *b connected. */
+static int pair_make(weft_stream_t **a, weft_stream_t **b)
+{
+	weft_listener_t *l;
+	int rc = weft_tcp_listen(&l, "127.0.0.1", 0, 0);
+	if (!CHECK_EQ(rc, 0))
+		return rc;
+	rc = connect_local(b, weft_listener_port(l));
+	if (CHECK_EQ(rc, 0)) {
+		rc = weft_listener_accept(l, a);
+		if (!CHECK_EQ(rc, 0))
+			weft_stream_close(*b);
+	}
+	weft_listener_close(l);
+	return rc;
+}
+
+/* }======================================================= */
+
+/* {======================================================= echo */
+
+struct echo_client {
+	int port;
+	int id;
+	bool by_name;
+};
+
+static int echo_client_main(void *arg)
+{
+	struct echo_client *c = arg;
+	weft_stream_t *s;
+	int rc = c->by_name ? weft_tcp_connect(&s, "localhost", c->port) :
+		weft_tcp_connect(&s, "127.0.0.1", c->port);
+	if (!CHECK_EQ(rc, 0))
+		return rc;
+	char msg[64], back[64];
+	for (int round = 0; round < 20; round++) {
+		int n = snprintf(msg, sizeof msg, "client %d round %d\n", c->id,
+			round);
+		CHECK_EQ(weft_stream_write(s, msg, (size_t)n), 0);
+		size_t got = 0;
+		CHECK_EQ(weft_stream_read_exactly(s, back, (size_t)n, &got), 0);
+		CHECK_EQ(got, n);
+		CHECK(memcmp(msg, back, (size_t)n) == 0);
+	}
+	weft_stream_close(s);
+	return 0;
+}
+
+static int echo_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	struct server sv;
+	CHECK_EQ(server_start(&sv, g), 0);
+	weft_group_t *cg;
+	CHECK_EQ(weft_group_open(&cg), 0);
+	struct echo_client cl[32];
+	for (int i = 0; i < 32; i++) {
+		cl[i] = (struct echo_client){ weft_listener_port(sv.l), i,
+			i % 4 == 0 };
+		CHECK_EQ(weft_group_spawn(cg, echo_client_main, &cl[i]), 0);
+	}
+	CHECK_EQ(weft_group_join(cg, NULL), 0);
+	server_stop(&sv);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(atomic_load(&sv.conns), 32);
+	server_free(&sv);
+	return 0;
+}
+
+static void test_net__echo_many_clients_through_serve(void **state)
+{
+	weft_test_run(WEFT_TEST_WORKERS(state), echo_root, NULL);
+}
+
+/* }======================================================= */
+
+/* {======================================================= stream edges */
+
+static int halfclose_root(void *arg)
+{
+	(void)arg;
+	weft_stream_t *a, *b;
+	if (pair_make(&a, &b) < 0)
+		return 0;
+	CHECK_EQ(weft_stream_write(b, "hello", 5), 0);
+	CHECK_EQ(weft_stream_shutdown(b), 0);
+	char buf[16];
+	size_t got = 0;
+	CHECK_EQ(weft_stream_read_exactly(a, buf, 5, &got), 0);
+	CHECK_EQ(weft_stream_read(a, buf, sizeof buf), 0);   /* EOF */
+	CHECK_EQ(weft_stream_read_exactly(a, buf, 1, &got), WEFT_EEND);
+	CHECK_EQ(got, 0);
+	/* The other direction still works after the half-close. */
+	CHECK_EQ(weft_stream_write(a, "back", 4), 0);
+	CHECK_EQ(weft_stream_read_exactly(b, buf, 4, &got), 0);
+	CHECK(memcmp(buf, "back", 4) == 0);
+	CHECK_EQ(weft_stream_write(b, "x", 1), -EPIPE);
+	weft_stream_close(a);
+	CHECK_EQ(weft_stream_read(b, buf, sizeof buf), 0);
+	weft_stream_close(b);
+	return 0;
+}
+
+static void test_net__half_close_sends_eof_and_keeps_reading(void **state)
+{
+	weft_test_run(WEFT_TEST_WORKERS(state), halfclose_root, NULL);
+}
+
+static int until_root(void *arg)
+{
+	(void)arg;
+	weft_stream_t *a, *b;
+	if (pair_make(&a, &b) < 0)
+		return 0;
+	const char *msg = "GET / HTTP/1.1\r\nHost: x\r\n\r\nBODY";
+	CHECK_EQ(weft_stream_write(b, msg, strlen(msg)), 0);
+	char buf[64];
+	ssize_t n = weft_stream_read_until(a, buf, sizeof buf, "\r\n", 2);
+	CHECK_EQ(n, 16);
+	CHECK(memcmp(buf, "GET / HTTP/1.1\r\n", 16) == 0);
+	n = weft_stream_read_until(a, buf, sizeof buf, "\r\n\r\n", 4);
+	CHECK_EQ(n, 11);
+	CHECK(memcmp(buf, "Host: x\r\n\r\n", 11) == 0);
+	/* What followed the delimiter is still in the stream. */
+	size_t got;
+	CHECK_EQ(weft_stream_read_exactly(a, buf, 4, &got), 0);
+	CHECK(memcmp(buf, "BODY", 4) == 0);
+	/* A delimiter split across two writes. */
+	CHECK_EQ(weft_stream_write(b, "ab\r", 3), 0);
+	weft_sleep(5 * MS);
+	CHECK_EQ(weft_stream_write(b, "\ncd", 3), 0);
+	n = weft_stream_read_until(a, buf, sizeof buf, "\r\n", 2);
+	CHECK_EQ(n, 4);
+	/* Too long: -EMSGSIZE after cap bytes. */
+	CHECK_EQ(weft_stream_write(b, "efghijkl", 8), 0);
+	n = weft_stream_read_until(a, buf, 6, "\n", 1);
+	CHECK_EQ(n, -EMSGSIZE);
+	CHECK(memcmp(buf, "cdefgh", 6) == 0);
+	weft_stream_close(b);
+	n = weft_stream_read_until(a, buf, sizeof buf, "\n", 1);
+	CHECK_EQ(n, WEFT_EEND);
+	weft_stream_close(a);
+	return 0;
+}
+
+static void test_net__read_until_keeps_bytes_after_the_delimiter(void **state)
+{
+	weft_test_run(WEFT_TEST_WORKERS(state), until_root, NULL);
+}
+
+static int refused_root(void *arg)
+{
+	(void)arg;
+	weft_listener_t *l;
+	CHECK_EQ(weft_tcp_listen(&l, "127.0.0.1", 0, 0), 0);
+	int port = weft_listener_port(l);
+	weft_listener_close(l);
+	weft_stream_t *s;
+	CHECK_EQ(connect_local(&s, port), -ECONNREFUSED);
+	CHECK_EQ(weft_tcp_connect(&s, "127.0.0.1", port), -ECONNREFUSED);
+	/* Both addresses of localhost refuse: the last error comes back. */
+	CHECK_EQ(weft_tcp_connect(&s, "localhost", port), -ECONNREFUSED);
+	/* Address in use. */
+	weft_listener_t *l1, *l2;
+	CHECK_EQ(weft_tcp_listen(&l1, "127.0.0.1", 0, 0), 0);
+	CHECK_EQ(weft_tcp_listen(&l2, "127.0.0.1", weft_listener_port(l1), 0),
+		-EADDRINUSE);
+	weft_listener_close(l1);
+	return 0;
+}
+
+static void test_net__refused_and_address_in_use(void **state)
+{
+	weft_test_run(WEFT_TEST_WORKERS(state), refused_root, NULL);
+}
+
+static int reset_root(void *arg)
+{
+	(void)arg;
+	weft_stream_t *a, *b;
+	if (pair_make(&a, &b) < 0)
+		return 0;
+	/* Unread data at close makes the kernel send a reset. */
+	CHECK_EQ(weft_stream_write(b, "unread", 6), 0);
+	weft_sleep(5 * MS);
+	weft_stream_close(a);
+	char buf[8];
+	ssize_t n = weft_stream_read(b, buf, sizeof buf);
+	CHECK_EQ(n, -ECONNRESET);
+	/* Writing to a reset peer: an error, never SIGPIPE. */
+	int w = 0;
+	for (int i = 0; i < 4 && w == 0; i++)
+		w = weft_stream_write(b, "x", 1);
+	CHECK(w == -EPIPE || w == -ECONNRESET);
+	weft_stream_close(b);
+	return 0;
+}
+
+static void test_net__peer_reset_is_an_error_not_a_signal(void **state)
+{
+	weft_test_run(WEFT_TEST_WORKERS(state), reset_root, NULL);
+}
+
+/* }======================================================= */
+
+/* {======================================================= cancellation */
+
+struct parked {
+	weft_stream_t *s;
+	weft_listener_t *l;
+	ssize_t rc;
+	weft_event_t *entered;
+};
+
+static int read_parked_main(void *arg)
+{
+	struct parked *p = arg;
+	char buf[16];
+	weft_event_set(p->entered);
+	p->rc = weft_stream_read(p->s, buf, sizeof buf);
+	return 0;
+}
+
+static int accept_parked_main(void *arg)
+{
+	struct parked *p = arg;
+	weft_stream_t *s;
+	weft_event_set(p->entered);
+	p->rc = weft_listener_accept(p->l, &s);
+	if (p->rc == 0)
+		weft_stream_close(s);
+	return 0;
+}
+
+static int cancel_read_root(void *arg)
+{
+	(void)arg;
+	weft_stream_t *a, *b;
+	if (pair_make(&a, &b) < 0)
+		return 0;
+	struct parked p = { .s = a };
+	weft_event_create(&p.entered);
+	weft_group_t *g;
+	weft_group_open(&g);
+	weft_group_spawn(g, read_parked_main, &p);
+	weft_event_wait(p.entered);
+	weft_sleep(10 * MS);  /* let it park (the test holds either way) */
+	weft_group_cancel(g, NULL);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(p.rc, -ECANCELED);
+	/* Nothing was consumed: the next read gets everything. */
+	CHECK_EQ(weft_stream_write(b, "abc", 3), 0);
+	char buf[8];
+	size_t got;
+	CHECK_EQ(weft_stream_read_exactly(a, buf, 3, &got), 0);
+	CHECK(memcmp(buf, "abc", 3) == 0);
+
+	/* A deadline during a read: -ETIMEDOUT from the scope. */
+	weft_scope_t *sc;
+	CHECK_EQ(weft_fail_after(&sc, 20 * MS), 0);
+	CHECK_EQ(weft_stream_read(a, buf, sizeof buf), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(sc), -ETIMEDOUT);
+	weft_scope_destroy(sc);
+
+	/* A read_until cancelled half-way gives its bytes back. */
+	CHECK_EQ(weft_stream_write(b, "par", 3), 0);
+	CHECK_EQ(weft_move_on_after(&sc, 20 * MS), 0);
+	CHECK_EQ(weft_stream_read_until(a, buf, sizeof buf, "\n", 1),
+		-ECANCELED);
+	weft_scope_exit(sc);
+	weft_scope_destroy(sc);
+	CHECK_EQ(weft_stream_write(b, "tial\n", 5), 0);
+	CHECK_EQ(weft_stream_read_until(a, buf, sizeof buf, "\n", 1), 8);
+	CHECK(memcmp(buf, "partial\n", 8) == 0);
+
+	/* Close while parked: the reader gets WEFT_ECLOSED. */
+	weft_group_open(&g);
+	p.rc = 1;
+	weft_group_spawn(g, read_parked_main, &p);
+	weft_event_wait(p.entered);
+	weft_sleep(10 * MS);
+	weft_stream_close(a);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(p.rc, WEFT_ECLOSED);
+	weft_stream_close(b);
+	weft_event_destroy(p.entered);
+	return 0;
+}
+
+static void test_net__cancelled_read_consumes_nothing(void **state)
+{
+	weft_test_run(WEFT_TEST_WORKERS(state), cancel_read_root, NULL);
+}
+
+static int busy_root(void *arg)
+{
+	(void)arg;
+	weft_stream_t *a, *b;
+	if (pair_make(&a, &b) < 0)
+		return 0;
+	struct parked p = { .s = a };
+	weft_event_create(&p.entered);
+	weft_group_t *g;
+	weft_group_open(&g);
+	weft_group_spawn(g, read_parked_main, &p);
+	weft_event_wait(p.entered);
+	weft_sleep(10 * MS);
+	char buf[4];
+	CHECK_EQ(weft_stream_read(a, buf, sizeof buf), -EBUSY);
+	CHECK_EQ(weft_stream_write(b, "z", 1), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(p.rc, 1);
+	weft_stream_close(a);
+	weft_stream_close(b);
+	weft_event_destroy(p.entered);
+	return 0;
+}
+
+static void test_net__second_reader_gets_ebusy(void **state)
+{
+	weft_test_run(WEFT_TEST_WORKERS(state), busy_root, NULL);
+}
+
+static int cancel_accept_root(void *arg)
+{
+	(void)arg;
+	struct parked p = { 0 };
+	CHECK_EQ(weft_tcp_listen(&p.l, "127.0.0.1", 0, 0), 0);
+	weft_event_create(&p.entered);
+	weft_group_t *g;
+	weft_group_open(&g);
+	weft_group_spawn(g, accept_parked_main, &p);
+	weft_event_wait(p.entered);
+	weft_sleep(10 * MS);
+	weft_group_cancel(g, NULL);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(p.rc, -ECANCELED);
+	/* The listener still works. */
+	weft_stream_t *c, *s;
+	CHECK_EQ(connect_local(&c, weft_listener_port(p.l)), 0);
+	CHECK_EQ(weft_listener_accept(p.l, &s), 0);
+	weft_stream_close(s);
+	weft_stream_close(c);
+	/* Closing the listener wakes a parked accept. */
+	weft_group_open(&g);
+	weft_group_spawn(g, accept_parked_main, &p);
+	weft_event_wait(p.entered);
+	weft_sleep(10 * MS);
+	weft_listener_close(p.l);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(p.rc, WEFT_ECLOSED);
+	weft_event_destroy(p.entered);
+	return 0;
+}
+
+static void test_net__cancelled_accept_takes_nothing(void **state)
+{
+	weft_test_run(WEFT_TEST_WORKERS(state), cancel_accept_root, NULL);
+}
+
+static int cancel_write_root(void *arg)
+{
+	(void)arg;
+	weft_stream_t *a, *b;
+	if (pair_make(&a, &b) < 0)
+		return 0;
+	/* Nobody reads a: the writer fills both kernel buffers and parks
+	 * (backpressure) until the deadline. */
+	size_t big = 64u << 20;
+	char *buf = calloc(1, big);
+	weft_scope_t *sc;
+	CHECK_EQ(weft_fail_after(&sc, 50 * MS), 0);
+	CHECK_EQ(weft_stream_write(b, buf, big), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(sc), -ETIMEDOUT);
+	weft_scope_destroy(sc);
+	/* A prefix went out: the stream is broken for writing. */
+	CHECK_EQ(weft_stream_write(b, "x", 1), WEFT_ECLOSED);
+	free(buf);
+	weft_stream_close(a);
+	weft_stream_close(b);
+	return 0;
+}
+
+static void test_net__cancelled_write_breaks_the_stream(void **state)
+{
+	weft_test_run(WEFT_TEST_WORKERS(state), cancel_write_root, NULL);
+}
+
+static int cancel_connect_root(void *arg)
+{
+	(void)arg;
+	/* A listener whose queue is full and never accepted: the kernel
+	 * drops further SYNs, so a connect hangs until cancelled. */
+	weft_listener_t *l;
+	CHECK_EQ(weft_tcp_listen(&l, "127.0.0.1", 0, 1), 0);
+	int port = weft_listener_port(l);
+	weft_stream_t *held[8];
+	int nheld = 0, cancelled = 0;
+	while (nheld < 8 && cancelled == 0) {
+		weft_scope_t *sc;
+		CHECK_EQ(weft_move_on_after(&sc, 200 * MS), 0);
+		int rc = connect_local(&held[nheld], port);
+		weft_scope_exit(sc);
+		weft_scope_destroy(sc);
+		if (rc == 0)
+			nheld++;
+		else if (CHECK_EQ(rc, -ECANCELED))
+			cancelled++;
+		else
+			break;
+	}
+	CHECK_EQ(cancelled, 1);
+	for (int i = 0; i < nheld; i++)
+		weft_stream_close(held[i]);
+	weft_listener_close(l);
+	return 0;
+}
+
+static void test_net__cancelled_connect_leaves_no_socket(void **state)
+{
+	int fds = weft_test_count_fds();
+	weft_test_run(WEFT_TEST_WORKERS(state), cancel_connect_root, NULL);
+	assert_int_equal(weft_test_count_fds(), fds);
+}
+
+/* }======================================================= */
+
+/* {======================================================= UNIX, DNS */
+
+static int unix_root(void *arg)
+{
+	const char *path = arg;
+	unlink(path);
+	weft_listener_t *l;
+	CHECK_EQ(weft_unix_listen(&l, path, 0), 0);
+	CHECK_EQ(weft_listener_port(l), -EINVAL);
+	weft_stream_t *c, *s;
+	CHECK_EQ(weft_unix_connect(&c, path), 0);
+	CHECK_EQ(weft_listener_accept(l, &s), 0);
+	CHECK_EQ(weft_stream_write(c, "unix", 4), 0);
+	char buf[4];
+	CHECK_EQ(weft_stream_read_exactly(s, buf, 4, NULL), 0);
+	CHECK(memcmp(buf, "unix", 4) == 0);
+	CHECK_EQ(weft_stream_set_nodelay(s, 1), -EINVAL);
+	weft_stream_close(c);
+	CHECK_EQ(weft_stream_read(s, buf, 4), 0);
+	weft_stream_close(s);
+	weft_listener_close(l);
+	unlink(path);
+	weft_stream_t *x;
+	CHECK_EQ(weft_unix_connect(&x, path), -ENOENT);
+	return 0;
+}
+
+static void test_net__unix_domain_stream(void **state)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/tmp/weft-test-%d.sock", (int)getpid());
+	weft_test_run(WEFT_TEST_WORKERS(state), unix_root, path);
+}
+
+static int dns_root(void *arg)
+{
+	(void)arg;
+	struct addrinfo *res = NULL;
+	CHECK_EQ(weft_getaddrinfo("localhost", "80", NULL, &res), 0);
+	CHECK(res != NULL);
+	weft_freeaddrinfo(res);
+	int rc = weft_getaddrinfo("no-such-host.invalid", NULL, NULL, &res);
+	CHECK(rc == WEFT_ENOTFOUND || rc == WEFT_EDNS);
+	weft_stream_t *s;
+	rc = weft_tcp_connect(&s, "no-such-host.invalid", 80);
+	CHECK(rc == WEFT_ENOTFOUND || rc == WEFT_EDNS);
+	CHECK_EQ(weft_getaddrinfo(NULL, NULL, NULL, &res), -EINVAL);
+	/* Cancelled on entry: a checkpoint, nothing submitted. */
+	weft_scope_t *sc;
+	weft_move_on_after(&sc, 0);
+	CHECK_EQ(weft_getaddrinfo("localhost", NULL, NULL, &res), -ECANCELED);
+	weft_scope_exit(sc);
+	weft_scope_destroy(sc);
+	return 0;
+}
+
+static void test_net__getaddrinfo_and_failures(void **state)
+{
+	weft_test_run(WEFT_TEST_WORKERS(state), dns_root, NULL);
+}
+
+static void test_net__bad_arguments(void **state)
+{
+	(void)state;
+	weft_stream_t *s;
+	weft_listener_t *l;
+	assert_int_equal(weft_tcp_listen(NULL, "127.0.0.1", 0, 0), -EINVAL);
+	assert_int_equal(weft_tcp_listen(&l, "127.0.0.1", 70000, 0), -EINVAL);
+	assert_int_equal(weft_tcp_listen(&l, "127.0.0.1", 0, 0),
+		WEFT_ENOTFIBER);
+	assert_int_equal(weft_tcp_connect(&s, NULL, 80), -EINVAL);
+	assert_int_equal(weft_tcp_connect(&s, "127.0.0.1", 0), -EINVAL);
+	assert_int_equal(weft_tcp_connect_addr(&s, NULL), -EINVAL);
+	assert_int_equal(weft_stream_read(NULL, &s, 1), -EINVAL);
+	assert_int_equal(weft_stream_write(NULL, "", 0), -EINVAL);
+	assert_int_equal(weft_stream_close(NULL), -EINVAL);
+	assert_int_equal(weft_listener_close(NULL), -EINVAL);
+	assert_int_equal(weft_listener_accept(NULL, &s), -EINVAL);
+	assert_int_equal(weft_serve(NULL, NULL, NULL, NULL, NULL), -EINVAL);
+	assert_int_equal(weft_unix_listen(&l, NULL, 0), -EINVAL);
+	assert_int_equal(weft_getaddrinfo("x", NULL, NULL, NULL), -EINVAL);
+	assert_int_equal(weft_getaddrinfo("x", NULL, NULL,
+		(struct addrinfo **)&s), WEFT_ENOTFIBER);
+}
+
+/* }======================================================= */
+
+/* {======================================================= scale */
+
+/* Out of fds: the serve loop survives and accepts again afterwards. */
+static int emfile_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	weft_group_open(&g);
+	struct server sv;
+	CHECK_EQ(server_start(&sv, g), 0);
+	int port = weft_listener_port(sv.l);
+	struct rlimit old, low;
+	getrlimit(RLIMIT_NOFILE, &old);
+	low = old;
+	low.rlim_cur = (rlim_t)weft_test_count_fds() + 24;
+	setrlimit(RLIMIT_NOFILE, &low);
+	weft_stream_t *held[64];
+	int n = 0, rc = 0;
+	while (n < 64) {
+		rc = connect_local(&held[n], port);
+		if (rc < 0)
+			break;
+		n++;
+	}
+	CHECK(rc == -EMFILE || rc == -ENFILE);
+	/* The server is out of fds too: give it time to hit EMFILE. */
+	weft_sleep(150 * MS);
+	for (int i = 0; i < n; i++)
+		weft_stream_close(held[i]);
+	setrlimit(RLIMIT_NOFILE, &old);
+	/* Accepting again: a fresh client gets its echo. */
+	weft_stream_t *c;
+	CHECK_EQ(connect_local(&c, port), 0);
+	weft_scope_t *sc;
+	weft_fail_after(&sc, 10 * 1000 * MS);
+	CHECK_EQ(weft_stream_write(c, "ok", 2), 0);
+	char buf[2];
+	CHECK_EQ(weft_stream_read_exactly(c, buf, 2, NULL), 0);
+	CHECK_EQ(weft_scope_exit(sc), 0);
+	weft_scope_destroy(sc);
+	weft_stream_close(c);
+	server_stop(&sv);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	server_free(&sv);
+	return 0;
+}
+
+static void test_net__emfile_then_accept_loop_continues(void **state)
+{
+	weft_test_run(WEFT_TEST_WORKERS(state), emfile_root, NULL);
+}
+
+/* A separate process (its own fd table) holds `n` connections open at
+ * once, echoes a message on each, then closes them all. */
+static int many_clients_child(int port, int n)
+{
+	int *fds = malloc(sizeof(int) * (size_t)n);
+	struct sockaddr_in a;
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (int i = 0; i < n; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+		if (fds[i] < 0 || connect(fds[i], (struct sockaddr *)&a,
+			sizeof a) < 0)
+			return 10;
+	}
+	for (int i = 0; i < n; i++)
+		if (write(fds[i], &i, sizeof i) != sizeof i)
+			return 11;
+	for (int i = 0; i < n; i++) {
+		int v = -1;
+		if (read(fds[i], &v, sizeof v) != sizeof v || v != i)
+			return 12;
+	}
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	free(fds);
+	return 0;
+}
+
+struct many {
+	int n;
+	int port_pipe;     /* write end: the port for the child */
+	pid_t child;
+	int status;
+};
+
+static int many_root(void *arg)
+{
+	struct many *m = arg;
+	weft_group_t *g;
+	weft_group_open(&g);
+	struct server sv;
+	CHECK_EQ(server_start(&sv, g), 0);
+	int port = weft_listener_port(sv.l);
+	CHECK_EQ(write(m->port_pipe, &port, sizeof port), sizeof port);
+	/* Wait (parked, polling) for the child to finish. */
+	for (int i = 0; i < 120 * 100; i++) {
+		pid_t p = waitpid(m->child, &m->status, WNOHANG);
+		if (p == m->child)
+			break;
+		weft_sleep(10 * MS);
+	}
+	server_stop(&sv);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(atomic_load(&sv.conns), m->n);
+	CHECK_EQ(atomic_load(&sv.max_live), m->n);
+	server_free(&sv);
+	return 0;
+}
+
+static void test_net__ten_thousand_concurrent_connections(void **state)
+{
+	struct many m = { .n = (int)weft_test_scale(10000) };
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	m.child = fork();
+	assert_true(m.child >= 0);
+	if (m.child == 0) {
+		close(p[1]);
+		int port;
+		if (read(p[0], &port, sizeof port) != sizeof port)
+			_exit(9);
+		_exit(many_clients_child(port, m.n));
+	}
+	close(p[0]);
+	m.port_pipe = p[1];
+	m.status = -1;
+	weft_test_run(WEFT_TEST_WORKERS(state), many_root, &m);
+	close(p[1]);
+	assert_true(WIFEXITED(m.status));
+	assert_int_equal(WEXITSTATUS(m.status), 0);
+}
+
+struct seq {
+	long n;
+	long live_after_warmup;
+	int fds_after_warmup;
+};
+
+static int one_shot_handler(weft_stream_t *s, void *arg)
+{
+	(void)arg;
+	/* The server closes first (its side keeps TIME_WAIT, so the
+	 * client's ports are reusable at once). */
+	CHECK_EQ(weft_stream_write(s, "!", 1), 0);
+	return 0;
+}
+
+static int seq_serve_main(void *arg)
+{
+	struct server *sv = arg;
+	weft_group_t *g;
+	weft_group_open(&g);
+	sv->serve_rc = weft_serve(sv->l, g, one_shot_handler, NULL, sv->stop);
+	return weft_group_join(g, NULL);
+}
+
+static int seq_root(void *arg)
+{
+	struct seq *q = arg;
+	weft_group_t *g;
+	weft_group_open(&g);
+	struct server sv;
+	memset(&sv, 0, sizeof sv);
+	CHECK_EQ(weft_tcp_listen(&sv.l, "127.0.0.1", 0, 0), 0);
+	weft_event_create(&sv.stop);
+	weft_group_spawn(g, seq_serve_main, &sv);
+	int port = weft_listener_port(sv.l);
+	for (long i = 0; i < q->n; i++) {
+		weft_stream_t *c;
+		int rc = connect_local(&c, port);
+		if (!CHECK_EQ(rc, 0))
+			break;
+		char b;
+		CHECK_EQ(weft_stream_read(c, &b, 1), 1);
+		CHECK_EQ(weft_stream_read(c, &b, 1), 0);
+		weft_stream_close(c);
+		if (i == 999) {
+			weft_sleep(50 * MS);  /* let handlers finish */
+			weft_debug_stats_t st;
+			weft_debug_stats(&st);
+			q->live_after_warmup = st.live_bytes;
+			q->fds_after_warmup = weft_test_count_fds();
+		}
+	}
+	/* The last handlers may still be finishing: wait for them (no
+	 * timing assertion: a bounded poll for the condition). */
+	weft_debug_stats_t st;
+	for (int i = 0; i < 500; i++) {
+		weft_debug_stats(&st);
+		if (st.live_bytes <= q->live_after_warmup + 1024 * 1024 &&
+			weft_test_count_fds() == q->fds_after_warmup)
+			break;
+		weft_sleep(10 * MS);
+	}
+	/* Caches (task records, stacks) may grow with the largest number of
+	 * handlers that overlapped; a per-connection leak of even 16 bytes
+	 * would exceed the bound over the ~99,000 connections after the
+	 * warm-up (and the leak check at runtime destroy sees any byte). */
+	CHECK(st.live_bytes <= q->live_after_warmup + 1024 * 1024);
+	CHECK_EQ(weft_test_count_fds(), q->fds_after_warmup);
+	server_stop(&sv);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	server_free(&sv);
+	return 0;
+}
+
+static void test_net__hundred_thousand_sequential_connections(void **state)
+{
+	struct seq q = { .n = weft_test_scale(100000) };
+	if (q.n < 2000)
+		q.n = 2000;
+	weft_test_run(WEFT_TEST_WORKERS(state), seq_root, &q);
+}
+
+/* }======================================================= */
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_DFL);  /* prove MSG_NOSIGNAL, not SIG_IGN */
+	const struct CMUnitTest tests[] = {
+		WEFT_TEST(test_net__echo_many_clients_through_serve),
+		WEFT_TEST(test_net__half_close_sends_eof_and_keeps_reading),
+		WEFT_TEST(test_net__read_until_keeps_bytes_after_the_delimiter),
+		WEFT_TEST(test_net__refused_and_address_in_use),
+		WEFT_TEST(test_net__peer_reset_is_an_error_not_a_signal),
+		WEFT_TEST(test_net__cancelled_read_consumes_nothing),
+		WEFT_TEST(test_net__second_reader_gets_ebusy),
+		WEFT_TEST(test_net__cancelled_accept_takes_nothing),
+		WEFT_TEST(test_net__cancelled_write_breaks_the_stream),
+		WEFT_TEST(test_net__cancelled_connect_leaves_no_socket),
+		WEFT_TEST(test_net__unix_domain_stream),
+		WEFT_TEST(test_net__getaddrinfo_and_failures),
+		cmocka_unit_test(test_net__bad_arguments),
+		WEFT_TEST(test_net__emfile_then_accept_loop_continues),
+		cmocka_unit_test_prestate(
+			test_net__ten_thousand_concurrent_connections,
+			(void *)(uintptr_t)2),
+		cmocka_unit_test_prestate(
+			test_net__hundred_thousand_sequential_connections,
+			(void *)(uintptr_t)2),
+	};
+	return WEFT_RUN_TESTS(tests);
+}
