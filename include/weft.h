@@ -29,5 +29,6 @@
 #include "weft/fs.h"
 #include "weft/dns.h"
 #include "weft/net.h"
+#include "weft/thread.h"
 
 #endif

@@ -11,6 +11,11 @@
 
 #include "config.h"
 
+/* weft_config_t.offload_threads: the pool limit of weft_to_thread
+ * (offload.c).  40 is Trio's and AnyIO's default. */
+#define CONFIG_OFFLOAD_DEFAULT 40
+#define CONFIG_OFFLOAD_MAX 1024
+
 static unsigned config_default_workers(void)
 {
 	cpu_set_t set;
@@ -92,6 +97,7 @@ int weft_config_init(weft_config_t *cfg)
 	cfg->stack_size = 64 * 1024;
 	cfg->guarded_stacks = 8192;
 	cfg->spin_us = 50;
+	cfg->offload_threads = CONFIG_OFFLOAD_DEFAULT;
 #ifdef WEFT_DEBUG
 	cfg->abort_on_missing_join = 1;
 #endif
@@ -108,6 +114,9 @@ int weft_config_init(weft_config_t *cfg)
 	v = cfg->spin_us;
 	config_env(cfg, "WEFT_SPIN_US", 0, WEFT__SPIN_US_MAX, 0, &v);
 	cfg->spin_us = (unsigned)v;
+	v = cfg->offload_threads;
+	config_env(cfg, "WEFT_OFFLOAD_THREADS", 1, CONFIG_OFFLOAD_MAX, 0, &v);
+	cfg->offload_threads = (unsigned)v;
 	return cfg->env_error;
 }
 
@@ -129,6 +138,9 @@ int weft__config_validate(weft_config_t *cfg)
 		bad = "spin_us must be from 0 to 100000";
 	else if (cfg->abort_on_missing_join > 1)
 		bad = "abort_on_missing_join must be 0 or 1";
+	else if (cfg->offload_threads < 1 ||
+		cfg->offload_threads > CONFIG_OFFLOAD_MAX)
+		bad = "offload_threads must be from 1 to 1024";
 	if (bad == NULL)
 		return 0;
 	snprintf(cfg->message, sizeof cfg->message, "%s", bad);

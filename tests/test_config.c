@@ -34,6 +34,7 @@
 #define DEFAULT_STACK_SIZE (64 * KIB)
 #define DEFAULT_GUARDED_STACKS 8192
 #define DEFAULT_SPIN_US 50
+#define DEFAULT_OFFLOAD_THREADS 40
 
 /* A pointer value weft must never write into *out on failure. */
 #define UNTOUCHED ((weft_runtime_t *)(uintptr_t)0x5eed)
@@ -45,6 +46,7 @@ static const char *const config_vars[] = {
 	"WEFT_STACK_SIZE",
 	"WEFT_GUARDED_STACKS",
 	"WEFT_SPIN_US",
+	"WEFT_OFFLOAD_THREADS",
 };
 #define NVARS (sizeof config_vars / sizeof config_vars[0])
 
@@ -106,6 +108,7 @@ static void test_config__defaults_are_the_documented_values(void **state)
 	assert_int_equal(cfg.stack_size, DEFAULT_STACK_SIZE);
 	assert_int_equal(cfg.guarded_stacks, DEFAULT_GUARDED_STACKS);
 	assert_int_equal(cfg.spin_us, DEFAULT_SPIN_US);
+	assert_int_equal(cfg.offload_threads, DEFAULT_OFFLOAD_THREADS);
 	assert_int_equal(cfg.env_error, 0);
 	assert_string_equal(cfg.message, "");
 }
@@ -170,6 +173,8 @@ static unsigned long long config_field(const weft_config_t *cfg,
 		return cfg->stack_size;
 	if (strcmp(var, "WEFT_GUARDED_STACKS") == 0)
 		return cfg->guarded_stacks;
+	if (strcmp(var, "WEFT_OFFLOAD_THREADS") == 0)
+		return cfg->offload_threads;
 	return cfg->spin_us;
 }
 
@@ -196,6 +201,9 @@ static void test_config__environment_overrides_every_field(void **state)
 		{"WEFT_SPIN_US", "0", 0},
 		{"WEFT_SPIN_US", "7", 7},
 		{"WEFT_SPIN_US", "100000", 100000},
+		{"WEFT_OFFLOAD_THREADS", "1", 1},
+		{"WEFT_OFFLOAD_THREADS", "64", 64},
+		{"WEFT_OFFLOAD_THREADS", "1024", 1024},
 	};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
 		const struct good_value *g = &good[i];
@@ -287,6 +295,7 @@ static const struct var_range ranges[] = {
 	{"WEFT_STACK_SIZE", "16384", "1073741824"},
 	{"WEFT_GUARDED_STACKS", "0", "30000"},
 	{"WEFT_SPIN_US", "0", "100000"},
+	{"WEFT_OFFLOAD_THREADS", "1", "1024"},
 };
 
 /* Bad for every variable. */
@@ -335,6 +344,9 @@ static const struct bad_value bad_specific[] = {
 	{"WEFT_GUARDED_STACKS", "1K"},
 	{"WEFT_SPIN_US", "100001"},
 	{"WEFT_SPIN_US", "5M"},
+	{"WEFT_OFFLOAD_THREADS", "0"},
+	{"WEFT_OFFLOAD_THREADS", "1025"},
+	{"WEFT_OFFLOAD_THREADS", "4K"},
 };
 
 static const struct var_range *range_of(const char *var)
@@ -428,6 +440,20 @@ static void test_config__bad_spin_us_is_rejected_with_the_variable_named(
 		i++)
 		if (strcmp(bad_specific[i].var, "WEFT_SPIN_US") == 0)
 			check_bad_value("WEFT_SPIN_US", bad_specific[i].text);
+}
+
+static void
+test_config__bad_offload_threads_is_rejected_with_the_variable_named(
+	void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof bad_for_all / sizeof bad_for_all[0]; i++)
+		check_bad_value("WEFT_OFFLOAD_THREADS", bad_for_all[i]);
+	for (size_t i = 0; i < sizeof bad_specific / sizeof bad_specific[0];
+		i++)
+		if (strcmp(bad_specific[i].var, "WEFT_OFFLOAD_THREADS") == 0)
+			check_bad_value("WEFT_OFFLOAD_THREADS",
+				bad_specific[i].text);
 }
 
 static void test_config__bad_variable_keeps_the_good_ones_applied(void **state)
@@ -562,6 +588,14 @@ static void set_spin_over(weft_config_t *c)
 {
 	c->spin_us = 100001;
 }
+static void set_offload_0(weft_config_t *c)
+{
+	c->offload_threads = 0;
+}
+static void set_offload_over(weft_config_t *c)
+{
+	c->offload_threads = 1025;
+}
 
 static void test_config__out_of_range_caller_values_fail_create_with_a_message(
 	void **state)
@@ -578,6 +612,8 @@ static void test_config__out_of_range_caller_values_fail_create_with_a_message(
 		{"stack", set_stack_huge},
 		{"guarded", set_guarded_over},
 		{"spin", set_spin_over},
+		{"offload_threads", set_offload_0},
+		{"offload_threads", set_offload_over},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		weft_config_t cfg;
@@ -698,6 +734,8 @@ int main(void)
 			test_config__bad_guarded_stacks_is_rejected_with_the_variable_named),
 		CONFIG_TEST(
 			test_config__bad_spin_us_is_rejected_with_the_variable_named),
+		CONFIG_TEST(
+			test_config__bad_offload_threads_is_rejected_with_the_variable_named),
 		CONFIG_TEST(
 			test_config__bad_variable_keeps_the_good_ones_applied),
 		CONFIG_TEST(

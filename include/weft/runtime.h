@@ -35,18 +35,22 @@ typedef struct weft_config {
 	 * reported as WEFT_EMISSINGJOIN.  Default 1 when the library is built
 	 * with WEFT_DEBUG, else 0. */
 	unsigned abort_on_missing_join;
+	/* Most offload threads running weft_to_thread calls at once (further
+	 * calls wait); 1 .. 1024, default 40 (weft/thread.h). */
+	unsigned offload_threads;
 	int env_error;         /* 0, or -EINVAL when an environment variable was bad */
 	char message[256];     /* why the last init/create failed ("" if not) */
 } weft_config_t;
 
 /* What it does: fills *cfg with the defaults (workers = the CPUs this
  * process may run on, from sched_getaffinity; 64 KiB stacks; 8192 guarded
- * stacks; 50 us spin), then applies the environment variables
- * WEFT_WORKERS, WEFT_STACK_SIZE (bytes, or with a K or M suffix),
- * WEFT_GUARDED_STACKS and WEFT_SPIN_US.  A bad value (not a number,
- * trailing junk, negative, zero workers, out of range) is never ignored: the
- * default stays, cfg->env_error and the return value are -EINVAL, and
- * cfg->message names the variable and the accepted range.  A later
+ * stacks; 50 us spin; 40 offload threads), then applies the environment
+ * variables WEFT_WORKERS, WEFT_STACK_SIZE (bytes, or with a K or M
+ * suffix), WEFT_GUARDED_STACKS, WEFT_SPIN_US and WEFT_OFFLOAD_THREADS.
+ * A bad value (not a number, trailing junk, negative, zero workers, out
+ * of range) is never ignored: the default stays, cfg->env_error and the
+ * return value are -EINVAL, and cfg->message names the variable and the
+ * accepted range.  A later
  * weft_runtime_create with this cfg fails with the same error.
  * Ownership: cfg is the caller's.
  * Errors: -EINVAL (NULL cfg, or a bad environment variable).
