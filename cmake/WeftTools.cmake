@@ -1,0 +1,50 @@
+# The network tools built on weft (issue 4 section 5) and their
+# integration tests.  Included from CMakeLists.txt.
+#
+#   weft-echo    tools/net/weft-echo.c    TCP echo server (B9)
+#   weft-httpd   tools/net/weft-httpd.c   keep-alive HTTP/1.1 server (B10)
+#   weft-fetch   tools/net/weft-fetch.c   concurrent HTTP GETs
+#
+# HTTP parsing uses Node.js's http-parser 2.9 from Debian
+# (libhttp-parser-dev): see ARCHITECTURE.md, "Dependencies".
+if(NOT WEFT_BUILD_TOOLS)
+	return()
+endif()
+
+find_path(WEFT_HTTP_PARSER_INCLUDE http_parser.h)
+find_library(WEFT_HTTP_PARSER_LIB http_parser)
+if(NOT WEFT_HTTP_PARSER_INCLUDE OR NOT WEFT_HTTP_PARSER_LIB)
+	message(FATAL_ERROR "weft: the network tools need http-parser "
+		"(Debian: libhttp-parser-dev; tools/run deps installs it)")
+endif()
+
+set(_weft_net_tools echo httpd fetch)
+foreach(_t IN LISTS _weft_net_tools)
+	# Guarded while the tools are being written (temporary).
+	if(NOT EXISTS ${PROJECT_SOURCE_DIR}/tools/net/weft-${_t}.c)
+		continue()
+	endif()
+	add_executable(weft-${_t} tools/net/weft-${_t}.c tools/net/netutil.c)
+	target_include_directories(weft-${_t} PRIVATE
+		${PROJECT_SOURCE_DIR}/tools/net ${WEFT_HTTP_PARSER_INCLUDE})
+	# The tools are user programs: public API only, shared library.
+	target_link_libraries(weft-${_t} PRIVATE weft ${WEFT_HTTP_PARSER_LIB})
+	set_target_properties(weft-${_t} PROPERTIES
+		RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tools/net)
+endforeach()
+
+# Integration tests: shell scripts driving the tools with real clients
+# and servers (curl, wrk, nginx) on loopback, bounded in time.
+if(WEFT_BUILD_TESTS)
+	foreach(_s fetch_nginx httpd_wrk echo_clients)
+		if(EXISTS ${PROJECT_SOURCE_DIR}/tests/integration/${_s}.sh)
+			add_test(NAME integration_${_s}
+				COMMAND bash
+				${PROJECT_SOURCE_DIR}/tests/integration/${_s}.sh
+				${PROJECT_BINARY_DIR}/tools/net)
+			set_tests_properties(integration_${_s} PROPERTIES
+				LABELS integration TIMEOUT 300
+				RUN_SERIAL TRUE)
+		endif()
+	endforeach()
+endif()

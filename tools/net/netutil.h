@@ -1,0 +1,26 @@
+/* Small helpers shared by the network tools (weft-echo, weft-httpd,
+ * weft-fetch): argument parsing and URL splitting. */
+#ifndef WEFT_TOOLS_NETUTIL_H
+#define WEFT_TOOLS_NETUTIL_H
+
+#include <stddef.h>
+
+/* Parses a whole decimal integer in [min, max]; 0, or -1 with a message
+ * on stderr naming `what`. */
+int netutil_parse_long(const char *s, long min, long max, const char *what,
+	long *out);
+
+/* An http:// URL split into host, port and path (path starts with '/').
+ * Returns 0, or -1 if url is not http://host[:port][/path] or a part is
+ * too long. */
+struct netutil_url {
+	char host[256];
+	int port;
+	char path[2048];
+};
+int netutil_parse_url(const char *url, struct netutil_url *out);
+
+/* Milliseconds as a double from weft_now() nanoseconds. */
+double netutil_ms(long long ns);
+
+#endif
