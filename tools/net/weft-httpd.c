@@ -165,7 +165,7 @@ static int on_message_complete(http_parser *p)
 	int rc;
 	if (p->method != HTTP_GET && p->method != HTTP_HEAD)
 		rc = conn_respond(c, 405, "Method Not Allowed", "", close);
-	else if (strcmp(c->url, "/") == 0)
+	else if (strcspn(c->url, "?") == 1 && c->url[0] == '/')  /* "/?q" */
 		rc = conn_respond(c, 200, "OK", p->method == HTTP_HEAD ? "" :
 			hello_body, close);
 	else
