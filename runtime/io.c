@@ -223,6 +223,7 @@ int weft__io_start(struct weft_runtime *rt)
 {
 	weft__io_t *io = &rt->io;
 	memset(io, 0, sizeof *io);
+	io->sock_epfd = -1;
 	atomic_init(&io->requests, NULL);
 	atomic_init(&io->stop, false);
 	weft__wheel_init(&io->wheel, weft_now());
@@ -296,6 +297,8 @@ void weft__io_stop(struct weft_runtime *rt)
 	io_close_handles(io);
 	int rc = uv_loop_close(&io->loop);
 	close(io->timer_fd);
+	if (io->sock_epfd >= 0)
+		close(io->sock_epfd);  /* its uv_poll_t was closed above */
 	WEFT_ASSERT(rc == 0, "libuv loop still busy at shutdown");
 	io->started = false;
 }

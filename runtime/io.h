@@ -33,6 +33,12 @@ typedef struct weft__io {
 	 * blocks, uv_check right after the I/O callbacks). */
 	uv_prepare_t flush_before_poll;
 	uv_check_t flush_after_poll;
+	/* Sockets (sock.c): one edge-triggered epoll set holding every
+	 * socket that ever had to wait, itself watched by sock_poll.
+	 * Created by the first socket wait, closed by weft__io_stop.  I/O
+	 * thread only (and the stopper after the join). */
+	int sock_epfd;             /* -1 until then */
+	uv_poll_t sock_poll;
 	atomic_bool stop;          /* set before the final uv_async_send */
 	weft__wheel_t wheel;       /* I/O thread only: scope deadlines */
 	bool started;

@@ -3,11 +3,10 @@
  * from under a system call.
  *
  * Problem: workers call recv/send/accept4 on the descriptor while the I/O
- * thread may be watching it with epoll (uv_poll_t).  Once close(2) runs,
- * the number can be reused by any open in the process, so no worker may
- * still be inside a system call on it, and the I/O thread must have
- * stopped watching it (a stale epoll registration of a reused number
- * would report someone else's events).
+ * thread may have it in its epoll set.  Once close(2) runs, the number
+ * can be reused by any open in the process, so no worker may still be
+ * inside a system call on it, and the I/O thread must have dropped it
+ * from the set.
  *
  * Approach: the `gate` word.
  *   - A direct system call enters with fetch_add(INSIDE) and leaves with
@@ -21,8 +20,8 @@
  *     POSTED with a CAS, so exactly one thread finishes the close: with
  *     REGISTERED clear it closes the descriptor right there (the I/O
  *     thread never saw it); with REGISTERED set it posts the close to the
- *     I/O thread, which wakes any waiter with WEFT_ECLOSED, closes the
- *     poll handle and only in its close callback closes the descriptor.
+ *     I/O thread, which wakes any waiter with WEFT_ECLOSED, removes the
+ *     descriptor from the epoll set and closes it.
  * Every gate update is an RMW of one atomic, so they are totally ordered:
  * a task either entered before CLOSED (the close waits for it to leave,
  * and then sees its REGISTERED) or sees CLOSED and does nothing.  A wait
@@ -30,13 +29,21 @@
  * returns WEFT_ECLOSED without touching the descriptor.  Nobody waits for
  * anybody: the last one out finishes the close.
  *
- * Readiness waits are I/O operations (ioop.h): `start` registers the
- * waiter and (re)arms the poll handle with the union of the events
- * wanted, the poll callback completes the waiters whose event came and
- * disarms it, `cancel` withdraws the waiter.  All three and the close run
- * on the I/O thread, so exactly one of them completes each wait.  libuv
- * polls level-triggered, so an event nobody waits for is disarmed at
- * once rather than reported again and again.
+ * Readiness: every socket that ever waited is in one epoll set per
+ * runtime, edge-triggered, registered once for input and output (so a
+ * wait costs no epoll_ctl at all); that set's descriptor is watched by
+ * one uv_poll_t, whose callback drains it with epoll_wait(0) and
+ * dispatches.  A readiness wait is an I/O operation (ioop.h): `start`
+ * registers the waiter, or completes at once if an edge came while
+ * nobody waited (rd_ready/wr_ready); an edge completes the waiter, or
+ * records itself in the ready flag; `cancel` withdraws the waiter.  All
+ * of these and the close run on the I/O thread, so exactly one of them
+ * completes each wait, and no edge is lost: an edge that found no waiter
+ * is kept.  A kept edge may be stale (the worker's next system call
+ * already took the data): the waiter then retries, finds EAGAIN, and
+ * waits again with the flag clear.  The first registration reports the
+ * socket's current state, so a socket that became ready before its
+ * first wait is not missed.
  *
  * Memory: `refs` counts the descriptor (dropped once it is closed) and
  * each call in progress; free_fn runs at zero.  A task parked at close
@@ -44,19 +51,28 @@
  * its own.
  *
  * Invariants
- *   1. poll, poll_init, io_closed, events, rd and wr are the I/O thread's.
+ *   1. in_epoll, io_closed, rd_ready, wr_ready, rd and wr are the I/O
+ *      thread's.
  *   2. No system call on fd starts after CLOSED is set, and close(fd)
- *      runs only after every started one ended and the poll handle (if
- *      any) was closed.
- *   3. A bit of `events` is set only while the matching waiter is
- *      parked; rd/wr are cleared by whoever completes them.
+ *      runs only after every started one ended and fd left the epoll set.
+ *   3. rd/wr are set only while their waiter is parked; whoever clears
+ *      one completes its waiter.
+ *   4. A socket in the epoll set is freed only after its close ran on the
+ *      I/O thread (REGISTERED routes the close there), so an event never
+ *      names freed memory: epoll_wait and the close are both the I/O
+ *      thread's.
  *
  * Rejected: uv_tcp_t streams with uv_read_start/uv_write (every byte would
  * cross to the I/O thread and back, libuv's writev may raise SIGPIPE, and
  * a queued uv_write can only be withdrawn by closing the whole socket);
+ * one uv_poll_t per socket (libuv's level-triggered polls must be armed
+ * and disarmed around every wait, and uv_poll_start deletes and re-adds
+ * the descriptor: three epoll_ctl calls per request on the I/O thread);
  * a lock around the system calls (close would have to wait for a worker,
  * or the I/O thread for a worker). */
 #include <errno.h>
+#include <stdint.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -84,9 +100,10 @@ void weft__sock_init(struct weft__sock *s, struct weft_runtime *rt, int fd,
 	s->free_fn = free_fn;
 	atomic_init(&s->gate, 0);
 	atomic_init(&s->refs, 1);  /* the descriptor's */
-	s->poll_init = false;
+	s->in_epoll = false;
 	s->io_closed = false;
-	s->events = 0;
+	s->rd_ready = false;
+	s->wr_ready = false;
 	s->rd = NULL;
 	s->wr = NULL;
 }
@@ -184,38 +201,66 @@ void weft__sock_leave(struct weft__sock *s)
 
 /* {======================================================= I/O thread */
 
-static void sock_rearm(struct weft__sock *s)
+#define SOCK_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+
+/* An edge for one direction: wakes its waiter, or is kept. */
+static void sock_edge(struct weft__sock_wait **waiter, bool *ready)
 {
-	if (s->events == 0)
-		uv_poll_stop(&s->poll);
-	else
-		uv_poll_start(&s->poll, s->events, NULL);
+	struct weft__sock_wait *w = *waiter;
+	if (w == NULL) {
+		*ready = true;
+		return;
+	}
+	*waiter = NULL;
+	weft__ioop_complete(&w->op, 0);
 }
 
-static void sock_poll_cb(uv_poll_t *h, int status, int events)
+/* The epoll set is readable: drain it and dispatch (invariant 4). */
+static void sock_dispatch(uv_poll_t *h, int status, int events)
 {
-	struct weft__sock *s = h->data;
-	struct weft__sock_wait *rd = NULL, *wr = NULL;
-	/* libuv reports POLLERR as status UV_EBADF (and stops the handle):
-	 * the socket has a pending error, which the waiters' retried system
-	 * calls (recv, send, SO_ERROR) report exactly.  So an error wakes
-	 * both waiters with "ready". */
-	int rc = 0;
-	if (s->rd && (status < 0 || (events & UV_READABLE))) {
-		rd = s->rd;
-		s->rd = NULL;
-		s->events &= ~UV_READABLE;
+	(void)status;
+	(void)events;
+	weft__io_t *io = h->data;
+	struct epoll_event ev[64];
+	int n;
+	do {
+		n = epoll_wait(io->sock_epfd, ev, 64, 0);
+		for (int i = 0; i < n; i++) {
+			struct weft__sock *s = ev[i].data.ptr;
+			uint32_t e = ev[i].events;
+			/* An error or hang-up wakes both directions: their
+			 * system calls report it exactly. */
+			bool err = e & (EPOLLERR | EPOLLHUP);
+			if (err || (e & (EPOLLIN | EPOLLRDHUP | EPOLLPRI)))
+				sock_edge(&s->rd, &s->rd_ready);
+			if (err || (e & EPOLLOUT))
+				sock_edge(&s->wr, &s->wr_ready);
+		}
+	} while (n == 64);
+}
+
+/* Creates the runtime's socket epoll set at the first wait and makes
+ * sure it is watched. */
+static int sock_epoll_open(weft__io_t *io)
+{
+	if (io->sock_epfd < 0) {
+		int fd = epoll_create1(EPOLL_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		int rc = uv_poll_init(&io->loop, &io->sock_poll, fd);
+		if (rc < 0) {
+			close(fd);
+			return weft__io_uverr(rc);
+		}
+		/* From here the handle is closed by the stop's uv_walk and
+		 * the set by weft__io_stop. */
+		io->sock_poll.data = io;
+		io->sock_epfd = fd;
 	}
-	if (s->wr && (status < 0 || (events & UV_WRITABLE))) {
-		wr = s->wr;
-		s->wr = NULL;
-		s->events &= ~UV_WRITABLE;
-	}
-	sock_rearm(s);
-	if (rd)
-		weft__ioop_complete(&rd->op, rc);
-	if (wr)
-		weft__ioop_complete(&wr->op, rc);
+	if (uv_is_active((uv_handle_t *)&io->sock_poll))
+		return 0;
+	return weft__io_uverr(uv_poll_start(&io->sock_poll, UV_READABLE,
+		sock_dispatch));
 }
 
 static void sock_wait_start(weft__io_t *io, struct weft__ioop *op)
@@ -227,30 +272,30 @@ static void sock_wait_start(weft__io_t *io, struct weft__ioop *op)
 		weft__ioop_complete(op, WEFT_ECLOSED);
 		return;
 	}
-	if (!s->poll_init) {
-		int rc = uv_poll_init(&io->loop, &s->poll, s->fd);
+	if (!s->in_epoll) {
+		int rc = sock_epoll_open(io);
+		struct epoll_event ev = { .events = SOCK_EVENTS,
+			.data.ptr = s };
+		if (rc == 0 && epoll_ctl(io->sock_epfd, EPOLL_CTL_ADD, s->fd,
+			&ev) < 0)
+			rc = -errno;
 		if (rc < 0) {
-			weft__ioop_complete(op, weft__io_uverr(rc));
+			weft__ioop_complete(op, rc);
 			return;
 		}
-		s->poll.data = s;
-		s->poll_init = true;
+		s->in_epoll = true;
 	}
-	if (w->event == UV_READABLE)
+	bool rd = w->event == UV_READABLE;
+	bool *ready = rd ? &s->rd_ready : &s->wr_ready;
+	if (*ready) {
+		*ready = false;  /* an edge came meanwhile: retry now */
+		weft__ioop_complete(op, 0);
+		return;
+	}
+	if (rd)
 		s->rd = w;
 	else
 		s->wr = w;
-	s->events |= w->event;
-	int rc = uv_poll_start(&s->poll, s->events, sock_poll_cb);
-	if (rc < 0) {
-		if (w->event == UV_READABLE)
-			s->rd = NULL;
-		else
-			s->wr = NULL;
-		s->events &= ~w->event;
-		sock_rearm(s);
-		weft__ioop_complete(op, weft__io_uverr(rc));
-	}
 }
 
 static void sock_wait_cancel(weft__io_t *io, struct weft__ioop *op)
@@ -265,40 +310,28 @@ static void sock_wait_cancel(weft__io_t *io, struct weft__ioop *op)
 		s->wr = NULL;
 	else
 		return;  /* completed already (invariant 3) */
-	s->events &= ~w->event;
-	sock_rearm(s);
 	weft__ioop_complete(op, -ECANCELED);
-}
-
-static void sock_poll_closed(uv_handle_t *h)
-{
-	struct weft__sock *s = h->data;
-	close(s->fd);
-	weft__sock_unref(s);
 }
 
 static void sock_close_fn(weft__io_t *io, struct weft__ionode *n)
 {
-	(void)io;
 	struct weft__sock *s = WEFT__CONTAINER_OF(n, struct weft__sock,
 		close_node);
 	s->io_closed = true;
 	struct weft__sock_wait *rd = s->rd, *wr = s->wr;
 	s->rd = NULL;
 	s->wr = NULL;
-	s->events = 0;
-	if (s->poll_init) {
-		uv_close((uv_handle_t *)&s->poll, sock_poll_closed);
-	} else {
-		close(s->fd);
+	if (s->in_epoll) {
+		struct epoll_event ev = { 0 };
+		(void)epoll_ctl(io->sock_epfd, EPOLL_CTL_DEL, s->fd, &ev);
 	}
+	close(s->fd);
 	/* s stays alive until the waiters drop their references. */
 	if (rd)
 		weft__ioop_complete(&rd->op, WEFT_ECLOSED);
 	if (wr)
 		weft__ioop_complete(&wr->op, WEFT_ECLOSED);
-	if (!s->poll_init)
-		weft__sock_unref(s);
+	weft__sock_unref(s);
 }
 
 /* }======================================================= */

@@ -1,14 +1,14 @@
 /* The socket core shared by streams and listeners (sock.c): a
  * non-blocking descriptor that workers use directly, with the I/O thread
- * watching it (uv_poll_t) only while a task waits for it to become ready.
+ * watching it only for tasks that must wait for it to become ready.
  *
  * A call does its system call on the worker (recv, send, accept4,
  * connect); only when the kernel says EAGAIN does the task park on a
- * readiness wait (weft__sock_wait), which the I/O thread ends when epoll
- * reports the descriptor ready.  The task then retries the system call.
- * So data never crosses threads, a wait withdrawn by cancellation leaves
- * nothing half done, and a socket that never blocks never touches the I/O
- * thread (its poll handle is created at its first wait).
+ * readiness wait (weft__sock_wait), which the I/O thread ends when the
+ * socket becomes ready.  The task then retries the system call.  So data
+ * never crosses threads, a wait withdrawn by cancellation leaves nothing
+ * half done, and a socket that never blocks never touches the I/O thread
+ * (it joins the runtime's edge-triggered epoll set at its first wait).
  *
  * Lifetime: see sock.c (the gate, the references, the close). */
 #ifndef WEFT_RUNTIME_SOCK_H
@@ -34,10 +34,11 @@ struct weft__sock {
 	void (*free_fn)(struct weft__sock *s);
 	struct weft__ionode close_node;
 	/* I/O thread only. */
-	uv_poll_t poll;
-	bool poll_init;               /* poll was uv_poll_init'ed */
+	bool in_epoll;                /* in the runtime's socket epoll set */
 	bool io_closed;               /* the close ran */
-	int events;                   /* UV_READABLE | UV_WRITABLE watched */
+	/* An edge came while nobody waited for it: the next wait returns
+	 * at once (its caller retries the system call). */
+	bool rd_ready, wr_ready;
 	struct weft__sock_wait *rd;   /* parked waiting to read, or NULL */
 	struct weft__sock_wait *wr;   /* parked waiting to write, or NULL */
 };
@@ -58,7 +59,8 @@ void weft__sock_unref(struct weft__sock *s);
 bool weft__sock_enter(struct weft__sock *s);
 void weft__sock_leave(struct weft__sock *s);
 
-/* Parks until s->fd is ready for `event` (UV_READABLE or UV_WRITABLE).
+/* Parks until s->fd may be ready for `event` (UV_READABLE or
+ * UV_WRITABLE; a spurious "ready" is possible: retry the call).
  * Returns 0 (ready: retry the system call), -ECANCELED (the wait was
  * withdrawn: nothing happened), WEFT_ECLOSED (s was closed), or a poll
  * error.  At most one waiter per event (the callers' busy flags).
