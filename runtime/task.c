@@ -114,6 +114,21 @@ void weft__task_arena_fini(struct weft__task_arena *a)
 	pthread_mutex_destroy(&a->lock);
 }
 
+void weft__task_arena_put_list(struct weft__task_arena *a, void *head)
+{
+	if (head == NULL)
+		return;
+	void *tail = head;
+	size_t n = 1;
+	for (; *(void **)tail != NULL; n++)
+		tail = *(void **)tail;
+	pthread_mutex_lock(&a->lock);
+	*(void **)tail = a->free;
+	a->free = head;
+	a->nfree += n;
+	pthread_mutex_unlock(&a->lock);
+}
+
 /* Cache empty (or not a worker of rt): a batch of free records from the
  * arena into the worker's cache, or a new record. */
 static struct weft_task *task_arena_get(struct weft_runtime *rt,

@@ -214,8 +214,15 @@ struct weft__task_arena {
 	_Atomic(struct weft_task *) all;
 };
 int weft__task_arena_init(struct weft__task_arena *a);
+/* Gives a list of free records (linked through their first word) back
+ * to the arena: a worker's cache when the worker stops.  They must not go
+ * back to malloc before weft__task_arena_fini: the I/O thread (and
+ * offload threads) may still wake a record's park generation after its
+ * task ended, until they are stopped.  Thread: any. */
+void weft__task_arena_put_list(struct weft__task_arena *a, void *head);
 /* Frees the arena's free records (runtime destroy, after every worker
- * drained its cache).  Records still referenced leak, as before. */
+ * drained its cache and the I/O thread stopped).  Records still
+ * referenced leak, as before. */
 void weft__task_arena_fini(struct weft__task_arena *a);
 
 /* The fences of the snapshot protocol (see insp_id).  ThreadSanitizer

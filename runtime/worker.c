@@ -299,6 +299,11 @@ void weft__cache_put_slow(enum weft__cache_kind kind, void *p)
 
 static void worker_cache_drain(weft__worker_t *w)
 {
+	/* Task records go back to the arena, not to malloc: the I/O thread
+	 * may still wake an ended task's park (ioop.c) until it stops, after
+	 * the workers (type-stable records, task.h). */
+	weft__task_arena_put_list(&w->rt->tasks, w->cache[WEFT__CACHE_TASK]);
+	w->cache[WEFT__CACHE_TASK] = NULL;
 	for (int k = 0; k < WEFT__CACHE_KINDS; k++) {
 		while (w->cache[k]) {
 			void *p = w->cache[k];
