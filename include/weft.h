@@ -30,5 +30,7 @@
 #include "weft/dns.h"
 #include "weft/net.h"
 #include "weft/thread.h"
+#include "weft/signal.h"
+#include "weft/udp.h"
 
 #endif

@@ -1,0 +1,98 @@
+/* UDP sockets: send datagrams to an address and receive them with the
+ * sender's address (issue 4, section 1).
+ *
+ * A socket belongs to the runtime's I/O thread (libuv) that created it.
+ * A send or receive that cannot block is done directly by the calling
+ * task with a non-blocking system call; one that would block parks the
+ * task until the I/O thread has done it.  Like the other primitives
+ * (sync.h), a call that finds the kernel ready does not yield to other
+ * tasks: call weft_checkpoint in a loop that must stay fair.
+ *
+ * Rules shared by the blocking calls (send, recv):
+ *   - Checkpoint: a task cancelled on entry gets -ECANCELED and nothing is
+ *     sent or received.  The deadlines of enclosing scopes apply (a
+ *     fail_after scope around a recv makes it time out).
+ *   - "-ECANCELED => nothing happened" (semantics.md rule 42): a cancelled
+ *     recv consumed no datagram (the next recv gets it); a cancelled send
+ *     sent nothing.  A send that must wait for room in the kernel's buffer
+ *     (rare: UDP buffers drain on their own) waits uncancellably until the
+ *     datagram is taken, then returns 0.
+ *   - Closing the socket while a task is parked in it wakes that task
+ *     with WEFT_ECLOSED.
+ *   - Threads: weft fiber; a plain thread gets WEFT_ENOTFIBER.
+ *
+ * Loopback and local networks may still drop datagrams (a full receive
+ * buffer drops silently): UDP gives no delivery guarantee. */
+#ifndef WEFT_UDP_H
+#define WEFT_UDP_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "weft/error.h"
+#include "weft/export.h"
+
+WEFT_BEGIN_DECLS
+
+/* A bound UDP socket (opaque). */
+typedef struct weft_udp weft_udp_t;
+
+/* What it does: creates a UDP socket bound to host:port.  host is a
+ * numeric IPv4 or IPv6 address ("127.0.0.1", "::1"); NULL means
+ * "0.0.0.0".  Port 0 picks a free port (see weft_udp_port).
+ * Ownership: the caller owns *out; free it with weft_udp_close.
+ * Errors: -EINVAL (NULL out, port outside 0..65535, host not a numeric
+ * address), -EADDRINUSE, -EADDRNOTAVAIL, -EACCES, -EMFILE, -ENOMEM,
+ * -ECANCELED (no socket was created), WEFT_ENOTFIBER.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_udp_open(weft_udp_t **out, const char *host, int port);
+
+/* What it does: the local port u is bound to (the chosen one when it was
+ * opened with port 0).
+ * Errors: -EINVAL (NULL).  Checkpoint: no.
+ * Threads: any thread, while u is open. */
+WEFT_EXTERN int weft_udp_port(const weft_udp_t *u);
+
+/* What it does: sends one datagram of len bytes (0 allowed) to `to` (a
+ * struct sockaddr_in or sockaddr_in6 of the socket's family).  Returns
+ * once the kernel has taken the whole datagram (a datagram is never sent
+ * in part).  Several tasks may send on u at once.
+ * Errors: -EINVAL (NULL u or to, NULL buf with len > 0), -EAFNOSUPPORT
+ * (to is neither IPv4 nor IPv6, or not the socket's family), -EMSGSIZE
+ * (too big for one datagram), -ENETUNREACH, -EHOSTUNREACH, -EACCES
+ * (broadcast), other -errno, WEFT_ECLOSED (u was closed), -ECANCELED
+ * (nothing was sent), WEFT_ENOTFIBER.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_udp_send(weft_udp_t *u, const void *buf, size_t len,
+	const struct sockaddr *to);
+
+/* What it does: receives one datagram into buf (len > 0 bytes), waiting
+ * until one arrives, and stores the sender's address in *from (optional)
+ * and its length in *fromlen (optional).  One task receives on u at a
+ * time.
+ * Returns: the datagram's length (0 for an empty datagram), or a negative
+ * code.
+ * Errors: -EINVAL (NULL u or buf, len 0), -EBUSY (another task is
+ * receiving on u), -EMSGSIZE (the datagram was longer than len: its first
+ * len bytes are in buf, *from is set, the rest is lost, and the datagram
+ * is consumed), WEFT_ECLOSED (u was closed), -ECANCELED (no datagram was
+ * consumed), other -errno, WEFT_ENOTFIBER.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN ssize_t weft_udp_recv(weft_udp_t *u, void *buf, size_t len,
+	struct sockaddr_storage *from, socklen_t *fromlen);
+
+/* What it does: closes u: tasks parked in weft_udp_recv or weft_udp_send
+ * on it return WEFT_ECLOSED (an unsent datagram is dropped); a call
+ * racing with the close either completes or returns WEFT_ECLOSED.  The
+ * I/O thread finishes the close and frees u once no call is still using
+ * it; the call itself never waits.
+ * Ownership: u is invalid after the call: no new call may start on it.
+ * Errors: -EINVAL (NULL).
+ * Checkpoint: no.  Threads: weft fiber or any thread of the process while
+ * u's runtime exists. */
+WEFT_EXTERN int weft_udp_close(weft_udp_t *u);
+
+WEFT_END_DECLS
+
+#endif
