@@ -27,6 +27,7 @@
 
 #include "alloc.h"
 #include "common.h"
+#include "connect.h"
 #include "rt.h"
 #include "sock.h"
 #include "stream.h"
@@ -250,19 +251,25 @@ int weft_tcp_connect(weft_stream_t **out, const char *host, int port)
 		if (rc < 0)
 			return rc;
 	}
+	rc = weft__tcp_connect_list(out, res);
+	freeaddrinfo(res);
+	return rc;
+}
+
+int weft__tcp_connect_list(weft_stream_t **out, const struct addrinfo *res)
+{
 	size_t count = 0;
 	for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next)
 		count++;
-	if (count == 1) {
-		rc = connect_sockaddr(out, res->ai_addr, res->ai_addrlen);
-		freeaddrinfo(res);
-		return rc;
-	}
+	if (count == 0)
+		return -EINVAL;
+	if (count == 1)
+		return connect_sockaddr(out, res->ai_addr, res->ai_addrlen);
 	struct he_race r = { .n = 0 };
 	r.addrs = weft__calloc(count, sizeof *r.addrs);
 	r.failed = weft__calloc(count, sizeof *r.failed);
 	struct he_attempt *att = weft__calloc(count, sizeof *att);
-	rc = (r.addrs && r.failed && att) ? 0 : -ENOMEM;
+	int rc = (r.addrs && r.failed && att) ? 0 : -ENOMEM;
 	if (rc == 0)
 		r.n = he_interleave(res, r.addrs, count);
 	for (size_t i = 0; rc == 0 && i < r.n; i++)
@@ -277,7 +284,6 @@ int weft_tcp_connect(weft_stream_t **out, const char *host, int port)
 	weft__free(att);
 	weft__free(r.failed);
 	weft__free(r.addrs);
-	freeaddrinfo(res);
 	if (rc < 0)
 		return rc;
 	*out = atomic_load_explicit(&r.winner, memory_order_acquire);

@@ -1,5 +1,6 @@
 /* TCP and UNIX streams, listeners, serve, connect (weft/net.h). */
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -11,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "connect.h"
 #include "support.h"
 #include "weft/dns.h"
 #include "weft/net.h"
@@ -537,6 +539,111 @@ static void test_net__cancelled_connect_leaves_no_socket(void **state)
 
 /* }======================================================= */
 
+/* {======================================================= options, eyeballs */
+
+static int options_root(void *arg)
+{
+	(void)arg;
+	weft_stream_t *a, *b;
+	if (pair_make(&a, &b) < 0)
+		return 0;
+	CHECK_EQ(weft_stream_set_nodelay(a, 0), 0);
+	CHECK_EQ(weft_stream_set_nodelay(a, 1), 0);
+	CHECK_EQ(weft_stream_set_keepalive(a, 1, 30), 0);
+	CHECK_EQ(weft_stream_set_keepalive(a, 0, 0), 0);
+	CHECK_EQ(weft_stream_set_keepalive(a, 1, 0), -EINVAL);
+	struct sockaddr_storage pa, la;
+	socklen_t pl = sizeof pa, ll = sizeof la;
+	CHECK_EQ(weft_stream_peer_address(a, (struct sockaddr *)&pa, &pl), 0);
+	CHECK_EQ(weft_stream_local_address(b, (struct sockaddr *)&la, &ll),
+		0);
+	/* a's peer is b's local end. */
+	CHECK_EQ(pl, ll);
+	CHECK(memcmp(&pa, &la, pl) == 0);
+	weft_stream_close(a);
+	weft_stream_close(b);
+	return 0;
+}
+
+static void test_net__socket_options_and_addresses(void **state)
+{
+	weft_test_run(WEFT_TEST_WORKERS(state), options_root, NULL);
+}
+
+/* Happy Eyeballs over two loopback addresses: 127.0.0.1:P silently drops
+ * SYNs (a listener whose queue is full), 127.0.0.2:P accepts: the connect
+ * succeeds through the second after the 250 ms stagger, and the hung
+ * first attempt is withdrawn. */
+static int eyeballs_root(void *arg)
+{
+	(void)arg;
+	weft_listener_t *good;
+	CHECK_EQ(weft_tcp_listen(&good, "127.0.0.2", 0, 0), 0);
+	int port = weft_listener_port(good);
+	weft_listener_t *hole;
+	if (weft_tcp_listen(&hole, "127.0.0.1", port, 1) < 0) {
+		printf("  (port %d busy on 127.0.0.1: skipped)\n", port);
+		weft_listener_close(good);
+		return 0;
+	}
+	weft_stream_t *held[8];
+	int nheld = 0;
+	for (;;) {
+		weft_scope_t *sc;
+		weft_move_on_after(&sc, 200 * MS);
+		int rc = weft_tcp_connect(&held[nheld], "127.0.0.1", port);
+		weft_scope_exit(sc);
+		weft_scope_destroy(sc);
+		if (rc < 0 || ++nheld == 8)
+			break;
+	}
+	CHECK(nheld < 8);  /* the queue is full: SYNs are dropped now */
+	struct sockaddr_in a[2];
+	struct addrinfo ai[2];
+	memset(a, 0, sizeof a);
+	memset(ai, 0, sizeof ai);
+	for (int i = 0; i < 2; i++) {
+		a[i].sin_family = AF_INET;
+		a[i].sin_port = htons((uint16_t)port);
+		a[i].sin_addr.s_addr = htonl(INADDR_LOOPBACK + (uint32_t)i);
+		ai[i].ai_family = AF_INET;
+		ai[i].ai_socktype = SOCK_STREAM;
+		ai[i].ai_addr = (struct sockaddr *)&a[i];
+		ai[i].ai_addrlen = sizeof a[i];
+	}
+	ai[0].ai_next = &ai[1];
+	int64_t t0 = weft_now();
+	weft_stream_t *s;
+	CHECK_EQ(weft__tcp_connect_list(&s, ai), 0);
+	/* Not before the stagger: the first attempt hung (a lower bound, so
+	 * no load can make it fail). */
+	CHECK(weft_now() - t0 >= 240 * MS);
+	struct sockaddr_in pa;
+	socklen_t pl = sizeof pa;
+	CHECK_EQ(weft_stream_peer_address(s, (struct sockaddr *)&pa, &pl), 0);
+	CHECK_EQ(ntohl(pa.sin_addr.s_addr), INADDR_LOOPBACK + 1);
+	weft_stream_t *in;
+	CHECK_EQ(weft_listener_accept(good, &in), 0);
+	weft_stream_close(in);
+	weft_stream_close(s);
+	for (int i = 0; i < nheld; i++)
+		weft_stream_close(held[i]);
+	weft_listener_close(hole);
+	weft_listener_close(good);
+	return 0;
+}
+
+static void test_net__happy_eyeballs_falls_back_after_the_stagger(
+	void **state)
+{
+	int fds = weft_test_count_fds();
+	weft_test_run(WEFT_TEST_WORKERS(state), eyeballs_root, NULL);
+	/* The losing attempt's socket was closed. */
+	assert_int_equal(weft_test_count_fds(), fds);
+}
+
+/* }======================================================= */
+
 /* {======================================================= UNIX, DNS */
 
 static int unix_root(void *arg)
@@ -858,6 +965,8 @@ int main(void)
 		WEFT_TEST(test_net__cancelled_accept_takes_nothing),
 		WEFT_TEST(test_net__cancelled_write_breaks_the_stream),
 		WEFT_TEST(test_net__cancelled_connect_leaves_no_socket),
+		WEFT_TEST(test_net__socket_options_and_addresses),
+		WEFT_TEST(test_net__happy_eyeballs_falls_back_after_the_stagger),
 		WEFT_TEST(test_net__unix_domain_stream),
 		WEFT_TEST(test_net__getaddrinfo_and_failures),
 		cmocka_unit_test(test_net__bad_arguments),
