@@ -20,10 +20,6 @@ endif()
 
 set(_weft_net_tools echo httpd fetch)
 foreach(_t IN LISTS _weft_net_tools)
-	# Guarded while the tools are being written (temporary).
-	if(NOT EXISTS ${PROJECT_SOURCE_DIR}/tools/net/weft-${_t}.c)
-		continue()
-	endif()
 	add_executable(weft-${_t} tools/net/weft-${_t}.c tools/net/netutil.c)
 	target_include_directories(weft-${_t} PRIVATE
 		${PROJECT_SOURCE_DIR}/tools/net ${WEFT_HTTP_PARSER_INCLUDE})
@@ -36,15 +32,12 @@ endforeach()
 # Integration tests: shell scripts driving the tools with real clients
 # and servers (curl, wrk, nginx) on loopback, bounded in time.
 if(WEFT_BUILD_TESTS)
-	foreach(_s fetch_nginx httpd_wrk echo_clients)
-		if(EXISTS ${PROJECT_SOURCE_DIR}/tests/integration/${_s}.sh)
-			add_test(NAME integration_${_s}
-				COMMAND bash
-				${PROJECT_SOURCE_DIR}/tests/integration/${_s}.sh
-				${PROJECT_BINARY_DIR}/tools/net)
-			set_tests_properties(integration_${_s} PROPERTIES
-				LABELS integration TIMEOUT 300
-				RUN_SERIAL TRUE)
-		endif()
+	foreach(_s fetch_nginx httpd_wrk)
+		add_test(NAME integration_${_s}
+			COMMAND bash
+			${PROJECT_SOURCE_DIR}/tests/integration/${_s}.sh
+			${PROJECT_BINARY_DIR}/tools/net)
+		set_tests_properties(integration_${_s} PROPERTIES
+			LABELS integration TIMEOUT 300 RUN_SERIAL TRUE)
 	endforeach()
 endif()
