@@ -1,0 +1,350 @@
+/* B9 `echo` driver (shared/workloads.md 4.2): weft-bench-echo.
+ *
+ * Starts the weft echo server (weft-echo -p 0 -b 127.0.0.1, one fiber per
+ * connection, reads and writes through the libuv I/O thread) as a child
+ * process, with this process's environment, so WEFT_WORKERS reaches it;
+ * reads its port from its first stdout line ("port=N"); then runs the
+ * fixed client weft-echo-client (64 connections x 10,000 round trips of
+ * 64 bytes, TCP_NODELAY; see echo-client.c) once as a warm-up (1,000 round
+ * trips per connection) and BENCH_ECHO_REPS times measured (default 5:
+ * each run takes seconds, and the client is one process per run), and
+ * finally stops the server with SIGTERM and waits for it (it must exit 0
+ * within 10 s).
+ *
+ * The JSON line: median_ms/p10_ms/p90_ms of the client's total time (first
+ * send to last reply), the medians over the repetitions of
+ * roundtrips_per_s, rtt_p50_us and rtt_p99_us (each the client's own
+ * nearest rank over its 640,000 round trips), server_cpu_ms (the server's
+ * user + system time during one repetition, from /proc/<pid>/stat, 10 ms
+ * ticks; median) and server_cpu_ns_per_roundtrip from it, client_cpu_ms,
+ * and the server's peak RSS (wait4's ru_maxrss) as maxrss_kb.  The checksum
+ * is the client's count of verified round trips.
+ *
+ * Paths: the server and the client come from the build
+ * (WEFT_BENCH_ECHO_SERVER, WEFT_BENCH_ECHO_CLIENT); the environment
+ * variables of the same names override them (to measure another server
+ * with the same client, e.g. Go's).  BENCH_ECHO_N changes the round trips
+ * per connection (for quick runs; the JSON "n" says what ran). */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+static const char *const workload = "echo";
+
+#ifndef WEFT_BENCH_ECHO_SERVER
+#define WEFT_BENCH_ECHO_SERVER "weft-echo"
+#endif
+#ifndef WEFT_BENCH_ECHO_CLIENT
+#define WEFT_BENCH_ECHO_CLIENT "weft-echo-client"
+#endif
+
+#define ECHO_CONNS 64
+#define ECHO_N 10000
+#define ECHO_WARMUP_N 1000
+#define ECHO_MAX_REPS 64
+#define ECHO_START_NS (10 * WEFT_SEC)   /* server start to "port=" */
+#define ECHO_CLIENT_NS (90 * WEFT_SEC)  /* the client bounds itself at 60 */
+#define ECHO_STOP_NS (10 * WEFT_SEC)    /* SIGTERM to exit */
+
+/* {====== child processes */
+
+/* The server child: its pid, and the read end of its stdout. */
+struct echo_server {
+	pid_t pid;
+	int out;
+	int port;
+};
+
+/* Copies what the server printed after its first line to stderr, so
+ * that it can never block on a full pipe; waits up to ms for output. */
+static void echo_drain(struct echo_server *s, int ms)
+{
+	struct pollfd p = {.fd = s->out, .events = POLLIN};
+	char buf[4096];
+	while (s->out >= 0 && poll(&p, 1, ms) > 0) {
+		ssize_t n = read(s->out, buf, sizeof buf);
+		if (n <= 0) {
+			close(s->out);
+			s->out = -1;
+			return;
+		}
+		fwrite(buf, 1, (size_t)n, stderr);
+		ms = 0;
+	}
+}
+
+/* fork + exec argv with stdout on a new pipe; *out gets its read end. */
+static pid_t echo_spawn(char *const argv[], int *out)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) != 0)
+		bench_die(workload, "pipe: %s", strerror(errno));
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		bench_die(workload, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		if (dup2(p[1], STDOUT_FILENO) < 0)
+			_exit(127);
+		execv(argv[0], argv);
+		fprintf(stderr, "weft-bench-echo: cannot run %s: %s\n",
+			argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(p[1]);
+	*out = p[0];
+	return pid;
+}
+
+/* Starts the server and reads "port=N" from its first line. */
+static void echo_server_start(struct echo_server *s, const char *path)
+{
+	if (access(path, X_OK) != 0)
+		bench_die(workload, "no server at %s (%s): build the network "
+			"tools (-DWEFT_BUILD_TOOLS=ON) or set "
+			"WEFT_BENCH_ECHO_SERVER", path, strerror(errno));
+	char *argv[] = {(char *)path, "-p", "0", "-b", "127.0.0.1", NULL};
+	s->pid = echo_spawn(argv, &s->out);
+	char line[128];
+	size_t len = 0;
+	int64_t deadline = bench_now() + ECHO_START_NS;
+	/* One byte at a time, so nothing after the first line is consumed
+	 * here (echo_drain forwards the rest). */
+	while (len + 1 < sizeof line) {
+		int64_t left = deadline - bench_now();
+		struct pollfd p = {.fd = s->out, .events = POLLIN};
+		if (left <= 0 || poll(&p, 1, (int)(left / WEFT_MSEC) + 1) == 0)
+			bench_die(workload, "%s printed no port in 10 s", path);
+		ssize_t n = read(s->out, line + len, 1);
+		if (n <= 0)
+			bench_die(workload, "%s exited before printing its "
+				"port", path);
+		if (line[len] == '\n')
+			break;
+		len++;
+	}
+	line[len] = '\0';
+	if (sscanf(line, "port=%d", &s->port) != 1 || s->port <= 0)
+		bench_die(workload, "%s: first line is '%s', not port=N",
+			path, line);
+}
+
+/* The server's user + system CPU time so far, ms (/proc/<pid>/stat fields
+ * 14 and 15, in clock ticks). */
+static double echo_cpu_ms(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		bench_die(workload, "%s: %s", path, strerror(errno));
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* The command name (field 2) may hold spaces; count from its ')'. */
+	char *p = strrchr(buf, ')');
+	unsigned long ut, st;
+	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+		"%*u %*u %lu %lu", &ut, &st) != 2)
+		bench_die(workload, "%s: cannot parse", path);
+	return (double)(ut + st) * 1e3 / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* SIGTERM, then waits up to 10 s; the server must exit with status 0.
+ * *ru receives its resource usage. */
+static void echo_server_stop(struct echo_server *s, struct rusage *ru)
+{
+	kill(s->pid, SIGTERM);
+	int64_t deadline = bench_now() + ECHO_STOP_NS;
+	int status;
+	pid_t r;
+	while ((r = wait4(s->pid, &status, WNOHANG, ru)) == 0) {
+		if (bench_now() > deadline) {
+			kill(s->pid, SIGKILL);
+			waitpid(s->pid, &status, 0);
+			bench_die(workload, "the server ignored SIGTERM for "
+				"10 s");
+		}
+		echo_drain(s, 10);
+	}
+	echo_drain(s, 0);
+	if (s->out >= 0)
+		close(s->out);
+	if (r < 0)
+		bench_die(workload, "wait4: %s", strerror(errno));
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		bench_die(workload, "the server ended with status 0x%x after "
+			"SIGTERM", status);
+}
+
+/* }====== */
+
+/* {====== one client run */
+
+struct echo_result {
+	long roundtrips;
+	double total_ms, rps, p50_us, p99_us, client_cpu_ms, server_cpu_ms;
+};
+
+/* Runs the client against the server once with n round trips per
+ * connection, forwarding the server's output meanwhile. */
+static void echo_client_run(struct echo_server *s, const char *client,
+	long n, struct echo_result *res)
+{
+	char port[16], nstr[24], conns[16];
+	snprintf(port, sizeof port, "%d", s->port);
+	snprintf(nstr, sizeof nstr, "%ld", n);
+	snprintf(conns, sizeof conns, "%d", ECHO_CONNS);
+	char *argv[] = {(char *)client, "-p", port, "-c", conns, "-n", nstr,
+		"-s", "64", "-t", "60", NULL};
+	double cpu0 = echo_cpu_ms(s->pid);
+	int out;
+	pid_t pid = echo_spawn(argv, &out);
+	char buf[1024];
+	size_t len = 0;
+	int64_t deadline = bench_now() + ECHO_CLIENT_NS;
+	for (;;) {
+		if (bench_now() > deadline) {
+			kill(pid, SIGKILL);
+			bench_die(workload, "the client ran for 90 s");
+		}
+		struct pollfd p[2] = {{.fd = out, .events = POLLIN},
+			{.fd = s->out, .events = POLLIN}};
+		if (poll(p, s->out >= 0 ? 2 : 1, 100) < 0 && errno != EINTR)
+			bench_die(workload, "poll: %s", strerror(errno));
+		if (s->out >= 0 && p[1].revents)
+			echo_drain(s, 0);
+		if (p[0].revents == 0)
+			continue;
+		ssize_t r = read(out, buf + len, sizeof buf - 1 - len);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	close(out);
+	buf[len] = '\0';
+	int status;
+	struct rusage ru;
+	if (wait4(pid, &status, 0, &ru) < 0)
+		bench_die(workload, "wait4: %s", strerror(errno));
+	res->server_cpu_ms = echo_cpu_ms(s->pid) - cpu0;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		bench_die(workload, "the client failed (status 0x%x)", status);
+	res->client_cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+		(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+	const char *t = strstr(buf, "roundtrips=");
+	const char *u = strstr(buf, "total_ms=");
+	if (t == NULL || u == NULL ||
+		sscanf(t, "roundtrips=%ld", &res->roundtrips) != 1 ||
+		sscanf(u, "total_ms=%lf roundtrips_per_s=%lf rtt_p50_us=%lf "
+			"rtt_p99_us=%lf", &res->total_ms, &res->rps,
+			&res->p50_us, &res->p99_us) != 4)
+		bench_die(workload, "cannot parse the client's output '%s'",
+			buf);
+}
+
+/* }====== */
+
+static long echo_env_long(const char *name, long dflt, long max)
+{
+	const char *s = getenv(name);
+	if (s == NULL || *s == '\0')
+		return dflt;
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < 1 || v > max)
+		bench_die(workload, "%s must be an integer in 1..%ld, not '%s'",
+			name, max, s);
+	return v;
+}
+
+static const char *echo_env_path(const char *name, const char *dflt)
+{
+	const char *s = getenv(name);
+	return s != NULL && *s != '\0' ? s : dflt;
+}
+
+int main(void)
+{
+	/* The server reads the same environment: this is its worker count. */
+	weft_config_t cfg;
+	if (weft_config_init(&cfg) < 0)
+		bench_die(workload, "bad environment: %s", cfg.message);
+	int reps = (int)echo_env_long("BENCH_ECHO_REPS", 5, ECHO_MAX_REPS);
+	long n = echo_env_long("BENCH_ECHO_N", ECHO_N, 1000000);
+	const char *server = echo_env_path("WEFT_BENCH_ECHO_SERVER",
+		WEFT_BENCH_ECHO_SERVER);
+	const char *client = echo_env_path("WEFT_BENCH_ECHO_CLIENT",
+		WEFT_BENCH_ECHO_CLIENT);
+	if (access(client, X_OK) != 0)
+		bench_die(workload, "no client at %s: %s", client,
+			strerror(errno));
+	/* A client that dies must not take the driver with it. */
+	signal(SIGPIPE, SIG_IGN);
+
+	struct echo_server s;
+	echo_server_start(&s, server);
+	struct echo_result warm;
+	echo_client_run(&s, client, n < ECHO_WARMUP_N ? n : ECHO_WARMUP_N,
+		&warm);
+	double ms[ECHO_MAX_REPS], rps[ECHO_MAX_REPS], p50[ECHO_MAX_REPS],
+		p99[ECHO_MAX_REPS], scpu[ECHO_MAX_REPS], ccpu[ECHO_MAX_REPS];
+	long verified = 0;
+	for (int r = 0; r < reps; r++) {
+		struct echo_result res;
+		echo_client_run(&s, client, n, &res);
+		fprintf(stderr, "echo: rep %d: %ld round trips in %.1f ms, "
+			"%.0f/s, RTT p50 %.1f us p99 %.1f us, server CPU "
+			"%.0f ms\n", r, res.roundtrips, res.total_ms, res.rps,
+			res.p50_us, res.p99_us, res.server_cpu_ms);
+		verified += res.roundtrips;
+		ms[r] = res.total_ms;
+		rps[r] = res.rps;
+		p50[r] = res.p50_us;
+		p99[r] = res.p99_us;
+		scpu[r] = res.server_cpu_ms;
+		ccpu[r] = res.client_cpu_ms;
+	}
+	struct rusage ru;
+	echo_server_stop(&s, &ru);
+
+	long expected = (long)ECHO_CONNS * n * reps;
+	fprintf(stderr, "echo: %ld verified round trips (expected %ld)\n",
+		verified, expected);
+	if (verified != expected)
+		bench_die(workload, "wrong checksum");
+	bench_stats_t t = bench_stats(ms, (size_t)reps);
+	bench_stats_t sc = bench_stats(scpu, (size_t)reps);
+	double server_total_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
+		1e3 + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+	bench_json_t j;
+	bench_json_begin(&j, workload, cfg.workers, (long long)ECHO_CONNS * n);
+	bench_json_times(&j, &t, reps);
+	bench_json_int(&j, "conns", ECHO_CONNS);
+	bench_json_int(&j, "msg_bytes", 64);
+	bench_json_num(&j, "roundtrips_per_s",
+		bench_stats(rps, (size_t)reps).median);
+	bench_json_num(&j, "rtt_p50_us", bench_stats(p50, (size_t)reps).median);
+	bench_json_num(&j, "rtt_p99_us", bench_stats(p99, (size_t)reps).median);
+	bench_json_num(&j, "server_cpu_ms", sc.median);
+	bench_json_num(&j, "server_cpu_ns_per_roundtrip",
+		sc.median * 1e6 / ((double)ECHO_CONNS * n));
+	bench_json_num(&j, "server_cpu_total_ms", server_total_ms);
+	bench_json_num(&j, "client_cpu_ms",
+		bench_stats(ccpu, (size_t)reps).median);
+	/* The weft process here is the server: its peak RSS, not ours. */
+	bench_json_int(&j, "maxrss_kb", ru.ru_maxrss);
+	bench_json_bool(&j, "io_thread", 1);
+	bench_json_raw(&j, "}");
+	if (j.overflow)
+		bench_die(workload, "JSON line too long");
+	printf("%s\n", j.buf);
+	return 0;
+}
