@@ -47,11 +47,15 @@ static weft__io_t *io_of(uv_handle_t *h)
 	return h->data;
 }
 
-/* Arms the timerfd at the wheel's next work (or disarms it); skips the
- * system call when that time is already armed. */
-static void io_rearm(weft__io_t *io)
+/* Arms the timerfd at the wheel's next work (or disarms it) and
+ * publishes the due hint; skips the system call when that time is armed
+ * already.  wheel_lock held (any thread: timerfd_settime is a plain
+ * system call). */
+static void io_rearm_locked(weft__io_t *io)
 {
 	int64_t next = weft__wheel_next(&io->wheel);
+	atomic_store_explicit(&io->wheel_due,
+		weft__wheel_due_hint(&io->wheel), memory_order_relaxed);
 	if (next == io->timer_armed)
 		return;
 	io->timer_armed = next;
@@ -65,6 +69,13 @@ static void io_rearm(weft__io_t *io)
 	}
 	int rc = timerfd_settime(io->timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
 	WEFT_ASSERT(rc == 0, "timerfd_settime failed");
+}
+
+static void io_rearm(weft__io_t *io)
+{
+	pthread_mutex_lock(&io->wheel_lock);
+	io_rearm_locked(io);
+	pthread_mutex_unlock(&io->wheel_lock);
 }
 
 /* A deadline passed (wheel callback, this thread). */
@@ -87,18 +98,27 @@ static void io_fire(struct weft__tnode *n, void *arg)
 /* Fires everything due (the woken tasks join the I/O thread's batch). */
 static void io_expire(weft__io_t *io)
 {
-	weft__wheel_advance(&io->wheel, weft_now(), io_fire, NULL);
+	pthread_mutex_lock(&io->wheel_lock);
+	weft__wheel_fire_due(&io->wheel, weft_now(), io_fire, NULL);
+	pthread_mutex_unlock(&io->wheel_lock);
 }
 
-/* Applies one timer update request (this thread). */
-static void io_apply_timer(weft__io_t *io, struct weft__ionode *n)
+void weft__io_fire_due_slow(weft__io_t *io)
 {
-	struct weft__timed_scope *s = WEFT__CONTAINER_OF(n,
-		struct weft__timed_scope, timer_node);
-	/* seq_cst store then seq_cst load: pairs with the updater's store of
-	 * timer_deadline then CAS of timer_queued, so an update that found
-	 * the flag still set is read here. */
-	atomic_store_explicit(&s->timer_queued, 0, memory_order_seq_cst);
+	int64_t due = atomic_load_explicit(&io->wheel_due,
+		memory_order_relaxed);
+	int64_t now = weft_now();
+	if (now < due || pthread_mutex_trylock(&io->wheel_lock) != 0)
+		return;
+	weft__wheel_fire_due(&io->wheel, now, io_fire, NULL);
+	io_rearm_locked(io);
+	pthread_mutex_unlock(&io->wheel_lock);
+}
+
+/* Makes s's wheel node match its timer_deadline (idempotent: it reads
+ * the latest deadline).  wheel_lock held. */
+static void io_apply_locked(weft__io_t *io, struct weft__timed_scope *s)
+{
 	int64_t d = atomic_load_explicit(&s->timer_deadline,
 		memory_order_seq_cst);
 	if (s->tnode.armed) {
@@ -112,6 +132,20 @@ static void io_apply_timer(weft__io_t *io, struct weft__ionode *n)
 		weft__wheel_insert(&io->wheel, &s->tnode, d);
 		atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 	}
+}
+
+/* Applies one timer update request (this thread). */
+static void io_apply_timer(weft__io_t *io, struct weft__ionode *n)
+{
+	struct weft__timed_scope *s = WEFT__CONTAINER_OF(n,
+		struct weft__timed_scope, timer_node);
+	pthread_mutex_lock(&io->wheel_lock);
+	/* seq_cst store then seq_cst load (in io_apply_locked): pairs with
+	 * the updater's store of timer_deadline then CAS of timer_queued, so
+	 * an update that found the flag still set is read here. */
+	atomic_store_explicit(&s->timer_queued, 0, memory_order_seq_cst);
+	io_apply_locked(io, s);
+	pthread_mutex_unlock(&io->wheel_lock);
 	weft__scope_unref(&s->s);  /* the request's reference */
 }
 
@@ -167,9 +201,11 @@ static void io_timer_cb(uv_poll_t *h, int status, int events)
 	/* Non-blocking; EAGAIN if a rearm already reset it. */
 	ssize_t n = read(io->timer_fd, &expirations, sizeof expirations);
 	(void)n;
+	pthread_mutex_lock(&io->wheel_lock);
 	io->timer_armed = INT64_MIN;  /* fired: nothing armed any more */
-	io_expire(io);
-	io_rearm(io);
+	weft__wheel_fire_due(&io->wheel, weft_now(), io_fire, NULL);
+	io_rearm_locked(io);
+	pthread_mutex_unlock(&io->wheel_lock);
 }
 
 static void io_async_cb(uv_async_t *async)
@@ -224,6 +260,7 @@ int weft__io_start(struct weft_runtime *rt)
 	weft__io_t *io = &rt->io;
 	memset(io, 0, sizeof *io);
 	io->sock_epfd = -1;
+	atomic_init(&io->wheel_due, INT64_MAX);
 	atomic_init(&io->requests, NULL);
 	atomic_init(&io->stop, false);
 	weft__wheel_init(&io->wheel, weft_now());
@@ -255,8 +292,10 @@ int weft__io_start(struct weft_runtime *rt)
 	io->flush_after_poll.data = io;
 	uv_check_start(&io->flush_after_poll, io_check_cb);
 	uv_unref((uv_handle_t *)&io->flush_after_poll);
+	pthread_mutex_init(&io->wheel_lock, NULL);
 	rc = pthread_create(&io->thread, NULL, io_main, io);
 	if (rc != 0) {
+		pthread_mutex_destroy(&io->wheel_lock);
 		io_close_handles(io);
 		uv_loop_close(&io->loop);
 		close(io->timer_fd);
@@ -300,6 +339,7 @@ void weft__io_stop(struct weft_runtime *rt)
 	if (io->sock_epfd >= 0)
 		close(io->sock_epfd);  /* its uv_poll_t was closed above */
 	WEFT_ASSERT(rc == 0, "libuv loop still busy at shutdown");
+	pthread_mutex_destroy(&io->wheel_lock);
 	io->started = false;
 }
 
@@ -321,6 +361,19 @@ void weft__io_post(struct weft_runtime *rt, struct weft__ionode *n)
 void weft__io_timer_update(struct weft_runtime *rt,
 	struct weft__timed_scope *s)
 {
+	weft__io_t *io = &rt->io;
+	/* Directly when the wheel is free: the deadline is in the wheel
+	 * before this returns, so a worker can fire it at a yield even while
+	 * the I/O thread waits for a CPU (B11); the timerfd is re-armed here
+	 * too.  A request still queued applies the same latest deadline
+	 * again later (io_apply_locked is idempotent).  The caller holds s
+	 * alive for the call. */
+	if (io->started && pthread_mutex_trylock(&io->wheel_lock) == 0) {
+		io_apply_locked(io, s);
+		io_rearm_locked(io);
+		pthread_mutex_unlock(&io->wheel_lock);
+		return;
+	}
 	int zero = 0;
 	/* seq_cst: see io_apply_timer. */
 	if (!atomic_compare_exchange_strong_explicit(&s->timer_queued, &zero,

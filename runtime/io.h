@@ -40,13 +40,36 @@ typedef struct weft__io {
 	int sock_epfd;             /* -1 until then */
 	uv_poll_t sock_poll;
 	atomic_bool stop;          /* set before the final uv_async_send */
-	weft__wheel_t wheel;       /* I/O thread only: scope deadlines */
+	/* Scope deadlines.  The wheel is the I/O thread's, but a worker at a
+	 * yield may fire what is due (weft__io_fire_due), so every access
+	 * holds wheel_lock.  wheel_due: a lower bound of the earliest
+	 * deadline (INT64_MAX: none), written under the lock, read without
+	 * it as a hint (relaxed: a stale value only delays a fire to the I/O
+	 * thread's own timerfd, or costs one trylock). */
+	pthread_mutex_t wheel_lock;
+	_Atomic int64_t wheel_due;
+	weft__wheel_t wheel;
 	bool started;
 } weft__io_t;
 
 int weft__io_start(struct weft_runtime *rt);
 /* Stop and join the I/O thread; every worker must be joined already. */
 void weft__io_stop(struct weft_runtime *rt);
+/* Fires the deadlines that are due, on the calling worker (the woken
+ * tasks go to its run-next slot), if the hint says some may be and the
+ * wheel lock is free; one relaxed load when no deadline is armed, a
+ * clock read when one is.  So a task woken by a deadline runs at the
+ * next yield of any worker instead of waiting for the I/O thread to get
+ * a CPU and for a worker to finish its next chunk (B11).
+ * Thread: a worker of the runtime, between tasks. */
+void weft__io_fire_due_slow(weft__io_t *io);
+static inline void weft__io_fire_due(weft__io_t *io)
+{
+	if (atomic_load_explicit(&io->wheel_due, memory_order_relaxed) !=
+		INT64_MAX)
+		weft__io_fire_due_slow(io);
+}
+
 /* Ask the I/O thread to make s's timer match s->deadline.  Any thread.
  * Takes a reference on s while the request is queued. */
 void weft__io_timer_update(struct weft_runtime *rt,

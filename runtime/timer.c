@@ -177,3 +177,38 @@ void weft__wheel_advance(weft__wheel_t *w, int64_t now,
 	if (target > w->elapsed)
 		w->elapsed = target;
 }
+
+void weft__wheel_fire_due(weft__wheel_t *w, int64_t now,
+	void (*fire)(struct weft__tnode *, void *), void *arg)
+{
+	weft__wheel_advance(w, now, fire, arg);
+	/* advance handles whole ticks; deadlines inside the tick `now` is
+	 * in were rounded up to its end, so they sit in the slot of the next
+	 * tick: level 0's, or level 1's when that tick starts a new level-0
+	 * turn (then the slot also holds later ticks, which stay). */
+	int64_t t1 = w->elapsed + 1;
+	int level = (t1 ^ w->elapsed) >= WEFT__WHEEL_SLOTS ? 1 : 0;
+	if ((t1 ^ w->elapsed) >= (int64_t)WEFT__WHEEL_SLOTS * WEFT__WHEEL_SLOTS)
+		return;  /* a level-2 boundary: leave it to the tick */
+	int slot = (int)((t1 >> (WHEEL_BITS * level)) &
+		(WEFT__WHEEL_SLOTS - 1));
+	struct weft__tnode *n = w->slots[level][slot];
+	while (n) {
+		struct weft__tnode *next = n->next;
+		if (n->when <= now) {
+			wheel_unfile(w, n);
+			n->armed = false;
+			w->len--;
+			fire(n, arg);  /* may re-arm n: `next` was read first */
+		}
+		n = next;
+	}
+}
+
+int64_t weft__wheel_due_hint(const weft__wheel_t *w)
+{
+	int64_t next = weft__wheel_next(w);
+	/* A slot's start is its nodes' deadlines rounded up: one tick
+	 * earlier is a lower bound of the earliest deadline. */
+	return next == INT64_MAX ? next : next - WHEEL_TICK;
+}

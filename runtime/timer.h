@@ -2,7 +2,8 @@
  * timing wheel (6 levels x 64 slots, 65.536 us per tick) whose nodes live
  * inside the objects they time, so arming a deadline never allocates and
  * can never fail, and insert, cancel and expiry are O(1).
- * Thread: I/O thread only (except weft_now, which is public). */
+ * Thread: the holder of the I/O thread's wheel lock (io.c: the I/O
+ * thread, or a worker firing due timers at a yield); weft_now is public. */
 #ifndef WEFT_RUNTIME_TIMER_H
 #define WEFT_RUNTIME_TIMER_H
 
@@ -47,5 +48,16 @@ int64_t weft__wheel_next(const weft__wheel_t *w);
  * disarmed and handed to fire(node, arg), which may re-arm nodes. */
 void weft__wheel_advance(weft__wheel_t *w, int64_t now,
 	void (*fire)(struct weft__tnode *, void *), void *arg);
+
+/* As weft__wheel_advance, and also fires the nodes of the tick `now` is
+ * in whose exact deadline passed (advance rounds deadlines up to the end
+ * of their tick): a worker checking timers at a yield fires a 1 ms sleep
+ * at 1 ms, not up to a tick later.  fire may re-arm nodes, but not
+ * disarm others. */
+void weft__wheel_fire_due(weft__wheel_t *w, int64_t now,
+	void (*fire)(struct weft__tnode *, void *), void *arg);
+/* A lower bound of the earliest deadline in w, or INT64_MAX when empty:
+ * nothing is due before it. */
+int64_t weft__wheel_due_hint(const weft__wheel_t *w);
 
 #endif

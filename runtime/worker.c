@@ -46,6 +46,7 @@
 
 #include "alloc.h"
 #include "group.h"
+#include "io.h"
 #include "rt.h"
 #include "stack.h"
 #include "task.h"
@@ -424,10 +425,20 @@ static struct weft_task *worker_next(weft__worker_t *w)
 	w->runnext_streak = 0;
 	if (w->take_oldest) {
 		w->take_oldest = false;
-		/* A yield lets others run: tasks woken from outside (the I/O
-		 * thread's timers and sockets, plain threads) go first, or a
-		 * worker busy with yielding CPU tasks would leave them queued
-		 * for up to 61 picks (B11: timer lateness under load). */
+		/* A yield lets others run.  Deadlines that are due fire here
+		 * first (their tasks take the run-next slot): the I/O thread
+		 * would fire them a tick later and only once the OS gives it
+		 * a CPU, by when this worker would be into its next chunk
+		 * (B11: timer lateness under load). */
+		weft__io_fire_due(&w->rt->io);
+		if (w->runnext) {
+			t = w->runnext;
+			w->runnext = NULL;
+			return t;
+		}
+		/* Then tasks woken from outside (the I/O thread's sockets,
+		 * plain threads), or a worker busy with yielding CPU tasks
+		 * would leave them queued for up to 61 picks. */
 		t = weft__inject_pop(&w->rt->inject);
 		if (t)
 			return t;

@@ -103,6 +103,7 @@ static struct {
 	atomic_int full;        /* max_inside reached the expected cap */
 	atomic_int gate;        /* released by the test's driver */
 	atomic_int ran;         /* fns that ran */
+	int pool_limit;         /* the pool's thread limit in this test */
 	atomic_int phase;
 	atomic_int finished;
 	atomic_int order[16];
@@ -178,7 +179,12 @@ static int root_many(void *arg)
 	for (int i = 0; i < NCALLS; i++)
 		CHECK_EQ(weft_group_spawn(g, task_call_count, arg), 0);
 	CHECK_EQ(weft_group_join(g, NULL), 0);
-	CHECK(pool_stats().threads <= 3);
+	/* Never more threads than the pool's limit.  (With a per-call
+	 * limiter below the pool's limit, a thread finishing a call may not
+	 * be idle yet when the next call is queued, so the pool may start a
+	 * few more threads than the limiter lets run: only the pool's limit
+	 * bounds them.) */
+	CHECK(pool_stats().threads <= (unsigned)st.pool_limit);
 	CHECK_EQ(pool_stats().running, 0);
 	return 0;
 }
@@ -188,6 +194,7 @@ static void test_thread__concurrent_calls_are_capped_at_the_limit(
 {
 	reset();
 	st.cap = 3;
+	st.pool_limit = 3;
 	assert_int_equal(run_limited(WEFT_TEST_WORKERS(state), 3, root_many,
 		NULL), 0);
 	assert_int_equal(atomic_load(&st.max_inside), 3);
@@ -212,6 +219,7 @@ static void test_thread__a_limiter_per_call_caps_concurrency(void **state)
 {
 	reset();
 	st.cap = 2;
+	st.pool_limit = 40;
 	/* Pool limit 40 (the default): only the limiter caps at 2. */
 	assert_int_equal(run_limited(WEFT_TEST_WORKERS(state), 40,
 		root_limiter, NULL), 0);

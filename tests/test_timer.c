@@ -3,7 +3,9 @@
  * and very long), across every level.  Each armed node must fire exactly
  * once, never before its deadline, and at the first advance whose
  * millisecond reaches the deadline's (rounded up). */
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common.h"
 #include "support.h"
@@ -39,11 +41,12 @@ static int64_t timer_tick(int64_t when)
 	return when <= 0 ? 0 : (when + MS - 1) / MS;
 }
 
-static void test_timer__wheel_fires_each_deadline_once_never_early(
-	void **state)
+/* precise: advance with weft__wheel_fire_due (a worker's yield), which
+ * must also fire every deadline that passed inside the current tick. */
+static void wheel_random_run(bool precise)
 {
-	(void)state;
 	unsigned seed = 4242;
+	memset(items, 0, sizeof items);
 	weft__wheel_t w;
 	int64_t now = 5 * 1000 * MS + 123456;
 	weft__wheel_init(&w, now);
@@ -87,7 +90,10 @@ static void test_timer__wheel_fires_each_deadline_once_never_early(
 		}
 		now += step_ns;
 		fire_now = now;
-		weft__wheel_advance(&w, now, timer_fire, NULL);
+		if (precise)
+			weft__wheel_fire_due(&w, now, timer_fire, NULL);
+		else
+			weft__wheel_advance(&w, now, timer_fire, NULL);
 		assert_int_equal(fire_errors, 0);
 		/* Everything due by now's millisecond has fired. */
 		size_t armed = 0;
@@ -95,6 +101,10 @@ static void test_timer__wheel_fires_each_deadline_once_never_early(
 			if (items[i].armed) {
 				armed++;
 				assert_true(timer_tick(items[i].when) > now / MS);
+				/* Exact, except across a level-2 boundary. */
+				int64_t t1 = now / MS + 1;
+				if (precise && ((t1 ^ (now / MS)) < 64 * 64))
+					assert_true(items[i].when > now);
 			}
 			assert_true(items[i].fired <= 1);
 			fired_total += items[i].fired;
@@ -103,12 +113,29 @@ static void test_timer__wheel_fires_each_deadline_once_never_early(
 		assert_int_equal(w.len, armed);
 		/* The next work is never after the earliest deadline. */
 		int64_t next = weft__wheel_next(&w);
+		int64_t hint = weft__wheel_due_hint(&w);
 		for (int i = 0; i < NODES; i++)
-			if (items[i].armed)
+			if (items[i].armed) {
 				assert_true(next <= timer_tick(items[i].when) * MS);
+				assert_true(hint <= items[i].when);
+			}
 	}
 	print_message("%ld armed, %ld fired on time\n", armed_total,
 		fired_total);
+}
+
+static void test_timer__wheel_fires_each_deadline_once_never_early(
+	void **state)
+{
+	(void)state;
+	wheel_random_run(false);
+}
+
+static void test_timer__fire_due_fires_exact_deadlines_inside_a_tick(
+	void **state)
+{
+	(void)state;
+	wheel_random_run(true);
 }
 
 static void test_timer__empty_wheel_has_no_next_work(void **state)
@@ -140,6 +167,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_timer__wheel_fires_each_deadline_once_never_early),
+		cmocka_unit_test(test_timer__fire_due_fires_exact_deadlines_inside_a_tick),
 		cmocka_unit_test(test_timer__empty_wheel_has_no_next_work),
 		cmocka_unit_test(test_timer__now_is_monotonic),
 	};
