@@ -23,7 +23,10 @@
  * deadlines up to its 65.536 us tick, so none fires early.
  *
  * Invariants
- *   1. Only this thread touches the loop, the handles and the wheel.
+ *   1. Only this thread touches the loop and the handles.  The wheel and
+ *      timer_armed are touched under wheel_lock only: by this thread, by
+ *      a thread setting a deadline (weft__io_timer_update's direct path)
+ *      and by a worker firing due deadlines at a yield.
  *   2. A scope in the wheel holds a reference; a queued request holds one.
  *   3. After `stop` is seen, the loop ends; weft__io_stop (after every
  *      worker is joined, so nobody can post) drains what is left.
