@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -217,8 +218,18 @@ int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
 	weft__inject_push(&rt->inject, t);
 	weft__idle_notify(rt);
 	/* acquire: pairs with the release store in weft__task_finish. */
-	while (atomic_load_explicit(&done, memory_order_acquire) == 0)
+	while (atomic_load_explicit(&done, memory_order_acquire) == 0) {
+#if defined(__SANITIZE_THREAD__)
+		/* TSan runs an asynchronous signal's handler only inside a
+		 * call it intercepts, and weft's threads block signals, so a
+		 * SIGTERM for this (the embedder's) thread would wait forever
+		 * behind a raw futex wait: poll with an intercepted sleep. */
+		struct timespec ms = { 0, 1000000 };
+		nanosleep(&ms, NULL);
+#else
 		syscall(SYS_futex, &done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+#endif
+	}
 	pthread_mutex_lock(&rt->insp_lock);
 	for (struct weft__root_entry **pp = &rt->roots; *pp;
 		pp = &(*pp)->next)

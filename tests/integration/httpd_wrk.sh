@@ -62,9 +62,9 @@ answer() {
 
 run_wrk() {
 	local conns=$1 out
-	out=$(timeout 30 wrk -t1 -c"$conns" -d3s "$url" 2>&1) ||
+	out=$(timeout 60 wrk -t1 -c"$conns" -d3s --timeout 10s --latency "$url" 2>&1) ||
 		fail "wrk -c$conns failed: $out"
-	echo "$out" | grep -E 'Requests/sec|requests in'
+	echo "$out" | grep -E 'Requests/sec|requests in| 99%|Max'
 	if echo "$out" | grep -q -E 'Socket errors|Non-2xx'; then
 		fail "wrk -c$conns reported errors: $out"
 	fi
