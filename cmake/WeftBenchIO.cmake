@@ -56,6 +56,7 @@ function(weft_bench_io_server_path out tool)
 endfunction()
 
 weft_bench_io_driver(echo)
+target_sources(weft-bench-echo PRIVATE tools/bench/child.c)
 weft_bench_io_server_path(_srv weft-echo)
 target_compile_definitions(weft-bench-echo PRIVATE
 	"WEFT_BENCH_ECHO_SERVER=\"${_srv}\""
@@ -63,6 +64,7 @@ target_compile_definitions(weft-bench-echo PRIVATE
 add_dependencies(weft-bench-echo weft-echo-client)
 
 weft_bench_io_driver(http)
+target_sources(weft-bench-http PRIVATE tools/bench/child.c)
 weft_bench_io_server_path(_srv weft-httpd)
 target_compile_definitions(weft-bench-http PRIVATE
 	"WEFT_BENCH_HTTP_SERVER=\"${_srv}\"")

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "child.h"
 
 static const char *const workload = "echo";
 
@@ -48,142 +49,8 @@ static const char *const workload = "echo";
 #define ECHO_N 10000
 #define ECHO_WARMUP_N 1000
 #define ECHO_MAX_REPS 64
-#define ECHO_START_NS (10 * WEFT_SEC)   /* server start to "port=" */
 #define ECHO_CLIENT_NS (90 * WEFT_SEC)  /* the client bounds itself at 60 */
-#define ECHO_STOP_NS (10 * WEFT_SEC)    /* SIGTERM to exit */
 
-/* {====== child processes */
-
-/* The server child: its pid, and the read end of its stdout. */
-struct echo_server {
-	pid_t pid;
-	int out;
-	int port;
-};
-
-/* Copies what the server printed after its first line to stderr, so
- * that it can never block on a full pipe; waits up to ms for output. */
-static void echo_drain(struct echo_server *s, int ms)
-{
-	struct pollfd p = {.fd = s->out, .events = POLLIN};
-	char buf[4096];
-	while (s->out >= 0 && poll(&p, 1, ms) > 0) {
-		ssize_t n = read(s->out, buf, sizeof buf);
-		if (n <= 0) {
-			close(s->out);
-			s->out = -1;
-			return;
-		}
-		fwrite(buf, 1, (size_t)n, stderr);
-		ms = 0;
-	}
-}
-
-/* fork + exec argv with stdout on a new pipe; *out gets its read end. */
-static pid_t echo_spawn(char *const argv[], int *out)
-{
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) != 0)
-		bench_die(workload, "pipe: %s", strerror(errno));
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0)
-		bench_die(workload, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		if (dup2(p[1], STDOUT_FILENO) < 0)
-			_exit(127);
-		execv(argv[0], argv);
-		fprintf(stderr, "weft-bench-echo: cannot run %s: %s\n",
-			argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(p[1]);
-	*out = p[0];
-	return pid;
-}
-
-/* Starts the server and reads "port=N" from its first line. */
-static void echo_server_start(struct echo_server *s, const char *path)
-{
-	if (access(path, X_OK) != 0)
-		bench_die(workload, "no server at %s (%s): build the network "
-			"tools (-DWEFT_BUILD_TOOLS=ON) or set "
-			"WEFT_BENCH_ECHO_SERVER", path, strerror(errno));
-	char *argv[] = {(char *)path, "-p", "0", "-b", "127.0.0.1", NULL};
-	s->pid = echo_spawn(argv, &s->out);
-	char line[128];
-	size_t len = 0;
-	int64_t deadline = bench_now() + ECHO_START_NS;
-	/* One byte at a time, so nothing after the first line is consumed
-	 * here (echo_drain forwards the rest). */
-	while (len + 1 < sizeof line) {
-		int64_t left = deadline - bench_now();
-		struct pollfd p = {.fd = s->out, .events = POLLIN};
-		if (left <= 0 || poll(&p, 1, (int)(left / WEFT_MSEC) + 1) == 0)
-			bench_die(workload, "%s printed no port in 10 s", path);
-		ssize_t n = read(s->out, line + len, 1);
-		if (n <= 0)
-			bench_die(workload, "%s exited before printing its "
-				"port", path);
-		if (line[len] == '\n')
-			break;
-		len++;
-	}
-	line[len] = '\0';
-	if (sscanf(line, "port=%d", &s->port) != 1 || s->port <= 0)
-		bench_die(workload, "%s: first line is '%s', not port=N",
-			path, line);
-}
-
-/* The server's user + system CPU time so far, ms (/proc/<pid>/stat fields
- * 14 and 15, in clock ticks). */
-static double echo_cpu_ms(pid_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		bench_die(workload, "%s: %s", path, strerror(errno));
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* The command name (field 2) may hold spaces; count from its ')'. */
-	char *p = strrchr(buf, ')');
-	unsigned long ut, st;
-	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
-		"%*u %*u %lu %lu", &ut, &st) != 2)
-		bench_die(workload, "%s: cannot parse", path);
-	return (double)(ut + st) * 1e3 / (double)sysconf(_SC_CLK_TCK);
-}
-
-/* SIGTERM, then waits up to 10 s; the server must exit with status 0.
- * *ru receives its resource usage. */
-static void echo_server_stop(struct echo_server *s, struct rusage *ru)
-{
-	kill(s->pid, SIGTERM);
-	int64_t deadline = bench_now() + ECHO_STOP_NS;
-	int status;
-	pid_t r;
-	while ((r = wait4(s->pid, &status, WNOHANG, ru)) == 0) {
-		if (bench_now() > deadline) {
-			kill(s->pid, SIGKILL);
-			waitpid(s->pid, &status, 0);
-			bench_die(workload, "the server ignored SIGTERM for "
-				"10 s");
-		}
-		echo_drain(s, 10);
-	}
-	echo_drain(s, 0);
-	if (s->out >= 0)
-		close(s->out);
-	if (r < 0)
-		bench_die(workload, "wait4: %s", strerror(errno));
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		bench_die(workload, "the server ended with status 0x%x after "
-			"SIGTERM", status);
-}
-
-/* }====== */
 
 /* {====== one client run */
 
@@ -194,7 +61,7 @@ struct echo_result {
 
 /* Runs the client against the server once with n round trips per
  * connection, forwarding the server's output meanwhile. */
-static void echo_client_run(struct echo_server *s, const char *client,
+static void echo_client_run(struct bench_server *s, const char *client,
 	long n, struct echo_result *res)
 {
 	char port[16], nstr[24], conns[16];
@@ -203,9 +70,9 @@ static void echo_client_run(struct echo_server *s, const char *client,
 	snprintf(conns, sizeof conns, "%d", ECHO_CONNS);
 	char *argv[] = {(char *)client, "-p", port, "-c", conns, "-n", nstr,
 		"-s", "64", "-t", "60", NULL};
-	double cpu0 = echo_cpu_ms(s->pid);
+	double cpu0 = bench_cpu_ms(workload, s->pid);
 	int out;
-	pid_t pid = echo_spawn(argv, &out);
+	pid_t pid = bench_spawn(workload, argv, &out);
 	char buf[1024];
 	size_t len = 0;
 	int64_t deadline = bench_now() + ECHO_CLIENT_NS;
@@ -219,7 +86,7 @@ static void echo_client_run(struct echo_server *s, const char *client,
 		if (poll(p, s->out >= 0 ? 2 : 1, 100) < 0 && errno != EINTR)
 			bench_die(workload, "poll: %s", strerror(errno));
 		if (s->out >= 0 && p[1].revents)
-			echo_drain(s, 0);
+			bench_server_drain(s, 0);
 		if (p[0].revents == 0)
 			continue;
 		ssize_t r = read(out, buf + len, sizeof buf - 1 - len);
@@ -233,7 +100,7 @@ static void echo_client_run(struct echo_server *s, const char *client,
 	struct rusage ru;
 	if (wait4(pid, &status, 0, &ru) < 0)
 		bench_die(workload, "wait4: %s", strerror(errno));
-	res->server_cpu_ms = echo_cpu_ms(s->pid) - cpu0;
+	res->server_cpu_ms = bench_cpu_ms(workload, s->pid) - cpu0;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		bench_die(workload, "the client failed (status 0x%x)", status);
 	res->client_cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
@@ -289,8 +156,8 @@ int main(void)
 	/* A client that dies must not take the driver with it. */
 	signal(SIGPIPE, SIG_IGN);
 
-	struct echo_server s;
-	echo_server_start(&s, server);
+	struct bench_server s;
+	bench_server_start(&s, workload, server, "WEFT_BENCH_ECHO_SERVER");
 	struct echo_result warm;
 	echo_client_run(&s, client, n < ECHO_WARMUP_N ? n : ECHO_WARMUP_N,
 		&warm);
@@ -313,7 +180,7 @@ int main(void)
 		ccpu[r] = res.client_cpu_ms;
 	}
 	struct rusage ru;
-	echo_server_stop(&s, &ru);
+	bench_server_stop(&s, &ru);
 
 	long expected = (long)ECHO_CONNS * n * reps;
 	fprintf(stderr, "echo: %ld verified round trips (expected %ld)\n",

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "child.h"
 
 static const char *const workload = "http";
 
@@ -47,142 +48,19 @@ static const char *const workload = "http";
 
 #define HTTP_MAX_REPS 32
 #define HTTP_BODY "Hello, World!"
-#define HTTP_START_NS (10 * WEFT_SEC)  /* server start to "port=" */
-#define HTTP_STOP_NS (10 * WEFT_SEC)   /* SIGTERM to exit */
 #define HTTP_GET_NS (5 * WEFT_SEC)     /* the hand-made request */
 #define HTTP_WRK_SLACK_NS (30 * WEFT_SEC) /* wrk beyond its -d */
 
-/* {====== child processes (as in echo.c) */
-
-struct http_server {
-	pid_t pid;
-	int out; /* read end of its stdout, -1 once closed */
-	int port;
-};
-
-/* Forwards what the server prints after its first line to stderr, so it
- * never blocks on a full pipe; waits up to ms for the first byte. */
-static void http_drain(struct http_server *s, int ms)
-{
-	struct pollfd p = {.fd = s->out, .events = POLLIN};
-	char buf[4096];
-	while (s->out >= 0 && poll(&p, 1, ms) > 0) {
-		ssize_t n = read(s->out, buf, sizeof buf);
-		if (n <= 0) {
-			close(s->out);
-			s->out = -1;
-			return;
-		}
-		fwrite(buf, 1, (size_t)n, stderr);
-		ms = 0;
-	}
-}
-
-/* fork + exec (PATH searched) with stdout on a new pipe (*out). */
-static pid_t http_spawn(char *const argv[], int *out)
-{
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) != 0)
-		bench_die(workload, "pipe: %s", strerror(errno));
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0)
-		bench_die(workload, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		if (dup2(p[1], STDOUT_FILENO) < 0)
-			_exit(127);
-		execvp(argv[0], argv);
-		fprintf(stderr, "weft-bench-http: cannot run %s: %s\n",
-			argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(p[1]);
-	*out = p[0];
-	return pid;
-}
-
-static void http_server_start(struct http_server *s, const char *path)
-{
-	if (access(path, X_OK) != 0)
-		bench_die(workload, "no server at %s (%s): build the network "
-			"tools (-DWEFT_BUILD_TOOLS=ON) or set "
-			"WEFT_BENCH_HTTP_SERVER", path, strerror(errno));
-	char *argv[] = {(char *)path, "-p", "0", "-b", "127.0.0.1", NULL};
-	s->pid = http_spawn(argv, &s->out);
-	char line[128];
-	size_t len = 0;
-	int64_t deadline = bench_now() + HTTP_START_NS;
-	/* Byte by byte: what follows the first line is http_drain's. */
-	while (len + 1 < sizeof line) {
-		int64_t left = deadline - bench_now();
-		struct pollfd p = {.fd = s->out, .events = POLLIN};
-		if (left <= 0 || poll(&p, 1, (int)(left / WEFT_MSEC) + 1) == 0)
-			bench_die(workload, "%s printed no port in 10 s", path);
-		if (read(s->out, line + len, 1) <= 0)
-			bench_die(workload, "%s exited before printing its "
-				"port", path);
-		if (line[len] == '\n')
-			break;
-		len++;
-	}
-	line[len] = '\0';
-	if (sscanf(line, "port=%d", &s->port) != 1 || s->port <= 0)
-		bench_die(workload, "%s: first line is '%s', not port=N",
-			path, line);
-}
-
-/* User + system CPU time of pid so far, ms (/proc/<pid>/stat 14, 15). */
-static double http_cpu_ms(pid_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		bench_die(workload, "%s: %s", path, strerror(errno));
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	unsigned long ut, st;
-	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
-		"%*u %*u %lu %lu", &ut, &st) != 2)
-		bench_die(workload, "%s: cannot parse", path);
-	return (double)(ut + st) * 1e3 / (double)sysconf(_SC_CLK_TCK);
-}
-
-static void http_server_stop(struct http_server *s, struct rusage *ru)
-{
-	kill(s->pid, SIGTERM);
-	int64_t deadline = bench_now() + HTTP_STOP_NS;
-	int status;
-	pid_t r;
-	while ((r = wait4(s->pid, &status, WNOHANG, ru)) == 0) {
-		if (bench_now() > deadline) {
-			kill(s->pid, SIGKILL);
-			waitpid(s->pid, &status, 0);
-			bench_die(workload, "the server ignored SIGTERM for "
-				"10 s");
-		}
-		http_drain(s, 10);
-	}
-	http_drain(s, 0);
-	if (s->out >= 0)
-		close(s->out);
-	if (r < 0)
-		bench_die(workload, "wait4: %s", strerror(errno));
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		bench_die(workload, "the server ended with status 0x%x after "
-			"SIGTERM", status);
-}
+/* {====== child processes (child.h) */
 
 /* Runs argv to completion (killed after timeout_ns), capturing up to
  * cap - 1 bytes of its stdout into out (NUL-terminated) and forwarding
  * the server's output meanwhile.  Returns its wait status. */
 static int http_run(char *const argv[], char *out, size_t cap,
-	int64_t timeout_ns, struct http_server *s)
+	int64_t timeout_ns, struct bench_server *s)
 {
 	int fd;
-	pid_t pid = http_spawn(argv, &fd);
+	pid_t pid = bench_spawn(workload, argv, &fd);
 	size_t len = 0;
 	int64_t deadline = bench_now() + timeout_ns;
 	for (;;) {
@@ -196,7 +74,7 @@ static int http_run(char *const argv[], char *out, size_t cap,
 		if (poll(p, s->out >= 0 ? 2 : 1, 100) < 0 && errno != EINTR)
 			bench_die(workload, "poll: %s", strerror(errno));
 		if (s->out >= 0 && p[1].revents)
-			http_drain(s, 0);
+			bench_server_drain(s, 0);
 		if (p[0].revents == 0)
 			continue;
 		char sink[4096];
@@ -376,8 +254,8 @@ int main(void)
 		server = WEFT_BENCH_HTTP_SERVER;
 	signal(SIGPIPE, SIG_IGN);
 
-	struct http_server s;
-	http_server_start(&s, server);
+	struct bench_server s;
+	bench_server_start(&s, workload, server, "WEFT_BENCH_HTTP_SERVER");
 	if (!http_check(s.port)) {
 		kill(s.pid, SIGKILL);
 		waitpid(s.pid, NULL, 0);
@@ -397,12 +275,12 @@ int main(void)
 	long non2xx = 0, sock_errors = 0, requests = 0;
 	for (int r = 0; r < reps; r++) {
 		char *argv[] = {"wrk", "-t1", c, d, "--latency", url, NULL};
-		double cpu0 = http_cpu_ms(s.pid);
+		double cpu0 = bench_cpu_ms(workload, s.pid);
 		int64_t t0 = bench_now();
 		int st = http_run(argv, out, sizeof out,
 			dur_s * WEFT_SEC + HTTP_WRK_SLACK_NS, &s);
 		int64_t t1 = bench_now();
-		double cpu1 = http_cpu_ms(s.pid);
+		double cpu1 = bench_cpu_ms(workload, s.pid);
 		struct http_result res;
 		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 ||
 			http_parse_wrk(out, &res) < 0)
@@ -423,7 +301,7 @@ int main(void)
 		requests += res.requests;
 	}
 	struct rusage ru;
-	http_server_stop(&s, &ru);
+	bench_server_stop(&s, &ru);
 	if (non2xx != 0 || requests == 0)
 		bench_die(workload, "wrong checksum: %ld requests, %ld non-2xx "
 			"answers", requests, non2xx);
