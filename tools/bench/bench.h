@@ -161,6 +161,24 @@ bench_die(const char *workload, const char *fmt, ...)
 	exit(1);
 }
 
+/* A positive integer in 1..max from the environment variable name, or
+ * dflt when it is unset or empty; anything else ends the benchmark with a
+ * message (a bad value is never replaced by a guess). */
+static inline long bench_env_long(const char *workload, const char *name,
+	long dflt, long max)
+{
+	const char *s = getenv(name);
+	if (s == NULL || *s == '\0')
+		return dflt;
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < 1 || v > max)
+		bench_die(workload, "%s must be an integer in 1..%ld, not '%s'",
+			name, max, s);
+	return v;
+}
+
 /* A failed weft call inside a benchmark task: report it once (the first
  * failure wins) and return its code, so the task can return it. */
 static inline int bench_fail(const char *what, int rc)

@@ -118,20 +118,6 @@ static void echo_client_run(struct bench_server *s, const char *client,
 
 /* }====== */
 
-static long echo_env_long(const char *name, long dflt, long max)
-{
-	const char *s = getenv(name);
-	if (s == NULL || *s == '\0')
-		return dflt;
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno != 0 || *end != '\0' || v < 1 || v > max)
-		bench_die(workload, "%s must be an integer in 1..%ld, not '%s'",
-			name, max, s);
-	return v;
-}
-
 static const char *echo_env_path(const char *name, const char *dflt)
 {
 	const char *s = getenv(name);
@@ -144,8 +130,9 @@ int main(void)
 	weft_config_t cfg;
 	if (weft_config_init(&cfg) < 0)
 		bench_die(workload, "bad environment: %s", cfg.message);
-	int reps = (int)echo_env_long("BENCH_ECHO_REPS", 5, ECHO_MAX_REPS);
-	long n = echo_env_long("BENCH_ECHO_N", ECHO_N, 1000000);
+	int reps = (int)bench_env_long(workload, "BENCH_ECHO_REPS", 5,
+		ECHO_MAX_REPS);
+	long n = bench_env_long(workload, "BENCH_ECHO_N", ECHO_N, 1000000);
 	const char *server = echo_env_path("WEFT_BENCH_ECHO_SERVER",
 		WEFT_BENCH_ECHO_SERVER);
 	const char *client = echo_env_path("WEFT_BENCH_ECHO_CLIENT",

@@ -221,20 +221,6 @@ static int http_parse_wrk(const char *t, struct http_result *res)
 
 /* }====== */
 
-static long http_env_long(const char *name, long dflt, long max)
-{
-	const char *s = getenv(name);
-	if (s == NULL || *s == '\0')
-		return dflt;
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno != 0 || *end != '\0' || v < 1 || v > max)
-		bench_die(workload, "%s must be an integer in 1..%ld, not '%s'",
-			name, max, s);
-	return v;
-}
-
 int main(void)
 {
 	if (!http_in_path("wrk")) {
@@ -246,9 +232,11 @@ int main(void)
 	weft_config_t cfg;
 	if (weft_config_init(&cfg) < 0)
 		bench_die(workload, "bad environment: %s", cfg.message);
-	int reps = (int)http_env_long("BENCH_HTTP_REPS", 3, HTTP_MAX_REPS);
-	long dur_s = http_env_long("BENCH_HTTP_DURATION", 5, 600);
-	long conns = http_env_long("BENCH_HTTP_CONNS", 100, 10000);
+	int reps = (int)bench_env_long(workload, "BENCH_HTTP_REPS", 3,
+		HTTP_MAX_REPS);
+	long dur_s = bench_env_long(workload, "BENCH_HTTP_DURATION", 5, 600);
+	long conns = bench_env_long(workload, "BENCH_HTTP_CONNS", 100,
+		10000);
 	const char *server = getenv("WEFT_BENCH_HTTP_SERVER");
 	if (server == NULL || *server == '\0')
 		server = WEFT_BENCH_HTTP_SERVER;

@@ -187,21 +187,6 @@ static int mixed_root(void *arg)
 	return 0;
 }
 
-/* A positive integer from the environment, or dflt; exits on junk. */
-static long mixed_env_long(const char *name, long dflt, long max)
-{
-	const char *s = getenv(name);
-	if (s == NULL || *s == '\0')
-		return dflt;
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno != 0 || *end != '\0' || v < 1 || v > max)
-		bench_die(workload, "%s must be an integer in 1..%ld, not '%s'",
-			name, max, s);
-	return v;
-}
-
 static void mixed_report(const weft_config_t *cfg, struct mixed_run *run)
 {
 	bench_stats_t ms = bench_stats(run->ms, (size_t)run->reps);
@@ -228,13 +213,14 @@ int main(void)
 	/* The workload is defined at 2 workers; a user's WEFT_WORKERS wins. */
 	if (setenv("WEFT_WORKERS", "2", 0) != 0)
 		bench_die(workload, "setenv failed");
-	int64_t secs = mixed_env_long("BENCH_MIXED_SECS", 10, 3600);
-	int reps = (int)mixed_env_long("BENCH_MIXED_REPS", 3, MIXED_MAX_REPS);
+	int64_t secs = bench_env_long(workload, "BENCH_MIXED_SECS", 10, 3600);
+	int reps = (int)bench_env_long(workload, "BENCH_MIXED_REPS", 3,
+		MIXED_MAX_REPS);
 	/* "none" (0) gives the idle baseline: the same sleeps, no load. */
 	const char *ct = getenv("BENCH_MIXED_CPU_TASKS");
 	int cpu_tasks = ct != NULL && strcmp(ct, "none") == 0 ? 0 :
-		(int)mixed_env_long("BENCH_MIXED_CPU_TASKS", MIXED_CPU_TASKS,
-			MIXED_MAX_CPU_TASKS);
+		(int)bench_env_long(workload, "BENCH_MIXED_CPU_TASKS",
+			MIXED_CPU_TASKS, MIXED_MAX_CPU_TASKS);
 	const char *m = getenv("BENCH_MIXED_MODE");
 	int modes[2], nmodes = 0;
 	if (m == NULL || *m == '\0' || strcmp(m, "sleep") == 0)
