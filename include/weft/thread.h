@@ -111,6 +111,11 @@ WEFT_EXTERN int64_t weft_thread_deadline(void);
  * deadlock, or from a thread that is not running an offload call: use a
  * portal there), -ECANCELED (the call was abandoned: fn does not run),
  * -ENOMEM.
+ * Deadlock to avoid (as with Trio's from_thread): the offload thread
+ * keeps its pool slot while it waits, so if fn itself calls
+ * weft_to_thread and every slot is held by calls waiting here, nothing
+ * can progress.  Give such nested calls their own limiter, or keep
+ * nesting shallower than WEFT_OFFLOAD_THREADS.
  * Checkpoint: no (the caller is not a fiber).  Threads: an offload
  * thread, inside the weft_thread_fn of a weft_to_thread call. */
 WEFT_EXTERN int weft_from_thread_run(weft_fn fn, void *arg, void **result);
