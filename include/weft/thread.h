@@ -114,8 +114,8 @@ WEFT_EXTERN int64_t weft_thread_deadline(void);
  * Deadlock to avoid (as with Trio's from_thread): the offload thread
  * keeps its pool slot while it waits, so if fn itself calls
  * weft_to_thread and every slot is held by calls waiting here, nothing
- * can progress.  Give such nested calls their own limiter, or keep
- * nesting shallower than WEFT_OFFLOAD_THREADS.
+ * can progress.  Cap the outer calls with a limiter smaller than the
+ * pool's limit (WEFT_OFFLOAD_THREADS) so that nested calls find a slot.
  * Checkpoint: no (the caller is not a fiber).  Threads: an offload
  * thread, inside the weft_thread_fn of a weft_to_thread call. */
 WEFT_EXTERN int weft_from_thread_run(weft_fn fn, void *arg, void **result);
