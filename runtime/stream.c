@@ -7,7 +7,8 @@
  * only in the system call after the wait.  So:
  *   - a cancelled read consumed nothing;
  *   - a cancelled read_until returns the bytes it had gathered to the
- *     stream (the pushback), so it consumed nothing either;
+ *     stream (the pushback), so it consumed nothing either; so does one
+ *     that meets the end of the stream before its delimiter;
  *   - a cancelled write consumed nothing if it had sent nothing; after a
  *     partial send the stream is marked broken (the peer has a prefix of
  *     a message), and later writes get WEFT_ECLOSED.
@@ -267,6 +268,9 @@ ssize_t weft_stream_read_until(weft_stream_t *s, void *buf, size_t cap,
 		scanned = have >= delim_len ? have - delim_len + 1 : 0;
 		ssize_t n = stream_recv(s, b + have, cap - have);
 		if (n == 0) {
+			/* Nothing lost: the bytes before the end go back to
+			 * the stream (a read returns them, then 0). */
+			stream_pb_push(s, b, have);
 			result = WEFT_EEND;
 			break;
 		}

@@ -251,8 +251,15 @@ static int until_root(void *arg)
 	CHECK_EQ(n, -EMSGSIZE);
 	CHECK(memcmp(buf, "cdefgh", 6) == 0);
 	weft_stream_close(b);
+	/* The end before the delimiter: "ijkl" stays in the stream. */
 	n = weft_stream_read_until(a, buf, sizeof buf, "\n", 1);
 	CHECK_EQ(n, WEFT_EEND);
+	got = 0;
+	CHECK_EQ(weft_stream_read_exactly(a, buf, 4, &got), 0);
+	CHECK(memcmp(buf, "ijkl", 4) == 0);
+	CHECK_EQ(weft_stream_read(a, buf, sizeof buf), 0);
+	CHECK_EQ(weft_stream_read_until(a, buf, sizeof buf, "\n", 1),
+		WEFT_EEND);
 	weft_stream_close(a);
 	return 0;
 }

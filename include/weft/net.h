@@ -190,9 +190,10 @@ WEFT_EXTERN int weft_stream_read_exactly(weft_stream_t *s, void *buf,
  * has been read, leaving any bytes after it in the stream for the next
  * read.  At most cap bytes (delimiter included) are stored in buf.
  * Returns: the length up to and including the delimiter; -EMSGSIZE if cap
- * bytes came without it (those bytes are consumed); WEFT_EEND if the
- * stream ended first; or a read error.  -ECANCELED consumes nothing
- * (bytes already read stay in the stream).
+ * bytes came without it (those bytes, in buf, are consumed); WEFT_EEND if
+ * the stream ended first (the bytes before the end stay in the stream: a
+ * weft_stream_read returns them, then 0); or a read error.  -ECANCELED
+ * consumes nothing (bytes already read stay in the stream).
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN ssize_t weft_stream_read_until(weft_stream_t *s, void *buf,
 	size_t cap, const void *delim, size_t delim_len);
