@@ -13,8 +13,8 @@
  *     fetch_sub(INSIDE); an enter that finds CLOSED backs out and makes no
  *     call.
  *   - A task about to post its first readiness wait sets REGISTERED while
- *     inside (between enter and leave): from then on the I/O thread may
- *     own a poll handle on the descriptor.
+ *     inside (between enter and leave): from then on the descriptor may
+ *     be in the I/O thread's epoll set.
  *   - Close sets CLOSED (fetch_or).  Whoever then sees CLOSED with nobody
  *     inside and POSTED clear (the closer, or the last task leaving) sets
  *     POSTED with a CAS, so exactly one thread finishes the close: with
