@@ -79,23 +79,11 @@ static int connect_sockaddr(weft_stream_t **out, const struct sockaddr *addr,
 	return 0;
 }
 
-static socklen_t connect_addr_len(const struct sockaddr *addr)
-{
-	switch (addr->sa_family) {
-	case AF_INET:
-		return sizeof(struct sockaddr_in);
-	case AF_INET6:
-		return sizeof(struct sockaddr_in6);
-	default:
-		return 0;
-	}
-}
-
 int weft_tcp_connect_addr(weft_stream_t **out, const struct sockaddr *addr)
 {
 	if (out == NULL || addr == NULL)
 		return -EINVAL;
-	socklen_t len = connect_addr_len(addr);
+	socklen_t len = weft__sockaddr_len(addr);
 	if (len == 0)
 		return -EAFNOSUPPORT;
 	return connect_sockaddr(out, addr, len);

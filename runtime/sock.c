@@ -75,6 +75,7 @@
  * a lock around the system calls (close would have to wait for a worker,
  * or the I/O thread for a worker). */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -124,6 +125,18 @@ void weft__sock_unref(struct weft__sock *s)
 	 * free; the acquire of the last one sees every other holder's. */
 	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
 		s->free_fn(s);
+}
+
+socklen_t weft__sockaddr_len(const struct sockaddr *sa)
+{
+	switch (sa->sa_family) {
+	case AF_INET:
+		return sizeof(struct sockaddr_in);
+	case AF_INET6:
+		return sizeof(struct sockaddr_in6);
+	default:
+		return 0;
+	}
 }
 
 int weft__sock_errno(void)

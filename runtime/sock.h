@@ -16,6 +16,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "ioop.h"
@@ -77,6 +78,10 @@ bool weft__sock_close(struct weft__sock *s);
 /* True once weft__sock_close was called (a relaxed hint for error
  * messages; the gate decides). */
 bool weft__sock_closing(struct weft__sock *s);
+
+/* The length of an AF_INET or AF_INET6 address, 0 for another family.
+ * Thread: any. */
+socklen_t weft__sockaddr_len(const struct sockaddr *sa);
 
 /* -errno of the last failed system call, with EAGAIN/EWOULDBLOCK as
  * -EAGAIN. */

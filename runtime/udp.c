@@ -80,6 +80,7 @@
 #include "io.h"
 #include "ioop.h"
 #include "rt.h"
+#include "sock.h"
 #include "task.h"
 #include "waitq.h"
 #include "weft/udp.h"
@@ -131,18 +132,6 @@ struct udp_send {
 	uv_buf_t buf;
 	const struct sockaddr *to;
 };
-
-static socklen_t udp_addr_len(const struct sockaddr *sa)
-{
-	switch (sa->sa_family) {
-	case AF_INET:
-		return sizeof(struct sockaddr_in);
-	case AF_INET6:
-		return sizeof(struct sockaddr_in6);
-	default:
-		return 0;
-	}
-}
 
 /* {======================================================= lifetime */
 
@@ -299,7 +288,7 @@ static void udp_received(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 	} else {
 		r->n = nread;
 		rc = (flags & UV_UDP_PARTIAL) ? -EMSGSIZE : 0;
-		socklen_t l = addr ? udp_addr_len(addr) : 0;
+		socklen_t l = addr ? weft__sockaddr_len(addr) : 0;
 		if (l > 0)
 			memcpy(&r->from, addr, l);
 		r->fromlen = l;
@@ -411,7 +400,7 @@ int weft_udp_send(weft_udp_t *u, const void *buf, size_t len,
 {
 	if (u == NULL || to == NULL || (buf == NULL && len > 0))
 		return -EINVAL;
-	socklen_t tolen = udp_addr_len(to);
+	socklen_t tolen = weft__sockaddr_len(to);
 	if (tolen == 0 || to->sa_family != u->family)
 		return -EAFNOSUPPORT;
 	struct weft_task *self;
