@@ -21,21 +21,9 @@ if(NOT WEFT_BUILD_BENCH)
 	return()
 endif()
 
-# weft-bench-<name> from tools/bench/<name>.c, like CMakeLists.txt's loop
-# over WEFT_BENCHES (static library, runtime/ headers visible).
-function(weft_bench_io_driver name)
-	add_executable(weft-bench-${name} tools/bench/${name}.c)
-	target_include_directories(weft-bench-${name} PRIVATE
-		${PROJECT_SOURCE_DIR}/runtime
-		${PROJECT_SOURCE_DIR}/tools/bench)
-	target_link_libraries(weft-bench-${name} PRIVATE weft_static)
-	set_target_properties(weft-bench-${name} PROPERTIES
-		RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tools/bench)
-endfunction()
-
 set(_weft_io_benches)
 
-weft_bench_io_driver(mixed)
+weft_add_bench(mixed)
 list(APPEND _weft_io_benches mixed)
 
 # B9's client links nothing of weft: the same binary measures any server.
@@ -55,16 +43,14 @@ function(weft_bench_io_server_path out tool)
 	endif()
 endfunction()
 
-weft_bench_io_driver(echo)
-target_sources(weft-bench-echo PRIVATE tools/bench/child.c)
+weft_add_bench(echo tools/bench/child.c)
 weft_bench_io_server_path(_srv weft-echo)
 target_compile_definitions(weft-bench-echo PRIVATE
 	"WEFT_BENCH_ECHO_SERVER=\"${_srv}\""
 	"WEFT_BENCH_ECHO_CLIENT=\"$<TARGET_FILE:weft-echo-client>\"")
 add_dependencies(weft-bench-echo weft-echo-client)
 
-weft_bench_io_driver(http)
-target_sources(weft-bench-http PRIVATE tools/bench/child.c)
+weft_add_bench(http tools/bench/child.c)
 weft_bench_io_server_path(_srv weft-httpd)
 target_compile_definitions(weft-bench-http PRIVATE
 	"WEFT_BENCH_HTTP_SERVER=\"${_srv}\"")

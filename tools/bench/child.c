@@ -138,3 +138,41 @@ void bench_server_stop(struct bench_server *s, struct rusage *ru)
 			"SIGTERM", status);
 }
 
+/* See child.h. */
+int bench_run_capture(struct bench_server *s, char *const argv[], char *out,
+	size_t cap, int64_t timeout_ns, struct rusage *ru)
+{
+	const char *workload = s->workload;
+	int fd;
+	pid_t pid = bench_spawn(workload, argv, &fd);
+	size_t len = 0;
+	int64_t deadline = bench_now() + timeout_ns;
+	for (;;) {
+		if (bench_now() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			bench_die(workload, "%s ran too long", argv[0]);
+		}
+		struct pollfd p[2] = {{.fd = fd, .events = POLLIN},
+			{.fd = s->out, .events = POLLIN}};
+		if (poll(p, s->out >= 0 ? 2 : 1, 100) < 0 && errno != EINTR)
+			bench_die(workload, "poll: %s", strerror(errno));
+		if (s->out >= 0 && p[1].revents)
+			bench_server_drain(s, 0);
+		if (p[0].revents == 0)
+			continue;
+		char sink[4096];
+		ssize_t r = len + 1 < cap ? read(fd, out + len, cap - 1 - len) :
+			read(fd, sink, sizeof sink);
+		if (r <= 0)
+			break;
+		if (len + 1 < cap)
+			len += (size_t)r;
+	}
+	close(fd);
+	out[len] = '\0';
+	int status;
+	if (wait4(pid, &status, 0, ru) < 0)
+		bench_die(workload, "wait4: %s", strerror(errno));
+	return status;
+}

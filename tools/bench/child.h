@@ -5,6 +5,8 @@
 #ifndef WEFT_BENCH_CHILD_H
 #define WEFT_BENCH_CHILD_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 
@@ -35,5 +37,13 @@ double bench_cpu_ms(const char *workload, pid_t pid);
 /* SIGTERM, then waits up to 10 s; the server must exit with status 0.
  * *ru receives its resource usage. */
 void bench_server_stop(struct bench_server *s, struct rusage *ru);
+
+/* Runs argv to completion (killed, and the benchmark ended, after
+ * timeout_ns), capturing up to cap - 1 bytes of its stdout into out
+ * (NUL-terminated; more output is read and dropped) and forwarding the
+ * server's output meanwhile.  Returns its wait status; *ru (if not NULL)
+ * receives its resource usage. */
+int bench_run_capture(struct bench_server *s, char *const argv[], char *out,
+	size_t cap, int64_t timeout_ns, struct rusage *ru);
 
 #endif

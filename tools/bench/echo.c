@@ -71,35 +71,10 @@ static void echo_client_run(struct bench_server *s, const char *client,
 	char *argv[] = {(char *)client, "-p", port, "-c", conns, "-n", nstr,
 		"-s", "64", "-t", "60", NULL};
 	double cpu0 = bench_cpu_ms(workload, s->pid);
-	int out;
-	pid_t pid = bench_spawn(workload, argv, &out);
 	char buf[1024];
-	size_t len = 0;
-	int64_t deadline = bench_now() + ECHO_CLIENT_NS;
-	for (;;) {
-		if (bench_now() > deadline) {
-			kill(pid, SIGKILL);
-			bench_die(workload, "the client ran for 90 s");
-		}
-		struct pollfd p[2] = {{.fd = out, .events = POLLIN},
-			{.fd = s->out, .events = POLLIN}};
-		if (poll(p, s->out >= 0 ? 2 : 1, 100) < 0 && errno != EINTR)
-			bench_die(workload, "poll: %s", strerror(errno));
-		if (s->out >= 0 && p[1].revents)
-			bench_server_drain(s, 0);
-		if (p[0].revents == 0)
-			continue;
-		ssize_t r = read(out, buf + len, sizeof buf - 1 - len);
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-	}
-	close(out);
-	buf[len] = '\0';
-	int status;
 	struct rusage ru;
-	if (wait4(pid, &status, 0, &ru) < 0)
-		bench_die(workload, "wait4: %s", strerror(errno));
+	int status = bench_run_capture(s, argv, buf, sizeof buf,
+		ECHO_CLIENT_NS, &ru);
 	res->server_cpu_ms = bench_cpu_ms(workload, s->pid) - cpu0;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		bench_die(workload, "the client failed (status 0x%x)", status);

@@ -53,46 +53,6 @@ static const char *const workload = "http";
 
 /* {====== child processes (child.h) */
 
-/* Runs argv to completion (killed after timeout_ns), capturing up to
- * cap - 1 bytes of its stdout into out (NUL-terminated) and forwarding
- * the server's output meanwhile.  Returns its wait status. */
-static int http_run(char *const argv[], char *out, size_t cap,
-	int64_t timeout_ns, struct bench_server *s)
-{
-	int fd;
-	pid_t pid = bench_spawn(workload, argv, &fd);
-	size_t len = 0;
-	int64_t deadline = bench_now() + timeout_ns;
-	for (;;) {
-		if (bench_now() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			bench_die(workload, "%s ran too long", argv[0]);
-		}
-		struct pollfd p[2] = {{.fd = fd, .events = POLLIN},
-			{.fd = s->out, .events = POLLIN}};
-		if (poll(p, s->out >= 0 ? 2 : 1, 100) < 0 && errno != EINTR)
-			bench_die(workload, "poll: %s", strerror(errno));
-		if (s->out >= 0 && p[1].revents)
-			bench_server_drain(s, 0);
-		if (p[0].revents == 0)
-			continue;
-		char sink[4096];
-		ssize_t r = len + 1 < cap ? read(fd, out + len, cap - 1 - len) :
-			read(fd, sink, sizeof sink);
-		if (r <= 0)
-			break;
-		if (len + 1 < cap)
-			len += (size_t)r;
-	}
-	close(fd);
-	out[len] = '\0';
-	int status;
-	if (waitpid(pid, &status, 0) < 0)
-		bench_die(workload, "waitpid: %s", strerror(errno));
-	return status;
-}
-
 /* }====== */
 
 /* {====== the checksum: one request by hand */
@@ -256,7 +216,8 @@ int main(void)
 	snprintf(d, sizeof d, "-d%lds", dur_s);
 	char out[8192];
 	char *warm[] = {"wrk", "-t1", c, "-d2s", url, NULL};
-	http_run(warm, out, sizeof out, 2 * WEFT_SEC + HTTP_WRK_SLACK_NS, &s);
+	bench_run_capture(&s, warm, out, sizeof out,
+		2 * WEFT_SEC + HTTP_WRK_SLACK_NS, NULL);
 
 	double ms[HTTP_MAX_REPS], rps[HTTP_MAX_REPS], p50[HTTP_MAX_REPS],
 		p99[HTTP_MAX_REPS], cpu[HTTP_MAX_REPS];
@@ -265,8 +226,8 @@ int main(void)
 		char *argv[] = {"wrk", "-t1", c, d, "--latency", url, NULL};
 		double cpu0 = bench_cpu_ms(workload, s.pid);
 		int64_t t0 = bench_now();
-		int st = http_run(argv, out, sizeof out,
-			dur_s * WEFT_SEC + HTTP_WRK_SLACK_NS, &s);
+		int st = bench_run_capture(&s, argv, out, sizeof out,
+			dur_s * WEFT_SEC + HTTP_WRK_SLACK_NS, NULL);
 		int64_t t1 = bench_now();
 		double cpu1 = bench_cpu_ms(workload, s.pid);
 		struct http_result res;
