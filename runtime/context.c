@@ -86,31 +86,6 @@ WEFT__HIDDEN __attribute__((noreturn, used)) void weft__cont_start(
  * fiber layer's depth and ran 200,000 fibers in 0.6 s. */
 #define CONT_TSAN_REUSE 256
 
-/* The sanitizer fields of a context (context.h), which exist only in the
- * builds that use them; elsewhere these read as nothing. */
-#ifdef WEFT__ASAN
-#define CONT_SET_BOUNDS(c, lo, size) \
-	((c)->stack_lo = (lo), (c)->stack_size = (size), \
-	 (c)->asan_fake_stack = NULL)
-#define CONT_LO(c) ((c)->stack_lo)
-#define CONT_SIZE(c) ((c)->stack_size)
-#define CONT_FAKE_SLOT(c) (&(c)->asan_fake_stack)
-#define CONT_FAKE(c) ((c)->asan_fake_stack)
-#else
-#define CONT_SET_BOUNDS(c, lo, size) ((void)(c), (void)(lo), (void)(size))
-#define CONT_LO(c) ((void)(c), (void *)0)
-#define CONT_SIZE(c) ((void)(c), (size_t)0)
-#define CONT_FAKE_SLOT(c) ((void)(c), (void **)0)
-#define CONT_FAKE(c) ((void)(c), (void *)0)
-#endif
-#ifdef WEFT__TSAN
-#define CONT_SET_TSAN(c, fiber) ((c)->tsan_fiber = (fiber))
-#define CONT_TSAN(c) ((c)->tsan_fiber)
-#else
-#define CONT_SET_TSAN(c, fiber) ((void)(c))
-#define CONT_TSAN(c) ((void)(c), (void *)0)
-#endif
-
 void weft__cont_init_thread(weft__cont_t *c)
 {
 	memset(c, 0, sizeof *c);
@@ -122,11 +97,11 @@ void weft__cont_init_thread(weft__cont_t *c)
 		void *lo;
 		size_t size;
 		if (pthread_attr_getstack(&attr, &lo, &size) == 0)
-			CONT_SET_BOUNDS(c, lo, size);
+			WEFT__CONT_SET_BOUNDS(c, lo, size);
 		pthread_attr_destroy(&attr);
 	}
 	/* The thread's own TSan handle; TSan owns it, we never destroy it. */
-	CONT_SET_TSAN(c, weft__san_tsan_current());
+	WEFT__CONT_SET_TSAN(c, weft__san_tsan_current());
 }
 
 void weft__cont_fini_thread(weft__cont_t *c)
@@ -178,8 +153,8 @@ void weft__cont_init_fiber(weft__cont_t *c, weft__stack_t *st,
 	CTX_FRAME_PC(f) = (void *)(uintptr_t)weft__ctx_trampoline;
 
 	c->sp = f;
-	CONT_SET_BOUNDS(c, st->lo, st->size);
-	CONT_SET_TSAN(c, st->tsan_fiber);
+	WEFT__CONT_SET_BOUNDS(c, st->lo, st->size);
+	WEFT__CONT_SET_TSAN(c, st->tsan_fiber);
 	c->entry = entry;
 	c->entry_arg = arg;
 }
@@ -198,12 +173,12 @@ WEFT_FIBER_FN void weft__cont_switch(weft__cont_t *from, weft__cont_t *to)
 {
 	/* Read to->sp before telling TSan we are `to` (step 1 above). */
 	void *to_sp = to->sp;
-	weft__san_switch_start(CONT_FAKE_SLOT(from), CONT_LO(to),
-		CONT_SIZE(to));
-	weft__san_tsan_switch(CONT_TSAN(to));
+	weft__san_switch_start(WEFT__CONT_FAKE_SLOT(from), WEFT__CONT_LO(to),
+		WEFT__CONT_SIZE(to));
+	weft__san_tsan_switch(WEFT__CONT_TSAN(to));
 	weft__ctx_jump(&from->sp, to_sp);
 	/* Resumed: someone switched to `from`, maybe on another thread. */
-	weft__san_switch_finish(CONT_FAKE(from));
+	weft__san_switch_finish(WEFT__CONT_FAKE(from));
 }
 
 WEFT_FIBER_FN void weft__cont_switch_final(weft__cont_t *from,
@@ -211,8 +186,8 @@ WEFT_FIBER_FN void weft__cont_switch_final(weft__cont_t *from,
 {
 	void *to_sp = to->sp;
 	/* NULL save slot: ASan frees this fiber's fake stack. */
-	weft__san_switch_start(NULL, CONT_LO(to), CONT_SIZE(to));
-	weft__san_tsan_switch(CONT_TSAN(to));
+	weft__san_switch_start(NULL, WEFT__CONT_LO(to), WEFT__CONT_SIZE(to));
+	weft__san_tsan_switch(WEFT__CONT_TSAN(to));
 	weft__ctx_jump(&from->sp, to_sp);
 	weft__assert_fail(__FILE__, __LINE__, "resumed",
 		"context: a finished fiber was resumed");

@@ -101,6 +101,10 @@ typedef struct weft__cont {
  * use weft__cont_switch.  Thread: any; both stacks must be owned by the
  * caller for the duration. */
 WEFT__HIDDEN void weft__ctx_jump(void **save_sp, void *new_sp);
+/* The same, resuming with `ret` instead of an indirect jump: for a switch
+ * between contexts suspended at the same call site (context_x86_64.S says
+ * when each predicts better).  aarch64: the same code. */
+WEFT__HIDDEN void weft__ctx_jump_ret(void **save_sp, void *new_sp);
 
 /* Describes the calling OS thread's own stack (pthread_getattr_np) so that
  * fibers can switch back to it.  A thread context needs no first entry: it
@@ -135,6 +139,52 @@ WEFT_FIBER_FN WEFT__HIDDEN void weft__cont_switch(weft__cont_t *from,
  * is running on `to`.  Never returns.  Thread: the thread running from. */
 WEFT_FIBER_FN WEFT__HIDDEN __attribute__((noreturn)) void
 weft__cont_switch_final(weft__cont_t *from, weft__cont_t *to);
+
+/* The sanitizer fields of a context (above), which exist only in the
+ * builds that use them; elsewhere these read as nothing. */
+#ifdef WEFT__ASAN
+#define WEFT__CONT_SET_BOUNDS(c, lo, size) \
+	((c)->stack_lo = (lo), (c)->stack_size = (size), \
+	 (c)->asan_fake_stack = NULL)
+#define WEFT__CONT_LO(c) ((c)->stack_lo)
+#define WEFT__CONT_SIZE(c) ((c)->stack_size)
+#define WEFT__CONT_FAKE_SLOT(c) (&(c)->asan_fake_stack)
+#define WEFT__CONT_FAKE(c) ((c)->asan_fake_stack)
+#else
+#define WEFT__CONT_SET_BOUNDS(c, lo, size) ((void)(c), (void)(lo), (void)(size))
+#define WEFT__CONT_LO(c) ((void)(c), (void *)0)
+#define WEFT__CONT_SIZE(c) ((void)(c), (size_t)0)
+#define WEFT__CONT_FAKE_SLOT(c) ((void)(c), (void **)0)
+#define WEFT__CONT_FAKE(c) ((void)(c), (void *)0)
+#endif
+#ifdef WEFT__TSAN
+#define WEFT__CONT_SET_TSAN(c, fiber) ((c)->tsan_fiber = (fiber))
+#define WEFT__CONT_TSAN(c) ((c)->tsan_fiber)
+#else
+#define WEFT__CONT_SET_TSAN(c, fiber) ((void)(c))
+#define WEFT__CONT_TSAN(c) ((void)(c), (void *)0)
+#endif
+
+/* weft__cont_switch, inlined into the caller: one return address less
+ * between the caller and the jump, which matters to the return predictor
+ * (every frame between a fiber's code and its switch is a return that may
+ * be mispredicted when it resumes).  use_ret: resume through
+ * weft__ctx_jump_ret instead of weft__ctx_jump.  Same contract otherwise;
+ * the TSan switch is inlined into the caller, whose function exit then
+ * happens on the fiber it entered on (sanitizer.h). */
+static inline __attribute__((always_inline)) void weft__cont_switch_inl(
+	weft__cont_t *from, weft__cont_t *to, int use_ret)
+{
+	void *to_sp = to->sp;
+	weft__san_switch_start(WEFT__CONT_FAKE_SLOT(from), WEFT__CONT_LO(to),
+		WEFT__CONT_SIZE(to));
+	weft__san_tsan_switch(WEFT__CONT_TSAN(to));
+	if (use_ret)
+		weft__ctx_jump_ret(&from->sp, to_sp);
+	else
+		weft__ctx_jump(&from->sp, to_sp);
+	weft__san_switch_finish(WEFT__CONT_FAKE(from));
+}
 
 #endif /* !__ASSEMBLER__ */
 #endif

@@ -73,6 +73,13 @@ weft__ctx_jump:
 	.cfi_endproc
 	.size	weft__ctx_jump, .-weft__ctx_jump
 
+	/* Already resumes with `ret`: the variant x86_64 distinguishes
+	 * (context.h) is the same code here. */
+	.globl	weft__ctx_jump_ret
+	.hidden	weft__ctx_jump_ret
+	.type	weft__ctx_jump_ret, %function
+	.set	weft__ctx_jump_ret, weft__ctx_jump
+
 	.globl	weft__ctx_trampoline
 	.hidden	weft__ctx_trampoline
 	.type	weft__ctx_trampoline, %function

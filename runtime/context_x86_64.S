@@ -1,12 +1,22 @@
 /* Context switch for x86_64 SysV (see context.h for the contract).
  *
  * weft__ctx_jump(void **save_sp, void *new_sp)
- *   Saves rbx, rbp, r12-r15 below the return address the caller's `call`
- *   pushed, stores rsp into *save_sp, loads new_sp and restores the frame
- *   found there.  It resumes with `jmp *%rcx`, not `ret`: a `ret` here always
- *   returns somewhere other than where the return-stack buffer predicts
- *   (the other context's call site), which measured 9-10 ns per switch
- *   against 3.1-3.5 ns for the indirect jump.
+ * weft__ctx_jump_ret(void **save_sp, void *new_sp)
+ *   Save rbx, rbp, r12-r15 below the return address the caller's `call`
+ *   pushed, store rsp into *save_sp, load new_sp and restore the frame
+ *   found there.  They differ only in how they resume (one macro below):
+ *   - weft__ctx_jump ends with `jmp *%rcx`.  The `call` that entered it
+ *     stays on the return-stack buffer, so the resumed context's returns
+ *     are predicted against the departing context's chain, off by one;
+ *     but the jump itself is predicted by the indirect predictor, which
+ *     wins when the two contexts never share a chain of callers (a fiber
+ *     and the scheduler loop: `ret` measured 9-10 ns per switch against
+ *     3.1-3.5 ns in a switch loop, and B5 121 -> 147 ns).
+ *   - weft__ctx_jump_ret ends with `ret`, which pops that entry: when the
+ *     resumed context was suspended at the same call site under the same
+ *     callers (two tasks that park in the same primitive), the jump and
+ *     every return after it are predicted (B5 with direct switches:
+ *     132 ns with `jmp`, 99 ns with `ret`).
  *
  * weft__ctx_trampoline
  *   First resume address of every fiber (context.c writes it into the PC
@@ -25,11 +35,12 @@
 
 	.text
 
-	.globl	weft__ctx_jump
-	.hidden	weft__ctx_jump
-	.type	weft__ctx_jump, @function
+	.macro CTX_JUMP name, use_ret
+	.globl	\name
+	.hidden	\name
+	.type	\name, @function
 	.p2align 4
-weft__ctx_jump:
+\name:
 	.cfi_startproc
 	/* rdi = save_sp, rsi = new_sp.  (%rsp) already holds the resume
 	 * address, i.e. the PC slot of our frame; make room for the rest. */
@@ -68,12 +79,22 @@ weft__ctx_jump:
 	.cfi_restore rbp
 	/* rcx is caller-saved: free to carry the resume address.  Popping the
 	 * whole frame leaves rsp exactly where the target's `call` found it. */
+	.if \use_ret
+	addq	$(WEFT__CTX_FRAME - 8), %rsp
+	.cfi_adjust_cfa_offset (-(WEFT__CTX_FRAME - 8))
+	ret
+	.else
 	movq	WEFT__CTX_PC(%rsp), %rcx
 	addq	$WEFT__CTX_FRAME, %rsp
 	.cfi_adjust_cfa_offset (-WEFT__CTX_FRAME)
 	jmpq	*%rcx
+	.endif
 	.cfi_endproc
-	.size	weft__ctx_jump, .-weft__ctx_jump
+	.size	\name, .-\name
+	.endm
+
+	CTX_JUMP weft__ctx_jump, 0
+	CTX_JUMP weft__ctx_jump_ret, 1
 
 	.globl	weft__ctx_trampoline
 	.hidden	weft__ctx_trampoline

@@ -77,12 +77,6 @@ static void start_wake_caller(struct weft_task *caller)
 
 /* {======================================================= lifecycle */
 
-struct weft_task *weft__task_current(void)
-{
-	weft__worker_t *w = weft__worker_current();
-	return w ? w->current : NULL;
-}
-
 /* {------------------------------------------------------- task arena
  *
  * Task records never go back to malloc while their runtime lives (see
@@ -464,6 +458,8 @@ void weft__task_run(struct weft_task *t)
 void weft__task_entry(void *arg)
 {
 	struct weft_task *t = arg;
+	/* The fiber that switched here may have left its post to us. */
+	weft__sched_arrived();
 	weft__task_run(t);
 	weft__sched_switch_out(t, WEFT__POST_EXIT);
 	WEFT_ASSERT(0, "an exited task was resumed");

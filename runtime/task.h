@@ -10,6 +10,7 @@
 
 #include "cancel.h"
 #include "context.h"
+#include "worker.h"
 #include "weft/runtime.h"
 #include "weft/task.h"
 
@@ -141,8 +142,13 @@ struct weft__waiter {
 };
 
 /* The task running on the calling thread, or NULL (plain thread or worker
- * scheduler context).  Re-read after every possible switch. */
-struct weft_task *weft__task_current(void);
+ * scheduler context).  Re-read after every possible switch (it is, at each
+ * call: weft__worker_current). */
+static inline struct weft_task *weft__task_current(void)
+{
+	weft__worker_t *w = weft__worker_current();
+	return w ? w->current : NULL;
+}
 
 /* Allocate and initialise a task record (refs = 1, the run ref). */
 int weft__task_create(struct weft_runtime *rt, const char *name, weft_fn fn,

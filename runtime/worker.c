@@ -3,11 +3,17 @@
  * Design
  * ------
  * Each worker thread runs a loop on its own stack (the "scheduler
- * context") and switches into one fiber at a time.  A fiber always switches
- * back to the scheduler context, never directly to another fiber: the
- * scheduler then finishes what the fiber could not do while it was still
- * on its own stack (publish a park, requeue a yield, free an exited
- * fiber's stack), and only then may another worker resume it.
+ * context") that picks a task and switches into it.  A fiber that parks,
+ * yields or exits picks the next task itself (worker_pick, the loop's own
+ * choice short of stealing and sleeping) and switches straight into it;
+ * only when its worker has nothing queued does it switch back to the
+ * loop, which steals or sleeps.  Either way, what the fiber could not do
+ * while still on its own stack (publish a park, requeue a yield, free an
+ * exited fiber's stack: its "post") is done by whatever runs next on the
+ * worker, right after the switch (weft__sched_arrived, or the loop), and
+ * only then may another worker resume it.  The direct switch halves the
+ * jumps of a hand-off (B5: two tasks waking each other) and keeps the
+ * return-address predictor in step (see weft__sched_switch_out).
  *
  * Where the next task comes from, in order:
  *   1. every 61st pick, the injection queue first (so wake-ups from the I/O
@@ -36,7 +42,9 @@
  *   2. A task is switched into by at most one worker at a time: it is in
  *      exactly one queue or slot between being made runnable and running.
  *   3. `post` is set by the fiber immediately before switching out and
- *      consumed by the scheduler immediately after.
+ *      consumed immediately after, on the stack switched to, by the same
+ *      thread: every resume point (the loop, weft__sched_arrived after a
+ *      switch returns, a new fiber's entry) consumes it first.
  */
 #include <errno.h>
 #include <signal.h>
@@ -55,11 +63,26 @@
 #define WORKER_INJECT_INTERVAL 61
 #define WORKER_RUNNEXT_CAP 3
 
-static __thread weft__worker_t *worker_tls;
+/* Initial-exec: the variable lives in the static TLS block, at the same
+ * offset from the thread pointer in every thread (worker.h). */
+static __thread weft__worker_t *worker_tls
+	__attribute__((tls_model("initial-exec")));
+
+#if WEFT__WORKER_TP_READ
+intptr_t weft__worker_tls_off;
+
+/* Before main (or at dlopen), so that no thread can ask for its worker
+ * before the offset is known. */
+__attribute__((constructor)) static void worker_tls_off_init(void)
+{
+	weft__worker_tls_off = (intptr_t)((char *)&worker_tls -
+		weft__thread_pointer());
+}
+#endif
 
 /* Not inlinable, and the asm hides the TLS address from the optimiser, so
  * the value is re-read after every switch (research/platform.md 5.1). */
-__attribute__((noinline)) weft__worker_t *weft__worker_current(void)
+__attribute__((noinline)) weft__worker_t *weft__worker_current_slow(void)
 {
 	weft__worker_t **p = &worker_tls;
 	__asm__ volatile("" : "+r"(p));
@@ -138,14 +161,69 @@ void weft__sched_spawn(struct weft_task *t)
 	weft__idle_notify(rt);
 }
 
+static void worker_after_switch(weft__worker_t *w);
+static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber);
+static int worker_give_stack(weft__worker_t *w, struct weft_task *t);
+static void worker_switch_in(weft__worker_t *w, struct weft_task *t);
+
+/* Performs the post a fiber left on this worker, if any (the scheduler
+ * loop clears it when the fiber switched to the loop instead). */
+static inline void worker_arrived(void)
+{
+	weft__worker_t *w = weft__worker_current();
+	if (w->post != WEFT__POST_NONE)
+		worker_after_switch(w);
+}
+
 void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 {
 	weft__worker_t *w = weft__worker_current();
 	w->post = post;
 	w->post_task = self;
+	weft__cont_t *to = &w->sched;
+	bool resume = false;
+	/* Switch straight to the task the loop would pick next (worker_pick:
+	 * never steals nor sleeps), which performs our post on its own stack
+	 * (worker_arrived).  A yield picks the oldest task first and is
+	 * requeued after (the loop requeues first, so it can pick the
+	 * yielder itself when nothing else is queued: that case, and any
+	 * deadline in the wheel, which the loop fires at yields, go through
+	 * the loop). */
+	bool direct = true;
+	if (post == WEFT__POST_YIELD) {
+		direct = atomic_load_explicit(&w->rt->io.wheel_due,
+			memory_order_relaxed) == INT64_MAX;
+		if (direct) {
+			w->post = WEFT__POST_REQUEUE;
+			w->take_oldest = true;
+		}
+	}
+	if (direct) {
+		struct weft_task *next = worker_pick(w, true);
+		resume = next && next->stack != NULL;
+		if (next && !resume && worker_give_stack(w, next) < 0) {
+			w->handoff = next;  /* the loop tries again */
+			next = NULL;
+		} else if (next) {
+			worker_switch_in(w, next);
+			to = &next->cont;
+		}
+	}
 	if (post == WEFT__POST_EXIT)
-		weft__cont_switch_final(&self->cont, &w->sched);
-	weft__cont_switch(&self->cont, &w->sched);
+		weft__cont_switch_final(&self->cont, to);
+	/* How the jump resumes (context_x86_64.S): a parked task resumes
+	 * where this one leaves, inside this function, usually under the
+	 * same chain of callers (two tasks that park in the same primitive),
+	 * so `ret` finds its return address predicted and so do the returns
+	 * that follow.  The loop and a new task's trampoline never match:
+	 * there the indirect jump predicts better. */
+	weft__cont_switch_inl(&self->cont, to, resume);
+	worker_arrived();
+}
+
+void weft__sched_arrived(void)
+{
+	worker_arrived();
 }
 
 /* Enough stack left to run a child on it?  Half the stack, measured from
@@ -403,7 +481,39 @@ struct weft_task *weft__sched_steal(weft__worker_t *w)
 	return NULL;
 }
 
-static struct weft_task *worker_next(weft__worker_t *w)
+/* A new task's first stack and the context that enters it. */
+static int worker_give_stack(weft__worker_t *w, struct weft_task *t)
+{
+	int rc = weft__stack_get(&w->stacks, &t->stack);
+	if (rc < 0)
+		return rc;
+	t->stack->owner_name = t->name;
+	weft__cont_init_fiber(&t->cont, t->stack, weft__task_entry, t);
+	/* A fiber exists from its first switch-in to its exit. */
+	weft__census_add(WEFT__CENSUS_FIBER, 1);
+	return 0;
+}
+
+/* Everything but the jump itself, before w switches into t (from its
+ * scheduler loop or straight from a fiber). */
+static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
+{
+	w->current = t;
+	/* Introspection: the worker it runs on, at every switch-in (first
+	 * run, after a park or a yield).  Relaxed: inspect.c reads it
+	 * atomically and validates the record by its id. */
+	atomic_store_explicit(&t->insp_worker, (int)w->index,
+		memory_order_relaxed);
+	weft__stack_set_running(t->stack);
+}
+
+/* The next task by the order of the essay at the top, short of stealing
+ * and sleeping: NULL when there is none on this worker or in the
+ * injection queue.  Never blocks, so a fiber that is switching out may
+ * call it (weft__sched_switch_out: on_fiber).  What runs on a fiber's
+ * stack stays shallow: due deadlines (which cancel scopes) are fired only
+ * from the loop. */
+static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 {
 	struct weft_task *t;
 	if (++w->tick % WORKER_INJECT_INTERVAL == 0) {
@@ -430,7 +540,8 @@ static struct weft_task *worker_next(weft__worker_t *w)
 		 * would fire them a tick later and only once the OS gives it
 		 * a CPU, by when this worker would be into its next chunk
 		 * (B11: timer lateness under load). */
-		weft__io_fire_due(&w->rt->io);
+		if (!on_fiber)
+			weft__io_fire_due(&w->rt->io);
 		if (w->runnext) {
 			t = w->runnext;
 			w->runnext = NULL;
@@ -453,10 +564,13 @@ static struct weft_task *worker_next(weft__worker_t *w)
 		if (t)
 			return t;
 	}
-	t = weft__inject_pop(&w->rt->inject);
-	if (t)
-		return t;
-	return weft__idle_find_or_sleep(w);
+	return weft__inject_pop(&w->rt->inject);
+}
+
+static struct weft_task *worker_next(weft__worker_t *w)
+{
+	struct weft_task *t = worker_pick(w, false);
+	return t ? t : weft__idle_find_or_sleep(w);
 }
 
 /* }======================================================= */
@@ -473,9 +587,11 @@ static void worker_fail_unstartable(struct weft_task *t, int rc)
 	weft__task_unref(t);
 }
 
-/* Runs after any fiber switched back to this scheduler.  The task that
- * switched out is post_task, which is not always the one switched in: a
- * child run inline by its parent parks or exits on the parent's stack. */
+/* Runs right after a fiber switched out, on the stack it switched to (the
+ * scheduler loop's, or the next task's: weft__sched_arrived).  The task
+ * that switched out is post_task, which is not always w->current of the
+ * switch that ran it: a child run inline by its parent parks or exits on
+ * the parent's stack. */
 static void worker_after_switch(weft__worker_t *w)
 {
 	struct weft_task *t = w->post_task;
@@ -500,6 +616,11 @@ static void worker_after_switch(weft__worker_t *w)
 	case WEFT__POST_YIELD:
 		worker_requeue(w, t);
 		break;
+	case WEFT__POST_REQUEUE:
+		/* The pick that worker_requeue prepares for is done. */
+		worker_requeue(w, t);
+		w->take_oldest = false;
+		break;
 	case WEFT__POST_EXIT:
 		weft__census_add(WEFT__CENSUS_FIBER, -1);
 		/* An inline child returns into its parent instead of exiting
@@ -517,25 +638,15 @@ static void worker_after_switch(weft__worker_t *w)
 static void worker_run(weft__worker_t *w, struct weft_task *t)
 {
 	if (t->stack == NULL) {
-		int rc = weft__stack_get(&w->stacks, &t->stack);
+		int rc = worker_give_stack(w, t);
 		if (rc < 0) {
 			w->current = t;
 			worker_fail_unstartable(t, rc);
 			w->current = NULL;
 			return;
 		}
-		t->stack->owner_name = t->name;
-		weft__cont_init_fiber(&t->cont, t->stack, weft__task_entry, t);
-		/* A fiber exists from its first switch-in to its exit. */
-		weft__census_add(WEFT__CENSUS_FIBER, 1);
 	}
-	w->current = t;
-	/* Introspection: the worker it runs on, at every switch-in (first
-	 * run, after a park or a yield).  Relaxed: inspect.c reads it
-	 * atomically and validates the record by its id. */
-	atomic_store_explicit(&t->insp_worker, (int)w->index,
-		memory_order_relaxed);
-	weft__stack_set_running(t->stack);
+	worker_switch_in(w, t);
 	weft__cont_switch(&w->sched, &t->cont);
 	weft__stack_set_running(NULL);
 	w->current = NULL;
@@ -555,7 +666,10 @@ static void *worker_main(void *arg)
 	weft__cont_init_thread(&w->sched);
 	int have_altstack = weft__stack_thread_init() == 0;
 	for (;;) {
-		struct weft_task *t = worker_next(w);
+		struct weft_task *t = w->handoff;
+		w->handoff = NULL;
+		if (t == NULL)
+			t = worker_next(w);
 		if (t == NULL)
 			break;
 		worker_run(w, t);

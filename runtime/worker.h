@@ -47,13 +47,14 @@ void weft__record_pool_fini(weft__record_pool_t *p);
 void *weft__cache_get_slow(enum weft__cache_kind kind);
 void weft__cache_put_slow(enum weft__cache_kind kind, void *p);
 
-/* What the scheduler does right after a fiber switched back to it.  The
- * fiber cannot do these itself: until it is off its own stack, nobody else
- * may resume it. */
+/* What is done right after a fiber switched out, on the stack it switched
+ * to (the scheduler loop's, or the next task's).  The fiber cannot do these
+ * itself: until it is off its own stack, nobody else may resume it. */
 enum weft__post {
 	WEFT__POST_NONE = 0,
 	WEFT__POST_PARK,  /* publish PARKED; resume at once if already woken */
 	WEFT__POST_YIELD, /* requeue at the fair end of the deque */
+	WEFT__POST_REQUEUE, /* the same, after a yield's direct switch */
 	WEFT__POST_EXIT   /* release the stack and the run reference */
 };
 
@@ -71,6 +72,9 @@ typedef struct weft__worker {
 	uint64_t rng;
 	enum weft__post post;
 	struct weft_task *post_task;
+	/* The task a fiber switching out picked but could not switch into:
+	 * the loop runs it next. */
+	struct weft_task *handoff;
 	weft__stack_pool_t stacks;
 	/* Free record caches (owner-only): a finished task or a joined group
 	 * goes back to the cache of the worker that frees it, up to
@@ -87,10 +91,47 @@ typedef struct weft__worker {
 	_Alignas(WEFT__FALSE_SHARING) atomic_uint wake_word;
 } weft__worker_t;
 
-/* The worker whose thread calls this, or NULL.  Never inlined and hidden
- * from the optimiser, so a fiber that migrated re-reads its new thread's
- * value (research/platform.md 5.1). */
-weft__worker_t *weft__worker_current(void);
+/* The worker whose thread calls this, or NULL.  A fiber may resume on
+ * another thread, so the value must be re-read after every switch, and
+ * the compiler must not reuse a thread pointer or TLS address it computed
+ * before one (research/platform.md 5.1: gcc keeps them in callee-saved
+ * registers across calls).  Two ways to get that:
+ *   - x86_64 and aarch64: read the thread pointer register in a volatile
+ *     asm with a memory clobber (evaluated anew at each use, never moved
+ *     across a call), and add the variable's offset from it, which is the
+ *     same in every thread for an initial-exec variable; the offset is
+ *     computed once, by a constructor, before any thread can ask.  This
+ *     inlines to two loads: it is on every park and wake path (B5).
+ *   - elsewhere: a call to a function that is never inlined and hides the
+ *     address from the optimiser. */
+weft__worker_t *weft__worker_current_slow(void);
+#if defined(__x86_64__) || defined(__aarch64__)
+#define WEFT__WORKER_TP_READ 1
+static inline __attribute__((always_inline)) char *weft__thread_pointer(void)
+{
+	char *tp;
+#if defined(__x86_64__)
+	__asm__ volatile("movq %%fs:0, %0" : "=r"(tp) : : "memory");
+#else
+	__asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp) : : "memory");
+#endif
+	return tp;
+}
+/* &worker_tls minus the thread pointer (worker.c). */
+extern intptr_t weft__worker_tls_off;
+static inline __attribute__((always_inline)) weft__worker_t *
+weft__worker_current(void)
+{
+	return *(weft__worker_t **)(void *)(weft__thread_pointer() +
+		weft__worker_tls_off);
+}
+#else
+#define WEFT__WORKER_TP_READ 0
+static inline weft__worker_t *weft__worker_current(void)
+{
+	return weft__worker_current_slow();
+}
+#endif
 
 /* Make t runnable after a park: on the calling worker's run-next slot if
  * it is a worker of t's runtime, else through the injection queue. */
@@ -114,9 +155,15 @@ struct weft_group;
  * it may park (the owner's stack stays with it) and migrate. */
 WEFT_FIBER_FN void weft__sched_help_join(struct weft_task *self,
 	struct weft_group *g);
-/* From a fiber: switch to the scheduler and have it perform `post`. */
+/* From a fiber: switch out and have `post` performed once off this stack,
+ * either by the scheduler loop or, for a park or an exit, by the next task
+ * of this worker, to which the fiber then switches directly. */
 WEFT_FIBER_FN void weft__sched_switch_out(struct weft_task *self,
 	enum weft__post post);
+/* Every place a fiber resumes at (the return of a switch, a fiber's first
+ * entry) calls this first: it performs the post the departing fiber left
+ * on this worker, if any. */
+void weft__sched_arrived(void);
 
 /* A record of `kind` from the calling worker's cache, or NULL (not a
  * worker, or no record cached or pooled: the caller then uses

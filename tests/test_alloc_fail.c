@@ -526,6 +526,60 @@ static void test_alloc_fail__sleep_whose_timer_cannot_be_armed_never_ends_early(
 	assert_true(t.rc == -ENOMEM || (t.rc == 0 && t.woke >= t.deadline));
 }
 
+struct stack_oom {
+	int child_ran;
+	int yield_rc;
+	int join_rc;
+	long injected;
+};
+
+static int child_notes_it_ran(void *arg)
+{
+	struct stack_oom *t = arg;
+	t->child_ran++;
+	return 0;
+}
+
+static int root_yields_to_a_child_without_stack(void *arg)
+{
+	struct stack_oom *t = arg;
+	weft_group_t *g;
+	if (weft_group_open(&g) < 0)
+		return -1;
+	if (weft_group_spawn(g, child_notes_it_ran, t) < 0) {
+		weft_group_join(g, NULL);
+		return -1;
+	}
+	/* At 1 worker the yield switches straight to the child, which needs
+	 * its first stack: the only one in the pool is ours, so a new one is
+	 * made, and its descriptor is the next allocation.  The switch must
+	 * then leave the child to the loop, which tries again (the injected
+	 * failure is a one-off) and runs it: not lost, not run twice. */
+	long before = weft_debug_injected_failures();
+	weft_debug_fail_alloc(1);
+	t->yield_rc = weft_yield();
+	weft_debug_fail_alloc(0);
+	t->injected = weft_debug_injected_failures() - before;
+	weft_error_t *err = NULL;
+	t->join_rc = weft_group_join(g, &err);
+	weft_error_free(err);
+	return 0;
+}
+
+static void test_alloc_fail__a_child_whose_first_stack_fails_at_a_switch_runs_later(
+	void **state)
+{
+	(void)state;
+	struct stack_oom t = {0};
+	assert_int_equal(weft_test_run(1, root_yields_to_a_child_without_stack,
+		&t), 0);
+	assert_int_equal(t.injected, 1);
+	assert_int_equal(t.yield_rc, 0);
+	assert_int_equal(t.join_rc, 0);
+	assert_int_equal(t.child_ran, 1);
+	weft_test_assert_no_leaks();
+}
+
 /* }======================================================= */
 
 int main(void)
@@ -539,6 +593,8 @@ int main(void)
 			test_alloc_fail__scope_create_fails_with_enomem_and_writes_nothing),
 		cmocka_unit_test(
 			test_alloc_fail__sleep_whose_timer_cannot_be_armed_never_ends_early),
+		cmocka_unit_test(
+			test_alloc_fail__a_child_whose_first_stack_fails_at_a_switch_runs_later),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

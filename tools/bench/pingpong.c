@@ -17,7 +17,9 @@
 
 static const char *const workload = "pingpong";
 
+#ifndef PINGPONG_N
 #define PINGPONG_N 1000000L
+#endif
 #define PINGPONG_SUM ((long long)PINGPONG_N * (PINGPONG_N + 1) / 2)
 
 struct pingpong {
