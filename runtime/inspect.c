@@ -222,13 +222,18 @@ uint64_t weft_group_id(const weft_group_t *g)
 
 static void insp_cb_run(struct weft_task *t, struct weft__done_cb *cb)
 {
+	bool intrusive = cb->intrusive;  /* fn may free an intrusive node */
 	cb->fn(t, cb->arg);
-	weft__free(cb);
+	if (!intrusive)
+		weft__free(cb);
 	/* The registration's reference; never the last one here (the
 	 * finisher still holds its run reference, a late registrant its
 	 * handle). */
 	weft__task_unref(t);
 }
+
+static void insp_cb_register(struct weft_task *h, struct weft__done_cb *cb,
+	weft_done_fn fn, void *arg);
 
 int weft_task_on_done(weft_task_t *h, weft_done_fn fn, void *arg)
 {
@@ -242,6 +247,27 @@ int weft_task_on_done(weft_task_t *h, weft_done_fn fn, void *arg)
 	struct weft__done_cb *cb = weft__alloc(sizeof *cb);
 	if (cb == NULL)
 		return -ENOMEM;
+	cb->intrusive = false;
+	insp_cb_register(h, cb, fn, arg);
+	return 0;
+}
+
+void weft__task_on_done_node(struct weft_task *h, struct weft__done_cb *cb,
+	void (*fn)(weft_task_t *h, void *arg), void *arg)
+{
+	if (atomic_load_explicit(&h->state, memory_order_acquire) !=
+		WEFT_TASK_PENDING) {
+		fn(h, arg);
+		return;
+	}
+	cb->intrusive = true;
+	insp_cb_register(h, cb, fn, arg);
+}
+
+/* Lists cb on the pending task h, or runs it if h ended meanwhile. */
+static void insp_cb_register(struct weft_task *h, struct weft__done_cb *cb,
+	weft_done_fn fn, void *arg)
+{
 	cb->fn = fn;
 	cb->arg = arg;
 	/* The registration keeps the record until fn ran (and makes the
@@ -275,7 +301,6 @@ int weft_task_on_done(weft_task_t *h, weft_done_fn fn, void *arg)
 	weft__spin_unlock(&h->waiters_lock);
 	if (run_now)
 		insp_cb_run(h, cb);
-	return 0;
 }
 
 void weft__task_run_done_cbs(struct weft_task *t)

@@ -257,7 +257,14 @@ struct weft__done_cb {
 	struct weft__done_cb *next;
 	void (*fn)(weft_task_t *h, void *arg);
 	void *arg;
+	/* The registrant's memory, not freed after fn (fn may free it). */
+	bool intrusive;
 };
+
+/* weft_task_on_done with a node the caller provides (cb, kept until fn
+ * has run, which may free it): never fails.  Any thread holding h. */
+void weft__task_on_done_node(struct weft_task *h, struct weft__done_cb *cb,
+	void (*fn)(weft_task_t *h, void *arg), void *arg);
 
 /* Runs (and frees) t's done callbacks; called by weft__task_finish after
  * the state store, when the list is not empty (inspect.c). */

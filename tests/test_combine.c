@@ -1053,6 +1053,89 @@ static void test_combine__as_completed_closed_early_leaves_tasks_alone(
 		as_completed_early_close_root, NULL), 0);
 }
 
+/* Many tasks ending at random moments on every worker while the consumer
+ * takes them: each is yielded exactly once and only after it ended, and
+ * an iterator closed with tasks still running is freed by their ends
+ * (the leak check after each run). */
+struct ac_stress_kid {
+	uint64_t seed;
+	atomic_int ended;
+};
+
+static uint64_t ac_rand(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+static int ac_stress_kid(void *arg)
+{
+	struct ac_stress_kid *k = arg;
+	uint64_t r = ac_rand(&k->seed);
+	if (r % 3 == 0)
+		CHECK_EQ(weft_sleep((int64_t)(r % 200) * 1000), 0);
+	for (uint64_t i = 0; i < r % 4; i++)
+		CHECK_EQ(weft_yield(), 0);
+	atomic_store(&k->ended, 1);
+	return 0;
+}
+
+static int as_completed_stress_root(void *arg)
+{
+	(void)arg;
+	size_t n = (size_t)weft_test_scale(2000);
+	uint64_t seed = weft_test_seed() | 1;
+	struct ac_stress_kid *kids = calloc(n, sizeof *kids);
+	weft_task_t **h = calloc(n, sizeof *h);
+	unsigned char *seen = calloc(n, 1);
+	CHECK(kids && h && seen);
+	for (int round = 0; round < 4; round++) {
+		weft_group_t *g;
+		CHECK_EQ(weft_group_open(&g), 0);
+		for (size_t i = 0; i < n; i++) {
+			kids[i].seed = ac_rand(&seed) | 1;
+			atomic_init(&kids[i].ended, 0);
+			seen[i] = 0;
+			h[i] = spawn_h(g, ac_stress_kid, &kids[i]);
+		}
+		weft_as_completed_t *it;
+		CHECK_EQ(weft_as_completed_open(&it, h, n), 0);
+		/* Rounds 0 and 1 take everything; 2 and 3 stop early. */
+		size_t take = round < 2 ? n : (size_t)(ac_rand(&seed) % n);
+		for (size_t j = 0; j < take; j++) {
+			size_t idx = n;
+			weft_task_t *got = NULL;
+			CHECK_EQ(weft_as_completed_next(it, &idx, &got), 0);
+			CHECK(idx < n);
+			CHECK(got == h[idx]);
+			CHECK_EQ(seen[idx], 0);
+			seen[idx] = 1;
+			CHECK_EQ(atomic_load(&kids[idx].ended), 1);
+			CHECK(weft_task_state(got) == WEFT_TASK_FINISHED);
+		}
+		if (take == n)
+			CHECK_EQ(weft_as_completed_next(it, NULL, NULL),
+				WEFT_EEND);
+		weft_as_completed_close(it);
+		CHECK_EQ(weft_group_join(g, NULL), 0);
+		for (size_t i = 0; i < n; i++)
+			weft_task_release(h[i]);
+	}
+	free(kids);
+	free(h);
+	free(seen);
+	return 0;
+}
+
+static void test_combine__as_completed_under_load_yields_each_once(
+	void **state)
+{
+	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
+		as_completed_stress_root, NULL), 0);
+}
+
 /* }======================================================= */
 
 /* {======================================================= misuse */
@@ -1467,6 +1550,7 @@ int main(void)
 		WEFT_TEST(test_combine__as_completed_yields_in_completion_order),
 		WEFT_TEST(test_combine__as_completed_yields_ended_tasks_by_index),
 		WEFT_TEST(test_combine__as_completed_closed_early_leaves_tasks_alone),
+		WEFT_TEST(test_combine__as_completed_under_load_yields_each_once),
 		WEFT_TEST(test_combine__null_and_bad_arguments_give_einval),
 		WEFT_TEST(test_combine__waiting_on_yourself_is_misuse),
 		WEFT_TEST(test_combine__handles_of_another_runtime_are_misuse),
