@@ -32,8 +32,9 @@
  *
  * Checkpoints: send and receive observe cancellation at entry
  * (weft__wait_begin) and while parked, but do not yield when they complete
- * at once; yielding there would add a switch to every hand-off (a
- * ping-pong round trip would cost four parks instead of two).
+ * at once (but for the cooperative budget, waitq.h); yielding there would
+ * add a switch to every hand-off (a ping-pong round trip would cost four
+ * parks instead of two).
  *
  * Rejected: a lock-free MPMC ring (ck_ring or Vyukov's): the fast path
  * gets cheaper only when nobody waits, but every transition between

@@ -55,6 +55,10 @@ struct weft_task {
 	bool root_linked;
 	bool fail_collateral;           /* failed while already cancelled */
 	bool started_called;
+	/* Calls of blocking operations that completed without parking since
+	 * the task last switched out (weft__wait_begin's budget).  Owner
+	 * only. */
+	uint8_t coop_used;
 	/* Outcome: written by the task before it publishes its end with the
 	 * release store of `state`; readers acquire `state` first.  The
 	 * outcome fields are rc, result, fail_*. */

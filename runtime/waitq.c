@@ -48,6 +48,13 @@ int weft__wait_begin(struct weft_task **self)
 	*self = t;
 	if (t == NULL)
 		return WEFT_ENOTFIBER;
+	/* The cooperative budget (Tokio's): blocking calls that keep
+	 * completing at once do not yield, but every WEFT__COOP_BUDGET-th
+	 * call since the task last switched out does, so a loop of them
+	 * cannot keep other tasks off its worker.  A switch-out resets the
+	 * count (weft__sched_switch_out). */
+	if (__builtin_expect(++t->coop_used >= WEFT__COOP_BUDGET, 0))
+		weft__sched_switch_out(t, WEFT__POST_YIELD);
 	/* A task whose root scope is not linked yet (it never checkpointed:
 	 * a child that only sends on a channel, say) is checked without
 	 * linking it, so an operation that does not park never takes its

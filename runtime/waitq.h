@@ -50,10 +50,16 @@ typedef struct weft__wakelist {
 	struct weft_task *head, *tail;
 } weft__wakelist_t;
 
+/* Calls of blocking operations a task may complete without parking in a
+ * row before one of them yields (Tokio's cooperative budget is 128). */
+#define WEFT__COOP_BUDGET 128
+
 /* Before taking the primitive's lock to wait: returns -ECANCELED (and
  * records the observation) if the calling task is cancelled, WEFT_ENOTFIBER
  * from a plain thread, else 0 with *self set.  Links the task's root scope
- * so that a cancellation can reach the wait.  Thread: any. */
+ * so that a cancellation can reach the wait.  Yields first when the task
+ * has used its cooperative budget (WEFT__COOP_BUDGET), so it must be
+ * called with no lock held.  Thread: any. */
 int weft__wait_begin(struct weft_task **self);
 
 /* Enqueues n for self at the tail of q and parks until a waker grants it

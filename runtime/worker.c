@@ -180,6 +180,7 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 	weft__worker_t *w = weft__worker_current();
 	w->post = post;
 	w->post_task = self;
+	self->coop_used = 0;  /* others get the worker now (waitq.c) */
 	weft__cont_t *to = &w->sched;
 	bool resume = false;
 	/* Switch straight to the task the loop would pick next (worker_pick:

@@ -1307,6 +1307,55 @@ static void test_channel__allocation_failure_gives_enomem_and_changes_nothing(
 	weft_test_assert_no_leaks();
 }
 
+/* A producer whose sends never wait (unbounded channel) still lets the
+ * other task of its worker run: every WEFT__COOP_BUDGET-th call that
+ * completes at once yields (the cooperative budget).  One worker, so the
+ * other task cannot run anywhere else: without the budget it would run
+ * only after the loop, and see `sent` at 10,000. */
+struct coop {
+	int sent;
+	int sent_seen; /* by the other task, when it ran: -1 never */
+};
+
+static int coop_other(void *arg)
+{
+	struct coop *c = arg;
+	c->sent_seen = c->sent;
+	return 0;
+}
+
+static int coop_root(void *arg)
+{
+	struct coop *c = arg;
+	c->sent_seen = -1;
+	weft_channel_tx_t *tx;
+	weft_channel_rx_t *rx;
+	CHECK_EQ(weft_channel_open(&tx, &rx, sizeof(int),
+		WEFT_CHANNEL_UNBOUNDED), 0);
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, coop_other, c), 0);
+	for (int i = 0; i < 10000; i++) {
+		CHECK_EQ(weft_channel_send(tx, &i), 0);
+		c->sent++;
+	}
+	/* Ran before the loop ended, after at most one budget of sends. */
+	CHECK(c->sent_seen >= 0 && c->sent_seen < 10000);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	weft_channel_tx_release(tx);
+	weft_channel_rx_release(rx);
+	return 0;
+}
+
+static void test_channel__sends_that_never_wait_still_let_others_run(
+	void **state)
+{
+	(void)state;
+	struct coop c = {0};
+	assert_int_equal(weft_test_run(1, coop_root, &c), 0);
+	assert_true(c.sent_seen >= 0 && c.sent_seen <= 128);
+}
+
 /* }======================================================= */
 
 int main(void)
@@ -1333,6 +1382,7 @@ int main(void)
 		WEFT_TEST(test_channel__drop_callback_sees_every_item_left_at_free),
 		cmocka_unit_test(test_channel__drop_callback_frees_pointers_left_in_items),
 		cmocka_unit_test(test_channel__bad_arguments_give_einval),
+		cmocka_unit_test(test_channel__sends_that_never_wait_still_let_others_run),
 		cmocka_unit_test(test_channel__allocation_failure_gives_enomem_and_changes_nothing),
 	};
 	return WEFT_RUN_TESTS(tests);

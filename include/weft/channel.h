@@ -113,8 +113,8 @@ WEFT_EXTERN int weft_channel_open_drop(weft_channel_tx_t **tx,
  * weft_channel_try_send).
  * Checkpoint: yes - returns -ECANCELED at entry in a cancelled scope, and
  * parks (obeying deadlines) when it must wait; it does not yield when it
- * completes at once (call weft_checkpoint in a producer loop that must
- * stay fair on one worker).  Threads: weft fiber. */
+ * completes at once, but for every 128th such call in a row (the
+ * cooperative budget, sync.h).  Threads: weft fiber. */
 WEFT_EXTERN int weft_channel_send(weft_channel_tx_t *tx, const void *item);
 
 /* What it does: as weft_channel_send, but never waits: succeeds only if a

@@ -5,8 +5,8 @@
  * directly on its worker, and only when the kernel has no data (or no
  * room, or no connection yet) does the task park until the runtime's I/O
  * thread (libuv, epoll) sees the socket ready.  Like the other primitives,
- * a call that finds the kernel ready does not yield to other tasks: call
- * weft_checkpoint in a loop that must stay fair.  Each socket belongs to
+ * a call that finds the kernel ready does not yield to other tasks, but
+ * for every 128th such call in a row (the cooperative budget, sync.h).  Each socket belongs to
  * the runtime it was created in.
  *
  * All blocking calls are checkpoints: a cancelled task gets -ECANCELED,

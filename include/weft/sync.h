@@ -17,11 +17,14 @@
  *   - It is cancel-atomic (semantics.md rule 42): a call that returns
  *     -ECANCELED acquired nothing.  When a grant and a cancellation race,
  *     the grant wins and the call returns 0.
- *   - When the resource is free it is taken at once, without yielding to
- *     other tasks (as Go and Tokio do; Trio yields).  Cancellation is
- *     still observed on entry.  A task that loops on acquire/release of an
- *     uncontended object therefore never switches; call weft_checkpoint()
- *     if such a loop must stay fair.  Waiters are served in FIFO order
+  *   - When the resource is free it is taken at once, without yielding to
+ *     other tasks (as Go and Tokio do; Trio yields), except that every
+ *     128th blocking call in a row that completes at once yields first (a
+ *     cooperative budget, as Tokio's; any switch-out of the task starts a
+ *     new count): a loop of such calls cannot keep the other tasks of its
+ *     worker from running, but may run 127 calls between two switches.
+ *     Cancellation is still observed on entry.  Call weft_checkpoint() in
+ *     a loop that must switch more often.  Waiters are served in FIFO order
  *     and ownership is handed to the oldest waiter directly, so a task
  *     arriving later never overtakes one that is queued.
  *
@@ -117,7 +120,8 @@ WEFT_EXTERN int weft_lock_destroy(weft_lock_t *l);
  * Errors: -EINVAL (NULL), -ECANCELED (cancelled first: l was not
  * acquired), WEFT_EMISUSE (the calling task already holds l; this would
  * otherwise deadlock), WEFT_ENOTFIBER.
- * Checkpoint: yes (no yield when l is free).  Threads: weft fiber. */
+ * Checkpoint: yes (no yield when l is free, but for the budget above).
+ * Threads: weft fiber. */
 WEFT_EXTERN int weft_lock_acquire(weft_lock_t *l);
 
 /* What it does: acquires l if it is free and nobody waits for it.
@@ -175,7 +179,8 @@ WEFT_EXTERN int weft_semaphore_destroy(weft_semaphore_t *s);
  * calling task if there is none.
  * Errors: -EINVAL (NULL), -ECANCELED (cancelled first: no permit was
  * taken), WEFT_ENOTFIBER.
- * Checkpoint: yes (no yield when a permit is free).  Threads: weft fiber. */
+ * Checkpoint: yes (no yield when a permit is free, but for the budget
+ * above).  Threads: weft fiber. */
 WEFT_EXTERN int weft_semaphore_acquire(weft_semaphore_t *s);
 
 /* What it does: takes one permit if one is free.
@@ -240,7 +245,8 @@ WEFT_EXTERN int weft_limiter_destroy(weft_limiter_t *l);
  * already holds or waits for a token of l), -ECANCELED (cancelled first:
  * nothing borrowed), -ENOMEM (the borrower table could not grow: nothing
  * borrowed), WEFT_ENOTFIBER.
- * Checkpoint: yes (no yield when a token is free).  Threads: weft fiber. */
+ * Checkpoint: yes (no yield when a token is free, but for the budget
+ * above).  Threads: weft fiber. */
 WEFT_EXTERN int weft_limiter_acquire(weft_limiter_t *l);
 WEFT_EXTERN int weft_limiter_acquire_on_behalf(weft_limiter_t *l,
 	const void *borrower);

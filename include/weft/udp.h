@@ -6,7 +6,7 @@
  * task with a non-blocking system call; one that would block parks the
  * task until the I/O thread has done it.  Like the other primitives
  * (sync.h), a call that finds the kernel ready does not yield to other
- * tasks: call weft_checkpoint in a loop that must stay fair.
+ * tasks, but for every 128th such call in a row (the cooperative budget).
  *
  * Rules shared by the blocking calls (send, recv):
  *   - Checkpoint: a task cancelled on entry gets -ECANCELED and nothing is
