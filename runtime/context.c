@@ -171,14 +171,7 @@ void weft__cont_start(weft__cont_t *c)
 
 WEFT_FIBER_FN void weft__cont_switch(weft__cont_t *from, weft__cont_t *to)
 {
-	/* Read to->sp before telling TSan we are `to` (step 1 above). */
-	void *to_sp = to->sp;
-	weft__san_switch_start(WEFT__CONT_FAKE_SLOT(from), WEFT__CONT_LO(to),
-		WEFT__CONT_SIZE(to));
-	weft__san_tsan_switch(WEFT__CONT_TSAN(to));
-	weft__ctx_jump(&from->sp, to_sp);
-	/* Resumed: someone switched to `from`, maybe on another thread. */
-	weft__san_switch_finish(WEFT__CONT_FAKE(from));
+	weft__cont_switch_inl(from, to, 0);
 }
 
 WEFT_FIBER_FN void weft__cont_switch_final(weft__cont_t *from,

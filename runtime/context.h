@@ -175,6 +175,7 @@ weft__cont_switch_final(weft__cont_t *from, weft__cont_t *to);
 static inline __attribute__((always_inline)) void weft__cont_switch_inl(
 	weft__cont_t *from, weft__cont_t *to, int use_ret)
 {
+	/* Read to->sp before telling TSan we are `to` (context.c, step 1). */
 	void *to_sp = to->sp;
 	weft__san_switch_start(WEFT__CONT_FAKE_SLOT(from), WEFT__CONT_LO(to),
 		WEFT__CONT_SIZE(to));
@@ -183,6 +184,7 @@ static inline __attribute__((always_inline)) void weft__cont_switch_inl(
 		weft__ctx_jump_ret(&from->sp, to_sp);
 	else
 		weft__ctx_jump(&from->sp, to_sp);
+	/* Resumed: someone switched to `from`, maybe on another thread. */
 	weft__san_switch_finish(WEFT__CONT_FAKE(from));
 }
 
