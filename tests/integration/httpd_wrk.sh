@@ -8,7 +8,8 @@
 # -c1000; after hundreds of clients that hang up mid-request (half a
 # request line, half the headers, a full request never read, garbage, an
 # immediate close) the server still answers; its open fds return to the
-# baseline once the clients are gone; SIGTERM ends it cleanly (exit 0).
+# baseline once the clients are gone; SIGTERM closes an idle keep-alive
+# connection at once and ends the server cleanly (exit 0).
 # Every wait is bounded.
 set -euo pipefail
 
@@ -35,7 +36,7 @@ fail() {
 	exit 1
 }
 
-WEFT_WORKERS=2 "$httpd" -i 5 -H 2 -g 2 >"$tmp/out" 2>"$tmp/err" &
+WEFT_WORKERS=2 "$httpd" -i 10 -H 2 -g 30 >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 for _ in $(seq 100); do
 	grep -q '^port=' "$tmp/out" 2>/dev/null && break
@@ -114,15 +115,28 @@ done
 ((now <= baseline)) || fail "fds: $now open, baseline $baseline"
 echo "fds: $now (baseline $baseline)"
 
+echo "== an idle keep-alive connection"
+# Answered, then left open: phase one must close it at once, not leave
+# it to the idle timeout (10 s) or the grace period (30 s).
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'GET / HTTP/1.1\r\nHost: t\r\n\r\n' >&3
+IFS= read -r -t 5 status_line <&3 || fail "no answer on the keep-alive connection"
+[[ $status_line == "HTTP/1.1 200"* ]] || fail "keep-alive answer: $status_line"
+while IFS= read -r -t 5 line <&3 && [[ $line != $'\r' ]]; do :; done
+IFS= read -r -t 5 -N 13 body <&3 || fail "no body on the keep-alive connection"
+[[ $body == "Hello, World!" ]] || fail "keep-alive body: $body"
+
 echo "== SIGTERM"
 kill -TERM "$pid"
+timeout 3 cat <&3 >/dev/null || fail "the idle connection was not closed at phase one"
+exec 3<&-
 status=0
 for _ in $(seq 100); do
 	kill -0 "$pid" 2>/dev/null || break
 	sleep 0.05
 done
 if kill -0 "$pid" 2>/dev/null; then
-	fail "weft-httpd still running 5 s after SIGTERM"
+	fail "weft-httpd still running 5 s after SIGTERM (grace 30 s)"
 fi
 wait "$pid" || status=$?
 pid=

@@ -15,15 +15,17 @@
  *   - no request for IDLE_S (default 60 s): closed;
  *   - a client that does not read its responses: the same deadlines bound
  *     the writes.
- * Shutdown (SIGINT/SIGTERM): stop accepting, finish the requests in
- * flight (keep-alive connections are closed after their current
- * response), cancel what is left after GRACE_S (default 5 s) or at a
+ * Shutdown (SIGINT/SIGTERM): stop accepting, close the keep-alive
+ * connections that wait for a request, finish the requests in flight
+ * (their connections are closed after the response), cancel what is left
+ * after GRACE_S (default 5 s) or at a
  * second signal.
  *
  * Structure, as in the seeds' start_some_service: main runs the service
  * with weft_group_start, which returns once the service is listening (its
  * started() value is the port), prints "port=<N>" and waits for it. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -48,6 +50,13 @@ struct httpd {
 	long idle_s, header_s, grace_s;
 	weft_event_t *stop;               /* set at phase one of shutdown */
 	atomic_long connections, requests, rejected;
+	/* Connections parked in a read for their next request, so that
+	 * phase one can close them at once (httpd_close_idle).  A plain
+	 * mutex: held for a list operation or a scope cancel, never across
+	 * a park. */
+	pthread_mutex_t idle_lock;
+	struct conn *idle;                /* under idle_lock */
+	bool stopping;                    /* under idle_lock */
 };
 
 /* One connection's state; the parser's callbacks reach it through
@@ -67,6 +76,7 @@ struct conn {
 	int64_t request_start;
 	weft_scope_t *scope;  /* bounds reads and writes (see conn_read) */
 	int64_t scope_deadline;
+	struct conn *idle_next, *idle_prev;  /* on h->idle, under idle_lock */
 	size_t out_len;
 	char out[OUT_BUF];
 	char in[READ_BUF];
@@ -210,13 +220,62 @@ static void conn_scope_close(struct conn *c)
 	}
 }
 
+/* Lists c as waiting for a request; false if the server is stopping (the
+ * connection should close instead of reading). */
+static bool idle_enter(struct conn *c)
+{
+	struct httpd *h = c->h;
+	pthread_mutex_lock(&h->idle_lock);
+	bool ok = !h->stopping;
+	if (ok) {
+		c->idle_prev = NULL;
+		c->idle_next = h->idle;
+		if (h->idle)
+			h->idle->idle_prev = c;
+		h->idle = c;
+	}
+	pthread_mutex_unlock(&h->idle_lock);
+	return ok;
+}
+
+/* Unlists c; returns whether the server started stopping meanwhile. */
+static bool idle_leave(struct conn *c)
+{
+	struct httpd *h = c->h;
+	pthread_mutex_lock(&h->idle_lock);
+	if (c->idle_prev)
+		c->idle_prev->idle_next = c->idle_next;
+	else
+		h->idle = c->idle_next;
+	if (c->idle_next)
+		c->idle_next->idle_prev = c->idle_prev;
+	bool stopping = h->stopping;
+	pthread_mutex_unlock(&h->idle_lock);
+	return stopping;
+}
+
+/* Phase one of a shutdown: wakes every connection waiting for a request
+ * (its read returns -ECANCELED, and it closes) and keeps new ones from
+ * waiting.  A listed connection's scope exists and stays until it has
+ * unlisted itself (conn_read). */
+static void httpd_close_idle(struct httpd *h)
+{
+	pthread_mutex_lock(&h->idle_lock);
+	h->stopping = true;
+	for (struct conn *c = h->idle; c; c = c->idle_next)
+		weft_scope_cancel(c->scope, "shutting down");
+	pthread_mutex_unlock(&h->idle_lock);
+}
+
 /* Reads with the connection's deadline.  One cancel scope bounds reads
  * and writes; it is moved earlier when a request starts (the header
  * deadline) and replaced only when it fires, so a busy keep-alive
  * connection touches its timer about once per idle period, not once per
  * request.  When it fires early (the connection was active since), the
- * read is simply retried: a cancelled read consumed nothing.
- * Returns bytes, 0 at EOF, -ETIMEDOUT, or another error. */
+ * read is simply retried: a cancelled read consumed nothing.  A read for
+ * the next request is listed as idle while it waits (httpd_close_idle).
+ * Returns bytes, 0 at EOF or when closed at shutdown, -ETIMEDOUT, or
+ * another error. */
 static ssize_t conn_read(struct conn *c)
 {
 	for (;;) {
@@ -229,12 +288,20 @@ static ssize_t conn_read(struct conn *c)
 			weft_scope_set_deadline(c->scope, want);
 			c->scope_deadline = want;
 		}
+		bool idle = !c->in_request;
+		if (idle && !idle_enter(c))
+			return 0;
 		ssize_t n = weft_stream_read(c->s, c->in, sizeof c->in);
+		bool stopping = idle && idle_leave(c);
+		if (n > 0 && stopping && weft_scope_cancel_called(c->scope))
+			conn_scope_close(c);  /* a request came in time: answer */
 		if (n != -ECANCELED)
 			return n;
 		if (!weft_scope_cancel_called(c->scope))
 			return n;  /* an outer cancellation: shutdown */
 		conn_scope_close(c);
+		if (stopping)
+			return 0;
 		if (weft_now() >= conn_want(c))
 			return -ETIMEDOUT;
 	}
@@ -329,6 +396,8 @@ static int httpd_service(void *arg)
 		weft_task_started((void *)(intptr_t)weft_listener_port(l));
 		rc = weft_serve(l, g, httpd_conn, h, h->stop);
 	}
+	/* Stopped (or failed): nobody waits for a new request any more. */
+	httpd_close_idle(h);
 	weft_listener_close(l);
 	weft_error_t *err = NULL;
 	int jrc = weft_group_join(g, &err);
@@ -378,7 +447,8 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	static struct httpd h = { .addr = "127.0.0.1", .idle_s = 60,
-		.header_s = 10, .grace_s = 5 };
+		.header_s = 10, .grace_s = 5,
+		.idle_lock = PTHREAD_MUTEX_INITIALIZER };
 	int c;
 	while ((c = getopt(argc, argv, "p:b:i:H:g:h")) != -1) {
 		switch (c) {
