@@ -169,11 +169,13 @@ int weft_listener_accept(weft_listener_t *l, weft_stream_t **out)
 {
 	if (l == NULL || out == NULL)
 		return -EINVAL;
+	weft__sock_ref(&l->sk);  /* first: as in stream_read_begin */
 	struct weft_task *self;
 	int rc = weft__wait_begin(&self);
-	if (rc < 0)
+	if (rc < 0) {
+		weft__sock_unref(&l->sk);
 		return rc;
-	weft__sock_ref(&l->sk);
+	}
 	/* acquire/release: hands the accept side from one task to the next
 	 * (only the flag matters; the kernel orders the accepts). */
 	if (atomic_exchange_explicit(&l->accepting, true,

@@ -97,11 +97,16 @@ int weft_stream_close(weft_stream_t *s)
  * (nothing taken). */
 static int stream_read_begin(struct weft_stream *s)
 {
+	/* The reference first: weft__wait_begin may yield (its cooperative
+	 * budget), and a close from another task must not free s under a
+	 * call that has begun. */
+	weft__sock_ref(&s->sk);
 	struct weft_task *self;
 	int rc = weft__wait_begin(&self);
-	if (rc < 0)
+	if (rc < 0) {
+		weft__sock_unref(&s->sk);
 		return rc;
-	weft__sock_ref(&s->sk);
+	}
 	/* acquire: pairs with the previous reader's release (its pushback
 	 * updates happen before ours). */
 	if (atomic_exchange_explicit(&s->reading, true,
@@ -294,11 +299,16 @@ out:
 
 static int stream_write_begin(struct weft_stream *s)
 {
+	/* The reference first: weft__wait_begin may yield (its cooperative
+	 * budget), and a close from another task must not free s under a
+	 * call that has begun. */
+	weft__sock_ref(&s->sk);
 	struct weft_task *self;
 	int rc = weft__wait_begin(&self);
-	if (rc < 0)
+	if (rc < 0) {
+		weft__sock_unref(&s->sk);
 		return rc;
-	weft__sock_ref(&s->sk);
+	}
 	/* acquire/release: as `reading` (stream_read_begin). */
 	if (atomic_exchange_explicit(&s->writing, true,
 		memory_order_acquire)) {

@@ -403,11 +403,14 @@ int weft_udp_send(weft_udp_t *u, const void *buf, size_t len,
 	socklen_t tolen = weft__sockaddr_len(to);
 	if (tolen == 0 || to->sa_family != u->family)
 		return -EAFNOSUPPORT;
+	/* The reference comes first: weft__wait_begin may yield (its
+	 * cooperative budget), and a call racing with the close must hold u
+	 * alive before anything lets the close finish. */
+	udp_ref(u);
 	struct weft_task *self;
 	int rc = weft__wait_begin(&self);
 	if (rc < 0)
-		return rc;
-	udp_ref(u);
+		goto out;
 	if (!udp_enter(u)) {
 		rc = WEFT_ECLOSED;
 		goto out;
@@ -441,11 +444,13 @@ ssize_t weft_udp_recv(weft_udp_t *u, void *buf, size_t len,
 {
 	if (u == NULL || buf == NULL || len == 0)
 		return -EINVAL;
+	udp_ref(u);  /* first: as in weft_udp_send */
 	struct weft_task *self;
 	int rc = weft__wait_begin(&self);
-	if (rc < 0)
+	if (rc < 0) {
+		udp_unref(u);
 		return rc;
-	udp_ref(u);
+	}
 	/* acquire: pairs with the previous receiver's release below, so its
 	 * accesses to the socket's receive side came before ours. */
 	if (atomic_exchange_explicit(&u->receiving, true,

@@ -21,7 +21,9 @@
 #      ("ERR cancelled") long before their 10 s timeout, and their
 #      partial body files (-o) are removed;
 #   8. -d 0.5: the whole run stops at the deadline ("ERR deadline");
-#   9. usage errors exit 2 with a message.
+#   9. usage errors exit 2 with a message;
+#  10. (when the machine has IPv6 loopback) an IPv6 literal URL,
+#      http://[::1]:PORT/, and a malformed one (exit 2).
 # Every wait is bounded; the whole script takes a few seconds (< 60 s).
 # nginx and the helper servers are stopped by a trap, also on failure.
 # Skips (exit 0) only when /usr/sbin/nginx is missing.
@@ -112,6 +114,13 @@ if ((EUID == 0)); then
 fi
 # Temp paths of the modules this nginx has (all in the temp dir, so a
 # non-root nginx never touches /var/lib/nginx).
+# IPv6 loopback, when the machine has it: nginx also listens on [::1]
+# and section 10 fetches an IPv6 literal URL.
+V6_LISTEN=
+if ((HAVE_PY)) && python3 -c 'import socket
+s = socket.socket(socket.AF_INET6); s.bind(("::1", 0))' 2>/dev/null; then
+	V6_LISTEN=1
+fi
 TEMP_LINES="client_body_temp_path $T/client_body;"
 for m in proxy fastcgi uwsgi scgi; do
 	if ! "$NGINX" -V 2>&1 | grep -q -- "--without-http_${m}_module"; then
@@ -147,6 +156,7 @@ http {
 	$TEMP_LINES
 	server {
 		listen 127.0.0.1:$PORT;
+		${V6_LISTEN:+listen [::1]:$PORT;}
 		root $T/www;
 	}
 }
@@ -356,5 +366,14 @@ for bad in "-t abc" "-t 0" "-d -1" "-c 0" "-c 1x" "https://x/"; do
 done
 run_fetch usage 2
 [[ -s $T/usage.err ]] || fail "usage (no URL): no message"
+
+if [[ -n $V6_LISTEN ]]; then
+	echo "== 10. an IPv6 literal URL"
+	run_fetch ipv6 0 "http://[::1]:$PORT/small.txt"
+	expect ipv6 "^200 $MS 17 bytes http://\[::1\]:$PORT/small.txt\$"
+	run_fetch ipv6bad 2 "http://[::1/small.txt"
+else
+	echo "NOTE: no IPv6 loopback here: section 10 skipped"
+fi
 
 echo "PASS: weft-fetch against nginx"

@@ -28,12 +28,15 @@ int netutil_parse_url(const char *url, struct netutil_url *out)
 	if (strncmp(p, "http://", 7) != 0)
 		return -1;
 	p += 7;
-	size_t hl = strcspn(p, ":/");
-	if (hl == 0 || hl >= sizeof out->host)
+	/* An IPv6 literal is bracketed (RFC 3986 3.2.2): http://[::1]:8080/ */
+	out->bracketed = *p == '[';
+	size_t hl = out->bracketed ? strcspn(++p, "]") : strcspn(p, ":/");
+	if (hl == 0 || hl >= sizeof out->host ||
+		(out->bracketed && p[hl] != ']'))
 		return -1;
 	memcpy(out->host, p, hl);
 	out->host[hl] = '\0';
-	p += hl;
+	p += hl + out->bracketed;
 	out->port = 80;
 	if (*p == ':') {
 		char *end;

@@ -3,6 +3,7 @@
 #ifndef WEFT_TOOLS_NETUTIL_H
 #define WEFT_TOOLS_NETUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Parses a whole decimal integer in [min, max]; 0, or -1 with a message
@@ -11,10 +12,12 @@ int netutil_parse_long(const char *s, long min, long max, const char *what,
 	long *out);
 
 /* An http:// URL split into host, port and path (path starts with '/').
+ * host may be a name, an IPv4 address or a bracketed IPv6 address.
  * Returns 0, or -1 if url is not http://host[:port][/path] or a part is
  * too long. */
 struct netutil_url {
-	char host[256];
+	char host[256];  /* an IPv6 literal without its brackets */
+	bool bracketed;  /* host was [an IPv6 literal] */
 	int port;
 	char path[2048];
 };

@@ -146,9 +146,12 @@ static int exchange(weft_stream_t *s, const struct job *j, struct response *r,
 	char port[8] = "";
 	if (j->u.port != 80)
 		snprintf(port, sizeof port, ":%d", j->u.port);
+	const char *lb = j->u.bracketed ? "[" : "";
+	const char *rb = j->u.bracketed ? "]" : "";
 	int n = snprintf(buf, FETCH_READ_BUF,
-		"GET %s HTTP/1.1\r\nHost: %s%s\r\nConnection: close\r\n"
-		"User-Agent: weft-fetch\r\n\r\n", j->u.path, j->u.host, port);
+		"GET %s HTTP/1.1\r\nHost: %s%s%s%s\r\nConnection: close\r\n"
+		"User-Agent: weft-fetch\r\n\r\n", j->u.path, lb, j->u.host, rb,
+		port);
 	if (n < 0 || n >= FETCH_READ_BUF)
 		return -ENAMETOOLONG;
 	int rc = weft_stream_write(s, buf, (size_t)n);
@@ -365,7 +368,7 @@ static void usage(FILE *f)
 		"[-d DEADLINE_S]\n"
 		"                  [--fail-fast] [-o DIR] [-q] URL...\n"
 		"  URL             http://host[:port][/path] "
-		"(host name or IPv4)\n"
+		"(host name, IPv4, or [IPv6])\n"
 		"  -c N            requests in flight at once (default 10)\n"
 		"  -t S            per-request timeout in seconds\n"
 		"                  (default 10; decimals allowed)\n"
