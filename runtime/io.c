@@ -37,9 +37,11 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "cancel.h"
 #include "common.h"
 #include "io.h"
+#include "ioop.h"
 #include "rt.h"
 #include "timer.h"
 #include "weft/time.h"
@@ -225,6 +227,83 @@ static void io_async_cb(uv_async_t *async)
 	io_rearm(io);
 }
 
+/* {======================================================= reclaim */
+
+static void reclaim_timer_cb(uv_timer_t *t);
+
+/* Whether every worker has left, or is not running, the fiber it ran when
+ * rc_snap was taken.  acquire: pairs with worker_qs_step's release, so
+ * what that fiber did to the objects comes before their free. */
+static bool reclaim_grace_over(weft__io_t *io)
+{
+	struct weft_runtime *rt = WEFT__CONTAINER_OF(io, struct weft_runtime,
+		io);
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		uint64_t s = io->rc_snap[i];
+		if ((s & 1) && atomic_load_explicit(&rt->workers[i].qs,
+			memory_order_acquire) == s)
+			return false;
+	}
+	return true;
+}
+
+static void reclaim_free_list(struct weft__reclaim *r)
+{
+	while (r) {
+		struct weft__reclaim *next = r->next;
+		r->free_fn(r);
+		r = next;
+	}
+}
+
+/* Starts a grace period for the waiting batch, if none runs. */
+static void reclaim_start(weft__io_t *io)
+{
+	if (io->rc_wait != NULL || io->rc_next == NULL)
+		return;
+	struct weft_runtime *rt = WEFT__CONTAINER_OF(io, struct weft_runtime,
+		io);
+	io->rc_wait = io->rc_next;
+	io->rc_next = NULL;
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		io->rc_snap[i] = atomic_load_explicit(&rt->workers[i].qs,
+			memory_order_acquire);
+	if (!uv_is_active((uv_handle_t *)&io->rc_timer))
+		uv_timer_start(&io->rc_timer, reclaim_timer_cb, 1, 1);
+}
+
+static void reclaim_timer_cb(uv_timer_t *t)
+{
+	weft__io_t *io = io_of((uv_handle_t *)t);
+	if (io->rc_wait != NULL && reclaim_grace_over(io)) {
+		struct weft__reclaim *done = io->rc_wait;
+		io->rc_wait = NULL;
+		reclaim_free_list(done);
+		reclaim_start(io);
+	}
+	if (io->rc_wait == NULL)
+		uv_timer_stop(&io->rc_timer);
+}
+
+static void reclaim_post_fn(weft__io_t *io, struct weft__ionode *n)
+{
+	struct weft__reclaim *r = WEFT__CONTAINER_OF(n, struct weft__reclaim,
+		node);
+	r->next = io->rc_next;
+	io->rc_next = r;
+	reclaim_start(io);
+}
+
+void weft__io_reclaim(struct weft_runtime *rt, struct weft__reclaim *r,
+	void (*free_fn)(struct weft__reclaim *r))
+{
+	r->free_fn = free_fn;
+	r->node.fn = reclaim_post_fn;
+	weft__io_post(rt, &r->node);
+}
+
+/* }======================================================= */
+
 static void *io_main(void *arg)
 {
 	weft__io_t *io = arg;
@@ -295,10 +374,21 @@ int weft__io_start(struct weft_runtime *rt)
 	io->flush_after_poll.data = io;
 	uv_check_start(&io->flush_after_poll, io_check_cb);
 	uv_unref((uv_handle_t *)&io->flush_after_poll);
+	uv_timer_init(&io->loop, &io->rc_timer);
+	io->rc_timer.data = io;
+	io->rc_snap = weft__calloc(rt->nworkers ? rt->nworkers : 1,
+		sizeof *io->rc_snap);
+	if (io->rc_snap == NULL) {
+		io_close_handles(io);
+		uv_loop_close(&io->loop);
+		close(io->timer_fd);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&io->wheel_lock, NULL);
 	rc = pthread_create(&io->thread, NULL, io_main, io);
 	if (rc != 0) {
 		pthread_mutex_destroy(&io->wheel_lock);
+		weft__free(io->rc_snap);
 		io_close_handles(io);
 		uv_loop_close(&io->loop);
 		close(io->timer_fd);
@@ -335,6 +425,12 @@ void weft__io_stop(struct weft_runtime *rt)
 	/* The loop thread is gone and no worker is left to post: finish the
 	 * queue and empty the wheel here, dropping their references. */
 	io_drain_requests(io);
+	/* No fiber runs any more: every grace period is over. */
+	reclaim_free_list(io->rc_wait);
+	reclaim_free_list(io->rc_next);
+	io->rc_wait = io->rc_next = NULL;
+	weft__free(io->rc_snap);
+	io->rc_snap = NULL;
 	io_disarm_all(io);
 	io_close_handles(io);
 	int rc = uv_loop_close(&io->loop);

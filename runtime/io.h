@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "timer.h"
@@ -38,6 +39,12 @@ typedef struct weft__io {
 	 * Created by the first socket wait, closed by weft__io_stop.  I/O
 	 * thread only (and the stopper after the join). */
 	int sock_epfd;             /* -1 until then */
+	/* Deferred frees (weft__io_reclaim), I/O thread only: the batch
+	 * whose grace period runs (rc_snap: each worker's `qs` when it
+	 * began; polled by rc_timer every millisecond), and the next one. */
+	struct weft__reclaim *rc_wait, *rc_next;
+	uint64_t *rc_snap;
+	uv_timer_t rc_timer;
 	uv_poll_t sock_poll;
 	atomic_bool stop;          /* set before the final uv_async_send */
 	/* Scope deadlines.  The wheel is the I/O thread's, but a worker at a

@@ -35,6 +35,27 @@ struct weft__ionode {
 /* Queues n for the I/O thread and wakes it.  Any thread; lock-free. */
 void weft__io_post(struct weft_runtime *rt, struct weft__ionode *n);
 
+/* Deferred freeing after a grace period (RCU-style, with fiber switches
+ * as the quiescent states): for an object that a call may still be
+ * about to touch when its last reference goes, because the call began
+ * before the close but has not taken its reference yet.  Such a call
+ * runs on a worker's fiber without switching until it has taken its
+ * reference (and, finding the object closed, dropped it again), so once
+ * every worker has switched out of the fiber it was running when the
+ * object died (or was between fibers), no call can touch it any more.
+ * free_fn then runs on the I/O thread (or at runtime stop). */
+struct weft__reclaim {
+	struct weft__ionode node;
+	struct weft__reclaim *next;     /* I/O thread: its batch */
+	void (*free_fn)(struct weft__reclaim *r);
+};
+
+/* Frees r's object with free_fn after the grace period that starts now.
+ * Any thread, while the runtime's I/O thread runs (before
+ * weft__io_stop); r must stay untouched by the caller afterwards. */
+void weft__io_reclaim(struct weft_runtime *rt, struct weft__reclaim *r,
+	void (*free_fn)(struct weft__reclaim *r));
+
 struct weft__ioop {
 	struct weft__ionode submit;   /* runs `start` */
 	struct weft__ionode abort;    /* runs `cancel` */

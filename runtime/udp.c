@@ -99,6 +99,12 @@ struct weft_udp {
 	int family;                    /* AF_INET or AF_INET6 */
 	_Atomic unsigned gate;         /* CLOSED | POSTED | n * INSIDE */
 	atomic_int refs;               /* handle + calls in progress */
+	/* Set by whoever takes refs to 0 first: a call that began before the
+	 * close may still take and drop a reference afterwards (it finds the
+	 * gate closed), which must not free u again; the free itself waits
+	 * for the grace period that lets such a call finish (reclaim). */
+	atomic_bool dead;
+	struct weft__reclaim reclaim;
 	atomic_bool receiving;         /* a task is inside weft_udp_recv */
 	struct weft__ionode close_node;
 	/* I/O thread only (invariant 1). */
@@ -135,18 +141,42 @@ struct udp_send {
 
 /* {======================================================= lifetime */
 
+static void udp_unref(struct weft_udp *u);
+
+/* The closer's reference (u is open: the caller holds it alive). */
 static void udp_ref(struct weft_udp *u)
 {
-	/* Relaxed: the caller already holds u alive (it is open). */
 	atomic_fetch_add_explicit(&u->refs, 1, memory_order_relaxed);
+}
+
+/* Takes a call's reference; false (nothing held) if u is closed.  Called
+ * first in every call, before anything that may switch: until the call
+ * has switched, u's memory outlives it (the grace period of udp_unref),
+ * and once this returns true, its reference does. */
+static bool udp_ref_open(struct weft_udp *u)
+{
+	/* acquire: reading a count that a closing release left (even 0)
+	 * makes that close's CLOSED visible below. */
+	atomic_fetch_add_explicit(&u->refs, 1, memory_order_acquire);
+	if (!(atomic_load_explicit(&u->gate, memory_order_acquire) &
+		UDP_CLOSED))
+		return true;
+	udp_unref(u);
+	return false;
+}
+
+static void udp_free(struct weft__reclaim *r)
+{
+	weft__free(WEFT__CONTAINER_OF(r, struct weft_udp, reclaim));
 }
 
 static void udp_unref(struct weft_udp *u)
 {
 	/* acq_rel: the release orders this holder's accesses before the
 	 * free; the acquire of the last one sees every other holder's. */
-	if (atomic_fetch_sub_explicit(&u->refs, 1, memory_order_acq_rel) == 1)
-		weft__free(u);
+	if (atomic_fetch_sub_explicit(&u->refs, 1, memory_order_acq_rel) == 1 &&
+		!atomic_exchange_explicit(&u->dead, true, memory_order_acq_rel))
+		weft__io_reclaim(u->rt, &u->reclaim, udp_free);
 }
 
 static void udp_close_fn(weft__io_t *io, struct weft__ionode *n);
@@ -375,6 +405,7 @@ int weft_udp_open(weft_udp_t **out, const char *host, int port)
 	u->fd = -1;
 	atomic_init(&u->gate, 0);
 	atomic_init(&u->refs, 1);  /* the handle's */
+	atomic_init(&u->dead, false);
 	atomic_init(&u->receiving, false);
 	struct udp_open o = { .u = u, .addr = (struct sockaddr *)&ss };
 	o.op.start = udp_open_start;
@@ -403,10 +434,10 @@ int weft_udp_send(weft_udp_t *u, const void *buf, size_t len,
 	socklen_t tolen = weft__sockaddr_len(to);
 	if (tolen == 0 || to->sa_family != u->family)
 		return -EAFNOSUPPORT;
-	/* The reference comes first: weft__wait_begin may yield (its
-	 * cooperative budget), and a call racing with the close must hold u
-	 * alive before anything lets the close finish. */
-	udp_ref(u);
+	/* The reference comes first, before anything that may switch
+	 * (weft__wait_begin may yield: its cooperative budget). */
+	if (!udp_ref_open(u))
+		return WEFT_ECLOSED;
 	struct weft_task *self;
 	int rc = weft__wait_begin(&self);
 	if (rc < 0)
@@ -444,7 +475,8 @@ ssize_t weft_udp_recv(weft_udp_t *u, void *buf, size_t len,
 {
 	if (u == NULL || buf == NULL || len == 0)
 		return -EINVAL;
-	udp_ref(u);  /* first: as in weft_udp_send */
+	if (!udp_ref_open(u))  /* first: as in weft_udp_send */
+		return WEFT_ECLOSED;
 	struct weft_task *self;
 	int rc = weft__wait_begin(&self);
 	if (rc < 0) {

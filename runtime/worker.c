@@ -162,6 +162,7 @@ void weft__sched_spawn(struct weft_task *t)
 }
 
 static void worker_after_switch(weft__worker_t *w);
+static inline void worker_qs_step(weft__worker_t *w);
 static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber);
 static int worker_give_stack(weft__worker_t *w, struct weft_task *t);
 static void worker_switch_in(weft__worker_t *w, struct weft_task *t);
@@ -181,6 +182,7 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 	w->post = post;
 	w->post_task = self;
 	self->coop_used = 0;  /* others get the worker now (waitq.c) */
+	worker_qs_step(w);  /* even: the fiber is leaving */
 	weft__cont_t *to = &w->sched;
 	bool resume = false;
 	/* Switch straight to the task the loop would pick next (worker_pick:
@@ -497,8 +499,18 @@ static int worker_give_stack(weft__worker_t *w, struct weft_task *t)
 
 /* Everything but the jump itself, before w switches into t (from its
  * scheduler loop or straight from a fiber). */
+/* Owner only.  release: everything the worker did before (the fiber it
+ * left, its picks) is ordered before a reclaimer's acquire load that
+ * sees the new value. */
+static inline void worker_qs_step(weft__worker_t *w)
+{
+	atomic_store_explicit(&w->qs, atomic_load_explicit(&w->qs,
+		memory_order_relaxed) + 1, memory_order_release);
+}
+
 static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
 {
+	worker_qs_step(w);  /* odd: a fiber runs */
 	w->current = t;
 	/* Introspection: the worker it runs on, at every switch-in (first
 	 * run, after a park or a yield).  Relaxed: inspect.c reads it
@@ -610,8 +622,12 @@ static void worker_after_switch(weft__worker_t *w)
 		 * whichever thread resumes it; acquire sees a waker's WOKEN. */
 		uint64_t old = atomic_fetch_or_explicit(&t->park,
 			WEFT__PARK_PARKED, memory_order_acq_rel);
+		/* Woken before it was off its stack: queue it where another
+		 * worker can steal it, not in the run-next slot, which only
+		 * this worker takes: after a direct switch this worker now
+		 * runs another task, which may not switch for long. */
 		if (old & WEFT__PARK_WOKEN)
-			weft__sched_ready(t);
+			weft__sched_spawn(t);
 		break;
 	}
 	case WEFT__POST_YIELD:
@@ -693,6 +709,7 @@ int weft__worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	w->rng = UINT64_C(0x9E3779B97F4A7C15) * (index + 1) ^
 		(uint64_t)(uintptr_t)w;
 	atomic_init(&w->wake_word, 0);
+	atomic_init(&w->qs, 0);
 	int rc = weft__deque_init(&w->deque, 8);
 	if (rc < 0)
 		return rc;

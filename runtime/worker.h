@@ -86,6 +86,11 @@ typedef struct weft__worker {
 	pthread_t thread;
 	/* Shared: thieves steal from the deque. */
 	weft__deque_t deque;
+	/* Quiescent-state count (weft__io_reclaim): odd while a fiber runs
+	 * on this worker, even between fibers; +1 at every switch-in and
+	 * every switch-out.  Written by the owner (release), read by the
+	 * I/O thread (acquire). */
+	_Atomic uint64_t qs;
 	/* Futex word: 1 = wake-up pending.  Written by wakers (release),
 	 * waited on by the owner. */
 	_Alignas(WEFT__FALSE_SHARING) atomic_uint wake_word;

@@ -27,6 +27,7 @@
 #include "io.h"
 #include "ioop.h"
 #include "support.h"
+#include "task.h"
 
 struct timer_op {
 	struct weft__ioop op;
@@ -285,6 +286,66 @@ static void test_uverr_map(void **state)
 
 /* }======================================================= */
 
+/* {======================================================= reclaim */
+
+/* weft__io_reclaim frees nothing while a fiber that was running when the
+ * object died still runs without having switched, and frees it once
+ * that fiber switched.  Two workers: the "caller" spins on one of them
+ * (no switch: like a call between its entry and its reference) while
+ * the root, on the other, hands the object to the reclaimer. */
+struct reclaimed {
+	struct weft__reclaim r;
+	atomic_int freed;
+	atomic_int inside, go;
+};
+
+static void reclaimed_free(struct weft__reclaim *r)
+{
+	struct reclaimed *o = WEFT__CONTAINER_OF(r, struct reclaimed, r);
+	atomic_store(&o->freed, 1);
+}
+
+static int reclaim_spinner(void *arg)
+{
+	struct reclaimed *o = arg;
+	atomic_store(&o->inside, 1);
+	while (!atomic_load(&o->go))
+		;  /* no switch: this worker stays in this fiber */
+	CHECK_EQ(atomic_load(&o->freed), 0);
+	return 0;
+}
+
+static int reclaim_root(void *arg)
+{
+	(void)arg;
+	struct reclaimed o = {0};
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, reclaim_spinner, &o), 0);
+	/* The spinner starts on the other worker (stolen) or, if this
+	 * worker runs it first, this root waits on the other worker. */
+	while (!atomic_load(&o.inside))
+		CHECK_EQ(weft_sleep(WEFT_MSEC / 10), 0);
+	weft__io_reclaim(weft__task_current()->rt, &o.r, reclaimed_free);
+	/* The reclaimer polls every millisecond: give it 20 chances. */
+	CHECK_EQ(weft_sleep(20 * WEFT_MSEC), 0);
+	CHECK_EQ(atomic_load(&o.freed), 0);
+	atomic_store(&o.go, 1);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	for (int i = 0; i < 5000 && !atomic_load(&o.freed); i++)
+		CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+	CHECK_EQ(atomic_load(&o.freed), 1);
+	return 0;
+}
+
+static void test_reclaim_waits_for_running_fibers(void **state)
+{
+	(void)state;
+	assert_int_equal(weft_test_run(2, reclaim_root, NULL), 0);
+}
+
+/* }======================================================= */
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -295,6 +356,7 @@ int main(void)
 		WEFT_TEST(test_op_cancel_races),
 		cmocka_unit_test(test_op_not_fiber),
 		cmocka_unit_test(test_uverr_map),
+		cmocka_unit_test(test_reclaim_waits_for_running_fibers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
