@@ -560,10 +560,13 @@ static int wait_first_exception_root(void *arg)
 	 * a shield keeps that from cutting the wait short. */
 	weft_scope_t *shield;
 	CHECK_EQ(weft_scope_open(&shield, WEFT_FOREVER, WEFT_SCOPE_SHIELD), 0);
+	/* h[0] ends first (without this, a slow machine may run it only
+	 * after h[1]'s 2 ms sleep and failure: seen once under TSan). */
+	CHECK_EQ(weft_task_wait(h[0]), 0);
 	bool done[3];
 	CHECK_EQ(weft_wait(h, 3, WEFT_WAIT_FIRST_EXCEPTION, WEFT_FOREVER,
 		done), 0);
-	/* It did not return when h[0] finished: only once h[1] failed. */
+	/* It did not return with h[0] finished: only once h[1] failed. */
 	CHECK_EQ(weft_task_state(h[1]), WEFT_TASK_FAILED);
 	CHECK(done[0] && done[1] && !done[2]);
 	CHECK_EQ(weft_task_state(h[2]), WEFT_TASK_PENDING);
