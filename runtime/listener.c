@@ -169,20 +169,12 @@ int weft_listener_accept(weft_listener_t *l, weft_stream_t **out)
 {
 	if (l == NULL || out == NULL)
 		return -EINVAL;
-	weft__sock_ref(&l->sk);  /* first: as in stream_read_begin */
+	/* The accept side passes from one task to the next (only the flag
+	 * matters; the kernel orders the accepts). */
 	struct weft_task *self;
-	int rc = weft__wait_begin(&self);
-	if (rc < 0) {
-		weft__sock_unref(&l->sk);
+	int rc = weft__sock_call_begin(&l->sk, &l->accepting, &self);
+	if (rc < 0)
 		return rc;
-	}
-	/* acquire/release: hands the accept side from one task to the next
-	 * (only the flag matters; the kernel orders the accepts). */
-	if (atomic_exchange_explicit(&l->accepting, true,
-		memory_order_acquire)) {
-		weft__sock_unref(&l->sk);
-		return -EBUSY;
-	}
 	/* Allocate first, so that an accepted connection is never dropped
 	 * for lack of memory. */
 	struct weft_stream *s = weft__stream_alloc();
@@ -219,8 +211,7 @@ int weft_listener_accept(weft_listener_t *l, weft_stream_t **out)
 	}
 	weft__free(s);
 out:
-	atomic_store_explicit(&l->accepting, false, memory_order_release);
-	weft__sock_unref(&l->sk);
+	weft__sock_call_end(&l->sk, &l->accepting);
 	return rc;
 }
 

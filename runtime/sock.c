@@ -84,6 +84,7 @@
 #include "io.h"
 #include "rt.h"
 #include "sock.h"
+#include "waitq.h"
 #include "weft/error.h"
 
 #define SOCK_CLOSED 1u
@@ -117,6 +118,32 @@ void weft__sock_ref(struct weft__sock *s)
 {
 	/* Relaxed: the caller already holds s alive. */
 	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+int weft__sock_call_begin(struct weft__sock *s, atomic_bool *side,
+	struct weft_task **self)
+{
+	weft__sock_ref(s);
+	int rc = weft__wait_begin(self);
+	if (rc < 0) {
+		weft__sock_unref(s);
+		return rc;
+	}
+	/* acquire: pairs with the previous holder's release in
+	 * weft__sock_call_end (its updates of the side's state, e.g. a
+	 * stream's pushback, come before ours). */
+	if (atomic_exchange_explicit(side, true, memory_order_acquire)) {
+		weft__sock_unref(s);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+void weft__sock_call_end(struct weft__sock *s, atomic_bool *side)
+{
+	/* release: pairs with the next holder's acquire exchange. */
+	atomic_store_explicit(side, false, memory_order_release);
+	weft__sock_unref(s);
 }
 
 void weft__sock_unref(struct weft__sock *s)

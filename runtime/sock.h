@@ -54,6 +54,18 @@ void weft__sock_init(struct weft__sock *s, struct weft_runtime *rt, int fd,
 void weft__sock_ref(struct weft__sock *s);
 void weft__sock_unref(struct weft__sock *s);
 
+/* Begins a call that owns one side of s (a stream's read or write side, a
+ * listener's accept), whose flag is `side`: takes the call's reference
+ * first (weft__wait_begin may yield, and another task's close must not
+ * free s under a call that has begun), passes the checkpoint (*self is
+ * the calling task), then takes the side.  0, or an error with nothing
+ * held: the checkpoint's, or -EBUSY when another task holds the side.
+ * Thread: weft fiber. */
+int weft__sock_call_begin(struct weft__sock *s, atomic_bool *side,
+	struct weft_task **self);
+/* Gives the side back and drops the call's reference. */
+void weft__sock_call_end(struct weft__sock *s, atomic_bool *side);
+
 /* Brackets one direct system call on s->fd: enter returns false (and
  * nothing is entered) once s is closing; while any task is inside, the
  * descriptor stays open. */

@@ -93,35 +93,17 @@ int weft_stream_close(weft_stream_t *s)
 
 /* {======================================================= reading */
 
-/* Takes the read side: checkpoint, reference, busy flag.  0 or an error
+/* Takes the read side: reference, checkpoint, busy flag.  0 or an error
  * (nothing taken). */
 static int stream_read_begin(struct weft_stream *s)
 {
-	/* The reference first: weft__wait_begin may yield (its cooperative
-	 * budget), and a close from another task must not free s under a
-	 * call that has begun. */
-	weft__sock_ref(&s->sk);
 	struct weft_task *self;
-	int rc = weft__wait_begin(&self);
-	if (rc < 0) {
-		weft__sock_unref(&s->sk);
-		return rc;
-	}
-	/* acquire: pairs with the previous reader's release (its pushback
-	 * updates happen before ours). */
-	if (atomic_exchange_explicit(&s->reading, true,
-		memory_order_acquire)) {
-		weft__sock_unref(&s->sk);
-		return -EBUSY;
-	}
-	return 0;
+	return weft__sock_call_begin(&s->sk, &s->reading, &self);
 }
 
 static void stream_read_end(struct weft_stream *s)
 {
-	/* release: pairs with the next reader's acquire exchange. */
-	atomic_store_explicit(&s->reading, false, memory_order_release);
-	weft__sock_unref(&s->sk);
+	weft__sock_call_end(&s->sk, &s->reading);
 }
 
 /* One read: from the pushback if it holds bytes, else from the socket,
@@ -299,29 +281,13 @@ out:
 
 static int stream_write_begin(struct weft_stream *s)
 {
-	/* The reference first: weft__wait_begin may yield (its cooperative
-	 * budget), and a close from another task must not free s under a
-	 * call that has begun. */
-	weft__sock_ref(&s->sk);
 	struct weft_task *self;
-	int rc = weft__wait_begin(&self);
-	if (rc < 0) {
-		weft__sock_unref(&s->sk);
-		return rc;
-	}
-	/* acquire/release: as `reading` (stream_read_begin). */
-	if (atomic_exchange_explicit(&s->writing, true,
-		memory_order_acquire)) {
-		weft__sock_unref(&s->sk);
-		return -EBUSY;
-	}
-	return 0;
+	return weft__sock_call_begin(&s->sk, &s->writing, &self);
 }
 
 static void stream_write_end(struct weft_stream *s)
 {
-	atomic_store_explicit(&s->writing, false, memory_order_release);
-	weft__sock_unref(&s->sk);
+	weft__sock_call_end(&s->sk, &s->writing);
 }
 
 int weft_stream_write(weft_stream_t *s, const void *buf, size_t len)
