@@ -16,7 +16,8 @@
  * effectively cancelled parent inherits the mark at link time.  So a
  * checkpoint is one acquire load of the innermost scope's flag.
  *
- * Deadlines are timers on the I/O thread (io.c): when one fires it calls
+ * Deadlines are filed in the runtime's deadline timer (timer.c), which
+ * fires them on the I/O thread or on a worker at a yield: a firing calls
  * weft__scope_cancel with origin DEADLINE.  Sleeping is a private scope
  * whose deadline is the wake-up time, then a cancellable park (Trio's
  * sleep_until is move_on_at + sleep_forever), so there is one timer
@@ -49,9 +50,10 @@
 
 #include "alloc.h"
 #include "cancel.h"
-#include "io.h"
+#include "id.h"
 #include "rt.h"
 #include "task.h"
+#include "timer.h"
 #include "weft/time.h"
 #include "worker.h"
 
@@ -285,11 +287,11 @@ static void scope_timer_set(struct weft_scope *s, int64_t when)
 {
 	struct weft__timed_scope *ts = weft__timed(s);
 	/* seq_cst: ordered before the seq_cst CAS of timer_queued in
-	 * weft__io_timer_update (see io_apply_timer). */
+	 * weft__timer_update (see timer_apply_request). */
 	int64_t old = atomic_exchange_explicit(&ts->timer_deadline, when,
 		memory_order_seq_cst);
 	if (old != when && ts->rt != NULL)
-		weft__io_timer_update(ts->rt, ts);
+		weft__timer_update(ts->rt, ts);
 }
 
 /* }======================================================= */
@@ -328,7 +330,7 @@ int weft_scope_create(weft_scope_t **out, int64_t deadline, unsigned flags)
 		return -ENOMEM;
 	struct weft_scope *s = &ts->s;
 	weft__scope_init(s, WEFT__SCOPE_USER, flags);
-	s->id = weft__next_id();
+	s->id = weft__id_next();
 	atomic_store_explicit(&s->deadline, deadline, memory_order_relaxed);
 	weft__census_add(WEFT__CENSUS_SCOPE, 1);
 	*out = s;
@@ -497,7 +499,7 @@ bool weft__stack_scope_exit(struct weft_task *t, struct weft__stack_scope *ss)
 {
 	scope_exit(t, &ss->ts.s);
 	bool caught = ss->ts.s.caught;
-	/* Unlinked: no canceller reaches ss any more.  The I/O thread may
+	/* Unlinked: no canceller reaches ss any more.  The timer may
 	 * still hold a request or wheel reference; if so, its last unref
 	 * wakes this park (weft__scope_unref).  The park is not cancellable
 	 * and nobody else knows its generation, so only that wake ends it. */

@@ -9,8 +9,8 @@
 
 #include "common.h"
 #include "spin.h"
-#include "ioop.h"
-#include "timer.h"
+#include "ioq.h"
+#include "wheel.h"
 #include "weft/cancel.h"
 
 struct weft_task;
@@ -65,9 +65,10 @@ struct weft_scope {
 	/* The outermost cancelled scope this one's cancellation comes from.
 	 * Written under lock before eff_cancelled's release store. */
 	struct weft_scope *origin;
-	/* Deadline: written by any thread, read by the I/O thread (relaxed +
-	 * the request queue's release/acquire) and by weft_effective_deadline.
-	 * Only timed scopes (below) ever have one. */
+	/* Deadline: written by any thread, read by weft_deadline,
+	 * weft_effective_deadline and dumps (relaxed: a value, ordering
+	 * nothing; the timer reads timer_deadline below instead).  Only
+	 * timed scopes (below) ever have one. */
 	_Atomic int64_t deadline;
 	uint8_t kind;            /* enum weft__scope_kind */
 	uint8_t state;           /* enum weft__scope_state; owner task only */
@@ -97,14 +98,14 @@ struct weft_scope {
  * a deadline and carry none of this. */
 struct weft__timed_scope {
 	struct weft_scope s;
-	/* The deadline the I/O thread should arm: `deadline` while entered,
+	/* The deadline the timer should arm: `deadline` while entered,
 	 * WEFT_FOREVER before entry and after exit. */
 	_Atomic int64_t timer_deadline;
 	atomic_int refs;          /* user + queued timer request + wheel */
 	atomic_int timer_queued;  /* an update request is in the I/O queue */
-	struct weft_runtime *rt;  /* runtime whose I/O thread owns the timer */
-	struct weft__ionode timer_node; /* I/O request queue entry */
-	struct weft__tnode tnode; /* I/O thread only */
+	struct weft_runtime *rt;  /* runtime whose timer arms the deadline */
+	struct weft__ioq_node timer_node; /* I/O request queue entry */
+	struct weft__tnode tnode; /* under the runtime timer's lock */
 };
 
 /* The timed scope of s; s must be of kind USER or STACK. */
@@ -113,7 +114,7 @@ static inline struct weft__timed_scope *weft__timed(struct weft_scope *s)
 	return WEFT__CONTAINER_OF(s, struct weft__timed_scope, s);
 }
 
-/* A scope that lives in its task's stack frame.  The I/O thread may still
+/* A scope that lives in its task's stack frame.  The timer may still
  * hold references (a queued timer request, the wheel) when the task wants
  * to leave the frame; the task then parks until the last one is dropped,
  * and that dropper wakes it with `gen`.  waiter and gen are written by the
@@ -163,7 +164,8 @@ void weft__scope_pop(struct weft_task *t, struct weft_scope *s);
 /* Drop one reference of a timed scope: frees a user scope at zero, wakes
  * the owner of a stack scope.  Any thread. */
 void weft__scope_unref(struct weft_scope *s);
-/* Called by the I/O thread when s's deadline passed. */
+/* Called by the timer (under its lock, on the I/O thread or a worker)
+ * when s's deadline passed. */
 void weft__scope_deadline_fired(struct weft_scope *s);
 /* Initialises and enters ss, a scope with `deadline` in t's current stack
  * frame (no allocation, cannot fail).  Owner task only. */

@@ -40,6 +40,7 @@
 #include "alloc.h"
 #include "errors.h"
 #include "group.h"
+#include "id.h"
 #include "local.h"
 #include "rt.h"
 #include "task.h"
@@ -131,7 +132,7 @@ int weft_group_open(weft_group_t **out)
 		return -ENOMEM;
 	memset(g, 0, WEFT__GROUP_CLEAR);
 	weft__scope_init(&g->scope, WEFT__SCOPE_GROUP, 0);
-	g->scope.id = weft__next_id();
+	g->scope.id = weft__id_next();
 	atomic_init(&g->word, 0);
 	atomic_init(&g->failed, false);
 	atomic_init(&g->refs, 1);

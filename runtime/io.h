@@ -1,7 +1,9 @@
 /* The I/O thread: one libuv loop on a dedicated thread.  Other threads
- * talk to it only through a lock-free request queue plus uv_async_send.
- * It owns the timers of scope deadlines (and so sleeps) and runs every
- * libuv request of I/O operations (ioop.h). */
+ * talk to it only through the runtime's request queue (ioq.h), whose wake
+ * hook is uv_async_send.  It runs every libuv request of I/O operations
+ * (ioop.h), watches the socket epoll set (sock.c) and the deadline
+ * timer's fd (timer.h), and frees objects after a grace period
+ * (weft__io_reclaim). */
 #ifndef WEFT_RUNTIME_IO_H
 #define WEFT_RUNTIME_IO_H
 
@@ -11,24 +13,17 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "timer.h"
+#include "ioq.h"
 
-struct weft__timed_scope;
 struct weft_runtime;
 
-struct weft__ionode;
-
+/* rt->io, allocated by weft__io_start. */
 typedef struct weft__io {
+	struct weft_runtime *rt;
 	uv_loop_t loop;            /* I/O thread only (after start) */
 	uv_async_t wake;           /* uv_async_send from any thread */
-	uv_poll_t timer;           /* watches timer_fd */
-	int timer_fd;              /* timerfd armed at the wheel's next work */
-	int64_t timer_armed;       /* I/O thread: what timer_fd is armed at */
+	uv_poll_t timer;           /* watches the deadline timer's fd */
 	pthread_t thread;
-	/* Treiber stack of requests (struct weft__ionode: timer updates,
-	 * I/O operations); pushed by any thread (release CAS), taken whole
-	 * by the I/O thread (acquire exchange). */
-	_Atomic(struct weft__ionode *) requests;
 	/* Flush the I/O thread's batch of woken tasks before each poll and
 	 * after the poll's callbacks (uv_prepare runs just before the loop
 	 * blocks, uv_check right after the I/O callbacks). */
@@ -47,39 +42,40 @@ typedef struct weft__io {
 	uv_timer_t rc_timer;
 	uv_poll_t sock_poll;
 	atomic_bool stop;          /* set before the final uv_async_send */
-	/* Scope deadlines.  The wheel is the I/O thread's, but a worker at a
-	 * yield may fire what is due (weft__io_fire_due), so every access
-	 * holds wheel_lock.  wheel_due: a lower bound of the earliest
-	 * deadline (INT64_MAX: none), written under the lock, read without
-	 * it as a hint (relaxed: a stale value only delays a fire to the I/O
-	 * thread's own timerfd, or costs one trylock). */
-	pthread_mutex_t wheel_lock;
-	_Atomic int64_t wheel_due;
-	weft__wheel_t wheel;
-	bool started;
 } weft__io_t;
 
+/* Allocates rt->io, installs the request queue's wake hook and starts the
+ * I/O thread.  0 or a negative errno.  Thread: the runtime's creator,
+ * after the deadline timer is initialised and before any worker. */
 int weft__io_start(struct weft_runtime *rt);
-/* Stop and join the I/O thread; every worker must be joined already. */
+/* Stops and joins the I/O thread, runs the requests still queued and
+ * frees rt->io.  Thread: the runtime's destroyer, after every worker is
+ * joined (nobody can post any more); no-op when it never started. */
 void weft__io_stop(struct weft_runtime *rt);
-/* Fires the deadlines that are due, on the calling worker (the woken
- * tasks go to its run-next slot), if the hint says some may be and the
- * wheel lock is free; one relaxed load when no deadline is armed, a
- * clock read when one is.  So a task woken by a deadline runs at the
- * next yield of any worker instead of waiting for the I/O thread to get
- * a CPU and for a worker to finish its next chunk (B11).
- * Thread: a worker of the runtime, between tasks. */
-void weft__io_fire_due_slow(weft__io_t *io);
-static inline void weft__io_fire_due(weft__io_t *io)
-{
-	if (atomic_load_explicit(&io->wheel_due, memory_order_relaxed) !=
-		INT64_MAX)
-		weft__io_fire_due_slow(io);
-}
 
-/* Ask the I/O thread to make s's timer match s->deadline.  Any thread.
- * Takes a reference on s while the request is queued. */
-void weft__io_timer_update(struct weft_runtime *rt,
-	struct weft__timed_scope *s);
+/* Deferred freeing after a grace period (RCU-style, with fiber switches
+ * as the quiescent states): for an object that a call may still be
+ * about to touch when its last reference goes, because the call began
+ * before the close but has not taken its reference yet.  Such a call
+ * runs on a worker's fiber without switching until it has taken its
+ * reference (and, finding the object closed, dropped it again), so once
+ * every worker has switched out of the fiber it was running when the
+ * object died (or was between fibers), no call can touch it any more.
+ * free_fn then runs on the I/O thread (or at runtime stop). */
+struct weft__reclaim {
+	struct weft__ioq_node node;
+	struct weft__reclaim *next;     /* I/O thread: its batch */
+	void (*free_fn)(struct weft__reclaim *r);
+};
+
+/* Frees r's object with free_fn after the grace period that starts now.
+ * Any thread, while the runtime's I/O thread runs (before
+ * weft__io_stop); r must stay untouched by the caller afterwards. */
+void weft__io_reclaim(struct weft_runtime *rt, struct weft__reclaim *r,
+	void (*free_fn)(struct weft__reclaim *r));
+
+/* A libuv error code as a weft error code (libuv's are -errno on Linux;
+ * the getaddrinfo family and UV_EOF get weft codes).  Any thread. */
+int weft__io_uverr(int uv);
 
 #endif

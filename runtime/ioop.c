@@ -89,15 +89,18 @@ void weft__ioop_complete(struct weft__ioop *op, int result)
 	weft__task_wake(t, w >> IOOP_GEN_SHIFT);
 }
 
-static void ioop_submit_fn(weft__io_t *io, struct weft__ionode *n)
+static void ioop_submit_fn(struct weft_runtime *rt,
+	struct weft__ioq_node *n)
 {
 	struct weft__ioop *op = WEFT__CONTAINER_OF(n, struct weft__ioop,
 		submit);
-	op->start(io, op);
+	op->start(rt->io, op);
 }
 
-static void ioop_abort_fn(weft__io_t *io, struct weft__ionode *n)
+static void ioop_abort_fn(struct weft_runtime *rt,
+	struct weft__ioq_node *n)
 {
+	weft__io_t *io = rt->io;
 	struct weft__ioop *op = WEFT__CONTAINER_OF(n, struct weft__ioop,
 		abort);
 	op->io_cancel_seen = true;
@@ -164,7 +167,7 @@ int weft__ioop_run(struct weft__ioop *op)
 	/* Relaxed: published to the I/O thread by the post's release. */
 	uint64_t w = gen << IOOP_GEN_SHIFT;
 	atomic_store_explicit(&op->word, w, memory_order_relaxed);
-	weft__io_post(op->rt, &op->submit);
+	weft__ioq_post(op->rt, &op->submit);
 	for (;;) {
 		/* seq_cst load after prepare's seq_cst store: a canceller
 		 * either is seen here or sees the cancellable park. */
@@ -182,7 +185,7 @@ int weft__ioop_run(struct weft__ioop *op)
 	 * it and wait, uncancellably, until it is done with op. */
 	gen = weft__park_prepare(self, false);
 	if (ioop_publish(op, gen, IOOP_CANCEL_REQ, &w)) {
-		weft__io_post(op->rt, &op->abort);
+		weft__ioq_post(op->rt, &op->abort);
 		/* Only the I/O thread knows this generation: one wake. */
 		while ((w = ioop_park(self, op)) != IOOP_DONE) {
 			gen = weft__park_prepare(self, false);
@@ -197,32 +200,3 @@ int weft__ioop_run(struct weft__ioop *op)
 }
 
 /* }======================================================= */
-
-int weft__io_uverr(int uv)
-{
-	switch (uv) {
-	case UV_EOF:
-		return WEFT_EEND;
-	case UV_EAI_NONAME:
-	case UV_EAI_NODATA:
-		return WEFT_ENOTFOUND;
-	case UV_EAI_AGAIN:
-	case UV_EAI_FAIL:
-	case UV_EAI_ADDRFAMILY:
-	case UV_EAI_SERVICE:
-	case UV_EAI_SOCKTYPE:
-	case UV_EAI_BADHINTS:
-	case UV_EAI_PROTOCOL:
-	case UV_EAI_OVERFLOW:
-	case UV_EAI_BADFLAGS:
-	case UV_EAI_FAMILY:
-		return WEFT_EDNS;
-	case UV_EAI_MEMORY:
-		return -ENOMEM;
-	case UV_EAI_CANCELED:
-		return -ECANCELED;
-	default:
-		/* libuv's codes are -errno on Linux. */
-		return uv;
-	}
-}

@@ -18,47 +18,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "io.h"
+
 struct weft_runtime;
 struct weft_task;
-typedef struct weft__io weft__io_t;
-
-/* One entry of the I/O thread's request queue (an intrusive MPSC Treiber
- * stack taken whole by the I/O thread).  `fn` runs on the I/O thread; the
- * node is the poster's until then, the I/O thread's while queued, and the
- * poster's again once `fn` has started (fn must read what it needs first
- * if it lets the poster go). */
-struct weft__ionode {
-	struct weft__ionode *next;
-	void (*fn)(weft__io_t *io, struct weft__ionode *n);
-};
-
-/* Queues n for the I/O thread and wakes it.  Any thread; lock-free. */
-void weft__io_post(struct weft_runtime *rt, struct weft__ionode *n);
-
-/* Deferred freeing after a grace period (RCU-style, with fiber switches
- * as the quiescent states): for an object that a call may still be
- * about to touch when its last reference goes, because the call began
- * before the close but has not taken its reference yet.  Such a call
- * runs on a worker's fiber without switching until it has taken its
- * reference (and, finding the object closed, dropped it again), so once
- * every worker has switched out of the fiber it was running when the
- * object died (or was between fibers), no call can touch it any more.
- * free_fn then runs on the I/O thread (or at runtime stop). */
-struct weft__reclaim {
-	struct weft__ionode node;
-	struct weft__reclaim *next;     /* I/O thread: its batch */
-	void (*free_fn)(struct weft__reclaim *r);
-};
-
-/* Frees r's object with free_fn after the grace period that starts now.
- * Any thread, while the runtime's I/O thread runs (before
- * weft__io_stop); r must stay untouched by the caller afterwards. */
-void weft__io_reclaim(struct weft_runtime *rt, struct weft__reclaim *r,
-	void (*free_fn)(struct weft__reclaim *r));
 
 struct weft__ioop {
-	struct weft__ionode submit;   /* runs `start` */
-	struct weft__ionode abort;    /* runs `cancel` */
+	struct weft__ioq_node submit; /* runs `start` */
+	struct weft__ioq_node abort;  /* runs `cancel` */
 	/* I/O thread: submit the libuv request (or complete at once). */
 	void (*start)(weft__io_t *io, struct weft__ioop *op);
 	/* I/O thread: stop the in-flight request; NULL if it cannot be
@@ -91,9 +58,5 @@ int weft__ioop_run(struct weft__ioop *op);
  * op disappear, so this is the caller's last access to op.  Exactly once
  * per op.  Thread: the I/O thread. */
 void weft__ioop_complete(struct weft__ioop *op, int result);
-
-/* A libuv error code as a weft error code (libuv's are -errno on Linux;
- * the getaddrinfo family and UV_EOF get weft codes). */
-int weft__io_uverr(int uv);
 
 #endif

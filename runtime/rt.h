@@ -7,12 +7,11 @@
 #include <stdint.h>
 
 #include "inject.h"
-#include "io.h"
-#include "offload.h"
-#include "sigwatch.h"
+#include "ioq.h"
 #include "park.h"
 #include "stack.h"
 #include "task.h"
+#include "timer.h"
 #include "weft/runtime.h"
 #include "worker.h"
 
@@ -30,7 +29,9 @@ struct weft_runtime {
 	weft__inject_t inject;
 	weft__idle_t idle;
 	weft__record_pool_t records;   /* task/group records between workers */
-	weft__io_t io;
+	weft__timer_t timer;           /* deadlines (timer.c) */
+	weft__ioq_t ioq;               /* requests to the I/O thread (ioq.c) */
+	struct weft__io *io;           /* the I/O thread (io.c) */
 	/* Set once by destroy (release); workers read it (acquire) before
 	 * sleeping and after waking. */
 	atomic_bool stopping;
@@ -39,20 +40,16 @@ struct weft_runtime {
 	atomic_int running_roots;
 	/* Logical clock for error leaves (relaxed fetch_add). */
 	atomic_ullong error_seq;
-	/* issue 3: context and introspection */
+	/* Task records and introspection */
 	struct weft__task_arena tasks;  /* type-stable task records */
 	/* Root tasks inside weft_runtime_run, under insp_lock; a dump holds
 	 * insp_lock while it walks their scope trees, so a root record
 	 * outlives the walk. */
 	pthread_mutex_t insp_lock;
 	struct weft__root_entry *roots;
-	/* issue 4: I/O beyond timers (each created lazily by its module) */
+	/* Subsystems created lazily by their modules (NULL until then). */
 	struct weft__offload *offload;  /* to_thread pool (offload.c) */
 	struct weft__signals *signals;  /* signal watchers (signal.c) */
 };
-
-/* Process-wide unique ids for tasks and scopes (relaxed counter: ids only
- * need uniqueness). */
-uint64_t weft__next_id(void);
 
 #endif

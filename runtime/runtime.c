@@ -12,29 +12,11 @@
 #include "alloc.h"
 #include "config.h"
 #include "errors.h"
+#include "io.h"
+#include "offload.h"
 #include "rt.h"
+#include "sigwatch.h"
 #include "task.h"
-
-/* Process-wide id counter: ids only need to be unique (relaxed).  Threads
- * take blocks of ids so that the spawn path does not write this shared
- * cache line on every task. */
-static atomic_ullong runtime_next_id = 1;
-#define RUNTIME_ID_BLOCK 1024
-
-/* The thread-local block is touched only inside this leaf function, which
- * never switches fibers and cannot be inlined into a caller that does, so
- * no TLS address outlives a switch. */
-static __thread uint64_t runtime_id_next, runtime_id_end;
-
-__attribute__((noinline)) uint64_t weft__next_id(void)
-{
-	if (runtime_id_next == runtime_id_end) {
-		runtime_id_next = atomic_fetch_add_explicit(&runtime_next_id,
-			RUNTIME_ID_BLOCK, memory_order_relaxed);
-		runtime_id_end = runtime_id_next + RUNTIME_ID_BLOCK;
-	}
-	return runtime_id_next++;
-}
 
 /* The worker array is over-allocated by one false-sharing unit and
  * aligned by hand (weft__alloc guarantees 16 bytes). */
@@ -111,9 +93,12 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 	rc = -pthread_mutex_init(&rt->insp_lock, NULL);
 	if (rc < 0)
 		goto fail_arena;
-	rc = weft__io_start(rt);
+	rc = weft__timer_init(&rt->timer);
 	if (rc < 0)
 		goto fail_insp;
+	rc = weft__io_start(rt);
+	if (rc < 0)
+		goto fail_timer;
 	unsigned started = 0;
 	for (; started < rt->nworkers; started++) {
 		rc = weft__worker_start(rt, &rt->workers[started], started);
@@ -123,11 +108,13 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 	if (rc < 0) {
 		runtime_stop_workers(rt, started);
 		weft__io_stop(rt);
-		goto fail_insp;
+		goto fail_timer;
 	}
 	weft__census_add(WEFT__CENSUS_RUNTIME, 1);
 	*out = rt;
 	return 0;
+fail_timer:
+	weft__timer_fini(&rt->timer);
 fail_insp:
 	pthread_mutex_destroy(&rt->insp_lock);
 fail_arena:
@@ -172,6 +159,8 @@ int weft_runtime_destroy(weft_runtime_t *rt)
 	weft__offload_stop(rt);
 	runtime_stop_workers(rt, rt->nworkers);
 	weft__io_stop(rt);
+	/* After the I/O queue's last timer requests ran. */
+	weft__timer_fini(&rt->timer);
 	weft__signals_fini(rt);
 	/* After the workers drained their record caches. */
 	weft__task_arena_fini(&rt->tasks);

@@ -57,8 +57,8 @@ struct weft_shutdown {
 	/* Set by the first weft_shutdown_trigger (exchange), which alone
 	 * posts trigger_node. */
 	atomic_bool triggered;
-	struct weft__ionode trigger_node;
-	struct weft__ionode close_node;
+	struct weft__ioq_node trigger_node;
+	struct weft__ioq_node close_node;
 	/* I/O thread only (invariant 1). */
 	uv_timer_t timer;
 	bool timer_init;
@@ -98,7 +98,7 @@ static void sd_request(struct weft_shutdown *sd, bool second_cancels)
 		if (sd->grace_ns == WEFT_FOREVER)
 			return;
 		if (!sd->timer_init) {
-			uv_timer_init(&sd->rt->io.loop, &sd->timer);
+			uv_timer_init(&sd->rt->io->loop, &sd->timer);
 			sd->timer.data = sd;
 			sd->timer_init = true;
 		}
@@ -117,9 +117,10 @@ static void sd_signal_hook(void *arg, int signum)
 	sd_request(arg, true);
 }
 
-static void sd_trigger_fn(weft__io_t *io, struct weft__ionode *n)
+static void sd_trigger_fn(struct weft_runtime *rt,
+	struct weft__ioq_node *n)
 {
-	(void)io;
+	(void)rt;
 	sd_request(WEFT__CONTAINER_OF(n, struct weft_shutdown,
 		trigger_node), false);
 }
@@ -138,9 +139,10 @@ static void sd_timer_closed(uv_handle_t *h)
 	sd_free(h->data);
 }
 
-static void sd_close_fn(weft__io_t *io, struct weft__ionode *n)
+static void sd_close_fn(struct weft_runtime *rt,
+	struct weft__ioq_node *n)
 {
-	(void)io;
+	(void)rt;
 	struct weft_shutdown *sd = WEFT__CONTAINER_OF(n, struct weft_shutdown,
 		close_node);
 	sd->io_closed = true;
@@ -204,7 +206,7 @@ int weft_shutdown_trigger(weft_shutdown_t *sd)
 		return 0;
 	weft_event_set(sd->stop);
 	sd->trigger_node.fn = sd_trigger_fn;
-	weft__io_post(sd->rt, &sd->trigger_node);
+	weft__ioq_post(sd->rt, &sd->trigger_node);
 	return 0;
 }
 
@@ -220,7 +222,7 @@ int weft_shutdown_close(weft_shutdown_t *sd)
 	if (weft_event_waiting(sd->stop) > 0)
 		return -EBUSY;
 	sd->close_node.fn = sd_close_fn;
-	weft__io_post(sd->rt, &sd->close_node);
+	weft__ioq_post(sd->rt, &sd->close_node);
 	return 0;
 }
 

@@ -85,7 +85,7 @@ struct weft_signals {
 	struct weft_runtime *rt;
 	/* The handles (one reference) + waits in progress. */
 	atomic_int refs;
-	struct weft__ionode close_node;
+	struct weft__ioq_node close_node;
 	/* I/O thread only (invariant 1). */
 	struct weft_signals *next;    /* the runtime's open watchers */
 	struct weft_signals **pprev;
@@ -338,9 +338,10 @@ void weft__signal_close_io(struct weft_signals *w)
 		sigtab_close(&w->slots[i], sig_handle_closed);
 }
 
-static void sig_close_fn(weft__io_t *io, struct weft__ionode *n)
+static void sig_close_fn(struct weft_runtime *rt,
+	struct weft__ioq_node *n)
 {
-	(void)io;
+	(void)rt;
 	weft__signal_close_io(WEFT__CONTAINER_OF(n, struct weft_signals,
 		close_node));
 }
@@ -436,7 +437,7 @@ int weft_signal_close(weft_signals_t *w)
 	if (w == NULL)
 		return -EINVAL;
 	w->close_node.fn = sig_close_fn;
-	weft__io_post(w->rt, &w->close_node);
+	weft__ioq_post(w->rt, &w->close_node);
 	return 0;
 }
 

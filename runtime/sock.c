@@ -174,7 +174,8 @@ int weft__sock_errno(void)
 
 /* {======================================================= close */
 
-static void sock_close_fn(weft__io_t *io, struct weft__ionode *n);
+static void sock_close_fn(struct weft_runtime *rt,
+	struct weft__ioq_node *n);
 
 /* Finishes the close if s is closing, nobody is inside and nobody has
  * finished it yet.  Any thread. */
@@ -195,7 +196,7 @@ static void sock_try_finish(struct weft__sock *s)
 	}
 	if (v & SOCK_REGISTERED) {
 		s->close_node.fn = sock_close_fn;
-		weft__io_post(s->rt, &s->close_node);
+		weft__ioq_post(s->rt, &s->close_node);
 		return;
 	}
 	/* The I/O thread never saw fd: close it here. */
@@ -357,8 +358,10 @@ static void sock_wait_cancel(weft__io_t *io, struct weft__ioop *op)
 	weft__ioop_complete(op, -ECANCELED);
 }
 
-static void sock_close_fn(weft__io_t *io, struct weft__ionode *n)
+static void sock_close_fn(struct weft_runtime *rt,
+	struct weft__ioq_node *n)
 {
+	weft__io_t *io = rt->io;
 	struct weft__sock *s = WEFT__CONTAINER_OF(n, struct weft__sock,
 		close_node);
 	s->io_closed = true;

@@ -33,7 +33,7 @@ struct weft__sock {
 	/* Runs once the last reference is gone (frees the embedding object,
 	 * whose first member this is). */
 	void (*free_fn)(struct weft__sock *s);
-	struct weft__ionode close_node;
+	struct weft__ioq_node close_node;
 	/* I/O thread only. */
 	bool in_epoll;                /* in the runtime's socket epoll set */
 	bool io_closed;               /* the close ran */

@@ -40,6 +40,7 @@
 #include "alloc.h"
 #include "errors.h"
 #include "group.h"
+#include "id.h"
 #include "local.h"
 #include "rt.h"
 #include "stack.h"
@@ -287,7 +288,7 @@ int weft__task_create_lit(struct weft_runtime *rt, const char *name,
 	atomic_init(&t->state, WEFT_TASK_PENDING);
 	atomic_init(&t->refs, 1);
 	weft__spin_init(&t->waiters_lock);
-	t->id = weft__next_id();
+	t->id = weft__id_next();
 	/* Bounded copy; snprintf cost ~600 instructions per spawn. */
 	if (name == NULL) {
 		name = "task";

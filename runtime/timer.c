@@ -1,35 +1,45 @@
-/* weft_now() and the hierarchical timing wheel (see timer.h).
+/* weft_now() and the runtime's deadline timer (see timer.h).
  *
- * Why a wheel: B7 parks 100,000+ sleepers whose deadlines fall within
- * 100 ms.  A binary heap of nodes paid ~1-2 us of cache misses per pop,
- * and the I/O thread fell hundreds of milliseconds behind; an array heap
- * can fail to grow.  A wheel files a deadline in a slot in O(1), and
- * expiry walks one slot list.  Resolution is one tick (65.536 us): the
- * I/O thread sleeps on a timerfd armed at the next tick with work, not on
- * libuv's millisecond timer, whose rounding (up to the next ms, from a
- * loop time truncated to the ms) made a 1 ms sleep last about 2 ms.
+ * Design
+ * ------
+ * One timerfd armed at the next work of a timing wheel of scope deadlines
+ * (wheel.c: intrusive, so arming a deadline never allocates and never
+ * fails, and O(1)), rather than one libuv timer per deadline: a libuv
+ * handle must be closed on the I/O thread with a callback before its
+ * memory can go, which would tie every scope's lifetime to a round trip
+ * there.  Not a libuv timer either: those count whole milliseconds from a
+ * loop time truncated to the millisecond, so a 1 ms sleep lasted about
+ * 2 ms; the timerfd takes an absolute CLOCK_MONOTONIC time in nanoseconds
+ * (weft_now's clock).  The wheel rounds deadlines up to its 65.536 us
+ * tick, so none fires early.
  *
- * Layout (after Tokio's timer wheel): level L slot S holds the deadlines
- * whose tick shares all bits above 6*(L+1) with `elapsed` and has S in
- * bits 6L..6L+5, at the lowest level where that holds.  So every deadline
- * at level L is later than every deadline at a lower level, the earliest
- * work is found by scanning the occupied bitmaps from level 0, and a slot
- * of level L > 0 is cascaded (its nodes refiled lower) when `elapsed`
- * reaches its start.  Deadlines beyond 64^6 ticks (~52 days) are filed at
- * the last level (less than one turn ahead) and refiled until due.
+ * Three kinds of thread fire or file deadlines, all under `lock`: the I/O
+ * thread when the fd fires, a worker at a yield (weft__timer_fire_due:
+ * due deadlines fire at the next yield of any worker, not a tick later
+ * and only once the OS gives the I/O thread a CPU), and a thread that
+ * moves a deadline (weft__timer_update's direct path).  When the lock is
+ * busy, the update goes to the I/O thread as a request instead of
+ * waiting: the updater may be a worker on a hot path.
  *
  * Invariants
- *   1. A node is armed iff it is on exactly one slot list.
- *   2. occupied[L] bit S is set iff slots[L][S] is non-empty.
- *   3. No node fires before its `when`: ticks round up, and a node fires
- *      only when elapsed >= its tick and elapsed <= floor(now). */
+ *   1. The wheel, `armed` and the fd's setting change only under `lock`.
+ *   2. A scope in the wheel holds a reference; a queued request holds one.
+ *   3. `due` is a lower bound of every armed deadline (republished under
+ *      the lock after every change), so a worker that reads INT64_MAX
+ *      can skip the lock: nothing is armed, or a change is in flight and
+ *      its thread re-arms the fd. */
+#include <errno.h>
+#include <string.h>
+#include <sys/timerfd.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "cancel.h"
+#include "common.h"
+#include "ioq.h"
+#include "rt.h"
 #include "timer.h"
 #include "weft/time.h"
-
-#define WHEEL_BITS 6
-#define WHEEL_TICK WEFT__WHEEL_TICK_NS
 
 int64_t weft_now(void)
 {
@@ -38,177 +48,180 @@ int64_t weft_now(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int64_t wheel_tick_up(int64_t ns)
+int weft__timer_init(weft__timer_t *t)
 {
-	return ns <= 0 ? 0 : (ns + WHEEL_TICK - 1) / WHEEL_TICK;
+	memset(t, 0, sizeof *t);
+	t->fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (t->fd < 0)
+		return -errno;
+	weft__wheel_init(&t->wheel, weft_now());
+	t->armed = INT64_MAX;
+	atomic_init(&t->due, INT64_MAX);
+	pthread_mutex_init(&t->lock, NULL);
+	t->ready = true;
+	return 0;
 }
 
-void weft__wheel_init(weft__wheel_t *w, int64_t now)
+/* Arms the fd at the wheel's next work (or disarms it) and publishes the
+ * due hint; skips the system call when that time is armed already.  lock
+ * held (any thread: timerfd_settime is a plain system call). */
+static void timer_rearm_locked(weft__timer_t *t)
 {
-	*w = (weft__wheel_t){ .elapsed = now / WHEEL_TICK };
-}
-
-/* The farthest a deadline is filed ahead of `elapsed`: one turn of the
- * last level less one of its slots, so that a clamped deadline never lands
- * in the last level's current slot (which would alias the current turn).
- * A farther deadline is refiled when its slot comes round. */
-#define WHEEL_MAX_AHEAD \
-	(((int64_t)1 << (WHEEL_BITS * WEFT__WHEEL_LEVELS)) - \
-		((int64_t)1 << (WHEEL_BITS * (WEFT__WHEEL_LEVELS - 1))))
-
-/* Files n at the level and slot its tick belongs to, given elapsed: the
- * level of the highest 6-bit group in which tick and elapsed differ. */
-static void wheel_file(weft__wheel_t *w, struct weft__tnode *n)
-{
-	int64_t tick = n->tick < w->elapsed ? w->elapsed : n->tick;
-	if (tick - w->elapsed > WHEEL_MAX_AHEAD)
-		tick = w->elapsed + WHEEL_MAX_AHEAD;
-	uint64_t masked = (uint64_t)(tick ^ w->elapsed) |
-		(WEFT__WHEEL_SLOTS - 1);
-	int level = (63 - __builtin_clzll(masked)) / WHEEL_BITS;
-	if (level >= WEFT__WHEEL_LEVELS)
-		level = WEFT__WHEEL_LEVELS - 1;  /* crosses a top-level turn */
-	int slot = (int)((tick >> (WHEEL_BITS * level)) &
-		(WEFT__WHEEL_SLOTS - 1));
-	n->level = (uint8_t)level;
-	n->slot = (uint8_t)slot;
-	n->prev = NULL;
-	n->next = w->slots[level][slot];
-	if (n->next)
-		n->next->prev = n;
-	w->slots[level][slot] = n;
-	w->occupied[level] |= UINT64_C(1) << slot;
-}
-
-static void wheel_unfile(weft__wheel_t *w, struct weft__tnode *n)
-{
-	if (n->prev)
-		n->prev->next = n->next;
-	else
-		w->slots[n->level][n->slot] = n->next;
-	if (n->next)
-		n->next->prev = n->prev;
-	if (w->slots[n->level][n->slot] == NULL)
-		w->occupied[n->level] &= ~(UINT64_C(1) << n->slot);
-	n->prev = n->next = NULL;
-}
-
-void weft__wheel_insert(weft__wheel_t *w, struct weft__tnode *n, int64_t when)
-{
-	n->when = when;
-	n->tick = wheel_tick_up(when);
-	n->armed = true;
-	w->len++;
-	wheel_file(w, n);
-}
-
-void weft__wheel_remove(weft__wheel_t *w, struct weft__tnode *n)
-{
-	wheel_unfile(w, n);
-	n->armed = false;
-	w->len--;
-}
-
-/* The earliest non-empty slot: its level, index and start tick.  False
- * when the wheel is empty. */
-static bool wheel_next_slot(const weft__wheel_t *w, int *level_out,
-	int *slot_out, int64_t *start_out)
-{
-	for (int level = 0; level < WEFT__WHEEL_LEVELS; level++) {
-		uint64_t occ = w->occupied[level];
-		if (occ == 0)
-			continue;
-		int shift = WHEEL_BITS * level;
-		int pos = (int)((w->elapsed >> shift) & (WEFT__WHEEL_SLOTS - 1));
-		/* First occupied slot at or after pos, wrapping. */
-		uint64_t rot = pos ? (occ >> pos) | (occ << (64 - pos)) : occ;
-		int slot = (__builtin_ctzll(rot) + pos) & (WEFT__WHEEL_SLOTS - 1);
-		int64_t level_span = (int64_t)1 << (shift + WHEEL_BITS);
-		int64_t base = w->elapsed & ~(level_span - 1);
-		int64_t start = base + ((int64_t)slot << shift);
-		if (slot < pos)
-			start += level_span;  /* the slot of the next turn */
-		if (start < w->elapsed)
-			start = w->elapsed;   /* the current slot */
-		*level_out = level;
-		*slot_out = slot;
-		*start_out = start;
-		return true;
+	int64_t next = weft__wheel_next(&t->wheel);
+	/* relaxed: a hint; see `due`. */
+	atomic_store_explicit(&t->due, weft__wheel_due_hint(&t->wheel),
+		memory_order_relaxed);
+	if (next == t->armed)
+		return;
+	t->armed = next;
+	struct itimerspec its = { 0 };
+	if (next != INT64_MAX) {
+		/* 0 would disarm: a due time in the past fires at once. */
+		if (next <= 0)
+			next = 1;
+		its.it_value.tv_sec = next / 1000000000;
+		its.it_value.tv_nsec = next % 1000000000;
 	}
-	return false;
+	int rc = timerfd_settime(t->fd, TFD_TIMER_ABSTIME, &its, NULL);
+	WEFT_ASSERT(rc == 0, "timerfd_settime failed");
 }
 
-int64_t weft__wheel_next(const weft__wheel_t *w)
+void weft__timer_rearm(weft__timer_t *t)
 {
-	int level, slot;
-	int64_t start;
-	if (!wheel_next_slot(w, &level, &slot, &start))
-		return INT64_MAX;
-	return start * WHEEL_TICK;
+	pthread_mutex_lock(&t->lock);
+	timer_rearm_locked(t);
+	pthread_mutex_unlock(&t->lock);
 }
 
-void weft__wheel_advance(weft__wheel_t *w, int64_t now,
-	void (*fire)(struct weft__tnode *, void *), void *arg)
+/* A deadline passed (wheel callback, lock held). */
+static void timer_fire(struct weft__tnode *n, void *arg)
 {
-	int64_t target = now / WHEEL_TICK;
-	int level, slot;
-	int64_t start;
-	while (wheel_next_slot(w, &level, &slot, &start) && start <= target) {
-		w->elapsed = start;
-		/* Take the whole slot: fire may re-arm nodes into it. */
-		struct weft__tnode *list = w->slots[level][slot];
-		w->slots[level][slot] = NULL;
-		w->occupied[level] &= ~(UINT64_C(1) << slot);
-		while (list) {
-			struct weft__tnode *n = list;
-			list = n->next;
-			if (list)
-				list->prev = NULL;
-			n->prev = n->next = NULL;
-			if (n->tick <= w->elapsed && n->when <= now) {
-				n->armed = false;
-				w->len--;
-				fire(n, arg);
-			} else {
-				wheel_file(w, n);  /* cascade to a lower level */
+	(void)arg;
+	struct weft__timed_scope *ts = WEFT__CONTAINER_OF(n,
+		struct weft__timed_scope, tnode);
+	struct weft_scope *s = &ts->s;
+	/* Disarmed by firing: if nobody moved the deadline meanwhile, the
+	 * scope's exit need not post another request.  seq_cst: pairs with
+	 * scope_timer_set's exchange (cancel.c). */
+	int64_t when = n->when;
+	atomic_compare_exchange_strong_explicit(&ts->timer_deadline, &when,
+		WEFT_FOREVER, memory_order_seq_cst, memory_order_relaxed);
+	weft__scope_deadline_fired(s);
+	weft__scope_unref(s);  /* the wheel's reference */
+}
+
+void weft__timer_advance(weft__timer_t *t)
+{
+	pthread_mutex_lock(&t->lock);
+	weft__wheel_fire_due(&t->wheel, weft_now(), timer_fire, NULL);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void weft__timer_fire_due_slow(weft__timer_t *t)
+{
+	/* relaxed: a hint; see `due`. */
+	int64_t due = atomic_load_explicit(&t->due, memory_order_relaxed);
+	int64_t now = weft_now();
+	if (now < due || pthread_mutex_trylock(&t->lock) != 0)
+		return;
+	weft__wheel_fire_due(&t->wheel, now, timer_fire, NULL);
+	timer_rearm_locked(t);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void weft__timer_expire(weft__timer_t *t)
+{
+	uint64_t expirations;
+	/* Non-blocking; EAGAIN if a rearm already reset it. */
+	ssize_t n = read(t->fd, &expirations, sizeof expirations);
+	(void)n;
+	pthread_mutex_lock(&t->lock);
+	t->armed = INT64_MIN;  /* fired: nothing armed any more */
+	weft__wheel_fire_due(&t->wheel, weft_now(), timer_fire, NULL);
+	timer_rearm_locked(t);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Makes s's wheel node match its timer_deadline (idempotent: it reads
+ * the latest deadline).  lock held. */
+static void timer_apply_locked(weft__timer_t *t, struct weft__timed_scope *s)
+{
+	/* seq_cst: see timer_apply_request. */
+	int64_t d = atomic_load_explicit(&s->timer_deadline,
+		memory_order_seq_cst);
+	if (s->tnode.armed) {
+		weft__wheel_remove(&t->wheel, &s->tnode);
+		if (d == WEFT_FOREVER)
+			weft__scope_unref(&s->s);  /* the wheel's reference */
+		else
+			weft__wheel_insert(&t->wheel, &s->tnode, d);
+	} else if (d != WEFT_FOREVER) {
+		/* Never fails: the node lives in the scope (wheel.c). */
+		weft__wheel_insert(&t->wheel, &s->tnode, d);
+		/* relaxed: the caller holds a reference, so the count cannot
+		 * reach zero meanwhile; the drop that frees is acq_rel. */
+		atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+	}
+}
+
+/* Applies one queued update (an I/O queue request: the I/O thread).  The
+ * I/O thread re-arms the fd once the whole queue is drained. */
+static void timer_apply_request(struct weft_runtime *rt,
+	struct weft__ioq_node *n)
+{
+	weft__timer_t *t = &rt->timer;
+	struct weft__timed_scope *s = WEFT__CONTAINER_OF(n,
+		struct weft__timed_scope, timer_node);
+	pthread_mutex_lock(&t->lock);
+	/* seq_cst store then seq_cst load (in timer_apply_locked): pairs
+	 * with the updater's store of timer_deadline then CAS of
+	 * timer_queued, so an update that found the flag still set is read
+	 * here. */
+	atomic_store_explicit(&s->timer_queued, 0, memory_order_seq_cst);
+	timer_apply_locked(t, s);
+	pthread_mutex_unlock(&t->lock);
+	weft__scope_unref(&s->s);  /* the request's reference */
+}
+
+void weft__timer_update(struct weft_runtime *rt,
+	struct weft__timed_scope *s)
+{
+	weft__timer_t *t = &rt->timer;
+	/* Directly when the lock is free; the fd is re-armed here too.  A
+	 * request still queued applies the same latest deadline again later
+	 * (timer_apply_locked is idempotent). */
+	if (t->ready && pthread_mutex_trylock(&t->lock) == 0) {
+		timer_apply_locked(t, s);
+		timer_rearm_locked(t);
+		pthread_mutex_unlock(&t->lock);
+		return;
+	}
+	int zero = 0;
+	/* seq_cst: see timer_apply_request. */
+	if (!atomic_compare_exchange_strong_explicit(&s->timer_queued, &zero,
+		1, memory_order_seq_cst, memory_order_relaxed))
+		return;  /* queued already; the I/O thread reads the latest */
+	/* relaxed: the caller holds a reference (see timer_apply_locked). */
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+	s->timer_node.fn = timer_apply_request;
+	weft__ioq_post(rt, &s->timer_node);
+}
+
+void weft__timer_fini(weft__timer_t *t)
+{
+	if (!t->ready)
+		return;
+	for (int l = 0; l < WEFT__WHEEL_LEVELS; l++)
+		for (int k = 0; k < WEFT__WHEEL_SLOTS; k++)
+			while (t->wheel.slots[l][k]) {
+				struct weft__timed_scope *s =
+					WEFT__CONTAINER_OF(
+					t->wheel.slots[l][k],
+					struct weft__timed_scope, tnode);
+				weft__wheel_remove(&t->wheel, &s->tnode);
+				weft__scope_unref(&s->s);
 			}
-		}
-	}
-	if (target > w->elapsed)
-		w->elapsed = target;
-}
-
-void weft__wheel_fire_due(weft__wheel_t *w, int64_t now,
-	void (*fire)(struct weft__tnode *, void *), void *arg)
-{
-	weft__wheel_advance(w, now, fire, arg);
-	/* advance handles whole ticks; deadlines inside the tick `now` is
-	 * in were rounded up to its end, so they sit in the slot of the next
-	 * tick: level 0's, or level 1's when that tick starts a new level-0
-	 * turn (then the slot also holds later ticks, which stay). */
-	int64_t t1 = w->elapsed + 1;
-	int level = (t1 ^ w->elapsed) >= WEFT__WHEEL_SLOTS ? 1 : 0;
-	if ((t1 ^ w->elapsed) >= (int64_t)WEFT__WHEEL_SLOTS * WEFT__WHEEL_SLOTS)
-		return;  /* a level-2 boundary: leave it to the tick */
-	int slot = (int)((t1 >> (WHEEL_BITS * level)) &
-		(WEFT__WHEEL_SLOTS - 1));
-	struct weft__tnode *n = w->slots[level][slot];
-	while (n) {
-		struct weft__tnode *next = n->next;
-		if (n->when <= now) {
-			wheel_unfile(w, n);
-			n->armed = false;
-			w->len--;
-			fire(n, arg);  /* may re-arm n: `next` was read first */
-		}
-		n = next;
-	}
-}
-
-int64_t weft__wheel_due_hint(const weft__wheel_t *w)
-{
-	int64_t next = weft__wheel_next(w);
-	/* A slot's start is its nodes' deadlines rounded up: one tick
-	 * earlier is a lower bound of the earliest deadline. */
-	return next == INT64_MAX ? next : next - WHEEL_TICK;
+	close(t->fd);
+	pthread_mutex_destroy(&t->lock);
+	t->ready = false;
 }

@@ -106,7 +106,7 @@ struct weft_udp {
 	atomic_bool dead;
 	struct weft__reclaim reclaim;
 	atomic_bool receiving;         /* a task is inside weft_udp_recv */
-	struct weft__ionode close_node;
+	struct weft__ioq_node close_node;
 	/* I/O thread only (invariant 1). */
 	uv_udp_t handle;
 	struct udp_recv *rx;           /* the parked receive, or NULL */
@@ -179,7 +179,8 @@ static void udp_unref(struct weft_udp *u)
 		weft__io_reclaim(u->rt, &u->reclaim, udp_free);
 }
 
-static void udp_close_fn(weft__io_t *io, struct weft__ionode *n);
+static void udp_close_fn(struct weft_runtime *rt,
+	struct weft__ioq_node *n);
 
 /* Posts the close if the gate is exactly CLOSED (nobody inside, not
  * posted yet).  Any thread. */
@@ -193,7 +194,7 @@ static void udp_try_post(struct weft_udp *u)
 		UDP_CLOSED | UDP_POSTED, memory_order_acq_rel,
 		memory_order_relaxed)) {
 		u->close_node.fn = udp_close_fn;
-		weft__io_post(u->rt, &u->close_node);
+		weft__ioq_post(u->rt, &u->close_node);
 	}
 }
 
@@ -233,9 +234,10 @@ static void udp_handle_closed(uv_handle_t *h)
 	udp_unref(u);  /* the handle's reference */
 }
 
-static void udp_close_fn(weft__io_t *io, struct weft__ionode *n)
+static void udp_close_fn(struct weft_runtime *rt,
+	struct weft__ioq_node *n)
 {
-	(void)io;
+	(void)rt;
 	struct weft_udp *u = WEFT__CONTAINER_OF(n, struct weft_udp,
 		close_node);
 	u->io_closed = true;

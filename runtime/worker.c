@@ -54,10 +54,10 @@
 
 #include "alloc.h"
 #include "group.h"
-#include "io.h"
 #include "rt.h"
 #include "stack.h"
 #include "task.h"
+#include "timer.h"
 #include "worker.h"
 
 #define WORKER_INJECT_INTERVAL 61
@@ -194,8 +194,7 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 	 * the loop). */
 	bool direct = true;
 	if (post == WEFT__POST_YIELD) {
-		direct = atomic_load_explicit(&w->rt->io.wheel_due,
-			memory_order_relaxed) == INT64_MAX;
+		direct = !weft__timer_any(&w->rt->timer);
 		if (direct) {
 			w->post = WEFT__POST_REQUEUE;
 			w->take_oldest = true;
@@ -554,7 +553,7 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 		 * a CPU, by when this worker would be into its next chunk
 		 * (B11: timer lateness under load). */
 		if (!on_fiber)
-			weft__io_fire_due(&w->rt->io);
+			weft__timer_fire_due(&w->rt->timer);
 		if (w->runnext) {
 			t = w->runnext;
 			w->runnext = NULL;
