@@ -186,6 +186,31 @@ int weft__internal_symbol(void) { return 3; }
 		LABELS build TIMEOUT 60 WILL_FAIL TRUE)
 endfunction()
 
+# weft_add_layer_tests(): runtime/ files include only their own layer and
+# the layers below it (tools/check_layers.sh has the table).  A self-test
+# runs the script on a generated tree with one upward include and one
+# include without a folder, and expects exactly those two reports.
+function(weft_add_layer_tests)
+	set(script ${PROJECT_SOURCE_DIR}/tools/check_layers.sh)
+	add_test(NAME runtime_layers COMMAND ${script}
+		${PROJECT_SOURCE_DIR}/runtime)
+	set_property(TEST runtime_layers PROPERTY LABELS build)
+	set_property(TEST runtime_layers PROPERTY TIMEOUT 60)
+
+	set(tree ${PROJECT_BINARY_DIR}/layer_checks)
+	file(CONFIGURE OUTPUT ${tree}/base/low.h CONTENT
+		"#include \"core/high.h\"\n#include \"weft/error.h\"\n" @ONLY)
+	file(CONFIGURE OUTPUT ${tree}/core/high.h CONTENT
+		"#include \"base/low.h\"\n" @ONLY)
+	file(CONFIGURE OUTPUT ${tree}/core/high.c CONTENT
+		"#include \"high.h\"\n#include \"core/high.h\"\n" @ONLY)
+	add_test(NAME runtime_layers_selftest COMMAND ${script} ${tree})
+	set_tests_properties(runtime_layers_selftest PROPERTIES
+		LABELS build TIMEOUT 60
+		PASS_REGULAR_EXPRESSION "2 include\\(s\\) break"
+		FAIL_REGULAR_EXPRESSION "weft/error.h|high.c:2")
+endfunction()
+
 # weft_add_install_test(): installs this build into a temporary prefix and
 # builds consumers against it (tests/consumer/run.sh has the steps).
 # Registered for non-sanitizer builds only: the consumers are compiled

@@ -9,14 +9,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "config.h"
-#include "errors.h"
-#include "io.h"
-#include "offload.h"
-#include "rt.h"
-#include "sigwatch.h"
-#include "task.h"
+#include "base/error.h"
+#include "io/io.h"
+#include "thread/offload.h"
+#include "runtime.h"
+#include "io/signal.h"
+#include "core/task.h"
 
 /* The worker array is over-allocated by one false-sharing unit and
  * aligned by hand (weft__alloc guarantees 16 bytes). */

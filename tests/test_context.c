@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "context.h"
-#include "stack.h"
+#include "base/alloc.h"
+#include "core/fiber.h"
+#include "core/stack.h"
 
 #define TEST_STACK_SIZE (64 * 1024)
 

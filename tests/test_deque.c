@@ -27,8 +27,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "alloc.h"
-#include "deque.h"
+#include "base/alloc.h"
+#include "core/deque.h"
 #include "weft/debug.h"
 
 #define ITEM(n) ((void *)(uintptr_t)(n))

@@ -23,11 +23,11 @@
 
 #include <weft.h>
 
-#include "common.h"
-#include "io.h"
-#include "ioop.h"
+#include "base/common.h"
+#include "io/io.h"
+#include "io/ioop.h"
 #include "support.h"
-#include "task.h"
+#include "core/task.h"
 
 struct timer_op {
 	struct weft__ioop op;

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "local.h"
+#include "core/local.h"
 #include "support.h"
 
 #define V(x) ((void *)(uintptr_t)(x))

@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "connect.h"
+#include "io/connect.h"
 #include "support.h"
 #include "weft/dns.h"
 #include "weft/net.h"

@@ -17,10 +17,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "context.h"
-#include "sanitizer.h"
-#include "stack.h"
+#include "base/alloc.h"
+#include "core/fiber.h"
+#include "core/sanitizer.h"
+#include "core/stack.h"
 #include "weft/debug.h"
 #include "support.h"
 

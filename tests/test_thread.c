@@ -26,9 +26,9 @@
 #include <weft.h>
 #include <weft/thread.h>
 
-#include "offload.h"
+#include "thread/offload.h"
 #include "support.h"
-#include "task.h"
+#include "core/task.h"
 
 #define WATCHDOG_NS (10 * 1000000000LL)
 #define MS (1000000LL)

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
+#include "base/common.h"
 #include "support.h"
-#include "timer.h"
+#include "core/timer.h"
 
 #define NODES 3000
 #define MS WEFT__WHEEL_TICK_NS  /* one tick */

@@ -12,8 +12,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "context.h"
-#include "stack.h"
+#include "core/fiber.h"
+#include "core/stack.h"
 
 #define ROUND_TRIPS 10000000L
 #define WARMUP 1

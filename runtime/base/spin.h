@@ -1,0 +1,61 @@
+/* A tiny test-and-test-and-set spinlock on C11 atomics, for the short
+ * critical sections of the scope tree and error lists.  C11 atomics rather
+ * than ck_spinlock so that ThreadSanitizer sees the lock (it cannot see
+ * ck_pr's inline assembly).  After a few hundred spins it calls
+ * sched_yield(): on a 2-vCPU VM the holder may have been preempted, and
+ * spinning on would only burn its time slice.
+ *
+ * Never held across a fiber switch (a parked fiber must not hold a lock its
+ * waker needs). */
+#ifndef WEFT_RUNTIME_BASE_SPIN_H
+#define WEFT_RUNTIME_BASE_SPIN_H
+
+#include <sched.h>
+#include <stdatomic.h>
+
+#include <ck_backoff.h>
+#include <ck_pr.h>
+
+/* The CPU's spin-wait hint (pause / yield).  ck_pr_stall touches no memory,
+ * so using Concurrency Kit here costs ThreadSanitizer nothing. */
+#define WEFT__CPU_RELAX() ck_pr_stall()
+
+typedef struct weft__spin {
+	atomic_int locked;
+} weft__spin_t;
+
+#define WEFT__SPIN_INIT { 0 }
+
+static inline void weft__spin_init(weft__spin_t *l)
+{
+	atomic_init(&l->locked, 0);
+}
+
+static inline void weft__spin_lock(weft__spin_t *l)
+{
+	unsigned spins = 0;
+	ck_backoff_t backoff = CK_BACKOFF_INITIALIZER;
+	for (;;) {
+		/* acquire: pairs with the release in weft__spin_unlock. */
+		if (!atomic_exchange_explicit(&l->locked, 1,
+			memory_order_acquire))
+			return;
+		while (atomic_load_explicit(&l->locked, memory_order_relaxed)) {
+			/* Exponential backoff (ck_backoff: 512, 1024, ...
+			 * empty iterations; six rounds are ~32k, tens of
+			 * microseconds), then give the CPU away. */
+			if (++spins < 6)
+				ck_backoff_eb(&backoff);
+			else
+				sched_yield();
+		}
+	}
+}
+
+static inline void weft__spin_unlock(weft__spin_t *l)
+{
+	/* release: publishes the critical section to the next acquirer. */
+	atomic_store_explicit(&l->locked, 0, memory_order_release);
+}
+
+#endif

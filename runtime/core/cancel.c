@@ -1,0 +1,643 @@
+/* Cancel scopes, checkpoints and sleeping.
+ *
+ * Design
+ * ------
+ * Problem: Trio's cancel scopes (level-triggered, nested, shielded, with
+ * deadlines, cancellable from any thread) over tasks that run in parallel
+ * and migrate between workers, with O(1) checkpoints.
+ *
+ * Approach: scopes form one tree per root task.  A task's scopes nest on
+ * its own stack (`outer` links, owner-only); `parent` links continue across
+ * tasks: a group's scope is the parent of its children's root scopes.
+ * Cancellation is pushed down eagerly: weft__scope_cancel marks the scope
+ * and every descendant not behind a shield as effectively cancelled
+ * (eff_cancelled), under each scope's lock, parent before child, and wakes
+ * each task whose innermost scope it marks.  A scope linked under an
+ * effectively cancelled parent inherits the mark at link time.  So a
+ * checkpoint is one acquire load of the innermost scope's flag.
+ *
+ * Deadlines are filed in the runtime's deadline timer (timer.c), which
+ * fires them on the I/O thread or on a worker at a yield: a firing calls
+ * weft__scope_cancel with origin DEADLINE.  Sleeping is a private scope
+ * whose deadline is the wake-up time, then a cancellable park (Trio's
+ * sleep_until is move_on_at + sleep_forever), so there is one timer
+ * mechanism for both.
+ *
+ * Rejected: walking up the parent chain at every checkpoint (O(depth) per
+ * checkpoint: fib's join chain is 60 scopes deep) and per-fiber timers for
+ * deadlines (a 1 s scope around 100k sleeping children would arm 100k
+ * timers).
+ *
+ * Invariants
+ *   1. eff_cancelled only goes from false to true.
+ *   2. If a scope is effectively cancelled, so is every descendant that is
+ *      not behind a shield (maintained under the locks, parent first).
+ *   3. A task parked cancellably has its innermost scope fixed, and a
+ *      canceller marking that scope reads the park word (to wake the task
+ *      of every scope it marks) after its seq_cst store, while the task
+ *      re-checks the flag after its seq_cst park prepare: no cancellation
+ *      is missed.  Wakes may be spurious; every cancellable park loops.
+ *   4. A scope's `task` is non-NULL only while the task is inside it; a
+ *      canceller that reads it under the scope's lock may wake that task.
+ *   5. A timed scope (user or sleep) is released when its last reference
+ *      (user or owner, queued timer request, timer wheel) is dropped: a
+ *      user scope is freed, the owner of a sleep scope (on its stack) is
+ *      woken to leave the frame.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "core/cancel.h"
+#include "base/id.h"
+#include "runtime.h"
+#include "core/task.h"
+#include "core/timer.h"
+#include "weft/time.h"
+#include "core/sched.h"
+
+/* {======================================================= tree */
+
+void weft__scope_init(struct weft_scope *s, enum weft__scope_kind kind,
+	unsigned flags)
+{
+	/* s is zeroed by the caller (it is embedded in a record the caller
+	 * just cleared, or calloc'd): only the non-zero fields are set. */
+	weft__spin_init(&s->lock);
+	s->kind = (uint8_t)kind;
+	s->flags = flags;
+	atomic_init(&s->cancel_called, false);
+	atomic_init(&s->eff_cancelled, false);
+	atomic_init(&s->observed, false);
+	atomic_init(&s->deadline, WEFT_FOREVER);
+	if (kind == WEFT__SCOPE_USER || kind == WEFT__SCOPE_STACK) {
+		struct weft__timed_scope *ts = weft__timed(s);
+		atomic_init(&ts->timer_deadline, WEFT_FOREVER);
+		atomic_init(&ts->refs, 1);
+		atomic_init(&ts->timer_queued, 0);
+	}
+}
+
+/* Marks s (locked by the caller) and its unshielded subtree. */
+static void scope_propagate_locked(struct weft_scope *s,
+	struct weft_scope *origin)
+{
+	if (atomic_load_explicit(&s->eff_cancelled, memory_order_relaxed))
+		return;  /* invariant 2: the subtree is already marked */
+	s->origin = origin;
+	/* seq_cst: see invariant 3; release also publishes origin. */
+	atomic_store_explicit(&s->eff_cancelled, true, memory_order_seq_cst);
+	/* Wake the task inside s if it is parked cancellably.  Not only when
+	 * s is its innermost scope: the innermost may be a shielded one that
+	 * this cancellation does not reach, and then the task wakes, finds
+	 * its scope not cancelled, and parks again (every cancellable park
+	 * loops).  Deciding on t->cur_scope instead would need that field to
+	 * be seq_cst on every scope push and pop. */
+	struct weft_task *t = atomic_load_explicit(&s->task,
+		memory_order_relaxed);
+	if (t)
+		weft__task_wake_cancel(t);
+	for (struct weft_scope *c = s->first_child; c; c = c->next_sib) {
+		if (c->flags & WEFT_SCOPE_SHIELD)
+			continue;
+		weft__spin_lock(&c->lock);
+		scope_propagate_locked(c, origin);
+		weft__spin_unlock(&c->lock);
+	}
+}
+
+void weft__scope_link(struct weft_scope *s, struct weft_scope *parent,
+	struct weft_task *t)
+{
+	/* s->task is read by cancellers under s's lock; s is reachable by a
+	 * canceller only through its parent (taken below, which publishes
+	 * this store) or by a user who cancels a scope not yet entered (then
+	 * task is still NULL and nobody is woken).  Reparenting (unlink then
+	 * link) cleared it under the lock first. */
+	atomic_store_explicit(&s->task, t, memory_order_relaxed);
+	s->parent = parent;
+	if (parent == NULL)
+		return;
+	weft__spin_lock(&parent->lock);
+	s->prev_sib = NULL;
+	s->next_sib = parent->first_child;
+	if (parent->first_child)
+		parent->first_child->prev_sib = s;
+	parent->first_child = s;
+	if (!(s->flags & WEFT_SCOPE_SHIELD) && atomic_load_explicit(
+		&parent->eff_cancelled, memory_order_relaxed)) {
+		weft__spin_lock(&s->lock);
+		scope_propagate_locked(s, parent->origin);
+		weft__spin_unlock(&s->lock);
+	}
+	weft__spin_unlock(&parent->lock);
+}
+
+void weft__scope_unlink(struct weft_scope *s)
+{
+	struct weft_scope *parent = s->parent;
+	if (parent) {
+		weft__spin_lock(&parent->lock);
+		if (s->prev_sib)
+			s->prev_sib->next_sib = s->next_sib;
+		else
+			parent->first_child = s->next_sib;
+		if (s->next_sib)
+			s->next_sib->prev_sib = s->prev_sib;
+		s->prev_sib = s->next_sib = NULL;
+		weft__spin_unlock(&parent->lock);
+	}
+	if (s->kind == WEFT__SCOPE_TASK) {
+		/* A task's root scope is cancelled directly only by holders of
+		 * a reference on the task (a handle, a start() caller), so a
+		 * canceller that still reads the old task pointer wakes a live
+		 * record that is no longer parked: no lock needed.  Others
+		 * reach it through the parent, whose lock we just held. */
+		atomic_store_explicit(&s->task, NULL, memory_order_relaxed);
+		return;
+	}
+	weft__spin_lock(&s->lock);
+	atomic_store_explicit(&s->task, NULL, memory_order_relaxed);
+	weft__spin_unlock(&s->lock);
+}
+
+void weft__scope_reparent(struct weft_scope *s, struct weft_scope *new_parent)
+{
+	struct weft_task *t = atomic_load_explicit(&s->task,
+		memory_order_relaxed);
+	weft__scope_unlink(s);
+	weft__scope_link(s, new_parent, t);
+}
+
+/* Longest reason text kept: what fits the public weft_cancel_reason_t. */
+#define REASON_MAX (sizeof ((weft_cancel_reason_t *)0)->text - 1)
+
+void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
+	const char *text, bool text_static, uint64_t by_task)
+{
+	/* Copy a caller's text outside the lock.  Out of memory, the
+	 * cancellation still happens, with a text that says what was lost. */
+	char *copy = NULL;
+	if (text == NULL) {
+		text = "cancelled";
+	} else if (!text_static) {
+		size_t n = strnlen(text, REASON_MAX);
+		copy = weft__alloc(n + 1);
+		if (copy) {
+			memcpy(copy, text, n);
+			copy[n] = '\0';
+		}
+		text = copy ? copy : "cancelled (reason text lost: out of memory)";
+	}
+	weft__spin_lock(&s->lock);
+	if (!atomic_load_explicit(&s->cancel_called, memory_order_relaxed)) {
+		s->reason_origin = (uint8_t)origin;
+		s->reason.scope_id = s->id;
+		s->reason.task_id = by_task;
+		s->reason.text = text;
+		s->reason_owned = copy != NULL;
+		copy = NULL;
+		/* release: the reason is complete before the flag. */
+		atomic_store_explicit(&s->cancel_called, true,
+			memory_order_release);
+	}
+	scope_propagate_locked(s, s);
+	weft__spin_unlock(&s->lock);
+	weft__free(copy);  /* cancelled already: the first reason stays */
+}
+
+void weft__scope_fini(struct weft_scope *s)
+{
+	if (atomic_load_explicit(&s->cancel_called, memory_order_acquire) &&
+		s->reason_owned) {
+		weft__free((char *)s->reason.text);
+		s->reason_owned = false;
+	}
+}
+
+void weft__reason_export(const struct weft_scope *s,
+	weft_cancel_reason_t *out)
+{
+	out->origin = (weft_cancel_origin_t)s->reason_origin;
+	out->scope_id = s->reason.scope_id;
+	out->task_id = s->reason.task_id;
+	snprintf(out->text, sizeof out->text, "%s", s->reason.text);
+}
+
+bool weft__scope_is_cancelled(const struct weft_scope *s)
+{
+	return s && atomic_load_explicit(&s->eff_cancelled,
+		memory_order_seq_cst);
+}
+
+void weft__scope_note_observed(struct weft_scope *s)
+{
+	if (s)
+		atomic_store_explicit(&s->observed, true, memory_order_relaxed);
+}
+
+void weft__scope_push(struct weft_task *t, struct weft_scope *s)
+{
+	weft__task_link_root(t);
+	struct weft_scope *cur = atomic_load_explicit(&t->cur_scope,
+		memory_order_relaxed);
+	s->outer = cur;
+	s->state = WEFT__SCOPE_ENTERED;
+	weft__scope_link(s, cur, t);
+	/* relaxed: only the task itself reads its cur_scope. */
+	atomic_store_explicit(&t->cur_scope, s, memory_order_relaxed);
+}
+
+void weft__scope_pop(struct weft_task *t, struct weft_scope *s)
+{
+	atomic_store_explicit(&t->cur_scope, s->outer, memory_order_relaxed);
+	s->state = WEFT__SCOPE_EXITED;
+	weft__scope_unlink(s);
+}
+
+void weft__scope_unref(struct weft_scope *s)
+{
+	/* acq_rel: the last dropper sees all writes made under other refs. */
+	struct weft__timed_scope *ts = weft__timed(s);
+	if (atomic_fetch_sub_explicit(&ts->refs, 1, memory_order_acq_rel) == 1) {
+		if (s->kind == WEFT__SCOPE_STACK) {
+			/* The owner dropped its reference first and is parked
+			 * (or parking) until this wake; it cannot leave the
+			 * frame holding ss before, so reading ss is safe. */
+			struct weft__stack_scope *ss = WEFT__CONTAINER_OF(ts,
+				struct weft__stack_scope, ts);
+			weft__task_wake(ss->waiter, ss->gen);
+			return;
+		}
+		weft__scope_fini(s);
+		weft__census_add(WEFT__CENSUS_SCOPE, -1);
+		weft__free(ts);
+	}
+}
+
+void weft__scope_deadline_fired(struct weft_scope *s)
+{
+	weft__scope_cancel(s, WEFT_CANCEL_DEADLINE, "deadline exceeded", true,
+		0);
+}
+
+/* Arms or disarms the timer for s according to timer_deadline. */
+static void scope_timer_set(struct weft_scope *s, int64_t when)
+{
+	struct weft__timed_scope *ts = weft__timed(s);
+	/* seq_cst: ordered before the seq_cst CAS of timer_queued in
+	 * weft__timer_update (see timer_apply_request). */
+	int64_t old = atomic_exchange_explicit(&ts->timer_deadline, when,
+		memory_order_seq_cst);
+	if (old != when && ts->rt != NULL)
+		weft__timer_update(ts->rt, ts);
+}
+
+/* }======================================================= */
+
+/* {======================================================= enter / exit */
+
+static int scope_enter(struct weft_task *t, struct weft_scope *s)
+{
+	weft__timed(s)->rt = t->rt;
+	weft__scope_push(t, s);
+	int64_t d = atomic_load_explicit(&s->deadline, memory_order_relaxed);
+	if (d != WEFT_FOREVER) {
+		if (d <= weft_now())
+			weft__scope_deadline_fired(s);
+		else
+			scope_timer_set(s, d);
+	}
+	return 0;
+}
+
+static void scope_exit(struct weft_task *t, struct weft_scope *s)
+{
+	s->caught = atomic_load_explicit(&s->cancel_called,
+		memory_order_acquire) && atomic_load_explicit(&s->observed,
+		memory_order_relaxed);
+	weft__scope_pop(t, s);
+	scope_timer_set(s, WEFT_FOREVER);
+}
+
+int weft_scope_create(weft_scope_t **out, int64_t deadline, unsigned flags)
+{
+	if (out == NULL || (flags & ~(WEFT_SCOPE_SHIELD | WEFT_SCOPE_FAIL)))
+		return -EINVAL;
+	struct weft__timed_scope *ts = weft__calloc(1, sizeof *ts);
+	if (ts == NULL)
+		return -ENOMEM;
+	struct weft_scope *s = &ts->s;
+	weft__scope_init(s, WEFT__SCOPE_USER, flags);
+	s->id = weft__id_next();
+	atomic_store_explicit(&s->deadline, deadline, memory_order_relaxed);
+	weft__census_add(WEFT__CENSUS_SCOPE, 1);
+	*out = s;
+	return 0;
+}
+
+int weft_scope_enter(weft_scope_t *s)
+{
+	if (s == NULL)
+		return -EINVAL;
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	if (s->state != WEFT__SCOPE_CREATED || s->kind != WEFT__SCOPE_USER)
+		return WEFT_EMISUSE;
+	return scope_enter(t, s);
+}
+
+int weft_scope_exit(weft_scope_t *s)
+{
+	if (s == NULL)
+		return -EINVAL;
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	if (s->state != WEFT__SCOPE_ENTERED || s->kind != WEFT__SCOPE_USER)
+		return WEFT_EMISUSE;
+	weft__spin_lock(&s->lock);
+	bool mine = atomic_load_explicit(&s->task, memory_order_relaxed) == t;
+	weft__spin_unlock(&s->lock);
+	if (!mine)
+		return WEFT_EMISUSE;
+	if (atomic_load_explicit(&t->cur_scope, memory_order_relaxed) != s)
+		return WEFT_EMISNEST;
+	scope_exit(t, s);
+	if ((s->flags & WEFT_SCOPE_FAIL) && s->caught &&
+		s->reason_origin == WEFT_CANCEL_DEADLINE)
+		return -ETIMEDOUT;
+	return 0;
+}
+
+void weft_scope_destroy(weft_scope_t *s)
+{
+	if (s == NULL)
+		return;
+	if (s->state == WEFT__SCOPE_ENTERED) {
+		struct weft_task *t = weft__task_current();
+		if (t && atomic_load_explicit(&t->cur_scope,
+			memory_order_relaxed) == s)
+			scope_exit(t, s);
+		else
+			WEFT_ASSERT(0, "weft_scope_destroy of a scope that is "
+				"entered but not innermost");
+	}
+	weft__scope_unref(s);
+}
+
+int weft_scope_cancel(weft_scope_t *s, const char *reason)
+{
+	if (s == NULL)
+		return -EINVAL;
+	struct weft_task *t = weft__task_current();
+	weft__scope_cancel(s, WEFT_CANCEL_EXPLICIT, reason, false,
+		t ? t->id : 0);
+	return 0;
+}
+
+int weft_scope_set_deadline(weft_scope_t *s, int64_t deadline)
+{
+	if (s == NULL)
+		return -EINVAL;
+	atomic_store_explicit(&s->deadline, deadline, memory_order_relaxed);
+	if (s->state != WEFT__SCOPE_ENTERED)
+		return 0;
+	if (deadline != WEFT_FOREVER && deadline <= weft_now())
+		weft__scope_deadline_fired(s);
+	else
+		scope_timer_set(s, deadline);
+	return 0;
+}
+
+int64_t weft_scope_deadline(const weft_scope_t *s)
+{
+	return s ? atomic_load_explicit(&s->deadline, memory_order_relaxed)
+		 : WEFT_FOREVER;
+}
+
+int weft_scope_cancel_called(const weft_scope_t *s)
+{
+	return s && atomic_load_explicit(&s->cancel_called,
+		memory_order_acquire);
+}
+
+int weft_scope_cancelled_caught(const weft_scope_t *s)
+{
+	return s && s->caught;
+}
+
+int weft_scope_reason(const weft_scope_t *s, weft_cancel_reason_t *out)
+{
+	if (s == NULL || out == NULL)
+		return -EINVAL;
+	memset(out, 0, sizeof *out);
+	if (atomic_load_explicit(&s->cancel_called, memory_order_acquire))
+		weft__reason_export(s, out);
+	return 0;
+}
+
+int weft_scope_open(weft_scope_t **out, int64_t deadline, unsigned flags)
+{
+	if (out == NULL)
+		return -EINVAL;
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	int rc = weft_scope_create(out, deadline, flags);
+	if (rc < 0)
+		return rc;
+	return scope_enter(t, *out);
+}
+
+static int64_t scope_after(int64_t ns)
+{
+	if (ns <= 0)
+		return weft_now();
+	int64_t now = weft_now();
+	return ns > WEFT_FOREVER - now ? WEFT_FOREVER : now + ns;
+}
+
+int weft_move_on_at(weft_scope_t **out, int64_t deadline)
+{
+	return weft_scope_open(out, deadline, 0);
+}
+
+int weft_move_on_after(weft_scope_t **out, int64_t ns)
+{
+	return weft_scope_open(out, scope_after(ns), 0);
+}
+
+int weft_fail_at(weft_scope_t **out, int64_t deadline)
+{
+	return weft_scope_open(out, deadline, WEFT_SCOPE_FAIL);
+}
+
+int weft_fail_after(weft_scope_t **out, int64_t ns)
+{
+	return weft_scope_open(out, scope_after(ns), WEFT_SCOPE_FAIL);
+}
+
+void weft__stack_scope_enter(struct weft_task *t, struct weft__stack_scope *ss,
+	int64_t deadline)
+{
+	memset(ss, 0, sizeof *ss);
+	weft__scope_init(&ss->ts.s, WEFT__SCOPE_STACK, 0);
+	atomic_store_explicit(&ss->ts.s.deadline, deadline,
+		memory_order_relaxed);
+	scope_enter(t, &ss->ts.s);
+}
+
+void weft__scope_force_exit(struct weft_task *t, struct weft_scope *s)
+{
+	scope_exit(t, s);
+}
+
+bool weft__stack_scope_exit(struct weft_task *t, struct weft__stack_scope *ss)
+{
+	scope_exit(t, &ss->ts.s);
+	bool caught = ss->ts.s.caught;
+	/* Unlinked: no canceller reaches ss any more.  The timer may
+	 * still hold a request or wheel reference; if so, its last unref
+	 * wakes this park (weft__scope_unref).  The park is not cancellable
+	 * and nobody else knows its generation, so only that wake ends it. */
+	ss->waiter = t;
+	ss->gen = weft__park_prepare(t, false);
+	/* acq_rel, as in weft__scope_unref: the release publishes waiter and
+	 * gen to the last dropper. */
+	if (atomic_fetch_sub_explicit(&ss->ts.refs, 1,
+		memory_order_acq_rel) != 1)
+		weft__park_commit(t);
+	return caught;
+}
+
+/* }======================================================= */
+
+/* {======================================================= checkpoints */
+
+/* The calling task's innermost scope, linked into the tree (so that a
+ * cancellation reaches it from now on). */
+static struct weft_scope *cancel_cur(struct weft_task *t)
+{
+	weft__task_link_root(t);
+	return atomic_load_explicit(&t->cur_scope, memory_order_relaxed);
+}
+
+/* -ECANCELED (recording the observation) if t is cancelled, else 0. */
+static int cancel_check(struct weft_task *t)
+{
+	struct weft_scope *s = cancel_cur(t);
+	if (!weft__scope_is_cancelled(s))
+		return 0;
+	weft__scope_note_observed(s->origin);
+	return -ECANCELED;
+}
+
+int weft_checkpoint_if_cancelled(void)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	return cancel_check(t);
+}
+
+int weft_cancel_shielded_checkpoint(void)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	weft__sched_switch_out(t, WEFT__POST_YIELD);
+	return 0;
+}
+
+int weft_yield(void)
+{
+	return weft_cancel_shielded_checkpoint();
+}
+
+int weft_checkpoint(void)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	int rc = cancel_check(t);
+	if (rc < 0)
+		return rc;
+	weft__sched_switch_out(t, WEFT__POST_YIELD);
+	return cancel_check(t);
+}
+
+int64_t weft_effective_deadline(void)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_FOREVER;
+	int64_t best = WEFT_FOREVER;
+	for (struct weft_scope *s = cancel_cur(t); s; s = s->parent) {
+		int64_t d = atomic_load_explicit(&s->deadline,
+			memory_order_relaxed);
+		if (d < best)
+			best = d;
+		if (s->flags & WEFT_SCOPE_SHIELD)
+			break;
+	}
+	return best;
+}
+
+int weft_cancel_reason(weft_cancel_reason_t *out)
+{
+	if (out == NULL)
+		return -EINVAL;
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	memset(out, 0, sizeof *out);
+	struct weft_scope *s = cancel_cur(t);
+	if (!weft__scope_is_cancelled(s) || s->origin == NULL)
+		return 0;
+	struct weft_scope *o = s->origin;
+	weft__spin_lock(&o->lock);
+	weft__reason_export(o, out);
+	weft__spin_unlock(&o->lock);
+	return 0;
+}
+
+/* }======================================================= */
+
+/* {======================================================= sleeping */
+
+int weft_sleep_until(int64_t deadline)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	int rc = cancel_check(t);
+	if (rc < 0)
+		return rc;
+	if (deadline <= weft_now()) {
+		weft__sched_switch_out(t, WEFT__POST_YIELD);
+		return cancel_check(t);
+	}
+	/* The deadline is a private scope in this frame: a parked sleeper
+	 * costs no heap memory beyond its task record (benchmark B7). */
+	struct weft__stack_scope ss;
+	weft__stack_scope_enter(t, &ss, deadline);
+	for (;;) {
+		weft__park_prepare(t, true);
+		if (weft__scope_is_cancelled(&ss.ts.s))
+			break;
+		weft__park_commit(t);
+	}
+	weft__scope_note_observed(ss.ts.s.origin);
+	weft__stack_scope_exit(t, &ss);
+	return cancel_check(t);
+}
+
+int weft_sleep(int64_t ns)
+{
+	return weft_sleep_until(scope_after(ns));
+}
+
+/* }======================================================= */

@@ -1,0 +1,183 @@
+/* Cancel scopes: the internal structure (see cancel.c for the design). */
+#ifndef WEFT_RUNTIME_CORE_CANCEL_H
+#define WEFT_RUNTIME_CORE_CANCEL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/common.h"
+#include "base/spin.h"
+#include "core/ioq.h"
+#include "core/wheel.h"
+#include "weft/cancel.h"
+
+struct weft_task;
+
+enum weft__scope_kind {
+	WEFT__SCOPE_USER = 0, /* heap scope from weft_scope_create */
+	WEFT__SCOPE_GROUP,    /* embedded in a weft_group */
+	WEFT__SCOPE_TASK,     /* a task's root scope, embedded in the task */
+	/* A private scope on its task's fiber stack (struct weft__stack_scope,
+	 * weft_sleep_until): never freed; its last reference wakes the task
+	 * waiting to leave the frame (see weft__stack_scope_release). */
+	WEFT__SCOPE_STACK
+};
+
+enum weft__scope_state {
+	WEFT__SCOPE_CREATED = 0,
+	WEFT__SCOPE_ENTERED,
+	WEFT__SCOPE_EXITED
+};
+
+/* Why a scope was cancelled.  The public weft_cancel_reason_t carries the
+ * text inline (96 bytes); here it is a pointer, to a static string or to a
+ * heap copy of a caller's text (reason_owned), so that the scope embedded in
+ * every task and group record stays small. */
+struct weft__reason {
+	uint64_t scope_id;
+	uint64_t task_id;
+	const char *text;
+};
+
+/* A node of the scope tree.  Parent links cross task boundaries: a group's
+ * scope is the parent of its children's root scopes.
+ *
+ * Lock order: a parent's lock before a child's.  The lock of a scope
+ * protects its children list and the `task` pointer. */
+struct weft_scope {
+	weft__spin_t lock;
+	unsigned flags;          /* WEFT_SCOPE_*; fixed after create */
+	/* Written under the parent's lock (link, unlink, reparent); read by
+	 * the owning task without lock (it is the only writer's task). */
+	struct weft_scope *parent;
+	struct weft_scope *first_child; /* under lock */
+	struct weft_scope *prev_sib, *next_sib; /* under parent's lock */
+	/* The task whose scope stack holds this scope; NULL once exited.
+	 * Written under this scope's or its parent's lock (see unlink);
+	 * relaxed atomic because a root scope's is cleared without it. */
+	_Atomic(struct weft_task *) task;
+	/* The next outer scope on the same task's stack, set at enter by the
+	 * owning task; owner-only. */
+	struct weft_scope *outer;
+	uint64_t id;
+	/* The outermost cancelled scope this one's cancellation comes from.
+	 * Written under lock before eff_cancelled's release store. */
+	struct weft_scope *origin;
+	/* Deadline: written by any thread, read by weft_deadline,
+	 * weft_effective_deadline and dumps (relaxed: a value, ordering
+	 * nothing; the timer reads timer_deadline below instead).  Only
+	 * timed scopes (below) ever have one. */
+	_Atomic int64_t deadline;
+	uint8_t kind;            /* enum weft__scope_kind */
+	uint8_t state;           /* enum weft__scope_state; owner task only */
+	/* Set under lock by weft__scope_cancel; read lock-free with acquire
+	 * by checkpoints (pairs with the release stores in cancel.c). */
+	atomic_bool cancel_called;
+	atomic_bool eff_cancelled;
+	/* A checkpoint inside observed a cancellation whose origin is this
+	 * scope (relaxed; read by the owner at exit after its own
+	 * checkpoints). */
+	atomic_bool observed;
+	bool caught;             /* exit consumed its own cancellation */
+	/* The reason's origin (weft_cancel_origin_t) and whether its text is
+	 * a heap copy: here rather than in `reason` so that they fill the
+	 * padding after the flags.  Valid once cancel_called, like it. */
+	uint8_t reason_origin;
+	bool reason_owned;
+	/* Not cleared when a group or task record is recycled (from here on,
+	 * WEFT__SCOPE_CLEAR): written before it is read, and released by
+	 * weft__scope_fini at the end of each life of the scope. */
+	struct weft__reason reason; /* under lock; valid once cancel_called */
+};
+
+/* A scope that can carry a deadline: user scopes (heap, weft_scope_t
+ * points at .s) and the private scopes of sleeps (struct
+ * weft__stack_scope).  The scopes embedded in tasks and groups never have
+ * a deadline and carry none of this. */
+struct weft__timed_scope {
+	struct weft_scope s;
+	/* The deadline the timer should arm: `deadline` while entered,
+	 * WEFT_FOREVER before entry and after exit. */
+	_Atomic int64_t timer_deadline;
+	atomic_int refs;          /* user + queued timer request + wheel */
+	atomic_int timer_queued;  /* an update request is in the I/O queue */
+	struct weft_runtime *rt;  /* runtime whose timer arms the deadline */
+	struct weft__ioq_node timer_node; /* I/O request queue entry */
+	struct weft__tnode tnode; /* under the runtime timer's lock */
+};
+
+/* The timed scope of s; s must be of kind USER or STACK. */
+static inline struct weft__timed_scope *weft__timed(struct weft_scope *s)
+{
+	return WEFT__CONTAINER_OF(s, struct weft__timed_scope, s);
+}
+
+/* A scope that lives in its task's stack frame.  The timer may still
+ * hold references (a queued timer request, the wheel) when the task wants
+ * to leave the frame; the task then parks until the last one is dropped,
+ * and that dropper wakes it with `gen`.  waiter and gen are written by the
+ * task before it drops its own reference and read by the last dropper. */
+struct weft__stack_scope {
+	struct weft__timed_scope ts;
+	struct weft_task *waiter;
+	uint64_t gen;
+};
+
+/* Bytes of a scope that must start zeroed: the reason is written before
+ * it is read (once cancel_called is set). */
+#define WEFT__SCOPE_CLEAR offsetof(struct weft_scope, reason)
+
+/* Initialise a zeroed scope (embedded in a cleared group or task record,
+ * or calloc'd). */
+void weft__scope_init(struct weft_scope *s, enum weft__scope_kind kind,
+	unsigned flags);
+/* Link s under parent (NULL for a root) as the scope of task t, inheriting
+ * the parent's effective cancellation unless s is shielded.  Any thread
+ * holding the parent alive. */
+void weft__scope_link(struct weft_scope *s, struct weft_scope *parent,
+	struct weft_task *t);
+/* Remove s from its parent's children; clears s->task. */
+void weft__scope_unlink(struct weft_scope *s);
+/* Move s (a task root scope) under new_parent. */
+void weft__scope_reparent(struct weft_scope *s, struct weft_scope *new_parent);
+/* Cancel s with a reason; wakes tasks parked inside it.  text is a static
+ * string when text_static, else the caller's and copied (NULL: a default).
+ * Any thread. */
+void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
+	const char *text, bool text_static, uint64_t by_task);
+/* Releases what the reason holds, at the end of a life of s (its record
+ * is about to be freed or recycled).  Nobody else may reference s. */
+void weft__scope_fini(struct weft_scope *s);
+/* Copies s's reason to the public form (s locked, or cancel_called read
+ * with acquire and the reason no longer changing). */
+void weft__reason_export(const struct weft_scope *s,
+	weft_cancel_reason_t *out);
+/* Whether the calling task is effectively cancelled (innermost scope). */
+bool weft__scope_is_cancelled(const struct weft_scope *s);
+/* Records that a checkpoint observed s's cancellation. */
+void weft__scope_note_observed(struct weft_scope *s);
+/* Push s on t's scope stack / pop it (owner task only). */
+void weft__scope_push(struct weft_task *t, struct weft_scope *s);
+void weft__scope_pop(struct weft_task *t, struct weft_scope *s);
+/* Drop one reference of a timed scope: frees a user scope at zero, wakes
+ * the owner of a stack scope.  Any thread. */
+void weft__scope_unref(struct weft_scope *s);
+/* Called by the timer (under its lock, on the I/O thread or a worker)
+ * when s's deadline passed. */
+void weft__scope_deadline_fired(struct weft_scope *s);
+/* Initialises and enters ss, a scope with `deadline` in t's current stack
+ * frame (no allocation, cannot fail).  Owner task only. */
+void weft__stack_scope_enter(struct weft_task *t, struct weft__stack_scope *ss,
+	int64_t deadline);
+/* Exits ss and waits until nobody else references it, so that the frame
+ * holding it may return.  Returns whether its own deadline cancelled it
+ * and a checkpoint observed that.  Owner task only. */
+WEFT_FIBER_FN bool weft__stack_scope_exit(struct weft_task *t,
+	struct weft__stack_scope *ss);
+/* Exit s (innermost on t) without the misuse checks: task-exit cleanup of
+ * a user scope left entered. */
+void weft__scope_force_exit(struct weft_task *t, struct weft_scope *s);
+
+#endif

@@ -1,0 +1,456 @@
+/* Task groups: spawn, join counter, failure aggregation.
+ *
+ * Design
+ * ------
+ * Problem: a group's children run on any worker; join must return exactly
+ * when the owner reached join and no child or pending start() is left,
+ * also when children spawn more children into the group during join; the
+ * first failure must cancel the group once; every failure must reach the
+ * joiner exactly once.
+ *
+ * Approach: one 64-bit atomic word {count, JOINING, CLOSED} (semantics rule
+ * 1).  Spawn is a CAS increment that fails once CLOSED.  A child's end is a
+ * CAS decrement; the decrement that takes the count to 0 while JOINING is
+ * set also sets CLOSED and wakes the owner.  The owner publishes its park
+ * generation before setting JOINING (release), so the closing child reads
+ * it after its acquire CAS.  Failures are leaves allocated by the failing
+ * child and appended under a spinlock; the first failure (an atomic
+ * exchange on `failed`) cancels the group's scope.  Join turns the list
+ * into one weft_error_t.
+ *
+ * Rejected: a mutex + condition variable per group (a parked fiber must
+ * not block its worker thread) and separate counters for children and
+ * pending starts (two words cannot be checked for "both zero" atomically;
+ * Trio's _pending_starts lives beside its child set under one lock).
+ *
+ * Invariants
+ *   1. count = children created and not yet done, including pending starts.
+ *   2. CLOSED implies count = 0 and JOINING; nothing is spawned after it.
+ *   3. A child's last access to g is weft__group_child_done (g may be freed
+ *      right after by the owner).
+ *   4. Every failed child's leaf is on the list (or counted in `lost`)
+ *      before its child_done: join sees every failure.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/error.h"
+#include "core/group.h"
+#include "base/id.h"
+#include "core/local.h"
+#include "runtime.h"
+#include "core/task.h"
+#include "core/sched.h"
+
+/* {======================================================= counter */
+
+/* Count one more child; WEFT_ECLOSED once the group closed. */
+static int group_add(struct weft_group *g)
+{
+	uint64_t old = atomic_load_explicit(&g->word, memory_order_relaxed);
+	do {
+		if (old & WEFT__GROUP_CLOSED)
+			return WEFT_ECLOSED;
+	} while (!atomic_compare_exchange_weak_explicit(&g->word, &old,
+		old + 1, memory_order_acq_rel, memory_order_relaxed));
+	return 0;
+}
+
+void weft__group_child_done(struct weft_group *g)
+{
+	uint64_t old = atomic_load_explicit(&g->word, memory_order_relaxed);
+	uint64_t next;
+	do {
+		WEFT_ASSERT((old & WEFT__GROUP_COUNT_MASK) > 0,
+			"group count underflow");
+		next = old - 1;
+		if ((next & WEFT__GROUP_COUNT_MASK) == 0 &&
+			(next & WEFT__GROUP_JOINING))
+			next |= WEFT__GROUP_CLOSED;
+		/* acq_rel: release publishes this child's leaf and outcome
+		 * to the owner; acquire reads owner_gen (set before the
+		 * owner's release of JOINING). */
+	} while (!atomic_compare_exchange_weak_explicit(&g->word, &old, next,
+		memory_order_acq_rel, memory_order_relaxed));
+	if (next & WEFT__GROUP_CLOSED)
+		weft__task_wake(g->owner, g->owner_gen);
+}
+
+/* }======================================================= */
+
+/* {======================================================= failures */
+
+static void group_add_leaf(struct weft_group *g, struct weft__leaf *l)
+{
+	weft__spin_lock(&g->errors_lock);
+	if (l == NULL) {
+		g->lost++;
+	} else {
+		if (g->leaves_tail)
+			g->leaves_tail->next = l;
+		else
+			g->leaves_head = l;
+		g->leaves_tail = l;
+		g->leaves++;
+	}
+	weft__spin_unlock(&g->errors_lock);
+}
+
+static void group_first_failure(struct weft_group *g, uint64_t by)
+{
+	/* acq_rel exchange: exactly one failure cancels the group. */
+	if (!atomic_exchange_explicit(&g->failed, true, memory_order_acq_rel))
+		weft__scope_cancel(&g->scope, WEFT_CANCEL_GROUP_FAILURE,
+			"a task of the group failed", true, by);
+}
+
+void weft__group_child_failed(struct weft_group *g, struct weft_task *t)
+{
+	group_add_leaf(g, weft__task_failure_leaf(t));
+	group_first_failure(g, t->id);
+}
+
+/* }======================================================= */
+
+/* {======================================================= open / spawn */
+
+int weft_group_open(weft_group_t **out)
+{
+	if (out == NULL)
+		return -EINVAL;
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	struct weft_group *g = weft__cache_get(WEFT__CACHE_GROUP);
+	if (g == NULL)
+		g = weft__alloc(sizeof *g);
+	if (g == NULL)
+		return -ENOMEM;
+	memset(g, 0, WEFT__GROUP_CLEAR);
+	weft__scope_init(&g->scope, WEFT__SCOPE_GROUP, 0);
+	g->scope.id = weft__id_next();
+	atomic_init(&g->word, 0);
+	atomic_init(&g->failed, false);
+	atomic_init(&g->refs, 1);
+	weft__spin_init(&g->errors_lock);
+	g->owner = t;
+	g->rt = t->rt;
+	g->open_site = __builtin_return_address(0);
+	weft__scope_push(t, &g->scope);
+	weft__census_add(WEFT__CENSUS_GROUP, 1);
+	*out = g;
+	return 0;
+}
+
+/* Validates and creates the child record, counted in g.  On failure
+ * nothing exists. */
+static int group_new_child(struct weft_group *g, weft_fn fn, void *arg,
+	const weft_spawn_opts_t *opts, const char *name,
+	struct weft_task **out)
+{
+	if (g == NULL || fn == NULL)
+		return -EINVAL;
+	/* NULL on a plain thread: allowed for spawns (the caller holds g
+	 * alive with weft_group_retain; the join word's CAS is thread-safe and
+	 * weft__sched_spawn uses the injection queue), not for start. */
+	struct weft_task *self = weft__task_current();
+	if (self != NULL && self->rt != g->rt)
+		return WEFT_EMISUSE;
+	unsigned flags = opts ? opts->flags : 0;
+	if ((flags & WEFT_SPAWN_UNLESS_CANCELLED) &&
+		weft__scope_is_cancelled(&g->scope))
+		return -ECANCELED;
+	bool literal = false;
+	if (opts && opts->name) {
+		name = opts->name;
+		literal = (flags & WEFT__SPAWN_LITERAL_NAME) != 0;
+	}
+	struct weft_task *t;
+	int rc = weft__task_create_lit(g->rt, name, literal, fn, arg, &t);
+	if (rc < 0)
+		return rc;
+	rc = group_add(g);
+	if (rc < 0) {
+		weft__task_unref(t);
+		return rc;
+	}
+	t->group = g;
+	t->spawn_flags = flags;
+	/* Issue 3: introspection (relaxed: see insp_id) and the task-local
+	 * context, a snapshot of the spawning task's (rule 36), not the
+	 * owner's: no copy, at most one reference increment. */
+	atomic_store_explicit(&t->insp_group_id, g->scope.id,
+		memory_order_relaxed);
+	struct weft_context *ctx = self ? self->ctx : NULL;
+	if (__builtin_expect(opts != NULL && (opts->context != NULL ||
+		(flags & WEFT_SPAWN_EMPTY_CONTEXT)), 0))
+		ctx = (flags & WEFT_SPAWN_EMPTY_CONTEXT) ? NULL :
+			weft__context_norm(opts->context);
+	if (ctx)
+		weft__context_ref(ctx);
+	t->ctx = ctx;
+	if (opts && opts->handle) {
+		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+		*opts->handle = t;
+	}
+	*out = t;
+	return 0;
+}
+
+int weft_group_spawn_opts(weft_group_t *g, weft_fn fn, void *arg,
+	const weft_spawn_opts_t *opts)
+{
+	struct weft_task *t;
+	int rc = group_new_child(g, fn, arg, opts, "task", &t);
+	if (rc < 0)
+		return rc;
+	/* Children run under the group's scope (rule 28); the child links
+	 * itself into it lazily (weft__task_link_root). */
+	t->root_scope.parent = &g->scope;
+	weft__sched_spawn(t);
+	return 0;
+}
+
+int weft_group_spawn_named(weft_group_t *g, const char *name, weft_fn fn,
+	void *arg)
+{
+	weft_spawn_opts_t o = { .name = name };
+	return weft_group_spawn_opts(g, fn, arg, &o);
+}
+
+int weft_group_spawn_literal(weft_group_t *g, const char *name, weft_fn fn,
+	void *arg)
+{
+	weft_spawn_opts_t o = { .name = name,
+		.flags = name ? WEFT__SPAWN_LITERAL_NAME : 0 };
+	return weft_group_spawn_opts(g, fn, arg, &o);
+}
+
+int weft_group_start_opts(weft_group_t *g, weft_fn fn, void *arg,
+	const weft_spawn_opts_t *opts, void **value_out)
+{
+	if (g != NULL && fn != NULL && weft__task_current() == NULL)
+		return WEFT_ENOTFIBER;  /* start parks the caller */
+	struct weft_task *t;
+	int rc = group_new_child(g, fn, arg, opts, "task", &t);
+	if (rc < 0)
+		return rc;
+	struct weft_task *self = weft__task_current();
+	/* Our own reference, so the record outlives the child's end until
+	 * we have read its outcome. */
+	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+	rc = weft__task_start(self, g, t, value_out);
+	weft__task_unref(t);
+	return rc;
+}
+
+int weft_group_start_named(weft_group_t *g, const char *name, weft_fn fn,
+	void *arg, void **value_out)
+{
+	weft_spawn_opts_t o = { .name = name };
+	return weft_group_start_opts(g, fn, arg, &o, value_out);
+}
+
+/* }======================================================= */
+
+/* {======================================================= join */
+
+/* Waits until the group closes.  Not cancellable: an outer cancellation
+ * reaches the children through the scope tree. */
+static void group_wait_closed(struct weft_task *self, struct weft_group *g)
+{
+	/* Fast path (every child ran inline or already ended): close without
+	 * preparing a park.  A concurrent spawn makes the CAS fail. */
+	uint64_t old = atomic_load_explicit(&g->word, memory_order_acquire);
+	while ((old & WEFT__GROUP_COUNT_MASK) == 0) {
+		/* acq_rel: acquire pairs with the children's release in
+		 * child_done (their outcome is visible to the owner). */
+		if (atomic_compare_exchange_weak_explicit(&g->word, &old,
+			old | WEFT__GROUP_JOINING | WEFT__GROUP_CLOSED,
+			memory_order_acq_rel, memory_order_acquire))
+			return;
+	}
+	uint64_t gen = weft__park_prepare(self, false);
+	g->owner_gen = gen;
+	/* release: owner_gen before JOINING (pairs with child_done). */
+	old = atomic_fetch_or_explicit(&g->word, WEFT__GROUP_JOINING,
+		memory_order_acq_rel);
+	for (;;) {
+		if ((old & WEFT__GROUP_COUNT_MASK) != 0)
+			break;
+		if (atomic_compare_exchange_weak_explicit(&g->word, &old,
+			old | WEFT__GROUP_CLOSED, memory_order_acq_rel,
+			memory_order_acquire))
+			return;
+	}
+	weft__park_commit_on(self, "join");
+	WEFT_ASSERT(atomic_load_explicit(&g->word, memory_order_acquire) &
+		WEFT__GROUP_CLOSED, "group owner woken before close");
+}
+
+static void group_unref(struct weft_group *g)
+{
+	/* A count of 1 is the caller's alone (a reference is only added by a
+	 * holder: the owner or a retainer, while g is alive), so it needs no
+	 * read-modify-write.  Otherwise acq_rel: the last dropper sees every
+	 * write made under the others. */
+	if (atomic_load_explicit(&g->refs, memory_order_acquire) != 1 &&
+		atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	weft__scope_fini(&g->scope);
+	weft__census_add(WEFT__CENSUS_GROUP, -1);
+	weft__cache_put(WEFT__CACHE_GROUP, g);
+}
+
+/* Frees what join no longer needs; the record itself lives on while
+ * retained. */
+static void group_finish(struct weft_group *g)
+{
+	struct weft__leaf *l = g->leaves_head;
+	while (l) {
+		struct weft__leaf *next = l->next;
+		weft__leaf_free(l);
+		l = next;
+	}
+	g->leaves_head = g->leaves_tail = NULL;
+	g->joined = true;
+	group_unref(g);
+}
+
+/* Joins g (the owner is the caller and g's scope is innermost). */
+static int group_join(struct weft_task *self, struct weft_group *g,
+	weft_error_t **err_out)
+{
+	/* Introspection: a joiner running its children inline is waiting
+	 * for the join too (relaxed; see insp_wait). */
+	atomic_store_explicit(&self->insp_wait, "join", memory_order_relaxed);
+	weft__sched_help_join(self, g);
+	group_wait_closed(self, g);
+	atomic_store_explicit(&self->insp_wait, NULL, memory_order_relaxed);
+	weft__scope_pop(self, &g->scope);
+	/* The join is a checkpoint of the scope outside the group. */
+	struct weft_scope *outer = atomic_load_explicit(&self->cur_scope,
+		memory_order_relaxed);
+	int rc = 0;
+	if (g->leaves > 0 || g->lost > 0) {
+		weft_error_t *e = weft__error_from_leaves(g->leaves_head,
+			g->leaves, g->lost);
+		g->leaves_head = g->leaves_tail = NULL;
+		if (err_out)
+			*err_out = e;
+		else
+			weft_error_free(e);
+		rc = WEFT_ECHILD_FAILED;
+	} else if (weft__scope_is_cancelled(outer)) {
+		weft__scope_note_observed(outer->origin);
+		rc = -ECANCELED;
+	}
+	group_finish(g);
+	return rc;
+}
+
+int weft_group_join(weft_group_t *g, weft_error_t **err_out)
+{
+	if (g == NULL)
+		return -EINVAL;
+	struct weft_task *self = weft__task_current();
+	if (self == NULL)
+		return WEFT_ENOTFIBER;
+	if (self != g->owner || g->joined)
+		return WEFT_EMISUSE;
+	if (atomic_load_explicit(&self->cur_scope, memory_order_relaxed) !=
+		&g->scope)
+		return WEFT_EMISNEST;
+	if (err_out)
+		*err_out = NULL;
+	return group_join(self, g, err_out);
+}
+
+int weft_group_retain(weft_group_t *g)
+{
+	if (g == NULL)
+		return -EINVAL;
+	atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+	return 0;
+}
+
+void weft_group_release(weft_group_t *g)
+{
+	if (g)
+		group_unref(g);
+}
+
+int weft_group_cancel(weft_group_t *g, const char *reason)
+{
+	if (g == NULL)
+		return -EINVAL;
+	struct weft_task *t = weft__task_current();
+	weft__scope_cancel(&g->scope, WEFT_CANCEL_EXPLICIT, reason, false,
+		t ? t->id : 0);
+	return 0;
+}
+
+int weft_group_fail(weft_group_t *g, int code, const char *fmt, ...)
+{
+	if (g == NULL)
+		return -EINVAL;
+	struct weft_task *self = weft__task_current();
+	if (self == NULL || self != g->owner || g->joined)
+		return WEFT_EMISUSE;
+	char msg[256] = "";
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof msg, fmt, ap);
+		va_end(ap);
+	}
+	uint64_t seq = atomic_fetch_add_explicit(&g->rt->error_seq, 1,
+		memory_order_relaxed);
+	struct weft__leaf *l = weft__leaf_create(code, msg, self->name,
+		self->id, seq, weft__scope_is_cancelled(&g->scope), NULL);
+	group_add_leaf(g, l);
+	group_first_failure(g, self->id);
+	return l ? code : -ENOMEM;
+}
+
+/* Called at task exit when scopes are still entered: exits user scopes,
+ * cancels and joins groups, innermost first. */
+int weft__group_reap_unjoined(struct weft_task *t)
+{
+	int rc = 0;
+	struct weft_scope *s;
+	while ((s = atomic_load_explicit(&t->cur_scope,
+		memory_order_relaxed)) != &t->root_scope) {
+		if (s->kind == WEFT__SCOPE_GROUP) {
+			struct weft_group *g = WEFT__CONTAINER_OF(s,
+				struct weft_group, scope);
+			if (t->rt->cfg.abort_on_missing_join) {
+				weft__diag("task '%s' returned without joining "
+					"the group opened at %p (rule 7: "
+					"abort_on_missing_join)", t->name,
+					g->open_site);
+				abort();
+			}
+			weft__scope_cancel(&g->scope, WEFT_CANCEL_EXPLICIT,
+				"group left without join", true, t->id);
+			weft_error_t *e = NULL;
+			if (group_join(t, g, &e) == WEFT_ECHILD_FAILED) {
+				/* Keep the children's failures: they nest
+				 * under this task's failure. */
+				weft_error_free(t->fail_group);
+				t->fail_group = e;
+			}
+		} else {
+			/* The user still owns the scope object. */
+			weft__scope_force_exit(t, s);
+		}
+		rc = WEFT_EMISSINGJOIN;
+	}
+	return rc;
+}
+
+/* }======================================================= */

@@ -1,0 +1,63 @@
+/* Task groups: the internal structure (see group.c for the essay). */
+#ifndef WEFT_RUNTIME_CORE_GROUP_H
+#define WEFT_RUNTIME_CORE_GROUP_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "core/cancel.h"
+#include "base/spin.h"
+#include "weft/group.h"
+
+struct weft_task;
+struct weft_error;
+
+/* Spawn flag set by weft_group_spawn_literal: opts->name is a string
+ * literal (see weft__task_create_lit).  Reserved in weft/group.h. */
+#define WEFT__SPAWN_LITERAL_NAME 0x80000000u
+
+/* Join word: live children + pending starts in the low bits, JOINING once
+ * the owner called join, CLOSED once JOINING and the count reached 0. */
+#define WEFT__GROUP_COUNT_MASK ((UINT64_C(1) << 48) - 1)
+#define WEFT__GROUP_JOINING (UINT64_C(1) << 62)
+#define WEFT__GROUP_CLOSED (UINT64_C(1) << 63)
+
+struct weft_group {
+	_Atomic uint64_t word;         /* see above; any thread */
+	struct weft_task *owner;       /* fixed */
+	/* Owner's park generation while joining: written before JOINING is
+	 * set (release), read by the child that closes the group after its
+	 * acquire CAS. */
+	uint64_t owner_gen;
+	struct weft_runtime *rt;
+	/* Failures, under errors_lock: a list of leaves in arrival order and
+	 * how many could not be recorded for lack of memory. */
+	weft__spin_t errors_lock;
+	struct weft__leaf *leaves_head, *leaves_tail;
+	size_t leaves;
+	size_t lost;
+	atomic_bool failed;            /* first failure seen (acq_rel xchg) */
+	void *open_site;               /* return address of weft_group_open */
+	/* The owner's reference (dropped when join ends) plus one per
+	 * weft_group_retain; the group is freed at zero (acq_rel). */
+	atomic_int refs;
+	bool joined;                   /* owner only */
+	/* Last: a recycled record is cleared only up to the scope's cold
+	 * tail (WEFT__GROUP_CLEAR). */
+	struct weft_scope scope;       /* the group's cancel scope */
+};
+
+#define WEFT__GROUP_CLEAR \
+	(offsetof(struct weft_group, scope) + WEFT__SCOPE_CLEAR)
+
+/* A child (or the owner body) failed: record its leaf and cancel g on the
+ * first failure.  Any thread. */
+void weft__group_child_failed(struct weft_group *g, struct weft_task *t);
+/* A child ended: drop the count; the last one after JOINING wakes the
+ * owner.  Must be the child's last touch of g. */
+void weft__group_child_done(struct weft_group *g);
+/* Cancel, join and free every group still open on t's scope stack (task
+ * exit without join); returns WEFT_EMISSINGJOIN if there was one. */
+int weft__group_reap_unjoined(struct weft_task *t);
+
+#endif

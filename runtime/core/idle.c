@@ -1,0 +1,254 @@
+/* Idle workers: bounded spinning, sleeping on a futex, and wake-ups that
+ * are never lost.
+ *
+ * Design (after Go's "Worker thread parking/unparking" essay)
+ * ---------------------------------------------------------
+ * Problem: waking a sleeping thread costs ~23 us on this VM, so workers
+ * should not sleep and wake for every small gap; but idle workers must not
+ * burn CPU (< 1% idle), and no runnable task may be left while a worker
+ * sleeps.
+ *
+ * Approach: a worker that runs out of work first spins for a bounded time
+ * (cfg.spin_us) looking for work, counted in nspinning; at most half of the
+ * busy workers spin (at least one).  Then it puts itself on the sleepers
+ * list, stops counting as spinning, issues a seq_cst fence, and checks
+ * every queue once more before it sleeps on its own futex word.  A
+ * producer publishes work, issues a seq_cst fence, then reads nspinning and
+ * nsleeping: if nobody spins and somebody sleeps, it takes the spinning
+ * token (CAS 0 -> 1) and wakes one sleeper, which starts out spinning.
+ * The two fences make it a Dekker pair: either the producer sees the
+ * sleeper, or the sleeper's last check sees the work.  The last spinner
+ * that finds work wakes one more worker, so a burst spreads out.
+ *
+ * Rejected: ck_ec (its own futex backoff starts at 2 ms, and it counts
+ * events, not sleepers, so every spawn would pay an atomic increment);
+ * one condition variable for all workers (thundering herd on broadcast,
+ * lost wake-ups on signal without the recheck protocol anyway).
+ *
+ * Invariants
+ *   1. A worker on the sleepers list has spinning == false.
+ *   2. A worker taken off the list by a waker receives the spinning token
+ *      (the waker incremented nspinning for it).
+ *   3. No worker sleeps while, after its fence, a queue it checks is
+ *      non-empty.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/idle.h"
+#include "runtime.h"
+#include "base/spin.h"
+#include "core/task.h"
+#include "weft/time.h"
+#include "core/sched.h"
+
+int weft__idle_init(weft__idle_t *idle)
+{
+	int rc = pthread_mutex_init(&idle->lock, NULL);
+	if (rc != 0)
+		return -rc;
+	idle->sleepers = NULL;
+	atomic_init(&idle->nsleeping, 0);
+	atomic_init(&idle->nspinning, 0);
+	atomic_init(&idle->fence_word, 0);
+	return 0;
+}
+
+void weft__idle_fini(weft__idle_t *idle)
+{
+	pthread_mutex_destroy(&idle->lock);
+}
+
+static void idle_futex_wake(atomic_uint *word)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static void idle_futex_wait(atomic_uint *word)
+{
+	syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+}
+
+/* Removes and returns one sleeper, or NULL. */
+static weft__worker_t *idle_pop_sleeper(weft__idle_t *idle)
+{
+	pthread_mutex_lock(&idle->lock);
+	weft__worker_t *w = idle->sleepers;
+	if (w) {
+		idle->sleepers = w->idle_next;
+		w->idle_listed = false;
+		atomic_fetch_sub_explicit(&idle->nsleeping, 1,
+			memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&idle->lock);
+	return w;
+}
+
+static void idle_wake(weft__worker_t *w)
+{
+	/* release: pairs with the acquire load in idle_sleep. */
+	atomic_store_explicit(&w->wake_word, 1, memory_order_release);
+	idle_futex_wake(&w->wake_word);
+}
+
+void weft__idle_notify(struct weft_runtime *rt)
+{
+	weft__idle_t *idle = &rt->idle;
+	/* seq_cst fence: the producer's half of the Dekker pair (the work
+	 * was published before this point). */
+	WEFT__IDLE_FENCE(idle);
+	if (atomic_load_explicit(&idle->nspinning, memory_order_relaxed) != 0 ||
+		atomic_load_explicit(&idle->nsleeping, memory_order_relaxed) ==
+			0)
+		return;
+	int zero = 0;
+	if (!atomic_compare_exchange_strong_explicit(&idle->nspinning, &zero,
+		1, memory_order_seq_cst, memory_order_relaxed))
+		return;  /* somebody started spinning: they will find it */
+	weft__worker_t *w = idle_pop_sleeper(idle);
+	if (w == NULL) {
+		/* Nobody to hand the token to.  A worker that goes to sleep
+		 * from now on re-checks the queues after its fence. */
+		atomic_fetch_sub_explicit(&idle->nspinning, 1,
+			memory_order_seq_cst);
+		return;
+	}
+	idle_wake(w);
+}
+
+void weft__idle_wake_all(struct weft_runtime *rt)
+{
+	weft__worker_t *w;
+	while ((w = idle_pop_sleeper(&rt->idle)) != NULL) {
+		atomic_fetch_add_explicit(&rt->idle.nspinning, 1,
+			memory_order_relaxed);
+		idle_wake(w);
+	}
+}
+
+void weft__idle_stop_spinning(weft__worker_t *w)
+{
+	if (!w->spinning)
+		return;
+	w->spinning = false;
+	if (atomic_fetch_sub_explicit(&w->rt->idle.nspinning, 1,
+		memory_order_seq_cst) == 1)
+		weft__idle_notify(w->rt);
+}
+
+static bool idle_work_visible(struct weft_runtime *rt)
+{
+	if (weft__inject_len(&rt->inject) != 0)
+		return true;
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		if (weft__deque_size_approx(&rt->workers[i].deque) != 0)
+			return true;
+	return false;
+}
+
+static bool idle_stopping(struct weft_runtime *rt)
+{
+	return atomic_load_explicit(&rt->stopping, memory_order_acquire);
+}
+
+/* Sleeps until woken; returns with w->spinning set (invariant 2) or with
+ * nothing changed if work showed up during the last check. */
+/* Batches of idle stacks whose memory an idle worker releases before it
+ * sleeps, re-checking for work between batches. */
+#define IDLE_TRIM_BATCH 64
+
+static void idle_sleep(weft__worker_t *w)
+{
+	struct weft_runtime *rt = w->rt;
+	weft__idle_t *idle = &rt->idle;
+	/* Housekeeping belongs here, off the hot path: give back the memory
+	 * of the stacks a burst of tasks left idle. */
+	while (!idle_work_visible(rt) &&
+		weft__stack_trim(&rt->stacks, IDLE_TRIM_BATCH) > 0)
+		;
+	if (idle_work_visible(rt))
+		return;
+	pthread_mutex_lock(&idle->lock);
+	w->idle_next = idle->sleepers;
+	idle->sleepers = w;
+	w->idle_listed = true;
+	atomic_fetch_add_explicit(&idle->nsleeping, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&idle->lock);
+	if (w->spinning) {
+		w->spinning = false;
+		atomic_fetch_sub_explicit(&idle->nspinning, 1,
+			memory_order_seq_cst);
+	}
+	/* seq_cst fence: the sleeper's half of the Dekker pair. */
+	WEFT__IDLE_FENCE(idle);
+	if (idle_work_visible(rt) || idle_stopping(rt)) {
+		pthread_mutex_lock(&idle->lock);
+		bool listed = w->idle_listed;
+		if (listed) {
+			weft__worker_t **p = &idle->sleepers;
+			while (*p != w)
+				p = &(*p)->idle_next;
+			*p = w->idle_next;
+			w->idle_listed = false;
+			atomic_fetch_sub_explicit(&idle->nsleeping, 1,
+				memory_order_relaxed);
+		}
+		pthread_mutex_unlock(&idle->lock);
+		if (listed)
+			return;
+		/* A waker already took us off the list: consume its wake-up
+		 * below (it is coming, or here). */
+	}
+	while (atomic_load_explicit(&w->wake_word, memory_order_acquire) == 0)
+		idle_futex_wait(&w->wake_word);
+	atomic_store_explicit(&w->wake_word, 0, memory_order_relaxed);
+	w->spinning = true;
+}
+
+struct weft_task *weft__idle_find_or_sleep(weft__worker_t *w)
+{
+	struct weft_runtime *rt = w->rt;
+	weft__idle_t *idle = &rt->idle;
+	for (;;) {
+		if (idle_stopping(rt) && !idle_work_visible(rt)) {
+			weft__idle_stop_spinning(w);
+			return NULL;
+		}
+		if (!w->spinning) {
+			int spinning = atomic_load_explicit(&idle->nspinning,
+				memory_order_relaxed);
+			int busy = (int)rt->nworkers - atomic_load_explicit(
+				&idle->nsleeping, memory_order_relaxed);
+			if (2 * spinning < (busy > 1 ? busy : 1)) {
+				atomic_fetch_add_explicit(&idle->nspinning, 1,
+					memory_order_seq_cst);
+				w->spinning = true;
+			}
+		}
+		if (w->spinning) {
+			int64_t until = weft_now() +
+				(int64_t)rt->cfg.spin_us * 1000;
+			unsigned iter = 0;
+			do {
+				struct weft_task *t = weft__sched_steal(w);
+				if (t) {
+					weft__idle_stop_spinning(w);
+					return t;
+				}
+				for (int i = 0; i < 32; i++)
+					WEFT__CPU_RELAX();
+				if ((++iter & 15) == 0)
+					sched_yield();
+			} while (weft_now() < until && !idle_stopping(rt));
+		} else {
+			struct weft_task *t = weft__sched_steal(w);
+			if (t)
+				return t;
+		}
+		idle_sleep(w);
+	}
+}

@@ -1,0 +1,53 @@
+/* Idle workers: spinning and sleeping accounting, wake-ups without lost
+ * notifications (see park.c). */
+#ifndef WEFT_RUNTIME_CORE_IDLE_H
+#define WEFT_RUNTIME_CORE_IDLE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+struct weft_runtime;
+struct weft__worker;
+struct weft_task;
+
+typedef struct weft__idle {
+	pthread_mutex_t lock;
+	struct weft__worker *sleepers; /* under lock */
+	atomic_int nsleeping;          /* written under lock; read racily */
+	atomic_int nspinning;          /* workers looking for work */
+	atomic_int fence_word;         /* TSan builds: see weft__idle_fence */
+} weft__idle_t;
+
+/* A full StoreLoad fence for the Dekker pairs of park.c.  ThreadSanitizer
+ * does not model atomic_thread_fence (gcc warns with -Wtsan), so TSan
+ * builds use a seq_cst read-modify-write on one shared word instead, which
+ * TSan does model and which is also a full fence on x86.  Other builds use
+ * the fence: no shared cache line is written. */
+#if defined(__SANITIZE_THREAD__)
+#define WEFT__IDLE_FENCE(idle) \
+	((void)atomic_fetch_add_explicit(&(idle)->fence_word, 0, \
+		memory_order_seq_cst))
+#else
+#define WEFT__IDLE_FENCE(idle) atomic_thread_fence(memory_order_seq_cst)
+#endif
+
+int weft__idle_init(weft__idle_t *idle);
+void weft__idle_fini(weft__idle_t *idle);
+
+/* Called after publishing new runnable work: wakes one sleeping worker
+ * unless one is already looking.  Any thread. */
+void weft__idle_notify(struct weft_runtime *rt);
+/* Wake every sleeping worker (shutdown).  Any thread. */
+void weft__idle_wake_all(struct weft_runtime *rt);
+/* Owner worker: look for work for a bounded spin, then sleep until
+ * notified.  Returns a task, or NULL when the runtime is stopping. */
+struct weft_task *weft__idle_find_or_sleep(struct weft__worker *w);
+/* Owner worker: one pass over the injection queue and the other workers'
+ * deques.  NULL if nothing was found. */
+struct weft_task *weft__sched_steal(struct weft__worker *w);
+/* Leaves the spinning state; wakes another spinner if this was the last
+ * one (so a burst of new work is not left to one worker). */
+void weft__idle_stop_spinning(struct weft__worker *w);
+
+#endif

@@ -1,0 +1,734 @@
+/* Workers: the scheduling loop.
+ *
+ * Design
+ * ------
+ * Each worker thread runs a loop on its own stack (the "scheduler
+ * context") that picks a task and switches into it.  A fiber that parks,
+ * yields or exits picks the next task itself (worker_pick, the loop's own
+ * choice short of stealing and sleeping) and switches straight into it;
+ * only when its worker has nothing queued does it switch back to the
+ * loop, which steals or sleeps.  Either way, what the fiber could not do
+ * while still on its own stack (publish a park, requeue a yield, free an
+ * exited fiber's stack: its "post") is done by whatever runs next on the
+ * worker, right after the switch (weft__sched_arrived, or the loop), and
+ * only then may another worker resume it.  The direct switch halves the
+ * jumps of a hand-off (B5: two tasks waking each other) and keeps the
+ * return-address predictor in step (see weft__sched_switch_out).
+ *
+ * Where the next task comes from, in order:
+ *   1. every 61st pick, the injection queue first (so wake-ups from the I/O
+ *      thread and foreign threads cannot starve behind local work; Go and
+ *      Tokio use the same interval);
+ *   2. the run-next slot: a task made runnable by the task that just ran
+ *      (a child ending wakes its joining parent) runs next, for locality;
+ *      at most 3 times in a row, so two tasks waking each other cannot
+ *      starve the rest (Tokio's cap);
+ *   3. the own deque: newest first (fork-join: depth-first, small memory),
+ *      except right after a yield, when the injection queue is tried first
+ *      (wake-ups from outside should not wait behind yielding CPU work)
+ *      and then the oldest is taken, so yielding tasks round-robin instead
+ *      of resuming themselves;
+ *   4. the injection queue;
+ *   5. stealing the oldest task of a random victim (and up to half of
+ *      the rest of its deque, into the own deque), then spinning for a
+ *      bounded time, then sleeping (park.c).
+ *
+ * Fibers migrate: a parked task is made runnable on whichever worker woke
+ * it, so the code of a task never keeps a worker pointer across a switch
+ * (weft__worker_current is re-read; it is not inlinable).
+ *
+ * Invariants
+ *   1. Only the owner pushes and pops its deque; thieves only steal.
+ *   2. A task is switched into by at most one worker at a time: it is in
+ *      exactly one queue or slot between being made runnable and running.
+ *   3. `post` is set by the fiber immediately before switching out and
+ *      consumed immediately after, on the stack switched to, by the same
+ *      thread: every resume point (the loop, weft__sched_arrived after a
+ *      switch returns, a new fiber's entry) consumes it first.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/alloc.h"
+#include "core/group.h"
+#include "runtime.h"
+#include "core/stack.h"
+#include "core/task.h"
+#include "core/timer.h"
+#include "core/sched.h"
+
+#define WORKER_INJECT_INTERVAL 61
+#define WORKER_RUNNEXT_CAP 3
+
+/* Initial-exec: the variable lives in the static TLS block, at the same
+ * offset from the thread pointer in every thread (worker.h). */
+static __thread weft__worker_t *worker_tls
+	__attribute__((tls_model("initial-exec")));
+
+#if WEFT__WORKER_TP_READ
+intptr_t weft__worker_tls_off;
+
+/* Before main (or at dlopen), so that no thread can ask for its worker
+ * before the offset is known. */
+__attribute__((constructor)) static void worker_tls_off_init(void)
+{
+	weft__worker_tls_off = (intptr_t)((char *)&worker_tls -
+		weft__thread_pointer());
+}
+#endif
+
+/* Not inlinable, and the asm hides the TLS address from the optimiser, so
+ * the value is re-read after every switch (research/platform.md 5.1). */
+__attribute__((noinline)) weft__worker_t *weft__worker_current_slow(void)
+{
+	weft__worker_t **p = &worker_tls;
+	__asm__ volatile("" : "+r"(p));
+	return *p;
+}
+
+/* {======================================================= queues */
+
+static bool worker_is_ours(weft__worker_t *w, struct weft_task *t)
+{
+	return w != NULL && w->rt == t->rt;
+}
+
+/* The batch of a non-worker thread (see weft__sched_batch_begin).  Only
+ * touched by that thread, which never runs fibers, so TLS is safe. */
+static __thread struct worker_batch {
+	bool active;
+	struct weft_task *head, *tail;
+	size_t n;
+} worker_batch;
+
+void weft__sched_batch_begin(void)
+{
+	worker_batch.active = true;
+}
+
+void weft__sched_batch_end(struct weft_runtime *rt)
+{
+	struct worker_batch *b = &worker_batch;
+	b->active = false;
+	if (b->n == 0)
+		return;
+	weft__inject_push_list(&rt->inject, b->head, b->tail, b->n);
+	b->head = b->tail = NULL;
+	b->n = 0;
+	weft__idle_notify(rt);
+}
+
+/* Both functions read t->rt before publishing t: once t is in a queue,
+ * another worker may run it to completion and free it. */
+void weft__sched_ready(struct weft_task *t)
+{
+	weft__worker_t *w = weft__worker_current();
+	struct weft_runtime *rt = t->rt;
+	if (!worker_is_ours(w, t)) {
+		struct worker_batch *b = &worker_batch;
+		if (w == NULL && b->active) {
+			t->next = NULL;
+			if (b->tail)
+				b->tail->next = t;
+			else
+				b->head = t;
+			b->tail = t;
+			b->n++;
+			return;
+		}
+		weft__inject_push(&rt->inject, t);
+		weft__idle_notify(rt);
+		return;
+	}
+	struct weft_task *old = w->runnext;
+	w->runnext = t;
+	if (old) {
+		if (weft__deque_push(&w->deque, old) < 0)
+			weft__inject_push(&w->rt->inject, old);
+		weft__idle_notify(w->rt);
+	}
+}
+
+void weft__sched_spawn(struct weft_task *t)
+{
+	weft__worker_t *w = weft__worker_current();
+	struct weft_runtime *rt = t->rt;
+	if (!worker_is_ours(w, t) || weft__deque_push(&w->deque, t) < 0)
+		weft__inject_push(&rt->inject, t);
+	weft__idle_notify(rt);
+}
+
+static void worker_after_switch(weft__worker_t *w);
+static inline void worker_qs_step(weft__worker_t *w);
+static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber);
+static int worker_give_stack(weft__worker_t *w, struct weft_task *t);
+static void worker_switch_in(weft__worker_t *w, struct weft_task *t);
+
+/* Performs the post a fiber left on this worker, if any (the scheduler
+ * loop clears it when the fiber switched to the loop instead). */
+static inline void worker_arrived(void)
+{
+	weft__worker_t *w = weft__worker_current();
+	if (w->post != WEFT__POST_NONE)
+		worker_after_switch(w);
+}
+
+void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
+{
+	weft__worker_t *w = weft__worker_current();
+	w->post = post;
+	w->post_task = self;
+	self->coop_used = 0;  /* others get the worker now (waitq.c) */
+	worker_qs_step(w);  /* even: the fiber is leaving */
+	weft__cont_t *to = &w->sched;
+	bool resume = false;
+	/* Switch straight to the task the loop would pick next (worker_pick:
+	 * never steals nor sleeps), which performs our post on its own stack
+	 * (worker_arrived).  A yield picks the oldest task first and is
+	 * requeued after (the loop requeues first, so it can pick the
+	 * yielder itself when nothing else is queued: that case, and any
+	 * deadline in the wheel, which the loop fires at yields, go through
+	 * the loop). */
+	bool direct = true;
+	if (post == WEFT__POST_YIELD) {
+		direct = !weft__timer_any(&w->rt->timer);
+		if (direct) {
+			w->post = WEFT__POST_REQUEUE;
+			w->take_oldest = true;
+		}
+	}
+	if (direct) {
+		struct weft_task *next = worker_pick(w, true);
+		resume = next && next->stack != NULL;
+		if (next && !resume && worker_give_stack(w, next) < 0) {
+			w->handoff = next;  /* the loop tries again */
+			next = NULL;
+		} else if (next) {
+			worker_switch_in(w, next);
+			to = &next->cont;
+		}
+	}
+	if (post == WEFT__POST_EXIT)
+		weft__cont_switch_final(&self->cont, to);
+	/* How the jump resumes (context_x86_64.S): a parked task resumes
+	 * where this one leaves, inside this function, usually under the
+	 * same chain of callers (two tasks that park in the same primitive),
+	 * so `ret` finds its return address predicted and so do the returns
+	 * that follow.  The loop and a new task's trampoline never match:
+	 * there the indirect jump predicts better. */
+	weft__cont_switch_inl(&self->cont, to, resume);
+	worker_arrived();
+}
+
+void weft__sched_arrived(void)
+{
+	worker_arrived();
+}
+
+/* Enough stack left to run a child on it?  Half the stack, measured from
+ * the current frame down to the lowest usable byte. */
+static bool worker_stack_room(struct weft_task *self)
+{
+	if (self->stack == NULL)
+		return false;
+	char *here = __builtin_frame_address(0);
+	char *lo = self->stack->lo;
+	return here > lo && (size_t)(here - lo) > self->stack->size / 2;
+}
+
+static void worker_run_inline(struct weft_task *self, struct weft_task *t)
+{
+	/* The child borrows the parent's stack and its context descriptor
+	 * (stack bounds, sanitizer fiber handle) for the switches it may make
+	 * while parked. */
+	t->stack = self->stack;
+	t->stack_borrowed = true;
+	t->cont = self->cont;
+	/* An overflow report names the task running at the fault. */
+	t->stack->owner_name = t->name;
+	weft__worker_current()->current = t;
+	weft__task_run(t);
+	/* Re-read: the child may have parked and resumed elsewhere. */
+	weft__worker_current()->current = self;
+	self->stack->owner_name = self->name;
+	t->stack = NULL;
+	weft__task_unref(t);  /* the run reference */
+}
+
+void weft__sched_help_join(struct weft_task *self, struct weft_group *g)
+{
+	for (;;) {
+		uint64_t word = atomic_load_explicit(&g->word,
+			memory_order_relaxed);
+		if ((word & WEFT__GROUP_COUNT_MASK) == 0 ||
+			!worker_stack_room(self))
+			return;
+		weft__worker_t *w = weft__worker_current();
+		struct weft_task *t = weft__deque_pop(&w->deque);
+		if (t == NULL)
+			return;
+		if (t->group != g || t->stack != NULL || t->start != NULL) {
+			/* Not ours to run: put it back where it was. */
+			if (weft__deque_push(&w->deque, t) < 0) {
+				weft__inject_push(&w->rt->inject, t);
+				weft__idle_notify(w->rt);
+			}
+			return;
+		}
+		worker_run_inline(self, t);
+	}
+}
+
+/* The pool keeps at most this many batches per kind; beyond, records go
+ * back to malloc. */
+#define RECORD_POOL_MAX_BATCHES 64
+
+int weft__record_pool_init(weft__record_pool_t *p)
+{
+	int rc = pthread_mutex_init(&p->lock, NULL);
+	if (rc != 0)
+		return -rc;
+	for (int k = 0; k < WEFT__CACHE_KINDS; k++) {
+		p->batches[k] = NULL;
+		p->nbatches[k] = 0;
+	}
+	return 0;
+}
+
+static void record_free_list(void *head)
+{
+	while (head) {
+		void *next = *(void **)head;
+		weft__free(head);
+		head = next;
+	}
+}
+
+void weft__record_pool_fini(weft__record_pool_t *p)
+{
+	for (int k = 0; k < WEFT__CACHE_KINDS; k++) {
+		void *b = p->batches[k];
+		while (b) {
+			void *next = ((void **)b)[1];
+			record_free_list(b);
+			b = next;
+		}
+	}
+	pthread_mutex_destroy(&p->lock);
+}
+
+void *weft__cache_get_slow(enum weft__cache_kind kind)
+{
+	weft__worker_t *w = weft__worker_current();
+	if (w == NULL)
+		return NULL;
+	if (w->cache[kind] == NULL) {
+		/* Refill a whole batch from the runtime's pool. */
+		weft__record_pool_t *pool = &w->rt->records;
+		pthread_mutex_lock(&pool->lock);
+		void *b = pool->batches[kind];
+		if (b) {
+			pool->batches[kind] = ((void **)b)[1];
+			pool->nbatches[kind]--;
+		}
+		pthread_mutex_unlock(&pool->lock);
+		if (b == NULL)
+			return NULL;
+		w->cache[kind] = b;
+		w->cache_len[kind] = WEFT__CACHE_BATCH;
+	}
+	void *p = w->cache[kind];
+	w->cache[kind] = *(void **)p;
+	w->cache_len[kind]--;
+	return p;
+}
+
+void weft__cache_put_slow(enum weft__cache_kind kind, void *p)
+{
+	weft__worker_t *w = weft__worker_current();
+	if (w == NULL) {
+		weft__free(p);
+		return;
+	}
+	if (w->cache_len[kind] >= WEFT__CACHE_MAX) {
+		/* Hand the newest WEFT__CACHE_BATCH records to the pool. */
+		void *head = w->cache[kind], *tail = head;
+		for (int i = 1; i < WEFT__CACHE_BATCH; i++)
+			tail = *(void **)tail;
+		w->cache[kind] = *(void **)tail;
+		w->cache_len[kind] -= WEFT__CACHE_BATCH;
+		*(void **)tail = NULL;
+		weft__record_pool_t *pool = &w->rt->records;
+		pthread_mutex_lock(&pool->lock);
+		bool kept = pool->nbatches[kind] < RECORD_POOL_MAX_BATCHES;
+		if (kept) {
+			((void **)head)[1] = pool->batches[kind];
+			pool->batches[kind] = head;
+			pool->nbatches[kind]++;
+		}
+		pthread_mutex_unlock(&pool->lock);
+		if (!kept)
+			record_free_list(head);
+	}
+	*(void **)p = w->cache[kind];
+	w->cache[kind] = p;
+	w->cache_len[kind]++;
+}
+
+static void worker_cache_drain(weft__worker_t *w)
+{
+	/* Task records go back to the arena, not to malloc: the I/O thread
+	 * may still wake an ended task's park (ioop.c) until it stops, after
+	 * the workers (type-stable records, task.h). */
+	weft__task_arena_put_list(&w->rt->tasks, w->cache[WEFT__CACHE_TASK]);
+	w->cache[WEFT__CACHE_TASK] = NULL;
+	for (int k = 0; k < WEFT__CACHE_KINDS; k++) {
+		while (w->cache[k]) {
+			void *p = w->cache[k];
+			w->cache[k] = *(void **)p;
+			weft__free(p);
+		}
+		w->cache_len[k] = 0;
+	}
+}
+
+/* xorshift64*: cheap victim selection, owner-only state. */
+static uint64_t worker_rand(weft__worker_t *w)
+{
+	uint64_t x = w->rng;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	w->rng = x;
+	return x * UINT64_C(2685821657736338717);
+}
+
+/* Puts t (a yielding task, or a run-next task over its cap) at the fair
+ * end of w's deque; w takes the oldest task next.  The task behind which t
+ * now waits may run for long without yielding, so t must be stealable by
+ * a worker that went to sleep: if one sleeps, notify.  Only then is the
+ * idle notification's fence paid, not on every yield (B6).  A worker that
+ * goes to sleep concurrently, between its last look at the deques and
+ * this relaxed read, is missed only if the read precedes the push's
+ * visibility; w's next requeue or spawn notifies it. */
+static void worker_requeue(weft__worker_t *w, struct weft_task *t)
+{
+	if (weft__deque_push(&w->deque, t) < 0)
+		weft__inject_push(&w->rt->inject, t);
+	w->take_oldest = true;
+	if (atomic_load_explicit(&w->rt->idle.nsleeping, memory_order_relaxed))
+		weft__idle_notify(w->rt);
+}
+
+/* Most tasks one steal moves beside the one it returns. */
+#define WORKER_STEAL_BATCH 128
+
+/* After stealing one task from v, w takes up to half of what v had left
+ * (Tokio's steal-half), one single-item steal each, into its own deque.
+ * Taking one task at a time left a thief with one task: it then ran
+ * alone (a yielding task resumed itself at once and finished long before
+ * its peers: B6 fairness was ~100) and came back to steal again.  Each
+ * extra item is a plain Chase-Lev steal, so the deque's correctness
+ * argument (deque.c) is unchanged; a batch steal with one CAS would race
+ * with the owner's CAS-free pops. */
+static void worker_steal_more(weft__worker_t *w, weft__worker_t *v)
+{
+	size_t want = weft__deque_size_approx(&v->deque) / 2;
+	if (want > WORKER_STEAL_BATCH)
+		want = WORKER_STEAL_BATCH;
+	size_t moved = 0;
+	while (moved < want) {
+		void *item;
+		if (weft__deque_steal(&v->deque, &item) != 0)
+			break;
+		if (weft__deque_push(&w->deque, item) < 0) {
+			weft__inject_push(&w->rt->inject, item);
+			break;
+		}
+		moved++;
+	}
+	/* Others may now steal from w. */
+	if (moved)
+		weft__idle_notify(w->rt);
+}
+
+struct weft_task *weft__sched_steal(weft__worker_t *w)
+{
+	struct weft_runtime *rt = w->rt;
+	struct weft_task *t = weft__inject_pop(&rt->inject);
+	if (t)
+		return t;
+	unsigned n = rt->nworkers;
+	if (n < 2)
+		return NULL;
+	unsigned start = (unsigned)(worker_rand(w) % n);
+	for (unsigned i = 0; i < n; i++) {
+		weft__worker_t *v = &rt->workers[(start + i) % n];
+		if (v == w)
+			continue;
+		void *item;
+		for (int tries = 0; tries < 4; tries++) {
+			int rc = weft__deque_steal(&v->deque, &item);
+			if (rc == 0) {
+				worker_steal_more(w, v);
+				return item;
+			}
+			if (rc != -EAGAIN)
+				break;
+		}
+	}
+	return NULL;
+}
+
+/* A new task's first stack and the context that enters it. */
+static int worker_give_stack(weft__worker_t *w, struct weft_task *t)
+{
+	int rc = weft__stack_get(&w->stacks, &t->stack);
+	if (rc < 0)
+		return rc;
+	t->stack->owner_name = t->name;
+	weft__cont_init_fiber(&t->cont, t->stack, weft__task_entry, t);
+	/* A fiber exists from its first switch-in to its exit. */
+	weft__census_add(WEFT__CENSUS_FIBER, 1);
+	return 0;
+}
+
+/* Everything but the jump itself, before w switches into t (from its
+ * scheduler loop or straight from a fiber). */
+/* Owner only.  release: everything the worker did before (the fiber it
+ * left, its picks) is ordered before a reclaimer's acquire load that
+ * sees the new value. */
+static inline void worker_qs_step(weft__worker_t *w)
+{
+	atomic_store_explicit(&w->qs, atomic_load_explicit(&w->qs,
+		memory_order_relaxed) + 1, memory_order_release);
+}
+
+static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
+{
+	worker_qs_step(w);  /* odd: a fiber runs */
+	w->current = t;
+	/* Introspection: the worker it runs on, at every switch-in (first
+	 * run, after a park or a yield).  Relaxed: inspect.c reads it
+	 * atomically and validates the record by its id. */
+	atomic_store_explicit(&t->insp_worker, (int)w->index,
+		memory_order_relaxed);
+	weft__stack_set_running(t->stack);
+}
+
+/* The next task by the order of the essay at the top, short of stealing
+ * and sleeping: NULL when there is none on this worker or in the
+ * injection queue.  Never blocks, so a fiber that is switching out may
+ * call it (weft__sched_switch_out: on_fiber).  What runs on a fiber's
+ * stack stays shallow: due deadlines (which cancel scopes) are fired only
+ * from the loop. */
+static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
+{
+	struct weft_task *t;
+	if (++w->tick % WORKER_INJECT_INTERVAL == 0) {
+		t = weft__inject_pop(&w->rt->inject);
+		if (t)
+			return t;
+	}
+	if (w->runnext) {
+		t = w->runnext;
+		w->runnext = NULL;
+		if (w->runnext_streak < WORKER_RUNNEXT_CAP) {
+			w->runnext_streak++;
+			return t;
+		}
+		/* Cap reached: queue it behind the others. */
+		w->runnext_streak = 0;
+		worker_requeue(w, t);
+	}
+	w->runnext_streak = 0;
+	if (w->take_oldest) {
+		w->take_oldest = false;
+		/* A yield lets others run.  Deadlines that are due fire here
+		 * first (their tasks take the run-next slot): the I/O thread
+		 * would fire them a tick later and only once the OS gives it
+		 * a CPU, by when this worker would be into its next chunk
+		 * (B11: timer lateness under load). */
+		if (!on_fiber)
+			weft__timer_fire_due(&w->rt->timer);
+		if (w->runnext) {
+			t = w->runnext;
+			w->runnext = NULL;
+			return t;
+		}
+		/* Then tasks woken from outside (the I/O thread's sockets,
+		 * plain threads), or a worker busy with yielding CPU tasks
+		 * would leave them queued for up to 61 picks. */
+		t = weft__inject_pop(&w->rt->inject);
+		if (t)
+			return t;
+		void *item;
+		int rc;
+		while ((rc = weft__deque_steal(&w->deque, &item)) == -EAGAIN)
+			;
+		if (rc == 0)
+			return item;
+	} else {
+		t = weft__deque_pop(&w->deque);
+		if (t)
+			return t;
+	}
+	return weft__inject_pop(&w->rt->inject);
+}
+
+static struct weft_task *worker_next(weft__worker_t *w)
+{
+	struct weft_task *t = worker_pick(w, false);
+	return t ? t : weft__idle_find_or_sleep(w);
+}
+
+/* }======================================================= */
+
+/* {======================================================= running */
+
+static void worker_fail_unstartable(struct weft_task *t, int rc)
+{
+	/* No stack for it: it ends with rc without running.  Its argument
+	 * stays unreleased; the failure says why. */
+	weft_fail(rc, "task '%s' could not start: no stack (%s)", t->name,
+		weft_strerror(rc));
+	weft__task_finish(t, rc);
+	weft__task_unref(t);
+}
+
+/* Runs right after a fiber switched out, on the stack it switched to (the
+ * scheduler loop's, or the next task's: weft__sched_arrived).  The task
+ * that switched out is post_task, which is not always w->current of the
+ * switch that ran it: a child run inline by its parent parks or exits on
+ * the parent's stack. */
+static void worker_after_switch(weft__worker_t *w)
+{
+	struct weft_task *t = w->post_task;
+	if (t->stack && weft__stack_check(t->stack) < 0) {
+		weft__diag("stack overflow in task '%s' (canary of its %zu-byte"
+			" stack overwritten)", t->name, t->stack->size);
+		abort();
+	}
+	enum weft__post post = w->post;
+	w->post = WEFT__POST_NONE;
+	w->post_task = NULL;
+	switch (post) {
+	case WEFT__POST_PARK: {
+		/* acq_rel: release publishes the fiber's saved context to
+		 * whichever thread resumes it; acquire sees a waker's WOKEN. */
+		uint64_t old = atomic_fetch_or_explicit(&t->park,
+			WEFT__PARK_PARKED, memory_order_acq_rel);
+		/* Woken before it was off its stack: queue it where another
+		 * worker can steal it, not in the run-next slot, which only
+		 * this worker takes: after a direct switch this worker now
+		 * runs another task, which may not switch for long. */
+		if (old & WEFT__PARK_WOKEN)
+			weft__sched_spawn(t);
+		break;
+	}
+	case WEFT__POST_YIELD:
+		worker_requeue(w, t);
+		break;
+	case WEFT__POST_REQUEUE:
+		/* The pick that worker_requeue prepares for is done. */
+		worker_requeue(w, t);
+		w->take_oldest = false;
+		break;
+	case WEFT__POST_EXIT:
+		weft__census_add(WEFT__CENSUS_FIBER, -1);
+		/* An inline child returns into its parent instead of exiting
+		 * here: a borrowed stack is never given back. */
+		WEFT_ASSERT(!t->stack_borrowed, "inline child exited a fiber");
+		weft__stack_put(&w->stacks, t->stack);
+		t->stack = NULL;
+		weft__task_unref(t);
+		break;
+	case WEFT__POST_NONE:
+		WEFT_ASSERT(0, "fiber switched out without a reason");
+	}
+}
+
+static void worker_run(weft__worker_t *w, struct weft_task *t)
+{
+	if (t->stack == NULL) {
+		int rc = worker_give_stack(w, t);
+		if (rc < 0) {
+			w->current = t;
+			worker_fail_unstartable(t, rc);
+			w->current = NULL;
+			return;
+		}
+	}
+	worker_switch_in(w, t);
+	weft__cont_switch(&w->sched, &t->cont);
+	weft__stack_set_running(NULL);
+	w->current = NULL;
+	worker_after_switch(w);
+}
+
+static void *worker_main(void *arg)
+{
+	weft__worker_t *w = arg;
+	worker_tls = w;
+	/* Signals are for the application's threads, not ours. */
+	sigset_t all;
+	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	weft__cont_init_thread(&w->sched);
+	int have_altstack = weft__stack_thread_init() == 0;
+	for (;;) {
+		struct weft_task *t = w->handoff;
+		w->handoff = NULL;
+		if (t == NULL)
+			t = worker_next(w);
+		if (t == NULL)
+			break;
+		worker_run(w, t);
+	}
+	if (have_altstack)
+		weft__stack_thread_fini();
+	worker_cache_drain(w);
+	weft__cont_fini_thread(&w->sched);
+	worker_tls = NULL;
+	return NULL;
+}
+
+/* }======================================================= */
+
+int weft__worker_start(struct weft_runtime *rt, weft__worker_t *w,
+	unsigned index)
+{
+	w->rt = rt;
+	w->index = index;
+	w->rng = UINT64_C(0x9E3779B97F4A7C15) * (index + 1) ^
+		(uint64_t)(uintptr_t)w;
+	atomic_init(&w->wake_word, 0);
+	atomic_init(&w->qs, 0);
+	int rc = weft__deque_init(&w->deque, 8);
+	if (rc < 0)
+		return rc;
+	weft__stack_pool_init(&w->stacks, &rt->stacks);
+	rc = pthread_create(&w->thread, NULL, worker_main, w);
+	if (rc != 0) {
+		weft__stack_pool_fini(&w->stacks);
+		weft__deque_fini(&w->deque);
+		return rc == EAGAIN ? -EAGAIN : -rc;
+	}
+	return 0;
+}
+
+void weft__worker_join(weft__worker_t *w)
+{
+	pthread_join(w->thread, NULL);
+}
+
+void weft__worker_fini(weft__worker_t *w)
+{
+	weft__stack_pool_fini(&w->stacks);
+	weft__deque_fini(&w->deque);
+}

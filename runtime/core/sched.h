@@ -1,0 +1,211 @@
+/* Workers: one OS thread each, running fibers from its own deque, its
+ * run-next slot, the injection queue, and other workers' deques (see
+ * worker.c for the scheduling essay). */
+#ifndef WEFT_RUNTIME_CORE_SCHED_H
+#define WEFT_RUNTIME_CORE_SCHED_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/common.h"
+#include "core/fiber.h"
+#include "core/deque.h"
+#include "core/stack.h"
+
+struct weft_task;
+struct weft_runtime;
+
+enum weft__cache_kind {
+	WEFT__CACHE_TASK = 0,
+	WEFT__CACHE_GROUP,
+	WEFT__CACHE_KINDS
+};
+#define WEFT__CACHE_MAX 256
+/* Records move between a worker cache and the runtime's record pool in
+ * batches of this many (one lock per batch). */
+#define WEFT__CACHE_BATCH 128
+
+/* Runtime-wide pool of record batches: a worker whose cache overflows
+ * (it frees what others allocate, e.g. a thief running a spawner's tasks)
+ * gives a batch here, and a worker whose cache is empty takes one, so
+ * records flow back to the spawner instead of through malloc's arena
+ * locks.  A batch is a list linked through each record's first word; the
+ * batches are linked through the second word of their first record. */
+typedef struct weft__record_pool {
+	pthread_mutex_t lock;
+	void *batches[WEFT__CACHE_KINDS]; /* under lock */
+	unsigned nbatches[WEFT__CACHE_KINDS];
+} weft__record_pool_t;
+
+int weft__record_pool_init(weft__record_pool_t *p);
+/* Frees every pooled record (runtime destroy, all workers joined). */
+void weft__record_pool_fini(weft__record_pool_t *p);
+
+/* Slow paths of the two below (empty or full cache, not a worker). */
+void *weft__cache_get_slow(enum weft__cache_kind kind);
+void weft__cache_put_slow(enum weft__cache_kind kind, void *p);
+
+/* What is done right after a fiber switched out, on the stack it switched
+ * to (the scheduler loop's, or the next task's).  The fiber cannot do these
+ * itself: until it is off its own stack, nobody else may resume it. */
+enum weft__post {
+	WEFT__POST_NONE = 0,
+	WEFT__POST_PARK,  /* publish PARKED; resume at once if already woken */
+	WEFT__POST_YIELD, /* requeue at the fair end of the deque */
+	WEFT__POST_REQUEUE, /* the same, after a yield's direct switch */
+	WEFT__POST_EXIT   /* release the stack and the run reference */
+};
+
+typedef struct weft__worker {
+	/* Owner-only fields. */
+	struct weft_runtime *rt;
+	unsigned index;
+	weft__cont_t sched;          /* this thread's own stack context */
+	struct weft_task *current;   /* task running now, NULL in sched */
+	struct weft_task *runnext;   /* run-next slot (LIFO, capped) */
+	unsigned runnext_streak;     /* consecutive run-next picks */
+	bool take_oldest;            /* after a yield: take the oldest task */
+	bool spinning;               /* counted in rt's nspinning */
+	unsigned tick;
+	uint64_t rng;
+	enum weft__post post;
+	struct weft_task *post_task;
+	/* The task a fiber switching out picked but could not switch into:
+	 * the loop runs it next. */
+	struct weft_task *handoff;
+	weft__stack_pool_t stacks;
+	/* Free record caches (owner-only): a finished task or a joined group
+	 * goes back to the cache of the worker that frees it, up to
+	 * WEFT__CACHE_MAX, so the spawn path rarely calls malloc. */
+	void *cache[WEFT__CACHE_KINDS];
+	unsigned cache_len[WEFT__CACHE_KINDS];
+	struct weft__worker *idle_next; /* under rt's idle lock */
+	bool idle_listed;               /* under rt's idle lock */
+	pthread_t thread;
+	/* Shared: thieves steal from the deque. */
+	weft__deque_t deque;
+	/* Quiescent-state count (weft__io_reclaim): odd while a fiber runs
+	 * on this worker, even between fibers; +1 at every switch-in and
+	 * every switch-out.  Written by the owner (release), read by the
+	 * I/O thread (acquire). */
+	_Atomic uint64_t qs;
+	/* Futex word: 1 = wake-up pending.  Written by wakers (release),
+	 * waited on by the owner. */
+	_Alignas(WEFT__FALSE_SHARING) atomic_uint wake_word;
+} weft__worker_t;
+
+/* The worker whose thread calls this, or NULL.  A fiber may resume on
+ * another thread, so the value must be re-read after every switch, and
+ * the compiler must not reuse a thread pointer or TLS address it computed
+ * before one (research/platform.md 5.1: gcc keeps them in callee-saved
+ * registers across calls).  Two ways to get that:
+ *   - x86_64 and aarch64: read the thread pointer register in a volatile
+ *     asm with a memory clobber (evaluated anew at each use, never moved
+ *     across a call), and add the variable's offset from it, which is the
+ *     same in every thread for an initial-exec variable; the offset is
+ *     computed once, by a constructor, before any thread can ask.  This
+ *     inlines to two loads: it is on every park and wake path (B5).
+ *   - elsewhere: a call to a function that is never inlined and hides the
+ *     address from the optimiser. */
+weft__worker_t *weft__worker_current_slow(void);
+#if defined(__x86_64__) || defined(__aarch64__)
+#define WEFT__WORKER_TP_READ 1
+static inline __attribute__((always_inline)) char *weft__thread_pointer(void)
+{
+	char *tp;
+#if defined(__x86_64__)
+	__asm__ volatile("movq %%fs:0, %0" : "=r"(tp) : : "memory");
+#else
+	__asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp) : : "memory");
+#endif
+	return tp;
+}
+/* &worker_tls minus the thread pointer (worker.c). */
+extern intptr_t weft__worker_tls_off;
+static inline __attribute__((always_inline)) weft__worker_t *
+weft__worker_current(void)
+{
+	return *(weft__worker_t **)(void *)(weft__thread_pointer() +
+		weft__worker_tls_off);
+}
+#else
+#define WEFT__WORKER_TP_READ 0
+static inline weft__worker_t *weft__worker_current(void)
+{
+	return weft__worker_current_slow();
+}
+#endif
+
+/* Make t runnable after a park: on the calling worker's run-next slot if
+ * it is a worker of t's runtime, else through the injection queue. */
+void weft__sched_ready(struct weft_task *t);
+/* A thread that is not a worker (the I/O thread) may collect the tasks it
+ * makes runnable and publish them at once: one injection-queue lock and
+ * one idle notification for a whole timer tick instead of one per task
+ * (Go's injectglist).  Between begin and end, weft__sched_ready on this
+ * thread only appends to the batch.  Thread: a non-worker thread. */
+void weft__sched_batch_begin(void);
+void weft__sched_batch_end(struct weft_runtime *rt);
+/* Queue a new task: the calling worker's deque, or the injection queue. */
+void weft__sched_spawn(struct weft_task *t);
+struct weft_group;
+/* Called by a group's owner at join, before it parks: while the newest
+ * task of the calling worker's deque is an unstarted child of g, pop it and
+ * run it inline, as a plain call on the owner's stack (the Cilk/TBB fast
+ * path: a spawn nobody stole costs a push, a pop and a call).  Stops when
+ * the deque's newest task is anything else, or when less than half of the
+ * owner's stack is left.  The inline child is a task in every other way:
+ * it may park (the owner's stack stays with it) and migrate. */
+WEFT_FIBER_FN void weft__sched_help_join(struct weft_task *self,
+	struct weft_group *g);
+/* From a fiber: switch out and have `post` performed once off this stack,
+ * either by the scheduler loop or, for a park or an exit, by the next task
+ * of this worker, to which the fiber then switches directly. */
+WEFT_FIBER_FN void weft__sched_switch_out(struct weft_task *self,
+	enum weft__post post);
+/* Every place a fiber resumes at (the return of a switch, a fiber's first
+ * entry) calls this first: it performs the post the departing fiber left
+ * on this worker, if any. */
+void weft__sched_arrived(void);
+
+/* A record of `kind` from the calling worker's cache, or NULL (not a
+ * worker, or no record cached or pooled: the caller then uses
+ * weft__alloc).  Thread: any (a worker uses its own cache). */
+static inline void *weft__cache_get(enum weft__cache_kind kind)
+{
+	weft__worker_t *w = weft__worker_current();
+	void *p = w ? w->cache[kind] : NULL;
+	if (__builtin_expect(p == NULL, 0))
+		return weft__cache_get_slow(kind);
+	w->cache[kind] = *(void **)p;
+	w->cache_len[kind]--;
+	return p;
+}
+
+/* Keeps p (from weft__alloc, sized for `kind`) in the calling worker's
+ * cache, or hands it on (pool, free).  Thread: any. */
+static inline void weft__cache_put(enum weft__cache_kind kind, void *p)
+{
+	weft__worker_t *w = weft__worker_current();
+	if (__builtin_expect(w == NULL ||
+		w->cache_len[kind] >= WEFT__CACHE_MAX, 0)) {
+		weft__cache_put_slow(kind, p);
+		return;
+	}
+	*(void **)p = w->cache[kind];
+	w->cache[kind] = p;
+	w->cache_len[kind]++;
+}
+
+int weft__worker_start(struct weft_runtime *rt, weft__worker_t *w,
+	unsigned index);
+/* Joins w's thread.  Its deque stays valid: other workers may still be
+ * stealing from it until they are joined too. */
+void weft__worker_join(weft__worker_t *w);
+/* Frees w's deque and stack pool.  Only after every worker of the runtime
+ * has been joined (no thief left). */
+void weft__worker_fini(weft__worker_t *w);
+
+#endif

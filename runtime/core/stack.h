@@ -1,0 +1,178 @@
+/* Fiber stacks: mapping, per-worker pools, overflow detection.
+ *
+ * Two kinds of stack, chosen by a per-runtime budget:
+ *  - guarded: mmap'd one by one with a PROT_NONE guard page below.  An
+ *    overflow faults and the SIGSEGV handler names the task.  Each costs two
+ *    VMAs, and vm.max_map_count defaults to 65530, so they stop at ~32k;
+ *    the first `max_guarded` stacks are of this kind.
+ *  - slab: carved from large MAP_NORESERVE slabs with no guard page (one
+ *    VMA per slab of up to 256 stacks), so 1,000,000 parked fibers fit.
+ *    Overflow is caught after the fact by weft__stack_check's canary.
+ * A parked stack costs about one touched 4 KiB page: nothing here writes
+ * below the top page, and the canary is chosen so that it needs no write
+ * (stack.c explains).  Stacks are unmapped only by weft__stack_shared_fini.
+ *
+ * Pools: each worker has a weft__stack_pool_t, a LIFO cache touched only by
+ * its owner (the most recently used, still-faulted stack is reused first).
+ * Above POOL_CACHE stacks it spills its coldest half to the runtime-wide
+ * weft__stack_shared_t under a mutex, and refills from there in batches.
+ * Stacks that sit in the shared pool beyond a watermark get their memory
+ * returned to the kernel with MADV_DONTNEED.
+ *
+ * Errors: -EINVAL / -ENOMEM, and on failure nothing happened. */
+#ifndef WEFT_RUNTIME_CORE_STACK_H
+#define WEFT_RUNTIME_CORE_STACK_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "base/common.h"
+#include "core/sanitizer.h"
+
+typedef struct weft__stack weft__stack_t;
+
+struct weft__stack {
+	/* Usable bytes are [lo, lo + size); the stack grows down from
+	 * lo + size.  Immutable after creation. */
+	void *lo;
+	size_t size;
+	/* Pool link, owned by whichever pool (local or shared) holds it;
+	 * unused while the stack is in use. */
+	weft__stack_t *next;
+	/* Task name for overflow reports; set by the fiber layer while the
+	 * stack is in use, may be NULL.  Reset to NULL by weft__stack_get. */
+	const char *owner_name;
+#ifdef WEFT__TSAN
+	/* TSan fiber handle bound to this stack: created lazily by
+	 * weft__cont_init_fiber, reused by the fibers that run on this stack
+	 * (replaced every 256, see context.c), destroyed when the stack is
+	 * unmapped.  Written only by whoever owns the stack.  TSan builds
+	 * only: every stack has a descriptor (B7). */
+	void *tsan_fiber;
+	/* How many fibers have used tsan_fiber; context.c recycles the handle
+	 * after a bound (see there).  Owner of the stack only. */
+	unsigned tsan_uses;
+#endif
+	/* Valgrind stack id (0 when not under valgrind). */
+	unsigned valgrind_id;
+	/* 1 if a guard page sits below lo (individually mapped stack). */
+	unsigned char guarded;
+	/* How much of the stack is known to be released to the kernel
+	 * (STACK_* in stack.c), so idle stacks are not advised twice.
+	 * Written by whoever holds the stack (pool owner, or the spilling
+	 * worker before it hands the stack to the shared pool). */
+	unsigned char released;
+	/* Guarded stacks: link in the shared list of all guarded stacks, for
+	 * shared_fini.  Written under the shared lock. */
+	weft__stack_t *all_next;
+};
+
+struct weft__stack_slab; /* stack.c */
+
+/* One per runtime: configuration, the shared overflow pool, the guard-page
+ * budget and the list of everything mapped.  Lock: `lock` protects every
+ * field below it; the fields above it are immutable after init. */
+typedef struct weft__stack_shared {
+	size_t stack_size;  /* usable bytes per stack, page multiple */
+	size_t page;        /* system page size */
+	size_t slab_stacks; /* stacks per slab */
+	pthread_mutex_t lock;
+	/* Guard-page budget, in stacks; lowered to nguarded if the kernel
+	 * refuses a guarded mapping (out of VMAs). */
+	size_t max_guarded;
+	weft__stack_t *free;   /* overflow pool, LIFO; resident memory */
+	/* Length of `free`.  Written under lock; read without it (relaxed) by
+	 * idle workers deciding whether to trim, where a stale value only
+	 * delays or hastens a trim. */
+	atomic_size_t nfree;
+	weft__stack_t *cold;   /* idle stacks whose memory was released */
+	size_t ncold;          /* under lock */
+	size_t nguarded;             /* guarded stacks mapped */
+	size_t total;                /* stacks mapped, both kinds */
+	weft__stack_t *guarded_all;  /* all guarded stacks, via all_next */
+	struct weft__stack_slab *slabs; /* newest first; carving the head */
+} weft__stack_shared_t;
+
+/* One per worker: the hot LIFO cache.  Owner thread only. */
+typedef struct weft__stack_pool {
+	weft__stack_shared_t *shared;
+	weft__stack_t *hot;
+	size_t count;
+} weft__stack_pool_t;
+
+/* Validates and records the configuration.  stack_size is rounded up to
+ * the page size; sizes below 16 KiB or above 1 GiB give -EINVAL.  Up to
+ * max_guarded stacks get a guard page, the rest come from slabs (0 = all
+ * from slabs).  max_guarded is capped at vm.max_map_count / 4 (16382 by
+ * default) so guarded stacks use at most half of the process's VMAs; it is
+ * lowered further if the kernel refuses a guarded mapping.  Maps nothing
+ * yet.  Errors: -EINVAL, -ENOMEM (mutex).  Thread: any. */
+WEFT__HIDDEN int weft__stack_shared_init(weft__stack_shared_t *s,
+	size_t stack_size, size_t max_guarded);
+
+/* Unmaps every stack.  Every pool must have been fini'd and every stack put
+ * back first (asserted).  Thread: any, once nobody else uses s. */
+WEFT__HIDDEN void weft__stack_shared_fini(weft__stack_shared_t *s);
+
+/* Thread: the worker that will own p. */
+WEFT__HIDDEN void weft__stack_pool_init(weft__stack_pool_t *p,
+	weft__stack_shared_t *s);
+
+/* Returns every cached stack to the shared pool.  Thread: owner only. */
+WEFT__HIDDEN void weft__stack_pool_fini(weft__stack_pool_t *p);
+
+/* Takes a stack for a new fiber: the hottest cached one, else a batch from
+ * the shared pool, else a newly mapped one.  owner_name is reset to NULL.
+ * Errors: -ENOMEM (mmap or allocation failure); nothing leaked, *out
+ * untouched.  Thread: owner only. */
+WEFT__HIDDEN int weft__stack_get(weft__stack_pool_t *p, weft__stack_t **out);
+
+/* Gives back a stack whose fiber has finished (its last switch done).  It
+ * becomes the hottest stack of p, whichever pool it came from.
+ * Thread: owner of p only. */
+WEFT__HIDDEN void weft__stack_put(weft__stack_pool_t *p, weft__stack_t *st);
+
+/* 0 if the stack looks intact; -1 if the canary of an unguarded stack was
+ * overwritten, i.e. the fiber overflowed and may have corrupted the stack
+ * mapped below it.  The scheduler calls it after each switch out of a
+ * fiber; on -1 it reports with weft__stack_report_overflow and aborts.
+ * Reads one cache line at the low end.  Thread: any (the fiber must not be
+ * running). */
+WEFT__HIDDEN /* Releases the memory of up to `budget` idle stacks of the shared pool
+ * beyond the few kept warm (MADV_DONTNEED of all but the canary page), off
+ * the hot path: idle workers call it before they sleep.  Returns how many
+ * it released (0: nothing left to trim).  Thread: any. */
+size_t weft__stack_trim(weft__stack_shared_t *s, size_t budget);
+
+int weft__stack_check(const weft__stack_t *st);
+
+/* Prints "weft: stack overflow in task '<name>' (stack of N bytes,
+ * detected by canary)" to stderr.  Does not abort.  Thread: any. */
+WEFT__HIDDEN void weft__stack_report_overflow(const weft__stack_t *st);
+
+/* Records which stack this thread is about to run on, for the SIGSEGV
+ * handler; NULL when back on the thread's own stack.  The scheduler calls it
+ * on its own (thread) stack right before switching into a fiber and right
+ * after switching back.  Writes a thread-local: it is out of line and never
+ * switches, so no TLS address outlives the call.  Thread: the worker. */
+WEFT__HIDDEN void weft__stack_set_running(weft__stack_t *st);
+
+/* Per worker thread: installs an alternate signal stack so the overflow
+ * handler can run when the fiber stack is exhausted.  Errors: -ENOMEM.
+ * Thread: the worker itself, on its own stack (not on a fiber). */
+WEFT__HIDDEN int weft__stack_thread_init(void);
+
+/* Restores the thread's previous alternate signal stack and frees ours.
+ * Thread: the worker itself, on its own stack, after thread_init. */
+WEFT__HIDDEN void weft__stack_thread_fini(void);
+
+/* Process-wide SIGSEGV/SIGBUS handler, reference-counted across runtimes:
+ * the first acquire installs it (remembering the previous handlers), the
+ * last release puts the previous ones back, unless someone replaced ours
+ * in between.  Faults that are not stack overflows are passed to the
+ * previous handler.  Errors: -EINVAL if sigaction fails.  Thread: any. */
+WEFT__HIDDEN int weft__stack_handler_acquire(void);
+WEFT__HIDDEN void weft__stack_handler_release(void);
+
+#endif

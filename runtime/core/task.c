@@ -1,0 +1,871 @@
+/* Tasks: lifecycle, the park/wake protocol, start()/started(), handles.
+ *
+ * Park/wake protocol
+ * ------------------
+ * Problem: a task that blocks registers itself with one or more wake
+ * sources (a group's join word, a timer, a cancel scope, a start handshake)
+ * and then switches away.  A source may fire on another thread before the
+ * switch has finished; resuming the fiber then would run it on two stacks
+ * at once.  Several sources may fire; only one may resume it, and a source
+ * that fires late (for an earlier park) must not resume a later one.
+ *
+ * Approach: one 64-bit park word per task = generation | CANCELLABLE |
+ * PARKED | WOKEN.
+ *   1. prepare: the task stores a new generation with neither flag
+ *      (seq_cst, so a canceller's flag store and this one are totally
+ *      ordered: see weft__scope_cancel) and hands the generation to its
+ *      wake sources.
+ *   2. commit: the task switches to the scheduler, which sets PARKED with
+ *      fetch_or.  If WOKEN was already set, the scheduler readies it.
+ *   3. wake(gen): a CAS sets WOKEN if the generation matches and WOKEN is
+ *      not set; if PARKED was already set, the waker readies the task.
+ * Whoever performs the second of the two transitions (PARKED, WOKEN)
+ * readies the task, exactly once.  Rejected: a per-task mutex (a waker on
+ * the I/O thread would contend with the scheduler), and "spin until the
+ * fiber is off its stack" (unbounded on a preempted vCPU).
+ *
+ * Invariants
+ *   1. A task is in at most one run queue, and only while not running.
+ *   2. A task record is freed only when its run reference (dropped by the
+ *      scheduler after the fiber's last switch) and every handle are gone.
+ *   3. A child's last access to its group is weft__group_child_done.
+ *   4. The outcome fields (rc, result, fail_*) are written before the
+ *      release store of `state` and read only after an acquire load of it.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/error.h"
+#include "core/group.h"
+#include "base/id.h"
+#include "core/local.h"
+#include "runtime.h"
+#include "core/stack.h"
+#include "core/task.h"
+#include "core/sched.h"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* State of a start()/started() handshake; lives on the caller's stack. */
+enum { START_PENDING, START_STARTED, START_ABANDONED, START_ENDED };
+
+/* Lives on the caller's stack: the child may read it only while the state
+ * is PENDING or ABANDONED (the caller is still waiting).  Once the child
+ * publishes STARTED or ENDED the caller may return at once, so the child
+ * reads what it needs first and then touches only the caller's task
+ * record, on which it holds a reference taken by the caller. */
+struct weft__start {
+	struct weft_task *caller;
+	atomic_int state;
+	struct weft_group *g;
+};
+
+/* Wakes the start caller after the state was published, and drops the
+ * reference the child held on it.  seq_cst load: pairs with the caller's
+ * store of start_wait_gen then load of the state (start_wait). */
+static void start_wake_caller(struct weft_task *caller)
+{
+	uint64_t gen = atomic_load_explicit(&caller->start_wait_gen,
+		memory_order_seq_cst);
+	weft__task_wake(caller, gen);
+	weft__task_unref(caller);
+}
+
+/* {======================================================= lifecycle */
+
+/* {------------------------------------------------------- task arena
+ *
+ * Task records never go back to malloc while their runtime lives (see
+ * struct weft__task_arena): the worker caches hold free records as
+ * before, but a record of another runtime, a record freed by a plain
+ * thread, and a full cache's overflow go to the arena instead of the
+ * shared record pool or weft__free, and an empty cache refills a batch
+ * from the arena.  The fast paths are the cache's own (owner-only list
+ * operations), plus one comparison of the runtime. */
+
+int weft__task_arena_init(struct weft__task_arena *a)
+{
+	int rc = pthread_mutex_init(&a->lock, NULL);
+	if (rc != 0)
+		return -rc;
+	a->free = NULL;
+	a->nfree = 0;
+	atomic_init(&a->all, NULL);
+	return 0;
+}
+
+void weft__task_arena_fini(struct weft__task_arena *a)
+{
+	while (a->free) {
+		void *next = *(void **)a->free;
+		weft__free(a->free);
+		a->free = next;
+	}
+	pthread_mutex_destroy(&a->lock);
+}
+
+void weft__task_arena_put_list(struct weft__task_arena *a, void *head)
+{
+	if (head == NULL)
+		return;
+	void *tail = head;
+	size_t n = 1;
+	for (; *(void **)tail != NULL; n++)
+		tail = *(void **)tail;
+	pthread_mutex_lock(&a->lock);
+	*(void **)tail = a->free;
+	a->free = head;
+	a->nfree += n;
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* Cache empty (or not a worker of rt): a batch of free records from the
+ * arena into the worker's cache, or a new record. */
+static struct weft_task *task_arena_get(struct weft_runtime *rt,
+	weft__worker_t *w)
+{
+	struct weft__task_arena *a = &rt->tasks;
+	pthread_mutex_lock(&a->lock);
+	struct weft_task *t = a->free;
+	if (t) {
+		a->free = *(void **)t;
+		a->nfree--;
+		/* Refill the cache (empty, or we are not rt's worker). */
+		for (unsigned i = 1; w && i < WEFT__CACHE_BATCH && a->free; i++) {
+			void *p = a->free;
+			a->free = *(void **)p;
+			a->nfree--;
+			*(void **)p = w->cache[WEFT__CACHE_TASK];
+			w->cache[WEFT__CACHE_TASK] = p;
+			w->cache_len[WEFT__CACHE_TASK]++;
+		}
+		pthread_mutex_unlock(&a->lock);
+		return t;
+	}
+	pthread_mutex_unlock(&a->lock);
+	t = weft__alloc(sizeof *t);
+	if (t == NULL)
+		return NULL;
+	/* A new record joins the list of all records.  Its issue-3 block is
+	 * written atomically from now on; insp_all_next is written once,
+	 * here, before the release store that publishes the record. */
+	atomic_init(&t->insp_id, 0);
+	atomic_init(&t->park, 0);
+	atomic_init(&t->insp_wait, NULL);
+	atomic_init(&t->done_cbs, NULL);
+	t->name_lit = NULL;
+	t->insp_all_next = NULL;
+	pthread_mutex_lock(&a->lock);
+	t->insp_all_next = atomic_load_explicit(&a->all, memory_order_relaxed);
+	/* release: pairs with the acquire in a snapshot's scan. */
+	atomic_store_explicit(&a->all, t, memory_order_release);
+	pthread_mutex_unlock(&a->lock);
+	return t;
+}
+
+/* Slow path of task_arena_put: a plain thread, a worker of another
+ * runtime, or a full cache (then its newest WEFT__CACHE_BATCH records go
+ * to the arena with t). */
+__attribute__((noinline)) static void task_arena_put_slow(weft__worker_t *w,
+	struct weft_task *t)
+{
+	struct weft_runtime *rt = t->rt;
+	void *head = t, *tail = t;
+	size_t n = 1;
+	if (w != NULL && w->rt == rt) {
+		*(void **)t = w->cache[WEFT__CACHE_TASK];
+		for (; n < WEFT__CACHE_BATCH + 1; n++)
+			tail = *(void **)tail;
+		w->cache[WEFT__CACHE_TASK] = *(void **)tail;
+		w->cache_len[WEFT__CACHE_TASK] -= WEFT__CACHE_BATCH;
+	}
+	struct weft__task_arena *a = &rt->tasks;
+	pthread_mutex_lock(&a->lock);
+	*(void **)tail = a->free;
+	a->free = head;
+	a->nfree += n;
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* The record goes to the worker's cache if it is a worker of the record's
+ * runtime with room (weft__cache_put's fast path), else to the arena. */
+static inline void task_arena_put(struct weft_task *t)
+{
+	weft__worker_t *w = weft__worker_current();
+	if (__builtin_expect(w != NULL && w->rt == t->rt &&
+		w->cache_len[WEFT__CACHE_TASK] < WEFT__CACHE_MAX, 1)) {
+		*(void **)t = w->cache[WEFT__CACHE_TASK];
+		w->cache[WEFT__CACHE_TASK] = t;
+		w->cache_len[WEFT__CACHE_TASK]++;
+		return;
+	}
+	task_arena_put_slow(w, t);
+}
+
+/* Copies a task name with atomic stores: a snapshot may read the bytes
+ * of a record being recycled (it discards what it read then, see
+ * insp_id, but the accesses must not race).  Word stores, as many as the
+ * name needs: a byte loop cost ~70 instructions per spawn. */
+_Static_assert(offsetof(struct weft_task, name) % sizeof(uint64_t) == 0,
+	"task names are stored a word at a time");
+_Static_assert(WEFT__TASK_NAME_MAX % sizeof(uint64_t) == 0,
+	"task names are stored a word at a time");
+void weft__task_name_store(struct weft_task *t, const char *src)
+{
+	size_t n = strnlen(src, WEFT__TASK_NAME_MAX - 1);
+	uint64_t *dst = (uint64_t *)(void *)t->name;
+	size_t i = 0;
+	for (; (i + 1) * sizeof(uint64_t) <= n; i++) {
+		uint64_t x;
+		memcpy(&x, src + i * sizeof x, sizeof x);
+		__atomic_store_n(&dst[i], x, __ATOMIC_RELAXED);
+	}
+	/* The last word: the rest of the name, its NUL and zero padding. */
+	uint64_t x = 0;
+	for (size_t j = i * sizeof x; j < n; j++)
+		((unsigned char *)&x)[j % sizeof x] = (unsigned char)src[j];
+	__atomic_store_n(&dst[i], x, __ATOMIC_RELAXED);
+}
+
+/* }------------------------------------------------------- */
+
+int weft__task_create(struct weft_runtime *rt, const char *name, weft_fn fn,
+	void *arg, struct weft_task **out)
+{
+	return weft__task_create_lit(rt, name, false, fn, arg, out);
+}
+
+int weft__task_create_lit(struct weft_runtime *rt, const char *name,
+	bool literal, weft_fn fn, void *arg, struct weft_task **out)
+{
+	/* The worker cache's fast path (weft__cache_get), for this runtime's
+	 * records only. */
+	weft__worker_t *w = weft__worker_current();
+	struct weft_task *t;
+	if (__builtin_expect(w != NULL && w->rt == rt &&
+		(t = w->cache[WEFT__CACHE_TASK]) != NULL, 1)) {
+		w->cache[WEFT__CACHE_TASK] = *(void **)t;
+		w->cache_len[WEFT__CACHE_TASK]--;
+	} else {
+		t = task_arena_get(rt, w != NULL && w->rt == rt ? w : NULL);
+		if (t == NULL)
+			return -ENOMEM;
+	}
+	/* release fence: orders the previous life's insp_id = 0 store before
+	 * the writes below (a scan that reads one of them then finds insp_id
+	 * changed; pairs with the scan's acquire fence).  A compiler barrier
+	 * on x86. */
+	WEFT__INSP_FENCE(memory_order_release);
+	/* Park generations never repeat in a record (a late wake for a
+	 * previous life, e.g. from the I/O thread, must not match). */
+	uint64_t park_gen = atomic_load_explicit(&t->park,
+		memory_order_relaxed) >> WEFT__PARK_GEN_SHIFT;
+	/* Everything but the park word (a late waker may read it) and the
+	 * issue-3 block, which snapshots may read. */
+	memset(t, 0, offsetof(struct weft_task, park));
+	memset((char *)t + offsetof(struct weft_task, park) + sizeof t->park,
+		0, WEFT__TASK_CLEAR_HEAD - offsetof(struct weft_task, park) -
+		sizeof t->park);
+	memset(&t->root_scope, 0, WEFT__SCOPE_CLEAR);
+	/* insp_wait and done_cbs are NULL at the end of every life (a park
+	 * clears insp_wait when it resumes, the finisher takes the
+	 * callbacks); task_arena_get initialises them in a new record. */
+	atomic_store_explicit(&t->insp_group_id, 0, memory_order_relaxed);
+	atomic_store_explicit(&t->insp_worker, w ? (int)w->index : -1,
+		memory_order_relaxed);
+	t->ctx = NULL;
+	t->rt = rt;
+	t->fn = fn;
+	t->arg = arg;
+	/* Relaxed store, not init: a late waker may read the word. */
+	atomic_store_explicit(&t->park, park_gen << WEFT__PARK_GEN_SHIFT,
+		memory_order_relaxed);
+	atomic_init(&t->state, WEFT_TASK_PENDING);
+	atomic_init(&t->refs, 1);
+	weft__spin_init(&t->waiters_lock);
+	t->id = weft__id_next();
+	/* Bounded copy; snprintf cost ~600 instructions per spawn. */
+	if (name == NULL) {
+		name = "task";
+		literal = true;
+	}
+	/* A literal the record already holds need not be copied again (fib
+	 * spawns the same function from the same site a million times). */
+	if (!literal || t->name_lit != name) {
+		weft__task_name_store(t, name);
+		t->name_lit = literal ? name : NULL;
+	}
+	weft__scope_init(&t->root_scope, WEFT__SCOPE_TASK, 0);
+	t->root_scope.id = t->id;
+	atomic_init(&t->cur_scope, &t->root_scope);
+	weft__census_add(WEFT__CENSUS_TASK, 1);
+	/* release: the record is live for snapshots, with its name and
+	 * insp_* fields (pairs with the acquire in inspect.c's scan).  The
+	 * previous life's insp_id = 0 store precedes every write above in
+	 * this thread's order, which is what the scan's re-check needs. */
+	atomic_store_explicit(&t->insp_id, t->id, memory_order_release);
+	*out = t;
+	return 0;
+}
+
+void weft__task_unref(struct weft_task *t)
+{
+	/* References are only added before the task is published (handles
+	 * at spawn, the start() caller), so a count of 1 is ours alone and
+	 * needs no read-modify-write.  Otherwise acq_rel: the last dropper
+	 * sees every write made under the other references. */
+	if (atomic_load_explicit(&t->refs, memory_order_acquire) != 1 &&
+		atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	weft__free(t->fail_msg);
+	weft_error_free(t->fail_group);
+	weft__scope_fini(&t->root_scope);
+	weft__census_add(WEFT__CENSUS_TASK, -1);
+	/* Not live (also for a record that never ran: a failed spawn). */
+	atomic_store_explicit(&t->insp_id, 0, memory_order_relaxed);
+	task_arena_put(t);
+}
+
+void weft__task_link_root_slow(struct weft_task *t)
+{
+	/* The parent (a group's scope) outlives this task: the group cannot
+	 * close while the task is counted in it. */
+	weft__scope_link(&t->root_scope, t->root_scope.parent, t);
+	t->root_linked = true;
+}
+
+bool weft__task_root_cancelled(struct weft_task *t)
+{
+	if (weft__scope_is_cancelled(&t->root_scope))
+		return true;
+	return !t->root_linked && !(t->root_scope.flags & WEFT_SCOPE_SHIELD) &&
+		weft__scope_is_cancelled(t->root_scope.parent);
+}
+
+/* }======================================================= */
+
+/* {======================================================= park / wake */
+
+uint64_t weft__park_prepare(struct weft_task *self, bool cancellable)
+{
+	uint64_t old = atomic_load_explicit(&self->park, memory_order_relaxed);
+	uint64_t gen = (old >> WEFT__PARK_GEN_SHIFT) + 1;
+	uint64_t word = (gen << WEFT__PARK_GEN_SHIFT) |
+		(cancellable ? WEFT__PARK_CANCELLABLE : 0);
+	/* seq_cst: ordered before the task's later seq_cst read of its
+	 * scope's eff_cancelled; a canceller stores eff_cancelled then reads
+	 * this word, so one of the two sees the other. */
+	atomic_store_explicit(&self->park, word, memory_order_seq_cst);
+	return gen;
+}
+
+void weft__park_commit(struct weft_task *self)
+{
+	weft__park_commit_on(self, NULL);
+}
+
+void weft__park_commit_on(struct weft_task *self, const char *what)
+{
+	/* Fast path: already woken, no need to switch. */
+	if (atomic_load_explicit(&self->park, memory_order_acquire) &
+		WEFT__PARK_WOKEN)
+		return;
+	if (what == NULL) {
+		struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
+			memory_order_relaxed);
+		what = cur->kind == WEFT__SCOPE_STACK ? "sleep" : "park";
+	}
+	/* Relaxed: introspection only (inspect.c reads it atomically). */
+	atomic_store_explicit(&self->insp_wait, what, memory_order_relaxed);
+	weft__sched_switch_out(self, WEFT__POST_PARK);
+	atomic_store_explicit(&self->insp_wait, NULL, memory_order_relaxed);
+}
+
+/* Sets WOKEN on t's park `gen` (or, need_cancel, on whatever park is
+ * cancellable).  Returns whether it did; *ready says whether the fiber had
+ * already switched out, so that the caller must make it runnable. */
+static bool task_wake_claim(struct weft_task *t, uint64_t gen,
+	bool need_cancel, bool *ready)
+{
+	uint64_t old = atomic_load_explicit(&t->park, memory_order_acquire);
+	for (;;) {
+		if (old & WEFT__PARK_WOKEN)
+			return false;
+		if (need_cancel) {
+			if (!(old & WEFT__PARK_CANCELLABLE))
+				return false;
+		} else if ((old >> WEFT__PARK_GEN_SHIFT) != gen) {
+			return false;
+		}
+		/* acq_rel: publishes the waker's writes (the reason the task
+		 * was woken) to the task, and sees PARKED from the scheduler. */
+		if (atomic_compare_exchange_weak_explicit(&t->park, &old,
+			old | WEFT__PARK_WOKEN, memory_order_seq_cst,
+			memory_order_acquire))
+			break;
+	}
+	*ready = (old & WEFT__PARK_PARKED) != 0;
+	return true;
+}
+
+bool weft__task_wake(struct weft_task *t, uint64_t gen)
+{
+	bool ready;
+	if (!task_wake_claim(t, gen, false, &ready))
+		return false;
+	if (ready)
+		weft__sched_ready(t);
+	return true;
+}
+
+bool weft__task_wake_deferred(struct weft_task *t, uint64_t gen)
+{
+	bool ready;
+	return task_wake_claim(t, gen, false, &ready) && ready;
+}
+
+bool weft__task_wake_cancel(struct weft_task *t)
+{
+	bool ready;
+	if (!task_wake_claim(t, 0, true, &ready))
+		return false;
+	if (ready)
+		weft__sched_ready(t);
+	return true;
+}
+
+/* }======================================================= */
+
+/* {======================================================= running */
+
+static void start_end(struct weft_task *t);
+
+void weft__task_run(struct weft_task *t)
+{
+	int rc;
+	if ((t->spawn_flags & WEFT_SPAWN_SKIPPABLE) &&
+		weft__task_root_cancelled(t))
+		rc = -ECANCELED;  /* rule 30's opt-out: skipped entirely */
+	else
+		rc = t->fn(t->arg);
+	weft__task_finish(t, rc);
+}
+
+void weft__task_entry(void *arg)
+{
+	struct weft_task *t = arg;
+	/* The fiber that switched here may have left its post to us. */
+	weft__sched_arrived();
+	weft__task_run(t);
+	weft__sched_switch_out(t, WEFT__POST_EXIT);
+	WEFT_ASSERT(0, "an exited task was resumed");
+}
+
+void weft__task_finish(struct weft_task *t, int rc)
+{
+	/* Structured concurrency: nothing the task opened outlives it. */
+	if (atomic_load_explicit(&t->cur_scope, memory_order_relaxed) !=
+		&t->root_scope) {
+		int r = weft__group_reap_unjoined(t);
+		if (r < 0 && rc >= 0) {
+			rc = r;
+			weft__free(t->fail_msg);
+			t->fail_msg = NULL;
+			weft_fail(r, "task '%s' returned with an open group or "
+				"scope", t->name);
+		}
+	}
+	int state;
+	if (rc == 0)
+		state = WEFT_TASK_FINISHED;
+	else if (rc == -ECANCELED)
+		state = WEFT_TASK_CANCELLED;
+	else
+		state = WEFT_TASK_FAILED;
+	t->rc = rc;
+	if (state == WEFT_TASK_FAILED) {
+		t->fail_collateral = weft__task_root_cancelled(t);
+		t->fail_seq = atomic_fetch_add_explicit(&t->rt->error_seq, 1,
+			memory_order_relaxed);
+	}
+	struct weft_group *g = t->group;
+	bool owned_by_starter = t->start != NULL;
+	if (g && state == WEFT_TASK_FAILED && !owned_by_starter)
+		weft__group_child_failed(g, t);
+	if (t->root_linked)
+		weft__scope_unlink(&t->root_scope);
+	/* Issue 3: the task's context dies with it (key destructors run
+	 * here, as the task), and it leaves introspection snapshots. */
+	if (t->ctx)
+		weft__context_unref(t->ctx);
+	atomic_store_explicit(&t->insp_id, 0, memory_order_relaxed);
+	/* Publishes the outcome fields (invariant 4): release.  seq_cst when
+	 * someone holds a reference (only a handle holder can wait): it
+	 * orders the waiter-list read below against the waiter's listing. */
+	bool shared = atomic_load_explicit(&t->refs, memory_order_relaxed) > 1;
+	atomic_store_explicit(&t->state, state,
+		shared ? memory_order_seq_cst : memory_order_release);
+	/* Waiters: a waiter lists itself, then re-reads state; we stored
+	 * state, then read the list head (all seq_cst): one of the two sees
+	 * the other, so an empty list here means the waiter will see the new
+	 * state and leave on its own.  Wake under the lock: a waiter's node
+	 * lives on its stack, and a waiter takes this lock to unlist itself
+	 * before it may return.  Waking never blocks. */
+	if (shared && atomic_load_explicit(&t->waiters, memory_order_seq_cst) !=
+		NULL) {
+		weft__spin_lock(&t->waiters_lock);
+		for (struct weft__waiter *w = atomic_load_explicit(&t->waiters,
+			memory_order_relaxed); w; w = w->next)
+			weft__task_wake(w->task, w->gen);
+		atomic_store_explicit(&t->waiters, NULL, memory_order_relaxed);
+		weft__spin_unlock(&t->waiters_lock);
+	}
+	/* Done callbacks: same protocol as the waiters (a registrant holds a
+	 * reference, so `shared` is set; inspect.c). */
+	if (shared && atomic_load_explicit(&t->done_cbs, memory_order_seq_cst)
+		!= NULL)
+		weft__task_run_done_cbs(t);
+	if (owned_by_starter)
+		start_end(t);
+	if (g)
+		weft__group_child_done(g);
+	if (t->root_done) {
+		/* release: the blocked thread reads the outcome after it. */
+		atomic_store_explicit(t->root_done, 1, memory_order_release);
+		syscall(SYS_futex, t->root_done, FUTEX_WAKE_PRIVATE, 1, NULL,
+			NULL, 0);
+	}
+}
+
+struct weft__leaf *weft__task_failure_leaf(struct weft_task *t)
+{
+	struct weft__leaf *l = weft__leaf_create(t->rc,
+		t->fail_msg ? t->fail_msg : "", t->name, t->id, t->fail_seq,
+		t->fail_collateral, t->fail_group);
+	if (l)
+		t->fail_group = NULL;  /* moved into the leaf */
+	return l;
+}
+
+/* }======================================================= */
+
+/* {======================================================= start / started */
+
+/* The child ends without having been started (or after the caller gave
+ * up): tell the caller. */
+static void start_end(struct weft_task *t)
+{
+	struct weft__start *st = t->start;
+	struct weft_task *caller = st->caller;
+	t->start = NULL;
+	/* seq_cst: see start_wake_caller.  st may be gone right after. */
+	atomic_exchange_explicit(&st->state, START_ENDED,
+		memory_order_seq_cst);
+	start_wake_caller(caller);
+}
+
+int weft_task_started(void *value)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	if (t->started_called)
+		return WEFT_EALREADY;
+	if (t->start == NULL)
+		return 0;  /* spawned, not started: TASK_STATUS_IGNORED */
+	t->started_called = true;
+	t->start_value = value;
+	struct weft__start *st = t->start;
+	/* Rule 16: if the caller is already cancelled, do not move into g;
+	 * the caller will cancel us and wait. */
+	if (weft__scope_is_cancelled(t->root_scope.parent))
+		return 0;
+	/* Read the handshake before publishing: st may be gone after. */
+	struct weft_task *caller = st->caller;
+	struct weft_group *g = st->g;
+	int expected = START_PENDING;
+	if (!atomic_compare_exchange_strong_explicit(&st->state, &expected,
+		START_STARTED, memory_order_seq_cst, memory_order_seq_cst))
+		return 0;  /* the caller gave up first */
+	/* g outlives this: we are still counted in it. */
+	weft__scope_reparent(&t->root_scope, &g->scope);
+	t->start = NULL;  /* from now on failures go to the group */
+	start_wake_caller(caller);
+	return 0;
+}
+
+/* Park the caller until st leaves `from` (the caller is not cancellable
+ * when `cancellable` is false).  Returns the state seen. */
+static int start_wait(struct weft_task *self, struct weft__start *st,
+	bool cancellable)
+{
+	for (;;) {
+		uint64_t gen = weft__park_prepare(self, cancellable);
+		atomic_store_explicit(&self->start_wait_gen, gen,
+			memory_order_seq_cst);
+		int s = atomic_load_explicit(&st->state, memory_order_seq_cst);
+		if (s == START_STARTED || s == START_ENDED)
+			return s;
+		if (cancellable && weft__scope_is_cancelled(
+			atomic_load_explicit(&self->cur_scope,
+				memory_order_relaxed)))
+			return s;
+		/* Woken (or not parked at all): the checks above decide. */
+		weft__park_commit_on(self, "start");
+	}
+}
+
+/* Runs the handshake for a created (not yet queued) child t of g, which
+ * carries a reference for us.  Returns start()'s result. */
+int weft__task_start(struct weft_task *self, struct weft_group *g,
+	struct weft_task *t, void **value_out)
+{
+	struct weft__start st;
+	st.caller = self;
+	st.g = g;
+	atomic_init(&st.state, START_PENDING);
+	t->start = &st;
+	weft__task_link_root(self);
+	/* The child wakes us after publishing its state, possibly after we
+	 * returned (and finished): it holds this reference until then. */
+	atomic_fetch_add_explicit(&self->refs, 1, memory_order_relaxed);
+	/* Before started() the child runs under the caller's scopes. */
+	weft__scope_link(&t->root_scope,
+		atomic_load_explicit(&self->cur_scope, memory_order_relaxed), t);
+	t->root_linked = true;
+	weft__sched_spawn(t);
+	int s = start_wait(self, &st, true);
+	if (s == START_PENDING) {
+		int expected = START_PENDING;
+		if (atomic_compare_exchange_strong_explicit(&st.state,
+			&expected, START_ABANDONED, memory_order_seq_cst,
+			memory_order_seq_cst)) {
+			weft__scope_cancel(&t->root_scope, WEFT_CANCEL_START,
+				"the start() caller was cancelled", true,
+				self->id);
+			s = start_wait(self, &st, false);
+			WEFT_ASSERT(s == START_ENDED, "start handshake");
+			struct weft_scope *cur = atomic_load_explicit(
+				&self->cur_scope, memory_order_relaxed);
+			if (cur->origin)
+				weft__scope_note_observed(cur->origin);
+			int crc = t->rc;
+			return (crc == 0 || crc == -ECANCELED) ? -ECANCELED : crc;
+		}
+		s = expected;
+	}
+	if (s == START_STARTED) {
+		if (value_out)
+			*value_out = t->start_value;
+		return 0;
+	}
+	/* Ended without being moved into g: its outcome is ours to report.
+	 * If it did call started() but we were already cancelled (rule 16:
+	 * no reparenting), the start was cancelled, not "never started". */
+	int crc = t->rc;
+	if (t->started_called && (crc == 0 || crc == -ECANCELED)) {
+		struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
+			memory_order_relaxed);
+		if (weft__scope_is_cancelled(cur))
+			weft__scope_note_observed(cur->origin);
+		return -ECANCELED;
+	}
+	if (atomic_load_explicit(&t->state, memory_order_acquire) ==
+		WEFT_TASK_FINISHED)
+		return WEFT_ENOTSTARTED;
+	return crc;
+}
+
+/* }======================================================= */
+
+/* {======================================================= task self-API */
+
+int weft_fail(int code, const char *fmt, ...)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL || fmt == NULL)
+		return code;
+	char buf[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	size_t n = strlen(buf) + 1;
+	char *m = weft__alloc(n);
+	if (m == NULL)
+		return code;  /* the code still reaches the group */
+	memcpy(m, buf, n);
+	weft__free(t->fail_msg);
+	t->fail_msg = m;
+	return code;
+}
+
+int weft_fail_group(weft_error_t *err)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL) {
+		weft_error_free(err);
+		return WEFT_ENOTFIBER;
+	}
+	if (err) {
+		weft_error_free(t->fail_group);
+		t->fail_group = err;
+	}
+	return WEFT_ECHILD_FAILED;
+}
+
+int weft_task_set_result(void *value)
+{
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	t->result = value;
+	return 0;
+}
+
+uint64_t weft_current_task_id(void)
+{
+	struct weft_task *t = weft__task_current();
+	return t ? t->id : 0;
+}
+
+/* }======================================================= */
+
+/* {======================================================= handles */
+
+weft_task_state_t weft_task_state(const weft_task_t *h)
+{
+	if (h == NULL)
+		return WEFT_TASK_PENDING;
+	int s = atomic_load_explicit(&h->state, memory_order_acquire);
+	if (s == WEFT_TASK_PENDING && atomic_load_explicit(
+		&h->root_scope.cancel_called, memory_order_acquire))
+		return WEFT_TASK_CANCELLING;
+	return (weft_task_state_t)s;
+}
+
+int weft_task_result(const weft_task_t *h, void **value)
+{
+	if (h == NULL)
+		return -EINVAL;
+	switch (atomic_load_explicit(&h->state, memory_order_acquire)) {
+	case WEFT_TASK_FINISHED:
+		if (value)
+			*value = h->result;
+		return 0;
+	case WEFT_TASK_CANCELLED:
+		return -ECANCELED;
+	case WEFT_TASK_FAILED:
+		return WEFT_EFAILED;
+	default:
+		return WEFT_ENOTFINISHED;
+	}
+}
+
+int weft_task_failure(const weft_task_t *h, int *code, const char **msg)
+{
+	if (h == NULL)
+		return -EINVAL;
+	if (atomic_load_explicit(&h->state, memory_order_acquire) !=
+		WEFT_TASK_FAILED)
+		return WEFT_ENOTFINISHED;
+	if (code)
+		*code = h->rc;
+	if (msg)
+		*msg = h->fail_msg ? h->fail_msg : "";
+	return 0;
+}
+
+void *weft_task_start_value(const weft_task_t *h)
+{
+	return h ? h->start_value : NULL;
+}
+
+int weft_task_cancel(weft_task_t *h)
+{
+	if (h == NULL)
+		return -EINVAL;
+	if (atomic_load_explicit(&h->state, memory_order_acquire) !=
+		WEFT_TASK_PENDING)
+		return 0;
+	struct weft_task *self = weft__task_current();
+	weft__scope_cancel(&h->root_scope, WEFT_CANCEL_TASK,
+		"task cancelled through its handle", true,
+		self ? self->id : 0);
+	return 0;
+}
+
+int weft_task_wait(weft_task_t *h)
+{
+	if (h == NULL)
+		return -EINVAL;
+	struct weft_task *self = weft__task_current();
+	if (self == NULL)
+		return WEFT_ENOTFIBER;
+	if (self == h)
+		return WEFT_EMISUSE;
+	weft__task_link_root(self);
+	struct weft__waiter node = { .task = self };
+	for (;;) {
+		if (atomic_load_explicit(&h->state, memory_order_acquire) !=
+			WEFT_TASK_PENDING)
+			return 0;
+		node.gen = weft__park_prepare(self, true);
+		/* List first, then re-check state (seq_cst both): pairs with
+		 * the finisher's state store then list read. */
+		weft__spin_lock(&h->waiters_lock);
+		node.next = atomic_load_explicit(&h->waiters,
+			memory_order_relaxed);
+		atomic_store_explicit(&h->waiters, &node, memory_order_seq_cst);
+		weft__spin_unlock(&h->waiters_lock);
+		struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
+			memory_order_relaxed);
+		if (atomic_load_explicit(&h->state, memory_order_seq_cst) ==
+			WEFT_TASK_PENDING && !weft__scope_is_cancelled(cur))
+			weft__park_commit_on(self, "task wait");
+		/* Remove ourselves if still listed. */
+		weft__spin_lock(&h->waiters_lock);
+		struct weft__waiter *head = atomic_load_explicit(&h->waiters,
+			memory_order_relaxed);
+		if (head == &node)
+			atomic_store_explicit(&h->waiters, node.next,
+				memory_order_relaxed);
+		else
+			for (struct weft__waiter *w = head; w; w = w->next)
+				if (w->next == &node) {
+					w->next = node.next;
+					break;
+				}
+		weft__spin_unlock(&h->waiters_lock);
+		cur = atomic_load_explicit(&self->cur_scope,
+			memory_order_relaxed);
+		if (weft__scope_is_cancelled(cur) && atomic_load_explicit(
+			&h->state, memory_order_acquire) == WEFT_TASK_PENDING) {
+			weft__scope_note_observed(cur->origin);
+			return -ECANCELED;
+		}
+	}
+}
+
+uint64_t weft_task_id(const weft_task_t *h)
+{
+	return h ? h->id : 0;
+}
+
+const char *weft_task_name(const weft_task_t *h)
+{
+	return h ? h->name : "";
+}
+
+void weft_task_release(weft_task_t *h)
+{
+	if (h)
+		weft__task_unref(h);
+}
+
+/* }======================================================= */

@@ -1,0 +1,284 @@
+/* Tasks: the internal record behind weft_task_t, and the park/wake
+ * protocol every blocking operation uses (see task.c for the essay). */
+#ifndef WEFT_RUNTIME_CORE_TASK_H
+#define WEFT_RUNTIME_CORE_TASK_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/cancel.h"
+#include "core/fiber.h"
+#include "core/sched.h"
+#include "weft/runtime.h"
+#include "weft/task.h"
+
+struct weft_group;
+struct weft__start;
+struct weft__waiter;
+struct weft__done_cb;
+struct weft_context;
+
+#define WEFT__TASK_NAME_MAX 40
+
+/* Park word layout: bit 0 WOKEN, bit 1 PARKED (the fiber has switched
+ * out), bit 2 CANCELLABLE, bits 3..63 the park generation. */
+#define WEFT__PARK_WOKEN 1u
+#define WEFT__PARK_PARKED 2u
+#define WEFT__PARK_CANCELLABLE 4u
+#define WEFT__PARK_GEN_SHIFT 3
+
+struct weft_task {
+	/* Hot scheduling fields first; small fields are grouped below so the
+	 * record has no padding holes (its size is most of what a parked
+	 * task costs beside its stack page: benchmark B7). */
+	/* NULL until first run.  A child run inline by its joining parent
+	 * (weft__sched_help_join) borrows the parent's stack: stack_borrowed
+	 * is then set and the record never owns it. */
+	struct weft__stack *stack;
+	struct weft_task *next;         /* run-queue / inject link */
+	struct weft_runtime *rt;
+	weft_fn fn;
+	void *arg;
+	_Atomic uint64_t park;          /* see WEFT__PARK_*; any thread */
+	/* Innermost entered scope: written and read by the task itself
+	 * (relaxed atomic so diagnostics from other threads are race-free). */
+	_Atomic(struct weft_scope *) cur_scope;
+	struct weft_group *group;       /* joins this task; NULL for a root */
+	bool stack_borrowed;
+	/* Whether root_scope is on its parent's children list.  A spawned
+	 * child's is linked lazily, by the task itself, before its first
+	 * cancellation-sensitive operation (weft__task_link_root): a task
+	 * that never checkpoints (an empty or pure-compute task) then never
+	 * touches its group scope's lock.  Owner task only. */
+	bool root_linked;
+	bool fail_collateral;           /* failed while already cancelled */
+	bool started_called;
+	/* Calls of blocking operations that completed without parking since
+	 * the task last switched out (weft__wait_begin's budget).  Owner
+	 * only. */
+	uint8_t coop_used;
+	/* Outcome: written by the task before it publishes its end with the
+	 * release store of `state`; readers acquire `state` first.  The
+	 * outcome fields are rc, result, fail_*. */
+	atomic_int state;               /* weft_task_state_t */
+	int rc;
+	unsigned spawn_flags;
+	atomic_int refs;                /* run ref + handles */
+	/* Tasks parked in weft_task_wait: modified under waiters_lock; the
+	 * head is also read lock-free by the finishing task (seq_cst, see
+	 * weft__task_finish). */
+	weft__spin_t waiters_lock;
+	_Atomic(struct weft__waiter *) waiters;
+	void *result;
+	char *fail_msg;                 /* weft__alloc'd, or NULL */
+	struct weft_error *fail_group;  /* nested error group, or NULL */
+	uint64_t fail_seq;              /* logical time of the failure */
+	/* start()/started() handshake; NULL when spawned or once started. */
+	struct weft__start *start;
+	/* As a weft_group_start caller: the generation of the park waiting
+	 * for the child (seq_cst; read by the child after it published
+	 * STARTED/ENDED, when the handshake record may already be gone). */
+	_Atomic uint64_t start_wait_gen;
+	void *start_value;
+	uint64_t id;
+	/* External thread blocked in weft_runtime_run on this root task. */
+	atomic_uint *root_done;
+	/* issue 3: context and introspection */
+	/* Never cleared by the memset of weft__task_create: a snapshot
+	 * (inspect.c) may read the insp_* fields of a record at any time,
+	 * also while it is recycled, so every write to them is an atomic
+	 * store (relaxed, or release where said) and every read an atomic
+	 * load.  Records are type-stable: they stay task records until the
+	 * runtime is destroyed (the task arena, task.c). */
+	/* The task's id while it is live (from creation to the start of
+	 * weft__task_finish), 0 otherwise.  Release store at creation
+	 * publishes the other insp_* fields and the name; a snapshot reads
+	 * it before (acquire) and after the other fields, and keeps the
+	 * copy only if both reads give the same non-zero id (ids are never
+	 * reused, so a recycled record cannot pass). */
+	_Atomic uint64_t insp_id;
+	_Atomic uint64_t insp_group_id; /* its group's id; 0 for a root */
+	/* What the task is parked on (a static string: "join", "sleep",
+	 * a wait queue's `what`...), NULL while it runs or is runnable.
+	 * Written by the task around each park. */
+	_Atomic(const char *) insp_wait;
+	/* Every record the arena ever allocated, newest first (written once,
+	 * before the record is published on rt's list with a release). */
+	struct weft_task *insp_all_next;
+	/* Task-local context (local.c): the innermost binding, holding one
+	 * reference, or NULL for the empty context.  Owner task only (set
+	 * by the spawner before the task is published). */
+	struct weft_context *ctx;
+	/* Done callbacks (weft_task_on_done), under waiters_lock; the head
+	 * is read lock-free by the finisher (seq_cst, as `waiters`). */
+	_Atomic(struct weft__done_cb *) done_cbs;
+	/* The string literal the name was last copied from (spawned with
+	 * weft_group_spawn_literal), or NULL: a recycled record spawned from
+	 * the same literal skips the copy.  Creator / owner task only. */
+	const char *name_lit;
+	/* Index of the worker it runs on or last ran on; -1 if none.
+	 * Written by the scheduler at every switch-in (worker_run) and at
+	 * creation (the spawning worker, which also runs an inline child). */
+	atomic_int insp_worker;
+	/* Last, and cleared only up to its reason (WEFT__TASK_CLEAR): a
+	 * recycled record is reinitialised without touching the cold tail. */
+	struct weft_scope root_scope;   /* the task's own scope */
+	/* Written before use: by weft__cont_init_fiber at first run, or
+	 * copied from the parent for an inline child. */
+	weft__cont_t cont;              /* owner: the worker running it */
+	char name[WEFT__TASK_NAME_MAX]; /* copied at creation */
+};
+
+/* Bytes of a task record that must start zeroed. */
+#define WEFT__TASK_CLEAR \
+	(offsetof(struct weft_task, root_scope) + WEFT__SCOPE_CLEAR)
+/* The issue-3 block (insp_id .. done_cbs) is left out of the clear: it is
+ * initialised field by field with atomic stores (see insp_id). */
+#define WEFT__TASK_CLEAR_HEAD offsetof(struct weft_task, insp_id)
+
+/* A parked task waiting on a list (task completion, ...). */
+struct weft__waiter {
+	struct weft_task *task;
+	uint64_t gen;
+	struct weft__waiter *next;
+};
+
+/* The task running on the calling thread, or NULL (plain thread or worker
+ * scheduler context).  Re-read after every possible switch (it is, at each
+ * call: weft__worker_current). */
+static inline struct weft_task *weft__task_current(void)
+{
+	weft__worker_t *w = weft__worker_current();
+	return w ? w->current : NULL;
+}
+
+/* Allocate and initialise a task record (refs = 1, the run ref). */
+int weft__task_create(struct weft_runtime *rt, const char *name, weft_fn fn,
+	void *arg, struct weft_task **out);
+/* The same; `literal` says that name is a string literal (never changes,
+ * never freed), so a recycled record may keep its copy. */
+int weft__task_create_lit(struct weft_runtime *rt, const char *name,
+	bool literal, weft_fn fn, void *arg, struct weft_task **out);
+void weft__task_unref(struct weft_task *t);
+
+/* Park protocol.  prepare returns the generation to hand to wakers;
+ * commit switches out until woken (returns at once if already woken);
+ * wake is callable from any thread and returns true if it woke the task. */
+uint64_t weft__park_prepare(struct weft_task *self, bool cancellable);
+WEFT_FIBER_FN void weft__park_commit(struct weft_task *self);
+bool weft__task_wake(struct weft_task *t, uint64_t gen);
+/* As weft__task_wake, but never makes t runnable itself: returns true
+ * when the caller must call weft__sched_ready(t) (t had switched out), for
+ * a waker that holds a lock and readies its tasks after releasing it.
+ * Until that call t cannot run, so its record stays valid.  Any thread. */
+bool weft__task_wake_deferred(struct weft_task *t, uint64_t gen);
+/* Wake t only if its current park is cancellable.  Any thread. */
+bool weft__task_wake_cancel(struct weft_task *t);
+
+void weft__task_link_root_slow(struct weft_task *t);
+/* Makes t's root scope reachable by cancellations of its parent scope;
+ * call before anything that observes or waits on cancellation, or enters
+ * a scope.  Owner task only. */
+static inline void weft__task_link_root(struct weft_task *t)
+{
+	if (__builtin_expect(!t->root_linked, 0))
+		weft__task_link_root_slow(t);
+}
+/* Whether t is cancelled as far as its root scope is concerned, also
+ * before the lazy link (then the parent scope decides). */
+bool weft__task_root_cancelled(struct weft_task *t);
+
+/* Runs t's function (or skips it, WEFT_SPAWN_SKIPPABLE and cancelled)
+ * and does the finish bookkeeping; on whatever stack the caller is. */
+WEFT_FIBER_FN void weft__task_run(struct weft_task *t);
+struct weft_group;
+/* The start()/started() handshake for t, a created (not yet queued) child
+ * of g that holds a reference for the caller: queues it and parks self
+ * until it calls started(), ends, or self is cancelled.  Returns what
+ * weft_group_start returns. */
+WEFT_FIBER_FN int weft__task_start(struct weft_task *self,
+	struct weft_group *g, struct weft_task *t, void **value_out);
+
+/* The error leaf describing t's failure (code, message, name, id, logical
+ * time, collateral bit), taking over t's nested error group; NULL when the
+ * leaf cannot be allocated (t keeps its nested group then).  Called by
+ * whoever reports t's failure: its group, or weft_runtime_run for a root. */
+struct weft__leaf *weft__task_failure_leaf(struct weft_task *t);
+
+/* {======================================================= issue 3 */
+
+/* Task records are type-stable (Go's allgs): every record the runtime
+ * allocates stays a task record until the runtime is destroyed, so a
+ * snapshot may read a record's insp_* fields at any time without a use
+ * after free.  Free records sit in the worker caches (WEFT__CACHE_TASK,
+ * owner-only) and, beyond them, in this arena, which also lists every
+ * record ever allocated for snapshots to scan. */
+struct weft__task_arena {
+	pthread_mutex_t lock;
+	void *free;        /* free records linked through their first word */
+	size_t nfree;      /* under lock */
+	/* Every record, newest first, linked through insp_all_next; pushed
+	 * under lock with a release store, scanned lock-free (acquire). */
+	_Atomic(struct weft_task *) all;
+};
+int weft__task_arena_init(struct weft__task_arena *a);
+/* Gives a list of free records (linked through their first word) back
+ * to the arena: a worker's cache when the worker stops.  They must not go
+ * back to malloc before weft__task_arena_fini: the I/O thread (and
+ * offload threads) may still wake a record's park generation after its
+ * task ended, until they are stopped.  Thread: any. */
+void weft__task_arena_put_list(struct weft__task_arena *a, void *head);
+/* Frees the arena's free records (runtime destroy, after every worker
+ * drained its cache and the I/O thread stopped).  Records still
+ * referenced leak, as before. */
+void weft__task_arena_fini(struct weft__task_arena *a);
+
+/* The fences of the snapshot protocol (see insp_id).  ThreadSanitizer
+ * does not model atomic_thread_fence (gcc rejects it with -Wtsan); there
+ * every access involved is atomic anyway, so nothing is reported, and a
+ * compiler barrier keeps the order on x86 (TSO), the only TSan target. */
+#if defined(__SANITIZE_THREAD__)
+#define WEFT__INSP_FENCE(order) atomic_signal_fence(order)
+#else
+#define WEFT__INSP_FENCE(order) atomic_thread_fence(order)
+#endif
+
+/* Sets t's name (cut at WEFT__TASK_NAME_MAX - 1 bytes) with atomic word
+ * stores, as snapshots read it (inspect.c).  The owner task, or the
+ * creator before the task is published. */
+void weft__task_name_store(struct weft_task *t, const char *src);
+
+/* As weft__park_commit, recording `what` (a static string) as what the
+ * task is parked on for introspection; NULL lets the runtime guess
+ * ("sleep" inside a sleep's private scope, else "park"). */
+WEFT_FIBER_FN void weft__park_commit_on(struct weft_task *self,
+	const char *what);
+
+/* Done callback node (weft_task_on_done). */
+struct weft__done_cb {
+	struct weft__done_cb *next;
+	void (*fn)(weft_task_t *h, void *arg);
+	void *arg;
+	/* The registrant's memory, not freed after fn (fn may free it). */
+	bool intrusive;
+};
+
+/* weft_task_on_done with a node the caller provides (cb, kept until fn
+ * has run, which may free it): never fails.  Any thread holding h. */
+void weft__task_on_done_node(struct weft_task *h, struct weft__done_cb *cb,
+	void (*fn)(weft_task_t *h, void *arg), void *arg);
+
+/* Runs (and frees) t's done callbacks; called by weft__task_finish after
+ * the state store, when the list is not empty (inspect.c). */
+void weft__task_run_done_cbs(struct weft_task *t);
+
+/* }======================================================= */
+
+/* Entry point of every task fiber. */
+void weft__task_entry(void *arg);
+/* Finish bookkeeping after fn returned (groups, start, waiters). */
+void weft__task_finish(struct weft_task *t, int rc);
+
+#endif

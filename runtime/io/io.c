@@ -1,0 +1,308 @@
+/* The I/O thread: a libuv loop on a dedicated thread.
+ *
+ * Design
+ * ------
+ * libuv is not thread-safe except uv_async_send, so every libuv call runs
+ * on this thread.  Other threads post requests in the runtime's request
+ * queue (ioq.c), whose wake hook is uv_async_send: it coalesces, and the
+ * async callback drains the whole queue, so no request is left behind.
+ * Requests are deadline updates the timer could not apply at once
+ * (timer.c), I/O operations (ioop.c) and closes; completions go back to
+ * workers through the scheduler's injection queue, in batches flushed
+ * around each poll.
+ *
+ * Deadlines belong to the deadline timer (timer.c); this thread only
+ * watches its fd and calls weft__timer_expire when it fires, so deadlines
+ * fire while every worker sleeps.
+ *
+ * Invariants
+ *   1. Only this thread touches the loop and the handles.
+ *   2. After `stop` is seen, the loop ends; weft__io_stop (after every
+ *      worker is joined, so nobody can post) drains what is left.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "base/alloc.h"
+#include "base/common.h"
+#include "io/io.h"
+#include "core/ioq.h"
+#include "runtime.h"
+#include "core/timer.h"
+#include "weft/error.h"
+#include "core/sched.h"
+
+static weft__io_t *io_of(uv_handle_t *h)
+{
+	return h->data;
+}
+
+/* Publishes the tasks woken since the last flush (one injection-queue
+ * lock, one idle notification) and opens a new batch. */
+static void io_flush(weft__io_t *io)
+{
+	weft__sched_batch_end(io->rt);
+	weft__sched_batch_begin();
+}
+
+static void io_prepare_cb(uv_prepare_t *h)
+{
+	io_flush(io_of((uv_handle_t *)h));
+}
+
+static void io_check_cb(uv_check_t *h)
+{
+	io_flush(io_of((uv_handle_t *)h));
+}
+
+static void io_timer_cb(uv_poll_t *h, int status, int events)
+{
+	(void)status;
+	(void)events;
+	weft__io_t *io = io_of((uv_handle_t *)h);
+	weft__timer_expire(&io->rt->timer);
+}
+
+static void io_async_cb(uv_async_t *async)
+{
+	weft__io_t *io = io_of((uv_handle_t *)async);
+	/* Bring the wheel's clock up to date before filing new deadlines (it
+	 * only moves when timers are processed). */
+	weft__timer_advance(&io->rt->timer);
+	weft__ioq_drain(io->rt);
+	/* acquire: pairs with weft__io_stop's release store. */
+	if (atomic_load_explicit(&io->stop, memory_order_acquire)) {
+		uv_stop(&io->loop);
+		return;
+	}
+	weft__timer_rearm(&io->rt->timer);
+}
+
+/* The request queue's wake hook: any thread. */
+static void io_wake(void *arg)
+{
+	weft__io_t *io = arg;
+	uv_async_send(&io->wake);
+}
+
+/* {======================================================= reclaim */
+
+static void reclaim_timer_cb(uv_timer_t *t);
+
+/* Whether every worker has left, or is not running, the fiber it ran when
+ * rc_snap was taken.  acquire: pairs with worker_qs_step's release, so
+ * what that fiber did to the objects comes before their free. */
+static bool reclaim_grace_over(weft__io_t *io)
+{
+	struct weft_runtime *rt = io->rt;
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		uint64_t s = io->rc_snap[i];
+		if ((s & 1) && atomic_load_explicit(&rt->workers[i].qs,
+			memory_order_acquire) == s)
+			return false;
+	}
+	return true;
+}
+
+static void reclaim_free_list(struct weft__reclaim *r)
+{
+	while (r) {
+		struct weft__reclaim *next = r->next;
+		r->free_fn(r);
+		r = next;
+	}
+}
+
+/* Starts a grace period for the waiting batch, if none runs. */
+static void reclaim_start(weft__io_t *io)
+{
+	if (io->rc_wait != NULL || io->rc_next == NULL)
+		return;
+	struct weft_runtime *rt = io->rt;
+	io->rc_wait = io->rc_next;
+	io->rc_next = NULL;
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		io->rc_snap[i] = atomic_load_explicit(&rt->workers[i].qs,
+			memory_order_acquire);
+	if (!uv_is_active((uv_handle_t *)&io->rc_timer))
+		uv_timer_start(&io->rc_timer, reclaim_timer_cb, 1, 1);
+}
+
+static void reclaim_timer_cb(uv_timer_t *t)
+{
+	weft__io_t *io = io_of((uv_handle_t *)t);
+	if (io->rc_wait != NULL && reclaim_grace_over(io)) {
+		struct weft__reclaim *done = io->rc_wait;
+		io->rc_wait = NULL;
+		reclaim_free_list(done);
+		reclaim_start(io);
+	}
+	if (io->rc_wait == NULL)
+		uv_timer_stop(&io->rc_timer);
+}
+
+static void reclaim_post_fn(struct weft_runtime *rt,
+	struct weft__ioq_node *n)
+{
+	weft__io_t *io = rt->io;
+	struct weft__reclaim *r = WEFT__CONTAINER_OF(n, struct weft__reclaim,
+		node);
+	r->next = io->rc_next;
+	io->rc_next = r;
+	reclaim_start(io);
+}
+
+void weft__io_reclaim(struct weft_runtime *rt, struct weft__reclaim *r,
+	void (*free_fn)(struct weft__reclaim *r))
+{
+	r->free_fn = free_fn;
+	r->node.fn = reclaim_post_fn;
+	weft__ioq_post(rt, &r->node);
+}
+
+/* }======================================================= */
+
+static void *io_main(void *arg)
+{
+	weft__io_t *io = arg;
+	sigset_t all;
+	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	/* Every task this thread wakes joins a batch, published at the
+	 * flush points (io_flush) and when the loop ends. */
+	weft__sched_batch_begin();
+	uv_run(&io->loop, UV_RUN_DEFAULT);
+	weft__sched_batch_end(io->rt);
+	return NULL;
+}
+
+/* Closes every handle still open (weft's own, and any a module left
+ * open: those are closed without a callback, as their memory belongs to
+ * objects already gone or freed at destroy) and runs the loop until the
+ * closes are done. */
+static void io_close_walk(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void io_close_handles(weft__io_t *io)
+{
+	uv_walk(&io->loop, io_close_walk, NULL);
+	uv_run(&io->loop, UV_RUN_DEFAULT);
+}
+
+int weft__io_start(struct weft_runtime *rt)
+{
+	weft__io_t *io = weft__calloc(1, sizeof *io);
+	if (io == NULL)
+		return -ENOMEM;
+	io->rt = rt;
+	io->sock_epfd = -1;
+	atomic_init(&io->stop, false);
+	int rc = uv_loop_init(&io->loop);
+	if (rc < 0) {
+		weft__free(io);
+		return rc;
+	}
+	/* Every handle is initialised here, before the thread starts, as
+	 * libuv requires for uv_async_init (uv_async_send may be called from
+	 * another thread as soon as the handle exists). */
+	uv_async_init(&io->loop, &io->wake, io_async_cb);
+	io->wake.data = io;
+	uv_poll_init(&io->loop, &io->timer, weft__timer_fd(&rt->timer));
+	io->timer.data = io;
+	uv_poll_start(&io->timer, UV_READABLE, io_timer_cb);
+	uv_prepare_init(&io->loop, &io->flush_before_poll);
+	io->flush_before_poll.data = io;
+	uv_prepare_start(&io->flush_before_poll, io_prepare_cb);
+	uv_unref((uv_handle_t *)&io->flush_before_poll);
+	uv_check_init(&io->loop, &io->flush_after_poll);
+	io->flush_after_poll.data = io;
+	uv_check_start(&io->flush_after_poll, io_check_cb);
+	uv_unref((uv_handle_t *)&io->flush_after_poll);
+	uv_timer_init(&io->loop, &io->rc_timer);
+	io->rc_timer.data = io;
+	io->rc_snap = weft__calloc(rt->nworkers ? rt->nworkers : 1,
+		sizeof *io->rc_snap);
+	if (io->rc_snap == NULL) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	weft__ioq_init(&rt->ioq, io_wake, io);
+	rc = pthread_create(&io->thread, NULL, io_main, io);
+	if (rc != 0) {
+		rc = rc == EAGAIN ? -EAGAIN : -rc;
+		goto fail;
+	}
+	rt->io = io;
+	return 0;
+fail:
+	weft__free(io->rc_snap);
+	io_close_handles(io);
+	uv_loop_close(&io->loop);
+	weft__free(io);
+	return rc;
+}
+
+void weft__io_stop(struct weft_runtime *rt)
+{
+	weft__io_t *io = rt->io;
+	if (io == NULL)
+		return;
+	/* release: the I/O thread's acquire load sees stop. */
+	atomic_store_explicit(&io->stop, true, memory_order_release);
+	uv_async_send(&io->wake);
+	pthread_join(io->thread, NULL);
+	/* The loop thread is gone and no worker is left to post: finish the
+	 * queue here (the timer's fini then drops what the wheel holds). */
+	weft__ioq_drain(rt);
+	/* No fiber runs any more: every grace period is over. */
+	reclaim_free_list(io->rc_wait);
+	reclaim_free_list(io->rc_next);
+	io->rc_wait = io->rc_next = NULL;
+	weft__free(io->rc_snap);
+	io->rc_snap = NULL;
+	io_close_handles(io);
+	int rc = uv_loop_close(&io->loop);
+	if (io->sock_epfd >= 0)
+		close(io->sock_epfd);  /* its uv_poll_t was closed above */
+	WEFT_ASSERT(rc == 0, "libuv loop still busy at shutdown");
+	weft__free(io);
+	rt->io = NULL;
+}
+
+int weft__io_uverr(int uv)
+{
+	switch (uv) {
+	case UV_EOF:
+		return WEFT_EEND;
+	case UV_EAI_NONAME:
+	case UV_EAI_NODATA:
+		return WEFT_ENOTFOUND;
+	case UV_EAI_AGAIN:
+	case UV_EAI_FAIL:
+	case UV_EAI_ADDRFAMILY:
+	case UV_EAI_SERVICE:
+	case UV_EAI_SOCKTYPE:
+	case UV_EAI_BADHINTS:
+	case UV_EAI_PROTOCOL:
+	case UV_EAI_OVERFLOW:
+	case UV_EAI_BADFLAGS:
+	case UV_EAI_FAMILY:
+		return WEFT_EDNS;
+	case UV_EAI_MEMORY:
+		return -ENOMEM;
+	case UV_EAI_CANCELED:
+		return -ECANCELED;
+	default:
+		/* libuv's codes are -errno on Linux. */
+		return uv;
+	}
+}

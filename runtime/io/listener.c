@@ -1,0 +1,311 @@
+/* Listeners and the serve loop (include/weft/net.h).
+ *
+ * A listener is a socket core (sock.c) around a listening descriptor.
+ * accept4 runs on the accepting worker; when no connection is queued the
+ * task parks on readability, so a cancelled accept took nothing: the
+ * connection stays in the kernel's queue for the next accept.  Out of
+ * descriptors, accept4 fails with EMFILE and leaves the connection queued
+ * too (unlike libuv's uv_accept path, which drops it), so a server can
+ * wait and retry.
+ *
+ * weft_serve waits for a connection or the stop event at once: it runs in
+ * a private group whose owner body is the accept loop and whose one child
+ * waits for `stop` and then cancels the group; the loop's accept returns
+ * -ECANCELED and the loop ends.  The handlers go to the caller's group,
+ * so they outlive serve (the soft phase of a shutdown). */
+#define _GNU_SOURCE  /* accept4 */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "base/alloc.h"
+#include "base/common.h"
+#include "runtime.h"
+#include "io/sock.h"
+#include "io/stream.h"
+#include "core/task.h"
+#include "sync/waitq.h"
+#include "weft/cancel.h"
+#include "weft/dns.h"
+#include "weft/net.h"
+#include "weft/time.h"
+
+struct weft_listener {
+	struct weft__sock sk;     /* first: sock.c's free_fn casts back */
+	bool tcp;
+	int port;                 /* TCP: the bound port */
+	atomic_bool accepting;    /* one accepting task at a time */
+};
+
+static void listener_free(struct weft__sock *sk)
+{
+	weft__free(sk);
+}
+
+/* Binds and listens on a new socket for addr; *out on success. */
+static int listener_open(weft_listener_t **out, const struct sockaddr *addr,
+	socklen_t len, int backlog)
+{
+	struct weft_task *self;
+	int rc = weft__wait_begin(&self);
+	if (rc < 0)
+		return rc;
+	struct weft_listener *l = weft__calloc(1, sizeof *l);
+	if (l == NULL)
+		return -ENOMEM;
+	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
+		SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = weft__sock_errno();
+		weft__free(l);
+		return rc;
+	}
+	int one = 1;
+	if (addr->sa_family != AF_UNIX &&
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+		goto fail;
+	if (bind(fd, addr, len) < 0 ||
+		listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0)
+		goto fail;
+	l->tcp = addr->sa_family != AF_UNIX;
+	l->port = -EINVAL;
+	if (l->tcp) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof ss;
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+			goto fail;
+		l->port = ss.ss_family == AF_INET6 ?
+			ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) :
+			ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	}
+	atomic_init(&l->accepting, false);
+	weft__sock_init(&l->sk, self->rt, fd, listener_free);
+	*out = l;
+	return 0;
+fail:
+	rc = weft__sock_errno();
+	close(fd);
+	weft__free(l);
+	return rc;
+}
+
+int weft_tcp_listen(weft_listener_t **out, const char *host, int port,
+	int backlog)
+{
+	if (out == NULL || port < 0 || port > 65535 || backlog < 0)
+		return -EINVAL;
+	if (weft__task_current() == NULL)
+		return WEFT_ENOTFIBER;
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof ss);
+	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	socklen_t len;
+	if (host == NULL)
+		host = "0.0.0.0";
+	if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)port);
+		len = sizeof *in4;
+	} else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		len = sizeof *in6;
+	} else {
+		struct addrinfo hints, *res;
+		memset(&hints, 0, sizeof hints);
+		hints.ai_family = AF_UNSPEC;
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_PASSIVE;
+		int rc = weft_getaddrinfo(host, NULL, &hints, &res);
+		if (rc < 0)
+			return rc;
+		len = res->ai_addrlen;
+		memcpy(&ss, res->ai_addr, len);
+		weft_freeaddrinfo(res);
+		if (ss.ss_family == AF_INET6)
+			in6->sin6_port = htons((uint16_t)port);
+		else
+			in4->sin_port = htons((uint16_t)port);
+	}
+	return listener_open(out, (struct sockaddr *)&ss, len, backlog);
+}
+
+int weft_unix_listen(weft_listener_t **out, const char *path, int backlog)
+{
+	if (out == NULL || path == NULL || path[0] == '\0' || backlog < 0)
+		return -EINVAL;
+	if (weft__task_current() == NULL)
+		return WEFT_ENOTFIBER;
+	struct sockaddr_un un;
+	memset(&un, 0, sizeof un);
+	size_t n = strlen(path);
+	if (n >= sizeof un.sun_path)
+		return -ENAMETOOLONG;
+	un.sun_family = AF_UNIX;
+	memcpy(un.sun_path, path, n);
+	return listener_open(out, (struct sockaddr *)&un, sizeof un, backlog);
+}
+
+int weft_listener_port(const weft_listener_t *l)
+{
+	return l == NULL ? -EINVAL : l->port;
+}
+
+int weft_listener_close(weft_listener_t *l)
+{
+	if (l == NULL)
+		return -EINVAL;
+	bool first = weft__sock_close(&l->sk);
+	WEFT_ASSERT(first, "weft_listener_close called twice");
+	return 0;
+}
+
+int weft_listener_accept(weft_listener_t *l, weft_stream_t **out)
+{
+	if (l == NULL || out == NULL)
+		return -EINVAL;
+	/* The accept side passes from one task to the next (only the flag
+	 * matters; the kernel orders the accepts). */
+	struct weft_task *self;
+	int rc = weft__sock_call_begin(&l->sk, &l->accepting, &self);
+	if (rc < 0)
+		return rc;
+	/* Allocate first, so that an accepted connection is never dropped
+	 * for lack of memory. */
+	struct weft_stream *s = weft__stream_alloc();
+	if (s == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		if (!weft__sock_enter(&l->sk)) {
+			rc = WEFT_ECLOSED;
+			break;
+		}
+		int fd = accept4(l->sk.fd, NULL, NULL,
+			SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int err = fd < 0 ? weft__sock_errno() : 0;
+		weft__sock_leave(&l->sk);
+		if (fd >= 0) {
+			weft__stream_init(s, self->rt, fd, l->tcp);
+			*out = s;
+			s = NULL;
+			rc = 0;
+			break;
+		}
+		/* A connection reset before we took it: take the next. */
+		if (err == -EINTR || err == -ECONNABORTED)
+			continue;
+		if (err != -EAGAIN) {
+			rc = err;
+			break;
+		}
+		rc = weft__sock_wait(&l->sk, UV_READABLE, "accept");
+		if (rc < 0)
+			break;
+	}
+	weft__free(s);
+out:
+	weft__sock_call_end(&l->sk, &l->accepting);
+	return rc;
+}
+
+/* {======================================================= serve */
+
+struct serve_conn {
+	weft_conn_fn handler;
+	void *arg;
+	weft_stream_t *s;
+};
+
+static int serve_conn_main(void *p)
+{
+	struct serve_conn c = *(struct serve_conn *)p;
+	weft__free(p);
+	int rc = c.handler(c.s, c.arg);
+	weft_stream_close(c.s);
+	return rc;
+}
+
+struct serve_stop {
+	weft_event_t *stop;
+	weft_group_t *g;          /* serve's private group */
+};
+
+static int serve_stop_main(void *p)
+{
+	struct serve_stop *st = p;
+	int rc = weft_event_wait(st->stop);
+	if (rc == 0)
+		weft_group_cancel(st->g, "weft_serve: stop event set");
+	return 0;
+}
+
+/* The accept loop, in the body of serve's private group. */
+static int serve_loop(weft_listener_t *l, weft_group_t *g,
+	weft_conn_fn handler, void *arg, weft_event_t *stop)
+{
+	for (;;) {
+		if (stop != NULL && weft_event_is_set(stop))
+			return 0;
+		weft_stream_t *s;
+		int rc = weft_listener_accept(l, &s);
+		if (rc == -EMFILE || rc == -ENFILE || rc == -ENOBUFS ||
+			rc == -ENOMEM) {
+			/* Out of resources: the connection waits in the
+			 * kernel's queue; try again once some are freed. */
+			rc = weft_sleep(100 * 1000 * 1000);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
+		if (rc < 0)
+			return rc;
+		struct serve_conn *c = weft__alloc(sizeof *c);
+		if (c == NULL) {
+			weft_stream_close(s);
+			continue;  /* as out of fds: shed this one */
+		}
+		c->handler = handler;
+		c->arg = arg;
+		c->s = s;
+		rc = weft_group_spawn_literal(g, "weft_serve connection",
+			serve_conn_main, c);
+		if (rc < 0) {
+			weft__free(c);
+			weft_stream_close(s);
+			return rc;
+		}
+	}
+}
+
+int weft_serve(weft_listener_t *l, weft_group_t *g, weft_conn_fn handler,
+	void *arg, weft_event_t *stop)
+{
+	if (l == NULL || g == NULL || handler == NULL)
+		return -EINVAL;
+	if (stop == NULL)
+		return serve_loop(l, g, handler, arg, NULL);
+	weft_group_t *own;
+	int rc = weft_group_open(&own);
+	if (rc < 0)
+		return rc;
+	struct serve_stop st = { .stop = stop, .g = own };
+	rc = weft_group_spawn_literal(own, "weft_serve stop watcher",
+		serve_stop_main, &st);
+	if (rc == 0)
+		rc = serve_loop(l, g, handler, arg, stop);
+	/* Ends the watcher if the loop ended first. */
+	weft_group_cancel(own, NULL);
+	int jrc = weft_group_join(own, NULL);
+	if (weft_event_is_set(stop) && (rc == -ECANCELED || rc == 0))
+		return 0;
+	return rc < 0 ? rc : jrc;
+}
+
+/* }======================================================= */

@@ -1,0 +1,229 @@
+/* Two-phase graceful shutdown (weft_shutdown_*, include/weft/signal.h;
+ * semantics.md rule 43).
+ *
+ * Problem: on SIGINT/SIGTERM a service should stop accepting and let its
+ * handlers finish, then, after a grace period or at a second signal,
+ * cancel whatever is still running; when the handlers finish early, the
+ * service's group must be joinable at once.
+ *
+ * Approach: no task.  The phases are a small state machine on the I/O
+ * thread, driven by three events that all arrive there: a signal (a hook
+ * watcher of signal.c), weft_shutdown_trigger (a node posted once), and
+ * the grace timer (a uv_timer_t, millisecond resolution, which is plenty
+ * for a grace period).  Phase one sets the stop event (weft_event_set and
+ * weft_group_cancel may be called from any thread) and arms the timer;
+ * phase two cancels g.  g is retained from open to the free, so a late
+ * timer after g's join touches a live (joined) group, where the cancel
+ * does nothing.
+ *
+ * Rejected: a monitor task in g waiting for the signal and then for the
+ * grace deadline: it would keep g's join waiting for the whole grace
+ * period after the handlers finished (or forever, when no signal comes),
+ * so every user would have to cancel it by hand before joining.  A
+ * monitor in a second group of the caller's has the same problem one
+ * level up, and costs a fiber for something the I/O thread does in two
+ * callbacks.
+ *
+ * Invariants
+ *   1. `phase`, the timer and `io_closed` are the I/O thread's.
+ *   2. phase only grows: 0 (watching), 1 (stop event set, grace running),
+ *      2 (g cancelled).
+ *   3. After the close node ran nothing calls into g or the event, and sd
+ *      is freed once the timer's handle (if it was ever initialised) is
+ *      closed.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "base/alloc.h"
+#include "base/common.h"
+#include "io/io.h"
+#include "io/ioop.h"
+#include "runtime.h"
+#include "io/signal.h"
+#include "core/task.h"
+#include "weft/signal.h"
+#include "weft/time.h"
+
+struct weft_shutdown {
+	struct weft_runtime *rt;
+	weft_group_t *g;              /* retained until the free */
+	weft_event_t *stop;           /* set at phase one */
+	struct weft_signals *w;       /* hook watcher of SIGINT, SIGTERM */
+	int64_t grace_ns;
+	/* Set by the first weft_shutdown_trigger (exchange), which alone
+	 * posts trigger_node. */
+	atomic_bool triggered;
+	struct weft__ioq_node trigger_node;
+	struct weft__ioq_node close_node;
+	/* I/O thread only (invariant 1). */
+	uv_timer_t timer;
+	bool timer_init;
+	bool io_closed;
+	int phase;                    /* invariant 2 */
+};
+
+/* {======================================================= I/O thread */
+
+static void sd_cancel(struct weft_shutdown *sd, const char *why)
+{
+	sd->phase = 2;
+	if (sd->timer_init)
+		uv_timer_stop(&sd->timer);
+	weft_group_cancel(sd->g, why);
+}
+
+static void sd_grace_over(uv_timer_t *t)
+{
+	struct weft_shutdown *sd = t->data;
+	if (sd->phase == 1 && !sd->io_closed)
+		sd_cancel(sd, "shutdown: grace period over");
+}
+
+/* A shutdown request: a signal or the trigger. */
+static void sd_request(struct weft_shutdown *sd, bool second_cancels)
+{
+	if (sd->io_closed)
+		return;
+	if (sd->phase == 0) {
+		sd->phase = 1;
+		weft_event_set(sd->stop);
+		if (sd->grace_ns == 0) {
+			sd_cancel(sd, "shutdown: no grace period");
+			return;
+		}
+		if (sd->grace_ns == WEFT_FOREVER)
+			return;
+		if (!sd->timer_init) {
+			uv_timer_init(&sd->rt->io->loop, &sd->timer);
+			sd->timer.data = sd;
+			sd->timer_init = true;
+		}
+		/* Rounded up: the grace period is never shorter. */
+		uint64_t ms = (uint64_t)(sd->grace_ns / WEFT_MSEC) +
+			(sd->grace_ns % WEFT_MSEC != 0);
+		uv_timer_start(&sd->timer, sd_grace_over, ms, 0);
+	} else if (sd->phase == 1 && second_cancels) {
+		sd_cancel(sd, "shutdown: second signal");
+	}
+}
+
+static void sd_signal_hook(void *arg, int signum)
+{
+	(void)signum;
+	sd_request(arg, true);
+}
+
+static void sd_trigger_fn(struct weft_runtime *rt,
+	struct weft__ioq_node *n)
+{
+	(void)rt;
+	sd_request(WEFT__CONTAINER_OF(n, struct weft_shutdown,
+		trigger_node), false);
+}
+
+static void sd_free(struct weft_shutdown *sd)
+{
+	int rc = weft_event_destroy(sd->stop);
+	WEFT_ASSERT(rc == 0,
+		"weft_shutdown_close: a task still waits on the stop event");
+	weft_group_release(sd->g);
+	weft__free(sd);
+}
+
+static void sd_timer_closed(uv_handle_t *h)
+{
+	sd_free(h->data);
+}
+
+static void sd_close_fn(struct weft_runtime *rt,
+	struct weft__ioq_node *n)
+{
+	(void)rt;
+	struct weft_shutdown *sd = WEFT__CONTAINER_OF(n, struct weft_shutdown,
+		close_node);
+	sd->io_closed = true;
+	weft__signal_close_io(sd->w);  /* the hook is never called again */
+	if (sd->timer_init)
+		uv_close((uv_handle_t *)&sd->timer, sd_timer_closed);
+	else
+		sd_free(sd);
+}
+
+/* }======================================================= */
+
+/* {======================================================= any thread */
+
+int weft_shutdown_open(weft_shutdown_t **out, weft_group_t *g,
+	int64_t grace_ns)
+{
+	if (out == NULL || g == NULL || grace_ns < 0)
+		return -EINVAL;
+	struct weft_task *self = weft__task_current();
+	if (self == NULL)
+		return WEFT_ENOTFIBER;
+	struct weft_shutdown *sd = weft__calloc(1, sizeof *sd);
+	if (sd == NULL)
+		return -ENOMEM;
+	sd->rt = self->rt;
+	sd->g = g;
+	sd->grace_ns = grace_ns;
+	atomic_init(&sd->triggered, false);
+	int rc = weft_event_create(&sd->stop);
+	if (rc < 0)
+		goto fail_sd;
+	/* g, stop and grace_ns are published to the I/O thread by the
+	 * watcher open's post (a release CAS on the request stack). */
+	static const int sigs[] = { SIGINT, SIGTERM };
+	rc = weft__signal_open_hook(&sd->w, sigs, WEFT__ARRAY_SIZE(sigs),
+		sd_signal_hook, sd);
+	if (rc < 0)
+		goto fail_event;
+	/* After the watcher opened: the hook cannot run before sd is
+	 * complete (the open's completion publishes sd to the I/O thread),
+	 * and a failure needs no release. */
+	weft_group_retain(g);
+	*out = sd;
+	return 0;
+fail_event:
+	weft_event_destroy(sd->stop);
+fail_sd:
+	weft__free(sd);
+	return rc;
+}
+
+int weft_shutdown_trigger(weft_shutdown_t *sd)
+{
+	if (sd == NULL)
+		return -EINVAL;
+	/* acq_rel: only the first trigger posts the node (a node cannot be
+	 * queued twice); later ones see true and return. */
+	if (atomic_exchange_explicit(&sd->triggered, true,
+		memory_order_acq_rel))
+		return 0;
+	weft_event_set(sd->stop);
+	sd->trigger_node.fn = sd_trigger_fn;
+	weft__ioq_post(sd->rt, &sd->trigger_node);
+	return 0;
+}
+
+weft_event_t *weft_shutdown_stop_event(weft_shutdown_t *sd)
+{
+	return sd == NULL ? NULL : sd->stop;
+}
+
+int weft_shutdown_close(weft_shutdown_t *sd)
+{
+	if (sd == NULL)
+		return -EINVAL;
+	if (weft_event_waiting(sd->stop) > 0)
+		return -EBUSY;
+	sd->close_node.fn = sd_close_fn;
+	weft__ioq_post(sd->rt, &sd->close_node);
+	return 0;
+}
+
+/* }======================================================= */

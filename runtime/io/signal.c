@@ -1,0 +1,465 @@
+/* Signal watchers (include/weft/signal.h).
+ *
+ * Problem: a signal arrives on whatever application thread the kernel
+ * picks, in a handler that may do almost nothing; a task wants to wait
+ * for it like for any other event, with cancellation and deadlines, and
+ * without losing a delivery that comes while nobody waits.
+ *
+ * Approach: one uv_signal_t per watched signal on the I/O thread (libuv's
+ * process-wide handler writes to the loop's pipe; the I/O thread runs
+ * the callback), and everything else on the I/O thread too:
+ *   - each slot counts the deliveries nobody has taken yet (`pending`);
+ *   - weft_signal_wait is an I/O operation (ioop.h) whose `start` takes a
+ *     pending delivery at once or queues the operation in the watcher's
+ *     FIFO of waits; a delivery completes the oldest queued wait;
+ *   - `cancel` unlinks a queued wait and completes it with -ECANCELED.
+ *     Delivery, start and cancel all run on the I/O thread, so a wait is
+ *     either given a delivery or unlinked, never both: a cancelled wait
+ *     took nothing (semantics rule 42).
+ * Signals are rare, so one round trip to the I/O thread per wait costs
+ * nothing that matters, and no state is shared with workers but `refs`.
+ *
+ * Dispositions: libuv installs its handler at the first uv_signal_start
+ * of a signal in the process and, when its last handle of that signal
+ * stops, sets SIG_DFL, not what was there before.  weft keeps, per
+ * signal and for the whole process (dispositions are process-wide, like
+ * the SIGSEGV handler of stack.c), the number of open weft slots and the
+ * disposition seen when the first one started; when the last one stops
+ * and libuv has reset the signal to SIG_DFL (it has not if a libuv loop
+ * that weft does not own still watches it), the saved one is put back.
+ * `sigtab_lock` makes "save, start" and "stop, restore" atomic with
+ * respect to other runtimes' I/O threads.
+ *
+ * Memory: `refs` counts the handles (one reference, dropped by the close
+ * callback of the last handle) and each wait in progress (taken by the
+ * waiting task before it posts, dropped after its operation finished).
+ * The runtime's list of open watchers is the I/O thread's; the runtime's
+ * destroy frees the watchers left open after the I/O thread stopped.
+ *
+ * Invariants
+ *   1. Slots, `pending`, the wait FIFO, `io_closed` and the runtime list
+ *      are touched by the I/O thread only (and by the destroyer after it
+ *      stopped).
+ *   2. A wait is in the FIFO iff `queued`; whoever unlinks it (delivery,
+ *      cancel, close) completes it, exactly once.
+ *   3. After the close ran, no delivery is queued or handed out, and the
+ *      hook is never called again.
+ *   4. sigtab[s].watchers is the number of started, not yet stopped weft
+ *      slots of signal s in the process (under sigtab_lock).
+ *
+ * Rejected: counting deliveries in an atomic read by waiting tasks
+ * directly (a wait must still park through the I/O thread when nothing
+ * is pending, and two paths make "cancelled => nothing taken" harder to
+ * see); signalfd (needs the signal blocked in every thread of the
+ * process, which weft does not control). */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <uv.h>
+
+#include "base/alloc.h"
+#include "base/common.h"
+#include "io/io.h"
+#include "io/ioop.h"
+#include "runtime.h"
+#include "io/signal.h"
+#include "core/task.h"
+#include "weft/signal.h"
+
+#define SIGNAL_MAX_PER_WATCHER 64
+
+struct sig_wait;
+
+struct sig_slot {
+	uv_signal_t handle;           /* I/O thread */
+	struct weft_signals *w;
+	int signum;
+	uint64_t pending;             /* I/O thread: deliveries not taken */
+	bool started;                 /* I/O thread: counted in sigtab */
+};
+
+struct weft_signals {
+	struct weft_runtime *rt;
+	/* The handles (one reference) + waits in progress. */
+	atomic_int refs;
+	struct weft__ioq_node close_node;
+	/* I/O thread only (invariant 1). */
+	struct weft_signals *next;    /* the runtime's open watchers */
+	struct weft_signals **pprev;
+	struct sig_wait *head, *tail; /* FIFO of parked waits */
+	weft__signal_hook_fn hook;    /* NULL: queue for weft_signal_wait */
+	void *hook_arg;
+	bool io_closed;
+	size_t nopen;                 /* handles initialised, not closed */
+	size_t rr;                    /* rotation among pending slots */
+	struct weft__ioop *open_op;   /* a failed open, completed when its
+				       * handles are closed */
+	int open_rc;
+	size_t n;
+	struct sig_slot slots[];
+};
+
+/* The runtime's signal state (rt->signals): created by the first open, on
+ * the I/O thread. */
+struct weft__signals {
+	struct weft_signals *head;    /* open watchers; I/O thread */
+};
+
+struct sig_wait {
+	struct weft__ioop op;
+	struct weft_signals *w;
+	struct sig_wait *prev, *next; /* I/O thread: the FIFO */
+	bool queued;                  /* I/O thread (invariant 2) */
+};
+
+struct sig_open {
+	struct weft__ioop op;
+	struct weft_signals *w;
+};
+
+/* {======================================================= dispositions */
+
+/* Process-wide (see the top: dispositions are).  Under sigtab_lock. */
+static pthread_mutex_t sigtab_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	unsigned watchers;            /* invariant 4 */
+	struct sigaction saved;       /* before the first one started */
+} sigtab[NSIG];
+
+/* Starts s's handle, saving the disposition if s is the first weft slot
+ * of its signal.  I/O thread. */
+static int sigtab_start(struct sig_slot *s, uv_signal_cb cb)
+{
+	pthread_mutex_lock(&sigtab_lock);
+	if (sigtab[s->signum].watchers == 0)
+		sigaction(s->signum, NULL, &sigtab[s->signum].saved);
+	int rc = uv_signal_start(&s->handle, cb, s->signum);
+	if (rc == 0) {
+		sigtab[s->signum].watchers++;
+		s->started = true;
+	}
+	pthread_mutex_unlock(&sigtab_lock);
+	return rc;
+}
+
+/* Under sigtab_lock, after s's handle stopped: uncounts s and, if it was
+ * the last weft slot and libuv reset the signal, restores the saved
+ * disposition. */
+static void sigtab_release_locked(struct sig_slot *s)
+{
+	if (!s->started)
+		return;
+	s->started = false;
+	if (--sigtab[s->signum].watchers > 0)
+		return;
+	struct sigaction cur;
+	sigaction(s->signum, NULL, &cur);
+	if (!(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL)
+		sigaction(s->signum, &sigtab[s->signum].saved, NULL);
+}
+
+/* Closes s's handle (which stops it at once) and releases its signal.
+ * I/O thread. */
+static void sigtab_close(struct sig_slot *s, uv_close_cb cb)
+{
+	pthread_mutex_lock(&sigtab_lock);
+	uv_close((uv_handle_t *)&s->handle, cb);
+	sigtab_release_locked(s);
+	pthread_mutex_unlock(&sigtab_lock);
+}
+
+/* }======================================================= */
+
+/* {======================================================= lifetime */
+
+static void sig_ref(struct weft_signals *w)
+{
+	/* Relaxed: the caller holds w alive (it is open). */
+	atomic_fetch_add_explicit(&w->refs, 1, memory_order_relaxed);
+}
+
+static void sig_unref(struct weft_signals *w)
+{
+	/* acq_rel: the release orders this holder's accesses before the
+	 * free; the acquire of the last one sees every other holder's. */
+	if (atomic_fetch_sub_explicit(&w->refs, 1, memory_order_acq_rel) == 1)
+		weft__free(w);
+}
+
+/* }======================================================= */
+
+/* {======================================================= I/O thread */
+
+static void sig_fifo_unlink(struct weft_signals *w, struct sig_wait *sw)
+{
+	if (sw->prev)
+		sw->prev->next = sw->next;
+	else
+		w->head = sw->next;
+	if (sw->next)
+		sw->next->prev = sw->prev;
+	else
+		w->tail = sw->prev;
+	sw->prev = sw->next = NULL;
+	sw->queued = false;
+}
+
+static void sig_delivered(uv_signal_t *h, int signum)
+{
+	struct sig_slot *s = h->data;
+	struct weft_signals *w = s->w;
+	if (w->io_closed)
+		return;  /* invariant 3 (libuv stops calling anyway) */
+	if (w->hook != NULL) {
+		w->hook(w->hook_arg, signum);
+		return;
+	}
+	struct sig_wait *sw = w->head;
+	if (sw == NULL) {
+		s->pending++;
+		return;
+	}
+	sig_fifo_unlink(w, sw);
+	weft__ioop_complete(&sw->op, signum);
+}
+
+/* The close callback of every handle: the last one ends a failed open or
+ * drops the handles' reference. */
+static void sig_handle_closed(uv_handle_t *h)
+{
+	struct sig_slot *s = h->data;
+	struct weft_signals *w = s->w;
+	if (--w->nopen > 0)
+		return;
+	if (w->open_op != NULL)
+		weft__ioop_complete(w->open_op, w->open_rc);  /* frees w */
+	else
+		sig_unref(w);
+}
+
+static void sig_open_start(weft__io_t *io, struct weft__ioop *op)
+{
+	struct sig_open *o = WEFT__CONTAINER_OF(op, struct sig_open, op);
+	struct weft_signals *w = o->w;
+	struct weft_runtime *rt = w->rt;
+	if (rt->signals == NULL) {
+		rt->signals = weft__calloc(1, sizeof *rt->signals);
+		if (rt->signals == NULL) {
+			weft__ioop_complete(op, -ENOMEM);
+			return;
+		}
+	}
+	int rc = 0;
+	for (size_t i = 0; i < w->n && rc == 0; i++) {
+		struct sig_slot *s = &w->slots[i];
+		rc = uv_signal_init(&io->loop, &s->handle);
+		if (rc < 0)
+			break;
+		s->handle.data = s;
+		w->nopen++;
+		rc = sigtab_start(s, sig_delivered);
+	}
+	if (rc < 0) {
+		if (w->nopen == 0) {
+			weft__ioop_complete(op, weft__io_uverr(rc));
+			return;
+		}
+		/* The handles must be closed before the fiber frees w. */
+		w->open_op = op;
+		w->open_rc = weft__io_uverr(rc);
+		w->io_closed = true;
+		for (size_t i = 0; i < w->nopen; i++)
+			sigtab_close(&w->slots[i], sig_handle_closed);
+		return;
+	}
+	struct weft__signals *set = rt->signals;
+	w->next = set->head;
+	w->pprev = &set->head;
+	if (set->head)
+		set->head->pprev = &w->next;
+	set->head = w;
+	weft__ioop_complete(op, 0);
+}
+
+static void sig_wait_start(weft__io_t *io, struct weft__ioop *op)
+{
+	(void)io;
+	struct sig_wait *sw = WEFT__CONTAINER_OF(op, struct sig_wait, op);
+	struct weft_signals *w = sw->w;
+	if (w->io_closed) {
+		weft__ioop_complete(op, WEFT_ECLOSED);
+		return;
+	}
+	for (size_t k = 0; k < w->n; k++) {
+		size_t i = (w->rr + k) % w->n;
+		if (w->slots[i].pending > 0) {
+			w->slots[i].pending--;
+			w->rr = i + 1;
+			weft__ioop_complete(op, w->slots[i].signum);
+			return;
+		}
+	}
+	sw->queued = true;
+	sw->next = NULL;
+	sw->prev = w->tail;
+	if (w->tail)
+		w->tail->next = sw;
+	else
+		w->head = sw;
+	w->tail = sw;
+}
+
+static void sig_wait_cancel(weft__io_t *io, struct weft__ioop *op)
+{
+	(void)io;
+	struct sig_wait *sw = WEFT__CONTAINER_OF(op, struct sig_wait, op);
+	if (!sw->queued)
+		return;  /* given a delivery already: its completion stands */
+	sig_fifo_unlink(sw->w, sw);
+	weft__ioop_complete(op, -ECANCELED);
+}
+
+void weft__signal_close_io(struct weft_signals *w)
+{
+	WEFT_ASSERT(!w->io_closed, "signal watcher closed twice");
+	w->io_closed = true;
+	*w->pprev = w->next;
+	if (w->next)
+		w->next->pprev = w->pprev;
+	while (w->head) {
+		struct sig_wait *sw = w->head;
+		sig_fifo_unlink(w, sw);
+		weft__ioop_complete(&sw->op, WEFT_ECLOSED);
+	}
+	for (size_t i = 0; i < w->n; i++)
+		sigtab_close(&w->slots[i], sig_handle_closed);
+}
+
+static void sig_close_fn(struct weft_runtime *rt,
+	struct weft__ioq_node *n)
+{
+	(void)rt;
+	weft__signal_close_io(WEFT__CONTAINER_OF(n, struct weft_signals,
+		close_node));
+}
+
+/* }======================================================= */
+
+/* {======================================================= fiber */
+
+static bool sig_catchable(int s)
+{
+	if (s <= 0 || s >= NSIG)
+		return false;
+	switch (s) {
+	case SIGKILL:
+	case SIGSTOP:
+	case SIGSEGV:
+	case SIGBUS:
+	case SIGFPE:
+	case SIGILL:
+		return false;
+	default:
+		/* Between the standard signals and SIGRTMIN: glibc's own. */
+		return s < 32 || s >= SIGRTMIN;
+	}
+}
+
+int weft__signal_open_hook(struct weft_signals **out, const int *signums,
+	size_t n, weft__signal_hook_fn hook, void *arg)
+{
+	if (out == NULL || signums == NULL || n == 0 ||
+		n > SIGNAL_MAX_PER_WATCHER)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (!sig_catchable(signums[i]))
+			return -EINVAL;
+		for (size_t j = 0; j < i; j++)
+			if (signums[j] == signums[i])
+				return -EINVAL;
+	}
+	struct weft_task *self = weft__task_current();
+	if (self == NULL)
+		return WEFT_ENOTFIBER;
+	struct weft_signals *w = weft__calloc(1, sizeof *w +
+		n * sizeof w->slots[0]);
+	if (w == NULL)
+		return -ENOMEM;
+	w->rt = self->rt;
+	atomic_init(&w->refs, 1);  /* the handles' */
+	w->hook = hook;
+	w->hook_arg = arg;
+	w->n = n;
+	for (size_t i = 0; i < n; i++) {
+		w->slots[i].w = w;
+		w->slots[i].signum = signums[i];
+	}
+	struct sig_open o = { .w = w };
+	o.op.start = sig_open_start;
+	o.op.cancel = NULL;  /* completes at once, or once closed */
+	o.op.what = "signal open";
+	int rc = weft__ioop_run(&o.op);
+	if (rc < 0) {
+		/* Not submitted, or every handle is closed already. */
+		weft__free(w);
+		return rc;
+	}
+	*out = w;
+	return 0;
+}
+
+int weft_signal_open(weft_signals_t **out, const int *signums, size_t n)
+{
+	return weft__signal_open_hook(out, signums, n, NULL, NULL);
+}
+
+int weft_signal_wait(weft_signals_t *w)
+{
+	if (w == NULL)
+		return -EINVAL;
+	if (weft__task_current() == NULL)
+		return WEFT_ENOTFIBER;
+	sig_ref(w);
+	struct sig_wait sw = { .w = w };
+	sw.op.start = sig_wait_start;
+	sw.op.cancel = sig_wait_cancel;
+	sw.op.what = "signal wait";
+	int rc = weft__ioop_run(&sw.op);
+	sig_unref(w);
+	return rc;
+}
+
+int weft_signal_close(weft_signals_t *w)
+{
+	if (w == NULL)
+		return -EINVAL;
+	w->close_node.fn = sig_close_fn;
+	weft__ioq_post(w->rt, &w->close_node);
+	return 0;
+}
+
+/* }======================================================= */
+
+void weft__signals_fini(struct weft_runtime *rt)
+{
+	struct weft__signals *set = rt->signals;
+	if (set == NULL)
+		return;
+	/* The I/O thread is gone (joined: its writes are visible) and its
+	 * shutdown closed every handle without a callback, which stopped
+	 * them; what is left is the disposition and the memory. */
+	while (set->head) {
+		struct weft_signals *w = set->head;
+		set->head = w->next;
+		pthread_mutex_lock(&sigtab_lock);
+		for (size_t i = 0; i < w->n; i++)
+			sigtab_release_locked(&w->slots[i]);
+		pthread_mutex_unlock(&sigtab_lock);
+		weft__free(w);
+	}
+	weft__free(set);
+	rt->signals = NULL;
+}

@@ -1,0 +1,401 @@
+/* The socket core (sock.h): direct system calls on workers, readiness
+ * waits on the I/O thread, and a close that never pulls a descriptor out
+ * from under a system call.
+ *
+ * Problem: workers call recv/send/accept4 on the descriptor while the I/O
+ * thread may have it in its epoll set.  Once close(2) runs, the number
+ * can be reused by any open in the process, so no worker may still be
+ * inside a system call on it, and the I/O thread must have dropped it
+ * from the set.
+ *
+ * Approach: the `gate` word.
+ *   - A direct system call enters with fetch_add(INSIDE) and leaves with
+ *     fetch_sub(INSIDE); an enter that finds CLOSED backs out and makes no
+ *     call.
+ *   - A task about to post its first readiness wait sets REGISTERED while
+ *     inside (between enter and leave): from then on the descriptor may
+ *     be in the I/O thread's epoll set.
+ *   - Close sets CLOSED (fetch_or).  Whoever then sees CLOSED with nobody
+ *     inside and POSTED clear (the closer, or the last task leaving) sets
+ *     POSTED with a CAS, so exactly one thread finishes the close: with
+ *     REGISTERED clear it closes the descriptor right there (the I/O
+ *     thread never saw it); with REGISTERED set it posts the close to the
+ *     I/O thread, which wakes any waiter with WEFT_ECLOSED, removes the
+ *     descriptor from the epoll set and closes it.
+ * Every gate update is an RMW of one atomic, so they are totally ordered:
+ * a task either entered before CLOSED (the close waits for it to leave,
+ * and then sees its REGISTERED) or sees CLOSED and does nothing.  A wait
+ * posted after the close's post finds `io_closed` on the I/O thread and
+ * returns WEFT_ECLOSED without touching the descriptor.  Nobody waits for
+ * anybody: the last one out finishes the close.
+ *
+ * Readiness: every socket that ever waited is in one epoll set per
+ * runtime, edge-triggered, registered once for input and output (so a
+ * wait costs no epoll_ctl at all); that set's descriptor is watched by
+ * one uv_poll_t, whose callback drains it with epoll_wait(0) and
+ * dispatches.  A readiness wait is an I/O operation (ioop.h): `start`
+ * registers the waiter, or completes at once if an edge came while
+ * nobody waited (rd_ready/wr_ready); an edge completes the waiter, or
+ * records itself in the ready flag; `cancel` withdraws the waiter.  All
+ * of these and the close run on the I/O thread, so exactly one of them
+ * completes each wait, and no edge is lost: an edge that found no waiter
+ * is kept.  A kept edge may be stale (the worker's next system call
+ * already took the data): the waiter then retries, finds EAGAIN, and
+ * waits again with the flag clear.  The first registration reports the
+ * socket's current state, so a socket that became ready before its
+ * first wait is not missed.
+ *
+ * Memory: `refs` counts the descriptor (dropped once it is closed) and
+ * each call in progress; free_fn runs at zero.  A task parked at close
+ * time is woken before the descriptor's reference goes and still holds
+ * its own.
+ *
+ * Invariants
+ *   1. in_epoll, io_closed, rd_ready, wr_ready, rd and wr are the I/O
+ *      thread's.
+ *   2. No system call on fd starts after CLOSED is set, and close(fd)
+ *      runs only after every started one ended and fd left the epoll set.
+ *   3. rd/wr are set only while their waiter is parked; whoever clears
+ *      one completes its waiter.
+ *   4. A socket in the epoll set is freed only after its close ran on the
+ *      I/O thread (REGISTERED routes the close there), so an event never
+ *      names freed memory: epoll_wait and the close are both the I/O
+ *      thread's.
+ *
+ * Rejected: uv_tcp_t streams with uv_read_start/uv_write (every byte would
+ * cross to the I/O thread and back, libuv's writev may raise SIGPIPE, and
+ * a queued uv_write can only be withdrawn by closing the whole socket);
+ * one uv_poll_t per socket (libuv's level-triggered polls must be armed
+ * and disarmed around every wait, and uv_poll_start deletes and re-adds
+ * the descriptor: three epoll_ctl calls per request on the I/O thread);
+ * EPOLLONESHOT re-armed at each wait (no I/O-thread wake-up for traffic
+ * nobody waits for, but one epoll_ctl per wait, and a kept edge no longer
+ * lets a wait finish without sleeping: weft-httpd under wrk -c100 did
+ * about 10% fewer requests/s, 6 alternating runs in one sitting);
+ * a lock around the system calls (close would have to wait for a worker,
+ * or the I/O thread for a worker). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "base/common.h"
+#include "io/io.h"
+#include "runtime.h"
+#include "io/sock.h"
+#include "sync/waitq.h"
+#include "weft/error.h"
+
+#define SOCK_CLOSED 1u
+#define SOCK_POSTED 2u
+#define SOCK_REGISTERED 4u
+#define SOCK_INSIDE 8u  /* one task inside a direct system call */
+
+struct weft__sock_wait {
+	struct weft__ioop op;
+	struct weft__sock *s;
+	int event;
+};
+
+void weft__sock_init(struct weft__sock *s, struct weft_runtime *rt, int fd,
+	void (*free_fn)(struct weft__sock *s))
+{
+	s->rt = rt;
+	s->fd = fd;
+	s->free_fn = free_fn;
+	atomic_init(&s->gate, 0);
+	atomic_init(&s->refs, 1);  /* the descriptor's */
+	s->in_epoll = false;
+	s->io_closed = false;
+	s->rd_ready = false;
+	s->wr_ready = false;
+	s->rd = NULL;
+	s->wr = NULL;
+}
+
+void weft__sock_ref(struct weft__sock *s)
+{
+	/* Relaxed: the caller already holds s alive. */
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+int weft__sock_call_begin(struct weft__sock *s, atomic_bool *side,
+	struct weft_task **self)
+{
+	weft__sock_ref(s);
+	int rc = weft__wait_begin(self);
+	if (rc < 0) {
+		weft__sock_unref(s);
+		return rc;
+	}
+	/* acquire: pairs with the previous holder's release in
+	 * weft__sock_call_end (its updates of the side's state, e.g. a
+	 * stream's pushback, come before ours). */
+	if (atomic_exchange_explicit(side, true, memory_order_acquire)) {
+		weft__sock_unref(s);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+void weft__sock_call_end(struct weft__sock *s, atomic_bool *side)
+{
+	/* release: pairs with the next holder's acquire exchange. */
+	atomic_store_explicit(side, false, memory_order_release);
+	weft__sock_unref(s);
+}
+
+void weft__sock_unref(struct weft__sock *s)
+{
+	/* acq_rel: the release orders this holder's accesses before the
+	 * free; the acquire of the last one sees every other holder's. */
+	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+		s->free_fn(s);
+}
+
+socklen_t weft__sockaddr_len(const struct sockaddr *sa)
+{
+	switch (sa->sa_family) {
+	case AF_INET:
+		return sizeof(struct sockaddr_in);
+	case AF_INET6:
+		return sizeof(struct sockaddr_in6);
+	default:
+		return 0;
+	}
+}
+
+int weft__sock_errno(void)
+{
+	int e = errno;
+	return e == EWOULDBLOCK ? -EAGAIN : -e;
+}
+
+/* {======================================================= close */
+
+static void sock_close_fn(struct weft_runtime *rt,
+	struct weft__ioq_node *n);
+
+/* Finishes the close if s is closing, nobody is inside and nobody has
+ * finished it yet.  Any thread. */
+static void sock_try_finish(struct weft__sock *s)
+{
+	/* acquire: sees the leaving tasks' system calls as over. */
+	unsigned v = atomic_load_explicit(&s->gate, memory_order_acquire);
+	for (;;) {
+		if (!(v & SOCK_CLOSED) || (v & SOCK_POSTED) ||
+			v >= SOCK_INSIDE)
+			return;
+		/* acq_rel: acquires every leave before it; only one CAS can
+		 * set POSTED. */
+		if (atomic_compare_exchange_weak_explicit(&s->gate, &v,
+			v | SOCK_POSTED, memory_order_acq_rel,
+			memory_order_acquire))
+			break;
+	}
+	if (v & SOCK_REGISTERED) {
+		s->close_node.fn = sock_close_fn;
+		weft__ioq_post(s->rt, &s->close_node);
+		return;
+	}
+	/* The I/O thread never saw fd: close it here. */
+	close(s->fd);
+	weft__sock_unref(s);
+}
+
+bool weft__sock_close(struct weft__sock *s)
+{
+	/* acq_rel: ordered with every enter/leave (same atomic). */
+	unsigned old = atomic_fetch_or_explicit(&s->gate, SOCK_CLOSED,
+		memory_order_acq_rel);
+	if (old & SOCK_CLOSED)
+		return false;
+	sock_try_finish(s);
+	return true;
+}
+
+bool weft__sock_closing(struct weft__sock *s)
+{
+	return atomic_load_explicit(&s->gate, memory_order_relaxed) &
+		SOCK_CLOSED;
+}
+
+bool weft__sock_enter(struct weft__sock *s)
+{
+	/* acq_rel: totally ordered with the close's fetch_or. */
+	unsigned old = atomic_fetch_add_explicit(&s->gate, SOCK_INSIDE,
+		memory_order_acq_rel);
+	if (!(old & SOCK_CLOSED))
+		return true;
+	weft__sock_leave(s);
+	return false;
+}
+
+void weft__sock_leave(struct weft__sock *s)
+{
+	/* acq_rel: the release orders the system call before the close
+	 * that reads this value (sock_try_finish's acquire). */
+	unsigned old = atomic_fetch_sub_explicit(&s->gate, SOCK_INSIDE,
+		memory_order_acq_rel);
+	if ((old & SOCK_CLOSED) && old - SOCK_INSIDE < SOCK_INSIDE)
+		sock_try_finish(s);
+}
+
+/* }======================================================= */
+
+/* {======================================================= I/O thread */
+
+#define SOCK_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+
+/* An edge for one direction: wakes its waiter, or is kept. */
+static void sock_edge(struct weft__sock_wait **waiter, bool *ready)
+{
+	struct weft__sock_wait *w = *waiter;
+	if (w == NULL) {
+		*ready = true;
+		return;
+	}
+	*waiter = NULL;
+	weft__ioop_complete(&w->op, 0);
+}
+
+/* The epoll set is readable: drain it and dispatch (invariant 4). */
+static void sock_dispatch(uv_poll_t *h, int status, int events)
+{
+	(void)status;
+	(void)events;
+	weft__io_t *io = h->data;
+	struct epoll_event ev[64];
+	int n;
+	do {
+		n = epoll_wait(io->sock_epfd, ev, 64, 0);
+		for (int i = 0; i < n; i++) {
+			struct weft__sock *s = ev[i].data.ptr;
+			uint32_t e = ev[i].events;
+			/* An error or hang-up wakes both directions: their
+			 * system calls report it exactly. */
+			bool err = e & (EPOLLERR | EPOLLHUP);
+			if (err || (e & (EPOLLIN | EPOLLRDHUP | EPOLLPRI)))
+				sock_edge(&s->rd, &s->rd_ready);
+			if (err || (e & EPOLLOUT))
+				sock_edge(&s->wr, &s->wr_ready);
+		}
+	} while (n == 64);
+}
+
+/* Creates the runtime's socket epoll set at the first wait and makes
+ * sure it is watched. */
+static int sock_epoll_open(weft__io_t *io)
+{
+	if (io->sock_epfd < 0) {
+		int fd = epoll_create1(EPOLL_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		int rc = uv_poll_init(&io->loop, &io->sock_poll, fd);
+		if (rc < 0) {
+			close(fd);
+			return weft__io_uverr(rc);
+		}
+		/* From here the handle is closed by the stop's uv_walk and
+		 * the set by weft__io_stop. */
+		io->sock_poll.data = io;
+		io->sock_epfd = fd;
+	}
+	if (uv_is_active((uv_handle_t *)&io->sock_poll))
+		return 0;
+	return weft__io_uverr(uv_poll_start(&io->sock_poll, UV_READABLE,
+		sock_dispatch));
+}
+
+static void sock_wait_start(weft__io_t *io, struct weft__ioop *op)
+{
+	struct weft__sock_wait *w = WEFT__CONTAINER_OF(op,
+		struct weft__sock_wait, op);
+	struct weft__sock *s = w->s;
+	if (s->io_closed) {
+		weft__ioop_complete(op, WEFT_ECLOSED);
+		return;
+	}
+	if (!s->in_epoll) {
+		int rc = sock_epoll_open(io);
+		struct epoll_event ev = { .events = SOCK_EVENTS,
+			.data.ptr = s };
+		if (rc == 0 && epoll_ctl(io->sock_epfd, EPOLL_CTL_ADD, s->fd,
+			&ev) < 0)
+			rc = -errno;
+		if (rc < 0) {
+			weft__ioop_complete(op, rc);
+			return;
+		}
+		s->in_epoll = true;
+	}
+	bool rd = w->event == UV_READABLE;
+	bool *ready = rd ? &s->rd_ready : &s->wr_ready;
+	if (*ready) {
+		*ready = false;  /* an edge came meanwhile: retry now */
+		weft__ioop_complete(op, 0);
+		return;
+	}
+	if (rd)
+		s->rd = w;
+	else
+		s->wr = w;
+}
+
+static void sock_wait_cancel(weft__io_t *io, struct weft__ioop *op)
+{
+	(void)io;
+	struct weft__sock_wait *w = WEFT__CONTAINER_OF(op,
+		struct weft__sock_wait, op);
+	struct weft__sock *s = w->s;
+	if (s->rd == w)
+		s->rd = NULL;
+	else if (s->wr == w)
+		s->wr = NULL;
+	else
+		return;  /* completed already (invariant 3) */
+	weft__ioop_complete(op, -ECANCELED);
+}
+
+static void sock_close_fn(struct weft_runtime *rt,
+	struct weft__ioq_node *n)
+{
+	weft__io_t *io = rt->io;
+	struct weft__sock *s = WEFT__CONTAINER_OF(n, struct weft__sock,
+		close_node);
+	s->io_closed = true;
+	struct weft__sock_wait *rd = s->rd, *wr = s->wr;
+	s->rd = NULL;
+	s->wr = NULL;
+	if (s->in_epoll) {
+		struct epoll_event ev = { 0 };
+		(void)epoll_ctl(io->sock_epfd, EPOLL_CTL_DEL, s->fd, &ev);
+	}
+	close(s->fd);
+	/* s stays alive until the waiters drop their references. */
+	if (rd)
+		weft__ioop_complete(&rd->op, WEFT_ECLOSED);
+	if (wr)
+		weft__ioop_complete(&wr->op, WEFT_ECLOSED);
+	weft__sock_unref(s);
+}
+
+/* }======================================================= */
+
+int weft__sock_wait(struct weft__sock *s, int event, const char *what)
+{
+	/* REGISTERED is set inside the gate so that the close either sees
+	 * it (and goes through the I/O thread) or this wait is refused. */
+	if (!weft__sock_enter(s))
+		return WEFT_ECLOSED;
+	/* Relaxed: the leave's release carries it to the closer. */
+	atomic_fetch_or_explicit(&s->gate, SOCK_REGISTERED,
+		memory_order_relaxed);
+	weft__sock_leave(s);
+	struct weft__sock_wait w = { .s = s, .event = event };
+	w.op.start = sock_wait_start;
+	w.op.cancel = sock_wait_cancel;
+	w.op.what = what;
+	return weft__ioop_run(&w.op);
+}

@@ -1,0 +1,102 @@
+/* The socket core shared by streams and listeners (sock.c): a
+ * non-blocking descriptor that workers use directly, with the I/O thread
+ * watching it only for tasks that must wait for it to become ready.
+ *
+ * A call does its system call on the worker (recv, send, accept4,
+ * connect); only when the kernel says EAGAIN does the task park on a
+ * readiness wait (weft__sock_wait), which the I/O thread ends when the
+ * socket becomes ready.  The task then retries the system call.  So data
+ * never crosses threads, a wait withdrawn by cancellation leaves nothing
+ * half done, and a socket that never blocks never touches the I/O thread
+ * (it joins the runtime's edge-triggered epoll set at its first wait).
+ *
+ * Lifetime: see sock.c (the gate, the references, the close). */
+#ifndef WEFT_RUNTIME_IO_SOCK_H
+#define WEFT_RUNTIME_IO_SOCK_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "io/ioop.h"
+
+struct weft_runtime;
+struct weft__sock_wait;
+
+struct weft__sock {
+	struct weft_runtime *rt;
+	int fd;                       /* non-blocking, close-on-exec */
+	/* CLOSED | POSTED | REGISTERED | n * INSIDE (sock.c). */
+	_Atomic unsigned gate;
+	atomic_int refs;              /* the descriptor + calls in progress */
+	/* Runs once the last reference is gone (frees the embedding object,
+	 * whose first member this is). */
+	void (*free_fn)(struct weft__sock *s);
+	struct weft__ioq_node close_node;
+	/* I/O thread only. */
+	bool in_epoll;                /* in the runtime's socket epoll set */
+	bool io_closed;               /* the close ran */
+	/* An edge came while nobody waited for it: the next wait returns
+	 * at once (its caller retries the system call). */
+	bool rd_ready, wr_ready;
+	struct weft__sock_wait *rd;   /* parked waiting to read, or NULL */
+	struct weft__sock_wait *wr;   /* parked waiting to write, or NULL */
+};
+
+/* Initialises s around fd (which s now owns) with one reference, the
+ * descriptor's.  Thread: any. */
+void weft__sock_init(struct weft__sock *s, struct weft_runtime *rt, int fd,
+	void (*free_fn)(struct weft__sock *s));
+
+/* Takes / drops a reference of a call in progress (the caller must hold
+ * s alive already to take one).  The last drop runs free_fn. */
+void weft__sock_ref(struct weft__sock *s);
+void weft__sock_unref(struct weft__sock *s);
+
+/* Begins a call that owns one side of s (a stream's read or write side, a
+ * listener's accept), whose flag is `side`: takes the call's reference
+ * first (weft__wait_begin may yield, and another task's close must not
+ * free s under a call that has begun), passes the checkpoint (*self is
+ * the calling task), then takes the side.  0, or an error with nothing
+ * held: the checkpoint's, or -EBUSY when another task holds the side.
+ * Thread: weft fiber. */
+int weft__sock_call_begin(struct weft__sock *s, atomic_bool *side,
+	struct weft_task **self);
+/* Gives the side back and drops the call's reference. */
+void weft__sock_call_end(struct weft__sock *s, atomic_bool *side);
+
+/* Brackets one direct system call on s->fd: enter returns false (and
+ * nothing is entered) once s is closing; while any task is inside, the
+ * descriptor stays open. */
+bool weft__sock_enter(struct weft__sock *s);
+void weft__sock_leave(struct weft__sock *s);
+
+/* Parks until s->fd may be ready for `event` (UV_READABLE or
+ * UV_WRITABLE; a spurious "ready" is possible: retry the call).
+ * Returns 0 (ready: retry the system call), -ECANCELED (the wait was
+ * withdrawn: nothing happened), WEFT_ECLOSED (s was closed), or a poll
+ * error.  At most one waiter per event (the callers' busy flags).
+ * Thread: a weft fiber holding a reference. */
+int weft__sock_wait(struct weft__sock *s, int event, const char *what);
+
+/* Starts closing s: no direct call starts after this; a task parked in a
+ * wait returns WEFT_ECLOSED; the descriptor is closed once no task is
+ * inside a system call and the I/O thread no longer watches it; then the
+ * descriptor's reference is dropped.  Returns false if s was already
+ * closing.  Thread: any. */
+bool weft__sock_close(struct weft__sock *s);
+
+/* True once weft__sock_close was called (a relaxed hint for error
+ * messages; the gate decides). */
+bool weft__sock_closing(struct weft__sock *s);
+
+/* The length of an AF_INET or AF_INET6 address, 0 for another family.
+ * Thread: any. */
+socklen_t weft__sockaddr_len(const struct sockaddr *sa);
+
+/* -errno of the last failed system call, with EAGAIN/EWOULDBLOCK as
+ * -EAGAIN. */
+int weft__sock_errno(void);
+
+#endif

@@ -1,0 +1,411 @@
+/* Streams (include/weft/net.h): reads and writes as direct non-blocking
+ * system calls on the calling worker, with a readiness wait on the I/O
+ * thread (sock.c) when the kernel has nothing to give or no room.
+ *
+ * Cancellation: a read or write parked in weft__sock_wait is withdrawn by
+ * the I/O thread with nothing transferred, because the transfer happens
+ * only in the system call after the wait.  So:
+ *   - a cancelled read consumed nothing;
+ *   - a cancelled read_until returns the bytes it had gathered to the
+ *     stream (the pushback), so it consumed nothing either; so does one
+ *     that meets the end of the stream before its delimiter;
+ *   - a cancelled write consumed nothing if it had sent nothing; after a
+ *     partial send the stream is marked broken (the peer has a prefix of
+ *     a message), and later writes get WEFT_ECLOSED.
+ *   - read_exactly reports the bytes it consumed before a cancellation in
+ *     *got (a pushback of an arbitrarily large buffer could fail for lack
+ *     of memory, and losing bytes is worse than reporting them).
+ *
+ * A peer reset never raises SIGPIPE: every send uses MSG_NOSIGNAL.
+ *
+ * Invariants
+ *   1. `reading` is held across every access to the pushback; `writing`
+ *      across every send and `broken`.
+ *   2. read_until reserves its pushback room before it reads, so giving
+ *      bytes back never fails. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/alloc.h"
+#include "base/common.h"
+#include "runtime.h"
+#include "io/stream.h"
+#include "core/task.h"
+#include "sync/waitq.h"
+#include "weft/net.h"
+
+/* {======================================================= lifetime */
+
+static void stream_free(struct weft__sock *sk)
+{
+	struct weft_stream *s = (struct weft_stream *)sk;
+	weft__free(s->pb);
+	weft__free(s);
+}
+
+struct weft_stream *weft__stream_alloc(void)
+{
+	return weft__calloc(1, sizeof(struct weft_stream));
+}
+
+void weft__stream_init(struct weft_stream *s, struct weft_runtime *rt,
+	int fd, bool tcp)
+{
+	weft__sock_init(&s->sk, rt, fd, stream_free);
+	s->tcp = tcp;
+	atomic_init(&s->reading, false);
+	atomic_init(&s->writing, false);
+	if (tcp) {
+		/* Latency over batching, as Go and Tokio default to; a
+		 * failure only costs latency. */
+		int one = 1;
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+			sizeof one);
+	}
+}
+
+struct weft_stream *weft__stream_new(struct weft_runtime *rt, int fd,
+	bool tcp)
+{
+	struct weft_stream *s = weft__stream_alloc();
+	if (s == NULL) {
+		close(fd);
+		return NULL;
+	}
+	weft__stream_init(s, rt, fd, tcp);
+	return s;
+}
+
+int weft_stream_close(weft_stream_t *s)
+{
+	if (s == NULL)
+		return -EINVAL;
+	bool first = weft__sock_close(&s->sk);
+	WEFT_ASSERT(first, "weft_stream_close called twice");
+	return 0;
+}
+
+/* }======================================================= */
+
+/* {======================================================= reading */
+
+/* Takes the read side: reference, checkpoint, busy flag.  0 or an error
+ * (nothing taken). */
+static int stream_read_begin(struct weft_stream *s)
+{
+	struct weft_task *self;
+	return weft__sock_call_begin(&s->sk, &s->reading, &self);
+}
+
+static void stream_read_end(struct weft_stream *s)
+{
+	weft__sock_call_end(&s->sk, &s->reading);
+}
+
+/* One read: from the pushback if it holds bytes, else from the socket,
+ * waiting for data.  > 0 bytes, 0 at end of stream, or an error. */
+static ssize_t stream_recv(struct weft_stream *s, char *buf, size_t len)
+{
+	if (s->pb_len > 0) {
+		size_t n = len < s->pb_len ? len : s->pb_len;
+		memcpy(buf, s->pb + s->pb_off, n);
+		s->pb_off += n;
+		s->pb_len -= n;
+		return (ssize_t)n;
+	}
+	for (;;) {
+		if (!weft__sock_enter(&s->sk))
+			return WEFT_ECLOSED;
+		ssize_t n = recv(s->sk.fd, buf, len, MSG_DONTWAIT);
+		int err = n < 0 ? weft__sock_errno() : 0;
+		weft__sock_leave(&s->sk);
+		if (n >= 0)
+			return n;
+		if (err == -EINTR)
+			continue;
+		if (err != -EAGAIN)
+			return err;
+		int rc = weft__sock_wait(&s->sk, UV_READABLE, "stream read");
+		if (rc < 0)
+			return rc;
+	}
+}
+
+/* Makes room for `more` bytes in front of the pushback. */
+static int stream_pb_reserve(struct weft_stream *s, size_t more)
+{
+	if (s->pb_off >= more)
+		return 0;
+	size_t need = s->pb_len + more;
+	if (need <= s->pb_cap) {
+		memmove(s->pb + more, s->pb + s->pb_off, s->pb_len);
+		s->pb_off = more;
+		return 0;
+	}
+	char *p = weft__alloc(need);
+	if (p == NULL)
+		return -ENOMEM;
+	if (s->pb_len > 0)
+		memcpy(p + more, s->pb + s->pb_off, s->pb_len);
+	weft__free(s->pb);
+	s->pb = p;
+	s->pb_cap = need;
+	s->pb_off = more;
+	return 0;
+}
+
+/* Returns n bytes to the front of the stream; room was reserved. */
+static void stream_pb_push(struct weft_stream *s, const char *data, size_t n)
+{
+	if (n == 0)
+		return;
+	WEFT_ASSERT(s->pb_off >= n, "stream pushback without room");
+	s->pb_off -= n;
+	s->pb_len += n;
+	memcpy(s->pb + s->pb_off, data, n);
+}
+
+ssize_t weft_stream_read(weft_stream_t *s, void *buf, size_t len)
+{
+	if (s == NULL || buf == NULL || len == 0)
+		return -EINVAL;
+	int rc = stream_read_begin(s);
+	if (rc < 0)
+		return rc;
+	ssize_t n = stream_recv(s, buf, len);
+	stream_read_end(s);
+	return n;
+}
+
+int weft_stream_read_exactly(weft_stream_t *s, void *buf, size_t len,
+	size_t *got)
+{
+	if (s == NULL || (buf == NULL && len > 0))
+		return -EINVAL;
+	int rc = stream_read_begin(s);
+	if (rc < 0)
+		return rc;
+	size_t have = 0;
+	rc = 0;
+	while (have < len) {
+		ssize_t n = stream_recv(s, (char *)buf + have, len - have);
+		if (n == 0) {
+			rc = WEFT_EEND;
+			break;
+		}
+		if (n < 0) {
+			rc = (int)n;
+			break;
+		}
+		have += (size_t)n;
+	}
+	stream_read_end(s);
+	if (got != NULL)
+		*got = have;
+	return rc;
+}
+
+/* Where delim starts in buf[from..have), or -1. */
+static ssize_t stream_find(const char *buf, size_t from, size_t have,
+	const char *delim, size_t dlen)
+{
+	if (have < dlen)
+		return -1;
+	for (size_t i = from; i + dlen <= have; i++)
+		if (buf[i] == delim[0] && memcmp(buf + i, delim, dlen) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+ssize_t weft_stream_read_until(weft_stream_t *s, void *buf, size_t cap,
+	const void *delim, size_t delim_len)
+{
+	if (s == NULL || buf == NULL || cap == 0 || delim == NULL ||
+		delim_len == 0 || delim_len > cap)
+		return -EINVAL;
+	int rc = stream_read_begin(s);
+	if (rc < 0)
+		return rc;
+	char *b = buf;
+	ssize_t result;
+	/* Invariant 2: whatever is read below can be given back. */
+	rc = stream_pb_reserve(s, cap);
+	if (rc < 0) {
+		result = rc;
+		goto out;
+	}
+	size_t have = 0, scanned = 0;
+	for (;;) {
+		ssize_t at = stream_find(b, scanned, have, delim, delim_len);
+		if (at >= 0) {
+			size_t end = (size_t)at + delim_len;
+			stream_pb_push(s, b + end, have - end);
+			result = (ssize_t)end;
+			break;
+		}
+		if (have == cap) {
+			result = -EMSGSIZE;
+			break;
+		}
+		/* The delimiter may straddle the next read. */
+		scanned = have >= delim_len ? have - delim_len + 1 : 0;
+		ssize_t n = stream_recv(s, b + have, cap - have);
+		if (n == 0) {
+			/* Nothing lost: the bytes before the end go back to
+			 * the stream (a read returns them, then 0). */
+			stream_pb_push(s, b, have);
+			result = WEFT_EEND;
+			break;
+		}
+		if (n < 0) {
+			/* Consume nothing on cancellation (rule 42). */
+			if (n == -ECANCELED)
+				stream_pb_push(s, b, have);
+			result = n;
+			break;
+		}
+		have += (size_t)n;
+	}
+out:
+	stream_read_end(s);
+	return result;
+}
+
+/* }======================================================= */
+
+/* {======================================================= writing */
+
+static int stream_write_begin(struct weft_stream *s)
+{
+	struct weft_task *self;
+	return weft__sock_call_begin(&s->sk, &s->writing, &self);
+}
+
+static void stream_write_end(struct weft_stream *s)
+{
+	weft__sock_call_end(&s->sk, &s->writing);
+}
+
+int weft_stream_write(weft_stream_t *s, const void *buf, size_t len)
+{
+	if (s == NULL || (buf == NULL && len > 0))
+		return -EINVAL;
+	int rc = stream_write_begin(s);
+	if (rc < 0)
+		return rc;
+	const char *p = buf;
+	size_t off = 0;
+	rc = s->broken ? WEFT_ECLOSED : 0;
+	while (rc == 0 && off < len) {
+		if (!weft__sock_enter(&s->sk)) {
+			rc = WEFT_ECLOSED;
+			break;
+		}
+		ssize_t n = send(s->sk.fd, p + off, len - off,
+			MSG_DONTWAIT | MSG_NOSIGNAL);
+		int err = n < 0 ? weft__sock_errno() : 0;
+		weft__sock_leave(&s->sk);
+		if (n >= 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (err == -EINTR)
+			continue;
+		if (err != -EAGAIN) {
+			rc = err;
+			break;
+		}
+		/* The kernel's buffer is full: the writer waits
+		 * (backpressure). */
+		rc = weft__sock_wait(&s->sk, UV_WRITABLE, "stream write");
+	}
+	if (rc == -ECANCELED && off > 0)
+		s->broken = true;
+	stream_write_end(s);
+	return rc;
+}
+
+int weft_stream_shutdown(weft_stream_t *s)
+{
+	if (s == NULL)
+		return -EINVAL;
+	int rc = stream_write_begin(s);
+	if (rc < 0)
+		return rc;
+	if (!weft__sock_enter(&s->sk)) {
+		rc = WEFT_ECLOSED;
+	} else {
+		rc = shutdown(s->sk.fd, SHUT_WR) < 0 ? weft__sock_errno() : 0;
+		weft__sock_leave(&s->sk);
+	}
+	stream_write_end(s);
+	return rc;
+}
+
+/* }======================================================= */
+
+/* {======================================================= options */
+
+/* Runs one option call on the descriptor under the gate. */
+static int stream_sockopt(struct weft_stream *s, int level, int name,
+	int value)
+{
+	if (!weft__sock_enter(&s->sk))
+		return WEFT_ECLOSED;
+	int rc = setsockopt(s->sk.fd, level, name, &value, sizeof value) < 0 ?
+		weft__sock_errno() : 0;
+	weft__sock_leave(&s->sk);
+	return rc;
+}
+
+int weft_stream_set_nodelay(weft_stream_t *s, int on)
+{
+	if (s == NULL || !s->tcp)
+		return -EINVAL;
+	return stream_sockopt(s, IPPROTO_TCP, TCP_NODELAY, on != 0);
+}
+
+int weft_stream_set_keepalive(weft_stream_t *s, int on, unsigned idle_s)
+{
+	if (s == NULL || !s->tcp || (on && (idle_s < 1 || idle_s > 32767)))
+		return -EINVAL;
+	if (on) {
+		int rc = stream_sockopt(s, IPPROTO_TCP, TCP_KEEPIDLE,
+			(int)idle_s);
+		if (rc < 0)
+			return rc;
+	}
+	return stream_sockopt(s, SOL_SOCKET, SO_KEEPALIVE, on != 0);
+}
+
+static int stream_address(weft_stream_t *s, struct sockaddr *addr,
+	socklen_t *len, bool peer)
+{
+	if (s == NULL || addr == NULL || len == NULL)
+		return -EINVAL;
+	if (!weft__sock_enter(&s->sk))
+		return WEFT_ECLOSED;
+	int r = peer ? getpeername(s->sk.fd, addr, len) :
+		getsockname(s->sk.fd, addr, len);
+	int rc = r < 0 ? weft__sock_errno() : 0;
+	weft__sock_leave(&s->sk);
+	return rc;
+}
+
+int weft_stream_peer_address(weft_stream_t *s, struct sockaddr *addr,
+	socklen_t *len)
+{
+	return stream_address(s, addr, len, true);
+}
+
+int weft_stream_local_address(weft_stream_t *s, struct sockaddr *addr,
+	socklen_t *len)
+{
+	return stream_address(s, addr, len, false);
+}
+
+/* }======================================================= */

@@ -1,0 +1,562 @@
+/* UDP sockets (include/weft/udp.h).
+ *
+ * Problem: a datagram socket is a libuv handle, which only the I/O thread
+ * may touch; but sending a datagram, or receiving one that is already
+ * queued, is a single non-blocking system call, and a round trip through
+ * the I/O thread for each would cost two thread hand-offs per datagram.
+ *
+ * Approach: direct calls first, the I/O thread when they would block.
+ *   - send: sendto(MSG_DONTWAIT | MSG_NOSIGNAL) on the worker with the
+ *     socket's descriptor (uv_fileno, read once at open).  On EAGAIN the
+ *     datagram goes through uv_udp_send, which queues it and writes it
+ *     when the socket is writable; the task parks until then.  A queued
+ *     uv_udp_send cannot be withdrawn short of closing the handle, so
+ *     that slow path is uncancellable (`cancel` NULL): UDP send buffers
+ *     drain by themselves, so the wait is short.
+ *   - recv: recvfrom(MSG_DONTWAIT | MSG_TRUNC) on the worker; on EAGAIN
+ *     the task parks in an I/O operation whose `start` calls
+ *     uv_udp_recv_start with an alloc callback that hands libuv the
+ *     caller's buffer, and whose receive callback stops receiving before
+ *     completing, so libuv reads exactly one datagram.  Cancelling it
+ *     (`cancel`, on the I/O thread) stops receiving and completes with
+ *     -ECANCELED; the receive callback and `cancel` both run on the I/O
+ *     thread, so exactly one of them finishes the operation, and a
+ *     cancelled receive consumed nothing.  Truncation (MSG_TRUNC, or
+ *     UV_UDP_PARTIAL) becomes -EMSGSIZE.
+ *
+ * The direct paths touch the descriptor from workers while the I/O thread
+ * owns the handle.  Once weft_udp_close's uv_close has closed the
+ * descriptor its number may be reused by any open in the process, so no
+ * direct call may start or still run then.  The `gate` word guards that:
+ * CLOSED, POSTED and the number of tasks inside a direct system call.
+ *   - A direct call enters with an RMW that adds one; if CLOSED was set it
+ *     leaves at once without the system call.
+ *   - Close sets CLOSED with an RMW; whoever then finds the word at
+ *     exactly CLOSED with no task inside (the closer, or the last task
+ *     leaving) moves it to CLOSED | POSTED with a CAS and posts the close
+ *     to the I/O thread.  The CAS makes the post happen once.
+ * All RMWs of one atomic are totally ordered, so a direct call either
+ * entered before CLOSED (and the close waits for it to leave) or sees
+ * CLOSED and makes no system call: uv_close never runs while a direct
+ * call can touch the descriptor.  Nobody ever waits: the last one out
+ * does the post.
+ *
+ * Memory: `refs` counts the handle (dropped by the close callback, the
+ * only point where libuv lets the handle's memory go) and each call in
+ * progress (taken on entry, dropped after its last access), the close
+ * included: its CAS in udp_try_post may come after a leaving task
+ * posted the close and the I/O thread finished it.  A task
+ * parked at close time is woken with WEFT_ECLOSED before the handle's
+ * close callback, and still touches u (its `receiving` flag, its ref)
+ * after waking: the ref keeps u alive until then.  A call may start only
+ * while u is open (after weft_udp_close u is the I/O thread's), as with
+ * any close/free API.
+ *
+ * Invariants
+ *   1. The handle, `rx` and `io_closed` are the I/O thread's only.
+ *   2. At most one receiver: `receiving` (exchange) guards both the direct
+ *      recvfrom and the libuv receive, so they never run at once.
+ *   3. libuv receives only while `rx` is set; whoever clears `rx` (the
+ *      receive callback, `cancel`, the close) stops receiving first and
+ *      completes the operation.
+ *   4. No direct system call on the descriptor after the close's post
+ *      (the gate above).
+ *
+ * Rejected: every datagram through the I/O thread (two hand-offs each,
+ * and the I/O thread becomes the bottleneck for every socket); a lock
+ * around the direct calls and the close (the close would have to wait for
+ * a worker, or a worker for the I/O thread); uv_udp_try_send from workers
+ * (libuv calls are not thread-safe). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "base/alloc.h"
+#include "base/common.h"
+#include "io/io.h"
+#include "io/ioop.h"
+#include "runtime.h"
+#include "io/sock.h"
+#include "core/task.h"
+#include "sync/waitq.h"
+#include "weft/udp.h"
+
+#define UDP_CLOSED 1u
+#define UDP_POSTED 2u
+#define UDP_INSIDE 4u  /* one task inside a direct system call */
+
+struct udp_recv;
+
+struct weft_udp {
+	struct weft_runtime *rt;
+	int fd;                        /* set at open; direct calls only
+					* under the gate */
+	int port;                      /* set at open */
+	int family;                    /* AF_INET or AF_INET6 */
+	_Atomic unsigned gate;         /* CLOSED | POSTED | n * INSIDE */
+	atomic_int refs;               /* handle + calls in progress */
+	/* Set by whoever takes refs to 0 first: a call that began before the
+	 * close may still take and drop a reference afterwards (it finds the
+	 * gate closed), which must not free u again; the free itself waits
+	 * for the grace period that lets such a call finish (reclaim). */
+	atomic_bool dead;
+	struct weft__reclaim reclaim;
+	atomic_bool receiving;         /* a task is inside weft_udp_recv */
+	struct weft__ioq_node close_node;
+	/* I/O thread only (invariant 1). */
+	uv_udp_t handle;
+	struct udp_recv *rx;           /* the parked receive, or NULL */
+	bool io_closed;                /* the close ran */
+};
+
+struct udp_open {
+	struct weft__ioop op;
+	struct weft_udp *u;
+	const struct sockaddr *addr;
+	int rc;                        /* I/O thread: bind's error */
+};
+
+struct udp_recv {
+	struct weft__ioop op;
+	struct weft_udp *u;
+	char *buf;
+	size_t len;
+	/* Results, written by the I/O thread before the completion. */
+	ssize_t n;
+	struct sockaddr_storage from;
+	socklen_t fromlen;
+};
+
+struct udp_send {
+	struct weft__ioop op;
+	struct weft_udp *u;
+	uv_udp_send_t req;
+	uv_buf_t buf;
+	const struct sockaddr *to;
+};
+
+/* {======================================================= lifetime */
+
+static void udp_unref(struct weft_udp *u);
+
+/* The closer's reference (u is open: the caller holds it alive). */
+static void udp_ref(struct weft_udp *u)
+{
+	atomic_fetch_add_explicit(&u->refs, 1, memory_order_relaxed);
+}
+
+/* Takes a call's reference; false (nothing held) if u is closed.  Called
+ * first in every call, before anything that may switch: until the call
+ * has switched, u's memory outlives it (the grace period of udp_unref),
+ * and once this returns true, its reference does. */
+static bool udp_ref_open(struct weft_udp *u)
+{
+	/* acquire: reading a count that a closing release left (even 0)
+	 * makes that close's CLOSED visible below. */
+	atomic_fetch_add_explicit(&u->refs, 1, memory_order_acquire);
+	if (!(atomic_load_explicit(&u->gate, memory_order_acquire) &
+		UDP_CLOSED))
+		return true;
+	udp_unref(u);
+	return false;
+}
+
+static void udp_free(struct weft__reclaim *r)
+{
+	weft__free(WEFT__CONTAINER_OF(r, struct weft_udp, reclaim));
+}
+
+static void udp_unref(struct weft_udp *u)
+{
+	/* acq_rel: the release orders this holder's accesses before the
+	 * free; the acquire of the last one sees every other holder's. */
+	if (atomic_fetch_sub_explicit(&u->refs, 1, memory_order_acq_rel) == 1 &&
+		!atomic_exchange_explicit(&u->dead, true, memory_order_acq_rel))
+		weft__io_reclaim(u->rt, &u->reclaim, udp_free);
+}
+
+static void udp_close_fn(struct weft_runtime *rt,
+	struct weft__ioq_node *n);
+
+/* Posts the close if the gate is exactly CLOSED (nobody inside, not
+ * posted yet).  Any thread. */
+static void udp_try_post(struct weft_udp *u)
+{
+	unsigned expect = UDP_CLOSED;
+	/* acq_rel: acquires the leaving tasks' releases (their system calls
+	 * are over); the post's own release then carries that to the I/O
+	 * thread.  Only one CAS can succeed. */
+	if (atomic_compare_exchange_strong_explicit(&u->gate, &expect,
+		UDP_CLOSED | UDP_POSTED, memory_order_acq_rel,
+		memory_order_relaxed)) {
+		u->close_node.fn = udp_close_fn;
+		weft__ioq_post(u->rt, &u->close_node);
+	}
+}
+
+/* Enters a direct system call section; false (and nothing entered) if u
+ * is closing. */
+static bool udp_enter(struct weft_udp *u)
+{
+	/* acq_rel: totally ordered with the close's fetch_or (same atomic). */
+	unsigned old = atomic_fetch_add_explicit(&u->gate, UDP_INSIDE,
+		memory_order_acq_rel);
+	if (!(old & UDP_CLOSED))
+		return true;
+	atomic_fetch_sub_explicit(&u->gate, UDP_INSIDE, memory_order_acq_rel);
+	/* The close was posted already or will be by whoever is inside;
+	 * this task never counted for it, but may be the last one out. */
+	udp_try_post(u);
+	return false;
+}
+
+static void udp_leave(struct weft_udp *u)
+{
+	/* acq_rel: the release orders the system call before a close that
+	 * reads this value (pairs with udp_try_post's acquire). */
+	unsigned old = atomic_fetch_sub_explicit(&u->gate, UDP_INSIDE,
+		memory_order_acq_rel);
+	if (old - UDP_INSIDE == UDP_CLOSED)
+		udp_try_post(u);
+}
+
+/* }======================================================= */
+
+/* {======================================================= I/O thread */
+
+static void udp_handle_closed(uv_handle_t *h)
+{
+	struct weft_udp *u = h->data;
+	udp_unref(u);  /* the handle's reference */
+}
+
+static void udp_close_fn(struct weft_runtime *rt,
+	struct weft__ioq_node *n)
+{
+	(void)rt;
+	struct weft_udp *u = WEFT__CONTAINER_OF(n, struct weft_udp,
+		close_node);
+	u->io_closed = true;
+	struct udp_recv *r = u->rx;
+	if (r != NULL) {
+		uv_udp_recv_stop(&u->handle);
+		u->rx = NULL;
+		weft__ioop_complete(&r->op, WEFT_ECLOSED);
+	}
+	/* Cancels queued sends (their callbacks get UV_ECANCELED before the
+	 * close callback) and closes the descriptor now. */
+	uv_close((uv_handle_t *)&u->handle, udp_handle_closed);
+}
+
+static void udp_open_failed(uv_handle_t *h)
+{
+	struct udp_open *o = h->data;
+	/* The handle is gone: the fiber may free u. */
+	weft__ioop_complete(&o->op, o->rc);
+}
+
+static void udp_open_start(weft__io_t *io, struct weft__ioop *op)
+{
+	struct udp_open *o = WEFT__CONTAINER_OF(op, struct udp_open, op);
+	struct weft_udp *u = o->u;
+	int rc = uv_udp_init(&io->loop, &u->handle);
+	if (rc < 0) {
+		weft__ioop_complete(op, weft__io_uverr(rc));
+		return;
+	}
+	u->handle.data = o;
+	rc = uv_udp_bind(&u->handle, o->addr, 0);
+	uv_os_fd_t fd = -1;
+	if (rc == 0)
+		rc = uv_fileno((uv_handle_t *)&u->handle, &fd);
+	struct sockaddr_storage ss;
+	int sl = sizeof ss;
+	if (rc == 0)
+		rc = uv_udp_getsockname(&u->handle, (struct sockaddr *)&ss, &sl);
+	if (rc < 0) {
+		o->rc = weft__io_uverr(rc);
+		uv_close((uv_handle_t *)&u->handle, udp_open_failed);
+		return;
+	}
+	u->fd = fd;
+	u->family = ss.ss_family;
+	u->port = ss.ss_family == AF_INET6 ?
+		ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) :
+		ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	u->handle.data = u;
+	weft__ioop_complete(op, 0);
+}
+
+static void udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	(void)suggested;
+	struct weft_udp *u = h->data;
+	struct udp_recv *r = u->rx;
+	/* libuv receives only while rx is set (invariant 3). */
+	buf->base = r ? r->buf : NULL;
+	buf->len = r ? r->len : 0;
+}
+
+static void udp_received(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
+	const struct sockaddr *addr, unsigned flags)
+{
+	(void)buf;
+	struct weft_udp *u = h->data;
+	struct udp_recv *r = u->rx;
+	if (r == NULL)
+		return;
+	/* libuv's "nothing to read after all" (EAGAIN): keep waiting. */
+	if (nread == 0 && addr == NULL)
+		return;
+	uv_udp_recv_stop(h);
+	u->rx = NULL;
+	int rc;
+	if (nread < 0) {
+		rc = weft__io_uverr((int)nread);
+	} else {
+		r->n = nread;
+		rc = (flags & UV_UDP_PARTIAL) ? -EMSGSIZE : 0;
+		socklen_t l = addr ? weft__sockaddr_len(addr) : 0;
+		if (l > 0)
+			memcpy(&r->from, addr, l);
+		r->fromlen = l;
+	}
+	weft__ioop_complete(&r->op, rc);
+}
+
+static void udp_recv_start(weft__io_t *io, struct weft__ioop *op)
+{
+	(void)io;
+	struct udp_recv *r = WEFT__CONTAINER_OF(op, struct udp_recv, op);
+	struct weft_udp *u = r->u;
+	if (u->io_closed) {
+		weft__ioop_complete(op, WEFT_ECLOSED);
+		return;
+	}
+	u->rx = r;
+	int rc = uv_udp_recv_start(&u->handle, udp_alloc, udp_received);
+	if (rc < 0) {
+		u->rx = NULL;
+		weft__ioop_complete(op, weft__io_uverr(rc));
+	}
+}
+
+static void udp_recv_cancel(weft__io_t *io, struct weft__ioop *op)
+{
+	(void)io;
+	struct udp_recv *r = WEFT__CONTAINER_OF(op, struct udp_recv, op);
+	struct weft_udp *u = r->u;
+	if (u->rx != r)
+		return;  /* finished already: its completion is on its way */
+	uv_udp_recv_stop(&u->handle);
+	u->rx = NULL;
+	weft__ioop_complete(op, -ECANCELED);
+}
+
+static void udp_sent(uv_udp_send_t *req, int status)
+{
+	struct udp_send *s = WEFT__CONTAINER_OF(req, struct udp_send, req);
+	int rc = 0;
+	if (status == UV_ECANCELED && s->u->io_closed)
+		rc = WEFT_ECLOSED;
+	else if (status < 0)
+		rc = weft__io_uverr(status);
+	weft__ioop_complete(&s->op, rc);
+}
+
+static void udp_send_start(weft__io_t *io, struct weft__ioop *op)
+{
+	(void)io;
+	struct udp_send *s = WEFT__CONTAINER_OF(op, struct udp_send, op);
+	struct weft_udp *u = s->u;
+	if (u->io_closed) {
+		weft__ioop_complete(op, WEFT_ECLOSED);
+		return;
+	}
+	int rc = uv_udp_send(&s->req, &u->handle, &s->buf, 1, s->to,
+		udp_sent);
+	if (rc < 0)
+		weft__ioop_complete(op, weft__io_uverr(rc));
+}
+
+/* }======================================================= */
+
+/* {======================================================= fiber */
+
+int weft_udp_open(weft_udp_t **out, const char *host, int port)
+{
+	if (out == NULL || port < 0 || port > 65535)
+		return -EINVAL;
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof ss);
+	if (host == NULL)
+		host = "0.0.0.0";
+	if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+		uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)
+		return -EINVAL;
+	if (weft__task_current() == NULL)
+		return WEFT_ENOTFIBER;
+	struct weft_udp *u = weft__calloc(1, sizeof *u);
+	if (u == NULL)
+		return -ENOMEM;
+	u->rt = weft__task_current()->rt;
+	u->fd = -1;
+	atomic_init(&u->gate, 0);
+	atomic_init(&u->refs, 1);  /* the handle's */
+	atomic_init(&u->dead, false);
+	atomic_init(&u->receiving, false);
+	struct udp_open o = { .u = u, .addr = (struct sockaddr *)&ss };
+	o.op.start = udp_open_start;
+	o.op.cancel = NULL;  /* completes at once, or at the failed close */
+	o.op.what = "udp open";
+	int rc = weft__ioop_run(&o.op);
+	if (rc < 0) {
+		/* Not submitted, or the handle is closed already. */
+		weft__free(u);
+		return rc;
+	}
+	*out = u;
+	return 0;
+}
+
+int weft_udp_port(const weft_udp_t *u)
+{
+	return u == NULL ? -EINVAL : u->port;
+}
+
+int weft_udp_send(weft_udp_t *u, const void *buf, size_t len,
+	const struct sockaddr *to)
+{
+	if (u == NULL || to == NULL || (buf == NULL && len > 0))
+		return -EINVAL;
+	socklen_t tolen = weft__sockaddr_len(to);
+	if (tolen == 0 || to->sa_family != u->family)
+		return -EAFNOSUPPORT;
+	/* The reference comes first, before anything that may switch
+	 * (weft__wait_begin may yield: its cooperative budget). */
+	if (!udp_ref_open(u))
+		return WEFT_ECLOSED;
+	struct weft_task *self;
+	int rc = weft__wait_begin(&self);
+	if (rc < 0)
+		goto out;
+	if (!udp_enter(u)) {
+		rc = WEFT_ECLOSED;
+		goto out;
+	}
+	ssize_t n = sendto(u->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL, to,
+		tolen);
+	int err = n < 0 ? errno : 0;
+	udp_leave(u);
+	if (n >= 0) {
+		rc = 0;
+		goto out;
+	}
+	if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+		rc = -err;
+		goto out;
+	}
+	/* The kernel's buffer is full: let libuv send when it has room. */
+	struct udp_send s = { .u = u, .to = to,
+		.buf = uv_buf_init((char *)(uintptr_t)buf, (unsigned)len) };
+	s.op.start = udp_send_start;
+	s.op.cancel = NULL;  /* a queued uv_udp_send cannot be withdrawn */
+	s.op.what = "udp send";
+	rc = weft__ioop_run(&s.op);
+out:
+	udp_unref(u);
+	return rc;
+}
+
+ssize_t weft_udp_recv(weft_udp_t *u, void *buf, size_t len,
+	struct sockaddr_storage *from, socklen_t *fromlen)
+{
+	if (u == NULL || buf == NULL || len == 0)
+		return -EINVAL;
+	if (!udp_ref_open(u))  /* first: as in weft_udp_send */
+		return WEFT_ECLOSED;
+	struct weft_task *self;
+	int rc = weft__wait_begin(&self);
+	if (rc < 0) {
+		udp_unref(u);
+		return rc;
+	}
+	/* acquire: pairs with the previous receiver's release below, so its
+	 * accesses to the socket's receive side came before ours. */
+	if (atomic_exchange_explicit(&u->receiving, true,
+		memory_order_acquire)) {
+		udp_unref(u);
+		return -EBUSY;
+	}
+	ssize_t result;
+	struct udp_recv r = { .u = u, .buf = buf, .len = len };
+	if (!udp_enter(u)) {
+		result = WEFT_ECLOSED;
+		goto out;
+	}
+	socklen_t sl = sizeof r.from;
+	ssize_t n = recvfrom(u->fd, buf, len, MSG_DONTWAIT | MSG_TRUNC,
+		(struct sockaddr *)&r.from, &sl);
+	int err = n < 0 ? errno : 0;
+	udp_leave(u);
+	if (n >= 0) {
+		r.fromlen = sl;
+		if ((size_t)n > len) {
+			r.n = (ssize_t)len;
+			result = -EMSGSIZE;
+		} else {
+			r.n = n;
+			result = n;
+		}
+		goto got;
+	}
+	if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+		result = -err;
+		goto out;
+	}
+	/* Nothing queued: wait for the I/O thread to receive one. */
+	r.op.start = udp_recv_start;
+	r.op.cancel = udp_recv_cancel;
+	r.op.what = "udp recv";
+	rc = weft__ioop_run(&r.op);
+	if (rc < 0 && rc != -EMSGSIZE) {
+		result = rc;
+		goto out;
+	}
+	result = rc < 0 ? rc : r.n;
+got:
+	if (from != NULL)
+		memcpy(from, &r.from, r.fromlen);
+	if (fromlen != NULL)
+		*fromlen = r.fromlen;
+out:
+	/* release: pairs with the next receiver's acquire exchange. */
+	atomic_store_explicit(&u->receiving, false, memory_order_release);
+	udp_unref(u);
+	return result;
+}
+
+int weft_udp_close(weft_udp_t *u)
+{
+	if (u == NULL)
+		return -EINVAL;
+	/* The closer's own reference: once CLOSED is set, a task leaving its
+	 * direct call may post the close, and the I/O thread may then close
+	 * the handle and drop the last other reference while this call is
+	 * still at its udp_try_post below. */
+	udp_ref(u);
+	/* acq_rel: ordered with every enter/leave RMW of the gate; the task
+	 * inside (if any) posts the close when it leaves. */
+	unsigned old = atomic_fetch_or_explicit(&u->gate, UDP_CLOSED,
+		memory_order_acq_rel);
+	WEFT_ASSERT(!(old & UDP_CLOSED), "weft_udp_close called twice");
+	udp_try_post(u);
+	udp_unref(u);
+	return 0;
+}
+
+/* }======================================================= */

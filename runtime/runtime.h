@@ -1,0 +1,55 @@
+/* The runtime object (behind weft_runtime_t): owns every thread and
+ * every shared structure.  No global state outside it. */
+#ifndef WEFT_RUNTIME_RUNTIME_H
+#define WEFT_RUNTIME_RUNTIME_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "core/inject.h"
+#include "core/ioq.h"
+#include "core/idle.h"
+#include "core/stack.h"
+#include "core/task.h"
+#include "core/timer.h"
+#include "weft/runtime.h"
+#include "core/sched.h"
+
+/* A root task listed for dumps; lives in weft_runtime_run's frame. */
+struct weft__root_entry {
+	struct weft_task *task;
+	struct weft__root_entry *next;
+};
+
+struct weft_runtime {
+	weft_config_t cfg;
+	unsigned nworkers;
+	weft__worker_t *workers;       /* array of nworkers, 128-byte aligned */
+	weft__stack_shared_t stacks;
+	weft__inject_t inject;
+	weft__idle_t idle;
+	weft__record_pool_t records;   /* task/group records between workers */
+	weft__timer_t timer;           /* deadlines (timer.c) */
+	weft__ioq_t ioq;               /* requests to the I/O thread (ioq.c) */
+	struct weft__io *io;           /* the I/O thread (io.c) */
+	/* Set once by destroy (release); workers read it (acquire) before
+	 * sleeping and after waking. */
+	atomic_bool stopping;
+	/* Root tasks currently inside weft_runtime_run; destroy refuses
+	 * while > 0 (acq_rel). */
+	atomic_int running_roots;
+	/* Logical clock for error leaves (relaxed fetch_add). */
+	atomic_ullong error_seq;
+	/* Task records and introspection */
+	struct weft__task_arena tasks;  /* type-stable task records */
+	/* Root tasks inside weft_runtime_run, under insp_lock; a dump holds
+	 * insp_lock while it walks their scope trees, so a root record
+	 * outlives the walk. */
+	pthread_mutex_t insp_lock;
+	struct weft__root_entry *roots;
+	/* Subsystems created lazily by their modules (NULL until then). */
+	struct weft__offload *offload;  /* to_thread pool (offload.c) */
+	struct weft__signals *signals;  /* signal watchers (signal.c) */
+};
+
+#endif

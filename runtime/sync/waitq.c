@@ -1,0 +1,213 @@
+/* Wait queues.
+ *
+ * Problem: a primitive must let a task wait for a hand-off (a lock, a
+ * permit, a channel item) such that a wait ends in exactly one of two ways:
+ * it was granted the thing, or it was cancelled and took nothing - even
+ * when the grant and the cancellation happen at the same moment on two
+ * other threads.
+ *
+ * Approach: the waker decides, under the primitive's lock.  A waiter is a
+ * node on its own stack, queued under the lock.  A waker removes the
+ * node, transfers the thing into it (n->data, or the primitive's state) and
+ * sets `granted`, all under the lock, then wakes the task's park
+ * generation.  A cancellation only wakes the task (weft__task_wake_cancel
+ * from the scope tree, without the primitive's lock).  The woken waiter
+ * re-takes the lock and reads `granted`: if set it succeeded, whatever
+ * woke it; if not and its scope is cancelled, it removes its node and
+ * returns -ECANCELED, and since nobody can grant a node that is no longer
+ * queued, nothing was transferred.  Any other wake-up (none is expected)
+ * parks again with a new generation.
+ *
+ * Lost wake-ups: the waiter stores its new park generation in the node
+ * and calls weft__park_prepare *before* releasing the lock; a waker reads
+ * the generation under the lock, so it always wakes the current park.
+ * Cancellation uses the same prepare-then-check order as every park
+ * (task.c): the prepare store and the canceller's eff_cancelled store are
+ * both seq_cst, so either the waiter sees the cancel before parking or the
+ * canceller sees the park word and wakes it.
+ *
+ * Lifetime: after `granted` is set and the lock released, the waiter may
+ * return and its node disappear, and its task may finish.  So the waker
+ * never touches the node after unlocking, and wakes with
+ * weft__task_wake_deferred under the lock: a task it must make runnable
+ * cannot run (nor be freed) until the waker readies it from the wake list.
+ * weft__waitq_wait_unlock lets a woken waiter read `granted` without the
+ * lock (acquire); the waker therefore stores it (release) as its very last
+ * access to the node, after reading the task and generation it wakes.
+ */
+#include <errno.h>
+
+#include "core/cancel.h"
+#include "core/task.h"
+#include "sync/waitq.h"
+#include "core/sched.h"
+
+int weft__wait_begin(struct weft_task **self)
+{
+	struct weft_task *t = weft__task_current();
+	*self = t;
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	/* The cooperative budget (Tokio's): blocking calls that keep
+	 * completing at once do not yield, but every WEFT__COOP_BUDGET-th
+	 * call since the task last switched out does, so a loop of them
+	 * cannot keep other tasks off its worker.  A switch-out resets the
+	 * count (weft__sched_switch_out). */
+	if (__builtin_expect(++t->coop_used >= WEFT__COOP_BUDGET, 0))
+		weft__sched_switch_out(t, WEFT__POST_YIELD);
+	/* A task whose root scope is not linked yet (it never checkpointed:
+	 * a child that only sends on a channel, say) is checked without
+	 * linking it, so an operation that does not park never takes its
+	 * group scope's lock; the waits below link it before parking. */
+	if (!t->root_linked && !weft__task_root_cancelled(t))
+		return 0;
+	weft__task_link_root(t);
+	struct weft_scope *s = atomic_load_explicit(&t->cur_scope,
+		memory_order_relaxed);
+	if (!weft__scope_is_cancelled(s))
+		return 0;
+	weft__scope_note_observed(s->origin);
+	return -ECANCELED;
+}
+
+static void waitq_push(weft__waitq_t *q, struct weft__wait_node *n)
+{
+	n->next = NULL;
+	n->prev = q->tail;
+	if (q->tail)
+		q->tail->next = n;
+	else
+		q->head = n;
+	q->tail = n;
+	q->len++;
+}
+
+void weft__waitq_remove(weft__waitq_t *q, struct weft__wait_node *n)
+{
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		q->head = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+	else
+		q->tail = n->prev;
+	n->next = n->prev = NULL;
+	q->len--;
+}
+
+int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
+	struct weft__wait_node *n, struct weft_task *self)
+{
+	/* Reachable by cancellations from now on (lock order: a primitive's
+	 * lock before a scope's; no scope code takes a primitive's lock). */
+	weft__task_link_root(self);
+	struct weft_scope *s = atomic_load_explicit(&self->cur_scope,
+		memory_order_relaxed);
+	n->task = self;
+	n->granted = false;
+	waitq_push(q, n);
+	for (;;) {
+		n->gen = weft__park_prepare(self, true);
+		/* seq_cst load after the seq_cst prepare: see the essay. */
+		if (weft__scope_is_cancelled(s))
+			break;
+		/* Read under the lock: q may go once we are granted. */
+		const char *what = q->what ? q->what : "wait queue";
+		weft__spin_unlock(lock);
+		weft__park_commit_on(self, what);
+		weft__spin_lock(lock);
+		if (n->granted)
+			return 0;
+	}
+	weft__waitq_remove(q, n);
+	weft__scope_note_observed(s->origin);
+	return -ECANCELED;
+}
+
+int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
+	struct weft__wait_node *n, struct weft_task *self)
+{
+	weft__task_link_root(self);  /* as in weft__waitq_wait */
+	struct weft_scope *s = atomic_load_explicit(&self->cur_scope,
+		memory_order_relaxed);
+	n->task = self;
+	atomic_store_explicit(&n->granted, false, memory_order_relaxed);
+	waitq_push(q, n);
+	for (;;) {
+		n->gen = weft__park_prepare(self, true);
+		/* seq_cst load after the seq_cst prepare: see the essay. */
+		if (weft__scope_is_cancelled(s))
+			break;
+		const char *what = q->what ? q->what : "wait queue";
+		weft__spin_unlock(lock);
+		weft__park_commit_on(self, what);
+		/* acquire: pairs with the release in weft__waitq_grant, the
+		 * granter's last access to n, so everything it wrote for us
+		 * before is visible and n is ours again. */
+		if (atomic_load_explicit(&n->granted, memory_order_acquire))
+			return 0;
+		/* Woken by something else (a cancellation), or the grant is
+		 * still being made: the lock decides. */
+		weft__spin_lock(lock);
+		if (atomic_load_explicit(&n->granted, memory_order_relaxed)) {
+			weft__spin_unlock(lock);
+			return 0;
+		}
+	}
+	weft__waitq_remove(q, n);
+	weft__scope_note_observed(s->origin);
+	weft__spin_unlock(lock);
+	return -ECANCELED;
+}
+
+void weft__waitq_wait_uncancellable(weft__spin_t *lock, weft__waitq_t *q,
+	struct weft__wait_node *n, struct weft_task *self)
+{
+	n->task = self;
+	n->granted = false;
+	waitq_push(q, n);
+	/* A non-cancellable park: weft__task_wake_cancel skips it, so only
+	 * the granting waker's generation ends it. */
+	do {
+		n->gen = weft__park_prepare(self, false);
+		const char *what = q->what ? q->what : "wait queue";
+		weft__spin_unlock(lock);
+		weft__park_commit_on(self, what);
+		weft__spin_lock(lock);
+	} while (!n->granted);
+}
+
+void weft__waitq_grant(weft__waitq_t *q, struct weft__wait_node *n,
+	weft__wakelist_t *wl)
+{
+	weft__waitq_remove(q, n);
+	struct weft_task *t = n->task;
+	bool ready = weft__task_wake_deferred(t, n->gen);
+	/* release: the last access to n.  A waiter that sees it without the
+	 * lock (weft__waitq_wait_unlock) may return and pop n's frame at
+	 * once; everything written for it before this store is visible to
+	 * it.  Waking first is fine: a waiter that wakes before this store
+	 * takes the lock and finds `granted` set once we unlock. */
+	atomic_store_explicit(&n->granted, true, memory_order_release);
+	if (!ready)
+		return;
+	/* t is parked and ours to ready: its run-queue link is free. */
+	t->next = NULL;
+	if (wl->tail)
+		wl->tail->next = t;
+	else
+		wl->head = t;
+	wl->tail = t;
+}
+
+void weft__wakelist_flush(weft__wakelist_t *wl)
+{
+	struct weft_task *t = wl->head;
+	wl->head = wl->tail = NULL;
+	while (t) {
+		struct weft_task *next = t->next;
+		weft__sched_ready(t);
+		t = next;
+	}
+}

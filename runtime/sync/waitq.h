@@ -1,0 +1,110 @@
+/* Wait queues: the one way a primitive (event, lock, semaphore, channel,
+ * ...) parks a task until another task hands it something, with "a
+ * cancelled wait took nothing" built in (see waitq.c for the protocol).
+ *
+ * A wait queue has no lock of its own: it is protected by the lock of the
+ * primitive that embeds it, which also guards the primitive's state, so a
+ * waiter's check-then-enqueue and a waker's update-then-grant are atomic
+ * with respect to each other. */
+#ifndef WEFT_RUNTIME_SYNC_WAITQ_H
+#define WEFT_RUNTIME_SYNC_WAITQ_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/spin.h"
+
+struct weft_task;
+
+/* One waiting task; lives on the waiter's stack for the whole wait.  All
+ * fields are read and written under the primitive's lock, except that
+ * weft__waitq_wait_unlock reads `granted` without it (see waitq.c). */
+struct weft__wait_node {
+	struct weft__wait_node *next, *prev;
+	struct weft_task *task;
+	uint64_t gen;          /* generation of the waiter's current park */
+	/* Set by the waker, as its last access to the node (release; pairs
+	 * with the waiter's acquire): the wait succeeded. */
+	atomic_bool granted;
+	/* For the primitive: what the waiter wants or was given (a channel
+	 * item buffer, a semaphore count, a borrower token...). */
+	void *data;
+	uintptr_t aux;
+};
+
+/* FIFO of wait nodes.  Zero-initialised is empty (set `what` too). */
+typedef struct weft__waitq {
+	struct weft__wait_node *head, *tail;
+	size_t len;
+	/* What a task parked here waits for ("lock", "channel receive"...),
+	 * a static string set by the primitive at init, for introspection. */
+	const char *what;
+} weft__waitq_t;
+
+/* Tasks a waker made runnable under a lock, readied after unlocking (so
+ * that no scheduler work or futex wake happens inside the critical
+ * section).  Zero-initialised is empty. */
+typedef struct weft__wakelist {
+	struct weft_task *head, *tail;
+} weft__wakelist_t;
+
+/* Calls of blocking operations a task may complete without parking in a
+ * row before one of them yields (Tokio's cooperative budget is 128). */
+#define WEFT__COOP_BUDGET 128
+
+/* Before taking the primitive's lock to wait: returns -ECANCELED (and
+ * records the observation) if the calling task is cancelled, WEFT_ENOTFIBER
+ * from a plain thread, else 0 with *self set.  Links the task's root scope
+ * so that a cancellation can reach the wait.  Yields first when the task
+ * has used its cooperative budget (WEFT__COOP_BUDGET), so it must be
+ * called with no lock held.  Thread: any. */
+int weft__wait_begin(struct weft_task **self);
+
+/* Enqueues n for self at the tail of q and parks until a waker grants it
+ * (returns 0) or self's scope is cancelled first (n is removed, the
+ * observation recorded, returns -ECANCELED).  `lock` is held on entry and
+ * on return, released while parked.  n->data and n->aux are the caller's;
+ * the rest is set here.  Thread: the fiber self, after weft__wait_begin. */
+int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
+	struct weft__wait_node *n, struct weft_task *self);
+
+/* As weft__waitq_wait, but cancellation neither wakes nor ends the wait
+ * (the park is not cancellable): returns only once a waker granted n.
+ * For a wait that must complete whatever happens, such as a Condition
+ * re-acquiring its lock.  Thread: the fiber self. */
+void weft__waitq_wait_uncancellable(weft__spin_t *lock, weft__waitq_t *q,
+	struct weft__wait_node *n, struct weft_task *self);
+
+/* As weft__waitq_wait, but `lock` is NOT held on return (whatever the
+ * result): a waiter woken by its grant returns without re-taking the lock,
+ * which saves a lock round trip per hand-off (channels, ping-pong).  The
+ * granter's writes to the node's data (n->data's target, fields of a
+ * structure embedding n) made before weft__waitq_grant are visible to the
+ * caller on return 0.  Thread: the fiber self, after weft__wait_begin. */
+int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
+	struct weft__wait_node *n, struct weft_task *self);
+
+/* Oldest waiter of q, or NULL.  Lock held. */
+static inline struct weft__wait_node *weft__waitq_first(weft__waitq_t *q)
+{
+	return q->head;
+}
+
+/* Removes n from q (lock held).  For a waker that skips or a waiter that
+ * leaves; weft__waitq_grant and weft__waitq_wait already remove. */
+void weft__waitq_remove(weft__waitq_t *q, struct weft__wait_node *n);
+
+/* Removes n from q, marks it granted and wakes its task: the wait returns
+ * 0 even if a cancellation woke the task first (cancel-atomicity: the
+ * waiter then got what it waited for).  The task is appended to wl if
+ * the caller must make it runnable; do that with weft__wakelist_flush
+ * after releasing the lock.  Lock held.  Any thread. */
+void weft__waitq_grant(weft__waitq_t *q, struct weft__wait_node *n,
+	weft__wakelist_t *wl);
+
+/* Makes every task of wl runnable, in grant order.  Lock NOT held. */
+void weft__wakelist_flush(weft__wakelist_t *wl);
+
+#endif
