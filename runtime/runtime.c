@@ -1,5 +1,5 @@
 /* Runtime objects: creation, running root tasks, destruction.  Everything
- * a runtime uses hangs off struct weft_runtime (rt.h); destroy gives back
+ * a runtime uses hangs off struct weft_runtime (runtime.h); destroy gives back
  * every thread, fd and byte. */
 #include <errno.h>
 #include <linux/futex.h>
@@ -41,15 +41,15 @@ struct runtime_box {
 static void runtime_stop_workers(struct weft_runtime *rt, unsigned started)
 {
 	/* seq_cst: ordered before wake_all's reads; a worker going to sleep
-	 * reads `stopping` after its own seq_cst fence (park.c). */
+	 * reads `stopping` after its own seq_cst fence (idle.c). */
 	atomic_store_explicit(&rt->stopping, true, memory_order_seq_cst);
 	weft__idle_wake_all(rt);
 	for (unsigned i = 0; i < started; i++)
-		weft__worker_join(&rt->workers[i]);
+		weft__sched_worker_join(&rt->workers[i]);
 	/* Only now: until every worker is joined, any may steal from any
 	 * deque. */
 	for (unsigned i = 0; i < started; i++)
-		weft__worker_fini(&rt->workers[i]);
+		weft__sched_worker_fini(&rt->workers[i]);
 }
 
 int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
@@ -101,7 +101,7 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 		goto fail_timer;
 	unsigned started = 0;
 	for (; started < rt->nworkers; started++) {
-		rc = weft__worker_start(rt, &rt->workers[started], started);
+		rc = weft__sched_worker_start(rt, &rt->workers[started], started);
 		if (rc < 0)
 			break;
 	}
@@ -110,7 +110,7 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 		weft__io_stop(rt);
 		goto fail_timer;
 	}
-	weft__census_add(WEFT__CENSUS_RUNTIME, 1);
+	weft__alloc_census_add(WEFT__CENSUS_RUNTIME, 1);
 	*out = rt;
 	return 0;
 fail_timer:
@@ -149,7 +149,7 @@ int weft_runtime_destroy(weft_runtime_t *rt)
 {
 	if (rt == NULL)
 		return -EINVAL;
-	weft__worker_t *self = weft__worker_current();
+	weft__worker_t *self = weft__sched_current();
 	if (self != NULL && self->rt == rt)
 		return -EBUSY;
 	if (atomic_load_explicit(&rt->running_roots, memory_order_acquire) != 0)
@@ -161,7 +161,7 @@ int weft_runtime_destroy(weft_runtime_t *rt)
 	weft__io_stop(rt);
 	/* After the I/O queue's last timer requests ran. */
 	weft__timer_fini(&rt->timer);
-	weft__signals_fini(rt);
+	weft__signal_fini(rt);
 	/* After the workers drained their record caches. */
 	weft__task_arena_fini(&rt->tasks);
 	pthread_mutex_destroy(&rt->insp_lock);
@@ -174,7 +174,7 @@ int weft_runtime_destroy(weft_runtime_t *rt)
 		rt);
 	weft__free(box->workers_raw);
 	weft__free(box);
-	weft__census_add(WEFT__CENSUS_RUNTIME, -1);
+	weft__alloc_census_add(WEFT__CENSUS_RUNTIME, -1);
 	return 0;
 }
 
@@ -185,7 +185,7 @@ int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
 		return -EINVAL;
 	if (err_out)
 		*err_out = NULL;
-	if (weft__worker_current() != NULL)
+	if (weft__sched_current() != NULL)
 		return WEFT_EMISUSE;
 	struct weft_task *t;
 	int rc = weft__task_create(rt, "main", fn, arg, &t);
@@ -267,6 +267,6 @@ int weft_run(weft_fn fn, void *arg)
 
 unsigned weft_worker_count(void)
 {
-	weft__worker_t *w = weft__worker_current();
+	weft__worker_t *w = weft__sched_current();
 	return w ? w->rt->nworkers : 0;
 }

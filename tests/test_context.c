@@ -1,4 +1,4 @@
-/* Tests for the fiber context switch (runtime/context.h): first entry and
+/* Tests for the fiber context switch (runtime/fiber.h): first entry and
  * argument passing, register preservation, many switches, migration of a
  * suspended fiber to another OS thread, and the final switch.
  *
@@ -28,8 +28,8 @@ struct ctx_fixture {
 	weft__stack_shared_t shared;
 	weft__stack_pool_t pool;
 	weft__stack_t *st;
-	weft__cont_t thread;
-	weft__cont_t fiber;
+	weft__fiber_t thread;
+	weft__fiber_t fiber;
 };
 
 static int ctx_setup(void **state)
@@ -41,7 +41,7 @@ static int ctx_setup(void **state)
 	weft__stack_pool_init(&fx->pool, &fx->shared);
 	if (weft__stack_get(&fx->pool, &fx->st) != 0)
 		return -1;
-	weft__cont_init_thread(&fx->thread);
+	weft__fiber_init_thread(&fx->thread);
 	*state = fx;
 	return 0;
 }
@@ -49,13 +49,13 @@ static int ctx_setup(void **state)
 static int ctx_teardown(void **state)
 {
 	struct ctx_fixture *fx = *state;
-	weft__cont_fini_thread(&fx->thread);
+	weft__fiber_fini_thread(&fx->thread);
 	weft__stack_put(&fx->pool, fx->st);
 	weft__stack_pool_fini(&fx->pool);
 	weft__stack_shared_fini(&fx->shared);
 	free(fx);
 	/* Every test is a leak test. */
-	assert_int_equal(weft__census_get(WEFT__CENSUS_STACK), 0);
+	assert_int_equal(weft__alloc_census_get(WEFT__CENSUS_STACK), 0);
 	assert_int_equal(weft__alloc_live_bytes(), 0);
 	return 0;
 }
@@ -63,7 +63,7 @@ static int ctx_teardown(void **state)
 /* {====== first entry ====== */
 
 struct arg_probe {
-	weft__cont_t *self, *back;
+	weft__fiber_t *self, *back;
 	void *seen_arg;
 	uintptr_t frame_addr;
 };
@@ -79,15 +79,15 @@ __attribute__((noinline)) static void arg_entry(void *arg)
 	 * call on x86_64; sp % 16 == 0 always on aarch64) the saved frame
 	 * pointer slot is 16-byte aligned in both ABIs. */
 	p->frame_addr = (uintptr_t)__builtin_frame_address(0);
-	weft__cont_switch_final(p->self, p->back);
+	weft__fiber_switch_final(p->self, p->back);
 }
 
 static void test_context__fiber_entry_receives_its_argument(void **state)
 {
 	struct ctx_fixture *fx = *state;
 	struct arg_probe p = { .self = &fx->fiber, .back = &fx->thread };
-	weft__cont_init_fiber(&fx->fiber, fx->st, arg_entry, &p);
-	weft__cont_switch(&fx->thread, &fx->fiber);
+	weft__fiber_init(&fx->fiber, fx->st, arg_entry, &p);
+	weft__fiber_switch(&fx->thread, &fx->fiber);
 	assert_ptr_equal(p.seen_arg, &p);
 }
 
@@ -95,8 +95,8 @@ static void test_context__fiber_runs_on_its_own_aligned_stack(void **state)
 {
 	struct ctx_fixture *fx = *state;
 	struct arg_probe p = { .self = &fx->fiber, .back = &fx->thread };
-	weft__cont_init_fiber(&fx->fiber, fx->st, arg_entry, &p);
-	weft__cont_switch(&fx->thread, &fx->fiber);
+	weft__fiber_init(&fx->fiber, fx->st, arg_entry, &p);
+	weft__fiber_switch(&fx->thread, &fx->fiber);
 	uintptr_t lo = (uintptr_t)fx->st->lo;
 	assert_in_range(p.frame_addr, lo, lo + fx->st->size - 1);
 	assert_int_equal(p.frame_addr % 16, 0);
@@ -106,7 +106,7 @@ static void test_context__fiber_runs_on_its_own_aligned_stack(void **state)
 /* {====== many switches ====== */
 
 struct ping {
-	weft__cont_t *self, *back;
+	weft__fiber_t *self, *back;
 	long count;
 	int stop;
 };
@@ -116,9 +116,9 @@ static void ping_entry(void *arg)
 	struct ping *p = arg;
 	while (!p->stop) {
 		p->count++;
-		weft__cont_switch(p->self, p->back);
+		weft__fiber_switch(p->self, p->back);
 	}
-	weft__cont_switch_final(p->self, p->back);
+	weft__fiber_switch_final(p->self, p->back);
 }
 
 static void test_context__hundred_thousand_round_trips_keep_state(
@@ -127,13 +127,13 @@ static void test_context__hundred_thousand_round_trips_keep_state(
 	struct ctx_fixture *fx = *state;
 	struct ping p = { .self = &fx->fiber, .back = &fx->thread };
 	long mismatches = 0;
-	weft__cont_init_fiber(&fx->fiber, fx->st, ping_entry, &p);
+	weft__fiber_init(&fx->fiber, fx->st, ping_entry, &p);
 	for (long i = 0; i < 100000; i++) {
-		weft__cont_switch(&fx->thread, &fx->fiber);
+		weft__fiber_switch(&fx->thread, &fx->fiber);
 		mismatches += p.count != i + 1;
 	}
 	p.stop = 1;
-	weft__cont_switch(&fx->thread, &fx->fiber);
+	weft__fiber_switch(&fx->thread, &fx->fiber);
 	assert_int_equal(mismatches, 0);
 	assert_int_equal(p.count, 100000);
 }
@@ -148,7 +148,7 @@ static void test_context__hundred_thousand_round_trips_keep_state(
  * eight doubles occupy d8-d15 on aarch64 (on x86_64 no xmm register is
  * callee-saved, so they are spilled to the stack). */
 
-static int keep_values(weft__cont_t *self, weft__cont_t *other, uint64_t s)
+static int keep_values(weft__fiber_t *self, weft__fiber_t *other, uint64_t s)
 {
 	uint64_t a = s * 3 + 1, b = s ^ 0x5555aaaa5555aaaaull, c = s + 7;
 	uint64_t d = ~s, e = s << 7, f = s * 0x9e3779b97f4a7c15ull;
@@ -169,7 +169,7 @@ static int keep_values(weft__cont_t *self, weft__cont_t *other, uint64_t s)
 	__asm__ volatile("" : "+x"(x0), "+x"(x1), "+x"(x2), "+x"(x3));
 	__asm__ volatile("" : "+x"(x4), "+x"(x5), "+x"(x6), "+x"(x7));
 #endif
-	weft__cont_switch(self, other);
+	weft__fiber_switch(self, other);
 	/* Launder s too, so the expected values are computed after the
 	 * switch rather than kept in registers next to the values (a
 	 * register lost on both sides would then go unnoticed). */
@@ -186,7 +186,7 @@ static int keep_values(weft__cont_t *self, weft__cont_t *other, uint64_t s)
 }
 
 struct keeper {
-	weft__cont_t *self, *back;
+	weft__fiber_t *self, *back;
 	int stop;
 	long bad;
 };
@@ -197,7 +197,7 @@ static void keeper_entry(void *arg)
 	uint64_t seed = 1000003;
 	while (!k->stop)
 		k->bad += !keep_values(k->self, k->back, seed++);
-	weft__cont_switch_final(k->self, k->back);
+	weft__fiber_switch_final(k->self, k->back);
 }
 
 static void test_context__callee_saved_values_survive_switches(void **state)
@@ -205,11 +205,11 @@ static void test_context__callee_saved_values_survive_switches(void **state)
 	struct ctx_fixture *fx = *state;
 	struct keeper k = { .self = &fx->fiber, .back = &fx->thread };
 	long bad = 0;
-	weft__cont_init_fiber(&fx->fiber, fx->st, keeper_entry, &k);
+	weft__fiber_init(&fx->fiber, fx->st, keeper_entry, &k);
 	for (uint64_t r = 0; r < 1000; r++)
 		bad += !keep_values(&fx->thread, &fx->fiber, r * 77 + 5);
 	k.stop = 1;
-	weft__cont_switch(&fx->thread, &fx->fiber);
+	weft__fiber_switch(&fx->thread, &fx->fiber);
 	assert_int_equal(bad, 0);
 	assert_int_equal(k.bad, 0);
 }
@@ -232,10 +232,10 @@ __attribute__((noinline)) static int *mig_tls_ptr(void)
 }
 
 struct mig {
-	weft__cont_t fiber;
+	weft__fiber_t fiber;
 	/* Context to switch back to: written by whichever thread resumes the
 	 * fiber, before the switch (the switch orders it). */
-	weft__cont_t *back;
+	weft__fiber_t *back;
 	/* 0 start, 1 A has run the first slice, 2 B has finished the fiber.
 	 * Release stores pair with the other thread's acquire loads; they
 	 * carry the fiber context from A to B. */
@@ -248,11 +248,11 @@ static void mig_entry(void *arg)
 {
 	struct mig *m = arg;
 	m->tls_first = *mig_tls_ptr();
-	weft__cont_switch(&m->fiber, m->back);
+	weft__fiber_switch(&m->fiber, m->back);
 	/* Now on thread B: m->back was rewritten by B. */
 	m->tls_second = *mig_tls_ptr();
 	m->finished = 1;
-	weft__cont_switch_final(&m->fiber, m->back);
+	weft__fiber_switch_final(&m->fiber, m->back);
 }
 
 static void mig_wait(atomic_int *phase, int want)
@@ -264,28 +264,28 @@ static void mig_wait(atomic_int *phase, int want)
 static void *mig_thread_a(void *arg)
 {
 	struct mig *m = arg;
-	weft__cont_t self;
+	weft__fiber_t self;
 	*mig_tls_ptr() = 111;
-	weft__cont_init_thread(&self);
+	weft__fiber_init_thread(&self);
 	m->back = &self;
-	weft__cont_switch(&self, &m->fiber);
+	weft__fiber_switch(&self, &m->fiber);
 	atomic_store_explicit(&m->phase, 1, memory_order_release);
 	mig_wait(&m->phase, 2); /* stay alive until B is done */
-	weft__cont_fini_thread(&self);
+	weft__fiber_fini_thread(&self);
 	return NULL;
 }
 
 static void *mig_thread_b(void *arg)
 {
 	struct mig *m = arg;
-	weft__cont_t self;
+	weft__fiber_t self;
 	*mig_tls_ptr() = 222;
-	weft__cont_init_thread(&self);
+	weft__fiber_init_thread(&self);
 	mig_wait(&m->phase, 1);
 	m->back = &self;
-	weft__cont_switch(&self, &m->fiber);
+	weft__fiber_switch(&self, &m->fiber);
 	atomic_store_explicit(&m->phase, 2, memory_order_release);
-	weft__cont_fini_thread(&self);
+	weft__fiber_fini_thread(&self);
 	return NULL;
 }
 
@@ -295,7 +295,7 @@ static void test_context__fiber_resumes_on_another_thread(void **state)
 	struct mig m;
 	memset(&m, 0, sizeof m);
 	atomic_init(&m.phase, 0);
-	weft__cont_init_fiber(&m.fiber, fx->st, mig_entry, &m);
+	weft__fiber_init(&m.fiber, fx->st, mig_entry, &m);
 	pthread_t a, b;
 	assert_int_equal(pthread_create(&b, NULL, mig_thread_b, &m), 0);
 	assert_int_equal(pthread_create(&a, NULL, mig_thread_a, &m), 0);
@@ -310,7 +310,7 @@ static void test_context__fiber_resumes_on_another_thread(void **state)
 /* {====== final switch and stack reuse ====== */
 
 struct serial {
-	weft__cont_t *self, *back;
+	weft__fiber_t *self, *back;
 	long ran;
 };
 
@@ -318,9 +318,9 @@ static void serial_entry(void *arg)
 {
 	struct serial *s = arg;
 	/* One ordinary round trip, then the final switch. */
-	weft__cont_switch(s->self, s->back);
+	weft__fiber_switch(s->self, s->back);
 	s->ran++;
-	weft__cont_switch_final(s->self, s->back);
+	weft__fiber_switch_final(s->self, s->back);
 }
 
 static void test_context__finished_fiber_stack_hosts_the_next_fiber(
@@ -328,12 +328,12 @@ static void test_context__finished_fiber_stack_hosts_the_next_fiber(
 {
 	struct ctx_fixture *fx = *state;
 	struct serial s = { .self = &fx->fiber, .back = &fx->thread };
-	/* More lifetimes than context.c's TSan handle-reuse bound (256), so
+	/* More lifetimes than fiber.c's TSan handle-reuse bound (256), so
 	 * the handle replacement path runs too. */
 	for (int i = 0; i < 1000; i++) {
-		weft__cont_init_fiber(&fx->fiber, fx->st, serial_entry, &s);
-		weft__cont_switch(&fx->thread, &fx->fiber);
-		weft__cont_switch(&fx->thread, &fx->fiber);
+		weft__fiber_init(&fx->fiber, fx->st, serial_entry, &s);
+		weft__fiber_switch(&fx->thread, &fx->fiber);
+		weft__fiber_switch(&fx->thread, &fx->fiber);
 	}
 	assert_int_equal(s.ran, 1000);
 }

@@ -494,7 +494,7 @@ static int offload_root(void *arg)
 	pthread_t th;
 	CHECK_EQ(pthread_create(&th, NULL, offload_thread, o), 0);
 	CHECK_EQ(pthread_join(th, NULL), 0);
-	weft__context_unref(o->ctx);
+	weft__local_context_unref(o->ctx);
 	return 0;
 }
 

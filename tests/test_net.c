@@ -621,7 +621,7 @@ static int eyeballs_root(void *arg)
 	ai[0].ai_next = &ai[1];
 	int64_t t0 = weft_now();
 	weft_stream_t *s;
-	CHECK_EQ(weft__tcp_connect_list(&s, ai), 0);
+	CHECK_EQ(weft__connect_list(&s, ai), 0);
 	/* Not before the stagger: the first attempt hung (a lower bound, so
 	 * no load can make it fail). */
 	CHECK(weft_now() - t0 >= 240 * MS);

@@ -29,7 +29,7 @@
 
 static void expect_no_leaks(void)
 {
-	assert_int_equal(weft__census_get(WEFT__CENSUS_STACK), 0);
+	assert_int_equal(weft__alloc_census_get(WEFT__CENSUS_STACK), 0);
 	assert_int_equal(weft__alloc_live_bytes(), 0);
 }
 
@@ -133,7 +133,7 @@ static void test_stack__stacks_past_guard_budget_come_from_slabs(
 	 * even merge neighbours).  One VMA per stack would add ~1000. */
 	assert_in_range(maps_after - maps_before, 0,
 		2 * GUARDED + N / 256 + 8);
-	assert_int_equal(weft__census_get(WEFT__CENSUS_STACK), N);
+	assert_int_equal(weft__alloc_census_get(WEFT__CENSUS_STACK), N);
 	/* All stacks are disjoint, and using the top of each leaves every
 	 * canary intact. */
 	weft__stack_t **sorted = calloc(N, sizeof *sorted);
@@ -331,7 +331,7 @@ static void test_stack__handler_release_restores_previous_handler(
 }
 
 /* The death test's fiber: recurses until it hits the guard page. */
-static weft__cont_t *overflow_back;
+static weft__fiber_t *overflow_back;
 
 __attribute__((noinline)) static unsigned long deep_recursion(
 	unsigned long n)
@@ -348,10 +348,10 @@ __attribute__((noinline)) static unsigned long deep_recursion(
 
 static void overflow_entry(void *arg)
 {
-	weft__cont_t *self = arg;
+	weft__fiber_t *self = arg;
 	volatile unsigned long r = deep_recursion(0);
 	(void)r;
-	weft__cont_switch_final(self, overflow_back);
+	weft__fiber_switch_final(self, overflow_back);
 }
 
 /* Child side: sets up what a worker would, then overflows a named task's
@@ -363,7 +363,7 @@ static void overflow_child(void *arg)
 	weft__stack_shared_t s;
 	weft__stack_pool_t p;
 	weft__stack_t *st;
-	weft__cont_t thread, fiber;
+	weft__fiber_t thread, fiber;
 	if (weft__stack_shared_init(&s, TEST_STACK_SIZE, 4) != 0 ||
 	    weft__stack_thread_init() != 0 ||
 	    weft__stack_handler_acquire() != 0)
@@ -372,11 +372,11 @@ static void overflow_child(void *arg)
 	if (weft__stack_get(&p, &st) != 0 || !st->guarded)
 		_exit(3);
 	st->owner_name = "deep_recursion";
-	weft__cont_init_thread(&thread);
+	weft__fiber_init_thread(&thread);
 	overflow_back = &thread;
-	weft__cont_init_fiber(&fiber, st, overflow_entry, &fiber);
+	weft__fiber_init(&fiber, st, overflow_entry, &fiber);
 	weft__stack_set_running(st);
-	weft__cont_switch(&thread, &fiber);
+	weft__fiber_switch(&thread, &fiber);
 	_exit(4); /* the overflow should have aborted */
 }
 

@@ -90,7 +90,7 @@ void weft__free(void *p)
 	free(base);
 }
 
-void weft__census_add(enum weft__census_kind kind, long delta)
+void weft__alloc_census_add(enum weft__alloc_census_kind kind, long delta)
 {
 	atomic_fetch_add_explicit(&census[kind], delta, memory_order_relaxed);
 }
@@ -112,7 +112,7 @@ void weft__free(void *p)
 	free(p);
 }
 
-void weft__census_add(enum weft__census_kind kind, long delta)
+void weft__alloc_census_add(enum weft__alloc_census_kind kind, long delta)
 {
 	(void)kind;
 	(void)delta;
@@ -130,7 +130,7 @@ void *weft__calloc(size_t n, size_t size)
 	return p;
 }
 
-long weft__census_get(enum weft__census_kind kind)
+long weft__alloc_census_get(enum weft__alloc_census_kind kind)
 {
 	return atomic_load_explicit(&census[kind], memory_order_relaxed);
 }
@@ -163,10 +163,10 @@ void weft_debug_stats(weft_debug_stats_t *out)
 		return;
 	out->live_bytes = weft__alloc_live_bytes();
 	out->live_allocs = weft__alloc_live_count();
-	out->live_tasks = weft__census_get(WEFT__CENSUS_TASK);
-	out->live_fibers = weft__census_get(WEFT__CENSUS_FIBER);
-	out->live_stacks = weft__census_get(WEFT__CENSUS_STACK);
-	out->live_groups = weft__census_get(WEFT__CENSUS_GROUP);
-	out->live_scopes = weft__census_get(WEFT__CENSUS_SCOPE);
-	out->live_runtimes = weft__census_get(WEFT__CENSUS_RUNTIME);
+	out->live_tasks = weft__alloc_census_get(WEFT__CENSUS_TASK);
+	out->live_fibers = weft__alloc_census_get(WEFT__CENSUS_FIBER);
+	out->live_stacks = weft__alloc_census_get(WEFT__CENSUS_STACK);
+	out->live_groups = weft__alloc_census_get(WEFT__CENSUS_GROUP);
+	out->live_scopes = weft__alloc_census_get(WEFT__CENSUS_SCOPE);
+	out->live_runtimes = weft__alloc_census_get(WEFT__CENSUS_RUNTIME);
 }

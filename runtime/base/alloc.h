@@ -25,7 +25,7 @@ void *weft__alloc_nofail_injection(size_t size);
 /* Live-object census used by weft_debug_stats (runtime/debug.c).  Each
  * counter is incremented at creation and decremented at destruction of the
  * named object, with relaxed atomics: exact once all threads are joined. */
-enum weft__census_kind {
+enum weft__alloc_census_kind {
 	WEFT__CENSUS_TASK,
 	WEFT__CENSUS_FIBER,
 	WEFT__CENSUS_STACK,
@@ -34,8 +34,8 @@ enum weft__census_kind {
 	WEFT__CENSUS_RUNTIME,
 	WEFT__CENSUS_COUNT
 };
-void weft__census_add(enum weft__census_kind kind, long delta);
-long weft__census_get(enum weft__census_kind kind);
+void weft__alloc_census_add(enum weft__alloc_census_kind kind, long delta);
+long weft__alloc_census_get(enum weft__alloc_census_kind kind);
 long weft__alloc_live_bytes(void);
 long weft__alloc_live_count(void);
 

@@ -79,7 +79,7 @@ static char *error_strdup(const char *s)
 	return p;
 }
 
-struct weft__leaf *weft__leaf_create(int code, const char *message,
+struct weft__leaf *weft__error_leaf_create(int code, const char *message,
 	const char *task_name, uint64_t task_id, uint64_t seq,
 	bool collateral, struct weft_error *nested)
 {
@@ -102,7 +102,7 @@ struct weft__leaf *weft__leaf_create(int code, const char *message,
 	return l;
 }
 
-void weft__leaf_free(struct weft__leaf *l)
+void weft__error_leaf_free(struct weft__leaf *l)
 {
 	if (l == NULL || l == &error_oom_leaf)
 		return;
@@ -121,7 +121,7 @@ struct weft_error *weft__error_from_leaves(struct weft__leaf *head, size_t n,
 		snprintf(msg, sizeof msg,
 			"%zu failure(s) could not be recorded: out of memory",
 			lost);
-		lost_leaf = weft__leaf_create(-ENOMEM, msg, "?", 0, 0, false,
+		lost_leaf = weft__error_leaf_create(-ENOMEM, msg, "?", 0, 0, false,
 			NULL);
 	}
 	struct weft_error *e = weft__alloc(sizeof *e);
@@ -129,10 +129,10 @@ struct weft_error *weft__error_from_leaves(struct weft__leaf *head, size_t n,
 	if (e == NULL || arr == NULL || (lost > 0 && lost_leaf == NULL)) {
 		weft__free(e);
 		weft__free(arr);
-		weft__leaf_free(lost_leaf);
+		weft__error_leaf_free(lost_leaf);
 		while (head) {
 			struct weft__leaf *next = head->next;
-			weft__leaf_free(head);
+			weft__error_leaf_free(head);
 			head = next;
 		}
 		return &error_oom;
@@ -164,7 +164,7 @@ void weft_error_free(weft_error_t *err)
 	if (err == NULL || err == &error_oom)
 		return;
 	for (size_t i = 0; i < err->count; i++)
-		weft__leaf_free(err->entries[i]);
+		weft__error_leaf_free(err->entries[i]);
 	weft__free(err->entries);
 	weft__free(err);
 }
@@ -296,7 +296,7 @@ static int error_select(const weft_error_t *err, weft_error_pred_fn pred,
 		} else if (!!pred(l->code, l->message, arg) != want) {
 			continue;
 		}
-		struct weft__leaf *c = weft__leaf_create(l->code, l->message,
+		struct weft__leaf *c = weft__error_leaf_create(l->code, l->message,
 			l->task_name, l->task_id, l->seq, l->collateral, sub);
 		if (c == NULL) {
 			weft_error_free(sub);

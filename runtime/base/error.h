@@ -28,10 +28,10 @@ struct weft_error {
 
 /* Allocates a leaf copying message and name; takes nested.  NULL on
  * allocation failure (nested is then NOT freed: the caller still owns). */
-struct weft__leaf *weft__leaf_create(int code, const char *message,
+struct weft__leaf *weft__error_leaf_create(int code, const char *message,
 	const char *task_name, uint64_t task_id, uint64_t seq,
 	bool collateral, struct weft_error *nested);
-void weft__leaf_free(struct weft__leaf *l);
+void weft__error_leaf_free(struct weft__leaf *l);
 /* Builds an error group from a list of leaves (taken) plus `lost`
  * unrecorded failures.  Never fails: under memory pressure it returns the
  * static out-of-memory group (weft_error_free ignores it) after freeing

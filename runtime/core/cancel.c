@@ -71,7 +71,7 @@ void weft__scope_init(struct weft_scope *s, enum weft__scope_kind kind,
 	atomic_init(&s->eff_cancelled, false);
 	atomic_init(&s->observed, false);
 	atomic_init(&s->deadline, WEFT_FOREVER);
-	if (kind == WEFT__SCOPE_USER || kind == WEFT__SCOPE_STACK) {
+	if (kind == WEFT__SCOPE_USER || kind == WEFT__SCOPE_FRAME) {
 		struct weft__timed_scope *ts = weft__timed(s);
 		atomic_init(&ts->timer_deadline, WEFT_FOREVER);
 		atomic_init(&ts->refs, 1);
@@ -216,7 +216,7 @@ void weft__scope_fini(struct weft_scope *s)
 	}
 }
 
-void weft__reason_export(const struct weft_scope *s,
+void weft__scope_reason_export(const struct weft_scope *s,
 	weft_cancel_reason_t *out)
 {
 	out->origin = (weft_cancel_origin_t)s->reason_origin;
@@ -261,17 +261,17 @@ void weft__scope_unref(struct weft_scope *s)
 	/* acq_rel: the last dropper sees all writes made under other refs. */
 	struct weft__timed_scope *ts = weft__timed(s);
 	if (atomic_fetch_sub_explicit(&ts->refs, 1, memory_order_acq_rel) == 1) {
-		if (s->kind == WEFT__SCOPE_STACK) {
+		if (s->kind == WEFT__SCOPE_FRAME) {
 			/* The owner dropped its reference first and is parked
 			 * (or parking) until this wake; it cannot leave the
 			 * frame holding ss before, so reading ss is safe. */
-			struct weft__stack_scope *ss = WEFT__CONTAINER_OF(ts,
-				struct weft__stack_scope, ts);
+			struct weft__frame_scope *ss = WEFT__CONTAINER_OF(ts,
+				struct weft__frame_scope, ts);
 			weft__task_wake(ss->waiter, ss->gen);
 			return;
 		}
 		weft__scope_fini(s);
-		weft__census_add(WEFT__CENSUS_SCOPE, -1);
+		weft__alloc_census_add(WEFT__CENSUS_SCOPE, -1);
 		weft__free(ts);
 	}
 }
@@ -332,7 +332,7 @@ int weft_scope_create(weft_scope_t **out, int64_t deadline, unsigned flags)
 	weft__scope_init(s, WEFT__SCOPE_USER, flags);
 	s->id = weft__id_next();
 	atomic_store_explicit(&s->deadline, deadline, memory_order_relaxed);
-	weft__census_add(WEFT__CENSUS_SCOPE, 1);
+	weft__alloc_census_add(WEFT__CENSUS_SCOPE, 1);
 	*out = s;
 	return 0;
 }
@@ -435,7 +435,7 @@ int weft_scope_reason(const weft_scope_t *s, weft_cancel_reason_t *out)
 		return -EINVAL;
 	memset(out, 0, sizeof *out);
 	if (atomic_load_explicit(&s->cancel_called, memory_order_acquire))
-		weft__reason_export(s, out);
+		weft__scope_reason_export(s, out);
 	return 0;
 }
 
@@ -480,11 +480,11 @@ int weft_fail_after(weft_scope_t **out, int64_t ns)
 	return weft_scope_open(out, scope_after(ns), WEFT_SCOPE_FAIL);
 }
 
-void weft__stack_scope_enter(struct weft_task *t, struct weft__stack_scope *ss,
+void weft__scope_frame_enter(struct weft_task *t, struct weft__frame_scope *ss,
 	int64_t deadline)
 {
 	memset(ss, 0, sizeof *ss);
-	weft__scope_init(&ss->ts.s, WEFT__SCOPE_STACK, 0);
+	weft__scope_init(&ss->ts.s, WEFT__SCOPE_FRAME, 0);
 	atomic_store_explicit(&ss->ts.s.deadline, deadline,
 		memory_order_relaxed);
 	scope_enter(t, &ss->ts.s);
@@ -495,7 +495,7 @@ void weft__scope_force_exit(struct weft_task *t, struct weft_scope *s)
 	scope_exit(t, s);
 }
 
-bool weft__stack_scope_exit(struct weft_task *t, struct weft__stack_scope *ss)
+bool weft__scope_frame_exit(struct weft_task *t, struct weft__frame_scope *ss)
 {
 	scope_exit(t, &ss->ts.s);
 	bool caught = ss->ts.s.caught;
@@ -504,12 +504,12 @@ bool weft__stack_scope_exit(struct weft_task *t, struct weft__stack_scope *ss)
 	 * wakes this park (weft__scope_unref).  The park is not cancellable
 	 * and nobody else knows its generation, so only that wake ends it. */
 	ss->waiter = t;
-	ss->gen = weft__park_prepare(t, false);
+	ss->gen = weft__task_park_prepare(t, false);
 	/* acq_rel, as in weft__scope_unref: the release publishes waiter and
 	 * gen to the last dropper. */
 	if (atomic_fetch_sub_explicit(&ss->ts.refs, 1,
 		memory_order_acq_rel) != 1)
-		weft__park_commit(t);
+		weft__task_park_commit(t);
 	return caught;
 }
 
@@ -599,7 +599,7 @@ int weft_cancel_reason(weft_cancel_reason_t *out)
 		return 0;
 	struct weft_scope *o = s->origin;
 	weft__spin_lock(&o->lock);
-	weft__reason_export(o, out);
+	weft__scope_reason_export(o, out);
 	weft__spin_unlock(&o->lock);
 	return 0;
 }
@@ -622,16 +622,16 @@ int weft_sleep_until(int64_t deadline)
 	}
 	/* The deadline is a private scope in this frame: a parked sleeper
 	 * costs no heap memory beyond its task record (benchmark B7). */
-	struct weft__stack_scope ss;
-	weft__stack_scope_enter(t, &ss, deadline);
+	struct weft__frame_scope ss;
+	weft__scope_frame_enter(t, &ss, deadline);
 	for (;;) {
-		weft__park_prepare(t, true);
+		weft__task_park_prepare(t, true);
 		if (weft__scope_is_cancelled(&ss.ts.s))
 			break;
-		weft__park_commit(t);
+		weft__task_park_commit(t);
 	}
 	weft__scope_note_observed(ss.ts.s.origin);
-	weft__stack_scope_exit(t, &ss);
+	weft__scope_frame_exit(t, &ss);
 	return cancel_check(t);
 }
 

@@ -19,10 +19,10 @@ enum weft__scope_kind {
 	WEFT__SCOPE_USER = 0, /* heap scope from weft_scope_create */
 	WEFT__SCOPE_GROUP,    /* embedded in a weft_group */
 	WEFT__SCOPE_TASK,     /* a task's root scope, embedded in the task */
-	/* A private scope on its task's fiber stack (struct weft__stack_scope,
+	/* A private scope on its task's fiber stack (struct weft__frame_scope,
 	 * weft_sleep_until): never freed; its last reference wakes the task
-	 * waiting to leave the frame (see weft__stack_scope_release). */
-	WEFT__SCOPE_STACK
+	 * waiting to leave the frame (see weft__scope_frame_release). */
+	WEFT__SCOPE_FRAME
 };
 
 enum weft__scope_state {
@@ -94,7 +94,7 @@ struct weft_scope {
 
 /* A scope that can carry a deadline: user scopes (heap, weft_scope_t
  * points at .s) and the private scopes of sleeps (struct
- * weft__stack_scope).  The scopes embedded in tasks and groups never have
+ * weft__frame_scope).  The scopes embedded in tasks and groups never have
  * a deadline and carry none of this. */
 struct weft__timed_scope {
 	struct weft_scope s;
@@ -119,7 +119,7 @@ static inline struct weft__timed_scope *weft__timed(struct weft_scope *s)
  * to leave the frame; the task then parks until the last one is dropped,
  * and that dropper wakes it with `gen`.  waiter and gen are written by the
  * task before it drops its own reference and read by the last dropper. */
-struct weft__stack_scope {
+struct weft__frame_scope {
 	struct weft__timed_scope ts;
 	struct weft_task *waiter;
 	uint64_t gen;
@@ -152,7 +152,7 @@ void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
 void weft__scope_fini(struct weft_scope *s);
 /* Copies s's reason to the public form (s locked, or cancel_called read
  * with acquire and the reason no longer changing). */
-void weft__reason_export(const struct weft_scope *s,
+void weft__scope_reason_export(const struct weft_scope *s,
 	weft_cancel_reason_t *out);
 /* Whether the calling task is effectively cancelled (innermost scope). */
 bool weft__scope_is_cancelled(const struct weft_scope *s);
@@ -162,20 +162,20 @@ void weft__scope_note_observed(struct weft_scope *s);
 void weft__scope_push(struct weft_task *t, struct weft_scope *s);
 void weft__scope_pop(struct weft_task *t, struct weft_scope *s);
 /* Drop one reference of a timed scope: frees a user scope at zero, wakes
- * the owner of a stack scope.  Any thread. */
+ * the owner of a frame scope.  Any thread. */
 void weft__scope_unref(struct weft_scope *s);
 /* Called by the timer (under its lock, on the I/O thread or a worker)
  * when s's deadline passed. */
 void weft__scope_deadline_fired(struct weft_scope *s);
 /* Initialises and enters ss, a scope with `deadline` in t's current stack
  * frame (no allocation, cannot fail).  Owner task only. */
-void weft__stack_scope_enter(struct weft_task *t, struct weft__stack_scope *ss,
+void weft__scope_frame_enter(struct weft_task *t, struct weft__frame_scope *ss,
 	int64_t deadline);
 /* Exits ss and waits until nobody else references it, so that the frame
  * holding it may return.  Returns whether its own deadline cancelled it
  * and a checkpoint observed that.  Owner task only. */
-WEFT_FIBER_FN bool weft__stack_scope_exit(struct weft_task *t,
-	struct weft__stack_scope *ss);
+WEFT_FIBER_FN bool weft__scope_frame_exit(struct weft_task *t,
+	struct weft__frame_scope *ss);
 /* Exit s (innermost on t) without the misuse checks: task-exit cleanup of
  * a user scope left entered. */
 void weft__scope_force_exit(struct weft_task *t, struct weft_scope *s);

@@ -1,5 +1,5 @@
 /* Fiber contexts: building a fiber's first frame, and the annotated switch
- * around the assembly primitive weft__ctx_jump (context_<arch>.S).
+ * around the assembly primitive weft__fiber_jump (context_<arch>.S).
  *
  * The order inside a switch matters for the sanitizers:
  *   1. read everything needed from `to` (as the departing fiber),
@@ -11,7 +11,7 @@
  * possibly on another OS thread.
  *
  * TLS: nothing in this file uses thread-locals.  Callers must not keep a
- * TLS address (errno included) across weft__cont_switch; see context.h. */
+ * TLS address (errno included) across weft__fiber_switch; see fiber.h. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* pthread_getattr_np */
 #endif
@@ -26,21 +26,21 @@
 #include "core/stack.h"
 
 /* {====== the saved frame, as C sees it ======
- * Written only by weft__cont_init_fiber (a new fiber's first frame); every
- * other frame is written by weft__ctx_jump itself.  The asserts tie this
- * struct to the offsets context.h gives the assembly. */
+ * Written only by weft__fiber_init (a new fiber's first frame); every
+ * other frame is written by weft__fiber_jump itself.  The asserts tie this
+ * struct to the offsets fiber.h gives the assembly. */
 #if defined(__x86_64__)
 struct ctx_frame {
 	void *r15, *r14, *r13, *r12, *rbx, *rbp;
 	void *pc; /* resume address (for a new fiber: the trampoline) */
 };
-_Static_assert(offsetof(struct ctx_frame, r15) == WEFT__CTX_R15, "r15");
-_Static_assert(offsetof(struct ctx_frame, r14) == WEFT__CTX_R14, "r14");
-_Static_assert(offsetof(struct ctx_frame, r13) == WEFT__CTX_R13, "r13");
-_Static_assert(offsetof(struct ctx_frame, r12) == WEFT__CTX_R12, "r12");
-_Static_assert(offsetof(struct ctx_frame, rbx) == WEFT__CTX_RBX, "rbx");
-_Static_assert(offsetof(struct ctx_frame, rbp) == WEFT__CTX_RBP, "rbp");
-_Static_assert(offsetof(struct ctx_frame, pc) == WEFT__CTX_PC, "pc");
+_Static_assert(offsetof(struct ctx_frame, r15) == WEFT__FIBER_R15, "r15");
+_Static_assert(offsetof(struct ctx_frame, r14) == WEFT__FIBER_R14, "r14");
+_Static_assert(offsetof(struct ctx_frame, r13) == WEFT__FIBER_R13, "r13");
+_Static_assert(offsetof(struct ctx_frame, r12) == WEFT__FIBER_R12, "r12");
+_Static_assert(offsetof(struct ctx_frame, rbx) == WEFT__FIBER_RBX, "rbx");
+_Static_assert(offsetof(struct ctx_frame, rbp) == WEFT__FIBER_RBP, "rbp");
+_Static_assert(offsetof(struct ctx_frame, pc) == WEFT__FIBER_PC, "pc");
 #define CTX_FRAME_ARG(f) ((f)->rbx) /* trampoline moves it to rdi */
 #define CTX_FRAME_FP(f) ((f)->rbp)
 #define CTX_FRAME_PC(f) ((f)->pc)
@@ -51,32 +51,32 @@ struct ctx_frame {
 	void *x30; /* resume address */
 	double d8_d15[8];
 };
-_Static_assert(offsetof(struct ctx_frame, x19_x28) == WEFT__CTX_X19, "x19");
-_Static_assert(offsetof(struct ctx_frame, x29) == WEFT__CTX_X29, "x29");
-_Static_assert(offsetof(struct ctx_frame, x30) == WEFT__CTX_X30, "x30");
-_Static_assert(offsetof(struct ctx_frame, d8_d15) == WEFT__CTX_D8, "d8");
+_Static_assert(offsetof(struct ctx_frame, x19_x28) == WEFT__FIBER_X19, "x19");
+_Static_assert(offsetof(struct ctx_frame, x29) == WEFT__FIBER_X29, "x29");
+_Static_assert(offsetof(struct ctx_frame, x30) == WEFT__FIBER_X30, "x30");
+_Static_assert(offsetof(struct ctx_frame, d8_d15) == WEFT__FIBER_D8, "d8");
 #define CTX_FRAME_ARG(f) ((f)->x19_x28[0]) /* trampoline moves it to x0 */
 #define CTX_FRAME_FP(f) ((f)->x29)
 #define CTX_FRAME_PC(f) ((f)->x30)
 #endif
-_Static_assert(sizeof(struct ctx_frame) == WEFT__CTX_FRAME, "frame size");
-_Static_assert(WEFT__CTX_FRAME % 8 == 0, "frame holds whole words");
-/* weft__cont_switch hands &from->sp to the assembly as a void **. */
-_Static_assert(offsetof(weft__cont_t, sp) == 0, "sp first");
+_Static_assert(sizeof(struct ctx_frame) == WEFT__FIBER_FRAME, "frame size");
+_Static_assert(WEFT__FIBER_FRAME % 8 == 0, "frame holds whole words");
+/* weft__fiber_switch hands &from->sp to the assembly as a void **. */
+_Static_assert(offsetof(weft__fiber_t, sp) == 0, "sp first");
 /* }====== */
 
 /* Defined in context_<arch>.S.  Never called from C: its address is the
  * first resume address of every fiber. */
-void weft__ctx_trampoline(void);
+void weft__fiber_trampoline(void);
 
-/* Called (only) by weft__ctx_trampoline, on the fiber's own stack, the
+/* Called (only) by weft__fiber_trampoline, on the fiber's own stack, the
  * first time the fiber runs.  Not static because the assembly calls it. */
-WEFT__HIDDEN __attribute__((noreturn, used)) void weft__cont_start(
-	weft__cont_t *c);
+WEFT__HIDDEN __attribute__((noreturn, used)) void weft__fiber_start(
+	weft__fiber_t *c);
 
 /* TSan: a stack's fiber handle serves at most this many fibers before it is
- * replaced.  A fiber never returns from its bottom frames (weft__cont_start,
- * the entry function, weft__cont_switch_final), so every lifetime leaves
+ * replaced.  A fiber never returns from its bottom frames (weft__fiber_start,
+ * the entry function, weft__fiber_switch_final), so every lifetime leaves
  * those entries on the handle's shadow call stack, which holds 64k entries
  * and is not bounds-checked: with gcc 12's libtsan, one handle reused by
  * ~13,000 five-frame fibers died with "SEGV ... CHECK failed:
@@ -86,7 +86,7 @@ WEFT__HIDDEN __attribute__((noreturn, used)) void weft__cont_start(
  * fiber layer's depth and ran 200,000 fibers in 0.6 s. */
 #define CONT_TSAN_REUSE 256
 
-void weft__cont_init_thread(weft__cont_t *c)
+void weft__fiber_init_thread(weft__fiber_t *c)
 {
 	memset(c, 0, sizeof *c);
 	/* Bounds of this thread's stack, for ASan's benefit when fibers
@@ -104,7 +104,7 @@ void weft__cont_init_thread(weft__cont_t *c)
 	WEFT__CONT_SET_TSAN(c, weft__san_tsan_current());
 }
 
-void weft__cont_fini_thread(weft__cont_t *c)
+void weft__fiber_fini_thread(weft__fiber_t *c)
 {
 	memset(c, 0, sizeof *c);
 }
@@ -129,7 +129,7 @@ static void cont_bind_tsan(weft__stack_t *st)
 #endif
 }
 
-void weft__cont_init_fiber(weft__cont_t *c, weft__stack_t *st,
+void weft__fiber_init(weft__fiber_t *c, weft__stack_t *st,
 	void (*entry)(void *), void *arg)
 {
 	char *top = (char *)st->lo + st->size;
@@ -150,7 +150,7 @@ void weft__cont_init_fiber(weft__cont_t *c, weft__stack_t *st,
 	memset(f, 0, sizeof *f);
 	CTX_FRAME_ARG(f) = c;
 	CTX_FRAME_FP(f) = NULL;
-	CTX_FRAME_PC(f) = (void *)(uintptr_t)weft__ctx_trampoline;
+	CTX_FRAME_PC(f) = (void *)(uintptr_t)weft__fiber_trampoline;
 
 	c->sp = f;
 	WEFT__CONT_SET_BOUNDS(c, st->lo, st->size);
@@ -159,29 +159,29 @@ void weft__cont_init_fiber(weft__cont_t *c, weft__stack_t *st,
 	c->entry_arg = arg;
 }
 
-void weft__cont_start(weft__cont_t *c)
+void weft__fiber_start(weft__fiber_t *c)
 {
 	/* First arrival on this stack: there is no saved fake stack yet. */
 	weft__san_switch_finish(NULL);
 	c->entry(c->entry_arg);
 	weft__assert_fail(__FILE__, __LINE__, "entry returned",
 		"context: a fiber entry function returned instead of calling "
-		"weft__cont_switch_final");
+		"weft__fiber_switch_final");
 }
 
-WEFT_FIBER_FN void weft__cont_switch(weft__cont_t *from, weft__cont_t *to)
+WEFT_FIBER_FN void weft__fiber_switch(weft__fiber_t *from, weft__fiber_t *to)
 {
-	weft__cont_switch_inl(from, to, 0);
+	weft__fiber_switch_inl(from, to, 0);
 }
 
-WEFT_FIBER_FN void weft__cont_switch_final(weft__cont_t *from,
-	weft__cont_t *to)
+WEFT_FIBER_FN void weft__fiber_switch_final(weft__fiber_t *from,
+	weft__fiber_t *to)
 {
 	void *to_sp = to->sp;
 	/* NULL save slot: ASan frees this fiber's fake stack. */
 	weft__san_switch_start(NULL, WEFT__CONT_LO(to), WEFT__CONT_SIZE(to));
 	weft__san_tsan_switch(WEFT__CONT_TSAN(to));
-	weft__ctx_jump(&from->sp, to_sp);
+	weft__fiber_jump(&from->sp, to_sp);
 	weft__assert_fail(__FILE__, __LINE__, "resumed",
 		"context: a finished fiber was resumed");
 }

@@ -1,9 +1,9 @@
 /* Fiber execution contexts: the register save/restore that moves an OS
  * thread from one stack to another, and the sanitizer bookkeeping around it.
  *
- * A weft__cont_t is either a *thread context* (the OS thread's own stack,
- * described by weft__cont_init_thread) or a *fiber context* (a weft stack,
- * prepared by weft__cont_init_fiber).  weft__cont_switch(from, to) saves the
+ * A weft__fiber_t is either a *thread context* (the OS thread's own stack,
+ * described by weft__fiber_init_thread) or a *fiber context* (a weft stack,
+ * prepared by weft__fiber_init).  weft__fiber_switch(from, to) saves the
  * callee-saved registers on the current stack, records the stack pointer in
  * from->sp, loads to->sp and restores to's registers.  Nothing else is
  * saved: the caller of a switch is an ordinary C call site, so the compiler
@@ -28,7 +28,7 @@
  *
  * This header is also included by the assembly files: everything C is under
  * !__ASSEMBLER__, and the frame offsets below are the single definition both
- * sides use (context.c _Static_asserts them against a C struct).
+ * sides use (fiber.c _Static_asserts them against a C struct).
  * Thread: a context is used by one thread at a time; the hand-over of a
  * suspended fiber context between threads must be ordered by the caller
  * (release/acquire on the run queue). */
@@ -38,22 +38,22 @@
 /* {====== saved-register frame layout (bytes from the saved sp) ======
  * The frame lives on the suspended context's own stack, just below the
  * resume address.  On x86_64 the resume address is the one pushed by the
- * `call` into weft__ctx_jump, so it is part of the frame (offset PC). */
+ * `call` into weft__fiber_jump, so it is part of the frame (offset PC). */
 #if defined(__x86_64__)
-#define WEFT__CTX_R15 0
-#define WEFT__CTX_R14 8
-#define WEFT__CTX_R13 16
-#define WEFT__CTX_R12 24
-#define WEFT__CTX_RBX 32
-#define WEFT__CTX_RBP 40
-#define WEFT__CTX_PC 48
-#define WEFT__CTX_FRAME 56 /* includes the return address */
+#define WEFT__FIBER_R15 0
+#define WEFT__FIBER_R14 8
+#define WEFT__FIBER_R13 16
+#define WEFT__FIBER_R12 24
+#define WEFT__FIBER_RBX 32
+#define WEFT__FIBER_RBP 40
+#define WEFT__FIBER_PC 48
+#define WEFT__FIBER_FRAME 56 /* includes the return address */
 #elif defined(__aarch64__)
-#define WEFT__CTX_X19 0 /* x19..x28 as five pairs: 0, 16, 32, 48, 64 */
-#define WEFT__CTX_X29 80 /* frame pointer */
-#define WEFT__CTX_X30 88 /* link register = resume address */
-#define WEFT__CTX_D8 96 /* d8..d15 as four pairs: 96, 112, 128, 144 */
-#define WEFT__CTX_FRAME 160 /* multiple of 16: sp stays aligned */
+#define WEFT__FIBER_X19 0 /* x19..x28 as five pairs: 0, 16, 32, 48, 64 */
+#define WEFT__FIBER_X29 80 /* frame pointer */
+#define WEFT__FIBER_X30 88 /* link register = resume address */
+#define WEFT__FIBER_D8 96 /* d8..d15 as four pairs: 96, 112, 128, 144 */
+#define WEFT__FIBER_FRAME 160 /* multiple of 16: sp stays aligned */
 #else
 #error "weft: no context switch for this architecture (x86_64, aarch64)"
 #endif
@@ -68,9 +68,9 @@
 
 typedef struct weft__stack weft__stack_t; /* stack.h */
 
-typedef struct weft__cont {
+typedef struct weft__fiber {
 	/* Saved stack pointer while suspended; meaningless while running.
-	 * Must stay the first member: weft__cont_switch passes &from->sp. */
+	 * Must stay the first member: weft__fiber_switch passes &from->sp. */
 	void *sp;
 	/* The sanitizer fields exist only in the builds that use them: a
 	 * context sits in every task record, and the record is most of what
@@ -93,35 +93,35 @@ typedef struct weft__cont {
 	/* First-entry target; read once, on the first switch into the fiber. */
 	void (*entry)(void *);
 	void *entry_arg;
-} weft__cont_t;
+} weft__fiber_t;
 
 /* The raw primitive (context_<arch>.S): saves the callee-saved registers on
  * the current stack, stores the stack pointer into *save_sp, switches to
  * new_sp and resumes whatever was saved there.  No sanitizer annotations:
- * use weft__cont_switch.  Thread: any; both stacks must be owned by the
+ * use weft__fiber_switch.  Thread: any; both stacks must be owned by the
  * caller for the duration. */
-WEFT__HIDDEN void weft__ctx_jump(void **save_sp, void *new_sp);
+WEFT__HIDDEN void weft__fiber_jump(void **save_sp, void *new_sp);
 /* The same, resuming with `ret` instead of an indirect jump: for a switch
- * between contexts suspended at the same call site (context_x86_64.S says
+ * between contexts suspended at the same call site (fiber_x86_64.S says
  * when each predicts better).  aarch64: the same code. */
-WEFT__HIDDEN void weft__ctx_jump_ret(void **save_sp, void *new_sp);
+WEFT__HIDDEN void weft__fiber_jump_ret(void **save_sp, void *new_sp);
 
 /* Describes the calling OS thread's own stack (pthread_getattr_np) so that
  * fibers can switch back to it.  A thread context needs no first entry: it
  * is already running.  Thread: the thread being described. */
-WEFT__HIDDEN void weft__cont_init_thread(weft__cont_t *c);
+WEFT__HIDDEN void weft__fiber_init_thread(weft__fiber_t *c);
 
 /* Releases what init_thread set up (nothing that needs freeing today; the
  * TSan handle of a thread belongs to TSan).  Thread: the described thread. */
-WEFT__HIDDEN void weft__cont_fini_thread(weft__cont_t *c);
+WEFT__HIDDEN void weft__fiber_fini_thread(weft__fiber_t *c);
 
-/* Prepares c so that the first weft__cont_switch into it calls entry(arg) on
+/* Prepares c so that the first weft__fiber_switch into it calls entry(arg) on
  * stack st.  Writes only the top of the stack (one page is touched).  entry
- * must never return: it ends with weft__cont_switch_final.  The stack must
+ * must never return: it ends with weft__fiber_switch_final.  The stack must
  * not be in use by any other context; it may have been used by an earlier,
- * finished fiber (under TSan its fiber handle is recycled, see context.c).
+ * finished fiber (under TSan its fiber handle is recycled, see fiber.c).
  * Thread: any thread, while no other thread touches c or st. */
-WEFT__HIDDEN void weft__cont_init_fiber(weft__cont_t *c, weft__stack_t *st,
+WEFT__HIDDEN void weft__fiber_init(weft__fiber_t *c, weft__stack_t *st,
 	void (*entry)(void *), void *arg);
 
 /* Suspends the current context into *from and resumes *to.  Returns when
@@ -130,15 +130,15 @@ WEFT__HIDDEN void weft__cont_init_fiber(weft__cont_t *c, weft__stack_t *st,
  * `from` must be the context currently running on this thread; `to` must be
  * suspended and not being resumed by anyone else.
  * Checkpoint: yes (it is the switch).  Thread: the thread running from. */
-WEFT_FIBER_FN WEFT__HIDDEN void weft__cont_switch(weft__cont_t *from,
-	weft__cont_t *to);
+WEFT_FIBER_FN WEFT__HIDDEN void weft__fiber_switch(weft__fiber_t *from,
+	weft__fiber_t *to);
 
 /* The last switch out of a dying fiber: tells ASan to free the fiber's fake
  * stack.  from must never be resumed afterwards; its stack may be reused
- * (weft__cont_init_fiber again, or weft__stack_put) as soon as the caller
+ * (weft__fiber_init again, or weft__stack_put) as soon as the caller
  * is running on `to`.  Never returns.  Thread: the thread running from. */
 WEFT_FIBER_FN WEFT__HIDDEN __attribute__((noreturn)) void
-weft__cont_switch_final(weft__cont_t *from, weft__cont_t *to);
+weft__fiber_switch_final(weft__fiber_t *from, weft__fiber_t *to);
 
 /* The sanitizer fields of a context (above), which exist only in the
  * builds that use them; elsewhere these read as nothing. */
@@ -165,25 +165,25 @@ weft__cont_switch_final(weft__cont_t *from, weft__cont_t *to);
 #define WEFT__CONT_TSAN(c) ((void)(c), (void *)0)
 #endif
 
-/* weft__cont_switch, inlined into the caller: one return address less
+/* weft__fiber_switch, inlined into the caller: one return address less
  * between the caller and the jump, which matters to the return predictor
  * (every frame between a fiber's code and its switch is a return that may
  * be mispredicted when it resumes).  use_ret: resume through
- * weft__ctx_jump_ret instead of weft__ctx_jump.  Same contract otherwise;
+ * weft__fiber_jump_ret instead of weft__fiber_jump.  Same contract otherwise;
  * the TSan switch is inlined into the caller, whose function exit then
  * happens on the fiber it entered on (sanitizer.h). */
-static inline __attribute__((always_inline)) void weft__cont_switch_inl(
-	weft__cont_t *from, weft__cont_t *to, int use_ret)
+static inline __attribute__((always_inline)) void weft__fiber_switch_inl(
+	weft__fiber_t *from, weft__fiber_t *to, int use_ret)
 {
-	/* Read to->sp before telling TSan we are `to` (context.c, step 1). */
+	/* Read to->sp before telling TSan we are `to` (fiber.c, step 1). */
 	void *to_sp = to->sp;
 	weft__san_switch_start(WEFT__CONT_FAKE_SLOT(from), WEFT__CONT_LO(to),
 		WEFT__CONT_SIZE(to));
 	weft__san_tsan_switch(WEFT__CONT_TSAN(to));
 	if (use_ret)
-		weft__ctx_jump_ret(&from->sp, to_sp);
+		weft__fiber_jump_ret(&from->sp, to_sp);
 	else
-		weft__ctx_jump(&from->sp, to_sp);
+		weft__fiber_jump(&from->sp, to_sp);
 	/* Resumed: someone switched to `from`, maybe on another thread. */
 	weft__san_switch_finish(WEFT__CONT_FAKE(from));
 }

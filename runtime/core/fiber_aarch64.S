@@ -1,6 +1,6 @@
-/* Context switch for aarch64 (AAPCS64; see context.h for the contract).
+/* Context switch for aarch64 (AAPCS64; see fiber.h for the contract).
  *
- * weft__ctx_jump(void **save_sp, void *new_sp)
+ * weft__fiber_jump(void **save_sp, void *new_sp)
  *   Saves the callee-saved state x19-x28, x29 (fp), x30 (lr = resume
  *   address) and d8-d15 (the low halves of v8-v15; the AAPCS64 makes only
  *   those callee-saved) in a 160-byte frame, stores sp into *save_sp, loads
@@ -10,10 +10,10 @@
  *   not pads, whereas `ret` needs none.  The return-predictor miss it costs
  *   is the price of that.
  *
- * weft__ctx_trampoline
+ * weft__fiber_trampoline
  *   First resume address of every fiber.  Arrives with sp = stack top
- *   (16-byte aligned, as sp always must be here) and x19 = the weft__cont_t,
- *   and calls weft__cont_start(cont), which never returns.
+ *   (16-byte aligned, as sp always must be here) and x19 = the weft__fiber_t,
+ *   and calls weft__fiber_start(cont), which never returns.
  *   `.cfi_undefined x30` ends backtraces here.
  *
  * The file carries no GNU property note for BTI/PAC, so a binary linked
@@ -27,27 +27,27 @@
 
 	.text
 
-	.globl	weft__ctx_jump
-	.hidden	weft__ctx_jump
-	.type	weft__ctx_jump, %function
+	.globl	weft__fiber_jump
+	.hidden	weft__fiber_jump
+	.type	weft__fiber_jump, %function
 	.p2align 4
-weft__ctx_jump:
+weft__fiber_jump:
 	.cfi_startproc
 	/* x0 = save_sp, x1 = new_sp */
-	sub	sp, sp, #WEFT__CTX_FRAME
-	.cfi_def_cfa_offset WEFT__CTX_FRAME
-	stp	x19, x20, [sp, #(WEFT__CTX_X19 + 0)]
-	stp	x21, x22, [sp, #(WEFT__CTX_X19 + 16)]
-	stp	x23, x24, [sp, #(WEFT__CTX_X19 + 32)]
-	stp	x25, x26, [sp, #(WEFT__CTX_X19 + 48)]
-	stp	x27, x28, [sp, #(WEFT__CTX_X19 + 64)]
-	stp	x29, x30, [sp, #WEFT__CTX_X29]
-	stp	d8, d9, [sp, #(WEFT__CTX_D8 + 0)]
-	stp	d10, d11, [sp, #(WEFT__CTX_D8 + 16)]
-	stp	d12, d13, [sp, #(WEFT__CTX_D8 + 32)]
-	stp	d14, d15, [sp, #(WEFT__CTX_D8 + 48)]
-	.cfi_rel_offset x29, WEFT__CTX_X29
-	.cfi_rel_offset x30, WEFT__CTX_X30
+	sub	sp, sp, #WEFT__FIBER_FRAME
+	.cfi_def_cfa_offset WEFT__FIBER_FRAME
+	stp	x19, x20, [sp, #(WEFT__FIBER_X19 + 0)]
+	stp	x21, x22, [sp, #(WEFT__FIBER_X19 + 16)]
+	stp	x23, x24, [sp, #(WEFT__FIBER_X19 + 32)]
+	stp	x25, x26, [sp, #(WEFT__FIBER_X19 + 48)]
+	stp	x27, x28, [sp, #(WEFT__FIBER_X19 + 64)]
+	stp	x29, x30, [sp, #WEFT__FIBER_X29]
+	stp	d8, d9, [sp, #(WEFT__FIBER_D8 + 0)]
+	stp	d10, d11, [sp, #(WEFT__FIBER_D8 + 16)]
+	stp	d12, d13, [sp, #(WEFT__FIBER_D8 + 32)]
+	stp	d14, d15, [sp, #(WEFT__FIBER_D8 + 48)]
+	.cfi_rel_offset x29, WEFT__FIBER_X29
+	.cfi_rel_offset x30, WEFT__FIBER_X30
 
 	/* Publish our frame (sp cannot be stored directly), adopt the
 	 * target's.  Its frame has the same layout, so the CFI stays valid. */
@@ -55,43 +55,43 @@ weft__ctx_jump:
 	str	x9, [x0]
 	mov	sp, x1
 
-	ldp	d14, d15, [sp, #(WEFT__CTX_D8 + 48)]
-	ldp	d12, d13, [sp, #(WEFT__CTX_D8 + 32)]
-	ldp	d10, d11, [sp, #(WEFT__CTX_D8 + 16)]
-	ldp	d8, d9, [sp, #(WEFT__CTX_D8 + 0)]
-	ldp	x29, x30, [sp, #WEFT__CTX_X29]
-	ldp	x27, x28, [sp, #(WEFT__CTX_X19 + 64)]
-	ldp	x25, x26, [sp, #(WEFT__CTX_X19 + 48)]
-	ldp	x23, x24, [sp, #(WEFT__CTX_X19 + 32)]
-	ldp	x21, x22, [sp, #(WEFT__CTX_X19 + 16)]
-	ldp	x19, x20, [sp, #(WEFT__CTX_X19 + 0)]
+	ldp	d14, d15, [sp, #(WEFT__FIBER_D8 + 48)]
+	ldp	d12, d13, [sp, #(WEFT__FIBER_D8 + 32)]
+	ldp	d10, d11, [sp, #(WEFT__FIBER_D8 + 16)]
+	ldp	d8, d9, [sp, #(WEFT__FIBER_D8 + 0)]
+	ldp	x29, x30, [sp, #WEFT__FIBER_X29]
+	ldp	x27, x28, [sp, #(WEFT__FIBER_X19 + 64)]
+	ldp	x25, x26, [sp, #(WEFT__FIBER_X19 + 48)]
+	ldp	x23, x24, [sp, #(WEFT__FIBER_X19 + 32)]
+	ldp	x21, x22, [sp, #(WEFT__FIBER_X19 + 16)]
+	ldp	x19, x20, [sp, #(WEFT__FIBER_X19 + 0)]
 	.cfi_restore x29
 	.cfi_restore x30
-	add	sp, sp, #WEFT__CTX_FRAME
+	add	sp, sp, #WEFT__FIBER_FRAME
 	.cfi_def_cfa_offset 0
 	ret
 	.cfi_endproc
-	.size	weft__ctx_jump, .-weft__ctx_jump
+	.size	weft__fiber_jump, .-weft__fiber_jump
 
 	/* Already resumes with `ret`: the variant x86_64 distinguishes
-	 * (context.h) is the same code here. */
-	.globl	weft__ctx_jump_ret
-	.hidden	weft__ctx_jump_ret
-	.type	weft__ctx_jump_ret, %function
-	.set	weft__ctx_jump_ret, weft__ctx_jump
+	 * (fiber.h) is the same code here. */
+	.globl	weft__fiber_jump_ret
+	.hidden	weft__fiber_jump_ret
+	.type	weft__fiber_jump_ret, %function
+	.set	weft__fiber_jump_ret, weft__fiber_jump
 
-	.globl	weft__ctx_trampoline
-	.hidden	weft__ctx_trampoline
-	.type	weft__ctx_trampoline, %function
+	.globl	weft__fiber_trampoline
+	.hidden	weft__fiber_trampoline
+	.type	weft__fiber_trampoline, %function
 	.p2align 4
-weft__ctx_trampoline:
+weft__fiber_trampoline:
 	.cfi_startproc
 	.cfi_undefined x30
 	mov	x0, x19
-	bl	weft__cont_start
-	brk	#0			/* weft__cont_start never returns */
+	bl	weft__fiber_start
+	brk	#0			/* weft__fiber_start never returns */
 	.cfi_endproc
-	.size	weft__ctx_trampoline, .-weft__ctx_trampoline
+	.size	weft__fiber_trampoline, .-weft__fiber_trampoline
 
 #endif /* __aarch64__ */
 

@@ -141,7 +141,7 @@ int weft_group_open(weft_group_t **out)
 	g->rt = t->rt;
 	g->open_site = __builtin_return_address(0);
 	weft__scope_push(t, &g->scope);
-	weft__census_add(WEFT__CENSUS_GROUP, 1);
+	weft__alloc_census_add(WEFT__CENSUS_GROUP, 1);
 	*out = g;
 	return 0;
 }
@@ -189,9 +189,9 @@ static int group_new_child(struct weft_group *g, weft_fn fn, void *arg,
 	if (__builtin_expect(opts != NULL && (opts->context != NULL ||
 		(flags & WEFT_SPAWN_EMPTY_CONTEXT)), 0))
 		ctx = (flags & WEFT_SPAWN_EMPTY_CONTEXT) ? NULL :
-			weft__context_norm(opts->context);
+			weft__local_context_norm(opts->context);
 	if (ctx)
-		weft__context_ref(ctx);
+		weft__local_context_ref(ctx);
 	t->ctx = ctx;
 	if (opts && opts->handle) {
 		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
@@ -274,7 +274,7 @@ static void group_wait_closed(struct weft_task *self, struct weft_group *g)
 			memory_order_acq_rel, memory_order_acquire))
 			return;
 	}
-	uint64_t gen = weft__park_prepare(self, false);
+	uint64_t gen = weft__task_park_prepare(self, false);
 	g->owner_gen = gen;
 	/* release: owner_gen before JOINING (pairs with child_done). */
 	old = atomic_fetch_or_explicit(&g->word, WEFT__GROUP_JOINING,
@@ -287,7 +287,7 @@ static void group_wait_closed(struct weft_task *self, struct weft_group *g)
 			memory_order_acquire))
 			return;
 	}
-	weft__park_commit_on(self, "join");
+	weft__task_park_commit_on(self, "join");
 	WEFT_ASSERT(atomic_load_explicit(&g->word, memory_order_acquire) &
 		WEFT__GROUP_CLOSED, "group owner woken before close");
 }
@@ -302,7 +302,7 @@ static void group_unref(struct weft_group *g)
 		atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	weft__scope_fini(&g->scope);
-	weft__census_add(WEFT__CENSUS_GROUP, -1);
+	weft__alloc_census_add(WEFT__CENSUS_GROUP, -1);
 	weft__cache_put(WEFT__CACHE_GROUP, g);
 }
 
@@ -313,7 +313,7 @@ static void group_finish(struct weft_group *g)
 	struct weft__leaf *l = g->leaves_head;
 	while (l) {
 		struct weft__leaf *next = l->next;
-		weft__leaf_free(l);
+		weft__error_leaf_free(l);
 		l = next;
 	}
 	g->leaves_head = g->leaves_tail = NULL;
@@ -410,7 +410,7 @@ int weft_group_fail(weft_group_t *g, int code, const char *fmt, ...)
 	}
 	uint64_t seq = atomic_fetch_add_explicit(&g->rt->error_seq, 1,
 		memory_order_relaxed);
-	struct weft__leaf *l = weft__leaf_create(code, msg, self->name,
+	struct weft__leaf *l = weft__error_leaf_create(code, msg, self->name,
 		self->id, seq, weft__scope_is_cancelled(&g->scope), NULL);
 	group_add_leaf(g, l);
 	group_first_failure(g, self->id);

@@ -1,5 +1,5 @@
 /* Idle workers: spinning and sleeping accounting, wake-ups without lost
- * notifications (see park.c). */
+ * notifications (see idle.c). */
 #ifndef WEFT_RUNTIME_CORE_IDLE_H
 #define WEFT_RUNTIME_CORE_IDLE_H
 
@@ -19,7 +19,7 @@ typedef struct weft__idle {
 	atomic_int fence_word;         /* TSan builds: see weft__idle_fence */
 } weft__idle_t;
 
-/* A full StoreLoad fence for the Dekker pairs of park.c.  ThreadSanitizer
+/* A full StoreLoad fence for the Dekker pairs of idle.c.  ThreadSanitizer
  * does not model atomic_thread_fence (gcc warns with -Wtsan), so TSan
  * builds use a seq_cst read-modify-write on one shared word instead, which
  * TSan does model and which is also a full fence on x86.  Other builds use
@@ -43,9 +43,6 @@ void weft__idle_wake_all(struct weft_runtime *rt);
 /* Owner worker: look for work for a bounded spin, then sleep until
  * notified.  Returns a task, or NULL when the runtime is stopping. */
 struct weft_task *weft__idle_find_or_sleep(struct weft__worker *w);
-/* Owner worker: one pass over the injection queue and the other workers'
- * deques.  NULL if nothing was found. */
-struct weft_task *weft__sched_steal(struct weft__worker *w);
 /* Leaves the spinning state; wakes another spinner if this was the last
  * one (so a burst of new work is not left to one worker). */
 void weft__idle_stop_spinning(struct weft__worker *w);

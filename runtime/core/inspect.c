@@ -414,7 +414,7 @@ static int insp_visit(struct insp_dump *d, struct weft_scope *s, int parent,
 {
 	uint8_t kind = s->kind == WEFT__SCOPE_TASK ? NODE_TASK :
 		s->kind == WEFT__SCOPE_GROUP ? NODE_GROUP :
-		s->kind == WEFT__SCOPE_STACK ? NODE_SLEEP : NODE_SCOPE;
+		s->kind == WEFT__SCOPE_FRAME ? NODE_SLEEP : NODE_SCOPE;
 	int i = insp_node_new(d, kind, parent);
 	if (i < 0)
 		return -1;

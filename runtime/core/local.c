@@ -57,7 +57,7 @@ static void local_key_unref(struct weft_local_key *k)
 		weft__free(k);
 }
 
-void weft__context_unref(struct weft_context *c)
+void weft__local_context_unref(struct weft_context *c)
 {
 	/* Iterative: dropping the last reference on a long chain must not
 	 * recurse once per node. */
@@ -75,7 +75,7 @@ void weft__context_unref(struct weft_context *c)
 	}
 }
 
-struct weft_context *weft__context_norm(struct weft_context *c)
+struct weft_context *weft__local_context_norm(struct weft_context *c)
 {
 	return c == &local_empty ? NULL : c;
 }
@@ -99,13 +99,13 @@ struct weft_context *weft__local_capture(void)
 	bool ok;
 	struct weft_context *c = local_current(&ok);
 	if (c)
-		weft__context_ref(c);
+		weft__local_context_ref(c);
 	return c;
 }
 
 void weft__local_attach(struct weft_context *c)
 {
-	local_attached = weft__context_norm(c);
+	local_attached = weft__local_context_norm(c);
 	local_attached_set = true;
 }
 
@@ -178,8 +178,8 @@ int weft_local_unbind(weft_local_token_t *tok)
 	 * destructor runs) and drops its own reference on the parent. */
 	t->ctx = n->parent;
 	if (t->ctx)
-		weft__context_ref(t->ctx);
-	weft__context_unref(n);
+		weft__local_context_ref(t->ctx);
+	weft__local_context_unref(n);
 	tok->priv_node = NULL;
 	tok->priv_task = NULL;
 	return 0;
@@ -214,14 +214,14 @@ int weft_context_capture(weft_context_t **out)
 		*out = &local_empty;
 		return 0;
 	}
-	weft__context_ref(c);
+	weft__local_context_ref(c);
 	*out = c;
 	return 0;
 }
 
 void weft_context_release(weft_context_t *ctx)
 {
-	weft__context_unref(ctx);
+	weft__local_context_unref(ctx);
 }
 
 /* }======================================================= */

@@ -10,7 +10,7 @@
  *     weft__local_attach(c);
  *     fn(arg);                // weft_local_get sees the task's bindings
  *     weft__local_detach();
- *     weft__context_unref(c); // when the work record is done with it
+ *     weft__local_context_unref(c); // when the work record is done with it
  *
  * The attached context is borrowed: the work record keeps its reference
  * while the thread runs fn. */
@@ -45,7 +45,7 @@ struct weft_local_key {
 
 /* Adds a reference (c is not NULL).  relaxed: a reference is only added
  * by a holder of another one.  Any thread. */
-static inline void weft__context_ref(struct weft_context *c)
+static inline void weft__local_context_ref(struct weft_context *c)
 {
 	atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
 }
@@ -53,11 +53,11 @@ static inline void weft__context_ref(struct weft_context *c)
 /* Drops a reference; the last one destroys the node (its key's dtor
  * runs on the value) and drops the node's references on its parent and
  * key.  NULL is ignored.  Any thread. */
-void weft__context_unref(struct weft_context *c);
+void weft__local_context_unref(struct weft_context *c);
 
 /* The context a spawn option designates: NULL for the empty context
  * (weft_context_capture's placeholder for it). */
-struct weft_context *weft__context_norm(struct weft_context *c);
+struct weft_context *weft__local_context_norm(struct weft_context *c);
 
 /* The calling task's context with a new reference, or NULL (empty).
  * On a plain thread, the attached context (see above).  Any thread. */

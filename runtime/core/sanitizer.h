@@ -7,7 +7,7 @@
  * the compiler emits around every instrumented *function*.  If
  * __tsan_switch_to_fiber ran inside an out-of-line helper, that helper's
  * exit would pop the *new* fiber's shadow stack (Tencent/flare #134: SEGV in
- * __tsan_func_entry).  Inlined into weft__cont_switch, the entry is pushed
+ * __tsan_func_entry).  Inlined into weft__fiber_switch, the entry is pushed
  * on the old fiber and the exit happens when the old fiber is resumed, so
  * each fiber's shadow stack stays balanced.  gcc inlines always_inline
  * functions at -O0 too.

@@ -31,11 +31,11 @@
  *   4. the injection queue;
  *   5. stealing the oldest task of a random victim (and up to half of
  *      the rest of its deque, into the own deque), then spinning for a
- *      bounded time, then sleeping (park.c).
+ *      bounded time, then sleeping (idle.c).
  *
  * Fibers migrate: a parked task is made runnable on whichever worker woke
  * it, so the code of a task never keeps a worker pointer across a switch
- * (weft__worker_current is re-read; it is not inlinable).
+ * (weft__sched_current is re-read; it is not inlinable).
  *
  * Invariants
  *   1. Only the owner pushes and pops its deque; thieves only steal.
@@ -64,25 +64,25 @@
 #define WORKER_RUNNEXT_CAP 3
 
 /* Initial-exec: the variable lives in the static TLS block, at the same
- * offset from the thread pointer in every thread (worker.h). */
+ * offset from the thread pointer in every thread (sched.h). */
 static __thread weft__worker_t *worker_tls
 	__attribute__((tls_model("initial-exec")));
 
 #if WEFT__WORKER_TP_READ
-intptr_t weft__worker_tls_off;
+intptr_t weft__sched_tls_off;
 
 /* Before main (or at dlopen), so that no thread can ask for its worker
  * before the offset is known. */
 __attribute__((constructor)) static void worker_tls_off_init(void)
 {
-	weft__worker_tls_off = (intptr_t)((char *)&worker_tls -
+	weft__sched_tls_off = (intptr_t)((char *)&worker_tls -
 		weft__thread_pointer());
 }
 #endif
 
 /* Not inlinable, and the asm hides the TLS address from the optimiser, so
  * the value is re-read after every switch (research/platform.md 5.1). */
-__attribute__((noinline)) weft__worker_t *weft__worker_current_slow(void)
+__attribute__((noinline)) weft__worker_t *weft__sched_current_slow(void)
 {
 	weft__worker_t **p = &worker_tls;
 	__asm__ volatile("" : "+r"(p));
@@ -125,7 +125,7 @@ void weft__sched_batch_end(struct weft_runtime *rt)
  * another worker may run it to completion and free it. */
 void weft__sched_ready(struct weft_task *t)
 {
-	weft__worker_t *w = weft__worker_current();
+	weft__worker_t *w = weft__sched_current();
 	struct weft_runtime *rt = t->rt;
 	if (!worker_is_ours(w, t)) {
 		struct worker_batch *b = &worker_batch;
@@ -154,7 +154,7 @@ void weft__sched_ready(struct weft_task *t)
 
 void weft__sched_spawn(struct weft_task *t)
 {
-	weft__worker_t *w = weft__worker_current();
+	weft__worker_t *w = weft__sched_current();
 	struct weft_runtime *rt = t->rt;
 	if (!worker_is_ours(w, t) || weft__deque_push(&w->deque, t) < 0)
 		weft__inject_push(&rt->inject, t);
@@ -171,19 +171,19 @@ static void worker_switch_in(weft__worker_t *w, struct weft_task *t);
  * loop clears it when the fiber switched to the loop instead). */
 static inline void worker_arrived(void)
 {
-	weft__worker_t *w = weft__worker_current();
+	weft__worker_t *w = weft__sched_current();
 	if (w->post != WEFT__POST_NONE)
 		worker_after_switch(w);
 }
 
 void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 {
-	weft__worker_t *w = weft__worker_current();
+	weft__worker_t *w = weft__sched_current();
 	w->post = post;
 	w->post_task = self;
 	self->coop_used = 0;  /* others get the worker now (waitq.c) */
 	worker_qs_step(w);  /* even: the fiber is leaving */
-	weft__cont_t *to = &w->sched;
+	weft__fiber_t *to = &w->sched;
 	bool resume = false;
 	/* Switch straight to the task the loop would pick next (worker_pick:
 	 * never steals nor sleeps), which performs our post on its own stack
@@ -212,14 +212,14 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 		}
 	}
 	if (post == WEFT__POST_EXIT)
-		weft__cont_switch_final(&self->cont, to);
-	/* How the jump resumes (context_x86_64.S): a parked task resumes
+		weft__fiber_switch_final(&self->cont, to);
+	/* How the jump resumes (fiber_x86_64.S): a parked task resumes
 	 * where this one leaves, inside this function, usually under the
 	 * same chain of callers (two tasks that park in the same primitive),
 	 * so `ret` finds its return address predicted and so do the returns
 	 * that follow.  The loop and a new task's trampoline never match:
 	 * there the indirect jump predicts better. */
-	weft__cont_switch_inl(&self->cont, to, resume);
+	weft__fiber_switch_inl(&self->cont, to, resume);
 	worker_arrived();
 }
 
@@ -249,10 +249,10 @@ static void worker_run_inline(struct weft_task *self, struct weft_task *t)
 	t->cont = self->cont;
 	/* An overflow report names the task running at the fault. */
 	t->stack->owner_name = t->name;
-	weft__worker_current()->current = t;
+	weft__sched_current()->current = t;
 	weft__task_run(t);
 	/* Re-read: the child may have parked and resumed elsewhere. */
-	weft__worker_current()->current = self;
+	weft__sched_current()->current = self;
 	self->stack->owner_name = self->name;
 	t->stack = NULL;
 	weft__task_unref(t);  /* the run reference */
@@ -266,7 +266,7 @@ void weft__sched_help_join(struct weft_task *self, struct weft_group *g)
 		if ((word & WEFT__GROUP_COUNT_MASK) == 0 ||
 			!worker_stack_room(self))
 			return;
-		weft__worker_t *w = weft__worker_current();
+		weft__worker_t *w = weft__sched_current();
 		struct weft_task *t = weft__deque_pop(&w->deque);
 		if (t == NULL)
 			return;
@@ -322,7 +322,7 @@ void weft__record_pool_fini(weft__record_pool_t *p)
 
 void *weft__cache_get_slow(enum weft__cache_kind kind)
 {
-	weft__worker_t *w = weft__worker_current();
+	weft__worker_t *w = weft__sched_current();
 	if (w == NULL)
 		return NULL;
 	if (w->cache[kind] == NULL) {
@@ -348,7 +348,7 @@ void *weft__cache_get_slow(enum weft__cache_kind kind)
 
 void weft__cache_put_slow(enum weft__cache_kind kind, void *p)
 {
-	weft__worker_t *w = weft__worker_current();
+	weft__worker_t *w = weft__sched_current();
 	if (w == NULL) {
 		weft__free(p);
 		return;
@@ -490,9 +490,9 @@ static int worker_give_stack(weft__worker_t *w, struct weft_task *t)
 	if (rc < 0)
 		return rc;
 	t->stack->owner_name = t->name;
-	weft__cont_init_fiber(&t->cont, t->stack, weft__task_entry, t);
+	weft__fiber_init(&t->cont, t->stack, weft__task_entry, t);
 	/* A fiber exists from its first switch-in to its exit. */
-	weft__census_add(WEFT__CENSUS_FIBER, 1);
+	weft__alloc_census_add(WEFT__CENSUS_FIBER, 1);
 	return 0;
 }
 
@@ -638,7 +638,7 @@ static void worker_after_switch(weft__worker_t *w)
 		w->take_oldest = false;
 		break;
 	case WEFT__POST_EXIT:
-		weft__census_add(WEFT__CENSUS_FIBER, -1);
+		weft__alloc_census_add(WEFT__CENSUS_FIBER, -1);
 		/* An inline child returns into its parent instead of exiting
 		 * here: a borrowed stack is never given back. */
 		WEFT_ASSERT(!t->stack_borrowed, "inline child exited a fiber");
@@ -663,7 +663,7 @@ static void worker_run(weft__worker_t *w, struct weft_task *t)
 		}
 	}
 	worker_switch_in(w, t);
-	weft__cont_switch(&w->sched, &t->cont);
+	weft__fiber_switch(&w->sched, &t->cont);
 	weft__stack_set_running(NULL);
 	w->current = NULL;
 	worker_after_switch(w);
@@ -679,7 +679,7 @@ static void *worker_main(void *arg)
 	sigdelset(&all, SIGSEGV);
 	sigdelset(&all, SIGBUS);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	weft__cont_init_thread(&w->sched);
+	weft__fiber_init_thread(&w->sched);
 	int have_altstack = weft__stack_thread_init() == 0;
 	for (;;) {
 		struct weft_task *t = w->handoff;
@@ -693,14 +693,14 @@ static void *worker_main(void *arg)
 	if (have_altstack)
 		weft__stack_thread_fini();
 	worker_cache_drain(w);
-	weft__cont_fini_thread(&w->sched);
+	weft__fiber_fini_thread(&w->sched);
 	worker_tls = NULL;
 	return NULL;
 }
 
 /* }======================================================= */
 
-int weft__worker_start(struct weft_runtime *rt, weft__worker_t *w,
+int weft__sched_worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	unsigned index)
 {
 	w->rt = rt;
@@ -722,12 +722,12 @@ int weft__worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	return 0;
 }
 
-void weft__worker_join(weft__worker_t *w)
+void weft__sched_worker_join(weft__worker_t *w)
 {
 	pthread_join(w->thread, NULL);
 }
 
-void weft__worker_fini(weft__worker_t *w)
+void weft__sched_worker_fini(weft__worker_t *w)
 {
 	weft__stack_pool_fini(&w->stacks);
 	weft__deque_fini(&w->deque);

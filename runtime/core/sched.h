@@ -1,6 +1,6 @@
 /* Workers: one OS thread each, running fibers from its own deque, its
  * run-next slot, the injection queue, and other workers' deques (see
- * worker.c for the scheduling essay). */
+ * sched.c for the scheduling essay). */
 #ifndef WEFT_RUNTIME_CORE_SCHED_H
 #define WEFT_RUNTIME_CORE_SCHED_H
 
@@ -62,7 +62,7 @@ typedef struct weft__worker {
 	/* Owner-only fields. */
 	struct weft_runtime *rt;
 	unsigned index;
-	weft__cont_t sched;          /* this thread's own stack context */
+	weft__fiber_t sched;          /* this thread's own stack context */
 	struct weft_task *current;   /* task running now, NULL in sched */
 	struct weft_task *runnext;   /* run-next slot (LIFO, capped) */
 	unsigned runnext_streak;     /* consecutive run-next picks */
@@ -109,7 +109,7 @@ typedef struct weft__worker {
  *     inlines to two loads: it is on every park and wake path (B5).
  *   - elsewhere: a call to a function that is never inlined and hides the
  *     address from the optimiser. */
-weft__worker_t *weft__worker_current_slow(void);
+weft__worker_t *weft__sched_current_slow(void);
 #if defined(__x86_64__) || defined(__aarch64__)
 #define WEFT__WORKER_TP_READ 1
 static inline __attribute__((always_inline)) char *weft__thread_pointer(void)
@@ -122,19 +122,19 @@ static inline __attribute__((always_inline)) char *weft__thread_pointer(void)
 #endif
 	return tp;
 }
-/* &worker_tls minus the thread pointer (worker.c). */
-extern intptr_t weft__worker_tls_off;
+/* &worker_tls minus the thread pointer (sched.c). */
+extern intptr_t weft__sched_tls_off;
 static inline __attribute__((always_inline)) weft__worker_t *
-weft__worker_current(void)
+weft__sched_current(void)
 {
 	return *(weft__worker_t **)(void *)(weft__thread_pointer() +
-		weft__worker_tls_off);
+		weft__sched_tls_off);
 }
 #else
 #define WEFT__WORKER_TP_READ 0
-static inline weft__worker_t *weft__worker_current(void)
+static inline weft__worker_t *weft__sched_current(void)
 {
-	return weft__worker_current_slow();
+	return weft__sched_current_slow();
 }
 #endif
 
@@ -169,13 +169,16 @@ WEFT_FIBER_FN void weft__sched_switch_out(struct weft_task *self,
  * entry) calls this first: it performs the post the departing fiber left
  * on this worker, if any. */
 void weft__sched_arrived(void);
+/* One pass over the injection queue and the other workers' deques (the
+ * idle loop's search).  NULL if nothing was found.  Thread: w's own. */
+struct weft_task *weft__sched_steal(struct weft__worker *w);
 
 /* A record of `kind` from the calling worker's cache, or NULL (not a
  * worker, or no record cached or pooled: the caller then uses
  * weft__alloc).  Thread: any (a worker uses its own cache). */
 static inline void *weft__cache_get(enum weft__cache_kind kind)
 {
-	weft__worker_t *w = weft__worker_current();
+	weft__worker_t *w = weft__sched_current();
 	void *p = w ? w->cache[kind] : NULL;
 	if (__builtin_expect(p == NULL, 0))
 		return weft__cache_get_slow(kind);
@@ -188,7 +191,7 @@ static inline void *weft__cache_get(enum weft__cache_kind kind)
  * cache, or hands it on (pool, free).  Thread: any. */
 static inline void weft__cache_put(enum weft__cache_kind kind, void *p)
 {
-	weft__worker_t *w = weft__worker_current();
+	weft__worker_t *w = weft__sched_current();
 	if (__builtin_expect(w == NULL ||
 		w->cache_len[kind] >= WEFT__CACHE_MAX, 0)) {
 		weft__cache_put_slow(kind, p);
@@ -199,13 +202,13 @@ static inline void weft__cache_put(enum weft__cache_kind kind, void *p)
 	w->cache_len[kind]++;
 }
 
-int weft__worker_start(struct weft_runtime *rt, weft__worker_t *w,
+int weft__sched_worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	unsigned index);
 /* Joins w's thread.  Its deque stays valid: other workers may still be
  * stealing from it until they are joined too. */
-void weft__worker_join(weft__worker_t *w);
+void weft__sched_worker_join(weft__worker_t *w);
 /* Frees w's deque and stack pool.  Only after every worker of the runtime
  * has been joined (no thief left). */
-void weft__worker_fini(weft__worker_t *w);
+void weft__sched_worker_fini(weft__worker_t *w);
 
 #endif

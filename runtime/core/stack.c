@@ -85,7 +85,7 @@ static void stack_created(weft__stack_t *st)
 {
 	st->released = STACK_CLEAN;
 	st->valgrind_id = weft__san_stack_register(st->lo, st->size);
-	weft__census_add(WEFT__CENSUS_STACK, +1);
+	weft__alloc_census_add(WEFT__CENSUS_STACK, +1);
 }
 
 /* Undoes stack_created and what fibers left behind; the caller unmaps. */
@@ -97,7 +97,7 @@ static void stack_forget(weft__stack_t *st)
 	st->tsan_fiber = NULL;
 #endif
 	weft__san_unpoison(st->lo, st->size);
-	weft__census_add(WEFT__CENSUS_STACK, -1);
+	weft__alloc_census_add(WEFT__CENSUS_STACK, -1);
 }
 
 static void *stack_mmap(size_t len)

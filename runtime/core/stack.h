@@ -45,12 +45,12 @@ struct weft__stack {
 	const char *owner_name;
 #ifdef WEFT__TSAN
 	/* TSan fiber handle bound to this stack: created lazily by
-	 * weft__cont_init_fiber, reused by the fibers that run on this stack
-	 * (replaced every 256, see context.c), destroyed when the stack is
+	 * weft__fiber_init, reused by the fibers that run on this stack
+	 * (replaced every 256, see fiber.c), destroyed when the stack is
 	 * unmapped.  Written only by whoever owns the stack.  TSan builds
 	 * only: every stack has a descriptor (B7). */
 	void *tsan_fiber;
-	/* How many fibers have used tsan_fiber; context.c recycles the handle
+	/* How many fibers have used tsan_fiber; fiber.c recycles the handle
 	 * after a bound (see there).  Owner of the stack only. */
 	unsigned tsan_uses;
 #endif

@@ -196,7 +196,7 @@ __attribute__((noinline)) static void task_arena_put_slow(weft__worker_t *w,
  * runtime with room (weft__cache_put's fast path), else to the arena. */
 static inline void task_arena_put(struct weft_task *t)
 {
-	weft__worker_t *w = weft__worker_current();
+	weft__worker_t *w = weft__sched_current();
 	if (__builtin_expect(w != NULL && w->rt == t->rt &&
 		w->cache_len[WEFT__CACHE_TASK] < WEFT__CACHE_MAX, 1)) {
 		*(void **)t = w->cache[WEFT__CACHE_TASK];
@@ -245,7 +245,7 @@ int weft__task_create_lit(struct weft_runtime *rt, const char *name,
 {
 	/* The worker cache's fast path (weft__cache_get), for this runtime's
 	 * records only. */
-	weft__worker_t *w = weft__worker_current();
+	weft__worker_t *w = weft__sched_current();
 	struct weft_task *t;
 	if (__builtin_expect(w != NULL && w->rt == rt &&
 		(t = w->cache[WEFT__CACHE_TASK]) != NULL, 1)) {
@@ -303,7 +303,7 @@ int weft__task_create_lit(struct weft_runtime *rt, const char *name,
 	weft__scope_init(&t->root_scope, WEFT__SCOPE_TASK, 0);
 	t->root_scope.id = t->id;
 	atomic_init(&t->cur_scope, &t->root_scope);
-	weft__census_add(WEFT__CENSUS_TASK, 1);
+	weft__alloc_census_add(WEFT__CENSUS_TASK, 1);
 	/* release: the record is live for snapshots, with its name and
 	 * insp_* fields (pairs with the acquire in inspect.c's scan).  The
 	 * previous life's insp_id = 0 store precedes every write above in
@@ -325,7 +325,7 @@ void weft__task_unref(struct weft_task *t)
 	weft__free(t->fail_msg);
 	weft_error_free(t->fail_group);
 	weft__scope_fini(&t->root_scope);
-	weft__census_add(WEFT__CENSUS_TASK, -1);
+	weft__alloc_census_add(WEFT__CENSUS_TASK, -1);
 	/* Not live (also for a record that never ran: a failed spawn). */
 	atomic_store_explicit(&t->insp_id, 0, memory_order_relaxed);
 	task_arena_put(t);
@@ -351,7 +351,7 @@ bool weft__task_root_cancelled(struct weft_task *t)
 
 /* {======================================================= park / wake */
 
-uint64_t weft__park_prepare(struct weft_task *self, bool cancellable)
+uint64_t weft__task_park_prepare(struct weft_task *self, bool cancellable)
 {
 	uint64_t old = atomic_load_explicit(&self->park, memory_order_relaxed);
 	uint64_t gen = (old >> WEFT__PARK_GEN_SHIFT) + 1;
@@ -364,12 +364,12 @@ uint64_t weft__park_prepare(struct weft_task *self, bool cancellable)
 	return gen;
 }
 
-void weft__park_commit(struct weft_task *self)
+void weft__task_park_commit(struct weft_task *self)
 {
-	weft__park_commit_on(self, NULL);
+	weft__task_park_commit_on(self, NULL);
 }
 
-void weft__park_commit_on(struct weft_task *self, const char *what)
+void weft__task_park_commit_on(struct weft_task *self, const char *what)
 {
 	/* Fast path: already woken, no need to switch. */
 	if (atomic_load_explicit(&self->park, memory_order_acquire) &
@@ -378,7 +378,7 @@ void weft__park_commit_on(struct weft_task *self, const char *what)
 	if (what == NULL) {
 		struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
 			memory_order_relaxed);
-		what = cur->kind == WEFT__SCOPE_STACK ? "sleep" : "park";
+		what = cur->kind == WEFT__SCOPE_FRAME ? "sleep" : "park";
 	}
 	/* Relaxed: introspection only (inspect.c reads it atomically). */
 	atomic_store_explicit(&self->insp_wait, what, memory_order_relaxed);
@@ -502,7 +502,7 @@ void weft__task_finish(struct weft_task *t, int rc)
 	/* Issue 3: the task's context dies with it (key destructors run
 	 * here, as the task), and it leaves introspection snapshots. */
 	if (t->ctx)
-		weft__context_unref(t->ctx);
+		weft__local_context_unref(t->ctx);
 	atomic_store_explicit(&t->insp_id, 0, memory_order_relaxed);
 	/* Publishes the outcome fields (invariant 4): release.  seq_cst when
 	 * someone holds a reference (only a handle holder can wait): it
@@ -544,7 +544,7 @@ void weft__task_finish(struct weft_task *t, int rc)
 
 struct weft__leaf *weft__task_failure_leaf(struct weft_task *t)
 {
-	struct weft__leaf *l = weft__leaf_create(t->rc,
+	struct weft__leaf *l = weft__error_leaf_create(t->rc,
 		t->fail_msg ? t->fail_msg : "", t->name, t->id, t->fail_seq,
 		t->fail_collateral, t->fail_group);
 	if (l)
@@ -605,7 +605,7 @@ static int start_wait(struct weft_task *self, struct weft__start *st,
 	bool cancellable)
 {
 	for (;;) {
-		uint64_t gen = weft__park_prepare(self, cancellable);
+		uint64_t gen = weft__task_park_prepare(self, cancellable);
 		atomic_store_explicit(&self->start_wait_gen, gen,
 			memory_order_seq_cst);
 		int s = atomic_load_explicit(&st->state, memory_order_seq_cst);
@@ -616,7 +616,7 @@ static int start_wait(struct weft_task *self, struct weft__start *st,
 				memory_order_relaxed)))
 			return s;
 		/* Woken (or not parked at all): the checks above decide. */
-		weft__park_commit_on(self, "start");
+		weft__task_park_commit_on(self, "start");
 	}
 }
 
@@ -815,7 +815,7 @@ int weft_task_wait(weft_task_t *h)
 		if (atomic_load_explicit(&h->state, memory_order_acquire) !=
 			WEFT_TASK_PENDING)
 			return 0;
-		node.gen = weft__park_prepare(self, true);
+		node.gen = weft__task_park_prepare(self, true);
 		/* List first, then re-check state (seq_cst both): pairs with
 		 * the finisher's state store then list read. */
 		weft__spin_lock(&h->waiters_lock);
@@ -827,7 +827,7 @@ int weft_task_wait(weft_task_t *h)
 			memory_order_relaxed);
 		if (atomic_load_explicit(&h->state, memory_order_seq_cst) ==
 			WEFT_TASK_PENDING && !weft__scope_is_cancelled(cur))
-			weft__park_commit_on(self, "task wait");
+			weft__task_park_commit_on(self, "task wait");
 		/* Remove ourselves if still listed. */
 		weft__spin_lock(&h->waiters_lock);
 		struct weft__waiter *head = atomic_load_explicit(&h->waiters,

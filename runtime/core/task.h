@@ -56,7 +56,7 @@ struct weft_task {
 	bool fail_collateral;           /* failed while already cancelled */
 	bool started_called;
 	/* Calls of blocking operations that completed without parking since
-	 * the task last switched out (weft__wait_begin's budget).  Owner
+	 * the task last switched out (weft__waitq_begin's budget).  Owner
 	 * only. */
 	uint8_t coop_used;
 	/* Outcome: written by the task before it publishes its end with the
@@ -125,9 +125,9 @@ struct weft_task {
 	/* Last, and cleared only up to its reason (WEFT__TASK_CLEAR): a
 	 * recycled record is reinitialised without touching the cold tail. */
 	struct weft_scope root_scope;   /* the task's own scope */
-	/* Written before use: by weft__cont_init_fiber at first run, or
+	/* Written before use: by weft__fiber_init at first run, or
 	 * copied from the parent for an inline child. */
-	weft__cont_t cont;              /* owner: the worker running it */
+	weft__fiber_t cont;              /* owner: the worker running it */
 	char name[WEFT__TASK_NAME_MAX]; /* copied at creation */
 };
 
@@ -147,10 +147,10 @@ struct weft__waiter {
 
 /* The task running on the calling thread, or NULL (plain thread or worker
  * scheduler context).  Re-read after every possible switch (it is, at each
- * call: weft__worker_current). */
+ * call: weft__sched_current). */
 static inline struct weft_task *weft__task_current(void)
 {
-	weft__worker_t *w = weft__worker_current();
+	weft__worker_t *w = weft__sched_current();
 	return w ? w->current : NULL;
 }
 
@@ -166,8 +166,8 @@ void weft__task_unref(struct weft_task *t);
 /* Park protocol.  prepare returns the generation to hand to wakers;
  * commit switches out until woken (returns at once if already woken);
  * wake is callable from any thread and returns true if it woke the task. */
-uint64_t weft__park_prepare(struct weft_task *self, bool cancellable);
-WEFT_FIBER_FN void weft__park_commit(struct weft_task *self);
+uint64_t weft__task_park_prepare(struct weft_task *self, bool cancellable);
+WEFT_FIBER_FN void weft__task_park_commit(struct weft_task *self);
 bool weft__task_wake(struct weft_task *t, uint64_t gen);
 /* As weft__task_wake, but never makes t runnable itself: returns true
  * when the caller must call weft__sched_ready(t) (t had switched out), for
@@ -250,10 +250,10 @@ void weft__task_arena_fini(struct weft__task_arena *a);
  * creator before the task is published. */
 void weft__task_name_store(struct weft_task *t, const char *src);
 
-/* As weft__park_commit, recording `what` (a static string) as what the
+/* As weft__task_park_commit, recording `what` (a static string) as what the
  * task is parked on for introspection; NULL lets the runtime guess
  * ("sleep" inside a sleep's private scope, else "park"). */
-WEFT_FIBER_FN void weft__park_commit_on(struct weft_task *self,
+WEFT_FIBER_FN void weft__task_park_commit_on(struct weft_task *self,
 	const char *what);
 
 /* Done callback node (weft_task_on_done). */

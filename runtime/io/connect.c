@@ -45,7 +45,7 @@ static int connect_sockaddr(weft_stream_t **out, const struct sockaddr *addr,
 	socklen_t len)
 {
 	struct weft_task *self;
-	int rc = weft__wait_begin(&self);
+	int rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
 	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
@@ -83,7 +83,7 @@ int weft_tcp_connect_addr(weft_stream_t **out, const struct sockaddr *addr)
 {
 	if (out == NULL || addr == NULL)
 		return -EINVAL;
-	socklen_t len = weft__sockaddr_len(addr);
+	socklen_t len = weft__sock_addr_len(addr);
 	if (len == 0)
 		return -EAFNOSUPPORT;
 	return connect_sockaddr(out, addr, len);
@@ -239,12 +239,12 @@ int weft_tcp_connect(weft_stream_t **out, const char *host, int port)
 		if (rc < 0)
 			return rc;
 	}
-	rc = weft__tcp_connect_list(out, res);
+	rc = weft__connect_list(out, res);
 	freeaddrinfo(res);
 	return rc;
 }
 
-int weft__tcp_connect_list(weft_stream_t **out, const struct addrinfo *res)
+int weft__connect_list(weft_stream_t **out, const struct addrinfo *res)
 {
 	size_t count = 0;
 	for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next)

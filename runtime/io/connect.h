@@ -11,6 +11,6 @@ struct addrinfo;
 /* Connects to the first address of res to answer, with the RFC 8305
  * stagger; res stays the caller's.  Errors as weft_tcp_connect.
  * Thread: a weft fiber. */
-int weft__tcp_connect_list(weft_stream_t **out, const struct addrinfo *res);
+int weft__connect_list(weft_stream_t **out, const struct addrinfo *res);
 
 #endif

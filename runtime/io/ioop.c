@@ -124,7 +124,7 @@ static void ioop_abort_fn(struct weft_runtime *rt,
  * release of DONE, so result is visible). */
 static uint64_t ioop_park(struct weft_task *self, struct weft__ioop *op)
 {
-	weft__park_commit_on(self, op->what);
+	weft__task_park_commit_on(self, op->what);
 	return atomic_load_explicit(&op->word, memory_order_acquire);
 }
 
@@ -149,7 +149,7 @@ static bool ioop_publish(struct weft__ioop *op, uint64_t gen, uint64_t flags,
 int weft__ioop_run(struct weft__ioop *op)
 {
 	struct weft_task *self;
-	int rc = weft__wait_begin(&self);
+	int rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
 	/* Reachable by cancellations from now on. */
@@ -163,7 +163,7 @@ int weft__ioop_run(struct weft__ioop *op)
 	op->result = 0;
 	op->submit.fn = ioop_submit_fn;
 	op->abort.fn = ioop_abort_fn;
-	uint64_t gen = weft__park_prepare(self, true);
+	uint64_t gen = weft__task_park_prepare(self, true);
 	/* Relaxed: published to the I/O thread by the post's release. */
 	uint64_t w = gen << IOOP_GEN_SHIFT;
 	atomic_store_explicit(&op->word, w, memory_order_relaxed);
@@ -177,18 +177,18 @@ int weft__ioop_run(struct weft__ioop *op)
 		if (w == IOOP_DONE)
 			return op->result;
 		/* Woken by a cancellation (seen at the top of the loop). */
-		gen = weft__park_prepare(self, true);
+		gen = weft__task_park_prepare(self, true);
 		if (!ioop_publish(op, gen, 0, &w))
 			return op->result;
 	}
 	/* Cancelled with the operation in flight: ask the I/O thread to stop
 	 * it and wait, uncancellably, until it is done with op. */
-	gen = weft__park_prepare(self, false);
+	gen = weft__task_park_prepare(self, false);
 	if (ioop_publish(op, gen, IOOP_CANCEL_REQ, &w)) {
 		weft__ioq_post(op->rt, &op->abort);
 		/* Only the I/O thread knows this generation: one wake. */
 		while ((w = ioop_park(self, op)) != IOOP_DONE) {
-			gen = weft__park_prepare(self, false);
+			gen = weft__task_park_prepare(self, false);
 			if (!ioop_publish(op, gen, IOOP_CANCEL_REQ, &w))
 				break;
 		}

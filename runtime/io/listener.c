@@ -51,7 +51,7 @@ static int listener_open(weft_listener_t **out, const struct sockaddr *addr,
 	socklen_t len, int backlog)
 {
 	struct weft_task *self;
-	int rc = weft__wait_begin(&self);
+	int rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
 	struct weft_listener *l = weft__calloc(1, sizeof *l);

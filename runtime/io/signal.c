@@ -443,7 +443,7 @@ int weft_signal_close(weft_signals_t *w)
 
 /* }======================================================= */
 
-void weft__signals_fini(struct weft_runtime *rt)
+void weft__signal_fini(struct weft_runtime *rt)
 {
 	struct weft__signals *set = rt->signals;
 	if (set == NULL)

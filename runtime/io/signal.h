@@ -28,6 +28,6 @@ void weft__signal_close_io(struct weft_signals *w);
  * closed the uv_signal_t handles) and gives the signals of watchers that
  * were never closed their previous disposition back.
  * Thread: the destroyer. */
-void weft__signals_fini(struct weft_runtime *rt);
+void weft__signal_fini(struct weft_runtime *rt);
 
 #endif

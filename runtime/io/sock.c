@@ -92,7 +92,7 @@
 #define SOCK_REGISTERED 4u
 #define SOCK_INSIDE 8u  /* one task inside a direct system call */
 
-struct weft__sock_wait {
+struct weft__sock_waiter {
 	struct weft__ioop op;
 	struct weft__sock *s;
 	int event;
@@ -124,7 +124,7 @@ int weft__sock_call_begin(struct weft__sock *s, atomic_bool *side,
 	struct weft_task **self)
 {
 	weft__sock_ref(s);
-	int rc = weft__wait_begin(self);
+	int rc = weft__waitq_begin(self);
 	if (rc < 0) {
 		weft__sock_unref(s);
 		return rc;
@@ -154,7 +154,7 @@ void weft__sock_unref(struct weft__sock *s)
 		s->free_fn(s);
 }
 
-socklen_t weft__sockaddr_len(const struct sockaddr *sa)
+socklen_t weft__sock_addr_len(const struct sockaddr *sa)
 {
 	switch (sa->sa_family) {
 	case AF_INET:
@@ -249,9 +249,9 @@ void weft__sock_leave(struct weft__sock *s)
 #define SOCK_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
 
 /* An edge for one direction: wakes its waiter, or is kept. */
-static void sock_edge(struct weft__sock_wait **waiter, bool *ready)
+static void sock_edge(struct weft__sock_waiter **waiter, bool *ready)
 {
-	struct weft__sock_wait *w = *waiter;
+	struct weft__sock_waiter *w = *waiter;
 	if (w == NULL) {
 		*ready = true;
 		return;
@@ -310,8 +310,8 @@ static int sock_epoll_open(weft__io_t *io)
 
 static void sock_wait_start(weft__io_t *io, struct weft__ioop *op)
 {
-	struct weft__sock_wait *w = WEFT__CONTAINER_OF(op,
-		struct weft__sock_wait, op);
+	struct weft__sock_waiter *w = WEFT__CONTAINER_OF(op,
+		struct weft__sock_waiter, op);
 	struct weft__sock *s = w->s;
 	if (s->io_closed) {
 		weft__ioop_complete(op, WEFT_ECLOSED);
@@ -346,8 +346,8 @@ static void sock_wait_start(weft__io_t *io, struct weft__ioop *op)
 static void sock_wait_cancel(weft__io_t *io, struct weft__ioop *op)
 {
 	(void)io;
-	struct weft__sock_wait *w = WEFT__CONTAINER_OF(op,
-		struct weft__sock_wait, op);
+	struct weft__sock_waiter *w = WEFT__CONTAINER_OF(op,
+		struct weft__sock_waiter, op);
 	struct weft__sock *s = w->s;
 	if (s->rd == w)
 		s->rd = NULL;
@@ -365,7 +365,7 @@ static void sock_close_fn(struct weft_runtime *rt,
 	struct weft__sock *s = WEFT__CONTAINER_OF(n, struct weft__sock,
 		close_node);
 	s->io_closed = true;
-	struct weft__sock_wait *rd = s->rd, *wr = s->wr;
+	struct weft__sock_waiter *rd = s->rd, *wr = s->wr;
 	s->rd = NULL;
 	s->wr = NULL;
 	if (s->in_epoll) {
@@ -393,7 +393,7 @@ int weft__sock_wait(struct weft__sock *s, int event, const char *what)
 	atomic_fetch_or_explicit(&s->gate, SOCK_REGISTERED,
 		memory_order_relaxed);
 	weft__sock_leave(s);
-	struct weft__sock_wait w = { .s = s, .event = event };
+	struct weft__sock_waiter w = { .s = s, .event = event };
 	w.op.start = sock_wait_start;
 	w.op.cancel = sock_wait_cancel;
 	w.op.what = what;

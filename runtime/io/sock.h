@@ -22,7 +22,7 @@
 #include "io/ioop.h"
 
 struct weft_runtime;
-struct weft__sock_wait;
+struct weft__sock_waiter;
 
 struct weft__sock {
 	struct weft_runtime *rt;
@@ -40,8 +40,8 @@ struct weft__sock {
 	/* An edge came while nobody waited for it: the next wait returns
 	 * at once (its caller retries the system call). */
 	bool rd_ready, wr_ready;
-	struct weft__sock_wait *rd;   /* parked waiting to read, or NULL */
-	struct weft__sock_wait *wr;   /* parked waiting to write, or NULL */
+	struct weft__sock_waiter *rd;   /* parked waiting to read, or NULL */
+	struct weft__sock_waiter *wr;   /* parked waiting to write, or NULL */
 };
 
 /* Initialises s around fd (which s now owns) with one reference, the
@@ -56,7 +56,7 @@ void weft__sock_unref(struct weft__sock *s);
 
 /* Begins a call that owns one side of s (a stream's read or write side, a
  * listener's accept), whose flag is `side`: takes the call's reference
- * first (weft__wait_begin may yield, and another task's close must not
+ * first (weft__waitq_begin may yield, and another task's close must not
  * free s under a call that has begun), passes the checkpoint (*self is
  * the calling task), then takes the side.  0, or an error with nothing
  * held: the checkpoint's, or -EBUSY when another task holds the side.
@@ -93,7 +93,7 @@ bool weft__sock_closing(struct weft__sock *s);
 
 /* The length of an AF_INET or AF_INET6 address, 0 for another family.
  * Thread: any. */
-socklen_t weft__sockaddr_len(const struct sockaddr *sa);
+socklen_t weft__sock_addr_len(const struct sockaddr *sa);
 
 /* -errno of the last failed system call, with EAGAIN/EWOULDBLOCK as
  * -EAGAIN. */

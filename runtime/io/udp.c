@@ -320,7 +320,7 @@ static void udp_received(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 	} else {
 		r->n = nread;
 		rc = (flags & UV_UDP_PARTIAL) ? -EMSGSIZE : 0;
-		socklen_t l = addr ? weft__sockaddr_len(addr) : 0;
+		socklen_t l = addr ? weft__sock_addr_len(addr) : 0;
 		if (l > 0)
 			memcpy(&r->from, addr, l);
 		r->fromlen = l;
@@ -433,15 +433,15 @@ int weft_udp_send(weft_udp_t *u, const void *buf, size_t len,
 {
 	if (u == NULL || to == NULL || (buf == NULL && len > 0))
 		return -EINVAL;
-	socklen_t tolen = weft__sockaddr_len(to);
+	socklen_t tolen = weft__sock_addr_len(to);
 	if (tolen == 0 || to->sa_family != u->family)
 		return -EAFNOSUPPORT;
 	/* The reference comes first, before anything that may switch
-	 * (weft__wait_begin may yield: its cooperative budget). */
+	 * (weft__waitq_begin may yield: its cooperative budget). */
 	if (!udp_ref_open(u))
 		return WEFT_ECLOSED;
 	struct weft_task *self;
-	int rc = weft__wait_begin(&self);
+	int rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		goto out;
 	if (!udp_enter(u)) {
@@ -480,7 +480,7 @@ ssize_t weft_udp_recv(weft_udp_t *u, void *buf, size_t len,
 	if (!udp_ref_open(u))  /* first: as in weft_udp_send */
 		return WEFT_ECLOSED;
 	struct weft_task *self;
-	int rc = weft__wait_begin(&self);
+	int rc = weft__waitq_begin(&self);
 	if (rc < 0) {
 		udp_unref(u);
 		return rc;

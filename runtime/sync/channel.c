@@ -31,7 +31,7 @@
  * switch, each return a return-stack mispredict.
  *
  * Checkpoints: send and receive observe cancellation at entry
- * (weft__wait_begin) and while parked, but do not yield when they complete
+ * (weft__waitq_begin) and while parked, but do not yield when they complete
  * at once (but for the cooperative budget, waitq.h); yielding there would
  * add a switch to every hand-off (a ping-pong round trip would cost four
  * parks instead of two).
@@ -335,7 +335,7 @@ static inline __attribute__((always_inline)) int chan_send(struct chan_end *e, c
 	}
 	weft__spin_unlock(&ch->lock);
 	if (wl.head)
-		weft__wakelist_flush(&wl);
+		weft__waitq_flush(&wl);
 	return rc;
 }
 
@@ -378,7 +378,7 @@ static inline __attribute__((always_inline)) int chan_receive(struct chan_end *e
 	}
 	weft__spin_unlock(&ch->lock);
 	if (wl.head)
-		weft__wakelist_flush(&wl);
+		weft__waitq_flush(&wl);
 	return rc;
 }
 
@@ -387,7 +387,7 @@ int weft_channel_send(weft_channel_tx_t *tx, const void *item)
 	if (tx == NULL || item == NULL)
 		return -EINVAL;
 	struct weft_task *self;
-	int rc = weft__wait_begin(&self);
+	int rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
 	return chan_send(&tx->e, item, self);
@@ -405,7 +405,7 @@ int weft_channel_receive(weft_channel_rx_t *rx, void *item)
 	if (rx == NULL || item == NULL)
 		return -EINVAL;
 	struct weft_task *self;
-	int rc = weft__wait_begin(&self);
+	int rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
 	return chan_receive(&rx->e, item, self);
@@ -497,7 +497,7 @@ static void chan_close(struct chan_end *e, bool is_tx)
 	}
 	weft__spin_unlock(&ch->lock);
 	if (wl.head)
-		weft__wakelist_flush(&wl);
+		weft__waitq_flush(&wl);
 }
 
 static void chan_release(struct chan_end *e, bool is_tx)

@@ -88,7 +88,7 @@ int weft_condition_wait(weft_condition_t *c)
 	if (c == NULL)
 		return -EINVAL;
 	struct weft_task *self;
-	int rc = weft__wait_begin(&self);
+	int rc = weft__waitq_begin(&self);
 	if (self == NULL)
 		return WEFT_ENOTFIBER;
 	struct weft_lock *lock = c->lock;
@@ -128,7 +128,7 @@ int weft_condition_notify(weft_condition_t *c, size_t n)
 		woken++;
 	}
 	weft__spin_unlock(&c->spin);
-	weft__wakelist_flush(&wl);
+	weft__waitq_flush(&wl);
 	return woken > INT_MAX ? INT_MAX : (int)woken;
 }
 

@@ -79,7 +79,7 @@ int weft_event_set(weft_event_t *ev)
 	while ((n = weft__waitq_first(&ev->q)) != NULL)
 		weft__waitq_grant(&ev->q, n, &wl);
 	weft__spin_unlock(&ev->spin);
-	weft__wakelist_flush(&wl);
+	weft__waitq_flush(&wl);
 	return 0;
 }
 
@@ -97,7 +97,7 @@ int weft_event_wait(weft_event_t *ev)
 	if (ev == NULL)
 		return -EINVAL;
 	struct weft_task *self;
-	int rc = weft__wait_begin(&self);
+	int rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
 	/* acquire: pairs with the release store in weft_event_set. */

@@ -86,7 +86,7 @@ static struct weft__leaf *child_failure_leaf(struct weft_task *self, int rc)
 {
 	uint64_t seq = atomic_fetch_add_explicit(&self->rt->error_seq, 1,
 		memory_order_relaxed);
-	struct weft__leaf *l = weft__leaf_create(rc,
+	struct weft__leaf *l = weft__error_leaf_create(rc,
 		self->fail_msg ? self->fail_msg : "", self->name, self->id, seq,
 		weft__task_root_cancelled(self), self->fail_group);
 	if (l)
@@ -207,7 +207,7 @@ static void slot_settle_unrun(struct comb_slot *s)
 	if (s->rc == 0 || s->rc == -ECANCELED)
 		return;
 	const struct weft_task *t = s->h;
-	s->leaf = weft__leaf_create(s->rc, t->fail_msg ? t->fail_msg : "",
+	s->leaf = weft__error_leaf_create(s->rc, t->fail_msg ? t->fail_msg : "",
 		t->name, t->id, t->fail_seq, t->fail_collateral, NULL);
 }
 
@@ -253,7 +253,7 @@ int weft_gather(const weft_call_t *calls, size_t n, unsigned flags,
 	for (size_t i = 0; i < n; i++)
 		results[i] = (weft_gather_result_t){ .rc = -ECANCELED };
 	struct weft_task *self;
-	rc = weft__wait_begin(&self);
+	rc = weft__waitq_begin(&self);
 	if (rc < 0 || n == 0)
 		return rc;
 	weft__task_link_root(self);  /* it checks its scope itself below */
@@ -310,7 +310,7 @@ int weft_race(const weft_call_t *calls, size_t n, void **value,
 	if (err_out)
 		*err_out = NULL;
 	struct weft_task *self;
-	rc = weft__wait_begin(&self);
+	rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
 	weft__task_link_root(self);  /* it checks its scope itself below */
@@ -363,7 +363,7 @@ int weft_race(const weft_call_t *calls, size_t n, void **value,
 	}
 	while (head) {
 		struct weft__leaf *next = head->next;
-		weft__leaf_free(head);
+		weft__error_leaf_free(head);
 		head = next;
 	}
 	weft__free(c.slots);

@@ -153,7 +153,7 @@ void weft__lock_release(struct weft_lock *l, struct weft_task *self)
 	 * hand-off synchronises through `spin` instead. */
 	atomic_store_explicit(&l->word, next, memory_order_release);
 	weft__spin_unlock(&l->spin);
-	weft__wakelist_flush(&wl);
+	weft__waitq_flush(&wl);
 }
 
 void weft__lock_acquire_uncancellable(struct weft_lock *l,
@@ -194,7 +194,7 @@ int weft_lock_acquire(weft_lock_t *l)
 	if (l == NULL)
 		return -EINVAL;
 	struct weft_task *self;
-	int rc = weft__wait_begin(&self);
+	int rc = weft__waitq_begin(&self);
 	if (self == NULL)
 		return WEFT_ENOTFIBER;
 	/* Misuse before cancellation: a cancelled double acquire is still a

@@ -21,7 +21,7 @@
  * touch a node again, and the nodes (on the caller's stack or in an
  * iterator) may go away.  Cancellation wakes the same park (it is
  * cancellable), and a deadline is a private scope in the caller's frame
- * (weft__stack_scope_enter) whose cancellation does the same, so there is
+ * (weft__scope_frame_enter) whose cancellation does the same, so there is
  * one park for every reason to stop waiting; callers loop and re-evaluate
  * after every wake (wakes may be spurious).
  *
@@ -125,7 +125,7 @@ static WEFT_FIBER_FN void multi_park(struct weft_task *self,
 	struct weft_task *const *h, size_t n, size_t seen,
 	struct watch *w, size_t nwatch, bool cancellable, const char *what)
 {
-	uint64_t gen = weft__park_prepare(self, cancellable);
+	uint64_t gen = weft__task_park_prepare(self, cancellable);
 	size_t listed = 0, ended = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (!task_pending(h[i])) {
@@ -145,7 +145,7 @@ static WEFT_FIBER_FN void multi_park(struct weft_task *self,
 		atomic_load_explicit(&self->cur_scope, memory_order_relaxed)))
 		park = false;
 	if (park)
-		weft__park_commit_on(self, what);
+		weft__task_park_commit_on(self, what);
 	for (size_t k = 0; k < listed; k++)
 		watch_unlist(&w[k]);
 }
@@ -166,7 +166,7 @@ static WEFT_FIBER_FN void wait_shielded(struct weft_task *self,
  * before the scopes inside it (parent first), so if ss is cancelled
  * because of its outer scope, that scope already reads as cancelled. */
 static int wait_cancel_kind(struct weft_task *self,
-	struct weft__stack_scope *ss)
+	struct weft__frame_scope *ss)
 {
 	struct weft_scope *outer = ss ? ss->ts.s.outer :
 		atomic_load_explicit(&self->cur_scope, memory_order_relaxed);
@@ -238,7 +238,7 @@ int weft_wait(weft_task_t *const *handles, size_t n, weft_wait_mode_t mode,
 	int rc = check_handles(self, handles, n);
 	if (rc < 0)
 		return rc;
-	rc = weft__wait_begin(&self);
+	rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
 	weft__task_link_root(self);  /* it checks its scope itself below */
@@ -253,10 +253,10 @@ int weft_wait(weft_task_t *const *handles, size_t n, weft_wait_mode_t mode,
 			if (w == NULL)
 				return -ENOMEM;
 		}
-		struct weft__stack_scope ss;
+		struct weft__frame_scope ss;
 		bool timed = deadline != WEFT_FOREVER;
 		if (timed)
-			weft__stack_scope_enter(self, &ss, deadline);
+			weft__scope_frame_enter(self, &ss, deadline);
 		for (;;) {
 			multi_park(self, handles, n, ended, w, nwatch, true,
 				"wait");
@@ -270,7 +270,7 @@ int weft_wait(weft_task_t *const *handles, size_t n, weft_wait_mode_t mode,
 			}
 		}
 		if (timed)
-			weft__stack_scope_exit(self, &ss);
+			weft__scope_frame_exit(self, &ss);
 		if (w != small)
 			weft__free(w);
 	}
@@ -289,10 +289,10 @@ int weft_wait(weft_task_t *const *handles, size_t n, weft_wait_mode_t mode,
 static WEFT_FIBER_FN int wait_for_park(struct weft_task *self,
 	struct weft_task *h, int64_t timeout)
 {
-	struct weft__stack_scope ss;
+	struct weft__frame_scope ss;
 	bool timed = timeout != WEFT_FOREVER;
 	if (timed)
-		weft__stack_scope_enter(self, &ss, deadline_after(timeout));
+		weft__scope_frame_enter(self, &ss, deadline_after(timeout));
 	struct watch w;
 	int rc = 0;
 	for (;;) {
@@ -308,7 +308,7 @@ static WEFT_FIBER_FN int wait_for_park(struct weft_task *self,
 		}
 	}
 	if (timed)
-		weft__stack_scope_exit(self, &ss);
+		weft__scope_frame_exit(self, &ss);
 	return rc;
 }
 
@@ -324,7 +324,7 @@ int weft_wait_for(weft_task_t *h, int64_t timeout, void **value)
 		return rc;
 	/* Cancelled on entry counts as cancelled while waiting: the task is
 	 * taken along. */
-	rc = weft__wait_begin(&self);
+	rc = weft__waitq_begin(&self);
 	weft__task_link_root(self);  /* it checks its scope itself below */
 	if (rc == 0) {
 		if (!task_pending(h))
@@ -522,7 +522,7 @@ int weft_as_completed_next(weft_as_completed_t *it, size_t *index,
 		return WEFT_EMISUSE;
 	if (it->yielded == it->n)
 		return WEFT_EEND;
-	int rc = weft__wait_begin(&self);
+	int rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
 	weft__task_link_root(self);  /* it checks its scope itself below */
@@ -532,7 +532,7 @@ int weft_as_completed_next(weft_as_completed_t *it, size_t *index,
 			break;
 		struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
 			memory_order_relaxed);
-		uint64_t gen = weft__park_prepare(self, true);
+		uint64_t gen = weft__task_park_prepare(self, true);
 		as_completed_drain(it, true, gen);
 		if (it->nheap > 0)
 			break;
@@ -546,7 +546,7 @@ int weft_as_completed_next(weft_as_completed_t *it, size_t *index,
 			weft__scope_note_observed(cur->origin);
 			return -ECANCELED;
 		}
-		weft__park_commit_on(self, "as_completed");
+		weft__task_park_commit_on(self, "as_completed");
 	}
 	/* A park we left early may still be listed: nobody wakes it now. */
 	as_completed_drain(it, false, 0);

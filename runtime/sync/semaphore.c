@@ -90,7 +90,7 @@ int weft_semaphore_acquire(weft_semaphore_t *s)
 	if (s == NULL)
 		return -EINVAL;
 	struct weft_task *self;
-	int rc = weft__wait_begin(&self);
+	int rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
 	weft__spin_lock(&s->spin);
@@ -135,7 +135,7 @@ int weft_semaphore_release(weft_semaphore_t *s)
 	else
 		rc = WEFT_EMISUSE;
 	weft__spin_unlock(&s->spin);
-	weft__wakelist_flush(&wl);
+	weft__waitq_flush(&wl);
 	return rc;
 }
 
@@ -351,7 +351,7 @@ int weft_limiter_acquire(weft_limiter_t *l)
 	if (l == NULL)
 		return -EINVAL;
 	struct weft_task *self;
-	int rc = weft__wait_begin(&self);
+	int rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
 	return limiter_acquire(l, self, self, false);
@@ -362,7 +362,7 @@ int weft_limiter_acquire_on_behalf(weft_limiter_t *l, const void *borrower)
 	if (l == NULL || borrower == NULL)
 		return -EINVAL;
 	struct weft_task *self;
-	int rc = weft__wait_begin(&self);
+	int rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
 	return limiter_acquire(l, borrower, self, false);
@@ -402,7 +402,7 @@ int weft_limiter_release_on_behalf(weft_limiter_t *l, const void *borrower)
 		limiter_grant(l, &wl);
 	}
 	weft__spin_unlock(&l->spin);
-	weft__wakelist_flush(&wl);
+	weft__waitq_flush(&wl);
 	return rc;
 }
 
@@ -425,7 +425,7 @@ int weft_limiter_set_total(weft_limiter_t *l, size_t total)
 	l->total = total;
 	limiter_grant(l, &wl);
 	weft__spin_unlock(&l->spin);
-	weft__wakelist_flush(&wl);
+	weft__waitq_flush(&wl);
 	return 0;
 }
 

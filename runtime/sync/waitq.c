@@ -19,7 +19,7 @@
  * parks again with a new generation.
  *
  * Lost wake-ups: the waiter stores its new park generation in the node
- * and calls weft__park_prepare *before* releasing the lock; a waker reads
+ * and calls weft__task_park_prepare *before* releasing the lock; a waker reads
  * the generation under the lock, so it always wakes the current park.
  * Cancellation uses the same prepare-then-check order as every park
  * (task.c): the prepare store and the canceller's eff_cancelled store are
@@ -42,7 +42,7 @@
 #include "sync/waitq.h"
 #include "core/sched.h"
 
-int weft__wait_begin(struct weft_task **self)
+int weft__waitq_begin(struct weft_task **self)
 {
 	struct weft_task *t = weft__task_current();
 	*self = t;
@@ -108,14 +108,14 @@ int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 	n->granted = false;
 	waitq_push(q, n);
 	for (;;) {
-		n->gen = weft__park_prepare(self, true);
+		n->gen = weft__task_park_prepare(self, true);
 		/* seq_cst load after the seq_cst prepare: see the essay. */
 		if (weft__scope_is_cancelled(s))
 			break;
 		/* Read under the lock: q may go once we are granted. */
 		const char *what = q->what ? q->what : "wait queue";
 		weft__spin_unlock(lock);
-		weft__park_commit_on(self, what);
+		weft__task_park_commit_on(self, what);
 		weft__spin_lock(lock);
 		if (n->granted)
 			return 0;
@@ -135,13 +135,13 @@ int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
 	atomic_store_explicit(&n->granted, false, memory_order_relaxed);
 	waitq_push(q, n);
 	for (;;) {
-		n->gen = weft__park_prepare(self, true);
+		n->gen = weft__task_park_prepare(self, true);
 		/* seq_cst load after the seq_cst prepare: see the essay. */
 		if (weft__scope_is_cancelled(s))
 			break;
 		const char *what = q->what ? q->what : "wait queue";
 		weft__spin_unlock(lock);
-		weft__park_commit_on(self, what);
+		weft__task_park_commit_on(self, what);
 		/* acquire: pairs with the release in weft__waitq_grant, the
 		 * granter's last access to n, so everything it wrote for us
 		 * before is visible and n is ours again. */
@@ -170,10 +170,10 @@ void weft__waitq_wait_uncancellable(weft__spin_t *lock, weft__waitq_t *q,
 	/* A non-cancellable park: weft__task_wake_cancel skips it, so only
 	 * the granting waker's generation ends it. */
 	do {
-		n->gen = weft__park_prepare(self, false);
+		n->gen = weft__task_park_prepare(self, false);
 		const char *what = q->what ? q->what : "wait queue";
 		weft__spin_unlock(lock);
-		weft__park_commit_on(self, what);
+		weft__task_park_commit_on(self, what);
 		weft__spin_lock(lock);
 	} while (!n->granted);
 }
@@ -201,7 +201,7 @@ void weft__waitq_grant(weft__waitq_t *q, struct weft__wait_node *n,
 	wl->tail = t;
 }
 
-void weft__wakelist_flush(weft__wakelist_t *wl)
+void weft__waitq_flush(weft__wakelist_t *wl)
 {
 	struct weft_task *t = wl->head;
 	wl->head = wl->tail = NULL;

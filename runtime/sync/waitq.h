@@ -60,13 +60,13 @@ typedef struct weft__wakelist {
  * so that a cancellation can reach the wait.  Yields first when the task
  * has used its cooperative budget (WEFT__COOP_BUDGET), so it must be
  * called with no lock held.  Thread: any. */
-int weft__wait_begin(struct weft_task **self);
+int weft__waitq_begin(struct weft_task **self);
 
 /* Enqueues n for self at the tail of q and parks until a waker grants it
  * (returns 0) or self's scope is cancelled first (n is removed, the
  * observation recorded, returns -ECANCELED).  `lock` is held on entry and
  * on return, released while parked.  n->data and n->aux are the caller's;
- * the rest is set here.  Thread: the fiber self, after weft__wait_begin. */
+ * the rest is set here.  Thread: the fiber self, after weft__waitq_begin. */
 int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 	struct weft__wait_node *n, struct weft_task *self);
 
@@ -82,7 +82,7 @@ void weft__waitq_wait_uncancellable(weft__spin_t *lock, weft__waitq_t *q,
  * which saves a lock round trip per hand-off (channels, ping-pong).  The
  * granter's writes to the node's data (n->data's target, fields of a
  * structure embedding n) made before weft__waitq_grant are visible to the
- * caller on return 0.  Thread: the fiber self, after weft__wait_begin. */
+ * caller on return 0.  Thread: the fiber self, after weft__waitq_begin. */
 int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
 	struct weft__wait_node *n, struct weft_task *self);
 
@@ -99,12 +99,12 @@ void weft__waitq_remove(weft__waitq_t *q, struct weft__wait_node *n);
 /* Removes n from q, marks it granted and wakes its task: the wait returns
  * 0 even if a cancellation woke the task first (cancel-atomicity: the
  * waiter then got what it waited for).  The task is appended to wl if
- * the caller must make it runnable; do that with weft__wakelist_flush
+ * the caller must make it runnable; do that with weft__waitq_flush
  * after releasing the lock.  Lock held.  Any thread. */
 void weft__waitq_grant(weft__waitq_t *q, struct weft__wait_node *n,
 	weft__wakelist_t *wl);
 
 /* Makes every task of wl runnable, in grant order.  Lock NOT held. */
-void weft__wakelist_flush(weft__wakelist_t *wl);
+void weft__waitq_flush(weft__wakelist_t *wl);
 
 #endif

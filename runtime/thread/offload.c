@@ -145,7 +145,7 @@ static __thread struct offload_call *offload_tls_call;
 
 /* {======================================================= pool */
 
-/* rt->offload is a plain pointer in rt.h (written once, from NULL to the
+/* rt->offload is a plain pointer in runtime.h (written once, from NULL to the
  * pool), so it is accessed with the GCC __atomic builtins, which TSan
  * understands: acquire loads pair with the release of the creating CAS,
  * so a reader sees an initialised pool. */
@@ -411,7 +411,7 @@ static void offload_run_call(struct offload_call *c)
 	int rc = c->fn(c->arg, &value);
 	weft__local_detach();
 	offload_tls_call = NULL;
-	weft__context_unref(c->ctx);
+	weft__local_context_unref(c->ctx);
 	c->ctx = NULL;
 	c->rc = rc;
 	c->result = value;
@@ -570,7 +570,7 @@ WEFT_FIBER_FN static bool offload_repark(struct weft_task *self,
 	struct offload_call *c, bool cancellable, void **result, int *rc)
 {
 	for (;;) {
-		uint64_t gen = weft__park_prepare(self, cancellable);
+		uint64_t gen = weft__task_park_prepare(self, cancellable);
 		uint64_t w = offload_publish(c, gen);
 		if (w == 0)
 			return true;
@@ -594,7 +594,7 @@ static bool offload_cancelled(struct offload_call *c, bool abandon,
 {
 	if (offload_unqueue(c->pool, c)) {
 		offload_release_tokens(c);
-		weft__context_unref(c->ctx);
+		weft__local_context_unref(c->ctx);
 		weft__free(c);
 		*rc = -ECANCELED;
 		return true;
@@ -654,7 +654,7 @@ WEFT_FIBER_FN static int offload_wait(struct weft_task *self,
 			if (!offload_repark(self, c, false, result, &rc))
 				break;
 		}
-		weft__park_commit_on(self, "to_thread");
+		weft__task_park_commit_on(self, "to_thread");
 		if (!offload_repark(self, c, cancellable, result, &rc)) {
 			if (cancellable)
 				return rc;
@@ -674,7 +674,7 @@ int weft_to_thread(weft_thread_fn fn, void *arg, void **result,
 	if (fn == NULL)
 		return -EINVAL;
 	struct weft_task *self;
-	int rc = weft__wait_begin(&self);
+	int rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
 	struct weft__offload *p;
@@ -702,14 +702,14 @@ int weft_to_thread(weft_thread_fn fn, void *arg, void **result,
 	/* Reachable by cancellations from now on. */
 	weft__task_link_root(self);
 	c->ctx = weft__local_capture();
-	uint64_t gen = weft__park_prepare(self, true);
+	uint64_t gen = weft__task_park_prepare(self, true);
 	/* relaxed: published to the thread by the pool lock's unlock in
 	 * offload_submit (the thread pops c under the lock). */
 	atomic_store_explicit(&c->word, gen << OFFLOAD_GEN_SHIFT,
 		memory_order_relaxed);
 	rc = offload_submit(p, c);
 	if (rc < 0) {
-		weft__context_unref(c->ctx);
+		weft__local_context_unref(c->ctx);
 		weft_limiter_release_on_behalf(p->slots, c);
 		goto out_limiter;
 	}

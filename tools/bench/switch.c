@@ -1,7 +1,7 @@
 /* Context-switch microbenchmark (workload `switch`).
  *
  * The thread context and one fiber ping-pong N = 10,000,000 round trips per
- * repetition through weft__cont_switch, the same annotated switch the
+ * repetition through weft__fiber_switch, the same annotated switch the
  * scheduler uses; 1 warm-up and 11 measured repetitions on CLOCK_MONOTONIC.
  * Prints one JSON line.  n is round trips; ns_per_switch is one direction
  * (median time / 2n).  It calls the internal API directly, so it links
@@ -20,7 +20,7 @@
 #define REPS 11
 
 struct bench {
-	weft__cont_t thread, fiber;
+	weft__fiber_t thread, fiber;
 	int stop;
 };
 
@@ -28,8 +28,8 @@ static void bench_fiber(void *arg)
 {
 	struct bench *b = arg;
 	while (!b->stop)
-		weft__cont_switch(&b->fiber, &b->thread);
-	weft__cont_switch_final(&b->fiber, &b->thread);
+		weft__fiber_switch(&b->fiber, &b->thread);
+	weft__fiber_switch_final(&b->fiber, &b->thread);
 }
 
 static double now_ms(void)
@@ -62,19 +62,19 @@ int main(void)
 		fprintf(stderr, "switch: cannot get a stack: %d\n", rc);
 		return 1;
 	}
-	weft__cont_init_thread(&b.thread);
-	weft__cont_init_fiber(&b.fiber, st, bench_fiber, &b);
+	weft__fiber_init_thread(&b.thread);
+	weft__fiber_init(&b.fiber, st, bench_fiber, &b);
 
 	for (int r = 0; r < WARMUP + REPS; r++) {
 		double t0 = now_ms();
 		for (long i = 0; i < ROUND_TRIPS; i++)
-			weft__cont_switch(&b.thread, &b.fiber);
+			weft__fiber_switch(&b.thread, &b.fiber);
 		double t1 = now_ms();
 		if (r >= WARMUP)
 			ms[r - WARMUP] = t1 - t0;
 	}
 	b.stop = 1;
-	weft__cont_switch(&b.thread, &b.fiber);
+	weft__fiber_switch(&b.thread, &b.fiber);
 
 	qsort(ms, REPS, sizeof ms[0], cmp_double);
 	double median = ms[REPS / 2];
@@ -89,7 +89,7 @@ int main(void)
 		ROUND_TRIPS, median, p10, p90,
 		median * 1e6 / (2.0 * (double)ROUND_TRIPS), ru.ru_maxrss);
 
-	weft__cont_fini_thread(&b.thread);
+	weft__fiber_fini_thread(&b.thread);
 	weft__stack_put(&pool, st);
 	weft__stack_pool_fini(&pool);
 	weft__stack_shared_fini(&shared);
