@@ -87,7 +87,7 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 	rc = weft__record_pool_init(&rt->records);
 	if (rc < 0)
 		goto fail_idle;
-	rc = weft__task_arena_init(&rt->tasks);
+	rc = weft__record_arena_init(&rt->tasks);
 	if (rc < 0)
 		goto fail_records;
 	rc = -pthread_mutex_init(&rt->insp_lock, NULL);
@@ -118,7 +118,7 @@ fail_timer:
 fail_insp:
 	pthread_mutex_destroy(&rt->insp_lock);
 fail_arena:
-	weft__task_arena_fini(&rt->tasks);
+	weft__record_arena_fini(&rt->tasks);
 fail_records:
 	weft__record_pool_fini(&rt->records);
 fail_idle:
@@ -163,7 +163,7 @@ int weft_runtime_destroy(weft_runtime_t *rt)
 	weft__timer_fini(&rt->timer);
 	weft__signal_fini(rt);
 	/* After the workers drained their record caches. */
-	weft__task_arena_fini(&rt->tasks);
+	weft__record_arena_fini(&rt->tasks);
 	pthread_mutex_destroy(&rt->insp_lock);
 	weft__record_pool_fini(&rt->records);
 	weft__idle_fini(&rt->idle);

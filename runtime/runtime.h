@@ -10,6 +10,7 @@
 #include "core/ioq.h"
 #include "core/idle.h"
 #include "core/stack.h"
+#include "core/records.h"
 #include "core/task.h"
 #include "core/timer.h"
 #include "weft/runtime.h"
@@ -41,7 +42,7 @@ struct weft_runtime {
 	/* Logical clock for error leaves (relaxed fetch_add). */
 	atomic_ullong error_seq;
 	/* Task records and introspection */
-	struct weft__task_arena tasks;  /* type-stable task records */
+	struct weft__record_arena tasks;  /* type-stable task records */
 	/* Root tasks inside weft_runtime_run, under insp_lock; a dump holds
 	 * insp_lock while it walks their scope trees, so a root record
 	 * outlives the walk. */

@@ -40,6 +40,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "core/group.h"
+#include "core/records.h"
 #include "base/id.h"
 #include "core/local.h"
 #include "runtime.h"
@@ -125,7 +126,7 @@ int weft_group_open(weft_group_t **out)
 	struct weft_task *t = weft__task_current();
 	if (t == NULL)
 		return WEFT_ENOTFIBER;
-	struct weft_group *g = weft__cache_get(WEFT__CACHE_GROUP);
+	struct weft_group *g = weft__record_get(WEFT__RECORD_GROUP);
 	if (g == NULL)
 		g = weft__alloc(sizeof *g);
 	if (g == NULL)
@@ -303,7 +304,7 @@ static void group_unref(struct weft_group *g)
 		return;
 	weft__scope_fini(&g->scope);
 	weft__alloc_census_add(WEFT__CENSUS_GROUP, -1);
-	weft__cache_put(WEFT__CACHE_GROUP, g);
+	weft__record_put(WEFT__RECORD_GROUP, g);
 }
 
 /* Frees what join no longer needs; the record itself lives on while

@@ -119,7 +119,7 @@ static size_t insp_scan(struct weft_runtime *rt, uint64_t gid,
 	weft_task_info_t *out, size_t cap)
 {
 	size_t n = 0;
-	/* acquire: pairs with the release push in task_arena_get; each
+	/* acquire: pairs with the release push in weft__record_task_get_slow; each
 	 * insp_all_next was written before its record was pushed. */
 	for (struct weft_task *t = atomic_load_explicit(&rt->tasks.all,
 		memory_order_acquire); t; t = t->insp_all_next) {

@@ -58,6 +58,7 @@
 #include "core/stack.h"
 #include "core/task.h"
 #include "core/timer.h"
+#include "core/records.h"
 #include "core/sched.h"
 
 #define WORKER_INJECT_INTERVAL 61
@@ -279,119 +280,6 @@ void weft__sched_help_join(struct weft_task *self, struct weft_group *g)
 			return;
 		}
 		worker_run_inline(self, t);
-	}
-}
-
-/* The pool keeps at most this many batches per kind; beyond, records go
- * back to malloc. */
-#define RECORD_POOL_MAX_BATCHES 64
-
-int weft__record_pool_init(weft__record_pool_t *p)
-{
-	int rc = pthread_mutex_init(&p->lock, NULL);
-	if (rc != 0)
-		return -rc;
-	for (int k = 0; k < WEFT__CACHE_KINDS; k++) {
-		p->batches[k] = NULL;
-		p->nbatches[k] = 0;
-	}
-	return 0;
-}
-
-static void record_free_list(void *head)
-{
-	while (head) {
-		void *next = *(void **)head;
-		weft__free(head);
-		head = next;
-	}
-}
-
-void weft__record_pool_fini(weft__record_pool_t *p)
-{
-	for (int k = 0; k < WEFT__CACHE_KINDS; k++) {
-		void *b = p->batches[k];
-		while (b) {
-			void *next = ((void **)b)[1];
-			record_free_list(b);
-			b = next;
-		}
-	}
-	pthread_mutex_destroy(&p->lock);
-}
-
-void *weft__cache_get_slow(enum weft__cache_kind kind)
-{
-	weft__worker_t *w = weft__sched_current();
-	if (w == NULL)
-		return NULL;
-	if (w->cache[kind] == NULL) {
-		/* Refill a whole batch from the runtime's pool. */
-		weft__record_pool_t *pool = &w->rt->records;
-		pthread_mutex_lock(&pool->lock);
-		void *b = pool->batches[kind];
-		if (b) {
-			pool->batches[kind] = ((void **)b)[1];
-			pool->nbatches[kind]--;
-		}
-		pthread_mutex_unlock(&pool->lock);
-		if (b == NULL)
-			return NULL;
-		w->cache[kind] = b;
-		w->cache_len[kind] = WEFT__CACHE_BATCH;
-	}
-	void *p = w->cache[kind];
-	w->cache[kind] = *(void **)p;
-	w->cache_len[kind]--;
-	return p;
-}
-
-void weft__cache_put_slow(enum weft__cache_kind kind, void *p)
-{
-	weft__worker_t *w = weft__sched_current();
-	if (w == NULL) {
-		weft__free(p);
-		return;
-	}
-	if (w->cache_len[kind] >= WEFT__CACHE_MAX) {
-		/* Hand the newest WEFT__CACHE_BATCH records to the pool. */
-		void *head = w->cache[kind], *tail = head;
-		for (int i = 1; i < WEFT__CACHE_BATCH; i++)
-			tail = *(void **)tail;
-		w->cache[kind] = *(void **)tail;
-		w->cache_len[kind] -= WEFT__CACHE_BATCH;
-		*(void **)tail = NULL;
-		weft__record_pool_t *pool = &w->rt->records;
-		pthread_mutex_lock(&pool->lock);
-		bool kept = pool->nbatches[kind] < RECORD_POOL_MAX_BATCHES;
-		if (kept) {
-			((void **)head)[1] = pool->batches[kind];
-			pool->batches[kind] = head;
-			pool->nbatches[kind]++;
-		}
-		pthread_mutex_unlock(&pool->lock);
-		if (!kept)
-			record_free_list(head);
-	}
-	*(void **)p = w->cache[kind];
-	w->cache[kind] = p;
-	w->cache_len[kind]++;
-}
-
-static void worker_cache_drain(weft__worker_t *w)
-{
-	/* Task records go back to the arena, not to malloc: the I/O thread
-	 * may still wake an ended task's park (ioop.c) until it stops, after
-	 * the workers (type-stable records, task.h). */
-	weft__task_arena_put_list(&w->rt->tasks, w->cache[WEFT__CACHE_TASK]);
-	w->cache[WEFT__CACHE_TASK] = NULL;
-	for (int k = 0; k < WEFT__CACHE_KINDS; k++) {
-		while (w->cache[k]) {
-			void *p = w->cache[k];
-			w->cache[k] = *(void **)p;
-			weft__free(p);
-		}
-		w->cache_len[k] = 0;
 	}
 }
 
@@ -692,7 +580,7 @@ static void *worker_main(void *arg)
 	}
 	if (have_altstack)
 		weft__stack_thread_fini();
-	worker_cache_drain(w);
+	weft__record_cache_drain(w);
 	weft__fiber_fini_thread(&w->sched);
 	worker_tls = NULL;
 	return NULL;

@@ -17,35 +17,17 @@
 struct weft_task;
 struct weft_runtime;
 
-enum weft__cache_kind {
-	WEFT__CACHE_TASK = 0,
-	WEFT__CACHE_GROUP,
-	WEFT__CACHE_KINDS
+/* The free task and group records a worker keeps (owner-only): storage
+ * only; records.c has the code that fills and empties it. */
+enum weft__record_kind {
+	WEFT__RECORD_TASK = 0,
+	WEFT__RECORD_GROUP,
+	WEFT__RECORD_KINDS
 };
-#define WEFT__CACHE_MAX 256
-/* Records move between a worker cache and the runtime's record pool in
- * batches of this many (one lock per batch). */
-#define WEFT__CACHE_BATCH 128
-
-/* Runtime-wide pool of record batches: a worker whose cache overflows
- * (it frees what others allocate, e.g. a thief running a spawner's tasks)
- * gives a batch here, and a worker whose cache is empty takes one, so
- * records flow back to the spawner instead of through malloc's arena
- * locks.  A batch is a list linked through each record's first word; the
- * batches are linked through the second word of their first record. */
-typedef struct weft__record_pool {
-	pthread_mutex_t lock;
-	void *batches[WEFT__CACHE_KINDS]; /* under lock */
-	unsigned nbatches[WEFT__CACHE_KINDS];
-} weft__record_pool_t;
-
-int weft__record_pool_init(weft__record_pool_t *p);
-/* Frees every pooled record (runtime destroy, all workers joined). */
-void weft__record_pool_fini(weft__record_pool_t *p);
-
-/* Slow paths of the two below (empty or full cache, not a worker). */
-void *weft__cache_get_slow(enum weft__cache_kind kind);
-void weft__cache_put_slow(enum weft__cache_kind kind, void *p);
+typedef struct weft__record_cache {
+	void *head[WEFT__RECORD_KINDS]; /* linked through the first word */
+	unsigned len[WEFT__RECORD_KINDS];
+} weft__record_cache_t;
 
 /* What is done right after a fiber switched out, on the stack it switched
  * to (the scheduler loop's, or the next task's).  The fiber cannot do these
@@ -76,11 +58,10 @@ typedef struct weft__worker {
 	 * the loop runs it next. */
 	struct weft_task *handoff;
 	weft__stack_pool_t stacks;
-	/* Free record caches (owner-only): a finished task or a joined group
-	 * goes back to the cache of the worker that frees it, up to
-	 * WEFT__CACHE_MAX, so the spawn path rarely calls malloc. */
-	void *cache[WEFT__CACHE_KINDS];
-	unsigned cache_len[WEFT__CACHE_KINDS];
+	/* Free records (owner-only, records.c): a finished task or a joined
+	 * group goes back to the cache of the worker that frees it, up to
+	 * WEFT__RECORD_CACHE_MAX, so the spawn path rarely calls malloc. */
+	weft__record_cache_t records;
 	struct weft__worker *idle_next; /* under rt's idle lock */
 	bool idle_listed;               /* under rt's idle lock */
 	pthread_t thread;
@@ -172,35 +153,6 @@ void weft__sched_arrived(void);
 /* One pass over the injection queue and the other workers' deques (the
  * idle loop's search).  NULL if nothing was found.  Thread: w's own. */
 struct weft_task *weft__sched_steal(struct weft__worker *w);
-
-/* A record of `kind` from the calling worker's cache, or NULL (not a
- * worker, or no record cached or pooled: the caller then uses
- * weft__alloc).  Thread: any (a worker uses its own cache). */
-static inline void *weft__cache_get(enum weft__cache_kind kind)
-{
-	weft__worker_t *w = weft__sched_current();
-	void *p = w ? w->cache[kind] : NULL;
-	if (__builtin_expect(p == NULL, 0))
-		return weft__cache_get_slow(kind);
-	w->cache[kind] = *(void **)p;
-	w->cache_len[kind]--;
-	return p;
-}
-
-/* Keeps p (from weft__alloc, sized for `kind`) in the calling worker's
- * cache, or hands it on (pool, free).  Thread: any. */
-static inline void weft__cache_put(enum weft__cache_kind kind, void *p)
-{
-	weft__worker_t *w = weft__sched_current();
-	if (__builtin_expect(w == NULL ||
-		w->cache_len[kind] >= WEFT__CACHE_MAX, 0)) {
-		weft__cache_put_slow(kind, p);
-		return;
-	}
-	*(void **)p = w->cache[kind];
-	w->cache[kind] = p;
-	w->cache_len[kind]++;
-}
 
 int weft__sched_worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	unsigned index);

@@ -44,6 +44,7 @@
 #include "core/local.h"
 #include "runtime.h"
 #include "core/stack.h"
+#include "core/records.h"
 #include "core/task.h"
 #include "core/sched.h"
 
@@ -77,135 +78,6 @@ static void start_wake_caller(struct weft_task *caller)
 }
 
 /* {======================================================= lifecycle */
-
-/* {------------------------------------------------------- task arena
- *
- * Task records never go back to malloc while their runtime lives (see
- * struct weft__task_arena): the worker caches hold free records as
- * before, but a record of another runtime, a record freed by a plain
- * thread, and a full cache's overflow go to the arena instead of the
- * shared record pool or weft__free, and an empty cache refills a batch
- * from the arena.  The fast paths are the cache's own (owner-only list
- * operations), plus one comparison of the runtime. */
-
-int weft__task_arena_init(struct weft__task_arena *a)
-{
-	int rc = pthread_mutex_init(&a->lock, NULL);
-	if (rc != 0)
-		return -rc;
-	a->free = NULL;
-	a->nfree = 0;
-	atomic_init(&a->all, NULL);
-	return 0;
-}
-
-void weft__task_arena_fini(struct weft__task_arena *a)
-{
-	while (a->free) {
-		void *next = *(void **)a->free;
-		weft__free(a->free);
-		a->free = next;
-	}
-	pthread_mutex_destroy(&a->lock);
-}
-
-void weft__task_arena_put_list(struct weft__task_arena *a, void *head)
-{
-	if (head == NULL)
-		return;
-	void *tail = head;
-	size_t n = 1;
-	for (; *(void **)tail != NULL; n++)
-		tail = *(void **)tail;
-	pthread_mutex_lock(&a->lock);
-	*(void **)tail = a->free;
-	a->free = head;
-	a->nfree += n;
-	pthread_mutex_unlock(&a->lock);
-}
-
-/* Cache empty (or not a worker of rt): a batch of free records from the
- * arena into the worker's cache, or a new record. */
-static struct weft_task *task_arena_get(struct weft_runtime *rt,
-	weft__worker_t *w)
-{
-	struct weft__task_arena *a = &rt->tasks;
-	pthread_mutex_lock(&a->lock);
-	struct weft_task *t = a->free;
-	if (t) {
-		a->free = *(void **)t;
-		a->nfree--;
-		/* Refill the cache (empty, or we are not rt's worker). */
-		for (unsigned i = 1; w && i < WEFT__CACHE_BATCH && a->free; i++) {
-			void *p = a->free;
-			a->free = *(void **)p;
-			a->nfree--;
-			*(void **)p = w->cache[WEFT__CACHE_TASK];
-			w->cache[WEFT__CACHE_TASK] = p;
-			w->cache_len[WEFT__CACHE_TASK]++;
-		}
-		pthread_mutex_unlock(&a->lock);
-		return t;
-	}
-	pthread_mutex_unlock(&a->lock);
-	t = weft__alloc(sizeof *t);
-	if (t == NULL)
-		return NULL;
-	/* A new record joins the list of all records.  Its issue-3 block is
-	 * written atomically from now on; insp_all_next is written once,
-	 * here, before the release store that publishes the record. */
-	atomic_init(&t->insp_id, 0);
-	atomic_init(&t->park, 0);
-	atomic_init(&t->insp_wait, NULL);
-	atomic_init(&t->done_cbs, NULL);
-	t->name_lit = NULL;
-	t->insp_all_next = NULL;
-	pthread_mutex_lock(&a->lock);
-	t->insp_all_next = atomic_load_explicit(&a->all, memory_order_relaxed);
-	/* release: pairs with the acquire in a snapshot's scan. */
-	atomic_store_explicit(&a->all, t, memory_order_release);
-	pthread_mutex_unlock(&a->lock);
-	return t;
-}
-
-/* Slow path of task_arena_put: a plain thread, a worker of another
- * runtime, or a full cache (then its newest WEFT__CACHE_BATCH records go
- * to the arena with t). */
-__attribute__((noinline)) static void task_arena_put_slow(weft__worker_t *w,
-	struct weft_task *t)
-{
-	struct weft_runtime *rt = t->rt;
-	void *head = t, *tail = t;
-	size_t n = 1;
-	if (w != NULL && w->rt == rt) {
-		*(void **)t = w->cache[WEFT__CACHE_TASK];
-		for (; n < WEFT__CACHE_BATCH + 1; n++)
-			tail = *(void **)tail;
-		w->cache[WEFT__CACHE_TASK] = *(void **)tail;
-		w->cache_len[WEFT__CACHE_TASK] -= WEFT__CACHE_BATCH;
-	}
-	struct weft__task_arena *a = &rt->tasks;
-	pthread_mutex_lock(&a->lock);
-	*(void **)tail = a->free;
-	a->free = head;
-	a->nfree += n;
-	pthread_mutex_unlock(&a->lock);
-}
-
-/* The record goes to the worker's cache if it is a worker of the record's
- * runtime with room (weft__cache_put's fast path), else to the arena. */
-static inline void task_arena_put(struct weft_task *t)
-{
-	weft__worker_t *w = weft__sched_current();
-	if (__builtin_expect(w != NULL && w->rt == t->rt &&
-		w->cache_len[WEFT__CACHE_TASK] < WEFT__CACHE_MAX, 1)) {
-		*(void **)t = w->cache[WEFT__CACHE_TASK];
-		w->cache[WEFT__CACHE_TASK] = t;
-		w->cache_len[WEFT__CACHE_TASK]++;
-		return;
-	}
-	task_arena_put_slow(w, t);
-}
 
 /* Copies a task name with atomic stores: a snapshot may read the bytes
  * of a record being recycled (it discards what it read then, see
@@ -243,19 +115,10 @@ int weft__task_create(struct weft_runtime *rt, const char *name, weft_fn fn,
 int weft__task_create_lit(struct weft_runtime *rt, const char *name,
 	bool literal, weft_fn fn, void *arg, struct weft_task **out)
 {
-	/* The worker cache's fast path (weft__cache_get), for this runtime's
-	 * records only. */
 	weft__worker_t *w = weft__sched_current();
-	struct weft_task *t;
-	if (__builtin_expect(w != NULL && w->rt == rt &&
-		(t = w->cache[WEFT__CACHE_TASK]) != NULL, 1)) {
-		w->cache[WEFT__CACHE_TASK] = *(void **)t;
-		w->cache_len[WEFT__CACHE_TASK]--;
-	} else {
-		t = task_arena_get(rt, w != NULL && w->rt == rt ? w : NULL);
-		if (t == NULL)
-			return -ENOMEM;
-	}
+	struct weft_task *t = weft__record_task_get(rt, w);
+	if (t == NULL)
+		return -ENOMEM;
 	/* release fence: orders the previous life's insp_id = 0 store before
 	 * the writes below (a scan that reads one of them then finds insp_id
 	 * changed; pairs with the scan's acquire fence).  A compiler barrier
@@ -274,7 +137,8 @@ int weft__task_create_lit(struct weft_runtime *rt, const char *name,
 	memset(&t->root_scope, 0, WEFT__SCOPE_CLEAR);
 	/* insp_wait and done_cbs are NULL at the end of every life (a park
 	 * clears insp_wait when it resumes, the finisher takes the
-	 * callbacks); task_arena_get initialises them in a new record. */
+	 * callbacks); weft__record_task_get_slow initialises them in a new
+	 * record. */
 	atomic_store_explicit(&t->insp_group_id, 0, memory_order_relaxed);
 	atomic_store_explicit(&t->insp_worker, w ? (int)w->index : -1,
 		memory_order_relaxed);
@@ -328,7 +192,7 @@ void weft__task_unref(struct weft_task *t)
 	weft__alloc_census_add(WEFT__CENSUS_TASK, -1);
 	/* Not live (also for a record that never ran: a failed spawn). */
 	atomic_store_explicit(&t->insp_id, 0, memory_order_relaxed);
-	task_arena_put(t);
+	weft__record_task_put(t);
 }
 
 void weft__task_link_root_slow(struct weft_task *t)

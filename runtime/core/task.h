@@ -209,32 +209,6 @@ struct weft__leaf *weft__task_failure_leaf(struct weft_task *t);
 
 /* {======================================================= issue 3 */
 
-/* Task records are type-stable (Go's allgs): every record the runtime
- * allocates stays a task record until the runtime is destroyed, so a
- * snapshot may read a record's insp_* fields at any time without a use
- * after free.  Free records sit in the worker caches (WEFT__CACHE_TASK,
- * owner-only) and, beyond them, in this arena, which also lists every
- * record ever allocated for snapshots to scan. */
-struct weft__task_arena {
-	pthread_mutex_t lock;
-	void *free;        /* free records linked through their first word */
-	size_t nfree;      /* under lock */
-	/* Every record, newest first, linked through insp_all_next; pushed
-	 * under lock with a release store, scanned lock-free (acquire). */
-	_Atomic(struct weft_task *) all;
-};
-int weft__task_arena_init(struct weft__task_arena *a);
-/* Gives a list of free records (linked through their first word) back
- * to the arena: a worker's cache when the worker stops.  They must not go
- * back to malloc before weft__task_arena_fini: the I/O thread (and
- * offload threads) may still wake a record's park generation after its
- * task ended, until they are stopped.  Thread: any. */
-void weft__task_arena_put_list(struct weft__task_arena *a, void *head);
-/* Frees the arena's free records (runtime destroy, after every worker
- * drained its cache and the I/O thread stopped).  Records still
- * referenced leak, as before. */
-void weft__task_arena_fini(struct weft__task_arena *a);
-
 /* The fences of the snapshot protocol (see insp_id).  ThreadSanitizer
  * does not model atomic_thread_fence (gcc rejects it with -Wtsan); there
  * every access involved is atomic anyway, so nothing is reported, and a

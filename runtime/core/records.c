@@ -1,0 +1,244 @@
+/* Record caches, the record pool and the task arena (see records.h).
+ *
+ * The fast paths (a list pop or push on the calling worker's own cache)
+ * are inline in records.h; this file has what takes a lock: refilling a
+ * cache from the pool or the arena, and handing a full cache's overflow
+ * back. */
+#include <stdbool.h>
+
+#include "base/alloc.h"
+#include "core/records.h"
+#include "core/sched.h"
+#include "core/task.h"
+#include "runtime.h"
+
+/* {======================================================= record pool */
+
+/* The pool keeps at most this many batches per kind; beyond, records go
+ * back to malloc. */
+#define RECORD_POOL_MAX_BATCHES 64
+
+int weft__record_pool_init(weft__record_pool_t *p)
+{
+	int rc = pthread_mutex_init(&p->lock, NULL);
+	if (rc != 0)
+		return -rc;
+	for (int k = 0; k < WEFT__RECORD_KINDS; k++) {
+		p->batches[k] = NULL;
+		p->nbatches[k] = 0;
+	}
+	return 0;
+}
+
+static void record_free_list(void *head)
+{
+	while (head) {
+		void *next = *(void **)head;
+		weft__free(head);
+		head = next;
+	}
+}
+
+void weft__record_pool_fini(weft__record_pool_t *p)
+{
+	for (int k = 0; k < WEFT__RECORD_KINDS; k++) {
+		void *b = p->batches[k];
+		while (b) {
+			void *next = ((void **)b)[1];
+			record_free_list(b);
+			b = next;
+		}
+	}
+	pthread_mutex_destroy(&p->lock);
+}
+
+void *weft__record_get_slow(enum weft__record_kind kind)
+{
+	weft__worker_t *w = weft__sched_current();
+	if (w == NULL)
+		return NULL;
+	if (w->records.head[kind] == NULL) {
+		/* Refill a whole batch from the runtime's pool. */
+		weft__record_pool_t *pool = &w->rt->records;
+		pthread_mutex_lock(&pool->lock);
+		void *b = pool->batches[kind];
+		if (b) {
+			pool->batches[kind] = ((void **)b)[1];
+			pool->nbatches[kind]--;
+		}
+		pthread_mutex_unlock(&pool->lock);
+		if (b == NULL)
+			return NULL;
+		w->records.head[kind] = b;
+		w->records.len[kind] = WEFT__RECORD_BATCH;
+	}
+	void *p = w->records.head[kind];
+	w->records.head[kind] = *(void **)p;
+	w->records.len[kind]--;
+	return p;
+}
+
+void weft__record_put_slow(enum weft__record_kind kind, void *p)
+{
+	weft__worker_t *w = weft__sched_current();
+	if (w == NULL) {
+		weft__free(p);
+		return;
+	}
+	if (w->records.len[kind] >= WEFT__RECORD_CACHE_MAX) {
+		/* Hand the newest WEFT__RECORD_BATCH records to the pool. */
+		void *head = w->records.head[kind], *tail = head;
+		for (int i = 1; i < WEFT__RECORD_BATCH; i++)
+			tail = *(void **)tail;
+		w->records.head[kind] = *(void **)tail;
+		w->records.len[kind] -= WEFT__RECORD_BATCH;
+		*(void **)tail = NULL;
+		weft__record_pool_t *pool = &w->rt->records;
+		pthread_mutex_lock(&pool->lock);
+		bool kept = pool->nbatches[kind] < RECORD_POOL_MAX_BATCHES;
+		if (kept) {
+			((void **)head)[1] = pool->batches[kind];
+			pool->batches[kind] = head;
+			pool->nbatches[kind]++;
+		}
+		pthread_mutex_unlock(&pool->lock);
+		if (!kept)
+			record_free_list(head);
+	}
+	*(void **)p = w->records.head[kind];
+	w->records.head[kind] = p;
+	w->records.len[kind]++;
+}
+
+/* }======================================================= */
+
+/* {======================================================= task arena
+ *
+ * Task records never go back to malloc while their runtime lives (see
+ * records.h): the worker caches hold free records as before, but a record of another runtime, a record freed by a plain
+ * thread, and a full cache's overflow go to the arena instead of the
+ * shared record pool or weft__free, and an empty cache refills a batch
+ * from the arena.  The fast paths are the cache's own (owner-only list
+ * operations), plus one comparison of the runtime. */
+
+int weft__record_arena_init(struct weft__record_arena *a)
+{
+	int rc = pthread_mutex_init(&a->lock, NULL);
+	if (rc != 0)
+		return -rc;
+	a->free = NULL;
+	a->nfree = 0;
+	atomic_init(&a->all, NULL);
+	return 0;
+}
+
+void weft__record_arena_fini(struct weft__record_arena *a)
+{
+	while (a->free) {
+		void *next = *(void **)a->free;
+		weft__free(a->free);
+		a->free = next;
+	}
+	pthread_mutex_destroy(&a->lock);
+}
+
+static void record_arena_put_list(struct weft__record_arena *a, void *head)
+{
+	if (head == NULL)
+		return;
+	void *tail = head;
+	size_t n = 1;
+	for (; *(void **)tail != NULL; n++)
+		tail = *(void **)tail;
+	pthread_mutex_lock(&a->lock);
+	*(void **)tail = a->free;
+	a->free = head;
+	a->nfree += n;
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* Cache empty (or not a worker of rt): a batch of free records from the
+ * arena into the worker's cache, or a new record. */
+struct weft_task *weft__record_task_get_slow(struct weft_runtime *rt,
+	weft__worker_t *w)
+{
+	struct weft__record_arena *a = &rt->tasks;
+	pthread_mutex_lock(&a->lock);
+	struct weft_task *t = a->free;
+	if (t) {
+		a->free = *(void **)t;
+		a->nfree--;
+		/* Refill the cache (empty, or we are not rt's worker). */
+		for (unsigned i = 1; w && i < WEFT__RECORD_BATCH && a->free; i++) {
+			void *p = a->free;
+			a->free = *(void **)p;
+			a->nfree--;
+			*(void **)p = w->records.head[WEFT__RECORD_TASK];
+			w->records.head[WEFT__RECORD_TASK] = p;
+			w->records.len[WEFT__RECORD_TASK]++;
+		}
+		pthread_mutex_unlock(&a->lock);
+		return t;
+	}
+	pthread_mutex_unlock(&a->lock);
+	t = weft__alloc(sizeof *t);
+	if (t == NULL)
+		return NULL;
+	/* A new record joins the list of all records.  Its insp_* block is
+	 * written atomically from now on; insp_all_next is written once,
+	 * here, before the release store that publishes the record. */
+	atomic_init(&t->insp_id, 0);
+	atomic_init(&t->park, 0);
+	atomic_init(&t->insp_wait, NULL);
+	atomic_init(&t->done_cbs, NULL);
+	t->name_lit = NULL;
+	t->insp_all_next = NULL;
+	pthread_mutex_lock(&a->lock);
+	t->insp_all_next = atomic_load_explicit(&a->all, memory_order_relaxed);
+	/* release: pairs with the acquire in a snapshot's scan. */
+	atomic_store_explicit(&a->all, t, memory_order_release);
+	pthread_mutex_unlock(&a->lock);
+	return t;
+}
+
+/* Slow path of weft__record_task_put: a plain thread, a worker of another
+ * runtime, or a full cache (then its newest WEFT__RECORD_BATCH records go
+ * to the arena with t). */
+void weft__record_task_put_slow(weft__worker_t *w, struct weft_task *t)
+{
+	struct weft_runtime *rt = t->rt;
+	void *head = t, *tail = t;
+	size_t n = 1;
+	if (w != NULL && w->rt == rt) {
+		*(void **)t = w->records.head[WEFT__RECORD_TASK];
+		for (; n < WEFT__RECORD_BATCH + 1; n++)
+			tail = *(void **)tail;
+		w->records.head[WEFT__RECORD_TASK] = *(void **)tail;
+		w->records.len[WEFT__RECORD_TASK] -= WEFT__RECORD_BATCH;
+	}
+	struct weft__record_arena *a = &rt->tasks;
+	pthread_mutex_lock(&a->lock);
+	*(void **)tail = a->free;
+	a->free = head;
+	a->nfree += n;
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* }======================================================= */
+
+void weft__record_cache_drain(weft__worker_t *w)
+{
+	/* Task records go back to the arena, not to malloc: the I/O thread
+	 * may still wake an ended task's park (ioop.c) until it stops, after
+	 * the workers (type-stable records, task.h). */
+	record_arena_put_list(&w->rt->tasks, w->records.head[WEFT__RECORD_TASK]);
+	w->records.head[WEFT__RECORD_TASK] = NULL;
+	for (int k = 0; k < WEFT__RECORD_KINDS; k++) {
+		while (w->records.head[k]) {
+			void *p = w->records.head[k];
+			w->records.head[k] = *(void **)p;
+			weft__free(p);
+		}
+		w->records.len[k] = 0;
+	}
+}
