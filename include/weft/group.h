@@ -156,6 +156,12 @@ WEFT_EXTERN int weft_group_retain(weft_group_t *g);
  * Errors: NULL is ignored.  Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN void weft_group_release(weft_group_t *g);
 
+/* What it does: the group's id (unique in the process, never 0; the
+ * group_id of its children in weft_task_info_t).
+ * Errors: 0 for NULL g.  Checkpoint: no.
+ * Threads: any, while g is alive. */
+WEFT_EXTERN uint64_t weft_group_id(const weft_group_t *g);
+
 /* What it does: cancels g's scope: every child and the owner's body see
  * -ECANCELED at their next checkpoint.  Not a failure (join returns 0 if
  * nothing failed).  Idempotent; reason (may be NULL) is copied.

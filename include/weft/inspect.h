@@ -1,7 +1,7 @@
-/* Introspection (semantics rules 37 and 38): task names and ids, the
- * current and root task, parent groups and children, a snapshot of every
- * live task, a dump of the whole group -> task tree (text or JSON), and
- * done callbacks.
+/* Introspection (docs/semantics.md rule 37): the children of a group, a
+ * snapshot of every live task, and a dump of the whole group -> task tree
+ * (text or JSON).  The task's own introspection (names, ids, the current
+ * and root task, its group, done callbacks) is in weft/task.h.
  *
  * Consistency: snapshots and dumps are weakly consistent (Kotlin's
  * DebugProbes contract).  Every task that is live during the whole
@@ -24,9 +24,6 @@
 
 WEFT_BEGIN_DECLS
 
-/* Longest task name kept, including the terminating NUL. */
-#define WEFT_TASK_NAME_MAX 40
-
 /* One live task, copied out of the runtime by a snapshot. */
 typedef struct weft_task_info {
 	uint64_t id;         /* as weft_task_id */
@@ -38,49 +35,6 @@ typedef struct weft_task_info {
 	const char *parked_on;
 	int worker;          /* worker it runs on or last ran on; -1: none */
 } weft_task_info_t;
-
-/* What it does: the calling task.
- * Ownership: borrowed: valid while the calling task runs; do not release
- * it.  weft_task_retain turns it into a handle of your own.
- * Errors: NULL outside a weft task.  Checkpoint: no.  Threads: any. */
-WEFT_EXTERN weft_task_t *weft_current_task(void);
-
-/* What it does: the root task of the calling task's tree (the task that
- * weft_runtime_run runs), found by following parent groups' owners.
- * Ownership: borrowed: valid while the calling task runs.
- * Errors: NULL outside a weft task.  Checkpoint: no.  Threads: any. */
-WEFT_EXTERN weft_task_t *weft_root_task(void);
-
-/* What it does: adds a reference to h, which the caller then gives up
- * with weft_task_release (e.g. to keep weft_current_task() past the
- * task's end, or to hand a handle to someone else).
- * Ownership: h must be a handle the caller holds, or the calling task's
- * own (weft_current_task).
- * Errors: -EINVAL (NULL h).  Checkpoint: no.  Threads: any. */
-WEFT_EXTERN int weft_task_retain(weft_task_t *h);
-
-/* What it does: renames the calling task (the name is copied and cut at
- * WEFT_TASK_NAME_MAX - 1 bytes).  Tasks are named after their function by
- * default: weft_group_spawn and weft_group_start use the function's name
- * as written at the call (C has no modules, so no "module:" prefix);
- * weft_runtime_run's root is "main".  Snapshots taken while a rename is
- * under way may show a mix of the two names.
- * Errors: -EINVAL (NULL name), WEFT_ENOTFIBER.
- * Checkpoint: no.  Threads: weft fiber. */
-WEFT_EXTERN int weft_task_set_name(const char *name);
-
-/* What it does: the group that joins the task behind h (NULL for a root
- * task).
- * Ownership: borrowed: valid until the task has finished.
- * Errors: NULL for NULL h.  Checkpoint: no.
- * Threads: any thread holding h. */
-WEFT_EXTERN weft_group_t *weft_task_group(const weft_task_t *h);
-
-/* What it does: the group's id (unique in the process, never 0; the
- * group_id of its children in weft_task_info_t).
- * Errors: 0 for NULL g.  Checkpoint: no.
- * Threads: any, while g is alive. */
-WEFT_EXTERN uint64_t weft_group_id(const weft_group_t *g);
 
 /* What it does: copies every live task of rt (NULL: the calling task's
  * runtime) into out[0..cap) and sets *count to how many there were (so
@@ -137,25 +91,6 @@ WEFT_EXTERN int weft_runtime_dump(weft_runtime_t *rt, unsigned flags,
  * with size > 0.  Checkpoint: no.  Threads: any, while rt exists. */
 WEFT_EXTERN int weft_runtime_dump_buf(weft_runtime_t *rt, unsigned flags,
 	char *buf, size_t size, size_t *len);
-
-/* A done callback: h is the finished task (state and result readable);
- * borrowed for the call. */
-typedef void (*weft_done_fn)(weft_task_t *h, void *arg);
-
-/* What it does: calls fn(h, arg) once the task behind h has finished:
- * exactly once, after its outcome is published (weft_task_state and
- * weft_task_result give the final answer inside fn).  Registered before
- * the end, fn runs on the worker that finishes the task, as part of its
- * end, in registration order; registered after, it runs at once in the
- * caller, before this returns.  fn must not block or park (it delays the
- * finishing worker) and must not release h unless it holds a reference
- * of its own.
- * Ownership: the registration keeps the task record alive until fn has
- * run; the caller's handle stays the caller's.
- * Errors: -EINVAL (NULL h or fn), -ENOMEM (nothing registered).
- * Checkpoint: no.  Threads: any thread holding h. */
-WEFT_EXTERN int weft_task_on_done(weft_task_t *h, weft_done_fn fn,
-	void *arg);
 
 WEFT_END_DECLS
 

@@ -1,5 +1,7 @@
 /* Tasks: what a running task can do to itself (fail with a message, set
- * its result, signal started()), and task handles.
+ * its result, signal started(), rename itself), task handles, and what a
+ * task can learn about itself and others (ids, names, the current and
+ * root task, the group that joins it, done callbacks).
  *
  * A handle observes a task; it never owns it.  Every task belongs to the
  * group it was spawned into, which joins it whether or not a handle exists,
@@ -15,6 +17,11 @@
 WEFT_BEGIN_DECLS
 
 typedef struct weft_task weft_task_t;
+/* The same typedef as weft/group.h (a repeated typedef is valid C11). */
+typedef struct weft_group weft_group_t;
+
+/* Longest task name kept, including the terminating NUL. */
+#define WEFT_TASK_NAME_MAX 40
 
 typedef enum weft_task_state {
 	WEFT_TASK_PENDING = 0,    /* created, running or parked */
@@ -113,6 +120,62 @@ WEFT_EXTERN void weft_task_release(weft_task_t *h);
 /* What it does: the id of the calling task, or 0 outside a weft task.
  * Checkpoint: no.  Threads: any. */
 WEFT_EXTERN uint64_t weft_current_task_id(void);
+
+/* What it does: the calling task.
+ * Ownership: borrowed: valid while the calling task runs; do not release
+ * it.  weft_task_retain turns it into a handle of your own.
+ * Errors: NULL outside a weft task.  Checkpoint: no.  Threads: any. */
+WEFT_EXTERN weft_task_t *weft_current_task(void);
+
+/* What it does: the root task of the calling task's tree (the task that
+ * weft_runtime_run runs), found by following parent groups' owners.
+ * Ownership: borrowed: valid while the calling task runs.
+ * Errors: NULL outside a weft task.  Checkpoint: no.  Threads: any. */
+WEFT_EXTERN weft_task_t *weft_root_task(void);
+
+/* What it does: adds a reference to h, which the caller then gives up
+ * with weft_task_release (e.g. to keep weft_current_task() past the
+ * task's end, or to hand a handle to someone else).
+ * Ownership: h must be a handle the caller holds, or the calling task's
+ * own (weft_current_task).
+ * Errors: -EINVAL (NULL h).  Checkpoint: no.  Threads: any. */
+WEFT_EXTERN int weft_task_retain(weft_task_t *h);
+
+/* What it does: renames the calling task (the name is copied and cut at
+ * WEFT_TASK_NAME_MAX - 1 bytes).  Tasks are named after their function by
+ * default: weft_group_spawn and weft_group_start use the function's name
+ * as written at the call (C has no modules, so no "module:" prefix);
+ * weft_runtime_run's root is "main".  Snapshots taken while a rename is
+ * under way may show a mix of the two names.
+ * Errors: -EINVAL (NULL name), WEFT_ENOTFIBER.
+ * Checkpoint: no.  Threads: weft fiber. */
+WEFT_EXTERN int weft_task_set_name(const char *name);
+
+/* What it does: the group that joins the task behind h (NULL for a root
+ * task).
+ * Ownership: borrowed: valid until the task has finished.
+ * Errors: NULL for NULL h.  Checkpoint: no.
+ * Threads: any thread holding h. */
+WEFT_EXTERN weft_group_t *weft_task_group(const weft_task_t *h);
+
+/* A done callback: h is the finished task (state and result readable);
+ * borrowed for the call. */
+typedef void (*weft_done_fn)(weft_task_t *h, void *arg);
+
+/* What it does: calls fn(h, arg) once the task behind h has finished:
+ * exactly once, after its outcome is published (weft_task_state and
+ * weft_task_result give the final answer inside fn).  Registered before
+ * the end, fn runs on the worker that finishes the task, as part of its
+ * end, in registration order; registered after, it runs at once in the
+ * caller, before this returns.  fn must not block or park (it delays the
+ * finishing worker) and must not release h unless it holds a reference
+ * of its own.
+ * Ownership: the registration keeps the task record alive until fn has
+ * run; the caller's handle stays the caller's.
+ * Errors: -EINVAL (NULL h or fn), -ENOMEM (nothing registered).
+ * Checkpoint: no.  Threads: any thread holding h. */
+WEFT_EXTERN int weft_task_on_done(weft_task_t *h, weft_done_fn fn,
+	void *arg);
 
 WEFT_END_DECLS
 

@@ -455,3 +455,8 @@ int weft__group_reap_unjoined(struct weft_task *t)
 }
 
 /* }======================================================= */
+
+uint64_t weft_group_id(const weft_group_t *g)
+{
+	return g ? g->scope.id : 0;
+}

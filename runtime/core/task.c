@@ -733,3 +733,164 @@ void weft_task_release(weft_task_t *h)
 }
 
 /* }======================================================= */
+
+/* {======================================================= handles and names */
+
+weft_task_t *weft_current_task(void)
+{
+	return weft__task_current();
+}
+
+weft_task_t *weft_root_task(void)
+{
+	struct weft_task *t = weft__task_current();
+	/* Ancestors outlive their descendants: a group's owner cannot end
+	 * before the group is joined, and that waits for t. */
+	while (t && t->group)
+		t = t->group->owner;
+	return t;
+}
+
+int weft_task_retain(weft_task_t *h)
+{
+	if (h == NULL)
+		return -EINVAL;
+	/* relaxed: the caller holds a reference (see weft__task_unref). */
+	atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+	return 0;
+}
+
+int weft_task_set_name(const char *name)
+{
+	if (name == NULL)
+		return -EINVAL;
+	struct weft_task *t = weft__task_current();
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	/* Atomic stores: snapshots read the name concurrently. */
+	weft__task_name_store(t, name);
+	t->name_lit = NULL;
+	return 0;
+}
+
+weft_group_t *weft_task_group(const weft_task_t *h)
+{
+	return h ? h->group : NULL;
+}
+
+/* }======================================================= */
+
+/* {======================================================= done callbacks
+ *
+ * Done callbacks (docs/semantics.md rule 38) use the waiters' protocol:
+ * the registrant lists its node, then re-reads the state (seq_cst both);
+ * the finisher stores the state, then reads the list head (seq_cst both),
+ * so one of them sees the other, and the lock decides who runs a node
+ * that both saw. */
+
+static void task_cb_run(struct weft_task *t, struct weft__done_cb *cb)
+{
+	bool intrusive = cb->intrusive;  /* fn may free an intrusive node */
+	cb->fn(t, cb->arg);
+	if (!intrusive)
+		weft__free(cb);
+	/* The registration's reference; never the last one here (the
+	 * finisher still holds its run reference, a late registrant its
+	 * handle). */
+	weft__task_unref(t);
+}
+
+static void task_cb_register(struct weft_task *h, struct weft__done_cb *cb,
+	weft_done_fn fn, void *arg);
+
+int weft_task_on_done(weft_task_t *h, weft_done_fn fn, void *arg)
+{
+	if (h == NULL || fn == NULL)
+		return -EINVAL;
+	if (atomic_load_explicit(&h->state, memory_order_acquire) !=
+		WEFT_TASK_PENDING) {
+		fn(h, arg);
+		return 0;
+	}
+	struct weft__done_cb *cb = weft__alloc(sizeof *cb);
+	if (cb == NULL)
+		return -ENOMEM;
+	cb->intrusive = false;
+	task_cb_register(h, cb, fn, arg);
+	return 0;
+}
+
+void weft__task_on_done_node(struct weft_task *h, struct weft__done_cb *cb,
+	void (*fn)(weft_task_t *h, void *arg), void *arg)
+{
+	if (atomic_load_explicit(&h->state, memory_order_acquire) !=
+		WEFT_TASK_PENDING) {
+		fn(h, arg);
+		return;
+	}
+	cb->intrusive = true;
+	task_cb_register(h, cb, fn, arg);
+}
+
+/* Lists cb on the pending task h, or runs it if h ended meanwhile. */
+static void task_cb_register(struct weft_task *h, struct weft__done_cb *cb,
+	weft_done_fn fn, void *arg)
+{
+	cb->fn = fn;
+	cb->arg = arg;
+	/* The registration keeps the record until fn ran (and makes the
+	 * finisher see a shared task, so that it reads the list). */
+	atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+	weft__spin_lock(&h->waiters_lock);
+	cb->next = atomic_load_explicit(&h->done_cbs, memory_order_relaxed);
+	/* seq_cst store then seq_cst load of state: pairs with the
+	 * finisher's state store then list read (weft__task_finish). */
+	atomic_store_explicit(&h->done_cbs, cb, memory_order_seq_cst);
+	bool run_now = false;
+	if (atomic_load_explicit(&h->state, memory_order_seq_cst) !=
+		WEFT_TASK_PENDING) {
+		/* The finisher may not have seen cb: if it is still listed,
+		 * the finisher has not taken the list (it takes it under
+		 * this lock), so it is ours to run. */
+		struct weft__done_cb *head = atomic_load_explicit(
+			&h->done_cbs, memory_order_relaxed);
+		if (head == cb) {
+			atomic_store_explicit(&h->done_cbs, cb->next,
+				memory_order_relaxed);
+			run_now = true;
+		}
+		for (struct weft__done_cb *c = head; !run_now && c;
+			c = c->next)
+			if (c->next == cb) {
+				c->next = cb->next;
+				run_now = true;
+			}
+	}
+	weft__spin_unlock(&h->waiters_lock);
+	if (run_now)
+		task_cb_run(h, cb);
+}
+
+void weft__task_run_done_cbs(struct weft_task *t)
+{
+	weft__spin_lock(&t->waiters_lock);
+	struct weft__done_cb *list = atomic_load_explicit(&t->done_cbs,
+		memory_order_relaxed);
+	atomic_store_explicit(&t->done_cbs, NULL, memory_order_relaxed);
+	weft__spin_unlock(&t->waiters_lock);
+	/* Listed newest first: reverse into registration order. */
+	struct weft__done_cb *fifo = NULL;
+	while (list) {
+		struct weft__done_cb *next = list->next;
+		list->next = fifo;
+		fifo = list;
+		list = next;
+	}
+	while (fifo) {
+		struct weft__done_cb *next = fifo->next;
+		task_cb_run(t, fifo);
+		fifo = next;
+	}
+}
+
+/* }======================================================= */

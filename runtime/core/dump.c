@@ -1,0 +1,309 @@
+/* The runtime dump's text and JSON rendering: formats the nodes that
+ * inspect.c collected (after every scope lock is released) into a
+ * 4 KiB buffer flushed to the caller's writer. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "core/inspect.h"
+#include "runtime.h"
+#include "weft/inspect.h"
+#include "weft/time.h"
+
+struct dump_out {
+	weft_dump_writer_fn write;
+	void *ctx;
+	int rc;
+	size_t len;
+	char buf[4096];
+};
+
+static void dump_flush(struct dump_out *o)
+{
+	if (o->len > 0 && o->rc == 0) {
+		int rc = o->write(o->ctx, o->buf, o->len);
+		if (rc < 0)
+			o->rc = rc;
+	}
+	o->len = 0;
+}
+
+static void dump_put(struct dump_out *o, const char *s, size_t n)
+{
+	while (n > 0 && o->rc == 0) {
+		if (o->len == sizeof o->buf)
+			dump_flush(o);
+		size_t k = sizeof o->buf - o->len;
+		if (k > n)
+			k = n;
+		memcpy(o->buf + o->len, s, k);
+		o->len += k;
+		s += k;
+		n -= k;
+	}
+}
+
+static void dump_printf(struct dump_out *o, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void dump_printf(struct dump_out *o, const char *fmt, ...)
+{
+	char tmp[256];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		dump_put(o, tmp, (size_t)n < sizeof tmp ? (size_t)n :
+			sizeof tmp - 1);
+}
+
+/* s as a JSON string (quoted), or null. */
+static void dump_json_str(struct dump_out *o, const char *s)
+{
+	if (s == NULL) {
+		dump_put(o, "null", 4);
+		return;
+	}
+	dump_put(o, "\"", 1);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\') {
+			char e[2] = { '\\', (char)c };
+			dump_put(o, e, 2);
+		} else if (c < 0x20) {
+			dump_printf(o, "\\u%04x", c);
+		} else {
+			dump_put(o, (const char *)&c, 1);
+		}
+	}
+	dump_put(o, "\"", 1);
+}
+
+/* A name in the text format: quoted, with quotes, backslashes and
+ * control characters escaped so that one node stays one line. */
+static void dump_text_str(struct dump_out *o, const char *s)
+{
+	dump_put(o, "\"", 1);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\' || c < 0x20)
+			dump_printf(o, "\\x%02x", c);
+		else
+			dump_put(o, (const char *)&c, 1);
+	}
+	dump_put(o, "\"", 1);
+}
+
+static const char *const dump_kind_name[] = { "task", "group", "scope",
+	"sleep" };
+
+static void dump_deadline_text(struct dump_out *o, const char *key,
+	int64_t d, int64_t now)
+{
+	if (d == WEFT_FOREVER)
+		dump_printf(o, " %s=none", key);
+	else
+		dump_printf(o, " %s=%+.6fs", key, (double)(d - now) / 1e9);
+}
+
+static void dump_deadline_json(struct dump_out *o, const char *key,
+	int64_t d)
+{
+	if (d == WEFT_FOREVER)
+		dump_printf(o, ",\"%s\":null", key);
+	else
+		dump_printf(o, ",\"%s\":%" PRId64, key, d);
+}
+
+static void dump_node_text(struct dump_out *o, const struct weft__inspect_node *x,
+	unsigned depth, int64_t now)
+{
+	for (unsigned i = 0; i < depth; i++)
+		dump_put(o, "  ", 2);
+	dump_printf(o, "%s id=%" PRIu64, dump_kind_name[x->kind], x->id);
+	if (x->kind == WEFT__INSPECT_TASK) {
+		dump_put(o, " name=", 6);
+		dump_text_str(o, x->name);
+		dump_printf(o, " state=%s", x->parked_on ? "parked" : "active");
+		if (x->parked_on) {
+			dump_put(o, " parked_on=", 11);
+			dump_text_str(o, x->parked_on);
+		}
+		dump_printf(o, " worker=%d group=%" PRIu64, x->worker,
+			x->group_id);
+		dump_deadline_text(o, "deadline", x->eff_deadline, now);
+		dump_printf(o, " cancelled=%d cancel_requested=%d "
+			"shielded=%d%s\n", x->cancelled, x->cancel_called,
+			x->shield, x->linked ? "" : " linked=0");
+		return;
+	}
+	if (x->kind == WEFT__INSPECT_GROUP)
+		dump_printf(o, " owner=%" PRIu64, x->group_id);
+	dump_deadline_text(o, "deadline", x->deadline, now);
+	dump_deadline_text(o, "effective_deadline", x->eff_deadline, now);
+	dump_printf(o, " cancelled=%d cancel_called=%d shield=%d\n",
+		x->cancelled, x->cancel_called, x->shield);
+}
+
+/* Opens the node's object; its "children" array stays open. */
+static void dump_node_json(struct dump_out *o, const struct weft__inspect_node *x)
+{
+	dump_printf(o, "{\"type\":\"%s\",\"id\":%" PRIu64,
+		dump_kind_name[x->kind], x->id);
+	if (x->kind == WEFT__INSPECT_TASK) {
+		dump_put(o, ",\"name\":", 8);
+		dump_json_str(o, x->name);
+		dump_printf(o, ",\"state\":\"%s\",\"parked_on\":",
+			x->parked_on ? "parked" : "active");
+		dump_json_str(o, x->parked_on);
+		dump_printf(o, ",\"worker\":%d,\"group\":%" PRIu64, x->worker,
+			x->group_id);
+		dump_deadline_json(o, "deadline", x->eff_deadline);
+		dump_printf(o, ",\"cancelled\":%s,\"cancel_requested\":%s,"
+			"\"shielded\":%s,\"linked\":%s",
+			x->cancelled ? "true" : "false",
+			x->cancel_called ? "true" : "false",
+			x->shield ? "true" : "false",
+			x->linked ? "true" : "false");
+	} else {
+		if (x->kind == WEFT__INSPECT_GROUP)
+			dump_printf(o, ",\"owner\":%" PRIu64, x->group_id);
+		dump_deadline_json(o, "deadline", x->deadline);
+		dump_deadline_json(o, "effective_deadline", x->eff_deadline);
+		dump_printf(o, ",\"cancelled\":%s,\"cancel_called\":%s,"
+			"\"shield\":%s", x->cancelled ? "true" : "false",
+			x->cancel_called ? "true" : "false",
+			x->shield ? "true" : "false");
+	}
+	dump_put(o, ",\"children\":[", 13);
+}
+
+/* Writes every node, depth first, without recursion (a tree may be
+ * deeper than a fiber's stack allows). */
+static int dump_render(struct weft__inspect_dump *d, bool json, int64_t now,
+	struct dump_out *o)
+{
+	int *stack = weft__alloc((d->n + 1) * sizeof *stack);
+	int *cursor = weft__alloc((d->n + 1) * sizeof *cursor);
+	if (stack == NULL || cursor == NULL) {
+		weft__free(stack);
+		weft__free(cursor);
+		return -ENOMEM;
+	}
+	bool first_top = true;
+	for (size_t r = 0; r < d->n; r++) {
+		if (d->v[r].parent >= 0)
+			continue;
+		if (json && !first_top)
+			dump_put(o, ",", 1);
+		first_top = false;
+		size_t sp = 0;
+		int x = (int)r;
+		for (;;) {
+			/* Enter x. */
+			if (json)
+				dump_node_json(o, &d->v[x]);
+			else
+				dump_node_text(o, &d->v[x], (unsigned)sp, now);
+			stack[sp++] = x;
+			cursor[x] = d->v[x].first_child;
+			/* Next node to enter, closing finished ones. */
+			x = -1;
+			while (sp > 0) {
+				int top = stack[sp - 1];
+				int c = cursor[top];
+				if (c >= 0) {
+					cursor[top] = d->v[c].next_sib;
+					if (json && c != d->v[top].first_child)
+						dump_put(o, ",", 1);
+					x = c;
+					break;
+				}
+				if (json)
+					dump_put(o, "]}", 2);
+				sp--;
+			}
+			if (x < 0)
+				break;
+		}
+	}
+	weft__free(stack);
+	weft__free(cursor);
+	return 0;
+}
+
+int weft_runtime_dump(weft_runtime_t *rt, unsigned flags,
+	weft_dump_writer_fn write, void *ctx)
+{
+	if (write == NULL || (flags & ~WEFT_DUMP_JSON))
+		return -EINVAL;
+	struct weft_runtime *r = weft__inspect_runtime(rt);
+	if (r == NULL)
+		return WEFT_ENOTFIBER;
+	struct weft__inspect_dump d = { 0 };
+	size_t ntasks = 0;
+	int rc = weft__inspect_collect(r, &d, &ntasks);
+	if (rc == 0) {
+		bool json = flags & WEFT_DUMP_JSON;
+		int64_t now = weft_now();
+		struct dump_out *o = weft__alloc(sizeof *o);
+		if (o == NULL) {
+			rc = -ENOMEM;
+		} else {
+			o->write = write;
+			o->ctx = ctx;
+			o->rc = 0;
+			o->len = 0;
+			if (json)
+				dump_printf(o, "{\"workers\":%u,\"now\":%" PRId64
+					",\"tasks\":%zu,\"tree\":[", r->nworkers,
+					now, ntasks);
+			else
+				dump_printf(o, "weft runtime: workers=%u "
+					"tasks=%zu\n", r->nworkers, ntasks);
+			rc = dump_render(&d, json, now, o);
+			if (json)
+				dump_put(o, "]}\n", 3);
+			dump_flush(o);
+			if (rc == 0)
+				rc = o->rc;
+			weft__free(o);
+		}
+	}
+	weft__free(d.v);
+	return rc;
+}
+
+struct dump_buf {
+	char *buf;
+	size_t size, len;
+};
+
+static int dump_buf_write(void *ctx, const char *data, size_t n)
+{
+	struct dump_buf *b = ctx;
+	if (b->len + 1 < b->size) {
+		size_t room = b->size - 1 - b->len;
+		memcpy(b->buf + b->len, data, n < room ? n : room);
+	}
+	b->len += n;
+	return 0;
+}
+
+int weft_runtime_dump_buf(weft_runtime_t *rt, unsigned flags, char *buf,
+	size_t size, size_t *len)
+{
+	if (len == NULL || (buf == NULL && size > 0))
+		return -EINVAL;
+	struct dump_buf b = { buf, size, 0 };
+	int rc = weft_runtime_dump(rt, flags, dump_buf_write, &b);
+	if (size > 0)
+		buf[b.len < size ? b.len : size - 1] = '\0';
+	*len = b.len;
+	return rc;
+}
