@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "base/common.h"
+#include "base/diag.h"
 
 static void diag_write_all(const char *buf, size_t len)
 {
@@ -39,7 +39,7 @@ void weft__diag(const char *fmt, ...)
 	diag_write_all(buf, len);
 }
 
-void weft__assert_fail(const char *file, int line, const char *expr,
+void weft__diag_assert_fail(const char *file, int line, const char *expr,
 	const char *msg)
 {
 	const char *base = strrchr(file, '/');

@@ -164,7 +164,7 @@ void weft__fiber_start(weft__fiber_t *c)
 	/* First arrival on this stack: there is no saved fake stack yet. */
 	weft__san_switch_finish(NULL);
 	c->entry(c->entry_arg);
-	weft__assert_fail(__FILE__, __LINE__, "entry returned",
+	weft__diag_assert_fail(__FILE__, __LINE__, "entry returned",
 		"context: a fiber entry function returned instead of calling "
 		"weft__fiber_switch_final");
 }
@@ -182,6 +182,6 @@ WEFT_FIBER_FN void weft__fiber_switch_final(weft__fiber_t *from,
 	weft__san_switch_start(NULL, WEFT__CONT_LO(to), WEFT__CONT_SIZE(to));
 	weft__san_tsan_switch(WEFT__CONT_TSAN(to));
 	weft__fiber_jump(&from->sp, to_sp);
-	weft__assert_fail(__FILE__, __LINE__, "resumed",
+	weft__diag_assert_fail(__FILE__, __LINE__, "resumed",
 		"context: a finished fiber was resumed");
 }
