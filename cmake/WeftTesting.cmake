@@ -12,7 +12,7 @@ function(weft_test_environment out)
 	if(WEFT_SANITIZE MATCHES "thread")
 		set(tsan "halt_on_error=1:second_deadlock_stack=1")
 		# A suppressions file is picked up if the tree has one; every
-		# entry in it must carry a comment saying why (style.md H8).
+		# entry in it must carry a comment saying why.
 		if(EXISTS "${WEFT_TSAN_SUPPRESSIONS}")
 			string(APPEND tsan ":suppressions=${WEFT_TSAN_SUPPRESSIONS}")
 		endif()
@@ -209,6 +209,36 @@ function(weft_add_layer_tests)
 		LABELS build TIMEOUT 60
 		PASS_REGULAR_EXPRESSION "2 include\\(s\\) break"
 		FAIL_REGULAR_EXPRESSION "weft/error.h|high.c:2")
+endfunction()
+
+# weft_add_reference_tests(): the repository cites nothing outside itself
+# (tools/check_refs.sh: no issue numbers, no documents that are not in the
+# tree, every "rule N" in docs/semantics.md, every "B<n>" in
+# docs/benchmarks.md).  The self-test runs the script on a generated tree
+# with one fault of each kind and two good citations, and expects exactly
+# the three faults.
+function(weft_add_reference_tests)
+	set(script ${PROJECT_SOURCE_DIR}/tools/check_refs.sh)
+	add_test(NAME self_contained COMMAND ${script} ${PROJECT_SOURCE_DIR})
+	set_property(TEST self_contained PROPERTY LABELS build)
+	set_property(TEST self_contained PROPERTY TIMEOUT 60)
+
+	set(tree ${PROJECT_BINARY_DIR}/reference_checks)
+	file(CONFIGURE OUTPUT ${tree}/docs/semantics.md CONTENT
+		"**1. One rule.**\n" @ONLY)
+	file(CONFIGURE OUTPUT ${tree}/docs/benchmarks.md CONTENT
+		"### B1 `one`\n" @ONLY)
+	# The fault is spelt in two pieces so that this file passes the check.
+	set(_issue "iss")
+	string(APPEND _issue "ue 3")
+	file(CONFIGURE OUTPUT ${tree}/runtime/a.c CONTENT
+		"/* docs/semantics.md rule 1; B1 */\n/* see ${_issue} */\n/* rule 2 */\n/* B7 */\n"
+		@ONLY)
+	add_test(NAME self_contained_selftest COMMAND ${script} ${tree})
+	set_tests_properties(self_contained_selftest PROPERTIES
+		LABELS build TIMEOUT 60
+		PASS_REGULAR_EXPRESSION "3 reference\\(s\\)"
+		FAIL_REGULAR_EXPRESSION "a.c:1:")
 endfunction()
 
 # weft_add_install_test(): installs this build into a temporary prefix and
