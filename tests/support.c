@@ -160,6 +160,15 @@ int weft_test_run(unsigned workers, weft_fn fn, void *arg)
 	return rc;
 }
 
+void weft_test_root(void **state, weft_fn root, void *arg)
+{
+	unsigned workers = WEFT_TEST_WORKERS(state);
+	/* A test registered without a worker count (cmocka_unit_test)
+	 * would otherwise ask for a runtime of zero workers. */
+	assert_true(workers > 0);
+	assert_int_equal(weft_test_run(workers, root, arg), 0);
+}
+
 long weft_test_scale(long plain)
 {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)

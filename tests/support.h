@@ -34,16 +34,45 @@ int weft_test_check_eq(long long a, long long b, const char *file, int line,
 int weft_test_death(void (*child)(void *), void *arg, char *buf,
 	size_t size);
 
+/* A function whose result must be used: a call that ignores it does not
+ * compile (-Wunused-result, an error under -Werror; a (void) cast does
+ * not silence it).  Every weft_test_run* is one, so that a test cannot
+ * pass while its root task failed. */
+#define WEFT_TEST_MUST_USE __attribute__((warn_unused_result))
+
 /* As weft_test_run, with a runtime created from cfg. */
-int weft_test_run_cfg(weft_config_t *cfg, weft_fn fn, void *arg);
+WEFT_TEST_MUST_USE int weft_test_run_cfg(weft_config_t *cfg, weft_fn fn,
+	void *arg);
 
 /* Runs fn(arg) as the root task of a fresh runtime with `workers`
  * workers, destroys it, then asserts (main thread) that no CHECK failed
  * and nothing leaked.  Returns fn's result. */
-int weft_test_run(unsigned workers, weft_fn fn, void *arg);
+WEFT_TEST_MUST_USE int weft_test_run(unsigned workers, weft_fn fn,
+	void *arg);
 /* Same, also handing back the root's error group (caller frees). */
-int weft_test_run_err(unsigned workers, weft_fn fn, void *arg,
-	weft_error_t **err);
+WEFT_TEST_MUST_USE int weft_test_run_err(unsigned workers, weft_fn fn,
+	void *arg, weft_error_t **err);
+
+/* The way a test runs its root task: weft_test_run at the worker count
+ * the test was registered with (WEFT_TEST, WEFT_TEST_AT), asserting that
+ * the root returned 0.  A test that expects another result, needs a
+ * config or wants the error tree calls weft_test_run_cfg/_err and
+ * asserts the result itself. */
+void weft_test_root(void **state, weft_fn root, void *arg);
+
+/* Defines the cmocka test test_<area>__<name> that only runs root(arg)
+ * through weft_test_root.  The argument is variadic so that a compound
+ * literal with commas can be passed whole, e.g.
+ *
+ *   WEFT_TEST_ROOT(lock, destroy_while_held_is_ebusy, lock_busy_root,
+ *           &(struct lock_test){ 0 })
+ *
+ * and is registered like any other test: WEFT_TEST(test_lock__...). */
+#define WEFT_TEST_ROOT(area, name, root, ...)                      \
+	static void test_##area##__##name(void **state)            \
+	{                                                          \
+		weft_test_root(state, root, __VA_ARGS__);          \
+	}
 
 /* Creates a runtime with `workers` workers and asserts it worked (printing
  * cfg.message if not).  Main thread. */
@@ -70,6 +99,10 @@ void weft_test_assert_no_leaks(void);
 	cmocka_unit_test_prestate(f, (void *)(uintptr_t)1),        \
 	cmocka_unit_test_prestate(f, (void *)(uintptr_t)2),        \
 	cmocka_unit_test_prestate(f, (void *)(uintptr_t)4)
+
+/* Registers test f once, at `workers` workers. */
+#define WEFT_TEST_AT(f, workers)                                   \
+	cmocka_unit_test_prestate(f, (void *)(uintptr_t)(workers))
 
 /* Stress tests: the random seed (WEFT_TEST_SEED, else from the clock;
  * printed so that a failing run can be replayed), and the time budget in

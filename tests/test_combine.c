@@ -162,11 +162,8 @@ static int gather_order_root(void *arg)
 	return 0;
 }
 
-static void test_combine__gather_returns_results_in_call_order(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		gather_order_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, gather_returns_results_in_call_order,
+	gather_order_root, NULL)
 
 static int gather_fail_root(void *arg)
 {
@@ -221,12 +218,8 @@ static int gather_fail_root(void *arg)
 	return 0;
 }
 
-static void test_combine__gather_first_failure_cancels_siblings_and_aggregates(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		gather_fail_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, gather_first_failure_cancels_siblings_and_aggregates,
+	gather_fail_root, NULL)
 
 /* A kid whose own group fails: its error nests. */
 static int kid_nested_failure(void *arg)
@@ -292,11 +285,8 @@ static int gather_keep_root(void *arg)
 	return 0;
 }
 
-static void test_combine__gather_return_errors_keeps_every_slot(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		gather_keep_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, gather_return_errors_keeps_every_slot,
+	gather_keep_root, NULL)
 
 /* The task whose gather gets cancelled. */
 struct canceller_case {
@@ -342,11 +332,9 @@ static int gather_cancel_root(void *arg)
 static void test_combine__cancelling_the_caller_cancels_and_joins_gather(
 	void **state)
 {
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		gather_cancel_root, (void *)(uintptr_t)0), 0);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		gather_cancel_root,
-		(void *)(uintptr_t)WEFT_GATHER_RETURN_ERRORS), 0);
+	weft_test_root(state, gather_cancel_root, (void *)(uintptr_t)0);
+	weft_test_root(state, gather_cancel_root,
+		(void *)(uintptr_t)WEFT_GATHER_RETURN_ERRORS);
 }
 
 static int gather_deadline_root(void *arg)
@@ -368,11 +356,8 @@ static int gather_deadline_root(void *arg)
 	return 0;
 }
 
-static void test_combine__gather_obeys_an_enclosing_deadline(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		gather_deadline_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, gather_obeys_an_enclosing_deadline,
+	gather_deadline_root, NULL)
 
 static int gather_cancelled_on_entry_root(void *arg)
 {
@@ -396,11 +381,8 @@ static int gather_cancelled_on_entry_root(void *arg)
 	return 0;
 }
 
-static void test_combine__cancelled_on_entry_creates_nothing(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		gather_cancelled_on_entry_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, cancelled_on_entry_creates_nothing,
+	gather_cancelled_on_entry_root, NULL)
 
 /* }======================================================= */
 
@@ -433,12 +415,8 @@ static int race_win_root(void *arg)
 	return 0;
 }
 
-static void test_combine__race_first_success_wins_and_losers_are_joined(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		race_win_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, race_first_success_wins_and_losers_are_joined,
+	race_win_root, NULL)
 
 static int race_all_fail_root(void *arg)
 {
@@ -467,11 +445,7 @@ static int race_all_fail_root(void *arg)
 	return 0;
 }
 
-static void test_combine__race_all_failed_aggregates(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		race_all_fail_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, race_all_failed_aggregates, race_all_fail_root, NULL)
 
 static int race_cancel_root(void *arg)
 {
@@ -492,12 +466,8 @@ static int race_cancel_root(void *arg)
 	return 0;
 }
 
-static void test_combine__cancelled_race_cancels_and_joins_everyone(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		race_cancel_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, cancelled_race_cancels_and_joins_everyone,
+	race_cancel_root, NULL)
 
 /* }======================================================= */
 
@@ -532,12 +502,8 @@ static int wait_first_completed_root(void *arg)
 	return 0;
 }
 
-static void test_combine__wait_first_completed_leaves_the_rest_pending(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		wait_first_completed_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, wait_first_completed_leaves_the_rest_pending,
+	wait_first_completed_root, NULL)
 
 static int wait_first_exception_root(void *arg)
 {
@@ -584,12 +550,8 @@ static int wait_first_exception_root(void *arg)
 	return 0;
 }
 
-static void test_combine__wait_first_exception_returns_on_a_failure(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		wait_first_exception_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, wait_first_exception_returns_on_a_failure,
+	wait_first_exception_root, NULL)
 
 static int wait_first_exception_all_ok_root(void *arg)
 {
@@ -617,12 +579,8 @@ static int wait_first_exception_all_ok_root(void *arg)
 	return 0;
 }
 
-static void test_combine__wait_first_exception_without_failure_waits_for_all(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		wait_first_exception_all_ok_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, wait_first_exception_without_failure_waits_for_all,
+	wait_first_exception_all_ok_root, NULL)
 
 static int wait_all_root(void *arg)
 {
@@ -651,12 +609,8 @@ static int wait_all_root(void *arg)
 	return 0;
 }
 
-static void test_combine__wait_all_completed_waits_for_every_task(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		wait_all_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, wait_all_completed_waits_for_every_task,
+	wait_all_root, NULL)
 
 /* More than the 8 watches that live on the stack, in every mode. */
 static int wait_timeout_root(void *arg)
@@ -699,12 +653,8 @@ static int wait_timeout_root(void *arg)
 	return 0;
 }
 
-static void test_combine__wait_timeout_is_not_an_error_and_cancels_nothing(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		wait_timeout_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, wait_timeout_is_not_an_error_and_cancels_nothing,
+	wait_timeout_root, NULL)
 
 struct waiter_case {
 	struct shared sh;
@@ -760,11 +710,8 @@ static int wait_cancelled_root(void *arg)
 	return 0;
 }
 
-static void test_combine__cancelled_wait_returns_ecanceled(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		wait_cancelled_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, cancelled_wait_returns_ecanceled,
+	wait_cancelled_root, NULL)
 
 /* }======================================================= */
 
@@ -800,12 +747,8 @@ static int wait_for_timeout_root(void *arg)
 	return 0;
 }
 
-static void test_combine__wait_for_timeout_cancels_and_waits_for_the_task(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		wait_for_timeout_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, wait_for_timeout_cancels_and_waits_for_the_task,
+	wait_for_timeout_root, NULL)
 
 static int wait_for_ok_root(void *arg)
 {
@@ -840,11 +783,8 @@ static int wait_for_ok_root(void *arg)
 	return 0;
 }
 
-static void test_combine__wait_for_returns_the_outcome_in_time(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		wait_for_ok_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, wait_for_returns_the_outcome_in_time,
+	wait_for_ok_root, NULL)
 
 struct wait_for_case {
 	struct shared sh;
@@ -885,12 +825,8 @@ static int wait_for_cancel_root(void *arg)
 	return 0;
 }
 
-static void test_combine__cancelled_wait_for_cancels_and_waits_for_the_task(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		wait_for_cancel_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, cancelled_wait_for_cancels_and_waits_for_the_task,
+	wait_for_cancel_root, NULL)
 
 /* }======================================================= */
 
@@ -944,12 +880,8 @@ static int as_completed_order_root(void *arg)
 	return 0;
 }
 
-static void test_combine__as_completed_yields_in_completion_order(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		as_completed_order_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, as_completed_yields_in_completion_order,
+	as_completed_order_root, NULL)
 
 static int as_completed_ended_root(void *arg)
 {
@@ -986,12 +918,8 @@ static int as_completed_ended_root(void *arg)
 	return 0;
 }
 
-static void test_combine__as_completed_yields_ended_tasks_by_index(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		as_completed_ended_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, as_completed_yields_ended_tasks_by_index,
+	as_completed_ended_root, NULL)
 
 struct foreign_next {
 	weft_as_completed_t *it;
@@ -1049,12 +977,8 @@ static int as_completed_early_close_root(void *arg)
 	return 0;
 }
 
-static void test_combine__as_completed_closed_early_leaves_tasks_alone(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		as_completed_early_close_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, as_completed_closed_early_leaves_tasks_alone,
+	as_completed_early_close_root, NULL)
 
 /* Many tasks ending at random moments on every worker while the consumer
  * takes them: each is yielded exactly once and only after it ended, and
@@ -1132,12 +1056,8 @@ static int as_completed_stress_root(void *arg)
 	return 0;
 }
 
-static void test_combine__as_completed_under_load_yields_each_once(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		as_completed_stress_root, NULL), 0);
-}
+WEFT_TEST_ROOT(combine, as_completed_under_load_yields_each_once,
+	as_completed_stress_root, NULL)
 
 /* }======================================================= */
 
@@ -1197,11 +1117,7 @@ static int misuse_root(void *arg)
 	return 0;
 }
 
-static void test_combine__null_and_bad_arguments_give_einval(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), misuse_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(combine, null_and_bad_arguments_give_einval, misuse_root, NULL)
 
 struct self_case {
 	_Atomic(weft_task_t *) me;
@@ -1236,11 +1152,7 @@ static int self_root(void *arg)
 	return 0;
 }
 
-static void test_combine__waiting_on_yourself_is_misuse(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), self_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(combine, waiting_on_yourself_is_misuse, self_root, NULL)
 
 /* Two runtimes: a task of one is handed to a task of the other. */
 struct two_rt {
@@ -1303,7 +1215,7 @@ static void test_combine__handles_of_another_runtime_are_misuse(void **state)
 	assert_int_equal(weft_runtime_destroy(a), 0);
 	assert_int_equal(weft_runtime_destroy(tr.b), 0);
 	/* CHECK failures inside tasks are reported by the next run. */
-	assert_int_equal(weft_test_run(workers, dummy_fn, NULL), 0);
+	weft_test_root(state, dummy_fn, NULL);
 }
 
 static void test_combine__plain_thread_gets_enotfiber(void **state)
@@ -1505,8 +1417,7 @@ static void test_combine__allocation_failure_is_clean(void **state)
 		for (k = 1; k < 400; k++) {
 			struct afail a = { .k = k, .scenario = scenario };
 			long before = weft_debug_injected_failures();
-			assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-				afail_root, &a), 0);
+			weft_test_root(state, afail_root, &a);
 			enomem |= a.rc == -ENOMEM;
 			partial |= a.partial;
 			if (verbose)

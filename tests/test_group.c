@@ -49,8 +49,7 @@ static int join_waits_root(void *arg)
 static void test_group__join_waits_for_every_child(void **state)
 {
 	struct counter c = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		join_waits_root, &c), 0);
+	weft_test_root(state, join_waits_root, &c);
 	assert_int_equal(atomic_load(&c.n), 550);
 }
 
@@ -80,8 +79,7 @@ static void test_group__join_waits_for_children_spawned_during_join(
 	void **state)
 {
 	struct counter c = { .fanout = 30 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		join_late_spawns_root, &c), 0);
+	weft_test_root(state, join_late_spawns_root, &c);
 	assert_int_equal(atomic_load(&c.n), 600);
 }
 
@@ -94,11 +92,8 @@ static int empty_group_root(void *arg)
 	return 0;
 }
 
-static void test_group__join_of_an_empty_group_returns_at_once(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		empty_group_root, NULL), 0);
-}
+WEFT_TEST_ROOT(group, join_of_an_empty_group_returns_at_once,
+	empty_group_root, NULL)
 
 /* }======================================================= */
 
@@ -122,12 +117,8 @@ static int closed_root(void *arg)
 	return 0;
 }
 
-static void test_group__spawn_into_a_closed_group_is_refused(void **state)
-{
-	struct counter c = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), closed_root,
-		&c), 0);
-}
+WEFT_TEST_ROOT(group, spawn_into_a_closed_group_is_refused,
+	closed_root, &(struct counter){ 0 })
 
 /* }======================================================= */
 
@@ -166,8 +157,7 @@ static void test_group__cancelled_group_accepts_spawns_that_start_cancelled(
 	void **state)
 {
 	struct cancelled_spawn cs = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		cancelled_open_root, &cs), 0);
+	weft_test_root(state, cancelled_open_root, &cs);
 	assert_int_equal(atomic_load(&cs.ran), 1);
 	assert_int_equal(atomic_load(&cs.saw_cancel), 1);
 }
@@ -190,8 +180,7 @@ static void test_group__skippable_task_cancelled_before_running_is_skipped(
 	void **state)
 {
 	struct cancelled_spawn cs = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		skippable_root, &cs), 0);
+	weft_test_root(state, skippable_root, &cs);
 	assert_int_equal(atomic_load(&cs.ran), 0);
 }
 
@@ -247,8 +236,7 @@ static void test_group__first_failure_cancels_siblings_and_join_collects_all(
 	void **state)
 {
 	struct failing f = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		first_failure_root, &f), 0);
+	weft_test_root(state, first_failure_root, &f);
 	assert_int_equal(atomic_load(&f.cancelled_siblings),
 		atomic_load(&f.started));
 }
@@ -279,8 +267,7 @@ static void test_group__body_failure_cancels_children_and_is_a_leaf(
 	void **state)
 {
 	struct failing f = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		body_failure_root, &f), 0);
+	weft_test_root(state, body_failure_root, &f);
 	assert_int_equal(atomic_load(&f.cancelled_siblings), 4);
 }
 
@@ -305,8 +292,7 @@ static int group_cancel_absorbed_root(void *arg)
 static void test_group__own_cancellation_is_absorbed_by_join(void **state)
 {
 	struct failing f = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		group_cancel_absorbed_root, &f), 0);
+	weft_test_root(state, group_cancel_absorbed_root, &f);
 	assert_int_equal(atomic_load(&f.cancelled_siblings), 4);
 }
 
@@ -333,8 +319,7 @@ static int outer_cancel_root(void *arg)
 static void test_group__outer_cancellation_passes_through_join(void **state)
 {
 	struct failing f = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		outer_cancel_root, &f), 0);
+	weft_test_root(state, outer_cancel_root, &f);
 	assert_int_equal(atomic_load(&f.cancelled_siblings), 4);
 }
 
@@ -488,8 +473,7 @@ static void test_group__a_plain_thread_spawns_into_a_retained_group(
 	void **state)
 {
 	struct plain_spawner p = { .n = weft_test_scale(2000) };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		plain_spawn_root, &p), 0);
+	weft_test_root(state, plain_spawn_root, &p);
 	assert_int_equal(p.spawn_rc, 0);
 	assert_int_equal(atomic_load(&p.ran), p.n);
 	assert_int_equal(p.after_join_rc, WEFT_ECLOSED);
@@ -527,8 +511,7 @@ static int plain_start_root(void *arg)
 static void test_group__start_from_a_plain_thread_is_enotfiber(void **state)
 {
 	struct plain_spawner p = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		plain_start_root, &p), 0);
+	weft_test_root(state, plain_start_root, &p);
 	assert_int_equal(p.after_join_rc, WEFT_ENOTFIBER);
 }
 
@@ -568,11 +551,7 @@ static int ordering_root(void *arg)
 	return 0;
 }
 
-static void test_group__spawn_and_join_order_plain_memory(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		ordering_root, NULL), 0);
-}
+WEFT_TEST_ROOT(group, spawn_and_join_order_plain_memory, ordering_root, NULL)
 
 /* }======================================================= */
 
@@ -609,13 +588,8 @@ static int misuse_root(void *arg)
 	return 0;
 }
 
-static void test_group__join_by_another_task_or_out_of_order_is_refused(
-	void **state)
-{
-	struct misuse m = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), misuse_root,
-		&m), 0);
-}
+WEFT_TEST_ROOT(group, join_by_another_task_or_out_of_order_is_refused,
+	misuse_root, &(struct misuse){ 0 })
 
 /* }======================================================= */
 
@@ -635,11 +609,8 @@ static int nested_level(void *arg)
 	return 0;
 }
 
-static void test_group__nested_groups_join_a_tree_of_tasks(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), nested_level,
-		(void *)(intptr_t)7), 0);
-}
+WEFT_TEST_ROOT(group, nested_groups_join_a_tree_of_tasks,
+	nested_level, (void *)(intptr_t)7)
 
 /* }======================================================= */
 

@@ -259,8 +259,7 @@ static void test_inspect__default_names_come_from_the_function(void **state)
 {
 	struct names n;
 	memset(&n, 0, sizeof n);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), names_root,
-		&n), 0);
+	weft_test_root(state, names_root, &n);
 	assert_string_equal(n.seen[5], "a_function_with_a_name");
 	assert_string_equal(n.seen[4], "started_function");
 	assert_string_equal(n.seen[0], "custom");
@@ -314,13 +313,8 @@ static int rename_root(void *arg)
 	return 0;
 }
 
-static void test_inspect__set_name_renames_the_calling_task(void **state)
-{
-	struct rename r;
-	memset(&r, 0, sizeof r);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), rename_root,
-		&r), 0);
-}
+WEFT_TEST_ROOT(inspect, set_name_renames_the_calling_task,
+	rename_root, &(struct rename){ 0 })
 
 /* }======================================================= */
 
@@ -386,8 +380,7 @@ static void test_inspect__current_root_and_parent_group(void **state)
 {
 	struct family f;
 	memset(&f, 0, sizeof f);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), family_root,
-		&f), 0);
+	weft_test_root(state, family_root, &f);
 	/* A plain thread is not a task. */
 	assert_null(weft_current_task());
 	assert_null(weft_root_task());
@@ -716,8 +709,7 @@ static void test_inspect__dump_shows_the_tree_as_text_and_json(void **state)
 {
 	struct tree *t = calloc(1, sizeof *t);
 	assert_non_null(t);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), tree_root,
-		t), 0);
+	weft_test_root(state, tree_root, t);
 	/* Text: one line per node, children indented under parents. */
 	if (getenv("WEFT_TEST_VERBOSE"))
 		printf("%s\n%s\n", t->text, t->json);
@@ -971,8 +963,7 @@ static void test_inspect__done_callbacks_run_once_before_and_after_completion(
 {
 	struct done d;
 	memset(&d, 0, sizeof d);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), done_root,
-		&d), 0);
+	weft_test_root(state, done_root, &d);
 	assert_int_equal(atomic_load(&d.calls), 2);
 	/* From a plain thread, after the end: at once as well. */
 }
@@ -1042,8 +1033,7 @@ static void test_inspect__done_callbacks_racing_completion_run_exactly_once(
 	for (int round = 0; round < 5; round++) {
 		for (int i = 0; i < RACE_TASKS; i++)
 			atomic_store(&r->calls[i], 0);
-		assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-			race_root, r), 0);
+		weft_test_root(state, race_root, r);
 		assert_int_equal(atomic_load(&r->bad_state), 0);
 	}
 	free(r);
@@ -1144,8 +1134,7 @@ static void test_inspect__errors(void **state)
 	assert_int_equal(weft_all_tasks(NULL, info, 4, &n), WEFT_ENOTFIBER);
 	assert_int_equal(weft_runtime_dump_buf(NULL, WEFT_DUMP_TEXT, NULL, 0,
 		&n), WEFT_ENOTFIBER);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), errors_root,
-		NULL), 0);
+	weft_test_root(state, errors_root, NULL);
 }
 
 /* }======================================================= */

@@ -113,12 +113,8 @@ static int complete_root(void *arg)
 	return 0;
 }
 
-static void test_ioop__many_operations_on_many_tasks_complete_with_their_results(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		complete_root, NULL), 0);
-}
+WEFT_TEST_ROOT(ioop, many_operations_on_many_tasks_complete_with_their_results,
+	complete_root, NULL)
 
 static int cancel_root(void *arg)
 {
@@ -135,12 +131,8 @@ static int cancel_root(void *arg)
 	return 0;
 }
 
-static void test_ioop__a_deadline_stops_an_operation_that_would_take_an_hour(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		cancel_root, NULL), 0);
-}
+WEFT_TEST_ROOT(ioop, a_deadline_stops_an_operation_that_would_take_an_hour,
+	cancel_root, NULL)
 
 static int precancel_root(void *arg)
 {
@@ -158,12 +150,9 @@ static int precancel_root(void *arg)
 	return 0;
 }
 
-static void test_ioop__an_operation_started_in_a_cancelled_scope_is_never_submitted(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		precancel_root, NULL), 0);
-}
+WEFT_TEST_ROOT(ioop,
+	an_operation_started_in_a_cancelled_scope_is_never_submitted,
+	precancel_root, NULL)
 
 static int uncancellable_root(void *arg)
 {
@@ -181,12 +170,9 @@ static int uncancellable_root(void *arg)
 
 /* An operation that cannot be stopped is waited for, and its real result
  * is returned; the cancellation shows at the next checkpoint. */
-static void test_ioop__an_uncancellable_operation_is_waited_for_and_keeps_its_result(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		uncancellable_root, NULL), 0);
-}
+WEFT_TEST_ROOT(ioop,
+	an_uncancellable_operation_is_waited_for_and_keeps_its_result,
+	uncancellable_root, NULL)
 
 struct race {
 	weft_scope_t *scope;
@@ -257,12 +243,8 @@ static int race_root(void *arg)
 /* Completion and cancellation race on other threads: every op ends in
  * exactly one of the two ways, and its frame outlives the I/O thread's
  * last access (ASan). */
-static void test_ioop__completion_racing_cancellation_ends_each_operation_one_way(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		race_root, NULL), 0);
-}
+WEFT_TEST_ROOT(ioop, completion_racing_cancellation_ends_each_operation_one_way,
+	race_root, NULL)
 
 static int plain_thread_rc;
 
@@ -341,12 +323,8 @@ static int reclaim_root(void *arg)
 	return 0;
 }
 
-static void test_ioop__reclaim_waits_until_a_running_fiber_has_switched(
-	void **state)
-{
-	(void)state;
-	assert_int_equal(weft_test_run(2, reclaim_root, NULL), 0);
-}
+WEFT_TEST_ROOT(ioop, reclaim_waits_until_a_running_fiber_has_switched,
+	reclaim_root, NULL)
 
 /* }======================================================= */
 
@@ -360,7 +338,7 @@ int main(void)
 		WEFT_TEST(test_ioop__completion_racing_cancellation_ends_each_operation_one_way),
 		cmocka_unit_test(test_ioop__a_plain_thread_gets_enotfiber_and_submits_nothing),
 		cmocka_unit_test(test_ioop__libuv_error_codes_become_weft_codes),
-		cmocka_unit_test(test_ioop__reclaim_waits_until_a_running_fiber_has_switched),
+		WEFT_TEST_AT(test_ioop__reclaim_waits_until_a_running_fiber_has_switched, 2),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,7 +13,7 @@
 
 #define V(x) ((void *)(uintptr_t)(x))
 
-/* weft_test_run checks for leaks when the runtime is gone, so keys are
+/* weft_test_root checks for leaks when the runtime is gone, so keys are
  * created and destroyed inside the root task: run_with_key runs fn(arg)
  * as the root with *key (and *other, if not NULL) created before it and
  * destroyed after it (*key only unless keep: fn destroyed it itself). */
@@ -39,12 +39,12 @@ static int keyed_root(void *arg)
 	return rc;
 }
 
-static int run_with_key(unsigned workers, weft_fn fn, void *arg,
+static void run_with_key(void **state, weft_fn fn, void *arg,
 	weft_local_key_t **key, weft_local_key_t **other,
 	void (*dtor)(void *), bool keep)
 {
 	struct keyed k = { key, other, dtor, keep, fn, arg };
-	return weft_test_run(workers, keyed_root, &k);
+	weft_test_root(state, keyed_root, &k);
 }
 
 /* The value of key in the calling task, or -1 if unbound (-2 on error). */
@@ -128,8 +128,7 @@ static void test_local__child_sees_the_spawning_tasks_snapshot_not_the_owners(
 {
 	struct snap s;
 	memset(&s, 0, sizeof s);
-	assert_int_equal(run_with_key(WEFT_TEST_WORKERS(state), snap_root,
-		&s, &s.key, NULL, NULL, false), 0);
+	run_with_key(state, snap_root, &s, &s.key, NULL, NULL, false);
 	assert_int_equal(atomic_load(&s.seen_b), 2);
 	assert_int_equal(atomic_load(&s.seen_c), 1);
 	weft_test_assert_no_leaks();
@@ -184,8 +183,7 @@ static void test_local__later_changes_are_not_shared_between_parent_and_child(
 {
 	struct later l;
 	memset(&l, 0, sizeof l);
-	assert_int_equal(run_with_key(WEFT_TEST_WORKERS(state), later_root,
-		&l, &l.key, NULL, NULL, false), 0);
+	run_with_key(state, later_root, &l, &l.key, NULL, NULL, false);
 	weft_test_assert_no_leaks();
 }
 
@@ -253,8 +251,7 @@ static void test_local__spawn_option_overrides_the_snapshot(void **state)
 {
 	struct ovr o;
 	memset(&o, 0, sizeof o);
-	assert_int_equal(run_with_key(WEFT_TEST_WORKERS(state), ovr_root,
-		&o, &o.key, &o.other, NULL, false), 0);
+	run_with_key(state, ovr_root, &o, &o.key, &o.other, NULL, false);
 	assert_int_equal(atomic_load(&o.seen[0]), 5);
 	assert_int_equal(atomic_load(&o.seen_other[0]), -1);
 	assert_int_equal(atomic_load(&o.seen[1]), 7);
@@ -319,8 +316,7 @@ static void test_local__nested_bindings_unbind_lifo_and_misnesting_is_refused(
 {
 	struct nest n;
 	memset(&n, 0, sizeof n);
-	assert_int_equal(run_with_key(WEFT_TEST_WORKERS(state), nest_root,
-		&n, &n.key, NULL, NULL, false), 0);
+	run_with_key(state, nest_root, &n, &n.key, NULL, NULL, false);
 	weft_test_assert_no_leaks();
 }
 
@@ -397,8 +393,7 @@ static void test_local__key_destructor_runs_once_per_value_after_last_holder(
 	for (int i = 0; i < DTOR_VALUES; i++)
 		atomic_store(&dtor_calls[i], 0);
 	atomic_store(&dtor_early, 0);
-	assert_int_equal(run_with_key(WEFT_TEST_WORKERS(state), dtor_root,
-		&d, &d.key, NULL, dtor_count, true), 0);
+	run_with_key(state, dtor_root, &d, &d.key, NULL, dtor_count, true);
 	for (int i = 0; i < DTOR_VALUES; i++)
 		assert_int_equal(atomic_load(&dtor_calls[i]), 1);
 	assert_int_equal(atomic_load(&dtor_early), 0);
@@ -442,9 +437,8 @@ static void test_local__bindings_left_at_exit_and_captures_are_destroyed_once(
 {
 	for (int i = 0; i < DTOR_VALUES; i++)
 		atomic_store(&dtor_calls[i], 0);
-	assert_int_equal(run_with_key(WEFT_TEST_WORKERS(state),
-		dtor_leftover_root, NULL, &leftover_key, NULL, dtor_count,
-		false), 0);
+	run_with_key(state, dtor_leftover_root, NULL, &leftover_key, NULL,
+		dtor_count, false);
 	assert_int_equal(atomic_load(&dtor_calls[1]), 1);
 	assert_int_equal(atomic_load(&dtor_calls[3]), 1);
 	weft_test_assert_no_leaks();
@@ -503,8 +497,7 @@ static void test_local__offload_thread_sees_the_sending_tasks_context(
 {
 	struct offload o;
 	memset(&o, 0, sizeof o);
-	assert_int_equal(run_with_key(WEFT_TEST_WORKERS(state), offload_root,
-		&o, &o.key, NULL, NULL, false), 0);
+	run_with_key(state, offload_root, &o, &o.key, NULL, NULL, false);
 	assert_int_equal(o.seen, 42);
 	assert_int_equal(o.rc_capture, 0);
 	assert_int_equal(o.seen_empty, -1);
@@ -571,8 +564,7 @@ static void test_local__errors(void **state)
 	assert_int_equal(weft_local_unbind(&tok), WEFT_ENOTFIBER);
 	assert_int_equal(weft_local_get(key, &v), WEFT_ENOTFIBER);
 	assert_int_equal(weft_context_capture(&c), WEFT_ENOTFIBER);
-	assert_int_equal(run_with_key(WEFT_TEST_WORKERS(state), errors_root,
-		NULL, &errors_key, NULL, NULL, false), 0);
+	run_with_key(state, errors_root, NULL, &errors_key, NULL, NULL, false);
 	weft_test_assert_no_leaks();
 }
 

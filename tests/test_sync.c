@@ -70,12 +70,6 @@ static weft_task_t *spawn_h(weft_group_t *g, weft_fn fn, void *arg)
 	return h;
 }
 
-/* Runs root at the test's worker count and expects it to return 0. */
-static void run(void **state, weft_fn root, void *arg)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), root, arg), 0);
-}
-
 /* A small critical-section body whose non-atomic read-modify-write
  * loses updates if two tasks run it at once. */
 static void bump(long *counter, atomic_int *inside, atomic_int *max_inside)
@@ -149,7 +143,7 @@ static void test_sync__event_set_wakes_every_waiter_once_across_workers(
 	void **state)
 {
 	struct ev_test t = { 0 };
-	run(state, ev_wake_all_root, &t);
+	weft_test_root(state, ev_wake_all_root, &t);
 	assert_int_equal(atomic_load(&t.woke), 8);
 	assert_int_equal(atomic_load(&t.meet.met),
 		WEFT_TEST_WORKERS(state) < 8 ? WEFT_TEST_WORKERS(state) : 8);
@@ -168,10 +162,8 @@ static int ev_set_first_root(void *arg)
 	return 0;
 }
 
-static void test_sync__event_wait_after_set_returns_at_once(void **state)
-{
-	run(state, ev_set_first_root, NULL);
-}
+WEFT_TEST_ROOT(sync, event_wait_after_set_returns_at_once,
+	ev_set_first_root, NULL)
 
 static void *ev_plain_setter(void *arg)
 {
@@ -210,7 +202,7 @@ static void test_sync__event_set_from_a_plain_thread_wakes_waiters(
 	void **state)
 {
 	struct ev_test t = { 0 };
-	run(state, ev_plain_root, &t);
+	weft_test_root(state, ev_plain_root, &t);
 	assert_int_equal(atomic_load(&t.woke), 4);
 }
 
@@ -231,11 +223,8 @@ static int ev_busy_root(void *arg)
 	return 0;
 }
 
-static void test_sync__event_destroy_with_a_waiter_is_ebusy(void **state)
-{
-	struct ev_test t = { 0 };
-	run(state, ev_busy_root, &t);
-}
+WEFT_TEST_ROOT(sync, event_destroy_with_a_waiter_is_ebusy,
+	ev_busy_root, &(struct ev_test){ 0 })
 
 /* }======================================================= */
 
@@ -298,7 +287,7 @@ static int lock_excl_root(void *arg)
 static void test_sync__lock_excludes_tasks_on_all_workers(void **state)
 {
 	struct lock_test t = { 0 };
-	run(state, lock_excl_root, &t);
+	weft_test_root(state, lock_excl_root, &t);
 	assert_int_equal(t.counter, (long)t.tasks * t.iters);
 	assert_int_equal(atomic_load(&t.max_inside), 1);
 	unsigned w = WEFT_TEST_WORKERS(state);
@@ -347,7 +336,7 @@ static int lock_fifo_root(void *arg)
 static void test_sync__lock_hands_off_to_waiters_in_fifo_order(void **state)
 {
 	struct lock_test t = { 0 };
-	run(state, lock_fifo_root, &t);
+	weft_test_root(state, lock_fifo_root, &t);
 	assert_int_equal(t.norder, 7);
 	for (int i = 0; i < 7; i++)
 		assert_int_equal(t.order[i], i);
@@ -395,12 +384,8 @@ static int lock_misuse_root(void *arg)
 	return 0;
 }
 
-static void test_sync__lock_release_by_non_owner_and_double_acquire_are_misuse(
-	void **state)
-{
-	struct lock_test t = { 0 };
-	run(state, lock_misuse_root, &t);
-}
+WEFT_TEST_ROOT(sync, lock_release_by_non_owner_and_double_acquire_are_misuse,
+	lock_misuse_root, &(struct lock_test){ 0 })
 
 static int lock_try_root(void *arg)
 {
@@ -423,11 +408,8 @@ static int lock_try_root(void *arg)
 	return 0;
 }
 
-static void test_sync__lock_try_acquire_takes_only_a_free_lock(void **state)
-{
-	struct lock_test t = { 0 };
-	run(state, lock_try_root, &t);
-}
+WEFT_TEST_ROOT(sync, lock_try_acquire_takes_only_a_free_lock,
+	lock_try_root, &(struct lock_test){ 0 })
 
 static int lock_waiter_counted(void *arg)
 {
@@ -455,11 +437,8 @@ static int lock_busy_root(void *arg)
 	return 0;
 }
 
-static void test_sync__lock_destroy_while_held_is_ebusy(void **state)
-{
-	struct lock_test t = { 0 };
-	run(state, lock_busy_root, &t);
-}
+WEFT_TEST_ROOT(sync, lock_destroy_while_held_is_ebusy,
+	lock_busy_root, &(struct lock_test){ 0 })
 
 /* }======================================================= */
 
@@ -506,11 +485,8 @@ static int sem_bound_root(void *arg)
 	return 0;
 }
 
-static void test_sync__semaphore_release_beyond_its_bound_is_misuse(
-	void **state)
-{
-	run(state, sem_bound_root, NULL);
-}
+WEFT_TEST_ROOT(sync, semaphore_release_beyond_its_bound_is_misuse,
+	sem_bound_root, NULL)
 
 static int sem_fifo_waiter(void *arg)
 {
@@ -561,7 +537,7 @@ static void test_sync__semaphore_release_from_a_plain_thread_wakes_in_fifo_order
 	void **state)
 {
 	struct sem_test t = { 0 };
-	run(state, sem_plain_root, &t);
+	weft_test_root(state, sem_plain_root, &t);
 	assert_int_equal(atomic_load(&t.got), 4);
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(t.order[i], i);
@@ -625,7 +601,7 @@ static void test_sync__semaphore_admits_at_most_its_value_at_once(
 	void **state)
 {
 	struct sem_limit t = { 0 };
-	run(state, sem_limit_root, &t);
+	weft_test_root(state, sem_limit_root, &t);
 	assert_int_equal(atomic_load(&t.rounds), (long)t.tasks * t.iters);
 	assert_true(atomic_load(&t.max_inside) <= 2);
 }
@@ -678,11 +654,8 @@ static int lim_rules_root(void *arg)
 	return 0;
 }
 
-static void test_sync__limiter_borrower_holds_one_token_and_only_it_releases(
-	void **state)
-{
-	run(state, lim_rules_root, NULL);
-}
+WEFT_TEST_ROOT(sync, limiter_borrower_holds_one_token_and_only_it_releases,
+	lim_rules_root, NULL)
 
 static int lim_waiter(void *arg)
 {
@@ -730,7 +703,7 @@ static int lim_raise_root(void *arg)
 static void test_sync__limiter_raising_the_total_wakes_waiters(void **state)
 {
 	struct lim_test t = { 0 };
-	run(state, lim_raise_root, &t);
+	weft_test_root(state, lim_raise_root, &t);
 	assert_int_equal(atomic_load(&t.got), 3);
 }
 
@@ -767,12 +740,8 @@ static int lim_lower_root(void *arg)
 	return 0;
 }
 
-static void test_sync__limiter_lowering_the_total_only_stops_new_grants(
-	void **state)
-{
-	struct lim_test t = { 0 };
-	run(state, lim_lower_root, &t);
-}
+WEFT_TEST_ROOT(sync, limiter_lowering_the_total_only_stops_new_grants,
+	lim_lower_root, &(struct lim_test){ 0 })
 
 static void test_sync__limiter_tracks_many_borrowers(void **state)
 {
@@ -890,7 +859,7 @@ static void test_sync__condition_notify_wakes_n_and_notify_all_wakes_all(
 	void **state)
 {
 	struct cond_test t = { 0 };
-	run(state, cond_notify_root, &t);
+	weft_test_root(state, cond_notify_root, &t);
 	assert_int_equal(atomic_load(&t.woke), 5);
 }
 
@@ -919,11 +888,8 @@ static int cond_misuse_root(void *arg)
 	return 0;
 }
 
-static void test_sync__condition_wait_and_notify_without_the_lock_are_misuse(
-	void **state)
-{
-	run(state, cond_misuse_root, NULL);
-}
+WEFT_TEST_ROOT(sync, condition_wait_and_notify_without_the_lock_are_misuse,
+	cond_misuse_root, NULL)
 
 static int cond_cancelled_waiter(void *arg)
 {
@@ -968,7 +934,7 @@ static void test_sync__condition_cancelled_wait_returns_with_the_lock_held(
 	void **state)
 {
 	struct cond_test t = { 0 };
-	run(state, cond_cancel_root, &t);
+	weft_test_root(state, cond_cancel_root, &t);
 	assert_int_equal(atomic_load(&t.rc), -ECANCELED);
 	assert_int_equal(atomic_load(&t.held_after), 1);
 }
@@ -993,11 +959,8 @@ static int cond_entry_cancel_root(void *arg)
 	return 0;
 }
 
-static void test_sync__condition_wait_cancelled_on_entry_keeps_the_lock(
-	void **state)
-{
-	run(state, cond_entry_cancel_root, NULL);
-}
+WEFT_TEST_ROOT(sync, condition_wait_cancelled_on_entry_keeps_the_lock,
+	cond_entry_cancel_root, NULL)
 
 /* }======================================================= */
 
@@ -1101,16 +1064,11 @@ static int first_wait_root(void *arg)
 	return 0;
 }
 
-static void test_sync__a_first_wait_sees_its_groups_cancellation(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		first_wait_root, NULL), 0);
-}
+WEFT_TEST_ROOT(sync, a_first_wait_sees_its_groups_cancellation,
+	first_wait_root, NULL)
 
-static void test_sync__every_wait_is_a_checkpoint_even_when_free(void **state)
-{
-	run(state, entry_cancel_root, NULL);
-}
+WEFT_TEST_ROOT(sync, every_wait_is_a_checkpoint_even_when_free,
+	entry_cancel_root, NULL)
 
 /* Each wait parks on a resource the root holds, under a fail_after
  * deadline: the wait returns -ECANCELED having taken nothing, and the
@@ -1176,11 +1134,8 @@ static int deadline_root(void *arg)
 	return 0;
 }
 
-static void test_sync__deadline_ends_a_wait_with_nothing_acquired(
-	void **state)
-{
-	run(state, deadline_root, NULL);
-}
+WEFT_TEST_ROOT(sync, deadline_ends_a_wait_with_nothing_acquired,
+	deadline_root, NULL)
 
 /* }======================================================= */
 
@@ -1423,7 +1378,7 @@ static void atom_run(void **state, int kind)
 {
 	struct atom a = { .kind = kind,
 		.iters = weft_test_scale(kind == ATOM_CONDITION ? 400 : 600) };
-	run(state, atom_root, &a);
+	weft_test_root(state, atom_root, &a);
 	print_message("kind %d: %ld granted, %ld cancelled\n", kind,
 		atomic_load(&a.ok) + atomic_load(&a.cond_ok),
 		atomic_load(&a.cancelled));

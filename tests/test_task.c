@@ -86,11 +86,7 @@ static int states_root(void *arg)
 	return 0;
 }
 
-static void test_task__handle_reports_each_final_state(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), states_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(task, handle_reports_each_final_state, states_root, NULL)
 
 /* }======================================================= */
 
@@ -122,8 +118,7 @@ static int cancel_one_root(void *arg)
 static void test_task__handle_cancel_cancels_only_that_task(void **state)
 {
 	atomic_int cleanups = 0;
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		cancel_one_root, &cleanups), 0);
+	weft_test_root(state, cancel_one_root, &cleanups);
 	assert_int_equal(atomic_load(&cleanups), 1);
 }
 
@@ -146,11 +141,8 @@ static int cancelling_state_root(void *arg)
 	return 0;
 }
 
-static void test_task__cancel_requested_shows_as_cancelling(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		cancelling_state_root, NULL), 0);
-}
+WEFT_TEST_ROOT(task, cancel_requested_shows_as_cancelling,
+	cancelling_state_root, NULL)
 
 /* }======================================================= */
 
@@ -174,11 +166,8 @@ static int observe_not_consume_root(void *arg)
 	return 0;
 }
 
-static void test_task__observing_a_failure_does_not_consume_it(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		observe_not_consume_root, NULL), 0);
-}
+WEFT_TEST_ROOT(task, observing_a_failure_does_not_consume_it,
+	observe_not_consume_root, NULL)
 
 static int count_after_sleep(void *arg)
 {
@@ -201,8 +190,7 @@ static int drop_handle_root(void *arg)
 static void test_task__dropping_a_handle_never_detaches_the_task(void **state)
 {
 	atomic_int n = 0;
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		drop_handle_root, &n), 0);
+	weft_test_root(state, drop_handle_root, &n);
 	assert_int_equal(atomic_load(&n), 10);
 }
 
@@ -243,13 +231,8 @@ static int wait_cancel_root(void *arg)
 	return 0;
 }
 
-static void test_task__cancelled_wait_returns_ecanceled_and_leaves_the_task(
-	void **state)
-{
-	struct waiter w = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		wait_cancel_root, &w), 0);
-}
+WEFT_TEST_ROOT(task, cancelled_wait_returns_ecanceled_and_leaves_the_task,
+	wait_cancel_root, &(struct waiter){ 0 })
 
 static int many_waiters_root(void *arg)
 {
@@ -270,11 +253,8 @@ static int many_waiters_root(void *arg)
 	return 0;
 }
 
-static void test_task__every_waiter_is_woken_once_the_task_ends(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		many_waiters_root, NULL), 0);
-}
+WEFT_TEST_ROOT(task, every_waiter_is_woken_once_the_task_ends,
+	many_waiters_root, NULL)
 
 /* }======================================================= */
 

@@ -224,7 +224,7 @@ static void test_stress_net__cancelled_reads_lose_no_byte(void **state)
 	int64_t end = weft_now() + (int64_t)(budget * 1e9);
 	do {
 		r.seed += 17;
-		weft_test_run(workers, round_root, &r);
+		assert_int_equal(weft_test_run(workers, round_root, &r), 0);
 		r.rounds++;
 	} while (weft_now() < end);
 	print_message("%u workers: %ld rounds, %ld cancelled calls\n",
