@@ -182,6 +182,34 @@ long weft_test_scale(long plain)
 	return n > 0 ? n : 1;
 }
 
+uint64_t weft_test_rand(uint64_t *state)
+{
+	uint64_t x = *state;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * UINT64_C(2685821657736338717);
+}
+
+weft_task_t *weft_test_spawn(weft_group_t *g, weft_fn fn, void *arg)
+{
+	weft_task_t *h = NULL;
+	weft_spawn_opts_t o = { .handle = &h };
+	CHECK_EQ(weft_group_spawn_opts(g, fn, arg, &o), 0);
+	return h;
+}
+
+int weft_test_yield_until(atomic_int *p, int want)
+{
+	for (long i = 0; i < 50000000L; i++) {
+		if (atomic_load(p) >= want)
+			return 1;
+		weft_yield();
+	}
+	return 0;
+}
+
 static int support_count_dir(const char *path)
 {
 	DIR *d = opendir(path);

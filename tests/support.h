@@ -12,6 +12,7 @@
 #define WEFT_TESTS_SUPPORT_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
@@ -113,6 +114,21 @@ double weft_test_stress_seconds(double plain_default);
 
 /* Scales iteration counts down under sanitizers and valgrind. */
 long weft_test_scale(long plain);
+
+/* xorshift64*: the generator for random schedules and choices.  Cheap,
+ * and its whole state is *state, so each task or thread keeps its own
+ * (seeded from weft_test_seed to be replayable).  *state must not be 0. */
+uint64_t weft_test_rand(uint64_t *state);
+
+/* In a task: spawns fn(arg) into g (CHECKing that it worked) and returns
+ * the task's handle, which the caller releases (NULL if the spawn
+ * failed). */
+weft_task_t *weft_test_spawn(weft_group_t *g, weft_fn fn, void *arg);
+
+/* In a task: yields until *p >= want and returns 1, or returns 0 after
+ * 50 million yields, so that a lost update fails the test instead of
+ * hanging it. */
+int weft_test_yield_until(atomic_int *p, int want);
 
 /* Runs the group with a name that shows the binary. */
 #define WEFT_RUN_TESTS(tests) cmocka_run_group_tests(tests, NULL, NULL)

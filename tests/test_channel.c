@@ -14,14 +14,6 @@
 
 #define LIVENESS (20 * WEFT_SEC)
 
-static weft_task_t *spawn_h(weft_group_t *g, weft_fn fn, void *arg)
-{
-	weft_task_t *h = NULL;
-	weft_spawn_opts_t o = { .handle = &h };
-	CHECK_EQ(weft_group_spawn_opts(g, fn, arg, &o), 0);
-	return h;
-}
-
 static int join(weft_group_t *g)
 {
 	weft_error_t *err = NULL;
@@ -842,8 +834,8 @@ static int race_root(void *arg)
 		CHECK_EQ(weft_channel_open(&r.tx, &r.rx, sizeof(int), 0), 0);
 		weft_group_t *g;
 		CHECK_EQ(weft_group_open(&g), 0);
-		r.victim = spawn_h(g, receiving ? race_receiver : race_sender,
-			&r);
+		r.victim = weft_test_spawn(g,
+			receiving ? race_receiver : race_sender, &r);
 		wait_stat(r.rx, receiving ? WAITING_RECV : WAITING_SEND, 1);
 		/* Order of the two spawns alternates to vary who wins. */
 		weft_fn peer = receiving ? race_peer_send : race_peer_receive;
@@ -987,16 +979,6 @@ static int rc_receiver(void *arg)
 	return 0;
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * UINT64_C(2685821657736338717);
-}
-
 /* Each turn: cancel the operation in flight in about half of the slots,
  * then let the others run. */
 static int rc_canceller(void *arg)
@@ -1005,7 +987,7 @@ static int rc_canceller(void *arg)
 	uint64_t rng = 0x9e3779b97f4a7c15u;
 	while (!atomic_load(&c->done)) {
 		for (int i = 0; i < RC_SLOTS; i++) {
-			if (rng_next(&rng) & 1)
+			if (weft_test_rand(&rng) & 1)
 				continue;
 			struct rc_slot *s = &c->slot[i];
 			while (atomic_flag_test_and_set(&s->lock))

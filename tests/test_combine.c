@@ -117,14 +117,6 @@ static void kids_init(struct kid *kids, int n, struct shared *sh)
 		kids[i] = (struct kid){ .sh = sh, .i = i };
 }
 
-static weft_task_t *spawn_h(weft_group_t *g, weft_fn fn, void *arg)
-{
-	weft_task_t *h = NULL;
-	weft_spawn_opts_t o = { .handle = &h };
-	CHECK_EQ(weft_group_spawn_opts(g, fn, arg, &o), 0);
-	return h;
-}
-
 /* Waits (boundedly in practice: the tasks are running) until n kids
  * arrived. */
 static void await_arrivals(struct shared *sh, int n)
@@ -318,7 +310,7 @@ static int gather_cancel_root(void *arg)
 	kids_init(cc.kids, NKIDS, &cc.sh);
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	weft_task_t *h = spawn_h(g, gatherer, &cc);
+	weft_task_t *h = weft_test_spawn(g, gatherer, &cc);
 	await_arrivals(&cc.sh, NKIDS);
 	CHECK_EQ(weft_task_cancel(h), 0);
 	CHECK_EQ(weft_group_join(g, NULL), 0);
@@ -482,9 +474,9 @@ static int wait_first_completed_root(void *arg)
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
 	weft_task_t *h[3];
-	h[0] = spawn_h(g, kid_gated, &kids[0]);
-	h[1] = spawn_h(g, kid_value, &kids[1]);  /* ends at once */
-	h[2] = spawn_h(g, kid_gated, &kids[2]);
+	h[0] = weft_test_spawn(g, kid_gated, &kids[0]);
+	h[1] = weft_test_spawn(g, kid_value, &kids[1]);  /* ends at once */
+	h[2] = weft_test_spawn(g, kid_gated, &kids[2]);
 	bool done[3] = { true, true, true };
 	CHECK_EQ(weft_wait(h, 3, WEFT_WAIT_FIRST_COMPLETED, WEFT_FOREVER,
 		done), 0);
@@ -518,10 +510,11 @@ static int wait_first_exception_root(void *arg)
 	weft_group_t *outer, *inner;
 	CHECK_EQ(weft_group_open(&outer), 0);
 	weft_task_t *h[3];
-	h[2] = spawn_h(outer, kid_gated, &kids[2]);
+	h[2] = weft_test_spawn(outer, kid_gated, &kids[2]);
 	CHECK_EQ(weft_group_open(&inner), 0);
-	h[0] = spawn_h(inner, kid_value, &kids[0]);  /* ends at once, fine */
-	h[1] = spawn_h(inner, kid_value, &kids[1]);  /* fails later */
+	/* Ends at once, fine. */
+	h[0] = weft_test_spawn(inner, kid_value, &kids[0]);
+	h[1] = weft_test_spawn(inner, kid_value, &kids[1]);  /* fails later */
 	/* The failure cancels the inner group, whose scope the owner is in:
 	 * a shield keeps that from cutting the wait short. */
 	weft_scope_t *shield;
@@ -564,7 +557,7 @@ static int wait_first_exception_all_ok_root(void *arg)
 	weft_task_t *h[3];
 	for (int i = 0; i < 3; i++) {
 		kids[i].sleep = (i + 1) * WEFT_MSEC / 2;
-		h[i] = spawn_h(g, kid_value, &kids[i]);
+		h[i] = weft_test_spawn(g, kid_value, &kids[i]);
 	}
 	bool done[3];
 	CHECK_EQ(weft_wait(h, 3, WEFT_WAIT_FIRST_EXCEPTION, WEFT_FOREVER,
@@ -593,7 +586,7 @@ static int wait_all_root(void *arg)
 	weft_task_t *h[NKIDS + 4];
 	for (int i = 0; i < NKIDS + 3; i++) {
 		kids[i].sleep = (i % 3 + 1) * WEFT_MSEC / 2;
-		h[i] = spawn_h(g, kid_value, &kids[i]);
+		h[i] = weft_test_spawn(g, kid_value, &kids[i]);
 	}
 	h[NKIDS + 3] = h[0];  /* duplicates are allowed */
 	bool done[NKIDS + 4];
@@ -624,7 +617,7 @@ static int wait_timeout_root(void *arg)
 	CHECK_EQ(weft_group_open(&g), 0);
 	weft_task_t *h[N];
 	for (int i = 0; i < N; i++)
-		h[i] = spawn_h(g, kid_gated, &kids[i]);
+		h[i] = weft_test_spawn(g, kid_gated, &kids[i]);
 	static const weft_wait_mode_t modes[3] = { WEFT_WAIT_FIRST_COMPLETED,
 		WEFT_WAIT_FIRST_EXCEPTION, WEFT_WAIT_ALL_COMPLETED };
 	for (int m = 0; m < 3; m++) {
@@ -681,9 +674,9 @@ static int wait_cancelled_root(void *arg)
 	kids_init(wc.kids, 2, &wc.sh);
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	wc.h[0] = spawn_h(g, kid_gated, &wc.kids[0]);
-	wc.h[1] = spawn_h(g, kid_gated, &wc.kids[1]);
-	weft_task_t *w = spawn_h(g, waiter_task, &wc);
+	wc.h[0] = weft_test_spawn(g, kid_gated, &wc.kids[0]);
+	wc.h[1] = weft_test_spawn(g, kid_gated, &wc.kids[1]);
+	weft_task_t *w = weft_test_spawn(g, waiter_task, &wc);
 	while (!atomic_load(&wc.waiting))
 		CHECK_EQ(weft_sleep(WEFT_MSEC / 4), 0);
 	CHECK_EQ(weft_sleep(WEFT_MSEC), 0);  /* likely parked by now */
@@ -725,7 +718,7 @@ static int wait_for_timeout_root(void *arg)
 	kids_init(kids, 2, &sh);
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	weft_task_t *h = spawn_h(g, kid_slow_cleanup, &kids[0]);
+	weft_task_t *h = weft_test_spawn(g, kid_slow_cleanup, &kids[0]);
 	void *v = &sh;
 	CHECK_EQ(weft_wait_for(h, 2 * WEFT_MSEC, &v), -ETIMEDOUT);
 	/* The task was cancelled and its (shielded, slow) cleanup ran to
@@ -734,7 +727,7 @@ static int wait_for_timeout_root(void *arg)
 	CHECK_EQ(weft_task_state(h), WEFT_TASK_CANCELLED);
 	CHECK(v == &sh);
 	/* A zero timeout on a pending task: cancel, wait, -ETIMEDOUT. */
-	weft_task_t *h2 = spawn_h(g, kid_forever, &kids[1]);
+	weft_task_t *h2 = weft_test_spawn(g, kid_forever, &kids[1]);
 	await_arrivals(&sh, 2);
 	CHECK_EQ(weft_wait_for(h2, 0, NULL), -ETIMEDOUT);
 	CHECK_EQ(atomic_load(&sh.cleanups), 2);
@@ -760,8 +753,8 @@ static int wait_for_ok_root(void *arg)
 	kids[1].code = -EIO;  /* once the gate opens: after `ok` ended */
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	weft_task_t *ok = spawn_h(g, kid_value, &kids[0]);
-	weft_task_t *bad = spawn_h(g, kid_gated, &kids[1]);
+	weft_task_t *ok = weft_test_spawn(g, kid_value, &kids[0]);
+	weft_task_t *bad = weft_test_spawn(g, kid_gated, &kids[1]);
 	void *v = NULL;
 	CHECK_EQ(weft_wait_for(ok, 10 * WEFT_SEC, &v), 0);
 	CHECK(v == &sh.vals[0]);
@@ -811,9 +804,9 @@ static int wait_for_cancel_root(void *arg)
 	wf.kid = (struct kid){ .sh = &wf.sh };
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	wf.target = spawn_h(g, kid_slow_cleanup, &wf.kid);
+	wf.target = weft_test_spawn(g, kid_slow_cleanup, &wf.kid);
 	await_arrivals(&wf.sh, 1);
-	weft_task_t *c = spawn_h(g, wait_for_caller, &wf);
+	weft_task_t *c = weft_test_spawn(g, wait_for_caller, &wf);
 	CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
 	CHECK_EQ(weft_task_cancel(c), 0);
 	CHECK_EQ(weft_group_join(g, NULL), 0);
@@ -856,7 +849,7 @@ static int as_completed_order_root(void *arg)
 	weft_task_t *h[NKIDS];
 	for (int i = 0; i < NKIDS; i++) {
 		kids[i].rank = NKIDS - 1 - i;  /* the last one ends first */
-		h[i] = spawn_h(g, kid_ranked, &kids[i]);
+		h[i] = weft_test_spawn(g, kid_ranked, &kids[i]);
 	}
 	weft_as_completed_t *it;
 	CHECK_EQ(weft_as_completed_open(&it, h, NKIDS), 0);
@@ -893,7 +886,7 @@ static int as_completed_ended_root(void *arg)
 	CHECK_EQ(weft_group_open(&g), 0);
 	weft_task_t *h[4];
 	for (int i = 0; i < 4; i++)
-		h[i] = spawn_h(g, kid_value, &kids[i]);
+		h[i] = weft_test_spawn(g, kid_value, &kids[i]);
 	bool done[4];
 	CHECK_EQ(weft_wait(h, 4, WEFT_WAIT_ALL_COMPLETED, WEFT_FOREVER,
 		done), 0);
@@ -942,9 +935,9 @@ static int as_completed_early_close_root(void *arg)
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
 	weft_task_t *h[3];
-	h[0] = spawn_h(g, kid_gated, &kids[0]);
-	h[1] = spawn_h(g, kid_value, &kids[1]);
-	h[2] = spawn_h(g, kid_gated, &kids[2]);
+	h[0] = weft_test_spawn(g, kid_gated, &kids[0]);
+	h[1] = weft_test_spawn(g, kid_value, &kids[1]);
+	h[2] = weft_test_spawn(g, kid_gated, &kids[2]);
 	weft_as_completed_t *it;
 	CHECK_EQ(weft_as_completed_open(&it, h, 3), 0);
 	size_t idx = 99;
@@ -952,7 +945,7 @@ static int as_completed_early_close_root(void *arg)
 	CHECK_EQ(idx, 1);
 	/* Another task may not use the iterator. */
 	struct foreign_next f = { it, 0 };
-	weft_task_t *fh = spawn_h(g, foreign_next_task, &f);
+	weft_task_t *fh = weft_test_spawn(g, foreign_next_task, &f);
 	CHECK_EQ(weft_task_wait(fh), 0);
 	CHECK_EQ(f.rc, WEFT_EMISUSE);
 	weft_task_release(fh);
@@ -989,18 +982,10 @@ struct ac_stress_kid {
 	atomic_int ended;
 };
 
-static uint64_t ac_rand(uint64_t *x)
-{
-	*x ^= *x << 13;
-	*x ^= *x >> 7;
-	*x ^= *x << 17;
-	return *x;
-}
-
 static int ac_stress_kid(void *arg)
 {
 	struct ac_stress_kid *k = arg;
-	uint64_t r = ac_rand(&k->seed);
+	uint64_t r = weft_test_rand(&k->seed);
 	if (r % 3 == 0)
 		CHECK_EQ(weft_sleep((int64_t)(r % 200) * 1000), 0);
 	for (uint64_t i = 0; i < r % 4; i++)
@@ -1022,15 +1007,16 @@ static int as_completed_stress_root(void *arg)
 		weft_group_t *g;
 		CHECK_EQ(weft_group_open(&g), 0);
 		for (size_t i = 0; i < n; i++) {
-			kids[i].seed = ac_rand(&seed) | 1;
+			kids[i].seed = weft_test_rand(&seed) | 1;
 			atomic_init(&kids[i].ended, 0);
 			seen[i] = 0;
-			h[i] = spawn_h(g, ac_stress_kid, &kids[i]);
+			h[i] = weft_test_spawn(g, ac_stress_kid, &kids[i]);
 		}
 		weft_as_completed_t *it;
 		CHECK_EQ(weft_as_completed_open(&it, h, n), 0);
 		/* Rounds 0 and 1 take everything; 2 and 3 stop early. */
-		size_t take = round < 2 ? n : (size_t)(ac_rand(&seed) % n);
+		size_t take = round < 2 ? n :
+			(size_t)(weft_test_rand(&seed) % n);
 		for (size_t j = 0; j < take; j++) {
 			size_t idx = n;
 			weft_task_t *got = NULL;
@@ -1092,7 +1078,7 @@ static int misuse_root(void *arg)
 	CHECK_EQ(weft_group_open(&g), 0);
 	struct shared sh = { 0 };
 	struct kid k = { .sh = &sh };
-	weft_task_t *h = spawn_h(g, kid_value, &k);
+	weft_task_t *h = weft_test_spawn(g, kid_value, &k);
 	weft_task_t *hs[2] = { h, NULL };
 	bool done[2];
 	CHECK_EQ(weft_wait(NULL, 1, WEFT_WAIT_FIRST_COMPLETED, 0, done),
@@ -1145,7 +1131,7 @@ static int self_root(void *arg)
 	struct self_case sc = { NULL };
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	weft_task_t *h = spawn_h(g, self_waiter, &sc);
+	weft_task_t *h = weft_test_spawn(g, self_waiter, &sc);
 	atomic_store(&sc.me, h);
 	CHECK_EQ(weft_group_join(g, NULL), 0);
 	weft_task_release(h);
@@ -1169,7 +1155,7 @@ static int foreign_root(void *arg)
 	struct kid k = { .sh = &sh };
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	weft_task_t *h = spawn_h(g, kid_gated, &k);
+	weft_task_t *h = weft_test_spawn(g, kid_gated, &k);
 	atomic_store(&tr->foreign, h);
 	CHECK_EQ(wait_flag(&tr->checked, 1), 0);
 	atomic_store(&sh.gate, 1);
@@ -1344,7 +1330,7 @@ static void afail_wait_or_iterate(struct afail *a, bool iterate)
 	CHECK_EQ(weft_group_open(&g), 0);
 	weft_task_t *h[10];
 	for (int i = 0; i < 10; i++)
-		h[i] = spawn_h(g, kid_gated, &a->kids[i]);
+		h[i] = weft_test_spawn(g, kid_gated, &a->kids[i]);
 	/* A kid left without a stack fails and so cancels g, whose scope
 	 * the root is in: shielded, the wait and next() still see the kids
 	 * end instead of returning -ECANCELED. */

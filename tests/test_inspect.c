@@ -14,17 +14,6 @@
 
 #include "support.h"
 
-/* Yields until *p >= want (bounded: a lost update fails, not hangs). */
-static int wait_for(atomic_int *p, int want)
-{
-	for (long i = 0; i < 50000000L; i++) {
-		if (atomic_load(p) >= want)
-			return 1;
-		weft_yield();
-	}
-	return 0;
-}
-
 /* Sleeps until cancelled (the group is cancelled at the end). */
 static int park_until_cancelled(void *arg)
 {
@@ -278,7 +267,7 @@ static int rename_child(void *arg)
 	CHECK_EQ(weft_task_set_name("renamed"), 0);
 	CHECK(strcmp(weft_task_name(weft_current_task()), "renamed") == 0);
 	atomic_store(&r->renamed, 1);
-	CHECK(wait_for(&r->release, 1));
+	CHECK(weft_test_yield_until(&r->release, 1));
 	/* Longer than the limit: cut at WEFT_TASK_NAME_MAX - 1 bytes. */
 	char longname[100];
 	memset(longname, 'x', sizeof longname - 1);
@@ -296,7 +285,7 @@ static int rename_root(void *arg)
 	CHECK_EQ(weft_group_open(&g), 0);
 	weft_spawn_opts_t o = { .handle = &r->child };
 	CHECK_EQ(weft_group_spawn_opts(g, rename_child, r, &o), 0);
-	CHECK(wait_for(&r->renamed, 1));
+	CHECK(weft_test_yield_until(&r->renamed, 1));
 	/* Snapshots see the new name. */
 	weft_task_info_t info[8];
 	size_t n = 0;
@@ -461,8 +450,8 @@ static int live_root(void *arg)
 		l->ids[l->nids++] = weft_task_id(h);
 		weft_task_release(h);
 	}
-	CHECK(wait_for(&l->parked, LIVE_PARKED));
-	CHECK(wait_for(&l->spinning, LIVE_SPINNING));
+	CHECK(weft_test_yield_until(&l->parked, LIVE_PARKED));
+	CHECK(weft_test_yield_until(&l->spinning, LIVE_SPINNING));
 	/* Tasks are parked and running on every worker: snapshots from here
 	 * and from a plain thread each see every one exactly once. */
 	pthread_t th;
@@ -672,9 +661,9 @@ static int tree_root(void *arg)
 	CHECK_EQ(weft_group_spawn_opts(t->g, tree_joiner, t, &o), 0);
 	o = (weft_spawn_opts_t){ .name = "spinner", .handle = &spinner };
 	CHECK_EQ(weft_group_spawn_opts(t->g, tree_spinner, t, &o), 0);
-	CHECK(wait_for(&t->shield_ready, 2));
-	CHECK(wait_for(&t->parked, 1));
-	CHECK(wait_for(&t->spinning, 1));
+	CHECK(weft_test_yield_until(&t->shield_ready, 2));
+	CHECK(weft_test_yield_until(&t->parked, 1));
+	CHECK(weft_test_yield_until(&t->spinning, 1));
 	CHECK(tree_wait_parked(t->g, weft_task_id(t->sleeper), "sleep"));
 	CHECK(tree_wait_parked(t->g, weft_task_id(t->cancelme), "sleep"));
 	CHECK(tree_wait_parked(t->g, weft_task_id(waiter), "task wait"));
@@ -925,7 +914,7 @@ static void done_second(weft_task_t *h, void *arg)
 static int done_task(void *arg)
 {
 	struct done *d = arg;
-	CHECK(wait_for(&d->release, 1));
+	CHECK(weft_test_yield_until(&d->release, 1));
 	weft_task_set_result(d);
 	return 0;
 }

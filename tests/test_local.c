@@ -61,18 +61,6 @@ static long get_val(weft_local_key_t *key)
 	return (long)(uintptr_t)v;
 }
 
-/* Yields until *p >= want; bounded, so a lost update fails the test
- * instead of hanging it. */
-static int wait_for(atomic_int *p, int want)
-{
-	for (long i = 0; i < 50000000L; i++) {
-		if (atomic_load(p) >= want)
-			return 1;
-		weft_yield();
-	}
-	return 0;
-}
-
 /* {======================================================= snapshots */
 
 struct snap {
@@ -145,13 +133,13 @@ static int later_child(void *arg)
 {
 	struct later *l = arg;
 	CHECK_EQ(get_val(l->key), 10);
-	CHECK(wait_for(&l->parent_rebound, 1));
+	CHECK(weft_test_yield_until(&l->parent_rebound, 1));
 	CHECK_EQ(get_val(l->key), 10);  /* the parent's change is not seen */
 	weft_local_token_t tok;
 	CHECK_EQ(weft_local_bind(l->key, V(30), &tok), 0);
 	CHECK_EQ(get_val(l->key), 30);
 	atomic_store(&l->child_bound, 1);
-	CHECK(wait_for(&l->child_done, 1));
+	CHECK(weft_test_yield_until(&l->child_done, 1));
 	CHECK_EQ(weft_local_unbind(&tok), 0);
 	CHECK_EQ(get_val(l->key), 10);
 	return 0;
@@ -167,7 +155,7 @@ static int later_root(void *arg)
 	CHECK_EQ(weft_group_spawn(g, later_child, l), 0);
 	CHECK_EQ(weft_local_bind(l->key, V(20), &t2), 0);
 	atomic_store(&l->parent_rebound, 1);
-	CHECK(wait_for(&l->child_bound, 1));
+	CHECK(weft_test_yield_until(&l->child_bound, 1));
 	CHECK_EQ(get_val(l->key), 20);  /* the child's binding is not seen */
 	atomic_store(&l->child_done, 1);
 	CHECK_EQ(weft_local_unbind(&t2), 0);
@@ -349,7 +337,7 @@ static int dtor_child(void *arg)
 {
 	struct dtor *d = arg;
 	CHECK_EQ(get_val(d->key), DTOR_VALUES - 1);
-	CHECK(wait_for(&d->release, 1));
+	CHECK(weft_test_yield_until(&d->release, 1));
 	CHECK_EQ(get_val(d->key), DTOR_VALUES - 1);
 	atomic_fetch_sub(&dtor_holders, 1);
 	return 0;

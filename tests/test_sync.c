@@ -52,24 +52,6 @@ static void meet(struct meet *m, int index, int tasks)
 		atomic_fetch_add(&m->met, 1);
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * UINT64_C(2685821657736338717);
-}
-
-static weft_task_t *spawn_h(weft_group_t *g, weft_fn fn, void *arg)
-{
-	weft_task_t *h = NULL;
-	weft_spawn_opts_t o = { .handle = &h };
-	CHECK_EQ(weft_group_spawn_opts(g, fn, arg, &o), 0);
-	return h;
-}
-
 /* A small critical-section body whose non-atomic read-modify-write
  * loses updates if two tasks run it at once. */
 static void bump(long *counter, atomic_int *inside, atomic_int *max_inside)
@@ -913,7 +895,7 @@ static int cond_cancel_root(void *arg)
 	weft_lock_t *l = weft_condition_lock(t->cond);
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	weft_task_t *h = spawn_h(g, cond_cancelled_waiter, t);
+	weft_task_t *h = weft_test_spawn(g, cond_cancelled_waiter, t);
 	WAIT_FOR(weft_condition_waiting(t->cond) == 1);
 	/* Take the lock, then cancel the waiter: its cancelled wait must
 	 * queue for the lock behind us. */
@@ -1200,10 +1182,10 @@ static int atom_user(void *arg)
 	meet(&a->meet, x->index, a->tasks);
 	for (long i = 0; i < a->iters; i++) {
 		weft_scope_t *s = NULL;
-		int r = (int)(rng_next(&x->rng) % 4);
+		int r = (int)(weft_test_rand(&x->rng) % 4);
 		if (r != 0)
-			CHECK_EQ(weft_move_on_after(&s, (int64_t)(rng_next(
-				&x->rng) % 300) * 1000), 0);
+			CHECK_EQ(weft_move_on_after(&s, (int64_t)
+				(weft_test_rand(&x->rng) % 300) * 1000), 0);
 		int rc = atom_acquire(a, x);
 		/* The deadline covers the acquire only. */
 		if (s) {
@@ -1223,10 +1205,11 @@ static int atom_user(void *arg)
 			 * so that waiters queue up and their deadlines race
 			 * with grants.  A handle cancel cuts the sleep short,
 			 * which is fine. */
-			if (rng_next(&x->rng) % 3 == 0)
-				(void)weft_sleep((int64_t)(rng_next(&x->rng) %
-					100) * 1000);
-			for (int k = (int)(rng_next(&x->rng) % 4); k > 0; k--)
+			if (weft_test_rand(&x->rng) % 3 == 0)
+				(void)weft_sleep((int64_t)
+					(weft_test_rand(&x->rng) % 100) * 1000);
+			int switches = (int)(weft_test_rand(&x->rng) % 4);
+			for (int k = switches; k > 0; k--)
 				(void)weft_cancel_shielded_checkpoint();
 			atomic_fetch_sub(&a->inside, 1);
 			CHECK_EQ(atom_release(a, x), 0);
@@ -1252,9 +1235,9 @@ static int atom_cond_waiter(void *arg)
 	weft_lock_t *l = weft_condition_lock(a->cond);
 	while (!atomic_load(&a->stop)) {
 		weft_scope_t *s = NULL;
-		if (rng_next(&x->rng) % 2)
-			CHECK_EQ(weft_move_on_after(&s, (int64_t)(rng_next(
-				&x->rng) % 300) * 1000), 0);
+		if (weft_test_rand(&x->rng) % 2)
+			CHECK_EQ(weft_move_on_after(&s, (int64_t)
+				(weft_test_rand(&x->rng) % 300) * 1000), 0);
 		/* The deadline may expire before the lock is ours. */
 		int rc = weft_lock_acquire(l);
 		if (rc == 0) {
@@ -1304,9 +1287,8 @@ static int atom_root(void *arg)
 	CHECK_EQ(weft_group_open(&g), 0);
 	for (int i = 0; i < a->tasks; i++) {
 		x[i] = (struct atom_arg){ a, i, seed + (uint64_t)i * 7919 };
-		h[i] = spawn_h(g, a->kind == ATOM_CONDITION ? atom_cond_waiter
-							    : atom_user,
-			&x[i]);
+		h[i] = weft_test_spawn(g, a->kind == ATOM_CONDITION ?
+			atom_cond_waiter : atom_user, &x[i]);
 	}
 	if (a->kind == ATOM_CONDITION) {
 		seed |= 1;
@@ -1319,8 +1301,8 @@ static int atom_root(void *arg)
 				a->notified += n;
 			CHECK_EQ(weft_lock_release(l), 0);
 			/* Slow enough that waiters' deadlines expire too. */
-			(void)weft_sleep((int64_t)(rng_next(&seed) % 200) *
-				1000);
+			(void)weft_sleep((int64_t)
+				(weft_test_rand(&seed) % 200) * 1000);
 		}
 		atomic_store(&a->stop, 1);
 		/* Release everyone still waiting (bounded). */
@@ -1341,8 +1323,10 @@ static int atom_root(void *arg)
 		/* Cancel two users at random moments. */
 		uint64_t r = seed;
 		for (int k = 0; k < 2; k++) {
-			(void)weft_sleep((int64_t)(rng_next(&r) % 3000) * 1000);
-			weft_task_cancel(h[rng_next(&r) % (uint64_t)a->tasks]);
+			(void)weft_sleep((int64_t)(weft_test_rand(&r) % 3000) *
+				1000);
+			uint64_t victim = weft_test_rand(&r) % (uint64_t)a->tasks;
+			weft_task_cancel(h[victim]);
 		}
 	}
 	CHECK_EQ(weft_group_join(g, NULL), 0);

@@ -33,14 +33,6 @@ static int sleep_forever(void *arg)
 	return rc;
 }
 
-static weft_task_t *spawn_h(weft_group_t *g, weft_fn fn, void *arg)
-{
-	weft_task_t *h = NULL;
-	weft_spawn_opts_t o = { .handle = &h };
-	CHECK_EQ(weft_group_spawn_opts(g, fn, arg, &o), 0);
-	return h;
-}
-
 /* {======================================================= rule 17 */
 
 static int states_root(void *arg)
@@ -49,9 +41,9 @@ static int states_root(void *arg)
 	static int value = 99;
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	weft_task_t *ok = spawn_h(g, sleep_then_result, &value);
-	weft_task_t *bad = spawn_h(g, fail_with_message, NULL);
-	weft_task_t *stuck = spawn_h(g, sleep_forever, NULL);
+	weft_task_t *ok = weft_test_spawn(g, sleep_then_result, &value);
+	weft_task_t *bad = weft_test_spawn(g, fail_with_message, NULL);
+	weft_task_t *stuck = weft_test_spawn(g, sleep_forever, NULL);
 	/* bad's failure cancels g, and the owner is inside g: wait shielded. */
 	weft_scope_t *shield;
 	CHECK_EQ(weft_scope_open(&shield, WEFT_FOREVER, WEFT_SCOPE_SHIELD), 0);
@@ -97,8 +89,8 @@ static int cancel_one_root(void *arg)
 	atomic_int *cleanups = arg;
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	weft_task_t *a = spawn_h(g, sleep_forever, cleanups);
-	weft_task_t *b = spawn_h(g, sleep_then_result, NULL);
+	weft_task_t *a = weft_test_spawn(g, sleep_forever, cleanups);
+	weft_task_t *b = weft_test_spawn(g, sleep_then_result, NULL);
 	CHECK_EQ(weft_sleep(WEFT_MSEC / 2), 0);
 	CHECK_EQ(weft_task_cancel(a), 0);
 	CHECK_EQ(weft_task_cancel(a), 0);  /* idempotent */
@@ -129,7 +121,7 @@ static int cancelling_state_root(void *arg)
 	CHECK_EQ(weft_group_open(&g), 0);
 	weft_scope_t *shield;
 	CHECK_EQ(weft_scope_open(&shield, WEFT_FOREVER, WEFT_SCOPE_SHIELD), 0);
-	weft_task_t *h = spawn_h(g, sleep_forever, NULL);
+	weft_task_t *h = weft_test_spawn(g, sleep_forever, NULL);
 	weft_task_cancel(h);
 	weft_task_state_t st = weft_task_state(h);
 	CHECK(st == WEFT_TASK_CANCELLING || st == WEFT_TASK_CANCELLED);
@@ -153,7 +145,7 @@ static int observe_not_consume_root(void *arg)
 	(void)arg;
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	weft_task_t *bad = spawn_h(g, fail_with_message, NULL);
+	weft_task_t *bad = weft_test_spawn(g, fail_with_message, NULL);
 	CHECK_EQ(weft_task_wait(bad), 0);
 	CHECK_EQ(weft_task_result(bad, NULL), WEFT_EFAILED);
 	weft_error_t *err = NULL;
@@ -181,7 +173,7 @@ static int drop_handle_root(void *arg)
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
 	for (int i = 0; i < 10; i++)
-		weft_task_release(spawn_h(g, count_after_sleep, arg));
+		weft_task_release(weft_test_spawn(g, count_after_sleep, arg));
 	CHECK_EQ(weft_group_join(g, NULL), 0);
 	CHECK_EQ(atomic_load((atomic_int *)arg), 10);
 	return 0;
@@ -215,8 +207,8 @@ static int wait_cancel_root(void *arg)
 	struct waiter *w = arg;
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	w->target = spawn_h(g, sleep_forever, NULL);
-	weft_task_t *waiter = spawn_h(g, wait_for_target, w);
+	w->target = weft_test_spawn(g, sleep_forever, NULL);
+	weft_task_t *waiter = weft_test_spawn(g, wait_for_target, w);
 	CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
 	CHECK_EQ(weft_task_cancel(waiter), 0);
 	CHECK_EQ(weft_task_wait(waiter), 0);
@@ -240,7 +232,7 @@ static int many_waiters_root(void *arg)
 	struct waiter w[16];
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	weft_task_t *target = spawn_h(g, sleep_then_result, NULL);
+	weft_task_t *target = weft_test_spawn(g, sleep_then_result, NULL);
 	for (int i = 0; i < 16; i++) {
 		w[i].target = target;
 		atomic_init(&w[i].rc, 1);

@@ -598,21 +598,12 @@ static int root_random_sleepers(void *arg)
 	return 0;
 }
 
-static unsigned test_seed(void)
-{
-	const char *v = getenv("WEFT_TEST_SEED");
-	if (v && *v)
-		return (unsigned)strtoul(v, NULL, 0);
-	return (unsigned)time(NULL);
-}
-
 static void test_time__a_thousand_sleepers_all_wake_after_their_deadlines(
 	void **state)
 {
 	struct many *m = calloc(1, sizeof *m);
 	assert_non_null(m);
-	m->seed = test_seed();
-	print_message("WEFT_TEST_SEED=%u\n", m->seed);
+	m->seed = weft_test_seed();
 	weft_test_root(state, root_random_sleepers, m);
 	for (int i = 0; i < NSLEEPERS; i++) {
 		assert_int_equal(m->s[i].rc, 0);
