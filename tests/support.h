@@ -1,9 +1,9 @@
 /* Shared test helpers.
  *
- * cmocka asserts only work on the test's main thread (research/platform.md
- * 3.3), so code running inside weft tasks uses CHECK(), which records a
- * failure (file, line, expression) in a lock-free list and returns; the
- * main thread asserts the list is empty after the runtime is destroyed.
+ * cmocka asserts only work on the test's main thread, so code running
+ * inside weft tasks uses CHECK(), which records a failure (file, line,
+ * expression) in a lock-free list and returns; the main thread asserts
+ * the list is empty after the runtime is destroyed.
  *
  * Every concurrent test runs at 1, 2 and 4 workers (WEFT_TEST registers
  * the three), and every run ends with a leak check: zero live heap bytes,
@@ -31,7 +31,8 @@ int weft_test_check_eq(long long a, long long b, const char *file, int line,
 
 /* Runs child(arg) in a forked process whose stderr is captured into buf
  * (NUL-terminated, cut at size - 1); returns the child's wait status.  For
- * tests of behaviour that ends the process (overflow, rule 7's abort). */
+ * tests of behaviour that ends the process (a stack overflow, the abort
+ * on a group left without join). */
 int weft_test_death(void (*child)(void *), void *arg, char *buf,
 	size_t size);
 

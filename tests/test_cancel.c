@@ -1,4 +1,6 @@
-/* Cancel scopes and deadlines: semantics.md rules 21-31. */
+/* Cancel scopes and deadlines (include/weft/cancel.h):
+ * docs/semantics.md rules 21-31, a section for each in order (23-25
+ * share one, and so do 26-27). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -6,7 +8,7 @@
 
 #include "support.h"
 
-/* {======================================================= rule 21 */
+/* {======================================================= level-triggered */
 
 static int level_root(void *arg)
 {
@@ -31,7 +33,7 @@ WEFT_TEST_ROOT(cancel, every_checkpoint_fails_until_the_scope_is_exited,
 
 /* }======================================================= */
 
-/* {======================================================= rule 22 */
+/* {======================================================= checkpoints */
 
 struct pingpong {
 	atomic_int turn;
@@ -101,7 +103,7 @@ WEFT_TEST_ROOT(cancel, cancel_shielded_checkpoint_never_fails,
 
 /* }======================================================= */
 
-/* {======================================================= rules 23-25 */
+/* {======================================================= scope exit, nesting, entry */
 
 static int own_only_root(void *arg)
 {
@@ -199,7 +201,7 @@ WEFT_TEST_ROOT(cancel, scope_cancelled_before_entry_fails_first_checkpoint,
 
 /* }======================================================= */
 
-/* {======================================================= rules 26-27 */
+/* {======================================================= deadlines, fail_after */
 
 static int deadline_root(void *arg)
 {
@@ -288,7 +290,7 @@ WEFT_TEST_ROOT(cancel, timeout_is_a_failure_not_a_cancellation,
 
 /* }======================================================= */
 
-/* {======================================================= rule 28 */
+/* {======================================================= shield */
 
 static int shield_root(void *arg)
 {
@@ -341,7 +343,7 @@ WEFT_TEST_ROOT(cancel, children_run_under_the_group_scope_not_the_spawner,
 
 /* }======================================================= */
 
-/* {======================================================= rule 29 */
+/* {======================================================= reasons */
 
 struct reasons {
 	weft_cancel_reason_t seen;
@@ -402,7 +404,7 @@ static void test_cancel__every_cancellation_carries_a_reason(void **state)
 
 /* }======================================================= */
 
-/* {======================================================= rule 30 */
+/* {======================================================= cancelled before running */
 
 struct first_run {
 	atomic_int released;
@@ -437,7 +439,7 @@ static void test_cancel__task_cancelled_before_first_run_runs_to_a_checkpoint(
 
 /* }======================================================= */
 
-/* {======================================================= rule 31 */
+/* {======================================================= cancel from anywhere */
 
 struct remote {
 	weft_scope_t *scope;

@@ -1,4 +1,4 @@
-/* Channels: semantics.md rules 41-42 (include/weft/channel.h).
+/* Channels (include/weft/channel.h): docs/semantics.md rules 41-42.
  *
  * Every concurrent test runs at 1, 2 and 4 workers.  Waiting for another
  * task to reach a state (parked in a send, say) polls the channel's

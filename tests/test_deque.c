@@ -3,9 +3,9 @@
  * which one owner pushes and pops tagged items while 1, 2 or 4 thieves
  * steal, and every item must come out exactly once with its tag intact.
  *
- * cmocka asserts only on the main thread (platform.md §3.3): the owner and
- * the thieves record failures in atomics, and the main thread asserts after
- * joining them.  Every test ends with a check that weft holds no heap
+ * cmocka asserts only work on the main thread: the owner and the thieves
+ * record failures in atomics, and the main thread asserts after joining
+ * them.  Every test ends with a check that weft holds no heap
  * memory.
  *
  * Environment:

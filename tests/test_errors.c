@@ -1,4 +1,7 @@
-/* Error groups: semantics.md "Errors" (rules 9-11) and the error API. */
+/* Error groups (include/weft/error.h): docs/semantics.md rules 9-12 (any
+ * failure gives a group; cancellation is not a failure but a timeout is;
+ * failures during cleanup are kept and marked collateral; a fatal-class
+ * failure is primary) and the error API. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -23,7 +26,7 @@ static int run_group_named(const char *name, weft_fn fn, void *arg, int n,
 }
 #define run_group_with(fn, arg, n, err) run_group_named(#fn, fn, arg, n, err)
 
-/* {======================================================= rule 9 */
+/* {======================================================= always a group */
 
 static int single_leaf_root(void *arg)
 {
@@ -156,7 +159,7 @@ WEFT_TEST_ROOT(errors, split_that_runs_out_of_memory_leaves_err_intact,
 
 /* }======================================================= */
 
-/* {======================================================= rules 10-11 */
+/* {======================================================= leaves kept and dropped */
 
 static int cancelled_quietly(void *arg)
 {

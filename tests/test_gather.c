@@ -4,8 +4,9 @@
  * aggregated, or with WEFT_GATHER_RETURN_ERRORS every slot holds a result
  * or an error and nothing is cancelled (docs/semantics.md rule 35).  race
  * returns the first success, cancels and joins the losers, and aggregates
- * the errors if all fail (rule 33).  Cancelling the caller cancels and
- * joins the calls of either.  combine_fixture.h has the kids they run. */
+ * the errors if all fail (docs/semantics.md rule 33).  Cancelling the
+ * caller cancels and joins the calls of either.  combine_fixture.h has
+ * the kids they run. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>

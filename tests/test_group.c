@@ -1,4 +1,6 @@
-/* Task groups: semantics.md "Groups & joining" (rules 1-8). */
+/* Task groups (include/weft/group.h): docs/semantics.md rules 1-8, a
+ * section for each in order (4 and 5 share one), then plain threads,
+ * misuse and nesting. */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -30,7 +32,7 @@ static int sleep_then_count(void *arg)
 	return 0;
 }
 
-/* {======================================================= rule 1 */
+/* {======================================================= join waits for everything */
 
 static int join_waits_root(void *arg)
 {
@@ -97,7 +99,7 @@ WEFT_TEST_ROOT(group, join_of_an_empty_group_returns_at_once,
 
 /* }======================================================= */
 
-/* {======================================================= rule 2 */
+/* {======================================================= closed means closed */
 
 static int closed_root(void *arg)
 {
@@ -122,7 +124,7 @@ WEFT_TEST_ROOT(group, spawn_into_a_closed_group_is_refused,
 
 /* }======================================================= */
 
-/* {======================================================= rule 3 */
+/* {======================================================= cancelled but open */
 
 struct cancelled_spawn {
 	atomic_int ran;
@@ -186,7 +188,7 @@ static void test_group__skippable_task_cancelled_before_running_is_skipped(
 
 /* }======================================================= */
 
-/* {======================================================= rules 4-5 */
+/* {======================================================= first and body failure */
 
 struct failing {
 	atomic_int cancelled_siblings;
@@ -273,7 +275,7 @@ static void test_group__body_failure_cancels_children_and_is_a_leaf(
 
 /* }======================================================= */
 
-/* {======================================================= rule 6 */
+/* {======================================================= own vs outer cancel */
 
 static int group_cancel_absorbed_root(void *arg)
 {
@@ -325,7 +327,7 @@ static void test_group__outer_cancellation_passes_through_join(void **state)
 
 /* }======================================================= */
 
-/* {======================================================= rule 7 */
+/* {======================================================= no silent orphaning */
 
 static int leave_without_join(void *arg)
 {
@@ -517,7 +519,7 @@ static void test_group__start_from_a_plain_thread_is_enotfiber(void **state)
 
 /* }======================================================= */
 
-/* {======================================================= rule 8 */
+/* {======================================================= memory ordering */
 
 struct handoff {
 	long before;  /* plain: written before spawn, read by the child */

@@ -1,8 +1,8 @@
-/* Introspection (semantics rules 37 and 38; include/weft/inspect.h):
- * names, ids, current / root task, parent group and children, the
- * all_tasks snapshot, the text and JSON dump of the tree (also from a
- * plain thread during a spawn storm), done callbacks, errors.  Every
- * test runs at 1, 2 and 4 workers. */
+/* Introspection (docs/semantics.md rules 37 and 38;
+ * include/weft/inspect.h): names, ids, current / root task, parent group
+ * and children, the all_tasks snapshot, the text and JSON dump of the
+ * tree (also from a plain thread during a spawn storm), done callbacks,
+ * errors.  Every test runs at 1, 2 and 4 workers. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>

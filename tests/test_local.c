@@ -1,7 +1,7 @@
-/* Task-local context (semantics rule 36; include/weft/local.h): snapshots
- * of the spawning task's context, per-spawn overrides, nested bind /
- * unbind, key destructors, the offload-thread attach API, errors and
- * allocation failure.  Every test runs at 1, 2 and 4 workers. */
+/* Task-local context (docs/semantics.md rule 36; include/weft/local.h):
+ * snapshots of the spawning task's context, per-spawn overrides, nested
+ * bind / unbind, key destructors, the offload-thread attach API, errors
+ * and allocation failure.  Every test runs at 1, 2 and 4 workers. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>

@@ -5,7 +5,7 @@
  * from plain threads); several roots and several runtimes at once; and the
  * error-code names and messages (include/weft/error.h).
  *
- * cmocka asserts only on the main thread (research/platform.md 3.3).
+ * cmocka asserts only work on the test's main thread.
  * Tasks record what they saw with CHECK (tests/support.h) or in plain
  * fields the main thread reads after weft_runtime_run returned.  Tests
  * that drive a runtime by hand end with assert_checks_passed(), which

@@ -217,7 +217,7 @@ static int cancel_root(void *arg)
 	return 0;
 }
 
-/* A cancelled wait consumed nothing (semantics rule 42). */
+/* A cancelled wait consumed nothing (docs/semantics.md rule 42). */
 WEFT_TEST_ROOT(signal, cancelled_wait_consumes_nothing, cancel_root, NULL)
 
 static int deadline_root(void *arg)

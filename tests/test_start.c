@@ -1,4 +1,5 @@
-/* start() / started(): semantics.md rules 13-16. */
+/* start() / started() (include/weft/group.h): docs/semantics.md
+ * rules 13-16, a section for each in order. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -26,7 +27,7 @@ static int service_ok(void *arg)
 	return 0;
 }
 
-/* {======================================================= rule 13 */
+/* {======================================================= the start value */
 
 static int start_value_root(void *arg)
 {
@@ -53,7 +54,7 @@ WEFT_TEST_ROOT(start, start_returns_the_value_given_to_started,
 
 /* }======================================================= */
 
-/* {======================================================= rule 14 */
+/* {======================================================= before started() */
 
 static int service_fails_early(void *arg)
 {
@@ -148,7 +149,7 @@ static void test_start__group_cannot_close_while_a_start_is_pending(
 
 /* }======================================================= */
 
-/* {======================================================= rule 15 */
+/* {======================================================= started twice or never */
 
 static int returns_without_started(void *arg)
 {
@@ -184,7 +185,7 @@ WEFT_TEST_ROOT(start, started_twice_gives_ealready, start_value_root,
 
 /* }======================================================= */
 
-/* {======================================================= rule 16 */
+/* {======================================================= cancellation around start */
 
 static int slow_service(void *arg)
 {

@@ -1,4 +1,6 @@
-/* Task handles: semantics.md rules 17-20. */
+/* Task handles (include/weft/task.h): docs/semantics.md rules 17-20, a
+ * section for each in order (19 and 20 share one), then waiting on a
+ * handle. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -33,7 +35,7 @@ static int sleep_forever(void *arg)
 	return rc;
 }
 
-/* {======================================================= rule 17 */
+/* {======================================================= final states */
 
 static int states_root(void *arg)
 {
@@ -82,7 +84,7 @@ WEFT_TEST_ROOT(task, handle_reports_each_final_state, states_root, NULL)
 
 /* }======================================================= */
 
-/* {======================================================= rule 18 */
+/* {======================================================= handle cancel */
 
 static int cancel_one_root(void *arg)
 {
@@ -138,7 +140,7 @@ WEFT_TEST_ROOT(task, cancel_requested_shows_as_cancelling,
 
 /* }======================================================= */
 
-/* {======================================================= rules 19-20 */
+/* {======================================================= observe, drop a handle */
 
 static int observe_not_consume_root(void *arg)
 {

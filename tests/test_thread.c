@@ -346,7 +346,7 @@ static int task_not_abandoned(void *arg)
 {
 	(void)arg;
 	void *r = NULL;
-	/* Rule 39: the call waits for fn, then reports the cancellation;
+	/* Not abandoned: the call waits for fn, then reports the cancellation;
 	 * fn's value still comes back (it may own memory). */
 	CHECK_EQ(weft_to_thread(fn_poll_cancel, NULL, &r, NULL), -ECANCELED);
 	CHECK_EQ((uintptr_t)r, 99);

@@ -240,7 +240,7 @@ static int cancel_root(void *arg)
 	return 0;
 }
 
-/* A cancelled receive consumed no datagram (semantics rule 42). */
+/* A cancelled receive consumed no datagram (docs/semantics.md rule 42). */
 WEFT_TEST_ROOT(udp, cancelled_recv_consumes_nothing, cancel_root, NULL)
 
 static int deadline_root(void *arg)

@@ -3,8 +3,8 @@
  * FIRST_COMPLETED, FIRST_EXCEPTION or ALL_COMPLETED and a deadline, and
  * cancels nothing (docs/semantics.md rule 34).  wait_for returns one
  * task's outcome, or on timeout cancels the task and waits for it before
- * returning -ETIMEDOUT (rule 32).  combine_fixture.h has the kids they
- * wait on. */
+ * returning -ETIMEDOUT (docs/semantics.md rule 32).  combine_fixture.h
+ * has the kids they wait on. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>

@@ -6,10 +6,10 @@
  * inside a cancel scope with a random short deadline, while a canceller
  * task cancels the reader's current scope at random moments too.  The
  * reader checks every byte it gets against its position, so a byte lost,
- * duplicated or reordered by a cancelled call (rule 42: a cancelled read
- * or read_until consumed nothing; read_exactly reports what it consumed
- * in *got) fails the test.  At the end the reader must see exactly the
- * whole sequence, then end of stream.
+ * duplicated or reordered by a cancelled call (docs/semantics.md rule 42:
+ * a cancelled read or read_until consumed nothing; read_exactly reports
+ * what it consumed in *got) fails the test.  At the end the reader must
+ * see exactly the whole sequence, then end of stream.
  *
  * WEFT_TEST_SEED chooses the seed (printed); WEFT_STRESS_SECONDS the
  * budget for the three worker counts together (default 6, a quarter of
