@@ -160,6 +160,15 @@ int weft_test_run(unsigned workers, weft_fn fn, void *arg)
 	return rc;
 }
 
+void weft_test_root(void **state, weft_fn root, void *arg)
+{
+	unsigned workers = WEFT_TEST_WORKERS(state);
+	/* A test registered without a worker count (cmocka_unit_test)
+	 * would otherwise ask for a runtime of zero workers. */
+	assert_true(workers > 0);
+	assert_int_equal(weft_test_run(workers, root, arg), 0);
+}
+
 long weft_test_scale(long plain)
 {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -171,6 +180,34 @@ long weft_test_scale(long plain)
 	if (v && *v)
 		n = n * atol(v) / 100;
 	return n > 0 ? n : 1;
+}
+
+uint64_t weft_test_rand(uint64_t *state)
+{
+	uint64_t x = *state;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * UINT64_C(2685821657736338717);
+}
+
+weft_task_t *weft_test_spawn(weft_group_t *g, weft_fn fn, void *arg)
+{
+	weft_task_t *h = NULL;
+	weft_spawn_opts_t o = { .handle = &h };
+	CHECK_EQ(weft_group_spawn_opts(g, fn, arg, &o), 0);
+	return h;
+}
+
+int weft_test_yield_until(atomic_int *p, int want)
+{
+	for (long i = 0; i < 50000000L; i++) {
+		if (atomic_load(p) >= want)
+			return 1;
+		weft_yield();
+	}
+	return 0;
 }
 
 static int support_count_dir(const char *path)

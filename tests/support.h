@@ -1,9 +1,9 @@
 /* Shared test helpers.
  *
- * cmocka asserts only work on the test's main thread (research/platform.md
- * 3.3), so code running inside weft tasks uses CHECK(), which records a
- * failure (file, line, expression) in a lock-free list and returns; the
- * main thread asserts the list is empty after the runtime is destroyed.
+ * cmocka asserts only work on the test's main thread, so code running
+ * inside weft tasks uses CHECK(), which records a failure (file, line,
+ * expression) in a lock-free list and returns; the main thread asserts
+ * the list is empty after the runtime is destroyed.
  *
  * Every concurrent test runs at 1, 2 and 4 workers (WEFT_TEST registers
  * the three), and every run ends with a leak check: zero live heap bytes,
@@ -12,6 +12,7 @@
 #define WEFT_TESTS_SUPPORT_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
@@ -30,20 +31,50 @@ int weft_test_check_eq(long long a, long long b, const char *file, int line,
 
 /* Runs child(arg) in a forked process whose stderr is captured into buf
  * (NUL-terminated, cut at size - 1); returns the child's wait status.  For
- * tests of behaviour that ends the process (overflow, rule 7's abort). */
+ * tests of behaviour that ends the process (a stack overflow, the abort
+ * on a group left without join). */
 int weft_test_death(void (*child)(void *), void *arg, char *buf,
 	size_t size);
 
+/* A function whose result must be used: a call that ignores it does not
+ * compile (-Wunused-result, an error under -Werror; a (void) cast does
+ * not silence it).  Every weft_test_run* is one, so that a test cannot
+ * pass while its root task failed. */
+#define WEFT_TEST_MUST_USE __attribute__((warn_unused_result))
+
 /* As weft_test_run, with a runtime created from cfg. */
-int weft_test_run_cfg(weft_config_t *cfg, weft_fn fn, void *arg);
+WEFT_TEST_MUST_USE int weft_test_run_cfg(weft_config_t *cfg, weft_fn fn,
+	void *arg);
 
 /* Runs fn(arg) as the root task of a fresh runtime with `workers`
  * workers, destroys it, then asserts (main thread) that no CHECK failed
  * and nothing leaked.  Returns fn's result. */
-int weft_test_run(unsigned workers, weft_fn fn, void *arg);
+WEFT_TEST_MUST_USE int weft_test_run(unsigned workers, weft_fn fn,
+	void *arg);
 /* Same, also handing back the root's error group (caller frees). */
-int weft_test_run_err(unsigned workers, weft_fn fn, void *arg,
-	weft_error_t **err);
+WEFT_TEST_MUST_USE int weft_test_run_err(unsigned workers, weft_fn fn,
+	void *arg, weft_error_t **err);
+
+/* The way a test runs its root task: weft_test_run at the worker count
+ * the test was registered with (WEFT_TEST, WEFT_TEST_AT), asserting that
+ * the root returned 0.  A test that expects another result, needs a
+ * config or wants the error tree calls weft_test_run_cfg/_err and
+ * asserts the result itself. */
+void weft_test_root(void **state, weft_fn root, void *arg);
+
+/* Defines the cmocka test test_<area>__<name> that only runs root(arg)
+ * through weft_test_root.  The argument is variadic so that a compound
+ * literal with commas can be passed whole, e.g.
+ *
+ *   WEFT_TEST_ROOT(lock, destroy_while_held_is_ebusy, lock_busy_root,
+ *           &(struct lock_test){ 0 })
+ *
+ * and is registered like any other test: WEFT_TEST(test_lock__...). */
+#define WEFT_TEST_ROOT(area, name, root, ...)                      \
+	static void test_##area##__##name(void **state)            \
+	{                                                          \
+		weft_test_root(state, root, __VA_ARGS__);          \
+	}
 
 /* Creates a runtime with `workers` workers and asserts it worked (printing
  * cfg.message if not).  Main thread. */
@@ -71,6 +102,10 @@ void weft_test_assert_no_leaks(void);
 	cmocka_unit_test_prestate(f, (void *)(uintptr_t)2),        \
 	cmocka_unit_test_prestate(f, (void *)(uintptr_t)4)
 
+/* Registers test f once, at `workers` workers. */
+#define WEFT_TEST_AT(f, workers)                                   \
+	cmocka_unit_test_prestate(f, (void *)(uintptr_t)(workers))
+
 /* Stress tests: the random seed (WEFT_TEST_SEED, else from the clock;
  * printed so that a failing run can be replayed), and the time budget in
  * seconds (WEFT_STRESS_SECONDS, else plain_default; a quarter of it under
@@ -80,6 +115,21 @@ double weft_test_stress_seconds(double plain_default);
 
 /* Scales iteration counts down under sanitizers and valgrind. */
 long weft_test_scale(long plain);
+
+/* xorshift64*: the generator for random schedules and choices.  Cheap,
+ * and its whole state is *state, so each task or thread keeps its own
+ * (seeded from weft_test_seed to be replayable).  *state must not be 0. */
+uint64_t weft_test_rand(uint64_t *state);
+
+/* In a task: spawns fn(arg) into g (CHECKing that it worked) and returns
+ * the task's handle, which the caller releases (NULL if the spawn
+ * failed). */
+weft_task_t *weft_test_spawn(weft_group_t *g, weft_fn fn, void *arg);
+
+/* In a task: yields until *p >= want and returns 1, or returns 0 after
+ * 50 million yields, so that a lost update fails the test instead of
+ * hanging it. */
+int weft_test_yield_until(atomic_int *p, int want);
 
 /* Runs the group with a name that shows the binary. */
 #define WEFT_RUN_TESTS(tests) cmocka_run_group_tests(tests, NULL, NULL)

@@ -17,7 +17,8 @@
  *
  * Inside tasks nothing is CHECKed that may legitimately fail under
  * injection: tasks record what happened in `struct outcome`, and the main
- * thread judges it after the runtime is gone (research/platform.md 3.3).
+ * thread judges it after the runtime is gone (cmocka asserts only work
+ * on the test's main thread).
  *
  * Environment: WEFT_ALLOC_FAIL_VERBOSE=1 prints every iteration. */
 #include <stdarg.h>

@@ -1,4 +1,6 @@
-/* Cancel scopes and deadlines: semantics.md rules 21-31. */
+/* Cancel scopes and deadlines (include/weft/cancel.h):
+ * docs/semantics.md rules 21-31, a section for each in order (23-25
+ * share one, and so do 26-27). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -6,7 +8,7 @@
 
 #include "support.h"
 
-/* {======================================================= rule 21 */
+/* {======================================================= level-triggered */
 
 static int level_root(void *arg)
 {
@@ -26,16 +28,12 @@ static int level_root(void *arg)
 	return 0;
 }
 
-static void test_cancel__every_checkpoint_fails_until_the_scope_is_exited(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), level_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(cancel, every_checkpoint_fails_until_the_scope_is_exited,
+	level_root, NULL)
 
 /* }======================================================= */
 
-/* {======================================================= rule 22 */
+/* {======================================================= checkpoints */
 
 struct pingpong {
 	atomic_int turn;
@@ -100,15 +98,12 @@ static int shielded_checkpoint_root(void *arg)
 	return 0;
 }
 
-static void test_cancel__cancel_shielded_checkpoint_never_fails(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		shielded_checkpoint_root, NULL), 0);
-}
+WEFT_TEST_ROOT(cancel, cancel_shielded_checkpoint_never_fails,
+	shielded_checkpoint_root, NULL)
 
 /* }======================================================= */
 
-/* {======================================================= rules 23-25 */
+/* {======================================================= scope exit, nesting, entry */
 
 static int own_only_root(void *arg)
 {
@@ -138,12 +133,8 @@ static int own_only_root(void *arg)
 	return 0;
 }
 
-static void test_cancel__scope_exit_consumes_only_its_own_cancellation(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), own_only_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(cancel, scope_exit_consumes_only_its_own_cancellation,
+	own_only_root, NULL)
 
 static int not_observed_root(void *arg)
 {
@@ -158,12 +149,8 @@ static int not_observed_root(void *arg)
 	return 0;
 }
 
-static void test_cancel__cancelled_caught_only_when_a_checkpoint_observed_it(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		not_observed_root, NULL), 0);
-}
+WEFT_TEST_ROOT(cancel, cancelled_caught_only_when_a_checkpoint_observed_it,
+	not_observed_root, NULL)
 
 static int misnest_root(void *arg)
 {
@@ -183,12 +170,8 @@ static int misnest_root(void *arg)
 	return 0;
 }
 
-static void test_cancel__misnested_exit_is_reported_and_changes_nothing(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), misnest_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(cancel, misnested_exit_is_reported_and_changes_nothing,
+	misnest_root, NULL)
 
 static int before_enter_root(void *arg)
 {
@@ -213,16 +196,12 @@ static int before_enter_root(void *arg)
 	return 0;
 }
 
-static void test_cancel__scope_cancelled_before_entry_fails_first_checkpoint(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		before_enter_root, NULL), 0);
-}
+WEFT_TEST_ROOT(cancel, scope_cancelled_before_entry_fails_first_checkpoint,
+	before_enter_root, NULL)
 
 /* }======================================================= */
 
-/* {======================================================= rules 26-27 */
+/* {======================================================= deadlines, fail_after */
 
 static int deadline_root(void *arg)
 {
@@ -252,11 +231,8 @@ static int deadline_root(void *arg)
 	return 0;
 }
 
-static void test_cancel__deadlines_are_absolute_mutable_and_nest(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), deadline_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(cancel, deadlines_are_absolute_mutable_and_nest,
+	deadline_root, NULL)
 
 static int fail_after_root(void *arg)
 {
@@ -282,12 +258,8 @@ static int fail_after_root(void *arg)
 	return 0;
 }
 
-static void test_cancel__fail_after_times_out_only_if_the_body_observed_it(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		fail_after_root, NULL), 0);
-}
+WEFT_TEST_ROOT(cancel, fail_after_times_out_only_if_the_body_observed_it,
+	fail_after_root, NULL)
 
 static int fail_after_failure_child(void *arg)
 {
@@ -313,16 +285,12 @@ static int timeout_is_failure_root(void *arg)
 	return 0;
 }
 
-static void test_cancel__timeout_is_a_failure_not_a_cancellation(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		timeout_is_failure_root, NULL), 0);
-}
+WEFT_TEST_ROOT(cancel, timeout_is_a_failure_not_a_cancellation,
+	timeout_is_failure_root, NULL)
 
 /* }======================================================= */
 
-/* {======================================================= rule 28 */
+/* {======================================================= shield */
 
 static int shield_root(void *arg)
 {
@@ -344,12 +312,8 @@ static int shield_root(void *arg)
 	return 0;
 }
 
-static void test_cancel__shield_ignores_outer_cancel_but_honours_its_own(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), shield_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(cancel, shield_ignores_outer_cancel_but_honours_its_own,
+	shield_root, NULL)
 
 static int child_checks_not_cancelled(void *arg)
 {
@@ -374,16 +338,12 @@ static int children_scopes_root(void *arg)
 	return 0;
 }
 
-static void test_cancel__children_run_under_the_group_scope_not_the_spawner(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		children_scopes_root, NULL), 0);
-}
+WEFT_TEST_ROOT(cancel, children_run_under_the_group_scope_not_the_spawner,
+	children_scopes_root, NULL)
 
 /* }======================================================= */
 
-/* {======================================================= rule 29 */
+/* {======================================================= reasons */
 
 struct reasons {
 	weft_cancel_reason_t seen;
@@ -433,8 +393,7 @@ static void test_cancel__every_cancellation_carries_a_reason(void **state)
 {
 	struct reasons r[3];
 	memset(r, 0, sizeof r);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), reason_root,
-		r), 0);
+	weft_test_root(state, reason_root, r);
 	assert_int_equal(r[0].seen.origin, WEFT_CANCEL_EXPLICIT);
 	assert_string_equal(r[0].seen.text, "shutting down");
 	assert_true(r[0].seen.task_id != 0);
@@ -445,7 +404,7 @@ static void test_cancel__every_cancellation_carries_a_reason(void **state)
 
 /* }======================================================= */
 
-/* {======================================================= rule 30 */
+/* {======================================================= cancelled before running */
 
 struct first_run {
 	atomic_int released;
@@ -474,14 +433,13 @@ static void test_cancel__task_cancelled_before_first_run_runs_to_a_checkpoint(
 	void **state)
 {
 	struct first_run f = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		first_run_root, &f), 0);
+	weft_test_root(state, first_run_root, &f);
 	assert_int_equal(atomic_load(&f.released), 20);
 }
 
 /* }======================================================= */
 
-/* {======================================================= rule 31 */
+/* {======================================================= cancel from anywhere */
 
 struct remote {
 	weft_scope_t *scope;
@@ -514,13 +472,8 @@ static int sleeper_in_scope(void *arg)
 	return 0;
 }
 
-static void test_cancel__cancel_from_a_plain_thread_wakes_a_parked_task(
-	void **state)
-{
-	struct remote r = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		sleeper_in_scope, &r), 0);
-}
+WEFT_TEST_ROOT(cancel, cancel_from_a_plain_thread_wakes_a_parked_task,
+	sleeper_in_scope, &(struct remote){ 0 })
 
 static int busy_loop_with_checkpoints(void *arg)
 {
@@ -551,8 +504,7 @@ static void test_cancel__a_running_task_sees_cancel_at_its_next_checkpoint(
 	void **state)
 {
 	struct remote r = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		cross_worker_root, &r), 0);
+	weft_test_root(state, cross_worker_root, &r);
 	assert_true(atomic_load(&r.spins) > 0);
 }
 
@@ -585,12 +537,8 @@ static int subtree_root(void *arg)
 	return 0;
 }
 
-static void test_cancel__deadline_cancels_a_whole_subtree_of_parked_tasks(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), subtree_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(cancel, deadline_cancels_a_whole_subtree_of_parked_tasks,
+	subtree_root, NULL)
 
 struct late {
 	atomic_int running;
@@ -637,7 +585,7 @@ static void test_cancel__cancel_before_a_childs_first_checkpoint_is_seen_there(
 	if (workers < 2)
 		skip();
 	struct late l = { 0 };
-	assert_int_equal(weft_test_run(workers, late_root, &l), 0);
+	weft_test_root(state, late_root, &l);
 	assert_int_equal(atomic_load(&l.saw_checkpoint), (int)workers - 1);
 	assert_int_equal(atomic_load(&l.saw_sleep), (int)workers - 1);
 }

@@ -1,4 +1,4 @@
-/* Channels: semantics.md rules 41-42 (include/weft/channel.h).
+/* Channels (include/weft/channel.h): docs/semantics.md rules 41-42.
  *
  * Every concurrent test runs at 1, 2 and 4 workers.  Waiting for another
  * task to reach a state (parked in a send, say) polls the channel's
@@ -13,14 +13,6 @@
 #include "support.h"
 
 #define LIVENESS (20 * WEFT_SEC)
-
-static weft_task_t *spawn_h(weft_group_t *g, weft_fn fn, void *arg)
-{
-	weft_task_t *h = NULL;
-	weft_spawn_opts_t o = { .handle = &h };
-	CHECK_EQ(weft_group_spawn_opts(g, fn, arg, &o), 0);
-	return h;
-}
 
 static int join(weft_group_t *g)
 {
@@ -104,12 +96,8 @@ static int rendezvous_root(void *arg)
 	return 0;
 }
 
-static void test_channel__rendezvous_send_completes_only_when_received(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		rendezvous_root, NULL), 0);
-}
+WEFT_TEST_ROOT(channel, rendezvous_send_completes_only_when_received,
+	rendezvous_root, NULL)
 
 static int bounded_root(void *arg)
 {
@@ -138,12 +126,8 @@ static int bounded_root(void *arg)
 	return 0;
 }
 
-static void test_channel__bounded_keeps_order_and_parks_when_full(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), bounded_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(channel, bounded_keeps_order_and_parks_when_full,
+	bounded_root, NULL)
 
 static int unbounded_root(void *arg)
 {
@@ -177,11 +161,8 @@ static int unbounded_root(void *arg)
 	return 0;
 }
 
-static void test_channel__unbounded_never_parks_and_keeps_order(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		unbounded_root, NULL), 0);
-}
+WEFT_TEST_ROOT(channel, unbounded_never_parks_and_keeps_order,
+	unbounded_root, NULL)
 
 /* Items bigger than a word, and odd-sized, are copied whole. */
 struct big {
@@ -214,11 +195,7 @@ static int big_items_root(void *arg)
 	return 0;
 }
 
-static void test_channel__items_are_copied_whole_by_value(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		big_items_root, NULL), 0);
-}
+WEFT_TEST_ROOT(channel, items_are_copied_whole_by_value, big_items_root, NULL)
 
 /* }======================================================= */
 
@@ -313,12 +290,8 @@ static int mm_root(void *arg)
 	return 0;
 }
 
-static void test_channel__many_senders_and_receivers_deliver_each_item_once(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), mm_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(channel, many_senders_and_receivers_deliver_each_item_once,
+	mm_root, NULL)
 
 /* }======================================================= */
 
@@ -364,12 +337,8 @@ static int clone_root(void *arg)
 	return 0;
 }
 
-static void test_channel__clones_keep_each_side_open_until_all_close(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), clone_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(channel, clones_keep_each_side_open_until_all_close,
+	clone_root, NULL)
 
 static int drain_root(void *arg)
 {
@@ -393,11 +362,7 @@ static int drain_root(void *arg)
 	return 0;
 }
 
-static void test_channel__closing_every_sender_drains_then_ends(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), drain_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(channel, closing_every_sender_drains_then_ends, drain_root, NULL)
 
 struct parked {
 	weft_channel_tx_t *tx;
@@ -449,12 +414,8 @@ static int parked_end_root(void *arg)
 	return 0;
 }
 
-static void test_channel__parked_receivers_end_when_last_sender_closes(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		parked_end_root, NULL), 0);
-}
+WEFT_TEST_ROOT(channel, parked_receivers_end_when_last_sender_closes,
+	parked_end_root, NULL)
 
 static atomic_int dropped_sum;
 static atomic_int dropped_count;
@@ -512,12 +473,8 @@ static int broken_root(void *arg)
 	return 0;
 }
 
-static void test_channel__closing_every_receiver_breaks_parked_and_new_senders(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), broken_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(channel, closing_every_receiver_breaks_parked_and_new_senders,
+	broken_root, NULL)
 
 static int own_closed_root(void *arg)
 {
@@ -555,12 +512,8 @@ static int own_closed_root(void *arg)
 	return 0;
 }
 
-static void test_channel__using_your_own_closed_end_gives_eclosed(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		own_closed_root, NULL), 0);
-}
+WEFT_TEST_ROOT(channel, using_your_own_closed_end_gives_eclosed,
+	own_closed_root, NULL)
 
 static int close_parked_root(void *arg)
 {
@@ -595,12 +548,8 @@ static int close_parked_root(void *arg)
 	return 0;
 }
 
-static void test_channel__closing_an_end_wakes_its_parked_calls_with_eclosed(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		close_parked_root, NULL), 0);
-}
+WEFT_TEST_ROOT(channel, closing_an_end_wakes_its_parked_calls_with_eclosed,
+	close_parked_root, NULL)
 
 /* }======================================================= */
 
@@ -652,11 +601,7 @@ static int try_root(void *arg)
 	return 0;
 }
 
-static void test_channel__try_calls_never_wait(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), try_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(channel, try_calls_never_wait, try_root, NULL)
 
 #define PLAIN_ITEMS 2000
 
@@ -723,11 +668,7 @@ static int plain_root(void *arg)
 	return 0;
 }
 
-static void test_channel__try_calls_work_from_a_plain_thread(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), plain_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(channel, try_calls_work_from_a_plain_thread, plain_root, NULL)
 
 /* No runtime at all: the blocking calls refuse, the others work. */
 static void test_channel__blocking_calls_outside_a_task_give_enotfiber(
@@ -782,12 +723,8 @@ static int cancelled_entry_root(void *arg)
 	return 0;
 }
 
-static void test_channel__send_and_receive_in_a_cancelled_scope_do_nothing(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		cancelled_entry_root, NULL), 0);
-}
+WEFT_TEST_ROOT(channel, send_and_receive_in_a_cancelled_scope_do_nothing,
+	cancelled_entry_root, NULL)
 
 static int deadline_root(void *arg)
 {
@@ -826,12 +763,8 @@ static int deadline_root(void *arg)
 	return 0;
 }
 
-static void test_channel__deadline_ends_a_parked_send_or_receive(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), deadline_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(channel, deadline_ends_a_parked_send_or_receive,
+	deadline_root, NULL)
 
 /* A parked receiver is cancelled while another task hands it an item:
  * either it got the item, or the item is still in the channel. */
@@ -901,8 +834,8 @@ static int race_root(void *arg)
 		CHECK_EQ(weft_channel_open(&r.tx, &r.rx, sizeof(int), 0), 0);
 		weft_group_t *g;
 		CHECK_EQ(weft_group_open(&g), 0);
-		r.victim = spawn_h(g, receiving ? race_receiver : race_sender,
-			&r);
+		r.victim = weft_test_spawn(g,
+			receiving ? race_receiver : race_sender, &r);
 		wait_stat(r.rx, receiving ? WAITING_RECV : WAITING_SEND, 1);
 		/* Order of the two spawns alternates to vary who wins. */
 		weft_fn peer = receiving ? race_peer_send : race_peer_receive;
@@ -938,12 +871,8 @@ static int race_root(void *arg)
 	return 0;
 }
 
-static void test_channel__cancel_racing_a_hand_off_transfers_all_or_nothing(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), race_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(channel, cancel_racing_a_hand_off_transfers_all_or_nothing,
+	race_root, NULL)
 
 /* Random cancellation of every operation of many senders and receivers:
  * each operation runs in its own scope, which a canceller task cancels at
@@ -1050,16 +979,6 @@ static int rc_receiver(void *arg)
 	return 0;
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * UINT64_C(2685821657736338717);
-}
-
 /* Each turn: cancel the operation in flight in about half of the slots,
  * then let the others run. */
 static int rc_canceller(void *arg)
@@ -1068,7 +987,7 @@ static int rc_canceller(void *arg)
 	uint64_t rng = 0x9e3779b97f4a7c15u;
 	while (!atomic_load(&c->done)) {
 		for (int i = 0; i < RC_SLOTS; i++) {
-			if (rng_next(&rng) & 1)
+			if (weft_test_rand(&rng) & 1)
 				continue;
 			struct rc_slot *s = &c->slot[i];
 			while (atomic_flag_test_and_set(&s->lock))
@@ -1135,12 +1054,8 @@ static int random_cancel_root(void *arg)
 	return 0;
 }
 
-static void test_channel__random_cancellation_loses_and_duplicates_nothing(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		random_cancel_root, NULL), 0);
-}
+WEFT_TEST_ROOT(channel, random_cancellation_loses_and_duplicates_nothing,
+	random_cancel_root, NULL)
 
 /* }======================================================= */
 
@@ -1169,12 +1084,8 @@ static int drop_root(void *arg)
 	return 0;
 }
 
-static void test_channel__drop_callback_sees_every_item_left_at_free(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), drop_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(channel, drop_callback_sees_every_item_left_at_free,
+	drop_root, NULL)
 
 /* Pointers inside items: the drop callback frees them (the leak check
  * would catch a missed one... of malloc's heap, so count instead). */

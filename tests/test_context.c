@@ -218,9 +218,9 @@ static void test_context__callee_saved_values_survive_switches(void **state)
 /* {====== migration ======
  * The fiber runs a slice on thread A, is resumed by thread B and finishes
  * there.  Both threads stay alive until the end: if A exited first, glibc
- * could hand A's TLS block to B and hide a stale-TLS bug (platform.md
- * §5.1).  The fiber reads a thread-local through a noinline accessor with
- * an asm barrier, the pattern the runtime must use. */
+ * could hand A's TLS block to B and hide a stale-TLS bug.  The fiber
+ * reads a thread-local through a noinline accessor with an asm barrier,
+ * the pattern the runtime must use. */
 
 static _Thread_local int mig_tls;
 

@@ -3,9 +3,9 @@
  * which one owner pushes and pops tagged items while 1, 2 or 4 thieves
  * steal, and every item must come out exactly once with its tag intact.
  *
- * cmocka asserts only on the main thread (platform.md §3.3): the owner and
- * the thieves record failures in atomics, and the main thread asserts after
- * joining them.  Every test ends with a check that weft holds no heap
+ * cmocka asserts only work on the main thread: the owner and the thieves
+ * record failures in atomics, and the main thread asserts after joining
+ * them.  Every test ends with a check that weft holds no heap
  * memory.
  *
  * Environment:
@@ -30,6 +30,8 @@
 #include "base/alloc.h"
 #include "core/deque.h"
 #include "weft/debug.h"
+
+#include "support.h"
 
 #define ITEM(n) ((void *)(uintptr_t)(n))
 #define ITEM_NUM(p) ((uintptr_t)(p))
@@ -290,17 +292,6 @@ struct thief_arg {
 	unsigned index;
 };
 
-static uint64_t rng_next(uint64_t *s)
-{
-	/* xorshift64*: enough for schedules, cheap, no shared state. */
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545f4914f6cdd1dULL;
-}
-
 static uint64_t rng_seed(uint64_t seed, uint64_t a, uint64_t b)
 {
 	uint64_t s = seed ^ (a * 0x9e3779b97f4a7c15ULL) ^
@@ -393,7 +384,7 @@ static void *validator_thief(void *arg)
 			record(&v->bad_rc);
 			break;
 		}
-		uint64_t r = rng_next(&rng);
+		uint64_t r = weft_test_rand(&rng);
 		if (r % 64 == 0)
 			cpu_relax((unsigned)(r >> 32) % 512);
 		else if (r % 4096 == 1)
@@ -436,7 +427,7 @@ static void *validator_owner(void *arg)
 	/* This round's ceiling: 1 .. 4096 items before the owner pops down.
 	 * Small ceilings keep the deque at a few items, where pop and steal
 	 * race for the same index; large ones make it grow under steals. */
-	size_t ceiling = (size_t)1 << (rng_next(&rng) % 13);
+	size_t ceiling = (size_t)1 << (weft_test_rand(&rng) % 13);
 	uint64_t newest = UINT64_MAX, last = UINT64_MAX;
 	size_t seq = v->round_begin;
 
@@ -448,7 +439,7 @@ static void *validator_owner(void *arg)
 	atomic_store_explicit(&v->go, 1, memory_order_release);
 
 	while (seq < v->round_end) {
-		uint64_t r = rng_next(&rng);
+		uint64_t r = weft_test_rand(&rng);
 		size_t burst =
 			1 + (r % 16 == 0 ? (r >> 8) % 512 : (r >> 8) % 32);
 		for (size_t i = 0; i < burst && seq < v->round_end;
@@ -467,7 +458,7 @@ static void *validator_owner(void *arg)
 				   memory_order_relaxed))
 			atomic_store_explicit(&v->max_size, size,
 				memory_order_relaxed);
-		size_t pops = (size_t)(rng_next(&rng) % (burst + 1));
+		size_t pops = (size_t)(weft_test_rand(&rng) % (burst + 1));
 		if (size > ceiling)
 			pops = size - ceiling / 2;
 		for (size_t i = 0; i < pops; i++) {
@@ -475,7 +466,7 @@ static void *validator_owner(void *arg)
 				break;
 			/* Short stalls between pops let thieves into the
 			 * race for the last few items. */
-			uint64_t s = rng_next(&rng);
+			uint64_t s = weft_test_rand(&rng);
 			if (s % 4 == 0)
 				cpu_relax((unsigned)(s >> 32) % 64);
 		}

@@ -1,4 +1,7 @@
-/* Error groups: semantics.md "Errors" (rules 9-11) and the error API. */
+/* Error groups (include/weft/error.h): docs/semantics.md rules 9-12 (any
+ * failure gives a group; cancellation is not a failure but a timeout is;
+ * failures during cleanup are kept and marked collateral; a fatal-class
+ * failure is primary) and the error API. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -23,7 +26,7 @@ static int run_group_named(const char *name, weft_fn fn, void *arg, int n,
 }
 #define run_group_with(fn, arg, n, err) run_group_named(#fn, fn, arg, n, err)
 
-/* {======================================================= rule 9 */
+/* {======================================================= always a group */
 
 static int single_leaf_root(void *arg)
 {
@@ -42,11 +45,7 @@ static int single_leaf_root(void *arg)
 	return 0;
 }
 
-static void test_errors__one_failure_still_gives_a_group(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		single_leaf_root, NULL), 0);
-}
+WEFT_TEST_ROOT(errors, one_failure_still_gives_a_group, single_leaf_root, NULL)
 
 /* A child whose own group fails passes the error group up. */
 static int middle(void *arg)
@@ -89,11 +88,7 @@ static int nested_root(void *arg)
 	return 0;
 }
 
-static void test_errors__nested_group_failures_nest(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), nested_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(errors, nested_group_failures_nest, nested_root, NULL)
 
 static int is_eio(int code, const char *message, void *arg)
 {
@@ -131,12 +126,8 @@ static int split_root(void *arg)
 	return 0;
 }
 
-static void test_errors__split_partitions_leaves_and_keeps_nesting(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), split_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(errors, split_partitions_leaves_and_keeps_nesting,
+	split_root, NULL)
 
 static int split_oom_root(void *arg)
 {
@@ -163,16 +154,12 @@ static int split_oom_root(void *arg)
 	return 0;
 }
 
-static void test_errors__split_that_runs_out_of_memory_leaves_err_intact(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		split_oom_root, NULL), 0);
-}
+WEFT_TEST_ROOT(errors, split_that_runs_out_of_memory_leaves_err_intact,
+	split_oom_root, NULL)
 
 /* }======================================================= */
 
-/* {======================================================= rules 10-11 */
+/* {======================================================= leaves kept and dropped */
 
 static int cancelled_quietly(void *arg)
 {
@@ -228,12 +215,8 @@ static int collateral_root(void *arg)
 	return 0;
 }
 
-static void test_errors__cleanup_failures_are_kept_and_marked_collateral(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		collateral_root, NULL), 0);
-}
+WEFT_TEST_ROOT(errors, cleanup_failures_are_kept_and_marked_collateral,
+	collateral_root, NULL)
 
 static int all_cancelled_root(void *arg)
 {
@@ -250,11 +233,8 @@ static int all_cancelled_root(void *arg)
 	return 0;
 }
 
-static void test_errors__cancellation_is_never_a_failure(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		all_cancelled_root, NULL), 0);
-}
+WEFT_TEST_ROOT(errors, cancellation_is_never_a_failure,
+	all_cancelled_root, NULL)
 
 static int fail_oom_late(void *arg)
 {
@@ -287,12 +267,8 @@ static int fatal_root(void *arg)
 	return 0;
 }
 
-static void test_errors__fatal_class_failure_is_primary_and_keeps_the_rest(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), fatal_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(errors, fatal_class_failure_is_primary_and_keeps_the_rest,
+	fatal_root, NULL)
 
 /* }======================================================= */
 
@@ -339,13 +315,8 @@ static int many_failures_root(void *arg)
 	return 0;
 }
 
-static void test_errors__every_failure_of_a_huge_group_appears_exactly_once(
-	void **state)
-{
-	struct many m = { weft_test_scale(100000) };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		many_failures_root, &m), 0);
-}
+WEFT_TEST_ROOT(errors, every_failure_of_a_huge_group_appears_exactly_once,
+	many_failures_root, &(struct many){ weft_test_scale(100000) })
 
 /* }======================================================= */
 

@@ -1,4 +1,6 @@
-/* Task groups: semantics.md "Groups & joining" (rules 1-8). */
+/* Task groups (include/weft/group.h): docs/semantics.md rules 1-8, a
+ * section for each in order (4 and 5 share one), then plain threads,
+ * misuse and nesting. */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -30,7 +32,7 @@ static int sleep_then_count(void *arg)
 	return 0;
 }
 
-/* {======================================================= rule 1 */
+/* {======================================================= join waits for everything */
 
 static int join_waits_root(void *arg)
 {
@@ -49,8 +51,7 @@ static int join_waits_root(void *arg)
 static void test_group__join_waits_for_every_child(void **state)
 {
 	struct counter c = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		join_waits_root, &c), 0);
+	weft_test_root(state, join_waits_root, &c);
 	assert_int_equal(atomic_load(&c.n), 550);
 }
 
@@ -80,8 +81,7 @@ static void test_group__join_waits_for_children_spawned_during_join(
 	void **state)
 {
 	struct counter c = { .fanout = 30 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		join_late_spawns_root, &c), 0);
+	weft_test_root(state, join_late_spawns_root, &c);
 	assert_int_equal(atomic_load(&c.n), 600);
 }
 
@@ -94,15 +94,12 @@ static int empty_group_root(void *arg)
 	return 0;
 }
 
-static void test_group__join_of_an_empty_group_returns_at_once(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		empty_group_root, NULL), 0);
-}
+WEFT_TEST_ROOT(group, join_of_an_empty_group_returns_at_once,
+	empty_group_root, NULL)
 
 /* }======================================================= */
 
-/* {======================================================= rule 2 */
+/* {======================================================= closed means closed */
 
 static int closed_root(void *arg)
 {
@@ -122,16 +119,12 @@ static int closed_root(void *arg)
 	return 0;
 }
 
-static void test_group__spawn_into_a_closed_group_is_refused(void **state)
-{
-	struct counter c = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), closed_root,
-		&c), 0);
-}
+WEFT_TEST_ROOT(group, spawn_into_a_closed_group_is_refused,
+	closed_root, &(struct counter){ 0 })
 
 /* }======================================================= */
 
-/* {======================================================= rule 3 */
+/* {======================================================= cancelled but open */
 
 struct cancelled_spawn {
 	atomic_int ran;
@@ -166,8 +159,7 @@ static void test_group__cancelled_group_accepts_spawns_that_start_cancelled(
 	void **state)
 {
 	struct cancelled_spawn cs = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		cancelled_open_root, &cs), 0);
+	weft_test_root(state, cancelled_open_root, &cs);
 	assert_int_equal(atomic_load(&cs.ran), 1);
 	assert_int_equal(atomic_load(&cs.saw_cancel), 1);
 }
@@ -190,14 +182,13 @@ static void test_group__skippable_task_cancelled_before_running_is_skipped(
 	void **state)
 {
 	struct cancelled_spawn cs = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		skippable_root, &cs), 0);
+	weft_test_root(state, skippable_root, &cs);
 	assert_int_equal(atomic_load(&cs.ran), 0);
 }
 
 /* }======================================================= */
 
-/* {======================================================= rules 4-5 */
+/* {======================================================= first and body failure */
 
 struct failing {
 	atomic_int cancelled_siblings;
@@ -247,8 +238,7 @@ static void test_group__first_failure_cancels_siblings_and_join_collects_all(
 	void **state)
 {
 	struct failing f = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		first_failure_root, &f), 0);
+	weft_test_root(state, first_failure_root, &f);
 	assert_int_equal(atomic_load(&f.cancelled_siblings),
 		atomic_load(&f.started));
 }
@@ -279,14 +269,13 @@ static void test_group__body_failure_cancels_children_and_is_a_leaf(
 	void **state)
 {
 	struct failing f = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		body_failure_root, &f), 0);
+	weft_test_root(state, body_failure_root, &f);
 	assert_int_equal(atomic_load(&f.cancelled_siblings), 4);
 }
 
 /* }======================================================= */
 
-/* {======================================================= rule 6 */
+/* {======================================================= own vs outer cancel */
 
 static int group_cancel_absorbed_root(void *arg)
 {
@@ -305,8 +294,7 @@ static int group_cancel_absorbed_root(void *arg)
 static void test_group__own_cancellation_is_absorbed_by_join(void **state)
 {
 	struct failing f = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		group_cancel_absorbed_root, &f), 0);
+	weft_test_root(state, group_cancel_absorbed_root, &f);
 	assert_int_equal(atomic_load(&f.cancelled_siblings), 4);
 }
 
@@ -333,14 +321,13 @@ static int outer_cancel_root(void *arg)
 static void test_group__outer_cancellation_passes_through_join(void **state)
 {
 	struct failing f = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		outer_cancel_root, &f), 0);
+	weft_test_root(state, outer_cancel_root, &f);
 	assert_int_equal(atomic_load(&f.cancelled_siblings), 4);
 }
 
 /* }======================================================= */
 
-/* {======================================================= rule 7 */
+/* {======================================================= no silent orphaning */
 
 static int leave_without_join(void *arg)
 {
@@ -488,8 +475,7 @@ static void test_group__a_plain_thread_spawns_into_a_retained_group(
 	void **state)
 {
 	struct plain_spawner p = { .n = weft_test_scale(2000) };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		plain_spawn_root, &p), 0);
+	weft_test_root(state, plain_spawn_root, &p);
 	assert_int_equal(p.spawn_rc, 0);
 	assert_int_equal(atomic_load(&p.ran), p.n);
 	assert_int_equal(p.after_join_rc, WEFT_ECLOSED);
@@ -527,14 +513,13 @@ static int plain_start_root(void *arg)
 static void test_group__start_from_a_plain_thread_is_enotfiber(void **state)
 {
 	struct plain_spawner p = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		plain_start_root, &p), 0);
+	weft_test_root(state, plain_start_root, &p);
 	assert_int_equal(p.after_join_rc, WEFT_ENOTFIBER);
 }
 
 /* }======================================================= */
 
-/* {======================================================= rule 8 */
+/* {======================================================= memory ordering */
 
 struct handoff {
 	long before;  /* plain: written before spawn, read by the child */
@@ -568,11 +553,7 @@ static int ordering_root(void *arg)
 	return 0;
 }
 
-static void test_group__spawn_and_join_order_plain_memory(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		ordering_root, NULL), 0);
-}
+WEFT_TEST_ROOT(group, spawn_and_join_order_plain_memory, ordering_root, NULL)
 
 /* }======================================================= */
 
@@ -609,13 +590,8 @@ static int misuse_root(void *arg)
 	return 0;
 }
 
-static void test_group__join_by_another_task_or_out_of_order_is_refused(
-	void **state)
-{
-	struct misuse m = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), misuse_root,
-		&m), 0);
-}
+WEFT_TEST_ROOT(group, join_by_another_task_or_out_of_order_is_refused,
+	misuse_root, &(struct misuse){ 0 })
 
 /* }======================================================= */
 
@@ -635,11 +611,8 @@ static int nested_level(void *arg)
 	return 0;
 }
 
-static void test_group__nested_groups_join_a_tree_of_tasks(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), nested_level,
-		(void *)(intptr_t)7), 0);
-}
+WEFT_TEST_ROOT(group, nested_groups_join_a_tree_of_tasks,
+	nested_level, (void *)(intptr_t)7)
 
 /* }======================================================= */
 

@@ -1,8 +1,8 @@
-/* Introspection (semantics rules 37 and 38; include/weft/inspect.h):
- * names, ids, current / root task, parent group and children, the
- * all_tasks snapshot, the text and JSON dump of the tree (also from a
- * plain thread during a spawn storm), done callbacks, errors.  Every
- * test runs at 1, 2 and 4 workers. */
+/* Introspection (docs/semantics.md rules 37 and 38;
+ * include/weft/inspect.h): names, ids, current / root task, parent group
+ * and children, the all_tasks snapshot, the text and JSON dump of the
+ * tree (also from a plain thread during a spawn storm), done callbacks,
+ * errors.  Every test runs at 1, 2 and 4 workers. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,17 +13,6 @@
 #include <string.h>
 
 #include "support.h"
-
-/* Yields until *p >= want (bounded: a lost update fails, not hangs). */
-static int wait_for(atomic_int *p, int want)
-{
-	for (long i = 0; i < 50000000L; i++) {
-		if (atomic_load(p) >= want)
-			return 1;
-		weft_yield();
-	}
-	return 0;
-}
 
 /* Sleeps until cancelled (the group is cancelled at the end). */
 static int park_until_cancelled(void *arg)
@@ -259,8 +248,7 @@ static void test_inspect__default_names_come_from_the_function(void **state)
 {
 	struct names n;
 	memset(&n, 0, sizeof n);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), names_root,
-		&n), 0);
+	weft_test_root(state, names_root, &n);
 	assert_string_equal(n.seen[5], "a_function_with_a_name");
 	assert_string_equal(n.seen[4], "started_function");
 	assert_string_equal(n.seen[0], "custom");
@@ -279,7 +267,7 @@ static int rename_child(void *arg)
 	CHECK_EQ(weft_task_set_name("renamed"), 0);
 	CHECK(strcmp(weft_task_name(weft_current_task()), "renamed") == 0);
 	atomic_store(&r->renamed, 1);
-	CHECK(wait_for(&r->release, 1));
+	CHECK(weft_test_yield_until(&r->release, 1));
 	/* Longer than the limit: cut at WEFT_TASK_NAME_MAX - 1 bytes. */
 	char longname[100];
 	memset(longname, 'x', sizeof longname - 1);
@@ -297,7 +285,7 @@ static int rename_root(void *arg)
 	CHECK_EQ(weft_group_open(&g), 0);
 	weft_spawn_opts_t o = { .handle = &r->child };
 	CHECK_EQ(weft_group_spawn_opts(g, rename_child, r, &o), 0);
-	CHECK(wait_for(&r->renamed, 1));
+	CHECK(weft_test_yield_until(&r->renamed, 1));
 	/* Snapshots see the new name. */
 	weft_task_info_t info[8];
 	size_t n = 0;
@@ -314,13 +302,8 @@ static int rename_root(void *arg)
 	return 0;
 }
 
-static void test_inspect__set_name_renames_the_calling_task(void **state)
-{
-	struct rename r;
-	memset(&r, 0, sizeof r);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), rename_root,
-		&r), 0);
-}
+WEFT_TEST_ROOT(inspect, set_name_renames_the_calling_task,
+	rename_root, &(struct rename){ 0 })
 
 /* }======================================================= */
 
@@ -386,8 +369,7 @@ static void test_inspect__current_root_and_parent_group(void **state)
 {
 	struct family f;
 	memset(&f, 0, sizeof f);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), family_root,
-		&f), 0);
+	weft_test_root(state, family_root, &f);
 	/* A plain thread is not a task. */
 	assert_null(weft_current_task());
 	assert_null(weft_root_task());
@@ -468,8 +450,8 @@ static int live_root(void *arg)
 		l->ids[l->nids++] = weft_task_id(h);
 		weft_task_release(h);
 	}
-	CHECK(wait_for(&l->parked, LIVE_PARKED));
-	CHECK(wait_for(&l->spinning, LIVE_SPINNING));
+	CHECK(weft_test_yield_until(&l->parked, LIVE_PARKED));
+	CHECK(weft_test_yield_until(&l->spinning, LIVE_SPINNING));
 	/* Tasks are parked and running on every worker: snapshots from here
 	 * and from a plain thread each see every one exactly once. */
 	pthread_t th;
@@ -679,9 +661,9 @@ static int tree_root(void *arg)
 	CHECK_EQ(weft_group_spawn_opts(t->g, tree_joiner, t, &o), 0);
 	o = (weft_spawn_opts_t){ .name = "spinner", .handle = &spinner };
 	CHECK_EQ(weft_group_spawn_opts(t->g, tree_spinner, t, &o), 0);
-	CHECK(wait_for(&t->shield_ready, 2));
-	CHECK(wait_for(&t->parked, 1));
-	CHECK(wait_for(&t->spinning, 1));
+	CHECK(weft_test_yield_until(&t->shield_ready, 2));
+	CHECK(weft_test_yield_until(&t->parked, 1));
+	CHECK(weft_test_yield_until(&t->spinning, 1));
 	CHECK(tree_wait_parked(t->g, weft_task_id(t->sleeper), "sleep"));
 	CHECK(tree_wait_parked(t->g, weft_task_id(t->cancelme), "sleep"));
 	CHECK(tree_wait_parked(t->g, weft_task_id(waiter), "task wait"));
@@ -716,8 +698,7 @@ static void test_inspect__dump_shows_the_tree_as_text_and_json(void **state)
 {
 	struct tree *t = calloc(1, sizeof *t);
 	assert_non_null(t);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), tree_root,
-		t), 0);
+	weft_test_root(state, tree_root, t);
 	/* Text: one line per node, children indented under parents. */
 	if (getenv("WEFT_TEST_VERBOSE"))
 		printf("%s\n%s\n", t->text, t->json);
@@ -933,7 +914,7 @@ static void done_second(weft_task_t *h, void *arg)
 static int done_task(void *arg)
 {
 	struct done *d = arg;
-	CHECK(wait_for(&d->release, 1));
+	CHECK(weft_test_yield_until(&d->release, 1));
 	weft_task_set_result(d);
 	return 0;
 }
@@ -971,8 +952,7 @@ static void test_inspect__done_callbacks_run_once_before_and_after_completion(
 {
 	struct done d;
 	memset(&d, 0, sizeof d);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), done_root,
-		&d), 0);
+	weft_test_root(state, done_root, &d);
 	assert_int_equal(atomic_load(&d.calls), 2);
 	/* From a plain thread, after the end: at once as well. */
 }
@@ -1042,8 +1022,7 @@ static void test_inspect__done_callbacks_racing_completion_run_exactly_once(
 	for (int round = 0; round < 5; round++) {
 		for (int i = 0; i < RACE_TASKS; i++)
 			atomic_store(&r->calls[i], 0);
-		assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-			race_root, r), 0);
+		weft_test_root(state, race_root, r);
 		assert_int_equal(atomic_load(&r->bad_state), 0);
 	}
 	free(r);
@@ -1144,8 +1123,7 @@ static void test_inspect__errors(void **state)
 	assert_int_equal(weft_all_tasks(NULL, info, 4, &n), WEFT_ENOTFIBER);
 	assert_int_equal(weft_runtime_dump_buf(NULL, WEFT_DUMP_TEXT, NULL, 0,
 		&n), WEFT_ENOTFIBER);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), errors_root,
-		NULL), 0);
+	weft_test_root(state, errors_root, NULL);
 }
 
 /* }======================================================= */

@@ -113,12 +113,8 @@ static int complete_root(void *arg)
 	return 0;
 }
 
-/* Many operations on many tasks complete with their results. */
-static void test_ops_complete(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		complete_root, NULL), 0);
-}
+WEFT_TEST_ROOT(ioop, many_operations_on_many_tasks_complete_with_their_results,
+	complete_root, NULL)
 
 static int cancel_root(void *arg)
 {
@@ -135,12 +131,8 @@ static int cancel_root(void *arg)
 	return 0;
 }
 
-/* A deadline stops an operation that would take an hour. */
-static void test_op_cancelled_by_deadline(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		cancel_root, NULL), 0);
-}
+WEFT_TEST_ROOT(ioop, a_deadline_stops_an_operation_that_would_take_an_hour,
+	cancel_root, NULL)
 
 static int precancel_root(void *arg)
 {
@@ -158,12 +150,9 @@ static int precancel_root(void *arg)
 	return 0;
 }
 
-/* An operation started in a cancelled scope is never submitted. */
-static void test_op_precancelled(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		precancel_root, NULL), 0);
-}
+WEFT_TEST_ROOT(ioop,
+	an_operation_started_in_a_cancelled_scope_is_never_submitted,
+	precancel_root, NULL)
 
 static int uncancellable_root(void *arg)
 {
@@ -181,11 +170,9 @@ static int uncancellable_root(void *arg)
 
 /* An operation that cannot be stopped is waited for, and its real result
  * is returned; the cancellation shows at the next checkpoint. */
-static void test_op_uncancellable(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		uncancellable_root, NULL), 0);
-}
+WEFT_TEST_ROOT(ioop,
+	an_uncancellable_operation_is_waited_for_and_keeps_its_result,
+	uncancellable_root, NULL)
 
 struct race {
 	weft_scope_t *scope;
@@ -256,16 +243,14 @@ static int race_root(void *arg)
 /* Completion and cancellation race on other threads: every op ends in
  * exactly one of the two ways, and its frame outlives the I/O thread's
  * last access (ASan). */
-static void test_op_cancel_races(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		race_root, NULL), 0);
-}
+WEFT_TEST_ROOT(ioop, completion_racing_cancellation_ends_each_operation_one_way,
+	race_root, NULL)
 
 static int plain_thread_rc;
 
 /* From a plain thread: WEFT_ENOTFIBER, nothing submitted. */
-static void test_op_not_fiber(void **state)
+static void test_ioop__a_plain_thread_gets_enotfiber_and_submits_nothing(
+	void **state)
 {
 	(void)state;
 	plain_thread_rc = timer_op_run(1, true, NULL);
@@ -273,7 +258,7 @@ static void test_op_not_fiber(void **state)
 }
 
 /* libuv's codes become weft's. */
-static void test_uverr_map(void **state)
+static void test_ioop__libuv_error_codes_become_weft_codes(void **state)
 {
 	(void)state;
 	assert_int_equal(weft__io_uverr(UV_ECONNREFUSED), -ECONNREFUSED);
@@ -338,25 +323,22 @@ static int reclaim_root(void *arg)
 	return 0;
 }
 
-static void test_reclaim_waits_for_running_fibers(void **state)
-{
-	(void)state;
-	assert_int_equal(weft_test_run(2, reclaim_root, NULL), 0);
-}
+WEFT_TEST_ROOT(ioop, reclaim_waits_until_a_running_fiber_has_switched,
+	reclaim_root, NULL)
 
 /* }======================================================= */
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		WEFT_TEST(test_ops_complete),
-		WEFT_TEST(test_op_cancelled_by_deadline),
-		WEFT_TEST(test_op_precancelled),
-		WEFT_TEST(test_op_uncancellable),
-		WEFT_TEST(test_op_cancel_races),
-		cmocka_unit_test(test_op_not_fiber),
-		cmocka_unit_test(test_uverr_map),
-		cmocka_unit_test(test_reclaim_waits_for_running_fibers),
+		WEFT_TEST(test_ioop__many_operations_on_many_tasks_complete_with_their_results),
+		WEFT_TEST(test_ioop__a_deadline_stops_an_operation_that_would_take_an_hour),
+		WEFT_TEST(test_ioop__an_operation_started_in_a_cancelled_scope_is_never_submitted),
+		WEFT_TEST(test_ioop__an_uncancellable_operation_is_waited_for_and_keeps_its_result),
+		WEFT_TEST(test_ioop__completion_racing_cancellation_ends_each_operation_one_way),
+		cmocka_unit_test(test_ioop__a_plain_thread_gets_enotfiber_and_submits_nothing),
+		cmocka_unit_test(test_ioop__libuv_error_codes_become_weft_codes),
+		WEFT_TEST_AT(test_ioop__reclaim_waits_until_a_running_fiber_has_switched, 2),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

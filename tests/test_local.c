@@ -1,7 +1,7 @@
-/* Task-local context (semantics rule 36; include/weft/local.h): snapshots
- * of the spawning task's context, per-spawn overrides, nested bind /
- * unbind, key destructors, the offload-thread attach API, errors and
- * allocation failure.  Every test runs at 1, 2 and 4 workers. */
+/* Task-local context (docs/semantics.md rule 36; include/weft/local.h):
+ * snapshots of the spawning task's context, per-spawn overrides, nested
+ * bind / unbind, key destructors, the offload-thread attach API, errors
+ * and allocation failure.  Every test runs at 1, 2 and 4 workers. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,7 +13,7 @@
 
 #define V(x) ((void *)(uintptr_t)(x))
 
-/* weft_test_run checks for leaks when the runtime is gone, so keys are
+/* weft_test_root checks for leaks when the runtime is gone, so keys are
  * created and destroyed inside the root task: run_with_key runs fn(arg)
  * as the root with *key (and *other, if not NULL) created before it and
  * destroyed after it (*key only unless keep: fn destroyed it itself). */
@@ -39,12 +39,12 @@ static int keyed_root(void *arg)
 	return rc;
 }
 
-static int run_with_key(unsigned workers, weft_fn fn, void *arg,
+static void run_with_key(void **state, weft_fn fn, void *arg,
 	weft_local_key_t **key, weft_local_key_t **other,
 	void (*dtor)(void *), bool keep)
 {
 	struct keyed k = { key, other, dtor, keep, fn, arg };
-	return weft_test_run(workers, keyed_root, &k);
+	weft_test_root(state, keyed_root, &k);
 }
 
 /* The value of key in the calling task, or -1 if unbound (-2 on error). */
@@ -59,18 +59,6 @@ static long get_val(weft_local_key_t *key)
 	if (rc != 0)
 		return -2;
 	return (long)(uintptr_t)v;
-}
-
-/* Yields until *p >= want; bounded, so a lost update fails the test
- * instead of hanging it. */
-static int wait_for(atomic_int *p, int want)
-{
-	for (long i = 0; i < 50000000L; i++) {
-		if (atomic_load(p) >= want)
-			return 1;
-		weft_yield();
-	}
-	return 0;
 }
 
 /* {======================================================= snapshots */
@@ -128,8 +116,7 @@ static void test_local__child_sees_the_spawning_tasks_snapshot_not_the_owners(
 {
 	struct snap s;
 	memset(&s, 0, sizeof s);
-	assert_int_equal(run_with_key(WEFT_TEST_WORKERS(state), snap_root,
-		&s, &s.key, NULL, NULL, false), 0);
+	run_with_key(state, snap_root, &s, &s.key, NULL, NULL, false);
 	assert_int_equal(atomic_load(&s.seen_b), 2);
 	assert_int_equal(atomic_load(&s.seen_c), 1);
 	weft_test_assert_no_leaks();
@@ -146,13 +133,13 @@ static int later_child(void *arg)
 {
 	struct later *l = arg;
 	CHECK_EQ(get_val(l->key), 10);
-	CHECK(wait_for(&l->parent_rebound, 1));
+	CHECK(weft_test_yield_until(&l->parent_rebound, 1));
 	CHECK_EQ(get_val(l->key), 10);  /* the parent's change is not seen */
 	weft_local_token_t tok;
 	CHECK_EQ(weft_local_bind(l->key, V(30), &tok), 0);
 	CHECK_EQ(get_val(l->key), 30);
 	atomic_store(&l->child_bound, 1);
-	CHECK(wait_for(&l->child_done, 1));
+	CHECK(weft_test_yield_until(&l->child_done, 1));
 	CHECK_EQ(weft_local_unbind(&tok), 0);
 	CHECK_EQ(get_val(l->key), 10);
 	return 0;
@@ -168,7 +155,7 @@ static int later_root(void *arg)
 	CHECK_EQ(weft_group_spawn(g, later_child, l), 0);
 	CHECK_EQ(weft_local_bind(l->key, V(20), &t2), 0);
 	atomic_store(&l->parent_rebound, 1);
-	CHECK(wait_for(&l->child_bound, 1));
+	CHECK(weft_test_yield_until(&l->child_bound, 1));
 	CHECK_EQ(get_val(l->key), 20);  /* the child's binding is not seen */
 	atomic_store(&l->child_done, 1);
 	CHECK_EQ(weft_local_unbind(&t2), 0);
@@ -184,8 +171,7 @@ static void test_local__later_changes_are_not_shared_between_parent_and_child(
 {
 	struct later l;
 	memset(&l, 0, sizeof l);
-	assert_int_equal(run_with_key(WEFT_TEST_WORKERS(state), later_root,
-		&l, &l.key, NULL, NULL, false), 0);
+	run_with_key(state, later_root, &l, &l.key, NULL, NULL, false);
 	weft_test_assert_no_leaks();
 }
 
@@ -253,8 +239,7 @@ static void test_local__spawn_option_overrides_the_snapshot(void **state)
 {
 	struct ovr o;
 	memset(&o, 0, sizeof o);
-	assert_int_equal(run_with_key(WEFT_TEST_WORKERS(state), ovr_root,
-		&o, &o.key, &o.other, NULL, false), 0);
+	run_with_key(state, ovr_root, &o, &o.key, &o.other, NULL, false);
 	assert_int_equal(atomic_load(&o.seen[0]), 5);
 	assert_int_equal(atomic_load(&o.seen_other[0]), -1);
 	assert_int_equal(atomic_load(&o.seen[1]), 7);
@@ -319,8 +304,7 @@ static void test_local__nested_bindings_unbind_lifo_and_misnesting_is_refused(
 {
 	struct nest n;
 	memset(&n, 0, sizeof n);
-	assert_int_equal(run_with_key(WEFT_TEST_WORKERS(state), nest_root,
-		&n, &n.key, NULL, NULL, false), 0);
+	run_with_key(state, nest_root, &n, &n.key, NULL, NULL, false);
 	weft_test_assert_no_leaks();
 }
 
@@ -353,7 +337,7 @@ static int dtor_child(void *arg)
 {
 	struct dtor *d = arg;
 	CHECK_EQ(get_val(d->key), DTOR_VALUES - 1);
-	CHECK(wait_for(&d->release, 1));
+	CHECK(weft_test_yield_until(&d->release, 1));
 	CHECK_EQ(get_val(d->key), DTOR_VALUES - 1);
 	atomic_fetch_sub(&dtor_holders, 1);
 	return 0;
@@ -397,8 +381,7 @@ static void test_local__key_destructor_runs_once_per_value_after_last_holder(
 	for (int i = 0; i < DTOR_VALUES; i++)
 		atomic_store(&dtor_calls[i], 0);
 	atomic_store(&dtor_early, 0);
-	assert_int_equal(run_with_key(WEFT_TEST_WORKERS(state), dtor_root,
-		&d, &d.key, NULL, dtor_count, true), 0);
+	run_with_key(state, dtor_root, &d, &d.key, NULL, dtor_count, true);
 	for (int i = 0; i < DTOR_VALUES; i++)
 		assert_int_equal(atomic_load(&dtor_calls[i]), 1);
 	assert_int_equal(atomic_load(&dtor_early), 0);
@@ -442,9 +425,8 @@ static void test_local__bindings_left_at_exit_and_captures_are_destroyed_once(
 {
 	for (int i = 0; i < DTOR_VALUES; i++)
 		atomic_store(&dtor_calls[i], 0);
-	assert_int_equal(run_with_key(WEFT_TEST_WORKERS(state),
-		dtor_leftover_root, NULL, &leftover_key, NULL, dtor_count,
-		false), 0);
+	run_with_key(state, dtor_leftover_root, NULL, &leftover_key, NULL,
+		dtor_count, false);
 	assert_int_equal(atomic_load(&dtor_calls[1]), 1);
 	assert_int_equal(atomic_load(&dtor_calls[3]), 1);
 	weft_test_assert_no_leaks();
@@ -503,8 +485,7 @@ static void test_local__offload_thread_sees_the_sending_tasks_context(
 {
 	struct offload o;
 	memset(&o, 0, sizeof o);
-	assert_int_equal(run_with_key(WEFT_TEST_WORKERS(state), offload_root,
-		&o, &o.key, NULL, NULL, false), 0);
+	run_with_key(state, offload_root, &o, &o.key, NULL, NULL, false);
 	assert_int_equal(o.seen, 42);
 	assert_int_equal(o.rc_capture, 0);
 	assert_int_equal(o.seen_empty, -1);
@@ -571,8 +552,7 @@ static void test_local__errors(void **state)
 	assert_int_equal(weft_local_unbind(&tok), WEFT_ENOTFIBER);
 	assert_int_equal(weft_local_get(key, &v), WEFT_ENOTFIBER);
 	assert_int_equal(weft_context_capture(&c), WEFT_ENOTFIBER);
-	assert_int_equal(run_with_key(WEFT_TEST_WORKERS(state), errors_root,
-		NULL, &errors_key, NULL, NULL, false), 0);
+	run_with_key(state, errors_root, NULL, &errors_key, NULL, NULL, false);
 	weft_test_assert_no_leaks();
 }
 

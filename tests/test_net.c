@@ -181,10 +181,7 @@ static int echo_root(void *arg)
 	return 0;
 }
 
-static void test_net__echo_many_clients_through_serve(void **state)
-{
-	weft_test_run(WEFT_TEST_WORKERS(state), echo_root, NULL);
-}
+WEFT_TEST_ROOT(net, echo_many_clients_through_serve, echo_root, NULL)
 
 /* }======================================================= */
 
@@ -215,10 +212,8 @@ static int halfclose_root(void *arg)
 	return 0;
 }
 
-static void test_net__half_close_sends_eof_and_keeps_reading(void **state)
-{
-	weft_test_run(WEFT_TEST_WORKERS(state), halfclose_root, NULL);
-}
+WEFT_TEST_ROOT(net, half_close_sends_eof_and_keeps_reading,
+	halfclose_root, NULL)
 
 static int until_root(void *arg)
 {
@@ -264,10 +259,8 @@ static int until_root(void *arg)
 	return 0;
 }
 
-static void test_net__read_until_keeps_bytes_after_the_delimiter(void **state)
-{
-	weft_test_run(WEFT_TEST_WORKERS(state), until_root, NULL);
-}
+WEFT_TEST_ROOT(net, read_until_keeps_bytes_after_the_delimiter,
+	until_root, NULL)
 
 static int refused_root(void *arg)
 {
@@ -290,10 +283,7 @@ static int refused_root(void *arg)
 	return 0;
 }
 
-static void test_net__refused_and_address_in_use(void **state)
-{
-	weft_test_run(WEFT_TEST_WORKERS(state), refused_root, NULL);
-}
+WEFT_TEST_ROOT(net, refused_and_address_in_use, refused_root, NULL)
 
 static int reset_root(void *arg)
 {
@@ -317,10 +307,7 @@ static int reset_root(void *arg)
 	return 0;
 }
 
-static void test_net__peer_reset_is_an_error_not_a_signal(void **state)
-{
-	weft_test_run(WEFT_TEST_WORKERS(state), reset_root, NULL);
-}
+WEFT_TEST_ROOT(net, peer_reset_is_an_error_not_a_signal, reset_root, NULL)
 
 /* }======================================================= */
 
@@ -408,10 +395,7 @@ static int cancel_read_root(void *arg)
 	return 0;
 }
 
-static void test_net__cancelled_read_consumes_nothing(void **state)
-{
-	weft_test_run(WEFT_TEST_WORKERS(state), cancel_read_root, NULL);
-}
+WEFT_TEST_ROOT(net, cancelled_read_consumes_nothing, cancel_read_root, NULL)
 
 static int busy_root(void *arg)
 {
@@ -437,10 +421,7 @@ static int busy_root(void *arg)
 	return 0;
 }
 
-static void test_net__second_reader_gets_ebusy(void **state)
-{
-	weft_test_run(WEFT_TEST_WORKERS(state), busy_root, NULL);
-}
+WEFT_TEST_ROOT(net, second_reader_gets_ebusy, busy_root, NULL)
 
 static int cancel_accept_root(void *arg)
 {
@@ -474,10 +455,7 @@ static int cancel_accept_root(void *arg)
 	return 0;
 }
 
-static void test_net__cancelled_accept_takes_nothing(void **state)
-{
-	weft_test_run(WEFT_TEST_WORKERS(state), cancel_accept_root, NULL);
-}
+WEFT_TEST_ROOT(net, cancelled_accept_takes_nothing, cancel_accept_root, NULL)
 
 static int cancel_write_root(void *arg)
 {
@@ -502,10 +480,7 @@ static int cancel_write_root(void *arg)
 	return 0;
 }
 
-static void test_net__cancelled_write_breaks_the_stream(void **state)
-{
-	weft_test_run(WEFT_TEST_WORKERS(state), cancel_write_root, NULL);
-}
+WEFT_TEST_ROOT(net, cancelled_write_breaks_the_stream, cancel_write_root, NULL)
 
 static int cancel_connect_root(void *arg)
 {
@@ -540,7 +515,7 @@ static int cancel_connect_root(void *arg)
 static void test_net__cancelled_connect_leaves_no_socket(void **state)
 {
 	int fds = weft_test_count_fds();
-	weft_test_run(WEFT_TEST_WORKERS(state), cancel_connect_root, NULL);
+	weft_test_root(state, cancel_connect_root, NULL);
 	assert_int_equal(weft_test_count_fds(), fds);
 }
 
@@ -572,10 +547,7 @@ static int options_root(void *arg)
 	return 0;
 }
 
-static void test_net__socket_options_and_addresses(void **state)
-{
-	weft_test_run(WEFT_TEST_WORKERS(state), options_root, NULL);
-}
+WEFT_TEST_ROOT(net, socket_options_and_addresses, options_root, NULL)
 
 /* Happy Eyeballs over two loopback addresses: 127.0.0.1:P silently drops
  * SYNs (a listener whose queue is full), 127.0.0.2:P accepts: the connect
@@ -644,7 +616,7 @@ static void test_net__happy_eyeballs_falls_back_after_the_stagger(
 	void **state)
 {
 	int fds = weft_test_count_fds();
-	weft_test_run(WEFT_TEST_WORKERS(state), eyeballs_root, NULL);
+	weft_test_root(state, eyeballs_root, NULL);
 	/* The losing attempt's socket was closed. */
 	assert_int_equal(weft_test_count_fds(), fds);
 }
@@ -682,7 +654,7 @@ static void test_net__unix_domain_stream(void **state)
 {
 	char path[64];
 	snprintf(path, sizeof path, "/tmp/weft-test-%d.sock", (int)getpid());
-	weft_test_run(WEFT_TEST_WORKERS(state), unix_root, path);
+	weft_test_root(state, unix_root, path);
 }
 
 static int dns_root(void *arg)
@@ -707,10 +679,7 @@ static int dns_root(void *arg)
 	return 0;
 }
 
-static void test_net__getaddrinfo_and_failures(void **state)
-{
-	weft_test_run(WEFT_TEST_WORKERS(state), dns_root, NULL);
-}
+WEFT_TEST_ROOT(net, getaddrinfo_and_failures, dns_root, NULL)
 
 static void test_net__bad_arguments(void **state)
 {
@@ -785,10 +754,7 @@ static int emfile_root(void *arg)
 	return 0;
 }
 
-static void test_net__emfile_then_accept_loop_continues(void **state)
-{
-	weft_test_run(WEFT_TEST_WORKERS(state), emfile_root, NULL);
-}
+WEFT_TEST_ROOT(net, emfile_then_accept_loop_continues, emfile_root, NULL)
 
 /* A separate process (its own fd table) holds `n` connections open at
  * once, echoes a message on each, then closes them all. */
@@ -868,7 +834,7 @@ static void test_net__ten_thousand_concurrent_connections(void **state)
 	close(p[0]);
 	m.port_pipe = p[1];
 	m.status = -1;
-	weft_test_run(WEFT_TEST_WORKERS(state), many_root, &m);
+	weft_test_root(state, many_root, &m);
 	close(p[1]);
 	assert_true(WIFEXITED(m.status));
 	assert_int_equal(WEXITSTATUS(m.status), 0);
@@ -953,7 +919,7 @@ static void test_net__hundred_thousand_sequential_connections(void **state)
 	struct seq q = { .n = weft_test_scale(100000) };
 	if (q.n < 2000)
 		q.n = 2000;
-	weft_test_run(WEFT_TEST_WORKERS(state), seq_root, &q);
+	weft_test_root(state, seq_root, &q);
 }
 
 /* }======================================================= */
@@ -978,12 +944,8 @@ int main(void)
 		WEFT_TEST(test_net__getaddrinfo_and_failures),
 		cmocka_unit_test(test_net__bad_arguments),
 		WEFT_TEST(test_net__emfile_then_accept_loop_continues),
-		cmocka_unit_test_prestate(
-			test_net__ten_thousand_concurrent_connections,
-			(void *)(uintptr_t)2),
-		cmocka_unit_test_prestate(
-			test_net__hundred_thousand_sequential_connections,
-			(void *)(uintptr_t)2),
+		WEFT_TEST_AT(test_net__ten_thousand_concurrent_connections, 2),
+		WEFT_TEST_AT(test_net__hundred_thousand_sequential_connections, 2),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

@@ -5,7 +5,7 @@
  * from plain threads); several roots and several runtimes at once; and the
  * error-code names and messages (include/weft/error.h).
  *
- * cmocka asserts only on the main thread (research/platform.md 3.3).
+ * cmocka asserts only work on the test's main thread.
  * Tasks record what they saw with CHECK (tests/support.h) or in plain
  * fields the main thread reads after weft_runtime_run returned.  Tests
  * that drive a runtime by hand end with assert_checks_passed(), which
@@ -127,9 +127,8 @@ static int basic_root(void *arg)
 static void test_runtime__create_run_destroy_runs_the_root_and_its_children(
 	void **state)
 {
-	unsigned workers = WEFT_TEST_WORKERS(state);
 	struct basic b = {0};
-	assert_int_equal(weft_test_run(workers, basic_root, &b), 0);
+	weft_test_root(state, basic_root, &b);
 	assert_int_equal(atomic_load(&b.roots), 1);
 	assert_int_equal(atomic_load(&b.children), 10);
 }
@@ -721,12 +720,10 @@ static int root_starts_plain_thread(void *arg)
 static void test_runtime__a_thread_started_by_a_task_is_not_a_fiber(
 	void **state)
 {
-	unsigned workers = WEFT_TEST_WORKERS(state);
 	struct thread_calls tc;
 	memset(&tc, 0, sizeof tc);
 	tc.err = make_error();
-	assert_int_equal(weft_test_run(workers, root_starts_plain_thread, &tc),
-		0);
+	weft_test_root(state, root_starts_plain_thread, &tc);
 	/* live_scopes was read while the root ran: it owns none. */
 	assert_plain_calls(&tc.r);
 }
@@ -795,16 +792,14 @@ static int root_records_ids(void *arg)
 static void test_runtime__inside_a_task_worker_count_is_the_configured_number(
 	void **state)
 {
-	unsigned workers = WEFT_TEST_WORKERS(state);
-	struct ids ids = {.workers = workers};
-	assert_int_equal(weft_test_run(workers, root_records_ids, &ids), 0);
+	struct ids ids = {.workers = WEFT_TEST_WORKERS(state)};
+	weft_test_root(state, root_records_ids, &ids);
 }
 
 static void test_runtime__every_task_has_its_own_nonzero_id(void **state)
 {
-	unsigned workers = WEFT_TEST_WORKERS(state);
-	struct ids ids = {.workers = workers};
-	assert_int_equal(weft_test_run(workers, root_records_ids, &ids), 0);
+	struct ids ids = {.workers = WEFT_TEST_WORKERS(state)};
+	weft_test_root(state, root_records_ids, &ids);
 	assert_true(ids.root_id != 0);
 	for (int i = 0; i < 8; i++) {
 		assert_true(ids.child_id[i] != 0);

@@ -42,7 +42,7 @@ static void test_sched__two_tasks_run_at_the_same_time_on_two_workers(
 	if (workers < 2)
 		skip();
 	struct meet m = { 0 };
-	assert_int_equal(weft_test_run(workers, meet_root, &m), 0);
+	weft_test_root(state, meet_root, &m);
 	assert_int_equal(atomic_load(&m.both_seen), 2);
 }
 
@@ -79,8 +79,7 @@ static void test_sched__io_thread_wakeups_are_not_starved_by_yield_loops(
 	void **state)
 {
 	struct meet m = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), starve_root,
-		&m), 0);
+	weft_test_root(state, starve_root, &m);
 	assert_int_equal(atomic_load(&m.stop), 1);
 }
 
@@ -121,21 +120,17 @@ static int rr_root(void *arg)
 	return 0;
 }
 
-static void test_sched__yielding_tasks_take_turns(void **state)
-{
-	/* On one worker, yield must be round robin: a LIFO requeue would let
-	 * the first task finish before the others started. */
-	(void)state;
-	struct rounds r = { 0 };
-	assert_int_equal(weft_test_run(1, rr_root, &r), 0);
-}
+/* On one worker, yield must be round robin: a LIFO requeue would let the
+ * first task finish before the others started. */
+WEFT_TEST_ROOT(sched, yielding_tasks_take_turns, rr_root,
+	&(struct rounds){ 0 })
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_sched__two_tasks_run_at_the_same_time_on_two_workers),
 		WEFT_TEST(test_sched__io_thread_wakeups_are_not_starved_by_yield_loops),
-		cmocka_unit_test(test_sched__yielding_tasks_take_turns),
+		WEFT_TEST_AT(test_sched__yielding_tasks_take_turns, 1),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

@@ -110,11 +110,7 @@ static int receive_root(void *arg)
 }
 
 /* SIGINT, SIGTERM, SIGHUP and SIGUSR1 sent to the process reach a task. */
-static void test_signal__a_task_receives_each_signal(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		receive_root, NULL), 0);
-}
+WEFT_TEST_ROOT(signal, a_task_receives_each_signal, receive_root, NULL)
 
 static int counted_root(void *arg)
 {
@@ -147,12 +143,8 @@ static int counted_root(void *arg)
 }
 
 /* Deliveries while nobody waits are counted and queued, not lost. */
-static void test_signal__deliveries_before_a_wait_are_all_received(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		counted_root, NULL), 0);
-}
+WEFT_TEST_ROOT(signal, deliveries_before_a_wait_are_all_received,
+	counted_root, NULL)
 
 struct waiter {
 	weft_signals_t *w;
@@ -225,12 +217,8 @@ static int cancel_root(void *arg)
 	return 0;
 }
 
-/* A cancelled wait consumed nothing (semantics rule 42). */
-static void test_signal__cancelled_wait_consumes_nothing(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		cancel_root, NULL), 0);
-}
+/* A cancelled wait consumed nothing (docs/semantics.md rule 42). */
+WEFT_TEST_ROOT(signal, cancelled_wait_consumes_nothing, cancel_root, NULL)
 
 static int deadline_root(void *arg)
 {
@@ -257,11 +245,7 @@ static int deadline_root(void *arg)
 }
 
 /* An enclosing deadline ends a wait (-ETIMEDOUT from fail_after). */
-static void test_signal__deadline_ends_a_wait(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		deadline_root, NULL), 0);
-}
+WEFT_TEST_ROOT(signal, deadline_ends_a_wait, deadline_root, NULL)
 
 static int close_root(void *arg)
 {
@@ -289,11 +273,7 @@ static int close_root(void *arg)
 }
 
 /* Closing a watcher wakes every task parked on it with WEFT_ECLOSED. */
-static void test_signal__close_wakes_parked_waiters(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		close_root, NULL), 0);
-}
+WEFT_TEST_ROOT(signal, close_wakes_parked_waiters, close_root, NULL)
 
 static int invalid_root(void *arg)
 {
@@ -336,8 +316,7 @@ static int invalid_root(void *arg)
 /* Signals that cannot or must not be caught, and bad arguments. */
 static void test_signal__invalid_arguments_fail_with_einval(void **state)
 {
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		invalid_root, NULL), 0);
+	weft_test_root(state, invalid_root, NULL);
 	/* Outside a task. */
 	int ok[] = { SIGUSR1 };
 	weft_signals_t *w;
@@ -386,8 +365,7 @@ static void test_signal__previous_disposition_comes_back(void **state)
 	int fds = -1;
 	for (int close_it = 1; close_it >= 0; close_it--) {
 		atomic_store(&app_handler_calls, 0);
-		assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-			disposition_root, &close_it), 0);
+		weft_test_root(state, disposition_root, &close_it);
 		assert_int_equal(atomic_load(&app_handler_calls), 0);
 		assert_int_equal(sigaction(SIGUSR1, NULL, &cur), 0);
 		assert_ptr_equal(cur.sa_handler, app_handler);
@@ -522,8 +500,7 @@ static int shutdown_root(void *arg)
 
 static void run_case(void **state, const struct shutdown_case *c)
 {
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		shutdown_root, (void *)c), 0);
+	weft_test_root(state, shutdown_root, (void *)c);
 }
 
 /* First signal: the stop event is set, and handlers that finish within
@@ -606,11 +583,7 @@ static int plain_trigger_root(void *arg)
 }
 
 /* A plain thread may trigger the shutdown. */
-static void test_shutdown__trigger_from_a_plain_thread(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		plain_trigger_root, NULL), 0);
-}
+WEFT_TEST_ROOT(shutdown, trigger_from_a_plain_thread, plain_trigger_root, NULL)
 
 static int leftover_root(void *arg)
 {
@@ -643,8 +616,7 @@ static void test_shutdown__runtime_destroy_leaves_nothing(void **state)
 	assert_int_equal(sigaction(SIGTERM, NULL, &term0), 0);
 	int fds = -1;
 	for (int i = 0; i < 2; i++) {
-		assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-			leftover_root, NULL), 0);
+		weft_test_root(state, leftover_root, NULL);
 		assert_int_equal(sigaction(SIGINT, NULL, &cur), 0);
 		assert_ptr_equal(cur.sa_handler, int0.sa_handler);
 		assert_int_equal(sigaction(SIGTERM, NULL, &cur), 0);

@@ -1,4 +1,5 @@
-/* start() / started(): semantics.md rules 13-16. */
+/* start() / started() (include/weft/group.h): docs/semantics.md
+ * rules 13-16, a section for each in order. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -26,7 +27,7 @@ static int service_ok(void *arg)
 	return 0;
 }
 
-/* {======================================================= rule 13 */
+/* {======================================================= the start value */
 
 static int start_value_root(void *arg)
 {
@@ -48,16 +49,12 @@ static int start_value_root(void *arg)
 	return 0;
 }
 
-static void test_start__start_returns_the_value_given_to_started(void **state)
-{
-	struct service s = { .port = 8080 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		start_value_root, &s), 0);
-}
+WEFT_TEST_ROOT(start, start_returns_the_value_given_to_started,
+	start_value_root, &(struct service){ .port = 8080 })
 
 /* }======================================================= */
 
-/* {======================================================= rule 14 */
+/* {======================================================= before started() */
 
 static int service_fails_early(void *arg)
 {
@@ -87,12 +84,8 @@ static int early_failure_root(void *arg)
 	return 0;
 }
 
-static void test_start__failure_before_started_is_returned_by_start_only(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		early_failure_root, NULL), 0);
-}
+WEFT_TEST_ROOT(start, failure_before_started_is_returned_by_start_only,
+	early_failure_root, NULL)
 
 struct other_starter {
 	weft_group_t *target;
@@ -147,18 +140,16 @@ static void test_start__group_cannot_close_while_a_start_is_pending(
 {
 	struct other_starter o;
 	memset(&o, 0, sizeof o);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		pending_start_root, &o), 0);
+	weft_test_root(state, pending_start_root, &o);
 	assert_int_equal(atomic_load(&o.start_rc), 0);
 	memset(&o, 0, sizeof o);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		pending_start_root_swapped, &o), 0);
+	weft_test_root(state, pending_start_root_swapped, &o);
 	assert_int_equal(atomic_load(&o.start_rc), 0);
 }
 
 /* }======================================================= */
 
-/* {======================================================= rule 15 */
+/* {======================================================= started twice or never */
 
 static int returns_without_started(void *arg)
 {
@@ -185,24 +176,16 @@ static int not_started_root(void *arg)
 	return 0;
 }
 
-static void test_start__returning_without_started_gives_enotstarted(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		not_started_root, NULL), 0);
-}
+WEFT_TEST_ROOT(start, returning_without_started_gives_enotstarted,
+	not_started_root, NULL)
 
-static void test_start__started_twice_gives_ealready(void **state)
-{
-	/* service_ok checks the second call. */
-	struct service s = { .port = 1 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		start_value_root, &s), 0);
-}
+/* service_ok checks the second call. */
+WEFT_TEST_ROOT(start, started_twice_gives_ealready, start_value_root,
+	&(struct service){ .port = 1 })
 
 /* }======================================================= */
 
-/* {======================================================= rule 16 */
+/* {======================================================= cancellation around start */
 
 static int slow_service(void *arg)
 {
@@ -231,13 +214,8 @@ static int cancelled_starter_root(void *arg)
 	return 0;
 }
 
-static void test_start__cancelled_caller_cancels_and_waits_for_the_child(
-	void **state)
-{
-	struct service s = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		cancelled_starter_root, &s), 0);
-}
+WEFT_TEST_ROOT(start, cancelled_caller_cancels_and_waits_for_the_child,
+	cancelled_starter_root, &(struct service){ 0 })
 
 static int starts_then_checks(void *arg)
 {
@@ -268,8 +246,7 @@ static void test_start__task_started_into_a_cancelled_group_arrives_cancelled(
 	void **state)
 {
 	struct service s = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		cancelled_target_root, &s), 0);
+	weft_test_root(state, cancelled_target_root, &s);
 	assert_int_equal(atomic_load(&s.cleanup_ran), 1);
 }
 
@@ -300,12 +277,8 @@ static int started_after_caller_cancel_root(void *arg)
 	return 0;
 }
 
-static void test_start__started_after_the_caller_was_cancelled_is_ecanceled(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		started_after_caller_cancel_root, NULL), 0);
-}
+WEFT_TEST_ROOT(start, started_after_the_caller_was_cancelled_is_ecanceled,
+	started_after_caller_cancel_root, NULL)
 
 /* }======================================================= */
 

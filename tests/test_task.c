@@ -1,4 +1,6 @@
-/* Task handles: semantics.md rules 17-20. */
+/* Task handles (include/weft/task.h): docs/semantics.md rules 17-20, a
+ * section for each in order (19 and 20 share one), then waiting on a
+ * handle. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -33,15 +35,7 @@ static int sleep_forever(void *arg)
 	return rc;
 }
 
-static weft_task_t *spawn_h(weft_group_t *g, weft_fn fn, void *arg)
-{
-	weft_task_t *h = NULL;
-	weft_spawn_opts_t o = { .handle = &h };
-	CHECK_EQ(weft_group_spawn_opts(g, fn, arg, &o), 0);
-	return h;
-}
-
-/* {======================================================= rule 17 */
+/* {======================================================= final states */
 
 static int states_root(void *arg)
 {
@@ -49,9 +43,9 @@ static int states_root(void *arg)
 	static int value = 99;
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	weft_task_t *ok = spawn_h(g, sleep_then_result, &value);
-	weft_task_t *bad = spawn_h(g, fail_with_message, NULL);
-	weft_task_t *stuck = spawn_h(g, sleep_forever, NULL);
+	weft_task_t *ok = weft_test_spawn(g, sleep_then_result, &value);
+	weft_task_t *bad = weft_test_spawn(g, fail_with_message, NULL);
+	weft_task_t *stuck = weft_test_spawn(g, sleep_forever, NULL);
 	/* bad's failure cancels g, and the owner is inside g: wait shielded. */
 	weft_scope_t *shield;
 	CHECK_EQ(weft_scope_open(&shield, WEFT_FOREVER, WEFT_SCOPE_SHIELD), 0);
@@ -86,23 +80,19 @@ static int states_root(void *arg)
 	return 0;
 }
 
-static void test_task__handle_reports_each_final_state(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), states_root,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(task, handle_reports_each_final_state, states_root, NULL)
 
 /* }======================================================= */
 
-/* {======================================================= rule 18 */
+/* {======================================================= handle cancel */
 
 static int cancel_one_root(void *arg)
 {
 	atomic_int *cleanups = arg;
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	weft_task_t *a = spawn_h(g, sleep_forever, cleanups);
-	weft_task_t *b = spawn_h(g, sleep_then_result, NULL);
+	weft_task_t *a = weft_test_spawn(g, sleep_forever, cleanups);
+	weft_task_t *b = weft_test_spawn(g, sleep_then_result, NULL);
 	CHECK_EQ(weft_sleep(WEFT_MSEC / 2), 0);
 	CHECK_EQ(weft_task_cancel(a), 0);
 	CHECK_EQ(weft_task_cancel(a), 0);  /* idempotent */
@@ -122,8 +112,7 @@ static int cancel_one_root(void *arg)
 static void test_task__handle_cancel_cancels_only_that_task(void **state)
 {
 	atomic_int cleanups = 0;
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		cancel_one_root, &cleanups), 0);
+	weft_test_root(state, cancel_one_root, &cleanups);
 	assert_int_equal(atomic_load(&cleanups), 1);
 }
 
@@ -134,7 +123,7 @@ static int cancelling_state_root(void *arg)
 	CHECK_EQ(weft_group_open(&g), 0);
 	weft_scope_t *shield;
 	CHECK_EQ(weft_scope_open(&shield, WEFT_FOREVER, WEFT_SCOPE_SHIELD), 0);
-	weft_task_t *h = spawn_h(g, sleep_forever, NULL);
+	weft_task_t *h = weft_test_spawn(g, sleep_forever, NULL);
 	weft_task_cancel(h);
 	weft_task_state_t st = weft_task_state(h);
 	CHECK(st == WEFT_TASK_CANCELLING || st == WEFT_TASK_CANCELLED);
@@ -146,22 +135,19 @@ static int cancelling_state_root(void *arg)
 	return 0;
 }
 
-static void test_task__cancel_requested_shows_as_cancelling(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		cancelling_state_root, NULL), 0);
-}
+WEFT_TEST_ROOT(task, cancel_requested_shows_as_cancelling,
+	cancelling_state_root, NULL)
 
 /* }======================================================= */
 
-/* {======================================================= rules 19-20 */
+/* {======================================================= observe, drop a handle */
 
 static int observe_not_consume_root(void *arg)
 {
 	(void)arg;
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	weft_task_t *bad = spawn_h(g, fail_with_message, NULL);
+	weft_task_t *bad = weft_test_spawn(g, fail_with_message, NULL);
 	CHECK_EQ(weft_task_wait(bad), 0);
 	CHECK_EQ(weft_task_result(bad, NULL), WEFT_EFAILED);
 	weft_error_t *err = NULL;
@@ -174,11 +160,8 @@ static int observe_not_consume_root(void *arg)
 	return 0;
 }
 
-static void test_task__observing_a_failure_does_not_consume_it(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		observe_not_consume_root, NULL), 0);
-}
+WEFT_TEST_ROOT(task, observing_a_failure_does_not_consume_it,
+	observe_not_consume_root, NULL)
 
 static int count_after_sleep(void *arg)
 {
@@ -192,7 +175,7 @@ static int drop_handle_root(void *arg)
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
 	for (int i = 0; i < 10; i++)
-		weft_task_release(spawn_h(g, count_after_sleep, arg));
+		weft_task_release(weft_test_spawn(g, count_after_sleep, arg));
 	CHECK_EQ(weft_group_join(g, NULL), 0);
 	CHECK_EQ(atomic_load((atomic_int *)arg), 10);
 	return 0;
@@ -201,8 +184,7 @@ static int drop_handle_root(void *arg)
 static void test_task__dropping_a_handle_never_detaches_the_task(void **state)
 {
 	atomic_int n = 0;
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		drop_handle_root, &n), 0);
+	weft_test_root(state, drop_handle_root, &n);
 	assert_int_equal(atomic_load(&n), 10);
 }
 
@@ -227,8 +209,8 @@ static int wait_cancel_root(void *arg)
 	struct waiter *w = arg;
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	w->target = spawn_h(g, sleep_forever, NULL);
-	weft_task_t *waiter = spawn_h(g, wait_for_target, w);
+	w->target = weft_test_spawn(g, sleep_forever, NULL);
+	weft_task_t *waiter = weft_test_spawn(g, wait_for_target, w);
 	CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
 	CHECK_EQ(weft_task_cancel(waiter), 0);
 	CHECK_EQ(weft_task_wait(waiter), 0);
@@ -243,13 +225,8 @@ static int wait_cancel_root(void *arg)
 	return 0;
 }
 
-static void test_task__cancelled_wait_returns_ecanceled_and_leaves_the_task(
-	void **state)
-{
-	struct waiter w = { 0 };
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		wait_cancel_root, &w), 0);
-}
+WEFT_TEST_ROOT(task, cancelled_wait_returns_ecanceled_and_leaves_the_task,
+	wait_cancel_root, &(struct waiter){ 0 })
 
 static int many_waiters_root(void *arg)
 {
@@ -257,7 +234,7 @@ static int many_waiters_root(void *arg)
 	struct waiter w[16];
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	weft_task_t *target = spawn_h(g, sleep_then_result, NULL);
+	weft_task_t *target = weft_test_spawn(g, sleep_then_result, NULL);
 	for (int i = 0; i < 16; i++) {
 		w[i].target = target;
 		atomic_init(&w[i].rc, 1);
@@ -270,11 +247,8 @@ static int many_waiters_root(void *arg)
 	return 0;
 }
 
-static void test_task__every_waiter_is_woken_once_the_task_ends(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		many_waiters_root, NULL), 0);
-}
+WEFT_TEST_ROOT(task, every_waiter_is_woken_once_the_task_ends,
+	many_waiters_root, NULL)
 
 /* }======================================================= */
 

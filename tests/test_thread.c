@@ -85,15 +85,16 @@ static int task_wait_pool_waiting(size_t waiting)
 	return 1;
 }
 
-/* Runs fn as root with `workers` workers and an offload limit. */
-static int run_limited(unsigned workers, unsigned limit, weft_fn fn,
+/* Runs fn as root with `workers` workers and an offload limit, and
+ * asserts that it returned 0. */
+static void run_limited(unsigned workers, unsigned limit, weft_fn fn,
 	void *arg)
 {
 	weft_config_t cfg;
 	assert_int_equal(weft_config_init(&cfg), 0);
 	cfg.workers = workers;
 	cfg.offload_threads = limit;
-	return weft_test_run_cfg(&cfg, fn, arg);
+	assert_int_equal(weft_test_run_cfg(&cfg, fn, arg), 0);
 }
 
 /* State shared by one test's tasks and threads; reset by each test. */
@@ -139,11 +140,7 @@ static int root_result(void *arg)
 	return 0;
 }
 
-static void test_thread__result_passes_back(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), root_result,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(thread, result_passes_back, root_result, NULL)
 
 /* Runs until `st.cap` fns are inside at once, or 10 s. */
 static int fn_count(void *arg, void **result)
@@ -195,8 +192,7 @@ static void test_thread__concurrent_calls_are_capped_at_the_limit(
 	reset();
 	st.cap = 3;
 	st.pool_limit = 3;
-	assert_int_equal(run_limited(WEFT_TEST_WORKERS(state), 3, root_many,
-		NULL), 0);
+	run_limited(WEFT_TEST_WORKERS(state), 3, root_many, NULL);
 	assert_int_equal(atomic_load(&st.max_inside), 3);
 	assert_int_equal(atomic_load(&st.ran), NCALLS);
 }
@@ -221,8 +217,7 @@ static void test_thread__a_limiter_per_call_caps_concurrency(void **state)
 	st.cap = 2;
 	st.pool_limit = 40;
 	/* Pool limit 40 (the default): only the limiter caps at 2. */
-	assert_int_equal(run_limited(WEFT_TEST_WORKERS(state), 40,
-		root_limiter, NULL), 0);
+	run_limited(WEFT_TEST_WORKERS(state), 40, root_limiter, NULL);
 	assert_int_equal(atomic_load(&st.max_inside), 2);
 	assert_int_equal(atomic_load(&st.ran), NCALLS);
 }
@@ -288,8 +283,7 @@ static void test_thread__calls_beyond_the_limit_wait_in_fifo_order(
 	void **state)
 {
 	reset();
-	assert_int_equal(run_limited(WEFT_TEST_WORKERS(state), 1, root_fifo,
-		NULL), 0);
+	run_limited(WEFT_TEST_WORKERS(state), 1, root_fifo, NULL);
 	assert_int_equal(atomic_load(&st.norder), NFIFO);
 	for (int i = 0; i < NFIFO; i++)
 		assert_int_equal(atomic_load(&st.order[i]), i);
@@ -329,8 +323,7 @@ static void test_thread__cancel_while_waiting_for_a_slot_never_runs_fn(
 {
 	reset();
 	int rc = 0;
-	assert_int_equal(run_limited(WEFT_TEST_WORKERS(state), 1,
-		root_cancel_waiting, &rc), 0);
+	run_limited(WEFT_TEST_WORKERS(state), 1, root_cancel_waiting, &rc);
 	assert_int_equal(rc, -ECANCELED);
 	assert_int_equal(atomic_load(&st.ran), 0);
 }
@@ -353,7 +346,7 @@ static int task_not_abandoned(void *arg)
 {
 	(void)arg;
 	void *r = NULL;
-	/* Rule 39: the call waits for fn, then reports the cancellation;
+	/* Not abandoned: the call waits for fn, then reports the cancellation;
 	 * fn's value still comes back (it may own memory). */
 	CHECK_EQ(weft_to_thread(fn_poll_cancel, NULL, &r, NULL), -ECANCELED);
 	CHECK_EQ((uintptr_t)r, 99);
@@ -381,8 +374,7 @@ static void test_thread__cancel_while_running_waits_then_returns_ecanceled(
 	void **state)
 {
 	reset();
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_cancel_running, NULL), 0);
+	weft_test_root(state, root_cancel_running, NULL);
 	assert_int_equal(atomic_load(&st.finished), 1);
 }
 
@@ -442,8 +434,7 @@ static void test_thread__abandon_returns_at_once_and_destroy_joins(
 {
 	reset();
 	int rc = 0;
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), root_abandon,
-		&rc), 0);
+	weft_test_root(state, root_abandon, &rc);
 	assert_int_equal(rc, -ECANCELED);
 	/* weft_runtime_destroy waited for the abandoned function. */
 	assert_int_equal(atomic_load(&st.finished), 1);
@@ -478,11 +469,7 @@ static int root_deadline(void *arg)
 	return 0;
 }
 
-static void test_thread__the_senders_deadline_is_visible(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_deadline, NULL), 0);
-}
+WEFT_TEST_ROOT(thread, the_senders_deadline_is_visible, root_deadline, NULL)
 
 static weft_local_key_t *key;
 
@@ -507,11 +494,7 @@ static int root_context(void *arg)
 	return 0;
 }
 
-static void test_thread__the_senders_context_is_visible(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), root_context,
-		NULL), 0);
-}
+WEFT_TEST_ROOT(thread, the_senders_context_is_visible, root_context, NULL)
 
 static int task_from_thread(void *arg)
 {
@@ -556,12 +539,8 @@ static int root_from_thread(void *arg)
 	return 0;
 }
 
-static void test_thread__from_thread_runs_a_task_and_returns_its_result(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_from_thread, NULL), 0);
-}
+WEFT_TEST_ROOT(thread, from_thread_runs_a_task_and_returns_its_result,
+	root_from_thread, NULL)
 
 /* }======================================================= */
 
@@ -667,8 +646,7 @@ static int root_portal(void *arg)
 static void test_thread__a_portal_serves_a_foreign_thread(void **state)
 {
 	reset();
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), root_portal,
-		NULL), 0);
+	weft_test_root(state, root_portal, NULL);
 	assert_int_equal(pthread_join(foreign, NULL), 0);
 }
 
@@ -698,8 +676,7 @@ static void test_thread__portal_spawn_failures_come_back_at_close(
 	void **state)
 {
 	reset();
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		root_portal_errors, NULL), 0);
+	weft_test_root(state, root_portal_errors, NULL);
 	assert_int_equal(pthread_join(foreign, NULL), 0);
 }
 
@@ -756,8 +733,7 @@ static int root_misuse(void *arg)
 static void test_thread__bad_arguments_and_wrong_threads_are_refused(
 	void **state)
 {
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), root_misuse,
-		NULL), 0);
+	weft_test_root(state, root_misuse, NULL);
 	/* The main thread is neither a fiber nor an offload thread. */
 	assert_int_equal(weft_to_thread(fn_plain, NULL, NULL, NULL),
 		WEFT_ENOTFIBER);
@@ -785,7 +761,7 @@ static void test_thread__allocation_failure_returns_enomem(void **state)
 	(void)state;
 	for (long n = 1; n < 50; n++) {
 		long v = n;
-		assert_int_equal(run_limited(1, 4, root_alloc_fail, &v), 0);
+		run_limited(1, 4, root_alloc_fail, &v);
 		if (v == 7)
 			return;
 		assert_int_equal(v, -ENOMEM);
@@ -812,8 +788,7 @@ static void test_thread__portal_open_allocation_failure_returns_enomem(
 	(void)state;
 	for (long n = 1; n < 50; n++) {
 		long v = n;
-		assert_int_equal(run_limited(1, 4, root_portal_alloc_fail, &v),
-			0);
+		run_limited(1, 4, root_portal_alloc_fail, &v);
 		if (v == 0)
 			return;
 		assert_int_equal(v, -ENOMEM);

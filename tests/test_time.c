@@ -121,12 +121,7 @@ static int root_stamps(void *arg)
 	return 0;
 }
 
-static void test_time__now_never_goes_back_across_workers(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), root_stamps,
-				 NULL),
-		0);
-}
+WEFT_TEST_ROOT(time, now_never_goes_back_across_workers, root_stamps, NULL)
 
 /* }======================================================= */
 
@@ -145,12 +140,8 @@ static int root_sleeps_various(void *arg)
 	return 0;
 }
 
-static void test_time__sleep_waits_at_least_its_duration(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-				 root_sleeps_various, NULL),
-		0);
-}
+WEFT_TEST_ROOT(time, sleep_waits_at_least_its_duration,
+	root_sleeps_various, NULL)
 
 static int root_sleeps_until(void *arg)
 {
@@ -163,13 +154,8 @@ static int root_sleeps_until(void *arg)
 	return 0;
 }
 
-static void test_time__sleep_until_returns_at_or_after_the_deadline(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-				 root_sleeps_until, NULL),
-		0);
-}
+WEFT_TEST_ROOT(time, sleep_until_returns_at_or_after_the_deadline,
+	root_sleeps_until, NULL)
 
 struct parallel {
 	atomic_int woke;
@@ -201,9 +187,7 @@ static int root_parallel_sleepers(void *arg)
 static void test_time__many_tasks_sleeping_in_parallel_all_wake(void **state)
 {
 	struct parallel p = {0};
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-				 root_parallel_sleepers, &p),
-		0);
+	weft_test_root(state, root_parallel_sleepers, &p);
 	assert_int_equal(atomic_load(&p.woke), 200);
 }
 
@@ -233,13 +217,8 @@ static int root_zero_sleeps(void *arg)
 	return 0;
 }
 
-static void test_time__sleep_of_zero_or_less_returns_zero_and_yields(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-				 root_zero_sleeps, NULL),
-		0);
-}
+WEFT_TEST_ROOT(time, sleep_of_zero_or_less_returns_zero_and_yields,
+	root_zero_sleeps, NULL)
 
 static int root_past_sleeps(void *arg)
 {
@@ -262,13 +241,8 @@ static int root_past_sleeps(void *arg)
 	return 0;
 }
 
-static void test_time__sleep_until_in_the_past_returns_zero_and_yields(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-				 root_past_sleeps, NULL),
-		0);
-}
+WEFT_TEST_ROOT(time, sleep_until_in_the_past_returns_zero_and_yields,
+	root_past_sleeps, NULL)
 
 /* }======================================================= */
 
@@ -294,12 +268,8 @@ static int root_past_sleeps_cancelled(void *arg)
 	return 0;
 }
 
-static void test_time__zero_and_past_sleeps_are_checkpoints(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-				 root_past_sleeps_cancelled, NULL),
-		0);
-}
+WEFT_TEST_ROOT(time, zero_and_past_sleeps_are_checkpoints,
+	root_past_sleeps_cancelled, NULL)
 
 static int root_sleep_in_cancelled_scope(void *arg)
 {
@@ -337,13 +307,8 @@ static int root_sleep_in_cancelled_scope(void *arg)
 	return 0;
 }
 
-static void test_time__sleep_in_a_cancelled_scope_returns_ecanceled_at_once(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-				 root_sleep_in_cancelled_scope, NULL),
-		0);
-}
+WEFT_TEST_ROOT(time, sleep_in_a_cancelled_scope_returns_ecanceled_at_once,
+	root_sleep_in_cancelled_scope, NULL)
 
 struct wake {
 	weft_scope_t *s; /* created by the root, entered by the sleeper */
@@ -397,13 +362,8 @@ static int root_cancel_from_task(void *arg)
 	return 0;
 }
 
-static void test_time__sleep_is_woken_by_a_scope_cancel_from_another_task(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-				 root_cancel_from_task, NULL),
-		0);
-}
+WEFT_TEST_ROOT(time, sleep_is_woken_by_a_scope_cancel_from_another_task,
+	root_cancel_from_task, NULL)
 
 static void *canceller_thread(void *arg)
 {
@@ -446,13 +406,8 @@ static int root_cancel_from_thread(void *arg)
 	return 0;
 }
 
-static void test_time__sleep_is_woken_by_a_cancel_from_a_plain_thread(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-				 root_cancel_from_thread, NULL),
-		0);
-}
+WEFT_TEST_ROOT(time, sleep_is_woken_by_a_cancel_from_a_plain_thread,
+	root_cancel_from_thread, NULL)
 
 static int root_move_on_wakes_sleep(void *arg)
 {
@@ -485,12 +440,8 @@ static int root_move_on_wakes_sleep(void *arg)
 	return 0;
 }
 
-static void test_time__sleep_is_woken_by_a_move_on_after_deadline(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-				 root_move_on_wakes_sleep, NULL),
-		0);
-}
+WEFT_TEST_ROOT(time, sleep_is_woken_by_a_move_on_after_deadline,
+	root_move_on_wakes_sleep, NULL)
 
 static int root_fail_after_sleep(void *arg)
 {
@@ -506,13 +457,8 @@ static int root_fail_after_sleep(void *arg)
 	return 0;
 }
 
-static void test_time__fail_after_around_a_long_sleep_gives_etimedout(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-				 root_fail_after_sleep, NULL),
-		0);
-}
+WEFT_TEST_ROOT(time, fail_after_around_a_long_sleep_gives_etimedout,
+	root_fail_after_sleep, NULL)
 
 static int root_short_sleep_in_long_scope(void *arg)
 {
@@ -530,13 +476,8 @@ static int root_short_sleep_in_long_scope(void *arg)
 	return 0;
 }
 
-static void test_time__short_sleep_inside_a_long_deadline_returns_zero(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-				 root_short_sleep_in_long_scope, NULL),
-		0);
-}
+WEFT_TEST_ROOT(time, short_sleep_inside_a_long_deadline_returns_zero,
+	root_short_sleep_in_long_scope, NULL)
 
 static int root_huge_sleeps(void *arg)
 {
@@ -559,12 +500,8 @@ static int root_huge_sleeps(void *arg)
 	return 0;
 }
 
-static void test_time__huge_sleeps_do_not_wrap_into_the_past(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-				 root_huge_sleeps, NULL),
-		0);
-}
+WEFT_TEST_ROOT(time, huge_sleeps_do_not_wrap_into_the_past,
+	root_huge_sleeps, NULL)
 
 static int sleeper_in_own_scope(void *arg)
 {
@@ -611,13 +548,8 @@ static int root_deadline_moved_earlier(void *arg)
 	return 0;
 }
 
-static void test_time__moving_a_deadline_earlier_wakes_the_sleep_in_its_scope(
-	void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-				 root_deadline_moved_earlier, NULL),
-		0);
-}
+WEFT_TEST_ROOT(time, moving_a_deadline_earlier_wakes_the_sleep_in_its_scope,
+	root_deadline_moved_earlier, NULL)
 
 /* }======================================================= */
 
@@ -666,24 +598,13 @@ static int root_random_sleepers(void *arg)
 	return 0;
 }
 
-static unsigned test_seed(void)
-{
-	const char *v = getenv("WEFT_TEST_SEED");
-	if (v && *v)
-		return (unsigned)strtoul(v, NULL, 0);
-	return (unsigned)time(NULL);
-}
-
 static void test_time__a_thousand_sleepers_all_wake_after_their_deadlines(
 	void **state)
 {
 	struct many *m = calloc(1, sizeof *m);
 	assert_non_null(m);
-	m->seed = test_seed();
-	print_message("WEFT_TEST_SEED=%u\n", m->seed);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-				 root_random_sleepers, m),
-		0);
+	m->seed = weft_test_seed();
+	weft_test_root(state, root_random_sleepers, m);
 	for (int i = 0; i < NSLEEPERS; i++) {
 		assert_int_equal(m->s[i].rc, 0);
 		assert_true(m->s[i].woke >= m->s[i].deadline);

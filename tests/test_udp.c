@@ -99,18 +99,13 @@ static int round_trip_root(void *arg)
 
 /* A datagram goes from one socket to another and back on 127.0.0.1;
  * port 0 gives a port. */
-static void test_udp__round_trip_on_ipv4_loopback(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		round_trip_root, "127.0.0.1"), 0);
-}
+WEFT_TEST_ROOT(udp, round_trip_on_ipv4_loopback, round_trip_root, "127.0.0.1")
 
 /* The same on ::1 (skipped where the machine has no IPv6 loopback). */
 static void test_udp__round_trip_on_ipv6_loopback(void **state)
 {
 	atomic_store(&ipv6_skipped, 0);
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		round_trip_root, "::1"), 0);
+	weft_test_root(state, round_trip_root, "::1");
 	if (atomic_load(&ipv6_skipped))
 		skip();
 }
@@ -185,11 +180,7 @@ static int parked_root(void *arg)
 }
 
 /* A receive parks until another task sends a datagram later. */
-static void test_udp__recv_parks_until_a_datagram_arrives(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		parked_root, NULL), 0);
-}
+WEFT_TEST_ROOT(udp, recv_parks_until_a_datagram_arrives, parked_root, NULL)
 
 static int cancel_root(void *arg)
 {
@@ -249,12 +240,8 @@ static int cancel_root(void *arg)
 	return 0;
 }
 
-/* A cancelled receive consumed no datagram (semantics rule 42). */
-static void test_udp__cancelled_recv_consumes_nothing(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		cancel_root, NULL), 0);
-}
+/* A cancelled receive consumed no datagram (docs/semantics.md rule 42). */
+WEFT_TEST_ROOT(udp, cancelled_recv_consumes_nothing, cancel_root, NULL)
 
 static int deadline_root(void *arg)
 {
@@ -286,11 +273,7 @@ static int deadline_root(void *arg)
 }
 
 /* A fail_after deadline ends a parked receive with -ETIMEDOUT. */
-static void test_udp__deadline_during_recv_times_out(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		deadline_root, NULL), 0);
-}
+WEFT_TEST_ROOT(udp, deadline_during_recv_times_out, deadline_root, NULL)
 
 static int close_root(void *arg)
 {
@@ -310,11 +293,7 @@ static int close_root(void *arg)
 }
 
 /* Closing a socket wakes its parked receiver with WEFT_ECLOSED. */
-static void test_udp__close_wakes_a_parked_recv(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		close_root, NULL), 0);
-}
+WEFT_TEST_ROOT(udp, close_wakes_a_parked_recv, close_root, NULL)
 
 static int truncation_root(void *arg)
 {
@@ -352,11 +331,7 @@ static int truncation_root(void *arg)
 }
 
 /* A datagram longer than the buffer gives -EMSGSIZE and is consumed. */
-static void test_udp__truncation_gives_emsgsize(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		truncation_root, NULL), 0);
-}
+WEFT_TEST_ROOT(udp, truncation_gives_emsgsize, truncation_root, NULL)
 
 static int busy_root(void *arg)
 {
@@ -382,11 +357,7 @@ static int busy_root(void *arg)
 }
 
 /* A second receiver while one is parked gets -EBUSY. */
-static void test_udp__second_concurrent_receiver_gets_ebusy(void **state)
-{
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		busy_root, NULL), 0);
-}
+WEFT_TEST_ROOT(udp, second_concurrent_receiver_gets_ebusy, busy_root, NULL)
 
 /* }======================================================= */
 
@@ -444,8 +415,7 @@ static int bad_args_root(void *arg)
 /* Bad arguments fail with the documented codes and create nothing. */
 static void test_udp__bad_arguments_fail(void **state)
 {
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		bad_args_root, NULL), 0);
+	weft_test_root(state, bad_args_root, NULL);
 	weft_udp_t *u;
 	assert_int_equal(weft_udp_open(&u, "127.0.0.1", 0), WEFT_ENOTFIBER);
 }
@@ -528,8 +498,7 @@ static int many_root(void *arg)
 static void test_udp__many_datagrams_between_tasks(void **state)
 {
 	int fds = weft_test_count_fds();
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		many_root, NULL), 0);
+	weft_test_root(state, many_root, NULL);
 	assert_int_equal(weft_test_count_fds(), fds);
 }
 
@@ -600,8 +569,7 @@ static int close_race_root(void *arg)
 static void test_udp__close_racing_with_calls_is_safe(void **state)
 {
 	int fds = weft_test_count_fds();
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state),
-		close_race_root, NULL), 0);
+	weft_test_root(state, close_race_root, NULL);
 	assert_int_equal(weft_test_count_fds(), fds);
 }
 

@@ -65,16 +65,6 @@ struct actor {
 	weft_channel_rx_t *rx;
 };
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * UINT64_C(2685821657736338717);
-}
-
 static size_t item_index(const struct item *it)
 {
 	return (size_t)it->sender * MAX_PER_SENDER + it->seq;
@@ -109,7 +99,7 @@ static void slot_set(struct slot *s, weft_scope_t *v)
 static int op(struct actor *a, int slot, struct item *it, bool send)
 {
 	struct round *r = a->r;
-	uint64_t x = rnd(&a->rng);
+	uint64_t x = weft_test_rand(&a->rng);
 	if (x % 8 == 0) {
 		atomic_fetch_add(&r->tries, 1);
 		int rc = send ? weft_channel_try_send(a->tx, it) :
@@ -164,7 +154,7 @@ static int receiver(void *arg)
 	int64_t last[MAX_SENDERS];
 	for (int i = 0; i < MAX_SENDERS; i++)
 		last[i] = -1;
-	long quota = r->give_up ? (long)(rnd(&a->rng) % 200) : -1;
+	long quota = r->give_up ? (long)(weft_test_rand(&a->rng) % 200) : -1;
 	for (long n = 0; quota < 0 || n < quota; n++) {
 		struct item it;
 		memset(&it, 0xee, sizeof it);
@@ -192,7 +182,7 @@ static int canceller(void *arg)
 	uint64_t rng = r->seed ^ 0x5555;
 	while (!atomic_load(&r->done)) {
 		for (int i = 0; i < SLOTS; i++) {
-			if (rnd(&rng) % 4)
+			if (weft_test_rand(&rng) % 4)
 				continue;
 			struct slot *s = &r->slot[i];
 			while (atomic_flag_test_and_set(&s->lock))
@@ -248,14 +238,16 @@ static void stress_run(unsigned workers, double seconds, unsigned seed)
 		memset(r, 0, sizeof *r);
 		for (int i = 0; i < SLOTS; i++)
 			atomic_flag_clear(&r->slot[i].lock);
-		r->seed = rnd(&rng);
-		r->capacity = caps[rnd(&rng) % (sizeof caps / sizeof caps[0])];
-		r->item_size = rnd(&rng) % 2 ? 16 : sizeof(struct item);
-		r->nsend = 1 + (int)(rnd(&rng) % MAX_SENDERS);
-		r->nrecv = 1 + (int)(rnd(&rng) % MAX_RECEIVERS);
-		r->per_sender = 1 + (int)(rnd(&rng) %
+		r->seed = weft_test_rand(&rng);
+		r->capacity = caps[weft_test_rand(&rng) %
+			(sizeof caps / sizeof caps[0])];
+		r->item_size = weft_test_rand(&rng) % 2 ? 16 :
+			sizeof(struct item);
+		r->nsend = 1 + (int)(weft_test_rand(&rng) % MAX_SENDERS);
+		r->nrecv = 1 + (int)(weft_test_rand(&rng) % MAX_RECEIVERS);
+		r->per_sender = 1 + (int)(weft_test_rand(&rng) %
 			(uint64_t)weft_test_scale(MAX_PER_SENDER));
-		r->give_up = rnd(&rng) % 4 == 0;
+		r->give_up = weft_test_rand(&rng) % 4 == 0;
 		assert_int_equal(weft_test_run(workers, round_root, r), 0);
 		/* Exactly once: sent = received + dropped, each 0 or 1. */
 		long total = 0;

@@ -62,8 +62,7 @@ static void test_stress__a_million_tasks_each_run_exactly_once(void **state)
 	struct million m = { .n = weft_test_scale(1000000) };
 	m.seen = calloc((size_t)m.n, 1);
 	million_m = &m;
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), million_root,
-		&m), 0);
+	weft_test_root(state, million_root, &m);
 	for (long i = 0; i < m.n; i++)
 		assert_int_equal(m.seen[i], 1);
 	assert_int_equal(atomic_load(&m.dup), 0);
@@ -97,8 +96,7 @@ static void test_stress__a_hundred_thousand_tasks_park_at_once(void **state)
 	/* TSan maps a trace (~1 MB) per live fiber: keep a few thousand. */
 	m.n = 2000;
 #endif
-	assert_int_equal(weft_test_run(WEFT_TEST_WORKERS(state), parked_root,
-		&m), 0);
+	weft_test_root(state, parked_root, &m);
 	assert_int_equal(atomic_load(&m.woke), m.n);
 }
 

@@ -6,10 +6,10 @@
  * inside a cancel scope with a random short deadline, while a canceller
  * task cancels the reader's current scope at random moments too.  The
  * reader checks every byte it gets against its position, so a byte lost,
- * duplicated or reordered by a cancelled call (rule 42: a cancelled read
- * or read_until consumed nothing; read_exactly reports what it consumed
- * in *got) fails the test.  At the end the reader must see exactly the
- * whole sequence, then end of stream.
+ * duplicated or reordered by a cancelled call (docs/semantics.md rule 42:
+ * a cancelled read or read_until consumed nothing; read_exactly reports
+ * what it consumed in *got) fails the test.  At the end the reader must
+ * see exactly the whole sequence, then end of stream.
  *
  * WEFT_TEST_SEED chooses the seed (printed); WEFT_STRESS_SECONDS the
  * budget for the three worker counts together (default 6, a quarter of
@@ -32,14 +32,6 @@ static unsigned char pattern(size_t i)
 	return (unsigned char)(i * 131 + (i >> 9) + 7);
 }
 
-static uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 struct pair {
 	weft_stream_t *a, *b;       /* b writes, a reads */
 	uint64_t seed;
@@ -58,7 +50,7 @@ static int writer_main(void *arg)
 	unsigned char buf[4096];
 	size_t off = 0;
 	while (off < STREAM_BYTES) {
-		size_t n = 1 + rnd(&s) % sizeof buf;
+		size_t n = 1 + weft_test_rand(&s) % sizeof buf;
 		if (n > STREAM_BYTES - off)
 			n = STREAM_BYTES - off;
 		for (size_t i = 0; i < n; i++)
@@ -67,7 +59,7 @@ static int writer_main(void *arg)
 		if (!CHECK_EQ(rc, 0))
 			return rc;
 		off += n;
-		if (rnd(&s) % 8 == 0)
+		if (weft_test_rand(&s) % 8 == 0)
 			weft_yield();
 	}
 	CHECK_EQ(weft_stream_shutdown(p->b), 0);
@@ -99,12 +91,13 @@ static int reader_main(void *arg)
 	bool eof = false;
 	while (!eof) {
 		weft_scope_t *sc;
-		int64_t dl = (int64_t)(rnd(&s) % 300) * 1000;  /* 0-300 us */
+		/* 0-300 us */
+		int64_t dl = (int64_t)(weft_test_rand(&s) % 300) * 1000;
 		if (!CHECK_EQ(weft_move_on_after(&sc, dl), 0))
 			break;
 		cur_set(p, sc);
-		int op = (int)(rnd(&s) % 3);
-		size_t len = 1 + rnd(&s) % sizeof buf;
+		int op = (int)(weft_test_rand(&s) % 3);
+		size_t len = 1 + weft_test_rand(&s) % sizeof buf;
 		ssize_t n;
 		size_t got = 0;
 		if (op == 0) {
@@ -122,7 +115,8 @@ static int reader_main(void *arg)
 				eof = true;
 		} else {
 			/* Up to and including the next byte equal to d. */
-			unsigned char d = pattern(p->got + rnd(&s) % 700);
+			unsigned char d = pattern(p->got +
+				weft_test_rand(&s) % 700);
 			n = weft_stream_read_until(p->a, buf, len > 600 ? 600 :
 				len, &d, 1);
 			if (n > 0) {
@@ -162,7 +156,7 @@ static int canceller_main(void *arg)
 			if (atomic_load(&p->reader_done))
 				continue;
 			all_done = false;
-			if (rnd(&s) % 4 != 0)
+			if (weft_test_rand(&s) % 4 != 0)
 				continue;
 			while (atomic_flag_test_and_set(&p->lock))
 				;
@@ -172,7 +166,7 @@ static int canceller_main(void *arg)
 		}
 		if (all_done)
 			return 0;
-		weft_sleep((int64_t)(rnd(&s) % 200) * 1000);
+		weft_sleep((int64_t)(weft_test_rand(&s) % 200) * 1000);
 	}
 }
 
@@ -224,7 +218,7 @@ static void test_stress_net__cancelled_reads_lose_no_byte(void **state)
 	int64_t end = weft_now() + (int64_t)(budget * 1e9);
 	do {
 		r.seed += 17;
-		weft_test_run(workers, round_root, &r);
+		assert_int_equal(weft_test_run(workers, round_root, &r), 0);
 		r.rounds++;
 	} while (weft_now() < end);
 	print_message("%u workers: %ld rounds, %ld cancelled calls\n",

@@ -44,24 +44,15 @@ struct user {
 	int index;
 };
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * UINT64_C(2685821657736338717);
-}
-
 /* Holds a resource for a while: usually not at all, sometimes across a
  * few switches, rarely across a short sleep (so that waiters pile up and
  * their deadlines race with grants).  A cancelled sleep is fine. */
 static void hold(struct user *u)
 {
-	unsigned r = (unsigned)(rnd(&u->rng) % 16);
+	unsigned r = (unsigned)(weft_test_rand(&u->rng) % 16);
 	if (r == 0)
-		(void)weft_sleep((int64_t)(rnd(&u->rng) % 50) * 1000);
+		(void)weft_sleep((int64_t)(weft_test_rand(&u->rng) % 50) *
+			1000);
 	else if (r < 5)
 		(void)weft_cancel_shielded_checkpoint();
 }
@@ -71,9 +62,9 @@ static void one_op(struct user *u, int which)
 {
 	struct round *r = u->r;
 	weft_scope_t *s = NULL;
-	if (rnd(&u->rng) % 3 != 0)
-		CHECK_EQ(weft_move_on_after(&s, (int64_t)(rnd(&u->rng) % 300) *
-			1000), 0);
+	if (weft_test_rand(&u->rng) % 3 != 0)
+		CHECK_EQ(weft_move_on_after(&s, (int64_t)
+			(weft_test_rand(&u->rng) % 300) * 1000), 0);
 	int rc;
 	switch (which) {
 	case 0:
@@ -129,7 +120,7 @@ static int user_task(void *arg)
 	struct user *u = arg;
 	while (weft_now() < u->r->end) {
 		for (int i = 0; i < 32; i++)
-			one_op(u, (int)(rnd(&u->rng) % 3));
+			one_op(u, (int)(weft_test_rand(&u->rng) % 3));
 		if (weft_checkpoint_if_cancelled() == -ECANCELED)
 			return -ECANCELED;
 	}
@@ -154,13 +145,13 @@ static int round_root(void *arg)
 	}
 	uint64_t rng = r->seed | 1;
 	while (weft_now() < r->end) {
-		(void)weft_sleep((int64_t)(rnd(&rng) % 2000) * 1000);
-		unsigned act = (unsigned)(rnd(&rng) % 4);
+		(void)weft_sleep((int64_t)(weft_test_rand(&rng) % 2000) * 1000);
+		unsigned act = (unsigned)(weft_test_rand(&rng) % 4);
 		if (act == 0)
-			weft_task_cancel(h[rnd(&rng) % TASKS]);
+			weft_task_cancel(h[weft_test_rand(&rng) % TASKS]);
 		else if (act == 1)
-			CHECK_EQ(weft_limiter_set_total(r->lim,
-				TOKENS + (size_t)(rnd(&rng) % 3)), 0);
+			CHECK_EQ(weft_limiter_set_total(r->lim, TOKENS +
+				(size_t)(weft_test_rand(&rng) % 3)), 0);
 	}
 	CHECK_EQ(weft_group_join(g, NULL), 0);
 	for (int i = 0; i < TASKS; i++)
