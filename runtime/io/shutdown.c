@@ -1,5 +1,5 @@
 /* Two-phase graceful shutdown (weft_shutdown_*, include/weft/signal.h;
- * semantics.md rule 43).
+ * docs/semantics.md rule 43).
  *
  * Problem: on SIGINT/SIGTERM a service should stop accepting and let its
  * handlers finish, then, after a grace period or at a second signal,

@@ -262,7 +262,8 @@ ssize_t weft_stream_read_until(weft_stream_t *s, void *buf, size_t cap,
 			break;
 		}
 		if (n < 0) {
-			/* Consume nothing on cancellation (rule 42). */
+			/* Consume nothing on cancellation (docs/semantics.md
+			 * rule 42). */
 			if (n == -ECANCELED)
 				stream_pb_push(s, b, have);
 			result = n;

@@ -1,4 +1,4 @@
-/* Channels: memory object streams (semantics.md rules 41-42).
+/* Channels: memory object streams (docs/semantics.md rules 41-42).
  *
  * Problem: move fixed-size items between any number of senders and
  * receivers on any workers, where a sender may have to wait for room (or,

@@ -12,7 +12,8 @@
  * cancelled, and cancels the children when an enclosing scope is
  * cancelled).  Default gather runs the functions themselves as the tasks:
  * the group's first-failure cancellation and error aggregation are
- * exactly rule 35, and the results are read through the handles.
+ * exactly docs/semantics.md rule 35, and the results are read through the
+ * handles.
  * Gather with WEFT_GATHER_RETURN_ERRORS and race must not let a failure
  * cancel the group, so each function runs inside a wrapper task
  * (comb_child) that reports the failure in its slot instead of to the

@@ -33,8 +33,8 @@
  * Rejected: letting the lock fall free and waking a waiter to compete for
  * it (a barging, "eventually fair" mutex as in Go before starvation mode
  * or pthreads): cheaper under contention, but a task that releases and
- * re-acquires in a loop can starve the waiters indefinitely, and the
- * issue asks for FIFO.  The price of hand-off is a lock convoy: under
+ * re-acquires in a loop can starve the waiters indefinitely, and a Lock
+ * promises FIFO order.  The price of hand-off is a lock convoy: under
  * contention every acquire after the first parks.
  *
  * Lifetime: after its fast release CAS, or after unlocking `spin`, the

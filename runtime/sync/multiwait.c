@@ -264,7 +264,8 @@ int weft_wait(weft_task_t *const *handles, size_t n, weft_wait_mode_t mode,
 				break;
 			if (weft__scope_is_cancelled(atomic_load_explicit(
 				&self->cur_scope, memory_order_relaxed))) {
-				/* Own deadline: not an error (rule 34). */
+				/* Own deadline: not an error
+				 * (docs/semantics.md rule 34). */
 				rc = wait_cancel_kind(self, timed ? &ss : NULL);
 				break;
 			}

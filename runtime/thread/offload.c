@@ -29,8 +29,9 @@
  *     the queue (fn never runs).  Otherwise, without abandon, it sets the
  *     call's `cancelled` flag (weft_thread_check_cancelled) and keeps
  *     waiting, uncancellably, then returns -ECANCELED with fn's value
- *     (rule 39); with abandon, it swaps ABANDONED in for its generation
- *     (failing on DONE: fn's value comes back) and returns -ECANCELED.
+ *     (docs/semantics.md rule 39); with abandon, it swaps ABANDONED in
+ *     for its generation (failing on DONE: fn's value comes back) and
+ *     returns -ECANCELED.
  * Lost wake-ups cannot happen for the reason given in ioop.c: the fiber's
  * publish and the thread's swap are RMWs on one word, so either the
  * publish sees DONE/REQ or the thread wakes the generation it parks on.
