@@ -253,6 +253,7 @@ int weft_fs_open(const char *path, int flags, int mode, int *fd)
 static bool fs_cancelled(struct weft_task *self)
 {
 	weft__task_link_root(self);
+	/* relaxed: our own cur_scope, written only by this task. */
 	return weft__scope_is_cancelled(atomic_load_explicit(&self->cur_scope,
 		memory_order_relaxed));
 }

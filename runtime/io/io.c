@@ -100,6 +100,7 @@ static bool reclaim_grace_over(weft__io_t *io)
 	struct weft_runtime *rt = io->rt;
 	for (unsigned i = 0; i < rt->nworkers; i++) {
 		uint64_t s = io->rc_snap[i];
+		/* acquire: see above (worker_qs_step's release). */
 		if ((s & 1) && atomic_load_explicit(&rt->workers[i].qs,
 			memory_order_acquire) == s)
 			return false;
@@ -124,6 +125,9 @@ static void reclaim_start(weft__io_t *io)
 	struct weft_runtime *rt = io->rt;
 	io->rc_wait = io->rc_next;
 	io->rc_next = NULL;
+	/* acquire: as in reclaim_grace_over (pairs with worker_qs_step's
+	 * release); the snapshot only names the fiber each worker runs now,
+	 * and the later loads decide. */
 	for (unsigned i = 0; i < rt->nworkers; i++)
 		io->rc_snap[i] = atomic_load_explicit(&rt->workers[i].qs,
 			memory_order_acquire);

@@ -200,7 +200,9 @@ int weft_shutdown_trigger(weft_shutdown_t *sd)
 	if (sd == NULL)
 		return -EINVAL;
 	/* acq_rel: only the first trigger posts the node (a node cannot be
-	 * queued twice); later ones see true and return. */
+	 * queued twice); later ones see true and return.  The RMW's
+	 * atomicity is what matters: the node's fields reach the I/O thread
+	 * through the post's release, so the ordering pairs with nothing. */
 	if (atomic_exchange_explicit(&sd->triggered, true,
 		memory_order_acq_rel))
 		return 0;

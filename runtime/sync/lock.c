@@ -77,7 +77,8 @@ bool weft__lock_idle(struct weft_lock *l)
 
 /* Tries 0 -> self.  acquire on success: pairs with the release CAS or
  * store that freed the lock, so the previous critical section happens
- * before ours. */
+ * before ours.  relaxed on failure: nothing is taken (the slow path
+ * re-reads the word under `spin`). */
 static inline bool lock_try_fast(struct weft_lock *l, struct weft_task *self)
 {
 	uintptr_t expect = 0;
@@ -91,10 +92,14 @@ static int lock_acquire_slow(struct weft_lock *l, struct weft_task *self,
 	bool cancellable)
 {
 	weft__spin_lock(&l->spin);
+	/* relaxed: a first guess for the CASes below, which re-read the word
+	 * when it changed; what we acquire comes with them or with `spin`. */
 	uintptr_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
 	for (;;) {
 		if (w == 0) {
-			/* Freed by a fast release since our fast attempt. */
+			/* Freed by a fast release since our fast attempt.
+			 * acquire: as in lock_try_fast (pairs with that
+			 * release CAS); relaxed on failure: we loop. */
 			if (atomic_compare_exchange_weak_explicit(&l->word, &w,
 				(uintptr_t)self, memory_order_acquire,
 				memory_order_relaxed)) {
@@ -123,7 +128,9 @@ static int lock_acquire_slow(struct weft_lock *l, struct weft_task *self,
 	l->nwaiting--;
 	/* Granted: the releaser already stored self as the owner (under
 	 * `spin`, which we hold again).  Cancelled as the last waiter: clear
-	 * WAITERS; the word cannot change under us while it is set. */
+	 * WAITERS; the word cannot change under us while it is set.  relaxed:
+	 * as when setting it, the bit publishes nothing; the holder's release
+	 * CAS reads the newest word whatever the order (one atomic). */
 	if (rc < 0 && l->q.len == 0)
 		atomic_fetch_and_explicit(&l->word, ~WEFT__LOCK_WAITERS,
 			memory_order_relaxed);
