@@ -41,8 +41,8 @@
 /* RFC 8305's recommended Connection Attempt Delay. */
 #define HE_DELAY_NS (250 * 1000 * 1000)
 
-static int connect_sockaddr(weft_stream_t **out, const struct sockaddr *addr,
-	socklen_t len)
+static WEFT_FIBER_FN int connect_sockaddr(weft_stream_t **out,
+	const struct sockaddr *addr, socklen_t len)
 {
 	struct weft_task *self;
 	int rc = weft__waitq_begin(&self);
@@ -120,7 +120,7 @@ struct he_attempt {
 	size_t i;
 };
 
-static int he_attempt_main(void *p)
+static WEFT_FIBER_FN int he_attempt_main(void *p)
 {
 	struct he_attempt *a = p;
 	struct he_race *r = a->race;
@@ -171,7 +171,7 @@ static size_t he_interleave(const struct addrinfo *res,
 }
 
 /* Runs the race in a private group; 0 if a winner is stored in r. */
-static int he_run(struct he_race *r, struct he_attempt *att)
+static WEFT_FIBER_FN int he_run(struct he_race *r, struct he_attempt *att)
 {
 	int rc = weft_group_open(&r->g);
 	if (rc < 0)

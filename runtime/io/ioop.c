@@ -125,7 +125,8 @@ static void ioop_abort_fn(struct weft_runtime *rt,
 /* Parks on the generation just stored in op->word until woken; returns
  * the word read after waking (acquire: pairs with the I/O thread's
  * release of DONE, so result is visible). */
-static uint64_t ioop_park(struct weft_task *self, struct weft__ioop *op)
+static WEFT_FIBER_FN uint64_t ioop_park(struct weft_task *self,
+	struct weft__ioop *op)
 {
 	weft__task_park_commit_on(self, op->what);
 	return atomic_load_explicit(&op->word, memory_order_acquire);

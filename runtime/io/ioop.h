@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/common.h"
 #include "io/io.h"
 
 struct weft_runtime;
@@ -50,8 +51,9 @@ struct weft__ioop {
  * completion's result (a real result wins over a cancellation that raced
  * with it; -ECANCELED means the operation did not complete).  On return
  * the I/O thread holds no reference to op.  op->start, cancel, what must
- * be set; the rest is set here.  Thread: a weft fiber. */
-int weft__ioop_run(struct weft__ioop *op);
+ * be set; the rest is set here.  Thread: a weft fiber (it parks; a plain
+ * thread gets WEFT_ENOTFIBER). */
+WEFT_FIBER_FN int weft__ioop_run(struct weft__ioop *op);
 
 /* Records the result of op and wakes its fiber; after this call (or, when
  * a cancellation is queued, after `cancel` ran) the fiber may return and

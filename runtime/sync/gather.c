@@ -101,7 +101,7 @@ static struct weft__leaf *child_failure_leaf(struct weft_task *self, int rc)
 /* The wrapper task of gather-with-errors and race: runs the call and
  * reports its outcome through its slot, never as a failure of the group
  * (which would cancel the siblings). */
-static int comb_child(void *arg)
+static WEFT_FIBER_FN int comb_child(void *arg)
 {
 	struct comb_slot *s = arg;
 	struct comb *c = s->c;
@@ -146,7 +146,7 @@ static int comb_child(void *arg)
  * then NULL), or the code of the spawn that failed (the tasks created
  * before it were cancelled; c->spawned says how many).  *join_rc and
  * *join_err are weft_group_join's. */
-static int comb_run(struct weft_task *self, struct comb *c,
+static WEFT_FIBER_FN int comb_run(struct weft_task *self, struct comb *c,
 	const weft_call_t *calls, size_t n, bool wrapped, bool race,
 	int *join_rc, weft_error_t **join_err)
 {

@@ -88,8 +88,8 @@ static inline bool lock_try_fast(struct weft_lock *l, struct weft_task *self)
 
 /* The contended acquire (see the essay).  Returns 0 with l held, or
  * -ECANCELED (cancellable only) with nothing acquired. */
-static int lock_acquire_slow(struct weft_lock *l, struct weft_task *self,
-	bool cancellable)
+static WEFT_FIBER_FN int lock_acquire_slow(struct weft_lock *l,
+	struct weft_task *self, bool cancellable)
 {
 	weft__spin_lock(&l->spin);
 	/* relaxed: a first guess for the CASes below, which re-read the word
