@@ -7,16 +7,20 @@
  * queue (ioq.c), whose wake hook is uv_async_send: it coalesces, and the
  * async callback drains the whole queue, so no request is left behind.
  * Requests are deadline updates the timer could not apply at once
- * (timer.c), I/O operations (ioop.c) and closes; completions go back to
- * workers through the scheduler's injection queue, in batches flushed
- * around each poll.
+ * (timer.c), I/O operations (ioop.c), closes (sockets, UDP, signal
+ * watchers), shutdown triggers and deferred frees (weft__io_reclaim);
+ * completions go back to workers through the scheduler's injection
+ * queue, in batches flushed around each poll.
  *
- * Deadlines belong to the deadline timer (timer.c); this thread only
- * watches its fd and calls weft__timer_expire when it fires, so deadlines
- * fire while every worker sleeps.
+ * Deadlines belong to the deadline timer (timer.c); this thread watches
+ * its fd and calls weft__timer_expire when it fires, so deadlines fire
+ * while every worker sleeps, and around each drain of the queue it brings
+ * the wheel's clock up to date (weft__timer_advance) and re-arms the fd
+ * (weft__timer_rearm).
  *
  * Invariants
- *   1. Only this thread touches the loop and the handles.
+ *   1. Between weft__io_start and the join in weft__io_stop, only this
+ *      thread touches the loop and the handles (uv_async_send aside).
  *   2. After `stop` is seen, the loop ends; weft__io_stop (after every
  *      worker is joined, so nobody can post) drains what is left.
  */

@@ -182,9 +182,11 @@ int weft_shutdown_open(weft_shutdown_t **out, weft_group_t *g,
 		sd_signal_hook, sd);
 	if (rc < 0)
 		goto fail_event;
-	/* After the watcher opened: the hook cannot run before sd is
-	 * complete (the open's completion publishes sd to the I/O thread),
-	 * and a failure needs no release. */
+	/* Retained after the watcher opened, so that a failure needs no
+	 * release.  The hook may run on the I/O thread as soon as the open
+	 * started the handles, before this retain and before sd->w is
+	 * stored: it reads neither (g is the caller's and alive during this
+	 * call, and sd's other fields were published by the open's post). */
 	weft_group_retain(g);
 	*out = sd;
 	return 0;

@@ -57,7 +57,7 @@
 struct comb;
 
 /* One call's task.  Written by that task only (wrapper mode), before it
- * ends; read by the caller after the join (invariant 2). */
+ * ends; read by the caller after the join (invariant 1). */
 struct comb_slot {
 	struct comb *c;
 	size_t i;

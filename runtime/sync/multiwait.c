@@ -13,13 +13,14 @@
  * the generation stale (or the park already WOKEN) and do nothing.  The
  * ordering argument is weft_task_wait's, per task: the waiter lists its
  * node, then re-reads the task's state; the finisher stores its state,
- * then reads the list head; all four are seq_cst, so either the waiter
- * sees the task ended (and does not park) or the finisher sees the node
- * (and wakes the generation).  Before returning, multi_park takes every
- * list's lock and removes its node if still there: the finisher wakes
- * under that lock, so once every lock has been taken no finisher can
- * touch a node again, and the nodes (on the caller's stack or in an
- * iterator) may go away.  Cancellation wakes the same park (it is
+ * then reads the list head; all four are seq_cst (the finisher's state
+ * store is seq_cst whenever a handle exists, as one does here), so either
+ * the waiter sees the task ended (and does not park) or the finisher sees
+ * the node (and wakes the generation).  Before returning, multi_park
+ * takes every list's lock and removes its node if still there: the
+ * finisher wakes under that lock, so once every lock has been taken no
+ * finisher can touch a node again, and the nodes (on the caller's stack
+ * or in an iterator) may go away.  Cancellation wakes the same park (it is
  * cancellable), and a deadline is a private scope in the caller's frame
  * (weft__scope_frame_enter) whose cancellation does the same, so there is
  * one park for every reason to stop waiting; callers loop and re-evaluate

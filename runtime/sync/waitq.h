@@ -57,9 +57,11 @@ typedef struct weft__wakelist {
 
 /* Before taking the primitive's lock to wait: returns -ECANCELED (and
  * records the observation) if the calling task is cancelled, WEFT_ENOTFIBER
- * from a plain thread, else 0 with *self set.  Links the task's root scope
- * so that a cancellation can reach the wait.  Yields first when the task
- * has used its cooperative budget (WEFT__COOP_BUDGET), so it must be
+ * from a plain thread, else 0 with *self set.  A root scope that is not
+ * linked yet and not cancelled (read through the group's scope) stays
+ * unlinked, so a call that completes at once never takes that scope's
+ * lock; the waits below link it before parking.  Yields first when the
+ * task has used its cooperative budget (WEFT__COOP_BUDGET), so it must be
  * called with no lock held.  Thread: any (a weft fiber may yield here; a
  * plain thread gets WEFT_ENOTFIBER). */
 WEFT_FIBER_FN int weft__waitq_begin(struct weft_task **self);
