@@ -41,8 +41,8 @@
 /* RFC 8305's recommended Connection Attempt Delay. */
 #define HE_DELAY_NS (250 * 1000 * 1000)
 
-static int connect_sockaddr(weft_stream_t **out, const struct sockaddr *addr,
-	socklen_t len)
+static WEFT_FIBER_FN int connect_sockaddr(weft_stream_t **out,
+	const struct sockaddr *addr, socklen_t len)
 {
 	struct weft_task *self;
 	int rc = weft__waitq_begin(&self);
@@ -120,7 +120,7 @@ struct he_attempt {
 	size_t i;
 };
 
-static int he_attempt_main(void *p)
+static WEFT_FIBER_FN int he_attempt_main(void *p)
 {
 	struct he_attempt *a = p;
 	struct he_race *r = a->race;
@@ -138,6 +138,8 @@ static int he_attempt_main(void *p)
 			weft_stream_close(s);
 		return 0;
 	}
+	/* relaxed: read by the owner only after the join, which orders it
+	 * (child_done's release, join's acquire). */
 	if (rc != -ECANCELED)
 		atomic_store_explicit(&r->last_err, rc, memory_order_relaxed);
 	weft_event_set(r->failed[a->i]);
@@ -169,7 +171,7 @@ static size_t he_interleave(const struct addrinfo *res,
 }
 
 /* Runs the race in a private group; 0 if a winner is stored in r. */
-static int he_run(struct he_race *r, struct he_attempt *att)
+static WEFT_FIBER_FN int he_run(struct he_race *r, struct he_attempt *att)
 {
 	int rc = weft_group_open(&r->g);
 	if (rc < 0)
@@ -190,7 +192,9 @@ static int he_run(struct he_race *r, struct he_attempt *att)
 		weft_scope_exit(sc);
 		weft_scope_destroy(sc);
 		/* A winner (it cancelled the group) or an outer
-		 * cancellation: start no more attempts. */
+		 * cancellation: start no more attempts.  relaxed: only
+		 * whether someone won; the stream is read after the join
+		 * (acquire below). */
 		rc = weft_checkpoint_if_cancelled();
 		if (rc < 0 || atomic_load_explicit(&r->winner,
 			memory_order_relaxed) != NULL)
@@ -206,6 +210,7 @@ static int he_run(struct he_race *r, struct he_attempt *att)
 		return -ECANCELED;
 	if (rc < 0)
 		return rc;
+	/* relaxed: after the join, which orders every attempt's store. */
 	return atomic_load_explicit(&r->last_err, memory_order_relaxed);
 }
 
@@ -274,6 +279,7 @@ int weft__connect_list(weft_stream_t **out, const struct addrinfo *res)
 	weft__free(r.addrs);
 	if (rc < 0)
 		return rc;
+	/* acquire: as in he_run (pairs with the winner's CAS). */
 	*out = atomic_load_explicit(&r.winner, memory_order_acquire);
 	return 0;
 }

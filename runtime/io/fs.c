@@ -253,6 +253,7 @@ int weft_fs_open(const char *path, int flags, int mode, int *fd)
 static bool fs_cancelled(struct weft_task *self)
 {
 	weft__task_link_root(self);
+	/* relaxed: our own cur_scope, written only by this task. */
 	return weft__scope_is_cancelled(atomic_load_explicit(&self->cur_scope,
 		memory_order_relaxed));
 }
@@ -323,8 +324,8 @@ int weft_fs_fsync(int fd)
 	return fs_run(&f, true);
 }
 
-static int fs_stat_common(enum fs_kind kind, const char *path, int fd,
-	weft_fs_stat_t *out)
+static WEFT_FIBER_FN int fs_stat_common(enum fs_kind kind, const char *path,
+	int fd, weft_fs_stat_t *out)
 {
 	struct fs_op f = { .kind = kind, .path = path, .fd = fd };
 	int rc = fs_run(&f, true);
@@ -354,8 +355,8 @@ int weft_fs_fstat(int fd, weft_fs_stat_t *out)
 	return fs_stat_common(FS_FSTAT, NULL, fd, out);
 }
 
-static int fs_path_op(enum fs_kind kind, const char *path, const char *path2,
-	int mode)
+static WEFT_FIBER_FN int fs_path_op(enum fs_kind kind, const char *path,
+	const char *path2, int mode)
 {
 	struct fs_op f = { .kind = kind, .path = path, .path2 = path2,
 		.mode = mode };
@@ -410,7 +411,7 @@ static int fs_grow(char **buf, size_t used, size_t cap)
 /* Reads fd to its end into a new buffer; the size is a hint (0 when stat
  * cannot tell).  The buffer has room for one byte more than expected, so
  * that the read which finds the end also tells a file that grew. */
-static int fs_slurp(int fd, size_t hint, size_t max, char **out,
+static WEFT_FIBER_FN int fs_slurp(int fd, size_t hint, size_t max, char **out,
 	size_t *outlen)
 {
 	/* The most data the buffer ever needs: max + 1 bytes, the extra one

@@ -7,16 +7,20 @@
  * queue (ioq.c), whose wake hook is uv_async_send: it coalesces, and the
  * async callback drains the whole queue, so no request is left behind.
  * Requests are deadline updates the timer could not apply at once
- * (timer.c), I/O operations (ioop.c) and closes; completions go back to
- * workers through the scheduler's injection queue, in batches flushed
- * around each poll.
+ * (timer.c), I/O operations (ioop.c), closes (sockets, UDP, signal
+ * watchers), shutdown triggers and deferred frees (weft__io_reclaim);
+ * completions go back to workers through the scheduler's injection
+ * queue, in batches flushed around each poll.
  *
- * Deadlines belong to the deadline timer (timer.c); this thread only
- * watches its fd and calls weft__timer_expire when it fires, so deadlines
- * fire while every worker sleeps.
+ * Deadlines belong to the deadline timer (timer.c); this thread watches
+ * its fd and calls weft__timer_expire when it fires, so deadlines fire
+ * while every worker sleeps, and around each drain of the queue it brings
+ * the wheel's clock up to date (weft__timer_advance) and re-arms the fd
+ * (weft__timer_rearm).
  *
  * Invariants
- *   1. Only this thread touches the loop and the handles.
+ *   1. Between weft__io_start and the join in weft__io_stop, only this
+ *      thread touches the loop and the handles (uv_async_send aside).
  *   2. After `stop` is seen, the loop ends; weft__io_stop (after every
  *      worker is joined, so nobody can post) drains what is left.
  */
@@ -100,6 +104,7 @@ static bool reclaim_grace_over(weft__io_t *io)
 	struct weft_runtime *rt = io->rt;
 	for (unsigned i = 0; i < rt->nworkers; i++) {
 		uint64_t s = io->rc_snap[i];
+		/* acquire: see above (worker_qs_step's release). */
 		if ((s & 1) && atomic_load_explicit(&rt->workers[i].qs,
 			memory_order_acquire) == s)
 			return false;
@@ -124,6 +129,9 @@ static void reclaim_start(weft__io_t *io)
 	struct weft_runtime *rt = io->rt;
 	io->rc_wait = io->rc_next;
 	io->rc_next = NULL;
+	/* acquire: as in reclaim_grace_over (pairs with worker_qs_step's
+	 * release); the snapshot only names the fiber each worker runs now,
+	 * and the later loads decide. */
 	for (unsigned i = 0; i < rt->nworkers; i++)
 		io->rc_snap[i] = atomic_load_explicit(&rt->workers[i].qs,
 			memory_order_acquire);

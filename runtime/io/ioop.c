@@ -71,6 +71,9 @@ void weft__ioop_complete(struct weft__ioop *op, int result)
 	op->result = result;
 	op->io_completed = true;
 	struct weft_task *t = op->task;
+	/* acquire: pairs with the fiber's release of the word (its publish
+	 * CAS, or the request queue's post for the first generation): we
+	 * read its newest generation and CANCEL_REQ. */
 	uint64_t w = atomic_load_explicit(&op->word, memory_order_acquire);
 	for (;;) {
 		if (w & IOOP_CANCEL_REQ) {
@@ -122,7 +125,8 @@ static void ioop_abort_fn(struct weft_runtime *rt,
 /* Parks on the generation just stored in op->word until woken; returns
  * the word read after waking (acquire: pairs with the I/O thread's
  * release of DONE, so result is visible). */
-static uint64_t ioop_park(struct weft_task *self, struct weft__ioop *op)
+static WEFT_FIBER_FN uint64_t ioop_park(struct weft_task *self,
+	struct weft__ioop *op)
 {
 	weft__task_park_commit_on(self, op->what);
 	return atomic_load_explicit(&op->word, memory_order_acquire);
@@ -154,6 +158,7 @@ int weft__ioop_run(struct weft__ioop *op)
 		return rc;
 	/* Reachable by cancellations from now on. */
 	weft__task_link_root(self);
+	/* relaxed: our own cur_scope, written only by this task. */
 	struct weft_scope *s = atomic_load_explicit(&self->cur_scope,
 		memory_order_relaxed);
 	op->task = self;

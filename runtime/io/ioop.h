@@ -2,15 +2,17 @@
  * libuv and parks until it is done, with cancellation (see ioop.c for the
  * protocol and its proof).
  *
- * A module (tcp.c, fs.c, ...) embeds a struct weft__ioop in a structure on
- * the calling fiber's stack, sets `start` (and `cancel` when the operation
- * can be stopped), and calls weft__ioop_run.  On the I/O thread, `start`
- * submits the libuv request; the libuv callback (or `start` itself, for an
- * operation that completes at once) calls weft__ioop_complete exactly once.
- * `cancel` runs on the I/O thread when the fiber was cancelled while the
- * operation was in flight; it must make libuv finish the operation soon
- * (uv_cancel, uv_read_stop, uv_close...), which then completes it (with
- * UV_ECANCELED or, if it raced, with its real result). */
+ * A module (sock.c, udp.c, fs.c, dns.c, signal.c) embeds a struct
+ * weft__ioop in a structure on the calling fiber's stack, sets `start`
+ * (and `cancel` when the operation can be stopped), and calls
+ * weft__ioop_run.  On the I/O thread, `start` submits the libuv request
+ * (or registers the wait); the callback that ends it (or `start` itself,
+ * for an operation that completes at once) calls weft__ioop_complete
+ * exactly once.  `cancel` runs on the I/O thread when the fiber was
+ * cancelled while the operation was in flight; it must end the operation
+ * soon: complete it with -ECANCELED itself (unlinking a waiter,
+ * uv_udp_recv_stop), or make libuv finish it (uv_cancel), whose callback
+ * then completes it with UV_ECANCELED or, if it raced, its real result. */
 #ifndef WEFT_RUNTIME_IO_IOOP_H
 #define WEFT_RUNTIME_IO_IOOP_H
 
@@ -18,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/common.h"
 #include "io/io.h"
 
 struct weft_runtime;
@@ -50,8 +53,9 @@ struct weft__ioop {
  * completion's result (a real result wins over a cancellation that raced
  * with it; -ECANCELED means the operation did not complete).  On return
  * the I/O thread holds no reference to op.  op->start, cancel, what must
- * be set; the rest is set here.  Thread: a weft fiber. */
-int weft__ioop_run(struct weft__ioop *op);
+ * be set; the rest is set here.  Thread: a weft fiber (it parks; a plain
+ * thread gets WEFT_ENOTFIBER). */
+WEFT_FIBER_FN int weft__ioop_run(struct weft__ioop *op);
 
 /* Records the result of op and wakes its fiber; after this call (or, when
  * a cancellation is queued, after `cancel` ran) the fiber may return and

@@ -47,8 +47,8 @@ static void listener_free(struct weft__sock *sk)
 }
 
 /* Binds and listens on a new socket for addr; *out on success. */
-static int listener_open(weft_listener_t **out, const struct sockaddr *addr,
-	socklen_t len, int backlog)
+static WEFT_FIBER_FN int listener_open(weft_listener_t **out,
+	const struct sockaddr *addr, socklen_t len, int backlog)
 {
 	struct weft_task *self;
 	int rc = weft__waitq_begin(&self);
@@ -223,7 +223,7 @@ struct serve_conn {
 	weft_stream_t *s;
 };
 
-static int serve_conn_main(void *p)
+static WEFT_FIBER_FN int serve_conn_main(void *p)
 {
 	struct serve_conn c = *(struct serve_conn *)p;
 	weft__free(p);
@@ -237,7 +237,7 @@ struct serve_stop {
 	weft_group_t *g;          /* serve's private group */
 };
 
-static int serve_stop_main(void *p)
+static WEFT_FIBER_FN int serve_stop_main(void *p)
 {
 	struct serve_stop *st = p;
 	int rc = weft_event_wait(st->stop);
@@ -247,7 +247,7 @@ static int serve_stop_main(void *p)
 }
 
 /* The accept loop, in the body of serve's private group. */
-static int serve_loop(weft_listener_t *l, weft_group_t *g,
+static WEFT_FIBER_FN int serve_loop(weft_listener_t *l, weft_group_t *g,
 	weft_conn_fn handler, void *arg, weft_event_t *stop)
 {
 	for (;;) {

@@ -1,5 +1,5 @@
 /* Two-phase graceful shutdown (weft_shutdown_*, include/weft/signal.h;
- * semantics.md rule 43).
+ * docs/semantics.md rule 43).
  *
  * Problem: on SIGINT/SIGTERM a service should stop accepting and let its
  * handlers finish, then, after a grace period or at a second signal,
@@ -182,9 +182,11 @@ int weft_shutdown_open(weft_shutdown_t **out, weft_group_t *g,
 		sd_signal_hook, sd);
 	if (rc < 0)
 		goto fail_event;
-	/* After the watcher opened: the hook cannot run before sd is
-	 * complete (the open's completion publishes sd to the I/O thread),
-	 * and a failure needs no release. */
+	/* Retained after the watcher opened, so that a failure needs no
+	 * release.  The hook may run on the I/O thread as soon as the open
+	 * started the handles, before this retain and before sd->w is
+	 * stored: it reads neither (g is the caller's and alive during this
+	 * call, and sd's other fields were published by the open's post). */
 	weft_group_retain(g);
 	*out = sd;
 	return 0;
@@ -200,7 +202,9 @@ int weft_shutdown_trigger(weft_shutdown_t *sd)
 	if (sd == NULL)
 		return -EINVAL;
 	/* acq_rel: only the first trigger posts the node (a node cannot be
-	 * queued twice); later ones see true and return. */
+	 * queued twice); later ones see true and return.  The RMW's
+	 * atomicity is what matters: the node's fields reach the I/O thread
+	 * through the post's release, so the ordering pairs with nothing. */
 	if (atomic_exchange_explicit(&sd->triggered, true,
 		memory_order_acq_rel))
 		return 0;

@@ -15,7 +15,7 @@
  *   - `cancel` unlinks a queued wait and completes it with -ECANCELED.
  *     Delivery, start and cancel all run on the I/O thread, so a wait is
  *     either given a delivery or unlinked, never both: a cancelled wait
- *     took nothing (semantics rule 42).
+ *     took nothing (docs/semantics.md rule 42).
  * Signals are rare, so one round trip to the I/O thread per wait costs
  * nothing that matters, and no state is shared with workers but `refs`.
  *

@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "base/common.h"
+
 struct weft_runtime;
 struct weft__signals;
 struct weft_signals;
@@ -15,9 +17,9 @@ typedef void (*weft__signal_hook_fn)(void *arg, int signum);
 
 /* weft_signal_open for a watcher whose deliveries go to hook(arg, signum)
  * on the I/O thread (no task waits on it).  Same errors.
- * Thread: a weft fiber. */
-int weft__signal_open_hook(struct weft_signals **out, const int *signums,
-	size_t n, weft__signal_hook_fn hook, void *arg);
+ * Thread: a weft fiber (it parks until the I/O thread opened it). */
+WEFT_FIBER_FN int weft__signal_open_hook(struct weft_signals **out,
+	const int *signums, size_t n, weft__signal_hook_fn hook, void *arg);
 
 /* weft_signal_close done directly: stops watching (the hook is never
  * called again once this returns) and frees w once its handles are

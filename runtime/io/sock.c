@@ -181,7 +181,8 @@ static void sock_close_fn(struct weft_runtime *rt,
  * finished it yet.  Any thread. */
 static void sock_try_finish(struct weft__sock *s)
 {
-	/* acquire: sees the leaving tasks' system calls as over. */
+	/* acquire: pairs with weft__sock_leave's release; the leaving
+	 * tasks' system calls are over. */
 	unsigned v = atomic_load_explicit(&s->gate, memory_order_acquire);
 	for (;;) {
 		if (!(v & SOCK_CLOSED) || (v & SOCK_POSTED) ||
@@ -217,6 +218,8 @@ bool weft__sock_close(struct weft__sock *s)
 
 bool weft__sock_closing(struct weft__sock *s)
 {
+	/* relaxed: a hint for error messages (sock.h); the gate's RMWs
+	 * decide, and this load pairs with nothing. */
 	return atomic_load_explicit(&s->gate, memory_order_relaxed) &
 		SOCK_CLOSED;
 }

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "base/common.h"
 #include "io/ioop.h"
 
 struct weft_runtime;
@@ -50,7 +51,8 @@ void weft__sock_init(struct weft__sock *s, struct weft_runtime *rt, int fd,
 	void (*free_fn)(struct weft__sock *s));
 
 /* Takes / drops a reference of a call in progress (the caller must hold
- * s alive already to take one).  The last drop runs free_fn. */
+ * s alive already to take one).  The last drop runs free_fn.  Thread:
+ * any. */
 void weft__sock_ref(struct weft__sock *s);
 void weft__sock_unref(struct weft__sock *s);
 
@@ -60,15 +62,16 @@ void weft__sock_unref(struct weft__sock *s);
  * free s under a call that has begun), passes the checkpoint (*self is
  * the calling task), then takes the side.  0, or an error with nothing
  * held: the checkpoint's, or -EBUSY when another task holds the side.
- * Thread: weft fiber. */
-int weft__sock_call_begin(struct weft__sock *s, atomic_bool *side,
+ * Thread: a weft fiber (it may yield in the checkpoint). */
+WEFT_FIBER_FN int weft__sock_call_begin(struct weft__sock *s, atomic_bool *side,
 	struct weft_task **self);
-/* Gives the side back and drops the call's reference. */
+/* Gives the side back and drops the call's reference.  Thread: the fiber
+ * that began the call. */
 void weft__sock_call_end(struct weft__sock *s, atomic_bool *side);
 
 /* Brackets one direct system call on s->fd: enter returns false (and
  * nothing is entered) once s is closing; while any task is inside, the
- * descriptor stays open. */
+ * descriptor stays open.  Thread: any, holding a reference. */
 bool weft__sock_enter(struct weft__sock *s);
 void weft__sock_leave(struct weft__sock *s);
 
@@ -78,7 +81,8 @@ void weft__sock_leave(struct weft__sock *s);
  * withdrawn: nothing happened), WEFT_ECLOSED (s was closed), or a poll
  * error.  At most one waiter per event (the callers' busy flags).
  * Thread: a weft fiber holding a reference. */
-int weft__sock_wait(struct weft__sock *s, int event, const char *what);
+WEFT_FIBER_FN int weft__sock_wait(struct weft__sock *s, int event,
+	const char *what);
 
 /* Starts closing s: no direct call starts after this; a task parked in a
  * wait returns WEFT_ECLOSED; the descriptor is closed once no task is
@@ -88,7 +92,7 @@ int weft__sock_wait(struct weft__sock *s, int event, const char *what);
 bool weft__sock_close(struct weft__sock *s);
 
 /* True once weft__sock_close was called (a relaxed hint for error
- * messages; the gate decides). */
+ * messages; the gate decides).  Thread: any. */
 bool weft__sock_closing(struct weft__sock *s);
 
 /* The length of an AF_INET or AF_INET6 address, 0 for another family.
@@ -96,7 +100,7 @@ bool weft__sock_closing(struct weft__sock *s);
 socklen_t weft__sock_addr_len(const struct sockaddr *sa);
 
 /* -errno of the last failed system call, with EAGAIN/EWOULDBLOCK as
- * -EAGAIN. */
+ * -EAGAIN.  Thread: any (the calling thread's errno). */
 int weft__sock_errno(void);
 
 #endif

@@ -95,7 +95,7 @@ int weft_stream_close(weft_stream_t *s)
 
 /* Takes the read side: reference, checkpoint, busy flag.  0 or an error
  * (nothing taken). */
-static int stream_read_begin(struct weft_stream *s)
+static WEFT_FIBER_FN int stream_read_begin(struct weft_stream *s)
 {
 	struct weft_task *self;
 	return weft__sock_call_begin(&s->sk, &s->reading, &self);
@@ -108,7 +108,8 @@ static void stream_read_end(struct weft_stream *s)
 
 /* One read: from the pushback if it holds bytes, else from the socket,
  * waiting for data.  > 0 bytes, 0 at end of stream, or an error. */
-static ssize_t stream_recv(struct weft_stream *s, char *buf, size_t len)
+static WEFT_FIBER_FN ssize_t stream_recv(struct weft_stream *s, char *buf,
+	size_t len)
 {
 	if (s->pb_len > 0) {
 		size_t n = len < s->pb_len ? len : s->pb_len;
@@ -262,7 +263,8 @@ ssize_t weft_stream_read_until(weft_stream_t *s, void *buf, size_t cap,
 			break;
 		}
 		if (n < 0) {
-			/* Consume nothing on cancellation (rule 42). */
+			/* Consume nothing on cancellation (docs/semantics.md
+			 * rule 42). */
 			if (n == -ECANCELED)
 				stream_pb_push(s, b, have);
 			result = n;
@@ -279,7 +281,7 @@ out:
 
 /* {======================================================= writing */
 
-static int stream_write_begin(struct weft_stream *s)
+static WEFT_FIBER_FN int stream_write_begin(struct weft_stream *s)
 {
 	struct weft_task *self;
 	return weft__sock_call_begin(&s->sk, &s->writing, &self);

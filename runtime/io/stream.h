@@ -32,7 +32,7 @@ struct weft_stream *weft__stream_new(struct weft_runtime *rt, int fd,
 	bool tcp);
 
 /* The memory of a stream, for a caller that must allocate before it has
- * a descriptor (accept); weft__stream_init then takes fd. */
+ * a descriptor (accept); weft__stream_init then takes fd.  Thread: any. */
 struct weft_stream *weft__stream_alloc(void);
 void weft__stream_init(struct weft_stream *s, struct weft_runtime *rt,
 	int fd, bool tcp);

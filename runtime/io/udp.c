@@ -146,6 +146,7 @@ static void udp_unref(struct weft_udp *u);
 /* The closer's reference (u is open: the caller holds it alive). */
 static void udp_ref(struct weft_udp *u)
 {
+	/* relaxed: the caller holds u alive; a count orders nothing. */
 	atomic_fetch_add_explicit(&u->refs, 1, memory_order_relaxed);
 }
 
@@ -158,6 +159,7 @@ static bool udp_ref_open(struct weft_udp *u)
 	/* acquire: reading a count that a closing release left (even 0)
 	 * makes that close's CLOSED visible below. */
 	atomic_fetch_add_explicit(&u->refs, 1, memory_order_acquire);
+	/* acquire: pairs with weft_udp_close's acq_rel fetch_or of CLOSED. */
 	if (!(atomic_load_explicit(&u->gate, memory_order_acquire) &
 		UDP_CLOSED))
 		return true;
@@ -173,7 +175,9 @@ static void udp_free(struct weft__reclaim *r)
 static void udp_unref(struct weft_udp *u)
 {
 	/* acq_rel: the release orders this holder's accesses before the
-	 * free; the acquire of the last one sees every other holder's. */
+	 * free; the acquire of the last one sees every other holder's.  The
+	 * exchange on `dead` (acq_rel too) lets only the first one to reach
+	 * 0 reclaim u: a late call's own 1 -> 0 finds it set. */
 	if (atomic_fetch_sub_explicit(&u->refs, 1, memory_order_acq_rel) == 1 &&
 		!atomic_exchange_explicit(&u->dead, true, memory_order_acq_rel))
 		weft__io_reclaim(u->rt, &u->reclaim, udp_free);
@@ -207,6 +211,7 @@ static bool udp_enter(struct weft_udp *u)
 		memory_order_acq_rel);
 	if (!(old & UDP_CLOSED))
 		return true;
+	/* acq_rel: backing out, as udp_leave (no system call was made). */
 	atomic_fetch_sub_explicit(&u->gate, UDP_INSIDE, memory_order_acq_rel);
 	/* The close was posted already or will be by whoever is inside;
 	 * this task never counted for it, but may be the last one out. */

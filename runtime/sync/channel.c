@@ -1,4 +1,4 @@
-/* Channels: memory object streams (semantics.md rules 41-42).
+/* Channels: memory object streams (docs/semantics.md rules 41-42).
  *
  * Problem: move fixed-size items between any number of senders and
  * receivers on any workers, where a sender may have to wait for room (or,
@@ -286,8 +286,8 @@ static int chan_grow(struct chan *ch)
  * into both callers: a parked call resumes by returning through every
  * frame above the switch, and each return after a switch is a return-
  * stack mispredict. */
-static inline __attribute__((always_inline)) int chan_send(struct chan_end *e, const void *item,
-	struct weft_task *self)
+static inline __attribute__((always_inline)) WEFT_FIBER_FN int chan_send(
+	struct chan_end *e, const void *item, struct weft_task *self)
 {
 	struct chan *ch = e->ch;
 	weft__wakelist_t wl = { NULL, NULL };
@@ -341,7 +341,8 @@ static inline __attribute__((always_inline)) int chan_send(struct chan_end *e, c
 
 /* Receive through e; self == NULL means "never wait" (try_receive).
  * Inlined into both callers, as chan_send. */
-static inline __attribute__((always_inline)) int chan_receive(struct chan_end *e, void *out, struct weft_task *self)
+static inline __attribute__((always_inline)) WEFT_FIBER_FN int chan_receive(
+	struct chan_end *e, void *out, struct weft_task *self)
 {
 	struct chan *ch = e->ch;
 	weft__wakelist_t wl = { NULL, NULL };

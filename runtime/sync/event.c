@@ -104,6 +104,9 @@ int weft_event_wait(weft_event_t *ev)
 	if (atomic_load_explicit(&ev->set, memory_order_acquire))
 		return 0;
 	weft__spin_lock(&ev->spin);
+	/* relaxed: under `spin`, which set holds when it stores (the lock
+	 * orders the two; a waiter granted later gets set's writes through
+	 * `spin` too). */
 	if (!atomic_load_explicit(&ev->set, memory_order_relaxed)) {
 		struct weft__wait_node n = { 0 };
 		ev->nwaiting++;

@@ -12,7 +12,8 @@
  * cancelled, and cancels the children when an enclosing scope is
  * cancelled).  Default gather runs the functions themselves as the tasks:
  * the group's first-failure cancellation and error aggregation are
- * exactly rule 35, and the results are read through the handles.
+ * exactly docs/semantics.md rule 35, and the results are read through the
+ * handles.
  * Gather with WEFT_GATHER_RETURN_ERRORS and race must not let a failure
  * cancel the group, so each function runs inside a wrapper task
  * (comb_child) that reports the failure in its slot instead of to the
@@ -56,7 +57,7 @@
 struct comb;
 
 /* One call's task.  Written by that task only (wrapper mode), before it
- * ends; read by the caller after the join (invariant 2). */
+ * ends; read by the caller after the join (invariant 1). */
 struct comb_slot {
 	struct comb *c;
 	size_t i;
@@ -84,6 +85,9 @@ struct comb {
  * self's nested error group.  NULL when out of memory. */
 static struct weft__leaf *child_failure_leaf(struct weft_task *self, int rc)
 {
+	/* relaxed: the runtime's logical failure clock, as in
+	 * weft__task_finish; the RMW alone orders the values, and the leaf
+	 * reaches the caller through the join. */
 	uint64_t seq = atomic_fetch_add_explicit(&self->rt->error_seq, 1,
 		memory_order_relaxed);
 	struct weft__leaf *l = weft__error_leaf_create(rc,
@@ -97,7 +101,7 @@ static struct weft__leaf *child_failure_leaf(struct weft_task *self, int rc)
 /* The wrapper task of gather-with-errors and race: runs the call and
  * reports its outcome through its slot, never as a failure of the group
  * (which would cancel the siblings). */
-static int comb_child(void *arg)
+static WEFT_FIBER_FN int comb_child(void *arg)
 {
 	struct comb_slot *s = arg;
 	struct comb *c = s->c;
@@ -107,7 +111,8 @@ static int comb_child(void *arg)
 	/* The task record is fixed; only the worker under it may change. */
 	struct weft_task *self = weft__task_current();
 	/* What weft__task_finish would do with groups left open, done here
-	 * so that the failure lands in the slot. */
+	 * so that the failure lands in the slot.  relaxed: our own
+	 * cur_scope, written only by this task. */
 	if (atomic_load_explicit(&self->cur_scope, memory_order_relaxed) !=
 		&self->root_scope) {
 		int r = weft__group_reap_unjoined(self);
@@ -119,6 +124,10 @@ static int comb_child(void *arg)
 	if (rc == 0) {
 		s->value = self->result;
 		size_t none = SIZE_MAX;
+		/* acq_rel: one RMW decides the winner; its release publishes
+		 * s->value with the index (pairs with the caller's acquire
+		 * load, which the join orders anyway).  acquire on failure:
+		 * a loser reads nothing through it. */
 		if (c->race && atomic_compare_exchange_strong_explicit(
 			&c->winner, &none, s->i, memory_order_acq_rel,
 			memory_order_acquire))
@@ -137,7 +146,7 @@ static int comb_child(void *arg)
  * then NULL), or the code of the spawn that failed (the tasks created
  * before it were cancelled; c->spawned says how many).  *join_rc and
  * *join_err are weft_group_join's. */
-static int comb_run(struct weft_task *self, struct comb *c,
+static WEFT_FIBER_FN int comb_run(struct weft_task *self, struct comb *c,
 	const weft_call_t *calls, size_t n, bool wrapped, bool race,
 	int *join_rc, weft_error_t **join_err)
 {
@@ -220,6 +229,7 @@ static bool slot_failed(const struct comb_slot *s)
  * recording the observation, else 0. */
 static int comb_cancelled(struct weft_task *self)
 {
+	/* relaxed: our own cur_scope, written only by this task. */
 	struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
 		memory_order_relaxed);
 	if (!weft__scope_is_cancelled(cur))
@@ -321,6 +331,8 @@ int weft_race(const weft_call_t *calls, size_t n, void **value,
 	if (c.slots == NULL)
 		return spawn_rc;
 	weft_error_free(e);  /* only wrappers that never ran: rebuilt below */
+	/* acquire: pairs with the winner's CAS in comb_child (the join's
+	 * acquire already orders it). */
 	size_t won = atomic_load_explicit(&c.winner, memory_order_acquire);
 	/* Chain the failures in call order. */
 	struct weft__leaf *head = NULL, **tail = &head;

@@ -33,8 +33,8 @@
  * Rejected: letting the lock fall free and waking a waiter to compete for
  * it (a barging, "eventually fair" mutex as in Go before starvation mode
  * or pthreads): cheaper under contention, but a task that releases and
- * re-acquires in a loop can starve the waiters indefinitely, and the
- * issue asks for FIFO.  The price of hand-off is a lock convoy: under
+ * re-acquires in a loop can starve the waiters indefinitely, and a Lock
+ * promises FIFO order.  The price of hand-off is a lock convoy: under
  * contention every acquire after the first parks.
  *
  * Lifetime: after its fast release CAS, or after unlocking `spin`, the
@@ -77,7 +77,8 @@ bool weft__lock_idle(struct weft_lock *l)
 
 /* Tries 0 -> self.  acquire on success: pairs with the release CAS or
  * store that freed the lock, so the previous critical section happens
- * before ours. */
+ * before ours.  relaxed on failure: nothing is taken (the slow path
+ * re-reads the word under `spin`). */
 static inline bool lock_try_fast(struct weft_lock *l, struct weft_task *self)
 {
 	uintptr_t expect = 0;
@@ -87,14 +88,18 @@ static inline bool lock_try_fast(struct weft_lock *l, struct weft_task *self)
 
 /* The contended acquire (see the essay).  Returns 0 with l held, or
  * -ECANCELED (cancellable only) with nothing acquired. */
-static int lock_acquire_slow(struct weft_lock *l, struct weft_task *self,
-	bool cancellable)
+static WEFT_FIBER_FN int lock_acquire_slow(struct weft_lock *l,
+	struct weft_task *self, bool cancellable)
 {
 	weft__spin_lock(&l->spin);
+	/* relaxed: a first guess for the CASes below, which re-read the word
+	 * when it changed; what we acquire comes with them or with `spin`. */
 	uintptr_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
 	for (;;) {
 		if (w == 0) {
-			/* Freed by a fast release since our fast attempt. */
+			/* Freed by a fast release since our fast attempt.
+			 * acquire: as in lock_try_fast (pairs with that
+			 * release CAS); relaxed on failure: we loop. */
 			if (atomic_compare_exchange_weak_explicit(&l->word, &w,
 				(uintptr_t)self, memory_order_acquire,
 				memory_order_relaxed)) {
@@ -123,7 +128,9 @@ static int lock_acquire_slow(struct weft_lock *l, struct weft_task *self,
 	l->nwaiting--;
 	/* Granted: the releaser already stored self as the owner (under
 	 * `spin`, which we hold again).  Cancelled as the last waiter: clear
-	 * WAITERS; the word cannot change under us while it is set. */
+	 * WAITERS; the word cannot change under us while it is set.  relaxed:
+	 * as when setting it, the bit publishes nothing; the holder's release
+	 * CAS reads the newest word whatever the order (one atomic). */
 	if (rc < 0 && l->q.len == 0)
 		atomic_fetch_and_explicit(&l->word, ~WEFT__LOCK_WAITERS,
 			memory_order_relaxed);

@@ -32,13 +32,15 @@ struct weft_lock {
 	size_t nwaiting;
 };
 
-/* Initialises an embedded lock (condition.c). */
+/* Initialises an embedded lock (condition.c).  Thread: any, before l is
+ * shared. */
 void weft__lock_init(struct weft_lock *l);
 /* Whether l may be freed: not held, nobody in an acquire.  Any thread;
  * nobody may start using l concurrently. */
 bool weft__lock_idle(struct weft_lock *l);
 
-/* Whether self holds l. */
+/* Whether self holds l.  Thread: the fiber self (the answer is exact only
+ * about the calling task; see the relaxed load). */
 static inline bool weft__lock_owned_by(const struct weft_lock *l,
 	const struct weft_task *self)
 {

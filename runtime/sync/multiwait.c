@@ -13,13 +13,14 @@
  * the generation stale (or the park already WOKEN) and do nothing.  The
  * ordering argument is weft_task_wait's, per task: the waiter lists its
  * node, then re-reads the task's state; the finisher stores its state,
- * then reads the list head; all four are seq_cst, so either the waiter
- * sees the task ended (and does not park) or the finisher sees the node
- * (and wakes the generation).  Before returning, multi_park takes every
- * list's lock and removes its node if still there: the finisher wakes
- * under that lock, so once every lock has been taken no finisher can
- * touch a node again, and the nodes (on the caller's stack or in an
- * iterator) may go away.  Cancellation wakes the same park (it is
+ * then reads the list head; all four are seq_cst (the finisher's state
+ * store is seq_cst whenever a handle exists, as one does here), so either
+ * the waiter sees the task ended (and does not park) or the finisher sees
+ * the node (and wakes the generation).  Before returning, multi_park
+ * takes every list's lock and removes its node if still there: the
+ * finisher wakes under that lock, so once every lock has been taken no
+ * finisher can touch a node again, and the nodes (on the caller's stack
+ * or in an iterator) may go away.  Cancellation wakes the same park (it is
  * cancellable), and a deadline is a private scope in the caller's frame
  * (weft__scope_frame_enter) whose cancellation does the same, so there is
  * one park for every reason to stop waiting; callers loop and re-evaluate
@@ -80,6 +81,7 @@ static bool watch_list(struct watch *w, struct weft_task *t)
 {
 	w->on = t;
 	weft__spin_lock(&t->waiters_lock);
+	/* relaxed: under waiters_lock, which orders every list update. */
 	w->node.next = atomic_load_explicit(&t->waiters, memory_order_relaxed);
 	/* seq_cst, then the seq_cst state load below: pairs with the
 	 * finisher's seq_cst state store, then seq_cst head load
@@ -98,6 +100,8 @@ static void watch_unlist(struct watch *w)
 {
 	struct weft_task *t = w->on;
 	weft__spin_lock(&t->waiters_lock);
+	/* relaxed, both: under waiters_lock, which the finisher also holds
+	 * while it wakes and empties the list. */
 	struct weft__waiter *head = atomic_load_explicit(&t->waiters,
 		memory_order_relaxed);
 	if (head == &w->node) {
@@ -140,7 +144,8 @@ static WEFT_FIBER_FN void multi_park(struct weft_task *self,
 	}
 	bool park = listed > 0 && ended <= seen;
 	/* After the seq_cst prepare: a canceller stores eff_cancelled then
-	 * reads the park word (cancel.c invariant 3). */
+	 * reads the park word (cancel.c invariant 3).  cur_scope relaxed:
+	 * only this task writes it. */
 	if (park && cancellable && weft__scope_is_cancelled(
 		atomic_load_explicit(&self->cur_scope, memory_order_relaxed)))
 		park = false;
@@ -168,6 +173,7 @@ static WEFT_FIBER_FN void wait_shielded(struct weft_task *self,
 static int wait_cancel_kind(struct weft_task *self,
 	struct weft__frame_scope *ss)
 {
+	/* relaxed: our own cur_scope, written only by this task. */
 	struct weft_scope *outer = ss ? ss->ts.s.outer :
 		atomic_load_explicit(&self->cur_scope, memory_order_relaxed);
 	if (ss && !weft__scope_is_cancelled(outer))
@@ -206,6 +212,8 @@ static bool wait_met(weft_task_t *const *h, size_t n, weft_wait_mode_t mode,
 	size_t k = 0;
 	bool failed = false;
 	for (size_t i = 0; i < n; i++) {
+		/* acquire: as in task_pending (pairs with the finisher's
+		 * release or seq_cst store of state). */
 		int s = atomic_load_explicit(&h[i]->state,
 			memory_order_acquire);
 		if (s == WEFT_TASK_PENDING)
@@ -262,9 +270,11 @@ int weft_wait(weft_task_t *const *handles, size_t n, weft_wait_mode_t mode,
 				"wait");
 			if (wait_met(handles, n, mode, &ended))
 				break;
+			/* relaxed: our own cur_scope. */
 			if (weft__scope_is_cancelled(atomic_load_explicit(
 				&self->cur_scope, memory_order_relaxed))) {
-				/* Own deadline: not an error (rule 34). */
+				/* Own deadline: not an error
+				 * (docs/semantics.md rule 34). */
 				rc = wait_cancel_kind(self, timed ? &ss : NULL);
 				break;
 			}
@@ -299,6 +309,7 @@ static WEFT_FIBER_FN int wait_for_park(struct weft_task *self,
 		multi_park(self, &h, 1, 0, &w, 1, true, "wait_for");
 		if (!task_pending(h))
 			break;
+		/* relaxed: our own cur_scope. */
 		if (weft__scope_is_cancelled(atomic_load_explicit(
 			&self->cur_scope, memory_order_relaxed))) {
 			rc = wait_cancel_kind(self, timed ? &ss : NULL);
@@ -530,6 +541,7 @@ int weft_as_completed_next(weft_as_completed_t *it, size_t *index,
 		as_completed_drain(it, false, 0);
 		if (it->nheap > 0)
 			break;
+		/* relaxed: our own cur_scope. */
 		struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
 			memory_order_relaxed);
 		uint64_t gen = weft__task_park_prepare(self, true);

@@ -277,8 +277,8 @@ static void limiter_grant(struct weft_limiter *l, weft__wakelist_t *wl)
 }
 
 /* Acquire for borrower; self is the waiting task (NULL only with try). */
-static int limiter_acquire(struct weft_limiter *l, const void *borrower,
-	struct weft_task *self, bool try)
+static WEFT_FIBER_FN int limiter_acquire(struct weft_limiter *l,
+	const void *borrower, struct weft_task *self, bool try)
 {
 	int rc = 0;
 	weft__spin_lock(&l->spin);

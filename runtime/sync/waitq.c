@@ -62,6 +62,8 @@ int weft__waitq_begin(struct weft_task **self)
 	if (!t->root_linked && !weft__task_root_cancelled(t))
 		return 0;
 	weft__task_link_root(t);
+	/* relaxed: cur_scope is written only by this task (the atomic is for
+	 * introspection on other threads); it pairs with nothing. */
 	struct weft_scope *s = atomic_load_explicit(&t->cur_scope,
 		memory_order_relaxed);
 	if (!weft__scope_is_cancelled(s))
@@ -102,9 +104,12 @@ int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 	/* Reachable by cancellations from now on (lock order: a primitive's
 	 * lock before a scope's; no scope code takes a primitive's lock). */
 	weft__task_link_root(self);
+	/* relaxed: our own cur_scope (as in weft__waitq_begin). */
 	struct weft_scope *s = atomic_load_explicit(&self->cur_scope,
 		memory_order_relaxed);
 	n->task = self;
+	/* seq_cst (a plain access of an atomic_bool), under the lock, as is
+	 * every access to `granted` here: the lock orders them. */
 	n->granted = false;
 	waitq_push(q, n);
 	for (;;) {
@@ -117,6 +122,7 @@ int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 		weft__spin_unlock(lock);
 		weft__task_park_commit_on(self, what);
 		weft__spin_lock(lock);
+		/* seq_cst, under the lock the granter held when it stored. */
 		if (n->granted)
 			return 0;
 	}
@@ -129,9 +135,12 @@ int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
 	struct weft__wait_node *n, struct weft_task *self)
 {
 	weft__task_link_root(self);  /* as in weft__waitq_wait */
+	/* relaxed: our own cur_scope (as in weft__waitq_begin). */
 	struct weft_scope *s = atomic_load_explicit(&self->cur_scope,
 		memory_order_relaxed);
 	n->task = self;
+	/* relaxed: n is not queued yet; the lock's release publishes the
+	 * store to whoever grants n. */
 	atomic_store_explicit(&n->granted, false, memory_order_relaxed);
 	waitq_push(q, n);
 	for (;;) {
@@ -150,6 +159,8 @@ int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
 		/* Woken by something else (a cancellation), or the grant is
 		 * still being made: the lock decides. */
 		weft__spin_lock(lock);
+		/* relaxed: under the lock, which the granter held when it
+		 * stored true (the lock orders the two). */
 		if (atomic_load_explicit(&n->granted, memory_order_relaxed)) {
 			weft__spin_unlock(lock);
 			return 0;
@@ -165,6 +176,8 @@ void weft__waitq_wait_uncancellable(weft__spin_t *lock, weft__waitq_t *q,
 	struct weft__wait_node *n, struct weft_task *self)
 {
 	n->task = self;
+	/* seq_cst (plain accesses of `granted`), all under the lock, as in
+	 * weft__waitq_wait. */
 	n->granted = false;
 	waitq_push(q, n);
 	/* A non-cancellable park: weft__task_wake_cancel skips it, so only
@@ -175,6 +188,7 @@ void weft__waitq_wait_uncancellable(weft__spin_t *lock, weft__waitq_t *q,
 		weft__spin_unlock(lock);
 		weft__task_park_commit_on(self, what);
 		weft__spin_lock(lock);
+		/* seq_cst read of `granted`, under the lock (see above). */
 	} while (!n->granted);
 }
 

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/common.h"
 #include "base/spin.h"
 
 struct weft_task;
@@ -56,26 +57,29 @@ typedef struct weft__wakelist {
 
 /* Before taking the primitive's lock to wait: returns -ECANCELED (and
  * records the observation) if the calling task is cancelled, WEFT_ENOTFIBER
- * from a plain thread, else 0 with *self set.  Links the task's root scope
- * so that a cancellation can reach the wait.  Yields first when the task
- * has used its cooperative budget (WEFT__COOP_BUDGET), so it must be
- * called with no lock held.  Thread: any. */
-int weft__waitq_begin(struct weft_task **self);
+ * from a plain thread, else 0 with *self set.  A root scope that is not
+ * linked yet and not cancelled (read through the group's scope) stays
+ * unlinked, so a call that completes at once never takes that scope's
+ * lock; the waits below link it before parking.  Yields first when the
+ * task has used its cooperative budget (WEFT__COOP_BUDGET), so it must be
+ * called with no lock held.  Thread: any (a weft fiber may yield here; a
+ * plain thread gets WEFT_ENOTFIBER). */
+WEFT_FIBER_FN int weft__waitq_begin(struct weft_task **self);
 
 /* Enqueues n for self at the tail of q and parks until a waker grants it
  * (returns 0) or self's scope is cancelled first (n is removed, the
  * observation recorded, returns -ECANCELED).  `lock` is held on entry and
  * on return, released while parked.  n->data and n->aux are the caller's;
  * the rest is set here.  Thread: the fiber self, after weft__waitq_begin. */
-int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
+WEFT_FIBER_FN int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 	struct weft__wait_node *n, struct weft_task *self);
 
 /* As weft__waitq_wait, but cancellation neither wakes nor ends the wait
  * (the park is not cancellable): returns only once a waker granted n.
  * For a wait that must complete whatever happens, such as a Condition
  * re-acquiring its lock.  Thread: the fiber self. */
-void weft__waitq_wait_uncancellable(weft__spin_t *lock, weft__waitq_t *q,
-	struct weft__wait_node *n, struct weft_task *self);
+WEFT_FIBER_FN void weft__waitq_wait_uncancellable(weft__spin_t *lock,
+	weft__waitq_t *q, struct weft__wait_node *n, struct weft_task *self);
 
 /* As weft__waitq_wait, but `lock` is NOT held on return (whatever the
  * result): a waiter woken by its grant returns without re-taking the lock,
@@ -83,17 +87,19 @@ void weft__waitq_wait_uncancellable(weft__spin_t *lock, weft__waitq_t *q,
  * granter's writes to the node's data (n->data's target, fields of a
  * structure embedding n) made before weft__waitq_grant are visible to the
  * caller on return 0.  Thread: the fiber self, after weft__waitq_begin. */
-int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
+WEFT_FIBER_FN int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
 	struct weft__wait_node *n, struct weft_task *self);
 
-/* Oldest waiter of q, or NULL.  Lock held. */
+/* Oldest waiter of q, or NULL.  Thread: any, holding the primitive's
+ * lock. */
 static inline struct weft__wait_node *weft__waitq_first(weft__waitq_t *q)
 {
 	return q->head;
 }
 
-/* Removes n from q (lock held).  For a waker that skips or a waiter that
- * leaves; weft__waitq_grant and weft__waitq_wait already remove. */
+/* Removes n from q.  For a waker that skips or a waiter that leaves;
+ * weft__waitq_grant and weft__waitq_wait already remove.  Thread: any,
+ * holding the primitive's lock. */
 void weft__waitq_remove(weft__waitq_t *q, struct weft__wait_node *n);
 
 /* Removes n from q, marks it granted and wakes its task: the wait returns
@@ -104,7 +110,8 @@ void weft__waitq_remove(weft__waitq_t *q, struct weft__wait_node *n);
 void weft__waitq_grant(weft__waitq_t *q, struct weft__wait_node *n,
 	weft__wakelist_t *wl);
 
-/* Makes every task of wl runnable, in grant order.  Lock NOT held. */
+/* Makes every task of wl runnable, in grant order.  Thread: any, with
+ * the primitive's lock NOT held. */
 void weft__waitq_flush(weft__wakelist_t *wl);
 
 #endif

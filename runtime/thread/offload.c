@@ -29,8 +29,9 @@
  *     the queue (fn never runs).  Otherwise, without abandon, it sets the
  *     call's `cancelled` flag (weft_thread_check_cancelled) and keeps
  *     waiting, uncancellably, then returns -ECANCELED with fn's value
- *     (rule 39); with abandon, it swaps ABANDONED in for its generation
- *     (failing on DONE: fn's value comes back) and returns -ECANCELED.
+ *     (docs/semantics.md rule 39); with abandon, it swaps ABANDONED in
+ *     for its generation (failing on DONE: fn's value comes back) and
+ *     returns -ECANCELED.
  * Lost wake-ups cannot happen for the reason given in ioop.c: the fiber's
  * publish and the thread's swap are RMWs on one word, so either the
  * publish sees DONE/REQ or the thread wakes the generation it parks on.
@@ -370,6 +371,9 @@ void weft__offload_stop(struct weft_runtime *rt)
 		pthread_join(t->tid, NULL);
 	offload_free_list(z);
 	offload_pool_free(p);
+	/* release: pairs with offload_peek's acquire.  Nothing reads the
+	 * pointer concurrently any more (the runtime is being destroyed);
+	 * it only returns to "no pool yet". */
 	__atomic_store_n(&rt->offload, NULL, __ATOMIC_RELEASE);
 }
 
@@ -460,6 +464,9 @@ int weft_from_thread_run(weft_fn fn, void *arg, void **result)
 	pthread_cond_init(&req.cv, NULL);
 	c->req = &req;
 	struct weft_task *t = c->task;
+	/* acquire: pairs with the fiber's release of the word (its publish
+	 * CAS, the store of offload_serve, or its ABANDONED CAS); the first
+	 * value came with the pool lock when this thread took the call. */
 	uint64_t w = atomic_load_explicit(&c->word, memory_order_acquire);
 	int rc = 0;
 	do {
@@ -550,6 +557,8 @@ WEFT_FIBER_FN static void offload_serve(struct offload_call *c, bool refuse,
  * if published, else the word found. */
 static uint64_t offload_publish(struct offload_call *c, uint64_t gen)
 {
+	/* acquire: pairs with the thread's release of DONE (and rc/result)
+	 * or REQ (and req), as the CAS's failure order below. */
 	uint64_t w = atomic_load_explicit(&c->word, memory_order_acquire);
 	do {
 		if (w & (OFFLOAD_DONE | OFFLOAD_REQ))
@@ -603,6 +612,8 @@ static bool offload_cancelled(struct offload_call *c, bool abandon,
 	atomic_store_explicit(&c->cancelled, true, memory_order_release);
 	if (!abandon)
 		return false;
+	/* acquire: as in offload_publish (DONE with rc/result, or REQ with
+	 * req, from the thread's release). */
 	uint64_t w = atomic_load_explicit(&c->word, memory_order_acquire);
 	for (;;) {
 		if (w & OFFLOAD_DONE) {
@@ -637,6 +648,7 @@ static bool offload_cancelled(struct offload_call *c, bool abandon,
 WEFT_FIBER_FN static int offload_wait(struct weft_task *self,
 	struct offload_call *c, bool abandon, void **result)
 {
+	/* relaxed: our own cur_scope, written only by this task. */
 	struct weft_scope *s = atomic_load_explicit(&self->cur_scope,
 		memory_order_relaxed);
 	bool cancellable = true;
