@@ -1,4 +1,4 @@
-# The network tools built on weft (issue 4 section 5) and their
+# The network tools built on weft and their
 # integration tests.  Included from CMakeLists.txt.
 #
 #   weft-echo    tools/net/weft-echo.c    TCP echo server (B9)

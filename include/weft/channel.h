@@ -1,5 +1,5 @@
 /* Channels: memory object streams between tasks (Trio's memory channels,
- * AnyIO's memory object streams; semantics.md rules 41-42).
+ * AnyIO's memory object streams; docs/semantics.md rules 41-42).
  *
  * A channel carries fixed-size items, copied by value: a channel of
  * pointers has item_size = sizeof(void *).  Opening one gives a send end

@@ -1,6 +1,6 @@
 /* Combinators: run several functions as tasks and combine their outcomes
  * (gather, race), or wait for tasks that already exist (wait, wait_for,
- * as_completed).  semantics.md rules 32-35; asyncio's gather / wait /
+ * as_completed).  docs/semantics.md rules 32-35; asyncio's gather / wait /
  * wait_for / as_completed and Java's "any successful result", with
  * structured concurrency: nothing outlives the call that started it, and
  * nothing is left running behind the caller's back.

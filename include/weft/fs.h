@@ -1,6 +1,6 @@
 /* Files: open, read, write, stat, rename, unlink... through libuv's
  * thread pool, so a task that touches a slow disk parks its fiber instead
- * of blocking its worker (issue 4, section 2).
+ * of blocking its worker.
  *
  * Every call here runs its system call on one of libuv's pool threads
  * (UV_THREADPOOL_SIZE, default 4, shared by the whole process: DNS

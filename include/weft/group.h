@@ -30,7 +30,7 @@ typedef struct weft_group weft_group_t;
 
 /* Spawn flags. */
 /* Cancelled before it first ran => it may be skipped entirely.  Only for
- * tasks whose argument owns nothing (semantics rule 30). */
+ * tasks whose argument owns nothing (docs/semantics.md rule 30). */
 #define WEFT_SPAWN_SKIPPABLE 0x1u
 /* Refuse with -ECANCELED (creating nothing) if the group is cancelled. */
 #define WEFT_SPAWN_UNLESS_CANCELLED 0x2u

@@ -1,5 +1,5 @@
-/* Task-local context (semantics rule 36; Trio/AnyIO context propagation,
- * asyncio's contextvars, Java's ScopedValue).
+/* Task-local context (docs/semantics.md rule 36; Trio/AnyIO context
+ * propagation, asyncio's contextvars, Java's ScopedValue).
  *
  * A key names a slot; a task's context maps keys to values.  A spawned
  * task starts with a snapshot of the context of the task that called

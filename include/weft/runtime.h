@@ -30,10 +30,10 @@ typedef struct weft_config {
 	size_t guarded_stacks; /* stacks that get a guard page; 0 .. 30000 */
 	unsigned spin_us;      /* idle spin before a worker sleeps; 0 .. 100000 */
 	/* 1: a task that returns with a group still open aborts the process,
-	 * naming the task and where the group was opened (semantics rule 7:
-	 * a bug to find at once); 0: the group is cancelled, joined and
-	 * reported as WEFT_EMISSINGJOIN.  Default 1 when the library is built
-	 * with WEFT_DEBUG, else 0. */
+	 * naming the task and where the group was opened (docs/semantics.md
+	 * rule 7: a bug to find at once); 0: the group is cancelled, joined
+	 * and reported as WEFT_EMISSINGJOIN.  Default 1 when the library is
+	 * built with WEFT_DEBUG, else 0. */
 	unsigned abort_on_missing_join;
 	/* Most offload threads running weft_to_thread calls at once (further
 	 * calls wait); 1 .. 1024, default 40 (weft/thread.h). */

@@ -1,5 +1,5 @@
-/* Blocking offload and foreign threads (semantics rules 39-40; Trio's
- * to_thread / from_thread, AnyIO's BlockingPortal).
+/* Blocking offload and foreign threads (docs/semantics.md rules 39-40;
+ * Trio's to_thread / from_thread, AnyIO's BlockingPortal).
  *
  * weft_to_thread runs a blocking C function on a thread of the runtime's
  * own bounded pool while the calling task parks (its worker keeps running
@@ -9,7 +9,7 @@
  * function is running (an abandoned call counts until its function
  * returns); further calls wait for a slot in FIFO order.
  *
- * Cancellation (semantics.md rule 39, AnyIO's to_thread): a call still
+ * Cancellation (rule 39, AnyIO's to_thread): a call still
  * waiting for a limiter token or a pool slot returns -ECANCELED and its
  * function never runs.  Once the function runs it cannot be interrupted:
  * the task waits for it (the function can poll

@@ -1,4 +1,4 @@
-/* `lock`: lock contention (issue 3, section 7).
+/* `lock`: lock contention (docs/benchmarks.md).
  *
  * The root spawns T = 4 tasks into one group; each increments one shared,
  * non-atomic counter E = 250,000 times, each increment under one

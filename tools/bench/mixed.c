@@ -1,4 +1,4 @@
-/* B11 `mixed`: timer latency under CPU load (shared/workloads.md 4.2).
+/* B11 `mixed`: timer latency under CPU load (docs/benchmarks.md).
  *
  *     2 workers (WEFT_WORKERS overrides; the default here is 2, not the
  *     CPU count, because the workload is defined at 2);
@@ -8,8 +8,8 @@
  *     1 sleeper: 5,000 times: deadline = now + 1 ms; weft_sleep_until
  *       (deadline); lateness = weft_now() - deadline.
  *
- * This is the peers' "sleep" mode (shared/peers/go/main.go `mixed`): a late
- * wake does not make the next one late.  BENCH_MIXED_MODE=deadline runs
+ * This is the peers' "sleep" mode (docs/benchmarks.md, B11): a late wake
+ * does not make the next one late.  BENCH_MIXED_MODE=deadline runs
  * the peers' "deadline" mode instead (the k-th wake is due at start + k ms,
  * an absolute schedule), and BENCH_MIXED_MODE=both prints one line for
  * each.  Lateness is never negative (weft_sleep_until returns at or after
@@ -25,7 +25,7 @@
  *
  * Repetitions: one short warm-up (1 s at most, 500 sleeps: it fills the
  * stack pools and the timing wheel's slots) and BENCH_MIXED_REPS measured
- * repetitions (default 3, as the peers' SLOW_RUNS: each lasts 10 s).
+ * repetitions (default 3, as the peers run it: each lasts 10 s).
  * Per repetition the lateness percentiles are nearest rank over the 5,000
  * wakes; the JSON line gives the median of the repetitions' p50 and p99
  * and the worst max of all of them (as B7 `park`).  median_ms/p10_ms/p90_ms

@@ -1,6 +1,6 @@
-/* weft-demo: the examples of shared/seeds (AnyIO task groups, asyncio
- * tasks) written with weft, one section each, printing what happens and
- * when (milliseconds since the start of the section).
+/* weft-demo: the classic examples of AnyIO's task-group documentation and
+ * of asyncio task tutorials, written with weft, one section each, printing
+ * what happens and when (milliseconds since the start of the section).
  *
  *   1. five tasks sleep 1 s concurrently            (AnyIO "sometask")
  *   2. start()/started(): a service is ready before its clients run

@@ -21,7 +21,7 @@
  * after GRACE_S (default 5 s) or at a
  * second signal.
  *
- * Structure, as in the seeds' start_some_service: main runs the service
+ * Structure, as in AnyIO's start_some_service example: main runs the service
  * with weft_group_start, which returns once the service is listening (its
  * started() value is the port), prints "port=<N>" and waits for it. */
 #include <errno.h>
