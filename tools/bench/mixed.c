@@ -79,6 +79,7 @@ static int mixed_cpu(void *arg)
 	long chunks = 0;
 	for (;;) {
 		int64_t c = weft_now();
+		/* relaxed: `done` only says stop (see struct mixed_rep). */
 		if (c >= rep->cpu_until &&
 			atomic_load_explicit(&rep->done, memory_order_relaxed))
 			break;
@@ -113,6 +114,8 @@ static int mixed_sleeper(void *arg)
 		if (woke < due)
 			rep->bad++;
 	}
+	/* relaxed: pairs with nothing; the root reads `late` after the
+	 * join (see struct mixed_rep). */
 	atomic_store_explicit(&rep->done, 1, memory_order_relaxed);
 	return rc < 0 ? bench_fail("weft_sleep_until", rc) : 0;
 }
@@ -133,7 +136,8 @@ static int mixed_once(struct mixed_rep *rep, int64_t secs)
 		spawn_rc = weft_group_spawn(g, mixed_cpu, &args[k]);
 	}
 	/* A failed spawn: the CPU tasks already spawned must still stop (at
-	 * the end of the duration). */
+	 * the end of the duration).  relaxed: it only says stop, as in
+	 * mixed_sleeper. */
 	if (spawn_rc < 0)
 		atomic_store_explicit(&rep->done, 1, memory_order_relaxed);
 	weft_error_t *err = NULL;
@@ -164,6 +168,8 @@ static int mixed_root(void *arg)
 		struct mixed_rep rep = {.mode = run->mode, .late = run->late,
 			.cpu_tasks = run->cpu_tasks};
 		rep.ticks = warm ? MIXED_WARMUP_TICKS : MIXED_TICKS;
+		/* Not an atomic operation: no task exists yet, and the
+		 * spawns publish it. */
 		atomic_init(&rep.done, 0);
 		int64_t t0 = weft_now();
 		int64_t secs = warm && run->secs > 1 ? 1 : run->secs;

@@ -284,6 +284,8 @@ static int fetch_one(void *arg)
 	/* One printf per line: stdio's lock keeps lines whole when tasks on
 	 * several workers finish at once. */
 	if (rc == 0) {
+		/* relaxed: a tally; the join orders it before fetch_main
+		 * reads it (see struct run). */
 		atomic_fetch_add_explicit(&run->ok, 1, memory_order_relaxed);
 		if (!run->opt->quiet)
 			printf("%u %.1f ms %llu bytes %s\n",
@@ -291,6 +293,7 @@ static int fetch_one(void *arg)
 				(unsigned long long)r.bytes, url);
 		return 0;
 	}
+	/* relaxed: a tally, as run->ok above. */
 	atomic_fetch_add_explicit(&run->failed, 1, memory_order_relaxed);
 	printf("ERR %s %.1f ms %s\n", failure_label(run, rc), ms, url);
 	/* A cancellation is never a failure (it is how the others stop). */
@@ -348,6 +351,8 @@ static int fetch_main(void *arg)
 		run->deadline = NULL;
 	}
 
+	/* relaxed: the group's join above ordered every task's increment
+	 * before these loads (rule 8); the counters publish nothing. */
 	int ok = atomic_load_explicit(&run->ok, memory_order_relaxed);
 	int failed = atomic_load_explicit(&run->failed, memory_order_relaxed);
 	printf("total: %d urls, ok %d, failed %d, %.1f ms\n", run->njobs, ok,
