@@ -9,7 +9,7 @@
  * (opened with O_CLOEXEC), so they can be mixed with other code.
  *
  * Rules shared by every call below (unless its block says otherwise):
- *   - Threads: weft fiber only; a plain thread gets WEFT_ENOTFIBER and
+ *   - Threads: weft fiber; a plain thread gets WEFT_ENOTFIBER and
  *     nothing happens.
  *   - Arguments are checked first: -EINVAL for a NULL pointer where one
  *     is required, before any other check.
