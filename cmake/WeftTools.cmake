@@ -6,7 +6,7 @@
 #   weft-fetch   tools/net/weft-fetch.c   concurrent HTTP GETs
 #
 # HTTP parsing uses Node.js's http-parser 2.9 from Debian
-# (libhttp-parser-dev): see ARCHITECTURE.md, "Dependencies".
+# (libhttp-parser-dev): see ARCHITECTURE.md, "Why these dependencies".
 if(NOT WEFT_BUILD_TOOLS)
 	return()
 endif()

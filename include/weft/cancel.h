@@ -92,7 +92,9 @@ WEFT_EXTERN int weft_scope_cancel(weft_scope_t *s, const char *reason);
 
 /* What it does: changes s's deadline (absolute; WEFT_FOREVER = none), also
  * while s is entered; a deadline already past cancels s at once.
- * Errors: -EINVAL (NULL), -ENOMEM.  Checkpoint: no.  Threads: any thread. */
+ * Errors: -EINVAL (NULL).  Arming a deadline never allocates (the timer
+ * node lives in the scope), so there is no -ENOMEM.
+ * Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int weft_scope_set_deadline(weft_scope_t *s, int64_t deadline);
 
 /* What it does: s's own deadline (WEFT_FOREVER when none or NULL).
@@ -153,7 +155,9 @@ WEFT_EXTERN int weft_yield(void);
 WEFT_EXTERN int64_t weft_effective_deadline(void);
 
 /* What it does: copies the reason of the calling task's current
- * cancellation (the outermost cancelled scope it is inside) into *out;
+ * cancellation into *out: that of the scope where the cancellation that
+ * reached its innermost scope started (the first one to reach it, not
+ * necessarily the outermost cancelled scope; docs/semantics.md rule 29);
  * origin WEFT_CANCEL_NONE when it is not cancelled.
  * Errors: -EINVAL (NULL), WEFT_ENOTFIBER.  Checkpoint: no.
  * Threads: weft fiber. */

@@ -104,7 +104,9 @@ WEFT_EXTERN int weft_task_cancel(weft_task_t *h);
  * is then readable).  It does not consume anything.
  * Errors: -EINVAL, -ECANCELED (the caller's scope was cancelled first; the
  * task keeps running), WEFT_ENOTFIBER, WEFT_EMISUSE (waiting on itself).
- * Checkpoint: yes.  Threads: weft fiber. */
+ * Checkpoint: yes, except that a task that has already finished gives 0
+ * without checking the caller's cancellation (docs/semantics.md rule 22,
+ * "Not yet").  Threads: weft fiber. */
 WEFT_EXTERN int weft_task_wait(weft_task_t *h);
 
 /* What it does: the task's id (unique in the process, never 0) and name.
