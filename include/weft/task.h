@@ -68,6 +68,10 @@ WEFT_EXTERN int weft_task_started(void *value);
 
 /* What it does: the state of the task behind h (weakly consistent while it
  * runs; exact once the handle's task finished, see weft_task_wait).
+ * CANCELLING shows only when the task itself was cancelled
+ * (weft_task_cancel, or a weft_group_start caller giving up); a task
+ * cancelled through its group or an enclosing scope shows PENDING until
+ * it ends (docs/semantics.md rule 17).
  * Errors: NULL gives WEFT_TASK_PENDING.  Checkpoint: no.
  * Threads: any thread. */
 WEFT_EXTERN weft_task_state_t weft_task_state(const weft_task_t *h);
