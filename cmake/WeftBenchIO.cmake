@@ -1,4 +1,4 @@
-# The I/O benchmarks of shared/workloads.md (issue 4): B9 `echo`, B10
+# The I/O benchmarks of docs/benchmarks.md: B9 `echo`, B10
 # `http`, B11 `mixed`.  Included from CMakeLists.txt after WeftTools.cmake,
 # so the server targets weft-echo and weft-httpd exist here when
 # WEFT_BUILD_TOOLS is ON.

@@ -1,4 +1,4 @@
-# The network tools built on weft (issue 4 section 5) and their
+# The network tools built on weft and their
 # integration tests.  Included from CMakeLists.txt.
 #
 #   weft-echo    tools/net/weft-echo.c    TCP echo server (B9)
@@ -6,7 +6,7 @@
 #   weft-fetch   tools/net/weft-fetch.c   concurrent HTTP GETs
 #
 # HTTP parsing uses Node.js's http-parser 2.9 from Debian
-# (libhttp-parser-dev): see ARCHITECTURE.md, "Dependencies".
+# (libhttp-parser-dev): see ARCHITECTURE.md, "Why these dependencies".
 if(NOT WEFT_BUILD_TOOLS)
 	return()
 endif()

@@ -3,7 +3,8 @@
 #
 # Fails unless every symbol the library exports is public weft API: a name
 # starting with weft_ but not with weft__ (internal functions use the
-# weft__ prefix and must stay hidden; style.md H1/H2).  Linker-defined
+# weft__ prefix and must stay hidden: the library is built with hidden
+# visibility, and public declarations carry WEFT_EXTERN).  Linker-defined
 # markers (_init, _fini, __bss_start, _edata, _end) are ignored.
 # Registered as the ctest exported_symbols.
 set -euo pipefail

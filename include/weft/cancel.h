@@ -75,6 +75,11 @@ WEFT_EXTERN int weft_scope_enter(weft_scope_t *s);
 WEFT_EXTERN int weft_scope_exit(weft_scope_t *s);
 
 /* What it does: frees s.  If s is still entered, it is exited first.
+ * Returns nothing, unlike the destroy calls of weft/sync.h: destroying a
+ * scope cannot be refused (no task waits on a scope; a scope that is the
+ * calling task's innermost is exited; one entered but not the caller's
+ * innermost is a bug that stops the process with an assertion message,
+ * docs/semantics.md rule 24).
  * Ownership: s is invalid afterwards; no other thread may still use it.
  * Checkpoint: no.  Threads: any thread (the entering task if entered). */
 WEFT_EXTERN void weft_scope_destroy(weft_scope_t *s);
@@ -87,7 +92,9 @@ WEFT_EXTERN int weft_scope_cancel(weft_scope_t *s, const char *reason);
 
 /* What it does: changes s's deadline (absolute; WEFT_FOREVER = none), also
  * while s is entered; a deadline already past cancels s at once.
- * Errors: -EINVAL (NULL), -ENOMEM.  Checkpoint: no.  Threads: any thread. */
+ * Errors: -EINVAL (NULL).  Arming a deadline never allocates (the timer
+ * node lives in the scope), so there is no -ENOMEM.
+ * Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int weft_scope_set_deadline(weft_scope_t *s, int64_t deadline);
 
 /* What it does: s's own deadline (WEFT_FOREVER when none or NULL).
@@ -144,11 +151,13 @@ WEFT_EXTERN int weft_yield(void);
 
 /* What it does: the earliest deadline of the calling task's enclosing
  * scopes up to the first shield, or WEFT_FOREVER (also outside a task).
- * Checkpoint: no.  Threads: any. */
+ * Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int64_t weft_effective_deadline(void);
 
 /* What it does: copies the reason of the calling task's current
- * cancellation (the outermost cancelled scope it is inside) into *out;
+ * cancellation into *out: that of the scope where the cancellation that
+ * reached its innermost scope started (the first one to reach it, not
+ * necessarily the outermost cancelled scope; docs/semantics.md rule 29);
  * origin WEFT_CANCEL_NONE when it is not cancelled.
  * Errors: -EINVAL (NULL), WEFT_ENOTFIBER.  Checkpoint: no.
  * Threads: weft fiber. */

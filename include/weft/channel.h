@@ -1,5 +1,5 @@
 /* Channels: memory object streams between tasks (Trio's memory channels,
- * AnyIO's memory object streams; semantics.md rules 41-42).
+ * AnyIO's memory object streams; docs/semantics.md rules 41-42).
  *
  * A channel carries fixed-size items, copied by value: a channel of
  * pointers has item_size = sizeof(void *).  Opening one gives a send end
@@ -119,6 +119,7 @@ WEFT_EXTERN int weft_channel_send(weft_channel_tx_t *tx, const void *item);
 
 /* What it does: as weft_channel_send, but never waits: succeeds only if a
  * receiver is parked or the buffer has room.
+ * Ownership: as weft_channel_send.
  * Errors: -EAGAIN (it would have to wait: nothing was sent), -EINVAL,
  * WEFT_ECLOSED, WEFT_EBROKEN, -ENOMEM.
  * Checkpoint: no (never parks, never observes cancellation).
@@ -141,6 +142,7 @@ WEFT_EXTERN int weft_channel_try_send(weft_channel_tx_t *tx,
 WEFT_EXTERN int weft_channel_receive(weft_channel_rx_t *rx, void *item);
 
 /* What it does: as weft_channel_receive, but never waits.
+ * Ownership: as weft_channel_receive.
  * Errors: -EAGAIN (nothing to take now), -EINVAL, WEFT_EEND, WEFT_ECLOSED.
  * Checkpoint: no.  Threads: any thread, also a plain thread (a sender it
  * unblocks is scheduled through the injection queue). */

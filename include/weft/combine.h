@@ -1,6 +1,6 @@
 /* Combinators: run several functions as tasks and combine their outcomes
  * (gather, race), or wait for tasks that already exist (wait, wait_for,
- * as_completed).  semantics.md rules 32-35; asyncio's gather / wait /
+ * as_completed).  docs/semantics.md rules 32-35; asyncio's gather / wait /
  * wait_for / as_completed and Java's "any successful result", with
  * structured concurrency: nothing outlives the call that started it, and
  * nothing is left running behind the caller's back.
@@ -210,6 +210,8 @@ WEFT_EXTERN int weft_as_completed_open(weft_as_completed_t **out,
  * finds several ended at once (they ended before the call, or while it
  * was waking up), lowest index first.  The task's outcome is then
  * readable through its handle.
+ * Ownership: *handle is the caller's own handle from the array given to
+ * open (no new reference).
  * Returns: 0; WEFT_EEND once every task has been yielded.
  * Errors: -EINVAL (NULL it), WEFT_EMISUSE (not the task that opened it),
  * -ECANCELED (cancelled before a task ended; nothing is yielded),
@@ -221,6 +223,9 @@ WEFT_EXTERN int weft_as_completed_next(weft_as_completed_t *it,
 
 /* What it does: frees the iterator, also before the end: the tasks not
  * yet yielded are left alone (not cancelled, still owned by their group).
+ * Returns nothing: the close cannot be refused and never waits (the done
+ * callbacks of tasks still running keep the iterator's memory until they
+ * have run).
  * Ownership: it is invalid afterwards; NULL is ignored.
  * Checkpoint: no.  Threads: the weft task that opened it. */
 WEFT_EXTERN void weft_as_completed_close(weft_as_completed_t *it);

@@ -33,7 +33,7 @@ WEFT_EXTERN void weft_debug_stats(weft_debug_stats_t *out);
 /* What it does: makes the nth weft heap allocation from now fail (1 = the
  * next one); 0 turns injection off.  Each call that sees the failure must
  * return -ENOMEM and leak nothing.
- * Errors: negative n is treated as 0.  Checkpoint: no.  Threads: any. */
+ * Errors: negative n is treated as 0.  Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN void weft_debug_fail_alloc(long nth);
 
 /* What it does: how many allocations injection has failed so far.

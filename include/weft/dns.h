@@ -35,6 +35,7 @@ WEFT_EXTERN int weft_getaddrinfo(const char *host, const char *service,
 	const struct addrinfo *hints, struct addrinfo **res);
 
 /* What it does: frees a list from weft_getaddrinfo; NULL is ignored.
+ * Ownership: the caller gives up res.
  * Errors: none.  Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN void weft_freeaddrinfo(struct addrinfo *res);
 

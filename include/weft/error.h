@@ -1,10 +1,11 @@
 /* Error codes and error groups.
  *
- * Every weft call returns 0 on success or a negative code: a negated POSIX
- * errno value (-EINVAL, -ENOMEM, -ECANCELED, -ETIMEDOUT, ...) or one of the
- * weft-only codes below, which live in their own range (-3000 .. -3099) and
- * are never renumbered.  weft never reports errors through errno or any
- * thread-local "last error": fibers migrate between threads.
+ * Every weft call that can fail returns 0 (or a count) on success or a
+ * negative code: a negated POSIX errno value (-EINVAL, -ENOMEM,
+ * -ECANCELED, -ETIMEDOUT, ...) or one of the weft-only codes below, which
+ * live in their own range (-3000 .. -3099) and are never renumbered.  weft
+ * never reports errors through errno or any thread-local "last error":
+ * fibers migrate between threads.
  *
  * Contract on failure: if a call fails, nothing happened (no task was
  * created, no ownership moved, the object is unchanged), unless its

@@ -1,6 +1,6 @@
 /* Files: open, read, write, stat, rename, unlink... through libuv's
  * thread pool, so a task that touches a slow disk parks its fiber instead
- * of blocking its worker (issue 4, section 2).
+ * of blocking its worker.
  *
  * Every call here runs its system call on one of libuv's pool threads
  * (UV_THREADPOOL_SIZE, default 4, shared by the whole process: DNS
@@ -9,7 +9,7 @@
  * (opened with O_CLOEXEC), so they can be mixed with other code.
  *
  * Rules shared by every call below (unless its block says otherwise):
- *   - Threads: weft fiber only; a plain thread gets WEFT_ENOTFIBER and
+ *   - Threads: weft fiber; a plain thread gets WEFT_ENOTFIBER and
  *     nothing happens.
  *   - Arguments are checked first: -EINVAL for a NULL pointer where one
  *     is required, before any other check.

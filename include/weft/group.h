@@ -30,7 +30,7 @@ typedef struct weft_group weft_group_t;
 
 /* Spawn flags. */
 /* Cancelled before it first ran => it may be skipped entirely.  Only for
- * tasks whose argument owns nothing (semantics rule 30). */
+ * tasks whose argument owns nothing (docs/semantics.md rule 30). */
 #define WEFT_SPAWN_SKIPPABLE 0x1u
 /* Refuse with -ECANCELED (creating nothing) if the group is cancelled. */
 #define WEFT_SPAWN_UNLESS_CANCELLED 0x2u
@@ -76,7 +76,7 @@ WEFT_EXTERN int weft_group_open(weft_group_t **out);
  * Errors: -EINVAL (NULL g or fn), WEFT_ECLOSED (g is joined or joining and
  * has no pending start), -ECANCELED (WEFT_SPAWN_UNLESS_CANCELLED and g is
  * cancelled), -ENOMEM.  Nothing is created on failure.
- * Checkpoint: no.  Threads: a weft fiber running in g's runtime (the
+ * Checkpoint: no.  Threads: weft fiber running in g's runtime (the
  * owner, a child, or any other task holding g; another runtime's task
  * gets WEFT_EMISUSE), or a plain thread while g is held alive by a
  * weft_group_retain (the task then starts with an empty task-local
@@ -84,14 +84,15 @@ WEFT_EXTERN int weft_group_open(weft_group_t **out);
 WEFT_EXTERN int weft_group_spawn_opts(weft_group_t *g, weft_fn fn, void *arg,
 	const weft_spawn_opts_t *opts);
 
-/* What it does: weft_group_spawn_opts with the task named name. */
+/* What it does: weft_group_spawn_opts with the task named name (copied).
+ * Ownership, errors, checkpoint, threads: as weft_group_spawn_opts. */
 WEFT_EXTERN int weft_group_spawn_named(weft_group_t *g, const char *name,
 	weft_fn fn, void *arg);
 
 /* What it does: weft_group_spawn_named for a name with static storage
  * that never changes (a string literal: what weft_group_spawn passes), so
  * weft may skip copying it when a recycled task record already holds it.
- * Errors and threads: as weft_group_spawn_opts. */
+ * Ownership, errors, checkpoint, threads: as weft_group_spawn_opts. */
 WEFT_EXTERN int weft_group_spawn_literal(weft_group_t *g, const char *name,
 	weft_fn fn, void *arg);
 
@@ -117,7 +118,8 @@ WEFT_EXTERN int weft_group_spawn_literal(weft_group_t *g, const char *name,
 WEFT_EXTERN int weft_group_start_opts(weft_group_t *g, weft_fn fn, void *arg,
 	const weft_spawn_opts_t *opts, void **value_out);
 
-/* What it does: weft_group_start_opts with the task named name. */
+/* What it does: weft_group_start_opts with the task named name (copied).
+ * Ownership, errors, checkpoint, threads: as weft_group_start_opts. */
 WEFT_EXTERN int weft_group_start_named(weft_group_t *g, const char *name,
 	weft_fn fn, void *arg, void **value_out);
 
@@ -135,6 +137,8 @@ WEFT_EXTERN int weft_group_start_named(weft_group_t *g, const char *name,
  * (or the owner, through weft_group_fail) failed: *err_out receives every
  * failure exactly once, in one error group the caller owns (if err_out is
  * NULL it is freed).
+ * Ownership: g is freed (unless retained); the caller owns *err_out and
+ * frees it with weft_error_free.
  * Errors: -EINVAL (NULL g), WEFT_EMISUSE (the caller did not open g, or
  * g was already joined: g is untouched), WEFT_EMISNEST (a cancel scope
  * entered after g is still entered: nothing is done; exit it first).
@@ -146,20 +150,23 @@ WEFT_EXTERN int weft_group_join(weft_group_t *g, weft_error_t **err_out);
 /* What it does: keeps g's memory valid after its join, for code that may
  * still try to spawn into it (a listener handing connections to a group it
  * did not open): such spawns then fail with WEFT_ECLOSED instead of
- * touching freed memory.  Each retain needs one weft_group_release.
+ * touching freed memory.
+ * Ownership: the caller holds one more reference to g; each retain needs
+ * one weft_group_release.
  * Errors: -EINVAL (NULL g).  Checkpoint: no.
  * Threads: any thread, while g is alive (before its join, or retained). */
 WEFT_EXTERN int weft_group_retain(weft_group_t *g);
 
 /* What it does: drops a reference taken with weft_group_retain; the group
  * is freed when its join has finished and no reference is left.
+ * Ownership: the caller gives up that reference.
  * Errors: NULL is ignored.  Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN void weft_group_release(weft_group_t *g);
 
 /* What it does: the group's id (unique in the process, never 0; the
  * group_id of its children in weft_task_info_t).
  * Errors: 0 for NULL g.  Checkpoint: no.
- * Threads: any, while g is alive. */
+ * Threads: any thread, while g is alive. */
 WEFT_EXTERN uint64_t weft_group_id(const weft_group_t *g);
 
 /* What it does: cancels g's scope: every child and the owner's body see

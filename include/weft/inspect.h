@@ -1,7 +1,8 @@
 /* Introspection (docs/semantics.md rule 37): the children of a group, a
  * snapshot of every live task, and a dump of the whole group -> task tree
- * (text or JSON).  The task's own introspection (names, ids, the current
- * and root task, its group, done callbacks) is in weft/task.h.
+ * (text or JSON).  The calls about one task (its name and id, the current
+ * and root task, the group that joins it, retain, done callbacks) are in
+ * weft/task.h.
  *
  * Consistency: snapshots and dumps are weakly consistent (Kotlin's
  * DebugProbes contract).  Every task that is live during the whole
@@ -43,14 +44,14 @@ typedef struct weft_task_info {
  * order.  Costs a scan of every task record the runtime allocated.
  * Errors: -EINVAL (NULL count, or NULL out with cap > 0), WEFT_ENOTFIBER
  * (rt NULL outside a task).
- * Checkpoint: no; never blocks.  Threads: any, while rt exists. */
+ * Checkpoint: no; never blocks.  Threads: any thread, while rt exists. */
 WEFT_EXTERN int weft_all_tasks(weft_runtime_t *rt, weft_task_info_t *out,
 	size_t cap, size_t *count);
 
 /* What it does: as weft_all_tasks, for the live children of g only
  * (tasks spawned into g, and started into it, still running).
  * Errors: -EINVAL (NULL g or count, or NULL out with cap > 0).
- * Checkpoint: no; never blocks.  Threads: any, while g is alive. */
+ * Checkpoint: no; never blocks.  Threads: any thread, while g is alive. */
 WEFT_EXTERN int weft_group_children(const weft_group_t *g,
 	weft_task_info_t *out, size_t cap, size_t *count);
 
@@ -80,7 +81,7 @@ typedef int (*weft_dump_writer_fn)(void *ctx, const char *data, size_t len);
  * Errors: -EINVAL (NULL write, unknown flags), WEFT_ENOTFIBER (rt NULL
  * outside a task), -ENOMEM, or write's own negative code.
  * Checkpoint: no (it does not park, but may spin briefly on scope locks).
- * Threads: any, while rt exists. */
+ * Threads: any thread, while rt exists. */
 WEFT_EXTERN int weft_runtime_dump(weft_runtime_t *rt, unsigned flags,
 	weft_dump_writer_fn write, void *ctx);
 
@@ -88,7 +89,7 @@ WEFT_EXTERN int weft_runtime_dump(weft_runtime_t *rt, unsigned flags,
  * most size - 1 bytes and a NUL (if size > 0); *len receives the length
  * of the whole dump, so *len >= size means it was cut.
  * Errors: as weft_runtime_dump; -EINVAL also for NULL len, or NULL buf
- * with size > 0.  Checkpoint: no.  Threads: any, while rt exists. */
+ * with size > 0.  Checkpoint: no.  Threads: any thread, while rt exists. */
 WEFT_EXTERN int weft_runtime_dump_buf(weft_runtime_t *rt, unsigned flags,
 	char *buf, size_t size, size_t *len);
 

@@ -1,5 +1,5 @@
-/* Task-local context (semantics rule 36; Trio/AnyIO context propagation,
- * asyncio's contextvars, Java's ScopedValue).
+/* Task-local context (docs/semantics.md rule 36; Trio/AnyIO context
+ * propagation, asyncio's contextvars, Java's ScopedValue).
  *
  * A key names a slot; a task's context maps keys to values.  A spawned
  * task starts with a snapshot of the context of the task that called
@@ -55,15 +55,16 @@ typedef struct weft_local_token {
  * drops that last reference and must not block.
  * Ownership: *out is the caller's; weft_local_key_destroy drops it.
  * Errors: -EINVAL (NULL out), -ENOMEM.
- * Checkpoint: no.  Threads: any. */
+ * Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int weft_local_key_create(weft_local_key_t **out,
 	void (*dtor)(void *value));
 
 /* What it does: gives up the creator's hold on key.  Bindings that still
  * exist keep working for the tasks that have them, and their values are
  * still destroyed with dtor; the key's memory goes with the last one.
- * The caller must not use key afterwards (bind, get).
- * Errors: -EINVAL (NULL key).  Checkpoint: no.  Threads: any. */
+ * Ownership: the caller gives up key and must not use it afterwards
+ * (bind, get).
+ * Errors: -EINVAL (NULL key).  Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int weft_local_key_destroy(weft_local_key_t *key);
 
 /* What it does: binds key to value in the calling task's context until
@@ -109,7 +110,8 @@ WEFT_EXTERN int weft_context_capture(weft_context_t **out);
 
 /* What it does: drops a reference from weft_context_capture (key
  * destructors of bindings nobody holds any more run here).
- * Errors: NULL is ignored.  Checkpoint: no.  Threads: any. */
+ * Ownership: the caller gives up that reference.
+ * Errors: NULL is ignored.  Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN void weft_context_release(weft_context_t *ctx);
 
 WEFT_END_DECLS

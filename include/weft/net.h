@@ -1,13 +1,13 @@
 /* Networking: TCP and UNIX-domain stream sockets, listeners, and a
- * connection-per-task server loop (semantics.md rules 26, 42, 43).
+ * connection-per-task server loop (docs/semantics.md rules 26, 42, 43).
  *
  * Sockets are non-blocking descriptors: a task's call does its system call
  * directly on its worker, and only when the kernel has no data (or no
  * room, or no connection yet) does the task park until the runtime's I/O
  * thread (libuv, epoll) sees the socket ready.  Like the other primitives,
  * a call that finds the kernel ready does not yield to other tasks, but
- * for every 128th such call in a row (the cooperative budget, sync.h).  Each socket belongs to
- * the runtime it was created in.
+ * for every 128th such call in a row (the cooperative budget, sync.h).
+ * Each socket belongs to the runtime it was created in.
  *
  * All blocking calls are checkpoints: a cancelled task gets -ECANCELED,
  * and the effective deadline of the enclosing scopes bounds every call (a
@@ -35,7 +35,7 @@
  * failures, WEFT_ECLOSED for a closed object).  A peer that resets never
  * raises SIGPIPE.
  *
- * Typical server (the seeds' start_some_service):
+ * Typical server (AnyIO's start_some_service example, in weft):
  *     weft_listener_t *l;
  *     rc = weft_tcp_listen(&l, "127.0.0.1", 0, 0);   // port 0: any
  *     int port = weft_listener_port(l);

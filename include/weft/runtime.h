@@ -30,10 +30,10 @@ typedef struct weft_config {
 	size_t guarded_stacks; /* stacks that get a guard page; 0 .. 30000 */
 	unsigned spin_us;      /* idle spin before a worker sleeps; 0 .. 100000 */
 	/* 1: a task that returns with a group still open aborts the process,
-	 * naming the task and where the group was opened (semantics rule 7:
-	 * a bug to find at once); 0: the group is cancelled, joined and
-	 * reported as WEFT_EMISSINGJOIN.  Default 1 when the library is built
-	 * with WEFT_DEBUG, else 0. */
+	 * naming the task and where the group was opened (docs/semantics.md
+	 * rule 7: a bug to find at once); 0: the group is cancelled, joined
+	 * and reported as WEFT_EMISSINGJOIN.  Default 1 when the library is
+	 * built with WEFT_DEBUG, else 0. */
 	unsigned abort_on_missing_join;
 	/* Most offload threads running weft_to_thread calls at once (further
 	 * calls wait); 1 .. 1024, default 40 (weft/thread.h). */
@@ -69,13 +69,15 @@ WEFT_EXTERN int weft_config_init(weft_config_t *cfg);
 WEFT_EXTERN int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg);
 
 /* What it does: runs fn(arg) as the root task (named "main") of a new task
- * tree on rt's workers and blocks the calling thread until it returns.  Several threads
- * may run root tasks in one runtime at the same time.
+ * tree on rt's workers and blocks the calling thread until it returns.
+ * Several threads may run root tasks in one runtime at the same time.
  * Returns: fn's return value (0 on success); -ECANCELED if the root was
  * cancelled.  When fn failed (any other negative code) and err_out is not
  * NULL, *err_out receives an error group whose single entry is the root's
  * failure (with its message, or the nested group it passed to
- * weft_fail_group); the caller owns it.
+ * weft_fail_group).
+ * Ownership: the caller owns *err_out (weft_error_free); arg is only
+ * passed to fn.
  * Errors: -EINVAL (NULL rt or fn), -ENOMEM (nothing ran), WEFT_EMISUSE
  * (called from a weft fiber: it would block a worker; spawn instead).
  * Checkpoint: no (the caller is not a fiber).
@@ -85,6 +87,7 @@ WEFT_EXTERN int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
 
 /* What it does: stops and joins every thread of rt and frees everything
  * it holds.
+ * Ownership: rt is invalid afterwards (on success).
  * Errors: -EINVAL (NULL), -EBUSY (a root task is still running, or called
  * from one of rt's own threads); then nothing is destroyed.
  * Checkpoint: no.  Threads: any thread outside rt. */
@@ -94,12 +97,12 @@ WEFT_EXTERN int weft_runtime_destroy(weft_runtime_t *rt);
  * weft_runtime_create, weft_runtime_run(fn, arg), weft_runtime_destroy.
  * A configuration error or a failure of fn is printed to stderr.
  * Returns: fn's result, or the creation error.
- * Checkpoint: no.  Threads: any thread not running a weft fiber. */
+ * Checkpoint: no.  Threads: any thread that is not running a weft fiber. */
 WEFT_EXTERN int weft_run(weft_fn fn, void *arg);
 
 /* What it does: the number of worker threads of the runtime running the
  * calling fiber, or 0 when called outside a weft fiber.
- * Checkpoint: no.  Threads: any. */
+ * Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN unsigned weft_worker_count(void);
 
 WEFT_END_DECLS

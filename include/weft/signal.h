@@ -1,5 +1,5 @@
 /* Signals as something a task awaits, and two-phase graceful shutdown
- * (issue 4, section 4; semantics.md rule 43).
+ * (docs/semantics.md rule 43).
  *
  * A signal watcher catches the signals it names for as long as it is
  * open: each delivery is queued in the watcher until a task takes it with

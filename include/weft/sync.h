@@ -14,10 +14,10 @@
  *     (weft_move_on_after, weft_fail_after...): the deadline cancels the
  *     scope, which wakes the waiter, which returns -ECANCELED (the scope's
  *     exit then reports -ETIMEDOUT for a fail_after scope).
- *   - It is cancel-atomic (semantics.md rule 42): a call that returns
+ *   - It is cancel-atomic (docs/semantics.md rule 42): a call that returns
  *     -ECANCELED acquired nothing.  When a grant and a cancellation race,
  *     the grant wins and the call returns 0.
-  *   - When the resource is free it is taken at once, without yielding to
+ *   - When the resource is free it is taken at once, without yielding to
  *     other tasks (as Go and Tokio do; Trio yields), except that every
  *     128th blocking call in a row that completes at once yields first (a
  *     cooperative budget, as Tokio's; any switch-out of the task starts a

@@ -1,7 +1,10 @@
 /* Tasks: what a running task can do to itself (fail with a message, set
- * its result, signal started(), rename itself), task handles, and what a
- * task can learn about itself and others (ids, names, the current and
- * root task, the group that joins it, done callbacks).
+ * its result, signal started(), rename itself), task handles (state,
+ * result, wait, cancel, retain, release), what a task can learn about
+ * itself and others (ids, names, the current and root task, the group
+ * that joins it), and done callbacks.  Snapshots of many tasks at once (a
+ * group's children, every live task, the dump of the tree) are in
+ * weft/inspect.h.
  *
  * A handle observes a task; it never owns it.  Every task belongs to the
  * group it was spawned into, which joins it whether or not a handle exists,
@@ -65,7 +68,12 @@ WEFT_EXTERN int weft_task_started(void *value);
 
 /* What it does: the state of the task behind h (weakly consistent while it
  * runs; exact once the handle's task finished, see weft_task_wait).
- * Errors: NULL gives WEFT_TASK_PENDING.  Checkpoint: no.  Threads: any. */
+ * CANCELLING shows only when the task itself was cancelled
+ * (weft_task_cancel, or a weft_group_start caller giving up); a task
+ * cancelled through its group or an enclosing scope shows PENDING until
+ * it ends (docs/semantics.md rule 17).
+ * Errors: NULL gives WEFT_TASK_PENDING.  Checkpoint: no.
+ * Threads: any thread. */
 WEFT_EXTERN weft_task_state_t weft_task_state(const weft_task_t *h);
 
 /* What it does: reads the task's outcome: on FINISHED returns 0 and sets
@@ -100,7 +108,9 @@ WEFT_EXTERN int weft_task_cancel(weft_task_t *h);
  * is then readable).  It does not consume anything.
  * Errors: -EINVAL, -ECANCELED (the caller's scope was cancelled first; the
  * task keeps running), WEFT_ENOTFIBER, WEFT_EMISUSE (waiting on itself).
- * Checkpoint: yes.  Threads: weft fiber. */
+ * Checkpoint: yes, except that a task that has already finished gives 0
+ * without checking the caller's cancellation (docs/semantics.md rule 22,
+ * "Not yet").  Threads: weft fiber. */
 WEFT_EXTERN int weft_task_wait(weft_task_t *h);
 
 /* What it does: the task's id (unique in the process, never 0) and name.
@@ -118,19 +128,19 @@ WEFT_EXTERN const char *weft_task_name(const weft_task_t *h);
 WEFT_EXTERN void weft_task_release(weft_task_t *h);
 
 /* What it does: the id of the calling task, or 0 outside a weft task.
- * Checkpoint: no.  Threads: any. */
+ * Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN uint64_t weft_current_task_id(void);
 
 /* What it does: the calling task.
  * Ownership: borrowed: valid while the calling task runs; do not release
  * it.  weft_task_retain turns it into a handle of your own.
- * Errors: NULL outside a weft task.  Checkpoint: no.  Threads: any. */
+ * Errors: NULL outside a weft task.  Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN weft_task_t *weft_current_task(void);
 
 /* What it does: the root task of the calling task's tree (the task that
  * weft_runtime_run runs), found by following parent groups' owners.
  * Ownership: borrowed: valid while the calling task runs.
- * Errors: NULL outside a weft task.  Checkpoint: no.  Threads: any. */
+ * Errors: NULL outside a weft task.  Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN weft_task_t *weft_root_task(void);
 
 /* What it does: adds a reference to h, which the caller then gives up
@@ -138,7 +148,7 @@ WEFT_EXTERN weft_task_t *weft_root_task(void);
  * task's end, or to hand a handle to someone else).
  * Ownership: h must be a handle the caller holds, or the calling task's
  * own (weft_current_task).
- * Errors: -EINVAL (NULL h).  Checkpoint: no.  Threads: any. */
+ * Errors: -EINVAL (NULL h).  Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int weft_task_retain(weft_task_t *h);
 
 /* What it does: renames the calling task (the name is copied and cut at

@@ -1,5 +1,5 @@
-/* Blocking offload and foreign threads (semantics rules 39-40; Trio's
- * to_thread / from_thread, AnyIO's BlockingPortal).
+/* Blocking offload and foreign threads (docs/semantics.md rules 39-40;
+ * Trio's to_thread / from_thread, AnyIO's BlockingPortal).
  *
  * weft_to_thread runs a blocking C function on a thread of the runtime's
  * own bounded pool while the calling task parks (its worker keeps running
@@ -9,7 +9,7 @@
  * function is running (an abandoned call counts until its function
  * returns); further calls wait for a slot in FIFO order.
  *
- * Cancellation (semantics.md rule 39, AnyIO's to_thread): a call still
+ * Cancellation (rule 39, AnyIO's to_thread): a call still
  * waiting for a limiter token or a pool slot returns -ECANCELED and its
  * function never runs.  Once the function runs it cannot be interrupted:
  * the task waits for it (the function can poll
@@ -97,7 +97,7 @@ WEFT_EXTERN int weft_thread_check_cancelled(void);
  * task that sent the running call, taken when it was sent, on the
  * weft_now() clock; WEFT_FOREVER when it had none or when not called
  * from an offload thread running a call.
- * Checkpoint: no.  Threads: any (meaningful on an offload thread). */
+ * Checkpoint: no.  Threads: any thread (meaningful on an offload thread). */
 WEFT_EXTERN int64_t weft_thread_deadline(void);
 
 /* What it does: runs fn(arg) as a new task inside the runtime, as a child
@@ -145,7 +145,10 @@ WEFT_EXTERN int weft_portal_open(weft_portal_t **out);
  * Returns: as weft_group_join on p's group: 0, -ECANCELED (an enclosing
  * scope was cancelled), or WEFT_ECHILD_FAILED with every failure of a
  * task spawned with weft_portal_spawn (or started with weft_portal_start,
- * after started()) in *err_out (owned by the caller; freed if NULL).
+ * after started()) in *err_out.
+ * Ownership: p is freed unless foreign threads still hold references
+ * (weft_portal_retain); the caller owns *err_out (if err_out is NULL, the
+ * error group is freed).
  * Errors: -EINVAL (NULL p), WEFT_EMISUSE (not the opening task, or closed
  * twice), WEFT_EMISNEST (a scope or group entered after the portal
  * opened is still entered).
@@ -155,12 +158,15 @@ WEFT_EXTERN int weft_portal_close(weft_portal_t *p, bool cancel_remaining,
 
 /* What it does: keeps p's memory valid after its close, so that a
  * foreign thread that may still call it gets WEFT_ECLOSED instead of a
- * use after free.  Each retain needs one weft_portal_release.
+ * use after free.
+ * Ownership: the caller holds one more reference to p; each retain needs
+ * one weft_portal_release.
  * Errors: -EINVAL (NULL p).  Checkpoint: no.
  * Threads: any thread, while p is alive (open, or retained). */
 WEFT_EXTERN int weft_portal_retain(weft_portal_t *p);
 
 /* What it does: drops a reference from weft_portal_retain.
+ * Ownership: the caller gives up that reference.
  * Errors: NULL is ignored.  Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN void weft_portal_release(weft_portal_t *p);
 

@@ -19,12 +19,17 @@ WEFT_BEGIN_DECLS
 WEFT_EXTERN int64_t weft_now(void);
 
 /* What it does: parks the calling task until weft_now() >= deadline; the
- * worker runs other tasks meanwhile.  The wake-up comes from the I/O
- * thread's timer (millisecond granularity, so expect up to ~1 ms
- * lateness).  A deadline in the past still checkpoints.
+ * worker runs other tasks meanwhile.  The deadline goes into the runtime's
+ * deadline wheel (65.536 us ticks) and never fires early; whichever comes
+ * first fires it: any worker at its first yield after the deadline (no
+ * rounding; the task takes that worker's run-next slot), or the I/O
+ * thread's timerfd, at most one tick late plus the time the OS takes to
+ * run the I/O thread.  A deadline in the past still checkpoints (checks,
+ * yields, checks again).
  * Errors: -ECANCELED (an enclosing scope is cancelled or its deadline
- * passed first), WEFT_ENOTFIBER (not in a weft task), -ENOMEM.
- * Checkpoint: yes.  Threads: weft fiber only. */
+ * passed first), WEFT_ENOTFIBER (not in a weft task).  Arming the
+ * deadline never allocates, so there is no -ENOMEM.
+ * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_sleep_until(int64_t deadline);
 
 /* What it does: weft_sleep_until(weft_now() + ns); ns <= 0 just

@@ -1,5 +1,5 @@
 /* UDP sockets: send datagrams to an address and receive them with the
- * sender's address (issue 4, section 1).
+ * sender's address.
  *
  * A socket belongs to the runtime's I/O thread (libuv) that created it.
  * A send or receive that cannot block is done directly by the calling
@@ -12,11 +12,11 @@
  *   - Checkpoint: a task cancelled on entry gets -ECANCELED and nothing is
  *     sent or received.  The deadlines of enclosing scopes apply (a
  *     fail_after scope around a recv makes it time out).
- *   - "-ECANCELED => nothing happened" (semantics.md rule 42): a cancelled
- *     recv consumed no datagram (the next recv gets it); a cancelled send
- *     sent nothing.  A send that must wait for room in the kernel's buffer
- *     (rare: UDP buffers drain on their own) waits uncancellably until the
- *     datagram is taken, then returns 0.
+ *   - "-ECANCELED => nothing happened" (docs/semantics.md rule 42): a
+ *     cancelled recv consumed no datagram (the next recv gets it); a
+ *     cancelled send sent nothing.  A send that must wait for room in the
+ *     kernel's buffer (rare: UDP buffers drain on their own) waits
+ *     uncancellably until the datagram is taken, then returns 0.
  *   - Closing the socket while a task is parked in it wakes that task
  *     with WEFT_ECLOSED.
  *   - Threads: weft fiber; a plain thread gets WEFT_ENOTFIBER.

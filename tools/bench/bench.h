@@ -1,5 +1,6 @@
 /* Shared helpers for the benchmark mains of tools/bench/ (one main per
- * workload of shared/workloads.md; switch.c stands alone).
+ * workload of docs/benchmarks.md, which also describes the JSON output;
+ * switch.c stands alone).
  *
  * What every benchmark does with these helpers:
  *   1. bench_runtime_create: weft_config_init (the worker count comes only

@@ -1,4 +1,4 @@
-/* B4 `chain`: spawn-to-run latency (shared/workloads.md 4.2).
+/* B4 `chain`: spawn-to-run latency (docs/benchmarks.md).
  *
  * weft has no detached tasks, so the chain lives in one group: the root
  * opens it and spawns task 1; task i spawns task i+1 into the same group

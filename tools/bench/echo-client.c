@@ -1,4 +1,4 @@
-/* B9 `echo`'s fixed client (shared/workloads.md 4.2): one binary for every
+/* B9 `echo`'s fixed client (docs/benchmarks.md): one binary for every
  * server, so that weft, Go and Tokio echo servers are measured by the same
  * program.  Plain C, single-threaded, epoll; links nothing of weft.
  *

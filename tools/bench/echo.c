@@ -1,4 +1,4 @@
-/* B9 `echo` driver (shared/workloads.md 4.2): weft-bench-echo.
+/* B9 `echo` driver (docs/benchmarks.md): weft-bench-echo.
  *
  * Starts the weft echo server (weft-echo -p 0 -b 127.0.0.1, one fiber per
  * connection, reads and writes through the libuv I/O thread) as a child

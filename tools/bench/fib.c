@@ -1,4 +1,4 @@
-/* B1 `fib`: fine-grain fork-join spawn cost (shared/workloads.md 4.2).
+/* B1 `fib`: fine-grain fork-join spawn cost (docs/benchmarks.md).
  *
  *     fib(n): if n < 2 return n
  *             open a group; spawn fib(n-1) writing into a slot;
@@ -7,7 +7,8 @@
  * fib(n) spawns fib(n+1) - 1 tasks and opens as many groups (fib(30):
  * 1,346,268).  Usage: weft-bench-fib [n ...]; default 30, and 35 as well
  * when BENCH_FULL=1.  One JSON line per n; ns_per_spawn is
- * median time x workers / spawns (workloads.md 4.1). */
+ * median time x workers / spawns (docs/benchmarks.md, "Output": CPU time
+ * per spawn). */
 #include "bench.h"
 
 static const char *const workload = "fib";

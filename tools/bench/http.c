@@ -1,17 +1,17 @@
-/* B10 `http` driver (shared/workloads.md 4.2): weft-bench-http.
+/* B10 `http` driver (docs/benchmarks.md): weft-bench-http.
  *
  * Starts the weft HTTP server (weft-httpd -p 0 -b 127.0.0.1: keep-alive
  * HTTP/1.1, one fiber per connection, 200 "Hello, World!" for GET /) as a
  * child process with this process's environment (WEFT_WORKERS reaches
  * it), reads its port from its first stdout line ("port=N"), checks one
  * response by hand (status 200, body "Hello, World!": the checksum), then
- * runs Debian's wrk as the peers' runner does (shared/peers/bench.py): a
- * 2 s warm-up, then BENCH_HTTP_REPS (default 3) runs of
+ * runs Debian's wrk as the peers were measured (docs/benchmarks.md, B10):
+ * a 2 s warm-up, then BENCH_HTTP_REPS (default 3) runs of
  *
  *     wrk -t1 -c100 -d5s --latency http://127.0.0.1:PORT/
  *
- * (BENCH_HTTP_DURATION and BENCH_HTTP_CONNS change -d and -c; workloads.md
- * uses -d10s, which the peers' figures in RESULTS.md were measured with),
+ * (BENCH_HTTP_DURATION and BENCH_HTTP_CONNS change -d and -c; the peers'
+ * reference figures in docs/benchmarks.md were measured with -d10s),
  * and finally stops the server with SIGTERM (it must exit 0 within 10 s).
  *
  * The JSON line: req_per_s, p50_us and p99_us are the medians over the

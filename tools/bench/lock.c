@@ -1,4 +1,4 @@
-/* `lock`: lock contention (issue 3, section 7).
+/* `lock`: lock contention (docs/benchmarks.md).
  *
  * The root spawns T = 4 tasks into one group; each increments one shared,
  * non-atomic counter E = 250,000 times, each increment under one
@@ -7,12 +7,18 @@
  * T * E.  ns_per_increment = median time / (T * E) (wall time per
  * critical section, not multiplied by the worker count).
  *
- * weft's Lock hands ownership to the oldest waiter (FIFO), so with
- * several tasks contending, nearly every acquire after the first parks
- * and the figure measures the park/hand-off/wake path; at 1 worker it is
- * a fiber switch per increment.  A second line, `lock-uncontended`, times
- * a single task doing the same 1,000,000 acquire/release pairs alone: the
- * fast path (one CAS each way, no system call). */
+ * weft's Lock hands ownership to the oldest waiter (FIFO).  At 2 workers
+ * tasks on both workers meet at the lock: once one waits, nearly every
+ * acquire after it parks (a lock convoy), and the figure measures the
+ * park/hand-off/wake path.  At 1 worker the tasks never find the lock
+ * held: a free lock is taken without yielding, and the only switch in the
+ * loop is the cooperative budget's yield at every 128th acquire, which
+ * comes before the lock is taken (docs/semantics.md rule 22), never inside
+ * the critical section.  So at 1 worker the figure is the fast path plus
+ * one task switch per 128 increments, close to the uncontended line.  A
+ * second line, `lock-uncontended`, times a single task doing the same
+ * 1,000,000 acquire/release pairs alone: the fast path (one CAS each way,
+ * no system call; the budget's yield finds no other task to run). */
 #include "bench.h"
 
 static const char *const workload = "lock";

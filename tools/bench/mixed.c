@@ -1,4 +1,4 @@
-/* B11 `mixed`: timer latency under CPU load (shared/workloads.md 4.2).
+/* B11 `mixed`: timer latency under CPU load (docs/benchmarks.md).
  *
  *     2 workers (WEFT_WORKERS overrides; the default here is 2, not the
  *     CPU count, because the workload is defined at 2);
@@ -8,8 +8,8 @@
  *     1 sleeper: 5,000 times: deadline = now + 1 ms; weft_sleep_until
  *       (deadline); lateness = weft_now() - deadline.
  *
- * This is the peers' "sleep" mode (shared/peers/go/main.go `mixed`): a late
- * wake does not make the next one late.  BENCH_MIXED_MODE=deadline runs
+ * This is the peers' "sleep" mode (docs/benchmarks.md, B11): a late wake
+ * does not make the next one late.  BENCH_MIXED_MODE=deadline runs
  * the peers' "deadline" mode instead (the k-th wake is due at start + k ms,
  * an absolute schedule), and BENCH_MIXED_MODE=both prints one line for
  * each.  Lateness is never negative (weft_sleep_until returns at or after
@@ -25,7 +25,7 @@
  *
  * Repetitions: one short warm-up (1 s at most, 500 sleeps: it fills the
  * stack pools and the timing wheel's slots) and BENCH_MIXED_REPS measured
- * repetitions (default 3, as the peers' SLOW_RUNS: each lasts 10 s).
+ * repetitions (default 3, as the peers run it: each lasts 10 s).
  * Per repetition the lateness percentiles are nearest rank over the 5,000
  * wakes; the JSON line gives the median of the repetitions' p50 and p99
  * and the worst max of all of them (as B7 `park`).  median_ms/p10_ms/p90_ms
@@ -79,6 +79,7 @@ static int mixed_cpu(void *arg)
 	long chunks = 0;
 	for (;;) {
 		int64_t c = weft_now();
+		/* relaxed: `done` only says stop (see struct mixed_rep). */
 		if (c >= rep->cpu_until &&
 			atomic_load_explicit(&rep->done, memory_order_relaxed))
 			break;
@@ -113,6 +114,8 @@ static int mixed_sleeper(void *arg)
 		if (woke < due)
 			rep->bad++;
 	}
+	/* relaxed: pairs with nothing; the root reads `late` after the
+	 * join (see struct mixed_rep). */
 	atomic_store_explicit(&rep->done, 1, memory_order_relaxed);
 	return rc < 0 ? bench_fail("weft_sleep_until", rc) : 0;
 }
@@ -133,7 +136,8 @@ static int mixed_once(struct mixed_rep *rep, int64_t secs)
 		spawn_rc = weft_group_spawn(g, mixed_cpu, &args[k]);
 	}
 	/* A failed spawn: the CPU tasks already spawned must still stop (at
-	 * the end of the duration). */
+	 * the end of the duration).  relaxed: it only says stop, as in
+	 * mixed_sleeper. */
 	if (spawn_rc < 0)
 		atomic_store_explicit(&rep->done, 1, memory_order_relaxed);
 	weft_error_t *err = NULL;
@@ -164,6 +168,8 @@ static int mixed_root(void *arg)
 		struct mixed_rep rep = {.mode = run->mode, .late = run->late,
 			.cpu_tasks = run->cpu_tasks};
 		rep.ticks = warm ? MIXED_WARMUP_TICKS : MIXED_TICKS;
+		/* Not an atomic operation: no task exists yet, and the
+		 * spawns publish it. */
 		atomic_init(&rep.done, 0);
 		int64_t t0 = weft_now();
 		int64_t secs = warm && run->secs > 1 ? 1 : run->secs;

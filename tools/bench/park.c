@@ -1,5 +1,5 @@
-/* B7 `park`: parked-task memory and timer accuracy (shared/workloads.md
- * 4.2).  The benchmark that shows 1,000,000 tasks parked at once on a stock
+/* B7 `park`: parked-task memory and timer accuracy (docs/benchmarks.md).
+ * The benchmark that shows 1,000,000 tasks parked at once on a stock
  * kernel (vm.max_map_count 65530).
  *
  * For each M: the root opens a group and spawns M tasks; task k sleeps with
@@ -38,7 +38,7 @@
 
 static const char *const workload = "park";
 
-/* Sleep before the spread, 1000 ms as workloads.md defines; the env var
+/* Sleep before the spread, 1000 ms as docs/benchmarks.md defines; the env var
  * BENCH_PARK_BASE_MS lengthens it for the "all parked at once" variant
  * (spawning 10^6 tasks takes longer than 1 s). */
 static int64_t park_base_ns = 1000 * WEFT_MSEC;

@@ -1,5 +1,4 @@
-/* B5 `pingpong`: round trips through two channels (shared/workloads.md
- * 4.2).
+/* B5 `pingpong`: round trips through two channels (docs/benchmarks.md).
  *
  *     channels c1 (A -> B) and c2 (B -> A), capacity 1
  *     A: for i in 0..N-1: send i on c1; r = receive c2; check r == i + 1

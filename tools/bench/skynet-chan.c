@@ -1,5 +1,5 @@
 /* B2 `skynet`, channel flavour: 1,111,111 tasks, fan-out 10
- * (shared/workloads.md 4.2).
+ * (docs/benchmarks.md).
  *
  *     skynet(num, size, tx): if size == 1: send num on tx; return
  *         open a channel of capacity 10 and a group; spawn

@@ -1,16 +1,16 @@
-/* B2 `skynet`: 1,111,111 tasks, fan-out 10 (shared/workloads.md 4.2).
+/* B2 `skynet`: 1,111,111 tasks, fan-out 10 (docs/benchmarks.md).
  *
  *     skynet(num, size): if size == 1 return num
  *         open a group; spawn skynet(num + i*(size/10), size/10) for
  *         i in 0..9, each writing into its own slot; join; return the sum
  *     root = skynet(0, 1,000,000) = 499999500000
  *
- * Only the *join* flavour: the *channel* flavour needs weft channels, which
- * do not exist yet, so no line is printed for it.  The root call runs
- * inline in the benchmark's root task, so 1,111,110 tasks are spawned and
- * 1,111,111 nodes are visited; ns_per_task = median time / 1,111,111 (as
- * the peers' figures in shared/peers/RESULTS.md, not multiplied by the
- * worker count). */
+ * Only the *join* flavour: the *channel* flavour is its own program,
+ * skynet-chan.c (weft-bench-skynet-chan).  The root call runs inline in
+ * the benchmark's root task, so 1,111,110 tasks are spawned and 1,111,111
+ * nodes are visited; ns_per_task = median time / 1,111,111 (as the peers'
+ * figures that docs/benchmarks.md quotes, not multiplied by the worker
+ * count). */
 #include "bench.h"
 
 static const char *const workload = "skynet";

@@ -1,11 +1,11 @@
-/* B3 `spawn-flat`: throughput of empty tasks (shared/workloads.md 4.2).
+/* B3 `spawn-flat`: throughput of empty tasks (docs/benchmarks.md).
  *
  * The root task opens one group, spawns N = 1,000,000 tasks into it and
  * joins; 5 rounds per repetition.  The body is as close to empty as a
  * checked benchmark allows: it stores 1 into its own byte of a
  * preallocated array (no shared counter, no atomics), and after each
  * repetition every byte must be 1.  ns_per_spawn = median time x workers /
- * (5 x N) (workloads.md 4.1).
+ * (5 x N) (docs/benchmarks.md, "Output": CPU time per spawn).
  *
  * Two variants, one JSON line each: "worker" (the root task spawns: the
  * local deque path) and "external" (a plain thread the root starts spawns

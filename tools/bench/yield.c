@@ -1,4 +1,4 @@
-/* B6 `yield`: run-queue round robin (shared/workloads.md 4.2).
+/* B6 `yield`: run-queue round robin (docs/benchmarks.md).
  *
  * The root spawns T = 200 tasks into one group; each calls weft_yield()
  * 10,000 times (2,000,000 yields), then records when it finished

@@ -1,6 +1,6 @@
-/* weft-demo: the examples of shared/seeds (AnyIO task groups, asyncio
- * tasks) written with weft, one section each, printing what happens and
- * when (milliseconds since the start of the section).
+/* weft-demo: the classic examples of AnyIO's task-group documentation and
+ * of asyncio task tutorials, written with weft, one section each, printing
+ * what happens and when (milliseconds since the start of the section).
  *
  *   1. five tasks sleep 1 s concurrently            (AnyIO "sometask")
  *   2. start()/started(): a service is ready before its clients run
@@ -124,6 +124,11 @@ static void demo_sleepers(void)
 
 /* {====== 2. start() / started() */
 
+/* Stamps the order of events across tasks on any worker.  Its updates
+ * are seq_cst (the default of atomic_fetch_add and atomic_store); the
+ * stamps need only that read-modify-writes of one atomic are totally
+ * ordered, which holds for any ordering.  The root reads the stamps
+ * after the join (docs/semantics.md rule 8). */
 static atomic_int order_seq;
 
 struct service {
@@ -138,6 +143,7 @@ static int start_some_service(void *arg)
 	int rc = weft_sleep(100 * WEFT_MSEC);
 	if (rc < 0)
 		return rc;
+	/* seq_cst: a stamp (see order_seq). */
 	s->ready_at = atomic_fetch_add(&order_seq, 1);
 	say("service: listening; weft_task_started(&port)");
 	weft_task_started(&s->port);
@@ -157,6 +163,7 @@ struct client {
 static int client(void *arg)
 {
 	struct client *c = arg;
+	/* seq_cst: a stamp (see order_seq). */
 	c->seq = atomic_fetch_add(&order_seq, 1);
 	say("client %d: connecting to port %d", c->id, c->s->port);
 	int rc = weft_sleep(50 * WEFT_MSEC);
@@ -171,6 +178,8 @@ static void demo_start(void)
 	section(2,
 		"A service started with weft_group_start() is ready "
 		"before its clients run");
+	/* seq_cst: no task of this section exists yet; the start and the
+	 * spawns below publish the reset (rule 8). */
 	atomic_store(&order_seq, 0);
 	struct service s = {.port = 5000, .ready_at = -1};
 	struct client c[2] = {{&s, 1, -1}, {&s, 2, -1}};

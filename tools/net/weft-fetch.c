@@ -1,5 +1,6 @@
-/* weft-fetch: HTTP/1.1 GETs of many URLs at once, the seeds' "concurrent
- * web requests" example (asyncio tasks + aiohttp) as a tool.
+/* weft-fetch: HTTP/1.1 GETs of many URLs at once, the classic "concurrent
+ * web requests" example of asyncio tutorials (asyncio tasks + aiohttp) as
+ * a tool.
  *
  *   weft-fetch [-c N] [-t S] [-d S] [--fail-fast] [-o DIR] [-q] URL...
  *
@@ -18,7 +19,7 @@
  *
  * A failed URL is reported on its line and the others go on; with
  * --fail-fast the first failure is returned as the task's failure, which
- * cancels the group (semantics rule 5), so the URLs still running or
+ * cancels the group (docs/semantics.md rule 4), so the URLs still running or
  * waiting print "ERR cancelled".  The exit status is 0 when every URL got
  * a response (any HTTP status: a 404 is a response), 1 when one did not,
  * 2 for a usage error.  Workers come from WEFT_WORKERS, as for every weft
@@ -59,7 +60,7 @@ struct options {
 };
 
 /* One URL.  Written by main before the runtime starts; read by its task
- * (spawning publishes it, semantics rule 8). */
+ * (spawning publishes it, rule 8). */
 struct job {
 	struct run *run;
 	int index;             /* position on the command line, from 0 */
@@ -76,7 +77,7 @@ struct run {
 	weft_scope_t *deadline;    /* the -d scope, or NULL */
 	/* Outcome counters.  Relaxed: each is a plain tally; the join of the
 	 * group orders every increment before main reads them (a child's
-	 * completion happens-before join returns, semantics rule 8). */
+	 * completion happens-before join returns, rule 8). */
 	atomic_int ok, failed;
 	int exit_status;           /* written by the main task at the end */
 	int started;               /* 1 once the main task ran */
@@ -283,6 +284,8 @@ static int fetch_one(void *arg)
 	/* One printf per line: stdio's lock keeps lines whole when tasks on
 	 * several workers finish at once. */
 	if (rc == 0) {
+		/* relaxed: a tally; the join orders it before fetch_main
+		 * reads it (see struct run). */
 		atomic_fetch_add_explicit(&run->ok, 1, memory_order_relaxed);
 		if (!run->opt->quiet)
 			printf("%u %.1f ms %llu bytes %s\n",
@@ -290,6 +293,7 @@ static int fetch_one(void *arg)
 				(unsigned long long)r.bytes, url);
 		return 0;
 	}
+	/* relaxed: a tally, as run->ok above. */
 	atomic_fetch_add_explicit(&run->failed, 1, memory_order_relaxed);
 	printf("ERR %s %.1f ms %s\n", failure_label(run, rc), ms, url);
 	/* A cancellation is never a failure (it is how the others stop). */
@@ -347,6 +351,8 @@ static int fetch_main(void *arg)
 		run->deadline = NULL;
 	}
 
+	/* relaxed: the group's join above ordered every task's increment
+	 * before these loads (rule 8); the counters publish nothing. */
 	int ok = atomic_load_explicit(&run->ok, memory_order_relaxed);
 	int failed = atomic_load_explicit(&run->failed, memory_order_relaxed);
 	printf("total: %d urls, ok %d, failed %d, %.1f ms\n", run->njobs, ok,

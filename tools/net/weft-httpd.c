@@ -21,7 +21,7 @@
  * after GRACE_S (default 5 s) or at a
  * second signal.
  *
- * Structure, as in the seeds' start_some_service: main runs the service
+ * Structure, as in AnyIO's start_some_service example: main runs the service
  * with weft_group_start, which returns once the service is listening (its
  * started() value is the port), prints "port=<N>" and waits for it. */
 #include <errno.h>
@@ -168,6 +168,8 @@ static int on_headers_complete(http_parser *p)
 static int on_message_complete(http_parser *p)
 {
 	struct conn *c = p->data;
+	/* relaxed: a statistics counter, orders nothing (read after the
+	 * service's join). */
 	atomic_fetch_add_explicit(&c->h->requests, 1, memory_order_relaxed);
 	/* Phase one of a shutdown: answer, then close. */
 	bool close = !http_should_keep_alive(p) ||
@@ -312,6 +314,7 @@ static ssize_t conn_read(struct conn *c)
 static int httpd_conn(weft_stream_t *s, void *arg)
 {
 	struct httpd *h = arg;
+	/* relaxed: a statistics counter, as requests. */
 	atomic_fetch_add_explicit(&h->connections, 1, memory_order_relaxed);
 	struct conn *c = malloc(sizeof *c);
 	if (c == NULL)
@@ -341,6 +344,7 @@ static int httpd_conn(weft_stream_t *s, void *arg)
 		if (e != HPE_OK && e != HPE_PAUSED) {
 			if (c->write_failed)
 				break;
+			/* relaxed: a statistics counter, as requests. */
 			atomic_fetch_add_explicit(&h->rejected, 1,
 				memory_order_relaxed);
 			if (c->too_large)
@@ -431,6 +435,9 @@ static int httpd_main(void *arg)
 		fprintf(stderr, "weft-httpd: %s\n", text);
 		weft_error_free(err);
 	}
+	/* seq_cst (atomic_load's default), more than the counters need:
+	 * the group's join above already ordered every task's increment
+	 * before these loads (docs/semantics.md rule 8). */
 	fprintf(stderr, "weft-httpd: %ld connections, %ld requests, %ld "
 		"rejected\n", atomic_load(&h->connections),
 		atomic_load(&h->requests), atomic_load(&h->rejected));
