@@ -155,9 +155,8 @@ WEFT_EXTERN int weft_yield(void);
 WEFT_EXTERN int64_t weft_effective_deadline(void);
 
 /* What it does: copies the reason of the calling task's current
- * cancellation into *out: that of the scope where the cancellation that
- * reached its innermost scope started (the first one to reach it, not
- * necessarily the outermost cancelled scope; docs/semantics.md rule 29);
+ * cancellation (the outermost cancelled scope it is inside;
+ * docs/semantics.md rule 29) into *out;
  * origin WEFT_CANCEL_NONE when it is not cancelled.
  * Errors: -EINVAL (NULL), WEFT_ENOTFIBER.  Checkpoint: no.
  * Threads: weft fiber. */
