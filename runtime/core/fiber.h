@@ -11,15 +11,17 @@
  *
  * What is deliberately NOT saved:
  *  - MXCSR and the x87 control word (FPCR on aarch64).  The SysV ABI calls
- *    their control bits callee-saved, but saving them costs ~4 ns per switch
- *    (research: 12-13.6 ns vs 3.1-3.5 ns).  weft's rule instead: code running
- *    on a fiber must not change the floating-point environment (rounding
- *    mode, exception masks, FTZ/DAZ).  A fiber that breaks the rule leaks its
- *    FP environment to whatever runs next on that thread.
+ *    their control bits callee-saved, but saving them made a switch about
+ *    four times as slow (measured: 12-13.6 ns against 3.1-3.5 ns).  weft's
+ *    rule instead: code running on a fiber must not change the
+ *    floating-point environment (rounding mode, exception masks, FTZ/DAZ).
+ *    A fiber that breaks the rule leaks its FP environment to whatever
+ *    runs next on that thread.
  *  - The signal mask (that is why this is not ucontext: swapcontext makes a
  *    sigprocmask syscall, ~200 ns).
  *  - Thread-local storage.  A fiber may suspend on one worker and resume on
- *    another; see ARCHITECTURE.md "No TLS read is cached across a switch".
+ *    another; see ARCHITECTURE.md, "No TLS address is kept across a
+ *    switch".
  *
  * CET (x86_64): the switch ends with an indirect `jmp` to the saved resume
  * address, which is neither an ENDBR landing pad nor consistent with a shadow

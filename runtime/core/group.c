@@ -8,15 +8,15 @@
  * first failure must cancel the group once; every failure must reach the
  * joiner exactly once.
  *
- * Approach: one 64-bit atomic word {count, JOINING, CLOSED} (semantics rule
- * 1).  Spawn is a CAS increment that fails once CLOSED.  A child's end is a
- * CAS decrement; the decrement that takes the count to 0 while JOINING is
- * set also sets CLOSED and wakes the owner.  The owner publishes its park
- * generation before setting JOINING (release), so the closing child reads
- * it after its acquire CAS.  Failures are leaves allocated by the failing
- * child and appended under a spinlock; the first failure (an atomic
- * exchange on `failed`) cancels the group's scope.  Join turns the list
- * into one weft_error_t.
+ * Approach: one 64-bit atomic word {count, JOINING, CLOSED}
+ * (docs/semantics.md rule 1).  Spawn is a CAS increment that fails once
+ * CLOSED.  A child's end is a CAS decrement; the decrement that takes the
+ * count to 0 while JOINING is set also sets CLOSED and wakes the owner.
+ * The owner publishes its park generation before setting JOINING
+ * (release), so the closing child reads it after its acquire CAS.
+ * Failures are leaves allocated by the failing child and appended under
+ * a spinlock; the first failure (an atomic exchange on `failed`) cancels
+ * the group's scope.  Join turns the list into one weft_error_t.
  *
  * Rejected: a mutex + condition variable per group (a parked fiber must
  * not block its worker thread) and separate counters for children and
@@ -181,7 +181,7 @@ static int group_new_child(struct weft_group *g, weft_fn fn, void *arg,
 	}
 	t->group = g;
 	t->spawn_flags = flags;
-	/* Issue 3: introspection (relaxed: see insp_id) and the task-local
+	/* Introspection (relaxed: see insp_id) and the task-local
 	 * context, a snapshot of the spawning task's (rule 36), not the
 	 * owner's: no copy, at most one reference increment. */
 	atomic_store_explicit(&t->insp_group_id, g->scope.id,

@@ -1,4 +1,4 @@
-/* Task-local context (semantics rule 36).
+/* Task-local context (docs/semantics.md rule 36).
  *
  * Design
  * ------

@@ -1,6 +1,6 @@
 /* Task-local context: the internal side (see local.c for the design).
  *
- * Offload threads (issue 4: to_thread) propagate the sending task's
+ * Offload threads (weft_to_thread) propagate the sending task's
  * context like this:
  *
  *     // on the sending task, before handing the work over

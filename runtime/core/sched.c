@@ -82,7 +82,8 @@ __attribute__((constructor)) static void worker_tls_off_init(void)
 #endif
 
 /* Not inlinable, and the asm hides the TLS address from the optimiser, so
- * the value is re-read after every switch (research/platform.md 5.1). */
+ * the value is re-read after every switch (gcc would otherwise keep the
+ * TLS address in a callee-saved register across the switch). */
 __attribute__((noinline)) weft__worker_t *weft__sched_current_slow(void)
 {
 	weft__worker_t **p = &worker_tls;

@@ -80,8 +80,8 @@ typedef struct weft__worker {
 /* The worker whose thread calls this, or NULL.  A fiber may resume on
  * another thread, so the value must be re-read after every switch, and
  * the compiler must not reuse a thread pointer or TLS address it computed
- * before one (research/platform.md 5.1: gcc keeps them in callee-saved
- * registers across calls).  Two ways to get that:
+ * before one (gcc keeps a thread pointer or TLS address it computed in a
+ * callee-saved register across calls).  Two ways to get that:
  *   - x86_64 and aarch64: read the thread pointer register in a volatile
  *     asm with a memory clobber (evaluated anew at each use, never moved
  *     across a call), and add the variable's offset from it, which is the

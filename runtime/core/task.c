@@ -129,7 +129,7 @@ int weft__task_create_lit(struct weft_runtime *rt, const char *name,
 	uint64_t park_gen = atomic_load_explicit(&t->park,
 		memory_order_relaxed) >> WEFT__PARK_GEN_SHIFT;
 	/* Everything but the park word (a late waker may read it) and the
-	 * issue-3 block, which snapshots may read. */
+	 * introspection block, which snapshots may read. */
 	memset(t, 0, offsetof(struct weft_task, park));
 	memset((char *)t + offsetof(struct weft_task, park) + sizeof t->park,
 		0, WEFT__TASK_CLEAR_HEAD - offsetof(struct weft_task, park) -
@@ -314,7 +314,7 @@ void weft__task_run(struct weft_task *t)
 	int rc;
 	if ((t->spawn_flags & WEFT_SPAWN_SKIPPABLE) &&
 		weft__task_root_cancelled(t))
-		rc = -ECANCELED;  /* rule 30's opt-out: skipped entirely */
+		rc = -ECANCELED;  /* docs/semantics.md rule 30's opt-out */
 	else
 		rc = t->fn(t->arg);
 	weft__task_finish(t, rc);
@@ -363,7 +363,7 @@ void weft__task_finish(struct weft_task *t, int rc)
 		weft__group_child_failed(g, t);
 	if (t->root_linked)
 		weft__scope_unlink(&t->root_scope);
-	/* Issue 3: the task's context dies with it (key destructors run
+	/* The task's context dies with it (key destructors run
 	 * here, as the task), and it leaves introspection snapshots. */
 	if (t->ctx)
 		weft__local_context_unref(t->ctx);

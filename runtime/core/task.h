@@ -85,7 +85,7 @@ struct weft_task {
 	uint64_t id;
 	/* External thread blocked in weft_runtime_run on this root task. */
 	atomic_uint *root_done;
-	/* issue 3: context and introspection */
+	/* Task-local context and introspection */
 	/* Never cleared by the memset of weft__task_create: a snapshot
 	 * (inspect.c) may read the insp_* fields of a record at any time,
 	 * also while it is recycled, so every write to them is an atomic
@@ -134,8 +134,9 @@ struct weft_task {
 /* Bytes of a task record that must start zeroed. */
 #define WEFT__TASK_CLEAR \
 	(offsetof(struct weft_task, root_scope) + WEFT__SCOPE_CLEAR)
-/* The issue-3 block (insp_id .. done_cbs) is left out of the clear: it is
- * initialised field by field with atomic stores (see insp_id). */
+/* The introspection block (insp_id up to root_scope) is left out of the
+ * clear: it is initialised field by field, with atomic stores where
+ * snapshots read (see insp_id). */
 #define WEFT__TASK_CLEAR_HEAD offsetof(struct weft_task, insp_id)
 
 /* A parked task waiting on a list (task completion, ...). */
@@ -207,7 +208,7 @@ WEFT_FIBER_FN int weft__task_start(struct weft_task *self,
  * whoever reports t's failure: its group, or weft_runtime_run for a root. */
 struct weft__leaf *weft__task_failure_leaf(struct weft_task *t);
 
-/* {======================================================= issue 3 */
+/* {=========================================== introspection, done callbacks */
 
 /* The fences of the snapshot protocol (see insp_id).  ThreadSanitizer
  * does not model atomic_thread_fence (gcc rejects it with -Wtsan); there
