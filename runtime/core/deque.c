@@ -271,6 +271,7 @@ int weft__deque_push(weft__deque_t *d, void *item)
 	 * weft__deque_steal, so a thief's read of a slot happens before the
 	 * owner reuses that slot below (invariant 4). */
 	int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
+	/* Relaxed: as bottom above. */
 	struct weft__deque_array *a =
 		atomic_load_explicit(&d->array, memory_order_relaxed);
 	if (WEFT__UNLIKELY(b - t > a->mask)) {

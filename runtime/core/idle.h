@@ -25,10 +25,13 @@ typedef struct weft__idle {
  * TSan does model and which is also a full fence on x86.  Other builds use
  * the fence: no shared cache line is written. */
 #if defined(__SANITIZE_THREAD__)
+/* seq_cst RMW: the notifier's and the sleeper's RMWs of fence_word are
+ * totally ordered, which is the pairing the two fences give otherwise. */
 #define WEFT__IDLE_FENCE(idle) \
 	((void)atomic_fetch_add_explicit(&(idle)->fence_word, 0, \
 		memory_order_seq_cst))
 #else
+/* seq_cst fence: weft__idle_notify's pairs with idle_sleep's. */
 #define WEFT__IDLE_FENCE(idle) atomic_thread_fence(memory_order_seq_cst)
 #endif
 

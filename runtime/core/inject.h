@@ -31,6 +31,8 @@ struct weft_task *weft__inject_pop(weft__inject_t *q);
 /* Racy emptiness hint; any thread. */
 static inline size_t weft__inject_len(weft__inject_t *q)
 {
+	/* acquire: pairs with the release stores of len in inject.c (the
+	 * list itself is read under the lock). */
 	return atomic_load_explicit(&q->len, memory_order_acquire);
 }
 

@@ -78,6 +78,8 @@ static void insp_name_load(const struct weft_task *t, char *out)
 {
 	uint64_t w[WEFT__TASK_NAME_MAX / sizeof(uint64_t)];
 	const uint64_t *src = (const uint64_t *)(const void *)t->name;
+	/* relaxed: insp_read validates the copy by insp_id; insp_task_fill
+	 * reads a live record (a rename meanwhile may mix two names). */
 	for (size_t i = 0; i < WEFT__TASK_NAME_MAX / sizeof(uint64_t); i++)
 		w[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 	memcpy(out, w, WEFT__TASK_NAME_MAX);
@@ -92,10 +94,12 @@ static bool insp_read(struct weft_task *t, weft_task_info_t *out)
 	uint64_t id = atomic_load_explicit(&t->insp_id, memory_order_acquire);
 	if (id == 0)
 		return false;
+	/* relaxed: validated by the re-read of insp_id below. */
 	out->group_id = atomic_load_explicit(&t->insp_group_id,
 		memory_order_relaxed);
 	out->parked_on = atomic_load_explicit(&t->insp_wait,
 		memory_order_relaxed);
+	/* relaxed: as above. */
 	out->worker = atomic_load_explicit(&t->insp_worker,
 		memory_order_relaxed);
 	insp_name_load(t, out->name);
@@ -103,6 +107,7 @@ static bool insp_read(struct weft_task *t, weft_task_info_t *out)
 	 * re-read below sees that life's insp_id (pairs with the release
 	 * fence in weft__task_create). */
 	WEFT__INSP_FENCE(memory_order_acquire);
+	/* relaxed: ordered after the reads above by the fence. */
 	if (atomic_load_explicit(&t->insp_id, memory_order_relaxed) != id)
 		return false;
 	out->id = id;
@@ -204,10 +209,13 @@ static int insp_node_new(struct weft__inspect_dump *d, uint8_t kind, int parent)
 static void insp_task_fill(struct weft__inspect_node *x, struct weft_task *t)
 {
 	x->id = t->id;
+	/* relaxed: t is alive (see above); the values are weakly
+	 * consistent hints of its state. */
 	x->group_id = atomic_load_explicit(&t->insp_group_id,
 		memory_order_relaxed);
 	x->parked_on = atomic_load_explicit(&t->insp_wait,
 		memory_order_relaxed);
+	/* relaxed: as above. */
 	x->worker = atomic_load_explicit(&t->insp_worker,
 		memory_order_relaxed);
 	insp_name_load(t, x->name);
@@ -227,11 +235,13 @@ static int insp_visit(struct weft__inspect_dump *d, struct weft_scope *s, int pa
 	if (i < 0)
 		return -1;
 	struct weft__inspect_node *x = &d->v[i];
+	/* relaxed: a value, ordering nothing. */
 	int64_t own = atomic_load_explicit(&s->deadline, memory_order_relaxed);
 	bool shield = (s->flags & WEFT_SCOPE_SHIELD) != 0;
 	x->deadline = own;
 	x->eff_deadline = shield || own < parent_eff ? own : parent_eff;
 	x->shield = shield;
+	/* relaxed: both flags are written under s's lock, which we hold. */
 	x->cancel_called = atomic_load_explicit(&s->cancel_called,
 		memory_order_relaxed);
 	x->cancelled = atomic_load_explicit(&s->eff_cancelled,

@@ -194,6 +194,7 @@ struct weft_task *weft__record_task_get_slow(struct weft_runtime *rt,
 	t->name_lit = NULL;
 	t->insp_all_next = NULL;
 	pthread_mutex_lock(&a->lock);
+	/* relaxed: `all` is only written under the lock, held. */
 	t->insp_all_next = atomic_load_explicit(&a->all, memory_order_relaxed);
 	/* release: pairs with the acquire in a snapshot's scan. */
 	atomic_store_explicit(&a->all, t, memory_order_release);

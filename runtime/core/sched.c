@@ -263,6 +263,8 @@ static void worker_run_inline(struct weft_task *self, struct weft_task *t)
 void weft__sched_help_join(struct weft_task *self, struct weft_group *g)
 {
 	for (;;) {
+		/* relaxed: a hint; a stale count only ends the inline runs
+		 * early (the join still waits) or costs one more pop. */
 		uint64_t word = atomic_load_explicit(&g->word,
 			memory_order_relaxed);
 		if ((word & WEFT__GROUP_COUNT_MASK) == 0 ||
@@ -308,6 +310,7 @@ static void worker_requeue(weft__worker_t *w, struct weft_task *t)
 	if (weft__deque_push(&w->deque, t) < 0)
 		weft__inject_push(&w->rt->inject, t);
 	w->take_oldest = true;
+	/* relaxed: a hint, as explained above. */
 	if (atomic_load_explicit(&w->rt->idle.nsleeping, memory_order_relaxed))
 		weft__idle_notify(w->rt);
 }
@@ -385,17 +388,18 @@ static int worker_give_stack(weft__worker_t *w, struct weft_task *t)
 	return 0;
 }
 
-/* Everything but the jump itself, before w switches into t (from its
- * scheduler loop or straight from a fiber). */
 /* Owner only.  release: everything the worker did before (the fiber it
  * left, its picks) is ordered before a reclaimer's acquire load that
- * sees the new value. */
+ * sees the new value (weft__io_reclaim).  The load is relaxed: only the
+ * owner writes qs. */
 static inline void worker_qs_step(weft__worker_t *w)
 {
 	atomic_store_explicit(&w->qs, atomic_load_explicit(&w->qs,
 		memory_order_relaxed) + 1, memory_order_release);
 }
 
+/* Everything but the jump itself, before w switches into t (from its
+ * scheduler loop or straight from a fiber). */
 static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
 {
 	worker_qs_step(w);  /* odd: a fiber runs */
@@ -507,7 +511,8 @@ static void worker_after_switch(weft__worker_t *w)
 	switch (post) {
 	case WEFT__POST_PARK: {
 		/* acq_rel: release publishes the fiber's saved context to
-		 * whichever thread resumes it; acquire sees a waker's WOKEN. */
+		 * whichever thread resumes it; acquire sees a waker's WOKEN.
+		 * Pairs with the waker's CAS in task_wake_claim (task.c). */
 		uint64_t old = atomic_fetch_or_explicit(&t->park,
 			WEFT__PARK_PARKED, memory_order_acq_rel);
 		/* Woken before it was off its stack: queue it where another

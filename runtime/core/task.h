@@ -215,8 +215,12 @@ struct weft__leaf *weft__task_failure_leaf(struct weft_task *t);
  * every access involved is atomic anyway, so nothing is reported, and a
  * compiler barrier keeps the order on x86 (TSO), the only TSan target. */
 #if defined(__SANITIZE_THREAD__)
+/* `order` (release in weft__task_create, acquire in inspect.c's
+ * insp_read, which pair), as a compiler barrier only. */
 #define WEFT__INSP_FENCE(order) atomic_signal_fence(order)
 #else
+/* `order`: the release fence in weft__task_create pairs with the acquire
+ * fence in inspect.c's insp_read. */
 #define WEFT__INSP_FENCE(order) atomic_thread_fence(order)
 #endif
 

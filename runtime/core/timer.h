@@ -70,6 +70,7 @@ static inline void weft__timer_fire_due(weft__timer_t *t)
 /* Whether any deadline is armed (a hint, as above).  Any thread. */
 static inline bool weft__timer_any(weft__timer_t *t)
 {
+	/* relaxed: a hint (see `due`). */
 	return atomic_load_explicit(&t->due, memory_order_relaxed) !=
 		INT64_MAX;
 }
