@@ -70,9 +70,10 @@ _Static_assert(offsetof(weft__fiber_t, sp) == 0, "sp first");
 void weft__fiber_trampoline(void);
 
 /* Called (only) by weft__fiber_trampoline, on the fiber's own stack, the
- * first time the fiber runs.  Not static because the assembly calls it. */
-WEFT__HIDDEN __attribute__((noreturn, used)) void weft__fiber_start(
-	weft__fiber_t *c);
+ * first time the fiber runs; runs the entry, which switches away for good.
+ * Not static because the assembly calls it. */
+WEFT_FIBER_FN WEFT__HIDDEN __attribute__((noreturn, used)) void
+weft__fiber_start(weft__fiber_t *c);
 
 /* TSan: a stack's fiber handle serves at most this many fibers before it is
  * replaced.  A fiber never returns from its bottom frames (weft__fiber_start,

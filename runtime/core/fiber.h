@@ -102,11 +102,14 @@ typedef struct weft__fiber {
  * new_sp and resumes whatever was saved there.  No sanitizer annotations:
  * use weft__fiber_switch.  Thread: any; both stacks must be owned by the
  * caller for the duration. */
-WEFT__HIDDEN void weft__fiber_jump(void **save_sp, void *new_sp);
+WEFT_FIBER_FN WEFT__HIDDEN void weft__fiber_jump(void **save_sp,
+	void *new_sp);
 /* The same, resuming with `ret` instead of an indirect jump: for a switch
  * between contexts suspended at the same call site (fiber_x86_64.S says
- * when each predicts better).  aarch64: the same code. */
-WEFT__HIDDEN void weft__fiber_jump_ret(void **save_sp, void *new_sp);
+ * when each predicts better).  aarch64: the same code.  Thread: as
+ * weft__fiber_jump. */
+WEFT_FIBER_FN WEFT__HIDDEN void weft__fiber_jump_ret(void **save_sp,
+	void *new_sp);
 
 /* Describes the calling OS thread's own stack (pthread_getattr_np) so that
  * fibers can switch back to it.  A thread context needs no first entry: it
@@ -173,8 +176,10 @@ weft__fiber_switch_final(weft__fiber_t *from, weft__fiber_t *to);
  * be mispredicted when it resumes).  use_ret: resume through
  * weft__fiber_jump_ret instead of weft__fiber_jump.  Same contract otherwise;
  * the TSan switch is inlined into the caller, whose function exit then
- * happens on the fiber it entered on (sanitizer.h). */
-static inline __attribute__((always_inline)) void weft__fiber_switch_inl(
+ * happens on the fiber it entered on (sanitizer.h).  Thread: the thread
+ * running from. */
+WEFT_FIBER_FN static inline __attribute__((always_inline)) void
+weft__fiber_switch_inl(
 	weft__fiber_t *from, weft__fiber_t *to, int use_ret)
 {
 	/* Read to->sp before telling TSan we are `to` (fiber.c, step 1). */

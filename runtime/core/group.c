@@ -269,7 +269,8 @@ int weft_group_start_named(weft_group_t *g, const char *name, weft_fn fn,
 
 /* Waits until the group closes.  Not cancellable: an outer cancellation
  * reaches the children through the scope tree. */
-static void group_wait_closed(struct weft_task *self, struct weft_group *g)
+static WEFT_FIBER_FN void group_wait_closed(struct weft_task *self,
+	struct weft_group *g)
 {
 	/* Fast path (every child ran inline or already ended): close without
 	 * preparing a park.  A concurrent spawn makes the CAS fail.  acquire:
@@ -336,8 +337,8 @@ static void group_finish(struct weft_group *g)
 }
 
 /* Joins g (the owner is the caller and g's scope is innermost). */
-static int group_join(struct weft_task *self, struct weft_group *g,
-	weft_error_t **err_out)
+static WEFT_FIBER_FN int group_join(struct weft_task *self,
+	struct weft_group *g, weft_error_t **err_out)
 {
 	/* Introspection: a joiner running its children inline is waiting
 	 * for the join too (relaxed; see insp_wait). */

@@ -35,6 +35,8 @@ typedef struct weft__idle {
 #define WEFT__IDLE_FENCE(idle) atomic_thread_fence(memory_order_seq_cst)
 #endif
 
+/* Thread: the thread creating the runtime, before the workers start /
+ * the one tearing it down, after they are joined. */
 int weft__idle_init(weft__idle_t *idle);
 void weft__idle_fini(weft__idle_t *idle);
 
@@ -43,11 +45,13 @@ void weft__idle_fini(weft__idle_t *idle);
 void weft__idle_notify(struct weft_runtime *rt);
 /* Wake every sleeping worker (shutdown).  Any thread. */
 void weft__idle_wake_all(struct weft_runtime *rt);
-/* Owner worker: look for work for a bounded spin, then sleep until
- * notified.  Returns a task, or NULL when the runtime is stopping. */
+/* Look for work for a bounded spin, then sleep until notified.  Returns
+ * a task, or NULL when the runtime is stopping.  Thread: w's own worker,
+ * in its scheduler loop (it sleeps the thread, not a fiber). */
 struct weft_task *weft__idle_find_or_sleep(struct weft__worker *w);
 /* Leaves the spinning state; wakes another spinner if this was the last
- * one (so a burst of new work is not left to one worker). */
+ * one (so a burst of new work is not left to one worker).  Thread: w's
+ * own worker. */
 void weft__idle_stop_spinning(struct weft__worker *w);
 
 #endif

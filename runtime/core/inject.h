@@ -18,6 +18,8 @@ typedef struct weft__inject {
 	atomic_size_t len;
 } weft__inject_t;
 
+/* Thread: the thread creating / tearing down the runtime, while no
+ * other thread uses q. */
 int weft__inject_init(weft__inject_t *q);
 void weft__inject_fini(weft__inject_t *q);
 /* Any thread. */

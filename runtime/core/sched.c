@@ -241,7 +241,9 @@ static bool worker_stack_room(struct weft_task *self)
 	return here > lo && (size_t)(here - lo) > self->stack->size / 2;
 }
 
-static void worker_run_inline(struct weft_task *self, struct weft_task *t)
+/* Runs t inline on self's stack; t may park (and resume elsewhere). */
+static WEFT_FIBER_FN void worker_run_inline(struct weft_task *self,
+	struct weft_task *t)
 {
 	/* The child borrows the parent's stack and its context descriptor
 	 * (stack bounds, sanitizer fiber handle) for the switches it may make
@@ -545,7 +547,8 @@ static void worker_after_switch(weft__worker_t *w)
 	}
 }
 
-static void worker_run(weft__worker_t *w, struct weft_task *t)
+/* Switches from the scheduler loop into t until it switches back. */
+static WEFT_FIBER_FN void worker_run(weft__worker_t *w, struct weft_task *t)
 {
 	if (t->stack == NULL) {
 		int rc = worker_give_stack(w, t);

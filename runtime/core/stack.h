@@ -133,18 +133,19 @@ WEFT__HIDDEN int weft__stack_get(weft__stack_pool_t *p, weft__stack_t **out);
  * Thread: owner of p only. */
 WEFT__HIDDEN void weft__stack_put(weft__stack_pool_t *p, weft__stack_t *st);
 
-/* 0 if the stack looks intact; -1 if the canary of an unguarded stack was
- * overwritten, i.e. the fiber overflowed and may have corrupted the stack
- * mapped below it.  The scheduler calls it after each switch out of a
- * fiber; on -1 it reports with weft__stack_report_overflow and aborts.
- * Reads one cache line at the low end.  Thread: any (the fiber must not be
- * running). */
-WEFT__HIDDEN /* Releases the memory of up to `budget` idle stacks of the shared pool
+/* Releases the memory of up to `budget` idle stacks of the shared pool
  * beyond the few kept warm (MADV_DONTNEED of all but the canary page), off
  * the hot path: idle workers call it before they sleep.  Returns how many
  * it released (0: nothing left to trim).  Thread: any. */
+WEFT__HIDDEN
 size_t weft__stack_trim(weft__stack_shared_t *s, size_t budget);
 
+/* 0 if the stack looks intact; -1 if the canary of an unguarded stack was
+ * overwritten, i.e. the fiber overflowed and may have corrupted the stack
+ * mapped below it.  The scheduler calls it after each switch out of a
+ * fiber (worker_after_switch); on -1 it reports the overflow itself and
+ * aborts.  Reads one cache line at the low end.  Thread: any (the fiber
+ * must not be running). */
 int weft__stack_check(const weft__stack_t *st);
 
 /* Prints "weft: stack overflow in task '<name>' (stack of N bytes,

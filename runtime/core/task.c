@@ -501,8 +501,8 @@ int weft_task_started(void *value)
 
 /* Park the caller until st leaves `from` (the caller is not cancellable
  * when `cancellable` is false).  Returns the state seen. */
-static int start_wait(struct weft_task *self, struct weft__start *st,
-	bool cancellable)
+static WEFT_FIBER_FN int start_wait(struct weft_task *self,
+	struct weft__start *st, bool cancellable)
 {
 	for (;;) {
 		uint64_t gen = weft__task_park_prepare(self, cancellable);

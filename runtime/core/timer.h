@@ -75,7 +75,7 @@ static inline bool weft__timer_any(weft__timer_t *t)
 		INT64_MAX;
 }
 
-/* The fd for the I/O thread to watch for readability. */
+/* The fd for the I/O thread to watch for readability.  Thread: any. */
 static inline int weft__timer_fd(const weft__timer_t *t)
 {
 	return t->fd;
