@@ -14,7 +14,8 @@
  * (eff_cancelled), under each scope's lock, parent before child, and wakes
  * each task whose innermost scope it marks.  A scope linked under an
  * effectively cancelled parent inherits the mark at link time.  So a
- * checkpoint is one acquire load of the innermost scope's flag.
+ * checkpoint is one load of the innermost scope's flag: seq_cst, as
+ * invariant 3 needs (on x86 that is a plain load).
  *
  * Deadlines are filed in the runtime's deadline timer (timer.c), which
  * fires them on the I/O thread or on a worker at a yield: a firing calls

@@ -21,7 +21,8 @@ enum weft__scope_kind {
 	WEFT__SCOPE_TASK,     /* a task's root scope, embedded in the task */
 	/* A private scope on its task's fiber stack (struct weft__frame_scope,
 	 * weft_sleep_until): never freed; its last reference wakes the task
-	 * waiting to leave the frame (see weft__scope_frame_release). */
+	 * waiting to leave the frame (weft__scope_frame_exit and
+	 * weft__scope_unref). */
 	WEFT__SCOPE_FRAME
 };
 
@@ -63,7 +64,8 @@ struct weft_scope {
 	struct weft_scope *outer;
 	uint64_t id;
 	/* The outermost cancelled scope this one's cancellation comes from.
-	 * Written under lock before eff_cancelled's release store. */
+	 * Written under lock before eff_cancelled's seq_cst store, whose
+	 * release half publishes it. */
 	struct weft_scope *origin;
 	/* Deadline: written by any thread, read by weft_deadline,
 	 * weft_effective_deadline and dumps (relaxed: a value, ordering
@@ -72,8 +74,12 @@ struct weft_scope {
 	_Atomic int64_t deadline;
 	uint8_t kind;            /* enum weft__scope_kind */
 	uint8_t state;           /* enum weft__scope_state; owner task only */
-	/* Set under lock by weft__scope_cancel; read lock-free with acquire
-	 * by checkpoints (pairs with the release stores in cancel.c). */
+	/* Both set under the scope's lock and read lock-free.  cancel_called:
+	 * by weft__scope_cancel, with a release store after the reason,
+	 * read with acquire.  eff_cancelled: by scope_propagate_locked (for
+	 * a cancel, or a link under a cancelled parent) with a seq_cst
+	 * store, read by checkpoints with a seq_cst load (cancel.c invariant
+	 * 3: the park/cancel pair). */
 	atomic_bool cancel_called;
 	atomic_bool eff_cancelled;
 	/* A checkpoint inside observed a cancellation whose origin is this

@@ -1,5 +1,5 @@
 /* Fiber contexts: building a fiber's first frame, and the annotated switch
- * around the assembly primitive weft__fiber_jump (context_<arch>.S).
+ * around the assembly primitive weft__fiber_jump (fiber_<arch>.S).
  *
  * The order inside a switch matters for the sanitizers:
  *   1. read everything needed from `to` (as the departing fiber),
@@ -65,7 +65,7 @@ _Static_assert(WEFT__FIBER_FRAME % 8 == 0, "frame holds whole words");
 _Static_assert(offsetof(weft__fiber_t, sp) == 0, "sp first");
 /* }====== */
 
-/* Defined in context_<arch>.S.  Never called from C: its address is the
+/* Defined in fiber_<arch>.S.  Never called from C: its address is the
  * first resume address of every fiber. */
 void weft__fiber_trampoline(void);
 

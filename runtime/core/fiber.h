@@ -97,7 +97,7 @@ typedef struct weft__fiber {
 	void *entry_arg;
 } weft__fiber_t;
 
-/* The raw primitive (context_<arch>.S): saves the callee-saved registers on
+/* The raw primitive (fiber_<arch>.S): saves the callee-saved registers on
  * the current stack, stores the stack pointer into *save_sp, switches to
  * new_sp and resumes whatever was saved there.  No sanitizer annotations:
  * use weft__fiber_switch.  Thread: any; both stacks must be owned by the
@@ -134,7 +134,8 @@ WEFT__HIDDEN void weft__fiber_init(weft__fiber_t *c, weft__stack_t *st,
  * caller must not keep TLS addresses (errno included) across this call.
  * `from` must be the context currently running on this thread; `to` must be
  * suspended and not being resumed by anyone else.
- * Checkpoint: yes (it is the switch).  Thread: the thread running from. */
+ * It switches fibers (WEFT_FIBER_FN) but is not a cancellation
+ * checkpoint: it looks at no scope.  Thread: the thread running from. */
 WEFT_FIBER_FN WEFT__HIDDEN void weft__fiber_switch(weft__fiber_t *from,
 	weft__fiber_t *to);
 

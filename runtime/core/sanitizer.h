@@ -8,9 +8,10 @@
  * __tsan_switch_to_fiber ran inside an out-of-line helper, that helper's
  * exit would pop the *new* fiber's shadow stack (other fiber libraries have
  * crashed that way, with a SEGV in __tsan_func_entry).  Inlined into
- * weft__fiber_switch, the entry is pushed on the old fiber and the exit
- * happens when the old fiber is resumed, so each fiber's shadow stack
- * stays balanced.  gcc inlines always_inline functions at -O0 too.
+ * weft__fiber_switch_inl (itself always_inline, in weft__fiber_switch and
+ * weft__sched_switch_out), the entry is pushed on the old fiber and the
+ * exit happens when the old fiber is resumed, so each fiber's shadow
+ * stack stays balanced.  gcc inlines always_inline functions at -O0 too.
  *
  * Detection: gcc defines __SANITIZE_ADDRESS__ / __SANITIZE_THREAD__; clang
  * reports them through __has_feature.  Valgrind support is compiled in

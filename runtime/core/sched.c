@@ -6,7 +6,8 @@
  * context") that picks a task and switches into it.  A fiber that parks,
  * yields or exits picks the next task itself (worker_pick, the loop's own
  * choice short of stealing and sleeping) and switches straight into it;
- * only when its worker has nothing queued does it switch back to the
+ * only when its worker has nothing queued (or, for a yield, when a
+ * deadline is armed: the loop fires due ones) does it switch back to the
  * loop, which steals or sleeps.  Either way, what the fiber could not do
  * while still on its own stack (publish a park, requeue a yield, free an
  * exited fiber's stack: its "post") is done by whatever runs next on the
@@ -35,7 +36,9 @@
  *
  * Fibers migrate: a parked task is made runnable on whichever worker woke
  * it, so the code of a task never keeps a worker pointer across a switch
- * (weft__sched_current is re-read; it is not inlinable).
+ * (weft__sched_current is re-read at every call: a volatile asm read of
+ * the thread pointer on x86_64 and aarch64, a call that is never inlined
+ * elsewhere; see sched.h).
  *
  * Invariants
  *   1. Only the owner pushes and pops its deque; thieves only steal.

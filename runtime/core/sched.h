@@ -34,7 +34,7 @@ typedef struct weft__record_cache {
  * itself: until it is off its own stack, nobody else may resume it. */
 enum weft__post {
 	WEFT__POST_NONE = 0,
-	WEFT__POST_PARK,  /* publish PARKED; resume at once if already woken */
+	WEFT__POST_PARK,  /* publish PARKED; queue it if already woken */
 	WEFT__POST_YIELD, /* requeue at the fair end of the deque */
 	WEFT__POST_REQUEUE, /* the same, after a yield's direct switch */
 	WEFT__POST_EXIT   /* release the stack and the run reference */

@@ -11,12 +11,16 @@
  *
  * Approach: one 64-bit park word per task = generation | CANCELLABLE |
  * PARKED | WOKEN.
- *   1. prepare: the task stores a new generation with neither flag
- *      (seq_cst, so a canceller's flag store and this one are totally
- *      ordered: see weft__scope_cancel) and hands the generation to its
- *      wake sources.
- *   2. commit: the task switches to the scheduler, which sets PARKED with
- *      fetch_or.  If WOKEN was already set, the scheduler readies it.
+ *   1. prepare: the task stores a new generation with neither PARKED nor
+ *      WOKEN (seq_cst, so a canceller's flag store and this one are
+ *      totally ordered: cancel.c invariant 3) and hands the generation to
+ *      its wake sources.
+ *   2. commit: if WOKEN is already set, the task goes on without
+ *      switching.  Otherwise it switches out, straight to the next task
+ *      of its worker (or to the scheduler loop when there is none), and
+ *      whatever runs next there performs its post (sched.c): that sets
+ *      PARKED with fetch_or, and if WOKEN was already set, queues the
+ *      task.
  *   3. wake(gen): a CAS sets WOKEN if the generation matches and WOKEN is
  *      not set; if PARKED was already set, the waker readies the task.
  * Whoever performs the second of the two transitions (PARKED, WOKEN)
@@ -26,8 +30,13 @@
  *
  * Invariants
  *   1. A task is in at most one run queue, and only while not running.
- *   2. A task record is freed only when its run reference (dropped by the
- *      scheduler after the fiber's last switch) and every handle are gone.
+ *   2. A task record goes back to the record caches (records.h; it is
+ *      never freed while the runtime lives) only when its run reference
+ *      (dropped after the fiber's last switch, by whatever runs next on
+ *      its worker; by the joiner that ran it inline; by the worker that
+ *      could not give it a stack) and every other
+ *      reference (handles, a start() caller's, done-callback
+ *      registrations) are gone.
  *   3. A child's last access to its group is weft__group_child_done.
  *   4. The outcome fields (rc, result, fail_*) are written before the
  *      release store of `state` and read only after an acquire load of it.

@@ -60,8 +60,8 @@ struct weft_task {
 	 * only. */
 	uint8_t coop_used;
 	/* Outcome: written by the task before it publishes its end with the
-	 * release store of `state`; readers acquire `state` first.  The
-	 * outcome fields are rc, result, fail_*. */
+	 * release (or seq_cst) store of `state`; readers acquire `state`
+	 * first.  The outcome fields are rc, result, fail_*. */
 	atomic_int state;               /* weft_task_state_t */
 	int rc;
 	unsigned spawn_flags;
@@ -91,7 +91,7 @@ struct weft_task {
 	 * also while it is recycled, so every write to them is an atomic
 	 * store (relaxed, or release where said) and every read an atomic
 	 * load.  Records are type-stable: they stay task records until the
-	 * runtime is destroyed (the task arena, task.c). */
+	 * runtime is destroyed (the task arena, records.h). */
 	/* The task's id while it is live (from creation to the start of
 	 * weft__task_finish), 0 otherwise.  Release store at creation
 	 * publishes the other insp_* fields and the name; a snapshot reads
@@ -119,8 +119,9 @@ struct weft_task {
 	 * the same literal skips the copy.  Creator / owner task only. */
 	const char *name_lit;
 	/* Index of the worker it runs on or last ran on; -1 if none.
-	 * Written by the scheduler at every switch-in (worker_run) and at
-	 * creation (the spawning worker, which also runs an inline child). */
+	 * Written by the scheduler at every switch-in (worker_switch_in) and
+	 * at creation (the spawning worker, which also runs an inline
+	 * child). */
 	atomic_int insp_worker;
 	/* Last, and cleared only up to its reason (WEFT__TASK_CLEAR): a
 	 * recycled record is reinitialised without touching the cold tail. */

@@ -5,9 +5,10 @@
  * wheel (wheel.h) of armed timed scopes, the lock that guards it, the hint
  * of the earliest deadline that workers read at yields, and the timerfd
  * the I/O thread watches so that deadlines fire while every worker sleeps.
- * The I/O thread only polls the fd and calls weft__timer_expire; a worker
- * at a yield calls weft__timer_fire_due; a thread that changes a scope's
- * deadline calls weft__timer_update.  No libuv here: the timerfd is a
+ * The I/O thread polls the fd and calls weft__timer_expire, and applies
+ * queued requests between weft__timer_advance and weft__timer_rearm; a
+ * worker at a yield calls weft__timer_fire_due; a thread that changes a
+ * scope's deadline calls weft__timer_update.  No libuv here: the timerfd is a
  * plain system call, and a request the lock holder cannot apply at once
  * goes through the I/O thread's queue (ioq.h). */
 #ifndef WEFT_RUNTIME_CORE_TIMER_H
