@@ -63,9 +63,12 @@ struct weft_scope {
 	 * owning task; owner-only. */
 	struct weft_scope *outer;
 	uint64_t id;
-	/* The outermost cancelled scope this one's cancellation comes from.
-	 * Written under lock before eff_cancelled's seq_cst store, whose
-	 * release half publishes it. */
+	/* The cancelled scope this one's cancellation comes from: the first
+	 * one to reach it.  A later cancellation of an outer scope does not
+	 * replace it (scope_propagate_locked stops at a marked scope), so it
+	 * is not always the outermost one that weft_cancel_reason promises;
+	 * that is a known deviation of the code.  Written under lock before
+	 * eff_cancelled's seq_cst store, whose release half publishes it. */
 	struct weft_scope *origin;
 	/* Deadline: written by any thread, read by weft_deadline,
 	 * weft_effective_deadline and dumps (relaxed: a value, ordering
