@@ -14,7 +14,8 @@
  * (eff_cancelled), under each scope's lock, parent before child, and wakes
  * each task whose innermost scope it marks.  A scope linked under an
  * effectively cancelled parent inherits the mark at link time.  So a
- * checkpoint is one acquire load of the innermost scope's flag.
+ * checkpoint is one load of the innermost scope's flag: seq_cst, as
+ * invariant 3 needs (on x86 that is a plain load).
  *
  * Deadlines are filed in the runtime's deadline timer (timer.c), which
  * fires them on the I/O thread or on a worker at a yield: a firing calls
@@ -83,17 +84,22 @@ void weft__scope_init(struct weft_scope *s, enum weft__scope_kind kind,
 static void scope_propagate_locked(struct weft_scope *s,
 	struct weft_scope *origin)
 {
+	/* relaxed: eff_cancelled is only written under s's lock, held. */
 	if (atomic_load_explicit(&s->eff_cancelled, memory_order_relaxed))
 		return;  /* invariant 2: the subtree is already marked */
 	s->origin = origin;
-	/* seq_cst: see invariant 3; release also publishes origin. */
+	/* seq_cst: the canceller's half of the park/cancel Dekker pair
+	 * (invariant 3): ordered before the park-word read in
+	 * weft__task_wake_cancel below; pairs with the seq_cst load in
+	 * weft__scope_is_cancelled, whose acquire also sees origin. */
 	atomic_store_explicit(&s->eff_cancelled, true, memory_order_seq_cst);
 	/* Wake the task inside s if it is parked cancellably.  Not only when
 	 * s is its innermost scope: the innermost may be a shielded one that
 	 * this cancellation does not reach, and then the task wakes, finds
 	 * its scope not cancelled, and parks again (every cancellable park
 	 * loops).  Deciding on t->cur_scope instead would need that field to
-	 * be seq_cst on every scope push and pop. */
+	 * be seq_cst on every scope push and pop.  relaxed: s's lock orders
+	 * the read against link and unlink (invariant 4). */
 	struct weft_task *t = atomic_load_explicit(&s->task,
 		memory_order_relaxed);
 	if (t)
@@ -114,7 +120,7 @@ void weft__scope_link(struct weft_scope *s, struct weft_scope *parent,
 	 * canceller only through its parent (taken below, which publishes
 	 * this store) or by a user who cancels a scope not yet entered (then
 	 * task is still NULL and nobody is woken).  Reparenting (unlink then
-	 * link) cleared it under the lock first. */
+	 * link) cleared it under the lock first.  So relaxed suffices. */
 	atomic_store_explicit(&s->task, t, memory_order_relaxed);
 	s->parent = parent;
 	if (parent == NULL)
@@ -125,6 +131,7 @@ void weft__scope_link(struct weft_scope *s, struct weft_scope *parent,
 	if (parent->first_child)
 		parent->first_child->prev_sib = s;
 	parent->first_child = s;
+	/* relaxed: the parent's lock is held, under which it is written. */
 	if (!(s->flags & WEFT_SCOPE_SHIELD) && atomic_load_explicit(
 		&parent->eff_cancelled, memory_order_relaxed)) {
 		weft__spin_lock(&s->lock);
@@ -152,18 +159,22 @@ void weft__scope_unlink(struct weft_scope *s)
 		/* A task's root scope is cancelled directly only by holders of
 		 * a reference on the task (a handle, a start() caller), so a
 		 * canceller that still reads the old task pointer wakes a live
-		 * record that is no longer parked: no lock needed.  Others
-		 * reach it through the parent, whose lock we just held. */
+		 * record that is no longer parked: no lock needed, and a
+		 * relaxed store.  Others reach it through the parent, whose
+		 * lock we just held. */
 		atomic_store_explicit(&s->task, NULL, memory_order_relaxed);
 		return;
 	}
 	weft__spin_lock(&s->lock);
+	/* relaxed: under s's lock, as cancellers read it. */
 	atomic_store_explicit(&s->task, NULL, memory_order_relaxed);
 	weft__spin_unlock(&s->lock);
 }
 
 void weft__scope_reparent(struct weft_scope *s, struct weft_scope *new_parent)
 {
+	/* relaxed: s is the calling task's root scope, and only this task
+	 * links and unlinks it. */
 	struct weft_task *t = atomic_load_explicit(&s->task,
 		memory_order_relaxed);
 	weft__scope_unlink(s);
@@ -191,6 +202,7 @@ void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
 		text = copy ? copy : "cancelled (reason text lost: out of memory)";
 	}
 	weft__spin_lock(&s->lock);
+	/* relaxed: cancel_called is only written under s's lock, held. */
 	if (!atomic_load_explicit(&s->cancel_called, memory_order_relaxed)) {
 		s->reason_origin = (uint8_t)origin;
 		s->reason.scope_id = s->id;
@@ -198,7 +210,9 @@ void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
 		s->reason.text = text;
 		s->reason_owned = copy != NULL;
 		copy = NULL;
-		/* release: the reason is complete before the flag. */
+		/* release: the reason is complete before the flag; pairs
+		 * with the acquire loads of lock-free readers (scope_exit,
+		 * weft_scope_reason, weft_task_state, weft__scope_fini). */
 		atomic_store_explicit(&s->cancel_called, true,
 			memory_order_release);
 	}
@@ -209,6 +223,8 @@ void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
 
 void weft__scope_fini(struct weft_scope *s)
 {
+	/* acquire: pairs with the release in weft__scope_cancel, so
+	 * reason_owned and the text are those of the first cancellation. */
 	if (atomic_load_explicit(&s->cancel_called, memory_order_acquire) &&
 		s->reason_owned) {
 		weft__free((char *)s->reason.text);
@@ -227,12 +243,17 @@ void weft__scope_reason_export(const struct weft_scope *s,
 
 bool weft__scope_is_cancelled(const struct weft_scope *s)
 {
+	/* seq_cst: the task's half of the park/cancel Dekker pair
+	 * (invariant 3), after its seq_cst park prepare; pairs with the
+	 * seq_cst store in scope_propagate_locked (its acquire sees origin). */
 	return s && atomic_load_explicit(&s->eff_cancelled,
 		memory_order_seq_cst);
 }
 
 void weft__scope_note_observed(struct weft_scope *s)
 {
+	/* relaxed: read by s's owner at exit, after its own checkpoints or
+	 * after joining the group whose child set it (the join orders it). */
 	if (s)
 		atomic_store_explicit(&s->observed, true, memory_order_relaxed);
 }
@@ -240,6 +261,7 @@ void weft__scope_note_observed(struct weft_scope *s)
 void weft__scope_push(struct weft_task *t, struct weft_scope *s)
 {
 	weft__task_link_root(t);
+	/* relaxed: only the task itself writes its cur_scope. */
 	struct weft_scope *cur = atomic_load_explicit(&t->cur_scope,
 		memory_order_relaxed);
 	s->outer = cur;
@@ -251,6 +273,7 @@ void weft__scope_push(struct weft_task *t, struct weft_scope *s)
 
 void weft__scope_pop(struct weft_task *t, struct weft_scope *s)
 {
+	/* relaxed: as in weft__scope_push. */
 	atomic_store_explicit(&t->cur_scope, s->outer, memory_order_relaxed);
 	s->state = WEFT__SCOPE_EXITED;
 	weft__scope_unlink(s);
@@ -258,7 +281,9 @@ void weft__scope_pop(struct weft_task *t, struct weft_scope *s)
 
 void weft__scope_unref(struct weft_scope *s)
 {
-	/* acq_rel: the last dropper sees all writes made under other refs. */
+	/* acq_rel: the last dropper sees all writes made under other refs
+	 * (pairs with every other dropper's release, the owner's in
+	 * weft__scope_frame_exit included: waiter and gen). */
 	struct weft__timed_scope *ts = weft__timed(s);
 	if (atomic_fetch_sub_explicit(&ts->refs, 1, memory_order_acq_rel) == 1) {
 		if (s->kind == WEFT__SCOPE_FRAME) {
@@ -302,6 +327,7 @@ static int scope_enter(struct weft_task *t, struct weft_scope *s)
 {
 	weft__timed(s)->rt = t->rt;
 	weft__scope_push(t, s);
+	/* relaxed: a value; the timer goes by timer_deadline, not this. */
 	int64_t d = atomic_load_explicit(&s->deadline, memory_order_relaxed);
 	if (d != WEFT_FOREVER) {
 		if (d <= weft_now())
@@ -314,6 +340,9 @@ static int scope_enter(struct weft_task *t, struct weft_scope *s)
 
 static void scope_exit(struct weft_task *t, struct weft_scope *s)
 {
+	/* acquire: pairs with the release in weft__scope_cancel, so the
+	 * reason weft_scope_exit checks is complete.  relaxed: see
+	 * weft__scope_note_observed. */
 	s->caught = atomic_load_explicit(&s->cancel_called,
 		memory_order_acquire) && atomic_load_explicit(&s->observed,
 		memory_order_relaxed);
@@ -331,6 +360,7 @@ int weft_scope_create(weft_scope_t **out, int64_t deadline, unsigned flags)
 	struct weft_scope *s = &ts->s;
 	weft__scope_init(s, WEFT__SCOPE_USER, flags);
 	s->id = weft__id_next();
+	/* relaxed: s is not shared yet. */
 	atomic_store_explicit(&s->deadline, deadline, memory_order_relaxed);
 	weft__alloc_census_add(WEFT__CENSUS_SCOPE, 1);
 	*out = s;
@@ -358,11 +388,13 @@ int weft_scope_exit(weft_scope_t *s)
 		return WEFT_ENOTFIBER;
 	if (s->state != WEFT__SCOPE_ENTERED || s->kind != WEFT__SCOPE_USER)
 		return WEFT_EMISUSE;
+	/* relaxed: under s's lock, like its writers. */
 	weft__spin_lock(&s->lock);
 	bool mine = atomic_load_explicit(&s->task, memory_order_relaxed) == t;
 	weft__spin_unlock(&s->lock);
 	if (!mine)
 		return WEFT_EMISUSE;
+	/* relaxed: the task's own cur_scope. */
 	if (atomic_load_explicit(&t->cur_scope, memory_order_relaxed) != s)
 		return WEFT_EMISNEST;
 	scope_exit(t, s);
@@ -378,6 +410,7 @@ void weft_scope_destroy(weft_scope_t *s)
 		return;
 	if (s->state == WEFT__SCOPE_ENTERED) {
 		struct weft_task *t = weft__task_current();
+		/* relaxed: the task's own cur_scope. */
 		if (t && atomic_load_explicit(&t->cur_scope,
 			memory_order_relaxed) == s)
 			scope_exit(t, s);
@@ -402,6 +435,7 @@ int weft_scope_set_deadline(weft_scope_t *s, int64_t deadline)
 {
 	if (s == NULL)
 		return -EINVAL;
+	/* relaxed: a value (cancel.h); the timer gets timer_deadline. */
 	atomic_store_explicit(&s->deadline, deadline, memory_order_relaxed);
 	if (s->state != WEFT__SCOPE_ENTERED)
 		return 0;
@@ -414,12 +448,14 @@ int weft_scope_set_deadline(weft_scope_t *s, int64_t deadline)
 
 int64_t weft_scope_deadline(const weft_scope_t *s)
 {
+	/* relaxed: a value, ordering nothing. */
 	return s ? atomic_load_explicit(&s->deadline, memory_order_relaxed)
 		 : WEFT_FOREVER;
 }
 
 int weft_scope_cancel_called(const weft_scope_t *s)
 {
+	/* acquire: pairs with the release in weft__scope_cancel. */
 	return s && atomic_load_explicit(&s->cancel_called,
 		memory_order_acquire);
 }
@@ -434,6 +470,8 @@ int weft_scope_reason(const weft_scope_t *s, weft_cancel_reason_t *out)
 	if (s == NULL || out == NULL)
 		return -EINVAL;
 	memset(out, 0, sizeof *out);
+	/* acquire: pairs with the release in weft__scope_cancel; the reason
+	 * is complete and never changes after. */
 	if (atomic_load_explicit(&s->cancel_called, memory_order_acquire))
 		weft__scope_reason_export(s, out);
 	return 0;
@@ -485,6 +523,7 @@ void weft__scope_frame_enter(struct weft_task *t, struct weft__frame_scope *ss,
 {
 	memset(ss, 0, sizeof *ss);
 	weft__scope_init(&ss->ts.s, WEFT__SCOPE_FRAME, 0);
+	/* relaxed: ss is not shared before scope_enter links it. */
 	atomic_store_explicit(&ss->ts.s.deadline, deadline,
 		memory_order_relaxed);
 	scope_enter(t, &ss->ts.s);
@@ -522,6 +561,7 @@ bool weft__scope_frame_exit(struct weft_task *t, struct weft__frame_scope *ss)
 static struct weft_scope *cancel_cur(struct weft_task *t)
 {
 	weft__task_link_root(t);
+	/* relaxed: the task's own cur_scope. */
 	return atomic_load_explicit(&t->cur_scope, memory_order_relaxed);
 }
 
@@ -576,6 +616,7 @@ int64_t weft_effective_deadline(void)
 		return WEFT_FOREVER;
 	int64_t best = WEFT_FOREVER;
 	for (struct weft_scope *s = cancel_cur(t); s; s = s->parent) {
+		/* relaxed: a value, ordering nothing. */
 		int64_t d = atomic_load_explicit(&s->deadline,
 			memory_order_relaxed);
 		if (d < best)

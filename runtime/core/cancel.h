@@ -21,7 +21,8 @@ enum weft__scope_kind {
 	WEFT__SCOPE_TASK,     /* a task's root scope, embedded in the task */
 	/* A private scope on its task's fiber stack (struct weft__frame_scope,
 	 * weft_sleep_until): never freed; its last reference wakes the task
-	 * waiting to leave the frame (see weft__scope_frame_release). */
+	 * waiting to leave the frame (weft__scope_frame_exit and
+	 * weft__scope_unref). */
 	WEFT__SCOPE_FRAME
 };
 
@@ -62,8 +63,12 @@ struct weft_scope {
 	 * owning task; owner-only. */
 	struct weft_scope *outer;
 	uint64_t id;
-	/* The outermost cancelled scope this one's cancellation comes from.
-	 * Written under lock before eff_cancelled's release store. */
+	/* The cancelled scope this one's cancellation comes from: the first
+	 * one to reach it.  A later cancellation of an outer scope does not
+	 * replace it (scope_propagate_locked stops at a marked scope), so it
+	 * is not always the outermost one that weft_cancel_reason promises;
+	 * that is a known deviation of the code.  Written under lock before
+	 * eff_cancelled's seq_cst store, whose release half publishes it. */
 	struct weft_scope *origin;
 	/* Deadline: written by any thread, read by weft_deadline,
 	 * weft_effective_deadline and dumps (relaxed: a value, ordering
@@ -72,8 +77,12 @@ struct weft_scope {
 	_Atomic int64_t deadline;
 	uint8_t kind;            /* enum weft__scope_kind */
 	uint8_t state;           /* enum weft__scope_state; owner task only */
-	/* Set under lock by weft__scope_cancel; read lock-free with acquire
-	 * by checkpoints (pairs with the release stores in cancel.c). */
+	/* Both set under the scope's lock and read lock-free.  cancel_called:
+	 * by weft__scope_cancel, with a release store after the reason,
+	 * read with acquire.  eff_cancelled: by scope_propagate_locked (for
+	 * a cancel, or a link under a cancelled parent) with a seq_cst
+	 * store, read by checkpoints with a seq_cst load (cancel.c invariant
+	 * 3: the park/cancel pair). */
 	atomic_bool cancel_called;
 	atomic_bool eff_cancelled;
 	/* A checkpoint inside observed a cancellation whose origin is this
@@ -108,7 +117,7 @@ struct weft__timed_scope {
 	struct weft__tnode tnode; /* under the runtime timer's lock */
 };
 
-/* The timed scope of s; s must be of kind USER or STACK. */
+/* The timed scope of s; s must be of kind USER or FRAME.  Thread: any. */
 static inline struct weft__timed_scope *weft__timed(struct weft_scope *s)
 {
 	return WEFT__CONTAINER_OF(s, struct weft__timed_scope, s);
@@ -130,54 +139,64 @@ struct weft__frame_scope {
 #define WEFT__SCOPE_CLEAR offsetof(struct weft_scope, reason)
 
 /* Initialise a zeroed scope (embedded in a cleared group or task record,
- * or calloc'd). */
+ * or calloc'd).  Thread: its creator, before s is shared. */
 void weft__scope_init(struct weft_scope *s, enum weft__scope_kind kind,
 	unsigned flags);
 /* Link s under parent (NULL for a root) as the scope of task t, inheriting
- * the parent's effective cancellation unless s is shielded.  Any thread
- * holding the parent alive. */
+ * the parent's effective cancellation unless s is shielded.  Thread: any
+ * thread holding the parent alive (t itself, a start() caller linking its
+ * child, weft_runtime_run linking a root). */
 void weft__scope_link(struct weft_scope *s, struct weft_scope *parent,
 	struct weft_task *t);
-/* Remove s from its parent's children; clears s->task. */
+/* Remove s from its parent's children; clears s->task.  Thread: the
+ * task whose scope s is (leaving it, or at its end). */
 void weft__scope_unlink(struct weft_scope *s);
-/* Move s (a task root scope) under new_parent. */
+/* Move s (a task root scope) under new_parent.  Thread: the task whose
+ * root scope s is (weft_task_started). */
 void weft__scope_reparent(struct weft_scope *s, struct weft_scope *new_parent);
 /* Cancel s with a reason; wakes tasks parked inside it.  text is a static
  * string when text_static, else the caller's and copied (NULL: a default).
- * Any thread. */
+ * Thread: any. */
 void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
 	const char *text, bool text_static, uint64_t by_task);
 /* Releases what the reason holds, at the end of a life of s (its record
- * is about to be freed or recycled).  Nobody else may reference s. */
+ * is about to be freed or recycled).  Nobody else may reference s.
+ * Thread: any (the last holder). */
 void weft__scope_fini(struct weft_scope *s);
 /* Copies s's reason to the public form (s locked, or cancel_called read
- * with acquire and the reason no longer changing). */
+ * with acquire and the reason no longer changing).  Thread: any. */
 void weft__scope_reason_export(const struct weft_scope *s,
 	weft_cancel_reason_t *out);
-/* Whether the calling task is effectively cancelled (innermost scope). */
+/* Whether the calling task is effectively cancelled (innermost scope).
+ * Thread: any (a task asking about its own innermost scope gets the
+ * seq_cst read that invariant 3 of cancel.c needs). */
 bool weft__scope_is_cancelled(const struct weft_scope *s);
-/* Records that a checkpoint observed s's cancellation. */
+/* Records that a checkpoint observed s's cancellation.  Thread: a task
+ * inside s. */
 void weft__scope_note_observed(struct weft_scope *s);
-/* Push s on t's scope stack / pop it (owner task only). */
+/* Push s on t's scope stack / pop it.  Thread: t itself. */
 void weft__scope_push(struct weft_task *t, struct weft_scope *s);
 void weft__scope_pop(struct weft_task *t, struct weft_scope *s);
 /* Drop one reference of a timed scope: frees a user scope at zero, wakes
- * the owner of a frame scope.  Any thread. */
+ * the owner of a frame scope.  Thread: any. */
 void weft__scope_unref(struct weft_scope *s);
-/* Called by the timer (under its lock, on the I/O thread or a worker)
- * when s's deadline passed. */
+/* s's deadline passed: cancels s with origin DEADLINE.  Called by the
+ * timer (under its lock, on the I/O thread or a worker), and directly by
+ * whoever enters s or sets its deadline when it has already passed.
+ * Thread: any. */
 void weft__scope_deadline_fired(struct weft_scope *s);
 /* Initialises and enters ss, a scope with `deadline` in t's current stack
- * frame (no allocation, cannot fail).  Owner task only. */
+ * frame (no allocation, cannot fail).  Thread: t itself. */
 void weft__scope_frame_enter(struct weft_task *t, struct weft__frame_scope *ss,
 	int64_t deadline);
 /* Exits ss and waits until nobody else references it, so that the frame
  * holding it may return.  Returns whether its own deadline cancelled it
- * and a checkpoint observed that.  Owner task only. */
+ * and a checkpoint observed that.  Thread: t itself, a weft fiber (it may
+ * park until the timer lets go of ss). */
 WEFT_FIBER_FN bool weft__scope_frame_exit(struct weft_task *t,
 	struct weft__frame_scope *ss);
 /* Exit s (innermost on t) without the misuse checks: task-exit cleanup of
- * a user scope left entered. */
+ * a user scope left entered.  Thread: t itself, at its end. */
 void weft__scope_force_exit(struct weft_task *t, struct weft_scope *s);
 
 #endif

@@ -10,7 +10,8 @@
  * spawned a task should run the newest one first (LIFO): that is
  * depth-first execution, which keeps the working set hot and the number of
  * live tasks proportional to the depth of the task tree instead of its
- * width (breadth-first runtimes need gigabytes for skynet; runtimes.md §3).
+ * width (breadth-first runtimes need gigabytes for skynet's million tasks,
+ * B2).
  * An idle worker should take the oldest task of a busy one (FIFO): old
  * tasks sit near the root of the tree and carry the most work, so one steal
  * buys a long run.  So each worker needs a double-ended queue where:
@@ -50,15 +51,14 @@
  * top pass its store of bottom, and the owner and a thief both take the
  * last item.
  *
- * Why C11 <stdatomic.h> and not ck_pr.  Two measured reasons
- * (platform.md §1.2, §1.4, §1.12; runtimes.md §3):
+ * Why C11 <stdatomic.h> and not ck_pr.  Two reasons:
  *   - ThreadSanitizer cannot see ck_pr: its loads, stores and RMWs are
  *     inline asm, so TSan reports every slot and index access as a data
  *     race, or misses real ones.  C11 atomics are instrumented, so the TSan
  *     build checks the happens-before edges this file relies on.
  *   - The StoreLoad fence.  On x86_64, gcc 12 compiles
  *     atomic_thread_fence(memory_order_seq_cst) to `lock orq $0,(%rsp)`,
- *     which runtimes.md measured at about 5.9 ns on this machine type;
+ *     measured at about 5.9 ns on weft's x86_64 benchmark machines;
  *     ck_pr_fence_store_load and ck_pr_fence_memory emit `mfence`, about
  *     23.7 ns, four times as much.  Pop pays this fence on every call, so
  *     it dominates the owner's cost.  (A note for tuning: gcc's fence
@@ -105,8 +105,8 @@
  * exchange for memory that is at most the size of the live array.
  *
  * Rejected approaches.
- *   - ck_ring in SPMC mode (libck has no work-stealing deque; platform.md
- *     §1.2).  It is a FIFO for the owner too: the owner would run its
+ *   - ck_ring in SPMC mode (Concurrency Kit has no work-stealing
+ *     deque).  It is a FIFO for the owner too: the owner would run its
  *     oldest task first, which is breadth-first execution and its memory
  *     blow-up.  It is also fixed-size: when it is full the owner must stop
  *     and drain or spill it, and its usable capacity is size - 1.
@@ -271,6 +271,7 @@ int weft__deque_push(weft__deque_t *d, void *item)
 	 * weft__deque_steal, so a thief's read of a slot happens before the
 	 * owner reuses that slot below (invariant 4). */
 	int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
+	/* Relaxed: as bottom above. */
 	struct weft__deque_array *a =
 		atomic_load_explicit(&d->array, memory_order_relaxed);
 	if (WEFT__UNLIKELY(b - t > a->mask)) {

@@ -1,5 +1,5 @@
 /* Fiber contexts: building a fiber's first frame, and the annotated switch
- * around the assembly primitive weft__fiber_jump (context_<arch>.S).
+ * around the assembly primitive weft__fiber_jump (fiber_<arch>.S).
  *
  * The order inside a switch matters for the sanitizers:
  *   1. read everything needed from `to` (as the departing fiber),
@@ -65,14 +65,15 @@ _Static_assert(WEFT__FIBER_FRAME % 8 == 0, "frame holds whole words");
 _Static_assert(offsetof(weft__fiber_t, sp) == 0, "sp first");
 /* }====== */
 
-/* Defined in context_<arch>.S.  Never called from C: its address is the
+/* Defined in fiber_<arch>.S.  Never called from C: its address is the
  * first resume address of every fiber. */
 void weft__fiber_trampoline(void);
 
 /* Called (only) by weft__fiber_trampoline, on the fiber's own stack, the
- * first time the fiber runs.  Not static because the assembly calls it. */
-WEFT__HIDDEN __attribute__((noreturn, used)) void weft__fiber_start(
-	weft__fiber_t *c);
+ * first time the fiber runs; runs the entry, which switches away for good.
+ * Not static because the assembly calls it. */
+WEFT_FIBER_FN WEFT__HIDDEN __attribute__((noreturn, used)) void
+weft__fiber_start(weft__fiber_t *c);
 
 /* TSan: a stack's fiber handle serves at most this many fibers before it is
  * replaced.  A fiber never returns from its bottom frames (weft__fiber_start,

@@ -11,15 +11,17 @@
  *
  * What is deliberately NOT saved:
  *  - MXCSR and the x87 control word (FPCR on aarch64).  The SysV ABI calls
- *    their control bits callee-saved, but saving them costs ~4 ns per switch
- *    (research: 12-13.6 ns vs 3.1-3.5 ns).  weft's rule instead: code running
- *    on a fiber must not change the floating-point environment (rounding
- *    mode, exception masks, FTZ/DAZ).  A fiber that breaks the rule leaks its
- *    FP environment to whatever runs next on that thread.
+ *    their control bits callee-saved, but saving them made a switch about
+ *    four times as slow (measured: 12-13.6 ns against 3.1-3.5 ns).  weft's
+ *    rule instead: code running on a fiber must not change the
+ *    floating-point environment (rounding mode, exception masks, FTZ/DAZ).
+ *    A fiber that breaks the rule leaks its FP environment to whatever
+ *    runs next on that thread.
  *  - The signal mask (that is why this is not ucontext: swapcontext makes a
  *    sigprocmask syscall, ~200 ns).
  *  - Thread-local storage.  A fiber may suspend on one worker and resume on
- *    another; see ARCHITECTURE.md "No TLS read is cached across a switch".
+ *    another; see ARCHITECTURE.md, "No TLS address is kept across a
+ *    switch".
  *
  * CET (x86_64): the switch ends with an indirect `jmp` to the saved resume
  * address, which is neither an ENDBR landing pad nor consistent with a shadow
@@ -95,16 +97,19 @@ typedef struct weft__fiber {
 	void *entry_arg;
 } weft__fiber_t;
 
-/* The raw primitive (context_<arch>.S): saves the callee-saved registers on
+/* The raw primitive (fiber_<arch>.S): saves the callee-saved registers on
  * the current stack, stores the stack pointer into *save_sp, switches to
  * new_sp and resumes whatever was saved there.  No sanitizer annotations:
  * use weft__fiber_switch.  Thread: any; both stacks must be owned by the
  * caller for the duration. */
-WEFT__HIDDEN void weft__fiber_jump(void **save_sp, void *new_sp);
+WEFT_FIBER_FN WEFT__HIDDEN void weft__fiber_jump(void **save_sp,
+	void *new_sp);
 /* The same, resuming with `ret` instead of an indirect jump: for a switch
  * between contexts suspended at the same call site (fiber_x86_64.S says
- * when each predicts better).  aarch64: the same code. */
-WEFT__HIDDEN void weft__fiber_jump_ret(void **save_sp, void *new_sp);
+ * when each predicts better).  aarch64: the same code.  Thread: as
+ * weft__fiber_jump. */
+WEFT_FIBER_FN WEFT__HIDDEN void weft__fiber_jump_ret(void **save_sp,
+	void *new_sp);
 
 /* Describes the calling OS thread's own stack (pthread_getattr_np) so that
  * fibers can switch back to it.  A thread context needs no first entry: it
@@ -129,7 +134,8 @@ WEFT__HIDDEN void weft__fiber_init(weft__fiber_t *c, weft__stack_t *st,
  * caller must not keep TLS addresses (errno included) across this call.
  * `from` must be the context currently running on this thread; `to` must be
  * suspended and not being resumed by anyone else.
- * Checkpoint: yes (it is the switch).  Thread: the thread running from. */
+ * It switches fibers (WEFT_FIBER_FN) but is not a cancellation
+ * checkpoint: it looks at no scope.  Thread: the thread running from. */
 WEFT_FIBER_FN WEFT__HIDDEN void weft__fiber_switch(weft__fiber_t *from,
 	weft__fiber_t *to);
 
@@ -171,8 +177,10 @@ weft__fiber_switch_final(weft__fiber_t *from, weft__fiber_t *to);
  * be mispredicted when it resumes).  use_ret: resume through
  * weft__fiber_jump_ret instead of weft__fiber_jump.  Same contract otherwise;
  * the TSan switch is inlined into the caller, whose function exit then
- * happens on the fiber it entered on (sanitizer.h). */
-static inline __attribute__((always_inline)) void weft__fiber_switch_inl(
+ * happens on the fiber it entered on (sanitizer.h).  Thread: the thread
+ * running from. */
+WEFT_FIBER_FN static inline __attribute__((always_inline)) void
+weft__fiber_switch_inl(
 	weft__fiber_t *from, weft__fiber_t *to, int use_ret)
 {
 	/* Read to->sp before telling TSan we are `to` (fiber.c, step 1). */

@@ -89,7 +89,7 @@ weft__fiber_trampoline:
 	.cfi_undefined x30
 	mov	x0, x19
 	bl	weft__fiber_start
-	brk	#0			/* weft__fiber_start never returns */
+	brk	#0		/* weft__fiber_start never returns */
 	.cfi_endproc
 	.size	weft__fiber_trampoline, .-weft__fiber_trampoline
 

@@ -8,15 +8,15 @@
  * first failure must cancel the group once; every failure must reach the
  * joiner exactly once.
  *
- * Approach: one 64-bit atomic word {count, JOINING, CLOSED} (semantics rule
- * 1).  Spawn is a CAS increment that fails once CLOSED.  A child's end is a
- * CAS decrement; the decrement that takes the count to 0 while JOINING is
- * set also sets CLOSED and wakes the owner.  The owner publishes its park
- * generation before setting JOINING (release), so the closing child reads
- * it after its acquire CAS.  Failures are leaves allocated by the failing
- * child and appended under a spinlock; the first failure (an atomic
- * exchange on `failed`) cancels the group's scope.  Join turns the list
- * into one weft_error_t.
+ * Approach: one 64-bit atomic word {count, JOINING, CLOSED}
+ * (docs/semantics.md rule 1).  Spawn is a CAS increment that fails once
+ * CLOSED.  A child's end is a CAS decrement; the decrement that takes the
+ * count to 0 while JOINING is set also sets CLOSED and wakes the owner.
+ * The owner publishes its park generation before setting JOINING
+ * (release), so the closing child reads it after its acquire CAS.
+ * Failures are leaves allocated by the failing child and appended under
+ * a spinlock; the first failure (an atomic exchange on `failed`) cancels
+ * the group's scope.  Join turns the list into one weft_error_t.
  *
  * Rejected: a mutex + condition variable per group (a parked fiber must
  * not block its worker thread) and separate counters for children and
@@ -52,10 +52,15 @@
 /* Count one more child; WEFT_ECLOSED once the group closed. */
 static int group_add(struct weft_group *g)
 {
+	/* relaxed: a first guess; the CAS reloads on failure. */
 	uint64_t old = atomic_load_explicit(&g->word, memory_order_relaxed);
 	do {
 		if (old & WEFT__GROUP_CLOSED)
 			return WEFT_ECLOSED;
+		/* The CAS's atomicity decides a spawn against the close (it
+		 * counts before it or sees CLOSED: invariant 2).  acq_rel,
+		 * as every update of the join word: the word's updates stay
+		 * one release sequence up to the owner's acquire at close. */
 	} while (!atomic_compare_exchange_weak_explicit(&g->word, &old,
 		old + 1, memory_order_acq_rel, memory_order_relaxed));
 	return 0;
@@ -63,6 +68,7 @@ static int group_add(struct weft_group *g)
 
 void weft__group_child_done(struct weft_group *g)
 {
+	/* relaxed: a first guess; the CAS reloads on failure. */
 	uint64_t old = atomic_load_explicit(&g->word, memory_order_relaxed);
 	uint64_t next;
 	do {
@@ -181,7 +187,7 @@ static int group_new_child(struct weft_group *g, weft_fn fn, void *arg,
 	}
 	t->group = g;
 	t->spawn_flags = flags;
-	/* Issue 3: introspection (relaxed: see insp_id) and the task-local
+	/* Introspection (relaxed: see insp_id) and the task-local
 	 * context, a snapshot of the spawning task's (rule 36), not the
 	 * owner's: no copy, at most one reference increment. */
 	atomic_store_explicit(&t->insp_group_id, g->scope.id,
@@ -195,6 +201,7 @@ static int group_new_child(struct weft_group *g, weft_fn fn, void *arg,
 		weft__local_context_ref(ctx);
 	t->ctx = ctx;
 	if (opts && opts->handle) {
+		/* relaxed: t is not published yet. */
 		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 		*opts->handle = t;
 	}
@@ -242,7 +249,7 @@ int weft_group_start_opts(weft_group_t *g, weft_fn fn, void *arg,
 		return rc;
 	struct weft_task *self = weft__task_current();
 	/* Our own reference, so the record outlives the child's end until
-	 * we have read its outcome. */
+	 * we have read its outcome.  relaxed: t is not queued yet. */
 	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 	rc = weft__task_start(self, g, t, value_out);
 	weft__task_unref(t);
@@ -262,10 +269,12 @@ int weft_group_start_named(weft_group_t *g, const char *name, weft_fn fn,
 
 /* Waits until the group closes.  Not cancellable: an outer cancellation
  * reaches the children through the scope tree. */
-static void group_wait_closed(struct weft_task *self, struct weft_group *g)
+static WEFT_FIBER_FN void group_wait_closed(struct weft_task *self,
+	struct weft_group *g)
 {
 	/* Fast path (every child ran inline or already ended): close without
-	 * preparing a park.  A concurrent spawn makes the CAS fail. */
+	 * preparing a park.  A concurrent spawn makes the CAS fail.  acquire:
+	 * pairs with the children's release CAS in child_done. */
 	uint64_t old = atomic_load_explicit(&g->word, memory_order_acquire);
 	while ((old & WEFT__GROUP_COUNT_MASK) == 0) {
 		/* acq_rel: acquire pairs with the children's release in
@@ -277,18 +286,22 @@ static void group_wait_closed(struct weft_task *self, struct weft_group *g)
 	}
 	uint64_t gen = weft__task_park_prepare(self, false);
 	g->owner_gen = gen;
-	/* release: owner_gen before JOINING (pairs with child_done). */
+	/* acq_rel: the release half publishes owner_gen before JOINING
+	 * (pairs with child_done's acquire CAS); the acquire half sees the
+	 * children's outcomes when the count is already 0. */
 	old = atomic_fetch_or_explicit(&g->word, WEFT__GROUP_JOINING,
 		memory_order_acq_rel);
 	for (;;) {
 		if ((old & WEFT__GROUP_COUNT_MASK) != 0)
 			break;
+		/* acq_rel, acquire on failure: as in the fast path. */
 		if (atomic_compare_exchange_weak_explicit(&g->word, &old,
 			old | WEFT__GROUP_CLOSED, memory_order_acq_rel,
 			memory_order_acquire))
 			return;
 	}
 	weft__task_park_commit_on(self, "join");
+	/* acquire: pairs with the closing child's release CAS. */
 	WEFT_ASSERT(atomic_load_explicit(&g->word, memory_order_acquire) &
 		WEFT__GROUP_CLOSED, "group owner woken before close");
 }
@@ -297,8 +310,9 @@ static void group_unref(struct weft_group *g)
 {
 	/* A count of 1 is the caller's alone (a reference is only added by a
 	 * holder: the owner or a retainer, while g is alive), so it needs no
-	 * read-modify-write.  Otherwise acq_rel: the last dropper sees every
-	 * write made under the others. */
+	 * read-modify-write; the load is acquire, to see the writes of the
+	 * dropper whose release decrement left the 1.  Otherwise acq_rel:
+	 * the last dropper sees every write made under the others. */
 	if (atomic_load_explicit(&g->refs, memory_order_acquire) != 1 &&
 		atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
 		return;
@@ -323,8 +337,8 @@ static void group_finish(struct weft_group *g)
 }
 
 /* Joins g (the owner is the caller and g's scope is innermost). */
-static int group_join(struct weft_task *self, struct weft_group *g,
-	weft_error_t **err_out)
+static WEFT_FIBER_FN int group_join(struct weft_task *self,
+	struct weft_group *g, weft_error_t **err_out)
 {
 	/* Introspection: a joiner running its children inline is waiting
 	 * for the join too (relaxed; see insp_wait). */
@@ -333,7 +347,8 @@ static int group_join(struct weft_task *self, struct weft_group *g,
 	group_wait_closed(self, g);
 	atomic_store_explicit(&self->insp_wait, NULL, memory_order_relaxed);
 	weft__scope_pop(self, &g->scope);
-	/* The join is a checkpoint of the scope outside the group. */
+	/* The join is a checkpoint of the scope outside the group (relaxed:
+	 * our own cur_scope). */
 	struct weft_scope *outer = atomic_load_explicit(&self->cur_scope,
 		memory_order_relaxed);
 	int rc = 0;
@@ -363,6 +378,7 @@ int weft_group_join(weft_group_t *g, weft_error_t **err_out)
 		return WEFT_ENOTFIBER;
 	if (self != g->owner || g->joined)
 		return WEFT_EMISUSE;
+	/* relaxed: our own cur_scope. */
 	if (atomic_load_explicit(&self->cur_scope, memory_order_relaxed) !=
 		&g->scope)
 		return WEFT_EMISNEST;
@@ -375,6 +391,7 @@ int weft_group_retain(weft_group_t *g)
 {
 	if (g == NULL)
 		return -EINVAL;
+	/* relaxed: the caller holds a reference (see group_unref). */
 	atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
 	return 0;
 }
@@ -409,6 +426,7 @@ int weft_group_fail(weft_group_t *g, int code, const char *fmt, ...)
 		vsnprintf(msg, sizeof msg, fmt, ap);
 		va_end(ap);
 	}
+	/* relaxed: a logical clock that orders nothing else. */
 	uint64_t seq = atomic_fetch_add_explicit(&g->rt->error_seq, 1,
 		memory_order_relaxed);
 	struct weft__leaf *l = weft__error_leaf_create(code, msg, self->name,
@@ -424,6 +442,7 @@ int weft__group_reap_unjoined(struct weft_task *t)
 {
 	int rc = 0;
 	struct weft_scope *s;
+	/* relaxed: t is the calling task; its own cur_scope. */
 	while ((s = atomic_load_explicit(&t->cur_scope,
 		memory_order_relaxed)) != &t->root_scope) {
 		if (s->kind == WEFT__SCOPE_GROUP) {

@@ -54,10 +54,12 @@ struct weft_group {
  * first failure.  Any thread. */
 void weft__group_child_failed(struct weft_group *g, struct weft_task *t);
 /* A child ended: drop the count; the last one after JOINING wakes the
- * owner.  Must be the child's last touch of g. */
+ * owner.  Must be the child's last touch of g.  Thread: any (the child's
+ * worker, at its end). */
 void weft__group_child_done(struct weft_group *g);
 /* Cancel, join and free every group still open on t's scope stack (task
- * exit without join); returns WEFT_EMISSINGJOIN if there was one. */
-int weft__group_reap_unjoined(struct weft_task *t);
+ * exit without join); returns WEFT_EMISSINGJOIN if there was one.
+ * Thread: t itself at its end, a weft fiber (the joins park). */
+WEFT_FIBER_FN int weft__group_reap_unjoined(struct weft_task *t);
 
 #endif

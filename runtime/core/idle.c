@@ -81,6 +81,8 @@ static weft__worker_t *idle_pop_sleeper(weft__idle_t *idle)
 	if (w) {
 		idle->sleepers = w->idle_next;
 		w->idle_listed = false;
+		/* relaxed: written under the lock; lock-free readers use it
+		 * after their seq_cst fence (the Dekker pairs). */
 		atomic_fetch_sub_explicit(&idle->nsleeping, 1,
 			memory_order_relaxed);
 	}
@@ -101,18 +103,22 @@ void weft__idle_notify(struct weft_runtime *rt)
 	/* seq_cst fence: the producer's half of the Dekker pair (the work
 	 * was published before this point). */
 	WEFT__IDLE_FENCE(idle);
+	/* relaxed: ordered by the fence (it pairs with idle_sleep's). */
 	if (atomic_load_explicit(&idle->nspinning, memory_order_relaxed) != 0 ||
 		atomic_load_explicit(&idle->nsleeping, memory_order_relaxed) ==
 			0)
 		return;
 	int zero = 0;
+	/* seq_cst, as every read-modify-write of nspinning: takes the
+	 * spinning token against other producers and spinners. */
 	if (!atomic_compare_exchange_strong_explicit(&idle->nspinning, &zero,
 		1, memory_order_seq_cst, memory_order_relaxed))
 		return;  /* somebody started spinning: they will find it */
 	weft__worker_t *w = idle_pop_sleeper(idle);
 	if (w == NULL) {
 		/* Nobody to hand the token to.  A worker that goes to sleep
-		 * from now on re-checks the queues after its fence. */
+		 * from now on re-checks the queues after its fence.  seq_cst,
+		 * as every read-modify-write of nspinning. */
 		atomic_fetch_sub_explicit(&idle->nspinning, 1,
 			memory_order_seq_cst);
 		return;
@@ -124,6 +130,8 @@ void weft__idle_wake_all(struct weft_runtime *rt)
 {
 	weft__worker_t *w;
 	while ((w = idle_pop_sleeper(&rt->idle)) != NULL) {
+		/* relaxed: the token handed to w (invariant 2); idle_wake's
+		 * release store publishes it. */
 		atomic_fetch_add_explicit(&rt->idle.nspinning, 1,
 			memory_order_relaxed);
 		idle_wake(w);
@@ -135,6 +143,7 @@ void weft__idle_stop_spinning(weft__worker_t *w)
 	if (!w->spinning)
 		return;
 	w->spinning = false;
+	/* seq_cst, as every read-modify-write of nspinning. */
 	if (atomic_fetch_sub_explicit(&w->rt->idle.nspinning, 1,
 		memory_order_seq_cst) == 1)
 		weft__idle_notify(w->rt);
@@ -152,15 +161,16 @@ static bool idle_work_visible(struct weft_runtime *rt)
 
 static bool idle_stopping(struct weft_runtime *rt)
 {
+	/* acquire: pairs with the seq_cst store in runtime_stop_workers. */
 	return atomic_load_explicit(&rt->stopping, memory_order_acquire);
 }
 
-/* Sleeps until woken; returns with w->spinning set (invariant 2) or with
- * nothing changed if work showed up during the last check. */
 /* Batches of idle stacks whose memory an idle worker releases before it
  * sleeps, re-checking for work between batches. */
 #define IDLE_TRIM_BATCH 64
 
+/* Sleeps until woken; returns with w->spinning set (invariant 2) or with
+ * nothing changed if work showed up during the last check. */
 static void idle_sleep(weft__worker_t *w)
 {
 	struct weft_runtime *rt = w->rt;
@@ -176,10 +186,13 @@ static void idle_sleep(weft__worker_t *w)
 	w->idle_next = idle->sleepers;
 	idle->sleepers = w;
 	w->idle_listed = true;
+	/* relaxed: under the lock; the fence below orders it before the
+	 * last check. */
 	atomic_fetch_add_explicit(&idle->nsleeping, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&idle->lock);
 	if (w->spinning) {
 		w->spinning = false;
+		/* seq_cst, as every read-modify-write of nspinning. */
 		atomic_fetch_sub_explicit(&idle->nspinning, 1,
 			memory_order_seq_cst);
 	}
@@ -194,6 +207,7 @@ static void idle_sleep(weft__worker_t *w)
 				p = &(*p)->idle_next;
 			*p = w->idle_next;
 			w->idle_listed = false;
+			/* relaxed: under the lock. */
 			atomic_fetch_sub_explicit(&idle->nsleeping, 1,
 				memory_order_relaxed);
 		}
@@ -203,8 +217,11 @@ static void idle_sleep(weft__worker_t *w)
 		/* A waker already took us off the list: consume its wake-up
 		 * below (it is coming, or here). */
 	}
+	/* acquire: pairs with idle_wake's release store (the token). */
 	while (atomic_load_explicit(&w->wake_word, memory_order_acquire) == 0)
 		idle_futex_wait(&w->wake_word);
+	/* relaxed: only a waker that takes this worker off the list again,
+	 * under the lock, stores 1 next. */
 	atomic_store_explicit(&w->wake_word, 0, memory_order_relaxed);
 	w->spinning = true;
 }
@@ -219,11 +236,13 @@ struct weft_task *weft__idle_find_or_sleep(weft__worker_t *w)
 			return NULL;
 		}
 		if (!w->spinning) {
+			/* relaxed: hints for the spinner limit. */
 			int spinning = atomic_load_explicit(&idle->nspinning,
 				memory_order_relaxed);
 			int busy = (int)rt->nworkers - atomic_load_explicit(
 				&idle->nsleeping, memory_order_relaxed);
 			if (2 * spinning < (busy > 1 ? busy : 1)) {
+				/* seq_cst, as every RMW of nspinning. */
 				atomic_fetch_add_explicit(&idle->nspinning, 1,
 					memory_order_seq_cst);
 				w->spinning = true;

@@ -25,13 +25,18 @@ typedef struct weft__idle {
  * TSan does model and which is also a full fence on x86.  Other builds use
  * the fence: no shared cache line is written. */
 #if defined(__SANITIZE_THREAD__)
+/* seq_cst RMW: the notifier's and the sleeper's RMWs of fence_word are
+ * totally ordered, which is the pairing the two fences give otherwise. */
 #define WEFT__IDLE_FENCE(idle) \
 	((void)atomic_fetch_add_explicit(&(idle)->fence_word, 0, \
 		memory_order_seq_cst))
 #else
+/* seq_cst fence: weft__idle_notify's pairs with idle_sleep's. */
 #define WEFT__IDLE_FENCE(idle) atomic_thread_fence(memory_order_seq_cst)
 #endif
 
+/* Thread: the thread creating the runtime, before the workers start /
+ * the one tearing it down, after they are joined. */
 int weft__idle_init(weft__idle_t *idle);
 void weft__idle_fini(weft__idle_t *idle);
 
@@ -40,11 +45,13 @@ void weft__idle_fini(weft__idle_t *idle);
 void weft__idle_notify(struct weft_runtime *rt);
 /* Wake every sleeping worker (shutdown).  Any thread. */
 void weft__idle_wake_all(struct weft_runtime *rt);
-/* Owner worker: look for work for a bounded spin, then sleep until
- * notified.  Returns a task, or NULL when the runtime is stopping. */
+/* Look for work for a bounded spin, then sleep until notified.  Returns
+ * a task, or NULL when the runtime is stopping.  Thread: w's own worker,
+ * in its scheduler loop (it sleeps the thread, not a fiber). */
 struct weft_task *weft__idle_find_or_sleep(struct weft__worker *w);
 /* Leaves the spinning state; wakes another spinner if this was the last
- * one (so a burst of new work is not left to one worker). */
+ * one (so a burst of new work is not left to one worker).  Thread: w's
+ * own worker. */
 void weft__idle_stop_spinning(struct weft__worker *w);
 
 #endif

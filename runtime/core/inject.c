@@ -30,7 +30,9 @@ void weft__inject_push(weft__inject_t *q, struct weft_task *t)
 	else
 		q->head = t;
 	q->tail = t;
-	/* release: a worker that sees len > 0 and takes the lock finds t. */
+	/* release: a worker that sees len > 0 (acquire, weft__inject_len)
+	 * and takes the lock finds t.  The inner load is relaxed: len is
+	 * only written under the lock, held. */
 	atomic_store_explicit(&q->len,
 		atomic_load_explicit(&q->len, memory_order_relaxed) + 1,
 		memory_order_release);
@@ -46,6 +48,7 @@ void weft__inject_push_list(weft__inject_t *q, struct weft_task *head,
 	else
 		q->head = head;
 	q->tail = tail;
+	/* release, relaxed load: as in weft__inject_push. */
 	atomic_store_explicit(&q->len,
 		atomic_load_explicit(&q->len, memory_order_relaxed) + n,
 		memory_order_release);
@@ -62,6 +65,7 @@ struct weft_task *weft__inject_pop(weft__inject_t *q)
 		q->head = t->next;
 		if (q->head == NULL)
 			q->tail = NULL;
+		/* release, relaxed load: as in weft__inject_push. */
 		atomic_store_explicit(&q->len,
 			atomic_load_explicit(&q->len, memory_order_relaxed) - 1,
 			memory_order_release);

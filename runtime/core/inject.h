@@ -18,6 +18,8 @@ typedef struct weft__inject {
 	atomic_size_t len;
 } weft__inject_t;
 
+/* Thread: the thread creating / tearing down the runtime, while no
+ * other thread uses q. */
 int weft__inject_init(weft__inject_t *q);
 void weft__inject_fini(weft__inject_t *q);
 /* Any thread. */
@@ -31,6 +33,8 @@ struct weft_task *weft__inject_pop(weft__inject_t *q);
 /* Racy emptiness hint; any thread. */
 static inline size_t weft__inject_len(weft__inject_t *q)
 {
+	/* acquire: pairs with the release stores of len in inject.c (the
+	 * list itself is read under the lock). */
 	return atomic_load_explicit(&q->len, memory_order_acquire);
 }
 

@@ -11,20 +11,22 @@
  *
  * Approach, snapshots (Go's allgs): task records are type-stable - the
  * runtime never gives one back to malloc before it is destroyed (the task
- * arena, task.c) - and every record ever allocated is on one list, pushed
- * once when the record is allocated (the malloc slow path, under the
- * arena lock).  A snapshot walks that list without a lock.  Each record
- * carries insp_id: the task's id while it is live, 0 otherwise, with
- * plain (release/relaxed) stores by the task's own code.  The snapshot
- * reads insp_id (acquire), copies the few fields it reports, which every
- * writer writes with atomic stores and which no memset touches, then
- * re-reads insp_id after an acquire fence; it keeps the copy only if both
- * reads gave the same non-zero id.  Ids are never reused, so a record
- * that ended and was recycled in between fails the check (the creator
- * fences its writes after the previous life's insp_id = 0).  Every record
- * is visited once, so a task live during the whole walk is seen exactly
- * once; all accesses are atomic, so the racing reads are not data races
- * (ThreadSanitizer stays quiet without annotations).
+ * arena, records.c) - and every record ever allocated is on one list,
+ * pushed once when the record is allocated (the malloc slow path, under
+ * the arena lock).  A snapshot walks that list without a lock.  Each
+ * record carries insp_id: the task's id while it is live, 0 otherwise,
+ * set with plain atomic stores, no read-modify-write (release at
+ * creation, relaxed when the task ends or its record is released).  The
+ * snapshot reads insp_id (acquire), copies the few fields it reports,
+ * which every writer writes with atomic stores and which no memset
+ * touches, then re-reads insp_id after an acquire fence; it keeps the
+ * copy only if both reads gave the same non-zero id.  Ids are never
+ * reused, so a record that ended and was recycled in between fails the
+ * check (the creator fences its writes after the previous life's
+ * insp_id = 0).  Every record is visited once, so a task live during the
+ * whole walk is seen exactly once; all accesses are atomic, so the racing
+ * reads are not data races (ThreadSanitizer stays quiet without
+ * annotations).
  *
  * Approach, the dump: the structure and the cancel state live in the
  * cancel-scope tree, whose nodes are on task stacks and in group records
@@ -34,8 +36,9 @@
  * lock order): a linked scope cannot unlink, and so cannot be freed,
  * while its parent is locked.  It copies what it reports into an array
  * and formats only after every lock is released.  A child task that has
- * not linked its root scope yet (links are lazy: group.c) is not in the
- * tree; those come from a snapshot and are listed under their group.
+ * not linked its root scope yet (links are lazy: weft__task_link_root) is
+ * not in the tree; those come from a snapshot and are listed under their
+ * group.
  * rt->insp_lock keeps the root records alive during the walk and
  * serialises dumps.
  *
@@ -47,9 +50,9 @@
  * without a read-modify-write, which a pin would race with).
  *
  * Cost: task records are retained until the runtime is destroyed (the
- * peak number of live tasks times ~550 bytes); a snapshot costs a walk of
- * every record; a dump holds each scope lock for as long as it takes to
- * copy the subtree below it.
+ * peak number of live tasks times ~420 bytes, a record's size on x86_64);
+ * a snapshot costs a walk of every record; a dump holds each scope lock
+ * for as long as it takes to copy the subtree below it.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -78,6 +81,8 @@ static void insp_name_load(const struct weft_task *t, char *out)
 {
 	uint64_t w[WEFT__TASK_NAME_MAX / sizeof(uint64_t)];
 	const uint64_t *src = (const uint64_t *)(const void *)t->name;
+	/* relaxed: insp_read validates the copy by insp_id; insp_task_fill
+	 * reads a live record (a rename meanwhile may mix two names). */
 	for (size_t i = 0; i < WEFT__TASK_NAME_MAX / sizeof(uint64_t); i++)
 		w[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 	memcpy(out, w, WEFT__TASK_NAME_MAX);
@@ -92,10 +97,12 @@ static bool insp_read(struct weft_task *t, weft_task_info_t *out)
 	uint64_t id = atomic_load_explicit(&t->insp_id, memory_order_acquire);
 	if (id == 0)
 		return false;
+	/* relaxed: validated by the re-read of insp_id below. */
 	out->group_id = atomic_load_explicit(&t->insp_group_id,
 		memory_order_relaxed);
 	out->parked_on = atomic_load_explicit(&t->insp_wait,
 		memory_order_relaxed);
+	/* relaxed: as above. */
 	out->worker = atomic_load_explicit(&t->insp_worker,
 		memory_order_relaxed);
 	insp_name_load(t, out->name);
@@ -103,6 +110,7 @@ static bool insp_read(struct weft_task *t, weft_task_info_t *out)
 	 * re-read below sees that life's insp_id (pairs with the release
 	 * fence in weft__task_create). */
 	WEFT__INSP_FENCE(memory_order_acquire);
+	/* relaxed: ordered after the reads above by the fence. */
 	if (atomic_load_explicit(&t->insp_id, memory_order_relaxed) != id)
 		return false;
 	out->id = id;
@@ -115,8 +123,9 @@ static size_t insp_scan(struct weft_runtime *rt, uint64_t gid,
 	weft_task_info_t *out, size_t cap)
 {
 	size_t n = 0;
-	/* acquire: pairs with the release push in weft__record_task_get_slow; each
-	 * insp_all_next was written before its record was pushed. */
+	/* acquire: pairs with the release push in
+	 * weft__record_task_get_slow; each insp_all_next was written before
+	 * its record was pushed. */
 	for (struct weft_task *t = atomic_load_explicit(&rt->tasks.all,
 		memory_order_acquire); t; t = t->insp_all_next) {
 		weft_task_info_t info;
@@ -204,10 +213,13 @@ static int insp_node_new(struct weft__inspect_dump *d, uint8_t kind, int parent)
 static void insp_task_fill(struct weft__inspect_node *x, struct weft_task *t)
 {
 	x->id = t->id;
+	/* relaxed: t is alive (see above); the values are weakly
+	 * consistent hints of its state. */
 	x->group_id = atomic_load_explicit(&t->insp_group_id,
 		memory_order_relaxed);
 	x->parked_on = atomic_load_explicit(&t->insp_wait,
 		memory_order_relaxed);
+	/* relaxed: as above. */
 	x->worker = atomic_load_explicit(&t->insp_worker,
 		memory_order_relaxed);
 	insp_name_load(t, x->name);
@@ -227,11 +239,13 @@ static int insp_visit(struct weft__inspect_dump *d, struct weft_scope *s, int pa
 	if (i < 0)
 		return -1;
 	struct weft__inspect_node *x = &d->v[i];
+	/* relaxed: a value, ordering nothing. */
 	int64_t own = atomic_load_explicit(&s->deadline, memory_order_relaxed);
 	bool shield = (s->flags & WEFT_SCOPE_SHIELD) != 0;
 	x->deadline = own;
 	x->eff_deadline = shield || own < parent_eff ? own : parent_eff;
 	x->shield = shield;
+	/* relaxed: both flags are written under s's lock, which we hold. */
 	x->cancel_called = atomic_load_explicit(&s->cancel_called,
 		memory_order_relaxed);
 	x->cancelled = atomic_load_explicit(&s->eff_cancelled,

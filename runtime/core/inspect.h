@@ -24,7 +24,7 @@ struct weft__inspect_node {
 	uint64_t id;
 	uint64_t group_id;     /* task: its group; group: its owner's id */
 	int64_t deadline;      /* scopes: own deadline */
-	int64_t eff_deadline;  /* effective; for a task, its innermost scope's */
+	int64_t eff_deadline;  /* effective; a task: its innermost scope's */
 	const char *parked_on; /* task */
 	int parent;            /* node index, -1 at the top */
 	int first_child, last_child, next_sib;

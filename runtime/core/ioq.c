@@ -19,6 +19,7 @@ void weft__ioq_init(weft__ioq_t *q, void (*wake)(void *arg), void *arg)
 void weft__ioq_post(struct weft_runtime *rt, struct weft__ioq_node *n)
 {
 	weft__ioq_t *q = &rt->ioq;
+	/* relaxed: a first guess; the CAS reloads on failure. */
 	struct weft__ioq_node *head = atomic_load_explicit(&q->head,
 		memory_order_relaxed);
 	do {

@@ -30,7 +30,8 @@ typedef struct weft__ioq {
 	void *wake_arg;
 } weft__ioq_t;
 
-/* An empty queue whose posts call wake(arg).  Before any post. */
+/* An empty queue whose posts call wake(arg).  Thread: the I/O layer's
+ * setup (io.c), before any post. */
 void weft__ioq_init(weft__ioq_t *q, void (*wake)(void *arg), void *arg);
 
 /* Queues n and wakes the consumer.  Any thread; lock-free. */

@@ -1,4 +1,4 @@
-/* Task-local context (semantics rule 36).
+/* Task-local context (docs/semantics.md rule 36).
  *
  * Design
  * ------
@@ -60,7 +60,8 @@ static void local_key_unref(struct weft_local_key *k)
 void weft__local_context_unref(struct weft_context *c)
 {
 	/* Iterative: dropping the last reference on a long chain must not
-	 * recurse once per node. */
+	 * recurse once per node.  acq_rel (local.h): the last dropper sees
+	 * every write made under the other references before the dtor. */
 	while (c != NULL && c != &local_empty) {
 		if (atomic_fetch_sub_explicit(&c->refs, 1,
 			memory_order_acq_rel) != 1)

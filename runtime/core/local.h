@@ -1,6 +1,6 @@
 /* Task-local context: the internal side (see local.c for the design).
  *
- * Offload threads (issue 4: to_thread) propagate the sending task's
+ * Offload threads (weft_to_thread) propagate the sending task's
  * context like this:
  *
  *     // on the sending task, before handing the work over
@@ -56,7 +56,7 @@ static inline void weft__local_context_ref(struct weft_context *c)
 void weft__local_context_unref(struct weft_context *c);
 
 /* The context a spawn option designates: NULL for the empty context
- * (weft_context_capture's placeholder for it). */
+ * (weft_context_capture's placeholder for it).  Any thread. */
 struct weft_context *weft__local_context_norm(struct weft_context *c);
 
 /* The calling task's context with a new reference, or NULL (empty).
@@ -65,8 +65,8 @@ struct weft_context *weft__local_capture(void);
 
 /* Makes c (borrowed; NULL = the empty context) the context that
  * weft_local_get and weft_context_capture read on the calling plain
- * thread, until weft__local_detach.  Thread: a plain thread (never a weft
- * worker). */
+ * thread, until weft__local_detach.  Thread (both): a plain thread, never
+ * a weft worker. */
 void weft__local_attach(struct weft_context *c);
 void weft__local_detach(void);
 

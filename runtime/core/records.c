@@ -115,7 +115,8 @@ void weft__record_put_slow(enum weft__record_kind kind, void *p)
 /* {======================================================= task arena
  *
  * Task records never go back to malloc while their runtime lives (see
- * records.h): the worker caches hold free records as before, but a record of another runtime, a record freed by a plain
+ * records.h): a worker's cache holds free task records as it does group
+ * records, but a record of another runtime, a record freed by a plain
  * thread, and a full cache's overflow go to the arena instead of the
  * shared record pool or weft__free, and an empty cache refills a batch
  * from the arena.  The fast paths are the cache's own (owner-only list
@@ -194,6 +195,7 @@ struct weft_task *weft__record_task_get_slow(struct weft_runtime *rt,
 	t->name_lit = NULL;
 	t->insp_all_next = NULL;
 	pthread_mutex_lock(&a->lock);
+	/* relaxed: `all` is only written under the lock, held. */
 	t->insp_all_next = atomic_load_explicit(&a->all, memory_order_relaxed);
 	/* release: pairs with the acquire in a snapshot's scan. */
 	atomic_store_explicit(&a->all, t, memory_order_release);
@@ -230,7 +232,7 @@ void weft__record_cache_drain(weft__worker_t *w)
 {
 	/* Task records go back to the arena, not to malloc: the I/O thread
 	 * may still wake an ended task's park (ioop.c) until it stops, after
-	 * the workers (type-stable records, task.h). */
+	 * the workers (type-stable records, records.h). */
 	record_arena_put_list(&w->rt->tasks, w->records.head[WEFT__RECORD_TASK]);
 	w->records.head[WEFT__RECORD_TASK] = NULL;
 	for (int k = 0; k < WEFT__RECORD_KINDS; k++) {

@@ -6,11 +6,12 @@
  * fiber, pushed by __tsan_func_entry and popped by __tsan_func_exit, which
  * the compiler emits around every instrumented *function*.  If
  * __tsan_switch_to_fiber ran inside an out-of-line helper, that helper's
- * exit would pop the *new* fiber's shadow stack (Tencent/flare #134: SEGV in
- * __tsan_func_entry).  Inlined into weft__fiber_switch, the entry is pushed
- * on the old fiber and the exit happens when the old fiber is resumed, so
- * each fiber's shadow stack stays balanced.  gcc inlines always_inline
- * functions at -O0 too.
+ * exit would pop the *new* fiber's shadow stack (other fiber libraries have
+ * crashed that way, with a SEGV in __tsan_func_entry).  Inlined into
+ * weft__fiber_switch_inl (itself always_inline, in weft__fiber_switch and
+ * weft__sched_switch_out), the entry is pushed on the old fiber and the
+ * exit happens when the old fiber is resumed, so each fiber's shadow
+ * stack stays balanced.  gcc inlines always_inline functions at -O0 too.
  *
  * Detection: gcc defines __SANITIZE_ADDRESS__ / __SANITIZE_THREAD__; clang
  * reports them through __has_feature.  Valgrind support is compiled in
@@ -134,7 +135,7 @@ WEFT__SAN_INLINE void weft__san_tsan_switch(void *fiber)
 /* Destroys a fiber handle that is not current on any thread.  The handle is
  * made current for an instant first: destroying a TSan fiber that was never
  * current corrupts TSan's per-thread trace state after a few thousand
- * (lalinsky/zio #598), and a stack's handle may never have run (a fiber
+ * such destructions, and a stack's handle may never have run (a fiber
  * prepared and dropped).  Flags 0 on purpose: the acquire is what makes
  * the fiber record the trace event that destruction later walks. */
 WEFT__SAN_INLINE void weft__san_tsan_destroy(void *fiber)

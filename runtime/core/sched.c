@@ -6,7 +6,8 @@
  * context") that picks a task and switches into it.  A fiber that parks,
  * yields or exits picks the next task itself (worker_pick, the loop's own
  * choice short of stealing and sleeping) and switches straight into it;
- * only when its worker has nothing queued does it switch back to the
+ * only when its worker has nothing queued (or, for a yield, when a
+ * deadline is armed: the loop fires due ones) does it switch back to the
  * loop, which steals or sleeps.  Either way, what the fiber could not do
  * while still on its own stack (publish a park, requeue a yield, free an
  * exited fiber's stack: its "post") is done by whatever runs next on the
@@ -35,7 +36,9 @@
  *
  * Fibers migrate: a parked task is made runnable on whichever worker woke
  * it, so the code of a task never keeps a worker pointer across a switch
- * (weft__sched_current is re-read; it is not inlinable).
+ * (weft__sched_current is re-read at every call: a volatile asm read of
+ * the thread pointer on x86_64 and aarch64, a call that is never inlined
+ * elsewhere; see sched.h).
  *
  * Invariants
  *   1. Only the owner pushes and pops its deque; thieves only steal.
@@ -82,7 +85,8 @@ __attribute__((constructor)) static void worker_tls_off_init(void)
 #endif
 
 /* Not inlinable, and the asm hides the TLS address from the optimiser, so
- * the value is re-read after every switch (research/platform.md 5.1). */
+ * the value is re-read after every switch (gcc would otherwise keep the
+ * TLS address in a callee-saved register across the switch). */
 __attribute__((noinline)) weft__worker_t *weft__sched_current_slow(void)
 {
 	weft__worker_t **p = &worker_tls;
@@ -240,7 +244,9 @@ static bool worker_stack_room(struct weft_task *self)
 	return here > lo && (size_t)(here - lo) > self->stack->size / 2;
 }
 
-static void worker_run_inline(struct weft_task *self, struct weft_task *t)
+/* Runs t inline on self's stack; t may park (and resume elsewhere). */
+static WEFT_FIBER_FN void worker_run_inline(struct weft_task *self,
+	struct weft_task *t)
 {
 	/* The child borrows the parent's stack and its context descriptor
 	 * (stack bounds, sanitizer fiber handle) for the switches it may make
@@ -262,6 +268,8 @@ static void worker_run_inline(struct weft_task *self, struct weft_task *t)
 void weft__sched_help_join(struct weft_task *self, struct weft_group *g)
 {
 	for (;;) {
+		/* relaxed: a hint; a stale count only ends the inline runs
+		 * early (the join still waits) or costs one more pop. */
 		uint64_t word = atomic_load_explicit(&g->word,
 			memory_order_relaxed);
 		if ((word & WEFT__GROUP_COUNT_MASK) == 0 ||
@@ -307,6 +315,7 @@ static void worker_requeue(weft__worker_t *w, struct weft_task *t)
 	if (weft__deque_push(&w->deque, t) < 0)
 		weft__inject_push(&w->rt->inject, t);
 	w->take_oldest = true;
+	/* relaxed: a hint, as explained above. */
 	if (atomic_load_explicit(&w->rt->idle.nsleeping, memory_order_relaxed))
 		weft__idle_notify(w->rt);
 }
@@ -384,17 +393,18 @@ static int worker_give_stack(weft__worker_t *w, struct weft_task *t)
 	return 0;
 }
 
-/* Everything but the jump itself, before w switches into t (from its
- * scheduler loop or straight from a fiber). */
 /* Owner only.  release: everything the worker did before (the fiber it
  * left, its picks) is ordered before a reclaimer's acquire load that
- * sees the new value. */
+ * sees the new value (weft__io_reclaim).  The load is relaxed: only the
+ * owner writes qs. */
 static inline void worker_qs_step(weft__worker_t *w)
 {
 	atomic_store_explicit(&w->qs, atomic_load_explicit(&w->qs,
 		memory_order_relaxed) + 1, memory_order_release);
 }
 
+/* Everything but the jump itself, before w switches into t (from its
+ * scheduler loop or straight from a fiber). */
 static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
 {
 	worker_qs_step(w);  /* odd: a fiber runs */
@@ -506,7 +516,8 @@ static void worker_after_switch(weft__worker_t *w)
 	switch (post) {
 	case WEFT__POST_PARK: {
 		/* acq_rel: release publishes the fiber's saved context to
-		 * whichever thread resumes it; acquire sees a waker's WOKEN. */
+		 * whichever thread resumes it; acquire sees a waker's WOKEN.
+		 * Pairs with the waker's CAS in task_wake_claim (task.c). */
 		uint64_t old = atomic_fetch_or_explicit(&t->park,
 			WEFT__PARK_PARKED, memory_order_acq_rel);
 		/* Woken before it was off its stack: queue it where another
@@ -539,7 +550,8 @@ static void worker_after_switch(weft__worker_t *w)
 	}
 }
 
-static void worker_run(weft__worker_t *w, struct weft_task *t)
+/* Switches from the scheduler loop into t until it switches back. */
+static WEFT_FIBER_FN void worker_run(weft__worker_t *w, struct weft_task *t)
 {
 	if (t->stack == NULL) {
 		int rc = worker_give_stack(w, t);

@@ -34,7 +34,7 @@ typedef struct weft__record_cache {
  * itself: until it is off its own stack, nobody else may resume it. */
 enum weft__post {
 	WEFT__POST_NONE = 0,
-	WEFT__POST_PARK,  /* publish PARKED; resume at once if already woken */
+	WEFT__POST_PARK,  /* publish PARKED; queue it if already woken */
 	WEFT__POST_YIELD, /* requeue at the fair end of the deque */
 	WEFT__POST_REQUEUE, /* the same, after a yield's direct switch */
 	WEFT__POST_EXIT   /* release the stack and the run reference */
@@ -80,8 +80,8 @@ typedef struct weft__worker {
 /* The worker whose thread calls this, or NULL.  A fiber may resume on
  * another thread, so the value must be re-read after every switch, and
  * the compiler must not reuse a thread pointer or TLS address it computed
- * before one (research/platform.md 5.1: gcc keeps them in callee-saved
- * registers across calls).  Two ways to get that:
+ * before one (gcc keeps a thread pointer or TLS address it computed in a
+ * callee-saved register across calls).  Two ways to get that:
  *   - x86_64 and aarch64: read the thread pointer register in a volatile
  *     asm with a memory clobber (evaluated anew at each use, never moved
  *     across a call), and add the variable's offset from it, which is the
@@ -89,7 +89,8 @@ typedef struct weft__worker {
  *     computed once, by a constructor, before any thread can ask.  This
  *     inlines to two loads: it is on every park and wake path (B5).
  *   - elsewhere: a call to a function that is never inlined and hides the
- *     address from the optimiser. */
+ *     address from the optimiser.
+ * Thread: any (NULL on a thread that is not a worker). */
 weft__worker_t *weft__sched_current_slow(void);
 #if defined(__x86_64__) || defined(__aarch64__)
 #define WEFT__WORKER_TP_READ 1
@@ -120,7 +121,8 @@ static inline weft__worker_t *weft__sched_current(void)
 #endif
 
 /* Make t runnable after a park: on the calling worker's run-next slot if
- * it is a worker of t's runtime, else through the injection queue. */
+ * it is a worker of t's runtime, else through the injection queue.
+ * Thread: any. */
 void weft__sched_ready(struct weft_task *t);
 /* A thread that is not a worker (the I/O thread) may collect the tasks it
  * makes runnable and publish them at once: one injection-queue lock and
@@ -129,7 +131,8 @@ void weft__sched_ready(struct weft_task *t);
  * thread only appends to the batch.  Thread: a non-worker thread. */
 void weft__sched_batch_begin(void);
 void weft__sched_batch_end(struct weft_runtime *rt);
-/* Queue a new task: the calling worker's deque, or the injection queue. */
+/* Queue a new task: the calling worker's deque, or the injection queue.
+ * Thread: any. */
 void weft__sched_spawn(struct weft_task *t);
 struct weft_group;
 /* Called by a group's owner at join, before it parks: while the newest
@@ -138,29 +141,32 @@ struct weft_group;
  * path: a spawn nobody stole costs a push, a pop and a call).  Stops when
  * the deque's newest task is anything else, or when less than half of the
  * owner's stack is left.  The inline child is a task in every other way:
- * it may park (the owner's stack stays with it) and migrate. */
+ * it may park (the owner's stack stays with it) and migrate.
+ * Thread: g's owner, a weft fiber. */
 WEFT_FIBER_FN void weft__sched_help_join(struct weft_task *self,
 	struct weft_group *g);
 /* From a fiber: switch out and have `post` performed once off this stack,
- * either by the scheduler loop or, for a park or an exit, by the next task
- * of this worker, to which the fiber then switches directly. */
+ * either by the scheduler loop or by the next task of this worker, to
+ * which the fiber then switches directly.  Thread: self, a weft fiber. */
 WEFT_FIBER_FN void weft__sched_switch_out(struct weft_task *self,
 	enum weft__post post);
 /* Every place a fiber resumes at (the return of a switch, a fiber's first
  * entry) calls this first: it performs the post the departing fiber left
- * on this worker, if any. */
+ * on this worker, if any.  Thread: a worker, right after a switch. */
 void weft__sched_arrived(void);
 /* One pass over the injection queue and the other workers' deques (the
  * idle loop's search).  NULL if nothing was found.  Thread: w's own. */
 struct weft_task *weft__sched_steal(struct weft__worker *w);
 
+/* Initialises w and starts its thread.  Thread: the runtime's creator. */
 int weft__sched_worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	unsigned index);
 /* Joins w's thread.  Its deque stays valid: other workers may still be
- * stealing from it until they are joined too. */
+ * stealing from it until they are joined too.  Thread: the one stopping
+ * the runtime (its destroyer, or its creator undoing a failed start). */
 void weft__sched_worker_join(weft__worker_t *w);
 /* Frees w's deque and stack pool.  Only after every worker of the runtime
- * has been joined (no thief left). */
+ * has been joined (no thief left).  Thread: as weft__sched_worker_join. */
 void weft__sched_worker_fini(weft__worker_t *w);
 
 #endif

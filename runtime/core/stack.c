@@ -234,7 +234,8 @@ int weft__stack_shared_init(weft__stack_shared_t *s, size_t stack_size,
 void weft__stack_shared_fini(weft__stack_shared_t *s)
 {
 	/* Every stack must be back in the overflow pool: pools return theirs
-	 * in pool_fini, fibers theirs in weft__stack_put. */
+	 * in pool_fini, fibers theirs in weft__stack_put.  relaxed: nobody
+	 * else uses s any more. */
 	WEFT_ASSERT(atomic_load_explicit(&s->nfree, memory_order_relaxed) +
 		s->ncold == s->total,
 		"stack: shared_fini while stacks are still in use");
@@ -274,10 +275,12 @@ static void stack_release(weft__stack_shared_t *s, weft__stack_t *st)
 
 size_t weft__stack_trim(weft__stack_shared_t *s, size_t budget)
 {
+	/* relaxed: a hint (see nfree in stack.h). */
 	if (atomic_load_explicit(&s->nfree, memory_order_relaxed) <=
 		SHARED_WARM)
 		return 0;
 	pthread_mutex_lock(&s->lock);
+	/* relaxed: under the lock, like every write of nfree. */
 	size_t nfree = atomic_load_explicit(&s->nfree, memory_order_relaxed);
 	size_t n = nfree > SHARED_WARM ? nfree - SHARED_WARM : 0;
 	if (n > budget)
@@ -288,6 +291,7 @@ size_t weft__stack_trim(weft__stack_shared_t *s, size_t budget)
 	if (n > 0) {
 		s->free = tail->next;
 		tail->next = NULL;
+		/* relaxed: under the lock. */
 		atomic_store_explicit(&s->nfree, nfree - n,
 			memory_order_relaxed);
 	}
@@ -372,6 +376,7 @@ static int pool_refill(weft__stack_pool_t *p, weft__stack_t **out)
 	if (n > 0) {
 		s->free = tail->next;
 		tail->next = NULL;
+		/* relaxed both: under the lock. */
 		atomic_store_explicit(&s->nfree, atomic_load_explicit(
 			&s->nfree, memory_order_relaxed) - n,
 			memory_order_relaxed);
@@ -479,8 +484,9 @@ static struct sigaction handler_prev_segv, handler_prev_bus;
 __attribute__((noinline)) void weft__stack_set_running(weft__stack_t *st)
 {
 	stack_running = st;
-	/* Keep the store before the switch that follows this call, as seen
-	 * by a signal handler on this thread (a compiler barrier only). */
+	/* seq_cst signal fence: keeps the store before the switch that
+	 * follows this call, as seen by a signal handler on this thread
+	 * (handler_on_fault's read); a compiler barrier only. */
 	atomic_signal_fence(memory_order_seq_cst);
 }
 

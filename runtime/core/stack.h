@@ -3,8 +3,10 @@
  * Two kinds of stack, chosen by a per-runtime budget:
  *  - guarded: mmap'd one by one with a PROT_NONE guard page below.  An
  *    overflow faults and the SIGSEGV handler names the task.  Each costs two
- *    VMAs, and vm.max_map_count defaults to 65530, so they stop at ~32k;
- *    the first `max_guarded` stacks are of this kind.
+ *    VMAs, and vm.max_map_count defaults to 65530, so weft lets them use at
+ *    most half of it (16382 stacks by default, see
+ *    weft__stack_shared_init); the first `max_guarded` stacks are of this
+ *    kind.
  *  - slab: carved from large MAP_NORESERVE slabs with no guard page (one
  *    VMA per slab of up to 256 stacks), so 1,000,000 parked fibers fit.
  *    Overflow is caught after the fact by weft__stack_check's canary.
@@ -14,10 +16,12 @@
  *
  * Pools: each worker has a weft__stack_pool_t, a LIFO cache touched only by
  * its owner (the most recently used, still-faulted stack is reused first).
- * Above POOL_CACHE stacks it spills its coldest half to the runtime-wide
- * weft__stack_shared_t under a mutex, and refills from there in batches.
+ * Above POOL_CACHE stacks it spills all but its POOL_KEEP hottest to the
+ * runtime-wide weft__stack_shared_t under a mutex, and refills from there
+ * in batches.
  * Stacks that sit in the shared pool beyond a watermark get their memory
- * returned to the kernel with MADV_DONTNEED.
+ * returned to the kernel with MADV_DONTNEED (weft__stack_trim, called by
+ * idle workers).
  *
  * Errors: -EINVAL / -ENOMEM, and on failure nothing happened. */
 #ifndef WEFT_RUNTIME_CORE_STACK_H
@@ -133,18 +137,19 @@ WEFT__HIDDEN int weft__stack_get(weft__stack_pool_t *p, weft__stack_t **out);
  * Thread: owner of p only. */
 WEFT__HIDDEN void weft__stack_put(weft__stack_pool_t *p, weft__stack_t *st);
 
-/* 0 if the stack looks intact; -1 if the canary of an unguarded stack was
- * overwritten, i.e. the fiber overflowed and may have corrupted the stack
- * mapped below it.  The scheduler calls it after each switch out of a
- * fiber; on -1 it reports with weft__stack_report_overflow and aborts.
- * Reads one cache line at the low end.  Thread: any (the fiber must not be
- * running). */
-WEFT__HIDDEN /* Releases the memory of up to `budget` idle stacks of the shared pool
+/* Releases the memory of up to `budget` idle stacks of the shared pool
  * beyond the few kept warm (MADV_DONTNEED of all but the canary page), off
  * the hot path: idle workers call it before they sleep.  Returns how many
  * it released (0: nothing left to trim).  Thread: any. */
+WEFT__HIDDEN
 size_t weft__stack_trim(weft__stack_shared_t *s, size_t budget);
 
+/* 0 if the stack looks intact; -1 if the canary of an unguarded stack was
+ * overwritten, i.e. the fiber overflowed and may have corrupted the stack
+ * mapped below it.  The scheduler calls it after each switch out of a
+ * fiber (worker_after_switch); on -1 it reports the overflow itself and
+ * aborts.  Reads one cache line at the low end.  Thread: any (the fiber
+ * must not be running). */
 int weft__stack_check(const weft__stack_t *st);
 
 /* Prints "weft: stack overflow in task '<name>' (stack of N bytes,
@@ -153,9 +158,11 @@ WEFT__HIDDEN void weft__stack_report_overflow(const weft__stack_t *st);
 
 /* Records which stack this thread is about to run on, for the SIGSEGV
  * handler; NULL when back on the thread's own stack.  The scheduler calls it
- * on its own (thread) stack right before switching into a fiber and right
- * after switching back.  Writes a thread-local: it is out of line and never
- * switches, so no TLS address outlives the call.  Thread: the worker. */
+ * right before every switch into a fiber (worker_switch_in: from its loop,
+ * or on the departing fiber's stack for a direct switch), and with NULL
+ * when the loop has its thread back.  Writes a thread-local: it is out of
+ * line and never switches, so no TLS address outlives the call.
+ * Thread: the worker. */
 WEFT__HIDDEN void weft__stack_set_running(weft__stack_t *st);
 
 /* Per worker thread: installs an alternate signal stack so the overflow

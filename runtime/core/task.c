@@ -11,12 +11,16 @@
  *
  * Approach: one 64-bit park word per task = generation | CANCELLABLE |
  * PARKED | WOKEN.
- *   1. prepare: the task stores a new generation with neither flag
- *      (seq_cst, so a canceller's flag store and this one are totally
- *      ordered: see weft__scope_cancel) and hands the generation to its
- *      wake sources.
- *   2. commit: the task switches to the scheduler, which sets PARKED with
- *      fetch_or.  If WOKEN was already set, the scheduler readies it.
+ *   1. prepare: the task stores a new generation with neither PARKED nor
+ *      WOKEN (seq_cst, so a canceller's flag store and this one are
+ *      totally ordered: cancel.c invariant 3) and hands the generation to
+ *      its wake sources.
+ *   2. commit: if WOKEN is already set, the task goes on without
+ *      switching.  Otherwise it switches out, straight to the next task
+ *      of its worker (or to the scheduler loop when there is none), and
+ *      whatever runs next there performs its post (sched.c): that sets
+ *      PARKED with fetch_or, and if WOKEN was already set, queues the
+ *      task.
  *   3. wake(gen): a CAS sets WOKEN if the generation matches and WOKEN is
  *      not set; if PARKED was already set, the waker readies the task.
  * Whoever performs the second of the two transitions (PARKED, WOKEN)
@@ -26,8 +30,13 @@
  *
  * Invariants
  *   1. A task is in at most one run queue, and only while not running.
- *   2. A task record is freed only when its run reference (dropped by the
- *      scheduler after the fiber's last switch) and every handle are gone.
+ *   2. A task record goes back to the record caches (records.h; it is
+ *      never freed while the runtime lives) only when its run reference
+ *      (dropped after the fiber's last switch, by whatever runs next on
+ *      its worker; by the joiner that ran it inline; by the worker that
+ *      could not give it a stack) and every other
+ *      reference (handles, a start() caller's, done-callback
+ *      registrations) are gone.
  *   3. A child's last access to its group is weft__group_child_done.
  *   4. The outcome fields (rc, result, fail_*) are written before the
  *      release store of `state` and read only after an acquire load of it.
@@ -82,7 +91,9 @@ static void start_wake_caller(struct weft_task *caller)
 /* Copies a task name with atomic stores: a snapshot may read the bytes
  * of a record being recycled (it discards what it read then, see
  * insp_id, but the accesses must not race).  Word stores, as many as the
- * name needs: a byte loop cost ~70 instructions per spawn. */
+ * name needs: a byte loop cost ~70 instructions per spawn.  Relaxed: a
+ * snapshot validates what it read by insp_id, and a new life's name is
+ * published by the release store of insp_id in weft__task_create. */
 _Static_assert(offsetof(struct weft_task, name) % sizeof(uint64_t) == 0,
 	"task names are stored a word at a time");
 _Static_assert(WEFT__TASK_NAME_MAX % sizeof(uint64_t) == 0,
@@ -95,9 +106,11 @@ void weft__task_name_store(struct weft_task *t, const char *src)
 	for (; (i + 1) * sizeof(uint64_t) <= n; i++) {
 		uint64_t x;
 		memcpy(&x, src + i * sizeof x, sizeof x);
+		/* relaxed: see above. */
 		__atomic_store_n(&dst[i], x, __ATOMIC_RELAXED);
 	}
-	/* The last word: the rest of the name, its NUL and zero padding. */
+	/* The last word: the rest of the name, its NUL and zero padding
+	 * (relaxed, as above). */
 	uint64_t x = 0;
 	for (size_t j = i * sizeof x; j < n; j++)
 		((unsigned char *)&x)[j % sizeof x] = (unsigned char)src[j];
@@ -125,11 +138,13 @@ int weft__task_create_lit(struct weft_runtime *rt, const char *name,
 	 * on x86. */
 	WEFT__INSP_FENCE(memory_order_release);
 	/* Park generations never repeat in a record (a late wake for a
-	 * previous life, e.g. from the I/O thread, must not match). */
+	 * previous life, e.g. from the I/O thread, must not match).  Relaxed:
+	 * only the generation is kept, which only this record's task and
+	 * its creator write; a late waker only adds WOKEN. */
 	uint64_t park_gen = atomic_load_explicit(&t->park,
 		memory_order_relaxed) >> WEFT__PARK_GEN_SHIFT;
 	/* Everything but the park word (a late waker may read it) and the
-	 * issue-3 block, which snapshots may read. */
+	 * introspection block, which snapshots may read. */
 	memset(t, 0, offsetof(struct weft_task, park));
 	memset((char *)t + offsetof(struct weft_task, park) + sizeof t->park,
 		0, WEFT__TASK_CLEAR_HEAD - offsetof(struct weft_task, park) -
@@ -138,7 +153,8 @@ int weft__task_create_lit(struct weft_runtime *rt, const char *name,
 	/* insp_wait and done_cbs are NULL at the end of every life (a park
 	 * clears insp_wait when it resumes, the finisher takes the
 	 * callbacks); weft__record_task_get_slow initialises them in a new
-	 * record. */
+	 * record.  Relaxed: published by the release store of insp_id
+	 * below (see insp_id). */
 	atomic_store_explicit(&t->insp_group_id, 0, memory_order_relaxed);
 	atomic_store_explicit(&t->insp_worker, w ? (int)w->index : -1,
 		memory_order_relaxed);
@@ -181,8 +197,10 @@ void weft__task_unref(struct weft_task *t)
 {
 	/* References are only added before the task is published (handles
 	 * at spawn, the start() caller), so a count of 1 is ours alone and
-	 * needs no read-modify-write.  Otherwise acq_rel: the last dropper
-	 * sees every write made under the other references. */
+	 * needs no read-modify-write; the load is acquire, to see the writes
+	 * of the dropper whose release decrement left the 1.  Otherwise
+	 * acq_rel: the last dropper sees every write made under the other
+	 * references. */
 	if (atomic_load_explicit(&t->refs, memory_order_acquire) != 1 &&
 		atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
 		return;
@@ -190,7 +208,9 @@ void weft__task_unref(struct weft_task *t)
 	weft_error_free(t->fail_group);
 	weft__scope_fini(&t->root_scope);
 	weft__alloc_census_add(WEFT__CENSUS_TASK, -1);
-	/* Not live (also for a record that never ran: a failed spawn). */
+	/* Not live (also for a record that never ran: a failed spawn).
+	 * relaxed: a snapshot re-reads insp_id to validate, and the next
+	 * life's creator orders this store first (its release fence). */
 	atomic_store_explicit(&t->insp_id, 0, memory_order_relaxed);
 	weft__record_task_put(t);
 }
@@ -217,6 +237,8 @@ bool weft__task_root_cancelled(struct weft_task *t)
 
 uint64_t weft__task_park_prepare(struct weft_task *self, bool cancellable)
 {
+	/* relaxed: the generation is only written by this task; a waker
+	 * only adds WOKEN, which the store below replaces. */
 	uint64_t old = atomic_load_explicit(&self->park, memory_order_relaxed);
 	uint64_t gen = (old >> WEFT__PARK_GEN_SHIFT) + 1;
 	uint64_t word = (gen << WEFT__PARK_GEN_SHIFT) |
@@ -235,11 +257,14 @@ void weft__task_park_commit(struct weft_task *self)
 
 void weft__task_park_commit_on(struct weft_task *self, const char *what)
 {
-	/* Fast path: already woken, no need to switch. */
+	/* Fast path: already woken, no need to switch.  acquire: pairs with
+	 * the waker's CAS that set WOKEN (task_wake_claim): what the waker
+	 * wrote before waking us is visible when we return. */
 	if (atomic_load_explicit(&self->park, memory_order_acquire) &
 		WEFT__PARK_WOKEN)
 		return;
 	if (what == NULL) {
+		/* relaxed: the task's own cur_scope. */
 		struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
 			memory_order_relaxed);
 		what = cur->kind == WEFT__SCOPE_FRAME ? "sleep" : "park";
@@ -256,6 +281,10 @@ void weft__task_park_commit_on(struct weft_task *self, const char *what)
 static bool task_wake_claim(struct weft_task *t, uint64_t gen,
 	bool need_cancel, bool *ready)
 {
+	/* acquire: pairs with the release halves of the task's seq_cst
+	 * prepare store and of the PARKED fetch_or (sched.c).  For
+	 * weft__task_wake_cancel this is the canceller's read of the park
+	 * word in the park/cancel Dekker pair (cancel.c invariant 3). */
 	uint64_t old = atomic_load_explicit(&t->park, memory_order_acquire);
 	for (;;) {
 		if (old & WEFT__PARK_WOKEN)
@@ -266,8 +295,12 @@ static bool task_wake_claim(struct weft_task *t, uint64_t gen,
 		} else if ((old >> WEFT__PARK_GEN_SHIFT) != gen) {
 			return false;
 		}
-		/* acq_rel: publishes the waker's writes (the reason the task
-		 * was woken) to the task, and sees PARKED from the scheduler. */
+		/* seq_cst on success, acquire on failure (the reload): the
+		 * release half publishes the waker's writes (the reason the
+		 * task was woken) to the task, the acquire half sees PARKED
+		 * and the fiber's saved context from the scheduler's fetch_or;
+		 * seq_cst also puts the claim in the single total order of
+		 * the park/cancel pair (the prepare store, eff_cancelled). */
 		if (atomic_compare_exchange_weak_explicit(&t->park, &old,
 			old | WEFT__PARK_WOKEN, memory_order_seq_cst,
 			memory_order_acquire))
@@ -314,7 +347,7 @@ void weft__task_run(struct weft_task *t)
 	int rc;
 	if ((t->spawn_flags & WEFT_SPAWN_SKIPPABLE) &&
 		weft__task_root_cancelled(t))
-		rc = -ECANCELED;  /* rule 30's opt-out: skipped entirely */
+		rc = -ECANCELED;  /* docs/semantics.md rule 30's opt-out */
 	else
 		rc = t->fn(t->arg);
 	weft__task_finish(t, rc);
@@ -332,7 +365,8 @@ void weft__task_entry(void *arg)
 
 void weft__task_finish(struct weft_task *t, int rc)
 {
-	/* Structured concurrency: nothing the task opened outlives it. */
+	/* Structured concurrency: nothing the task opened outlives it.
+	 * relaxed: the task's own cur_scope. */
 	if (atomic_load_explicit(&t->cur_scope, memory_order_relaxed) !=
 		&t->root_scope) {
 		int r = weft__group_reap_unjoined(t);
@@ -354,6 +388,7 @@ void weft__task_finish(struct weft_task *t, int rc)
 	t->rc = rc;
 	if (state == WEFT_TASK_FAILED) {
 		t->fail_collateral = weft__task_root_cancelled(t);
+		/* relaxed: a logical clock that orders nothing else. */
 		t->fail_seq = atomic_fetch_add_explicit(&t->rt->error_seq, 1,
 			memory_order_relaxed);
 	}
@@ -363,15 +398,18 @@ void weft__task_finish(struct weft_task *t, int rc)
 		weft__group_child_failed(g, t);
 	if (t->root_linked)
 		weft__scope_unlink(&t->root_scope);
-	/* Issue 3: the task's context dies with it (key destructors run
+	/* The task's context dies with it (key destructors run
 	 * here, as the task), and it leaves introspection snapshots. */
 	if (t->ctx)
 		weft__local_context_unref(t->ctx);
+	/* relaxed: as in weft__task_unref. */
 	atomic_store_explicit(&t->insp_id, 0, memory_order_relaxed);
+	/* relaxed: a count of 1 cannot grow meanwhile (only a holder of a
+	 * reference adds one), so it needs no ordering. */
+	bool shared = atomic_load_explicit(&t->refs, memory_order_relaxed) > 1;
 	/* Publishes the outcome fields (invariant 4): release.  seq_cst when
 	 * someone holds a reference (only a handle holder can wait): it
 	 * orders the waiter-list read below against the waiter's listing. */
-	bool shared = atomic_load_explicit(&t->refs, memory_order_relaxed) > 1;
 	atomic_store_explicit(&t->state, state,
 		shared ? memory_order_seq_cst : memory_order_release);
 	/* Waiters: a waiter lists itself, then re-reads state; we stored
@@ -379,18 +417,22 @@ void weft__task_finish(struct weft_task *t, int rc)
 	 * the other, so an empty list here means the waiter will see the new
 	 * state and leave on its own.  Wake under the lock: a waiter's node
 	 * lives on its stack, and a waiter takes this lock to unlist itself
-	 * before it may return.  Waking never blocks. */
+	 * before it may return.  Waking never blocks.  seq_cst: pairs with
+	 * the waiter's seq_cst listing store (weft_task_wait); the list
+	 * itself is read and cleared relaxed, under the lock. */
 	if (shared && atomic_load_explicit(&t->waiters, memory_order_seq_cst) !=
 		NULL) {
 		weft__spin_lock(&t->waiters_lock);
 		for (struct weft__waiter *w = atomic_load_explicit(&t->waiters,
 			memory_order_relaxed); w; w = w->next)
 			weft__task_wake(w->task, w->gen);
+		/* relaxed: under the lock. */
 		atomic_store_explicit(&t->waiters, NULL, memory_order_relaxed);
 		weft__spin_unlock(&t->waiters_lock);
 	}
-	/* Done callbacks: same protocol as the waiters (a registrant holds a
-	 * reference, so `shared` is set; inspect.c). */
+	/* Done callbacks: same protocol as the waiters, seq_cst load paired
+	 * with the registrant's seq_cst store in task_cb_register (a
+	 * registrant holds a reference, so `shared` is set). */
 	if (shared && atomic_load_explicit(&t->done_cbs, memory_order_seq_cst)
 		!= NULL)
 		weft__task_run_done_cbs(t);
@@ -399,7 +441,8 @@ void weft__task_finish(struct weft_task *t, int rc)
 	if (g)
 		weft__group_child_done(g);
 	if (t->root_done) {
-		/* release: the blocked thread reads the outcome after it. */
+		/* release: the blocked thread reads the outcome after it
+		 * (pairs with the acquire loop in weft_runtime_run). */
 		atomic_store_explicit(t->root_done, 1, memory_order_release);
 		syscall(SYS_futex, t->root_done, FUTEX_WAKE_PRIVATE, 1, NULL,
 			NULL, 0);
@@ -453,6 +496,8 @@ int weft_task_started(void *value)
 	struct weft_task *caller = st->caller;
 	struct weft_group *g = st->g;
 	int expected = START_PENDING;
+	/* seq_cst, as every access to the handshake state: races the
+	 * caller's CAS to ABANDONED (weft__task_start); one of them wins. */
 	if (!atomic_compare_exchange_strong_explicit(&st->state, &expected,
 		START_STARTED, memory_order_seq_cst, memory_order_seq_cst))
 		return 0;  /* the caller gave up first */
@@ -465,16 +510,21 @@ int weft_task_started(void *value)
 
 /* Park the caller until st leaves `from` (the caller is not cancellable
  * when `cancellable` is false).  Returns the state seen. */
-static int start_wait(struct weft_task *self, struct weft__start *st,
-	bool cancellable)
+static WEFT_FIBER_FN int start_wait(struct weft_task *self,
+	struct weft__start *st, bool cancellable)
 {
 	for (;;) {
 		uint64_t gen = weft__task_park_prepare(self, cancellable);
+		/* seq_cst store then seq_cst load: pairs with the child's
+		 * state update then start_wait_gen load (start_wake_caller):
+		 * the child wakes this park or we see its state. */
 		atomic_store_explicit(&self->start_wait_gen, gen,
 			memory_order_seq_cst);
+		/* seq_cst: see above. */
 		int s = atomic_load_explicit(&st->state, memory_order_seq_cst);
 		if (s == START_STARTED || s == START_ENDED)
 			return s;
+		/* relaxed: the task's own cur_scope. */
 		if (cancellable && weft__scope_is_cancelled(
 			atomic_load_explicit(&self->cur_scope,
 				memory_order_relaxed)))
@@ -496,9 +546,11 @@ int weft__task_start(struct weft_task *self, struct weft_group *g,
 	t->start = &st;
 	weft__task_link_root(self);
 	/* The child wakes us after publishing its state, possibly after we
-	 * returned (and finished): it holds this reference until then. */
+	 * returned (and finished): it holds this reference until then.
+	 * relaxed: we hold one (see weft__task_unref). */
 	atomic_fetch_add_explicit(&self->refs, 1, memory_order_relaxed);
-	/* Before started() the child runs under the caller's scopes. */
+	/* Before started() the child runs under the caller's scopes
+	 * (relaxed: our own cur_scope). */
 	weft__scope_link(&t->root_scope,
 		atomic_load_explicit(&self->cur_scope, memory_order_relaxed), t);
 	t->root_linked = true;
@@ -506,6 +558,8 @@ int weft__task_start(struct weft_task *self, struct weft_group *g,
 	int s = start_wait(self, &st, true);
 	if (s == START_PENDING) {
 		int expected = START_PENDING;
+		/* seq_cst: races the child's CAS to STARTED in
+		 * weft_task_started (and its exchange to ENDED). */
 		if (atomic_compare_exchange_strong_explicit(&st.state,
 			&expected, START_ABANDONED, memory_order_seq_cst,
 			memory_order_seq_cst)) {
@@ -514,6 +568,7 @@ int weft__task_start(struct weft_task *self, struct weft_group *g,
 				self->id);
 			s = start_wait(self, &st, false);
 			WEFT_ASSERT(s == START_ENDED, "start handshake");
+			/* relaxed: our own cur_scope. */
 			struct weft_scope *cur = atomic_load_explicit(
 				&self->cur_scope, memory_order_relaxed);
 			if (cur->origin)
@@ -533,12 +588,15 @@ int weft__task_start(struct weft_task *self, struct weft_group *g,
 	 * no reparenting), the start was cancelled, not "never started". */
 	int crc = t->rc;
 	if (t->started_called && (crc == 0 || crc == -ECANCELED)) {
+		/* relaxed: our own cur_scope. */
 		struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
 			memory_order_relaxed);
 		if (weft__scope_is_cancelled(cur))
 			weft__scope_note_observed(cur->origin);
 		return -ECANCELED;
 	}
+	/* acquire: pairs with the state store in weft__task_finish (the
+	 * handshake's seq_cst ENDED already ordered it). */
 	if (atomic_load_explicit(&t->state, memory_order_acquire) ==
 		WEFT_TASK_FINISHED)
 		return WEFT_ENOTSTARTED;
@@ -606,6 +664,9 @@ weft_task_state_t weft_task_state(const weft_task_t *h)
 {
 	if (h == NULL)
 		return WEFT_TASK_PENDING;
+	/* acquire: pairs with the state store in weft__task_finish
+	 * (invariant 4); cancel_called's with the release store in
+	 * weft__scope_cancel. */
 	int s = atomic_load_explicit(&h->state, memory_order_acquire);
 	if (s == WEFT_TASK_PENDING && atomic_load_explicit(
 		&h->root_scope.cancel_called, memory_order_acquire))
@@ -617,6 +678,7 @@ int weft_task_result(const weft_task_t *h, void **value)
 {
 	if (h == NULL)
 		return -EINVAL;
+	/* acquire: invariant 4, then result is read. */
 	switch (atomic_load_explicit(&h->state, memory_order_acquire)) {
 	case WEFT_TASK_FINISHED:
 		if (value)
@@ -635,6 +697,7 @@ int weft_task_failure(const weft_task_t *h, int *code, const char **msg)
 {
 	if (h == NULL)
 		return -EINVAL;
+	/* acquire: invariant 4, then rc and fail_msg are read. */
 	if (atomic_load_explicit(&h->state, memory_order_acquire) !=
 		WEFT_TASK_FAILED)
 		return WEFT_ENOTFINISHED;
@@ -654,6 +717,8 @@ int weft_task_cancel(weft_task_t *h)
 {
 	if (h == NULL)
 		return -EINVAL;
+	/* acquire: invariant 4 (a hint here: cancelling a task that ends
+	 * meanwhile is harmless). */
 	if (atomic_load_explicit(&h->state, memory_order_acquire) !=
 		WEFT_TASK_PENDING)
 		return 0;
@@ -676,27 +741,31 @@ int weft_task_wait(weft_task_t *h)
 	weft__task_link_root(self);
 	struct weft__waiter node = { .task = self };
 	for (;;) {
+		/* acquire: invariant 4 (the caller may read h's outcome). */
 		if (atomic_load_explicit(&h->state, memory_order_acquire) !=
 			WEFT_TASK_PENDING)
 			return 0;
 		node.gen = weft__task_park_prepare(self, true);
-		/* List first, then re-check state (seq_cst both): pairs with
-		 * the finisher's state store then list read. */
 		weft__spin_lock(&h->waiters_lock);
+		/* relaxed: under the lock. */
 		node.next = atomic_load_explicit(&h->waiters,
 			memory_order_relaxed);
+		/* List first, then re-check state (seq_cst both): pairs with
+		 * the finisher's state store then list read. */
 		atomic_store_explicit(&h->waiters, &node, memory_order_seq_cst);
 		weft__spin_unlock(&h->waiters_lock);
+		/* relaxed: our own cur_scope.  seq_cst: see above. */
 		struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
 			memory_order_relaxed);
 		if (atomic_load_explicit(&h->state, memory_order_seq_cst) ==
 			WEFT_TASK_PENDING && !weft__scope_is_cancelled(cur))
 			weft__task_park_commit_on(self, "task wait");
-		/* Remove ourselves if still listed. */
+		/* Remove ourselves if still listed (relaxed: under the lock,
+		 * as every write of the list). */
 		weft__spin_lock(&h->waiters_lock);
 		struct weft__waiter *head = atomic_load_explicit(&h->waiters,
 			memory_order_relaxed);
-		if (head == &node)
+		if (head == &node)  /* relaxed: under the lock */
 			atomic_store_explicit(&h->waiters, node.next,
 				memory_order_relaxed);
 		else
@@ -706,6 +775,7 @@ int weft_task_wait(weft_task_t *h)
 					break;
 				}
 		weft__spin_unlock(&h->waiters_lock);
+		/* relaxed: our own cur_scope; acquire: invariant 4. */
 		cur = atomic_load_explicit(&self->cur_scope,
 			memory_order_relaxed);
 		if (weft__scope_is_cancelled(cur) && atomic_load_explicit(
@@ -807,6 +877,7 @@ int weft_task_on_done(weft_task_t *h, weft_done_fn fn, void *arg)
 {
 	if (h == NULL || fn == NULL)
 		return -EINVAL;
+	/* acquire: invariant 4 (fn may read the outcome). */
 	if (atomic_load_explicit(&h->state, memory_order_acquire) !=
 		WEFT_TASK_PENDING) {
 		fn(h, arg);
@@ -823,6 +894,7 @@ int weft_task_on_done(weft_task_t *h, weft_done_fn fn, void *arg)
 void weft__task_on_done_node(struct weft_task *h, struct weft__done_cb *cb,
 	void (*fn)(weft_task_t *h, void *arg), void *arg)
 {
+	/* acquire: invariant 4 (fn may read the outcome). */
 	if (atomic_load_explicit(&h->state, memory_order_acquire) !=
 		WEFT_TASK_PENDING) {
 		fn(h, arg);
@@ -839,7 +911,9 @@ static void task_cb_register(struct weft_task *h, struct weft__done_cb *cb,
 	cb->fn = fn;
 	cb->arg = arg;
 	/* The registration keeps the record until fn ran (and makes the
-	 * finisher see a shared task, so that it reads the list). */
+	 * finisher see a shared task, so that it reads the list).  relaxed:
+	 * the caller holds h.  The list head is read relaxed, under the
+	 * lock. */
 	atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
 	weft__spin_lock(&h->waiters_lock);
 	cb->next = atomic_load_explicit(&h->done_cbs, memory_order_relaxed);
@@ -851,7 +925,7 @@ static void task_cb_register(struct weft_task *h, struct weft__done_cb *cb,
 		WEFT_TASK_PENDING) {
 		/* The finisher may not have seen cb: if it is still listed,
 		 * the finisher has not taken the list (it takes it under
-		 * this lock), so it is ours to run. */
+		 * this lock), so it is ours to run.  relaxed: under it. */
 		struct weft__done_cb *head = atomic_load_explicit(
 			&h->done_cbs, memory_order_relaxed);
 		if (head == cb) {
@@ -873,9 +947,12 @@ static void task_cb_register(struct weft_task *h, struct weft__done_cb *cb,
 
 void weft__task_run_done_cbs(struct weft_task *t)
 {
+	/* relaxed: the list is written under the lock; the seq_cst pair is
+	 * the finisher's check before this call. */
 	weft__spin_lock(&t->waiters_lock);
 	struct weft__done_cb *list = atomic_load_explicit(&t->done_cbs,
 		memory_order_relaxed);
+	/* relaxed: under the lock. */
 	atomic_store_explicit(&t->done_cbs, NULL, memory_order_relaxed);
 	weft__spin_unlock(&t->waiters_lock);
 	/* Listed newest first: reverse into registration order. */

@@ -60,8 +60,8 @@ struct weft_task {
 	 * only. */
 	uint8_t coop_used;
 	/* Outcome: written by the task before it publishes its end with the
-	 * release store of `state`; readers acquire `state` first.  The
-	 * outcome fields are rc, result, fail_*. */
+	 * release (or seq_cst) store of `state`; readers acquire `state`
+	 * first.  The outcome fields are rc, result, fail_*. */
 	atomic_int state;               /* weft_task_state_t */
 	int rc;
 	unsigned spawn_flags;
@@ -85,13 +85,13 @@ struct weft_task {
 	uint64_t id;
 	/* External thread blocked in weft_runtime_run on this root task. */
 	atomic_uint *root_done;
-	/* issue 3: context and introspection */
+	/* Task-local context and introspection */
 	/* Never cleared by the memset of weft__task_create: a snapshot
 	 * (inspect.c) may read the insp_* fields of a record at any time,
 	 * also while it is recycled, so every write to them is an atomic
 	 * store (relaxed, or release where said) and every read an atomic
 	 * load.  Records are type-stable: they stay task records until the
-	 * runtime is destroyed (the task arena, task.c). */
+	 * runtime is destroyed (the task arena, records.h). */
 	/* The task's id while it is live (from creation to the start of
 	 * weft__task_finish), 0 otherwise.  Release store at creation
 	 * publishes the other insp_* fields and the name; a snapshot reads
@@ -119,8 +119,9 @@ struct weft_task {
 	 * the same literal skips the copy.  Creator / owner task only. */
 	const char *name_lit;
 	/* Index of the worker it runs on or last ran on; -1 if none.
-	 * Written by the scheduler at every switch-in (worker_run) and at
-	 * creation (the spawning worker, which also runs an inline child). */
+	 * Written by the scheduler at every switch-in (worker_switch_in) and
+	 * at creation (the spawning worker, which also runs an inline
+	 * child). */
 	atomic_int insp_worker;
 	/* Last, and cleared only up to its reason (WEFT__TASK_CLEAR): a
 	 * recycled record is reinitialised without touching the cold tail. */
@@ -134,8 +135,9 @@ struct weft_task {
 /* Bytes of a task record that must start zeroed. */
 #define WEFT__TASK_CLEAR \
 	(offsetof(struct weft_task, root_scope) + WEFT__SCOPE_CLEAR)
-/* The issue-3 block (insp_id .. done_cbs) is left out of the clear: it is
- * initialised field by field with atomic stores (see insp_id). */
+/* The introspection block (insp_id up to root_scope) is left out of the
+ * clear: it is initialised field by field, with atomic stores where
+ * snapshots read (see insp_id). */
 #define WEFT__TASK_CLEAR_HEAD offsetof(struct weft_task, insp_id)
 
 /* A parked task waiting on a list (task completion, ...). */
@@ -147,25 +149,29 @@ struct weft__waiter {
 
 /* The task running on the calling thread, or NULL (plain thread or worker
  * scheduler context).  Re-read after every possible switch (it is, at each
- * call: weft__sched_current). */
+ * call: weft__sched_current).  Thread: any. */
 static inline struct weft_task *weft__task_current(void)
 {
 	weft__worker_t *w = weft__sched_current();
 	return w ? w->current : NULL;
 }
 
-/* Allocate and initialise a task record (refs = 1, the run ref). */
+/* Allocate and initialise a task record (refs = 1, the run ref).
+ * Thread (both): any; a worker of rt takes the record from its cache. */
 int weft__task_create(struct weft_runtime *rt, const char *name, weft_fn fn,
 	void *arg, struct weft_task **out);
 /* The same; `literal` says that name is a string literal (never changes,
  * never freed), so a recycled record may keep its copy. */
 int weft__task_create_lit(struct weft_runtime *rt, const char *name,
 	bool literal, weft_fn fn, void *arg, struct weft_task **out);
+/* Drops a reference; the last one gives the record back (records.h).
+ * Thread: any. */
 void weft__task_unref(struct weft_task *t);
 
 /* Park protocol.  prepare returns the generation to hand to wakers;
  * commit switches out until woken (returns at once if already woken);
- * wake is callable from any thread and returns true if it woke the task. */
+ * wake returns true if it woke the task.  Thread: prepare and commit,
+ * the task itself (commit switches fibers); wake, any. */
 uint64_t weft__task_park_prepare(struct weft_task *self, bool cancellable);
 WEFT_FIBER_FN void weft__task_park_commit(struct weft_task *self);
 bool weft__task_wake(struct weft_task *t, uint64_t gen);
@@ -177,56 +183,66 @@ bool weft__task_wake_deferred(struct weft_task *t, uint64_t gen);
 /* Wake t only if its current park is cancellable.  Any thread. */
 bool weft__task_wake_cancel(struct weft_task *t);
 
+/* The slow path of weft__task_link_root below.  Thread: t itself. */
 void weft__task_link_root_slow(struct weft_task *t);
 /* Makes t's root scope reachable by cancellations of its parent scope;
  * call before anything that observes or waits on cancellation, or enters
- * a scope.  Owner task only. */
+ * a scope.  Thread (both): t itself. */
 static inline void weft__task_link_root(struct weft_task *t)
 {
 	if (__builtin_expect(!t->root_linked, 0))
 		weft__task_link_root_slow(t);
 }
 /* Whether t is cancelled as far as its root scope is concerned, also
- * before the lazy link (then the parent scope decides). */
+ * before the lazy link (then the parent scope decides).  Thread: any
+ * (t itself in practice: at its start and its end). */
 bool weft__task_root_cancelled(struct weft_task *t);
 
 /* Runs t's function (or skips it, WEFT_SPAWN_SKIPPABLE and cancelled)
- * and does the finish bookkeeping; on whatever stack the caller is. */
+ * and does the finish bookkeeping; on whatever stack the caller is.
+ * Thread: the worker running t (on t's fiber, or inline on its joiner's
+ * stack); t may park and resume elsewhere. */
 WEFT_FIBER_FN void weft__task_run(struct weft_task *t);
 struct weft_group;
 /* The start()/started() handshake for t, a created (not yet queued) child
  * of g that holds a reference for the caller: queues it and parks self
  * until it calls started(), ends, or self is cancelled.  Returns what
- * weft_group_start returns. */
+ * weft_group_start returns.  Thread: self, a weft fiber. */
 WEFT_FIBER_FN int weft__task_start(struct weft_task *self,
 	struct weft_group *g, struct weft_task *t, void **value_out);
 
 /* The error leaf describing t's failure (code, message, name, id, logical
  * time, collateral bit), taking over t's nested error group; NULL when the
- * leaf cannot be allocated (t keeps its nested group then).  Called by
- * whoever reports t's failure: its group, or weft_runtime_run for a root. */
+ * leaf cannot be allocated (t keeps its nested group then).  Thread:
+ * whoever reports t's failure once its outcome is set: t itself at its
+ * end (for its group), or weft_runtime_run's caller for a root. */
 struct weft__leaf *weft__task_failure_leaf(struct weft_task *t);
 
-/* {======================================================= issue 3 */
+/* {=========================================== introspection, done callbacks */
 
 /* The fences of the snapshot protocol (see insp_id).  ThreadSanitizer
  * does not model atomic_thread_fence (gcc rejects it with -Wtsan); there
  * every access involved is atomic anyway, so nothing is reported, and a
  * compiler barrier keeps the order on x86 (TSO), the only TSan target. */
 #if defined(__SANITIZE_THREAD__)
+/* `order` (release in weft__task_create, acquire in inspect.c's
+ * insp_read, which pair), as a compiler barrier only. */
 #define WEFT__INSP_FENCE(order) atomic_signal_fence(order)
 #else
+/* `order`: the release fence in weft__task_create pairs with the acquire
+ * fence in inspect.c's insp_read. */
 #define WEFT__INSP_FENCE(order) atomic_thread_fence(order)
 #endif
 
 /* Sets t's name (cut at WEFT__TASK_NAME_MAX - 1 bytes) with atomic word
- * stores, as snapshots read it (inspect.c).  The owner task, or the
+ * stores, as snapshots read it (inspect.c).  Thread: t itself, or its
  * creator before the task is published. */
 void weft__task_name_store(struct weft_task *t, const char *src);
 
 /* As weft__task_park_commit, recording `what` (a static string) as what the
  * task is parked on for introspection; NULL lets the runtime guess
- * ("sleep" inside a sleep's private scope, else "park"). */
+ * ("sleep" inside a sleep's private scope, else "park").  Thread: the
+ * task itself. */
 WEFT_FIBER_FN void weft__task_park_commit_on(struct weft_task *self,
 	const char *what);
 
@@ -240,19 +256,23 @@ struct weft__done_cb {
 };
 
 /* weft_task_on_done with a node the caller provides (cb, kept until fn
- * has run, which may free it): never fails.  Any thread holding h. */
+ * has run, which may free it): never fails.  Thread: any, holding h. */
 void weft__task_on_done_node(struct weft_task *h, struct weft__done_cb *cb,
 	void (*fn)(weft_task_t *h, void *arg), void *arg);
 
 /* Runs (and frees) t's done callbacks; called by weft__task_finish after
- * the state store, when the list is not empty (inspect.c). */
+ * the state store, when the list is not empty.  Thread: t's finisher. */
 void weft__task_run_done_cbs(struct weft_task *t);
 
 /* }======================================================= */
 
-/* Entry point of every task fiber. */
-void weft__task_entry(void *arg);
-/* Finish bookkeeping after fn returned (groups, start, waiters). */
-void weft__task_finish(struct weft_task *t, int rc);
+/* Entry point of every task fiber (arg is the task); never returns.
+ * Thread: a worker, on the task's new fiber. */
+WEFT_FIBER_FN void weft__task_entry(void *arg);
+/* Finish bookkeeping after fn returned (groups, start, waiters).  Joining
+ * groups t left open parks (weft__group_reap_unjoined).  Thread: t itself
+ * at its end, or a worker ending a task that could not start (which has
+ * opened nothing, so does not park). */
+WEFT_FIBER_FN void weft__task_finish(struct weft_task *t, int rc);
 
 #endif

@@ -5,9 +5,10 @@
  * wheel (wheel.h) of armed timed scopes, the lock that guards it, the hint
  * of the earliest deadline that workers read at yields, and the timerfd
  * the I/O thread watches so that deadlines fire while every worker sleeps.
- * The I/O thread only polls the fd and calls weft__timer_expire; a worker
- * at a yield calls weft__timer_fire_due; a thread that changes a scope's
- * deadline calls weft__timer_update.  No libuv here: the timerfd is a
+ * The I/O thread polls the fd and calls weft__timer_expire, and applies
+ * queued requests between weft__timer_advance and weft__timer_rearm; a
+ * worker at a yield calls weft__timer_fire_due; a thread that changes a
+ * scope's deadline calls weft__timer_update.  No libuv here: the timerfd is a
  * plain system call, and a request the lock holder cannot apply at once
  * goes through the I/O thread's queue (ioq.h). */
 #ifndef WEFT_RUNTIME_CORE_TIMER_H
@@ -70,11 +71,12 @@ static inline void weft__timer_fire_due(weft__timer_t *t)
 /* Whether any deadline is armed (a hint, as above).  Any thread. */
 static inline bool weft__timer_any(weft__timer_t *t)
 {
+	/* relaxed: a hint (see `due`). */
 	return atomic_load_explicit(&t->due, memory_order_relaxed) !=
 		INT64_MAX;
 }
 
-/* The fd for the I/O thread to watch for readability. */
+/* The fd for the I/O thread to watch for readability.  Thread: any. */
 static inline int weft__timer_fd(const weft__timer_t *t)
 {
 	return t->fd;

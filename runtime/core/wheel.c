@@ -21,8 +21,10 @@
  * Invariants
  *   1. A node is armed iff it is on exactly one slot list.
  *   2. occupied[L] bit S is set iff slots[L][S] is non-empty.
- *   3. No node fires before its `when`: ticks round up, and a node fires
- *      only when elapsed >= its tick and elapsed <= floor(now). */
+ *   3. No node fires before its `when`: advance fires a node only when
+ *      elapsed has reached its tick (rounded up) and its `when` <= now,
+ *      and fire_due's extra pass over the next tick checks `when` <= now
+ *      itself. */
 #include "core/wheel.h"
 
 #define WHEEL_BITS 6
@@ -160,7 +162,7 @@ void weft__wheel_advance(weft__wheel_t *w, int64_t now,
 				w->len--;
 				fire(n, arg);
 			} else {
-				wheel_file(w, n);  /* cascade to a lower level */
+				wheel_file(w, n);  /* cascade it lower */
 			}
 		}
 	}
