@@ -11,7 +11,8 @@
 #define WEFT__GUARDED_MAX 30000u
 #define WEFT__SPIN_US_MAX 100000u
 
-/* 0 if every field is in range; else -EINVAL with cfg->message set. */
+/* 0 if every field is in range; else -EINVAL with cfg->message set.
+ * Thread: any (it touches only cfg). */
 int weft__config_validate(weft_config_t *cfg);
 
 #endif

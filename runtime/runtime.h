@@ -1,5 +1,13 @@
 /* The runtime object (behind weft_runtime_t): owns every thread and
- * every shared structure.  No global state outside it. */
+ * every shared structure of one runtime; the few process-wide pieces
+ * (ids, diagnostic counters, the overflow handler, signal dispositions)
+ * are listed in ARCHITECTURE.md, "Process-wide state".
+ *
+ * Every layer includes this header, so it includes only base/ and core/
+ * headers and reaches the upper layers' subsystems (the I/O thread, the
+ * offload pool, signal watchers) through pointers to forward-declared
+ * structs.  Each field says who writes it; the struct is created and
+ * destroyed by runtime.c only. */
 #ifndef WEFT_RUNTIME_RUNTIME_H
 #define WEFT_RUNTIME_RUNTIME_H
 
@@ -23,6 +31,7 @@ struct weft__root_entry {
 };
 
 struct weft_runtime {
+	/* Fixed at create (read-only afterwards): cfg, nworkers, workers. */
 	weft_config_t cfg;
 	unsigned nworkers;
 	weft__worker_t *workers;       /* array of nworkers, 128-byte aligned */
@@ -32,7 +41,7 @@ struct weft_runtime {
 	weft__record_pool_t records;   /* task/group records between workers */
 	weft__timer_t timer;           /* deadlines (timer.c) */
 	weft__ioq_t ioq;               /* requests to the I/O thread (ioq.c) */
-	struct weft__io *io;           /* the I/O thread (io.c) */
+	struct weft__io *io;           /* the I/O thread (io.c); set at create */
 	/* Set once by destroy (release); workers read it (acquire) before
 	 * sleeping and after waking. */
 	atomic_bool stopping;

@@ -32,6 +32,8 @@ static atomic_long alloc_injected_failures;
 
 __attribute__((unused)) static int alloc_should_fail(void)
 {
+	/* relaxed (this load, the CAS and the add below): a countdown; the
+	 * CAS's atomicity alone makes exactly one allocation take it to 0. */
 	long n = atomic_load_explicit(&alloc_fail_countdown,
 		memory_order_relaxed);
 	while (n > 0) {
@@ -56,6 +58,7 @@ __attribute__((unused)) static void *alloc_raw(size_t size)
 	if (p == NULL)
 		return NULL;
 	memcpy(p, &size, sizeof size);
+	/* relaxed: counters (see their declaration). */
 	atomic_fetch_add_explicit(&alloc_live_bytes, (long)size,
 		memory_order_relaxed);
 	atomic_fetch_add_explicit(&alloc_live_count, 1, memory_order_relaxed);
@@ -84,6 +87,7 @@ void weft__free(void *p)
 	unsigned char *base = (unsigned char *)p - ALLOC_HEADER;
 	size_t size;
 	memcpy(&size, base, sizeof size);
+	/* relaxed: counters (see their declaration). */
 	atomic_fetch_sub_explicit(&alloc_live_bytes, (long)size,
 		memory_order_relaxed);
 	atomic_fetch_sub_explicit(&alloc_live_count, 1, memory_order_relaxed);
@@ -92,6 +96,7 @@ void weft__free(void *p)
 
 void weft__alloc_census_add(enum weft__alloc_census_kind kind, long delta)
 {
+	/* relaxed: a counter (see its declaration). */
 	atomic_fetch_add_explicit(&census[kind], delta, memory_order_relaxed);
 }
 
@@ -130,6 +135,8 @@ void *weft__calloc(size_t n, size_t size)
 	return p;
 }
 
+/* The getters: relaxed loads of counters; exact once every thread that
+ * changed them is joined (the join orders them). */
 long weft__alloc_census_get(enum weft__alloc_census_kind kind)
 {
 	return atomic_load_explicit(&census[kind], memory_order_relaxed);
@@ -147,6 +154,8 @@ long weft__alloc_live_count(void)
 
 void weft_debug_fail_alloc(long nth)
 {
+	/* relaxed: a test arms the countdown before starting the code it
+	 * sweeps; thread creation orders the store before those threads. */
 	atomic_store_explicit(&alloc_fail_countdown, nth < 0 ? 0 : nth,
 		memory_order_relaxed);
 }

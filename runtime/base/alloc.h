@@ -18,11 +18,11 @@ void *weft__alloc(size_t size);
 void *weft__calloc(size_t n, size_t size);
 /* NULL is ignored. */
 void weft__free(void *p);
-/* Like weft__alloc but never subject to fault injection: for the few
- * allocations whose failure cannot be reported (none today). */
+/* Like weft__alloc but never subject to fault injection: for an
+ * allocation whose failure cannot be reported (no caller today). */
 void *weft__alloc_nofail_injection(size_t size);
 
-/* Live-object census used by weft_debug_stats (runtime/debug.c).  Each
+/* Live-object census used by weft_debug_stats (alloc.c).  Each
  * counter is incremented at creation and decremented at destruction of the
  * named object, with relaxed atomics: exact once all threads are joined. */
 enum weft__alloc_census_kind {

@@ -1,4 +1,6 @@
-/* Building error groups (the public weft_error_t). */
+/* Building error groups (the public weft_error_t).
+ * Thread: any; a leaf or a list of leaves belongs to one thread at a time
+ * (its failing task, then the group that collects it). */
 #ifndef WEFT_RUNTIME_BASE_ERROR_H
 #define WEFT_RUNTIME_BASE_ERROR_H
 

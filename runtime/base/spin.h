@@ -6,7 +6,8 @@
  * spinning on would only burn its time slice.
  *
  * Never held across a fiber switch (a parked fiber must not hold a lock its
- * waker needs). */
+ * waker needs).
+ * Thread: any (workers, the I/O thread, offload and plain threads). */
 #ifndef WEFT_RUNTIME_BASE_SPIN_H
 #define WEFT_RUNTIME_BASE_SPIN_H
 
@@ -40,6 +41,8 @@ static inline void weft__spin_lock(weft__spin_t *l)
 		if (!atomic_exchange_explicit(&l->locked, 1,
 			memory_order_acquire))
 			return;
+		/* relaxed: only a hint that the exchange above may now
+		 * succeed; the exchange is what acquires. */
 		while (atomic_load_explicit(&l->locked, memory_order_relaxed)) {
 			/* Exponential backoff (ck_backoff: 512, 1024, ...
 			 * empty iterations; six rounds are ~32k, tens of
