@@ -281,11 +281,17 @@ void weft__task_park_commit_on(struct weft_task *self, const char *what)
 static bool task_wake_claim(struct weft_task *t, uint64_t gen,
 	bool need_cancel, bool *ready)
 {
-	/* acquire: pairs with the release halves of the task's seq_cst
-	 * prepare store and of the PARKED fetch_or (sched.c).  For
-	 * weft__task_wake_cancel this is the canceller's read of the park
-	 * word in the park/cancel Dekker pair (cancel.c invariant 3). */
-	uint64_t old = atomic_load_explicit(&t->park, memory_order_acquire);
+	/* seq_cst: for weft__task_wake_cancel this is the canceller's read of
+	 * the park word in the park/cancel Dekker pair (cancel.c invariant
+	 * 3): the canceller stores eff_cancelled then loads the word, the
+	 * task stores the word (prepare) then loads eff_cancelled, all four
+	 * seq_cst, so at least one of the two loads sees the other's store.
+	 * With an acquire load here both could read the old values on a
+	 * weakly ordered machine (store-buffering), and a cancellable park
+	 * would miss its cancel.  It also acquires: pairs with the release
+	 * halves of the prepare store and of the PARKED fetch_or (sched.c).
+	 * On x86_64 a seq_cst load is the same plain load as an acquire. */
+	uint64_t old = atomic_load_explicit(&t->park, memory_order_seq_cst);
 	for (;;) {
 		if (old & WEFT__PARK_WOKEN)
 			return false;
