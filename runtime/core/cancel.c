@@ -73,7 +73,7 @@ void weft__scope_init(struct weft_scope *s, enum weft__scope_kind kind,
 	atomic_init(&s->observed, false);
 	atomic_init(&s->deadline, WEFT_FOREVER);
 	if (kind == WEFT__SCOPE_USER || kind == WEFT__SCOPE_FRAME) {
-		struct weft__timed_scope *ts = weft__timed(s);
+		struct weft__timed_scope *ts = weft__scope_timed(s);
 		atomic_init(&ts->timer_deadline, WEFT_FOREVER);
 		atomic_init(&ts->refs, 1);
 		atomic_init(&ts->timer_queued, 0);
@@ -284,7 +284,7 @@ void weft__scope_unref(struct weft_scope *s)
 	/* acq_rel: the last dropper sees all writes made under other refs
 	 * (pairs with every other dropper's release, the owner's in
 	 * weft__scope_frame_exit included: waiter and gen). */
-	struct weft__timed_scope *ts = weft__timed(s);
+	struct weft__timed_scope *ts = weft__scope_timed(s);
 	if (atomic_fetch_sub_explicit(&ts->refs, 1, memory_order_acq_rel) == 1) {
 		if (s->kind == WEFT__SCOPE_FRAME) {
 			/* The owner dropped its reference first and is parked
@@ -310,7 +310,7 @@ void weft__scope_deadline_fired(struct weft_scope *s)
 /* Arms or disarms the timer for s according to timer_deadline. */
 static void scope_timer_set(struct weft_scope *s, int64_t when)
 {
-	struct weft__timed_scope *ts = weft__timed(s);
+	struct weft__timed_scope *ts = weft__scope_timed(s);
 	/* seq_cst: ordered before the seq_cst CAS of timer_queued in
 	 * weft__timer_update (see timer_apply_request). */
 	int64_t old = atomic_exchange_explicit(&ts->timer_deadline, when,
@@ -325,7 +325,7 @@ static void scope_timer_set(struct weft_scope *s, int64_t when)
 
 static int scope_enter(struct weft_task *t, struct weft_scope *s)
 {
-	weft__timed(s)->rt = t->rt;
+	weft__scope_timed(s)->rt = t->rt;
 	weft__scope_push(t, s);
 	/* relaxed: a value; the timer goes by timer_deadline, not this. */
 	int64_t d = atomic_load_explicit(&s->deadline, memory_order_relaxed);

@@ -118,7 +118,7 @@ struct weft__timed_scope {
 };
 
 /* The timed scope of s; s must be of kind USER or FRAME.  Thread: any. */
-static inline struct weft__timed_scope *weft__timed(struct weft_scope *s)
+static inline struct weft__timed_scope *weft__scope_timed(struct weft_scope *s)
 {
 	return WEFT__CONTAINER_OF(s, struct weft__timed_scope, s);
 }

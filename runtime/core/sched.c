@@ -80,7 +80,7 @@ intptr_t weft__sched_tls_off;
 __attribute__((constructor)) static void worker_tls_off_init(void)
 {
 	weft__sched_tls_off = (intptr_t)((char *)&worker_tls -
-		weft__thread_pointer());
+		weft__sched_thread_pointer());
 }
 #endif
 

@@ -94,7 +94,7 @@ typedef struct weft__worker {
 weft__worker_t *weft__sched_current_slow(void);
 #if defined(__x86_64__) || defined(__aarch64__)
 #define WEFT__WORKER_TP_READ 1
-static inline __attribute__((always_inline)) char *weft__thread_pointer(void)
+static inline __attribute__((always_inline)) char *weft__sched_thread_pointer(void)
 {
 	char *tp;
 #if defined(__x86_64__)
@@ -109,7 +109,7 @@ extern intptr_t weft__sched_tls_off;
 static inline __attribute__((always_inline)) weft__worker_t *
 weft__sched_current(void)
 {
-	return *(weft__worker_t **)(void *)(weft__thread_pointer() +
+	return *(weft__worker_t **)(void *)(weft__sched_thread_pointer() +
 		weft__sched_tls_off);
 }
 #else

@@ -450,13 +450,6 @@ __attribute__((no_sanitize_address)) int weft__stack_check(
 	return acc == 0 ? 0 : -1;
 }
 
-void weft__stack_report_overflow(const weft__stack_t *st)
-{
-	weft__diag("stack overflow in task '%s' (stack of %zu bytes, "
-		"detected by canary)",
-		st->owner_name != NULL ? st->owner_name : "(unnamed)",
-		st->size);
-}
 /* }====== */
 
 /* {====== overflow signal handler ====== */

@@ -152,10 +152,6 @@ size_t weft__stack_trim(weft__stack_shared_t *s, size_t budget);
  * must not be running). */
 int weft__stack_check(const weft__stack_t *st);
 
-/* Prints "weft: stack overflow in task '<name>' (stack of N bytes,
- * detected by canary)" to stderr.  Does not abort.  Thread: any. */
-WEFT__HIDDEN void weft__stack_report_overflow(const weft__stack_t *st);
-
 /* Records which stack this thread is about to run on, for the SIGSEGV
  * handler; NULL when back on the thread's own stack.  The scheduler calls it
  * right before every switch into a fiber (worker_switch_in: from its loop,
