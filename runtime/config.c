@@ -83,7 +83,8 @@ static void config_env(weft_config_t *cfg, const char *name, uint64_t min,
 			"%llu to %llu%s",
 			name, s, (unsigned long long)min,
 			(unsigned long long)max,
-			allow_suffix ? " (bytes; K and M suffixes allowed)" : "");
+			allow_suffix ? " (bytes; K and M suffixes allowed)"
+				     : "");
 	}
 }
 
@@ -126,7 +127,7 @@ int weft__config_validate(weft_config_t *cfg)
 	if (cfg->size != sizeof *cfg)
 		bad = "config was not initialised with weft_config_init";
 	else if (cfg->env_error != 0)
-		return cfg->env_error;  /* message already set */
+		return cfg->env_error; /* message already set */
 	else if (cfg->workers < 1 || cfg->workers > WEFT__WORKERS_MAX)
 		bad = "workers must be from 1 to 1024";
 	else if (cfg->stack_size < WEFT__STACK_MIN ||

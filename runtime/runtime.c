@@ -10,13 +10,13 @@
 #include <unistd.h>
 
 #include "base/alloc.h"
-#include "config.h"
 #include "base/error.h"
-#include "io/io.h"
-#include "thread/offload.h"
-#include "runtime.h"
-#include "io/signal.h"
+#include "config.h"
 #include "core/task.h"
+#include "io/io.h"
+#include "io/signal.h"
+#include "runtime.h"
+#include "thread/offload.h"
 
 /* The worker array is over-allocated by one false-sharing unit and
  * aligned by hand (weft__alloc guarantees 16 bytes). */
@@ -101,7 +101,8 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 		goto fail_timer;
 	unsigned started = 0;
 	for (; started < rt->nworkers; started++) {
-		rc = weft__sched_worker_start(rt, &rt->workers[started], started);
+		rc = weft__sched_worker_start(rt, &rt->workers[started],
+			started);
 		if (rc < 0)
 			break;
 	}
@@ -220,8 +221,7 @@ int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
 #endif
 	}
 	pthread_mutex_lock(&rt->insp_lock);
-	for (struct weft__root_entry **pp = &rt->roots; *pp;
-		pp = &(*pp)->next)
+	for (struct weft__root_entry **pp = &rt->roots; *pp; pp = &(*pp)->next)
 		if (*pp == &root) {
 			*pp = root.next;
 			break;
@@ -229,7 +229,8 @@ int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
 	pthread_mutex_unlock(&rt->insp_lock);
 	rc = t->rc;
 	if (atomic_load_explicit(&t->state, memory_order_acquire) ==
-		WEFT_TASK_FAILED && err_out) {
+			WEFT_TASK_FAILED &&
+		err_out) {
 		struct weft__leaf *l = weft__task_failure_leaf(t);
 		*err_out = l ? weft__error_single(l)
 			     : weft__error_from_leaves(NULL, 0, 1);

@@ -14,15 +14,15 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "core/idle.h"
 #include "core/inject.h"
 #include "core/ioq.h"
-#include "core/idle.h"
-#include "core/stack.h"
 #include "core/records.h"
+#include "core/sched.h"
+#include "core/stack.h"
 #include "core/task.h"
 #include "core/timer.h"
 #include "weft/runtime.h"
-#include "core/sched.h"
 
 /* A root task listed for dumps; lives in weft_runtime_run's frame. */
 struct weft__root_entry {
@@ -34,14 +34,14 @@ struct weft_runtime {
 	/* Fixed at create (read-only afterwards): cfg, nworkers, workers. */
 	weft_config_t cfg;
 	unsigned nworkers;
-	weft__worker_t *workers;       /* array of nworkers, 128-byte aligned */
+	weft__worker_t *workers; /* array of nworkers, 128-byte aligned */
 	weft__stack_shared_t stacks;
 	weft__inject_t inject;
 	weft__idle_t idle;
-	weft__record_pool_t records;   /* task/group records between workers */
-	weft__timer_t timer;           /* deadlines (timer.c) */
-	weft__ioq_t ioq;               /* requests to the I/O thread (ioq.c) */
-	struct weft__io *io;           /* the I/O thread (io.c); set at create */
+	weft__record_pool_t records; /* task/group records between workers */
+	weft__timer_t timer;	     /* deadlines (timer.c) */
+	weft__ioq_t ioq;	     /* requests to the I/O thread (ioq.c) */
+	struct weft__io *io;	     /* the I/O thread (io.c); set at create */
 	/* Set once by destroy (release); workers read it (acquire) before
 	 * sleeping and after waking. */
 	atomic_bool stopping;
@@ -51,15 +51,15 @@ struct weft_runtime {
 	/* Logical clock for error leaves (relaxed fetch_add). */
 	atomic_ullong error_seq;
 	/* Task records and introspection */
-	struct weft__record_arena tasks;  /* type-stable task records */
+	struct weft__record_arena tasks; /* type-stable task records */
 	/* Root tasks inside weft_runtime_run, under insp_lock; a dump holds
 	 * insp_lock while it walks their scope trees, so a root record
 	 * outlives the walk. */
 	pthread_mutex_t insp_lock;
 	struct weft__root_entry *roots;
 	/* Subsystems created lazily by their modules (NULL until then). */
-	struct weft__offload *offload;  /* to_thread pool (offload.c) */
-	struct weft__signals *signals;  /* signal watchers (signal.c) */
+	struct weft__offload *offload; /* to_thread pool (offload.c) */
+	struct weft__signals *signals; /* signal watchers (signal.c) */
 };
 
 #endif

@@ -16,22 +16,22 @@
 
 /* State shared by the tasks of one test. */
 struct shared {
-	int rendezvous;        /* > 0: kids wait until this many arrived */
-	atomic_int arrived;    /* kids that started */
-	atomic_int cleanups;   /* kids whose wait was cancelled */
-	atomic_int gate;       /* gated kids proceed once set */
-	atomic_int consumed;   /* as_completed: tasks the consumer took */
-	atomic_int ran;        /* kids whose function ran */
-	int vals[16];          /* results point here */
+	int rendezvous;	     /* > 0: kids wait until this many arrived */
+	atomic_int arrived;  /* kids that started */
+	atomic_int cleanups; /* kids whose wait was cancelled */
+	atomic_int gate;     /* gated kids proceed once set */
+	atomic_int consumed; /* as_completed: tasks the consumer took */
+	atomic_int ran;	     /* kids whose function ran */
+	int vals[16];	     /* results point here */
 };
 
 /* One kid: what it does is chosen by the function it runs. */
 struct kid {
 	struct shared *sh;
 	int i;
-	int code;              /* fail with this after the wait (0: succeed) */
-	int64_t sleep;         /* sleep this long first */
-	int rank;              /* as_completed: ends after `rank` were taken */
+	int code;      /* fail with this after the wait (0: succeed) */
+	int64_t sleep; /* sleep this long first */
+	int rank;      /* as_completed: ends after `rank` were taken */
 };
 
 /* Counts the kid in; with a rendezvous, stays (yielding, so that it also

@@ -59,7 +59,8 @@ static void support_assert_no_failures(void)
 	for (int i = 0; i < n && i < SUPPORT_MAX_FAILURES; i++) {
 		struct support_failure *f = &support_failures[i];
 		if (f->has_values)
-			print_error("CHECK failed at %s:%d: %s (%lld vs %lld)\n",
+			print_error("CHECK failed at %s:%d: %s (%lld vs "
+				    "%lld)\n",
 				f->file, f->line, f->expr, f->a, f->b);
 		else
 			print_error("CHECK failed at %s:%d: %s\n", f->file,
@@ -120,8 +121,7 @@ int weft_test_run_cfg(weft_config_t *cfg, weft_fn fn, void *arg)
 	return rc;
 }
 
-int weft_test_death(void (*child)(void *), void *arg, char *buf,
-	size_t size)
+int weft_test_death(void (*child)(void *), void *arg, char *buf, size_t size)
 {
 	int fds[2];
 	assert_int_equal(pipe(fds), 0);
@@ -131,7 +131,7 @@ int weft_test_death(void (*child)(void *), void *arg, char *buf,
 		dup2(fds[1], STDERR_FILENO);
 		close(fds[0]);
 		child(arg);
-		_exit(3);  /* the child was expected to end the process */
+		_exit(3); /* the child was expected to end the process */
 	}
 	close(fds[1]);
 	size_t len = 0;

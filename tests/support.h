@@ -23,7 +23,7 @@
 /* Records a failed check from any thread; returns the condition. */
 int weft_test_check(int ok, const char *file, int line, const char *expr);
 #define CHECK(cond) weft_test_check(!!(cond), __FILE__, __LINE__, #cond)
-#define CHECK_EQ(a, b)                                                   \
+#define CHECK_EQ(a, b)                                                         \
 	weft_test_check_eq((long long)(a), (long long)(b), __FILE__, __LINE__, \
 		#a " == " #b)
 int weft_test_check_eq(long long a, long long b, const char *file, int line,
@@ -33,8 +33,7 @@ int weft_test_check_eq(long long a, long long b, const char *file, int line,
  * (NUL-terminated, cut at size - 1); returns the child's wait status.  For
  * tests of behaviour that ends the process (a stack overflow, the abort
  * on a group left without join). */
-int weft_test_death(void (*child)(void *), void *arg, char *buf,
-	size_t size);
+int weft_test_death(void (*child)(void *), void *arg, char *buf, size_t size);
 
 /* A function whose result must be used: a call that ignores it does not
  * compile (-Wunused-result, an error under -Werror; a (void) cast does
@@ -49,8 +48,7 @@ WEFT_TEST_MUST_USE int weft_test_run_cfg(weft_config_t *cfg, weft_fn fn,
 /* Runs fn(arg) as the root task of a fresh runtime with `workers`
  * workers, destroys it, then asserts (main thread) that no CHECK failed
  * and nothing leaked.  Returns fn's result. */
-WEFT_TEST_MUST_USE int weft_test_run(unsigned workers, weft_fn fn,
-	void *arg);
+WEFT_TEST_MUST_USE int weft_test_run(unsigned workers, weft_fn fn, void *arg);
 /* Same, also handing back the root's error group (caller frees). */
 WEFT_TEST_MUST_USE int weft_test_run_err(unsigned workers, weft_fn fn,
 	void *arg, weft_error_t **err);
@@ -70,10 +68,10 @@ void weft_test_root(void **state, weft_fn root, void *arg);
  *           &(struct lock_test){ 0 })
  *
  * and is registered like any other test: WEFT_TEST(test_lock__...). */
-#define WEFT_TEST_ROOT(area, name, root, ...)                      \
-	static void test_##area##__##name(void **state)            \
-	{                                                          \
-		weft_test_root(state, root, __VA_ARGS__);          \
+#define WEFT_TEST_ROOT(area, name, root, ...)                                  \
+	static void test_##area##__##name(void **state)                        \
+	{                                                                      \
+		weft_test_root(state, root, __VA_ARGS__);                      \
 	}
 
 /* Creates a runtime with `workers` workers and asserts it worked (printing
@@ -94,16 +92,16 @@ int weft_test_baseline_threads(void);
 void weft_test_assert_no_leaks(void);
 
 /* The worker count of a test registered with WEFT_TEST. */
-#define WEFT_TEST_WORKERS(state) ((unsigned)(uintptr_t)*(state))
+#define WEFT_TEST_WORKERS(state) ((unsigned)(uintptr_t) * (state))
 
 /* Registers test f at 1, 2 and 4 workers. */
-#define WEFT_TEST(f)                                               \
-	cmocka_unit_test_prestate(f, (void *)(uintptr_t)1),        \
-	cmocka_unit_test_prestate(f, (void *)(uintptr_t)2),        \
-	cmocka_unit_test_prestate(f, (void *)(uintptr_t)4)
+#define WEFT_TEST(f)                                                           \
+	cmocka_unit_test_prestate(f, (void *)(uintptr_t)1),                    \
+		cmocka_unit_test_prestate(f, (void *)(uintptr_t)2),            \
+		cmocka_unit_test_prestate(f, (void *)(uintptr_t)4)
 
 /* Registers test f once, at `workers` workers. */
-#define WEFT_TEST_AT(f, workers)                                   \
+#define WEFT_TEST_AT(f, workers)                                               \
 	cmocka_unit_test_prestate(f, (void *)(uintptr_t)(workers))
 
 /* Stress tests: the random seed (WEFT_TEST_SEED, else from the clock;

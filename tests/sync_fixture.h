@@ -20,12 +20,12 @@
 #define GIVE_UP (20 * WEFT_SEC)
 
 /* Bounded poll from a task (sleeps 50 us between looks). */
-#define WAIT_FOR(cond)                                                   \
-	do {                                                             \
-		int64_t give_up_ = weft_now() + GIVE_UP;                 \
-		while (!(cond) && weft_now() < give_up_)                 \
-			(void)weft_sleep(50 * 1000);                     \
-		CHECK(cond);                                             \
+#define WAIT_FOR(cond)                                                         \
+	do {                                                                   \
+		int64_t give_up_ = weft_now() + GIVE_UP;                       \
+		while (!(cond) && weft_now() < give_up_)                       \
+			(void)weft_sleep(50 * 1000);                           \
+		CHECK(cond);                                                   \
 	} while (0)
 
 /* Busy rendezvous of the first `n` tasks to call it (n = the worker

@@ -41,7 +41,7 @@
 #include "support.h"
 
 #define MAX_ITERATIONS 2000
-#define NFAIL 2  /* children that fail with -EIO */
+#define NFAIL 2	 /* children that fail with -EIO */
 #define NSLEEP 2 /* children that sleep 1 ms */
 #define SENTINEL ((void *)(uintptr_t)0x5eed)
 
@@ -57,7 +57,7 @@ struct outcome {
 	int start_rc;
 	int service_ran;
 	int started_rc;
-	int spawn_ok;     /* children spawned successfully */
+	int spawn_ok;	  /* children spawned successfully */
 	int fail_spawned; /* of which fail with -EIO */
 	atomic_int fail_ran;
 	atomic_int sleep_ran;
@@ -177,7 +177,7 @@ static int scenario_root(void *arg)
 	for (int i = 0; i < NFAIL + NSLEEP; i++) {
 		int rc;
 		if (i % 2 == 0) {
-			args[i / 2] = (struct child_arg){o, i / 2};
+			args[i / 2] = (struct child_arg){ o, i / 2 };
 			rc = weft_group_spawn(g, failing_child, &args[i / 2]);
 			if (rc == 0)
 				o->fail_spawned++;
@@ -360,8 +360,8 @@ static void run_fault_loop(unsigned workers)
 				bad++;
 			}
 		}
-		long injected =
-			weft_debug_injected_failures() - injected_before;
+		long injected = weft_debug_injected_failures() -
+			injected_before;
 		if (crc == 0 && judge(n, rc, err, o) != 0)
 			bad++;
 		if (verbose)
@@ -424,7 +424,7 @@ static int two_failures_root(void *arg)
 		return -ENOMEM;
 	struct outcome o;
 	memset(&o, 0, sizeof o);
-	struct child_arg a = {&o, 1};
+	struct child_arg a = { &o, 1 };
 	CHECK_EQ(weft_group_spawn(g, failing_child, &a), 0);
 	CHECK_EQ(weft_group_spawn(g, failing_child, &a), 0);
 	weft_error_t *err = NULL;
@@ -516,7 +516,7 @@ static void test_alloc_fail__sleep_whose_timer_cannot_be_armed_never_ends_early(
 	void **state)
 {
 	(void)state;
-	struct timer_oom t = {0};
+	struct timer_oom t = { 0 };
 	assert_int_equal(weft_test_run(1, root_sleeps_with_timer_oom, &t), 0);
 	assert_true(t.injected <= 1);
 	/* Either the failure is reported, or the sleep really lasted. */
@@ -567,13 +567,15 @@ static int root_yields_to_a_child_without_stack(void *arg)
 	return 0;
 }
 
-static void test_alloc_fail__a_child_whose_first_stack_fails_at_a_switch_runs_later(
+static void
+test_alloc_fail__a_child_whose_first_stack_fails_at_a_switch_runs_later(
 	void **state)
 {
 	(void)state;
-	struct stack_oom t = {0};
+	struct stack_oom t = { 0 };
 	assert_int_equal(weft_test_run(1, root_yields_to_a_child_without_stack,
-		&t), 0);
+				 &t),
+		0);
 	assert_int_equal(t.injected, 1);
 	assert_int_equal(t.yield_rc, 0);
 	assert_int_equal(t.join_rc, 0);

@@ -34,7 +34,7 @@ static int as_completed_order_root(void *arg)
 	CHECK_EQ(weft_group_open(&g), 0);
 	weft_task_t *h[NKIDS];
 	for (int i = 0; i < NKIDS; i++) {
-		kids[i].rank = NKIDS - 1 - i;  /* the last one ends first */
+		kids[i].rank = NKIDS - 1 - i; /* the last one ends first */
 		h[i] = weft_test_spawn(g, kid_ranked, &kids[i]);
 	}
 	weft_as_completed_t *it;
@@ -74,8 +74,8 @@ static int as_completed_ended_root(void *arg)
 	for (int i = 0; i < 4; i++)
 		h[i] = weft_test_spawn(g, kid_value, &kids[i]);
 	bool done[4];
-	CHECK_EQ(weft_wait(h, 4, WEFT_WAIT_ALL_COMPLETED, WEFT_FOREVER,
-		done), 0);
+	CHECK_EQ(weft_wait(h, 4, WEFT_WAIT_ALL_COMPLETED, WEFT_FOREVER, done),
+		0);
 	/* All ended before the first next(): lowest index first, each
 	 * exactly once. */
 	weft_as_completed_t *it;
@@ -201,8 +201,8 @@ static int as_completed_stress_root(void *arg)
 		weft_as_completed_t *it;
 		CHECK_EQ(weft_as_completed_open(&it, h, n), 0);
 		/* Rounds 0 and 1 take everything; 2 and 3 stop early. */
-		size_t take = round < 2 ? n :
-			(size_t)(weft_test_rand(&seed) % n);
+		size_t take = round < 2 ? n
+					: (size_t)(weft_test_rand(&seed) % n);
 		for (size_t j = 0; j < take; j++) {
 			size_t idx = n;
 			weft_task_t *got = NULL;

@@ -115,7 +115,7 @@ static int own_only_root(void *arg)
 	CHECK_EQ(weft_checkpoint(), -ECANCELED);
 	CHECK_EQ(weft_scope_exit(inner), 0);
 	CHECK(weft_scope_cancelled_caught(inner));
-	CHECK_EQ(weft_checkpoint(), 0);  /* inner's cancellation consumed */
+	CHECK_EQ(weft_checkpoint(), 0); /* inner's cancellation consumed */
 	weft_scope_destroy(inner);
 
 	/* Outer cancelled while inside inner: inner's exit consumes nothing. */
@@ -144,7 +144,7 @@ static int not_observed_root(void *arg)
 	weft_scope_cancel(s, NULL);
 	CHECK_EQ(weft_scope_exit(s), 0);
 	CHECK(weft_scope_cancel_called(s));
-	CHECK(!weft_scope_cancelled_caught(s));  /* nobody observed it */
+	CHECK(!weft_scope_cancelled_caught(s)); /* nobody observed it */
 	weft_scope_destroy(s);
 	return 0;
 }
@@ -160,7 +160,7 @@ static int misnest_root(void *arg)
 	CHECK_EQ(weft_scope_open(&b, WEFT_FOREVER, 0), 0);
 	CHECK_EQ(weft_scope_exit(a), WEFT_EMISNEST);
 	CHECK_EQ(weft_scope_exit(b), 0);
-	CHECK_EQ(weft_scope_exit(b), WEFT_EMISUSE);  /* single use */
+	CHECK_EQ(weft_scope_exit(b), WEFT_EMISUSE); /* single use */
 	CHECK_EQ(weft_scope_enter(b), WEFT_EMISUSE);
 	CHECK_EQ(weft_scope_exit(a), 0);
 	weft_scope_destroy(b);
@@ -231,8 +231,8 @@ static int deadline_root(void *arg)
 	return 0;
 }
 
-WEFT_TEST_ROOT(cancel, deadlines_are_absolute_mutable_and_nest,
-	deadline_root, NULL)
+WEFT_TEST_ROOT(cancel, deadlines_are_absolute_mutable_and_nest, deadline_root,
+	NULL)
 
 static int fail_after_root(void *arg)
 {
@@ -246,7 +246,7 @@ static int fail_after_root(void *arg)
 	CHECK_EQ(weft_fail_after(&s, 1 * WEFT_MSEC), 0);
 	int64_t until = weft_now() + 3 * WEFT_MSEC;
 	while (weft_now() < until)
-		;  /* no checkpoint */
+		; /* no checkpoint */
 	CHECK_EQ(weft_scope_exit(s), 0);
 	weft_scope_destroy(s);
 	/* Explicit cancel of a fail_after scope is not a timeout. */
@@ -298,11 +298,12 @@ static int shield_root(void *arg)
 	weft_scope_t *outer, *shield;
 	CHECK_EQ(weft_scope_open(&outer, WEFT_FOREVER, 0), 0);
 	CHECK_EQ(weft_scope_open(&shield, weft_now() + 3 * WEFT_MSEC,
-		WEFT_SCOPE_SHIELD), 0);
+			 WEFT_SCOPE_SHIELD),
+		0);
 	weft_scope_cancel(outer, NULL);
-	CHECK_EQ(weft_checkpoint(), 0);  /* outer cancel ignored */
+	CHECK_EQ(weft_checkpoint(), 0); /* outer cancel ignored */
 	CHECK_EQ(weft_effective_deadline(), weft_scope_deadline(shield));
-	CHECK_EQ(weft_sleep(10 * WEFT_SEC), -ECANCELED);  /* own deadline */
+	CHECK_EQ(weft_sleep(10 * WEFT_SEC), -ECANCELED); /* own deadline */
 	CHECK_EQ(weft_scope_exit(shield), 0);
 	CHECK(weft_scope_cancelled_caught(shield));
 	weft_scope_destroy(shield);
@@ -452,7 +453,7 @@ static void *cancel_from_plain_thread(void *arg)
 	struct remote *r = arg;
 	while (!atomic_load(&r->ready))
 		sched_yield();
-	for (int i = 0; i < 3; i++)  /* idempotent */
+	for (int i = 0; i < 3; i++) /* idempotent */
 		weft_scope_cancel(r->scope, "from a plain thread");
 	return NULL;
 }
@@ -512,14 +513,15 @@ static int deep_sleeper(void *arg)
 {
 	long depth = (long)(intptr_t)arg;
 	if (depth == 0)
-		return weft_sleep(60 * WEFT_SEC) == -ECANCELED ? -ECANCELED
-							    : weft_fail(-EIO,
-								"not woken");
+		return weft_sleep(60 * WEFT_SEC) == -ECANCELED
+			? -ECANCELED
+			: weft_fail(-EIO, "not woken");
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
 	for (int i = 0; i < 3; i++)
 		CHECK_EQ(weft_group_spawn(g, deep_sleeper,
-			(void *)(intptr_t)(depth - 1)), 0);
+				 (void *)(intptr_t)(depth - 1)),
+			0);
 	int rc = weft_group_join(g, NULL);
 	CHECK_EQ(rc, -ECANCELED);
 	return rc;
@@ -595,24 +597,37 @@ static void test_cancel__cancel_before_a_childs_first_checkpoint_is_seen_there(
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		WEFT_TEST(test_cancel__every_checkpoint_fails_until_the_scope_is_exited),
+		WEFT_TEST(
+			test_cancel__every_checkpoint_fails_until_the_scope_is_exited),
 		cmocka_unit_test(test_cancel__checkpoint_yields_to_other_tasks),
 		WEFT_TEST(test_cancel__cancel_shielded_checkpoint_never_fails),
-		WEFT_TEST(test_cancel__scope_exit_consumes_only_its_own_cancellation),
-		WEFT_TEST(test_cancel__cancelled_caught_only_when_a_checkpoint_observed_it),
-		WEFT_TEST(test_cancel__misnested_exit_is_reported_and_changes_nothing),
-		WEFT_TEST(test_cancel__scope_cancelled_before_entry_fails_first_checkpoint),
+		WEFT_TEST(
+			test_cancel__scope_exit_consumes_only_its_own_cancellation),
+		WEFT_TEST(
+			test_cancel__cancelled_caught_only_when_a_checkpoint_observed_it),
+		WEFT_TEST(
+			test_cancel__misnested_exit_is_reported_and_changes_nothing),
+		WEFT_TEST(
+			test_cancel__scope_cancelled_before_entry_fails_first_checkpoint),
 		WEFT_TEST(test_cancel__deadlines_are_absolute_mutable_and_nest),
-		WEFT_TEST(test_cancel__fail_after_times_out_only_if_the_body_observed_it),
+		WEFT_TEST(
+			test_cancel__fail_after_times_out_only_if_the_body_observed_it),
 		WEFT_TEST(test_cancel__timeout_is_a_failure_not_a_cancellation),
-		WEFT_TEST(test_cancel__shield_ignores_outer_cancel_but_honours_its_own),
-		WEFT_TEST(test_cancel__children_run_under_the_group_scope_not_the_spawner),
+		WEFT_TEST(
+			test_cancel__shield_ignores_outer_cancel_but_honours_its_own),
+		WEFT_TEST(
+			test_cancel__children_run_under_the_group_scope_not_the_spawner),
 		WEFT_TEST(test_cancel__every_cancellation_carries_a_reason),
-		WEFT_TEST(test_cancel__task_cancelled_before_first_run_runs_to_a_checkpoint),
-		WEFT_TEST(test_cancel__cancel_from_a_plain_thread_wakes_a_parked_task),
-		WEFT_TEST(test_cancel__a_running_task_sees_cancel_at_its_next_checkpoint),
-		WEFT_TEST(test_cancel__deadline_cancels_a_whole_subtree_of_parked_tasks),
-		WEFT_TEST(test_cancel__cancel_before_a_childs_first_checkpoint_is_seen_there),
+		WEFT_TEST(
+			test_cancel__task_cancelled_before_first_run_runs_to_a_checkpoint),
+		WEFT_TEST(
+			test_cancel__cancel_from_a_plain_thread_wakes_a_parked_task),
+		WEFT_TEST(
+			test_cancel__a_running_task_sees_cancel_at_its_next_checkpoint),
+		WEFT_TEST(
+			test_cancel__deadline_cancels_a_whole_subtree_of_parked_tasks),
+		WEFT_TEST(
+			test_cancel__cancel_before_a_childs_first_checkpoint_is_seen_there),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

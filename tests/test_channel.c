@@ -29,12 +29,9 @@ static size_t stat_of(weft_channel_rx_t *rx, enum stat_field f)
 	weft_channel_stats_t st;
 	CHECK_EQ(weft_channel_rx_stats(rx, &st), 0);
 	switch (f) {
-	case WAITING_SEND:
-		return st.waiting_send;
-	case WAITING_RECV:
-		return st.waiting_recv;
-	default:
-		return st.buffered;
+	case WAITING_SEND: return st.waiting_send;
+	case WAITING_RECV: return st.waiting_recv;
+	default: return st.buffered;
 	}
 }
 
@@ -126,15 +123,16 @@ static int bounded_root(void *arg)
 	return 0;
 }
 
-WEFT_TEST_ROOT(channel, bounded_keeps_order_and_parks_when_full,
-	bounded_root, NULL)
+WEFT_TEST_ROOT(channel, bounded_keeps_order_and_parks_when_full, bounded_root,
+	NULL)
 
 static int unbounded_root(void *arg)
 {
 	(void)arg;
 	weft_channel_tx_t *tx;
 	weft_channel_rx_t *rx;
-	CHECK_EQ(weft_channel_open(&tx, &rx, sizeof(int), WEFT_CHANNEL_UNBOUNDED),
+	CHECK_EQ(weft_channel_open(&tx, &rx, sizeof(int),
+			 WEFT_CHANNEL_UNBOUNDED),
 		0);
 	/* Move the ring's head first, so growing has to linearise. */
 	int v;
@@ -161,8 +159,8 @@ static int unbounded_root(void *arg)
 	return 0;
 }
 
-WEFT_TEST_ROOT(channel, unbounded_never_parks_and_keeps_order,
-	unbounded_root, NULL)
+WEFT_TEST_ROOT(channel, unbounded_never_parks_and_keeps_order, unbounded_root,
+	NULL)
 
 /* Items bigger than a word, and odd-sized, are copied whole. */
 struct big {
@@ -208,13 +206,13 @@ struct mm {
 	weft_channel_tx_t *tx;
 	weft_channel_rx_t *rx;
 	long per_sender;
-	atomic_int *count;           /* per item id */
+	atomic_int *count; /* per item id */
 	atomic_long received;
 };
 
 struct mm_sender {
 	struct mm *m;
-	weft_channel_tx_t *tx;       /* own clone */
+	weft_channel_tx_t *tx; /* own clone */
 	int index;
 };
 
@@ -231,7 +229,7 @@ static int mm_send(void *arg)
 
 static int mm_receive(void *arg)
 {
-	struct mm_sender *r = arg;  /* index unused; tx unused */
+	struct mm_sender *r = arg; /* index unused; tx unused */
 	struct mm *m = r->m;
 	weft_channel_rx_t *rx;
 	CHECK_EQ(weft_channel_rx_clone(m->rx, &rx), 0);
@@ -262,7 +260,8 @@ static int mm_root(void *arg)
 		long total = MM_SENDERS * m.per_sender;
 		m.count = calloc((size_t)total, sizeof *m.count);
 		CHECK_EQ(weft_channel_open(&m.tx, &m.rx, sizeof(long),
-			capacities[c]), 0);
+				 capacities[c]),
+			0);
 		struct mm_sender s[MM_SENDERS], r[MM_RECEIVERS];
 		weft_group_t *g;
 		CHECK_EQ(weft_group_open(&g), 0);
@@ -337,8 +336,8 @@ static int clone_root(void *arg)
 	return 0;
 }
 
-WEFT_TEST_ROOT(channel, clones_keep_each_side_open_until_all_close,
-	clone_root, NULL)
+WEFT_TEST_ROOT(channel, clones_keep_each_side_open_until_all_close, clone_root,
+	NULL)
 
 static int drain_root(void *arg)
 {
@@ -376,7 +375,7 @@ static int receive_once(void *arg)
 	int v = -1;
 	p->rc = weft_channel_receive(p->rx, &v);
 	if (p->rc != 0)
-		CHECK_EQ(v, -1);  /* untouched on failure */
+		CHECK_EQ(v, -1); /* untouched on failure */
 	return 0;
 }
 
@@ -396,7 +395,8 @@ static int parked_end_root(void *arg)
 		weft_channel_tx_t *tx;
 		weft_channel_rx_t *rx;
 		CHECK_EQ(weft_channel_open(&tx, &rx, sizeof(int),
-			capacities[c]), 0);
+				 capacities[c]),
+			0);
 		weft_group_t *g;
 		CHECK_EQ(weft_group_open(&g), 0);
 		for (int i = 0; i < 3; i++) {
@@ -432,13 +432,14 @@ static void drop_int(void *item, void *ctx)
 static int broken_root(void *arg)
 {
 	(void)arg;
-	for (size_t c = 0; c < 3; c++) {  /* bounded capacities only */
+	for (size_t c = 0; c < 3; c++) { /* bounded capacities only */
 		atomic_store(&dropped_sum, 0);
 		atomic_store(&dropped_count, 0);
 		weft_channel_tx_t *tx;
 		weft_channel_rx_t *rx;
 		CHECK_EQ(weft_channel_open_drop(&tx, &rx, sizeof(int),
-			capacities[c], drop_int, &dropped_sum), 0);
+				 capacities[c], drop_int, &dropped_sum),
+			0);
 		/* Fill the buffer so that senders park. */
 		int v = 1000;
 		for (size_t i = 0; i < capacities[c]; i++)
@@ -487,7 +488,7 @@ static int own_closed_root(void *arg)
 	int v = 5;
 	CHECK_EQ(weft_channel_send(tx, &v), 0);
 	CHECK_EQ(weft_channel_tx_close(tx), 0);
-	CHECK_EQ(weft_channel_tx_close(tx), 0);  /* idempotent */
+	CHECK_EQ(weft_channel_tx_close(tx), 0); /* idempotent */
 	weft_channel_tx_t *x;
 	CHECK_EQ(weft_channel_send(tx, &v), WEFT_ECLOSED);
 	CHECK_EQ(weft_channel_try_send(tx, &v), WEFT_ECLOSED);
@@ -533,7 +534,7 @@ static int close_parked_root(void *arg)
 	CHECK_EQ(join(g), 0);
 	CHECK_EQ(s.rc, WEFT_ECLOSED);
 	int v;
-	CHECK_EQ(weft_channel_try_receive(rx, &v), -EAGAIN);  /* not sent */
+	CHECK_EQ(weft_channel_try_receive(rx, &v), -EAGAIN); /* not sent */
 	struct parked r = { .rx = rx2, .rc = 1 };
 	CHECK_EQ(weft_group_open(&g), 0);
 	CHECK_EQ(weft_group_spawn(g, receive_once, &r), 0);
@@ -567,7 +568,7 @@ static int try_root(void *arg)
 	v = 2;
 	CHECK_EQ(weft_channel_try_send(tx, &v), 0);
 	v = 3;
-	CHECK_EQ(weft_channel_try_send(tx, &v), -EAGAIN);  /* full */
+	CHECK_EQ(weft_channel_try_send(tx, &v), -EAGAIN); /* full */
 	CHECK_EQ(stat_of(rx, BUFFERED), 2);
 	CHECK_EQ(weft_channel_try_receive(rx, &v), 0);
 	CHECK_EQ(v, 1);
@@ -606,8 +607,8 @@ WEFT_TEST_ROOT(channel, try_calls_never_wait, try_root, NULL)
 #define PLAIN_ITEMS 2000
 
 struct plain {
-	weft_channel_tx_t *tx;  /* the thread's: items */
-	weft_channel_rx_t *rx;  /* the thread's: replies */
+	weft_channel_tx_t *tx; /* the thread's: items */
+	weft_channel_rx_t *rx; /* the thread's: replies */
 	int blocking_rc[2];
 	int bad;
 	long sum;
@@ -643,8 +644,8 @@ static int plain_root(void *arg)
 {
 	(void)arg;
 	struct plain p = { .sum = 0 };
-	weft_channel_tx_t *tx;  /* ours: replies */
-	weft_channel_rx_t *rx;  /* ours: the thread's items */
+	weft_channel_tx_t *tx; /* ours: replies */
+	weft_channel_rx_t *rx; /* ours: the thread's items */
 	CHECK_EQ(weft_channel_open(&p.tx, &rx, sizeof(int), 0), 0);
 	CHECK_EQ(weft_channel_open(&tx, &p.rx, sizeof(int), 0), 0);
 	pthread_t th;
@@ -763,8 +764,8 @@ static int deadline_root(void *arg)
 	return 0;
 }
 
-WEFT_TEST_ROOT(channel, deadline_ends_a_parked_send_or_receive,
-	deadline_root, NULL)
+WEFT_TEST_ROOT(channel, deadline_ends_a_parked_send_or_receive, deadline_root,
+	NULL)
 
 /* A parked receiver is cancelled while another task hands it an item:
  * either it got the item, or the item is still in the channel. */
@@ -862,8 +863,9 @@ static int race_root(void *arg)
 				CHECK_EQ(r.item, -1);
 			cancelled[receiving]++;
 		}
-		CHECK_EQ(stat_of(r.rx, WAITING_SEND) + stat_of(r.rx,
-			WAITING_RECV), 0);
+		CHECK_EQ(stat_of(r.rx, WAITING_SEND) +
+				stat_of(r.rx, WAITING_RECV),
+			0);
 		weft_channel_tx_release(r.tx);
 		weft_channel_rx_release(r.rx);
 	}
@@ -886,7 +888,7 @@ WEFT_TEST_ROOT(channel, cancel_racing_a_hand_off_transfers_all_or_nothing,
 
 struct rc_slot {
 	atomic_flag lock;
-	weft_scope_t *cur;  /* under lock */
+	weft_scope_t *cur; /* under lock */
 };
 
 struct rc {
@@ -922,8 +924,8 @@ static int rc_op(struct rc *c, int slot, weft_channel_tx_t *tx,
 	if (!CHECK_EQ(weft_scope_open(&s, WEFT_FOREVER, 0), 0))
 		return -EIO;
 	slot_set(&c->slot[slot], s);
-	int rc = rx ? weft_channel_receive(rx, item) :
-		weft_channel_send(tx, item);
+	int rc = rx ? weft_channel_receive(rx, item)
+		    : weft_channel_send(tx, item);
 	slot_set(&c->slot[slot], NULL);
 	CHECK_EQ(weft_scope_exit(s), 0);
 	weft_scope_destroy(s);
@@ -972,7 +974,7 @@ static int rc_receiver(void *arg)
 			break;
 		atomic_fetch_add(&c->count[id], 1);
 		long sender = id / c->per_sender, seq = id % c->per_sender;
-		CHECK(seq > last[sender]);  /* retries keep per-sender order */
+		CHECK(seq > last[sender]); /* retries keep per-sender order */
 		last[sender] = seq;
 	}
 	weft_channel_rx_release(t->rx);
@@ -1069,7 +1071,8 @@ static int drop_root(void *arg)
 	weft_channel_tx_t *tx;
 	weft_channel_rx_t *rx;
 	CHECK_EQ(weft_channel_open_drop(&tx, &rx, sizeof(int),
-		WEFT_CHANNEL_UNBOUNDED, drop_int, &dropped_sum), 0);
+			 WEFT_CHANNEL_UNBOUNDED, drop_int, &dropped_sum),
+		0);
 	/* 40 items sent, 5 received: 35 left, across a grown ring. */
 	for (int i = 1; i <= 40; i++)
 		CHECK_EQ(weft_channel_send(tx, &i), 0);
@@ -1077,15 +1080,15 @@ static int drop_root(void *arg)
 	for (int i = 1; i <= 5; i++)
 		CHECK_EQ(weft_channel_receive(rx, &v), 0);
 	weft_channel_rx_release(rx);
-	CHECK_EQ(atomic_load(&dropped_count), 0);  /* not freed yet */
+	CHECK_EQ(atomic_load(&dropped_count), 0); /* not freed yet */
 	weft_channel_tx_release(tx);
 	CHECK_EQ(atomic_load(&dropped_count), 35);
 	CHECK_EQ(atomic_load(&dropped_sum), 40 * 41 / 2 - 15);
 	return 0;
 }
 
-WEFT_TEST_ROOT(channel, drop_callback_sees_every_item_left_at_free,
-	drop_root, NULL)
+WEFT_TEST_ROOT(channel, drop_callback_sees_every_item_left_at_free, drop_root,
+	NULL)
 
 /* Pointers inside items: the drop callback frees them (the leak check
  * would catch a missed one... of malloc's heap, so count instead). */
@@ -1108,7 +1111,8 @@ static void test_channel__drop_callback_frees_pointers_left_in_items(
 	weft_channel_tx_t *tx;
 	weft_channel_rx_t *rx;
 	assert_int_equal(weft_channel_open_drop(&tx, &rx, sizeof(int *), 8,
-		drop_free, NULL), 0);
+				 drop_free, NULL),
+		0);
 	for (int i = 0; i < 6; i++) {
 		int *p = malloc(sizeof *p);
 		*p = i;
@@ -1179,7 +1183,8 @@ static void test_channel__allocation_failure_gives_enomem_and_changes_nothing(
 	assert_null(tx);
 	assert_null(rx);
 	assert_int_equal(weft_channel_open(&tx, &rx, sizeof(int),
-		WEFT_CHANNEL_UNBOUNDED), 0);
+				 WEFT_CHANNEL_UNBOUNDED),
+		0);
 	weft_debug_fail_alloc(1);
 	assert_int_equal(weft_channel_tx_clone(tx, &tx2), -ENOMEM);
 	weft_debug_fail_alloc(1);
@@ -1242,7 +1247,8 @@ static int coop_root(void *arg)
 	weft_channel_tx_t *tx;
 	weft_channel_rx_t *rx;
 	CHECK_EQ(weft_channel_open(&tx, &rx, sizeof(int),
-		WEFT_CHANNEL_UNBOUNDED), 0);
+			 WEFT_CHANNEL_UNBOUNDED),
+		0);
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
 	CHECK_EQ(weft_group_spawn(g, coop_other, c), 0);
@@ -1262,7 +1268,7 @@ static void test_channel__sends_that_never_wait_still_let_others_run(
 	void **state)
 {
 	(void)state;
-	struct coop c = {0};
+	struct coop c = { 0 };
 	assert_int_equal(weft_test_run(1, coop_root, &c), 0);
 	assert_true(c.sent_seen >= 0 && c.sent_seen <= 128);
 }
@@ -1272,29 +1278,45 @@ static void test_channel__sends_that_never_wait_still_let_others_run(
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		WEFT_TEST(test_channel__rendezvous_send_completes_only_when_received),
-		WEFT_TEST(test_channel__bounded_keeps_order_and_parks_when_full),
+		WEFT_TEST(
+			test_channel__rendezvous_send_completes_only_when_received),
+		WEFT_TEST(
+			test_channel__bounded_keeps_order_and_parks_when_full),
 		WEFT_TEST(test_channel__unbounded_never_parks_and_keeps_order),
 		WEFT_TEST(test_channel__items_are_copied_whole_by_value),
-		WEFT_TEST(test_channel__many_senders_and_receivers_deliver_each_item_once),
-		WEFT_TEST(test_channel__clones_keep_each_side_open_until_all_close),
+		WEFT_TEST(
+			test_channel__many_senders_and_receivers_deliver_each_item_once),
+		WEFT_TEST(
+			test_channel__clones_keep_each_side_open_until_all_close),
 		WEFT_TEST(test_channel__closing_every_sender_drains_then_ends),
-		WEFT_TEST(test_channel__parked_receivers_end_when_last_sender_closes),
-		WEFT_TEST(test_channel__closing_every_receiver_breaks_parked_and_new_senders),
-		WEFT_TEST(test_channel__using_your_own_closed_end_gives_eclosed),
-		WEFT_TEST(test_channel__closing_an_end_wakes_its_parked_calls_with_eclosed),
+		WEFT_TEST(
+			test_channel__parked_receivers_end_when_last_sender_closes),
+		WEFT_TEST(
+			test_channel__closing_every_receiver_breaks_parked_and_new_senders),
+		WEFT_TEST(
+			test_channel__using_your_own_closed_end_gives_eclosed),
+		WEFT_TEST(
+			test_channel__closing_an_end_wakes_its_parked_calls_with_eclosed),
 		WEFT_TEST(test_channel__try_calls_never_wait),
 		WEFT_TEST(test_channel__try_calls_work_from_a_plain_thread),
-		cmocka_unit_test(test_channel__blocking_calls_outside_a_task_give_enotfiber),
-		WEFT_TEST(test_channel__send_and_receive_in_a_cancelled_scope_do_nothing),
+		cmocka_unit_test(
+			test_channel__blocking_calls_outside_a_task_give_enotfiber),
+		WEFT_TEST(
+			test_channel__send_and_receive_in_a_cancelled_scope_do_nothing),
 		WEFT_TEST(test_channel__deadline_ends_a_parked_send_or_receive),
-		WEFT_TEST(test_channel__cancel_racing_a_hand_off_transfers_all_or_nothing),
-		WEFT_TEST(test_channel__random_cancellation_loses_and_duplicates_nothing),
-		WEFT_TEST(test_channel__drop_callback_sees_every_item_left_at_free),
-		cmocka_unit_test(test_channel__drop_callback_frees_pointers_left_in_items),
+		WEFT_TEST(
+			test_channel__cancel_racing_a_hand_off_transfers_all_or_nothing),
+		WEFT_TEST(
+			test_channel__random_cancellation_loses_and_duplicates_nothing),
+		WEFT_TEST(
+			test_channel__drop_callback_sees_every_item_left_at_free),
+		cmocka_unit_test(
+			test_channel__drop_callback_frees_pointers_left_in_items),
 		cmocka_unit_test(test_channel__bad_arguments_give_einval),
-		cmocka_unit_test(test_channel__sends_that_never_wait_still_let_others_run),
-		cmocka_unit_test(test_channel__allocation_failure_gives_enomem_and_changes_nothing),
+		cmocka_unit_test(
+			test_channel__sends_that_never_wait_still_let_others_run),
+		cmocka_unit_test(
+			test_channel__allocation_failure_gives_enomem_and_changes_nothing),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

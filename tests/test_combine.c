@@ -51,12 +51,9 @@ static int misuse_root(void *arg)
 	bool done[2];
 	CHECK_EQ(weft_wait(NULL, 1, WEFT_WAIT_FIRST_COMPLETED, 0, done),
 		-EINVAL);
-	CHECK_EQ(weft_wait(hs, 1, WEFT_WAIT_FIRST_COMPLETED, 0, NULL),
-		-EINVAL);
-	CHECK_EQ(weft_wait(hs, 0, WEFT_WAIT_FIRST_COMPLETED, 0, done),
-		-EINVAL);
-	CHECK_EQ(weft_wait(hs, 2, WEFT_WAIT_FIRST_COMPLETED, 0, done),
-		-EINVAL);
+	CHECK_EQ(weft_wait(hs, 1, WEFT_WAIT_FIRST_COMPLETED, 0, NULL), -EINVAL);
+	CHECK_EQ(weft_wait(hs, 0, WEFT_WAIT_FIRST_COMPLETED, 0, done), -EINVAL);
+	CHECK_EQ(weft_wait(hs, 2, WEFT_WAIT_FIRST_COMPLETED, 0, done), -EINVAL);
 	CHECK_EQ(weft_wait(hs, 1, (weft_wait_mode_t)7, 0, done), -EINVAL);
 	CHECK_EQ(weft_wait_for(NULL, 0, NULL), -EINVAL);
 	weft_as_completed_t *it = NULL;
@@ -85,7 +82,8 @@ static int self_waiter(void *arg)
 		CHECK_EQ(weft_sleep(WEFT_MSEC / 4), 0);
 	bool done;
 	CHECK_EQ(weft_wait(&me, 1, WEFT_WAIT_FIRST_COMPLETED, WEFT_FOREVER,
-		&done), WEFT_EMISUSE);
+			 &done),
+		WEFT_EMISUSE);
 	CHECK_EQ(weft_wait_for(me, WEFT_FOREVER, NULL), WEFT_EMISUSE);
 	weft_as_completed_t *it = NULL;
 	CHECK_EQ(weft_as_completed_open(&it, &me, 1), WEFT_EMISUSE);
@@ -147,7 +145,8 @@ static int other_runtime_root(void *arg)
 		CHECK_EQ(weft_sleep(WEFT_MSEC / 4), 0);
 	bool done;
 	CHECK_EQ(weft_wait(&h, 1, WEFT_WAIT_FIRST_COMPLETED, WEFT_FOREVER,
-		&done), WEFT_EMISUSE);
+			 &done),
+		WEFT_EMISUSE);
 	CHECK_EQ(weft_wait_for(h, WEFT_FOREVER, NULL), WEFT_EMISUSE);
 	weft_as_completed_t *it = NULL;
 	CHECK_EQ(weft_as_completed_open(&it, &h, 1), WEFT_EMISUSE);
@@ -181,17 +180,17 @@ static void test_combine__plain_thread_gets_enotfiber(void **state)
 	weft_gather_result_t res;
 	bool done;
 	assert_int_equal(weft_gather(&call, 1, 0, &res, NULL), WEFT_ENOTFIBER);
-	assert_int_equal(weft_race(&call, 1, NULL, NULL, NULL),
-		WEFT_ENOTFIBER);
+	assert_int_equal(weft_race(&call, 1, NULL, NULL, NULL), WEFT_ENOTFIBER);
 	assert_int_equal(weft_wait(&fake, 1, WEFT_WAIT_FIRST_COMPLETED,
-		WEFT_FOREVER, &done), WEFT_ENOTFIBER);
+				 WEFT_FOREVER, &done),
+		WEFT_ENOTFIBER);
 	assert_int_equal(weft_wait_for(fake, 0, NULL), WEFT_ENOTFIBER);
 	weft_as_completed_t *it = NULL;
-	assert_int_equal(weft_as_completed_open(&it, &fake, 1),
-		WEFT_ENOTFIBER);
+	assert_int_equal(weft_as_completed_open(&it, &fake, 1), WEFT_ENOTFIBER);
 	assert_null(it);
 	assert_int_equal(weft_as_completed_next((weft_as_completed_t *)&fake,
-		NULL, NULL), WEFT_ENOTFIBER);
+				 NULL, NULL),
+		WEFT_ENOTFIBER);
 }
 
 /* }======================================================= */
@@ -210,8 +209,8 @@ enum { ANKIDS = 4 };
 struct afail {
 	long k;
 	int scenario;
-	int rc;        /* what the call returned */
-	bool partial;  /* -ENOMEM after some task had run */
+	int rc;	      /* what the call returned */
+	bool partial; /* -ENOMEM after some task had run */
 	struct shared sh;
 	struct kid kids[10];
 };

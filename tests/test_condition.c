@@ -12,8 +12,8 @@
 struct cond_test {
 	weft_condition_t *cond;
 	weft_lock_t *lock;
-	int ready;        /* under the lock */
-	int consumed;     /* under the lock */
+	int ready;    /* under the lock */
+	int consumed; /* under the lock */
 	atomic_int woke, released_flag, held_after;
 	atomic_int rc;
 	struct meet meet;
@@ -197,10 +197,14 @@ WEFT_TEST_ROOT(condition, wait_cancelled_on_entry_keeps_the_lock,
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		WEFT_TEST(test_condition__notify_wakes_n_and_notify_all_wakes_all),
-		WEFT_TEST(test_condition__wait_and_notify_without_the_lock_are_misuse),
-		WEFT_TEST(test_condition__cancelled_wait_returns_with_the_lock_held),
-		WEFT_TEST(test_condition__wait_cancelled_on_entry_keeps_the_lock),
+		WEFT_TEST(
+			test_condition__notify_wakes_n_and_notify_all_wakes_all),
+		WEFT_TEST(
+			test_condition__wait_and_notify_without_the_lock_are_misuse),
+		WEFT_TEST(
+			test_condition__cancelled_wait_returns_with_the_lock_held),
+		WEFT_TEST(
+			test_condition__wait_cancelled_on_entry_keeps_the_lock),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

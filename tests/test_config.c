@@ -182,28 +182,28 @@ static void test_config__environment_overrides_every_field(void **state)
 {
 	(void)state;
 	static const struct good_value good[] = {
-		{"WEFT_WORKERS", "1", 1},
-		{"WEFT_WORKERS", "3", 3},
-		{"WEFT_WORKERS", "1024", 1024},
-		{"WEFT_WORKERS", "0003", 3},
-		{"WEFT_STACK_SIZE", "16384", 16 * KIB},
-		{"WEFT_STACK_SIZE", "131072", 128 * KIB},
-		{"WEFT_STACK_SIZE", "128K", 128 * KIB},
-		{"WEFT_STACK_SIZE", "128k", 128 * KIB},
-		{"WEFT_STACK_SIZE", "16K", 16 * KIB},
-		{"WEFT_STACK_SIZE", "1M", MIB},
-		{"WEFT_STACK_SIZE", "2m", 2 * MIB},
-		{"WEFT_STACK_SIZE", "1024M", GIB},
-		{"WEFT_STACK_SIZE", "1073741824", GIB},
-		{"WEFT_GUARDED_STACKS", "0", 0},
-		{"WEFT_GUARDED_STACKS", "100", 100},
-		{"WEFT_GUARDED_STACKS", "30000", 30000},
-		{"WEFT_SPIN_US", "0", 0},
-		{"WEFT_SPIN_US", "7", 7},
-		{"WEFT_SPIN_US", "100000", 100000},
-		{"WEFT_OFFLOAD_THREADS", "1", 1},
-		{"WEFT_OFFLOAD_THREADS", "64", 64},
-		{"WEFT_OFFLOAD_THREADS", "1024", 1024},
+		{ "WEFT_WORKERS", "1", 1 },
+		{ "WEFT_WORKERS", "3", 3 },
+		{ "WEFT_WORKERS", "1024", 1024 },
+		{ "WEFT_WORKERS", "0003", 3 },
+		{ "WEFT_STACK_SIZE", "16384", 16 * KIB },
+		{ "WEFT_STACK_SIZE", "131072", 128 * KIB },
+		{ "WEFT_STACK_SIZE", "128K", 128 * KIB },
+		{ "WEFT_STACK_SIZE", "128k", 128 * KIB },
+		{ "WEFT_STACK_SIZE", "16K", 16 * KIB },
+		{ "WEFT_STACK_SIZE", "1M", MIB },
+		{ "WEFT_STACK_SIZE", "2m", 2 * MIB },
+		{ "WEFT_STACK_SIZE", "1024M", GIB },
+		{ "WEFT_STACK_SIZE", "1073741824", GIB },
+		{ "WEFT_GUARDED_STACKS", "0", 0 },
+		{ "WEFT_GUARDED_STACKS", "100", 100 },
+		{ "WEFT_GUARDED_STACKS", "30000", 30000 },
+		{ "WEFT_SPIN_US", "0", 0 },
+		{ "WEFT_SPIN_US", "7", 7 },
+		{ "WEFT_SPIN_US", "100000", 100000 },
+		{ "WEFT_OFFLOAD_THREADS", "1", 1 },
+		{ "WEFT_OFFLOAD_THREADS", "64", 64 },
+		{ "WEFT_OFFLOAD_THREADS", "1024", 1024 },
 	};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
 		const struct good_value *g = &good[i];
@@ -291,11 +291,11 @@ struct var_range {
 };
 
 static const struct var_range ranges[] = {
-	{"WEFT_WORKERS", "1", "1024"},
-	{"WEFT_STACK_SIZE", "16384", "1073741824"},
-	{"WEFT_GUARDED_STACKS", "0", "30000"},
-	{"WEFT_SPIN_US", "0", "100000"},
-	{"WEFT_OFFLOAD_THREADS", "1", "1024"},
+	{ "WEFT_WORKERS", "1", "1024" },
+	{ "WEFT_STACK_SIZE", "16384", "1073741824" },
+	{ "WEFT_GUARDED_STACKS", "0", "30000" },
+	{ "WEFT_SPIN_US", "0", "100000" },
+	{ "WEFT_OFFLOAD_THREADS", "1", "1024" },
 };
 
 /* Bad for every variable. */
@@ -307,9 +307,9 @@ static const char *const bad_for_all[] = {
 	"+4",
 	"99999999999999999999", /* overflows 64 bits */
 	"18446744073709551616", /* 2^64 */
-	"4x",                   /* trailing junk */
-	"4 ",                   /* trailing space */
-	" 4",                   /* leading space */
+	"4x",			/* trailing junk */
+	"4 ",			/* trailing space */
+	" 4",			/* leading space */
 	"\t4",
 	"4\n",
 	"0x10", /* no hex */
@@ -325,28 +325,28 @@ struct bad_value {
 
 /* Bad for one variable only: zero workers, and each range's edges. */
 static const struct bad_value bad_specific[] = {
-	{"WEFT_WORKERS", "0"},
-	{"WEFT_WORKERS", "00"},
-	{"WEFT_WORKERS", "1025"},
-	{"WEFT_WORKERS", "4294967297"}, /* 2^32 + 1: no truncation to 1 */
-	{"WEFT_WORKERS", "4K"},         /* no suffix for counts */
-	{"WEFT_STACK_SIZE", "0"},
-	{"WEFT_STACK_SIZE", "16383"},
-	{"WEFT_STACK_SIZE", "15K"},
-	{"WEFT_STACK_SIZE", "1073741825"},
-	{"WEFT_STACK_SIZE", "1025M"},
-	{"WEFT_STACK_SIZE", "1G"}, /* only K and M */
-	{"WEFT_STACK_SIZE", "64KB"},
-	{"WEFT_STACK_SIZE", "64 K"},
-	{"WEFT_STACK_SIZE", "K"},
-	{"WEFT_STACK_SIZE", "17592186044416M"}, /* overflows when scaled */
-	{"WEFT_GUARDED_STACKS", "30001"},
-	{"WEFT_GUARDED_STACKS", "1K"},
-	{"WEFT_SPIN_US", "100001"},
-	{"WEFT_SPIN_US", "5M"},
-	{"WEFT_OFFLOAD_THREADS", "0"},
-	{"WEFT_OFFLOAD_THREADS", "1025"},
-	{"WEFT_OFFLOAD_THREADS", "4K"},
+	{ "WEFT_WORKERS", "0" },
+	{ "WEFT_WORKERS", "00" },
+	{ "WEFT_WORKERS", "1025" },
+	{ "WEFT_WORKERS", "4294967297" }, /* 2^32 + 1: no truncation to 1 */
+	{ "WEFT_WORKERS", "4K" },	  /* no suffix for counts */
+	{ "WEFT_STACK_SIZE", "0" },
+	{ "WEFT_STACK_SIZE", "16383" },
+	{ "WEFT_STACK_SIZE", "15K" },
+	{ "WEFT_STACK_SIZE", "1073741825" },
+	{ "WEFT_STACK_SIZE", "1025M" },
+	{ "WEFT_STACK_SIZE", "1G" }, /* only K and M */
+	{ "WEFT_STACK_SIZE", "64KB" },
+	{ "WEFT_STACK_SIZE", "64 K" },
+	{ "WEFT_STACK_SIZE", "K" },
+	{ "WEFT_STACK_SIZE", "17592186044416M" }, /* overflows when scaled */
+	{ "WEFT_GUARDED_STACKS", "30001" },
+	{ "WEFT_GUARDED_STACKS", "1K" },
+	{ "WEFT_SPIN_US", "100001" },
+	{ "WEFT_SPIN_US", "5M" },
+	{ "WEFT_OFFLOAD_THREADS", "0" },
+	{ "WEFT_OFFLOAD_THREADS", "1025" },
+	{ "WEFT_OFFLOAD_THREADS", "4K" },
 };
 
 static const struct var_range *range_of(const char *var)
@@ -602,18 +602,18 @@ static void test_config__out_of_range_caller_values_fail_create_with_a_message(
 {
 	(void)state;
 	static const struct bad_field bad[] = {
-		{"workers", set_workers_0},
-		{"workers", set_workers_1025},
-		{"workers", set_workers_huge},
-		{"stack", set_stack_0},
-		{"stack", set_stack_tiny},
-		{"stack", set_stack_under},
-		{"stack", set_stack_over},
-		{"stack", set_stack_huge},
-		{"guarded", set_guarded_over},
-		{"spin", set_spin_over},
-		{"offload_threads", set_offload_0},
-		{"offload_threads", set_offload_over},
+		{ "workers", set_workers_0 },
+		{ "workers", set_workers_1025 },
+		{ "workers", set_workers_huge },
+		{ "stack", set_stack_0 },
+		{ "stack", set_stack_tiny },
+		{ "stack", set_stack_under },
+		{ "stack", set_stack_over },
+		{ "stack", set_stack_huge },
+		{ "guarded", set_guarded_over },
+		{ "spin", set_spin_over },
+		{ "offload_threads", set_offload_0 },
+		{ "offload_threads", set_offload_over },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		weft_config_t cfg;
@@ -691,8 +691,8 @@ static void test_config__null_arguments_are_rejected(void **state)
 static void test_config__config_not_from_init_is_rejected(void **state)
 {
 	(void)state;
-	static const size_t sizes[] = {0, 1, sizeof(weft_config_t) - 1,
-		sizeof(weft_config_t) + 1};
+	static const size_t sizes[] = { 0, 1, sizeof(weft_config_t) - 1,
+		sizeof(weft_config_t) + 1 };
 	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
 		weft_config_t cfg;
 		memset(&cfg, 0, sizeof cfg);

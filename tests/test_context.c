@@ -36,7 +36,7 @@ static int ctx_setup(void **state)
 {
 	struct ctx_fixture *fx = calloc(1, sizeof *fx);
 	if (fx == NULL ||
-	    weft__stack_shared_init(&fx->shared, TEST_STACK_SIZE, 8) != 0)
+		weft__stack_shared_init(&fx->shared, TEST_STACK_SIZE, 8) != 0)
 		return -1;
 	weft__stack_pool_init(&fx->pool, &fx->shared);
 	if (weft__stack_get(&fx->pool, &fx->st) != 0)
@@ -121,8 +121,7 @@ static void ping_entry(void *arg)
 	weft__fiber_switch_final(p->self, p->back);
 }
 
-static void test_context__hundred_thousand_round_trips_keep_state(
-	void **state)
+static void test_context__hundred_thousand_round_trips_keep_state(void **state)
 {
 	struct ctx_fixture *fx = *state;
 	struct ping p = { .self = &fx->fiber, .back = &fx->thread };
@@ -158,10 +157,12 @@ static int keep_values(weft__fiber_t *self, weft__fiber_t *other, uint64_t s)
 	double x2 = (double)s * 3.0, x3 = (double)s - 0.5;
 	double x4 = (double)s * 0.75, x5 = (double)s + 8.0;
 	double x6 = (double)s * 5.0, x7 = (double)s - 2.25;
-	__asm__ volatile("" : "+r"(a), "+r"(b), "+r"(c), "+r"(d), "+r"(e),
-		"+r"(f));
-	__asm__ volatile("" : "+r"(g), "+r"(h), "+r"(i), "+r"(j), "+r"(k),
-		"+r"(l));
+	__asm__ volatile(""
+			 : "+r"(a), "+r"(b), "+r"(c), "+r"(d), "+r"(e),
+			 "+r"(f));
+	__asm__ volatile(""
+			 : "+r"(g), "+r"(h), "+r"(i), "+r"(j), "+r"(k),
+			 "+r"(l));
 #if defined(__aarch64__)
 	__asm__ volatile("" : "+w"(x0), "+w"(x1), "+w"(x2), "+w"(x3));
 	__asm__ volatile("" : "+w"(x4), "+w"(x5), "+w"(x6), "+w"(x7));

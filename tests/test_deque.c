@@ -263,28 +263,28 @@ struct validator {
 	weft__deque_t deque; /* re-initialised every round */
 	struct item *items;  /* N items, written by the owner */
 	atomic_uint *taken;  /* per-item take counter */
-	size_t n;            /* items in the whole run */
+	size_t n;	     /* items in the whole run */
 	size_t round_begin;  /* first item of this round */
 	size_t round_end;    /* one past the last item of this round */
 	unsigned thieves;    /* thieves in this run */
 	uint64_t seed;
 	atomic_uint ready; /* threads waiting at the start gate */
-	atomic_int go;     /* opens the start gate */
+	atomic_int go;	   /* opens the start gate */
 	atomic_int done;   /* owner drained the deque: thieves leave */
 	/* Failures, recorded by any thread, asserted by the main thread. */
-	atomic_ulong bad_magic;   /* taken item without its magic */
+	atomic_ulong bad_magic;	  /* taken item without its magic */
 	atomic_ulong bad_pointer; /* item pointer outside items[] */
-	atomic_ulong twice;       /* counter already non-zero when taken */
-	atomic_ulong lifo;        /* pop order broke LIFO */
+	atomic_ulong twice;	  /* counter already non-zero when taken */
+	atomic_ulong lifo;	  /* pop order broke LIFO */
 	atomic_ulong push_failed; /* push returned an error */
-	atomic_ulong bad_rc;      /* steal returned an undocumented code */
-	atomic_ulong not_empty;   /* steal found an item after the drain */
+	atomic_ulong bad_rc;	  /* steal returned an undocumented code */
+	atomic_ulong not_empty;	  /* steal found an item after the drain */
 	/* Statistics, printed. */
 	atomic_ulong popped;
 	atomic_ulong stolen;
-	atomic_ulong aborted;    /* steals that returned -EAGAIN */
+	atomic_ulong aborted;	 /* steals that returned -EAGAIN */
 	atomic_ulong owner_lost; /* pops that lost the last item */
-	atomic_ulong max_size;   /* largest size the owner saw */
+	atomic_ulong max_size;	 /* largest size the owner saw */
 };
 
 struct thief_arg {
@@ -440,8 +440,8 @@ static void *validator_owner(void *arg)
 
 	while (seq < v->round_end) {
 		uint64_t r = weft_test_rand(&rng);
-		size_t burst =
-			1 + (r % 16 == 0 ? (r >> 8) % 512 : (r >> 8) % 32);
+		size_t burst = 1 +
+			(r % 16 == 0 ? (r >> 8) % 512 : (r >> 8) % 32);
 		for (size_t i = 0; i < burst && seq < v->round_end;
 			i++, seq++) {
 			struct item *it = &v->items[seq];

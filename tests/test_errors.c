@@ -109,7 +109,8 @@ static int split_root(void *arg)
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
 	for (long i = 0; i < 6; i++)
-		CHECK_EQ(weft_group_spawn(g, mixed_failure, (void *)(intptr_t)i),
+		CHECK_EQ(weft_group_spawn(g, mixed_failure,
+				 (void *)(intptr_t)i),
 			0);
 	CHECK_EQ(weft_group_spawn(g, middle, NULL), 0);
 	weft_error_t *err = NULL, *m = NULL, *r = NULL;
@@ -118,7 +119,7 @@ static int split_root(void *arg)
 	CHECK_EQ(weft_error_split(NULL, is_eio, NULL, &m, &r), -EINVAL);
 	CHECK_EQ(weft_error_split(err, is_eio, NULL, &m, &r), 0);
 	CHECK_EQ(weft_error_leaf_count(m), 3);
-	CHECK_EQ(weft_error_leaf_count(r), 6);  /* 3 EPIPE + 3 nested EPIPE */
+	CHECK_EQ(weft_error_leaf_count(r), 6); /* 3 EPIPE + 3 nested EPIPE */
 	for (size_t i = 0; i < weft_error_count(m); i++)
 		CHECK_EQ(weft_error_code_at(m, i), -EIO);
 	weft_error_free(m);
@@ -126,8 +127,8 @@ static int split_root(void *arg)
 	return 0;
 }
 
-WEFT_TEST_ROOT(errors, split_partitions_leaves_and_keeps_nesting,
-	split_root, NULL)
+WEFT_TEST_ROOT(errors, split_partitions_leaves_and_keeps_nesting, split_root,
+	NULL)
 
 static int split_oom_root(void *arg)
 {
@@ -147,7 +148,7 @@ static int split_oom_root(void *arg)
 			return 0;
 		}
 		CHECK_EQ(rc, -ENOMEM);
-		CHECK_EQ(weft_error_leaf_count(err), 4);  /* untouched */
+		CHECK_EQ(weft_error_leaf_count(err), 4); /* untouched */
 	}
 	CHECK(0);
 	weft_error_free(err);
@@ -164,7 +165,7 @@ WEFT_TEST_ROOT(errors, split_that_runs_out_of_memory_leaves_err_intact,
 static int cancelled_quietly(void *arg)
 {
 	(void)arg;
-	return weft_sleep(60 * WEFT_SEC);  /* -ECANCELED */
+	return weft_sleep(60 * WEFT_SEC); /* -ECANCELED */
 }
 
 static int fails_in_cleanup(void *arg)
@@ -233,8 +234,8 @@ static int all_cancelled_root(void *arg)
 	return 0;
 }
 
-WEFT_TEST_ROOT(errors, cancellation_is_never_a_failure,
-	all_cancelled_root, NULL)
+WEFT_TEST_ROOT(errors, cancellation_is_never_a_failure, all_cancelled_root,
+	NULL)
 
 static int fail_oom_late(void *arg)
 {
@@ -340,12 +341,17 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_errors__one_failure_still_gives_a_group),
 		WEFT_TEST(test_errors__nested_group_failures_nest),
-		WEFT_TEST(test_errors__split_partitions_leaves_and_keeps_nesting),
-		WEFT_TEST(test_errors__split_that_runs_out_of_memory_leaves_err_intact),
-		WEFT_TEST(test_errors__cleanup_failures_are_kept_and_marked_collateral),
+		WEFT_TEST(
+			test_errors__split_partitions_leaves_and_keeps_nesting),
+		WEFT_TEST(
+			test_errors__split_that_runs_out_of_memory_leaves_err_intact),
+		WEFT_TEST(
+			test_errors__cleanup_failures_are_kept_and_marked_collateral),
 		WEFT_TEST(test_errors__cancellation_is_never_a_failure),
-		WEFT_TEST(test_errors__fatal_class_failure_is_primary_and_keeps_the_rest),
-		WEFT_TEST(test_errors__every_failure_of_a_huge_group_appears_exactly_once),
+		WEFT_TEST(
+			test_errors__fatal_class_failure_is_primary_and_keeps_the_rest),
+		WEFT_TEST(
+			test_errors__every_failure_of_a_huge_group_appears_exactly_once),
 		cmocka_unit_test(test_errors__codes_have_names_and_messages),
 	};
 	return WEFT_RUN_TESTS(tests);

@@ -59,8 +59,7 @@ static int ev_wake_all_root(void *arg)
 	return 0;
 }
 
-static void test_event__set_wakes_every_waiter_once_across_workers(
-	void **state)
+static void test_event__set_wakes_every_waiter_once_across_workers(void **state)
 {
 	struct ev_test t = { 0 };
 	weft_test_root(state, ev_wake_all_root, &t);
@@ -117,8 +116,7 @@ static int ev_plain_root(void *arg)
 	return 0;
 }
 
-static void test_event__set_from_a_plain_thread_wakes_waiters(
-	void **state)
+static void test_event__set_from_a_plain_thread_wakes_waiters(void **state)
 {
 	struct ev_test t = { 0 };
 	weft_test_root(state, ev_plain_root, &t);
@@ -148,7 +146,8 @@ WEFT_TEST_ROOT(event, destroy_with_a_waiter_is_ebusy, ev_busy_root,
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		WEFT_TEST(test_event__set_wakes_every_waiter_once_across_workers),
+		WEFT_TEST(
+			test_event__set_wakes_every_waiter_once_across_workers),
 		WEFT_TEST(test_event__wait_after_set_returns_at_once),
 		WEFT_TEST(test_event__set_from_a_plain_thread_wakes_waiters),
 		WEFT_TEST(test_event__destroy_with_a_waiter_is_ebusy),

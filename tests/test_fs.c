@@ -70,8 +70,7 @@ static void fsdir_remove(struct fsdir *d)
 }
 
 /* dir/name into buf (PATH_MAX). */
-static const char *path_in(char *buf, const struct fsdir *d,
-	const char *name)
+static const char *path_in(char *buf, const struct fsdir *d, const char *name)
 {
 	snprintf(buf, PATH_MAX, "%s/%s", d->dir, name);
 	return buf;
@@ -111,7 +110,8 @@ static int offsets_root(void *arg)
 	char p[PATH_MAX];
 	int fd = -1;
 	CHECK_EQ(weft_fs_open(path_in(p, d, "f"), O_RDWR | O_CREAT | O_TRUNC,
-		0600, &fd), 0);
+			 0600, &fd),
+		0);
 	CHECK(fd >= 0);
 	CHECK_EQ(weft_fs_write(fd, "hello world", 11, 0), 11);
 	CHECK_EQ(weft_fs_write(fd, "XY", 2, 6), 2);
@@ -124,7 +124,7 @@ static int offsets_root(void *arg)
 	/* The position is now 11 (end): -1 appends. */
 	CHECK_EQ(weft_fs_write(fd, "!", 1, -1), 1);
 	CHECK_EQ(weft_fs_read(fd, buf, sizeof buf, -1), 0);  /* at EOF */
-	CHECK_EQ(weft_fs_read(fd, buf, sizeof buf, 100), 0);  /* past EOF */
+	CHECK_EQ(weft_fs_read(fd, buf, sizeof buf, 100), 0); /* past EOF */
 	memset(buf, 0, sizeof buf);
 	CHECK_EQ(weft_fs_read(fd, buf, sizeof buf, 0), 12);
 	CHECK(strcmp(buf, "hello XYrld!") == 0);
@@ -201,8 +201,7 @@ static int read_file_root(void *arg)
 	CHECK_EQ(weft_fs_read_file("/proc/self/maps", &buf, &len, 1 << 24), 0);
 	CHECK(len > 0 && strlen(buf) == len);
 	weft_fs_free(buf);
-	CHECK_EQ(weft_fs_read_file("/proc/self/maps", &buf, &len, 16),
-		-EFBIG);
+	CHECK_EQ(weft_fs_read_file("/proc/self/maps", &buf, &len, 16), -EFBIG);
 
 	CHECK_EQ(weft_fs_read_file(path_in(p, d, "missing"), &buf, &len, 10),
 		-ENOENT);
@@ -234,8 +233,8 @@ static int stat_root(void *arg)
 	struct stat ref;
 	CHECK_EQ(stat(p, &ref), 0);
 	CHECK_EQ(st.ino, ref.st_ino);
-	CHECK_EQ(st.mtime_ns, (int64_t)ref.st_mtim.tv_sec * 1000000000 +
-		ref.st_mtim.tv_nsec);
+	CHECK_EQ(st.mtime_ns,
+		(int64_t)ref.st_mtim.tv_sec * 1000000000 + ref.st_mtim.tv_nsec);
 
 	CHECK_EQ(weft_fs_stat(d->dir, &st), 0);
 	CHECK_EQ(st.type, WEFT_FS_DIR);
@@ -318,7 +317,7 @@ static int missing_root(void *arg)
 	int fd = -42;
 	CHECK_EQ(weft_fs_open(path_in(p, d, "missing"), O_RDONLY, 0, &fd),
 		-ENOENT);
-	CHECK_EQ(fd, -42);  /* unchanged on error */
+	CHECK_EQ(fd, -42); /* unchanged on error */
 	CHECK_EQ(put_file(path_in(p, d, "x"), "x", 1), 0);
 	CHECK_EQ(weft_fs_open(p, O_WRONLY | O_CREAT | O_EXCL, 0600, &fd),
 		-EEXIST);
@@ -389,10 +388,11 @@ static void test_fs__plain_thread_gets_enotfiber(void **state)
 	void *buf = NULL;
 	size_t len = 0;
 	char c = 0;
-	assert_int_equal(weft_fs_open(path_in(p, &d, "f"),
-		O_WRONLY | O_CREAT, 0600, &fd), WEFT_ENOTFIBER);
+	assert_int_equal(weft_fs_open(path_in(p, &d, "f"), O_WRONLY | O_CREAT,
+				 0600, &fd),
+		WEFT_ENOTFIBER);
 	assert_int_equal(fd, -42);
-	assert_int_equal(stat(p, &(struct stat){ 0 }), -1);  /* not created */
+	assert_int_equal(stat(p, &(struct stat){ 0 }), -1); /* not created */
 	assert_int_equal(weft_fs_stat(d.dir, &st), WEFT_ENOTFIBER);
 	assert_int_equal(weft_fs_fstat(0, &st), WEFT_ENOTFIBER);
 	assert_int_equal(weft_fs_read(0, &c, 1, -1), WEFT_ENOTFIBER);
@@ -405,7 +405,7 @@ static void test_fs__plain_thread_gets_enotfiber(void **state)
 	int dfd = dup(0);
 	assert_true(dfd >= 0);
 	assert_int_equal(weft_fs_close(dfd), WEFT_ENOTFIBER);
-	assert_int_equal(fcntl(dfd, F_GETFD) >= 0, 1);  /* still open */
+	assert_int_equal(fcntl(dfd, F_GETFD) >= 0, 1); /* still open */
 	close(dfd);
 	fsdir_remove(&d);
 	weft_test_assert_no_leaks();
@@ -501,7 +501,8 @@ static int precancel_root(void *arg)
 	void *buf;
 	size_t len;
 	CHECK_EQ(weft_fs_open(path_in(p, d, "new"), O_WRONLY | O_CREAT, 0600,
-		&nfd), -ECANCELED);
+			 &nfd),
+		-ECANCELED);
 	CHECK_EQ(nfd, -42);
 	CHECK_EQ(weft_fs_mkdir(p, 0700), -ECANCELED);
 	CHECK_EQ(weft_fs_unlink(q), -ECANCELED);
@@ -569,8 +570,8 @@ static int threads_in_openat(void)
 		if (f == NULL)
 			continue;
 		long nr = -1;
-		if (fgets(line, sizeof line, f) && sscanf(line, "%ld", &nr) == 1 &&
-			nr == SYS_openat)
+		if (fgets(line, sizeof line, f) &&
+			sscanf(line, "%ld", &nr) == 1 && nr == SYS_openat)
 			n++;
 		fclose(f);
 	}
@@ -636,8 +637,9 @@ static int queued_root(void *arg)
 	weft_scope_t *s;
 	CHECK_EQ(weft_move_on_after(&s, 20 * WEFT_MSEC), 0);
 	int fd = -42;
-	CHECK_EQ(weft_fs_open(path_in(p, d, "queued"),
-		O_WRONLY | O_CREAT, 0600, &fd), -ECANCELED);
+	CHECK_EQ(weft_fs_open(path_in(p, d, "queued"), O_WRONLY | O_CREAT, 0600,
+			 &fd),
+		-ECANCELED);
 	CHECK_EQ(fd, -42);
 	CHECK(weft_scope_cancel_called(s));
 	CHECK_EQ(weft_scope_exit(s), 0);

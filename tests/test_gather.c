@@ -135,9 +135,10 @@ static int gather_keep_root(void *arg)
 	weft_gather_result_t res[NKIDS];
 	weft_error_t *err = (weft_error_t *)&sh;
 	CHECK_EQ(weft_gather(calls, NKIDS, WEFT_GATHER_RETURN_ERRORS, res,
-		&err), 0);
+			 &err),
+		0);
 	CHECK(err == NULL);
-	CHECK_EQ(atomic_load(&sh.cleanups), 0);  /* nothing was cancelled */
+	CHECK_EQ(atomic_load(&sh.cleanups), 0); /* nothing was cancelled */
 	for (int i = 0; i < NKIDS; i++) {
 		if (i == 0 || i == 3 || i == 5)
 			continue;
@@ -149,8 +150,8 @@ static int gather_keep_root(void *arg)
 	CHECK(res[0].value == NULL);
 	CHECK_EQ(weft_error_count(res[0].error), 1);
 	CHECK_EQ(weft_error_code_at(res[0].error, 0), -EIO);
-	CHECK(strcmp(weft_error_message_at(res[0].error, 0),
-		"kid 0 failed") == 0);
+	CHECK(strcmp(weft_error_message_at(res[0].error, 0), "kid 0 failed") ==
+		0);
 	CHECK(strcmp(weft_error_task_name_at(res[0].error, 0), "gather") == 0);
 	CHECK_EQ(res[3].rc, -ENOENT);
 	CHECK_EQ(weft_error_code_at(res[3].error, 0), -ENOENT);
@@ -253,7 +254,7 @@ static int gather_cancelled_on_entry_root(void *arg)
 	CHECK_EQ(weft_gather(NULL, 0, 0, NULL, NULL), -ECANCELED);
 	CHECK_EQ(weft_scope_exit(s), 0);
 	weft_scope_destroy(s);
-	CHECK_EQ(atomic_load(&sh.ran), 0);  /* nothing was created */
+	CHECK_EQ(atomic_load(&sh.ran), 0); /* nothing was created */
 	CHECK_EQ(weft_gather(NULL, 0, 0, NULL, NULL), 0);
 	return 0;
 }
@@ -277,7 +278,7 @@ static int race_win_root(void *arg)
 		{ kid_value, &kids[2], "wins" },
 		{ kid_slow_cleanup, &kids[3], "loser2" },
 	};
-	kids[0].code = -EIO;  /* a failure cancels nothing */
+	kids[0].code = -EIO; /* a failure cancels nothing */
 	kids[2].sleep = WEFT_MSEC;
 	void *v = NULL;
 	size_t w = 99;
@@ -288,7 +289,7 @@ static int race_win_root(void *arg)
 	CHECK(err == NULL);
 	/* Both losers were cancelled and had finished cleaning up. */
 	CHECK_EQ(atomic_load(&sh.cleanups), 2);
-	CHECK_EQ(weft_checkpoint(), 0);  /* the caller is not cancelled */
+	CHECK_EQ(weft_checkpoint(), 0); /* the caller is not cancelled */
 	return 0;
 }
 
@@ -305,16 +306,16 @@ static int race_all_fail_root(void *arg)
 	weft_call_t calls[3];
 	for (int i = 0; i < 3; i++) {
 		kids[i].code = codes[i];
-		kids[i].sleep = (3 - i) * WEFT_MSEC / 2;  /* last fails first */
+		kids[i].sleep = (3 - i) * WEFT_MSEC / 2; /* last fails first */
 		calls[i] = (weft_call_t){ kid_value, &kids[i], NULL };
 	}
 	void *v = &sh;
 	weft_error_t *err = NULL;
 	CHECK_EQ(weft_race(calls, 3, &v, NULL, &err), WEFT_ECHILD_FAILED);
-	CHECK(v == &sh);  /* untouched */
-	CHECK_EQ(atomic_load(&sh.cleanups), 0);  /* nobody was cancelled */
+	CHECK(v == &sh);			/* untouched */
+	CHECK_EQ(atomic_load(&sh.cleanups), 0); /* nobody was cancelled */
 	CHECK_EQ(weft_error_count(err), 3);
-	for (size_t i = 0; i < 3; i++) {  /* in call order */
+	for (size_t i = 0; i < 3; i++) { /* in call order */
 		CHECK_EQ(weft_error_code_at(err, i), codes[i]);
 		CHECK(strcmp(weft_error_task_name_at(err, i), "race") == 0);
 	}
@@ -352,9 +353,11 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_gather__returns_results_in_call_order),
-		WEFT_TEST(test_gather__first_failure_cancels_siblings_and_aggregates),
+		WEFT_TEST(
+			test_gather__first_failure_cancels_siblings_and_aggregates),
 		WEFT_TEST(test_gather__return_errors_keeps_every_slot),
-		WEFT_TEST(test_gather__cancelling_the_caller_cancels_and_joins_gather),
+		WEFT_TEST(
+			test_gather__cancelling_the_caller_cancels_and_joins_gather),
 		WEFT_TEST(test_gather__obeys_an_enclosing_deadline),
 		WEFT_TEST(test_gather__cancelled_on_entry_creates_nothing),
 		WEFT_TEST(test_race__first_success_wins_and_losers_are_joined),

@@ -94,8 +94,8 @@ static int empty_group_root(void *arg)
 	return 0;
 }
 
-WEFT_TEST_ROOT(group, join_of_an_empty_group_returns_at_once,
-	empty_group_root, NULL)
+WEFT_TEST_ROOT(group, join_of_an_empty_group_returns_at_once, empty_group_root,
+	NULL)
 
 /* }======================================================= */
 
@@ -119,8 +119,8 @@ static int closed_root(void *arg)
 	return 0;
 }
 
-WEFT_TEST_ROOT(group, spawn_into_a_closed_group_is_refused,
-	closed_root, &(struct counter){ 0 })
+WEFT_TEST_ROOT(group, spawn_into_a_closed_group_is_refused, closed_root,
+	&(struct counter){ 0 })
 
 /* }======================================================= */
 
@@ -173,7 +173,8 @@ static int skippable_root(void *arg)
 	weft_spawn_opts_t o = { .flags = WEFT_SPAWN_SKIPPABLE };
 	for (int i = 0; i < 10; i++)
 		CHECK_EQ(weft_group_spawn_opts(g, note_cancel_at_checkpoint, cs,
-			&o), 0);
+				 &o),
+			0);
 	CHECK_EQ(weft_group_join(g, NULL), 0);
 	return 0;
 }
@@ -226,8 +227,10 @@ static int first_failure_root(void *arg)
 	CHECK_EQ(weft_error_count(err), 2);
 	for (size_t i = 0; i < weft_error_count(err); i++) {
 		CHECK_EQ(weft_error_code_at(err, i), -EIO);
-		CHECK(strcmp(weft_error_message_at(err, i), "disk on fire") == 0);
-		CHECK(strcmp(weft_error_task_name_at(err, i), "fail_fast") == 0);
+		CHECK(strcmp(weft_error_message_at(err, i), "disk on fire") ==
+			0);
+		CHECK(strcmp(weft_error_task_name_at(err, i), "fail_fast") ==
+			0);
 	}
 	CHECK(weft_error_task_id_at(err, 0) != weft_error_task_id_at(err, 1));
 	weft_error_free(err);
@@ -336,7 +339,7 @@ static int leave_without_join(void *arg)
 	CHECK_EQ(weft_group_open(&g), 0);
 	for (int i = 0; i < 3; i++)
 		CHECK_EQ(weft_group_spawn(g, sleep_long_observe_cancel, f), 0);
-	return 0;  /* forgot to join */
+	return 0; /* forgot to join */
 }
 
 static int missing_join_root(void *arg)
@@ -359,7 +362,7 @@ static void test_group__leaving_a_group_unjoined_cancels_joins_and_reports(
 	weft_config_t cfg;
 	assert_int_equal(weft_config_init(&cfg), 0);
 	cfg.workers = WEFT_TEST_WORKERS(state);
-	cfg.abort_on_missing_join = 0;  /* the release behaviour */
+	cfg.abort_on_missing_join = 0; /* the release behaviour */
 	assert_int_equal(weft_test_run_cfg(&cfg, missing_join_root, &f), 0);
 	assert_int_equal(atomic_load(&f.cancelled_siblings), 3);
 }
@@ -369,7 +372,7 @@ static int leave_empty_group(void *arg)
 	(void)arg;
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	return 0;  /* forgot to join */
+	return 0; /* forgot to join */
 }
 
 static int spawn_a_leaver(void *arg)
@@ -420,8 +423,8 @@ struct plain_spawner {
 	atomic_long ran;
 	atomic_int joined;
 	long n;
-	int spawn_rc;       /* first failing spawn's code, or 0 */
-	int after_join_rc;  /* the spawn tried after the join */
+	int spawn_rc;	   /* first failing spawn's code, or 0 */
+	int after_join_rc; /* the spawn tried after the join */
 };
 
 static int count_run(void *arg)
@@ -522,8 +525,8 @@ static void test_group__start_from_a_plain_thread_is_enotfiber(void **state)
 /* {======================================================= memory ordering */
 
 struct handoff {
-	long before;  /* plain: written before spawn, read by the child */
-	long after;   /* plain: written by the child, read after join */
+	long before; /* plain: written before spawn, read by the child */
+	long after;  /* plain: written by the child, read after join */
 };
 
 static int read_write_plain(void *arg)
@@ -544,7 +547,8 @@ static int ordering_root(void *arg)
 		for (int i = 0; i < 8; i++) {
 			h[i].before = 42;
 			h[i].after = 0;
-			CHECK_EQ(weft_group_spawn(g, read_write_plain, &h[i]), 0);
+			CHECK_EQ(weft_group_spawn(g, read_write_plain, &h[i]),
+				0);
 		}
 		CHECK_EQ(weft_group_join(g, NULL), 0);
 		for (int i = 0; i < 8; i++)
@@ -606,13 +610,14 @@ static int nested_level(void *arg)
 	CHECK_EQ(weft_group_open(&g), 0);
 	for (int i = 0; i < 3; i++)
 		CHECK_EQ(weft_group_spawn(g, nested_level,
-			(void *)(intptr_t)(depth - 1)), 0);
+				 (void *)(intptr_t)(depth - 1)),
+			0);
 	CHECK_EQ(weft_group_join(g, NULL), 0);
 	return 0;
 }
 
-WEFT_TEST_ROOT(group, nested_groups_join_a_tree_of_tasks,
-	nested_level, (void *)(intptr_t)7)
+WEFT_TEST_ROOT(group, nested_groups_join_a_tree_of_tasks, nested_level,
+	(void *)(intptr_t)7)
 
 /* }======================================================= */
 
@@ -620,21 +625,30 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_group__join_waits_for_every_child),
-		WEFT_TEST(test_group__join_waits_for_children_spawned_during_join),
+		WEFT_TEST(
+			test_group__join_waits_for_children_spawned_during_join),
 		WEFT_TEST(test_group__join_of_an_empty_group_returns_at_once),
 		WEFT_TEST(test_group__spawn_into_a_closed_group_is_refused),
-		WEFT_TEST(test_group__cancelled_group_accepts_spawns_that_start_cancelled),
-		WEFT_TEST(test_group__skippable_task_cancelled_before_running_is_skipped),
-		WEFT_TEST(test_group__first_failure_cancels_siblings_and_join_collects_all),
-		WEFT_TEST(test_group__body_failure_cancels_children_and_is_a_leaf),
+		WEFT_TEST(
+			test_group__cancelled_group_accepts_spawns_that_start_cancelled),
+		WEFT_TEST(
+			test_group__skippable_task_cancelled_before_running_is_skipped),
+		WEFT_TEST(
+			test_group__first_failure_cancels_siblings_and_join_collects_all),
+		WEFT_TEST(
+			test_group__body_failure_cancels_children_and_is_a_leaf),
 		WEFT_TEST(test_group__own_cancellation_is_absorbed_by_join),
 		WEFT_TEST(test_group__outer_cancellation_passes_through_join),
-		WEFT_TEST(test_group__leaving_a_group_unjoined_cancels_joins_and_reports),
-		WEFT_TEST(test_group__leaving_a_group_unjoined_aborts_when_configured),
-		WEFT_TEST(test_group__a_plain_thread_spawns_into_a_retained_group),
+		WEFT_TEST(
+			test_group__leaving_a_group_unjoined_cancels_joins_and_reports),
+		WEFT_TEST(
+			test_group__leaving_a_group_unjoined_aborts_when_configured),
+		WEFT_TEST(
+			test_group__a_plain_thread_spawns_into_a_retained_group),
 		WEFT_TEST(test_group__start_from_a_plain_thread_is_enotfiber),
 		WEFT_TEST(test_group__spawn_and_join_order_plain_memory),
-		WEFT_TEST(test_group__join_by_another_task_or_out_of_order_is_refused),
+		WEFT_TEST(
+			test_group__join_by_another_task_or_out_of_order_is_refused),
 		WEFT_TEST(test_group__nested_groups_join_a_tree_of_tasks),
 	};
 	return WEFT_RUN_TESTS(tests);

@@ -41,8 +41,7 @@ struct js {
 
 static void js_ws(struct js *j)
 {
-	while (*j->p == ' ' || *j->p == '\n' || *j->p == '\t' ||
-		*j->p == '\r')
+	while (*j->p == ' ' || *j->p == '\n' || *j->p == '\t' || *j->p == '\r')
 		j->p++;
 }
 
@@ -82,7 +81,7 @@ static int js_string(struct js *j, char *out, size_t cap)
 
 static int js_object(struct js *j)
 {
-	j->p++;  /* { */
+	j->p++; /* { */
 	j->depth++;
 	j->objects++;
 	js_ws(j);
@@ -100,9 +99,10 @@ static int js_object(struct js *j)
 		if (*j->p++ != ':')
 			return 0;
 		js_ws(j);
-		if (strcmp(key, "name") == 0 && *j->p == '"' && j->nnames < 64) {
+		if (strcmp(key, "name") == 0 && *j->p == '"' &&
+			j->nnames < 64) {
 			if (!js_string(j, j->names[j->nnames],
-				sizeof j->names[0]))
+				    sizeof j->names[0]))
 				return 0;
 			j->name_depth[j->nnames++] = j->depth;
 		} else if (!js_value(j)) {
@@ -122,7 +122,7 @@ static int js_object(struct js *j)
 
 static int js_array(struct js *j)
 {
-	j->p++;  /* [ */
+	j->p++; /* [ */
 	js_ws(j);
 	if (*j->p == ']') {
 		j->p++;
@@ -302,8 +302,8 @@ static int rename_root(void *arg)
 	return 0;
 }
 
-WEFT_TEST_ROOT(inspect, set_name_renames_the_calling_task,
-	rename_root, &(struct rename){ 0 })
+WEFT_TEST_ROOT(inspect, set_name_renames_the_calling_task, rename_root,
+	&(struct rename){ 0 })
 
 /* }======================================================= */
 
@@ -312,7 +312,7 @@ WEFT_TEST_ROOT(inspect, set_name_renames_the_calling_task,
 struct family {
 	weft_group_t *g;
 	uint64_t root_id;
-	weft_task_t *kept;  /* a child's own handle, retained by itself */
+	weft_task_t *kept; /* a child's own handle, retained by itself */
 };
 
 static int family_grandchild(void *arg)
@@ -443,9 +443,12 @@ static int live_root(void *arg)
 	for (int i = 0; i < LIVE_PARKED + LIVE_SPINNING; i++) {
 		weft_task_t *h;
 		weft_spawn_opts_t o = { .handle = &h };
-		CHECK_EQ(weft_group_spawn_opts(l->g, i < LIVE_PARKED ?
-			park_until_cancelled : spin_until_stopped,
-			i < LIVE_PARKED ? (void *)&l->parked : (void *)l, &o),
+		CHECK_EQ(weft_group_spawn_opts(l->g,
+				 i < LIVE_PARKED ? park_until_cancelled
+						 : spin_until_stopped,
+				 i < LIVE_PARKED ? (void *)&l->parked
+						 : (void *)l,
+				 &o),
 			0);
 		l->ids[l->nids++] = weft_task_id(h);
 		weft_task_release(h);
@@ -524,9 +527,9 @@ static void test_inspect__all_tasks_sees_each_live_task_exactly_once(
 
 struct tree {
 	weft_group_t *g;
-	weft_scope_t *shield;      /* the sleeper's shielded scope */
-	weft_scope_t *cshield;     /* cancelme's */
-	int64_t deadline;          /* of the shielded scope */
+	weft_scope_t *shield;  /* the sleeper's shielded scope */
+	weft_scope_t *cshield; /* cancelme's */
+	int64_t deadline;      /* of the shielded scope */
 	weft_task_t *sleeper, *cancelme;
 	atomic_int parked, shield_ready, spinning, stop;
 	uint64_t joiner_id, grandchild_id, root_id, sleeper_id, cancelme_id;
@@ -549,8 +552,8 @@ static int tree_sleeper(void *arg)
 static int tree_cancelme(void *arg)
 {
 	struct tree *t = arg;
-	CHECK_EQ(weft_scope_open(&t->cshield, WEFT_FOREVER,
-		WEFT_SCOPE_SHIELD), 0);
+	CHECK_EQ(weft_scope_open(&t->cshield, WEFT_FOREVER, WEFT_SCOPE_SHIELD),
+		0);
 	atomic_fetch_add(&t->shield_ready, 1);
 	CHECK_EQ(weft_sleep_until(WEFT_FOREVER), -ECANCELED);
 	CHECK_EQ(weft_scope_exit(t->cshield), 0);
@@ -616,8 +619,8 @@ static int tree_wait_parked(weft_group_t *g, uint64_t id, const char *what)
 }
 
 /* The text line of the task named name, or NULL. */
-static const char *tree_line(const char *text, const char *name,
-	char *line, size_t cap)
+static const char *tree_line(const char *text, const char *name, char *line,
+	size_t cap)
 {
 	char key[64];
 	snprintf(key, sizeof key, "name=\"%s\"", name);
@@ -673,9 +676,11 @@ static int tree_root(void *arg)
 	 * shows. */
 	CHECK_EQ(weft_task_cancel(t->cancelme), 0);
 	CHECK_EQ(weft_runtime_dump_buf(NULL, WEFT_DUMP_TEXT, t->text,
-		sizeof t->text, &t->text_len), 0);
+			 sizeof t->text, &t->text_len),
+		0);
 	CHECK_EQ(weft_runtime_dump_buf(NULL, WEFT_DUMP_JSON, t->json,
-		sizeof t->json, &t->json_len), 0);
+			 sizeof t->json, &t->json_len),
+		0);
 	CHECK(t->text_len < sizeof t->text);
 	CHECK(t->json_len < sizeof t->json);
 	/* Wind down: the shields are cancelled directly. */
@@ -707,16 +712,19 @@ static void test_inspect__dump_shows_the_tree_as_text_and_json(void **state)
 	assert_non_null(strstr(text, "weft runtime: workers="));
 	assert_non_null(tree_line(text, "main", line, sizeof line));
 	assert_int_equal(tree_indent(line), 0);
-	snprintf(want, sizeof want, "task id=%llu name=\"main\" state=active "
-		"worker=", (unsigned long long)t->root_id);  /* dumping */
+	snprintf(want, sizeof want,
+		"task id=%llu name=\"main\" state=active "
+		"worker=",
+		(unsigned long long)t->root_id); /* dumping */
 	assert_non_null(strstr(line, want));
 	snprintf(want, sizeof want, "owner=%llu",
 		(unsigned long long)t->root_id);
-	assert_non_null(strstr(text, want));  /* the root's group */
+	assert_non_null(strstr(text, want)); /* the root's group */
 	assert_non_null(tree_line(text, "sleeper", line, sizeof line));
 	size_t child_indent = tree_indent(line);
 	assert_true(child_indent > 0);
-	snprintf(want, sizeof want, "task id=%llu name=\"sleeper\" "
+	snprintf(want, sizeof want,
+		"task id=%llu name=\"sleeper\" "
 		"state=parked parked_on=\"sleep\"",
 		(unsigned long long)t->sleeper_id);
 	assert_non_null(strstr(line, want));
@@ -725,7 +733,8 @@ static void test_inspect__dump_shows_the_tree_as_text_and_json(void **state)
 	assert_null(strstr(line, "deadline=none"));
 	assert_non_null(tree_line(text, "cancelme", line, sizeof line));
 	assert_int_equal(tree_indent(line), child_indent);
-	assert_non_null(strstr(line, "cancelled=0 cancel_requested=1 "
+	assert_non_null(strstr(line,
+		"cancelled=0 cancel_requested=1 "
 		"shielded=1"));
 	assert_non_null(tree_line(text, "waiter", line, sizeof line));
 	assert_non_null(strstr(line, "parked_on=\"task wait\""));
@@ -737,9 +746,9 @@ static void test_inspect__dump_shows_the_tree_as_text_and_json(void **state)
 	assert_non_null(strstr(line, "parked_on=\"sleep\""));
 	assert_non_null(tree_line(text, "spinner", line, sizeof line));
 	assert_non_null(strstr(line, "state=active"));
-	assert_non_null(strstr(text, "scope id="));    /* the shields */
+	assert_non_null(strstr(text, "scope id=")); /* the shields */
 	assert_non_null(strstr(text, "shield=1"));
-	assert_non_null(strstr(text, "sleep id="));    /* the sleeps */
+	assert_non_null(strstr(text, "sleep id=")); /* the sleeps */
 	/* JSON: valid, same tree. */
 	struct js *j = calloc(1, sizeof *j);
 	assert_non_null(j);
@@ -752,13 +761,15 @@ static void test_inspect__dump_shows_the_tree_as_text_and_json(void **state)
 	assert_int_equal(js_depth_of(j, "waiter"), d_sleeper);
 	assert_true(js_depth_of(j, "tree_grandchild") > d_sleeper);
 	free(j);
-	snprintf(want, sizeof want, "{\"type\":\"task\",\"id\":%llu,"
+	snprintf(want, sizeof want,
+		"{\"type\":\"task\",\"id\":%llu,"
 		"\"name\":\"sleeper\",\"state\":\"parked\","
 		"\"parked_on\":\"sleep\"",
 		(unsigned long long)t->sleeper_id);
 	const char *s = strstr(t->json, want);
 	assert_non_null(s);
-	snprintf(want, sizeof want, "\"deadline\":%lld,\"cancelled\":false,"
+	snprintf(want, sizeof want,
+		"\"deadline\":%lld,\"cancelled\":false,"
 		"\"cancel_requested\":false,\"shielded\":true",
 		(long long)t->deadline);
 	assert_non_null(strstr(s, want));
@@ -802,11 +813,12 @@ static void *storm_dumper(void *arg)
 		while (!atomic_load(&s->stop)) {
 			size_t len = 0, total = 0;
 			if (weft_runtime_dump_buf(s->rt, WEFT_DUMP_JSON, buf,
-				cap, &len) != 0 || (len < cap &&
-				!js_parse(j, buf)))
+				    cap, &len) != 0 ||
+				(len < cap && !js_parse(j, buf)))
 				atomic_store(&s->bad, 2);
 			if (weft_runtime_dump(s->rt, WEFT_DUMP_TEXT,
-				storm_count, &total) != 0 || total == 0)
+				    storm_count, &total) != 0 ||
+				total == 0)
 				atomic_store(&s->bad, 3);
 			size_t n = 0;
 			if (weft_all_tasks(s->rt, info, 4096, &n) != 0)
@@ -881,7 +893,7 @@ static void test_inspect__dump_from_a_plain_thread_during_a_spawn_storm(
 
 struct done {
 	atomic_int calls;
-	atomic_int order;      /* registration order check */
+	atomic_int order; /* registration order check */
 	int first, second;
 	int state_seen;
 	void *result_seen;
@@ -1057,10 +1069,10 @@ static int errors_root(void *arg)
 	CHECK_EQ(weft_all_tasks(NULL, NULL, 4, &n), -EINVAL);
 	CHECK_EQ(weft_group_children(NULL, info, 4, &n), -EINVAL);
 	CHECK_EQ(weft_runtime_dump(NULL, WEFT_DUMP_TEXT, NULL, NULL), -EINVAL);
-	CHECK_EQ(weft_runtime_dump_buf(NULL, 77, buf, sizeof buf, &n),
-		-EINVAL);
+	CHECK_EQ(weft_runtime_dump_buf(NULL, 77, buf, sizeof buf, &n), -EINVAL);
 	CHECK_EQ(weft_runtime_dump_buf(NULL, WEFT_DUMP_TEXT, buf, sizeof buf,
-		NULL), -EINVAL);
+			 NULL),
+		-EINVAL);
 	CHECK_EQ(weft_runtime_dump_buf(NULL, WEFT_DUMP_TEXT, NULL, 4, &n),
 		-EINVAL);
 	/* The writer's error stops the dump and comes back. */
@@ -1100,7 +1112,8 @@ static int errors_root(void *arg)
 	CHECK_EQ(atomic_load(&d.calls) <= 1, 1);
 	weft_debug_fail_alloc(1);
 	CHECK_EQ(weft_runtime_dump_buf(NULL, WEFT_DUMP_TEXT, buf, sizeof buf,
-		&n), -ENOMEM);
+			 &n),
+		-ENOMEM);
 	weft_debug_fail_alloc(0);
 	for (long k = 2; k < 12; k++) {
 		weft_debug_fail_alloc(k);
@@ -1122,7 +1135,8 @@ static void test_inspect__errors(void **state)
 	assert_int_equal(weft_task_set_name("x"), WEFT_ENOTFIBER);
 	assert_int_equal(weft_all_tasks(NULL, info, 4, &n), WEFT_ENOTFIBER);
 	assert_int_equal(weft_runtime_dump_buf(NULL, WEFT_DUMP_TEXT, NULL, 0,
-		&n), WEFT_ENOTFIBER);
+				 &n),
+		WEFT_ENOTFIBER);
 	weft_test_root(state, errors_root, NULL);
 }
 
@@ -1134,11 +1148,15 @@ int main(void)
 		WEFT_TEST(test_inspect__default_names_come_from_the_function),
 		WEFT_TEST(test_inspect__set_name_renames_the_calling_task),
 		WEFT_TEST(test_inspect__current_root_and_parent_group),
-		WEFT_TEST(test_inspect__all_tasks_sees_each_live_task_exactly_once),
+		WEFT_TEST(
+			test_inspect__all_tasks_sees_each_live_task_exactly_once),
 		WEFT_TEST(test_inspect__dump_shows_the_tree_as_text_and_json),
-		WEFT_TEST(test_inspect__dump_from_a_plain_thread_during_a_spawn_storm),
-		WEFT_TEST(test_inspect__done_callbacks_run_once_before_and_after_completion),
-		WEFT_TEST(test_inspect__done_callbacks_racing_completion_run_exactly_once),
+		WEFT_TEST(
+			test_inspect__dump_from_a_plain_thread_during_a_spawn_storm),
+		WEFT_TEST(
+			test_inspect__done_callbacks_run_once_before_and_after_completion),
+		WEFT_TEST(
+			test_inspect__done_callbacks_racing_completion_run_exactly_once),
 		WEFT_TEST(test_inspect__errors),
 	};
 	return WEFT_RUN_TESTS(tests);

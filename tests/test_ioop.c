@@ -33,8 +33,8 @@ struct timer_op {
 	struct weft__ioop op;
 	uv_timer_t timer;
 	uint64_t ms;
-	int result;         /* what the close callback completes with */
-	bool fired;         /* I/O thread; read by the fiber after the op */
+	int result; /* what the close callback completes with */
+	bool fired; /* I/O thread; read by the fiber after the op */
 };
 
 static atomic_int started_ops;
@@ -96,7 +96,8 @@ static int complete_child(void *arg)
 	unsigned seed = (unsigned)(uintptr_t)arg;
 	for (int i = 0; i < 20; i++) {
 		bool fired = false;
-		CHECK_EQ(timer_op_run((seed + (unsigned)i) % 3, true, &fired), 0);
+		CHECK_EQ(timer_op_run((seed + (unsigned)i) % 3, true, &fired),
+			0);
 		CHECK(fired);
 	}
 	return 0;
@@ -177,7 +178,7 @@ WEFT_TEST_ROOT(ioop,
 struct race {
 	weft_scope_t *scope;
 	atomic_int entered;
-	atomic_int canceller_done;  /* the scope must outlive the canceller */
+	atomic_int canceller_done; /* the scope must outlive the canceller */
 	unsigned seed;
 };
 
@@ -232,7 +233,8 @@ static int race_root(void *arg)
 			atomic_init(&rs[i].canceller_done, 0);
 			rs[i].seed = seed + (unsigned)(round * N + i) * 7919u;
 			CHECK_EQ(weft_group_spawn(g, race_victim, &rs[i]), 0);
-			CHECK_EQ(weft_group_spawn(g, race_canceller, &rs[i]), 0);
+			CHECK_EQ(weft_group_spawn(g, race_canceller, &rs[i]),
+				0);
 		}
 		CHECK_EQ(weft_group_join(g, NULL), 0);
 	}
@@ -295,7 +297,7 @@ static int reclaim_spinner(void *arg)
 	struct reclaimed *o = arg;
 	atomic_store(&o->inside, 1);
 	while (!atomic_load(&o->go))
-		;  /* no switch: this worker stays in this fiber */
+		; /* no switch: this worker stays in this fiber */
 	CHECK_EQ(atomic_load(&o->freed), 0);
 	return 0;
 }
@@ -303,7 +305,7 @@ static int reclaim_spinner(void *arg)
 static int reclaim_root(void *arg)
 {
 	(void)arg;
-	struct reclaimed o = {0};
+	struct reclaimed o = { 0 };
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
 	CHECK_EQ(weft_group_spawn(g, reclaim_spinner, &o), 0);
@@ -331,14 +333,23 @@ WEFT_TEST_ROOT(ioop, reclaim_waits_until_a_running_fiber_has_switched,
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		WEFT_TEST(test_ioop__many_operations_on_many_tasks_complete_with_their_results),
-		WEFT_TEST(test_ioop__a_deadline_stops_an_operation_that_would_take_an_hour),
-		WEFT_TEST(test_ioop__an_operation_started_in_a_cancelled_scope_is_never_submitted),
-		WEFT_TEST(test_ioop__an_uncancellable_operation_is_waited_for_and_keeps_its_result),
-		WEFT_TEST(test_ioop__completion_racing_cancellation_ends_each_operation_one_way),
-		cmocka_unit_test(test_ioop__a_plain_thread_gets_enotfiber_and_submits_nothing),
-		cmocka_unit_test(test_ioop__libuv_error_codes_become_weft_codes),
-		WEFT_TEST_AT(test_ioop__reclaim_waits_until_a_running_fiber_has_switched, 2),
+		WEFT_TEST(
+			test_ioop__many_operations_on_many_tasks_complete_with_their_results),
+		WEFT_TEST(
+			test_ioop__a_deadline_stops_an_operation_that_would_take_an_hour),
+		WEFT_TEST(
+			test_ioop__an_operation_started_in_a_cancelled_scope_is_never_submitted),
+		WEFT_TEST(
+			test_ioop__an_uncancellable_operation_is_waited_for_and_keeps_its_result),
+		WEFT_TEST(
+			test_ioop__completion_racing_cancellation_ends_each_operation_one_way),
+		cmocka_unit_test(
+			test_ioop__a_plain_thread_gets_enotfiber_and_submits_nothing),
+		cmocka_unit_test(
+			test_ioop__libuv_error_codes_become_weft_codes),
+		WEFT_TEST_AT(
+			test_ioop__reclaim_waits_until_a_running_fiber_has_switched,
+			2),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

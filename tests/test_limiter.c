@@ -154,17 +154,21 @@ static void test_limiter__tracks_many_borrowers(void **state)
 	assert_int_equal(weft_limiter_create(&l, N), 0);
 	for (int i = 0; i < N; i++)
 		assert_int_equal(weft_limiter_try_acquire_on_behalf(l,
-			&borrower[i]), 0);
+					 &borrower[i]),
+			0);
 	for (int i = 0; i < N; i += 7)
 		assert_int_equal(weft_limiter_try_acquire_on_behalf(l,
-			&borrower[i]), WEFT_EMISUSE);
+					 &borrower[i]),
+			WEFT_EMISUSE);
 	/* Release in a scattered order, checking each is still known. */
 	for (int k = 0; k < N; k++) {
 		int i = (int)(((long)k * 1237) % N);
 		assert_int_equal(weft_limiter_release_on_behalf(l,
-			&borrower[i]), 0);
+					 &borrower[i]),
+			0);
 		assert_int_equal(weft_limiter_release_on_behalf(l,
-			&borrower[i]), WEFT_EMISUSE);
+					 &borrower[i]),
+			WEFT_EMISUSE);
 	}
 	weft_limiter_stats_t st;
 	assert_int_equal(weft_limiter_stats(l, &st), 0);
@@ -176,9 +180,11 @@ static void test_limiter__tracks_many_borrowers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		WEFT_TEST(test_limiter__borrower_holds_one_token_and_only_it_releases),
+		WEFT_TEST(
+			test_limiter__borrower_holds_one_token_and_only_it_releases),
 		WEFT_TEST(test_limiter__raising_the_total_wakes_waiters),
-		WEFT_TEST(test_limiter__lowering_the_total_only_stops_new_grants),
+		WEFT_TEST(
+			test_limiter__lowering_the_total_only_stops_new_grants),
 		cmocka_unit_test(test_limiter__tracks_many_borrowers),
 	};
 	return WEFT_RUN_TESTS(tests);

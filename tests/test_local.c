@@ -40,8 +40,8 @@ static int keyed_root(void *arg)
 }
 
 static void run_with_key(void **state, weft_fn fn, void *arg,
-	weft_local_key_t **key, weft_local_key_t **other,
-	void (*dtor)(void *), bool keep)
+	weft_local_key_t **key, weft_local_key_t **other, void (*dtor)(void *),
+	bool keep)
 {
 	struct keyed k = { key, other, dtor, keep, fn, arg };
 	weft_test_root(state, keyed_root, &k);
@@ -65,9 +65,9 @@ static long get_val(weft_local_key_t *key)
 
 struct snap {
 	weft_local_key_t *key;
-	weft_group_t *g;       /* the root's group */
-	atomic_long seen_b;    /* what the grandchild saw */
-	atomic_long seen_c;    /* what a child of the root saw */
+	weft_group_t *g;    /* the root's group */
+	atomic_long seen_b; /* what the grandchild saw */
+	atomic_long seen_c; /* what a child of the root saw */
 };
 
 static int snap_grandchild(void *arg)
@@ -100,7 +100,7 @@ static int snap_child_c(void *arg)
 static int snap_root(void *arg)
 {
 	struct snap *s = arg;
-	CHECK_EQ(get_val(s->key), -1);  /* the root starts empty */
+	CHECK_EQ(get_val(s->key), -1); /* the root starts empty */
 	weft_local_token_t tok;
 	CHECK_EQ(weft_local_bind(s->key, V(1), &tok), 0);
 	CHECK_EQ(weft_group_open(&s->g), 0);
@@ -125,7 +125,7 @@ static void test_local__child_sees_the_spawning_tasks_snapshot_not_the_owners(
 struct later {
 	weft_local_key_t *key;
 	atomic_int parent_rebound; /* the parent changed its binding */
-	atomic_int child_bound;    /* the child bound its own value */
+	atomic_int child_bound;	   /* the child bound its own value */
 	atomic_int child_done;
 };
 
@@ -134,7 +134,7 @@ static int later_child(void *arg)
 	struct later *l = arg;
 	CHECK_EQ(get_val(l->key), 10);
 	CHECK(weft_test_yield_until(&l->parent_rebound, 1));
-	CHECK_EQ(get_val(l->key), 10);  /* the parent's change is not seen */
+	CHECK_EQ(get_val(l->key), 10); /* the parent's change is not seen */
 	weft_local_token_t tok;
 	CHECK_EQ(weft_local_bind(l->key, V(30), &tok), 0);
 	CHECK_EQ(get_val(l->key), 30);
@@ -156,7 +156,7 @@ static int later_root(void *arg)
 	CHECK_EQ(weft_local_bind(l->key, V(20), &t2), 0);
 	atomic_store(&l->parent_rebound, 1);
 	CHECK(weft_test_yield_until(&l->child_bound, 1));
-	CHECK_EQ(get_val(l->key), 20);  /* the child's binding is not seen */
+	CHECK_EQ(get_val(l->key), 20); /* the child's binding is not seen */
 	atomic_store(&l->child_done, 1);
 	CHECK_EQ(weft_local_unbind(&t2), 0);
 	CHECK_EQ(weft_group_join(g, NULL), 0);
@@ -202,7 +202,7 @@ static int ovr_root(void *arg)
 {
 	struct ovr *o = arg;
 	weft_context_t *captured, *empty;
-	CHECK_EQ(weft_context_capture(&empty), 0);  /* nothing bound yet */
+	CHECK_EQ(weft_context_capture(&empty), 0); /* nothing bound yet */
 	weft_local_token_t t1, t2;
 	CHECK_EQ(weft_local_bind(o->key, V(7), &t1), 0);
 	CHECK_EQ(weft_local_bind(o->other, V(8), &t2), 0);
@@ -256,7 +256,7 @@ static void test_local__spawn_option_overrides_the_snapshot(void **state)
 
 struct nest {
 	weft_local_key_t *key;
-	weft_local_token_t *foreign;  /* a token bound by the root */
+	weft_local_token_t *foreign; /* a token bound by the root */
 };
 
 static int nest_thief(void *arg)
@@ -289,7 +289,7 @@ static int nest_root(void *arg)
 	CHECK_EQ(get_val(n->key), 3);
 	CHECK_EQ(weft_local_unbind(&t3), 0);
 	CHECK_EQ(get_val(n->key), 2);
-	CHECK_EQ(weft_local_unbind(&t3), -EINVAL);  /* already undone */
+	CHECK_EQ(weft_local_unbind(&t3), -EINVAL); /* already undone */
 	CHECK_EQ(weft_local_unbind(&t2), 0);
 	CHECK_EQ(get_val(n->key), 1);
 	CHECK_EQ(weft_local_unbind(&t1), 0);
@@ -316,7 +316,7 @@ static void test_local__nested_bindings_unbind_lifo_and_misnesting_is_refused(
 #define DTOR_CHILDREN 64
 
 static atomic_int dtor_calls[DTOR_VALUES];
-static atomic_int dtor_early;  /* a destructor ran while a holder lived */
+static atomic_int dtor_early; /* a destructor ran while a holder lived */
 static atomic_int dtor_holders;
 
 static void dtor_count(void *v)
@@ -397,7 +397,7 @@ static int dtor_leftover_child(void *arg)
 	weft_local_key_t *key = arg;
 	weft_local_token_t tok;
 	CHECK_EQ(weft_local_bind(key, V(3), &tok), 0);
-	return 0;  /* left bound on purpose */
+	return 0; /* left bound on purpose */
 }
 
 static int dtor_leftover_root(void *arg)
@@ -409,7 +409,7 @@ static int dtor_leftover_root(void *arg)
 	weft_context_t *c;
 	CHECK_EQ(weft_context_capture(&c), 0);
 	CHECK_EQ(weft_local_unbind(&tok), 0);
-	CHECK_EQ(atomic_load(&dtor_calls[1]), 0);  /* c holds it */
+	CHECK_EQ(atomic_load(&dtor_calls[1]), 0); /* c holds it */
 	weft_context_release(c);
 	CHECK_EQ(atomic_load(&dtor_calls[1]), 1);
 	weft_group_t *g;
@@ -459,7 +459,7 @@ static void *offload_thread(void *arg)
 	if (o->rc_capture == 0)
 		weft_context_release(c);
 	weft__local_detach();
-	weft__local_attach(NULL);  /* the empty context */
+	weft__local_attach(NULL); /* the empty context */
 	o->seen_empty = get_val(o->key);
 	weft__local_detach();
 	return NULL;
@@ -567,13 +567,19 @@ static void test_local__errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		WEFT_TEST(test_local__child_sees_the_spawning_tasks_snapshot_not_the_owners),
-		WEFT_TEST(test_local__later_changes_are_not_shared_between_parent_and_child),
+		WEFT_TEST(
+			test_local__child_sees_the_spawning_tasks_snapshot_not_the_owners),
+		WEFT_TEST(
+			test_local__later_changes_are_not_shared_between_parent_and_child),
 		WEFT_TEST(test_local__spawn_option_overrides_the_snapshot),
-		WEFT_TEST(test_local__nested_bindings_unbind_lifo_and_misnesting_is_refused),
-		WEFT_TEST(test_local__key_destructor_runs_once_per_value_after_last_holder),
-		WEFT_TEST(test_local__bindings_left_at_exit_and_captures_are_destroyed_once),
-		WEFT_TEST(test_local__offload_thread_sees_the_sending_tasks_context),
+		WEFT_TEST(
+			test_local__nested_bindings_unbind_lifo_and_misnesting_is_refused),
+		WEFT_TEST(
+			test_local__key_destructor_runs_once_per_value_after_last_holder),
+		WEFT_TEST(
+			test_local__bindings_left_at_exit_and_captures_are_destroyed_once),
+		WEFT_TEST(
+			test_local__offload_thread_sees_the_sending_tasks_context),
 		WEFT_TEST(test_local__errors),
 	};
 	return WEFT_RUN_TESTS(tests);

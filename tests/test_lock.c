@@ -15,7 +15,8 @@ static void bump(long *counter, atomic_int *inside, atomic_int *max_inside)
 {
 	int in = atomic_fetch_add(inside, 1) + 1;
 	int seen = atomic_load(max_inside);
-	while (in > seen && !atomic_compare_exchange_weak(max_inside, &seen, in))
+	while (in > seen &&
+		!atomic_compare_exchange_weak(max_inside, &seen, in))
 		;
 	long v = *counter;
 	for (volatile int i = 0; i < 20; i++)
@@ -239,7 +240,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_lock__excludes_tasks_on_all_workers),
 		WEFT_TEST(test_lock__hands_off_to_waiters_in_fifo_order),
-		WEFT_TEST(test_lock__release_by_non_owner_and_double_acquire_are_misuse),
+		WEFT_TEST(
+			test_lock__release_by_non_owner_and_double_acquire_are_misuse),
 		WEFT_TEST(test_lock__try_acquire_takes_only_a_free_lock),
 		WEFT_TEST(test_lock__destroy_while_held_is_ebusy),
 	};

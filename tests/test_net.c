@@ -25,8 +25,8 @@
 struct server {
 	weft_listener_t *l;
 	weft_event_t *stop;
-	atomic_int conns;        /* handlers started */
-	atomic_int live;         /* handlers running now */
+	atomic_int conns; /* handlers started */
+	atomic_int live;  /* handlers running now */
 	atomic_int max_live;
 	int serve_rc;
 };
@@ -37,8 +37,8 @@ static int echo_handler(weft_stream_t *s, void *arg)
 	atomic_fetch_add(&sv->conns, 1);
 	int live = atomic_fetch_add(&sv->live, 1) + 1;
 	int m = atomic_load(&sv->max_live);
-	while (live > m && !atomic_compare_exchange_weak(&sv->max_live, &m,
-		live))
+	while (live > m &&
+		!atomic_compare_exchange_weak(&sv->max_live, &m, live))
 		;
 	char buf[4096];
 	int rc = 0;
@@ -46,14 +46,16 @@ static int echo_handler(weft_stream_t *s, void *arg)
 		ssize_t n = weft_stream_read(s, buf, sizeof buf);
 		if (n <= 0) {
 			/* EOF, or the peer went away / we were cancelled. */
-			rc = n == 0 || n == -ECONNRESET || n == -ECANCELED ?
-				0 : (int)n;
+			rc = n == 0 || n == -ECONNRESET || n == -ECANCELED
+				? 0
+				: (int)n;
 			break;
 		}
 		int w = weft_stream_write(s, buf, (size_t)n);
 		if (w < 0) {
-			rc = w == -EPIPE || w == -ECONNRESET ||
-				w == -ECANCELED ? 0 : w;
+			rc = w == -EPIPE || w == -ECONNRESET || w == -ECANCELED
+				? 0
+				: w;
 			break;
 		}
 	}
@@ -140,8 +142,8 @@ static int echo_client_main(void *arg)
 {
 	struct echo_client *c = arg;
 	weft_stream_t *s;
-	int rc = c->by_name ? weft_tcp_connect(&s, "localhost", c->port) :
-		weft_tcp_connect(&s, "127.0.0.1", c->port);
+	int rc = c->by_name ? weft_tcp_connect(&s, "localhost", c->port)
+			    : weft_tcp_connect(&s, "127.0.0.1", c->port);
 	if (!CHECK_EQ(rc, 0))
 		return rc;
 	char msg[64], back[64];
@@ -198,7 +200,7 @@ static int halfclose_root(void *arg)
 	char buf[16];
 	size_t got = 0;
 	CHECK_EQ(weft_stream_read_exactly(a, buf, 5, &got), 0);
-	CHECK_EQ(weft_stream_read(a, buf, sizeof buf), 0);   /* EOF */
+	CHECK_EQ(weft_stream_read(a, buf, sizeof buf), 0); /* EOF */
 	CHECK_EQ(weft_stream_read_exactly(a, buf, 1, &got), WEFT_EEND);
 	CHECK_EQ(got, 0);
 	/* The other direction still works after the half-close. */
@@ -212,8 +214,8 @@ static int halfclose_root(void *arg)
 	return 0;
 }
 
-WEFT_TEST_ROOT(net, half_close_sends_eof_and_keeps_reading,
-	halfclose_root, NULL)
+WEFT_TEST_ROOT(net, half_close_sends_eof_and_keeps_reading, halfclose_root,
+	NULL)
 
 static int until_root(void *arg)
 {
@@ -259,8 +261,8 @@ static int until_root(void *arg)
 	return 0;
 }
 
-WEFT_TEST_ROOT(net, read_until_keeps_bytes_after_the_delimiter,
-	until_root, NULL)
+WEFT_TEST_ROOT(net, read_until_keeps_bytes_after_the_delimiter, until_root,
+	NULL)
 
 static int refused_root(void *arg)
 {
@@ -352,7 +354,7 @@ static int cancel_read_root(void *arg)
 	weft_group_open(&g);
 	weft_group_spawn(g, read_parked_main, &p);
 	weft_event_wait(p.entered);
-	weft_sleep(10 * MS);  /* let it park (the test holds either way) */
+	weft_sleep(10 * MS); /* let it park (the test holds either way) */
 	weft_group_cancel(g, NULL);
 	CHECK_EQ(weft_group_join(g, NULL), 0);
 	CHECK_EQ(p.rc, -ECANCELED);
@@ -537,8 +539,7 @@ static int options_root(void *arg)
 	struct sockaddr_storage pa, la;
 	socklen_t pl = sizeof pa, ll = sizeof la;
 	CHECK_EQ(weft_stream_peer_address(a, (struct sockaddr *)&pa, &pl), 0);
-	CHECK_EQ(weft_stream_local_address(b, (struct sockaddr *)&la, &ll),
-		0);
+	CHECK_EQ(weft_stream_local_address(b, (struct sockaddr *)&la, &ll), 0);
 	/* a's peer is b's local end. */
 	CHECK_EQ(pl, ll);
 	CHECK(memcmp(&pa, &la, pl) == 0);
@@ -576,7 +577,7 @@ static int eyeballs_root(void *arg)
 		if (rc < 0 || ++nheld == 8)
 			break;
 	}
-	CHECK(nheld < 8);  /* the queue is full: SYNs are dropped now */
+	CHECK(nheld < 8); /* the queue is full: SYNs are dropped now */
 	struct sockaddr_in a[2];
 	struct addrinfo ai[2];
 	memset(a, 0, sizeof a);
@@ -612,8 +613,7 @@ static int eyeballs_root(void *arg)
 	return 0;
 }
 
-static void test_net__happy_eyeballs_falls_back_after_the_stagger(
-	void **state)
+static void test_net__happy_eyeballs_falls_back_after_the_stagger(void **state)
 {
 	int fds = weft_test_count_fds();
 	weft_test_root(state, eyeballs_root, NULL);
@@ -702,7 +702,8 @@ static void test_net__bad_arguments(void **state)
 	assert_int_equal(weft_unix_listen(&l, NULL, 0), -EINVAL);
 	assert_int_equal(weft_getaddrinfo("x", NULL, NULL, NULL), -EINVAL);
 	assert_int_equal(weft_getaddrinfo("x", NULL, NULL,
-		(struct addrinfo **)&s), WEFT_ENOTFIBER);
+				 (struct addrinfo **)&s),
+		WEFT_ENOTFIBER);
 }
 
 /* }======================================================= */
@@ -768,8 +769,8 @@ static int many_clients_child(int port, int n)
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	for (int i = 0; i < n; i++) {
 		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-		if (fds[i] < 0 || connect(fds[i], (struct sockaddr *)&a,
-			sizeof a) < 0)
+		if (fds[i] < 0 ||
+			connect(fds[i], (struct sockaddr *)&a, sizeof a) < 0)
 			return 10;
 	}
 	for (int i = 0; i < n; i++)
@@ -788,7 +789,7 @@ static int many_clients_child(int port, int n)
 
 struct many {
 	int n;
-	int port_pipe;     /* write end: the port for the child */
+	int port_pipe; /* write end: the port for the child */
 	pid_t child;
 	int status;
 };
@@ -885,7 +886,7 @@ static int seq_root(void *arg)
 		CHECK_EQ(weft_stream_read(c, &b, 1), 0);
 		weft_stream_close(c);
 		if (i == 999) {
-			weft_sleep(50 * MS);  /* let handlers finish */
+			weft_sleep(50 * MS); /* let handlers finish */
 			weft_debug_stats_t st;
 			weft_debug_stats(&st);
 			q->live_after_warmup = st.live_bytes;
@@ -926,7 +927,7 @@ static void test_net__hundred_thousand_sequential_connections(void **state)
 
 int main(void)
 {
-	signal(SIGPIPE, SIG_DFL);  /* prove MSG_NOSIGNAL, not SIG_IGN */
+	signal(SIGPIPE, SIG_DFL); /* prove MSG_NOSIGNAL, not SIG_IGN */
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_net__echo_many_clients_through_serve),
 		WEFT_TEST(test_net__half_close_sends_eof_and_keeps_reading),
@@ -939,13 +940,15 @@ int main(void)
 		WEFT_TEST(test_net__cancelled_write_breaks_the_stream),
 		WEFT_TEST(test_net__cancelled_connect_leaves_no_socket),
 		WEFT_TEST(test_net__socket_options_and_addresses),
-		WEFT_TEST(test_net__happy_eyeballs_falls_back_after_the_stagger),
+		WEFT_TEST(
+			test_net__happy_eyeballs_falls_back_after_the_stagger),
 		WEFT_TEST(test_net__unix_domain_stream),
 		WEFT_TEST(test_net__getaddrinfo_and_failures),
 		cmocka_unit_test(test_net__bad_arguments),
 		WEFT_TEST(test_net__emfile_then_accept_loop_continues),
 		WEFT_TEST_AT(test_net__ten_thousand_concurrent_connections, 2),
-		WEFT_TEST_AT(test_net__hundred_thousand_sequential_connections, 2),
+		WEFT_TEST_AT(test_net__hundred_thousand_sequential_connections,
+			2),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

@@ -15,7 +15,7 @@ static volatile char overflow_sink;
 __attribute__((noinline)) static int overflow_recurse(int depth)
 {
 	volatile char frame[512];
-	if (depth > 100000000)  /* never: 64 KiB stacks overflow long before */
+	if (depth > 100000000) /* never: 64 KiB stacks overflow long before */
 		return 0;
 	frame[0] = (char)depth;
 	overflow_sink = frame[0];
@@ -58,8 +58,8 @@ static void test_overflow__is_reported_with_the_task_name(void **state)
 	skip();
 #else
 	char buf[4096];
-	int status = weft_test_death(overflow_child,
-		(void *)(uintptr_t)workers, buf, sizeof buf);
+	int status = weft_test_death(overflow_child, (void *)(uintptr_t)workers,
+		buf, sizeof buf);
 	assert_true(WIFSIGNALED(status));
 	assert_int_equal(WTERMSIG(status), SIGABRT);
 	if (strstr(buf, "stack overflow in task 'deep_recursion'") == NULL)

@@ -41,7 +41,7 @@
 
 static void pause_ms(long ms)
 {
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 	nanosleep(&ts, NULL);
 }
 
@@ -59,7 +59,6 @@ static void assert_checks_passed(void)
 	weft_test_assert_no_leaks();
 	assert_int_equal(weft_test_run(1, noop_root, NULL), 0);
 }
-
 
 /* Polls (parking in weft_sleep) until *flag is nonzero or the safety
  * bound passes; returns whether it became nonzero. */
@@ -127,7 +126,7 @@ static int basic_root(void *arg)
 static void test_runtime__create_run_destroy_runs_the_root_and_its_children(
 	void **state)
 {
-	struct basic b = {0};
+	struct basic b = { 0 };
 	weft_test_root(state, basic_root, &b);
 	assert_int_equal(atomic_load(&b.roots), 1);
 	assert_int_equal(atomic_load(&b.children), 10);
@@ -138,7 +137,7 @@ static void test_runtime__one_runtime_runs_many_roots_one_after_another(
 {
 	unsigned workers = WEFT_TEST_WORKERS(state);
 	weft_runtime_t *rt = weft_test_runtime_create(workers);
-	struct basic b = {0};
+	struct basic b = { 0 };
 	int runs = (int)weft_test_scale(50);
 	for (int i = 0; i < runs; i++) {
 		weft_error_t *err = SENTINEL;
@@ -159,7 +158,7 @@ static int return_arg_code(void *arg)
 static void test_runtime__root_return_value_comes_back_from_run(void **state)
 {
 	unsigned workers = WEFT_TEST_WORKERS(state);
-	static const int codes[] = {0, -EIO, -EPERM, WEFT_ECLOSED};
+	static const int codes[] = { 0, -EIO, -EPERM, WEFT_ECLOSED };
 	for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
 		weft_error_t *err = NULL;
 		int rc = weft_test_run_err(workers, return_arg_code,
@@ -209,7 +208,7 @@ test_runtime__failing_root_gives_one_leaf_with_code_message_and_name(
 	void **state)
 {
 	unsigned workers = WEFT_TEST_WORKERS(state);
-	struct failing_root f = {0};
+	struct failing_root f = { 0 };
 	weft_error_t *err = NULL;
 	int rc = weft_test_run_err(workers, fail_with_message, &f, &err);
 	assert_int_equal(rc, -EIO);
@@ -366,9 +365,10 @@ static void test_runtime__creating_and_destroying_100_runtimes_leaks_nothing(
 	(void)state;
 	int threads = weft_test_baseline_threads();
 	int fds = weft_test_count_fds();
-	struct churn c = {0};
+	struct churn c = { 0 };
 	for (int i = 0; i < 100; i++) {
-		weft_runtime_t *rt = weft_test_runtime_create(1 + (unsigned)(i % 3));
+		weft_runtime_t *rt = weft_test_runtime_create(
+			1 + (unsigned)(i % 3));
 		assert_int_equal(weft_runtime_run(rt, churn_root, &c, NULL), 0);
 		assert_int_equal(weft_runtime_destroy(rt), 0);
 	}
@@ -411,8 +411,8 @@ static void *two_rt_thread(void *arg)
 static void test_runtime__two_runtimes_live_side_by_side(void **state)
 {
 	(void)state;
-	struct two_rt a = {.rt = weft_test_runtime_create(1)};
-	struct two_rt b = {.rt = weft_test_runtime_create(3)};
+	struct two_rt a = { .rt = weft_test_runtime_create(1) };
+	struct two_rt b = { .rt = weft_test_runtime_create(3) };
 	assert_int_equal(pthread_create(&a.thread, NULL, two_rt_thread, &a), 0);
 	assert_int_equal(pthread_create(&b.thread, NULL, two_rt_thread, &b), 0);
 	pthread_join(a.thread, NULL);
@@ -475,7 +475,7 @@ static int root_destroys_own_runtime(void *arg)
 static void test_runtime__destroy_from_inside_its_own_task_is_busy(void **state)
 {
 	unsigned workers = WEFT_TEST_WORKERS(state);
-	struct self_destroy d = {.rt = weft_test_runtime_create(workers)};
+	struct self_destroy d = { .rt = weft_test_runtime_create(workers) };
 	assert_int_equal(weft_runtime_run(d.rt, root_destroys_own_runtime, &d,
 				 NULL),
 		0);
@@ -516,7 +516,7 @@ static void test_runtime__destroy_while_another_thread_runs_a_root_is_busy(
 	void **state)
 {
 	unsigned workers = WEFT_TEST_WORKERS(state);
-	struct busy b = {.rt = weft_test_runtime_create(workers)};
+	struct busy b = { .rt = weft_test_runtime_create(workers) };
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, busy_thread, &b), 0);
 	int started = thread_wait_flag(&b.started, 1);
@@ -552,8 +552,8 @@ static int root_runs_nested(void *arg)
 static void test_runtime__run_from_inside_a_task_is_misuse(void **state)
 {
 	unsigned workers = WEFT_TEST_WORKERS(state);
-	struct nested_run n = {.own = weft_test_runtime_create(workers),
-		.other = weft_test_runtime_create(1)};
+	struct nested_run n = { .own = weft_test_runtime_create(workers),
+		.other = weft_test_runtime_create(1) };
 	assert_int_equal(weft_runtime_run(n.own, root_runs_nested, &n, NULL),
 		0);
 	assert_int_equal(weft_runtime_destroy(n.own), 0);
@@ -676,7 +676,7 @@ static weft_error_t *make_error(void)
 	weft_runtime_t *rt = weft_test_runtime_create(1);
 	weft_error_t *err = NULL;
 	assert_int_equal(weft_runtime_run(rt, fail_with_message,
-				 &(struct failing_root){0}, &err),
+				 &(struct failing_root){ 0 }, &err),
 		-EIO);
 	assert_int_equal(weft_runtime_destroy(rt), 0);
 	assert_non_null(err);
@@ -768,9 +768,9 @@ static int root_records_ids(void *arg)
 	weft_group_t *g;
 	if (!CHECK_EQ(weft_group_open(&g), 0))
 		return -ENOMEM;
-	weft_task_t *h[8] = {NULL};
+	weft_task_t *h[8] = { NULL };
 	for (int i = 0; i < 8; i++) {
-		weft_spawn_opts_t o = {.name = "id", .handle = &h[i]};
+		weft_spawn_opts_t o = { .name = "id", .handle = &h[i] };
 		CHECK_EQ(weft_group_spawn_opts(g, record_id, &ids->child_id[i],
 				 &o),
 			0);
@@ -792,13 +792,13 @@ static int root_records_ids(void *arg)
 static void test_runtime__inside_a_task_worker_count_is_the_configured_number(
 	void **state)
 {
-	struct ids ids = {.workers = WEFT_TEST_WORKERS(state)};
+	struct ids ids = { .workers = WEFT_TEST_WORKERS(state) };
 	weft_test_root(state, root_records_ids, &ids);
 }
 
 static void test_runtime__every_task_has_its_own_nonzero_id(void **state)
 {
-	struct ids ids = {.workers = WEFT_TEST_WORKERS(state)};
+	struct ids ids = { .workers = WEFT_TEST_WORKERS(state) };
 	weft_test_root(state, root_records_ids, &ids);
 	assert_true(ids.root_id != 0);
 	for (int i = 0; i < 8; i++) {
@@ -854,7 +854,7 @@ static void test_runtime__several_threads_run_roots_in_one_runtime_at_once(
 	void **state)
 {
 	unsigned workers = WEFT_TEST_WORKERS(state);
-	struct multi_shared sh = {.rt = weft_test_runtime_create(workers)};
+	struct multi_shared sh = { .rt = weft_test_runtime_create(workers) };
 	struct multi_root m[NROOTS];
 	memset(m, 0, sizeof m);
 	for (int i = 0; i < NROOTS; i++) {
@@ -905,7 +905,7 @@ struct code_entry {
 };
 
 static const struct code_entry weft_codes[] = {
-#define CODE_ENTRY(name, value, msg) {WEFT_##name, value, "WEFT_" #name, msg},
+#define CODE_ENTRY(name, value, msg) { WEFT_##name, value, "WEFT_" #name, msg },
 	WEFT_ERRNO_MAP(CODE_ENTRY)
 #undef CODE_ENTRY
 };
@@ -934,14 +934,14 @@ static void test_runtime__errno_codes_have_a_message_and_their_name(
 		int code;
 		const char *name;
 	} errnos[] = {
-		{-EINVAL, "EINVAL"},
-		{-ENOMEM, "ENOMEM"},
-		{-ECANCELED, "ECANCELED"},
-		{-ETIMEDOUT, "ETIMEDOUT"},
-		{-EBUSY, "EBUSY"},
-		{-EAGAIN, "EAGAIN"},
-		{-EIO, "EIO"},
-		{-EPIPE, "EPIPE"},
+		{ -EINVAL, "EINVAL" },
+		{ -ENOMEM, "ENOMEM" },
+		{ -ECANCELED, "ECANCELED" },
+		{ -ETIMEDOUT, "ETIMEDOUT" },
+		{ -EBUSY, "EBUSY" },
+		{ -EAGAIN, "EAGAIN" },
+		{ -EIO, "EIO" },
+		{ -EPIPE, "EPIPE" },
 	};
 	assert_string_equal(weft_strerror(0), "success");
 	assert_string_equal(weft_err_name(0), "OK");
@@ -988,7 +988,7 @@ static void test_runtime__unassigned_codes_in_weft_range_are_unknown_error(
 	(void)state;
 	/* -3000 .. -3099 is weft's own range: a code there that the table
 	 * does not list is unknown, not a glibc "Unknown error 3050". */
-	static const int unknown[] = {-3015, -3050, -3099};
+	static const int unknown[] = { -3015, -3050, -3099 };
 	assert_unknown_codes(unknown, sizeof unknown / sizeof unknown[0]);
 }
 

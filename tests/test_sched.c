@@ -122,14 +122,15 @@ static int rr_root(void *arg)
 
 /* On one worker, yield must be round robin: a LIFO requeue would let the
  * first task finish before the others started. */
-WEFT_TEST_ROOT(sched, yielding_tasks_take_turns, rr_root,
-	&(struct rounds){ 0 })
+WEFT_TEST_ROOT(sched, yielding_tasks_take_turns, rr_root, &(struct rounds){ 0 })
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		WEFT_TEST(test_sched__two_tasks_run_at_the_same_time_on_two_workers),
-		WEFT_TEST(test_sched__io_thread_wakeups_are_not_starved_by_yield_loops),
+		WEFT_TEST(
+			test_sched__two_tasks_run_at_the_same_time_on_two_workers),
+		WEFT_TEST(
+			test_sched__io_thread_wakeups_are_not_starved_by_yield_loops),
 		WEFT_TEST_AT(test_sched__yielding_tasks_take_turns, 1),
 	};
 	return WEFT_RUN_TESTS(tests);

@@ -133,7 +133,8 @@ static int sem_limit_user(void *arg)
 		int in = atomic_fetch_add(&t->inside, 1) + 1;
 		int seen = atomic_load(&t->max_inside);
 		while (in > seen &&
-			!atomic_compare_exchange_weak(&t->max_inside, &seen, in))
+			!atomic_compare_exchange_weak(&t->max_inside, &seen,
+				in))
 			;
 		CHECK(in <= 2);
 		CHECK_EQ(weft_yield(), 0);
@@ -163,8 +164,7 @@ static int sem_limit_root(void *arg)
 	return 0;
 }
 
-static void test_semaphore__admits_at_most_its_value_at_once(
-	void **state)
+static void test_semaphore__admits_at_most_its_value_at_once(void **state)
 {
 	struct sem_limit t = { 0 };
 	weft_test_root(state, sem_limit_root, &t);
@@ -176,7 +176,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_semaphore__release_beyond_its_bound_is_misuse),
-		WEFT_TEST(test_semaphore__release_from_a_plain_thread_wakes_in_fifo_order),
+		WEFT_TEST(
+			test_semaphore__release_from_a_plain_thread_wakes_in_fifo_order),
 		WEFT_TEST(test_semaphore__admits_at_most_its_value_at_once),
 	};
 	return WEFT_RUN_TESTS(tests);

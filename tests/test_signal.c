@@ -42,8 +42,7 @@
 #include "support.h"
 
 #if defined(__SANITIZE_THREAD__)
-static const int test_sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1,
-	SIGUSR2 };
+static const int test_sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 };
 
 static void *sink_thread(void *arg)
 {
@@ -143,12 +142,12 @@ static int counted_root(void *arg)
 }
 
 /* Deliveries while nobody waits are counted and queued, not lost. */
-WEFT_TEST_ROOT(signal, deliveries_before_a_wait_are_all_received,
-	counted_root, NULL)
+WEFT_TEST_ROOT(signal, deliveries_before_a_wait_are_all_received, counted_root,
+	NULL)
 
 struct waiter {
 	weft_signals_t *w;
-	weft_scope_t *s;       /* entered by the waiter, cancelled by root */
+	weft_scope_t *s; /* entered by the waiter, cancelled by root */
 	atomic_int rc;
 };
 
@@ -279,8 +278,8 @@ static int invalid_root(void *arg)
 {
 	(void)arg;
 	weft_signals_t *w = NULL;
-	int bad[] = { 0, -1, SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, SIGFPE,
-		SIGILL, NSIG, 1000, 32 };
+	int bad[] = { 0, -1, SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+		NSIG, 1000, 32 };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		CHECK_EQ(weft_signal_open(&w, &bad[i], 1), -EINVAL);
 	int dup[] = { SIGUSR1, SIGHUP, SIGUSR1 };
@@ -375,8 +374,8 @@ static void test_signal__previous_disposition_comes_back(void **state)
 		/* Delivered at once to the main thread; a moment later to
 		 * the sink thread (TSan). */
 		struct timespec ms = { 0, 1000000 };
-		for (int i = 0; i < 10000 &&
-			atomic_load(&app_handler_calls) == 0; i++)
+		for (int i = 0;
+			i < 10000 && atomic_load(&app_handler_calls) == 0; i++)
 			nanosleep(&ms, NULL);
 		assert_int_equal(atomic_load(&app_handler_calls), 1);
 		/* libuv keeps one process-wide pipe from its first signal
@@ -396,10 +395,10 @@ static void test_signal__previous_disposition_comes_back(void **state)
 
 struct service {
 	weft_shutdown_t *sd;
-	int64_t work_ns;       /* each handler's work after the stop */
-	atomic_int finished;   /* handlers whose work completed */
-	atomic_int cancelled;  /* handlers whose work was cancelled */
-	char reason[96];       /* a cancelled handler's reason text */
+	int64_t work_ns;      /* each handler's work after the stop */
+	atomic_int finished;  /* handlers whose work completed */
+	atomic_int cancelled; /* handlers whose work was cancelled */
+	char reason[96];      /* a cancelled handler's reason text */
 	pthread_mutex_t lock;
 };
 
@@ -431,8 +430,8 @@ struct shutdown_case {
 	int64_t work_ns;
 	enum how how;
 	int sig;
-	int finished, cancelled;   /* expected */
-	const char *reason;        /* expected, when cancelled */
+	int finished, cancelled; /* expected */
+	const char *reason;	 /* expected, when cancelled */
 };
 
 static int shutdown_root(void *arg)
@@ -451,9 +450,7 @@ static int shutdown_root(void *arg)
 	for (int i = 0; i < 4; i++)
 		CHECK_EQ(weft_group_spawn(g, handler_task, &sv), 0);
 	switch (c->how) {
-	case BY_SIGNAL:
-		send_sig(c->sig);
-		break;
+	case BY_SIGNAL: send_sig(c->sig); break;
 	case BY_SECOND_SIGNAL:
 		send_sig(c->sig);
 		CHECK_EQ(weft_event_wait(stop), 0);
@@ -463,10 +460,9 @@ static int shutdown_root(void *arg)
 	case BY_TRIGGER:
 		CHECK_EQ(weft_shutdown_trigger(sv.sd), 0);
 		CHECK(weft_event_is_set(stop));
-		CHECK_EQ(weft_shutdown_trigger(sv.sd), 0);  /* no-op */
+		CHECK_EQ(weft_shutdown_trigger(sv.sd), 0); /* no-op */
 		break;
-	case NOT_AT_ALL:
-		break;
+	case NOT_AT_ALL: break;
 	}
 	if (c->how != NOT_AT_ALL) {
 		/* The serve loop: it stops accepting.  The owner's body runs
@@ -510,7 +506,9 @@ static void test_shutdown__handlers_finishing_within_grace_end_normally(
 	void **state)
 {
 	struct shutdown_case c = { .grace_ns = 3600 * WEFT_SEC,
-		.work_ns = 10 * WEFT_MSEC, .how = BY_SIGNAL, .sig = SIGTERM,
+		.work_ns = 10 * WEFT_MSEC,
+		.how = BY_SIGNAL,
+		.sig = SIGTERM,
 		.finished = 4 };
 	run_case(state, &c);
 	c.sig = SIGINT;
@@ -521,8 +519,11 @@ static void test_shutdown__handlers_finishing_within_grace_end_normally(
 static void test_shutdown__grace_expiry_cancels_the_group(void **state)
 {
 	struct shutdown_case c = { .grace_ns = 30 * WEFT_MSEC,
-		.work_ns = 3600 * WEFT_SEC, .how = BY_SIGNAL, .sig = SIGINT,
-		.cancelled = 4, .reason = "shutdown: grace period over" };
+		.work_ns = 3600 * WEFT_SEC,
+		.how = BY_SIGNAL,
+		.sig = SIGINT,
+		.cancelled = 4,
+		.reason = "shutdown: grace period over" };
 	run_case(state, &c);
 	c.grace_ns = 0;
 	c.reason = "shutdown: no grace period";
@@ -533,8 +534,10 @@ static void test_shutdown__grace_expiry_cancels_the_group(void **state)
 static void test_shutdown__second_signal_cancels_at_once(void **state)
 {
 	struct shutdown_case c = { .grace_ns = WEFT_FOREVER,
-		.work_ns = 3600 * WEFT_SEC, .how = BY_SECOND_SIGNAL,
-		.sig = SIGTERM, .cancelled = 4,
+		.work_ns = 3600 * WEFT_SEC,
+		.how = BY_SECOND_SIGNAL,
+		.sig = SIGTERM,
+		.cancelled = 4,
 		.reason = "shutdown: second signal" };
 	run_case(state, &c);
 }
@@ -543,10 +546,14 @@ static void test_shutdown__second_signal_cancels_at_once(void **state)
 static void test_shutdown__trigger_starts_phase_one(void **state)
 {
 	struct shutdown_case c = { .grace_ns = 3600 * WEFT_SEC,
-		.work_ns = WEFT_MSEC, .how = BY_TRIGGER, .finished = 4 };
+		.work_ns = WEFT_MSEC,
+		.how = BY_TRIGGER,
+		.finished = 4 };
 	run_case(state, &c);
 	struct shutdown_case d = { .grace_ns = 20 * WEFT_MSEC,
-		.work_ns = 3600 * WEFT_SEC, .how = BY_TRIGGER, .cancelled = 4,
+		.work_ns = 3600 * WEFT_SEC,
+		.how = BY_TRIGGER,
+		.cancelled = 4,
 		.reason = "shutdown: grace period over" };
 	run_case(state, &d);
 }
@@ -555,8 +562,10 @@ static void test_shutdown__trigger_starts_phase_one(void **state)
  * has waiters. */
 static void test_shutdown__no_signal_no_shutdown(void **state)
 {
-	struct shutdown_case c = { .grace_ns = 0, .how = NOT_AT_ALL,
-		.cancelled = 4, .reason = "service over" };
+	struct shutdown_case c = { .grace_ns = 0,
+		.how = NOT_AT_ALL,
+		.cancelled = 4,
+		.reason = "service over" };
 	run_case(state, &c);
 }
 
@@ -636,13 +645,15 @@ int main(void)
 	route_signals_to_sink();
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_signal__a_task_receives_each_signal),
-		WEFT_TEST(test_signal__deliveries_before_a_wait_are_all_received),
+		WEFT_TEST(
+			test_signal__deliveries_before_a_wait_are_all_received),
 		WEFT_TEST(test_signal__cancelled_wait_consumes_nothing),
 		WEFT_TEST(test_signal__deadline_ends_a_wait),
 		WEFT_TEST(test_signal__close_wakes_parked_waiters),
 		WEFT_TEST(test_signal__invalid_arguments_fail_with_einval),
 		WEFT_TEST(test_signal__previous_disposition_comes_back),
-		WEFT_TEST(test_shutdown__handlers_finishing_within_grace_end_normally),
+		WEFT_TEST(
+			test_shutdown__handlers_finishing_within_grace_end_normally),
 		WEFT_TEST(test_shutdown__grace_expiry_cancels_the_group),
 		WEFT_TEST(test_shutdown__second_signal_cancels_at_once),
 		WEFT_TEST(test_shutdown__trigger_starts_phase_one),

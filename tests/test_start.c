@@ -96,8 +96,8 @@ struct other_starter {
 static int start_into_other_group(void *arg)
 {
 	struct other_starter *o = arg;
-	atomic_store(&o->start_rc, weft_group_start(o->target, service_ok,
-		&o->svc, NULL));
+	atomic_store(&o->start_rc,
+		weft_group_start(o->target, service_ok, &o->svc, NULL));
 	return 0;
 }
 
@@ -160,7 +160,7 @@ static int returns_without_started(void *arg)
 static int spawned_calls_started(void *arg)
 {
 	(void)arg;
-	CHECK_EQ(weft_task_started(NULL), 0);  /* ignored: not started */
+	CHECK_EQ(weft_task_started(NULL), 0); /* ignored: not started */
 	return 0;
 }
 
@@ -286,13 +286,19 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_start__start_returns_the_value_given_to_started),
-		WEFT_TEST(test_start__failure_before_started_is_returned_by_start_only),
-		WEFT_TEST(test_start__group_cannot_close_while_a_start_is_pending),
-		WEFT_TEST(test_start__returning_without_started_gives_enotstarted),
+		WEFT_TEST(
+			test_start__failure_before_started_is_returned_by_start_only),
+		WEFT_TEST(
+			test_start__group_cannot_close_while_a_start_is_pending),
+		WEFT_TEST(
+			test_start__returning_without_started_gives_enotstarted),
 		WEFT_TEST(test_start__started_twice_gives_ealready),
-		WEFT_TEST(test_start__cancelled_caller_cancels_and_waits_for_the_child),
-		WEFT_TEST(test_start__task_started_into_a_cancelled_group_arrives_cancelled),
-		WEFT_TEST(test_start__started_after_the_caller_was_cancelled_is_ecanceled),
+		WEFT_TEST(
+			test_start__cancelled_caller_cancels_and_waits_for_the_child),
+		WEFT_TEST(
+			test_start__task_started_into_a_cancelled_group_arrives_cancelled),
+		WEFT_TEST(
+			test_start__started_after_the_caller_was_cancelled_is_ecanceled),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

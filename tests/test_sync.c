@@ -112,8 +112,8 @@ static int first_wait_root(void *arg)
 	return 0;
 }
 
-WEFT_TEST_ROOT(sync, a_first_wait_sees_its_groups_cancellation,
-	first_wait_root, NULL)
+WEFT_TEST_ROOT(sync, a_first_wait_sees_its_groups_cancellation, first_wait_root,
+	NULL)
 
 WEFT_TEST_ROOT(sync, every_wait_is_a_checkpoint_even_when_free,
 	entry_cancel_root, NULL)
@@ -135,10 +135,12 @@ static int deadline_waits(void *arg)
 		case 2: rc = weft_semaphore_acquire(p->sem); break;
 		case 3: rc = weft_limiter_acquire_on_behalf(p->lim, &b); break;
 		case 4:
-			CHECK_EQ(weft_lock_acquire(weft_condition_lock(p->cond)),
+			CHECK_EQ(weft_lock_acquire(
+					 weft_condition_lock(p->cond)),
 				0);
 			rc = weft_condition_wait(p->cond);
-			CHECK_EQ(weft_lock_release(weft_condition_lock(p->cond)),
+			CHECK_EQ(weft_lock_release(
+					 weft_condition_lock(p->cond)),
 				0);
 			break;
 		}
@@ -182,8 +184,8 @@ static int deadline_root(void *arg)
 	return 0;
 }
 
-WEFT_TEST_ROOT(sync, deadline_ends_a_wait_with_nothing_acquired,
-	deadline_root, NULL)
+WEFT_TEST_ROOT(sync, deadline_ends_a_wait_with_nothing_acquired, deadline_root,
+	NULL)
 
 /* }======================================================= */
 
@@ -207,12 +209,12 @@ struct atom {
 	int permits;
 	atomic_int inside, max_inside;
 	atomic_long ok, cancelled;
-	long counter;              /* under the lock (ATOM_LOCK) */
+	long counter; /* under the lock (ATOM_LOCK) */
 	long iters;
 	int tasks;
 	struct meet meet;
 	/* Condition accounting: notifications delivered vs consumed. */
-	long notified;             /* under the condition's lock */
+	long notified; /* under the condition's lock */
 	atomic_long cond_ok;
 	atomic_int stop;
 };
@@ -250,8 +252,11 @@ static int atom_user(void *arg)
 		weft_scope_t *s = NULL;
 		int r = (int)(weft_test_rand(&x->rng) % 4);
 		if (r != 0)
-			CHECK_EQ(weft_move_on_after(&s, (int64_t)
-				(weft_test_rand(&x->rng) % 300) * 1000), 0);
+			CHECK_EQ(weft_move_on_after(&s,
+					 (int64_t)(weft_test_rand(&x->rng) %
+						 300) *
+						 1000),
+				0);
 		int rc = atom_acquire(a, x);
 		/* The deadline covers the acquire only. */
 		if (s) {
@@ -262,8 +267,9 @@ static int atom_user(void *arg)
 			int in = atomic_fetch_add(&a->inside, 1) + 1;
 			CHECK(in <= a->permits);
 			int seen = atomic_load(&a->max_inside);
-			while (in > seen && !atomic_compare_exchange_weak(
-				&a->max_inside, &seen, in))
+			while (in > seen &&
+				!atomic_compare_exchange_weak(&a->max_inside,
+					&seen, in))
 				;
 			if (a->kind == ATOM_LOCK)
 				a->counter++;
@@ -272,8 +278,10 @@ static int atom_user(void *arg)
 			 * with grants.  A handle cancel cuts the sleep short,
 			 * which is fine. */
 			if (weft_test_rand(&x->rng) % 3 == 0)
-				(void)weft_sleep((int64_t)
-					(weft_test_rand(&x->rng) % 100) * 1000);
+				(void)weft_sleep(
+					(int64_t)(weft_test_rand(&x->rng) %
+						100) *
+					1000);
 			int switches = (int)(weft_test_rand(&x->rng) % 4);
 			for (int k = switches; k > 0; k--)
 				(void)weft_cancel_shielded_checkpoint();
@@ -302,8 +310,11 @@ static int atom_cond_waiter(void *arg)
 	while (!atomic_load(&a->stop)) {
 		weft_scope_t *s = NULL;
 		if (weft_test_rand(&x->rng) % 2)
-			CHECK_EQ(weft_move_on_after(&s, (int64_t)
-				(weft_test_rand(&x->rng) % 300) * 1000), 0);
+			CHECK_EQ(weft_move_on_after(&s,
+					 (int64_t)(weft_test_rand(&x->rng) %
+						 300) *
+						 1000),
+				0);
 		/* The deadline may expire before the lock is ours. */
 		int rc = weft_lock_acquire(l);
 		if (rc == 0) {
@@ -353,8 +364,10 @@ static int atom_root(void *arg)
 	CHECK_EQ(weft_group_open(&g), 0);
 	for (int i = 0; i < a->tasks; i++) {
 		x[i] = (struct atom_arg){ a, i, seed + (uint64_t)i * 7919 };
-		h[i] = weft_test_spawn(g, a->kind == ATOM_CONDITION ?
-			atom_cond_waiter : atom_user, &x[i]);
+		h[i] = weft_test_spawn(g,
+			a->kind == ATOM_CONDITION ? atom_cond_waiter
+						  : atom_user,
+			&x[i]);
 	}
 	if (a->kind == ATOM_CONDITION) {
 		seed |= 1;
@@ -367,8 +380,8 @@ static int atom_root(void *arg)
 				a->notified += n;
 			CHECK_EQ(weft_lock_release(l), 0);
 			/* Slow enough that waiters' deadlines expire too. */
-			(void)weft_sleep((int64_t)
-				(weft_test_rand(&seed) % 200) * 1000);
+			(void)weft_sleep(
+				(int64_t)(weft_test_rand(&seed) % 200) * 1000);
 		}
 		atomic_store(&a->stop, 1);
 		/* Release everyone still waiting (bounded). */
@@ -389,8 +402,8 @@ static int atom_root(void *arg)
 		/* Cancel two users at random moments. */
 		uint64_t r = seed;
 		for (int k = 0; k < 2; k++) {
-			(void)weft_sleep((int64_t)(weft_test_rand(&r) % 3000) *
-				1000);
+			(void)weft_sleep(
+				(int64_t)(weft_test_rand(&r) % 3000) * 1000);
 			uint64_t victim = weft_test_rand(&r) %
 				(uint64_t)a->tasks;
 			weft_task_cancel(h[victim]);
@@ -433,8 +446,8 @@ static void atom_run(void **state, int kind)
 	print_message("kind %d: %ld granted, %ld cancelled\n", kind,
 		atomic_load(&a.ok) + atomic_load(&a.cond_ok),
 		atomic_load(&a.cancelled));
-	assert_true(atomic_load(&a.max_inside) <= (kind == ATOM_CONDITION
-			? 0 : a.permits));
+	assert_true(atomic_load(&a.max_inside) <=
+		(kind == ATOM_CONDITION ? 0 : a.permits));
 }
 
 static void test_sync__cancelled_semaphore_waits_lose_and_duplicate_nothing(
@@ -600,14 +613,21 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_sync__every_wait_is_a_checkpoint_even_when_free),
 		WEFT_TEST(test_sync__a_first_wait_sees_its_groups_cancellation),
-		WEFT_TEST(test_sync__deadline_ends_a_wait_with_nothing_acquired),
-		WEFT_TEST(test_sync__cancelled_semaphore_waits_lose_and_duplicate_nothing),
-		WEFT_TEST(test_sync__cancelled_lock_waits_lose_and_duplicate_nothing),
-		WEFT_TEST(test_sync__cancelled_limiter_waits_lose_and_duplicate_nothing),
-		WEFT_TEST(test_sync__cancelled_condition_waits_never_lose_a_notification),
+		WEFT_TEST(
+			test_sync__deadline_ends_a_wait_with_nothing_acquired),
+		WEFT_TEST(
+			test_sync__cancelled_semaphore_waits_lose_and_duplicate_nothing),
+		WEFT_TEST(
+			test_sync__cancelled_lock_waits_lose_and_duplicate_nothing),
+		WEFT_TEST(
+			test_sync__cancelled_limiter_waits_lose_and_duplicate_nothing),
+		WEFT_TEST(
+			test_sync__cancelled_condition_waits_never_lose_a_notification),
 		cmocka_unit_test(test_sync__null_arguments_are_einval),
-		cmocka_unit_test(test_sync__fiber_only_calls_from_a_plain_thread_are_enotfiber),
-		cmocka_unit_test(test_sync__allocation_failure_at_create_is_enomem),
+		cmocka_unit_test(
+			test_sync__fiber_only_calls_from_a_plain_thread_are_enotfiber),
+		cmocka_unit_test(
+			test_sync__allocation_failure_at_create_is_enomem),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

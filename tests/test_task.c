@@ -95,15 +95,15 @@ static int cancel_one_root(void *arg)
 	weft_task_t *b = weft_test_spawn(g, sleep_then_result, NULL);
 	CHECK_EQ(weft_sleep(WEFT_MSEC / 2), 0);
 	CHECK_EQ(weft_task_cancel(a), 0);
-	CHECK_EQ(weft_task_cancel(a), 0);  /* idempotent */
+	CHECK_EQ(weft_task_cancel(a), 0); /* idempotent */
 	CHECK_EQ(weft_task_wait(a), 0);
 	CHECK_EQ(weft_task_state(a), WEFT_TASK_CANCELLED);
 	CHECK_EQ(weft_task_wait(b), 0);
-	CHECK_EQ(weft_task_state(b), WEFT_TASK_FINISHED);  /* sibling unharmed */
-	CHECK_EQ(weft_task_cancel(b), 0);  /* no-op after completion */
+	CHECK_EQ(weft_task_state(b), WEFT_TASK_FINISHED); /* sibling unharmed */
+	CHECK_EQ(weft_task_cancel(b), 0); /* no-op after completion */
 	CHECK_EQ(weft_task_state(b), WEFT_TASK_FINISHED);
-	CHECK_EQ(weft_checkpoint(), 0);  /* the group was not cancelled */
-	CHECK_EQ(weft_group_join(g, NULL), 0);  /* no failure */
+	CHECK_EQ(weft_checkpoint(), 0);	       /* the group was not cancelled */
+	CHECK_EQ(weft_group_join(g, NULL), 0); /* no failure */
 	weft_task_release(a);
 	weft_task_release(b);
 	return 0;
@@ -260,7 +260,8 @@ int main(void)
 		WEFT_TEST(test_task__cancel_requested_shows_as_cancelling),
 		WEFT_TEST(test_task__observing_a_failure_does_not_consume_it),
 		WEFT_TEST(test_task__dropping_a_handle_never_detaches_the_task),
-		WEFT_TEST(test_task__cancelled_wait_returns_ecanceled_and_leaves_the_task),
+		WEFT_TEST(
+			test_task__cancelled_wait_returns_ecanceled_and_leaves_the_task),
 		WEFT_TEST(test_task__every_waiter_is_woken_once_the_task_ends),
 	};
 	return WEFT_RUN_TESTS(tests);

@@ -87,8 +87,7 @@ static int task_wait_pool_waiting(size_t waiting)
 
 /* Runs fn as root with `workers` workers and an offload limit, and
  * asserts that it returned 0. */
-static void run_limited(unsigned workers, unsigned limit, weft_fn fn,
-	void *arg)
+static void run_limited(unsigned workers, unsigned limit, weft_fn fn, void *arg)
 {
 	weft_config_t cfg;
 	assert_int_equal(weft_config_init(&cfg), 0);
@@ -99,12 +98,12 @@ static void run_limited(unsigned workers, unsigned limit, weft_fn fn,
 
 /* State shared by one test's tasks and threads; reset by each test. */
 static struct {
-	atomic_int inside;      /* fns running now */
-	atomic_int max_inside;  /* most fns seen running at once */
-	atomic_int full;        /* max_inside reached the expected cap */
-	atomic_int gate;        /* released by the test's driver */
-	atomic_int ran;         /* fns that ran */
-	int pool_limit;         /* the pool's thread limit in this test */
+	atomic_int inside;     /* fns running now */
+	atomic_int max_inside; /* most fns seen running at once */
+	atomic_int full;       /* max_inside reached the expected cap */
+	atomic_int gate;       /* released by the test's driver */
+	atomic_int ran;	       /* fns that ran */
+	int pool_limit;	       /* the pool's thread limit in this test */
 	atomic_int phase;
 	atomic_int finished;
 	atomic_int order[16];
@@ -186,8 +185,7 @@ static int root_many(void *arg)
 	return 0;
 }
 
-static void test_thread__concurrent_calls_are_capped_at_the_limit(
-	void **state)
+static void test_thread__concurrent_calls_are_capped_at_the_limit(void **state)
 {
 	reset();
 	st.cap = 3;
@@ -269,8 +267,8 @@ static int root_fifo(void *arg)
 	CHECK(task_wait_ge(&st.phase, 1));
 	/* Queue the callers one by one, so their order is known. */
 	for (int i = 0; i < NFIFO; i++) {
-		CHECK_EQ(weft_group_spawn(g, task_record,
-			(void *)(uintptr_t)i), 0);
+		CHECK_EQ(weft_group_spawn(g, task_record, (void *)(uintptr_t)i),
+			0);
 		CHECK(task_wait_pool_waiting((size_t)i + 1));
 	}
 	CHECK_EQ(atomic_load(&st.ran), 0);
@@ -279,8 +277,7 @@ static int root_fifo(void *arg)
 	return 0;
 }
 
-static void test_thread__calls_beyond_the_limit_wait_in_fifo_order(
-	void **state)
+static void test_thread__calls_beyond_the_limit_wait_in_fifo_order(void **state)
 {
 	reset();
 	run_limited(WEFT_TEST_WORKERS(state), 1, root_fifo, NULL);
@@ -429,8 +426,7 @@ static int root_abandon(void *arg)
 	return 0;
 }
 
-static void test_thread__abandon_returns_at_once_and_destroy_joins(
-	void **state)
+static void test_thread__abandon_returns_at_once_and_destroy_joins(void **state)
 {
 	reset();
 	int rc = 0;
@@ -590,31 +586,34 @@ static void *foreign_main(void *arg)
 	weft_portal_t *p = arg;
 	void *v = NULL;
 	CHECK_EQ(weft_portal_call(p, task_portal_value, (void *)(uintptr_t)8,
-		&v, WEFT_FOREVER), 0);
+			 &v, WEFT_FOREVER),
+		0);
 	CHECK_EQ((uintptr_t)v, 8);
 	CHECK_EQ(weft_portal_call(p, task_portal_fail, NULL, &v, WEFT_FOREVER),
 		-EIO);
 	CHECK_EQ(weft_portal_call(p, task_portal_forever, NULL, &v, 5 * MS),
 		-ETIMEDOUT);
-	CHECK_EQ(weft_portal_call(p, task_portal_value, NULL, &v, -1),
-		-EINVAL);
+	CHECK_EQ(weft_portal_call(p, task_portal_value, NULL, &v, -1), -EINVAL);
 	CHECK_EQ(weft_portal_spawn(p, task_portal_flag, NULL), 0);
 	v = NULL;
-	CHECK_EQ(weft_portal_start(p, task_portal_service,
-		(void *)(uintptr_t)6, &v, WEFT_FOREVER), 0);
+	CHECK_EQ(weft_portal_start(p, task_portal_service, (void *)(uintptr_t)6,
+			 &v, WEFT_FOREVER),
+		0);
 	CHECK_EQ((uintptr_t)v, 6);
 	CHECK_EQ(weft_portal_start(p, task_portal_no_start, NULL, &v,
-		WEFT_FOREVER), WEFT_ENOTSTARTED);
+			 WEFT_FOREVER),
+		WEFT_ENOTSTARTED);
 	CHECK_EQ(weft_portal_start(p, task_portal_forever, NULL, &v, 5 * MS),
 		-ETIMEDOUT);
 	atomic_store(&st.phase, 1);
 	CHECK(thread_wait_ge(&st.phase, 2));
 	/* Closed: refused, and no use after free (we hold a reference). */
-	CHECK_EQ(weft_portal_call(p, task_portal_value, NULL, &v,
-		WEFT_FOREVER), WEFT_ECLOSED);
+	CHECK_EQ(weft_portal_call(p, task_portal_value, NULL, &v, WEFT_FOREVER),
+		WEFT_ECLOSED);
 	CHECK_EQ(weft_portal_spawn(p, task_portal_flag, NULL), WEFT_ECLOSED);
 	CHECK_EQ(weft_portal_start(p, task_portal_service, NULL, &v,
-		WEFT_FOREVER), WEFT_ECLOSED);
+			 WEFT_FOREVER),
+		WEFT_ECLOSED);
 	weft_portal_release(p);
 	atomic_store(&st.phase, 3);
 	return NULL;
@@ -630,7 +629,8 @@ static int root_portal(void *arg)
 	CHECK_EQ(weft_portal_retain(p), 0);
 	/* From a fiber a blocking portal call would block a worker. */
 	CHECK_EQ(weft_portal_call(p, task_portal_value, NULL, NULL,
-		WEFT_FOREVER), WEFT_EMISUSE);
+			 WEFT_FOREVER),
+		WEFT_EMISUSE);
 	CHECK_EQ(pthread_create(&foreign, NULL, foreign_main, p), 0);
 	CHECK(task_wait_ge(&st.phase, 1));
 	/* The service started through the portal is still running. */
@@ -672,8 +672,7 @@ static int root_portal_errors(void *arg)
 	return 0;
 }
 
-static void test_thread__portal_spawn_failures_come_back_at_close(
-	void **state)
+static void test_thread__portal_spawn_failures_come_back_at_close(void **state)
 {
 	reset();
 	weft_test_root(state, root_portal_errors, NULL);
@@ -802,19 +801,28 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_thread__result_passes_back),
-		WEFT_TEST(test_thread__concurrent_calls_are_capped_at_the_limit),
+		WEFT_TEST(
+			test_thread__concurrent_calls_are_capped_at_the_limit),
 		WEFT_TEST(test_thread__a_limiter_per_call_caps_concurrency),
-		WEFT_TEST(test_thread__calls_beyond_the_limit_wait_in_fifo_order),
-		WEFT_TEST(test_thread__cancel_while_waiting_for_a_slot_never_runs_fn),
-		WEFT_TEST(test_thread__cancel_while_running_waits_then_returns_ecanceled),
-		WEFT_TEST(test_thread__abandon_returns_at_once_and_destroy_joins),
+		WEFT_TEST(
+			test_thread__calls_beyond_the_limit_wait_in_fifo_order),
+		WEFT_TEST(
+			test_thread__cancel_while_waiting_for_a_slot_never_runs_fn),
+		WEFT_TEST(
+			test_thread__cancel_while_running_waits_then_returns_ecanceled),
+		WEFT_TEST(
+			test_thread__abandon_returns_at_once_and_destroy_joins),
 		WEFT_TEST(test_thread__the_senders_deadline_is_visible),
 		WEFT_TEST(test_thread__the_senders_context_is_visible),
-		WEFT_TEST(test_thread__from_thread_runs_a_task_and_returns_its_result),
+		WEFT_TEST(
+			test_thread__from_thread_runs_a_task_and_returns_its_result),
 		WEFT_TEST(test_thread__a_portal_serves_a_foreign_thread),
-		WEFT_TEST(test_thread__portal_spawn_failures_come_back_at_close),
-		WEFT_TEST(test_thread__bad_arguments_and_wrong_threads_are_refused),
-		cmocka_unit_test(test_thread__allocation_failure_returns_enomem),
+		WEFT_TEST(
+			test_thread__portal_spawn_failures_come_back_at_close),
+		WEFT_TEST(
+			test_thread__bad_arguments_and_wrong_threads_are_refused),
+		cmocka_unit_test(
+			test_thread__allocation_failure_returns_enomem),
 		cmocka_unit_test(
 			test_thread__portal_open_allocation_failure_returns_enomem),
 	};

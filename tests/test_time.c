@@ -83,7 +83,7 @@ static void test_time__now_is_monotonic_and_advances(void **state)
 		prev = t;
 	}
 	/* It advances (a bounded wait, not a duration check). */
-	struct timespec ms = {0, 1000000};
+	struct timespec ms = { 0, 1000000 };
 	for (int i = 0; i < 1000 && weft_now() == first; i++)
 		nanosleep(&ms, NULL);
 	assert_true(weft_now() > first);
@@ -91,7 +91,7 @@ static void test_time__now_is_monotonic_and_advances(void **state)
 
 struct stamp {
 	int64_t spawned; /* parent's clock before the spawn */
-	int64_t seen;    /* child's clock when it ran */
+	int64_t seen;	 /* child's clock when it ran */
 };
 
 static int stamp_child(void *arg)
@@ -130,8 +130,8 @@ WEFT_TEST_ROOT(time, now_never_goes_back_across_workers, root_stamps, NULL)
 static int root_sleeps_various(void *arg)
 {
 	(void)arg;
-	static const int64_t durations[] = {WEFT_MSEC / 10, WEFT_MSEC,
-		2 * WEFT_MSEC, 5 * WEFT_MSEC, 10 * WEFT_MSEC};
+	static const int64_t durations[] = { WEFT_MSEC / 10, WEFT_MSEC,
+		2 * WEFT_MSEC, 5 * WEFT_MSEC, 10 * WEFT_MSEC };
 	for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
 		int64_t before = weft_now();
 		CHECK_EQ(weft_sleep(durations[i]), 0);
@@ -140,8 +140,8 @@ static int root_sleeps_various(void *arg)
 	return 0;
 }
 
-WEFT_TEST_ROOT(time, sleep_waits_at_least_its_duration,
-	root_sleeps_various, NULL)
+WEFT_TEST_ROOT(time, sleep_waits_at_least_its_duration, root_sleeps_various,
+	NULL)
 
 static int root_sleeps_until(void *arg)
 {
@@ -186,7 +186,7 @@ static int root_parallel_sleepers(void *arg)
 
 static void test_time__many_tasks_sleeping_in_parallel_all_wake(void **state)
 {
-	struct parallel p = {0};
+	struct parallel p = { 0 };
 	weft_test_root(state, root_parallel_sleepers, &p);
 	assert_int_equal(atomic_load(&p.woke), 200);
 }
@@ -345,7 +345,7 @@ static int canceller_task(void *arg)
 static int root_cancel_from_task(void *arg)
 {
 	(void)arg;
-	struct wake w = {0};
+	struct wake w = { 0 };
 	if (!CHECK_EQ(weft_scope_create(&w.s, WEFT_FOREVER, 0), 0))
 		return -ENOMEM;
 	weft_group_t *g;
@@ -369,7 +369,7 @@ static void *canceller_thread(void *arg)
 {
 	struct wake *w = arg;
 	/* A plain thread: wait with nanosleep, boundedly. */
-	struct timespec ms = {0, 1000000};
+	struct timespec ms = { 0, 1000000 };
 	for (int i = 0; i < 20000 && !atomic_load(&w->entered); i++)
 		nanosleep(&ms, NULL);
 	weft_scope_cancel(w->s, "from a thread");
@@ -379,7 +379,7 @@ static void *canceller_thread(void *arg)
 static int root_cancel_from_thread(void *arg)
 {
 	(void)arg;
-	struct wake w = {0};
+	struct wake w = { 0 };
 	if (!CHECK_EQ(weft_scope_create(&w.s, WEFT_FOREVER, 0), 0))
 		return -ENOMEM;
 	weft_group_t *g;
@@ -483,7 +483,8 @@ static int root_huge_sleeps(void *arg)
 {
 	(void)arg;
 	weft_scope_t *safety = safety_open();
-	static const int64_t huge[] = {INT64_MAX, INT64_MAX - 1, INT64_MAX / 2};
+	static const int64_t huge[] = { INT64_MAX, INT64_MAX - 1,
+		INT64_MAX / 2 };
 	for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
 		weft_scope_t *s;
 		if (!CHECK_EQ(weft_move_on_after(&s, 2 * WEFT_MSEC), 0))
@@ -500,8 +501,8 @@ static int root_huge_sleeps(void *arg)
 	return 0;
 }
 
-WEFT_TEST_ROOT(time, huge_sleeps_do_not_wrap_into_the_past,
-	root_huge_sleeps, NULL)
+WEFT_TEST_ROOT(time, huge_sleeps_do_not_wrap_into_the_past, root_huge_sleeps,
+	NULL)
 
 static int sleeper_in_own_scope(void *arg)
 {
@@ -533,7 +534,7 @@ static int deadline_mover(void *arg)
 static int root_deadline_moved_earlier(void *arg)
 {
 	(void)arg;
-	struct wake w = {0};
+	struct wake w = { 0 };
 	weft_group_t *g;
 	if (!CHECK_EQ(weft_group_open(&g), 0))
 		return -ENOMEM;

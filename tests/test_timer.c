@@ -12,7 +12,7 @@
 #include "core/timer.h"
 
 #define NODES 3000
-#define MS WEFT__WHEEL_TICK_NS  /* one tick */
+#define MS WEFT__WHEEL_TICK_NS /* one tick */
 
 struct item {
 	struct weft__tnode node;
@@ -64,14 +64,24 @@ static void wheel_random_run(bool precise)
 			 * near. */
 			int64_t span;
 			switch (rand_r(&seed) % 6) {
-			case 0: span = -(int64_t)(rand_r(&seed) % 10) * MS; break;
+			case 0:
+				span = -(int64_t)(rand_r(&seed) % 10) * MS;
+				break;
 			case 1: span = rand_r(&seed) % (5 * MS); break;
-			case 2: span = (int64_t)(rand_r(&seed) % 5000) * MS; break;
-			case 3: span = (int64_t)(rand_r(&seed) % 300000) * MS; break;
-			case 4: span = (int64_t)(rand_r(&seed) % 100000) *
-				1000 * MS; break;
-			default: span = (int64_t)(rand_r(&seed) % 1000) * 100000 *
-				1000 * MS; break;  /* beyond the wheel */
+			case 2:
+				span = (int64_t)(rand_r(&seed) % 5000) * MS;
+				break;
+			case 3:
+				span = (int64_t)(rand_r(&seed) % 300000) * MS;
+				break;
+			case 4:
+				span = (int64_t)(rand_r(&seed) % 100000) *
+					1000 * MS;
+				break;
+			default:
+				span = (int64_t)(rand_r(&seed) % 1000) *
+					100000 * 1000 * MS;
+				break; /* beyond the wheel */
 			}
 			it->when = now + span;
 			it->armed = 1;
@@ -85,8 +95,10 @@ static void wheel_random_run(bool precise)
 		case 0: step_ns = rand_r(&seed) % (2 * MS); break;
 		case 1: step_ns = (int64_t)(rand_r(&seed) % 100) * MS; break;
 		case 2: step_ns = (int64_t)(rand_r(&seed) % 100000) * MS; break;
-		default: step_ns = (int64_t)(rand_r(&seed) % 50) * 3600 * 1000 *
-			MS; break;
+		default:
+			step_ns = (int64_t)(rand_r(&seed) % 50) * 3600 * 1000 *
+				MS;
+			break;
 		}
 		now += step_ns;
 		fire_now = now;
@@ -100,7 +112,8 @@ static void wheel_random_run(bool precise)
 		for (int i = 0; i < NODES; i++) {
 			if (items[i].armed) {
 				armed++;
-				assert_true(timer_tick(items[i].when) > now / MS);
+				assert_true(
+					timer_tick(items[i].when) > now / MS);
 				/* Exact, except across a level-2 boundary. */
 				int64_t t1 = now / MS + 1;
 				if (precise && ((t1 ^ (now / MS)) < 64 * 64))
@@ -116,7 +129,8 @@ static void wheel_random_run(bool precise)
 		int64_t hint = weft__wheel_due_hint(&w);
 		for (int i = 0; i < NODES; i++)
 			if (items[i].armed) {
-				assert_true(next <= timer_tick(items[i].when) * MS);
+				assert_true(
+					next <= timer_tick(items[i].when) * MS);
 				assert_true(hint <= items[i].when);
 			}
 	}
@@ -124,8 +138,7 @@ static void wheel_random_run(bool precise)
 		fired_total);
 }
 
-static void test_timer__wheel_fires_each_deadline_once_never_early(
-	void **state)
+static void test_timer__wheel_fires_each_deadline_once_never_early(void **state)
 {
 	(void)state;
 	wheel_random_run(false);
@@ -166,8 +179,10 @@ static void test_timer__now_is_monotonic(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_timer__wheel_fires_each_deadline_once_never_early),
-		cmocka_unit_test(test_timer__fire_due_fires_exact_deadlines_inside_a_tick),
+		cmocka_unit_test(
+			test_timer__wheel_fires_each_deadline_once_never_early),
+		cmocka_unit_test(
+			test_timer__fire_due_fires_exact_deadlines_inside_a_tick),
 		cmocka_unit_test(test_timer__empty_wheel_has_no_next_work),
 		cmocka_unit_test(test_timer__now_is_monotonic),
 	};

@@ -66,8 +66,8 @@ static int round_trip_root(void *arg)
 	int family = strchr(host, ':') ? AF_INET6 : AF_INET;
 	weft_udp_t *a, *b;
 	int rc = weft_udp_open(&a, host, 0);
-	if (family == AF_INET6 && (rc == -EADDRNOTAVAIL ||
-		rc == -EAFNOSUPPORT)) {
+	if (family == AF_INET6 &&
+		(rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT)) {
 		atomic_store(&ipv6_skipped, 1);
 		return 0;
 	}
@@ -117,8 +117,8 @@ static void test_udp__round_trip_on_ipv6_loopback(void **state)
 struct pair {
 	weft_udp_t *rx, *tx;
 	struct sockaddr_storage to_rx;
-	weft_scope_t *s;       /* the receiver's scope, or NULL */
-	size_t len;            /* the receiver's buffer size */
+	weft_scope_t *s; /* the receiver's scope, or NULL */
+	size_t len;	 /* the receiver's buffer size */
 	char buf[64];
 	atomic_long rc;
 };
@@ -231,7 +231,8 @@ static int cancel_root(void *arg)
 			CHECK_EQ(rc, -ECANCELED);
 			cancelled++;
 			CHECK_EQ(weft_udp_recv(p.rx, buf, sizeof buf, NULL,
-				NULL), (long)len);
+					 NULL),
+				(long)len);
 			CHECK(memcmp(buf, msg, len) == 0);
 		}
 	}
@@ -252,8 +253,7 @@ static int deadline_root(void *arg)
 	weft_scope_t *s;
 	CHECK_EQ(weft_fail_after(&s, 20 * WEFT_MSEC), 0);
 	char buf[16];
-	CHECK_EQ(weft_udp_recv(p.rx, buf, sizeof buf, NULL, NULL),
-		-ECANCELED);
+	CHECK_EQ(weft_udp_recv(p.rx, buf, sizeof buf, NULL, NULL), -ECANCELED);
 	CHECK_EQ(weft_scope_exit(s), -ETIMEDOUT);
 	weft_scope_destroy(s);
 	/* Cancelled on entry: nothing sent, nothing received. */
@@ -261,8 +261,7 @@ static int deadline_root(void *arg)
 	CHECK_EQ(weft_scope_open(&c, WEFT_FOREVER, 0), 0);
 	weft_scope_cancel(c, "before");
 	CHECK_EQ(weft_udp_send(p.tx, "x", 1, SA(&p.to_rx)), -ECANCELED);
-	CHECK_EQ(weft_udp_recv(p.rx, buf, sizeof buf, NULL, NULL),
-		-ECANCELED);
+	CHECK_EQ(weft_udp_recv(p.rx, buf, sizeof buf, NULL, NULL), -ECANCELED);
 	CHECK_EQ(weft_scope_exit(c), 0);
 	weft_scope_destroy(c);
 	CHECK_EQ(weft_udp_send(p.tx, "y", 1, SA(&p.to_rx)), 0);
@@ -307,8 +306,7 @@ static int truncation_root(void *arg)
 	char buf[4];
 	struct sockaddr_storage from;
 	memset(&from, 0, sizeof from);
-	CHECK_EQ(weft_udp_recv(p.rx, buf, sizeof buf, &from, NULL),
-		-EMSGSIZE);
+	CHECK_EQ(weft_udp_recv(p.rx, buf, sizeof buf, &from, NULL), -EMSGSIZE);
 	CHECK(memcmp(buf, "0123", 4) == 0);
 	CHECK_EQ(port_of(&from), weft_udp_port(p.tx));
 	/* Consumed: the next receive gets the next datagram. */
@@ -382,7 +380,7 @@ static int bad_args_root(void *arg)
 	CHECK_EQ(weft_udp_send(NULL, buf, 1, SA(&any)), -EINVAL);
 	CHECK_EQ(weft_udp_recv(NULL, buf, 1, NULL, NULL), -EINVAL);
 
-	CHECK_EQ(weft_udp_open(&u, NULL, 0), 0);  /* 0.0.0.0 */
+	CHECK_EQ(weft_udp_open(&u, NULL, 0), 0); /* 0.0.0.0 */
 	CHECK(weft_udp_port(u) > 0);
 	CHECK_EQ(weft_udp_send(u, buf, 1, NULL), -EINVAL);
 	CHECK_EQ(weft_udp_send(u, NULL, 1, SA(&any)), -EINVAL);
@@ -405,8 +403,7 @@ static int bad_args_root(void *arg)
 	CHECK_EQ(weft_udp_send(u, big, sizeof big, SA(&self)), -EMSGSIZE);
 	/* The port is taken. */
 	weft_udp_t *v = NULL;
-	CHECK_EQ(weft_udp_open(&v, "127.0.0.1", weft_udp_port(u)),
-		-EADDRINUSE);
+	CHECK_EQ(weft_udp_open(&v, "127.0.0.1", weft_udp_port(u)), -EADDRINUSE);
 	CHECK(v == NULL);
 	CHECK_EQ(weft_udp_close(u), 0);
 	return 0;
@@ -428,7 +425,7 @@ static void test_udp__bad_arguments_fail(void **state)
 
 struct server {
 	weft_udp_t *u;
-	int rounds;            /* per client */
+	int rounds; /* per client */
 	atomic_int served;
 };
 
@@ -557,8 +554,7 @@ static int close_race_root(void *arg)
 			weft_yield();
 		CHECK_EQ(weft_udp_close(r.u), 0);
 		CHECK_EQ(weft_group_join(g, NULL), 0);
-		CHECK_EQ(atomic_load(&r.sent) + atomic_load(&r.closed),
-			RACERS);
+		CHECK_EQ(atomic_load(&r.sent) + atomic_load(&r.closed), RACERS);
 	}
 	return 0;
 }

@@ -26,11 +26,11 @@ static int wait_first_completed_root(void *arg)
 	CHECK_EQ(weft_group_open(&g), 0);
 	weft_task_t *h[3];
 	h[0] = weft_test_spawn(g, kid_gated, &kids[0]);
-	h[1] = weft_test_spawn(g, kid_value, &kids[1]);  /* ends at once */
+	h[1] = weft_test_spawn(g, kid_value, &kids[1]); /* ends at once */
 	h[2] = weft_test_spawn(g, kid_gated, &kids[2]);
 	bool done[3] = { true, true, true };
-	CHECK_EQ(weft_wait(h, 3, WEFT_WAIT_FIRST_COMPLETED, WEFT_FOREVER,
-		done), 0);
+	CHECK_EQ(weft_wait(h, 3, WEFT_WAIT_FIRST_COMPLETED, WEFT_FOREVER, done),
+		0);
 	CHECK(!done[0] && done[1] && !done[2]);
 	/* The pending ones were not touched, and finish normally. */
 	CHECK_EQ(weft_task_state(h[0]), WEFT_TASK_PENDING);
@@ -65,7 +65,7 @@ static int wait_first_exception_root(void *arg)
 	CHECK_EQ(weft_group_open(&inner), 0);
 	/* Ends at once, fine. */
 	h[0] = weft_test_spawn(inner, kid_value, &kids[0]);
-	h[1] = weft_test_spawn(inner, kid_value, &kids[1]);  /* fails later */
+	h[1] = weft_test_spawn(inner, kid_value, &kids[1]); /* fails later */
 	/* The failure cancels the inner group, whose scope the owner is in:
 	 * a shield keeps that from cutting the wait short. */
 	weft_scope_t *shield;
@@ -74,8 +74,8 @@ static int wait_first_exception_root(void *arg)
 	 * after h[1]'s 2 ms sleep and failure: seen once under TSan). */
 	CHECK_EQ(weft_task_wait(h[0]), 0);
 	bool done[3];
-	CHECK_EQ(weft_wait(h, 3, WEFT_WAIT_FIRST_EXCEPTION, WEFT_FOREVER,
-		done), 0);
+	CHECK_EQ(weft_wait(h, 3, WEFT_WAIT_FIRST_EXCEPTION, WEFT_FOREVER, done),
+		0);
 	/* It did not return with h[0] finished: only once h[1] failed. */
 	CHECK_EQ(weft_task_state(h[1]), WEFT_TASK_FAILED);
 	CHECK(done[0] && done[1] && !done[2]);
@@ -111,8 +111,8 @@ static int wait_first_exception_all_ok_root(void *arg)
 		h[i] = weft_test_spawn(g, kid_value, &kids[i]);
 	}
 	bool done[3];
-	CHECK_EQ(weft_wait(h, 3, WEFT_WAIT_FIRST_EXCEPTION, WEFT_FOREVER,
-		done), 0);
+	CHECK_EQ(weft_wait(h, 3, WEFT_WAIT_FIRST_EXCEPTION, WEFT_FOREVER, done),
+		0);
 	for (int i = 0; i < 3; i++) {
 		CHECK(done[i]);
 		CHECK_EQ(weft_task_state(h[i]), WEFT_TASK_FINISHED);
@@ -139,10 +139,11 @@ static int wait_all_root(void *arg)
 		kids[i].sleep = (i % 3 + 1) * WEFT_MSEC / 2;
 		h[i] = weft_test_spawn(g, kid_value, &kids[i]);
 	}
-	h[NKIDS + 3] = h[0];  /* duplicates are allowed */
+	h[NKIDS + 3] = h[0]; /* duplicates are allowed */
 	bool done[NKIDS + 4];
 	CHECK_EQ(weft_wait(h, NKIDS + 4, WEFT_WAIT_ALL_COMPLETED, WEFT_FOREVER,
-		done), 0);
+			 done),
+		0);
 	for (int i = 0; i < NKIDS + 4; i++) {
 		CHECK(done[i]);
 		CHECK_EQ(weft_task_state(h[i]), WEFT_TASK_FINISHED);
@@ -174,7 +175,8 @@ static int wait_timeout_root(void *arg)
 		bool done[N];
 		memset(done, 1, sizeof done);
 		CHECK_EQ(weft_wait(h, N, modes[m], weft_now() + WEFT_MSEC,
-			done), 0);
+				 done),
+			0);
 		for (int i = 0; i < N; i++) {
 			CHECK(!done[i]);
 			CHECK_EQ(weft_task_state(h[i]), WEFT_TASK_PENDING);
@@ -229,7 +231,7 @@ static int wait_cancelled_root(void *arg)
 	weft_task_t *w = weft_test_spawn(g, waiter_task, &wc);
 	while (!atomic_load(&wc.waiting))
 		CHECK_EQ(weft_sleep(WEFT_MSEC / 4), 0);
-	CHECK_EQ(weft_sleep(WEFT_MSEC), 0);  /* likely parked by now */
+	CHECK_EQ(weft_sleep(WEFT_MSEC), 0); /* likely parked by now */
 	CHECK_EQ(weft_task_cancel(w), 0);
 	CHECK_EQ(weft_task_wait(w), 0);
 	CHECK_EQ(wc.rc, -ECANCELED);
@@ -240,7 +242,8 @@ static int wait_cancelled_root(void *arg)
 	CHECK_EQ(weft_move_on_after(&s, WEFT_MSEC), 0);
 	bool done[2];
 	CHECK_EQ(weft_wait(wc.h, 2, WEFT_WAIT_ALL_COMPLETED, WEFT_FOREVER,
-		done), -ECANCELED);
+			 done),
+		-ECANCELED);
 	CHECK_EQ(weft_scope_exit(s), 0);
 	CHECK(weft_scope_cancelled_caught(s));
 	weft_scope_destroy(s);
@@ -283,7 +286,7 @@ static int wait_for_timeout_root(void *arg)
 	CHECK_EQ(atomic_load(&sh.cleanups), 2);
 	/* On an ended task, any timeout gives its outcome. */
 	CHECK_EQ(weft_wait_for(h2, 0, NULL), -ECANCELED);
-	CHECK_EQ(weft_checkpoint(), 0);  /* the caller is not cancelled */
+	CHECK_EQ(weft_checkpoint(), 0); /* the caller is not cancelled */
 	CHECK_EQ(weft_group_join(g, NULL), 0);
 	weft_task_release(h);
 	weft_task_release(h2);
@@ -300,7 +303,7 @@ static int wait_for_ok_root(void *arg)
 	struct kid kids[2];
 	kids_init(kids, 2, &sh);
 	kids[0].sleep = WEFT_MSEC;
-	kids[1].code = -EIO;  /* once the gate opens: after `ok` ended */
+	kids[1].code = -EIO; /* once the gate opens: after `ok` ended */
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
 	weft_task_t *ok = weft_test_spawn(g, kid_value, &kids[0]);
@@ -377,13 +380,17 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_wait__first_completed_leaves_the_rest_pending),
 		WEFT_TEST(test_wait__first_exception_returns_on_a_failure),
-		WEFT_TEST(test_wait__first_exception_without_failure_waits_for_all),
+		WEFT_TEST(
+			test_wait__first_exception_without_failure_waits_for_all),
 		WEFT_TEST(test_wait__all_completed_waits_for_every_task),
-		WEFT_TEST(test_wait__timeout_is_not_an_error_and_cancels_nothing),
+		WEFT_TEST(
+			test_wait__timeout_is_not_an_error_and_cancels_nothing),
 		WEFT_TEST(test_wait__cancelled_wait_returns_ecanceled),
-		WEFT_TEST(test_wait_for__timeout_cancels_and_waits_for_the_task),
+		WEFT_TEST(
+			test_wait_for__timeout_cancels_and_waits_for_the_task),
 		WEFT_TEST(test_wait_for__returns_the_outcome_in_time),
-		WEFT_TEST(test_wait_for__cancelled_wait_for_cancels_and_waits_for_the_task),
+		WEFT_TEST(
+			test_wait_for__cancelled_wait_for_cancels_and_waits_for_the_task),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

@@ -28,24 +28,25 @@ typedef struct weft_scope weft_scope_t;
 
 /* Scope flags. */
 #define WEFT_SCOPE_SHIELD 0x1u /* ignore cancellation from outside */
-#define WEFT_SCOPE_FAIL 0x2u   /* exit returns -ETIMEDOUT if the own
+#define WEFT_SCOPE_FAIL                                                        \
+	0x2u /* exit returns -ETIMEDOUT if the own
 				* deadline cancelled the body (fail_after) */
 
 /* Why a cancellation happened. */
 typedef enum weft_cancel_origin {
 	WEFT_CANCEL_NONE = 0,
-	WEFT_CANCEL_EXPLICIT = 1,     /* weft_scope_cancel / weft_group_cancel */
-	WEFT_CANCEL_DEADLINE = 2,     /* the scope's deadline passed */
-	WEFT_CANCEL_GROUP_FAILURE = 3,/* a task of the group failed */
-	WEFT_CANCEL_TASK = 4,         /* weft_task_cancel on a handle */
-	WEFT_CANCEL_START = 5         /* the weft_group_start caller was cancelled */
+	WEFT_CANCEL_EXPLICIT = 1, /* weft_scope_cancel / weft_group_cancel */
+	WEFT_CANCEL_DEADLINE = 2, /* the scope's deadline passed */
+	WEFT_CANCEL_GROUP_FAILURE = 3, /* a task of the group failed */
+	WEFT_CANCEL_TASK = 4,	       /* weft_task_cancel on a handle */
+	WEFT_CANCEL_START = 5 /* the weft_group_start caller was cancelled */
 } weft_cancel_origin_t;
 
 typedef struct {
 	weft_cancel_origin_t origin;
-	uint64_t scope_id;  /* the scope that was cancelled */
-	uint64_t task_id;   /* the task that cancelled it (0: not a task) */
-	char text[96];      /* the reason text given, or a default */
+	uint64_t scope_id; /* the scope that was cancelled */
+	uint64_t task_id;  /* the task that cancelled it (0: not a task) */
+	char text[96];	   /* the reason text given, or a default */
 } weft_cancel_reason_t;
 
 /* What it does: creates a scope, not yet entered.  It may be cancelled

@@ -71,12 +71,12 @@ typedef void (*weft_channel_drop_fn)(void *item, void *ctx);
 
 /* A snapshot of a channel's state (AnyIO's statistics()). */
 typedef struct weft_channel_stats {
-	size_t buffered;        /* items in the buffer now */
-	size_t capacity;        /* as opened (WEFT_CHANNEL_UNBOUNDED, 0, N) */
-	size_t open_send_ends;  /* send ends not closed yet */
-	size_t open_recv_ends;  /* receive ends not closed yet */
-	size_t waiting_send;    /* tasks parked in weft_channel_send */
-	size_t waiting_recv;    /* tasks parked in weft_channel_receive */
+	size_t buffered;       /* items in the buffer now */
+	size_t capacity;       /* as opened (WEFT_CHANNEL_UNBOUNDED, 0, N) */
+	size_t open_send_ends; /* send ends not closed yet */
+	size_t open_recv_ends; /* receive ends not closed yet */
+	size_t waiting_send;   /* tasks parked in weft_channel_send */
+	size_t waiting_recv;   /* tasks parked in weft_channel_receive */
 } weft_channel_stats_t;
 
 /* What it does: opens a channel of items of item_size bytes with the
@@ -125,8 +125,7 @@ WEFT_EXTERN int weft_channel_send(weft_channel_tx_t *tx, const void *item);
  * Checkpoint: no (never parks, never observes cancellation).
  * Threads: any thread, also a plain (non-weft) thread: a receiver it
  * wakes is scheduled through the runtime's injection queue. */
-WEFT_EXTERN int weft_channel_try_send(weft_channel_tx_t *tx,
-	const void *item);
+WEFT_EXTERN int weft_channel_try_send(weft_channel_tx_t *tx, const void *item);
 
 /* What it does: receives the oldest item into the item_size bytes at
  * item: from the buffer (refilling it from the oldest parked sender), or

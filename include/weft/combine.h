@@ -42,8 +42,8 @@ WEFT_BEGIN_DECLS
 
 /* One function to run as a task. */
 typedef struct weft_call {
-	weft_fn fn;       /* required */
-	void *arg;        /* passed to fn; ownership as for a spawn */
+	weft_fn fn;	  /* required */
+	void *arg;	  /* passed to fn; ownership as for a spawn */
 	const char *name; /* task name (copied); NULL = "gather" / "race" */
 } weft_call_t;
 
@@ -97,8 +97,8 @@ typedef struct weft_gather_result {
  * waited for, their outcomes are in results[], and in default mode a
  * failure among them is returned as WEFT_ECHILD_FAILED instead).
  * Checkpoint: yes.  Threads: weft fiber. */
-WEFT_EXTERN int weft_gather(const weft_call_t *calls, size_t n,
-	unsigned flags, weft_gather_result_t *results, weft_error_t **err_out);
+WEFT_EXTERN int weft_gather(const weft_call_t *calls, size_t n, unsigned flags,
+	weft_gather_result_t *results, weft_error_t **err_out);
 
 /* }======================================================= */
 
@@ -218,8 +218,8 @@ WEFT_EXTERN int weft_as_completed_open(weft_as_completed_t **out,
  * WEFT_ENOTFIBER.
  * Checkpoint: yes (WEFT_EEND is returned without one).
  * Threads: the weft task that opened it. */
-WEFT_EXTERN int weft_as_completed_next(weft_as_completed_t *it,
-	size_t *index, weft_task_t **handle);
+WEFT_EXTERN int weft_as_completed_next(weft_as_completed_t *it, size_t *index,
+	weft_task_t **handle);
 
 /* What it does: frees the iterator, also before the end: the tasks not
  * yet yielded are left alone (not cancelled, still owned by their group).

@@ -20,28 +20,28 @@
 
 /* X(name, value, message).  The one table from which the enum,
  * weft_strerror and weft_err_name are generated. */
-#define WEFT_ERRNO_MAP(X)                                                   \
-	X(ECHILD_FAILED, -3000, "one or more tasks of the group failed")   \
-	X(EMISUSE, -3001, "API misuse")                                    \
-	X(ECLOSED, -3002, "the group or resource is closed")               \
-	X(EALREADY, -3003, "started() was already called for this task")   \
-	X(ENOTSTARTED, -3004, "the task returned without calling started()") \
-	X(ENOTFINISHED, -3005, "the task has not finished yet")            \
-	X(EFAILED, -3006, "the task failed")                               \
-	X(EMISNEST, -3007, "cancel scopes or groups exited out of order")  \
-	X(EMISSINGJOIN, -3008, "a group was left without being joined")    \
-	X(EPANIC, -3009, "a task panicked")                                \
-	X(ENOTFIBER, -3010, "must be called from inside a weft task")      \
-	X(EEND, -3011, "end of channel: every sender closed")              \
-	X(EBROKEN, -3012, "broken channel: every receiver closed")         \
-	X(ENOTFOUND, -3013, "host name not found")                         \
+#define WEFT_ERRNO_MAP(X)                                                      \
+	X(ECHILD_FAILED, -3000, "one or more tasks of the group failed")       \
+	X(EMISUSE, -3001, "API misuse")                                        \
+	X(ECLOSED, -3002, "the group or resource is closed")                   \
+	X(EALREADY, -3003, "started() was already called for this task")       \
+	X(ENOTSTARTED, -3004, "the task returned without calling started()")   \
+	X(ENOTFINISHED, -3005, "the task has not finished yet")                \
+	X(EFAILED, -3006, "the task failed")                                   \
+	X(EMISNEST, -3007, "cancel scopes or groups exited out of order")      \
+	X(EMISSINGJOIN, -3008, "a group was left without being joined")        \
+	X(EPANIC, -3009, "a task panicked")                                    \
+	X(ENOTFIBER, -3010, "must be called from inside a weft task")          \
+	X(EEND, -3011, "end of channel: every sender closed")                  \
+	X(EBROKEN, -3012, "broken channel: every receiver closed")             \
+	X(ENOTFOUND, -3013, "host name not found")                             \
 	X(EDNS, -3014, "name resolution failed")
 
 enum {
 #define WEFT__ERR_ENUM(name, value, msg) WEFT_##name = (value),
 	WEFT_ERRNO_MAP(WEFT__ERR_ENUM)
 #undef WEFT__ERR_ENUM
-	WEFT_ERRNO_MIN_ = -3099
+		WEFT_ERRNO_MIN_ = -3099
 };
 
 WEFT_BEGIN_DECLS
@@ -114,8 +114,7 @@ WEFT_EXTERN const weft_error_t *weft_error_nested_at(const weft_error_t *err,
  * Ownership: *msg points into err.
  * Errors: returns 0 and leaves outputs untouched for NULL or empty err.
  * Checkpoint: no.  Threads: any thread. */
-WEFT_EXTERN int weft_error_primary(const weft_error_t *err,
-	const char **msg);
+WEFT_EXTERN int weft_error_primary(const weft_error_t *err, const char **msg);
 
 /* What it does: splits err into the leaves for which pred returns nonzero
  * (*match) and the others (*rest), keeping the tree shape; a side with no

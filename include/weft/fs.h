@@ -42,19 +42,19 @@ WEFT_BEGIN_DECLS
 
 /* The kind of a file, from its mode. */
 typedef enum weft_fs_type {
-	WEFT_FS_OTHER = 0,    /* FIFO, socket, device */
-	WEFT_FS_FILE = 1,     /* regular file */
-	WEFT_FS_DIR = 2,      /* directory */
-	WEFT_FS_LINK = 3      /* symbolic link (weft_fs_lstat only) */
+	WEFT_FS_OTHER = 0, /* FIFO, socket, device */
+	WEFT_FS_FILE = 1,  /* regular file */
+	WEFT_FS_DIR = 2,   /* directory */
+	WEFT_FS_LINK = 3   /* symbolic link (weft_fs_lstat only) */
 } weft_fs_type_t;
 
 /* What stat reports, without any libuv type.  Times are nanoseconds
  * since the Unix epoch (wall clock, not weft_now's clock). */
 typedef struct weft_fs_statbuf {
-	uint64_t size;        /* bytes */
-	uint32_t mode;        /* st_mode: type and permission bits */
-	weft_fs_type_t type;  /* decoded from mode */
-	uint64_t nlink;       /* hard links */
+	uint64_t size;	     /* bytes */
+	uint32_t mode;	     /* st_mode: type and permission bits */
+	weft_fs_type_t type; /* decoded from mode */
+	uint64_t nlink;	     /* hard links */
 	uint64_t ino;
 	uint64_t dev;
 	uint32_t uid;
@@ -75,8 +75,7 @@ typedef struct weft_fs_statbuf {
  * -EMFILE, -ENFILE, other -errno, -ECANCELED (no file was opened or
  * created), WEFT_ENOTFIBER.  On error *fd is unchanged.
  * Checkpoint: yes.  Threads: weft fiber. */
-WEFT_EXTERN int weft_fs_open(const char *path, int flags, int mode,
-	int *fd);
+WEFT_EXTERN int weft_fs_open(const char *path, int flags, int mode, int *fd);
 
 /* What it does: closes fd.  The descriptor is released in every case,
  * even when the calling task is cancelled (as close(2) always releases
@@ -101,8 +100,7 @@ WEFT_EXTERN int weft_fs_close(int fd);
  * -ESPIPE (an offset on a pipe), other -errno, -ECANCELED (nothing was
  * read; the position did not move), WEFT_ENOTFIBER.
  * Checkpoint: yes.  Threads: weft fiber. */
-WEFT_EXTERN ssize_t weft_fs_read(int fd, void *buf, size_t len,
-	int64_t offset);
+WEFT_EXTERN ssize_t weft_fs_read(int fd, void *buf, size_t len, int64_t offset);
 
 /* What it does: writes all len bytes of buf to fd at `offset` (pwrite),
  * or at the current position when offset is -1 (with O_APPEND: at the

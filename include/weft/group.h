@@ -44,7 +44,7 @@ typedef struct weft_context weft_context_t;
 
 typedef struct weft_spawn_opts {
 	const char *name;     /* copied; NULL = "task" */
-	unsigned flags;       /* WEFT_SPAWN_* */
+	unsigned flags;	      /* WEFT_SPAWN_* */
 	weft_task_t **handle; /* if not NULL, receives a handle the caller
 			       * must weft_task_release */
 	/* If not NULL, the task starts with this context (from
@@ -98,7 +98,7 @@ WEFT_EXTERN int weft_group_spawn_literal(weft_group_t *g, const char *name,
 
 /* Spawns fn(arg) into g, naming the task after the function as written
  * at the call (C has no modules: "fetch", not "module:fetch"). */
-#define weft_group_spawn(g, fn, arg) \
+#define weft_group_spawn(g, fn, arg)                                           \
 	weft_group_spawn_literal((g), #fn, (fn), (arg))
 
 /* What it does: starts fn(arg) and parks the caller until the task calls
@@ -124,7 +124,7 @@ WEFT_EXTERN int weft_group_start_named(weft_group_t *g, const char *name,
 	weft_fn fn, void *arg, void **value_out);
 
 /* Starts fn(arg) in g, naming the task after the function. */
-#define weft_group_start(g, fn, arg, value_out) \
+#define weft_group_start(g, fn, arg, value_out)                                \
 	weft_group_start_named((g), #fn, (fn), (arg), (value_out))
 
 /* What it does: closes g to new spawns, waits until every child and
@@ -182,8 +182,8 @@ WEFT_EXTERN int weft_group_cancel(weft_group_t *g, const char *reason);
  * Errors: -EINVAL, WEFT_EMISUSE (not the owner), -ENOMEM (nothing
  * recorded; g is still cancelled).  Returns code otherwise.
  * Checkpoint: no.  Threads: the weft task that opened g. */
-WEFT_EXTERN int weft_group_fail(weft_group_t *g, int code, const char *fmt,
-	...) __attribute__((format(printf, 3, 4)));
+WEFT_EXTERN int weft_group_fail(weft_group_t *g, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 WEFT_END_DECLS
 

@@ -27,14 +27,14 @@ WEFT_BEGIN_DECLS
 
 /* One live task, copied out of the runtime by a snapshot. */
 typedef struct weft_task_info {
-	uint64_t id;         /* as weft_task_id */
-	uint64_t group_id;   /* id of the group that joins it; 0 for a root */
+	uint64_t id;	   /* as weft_task_id */
+	uint64_t group_id; /* id of the group that joins it; 0 for a root */
 	char name[WEFT_TASK_NAME_MAX];
 	/* What it is parked on ("join", "sleep", "task wait", "start", a
 	 * primitive's name such as "lock" or "event"), or NULL while it runs
 	 * or waits for a worker.  A static string. */
 	const char *parked_on;
-	int worker;          /* worker it runs on or last ran on; -1: none */
+	int worker; /* worker it runs on or last ran on; -1: none */
 } weft_task_info_t;
 
 /* What it does: copies every live task of rt (NULL: the calling task's

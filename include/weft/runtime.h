@@ -24,11 +24,11 @@ typedef struct weft_runtime weft_runtime_t;
 /* Configuration, filled with defaults and environment overrides by
  * weft_config_init, then adjusted by the caller.  A plain value type. */
 typedef struct weft_config {
-	size_t size;           /* sizeof(weft_config_t); set by weft_config_init */
-	unsigned workers;      /* worker threads; 1 .. 1024 */
-	size_t stack_size;     /* bytes per fiber stack; 16 KiB .. 1 GiB */
+	size_t size;	   /* sizeof(weft_config_t); set by weft_config_init */
+	unsigned workers;  /* worker threads; 1 .. 1024 */
+	size_t stack_size; /* bytes per fiber stack; 16 KiB .. 1 GiB */
 	size_t guarded_stacks; /* stacks that get a guard page; 0 .. 30000 */
-	unsigned spin_us;      /* idle spin before a worker sleeps; 0 .. 100000 */
+	unsigned spin_us; /* idle spin before a worker sleeps; 0 .. 100000 */
 	/* 1: a task that returns with a group still open aborts the process,
 	 * naming the task and where the group was opened (docs/semantics.md
 	 * rule 7: a bug to find at once); 0: the group is cancelled, joined
@@ -38,8 +38,8 @@ typedef struct weft_config {
 	/* Most offload threads running weft_to_thread calls at once (further
 	 * calls wait); 1 .. 1024, default 40 (weft/thread.h). */
 	unsigned offload_threads;
-	int env_error;         /* 0, or -EINVAL when an environment variable was bad */
-	char message[256];     /* why the last init/create failed ("" if not) */
+	int env_error; /* 0, or -EINVAL when an environment variable was bad */
+	char message[256]; /* why the last init/create failed ("" if not) */
 } weft_config_t;
 
 /* What it does: fills *cfg with the defaults (workers = the CPUs this

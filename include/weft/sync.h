@@ -219,10 +219,10 @@ typedef struct weft_limiter weft_limiter_t;
 
 /* A snapshot of a limiter's counters (weft_limiter_stats). */
 typedef struct {
-	size_t total;     /* tokens in the pool */
+	size_t total;	  /* tokens in the pool */
 	size_t borrowed;  /* tokens currently borrowed */
 	size_t available; /* total - borrowed, or 0 when total < borrowed */
-	size_t waiting;   /* tasks parked in an acquire */
+	size_t waiting;	  /* tasks parked in an acquire */
 } weft_limiter_stats_t;
 
 /* What it does: creates a limiter with `total` tokens.

@@ -27,11 +27,11 @@ typedef struct weft_group weft_group_t;
 #define WEFT_TASK_NAME_MAX 40
 
 typedef enum weft_task_state {
-	WEFT_TASK_PENDING = 0,    /* created, running or parked */
+	WEFT_TASK_PENDING = 0,	  /* created, running or parked */
 	WEFT_TASK_CANCELLING = 1, /* cancel requested, not yet finished */
-	WEFT_TASK_FINISHED = 2,   /* returned 0 */
-	WEFT_TASK_FAILED = 3,     /* returned a failure code */
-	WEFT_TASK_CANCELLED = 4   /* returned -ECANCELED */
+	WEFT_TASK_FINISHED = 2,	  /* returned 0 */
+	WEFT_TASK_FAILED = 3,	  /* returned a failure code */
+	WEFT_TASK_CANCELLED = 4	  /* returned -ECANCELED */
 } weft_task_state_t;
 
 /* What it does: records a failure message for the calling task and returns
@@ -184,8 +184,7 @@ typedef void (*weft_done_fn)(weft_task_t *h, void *arg);
  * run; the caller's handle stays the caller's.
  * Errors: -EINVAL (NULL h or fn), -ENOMEM (nothing registered).
  * Checkpoint: no.  Threads: any thread holding h. */
-WEFT_EXTERN int weft_task_on_done(weft_task_t *h, weft_done_fn fn,
-	void *arg);
+WEFT_EXTERN int weft_task_on_done(weft_task_t *h, weft_done_fn fn, void *arg);
 
 WEFT_END_DECLS
 

@@ -38,10 +38,12 @@ __attribute__((unused)) static int alloc_should_fail(void)
 		memory_order_relaxed);
 	while (n > 0) {
 		if (atomic_compare_exchange_weak_explicit(&alloc_fail_countdown,
-			&n, n - 1, memory_order_relaxed, memory_order_relaxed)) {
+			    &n, n - 1, memory_order_relaxed,
+			    memory_order_relaxed)) {
 			if (n == 1) {
-				atomic_fetch_add_explicit(&alloc_injected_failures,
-					1, memory_order_relaxed);
+				atomic_fetch_add_explicit(
+					&alloc_injected_failures, 1,
+					memory_order_relaxed);
 				return 1;
 			}
 			return 0;
@@ -78,7 +80,6 @@ void *weft__alloc_nofail_injection(size_t size)
 {
 	return alloc_raw(size);
 }
-
 
 void weft__free(void *p)
 {

@@ -17,8 +17,8 @@
 #define WEFT__LIKELY(x) __builtin_expect(!!(x), 1)
 #define WEFT__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-#define WEFT__CONTAINER_OF(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define WEFT__CONTAINER_OF(ptr, type, member)                                  \
+	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 #define WEFT__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -6,10 +6,11 @@
 
 /* Always-on assertion for cheap invariants whose violation means memory
  * corruption: prints "weft: <module>: <msg>" with file and line, aborts. */
-#define WEFT_ASSERT(cond, msg)                                           \
-	do {                                                             \
-		if (__builtin_expect(!(cond), 0))                             \
-			weft__diag_assert_fail(__FILE__, __LINE__, #cond, msg); \
+#define WEFT_ASSERT(cond, msg)                                                 \
+	do {                                                                   \
+		if (__builtin_expect(!(cond), 0))                              \
+			weft__diag_assert_fail(__FILE__, __LINE__, #cond,      \
+				msg);                                          \
 	} while (0)
 
 /* Debug-only assertion for expensive checks; on in every test build. */

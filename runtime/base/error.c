@@ -23,36 +23,32 @@
 const char *weft_strerror(int code)
 {
 	switch (code) {
-	case 0:
-		return "success";
-#define WEFT__ERR_MSG(name, value, msg) \
-	case value:                     \
-		return msg;
+	case 0: return "success";
+#define WEFT__ERR_MSG(name, value, msg)                                        \
+	case value: return msg;
 		WEFT_ERRNO_MAP(WEFT__ERR_MSG)
 #undef WEFT__ERR_MSG
-	default:
-		break;
+	default: break;
 	}
-	const char *d = code < 0 && code > WEFT_ERRNO_MIN_ ?
-		strerrordesc_np(-code) : NULL;
+	const char *d = code < 0 && code > WEFT_ERRNO_MIN_
+		? strerrordesc_np(-code)
+		: NULL;
 	return d ? d : "unknown error";
 }
 
 const char *weft_err_name(int code)
 {
 	switch (code) {
-	case 0:
-		return "OK";
-#define WEFT__ERR_NAME(name, value, msg) \
-	case value:                      \
-		return "WEFT_" #name;
+	case 0: return "OK";
+#define WEFT__ERR_NAME(name, value, msg)                                       \
+	case value: return "WEFT_" #name;
 		WEFT_ERRNO_MAP(WEFT__ERR_NAME)
 #undef WEFT__ERR_NAME
-	default:
-		break;
+	default: break;
 	}
-	const char *n = code < 0 && code > WEFT_ERRNO_MIN_ ?
-		strerrorname_np(-code) : NULL;
+	const char *n = code < 0 && code > WEFT_ERRNO_MIN_
+		? strerrorname_np(-code)
+		: NULL;
 	return n ? n : "UNKNOWN";
 }
 
@@ -80,8 +76,8 @@ static char *error_strdup(const char *s)
 }
 
 struct weft__leaf *weft__error_leaf_create(int code, const char *message,
-	const char *task_name, uint64_t task_id, uint64_t seq,
-	bool collateral, struct weft_error *nested)
+	const char *task_name, uint64_t task_id, uint64_t seq, bool collateral,
+	struct weft_error *nested)
 {
 	struct weft__leaf *l = weft__calloc(1, sizeof *l);
 	if (l == NULL)
@@ -121,8 +117,8 @@ struct weft_error *weft__error_from_leaves(struct weft__leaf *head, size_t n,
 		snprintf(msg, sizeof msg,
 			"%zu failure(s) could not be recorded: out of memory",
 			lost);
-		lost_leaf = weft__error_leaf_create(-ENOMEM, msg, "?", 0, 0, false,
-			NULL);
+		lost_leaf = weft__error_leaf_create(-ENOMEM, msg, "?", 0, 0,
+			false, NULL);
 	}
 	struct weft_error *e = weft__alloc(sizeof *e);
 	struct weft__leaf **arr = weft__calloc(n + 1, sizeof *arr);
@@ -251,7 +247,8 @@ static const struct weft__leaf *error_primary_leaf(const weft_error_t *err,
 			continue;
 		}
 		if (best == NULL || error_rank(l) > error_rank(best) ||
-			(error_rank(l) == error_rank(best) && l->seq < best->seq))
+			(error_rank(l) == error_rank(best) &&
+				l->seq < best->seq))
 			best = l;
 	}
 	return best;
@@ -296,8 +293,9 @@ static int error_select(const weft_error_t *err, weft_error_pred_fn pred,
 		} else if (!!pred(l->code, l->message, arg) != want) {
 			continue;
 		}
-		struct weft__leaf *c = weft__error_leaf_create(l->code, l->message,
-			l->task_name, l->task_id, l->seq, l->collateral, sub);
+		struct weft__leaf *c = weft__error_leaf_create(l->code,
+			l->message, l->task_name, l->task_id, l->seq,
+			l->collateral, sub);
 		if (c == NULL) {
 			weft_error_free(sub);
 			goto oom;
@@ -370,7 +368,8 @@ static void error_format(const weft_error_t *err, struct error_buf *b,
 		const struct weft__leaf *l = err->entries[i];
 		error_append(b, "%*s%s#%llu: %s%s%s%s\n", depth * 2, "",
 			l->task_name, (unsigned long long)l->task_id,
-			l->nested ? "WEFT_ECHILD_FAILED" : weft_err_name(l->code),
+			l->nested ? "WEFT_ECHILD_FAILED"
+				  : weft_err_name(l->code),
 			l->message[0] ? ": " : "", l->message,
 			l->collateral ? " (while cancelled)" : "");
 		if (l->nested)

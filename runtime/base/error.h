@@ -15,10 +15,10 @@
 struct weft__leaf {
 	struct weft__leaf *next;
 	int code;
-	char *message;            /* weft__alloc'd, never NULL */
-	char *task_name;          /* weft__alloc'd, never NULL */
+	char *message;	 /* weft__alloc'd, never NULL */
+	char *task_name; /* weft__alloc'd, never NULL */
 	uint64_t task_id;
-	uint64_t seq;             /* logical time */
+	uint64_t seq; /* logical time */
 	bool collateral;
 	struct weft_error *nested;
 };
@@ -31,15 +31,15 @@ struct weft_error {
 /* Allocates a leaf copying message and name; takes nested.  NULL on
  * allocation failure (nested is then NOT freed: the caller still owns). */
 struct weft__leaf *weft__error_leaf_create(int code, const char *message,
-	const char *task_name, uint64_t task_id, uint64_t seq,
-	bool collateral, struct weft_error *nested);
+	const char *task_name, uint64_t task_id, uint64_t seq, bool collateral,
+	struct weft_error *nested);
 void weft__error_leaf_free(struct weft__leaf *l);
 /* Builds an error group from a list of leaves (taken) plus `lost`
  * unrecorded failures.  Never fails: under memory pressure it returns the
  * static out-of-memory group (weft_error_free ignores it) after freeing
  * the leaves. */
-struct weft_error *weft__error_from_leaves(struct weft__leaf *head,
-	size_t n, size_t lost);
+struct weft_error *weft__error_from_leaves(struct weft__leaf *head, size_t n,
+	size_t lost);
 /* A one-leaf group; same never-fails rule. */
 struct weft_error *weft__error_single(struct weft__leaf *leaf);
 

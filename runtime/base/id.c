@@ -22,8 +22,8 @@ __attribute__((noinline)) uint64_t weft__id_next(void)
 {
 	if (id_block_next == id_block_end) {
 		/* relaxed: uniqueness needs only the atomicity of the add. */
-		id_block_next = atomic_fetch_add_explicit(&id_counter,
-			ID_BLOCK, memory_order_relaxed);
+		id_block_next = atomic_fetch_add_explicit(&id_counter, ID_BLOCK,
+			memory_order_relaxed);
 		id_block_end = id_block_next + ID_BLOCK;
 	}
 	return id_block_next++;

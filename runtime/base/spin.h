@@ -25,7 +25,10 @@ typedef struct weft__spin {
 	atomic_int locked;
 } weft__spin_t;
 
-#define WEFT__SPIN_INIT { 0 }
+#define WEFT__SPIN_INIT                                                        \
+	{                                                                      \
+		0                                                              \
+	}
 
 static inline void weft__spin_init(weft__spin_t *l)
 {
@@ -39,7 +42,7 @@ static inline void weft__spin_lock(weft__spin_t *l)
 	for (;;) {
 		/* acquire: pairs with the release in weft__spin_unlock. */
 		if (!atomic_exchange_explicit(&l->locked, 1,
-			memory_order_acquire))
+			    memory_order_acquire))
 			return;
 		/* relaxed: only a hint that the exchange above may now
 		 * succeed; the exchange is what acquires. */

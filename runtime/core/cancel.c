@@ -50,13 +50,13 @@
 #include <string.h>
 
 #include "base/alloc.h"
-#include "core/cancel.h"
 #include "base/id.h"
-#include "runtime.h"
+#include "core/cancel.h"
+#include "core/sched.h"
 #include "core/task.h"
 #include "core/timer.h"
+#include "runtime.h"
 #include "weft/time.h"
-#include "core/sched.h"
 
 /* {======================================================= tree */
 
@@ -86,7 +86,7 @@ static void scope_propagate_locked(struct weft_scope *s,
 {
 	/* relaxed: eff_cancelled is only written under s's lock, held. */
 	if (atomic_load_explicit(&s->eff_cancelled, memory_order_relaxed))
-		return;  /* invariant 2: the subtree is already marked */
+		return; /* invariant 2: the subtree is already marked */
 	s->origin = origin;
 	/* seq_cst: the canceller's half of the park/cancel Dekker pair
 	 * (invariant 3): ordered before the park-word read in
@@ -132,8 +132,9 @@ void weft__scope_link(struct weft_scope *s, struct weft_scope *parent,
 		parent->first_child->prev_sib = s;
 	parent->first_child = s;
 	/* relaxed: the parent's lock is held, under which it is written. */
-	if (!(s->flags & WEFT_SCOPE_SHIELD) && atomic_load_explicit(
-		&parent->eff_cancelled, memory_order_relaxed)) {
+	if (!(s->flags & WEFT_SCOPE_SHIELD) &&
+		atomic_load_explicit(&parent->eff_cancelled,
+			memory_order_relaxed)) {
 		weft__spin_lock(&s->lock);
 		scope_propagate_locked(s, parent->origin);
 		weft__spin_unlock(&s->lock);
@@ -182,7 +183,7 @@ void weft__scope_reparent(struct weft_scope *s, struct weft_scope *new_parent)
 }
 
 /* Longest reason text kept: what fits the public weft_cancel_reason_t. */
-#define REASON_MAX (sizeof ((weft_cancel_reason_t *)0)->text - 1)
+#define REASON_MAX (sizeof((weft_cancel_reason_t *)0)->text - 1)
 
 void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
 	const char *text, bool text_static, uint64_t by_task)
@@ -199,7 +200,8 @@ void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
 			memcpy(copy, text, n);
 			copy[n] = '\0';
 		}
-		text = copy ? copy : "cancelled (reason text lost: out of memory)";
+		text = copy ? copy
+			    : "cancelled (reason text lost: out of memory)";
 	}
 	weft__spin_lock(&s->lock);
 	/* relaxed: cancel_called is only written under s's lock, held. */
@@ -218,7 +220,7 @@ void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
 	}
 	scope_propagate_locked(s, s);
 	weft__spin_unlock(&s->lock);
-	weft__free(copy);  /* cancelled already: the first reason stays */
+	weft__free(copy); /* cancelled already: the first reason stays */
 }
 
 void weft__scope_fini(struct weft_scope *s)
@@ -246,8 +248,8 @@ bool weft__scope_is_cancelled(const struct weft_scope *s)
 	/* seq_cst: the task's half of the park/cancel Dekker pair
 	 * (invariant 3), after its seq_cst park prepare; pairs with the
 	 * seq_cst store in scope_propagate_locked (its acquire sees origin). */
-	return s && atomic_load_explicit(&s->eff_cancelled,
-		memory_order_seq_cst);
+	return s &&
+		atomic_load_explicit(&s->eff_cancelled, memory_order_seq_cst);
 }
 
 void weft__scope_note_observed(struct weft_scope *s)
@@ -285,7 +287,8 @@ void weft__scope_unref(struct weft_scope *s)
 	 * (pairs with every other dropper's release, the owner's in
 	 * weft__scope_frame_exit included: waiter and gen). */
 	struct weft__timed_scope *ts = weft__scope_timed(s);
-	if (atomic_fetch_sub_explicit(&ts->refs, 1, memory_order_acq_rel) == 1) {
+	if (atomic_fetch_sub_explicit(&ts->refs, 1, memory_order_acq_rel) ==
+		1) {
 		if (s->kind == WEFT__SCOPE_FRAME) {
 			/* The owner dropped its reference first and is parked
 			 * (or parking) until this wake; it cannot leave the
@@ -344,8 +347,8 @@ static void scope_exit(struct weft_task *t, struct weft_scope *s)
 	 * reason weft_scope_exit checks is complete.  relaxed: see
 	 * weft__scope_note_observed. */
 	s->caught = atomic_load_explicit(&s->cancel_called,
-		memory_order_acquire) && atomic_load_explicit(&s->observed,
-		memory_order_relaxed);
+			    memory_order_acquire) &&
+		atomic_load_explicit(&s->observed, memory_order_relaxed);
 	weft__scope_pop(t, s);
 	scope_timer_set(s, WEFT_FOREVER);
 }
@@ -411,11 +414,13 @@ void weft_scope_destroy(weft_scope_t *s)
 	if (s->state == WEFT__SCOPE_ENTERED) {
 		struct weft_task *t = weft__task_current();
 		/* relaxed: the task's own cur_scope. */
-		if (t && atomic_load_explicit(&t->cur_scope,
-			memory_order_relaxed) == s)
+		if (t &&
+			atomic_load_explicit(&t->cur_scope,
+				memory_order_relaxed) == s)
 			scope_exit(t, s);
 		else
-			WEFT_ASSERT(0, "weft_scope_destroy of a scope that is "
+			WEFT_ASSERT(0,
+				"weft_scope_destroy of a scope that is "
 				"entered but not innermost");
 	}
 	weft__scope_unref(s);
@@ -456,8 +461,8 @@ int64_t weft_scope_deadline(const weft_scope_t *s)
 int weft_scope_cancel_called(const weft_scope_t *s)
 {
 	/* acquire: pairs with the release in weft__scope_cancel. */
-	return s && atomic_load_explicit(&s->cancel_called,
-		memory_order_acquire);
+	return s &&
+		atomic_load_explicit(&s->cancel_called, memory_order_acquire);
 }
 
 int weft_scope_cancelled_caught(const weft_scope_t *s)
@@ -546,8 +551,8 @@ bool weft__scope_frame_exit(struct weft_task *t, struct weft__frame_scope *ss)
 	ss->gen = weft__task_park_prepare(t, false);
 	/* acq_rel, as in weft__scope_unref: the release publishes waiter and
 	 * gen to the last dropper. */
-	if (atomic_fetch_sub_explicit(&ss->ts.refs, 1,
-		memory_order_acq_rel) != 1)
+	if (atomic_fetch_sub_explicit(&ss->ts.refs, 1, memory_order_acq_rel) !=
+		1)
 		weft__task_park_commit(t);
 	return caught;
 }

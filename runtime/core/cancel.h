@@ -49,11 +49,11 @@ struct weft__reason {
  * protects its children list and the `task` pointer. */
 struct weft_scope {
 	weft__spin_t lock;
-	unsigned flags;          /* WEFT_SCOPE_*; fixed after create */
+	unsigned flags; /* WEFT_SCOPE_*; fixed after create */
 	/* Written under the parent's lock (link, unlink, reparent); read by
 	 * the owning task without lock (it is the only writer's task). */
 	struct weft_scope *parent;
-	struct weft_scope *first_child; /* under lock */
+	struct weft_scope *first_child;		/* under lock */
 	struct weft_scope *prev_sib, *next_sib; /* under parent's lock */
 	/* The task whose scope stack holds this scope; NULL once exited.
 	 * Written under this scope's or its parent's lock (see unlink);
@@ -75,8 +75,8 @@ struct weft_scope {
 	 * nothing; the timer reads timer_deadline below instead).  Only
 	 * timed scopes (below) ever have one. */
 	_Atomic int64_t deadline;
-	uint8_t kind;            /* enum weft__scope_kind */
-	uint8_t state;           /* enum weft__scope_state; owner task only */
+	uint8_t kind;  /* enum weft__scope_kind */
+	uint8_t state; /* enum weft__scope_state; owner task only */
 	/* Both set under the scope's lock and read lock-free.  cancel_called:
 	 * by weft__scope_cancel, with a release store after the reason,
 	 * read with acquire.  eff_cancelled: by scope_propagate_locked (for
@@ -89,7 +89,7 @@ struct weft_scope {
 	 * scope (relaxed; read by the owner at exit after its own
 	 * checkpoints). */
 	atomic_bool observed;
-	bool caught;             /* exit consumed its own cancellation */
+	bool caught; /* exit consumed its own cancellation */
 	/* The reason's origin (weft_cancel_origin_t) and whether its text is
 	 * a heap copy: here rather than in `reason` so that they fill the
 	 * padding after the flags.  Valid once cancel_called, like it. */
@@ -110,11 +110,11 @@ struct weft__timed_scope {
 	/* The deadline the timer should arm: `deadline` while entered,
 	 * WEFT_FOREVER before entry and after exit. */
 	_Atomic int64_t timer_deadline;
-	atomic_int refs;          /* user + queued timer request + wheel */
-	atomic_int timer_queued;  /* an update request is in the I/O queue */
-	struct weft_runtime *rt;  /* runtime whose timer arms the deadline */
+	atomic_int refs;	 /* user + queued timer request + wheel */
+	atomic_int timer_queued; /* an update request is in the I/O queue */
+	struct weft_runtime *rt; /* runtime whose timer arms the deadline */
 	struct weft__ioq_node timer_node; /* I/O request queue entry */
-	struct weft__tnode tnode; /* under the runtime timer's lock */
+	struct weft__tnode tnode;	  /* under the runtime timer's lock */
 };
 
 /* The timed scope of s; s must be of kind USER or FRAME.  Thread: any. */

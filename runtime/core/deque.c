@@ -189,8 +189,8 @@ static struct weft__deque_array *deque_array_new(unsigned log2)
 	if (log2 > DEQUE_LOG2_MAX)
 		return NULL;
 	size_t capacity = (size_t)1 << log2;
-	struct weft__deque_array *a =
-		weft__calloc(1, sizeof *a + capacity * sizeof a->slot[0]);
+	struct weft__deque_array *a = weft__calloc(1,
+		sizeof *a + capacity * sizeof a->slot[0]);
 	if (a == NULL)
 		return NULL;
 	a->mask = (int64_t)capacity - 1;
@@ -272,8 +272,8 @@ int weft__deque_push(weft__deque_t *d, void *item)
 	 * owner reuses that slot below (invariant 4). */
 	int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
 	/* Relaxed: as bottom above. */
-	struct weft__deque_array *a =
-		atomic_load_explicit(&d->array, memory_order_relaxed);
+	struct weft__deque_array *a = atomic_load_explicit(&d->array,
+		memory_order_relaxed);
 	if (WEFT__UNLIKELY(b - t > a->mask)) {
 		a = deque_grow(d, a, t, b);
 		if (a == NULL)
@@ -293,8 +293,8 @@ void *weft__deque_pop(weft__deque_t *d)
 {
 	/* Relaxed: bottom and array are written by this thread only. */
 	int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1;
-	struct weft__deque_array *a =
-		atomic_load_explicit(&d->array, memory_order_relaxed);
+	struct weft__deque_array *a = atomic_load_explicit(&d->array,
+		memory_order_relaxed);
 	/* Relaxed store, made visible before the load of top by the fence:
 	 * reserves index b against thieves. */
 	atomic_store_explicit(&d->bottom, b, memory_order_relaxed);
@@ -349,8 +349,8 @@ int weft__deque_steal(weft__deque_t *d, void **out)
 	 * pairs with the release store of d->array in deque_grow.  Loaded
 	 * after bottom, so it is the array that held index t when
 	 * bottom was stored, or a newer one holding the same item. */
-	struct weft__deque_array *a =
-		atomic_load_explicit(&d->array, memory_order_acquire);
+	struct weft__deque_array *a = atomic_load_explicit(&d->array,
+		memory_order_acquire);
 	/* Relaxed: ordered by the acquire loads of bottom and array. */
 	void *item = atomic_load_explicit(&a->slot[t & a->mask],
 		memory_order_relaxed);

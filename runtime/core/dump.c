@@ -58,8 +58,8 @@ static void dump_printf(struct dump_out *o, const char *fmt, ...)
 	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
 	va_end(ap);
 	if (n > 0)
-		dump_put(o, tmp, (size_t)n < sizeof tmp ? (size_t)n :
-			sizeof tmp - 1);
+		dump_put(o, tmp,
+			(size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
 /* s as a JSON string (quoted), or null. */
@@ -102,8 +102,8 @@ static void dump_text_str(struct dump_out *o, const char *s)
 static const char *const dump_kind_name[] = { "task", "group", "scope",
 	"sleep" };
 
-static void dump_deadline_text(struct dump_out *o, const char *key,
-	int64_t d, int64_t now)
+static void dump_deadline_text(struct dump_out *o, const char *key, int64_t d,
+	int64_t now)
 {
 	if (d == WEFT_FOREVER)
 		dump_printf(o, " %s=none", key);
@@ -111,8 +111,7 @@ static void dump_deadline_text(struct dump_out *o, const char *key,
 		dump_printf(o, " %s=%+.6fs", key, (double)(d - now) / 1e9);
 }
 
-static void dump_deadline_json(struct dump_out *o, const char *key,
-	int64_t d)
+static void dump_deadline_json(struct dump_out *o, const char *key, int64_t d)
 {
 	if (d == WEFT_FOREVER)
 		dump_printf(o, ",\"%s\":null", key);
@@ -120,8 +119,8 @@ static void dump_deadline_json(struct dump_out *o, const char *key,
 		dump_printf(o, ",\"%s\":%" PRId64, key, d);
 }
 
-static void dump_node_text(struct dump_out *o, const struct weft__inspect_node *x,
-	unsigned depth, int64_t now)
+static void dump_node_text(struct dump_out *o,
+	const struct weft__inspect_node *x, unsigned depth, int64_t now)
 {
 	for (unsigned i = 0; i < depth; i++)
 		dump_put(o, "  ", 2);
@@ -137,9 +136,11 @@ static void dump_node_text(struct dump_out *o, const struct weft__inspect_node *
 		dump_printf(o, " worker=%d group=%" PRIu64, x->worker,
 			x->group_id);
 		dump_deadline_text(o, "deadline", x->eff_deadline, now);
-		dump_printf(o, " cancelled=%d cancel_requested=%d "
-			"shielded=%d%s\n", x->cancelled, x->cancel_called,
-			x->shield, x->linked ? "" : " linked=0");
+		dump_printf(o,
+			" cancelled=%d cancel_requested=%d "
+			"shielded=%d%s\n",
+			x->cancelled, x->cancel_called, x->shield,
+			x->linked ? "" : " linked=0");
 		return;
 	}
 	if (x->kind == WEFT__INSPECT_GROUP)
@@ -151,7 +152,8 @@ static void dump_node_text(struct dump_out *o, const struct weft__inspect_node *
 }
 
 /* Opens the node's object; its "children" array stays open. */
-static void dump_node_json(struct dump_out *o, const struct weft__inspect_node *x)
+static void dump_node_json(struct dump_out *o,
+	const struct weft__inspect_node *x)
 {
 	dump_printf(o, "{\"type\":\"%s\",\"id\":%" PRIu64,
 		dump_kind_name[x->kind], x->id);
@@ -164,7 +166,8 @@ static void dump_node_json(struct dump_out *o, const struct weft__inspect_node *
 		dump_printf(o, ",\"worker\":%d,\"group\":%" PRIu64, x->worker,
 			x->group_id);
 		dump_deadline_json(o, "deadline", x->eff_deadline);
-		dump_printf(o, ",\"cancelled\":%s,\"cancel_requested\":%s,"
+		dump_printf(o,
+			",\"cancelled\":%s,\"cancel_requested\":%s,"
 			"\"shielded\":%s,\"linked\":%s",
 			x->cancelled ? "true" : "false",
 			x->cancel_called ? "true" : "false",
@@ -175,8 +178,10 @@ static void dump_node_json(struct dump_out *o, const struct weft__inspect_node *
 			dump_printf(o, ",\"owner\":%" PRIu64, x->group_id);
 		dump_deadline_json(o, "deadline", x->deadline);
 		dump_deadline_json(o, "effective_deadline", x->eff_deadline);
-		dump_printf(o, ",\"cancelled\":%s,\"cancel_called\":%s,"
-			"\"shield\":%s", x->cancelled ? "true" : "false",
+		dump_printf(o,
+			",\"cancelled\":%s,\"cancel_called\":%s,"
+			"\"shield\":%s",
+			x->cancelled ? "true" : "false",
 			x->cancel_called ? "true" : "false",
 			x->shield ? "true" : "false");
 	}
@@ -260,12 +265,15 @@ int weft_runtime_dump(weft_runtime_t *rt, unsigned flags,
 			o->rc = 0;
 			o->len = 0;
 			if (json)
-				dump_printf(o, "{\"workers\":%u,\"now\":%" PRId64
-					",\"tasks\":%zu,\"tree\":[", r->nworkers,
-					now, ntasks);
+				dump_printf(o,
+					"{\"workers\":%u,\"now\":%" PRId64
+					",\"tasks\":%zu,\"tree\":[",
+					r->nworkers, now, ntasks);
 			else
-				dump_printf(o, "weft runtime: workers=%u "
-					"tasks=%zu\n", r->nworkers, ntasks);
+				dump_printf(o,
+					"weft runtime: workers=%u "
+					"tasks=%zu\n",
+					r->nworkers, ntasks);
 			rc = dump_render(&d, json, now, o);
 			if (json)
 				dump_put(o, "]}\n", 3);

@@ -51,10 +51,10 @@
 #define WEFT__FIBER_PC 48
 #define WEFT__FIBER_FRAME 56 /* includes the return address */
 #elif defined(__aarch64__)
-#define WEFT__FIBER_X19 0 /* x19..x28 as five pairs: 0, 16, 32, 48, 64 */
-#define WEFT__FIBER_X29 80 /* frame pointer */
-#define WEFT__FIBER_X30 88 /* link register = resume address */
-#define WEFT__FIBER_D8 96 /* d8..d15 as four pairs: 96, 112, 128, 144 */
+#define WEFT__FIBER_X19 0     /* x19..x28 as five pairs: 0, 16, 32, 48, 64 */
+#define WEFT__FIBER_X29 80    /* frame pointer */
+#define WEFT__FIBER_X30 88    /* link register = resume address */
+#define WEFT__FIBER_D8 96     /* d8..d15 as four pairs: 96, 112, 128, 144 */
 #define WEFT__FIBER_FRAME 160 /* multiple of 16: sp stays aligned */
 #else
 #error "weft: no context switch for this architecture (x86_64, aarch64)"
@@ -102,8 +102,7 @@ typedef struct weft__fiber {
  * new_sp and resumes whatever was saved there.  No sanitizer annotations:
  * use weft__fiber_switch.  Thread: any; both stacks must be owned by the
  * caller for the duration. */
-WEFT_FIBER_FN WEFT__HIDDEN void weft__fiber_jump(void **save_sp,
-	void *new_sp);
+WEFT_FIBER_FN WEFT__HIDDEN void weft__fiber_jump(void **save_sp, void *new_sp);
 /* The same, resuming with `ret` instead of an indirect jump: for a switch
  * between contexts suspended at the same call site (fiber_x86_64.S says
  * when each predicts better).  aarch64: the same code.  Thread: as
@@ -149,9 +148,9 @@ weft__fiber_switch_final(weft__fiber_t *from, weft__fiber_t *to);
 /* The sanitizer fields of a context (above), which exist only in the
  * builds that use them; elsewhere these read as nothing. */
 #ifdef WEFT__ASAN
-#define WEFT__CONT_SET_BOUNDS(c, lo, size) \
-	((c)->stack_lo = (lo), (c)->stack_size = (size), \
-	 (c)->asan_fake_stack = NULL)
+#define WEFT__CONT_SET_BOUNDS(c, lo, size)                                     \
+	((c)->stack_lo = (lo), (c)->stack_size = (size),                       \
+		(c)->asan_fake_stack = NULL)
 #define WEFT__CONT_LO(c) ((c)->stack_lo)
 #define WEFT__CONT_SIZE(c) ((c)->stack_size)
 #define WEFT__CONT_FAKE_SLOT(c) (&(c)->asan_fake_stack)
@@ -180,8 +179,7 @@ weft__fiber_switch_final(weft__fiber_t *from, weft__fiber_t *to);
  * happens on the fiber it entered on (sanitizer.h).  Thread: the thread
  * running from. */
 WEFT_FIBER_FN static inline __attribute__((always_inline)) void
-weft__fiber_switch_inl(
-	weft__fiber_t *from, weft__fiber_t *to, int use_ret)
+weft__fiber_switch_inl(weft__fiber_t *from, weft__fiber_t *to, int use_ret)
 {
 	/* Read to->sp before telling TSan we are `to` (fiber.c, step 1). */
 	void *to_sp = to->sp;

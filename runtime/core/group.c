@@ -39,13 +39,13 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
-#include "core/group.h"
-#include "core/records.h"
 #include "base/id.h"
+#include "core/group.h"
 #include "core/local.h"
-#include "runtime.h"
-#include "core/task.h"
+#include "core/records.h"
 #include "core/sched.h"
+#include "core/task.h"
+#include "runtime.h"
 
 /* {======================================================= counter */
 
@@ -61,8 +61,8 @@ static int group_add(struct weft_group *g)
 		 * counts before it or sees CLOSED: invariant 2).  acq_rel,
 		 * as every update of the join word: the word's updates stay
 		 * one release sequence up to the owner's acquire at close. */
-	} while (!atomic_compare_exchange_weak_explicit(&g->word, &old,
-		old + 1, memory_order_acq_rel, memory_order_relaxed));
+	} while (!atomic_compare_exchange_weak_explicit(&g->word, &old, old + 1,
+		memory_order_acq_rel, memory_order_relaxed));
 	return 0;
 }
 
@@ -156,8 +156,7 @@ int weft_group_open(weft_group_t **out)
 /* Validates and creates the child record, counted in g.  On failure
  * nothing exists. */
 static int group_new_child(struct weft_group *g, weft_fn fn, void *arg,
-	const weft_spawn_opts_t *opts, const char *name,
-	struct weft_task **out)
+	const weft_spawn_opts_t *opts, const char *name, struct weft_task **out)
 {
 	if (g == NULL || fn == NULL)
 		return -EINVAL;
@@ -193,10 +192,13 @@ static int group_new_child(struct weft_group *g, weft_fn fn, void *arg,
 	atomic_store_explicit(&t->insp_group_id, g->scope.id,
 		memory_order_relaxed);
 	struct weft_context *ctx = self ? self->ctx : NULL;
-	if (__builtin_expect(opts != NULL && (opts->context != NULL ||
-		(flags & WEFT_SPAWN_EMPTY_CONTEXT)), 0))
-		ctx = (flags & WEFT_SPAWN_EMPTY_CONTEXT) ? NULL :
-			weft__local_context_norm(opts->context);
+	if (__builtin_expect(opts != NULL &&
+			    (opts->context != NULL ||
+				    (flags & WEFT_SPAWN_EMPTY_CONTEXT)),
+		    0))
+		ctx = (flags & WEFT_SPAWN_EMPTY_CONTEXT)
+			? NULL
+			: weft__local_context_norm(opts->context);
 	if (ctx)
 		weft__local_context_ref(ctx);
 	t->ctx = ctx;
@@ -242,7 +244,7 @@ int weft_group_start_opts(weft_group_t *g, weft_fn fn, void *arg,
 	const weft_spawn_opts_t *opts, void **value_out)
 {
 	if (g != NULL && fn != NULL && weft__task_current() == NULL)
-		return WEFT_ENOTFIBER;  /* start parks the caller */
+		return WEFT_ENOTFIBER; /* start parks the caller */
 	struct weft_task *t;
 	int rc = group_new_child(g, fn, arg, opts, "task", &t);
 	if (rc < 0)
@@ -280,8 +282,8 @@ static WEFT_FIBER_FN void group_wait_closed(struct weft_task *self,
 		/* acq_rel: acquire pairs with the children's release in
 		 * child_done (their outcome is visible to the owner). */
 		if (atomic_compare_exchange_weak_explicit(&g->word, &old,
-			old | WEFT__GROUP_JOINING | WEFT__GROUP_CLOSED,
-			memory_order_acq_rel, memory_order_acquire))
+			    old | WEFT__GROUP_JOINING | WEFT__GROUP_CLOSED,
+			    memory_order_acq_rel, memory_order_acquire))
 			return;
 	}
 	uint64_t gen = weft__task_park_prepare(self, false);
@@ -296,14 +298,15 @@ static WEFT_FIBER_FN void group_wait_closed(struct weft_task *self,
 			break;
 		/* acq_rel, acquire on failure: as in the fast path. */
 		if (atomic_compare_exchange_weak_explicit(&g->word, &old,
-			old | WEFT__GROUP_CLOSED, memory_order_acq_rel,
-			memory_order_acquire))
+			    old | WEFT__GROUP_CLOSED, memory_order_acq_rel,
+			    memory_order_acquire))
 			return;
 	}
 	weft__task_park_commit_on(self, "join");
 	/* acquire: pairs with the closing child's release CAS. */
 	WEFT_ASSERT(atomic_load_explicit(&g->word, memory_order_acquire) &
-		WEFT__GROUP_CLOSED, "group owner woken before close");
+			WEFT__GROUP_CLOSED,
+		"group owner woken before close");
 }
 
 static void group_unref(struct weft_group *g)
@@ -314,7 +317,8 @@ static void group_unref(struct weft_group *g)
 	 * dropper whose release decrement left the 1.  Otherwise acq_rel:
 	 * the last dropper sees every write made under the others. */
 	if (atomic_load_explicit(&g->refs, memory_order_acquire) != 1 &&
-		atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
+		atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) !=
+			1)
 		return;
 	weft__scope_fini(&g->scope);
 	weft__alloc_census_add(WEFT__CENSUS_GROUP, -1);
@@ -444,15 +448,15 @@ int weft__group_reap_unjoined(struct weft_task *t)
 	struct weft_scope *s;
 	/* relaxed: t is the calling task; its own cur_scope. */
 	while ((s = atomic_load_explicit(&t->cur_scope,
-		memory_order_relaxed)) != &t->root_scope) {
+			memory_order_relaxed)) != &t->root_scope) {
 		if (s->kind == WEFT__SCOPE_GROUP) {
 			struct weft_group *g = WEFT__CONTAINER_OF(s,
 				struct weft_group, scope);
 			if (t->rt->cfg.abort_on_missing_join) {
 				weft__diag("task '%s' returned without joining "
-					"the group opened at %p (rule 7: "
-					"abort_on_missing_join)", t->name,
-					g->open_site);
+					   "the group opened at %p (rule 7: "
+					   "abort_on_missing_join)",
+					t->name, g->open_site);
 				abort();
 			}
 			weft__scope_cancel(&g->scope, WEFT_CANCEL_EXPLICIT,

@@ -5,8 +5,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "core/cancel.h"
 #include "base/spin.h"
+#include "core/cancel.h"
 #include "weft/group.h"
 
 struct weft_task;
@@ -23,8 +23,8 @@ struct weft_error;
 #define WEFT__GROUP_CLOSED (UINT64_C(1) << 63)
 
 struct weft_group {
-	_Atomic uint64_t word;         /* see above; any thread */
-	struct weft_task *owner;       /* fixed */
+	_Atomic uint64_t word;	 /* see above; any thread */
+	struct weft_task *owner; /* fixed */
 	/* Owner's park generation while joining: written before JOINING is
 	 * set (release), read by the child that closes the group after its
 	 * acquire CAS. */
@@ -36,18 +36,18 @@ struct weft_group {
 	struct weft__leaf *leaves_head, *leaves_tail;
 	size_t leaves;
 	size_t lost;
-	atomic_bool failed;            /* first failure seen (acq_rel xchg) */
-	void *open_site;               /* return address of weft_group_open */
+	atomic_bool failed; /* first failure seen (acq_rel xchg) */
+	void *open_site;    /* return address of weft_group_open */
 	/* The owner's reference (dropped when join ends) plus one per
 	 * weft_group_retain; the group is freed at zero (acq_rel). */
 	atomic_int refs;
-	bool joined;                   /* owner only */
+	bool joined; /* owner only */
 	/* Last: a recycled record is cleared only up to the scope's cold
 	 * tail (WEFT__GROUP_CLEAR). */
-	struct weft_scope scope;       /* the group's cancel scope */
+	struct weft_scope scope; /* the group's cancel scope */
 };
 
-#define WEFT__GROUP_CLEAR \
+#define WEFT__GROUP_CLEAR                                                      \
 	(offsetof(struct weft_group, scope) + WEFT__SCOPE_CLEAR)
 
 /* A child (or the owner body) failed: record its leaf and cancel g on the

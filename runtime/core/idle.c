@@ -39,12 +39,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/idle.h"
-#include "runtime.h"
 #include "base/spin.h"
-#include "core/task.h"
-#include "weft/time.h"
+#include "core/idle.h"
 #include "core/sched.h"
+#include "core/task.h"
+#include "runtime.h"
+#include "weft/time.h"
 
 int weft__idle_init(weft__idle_t *idle)
 {
@@ -111,9 +111,9 @@ void weft__idle_notify(struct weft_runtime *rt)
 	int zero = 0;
 	/* seq_cst, as every read-modify-write of nspinning: takes the
 	 * spinning token against other producers and spinners. */
-	if (!atomic_compare_exchange_strong_explicit(&idle->nspinning, &zero,
-		1, memory_order_seq_cst, memory_order_relaxed))
-		return;  /* somebody started spinning: they will find it */
+	if (!atomic_compare_exchange_strong_explicit(&idle->nspinning, &zero, 1,
+		    memory_order_seq_cst, memory_order_relaxed))
+		return; /* somebody started spinning: they will find it */
 	weft__worker_t *w = idle_pop_sleeper(idle);
 	if (w == NULL) {
 		/* Nobody to hand the token to.  A worker that goes to sleep
@@ -145,7 +145,7 @@ void weft__idle_stop_spinning(weft__worker_t *w)
 	w->spinning = false;
 	/* seq_cst, as every read-modify-write of nspinning. */
 	if (atomic_fetch_sub_explicit(&w->rt->idle.nspinning, 1,
-		memory_order_seq_cst) == 1)
+		    memory_order_seq_cst) == 1)
 		weft__idle_notify(w->rt);
 }
 
@@ -239,8 +239,9 @@ struct weft_task *weft__idle_find_or_sleep(weft__worker_t *w)
 			/* relaxed: hints for the spinner limit. */
 			int spinning = atomic_load_explicit(&idle->nspinning,
 				memory_order_relaxed);
-			int busy = (int)rt->nworkers - atomic_load_explicit(
-				&idle->nsleeping, memory_order_relaxed);
+			int busy = (int)rt->nworkers -
+				atomic_load_explicit(&idle->nsleeping,
+					memory_order_relaxed);
 			if (2 * spinning < (busy > 1 ? busy : 1)) {
 				/* seq_cst, as every RMW of nspinning. */
 				atomic_fetch_add_explicit(&idle->nspinning, 1,

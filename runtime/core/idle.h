@@ -14,9 +14,9 @@ struct weft_task;
 typedef struct weft__idle {
 	pthread_mutex_t lock;
 	struct weft__worker *sleepers; /* under lock */
-	atomic_int nsleeping;          /* written under lock; read racily */
-	atomic_int nspinning;          /* workers looking for work */
-	atomic_int fence_word;         /* TSan builds: see weft__idle_fence */
+	atomic_int nsleeping;	       /* written under lock; read racily */
+	atomic_int nspinning;	       /* workers looking for work */
+	atomic_int fence_word;	       /* TSan builds: see weft__idle_fence */
 } weft__idle_t;
 
 /* A full StoreLoad fence for the Dekker pairs of idle.c.  ThreadSanitizer
@@ -27,8 +27,8 @@ typedef struct weft__idle {
 #if defined(__SANITIZE_THREAD__)
 /* seq_cst RMW: the notifier's and the sleeper's RMWs of fence_word are
  * totally ordered, which is the pairing the two fences give otherwise. */
-#define WEFT__IDLE_FENCE(idle) \
-	((void)atomic_fetch_add_explicit(&(idle)->fence_word, 0, \
+#define WEFT__IDLE_FENCE(idle)                                                 \
+	((void)atomic_fetch_add_explicit(&(idle)->fence_word, 0,               \
 		memory_order_seq_cst))
 #else
 /* seq_cst fence: weft__idle_notify's pairs with idle_sleep's. */

@@ -65,11 +65,11 @@
 #include "base/alloc.h"
 #include "core/group.h"
 #include "core/inspect.h"
-#include "runtime.h"
+#include "core/sched.h"
 #include "core/task.h"
+#include "runtime.h"
 #include "weft/inspect.h"
 #include "weft/time.h"
-#include "core/sched.h"
 
 _Static_assert(WEFT_TASK_NAME_MAX == WEFT__TASK_NAME_MAX,
 	"public and internal task name sizes differ");
@@ -127,7 +127,8 @@ static size_t insp_scan(struct weft_runtime *rt, uint64_t gid,
 	 * weft__record_task_get_slow; each insp_all_next was written before
 	 * its record was pushed. */
 	for (struct weft_task *t = atomic_load_explicit(&rt->tasks.all,
-		memory_order_acquire); t; t = t->insp_all_next) {
+		     memory_order_acquire);
+		t; t = t->insp_all_next) {
 		weft_task_info_t info;
 		if (!insp_read(t, &info))
 			continue;
@@ -220,8 +221,7 @@ static void insp_task_fill(struct weft__inspect_node *x, struct weft_task *t)
 	x->parked_on = atomic_load_explicit(&t->insp_wait,
 		memory_order_relaxed);
 	/* relaxed: as above. */
-	x->worker = atomic_load_explicit(&t->insp_worker,
-		memory_order_relaxed);
+	x->worker = atomic_load_explicit(&t->insp_worker, memory_order_relaxed);
 	insp_name_load(t, x->name);
 	x->linked = true;
 }
@@ -229,12 +229,13 @@ static void insp_task_fill(struct weft__inspect_node *x, struct weft_task *t)
 /* Visits s (locked, as is its parent): adds its node.  task_node is the
  * node of the nearest task above (the task whose scope stack holds s,
  * unless s is a task's root scope).  Returns the node index or -1. */
-static int insp_visit(struct weft__inspect_dump *d, struct weft_scope *s, int parent,
-	int task_node, int64_t parent_eff, unsigned depth)
+static int insp_visit(struct weft__inspect_dump *d, struct weft_scope *s,
+	int parent, int task_node, int64_t parent_eff, unsigned depth)
 {
-	uint8_t kind = s->kind == WEFT__SCOPE_TASK ? WEFT__INSPECT_TASK :
-		s->kind == WEFT__SCOPE_GROUP ? WEFT__INSPECT_GROUP :
-		s->kind == WEFT__SCOPE_FRAME ? WEFT__INSPECT_SLEEP : WEFT__INSPECT_SCOPE;
+	uint8_t kind = s->kind == WEFT__SCOPE_TASK ? WEFT__INSPECT_TASK
+		: s->kind == WEFT__SCOPE_GROUP	   ? WEFT__INSPECT_GROUP
+		: s->kind == WEFT__SCOPE_FRAME	   ? WEFT__INSPECT_SLEEP
+						   : WEFT__INSPECT_SCOPE;
 	int i = insp_node_new(d, kind, parent);
 	if (i < 0)
 		return -1;
@@ -251,16 +252,16 @@ static int insp_visit(struct weft__inspect_dump *d, struct weft_scope *s, int pa
 	x->cancelled = atomic_load_explicit(&s->eff_cancelled,
 		memory_order_relaxed);
 	if (kind == WEFT__INSPECT_TASK) {
-		insp_task_fill(x, WEFT__CONTAINER_OF(s, struct weft_task,
-			root_scope));
+		insp_task_fill(x,
+			WEFT__CONTAINER_OF(s, struct weft_task, root_scope));
 		x->inner_depth = depth;
 		x->shield = false;
 		return i;
 	}
 	x->id = s->id;
 	if (kind == WEFT__INSPECT_GROUP)
-		x->group_id = WEFT__CONTAINER_OF(s, struct weft_group,
-			scope)->owner->id;
+		x->group_id = WEFT__CONTAINER_OF(s, struct weft_group, scope)
+				      ->owner->id;
 	if (task_node >= 0) {
 		/* The task's own scopes form one chain: the deepest seen is
 		 * its innermost, which decides its effective state. */
@@ -276,8 +277,8 @@ static int insp_visit(struct weft__inspect_dump *d, struct weft_scope *s, int pa
 }
 
 struct insp_frame {
-	struct weft_scope *s;     /* locked */
-	struct weft_scope *next;  /* next child to visit */
+	struct weft_scope *s;	 /* locked */
+	struct weft_scope *next; /* next child to visit */
 	int node, task_node;
 	int64_t eff;
 	unsigned depth;
@@ -306,7 +307,7 @@ static void insp_walk(struct weft__inspect_dump *d, struct weft_scope *root)
 			n--;
 			continue;
 		}
-		f->next = c->next_sib;  /* under f->s's lock */
+		f->next = c->next_sib; /* under f->s's lock */
 		weft__spin_lock(&c->lock);
 		int ci = insp_visit(d, c, f->node, f->task_node, f->eff,
 			f->depth + 1);
@@ -315,7 +316,7 @@ static void insp_walk(struct weft__inspect_dump *d, struct weft_scope *root)
 			weft__spin_unlock(&c->lock);
 			continue;
 		}
-		f = &st[n - 1];  /* st may have moved */
+		f = &st[n - 1]; /* st may have moved */
 		st[n] = (struct insp_frame){ c, c->first_child, ci,
 			d->v[ci].kind == WEFT__INSPECT_TASK ? ci : f->task_node,
 			d->v[ci].eff_deadline, f->depth + 1 };
@@ -344,8 +345,8 @@ static int insp_cmp_gref(const void *a, const void *b)
 
 /* Adds the live tasks that are not in the tree (not linked yet) under
  * their group's node, or at the top if their group was not seen. */
-static int insp_add_unlinked(struct weft__inspect_dump *d, weft_task_info_t *tasks,
-	size_t ntasks)
+static int insp_add_unlinked(struct weft__inspect_dump *d,
+	weft_task_info_t *tasks, size_t ntasks)
 {
 	size_t ntree = 0, ngroups = 0;
 	for (size_t i = 0; i < d->n; i++) {
@@ -353,8 +354,7 @@ static int insp_add_unlinked(struct weft__inspect_dump *d, weft_task_info_t *tas
 		ngroups += d->v[i].kind == WEFT__INSPECT_GROUP;
 	}
 	uint64_t *ids = weft__alloc((ntree + 1) * sizeof *ids);
-	struct insp_gref *groups = weft__alloc((ngroups + 1) *
-		sizeof *groups);
+	struct insp_gref *groups = weft__alloc((ngroups + 1) * sizeof *groups);
 	if (ids == NULL || groups == NULL) {
 		weft__free(ids);
 		weft__free(groups);
@@ -401,8 +401,8 @@ static int insp_add_unlinked(struct weft__inspect_dump *d, weft_task_info_t *tas
 	return rc;
 }
 
-int weft__inspect_collect(struct weft_runtime *rt,
-	struct weft__inspect_dump *d, size_t *ntasks_out)
+int weft__inspect_collect(struct weft_runtime *rt, struct weft__inspect_dump *d,
+	size_t *ntasks_out)
 {
 	/* Live tasks first (see the essay: the tree adds structure, the
 	 * snapshot completeness). */
@@ -414,8 +414,7 @@ int weft__inspect_collect(struct weft_runtime *rt,
 	if (ntasks > cap)
 		ntasks = cap;
 	pthread_mutex_lock(&rt->insp_lock);
-	for (struct weft__root_entry *e = rt->roots; e && !d->oom;
-		e = e->next)
+	for (struct weft__root_entry *e = rt->roots; e && !d->oom; e = e->next)
 		insp_walk(d, &e->task->root_scope);
 	pthread_mutex_unlock(&rt->insp_lock);
 	int rc = d->oom ? -ENOMEM : insp_add_unlinked(d, tasks, ntasks);
@@ -441,4 +440,3 @@ int weft__inspect_collect(struct weft_runtime *rt,
 }
 
 /* }======================================================= */
-

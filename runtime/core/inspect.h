@@ -26,15 +26,15 @@ struct weft__inspect_node {
 	int64_t deadline;      /* scopes: own deadline */
 	int64_t eff_deadline;  /* effective; a task: its innermost scope's */
 	const char *parked_on; /* task */
-	int parent;            /* node index, -1 at the top */
+	int parent;	       /* node index, -1 at the top */
 	int first_child, last_child, next_sib;
-	int worker;            /* task */
-	unsigned inner_depth;  /* task: depth of its innermost scope so far */
+	int worker;	      /* task */
+	unsigned inner_depth; /* task: depth of its innermost scope so far */
 	uint8_t kind;
-	bool cancel_called;    /* task: cancelling it was requested */
-	bool cancelled;        /* effectively (task: innermost scope) */
-	bool shield;           /* scope shielded / task behind a shield */
-	bool linked;           /* task: found in the scope tree */
+	bool cancel_called; /* task: cancelling it was requested */
+	bool cancelled;	    /* effectively (task: innermost scope) */
+	bool shield;	    /* scope shielded / task behind a shield */
+	bool linked;	    /* task: found in the scope tree */
 	char name[WEFT__TASK_NAME_MAX];
 };
 
@@ -44,7 +44,6 @@ struct weft__inspect_dump {
 	bool oom;
 };
 
-
 /* rt, or the calling task's runtime when rt is NULL (NULL when neither). */
 struct weft_runtime *weft__inspect_runtime(weft_runtime_t *rt);
 
@@ -52,7 +51,7 @@ struct weft_runtime *weft__inspect_runtime(weft_runtime_t *rt);
  * caller's to free, also on failure) and counts its tasks.  0 or
  * -ENOMEM.  Takes the scope locks of the walked path and rt->insp_lock;
  * formats nothing. */
-int weft__inspect_collect(struct weft_runtime *rt,
-	struct weft__inspect_dump *d, size_t *ntasks_out);
+int weft__inspect_collect(struct weft_runtime *rt, struct weft__inspect_dump *d,
+	size_t *ntasks_out);
 
 #endif

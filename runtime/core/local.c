@@ -64,7 +64,7 @@ void weft__local_context_unref(struct weft_context *c)
 	 * every write made under the other references before the dtor. */
 	while (c != NULL && c != &local_empty) {
 		if (atomic_fetch_sub_explicit(&c->refs, 1,
-			memory_order_acq_rel) != 1)
+			    memory_order_acq_rel) != 1)
 			return;
 		struct weft_context *parent = c->parent;
 		struct weft_local_key *k = c->key;
@@ -139,8 +139,7 @@ int weft_local_key_destroy(weft_local_key_t *key)
 	return 0;
 }
 
-int weft_local_bind(weft_local_key_t *key, void *value,
-	weft_local_token_t *tok)
+int weft_local_bind(weft_local_key_t *key, void *value, weft_local_token_t *tok)
 {
 	if (key == NULL || tok == NULL)
 		return -EINVAL;
@@ -150,8 +149,8 @@ int weft_local_bind(weft_local_key_t *key, void *value,
 	struct weft_context *n = weft__alloc(sizeof *n);
 	if (n == NULL)
 		return -ENOMEM;
-	atomic_init(&n->refs, 1);  /* the task's hold (invariant 2) */
-	n->parent = t->ctx;        /* the task's reference moves here */
+	atomic_init(&n->refs, 1); /* the task's hold (invariant 2) */
+	n->parent = t->ctx;	  /* the task's reference moves here */
 	n->key = key;
 	/* relaxed: the caller holds the key (its creator reference). */
 	atomic_fetch_add_explicit(&key->refs, 1, memory_order_relaxed);

@@ -33,13 +33,13 @@ struct weft_context {
 	 * acq_rel decrement: the last dropper sees the value's last writes
 	 * before it calls the destructor. */
 	atomic_int refs;
-	struct weft_context *parent;   /* outer binding (holds a ref) */
-	struct weft_local_key *key;    /* holds a ref on the key */
+	struct weft_context *parent; /* outer binding (holds a ref) */
+	struct weft_local_key *key;  /* holds a ref on the key */
 	void *value;
 };
 
 struct weft_local_key {
-	atomic_int refs;               /* creator + one per binding node */
+	atomic_int refs; /* creator + one per binding node */
 	void (*dtor)(void *value);
 };
 

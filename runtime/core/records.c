@@ -170,7 +170,8 @@ struct weft_task *weft__record_task_get_slow(struct weft_runtime *rt,
 		a->free = *(void **)t;
 		a->nfree--;
 		/* Refill the cache (empty, or we are not rt's worker). */
-		for (unsigned i = 1; w && i < WEFT__RECORD_BATCH && a->free; i++) {
+		for (unsigned i = 1; w && i < WEFT__RECORD_BATCH && a->free;
+			i++) {
 			void *p = a->free;
 			a->free = *(void **)p;
 			a->nfree--;
@@ -233,7 +234,8 @@ void weft__record_cache_drain(weft__worker_t *w)
 	/* Task records go back to the arena, not to malloc: the I/O thread
 	 * may still wake an ended task's park (ioop.c) until it stops, after
 	 * the workers (type-stable records, records.h). */
-	record_arena_put_list(&w->rt->tasks, w->records.head[WEFT__RECORD_TASK]);
+	record_arena_put_list(&w->rt->tasks,
+		w->records.head[WEFT__RECORD_TASK]);
 	w->records.head[WEFT__RECORD_TASK] = NULL;
 	for (int k = 0; k < WEFT__RECORD_KINDS; k++) {
 		while (w->records.head[k]) {

@@ -41,7 +41,7 @@
  * word of their first record. */
 typedef struct weft__record_pool {
 	pthread_mutex_t lock;
-	void *batches[WEFT__RECORD_KINDS]; /* under lock */
+	void *batches[WEFT__RECORD_KINDS];     /* under lock */
 	unsigned nbatches[WEFT__RECORD_KINDS]; /* under lock */
 } weft__record_pool_t;
 
@@ -54,8 +54,8 @@ void weft__record_pool_fini(weft__record_pool_t *p);
 /* The runtime's task records (see the top of this file). */
 struct weft__record_arena {
 	pthread_mutex_t lock;
-	void *free;        /* free records linked through their first word */
-	size_t nfree;      /* under lock */
+	void *free;   /* free records linked through their first word */
+	size_t nfree; /* under lock */
 	/* Every record, newest first, linked through insp_all_next; pushed
 	 * under lock with a release store, scanned lock-free (acquire). */
 	_Atomic(struct weft_task *) all;
@@ -93,7 +93,8 @@ static inline void weft__record_put(enum weft__record_kind kind, void *p)
 {
 	weft__worker_t *w = weft__sched_current();
 	if (__builtin_expect(w == NULL ||
-		w->records.len[kind] >= WEFT__RECORD_CACHE_MAX, 0)) {
+			    w->records.len[kind] >= WEFT__RECORD_CACHE_MAX,
+		    0)) {
 		weft__record_put_slow(kind, p);
 		return;
 	}
@@ -112,12 +113,13 @@ void weft__record_task_put_slow(weft__worker_t *w, struct weft_task *t);
  * thread's worker (weft__sched_current(), NULL for a plain thread): the
  * worker cache's fast path serves this runtime's workers only.
  * Thread: any. */
-static inline struct weft_task *weft__record_task_get(
-	struct weft_runtime *rt, weft__worker_t *w)
+static inline struct weft_task *weft__record_task_get(struct weft_runtime *rt,
+	weft__worker_t *w)
 {
 	struct weft_task *t;
 	if (__builtin_expect(w != NULL && w->rt == rt &&
-		(t = w->records.head[WEFT__RECORD_TASK]) != NULL, 1)) {
+			    (t = w->records.head[WEFT__RECORD_TASK]) != NULL,
+		    1)) {
 		w->records.head[WEFT__RECORD_TASK] = *(void **)t;
 		w->records.len[WEFT__RECORD_TASK]--;
 		return t;
@@ -133,8 +135,9 @@ static inline void weft__record_task_put(struct weft_task *t)
 {
 	weft__worker_t *w = weft__sched_current();
 	if (__builtin_expect(w != NULL && w->rt == t->rt &&
-		w->records.len[WEFT__RECORD_TASK] < WEFT__RECORD_CACHE_MAX,
-		1)) {
+			    w->records.len[WEFT__RECORD_TASK] <
+				    WEFT__RECORD_CACHE_MAX,
+		    1)) {
 		*(void **)t = w->records.head[WEFT__RECORD_TASK];
 		w->records.head[WEFT__RECORD_TASK] = t;
 		w->records.len[WEFT__RECORD_TASK]++;

@@ -57,12 +57,12 @@
 
 #include "base/alloc.h"
 #include "core/group.h"
-#include "runtime.h"
+#include "core/records.h"
+#include "core/sched.h"
 #include "core/stack.h"
 #include "core/task.h"
 #include "core/timer.h"
-#include "core/records.h"
-#include "core/sched.h"
+#include "runtime.h"
 
 #define WORKER_INJECT_INTERVAL 61
 #define WORKER_RUNNEXT_CAP 3
@@ -186,8 +186,8 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 	weft__worker_t *w = weft__sched_current();
 	w->post = post;
 	w->post_task = self;
-	self->coop_used = 0;  /* others get the worker now (waitq.c) */
-	worker_qs_step(w);  /* even: the fiber is leaving */
+	self->coop_used = 0; /* others get the worker now (waitq.c) */
+	worker_qs_step(w);   /* even: the fiber is leaving */
 	weft__fiber_t *to = &w->sched;
 	bool resume = false;
 	/* Switch straight to the task the loop would pick next (worker_pick:
@@ -209,7 +209,7 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 		struct weft_task *next = worker_pick(w, true);
 		resume = next && next->stack != NULL;
 		if (next && !resume && worker_give_stack(w, next) < 0) {
-			w->handoff = next;  /* the loop tries again */
+			w->handoff = next; /* the loop tries again */
 			next = NULL;
 		} else if (next) {
 			worker_switch_in(w, next);
@@ -262,7 +262,7 @@ static WEFT_FIBER_FN void worker_run_inline(struct weft_task *self,
 	weft__sched_current()->current = self;
 	self->stack->owner_name = self->name;
 	t->stack = NULL;
-	weft__task_unref(t);  /* the run reference */
+	weft__task_unref(t); /* the run reference */
 }
 
 void weft__sched_help_join(struct weft_task *self, struct weft_group *g)
@@ -399,15 +399,16 @@ static int worker_give_stack(weft__worker_t *w, struct weft_task *t)
  * owner writes qs. */
 static inline void worker_qs_step(weft__worker_t *w)
 {
-	atomic_store_explicit(&w->qs, atomic_load_explicit(&w->qs,
-		memory_order_relaxed) + 1, memory_order_release);
+	atomic_store_explicit(&w->qs,
+		atomic_load_explicit(&w->qs, memory_order_relaxed) + 1,
+		memory_order_release);
 }
 
 /* Everything but the jump itself, before w switches into t (from its
  * scheduler loop or straight from a fiber). */
 static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
 {
-	worker_qs_step(w);  /* odd: a fiber runs */
+	worker_qs_step(w); /* odd: a fiber runs */
 	w->current = t;
 	/* Introspection: the worker it runs on, at every switch-in (first
 	 * run, after a park or a yield).  Relaxed: inspect.c reads it
@@ -507,7 +508,8 @@ static void worker_after_switch(weft__worker_t *w)
 	struct weft_task *t = w->post_task;
 	if (t->stack && weft__stack_check(t->stack) < 0) {
 		weft__diag("stack overflow in task '%s' (canary of its %zu-byte"
-			" stack overwritten)", t->name, t->stack->size);
+			   " stack overwritten)",
+			t->name, t->stack->size);
 		abort();
 	}
 	enum weft__post post = w->post;
@@ -528,9 +530,7 @@ static void worker_after_switch(weft__worker_t *w)
 			weft__sched_spawn(t);
 		break;
 	}
-	case WEFT__POST_YIELD:
-		worker_requeue(w, t);
-		break;
+	case WEFT__POST_YIELD: worker_requeue(w, t); break;
 	case WEFT__POST_REQUEUE:
 		/* The pick that worker_requeue prepares for is done. */
 		worker_requeue(w, t);

@@ -10,8 +10,8 @@
 #include <stdint.h>
 
 #include "base/common.h"
-#include "core/fiber.h"
 #include "core/deque.h"
+#include "core/fiber.h"
 #include "core/stack.h"
 
 struct weft_task;
@@ -34,22 +34,22 @@ typedef struct weft__record_cache {
  * itself: until it is off its own stack, nobody else may resume it. */
 enum weft__post {
 	WEFT__POST_NONE = 0,
-	WEFT__POST_PARK,  /* publish PARKED; queue it if already woken */
-	WEFT__POST_YIELD, /* requeue at the fair end of the deque */
+	WEFT__POST_PARK,    /* publish PARKED; queue it if already woken */
+	WEFT__POST_YIELD,   /* requeue at the fair end of the deque */
 	WEFT__POST_REQUEUE, /* the same, after a yield's direct switch */
-	WEFT__POST_EXIT   /* release the stack and the run reference */
+	WEFT__POST_EXIT	    /* release the stack and the run reference */
 };
 
 typedef struct weft__worker {
 	/* Owner-only fields. */
 	struct weft_runtime *rt;
 	unsigned index;
-	weft__fiber_t sched;          /* this thread's own stack context */
-	struct weft_task *current;   /* task running now, NULL in sched */
-	struct weft_task *runnext;   /* run-next slot (LIFO, capped) */
-	unsigned runnext_streak;     /* consecutive run-next picks */
-	bool take_oldest;            /* after a yield: take the oldest task */
-	bool spinning;               /* counted in rt's nspinning */
+	weft__fiber_t sched;	   /* this thread's own stack context */
+	struct weft_task *current; /* task running now, NULL in sched */
+	struct weft_task *runnext; /* run-next slot (LIFO, capped) */
+	unsigned runnext_streak;   /* consecutive run-next picks */
+	bool take_oldest;	   /* after a yield: take the oldest task */
+	bool spinning;		   /* counted in rt's nspinning */
 	unsigned tick;
 	uint64_t rng;
 	enum weft__post post;
@@ -63,7 +63,7 @@ typedef struct weft__worker {
 	 * WEFT__RECORD_CACHE_MAX, so the spawn path rarely calls malloc. */
 	weft__record_cache_t records;
 	struct weft__worker *idle_next; /* under rt's idle lock */
-	bool idle_listed;               /* under rt's idle lock */
+	bool idle_listed;		/* under rt's idle lock */
 	pthread_t thread;
 	/* Shared: thieves steal from the deque. */
 	weft__deque_t deque;
@@ -94,7 +94,8 @@ typedef struct weft__worker {
 weft__worker_t *weft__sched_current_slow(void);
 #if defined(__x86_64__) || defined(__aarch64__)
 #define WEFT__WORKER_TP_READ 1
-static inline __attribute__((always_inline)) char *weft__sched_thread_pointer(void)
+static inline __attribute__((always_inline)) char *weft__sched_thread_pointer(
+	void)
 {
 	char *tp;
 #if defined(__x86_64__)

@@ -64,9 +64,9 @@
 #define ALTSTACK_SIZE ((size_t)64 << 10)
 
 /* `released` values.  The lowest (canary) page is never released. */
-#define STACK_DIRTY 0    /* may hold data anywhere */
+#define STACK_DIRTY 0	 /* may hold data anywhere */
 #define STACK_TOP_ONLY 1 /* only the top and the lowest page may be resident */
-#define STACK_CLEAN 2    /* only the lowest page may be resident */
+#define STACK_CLEAN 2	 /* only the lowest page may be resident */
 
 /* Internal result of stack_map_guarded: the kernel refused the mapping. */
 #define STACK_ENOMAP 1
@@ -149,8 +149,8 @@ static int stack_carve(weft__stack_shared_t *s, weft__stack_t **out)
 {
 	struct weft__stack_slab *sl = s->slabs;
 	if (sl == NULL || sl->carved == s->slab_stacks) {
-		sl = weft__calloc(1, sizeof *sl +
-			s->slab_stacks * sizeof sl->stacks[0]);
+		sl = weft__calloc(1,
+			sizeof *sl + s->slab_stacks * sizeof sl->stacks[0]);
 		if (sl == NULL)
 			return -ENOMEM;
 		sl->len = s->slab_stacks * s->stack_size;
@@ -223,8 +223,9 @@ int weft__stack_shared_init(weft__stack_shared_t *s, size_t stack_size,
 		max_guarded = vmas / 4;
 	s->max_guarded = max_guarded;
 	size_t per = SLAB_BYTES / s->stack_size;
-	s->slab_stacks = per < 1 ? 1 : per > SLAB_MAX_STACKS ?
-		SLAB_MAX_STACKS : per;
+	s->slab_stacks = per < 1	? 1
+		: per > SLAB_MAX_STACKS ? SLAB_MAX_STACKS
+					: per;
 	atomic_init(&s->nfree, 0);
 	if (pthread_mutex_init(&s->lock, NULL) != 0)
 		return -ENOMEM;
@@ -237,7 +238,8 @@ void weft__stack_shared_fini(weft__stack_shared_t *s)
 	 * in pool_fini, fibers theirs in weft__stack_put.  relaxed: nobody
 	 * else uses s any more. */
 	WEFT_ASSERT(atomic_load_explicit(&s->nfree, memory_order_relaxed) +
-		s->ncold == s->total,
+				s->ncold ==
+			s->total,
 		"stack: shared_fini while stacks are still in use");
 	for (weft__stack_t *st = s->guarded_all, *nx; st != NULL; st = nx) {
 		nx = st->all_next;
@@ -245,8 +247,7 @@ void weft__stack_shared_fini(weft__stack_shared_t *s)
 		munmap((char *)st->lo - s->page, st->size + s->page);
 		weft__free(st);
 	}
-	for (struct weft__stack_slab *sl = s->slabs, *nx; sl != NULL;
-	     sl = nx) {
+	for (struct weft__stack_slab *sl = s->slabs, *nx; sl != NULL; sl = nx) {
 		nx = sl->next;
 		for (size_t i = 0; i < sl->carved; i++)
 			stack_forget(&sl->stacks[i]);
@@ -316,8 +317,9 @@ static void shared_give(weft__stack_shared_t *s, weft__stack_t *head,
 	tail->next = s->free;
 	s->free = head;
 	/* Under the lock; relaxed because the lock orders it. */
-	atomic_store_explicit(&s->nfree, atomic_load_explicit(&s->nfree,
-		memory_order_relaxed) + n, memory_order_relaxed);
+	atomic_store_explicit(&s->nfree,
+		atomic_load_explicit(&s->nfree, memory_order_relaxed) + n,
+		memory_order_relaxed);
 	pthread_mutex_unlock(&s->lock);
 }
 /* }====== */
@@ -369,7 +371,7 @@ static int pool_refill(weft__stack_pool_t *p, weft__stack_t **out)
 	pthread_mutex_lock(&s->lock);
 	head = s->free;
 	for (weft__stack_t *st = head; st != NULL && n < POOL_BATCH;
-	     st = st->next) {
+		st = st->next) {
 		tail = st;
 		n++;
 	}
@@ -377,14 +379,15 @@ static int pool_refill(weft__stack_pool_t *p, weft__stack_t **out)
 		s->free = tail->next;
 		tail->next = NULL;
 		/* relaxed both: under the lock. */
-		atomic_store_explicit(&s->nfree, atomic_load_explicit(
-			&s->nfree, memory_order_relaxed) - n,
+		atomic_store_explicit(&s->nfree,
+			atomic_load_explicit(&s->nfree, memory_order_relaxed) -
+				n,
 			memory_order_relaxed);
 	} else if (s->cold != NULL) {
 		/* Released stacks: each costs a page fault on first use. */
 		head = s->cold;
 		for (weft__stack_t *st = head; st != NULL && n < POOL_BATCH;
-		     st = st->next) {
+			st = st->next) {
 			tail = st;
 			n++;
 		}
@@ -512,8 +515,7 @@ static int handler_is_overflow(const weft__stack_t *st, const siginfo_t *si,
 	return sp + OVERFLOW_SLACK >= lo && sp < lo + OVERFLOW_SLACK;
 }
 
-static size_t handler_append(char *buf, size_t len, size_t cap,
-	const char *s)
+static size_t handler_append(char *buf, size_t len, size_t cap, const char *s)
 {
 	while (*s != '\0' && len + 1 < cap)
 		buf[len++] = *s++;
@@ -548,8 +550,8 @@ static void handler_report_and_abort(const weft__stack_t *st)
 /* Not ours: behave as if we had never been installed. */
 static void handler_chain(int sig, siginfo_t *si, void *uctx)
 {
-	const struct sigaction *prev =
-		sig == SIGBUS ? &handler_prev_bus : &handler_prev_segv;
+	const struct sigaction *prev = sig == SIGBUS ? &handler_prev_bus
+						     : &handler_prev_segv;
 	if (prev->sa_flags & SA_SIGINFO) {
 		prev->sa_sigaction(sig, si, uctx);
 		return;
@@ -639,7 +641,7 @@ static void handler_restore(int sig, const struct sigaction *prev)
 {
 	struct sigaction cur;
 	if (sigaction(sig, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
-	    cur.sa_sigaction == handler_on_fault)
+		cur.sa_sigaction == handler_on_fault)
 		sigaction(sig, prev, NULL);
 }
 

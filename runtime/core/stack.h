@@ -79,22 +79,22 @@ struct weft__stack_slab; /* stack.c */
  * field below it; the fields above it are immutable after init. */
 typedef struct weft__stack_shared {
 	size_t stack_size;  /* usable bytes per stack, page multiple */
-	size_t page;        /* system page size */
+	size_t page;	    /* system page size */
 	size_t slab_stacks; /* stacks per slab */
 	pthread_mutex_t lock;
 	/* Guard-page budget, in stacks; lowered to nguarded if the kernel
 	 * refuses a guarded mapping (out of VMAs). */
 	size_t max_guarded;
-	weft__stack_t *free;   /* overflow pool, LIFO; resident memory */
+	weft__stack_t *free; /* overflow pool, LIFO; resident memory */
 	/* Length of `free`.  Written under lock; read without it (relaxed) by
 	 * idle workers deciding whether to trim, where a stale value only
 	 * delays or hastens a trim. */
 	atomic_size_t nfree;
-	weft__stack_t *cold;   /* idle stacks whose memory was released */
-	size_t ncold;          /* under lock */
-	size_t nguarded;             /* guarded stacks mapped */
-	size_t total;                /* stacks mapped, both kinds */
-	weft__stack_t *guarded_all;  /* all guarded stacks, via all_next */
+	weft__stack_t *cold;	    /* idle stacks whose memory was released */
+	size_t ncold;		    /* under lock */
+	size_t nguarded;	    /* guarded stacks mapped */
+	size_t total;		    /* stacks mapped, both kinds */
+	weft__stack_t *guarded_all; /* all guarded stacks, via all_next */
 	struct weft__stack_slab *slabs; /* newest first; carving the head */
 } weft__stack_shared_t;
 

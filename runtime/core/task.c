@@ -48,14 +48,14 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
-#include "core/group.h"
 #include "base/id.h"
+#include "core/group.h"
 #include "core/local.h"
-#include "runtime.h"
-#include "core/stack.h"
 #include "core/records.h"
-#include "core/task.h"
 #include "core/sched.h"
+#include "core/stack.h"
+#include "core/task.h"
+#include "runtime.h"
 
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -142,13 +142,14 @@ int weft__task_create_lit(struct weft_runtime *rt, const char *name,
 	 * only the generation is kept, which only this record's task and
 	 * its creator write; a late waker only adds WOKEN. */
 	uint64_t park_gen = atomic_load_explicit(&t->park,
-		memory_order_relaxed) >> WEFT__PARK_GEN_SHIFT;
+				    memory_order_relaxed) >>
+		WEFT__PARK_GEN_SHIFT;
 	/* Everything but the park word (a late waker may read it) and the
 	 * introspection block, which snapshots may read. */
 	memset(t, 0, offsetof(struct weft_task, park));
-	memset((char *)t + offsetof(struct weft_task, park) + sizeof t->park,
-		0, WEFT__TASK_CLEAR_HEAD - offsetof(struct weft_task, park) -
-		sizeof t->park);
+	memset((char *)t + offsetof(struct weft_task, park) + sizeof t->park, 0,
+		WEFT__TASK_CLEAR_HEAD - offsetof(struct weft_task, park) -
+			sizeof t->park);
 	memset(&t->root_scope, 0, WEFT__SCOPE_CLEAR);
 	/* insp_wait and done_cbs are NULL at the end of every life (a park
 	 * clears insp_wait when it resumes, the finisher takes the
@@ -202,7 +203,8 @@ void weft__task_unref(struct weft_task *t)
 	 * acq_rel: the last dropper sees every write made under the other
 	 * references. */
 	if (atomic_load_explicit(&t->refs, memory_order_acquire) != 1 &&
-		atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
+		atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) !=
+			1)
 		return;
 	weft__free(t->fail_msg);
 	weft_error_free(t->fail_group);
@@ -278,8 +280,8 @@ void weft__task_park_commit_on(struct weft_task *self, const char *what)
 /* Sets WOKEN on t's park `gen` (or, need_cancel, on whatever park is
  * cancellable).  Returns whether it did; *ready says whether the fiber had
  * already switched out, so that the caller must make it runnable. */
-static bool task_wake_claim(struct weft_task *t, uint64_t gen,
-	bool need_cancel, bool *ready)
+static bool task_wake_claim(struct weft_task *t, uint64_t gen, bool need_cancel,
+	bool *ready)
 {
 	/* seq_cst: for weft__task_wake_cancel this is the canceller's read of
 	 * the park word in the park/cancel Dekker pair (cancel.c invariant
@@ -308,8 +310,8 @@ static bool task_wake_claim(struct weft_task *t, uint64_t gen,
 		 * seq_cst also puts the claim in the single total order of
 		 * the park/cancel pair (the prepare store, eff_cancelled). */
 		if (atomic_compare_exchange_weak_explicit(&t->park, &old,
-			old | WEFT__PARK_WOKEN, memory_order_seq_cst,
-			memory_order_acquire))
+			    old | WEFT__PARK_WOKEN, memory_order_seq_cst,
+			    memory_order_acquire))
 			break;
 	}
 	*ready = (old & WEFT__PARK_PARKED) != 0;
@@ -353,7 +355,7 @@ void weft__task_run(struct weft_task *t)
 	int rc;
 	if ((t->spawn_flags & WEFT_SPAWN_SKIPPABLE) &&
 		weft__task_root_cancelled(t))
-		rc = -ECANCELED;  /* docs/semantics.md rule 30's opt-out */
+		rc = -ECANCELED; /* docs/semantics.md rule 30's opt-out */
 	else
 		rc = t->fn(t->arg);
 	weft__task_finish(t, rc);
@@ -380,8 +382,10 @@ void weft__task_finish(struct weft_task *t, int rc)
 			rc = r;
 			weft__free(t->fail_msg);
 			t->fail_msg = NULL;
-			weft_fail(r, "task '%s' returned with an open group or "
-				"scope", t->name);
+			weft_fail(r,
+				"task '%s' returned with an open group or "
+				"scope",
+				t->name);
 		}
 	}
 	int state;
@@ -426,11 +430,13 @@ void weft__task_finish(struct weft_task *t, int rc)
 	 * before it may return.  Waking never blocks.  seq_cst: pairs with
 	 * the waiter's seq_cst listing store (weft_task_wait); the list
 	 * itself is read and cleared relaxed, under the lock. */
-	if (shared && atomic_load_explicit(&t->waiters, memory_order_seq_cst) !=
-		NULL) {
+	if (shared &&
+		atomic_load_explicit(&t->waiters, memory_order_seq_cst) !=
+			NULL) {
 		weft__spin_lock(&t->waiters_lock);
 		for (struct weft__waiter *w = atomic_load_explicit(&t->waiters,
-			memory_order_relaxed); w; w = w->next)
+			     memory_order_relaxed);
+			w; w = w->next)
 			weft__task_wake(w->task, w->gen);
 		/* relaxed: under the lock. */
 		atomic_store_explicit(&t->waiters, NULL, memory_order_relaxed);
@@ -439,8 +445,9 @@ void weft__task_finish(struct weft_task *t, int rc)
 	/* Done callbacks: same protocol as the waiters, seq_cst load paired
 	 * with the registrant's seq_cst store in task_cb_register (a
 	 * registrant holds a reference, so `shared` is set). */
-	if (shared && atomic_load_explicit(&t->done_cbs, memory_order_seq_cst)
-		!= NULL)
+	if (shared &&
+		atomic_load_explicit(&t->done_cbs, memory_order_seq_cst) !=
+			NULL)
 		weft__task_run_done_cbs(t);
 	if (owned_by_starter)
 		start_end(t);
@@ -461,7 +468,7 @@ struct weft__leaf *weft__task_failure_leaf(struct weft_task *t)
 		t->fail_msg ? t->fail_msg : "", t->name, t->id, t->fail_seq,
 		t->fail_collateral, t->fail_group);
 	if (l)
-		t->fail_group = NULL;  /* moved into the leaf */
+		t->fail_group = NULL; /* moved into the leaf */
 	return l;
 }
 
@@ -477,8 +484,7 @@ static void start_end(struct weft_task *t)
 	struct weft_task *caller = st->caller;
 	t->start = NULL;
 	/* seq_cst: see start_wake_caller.  st may be gone right after. */
-	atomic_exchange_explicit(&st->state, START_ENDED,
-		memory_order_seq_cst);
+	atomic_exchange_explicit(&st->state, START_ENDED, memory_order_seq_cst);
 	start_wake_caller(caller);
 }
 
@@ -490,7 +496,7 @@ int weft_task_started(void *value)
 	if (t->started_called)
 		return WEFT_EALREADY;
 	if (t->start == NULL)
-		return 0;  /* spawned, not started: TASK_STATUS_IGNORED */
+		return 0; /* spawned, not started: TASK_STATUS_IGNORED */
 	t->started_called = true;
 	t->start_value = value;
 	struct weft__start *st = t->start;
@@ -505,11 +511,11 @@ int weft_task_started(void *value)
 	/* seq_cst, as every access to the handshake state: races the
 	 * caller's CAS to ABANDONED (weft__task_start); one of them wins. */
 	if (!atomic_compare_exchange_strong_explicit(&st->state, &expected,
-		START_STARTED, memory_order_seq_cst, memory_order_seq_cst))
-		return 0;  /* the caller gave up first */
+		    START_STARTED, memory_order_seq_cst, memory_order_seq_cst))
+		return 0; /* the caller gave up first */
 	/* g outlives this: we are still counted in it. */
 	weft__scope_reparent(&t->root_scope, &g->scope);
-	t->start = NULL;  /* from now on failures go to the group */
+	t->start = NULL; /* from now on failures go to the group */
 	start_wake_caller(caller);
 	return 0;
 }
@@ -531,9 +537,10 @@ static WEFT_FIBER_FN int start_wait(struct weft_task *self,
 		if (s == START_STARTED || s == START_ENDED)
 			return s;
 		/* relaxed: the task's own cur_scope. */
-		if (cancellable && weft__scope_is_cancelled(
-			atomic_load_explicit(&self->cur_scope,
-				memory_order_relaxed)))
+		if (cancellable &&
+			weft__scope_is_cancelled(
+				atomic_load_explicit(&self->cur_scope,
+					memory_order_relaxed)))
 			return s;
 		/* Woken (or not parked at all): the checks above decide. */
 		weft__task_park_commit_on(self, "start");
@@ -558,7 +565,8 @@ int weft__task_start(struct weft_task *self, struct weft_group *g,
 	/* Before started() the child runs under the caller's scopes
 	 * (relaxed: our own cur_scope). */
 	weft__scope_link(&t->root_scope,
-		atomic_load_explicit(&self->cur_scope, memory_order_relaxed), t);
+		atomic_load_explicit(&self->cur_scope, memory_order_relaxed),
+		t);
 	t->root_linked = true;
 	weft__sched_spawn(t);
 	int s = start_wait(self, &st, true);
@@ -567,20 +575,22 @@ int weft__task_start(struct weft_task *self, struct weft_group *g,
 		/* seq_cst: races the child's CAS to STARTED in
 		 * weft_task_started (and its exchange to ENDED). */
 		if (atomic_compare_exchange_strong_explicit(&st.state,
-			&expected, START_ABANDONED, memory_order_seq_cst,
-			memory_order_seq_cst)) {
+			    &expected, START_ABANDONED, memory_order_seq_cst,
+			    memory_order_seq_cst)) {
 			weft__scope_cancel(&t->root_scope, WEFT_CANCEL_START,
 				"the start() caller was cancelled", true,
 				self->id);
 			s = start_wait(self, &st, false);
 			WEFT_ASSERT(s == START_ENDED, "start handshake");
 			/* relaxed: our own cur_scope. */
-			struct weft_scope *cur = atomic_load_explicit(
-				&self->cur_scope, memory_order_relaxed);
+			struct weft_scope
+				*cur = atomic_load_explicit(&self->cur_scope,
+					memory_order_relaxed);
 			if (cur->origin)
 				weft__scope_note_observed(cur->origin);
 			int crc = t->rc;
-			return (crc == 0 || crc == -ECANCELED) ? -ECANCELED : crc;
+			return (crc == 0 || crc == -ECANCELED) ? -ECANCELED
+							       : crc;
 		}
 		s = expected;
 	}
@@ -626,7 +636,7 @@ int weft_fail(int code, const char *fmt, ...)
 	size_t n = strlen(buf) + 1;
 	char *m = weft__alloc(n);
 	if (m == NULL)
-		return code;  /* the code still reaches the group */
+		return code; /* the code still reaches the group */
 	memcpy(m, buf, n);
 	weft__free(t->fail_msg);
 	t->fail_msg = m;
@@ -674,8 +684,9 @@ weft_task_state_t weft_task_state(const weft_task_t *h)
 	 * (invariant 4); cancel_called's with the release store in
 	 * weft__scope_cancel. */
 	int s = atomic_load_explicit(&h->state, memory_order_acquire);
-	if (s == WEFT_TASK_PENDING && atomic_load_explicit(
-		&h->root_scope.cancel_called, memory_order_acquire))
+	if (s == WEFT_TASK_PENDING &&
+		atomic_load_explicit(&h->root_scope.cancel_called,
+			memory_order_acquire))
 		return WEFT_TASK_CANCELLING;
 	return (weft_task_state_t)s;
 }
@@ -690,12 +701,9 @@ int weft_task_result(const weft_task_t *h, void **value)
 		if (value)
 			*value = h->result;
 		return 0;
-	case WEFT_TASK_CANCELLED:
-		return -ECANCELED;
-	case WEFT_TASK_FAILED:
-		return WEFT_EFAILED;
-	default:
-		return WEFT_ENOTFINISHED;
+	case WEFT_TASK_CANCELLED: return -ECANCELED;
+	case WEFT_TASK_FAILED: return WEFT_EFAILED;
+	default: return WEFT_ENOTFINISHED;
 	}
 }
 
@@ -730,8 +738,7 @@ int weft_task_cancel(weft_task_t *h)
 		return 0;
 	struct weft_task *self = weft__task_current();
 	weft__scope_cancel(&h->root_scope, WEFT_CANCEL_TASK,
-		"task cancelled through its handle", true,
-		self ? self->id : 0);
+		"task cancelled through its handle", true, self ? self->id : 0);
 	return 0;
 }
 
@@ -764,14 +771,15 @@ int weft_task_wait(weft_task_t *h)
 		struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
 			memory_order_relaxed);
 		if (atomic_load_explicit(&h->state, memory_order_seq_cst) ==
-			WEFT_TASK_PENDING && !weft__scope_is_cancelled(cur))
+				WEFT_TASK_PENDING &&
+			!weft__scope_is_cancelled(cur))
 			weft__task_park_commit_on(self, "task wait");
 		/* Remove ourselves if still listed (relaxed: under the lock,
 		 * as every write of the list). */
 		weft__spin_lock(&h->waiters_lock);
 		struct weft__waiter *head = atomic_load_explicit(&h->waiters,
 			memory_order_relaxed);
-		if (head == &node)  /* relaxed: under the lock */
+		if (head == &node) /* relaxed: under the lock */
 			atomic_store_explicit(&h->waiters, node.next,
 				memory_order_relaxed);
 		else
@@ -784,8 +792,9 @@ int weft_task_wait(weft_task_t *h)
 		/* relaxed: our own cur_scope; acquire: invariant 4. */
 		cur = atomic_load_explicit(&self->cur_scope,
 			memory_order_relaxed);
-		if (weft__scope_is_cancelled(cur) && atomic_load_explicit(
-			&h->state, memory_order_acquire) == WEFT_TASK_PENDING) {
+		if (weft__scope_is_cancelled(cur) &&
+			atomic_load_explicit(&h->state, memory_order_acquire) ==
+				WEFT_TASK_PENDING) {
 			weft__scope_note_observed(cur->origin);
 			return -ECANCELED;
 		}
@@ -866,7 +875,7 @@ weft_group_t *weft_task_group(const weft_task_t *h)
 
 static void task_cb_run(struct weft_task *t, struct weft__done_cb *cb)
 {
-	bool intrusive = cb->intrusive;  /* fn may free an intrusive node */
+	bool intrusive = cb->intrusive; /* fn may free an intrusive node */
 	cb->fn(t, cb->arg);
 	if (!intrusive)
 		weft__free(cb);
@@ -932,15 +941,14 @@ static void task_cb_register(struct weft_task *h, struct weft__done_cb *cb,
 		/* The finisher may not have seen cb: if it is still listed,
 		 * the finisher has not taken the list (it takes it under
 		 * this lock), so it is ours to run.  relaxed: under it. */
-		struct weft__done_cb *head = atomic_load_explicit(
-			&h->done_cbs, memory_order_relaxed);
+		struct weft__done_cb *head = atomic_load_explicit(&h->done_cbs,
+			memory_order_relaxed);
 		if (head == cb) {
 			atomic_store_explicit(&h->done_cbs, cb->next,
 				memory_order_relaxed);
 			run_now = true;
 		}
-		for (struct weft__done_cb *c = head; !run_now && c;
-			c = c->next)
+		for (struct weft__done_cb *c = head; !run_now && c; c = c->next)
 			if (c->next == cb) {
 				c->next = cb->next;
 				run_now = true;

@@ -37,15 +37,15 @@ struct weft_task {
 	 * (weft__sched_help_join) borrows the parent's stack: stack_borrowed
 	 * is then set and the record never owns it. */
 	struct weft__stack *stack;
-	struct weft_task *next;         /* run-queue / inject link */
+	struct weft_task *next; /* run-queue / inject link */
 	struct weft_runtime *rt;
 	weft_fn fn;
 	void *arg;
-	_Atomic uint64_t park;          /* see WEFT__PARK_*; any thread */
+	_Atomic uint64_t park; /* see WEFT__PARK_*; any thread */
 	/* Innermost entered scope: written and read by the task itself
 	 * (relaxed atomic so diagnostics from other threads are race-free). */
 	_Atomic(struct weft_scope *) cur_scope;
-	struct weft_group *group;       /* joins this task; NULL for a root */
+	struct weft_group *group; /* joins this task; NULL for a root */
 	bool stack_borrowed;
 	/* Whether root_scope is on its parent's children list.  A spawned
 	 * child's is linked lazily, by the task itself, before its first
@@ -53,7 +53,7 @@ struct weft_task {
 	 * that never checkpoints (an empty or pure-compute task) then never
 	 * touches its group scope's lock.  Owner task only. */
 	bool root_linked;
-	bool fail_collateral;           /* failed while already cancelled */
+	bool fail_collateral; /* failed while already cancelled */
 	bool started_called;
 	/* Calls of blocking operations that completed without parking since
 	 * the task last switched out (weft__waitq_begin's budget).  Owner
@@ -62,19 +62,19 @@ struct weft_task {
 	/* Outcome: written by the task before it publishes its end with the
 	 * release (or seq_cst) store of `state`; readers acquire `state`
 	 * first.  The outcome fields are rc, result, fail_*. */
-	atomic_int state;               /* weft_task_state_t */
+	atomic_int state; /* weft_task_state_t */
 	int rc;
 	unsigned spawn_flags;
-	atomic_int refs;                /* run ref + handles */
+	atomic_int refs; /* run ref + handles */
 	/* Tasks parked in weft_task_wait: modified under waiters_lock; the
 	 * head is also read lock-free by the finishing task (seq_cst, see
 	 * weft__task_finish). */
 	weft__spin_t waiters_lock;
 	_Atomic(struct weft__waiter *) waiters;
 	void *result;
-	char *fail_msg;                 /* weft__alloc'd, or NULL */
-	struct weft_error *fail_group;  /* nested error group, or NULL */
-	uint64_t fail_seq;              /* logical time of the failure */
+	char *fail_msg;		       /* weft__alloc'd, or NULL */
+	struct weft_error *fail_group; /* nested error group, or NULL */
+	uint64_t fail_seq;	       /* logical time of the failure */
 	/* start()/started() handshake; NULL when spawned or once started. */
 	struct weft__start *start;
 	/* As a weft_group_start caller: the generation of the park waiting
@@ -125,15 +125,15 @@ struct weft_task {
 	atomic_int insp_worker;
 	/* Last, and cleared only up to its reason (WEFT__TASK_CLEAR): a
 	 * recycled record is reinitialised without touching the cold tail. */
-	struct weft_scope root_scope;   /* the task's own scope */
+	struct weft_scope root_scope; /* the task's own scope */
 	/* Written before use: by weft__fiber_init at first run, or
 	 * copied from the parent for an inline child. */
-	weft__fiber_t cont;              /* owner: the worker running it */
+	weft__fiber_t cont;		/* owner: the worker running it */
 	char name[WEFT__TASK_NAME_MAX]; /* copied at creation */
 };
 
 /* Bytes of a task record that must start zeroed. */
-#define WEFT__TASK_CLEAR \
+#define WEFT__TASK_CLEAR                                                       \
 	(offsetof(struct weft_task, root_scope) + WEFT__SCOPE_CLEAR)
 /* The introspection block (insp_id up to root_scope) is left out of the
  * clear: it is initialised field by field, with atomic stores where
@@ -208,8 +208,8 @@ struct weft_group;
  * of g that holds a reference for the caller: queues it and parks self
  * until it calls started(), ends, or self is cancelled.  Returns what
  * weft_group_start returns.  Thread: self, a weft fiber. */
-WEFT_FIBER_FN int weft__task_start(struct weft_task *self,
-	struct weft_group *g, struct weft_task *t, void **value_out);
+WEFT_FIBER_FN int weft__task_start(struct weft_task *self, struct weft_group *g,
+	struct weft_task *t, void **value_out);
 
 /* The error leaf describing t's failure (code, message, name, id, logical
  * time, collateral bit), taking over t's nested error group; NULL when the

@@ -34,11 +34,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/cancel.h"
 #include "base/common.h"
+#include "core/cancel.h"
 #include "core/ioq.h"
-#include "runtime.h"
 #include "core/timer.h"
+#include "runtime.h"
 #include "weft/time.h"
 
 int64_t weft_now(void)
@@ -107,7 +107,7 @@ static void timer_fire(struct weft__tnode *n, void *arg)
 	atomic_compare_exchange_strong_explicit(&ts->timer_deadline, &when,
 		WEFT_FOREVER, memory_order_seq_cst, memory_order_relaxed);
 	weft__scope_deadline_fired(s);
-	weft__scope_unref(s);  /* the wheel's reference */
+	weft__scope_unref(s); /* the wheel's reference */
 }
 
 void weft__timer_advance(weft__timer_t *t)
@@ -136,7 +136,7 @@ void weft__timer_expire(weft__timer_t *t)
 	ssize_t n = read(t->fd, &expirations, sizeof expirations);
 	(void)n;
 	pthread_mutex_lock(&t->lock);
-	t->armed = INT64_MIN;  /* fired: nothing armed any more */
+	t->armed = INT64_MIN; /* fired: nothing armed any more */
 	weft__wheel_fire_due(&t->wheel, weft_now(), timer_fire, NULL);
 	timer_rearm_locked(t);
 	pthread_mutex_unlock(&t->lock);
@@ -152,7 +152,7 @@ static void timer_apply_locked(weft__timer_t *t, struct weft__timed_scope *s)
 	if (s->tnode.armed) {
 		weft__wheel_remove(&t->wheel, &s->tnode);
 		if (d == WEFT_FOREVER)
-			weft__scope_unref(&s->s);  /* the wheel's reference */
+			weft__scope_unref(&s->s); /* the wheel's reference */
 		else
 			weft__wheel_insert(&t->wheel, &s->tnode, d);
 	} else if (d != WEFT_FOREVER) {
@@ -180,11 +180,10 @@ static void timer_apply_request(struct weft_runtime *rt,
 	atomic_store_explicit(&s->timer_queued, 0, memory_order_seq_cst);
 	timer_apply_locked(t, s);
 	pthread_mutex_unlock(&t->lock);
-	weft__scope_unref(&s->s);  /* the request's reference */
+	weft__scope_unref(&s->s); /* the request's reference */
 }
 
-void weft__timer_update(struct weft_runtime *rt,
-	struct weft__timed_scope *s)
+void weft__timer_update(struct weft_runtime *rt, struct weft__timed_scope *s)
 {
 	weft__timer_t *t = &rt->timer;
 	/* Directly when the lock is free; the fd is re-armed here too.  A
@@ -198,9 +197,9 @@ void weft__timer_update(struct weft_runtime *rt,
 	}
 	int zero = 0;
 	/* seq_cst: see timer_apply_request. */
-	if (!atomic_compare_exchange_strong_explicit(&s->timer_queued, &zero,
-		1, memory_order_seq_cst, memory_order_relaxed))
-		return;  /* queued already; the I/O thread reads the latest */
+	if (!atomic_compare_exchange_strong_explicit(&s->timer_queued, &zero, 1,
+		    memory_order_seq_cst, memory_order_relaxed))
+		return; /* queued already; the I/O thread reads the latest */
 	/* relaxed: the caller holds a reference (see timer_apply_locked). */
 	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 	s->timer_node.fn = timer_apply_request;
@@ -214,10 +213,11 @@ void weft__timer_fini(weft__timer_t *t)
 	for (int l = 0; l < WEFT__WHEEL_LEVELS; l++)
 		for (int k = 0; k < WEFT__WHEEL_SLOTS; k++)
 			while (t->wheel.slots[l][k]) {
-				struct weft__timed_scope *s =
-					WEFT__CONTAINER_OF(
-					t->wheel.slots[l][k],
-					struct weft__timed_scope, tnode);
+				struct weft__timed_scope
+					*s = WEFT__CONTAINER_OF(t->wheel.slots
+									[l][k],
+						struct weft__timed_scope,
+						tnode);
 				weft__wheel_remove(&t->wheel, &s->tnode);
 				weft__scope_unref(&s->s);
 			}

@@ -35,8 +35,8 @@ typedef struct weft__timer {
 	 * only delays a fire to the I/O thread's timerfd, or costs one
 	 * trylock). */
 	_Atomic int64_t due;
-	int fd;                 /* timerfd, CLOCK_MONOTONIC, non-blocking */
-	bool ready;             /* between init and fini */
+	int fd;	    /* timerfd, CLOCK_MONOTONIC, non-blocking */
+	bool ready; /* between init and fini */
 } weft__timer_t;
 
 /* Creates the timerfd and an empty wheel.  0 or a negative errno.
@@ -52,8 +52,7 @@ void weft__timer_fini(weft__timer_t *t);
  * fire it at a yield even while the I/O thread waits for a CPU), else
  * through the I/O thread's queue.  Takes a reference on s while queued or
  * armed.  Any thread, holding s alive for the call. */
-void weft__timer_update(struct weft_runtime *rt,
-	struct weft__timed_scope *s);
+void weft__timer_update(struct weft_runtime *rt, struct weft__timed_scope *s);
 
 /* Fires the deadlines that are due, on the calling worker (the woken
  * tasks go to its run-next slot), if the hint says some may be and the
@@ -72,8 +71,7 @@ static inline void weft__timer_fire_due(weft__timer_t *t)
 static inline bool weft__timer_any(weft__timer_t *t)
 {
 	/* relaxed: a hint (see `due`). */
-	return atomic_load_explicit(&t->due, memory_order_relaxed) !=
-		INT64_MAX;
+	return atomic_load_explicit(&t->due, memory_order_relaxed) != INT64_MAX;
 }
 
 /* The fd for the I/O thread to watch for readability.  Thread: any. */

@@ -44,8 +44,8 @@ void weft__wheel_init(weft__wheel_t *w, int64_t now)
  * last level less one of its slots, so that a clamped deadline never lands
  * in the last level's current slot (which would alias the current turn).
  * A farther deadline is refiled when its slot comes round. */
-#define WHEEL_MAX_AHEAD \
-	(((int64_t)1 << (WHEEL_BITS * WEFT__WHEEL_LEVELS)) - \
+#define WHEEL_MAX_AHEAD                                                        \
+	(((int64_t)1 << (WHEEL_BITS * WEFT__WHEEL_LEVELS)) -                   \
 		((int64_t)1 << (WHEEL_BITS * (WEFT__WHEEL_LEVELS - 1))))
 
 /* Files n at the level and slot its tick belongs to, given elapsed: the
@@ -59,7 +59,7 @@ static void wheel_file(weft__wheel_t *w, struct weft__tnode *n)
 		(WEFT__WHEEL_SLOTS - 1);
 	int level = (63 - __builtin_clzll(masked)) / WHEEL_BITS;
 	if (level >= WEFT__WHEEL_LEVELS)
-		level = WEFT__WHEEL_LEVELS - 1;  /* crosses a top-level turn */
+		level = WEFT__WHEEL_LEVELS - 1; /* crosses a top-level turn */
 	int slot = (int)((tick >> (WHEEL_BITS * level)) &
 		(WEFT__WHEEL_SLOTS - 1));
 	n->level = (uint8_t)level;
@@ -111,17 +111,19 @@ static bool wheel_next_slot(const weft__wheel_t *w, int *level_out,
 		if (occ == 0)
 			continue;
 		int shift = WHEEL_BITS * level;
-		int pos = (int)((w->elapsed >> shift) & (WEFT__WHEEL_SLOTS - 1));
+		int pos = (int)((w->elapsed >> shift) &
+			(WEFT__WHEEL_SLOTS - 1));
 		/* First occupied slot at or after pos, wrapping. */
 		uint64_t rot = pos ? (occ >> pos) | (occ << (64 - pos)) : occ;
-		int slot = (__builtin_ctzll(rot) + pos) & (WEFT__WHEEL_SLOTS - 1);
+		int slot = (__builtin_ctzll(rot) + pos) &
+			(WEFT__WHEEL_SLOTS - 1);
 		int64_t level_span = (int64_t)1 << (shift + WHEEL_BITS);
 		int64_t base = w->elapsed & ~(level_span - 1);
 		int64_t start = base + ((int64_t)slot << shift);
 		if (slot < pos)
-			start += level_span;  /* the slot of the next turn */
+			start += level_span; /* the slot of the next turn */
 		if (start < w->elapsed)
-			start = w->elapsed;   /* the current slot */
+			start = w->elapsed; /* the current slot */
 		*level_out = level;
 		*slot_out = slot;
 		*start_out = start;
@@ -162,7 +164,7 @@ void weft__wheel_advance(weft__wheel_t *w, int64_t now,
 				w->len--;
 				fire(n, arg);
 			} else {
-				wheel_file(w, n);  /* cascade it lower */
+				wheel_file(w, n); /* cascade it lower */
 			}
 		}
 	}
@@ -181,7 +183,7 @@ void weft__wheel_fire_due(weft__wheel_t *w, int64_t now,
 	int64_t t1 = w->elapsed + 1;
 	int level = (t1 ^ w->elapsed) >= WEFT__WHEEL_SLOTS ? 1 : 0;
 	if ((t1 ^ w->elapsed) >= (int64_t)WEFT__WHEEL_SLOTS * WEFT__WHEEL_SLOTS)
-		return;  /* a level-2 boundary: leave it to the tick */
+		return; /* a level-2 boundary: leave it to the tick */
 	int slot = (int)((t1 >> (WHEEL_BITS * level)) &
 		(WEFT__WHEEL_SLOTS - 1));
 	struct weft__tnode *n = w->slots[level][slot];
@@ -191,7 +193,7 @@ void weft__wheel_fire_due(weft__wheel_t *w, int64_t now,
 			wheel_unfile(w, n);
 			n->armed = false;
 			w->len--;
-			fire(n, arg);  /* may re-arm n: `next` was read first */
+			fire(n, arg); /* may re-arm n: `next` was read first */
 		}
 		n = next;
 	}

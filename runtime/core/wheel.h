@@ -23,14 +23,14 @@
 /* A timer node, embedded in the object it times. */
 struct weft__tnode {
 	struct weft__tnode *prev, *next;
-	int64_t when;      /* deadline, weft_now() nanoseconds */
-	int64_t tick;      /* deadline in ticks, rounded up */
+	int64_t when; /* deadline, weft_now() nanoseconds */
+	int64_t tick; /* deadline in ticks, rounded up */
 	uint8_t level, slot;
 	bool armed;
 };
 
 typedef struct weft__wheel {
-	int64_t elapsed;   /* ticks processed so far */
+	int64_t elapsed; /* ticks processed so far */
 	uint64_t occupied[WEFT__WHEEL_LEVELS];
 	struct weft__tnode *slots[WEFT__WHEEL_LEVELS][WEFT__WHEEL_SLOTS];
 	size_t len;
@@ -39,8 +39,7 @@ typedef struct weft__wheel {
 void weft__wheel_init(weft__wheel_t *w, int64_t now);
 /* Arms n (not armed) for `when`; a deadline already past fires at the next
  * advance. */
-void weft__wheel_insert(weft__wheel_t *w, struct weft__tnode *n,
-	int64_t when);
+void weft__wheel_insert(weft__wheel_t *w, struct weft__tnode *n, int64_t when);
 /* Disarms n (armed). */
 void weft__wheel_remove(weft__wheel_t *w, struct weft__tnode *n);
 /* The earliest time at which weft__wheel_advance may have work (a lower

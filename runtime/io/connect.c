@@ -27,11 +27,11 @@
 
 #include "base/alloc.h"
 #include "base/common.h"
+#include "core/task.h"
 #include "io/connect.h"
-#include "runtime.h"
 #include "io/sock.h"
 #include "io/stream.h"
-#include "core/task.h"
+#include "runtime.h"
 #include "sync/waitq.h"
 #include "weft/cancel.h"
 #include "weft/dns.h"
@@ -48,8 +48,8 @@ static WEFT_FIBER_FN int connect_sockaddr(weft_stream_t **out,
 	int rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
-	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
-		SOCK_CLOEXEC, 0);
+	int fd = socket(addr->sa_family,
+		SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return weft__sock_errno();
 	bool tcp = addr->sa_family != AF_UNIX;
@@ -58,7 +58,7 @@ static WEFT_FIBER_FN int connect_sockaddr(weft_stream_t **out,
 		return -ENOMEM;
 	rc = connect(fd, addr, len) < 0 ? weft__sock_errno() : 0;
 	while (rc == -EINTR)
-		rc = -EINPROGRESS;  /* the connect goes on: wait for it */
+		rc = -EINPROGRESS; /* the connect goes on: wait for it */
 	if (rc == -EINPROGRESS) {
 		/* The socket is not shared yet: no gate needed for fd, but
 		 * the wait goes through sock.c to be cancellable. */
@@ -106,9 +106,9 @@ int weft_unix_connect(weft_stream_t **out, const char *path)
 /* {======================================================= Happy Eyeballs */
 
 struct he_race {
-	const struct addrinfo **addrs;  /* interleaved by family */
+	const struct addrinfo **addrs; /* interleaved by family */
 	size_t n;
-	weft_event_t **failed;          /* one per attempt */
+	weft_event_t **failed; /* one per attempt */
 	weft_group_t *g;
 	_Atomic(weft_stream_t *) winner;
 	/* Written by each failing attempt; the last one's is reported. */
@@ -132,7 +132,7 @@ static WEFT_FIBER_FN int he_attempt_main(void *p)
 		/* acq_rel: publishes s to the owner's acquire load; one CAS
 		 * wins. */
 		if (atomic_compare_exchange_strong_explicit(&r->winner, &none,
-			s, memory_order_acq_rel, memory_order_relaxed))
+			    s, memory_order_acq_rel, memory_order_relaxed))
 			weft_group_cancel(r->g, "Happy Eyeballs: connected");
 		else
 			weft_stream_close(s);
@@ -143,7 +143,7 @@ static WEFT_FIBER_FN int he_attempt_main(void *p)
 	if (rc != -ECANCELED)
 		atomic_store_explicit(&r->last_err, rc, memory_order_relaxed);
 	weft_event_set(r->failed[a->i]);
-	return 0;  /* a failed attempt is not a failure of the race */
+	return 0; /* a failed attempt is not a failure of the race */
 }
 
 /* Orders the addresses: the first one's family, then the other family,
@@ -158,8 +158,7 @@ static size_t he_interleave(const struct addrinfo *res,
 	while (n < max && (a != NULL || b != NULL)) {
 		const struct addrinfo **cur = first ? &a : &b;
 		bool want_same = first;
-		while (*cur != NULL &&
-			((*cur)->ai_family == fam) != want_same)
+		while (*cur != NULL && ((*cur)->ai_family == fam) != want_same)
 			*cur = (*cur)->ai_next;
 		if (*cur != NULL) {
 			out[n++] = *cur;
@@ -196,8 +195,9 @@ static WEFT_FIBER_FN int he_run(struct he_race *r, struct he_attempt *att)
 		 * whether someone won; the stream is read after the join
 		 * (acquire below). */
 		rc = weft_checkpoint_if_cancelled();
-		if (rc < 0 || atomic_load_explicit(&r->winner,
-			memory_order_relaxed) != NULL)
+		if (rc < 0 ||
+			atomic_load_explicit(&r->winner,
+				memory_order_relaxed) != NULL)
 			break;
 	}
 	if (rc < 0)
@@ -205,7 +205,7 @@ static WEFT_FIBER_FN int he_run(struct he_race *r, struct he_attempt *att)
 	int jrc = weft_group_join(r->g, NULL);
 	/* acquire: pairs with the winner's CAS. */
 	if (atomic_load_explicit(&r->winner, memory_order_acquire) != NULL)
-		return 0;  /* a real result wins over a racing cancellation */
+		return 0; /* a real result wins over a racing cancellation */
 	if (rc == -ECANCELED || jrc == -ECANCELED)
 		return -ECANCELED;
 	if (rc < 0)
@@ -231,7 +231,7 @@ int weft_tcp_connect(weft_stream_t **out, const char *host, int port)
 	struct in6_addr tmp;
 	if (inet_pton(AF_INET, host, &tmp) == 1 ||
 		inet_pton(AF_INET6, host, &tmp) == 1)
-		hints.ai_flags |= AI_NUMERICHOST;  /* no pool round trip */
+		hints.ai_flags |= AI_NUMERICHOST; /* no pool round trip */
 	else
 		hints.ai_flags |= AI_ADDRCONFIG;
 	if (hints.ai_flags & AI_NUMERICHOST) {

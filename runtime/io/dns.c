@@ -27,14 +27,14 @@
 
 #include "base/alloc.h"
 #include "base/common.h"
+#include "core/task.h"
 #include "io/io.h"
 #include "io/ioop.h"
-#include "core/task.h"
 #include "weft/dns.h"
 
 struct dns_req {
 	uv_getaddrinfo_t req;
-	struct dns_op *op;        /* NULL once orphaned (invariant 1) */
+	struct dns_op *op; /* NULL once orphaned (invariant 1) */
 };
 
 struct dns_op {
@@ -43,8 +43,8 @@ struct dns_op {
 	const char *host;
 	const char *service;
 	const struct addrinfo *hints;
-	struct addrinfo *res;     /* result, written before completion */
-	bool orphaned;            /* r belongs to its callback now */
+	struct addrinfo *res; /* result, written before completion */
+	bool orphaned;	      /* r belongs to its callback now */
 };
 
 static void dns_done(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -62,8 +62,9 @@ static void dns_done(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		uv_freeaddrinfo(res);
 	/* The fiber frees r once it is woken: libuv is done with the request
 	 * once this callback runs. */
-	int rc = status == 0 ? 0 : status == UV_EAI_CANCELED ? -ECANCELED :
-		weft__io_uverr(status);
+	int rc = status == 0		    ? 0
+		: status == UV_EAI_CANCELED ? -ECANCELED
+					    : weft__io_uverr(status);
 	weft__ioop_complete(&d->op, rc);
 }
 
@@ -87,7 +88,7 @@ static void dns_cancel(weft__io_t *io, struct weft__ioop *op)
 	 * completes the operation (it then reports -ECANCELED). */
 	if (uv_cancel((uv_req_t *)&r->req) == 0)
 		return;
-	r->op = NULL;  /* running: orphan it (invariant 2) */
+	r->op = NULL; /* running: orphan it (invariant 2) */
 	d->orphaned = true;
 	weft__ioop_complete(op, -ECANCELED);
 }

@@ -47,11 +47,11 @@
 #include <uv.h>
 
 #include "base/alloc.h"
-#include "core/cancel.h"
 #include "base/common.h"
+#include "core/cancel.h"
+#include "core/task.h"
 #include "io/io.h"
 #include "io/ioop.h"
-#include "core/task.h"
 #include "weft/fs.h"
 
 /* Largest single read or write request (uv_buf_t's length is an unsigned
@@ -91,7 +91,7 @@ static const char *const fs_what[] = {
 /* One file request, on the calling fiber's stack. */
 struct fs_op {
 	struct weft__ioop op;
-	uv_fs_t req;              /* I/O thread (and libuv's pool) */
+	uv_fs_t req; /* I/O thread (and libuv's pool) */
 	enum fs_kind kind;
 	/* Arguments: written by the fiber before the post, read by `start`. */
 	const char *path;
@@ -102,8 +102,8 @@ struct fs_op {
 	uv_buf_t buf;
 	int64_t offset;
 	/* Results: written by fs_done before the completion. */
-	ssize_t value;            /* req->result when >= 0 */
-	weft_fs_stat_t st;        /* the stat kinds */
+	ssize_t value;	   /* req->result when >= 0 */
+	weft_fs_stat_t st; /* the stat kinds */
 };
 
 /* {======================================================= I/O thread */
@@ -165,44 +165,27 @@ static void fs_start(weft__io_t *io, struct weft__ioop *op)
 	case FS_OPEN:
 		rc = uv_fs_open(loop, r, f->path, f->flags, f->mode, fs_done);
 		break;
-	case FS_CLOSE:
-		rc = uv_fs_close(loop, r, f->fd, fs_done);
-		break;
+	case FS_CLOSE: rc = uv_fs_close(loop, r, f->fd, fs_done); break;
 	case FS_READ:
-		rc = uv_fs_read(loop, r, f->fd, &f->buf, 1, f->offset,
-			fs_done);
+		rc = uv_fs_read(loop, r, f->fd, &f->buf, 1, f->offset, fs_done);
 		break;
 	case FS_WRITE:
 		rc = uv_fs_write(loop, r, f->fd, &f->buf, 1, f->offset,
 			fs_done);
 		break;
-	case FS_FSYNC:
-		rc = uv_fs_fsync(loop, r, f->fd, fs_done);
-		break;
-	case FS_STAT:
-		rc = uv_fs_stat(loop, r, f->path, fs_done);
-		break;
-	case FS_LSTAT:
-		rc = uv_fs_lstat(loop, r, f->path, fs_done);
-		break;
-	case FS_FSTAT:
-		rc = uv_fs_fstat(loop, r, f->fd, fs_done);
-		break;
-	case FS_UNLINK:
-		rc = uv_fs_unlink(loop, r, f->path, fs_done);
-		break;
+	case FS_FSYNC: rc = uv_fs_fsync(loop, r, f->fd, fs_done); break;
+	case FS_STAT: rc = uv_fs_stat(loop, r, f->path, fs_done); break;
+	case FS_LSTAT: rc = uv_fs_lstat(loop, r, f->path, fs_done); break;
+	case FS_FSTAT: rc = uv_fs_fstat(loop, r, f->fd, fs_done); break;
+	case FS_UNLINK: rc = uv_fs_unlink(loop, r, f->path, fs_done); break;
 	case FS_RENAME:
 		rc = uv_fs_rename(loop, r, f->path, f->path2, fs_done);
 		break;
 	case FS_MKDIR:
 		rc = uv_fs_mkdir(loop, r, f->path, f->mode, fs_done);
 		break;
-	case FS_RMDIR:
-		rc = uv_fs_rmdir(loop, r, f->path, fs_done);
-		break;
-	default:
-		rc = UV_EINVAL;
-		break;
+	case FS_RMDIR: rc = uv_fs_rmdir(loop, r, f->path, fs_done); break;
+	default: rc = UV_EINVAL; break;
 	}
 	if (rc < 0) {
 		/* Invariant 2: no callback will come. */
@@ -239,7 +222,9 @@ int weft_fs_open(const char *path, int flags, int mode, int *fd)
 {
 	if (path == NULL || fd == NULL)
 		return -EINVAL;
-	struct fs_op f = { .kind = FS_OPEN, .path = path, .flags = flags,
+	struct fs_op f = { .kind = FS_OPEN,
+		.path = path,
+		.flags = flags,
 		.mode = mode };
 	int rc = fs_run(&f, true);
 	if (rc < 0)
@@ -254,8 +239,8 @@ static bool fs_cancelled(struct weft_task *self)
 {
 	weft__task_link_root(self);
 	/* relaxed: our own cur_scope, written only by this task. */
-	return weft__scope_is_cancelled(atomic_load_explicit(&self->cur_scope,
-		memory_order_relaxed));
+	return weft__scope_is_cancelled(
+		atomic_load_explicit(&self->cur_scope, memory_order_relaxed));
 }
 
 int weft_fs_close(int fd)
@@ -286,8 +271,10 @@ ssize_t weft_fs_read(int fd, void *buf, size_t len, int64_t offset)
 		return -EINVAL;
 	if (len > FS_CHUNK)
 		len = FS_CHUNK;
-	struct fs_op f = { .kind = FS_READ, .fd = fd,
-		.buf = uv_buf_init(buf, (unsigned)len), .offset = offset };
+	struct fs_op f = { .kind = FS_READ,
+		.fd = fd,
+		.buf = uv_buf_init(buf, (unsigned)len),
+		.offset = offset };
 	int rc = fs_run(&f, true);
 	return rc < 0 ? rc : f.value;
 }
@@ -304,7 +291,8 @@ ssize_t weft_fs_write(int fd, const void *buf, size_t len, int64_t offset)
 		size_t chunk = len - done;
 		if (chunk > FS_CHUNK)
 			chunk = FS_CHUNK;
-		struct fs_op f = { .kind = FS_WRITE, .fd = fd,
+		struct fs_op f = { .kind = FS_WRITE,
+			.fd = fd,
 			.buf = uv_buf_init((char *)(uintptr_t)(p + done),
 				(unsigned)chunk),
 			.offset = offset < 0 ? -1 : offset + (int64_t)done };
@@ -312,7 +300,7 @@ ssize_t weft_fs_write(int fd, const void *buf, size_t len, int64_t offset)
 		if (rc < 0)
 			return rc;
 		if (f.value == 0 && chunk > 0)
-			return -EIO;  /* no progress: do not spin */
+			return -EIO; /* no progress: do not spin */
 		done += (size_t)f.value;
 	} while (done < len);
 	return (ssize_t)len;
@@ -358,7 +346,9 @@ int weft_fs_fstat(int fd, weft_fs_stat_t *out)
 static WEFT_FIBER_FN int fs_path_op(enum fs_kind kind, const char *path,
 	const char *path2, int mode)
 {
-	struct fs_op f = { .kind = kind, .path = path, .path2 = path2,
+	struct fs_op f = { .kind = kind,
+		.path = path,
+		.path2 = path2,
 		.mode = mode };
 	return fs_run(&f, true);
 }
@@ -418,7 +408,7 @@ static WEFT_FIBER_FN int fs_slurp(int fd, size_t hint, size_t max, char **out,
 	 * proving the file is too big (bounded so cap + 1 cannot wrap). */
 	size_t limit = max < SIZE_MAX / 2 ? max + 1 : SIZE_MAX / 2;
 	size_t cap = hint < limit ? hint + 1 : limit;
-	if (hint == 0)  /* unknown (/proc files say 0): start small */
+	if (hint == 0) /* unknown (/proc files say 0): start small */
 		cap = limit < 4096 ? limit : 4096;
 	char *buf = NULL;
 	int rc = fs_grow(&buf, 0, cap);
@@ -471,8 +461,9 @@ int weft_fs_read_file(const char *path, void **buf, size_t *len, size_t max)
 	if (rc == 0 && st.type == WEFT_FS_FILE && st.size > max)
 		rc = -EFBIG;
 	if (rc == 0) {
-		size_t hint = st.type == WEFT_FS_FILE && st.size < SIZE_MAX ?
-			(size_t)st.size : 0;
+		size_t hint = st.type == WEFT_FS_FILE && st.size < SIZE_MAX
+			? (size_t)st.size
+			: 0;
 		rc = fs_slurp(fd, hint, max, &data, &got);
 	}
 	/* Closes even when cancelled (weft_fs_close's contract). */

@@ -32,12 +32,12 @@
 
 #include "base/alloc.h"
 #include "base/common.h"
-#include "io/io.h"
 #include "core/ioq.h"
-#include "runtime.h"
-#include "core/timer.h"
-#include "weft/error.h"
 #include "core/sched.h"
+#include "core/timer.h"
+#include "io/io.h"
+#include "runtime.h"
+#include "weft/error.h"
 
 static weft__io_t *io_of(uv_handle_t *h)
 {
@@ -105,8 +105,9 @@ static bool reclaim_grace_over(weft__io_t *io)
 	for (unsigned i = 0; i < rt->nworkers; i++) {
 		uint64_t s = io->rc_snap[i];
 		/* acquire: see above (worker_qs_step's release). */
-		if ((s & 1) && atomic_load_explicit(&rt->workers[i].qs,
-			memory_order_acquire) == s)
+		if ((s & 1) &&
+			atomic_load_explicit(&rt->workers[i].qs,
+				memory_order_acquire) == s)
 			return false;
 	}
 	return true;
@@ -152,8 +153,7 @@ static void reclaim_timer_cb(uv_timer_t *t)
 		uv_timer_stop(&io->rc_timer);
 }
 
-static void reclaim_post_fn(struct weft_runtime *rt,
-	struct weft__ioq_node *n)
+static void reclaim_post_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
 {
 	weft__io_t *io = rt->io;
 	struct weft__reclaim *r = WEFT__CONTAINER_OF(n, struct weft__reclaim,
@@ -280,7 +280,7 @@ void weft__io_stop(struct weft_runtime *rt)
 	io_close_handles(io);
 	int rc = uv_loop_close(&io->loop);
 	if (io->sock_epfd >= 0)
-		close(io->sock_epfd);  /* its uv_poll_t was closed above */
+		close(io->sock_epfd); /* its uv_poll_t was closed above */
 	WEFT_ASSERT(rc == 0, "libuv loop still busy at shutdown");
 	weft__free(io);
 	rt->io = NULL;
@@ -289,11 +289,9 @@ void weft__io_stop(struct weft_runtime *rt)
 int weft__io_uverr(int uv)
 {
 	switch (uv) {
-	case UV_EOF:
-		return WEFT_EEND;
+	case UV_EOF: return WEFT_EEND;
 	case UV_EAI_NONAME:
-	case UV_EAI_NODATA:
-		return WEFT_ENOTFOUND;
+	case UV_EAI_NODATA: return WEFT_ENOTFOUND;
 	case UV_EAI_AGAIN:
 	case UV_EAI_FAIL:
 	case UV_EAI_ADDRFAMILY:
@@ -303,12 +301,9 @@ int weft__io_uverr(int uv)
 	case UV_EAI_PROTOCOL:
 	case UV_EAI_OVERFLOW:
 	case UV_EAI_BADFLAGS:
-	case UV_EAI_FAMILY:
-		return WEFT_EDNS;
-	case UV_EAI_MEMORY:
-		return -ENOMEM;
-	case UV_EAI_CANCELED:
-		return -ECANCELED;
+	case UV_EAI_FAMILY: return WEFT_EDNS;
+	case UV_EAI_MEMORY: return -ENOMEM;
+	case UV_EAI_CANCELED: return -ECANCELED;
 	default:
 		/* libuv's codes are -errno on Linux. */
 		return uv;

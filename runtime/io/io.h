@@ -20,9 +20,9 @@ struct weft_runtime;
 /* rt->io, allocated by weft__io_start. */
 typedef struct weft__io {
 	struct weft_runtime *rt;
-	uv_loop_t loop;            /* I/O thread only (after start) */
-	uv_async_t wake;           /* uv_async_send from any thread */
-	uv_poll_t timer;           /* watches the deadline timer's fd */
+	uv_loop_t loop;	 /* I/O thread only (after start) */
+	uv_async_t wake; /* uv_async_send from any thread */
+	uv_poll_t timer; /* watches the deadline timer's fd */
 	pthread_t thread;
 	/* Flush the I/O thread's batch of woken tasks before each poll and
 	 * after the poll's callbacks (uv_prepare runs just before the loop
@@ -33,7 +33,7 @@ typedef struct weft__io {
 	 * socket that ever had to wait, itself watched by sock_poll.
 	 * Created by the first socket wait, closed by weft__io_stop.  I/O
 	 * thread only (and the stopper after the join). */
-	int sock_epfd;             /* -1 until then */
+	int sock_epfd; /* -1 until then */
 	/* Deferred frees (weft__io_reclaim), I/O thread only: the batch
 	 * whose grace period runs (rc_snap: each worker's `qs` when it
 	 * began; polled by rc_timer every millisecond), and the next one. */
@@ -41,7 +41,7 @@ typedef struct weft__io {
 	uint64_t *rc_snap;
 	uv_timer_t rc_timer;
 	uv_poll_t sock_poll;
-	atomic_bool stop;          /* set before the final uv_async_send */
+	atomic_bool stop; /* set before the final uv_async_send */
 } weft__io_t;
 
 /* Allocates rt->io, installs the request queue's wake hook and starts the
@@ -64,7 +64,7 @@ void weft__io_stop(struct weft_runtime *rt);
  * free_fn then runs on the I/O thread (or at runtime stop). */
 struct weft__reclaim {
 	struct weft__ioq_node node;
-	struct weft__reclaim *next;     /* I/O thread: its batch */
+	struct weft__reclaim *next; /* I/O thread: its batch */
 	void (*free_fn)(struct weft__reclaim *r);
 };
 

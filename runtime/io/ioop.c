@@ -37,12 +37,12 @@
 #include <errno.h>
 #include <uv.h>
 
-#include "core/cancel.h"
 #include "base/common.h"
+#include "core/cancel.h"
+#include "core/task.h"
 #include "io/io.h"
 #include "io/ioop.h"
 #include "runtime.h"
-#include "core/task.h"
 #include "sync/waitq.h"
 #include "weft/error.h"
 
@@ -86,26 +86,24 @@ void weft__ioop_complete(struct weft__ioop *op, int result)
 		/* acq_rel CAS: as in ioop_signal_done; fails if the fiber
 		 * published a new generation or CANCEL_REQ meanwhile. */
 		if (atomic_compare_exchange_weak_explicit(&op->word, &w,
-			IOOP_DONE, memory_order_acq_rel, memory_order_acquire))
+			    IOOP_DONE, memory_order_acq_rel,
+			    memory_order_acquire))
 			break;
 	}
 	weft__task_wake(t, w >> IOOP_GEN_SHIFT);
 }
 
-static void ioop_submit_fn(struct weft_runtime *rt,
-	struct weft__ioq_node *n)
+static void ioop_submit_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
 {
 	struct weft__ioop *op = WEFT__CONTAINER_OF(n, struct weft__ioop,
 		submit);
 	op->start(rt->io, op);
 }
 
-static void ioop_abort_fn(struct weft_runtime *rt,
-	struct weft__ioq_node *n)
+static void ioop_abort_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
 {
 	weft__io_t *io = rt->io;
-	struct weft__ioop *op = WEFT__CONTAINER_OF(n, struct weft__ioop,
-		abort);
+	struct weft__ioop *op = WEFT__CONTAINER_OF(n, struct weft__ioop, abort);
 	op->io_cancel_seen = true;
 	if (op->io_completed || op->cancel == NULL) {
 		/* Completed before the abort arrived, or cannot be stopped:

@@ -36,14 +36,14 @@ struct weft__ioop {
 	void (*cancel)(weft__io_t *io, struct weft__ioop *op);
 	struct weft_task *task;
 	struct weft_runtime *rt;
-	const char *what;             /* park site for introspection */
+	const char *what; /* park site for introspection */
 	/* The park word of the operation (see ioop.c): DONE, or the
 	 * generation the I/O thread must wake, plus CANCEL_REQ. */
 	_Atomic uint64_t word;
-	int result;                   /* valid once word == DONE */
+	int result; /* valid once word == DONE */
 	/* I/O thread only. */
-	bool io_completed;            /* weft__ioop_complete ran */
-	bool io_cancel_seen;          /* `cancel` ran (or was skipped) */
+	bool io_completed;   /* weft__ioop_complete ran */
+	bool io_cancel_seen; /* `cancel` ran (or was skipped) */
 };
 
 /* Runs op: checks for cancellation first (a checkpoint: -ECANCELED and

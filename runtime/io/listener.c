@@ -13,7 +13,7 @@
  * waits for `stop` and then cancels the group; the loop's accept returns
  * -ECANCELED and the loop ends.  The handlers go to the caller's group,
  * so they outlive serve (the soft phase of a shutdown). */
-#define _GNU_SOURCE  /* accept4 */
+#define _GNU_SOURCE /* accept4 */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -24,10 +24,10 @@
 
 #include "base/alloc.h"
 #include "base/common.h"
-#include "runtime.h"
+#include "core/task.h"
 #include "io/sock.h"
 #include "io/stream.h"
-#include "core/task.h"
+#include "runtime.h"
 #include "sync/waitq.h"
 #include "weft/cancel.h"
 #include "weft/dns.h"
@@ -35,10 +35,10 @@
 #include "weft/time.h"
 
 struct weft_listener {
-	struct weft__sock sk;     /* first: sock.c's free_fn casts back */
+	struct weft__sock sk; /* first: sock.c's free_fn casts back */
 	bool tcp;
-	int port;                 /* TCP: the bound port */
-	atomic_bool accepting;    /* one accepting task at a time */
+	int port;	       /* TCP: the bound port */
+	atomic_bool accepting; /* one accepting task at a time */
 };
 
 static void listener_free(struct weft__sock *sk)
@@ -57,8 +57,8 @@ static WEFT_FIBER_FN int listener_open(weft_listener_t **out,
 	struct weft_listener *l = weft__calloc(1, sizeof *l);
 	if (l == NULL)
 		return -ENOMEM;
-	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
-		SOCK_CLOEXEC, 0);
+	int fd = socket(addr->sa_family,
+		SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		rc = weft__sock_errno();
 		weft__free(l);
@@ -78,9 +78,9 @@ static WEFT_FIBER_FN int listener_open(weft_listener_t **out,
 		socklen_t sl = sizeof ss;
 		if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
 			goto fail;
-		l->port = ss.ss_family == AF_INET6 ?
-			ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) :
-			ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		l->port = ss.ss_family == AF_INET6
+			? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+			: ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	}
 	atomic_init(&l->accepting, false);
 	weft__sock_init(&l->sk, self->rt, fd, listener_free);
@@ -234,7 +234,7 @@ static WEFT_FIBER_FN int serve_conn_main(void *p)
 
 struct serve_stop {
 	weft_event_t *stop;
-	weft_group_t *g;          /* serve's private group */
+	weft_group_t *g; /* serve's private group */
 };
 
 static WEFT_FIBER_FN int serve_stop_main(void *p)
@@ -269,7 +269,7 @@ static WEFT_FIBER_FN int serve_loop(weft_listener_t *l, weft_group_t *g,
 		struct serve_conn *c = weft__alloc(sizeof *c);
 		if (c == NULL) {
 			weft_stream_close(s);
-			continue;  /* as out of fds: shed this one */
+			continue; /* as out of fds: shed this one */
 		}
 		c->handler = handler;
 		c->arg = arg;

@@ -40,19 +40,19 @@
 
 #include "base/alloc.h"
 #include "base/common.h"
+#include "core/task.h"
 #include "io/io.h"
 #include "io/ioop.h"
-#include "runtime.h"
 #include "io/signal.h"
-#include "core/task.h"
+#include "runtime.h"
 #include "weft/signal.h"
 #include "weft/time.h"
 
 struct weft_shutdown {
 	struct weft_runtime *rt;
-	weft_group_t *g;              /* retained until the free */
-	weft_event_t *stop;           /* set at phase one */
-	struct weft_signals *w;       /* hook watcher of SIGINT, SIGTERM */
+	weft_group_t *g;	/* retained until the free */
+	weft_event_t *stop;	/* set at phase one */
+	struct weft_signals *w; /* hook watcher of SIGINT, SIGTERM */
 	int64_t grace_ns;
 	/* Set by the first weft_shutdown_trigger (exchange), which alone
 	 * posts trigger_node. */
@@ -63,7 +63,7 @@ struct weft_shutdown {
 	uv_timer_t timer;
 	bool timer_init;
 	bool io_closed;
-	int phase;                    /* invariant 2 */
+	int phase; /* invariant 2 */
 };
 
 /* {======================================================= I/O thread */
@@ -117,12 +117,11 @@ static void sd_signal_hook(void *arg, int signum)
 	sd_request(arg, true);
 }
 
-static void sd_trigger_fn(struct weft_runtime *rt,
-	struct weft__ioq_node *n)
+static void sd_trigger_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
 {
 	(void)rt;
-	sd_request(WEFT__CONTAINER_OF(n, struct weft_shutdown,
-		trigger_node), false);
+	sd_request(WEFT__CONTAINER_OF(n, struct weft_shutdown, trigger_node),
+		false);
 }
 
 static void sd_free(struct weft_shutdown *sd)
@@ -139,14 +138,13 @@ static void sd_timer_closed(uv_handle_t *h)
 	sd_free(h->data);
 }
 
-static void sd_close_fn(struct weft_runtime *rt,
-	struct weft__ioq_node *n)
+static void sd_close_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
 {
 	(void)rt;
 	struct weft_shutdown *sd = WEFT__CONTAINER_OF(n, struct weft_shutdown,
 		close_node);
 	sd->io_closed = true;
-	weft__signal_close_io(sd->w);  /* the hook is never called again */
+	weft__signal_close_io(sd->w); /* the hook is never called again */
 	if (sd->timer_init)
 		uv_close((uv_handle_t *)&sd->timer, sd_timer_closed);
 	else
@@ -157,8 +155,7 @@ static void sd_close_fn(struct weft_runtime *rt,
 
 /* {======================================================= any thread */
 
-int weft_shutdown_open(weft_shutdown_t **out, weft_group_t *g,
-	int64_t grace_ns)
+int weft_shutdown_open(weft_shutdown_t **out, weft_group_t *g, int64_t grace_ns)
 {
 	if (out == NULL || g == NULL || grace_ns < 0)
 		return -EINVAL;
@@ -206,7 +203,7 @@ int weft_shutdown_trigger(weft_shutdown_t *sd)
 	 * atomicity is what matters: the node's fields reach the I/O thread
 	 * through the post's release, so the ordering pairs with nothing. */
 	if (atomic_exchange_explicit(&sd->triggered, true,
-		memory_order_acq_rel))
+		    memory_order_acq_rel))
 		return 0;
 	weft_event_set(sd->stop);
 	sd->trigger_node.fn = sd_trigger_fn;

@@ -62,11 +62,11 @@
 
 #include "base/alloc.h"
 #include "base/common.h"
+#include "core/task.h"
 #include "io/io.h"
 #include "io/ioop.h"
-#include "runtime.h"
 #include "io/signal.h"
-#include "core/task.h"
+#include "runtime.h"
 #include "weft/signal.h"
 
 #define SIGNAL_MAX_PER_WATCHER 64
@@ -74,11 +74,11 @@
 struct sig_wait;
 
 struct sig_slot {
-	uv_signal_t handle;           /* I/O thread */
+	uv_signal_t handle; /* I/O thread */
 	struct weft_signals *w;
 	int signum;
-	uint64_t pending;             /* I/O thread: deliveries not taken */
-	bool started;                 /* I/O thread: counted in sigtab */
+	uint64_t pending; /* I/O thread: deliveries not taken */
+	bool started;	  /* I/O thread: counted in sigtab */
 };
 
 struct weft_signals {
@@ -87,15 +87,15 @@ struct weft_signals {
 	atomic_int refs;
 	struct weft__ioq_node close_node;
 	/* I/O thread only (invariant 1). */
-	struct weft_signals *next;    /* the runtime's open watchers */
+	struct weft_signals *next; /* the runtime's open watchers */
 	struct weft_signals **pprev;
 	struct sig_wait *head, *tail; /* FIFO of parked waits */
 	weft__signal_hook_fn hook;    /* NULL: queue for weft_signal_wait */
 	void *hook_arg;
 	bool io_closed;
-	size_t nopen;                 /* handles initialised, not closed */
-	size_t rr;                    /* rotation among pending slots */
-	struct weft__ioop *open_op;   /* a failed open, completed when its
+	size_t nopen;		    /* handles initialised, not closed */
+	size_t rr;		    /* rotation among pending slots */
+	struct weft__ioop *open_op; /* a failed open, completed when its
 				       * handles are closed */
 	int open_rc;
 	size_t n;
@@ -105,14 +105,14 @@ struct weft_signals {
 /* The runtime's signal state (rt->signals): created by the first open, on
  * the I/O thread. */
 struct weft__signals {
-	struct weft_signals *head;    /* open watchers; I/O thread */
+	struct weft_signals *head; /* open watchers; I/O thread */
 };
 
 struct sig_wait {
 	struct weft__ioop op;
 	struct weft_signals *w;
 	struct sig_wait *prev, *next; /* I/O thread: the FIFO */
-	bool queued;                  /* I/O thread (invariant 2) */
+	bool queued;		      /* I/O thread (invariant 2) */
 };
 
 struct sig_open {
@@ -125,8 +125,8 @@ struct sig_open {
 /* Process-wide (see the top: dispositions are).  Under sigtab_lock. */
 static pthread_mutex_t sigtab_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
-	unsigned watchers;            /* invariant 4 */
-	struct sigaction saved;       /* before the first one started */
+	unsigned watchers;	/* invariant 4 */
+	struct sigaction saved; /* before the first one started */
 } sigtab[NSIG];
 
 /* Starts s's handle, saving the disposition if s is the first weft slot
@@ -212,7 +212,7 @@ static void sig_delivered(uv_signal_t *h, int signum)
 	struct sig_slot *s = h->data;
 	struct weft_signals *w = s->w;
 	if (w->io_closed)
-		return;  /* invariant 3 (libuv stops calling anyway) */
+		return; /* invariant 3 (libuv stops calling anyway) */
 	if (w->hook != NULL) {
 		w->hook(w->hook_arg, signum);
 		return;
@@ -235,7 +235,7 @@ static void sig_handle_closed(uv_handle_t *h)
 	if (--w->nopen > 0)
 		return;
 	if (w->open_op != NULL)
-		weft__ioop_complete(w->open_op, w->open_rc);  /* frees w */
+		weft__ioop_complete(w->open_op, w->open_rc); /* frees w */
 	else
 		sig_unref(w);
 }
@@ -317,7 +317,7 @@ static void sig_wait_cancel(weft__io_t *io, struct weft__ioop *op)
 	(void)io;
 	struct sig_wait *sw = WEFT__CONTAINER_OF(op, struct sig_wait, op);
 	if (!sw->queued)
-		return;  /* given a delivery already: its completion stands */
+		return; /* given a delivery already: its completion stands */
 	sig_fifo_unlink(sw->w, sw);
 	weft__ioop_complete(op, -ECANCELED);
 }
@@ -338,12 +338,11 @@ void weft__signal_close_io(struct weft_signals *w)
 		sigtab_close(&w->slots[i], sig_handle_closed);
 }
 
-static void sig_close_fn(struct weft_runtime *rt,
-	struct weft__ioq_node *n)
+static void sig_close_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
 {
 	(void)rt;
-	weft__signal_close_io(WEFT__CONTAINER_OF(n, struct weft_signals,
-		close_node));
+	weft__signal_close_io(
+		WEFT__CONTAINER_OF(n, struct weft_signals, close_node));
 }
 
 /* }======================================================= */
@@ -360,8 +359,7 @@ static bool sig_catchable(int s)
 	case SIGSEGV:
 	case SIGBUS:
 	case SIGFPE:
-	case SIGILL:
-		return false;
+	case SIGILL: return false;
 	default:
 		/* Between the standard signals and SIGRTMIN: glibc's own. */
 		return s < 32 || s >= SIGRTMIN;
@@ -384,12 +382,12 @@ int weft__signal_open_hook(struct weft_signals **out, const int *signums,
 	struct weft_task *self = weft__task_current();
 	if (self == NULL)
 		return WEFT_ENOTFIBER;
-	struct weft_signals *w = weft__calloc(1, sizeof *w +
-		n * sizeof w->slots[0]);
+	struct weft_signals *w = weft__calloc(1,
+		sizeof *w + n * sizeof w->slots[0]);
 	if (w == NULL)
 		return -ENOMEM;
 	w->rt = self->rt;
-	atomic_init(&w->refs, 1);  /* the handles' */
+	atomic_init(&w->refs, 1); /* the handles' */
 	w->hook = hook;
 	w->hook_arg = arg;
 	w->n = n;
@@ -399,7 +397,7 @@ int weft__signal_open_hook(struct weft_signals **out, const int *signums,
 	}
 	struct sig_open o = { .w = w };
 	o.op.start = sig_open_start;
-	o.op.cancel = NULL;  /* completes at once, or once closed */
+	o.op.cancel = NULL; /* completes at once, or once closed */
 	o.op.what = "signal open";
 	int rc = weft__ioop_run(&o.op);
 	if (rc < 0) {

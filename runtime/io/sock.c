@@ -82,15 +82,15 @@
 
 #include "base/common.h"
 #include "io/io.h"
-#include "runtime.h"
 #include "io/sock.h"
+#include "runtime.h"
 #include "sync/waitq.h"
 #include "weft/error.h"
 
 #define SOCK_CLOSED 1u
 #define SOCK_POSTED 2u
 #define SOCK_REGISTERED 4u
-#define SOCK_INSIDE 8u  /* one task inside a direct system call */
+#define SOCK_INSIDE 8u /* one task inside a direct system call */
 
 struct weft__sock_waiter {
 	struct weft__ioop op;
@@ -105,7 +105,7 @@ void weft__sock_init(struct weft__sock *s, struct weft_runtime *rt, int fd,
 	s->fd = fd;
 	s->free_fn = free_fn;
 	atomic_init(&s->gate, 0);
-	atomic_init(&s->refs, 1);  /* the descriptor's */
+	atomic_init(&s->refs, 1); /* the descriptor's */
 	s->in_epoll = false;
 	s->io_closed = false;
 	s->rd_ready = false;
@@ -157,12 +157,9 @@ void weft__sock_unref(struct weft__sock *s)
 socklen_t weft__sock_addr_len(const struct sockaddr *sa)
 {
 	switch (sa->sa_family) {
-	case AF_INET:
-		return sizeof(struct sockaddr_in);
-	case AF_INET6:
-		return sizeof(struct sockaddr_in6);
-	default:
-		return 0;
+	case AF_INET: return sizeof(struct sockaddr_in);
+	case AF_INET6: return sizeof(struct sockaddr_in6);
+	default: return 0;
 	}
 }
 
@@ -174,8 +171,7 @@ int weft__sock_errno(void)
 
 /* {======================================================= close */
 
-static void sock_close_fn(struct weft_runtime *rt,
-	struct weft__ioq_node *n);
+static void sock_close_fn(struct weft_runtime *rt, struct weft__ioq_node *n);
 
 /* Finishes the close if s is closing, nobody is inside and nobody has
  * finished it yet.  Any thread. */
@@ -185,14 +181,13 @@ static void sock_try_finish(struct weft__sock *s)
 	 * tasks' system calls are over. */
 	unsigned v = atomic_load_explicit(&s->gate, memory_order_acquire);
 	for (;;) {
-		if (!(v & SOCK_CLOSED) || (v & SOCK_POSTED) ||
-			v >= SOCK_INSIDE)
+		if (!(v & SOCK_CLOSED) || (v & SOCK_POSTED) || v >= SOCK_INSIDE)
 			return;
 		/* acq_rel: acquires every leave before it; only one CAS can
 		 * set POSTED. */
 		if (atomic_compare_exchange_weak_explicit(&s->gate, &v,
-			v | SOCK_POSTED, memory_order_acq_rel,
-			memory_order_acquire))
+			    v | SOCK_POSTED, memory_order_acq_rel,
+			    memory_order_acquire))
 			break;
 	}
 	if (v & SOCK_REGISTERED) {
@@ -307,8 +302,8 @@ static int sock_epoll_open(weft__io_t *io)
 	}
 	if (uv_is_active((uv_handle_t *)&io->sock_poll))
 		return 0;
-	return weft__io_uverr(uv_poll_start(&io->sock_poll, UV_READABLE,
-		sock_dispatch));
+	return weft__io_uverr(
+		uv_poll_start(&io->sock_poll, UV_READABLE, sock_dispatch));
 }
 
 static void sock_wait_start(weft__io_t *io, struct weft__ioop *op)
@@ -324,8 +319,8 @@ static void sock_wait_start(weft__io_t *io, struct weft__ioop *op)
 		int rc = sock_epoll_open(io);
 		struct epoll_event ev = { .events = SOCK_EVENTS,
 			.data.ptr = s };
-		if (rc == 0 && epoll_ctl(io->sock_epfd, EPOLL_CTL_ADD, s->fd,
-			&ev) < 0)
+		if (rc == 0 &&
+			epoll_ctl(io->sock_epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0)
 			rc = -errno;
 		if (rc < 0) {
 			weft__ioop_complete(op, rc);
@@ -336,7 +331,7 @@ static void sock_wait_start(weft__io_t *io, struct weft__ioop *op)
 	bool rd = w->event == UV_READABLE;
 	bool *ready = rd ? &s->rd_ready : &s->wr_ready;
 	if (*ready) {
-		*ready = false;  /* an edge came meanwhile: retry now */
+		*ready = false; /* an edge came meanwhile: retry now */
 		weft__ioop_complete(op, 0);
 		return;
 	}
@@ -357,12 +352,11 @@ static void sock_wait_cancel(weft__io_t *io, struct weft__ioop *op)
 	else if (s->wr == w)
 		s->wr = NULL;
 	else
-		return;  /* completed already (invariant 3) */
+		return; /* completed already (invariant 3) */
 	weft__ioop_complete(op, -ECANCELED);
 }
 
-static void sock_close_fn(struct weft_runtime *rt,
-	struct weft__ioq_node *n)
+static void sock_close_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
 {
 	weft__io_t *io = rt->io;
 	struct weft__sock *s = WEFT__CONTAINER_OF(n, struct weft__sock,

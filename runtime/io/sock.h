@@ -27,22 +27,22 @@ struct weft__sock_waiter;
 
 struct weft__sock {
 	struct weft_runtime *rt;
-	int fd;                       /* non-blocking, close-on-exec */
+	int fd; /* non-blocking, close-on-exec */
 	/* CLOSED | POSTED | REGISTERED | n * INSIDE (sock.c). */
 	_Atomic unsigned gate;
-	atomic_int refs;              /* the descriptor + calls in progress */
+	atomic_int refs; /* the descriptor + calls in progress */
 	/* Runs once the last reference is gone (frees the embedding object,
 	 * whose first member this is). */
 	void (*free_fn)(struct weft__sock *s);
 	struct weft__ioq_node close_node;
 	/* I/O thread only. */
-	bool in_epoll;                /* in the runtime's socket epoll set */
-	bool io_closed;               /* the close ran */
+	bool in_epoll;	/* in the runtime's socket epoll set */
+	bool io_closed; /* the close ran */
 	/* An edge came while nobody waited for it: the next wait returns
 	 * at once (its caller retries the system call). */
 	bool rd_ready, wr_ready;
-	struct weft__sock_waiter *rd;   /* parked waiting to read, or NULL */
-	struct weft__sock_waiter *wr;   /* parked waiting to write, or NULL */
+	struct weft__sock_waiter *rd; /* parked waiting to read, or NULL */
+	struct weft__sock_waiter *wr; /* parked waiting to write, or NULL */
 };
 
 /* Initialises s around fd (which s now owns) with one reference, the

@@ -32,9 +32,9 @@
 
 #include "base/alloc.h"
 #include "base/common.h"
-#include "runtime.h"
-#include "io/stream.h"
 #include "core/task.h"
+#include "io/stream.h"
+#include "runtime.h"
 #include "sync/waitq.h"
 #include "weft/net.h"
 
@@ -52,8 +52,8 @@ struct weft_stream *weft__stream_alloc(void)
 	return weft__calloc(1, sizeof(struct weft_stream));
 }
 
-void weft__stream_init(struct weft_stream *s, struct weft_runtime *rt,
-	int fd, bool tcp)
+void weft__stream_init(struct weft_stream *s, struct weft_runtime *rt, int fd,
+	bool tcp)
 {
 	weft__sock_init(&s->sk, rt, fd, stream_free);
 	s->tcp = tcp;
@@ -68,8 +68,7 @@ void weft__stream_init(struct weft_stream *s, struct weft_runtime *rt,
 	}
 }
 
-struct weft_stream *weft__stream_new(struct weft_runtime *rt, int fd,
-	bool tcp)
+struct weft_stream *weft__stream_new(struct weft_runtime *rt, int fd, bool tcp)
 {
 	struct weft_stream *s = weft__stream_alloc();
 	if (s == NULL) {
@@ -353,13 +352,13 @@ int weft_stream_shutdown(weft_stream_t *s)
 /* {======================================================= options */
 
 /* Runs one option call on the descriptor under the gate. */
-static int stream_sockopt(struct weft_stream *s, int level, int name,
-	int value)
+static int stream_sockopt(struct weft_stream *s, int level, int name, int value)
 {
 	if (!weft__sock_enter(&s->sk))
 		return WEFT_ECLOSED;
-	int rc = setsockopt(s->sk.fd, level, name, &value, sizeof value) < 0 ?
-		weft__sock_errno() : 0;
+	int rc = setsockopt(s->sk.fd, level, name, &value, sizeof value) < 0
+		? weft__sock_errno()
+		: 0;
 	weft__sock_leave(&s->sk);
 	return rc;
 }
@@ -391,8 +390,8 @@ static int stream_address(weft_stream_t *s, struct sockaddr *addr,
 		return -EINVAL;
 	if (!weft__sock_enter(&s->sk))
 		return WEFT_ECLOSED;
-	int r = peer ? getpeername(s->sk.fd, addr, len) :
-		getsockname(s->sk.fd, addr, len);
+	int r = peer ? getpeername(s->sk.fd, addr, len)
+		     : getsockname(s->sk.fd, addr, len);
 	int rc = r < 0 ? weft__sock_errno() : 0;
 	weft__sock_leave(&s->sk);
 	return rc;

@@ -10,8 +10,8 @@
 #include "io/sock.h"
 
 struct weft_stream {
-	struct weft__sock sk;     /* first: sock.c's free_fn casts back */
-	bool tcp;                 /* TCP (else UNIX domain) */
+	struct weft__sock sk; /* first: sock.c's free_fn casts back */
+	bool tcp;	      /* TCP (else UNIX domain) */
 	/* One reader and one writer at a time (-EBUSY otherwise); each flag
 	 * also hands its side's state to the next holder (acquire exchange,
 	 * release store). */
@@ -28,13 +28,12 @@ struct weft_stream {
 
 /* A stream around fd (owned by it from now on, even on failure: NULL
  * means fd was closed and memory is short).  Thread: a weft fiber. */
-struct weft_stream *weft__stream_new(struct weft_runtime *rt, int fd,
-	bool tcp);
+struct weft_stream *weft__stream_new(struct weft_runtime *rt, int fd, bool tcp);
 
 /* The memory of a stream, for a caller that must allocate before it has
  * a descriptor (accept); weft__stream_init then takes fd.  Thread: any. */
 struct weft_stream *weft__stream_alloc(void);
-void weft__stream_init(struct weft_stream *s, struct weft_runtime *rt,
-	int fd, bool tcp);
+void weft__stream_init(struct weft_stream *s, struct weft_runtime *rt, int fd,
+	bool tcp);
 
 #endif

@@ -77,47 +77,47 @@
 
 #include "base/alloc.h"
 #include "base/common.h"
+#include "core/task.h"
 #include "io/io.h"
 #include "io/ioop.h"
-#include "runtime.h"
 #include "io/sock.h"
-#include "core/task.h"
+#include "runtime.h"
 #include "sync/waitq.h"
 #include "weft/udp.h"
 
 #define UDP_CLOSED 1u
 #define UDP_POSTED 2u
-#define UDP_INSIDE 4u  /* one task inside a direct system call */
+#define UDP_INSIDE 4u /* one task inside a direct system call */
 
 struct udp_recv;
 
 struct weft_udp {
 	struct weft_runtime *rt;
-	int fd;                        /* set at open; direct calls only
+	int fd;		       /* set at open; direct calls only
 					* under the gate */
-	int port;                      /* set at open */
-	int family;                    /* AF_INET or AF_INET6 */
-	_Atomic unsigned gate;         /* CLOSED | POSTED | n * INSIDE */
-	atomic_int refs;               /* handle + calls in progress */
+	int port;	       /* set at open */
+	int family;	       /* AF_INET or AF_INET6 */
+	_Atomic unsigned gate; /* CLOSED | POSTED | n * INSIDE */
+	atomic_int refs;       /* handle + calls in progress */
 	/* Set by whoever takes refs to 0 first: a call that began before the
 	 * close may still take and drop a reference afterwards (it finds the
 	 * gate closed), which must not free u again; the free itself waits
 	 * for the grace period that lets such a call finish (reclaim). */
 	atomic_bool dead;
 	struct weft__reclaim reclaim;
-	atomic_bool receiving;         /* a task is inside weft_udp_recv */
+	atomic_bool receiving; /* a task is inside weft_udp_recv */
 	struct weft__ioq_node close_node;
 	/* I/O thread only (invariant 1). */
 	uv_udp_t handle;
-	struct udp_recv *rx;           /* the parked receive, or NULL */
-	bool io_closed;                /* the close ran */
+	struct udp_recv *rx; /* the parked receive, or NULL */
+	bool io_closed;	     /* the close ran */
 };
 
 struct udp_open {
 	struct weft__ioop op;
 	struct weft_udp *u;
 	const struct sockaddr *addr;
-	int rc;                        /* I/O thread: bind's error */
+	int rc; /* I/O thread: bind's error */
 };
 
 struct udp_recv {
@@ -161,7 +161,7 @@ static bool udp_ref_open(struct weft_udp *u)
 	atomic_fetch_add_explicit(&u->refs, 1, memory_order_acquire);
 	/* acquire: pairs with weft_udp_close's acq_rel fetch_or of CLOSED. */
 	if (!(atomic_load_explicit(&u->gate, memory_order_acquire) &
-		UDP_CLOSED))
+		    UDP_CLOSED))
 		return true;
 	udp_unref(u);
 	return false;
@@ -183,8 +183,7 @@ static void udp_unref(struct weft_udp *u)
 		weft__io_reclaim(u->rt, &u->reclaim, udp_free);
 }
 
-static void udp_close_fn(struct weft_runtime *rt,
-	struct weft__ioq_node *n);
+static void udp_close_fn(struct weft_runtime *rt, struct weft__ioq_node *n);
 
 /* Posts the close if the gate is exactly CLOSED (nobody inside, not
  * posted yet).  Any thread. */
@@ -195,8 +194,8 @@ static void udp_try_post(struct weft_udp *u)
 	 * are over); the post's own release then carries that to the I/O
 	 * thread.  Only one CAS can succeed. */
 	if (atomic_compare_exchange_strong_explicit(&u->gate, &expect,
-		UDP_CLOSED | UDP_POSTED, memory_order_acq_rel,
-		memory_order_relaxed)) {
+		    UDP_CLOSED | UDP_POSTED, memory_order_acq_rel,
+		    memory_order_relaxed)) {
 		u->close_node.fn = udp_close_fn;
 		weft__ioq_post(u->rt, &u->close_node);
 	}
@@ -236,15 +235,13 @@ static void udp_leave(struct weft_udp *u)
 static void udp_handle_closed(uv_handle_t *h)
 {
 	struct weft_udp *u = h->data;
-	udp_unref(u);  /* the handle's reference */
+	udp_unref(u); /* the handle's reference */
 }
 
-static void udp_close_fn(struct weft_runtime *rt,
-	struct weft__ioq_node *n)
+static void udp_close_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
 {
 	(void)rt;
-	struct weft_udp *u = WEFT__CONTAINER_OF(n, struct weft_udp,
-		close_node);
+	struct weft_udp *u = WEFT__CONTAINER_OF(n, struct weft_udp, close_node);
 	u->io_closed = true;
 	struct udp_recv *r = u->rx;
 	if (r != NULL) {
@@ -281,7 +278,8 @@ static void udp_open_start(weft__io_t *io, struct weft__ioop *op)
 	struct sockaddr_storage ss;
 	int sl = sizeof ss;
 	if (rc == 0)
-		rc = uv_udp_getsockname(&u->handle, (struct sockaddr *)&ss, &sl);
+		rc = uv_udp_getsockname(&u->handle, (struct sockaddr *)&ss,
+			&sl);
 	if (rc < 0) {
 		o->rc = weft__io_uverr(rc);
 		uv_close((uv_handle_t *)&u->handle, udp_open_failed);
@@ -289,9 +287,9 @@ static void udp_open_start(weft__io_t *io, struct weft__ioop *op)
 	}
 	u->fd = fd;
 	u->family = ss.ss_family;
-	u->port = ss.ss_family == AF_INET6 ?
-		ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) :
-		ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	u->port = ss.ss_family == AF_INET6
+		? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+		: ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	u->handle.data = u;
 	weft__ioop_complete(op, 0);
 }
@@ -356,7 +354,7 @@ static void udp_recv_cancel(weft__io_t *io, struct weft__ioop *op)
 	struct udp_recv *r = WEFT__CONTAINER_OF(op, struct udp_recv, op);
 	struct weft_udp *u = r->u;
 	if (u->rx != r)
-		return;  /* finished already: its completion is on its way */
+		return; /* finished already: its completion is on its way */
 	uv_udp_recv_stop(&u->handle);
 	u->rx = NULL;
 	weft__ioop_complete(op, -ECANCELED);
@@ -382,8 +380,7 @@ static void udp_send_start(weft__io_t *io, struct weft__ioop *op)
 		weft__ioop_complete(op, WEFT_ECLOSED);
 		return;
 	}
-	int rc = uv_udp_send(&s->req, &u->handle, &s->buf, 1, s->to,
-		udp_sent);
+	int rc = uv_udp_send(&s->req, &u->handle, &s->buf, 1, s->to, udp_sent);
 	if (rc < 0)
 		weft__ioop_complete(op, weft__io_uverr(rc));
 }
@@ -411,12 +408,12 @@ int weft_udp_open(weft_udp_t **out, const char *host, int port)
 	u->rt = weft__task_current()->rt;
 	u->fd = -1;
 	atomic_init(&u->gate, 0);
-	atomic_init(&u->refs, 1);  /* the handle's */
+	atomic_init(&u->refs, 1); /* the handle's */
 	atomic_init(&u->dead, false);
 	atomic_init(&u->receiving, false);
 	struct udp_open o = { .u = u, .addr = (struct sockaddr *)&ss };
 	o.op.start = udp_open_start;
-	o.op.cancel = NULL;  /* completes at once, or at the failed close */
+	o.op.cancel = NULL; /* completes at once, or at the failed close */
 	o.op.what = "udp open";
 	int rc = weft__ioop_run(&o.op);
 	if (rc < 0) {
@@ -466,10 +463,11 @@ int weft_udp_send(weft_udp_t *u, const void *buf, size_t len,
 		goto out;
 	}
 	/* The kernel's buffer is full: let libuv send when it has room. */
-	struct udp_send s = { .u = u, .to = to,
+	struct udp_send s = { .u = u,
+		.to = to,
 		.buf = uv_buf_init((char *)(uintptr_t)buf, (unsigned)len) };
 	s.op.start = udp_send_start;
-	s.op.cancel = NULL;  /* a queued uv_udp_send cannot be withdrawn */
+	s.op.cancel = NULL; /* a queued uv_udp_send cannot be withdrawn */
 	s.op.what = "udp send";
 	rc = weft__ioop_run(&s.op);
 out:
@@ -482,7 +480,7 @@ ssize_t weft_udp_recv(weft_udp_t *u, void *buf, size_t len,
 {
 	if (u == NULL || buf == NULL || len == 0)
 		return -EINVAL;
-	if (!udp_ref_open(u))  /* first: as in weft_udp_send */
+	if (!udp_ref_open(u)) /* first: as in weft_udp_send */
 		return WEFT_ECLOSED;
 	struct weft_task *self;
 	int rc = weft__waitq_begin(&self);
@@ -493,7 +491,7 @@ ssize_t weft_udp_recv(weft_udp_t *u, void *buf, size_t len,
 	/* acquire: pairs with the previous receiver's release below, so its
 	 * accesses to the socket's receive side came before ours. */
 	if (atomic_exchange_explicit(&u->receiving, true,
-		memory_order_acquire)) {
+		    memory_order_acquire)) {
 		udp_unref(u);
 		return -EBUSY;
 	}

@@ -80,8 +80,8 @@ struct chan;
 
 struct chan_end {
 	struct chan *ch;
-	bool closed;    /* under ch->lock */
-	bool embedded;  /* lives inside the channel's allocation */
+	bool closed;   /* under ch->lock */
+	bool embedded; /* lives inside the channel's allocation */
 };
 
 struct weft_channel_tx {
@@ -95,18 +95,18 @@ struct weft_channel_rx {
 struct chan {
 	weft__spin_t lock;
 	/* Everything below that is not marked "fixed" is under lock. */
-	size_t count;              /* items buffered */
-	size_t head;               /* ring index of the oldest item */
-	size_t ring_cap;           /* items the ring can hold now */
-	unsigned char *buf;        /* the ring: ring_cap * item_size bytes */
-	weft__waitq_t sendq;       /* parked senders, n->data = their item */
-	weft__waitq_t recvq;       /* parked receivers, n->data = their out */
-	size_t send_open;          /* send ends not closed */
-	size_t recv_open;          /* receive ends not closed */
-	size_t ends;               /* ends not released */
+	size_t count;	     /* items buffered */
+	size_t head;	     /* ring index of the oldest item */
+	size_t ring_cap;     /* items the ring can hold now */
+	unsigned char *buf;  /* the ring: ring_cap * item_size bytes */
+	weft__waitq_t sendq; /* parked senders, n->data = their item */
+	weft__waitq_t recvq; /* parked receivers, n->data = their out */
+	size_t send_open;    /* send ends not closed */
+	size_t recv_open;    /* receive ends not closed */
+	size_t ends;	     /* ends not released */
 	/* Fixed at open. */
 	size_t item_size;
-	size_t capacity;           /* as opened */
+	size_t capacity; /* as opened */
 	weft_channel_drop_fn drop;
 	void *drop_ctx;
 	struct weft_channel_tx tx0;
@@ -117,8 +117,8 @@ struct chan {
 /* A parked send or receive; lives on the waiter's stack. */
 struct chan_waiter {
 	struct weft__wait_node n;
-	struct chan_end *end;      /* the end the call came through */
-	int rc;                    /* set by the granter, under the lock */
+	struct chan_end *end; /* the end the call came through */
+	int rc;		      /* set by the granter, under the lock */
 };
 
 static size_t chan_inline_offset(void)
@@ -192,13 +192,13 @@ static void chan_grant_all(weft__waitq_t *q, struct chan_end *e, int rc,
 /* {======================================================= open / free */
 
 int weft_channel_open_drop(weft_channel_tx_t **tx, weft_channel_rx_t **rx,
-	size_t item_size, size_t capacity, weft_channel_drop_fn drop,
-	void *ctx)
+	size_t item_size, size_t capacity, weft_channel_drop_fn drop, void *ctx)
 {
 	if (tx == NULL || rx == NULL || item_size == 0)
 		return -EINVAL;
-	size_t ring = capacity == WEFT_CHANNEL_UNBOUNDED ?
-		CHAN_UNBOUNDED_INITIAL : capacity;
+	size_t ring = capacity == WEFT_CHANNEL_UNBOUNDED
+		? CHAN_UNBOUNDED_INITIAL
+		: capacity;
 	size_t bytes;
 	if (__builtin_mul_overflow(ring, item_size, &bytes) ||
 		__builtin_add_overflow(bytes, chan_inline_offset(), &bytes))
@@ -263,7 +263,7 @@ static int chan_grow(struct chan *ch)
 	weft__spin_lock(&ch->lock);
 	if (nb == NULL)
 		return -ENOMEM;
-	unsigned char *old = nb;  /* what to free: nb if someone else grew */
+	unsigned char *old = nb; /* what to free: nb if someone else grew */
 	if (ch->ring_cap < cap) {
 		/* Linearise: the oldest item goes to slot 0. */
 		for (size_t i = 0; i < ch->count; i++)
@@ -286,8 +286,8 @@ static int chan_grow(struct chan *ch)
  * into both callers: a parked call resumes by returning through every
  * frame above the switch, and each return after a switch is a return-
  * stack mispredict. */
-static inline __attribute__((always_inline)) WEFT_FIBER_FN int chan_send(
-	struct chan_end *e, const void *item, struct weft_task *self)
+static inline __attribute__((always_inline)) WEFT_FIBER_FN int
+chan_send(struct chan_end *e, const void *item, struct weft_task *self)
 {
 	struct chan *ch = e->ch;
 	weft__wakelist_t wl = { NULL, NULL };
@@ -305,7 +305,8 @@ static inline __attribute__((always_inline)) WEFT_FIBER_FN int chan_send(
 		struct weft__wait_node *r = weft__waitq_first(&ch->recvq);
 		if (r) {
 			/* Invariant 1: nothing buffered; hand over directly. */
-			WEFT_DASSERT(ch->count == 0, "receiver parked on items");
+			WEFT_DASSERT(ch->count == 0,
+				"receiver parked on items");
 			item_copy(r->data, item, ch->item_size);
 			chan_grant(&ch->recvq, r, 0, &wl);
 			rc = 0;
@@ -327,10 +328,9 @@ static inline __attribute__((always_inline)) WEFT_FIBER_FN int chan_send(
 			break;
 		}
 		struct chan_waiter w = { .end = e, .rc = 0 };
-		w.n.data = (void *)item;  /* read by the granting receiver */
+		w.n.data = (void *)item; /* read by the granting receiver */
 		/* Returns with the lock released; nothing to wake. */
-		rc = weft__waitq_wait_unlock(&ch->lock, &ch->sendq, &w.n,
-			self);
+		rc = weft__waitq_wait_unlock(&ch->lock, &ch->sendq, &w.n, self);
 		return rc == 0 ? w.rc : rc;
 	}
 	weft__spin_unlock(&ch->lock);
@@ -341,8 +341,8 @@ static inline __attribute__((always_inline)) WEFT_FIBER_FN int chan_send(
 
 /* Receive through e; self == NULL means "never wait" (try_receive).
  * Inlined into both callers, as chan_send. */
-static inline __attribute__((always_inline)) WEFT_FIBER_FN int chan_receive(
-	struct chan_end *e, void *out, struct weft_task *self)
+static inline __attribute__((always_inline)) WEFT_FIBER_FN int
+chan_receive(struct chan_end *e, void *out, struct weft_task *self)
 {
 	struct chan *ch = e->ch;
 	weft__wakelist_t wl = { NULL, NULL };
@@ -372,9 +372,8 @@ static inline __attribute__((always_inline)) WEFT_FIBER_FN int chan_receive(
 		rc = -EAGAIN;
 	} else {
 		struct chan_waiter w = { .end = e, .rc = 0 };
-		w.n.data = out;  /* written by the granting sender */
-		rc = weft__waitq_wait_unlock(&ch->lock, &ch->recvq, &w.n,
-			self);
+		w.n.data = out; /* written by the granting sender */
+		rc = weft__waitq_wait_unlock(&ch->lock, &ch->recvq, &w.n, self);
 		return rc == 0 ? w.rc : rc;
 	}
 	weft__spin_unlock(&ch->lock);
@@ -449,7 +448,7 @@ static int chan_clone(struct chan_end *e, bool is_tx, struct chan_end **out)
 }
 
 _Static_assert(sizeof(struct weft_channel_tx) == sizeof(struct chan_end) &&
-	sizeof(struct weft_channel_rx) == sizeof(struct chan_end),
+		sizeof(struct weft_channel_rx) == sizeof(struct chan_end),
 	"an end is a bare chan_end");
 
 int weft_channel_tx_clone(weft_channel_tx_t *tx, weft_channel_tx_t **out)
@@ -488,7 +487,8 @@ static void chan_close(struct chan_end *e, bool is_tx)
 			/* Invariant 4: with no send end left, sendq is empty
 			 * and so is the buffer of any parked receiver. */
 			if (--ch->send_open == 0)
-				chan_grant_all(&ch->recvq, NULL, WEFT_EEND, &wl);
+				chan_grant_all(&ch->recvq, NULL, WEFT_EEND,
+					&wl);
 		} else {
 			chan_grant_all(&ch->recvq, e, WEFT_ECLOSED, &wl);
 			if (--ch->recv_open == 0)

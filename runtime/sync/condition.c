@@ -36,17 +36,17 @@
 #include <stdint.h>
 
 #include "base/alloc.h"
-#include "sync/lock.h"
 #include "core/task.h"
+#include "sync/lock.h"
 #include "sync/waitq.h"
 #include "weft/sync.h"
 
 struct weft_condition {
-	weft__spin_t spin;        /* guards q and nwaiting */
+	weft__spin_t spin; /* guards q and nwaiting */
 	weft__waitq_t q;
-	size_t nwaiting;          /* tasks inside wait (see the essay) */
-	struct weft_lock *lock;   /* the caller's, or &own; fixed */
-	struct weft_lock own;     /* used when created without a lock */
+	size_t nwaiting;	/* tasks inside wait (see the essay) */
+	struct weft_lock *lock; /* the caller's, or &own; fixed */
+	struct weft_lock own;	/* used when created without a lock */
 };
 
 int weft_condition_create(weft_condition_t **out, weft_lock_t *lock)

@@ -30,9 +30,9 @@ struct weft_event {
 	/* false -> true once, under `spin` (release); read lock-free by
 	 * wait's fast path and is_set (acquire). */
 	atomic_bool set;
-	weft__spin_t spin;   /* guards q and nwaiting */
+	weft__spin_t spin; /* guards q and nwaiting */
 	weft__waitq_t q;
-	size_t nwaiting;     /* tasks inside wait's slow path; under spin */
+	size_t nwaiting; /* tasks inside wait's slow path; under spin */
 };
 
 int weft_event_create(weft_event_t **out)

@@ -44,11 +44,11 @@
 #include <string.h>
 
 #include "base/alloc.h"
-#include "core/cancel.h"
 #include "base/error.h"
+#include "core/cancel.h"
 #include "core/group.h"
-#include "runtime.h"
 #include "core/task.h"
+#include "runtime.h"
 #include "sync/waitq.h"
 #include "weft/combine.h"
 
@@ -61,17 +61,17 @@ struct comb;
 struct comb_slot {
 	struct comb *c;
 	size_t i;
-	weft_task_t *h;             /* the caller's handle on the task */
-	bool ran;                   /* the wrapper started */
-	int rc;                     /* what the function returned */
-	void *value;                /* its result, when rc == 0 */
-	struct weft__leaf *leaf;    /* its failure (NULL: none, or lost) */
+	weft_task_t *h;		 /* the caller's handle on the task */
+	bool ran;		 /* the wrapper started */
+	int rc;			 /* what the function returned */
+	void *value;		 /* its result, when rc == 0 */
+	struct weft__leaf *leaf; /* its failure (NULL: none, or lost) */
 };
 
 struct comb {
 	const weft_call_t *calls;
 	struct comb_slot *slots;
-	size_t spawned;             /* slots[0..spawned) have a task */
+	size_t spawned; /* slots[0..spawned) have a task */
 	struct weft_group *g;
 	bool race;
 	/* Race: the index of the first task that succeeded, SIZE_MAX until
@@ -94,7 +94,7 @@ static struct weft__leaf *child_failure_leaf(struct weft_task *self, int rc)
 		self->fail_msg ? self->fail_msg : "", self->name, self->id, seq,
 		weft__task_root_cancelled(self), self->fail_group);
 	if (l)
-		self->fail_group = NULL;  /* moved into the leaf */
+		self->fail_group = NULL; /* moved into the leaf */
 	return l;
 }
 
@@ -117,8 +117,10 @@ static WEFT_FIBER_FN int comb_child(void *arg)
 		&self->root_scope) {
 		int r = weft__group_reap_unjoined(self);
 		if (r < 0 && rc >= 0)
-			rc = weft_fail(r, "task '%s' returned with an open "
-				"group or scope", self->name);
+			rc = weft_fail(r,
+				"task '%s' returned with an open "
+				"group or scope",
+				self->name);
 	}
 	s->rc = rc;
 	if (rc == 0) {
@@ -128,9 +130,10 @@ static WEFT_FIBER_FN int comb_child(void *arg)
 		 * s->value with the index (pairs with the caller's acquire
 		 * load, which the join orders anyway).  acquire on failure:
 		 * a loser reads nothing through it. */
-		if (c->race && atomic_compare_exchange_strong_explicit(
-			&c->winner, &none, s->i, memory_order_acq_rel,
-			memory_order_acquire))
+		if (c->race &&
+			atomic_compare_exchange_strong_explicit(&c->winner,
+				&none, s->i, memory_order_acq_rel,
+				memory_order_acquire))
 			weft__scope_cancel(&c->g->scope, WEFT_CANCEL_EXPLICIT,
 				"another task won the race", true, self->id);
 		return 0;
@@ -138,7 +141,7 @@ static WEFT_FIBER_FN int comb_child(void *arg)
 	if (rc == -ECANCELED)
 		return rc;
 	s->leaf = child_failure_leaf(self, rc);
-	return 0;  /* reported through the slot */
+	return 0; /* reported through the slot */
 }
 
 /* Spawns every call into a new group owned by self (wrapped or not) and
@@ -172,8 +175,9 @@ static WEFT_FIBER_FN int comb_run(struct weft_task *self, struct comb *c,
 		s->i = i;
 		s->rc = -ECANCELED;
 		weft_spawn_opts_t o = {
-			.name = calls[i].name ? calls[i].name :
-				race ? "race" : "gather",
+			.name = calls[i].name ? calls[i].name
+				: race	      ? "race"
+					      : "gather",
 			.handle = &s->h,
 		};
 		spawn_rc = weft_group_spawn_opts(g,
@@ -266,7 +270,7 @@ int weft_gather(const weft_call_t *calls, size_t n, unsigned flags,
 	rc = weft__waitq_begin(&self);
 	if (rc < 0 || n == 0)
 		return rc;
-	weft__task_link_root(self);  /* it checks its scope itself below */
+	weft__task_link_root(self); /* it checks its scope itself below */
 	bool keep = flags & WEFT_GATHER_RETURN_ERRORS;
 	struct comb c;
 	int join_rc;
@@ -285,7 +289,8 @@ int weft_gather(const weft_call_t *calls, size_t n, unsigned flags,
 		if (keep && slot_failed(s))
 			/* Never NULL: out of memory, it is the "could not be
 			 * recorded" group. */
-			results[i].error = s->leaf ? weft__error_single(s->leaf)
+			results[i].error = s->leaf
+				? weft__error_single(s->leaf)
 				: weft__error_from_leaves(NULL, 0, 1);
 		weft_task_release(s->h);
 	}
@@ -309,8 +314,8 @@ int weft_gather(const weft_call_t *calls, size_t n, unsigned flags,
 	return comb_cancelled(self);
 }
 
-int weft_race(const weft_call_t *calls, size_t n, void **value,
-	size_t *winner, weft_error_t **err_out)
+int weft_race(const weft_call_t *calls, size_t n, void **value, size_t *winner,
+	weft_error_t **err_out)
 {
 	if (calls == NULL || n == 0)
 		return -EINVAL;
@@ -323,14 +328,14 @@ int weft_race(const weft_call_t *calls, size_t n, void **value,
 	rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
-	weft__task_link_root(self);  /* it checks its scope itself below */
+	weft__task_link_root(self); /* it checks its scope itself below */
 	struct comb c;
 	int join_rc;
 	weft_error_t *e = NULL;
 	int spawn_rc = comb_run(self, &c, calls, n, true, true, &join_rc, &e);
 	if (c.slots == NULL)
 		return spawn_rc;
-	weft_error_free(e);  /* only wrappers that never ran: rebuilt below */
+	weft_error_free(e); /* only wrappers that never ran: rebuilt below */
 	/* acquire: pairs with the winner's CAS in comb_child (the join's
 	 * acquire already orders it). */
 	size_t won = atomic_load_explicit(&c.winner, memory_order_acquire);
@@ -371,7 +376,7 @@ int weft_race(const weft_call_t *calls, size_t n, void **value,
 	} else {
 		rc = comb_cancelled(self);
 		if (rc == 0)
-			rc = -ECANCELED;  /* every task cancelled itself */
+			rc = -ECANCELED; /* every task cancelled itself */
 	}
 	while (head) {
 		struct weft__leaf *next = head->next;

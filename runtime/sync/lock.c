@@ -51,8 +51,8 @@
 #include <errno.h>
 
 #include "base/alloc.h"
-#include "sync/lock.h"
 #include "core/task.h"
+#include "sync/lock.h"
 
 /* {======================================================= internals */
 
@@ -101,8 +101,8 @@ static WEFT_FIBER_FN int lock_acquire_slow(struct weft_lock *l,
 			 * acquire: as in lock_try_fast (pairs with that
 			 * release CAS); relaxed on failure: we loop. */
 			if (atomic_compare_exchange_weak_explicit(&l->word, &w,
-				(uintptr_t)self, memory_order_acquire,
-				memory_order_relaxed)) {
+				    (uintptr_t)self, memory_order_acquire,
+				    memory_order_relaxed)) {
 				weft__spin_unlock(&l->spin);
 				return 0;
 			}
@@ -114,8 +114,8 @@ static WEFT_FIBER_FN int lock_acquire_slow(struct weft_lock *l,
 		 * holder's release into the slow path, which takes `spin`
 		 * and so sees our queued node. */
 		if (atomic_compare_exchange_weak_explicit(&l->word, &w,
-			w | WEFT__LOCK_WAITERS, memory_order_relaxed,
-			memory_order_relaxed))
+			    w | WEFT__LOCK_WAITERS, memory_order_relaxed,
+			    memory_order_relaxed))
 			break;
 	}
 	struct weft__wait_node n = { 0 };
@@ -144,7 +144,7 @@ void weft__lock_release(struct weft_lock *l, struct weft_task *self)
 	/* release: publishes the critical section to the next fast
 	 * acquirer's acquire CAS.  Fails when WAITERS is set. */
 	if (atomic_compare_exchange_strong_explicit(&l->word, &expect, 0,
-		memory_order_release, memory_order_relaxed))
+		    memory_order_release, memory_order_relaxed))
 		return;
 	weft__wakelist_t wl = { 0 };
 	weft__spin_lock(&l->spin);
@@ -246,7 +246,7 @@ int weft_lock_locked(const weft_lock_t *l)
 		return 0;
 	/* relaxed: a snapshot; it orders nothing. */
 	return atomic_load_explicit(&((struct weft_lock *)l)->word,
-		memory_order_relaxed) != 0;
+		       memory_order_relaxed) != 0;
 }
 
 int weft_lock_held(const weft_lock_t *l)

@@ -25,8 +25,8 @@ struct weft_lock {
 	 * release, fails once WAITERS is set); everything involving WAITERS
 	 * only under `spin` (see lock.c). */
 	_Atomic uintptr_t word;
-	weft__spin_t spin;     /* guards q and nwaiting */
-	weft__waitq_t q;       /* tasks waiting for the hand-off */
+	weft__spin_t spin; /* guards q and nwaiting */
+	weft__waitq_t q;   /* tasks waiting for the hand-off */
 	/* Tasks inside an acquire's slow path (queued, or granted and not
 	 * yet returned): destroy refuses while it is not 0.  Under spin. */
 	size_t nwaiting;

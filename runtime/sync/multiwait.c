@@ -60,7 +60,7 @@
 /* One waiter node and the task it is listed on. */
 struct watch {
 	struct weft__waiter node;
-	struct weft_task *on;       /* NULL: not listed */
+	struct weft_task *on; /* NULL: not listed */
 };
 
 /* Up to this many watches live on the waiter's stack. */
@@ -126,8 +126,8 @@ static void watch_unlist(struct watch *w)
  * introspection.  Returns after any wake-up, possibly a spurious one:
  * the caller re-evaluates its condition. */
 static WEFT_FIBER_FN void multi_park(struct weft_task *self,
-	struct weft_task *const *h, size_t n, size_t seen,
-	struct watch *w, size_t nwatch, bool cancellable, const char *what)
+	struct weft_task *const *h, size_t n, size_t seen, struct watch *w,
+	size_t nwatch, bool cancellable, const char *what)
 {
 	uint64_t gen = weft__task_park_prepare(self, cancellable);
 	size_t listed = 0, ended = 0;
@@ -146,8 +146,9 @@ static WEFT_FIBER_FN void multi_park(struct weft_task *self,
 	/* After the seq_cst prepare: a canceller stores eff_cancelled then
 	 * reads the park word (cancel.c invariant 3).  cur_scope relaxed:
 	 * only this task writes it. */
-	if (park && cancellable && weft__scope_is_cancelled(
-		atomic_load_explicit(&self->cur_scope, memory_order_relaxed)))
+	if (park && cancellable &&
+		weft__scope_is_cancelled(atomic_load_explicit(&self->cur_scope,
+			memory_order_relaxed)))
 		park = false;
 	if (park)
 		weft__task_park_commit_on(self, what);
@@ -174,8 +175,9 @@ static int wait_cancel_kind(struct weft_task *self,
 	struct weft__frame_scope *ss)
 {
 	/* relaxed: our own cur_scope, written only by this task. */
-	struct weft_scope *outer = ss ? ss->ts.s.outer :
-		atomic_load_explicit(&self->cur_scope, memory_order_relaxed);
+	struct weft_scope *outer = ss
+		? ss->ts.s.outer
+		: atomic_load_explicit(&self->cur_scope, memory_order_relaxed);
 	if (ss && !weft__scope_is_cancelled(outer))
 		return 0;
 	weft__scope_note_observed(outer->origin);
@@ -223,12 +225,9 @@ static bool wait_met(weft_task_t *const *h, size_t n, weft_wait_mode_t mode,
 	}
 	*ended = k;
 	switch (mode) {
-	case WEFT_WAIT_FIRST_COMPLETED:
-		return k > 0;
-	case WEFT_WAIT_FIRST_EXCEPTION:
-		return failed || k == n;
-	default:
-		return k == n;
+	case WEFT_WAIT_FIRST_COMPLETED: return k > 0;
+	case WEFT_WAIT_FIRST_EXCEPTION: return failed || k == n;
+	default: return k == n;
 	}
 }
 
@@ -237,8 +236,8 @@ int weft_wait(weft_task_t *const *handles, size_t n, weft_wait_mode_t mode,
 {
 	if (handles == NULL || done == NULL || n == 0 ||
 		(mode != WEFT_WAIT_FIRST_COMPLETED &&
-		mode != WEFT_WAIT_FIRST_EXCEPTION &&
-		mode != WEFT_WAIT_ALL_COMPLETED))
+			mode != WEFT_WAIT_FIRST_EXCEPTION &&
+			mode != WEFT_WAIT_ALL_COMPLETED))
 		return -EINVAL;
 	struct weft_task *self = weft__task_current();
 	if (self == NULL)
@@ -249,7 +248,7 @@ int weft_wait(weft_task_t *const *handles, size_t n, weft_wait_mode_t mode,
 	rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
-	weft__task_link_root(self);  /* it checks its scope itself below */
+	weft__task_link_root(self); /* it checks its scope itself below */
 	size_t ended;
 	if (!wait_met(handles, n, mode, &ended) && deadline > weft_now()) {
 		/* ALL_COMPLETED waits for one task at a time (any order
@@ -271,8 +270,9 @@ int weft_wait(weft_task_t *const *handles, size_t n, weft_wait_mode_t mode,
 			if (wait_met(handles, n, mode, &ended))
 				break;
 			/* relaxed: our own cur_scope. */
-			if (weft__scope_is_cancelled(atomic_load_explicit(
-				&self->cur_scope, memory_order_relaxed))) {
+			if (weft__scope_is_cancelled(
+				    atomic_load_explicit(&self->cur_scope,
+					    memory_order_relaxed))) {
 				/* Own deadline: not an error
 				 * (docs/semantics.md rule 34). */
 				rc = wait_cancel_kind(self, timed ? &ss : NULL);
@@ -310,8 +310,9 @@ static WEFT_FIBER_FN int wait_for_park(struct weft_task *self,
 		if (!task_pending(h))
 			break;
 		/* relaxed: our own cur_scope. */
-		if (weft__scope_is_cancelled(atomic_load_explicit(
-			&self->cur_scope, memory_order_relaxed))) {
+		if (weft__scope_is_cancelled(
+			    atomic_load_explicit(&self->cur_scope,
+				    memory_order_relaxed))) {
 			rc = wait_cancel_kind(self, timed ? &ss : NULL);
 			if (rc == 0)
 				rc = -ETIMEDOUT;
@@ -336,12 +337,12 @@ int weft_wait_for(weft_task_t *h, int64_t timeout, void **value)
 	/* Cancelled on entry counts as cancelled while waiting: the task is
 	 * taken along. */
 	rc = weft__waitq_begin(&self);
-	weft__task_link_root(self);  /* it checks its scope itself below */
+	weft__task_link_root(self); /* it checks its scope itself below */
 	if (rc == 0) {
 		if (!task_pending(h))
 			return weft_task_result(h, value);
-		rc = timeout <= 0 ? -ETIMEDOUT :
-			wait_for_park(self, h, timeout);
+		rc = timeout <= 0 ? -ETIMEDOUT
+				  : wait_for_park(self, h, timeout);
 		if (rc == 0)
 			return weft_task_result(h, value);
 	}
@@ -371,13 +372,13 @@ struct ac_entry {
 	struct weft__done_cb cb;
 	struct weft_as_completed *it;
 	size_t index;
-	struct ac_entry *next;      /* on `ended` */
+	struct ac_entry *next; /* on `ended` */
 };
 
 struct weft_as_completed {
 	struct weft_task *owner;
 	size_t n;
-	size_t yielded;             /* owner only */
+	size_t yielded; /* owner only */
 	/* The owner's reference plus one per callback not yet run. */
 	atomic_size_t refs;
 	weft__spin_t lock;
@@ -508,8 +509,7 @@ static size_t heap_pop(size_t *heap, size_t *len)
 /* Moves what the callbacks pushed into the heap; if nothing is there and
  * park, leaves the owner's park (gen) for them to wake, under the same
  * lock, so that no push is missed. */
-static void as_completed_drain(weft_as_completed_t *it, bool park,
-	uint64_t gen)
+static void as_completed_drain(weft_as_completed_t *it, bool park, uint64_t gen)
 {
 	weft__spin_lock(&it->lock);
 	struct ac_entry *e = it->ended;
@@ -536,7 +536,7 @@ int weft_as_completed_next(weft_as_completed_t *it, size_t *index,
 	int rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
-	weft__task_link_root(self);  /* it checks its scope itself below */
+	weft__task_link_root(self); /* it checks its scope itself below */
 	for (;;) {
 		as_completed_drain(it, false, 0);
 		if (it->nheap > 0)

@@ -48,11 +48,11 @@
 /* {======================================================= Semaphore */
 
 struct weft_semaphore {
-	weft__spin_t spin;  /* guards everything below */
-	size_t value;       /* free permits; 0 while q is not empty */
-	size_t max;         /* upper bound of value; SIZE_MAX: none */
+	weft__spin_t spin; /* guards everything below */
+	size_t value;	   /* free permits; 0 while q is not empty */
+	size_t max;	   /* upper bound of value; SIZE_MAX: none */
 	weft__waitq_t q;
-	size_t nwaiting;    /* tasks inside acquire's slow path */
+	size_t nwaiting; /* tasks inside acquire's slow path */
 };
 
 int weft_semaphore_create(weft_semaphore_t **out, size_t initial,
@@ -166,16 +166,16 @@ size_t weft_semaphore_waiting(const weft_semaphore_t *s)
 
 /* One borrower: holding a token, or queued for one (waiting). */
 struct limiter_entry {
-	const void *borrower;   /* NULL: empty slot */
+	const void *borrower; /* NULL: empty slot */
 	bool waiting;
 };
 
 struct weft_limiter {
-	weft__spin_t spin;      /* guards everything below */
+	weft__spin_t spin; /* guards everything below */
 	size_t total;
-	size_t borrowed;        /* entries with !waiting */
-	weft__waitq_t q;        /* node->data is the borrower */
-	size_t nwaiting;        /* tasks inside acquire's slow path */
+	size_t borrowed; /* entries with !waiting */
+	weft__waitq_t q; /* node->data is the borrower */
+	size_t nwaiting; /* tasks inside acquire's slow path */
 	/* Borrower table: cap is 0 or a power of two, and 2 * nentries <=
 	 * cap; nentries == borrowed + q.len. */
 	struct limiter_entry *tab;
@@ -378,8 +378,7 @@ int weft_limiter_try_acquire(weft_limiter_t *l)
 	return limiter_acquire(l, self, NULL, true);
 }
 
-int weft_limiter_try_acquire_on_behalf(weft_limiter_t *l,
-	const void *borrower)
+int weft_limiter_try_acquire_on_behalf(weft_limiter_t *l, const void *borrower)
 {
 	if (l == NULL || borrower == NULL)
 		return -EINVAL;

@@ -38,9 +38,9 @@
 #include <errno.h>
 
 #include "core/cancel.h"
+#include "core/sched.h"
 #include "core/task.h"
 #include "sync/waitq.h"
-#include "core/sched.h"
 
 int weft__waitq_begin(struct weft_task **self)
 {
@@ -134,7 +134,7 @@ int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
 	struct weft__wait_node *n, struct weft_task *self)
 {
-	weft__task_link_root(self);  /* as in weft__waitq_wait */
+	weft__task_link_root(self); /* as in weft__waitq_wait */
 	/* relaxed: our own cur_scope (as in weft__waitq_begin). */
 	struct weft_scope *s = atomic_load_explicit(&self->cur_scope,
 		memory_order_relaxed);

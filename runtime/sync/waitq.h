@@ -25,7 +25,7 @@ struct weft_task;
 struct weft__wait_node {
 	struct weft__wait_node *next, *prev;
 	struct weft_task *task;
-	uint64_t gen;          /* generation of the waiter's current park */
+	uint64_t gen; /* generation of the waiter's current park */
 	/* Set by the waker, as its last access to the node (release; pairs
 	 * with the waiter's acquire): the wait succeeded. */
 	atomic_bool granted;

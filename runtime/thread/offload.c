@@ -59,13 +59,13 @@
 #include <time.h>
 
 #include "base/alloc.h"
-#include "core/cancel.h"
 #include "base/common.h"
+#include "core/cancel.h"
 #include "core/local.h"
-#include "thread/offload.h"
-#include "runtime.h"
 #include "core/task.h"
+#include "runtime.h"
 #include "sync/waitq.h"
+#include "thread/offload.h"
 #include "weft/cancel.h"
 #include "weft/group.h"
 #include "weft/thread.h"
@@ -87,23 +87,23 @@ struct offload_req {
 	void *arg;
 	int rc;
 	void *result;
-	bool done;                  /* under mu */
+	bool done; /* under mu */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 };
 
 struct offload_call {
-	struct offload_call *next;   /* ready queue link; under pool->lock */
+	struct offload_call *next; /* ready queue link; under pool->lock */
 	struct weft__offload *pool;
 	weft_thread_fn fn;
 	void *arg;
-	weft_limiter_t *limiter;     /* the caller's, or NULL */
+	weft_limiter_t *limiter; /* the caller's, or NULL */
 	/* The sender's context (one reference), dropped by the thread after
 	 * fn, or by the fiber if no thread took the call. */
 	struct weft_context *ctx;
-	struct weft_task *task;      /* the sender; type-stable record */
-	int64_t deadline;            /* the sender's, at send time */
-	bool started;                /* a thread took it; under pool->lock */
+	struct weft_task *task; /* the sender; type-stable record */
+	int64_t deadline;	/* the sender's, at send time */
+	bool started;		/* a thread took it; under pool->lock */
 	/* Set by the fiber when it saw its cancellation (release); read by
 	 * weft_thread_check_cancelled on the thread (acquire). */
 	atomic_bool cancelled;
@@ -126,16 +126,16 @@ struct offload_thread {
 
 struct weft__offload {
 	pthread_mutex_t lock;
-	pthread_cond_t work_cv;      /* idle threads wait here (monotonic) */
-	pthread_cond_t exit_cv;      /* stop waits here for nthreads == 0 */
-	weft_limiter_t *slots;       /* one token per running call */
-	unsigned max;                /* thread limit (cfg.offload_threads) */
+	pthread_cond_t work_cv; /* idle threads wait here (monotonic) */
+	pthread_cond_t exit_cv; /* stop waits here for nthreads == 0 */
+	weft_limiter_t *slots;	/* one token per running call */
+	unsigned max;		/* thread limit (cfg.offload_threads) */
 	/* Under lock: */
-	unsigned nthreads;           /* threads alive (idle or not) */
-	unsigned nidle;              /* threads waiting on work_cv */
+	unsigned nthreads; /* threads alive (idle or not) */
+	unsigned nidle;	   /* threads waiting on work_cv */
 	size_t nqueued;
-	struct offload_call *head, *tail;   /* calls with a slot, no thread */
-	struct offload_thread *zombies;     /* ended, not joined yet */
+	struct offload_call *head, *tail; /* calls with a slot, no thread */
+	struct offload_thread *zombies;	  /* ended, not joined yet */
 	bool stopping;
 };
 
@@ -195,7 +195,7 @@ static int offload_pool(struct weft_runtime *rt, struct weft__offload **out)
 	 * offload_peek's acquire); the acquire on failure reads the
 	 * winner's. */
 	if (!__atomic_compare_exchange_n(&rt->offload, &expected, p, false,
-		__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
 		offload_pool_free(p);
 		p = expected;
 	}
@@ -443,7 +443,8 @@ int weft_thread_check_cancelled(void)
 		return WEFT_EMISUSE;
 	/* acquire: pairs with the fiber's release store. */
 	return atomic_load_explicit(&c->cancelled, memory_order_acquire)
-		? -ECANCELED : 0;
+		? -ECANCELED
+		: 0;
 }
 
 int64_t weft_thread_deadline(void)
@@ -500,8 +501,7 @@ int weft_from_thread_run(weft_fn fn, void *arg, void **result)
 
 /* {======================================================= fiber */
 
-WEFT_FIBER_FN int weft__offload_run_task(weft_fn fn, void *arg,
-	void **result)
+WEFT_FIBER_FN int weft__offload_run_task(weft_fn fn, void *arg, void **result)
 {
 	weft_group_t *g;
 	int rc = weft_group_open(&g);
@@ -536,8 +536,8 @@ WEFT_FIBER_FN static void offload_serve(struct offload_call *c, bool refuse,
 {
 	struct offload_req *req = c->req;
 	void *v = NULL;
-	int rc = refuse ? -ECANCELED : weft__offload_run_task(req->fn,
-		req->arg, &v);
+	int rc = refuse ? -ECANCELED
+			: weft__offload_run_task(req->fn, req->arg, &v);
 	/* Only the fiber changes the word while REQ is set (the thread
 	 * waits for the signal below).  release: with ABANDONED, publishes
 	 * the end of the fiber's accesses to the record to the thread that
@@ -635,8 +635,8 @@ static bool offload_cancelled(struct offload_call *c, bool abandon,
 		 * (pairs with its exchange's acquire); the acquire on
 		 * failure reads DONE/REQ and what they publish. */
 		if (atomic_compare_exchange_weak_explicit(&c->word, &w,
-			OFFLOAD_ABANDONED, memory_order_acq_rel,
-			memory_order_acquire))
+			    OFFLOAD_ABANDONED, memory_order_acq_rel,
+			    memory_order_acquire))
 			break;
 	}
 	*rc = -ECANCELED;

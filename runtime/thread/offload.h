@@ -21,8 +21,7 @@ void weft__offload_stop(struct weft_runtime *rt);
  * if not NULL, receives its weft_task_set_result value), its failure
  * code, or -ECANCELED; -ENOMEM when it could not be created.  Its failure
  * is not reported anywhere else.  Checkpoint: yes.  Thread: a weft fiber. */
-WEFT_FIBER_FN int weft__offload_run_task(weft_fn fn, void *arg,
-	void **result);
+WEFT_FIBER_FN int weft__offload_run_task(weft_fn fn, void *arg, void **result);
 
 /* A snapshot of the pool, for tests: calls holding a slot, calls waiting
  * for one, threads alive, threads idle.  All zero before the first

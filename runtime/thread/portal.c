@@ -25,8 +25,8 @@
 
 #include "base/alloc.h"
 #include "base/common.h"
-#include "thread/offload.h"
 #include "core/task.h"
+#include "thread/offload.h"
 #include "weft/group.h"
 #include "weft/thread.h"
 #include "weft/time.h"
@@ -36,9 +36,9 @@ struct weft_portal {
 	 * dropper sees every earlier use before freeing. */
 	atomic_int refs;
 	pthread_mutex_t lock;
-	bool closed;                 /* under lock */
-	weft_group_t *group;         /* retained until the portal is freed */
-	struct weft_task *owner;     /* the opener (compared only) */
+	bool closed;		 /* under lock */
+	weft_group_t *group;	 /* retained until the portal is freed */
+	struct weft_task *owner; /* the opener (compared only) */
 };
 
 /* A blocking call's record, in the calling thread's frame. */
@@ -46,9 +46,9 @@ struct portal_call {
 	weft_portal_t *portal;
 	weft_fn fn;
 	void *arg;
-	bool start;                  /* weft_portal_start, not _call */
+	bool start; /* weft_portal_start, not _call */
 	pthread_mutex_t mu;
-	pthread_cond_t cv;           /* monotonic clock */
+	pthread_cond_t cv; /* monotonic clock */
 	/* Under mu; written by the wrapper task once. */
 	bool done;
 	int rc;
@@ -176,7 +176,8 @@ static bool portal_wait(struct portal_call *pc, const struct timespec *dl)
 		if (dl == NULL) {
 			pthread_cond_wait(&pc->cv, &pc->mu);
 		} else if (pthread_cond_timedwait(&pc->cv, &pc->mu, dl) ==
-			ETIMEDOUT && !pc->done) {
+				ETIMEDOUT &&
+			!pc->done) {
 			return false;
 		}
 	}
@@ -190,7 +191,9 @@ static int portal_block(weft_portal_t *p, weft_fn fn, void *arg,
 		return -EINVAL;
 	if (weft__task_current() != NULL)
 		return WEFT_EMISUSE;
-	struct portal_call pc = { .portal = p, .fn = fn, .arg = arg,
+	struct portal_call pc = { .portal = p,
+		.fn = fn,
+		.arg = arg,
 		.start = start };
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);

@@ -26,8 +26,8 @@
 
 struct item {
 	uint32_t sender, seq;
-	uint64_t check;  /* derived from sender and seq: no torn copies */
-	uint64_t pad;    /* only in the big-item rounds */
+	uint64_t check; /* derived from sender and seq: no torn copies */
+	uint64_t pad;	/* only in the big-item rounds */
 };
 
 static uint64_t item_check(uint32_t sender, uint32_t seq)
@@ -37,7 +37,7 @@ static uint64_t item_check(uint32_t sender, uint32_t seq)
 
 struct slot {
 	atomic_flag lock;
-	weft_scope_t *cur;  /* under lock */
+	weft_scope_t *cur; /* under lock */
 };
 
 struct round {
@@ -46,7 +46,7 @@ struct round {
 	size_t item_size;
 	size_t capacity;
 	int nsend, nrecv, per_sender;
-	bool give_up;  /* receivers stop early: senders see EBROKEN */
+	bool give_up; /* receivers stop early: senders see EBROKEN */
 	uint64_t seed;
 	/* Per item (sender * MAX_PER_SENDER + seq). */
 	atomic_uchar sent[MAX_SENDERS * MAX_PER_SENDER];
@@ -102,20 +102,21 @@ static int op(struct actor *a, int slot, struct item *it, bool send)
 	uint64_t x = weft_test_rand(&a->rng);
 	if (x % 8 == 0) {
 		atomic_fetch_add(&r->tries, 1);
-		int rc = send ? weft_channel_try_send(a->tx, it) :
-			weft_channel_try_receive(a->rx, it);
+		int rc = send ? weft_channel_try_send(a->tx, it)
+			      : weft_channel_try_receive(a->rx, it);
 		if (rc == -EAGAIN)
 			weft_yield();
 		return rc == -EAGAIN ? -ECANCELED : rc;
 	}
 	weft_scope_t *s;
-	int64_t deadline = x % 8 == 1 ?
-		weft_now() + (int64_t)(x >> 40) % (2 * WEFT_MSEC) : WEFT_FOREVER;
+	int64_t deadline = x % 8 == 1
+		? weft_now() + (int64_t)(x >> 40) % (2 * WEFT_MSEC)
+		: WEFT_FOREVER;
 	if (!CHECK_EQ(weft_scope_open(&s, deadline, 0), 0))
 		return -EIO;
 	slot_set(&r->slot[slot], s);
-	int rc = send ? weft_channel_send(a->tx, it) :
-		weft_channel_receive(a->rx, it);
+	int rc = send ? weft_channel_send(a->tx, it)
+		      : weft_channel_receive(a->rx, it);
 	slot_set(&r->slot[slot], NULL);
 	CHECK_EQ(weft_scope_exit(s), 0);
 	weft_scope_destroy(s);
@@ -200,21 +201,22 @@ static int round_root(void *arg)
 {
 	struct round *r = arg;
 	CHECK_EQ(weft_channel_open_drop(&r->tx, &r->rx, r->item_size,
-		r->capacity, on_drop, r), 0);
+			 r->capacity, on_drop, r),
+		0);
 	struct actor s[MAX_SENDERS], q[MAX_RECEIVERS];
 	weft_group_t *outer, *g;
 	CHECK_EQ(weft_group_open(&outer), 0);
 	CHECK_EQ(weft_group_spawn(outer, canceller, r), 0);
 	CHECK_EQ(weft_group_open(&g), 0);
 	for (int i = 0; i < r->nrecv; i++) {
-		q[i] = (struct actor){ r, i, r->seed + 100 + (uint64_t)i,
-			r->tx, NULL };
+		q[i] = (struct actor){ r, i, r->seed + 100 + (uint64_t)i, r->tx,
+			NULL };
 		CHECK_EQ(weft_channel_rx_clone(r->rx, &q[i].rx), 0);
 		CHECK_EQ(weft_group_spawn(g, receiver, &q[i]), 0);
 	}
 	for (int i = 0; i < r->nsend; i++) {
-		s[i] = (struct actor){ r, i, r->seed + 200 + (uint64_t)i,
-			NULL, NULL };
+		s[i] = (struct actor){ r, i, r->seed + 200 + (uint64_t)i, NULL,
+			NULL };
 		CHECK_EQ(weft_channel_tx_clone(r->tx, &s[i].tx), 0);
 		CHECK_EQ(weft_group_spawn(g, sender, &s[i]), 0);
 	}
@@ -241,12 +243,13 @@ static void stress_run(unsigned workers, double seconds, unsigned seed)
 		r->seed = weft_test_rand(&rng);
 		r->capacity = caps[weft_test_rand(&rng) %
 			(sizeof caps / sizeof caps[0])];
-		r->item_size = weft_test_rand(&rng) % 2 ? 16 :
-			sizeof(struct item);
+		r->item_size = weft_test_rand(&rng) % 2 ? 16
+							: sizeof(struct item);
 		r->nsend = 1 + (int)(weft_test_rand(&rng) % MAX_SENDERS);
 		r->nrecv = 1 + (int)(weft_test_rand(&rng) % MAX_RECEIVERS);
-		r->per_sender = 1 + (int)(weft_test_rand(&rng) %
-			(uint64_t)weft_test_scale(MAX_PER_SENDER));
+		r->per_sender = 1 +
+			(int)(weft_test_rand(&rng) %
+				(uint64_t)weft_test_scale(MAX_PER_SENDER));
 		r->give_up = weft_test_rand(&rng) % 4 == 0;
 		assert_int_equal(weft_test_run(workers, round_root, r), 0);
 		/* Exactly once: sent = received + dropped, each 0 or 1. */
@@ -256,12 +259,13 @@ static void stress_run(unsigned workers, double seconds, unsigned seed)
 				size_t i = (size_t)snd * MAX_PER_SENDER +
 					(size_t)k;
 				int sent = r->sent[i], got = r->received[i],
-					drop = r->dropped[i];
+				    drop = r->dropped[i];
 				if (sent > 1 || got + drop != sent)
 					fail_msg("round %ld (seed %u): item "
-						"%d/%d sent %d received %d "
-						"dropped %d", rounds, seed,
-						snd, k, sent, got, drop);
+						 "%d/%d sent %d received %d "
+						 "dropped %d",
+						rounds, seed, snd, k, sent, got,
+						drop);
 				total += sent;
 				dropped += drop;
 				if (!r->give_up)
@@ -274,8 +278,10 @@ static void stress_run(unsigned workers, double seconds, unsigned seed)
 		rounds++;
 	}
 	print_message("workers %u: %ld rounds, %ld items delivered exactly "
-		"once (%ld dropped at free), %ld cancelled operations, %ld "
-		"try calls\n", workers, rounds, items, dropped, cancels, tries);
+		      "once (%ld dropped at free), %ld cancelled operations, "
+		      "%ld "
+		      "try calls\n",
+		workers, rounds, items, dropped, cancels, tries);
 	free(r);
 }
 

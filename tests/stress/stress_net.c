@@ -33,9 +33,9 @@ static unsigned char pattern(size_t i)
 }
 
 struct pair {
-	weft_stream_t *a, *b;       /* b writes, a reads */
+	weft_stream_t *a, *b; /* b writes, a reads */
 	uint64_t seed;
-	size_t got;                 /* bytes verified by the reader */
+	size_t got; /* bytes verified by the reader */
 	/* The reader's current scope, for the canceller (under lock). */
 	atomic_flag lock;
 	weft_scope_t *cur;
@@ -115,10 +115,10 @@ static int reader_main(void *arg)
 				eof = true;
 		} else {
 			/* Up to and including the next byte equal to d. */
-			unsigned char d = pattern(p->got +
-				weft_test_rand(&s) % 700);
-			n = weft_stream_read_until(p->a, buf, len > 600 ? 600 :
-				len, &d, 1);
+			unsigned char d = pattern(
+				p->got + weft_test_rand(&s) % 700);
+			n = weft_stream_read_until(p->a, buf,
+				len > 600 ? 600 : len, &d, 1);
 			if (n > 0) {
 				CHECK_EQ(buf[n - 1], d);
 				if (!verify(p, buf, (size_t)n))
@@ -189,7 +189,8 @@ static int round_root(void *arg)
 		atomic_init(&p->reader_done, false);
 		p->seed = r->seed + (uint64_t)i * 7919 + 1;
 		CHECK_EQ(weft_tcp_connect(&p->b, "127.0.0.1",
-			weft_listener_port(l)), 0);
+				 weft_listener_port(l)),
+			0);
 		CHECK_EQ(weft_listener_accept(l, &p->a), 0);
 	}
 	weft_listener_close(l);
@@ -221,8 +222,8 @@ static void test_stress_net__cancelled_reads_lose_no_byte(void **state)
 		assert_int_equal(weft_test_run(workers, round_root, &r), 0);
 		r.rounds++;
 	} while (weft_now() < end);
-	print_message("%u workers: %ld rounds, %ld cancelled calls\n",
-		workers, r.rounds, r.cancels);
+	print_message("%u workers: %ld rounds, %ld cancelled calls\n", workers,
+		r.rounds, r.cancels);
 	assert_true(r.cancels > 0);
 }
 

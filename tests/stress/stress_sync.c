@@ -29,11 +29,11 @@ struct round {
 	weft_lock_t *lock;
 	weft_semaphore_t *sem;
 	weft_limiter_t *lim;
-	long counter;                /* under lock */
+	long counter; /* under lock */
 	atomic_long lock_ok, sem_ok, lim_ok, cancelled;
 	atomic_int lock_in, sem_in, lim_in;
 	atomic_int violations;
-	atomic_size_t lim_total;     /* current total (changes) */
+	atomic_size_t lim_total; /* current total (changes) */
 	int64_t end;
 	uint64_t seed;
 };
@@ -51,8 +51,8 @@ static void hold(struct user *u)
 {
 	unsigned r = (unsigned)(weft_test_rand(&u->rng) % 16);
 	if (r == 0)
-		(void)weft_sleep((int64_t)(weft_test_rand(&u->rng) % 50) *
-			1000);
+		(void)weft_sleep(
+			(int64_t)(weft_test_rand(&u->rng) % 50) * 1000);
 	else if (r < 5)
 		(void)weft_cancel_shielded_checkpoint();
 }
@@ -63,8 +63,10 @@ static void one_op(struct user *u, int which)
 	struct round *r = u->r;
 	weft_scope_t *s = NULL;
 	if (weft_test_rand(&u->rng) % 3 != 0)
-		CHECK_EQ(weft_move_on_after(&s, (int64_t)
-			(weft_test_rand(&u->rng) % 300) * 1000), 0);
+		CHECK_EQ(weft_move_on_after(&s,
+				 (int64_t)(weft_test_rand(&u->rng) % 300) *
+					 1000),
+			0);
 	int rc;
 	switch (which) {
 	case 0:
@@ -150,8 +152,11 @@ static int round_root(void *arg)
 		if (act == 0)
 			weft_task_cancel(h[weft_test_rand(&rng) % TASKS]);
 		else if (act == 1)
-			CHECK_EQ(weft_limiter_set_total(r->lim, TOKENS +
-				(size_t)(weft_test_rand(&rng) % 3)), 0);
+			CHECK_EQ(weft_limiter_set_total(r->lim,
+					 TOKENS +
+						 (size_t)(weft_test_rand(&rng) %
+							 3)),
+				0);
 	}
 	CHECK_EQ(weft_group_join(g, NULL), 0);
 	for (int i = 0; i < TASKS; i++)
@@ -201,7 +206,8 @@ static void test_stress__sync_users_with_random_cancels_keep_exact_accounts(
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		WEFT_TEST(test_stress__sync_users_with_random_cancels_keep_exact_accounts),
+		WEFT_TEST(
+			test_stress__sync_users_with_random_cancels_keep_exact_accounts),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

@@ -39,8 +39,8 @@ static int tree_leaf(struct node *n)
 	struct tree *t = n->tree;
 	unsigned r = (unsigned)(weft_test_rand(&n->rng) % 100);
 	if (r < 30) {
-		int rc = weft_sleep((int64_t)(weft_test_rand(&n->rng) % 2000) *
-			1000);
+		int rc = weft_sleep(
+			(int64_t)(weft_test_rand(&n->rng) % 2000) * 1000);
 		if (rc < 0) {
 			atomic_fetch_add(&t->cancelled, 1);
 			return rc;
@@ -66,8 +66,8 @@ static int tree_inner(struct node *n)
 	/* Some subtrees run under a random deadline. */
 	weft_scope_t *s = NULL;
 	if (weft_test_rand(&n->rng) % 100 < 20)
-		weft_move_on_after(&s, (int64_t)
-			(weft_test_rand(&n->rng) % 3000) * 1000);
+		weft_move_on_after(&s,
+			(int64_t)(weft_test_rand(&n->rng) % 3000) * 1000);
 	weft_group_t *g;
 	int rc = weft_group_open(&g);
 	if (rc < 0) {
@@ -144,8 +144,8 @@ static void stress_tree_run(unsigned workers, double seconds, unsigned seed)
 	uint64_t *seen = malloc(sizeof *seen * MAX_TASKS);
 	while (weft_now() < end) {
 		memset(t, 0, sizeof *t);
-		struct node root = { t, ((uint64_t)seed << 20) + (uint64_t)rounds + 1,
-			0 };
+		struct node root = { t,
+			((uint64_t)seed << 20) + (uint64_t)rounds + 1, 0 };
 		weft_error_t *err = NULL;
 		int rc = weft_test_run_err(workers, tree_node, &root, &err);
 		long nf = atomic_load(&t->nfailed);
@@ -156,7 +156,7 @@ static void stress_tree_run(unsigned workers, double seconds, unsigned seed)
 		weft_error_free(err);
 		if (nf > 0)
 			assert_true(rc == WEFT_ECHILD_FAILED || rc == -EIO);
-		else  /* a root under a deadline may end cancelled */
+		else /* a root under a deadline may end cancelled */
 			assert_true(rc == 0 || rc == -ECANCELED);
 		/* Exactly the failed leaves, each once. */
 		assert_int_equal(ns, nf);
@@ -190,7 +190,8 @@ static void test_stress__random_trees_report_every_failure_exactly_once(
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		WEFT_TEST(test_stress__random_trees_report_every_failure_exactly_once),
+		WEFT_TEST(
+			test_stress__random_trees_report_every_failure_exactly_once),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

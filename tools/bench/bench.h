@@ -76,7 +76,7 @@ static inline size_t bench_rank(size_t n, unsigned pct)
 /* Statistics of n samples (v is sorted in place); all zero when n == 0. */
 static inline bench_stats_t bench_stats(double *v, size_t n)
 {
-	bench_stats_t s = {0, 0, 0, 0, 0};
+	bench_stats_t s = { 0, 0, 0, 0, 0 };
 	if (n == 0)
 		return s;
 	qsort(v, n, sizeof v[0], bench_cmp_double);

@@ -37,7 +37,7 @@ struct chain_run {
 static int chain_once(void *arg, long long *value)
 {
 	(void)arg;
-	struct chain_ctx c = {.count = 0};
+	struct chain_ctx c = { .count = 0 };
 	int rc = weft_group_open(&c.g);
 	if (rc < 0)
 		return bench_fail("weft_group_open", rc);
@@ -61,7 +61,7 @@ int main(void)
 {
 	weft_config_t cfg;
 	weft_runtime_t *rt = bench_runtime_create(workload, &cfg);
-	struct chain_run run = {.count = -1};
+	struct chain_run run = { .count = -1 };
 	bench_run_root(workload, rt, chain_root, &run);
 	bench_runtime_destroy(workload, rt);
 	fprintf(stderr, "chain: %lld hops (expected %ld)\n", run.count,

@@ -1,5 +1,5 @@
 /* Child processes of the I/O benchmark drivers (child.h). */
-#define _GNU_SOURCE  /* pipe2 */
+#define _GNU_SOURCE /* pipe2 */
 #include "child.h"
 
 #include <errno.h>
@@ -13,13 +13,13 @@
 
 #include "bench.h"
 
-#define CHILD_START_NS (10 * WEFT_SEC)  /* server start to "port=" */
-#define CHILD_STOP_NS (10 * WEFT_SEC)   /* SIGTERM to exit */
+#define CHILD_START_NS (10 * WEFT_SEC) /* server start to "port=" */
+#define CHILD_STOP_NS (10 * WEFT_SEC)  /* SIGTERM to exit */
 
 /* Forwards what the server printed after its first line; see child.h. */
 void bench_server_drain(struct bench_server *s, int ms)
 {
-	struct pollfd p = {.fd = s->out, .events = POLLIN};
+	struct pollfd p = { .fd = s->out, .events = POLLIN };
 	char buf[4096];
 	while (s->out >= 0 && poll(&p, 1, ms) > 0) {
 		ssize_t n = read(s->out, buf, sizeof buf);
@@ -47,8 +47,8 @@ pid_t bench_spawn(const char *workload, char *const argv[], int *out)
 		if (dup2(p[1], STDOUT_FILENO) < 0)
 			_exit(127);
 		execvp(argv[0], argv);
-		fprintf(stderr, "weft-bench-%s: cannot run %s: %s\n",
-			workload, argv[0], strerror(errno));
+		fprintf(stderr, "weft-bench-%s: cannot run %s: %s\n", workload,
+			argv[0], strerror(errno));
 		_exit(127);
 	}
 	close(p[1]);
@@ -62,10 +62,12 @@ void bench_server_start(struct bench_server *s, const char *workload,
 {
 	s->workload = workload;
 	if (access(path, X_OK) != 0)
-		bench_die(workload, "no server at %s (%s): build the network "
+		bench_die(workload,
+			"no server at %s (%s): build the network "
 			"tools (-DWEFT_BUILD_TOOLS=ON) or set "
-			"%s", path, strerror(errno), env_var);
-	char *argv[] = {(char *)path, "-p", "0", "-b", "127.0.0.1", NULL};
+			"%s",
+			path, strerror(errno), env_var);
+	char *argv[] = { (char *)path, "-p", "0", "-b", "127.0.0.1", NULL };
 	s->pid = bench_spawn(workload, argv, &s->out);
 	char line[128];
 	size_t len = 0;
@@ -74,21 +76,23 @@ void bench_server_start(struct bench_server *s, const char *workload,
 	 * here (bench_server_drain forwards the rest). */
 	while (len + 1 < sizeof line) {
 		int64_t left = deadline - bench_now();
-		struct pollfd p = {.fd = s->out, .events = POLLIN};
+		struct pollfd p = { .fd = s->out, .events = POLLIN };
 		if (left <= 0 || poll(&p, 1, (int)(left / WEFT_MSEC) + 1) == 0)
 			bench_die(workload, "%s printed no port in 10 s", path);
 		ssize_t n = read(s->out, line + len, 1);
 		if (n <= 0)
-			bench_die(workload, "%s exited before printing its "
-				"port", path);
+			bench_die(workload,
+				"%s exited before printing its "
+				"port",
+				path);
 		if (line[len] == '\n')
 			break;
 		len++;
 	}
 	line[len] = '\0';
 	if (sscanf(line, "port=%d", &s->port) != 1 || s->port <= 0)
-		bench_die(workload, "%s: first line is '%s', not port=N",
-			path, line);
+		bench_die(workload, "%s: first line is '%s', not port=N", path,
+			line);
 }
 
 /* /proc/<pid>/stat fields 14 and 15, in clock ticks. */
@@ -105,8 +109,11 @@ double bench_cpu_ms(const char *workload, pid_t pid)
 	/* The command name (field 2) may hold spaces; count from its ')'. */
 	char *p = strrchr(buf, ')');
 	unsigned long ut, st;
-	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
-		"%*u %*u %lu %lu", &ut, &st) != 2)
+	if (p == NULL ||
+		sscanf(p + 2,
+			"%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+			"%*u %*u %lu %lu",
+			&ut, &st) != 2)
 		bench_die(workload, "%s: cannot parse", path);
 	return (double)(ut + st) * 1e3 / (double)sysconf(_SC_CLK_TCK);
 }
@@ -123,7 +130,8 @@ void bench_server_stop(struct bench_server *s, struct rusage *ru)
 		if (bench_now() > deadline) {
 			kill(s->pid, SIGKILL);
 			waitpid(s->pid, &status, 0);
-			bench_die(workload, "the server ignored SIGTERM for "
+			bench_die(workload,
+				"the server ignored SIGTERM for "
 				"10 s");
 		}
 		bench_server_drain(s, 10);
@@ -134,8 +142,10 @@ void bench_server_stop(struct bench_server *s, struct rusage *ru)
 	if (r < 0)
 		bench_die(workload, "wait4: %s", strerror(errno));
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		bench_die(workload, "the server ended with status 0x%x after "
-			"SIGTERM", status);
+		bench_die(workload,
+			"the server ended with status 0x%x after "
+			"SIGTERM",
+			status);
 }
 
 /* See child.h. */
@@ -153,8 +163,8 @@ int bench_run_capture(struct bench_server *s, char *const argv[], char *out,
 			waitpid(pid, NULL, 0);
 			bench_die(workload, "%s ran too long", argv[0]);
 		}
-		struct pollfd p[2] = {{.fd = fd, .events = POLLIN},
-			{.fd = s->out, .events = POLLIN}};
+		struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
+			{ .fd = s->out, .events = POLLIN } };
 		if (poll(p, s->out >= 0 ? 2 : 1, 100) < 0 && errno != EINTR)
 			bench_die(workload, "poll: %s", strerror(errno));
 		if (s->out >= 0 && p[1].revents)
@@ -162,8 +172,8 @@ int bench_run_capture(struct bench_server *s, char *const argv[], char *out,
 		if (p[0].revents == 0)
 			continue;
 		char sink[4096];
-		ssize_t r = len + 1 < cap ? read(fd, out + len, cap - 1 - len) :
-			read(fd, sink, sizeof sink);
+		ssize_t r = len + 1 < cap ? read(fd, out + len, cap - 1 - len)
+					  : read(fd, sink, sizeof sink);
 		if (r <= 0)
 			break;
 		if (len + 1 < cap)

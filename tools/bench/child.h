@@ -11,9 +11,9 @@
 #include <sys/types.h>
 
 struct bench_server {
-	const char *workload;  /* for messages */
+	const char *workload; /* for messages */
 	pid_t pid;
-	int out;               /* read end of its stdout, -1 once closed */
+	int out; /* read end of its stdout, -1 once closed */
 	int port;
 };
 

@@ -55,10 +55,10 @@ struct ec_opts {
 /* One connection's state; the event loop is the only thread. */
 struct ec_conn {
 	int fd;
-	long seq;          /* round trips completed */
-	size_t sent;       /* bytes of the current message written */
-	size_t got;        /* bytes of the current reply read */
-	int64_t t_send;    /* when the current message's first byte went */
+	long seq;	    /* round trips completed */
+	size_t sent;	    /* bytes of the current message written */
+	size_t got;	    /* bytes of the current reply read */
+	int64_t t_send;	    /* when the current message's first byte went */
 	unsigned char *msg; /* [size] the current message */
 	unsigned char *rep; /* [size] the reply so far */
 };
@@ -88,45 +88,45 @@ static long ec_parse(const char *s, long min, long max, const char *what)
 	errno = 0;
 	long v = strtol(s, &end, 10);
 	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-		ec_die("%s must be an integer in %ld..%ld, not '%s'", what,
-			min, max, s);
+		ec_die("%s must be an integer in %ld..%ld, not '%s'", what, min,
+			max, s);
 	return v;
 }
 
 static void ec_usage(void)
 {
-	fprintf(stderr, "usage: weft-echo-client -p PORT [-h HOST] "
+	fprintf(stderr,
+		"usage: weft-echo-client -p PORT [-h HOST] "
 		"[-c CONNS] [-n ROUNDTRIPS] [-s SIZE] [-t TIMEOUT_S]\n");
 	exit(2);
 }
 
 static void ec_parse_args(int argc, char **argv, struct ec_opts *o)
 {
-	*o = (struct ec_opts){.host = "127.0.0.1", .port = -1, .conns = 64,
-		.n = 10000, .size = 64, .timeout_s = 60};
+	*o = (struct ec_opts){ .host = "127.0.0.1",
+		.port = -1,
+		.conns = 64,
+		.n = 10000,
+		.size = 64,
+		.timeout_s = 60 };
 	int opt;
 	while ((opt = getopt(argc, argv, "h:p:c:n:s:t:")) != -1) {
 		switch (opt) {
-		case 'h':
-			o->host = optarg;
-			break;
+		case 'h': o->host = optarg; break;
 		case 'p':
 			o->port = (int)ec_parse(optarg, 1, 65535, "-p");
 			break;
 		case 'c':
 			o->conns = ec_parse(optarg, 1, EC_MAX_CONNS, "-c");
 			break;
-		case 'n':
-			o->n = ec_parse(optarg, 1, 100000000, "-n");
-			break;
+		case 'n': o->n = ec_parse(optarg, 1, 100000000, "-n"); break;
 		case 's':
 			o->size = ec_parse(optarg, 16, EC_MAX_SIZE, "-s");
 			break;
 		case 't':
 			o->timeout_s = ec_parse(optarg, 1, 86400, "-t");
 			break;
-		default:
-			ec_usage();
+		default: ec_usage();
 		}
 	}
 	if (o->port < 0 || optind != argc)
@@ -151,7 +151,7 @@ static int ec_connect(const struct sockaddr_in *sa, long timeout_s)
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		ec_die("socket: %s", strerror(errno));
-	struct timeval tv = {.tv_sec = timeout_s};
+	struct timeval tv = { .tv_sec = timeout_s };
 	int one = 1;
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
@@ -171,14 +171,14 @@ struct ec_loop {
 	const struct ec_opts *o;
 	int ep;
 	struct ec_conn *conns;
-	long open;      /* connections with round trips left */
-	int64_t *rtt;   /* [conns * n] ns, in completion order */
+	long open;    /* connections with round trips left */
+	int64_t *rtt; /* [conns * n] ns, in completion order */
 	size_t nrtt;
 };
 
 static void ec_watch(struct ec_loop *l, long c, int op, uint32_t events)
 {
-	struct epoll_event ev = {.events = events, .data.u64 = (uint64_t)c};
+	struct epoll_event ev = { .events = events, .data.u64 = (uint64_t)c };
 	if (epoll_ctl(l->ep, op, l->conns[c].fd, &ev) != 0)
 		ec_die("epoll_ctl: %s", strerror(errno));
 }
@@ -235,14 +235,16 @@ static void ec_receive(struct ec_loop *l, long c)
 			ec_die("connection %ld: recv: %s", c, strerror(errno));
 		if (r == 0)
 			ec_die("connection %ld: the server closed it after %ld "
-				"round trips", c, k->seq);
+			       "round trips",
+				c, k->seq);
 		k->got += (size_t)r;
 		if (k->got < size)
 			continue;
 		int64_t t = ec_now();
 		if (k->sent != size || memcmp(k->msg, k->rep, size) != 0)
 			ec_die("connection %ld: round trip %ld: the reply is "
-				"not the message sent", c, k->seq);
+			       "not the message sent",
+				c, k->seq);
 		l->rtt[l->nrtt++] = t - k->t_send;
 		if (++k->seq == l->o->n) {
 			/* Closing also removes it from the epoll set. */
@@ -265,7 +267,8 @@ static void ec_run(struct ec_loop *l, int64_t deadline)
 		int64_t left = deadline - ec_now();
 		if (left <= 0)
 			ec_die("timed out after %ld s with %zu of %ld round "
-				"trips done", l->o->timeout_s, l->nrtt,
+			       "trips done",
+				l->o->timeout_s, l->nrtt,
 				l->o->conns * l->o->n);
 		int ms = left > 1000000000 ? 1000 : (int)(left / 1000000) + 1;
 		int n = epoll_wait(l->ep, evs, 256, ms);
@@ -304,12 +307,12 @@ int main(int argc, char **argv)
 {
 	struct ec_opts o;
 	ec_parse_args(argc, argv, &o);
-	struct sockaddr_in sa = {.sin_family = AF_INET,
-		.sin_port = htons((uint16_t)o.port)};
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		.sin_port = htons((uint16_t)o.port) };
 	if (inet_pton(AF_INET, o.host, &sa.sin_addr) != 1)
 		ec_die("-h wants an IPv4 address, not '%s'", o.host);
 
-	struct ec_loop l = {.o = &o, .open = o.conns};
+	struct ec_loop l = { .o = &o, .open = o.conns };
 	size_t total = (size_t)o.conns * (size_t)o.n;
 	l.conns = calloc((size_t)o.conns, sizeof *l.conns);
 	l.rtt = malloc(total * sizeof *l.rtt);
@@ -339,9 +342,9 @@ int main(int argc, char **argv)
 		(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 	double secs = (double)(t2 - t1) / 1e9;
 	printf("conns=%ld roundtrips=%zu size=%ld connect_ms=%.3f "
-		"total_ms=%.3f roundtrips_per_s=%.1f rtt_p50_us=%.1f "
-		"rtt_p99_us=%.1f rtt_max_us=%.1f cpu_ms=%.1f\n", o.conns,
-		l.nrtt, o.size, (double)(t1 - t0) / 1e6,
+	       "total_ms=%.3f roundtrips_per_s=%.1f rtt_p50_us=%.1f "
+	       "rtt_p99_us=%.1f rtt_max_us=%.1f cpu_ms=%.1f\n",
+		o.conns, l.nrtt, o.size, (double)(t1 - t0) / 1e6,
 		(double)(t2 - t1) / 1e6, (double)l.nrtt / secs,
 		ec_pct_us(l.rtt, l.nrtt, 50), ec_pct_us(l.rtt, l.nrtt, 99),
 		ec_pct_us(l.rtt, l.nrtt, 100), cpu_ms);

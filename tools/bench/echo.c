@@ -49,8 +49,7 @@ static const char *const workload = "echo";
 #define ECHO_N 10000
 #define ECHO_WARMUP_N 1000
 #define ECHO_MAX_REPS 64
-#define ECHO_CLIENT_NS (90 * WEFT_SEC)  /* the client bounds itself at 60 */
-
+#define ECHO_CLIENT_NS (90 * WEFT_SEC) /* the client bounds itself at 60 */
 
 /* {====== one client run */
 
@@ -61,20 +60,20 @@ struct echo_result {
 
 /* Runs the client against the server once with n round trips per
  * connection, forwarding the server's output meanwhile. */
-static void echo_client_run(struct bench_server *s, const char *client,
-	long n, struct echo_result *res)
+static void echo_client_run(struct bench_server *s, const char *client, long n,
+	struct echo_result *res)
 {
 	char port[16], nstr[24], conns[16];
 	snprintf(port, sizeof port, "%d", s->port);
 	snprintf(nstr, sizeof nstr, "%ld", n);
 	snprintf(conns, sizeof conns, "%d", ECHO_CONNS);
-	char *argv[] = {(char *)client, "-p", port, "-c", conns, "-n", nstr,
-		"-s", "64", "-t", "60", NULL};
+	char *argv[] = { (char *)client, "-p", port, "-c", conns, "-n", nstr,
+		"-s", "64", "-t", "60", NULL };
 	double cpu0 = bench_cpu_ms(workload, s->pid);
 	char buf[1024];
 	struct rusage ru;
-	int status = bench_run_capture(s, argv, buf, sizeof buf,
-		ECHO_CLIENT_NS, &ru);
+	int status = bench_run_capture(s, argv, buf, sizeof buf, ECHO_CLIENT_NS,
+		&ru);
 	res->server_cpu_ms = bench_cpu_ms(workload, s->pid) - cpu0;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		bench_die(workload, "the client failed (status 0x%x)", status);
@@ -84,9 +83,11 @@ static void echo_client_run(struct bench_server *s, const char *client,
 	const char *u = strstr(buf, "total_ms=");
 	if (t == NULL || u == NULL ||
 		sscanf(t, "roundtrips=%ld", &res->roundtrips) != 1 ||
-		sscanf(u, "total_ms=%lf roundtrips_per_s=%lf rtt_p50_us=%lf "
-			"rtt_p99_us=%lf", &res->total_ms, &res->rps,
-			&res->p50_us, &res->p99_us) != 4)
+		sscanf(u,
+			"total_ms=%lf roundtrips_per_s=%lf rtt_p50_us=%lf "
+			"rtt_p99_us=%lf",
+			&res->total_ms, &res->rps, &res->p50_us,
+			&res->p99_us) != 4)
 		bench_die(workload, "cannot parse the client's output '%s'",
 			buf);
 }
@@ -129,10 +130,12 @@ int main(void)
 	for (int r = 0; r < reps; r++) {
 		struct echo_result res;
 		echo_client_run(&s, client, n, &res);
-		fprintf(stderr, "echo: rep %d: %ld round trips in %.1f ms, "
+		fprintf(stderr,
+			"echo: rep %d: %ld round trips in %.1f ms, "
 			"%.0f/s, RTT p50 %.1f us p99 %.1f us, server CPU "
-			"%.0f ms\n", r, res.roundtrips, res.total_ms, res.rps,
-			res.p50_us, res.p99_us, res.server_cpu_ms);
+			"%.0f ms\n",
+			r, res.roundtrips, res.total_ms, res.rps, res.p50_us,
+			res.p99_us, res.server_cpu_ms);
 		verified += res.roundtrips;
 		ms[r] = res.total_ms;
 		rps[r] = res.rps;
@@ -152,7 +155,8 @@ int main(void)
 	bench_stats_t t = bench_stats(ms, (size_t)reps);
 	bench_stats_t sc = bench_stats(scpu, (size_t)reps);
 	double server_total_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
-		1e3 + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+			1e3 +
+		(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 	bench_json_t j;
 	bench_json_begin(&j, workload, cfg.workers, (long long)ECHO_CONNS * n);
 	bench_json_times(&j, &t, reps);

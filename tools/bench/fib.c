@@ -33,7 +33,7 @@ static int fib_compute(int n, long long *out)
 	int rc = weft_group_open(&g);
 	if (rc < 0)
 		return bench_fail("weft_group_open", rc);
-	struct fib_slot child = {.n = n - 1, .result = 0};
+	struct fib_slot child = { .n = n - 1, .result = 0 };
 	int spawn_rc = weft_group_spawn(g, fib_task, &child);
 	long long b = 0;
 	int inline_rc = spawn_rc < 0 ? 0 : fib_compute(n - 2, &b);
@@ -74,8 +74,8 @@ static int fib_once(void *arg, long long *value)
 static int fib_root(void *arg)
 {
 	struct fib_run *run = arg;
-	return bench_repeat(fib_once, &run->n, fib_serial(run->n),
-		&run->result, run->ms);
+	return bench_repeat(fib_once, &run->n, fib_serial(run->n), &run->result,
+		run->ms);
 }
 
 static long long fib_serial(int n)
@@ -97,7 +97,7 @@ static long long fib_spawns(int n)
 
 static void fib_bench(weft_runtime_t *rt, const weft_config_t *cfg, int n)
 {
-	struct fib_run run = {.n = n, .result = -1};
+	struct fib_run run = { .n = n, .result = -1 };
 	bench_run_root(workload, rt, fib_root, &run);
 	long long want = fib_serial(n);
 	fprintf(stderr, "fib(%d) = %lld (expected %lld)\n", n, run.result,

@@ -48,7 +48,7 @@ static const char *const workload = "http";
 
 #define HTTP_MAX_REPS 32
 #define HTTP_BODY "Hello, World!"
-#define HTTP_GET_NS (5 * WEFT_SEC)     /* the hand-made request */
+#define HTTP_GET_NS (5 * WEFT_SEC)	  /* the hand-made request */
 #define HTTP_WRK_SLACK_NS (30 * WEFT_SEC) /* wrk beyond its -d */
 
 /* {====== child processes (child.h) */
@@ -64,14 +64,14 @@ static int http_check(int port)
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		bench_die(workload, "socket: %s", strerror(errno));
-	struct timeval tv = {.tv_sec = HTTP_GET_NS / WEFT_SEC};
+	struct timeval tv = { .tv_sec = HTTP_GET_NS / WEFT_SEC };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-	struct sockaddr_in sa = {.sin_family = AF_INET,
+	struct sockaddr_in sa = { .sin_family = AF_INET,
 		.sin_port = htons((uint16_t)port),
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	static const char req[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-		"Connection: close\r\n\r\n";
+				  "Connection: close\r\n\r\n";
 	char buf[4096];
 	size_t len = 0;
 	int ok = 0;
@@ -119,8 +119,8 @@ static int http_in_path(const char *name)
 	char dir[4096];
 	while (*path) {
 		size_t n = strcspn(path, ":");
-		snprintf(dir, sizeof dir, "%.*s/%s", (int)n,
-			n ? path : ".", name);
+		snprintf(dir, sizeof dir, "%.*s/%s", (int)n, n ? path : ".",
+			name);
 		if (access(dir, X_OK) == 0)
 			return 1;
 		path += n + (path[n] == ':');
@@ -135,8 +135,11 @@ static int http_parse_us(const char *s, double *us)
 	char unit[4] = "";
 	if (sscanf(s, "%lf%3[a-z]", &v, unit) != 2)
 		return -1;
-	static const struct { const char *u; double f; } units[] = {
-		{"us", 1}, {"ms", 1e3}, {"s", 1e6}, {"m", 60e6}, {"h", 3600e6}};
+	static const struct {
+		const char *u;
+		double f;
+	} units[] = { { "us", 1 }, { "ms", 1e3 }, { "s", 1e6 }, { "m", 60e6 },
+		{ "h", 3600e6 } };
 	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
 		if (strcmp(unit, units[i].u) == 0) {
 			*us = v * units[i].f;
@@ -173,8 +176,11 @@ static int http_parse_wrk(const char *t, struct http_result *res)
 	res->sock_errors = 0;
 	const char *se = strstr(t, "Socket errors:");
 	long c, r, w, to;
-	if (se && sscanf(se, "Socket errors: connect %ld, read %ld, write "
-		"%ld, timeout %ld", &c, &r, &w, &to) == 4)
+	if (se &&
+		sscanf(se,
+			"Socket errors: connect %ld, read %ld, write "
+			"%ld, timeout %ld",
+			&c, &r, &w, &to) == 4)
 		res->sock_errors = c + r + w + to;
 	return 0;
 }
@@ -184,7 +190,8 @@ static int http_parse_wrk(const char *t, struct http_result *res)
 int main(void)
 {
 	if (!http_in_path("wrk")) {
-		fprintf(stderr, "weft-bench-http: wrk is not installed "
+		fprintf(stderr,
+			"weft-bench-http: wrk is not installed "
 			"(Debian: apt-get install wrk, or tools/run deps); "
 			"B10 skipped\n");
 		return 0;
@@ -195,8 +202,7 @@ int main(void)
 	int reps = (int)bench_env_long(workload, "BENCH_HTTP_REPS", 3,
 		HTTP_MAX_REPS);
 	long dur_s = bench_env_long(workload, "BENCH_HTTP_DURATION", 5, 600);
-	long conns = bench_env_long(workload, "BENCH_HTTP_CONNS", 100,
-		10000);
+	long conns = bench_env_long(workload, "BENCH_HTTP_CONNS", 100, 10000);
 	const char *server = getenv("WEFT_BENCH_HTTP_SERVER");
 	if (server == NULL || *server == '\0')
 		server = WEFT_BENCH_HTTP_SERVER;
@@ -207,15 +213,17 @@ int main(void)
 	if (!http_check(s.port)) {
 		kill(s.pid, SIGKILL);
 		waitpid(s.pid, NULL, 0);
-		bench_die(workload, "wrong checksum: GET / did not answer 200 "
-			"\"%s\"", HTTP_BODY);
+		bench_die(workload,
+			"wrong checksum: GET / did not answer 200 "
+			"\"%s\"",
+			HTTP_BODY);
 	}
 	char url[64], c[24], d[24];
 	snprintf(url, sizeof url, "http://127.0.0.1:%d/", s.port);
 	snprintf(c, sizeof c, "-c%ld", conns);
 	snprintf(d, sizeof d, "-d%lds", dur_s);
 	char out[8192];
-	char *warm[] = {"wrk", "-t1", c, "-d2s", url, NULL};
+	char *warm[] = { "wrk", "-t1", c, "-d2s", url, NULL };
 	bench_run_capture(&s, warm, out, sizeof out,
 		2 * WEFT_SEC + HTTP_WRK_SLACK_NS, NULL);
 
@@ -223,7 +231,7 @@ int main(void)
 		p99[HTTP_MAX_REPS], cpu[HTTP_MAX_REPS];
 	long non2xx = 0, sock_errors = 0, requests = 0;
 	for (int r = 0; r < reps; r++) {
-		char *argv[] = {"wrk", "-t1", c, d, "--latency", url, NULL};
+		char *argv[] = { "wrk", "-t1", c, d, "--latency", url, NULL };
 		double cpu0 = bench_cpu_ms(workload, s.pid);
 		int64_t t0 = bench_now();
 		int st = bench_run_capture(&s, argv, out, sizeof out,
@@ -235,16 +243,19 @@ int main(void)
 			http_parse_wrk(out, &res) < 0)
 			bench_die(workload, "wrk failed (status 0x%x):\n%s", st,
 				out);
-		fprintf(stderr, "http: run %d: %.0f req/s, p50 %.0f us, p99 "
+		fprintf(stderr,
+			"http: run %d: %.0f req/s, p50 %.0f us, p99 "
 			"%.0f us, %ld requests, %ld non-2xx, %ld socket "
-			"errors\n", r, res.rps, res.p50_us, res.p99_us,
-			res.requests, res.non2xx, res.sock_errors);
+			"errors\n",
+			r, res.rps, res.p50_us, res.p99_us, res.requests,
+			res.non2xx, res.sock_errors);
 		ms[r] = bench_ms(t1 - t0);
 		rps[r] = res.rps;
 		p50[r] = res.p50_us;
 		p99[r] = res.p99_us;
-		cpu[r] = res.requests > 0 ?
-			(cpu1 - cpu0) * 1e3 / (double)res.requests : 0;
+		cpu[r] = res.requests > 0
+			? (cpu1 - cpu0) * 1e3 / (double)res.requests
+			: 0;
 		non2xx += res.non2xx;
 		sock_errors += res.sock_errors;
 		requests += res.requests;
@@ -252,8 +263,10 @@ int main(void)
 	struct rusage ru;
 	bench_server_stop(&s, &ru);
 	if (non2xx != 0 || requests == 0)
-		bench_die(workload, "wrong checksum: %ld requests, %ld non-2xx "
-			"answers", requests, non2xx);
+		bench_die(workload,
+			"wrong checksum: %ld requests, %ld non-2xx "
+			"answers",
+			requests, non2xx);
 
 	bench_stats_t t = bench_stats(ms, (size_t)reps);
 	bench_stats_t q = bench_stats(rps, (size_t)reps);

@@ -29,8 +29,8 @@ static const char *const workload = "lock";
 
 struct lock_run {
 	weft_lock_t *lock;
-	long counter;          /* under lock */
-	long long bad;         /* first wrong checksum, or 0 */
+	long counter;  /* under lock */
+	long long bad; /* first wrong checksum, or 0 */
 	double ms[BENCH_REPS];
 	double solo_ms[BENCH_REPS];
 };
@@ -98,8 +98,8 @@ static int lock_root(void *arg)
 			weft_lock_release(run->lock);
 		}
 		if (r >= BENCH_WARMUP)
-			run->solo_ms[r - BENCH_WARMUP] =
-				bench_ms(bench_now() - t0);
+			run->solo_ms[r - BENCH_WARMUP] = bench_ms(
+				bench_now() - t0);
 	}
 	rc = weft_lock_destroy(run->lock);
 	if (rc < 0)

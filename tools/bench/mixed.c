@@ -50,17 +50,17 @@ enum mixed_mode { MIXED_SLEEP, MIXED_DEADLINE };
  * tasks; `done` is the only field written while they run. */
 struct mixed_rep {
 	enum mixed_mode mode;
-	int ticks;          /* sleeps to do */
-	int cpu_tasks;      /* CPU tasks to run beside the sleeper */
-	int64_t start;      /* when the repetition started */
-	int64_t cpu_until;  /* the CPU tasks run at least until then */
+	int ticks;	   /* sleeps to do */
+	int cpu_tasks;	   /* CPU tasks to run beside the sleeper */
+	int64_t start;	   /* when the repetition started */
+	int64_t cpu_until; /* the CPU tasks run at least until then */
 	/* Set by the sleeper when its last wake is recorded.  Relaxed: it
 	 * only tells the CPU tasks to stop; the lateness array is read by the
 	 * root after the join, which orders it (the join is acquire). */
 	atomic_int done;
-	int64_t *late;      /* [ticks], ns; written by the sleeper only */
-	int bad;            /* sleeps that failed or woke early: sleeper */
-	long chunks[MIXED_MAX_CPU_TASKS]; /* each written by its task only */
+	int64_t *late; /* [ticks], ns; written by the sleeper only */
+	int bad;       /* sleeps that failed or woke early: sleeper */
+	long chunks[MIXED_MAX_CPU_TASKS];   /* each written by its task only */
 	uint64_t sink[MIXED_MAX_CPU_TASKS]; /* keeps the LCG loop alive */
 };
 
@@ -103,9 +103,9 @@ static int mixed_sleeper(void *arg)
 	int64_t start = weft_now();
 	int rc = 0;
 	for (int k = 0; k < rep->ticks; k++) {
-		int64_t due = rep->mode == MIXED_SLEEP ?
-			weft_now() + WEFT_MSEC :
-			start + (int64_t)(k + 1) * WEFT_MSEC;
+		int64_t due = rep->mode == MIXED_SLEEP
+			? weft_now() + WEFT_MSEC
+			: start + (int64_t)(k + 1) * WEFT_MSEC;
 		rc = weft_sleep_until(due);
 		int64_t woke = weft_now();
 		if (rc < 0)
@@ -151,13 +151,13 @@ struct mixed_run {
 	int reps;
 	int cpu_tasks;
 	int64_t secs;
-	long ticks_ok;  /* wakes recorded in measured repetitions */
+	long ticks_ok; /* wakes recorded in measured repetitions */
 	long bad;
-	long chunks;    /* CPU chunks over the measured repetitions */
+	long chunks; /* CPU chunks over the measured repetitions */
 	double ms[MIXED_MAX_REPS];
 	double p50_us[MIXED_MAX_REPS], p99_us[MIXED_MAX_REPS];
 	double max_us;
-	int64_t *late;  /* [MIXED_TICKS] scratch */
+	int64_t *late; /* [MIXED_TICKS] scratch */
 };
 
 static int mixed_root(void *arg)
@@ -165,8 +165,9 @@ static int mixed_root(void *arg)
 	struct mixed_run *run = arg;
 	for (int r = -1; r < run->reps; r++) {
 		int warm = r < 0;
-		struct mixed_rep rep = {.mode = run->mode, .late = run->late,
-			.cpu_tasks = run->cpu_tasks};
+		struct mixed_rep rep = { .mode = run->mode,
+			.late = run->late,
+			.cpu_tasks = run->cpu_tasks };
 		rep.ticks = warm ? MIXED_WARMUP_TICKS : MIXED_TICKS;
 		/* Not an atomic operation: no task exists yet, and the
 		 * spawns publish it. */
@@ -207,7 +208,7 @@ static void mixed_report(const weft_config_t *cfg, struct mixed_run *run)
 	bench_json_int(&j, "cpu_secs", run->secs);
 	bench_json_num(&j, "cpu_chunks_per_s",
 		run->chunks / (ms.median > 0 ? ms.median / 1e3 : 1) /
-		run->reps);
+			run->reps);
 	bench_json_num(&j, "lateness_p50_us", p50.median);
 	bench_json_num(&j, "lateness_p99_us", p99.median);
 	bench_json_num(&j, "lateness_max_us", run->max_us);
@@ -224,9 +225,10 @@ int main(void)
 		MIXED_MAX_REPS);
 	/* "none" (0) gives the idle baseline: the same sleeps, no load. */
 	const char *ct = getenv("BENCH_MIXED_CPU_TASKS");
-	int cpu_tasks = ct != NULL && strcmp(ct, "none") == 0 ? 0 :
-		(int)bench_env_long(workload, "BENCH_MIXED_CPU_TASKS",
-			MIXED_CPU_TASKS, MIXED_MAX_CPU_TASKS);
+	int cpu_tasks = ct != NULL && strcmp(ct, "none") == 0
+		? 0
+		: (int)bench_env_long(workload, "BENCH_MIXED_CPU_TASKS",
+			  MIXED_CPU_TASKS, MIXED_MAX_CPU_TASKS);
 	const char *m = getenv("BENCH_MIXED_MODE");
 	int modes[2], nmodes = 0;
 	if (m == NULL || *m == '\0' || strcmp(m, "sleep") == 0)
@@ -237,22 +239,28 @@ int main(void)
 		modes[nmodes++] = MIXED_SLEEP;
 		modes[nmodes++] = MIXED_DEADLINE;
 	} else
-		bench_die(workload, "BENCH_MIXED_MODE must be sleep, deadline "
-			"or both, not '%s'", m);
+		bench_die(workload,
+			"BENCH_MIXED_MODE must be sleep, deadline "
+			"or both, not '%s'",
+			m);
 
 	int64_t late[MIXED_TICKS];
 	weft_config_t cfg;
 	weft_runtime_t *rt = bench_runtime_create(workload, &cfg);
 	int wrong = 0;
 	for (int i = 0; i < nmodes; i++) {
-		struct mixed_run run = {.mode = modes[i], .reps = reps,
-			.cpu_tasks = cpu_tasks, .secs = secs, .late = late};
+		struct mixed_run run = { .mode = modes[i],
+			.reps = reps,
+			.cpu_tasks = cpu_tasks,
+			.secs = secs,
+			.late = late };
 		bench_run_root(workload, rt, mixed_root, &run);
 		long expected = (long)MIXED_TICKS * reps;
-		fprintf(stderr, "mixed: %s: %ld wakes (expected %ld), %ld "
-			"early, %ld CPU chunks\n", run.mode == MIXED_SLEEP ?
-			"sleep" : "deadline", run.ticks_ok, expected, run.bad,
-			run.chunks);
+		fprintf(stderr,
+			"mixed: %s: %ld wakes (expected %ld), %ld "
+			"early, %ld CPU chunks\n",
+			run.mode == MIXED_SLEEP ? "sleep" : "deadline",
+			run.ticks_ok, expected, run.bad, run.chunks);
 		if (run.ticks_ok != expected || run.bad != 0) {
 			wrong = 1;
 			continue;

@@ -48,10 +48,10 @@ static int64_t park_base_ns = 1000 * WEFT_MSEC;
 struct park_ctx {
 	long m;
 	int warmup, reps;
-	int64_t start;     /* of the current run; written before spawning */
+	int64_t start;	   /* of the current run; written before spawning */
 	int64_t *lateness; /* [m], ns */
 	int64_t *parked;   /* [m], when task k went to sleep */
-	int64_t *wake;     /* [m], scratch for park_max_parked */
+	int64_t *wake;	   /* [m], scratch for park_max_parked */
 	/* Results. */
 	long bad; /* tasks whose sleep did not return 0 */
 	long baseline_kb, peak_kb;
@@ -172,7 +172,7 @@ static int park_root(void *arg)
 /* One M, in the calling (child) process.  Returns the exit status. */
 static int park_one(long m, int reps_env)
 {
-	struct park_ctx c = {.m = m, .all_parked = 1};
+	struct park_ctx c = { .m = m, .all_parked = 1 };
 	c.reps = reps_env > 0 ? reps_env : (m >= 1000000 ? 1 : BENCH_REPS);
 	c.warmup = c.reps > 1 ? BENCH_WARMUP : 0;
 	c.lateness = malloc((size_t)m * sizeof *c.lateness);
@@ -254,8 +254,10 @@ int main(int argc, char **argv)
 		char *end;
 		long base_ms = strtol(base, &end, 10);
 		if (*end != '\0' || base_ms < 1 || base_ms > 600000) {
-			fprintf(stderr, "park: BENCH_PARK_BASE_MS='%s': expected "
-				"1..600000\n", base);
+			fprintf(stderr,
+				"park: BENCH_PARK_BASE_MS='%s': expected "
+				"1..600000\n",
+				base);
 			return 2;
 		}
 		park_base_ns = base_ms * WEFT_MSEC;

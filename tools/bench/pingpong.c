@@ -26,8 +26,8 @@ struct pingpong {
 	weft_channel_rx_t *rx1; /* B's end of c1 */
 	weft_channel_tx_t *tx2; /* B's end of c2 */
 	weft_channel_rx_t *rx2; /* A's end of c2 */
-	long long sum;          /* written by A */
-	long wrong;             /* written by A */
+	long long sum;		/* written by A */
+	long wrong;		/* written by A */
 };
 
 static int pingpong_a(void *arg)
@@ -72,7 +72,7 @@ static int pingpong_b(void *arg)
 }
 
 struct pingpong_run {
-	long long sum;  /* the first wrong sum, or the last one */
+	long long sum; /* the first wrong sum, or the last one */
 	long wrong;
 	double ms[BENCH_REPS];
 };
@@ -106,7 +106,7 @@ static int pingpong_root(void *arg)
 {
 	struct pingpong_run *run = arg;
 	for (int r = 0; r < BENCH_WARMUP + BENCH_REPS; r++) {
-		struct pingpong p = {.sum = 0};
+		struct pingpong p = { .sum = 0 };
 		int64_t t0 = bench_now();
 		int rc = pingpong_once(&p);
 		int64_t t1 = bench_now();
@@ -126,11 +126,13 @@ int main(void)
 {
 	weft_config_t cfg;
 	weft_runtime_t *rt = bench_runtime_create(workload, &cfg);
-	struct pingpong_run run = {.sum = -1};
+	struct pingpong_run run = { .sum = -1 };
 	bench_run_root(workload, rt, pingpong_root, &run);
 	bench_runtime_destroy(workload, rt);
-	fprintf(stderr, "pingpong: sum %lld (expected %lld), %ld wrong "
-		"replies\n", run.sum, PINGPONG_SUM, run.wrong);
+	fprintf(stderr,
+		"pingpong: sum %lld (expected %lld), %ld wrong "
+		"replies\n",
+		run.sum, PINGPONG_SUM, run.wrong);
 	if (run.sum != PINGPONG_SUM || run.wrong != 0)
 		bench_die(workload, "wrong checksum");
 	bench_stats_t ms = bench_stats(run.ms, BENCH_REPS);

@@ -35,7 +35,7 @@ static const char *const workload = "skynet";
  * joined. */
 struct skynet_arg {
 	long long num, size;
-	weft_channel_tx_t *tx;  /* the parent's channel */
+	weft_channel_tx_t *tx; /* the parent's channel */
 };
 
 /* The order in the parent (see the top): 0 = receive, then join (flavour
@@ -143,7 +143,7 @@ static void skynet_variant(const char *flavour, int jf)
 	join_first = jf;
 	weft_config_t cfg;
 	weft_runtime_t *rt = bench_runtime_create(workload, &cfg);
-	struct skynet_run run = {.result = -1};
+	struct skynet_run run = { .result = -1 };
 	bench_run_root(workload, rt, skynet_root, &run);
 	bench_runtime_destroy(workload, rt);
 	fprintf(stderr, "skynet(%s) = %lld (expected %lld)\n", flavour,

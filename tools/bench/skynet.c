@@ -88,11 +88,13 @@ int main(void)
 {
 	weft_config_t cfg;
 	weft_runtime_t *rt = bench_runtime_create(workload, &cfg);
-	struct skynet_run run = {.result = -1};
+	struct skynet_run run = { .result = -1 };
 	bench_run_root(workload, rt, skynet_root, &run);
 	bench_runtime_destroy(workload, rt);
-	fprintf(stderr, "skynet(join) = %lld (expected %lld); the channel "
-		"flavour is weft-bench-skynet-chan\n", run.result, SKYNET_SUM);
+	fprintf(stderr,
+		"skynet(join) = %lld (expected %lld); the channel "
+		"flavour is weft-bench-skynet-chan\n",
+		run.result, SKYNET_SUM);
 	if (run.result != SKYNET_SUM)
 		bench_die(workload, "wrong result");
 	bench_stats_t ms = bench_stats(run.ms, BENCH_REPS);

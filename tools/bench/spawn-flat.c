@@ -30,7 +30,7 @@ static int flat_task(void *arg)
 
 struct flat_run {
 	unsigned char *ran; /* FLAT_ROUNDS x FLAT_N flags */
-	long missing;       /* tasks that did not run, over all reps */
+	long missing;	    /* tasks that did not run, over all reps */
 	double ms[BENCH_REPS];
 };
 
@@ -126,13 +126,15 @@ static void flat_variant(bool external, unsigned char *ran)
 	const char *name = external ? "external" : "worker";
 	weft_config_t cfg;
 	weft_runtime_t *rt = bench_runtime_create(workload, &cfg);
-	struct flat_run run = {.missing = 0, .ran = ran};
+	struct flat_run run = { .missing = 0, .ran = ran };
 	bench_run_root(workload, rt, flat_root, &run);
 	bench_runtime_destroy(workload, rt);
-	long long total =
-		(long long)(BENCH_WARMUP + BENCH_REPS) * FLAT_ROUNDS * FLAT_N;
-	fprintf(stderr, "spawn-flat (%s): %lld of %lld tasks ran "
-		"(expected all)\n", name, total - run.missing, total);
+	long long total = (long long)(BENCH_WARMUP + BENCH_REPS) * FLAT_ROUNDS *
+		FLAT_N;
+	fprintf(stderr,
+		"spawn-flat (%s): %lld of %lld tasks ran "
+		"(expected all)\n",
+		name, total - run.missing, total);
 	if (run.missing != 0)
 		bench_die(workload, "%ld tasks did not run", run.missing);
 	bench_stats_t ms = bench_stats(run.ms, BENCH_REPS);

@@ -84,8 +84,8 @@ int main(void)
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	printf("{\"workload\":\"switch\",\"workers\":1,\"n\":%ld,"
-		"\"median_ms\":%.3f,\"p10_ms\":%.3f,\"p90_ms\":%.3f,"
-		"\"ns_per_switch\":%.3f,\"maxrss_kb\":%ld}\n",
+	       "\"median_ms\":%.3f,\"p10_ms\":%.3f,\"p90_ms\":%.3f,"
+	       "\"ns_per_switch\":%.3f,\"maxrss_kb\":%ld}\n",
 		ROUND_TRIPS, median, p10, p90,
 		median * 1e6 / (2.0 * (double)ROUND_TRIPS), ru.ru_maxrss);
 

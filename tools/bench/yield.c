@@ -16,9 +16,9 @@ static const char *const workload = "yield";
 #define YIELD_EACH 10000L
 
 struct yield_slot {
-	int64_t t0;     /* repetition start (read only) */
+	int64_t t0;	/* repetition start (read only) */
 	int64_t finish; /* ns after t0 */
-	long yields;    /* successful weft_yield() calls */
+	long yields;	/* successful weft_yield() calls */
 };
 
 static int yield_task(void *arg)
@@ -49,14 +49,14 @@ static int yield_root(void *arg)
 		weft_group_t *g;
 		int64_t t0 = bench_now();
 		for (int i = 0; i < YIELD_TASKS; i++)
-			run->slot[i] = (struct yield_slot){.t0 = t0};
+			run->slot[i] = (struct yield_slot){ .t0 = t0 };
 		int rc = weft_group_open(&g);
 		if (rc < 0)
 			return bench_fail("weft_group_open", rc);
 		int spawn_rc = 0;
 		for (int i = 0; i < YIELD_TASKS && spawn_rc == 0; i++)
-			spawn_rc =
-				weft_group_spawn(g, yield_task, &run->slot[i]);
+			spawn_rc = weft_group_spawn(g, yield_task,
+				&run->slot[i]);
 		weft_error_t *err = NULL;
 		rc = weft_group_join(g, &err);
 		int64_t t1 = bench_now();
@@ -79,8 +79,9 @@ static int yield_root(void *arg)
 			run->yields = total;
 		if (r >= BENCH_WARMUP) {
 			run->ms[r - BENCH_WARMUP] = bench_ms(t1 - t0);
-			run->fairness[r - BENCH_WARMUP] =
-				lo > 0 ? (double)hi / (double)lo : 0;
+			run->fairness[r - BENCH_WARMUP] = lo > 0
+				? (double)hi / (double)lo
+				: 0;
 		}
 	}
 	return 0;

@@ -181,8 +181,8 @@ static void demo_start(void)
 	/* seq_cst: no task of this section exists yet; the start and the
 	 * spawns below publish the reset (rule 8). */
 	atomic_store(&order_seq, 0);
-	struct service s = {.port = 5000, .ready_at = -1};
-	struct client c[2] = {{&s, 1, -1}, {&s, 2, -1}};
+	struct service s = { .port = 5000, .ready_at = -1 };
+	struct client c[2] = { { &s, 1, -1 }, { &s, 2, -1 } };
 	weft_group_t *g;
 	if (check("weft_group_open", weft_group_open(&g)) < 0)
 		return;
@@ -256,19 +256,19 @@ static void demo_fetches(void)
 		"Authenticate, then three concurrent fetches; results "
 		"read through task handles after the join");
 	struct fetch f[3] = {
-		{"/users", 1000 * WEFT_MSEC, ""},
-		{"/orders", 500 * WEFT_MSEC, ""},
-		{"/products", 1500 * WEFT_MSEC, ""},
+		{ "/users", 1000 * WEFT_MSEC, "" },
+		{ "/orders", 500 * WEFT_MSEC, "" },
+		{ "/products", 1500 * WEFT_MSEC, "" },
 	};
-	weft_task_t *h[3] = {NULL, NULL, NULL};
+	weft_task_t *h[3] = { NULL, NULL, NULL };
 	weft_group_t *g;
 	if (check("weft_group_open", weft_group_open(&g)) < 0)
 		return;
 	if (check("weft_group_start",
 		    weft_group_start(g, authenticate, NULL, NULL)) == 0) {
 		for (int i = 0; i < 3; i++) {
-			weft_spawn_opts_t o = {.name = f[i].endpoint,
-				.handle = &h[i]};
+			weft_spawn_opts_t o = { .name = f[i].endpoint,
+				.handle = &h[i] };
 			check("weft_group_spawn_opts",
 				weft_group_spawn_opts(g, fetch, &f[i], &o));
 		}
@@ -402,7 +402,7 @@ static void demo_cancel(void)
 	if (check("weft_group_open", weft_group_open(&g)) < 0)
 		return;
 	weft_task_t *h = NULL;
-	weft_spawn_opts_t o = {.name = "worker", .handle = &h};
+	weft_spawn_opts_t o = { .name = "worker", .handle = &h };
 	check("weft_group_spawn_opts",
 		weft_group_spawn_opts(g, resource_task, NULL, &o));
 	check("weft_sleep", weft_sleep(500 * WEFT_MSEC));
@@ -573,7 +573,7 @@ static int fanout_run(unsigned workers, struct fanout *best)
 	}
 	best->ms = 0;
 	for (int i = 0; i < 3 && rc == 0; i++) {
-		struct fanout f = {0, 0};
+		struct fanout f = { 0, 0 };
 		rc = weft_runtime_run(rt, fanout_root, &f, NULL);
 		if (rc == 0 && (best->ms == 0 || f.ms < best->ms))
 			*best = f;

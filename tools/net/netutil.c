@@ -14,8 +14,10 @@ int netutil_parse_long(const char *s, long min, long max, const char *what,
 	long v = s && *s ? strtol(s, &end, 10) : 0;
 	if (s == NULL || *s == '\0' || errno != 0 || *end != '\0' || v < min ||
 		v > max) {
-		fprintf(stderr, "invalid %s '%s': expected an integer in "
-			"%ld..%ld\n", what, s ? s : "", min, max);
+		fprintf(stderr,
+			"invalid %s '%s': expected an integer in "
+			"%ld..%ld\n",
+			what, s ? s : "", min, max);
 		return -1;
 	}
 	*out = v;

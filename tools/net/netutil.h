@@ -16,8 +16,8 @@ int netutil_parse_long(const char *s, long min, long max, const char *what,
  * Returns 0, or -1 if url is not http://host[:port][/path] or a part is
  * too long. */
 struct netutil_url {
-	char host[256];  /* an IPv6 literal without its brackets */
-	bool bracketed;  /* host was [an IPv6 literal] */
+	char host[256]; /* an IPv6 literal without its brackets */
+	bool bracketed; /* host was [an IPv6 literal] */
 	int port;
 	char path[2048];
 };

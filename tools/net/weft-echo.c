@@ -32,7 +32,7 @@ static int echo_conn(weft_stream_t *s, void *arg)
 	for (;;) {
 		ssize_t n = weft_stream_read(s, buf, sizeof buf);
 		if (n <= 0)
-			return 0;  /* EOF, reset, or cancelled: all normal */
+			return 0; /* EOF, reset, or cancelled: all normal */
 		if (weft_stream_write(s, buf, (size_t)n) < 0)
 			return 0;
 	}
@@ -91,19 +91,16 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'p':
 			if (netutil_parse_long(optarg, 0, 65535, "port",
-				&o.port) < 0)
+				    &o.port) < 0)
 				return 2;
 			break;
-		case 'b':
-			o.addr = optarg;
-			break;
+		case 'b': o.addr = optarg; break;
 		case 'g':
 			if (netutil_parse_long(optarg, 0, 3600, "grace seconds",
-				&o.grace_s) < 0)
+				    &o.grace_s) < 0)
 				return 2;
 			break;
-		default:
-			usage();
+		default: usage();
 		}
 	}
 	if (optind != argc)

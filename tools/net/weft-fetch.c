@@ -51,21 +51,21 @@
 /* {====== options and shared state */
 
 struct options {
-	long concurrency;     /* -c: requests in flight at once */
-	int64_t timeout_ns;   /* -t: per request */
-	int64_t deadline_ns;  /* -d: whole run; 0 = none */
-	int fail_fast;        /* --fail-fast */
-	int quiet;            /* -q: print failures and the total only */
-	const char *outdir;   /* -o: save bodies as DIR/<index>; NULL = no */
+	long concurrency;    /* -c: requests in flight at once */
+	int64_t timeout_ns;  /* -t: per request */
+	int64_t deadline_ns; /* -d: whole run; 0 = none */
+	int fail_fast;	     /* --fail-fast */
+	int quiet;	     /* -q: print failures and the total only */
+	const char *outdir;  /* -o: save bodies as DIR/<index>; NULL = no */
 };
 
 /* One URL.  Written by main before the runtime starts; read by its task
  * (spawning publishes it, rule 8). */
 struct job {
 	struct run *run;
-	int index;             /* position on the command line, from 0 */
+	int index; /* position on the command line, from 0 */
 	const char *url;
-	struct netutil_url u;  /* host, port, path */
+	struct netutil_url u; /* host, port, path */
 };
 
 /* State shared by every task of one run. */
@@ -73,14 +73,14 @@ struct run {
 	const struct options *opt;
 	struct job *jobs;
 	int njobs;
-	weft_limiter_t *limiter;   /* -c tokens */
-	weft_scope_t *deadline;    /* the -d scope, or NULL */
+	weft_limiter_t *limiter; /* -c tokens */
+	weft_scope_t *deadline;	 /* the -d scope, or NULL */
 	/* Outcome counters.  Relaxed: each is a plain tally; the join of the
 	 * group orders every increment before main reads them (a child's
 	 * completion happens-before join returns, rule 8). */
 	atomic_int ok, failed;
-	int exit_status;           /* written by the main task at the end */
-	int started;               /* 1 once the main task ran */
+	int exit_status; /* written by the main task at the end */
+	int started;	 /* 1 once the main task ran */
 };
 
 /* }====== */
@@ -91,10 +91,10 @@ struct run {
  * run on the same fiber, inside http_parser_execute. */
 struct response {
 	http_parser parser;
-	int complete;          /* the final message ended */
-	uint64_t bytes;        /* body bytes (after de-chunking) */
-	int fd;                /* body file (-o), or -1 */
-	int save_err;          /* a write to fd failed: its code */
+	int complete;	/* the final message ended */
+	uint64_t bytes; /* body bytes (after de-chunking) */
+	int fd;		/* body file (-o), or -1 */
+	int save_err;	/* a write to fd failed: its code */
 };
 
 static int on_body(http_parser *p, const char *at, size_t len)
@@ -151,8 +151,8 @@ static int exchange(weft_stream_t *s, const struct job *j, struct response *r,
 	const char *rb = j->u.bracketed ? "]" : "";
 	int n = snprintf(buf, FETCH_READ_BUF,
 		"GET %s HTTP/1.1\r\nHost: %s%s%s%s\r\nConnection: close\r\n"
-		"User-Agent: weft-fetch\r\n\r\n", j->u.path, lb, j->u.host, rb,
-		port);
+		"User-Agent: weft-fetch\r\n\r\n",
+		j->u.path, lb, j->u.host, rb, port);
 	if (n < 0 || n >= FETCH_READ_BUF)
 		return -ENAMETOOLONG;
 	int rc = weft_stream_write(s, buf, (size_t)n);
@@ -201,27 +201,21 @@ static int http_get(const struct job *j, struct response *r)
 static const char *failure_label(const struct run *run, int rc)
 {
 	switch (rc) {
-	case -ETIMEDOUT:
-		return "timeout";
-	case -ECONNREFUSED:
-		return "refused";
-	case WEFT_ENOTFOUND:
-		return "not-found (DNS)";
-	case FETCH_EBADRESPONSE:
-		return "bad-response";
+	case -ETIMEDOUT: return "timeout";
+	case -ECONNREFUSED: return "refused";
+	case WEFT_ENOTFOUND: return "not-found (DNS)";
+	case FETCH_EBADRESPONSE: return "bad-response";
 	case -ECANCELED:
 		/* weft_scope_cancel_called may be read from any thread. */
 		if (run->deadline && weft_scope_cancel_called(run->deadline))
 			return "deadline";
 		return "cancelled";
-	default:
-		return weft_err_name(rc);
+	default: return weft_err_name(rc);
 	}
 }
 
 /* Opens DIR/<index> for the body; -1 in *fd when not saving. */
-static int open_body_file(const struct job *j, char *path, size_t cap,
-	int *fd)
+static int open_body_file(const struct job *j, char *path, size_t cap, int *fd)
 {
 	*fd = -1;
 	if (j->run->opt->outdir == NULL)
@@ -398,7 +392,8 @@ static int parse_seconds(const char *s, const char *what, int64_t *out)
 	double v = strtod(s, &end);
 	if (*s == '\0' || errno != 0 || *end != '\0' || !isfinite(v) ||
 		v <= 0 || v > 1e6) {
-		fprintf(stderr, "weft-fetch: invalid %s '%s': expected a "
+		fprintf(stderr,
+			"weft-fetch: invalid %s '%s': expected a "
 			"number of seconds in (0, 1000000], e.g. 0.5\n",
 			what, s);
 		return -1;
@@ -426,34 +421,24 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'c':
 			if (netutil_parse_long(optarg, 1, 100000,
-				"concurrency (-c)", &opt.concurrency) < 0)
+				    "concurrency (-c)", &opt.concurrency) < 0)
 				return 2;
 			break;
 		case 't':
 			if (parse_seconds(optarg, "timeout (-t)",
-				&opt.timeout_ns) < 0)
+				    &opt.timeout_ns) < 0)
 				return 2;
 			break;
 		case 'd':
 			if (parse_seconds(optarg, "deadline (-d)",
-				&opt.deadline_ns) < 0)
+				    &opt.deadline_ns) < 0)
 				return 2;
 			break;
-		case 'o':
-			opt.outdir = optarg;
-			break;
-		case 'q':
-			opt.quiet = 1;
-			break;
-		case 'F':
-			opt.fail_fast = 1;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
+		case 'o': opt.outdir = optarg; break;
+		case 'q': opt.quiet = 1; break;
+		case 'F': opt.fail_fast = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
 		}
 	}
 	int njobs = argc - optind;
@@ -482,7 +467,8 @@ int main(int argc, char **argv)
 		j->index = i;
 		j->url = argv[optind + i];
 		if (netutil_parse_url(j->url, &j->u) < 0) {
-			fprintf(stderr, "weft-fetch: invalid URL '%s': "
+			fprintf(stderr,
+				"weft-fetch: invalid URL '%s': "
 				"expected http://host[:port][/path]\n",
 				j->url);
 			free(run.jobs);

@@ -48,15 +48,15 @@ struct httpd {
 	const char *addr;
 	long port;
 	long idle_s, header_s, grace_s;
-	weft_event_t *stop;               /* set at phase one of shutdown */
+	weft_event_t *stop; /* set at phase one of shutdown */
 	atomic_long connections, requests, rejected;
 	/* Connections parked in a read for their next request, so that
 	 * phase one can close them at once (httpd_close_idle).  A plain
 	 * mutex: held for a list operation or a scope cancel, never across
 	 * a park. */
 	pthread_mutex_t idle_lock;
-	struct conn *idle;                /* under idle_lock */
-	bool stopping;                    /* under idle_lock */
+	struct conn *idle; /* under idle_lock */
+	bool stopping;	   /* under idle_lock */
 };
 
 /* One connection's state; the parser's callbacks reach it through
@@ -65,18 +65,18 @@ struct conn {
 	struct httpd *h;
 	weft_stream_t *s;
 	http_parser parser;
-	bool in_request;      /* a request began; its headers are not done */
-	bool too_large;       /* its headers passed MAX_HEADER_BYTES */
-	bool close_after;     /* stop after the response being built */
+	bool in_request;  /* a request began; its headers are not done */
+	bool too_large;	  /* its headers passed MAX_HEADER_BYTES */
+	bool close_after; /* stop after the response being built */
 	bool write_failed;
 	size_t header_bytes;
-	char url[64];         /* enough to tell "/" from anything else */
+	char url[64]; /* enough to tell "/" from anything else */
 	size_t url_len;
 	int64_t last_activity;
 	int64_t request_start;
-	weft_scope_t *scope;  /* bounds reads and writes (see conn_read) */
+	weft_scope_t *scope; /* bounds reads and writes (see conn_read) */
 	int64_t scope_deadline;
-	struct conn *idle_next, *idle_prev;  /* on h->idle, under idle_lock */
+	struct conn *idle_next, *idle_prev; /* on h->idle, under idle_lock */
 	size_t out_len;
 	char out[OUT_BUF];
 	char in[READ_BUF];
@@ -105,10 +105,9 @@ static int conn_respond(struct conn *c, int status, const char *reason,
 	char head[256];
 	int hl = snprintf(head, sizeof head,
 		"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
-		"Content-Length: %zu\r\n%s\r\n", status, reason, blen,
-		close ? "Connection: close\r\n" : "");
-	if (c->out_len + (size_t)hl + blen > sizeof c->out &&
-		conn_flush(c) < 0)
+		"Content-Length: %zu\r\n%s\r\n",
+		status, reason, blen, close ? "Connection: close\r\n" : "");
+	if (c->out_len + (size_t)hl + blen > sizeof c->out && conn_flush(c) < 0)
 		return -1;
 	memcpy(c->out + c->out_len, head, (size_t)hl);
 	memcpy(c->out + c->out_len + hl, body, blen);
@@ -134,7 +133,7 @@ static int count_header(struct conn *c, size_t len)
 	c->header_bytes += len;
 	if (c->header_bytes > MAX_HEADER_BYTES) {
 		c->too_large = true;
-		return 1;  /* stops the parser */
+		return 1; /* stops the parser */
 	}
 	return 0;
 }
@@ -148,7 +147,7 @@ static int on_url(http_parser *p, const char *at, size_t len)
 	c->url_len += n;
 	c->url[c->url_len] = '\0';
 	if (len > room)
-		c->url[0] = '?';  /* too long to be "/" */
+		c->url[0] = '?'; /* too long to be "/" */
 	return count_header(c, len);
 }
 
@@ -177,16 +176,16 @@ static int on_message_complete(http_parser *p)
 	int rc;
 	if (p->method != HTTP_GET && p->method != HTTP_HEAD)
 		rc = conn_respond(c, 405, "Method Not Allowed", "", close);
-	else if (strcspn(c->url, "?") == 1 && c->url[0] == '/')  /* "/?q" */
-		rc = conn_respond(c, 200, "OK", p->method == HTTP_HEAD ? "" :
-			hello_body, close);
+	else if (strcspn(c->url, "?") == 1 && c->url[0] == '/') /* "/?q" */
+		rc = conn_respond(c, 200, "OK",
+			p->method == HTTP_HEAD ? "" : hello_body, close);
 	else
 		rc = conn_respond(c, 404, "Not Found", "", close);
 	if (rc < 0)
 		return 1;
 	if (close) {
 		c->close_after = true;
-		http_parser_pause(p, 1);  /* ignore anything after it */
+		http_parser_pause(p, 1); /* ignore anything after it */
 	}
 	return 0;
 }
@@ -296,11 +295,12 @@ static ssize_t conn_read(struct conn *c)
 		ssize_t n = weft_stream_read(c->s, c->in, sizeof c->in);
 		bool stopping = idle && idle_leave(c);
 		if (n > 0 && stopping && weft_scope_cancel_called(c->scope))
-			conn_scope_close(c);  /* a request came in time: answer */
+			conn_scope_close(
+				c); /* a request came in time: answer */
 		if (n != -ECANCELED)
 			return n;
 		if (!weft_scope_cancel_called(c->scope))
-			return n;  /* an outer cancellation: shutdown */
+			return n; /* an outer cancellation: shutdown */
 		conn_scope_close(c);
 		if (stopping)
 			return 0;
@@ -318,7 +318,7 @@ static int httpd_conn(weft_stream_t *s, void *arg)
 	atomic_fetch_add_explicit(&h->connections, 1, memory_order_relaxed);
 	struct conn *c = malloc(sizeof *c);
 	if (c == NULL)
-		return 0;  /* shed the connection; the server goes on */
+		return 0; /* shed the connection; the server goes on */
 	memset(c, 0, offsetof(struct conn, out));
 	c->h = h;
 	c->s = s;
@@ -327,14 +327,14 @@ static int httpd_conn(weft_stream_t *s, void *arg)
 	c->last_activity = weft_now();
 	while (!c->close_after && !c->write_failed) {
 		if (!c->in_request && weft_event_is_set(h->stop))
-			break;  /* shutting down: no new request */
+			break; /* shutting down: no new request */
 		ssize_t n = conn_read(c);
 		if (n == -ETIMEDOUT && c->in_request) {
 			conn_respond(c, 408, "Request Timeout", "", true);
 			break;
 		}
 		if (n <= 0)
-			break;  /* EOF, reset, idle timeout or cancelled */
+			break; /* EOF, reset, idle timeout or cancelled */
 		int64_t now = weft_now();
 		c->last_activity = now;
 		bool was_in_request = c->in_request;
@@ -348,8 +348,10 @@ static int httpd_conn(weft_stream_t *s, void *arg)
 			atomic_fetch_add_explicit(&h->rejected, 1,
 				memory_order_relaxed);
 			if (c->too_large)
-				conn_respond(c, 431, "Request Header Fields "
-					"Too Large", "", true);
+				conn_respond(c, 431,
+					"Request Header Fields "
+					"Too Large",
+					"", true);
 			else
 				conn_respond(c, 400, "Bad Request", "", true);
 			break;
@@ -438,52 +440,54 @@ static int httpd_main(void *arg)
 	/* seq_cst (atomic_load's default), more than the counters need:
 	 * the group's join above already ordered every task's increment
 	 * before these loads (docs/semantics.md rule 8). */
-	fprintf(stderr, "weft-httpd: %ld connections, %ld requests, %ld "
-		"rejected\n", atomic_load(&h->connections),
-		atomic_load(&h->requests), atomic_load(&h->rejected));
+	fprintf(stderr,
+		"weft-httpd: %ld connections, %ld requests, %ld "
+		"rejected\n",
+		atomic_load(&h->connections), atomic_load(&h->requests),
+		atomic_load(&h->rejected));
 	return rc < 0 ? rc : jrc;
 }
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: weft-httpd [-p PORT] [-b ADDR] [-i IDLE_S] "
+	fprintf(stderr,
+		"usage: weft-httpd [-p PORT] [-b ADDR] [-i IDLE_S] "
 		"[-H HEADER_S] [-g GRACE_S]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	static struct httpd h = { .addr = "127.0.0.1", .idle_s = 60,
-		.header_s = 10, .grace_s = 5,
+	static struct httpd h = { .addr = "127.0.0.1",
+		.idle_s = 60,
+		.header_s = 10,
+		.grace_s = 5,
 		.idle_lock = PTHREAD_MUTEX_INITIALIZER };
 	int c;
 	while ((c = getopt(argc, argv, "p:b:i:H:g:h")) != -1) {
 		switch (c) {
 		case 'p':
 			if (netutil_parse_long(optarg, 0, 65535, "port",
-				&h.port) < 0)
+				    &h.port) < 0)
 				return 2;
 			break;
-		case 'b':
-			h.addr = optarg;
-			break;
+		case 'b': h.addr = optarg; break;
 		case 'i':
 			if (netutil_parse_long(optarg, 1, 86400,
-				"idle timeout (s)", &h.idle_s) < 0)
+				    "idle timeout (s)", &h.idle_s) < 0)
 				return 2;
 			break;
 		case 'H':
 			if (netutil_parse_long(optarg, 1, 3600,
-				"header timeout (s)", &h.header_s) < 0)
+				    "header timeout (s)", &h.header_s) < 0)
 				return 2;
 			break;
 		case 'g':
 			if (netutil_parse_long(optarg, 0, 3600,
-				"grace period (s)", &h.grace_s) < 0)
+				    "grace period (s)", &h.grace_s) < 0)
 				return 2;
 			break;
-		default:
-			usage();
+		default: usage();
 		}
 	}
 	if (optind != argc)
