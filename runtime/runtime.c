@@ -153,6 +153,8 @@ int weft_runtime_destroy(weft_runtime_t *rt)
 	weft__worker_t *self = weft__sched_current();
 	if (self != NULL && self->rt == rt)
 		return -EBUSY;
+	/* acquire: pairs with weft_runtime_run's acq_rel decrement, so the
+	 * last root's accesses come before the teardown. */
 	if (atomic_load_explicit(&rt->running_roots, memory_order_acquire) != 0)
 		return -EBUSY;
 	/* Offload threads first: an abandoned to_thread call may still run
@@ -195,7 +197,11 @@ int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
 	atomic_uint done;
 	atomic_init(&done, 0);
 	t->root_done = &done;
+	/* relaxed: the creator's reference keeps t alive; this one is the
+	 * caller's, dropped below after reading the outcome. */
 	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+	/* acq_rel: counted before the root can run; destroy's acquire load
+	 * of the count pairs with the decrement below. */
 	atomic_fetch_add_explicit(&rt->running_roots, 1, memory_order_acq_rel);
 	weft__scope_link(&t->root_scope, NULL, t);
 	t->root_linked = true;
@@ -228,6 +234,9 @@ int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
 		}
 	pthread_mutex_unlock(&rt->insp_lock);
 	rc = t->rc;
+	/* acquire: pairs with the finisher's release store of the state (the
+	 * `done` handshake above already ordered it; this keeps the read
+	 * self-evidently safe). */
 	if (atomic_load_explicit(&t->state, memory_order_acquire) ==
 			WEFT_TASK_FAILED &&
 		err_out) {
@@ -236,6 +245,8 @@ int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
 			     : weft__error_from_leaves(NULL, 0, 1);
 	}
 	weft__task_unref(t);
+	/* acq_rel: the release half orders this root's accesses before a
+	 * destroy that reads the count (acquire). */
 	atomic_fetch_sub_explicit(&rt->running_roots, 1, memory_order_acq_rel);
 	return rc;
 }
