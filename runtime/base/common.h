@@ -22,6 +22,21 @@
 
 #define WEFT__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Reverses a NULL-terminated list linked through `next`, in place:
+ * `head` (an lvalue) ends up at the old tail.  For the LIFO lists that
+ * lock-free pushes build and whose consumer wants posting order. */
+#define WEFT__SLIST_REVERSE(type, head)                                        \
+	do {                                                                   \
+		type *weft__rev_done = NULL;                                   \
+		while (head) {                                                 \
+			type *weft__rev_next = (head)->next;                   \
+			(head)->next = weft__rev_done;                         \
+			weft__rev_done = (head);                               \
+			(head) = weft__rev_next;                               \
+		}                                                              \
+		(head) = weft__rev_done;                                       \
+	} while (0)
+
 /* Marks a function that may switch fibers (a checkpoint or a park).  Empty
  * today; it documents the contract and gives a checker something to find. */
 #define WEFT_FIBER_FN

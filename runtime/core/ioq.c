@@ -6,6 +6,7 @@
  * took, so requests run in the order they were posted by any one thread.
  * The wake hook coalesces (uv_async_send), and the consumer always drains
  * everything, so no request is left behind by a coalesced wake. */
+#include "base/common.h"
 #include "core/ioq.h"
 #include "runtime.h"
 
@@ -38,13 +39,8 @@ void weft__ioq_drain(struct weft_runtime *rt)
 	struct weft__ioq_node *list = atomic_exchange_explicit(&rt->ioq.head,
 		NULL, memory_order_acquire);
 	/* The stack is LIFO; reverse it so requests apply in order. */
-	struct weft__ioq_node *fifo = NULL;
-	while (list) {
-		struct weft__ioq_node *next = list->next;
-		list->next = fifo;
-		fifo = list;
-		list = next;
-	}
+	WEFT__SLIST_REVERSE(struct weft__ioq_node, list);
+	struct weft__ioq_node *fifo = list;
 	while (fifo) {
 		/* Read before fn: fn may hand the node back to its owner. */
 		struct weft__ioq_node *next = fifo->next;

@@ -970,13 +970,8 @@ void weft__task_run_done_cbs(struct weft_task *t)
 	atomic_store_explicit(&t->done_cbs, NULL, memory_order_relaxed);
 	weft__spin_unlock(&t->waiters_lock);
 	/* Listed newest first: reverse into registration order. */
-	struct weft__done_cb *fifo = NULL;
-	while (list) {
-		struct weft__done_cb *next = list->next;
-		list->next = fifo;
-		fifo = list;
-		list = next;
-	}
+	WEFT__SLIST_REVERSE(struct weft__done_cb, list);
+	struct weft__done_cb *fifo = list;
 	while (fifo) {
 		struct weft__done_cb *next = fifo->next;
 		task_cb_run(t, fifo);

@@ -94,12 +94,9 @@ int weft_unix_connect(weft_stream_t **out, const char *path)
 	if (out == NULL || path == NULL || path[0] == '\0')
 		return -EINVAL;
 	struct sockaddr_un un;
-	memset(&un, 0, sizeof un);
-	size_t n = strlen(path);
-	if (n >= sizeof un.sun_path)
-		return -ENAMETOOLONG;
-	un.sun_family = AF_UNIX;
-	memcpy(un.sun_path, path, n);
+	int rc = weft__sock_addr_un(&un, path);
+	if (rc < 0)
+		return rc;
 	return connect_sockaddr(out, (struct sockaddr *)&un, sizeof un);
 }
 

@@ -142,12 +142,9 @@ int weft_unix_listen(weft_listener_t **out, const char *path, int backlog)
 	if (weft__task_current() == NULL)
 		return WEFT_ENOTFIBER;
 	struct sockaddr_un un;
-	memset(&un, 0, sizeof un);
-	size_t n = strlen(path);
-	if (n >= sizeof un.sun_path)
-		return -ENAMETOOLONG;
-	un.sun_family = AF_UNIX;
-	memcpy(un.sun_path, path, n);
+	int rc = weft__sock_addr_un(&un, path);
+	if (rc < 0)
+		return rc;
 	return listener_open(out, (struct sockaddr *)&un, sizeof un, backlog);
 }
 

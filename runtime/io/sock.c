@@ -77,7 +77,9 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/epoll.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "base/common.h"
@@ -161,6 +163,17 @@ socklen_t weft__sock_addr_len(const struct sockaddr *sa)
 	case AF_INET6: return sizeof(struct sockaddr_in6);
 	default: return 0;
 	}
+}
+
+int weft__sock_addr_un(struct sockaddr_un *un, const char *path)
+{
+	memset(un, 0, sizeof *un);
+	size_t n = strlen(path);
+	if (n >= sizeof un->sun_path)
+		return -ENAMETOOLONG;
+	un->sun_family = AF_UNIX;
+	memcpy(un->sun_path, path, n);
+	return 0;
 }
 
 int weft__sock_errno(void)

@@ -99,6 +99,11 @@ bool weft__sock_closing(struct weft__sock *s);
  * Thread: any. */
 socklen_t weft__sock_addr_len(const struct sockaddr *sa);
 
+struct sockaddr_un;
+/* Fills *un with the UNIX socket address of path (non-empty).  0, or
+ * -ENAMETOOLONG when path does not fit sun_path.  Thread: any. */
+int weft__sock_addr_un(struct sockaddr_un *un, const char *path);
+
 /* -errno of the last failed system call, with EAGAIN/EWOULDBLOCK as
  * -EAGAIN.  Thread: any (the calling thread's errno). */
 int weft__sock_errno(void);
