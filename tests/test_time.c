@@ -504,6 +504,69 @@ static int root_huge_sleeps(void *arg)
 WEFT_TEST_ROOT(time, huge_sleeps_do_not_wrap_into_the_past, root_huge_sleeps,
 	NULL)
 
+/* Every int64 absolute deadline is valid input (a deadline within a tick
+ * of INT64_MAX once overflowed the deadline wheel, and the runtime's
+ * timers stopped).  Past ones end a sleep at once and cancel a scope at
+ * once; far ones never fire, and the runtime's other deadlines keep
+ * firing around them. */
+static int root_extreme_deadlines(void *arg)
+{
+	(void)arg;
+	weft_scope_t *safety = safety_open();
+	static const int64_t far[] = { INT64_MAX - 1, INT64_MAX - 65535,
+		INT64_MAX - 65536, INT64_MAX - 65537, INT64_MAX / 2 };
+	static const int64_t past[] = { INT64_MIN, INT64_MIN + 1, -1, 0, 1 };
+	for (size_t i = 0; i < sizeof far / sizeof far[0]; i++) {
+		/* A sleep until a far deadline ends only by its scope's. */
+		weft_scope_t *s;
+		if (!CHECK_EQ(weft_move_on_after(&s, 2 * WEFT_MSEC), 0))
+			break;
+		int64_t deadline = weft_scope_deadline(s);
+		CHECK_EQ(weft_sleep_until(far[i]), -ECANCELED);
+		CHECK(weft_now() >= deadline);
+		CHECK_EQ(weft_scope_exit(s), 0);
+		weft_scope_destroy(s);
+		/* A scope with a far deadline does not cancel a 1 ms sleep;
+		 * moving it far again while entered changes nothing. */
+		if (!CHECK_EQ(weft_move_on_at(&s, far[i]), 0))
+			break;
+		CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+		CHECK_EQ(weft_scope_set_deadline(s, far[i] - 1), 0);
+		CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+		CHECK(!weft_scope_cancel_called(s));
+		CHECK_EQ(weft_scope_exit(s), 0);
+		weft_scope_destroy(s);
+	}
+	for (size_t i = 0; i < sizeof past / sizeof past[0]; i++) {
+		CHECK_EQ(weft_sleep_until(past[i]), 0);
+		weft_scope_t *s;
+		if (!CHECK_EQ(weft_move_on_at(&s, past[i]), 0))
+			break;
+		CHECK_EQ(weft_sleep(WEFT_SEC), -ECANCELED);
+		CHECK_EQ(weft_scope_exit(s), 0);
+		CHECK(weft_scope_cancelled_caught(s));
+		weft_scope_destroy(s);
+	}
+	/* Now, and INT64_MAX (WEFT_FOREVER: no deadline at all). */
+	CHECK_EQ(weft_sleep_until(weft_now()), 0);
+	weft_scope_t *forever;
+	if (CHECK_EQ(weft_move_on_at(&forever, INT64_MAX), 0)) {
+		CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+		CHECK(!weft_scope_cancel_called(forever));
+		CHECK_EQ(weft_scope_exit(forever), 0);
+		weft_scope_destroy(forever);
+	}
+	/* The timers still work. */
+	int64_t t0 = weft_now();
+	CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+	CHECK(weft_now() - t0 >= WEFT_MSEC);
+	safety_close(safety);
+	return 0;
+}
+
+WEFT_TEST_ROOT(time, every_int64_deadline_is_valid_input,
+	root_extreme_deadlines, NULL)
+
 static int sleeper_in_own_scope(void *arg)
 {
 	struct wake *w = arg;
@@ -642,6 +705,7 @@ int main(void)
 		WEFT_TEST(
 			test_time__short_sleep_inside_a_long_deadline_returns_zero),
 		WEFT_TEST(test_time__huge_sleeps_do_not_wrap_into_the_past),
+		WEFT_TEST(test_time__every_int64_deadline_is_valid_input),
 		WEFT_TEST(
 			test_time__moving_a_deadline_earlier_wakes_the_sleep_in_its_scope),
 		WEFT_TEST(

@@ -1,4 +1,4 @@
-/* The timing wheel (runtime/timer.c), checked against a reference: random
+/* The timing wheel (runtime/core/wheel.c), checked against a reference: random
  * arms, disarms and re-arms while time advances in random steps (short
  * and very long), across every level.  Each armed node must fire exactly
  * once, never before its deadline, and at the first advance whose
@@ -10,6 +10,7 @@
 #include "base/common.h"
 #include "support.h"
 #include "core/timer.h"
+#include "core/wheel.h"
 
 #define NODES 3000
 #define MS WEFT__WHEEL_TICK_NS /* one tick */
@@ -35,10 +36,10 @@ static void timer_fire(struct weft__tnode *n, void *arg)
 	it->fired++;
 }
 
-/* Tick the deadline rounds up to. */
+/* Tick the deadline rounds up to (without overflow near INT64_MAX). */
 static int64_t timer_tick(int64_t when)
 {
-	return when <= 0 ? 0 : (when + MS - 1) / MS;
+	return when <= 0 ? 0 : when / MS + (when % MS != 0);
 }
 
 /* precise: advance with weft__wheel_fire_due (a worker's yield), which
@@ -165,6 +166,66 @@ static void test_timer__empty_wheel_has_no_next_work(void **state)
 	assert_int_equal(w.len, 0);
 }
 
+/* Every int64 deadline is valid input.  Deadlines within a tick of
+ * INT64_MAX once overflowed the round-up to a tick, which filed them in
+ * the current slot forever: an advance then refiled them there without
+ * end (the I/O thread spun, no timer fired again).  Far deadlines must
+ * stay armed and unfired however far time advances within the wheel's
+ * range, past ones must fire at the next advance, and every advance must
+ * return. */
+static void test_timer__extreme_deadlines_neither_overflow_nor_spin(
+	void **state)
+{
+	(void)state;
+	static const int64_t far[] = { INT64_MAX, INT64_MAX - 1,
+		INT64_MAX - MS + 1, INT64_MAX - MS, INT64_MAX - MS - 1,
+		INT64_MAX / 2 };
+	int64_t now = 5 * 1000 * MS + 123456;
+	const int64_t past[] = { INT64_MIN, INT64_MIN + 1, -MS, -1, 0, 1,
+		now - 1, now };
+	enum {
+		NFAR = sizeof far / sizeof far[0],
+		NPAST = sizeof past / sizeof past[0]
+	};
+	struct item ex[NFAR + NPAST];
+	memset(ex, 0, sizeof ex);
+	weft__wheel_t w;
+	weft__wheel_init(&w, now);
+	for (int i = 0; i < NFAR + NPAST; i++) {
+		ex[i].when = i < NFAR ? far[i] : past[i - NFAR];
+		ex[i].armed = 1;
+		weft__wheel_insert(&w, &ex[i].node, ex[i].when);
+	}
+	fire_errors = 0;
+	/* The next work is never before now's tick, and no later than the
+	 * farthest a deadline is filed (about 52 days). */
+	assert_true(weft__wheel_next(&w) <= now + MS);
+	fire_now = now + 2 * MS;
+	weft__wheel_fire_due(&w, fire_now, timer_fire, NULL);
+	for (int i = 0; i < NFAR + NPAST; i++)
+		assert_int_equal(ex[i].fired, i < NFAR ? 0 : 1);
+	assert_int_equal(w.len, NFAR);
+	int64_t next = weft__wheel_next(&w);
+	assert_true(next > fire_now);
+	assert_true(next - fire_now <= ((int64_t)1 << 36) * MS);
+	/* Through 200 days in 10-day steps: the far ones are refiled when
+	 * their slot comes round, never fired. */
+	for (int step = 1; step <= 20; step++) {
+		fire_now = now + step * 10 * 86400 * (int64_t)1000000000;
+		weft__wheel_fire_due(&w, fire_now, timer_fire, NULL);
+		assert_int_equal(w.len, NFAR);
+		assert_true(weft__wheel_next(&w) > fire_now);
+		assert_true(weft__wheel_due_hint(&w) <= weft__wheel_next(&w));
+	}
+	for (int i = 0; i < NFAR; i++) {
+		assert_int_equal(ex[i].fired, 0);
+		weft__wheel_remove(&w, &ex[i].node);
+	}
+	assert_int_equal(w.len, 0);
+	assert_true(weft__wheel_next(&w) == INT64_MAX);
+	assert_int_equal(fire_errors, 0);
+}
+
 static void test_timer__now_is_monotonic(void **state)
 {
 	(void)state;
@@ -184,6 +245,8 @@ int main(void)
 		cmocka_unit_test(
 			test_timer__fire_due_fires_exact_deadlines_inside_a_tick),
 		cmocka_unit_test(test_timer__empty_wheel_has_no_next_work),
+		cmocka_unit_test(
+			test_timer__extreme_deadlines_neither_overflow_nor_spin),
 		cmocka_unit_test(test_timer__now_is_monotonic),
 	};
 	return WEFT_RUN_TESTS(tests);

@@ -30,9 +30,14 @@
 #define WHEEL_BITS 6
 #define WHEEL_TICK WEFT__WHEEL_TICK_NS
 
+/* The tick a deadline rounds up to.  Divide, then round: adding
+ * WHEEL_TICK - 1 first would overflow for the deadlines within a tick of
+ * INT64_MAX (every int64 is a valid deadline), and a wrapped, negative
+ * tick would be filed in the current slot and refiled there by every
+ * advance without end. */
 static int64_t wheel_tick_up(int64_t ns)
 {
-	return ns <= 0 ? 0 : (ns + WHEEL_TICK - 1) / WHEEL_TICK;
+	return ns <= 0 ? 0 : ns / WHEEL_TICK + (ns % WHEEL_TICK != 0);
 }
 
 void weft__wheel_init(weft__wheel_t *w, int64_t now)
