@@ -234,6 +234,99 @@ static int deadline_root(void *arg)
 WEFT_TEST_ROOT(cancel, deadlines_are_absolute_mutable_and_nest, deadline_root,
 	NULL)
 
+/* Inside an effectively cancelled scope the effective deadline is
+ * WEFT_PAST (Trio's -inf), behind a shield it is the shield's own again,
+ * and reading it is not an observation of the cancellation. */
+static int effective_past_root(void *arg)
+{
+	(void)arg;
+	weft_scope_t *outer, *shield;
+	CHECK_EQ(weft_move_on_after(&outer, 10 * WEFT_SEC), 0);
+	CHECK_EQ(weft_scope_cancel(outer, "test"), 0);
+	CHECK_EQ(weft_effective_deadline(), WEFT_PAST);
+	CHECK_EQ(weft_scope_open(&shield, WEFT_FOREVER, WEFT_SCOPE_SHIELD), 0);
+	CHECK_EQ(weft_effective_deadline(), WEFT_FOREVER);
+	CHECK_EQ(weft_scope_set_deadline(shield, weft_now() + 20 * WEFT_SEC),
+		0);
+	CHECK_EQ(weft_effective_deadline(), weft_scope_deadline(shield));
+	CHECK_EQ(weft_scope_exit(shield), 0);
+	weft_scope_destroy(shield);
+	CHECK_EQ(weft_effective_deadline(), WEFT_PAST);
+	CHECK_EQ(weft_scope_exit(outer), 0);
+	CHECK(weft_scope_cancel_called(outer));
+	CHECK(!weft_scope_cancelled_caught(outer));
+	weft_scope_destroy(outer);
+	CHECK_EQ(weft_effective_deadline(), WEFT_FOREVER);
+	return 0;
+}
+
+WEFT_TEST_ROOT(cancel, effective_deadline_is_past_inside_a_cancelled_scope,
+	effective_past_root, NULL)
+
+/* A deadline already past cancels the scope at once, entered or not yet
+ * entered; after the exit it changes only the value. */
+static int past_deadline_root(void *arg)
+{
+	(void)arg;
+	weft_scope_t *s;
+	/* Created with a past deadline. */
+	CHECK_EQ(weft_scope_create(&s, weft_now() - 1, 0), 0);
+	CHECK(weft_scope_cancel_called(s));
+	weft_scope_destroy(s);
+	/* Moved into the past before entry. */
+	CHECK_EQ(weft_scope_create(&s, weft_now() + 10 * WEFT_SEC, 0), 0);
+	CHECK(!weft_scope_cancel_called(s));
+	CHECK_EQ(weft_scope_set_deadline(s, weft_now() - 1), 0);
+	CHECK(weft_scope_cancel_called(s));
+	CHECK_EQ(weft_scope_enter(s), 0);
+	CHECK_EQ(weft_checkpoint(), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(s), 0);
+	CHECK(weft_scope_cancelled_caught(s));
+	weft_scope_destroy(s);
+	/* WEFT_PAST and INT64_MIN + 1 are past deadlines like any other. */
+	CHECK_EQ(weft_scope_create(&s, WEFT_FOREVER, 0), 0);
+	CHECK_EQ(weft_scope_set_deadline(s, WEFT_PAST), 0);
+	CHECK(weft_scope_cancel_called(s));
+	weft_scope_destroy(s);
+	/* After exit, only the value changes. */
+	CHECK_EQ(weft_move_on_after(&s, 10 * WEFT_SEC), 0);
+	CHECK_EQ(weft_scope_exit(s), 0);
+	CHECK_EQ(weft_scope_set_deadline(s, INT64_MIN + 1), 0);
+	CHECK_EQ(weft_scope_deadline(s), INT64_MIN + 1);
+	CHECK(!weft_scope_cancel_called(s));
+	weft_scope_destroy(s);
+	return 0;
+}
+
+WEFT_TEST_ROOT(cancel, a_past_deadline_cancels_at_once_entered_or_not,
+	past_deadline_root, NULL)
+
+/* Negative (and zero) relative timeouts give an expired scope, as in
+ * AnyIO: move_on_after moves on at the first checkpoint, fail_after
+ * reports a timeout. */
+static int negative_timeout_root(void *arg)
+{
+	(void)arg;
+	static const int64_t rel[] = { -1, 0, -WEFT_SEC, INT64_MIN };
+	for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+		weft_scope_t *s;
+		CHECK_EQ(weft_move_on_after(&s, rel[i]), 0);
+		CHECK(weft_scope_cancel_called(s));
+		CHECK_EQ(weft_sleep(10 * WEFT_SEC), -ECANCELED);
+		CHECK_EQ(weft_scope_exit(s), 0);
+		CHECK(weft_scope_cancelled_caught(s));
+		weft_scope_destroy(s);
+		CHECK_EQ(weft_fail_after(&s, rel[i]), 0);
+		CHECK_EQ(weft_checkpoint(), -ECANCELED);
+		CHECK_EQ(weft_scope_exit(s), -ETIMEDOUT);
+		weft_scope_destroy(s);
+	}
+	return 0;
+}
+
+WEFT_TEST_ROOT(cancel, negative_timeouts_give_an_expired_scope,
+	negative_timeout_root, NULL)
+
 static int fail_after_root(void *arg)
 {
 	(void)arg;
@@ -610,6 +703,11 @@ int main(void)
 		WEFT_TEST(
 			test_cancel__scope_cancelled_before_entry_fails_first_checkpoint),
 		WEFT_TEST(test_cancel__deadlines_are_absolute_mutable_and_nest),
+		WEFT_TEST(
+			test_cancel__effective_deadline_is_past_inside_a_cancelled_scope),
+		WEFT_TEST(
+			test_cancel__a_past_deadline_cancels_at_once_entered_or_not),
+		WEFT_TEST(test_cancel__negative_timeouts_give_an_expired_scope),
 		WEFT_TEST(
 			test_cancel__fail_after_times_out_only_if_the_body_observed_it),
 		WEFT_TEST(test_cancel__timeout_is_a_failure_not_a_cancellation),

@@ -51,7 +51,8 @@ typedef struct {
 
 /* What it does: creates a scope, not yet entered.  It may be cancelled
  * before entry (the first checkpoint after entry then fails).
- * deadline: absolute weft_now() time or WEFT_FOREVER.
+ * deadline: absolute weft_now() time or WEFT_FOREVER; one already past
+ * cancels the scope at once, as weft_scope_set_deadline does.
  * Ownership: the caller owns *out; free with weft_scope_destroy.
  * Errors: -EINVAL (NULL out, unknown flags), -ENOMEM.
  * Checkpoint: no.  Threads: any thread. */
@@ -92,7 +93,9 @@ WEFT_EXTERN void weft_scope_destroy(weft_scope_t *s);
 WEFT_EXTERN int weft_scope_cancel(weft_scope_t *s, const char *reason);
 
 /* What it does: changes s's deadline (absolute; WEFT_FOREVER = none), also
- * while s is entered; a deadline already past cancels s at once.
+ * while s is entered; a deadline already past cancels s at once, entered
+ * or not yet entered (weft_scope_cancel_called is then 1).  After s was
+ * exited only the value changes.
  * Errors: -EINVAL (NULL).  Arming a deadline never allocates (the timer
  * node lives in the scope), so there is no -ENOMEM.
  * Checkpoint: no.  Threads: any thread. */
@@ -117,7 +120,12 @@ WEFT_EXTERN int weft_scope_reason(const weft_scope_t *s,
 /* What it does: create + enter in one call: a scope with an absolute
  * deadline and flags.  weft_move_on_at/after are the silent forms,
  * weft_fail_at/after add WEFT_SCOPE_FAIL (exit gives -ETIMEDOUT).  The
- * relative forms take nanoseconds from now.
+ * relative forms take nanoseconds from now; ns <= 0, negative included,
+ * gives a scope whose deadline has already passed, cancelled at once, so
+ * its first checkpoint fails (AnyIO's choice; Trio raises an error for a
+ * negative timeout instead): weft_move_on_after(&s, -1) moves on at once,
+ * weft_fail_after(&s, -1) makes the exit return -ETIMEDOUT if a
+ * checkpoint inside saw it.
  * Ownership: the caller owns *out (exit, then destroy).
  * Errors: -EINVAL, -ENOMEM, WEFT_ENOTFIBER (nothing created).
  * Checkpoint: no.  Threads: weft fiber. */
@@ -152,6 +160,10 @@ WEFT_EXTERN int weft_yield(void);
 
 /* What it does: the earliest deadline of the calling task's enclosing
  * scopes up to the first shield, or WEFT_FOREVER (also outside a task).
+ * Inside an effectively cancelled scope it is WEFT_PAST, whatever the
+ * deadlines say: any deadline-driven work there should stop at once
+ * (Trio's -inf).  Reading it does not count as observing the
+ * cancellation (weft_scope_cancelled_caught).
  * Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int64_t weft_effective_deadline(void);
 

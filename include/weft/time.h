@@ -1,6 +1,7 @@
 /* weft's clock and sleeping.  Times are int64_t nanoseconds on a monotonic
  * clock (CLOCK_MONOTONIC); deadlines are absolute and WEFT_FOREVER means
- * none. */
+ * none.  Every int64_t is a valid deadline: one at or before weft_now()
+ * has passed, WEFT_PAST included. */
 #ifndef WEFT_TIME_H
 #define WEFT_TIME_H
 
@@ -9,6 +10,9 @@
 #include "weft/export.h"
 
 #define WEFT_FOREVER INT64_MAX
+/* The earliest deadline there is: what weft_effective_deadline returns
+ * inside an effectively cancelled scope (Trio's -inf). */
+#define WEFT_PAST INT64_MIN
 #define WEFT_MSEC ((int64_t)1000000)
 #define WEFT_SEC ((int64_t)1000000000)
 

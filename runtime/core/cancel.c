@@ -366,6 +366,10 @@ int weft_scope_create(weft_scope_t **out, int64_t deadline, unsigned flags)
 	/* relaxed: s is not shared yet. */
 	atomic_store_explicit(&s->deadline, deadline, memory_order_relaxed);
 	weft__alloc_census_add(WEFT__CENSUS_SCOPE, 1);
+	/* A deadline already past cancels at once, before entry (Trio's
+	 * cancel_called is true for such a scope too). */
+	if (deadline != WEFT_FOREVER && deadline <= weft_now())
+		weft__scope_deadline_fired(s);
 	*out = s;
 	return 0;
 }
@@ -442,11 +446,13 @@ int weft_scope_set_deadline(weft_scope_t *s, int64_t deadline)
 		return -EINVAL;
 	/* relaxed: a value (cancel.h); the timer gets timer_deadline. */
 	atomic_store_explicit(&s->deadline, deadline, memory_order_relaxed);
-	if (s->state != WEFT__SCOPE_ENTERED)
+	if (s->state == WEFT__SCOPE_EXITED)
 		return 0;
+	/* A deadline already past cancels at once, entered or not; a future
+	 * one is armed only while entered (enter arms it). */
 	if (deadline != WEFT_FOREVER && deadline <= weft_now())
 		weft__scope_deadline_fired(s);
-	else
+	else if (s->state == WEFT__SCOPE_ENTERED)
 		scope_timer_set(s, deadline);
 	return 0;
 }
@@ -619,8 +625,14 @@ int64_t weft_effective_deadline(void)
 	struct weft_task *t = weft__task_current();
 	if (t == NULL)
 		return WEFT_FOREVER;
+	struct weft_scope *cur = cancel_cur(t);
+	/* Effectively cancelled: every deadline is as good as past.  Not an
+	 * observation (no weft__scope_note_observed): it reports, it does
+	 * not fail a checkpoint. */
+	if (weft__scope_is_cancelled(cur))
+		return WEFT_PAST;
 	int64_t best = WEFT_FOREVER;
-	for (struct weft_scope *s = cancel_cur(t); s; s = s->parent) {
+	for (struct weft_scope *s = cur; s; s = s->parent) {
 		/* relaxed: a value, ordering nothing. */
 		int64_t d = atomic_load_explicit(&s->deadline,
 			memory_order_relaxed);
