@@ -327,6 +327,144 @@ static int negative_timeout_root(void *arg)
 WEFT_TEST_ROOT(cancel, negative_timeouts_give_an_expired_scope,
 	negative_timeout_root, NULL)
 
+/* {======================================================= the outer one wins */
+
+/* Nested scopes cancelled innermost first: the cancellation belongs to
+ * the outermost cancelled scope (Trio: "the outer one wins"), which alone
+ * catches it, and weft_cancel_reason reports its reason. */
+static int outer_wins_root(void *arg)
+{
+	(void)arg;
+	weft_scope_t *a, *b, *c;
+	CHECK_EQ(weft_move_on_after(&a, 10 * WEFT_SEC), 0);
+	CHECK_EQ(weft_move_on_after(&b, 10 * WEFT_SEC), 0);
+	CHECK_EQ(weft_move_on_after(&c, 10 * WEFT_SEC), 0);
+	CHECK_EQ(weft_scope_cancel(c, "inner"), 0);
+	CHECK_EQ(weft_scope_cancel(b, "middle"), 0);
+	CHECK_EQ(weft_scope_cancel(a, "outer"), 0);
+	CHECK_EQ(weft_sleep(10 * WEFT_SEC), -ECANCELED);
+	weft_cancel_reason_t r;
+	CHECK_EQ(weft_cancel_reason(&r), 0);
+	CHECK_EQ(strcmp(r.text, "outer"), 0);
+	CHECK_EQ(r.origin, WEFT_CANCEL_EXPLICIT);
+	weft_cancel_reason_t ra;
+	CHECK_EQ(weft_scope_reason(a, &ra), 0);
+	CHECK_EQ(r.scope_id, ra.scope_id);
+	CHECK_EQ(weft_scope_exit(c), 0);
+	CHECK_EQ(weft_scope_exit(b), 0);
+	CHECK_EQ(weft_scope_exit(a), 0);
+	CHECK(!weft_scope_cancelled_caught(c));
+	CHECK(!weft_scope_cancelled_caught(b));
+	CHECK(weft_scope_cancelled_caught(a));
+	CHECK(weft_scope_cancel_called(b) && weft_scope_cancel_called(c));
+	weft_scope_destroy(c);
+	weft_scope_destroy(b);
+	weft_scope_destroy(a);
+	return 0;
+}
+
+WEFT_TEST_ROOT(cancel, nested_cancels_belong_to_the_outermost_scope,
+	outer_wins_root, NULL)
+
+/* The inner scope's cancellation was seen first; an outer one comes
+ * before the exit: the outer scope catches, and an inner fail_after does
+ * not report a timeout it did not end with. */
+static int outer_wins_late_root(void *arg)
+{
+	(void)arg;
+	weft_scope_t *a, *b;
+	CHECK_EQ(weft_move_on_after(&a, 10 * WEFT_SEC), 0);
+	CHECK_EQ(weft_move_on_after(&b, 10 * WEFT_SEC), 0);
+	CHECK_EQ(weft_scope_cancel(b, "inner"), 0);
+	CHECK_EQ(weft_checkpoint(), -ECANCELED);
+	CHECK_EQ(weft_scope_cancel(a, "outer"), 0);
+	CHECK_EQ(weft_scope_exit(b), 0);
+	CHECK(!weft_scope_cancelled_caught(b));
+	CHECK_EQ(weft_checkpoint(), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(a), 0);
+	CHECK(weft_scope_cancelled_caught(a));
+	weft_scope_destroy(b);
+	weft_scope_destroy(a);
+	/* An expired fail_after inside a cancelled move_on. */
+	CHECK_EQ(weft_move_on_after(&a, 10 * WEFT_SEC), 0);
+	CHECK_EQ(weft_fail_after(&b, -1), 0);
+	CHECK_EQ(weft_scope_cancel(a, "outer"), 0);
+	CHECK_EQ(weft_checkpoint(), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(b), 0);
+	CHECK(!weft_scope_cancelled_caught(b));
+	CHECK_EQ(weft_scope_exit(a), 0);
+	CHECK(weft_scope_cancelled_caught(a));
+	weft_scope_destroy(b);
+	weft_scope_destroy(a);
+	return 0;
+}
+
+WEFT_TEST_ROOT(cancel, an_outer_cancel_after_the_inner_takes_it_over,
+	outer_wins_late_root, NULL)
+
+struct outer_child {
+	atomic_int inner_cancelled;
+	atomic_int group_cancelled;
+	int caught;
+	int rc;
+	char text[96];
+};
+
+static int outer_child(void *arg)
+{
+	struct outer_child *oc = arg;
+	weft_scope_t *b, *shield;
+	if (!CHECK_EQ(weft_move_on_after(&b, 10 * WEFT_SEC), 0))
+		return 0;
+	CHECK_EQ(weft_scope_cancel(b, "inner"), 0);
+	atomic_store(&oc->inner_cancelled, 1);
+	/* Wait, shielded from both cancellations, until the group's
+	 * has happened. */
+	if (CHECK_EQ(weft_scope_open(&shield, WEFT_FOREVER, WEFT_SCOPE_SHIELD),
+		    0)) {
+		int64_t give_up = weft_now() + 10 * WEFT_SEC;
+		while (!atomic_load(&oc->group_cancelled) &&
+			weft_now() < give_up)
+			CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+		CHECK_EQ(weft_scope_exit(shield), 0);
+		weft_scope_destroy(shield);
+	}
+	oc->rc = weft_checkpoint();
+	weft_cancel_reason_t r;
+	CHECK_EQ(weft_cancel_reason(&r), 0);
+	memcpy(oc->text, r.text, sizeof oc->text);
+	CHECK_EQ(weft_scope_exit(b), 0);
+	oc->caught = weft_scope_cancelled_caught(b);
+	weft_scope_destroy(b);
+	return oc->rc;
+}
+
+/* Across tasks: a child's scope cancelled first, then its group: the
+ * child's cancellation is the group's. */
+static int outer_wins_group_root(void *arg)
+{
+	(void)arg;
+	struct outer_child oc = { 0 };
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, outer_child, &oc), 0);
+	int64_t give_up = weft_now() + 10 * WEFT_SEC;
+	while (!atomic_load(&oc.inner_cancelled) && weft_now() < give_up)
+		CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+	CHECK_EQ(weft_group_cancel(g, "group"), 0);
+	atomic_store(&oc.group_cancelled, 1);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(oc.rc, -ECANCELED);
+	CHECK_EQ(strcmp(oc.text, "group"), 0);
+	CHECK(!oc.caught);
+	return 0;
+}
+
+WEFT_TEST_ROOT(cancel, a_group_cancel_takes_over_a_childs_inner_one,
+	outer_wins_group_root, NULL)
+
+/* }======================================================= */
+
 static int fail_after_root(void *arg)
 {
 	(void)arg;
@@ -708,6 +846,12 @@ int main(void)
 		WEFT_TEST(
 			test_cancel__a_past_deadline_cancels_at_once_entered_or_not),
 		WEFT_TEST(test_cancel__negative_timeouts_give_an_expired_scope),
+		WEFT_TEST(
+			test_cancel__nested_cancels_belong_to_the_outermost_scope),
+		WEFT_TEST(
+			test_cancel__an_outer_cancel_after_the_inner_takes_it_over),
+		WEFT_TEST(
+			test_cancel__a_group_cancel_takes_over_a_childs_inner_one),
 		WEFT_TEST(
 			test_cancel__fail_after_times_out_only_if_the_body_observed_it),
 		WEFT_TEST(test_cancel__timeout_is_a_failure_not_a_cancellation),

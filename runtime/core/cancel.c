@@ -44,6 +44,13 @@
  *      (user or owner, queued timer request, timer wheel) is dropped: a
  *      user scope is freed, the owner of a sleep scope (on its stack) is
  *      woken to leave the frame.
+ *   6. An effectively cancelled scope's origin is the outermost cancelled
+ *      scope above it on its unshielded path (Trio's "the outer one
+ *      wins"): a later cancellation further out replaces the origin of
+ *      every scope of its subtree.  A checkpoint marks the origin it reads
+ *      as observed; a scope that exits with its own cancellation observed
+ *      but an origin further out passes the observation on to that
+ *      origin and does not catch: the outermost scope catches.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -71,6 +78,7 @@ void weft__scope_init(struct weft_scope *s, enum weft__scope_kind kind,
 	atomic_init(&s->cancel_called, false);
 	atomic_init(&s->eff_cancelled, false);
 	atomic_init(&s->observed, false);
+	atomic_init(&s->origin, NULL);
 	atomic_init(&s->deadline, WEFT_FOREVER);
 	if (kind == WEFT__SCOPE_USER || kind == WEFT__SCOPE_FRAME) {
 		struct weft__timed_scope *ts = weft__scope_timed(s);
@@ -80,14 +88,36 @@ void weft__scope_init(struct weft_scope *s, enum weft__scope_kind kind,
 	}
 }
 
-/* Marks s (locked by the caller) and its unshielded subtree. */
+/* Marks s (locked by the caller) and its unshielded subtree as cancelled
+ * by `origin`, which is s itself or a scope further out.  A scope that is
+ * marked already keeps its mark (invariant 2: so is its subtree) but takes
+ * the new origin: a cancellation that arrives from further out than the
+ * one it has belongs to the outer scope (Trio's "the outer one wins"),
+ * and so does the rest of the subtree.  Called only with an origin from
+ * outside the marked subtree (weft__scope_cancel does not re-propagate a
+ * scope that is marked already), so every replacement moves outwards. */
 static void scope_propagate_locked(struct weft_scope *s,
 	struct weft_scope *origin)
 {
 	/* relaxed: eff_cancelled is only written under s's lock, held. */
-	if (atomic_load_explicit(&s->eff_cancelled, memory_order_relaxed))
-		return; /* invariant 2: the subtree is already marked */
-	s->origin = origin;
+	if (atomic_load_explicit(&s->eff_cancelled, memory_order_relaxed)) {
+		if (weft__scope_origin(s) == origin)
+			return; /* this cancellation marked the subtree */
+		/* relaxed: see `origin` (cancel.h); s's task was woken by
+		 * the first mark, and a checkpoint reads the new origin. */
+		atomic_store_explicit(&s->origin, origin, memory_order_relaxed);
+		for (struct weft_scope *c = s->first_child; c;
+			c = c->next_sib) {
+			if (c->flags & WEFT_SCOPE_SHIELD)
+				continue;
+			weft__spin_lock(&c->lock);
+			scope_propagate_locked(c, origin);
+			weft__spin_unlock(&c->lock);
+		}
+		return;
+	}
+	/* relaxed: published by the seq_cst store of eff_cancelled below. */
+	atomic_store_explicit(&s->origin, origin, memory_order_relaxed);
 	/* seq_cst: the canceller's half of the park/cancel Dekker pair
 	 * (invariant 3): ordered before the park-word read in
 	 * weft__task_wake_cancel below; pairs with the seq_cst load in
@@ -136,7 +166,7 @@ void weft__scope_link(struct weft_scope *s, struct weft_scope *parent,
 		atomic_load_explicit(&parent->eff_cancelled,
 			memory_order_relaxed)) {
 		weft__spin_lock(&s->lock);
-		scope_propagate_locked(s, parent->origin);
+		scope_propagate_locked(s, weft__scope_origin(parent));
 		weft__spin_unlock(&s->lock);
 	}
 	weft__spin_unlock(&parent->lock);
@@ -218,7 +248,10 @@ void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
 		atomic_store_explicit(&s->cancel_called, true,
 			memory_order_release);
 	}
-	scope_propagate_locked(s, s);
+	/* A scope effectively cancelled already keeps its origin: itself, or
+	 * a scope further out (relaxed: written under s's lock, held). */
+	if (!atomic_load_explicit(&s->eff_cancelled, memory_order_relaxed))
+		scope_propagate_locked(s, s);
 	weft__spin_unlock(&s->lock);
 	weft__free(copy); /* cancelled already: the first reason stays */
 }
@@ -343,12 +376,24 @@ static int scope_enter(struct weft_task *t, struct weft_scope *s)
 
 static void scope_exit(struct weft_task *t, struct weft_scope *s)
 {
-	/* acquire: pairs with the release in weft__scope_cancel, so the
-	 * reason weft_scope_exit checks is complete.  relaxed: see
-	 * weft__scope_note_observed. */
-	s->caught = atomic_load_explicit(&s->cancel_called,
-			    memory_order_acquire) &&
-		atomic_load_explicit(&s->observed, memory_order_relaxed);
+	/* relaxed: see weft__scope_note_observed. */
+	bool observed = atomic_load_explicit(&s->observed,
+		memory_order_relaxed);
+	struct weft_scope *o = weft__scope_origin(s);
+	if (observed && o != NULL && o != s) {
+		/* A checkpoint saw s's own cancellation, but a scope further
+		 * out has been cancelled since: the cancellation belongs to
+		 * the outer scope now (Trio's "the outer one wins"), which
+		 * catches it, not s. */
+		weft__scope_note_observed(o);
+		s->caught = false;
+	} else {
+		/* acquire: pairs with the release in weft__scope_cancel, so
+		 * the reason weft_scope_exit checks is complete. */
+		s->caught = observed &&
+			atomic_load_explicit(&s->cancel_called,
+				memory_order_acquire);
+	}
 	weft__scope_pop(t, s);
 	scope_timer_set(s, WEFT_FOREVER);
 }
@@ -582,7 +627,7 @@ static int cancel_check(struct weft_task *t)
 	struct weft_scope *s = cancel_cur(t);
 	if (!weft__scope_is_cancelled(s))
 		return 0;
-	weft__scope_note_observed(s->origin);
+	weft__scope_note_observed(weft__scope_origin(s));
 	return -ECANCELED;
 }
 
@@ -653,9 +698,11 @@ int weft_cancel_reason(weft_cancel_reason_t *out)
 		return WEFT_ENOTFIBER;
 	memset(out, 0, sizeof *out);
 	struct weft_scope *s = cancel_cur(t);
-	if (!weft__scope_is_cancelled(s) || s->origin == NULL)
+	struct weft_scope *o = weft__scope_is_cancelled(s)
+		? weft__scope_origin(s)
+		: NULL;
+	if (o == NULL)
 		return 0;
-	struct weft_scope *o = s->origin;
 	weft__spin_lock(&o->lock);
 	weft__scope_reason_export(o, out);
 	weft__spin_unlock(&o->lock);
@@ -688,7 +735,7 @@ int weft_sleep_until(int64_t deadline)
 			break;
 		weft__task_park_commit(t);
 	}
-	weft__scope_note_observed(ss.ts.s.origin);
+	weft__scope_note_observed(weft__scope_origin(&ss.ts.s));
 	weft__scope_frame_exit(t, &ss);
 	return cancel_check(t);
 }

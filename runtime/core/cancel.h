@@ -63,13 +63,15 @@ struct weft_scope {
 	 * owning task; owner-only. */
 	struct weft_scope *outer;
 	uint64_t id;
-	/* The cancelled scope this one's cancellation comes from: the first
-	 * one to reach it.  A later cancellation of an outer scope does not
-	 * replace it (scope_propagate_locked stops at a marked scope), so it
-	 * is not always the outermost one that weft_cancel_reason promises;
-	 * that is a known deviation of the code.  Written under lock before
-	 * eff_cancelled's seq_cst store, whose release half publishes it. */
-	struct weft_scope *origin;
+	/* The outermost cancelled scope this one's cancellation comes from
+	 * (Trio's "the outer one wins"): set with the first cancellation to
+	 * reach it, before eff_cancelled's seq_cst store (whose release half
+	 * publishes it), and replaced, under this scope's lock, when a
+	 * cancellation of a scope further out reaches it later.  Read
+	 * lock-free with weft__scope_origin (relaxed): a reader racing a
+	 * replacement gets the old or the new one, both alive, because both
+	 * are ancestors of (or equal to) this scope on its unshielded path. */
+	_Atomic(struct weft_scope *) origin;
 	/* Deadline: written by any thread, read by weft_deadline,
 	 * weft_effective_deadline and dumps (relaxed: a value, ordering
 	 * nothing; the timer reads timer_deadline below instead).  Only
@@ -171,6 +173,13 @@ void weft__scope_reason_export(const struct weft_scope *s,
  * Thread: any (a task asking about its own innermost scope gets the
  * seq_cst read that invariant 3 of cancel.c needs). */
 bool weft__scope_is_cancelled(const struct weft_scope *s);
+/* The scope s's cancellation comes from (see `origin`); NULL when s was
+ * never cancelled.  Thread: any, holding s alive. */
+static inline struct weft_scope *weft__scope_origin(const struct weft_scope *s)
+{
+	/* relaxed: see `origin`. */
+	return atomic_load_explicit(&s->origin, memory_order_relaxed);
+}
 /* Records that a checkpoint observed s's cancellation.  Thread: a task
  * inside s. */
 void weft__scope_note_observed(struct weft_scope *s);

@@ -366,7 +366,7 @@ static WEFT_FIBER_FN int group_join(struct weft_task *self,
 			weft_error_free(e);
 		rc = WEFT_ECHILD_FAILED;
 	} else if (weft__scope_is_cancelled(outer)) {
-		weft__scope_note_observed(outer->origin);
+		weft__scope_note_observed(weft__scope_origin(outer));
 		rc = -ECANCELED;
 	}
 	group_finish(g);

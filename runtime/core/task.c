@@ -586,8 +586,7 @@ int weft__task_start(struct weft_task *self, struct weft_group *g,
 			struct weft_scope
 				*cur = atomic_load_explicit(&self->cur_scope,
 					memory_order_relaxed);
-			if (cur->origin)
-				weft__scope_note_observed(cur->origin);
+			weft__scope_note_observed(weft__scope_origin(cur));
 			int crc = t->rc;
 			return (crc == 0 || crc == -ECANCELED) ? -ECANCELED
 							       : crc;
@@ -608,7 +607,7 @@ int weft__task_start(struct weft_task *self, struct weft_group *g,
 		struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
 			memory_order_relaxed);
 		if (weft__scope_is_cancelled(cur))
-			weft__scope_note_observed(cur->origin);
+			weft__scope_note_observed(weft__scope_origin(cur));
 		return -ECANCELED;
 	}
 	/* acquire: pairs with the state store in weft__task_finish (the
@@ -795,7 +794,7 @@ int weft_task_wait(weft_task_t *h)
 		if (weft__scope_is_cancelled(cur) &&
 			atomic_load_explicit(&h->state, memory_order_acquire) ==
 				WEFT_TASK_PENDING) {
-			weft__scope_note_observed(cur->origin);
+			weft__scope_note_observed(weft__scope_origin(cur));
 			return -ECANCELED;
 		}
 	}

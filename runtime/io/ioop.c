@@ -198,7 +198,7 @@ int weft__ioop_run(struct weft__ioop *op)
 	}
 	rc = op->result;
 	if (rc == -ECANCELED)
-		weft__scope_note_observed(s->origin);
+		weft__scope_note_observed(weft__scope_origin(s));
 	return rc;
 }
 

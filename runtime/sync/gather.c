@@ -238,7 +238,7 @@ static int comb_cancelled(struct weft_task *self)
 		memory_order_relaxed);
 	if (!weft__scope_is_cancelled(cur))
 		return 0;
-	weft__scope_note_observed(cur->origin);
+	weft__scope_note_observed(weft__scope_origin(cur));
 	return -ECANCELED;
 }
 

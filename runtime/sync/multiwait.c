@@ -180,7 +180,7 @@ static int wait_cancel_kind(struct weft_task *self,
 		: atomic_load_explicit(&self->cur_scope, memory_order_relaxed);
 	if (ss && !weft__scope_is_cancelled(outer))
 		return 0;
-	weft__scope_note_observed(outer->origin);
+	weft__scope_note_observed(weft__scope_origin(outer));
 	return -ECANCELED;
 }
 
@@ -555,7 +555,7 @@ int weft_as_completed_next(weft_as_completed_t *it, size_t *index,
 			as_completed_drain(it, false, 0);
 			if (it->nheap > 0)
 				break;
-			weft__scope_note_observed(cur->origin);
+			weft__scope_note_observed(weft__scope_origin(cur));
 			return -ECANCELED;
 		}
 		weft__task_park_commit_on(self, "as_completed");

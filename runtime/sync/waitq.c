@@ -68,7 +68,7 @@ int weft__waitq_begin(struct weft_task **self)
 		memory_order_relaxed);
 	if (!weft__scope_is_cancelled(s))
 		return 0;
-	weft__scope_note_observed(s->origin);
+	weft__scope_note_observed(weft__scope_origin(s));
 	return -ECANCELED;
 }
 
@@ -127,7 +127,7 @@ int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 			return 0;
 	}
 	weft__waitq_remove(q, n);
-	weft__scope_note_observed(s->origin);
+	weft__scope_note_observed(weft__scope_origin(s));
 	return -ECANCELED;
 }
 
@@ -167,7 +167,7 @@ int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
 		}
 	}
 	weft__waitq_remove(q, n);
-	weft__scope_note_observed(s->origin);
+	weft__scope_note_observed(weft__scope_origin(s));
 	weft__spin_unlock(lock);
 	return -ECANCELED;
 }

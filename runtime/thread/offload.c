@@ -660,7 +660,8 @@ WEFT_FIBER_FN static int offload_wait(struct weft_task *self,
 			cancellable = false;
 			if (offload_cancelled(c, abandon, result, &rc)) {
 				if (rc == -ECANCELED)
-					weft__scope_note_observed(s->origin);
+					weft__scope_note_observed(
+						weft__scope_origin(s));
 				return rc;
 			}
 			if (!offload_repark(self, c, false, result, &rc))
@@ -676,7 +677,7 @@ WEFT_FIBER_FN static int offload_wait(struct weft_task *self,
 	/* Cancelled while fn ran, and fn returned (rule 39): the
 	 * cancellation wins; *result still carries fn's value so that what
 	 * fn allocated can be freed. */
-	weft__scope_note_observed(s->origin);
+	weft__scope_note_observed(weft__scope_origin(s));
 	return -ECANCELED;
 }
 
