@@ -106,7 +106,9 @@ WEFT_EXTERN int weft_scope_set_deadline(weft_scope_t *s, int64_t deadline);
 WEFT_EXTERN int64_t weft_scope_deadline(const weft_scope_t *s);
 
 /* What it does: whether s was cancelled (cancel called or deadline hit);
- * whether s's exit caught its own cancellation (the body observed it).
+ * whether s's exit caught its own cancellation (the body observed it,
+ * and no scope further out was cancelled by then: when nested scopes are
+ * cancelled, the outermost one catches, as in Trio).
  * Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int weft_scope_cancel_called(const weft_scope_t *s);
 WEFT_EXTERN int weft_scope_cancelled_caught(const weft_scope_t *s);
