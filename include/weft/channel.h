@@ -30,10 +30,13 @@
  * is freed; give a drop callback (weft_channel_open_drop) if items own
  * memory.
  *
- * Cancellation (rule 42): a send that returns -ECANCELED delivered nothing
- * and a receive that returns -ECANCELED took nothing; a send or receive
- * that completed is reported as completed even if the task was cancelled
- * at the same moment (its next checkpoint sees the cancellation).
+ * Cancellation (docs/semantics.md rule 42): a send that returns
+ * -ECANCELED delivered nothing and a receive that returns -ECANCELED took
+ * nothing.  A parked sender or receiver whose scope was cancelled before
+ * a peer came is passed over: the item goes to the next parked peer, or
+ * into the buffer.  A send or receive that completed is reported as
+ * completed even if the task was cancelled at the same moment (its next
+ * checkpoint sees the cancellation).
  *
  * Typical use:
  *     weft_channel_tx_t *tx;

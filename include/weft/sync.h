@@ -15,8 +15,10 @@
  *     scope, which wakes the waiter, which returns -ECANCELED (the scope's
  *     exit then reports -ETIMEDOUT for a fail_after scope).
  *   - It is cancel-atomic (docs/semantics.md rule 42): a call that returns
- *     -ECANCELED acquired nothing.  When a grant and a cancellation race,
- *     the grant wins and the call returns 0.
+ *     -ECANCELED acquired nothing.  A cancellation requested before the
+ *     grant wins: the waiter is passed over and the resource goes to the
+ *     next one (or stays free).  Only when a grant and a cancellation
+ *     truly race may the grant win, and the call returns 0.
  *   - When the resource is free it is taken at once, without yielding to
  *     other tasks (as Go and Tokio do; Trio yields), except that every
  *     128th blocking call in a row that completes at once yields first (a

@@ -48,16 +48,25 @@
  * first two ends and a bounded buffer live in the channel's own allocation,
  * so opening a channel is one allocation.
  *
+ * Cancellation: a waiter whose scope is cancelled before a peer arrives is
+ * passed over (weft__waitq_first, weft__waitq_grantable): the item goes
+ * to the next waiter, or into the buffer, and the cancelled one leaves
+ * with -ECANCELED having sent or received nothing.  The invariants below
+ * therefore speak of the waiters that may still be granted ("live");
+ * cancelled ones stay queued only until they run and leave.
+ *
  * Invariants (under the lock)
- *   1. recvq non-empty => the buffer is empty and sendq is empty.
- *   2. sendq non-empty => the buffer is full (count == capacity; capacity
- *      0: always).  A receiver that takes from a full buffer refills it
- *      from the oldest parked sender, so per-sender FIFO order holds.
+ *   1. a live waiter in recvq => the buffer is empty and sendq has no live
+ *      waiter.
+ *   2. a live waiter in sendq => the buffer is full (count == capacity;
+ *      capacity 0: always).  A receiver that takes from a full buffer
+ *      refills it from the oldest live parked sender, so per-sender FIFO
+ *      order holds.
  *   3. A node is granted at most once and only while queued; granting
  *      removes it (waitq.c).
- *   4. send_open == 0 => sendq is empty (closing an end grants its own
- *      parked senders), so receivers parked then can only get WEFT_EEND.
- *      Likewise recv_open == 0 => recvq is empty.
+ *   4. send_open == 0 => sendq has no live waiter (closing an end grants
+ *      its own live parked senders), so receivers parked then can only get
+ *      WEFT_EEND.  Likewise recv_open == 0 => recvq has no live waiter.
  *   5. The channel is freed when `ends` (ends not released) reaches 0;
  *      only the releaser of the last end touches it afterwards.
  */
@@ -179,11 +188,14 @@ static inline void chan_grant(weft__waitq_t *q, struct weft__wait_node *n,
 static void chan_grant_all(weft__waitq_t *q, struct chan_end *e, int rc,
 	weft__wakelist_t *wl)
 {
-	struct weft__wait_node *n = weft__waitq_first(q);
+	struct weft__wait_node *n = q->head;
 	while (n) {
 		struct weft__wait_node *next = n->next;
-		if (e == NULL ||
-			WEFT__CONTAINER_OF(n, struct chan_waiter, n)->end == e)
+		/* A cancelled waiter leaves with -ECANCELED on its own. */
+		if ((e == NULL ||
+			    WEFT__CONTAINER_OF(n, struct chan_waiter, n)->end ==
+				    e) &&
+			weft__waitq_grantable(n))
 			chan_grant(q, n, rc, wl);
 		n = next;
 	}
@@ -484,8 +496,9 @@ static void chan_close(struct chan_end *e, bool is_tx)
 		if (is_tx) {
 			/* Parked sends through e deliver nothing. */
 			chan_grant_all(&ch->sendq, e, WEFT_ECLOSED, &wl);
-			/* Invariant 4: with no send end left, sendq is empty
-			 * and so is the buffer of any parked receiver. */
+			/* Invariant 4: with no send end left, sendq has no
+			 * live waiter and any live parked receiver's buffer
+			 * is empty. */
 			if (--ch->send_open == 0)
 				chan_grant_all(&ch->recvq, NULL, WEFT_EEND,
 					&wl);

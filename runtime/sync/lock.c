@@ -17,11 +17,12 @@
  *     else set WAITERS (CAS, racing only with the holder's fast release:
  *     if that wins the word is 0 and we take it) and queue on the wait
  *     queue (waitq.c), counted in nwaiting.
- *   - Slow release, under `spin`: grant the oldest waiter (weft__waitq_
- *     grant) and store its address as the new owner, with WAITERS still
- *     set if others remain; or store 0 if the queue is empty.  The lock
- *     never becomes free while a task is queued: ownership moves straight
- *     from the releaser to the oldest waiter (FIFO hand-off).
+ *   - Slow release, under `spin`: grant the oldest waiter that is not
+ *     cancelled (weft__waitq_first, weft__waitq_grant) and store its
+ *     address as the new owner, with WAITERS still set if others remain
+ *     queued; or store 0 if none can be granted.  The lock never becomes
+ *     free while a waiter that is not cancelled is queued: ownership
+ *     moves straight from the releaser to it (FIFO hand-off).
  *   - A waiter that is cancelled leaves the queue under `spin` (the
  *     waitq protocol: the grant decides, so a cancelled waiter was never
  *     made owner); if it was the last, it clears WAITERS so that the
@@ -42,8 +43,12 @@
  * before returning, so destroy (which takes `spin`) sees it in nwaiting
  * until it is done with the lock.
  *
+ * A waiter whose cancellation was requested before a release is passed
+ * over (weft__waitq_first): the lock goes to the next waiter, or falls
+ * free when only cancelled ones are queued; they leave on their own.
+ *
  * Invariants
- *   1. word == 0 implies the queue is empty.
+ *   1. word == 0 implies every queued waiter is cancelled (and leaving).
  *   2. WAITERS set implies the owner part is not 0.
  *   3. Only the owner can release (the public calls check ownership), and
  *      the owner is the task, not the thread: fibers migrate.

@@ -287,7 +287,10 @@ static WEFT_FIBER_FN int limiter_acquire(struct weft_limiter *l,
 			rc = WEFT_EMISUSE;
 			break;
 		}
-		bool now = l->q.len == 0 && l->borrowed < l->total;
+		/* FIFO: a free token goes to a queued waiter first; the
+		 * cancelled ones queued do not count (they leave). */
+		bool now = weft__waitq_first(&l->q) == NULL &&
+			l->borrowed < l->total;
 		if (!now && try) {
 			rc = -EAGAIN;
 			break;

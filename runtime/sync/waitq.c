@@ -7,8 +7,10 @@
  * other threads.
  *
  * Approach: the waker decides, under the primitive's lock.  A waiter is a
- * node on its own stack, queued under the lock.  A waker removes the
- * node, transfers the thing into it (n->data, or the primitive's state) and
+ * node on its own stack, queued under the lock.  A waker passes over the
+ * nodes whose scope is cancelled already (weft__waitq_first: a
+ * cancellation requested before the grant wins, as in Trio), removes the
+ * oldest other node, transfers the thing into it (n->data, or the primitive's state) and
  * sets `granted`, all under the lock, then wakes the task's park
  * generation.  A cancellation only wakes the task (weft__task_wake_cancel
  * from the scope tree, without the primitive's lock).  The woken waiter
@@ -177,7 +179,8 @@ void weft__waitq_wait_uncancellable(weft__spin_t *lock, weft__waitq_t *q,
 {
 	n->task = self;
 	/* seq_cst (plain accesses of `granted`), all under the lock, as in
-	 * weft__waitq_wait. */
+	 * weft__waitq_wait.  Never passed over (weft__waitq_grantable): the
+	 * park is not cancellable. */
 	n->granted = false;
 	waitq_push(q, n);
 	/* A non-cancellable park: weft__task_wake_cancel skips it, so only

@@ -16,6 +16,8 @@
 
 #include "base/common.h"
 #include "base/spin.h"
+#include "core/cancel.h"
+#include "core/task.h"
 
 struct weft_task;
 
@@ -90,11 +92,46 @@ WEFT_FIBER_FN void weft__waitq_wait_uncancellable(weft__spin_t *lock,
 WEFT_FIBER_FN int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
 	struct weft__wait_node *n, struct weft_task *self);
 
-/* Oldest waiter of q, or NULL.  Thread: any, holding the primitive's
- * lock. */
+/* Whether n may still be granted: its wait is uncancellable, or its
+ * scope has not been cancelled.  A waiter whose cancellation was
+ * requested is awake already (the cancellation woke it) and will leave
+ * the queue with -ECANCELED, taking nothing: a cancellation that came
+ * before the grant wins, as in Trio; only one racing with the grant may
+ * lose to it.  Thread: any, holding the primitive's lock. */
+static inline bool weft__waitq_grantable(const struct weft__wait_node *n)
+{
+	/* A cancellation wakes a cancellably parked waiter before its
+	 * canceller goes on (scope_propagate_locked), so only a waiter whose
+	 * current park is cancellable and already woken may have been
+	 * cancelled before this grant; an uncancellable wait never is.  The
+	 * park word is the line the grant's wake is about to write anyway,
+	 * so the common case costs no extra cache miss.  relaxed: the
+	 * primitive's lock orders the waiter's prepare (made under it)
+	 * before this read, and a cancellation's WOKEN that this read misses
+	 * races with the grant, which may then win. */
+	uint64_t w = atomic_load_explicit(&n->task->park, memory_order_relaxed);
+	uint64_t cancel_woken = (n->gen << WEFT__PARK_GEN_SHIFT) |
+		WEFT__PARK_WOKEN | WEFT__PARK_CANCELLABLE;
+	if (WEFT__LIKELY((w & ~(uint64_t)WEFT__PARK_PARKED) != cancel_woken))
+		return true;
+	/* Woken: by the cancellation, or spuriously by one that a shield
+	 * stops: the waiter's innermost scope (fixed while it waits) decides.
+	 * relaxed load of cur_scope: the waiter's own, unchanged while it is
+	 * queued; seq_cst load of the flag (weft__scope_is_cancelled). */
+	struct weft_scope *s = atomic_load_explicit(&n->task->cur_scope,
+		memory_order_relaxed);
+	return !weft__scope_is_cancelled(s);
+}
+
+/* The oldest waiter of q that may be granted (weft__waitq_grantable), or
+ * NULL: the one a waker hands the thing to.  Thread: any, holding the
+ * primitive's lock. */
 static inline struct weft__wait_node *weft__waitq_first(weft__waitq_t *q)
 {
-	return q->head;
+	struct weft__wait_node *n = q->head;
+	while (n != NULL && !weft__waitq_grantable(n))
+		n = n->next;
+	return n;
 }
 
 /* Removes n from q.  For a waker that skips or a waiter that leaves;
