@@ -104,36 +104,33 @@ static void scope_propagate_locked(struct weft_scope *s,
 		if (weft__scope_origin(s) == origin)
 			return; /* this cancellation marked the subtree */
 		/* relaxed: see `origin` (cancel.h); s's task was woken by
-		 * the first mark, and a checkpoint reads the new origin. */
+		 * the first mark, and a checkpoint reads the new origin.
+		 * The subtree takes it too (below). */
 		atomic_store_explicit(&s->origin, origin, memory_order_relaxed);
-		for (struct weft_scope *c = s->first_child; c;
-			c = c->next_sib) {
-			if (c->flags & WEFT_SCOPE_SHIELD)
-				continue;
-			weft__spin_lock(&c->lock);
-			scope_propagate_locked(c, origin);
-			weft__spin_unlock(&c->lock);
-		}
-		return;
+	} else {
+		/* relaxed: published by the seq_cst store of eff_cancelled
+		 * below. */
+		atomic_store_explicit(&s->origin, origin, memory_order_relaxed);
+		/* seq_cst: the canceller's half of the park/cancel Dekker
+		 * pair (invariant 3): ordered before the park-word read in
+		 * weft__task_wake_cancel below; pairs with the seq_cst load
+		 * in weft__scope_is_cancelled, whose acquire also sees
+		 * origin. */
+		atomic_store_explicit(&s->eff_cancelled, true,
+			memory_order_seq_cst);
+		/* Wake the task inside s if it is parked cancellably.  Not
+		 * only when s is its innermost scope: the innermost may be a
+		 * shielded one that this cancellation does not reach, and
+		 * then the task wakes, finds its scope not cancelled, and
+		 * parks again (every cancellable park loops).  Deciding on
+		 * t->cur_scope instead would need that field to be seq_cst
+		 * on every scope push and pop.  relaxed: s's lock orders the
+		 * read against link and unlink (invariant 4). */
+		struct weft_task *t = atomic_load_explicit(&s->task,
+			memory_order_relaxed);
+		if (t)
+			weft__task_wake_cancel(t);
 	}
-	/* relaxed: published by the seq_cst store of eff_cancelled below. */
-	atomic_store_explicit(&s->origin, origin, memory_order_relaxed);
-	/* seq_cst: the canceller's half of the park/cancel Dekker pair
-	 * (invariant 3): ordered before the park-word read in
-	 * weft__task_wake_cancel below; pairs with the seq_cst load in
-	 * weft__scope_is_cancelled, whose acquire also sees origin. */
-	atomic_store_explicit(&s->eff_cancelled, true, memory_order_seq_cst);
-	/* Wake the task inside s if it is parked cancellably.  Not only when
-	 * s is its innermost scope: the innermost may be a shielded one that
-	 * this cancellation does not reach, and then the task wakes, finds
-	 * its scope not cancelled, and parks again (every cancellable park
-	 * loops).  Deciding on t->cur_scope instead would need that field to
-	 * be seq_cst on every scope push and pop.  relaxed: s's lock orders
-	 * the read against link and unlink (invariant 4). */
-	struct weft_task *t = atomic_load_explicit(&s->task,
-		memory_order_relaxed);
-	if (t)
-		weft__task_wake_cancel(t);
 	for (struct weft_scope *c = s->first_child; c; c = c->next_sib) {
 		if (c->flags & WEFT_SCOPE_SHIELD)
 			continue;

@@ -143,6 +143,18 @@ void weft__record_arena_fini(struct weft__record_arena *a)
 	pthread_mutex_destroy(&a->lock);
 }
 
+/* Puts the n free records head..tail (linked through their first word)
+ * on a's free list. */
+static void record_arena_splice(struct weft__record_arena *a, void *head,
+	void *tail, size_t n)
+{
+	pthread_mutex_lock(&a->lock);
+	*(void **)tail = a->free;
+	a->free = head;
+	a->nfree += n;
+	pthread_mutex_unlock(&a->lock);
+}
+
 static void record_arena_put_list(struct weft__record_arena *a, void *head)
 {
 	if (head == NULL)
@@ -151,11 +163,7 @@ static void record_arena_put_list(struct weft__record_arena *a, void *head)
 	size_t n = 1;
 	for (; *(void **)tail != NULL; n++)
 		tail = *(void **)tail;
-	pthread_mutex_lock(&a->lock);
-	*(void **)tail = a->free;
-	a->free = head;
-	a->nfree += n;
-	pthread_mutex_unlock(&a->lock);
+	record_arena_splice(a, head, tail, n);
 }
 
 /* Cache empty (or not a worker of rt): a batch of free records from the
@@ -219,12 +227,7 @@ void weft__record_task_put_slow(weft__worker_t *w, struct weft_task *t)
 		w->records.head[WEFT__RECORD_TASK] = *(void **)tail;
 		w->records.len[WEFT__RECORD_TASK] -= WEFT__RECORD_BATCH;
 	}
-	struct weft__record_arena *a = &rt->tasks;
-	pthread_mutex_lock(&a->lock);
-	*(void **)tail = a->free;
-	a->free = head;
-	a->nfree += n;
-	pthread_mutex_unlock(&a->lock);
+	record_arena_splice(&rt->tasks, head, tail, n);
 }
 
 /* }======================================================= */
