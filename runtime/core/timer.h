@@ -61,17 +61,16 @@ void weft__timer_update(struct weft_runtime *rt, struct weft__timed_scope *s);
  * any worker instead of waiting for the I/O thread to get a CPU.
  * Thread: a worker of the runtime, between tasks. */
 void weft__timer_fire_due_slow(weft__timer_t *t);
-static inline void weft__timer_fire_due(weft__timer_t *t)
-{
-	/* relaxed: a hint (see `due`). */
-	if (atomic_load_explicit(&t->due, memory_order_relaxed) != INT64_MAX)
-		weft__timer_fire_due_slow(t);
-}
-/* Whether any deadline is armed (a hint, as above).  Any thread. */
+/* Whether any deadline is armed (a hint, see `due`).  Any thread. */
 static inline bool weft__timer_any(weft__timer_t *t)
 {
 	/* relaxed: a hint (see `due`). */
 	return atomic_load_explicit(&t->due, memory_order_relaxed) != INT64_MAX;
+}
+static inline void weft__timer_fire_due(weft__timer_t *t)
+{
+	if (weft__timer_any(t))
+		weft__timer_fire_due_slow(t);
 }
 
 /* The fd for the I/O thread to watch for readability.  Thread: any. */
