@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "support.h"
@@ -80,6 +81,13 @@ static int nested_root(void *arg)
 	CHECK(strstr(buf, "middle#") != NULL);
 	CHECK(strstr(buf, "  fail_code#") != NULL);
 	CHECK(strstr(buf, "EPIPE") != NULL);
+	/* A nested entry's path runs through the task whose group failed. */
+	char want[128];
+	snprintf(want, sizeof want, "main#%llu/middle#%llu/fail_code#%llu",
+		(unsigned long long)weft_current_task_id(),
+		(unsigned long long)weft_error_task_id_at(err, 0),
+		(unsigned long long)weft_error_task_id_at(inner, 0));
+	CHECK(strcmp(weft_error_path_at(inner, 0), want) == 0);
 	/* Truncation: still NUL-terminated, full length reported. */
 	char small[8];
 	CHECK_EQ(weft_error_format(err, small, sizeof small), len);
@@ -219,6 +227,73 @@ static int collateral_root(void *arg)
 WEFT_TEST_ROOT(errors, cleanup_failures_are_kept_and_marked_collateral,
 	collateral_root, NULL)
 
+static int fails_quietly(void *arg)
+{
+	(void)arg;
+	int rc = weft_sleep(60 * WEFT_SEC);
+	return rc == -ECANCELED ? -EPIPE : rc; /* no message */
+}
+
+/* The layout weft_error_format documents, line by line, and the context
+ * each entry carries: its path from the root, why a collateral entry's
+ * task was cancelled (the failing sibling), and a logical time that
+ * orders the failures. */
+static int format_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, fails_in_cleanup, NULL), 0);
+	CHECK_EQ(weft_group_spawn(g, fails_quietly, NULL), 0);
+	CHECK_EQ(weft_group_spawn(g, fail_after_a_moment, NULL), 0);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	if (!CHECK_EQ(weft_error_count(err), 3)) {
+		weft_error_free(err);
+		return 0;
+	}
+	/* Entries are in failure order: the original first. */
+	CHECK_EQ(weft_error_code_at(err, 0), -EIO);
+	CHECK(weft_error_time_at(err, 0) < weft_error_time_at(err, 1));
+	CHECK(weft_error_time_at(err, 1) < weft_error_time_at(err, 2));
+	unsigned long long orig = weft_error_task_id_at(err, 0);
+	unsigned long long root = weft_current_task_id();
+	char want[1024], got[1024], path[128];
+	int n = snprintf(want, sizeof want,
+		"fail_after_a_moment#%llu: EIO: the original failure\n", orig);
+	for (size_t i = 1; i < 3; i++) {
+		unsigned long long id = weft_error_task_id_at(err, i);
+		char why[96];
+		snprintf(why, sizeof why,
+			"task 'fail_after_a_moment'#%llu failed", orig);
+		CHECK(weft_error_collateral_at(err, i));
+		CHECK(strcmp(weft_error_cancel_reason_at(err, i), why) == 0);
+		if (weft_error_code_at(err, i) == -EBADF)
+			n += snprintf(want + n, sizeof want - (size_t)n,
+				"fails_in_cleanup#%llu: EBADF: cleanup failed "
+				"too (while cancelled: %s)\n",
+				id, why);
+		else
+			n += snprintf(want + n, sizeof want - (size_t)n,
+				"fails_quietly#%llu: EPIPE (while cancelled: "
+				"%s)\n",
+				id, why);
+		snprintf(path, sizeof path, "main#%llu/%s#%llu", root,
+			weft_error_task_name_at(err, i), id);
+		CHECK(strcmp(weft_error_path_at(err, i), path) == 0);
+	}
+	CHECK(strcmp(weft_error_cancel_reason_at(err, 0), "") == 0);
+	CHECK_EQ(weft_error_format(err, got, sizeof got), n);
+	CHECK(strcmp(got, want) == 0);
+	/* Out of range. */
+	CHECK(strcmp(weft_error_path_at(err, 3), "") == 0);
+	CHECK_EQ(weft_error_time_at(NULL, 0), 0);
+	weft_error_free(err);
+	return 0;
+}
+
+WEFT_TEST_ROOT(errors, format_is_as_documented_with_context, format_root, NULL)
+
 static int all_cancelled_root(void *arg)
 {
 	(void)arg;
@@ -347,6 +422,7 @@ int main(void)
 			test_errors__split_that_runs_out_of_memory_leaves_err_intact),
 		WEFT_TEST(
 			test_errors__cleanup_failures_are_kept_and_marked_collateral),
+		WEFT_TEST(test_errors__format_is_as_documented_with_context),
 		WEFT_TEST(test_errors__cancellation_is_never_a_failure),
 		WEFT_TEST(
 			test_errors__fatal_class_failure_is_primary_and_keeps_the_rest),

@@ -100,6 +100,25 @@ WEFT_EXTERN const char *weft_error_task_name_at(const weft_error_t *err,
 WEFT_EXTERN uint64_t weft_error_task_id_at(const weft_error_t *err, size_t i);
 WEFT_EXTERN int weft_error_collateral_at(const weft_error_t *err, size_t i);
 
+/* What it does: the context of entry i.
+ * weft_error_path_at: where the failing task sat in the task tree, root
+ * first, each task as "<name>#<id>", joined by '/' (for example
+ * "main#1/serve#3/conn#17"; the last one is the failing task).
+ * weft_error_cancel_reason_at: for a collateral entry, the reason text of
+ * the cancellation it failed under (weft_cancel_reason_t.text: for a
+ * sibling's failure "task '<name>'#<id> failed"); "" otherwise.
+ * weft_error_time_at: the failure's logical time, a per-runtime counter
+ * taken when the task failed: of two entries of one runtime, the smaller
+ * failed first (weft_error_primary picks the earliest by it).
+ * Ownership: strings stay owned by err.
+ * Errors: NULL err or out-of-range i gives "" / 0; a context string that
+ * could not be allocated when the task failed reads as "".
+ * Checkpoint: no.  Threads: any thread. */
+WEFT_EXTERN const char *weft_error_path_at(const weft_error_t *err, size_t i);
+WEFT_EXTERN const char *weft_error_cancel_reason_at(const weft_error_t *err,
+	size_t i);
+WEFT_EXTERN uint64_t weft_error_time_at(const weft_error_t *err, size_t i);
+
 /* What it does: entry i's nested error group, or NULL for a leaf.
  * Ownership: still owned by err.  Errors: out of range gives NULL.
  * Checkpoint: no.  Threads: any thread. */
@@ -127,9 +146,16 @@ typedef int (*weft_error_pred_fn)(int code, const char *message, void *arg);
 WEFT_EXTERN int weft_error_split(weft_error_t *err, weft_error_pred_fn pred,
 	void *arg, weft_error_t **match, weft_error_t **rest);
 
-/* What it does: formats the whole tree into buf as indented text, one leaf
- * per line: "<task name>#<id>: <ERRNAME>: <message>".  Always
- * NUL-terminates when size > 0.
+/* What it does: formats the whole tree into buf as indented text, one
+ * entry per line, two spaces of indent per nesting level:
+ *
+ *     <task name>#<id>: <ERRNAME>[: <message>][ (while cancelled[: <why>])]
+ *
+ * ": <message>" is left out when the message is empty; the parenthesis
+ * marks a collateral entry, with why it was cancelled when known
+ * (weft_error_cancel_reason_at).  A nested group's entry reads
+ * "WEFT_ECHILD_FAILED" and is followed by its own entries, indented.
+ * Always NUL-terminates when size > 0.
  * Returns: the length the full text needs (like snprintf), or -EINVAL for
  * NULL err.
  * Checkpoint: no.  Threads: any thread. */

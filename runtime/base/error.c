@@ -105,7 +105,20 @@ void weft__error_leaf_free(struct weft__leaf *l)
 	weft_error_free(l->nested);
 	weft__free(l->message);
 	weft__free(l->task_name);
+	weft__free(l->path);
+	weft__free(l->why);
 	weft__free(l);
+}
+
+int weft__error_leaf_context(struct weft__leaf *l, const char *path,
+	const char *why)
+{
+	int rc = 0;
+	if (path && (l->path = error_strdup(path)) == NULL)
+		rc = -ENOMEM;
+	if (why && (l->why = error_strdup(why)) == NULL)
+		rc = -ENOMEM;
+	return rc;
 }
 
 struct weft_error *weft__error_from_leaves(struct weft__leaf *head, size_t n,
@@ -221,6 +234,24 @@ int weft_error_collateral_at(const weft_error_t *err, size_t i)
 	return l ? l->collateral : 0;
 }
 
+const char *weft_error_path_at(const weft_error_t *err, size_t i)
+{
+	const struct weft__leaf *l = error_at(err, i);
+	return l && l->path ? l->path : "";
+}
+
+const char *weft_error_cancel_reason_at(const weft_error_t *err, size_t i)
+{
+	const struct weft__leaf *l = error_at(err, i);
+	return l && l->collateral && l->why ? l->why : "";
+}
+
+uint64_t weft_error_time_at(const weft_error_t *err, size_t i)
+{
+	const struct weft__leaf *l = error_at(err, i);
+	return l ? l->seq : 0;
+}
+
 const weft_error_t *weft_error_nested_at(const weft_error_t *err, size_t i)
 {
 	const struct weft__leaf *l = error_at(err, i);
@@ -300,6 +331,10 @@ static int error_select(const weft_error_t *err, weft_error_pred_fn pred,
 			weft_error_free(sub);
 			goto oom;
 		}
+		if (weft__error_leaf_context(c, l->path, l->why) < 0) {
+			weft__error_leaf_free(c);
+			goto oom;
+		}
 		arr[e->count++] = c;
 	}
 	if (e->count == 0) {
@@ -366,12 +401,15 @@ static void error_format(const weft_error_t *err, struct error_buf *b,
 {
 	for (size_t i = 0; i < err->count; i++) {
 		const struct weft__leaf *l = err->entries[i];
-		error_append(b, "%*s%s#%llu: %s%s%s%s\n", depth * 2, "",
+		/* The layout error.h documents for weft_error_format. */
+		const char *why = l->collateral && l->why ? l->why : "";
+		error_append(b, "%*s%s#%llu: %s%s%s%s%s%s%s\n", depth * 2, "",
 			l->task_name, (unsigned long long)l->task_id,
 			l->nested ? "WEFT_ECHILD_FAILED"
 				  : weft_err_name(l->code),
 			l->message[0] ? ": " : "", l->message,
-			l->collateral ? " (while cancelled)" : "");
+			l->collateral ? " (while cancelled" : "",
+			why[0] ? ": " : "", why, l->collateral ? ")" : "");
 		if (l->nested)
 			error_format(l->nested, b, depth + 1);
 	}

@@ -21,6 +21,12 @@ struct weft__leaf {
 	uint64_t seq; /* logical time */
 	bool collateral;
 	struct weft_error *nested;
+	/* Context (weft__error_leaf_context): weft__alloc'd or NULL, which
+	 * reads as "".  path: the task's ancestry, root first
+	 * ("main#1/serve#3/conn#17"); why: for a collateral leaf, the
+	 * reason its task was cancelled. */
+	char *path;
+	char *why;
 };
 
 struct weft_error {
@@ -34,6 +40,11 @@ struct weft__leaf *weft__error_leaf_create(int code, const char *message,
 	const char *task_name, uint64_t task_id, uint64_t seq, bool collateral,
 	struct weft_error *nested);
 void weft__error_leaf_free(struct weft__leaf *l);
+/* Gives l copies of path and why (either may be NULL).  -ENOMEM leaves
+ * the one that could not be copied NULL (it then reads as ""): context
+ * is worth less than the failure, which is never dropped for it. */
+int weft__error_leaf_context(struct weft__leaf *l, const char *path,
+	const char *why);
 /* Builds an error group from a list of leaves (taken) plus `lost`
  * unrecorded failures.  Never fails: under memory pressure it returns the
  * static out-of-memory group (weft_error_free ignores it) after freeing

@@ -107,18 +107,27 @@ static void group_add_leaf(struct weft_group *g, struct weft__leaf *l)
 	weft__spin_unlock(&g->errors_lock);
 }
 
-static void group_first_failure(struct weft_group *g, uint64_t by)
+static void group_first_failure(struct weft_group *g,
+	const struct weft_task *by)
 {
 	/* acq_rel exchange: exactly one failure cancels the group. */
-	if (!atomic_exchange_explicit(&g->failed, true, memory_order_acq_rel))
-		weft__scope_cancel(&g->scope, WEFT_CANCEL_GROUP_FAILURE,
-			"a task of the group failed", true, by);
+	if (atomic_exchange_explicit(&g->failed, true, memory_order_acq_rel))
+		return;
+	/* The reason names the failing task, so that a sibling's collateral
+	 * failure can say why it was cancelled (weft_error_format). */
+	char name[WEFT__TASK_NAME_MAX];
+	weft__task_name_load(by, name);
+	char text[sizeof((weft_cancel_reason_t *)0)->text];
+	snprintf(text, sizeof text, "task '%s'#%llu failed", name,
+		(unsigned long long)by->id);
+	weft__scope_cancel(&g->scope, WEFT_CANCEL_GROUP_FAILURE, text, false,
+		by->id);
 }
 
 void weft__group_child_failed(struct weft_group *g, struct weft_task *t)
 {
 	group_add_leaf(g, weft__task_failure_leaf(t));
-	group_first_failure(g, t->id);
+	group_first_failure(g, t);
 }
 
 /* }======================================================= */
@@ -435,8 +444,10 @@ int weft_group_fail(weft_group_t *g, int code, const char *fmt, ...)
 		memory_order_relaxed);
 	struct weft__leaf *l = weft__error_leaf_create(code, msg, self->name,
 		self->id, seq, weft__scope_is_cancelled(&g->scope), NULL);
+	if (l)
+		weft__task_leaf_context(self, l);
 	group_add_leaf(g, l);
-	group_first_failure(g, self->id);
+	group_first_failure(g, self);
 	return l ? code : -ENOMEM;
 }
 

@@ -76,19 +76,6 @@ _Static_assert(WEFT_TASK_NAME_MAX == WEFT__TASK_NAME_MAX,
 
 /* {======================================================= snapshots */
 
-/* Copies t's name with atomic word loads (see weft__task_name_store). */
-static void insp_name_load(const struct weft_task *t, char *out)
-{
-	uint64_t w[WEFT__TASK_NAME_MAX / sizeof(uint64_t)];
-	const uint64_t *src = (const uint64_t *)(const void *)t->name;
-	/* relaxed: insp_read validates the copy by insp_id; insp_task_fill
-	 * reads a live record (a rename meanwhile may mix two names). */
-	for (size_t i = 0; i < WEFT__TASK_NAME_MAX / sizeof(uint64_t); i++)
-		w[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
-	memcpy(out, w, WEFT__TASK_NAME_MAX);
-	out[WEFT__TASK_NAME_MAX - 1] = '\0';
-}
-
 /* One validated read of record t; false if it is not live (or changed
  * lives while we read it). */
 static bool insp_read(struct weft_task *t, weft_task_info_t *out)
@@ -105,7 +92,7 @@ static bool insp_read(struct weft_task *t, weft_task_info_t *out)
 	/* relaxed: as above. */
 	out->worker = atomic_load_explicit(&t->insp_worker,
 		memory_order_relaxed);
-	insp_name_load(t, out->name);
+	weft__task_name_load(t, out->name);
 	/* acquire fence: if any read above saw a later life's write, the
 	 * re-read below sees that life's insp_id (pairs with the release
 	 * fence in weft__task_create). */
@@ -222,7 +209,7 @@ static void insp_task_fill(struct weft__inspect_node *x, struct weft_task *t)
 		memory_order_relaxed);
 	/* relaxed: as above. */
 	x->worker = atomic_load_explicit(&t->insp_worker, memory_order_relaxed);
-	insp_name_load(t, x->name);
+	weft__task_name_load(t, x->name);
 	x->linked = true;
 }
 

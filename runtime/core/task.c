@@ -98,6 +98,18 @@ _Static_assert(offsetof(struct weft_task, name) % sizeof(uint64_t) == 0,
 	"task names are stored a word at a time");
 _Static_assert(WEFT__TASK_NAME_MAX % sizeof(uint64_t) == 0,
 	"task names are stored a word at a time");
+void weft__task_name_load(const struct weft_task *t, char *out)
+{
+	uint64_t w[WEFT__TASK_NAME_MAX / sizeof(uint64_t)];
+	const uint64_t *src = (const uint64_t *)(const void *)t->name;
+	/* relaxed: see above; a caller that may read a recycled record
+	 * validates the copy by insp_id (inspect.c). */
+	for (size_t i = 0; i < WEFT__TASK_NAME_MAX / sizeof(uint64_t); i++)
+		w[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	memcpy(out, w, WEFT__TASK_NAME_MAX);
+	out[WEFT__TASK_NAME_MAX - 1] = '\0';
+}
+
 void weft__task_name_store(struct weft_task *t, const char *src)
 {
 	size_t n = strnlen(src, WEFT__TASK_NAME_MAX - 1);
@@ -462,13 +474,67 @@ void weft__task_finish(struct weft_task *t, int rc)
 	}
 }
 
+/* Appends "<name>#<id>" of t and its ancestors, root first, to b (size
+ * n, at *len).  Ancestors outlive t (a group's owner cannot end before
+ * the group is joined, and that waits for t), and their names are read
+ * word by word with atomic loads (weft__task_name_load): a rename
+ * meanwhile may mix two names, never a torn read. */
+static void task_path_append(const struct weft_task *t, char *b, size_t n,
+	size_t *len)
+{
+	if (t->group && t->group->owner)
+		task_path_append(t->group->owner, b, n, len);
+	char name[WEFT__TASK_NAME_MAX];
+	weft__task_name_load(t, name);
+	size_t room = *len < n ? n - *len : 0;
+	int k = snprintf(room ? b + *len : NULL, room, "%s%s#%llu",
+		*len ? "/" : "", name, (unsigned long long)t->id);
+	if (k > 0)
+		*len += (size_t)k;
+}
+
+void weft__task_leaf_context(struct weft_task *t, struct weft__leaf *l)
+{
+	/* Failure path only: two passes (measure, then write) rather than a
+	 * bound on the depth of the tree. */
+	size_t len = 0;
+	task_path_append(t, NULL, 0, &len);
+	char *path = weft__alloc(len + 1);
+	if (path) {
+		size_t k = 0;
+		task_path_append(t, path, len + 1, &k);
+	}
+	/* Why a collateral failure's task was cancelled: the reason of the
+	 * cancellation its root scope sees (its own scope's, or before the
+	 * lazy link its parent's).  The origin is that scope or one further
+	 * out, alive while t is (see weft__scope_origin). */
+	weft_cancel_reason_t r = { 0 };
+	if (l->collateral) {
+		struct weft_scope *s = t->root_linked || !t->root_scope.parent
+			? &t->root_scope
+			: t->root_scope.parent;
+		struct weft_scope *o = weft__scope_is_cancelled(s)
+			? weft__scope_origin(s)
+			: NULL;
+		if (o) {
+			weft__spin_lock(&o->lock);
+			weft__scope_reason_export(o, &r);
+			weft__spin_unlock(&o->lock);
+		}
+	}
+	(void)weft__error_leaf_context(l, path, r.text[0] ? r.text : NULL);
+	weft__free(path);
+}
+
 struct weft__leaf *weft__task_failure_leaf(struct weft_task *t)
 {
 	struct weft__leaf *l = weft__error_leaf_create(t->rc,
 		t->fail_msg ? t->fail_msg : "", t->name, t->id, t->fail_seq,
 		t->fail_collateral, t->fail_group);
-	if (l)
+	if (l) {
 		t->fail_group = NULL; /* moved into the leaf */
+		weft__task_leaf_context(t, l);
+	}
 	return l;
 }
 

@@ -217,6 +217,11 @@ WEFT_FIBER_FN int weft__task_start(struct weft_task *self, struct weft_group *g,
  * whoever reports t's failure once its outcome is set: t itself at its
  * end (for its group), or weft_runtime_run's caller for a root. */
 struct weft__leaf *weft__task_failure_leaf(struct weft_task *t);
+/* Gives l t's context: its path in the task tree and, for a collateral
+ * failure, why t was cancelled (weft_error_path_at,
+ * weft_error_cancel_reason_at).  Out of memory, a part is left out.
+ * Thread: as weft__task_failure_leaf (t's ancestors are alive). */
+void weft__task_leaf_context(struct weft_task *t, struct weft__leaf *l);
 
 /* {=========================================== introspection, done callbacks */
 
@@ -238,6 +243,11 @@ struct weft__leaf *weft__task_failure_leaf(struct weft_task *t);
  * stores, as snapshots read it (inspect.c).  Thread: t itself, or its
  * creator before the task is published. */
 void weft__task_name_store(struct weft_task *t, const char *src);
+/* Copies t's name into out (WEFT__TASK_NAME_MAX bytes) with atomic word
+ * loads, the other half of weft__task_name_store.  Thread: any; the copy
+ * of a record that may be recycled meanwhile is validated by the caller
+ * (inspect.c checks insp_id around it). */
+void weft__task_name_load(const struct weft_task *t, char *out);
 
 /* As weft__task_park_commit, recording `what` (a static string) as what the
  * task is parked on for introspection; NULL lets the runtime guess

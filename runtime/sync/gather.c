@@ -93,8 +93,10 @@ static struct weft__leaf *child_failure_leaf(struct weft_task *self, int rc)
 	struct weft__leaf *l = weft__error_leaf_create(rc,
 		self->fail_msg ? self->fail_msg : "", self->name, self->id, seq,
 		weft__task_root_cancelled(self), self->fail_group);
-	if (l)
+	if (l) {
 		self->fail_group = NULL; /* moved into the leaf */
+		weft__task_leaf_context(self, l);
+	}
 	return l;
 }
 
