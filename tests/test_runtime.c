@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <weft.h>
 
@@ -357,6 +359,37 @@ static int churn_root(void *arg)
 	/* Exercise the I/O thread's timer too. */
 	CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
 	return 0;
+}
+
+/* In a child process that has never run a runtime: fds opened by the
+ * first runtime, and by a second one, after each is destroyed.  Exit
+ * status: 16 * first + second. */
+static void fds_child(void *arg)
+{
+	(void)arg;
+	int fds[3];
+	fds[0] = weft_test_count_fds();
+	for (int i = 1; i < 3; i++) {
+		weft_runtime_t *rt = weft_test_runtime_create(2);
+		if (weft_runtime_run(rt, churn_root, &(struct churn){ 0 },
+			    NULL) != 0 ||
+			weft_runtime_destroy(rt) != 0)
+			_exit(255);
+		fds[i] = weft_test_count_fds();
+	}
+	_exit((fds[1] - fds[0]) * 16 + (fds[2] - fds[1]));
+}
+
+/* runtime.h: destroy gives back every fd but libuv's process-wide signal
+ * pipe, two fds opened once per process.  Registered first: the forked
+ * child must come from a process in which no runtime ran yet. */
+static void test_runtime__fds_come_back_but_libuv_signal_pipe(void **state)
+{
+	(void)state;
+	char buf[256];
+	int status = weft_test_death(fds_child, NULL, buf, sizeof buf);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 2 * 16 + 0);
 }
 
 static void test_runtime__creating_and_destroying_100_runtimes_leaks_nothing(
@@ -997,6 +1030,9 @@ static void test_runtime__unassigned_codes_in_weft_range_are_unknown_error(
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		/* First: see its comment. */
+		cmocka_unit_test(
+			test_runtime__fds_come_back_but_libuv_signal_pipe),
 		WEFT_TEST(
 			test_runtime__create_run_destroy_runs_the_root_and_its_children),
 		WEFT_TEST(

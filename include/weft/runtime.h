@@ -2,8 +2,14 @@
  * destruction.
  *
  * There are no hidden globals: every thread, fd and byte weft uses hangs off
- * a weft_runtime_t, and weft_runtime_destroy gives all of it back.  A
- * process may hold several runtimes at once. */
+ * a weft_runtime_t, and weft_runtime_destroy gives all of it back, with
+ * one exception weft cannot close: the first runtime of a process makes
+ * libuv open its process-wide signal pipe (two fds, close-on-exec), which
+ * stays open until the process exits and is shared by every later
+ * runtime.  A process may hold several runtimes at once.  The process-wide
+ * state there is (the SIGSEGV handler while a runtime exists, signal
+ * dispositions while weft watches a signal) is listed in ARCHITECTURE.md
+ * ("Process-wide state"). */
 #ifndef WEFT_RUNTIME_H
 #define WEFT_RUNTIME_H
 
