@@ -252,6 +252,159 @@ WEFT_TEST_ROOT(task, every_waiter_is_woken_once_the_task_ends,
 
 /* }======================================================= */
 
+/* {======================================================= reason, rename, remove */
+
+struct reason_seen {
+	weft_cancel_reason_t r;
+	atomic_int ready;
+};
+
+static int report_cancel_reason(void *arg)
+{
+	struct reason_seen *rs = arg;
+	atomic_store(&rs->ready, 1);
+	int rc = weft_sleep(60 * WEFT_SEC);
+	CHECK_EQ(weft_cancel_reason(&rs->r), 0);
+	return rc;
+}
+
+/* asyncio's Task.cancel(msg): the text reaches the cancelled task. */
+static int cancel_with_root(void *arg)
+{
+	(void)arg;
+	struct reason_seen a = { 0 }, b = { 0 };
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	weft_task_t *ha = weft_test_spawn(g, report_cancel_reason, &a);
+	weft_task_t *hb = weft_test_spawn(g, report_cancel_reason, &b);
+	CHECK(weft_test_yield_until(&a.ready, 1));
+	CHECK(weft_test_yield_until(&b.ready, 1));
+	CHECK_EQ(weft_task_cancel_with(ha, "shutting down shard 3"), 0);
+	CHECK_EQ(weft_task_cancel_with(ha, "second reason is ignored"), 0);
+	CHECK_EQ(weft_task_cancel(hb), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(a.r.origin, WEFT_CANCEL_TASK);
+	CHECK(strcmp(a.r.text, "shutting down shard 3") == 0);
+	CHECK_EQ(a.r.task_id, weft_current_task_id());
+	CHECK_EQ(b.r.origin, WEFT_CANCEL_TASK);
+	CHECK(strcmp(b.r.text, "task cancelled through its handle") == 0);
+	CHECK_EQ(weft_task_state(ha), WEFT_TASK_CANCELLED);
+	CHECK_EQ(weft_task_cancel_with(NULL, "x"), -EINVAL);
+	weft_task_release(ha);
+	weft_task_release(hb);
+	return 0;
+}
+
+WEFT_TEST_ROOT(task, cancel_with_gives_the_task_its_reason, cancel_with_root,
+	NULL)
+
+static int wait_then_report_name(void *arg)
+{
+	atomic_int *step = arg;
+	atomic_store(&step[0], 1);
+	CHECK(weft_test_yield_until(&step[1], 1));
+	weft_task_t *self = weft_current_task();
+	CHECK(strcmp(weft_task_name(self), "renamed from outside") == 0);
+	return 0;
+}
+
+/* Hands out a handle to itself, renamed through it before it ends (the
+ * task renames only through the handle, as another task would). */
+static int hand_over_self(void *arg)
+{
+	weft_task_t *self = weft_current_task();
+	CHECK_EQ(weft_task_retain(self), 0);
+	CHECK_EQ(weft_task_rename(self, "renamed from outside"), 0);
+	*(weft_task_t **)arg = self;
+	return 0;
+}
+
+static int check_lit_name(void *arg)
+{
+	atomic_store((atomic_int *)arg,
+		strcmp(weft_task_name(weft_current_task()), "lit") == 0);
+	return 0;
+}
+
+/* asyncio's Task.set_name through a handle; the record's next life, spawned
+ * from the same literal name, has its own name again. */
+static int rename_root(void *arg)
+{
+	(void)arg;
+	atomic_int step[2] = { 0, 0 };
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	weft_task_t *h = weft_test_spawn(g, wait_then_report_name, step);
+	CHECK(weft_test_yield_until(&step[0], 1));
+	CHECK_EQ(weft_task_rename(h, "renamed from outside"), 0);
+	CHECK(strcmp(weft_task_name(h), "renamed from outside") == 0);
+	atomic_store(&step[1], 1);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(weft_task_rename(h, "too late"), WEFT_ECLOSED);
+	CHECK_EQ(weft_task_rename(h, NULL), -EINVAL);
+	CHECK_EQ(weft_task_rename(NULL, "x"), -EINVAL);
+	weft_task_release(h);
+	/* Records are reused: a task spawned from a literal name keeps that
+	 * name even on the record of a task renamed from outside (on one
+	 * worker the record is the same one). */
+	for (int i = 0; i < 8; i++) {
+		weft_task_t *x = NULL;
+		CHECK_EQ(weft_group_open(&g), 0);
+		CHECK_EQ(weft_group_spawn_literal(g, "lit", hand_over_self, &x),
+			0);
+		CHECK_EQ(weft_group_join(g, NULL), 0);
+		if (!CHECK(x != NULL))
+			break;
+		weft_task_release(x);
+		atomic_int same = 0;
+		CHECK_EQ(weft_group_open(&g), 0);
+		CHECK_EQ(weft_group_spawn_literal(g, "lit", check_lit_name,
+				 &same),
+			0);
+		CHECK_EQ(weft_group_join(g, NULL), 0);
+		CHECK_EQ(atomic_load(&same), 1);
+	}
+	return 0;
+}
+
+WEFT_TEST_ROOT(task, rename_through_a_handle, rename_root, NULL)
+
+static void count_done(weft_task_t *h, void *arg)
+{
+	(void)h;
+	atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+/* asyncio's remove_done_callback: removed registrations never run and give
+ * their reference back (the leak check at the end counts records). */
+static int remove_done_root(void *arg)
+{
+	(void)arg;
+	atomic_int step[2] = { 0, 0 };
+	atomic_int a = 0, b = 0;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	weft_task_t *h = weft_test_spawn(g, wait_then_report_name, step);
+	CHECK_EQ(weft_task_on_done(h, count_done, &a), 0);
+	CHECK_EQ(weft_task_on_done(h, count_done, &b), 0);
+	CHECK_EQ(weft_task_on_done(h, count_done, &a), 0);
+	CHECK_EQ(weft_task_remove_done(h, count_done, &a), 2);
+	CHECK_EQ(weft_task_remove_done(h, count_done, &a), 0);
+	CHECK_EQ(weft_task_remove_done(h, NULL, &a), -EINVAL);
+	CHECK_EQ(weft_task_rename(h, "renamed from outside"), 0);
+	atomic_store(&step[1], 1);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(atomic_load(&a), 0);
+	CHECK_EQ(atomic_load(&b), 1);
+	CHECK_EQ(weft_task_remove_done(h, count_done, &b), 0);
+	weft_task_release(h);
+	return 0;
+}
+
+WEFT_TEST_ROOT(task, remove_done_unregisters_callbacks, remove_done_root, NULL)
+
+/* }======================================================= */
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -263,6 +416,9 @@ int main(void)
 		WEFT_TEST(
 			test_task__cancelled_wait_returns_ecanceled_and_leaves_the_task),
 		WEFT_TEST(test_task__every_waiter_is_woken_once_the_task_ends),
+		WEFT_TEST(test_task__cancel_with_gives_the_task_its_reason),
+		WEFT_TEST(test_task__rename_through_a_handle),
+		WEFT_TEST(test_task__remove_done_unregisters_callbacks),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

@@ -104,6 +104,14 @@ WEFT_EXTERN void *weft_task_start_value(const weft_task_t *h);
  * Threads: any thread holding h. */
 WEFT_EXTERN int weft_task_cancel(weft_task_t *h);
 
+/* What it does: weft_task_cancel with a reason text (asyncio's
+ * Task.cancel(msg)): the task's weft_cancel_reason reports origin
+ * WEFT_CANCEL_TASK with this text (copied, cut at 95 bytes; NULL gives
+ * the default "task cancelled through its handle").  The first
+ * cancellation's reason stays: a second call changes nothing.
+ * Errors, checkpoint, threads: as weft_task_cancel. */
+WEFT_EXTERN int weft_task_cancel_with(weft_task_t *h, const char *reason);
+
 /* What it does: parks the caller until the task has finished (its result
  * is then readable).  It does not consume anything.
  * Errors: -EINVAL, -ECANCELED (the caller's scope was cancelled first; the
@@ -161,6 +169,15 @@ WEFT_EXTERN int weft_task_retain(weft_task_t *h);
  * Checkpoint: no.  Threads: weft fiber. */
 WEFT_EXTERN int weft_task_set_name(const char *name);
 
+/* What it does: renames the task behind h, as weft_task_set_name does
+ * for the calling task (asyncio's Task.set_name).  Snapshots and the
+ * task's own error leaves show the new name from then on; a rename racing
+ * another rename of the same task may leave a mix of the two names.
+ * Errors: -EINVAL (NULL h or name), WEFT_ECLOSED (the task has finished:
+ * its name is part of its outcome).
+ * Checkpoint: no.  Threads: any thread holding h. */
+WEFT_EXTERN int weft_task_rename(weft_task_t *h, const char *name);
+
 /* What it does: the group that joins the task behind h (NULL for a root
  * task).
  * Ownership: borrowed: valid until the task has finished.
@@ -185,6 +202,19 @@ typedef void (*weft_done_fn)(weft_task_t *h, void *arg);
  * Errors: -EINVAL (NULL h or fn), -ENOMEM (nothing registered).
  * Checkpoint: no.  Threads: any thread holding h. */
 WEFT_EXTERN int weft_task_on_done(weft_task_t *h, weft_done_fn fn, void *arg);
+
+/* What it does: unregisters every done callback of h registered with
+ * this fn and arg that has not started to run (asyncio's
+ * remove_done_callback, which matches the function only: weft also
+ * matches arg, so one fn can serve several registrations).  Callbacks
+ * the finishing task has already taken run as usual.
+ * Returns: how many registrations were removed (0 when none, also once
+ * the task has finished).
+ * Ownership: each removed registration gives back the reference it held.
+ * Errors: -EINVAL (NULL h or fn).
+ * Checkpoint: no.  Threads: any thread holding h. */
+WEFT_EXTERN int weft_task_remove_done(weft_task_t *h, weft_done_fn fn,
+	void *arg);
 
 WEFT_END_DECLS
 

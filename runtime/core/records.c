@@ -201,7 +201,7 @@ struct weft_task *weft__record_task_get_slow(struct weft_runtime *rt,
 	atomic_init(&t->park, 0);
 	atomic_init(&t->insp_wait, NULL);
 	atomic_init(&t->done_cbs, NULL);
-	t->name_lit = NULL;
+	atomic_init(&t->name_lit, NULL);
 	t->insp_all_next = NULL;
 	pthread_mutex_lock(&a->lock);
 	/* relaxed: `all` is only written under the lock, held. */

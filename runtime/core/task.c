@@ -189,9 +189,13 @@ int weft__task_create_lit(struct weft_runtime *rt, const char *name,
 	}
 	/* A literal the record already holds need not be copied again (fib
 	 * spawns the same function from the same site a million times). */
-	if (!literal || t->name_lit != name) {
+	/* relaxed: see name_lit. */
+	if (!literal ||
+		atomic_load_explicit(&t->name_lit, memory_order_relaxed) !=
+			name) {
 		weft__task_name_store(t, name);
-		t->name_lit = literal ? name : NULL;
+		atomic_store_explicit(&t->name_lit, literal ? name : NULL,
+			memory_order_relaxed);
 	}
 	weft__scope_init(&t->root_scope, WEFT__SCOPE_TASK, 0);
 	t->root_scope.id = t->id;
@@ -794,6 +798,11 @@ void *weft_task_start_value(const weft_task_t *h)
 
 int weft_task_cancel(weft_task_t *h)
 {
+	return weft_task_cancel_with(h, NULL);
+}
+
+int weft_task_cancel_with(weft_task_t *h, const char *reason)
+{
 	if (h == NULL)
 		return -EINVAL;
 	/* acquire: invariant 4 (a hint here: cancelling a task that ends
@@ -803,7 +812,8 @@ int weft_task_cancel(weft_task_t *h)
 		return 0;
 	struct weft_task *self = weft__task_current();
 	weft__scope_cancel(&h->root_scope, WEFT_CANCEL_TASK,
-		"task cancelled through its handle", true, self ? self->id : 0);
+		reason ? reason : "task cancelled through its handle",
+		reason == NULL, self ? self->id : 0);
 	return 0;
 }
 
@@ -910,6 +920,28 @@ int weft_task_retain(weft_task_t *h)
 	return 0;
 }
 
+int weft_task_rename(weft_task_t *h, const char *name)
+{
+	if (h == NULL || name == NULL)
+		return -EINVAL;
+	/* acquire: invariant 4; a name is the task's while it lives (a
+	 * finished task keeps the name it ended with). */
+	if (atomic_load_explicit(&h->state, memory_order_acquire) !=
+		WEFT_TASK_PENDING)
+		return WEFT_ECLOSED;
+	/* Atomic word stores: snapshots, and the task itself renaming at the
+	 * same moment, read and write the name concurrently (two racing
+	 * renames may mix, never tear a word).  name_lit is cleared so that
+	 * the record's next life copies its name even when spawned from the
+	 * literal of this one (relaxed: that spawn comes after the last
+	 * reference was dropped, which orders this store before it, see
+	 * weft__task_unref; the task's own weft_task_set_name may store the
+	 * same NULL concurrently). */
+	weft__task_name_store(h, name);
+	atomic_store_explicit(&h->name_lit, NULL, memory_order_relaxed);
+	return 0;
+}
+
 int weft_task_set_name(const char *name)
 {
 	if (name == NULL)
@@ -919,7 +951,8 @@ int weft_task_set_name(const char *name)
 		return WEFT_ENOTFIBER;
 	/* Atomic stores: snapshots read the name concurrently. */
 	weft__task_name_store(t, name);
-	t->name_lit = NULL;
+	/* relaxed: see weft_task_rename. */
+	atomic_store_explicit(&t->name_lit, NULL, memory_order_relaxed);
 	return 0;
 }
 
@@ -1022,6 +1055,45 @@ static void task_cb_register(struct weft_task *h, struct weft__done_cb *cb,
 	weft__spin_unlock(&h->waiters_lock);
 	if (run_now)
 		task_cb_run(h, cb);
+}
+
+int weft_task_remove_done(weft_task_t *h, weft_done_fn fn, void *arg)
+{
+	if (h == NULL || fn == NULL)
+		return -EINVAL;
+	/* Nodes still listed under the lock have not been taken by the
+	 * finisher (it takes the whole list under this lock), so they are
+	 * ours to drop.  relaxed: the list is read and written under the
+	 * lock; a finisher's lock-free read of the head only decides whether
+	 * it takes the lock. */
+	struct weft__done_cb *gone = NULL;
+	weft__spin_lock(&h->waiters_lock);
+	struct weft__done_cb *head = atomic_load_explicit(&h->done_cbs,
+		memory_order_relaxed);
+	struct weft__done_cb **pp = &head;
+	while (*pp) {
+		struct weft__done_cb *c = *pp;
+		if (!c->intrusive && c->fn == fn && c->arg == arg) {
+			*pp = c->next;
+			c->next = gone;
+			gone = c;
+		} else {
+			pp = &c->next;
+		}
+	}
+	atomic_store_explicit(&h->done_cbs, head, memory_order_relaxed);
+	weft__spin_unlock(&h->waiters_lock);
+	int n = 0;
+	while (gone) {
+		struct weft__done_cb *next = gone->next;
+		weft__free(gone);
+		/* The registration's reference; never the last (the caller
+		 * holds h). */
+		weft__task_unref(h);
+		gone = next;
+		n++;
+	}
+	return n;
 }
 
 void weft__task_run_done_cbs(struct weft_task *t)

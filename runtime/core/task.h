@@ -116,8 +116,13 @@ struct weft_task {
 	_Atomic(struct weft__done_cb *) done_cbs;
 	/* The string literal the name was last copied from (spawned with
 	 * weft_group_spawn_literal), or NULL: a recycled record spawned from
-	 * the same literal skips the copy.  Creator / owner task only. */
-	const char *name_lit;
+	 * the same literal skips the copy.  Written by the creator, the
+	 * task (weft_task_set_name) and a renamer holding a handle
+	 * (weft_task_rename, which clears it), so atomic; relaxed, since a
+	 * record's next creator comes after its last reference was dropped
+	 * (acq_rel in weft__task_unref), which orders every store of a life
+	 * before the next life's load. */
+	_Atomic(const char *) name_lit;
 	/* Index of the worker it runs on or last ran on; -1 if none.
 	 * Written by the scheduler at every switch-in (worker_switch_in) and
 	 * at creation (the spawning worker, which also runs an inline
