@@ -399,6 +399,7 @@ struct service {
 	atomic_int finished;  /* handlers whose work completed */
 	atomic_int cancelled; /* handlers whose work was cancelled */
 	char reason[96];      /* a cancelled handler's reason text */
+	int origin;	      /* and its origin */
 	pthread_mutex_t lock;
 };
 
@@ -417,6 +418,7 @@ static int handler_task(void *arg)
 		CHECK_EQ(weft_cancel_reason(&r), 0);
 		pthread_mutex_lock(&sv->lock);
 		memcpy(sv->reason, r.text, sizeof sv->reason);
+		sv->origin = (int)r.origin;
 		pthread_mutex_unlock(&sv->lock);
 		atomic_fetch_add(&sv->cancelled, 1);
 	}
@@ -488,8 +490,12 @@ static int shutdown_root(void *arg)
 	}
 	CHECK_EQ(atomic_load(&sv.finished), c->finished);
 	CHECK_EQ(atomic_load(&sv.cancelled), c->cancelled);
-	if (c->reason)
+	if (c->reason) {
 		CHECK(strcmp(sv.reason, c->reason) == 0);
+		CHECK_EQ(sv.origin,
+			c->how == NOT_AT_ALL ? WEFT_CANCEL_EXPLICIT
+					     : WEFT_CANCEL_SIGNAL);
+	}
 	pthread_mutex_destroy(&sv.lock);
 	return 0;
 }
@@ -523,10 +529,10 @@ static void test_shutdown__grace_expiry_cancels_the_group(void **state)
 		.how = BY_SIGNAL,
 		.sig = SIGINT,
 		.cancelled = 4,
-		.reason = "shutdown: grace period over" };
+		.reason = "shutdown (SIGINT): grace period over" };
 	run_case(state, &c);
 	c.grace_ns = 0;
-	c.reason = "shutdown: no grace period";
+	c.reason = "shutdown (SIGINT): no grace period";
 	run_case(state, &c);
 }
 
@@ -538,7 +544,7 @@ static void test_shutdown__second_signal_cancels_at_once(void **state)
 		.how = BY_SECOND_SIGNAL,
 		.sig = SIGTERM,
 		.cancelled = 4,
-		.reason = "shutdown: second signal" };
+		.reason = "shutdown (SIGTERM): second signal" };
 	run_case(state, &c);
 }
 
@@ -550,11 +556,13 @@ static void test_shutdown__trigger_starts_phase_one(void **state)
 		.how = BY_TRIGGER,
 		.finished = 4 };
 	run_case(state, &c);
-	struct shutdown_case d = { .grace_ns = 20 * WEFT_MSEC,
+	struct shutdown_case d = {
+		.grace_ns = 20 * WEFT_MSEC,
 		.work_ns = 3600 * WEFT_SEC,
 		.how = BY_TRIGGER,
 		.cancelled = 4,
-		.reason = "shutdown: grace period over" };
+		.reason = "shutdown (weft_shutdown_trigger): grace period over"
+	};
 	run_case(state, &d);
 }
 

@@ -39,7 +39,12 @@ typedef enum weft_cancel_origin {
 	WEFT_CANCEL_DEADLINE = 2, /* the scope's deadline passed */
 	WEFT_CANCEL_GROUP_FAILURE = 3, /* a task of the group failed */
 	WEFT_CANCEL_TASK = 4,	       /* weft_task_cancel on a handle */
-	WEFT_CANCEL_START = 5 /* the weft_group_start caller was cancelled */
+	WEFT_CANCEL_START = 5, /* the weft_group_start caller was cancelled */
+	/* Phase two of a two-phase shutdown (weft_shutdown_open in
+	 * weft/signal.h) cancelled the service's group; the text says what
+	 * started it: "shutdown (SIGTERM): grace period over", "shutdown
+	 * (weft_shutdown_trigger): no grace period". */
+	WEFT_CANCEL_SIGNAL = 6
 } weft_cancel_origin_t;
 
 typedef struct {

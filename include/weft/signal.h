@@ -101,7 +101,9 @@ typedef struct weft_shutdown weft_shutdown_t;
  * their work) and a grace period of grace_ns nanoseconds starts (0:
  * none; WEFT_FOREVER: no deadline, only a second signal ends it).  Phase
  * two, when the grace period ends or at the next signal: g is cancelled
- * (weft_group_cancel, reason "shutdown: ..."), which is not a failure:
+ * with origin WEFT_CANCEL_SIGNAL and a reason text naming what started
+ * the shutdown ("shutdown (SIGTERM): grace period over", "shutdown
+ * (weft_shutdown_trigger): no grace period"), which is not a failure:
  * g's join returns 0 if nothing failed.  Further signals are caught and
  * ignored until close.  No task is involved: the phases run on the
  * runtime's I/O thread, so nothing keeps g's join waiting.

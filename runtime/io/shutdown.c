@@ -12,7 +12,7 @@
  * the grace timer (a uv_timer_t, millisecond resolution, which is plenty
  * for a grace period).  Phase one sets the stop event (weft_event_set and
  * weft_group_cancel may be called from any thread) and arms the timer;
- * phase two cancels g.  g is retained from open to the free, so a late
+ * phase two cancels g (origin WEFT_CANCEL_SIGNAL).  g is retained from open to the free, so a late
  * timer after g's join touches a live (joined) group, where the cancel
  * does nothing.
  *
@@ -32,14 +32,18 @@
  *      is freed once the timer's handle (if it was ever initialised) is
  *      closed.
  */
+#define _GNU_SOURCE /* sigabbrev_np (glibc >= 2.32) */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <string.h>
 #include <uv.h>
 
 #include "base/alloc.h"
 #include "base/common.h"
+#include "core/group.h"
 #include "core/task.h"
 #include "io/io.h"
 #include "io/ioop.h"
@@ -63,36 +67,50 @@ struct weft_shutdown {
 	uv_timer_t timer;
 	bool timer_init;
 	bool io_closed;
-	int phase; /* invariant 2 */
+	int phase;  /* invariant 2 */
+	int signum; /* the signal that started phase one; 0: the trigger */
 };
 
 /* {======================================================= I/O thread */
 
+/* Phase two: cancels g with origin WEFT_CANCEL_SIGNAL and a text that
+ * says what started the shutdown ("shutdown (SIGTERM): grace period
+ * over"; "weft_shutdown_trigger" when no signal did). */
 static void sd_cancel(struct weft_shutdown *sd, const char *why)
 {
 	sd->phase = 2;
 	if (sd->timer_init)
 		uv_timer_stop(&sd->timer);
-	weft_group_cancel(sd->g, why);
+	char text[sizeof((weft_cancel_reason_t *)0)->text];
+	const char *abbrev = sd->signum ? sigabbrev_np(sd->signum) : NULL;
+	if (abbrev)
+		snprintf(text, sizeof text, "shutdown (SIG%s): %s", abbrev,
+			why);
+	else
+		snprintf(text, sizeof text,
+			"shutdown (weft_shutdown_trigger): %s", why);
+	weft__scope_cancel(&sd->g->scope, WEFT_CANCEL_SIGNAL, text, false, 0);
 }
 
 static void sd_grace_over(uv_timer_t *t)
 {
 	struct weft_shutdown *sd = t->data;
 	if (sd->phase == 1 && !sd->io_closed)
-		sd_cancel(sd, "shutdown: grace period over");
+		sd_cancel(sd, "grace period over");
 }
 
 /* A shutdown request: a signal or the trigger. */
-static void sd_request(struct weft_shutdown *sd, bool second_cancels)
+static void sd_request(struct weft_shutdown *sd, int signum,
+	bool second_cancels)
 {
 	if (sd->io_closed)
 		return;
 	if (sd->phase == 0) {
 		sd->phase = 1;
+		sd->signum = signum;
 		weft_event_set(sd->stop);
 		if (sd->grace_ns == 0) {
-			sd_cancel(sd, "shutdown: no grace period");
+			sd_cancel(sd, "no grace period");
 			return;
 		}
 		if (sd->grace_ns == WEFT_FOREVER)
@@ -107,20 +125,19 @@ static void sd_request(struct weft_shutdown *sd, bool second_cancels)
 			(sd->grace_ns % WEFT_MSEC != 0);
 		uv_timer_start(&sd->timer, sd_grace_over, ms, 0);
 	} else if (sd->phase == 1 && second_cancels) {
-		sd_cancel(sd, "shutdown: second signal");
+		sd_cancel(sd, "second signal");
 	}
 }
 
 static void sd_signal_hook(void *arg, int signum)
 {
-	(void)signum;
-	sd_request(arg, true);
+	sd_request(arg, signum, true);
 }
 
 static void sd_trigger_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
 {
 	(void)rt;
-	sd_request(WEFT__CONTAINER_OF(n, struct weft_shutdown, trigger_node),
+	sd_request(WEFT__CONTAINER_OF(n, struct weft_shutdown, trigger_node), 0,
 		false);
 }
 
