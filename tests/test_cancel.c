@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "support.h"
 
@@ -172,6 +174,51 @@ static int misnest_root(void *arg)
 
 WEFT_TEST_ROOT(cancel, misnested_exit_is_reported_and_changes_nothing,
 	misnest_root, NULL)
+
+#ifdef WEFT_DEBUG
+static int misnest_group_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	weft_scope_t *s;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_move_on_after(&s, WEFT_SEC), 0);
+	CHECK_EQ(weft_group_join(g, NULL), WEFT_EMISNEST);
+	CHECK_EQ(weft_scope_exit(s), 0);
+	weft_scope_destroy(s);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	return 0;
+}
+
+static void misnest_child(void *arg)
+{
+	(void)arg;
+	int rc = weft_test_run(1, misnest_root, NULL);
+	rc |= weft_test_run(1, misnest_group_root, NULL);
+	_exit(rc == 0 ? 0 : 1);
+}
+
+/* Debug builds name both scopes of a misnesting and where each was
+ * entered (rule 24), for a scope and for a group join. */
+static void test_cancel__misnest_names_both_sites(void **state)
+{
+	(void)state;
+	char buf[8192];
+	int status = weft_test_death(misnest_child, NULL, buf, sizeof buf);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	const char *want[] = {
+		"weft_scope_exit: scope #",
+		"is not the innermost scope of task 'main'#",
+		"weft_group_join: group #",
+		", entered at ",
+		"is still entered",
+	};
+	for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+		if (strstr(buf, want[i]) == NULL)
+			fail_msg("missing \"%s\" in:\n%s", want[i], buf);
+}
+#endif
 
 static int before_enter_root(void *arg)
 {
@@ -838,6 +885,9 @@ int main(void)
 			test_cancel__cancelled_caught_only_when_a_checkpoint_observed_it),
 		WEFT_TEST(
 			test_cancel__misnested_exit_is_reported_and_changes_nothing),
+#ifdef WEFT_DEBUG
+		cmocka_unit_test(test_cancel__misnest_names_both_sites),
+#endif
 		WEFT_TEST(
 			test_cancel__scope_cancelled_before_entry_fails_first_checkpoint),
 		WEFT_TEST(test_cancel__deadlines_are_absolute_mutable_and_nest),

@@ -57,8 +57,10 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/diag.h"
 #include "base/id.h"
 #include "core/cancel.h"
+#include "core/group.h"
 #include "core/sched.h"
 #include "core/task.h"
 #include "core/timer.h"
@@ -356,9 +358,10 @@ static void scope_timer_set(struct weft_scope *s, int64_t when)
 
 /* {======================================================= enter / exit */
 
-static int scope_enter(struct weft_task *t, struct weft_scope *s)
+static int scope_enter(struct weft_task *t, struct weft_scope *s, void *site)
 {
 	weft__scope_timed(s)->rt = t->rt;
+	weft__scope_timed(s)->site = site;
 	weft__scope_push(t, s);
 	/* relaxed: a value; the timer goes by timer_deadline, not this. */
 	int64_t d = atomic_load_explicit(&s->deadline, memory_order_relaxed);
@@ -425,7 +428,53 @@ int weft_scope_enter(weft_scope_t *s)
 		return WEFT_ENOTFIBER;
 	if (s->state != WEFT__SCOPE_CREATED || s->kind != WEFT__SCOPE_USER)
 		return WEFT_EMISUSE;
-	return scope_enter(t, s);
+	return scope_enter(t, s, __builtin_return_address(0));
+}
+
+/* Where scope s was entered, for a report: "<site>" as the code address
+ * of the public call (user scopes and groups), or what entered it. */
+static void scope_site(const struct weft_scope *s, char *buf, size_t n)
+{
+	void *site = NULL;
+	switch ((enum weft__scope_kind)s->kind) {
+	case WEFT__SCOPE_USER:
+		site = weft__scope_timed((struct weft_scope *)s)->site;
+		break;
+	case WEFT__SCOPE_GROUP:
+		site = WEFT__CONTAINER_OF(s, struct weft_group, scope)
+			       ->open_site;
+		break;
+	case WEFT__SCOPE_TASK: snprintf(buf, n, "the task's start"); return;
+	case WEFT__SCOPE_FRAME:
+		snprintf(buf, n, "a sleep or timeout inside weft");
+		return;
+	}
+	weft__diag_site(site, buf, n);
+}
+
+void weft__scope_misnest_report(const char *call, struct weft_task *t,
+	const struct weft_scope *s)
+{
+#ifdef WEFT_DEBUG
+	/* relaxed: the task's own cur_scope. */
+	const struct weft_scope *in = atomic_load_explicit(&t->cur_scope,
+		memory_order_relaxed);
+	char a[256], b[256];
+	scope_site(s, a, sizeof a);
+	scope_site(in, b, sizeof b);
+	weft__diag("%s: %s #%llu, entered at %s, is not the innermost scope "
+		   "of task '%s'#%llu: %s #%llu, entered at %s, is still "
+		   "entered (docs/semantics.md rule 24; nothing was exited)",
+		call, s->kind == WEFT__SCOPE_GROUP ? "group" : "scope",
+		(unsigned long long)s->id, a, t->name,
+		(unsigned long long)t->id,
+		in->kind == WEFT__SCOPE_GROUP ? "group" : "scope",
+		(unsigned long long)in->id, b);
+#else
+	(void)call;
+	(void)t;
+	(void)s;
+#endif
 }
 
 int weft_scope_exit(weft_scope_t *s)
@@ -444,8 +493,10 @@ int weft_scope_exit(weft_scope_t *s)
 	if (!mine)
 		return WEFT_EMISUSE;
 	/* relaxed: the task's own cur_scope. */
-	if (atomic_load_explicit(&t->cur_scope, memory_order_relaxed) != s)
+	if (atomic_load_explicit(&t->cur_scope, memory_order_relaxed) != s) {
+		weft__scope_misnest_report("weft_scope_exit", t, s);
 		return WEFT_EMISNEST;
+	}
 	scope_exit(t, s);
 	if ((s->flags & WEFT_SCOPE_FAIL) && s->caught &&
 		s->reason_origin == WEFT_CANCEL_DEADLINE)
@@ -464,10 +515,16 @@ void weft_scope_destroy(weft_scope_t *s)
 			atomic_load_explicit(&t->cur_scope,
 				memory_order_relaxed) == s)
 			scope_exit(t, s);
-		else
+		else if (t) {
+			weft__scope_misnest_report("weft_scope_destroy", t, s);
 			WEFT_ASSERT(0,
 				"weft_scope_destroy of a scope that is "
 				"entered but not innermost");
+		} else {
+			WEFT_ASSERT(0,
+				"weft_scope_destroy of an entered scope "
+				"outside its task");
+		}
 	}
 	weft__scope_unref(s);
 }
@@ -530,7 +587,9 @@ int weft_scope_reason(const weft_scope_t *s, weft_cancel_reason_t *out)
 	return 0;
 }
 
-int weft_scope_open(weft_scope_t **out, int64_t deadline, unsigned flags)
+/* weft_scope_open for the public call whose return address is site. */
+static int scope_open(weft_scope_t **out, int64_t deadline, unsigned flags,
+	void *site)
 {
 	if (out == NULL)
 		return -EINVAL;
@@ -540,7 +599,12 @@ int weft_scope_open(weft_scope_t **out, int64_t deadline, unsigned flags)
 	int rc = weft_scope_create(out, deadline, flags);
 	if (rc < 0)
 		return rc;
-	return scope_enter(t, *out);
+	return scope_enter(t, *out, site);
+}
+
+int weft_scope_open(weft_scope_t **out, int64_t deadline, unsigned flags)
+{
+	return scope_open(out, deadline, flags, __builtin_return_address(0));
 }
 
 static int64_t scope_after(int64_t ns)
@@ -553,22 +617,24 @@ static int64_t scope_after(int64_t ns)
 
 int weft_move_on_at(weft_scope_t **out, int64_t deadline)
 {
-	return weft_scope_open(out, deadline, 0);
+	return scope_open(out, deadline, 0, __builtin_return_address(0));
 }
 
 int weft_move_on_after(weft_scope_t **out, int64_t ns)
 {
-	return weft_scope_open(out, scope_after(ns), 0);
+	return scope_open(out, scope_after(ns), 0, __builtin_return_address(0));
 }
 
 int weft_fail_at(weft_scope_t **out, int64_t deadline)
 {
-	return weft_scope_open(out, deadline, WEFT_SCOPE_FAIL);
+	return scope_open(out, deadline, WEFT_SCOPE_FAIL,
+		__builtin_return_address(0));
 }
 
 int weft_fail_after(weft_scope_t **out, int64_t ns)
 {
-	return weft_scope_open(out, scope_after(ns), WEFT_SCOPE_FAIL);
+	return scope_open(out, scope_after(ns), WEFT_SCOPE_FAIL,
+		__builtin_return_address(0));
 }
 
 void weft__scope_frame_enter(struct weft_task *t, struct weft__frame_scope *ss,
@@ -579,7 +645,7 @@ void weft__scope_frame_enter(struct weft_task *t, struct weft__frame_scope *ss,
 	/* relaxed: ss is not shared before scope_enter links it. */
 	atomic_store_explicit(&ss->ts.s.deadline, deadline,
 		memory_order_relaxed);
-	scope_enter(t, &ss->ts.s);
+	scope_enter(t, &ss->ts.s, NULL);
 }
 
 void weft__scope_force_exit(struct weft_task *t, struct weft_scope *s)

@@ -117,6 +117,10 @@ struct weft__timed_scope {
 	struct weft_runtime *rt; /* runtime whose timer arms the deadline */
 	struct weft__ioq_node timer_node; /* I/O request queue entry */
 	struct weft__tnode tnode;	  /* under the runtime timer's lock */
+	/* For a user scope, the code address that entered it (the return
+	 * address of the public call), for misnesting reports (rule 24);
+	 * NULL before entry and for frame scopes.  Owner task only. */
+	void *site;
 };
 
 /* The timed scope of s; s must be of kind USER or FRAME.  Thread: any. */
@@ -183,6 +187,12 @@ static inline struct weft_scope *weft__scope_origin(const struct weft_scope *s)
 /* Records that a checkpoint observed s's cancellation.  Thread: a task
  * inside s. */
 void weft__scope_note_observed(struct weft_scope *s);
+/* Misnesting (rule 24): `call` (a public function's name) was asked to
+ * leave s while another scope of t is innermost.  In WEFT_DEBUG builds
+ * prints both scopes and where each was entered; otherwise nothing (the
+ * call returns WEFT_EMISNEST).  Thread: t itself. */
+void weft__scope_misnest_report(const char *call, struct weft_task *t,
+	const struct weft_scope *s);
 /* Push s on t's scope stack / pop it.  Thread: t itself. */
 void weft__scope_push(struct weft_task *t, struct weft_scope *s);
 void weft__scope_pop(struct weft_task *t, struct weft_scope *s);

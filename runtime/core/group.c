@@ -393,8 +393,10 @@ int weft_group_join(weft_group_t *g, weft_error_t **err_out)
 		return WEFT_EMISUSE;
 	/* relaxed: our own cur_scope. */
 	if (atomic_load_explicit(&self->cur_scope, memory_order_relaxed) !=
-		&g->scope)
+		&g->scope) {
+		weft__scope_misnest_report("weft_group_join", self, &g->scope);
 		return WEFT_EMISNEST;
+	}
 	if (err_out)
 		*err_out = NULL;
 	return group_join(self, g, err_out);
