@@ -375,6 +375,130 @@ WEFT_TEST_ROOT(wait_for, cancelled_wait_for_cancels_and_waits_for_the_task,
 
 /* }======================================================= */
 
+/* {======================================================= gather_tasks */
+
+struct gather_job {
+	weft_task_t **h;
+	size_t n;
+	weft_gather_result_t *res;
+	int rc;
+};
+
+static int gather_job(void *arg)
+{
+	struct gather_job *j = arg;
+	j->rc = weft_gather_tasks(j->h, j->n, j->res);
+	return 0;
+}
+
+/* asyncio's gather(*tasks, return_exceptions=True) over existing handles:
+ * one slot per handle, every outcome kind, more than the 8 flags on the
+ * stack; the failure still reaches the group's join, exactly once.  The
+ * gatherer runs in a group opened outside the kids' group, so the kids'
+ * failure (which cancels their group) does not cancel it; the failing kid
+ * waits for a gate opened once the others have ended. */
+static int gather_tasks_root(void *arg)
+{
+	(void)arg;
+	enum { N = 11 };
+	struct shared sh = { 0 };
+	struct kid kids[N];
+	kids_init(kids, N, &sh);
+	weft_group_t *outer, *g;
+	CHECK_EQ(weft_group_open(&outer), 0);
+	CHECK_EQ(weft_group_open(&g), 0);
+	weft_task_t *h[N];
+	for (int i = 0; i < N; i++) {
+		kids[i].sleep = (i % 3 + 1) * WEFT_MSEC / 2;
+		kids[i].code = i == 4 ? -EPIPE : 0;
+		h[i] = weft_test_spawn(g,
+			i == 7		 ? kid_forever
+				: i == 4 ? kid_gated
+					 : kid_value,
+			&kids[i]);
+	}
+	weft_gather_result_t res[N];
+	struct gather_job j = { h, N, res, 1 };
+	CHECK_EQ(weft_group_spawn(outer, gather_job, &j), 0);
+	await_arrivals(&sh, N);
+	CHECK_EQ(weft_task_cancel(h[7]), 0);
+	for (int i = 0; i < N; i++)
+		if (i != 4)
+			CHECK(weft_task_wait(h[i]) == 0);
+	atomic_store(&sh.gate, 1);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	CHECK_EQ(weft_error_leaf_count(err), 1);
+	weft_error_free(err);
+	CHECK_EQ(weft_group_join(outer, NULL), 0);
+	CHECK_EQ(j.rc, 0);
+	for (int i = 0; i < N; i++) {
+		CHECK(res[i].error == NULL);
+		if (i == 4) {
+			CHECK_EQ(res[i].rc, -EPIPE);
+			CHECK(res[i].value == NULL);
+		} else if (i == 7) {
+			CHECK_EQ(res[i].rc, -ECANCELED);
+		} else {
+			CHECK_EQ(res[i].rc, 0);
+			CHECK(res[i].value == &sh.vals[i]);
+		}
+	}
+	CHECK_EQ(weft_gather_tasks(NULL, 0, NULL), 0);
+	CHECK_EQ(weft_gather_tasks(NULL, 1, res), -EINVAL);
+	CHECK_EQ(weft_gather_tasks(h, 1, NULL), -EINVAL);
+	for (int i = 0; i < N; i++)
+		weft_task_release(h[i]);
+	return 0;
+}
+
+WEFT_TEST_ROOT(gather_tasks, gives_every_outcome_and_moves_no_error,
+	gather_tasks_root, NULL)
+
+static int gather_tasks_caller(void *arg)
+{
+	weft_task_t **h = arg;
+	weft_gather_result_t res[2];
+	CHECK_EQ(weft_gather_tasks(h, 2, res), -ECANCELED);
+	CHECK_EQ(res[0].rc, 0);
+	CHECK_EQ(res[1].rc, WEFT_ENOTFINISHED);
+	return 0;
+}
+
+/* The caller cancelled: slots of tasks still running say so, and those
+ * tasks keep running. */
+static int gather_tasks_cancel_root(void *arg)
+{
+	(void)arg;
+	struct shared sh = { 0 };
+	struct kid kids[2];
+	kids_init(kids, 2, &sh);
+	weft_group_t *g, *cg;
+	CHECK_EQ(weft_group_open(&g), 0);
+	weft_task_t *h[2] = { weft_test_spawn(g, kid_value, &kids[0]),
+		weft_test_spawn(g, kid_gated, &kids[1]) };
+	CHECK_EQ(weft_task_wait(h[0]), 0);
+	CHECK_EQ(weft_group_open(&cg), 0);
+	weft_task_t *caller = weft_test_spawn(cg, gather_tasks_caller, h);
+	while (weft_task_state(caller) == WEFT_TASK_PENDING &&
+		atomic_load(&sh.arrived) < 2)
+		weft_yield();
+	CHECK_EQ(weft_group_cancel(cg, "stop gathering"), 0);
+	CHECK_EQ(weft_group_join(cg, NULL), 0);
+	CHECK_EQ(weft_task_state(h[1]), WEFT_TASK_PENDING);
+	atomic_store(&sh.gate, 1);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	weft_task_release(caller);
+	weft_task_release(h[0]);
+	weft_task_release(h[1]);
+	return 0;
+}
+
+WEFT_TEST_ROOT(gather_tasks, cancelled_caller_leaves_tasks_running,
+	gather_tasks_cancel_root, NULL)
+
+/* }======================================================= */
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -391,6 +515,10 @@ int main(void)
 		WEFT_TEST(test_wait_for__returns_the_outcome_in_time),
 		WEFT_TEST(
 			test_wait_for__cancelled_wait_for_cancels_and_waits_for_the_task),
+		WEFT_TEST(
+			test_gather_tasks__gives_every_outcome_and_moves_no_error),
+		WEFT_TEST(
+			test_gather_tasks__cancelled_caller_leaves_tasks_running),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

@@ -163,6 +163,26 @@ typedef enum weft_wait_mode {
 WEFT_EXTERN int weft_wait(weft_task_t *const *handles, size_t n,
 	weft_wait_mode_t mode, int64_t deadline, bool *done);
 
+/* What it does: asyncio's gather(*tasks, return_exceptions=True) for tasks
+ * that already exist: parks until every task behind handles[0..n) has
+ * ended and writes results[i] = { rc, value, NULL }: rc 0 with the
+ * task's weft_task_set_result value, -ECANCELED (it was cancelled), or
+ * its failure code (the message: weft_task_failure).  Nothing is
+ * cancelled.  A failure stays its group's to report: this call gives
+ * codes, never error groups, so every failure still reaches exactly one
+ * place (its group's join).
+ * Ownership: handles stay the caller's; results is the caller's array of
+ * n slots, written on 0 and on -ECANCELED.
+ * Returns: 0 once all have ended, whatever their outcomes (n == 0: at
+ * once); -ECANCELED (the caller was cancelled first: a task still running
+ * has rc WEFT_ENOTFINISHED in its slot, and keeps running).
+ * Errors: as weft_wait (-EINVAL for NULL handles or results with n > 0),
+ * and -ENOMEM (more than 8 handles need a flag array: nothing
+ * happened).
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_gather_tasks(weft_task_t *const *handles, size_t n,
+	weft_gather_result_t *results);
+
 /* What it does: waits for the task behind h for at most `timeout`
  * nanoseconds from now (WEFT_FOREVER = no limit; <= 0: do not wait) and
  * returns its outcome (rule 32, asyncio 3.12's wait_for):

@@ -324,6 +324,35 @@ static WEFT_FIBER_FN int wait_for_park(struct weft_task *self,
 	return rc;
 }
 
+int weft_gather_tasks(weft_task_t *const *handles, size_t n,
+	weft_gather_result_t *results)
+{
+	if (n == 0)
+		return 0; /* as weft_gather and asyncio's gather() */
+	if (handles == NULL || results == NULL)
+		return -EINVAL;
+	bool small[WATCH_SMALL], *done = small;
+	if (n > WATCH_SMALL && (done = weft__calloc(n, sizeof *done)) == NULL)
+		return -ENOMEM;
+	/* ALL_COMPLETED waits for one pending task at a time: no waiter
+	 * array, whatever n is. */
+	int rc = weft_wait(handles, n, WEFT_WAIT_ALL_COMPLETED, WEFT_FOREVER,
+		done);
+	if (rc == 0 || rc == -ECANCELED) {
+		for (size_t i = 0; i < n; i++) {
+			void *v = NULL;
+			int r = weft_task_result(handles[i], &v);
+			if (r == WEFT_EFAILED)
+				(void)weft_task_failure(handles[i], &r, NULL);
+			results[i] = (weft_gather_result_t){ r,
+				r == 0 ? v : NULL, NULL };
+		}
+	}
+	if (done != small)
+		weft__free(done);
+	return rc;
+}
+
 int weft_wait_for(weft_task_t *h, int64_t timeout, void **value)
 {
 	if (h == NULL)
