@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -174,6 +175,110 @@ static int misnest_root(void *arg)
 
 WEFT_TEST_ROOT(cancel, misnested_exit_is_reported_and_changes_nothing,
 	misnest_root, NULL)
+
+/* {======================================================= origin PARENT */
+
+static int parent_origin_root(void *arg)
+{
+	(void)arg;
+	weft_scope_t *a, *b, *early, *shielded;
+	weft_cancel_reason_t r;
+	CHECK_EQ(weft_scope_open(&a, WEFT_FOREVER, 0), 0);
+	/* Exited before the outer cancellation: nothing reached it. */
+	CHECK_EQ(weft_scope_open(&early, WEFT_FOREVER, 0), 0);
+	CHECK_EQ(weft_scope_exit(early), 0);
+	CHECK_EQ(weft_move_on_after(&b, 3600 * WEFT_SEC), 0);
+	CHECK_EQ(weft_scope_open(&shielded, WEFT_FOREVER, WEFT_SCOPE_SHIELD),
+		0);
+	CHECK_EQ(weft_scope_cancel(a, "outer reason"), 0);
+	CHECK_EQ(weft_scope_reason(shielded, &r), 0);
+	CHECK_EQ(r.origin, WEFT_CANCEL_NONE);
+	CHECK_EQ(weft_scope_exit(shielded), 0);
+	/* Entered, asked by its own task. */
+	CHECK_EQ(weft_scope_reason(b, &r), 0);
+	CHECK_EQ(r.origin, WEFT_CANCEL_PARENT);
+	CHECK(strcmp(r.text, "outer reason") == 0);
+	CHECK_EQ(r.task_id, weft_current_task_id());
+	weft_cancel_reason_t ra;
+	CHECK_EQ(weft_scope_reason(a, &ra), 0);
+	CHECK_EQ(ra.origin, WEFT_CANCEL_EXPLICIT);
+	CHECK_EQ(r.scope_id, ra.scope_id);
+	CHECK_EQ(weft_checkpoint(), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(b), 0);
+	CHECK(!weft_scope_cancel_called(b));
+	CHECK(!weft_scope_cancelled_caught(b));
+	/* Exited: kept. */
+	memset(&r, 0, sizeof r);
+	CHECK_EQ(weft_scope_reason(b, &r), 0);
+	CHECK_EQ(r.origin, WEFT_CANCEL_PARENT);
+	CHECK(strcmp(r.text, "outer reason") == 0);
+	CHECK_EQ(weft_scope_exit(a), 0);
+	CHECK(weft_scope_cancelled_caught(a));
+	CHECK_EQ(weft_scope_reason(early, &r), 0);
+	CHECK_EQ(r.origin, WEFT_CANCEL_NONE);
+	weft_scope_destroy(shielded);
+	weft_scope_destroy(b);
+	weft_scope_destroy(early);
+	weft_scope_destroy(a);
+	return 0;
+}
+
+WEFT_TEST_ROOT(cancel, scope_reached_by_an_outer_cancel_reports_parent,
+	parent_origin_root, NULL)
+
+static int sibling_fails(void *arg)
+{
+	(void)arg;
+	return weft_fail(-EIO, "boom");
+}
+
+struct inner_seen {
+	weft_cancel_reason_t r;
+	atomic_int ready;
+};
+
+static int inner_scope_sees_group_failure(void *arg)
+{
+	struct inner_seen *in = arg;
+	weft_scope_t *s;
+	CHECK_EQ(weft_scope_open(&s, WEFT_FOREVER, 0), 0);
+	atomic_store(&in->ready, 1);
+	int rc = weft_sleep(3600 * WEFT_SEC);
+	CHECK_EQ(weft_scope_exit(s), 0);
+	CHECK_EQ(weft_scope_reason(s, &in->r), 0);
+	weft_scope_destroy(s);
+	return rc;
+}
+
+/* The cancellation came from the group, through the task's root scope:
+ * its text names the failing sibling. */
+static int parent_origin_group_root(void *arg)
+{
+	(void)arg;
+	struct inner_seen in = { 0 };
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	weft_task_t *h = weft_test_spawn(g, inner_scope_sees_group_failure,
+		&in);
+	CHECK(weft_test_yield_until(&in.ready, 1));
+	weft_task_t *f = weft_test_spawn(g, sibling_fails, NULL);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	weft_error_free(err);
+	CHECK_EQ(in.r.origin, WEFT_CANCEL_PARENT);
+	char want[96];
+	snprintf(want, sizeof want, "task '%s'#%llu failed", weft_task_name(f),
+		(unsigned long long)weft_task_id(f));
+	CHECK(strcmp(in.r.text, want) == 0);
+	weft_task_release(h);
+	weft_task_release(f);
+	return 0;
+}
+
+WEFT_TEST_ROOT(cancel, group_failure_reaches_inner_scopes_as_parent,
+	parent_origin_group_root, NULL)
+
+/* }======================================================= */
 
 #ifdef WEFT_DEBUG
 static int misnest_group_root(void *arg)
@@ -885,6 +990,10 @@ int main(void)
 			test_cancel__cancelled_caught_only_when_a_checkpoint_observed_it),
 		WEFT_TEST(
 			test_cancel__misnested_exit_is_reported_and_changes_nothing),
+		WEFT_TEST(
+			test_cancel__scope_reached_by_an_outer_cancel_reports_parent),
+		WEFT_TEST(
+			test_cancel__group_failure_reaches_inner_scopes_as_parent),
 #ifdef WEFT_DEBUG
 		cmocka_unit_test(test_cancel__misnest_names_both_sites),
 #endif

@@ -44,7 +44,11 @@ typedef enum weft_cancel_origin {
 	 * weft/signal.h) cancelled the service's group; the text says what
 	 * started it: "shutdown (SIGTERM): grace period over", "shutdown
 	 * (weft_shutdown_trigger): no grace period". */
-	WEFT_CANCEL_SIGNAL = 6
+	WEFT_CANCEL_SIGNAL = 6,
+	/* weft_scope_reason only: the scope itself was not cancelled, but a
+	 * cancellation of a scope further out reached it while it was
+	 * entered; scope_id, task_id and text are that cancellation's. */
+	WEFT_CANCEL_PARENT = 7
 } weft_cancel_origin_t;
 
 typedef struct {
@@ -118,8 +122,12 @@ WEFT_EXTERN int64_t weft_scope_deadline(const weft_scope_t *s);
 WEFT_EXTERN int weft_scope_cancel_called(const weft_scope_t *s);
 WEFT_EXTERN int weft_scope_cancelled_caught(const weft_scope_t *s);
 
-/* What it does: copies s's cancellation reason into *out (origin
- * WEFT_CANCEL_NONE when s was not cancelled).
+/* What it does: copies s's cancellation reason into *out: s's own when s
+ * was cancelled (weft_scope_cancel, its deadline); otherwise, when a
+ * cancellation of a scope further out reached s while it was entered,
+ * that one's with origin WEFT_CANCEL_PARENT (known to s's task while s
+ * is entered, and to everyone once s has been exited); otherwise origin
+ * WEFT_CANCEL_NONE.
  * Errors: -EINVAL (NULL).  Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int weft_scope_reason(const weft_scope_t *s,
 	weft_cancel_reason_t *out);

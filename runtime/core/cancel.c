@@ -331,6 +331,12 @@ void weft__scope_unref(struct weft_scope *s)
 			return;
 		}
 		weft__scope_fini(s);
+		/* relaxed: the last reference; the acq_rel above ordered
+		 * the owner's exit before this. */
+		if (atomic_load_explicit(&ts->inherited,
+			    memory_order_relaxed) &&
+			ts->inherited_owned)
+			weft__free((char *)ts->inherited_reason.text);
 		weft__alloc_census_add(WEFT__CENSUS_SCOPE, -1);
 		weft__free(ts);
 	}
@@ -374,6 +380,28 @@ static int scope_enter(struct weft_task *t, struct weft_scope *s, void *site)
 	return 0;
 }
 
+/* s, a user scope being exited by its owner, was effectively cancelled by
+ * o, a scope further out (alive: s is still linked below it): keeps o's
+ * reason for weft_scope_reason's WEFT_CANCEL_PARENT. */
+static void scope_keep_inherited(struct weft_scope *s, struct weft_scope *o)
+{
+	struct weft__timed_scope *ts = weft__scope_timed(s);
+	weft_cancel_reason_t r;
+	weft__spin_lock(&o->lock);
+	weft__scope_reason_export(o, &r);
+	weft__spin_unlock(&o->lock);
+	size_t n = strlen(r.text) + 1;
+	char *copy = weft__alloc(n);
+	if (copy)
+		memcpy(copy, r.text, n);
+	ts->inherited_reason = (struct weft__reason){ r.scope_id, r.task_id,
+		copy ? copy : "cancelled (reason text lost: out of memory)" };
+	ts->inherited_owned = copy != NULL;
+	/* release: the reason before the flag (pairs with the acquire in
+	 * weft_scope_reason). */
+	atomic_store_explicit(&ts->inherited, true, memory_order_release);
+}
+
 static void scope_exit(struct weft_task *t, struct weft_scope *s)
 {
 	/* relaxed: see weft__scope_note_observed. */
@@ -394,6 +422,8 @@ static void scope_exit(struct weft_task *t, struct weft_scope *s)
 			atomic_load_explicit(&s->cancel_called,
 				memory_order_acquire);
 	}
+	if (s->kind == WEFT__SCOPE_USER && o != NULL && o != s)
+		scope_keep_inherited(s, o);
 	weft__scope_pop(t, s);
 	scope_timer_set(s, WEFT_FOREVER);
 }
@@ -582,8 +612,40 @@ int weft_scope_reason(const weft_scope_t *s, weft_cancel_reason_t *out)
 	memset(out, 0, sizeof *out);
 	/* acquire: pairs with the release in weft__scope_cancel; the reason
 	 * is complete and never changes after. */
-	if (atomic_load_explicit(&s->cancel_called, memory_order_acquire))
+	if (atomic_load_explicit(&s->cancel_called, memory_order_acquire)) {
 		weft__scope_reason_export(s, out);
+		return 0;
+	}
+	if (s->kind != WEFT__SCOPE_USER)
+		return 0;
+	const struct weft__timed_scope *ts = weft__scope_timed(
+		(struct weft_scope *)s);
+	/* acquire: pairs with the release in scope_keep_inherited. */
+	if (atomic_load_explicit(&ts->inherited, memory_order_acquire)) {
+		out->origin = WEFT_CANCEL_PARENT;
+		out->scope_id = ts->inherited_reason.scope_id;
+		out->task_id = ts->inherited_reason.task_id;
+		snprintf(out->text, sizeof out->text, "%s",
+			ts->inherited_reason.text);
+		return 0;
+	}
+	/* Still entered, asked by its own task: the origin is a scope
+	 * further out that stays alive while s is linked below it.
+	 * relaxed: s->task is written by this task (entry and exit) or
+	 * under the lock by a start() hand-over that cannot involve a user
+	 * scope. */
+	struct weft_task *t = weft__task_current();
+	if (t == NULL ||
+		atomic_load_explicit(&s->task, memory_order_relaxed) != t ||
+		!weft__scope_is_cancelled(s))
+		return 0;
+	struct weft_scope *o = weft__scope_origin(s);
+	if (o == NULL || o == s)
+		return 0;
+	weft__spin_lock(&o->lock);
+	weft__scope_reason_export(o, out);
+	weft__spin_unlock(&o->lock);
+	out->origin = WEFT_CANCEL_PARENT;
 	return 0;
 }
 

@@ -121,6 +121,16 @@ struct weft__timed_scope {
 	 * address of the public call), for misnesting reports (rule 24);
 	 * NULL before entry and for frame scopes.  Owner task only. */
 	void *site;
+	/* A user scope that a cancellation of a scope further out reached
+	 * while it was entered, and that was never cancelled itself, keeps
+	 * that cancellation's reason from its exit on (weft_scope_reason's
+	 * WEFT_CANCEL_PARENT): the text is a heap copy, or a static string
+	 * when the copy failed (inherited_owned says which).  Written by the
+	 * owner at exit before the release store of `inherited`; read after
+	 * an acquire load of it. */
+	struct weft__reason inherited_reason;
+	bool inherited_owned;
+	atomic_bool inherited;
 };
 
 /* The timed scope of s; s must be of kind USER or FRAME.  Thread: any. */
