@@ -425,7 +425,13 @@ static int handler_task(void *arg)
 	return 0;
 }
 
-enum how { BY_SIGNAL, BY_SECOND_SIGNAL, BY_TRIGGER, NOT_AT_ALL };
+enum how {
+	BY_SIGNAL,
+	BY_SECOND_SIGNAL,
+	BY_TRIGGER,
+	BY_TRIGGER_THEN_SIGNAL,
+	NOT_AT_ALL
+};
 
 struct shutdown_case {
 	int64_t grace_ns;
@@ -463,6 +469,12 @@ static int shutdown_root(void *arg)
 		CHECK_EQ(weft_shutdown_trigger(sv.sd), 0);
 		CHECK(weft_event_is_set(stop));
 		CHECK_EQ(weft_shutdown_trigger(sv.sd), 0); /* no-op */
+		break;
+	case BY_TRIGGER_THEN_SIGNAL:
+		/* No wait between the two: the trigger's node may still be
+		 * queued when the signal arrives. */
+		CHECK_EQ(weft_shutdown_trigger(sv.sd), 0);
+		send_sig(c->sig);
 		break;
 	case NOT_AT_ALL: break;
 	}
@@ -566,6 +578,20 @@ static void test_shutdown__trigger_starts_phase_one(void **state)
 	run_case(state, &d);
 }
 
+/* A signal sent after weft_shutdown_trigger returned is the second one,
+ * however the I/O thread orders the two. */
+static void test_shutdown__signal_after_trigger_is_the_second(void **state)
+{
+	struct shutdown_case c = { .grace_ns = WEFT_FOREVER,
+		.work_ns = 3600 * WEFT_SEC,
+		.how = BY_TRIGGER_THEN_SIGNAL,
+		.sig = SIGTERM,
+		.cancelled = 4,
+		.reason = "shutdown (weft_shutdown_trigger): second signal" };
+	for (int i = 0; i < 20; i++)
+		run_case(state, &c);
+}
+
 /* Without a signal nothing happens; close refuses while the stop event
  * has waiters. */
 static void test_shutdown__no_signal_no_shutdown(void **state)
@@ -665,6 +691,7 @@ int main(void)
 		WEFT_TEST(test_shutdown__grace_expiry_cancels_the_group),
 		WEFT_TEST(test_shutdown__second_signal_cancels_at_once),
 		WEFT_TEST(test_shutdown__trigger_starts_phase_one),
+		WEFT_TEST(test_shutdown__signal_after_trigger_is_the_second),
 		WEFT_TEST(test_shutdown__no_signal_no_shutdown),
 		WEFT_TEST(test_shutdown__trigger_from_a_plain_thread),
 		WEFT_TEST(test_shutdown__runtime_destroy_leaves_nothing),

@@ -131,7 +131,16 @@ static void sd_request(struct weft_shutdown *sd, int signum,
 
 static void sd_signal_hook(void *arg, int signum)
 {
-	sd_request(arg, signum, true);
+	struct weft_shutdown *sd = arg;
+	/* A weft_shutdown_trigger that returned before this signal was sent
+	 * started phase one, even if its node is still queued behind this
+	 * callback: the signal is then the second (signal.h).  seq_cst: the
+	 * trigger's exchange precedes the signal's sending, and the signal
+	 * reaches this thread through the kernel and libuv's pipe. */
+	if (sd->phase == 0 &&
+		atomic_load_explicit(&sd->triggered, memory_order_seq_cst))
+		sd_request(sd, 0, false);
+	sd_request(sd, signum, true);
 }
 
 static void sd_trigger_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
