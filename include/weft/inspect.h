@@ -14,10 +14,10 @@
  *
  * Ids are for logs, dumps and matching snapshots: there is no call that
  * turns an id into a handle.  A handle is a reference on the task's
- * record, and a task nobody holds ends without a read-modify-write of its
- * reference count (one fewer atomic RMW per task, measured on the spawn
- * benchmarks); a reference taken from an id could race that end and pin
- * a recycled record.  Keep the handle (weft_spawn_opts_t.handle,
+ * record, and a task nobody else holds ends without a read-modify-write
+ * of its reference count (one atomic RMW fewer at the end of every task,
+ * on the path benchmarks B1-B3 time); a reference taken from an id could
+ * race that end and pin a recycled record.  Keep the handle (weft_spawn_opts_t.handle,
  * weft_task_retain) of a task you will want to act on. */
 #ifndef WEFT_INSPECT_H
 #define WEFT_INSPECT_H
