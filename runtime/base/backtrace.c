@@ -79,22 +79,34 @@ static const char *bt_basename(const char *path)
 	return s ? s + 1 : path;
 }
 
+/* Where the frames of the caller of the function that called backtrace
+ * start in raw[0..n): at its return address ret.  Usually index 1 (raw[0]
+ * is that function's own), but a sanitizer's interceptor of backtrace
+ * adds frames of its own before it. */
+static int bt_caller_index(void *const *raw, int n, void *ret)
+{
+	for (int i = 0; i < n && i < 8; i++)
+		if (raw[i] == ret)
+			return i;
+	return n > 1 ? 1 : n;
+}
+
 /* Not inlined, so that its own frame is the one it leaves out. */
 __attribute__((noinline)) int weft__backtrace_capture(void **pcs, int max,
 	int skip)
 {
-	void *raw[WEFT__BACKTRACE_MAX + 16];
+	void *raw[WEFT__BACKTRACE_MAX + 24];
 	if (max > WEFT__BACKTRACE_MAX)
 		max = WEFT__BACKTRACE_MAX;
 	if (skip < 0)
 		skip = 0;
 	if (skip > 15)
 		skip = 15;
-	/* raw[0] points into this function (after its call of backtrace),
-	 * raw[1] into our caller. */
-	int n = backtrace(raw, max + skip + 1);
+	int n = backtrace(raw, max + skip + 4);
 	int k = 0;
-	for (int i = skip + 1; i < n && k < max; i++)
+	for (int i = bt_caller_index(raw, n, __builtin_return_address(0)) +
+			skip;
+		i < n && k < max; i++)
 		pcs[k++] = raw[i];
 	return k;
 }
@@ -292,15 +304,16 @@ void weft__backtrace_prepare(void)
 __attribute__((noinline)) void weft__backtrace_write_fd(int fd, int skip,
 	int max)
 {
-	void *raw[WEFT__BACKTRACE_MAX + 16];
+	void *raw[WEFT__BACKTRACE_MAX + 24];
 	if (max > WEFT__BACKTRACE_MAX)
 		max = WEFT__BACKTRACE_MAX;
 	if (skip < 0)
 		skip = 0;
 	if (skip > 15)
 		skip = 15;
-	/* raw[0] is this function's own frame. */
-	int n = backtrace(raw, max + skip + 1);
-	if (n > skip + 1)
-		backtrace_symbols_fd(raw + skip + 1, n - skip - 1, fd);
+	int n = backtrace(raw, max + skip + 4);
+	int from = bt_caller_index(raw, n, __builtin_return_address(0)) + skip;
+	if (n > from)
+		backtrace_symbols_fd(raw + from,
+			n - from < max ? n - from : max, fd);
 }
