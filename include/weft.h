@@ -43,6 +43,7 @@
 #include "weft/debug.h"
 #include "weft/runtime.h"
 #include "weft/task.h"
+#include "weft/panic.h"
 #include "weft/group.h"
 #include "weft/cancel.h"
 #include "weft/time.h"

@@ -317,6 +317,7 @@ static void test_cancel__misnest_names_both_sites(void **state)
 		"is not the innermost scope of task 'main'#",
 		"weft_group_join: group #",
 		", entered at ",
+		"(test_cancel.c:",
 		"is still entered",
 	};
 	for (size_t i = 0; i < sizeof want / sizeof *want; i++)

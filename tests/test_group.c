@@ -408,6 +408,13 @@ static void test_group__leaving_a_group_unjoined_aborts_when_configured(
 		print_error("child stderr: %s\n", buf);
 	assert_non_null(strstr(buf,
 		"task 'leave_empty_group' returned without joining"));
+	/* The site of the weft_group_open call, by function and line. */
+	if (strstr(buf, "the group opened at leave_empty_group+0x") == NULL ||
+		strstr(buf, " (test_group.c:") == NULL)
+		print_error("child stderr: %s\n", buf);
+	assert_non_null(
+		strstr(buf, "the group opened at leave_empty_group+0x"));
+	assert_non_null(strstr(buf, " (test_group.c:"));
 }
 
 /* }======================================================= */

@@ -1,4 +1,5 @@
-/* A task that overflows its stack is reported with its name, through the
+/* A task that overflows its stack is reported with its name and its
+ * backtrace, through the
  * whole runtime (guard page + handler on the alternate signal stack), and
  * the process ends instead of corrupting memory.  Runs in a forked child.
  * Skipped under ASan, which owns SIGSEGV and reports overflows itself. */
@@ -12,7 +13,10 @@
 
 static volatile char overflow_sink;
 
-__attribute__((noinline)) static int overflow_recurse(int depth)
+/* Not static: the report's backtrace names functions through the dynamic
+ * symbol table (the test is linked with -rdynamic). */
+int overflow_recurse(int depth);
+__attribute__((noinline)) int overflow_recurse(int depth)
 {
 	volatile char frame[512];
 	if (depth > 100000000) /* never: 64 KiB stacks overflow long before */
@@ -65,6 +69,12 @@ static void test_overflow__is_reported_with_the_task_name(void **state)
 	if (strstr(buf, "stack overflow in task 'deep_recursion'") == NULL)
 		print_error("child stderr: %s\n", buf);
 	assert_non_null(strstr(buf, "stack overflow in task 'deep_recursion'"));
+	/* Then the overflowing task's backtrace, raw frames with names. */
+	if (strstr(buf, "weft: backtrace of the overflowing task") == NULL ||
+		strstr(buf, "(overflow_recurse+0x") == NULL)
+		print_error("child stderr: %s\n", buf);
+	assert_non_null(strstr(buf, "weft: backtrace of the overflowing task"));
+	assert_non_null(strstr(buf, "(overflow_recurse+0x"));
 #endif
 }
 

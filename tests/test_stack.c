@@ -387,6 +387,10 @@ static void test_stack__overflow_is_reported_with_the_task_name(void **state)
 	assert_int_equal(WTERMSIG(status), SIGABRT);
 	assert_non_null(strstr(buf, "stack overflow in task 'deep_recursion'"));
 	assert_non_null(strstr(buf, "(stack of 65536 bytes)"));
+	/* The fiber's frames follow (the test's own functions are not
+	 * exported, so glibc prints them as object+offset). */
+	assert_non_null(strstr(buf, "weft: backtrace of the overflowing task"));
+	assert_non_null(strstr(buf, ")[0x"));
 }
 /* }====== */
 

@@ -75,12 +75,17 @@ WEFT_EXTERN void weft_error_free(weft_error_t *err);
  * Checkpoint: no.  Threads: any thread (err must not be freed meanwhile). */
 WEFT_EXTERN size_t weft_error_count(const weft_error_t *err);
 
-/* What it does: number of leaves in the whole tree below err.
+/* What it does: number of leaves in the whole tree below err: every
+ * failure, a panic that carries its reaped groups' failures counting
+ * itself and them.
  * Ownership, errors, checkpoint, threads: as weft_error_count. */
 WEFT_EXTERN size_t weft_error_leaf_count(const weft_error_t *err);
 
-/* What it does: the code of entry i: the task's failure code for a leaf,
- * WEFT_ECHILD_FAILED for a nested group.
+/* What it does: the code of entry i: the task's failure code.  For a
+ * nested group passed on with weft_fail_group that is WEFT_ECHILD_FAILED;
+ * a task that failed by itself while groups it opened were still open (a
+ * panic, a missing join) keeps its own code, with their failures nested
+ * under it.
  * Errors: NULL err or i out of range gives -EINVAL.
  * Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int weft_error_code_at(const weft_error_t *err, size_t i);
@@ -88,8 +93,8 @@ WEFT_EXTERN int weft_error_code_at(const weft_error_t *err, size_t i);
 /* What it does: the failure message of leaf i ("" when the task gave none);
  * the name of the failing task; its task id; whether it failed while
  * already cancelled (a "collateral" failure during cleanup).  For a nested
- * group, the message is "" and the name is that of the task whose group
- * failed.
+ * group, the name is that of the task whose group failed and the message
+ * is the one that task gave ("" when none).
  * Ownership: strings stay owned by err.
  * Errors: NULL err or out-of-range i gives "" / 0 / false.
  * Checkpoint: no.  Threads: any thread. */
@@ -127,7 +132,9 @@ WEFT_EXTERN const weft_error_t *weft_error_nested_at(const weft_error_t *err,
 
 /* What it does: the primary failure, anywhere in the tree: the earliest
  * (by logical time) fatal-class leaf (-ENOMEM, WEFT_EPANIC), else the
- * earliest non-collateral leaf, else the earliest leaf.  The other leaves
+ * earliest non-collateral leaf, else the earliest leaf.  An entry with a
+ * nested group counts as a leaf itself when its code is its own (not
+ * WEFT_ECHILD_FAILED: a panic with its reaped groups under it).  The other leaves
  * stay in err.  Writes
  * its code, and its message if msg is not NULL.
  * Ownership: *msg points into err.
@@ -137,7 +144,9 @@ WEFT_EXTERN int weft_error_primary(const weft_error_t *err, const char **msg);
 
 /* What it does: splits err into the leaves for which pred returns nonzero
  * (*match) and the others (*rest), keeping the tree shape; a side with no
- * leaves is NULL.  err itself is consumed (freed) on success.
+ * leaves is NULL.  An entry whose code is its own (see
+ * weft_error_code_at) goes to the side its code chooses, with its nested
+ * group whole.  err itself is consumed (freed) on success.
  * Ownership: the caller owns *match and *rest.
  * Errors: -EINVAL for NULL err/pred/match/rest; -ENOMEM on allocation
  * failure, in which case err is untouched and still the caller's.
@@ -153,8 +162,9 @@ WEFT_EXTERN int weft_error_split(weft_error_t *err, weft_error_pred_fn pred,
  *
  * ": <message>" is left out when the message is empty; the parenthesis
  * marks a collateral entry, with why it was cancelled when known
- * (weft_error_cancel_reason_at).  A nested group's entry reads
- * "WEFT_ECHILD_FAILED" and is followed by its own entries, indented.
+ * (weft_error_cancel_reason_at).  An entry with a nested group shows its
+ * code (weft_error_code_at: WEFT_ECHILD_FAILED for a group passed on with
+ * weft_fail_group) and is followed by the nested entries, indented.
  * Always NUL-terminates when size > 0.
  * Returns: the length the full text needs (like snprintf), or -EINVAL for
  * NULL err.

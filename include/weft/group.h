@@ -57,7 +57,8 @@ typedef struct weft_spawn_opts {
  * cancel scope.
  * Ownership: *out belongs to the calling task until weft_group_join frees
  * it.  A task that returns without joining its groups aborts the process
- * naming the task and the group's opening site when the runtime's
+ * naming the task and the group's opening site (function, and file:line
+ * when weft has libdw and the caller debug information) when the runtime's
  * config has abort_on_missing_join (the default in WEFT_DEBUG builds);
  * otherwise they are cancelled, joined, and reported as
  * WEFT_EMISSINGJOIN.

@@ -1,7 +1,5 @@
 /* Fatal assertions and diagnostics to stderr.  Each message goes out in one
  * write(2) so lines from concurrent workers never interleave. */
-#define _GNU_SOURCE /* dladdr */
-#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,28 +46,4 @@ void weft__diag_assert_fail(const char *file, int line, const char *expr,
 	weft__diag("%s: %s (%s) at %s:%d", base ? base + 1 : file, msg, expr,
 		file, line);
 	abort();
-}
-
-void weft__diag_site(void *site, char *buf, size_t n)
-{
-	if (n == 0)
-		return;
-	Dl_info info;
-	if (site == NULL) {
-		snprintf(buf, n, "an unknown place");
-		return;
-	}
-	/* dladdr names exported functions only (a static function shows as
-	 * the nearest exported one before it); the raw address stays in
-	 * the text for addr2line. */
-	if (dladdr(site, &info) && info.dli_sname)
-		snprintf(buf, n, "%s+0x%lx (%s, %p)", info.dli_sname,
-			(unsigned long)((char *)site - (char *)info.dli_saddr),
-			info.dli_fname ? info.dli_fname : "?", site);
-	else if (dladdr(site, &info) && info.dli_fname)
-		snprintf(buf, n, "%s+0x%lx (%p)", info.dli_fname,
-			(unsigned long)((char *)site - (char *)info.dli_fbase),
-			site);
-	else
-		snprintf(buf, n, "%p", site);
 }

@@ -4,8 +4,6 @@
 #ifndef WEFT_RUNTIME_BASE_DIAG_H
 #define WEFT_RUNTIME_BASE_DIAG_H
 
-#include <stddef.h>
-
 /* Always-on assertion for cheap invariants whose violation means memory
  * corruption: prints "weft: <module>: <msg>" with file and line, aborts. */
 #define WEFT_ASSERT(cond, msg)                                                 \
@@ -30,11 +28,5 @@ __attribute__((noreturn, cold)) void weft__diag_assert_fail(const char *file,
  * string form (weft__diag_raw). */
 void weft__diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void weft__diag_raw(const char *msg);
-
-/* Describes the code address site into buf (size n, NUL-terminated):
- * "function+0xoff (file:line)" as far as the binary tells, else the raw
- * address.  Failure paths only (it may allocate and read debug info).
- * Not async-signal-safe. */
-void weft__diag_site(void *site, char *buf, size_t n);
 
 #endif

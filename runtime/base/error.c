@@ -183,6 +183,16 @@ size_t weft_error_count(const weft_error_t *err)
 	return err ? err->count : 0;
 }
 
+/* Whether l is a failure of its own, not only the carrier of its group's
+ * failures: a leaf without a nested group, or one whose task failed with
+ * a code of its own while it had groups open (a panic, a missing join:
+ * docs/semantics.md rules 7 and 45) rather than passing its group's error
+ * on (weft_fail_group: WEFT_ECHILD_FAILED). */
+static bool error_leaf_own(const struct weft__leaf *l)
+{
+	return l->nested == NULL || l->code != WEFT_ECHILD_FAILED;
+}
+
 size_t weft_error_leaf_count(const weft_error_t *err)
 {
 	if (err == NULL)
@@ -190,7 +200,9 @@ size_t weft_error_leaf_count(const weft_error_t *err)
 	size_t n = 0;
 	for (size_t i = 0; i < err->count; i++) {
 		const struct weft__leaf *l = err->entries[i];
-		n += l->nested ? weft_error_leaf_count(l->nested) : 1;
+		n += error_leaf_own(l) ? 1 : 0;
+		if (l->nested)
+			n += weft_error_leaf_count(l->nested);
 	}
 	return n;
 }
@@ -207,7 +219,7 @@ int weft_error_code_at(const weft_error_t *err, size_t i)
 	const struct weft__leaf *l = error_at(err, i);
 	if (l == NULL)
 		return -EINVAL;
-	return l->nested ? WEFT_ECHILD_FAILED : l->code;
+	return l->code;
 }
 
 const char *weft_error_message_at(const weft_error_t *err, size_t i)
@@ -273,10 +285,10 @@ static const struct weft__leaf *error_primary_leaf(const weft_error_t *err,
 {
 	for (size_t i = 0; i < err->count; i++) {
 		const struct weft__leaf *l = err->entries[i];
-		if (l->nested) {
+		if (l->nested)
 			best = error_primary_leaf(l->nested, best);
+		if (!error_leaf_own(l))
 			continue;
-		}
 		if (best == NULL || error_rank(l) > error_rank(best) ||
 			(error_rank(l) == error_rank(best) &&
 				l->seq < best->seq))
@@ -295,6 +307,12 @@ int weft_error_primary(const weft_error_t *err, const char **msg)
 	if (msg)
 		*msg = l->message;
 	return l->code;
+}
+
+static int error_pred_all(int code, const char *message, void *arg)
+{
+	(void)code, (void)message, (void)arg;
+	return 1;
 }
 
 /* Copies into *out the part of err whose leaves satisfy pred == want
@@ -316,13 +334,19 @@ static int error_select(const weft_error_t *err, weft_error_pred_fn pred,
 	for (size_t i = 0; i < err->count; i++) {
 		const struct weft__leaf *l = err->entries[i];
 		weft_error_t *sub = NULL;
-		if (l->nested) {
+		if (!error_leaf_own(l)) {
 			if (error_select(l->nested, pred, arg, want, &sub) < 0)
 				goto oom;
 			if (sub == NULL)
 				continue;
 		} else if (!!pred(l->code, l->message, arg) != want) {
 			continue;
+		} else if (l->nested &&
+			error_select(l->nested, error_pred_all, NULL, 1, &sub) <
+				0) {
+			/* A failure of its own goes where its code says,
+			 * with its nested group whole. */
+			goto oom;
 		}
 		struct weft__leaf *c = weft__error_leaf_create(l->code,
 			l->message, l->task_name, l->task_id, l->seq,
@@ -405,10 +429,8 @@ static void error_format(const weft_error_t *err, struct error_buf *b,
 		const char *why = l->collateral && l->why ? l->why : "";
 		error_append(b, "%*s%s#%llu: %s%s%s%s%s%s%s\n", depth * 2, "",
 			l->task_name, (unsigned long long)l->task_id,
-			l->nested ? "WEFT_ECHILD_FAILED"
-				  : weft_err_name(l->code),
-			l->message[0] ? ": " : "", l->message,
-			l->collateral ? " (while cancelled" : "",
+			weft_err_name(l->code), l->message[0] ? ": " : "",
+			l->message, l->collateral ? " (while cancelled" : "",
 			why[0] ? ": " : "", why, l->collateral ? ")" : "");
 		if (l->nested)
 			error_format(l->nested, b, depth + 1);

@@ -57,6 +57,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/backtrace.h"
 #include "base/diag.h"
 #include "base/id.h"
 #include "core/cancel.h"
@@ -479,7 +480,10 @@ static void scope_site(const struct weft_scope *s, char *buf, size_t n)
 		snprintf(buf, n, "a sleep or timeout inside weft");
 		return;
 	}
-	weft__diag_site(site, buf, n);
+	if (site)
+		weft__backtrace_site(site, buf, n);
+	else
+		snprintf(buf, n, "an unknown place");
 }
 
 void weft__scope_misnest_report(const char *call, struct weft_task *t,

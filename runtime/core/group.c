@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/backtrace.h"
 #include "base/error.h"
 #include "base/id.h"
 #include "core/group.h"
@@ -465,11 +466,16 @@ int weft__group_reap_unjoined(struct weft_task *t)
 		if (s->kind == WEFT__SCOPE_GROUP) {
 			struct weft_group *g = WEFT__CONTAINER_OF(s,
 				struct weft_group, scope);
-			if (t->rt->cfg.abort_on_missing_join) {
+			/* A panic is the failure; its open groups are
+			 * not a second one (rule 45). */
+			if (t->rt->cfg.abort_on_missing_join && !t->panicked) {
+				char site[256];
+				weft__backtrace_site(g->open_site, site,
+					sizeof site);
 				weft__diag("task '%s' returned without joining "
-					   "the group opened at %p (rule 7: "
+					   "the group opened at %s (rule 7: "
 					   "abort_on_missing_join)",
-					t->name, g->open_site);
+					t->name, site);
 				abort();
 			}
 			weft__scope_cancel(&g->scope, WEFT_CANCEL_EXPLICIT,

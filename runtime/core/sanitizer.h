@@ -98,6 +98,17 @@ WEFT__SAN_INLINE void weft__san_unpoison(void *p, size_t n)
 	(void)p, (void)n;
 #endif
 }
+/* Frames are about to be abandoned without returning (a panicking task
+ * run inline jumps back to its parent's frame, sched.c): clears the
+ * redzones of everything below the current frame on this stack, as ASan
+ * does itself before longjmp, so that the parent's later calls do not
+ * land on stale poison. */
+WEFT__SAN_INLINE void weft__san_handle_no_return(void)
+{
+#ifdef WEFT__ASAN
+	__asan_handle_no_return();
+#endif
+}
 /* }====== */
 
 /* {====== TSan ====== */

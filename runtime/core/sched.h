@@ -142,7 +142,8 @@ struct weft_group;
  * path: a spawn nobody stole costs a push, a pop and a call).  Stops when
  * the deque's newest task is anything else, or when less than half of the
  * owner's stack is left.  The inline child is a task in every other way:
- * it may park (the owner's stack stays with it) and migrate.
+ * it may park (the owner's stack stays with it) and migrate, and if it
+ * panics it jumps back here (weft__sched_exit_abandoned).
  * Thread: g's owner, a weft fiber. */
 WEFT_FIBER_FN void weft__sched_help_join(struct weft_task *self,
 	struct weft_group *g);
@@ -151,6 +152,15 @@ WEFT_FIBER_FN void weft__sched_help_join(struct weft_task *self,
  * which the fiber then switches directly.  Thread: self, a weft fiber. */
 WEFT_FIBER_FN void weft__sched_switch_out(struct weft_task *self,
 	enum weft__post post);
+/* Leaves the task t, whose end weft__task_finish has already done, without
+ * returning through its frames (a panic): a fiber switches out for the
+ * last time, as at a normal exit; a child run inline, which cannot switch
+ * out for good (its parent's frames are below it on the same stack), jumps
+ * back to the parent's frame that runs it (weft__sched_help_join), which
+ * goes on as if the child had returned.  The frames in between are
+ * abandoned.  Thread: t itself, a weft fiber. */
+WEFT_FIBER_FN __attribute__((noreturn)) void weft__sched_exit_abandoned(
+	struct weft_task *t);
 /* Every place a fiber resumes at (the return of a switch, a fiber's first
  * entry) calls this first: it performs the post the departing fiber left
  * on this worker, if any.  Thread: a worker, right after a switch. */

@@ -1,6 +1,7 @@
 /* Fiber stacks: mapping (guarded or slab), the per-worker LIFO pools and
  * the shared overflow pool, memory release, the canary, and the SIGSEGV
- * handler that names the task whose stack overflowed.  See stack.h for the
+ * handler that names the task whose stack overflowed and prints its
+ * backtrace.  See stack.h for the
  * two kinds of stack and why both exist.
  *
  * The canary is "the lowest 64 bytes are zero".  Nothing legitimately
@@ -35,6 +36,7 @@
 #include <unistd.h>
 
 #include "base/alloc.h"
+#include "base/backtrace.h"
 #include "core/sanitizer.h"
 
 #define STACK_MIN ((size_t)16 << 10)
@@ -523,9 +525,24 @@ static size_t handler_append(char *buf, size_t len, size_t cap, const char *s)
 	return len;
 }
 
-/* Async-signal-safe: builds the line in a local buffer, one write(2)
- * through weft__diag_raw, then abort(). */
-static void handler_report_and_abort(const weft__stack_t *st)
+/* Frames of handler_on_fault and handler_report_and_abort, left out of
+ * the overflow report's backtrace. */
+#define HANDLER_FRAMES 2
+/* Frames of the overflowing task the report shows (the recursion that
+ * overflowed is usually one function repeated). */
+#define HANDLER_BT_FRAMES 24
+
+/* Builds the line in a local buffer, one write(2) through weft__diag_raw,
+ * then the overflowing task's backtrace, then abort().  Async-signal-safe
+ * but for the backtrace: glibc's backtrace(3) walks the task's stack
+ * from the signal frame with libgcc's unwinder, which allocates nothing
+ * once loaded (weft__stack_handler_acquire loads it), and
+ * backtrace_symbols_fd writes the names the dynamic symbol table knows;
+ * glibc's own segfault reporter does the same, and the process aborts
+ * right after.  No libdw here: it allocates and opens files.  Not
+ * inlined: its frame is one of the HANDLER_FRAMES. */
+__attribute__((noinline)) static void handler_report_and_abort(
+	const weft__stack_t *st)
 {
 	char buf[256], num[24];
 	size_t len = 0, n = st->size;
@@ -544,6 +561,10 @@ static void handler_report_and_abort(const weft__stack_t *st)
 	len = handler_append(buf, len, sizeof buf, num + i);
 	len = handler_append(buf, len, sizeof buf, " bytes)\n");
 	weft__diag_raw(buf);
+	weft__diag_raw("weft: backtrace of the overflowing task, innermost "
+		       "first:\n");
+	weft__backtrace_write_fd(STDERR_FILENO, HANDLER_FRAMES,
+		HANDLER_BT_FRAMES);
 	abort();
 }
 
@@ -571,7 +592,8 @@ static void handler_chain(int sig, siginfo_t *si, void *uctx)
 		raise(sig);
 }
 
-static void handler_on_fault(int sig, siginfo_t *si, void *uctx)
+__attribute__((noinline)) static void handler_on_fault(int sig, siginfo_t *si,
+	void *uctx)
 {
 	const weft__stack_t *st = stack_running;
 	if (st != NULL && handler_is_overflow(st, si, uctx))
@@ -621,6 +643,8 @@ int weft__stack_handler_acquire(void)
 	int rc = 0;
 	pthread_mutex_lock(&handler_lock);
 	if (handler_refs == 0) {
+		/* The handler's backtrace must not be the first one. */
+		weft__backtrace_prepare();
 		struct sigaction sa = { .sa_sigaction = handler_on_fault };
 		sigemptyset(&sa.sa_mask);
 		sa.sa_flags = SA_SIGINFO | SA_ONSTACK;

@@ -47,6 +47,12 @@ struct weft__stack {
 	/* Task name for overflow reports; set by the fiber layer while the
 	 * stack is in use, may be NULL.  Reset to NULL by weft__stack_get. */
 	const char *owner_name;
+	/* The jump buffer (sched.c) of the innermost child running inline on
+	 * this stack, through which a panic in that child gets back to its
+	 * parent's frame; NULL when none.  Only written by the task running
+	 * on the stack (sched.c's worker_run_inline), which sets it before
+	 * the child runs and puts the previous value back after. */
+	void *inline_exit;
 #ifdef WEFT__TSAN
 	/* TSan fiber handle bound to this stack: created lazily by
 	 * weft__fiber_init, reused by the fibers that run on this stack

@@ -389,6 +389,7 @@ void weft__task_entry(void *arg)
 
 void weft__task_finish(struct weft_task *t, int rc)
 {
+	t->ending = true; /* weft_panic from here on aborts (panic.c) */
 	/* Structured concurrency: nothing the task opened outlives it.
 	 * relaxed: the task's own cur_scope. */
 	if (atomic_load_explicit(&t->cur_scope, memory_order_relaxed) !=

@@ -59,6 +59,14 @@ struct weft_task {
 	 * the task last switched out (weft__waitq_begin's budget).  Owner
 	 * only. */
 	uint8_t coop_used;
+	/* Set by weft_panic (panic.c) before the task's end, so that the end
+	 * reaps open groups without the missing-join abort.  Owner task
+	 * only. */
+	bool panicked;
+	/* Set at the start of weft__task_finish: user code that still runs
+	 * as the task (context-key destructors, done callbacks) cannot
+	 * panic it.  Owner task only. */
+	bool ending;
 	/* Outcome: written by the task before it publishes its end with the
 	 * release (or seq_cst) store of `state`; readers acquire `state`
 	 * first.  The outcome fields are rc, result, fail_*. */

@@ -1,0 +1,319 @@
+/* Backtraces: capture with glibc's backtrace(3) (libgcc's unwinder, driven
+ * by the CFI every object carries, the fiber trampoline's included, which
+ * ends a fiber's chain), symbolization with elfutils' libdw when the build
+ * found it, else with dladdr(3).
+ *
+ * Why a library: naming a static function and its file:line means reading
+ * .symtab and .debug_line of the right object at the right load bias,
+ * through compressed sections and DWARF 5 line tables; libdw's dwfl API
+ * does exactly that in a dozen calls.  dladdr alone knows only the dynamic
+ * symbol table: exported functions, no lines.
+ *
+ * Each format call opens one dwfl session for all its addresses (it reads
+ * /proc/self/maps and the ELF files it needs, allocating with malloc) and
+ * closes it before returning, so nothing stays behind and no state is
+ * shared between threads.  The strings libdw returns live in the session:
+ * every frame is formatted before it ends.  The session runs on a
+ * short-lived thread with a large stack (bt_job_do), because libdw's
+ * DWARF line reader wants far more stack than a fiber has; the caller
+ * waits for it.
+ *
+ * Thread: any.  No state. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* dladdr */
+#endif
+
+#include "base/backtrace.h"
+
+#include <dlfcn.h>
+#include <execinfo.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef WEFT_HAVE_LIBDW
+#include <elfutils/libdwfl.h>
+#endif
+
+/* The stack of the thread that runs libdw (see bt_job_do). */
+#define BT_THREAD_STACK ((size_t)1 << 20)
+
+/* What is known about one code address. */
+struct bt_sym {
+	const char *func; /* NULL if unknown */
+	uintptr_t func_off;
+	const char *file; /* NULL if unknown */
+	int line;
+	const char *obj; /* the object's path, NULL if unknown */
+	uintptr_t obj_off;
+};
+
+/* An output buffer that is always NUL-terminated and cuts quietly. */
+struct bt_out {
+	char *buf;
+	size_t size, len;
+};
+
+__attribute__((format(printf, 2, 3))) static void bt_put(struct bt_out *o,
+	const char *fmt, ...)
+{
+	if (o->size == 0 || o->len + 1 >= o->size)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(o->buf + o->len, o->size - o->len, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	o->len += (size_t)n;
+	if (o->len >= o->size)
+		o->len = o->size - 1;
+}
+
+static const char *bt_basename(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	return s ? s + 1 : path;
+}
+
+/* Where the frames of the caller of the function that called backtrace
+ * start in raw[0..n): at its return address ret.  Usually index 1 (raw[0]
+ * is that function's own), but a sanitizer's interceptor of backtrace
+ * adds frames of its own before it. */
+static int bt_caller_index(void *const *raw, int n, void *ret)
+{
+	for (int i = 0; i < n && i < 8; i++)
+		if (raw[i] == ret)
+			return i;
+	return n > 1 ? 1 : n;
+}
+
+/* Not inlined, so that its own frame is the one it leaves out. */
+__attribute__((noinline)) int weft__backtrace_capture(void **pcs, int max,
+	int skip)
+{
+	void *raw[WEFT__BACKTRACE_MAX + 24];
+	if (max > WEFT__BACKTRACE_MAX)
+		max = WEFT__BACKTRACE_MAX;
+	if (skip < 0)
+		skip = 0;
+	if (skip > 15)
+		skip = 15;
+	int n = backtrace(raw, max + skip + 4);
+	int k = 0;
+	for (int i = bt_caller_index(raw, n, __builtin_return_address(0)) +
+			skip;
+		i < n && k < max; i++)
+		pcs[k++] = raw[i];
+	return k;
+}
+
+/* pc - 1 is inside the call instruction that pushed the return address
+ * pc: its line is the call's, and its symbol is the caller's even when
+ * the call is the function's last instruction. */
+static void bt_sym_dladdr(void *pc, struct bt_sym *s)
+{
+	uintptr_t a = (uintptr_t)pc - 1;
+	Dl_info info;
+	memset(s, 0, sizeof *s);
+	if (dladdr((void *)a, &info) == 0)
+		return;
+	if (info.dli_sname != NULL && info.dli_saddr != NULL) {
+		s->func = info.dli_sname;
+		s->func_off = (uintptr_t)pc - (uintptr_t)info.dli_saddr;
+	}
+	if (info.dli_fname != NULL) {
+		s->obj = info.dli_fname;
+		s->obj_off = (uintptr_t)pc - (uintptr_t)info.dli_fbase;
+	}
+}
+
+#ifdef WEFT_HAVE_LIBDW
+/* A session over the objects mapped in this process, or NULL. */
+static Dwfl *bt_dw_open(void)
+{
+	static const Dwfl_Callbacks callbacks = {
+		.find_elf = dwfl_linux_proc_find_elf,
+		.find_debuginfo = dwfl_standard_find_debuginfo,
+	};
+	Dwfl *d = dwfl_begin(&callbacks);
+	if (d == NULL)
+		return NULL;
+	dwfl_report_begin(d);
+	if (dwfl_linux_proc_report(d, getpid()) != 0 ||
+		dwfl_report_end(d, NULL, NULL) != 0) {
+		dwfl_end(d);
+		return NULL;
+	}
+	return d;
+}
+
+/* As bt_sym_dladdr (which fills what libdw does not know), through d. */
+static void bt_sym_dw(Dwfl *d, void *pc, struct bt_sym *s)
+{
+	bt_sym_dladdr(pc, s);
+	Dwarf_Addr a = (Dwarf_Addr)(uintptr_t)pc - 1;
+	Dwfl_Module *m = dwfl_addrmodule(d, a);
+	if (m == NULL)
+		return;
+	GElf_Off off = 0;
+	GElf_Sym sym;
+	const char *name = dwfl_module_addrinfo(m, a, &off, &sym, NULL, NULL,
+		NULL);
+	if (name != NULL) {
+		s->func = name;
+		s->func_off = (uintptr_t)off + 1;
+	}
+	Dwfl_Line *line = dwfl_module_getsrc(m, a);
+	int lineno = 0;
+	const char *file = line
+		? dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL)
+		: NULL;
+	if (file != NULL) {
+		s->file = file;
+		s->line = lineno;
+	}
+}
+#endif
+
+/* One frame's text, without the "#i" and the newline. */
+static void bt_put_sym(struct bt_out *o, void *pc, const struct bt_sym *s)
+{
+	if (s->func != NULL)
+		bt_put(o, "%s+0x%lx", s->func, (unsigned long)s->func_off);
+	else
+		bt_put(o, "%p", pc);
+	if (s->file != NULL)
+		bt_put(o, " (%s:%d)", bt_basename(s->file), s->line);
+	else if (s->obj != NULL)
+		bt_put(o, " (%s+0x%lx)", bt_basename(s->obj),
+			(unsigned long)s->obj_off);
+}
+
+/* The bottom of a task's own frames (task.c): what lies below is the
+ * runtime's entry, or the parent's frames under a child run inline. */
+static int bt_is_task_bottom(const struct bt_sym *s)
+{
+	return s->func != NULL &&
+		(strcmp(s->func, "weft__task_run") == 0 ||
+			strcmp(s->func, "weft__task_entry") == 0);
+}
+
+/* One formatting job: frames (or one site) into a buffer. */
+struct bt_job {
+	void *const *pcs;
+	int n;
+	const char *indent; /* NULL: one site, no "#i" and no newline */
+	struct bt_out out;
+};
+
+static void bt_job_run(struct bt_job *j, int use_libdw)
+{
+#ifdef WEFT_HAVE_LIBDW
+	Dwfl *d = use_libdw ? bt_dw_open() : NULL;
+#else
+	(void)use_libdw;
+#endif
+	for (int i = 0; i < j->n; i++) {
+		struct bt_sym s;
+#ifdef WEFT_HAVE_LIBDW
+		if (d != NULL)
+			bt_sym_dw(d, j->pcs[i], &s);
+		else
+#endif
+			bt_sym_dladdr(j->pcs[i], &s);
+		if (j->indent == NULL) {
+			bt_put_sym(&j->out, j->pcs[i], &s);
+			break;
+		}
+		if (i > 0 && bt_is_task_bottom(&s))
+			break;
+		bt_put(&j->out, "%s#%d ", j->indent, i);
+		bt_put_sym(&j->out, j->pcs[i], &s);
+		bt_put(&j->out, "\n");
+	}
+#ifdef WEFT_HAVE_LIBDW
+	if (d != NULL)
+		dwfl_end(d);
+#endif
+}
+
+#ifdef WEFT_HAVE_LIBDW
+static void *bt_job_thread(void *arg)
+{
+	bt_job_run(arg, 1);
+	return NULL;
+}
+#endif
+
+/* Runs the job with libdw on a thread of its own, whose stack is large:
+ * libdw's line-table reader keeps big arrays on the stack (measured here:
+ * ~150 KiB below dwarf_getsrclines), and the caller may be a fiber with
+ * 64 KiB.  The caller blocks until it is done (a failure path:
+ * milliseconds).  Without libdw, or if the thread cannot be created, the
+ * caller does it itself with dladdr, which needs little stack. */
+static void bt_job_do(struct bt_job *j)
+{
+#ifdef WEFT_HAVE_LIBDW
+	pthread_attr_t attr;
+	pthread_t th;
+	if (pthread_attr_init(&attr) == 0) {
+		int ok = pthread_attr_setstacksize(&attr, BT_THREAD_STACK) ==
+				0 &&
+			pthread_create(&th, &attr, bt_job_thread, j) == 0;
+		pthread_attr_destroy(&attr);
+		if (ok) {
+			pthread_join(th, NULL);
+			return;
+		}
+	}
+#endif
+	bt_job_run(j, 0);
+}
+
+size_t weft__backtrace_format(void *const *pcs, int n, const char *indent,
+	char *buf, size_t size)
+{
+	struct bt_job j = { pcs, n, indent ? indent : "", { buf, size, 0 } };
+	if (size > 0)
+		buf[0] = '\0';
+	bt_job_do(&j);
+	return j.out.len;
+}
+
+size_t weft__backtrace_site(void *pc, char *buf, size_t size)
+{
+	void *pcs[1] = { pc };
+	struct bt_job j = { pcs, 1, NULL, { buf, size, 0 } };
+	if (size > 0)
+		buf[0] = '\0';
+	bt_job_do(&j);
+	return j.out.len;
+}
+
+void weft__backtrace_prepare(void)
+{
+	void *one[1];
+	(void)backtrace(one, 1);
+}
+
+/* Not inlined, so that its own frame is the one it leaves out. */
+__attribute__((noinline)) void weft__backtrace_write_fd(int fd, int skip,
+	int max)
+{
+	void *raw[WEFT__BACKTRACE_MAX + 24];
+	if (max > WEFT__BACKTRACE_MAX)
+		max = WEFT__BACKTRACE_MAX;
+	if (skip < 0)
+		skip = 0;
+	if (skip > 15)
+		skip = 15;
+	int n = backtrace(raw, max + skip + 4);
+	int from = bt_caller_index(raw, n, __builtin_return_address(0)) + skip;
+	if (n > from)
+		backtrace_symbols_fd(raw + from,
+			n - from < max ? n - from : max, fd);
+}
