@@ -367,6 +367,62 @@ static void test_group__leaving_a_group_unjoined_cancels_joins_and_reports(
 	assert_int_equal(atomic_load(&f.cancelled_siblings), 3);
 }
 
+static int fail_when_cancelled(void *arg)
+{
+	int rc = weft_sleep(3600 * WEFT_SEC);
+	return rc == -ECANCELED ? weft_fail((int)(intptr_t)arg, "cleanup") : rc;
+}
+
+/* Two groups left open, each with a child that fails while being reaped:
+ * both failures nest under the task's missing-join leaf (the second reap
+ * used to replace the first one's errors). */
+static int leave_two_groups(void *arg)
+{
+	(void)arg;
+	weft_group_t *outer, *inner;
+	CHECK_EQ(weft_group_open(&outer), 0);
+	CHECK_EQ(weft_group_spawn(outer, fail_when_cancelled,
+			 (void *)(intptr_t)-EIO),
+		0);
+	CHECK_EQ(weft_group_open(&inner), 0);
+	CHECK_EQ(weft_group_spawn(inner, fail_when_cancelled,
+			 (void *)(intptr_t)-EPIPE),
+		0);
+	return 0; /* forgot to join both */
+}
+
+static int missing_two_joins_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, leave_two_groups, NULL), 0);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	CHECK_EQ(weft_error_count(err), 1);
+	CHECK_EQ(weft_error_code_at(err, 0), WEFT_EMISSINGJOIN);
+	const weft_error_t *in = weft_error_nested_at(err, 0);
+	CHECK_EQ(weft_error_count(in), 2);
+	int codes = 0;
+	for (size_t i = 0; i < weft_error_count(in); i++)
+		codes |= weft_error_code_at(in, i) == -EIO    ? 1
+			: weft_error_code_at(in, i) == -EPIPE ? 2
+							      : 4;
+	CHECK_EQ(codes, 3);
+	weft_error_free(err);
+	return 0;
+}
+
+static void test_group__every_group_left_open_keeps_its_failures(void **state)
+{
+	weft_config_t cfg;
+	assert_int_equal(weft_config_init(&cfg), 0);
+	cfg.workers = WEFT_TEST_WORKERS(state);
+	cfg.abort_on_missing_join = 0;
+	assert_int_equal(weft_test_run_cfg(&cfg, missing_two_joins_root, NULL),
+		0);
+}
+
 static int leave_empty_group(void *arg)
 {
 	(void)arg;
@@ -648,6 +704,7 @@ int main(void)
 		WEFT_TEST(test_group__outer_cancellation_passes_through_join),
 		WEFT_TEST(
 			test_group__leaving_a_group_unjoined_cancels_joins_and_reports),
+		WEFT_TEST(test_group__every_group_left_open_keeps_its_failures),
 		WEFT_TEST(
 			test_group__leaving_a_group_unjoined_aborts_when_configured),
 		WEFT_TEST(

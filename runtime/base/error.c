@@ -178,6 +178,36 @@ void weft_error_free(weft_error_t *err)
 	weft__free(err);
 }
 
+struct weft_error *weft__error_concat(struct weft_error *a,
+	struct weft_error *b)
+{
+	if (a == NULL)
+		return b;
+	if (b == NULL)
+		return a;
+	/* The static group already says that failures were lost. */
+	if (a == &error_oom || b == &error_oom) {
+		weft_error_free(a);
+		weft_error_free(b);
+		return &error_oom;
+	}
+	struct weft__leaf **arr = weft__calloc(a->count + b->count + 1,
+		sizeof *arr);
+	if (arr == NULL) {
+		weft_error_free(a);
+		weft_error_free(b);
+		return &error_oom;
+	}
+	memcpy(arr, a->entries, a->count * sizeof *arr);
+	memcpy(arr + a->count, b->entries, b->count * sizeof *arr);
+	weft__free(a->entries);
+	a->entries = arr;
+	a->count += b->count;
+	weft__free(b->entries);
+	weft__free(b);
+	return a;
+}
+
 size_t weft_error_count(const weft_error_t *err)
 {
 	return err ? err->count : 0;

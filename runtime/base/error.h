@@ -51,6 +51,11 @@ int weft__error_leaf_context(struct weft__leaf *l, const char *path,
  * the leaves. */
 struct weft_error *weft__error_from_leaves(struct weft__leaf *head, size_t n,
 	size_t lost);
+/* Both groups' entries in one group (a's first), taking a and b (either
+ * may be NULL).  Never fails: out of memory it frees both and returns the
+ * static out-of-memory group, as weft__error_from_leaves does. */
+struct weft_error *weft__error_concat(struct weft_error *a,
+	struct weft_error *b);
 /* A one-leaf group; same never-fails rule. */
 struct weft_error *weft__error_single(struct weft__leaf *leaf);
 

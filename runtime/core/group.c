@@ -483,9 +483,11 @@ int weft__group_reap_unjoined(struct weft_task *t)
 			weft_error_t *e = NULL;
 			if (group_join(t, g, &e) == WEFT_ECHILD_FAILED) {
 				/* Keep the children's failures: they nest
-				 * under this task's failure. */
-				weft_error_free(t->fail_group);
-				t->fail_group = e;
+				 * under this task's failure, after any the
+				 * task kept already (an inner group reaped
+				 * before, or weft_fail_group). */
+				t->fail_group =
+					weft__error_concat(t->fail_group, e);
 			}
 		} else {
 			/* The user still owns the scope object. */
