@@ -50,7 +50,9 @@ WEFT_EXTERN int weft_all_tasks(weft_runtime_t *rt, weft_task_info_t *out,
 
 /* What it does: as weft_all_tasks, for the live children of g only
  * (tasks spawned into g, and started into it, still running).
- * Errors: -EINVAL (NULL g or count, or NULL out with cap > 0).
+ * Errors: -EINVAL (NULL g or count, or NULL out with cap > 0),
+ * WEFT_EMISUSE (g was joined and freed: a stale handle; WEFT_DEBUG builds
+ * abort naming the call).
  * Checkpoint: no; never blocks.  Threads: any thread, while g is alive. */
 WEFT_EXTERN int weft_group_children(const weft_group_t *g,
 	weft_task_info_t *out, size_t cap, size_t *count);
