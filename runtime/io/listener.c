@@ -42,7 +42,7 @@ struct weft_listener {
 	 * bytes, which malloc's free lists overwrite. */
 	_Atomic uint32_t magic;
 	bool tcp;
-	int port; /* TCP: the bound port */
+	int port;	       /* TCP: the bound port */
 	atomic_bool accepting; /* one accepting task at a time */
 };
 

@@ -31,7 +31,7 @@ struct weft_stream {
 	size_t pb_off, pb_len, pb_cap;
 };
 
-#define WEFT__STREAM_LIVE 0x5354524du   /* "STRM" */
+#define WEFT__STREAM_LIVE 0x5354524du	/* "STRM" */
 #define WEFT__STREAM_CLOSED 0x434c4f53u /* "CLOS" */
 #define WEFT__STREAM_DEAD 0x44454144u	/* "DEAD" */
 
