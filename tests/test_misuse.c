@@ -296,7 +296,7 @@ static void test_misuse__destroy_with_a_handle_held_is_ebusy(void **state)
 
 /* {======================================================= (e) close twice */
 
-static int close_listener_twice(void *arg)
+static __attribute__((unused)) int close_listener_twice(void *arg)
 {
 	(void)arg;
 	weft_listener_t *l;
@@ -306,7 +306,7 @@ static int close_listener_twice(void *arg)
 	return 0;
 }
 
-static int close_stream_twice(void *arg)
+static __attribute__((unused)) int close_stream_twice(void *arg)
 {
 	(void)arg;
 	weft_listener_t *l;
@@ -322,15 +322,23 @@ static int close_stream_twice(void *arg)
 
 static void test_misuse__close_twice_aborts(void **state)
 {
+#if defined(__SANITIZE_THREAD__)
+	/* The first close freed the object: TSan reports the second close's
+	 * access to freed memory (and exits) before weft can. */
+	(void)state;
+	skip();
+#else
 	expect_root_death(state, close_listener_twice, "weft_listener_close");
 	expect_root_death(state, close_stream_twice, "weft_stream_close");
+#endif
 }
 
 static void test_misuse__close_twice_is_refused(void **state)
 {
-#if defined(__SANITIZE_ADDRESS__)
-	/* The first close freed the object: ASan reports the second close's
-	 * read (the death test above checks that it names the call). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	/* The first close freed the object: the sanitizer reports the second
+	 * close's access (under ASan the death test above checks that the
+	 * report names the call). */
 	(void)state;
 	skip();
 #else
