@@ -1,6 +1,18 @@
 /* Runtime objects: creation, running root tasks, destruction.  Everything
  * a runtime uses hangs off struct weft_runtime (runtime.h); destroy gives back
- * every thread, fd and byte. */
+ * every thread, fd and byte.
+ *
+ * Run against destroy: one word, running_roots, decides.  A run counts
+ * itself (fetch_add) before it touches anything else of the runtime (the
+ * record arena, the injection queue), and uncounts itself after its last
+ * access; destroy goes on only if it swaps the word from 0 to DESTROYING,
+ * so a run that has begun makes destroy return -EBUSY, and a run that
+ * begins while destroy checks sees DESTROYING and backs out.  (A run
+ * called after destroy returned 0 uses freed memory: rt is gone, as
+ * documented.)  Then destroy checks that no task handle is held
+ * (records.h): a handle released after the runtime's records were freed
+ * would write freed memory, so it refuses (or, in abort mode, aborts
+ * naming one task) and takes DESTROYING back out of the word. */
 #include <errno.h>
 #include <linux/futex.h>
 #include <stdio.h>
@@ -12,11 +24,40 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "config.h"
+#include "core/records.h"
 #include "core/task.h"
 #include "io/io.h"
 #include "io/signal.h"
 #include "runtime.h"
 #include "thread/offload.h"
+
+/* In running_roots while weft_runtime_destroy checks (far above any count
+ * of concurrent runs). */
+#define WEFT__RUNTIME_DESTROYING (1 << 30)
+
+/* The first task record of rt that a user still holds a handle of, and
+ * how many handles are held in all (*n).  Scans the arena's list of every
+ * record (type-stable, read lock-free as snapshots do).  relaxed loads:
+ * the releases the caller waited for happen before this call (it is
+ * documented so), and coherence then gives their counts. */
+static struct weft_task *runtime_held_handle(struct weft_runtime *rt, long *n)
+{
+	struct weft_task *first = NULL;
+	*n = 0;
+	/* acquire: pairs with the release push of a new record (records.c),
+	 * so its fields are initialised before we read them. */
+	for (struct weft_task *t = atomic_load_explicit(&rt->tasks.all,
+		     memory_order_acquire);
+		t; t = t->insp_all_next) {
+		int h = atomic_load_explicit(&t->handles, memory_order_relaxed);
+		if (h > 0) {
+			*n += h;
+			if (first == NULL)
+				first = t;
+		}
+	}
+	return first;
+}
 
 /* The worker array is over-allocated by one false-sharing unit and
  * aligned by hand (weft__alloc guarantees 16 bytes). */
@@ -153,10 +194,33 @@ int weft_runtime_destroy(weft_runtime_t *rt)
 	weft__worker_t *self = weft__sched_current();
 	if (self != NULL && self->rt == rt)
 		return -EBUSY;
-	/* acquire: pairs with weft_runtime_run's acq_rel decrement, so the
-	 * last root's accesses come before the teardown. */
-	if (atomic_load_explicit(&rt->running_roots, memory_order_acquire) != 0)
+	/* acq_rel: the acquire pairs with weft_runtime_run's acq_rel
+	 * decrement, so the last run's accesses come before the teardown;
+	 * the release orders DESTROYING before a run's check of its
+	 * fetch_add (see the top of this file).  acquire on failure: the
+	 * value is only compared. */
+	int idle = 0;
+	if (!atomic_compare_exchange_strong_explicit(&rt->running_roots, &idle,
+		    WEFT__RUNTIME_DESTROYING, memory_order_acq_rel,
+		    memory_order_acquire))
 		return -EBUSY;
+	long held;
+	struct weft_task *t = runtime_held_handle(rt, &held);
+	if (t != NULL) {
+		char what[160];
+		snprintf(what, sizeof what,
+			"is still held (%ld task handle%s in all): release "
+			"every handle before destroying the runtime",
+			held, held == 1 ? "" : "s");
+		weft__task_misuse(weft__task_handle(t), "weft_runtime_destroy",
+			what);
+		/* A subtraction, not a store of 0: a run that came meanwhile
+		 * counted itself and will uncount itself.  release: pairs
+		 * with a later destroy's or run's acquire. */
+		atomic_fetch_sub_explicit(&rt->running_roots,
+			WEFT__RUNTIME_DESTROYING, memory_order_release);
+		return -EBUSY;
+	}
 	/* Offload threads first: an abandoned to_thread call may still run
 	 * (and may call back into the runtime). */
 	weft__offload_stop(rt);
@@ -190,19 +254,32 @@ int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
 		*err_out = NULL;
 	if (weft__sched_current() != NULL)
 		return WEFT_EMISUSE;
+	/* Counted before anything else touches rt (see the top of this
+	 * file).  acq_rel: the release half orders the count before our
+	 * later accesses for a destroy that reads it (acquire); the acquire
+	 * half sees a destroy's DESTROYING. */
+	if (atomic_fetch_add_explicit(&rt->running_roots, 1,
+		    memory_order_acq_rel) &
+		WEFT__RUNTIME_DESTROYING) {
+		/* relaxed: we touched nothing else of rt. */
+		atomic_fetch_sub_explicit(&rt->running_roots, 1,
+			memory_order_relaxed);
+		return -EBUSY;
+	}
 	struct weft_task *t;
 	int rc = weft__task_create(rt, "main", fn, arg, &t);
-	if (rc < 0)
+	if (rc < 0) {
+		/* release: our accesses (the arena) before a destroy. */
+		atomic_fetch_sub_explicit(&rt->running_roots, 1,
+			memory_order_release);
 		return rc;
+	}
 	atomic_uint done;
 	atomic_init(&done, 0);
 	t->root_done = &done;
 	/* relaxed: the creator's reference keeps t alive; this one is the
 	 * caller's, dropped below after reading the outcome. */
 	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
-	/* acq_rel: counted before the root can run; destroy's acquire load
-	 * of the count pairs with the decrement below. */
-	atomic_fetch_add_explicit(&rt->running_roots, 1, memory_order_acq_rel);
 	weft__scope_link(&t->root_scope, NULL, t);
 	t->root_linked = true;
 	/* Listed for introspection dumps until it has ended (runtime_roots). */

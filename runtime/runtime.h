@@ -45,8 +45,11 @@ struct weft_runtime {
 	/* Set once by destroy (release); workers read it (acquire) before
 	 * sleeping and after waking. */
 	atomic_bool stopping;
-	/* Root tasks currently inside weft_runtime_run; destroy refuses
-	 * while > 0 (acq_rel). */
+	/* Calls of weft_runtime_run under way (counted before their root
+	 * is created), plus WEFT__RUNTIME_DESTROYING while
+	 * weft_runtime_destroy checks whether it may go on; destroy refuses
+	 * while a run is counted, a run refuses while destroy checks
+	 * (runtime.c; acq_rel). */
 	atomic_int running_roots;
 	/* Logical clock for error leaves (relaxed fetch_add). */
 	atomic_ullong error_seq;

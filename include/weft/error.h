@@ -134,9 +134,8 @@ WEFT_EXTERN const weft_error_t *weft_error_nested_at(const weft_error_t *err,
  * (by logical time) fatal-class leaf (-ENOMEM, WEFT_EPANIC), else the
  * earliest non-collateral leaf, else the earliest leaf.  An entry with a
  * nested group counts as a leaf itself when its code is its own (not
- * WEFT_ECHILD_FAILED: a panic with its reaped groups under it).  The other leaves
- * stay in err.  Writes
- * its code, and its message if msg is not NULL.
+ * WEFT_ECHILD_FAILED: a panic with its reaped groups under it).  The other
+ * leaves stay in err.  Writes its code, and its message if msg is not NULL.
  * Ownership: *msg points into err.
  * Errors: returns 0 and leaves outputs untouched for NULL or empty err.
  * Checkpoint: no.  Threads: any thread. */

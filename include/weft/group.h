@@ -16,6 +16,13 @@
  *     rc = weft_group_join(g, &err);   // frees g
  *     if (rc == WEFT_ECHILD_FAILED) return weft_fail_group(err);
  */
+/* Misuse is caught: a group handle used after the group was freed (after
+ * its join, unless retained; after the last weft_group_release of a
+ * retained one) is stale, and every function below detects it (the
+ * handle carries a generation of the group record, which weft reuses; a
+ * handle 65536 reuses stale is not told apart).  Libraries built with
+ * WEFT_DEBUG then abort with a message naming the call and the handle;
+ * other builds return WEFT_EMISUSE and do nothing. */
 #ifndef WEFT_GROUP_H
 #define WEFT_GROUP_H
 
@@ -75,8 +82,10 @@ WEFT_EXTERN int weft_group_open(weft_group_t **out);
  * WEFT_SPAWN_SKIPPABLE).
  * Ownership: arg passes to the task; on failure it stays the caller's.
  * Errors: -EINVAL (NULL g or fn), WEFT_ECLOSED (g is joined or joining and
- * has no pending start), -ECANCELED (WEFT_SPAWN_UNLESS_CANCELLED and g is
- * cancelled), -ENOMEM.  Nothing is created on failure.
+ * has no pending start; a joined g must be retained to be used at all),
+ * -ECANCELED (WEFT_SPAWN_UNLESS_CANCELLED and g is cancelled), -ENOMEM,
+ * WEFT_EMISUSE (stale g: joined and freed).  Nothing is created on
+ * failure.
  * Checkpoint: no.  Threads: weft fiber running in g's runtime (the
  * owner, a child, or any other task holding g; another runtime's task
  * gets WEFT_EMISUSE), or a plain thread while g is held alive by a
@@ -140,9 +149,9 @@ WEFT_EXTERN int weft_group_start_named(weft_group_t *g, const char *name,
  * NULL it is freed).
  * Ownership: g is freed (unless retained); the caller owns *err_out and
  * frees it with weft_error_free.
- * Errors: -EINVAL (NULL g), WEFT_EMISUSE (the caller did not open g, or
- * g was already joined: g is untouched), WEFT_EMISNEST (a cancel scope
- * entered after g is still entered: nothing is done; exit it first).
+ * Errors: -EINVAL (NULL g), WEFT_EMISUSE (the caller did not open g, or g was
+ * already joined, or g is stale: g is untouched), WEFT_EMISNEST (a cancel
+ * scope entered after g is still entered: nothing is done; exit it first).
  * Checkpoint: yes (waiting is not interrupted by cancellation: an outer
  * cancel reaches the children through g's scope instead).
  * Threads: the weft task that opened g. */
@@ -154,33 +163,38 @@ WEFT_EXTERN int weft_group_join(weft_group_t *g, weft_error_t **err_out);
  * touching freed memory.
  * Ownership: the caller holds one more reference to g; each retain needs
  * one weft_group_release.
- * Errors: -EINVAL (NULL g).  Checkpoint: no.
+ * Errors: -EINVAL (NULL g), WEFT_EMISUSE (stale g).  Checkpoint: no.
  * Threads: any thread, while g is alive (before its join, or retained). */
 WEFT_EXTERN int weft_group_retain(weft_group_t *g);
 
 /* What it does: drops a reference taken with weft_group_retain; the group
  * is freed when its join has finished and no reference is left.
  * Ownership: the caller gives up that reference.
- * Errors: NULL is ignored.  Checkpoint: no.  Threads: any thread. */
+ * Errors: NULL is ignored.  A release without a matching
+ * weft_group_retain (it would drop the owner's reference and free an open
+ * group), or of a stale g, is refused and changes nothing; WEFT_DEBUG
+ * builds abort naming the call and the group.
+ * Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN void weft_group_release(weft_group_t *g);
 
 /* What it does: the group's id (unique in the process, never 0; the
  * group_id of its children in weft_task_info_t).
- * Errors: 0 for NULL g.  Checkpoint: no.
+ * Errors: 0 for NULL or stale g.  Checkpoint: no.
  * Threads: any thread, while g is alive. */
 WEFT_EXTERN uint64_t weft_group_id(const weft_group_t *g);
 
 /* What it does: cancels g's scope: every child and the owner's body see
  * -ECANCELED at their next checkpoint.  Not a failure (join returns 0 if
  * nothing failed).  Idempotent; reason (may be NULL) is copied.
- * Errors: -EINVAL (NULL g).  Checkpoint: no; never blocks.
+ * Errors: -EINVAL (NULL g), WEFT_EMISUSE (stale g).  Checkpoint: no; never
+ * blocks.
  * Threads: any thread, while g is alive (before its join, or retained). */
 WEFT_EXTERN int weft_group_cancel(weft_group_t *g, const char *reason);
 
 /* What it does: records a failure of the owner's body (a leaf named after
  * the owner, first if it is the first failure) and cancels g, so join
  * returns WEFT_ECHILD_FAILED with it.
- * Errors: -EINVAL, WEFT_EMISUSE (not the owner), -ENOMEM (nothing
+ * Errors: -EINVAL, WEFT_EMISUSE (not the owner, or stale g), -ENOMEM (nothing
  * recorded; g is still cancelled).  Returns code otherwise.
  * Checkpoint: no.  Threads: the weft task that opened g. */
 WEFT_EXTERN int weft_group_fail(weft_group_t *g, int code, const char *fmt, ...)

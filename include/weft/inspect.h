@@ -12,12 +12,12 @@
  * runtime runs (a debugger, a watchdog), and never stop or slow the
  * tasks beyond the scope locks a dump holds briefly.
  *
- * Ids are for logs, dumps and matching snapshots: there is no call that
- * turns an id into a handle.  A handle is a reference on the task's
- * record, and a task nobody else holds ends without a read-modify-write
- * of its reference count (one atomic RMW fewer at the end of every task,
- * on the path benchmarks B1-B3 time); a reference taken from an id could
- * race that end and pin a recycled record.  Keep the handle (weft_spawn_opts_t.handle,
+ * Ids are for logs, dumps and matching snapshots: there is no call that turns
+ * an id into a handle.  A handle is a reference on the task's record, and a
+ * task nobody else holds ends without a read-modify-write of its reference
+ * count (one atomic RMW fewer at the end of every task, on the path benchmarks
+ * B1-B3 time); a reference taken from an id could race that end and pin a
+ * recycled record.  Keep the handle (weft_spawn_opts_t.handle,
  * weft_task_retain) of a task you will want to act on. */
 #ifndef WEFT_INSPECT_H
 #define WEFT_INSPECT_H
@@ -58,7 +58,9 @@ WEFT_EXTERN int weft_all_tasks(weft_runtime_t *rt, weft_task_info_t *out,
 
 /* What it does: as weft_all_tasks, for the live children of g only
  * (tasks spawned into g, and started into it, still running).
- * Errors: -EINVAL (NULL g or count, or NULL out with cap > 0).
+ * Errors: -EINVAL (NULL g or count, or NULL out with cap > 0),
+ * WEFT_EMISUSE (g was joined and freed: a stale handle; WEFT_DEBUG builds
+ * abort naming the call).
  * Checkpoint: no; never blocks.  Threads: any thread, while g is alive. */
 WEFT_EXTERN int weft_group_children(const weft_group_t *g,
 	weft_task_info_t *out, size_t cap, size_t *count);

@@ -104,7 +104,9 @@ WEFT_EXTERN int weft_listener_accept(weft_listener_t *l, weft_stream_t **out);
  * weft_serve on it returns WEFT_ECLOSED; queued connections are dropped;
  * l is freed (the I/O thread finishes the close on its own).
  * Ownership: l is invalid after the call.
- * Errors: -EINVAL (NULL).
+ * Errors: -EINVAL (NULL), WEFT_EMISUSE (l was already closed: nothing is
+ * done; WEFT_DEBUG builds abort naming the call.  Detected while l's
+ * memory is not reused by a later allocation).
  * Checkpoint: no.  Threads: weft fiber or any thread of the runtime's
  * process while the runtime exists. */
 WEFT_EXTERN int weft_listener_close(weft_listener_t *l);
@@ -220,7 +222,9 @@ WEFT_EXTERN int weft_stream_shutdown(weft_stream_t *s);
  * WEFT_ECLOSED.  Unsent data is discarded only if the kernel has not taken
  * it (a completed weft_stream_write has been taken).
  * Ownership: s is invalid after the call.
- * Errors: -EINVAL (NULL).
+ * Errors: -EINVAL (NULL), WEFT_EMISUSE (s was already closed: nothing is
+ * done; WEFT_DEBUG builds abort naming the call.  Detected while s's
+ * memory is not reused by a later allocation).
  * Checkpoint: no.  Threads: weft fiber (any worker). */
 WEFT_EXTERN int weft_stream_close(weft_stream_t *s);
 

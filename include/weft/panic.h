@@ -28,7 +28,9 @@
  *     {
  *             char what[256] = "unknown C++ exception";
  *             try { return work(arg); }
- *             catch (const std::exception &e) { snprintf(what, sizeof what, "%s", e.what()); }
+ *             catch (const std::exception &e) {
+ *                     snprintf(what, sizeof what, "%s", e.what());
+ *             }
  *             catch (...) {}
  *             weft_panic("%s", what);
  *     }

@@ -85,7 +85,10 @@ WEFT_EXTERN int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg);
  * Ownership: the caller owns *err_out (weft_error_free); arg is only
  * passed to fn.
  * Errors: -EINVAL (NULL rt or fn), -ENOMEM (nothing ran), WEFT_EMISUSE
- * (called from a weft fiber: it would block a worker; spawn instead).
+ * (called from a weft fiber: it would block a worker; spawn instead),
+ * -EBUSY (a weft_runtime_destroy of rt is deciding whether it may go on:
+ * nothing ran).  A run counts itself before it touches rt, so a
+ * weft_runtime_destroy called while it starts returns -EBUSY.
  * Checkpoint: no (the caller is not a fiber).
  * Threads: any thread that is not running a weft fiber. */
 WEFT_EXTERN int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
@@ -94,8 +97,12 @@ WEFT_EXTERN int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
 /* What it does: stops and joins every thread of rt and frees everything
  * it holds.
  * Ownership: rt is invalid afterwards (on success).
- * Errors: -EINVAL (NULL), -EBUSY (a root task is still running, or called
- * from one of rt's own threads); then nothing is destroyed.
+ * Errors: -EINVAL (NULL), -EBUSY (a weft_runtime_run is under way, even
+ * one that has not started its root yet; called from one of rt's own
+ * threads; or a task handle of rt is still held: release it, and call
+ * again); then nothing is destroyed.  A held handle is a misuse:
+ * libraries built with WEFT_DEBUG abort instead, naming how many handles
+ * are held and one task.
  * Checkpoint: no.  Threads: any thread outside rt. */
 WEFT_EXTERN int weft_runtime_destroy(weft_runtime_t *rt);
 

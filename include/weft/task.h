@@ -8,7 +8,16 @@
  *
  * A handle observes a task; it never owns it.  Every task belongs to the
  * group it was spawned into, which joins it whether or not a handle exists,
- * and which still aggregates a failure that a handle has seen. */
+ * and which still aggregates a failure that a handle has seen.
+ *
+ * Misuse is caught: a handle used after its last reference was released
+ * (released twice, used after release) is stale, and every function below
+ * that takes one detects it (the handle carries a generation of the task
+ * record, which weft reuses; a handle 65536 reuses stale is not told
+ * apart).  Libraries built with WEFT_DEBUG then abort with a message
+ * naming the call and the handle; other builds return WEFT_EMISUSE from
+ * the calls that return an error code and otherwise do nothing (the
+ * getters answer as for NULL). */
 #ifndef WEFT_TASK_H
 #define WEFT_TASK_H
 
@@ -78,16 +87,17 @@ WEFT_EXTERN weft_task_state_t weft_task_state(const weft_task_t *h);
 
 /* What it does: reads the task's outcome: on FINISHED returns 0 and sets
  * *value (if not NULL) to the value given to weft_task_set_result.
- * Errors: -EINVAL (NULL h), WEFT_ENOTFINISHED (still running),
- * -ECANCELED (it was cancelled), WEFT_EFAILED (it failed; see
- * weft_task_failure).  Reading a failure does not consume it: the group
- * still reports it.
+ * Errors: -EINVAL (NULL h), WEFT_ENOTFINISHED (still running), -ECANCELED (it
+ * was cancelled), WEFT_EFAILED (it failed; see weft_task_failure),
+ * WEFT_EMISUSE (stale h, see the top of this file).  Reading a failure does
+ * not consume it: the group still reports it.
  * Checkpoint: no.  Threads: any thread holding h. */
 WEFT_EXTERN int weft_task_result(const weft_task_t *h, void **value);
 
 /* What it does: the failure code and message of a FAILED task.
  * Ownership: *msg stays owned by the handle.
- * Errors: -EINVAL (NULL h), WEFT_ENOTFINISHED (not failed).
+ * Errors: -EINVAL (NULL h), WEFT_ENOTFINISHED (not failed), WEFT_EMISUSE
+ * (stale h).
  * Checkpoint: no.  Threads: any thread holding h. */
 WEFT_EXTERN int weft_task_failure(const weft_task_t *h, int *code,
 	const char **msg);
@@ -100,8 +110,8 @@ WEFT_EXTERN void *weft_task_start_value(const weft_task_t *h);
 /* What it does: cancels the task's own scope only (its siblings and group
  * are unaffected; a cancelled task never fails its group).  Idempotent;
  * does nothing once the task has finished.
- * Errors: -EINVAL (NULL h).  Checkpoint: no; never blocks.
- * Threads: any thread holding h. */
+ * Errors: -EINVAL (NULL h), WEFT_EMISUSE (stale h).  Checkpoint: no;
+ * never blocks.  Threads: any thread holding h. */
 WEFT_EXTERN int weft_task_cancel(weft_task_t *h);
 
 /* What it does: weft_task_cancel with a reason text (asyncio's
@@ -115,7 +125,8 @@ WEFT_EXTERN int weft_task_cancel_with(weft_task_t *h, const char *reason);
 /* What it does: parks the caller until the task has finished (its result
  * is then readable).  It does not consume anything.
  * Errors: -EINVAL, -ECANCELED (the caller's scope was cancelled first; the
- * task keeps running), WEFT_ENOTFIBER, WEFT_EMISUSE (waiting on itself).
+ * task keeps running), WEFT_ENOTFIBER, WEFT_EMISUSE (waiting on itself, or
+ * stale h).
  * Checkpoint: yes, except that a task that has already finished gives 0
  * without checking the caller's cancellation (docs/semantics.md rule 22,
  * "Not yet").  Threads: weft fiber. */
@@ -131,7 +142,11 @@ WEFT_EXTERN const char *weft_task_name(const weft_task_t *h);
  * joined by its group: dropping a handle never detaches a task.
  * Ownership: h is invalid afterwards.  NULL is ignored.  Task records
  * belong to their runtime: release every handle before
- * weft_runtime_destroy.
+ * weft_runtime_destroy (which refuses with -EBUSY otherwise).
+ * Errors: releasing more often than the handle was given out and
+ * retained (h stale, or the task still running with no handle left) is
+ * refused and changes nothing; WEFT_DEBUG builds abort naming the call
+ * and the task.
  * Checkpoint: no.  Threads: any thread holding h. */
 WEFT_EXTERN void weft_task_release(weft_task_t *h);
 
@@ -156,7 +171,8 @@ WEFT_EXTERN weft_task_t *weft_root_task(void);
  * task's end, or to hand a handle to someone else).
  * Ownership: h must be a handle the caller holds, or the calling task's
  * own (weft_current_task).
- * Errors: -EINVAL (NULL h).  Checkpoint: no.  Threads: any thread. */
+ * Errors: -EINVAL (NULL h), WEFT_EMISUSE (stale h).  Checkpoint: no.
+ * Threads: any thread. */
 WEFT_EXTERN int weft_task_retain(weft_task_t *h);
 
 /* What it does: renames the calling task (the name is copied and cut at
@@ -173,8 +189,8 @@ WEFT_EXTERN int weft_task_set_name(const char *name);
  * for the calling task (asyncio's Task.set_name).  Snapshots and the
  * task's own error leaves show the new name from then on; a rename racing
  * another rename of the same task may leave a mix of the two names.
- * Errors: -EINVAL (NULL h or name), WEFT_ECLOSED (the task has finished:
- * its name is part of its outcome).
+ * Errors: -EINVAL (NULL h or name), WEFT_EMISUSE (stale h), WEFT_ECLOSED
+ * (the task has finished: its name is part of its outcome).
  * Checkpoint: no.  Threads: any thread holding h. */
 WEFT_EXTERN int weft_task_rename(weft_task_t *h, const char *name);
 
@@ -199,7 +215,8 @@ typedef void (*weft_done_fn)(weft_task_t *h, void *arg);
  * of its own.
  * Ownership: the registration keeps the task record alive until fn has
  * run; the caller's handle stays the caller's.
- * Errors: -EINVAL (NULL h or fn), -ENOMEM (nothing registered).
+ * Errors: -EINVAL (NULL h or fn), -ENOMEM (nothing registered),
+ * WEFT_EMISUSE (stale h).
  * Checkpoint: no.  Threads: any thread holding h. */
 WEFT_EXTERN int weft_task_on_done(weft_task_t *h, weft_done_fn fn, void *arg);
 
@@ -211,7 +228,7 @@ WEFT_EXTERN int weft_task_on_done(weft_task_t *h, weft_done_fn fn, void *arg);
  * Returns: how many registrations were removed (0 when none, also once
  * the task has finished).
  * Ownership: each removed registration gives back the reference it held.
- * Errors: -EINVAL (NULL h or fn).
+ * Errors: -EINVAL (NULL h or fn), WEFT_EMISUSE (stale h).
  * Checkpoint: no.  Threads: any thread holding h. */
 WEFT_EXTERN int weft_task_remove_done(weft_task_t *h, weft_done_fn fn,
 	void *arg);

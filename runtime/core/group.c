@@ -143,10 +143,17 @@ int weft_group_open(weft_group_t **out)
 	if (t == NULL)
 		return WEFT_ENOTFIBER;
 	struct weft_group *g = weft__record_get(WEFT__RECORD_GROUP);
-	if (g == NULL)
+	if (g == NULL) {
 		g = weft__alloc(sizeof *g);
-	if (g == NULL)
-		return -ENOMEM;
+		if (g == NULL)
+			return -ENOMEM;
+		/* A new record: its generation starts here and survives
+		 * every reuse (records.h, handles); retains is 0 at the end
+		 * of every life (each retain was released). */
+		weft__record_tag_check(g);
+		atomic_init(&g->gen, 0);
+		atomic_init(&g->retains, 0);
+	}
 	memset(g, 0, WEFT__GROUP_CLEAR);
 	weft__scope_init(&g->scope, WEFT__SCOPE_GROUP, 0);
 	g->scope.id = weft__id_next();
@@ -159,17 +166,23 @@ int weft_group_open(weft_group_t **out)
 	g->open_site = __builtin_return_address(0);
 	weft__scope_push(t, &g->scope);
 	weft__alloc_census_add(WEFT__CENSUS_GROUP, 1);
-	*out = g;
+	*out = weft__group_handle(g);
 	return 0;
 }
 
-/* Validates and creates the child record, counted in g.  On failure
- * nothing exists. */
-static int group_new_child(struct weft_group *g, weft_fn fn, void *arg,
-	const weft_spawn_opts_t *opts, const char *name, struct weft_task **out)
+/* Validates and creates the child record, counted in the group behind
+ * handle gh (call names the public function, for a stale handle).  On
+ * failure nothing exists. */
+static int group_new_child(weft_group_t *gh, weft_fn fn, void *arg,
+	const weft_spawn_opts_t *opts, const char *name, const char *call,
+	struct weft_group **gout, struct weft_task **out)
 {
-	if (g == NULL || fn == NULL)
+	if (gh == NULL || fn == NULL)
 		return -EINVAL;
+	struct weft_group *g = weft__group_from_handle(gh, call);
+	if (g == NULL)
+		return WEFT_EMISUSE;
+	*gout = g;
 	/* NULL on a plain thread: allowed for spawns (the caller holds g
 	 * alive with weft_group_retain; the join word's CAS is thread-safe and
 	 * weft__sched_spawn uses the injection queue), not for start. */
@@ -213,19 +226,24 @@ static int group_new_child(struct weft_group *g, weft_fn fn, void *arg,
 		weft__local_context_ref(ctx);
 	t->ctx = ctx;
 	if (opts && opts->handle) {
-		/* relaxed: t is not published yet. */
-		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
-		*opts->handle = t;
+		/* The run reference and the caller's handle.  Stores, no
+		 * read-modify-write: t is not published yet (relaxed; the
+		 * spawn publishes it). */
+		atomic_store_explicit(&t->refs, 2, memory_order_relaxed);
+		atomic_store_explicit(&t->handles, 1, memory_order_relaxed);
+		*opts->handle = weft__task_handle(t);
 	}
 	*out = t;
 	return 0;
 }
 
-int weft_group_spawn_opts(weft_group_t *g, weft_fn fn, void *arg,
+int weft_group_spawn_opts(weft_group_t *gh, weft_fn fn, void *arg,
 	const weft_spawn_opts_t *opts)
 {
+	struct weft_group *g;
 	struct weft_task *t;
-	int rc = group_new_child(g, fn, arg, opts, "task", &t);
+	int rc = group_new_child(gh, fn, arg, opts, "task", "weft_group_spawn",
+		&g, &t);
 	if (rc < 0)
 		return rc;
 	/* Children run under the group's scope (rule 28); the child links
@@ -250,13 +268,15 @@ int weft_group_spawn_literal(weft_group_t *g, const char *name, weft_fn fn,
 	return weft_group_spawn_opts(g, fn, arg, &o);
 }
 
-int weft_group_start_opts(weft_group_t *g, weft_fn fn, void *arg,
+int weft_group_start_opts(weft_group_t *gh, weft_fn fn, void *arg,
 	const weft_spawn_opts_t *opts, void **value_out)
 {
-	if (g != NULL && fn != NULL && weft__task_current() == NULL)
+	if (gh != NULL && fn != NULL && weft__task_current() == NULL)
 		return WEFT_ENOTFIBER; /* start parks the caller */
+	struct weft_group *g;
 	struct weft_task *t;
-	int rc = group_new_child(g, fn, arg, opts, "task", &t);
+	int rc = group_new_child(gh, fn, arg, opts, "task", "weft_group_start",
+		&g, &t);
 	if (rc < 0)
 		return rc;
 	struct weft_task *self = weft__task_current();
@@ -332,7 +352,13 @@ static void group_unref(struct weft_group *g)
 		return;
 	weft__scope_fini(&g->scope);
 	weft__alloc_census_add(WEFT__CENSUS_GROUP, -1);
-	weft__record_put(WEFT__RECORD_GROUP, g);
+	/* A new generation: this life's handles are stale from now on
+	 * (records.h).  Only the last dropper writes it: load and store,
+	 * relaxed (the next opener gets the record through the caches). */
+	atomic_store_explicit(&g->gen,
+		atomic_load_explicit(&g->gen, memory_order_relaxed) + 1,
+		memory_order_relaxed);
+	weft__record_put(g->rt, WEFT__RECORD_GROUP, g);
 }
 
 /* Frees what join no longer needs; the record itself lives on while
@@ -383,10 +409,13 @@ static WEFT_FIBER_FN int group_join(struct weft_task *self,
 	return rc;
 }
 
-int weft_group_join(weft_group_t *g, weft_error_t **err_out)
+int weft_group_join(weft_group_t *gh, weft_error_t **err_out)
 {
-	if (g == NULL)
+	if (gh == NULL)
 		return -EINVAL;
+	struct weft_group *g = weft__group_from_handle(gh, "weft_group_join");
+	if (g == NULL)
+		return WEFT_EMISUSE;
 	struct weft_task *self = weft__task_current();
 	if (self == NULL)
 		return WEFT_ENOTFIBER;
@@ -403,35 +432,64 @@ int weft_group_join(weft_group_t *g, weft_error_t **err_out)
 	return group_join(self, g, err_out);
 }
 
-int weft_group_retain(weft_group_t *g)
+int weft_group_retain(weft_group_t *gh)
 {
-	if (g == NULL)
+	if (gh == NULL)
 		return -EINVAL;
-	/* relaxed: the caller holds a reference (see group_unref). */
+	struct weft_group *g = weft__group_from_handle(gh, "weft_group_retain");
+	if (g == NULL)
+		return WEFT_EMISUSE;
+	/* relaxed: the caller holds a reference (see group_unref); retains
+	 * orders nothing. */
+	atomic_fetch_add_explicit(&g->retains, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
 	return 0;
 }
 
-void weft_group_release(weft_group_t *g)
+void weft_group_release(weft_group_t *gh)
 {
-	if (g)
-		group_unref(g);
+	struct weft_group *g = weft__group_from_handle(gh,
+		"weft_group_release");
+	if (g == NULL)
+		return;
+	/* Only a reference taken with weft_group_retain may be dropped here:
+	 * dropping the owner's would free an open group under its owner
+	 * (whose join would then wait forever).  relaxed: refs (acq_rel in
+	 * group_unref) orders the memory; this count orders nothing. */
+	int n = atomic_load_explicit(&g->retains, memory_order_relaxed);
+	do {
+		if (n <= 0) {
+			weft__misuse("weft_group_release: group handle %p "
+				     "(group #%llu) released more often than "
+				     "retained with weft_group_retain",
+				(void *)gh, (unsigned long long)g->scope.id);
+			return;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(&g->retains, &n, n - 1,
+		memory_order_relaxed, memory_order_relaxed));
+	group_unref(g);
 }
 
-int weft_group_cancel(weft_group_t *g, const char *reason)
+int weft_group_cancel(weft_group_t *gh, const char *reason)
 {
-	if (g == NULL)
+	if (gh == NULL)
 		return -EINVAL;
+	struct weft_group *g = weft__group_from_handle(gh, "weft_group_cancel");
+	if (g == NULL)
+		return WEFT_EMISUSE;
 	struct weft_task *t = weft__task_current();
 	weft__scope_cancel(&g->scope, WEFT_CANCEL_EXPLICIT, reason, false,
 		t ? t->id : 0);
 	return 0;
 }
 
-int weft_group_fail(weft_group_t *g, int code, const char *fmt, ...)
+int weft_group_fail(weft_group_t *gh, int code, const char *fmt, ...)
 {
-	if (g == NULL)
+	if (gh == NULL)
 		return -EINVAL;
+	struct weft_group *g = weft__group_from_handle(gh, "weft_group_fail");
+	if (g == NULL)
+		return WEFT_EMISUSE;
 	struct weft_task *self = weft__task_current();
 	if (self == NULL || self != g->owner || g->joined)
 		return WEFT_EMISUSE;
@@ -500,7 +558,9 @@ int weft__group_reap_unjoined(struct weft_task *t)
 
 /* }======================================================= */
 
-uint64_t weft_group_id(const weft_group_t *g)
+uint64_t weft_group_id(const weft_group_t *gh)
 {
+	const struct weft_group *g = weft__group_from_handle(gh,
+		"weft_group_id");
 	return g ? g->scope.id : 0;
 }

@@ -45,6 +45,17 @@ struct weft_group {
 	/* Last: a recycled record is cleared only up to the scope's cold
 	 * tail (WEFT__GROUP_CLEAR). */
 	struct weft_scope scope; /* the group's cancel scope */
+	/* Beyond the clear (they must survive reuse, or be set with atomic
+	 * stores at open): */
+	/* Generation: bumped each time the record is freed back to the
+	 * record caches, so a handle of an earlier life (tagged with it,
+	 * records.h) is detected.  Written by the last dropper, read by
+	 * handle checks (relaxed, see weft__group_from_handle). */
+	_Atomic uint32_t gen;
+	/* References taken with weft_group_retain and not yet released (also
+	 * counted in refs): a release without a retain is refused instead of
+	 * dropping the owner's reference.  CAS / fetch_add, relaxed. */
+	atomic_int retains;
 };
 
 #define WEFT__GROUP_CLEAR                                                      \

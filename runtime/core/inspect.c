@@ -65,6 +65,7 @@
 #include "base/alloc.h"
 #include "core/group.h"
 #include "core/inspect.h"
+#include "core/records.h"
 #include "core/sched.h"
 #include "core/task.h"
 #include "runtime.h"
@@ -148,11 +149,16 @@ int weft_all_tasks(weft_runtime_t *rt, weft_task_info_t *out, size_t cap,
 	return 0;
 }
 
-int weft_group_children(const weft_group_t *g, weft_task_info_t *out,
+int weft_group_children(const weft_group_t *gh, weft_task_info_t *out,
 	size_t cap, size_t *count)
 {
-	if (g == NULL || count == NULL || (out == NULL && cap > 0))
+	if (gh == NULL || count == NULL || (out == NULL && cap > 0))
 		return -EINVAL;
+	/* A handle (records.h): a stale one is reported. */
+	const struct weft_group *g = weft__group_from_handle(gh,
+		"weft_group_children");
+	if (g == NULL)
+		return WEFT_EMISUSE;
 	*count = insp_scan(g->rt, g->scope.id, out, cap);
 	return 0;
 }

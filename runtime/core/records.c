@@ -4,19 +4,21 @@
  * are inline in records.h; this file has what takes a lock: refilling a
  * cache from the pool or the arena, and handing a full cache's overflow
  * back. */
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "base/alloc.h"
+#include "base/diag.h"
+#include "core/group.h"
 #include "core/records.h"
 #include "core/sched.h"
 #include "core/task.h"
 #include "runtime.h"
 
 /* {======================================================= record pool */
-
-/* The pool keeps at most this many batches per kind; beyond, records go
- * back to malloc. */
-#define RECORD_POOL_MAX_BATCHES 64
 
 int weft__record_pool_init(weft__record_pool_t *p)
 {
@@ -26,6 +28,7 @@ int weft__record_pool_init(weft__record_pool_t *p)
 	for (int k = 0; k < WEFT__RECORD_KINDS; k++) {
 		p->batches[k] = NULL;
 		p->nbatches[k] = 0;
+		p->loose[k] = NULL;
 	}
 	return 0;
 }
@@ -48,6 +51,7 @@ void weft__record_pool_fini(weft__record_pool_t *p)
 			record_free_list(b);
 			b = next;
 		}
+		record_free_list(p->loose[k]);
 	}
 	pthread_mutex_destroy(&p->lock);
 }
@@ -62,15 +66,24 @@ void *weft__record_get_slow(enum weft__record_kind kind)
 		weft__record_pool_t *pool = &w->rt->records;
 		pthread_mutex_lock(&pool->lock);
 		void *b = pool->batches[kind];
+		unsigned n = WEFT__RECORD_BATCH;
 		if (b) {
 			pool->batches[kind] = ((void **)b)[1];
 			pool->nbatches[kind]--;
+		} else if ((b = pool->loose[kind]) != NULL) {
+			/* No batch: the single records, up to a batch. */
+			void *tail = b;
+			for (n = 1; n < WEFT__RECORD_BATCH && *(void **)tail;
+				n++)
+				tail = *(void **)tail;
+			pool->loose[kind] = *(void **)tail;
+			*(void **)tail = NULL;
 		}
 		pthread_mutex_unlock(&pool->lock);
 		if (b == NULL)
 			return NULL;
 		w->records.head[kind] = b;
-		w->records.len[kind] = WEFT__RECORD_BATCH;
+		w->records.len[kind] = n;
 	}
 	void *p = w->records.head[kind];
 	w->records.head[kind] = *(void **)p;
@@ -78,11 +91,18 @@ void *weft__record_get_slow(enum weft__record_kind kind)
 	return p;
 }
 
-void weft__record_put_slow(enum weft__record_kind kind, void *p)
+void weft__record_put_slow(struct weft_runtime *rt, enum weft__record_kind kind,
+	void *p)
 {
 	weft__worker_t *w = weft__sched_current();
-	if (w == NULL) {
-		weft__free(p);
+	if (w == NULL || w->rt != rt) {
+		/* Not rt's worker: to rt's pool, one record (type-stable:
+		 * never to malloc while rt lives). */
+		weft__record_pool_t *pool = &rt->records;
+		pthread_mutex_lock(&pool->lock);
+		*(void **)p = pool->loose[kind];
+		pool->loose[kind] = p;
+		pthread_mutex_unlock(&pool->lock);
 		return;
 	}
 	if (w->records.len[kind] >= WEFT__RECORD_CACHE_MAX) {
@@ -94,16 +114,13 @@ void weft__record_put_slow(enum weft__record_kind kind, void *p)
 		w->records.len[kind] -= WEFT__RECORD_BATCH;
 		*(void **)tail = NULL;
 		weft__record_pool_t *pool = &w->rt->records;
+		/* Kept however many there are: records go back to malloc
+		 * only when the runtime is destroyed (type-stable). */
 		pthread_mutex_lock(&pool->lock);
-		bool kept = pool->nbatches[kind] < RECORD_POOL_MAX_BATCHES;
-		if (kept) {
-			((void **)head)[1] = pool->batches[kind];
-			pool->batches[kind] = head;
-			pool->nbatches[kind]++;
-		}
+		((void **)head)[1] = pool->batches[kind];
+		pool->batches[kind] = head;
+		pool->nbatches[kind]++;
 		pthread_mutex_unlock(&pool->lock);
-		if (!kept)
-			record_free_list(head);
 	}
 	*(void **)p = w->records.head[kind];
 	w->records.head[kind] = p;
@@ -194,6 +211,11 @@ struct weft_task *weft__record_task_get_slow(struct weft_runtime *rt,
 	t = weft__alloc(sizeof *t);
 	if (t == NULL)
 		return NULL;
+	weft__record_tag_check(t);
+	/* Generation and user references: never cleared by the reuse of a
+	 * record (the generation must survive it, records.h). */
+	atomic_init(&t->gen, 0);
+	atomic_init(&t->handles, 0);
 	/* A new record joins the list of all records.  Its insp_* block is
 	 * written atomically from now on; insp_all_next is written once,
 	 * here, before the release store that publishes the record. */
@@ -240,12 +262,112 @@ void weft__record_cache_drain(weft__worker_t *w)
 	record_arena_put_list(&w->rt->tasks,
 		w->records.head[WEFT__RECORD_TASK]);
 	w->records.head[WEFT__RECORD_TASK] = NULL;
+	/* Group records to the pool, for the same reason and for handle
+	 * checks (records.h): the runtime's destroyer frees them. */
 	for (int k = 0; k < WEFT__RECORD_KINDS; k++) {
-		while (w->records.head[k]) {
-			void *p = w->records.head[k];
-			w->records.head[k] = *(void **)p;
-			weft__free(p);
+		void *head = w->records.head[k];
+		if (head != NULL) {
+			void *tail = head;
+			while (*(void **)tail)
+				tail = *(void **)tail;
+			weft__record_pool_t *pool = &w->rt->records;
+			pthread_mutex_lock(&pool->lock);
+			*(void **)tail = pool->loose[k];
+			pool->loose[k] = head;
+			pthread_mutex_unlock(&pool->lock);
 		}
+		w->records.head[k] = NULL;
 		w->records.len[k] = 0;
 	}
 }
+
+/* {======================================================= handles */
+
+/* Whether weft__misuse aborts.  Relaxed: a diagnostic switch, not an
+ * order between threads. */
+#ifdef WEFT_DEBUG
+static atomic_bool misuse_abort = true;
+#else
+static atomic_bool misuse_abort = false;
+#endif
+
+bool weft__misuse_set_abort(bool on)
+{
+	return atomic_exchange_explicit(&misuse_abort, on,
+		memory_order_relaxed);
+}
+
+void weft__misuse(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	/* relaxed: see misuse_abort. */
+	if (!atomic_load_explicit(&misuse_abort, memory_order_relaxed))
+		return;
+	weft__diag("%s (API misuse; aborting)", buf);
+	abort();
+}
+
+/* A stale record's name, copied with atomic word loads (a new life may
+ * be writing it: weft__task_name_store). */
+static void record_task_name(const struct weft_task *t, char *out)
+{
+	const uint64_t *src = (const uint64_t *)(const void *)t->name;
+	for (size_t i = 0; i < WEFT__TASK_NAME_MAX / sizeof(uint64_t); i++) {
+		/* relaxed: diagnostics only. */
+		uint64_t x = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+		memcpy(out + i * sizeof x, &x, sizeof x);
+	}
+	out[WEFT__TASK_NAME_MAX - 1] = '\0';
+}
+
+void weft__task_misuse(const weft_task_t *h, const char *call, const char *what)
+{
+	struct weft_task *t = weft__handle_addr(h);
+	char name[WEFT__TASK_NAME_MAX];
+	record_task_name(t, name);
+	/* t->id: written once at creation, before the handle was given
+	 * out; the handle is current (checked by the caller). */
+	weft__misuse("%s: task handle %p (task '%s'#%llu) %s", call,
+		(const void *)h, name, (unsigned long long)t->id, what);
+}
+
+struct weft_task *weft__task_stale(const weft_task_t *h, const char *call)
+{
+	if (h == NULL)
+		return NULL;
+	struct weft_task *t = weft__handle_addr(h);
+	char name[WEFT__TASK_NAME_MAX];
+	record_task_name(t, name);
+	/* relaxed: diagnostics only. */
+	weft__misuse("%s: task handle %p (task '%s') is stale: its task ended "
+		     "and every reference to it was released (released more "
+		     "often than retained, or used after its release; record "
+		     "generation %u, handle %u)",
+		call, (const void *)h, name,
+		(unsigned)(uint16_t)atomic_load_explicit(&t->gen,
+			memory_order_relaxed),
+		(unsigned)((uintptr_t)h >> WEFT__HANDLE_TAG_SHIFT));
+	return NULL;
+}
+
+struct weft_group *weft__group_stale(const weft_group_t *h, const char *call)
+{
+	if (h == NULL)
+		return NULL;
+	struct weft_group *g = weft__handle_addr(h);
+	weft__misuse("%s: group handle %p is stale: the group was joined and "
+		     "freed (used after weft_group_join without a "
+		     "weft_group_retain, or after its last "
+		     "weft_group_release; record generation %u, handle %u)",
+		call, (const void *)h,
+		(unsigned)(uint16_t)atomic_load_explicit(&g->gen,
+			memory_order_relaxed),
+		(unsigned)((uintptr_t)h >> WEFT__HANDLE_TAG_SHIFT));
+	return NULL;
+}
+
+/* }======================================================= */

@@ -10,7 +10,11 @@
  *   record pool   per runtime, batches of free group records that flow
  *                 from a worker that frees more than it allocates (a
  *                 thief running a spawner's tasks) back to one that
- *                 allocates more, instead of through malloc's locks.
+ *                 allocates more, instead of through malloc's locks, and
+ *                 single records freed off the runtime's workers.  Group
+ *                 records are type-stable too: they go back to malloc
+ *                 only when the runtime is destroyed, so a handle check
+ *                 may read a freed group's generation (handles below).
  *   task arena    per runtime: task records are type-stable (Go's allgs):
  *                 every task record stays a task record until the
  *                 runtime is destroyed, so a snapshot may read a record's
@@ -26,8 +30,12 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "base/diag.h"
+#include "core/group.h"
 #include "core/sched.h"
 #include "core/task.h"
 
@@ -43,6 +51,9 @@ typedef struct weft__record_pool {
 	pthread_mutex_t lock;
 	void *batches[WEFT__RECORD_KINDS];     /* under lock */
 	unsigned nbatches[WEFT__RECORD_KINDS]; /* under lock */
+	/* Single records freed by a thread that is not one of the
+	 * runtime's workers, linked through their first word; under lock. */
+	void *loose[WEFT__RECORD_KINDS];
 } weft__record_pool_t;
 
 /* 0 or a negative errno.  Thread: the runtime's creator. */
@@ -68,9 +79,10 @@ int weft__record_arena_init(struct weft__record_arena *a);
 void weft__record_arena_fini(struct weft__record_arena *a);
 
 /* Slow paths of weft__record_get/put (empty or full cache, or not a
- * worker).  Thread: any. */
+ * worker of rt).  Thread: any. */
 void *weft__record_get_slow(enum weft__record_kind kind);
-void weft__record_put_slow(enum weft__record_kind kind, void *p);
+void weft__record_put_slow(struct weft_runtime *rt, enum weft__record_kind kind,
+	void *p);
 
 /* A group record (kind WEFT__RECORD_GROUP) from the calling worker's
  * cache or the pool, or NULL (not a worker, or none cached or pooled:
@@ -87,15 +99,17 @@ static inline void *weft__record_get(enum weft__record_kind kind)
 	return p;
 }
 
-/* Keeps p (from weft__alloc, sized for `kind`) in the calling worker's
- * cache, or hands it on (pool, free).  Thread: any. */
-static inline void weft__record_put(enum weft__record_kind kind, void *p)
+/* Keeps p (from weft__alloc, sized for `kind`, a record of rt) in the
+ * calling worker's cache when it is a worker of rt, or hands it to rt's
+ * pool (never to malloc while rt lives).  Thread: any. */
+static inline void weft__record_put(struct weft_runtime *rt,
+	enum weft__record_kind kind, void *p)
 {
 	weft__worker_t *w = weft__sched_current();
-	if (__builtin_expect(w == NULL ||
+	if (__builtin_expect(w == NULL || w->rt != rt ||
 			    w->records.len[kind] >= WEFT__RECORD_CACHE_MAX,
 		    0)) {
-		weft__record_put_slow(kind, p);
+		weft__record_put_slow(rt, kind, p);
 		return;
 	}
 	*(void **)p = w->records.head[kind];
@@ -147,7 +161,128 @@ static inline void weft__record_task_put(struct weft_task *t)
 }
 
 /* Empties w's cache when its thread ends: task records to the arena,
- * group records to malloc.  Thread: w's own, at its exit. */
+ * group records to the record pool (both stay records until the runtime
+ * is destroyed).  Thread: w's own, at its exit. */
 void weft__record_cache_drain(weft__worker_t *w);
+
+/* {======================================================= handles
+ *
+ * The weft_task_t * and weft_group_t * that users hold are tagged
+ * pointers: the record's address in the low 48 bits and the low 16 bits
+ * of the record's generation (task.h `gen`, group.h `gen`) in the top
+ * 16.  A record's generation is bumped each time it is freed back to the
+ * caches, so a handle kept past its record's free (released twice, a
+ * group used after its join freed it) no longer matches: every public
+ * function untags its handle through weft__task_from_handle /
+ * weft__group_from_handle, which report the misuse (weft__misuse) instead
+ * of touching a record that now belongs to another task.  Reading a
+ * stale record's generation is safe because records are type-stable:
+ * task records stay in the task arena, group records in the record pool,
+ * until the runtime is destroyed.  The tag wraps after 65536 lives of one
+ * record; a handle that stale is not detected.  Internal code passes raw
+ * record pointers and never dereferences a handle.
+ *
+ * x86_64 and aarch64 (the targets of fiber_*.S) give user space at most
+ * 48-bit addresses unless a mapping asks for more, which malloc does not:
+ * weft__record_tag_check verifies it of every new record. */
+
+_Static_assert(sizeof(void *) == 8, "handle tags need 64-bit pointers");
+#define WEFT__HANDLE_TAG_SHIFT 48
+#define WEFT__HANDLE_ADDR_MASK ((UINT64_C(1) << WEFT__HANDLE_TAG_SHIFT) - 1)
+
+/* Aborts unless p fits in the untagged part of a handle.  Thread: any. */
+static inline void weft__record_tag_check(const void *p)
+{
+	WEFT_ASSERT(((uintptr_t)p & ~(uintptr_t)WEFT__HANDLE_ADDR_MASK) == 0,
+		"a record above 2^48 cannot carry a handle tag");
+}
+
+/* The record address of handle h, unchecked. */
+static inline void *weft__handle_addr(const void *h)
+{
+	return (void *)((uintptr_t)h & (uintptr_t)WEFT__HANDLE_ADDR_MASK);
+}
+
+/* Whether handle h carries generation gen. */
+static inline bool weft__handle_fresh(const void *h, uint32_t gen)
+{
+	return ((uintptr_t)h >> WEFT__HANDLE_TAG_SHIFT) == (uint16_t)gen;
+}
+
+/* Reports a misuse of the API: prints "weft: <formatted>" and aborts in
+ * abort mode (the default when built with WEFT_DEBUG), else returns, and
+ * the caller returns the error its declaration documents.  Thread: any. */
+void weft__misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Sets whether weft__misuse aborts; returns the previous mode.  A
+ * process-wide diagnostic switch (tests check both behaviours in one
+ * build).  Thread: any. */
+bool weft__misuse_set_abort(bool on);
+
+/* The handle users get for t in its current life.  relaxed: the caller
+ * holds t (a reference, or t is running), so its generation cannot
+ * change meanwhile.  Thread: any. */
+static inline weft_task_t *weft__task_handle(struct weft_task *t)
+{
+	if (t == NULL)
+		return NULL;
+	uint32_t gen = atomic_load_explicit(&t->gen, memory_order_relaxed);
+	return (weft_task_t *)((uintptr_t)t |
+		((uintptr_t)(uint16_t)gen << WEFT__HANDLE_TAG_SHIFT));
+}
+
+/* Reports a misuse of the current handle h: "<call>: task handle <h>
+ * (task '<name>'#<id>) <what>".  Thread: any. */
+void weft__task_misuse(const weft_task_t *h, const char *call,
+	const char *what);
+
+/* The slow path below: NULL h gives NULL; a stale one is reported (call
+ * names the public function) and gives NULL in error mode. */
+struct weft_task *weft__task_stale(const weft_task_t *h, const char *call);
+
+/* The record behind handle h, or NULL (h NULL, or stale: reported).
+ * relaxed load of the generation: a valid handle's holder got it after
+ * the tag was read from the record (through whatever handed it over),
+ * and the generation changes only when the last reference, including
+ * the holder's, is gone, so coherence gives the holder the current
+ * value; a stale handle is detected once its record's free is visible
+ * to the caller (always, when the misuse is ordered after the free by
+ * a join, a wait or a release). */
+static inline struct weft_task *weft__task_from_handle(const weft_task_t *h,
+	const char *call)
+{
+	struct weft_task *t = weft__handle_addr(h);
+	if (__builtin_expect(t != NULL &&
+			    weft__handle_fresh(h,
+				    atomic_load_explicit(&t->gen,
+					    memory_order_relaxed)),
+		    1))
+		return t;
+	return weft__task_stale(h, call);
+}
+
+/* As the three above, for group handles (gen in group.h). */
+static inline weft_group_t *weft__group_handle(struct weft_group *g)
+{
+	if (g == NULL)
+		return NULL;
+	uint32_t gen = atomic_load_explicit(&g->gen, memory_order_relaxed);
+	return (weft_group_t *)((uintptr_t)g |
+		((uintptr_t)(uint16_t)gen << WEFT__HANDLE_TAG_SHIFT));
+}
+struct weft_group *weft__group_stale(const weft_group_t *h, const char *call);
+static inline struct weft_group *weft__group_from_handle(const weft_group_t *h,
+	const char *call)
+{
+	struct weft_group *g = weft__handle_addr(h);
+	if (__builtin_expect(g != NULL &&
+			    weft__handle_fresh(h,
+				    atomic_load_explicit(&g->gen,
+					    memory_order_relaxed)),
+		    1))
+		return g;
+	return weft__group_stale(h, call);
+}
+
+/* }======================================================= */
 
 #endif

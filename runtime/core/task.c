@@ -230,6 +230,16 @@ void weft__task_unref(struct weft_task *t)
 	 * relaxed: a snapshot re-reads insp_id to validate, and the next
 	 * life's creator orders this store first (its release fence). */
 	atomic_store_explicit(&t->insp_id, 0, memory_order_relaxed);
+	WEFT_DASSERT(atomic_load_explicit(&t->handles, memory_order_relaxed) ==
+			0,
+		"a task record freed with a handle counted");
+	/* A new generation: the handles of this life are stale from now on
+	 * (records.h).  Load and store, no read-modify-write: only the last
+	 * dropper writes it; relaxed, as every access to it (the next life's
+	 * creator gets the record through the caches, which order it). */
+	atomic_store_explicit(&t->gen,
+		atomic_load_explicit(&t->gen, memory_order_relaxed) + 1,
+		memory_order_relaxed);
 	weft__record_task_put(t);
 }
 
@@ -744,10 +754,17 @@ uint64_t weft_current_task_id(void)
 
 /* }======================================================= */
 
-/* {======================================================= handles */
+/* {======================================================= handles
+ *
+ * Every function here takes a handle (a tagged pointer, records.h) and
+ * untags it through weft__task_from_handle, which reports a stale one;
+ * every function that gives a task to the user tags it
+ * (weft__task_handle). */
 
-weft_task_state_t weft_task_state(const weft_task_t *h)
+weft_task_state_t weft_task_state(const weft_task_t *hd)
 {
+	const struct weft_task *h = weft__task_from_handle(hd,
+		"weft_task_state");
 	if (h == NULL)
 		return WEFT_TASK_PENDING;
 	/* acquire: pairs with the state store in weft__task_finish
@@ -761,10 +778,14 @@ weft_task_state_t weft_task_state(const weft_task_t *h)
 	return (weft_task_state_t)s;
 }
 
-int weft_task_result(const weft_task_t *h, void **value)
+int weft_task_result(const weft_task_t *hd, void **value)
 {
-	if (h == NULL)
+	if (hd == NULL)
 		return -EINVAL;
+	const struct weft_task *h = weft__task_from_handle(hd,
+		"weft_task_result");
+	if (h == NULL)
+		return WEFT_EMISUSE;
 	/* acquire: invariant 4, then result is read. */
 	switch (atomic_load_explicit(&h->state, memory_order_acquire)) {
 	case WEFT_TASK_FINISHED:
@@ -777,10 +798,14 @@ int weft_task_result(const weft_task_t *h, void **value)
 	}
 }
 
-int weft_task_failure(const weft_task_t *h, int *code, const char **msg)
+int weft_task_failure(const weft_task_t *hd, int *code, const char **msg)
 {
-	if (h == NULL)
+	if (hd == NULL)
 		return -EINVAL;
+	const struct weft_task *h = weft__task_from_handle(hd,
+		"weft_task_failure");
+	if (h == NULL)
+		return WEFT_EMISUSE;
 	/* acquire: invariant 4, then rc and fail_msg are read. */
 	if (atomic_load_explicit(&h->state, memory_order_acquire) !=
 		WEFT_TASK_FAILED)
@@ -792,20 +817,25 @@ int weft_task_failure(const weft_task_t *h, int *code, const char **msg)
 	return 0;
 }
 
-void *weft_task_start_value(const weft_task_t *h)
+void *weft_task_start_value(const weft_task_t *hd)
 {
+	const struct weft_task *h = weft__task_from_handle(hd,
+		"weft_task_start_value");
 	return h ? h->start_value : NULL;
 }
 
-int weft_task_cancel(weft_task_t *h)
+int weft_task_cancel(weft_task_t *hd)
 {
-	return weft_task_cancel_with(h, NULL);
+	return weft_task_cancel_with(hd, NULL);
 }
 
-int weft_task_cancel_with(weft_task_t *h, const char *reason)
+int weft_task_cancel_with(weft_task_t *hd, const char *reason)
 {
-	if (h == NULL)
+	if (hd == NULL)
 		return -EINVAL;
+	struct weft_task *h = weft__task_from_handle(hd, "weft_task_cancel");
+	if (h == NULL)
+		return WEFT_EMISUSE;
 	/* acquire: invariant 4 (a hint here: cancelling a task that ends
 	 * meanwhile is harmless). */
 	if (atomic_load_explicit(&h->state, memory_order_acquire) !=
@@ -818,10 +848,13 @@ int weft_task_cancel_with(weft_task_t *h, const char *reason)
 	return 0;
 }
 
-int weft_task_wait(weft_task_t *h)
+int weft_task_wait(weft_task_t *hd)
 {
-	if (h == NULL)
+	if (hd == NULL)
 		return -EINVAL;
+	struct weft_task *h = weft__task_from_handle(hd, "weft_task_wait");
+	if (h == NULL)
+		return WEFT_EMISUSE;
 	struct weft_task *self = weft__task_current();
 	if (self == NULL)
 		return WEFT_ENOTFIBER;
@@ -877,20 +910,39 @@ int weft_task_wait(weft_task_t *h)
 	}
 }
 
-uint64_t weft_task_id(const weft_task_t *h)
+uint64_t weft_task_id(const weft_task_t *hd)
 {
+	const struct weft_task *h = weft__task_from_handle(hd, "weft_task_id");
 	return h ? h->id : 0;
 }
 
-const char *weft_task_name(const weft_task_t *h)
+const char *weft_task_name(const weft_task_t *hd)
 {
+	const struct weft_task *h = weft__task_from_handle(hd,
+		"weft_task_name");
 	return h ? h->name : "";
 }
 
-void weft_task_release(weft_task_t *h)
+void weft_task_release(weft_task_t *hd)
 {
-	if (h)
-		weft__task_unref(h);
+	struct weft_task *h = weft__task_from_handle(hd, "weft_task_release");
+	if (h == NULL)
+		return;
+	/* Drop one user reference, refusing when none is left: a second
+	 * release of the last handle while the task still runs (or while
+	 * another reference keeps the record) would otherwise drop the run
+	 * reference and free a running task's record.  relaxed: the count
+	 * orders nothing; refs (acq_rel in weft__task_unref) does. */
+	int n = atomic_load_explicit(&h->handles, memory_order_relaxed);
+	do {
+		if (n <= 0) {
+			weft__task_misuse(hd, "weft_task_release",
+				"released more often than retained");
+			return;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(&h->handles, &n, n - 1,
+		memory_order_relaxed, memory_order_relaxed));
+	weft__task_unref(h);
 }
 
 /* }======================================================= */
@@ -899,7 +951,7 @@ void weft_task_release(weft_task_t *h)
 
 weft_task_t *weft_current_task(void)
 {
-	return weft__task_current();
+	return weft__task_handle(weft__task_current());
 }
 
 weft_task_t *weft_root_task(void)
@@ -909,22 +961,35 @@ weft_task_t *weft_root_task(void)
 	 * before the group is joined, and that waits for t. */
 	while (t && t->group)
 		t = t->group->owner;
-	return t;
+	return weft__task_handle(t);
 }
 
-int weft_task_retain(weft_task_t *h)
+/* Counts one more user reference of h (also in refs).  relaxed: the
+ * caller holds a reference (see weft__task_unref). */
+void weft__task_retain_handle(struct weft_task *h)
 {
-	if (h == NULL)
-		return -EINVAL;
-	/* relaxed: the caller holds a reference (see weft__task_unref). */
+	atomic_fetch_add_explicit(&h->handles, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+}
+
+int weft_task_retain(weft_task_t *hd)
+{
+	if (hd == NULL)
+		return -EINVAL;
+	struct weft_task *h = weft__task_from_handle(hd, "weft_task_retain");
+	if (h == NULL)
+		return WEFT_EMISUSE;
+	weft__task_retain_handle(h);
 	return 0;
 }
 
-int weft_task_rename(weft_task_t *h, const char *name)
+int weft_task_rename(weft_task_t *hd, const char *name)
 {
-	if (h == NULL || name == NULL)
+	if (hd == NULL || name == NULL)
 		return -EINVAL;
+	struct weft_task *h = weft__task_from_handle(hd, "weft_task_rename");
+	if (h == NULL)
+		return WEFT_EMISUSE;
 	/* acquire: invariant 4; a name is the task's while it lives (a
 	 * finished task keeps the name it ended with). */
 	if (atomic_load_explicit(&h->state, memory_order_acquire) !=
@@ -957,9 +1022,11 @@ int weft_task_set_name(const char *name)
 	return 0;
 }
 
-weft_group_t *weft_task_group(const weft_task_t *h)
+weft_group_t *weft_task_group(const weft_task_t *hd)
 {
-	return h ? h->group : NULL;
+	const struct weft_task *h = weft__task_from_handle(hd,
+		"weft_task_group");
+	return h ? weft__group_handle(h->group) : NULL;
 }
 
 /* }======================================================= */
@@ -975,7 +1042,7 @@ weft_group_t *weft_task_group(const weft_task_t *h)
 static void task_cb_run(struct weft_task *t, struct weft__done_cb *cb)
 {
 	bool intrusive = cb->intrusive; /* fn may free an intrusive node */
-	cb->fn(t, cb->arg);
+	cb->fn(weft__task_handle(t), cb->arg);
 	if (!intrusive)
 		weft__free(cb);
 	/* The registration's reference; never the last one here (the
@@ -987,14 +1054,17 @@ static void task_cb_run(struct weft_task *t, struct weft__done_cb *cb)
 static void task_cb_register(struct weft_task *h, struct weft__done_cb *cb,
 	weft_done_fn fn, void *arg);
 
-int weft_task_on_done(weft_task_t *h, weft_done_fn fn, void *arg)
+int weft_task_on_done(weft_task_t *hd, weft_done_fn fn, void *arg)
 {
-	if (h == NULL || fn == NULL)
+	if (hd == NULL || fn == NULL)
 		return -EINVAL;
+	struct weft_task *h = weft__task_from_handle(hd, "weft_task_on_done");
+	if (h == NULL)
+		return WEFT_EMISUSE;
 	/* acquire: invariant 4 (fn may read the outcome). */
 	if (atomic_load_explicit(&h->state, memory_order_acquire) !=
 		WEFT_TASK_PENDING) {
-		fn(h, arg);
+		fn(hd, arg);
 		return 0;
 	}
 	struct weft__done_cb *cb = weft__alloc(sizeof *cb);
@@ -1011,7 +1081,7 @@ void weft__task_on_done_node(struct weft_task *h, struct weft__done_cb *cb,
 	/* acquire: invariant 4 (fn may read the outcome). */
 	if (atomic_load_explicit(&h->state, memory_order_acquire) !=
 		WEFT_TASK_PENDING) {
-		fn(h, arg);
+		fn(weft__task_handle(h), arg);
 		return;
 	}
 	cb->intrusive = true;
@@ -1058,10 +1128,14 @@ static void task_cb_register(struct weft_task *h, struct weft__done_cb *cb,
 		task_cb_run(h, cb);
 }
 
-int weft_task_remove_done(weft_task_t *h, weft_done_fn fn, void *arg)
+int weft_task_remove_done(weft_task_t *hd, weft_done_fn fn, void *arg)
 {
-	if (h == NULL || fn == NULL)
+	if (hd == NULL || fn == NULL)
 		return -EINVAL;
+	struct weft_task *h = weft__task_from_handle(hd,
+		"weft_task_remove_done");
+	if (h == NULL)
+		return WEFT_EMISUSE;
 	/* Nodes still listed under the lock have not been taken by the
 	 * finisher (it takes the whole list under this lock), so they are
 	 * ours to drop.  relaxed: the list is read and written under the

@@ -136,6 +136,21 @@ struct weft_task {
 	 * at creation (the spawning worker, which also runs an inline
 	 * child). */
 	atomic_int insp_worker;
+	/* Generation of the record: bumped each time the record goes back to
+	 * the record caches (weft__task_unref), so a handle given out in an
+	 * earlier life (tagged with the generation, records.h) is told
+	 * apart from a handle of the current one.  Written only by the last
+	 * dropper of a life, read by handle checks on any thread; relaxed
+	 * (see weft__task_from_handle).  Outside the clear: it must survive
+	 * reuse. */
+	_Atomic uint32_t gen;
+	/* User references (handles: a spawn's opts->handle, weft_task_retain),
+	 * each also counted in refs; weft_task_release refuses to drop one
+	 * that does not exist, and
+	 * weft_runtime_destroy refuses to run while one is held.  Relaxed
+	 * store at creation (before the handle is given out), CAS/fetch_add
+	 * after; read by the destroyer's scan when no task runs. */
+	atomic_int handles;
 	/* Last, and cleared only up to its reason (WEFT__TASK_CLEAR): a
 	 * recycled record is reinitialised without touching the cold tail. */
 	struct weft_scope root_scope; /* the task's own scope */
@@ -180,6 +195,9 @@ int weft__task_create_lit(struct weft_runtime *rt, const char *name,
 /* Drops a reference; the last one gives the record back (records.h).
  * Thread: any. */
 void weft__task_unref(struct weft_task *t);
+/* Adds a user reference (a handle the user will weft_task_release): one
+ * more in `handles` and in refs.  Thread: any, holding a reference. */
+void weft__task_retain_handle(struct weft_task *t);
 
 /* Park protocol.  prepare returns the generation to hand to wakers;
  * commit switches out until woken (returns at once if already woken);

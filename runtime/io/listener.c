@@ -24,6 +24,7 @@
 
 #include "base/alloc.h"
 #include "base/common.h"
+#include "core/records.h"
 #include "core/task.h"
 #include "io/sock.h"
 #include "io/stream.h"
@@ -36,13 +37,25 @@
 
 struct weft_listener {
 	struct weft__sock sk; /* first: sock.c's free_fn casts back */
+	/* LISTENER_LIVE until weft_listener_close swaps in CLOSED (one CAS:
+	 * a second close is reported), DEAD once freed.  Past the first 16
+	 * bytes, which malloc's free lists overwrite. */
+	_Atomic uint32_t magic;
 	bool tcp;
 	int port;	       /* TCP: the bound port */
 	atomic_bool accepting; /* one accepting task at a time */
 };
 
+#define LISTENER_LIVE 0x4c49534eu   /* "LISN" */
+#define LISTENER_CLOSED 0x434c4f53u /* "CLOS" */
+#define LISTENER_DEAD 0x44454144u   /* "DEAD" */
+
 static void listener_free(struct weft__sock *sk)
 {
+	/* Until malloc reuses the memory, a late close finds DEAD (relaxed:
+	 * diagnostics; nothing orders a close after the free). */
+	atomic_store_explicit(&((struct weft_listener *)sk)->magic,
+		LISTENER_DEAD, memory_order_relaxed);
 	weft__free(sk);
 }
 
@@ -83,6 +96,7 @@ static WEFT_FIBER_FN int listener_open(weft_listener_t **out,
 			: ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	}
 	atomic_init(&l->accepting, false);
+	atomic_init(&l->magic, LISTENER_LIVE);
 	weft__sock_init(&l->sk, self->rt, fd, listener_free);
 	*out = l;
 	return 0;
@@ -157,8 +171,24 @@ int weft_listener_close(weft_listener_t *l)
 {
 	if (l == NULL)
 		return -EINVAL;
+	/* As weft_stream_close: one CAS decides; relaxed (the caller owns
+	 * l; the gate orders the socket's close, sock.c). */
+	uint32_t live = LISTENER_LIVE;
+	if (!atomic_compare_exchange_strong_explicit(&l->magic, &live,
+		    LISTENER_CLOSED, memory_order_relaxed,
+		    memory_order_relaxed)) {
+		weft__misuse("weft_listener_close: listener %p closed twice "
+			     "(%s)",
+			(void *)l,
+			live == LISTENER_CLOSED
+				? "it is closing"
+				: (live == LISTENER_DEAD
+						  ? "it was closed and freed"
+						  : "not a live listener"));
+		return WEFT_EMISUSE;
+	}
 	bool first = weft__sock_close(&l->sk);
-	WEFT_ASSERT(first, "weft_listener_close called twice");
+	WEFT_ASSERT(first, "weft_listener_close: socket closed twice");
 	return 0;
 }
 

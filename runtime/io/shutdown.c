@@ -8,13 +8,13 @@
  *
  * Approach: no task.  The phases are a small state machine on the I/O
  * thread, driven by three events that all arrive there: a signal (a hook
- * watcher of signal.c), weft_shutdown_trigger (a node posted once), and
- * the grace timer (a uv_timer_t, millisecond resolution, which is plenty
- * for a grace period).  Phase one sets the stop event (weft_event_set and
- * weft_group_cancel may be called from any thread) and arms the timer;
- * phase two cancels g (origin WEFT_CANCEL_SIGNAL).  g is retained from open to the free, so a late
- * timer after g's join touches a live (joined) group, where the cancel
- * does nothing.
+ * watcher of signal.c), weft_shutdown_trigger (a node posted once), and the
+ * grace timer (a uv_timer_t, millisecond resolution, which is plenty for a
+ * grace period).  Phase one sets the stop event (weft_event_set and
+ * weft_group_cancel may be called from any thread) and arms the timer; phase
+ * two cancels g (origin WEFT_CANCEL_SIGNAL).  g is retained from open to the
+ * free, so a late timer after g's join touches a live (joined) group, where
+ * the cancel does nothing.
  *
  * Rejected: a monitor task in g waiting for the signal and then for the
  * grace deadline: it would keep g's join waiting for the whole grace

@@ -32,6 +32,7 @@
 
 #include "base/alloc.h"
 #include "base/common.h"
+#include "core/records.h"
 #include "core/task.h"
 #include "io/stream.h"
 #include "runtime.h"
@@ -44,6 +45,11 @@ static void stream_free(struct weft__sock *sk)
 {
 	struct weft_stream *s = (struct weft_stream *)sk;
 	weft__free(s->pb);
+	/* Until malloc reuses the memory, a late close still finds DEAD
+	 * (relaxed: a diagnostic; a close after the free is a misuse that
+	 * nothing orders). */
+	atomic_store_explicit(&s->magic, WEFT__STREAM_DEAD,
+		memory_order_relaxed);
 	weft__free(s);
 }
 
@@ -56,6 +62,9 @@ void weft__stream_init(struct weft_stream *s, struct weft_runtime *rt, int fd,
 	bool tcp)
 {
 	weft__sock_init(&s->sk, rt, fd, stream_free);
+	/* relaxed: published with the stream by whatever hands it over. */
+	atomic_store_explicit(&s->magic, WEFT__STREAM_LIVE,
+		memory_order_relaxed);
 	s->tcp = tcp;
 	atomic_init(&s->reading, false);
 	atomic_init(&s->writing, false);
@@ -83,8 +92,27 @@ int weft_stream_close(weft_stream_t *s)
 {
 	if (s == NULL)
 		return -EINVAL;
+	/* One CAS decides the close: a second one (or a close of something
+	 * that is not a live stream) is reported instead of closing the
+	 * socket twice.  Reliable while the memory of a stream closed and
+	 * freed is not yet reused (malloc's free lists leave `magic`
+	 * alone); under ASan a close of freed memory is reported by ASan.
+	 * relaxed: the caller owns s; ordering is the gate's (sock.c). */
+	uint32_t live = WEFT__STREAM_LIVE;
+	if (!atomic_compare_exchange_strong_explicit(&s->magic, &live,
+		    WEFT__STREAM_CLOSED, memory_order_relaxed,
+		    memory_order_relaxed)) {
+		weft__misuse("weft_stream_close: stream %p closed twice (%s)",
+			(void *)s,
+			live == WEFT__STREAM_CLOSED
+				? "it is closing"
+				: (live == WEFT__STREAM_DEAD
+						  ? "it was closed and freed"
+						  : "not a live stream"));
+		return WEFT_EMISUSE;
+	}
 	bool first = weft__sock_close(&s->sk);
-	WEFT_ASSERT(first, "weft_stream_close called twice");
+	WEFT_ASSERT(first, "weft_stream_close: socket closed twice");
 	return 0;
 }
 

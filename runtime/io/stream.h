@@ -6,12 +6,17 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "io/sock.h"
 
 struct weft_stream {
 	struct weft__sock sk; /* first: sock.c's free_fn casts back */
-	bool tcp;	      /* TCP (else UNIX domain) */
+	/* WEFT__STREAM_LIVE until weft_stream_close swaps in CLOSED (one
+	 * CAS: a second close is reported), DEAD once freed (stream.c).
+	 * Past the first 16 bytes, which malloc's free lists overwrite. */
+	_Atomic uint32_t magic;
+	bool tcp; /* TCP (else UNIX domain) */
 	/* One reader and one writer at a time (-EBUSY otherwise); each flag
 	 * also hands its side's state to the next holder (acquire exchange,
 	 * release store). */
@@ -25,6 +30,10 @@ struct weft_stream {
 	char *pb;
 	size_t pb_off, pb_len, pb_cap;
 };
+
+#define WEFT__STREAM_LIVE 0x5354524du	/* "STRM" */
+#define WEFT__STREAM_CLOSED 0x434c4f53u /* "CLOS" */
+#define WEFT__STREAM_DEAD 0x44454144u	/* "DEAD" */
 
 /* A stream around fd (owned by it from now on, even on failure: NULL
  * means fd was closed and memory is short).  Thread: a weft fiber. */

@@ -47,6 +47,7 @@
 #include "base/error.h"
 #include "core/cancel.h"
 #include "core/group.h"
+#include "core/records.h"
 #include "core/task.h"
 #include "runtime.h"
 #include "sync/waitq.h"
@@ -136,7 +137,11 @@ static WEFT_FIBER_FN int comb_child(void *arg)
 			atomic_compare_exchange_strong_explicit(&c->winner,
 				&none, s->i, memory_order_acq_rel,
 				memory_order_acquire))
-			weft__scope_cancel(&c->g->scope, WEFT_CANCEL_EXPLICIT,
+			weft__scope_cancel(&((struct weft_group *)
+							   weft__handle_addr(
+								   c->g))
+						    ->scope,
+				WEFT_CANCEL_EXPLICIT,
 				"another task won the race", true, self->id);
 		return 0;
 	}
@@ -186,7 +191,11 @@ static WEFT_FIBER_FN int comb_run(struct weft_task *self, struct comb *c,
 			wrapped ? comb_child : calls[i].fn,
 			wrapped ? (void *)s : calls[i].arg, &o);
 		if (spawn_rc < 0) {
-			weft__scope_cancel(&g->scope, WEFT_CANCEL_EXPLICIT,
+			/* g is a handle (records.h), ours and current. */
+			weft__scope_cancel(&((struct weft_group *)
+							   weft__handle_addr(g))
+						    ->scope,
+				WEFT_CANCEL_EXPLICIT,
 				"a task of the combinator could not be created",
 				true, self->id);
 			break;
@@ -221,7 +230,7 @@ static void slot_settle_unrun(struct comb_slot *s)
 	slot_from_handle(s);
 	if (s->rc == 0 || s->rc == -ECANCELED)
 		return;
-	const struct weft_task *t = s->h;
+	const struct weft_task *t = weft__handle_addr(s->h); /* ours */
 	s->leaf = weft__error_leaf_create(s->rc, t->fail_msg ? t->fail_msg : "",
 		t->name, t->id, t->fail_seq, t->fail_collateral, NULL);
 }

@@ -50,6 +50,7 @@
 
 #include "base/alloc.h"
 #include "core/cancel.h"
+#include "core/records.h"
 #include "core/task.h"
 #include "sync/waitq.h"
 #include "weft/combine.h"
@@ -66,8 +67,11 @@ struct watch {
 /* Up to this many watches live on the waiter's stack. */
 #define WATCH_SMALL 8
 
+/* t is a task record or a handle (the users' arrays are handles, checked
+ * by check_handles; weft__handle_addr untags either, records.h). */
 static bool task_pending(const struct weft_task *t)
 {
+	t = weft__handle_addr(t);
 	/* acquire: pairs with the finisher's release (or seq_cst) store of
 	 * state, so the outcome fields are readable once it is not
 	 * PENDING (task.c invariant 4). */
@@ -79,6 +83,7 @@ static bool task_pending(const struct weft_task *t)
  * was still pending after the node became visible. */
 static bool watch_list(struct watch *w, struct weft_task *t)
 {
+	t = weft__handle_addr(t); /* a record or a checked handle */
 	w->on = t;
 	weft__spin_lock(&t->waiters_lock);
 	/* relaxed: under waiters_lock, which orders every list update. */
@@ -191,9 +196,12 @@ static int check_handles(struct weft_task *self, weft_task_t *const *h,
 	for (size_t i = 0; i < n; i++)
 		if (h[i] == NULL)
 			return -EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (h[i] == self || h[i]->rt != self->rt)
+	for (size_t i = 0; i < n; i++) {
+		/* A stale handle is reported (records.h, handles). */
+		struct weft_task *t = weft__task_from_handle(h[i], "weft_wait");
+		if (t == NULL || t == self || t->rt != self->rt)
 			return WEFT_EMISUSE;
+	}
 	return 0;
 }
 
@@ -216,8 +224,8 @@ static bool wait_met(weft_task_t *const *h, size_t n, weft_wait_mode_t mode,
 	for (size_t i = 0; i < n; i++) {
 		/* acquire: as in task_pending (pairs with the finisher's
 		 * release or seq_cst store of state). */
-		int s = atomic_load_explicit(&h[i]->state,
-			memory_order_acquire);
+		const struct weft_task *t = weft__handle_addr(h[i]);
+		int s = atomic_load_explicit(&t->state, memory_order_acquire);
 		if (s == WEFT_TASK_PENDING)
 			continue;
 		k++;
@@ -370,8 +378,9 @@ int weft_wait_for(weft_task_t *h, int64_t timeout, void **value)
 	if (rc == 0) {
 		if (!task_pending(h))
 			return weft_task_result(h, value);
-		rc = timeout <= 0 ? -ETIMEDOUT
-				  : wait_for_park(self, h, timeout);
+		rc = timeout <= 0
+			? -ETIMEDOUT
+			: wait_for_park(self, weft__handle_addr(h), timeout);
 		if (rc == 0)
 			return weft_task_result(h, value);
 	}
@@ -379,7 +388,7 @@ int weft_wait_for(weft_task_t *h, int64_t timeout, void **value)
 	 * cancellation.  The wait is not cancellable (the caller may be
 	 * cancelled, which must not cut it short). */
 	weft_task_cancel(h);
-	wait_shielded(self, h);
+	wait_shielded(self, weft__handle_addr(h));
 	return rc;
 }
 
@@ -497,8 +506,8 @@ int weft_as_completed_open(weft_as_completed_t **out,
 	/* Never fails: the nodes are ours (a task that has ended runs the
 	 * callback here). */
 	for (size_t i = 0; i < n; i++)
-		weft__task_on_done_node(handles[i], &it->e[i].cb,
-			as_completed_on_done, &it->e[i]);
+		weft__task_on_done_node(weft__handle_addr(handles[i]),
+			&it->e[i].cb, as_completed_on_done, &it->e[i]);
 	*out = it;
 	return 0;
 }

@@ -41,6 +41,7 @@
 
 #include "base/alloc.h"
 #include "base/common.h"
+#include "core/records.h"
 #include "core/task.h"
 #include "sync/waitq.h"
 #include "weft/sync.h"
@@ -357,7 +358,8 @@ int weft_limiter_acquire(weft_limiter_t *l)
 	int rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
-	return limiter_acquire(l, self, self, false);
+	/* The borrower is the task's handle (weft/sync.h; records.h). */
+	return limiter_acquire(l, weft__task_handle(self), self, false);
 }
 
 int weft_limiter_acquire_on_behalf(weft_limiter_t *l, const void *borrower)
@@ -378,7 +380,7 @@ int weft_limiter_try_acquire(weft_limiter_t *l)
 	struct weft_task *self = weft__task_current();
 	if (self == NULL)
 		return WEFT_ENOTFIBER;
-	return limiter_acquire(l, self, NULL, true);
+	return limiter_acquire(l, weft__task_handle(self), NULL, true);
 }
 
 int weft_limiter_try_acquire_on_behalf(weft_limiter_t *l, const void *borrower)
@@ -415,7 +417,7 @@ int weft_limiter_release(weft_limiter_t *l)
 	struct weft_task *self = weft__task_current();
 	if (self == NULL)
 		return WEFT_ENOTFIBER;
-	return weft_limiter_release_on_behalf(l, self);
+	return weft_limiter_release_on_behalf(l, weft__task_handle(self));
 }
 
 int weft_limiter_set_total(weft_limiter_t *l, size_t total)

@@ -10,8 +10,8 @@
  * node on its own stack, queued under the lock.  A waker passes over the
  * nodes whose scope is cancelled already (weft__waitq_first: a
  * cancellation requested before the grant wins, as in Trio), removes the
- * oldest other node, transfers the thing into it (n->data, or the primitive's state) and
- * sets `granted`, all under the lock, then wakes the task's park
+ * oldest other node, transfers the thing into it (n->data, or the primitive's
+ * state) and sets `granted`, all under the lock, then wakes the task's park
  * generation.  A cancellation only wakes the task (weft__task_wake_cancel
  * from the scope tree, without the primitive's lock).  The woken waiter
  * re-takes the lock and reads `granted`: if set it succeeded, whatever
