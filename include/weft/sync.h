@@ -328,27 +328,35 @@ WEFT_EXTERN weft_lock_t *weft_condition_lock(weft_condition_t *c);
 /* What it does: atomically releases c's lock and parks until notified,
  * then re-acquires the lock before returning - always, also when the
  * wait is cancelled (like Trio): the re-acquire ignores cancellation, so
- * the caller may hold the lock in a cancelled scope.
- * Returns: 0 when notified (also if a cancellation arrived after the
- * notification: the notification is never lost); -ECANCELED when
- * cancelled before a notification - *with the lock held*: release it as
- * on the normal path.  If the task was already cancelled on entry the
- * lock is never released.
+ * the caller may hold the lock in a cancelled scope.  A notified task
+ * waits for the lock in the lock's queue (weft_condition_notify), where
+ * a cancellation does not make it lose its place.
+ * Returns: 0 when notified and not cancelled by the time it holds the
+ * lock again; -ECANCELED when cancelled before a notification, or after
+ * it while waiting for the lock (the notification is then spent, as in
+ * Trio) - in both cases *with the lock held*: release it as on the
+ * normal path.  If the task was already cancelled on entry the lock is
+ * never released.
  * Errors: -EINVAL (NULL), WEFT_EMISUSE (the calling task does not hold
  * c's lock: nothing changed), WEFT_ENOTFIBER.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_condition_wait(weft_condition_t *c);
 
-/* What it does: wakes up to n tasks waiting on c (oldest first); each
- * returns from weft_condition_wait once it has re-acquired the lock,
- * i.e. after the caller releases it.
- * Returns: the number of tasks woken (0 when none waits).
+/* What it does: notifies up to n tasks waiting on c, oldest first,
+ * skipping tasks whose cancellation was requested: it moves them, still
+ * parked, to the end of the queue of c's lock (Trio's repark), so they
+ * count in weft_lock_waiting and the lock is handed to them one by one,
+ * in that order, after the tasks already waiting for it and before any
+ * task that asks for it later.  Each returns from weft_condition_wait
+ * once it has the lock, i.e. after the caller releases it.
+ * Returns: the number of tasks notified (0 when none waits).
  * Errors: -EINVAL (NULL), WEFT_EMISUSE (the calling task does not hold
  * c's lock), WEFT_ENOTFIBER.
  * Checkpoint: no; never blocks.  Threads: weft fiber (the lock holder). */
 WEFT_EXTERN int weft_condition_notify(weft_condition_t *c, size_t n);
 
-/* What it does: wakes every task waiting on c; as weft_condition_notify.
+/* What it does: notifies every task waiting on c; as
+ * weft_condition_notify.
  * Returns, errors, checkpoint, threads: as weft_condition_notify. */
 WEFT_EXTERN int weft_condition_notify_all(weft_condition_t *c);
 

@@ -46,6 +46,9 @@
  * A waiter whose cancellation was requested before a release is passed
  * over (weft__waitq_first): the lock goes to the next waiter, or falls
  * free when only cancelled ones are queued; they leave on their own.
+ * A Condition's notify queues waiters too (weft__lock_repark_locked, by
+ * the holder, under `spin`): those wait uncancellably and are never
+ * passed over (their nodes are marked `reparked`, condition.c).
  *
  * Invariants
  *   1. word == 0 implies every queued waiter is cancelled (and leaving).
@@ -166,6 +169,39 @@ void weft__lock_release(struct weft_lock *l, struct weft_task *self)
 	atomic_store_explicit(&l->word, next, memory_order_release);
 	weft__spin_unlock(&l->spin);
 	weft__waitq_flush(&wl);
+}
+
+void weft__lock_repark_locked(struct weft_lock *l, weft__waitq_t *from,
+	struct weft__wait_node *n)
+{
+	weft__waitq_move(from, &l->q, n);
+	l->nwaiting++;
+	/* relaxed: as in lock_acquire_slow, the bit publishes nothing; it
+	 * diverts the holder's (our caller's) release into the slow path,
+	 * which takes `spin` and so sees the moved node.  The owner part is
+	 * not 0: the caller holds l (invariant 2). */
+	atomic_fetch_or_explicit(&l->word, WEFT__LOCK_WAITERS,
+		memory_order_relaxed);
+}
+
+void weft__lock_wait_reparked(struct weft_lock *l, struct weft__wait_node *n,
+	struct weft_task *self)
+{
+	weft__spin_lock(&l->spin);
+	/* seq_cst reads of `granted` under `spin`, which the releaser held
+	 * when it stored it.  The park the node was moved with may still
+	 * end first: a cancellation wakes it (it was cancellable), and
+	 * then we park again here, uncancellably, with a generation the
+	 * releaser reads under `spin`. */
+	while (!n->granted) {
+		n->gen = weft__task_park_prepare(self, false);
+		const char *what = l->q.what;
+		weft__spin_unlock(&l->spin);
+		weft__task_park_commit_on(self, what);
+		weft__spin_lock(&l->spin);
+	}
+	l->nwaiting--;
+	weft__spin_unlock(&l->spin);
 }
 
 void weft__lock_acquire_uncancellable(struct weft_lock *l,

@@ -56,6 +56,19 @@ static inline bool weft__lock_owned_by(const struct weft_lock *l,
  * made runnable before returning.  Thread: the holder. */
 void weft__lock_release(struct weft_lock *l, struct weft_task *self);
 
+/* Moves n, a waiter of the Condition queue `from`, to the tail of l's
+ * queue (weft__waitq_move), counting it in nwaiting: it will be handed l
+ * in FIFO order and is never passed over.  Thread: the holder of l (a
+ * notifier), holding the Condition's spin lock and l->spin. */
+void weft__lock_repark_locked(struct weft_lock *l, weft__waitq_t *from,
+	struct weft__wait_node *n);
+
+/* For self, whose node n weft__lock_repark_locked moved onto l's queue:
+ * waits, uncancellably, until n is granted, and returns with l held.
+ * Thread: the fiber self, holding no spin lock. */
+WEFT_FIBER_FN void weft__lock_wait_reparked(struct weft_lock *l,
+	struct weft__wait_node *n, struct weft_task *self);
+
 /* Acquires l for self ignoring cancellation: returns only with l held.
  * Thread: the fiber self (not holding l). */
 WEFT_FIBER_FN void weft__lock_acquire_uncancellable(struct weft_lock *l,
