@@ -227,6 +227,8 @@ static int repark_waiter(void *arg)
 	int rc = weft_condition_wait(t->cond);
 	t->rc[a->id] = rc;
 	t->held[a->id] = weft_lock_held(t->lock);
+	if (rc == -EOWNERDEAD)
+		return 0; /* the lock broke: not held, nothing to log */
 	t->log[t->len++] = a->id;
 	CHECK_EQ(weft_lock_release(t->lock), 0);
 	return rc == -ECANCELED ? 0 : rc;
@@ -387,9 +389,43 @@ static int repark_cancel_root(void *arg)
 	return 0;
 }
 
+static int repark_broken_root(void *arg);
+
+WEFT_TEST_ROOT(condition, notified_task_gets_eownerdead_when_the_lock_breaks,
+	repark_broken_root, &(struct repark_test){ 0 })
+
 WEFT_TEST_ROOT(condition,
 	task_cancelled_waiting_for_the_lock_gets_it_and_reports_ecanceled,
 	repark_cancel_root, &(struct repark_test){ 0 })
+
+/* The notifier returns still holding the lock: the lock breaks, and the
+ * notified task, waiting for it, gets -EOWNERDEAD without it. */
+static int repark_broken_notifier(void *arg)
+{
+	struct repark_test *t = arg;
+	CHECK_EQ(weft_lock_acquire(t->lock), 0);
+	CHECK_EQ(weft_condition_notify(t->cond, 1), 1);
+	return 0; /* still holding the lock */
+}
+
+static int repark_broken_root(void *arg)
+{
+	struct repark_test *t = arg;
+	repark_setup(t);
+	struct repark_arg a[1];
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	repark_spawn_waiters(g, t, a, 1, NULL);
+	weft_group_t *g2;
+	CHECK_EQ(weft_group_open(&g2), 0);
+	CHECK_EQ(weft_group_spawn(g2, repark_broken_notifier, t), 0);
+	CHECK_EQ(weft_group_join(g2, NULL), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(t->rc[0], -EOWNERDEAD);
+	CHECK_EQ(t->held[0], 0);
+	CHECK_EQ(weft_condition_destroy(t->cond), 0);
+	return 0;
+}
 
 /* }======================================================= */
 
@@ -410,6 +446,8 @@ int main(void)
 			test_condition__notify_hands_the_lock_over_in_fifo_order),
 		WEFT_TEST(
 			test_condition__task_cancelled_waiting_for_the_lock_gets_it_and_reports_ecanceled),
+		WEFT_TEST(
+			test_condition__notified_task_gets_eownerdead_when_the_lock_breaks),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

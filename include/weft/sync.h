@@ -100,8 +100,13 @@ WEFT_EXTERN size_t weft_event_waiting(const weft_event_t *ev);
  * no waiter starves.  The uncontended acquire and release are one atomic
  * read-modify-write each, with no system call.
  *
- * A task that returns while holding a lock leaves it held: later
- * acquirers wait until their deadlines or cancellations. */
+ * The lock belongs to the task, not to its thread or its task record: a
+ * task that returns while holding a lock breaks it (as in Trio;
+ * docs/semantics.md rule 42).  The tasks waiting for it are woken with
+ * -EOWNERDEAD, every later acquire gets -EOWNERDEAD, weft_lock_locked
+ * stays 1 and nobody holds it (weft_lock_held is 0 in every task,
+ * including one that reuses the ended task's record); destroy it when
+ * done. */
 typedef struct weft_lock weft_lock_t;
 
 /* What it does: creates an unlocked lock.
@@ -113,22 +118,25 @@ WEFT_EXTERN int weft_lock_create(weft_lock_t **out);
 /* What it does: frees l.
  * Ownership: l is invalid afterwards (on success).
  * Errors: -EINVAL (NULL), -EBUSY (l is held, or a task is waiting for
- * it: nothing is freed).
+ * it: nothing is freed).  A broken lock is not held.
  * Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int weft_lock_destroy(weft_lock_t *l);
 
 /* What it does: acquires l for the calling task, parking until it is
  * handed over.
  * Errors: -EINVAL (NULL), -ECANCELED (cancelled first: l was not
- * acquired), WEFT_EMISUSE (the calling task already holds l; this would
- * otherwise deadlock), WEFT_ENOTFIBER.
+ * acquired), -EOWNERDEAD (l is broken, or broke while the task waited:
+ * its owner ended holding it; nothing acquired), WEFT_EMISUSE (the
+ * calling task already holds l; this would otherwise deadlock),
+ * WEFT_ENOTFIBER.
  * Checkpoint: yes (no yield when l is free, but for the budget above).
  * Threads: weft fiber. */
 WEFT_EXTERN int weft_lock_acquire(weft_lock_t *l);
 
 /* What it does: acquires l if it is free and nobody waits for it.
  * Errors: -EINVAL (NULL), -EAGAIN (l is held: nothing changed),
- * WEFT_EMISUSE (the calling task already holds l), WEFT_ENOTFIBER.
+ * -EOWNERDEAD (l is broken), WEFT_EMISUSE (the calling task already holds
+ * l), WEFT_ENOTFIBER.
  * Checkpoint: no.  Threads: weft fiber. */
 WEFT_EXTERN int weft_lock_try_acquire(weft_lock_t *l);
 
@@ -138,7 +146,8 @@ WEFT_EXTERN int weft_lock_try_acquire(weft_lock_t *l);
  * Checkpoint: no; never blocks.  Threads: weft fiber (the holder). */
 WEFT_EXTERN int weft_lock_release(weft_lock_t *l);
 
-/* What it does: 1 if l is held by some task, else 0 (a snapshot).
+/* What it does: 1 if l is held by some task or broken, else 0 (a
+ * snapshot).
  * Errors: NULL gives 0.  Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int weft_lock_locked(const weft_lock_t *l);
 
@@ -338,7 +347,9 @@ WEFT_EXTERN weft_lock_t *weft_condition_lock(weft_condition_t *c);
  * normal path.  If the task was already cancelled on entry the lock is
  * never released.
  * Errors: -EINVAL (NULL), WEFT_EMISUSE (the calling task does not hold
- * c's lock: nothing changed), WEFT_ENOTFIBER.
+ * c's lock: nothing changed), -EOWNERDEAD (the lock broke while the task
+ * waited: a task returned holding it; the lock is *not* held),
+ * WEFT_ENOTFIBER.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_condition_wait(weft_condition_t *c);
 

@@ -50,7 +50,8 @@
  *      queue that holds it, which is the lock its waker reads it under.
  *   2. wait returns 0 only when notified and not cancelled by the time
  *      it holds the Lock again; otherwise -ECANCELED.  Either way it
- *      returns holding the Lock.
+ *      returns holding the Lock, unless the Lock broke (its owner ended
+ *      holding it, lock.c): then it returns -EOWNERDEAD without it.
  *
  * Lock order: the condition's spin lock before the Lock's spin lock.
  *
@@ -134,18 +135,21 @@ int weft_condition_wait(weft_condition_t *c)
 	weft__spin_unlock(&c->spin);
 	if (rc == 0) {
 		/* Notified: n is on the lock's queue (invariant 1). */
-		weft__lock_wait_reparked(lock, &n, self);
+		rc = weft__lock_wait_reparked(lock, &n, self);
 		/* Invariant 2: a cancellation that came before we had the
 		 * lock back is reported.  relaxed: our own cur_scope; the
 		 * flag's load is seq_cst (weft__scope_is_cancelled). */
 		struct weft_scope *s = atomic_load_explicit(&self->cur_scope,
 			memory_order_relaxed);
-		if (weft__scope_is_cancelled(s)) {
+		if (rc == 0 && weft__scope_is_cancelled(s)) {
 			weft__scope_note_observed(weft__scope_origin(s));
 			rc = -ECANCELED;
 		}
 	} else {
-		weft__lock_acquire_uncancellable(lock, self);
+		/* Cancelled before a notify; -EOWNERDEAD overrides. */
+		int arc = weft__lock_acquire_uncancellable(lock, self);
+		if (arc < 0)
+			rc = arc;
 	}
 	weft__spin_lock(&c->spin);
 	c->nwaiting--;
