@@ -140,7 +140,8 @@ WEFT_EXTERN int weft_fail_after(weft_scope_t **out, int64_t ns);
 
 /* What it does: returns -ECANCELED if the calling task is inside an
  * effectively cancelled scope; otherwise yields to other tasks (in the
- * order weft_yield gives) and checks again.  CPU loops call it to stay cancellable and fair.
+ * order weft_yield gives) and checks again.  CPU loops call it to stay
+ * cancellable and fair.
  * Errors: -ECANCELED, WEFT_ENOTFIBER.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_checkpoint(void);

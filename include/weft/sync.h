@@ -19,16 +19,13 @@
  *     grant wins: the waiter is passed over and the resource goes to the
  *     next one (or stays free).  Only when a grant and a cancellation
  *     truly race may the grant win, and the call returns 0.
- *   - When the resource is free it is taken at once, without yielding to
- *     other tasks (as Go and Tokio do; Trio yields), except that every
- *     128th blocking call in a row that completes at once yields first (a
- *     cooperative budget, as Tokio's; any switch-out of the task starts a
- *     new count): a loop of such calls cannot keep the other tasks of its
- *     worker from running, but may run 127 calls between two switches.
- *     Cancellation is still observed on entry.  Call weft_checkpoint() in
- *     a loop that must switch more often.  Waiters are served in FIFO order
- *     and ownership is handed to the oldest waiter directly, so a task
- *     arriving later never overtakes one that is queued.
+ *   - A call that need not wait completes without yielding, except every
+ *     128th such call in a row (the cooperative budget of
+ *     docs/semantics.md rule 22; Trio yields at every call).  Call
+ *     weft_checkpoint() in a loop that must switch more often.
+ *   - Waiters are served in FIFO order and ownership is handed to the
+ *     oldest waiter directly, so a task arriving later never overtakes
+ *     one that is queued.
  *
  * Calls documented as usable from any thread may be made from threads
  * that are not weft workers; one that wakes a task makes it runnable in
@@ -129,7 +126,8 @@ WEFT_EXTERN int weft_lock_destroy(weft_lock_t *l);
  * its owner ended holding it; nothing acquired), WEFT_EMISUSE (the
  * calling task already holds l; this would otherwise deadlock),
  * WEFT_ENOTFIBER.
- * Checkpoint: yes (no yield when l is free, but for the budget above).
+ * Checkpoint: yes (docs/semantics.md rule 22: a call that need not wait
+ * completes without yielding, except every 128th such call in a row).
  * Threads: weft fiber. */
 WEFT_EXTERN int weft_lock_acquire(weft_lock_t *l);
 
@@ -190,8 +188,9 @@ WEFT_EXTERN int weft_semaphore_destroy(weft_semaphore_t *s);
  * calling task if there is none.
  * Errors: -EINVAL (NULL), -ECANCELED (cancelled first: no permit was
  * taken), WEFT_ENOTFIBER.
- * Checkpoint: yes (no yield when a permit is free, but for the budget
- * above).  Threads: weft fiber. */
+ * Checkpoint: yes (docs/semantics.md rule 22: a call that need not wait
+ * completes without yielding, except every 128th such call in a row).
+ * Threads: weft fiber. */
 WEFT_EXTERN int weft_semaphore_acquire(weft_semaphore_t *s);
 
 /* What it does: takes one permit if one is free.
@@ -256,8 +255,9 @@ WEFT_EXTERN int weft_limiter_destroy(weft_limiter_t *l);
  * already holds or waits for a token of l), -ECANCELED (cancelled first:
  * nothing borrowed), -ENOMEM (the borrower table could not grow: nothing
  * borrowed), WEFT_ENOTFIBER.
- * Checkpoint: yes (no yield when a token is free, but for the budget
- * above).  Threads: weft fiber. */
+ * Checkpoint: yes (docs/semantics.md rule 22: a call that need not wait
+ * completes without yielding, except every 128th such call in a row).
+ * Threads: weft fiber. */
 WEFT_EXTERN int weft_limiter_acquire(weft_limiter_t *l);
 WEFT_EXTERN int weft_limiter_acquire_on_behalf(weft_limiter_t *l,
 	const void *borrower);
