@@ -235,6 +235,130 @@ static int lock_busy_root(void *arg)
 WEFT_TEST_ROOT(lock, destroy_while_held_is_ebusy, lock_busy_root,
 	&(struct lock_test){ 0 })
 
+/* {======================================================= owner ended */
+
+/* A task that returns holding a lock breaks it (Trio: the lock's waiters
+ * and later acquirers get BrokenResourceError): waiters parked before
+ * and every later acquire get -EOWNERDEAD, and no other task - in
+ * particular one that reuses the ended task's record - holds it. */
+
+struct ended_test {
+	weft_lock_t *lock;
+	weft_event_t *held; /* the owner has the lock */
+	weft_event_t *go;   /* the owner may return */
+	int waiter_rc;
+};
+
+static int ended_owner(void *arg)
+{
+	struct ended_test *t = arg;
+	CHECK_EQ(weft_lock_acquire(t->lock), 0);
+	CHECK_EQ(weft_event_set(t->held), 0);
+	CHECK_EQ(weft_event_wait(t->go), 0);
+	return 0; /* still holding the lock */
+}
+
+static int ended_waiter(void *arg)
+{
+	struct ended_test *t = arg;
+	/* Bounded, so that a lock that never breaks fails the test instead
+	 * of hanging it. */
+	weft_scope_t *s;
+	CHECK_EQ(weft_move_on_after(&s, GIVE_UP), 0);
+	t->waiter_rc = weft_lock_acquire(t->lock);
+	CHECK_EQ(weft_lock_held(t->lock), 0);
+	CHECK_EQ(weft_scope_exit(s), 0);
+	weft_scope_destroy(s);
+	return 0;
+}
+
+/* Checks, from a task that never acquired it, that the broken lock is
+ * not held by it and cannot be taken. */
+static int ended_bystander(void *arg)
+{
+	struct ended_test *t = arg;
+	CHECK_EQ(weft_lock_held(t->lock), 0);
+	CHECK_EQ(weft_lock_release(t->lock), WEFT_EMISUSE);
+	CHECK_EQ(weft_lock_try_acquire(t->lock), -EOWNERDEAD);
+	CHECK_EQ(weft_lock_acquire(t->lock), -EOWNERDEAD);
+	CHECK_EQ(weft_lock_held(t->lock), 0);
+	return 0;
+}
+
+static int ended_waiter_root(void *arg)
+{
+	struct ended_test *t = arg;
+	CHECK_EQ(weft_lock_create(&t->lock), 0);
+	CHECK_EQ(weft_event_create(&t->held), 0);
+	CHECK_EQ(weft_event_create(&t->go), 0);
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, ended_owner, t), 0);
+	CHECK_EQ(weft_event_wait(t->held), 0);
+	CHECK_EQ(weft_group_spawn(g, ended_waiter, t), 0);
+	WAIT_FOR(weft_lock_waiting(t->lock) == 1);
+	CHECK_EQ(weft_event_set(t->go), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	/* The waiter parked before the owner ended was woken. */
+	CHECK_EQ(t->waiter_rc, -EOWNERDEAD);
+	CHECK_EQ(weft_lock_waiting(t->lock), 0);
+	CHECK_EQ(weft_lock_locked(t->lock), 1);
+	/* Later acquirers, here and in fresh tasks. */
+	CHECK_EQ(ended_bystander(t), 0);
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, ended_bystander, t), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(weft_lock_destroy(t->lock), 0);
+	CHECK_EQ(weft_event_destroy(t->held), 0);
+	CHECK_EQ(weft_event_destroy(t->go), 0);
+	return 0;
+}
+
+WEFT_TEST_ROOT(lock, owner_ending_with_the_lock_breaks_it_for_waiters,
+	ended_waiter_root, &(struct ended_test){ 0 })
+
+static int ended_quick_owner(void *arg)
+{
+	weft_lock_t *l = arg;
+	CHECK_EQ(weft_lock_acquire(l), 0);
+	return 0; /* still holding the lock */
+}
+
+static int ended_reuse_check(void *arg)
+{
+	weft_lock_t *l = arg;
+	/* Possibly in the ended owner's recycled record: still not ours. */
+	CHECK_EQ(weft_lock_held(l), 0);
+	CHECK_EQ(weft_lock_release(l), WEFT_EMISUSE);
+	CHECK_EQ(weft_lock_try_acquire(l), -EOWNERDEAD);
+	return 0;
+}
+
+static int ended_reuse_root(void *arg)
+{
+	(void)arg;
+	weft_lock_t *l;
+	CHECK_EQ(weft_lock_create(&l), 0);
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, ended_quick_owner, l), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	/* Task records are recycled: one of these (on one worker, the
+	 * first) gets the owner's record back. */
+	for (int i = 0; i < 16; i++) {
+		CHECK_EQ(weft_group_open(&g), 0);
+		CHECK_EQ(weft_group_spawn(g, ended_reuse_check, l), 0);
+		CHECK_EQ(weft_group_join(g, NULL), 0);
+	}
+	CHECK_EQ(weft_lock_destroy(l), 0);
+	return 0;
+}
+
+WEFT_TEST_ROOT(lock, ended_owner_record_reused_by_another_task_does_not_hold,
+	ended_reuse_root, NULL)
+
+/* }======================================================= */
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -244,6 +368,10 @@ int main(void)
 			test_lock__release_by_non_owner_and_double_acquire_are_misuse),
 		WEFT_TEST(test_lock__try_acquire_takes_only_a_free_lock),
 		WEFT_TEST(test_lock__destroy_while_held_is_ebusy),
+		WEFT_TEST(
+			test_lock__owner_ending_with_the_lock_breaks_it_for_waiters),
+		WEFT_TEST(
+			test_lock__ended_owner_record_reused_by_another_task_does_not_hold),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

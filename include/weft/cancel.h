@@ -152,8 +152,9 @@ WEFT_EXTERN int weft_fail_at(weft_scope_t **out, int64_t deadline);
 WEFT_EXTERN int weft_fail_after(weft_scope_t **out, int64_t ns);
 
 /* What it does: returns -ECANCELED if the calling task is inside an
- * effectively cancelled scope; otherwise yields to other tasks and checks
- * again.  CPU loops call it to stay cancellable and fair.
+ * effectively cancelled scope; otherwise yields to other tasks (in the
+ * order weft_yield gives) and checks again.  CPU loops call it to stay
+ * cancellable and fair.
  * Errors: -ECANCELED, WEFT_ENOTFIBER.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_checkpoint(void);
@@ -168,8 +169,14 @@ WEFT_EXTERN int weft_checkpoint_if_cancelled(void);
  * Threads: weft fiber. */
 WEFT_EXTERN int weft_cancel_shielded_checkpoint(void);
 
-/* What it does: yields to other runnable tasks (round robin); 0 or
- * WEFT_ENOTFIBER.  Checkpoint: switches, never cancels.
+/* What it does: yields to other runnable tasks; 0 or WEFT_ENOTFIBER.
+ * The calling task goes behind every task that was runnable on its
+ * worker when it yielded: each of them runs (or is taken by another
+ * worker) before it runs again, so tasks that yield round-robin.  Tasks
+ * made runnable after the yield may run before it or after it (a task
+ * woken meanwhile usually runs first).  Without yields a worker runs its
+ * newest queued task first (fork-join order).
+ * Checkpoint: switches, never cancels.
  * Threads: weft fiber. */
 WEFT_EXTERN int weft_yield(void);
 

@@ -114,10 +114,9 @@ WEFT_EXTERN int weft_channel_open_drop(weft_channel_tx_t **tx,
  * delivered), -ENOMEM (an unbounded buffer could not grow: nothing was
  * delivered), WEFT_ENOTFIBER (not in a weft task: use
  * weft_channel_try_send).
- * Checkpoint: yes - returns -ECANCELED at entry in a cancelled scope, and
- * parks (obeying deadlines) when it must wait; it does not yield when it
- * completes at once, but for every 128th such call in a row (the
- * cooperative budget, sync.h).  Threads: weft fiber. */
+ * Checkpoint: yes (docs/semantics.md rule 22: a call that need not wait
+ * completes without yielding, except every 128th such call in a row).
+ * Threads: weft fiber. */
 WEFT_EXTERN int weft_channel_send(weft_channel_tx_t *tx, const void *item);
 
 /* What it does: as weft_channel_send, but never waits: succeeds only if a

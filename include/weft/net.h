@@ -4,9 +4,10 @@
  * Sockets are non-blocking descriptors: a task's call does its system call
  * directly on its worker, and only when the kernel has no data (or no
  * room, or no connection yet) does the task park until the runtime's I/O
- * thread (libuv, epoll) sees the socket ready.  Like the other primitives,
- * a call that finds the kernel ready does not yield to other tasks, but
- * for every 128th such call in a row (the cooperative budget, sync.h).
+ * thread (libuv, epoll) sees the socket ready.  A call that need not wait
+ * (the kernel is ready) completes without yielding, except every 128th
+ * such call in a row (the cooperative budget of docs/semantics.md rule
+ * 22).
  * Each socket belongs to the runtime it was created in.
  *
  * All blocking calls are checkpoints: a cancelled task gets -ECANCELED,

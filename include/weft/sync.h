@@ -19,16 +19,13 @@
  *     grant wins: the waiter is passed over and the resource goes to the
  *     next one (or stays free).  Only when a grant and a cancellation
  *     truly race may the grant win, and the call returns 0.
- *   - When the resource is free it is taken at once, without yielding to
- *     other tasks (as Go and Tokio do; Trio yields), except that every
- *     128th blocking call in a row that completes at once yields first (a
- *     cooperative budget, as Tokio's; any switch-out of the task starts a
- *     new count): a loop of such calls cannot keep the other tasks of its
- *     worker from running, but may run 127 calls between two switches.
- *     Cancellation is still observed on entry.  Call weft_checkpoint() in
- *     a loop that must switch more often.  Waiters are served in FIFO order
- *     and ownership is handed to the oldest waiter directly, so a task
- *     arriving later never overtakes one that is queued.
+ *   - A call that need not wait completes without yielding, except every
+ *     128th such call in a row (the cooperative budget of
+ *     docs/semantics.md rule 22; Trio yields at every call).  Call
+ *     weft_checkpoint() in a loop that must switch more often.
+ *   - Waiters are served in FIFO order and ownership is handed to the
+ *     oldest waiter directly, so a task arriving later never overtakes
+ *     one that is queued.
  *
  * Calls documented as usable from any thread may be made from threads
  * that are not weft workers; one that wakes a task makes it runnable in
@@ -100,8 +97,13 @@ WEFT_EXTERN size_t weft_event_waiting(const weft_event_t *ev);
  * no waiter starves.  The uncontended acquire and release are one atomic
  * read-modify-write each, with no system call.
  *
- * A task that returns while holding a lock leaves it held: later
- * acquirers wait until their deadlines or cancellations. */
+ * The lock belongs to the task, not to its thread or its task record: a
+ * task that returns while holding a lock breaks it (as in Trio;
+ * docs/semantics.md rule 42).  The tasks waiting for it are woken with
+ * -EOWNERDEAD, every later acquire gets -EOWNERDEAD, weft_lock_locked
+ * stays 1 and nobody holds it (weft_lock_held is 0 in every task,
+ * including one that reuses the ended task's record); destroy it when
+ * done. */
 typedef struct weft_lock weft_lock_t;
 
 /* What it does: creates an unlocked lock.
@@ -113,22 +115,26 @@ WEFT_EXTERN int weft_lock_create(weft_lock_t **out);
 /* What it does: frees l.
  * Ownership: l is invalid afterwards (on success).
  * Errors: -EINVAL (NULL), -EBUSY (l is held, or a task is waiting for
- * it: nothing is freed).
+ * it: nothing is freed).  A broken lock is not held.
  * Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int weft_lock_destroy(weft_lock_t *l);
 
 /* What it does: acquires l for the calling task, parking until it is
  * handed over.
  * Errors: -EINVAL (NULL), -ECANCELED (cancelled first: l was not
- * acquired), WEFT_EMISUSE (the calling task already holds l; this would
- * otherwise deadlock), WEFT_ENOTFIBER.
- * Checkpoint: yes (no yield when l is free, but for the budget above).
+ * acquired), -EOWNERDEAD (l is broken, or broke while the task waited:
+ * its owner ended holding it; nothing acquired), WEFT_EMISUSE (the
+ * calling task already holds l; this would otherwise deadlock),
+ * WEFT_ENOTFIBER.
+ * Checkpoint: yes (docs/semantics.md rule 22: a call that need not wait
+ * completes without yielding, except every 128th such call in a row).
  * Threads: weft fiber. */
 WEFT_EXTERN int weft_lock_acquire(weft_lock_t *l);
 
 /* What it does: acquires l if it is free and nobody waits for it.
  * Errors: -EINVAL (NULL), -EAGAIN (l is held: nothing changed),
- * WEFT_EMISUSE (the calling task already holds l), WEFT_ENOTFIBER.
+ * -EOWNERDEAD (l is broken), WEFT_EMISUSE (the calling task already holds
+ * l), WEFT_ENOTFIBER.
  * Checkpoint: no.  Threads: weft fiber. */
 WEFT_EXTERN int weft_lock_try_acquire(weft_lock_t *l);
 
@@ -138,7 +144,8 @@ WEFT_EXTERN int weft_lock_try_acquire(weft_lock_t *l);
  * Checkpoint: no; never blocks.  Threads: weft fiber (the holder). */
 WEFT_EXTERN int weft_lock_release(weft_lock_t *l);
 
-/* What it does: 1 if l is held by some task, else 0 (a snapshot).
+/* What it does: 1 if l is held by some task or broken, else 0 (a
+ * snapshot).
  * Errors: NULL gives 0.  Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int weft_lock_locked(const weft_lock_t *l);
 
@@ -181,8 +188,9 @@ WEFT_EXTERN int weft_semaphore_destroy(weft_semaphore_t *s);
  * calling task if there is none.
  * Errors: -EINVAL (NULL), -ECANCELED (cancelled first: no permit was
  * taken), WEFT_ENOTFIBER.
- * Checkpoint: yes (no yield when a permit is free, but for the budget
- * above).  Threads: weft fiber. */
+ * Checkpoint: yes (docs/semantics.md rule 22: a call that need not wait
+ * completes without yielding, except every 128th such call in a row).
+ * Threads: weft fiber. */
 WEFT_EXTERN int weft_semaphore_acquire(weft_semaphore_t *s);
 
 /* What it does: takes one permit if one is free.
@@ -247,8 +255,9 @@ WEFT_EXTERN int weft_limiter_destroy(weft_limiter_t *l);
  * already holds or waits for a token of l), -ECANCELED (cancelled first:
  * nothing borrowed), -ENOMEM (the borrower table could not grow: nothing
  * borrowed), WEFT_ENOTFIBER.
- * Checkpoint: yes (no yield when a token is free, but for the budget
- * above).  Threads: weft fiber. */
+ * Checkpoint: yes (docs/semantics.md rule 22: a call that need not wait
+ * completes without yielding, except every 128th such call in a row).
+ * Threads: weft fiber. */
 WEFT_EXTERN int weft_limiter_acquire(weft_limiter_t *l);
 WEFT_EXTERN int weft_limiter_acquire_on_behalf(weft_limiter_t *l,
 	const void *borrower);
@@ -328,27 +337,37 @@ WEFT_EXTERN weft_lock_t *weft_condition_lock(weft_condition_t *c);
 /* What it does: atomically releases c's lock and parks until notified,
  * then re-acquires the lock before returning - always, also when the
  * wait is cancelled (like Trio): the re-acquire ignores cancellation, so
- * the caller may hold the lock in a cancelled scope.
- * Returns: 0 when notified (also if a cancellation arrived after the
- * notification: the notification is never lost); -ECANCELED when
- * cancelled before a notification - *with the lock held*: release it as
- * on the normal path.  If the task was already cancelled on entry the
- * lock is never released.
+ * the caller may hold the lock in a cancelled scope.  A notified task
+ * waits for the lock in the lock's queue (weft_condition_notify), where
+ * a cancellation does not make it lose its place.
+ * Returns: 0 when notified and not cancelled by the time it holds the
+ * lock again; -ECANCELED when cancelled before a notification, or after
+ * it while waiting for the lock (the notification is then spent, as in
+ * Trio) - in both cases *with the lock held*: release it as on the
+ * normal path.  If the task was already cancelled on entry the lock is
+ * never released.
  * Errors: -EINVAL (NULL), WEFT_EMISUSE (the calling task does not hold
- * c's lock: nothing changed), WEFT_ENOTFIBER.
+ * c's lock: nothing changed), -EOWNERDEAD (the lock broke while the task
+ * waited: a task returned holding it; the lock is *not* held),
+ * WEFT_ENOTFIBER.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_condition_wait(weft_condition_t *c);
 
-/* What it does: wakes up to n tasks waiting on c (oldest first); each
- * returns from weft_condition_wait once it has re-acquired the lock,
- * i.e. after the caller releases it.
- * Returns: the number of tasks woken (0 when none waits).
+/* What it does: notifies up to n tasks waiting on c, oldest first,
+ * skipping tasks whose cancellation was requested: it moves them, still
+ * parked, to the end of the queue of c's lock (Trio's repark), so they
+ * count in weft_lock_waiting and the lock is handed to them one by one,
+ * in that order, after the tasks already waiting for it and before any
+ * task that asks for it later.  Each returns from weft_condition_wait
+ * once it has the lock, i.e. after the caller releases it.
+ * Returns: the number of tasks notified (0 when none waits).
  * Errors: -EINVAL (NULL), WEFT_EMISUSE (the calling task does not hold
  * c's lock), WEFT_ENOTFIBER.
  * Checkpoint: no; never blocks.  Threads: weft fiber (the lock holder). */
 WEFT_EXTERN int weft_condition_notify(weft_condition_t *c, size_t n);
 
-/* What it does: wakes every task waiting on c; as weft_condition_notify.
+/* What it does: notifies every task waiting on c; as
+ * weft_condition_notify.
  * Returns, errors, checkpoint, threads: as weft_condition_notify. */
 WEFT_EXTERN int weft_condition_notify_all(weft_condition_t *c);
 

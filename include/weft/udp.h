@@ -4,9 +4,10 @@
  * A socket belongs to the runtime's I/O thread (libuv) that created it.
  * A send or receive that cannot block is done directly by the calling
  * task with a non-blocking system call; one that would block parks the
- * task until the I/O thread has done it.  Like the other primitives
- * (sync.h), a call that finds the kernel ready does not yield to other
- * tasks, but for every 128th such call in a row (the cooperative budget).
+ * task until the I/O thread has done it.  A call that need not wait
+ * (the kernel is ready) completes without yielding, except every 128th
+ * such call in a row (the cooperative budget of docs/semantics.md rule
+ * 22).
  *
  * Rules shared by the blocking calls (send, recv):
  *   - Checkpoint: a task cancelled on entry gets -ECANCELED and nothing is

@@ -372,3 +372,17 @@ size_t weft__deque_size_approx(const weft__deque_t *d)
 	int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
 	return b > t ? (size_t)(b - t) : 0;
 }
+
+int64_t weft__deque_next_index(const weft__deque_t *d)
+{
+	/* relaxed: only the owner writes bottom, and the owner reads it. */
+	return atomic_load_explicit(&d->bottom, memory_order_relaxed);
+}
+
+bool weft__deque_passed(const weft__deque_t *d, int64_t idx)
+{
+	/* relaxed: a hint for the owner's scheduling order (sched.c); top
+	 * only grows, so a stale value only answers false a little longer,
+	 * and no data is read through it. */
+	return atomic_load_explicit(&d->top, memory_order_relaxed) > idx;
+}

@@ -13,6 +13,7 @@
 #define WEFT_RUNTIME_CORE_DEQUE_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -77,5 +78,20 @@ int weft__deque_steal(weft__deque_t *d, void **out);
  * pushing, popping or stealing.  Never negative.
  * Thread: any. */
 size_t weft__deque_size_approx(const weft__deque_t *d);
+
+/* The index the next weft__deque_push will give its item (indices only
+ * grow; a pop followed by a push reuses the popped index).  For a worker
+ * that must know later whether that item is still queued
+ * (weft__deque_passed).
+ * Thread: owner only. */
+int64_t weft__deque_next_index(const weft__deque_t *d);
+
+/* Whether every item pushed at an index <= idx has left the deque from its
+ * top (stolen, or taken by the owner's last-item pop): true once the
+ * oldest item still queued, if any, has a greater index.  Items the owner
+ * popped from the bottom are not counted: a popped item pushed back gets
+ * its old index again (or, when it was the last one, the next index).
+ * Thread: owner only (the answer may go from false to true under it). */
+bool weft__deque_passed(const weft__deque_t *d, int64_t idx);
 
 #endif

@@ -25,10 +25,16 @@
  *      at most 3 times in a row, so two tasks waking each other cannot
  *      starve the rest (Tokio's cap);
  *   3. the own deque: newest first (fork-join: depth-first, small memory),
- *      except right after a yield, when the injection queue is tried first
- *      (wake-ups from outside should not wait behind yielding CPU work)
- *      and then the oldest is taken, so yielding tasks round-robin instead
- *      of resuming themselves;
+ *      except while a yielded task is queued in it.  A yield puts the task
+ *      at the bottom of the deque and remembers its index (fifo_mark);
+ *      until that task has left the deque, picks take the oldest task
+ *      instead, so every task that was queued on the worker when it
+ *      yielded runs (or is stolen) before it does, and yielding tasks
+ *      round-robin.  Taking the oldest only once, right after the yield,
+ *      was not enough: the next pick, newest first again, took the
+ *      yielder back ahead of the tasks still queued before it.  Right
+ *      after a yield the injection queue is also tried first (wake-ups
+ *      from outside should not wait behind yielding CPU work);
  *   4. the injection queue;
  *   5. stealing the oldest task of a random victim (and up to half of
  *      the rest of its deque, into the own deque), then spinning for a
@@ -56,6 +62,12 @@
  *      consumed immediately after, on the stack switched to, by the same
  *      thread: every resume point (the loop, weft__sched_arrived after a
  *      switch returns, a new fiber's entry) consumes it first.
+ *   4. While `fifo` is set and the deque has not passed fifo_mark, the
+ *      deque holds the last yielded (or over-cap run-next) task at index
+ *      fifo_mark, and the owner takes only from the top: the tasks above
+ *      it are the ones queued before it.  The owner's bottom pops in
+ *      between (weft__sched_help_join) put back what is not theirs at the
+ *      same index, so the mark stays true.
  */
 #include <errno.h>
 #include <limits.h>
@@ -397,7 +409,8 @@ static uint64_t worker_rand(weft__worker_t *w)
 }
 
 /* Puts t (a yielding task, or a run-next task over its cap) at the fair
- * end of w's deque; w takes the oldest task next.  The task behind which t
+ * end of w's deque; w takes the oldest tasks until t has left the deque
+ * (the essay, item 3).  The task behind which t
  * now waits may run for long without yielding, so t must be stealable by
  * a worker that went to sleep: if one sleeps, notify.  Only then is the
  * idle notification's fence paid, not on every yield (B6).  A worker that
@@ -406,8 +419,16 @@ static uint64_t worker_rand(weft__worker_t *w)
  * visibility; w's next requeue or spawn notifies it. */
 static void worker_requeue(weft__worker_t *w, struct weft_task *t)
 {
-	if (weft__deque_push(&w->deque, t) < 0)
+	int64_t idx = weft__deque_next_index(&w->deque);
+	if (weft__deque_push(&w->deque, t) < 0) {
 		weft__inject_push(&w->rt->inject, t);
+	} else {
+		/* Take the oldest until t has left (essay, item 3).  A later
+		 * yield moves the mark down: the earlier yielder sits above
+		 * it, so it still comes first. */
+		w->fifo = true;
+		w->fifo_mark = idx;
+	}
 	w->take_oldest = true;
 	/* relaxed: a hint, as explained above. */
 	if (atomic_load_explicit(&w->rt->idle.nsleeping, memory_order_relaxed))
@@ -538,8 +559,10 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 		worker_requeue(w, t);
 	}
 	w->runnext_streak = 0;
+	bool oldest = false;
 	if (w->take_oldest) {
 		w->take_oldest = false;
+		oldest = true;
 		/* A yield lets others run.  Deadlines that are due fire here
 		 * first (their tasks take the run-next slot): the I/O thread
 		 * would fire them a tick later and only once the OS gives it
@@ -558,6 +581,15 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 		t = weft__inject_pop(&w->rt->inject);
 		if (t)
 			return t;
+	}
+	if (w->fifo) {
+		if (weft__deque_passed(&w->deque, w->fifo_mark))
+			w->fifo = false;
+		else
+			oldest = true;
+	}
+	if (oldest) {
+		/* Our own top: a steal, which may lose to a thief (retry). */
 		void *item;
 		int rc;
 		while ((rc = weft__deque_steal(&w->deque, &item)) == -EAGAIN)

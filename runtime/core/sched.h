@@ -49,7 +49,12 @@ typedef struct weft__worker {
 	struct weft_task *runnext; /* run-next slot (LIFO, capped) */
 	unsigned runnext_streak;   /* consecutive run-next picks */
 	bool take_oldest;	   /* after a yield: take the oldest task */
-	bool spinning;		   /* counted in rt's nspinning */
+	/* A yielded task is queued at fifo_mark in the deque: until it has
+	 * left (weft__deque_passed), picks take the oldest task, so it runs
+	 * behind every task queued before it (sched.c). */
+	bool fifo;
+	int64_t fifo_mark;
+	bool spinning; /* counted in rt's nspinning */
 	unsigned tick;
 	uint64_t rng;
 	enum weft__post post;

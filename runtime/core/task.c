@@ -415,6 +415,14 @@ void weft__task_finish(struct weft_task *t, int rc)
 				t->name);
 		}
 	}
+	/* What it still owns (a Lock left held) hears of the end while the
+	 * task is still itself: nothing may keep naming a record about to
+	 * be recycled. */
+	while (t->owned) {
+		struct weft__owned *o = t->owned;
+		weft__task_disown(t, o);
+		o->ended(o, t);
+	}
 	int state;
 	if (rc == 0)
 		state = WEFT_TASK_FINISHED;

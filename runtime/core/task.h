@@ -29,6 +29,15 @@ struct weft_context;
 #define WEFT__PARK_CANCELLABLE 4u
 #define WEFT__PARK_GEN_SHIFT 3
 
+/* Something a task owns that must hear of the task's end (a Lock it
+ * holds: sync/lock.c): listed on its owner (weft__task_own), which calls
+ * `ended` at its end if it is still listed (weft__task_finish).  Only the
+ * owner task touches the list and the links, while it owns the node. */
+struct weft__owned {
+	struct weft__owned *next, *prev;
+	void (*ended)(struct weft__owned *o, struct weft_task *owner);
+};
+
 struct weft_task {
 	/* Hot scheduling fields first; small fields are grouped below so the
 	 * record has no padding holes (its size is most of what a parked
@@ -90,6 +99,8 @@ struct weft_task {
 	 * STARTED/ENDED, when the handshake record may already be gone). */
 	_Atomic uint64_t start_wait_gen;
 	void *start_value;
+	/* What the task owns (weft__task_own), newest first.  Owner only. */
+	struct weft__owned *owned;
 	uint64_t id;
 	/* External thread blocked in weft_runtime_run on this root task. */
 	atomic_uint *root_done;
@@ -213,6 +224,30 @@ bool weft__task_wake(struct weft_task *t, uint64_t gen);
 bool weft__task_wake_deferred(struct weft_task *t, uint64_t gen);
 /* Wake t only if its current park is cancellable.  Any thread. */
 bool weft__task_wake_cancel(struct weft_task *t);
+
+/* Lists o on self (which now owns it): o->ended(o, self) runs at self's
+ * end unless weft__task_disown comes first.  Thread: self. */
+static inline void weft__task_own(struct weft_task *self, struct weft__owned *o)
+{
+	o->prev = NULL;
+	o->next = self->owned;
+	if (o->next)
+		o->next->prev = o;
+	self->owned = o;
+}
+
+/* Unlists o, listed on self by weft__task_own.  Thread: self. */
+static inline void weft__task_disown(struct weft_task *self,
+	struct weft__owned *o)
+{
+	if (o->prev)
+		o->prev->next = o->next;
+	else
+		self->owned = o->next;
+	if (o->next)
+		o->next->prev = o->prev;
+	o->next = o->prev = NULL;
+}
 
 /* The slow path of weft__task_link_root below.  Thread: t itself. */
 void weft__task_link_root_slow(struct weft_task *t);

@@ -18,24 +18,54 @@
  * the new holder notifying (which must wait for our queueing anyway) and
  * cancelled waiters leaving, so the hold stays short.
  *
- * After the wait (granted by notify, or cancelled and dequeued - the
- * waitq grant decides, so a notification is never both consumed and
- * reported as a cancellation), the task re-acquires the Lock ignoring
- * cancellation (weft__lock_acquire_uncancellable: a non-cancellable park,
- * FIFO behind the other waiters).  Trio does the same with a shielded
- * acquire.
+ * Notify does not wake anybody: it moves the oldest waiters that may be
+ * granted (weft__waitq_first) from the condition's queue to the tail of
+ * the Lock's (weft__lock_repark_locked, under both spin locks), as Trio's
+ * Condition.notify reparks them onto its Lock's ParkingLot.  So the
+ * notified tasks stay parked, count in weft_lock_waiting, and are handed
+ * the Lock one by one, FIFO after the tasks that were already waiting
+ * for it, when the notifier (and then each of them) releases it; a task
+ * that calls acquire after the notify queues behind them.  Waking them
+ * instead, to race for the Lock, let any other task take it first.
+ *
+ * A moved waiter is still in the park it began on the condition, which
+ * is cancellable.  Rather than rewrite its park word, the node is marked
+ * (`reparked`) and the Lock's grant never passes a marked node over
+ * (weft__waitq_grantable); a cancellation may still wake the task early,
+ * and it then parks again on the Lock's queue, uncancellably
+ * (weft__lock_wait_reparked), keeping its place.  That is Trio's
+ * "re-acquire even when cancelled, then raise Cancelled".
+ *
+ * A waiter cancelled while still on the condition's queue (the queue's
+ * lock decides between that and a notify, so a notification is never
+ * both taken and lost) removes its node and re-acquires the Lock
+ * ignoring cancellation (weft__lock_acquire_uncancellable: FIFO behind
+ * the other waiters).
+ *
+ * Invariants
+ *   1. A node is on exactly one queue: the condition's (guarded by its
+ *      spin lock) until a notify moves it, holding both spin locks,
+ *      then the Lock's (guarded by the Lock's), where only a grant
+ *      removes it.  Its generation is written under the lock of the
+ *      queue that holds it, which is the lock its waker reads it under.
+ *   2. wait returns 0 only when notified and not cancelled by the time
+ *      it holds the Lock again; otherwise -ECANCELED.  Either way it
+ *      returns holding the Lock, unless the Lock broke (its owner ended
+ *      holding it, lock.c): then it returns -EOWNERDEAD without it.
  *
  * Lock order: the condition's spin lock before the Lock's spin lock.
  *
  * Lifetime: nwaiting counts tasks from before they release the Lock
  * until they have re-acquired it, so destroy refuses while a waiter may
- * still touch the condition or its own Lock.
+ * still touch the condition or its own Lock; a moved node also counts in
+ * the Lock's nwaiting until its grant.
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
 
 #include "base/alloc.h"
+#include "core/cancel.h"
 #include "core/task.h"
 #include "sync/lock.h"
 #include "sync/waitq.h"
@@ -103,7 +133,24 @@ int weft_condition_wait(weft_condition_t *c)
 	weft__lock_release(lock, self);
 	rc = weft__waitq_wait(&c->spin, &c->q, &n, self);
 	weft__spin_unlock(&c->spin);
-	weft__lock_acquire_uncancellable(lock, self);
+	if (rc == 0) {
+		/* Notified: n is on the lock's queue (invariant 1). */
+		rc = weft__lock_wait_reparked(lock, &n, self);
+		/* Invariant 2: a cancellation that came before we had the
+		 * lock back is reported.  relaxed: our own cur_scope; the
+		 * flag's load is seq_cst (weft__scope_is_cancelled). */
+		struct weft_scope *s = atomic_load_explicit(&self->cur_scope,
+			memory_order_relaxed);
+		if (rc == 0 && weft__scope_is_cancelled(s)) {
+			weft__scope_note_observed(weft__scope_origin(s));
+			rc = -ECANCELED;
+		}
+	} else {
+		/* Cancelled before a notify; -EOWNERDEAD overrides. */
+		int arc = weft__lock_acquire_uncancellable(lock, self);
+		if (arc < 0)
+			rc = arc;
+	}
 	weft__spin_lock(&c->spin);
 	c->nwaiting--;
 	weft__spin_unlock(&c->spin);
@@ -119,17 +166,21 @@ int weft_condition_notify(weft_condition_t *c, size_t n)
 		return WEFT_ENOTFIBER;
 	if (!weft__lock_owned_by(c->lock, self))
 		return WEFT_EMISUSE;
-	weft__wakelist_t wl = { 0 };
-	size_t woken = 0;
+	size_t moved = 0;
+	struct weft_lock *lock = c->lock;
+	/* Lock order: the condition's spin lock, then the Lock's. */
 	weft__spin_lock(&c->spin);
+	weft__spin_lock(&lock->spin);
 	struct weft__wait_node *node;
-	while (woken < n && (node = weft__waitq_first(&c->q)) != NULL) {
-		weft__waitq_grant(&c->q, node, &wl);
-		woken++;
+	while (moved < n && (node = weft__waitq_first(&c->q)) != NULL) {
+		weft__lock_repark_locked(lock, &c->q, node);
+		moved++;
 	}
+	weft__spin_unlock(&lock->spin);
 	weft__spin_unlock(&c->spin);
-	weft__waitq_flush(&wl);
-	return woken > INT_MAX ? INT_MAX : (int)woken;
+	/* Nobody to wake: the moved tasks stay parked until our release
+	 * (or a later holder's) hands them the lock. */
+	return moved > INT_MAX ? INT_MAX : (int)moved;
 }
 
 int weft_condition_notify_all(weft_condition_t *c)

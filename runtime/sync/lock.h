@@ -9,6 +9,7 @@
 
 #include "base/common.h"
 #include "base/spin.h"
+#include "core/task.h"
 #include "sync/waitq.h"
 #include "weft/sync.h"
 
@@ -18,6 +19,10 @@ struct weft_task;
  * the slow path (which hands the lock over).  Task records are at least
  * 8-byte aligned, so bit 0 of an owner pointer is free. */
 #define WEFT__LOCK_WAITERS ((uintptr_t)1)
+/* The whole word of a broken lock: its owner ended holding it (lock.c).
+ * Never an owner's address (records are 8-byte aligned), never with
+ * WAITERS, and never changes again. */
+#define WEFT__LOCK_BROKEN ((uintptr_t)2)
 
 struct weft_lock {
 	/* The owning task's address | WAITERS, or 0 when free.  Changes:
@@ -30,12 +35,15 @@ struct weft_lock {
 	/* Tasks inside an acquire's slow path (queued, or granted and not
 	 * yet returned): destroy refuses while it is not 0.  Under spin. */
 	size_t nwaiting;
+	/* Listed on the owner task while it holds the lock (weft__task_own),
+	 * so that its end breaks the lock.  Owner only. */
+	struct weft__owned owned;
 };
 
 /* Initialises an embedded lock (condition.c).  Thread: any, before l is
  * shared. */
 void weft__lock_init(struct weft_lock *l);
-/* Whether l may be freed: not held, nobody in an acquire.  Any thread;
+/* Whether l may be freed: not held (or broken), nobody in an acquire.  Any thread;
  * nobody may start using l concurrently. */
 bool weft__lock_idle(struct weft_lock *l);
 
@@ -56,9 +64,24 @@ static inline bool weft__lock_owned_by(const struct weft_lock *l,
  * made runnable before returning.  Thread: the holder. */
 void weft__lock_release(struct weft_lock *l, struct weft_task *self);
 
-/* Acquires l for self ignoring cancellation: returns only with l held.
+/* Moves n, a waiter of the Condition queue `from`, to the tail of l's
+ * queue (weft__waitq_move), counting it in nwaiting: it will be handed l
+ * in FIFO order and is never passed over.  Thread: the holder of l (a
+ * notifier), holding the Condition's spin lock and l->spin. */
+void weft__lock_repark_locked(struct weft_lock *l, weft__waitq_t *from,
+	struct weft__wait_node *n);
+
+/* For self, whose node n weft__lock_repark_locked moved onto l's queue:
+ * waits, uncancellably, until n is granted, and returns 0 with l held,
+ * or -EOWNERDEAD (l not held) if l broke meanwhile.  Thread: the fiber
+ * self, holding no spin lock. */
+WEFT_FIBER_FN int weft__lock_wait_reparked(struct weft_lock *l,
+	struct weft__wait_node *n, struct weft_task *self);
+
+/* Acquires l for self ignoring cancellation: returns 0 with l held, or
+ * -EOWNERDEAD (nothing acquired) when l is or becomes broken.
  * Thread: the fiber self (not holding l). */
-WEFT_FIBER_FN void weft__lock_acquire_uncancellable(struct weft_lock *l,
+WEFT_FIBER_FN int weft__lock_acquire_uncancellable(struct weft_lock *l,
 	struct weft_task *self);
 
 #endif

@@ -113,6 +113,7 @@ int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 	/* seq_cst (a plain access of an atomic_bool), under the lock, as is
 	 * every access to `granted` here: the lock orders them. */
 	n->granted = false;
+	n->reparked = false;
 	waitq_push(q, n);
 	for (;;) {
 		n->gen = weft__task_park_prepare(self, true);
@@ -124,8 +125,9 @@ int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 		weft__spin_unlock(lock);
 		weft__task_park_commit_on(self, what);
 		weft__spin_lock(lock);
-		/* seq_cst, under the lock the granter held when it stored. */
-		if (n->granted)
+		/* seq_cst, under the lock the granter held when it stored;
+		 * `reparked` was written under this lock too. */
+		if (n->granted || n->reparked)
 			return 0;
 	}
 	weft__waitq_remove(q, n);
@@ -144,6 +146,7 @@ int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
 	/* relaxed: n is not queued yet; the lock's release publishes the
 	 * store to whoever grants n. */
 	atomic_store_explicit(&n->granted, false, memory_order_relaxed);
+	n->reparked = false;
 	waitq_push(q, n);
 	for (;;) {
 		n->gen = weft__task_park_prepare(self, true);
@@ -182,6 +185,7 @@ void weft__waitq_wait_uncancellable(weft__spin_t *lock, weft__waitq_t *q,
 	 * weft__waitq_wait.  Never passed over (weft__waitq_grantable): the
 	 * park is not cancellable. */
 	n->granted = false;
+	n->reparked = false;
 	waitq_push(q, n);
 	/* A non-cancellable park: weft__task_wake_cancel skips it, so only
 	 * the granting waker's generation ends it. */
@@ -193,6 +197,14 @@ void weft__waitq_wait_uncancellable(weft__spin_t *lock, weft__waitq_t *q,
 		weft__spin_lock(lock);
 		/* seq_cst read of `granted`, under the lock (see above). */
 	} while (!n->granted);
+}
+
+void weft__waitq_move(weft__waitq_t *from, weft__waitq_t *to,
+	struct weft__wait_node *n)
+{
+	weft__waitq_remove(from, n);
+	n->reparked = true;
+	waitq_push(to, n);
 }
 
 void weft__waitq_grant(weft__waitq_t *q, struct weft__wait_node *n,

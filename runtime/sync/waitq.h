@@ -31,6 +31,13 @@ struct weft__wait_node {
 	/* Set by the waker, as its last access to the node (release; pairs
 	 * with the waiter's acquire): the wait succeeded. */
 	atomic_bool granted;
+	/* Set by weft__waitq_move (a Condition's notify moving the waiter
+	 * onto its Lock's queue): the node has left the queue it was
+	 * queued on, and its waiter now waits for a grant from the other
+	 * one, uncancellably, so no waker may pass it over
+	 * (weft__waitq_grantable).  Written under both primitives' locks;
+	 * read under either. */
+	bool reparked;
 	/* For the primitive: what the waiter wants or was given (a channel
 	 * item buffer, a semaphore count, a borrower token...). */
 	void *data;
@@ -69,8 +76,9 @@ typedef struct weft__wakelist {
 WEFT_FIBER_FN int weft__waitq_begin(struct weft_task **self);
 
 /* Enqueues n for self at the tail of q and parks until a waker grants it
- * (returns 0) or self's scope is cancelled first (n is removed, the
- * observation recorded, returns -ECANCELED).  `lock` is held on entry and
+ * or moves it to another queue (weft__waitq_move; returns 0 in both
+ * cases, n->reparked tells which) or self's scope is cancelled first (n
+ * is removed, the observation recorded, returns -ECANCELED).  `lock` is held on entry and
  * on return, released while parked.  n->data and n->aux are the caller's;
  * the rest is set here.  Thread: the fiber self, after weft__waitq_begin. */
 WEFT_FIBER_FN int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
@@ -92,8 +100,8 @@ WEFT_FIBER_FN void weft__waitq_wait_uncancellable(weft__spin_t *lock,
 WEFT_FIBER_FN int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
 	struct weft__wait_node *n, struct weft_task *self);
 
-/* Whether n may still be granted: its wait is uncancellable, or its
- * scope has not been cancelled.  A waiter whose cancellation was
+/* Whether n may still be granted: its wait is uncancellable (its park,
+ * or n->reparked), or its scope has not been cancelled.  A waiter whose cancellation was
  * requested is awake already (the cancellation woke it) and will leave
  * the queue with -ECANCELED, taking nothing: a cancellation that came
  * before the grant wins, as in Trio; only one racing with the grant may
@@ -113,6 +121,11 @@ static inline bool weft__waitq_grantable(const struct weft__wait_node *n)
 	uint64_t cancel_woken = (n->gen << WEFT__PARK_GEN_SHIFT) |
 		WEFT__PARK_WOKEN | WEFT__PARK_CANCELLABLE;
 	if (WEFT__LIKELY((w & ~(uint64_t)WEFT__PARK_PARKED) != cancel_woken))
+		return true;
+	/* Moved here by a notify: its park is still the cancellable one it
+	 * began on the Condition, but it now waits uncancellably (a
+	 * cancellation only makes it park again, on this queue). */
+	if (n->reparked)
 		return true;
 	/* Woken: by the cancellation, or spuriously by one that a shield
 	 * stops: the waiter's innermost scope (fixed while it waits) decides.
@@ -138,6 +151,14 @@ static inline struct weft__wait_node *weft__waitq_first(weft__waitq_t *q)
  * weft__waitq_grant and weft__waitq_wait already remove.  Thread: any,
  * holding the primitive's lock. */
 void weft__waitq_remove(weft__waitq_t *q, struct weft__wait_node *n);
+
+/* Moves n, queued on `from`, to the tail of `to` without waking its
+ * task, and sets n->reparked: its waiter, parked in weft__waitq_wait on
+ * `from`, returns 0 from that wait at its next wake-up and must then wait
+ * for `to`'s grant itself (the Condition's notify and its Lock: Trio's
+ * ParkingLot.repark).  Thread: any, holding both queues' locks. */
+void weft__waitq_move(weft__waitq_t *from, weft__waitq_t *to,
+	struct weft__wait_node *n);
 
 /* Removes n from q, marks it granted and wakes its task: the wait returns
  * 0 even if a cancellation woke the task first (cancel-atomicity: the
