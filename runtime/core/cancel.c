@@ -462,6 +462,7 @@ int weft_scope_enter(weft_scope_t *s)
 	return scope_enter(t, s, __builtin_return_address(0));
 }
 
+#ifdef WEFT_DEBUG
 /* Where scope s was entered, for a report: "<site>" as the code address
  * of the public call (user scopes and groups), or what entered it. */
 static void scope_site(const struct weft_scope *s, char *buf, size_t n)
@@ -485,6 +486,8 @@ static void scope_site(const struct weft_scope *s, char *buf, size_t n)
 	else
 		snprintf(buf, n, "an unknown place");
 }
+
+#endif
 
 void weft__scope_misnest_report(const char *call, struct weft_task *t,
 	const struct weft_scope *s)

@@ -324,9 +324,11 @@ static inline void worker_inline_end(struct weft_task *self,
 	weft__task_unref(t); /* the run reference */
 }
 
-/* The next child of g to run inline on self's stack, or NULL. */
-static struct weft_task *worker_inline_next(struct weft_task *self,
-	struct weft_group *g)
+/* The next child of g to run inline on self's stack, or NULL.  Always
+ * inlined: as a call of its own (twice per join) it cost B1 fib about 35
+ * instructions per spawn under callgrind. */
+static inline __attribute__((always_inline)) struct weft_task *
+worker_inline_next(struct weft_task *self, struct weft_group *g)
 {
 	/* relaxed: a hint; a stale count only ends the inline runs early
 	 * (the join still waits) or costs one more pop. */
