@@ -37,6 +37,12 @@ static int sleep_forever(void *arg)
 
 /* {======================================================= final states */
 
+static int quick_zero(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
 static int states_root(void *arg)
 {
 	(void)arg;
@@ -250,6 +256,31 @@ static int many_waiters_root(void *arg)
 WEFT_TEST_ROOT(task, every_waiter_is_woken_once_the_task_ends,
 	many_waiters_root, NULL)
 
+/* Rule 22: weft_task_wait is a checkpoint also when the task has ended:
+ * a cancelled caller gets -ECANCELED, an uncancelled one 0. */
+static int wait_ended_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	weft_task_t *h = weft_test_spawn(g, quick_zero, NULL);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(weft_task_state(h), WEFT_TASK_FINISHED);
+	CHECK_EQ(weft_task_wait(h), 0);
+	weft_scope_t *s;
+	CHECK_EQ(weft_scope_open(&s, WEFT_FOREVER, 0), 0);
+	CHECK_EQ(weft_scope_cancel(s, "stop"), 0);
+	CHECK_EQ(weft_task_wait(h), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(s), 0);
+	CHECK(weft_scope_cancelled_caught(s));
+	weft_scope_destroy(s);
+	weft_task_release(h);
+	return 0;
+}
+
+WEFT_TEST_ROOT(task, wait_on_an_ended_task_is_a_checkpoint, wait_ended_root,
+	NULL)
+
 /* }======================================================= */
 
 /* {======================================================= reason, rename, remove */
@@ -416,6 +447,7 @@ int main(void)
 		WEFT_TEST(
 			test_task__cancelled_wait_returns_ecanceled_and_leaves_the_task),
 		WEFT_TEST(test_task__every_waiter_is_woken_once_the_task_ends),
+		WEFT_TEST(test_task__wait_on_an_ended_task_is_a_checkpoint),
 		WEFT_TEST(test_task__cancel_with_gives_the_task_its_reason),
 		WEFT_TEST(test_task__rename_through_a_handle),
 		WEFT_TEST(test_task__remove_done_unregisters_callbacks),

@@ -127,9 +127,9 @@ WEFT_EXTERN int weft_task_cancel_with(weft_task_t *h, const char *reason);
  * Errors: -EINVAL, -ECANCELED (the caller's scope was cancelled first; the
  * task keeps running), WEFT_ENOTFIBER, WEFT_EMISUSE (waiting on itself, or
  * stale h).
- * Checkpoint: yes, except that a task that has already finished gives 0
- * without checking the caller's cancellation (docs/semantics.md rule 22,
- * "Not yet").  Threads: weft fiber. */
+ * Checkpoint: yes (docs/semantics.md rule 22: a cancelled caller gets
+ * -ECANCELED also when the task has already finished).
+ * Threads: weft fiber. */
 WEFT_EXTERN int weft_task_wait(weft_task_t *h);
 
 /* What it does: the task's id (unique in the process, never 0) and name.

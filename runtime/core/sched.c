@@ -208,7 +208,7 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 	weft__worker_t *w = weft__sched_current();
 	w->post = post;
 	w->post_task = self;
-	self->coop_used = 0; /* others get the worker now (waitq.c) */
+	self->coop_used = 0; /* others get the worker now (see task.h) */
 	worker_qs_step(w);   /* even: the fiber is leaving */
 	weft__fiber_t *to = &w->sched;
 	bool resume = false;

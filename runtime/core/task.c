@@ -263,6 +263,28 @@ bool weft__task_root_cancelled(struct weft_task *t)
 
 /* {======================================================= park / wake */
 
+int weft__task_blocking_enter(struct weft_task *t)
+{
+	/* The cooperative budget (Tokio's): blocking calls that keep
+	 * completing at once do not yield, but every WEFT__COOP_BUDGET-th
+	 * call since the task last switched out does, so a loop of them
+	 * cannot keep other tasks off its worker.  A switch-out resets the
+	 * count (weft__sched_switch_out). */
+	if (__builtin_expect(++t->coop_used >= WEFT__COOP_BUDGET, 0))
+		weft__sched_switch_out(t, WEFT__POST_YIELD);
+	if (!t->root_linked && !weft__task_root_cancelled(t))
+		return 0;
+	weft__task_link_root(t);
+	/* relaxed: cur_scope is written only by this task (the atomic is for
+	 * introspection on other threads); it pairs with nothing. */
+	struct weft_scope *s = atomic_load_explicit(&t->cur_scope,
+		memory_order_relaxed);
+	if (!weft__scope_is_cancelled(s))
+		return 0;
+	weft__scope_note_observed(weft__scope_origin(s));
+	return -ECANCELED;
+}
+
 uint64_t weft__task_park_prepare(struct weft_task *self, bool cancellable)
 {
 	/* relaxed: the generation is only written by this task; a waker
@@ -868,6 +890,10 @@ int weft_task_wait(weft_task_t *hd)
 		return WEFT_ENOTFIBER;
 	if (self == h)
 		return WEFT_EMISUSE;
+	/* A checkpoint also when h has already ended (rule 22). */
+	int rc = weft__task_blocking_enter(self);
+	if (rc < 0)
+		return rc;
 	weft__task_link_root(self);
 	struct weft__waiter node = { .task = self };
 	for (;;) {

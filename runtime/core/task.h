@@ -65,7 +65,7 @@ struct weft_task {
 	bool fail_collateral; /* failed while already cancelled */
 	bool started_called;
 	/* Calls of blocking operations that completed without parking since
-	 * the task last switched out (weft__waitq_begin's budget).  Owner
+	 * the task last switched out (weft__task_blocking_enter's budget).  Owner
 	 * only. */
 	uint8_t coop_used;
 	/* Set by weft_panic (panic.c) before the task's end, so that the end
@@ -259,6 +259,19 @@ static inline void weft__task_link_root(struct weft_task *t)
 	if (__builtin_expect(!t->root_linked, 0))
 		weft__task_link_root_slow(t);
 }
+/* Calls of blocking operations a task may complete without parking in a
+ * row before one of them yields (Tokio's cooperative budget is 128). */
+#define WEFT__COOP_BUDGET 128
+
+/* The entry of every blocking call (docs/semantics.md rule 22): yields
+ * first when t has used its cooperative budget, then returns -ECANCELED
+ * (recording the observation) if t is cancelled, else 0.  A root scope
+ * that is not linked yet and not cancelled (read through the group's
+ * scope) stays unlinked, so a call that completes at once never takes
+ * that scope's lock; a wait links it before parking.  Call with no lock
+ * held (it may yield).  Thread: t itself, a weft fiber. */
+WEFT_FIBER_FN int weft__task_blocking_enter(struct weft_task *t);
+
 /* Whether t is cancelled as far as its root scope is concerned, also
  * before the lazy link (then the parent scope decides).  Thread: any
  * (t itself in practice: at its start and its end). */

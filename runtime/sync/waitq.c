@@ -50,28 +50,7 @@ int weft__waitq_begin(struct weft_task **self)
 	*self = t;
 	if (t == NULL)
 		return WEFT_ENOTFIBER;
-	/* The cooperative budget (Tokio's): blocking calls that keep
-	 * completing at once do not yield, but every WEFT__COOP_BUDGET-th
-	 * call since the task last switched out does, so a loop of them
-	 * cannot keep other tasks off its worker.  A switch-out resets the
-	 * count (weft__sched_switch_out). */
-	if (__builtin_expect(++t->coop_used >= WEFT__COOP_BUDGET, 0))
-		weft__sched_switch_out(t, WEFT__POST_YIELD);
-	/* A task whose root scope is not linked yet (it never checkpointed:
-	 * a child that only sends on a channel, say) is checked without
-	 * linking it, so an operation that does not park never takes its
-	 * group scope's lock; the waits below link it before parking. */
-	if (!t->root_linked && !weft__task_root_cancelled(t))
-		return 0;
-	weft__task_link_root(t);
-	/* relaxed: cur_scope is written only by this task (the atomic is for
-	 * introspection on other threads); it pairs with nothing. */
-	struct weft_scope *s = atomic_load_explicit(&t->cur_scope,
-		memory_order_relaxed);
-	if (!weft__scope_is_cancelled(s))
-		return 0;
-	weft__scope_note_observed(weft__scope_origin(s));
-	return -ECANCELED;
+	return weft__task_blocking_enter(t);
 }
 
 static void waitq_push(weft__waitq_t *q, struct weft__wait_node *n)

@@ -60,18 +60,14 @@ typedef struct weft__wakelist {
 	struct weft_task *head, *tail;
 } weft__wakelist_t;
 
-/* Calls of blocking operations a task may complete without parking in a
- * row before one of them yields (Tokio's cooperative budget is 128). */
-#define WEFT__COOP_BUDGET 128
-
 /* Before taking the primitive's lock to wait: returns -ECANCELED (and
  * records the observation) if the calling task is cancelled, WEFT_ENOTFIBER
  * from a plain thread, else 0 with *self set.  A root scope that is not
  * linked yet and not cancelled (read through the group's scope) stays
  * unlinked, so a call that completes at once never takes that scope's
  * lock; the waits below link it before parking.  Yields first when the
- * task has used its cooperative budget (WEFT__COOP_BUDGET), so it must be
- * called with no lock held.  Thread: any (a weft fiber may yield here; a
+ * task has used its cooperative budget (weft__task_blocking_enter), so it
+ * must be called with no lock held.  Thread: any (a weft fiber may yield here; a
  * plain thread gets WEFT_ENOTFIBER). */
 WEFT_FIBER_FN int weft__waitq_begin(struct weft_task **self);
 
