@@ -100,30 +100,43 @@ static void idle_wake(weft__worker_t *w)
 void weft__idle_notify(struct weft_runtime *rt)
 {
 	weft__idle_t *idle = &rt->idle;
-	/* seq_cst fence: the producer's half of the Dekker pair (the work
-	 * was published before this point). */
-	WEFT__IDLE_FENCE(idle);
-	/* relaxed: ordered by the fence (it pairs with idle_sleep's). */
-	if (atomic_load_explicit(&idle->nspinning, memory_order_relaxed) != 0 ||
-		atomic_load_explicit(&idle->nsleeping, memory_order_relaxed) ==
-			0)
-		return;
-	int zero = 0;
-	/* seq_cst, as every read-modify-write of nspinning: takes the
-	 * spinning token against other producers and spinners. */
-	if (!atomic_compare_exchange_strong_explicit(&idle->nspinning, &zero, 1,
-		    memory_order_seq_cst, memory_order_relaxed))
-		return; /* somebody started spinning: they will find it */
-	weft__worker_t *w = idle_pop_sleeper(idle);
-	if (w == NULL) {
-		/* Nobody to hand the token to.  A worker that goes to sleep
-		 * from now on re-checks the queues after its fence.  seq_cst,
-		 * as every read-modify-write of nspinning. */
+	for (;;) {
+		/* seq_cst fence: the producer's half of the Dekker pair (the
+		 * work was published before this point). */
+		WEFT__IDLE_FENCE(idle);
+		/* relaxed: ordered by the fence (it pairs with
+		 * idle_sleep's). */
+		if (atomic_load_explicit(&idle->nspinning,
+			    memory_order_relaxed) != 0 ||
+			atomic_load_explicit(&idle->nsleeping,
+				memory_order_relaxed) == 0)
+			return;
+		int zero = 0;
+		/* seq_cst, as every read-modify-write of nspinning: takes
+		 * the spinning token against other producers and
+		 * spinners. */
+		if (!atomic_compare_exchange_strong_explicit(&idle->nspinning,
+			    &zero, 1, memory_order_seq_cst,
+			    memory_order_relaxed))
+			return; /* somebody started spinning: they find it */
+		weft__worker_t *w = idle_pop_sleeper(idle);
+		if (w != NULL) {
+			idle_wake(w);
+			return;
+		}
+		/* Nobody to hand the token to: give it back (seq_cst, as
+		 * every read-modify-write of nspinning) and look again.
+		 * While we held it, another producer may have seen it and
+		 * returned, trusting a spinner to find its work, while the
+		 * workers went to sleep: without the second look that work
+		 * would wait for the next notification (tools/models/
+		 * idle.pml found the interleaving).  The retry ends: the
+		 * list was empty under the lock, so a second round finds a
+		 * sleeper only if a worker went to sleep meanwhile, and then
+		 * wakes it. */
 		atomic_fetch_sub_explicit(&idle->nspinning, 1,
 			memory_order_seq_cst);
-		return;
 	}
-	idle_wake(w);
 }
 
 void weft__idle_wake_all(struct weft_runtime *rt)
