@@ -73,7 +73,9 @@
  * Property: no lost notification.  When nothing can move any more
  *   (every worker asleep on its futex or inside a task that never
  *   switches out, the producers done), no task is queued: a worker that
- *   is free never sleeps while a task waits.  The model's only unbounded loops block (a worker with
+ *   is free never sleeps while a task waits.  Also checked there: no
+ *   spinning token is left behind (nspinning == 0 once everybody
+ *   sleeps).  The model's only unbounded loops block (a worker with
  *   nothing to do ends asleep after SPIN attempts), so "eventually run"
  *   reduces to that check of the terminal states (the `timeout`
  *   monitor; check.sh's progress run proves there is no infinite
@@ -98,8 +100,7 @@
  * idle_pop_sleeper finds nobody, weft__idle_notify gives the token back
  * and starts over (the fence again, then the two loads), so a worker
  * listed since then is woken; the seq_cst fetch_sub then the fence make
- * it the Dekker pair of step 3's listing and fence.  Also checked there: no spinning token is left behind
- *   (nspinning == 0 once everybody sleeps).
+ * it the Dekker pair of step 3's listing and fence.
  */
 
 #ifndef NWORKERS
