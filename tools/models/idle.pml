@@ -96,12 +96,18 @@
  * Nobody spins and both workers sleep with B queued until the next
  * notification, which may never come.  With one producer, a worker
  * spawning through weft__sched_spawn plays P2's part while its task runs
- * on without switching.  The fix modelled by NOTIFY_RETRY: when
- * idle_pop_sleeper finds nobody, weft__idle_notify gives the token back
- * and starts over (the fence again, then the two loads), so a worker
- * listed since then is woken; the seq_cst fetch_sub then the fence make
- * it the Dekker pair of step 3's listing and fence.
+ * on without switching.  The fix, which idle.c now has (NOTIFY_RETRY,
+ * the model's default): when idle_pop_sleeper finds nobody,
+ * weft__idle_notify gives the token back and starts over (the fence
+ * again, then the two loads), so a worker listed since then is woken;
+ * the seq_cst fetch_sub then the fence make it the Dekker pair of step
+ * 3's listing and fence.  -DNOTIFY_NO_RETRY models the code before the
+ * fix; check.sh runs it to show the model still catches the bug.
  */
+
+#ifndef NOTIFY_NO_RETRY
+#define NOTIFY_RETRY
+#endif
 
 #ifndef NWORKERS
 #define NWORKERS 2
