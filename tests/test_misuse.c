@@ -3,7 +3,8 @@
  * freed group, a runtime destroyed while task handles are held, a stream
  * or listener closed twice or used after its close, a UDP socket closed
  * twice, a close racing other tasks' calls, and a destroy racing the
- * start of a run; under ASan, a read of a freed record's dead fields.
+ * start of a run; under ASan, the dead fields of free records are
+ * poisoned.
  *
  * Every misuse is checked both ways, in every build (the sanitizer builds
  * included: socket records stay allocated while their runtime lives): as
