@@ -30,6 +30,24 @@
  * a stream while another task is parked in it wakes that task with
  * WEFT_ECLOSED.
  *
+ * Handles and closing: a weft_stream_t * or weft_listener_t * is a
+ * checked handle, valid from its creation until its close.  Every call
+ * checks it first: a call on a handle that was closed (a second close, a
+ * read after the close, a handle kept past it whose memory now serves
+ * another stream) is an API misuse, reported and refused, never run on
+ * another object: WEFT_DEBUG builds abort with a message naming the call,
+ * other builds return WEFT_EMISUSE and do nothing.  (The memory of a
+ * closed socket stays the runtime's until the runtime is destroyed; a
+ * handle closed 32768 times over, counting its memory's later lives, is
+ * no longer recognised.)  A close racing another task's call on the same
+ * object: the call either took the object before the close (it then
+ * finishes normally, or returns WEFT_ECLOSED: a parked call is woken, a
+ * call about to make a system call makes none) or starts after it, which
+ * is the misuse above.  So a task that may still call on a stream must
+ * learn of the close before it calls again (WEFT_ECLOSED from the call it
+ * was parked in, or the closer's word); cancelling it is the other way to
+ * stop it.
+ *
  * Errors are negative errno values (-ECONNREFUSED, -ECONNRESET,
  * -ETIMEDOUT, -EADDRINUSE, -EMFILE, -EPIPE...) or weft codes
  * (WEFT_ENOTFOUND for an unknown host, WEFT_EDNS for other resolver
@@ -86,7 +104,8 @@ WEFT_EXTERN int weft_unix_listen(weft_listener_t **out, const char *path,
 	int backlog);
 
 /* What it does: the local port of a TCP listener (the chosen one when it
- * was created with port 0); -EINVAL for NULL or a UNIX listener.
+ * was created with port 0); -EINVAL for NULL or a UNIX listener,
+ * WEFT_EMISUSE for a closed one (WEFT_DEBUG builds abort).
  * Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int weft_listener_port(const weft_listener_t *l);
 
@@ -95,8 +114,10 @@ WEFT_EXTERN int weft_listener_port(const weft_listener_t *l);
  * in the listener's queue.
  * Ownership: the caller owns *out; free with weft_stream_close.
  * Errors: -EINVAL (NULL), -EBUSY (another task is accepting on l),
- * WEFT_ECLOSED (l was closed), -EMFILE/-ENFILE (out of fds: the pending
- * connection stays queued; retry once fds are free), -ENOMEM,
+ * WEFT_ECLOSED (l was closed while the call was parked), WEFT_EMISUSE (l
+ * was closed before the call: WEFT_DEBUG builds abort), -EMFILE/-ENFILE
+ * (out of fds: the pending connection stays queued; retry once fds are
+ * free), -ENOMEM,
  * -ECANCELED (no connection was taken), WEFT_ENOTFIBER.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_listener_accept(weft_listener_t *l, weft_stream_t **out);
@@ -106,8 +127,8 @@ WEFT_EXTERN int weft_listener_accept(weft_listener_t *l, weft_stream_t **out);
  * l is freed (the I/O thread finishes the close on its own).
  * Ownership: l is invalid after the call.
  * Errors: -EINVAL (NULL), WEFT_EMISUSE (l was already closed: nothing is
- * done; WEFT_DEBUG builds abort naming the call.  Detected while l's
- * memory is not reused by a later allocation).
+ * done; WEFT_DEBUG builds abort naming the call; see "Handles and
+ * closing" above).
  * Checkpoint: no.  Threads: weft fiber or any thread of the runtime's
  * process while the runtime exists. */
 WEFT_EXTERN int weft_listener_close(weft_listener_t *l);
@@ -127,7 +148,9 @@ typedef int (*weft_conn_fn)(weft_stream_t *s, void *arg);
  * again, so a server survives fd exhaustion.
  * Ownership: l stays the caller's; g must stay open while serve runs.
  * Errors: 0 (stop was set), -EINVAL (NULL l, g or handler), -ECANCELED
- * (the calling task was cancelled), WEFT_ECLOSED (l closed), -EBUSY,
+ * (the calling task was cancelled), WEFT_ECLOSED (l closed while serve
+ * waited in its accept), WEFT_EMISUSE (l closed before: the accept's
+ * misuse, as weft_listener_accept), -EBUSY,
  * -ENOMEM, WEFT_ENOTFIBER, or a spawn error of g (WEFT_ECLOSED for a
  * closed group).
  * Checkpoint: yes.  Threads: weft fiber. */
@@ -175,8 +198,10 @@ WEFT_EXTERN int weft_unix_connect(weft_stream_t **out, const char *path);
  * Returns: the number of bytes read (> 0), 0 at end of stream (the peer
  * half-closed or closed), or a negative code.
  * Errors: -EINVAL (NULL, len 0), -EBUSY (another task is reading),
- * WEFT_ECLOSED (s was closed), -ECONNRESET, -ETIMEDOUT, -ECANCELED (no byte
- * was consumed), WEFT_ENOTFIBER.
+ * WEFT_ECLOSED (s was closed while the call was in progress),
+ * WEFT_EMISUSE (s was closed before the call: WEFT_DEBUG builds abort;
+ * every stream call below reports it the same way), -ECONNRESET,
+ * -ETIMEDOUT, -ECANCELED (no byte was consumed), WEFT_ENOTFIBER.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN ssize_t weft_stream_read(weft_stream_t *s, void *buf, size_t len);
 
@@ -185,6 +210,7 @@ WEFT_EXTERN ssize_t weft_stream_read(weft_stream_t *s, void *buf, size_t len);
  * (*got says how many bytes arrived); or a read error.  On -ECANCELED the
  * bytes already read are in buf and counted in *got (they are consumed).
  * got may be NULL.
+ * Errors: as weft_stream_read, WEFT_EMISUSE included.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_stream_read_exactly(weft_stream_t *s, void *buf,
 	size_t len, size_t *got);
@@ -197,6 +223,7 @@ WEFT_EXTERN int weft_stream_read_exactly(weft_stream_t *s, void *buf,
  * the stream ended first (the bytes before the end stay in the stream: a
  * weft_stream_read returns them, then 0); or a read error.  -ECANCELED
  * consumes nothing (bytes already read stay in the stream).
+ * Errors: as weft_stream_read, WEFT_EMISUSE included.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN ssize_t weft_stream_read_until(weft_stream_t *s, void *buf,
 	size_t cap, const void *delim, size_t delim_len);
@@ -205,8 +232,9 @@ WEFT_EXTERN ssize_t weft_stream_read_until(weft_stream_t *s, void *buf,
  * them all (so a writer waits while the peer is not reading: bounded
  * buffering, backpressure).
  * Errors: -EINVAL (NULL, or NULL buf with len > 0), -EBUSY (another task
- * is writing), WEFT_ECLOSED (s closed, or write side shut down, or broken
- * by a cancelled write), -EPIPE, -ECONNRESET, -ECANCELED (see the top of
+ * is writing), WEFT_ECLOSED (s closed during the call, or write side shut
+ * down, or broken by a cancelled write), WEFT_EMISUSE (s closed before
+ * the call), -EPIPE, -ECONNRESET, -ECANCELED (see the top of
  * this file), WEFT_ENOTFIBER.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_stream_write(weft_stream_t *s, const void *buf,
@@ -215,7 +243,8 @@ WEFT_EXTERN int weft_stream_write(weft_stream_t *s, const void *buf,
 /* What it does: half-closes s: sends end-of-stream after the data already
  * written; reading continues to work.
  * Errors: -EINVAL, -EBUSY (a write is in progress), WEFT_ECLOSED,
- * -ENOTCONN, -ECANCELED, WEFT_ENOTFIBER.
+ * WEFT_EMISUSE (s closed before the call), -ENOTCONN, -ECANCELED,
+ * WEFT_ENOTFIBER.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_stream_shutdown(weft_stream_t *s);
 
@@ -224,26 +253,29 @@ WEFT_EXTERN int weft_stream_shutdown(weft_stream_t *s);
  * it (a completed weft_stream_write has been taken).
  * Ownership: s is invalid after the call.
  * Errors: -EINVAL (NULL), WEFT_EMISUSE (s was already closed: nothing is
- * done; WEFT_DEBUG builds abort naming the call.  Detected while s's
- * memory is not reused by a later allocation).
+ * done; WEFT_DEBUG builds abort naming the call; see "Handles and
+ * closing" above).
  * Checkpoint: no.  Threads: weft fiber (any worker). */
 WEFT_EXTERN int weft_stream_close(weft_stream_t *s);
 
 /* What it does: sets TCP_NODELAY (on != 0) or clears it.
- * Errors: -EINVAL (NULL, or not TCP), WEFT_ECLOSED, other -errno.
+ * Errors: -EINVAL (NULL, or not TCP), WEFT_ECLOSED, WEFT_EMISUSE (s
+ * closed before the call), other -errno.
  * Checkpoint: no.  Threads: weft fiber. */
 WEFT_EXTERN int weft_stream_set_nodelay(weft_stream_t *s, int on);
 
 /* What it does: enables TCP keep-alive probes after `idle_s` seconds of
  * silence (on != 0, idle_s >= 1), or disables them.
- * Errors: -EINVAL, WEFT_ECLOSED, other -errno.
+ * Errors: -EINVAL, WEFT_ECLOSED, WEFT_EMISUSE (s closed before the
+ * call), other -errno.
  * Checkpoint: no.  Threads: weft fiber. */
 WEFT_EXTERN int weft_stream_set_keepalive(weft_stream_t *s, int on,
 	unsigned idle_s);
 
 /* What it does: the peer's (remote) or the local address of s, copied
  * into *addr (*len in: its size, out: the address length).
- * Errors: -EINVAL, WEFT_ECLOSED, -ENOTCONN, other -errno.
+ * Errors: -EINVAL, WEFT_ECLOSED, WEFT_EMISUSE (s closed before the
+ * call), -ENOTCONN, other -errno.
  * Checkpoint: no.  Threads: weft fiber. */
 WEFT_EXTERN int weft_stream_peer_address(weft_stream_t *s,
 	struct sockaddr *addr, socklen_t *len);

@@ -19,7 +19,12 @@
  *     kernel's buffer (rare: UDP buffers drain on their own) waits
  *     uncancellably until the datagram is taken, then returns 0.
  *   - Closing the socket while a task is parked in it wakes that task
- *     with WEFT_ECLOSED.
+ *     with WEFT_ECLOSED.  Any call on a socket that was closed returns
+ *     WEFT_ECLOSED, whenever it starts, doing nothing: the handle is
+ *     checked (the socket's memory stays the runtime's until the runtime
+ *     is destroyed, and a handle of a closed socket is told apart from
+ *     whatever uses that memory later, up to 32768 lives of it).  Only a
+ *     second weft_udp_close is an API misuse.
  *   - Threads: weft fiber; a plain thread gets WEFT_ENOTFIBER.
  *
  * Loopback and local networks may still drop datagrams (a full receive
@@ -51,8 +56,8 @@ WEFT_EXTERN int weft_udp_open(weft_udp_t **out, const char *host, int port);
 
 /* What it does: the local port u is bound to (the chosen one when it was
  * opened with port 0).
- * Errors: -EINVAL (NULL).  Checkpoint: no.
- * Threads: any thread, while u is open. */
+ * Errors: -EINVAL (NULL), WEFT_ECLOSED (u was closed).  Checkpoint: no.
+ * Threads: any thread, while u's runtime exists. */
 WEFT_EXTERN int weft_udp_port(const weft_udp_t *u);
 
 /* What it does: sends one datagram of len bytes (0 allowed) to `to` (a
@@ -85,11 +90,13 @@ WEFT_EXTERN ssize_t weft_udp_recv(weft_udp_t *u, void *buf, size_t len,
 
 /* What it does: closes u: tasks parked in weft_udp_recv or weft_udp_send
  * on it return WEFT_ECLOSED (an unsent datagram is dropped); a call
- * racing with the close either completes or returns WEFT_ECLOSED.  The
- * I/O thread finishes the close and frees u once no call is still using
- * it; the call itself never waits.
- * Ownership: u is invalid after the call: no new call may start on it.
- * Errors: -EINVAL (NULL).
+ * racing with the close either completes or returns WEFT_ECLOSED, and so
+ * does every call on u after the close.  The I/O thread finishes the
+ * close and gives u's memory back to the runtime once no call is still
+ * using it; the call itself never waits.
+ * Ownership: u is closed after the call: calls on it return WEFT_ECLOSED.
+ * Errors: -EINVAL (NULL), WEFT_EMISUSE (u was already closed: nothing is
+ * done; WEFT_DEBUG builds abort naming the call).
  * Checkpoint: no.  Threads: weft fiber or any thread of the process while
  * u's runtime exists. */
 WEFT_EXTERN int weft_udp_close(weft_udp_t *u);

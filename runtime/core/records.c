@@ -3,7 +3,40 @@
  * The fast paths (a list pop or push on the calling worker's own cache)
  * are inline in records.h; this file has what takes a lock: refilling a
  * cache from the pool or the arena, and handing a full cache's overflow
- * back. */
+ * back.
+ *
+ * Poisoning (ASan builds, records.h): a free record is poisoned where
+ * nobody may read it while it waits for its next life, and unpoisoned
+ * whole when it is handed out again (weft__record_get,
+ * weft__record_task_get and their slow paths; a new record from malloc
+ * was never poisoned).  The poisoning happens in the put functions, after
+ * the last read of the record by its freer (t->rt), before the record is
+ * linked where another thread can take it.  What stays readable, and who
+ * reads it:
+ *   both kinds   the first two words: the free lists' links (caches and
+ *                arena through word 0, the pool's batches through word 1),
+ *                written and read by whoever holds the list.
+ *   task         park: a late waker (the I/O thread, an offload thread, a
+ *                canceller) may CAS a park generation of an ended life
+ *                (task_wake_claim reads it, finds another generation and
+ *                touches nothing else);
+ *                insp_id .. handles (insp_*, ctx, done_cbs, name_lit,
+ *                gen, handles): snapshots read insp_* of any record at
+ *                any time, handle checks read gen, weft_runtime_destroy's
+ *                scan reads handles of every record on the arena's list,
+ *                and the next creator reads name_lit;
+ *                name: snapshots and the stale-handle report copy it.
+ *   group        gen and retains (the tail past the scope): handle checks
+ *                read gen; retains survives reuse.
+ * Poisoned, for a task: stack..arg but the links (fn, arg, rt; nothing
+ * reads a free record's function or runtime), cur_scope up to root_done
+ * (the outcome, the reference count, the waiters, the handshake fields:
+ * each is read only under a reference, which a free record has none of),
+ * the root scope (unlinked from the tree before the end) and the fiber
+ * context.  For a group: everything from the third word up to gen (the
+ * join word, owner, errors, references and the scope, all read only by
+ * the owner, the children or retainers, which a free group has none of).
+ * Stack memory has its own pools (stack.c) and is not poisoned here. */
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -33,10 +66,20 @@ int weft__record_pool_init(weft__record_pool_t *p)
 	return 0;
 }
 
-static void record_free_list(void *head)
+/* The size of a record of `kind`. */
+static size_t record_size(int kind)
+{
+	return kind == WEFT__RECORD_TASK ? sizeof(struct weft_task)
+					 : sizeof(struct weft_group);
+}
+
+/* Frees a list of free records of `kind` (unpoisoned first: the allocator
+ * may write into what it gets back). */
+static void record_free_list(int kind, void *head)
 {
 	while (head) {
 		void *next = *(void **)head;
+		weft__record_unpoison(head, record_size(kind));
 		weft__free(head);
 		head = next;
 	}
@@ -48,10 +91,10 @@ void weft__record_pool_fini(weft__record_pool_t *p)
 		void *b = p->batches[k];
 		while (b) {
 			void *next = ((void **)b)[1];
-			record_free_list(b);
+			record_free_list(k, b);
 			b = next;
 		}
-		record_free_list(p->loose[k]);
+		record_free_list(k, p->loose[k]);
 	}
 	pthread_mutex_destroy(&p->lock);
 }
@@ -88,6 +131,7 @@ void *weft__record_get_slow(enum weft__record_kind kind)
 	void *p = w->records.head[kind];
 	w->records.head[kind] = *(void **)p;
 	w->records.len[kind]--;
+	weft__record_unpoison(p, record_size(kind));
 	return p;
 }
 
@@ -95,6 +139,7 @@ void weft__record_put_slow(struct weft_runtime *rt, enum weft__record_kind kind,
 	void *p)
 {
 	weft__worker_t *w = weft__sched_current();
+	weft__record_group_poison(p);
 	if (w == NULL || w->rt != rt) {
 		/* Not rt's worker: to rt's pool, one record (type-stable:
 		 * never to malloc while rt lives). */
@@ -152,11 +197,8 @@ int weft__record_arena_init(struct weft__record_arena *a)
 
 void weft__record_arena_fini(struct weft__record_arena *a)
 {
-	while (a->free) {
-		void *next = *(void **)a->free;
-		weft__free(a->free);
-		a->free = next;
-	}
+	record_free_list(WEFT__RECORD_TASK, a->free);
+	a->free = NULL;
 	pthread_mutex_destroy(&a->lock);
 }
 
@@ -205,6 +247,7 @@ struct weft_task *weft__record_task_get_slow(struct weft_runtime *rt,
 			w->records.len[WEFT__RECORD_TASK]++;
 		}
 		pthread_mutex_unlock(&a->lock);
+		weft__record_unpoison(t, sizeof *t);
 		return t;
 	}
 	pthread_mutex_unlock(&a->lock);
@@ -236,10 +279,10 @@ struct weft_task *weft__record_task_get_slow(struct weft_runtime *rt,
 
 /* Slow path of weft__record_task_put: a plain thread, a worker of another
  * runtime, or a full cache (then its newest WEFT__RECORD_BATCH records go
- * to the arena with t). */
-void weft__record_task_put_slow(weft__worker_t *w, struct weft_task *t)
+ * to the arena with t).  t is poisoned already; rt is its runtime. */
+void weft__record_task_put_slow(struct weft_runtime *rt, weft__worker_t *w,
+	struct weft_task *t)
 {
-	struct weft_runtime *rt = t->rt;
 	void *head = t, *tail = t;
 	size_t n = 1;
 	if (w != NULL && w->rt == rt) {

@@ -39,6 +39,11 @@
 #include "core/sched.h"
 #include "core/task.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define WEFT__RECORD_ASAN 1
+#endif
+
 #define WEFT__RECORD_CACHE_MAX 256
 /* Records move between a worker cache and the pool or the arena in
  * batches of this many (one lock per batch). */
@@ -78,13 +83,75 @@ int weft__record_arena_init(struct weft__record_arena *a);
  * still referenced leak. */
 void weft__record_arena_fini(struct weft__record_arena *a);
 
+/* {======================================================= poisoning
+ *
+ * Under ASan, the parts of a free record that nobody may read while it
+ * sits in a cache, a batch or the arena are poisoned, and unpoisoned when
+ * the record is handed out again, so a use after free through a kept raw
+ * pointer is reported ("use-after-poison") instead of reading the next
+ * life's data.  Which fields stay readable, and why: records.c.  Without
+ * ASan these compile to nothing. */
+
+/* The first two words of a free record are the lists' links (the caches
+ * and the arena link through word 0, the pool's batches through word 1):
+ * never poisoned. */
+#define WEFT__RECORD_LINKS (2 * sizeof(void *))
+
+/* Poisons bytes [from, to) of record p.  Thread: the record's holder. */
+static inline void weft__record_poison(void *p, size_t from, size_t to)
+{
+#ifdef WEFT__RECORD_ASAN
+	ASAN_POISON_MEMORY_REGION((char *)p + from, to - from);
+#else
+	(void)p;
+	(void)from;
+	(void)to;
+#endif
+}
+
+/* Unpoisons the whole record p of `size` bytes.  Thread: its holder. */
+static inline void weft__record_unpoison(void *p, size_t size)
+{
+#ifdef WEFT__RECORD_ASAN
+	ASAN_UNPOISON_MEMORY_REGION(p, size);
+#else
+	(void)p;
+	(void)size;
+#endif
+}
+
+/* The dead parts of a free task record (records.c: what stays readable):
+ * everything up to the park word but the links, from the park word to
+ * the introspection block, and the root scope and the fiber context. */
+static inline void weft__record_task_poison(struct weft_task *t)
+{
+	weft__record_poison(t, WEFT__RECORD_LINKS,
+		offsetof(struct weft_task, park));
+	weft__record_poison(t,
+		offsetof(struct weft_task, park) + sizeof t->park,
+		offsetof(struct weft_task, insp_id));
+	weft__record_poison(t, offsetof(struct weft_task, root_scope),
+		offsetof(struct weft_task, name));
+}
+
+/* The dead part of a free group record: all but the links and the tail
+ * that survives reuse (gen, retains). */
+static inline void weft__record_group_poison(struct weft_group *g)
+{
+	weft__record_poison(g, WEFT__RECORD_LINKS,
+		offsetof(struct weft_group, gen));
+}
+
+/* }======================================================= */
+
 /* Slow paths of weft__record_get/put (empty or full cache, or not a
  * worker of rt).  Thread: any. */
 void *weft__record_get_slow(enum weft__record_kind kind);
 void weft__record_put_slow(struct weft_runtime *rt, enum weft__record_kind kind,
 	void *p);
 
-/* A group record (kind WEFT__RECORD_GROUP) from the calling worker's
+/* A group record (kind WEFT__RECORD_GROUP, the only kind but tasks,
+ * which have their own functions below) from the calling worker's
  * cache or the pool, or NULL (not a worker, or none cached or pooled:
  * the caller then uses weft__alloc).  Thread: any (a worker uses its
  * own cache). */
@@ -96,6 +163,9 @@ static inline void *weft__record_get(enum weft__record_kind kind)
 		return weft__record_get_slow(kind);
 	w->records.head[kind] = *(void **)p;
 	w->records.len[kind]--;
+	weft__record_unpoison(p,
+		kind == WEFT__RECORD_TASK ? sizeof(struct weft_task)
+					  : sizeof(struct weft_group));
 	return p;
 }
 
@@ -112,6 +182,7 @@ static inline void weft__record_put(struct weft_runtime *rt,
 		weft__record_put_slow(rt, kind, p);
 		return;
 	}
+	weft__record_group_poison(p);
 	*(void **)p = w->records.head[kind];
 	w->records.head[kind] = p;
 	w->records.len[kind]++;
@@ -120,7 +191,8 @@ static inline void weft__record_put(struct weft_runtime *rt,
 /* Slow paths of the two below.  Thread: any. */
 struct weft_task *weft__record_task_get_slow(struct weft_runtime *rt,
 	weft__worker_t *w);
-void weft__record_task_put_slow(weft__worker_t *w, struct weft_task *t);
+void weft__record_task_put_slow(struct weft_runtime *rt, weft__worker_t *w,
+	struct weft_task *t);
 
 /* A free task record of rt (its insp_* fields initialised once, when it
  * was first allocated), or NULL when none can be had.  w is the calling
@@ -136,6 +208,7 @@ static inline struct weft_task *weft__record_task_get(struct weft_runtime *rt,
 		    1)) {
 		w->records.head[WEFT__RECORD_TASK] = *(void **)t;
 		w->records.len[WEFT__RECORD_TASK]--;
+		weft__record_unpoison(t, sizeof *t);
 		return t;
 	}
 	return weft__record_task_get_slow(rt,
@@ -148,7 +221,9 @@ static inline struct weft_task *weft__record_task_get(struct weft_runtime *rt,
 static inline void weft__record_task_put(struct weft_task *t)
 {
 	weft__worker_t *w = weft__sched_current();
-	if (__builtin_expect(w != NULL && w->rt == t->rt &&
+	struct weft_runtime *rt = t->rt;
+	weft__record_task_poison(t);
+	if (__builtin_expect(w != NULL && w->rt == rt &&
 			    w->records.len[WEFT__RECORD_TASK] <
 				    WEFT__RECORD_CACHE_MAX,
 		    1)) {
@@ -157,7 +232,7 @@ static inline void weft__record_task_put(struct weft_task *t)
 		w->records.len[WEFT__RECORD_TASK]++;
 		return;
 	}
-	weft__record_task_put_slow(w, t);
+	weft__record_task_put_slow(rt, w, t);
 }
 
 /* Empties w's cache when its thread ends: task records to the arena,
@@ -209,6 +284,21 @@ static inline bool weft__handle_fresh(const void *h, uint32_t gen)
 	return ((uintptr_t)h >> WEFT__HANDLE_TAG_SHIFT) == (uint16_t)gen;
 }
 
+/* The tag handle h carries (the low 16 bits of a generation). */
+static inline uint16_t weft__handle_tag(const void *h)
+{
+	return (uint16_t)((uintptr_t)h >> WEFT__HANDLE_TAG_SHIFT);
+}
+
+/* The handle of record p (weft__record_tag_check'ed) in the life whose
+ * generation is gen: the task and group handles below, and the socket
+ * handles of io/io.h. */
+static inline void *weft__handle_make(const void *p, uint32_t gen)
+{
+	return (void *)((uintptr_t)p |
+		((uintptr_t)(uint16_t)gen << WEFT__HANDLE_TAG_SHIFT));
+}
+
 /* Reports a misuse of the API: prints "weft: <formatted>" and aborts in
  * abort mode (the default when built with WEFT_DEBUG), else returns, and
  * the caller returns the error its declaration documents.  Thread: any. */
@@ -225,9 +315,8 @@ static inline weft_task_t *weft__task_handle(struct weft_task *t)
 {
 	if (t == NULL)
 		return NULL;
-	uint32_t gen = atomic_load_explicit(&t->gen, memory_order_relaxed);
-	return (weft_task_t *)((uintptr_t)t |
-		((uintptr_t)(uint16_t)gen << WEFT__HANDLE_TAG_SHIFT));
+	return weft__handle_make(t,
+		atomic_load_explicit(&t->gen, memory_order_relaxed));
 }
 
 /* Reports a misuse of the current handle h: "<call>: task handle <h>
@@ -265,9 +354,8 @@ static inline weft_group_t *weft__group_handle(struct weft_group *g)
 {
 	if (g == NULL)
 		return NULL;
-	uint32_t gen = atomic_load_explicit(&g->gen, memory_order_relaxed);
-	return (weft_group_t *)((uintptr_t)g |
-		((uintptr_t)(uint16_t)gen << WEFT__HANDLE_TAG_SHIFT));
+	return weft__handle_make(g,
+		atomic_load_explicit(&g->gen, memory_order_relaxed));
 }
 struct weft_group *weft__group_stale(const weft_group_t *h, const char *call);
 static inline struct weft_group *weft__group_from_handle(const weft_group_t *h,

@@ -71,11 +71,13 @@ static WEFT_FIBER_FN int connect_sockaddr(weft_stream_t **out,
 			rc = -err;
 		}
 	}
+	/* The handle is given out (or closed) only now: nobody else could
+	 * close the stream before. */
 	if (rc < 0) {
-		weft_stream_close(s);
+		weft_stream_close(weft__stream_handle(s));
 		return rc;
 	}
-	*out = s;
+	*out = weft__stream_handle(s);
 	return 0;
 }
 

@@ -18,6 +18,13 @@
  * the wheel's clock up to date (weft__timer_advance) and re-arms the fd
  * (weft__timer_rearm).
  *
+ * Socket records (io.h): the runtime's pool of free stream, listener and
+ * UDP records lives here because this file starts and stops the I/O
+ * side: records are taken and given back by any thread under one mutex
+ * (a socket's life costs a system call or two; one lock per life is not
+ * worth a cache per worker), and weft__io_stop frees the pool after the
+ * last close ran, the workers and the loop being gone.
+ *
  * Invariants
  *   1. Between weft__io_start and the join in weft__io_stop, only this
  *      thread touches the loop and the handles (uv_async_send aside).
@@ -33,6 +40,7 @@
 #include "base/alloc.h"
 #include "base/common.h"
 #include "core/ioq.h"
+#include "core/records.h"
 #include "core/sched.h"
 #include "core/timer.h"
 #include "io/io.h"
@@ -173,6 +181,94 @@ void weft__io_reclaim(struct weft_runtime *rt, struct weft__reclaim *r,
 
 /* }======================================================= */
 
+/* {======================================================= socket records */
+
+void *weft__io_rec_get(struct weft_runtime *rt, enum weft__io_rec_kind kind,
+	size_t size)
+{
+	weft__io_t *io = rt->io;
+	pthread_mutex_lock(&io->rec_lock);
+	io->rec_size[kind] = size;
+	struct weft__io_rec *r = io->rec_free[kind];
+	if (r != NULL)
+		io->rec_free[kind] = r->pool_next;
+	pthread_mutex_unlock(&io->rec_lock);
+	uint64_t life = 0; /* a new record: generation 0 */
+	if (r != NULL) {
+		weft__record_unpoison(r, size);
+		/* relaxed: only this life's owner writes the word now (a
+		 * stale handle's check reads it and fails); whoever is
+		 * handed the record's handle is ordered after this store. */
+		life = atomic_load_explicit(&r->life, memory_order_relaxed);
+	} else {
+		r = weft__alloc(size);
+		if (r == NULL)
+			return NULL;
+		weft__record_tag_check(r);
+	}
+	memset((char *)r + sizeof *r, 0, size - sizeof *r);
+	r->pool_next = NULL;
+	/* One reference, the owner's (see above for relaxed). */
+	atomic_store_explicit(&r->life, life | 1, memory_order_relaxed);
+	return r;
+}
+
+void weft__io_rec_put(struct weft_runtime *rt, enum weft__io_rec_kind kind,
+	struct weft__io_rec *r)
+{
+	weft__io_t *io = rt->io;
+	/* relaxed: the last reference is gone (its acq_rel drop ordered
+	 * every holder's accesses before this), and a stale check only
+	 * compares the generation.  Odd (closed) or, for a record whose
+	 * handle was never given out, even: the next even one either way. */
+	uint64_t gen = atomic_load_explicit(&r->life, memory_order_relaxed) >>
+		WEFT__IO_REC_GEN_SHIFT;
+	atomic_store_explicit(&r->life,
+		((gen | 1) + 1) << WEFT__IO_REC_GEN_SHIFT,
+		memory_order_relaxed);
+	pthread_mutex_lock(&io->rec_lock);
+	weft__record_poison(r, sizeof *r, io->rec_size[kind]);
+	r->pool_next = io->rec_free[kind];
+	io->rec_free[kind] = r;
+	pthread_mutex_unlock(&io->rec_lock);
+}
+
+void weft__io_rec_misuse(const void *h, const char *call, const char *what)
+{
+	struct weft__io_rec *r = weft__handle_addr(h);
+	/* relaxed: diagnostics only. */
+	uint32_t gen = (uint32_t)(atomic_load_explicit(&r->life,
+					  memory_order_relaxed) >>
+		WEFT__IO_REC_GEN_SHIFT);
+	unsigned tag = weft__handle_tag(h);
+	weft__misuse("%s: %s handle %p is stale: the %s was closed (%s; "
+		     "record generation %u, handle %u)",
+		call, what, h, what,
+		(uint16_t)gen == (uint16_t)(tag + 1)
+			? "a call after its close, or a second close"
+			: "a call after its close, or a second close; its "
+			  "record has been reused since",
+		(unsigned)(uint16_t)gen, tag);
+}
+
+/* Frees the pool's records.  After the last close: the loop is closed. */
+static void io_rec_fini(weft__io_t *io)
+{
+	for (int k = 0; k < WEFT__IO_REC_KINDS; k++) {
+		struct weft__io_rec *r = io->rec_free[k];
+		while (r != NULL) {
+			struct weft__io_rec *next = r->pool_next;
+			weft__record_unpoison(r, io->rec_size[k]);
+			weft__free(r);
+			r = next;
+		}
+		io->rec_free[k] = NULL;
+	}
+	pthread_mutex_destroy(&io->rec_lock);
+}
+
+/* }======================================================= */
+
 static void *io_main(void *arg)
 {
 	weft__io_t *io = arg;
@@ -214,8 +310,14 @@ int weft__io_start(struct weft_runtime *rt)
 	io->rt = rt;
 	io->sock_epfd = -1;
 	atomic_init(&io->stop, false);
-	int rc = uv_loop_init(&io->loop);
+	int rc = pthread_mutex_init(&io->rec_lock, NULL);
+	if (rc != 0) {
+		weft__free(io);
+		return -rc;
+	}
+	rc = uv_loop_init(&io->loop);
 	if (rc < 0) {
+		pthread_mutex_destroy(&io->rec_lock);
 		weft__free(io);
 		return rc;
 	}
@@ -255,6 +357,7 @@ fail:
 	weft__free(io->rc_snap);
 	io_close_handles(io);
 	uv_loop_close(&io->loop);
+	pthread_mutex_destroy(&io->rec_lock);
 	weft__free(io);
 	return rc;
 }
@@ -282,6 +385,9 @@ void weft__io_stop(struct weft_runtime *rt)
 	if (io->sock_epfd >= 0)
 		close(io->sock_epfd); /* its uv_poll_t was closed above */
 	WEFT_ASSERT(rc == 0, "libuv loop still busy at shutdown");
+	/* Every close has run (the queue and the handles' callbacks):
+	 * no socket record dies after this. */
+	io_rec_fini(io);
 	weft__free(io);
 	rt->io = NULL;
 }

@@ -8,6 +8,12 @@
  * too (unlike libuv's uv_accept path, which drops it), so a server can
  * wait and retry.
  *
+ * Handles: a listener is a socket record (io.h) and users hold
+ * generation-tagged handles; every public function checks its handle and
+ * takes the call's reference in one step (listener_take), so a call on a
+ * closed listener is reported as a misuse, never run on a record that
+ * may belong to another listener by then.
+ *
  * weft_serve waits for a connection or the stop event at once: it runs in
  * a private group whose owner body is the accept loop and whose one child
  * waits for `stop` and then cancels the group; the loop's accept returns
@@ -36,27 +42,25 @@
 #include "weft/time.h"
 
 struct weft_listener {
-	struct weft__sock sk; /* first: sock.c's free_fn casts back */
-	/* LISTENER_LIVE until weft_listener_close swaps in CLOSED (one CAS:
-	 * a second close is reported), DEAD once freed.  Past the first 16
-	 * bytes, which malloc's free lists overwrite. */
-	_Atomic uint32_t magic;
+	/* First: sock.c's free_fn casts back, and the record's life word
+	 * (generation and references) is at the handle's address. */
+	struct weft__sock sk;
 	bool tcp;
 	int port;	       /* TCP: the bound port */
 	atomic_bool accepting; /* one accepting task at a time */
 };
 
-#define LISTENER_LIVE 0x4c49534eu   /* "LISN" */
-#define LISTENER_CLOSED 0x434c4f53u /* "CLOS" */
-#define LISTENER_DEAD 0x44454144u   /* "DEAD" */
-
 static void listener_free(struct weft__sock *sk)
 {
-	/* Until malloc reuses the memory, a late close finds DEAD (relaxed:
-	 * diagnostics; nothing orders a close after the free). */
-	atomic_store_explicit(&((struct weft_listener *)sk)->magic,
-		LISTENER_DEAD, memory_order_relaxed);
-	weft__free(sk);
+	weft__io_rec_put(sk->rt, WEFT__IO_REC_LISTENER, &sk->rec);
+}
+
+/* The listener behind handle h, with a reference taken for the call, or
+ * NULL: h's listener was closed (reported, naming `call`). */
+static struct weft_listener *listener_take(const weft_listener_t *h,
+	const char *call)
+{
+	return weft__io_rec_check(h, call, "listener");
 }
 
 /* Binds and listens on a new socket for addr; *out on success. */
@@ -67,14 +71,15 @@ static WEFT_FIBER_FN int listener_open(weft_listener_t **out,
 	int rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
-	struct weft_listener *l = weft__calloc(1, sizeof *l);
+	struct weft_listener *l = weft__io_rec_get(self->rt,
+		WEFT__IO_REC_LISTENER, sizeof *l);
 	if (l == NULL)
 		return -ENOMEM;
 	int fd = socket(addr->sa_family,
 		SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		rc = weft__sock_errno();
-		weft__free(l);
+		weft__io_rec_put(self->rt, WEFT__IO_REC_LISTENER, &l->sk.rec);
 		return rc;
 	}
 	int one = 1;
@@ -96,14 +101,13 @@ static WEFT_FIBER_FN int listener_open(weft_listener_t **out,
 			: ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	}
 	atomic_init(&l->accepting, false);
-	atomic_init(&l->magic, LISTENER_LIVE);
 	weft__sock_init(&l->sk, self->rt, fd, listener_free);
-	*out = l;
+	*out = weft__io_rec_handle(&l->sk.rec);
 	return 0;
 fail:
 	rc = weft__sock_errno();
 	close(fd);
-	weft__free(l);
+	weft__io_rec_put(self->rt, WEFT__IO_REC_LISTENER, &l->sk.rec);
 	return rc;
 }
 
@@ -162,49 +166,54 @@ int weft_unix_listen(weft_listener_t **out, const char *path, int backlog)
 	return listener_open(out, (struct sockaddr *)&un, sizeof un, backlog);
 }
 
-int weft_listener_port(const weft_listener_t *l)
+int weft_listener_port(const weft_listener_t *h)
 {
-	return l == NULL ? -EINVAL : l->port;
+	if (h == NULL)
+		return -EINVAL;
+	struct weft_listener *l = listener_take(h, "weft_listener_port");
+	if (l == NULL)
+		return WEFT_EMISUSE;
+	int port = l->port;
+	weft__sock_unref(&l->sk);
+	return port;
 }
 
-int weft_listener_close(weft_listener_t *l)
+int weft_listener_close(weft_listener_t *h)
 {
-	if (l == NULL)
+	if (h == NULL)
 		return -EINVAL;
-	/* As weft_stream_close: one CAS decides; relaxed (the caller owns
-	 * l; the gate orders the socket's close, sock.c). */
-	uint32_t live = LISTENER_LIVE;
-	if (!atomic_compare_exchange_strong_explicit(&l->magic, &live,
-		    LISTENER_CLOSED, memory_order_relaxed,
-		    memory_order_relaxed)) {
-		weft__misuse("weft_listener_close: listener %p closed twice "
-			     "(%s)",
-			(void *)l,
-			live == LISTENER_CLOSED
-				? "it is closing"
-				: (live == LISTENER_DEAD
-						  ? "it was closed and freed"
-						  : "not a live listener"));
+	/* As weft_stream_close: one CAS decides and takes the closer's
+	 * reference; a second close, or any call after this one, finds the
+	 * generation changed (io.h). */
+	if (!weft__io_rec_close(h)) {
+		weft__io_rec_misuse(h, "weft_listener_close", "listener");
 		return WEFT_EMISUSE;
 	}
+	struct weft_listener *l = weft__handle_addr(h);
 	bool first = weft__sock_close(&l->sk);
 	WEFT_ASSERT(first, "weft_listener_close: socket closed twice");
+	weft__sock_unref(&l->sk);
 	return 0;
 }
 
-int weft_listener_accept(weft_listener_t *l, weft_stream_t **out)
+int weft_listener_accept(weft_listener_t *h, weft_stream_t **out)
 {
-	if (l == NULL || out == NULL)
+	if (h == NULL || out == NULL)
 		return -EINVAL;
+	struct weft_listener *l = listener_take(h, "weft_listener_accept");
+	if (l == NULL)
+		return WEFT_EMISUSE;
 	/* The accept side passes from one task to the next (only the flag
 	 * matters; the kernel orders the accepts). */
 	struct weft_task *self;
 	int rc = weft__sock_call_begin(&l->sk, &l->accepting, &self);
-	if (rc < 0)
+	if (rc < 0) {
+		weft__sock_unref(&l->sk);
 		return rc;
+	}
 	/* Allocate first, so that an accepted connection is never dropped
 	 * for lack of memory. */
-	struct weft_stream *s = weft__stream_alloc();
+	struct weft_stream *s = weft__stream_alloc(self->rt);
 	if (s == NULL) {
 		rc = -ENOMEM;
 		goto out;
@@ -220,7 +229,7 @@ int weft_listener_accept(weft_listener_t *l, weft_stream_t **out)
 		weft__sock_leave(&l->sk);
 		if (fd >= 0) {
 			weft__stream_init(s, self->rt, fd, l->tcp);
-			*out = s;
+			*out = weft__stream_handle(s);
 			s = NULL;
 			rc = 0;
 			break;
@@ -236,9 +245,11 @@ int weft_listener_accept(weft_listener_t *l, weft_stream_t **out)
 		if (rc < 0)
 			break;
 	}
-	weft__free(s);
+	if (s != NULL)
+		weft__stream_discard(self->rt, s);
 out:
 	weft__sock_call_end(&l->sk, &l->accepting);
+	weft__sock_unref(&l->sk);
 	return rc;
 }
 

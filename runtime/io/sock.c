@@ -45,10 +45,18 @@
  * socket's current state, so a socket that became ready before its
  * first wait is not missed.
  *
- * Memory: `refs` counts the descriptor (dropped once it is closed) and
- * each call in progress; free_fn runs at zero.  A task parked at close
- * time is woken before the descriptor's reference goes and still holds
- * its own.
+ * Memory: the record's life word (io.h) counts the descriptor (dropped
+ * once it is closed), each call in progress (taken by the call's handle
+ * check, in the same CAS that checks the handle) and the closer (taken
+ * by the close's CAS, dropped when weft__sock_close has returned: a task
+ * leaving its system call may finish the close and drop the other
+ * references meanwhile); free_fn runs at zero and gives the record back
+ * to the runtime's pool.  A task parked at close time is woken before
+ * the descriptor's reference goes and still holds its own.  So a call
+ * racing a close on another task either took its reference first (it
+ * runs on, and its system calls or waits return WEFT_ECLOSED once the
+ * gate is closed) or finds the handle closed and touches nothing; the
+ * record is never reused under a call that holds it.
  *
  * Invariants
  *   1. in_epoll, io_closed, rd_ready, wr_ready, rd and wr are the I/O
@@ -107,7 +115,6 @@ void weft__sock_init(struct weft__sock *s, struct weft_runtime *rt, int fd,
 	s->fd = fd;
 	s->free_fn = free_fn;
 	atomic_init(&s->gate, 0);
-	atomic_init(&s->refs, 1); /* the descriptor's */
 	s->in_epoll = false;
 	s->io_closed = false;
 	s->rd_ready = false;
@@ -118,41 +125,35 @@ void weft__sock_init(struct weft__sock *s, struct weft_runtime *rt, int fd,
 
 void weft__sock_ref(struct weft__sock *s)
 {
-	/* Relaxed: the caller already holds s alive. */
-	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+	weft__io_rec_ref(&s->rec);
 }
 
 int weft__sock_call_begin(struct weft__sock *s, atomic_bool *side,
 	struct weft_task **self)
 {
-	weft__sock_ref(s);
+	(void)s;
 	int rc = weft__waitq_begin(self);
-	if (rc < 0) {
-		weft__sock_unref(s);
+	if (rc < 0)
 		return rc;
-	}
 	/* acquire: pairs with the previous holder's release in
 	 * weft__sock_call_end (its updates of the side's state, e.g. a
 	 * stream's pushback, come before ours). */
-	if (atomic_exchange_explicit(side, true, memory_order_acquire)) {
-		weft__sock_unref(s);
+	if (atomic_exchange_explicit(side, true, memory_order_acquire))
 		return -EBUSY;
-	}
 	return 0;
 }
 
 void weft__sock_call_end(struct weft__sock *s, atomic_bool *side)
 {
+	(void)s;
 	/* release: pairs with the next holder's acquire exchange. */
 	atomic_store_explicit(side, false, memory_order_release);
-	weft__sock_unref(s);
 }
 
 void weft__sock_unref(struct weft__sock *s)
 {
-	/* acq_rel: the release orders this holder's accesses before the
-	 * free; the acquire of the last one sees every other holder's. */
-	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+	/* The ordering is the life word's (weft__io_rec_unref). */
+	if (weft__io_rec_unref(&s->rec))
 		s->free_fn(s);
 }
 

@@ -10,7 +10,9 @@
  * half done, and a socket that never blocks never touches the I/O thread
  * (it joins the runtime's edge-triggered epoll set at its first wait).
  *
- * Lifetime: see sock.c (the gate, the references, the close). */
+ * Lifetime: see sock.c (the gate, the references, the close).  Streams
+ * and listeners are socket records (io.h): the record, with its life word
+ * of generation and references, is this struct's first member. */
 #ifndef WEFT_RUNTIME_IO_SOCK_H
 #define WEFT_RUNTIME_IO_SOCK_H
 
@@ -20,19 +22,23 @@
 #include <uv.h>
 
 #include "base/common.h"
+#include "io/io.h"
 #include "io/ioop.h"
 
 struct weft_runtime;
 struct weft__sock_waiter;
 
 struct weft__sock {
+	/* First (the embedding object's first member too, so the handle
+	 * check finds it at the handle's address): the generation and the
+	 * references: the descriptor's, each call in progress, a closer. */
+	struct weft__io_rec rec;
 	struct weft_runtime *rt;
 	int fd; /* non-blocking, close-on-exec */
 	/* CLOSED | POSTED | REGISTERED | n * INSIDE (sock.c). */
 	_Atomic unsigned gate;
-	atomic_int refs; /* the descriptor + calls in progress */
-	/* Runs once the last reference is gone (frees the embedding object,
-	 * whose first member this is). */
+	/* Runs once the last reference is gone (gives the embedding object,
+	 * whose first member this is, back to the record pool). */
 	void (*free_fn)(struct weft__sock *s);
 	struct weft__ioq_node close_node;
 	/* I/O thread only. */
@@ -45,28 +51,29 @@ struct weft__sock {
 	struct weft__sock_waiter *wr; /* parked waiting to write, or NULL */
 };
 
-/* Initialises s around fd (which s now owns) with one reference, the
- * descriptor's.  Thread: any. */
+/* Initialises s around fd (which s now owns).  s comes from
+ * weft__io_rec_get, whose one reference becomes the descriptor's.
+ * Thread: any. */
 void weft__sock_init(struct weft__sock *s, struct weft_runtime *rt, int fd,
 	void (*free_fn)(struct weft__sock *s));
 
-/* Takes / drops a reference of a call in progress (the caller must hold
- * s alive already to take one).  The last drop runs free_fn.  Thread:
- * any. */
+/* Takes / drops a reference (the caller must hold s alive already to
+ * take one; a public call takes its own with its handle check,
+ * weft__io_rec_take).  The last drop runs free_fn.  Thread: any. */
 void weft__sock_ref(struct weft__sock *s);
 void weft__sock_unref(struct weft__sock *s);
 
 /* Begins a call that owns one side of s (a stream's read or write side, a
- * listener's accept), whose flag is `side`: takes the call's reference
- * first (weft__waitq_begin may yield, and another task's close must not
- * free s under a call that has begun), passes the checkpoint (*self is
- * the calling task), then takes the side.  0, or an error with nothing
- * held: the checkpoint's, or -EBUSY when another task holds the side.
+ * listener's accept), whose flag is `side`, for a caller that took its
+ * reference with the handle check (so another task's close cannot free s
+ * under it, even while the checkpoint yields): passes the checkpoint
+ * (*self is the calling task), then takes the side.  0, or an error with
+ * the side not taken: the checkpoint's, or -EBUSY when another task
+ * holds the side.  The caller drops its reference either way.
  * Thread: a weft fiber (it may yield in the checkpoint). */
 WEFT_FIBER_FN int weft__sock_call_begin(struct weft__sock *s, atomic_bool *side,
 	struct weft_task **self);
-/* Gives the side back and drops the call's reference.  Thread: the fiber
- * that began the call. */
+/* Gives the side back.  Thread: the fiber that began the call. */
 void weft__sock_call_end(struct weft__sock *s, atomic_bool *side);
 
 /* Brackets one direct system call on s->fd: enter returns false (and
@@ -88,7 +95,9 @@ WEFT_FIBER_FN int weft__sock_wait(struct weft__sock *s, int event,
  * wait returns WEFT_ECLOSED; the descriptor is closed once no task is
  * inside a system call and the I/O thread no longer watches it; then the
  * descriptor's reference is dropped.  Returns false if s was already
- * closing.  Thread: any. */
+ * closing.  The caller holds a reference of its own (the closer's, taken
+ * by weft__io_rec_close), which keeps s alive until it returns.
+ * Thread: any. */
 bool weft__sock_close(struct weft__sock *s);
 
 /* True once weft__sock_close was called (a relaxed hint for error

@@ -18,6 +18,14 @@
  *
  * A peer reset never raises SIGPIPE: every send uses MSG_NOSIGNAL.
  *
+ * Handles: users hold generation-tagged handles of stream records (io.h);
+ * every public function checks its handle and takes a reference for the
+ * call in one step (stream_take), so a handle whose stream was closed is
+ * reported as a misuse (abort in WEFT_DEBUG builds, WEFT_EMISUSE
+ * otherwise) instead of reaching a record that may have been reused, and
+ * a call that took its reference keeps the record in this life until it
+ * returns, whatever another task's close does meanwhile.
+ *
  * Invariants
  *   1. `reading` is held across every access to the pushback; `writing`
  *      across every send and `broken`.
@@ -45,26 +53,37 @@ static void stream_free(struct weft__sock *sk)
 {
 	struct weft_stream *s = (struct weft_stream *)sk;
 	weft__free(s->pb);
-	/* Until malloc reuses the memory, a late close still finds DEAD
-	 * (relaxed: a diagnostic; a close after the free is a misuse that
-	 * nothing orders). */
-	atomic_store_explicit(&s->magic, WEFT__STREAM_DEAD,
-		memory_order_relaxed);
-	weft__free(s);
+	weft__io_rec_put(sk->rt, WEFT__IO_REC_STREAM, &sk->rec);
 }
 
-struct weft_stream *weft__stream_alloc(void)
+struct weft_stream *weft__stream_alloc(struct weft_runtime *rt)
 {
-	return weft__calloc(1, sizeof(struct weft_stream));
+	return weft__io_rec_get(rt, WEFT__IO_REC_STREAM,
+		sizeof(struct weft_stream));
+}
+
+void weft__stream_discard(struct weft_runtime *rt, struct weft_stream *s)
+{
+	weft__io_rec_put(rt, WEFT__IO_REC_STREAM, &s->sk.rec);
+}
+
+/* The stream behind handle h, with a reference taken for the call, or
+ * NULL: h's stream was closed (reported, naming `call`). */
+static struct weft_stream *stream_take(weft_stream_t *h, const char *call)
+{
+	return weft__io_rec_check(h, call, "stream");
+}
+
+/* Drops the call's reference taken by stream_take. */
+static void stream_drop(struct weft_stream *s)
+{
+	weft__sock_unref(&s->sk);
 }
 
 void weft__stream_init(struct weft_stream *s, struct weft_runtime *rt, int fd,
 	bool tcp)
 {
 	weft__sock_init(&s->sk, rt, fd, stream_free);
-	/* relaxed: published with the stream by whatever hands it over. */
-	atomic_store_explicit(&s->magic, WEFT__STREAM_LIVE,
-		memory_order_relaxed);
 	s->tcp = tcp;
 	atomic_init(&s->reading, false);
 	atomic_init(&s->writing, false);
@@ -79,7 +98,7 @@ void weft__stream_init(struct weft_stream *s, struct weft_runtime *rt, int fd,
 
 struct weft_stream *weft__stream_new(struct weft_runtime *rt, int fd, bool tcp)
 {
-	struct weft_stream *s = weft__stream_alloc();
+	struct weft_stream *s = weft__stream_alloc(rt);
 	if (s == NULL) {
 		close(fd);
 		return NULL;
@@ -88,31 +107,22 @@ struct weft_stream *weft__stream_new(struct weft_runtime *rt, int fd, bool tcp)
 	return s;
 }
 
-int weft_stream_close(weft_stream_t *s)
+int weft_stream_close(weft_stream_t *h)
 {
-	if (s == NULL)
+	if (h == NULL)
 		return -EINVAL;
-	/* One CAS decides the close: a second one (or a close of something
-	 * that is not a live stream) is reported instead of closing the
-	 * socket twice.  Reliable while the memory of a stream closed and
-	 * freed is not yet reused (malloc's free lists leave `magic`
-	 * alone); under ASan a close of freed memory is reported by ASan.
-	 * relaxed: the caller owns s; ordering is the gate's (sock.c). */
-	uint32_t live = WEFT__STREAM_LIVE;
-	if (!atomic_compare_exchange_strong_explicit(&s->magic, &live,
-		    WEFT__STREAM_CLOSED, memory_order_relaxed,
-		    memory_order_relaxed)) {
-		weft__misuse("weft_stream_close: stream %p closed twice (%s)",
-			(void *)s,
-			live == WEFT__STREAM_CLOSED
-				? "it is closing"
-				: (live == WEFT__STREAM_DEAD
-						  ? "it was closed and freed"
-						  : "not a live stream"));
+	/* One CAS decides the close and takes the closer's reference: a
+	 * second close (or any call after this one) finds the generation
+	 * changed and is reported, whether the record is still closing,
+	 * free in the pool or another stream's by now (io.h). */
+	if (!weft__io_rec_close(h)) {
+		weft__io_rec_misuse(h, "weft_stream_close", "stream");
 		return WEFT_EMISUSE;
 	}
+	struct weft_stream *s = weft__handle_addr(h);
 	bool first = weft__sock_close(&s->sk);
 	WEFT_ASSERT(first, "weft_stream_close: socket closed twice");
+	stream_drop(s);
 	return 0;
 }
 
@@ -197,26 +207,35 @@ static void stream_pb_push(struct weft_stream *s, const char *data, size_t n)
 	memcpy(s->pb + s->pb_off, data, n);
 }
 
-ssize_t weft_stream_read(weft_stream_t *s, void *buf, size_t len)
+ssize_t weft_stream_read(weft_stream_t *h, void *buf, size_t len)
 {
-	if (s == NULL || buf == NULL || len == 0)
+	if (h == NULL || buf == NULL || len == 0)
 		return -EINVAL;
-	int rc = stream_read_begin(s);
-	if (rc < 0)
-		return rc;
-	ssize_t n = stream_recv(s, buf, len);
-	stream_read_end(s);
+	struct weft_stream *s = stream_take(h, "weft_stream_read");
+	if (s == NULL)
+		return WEFT_EMISUSE;
+	ssize_t n = stream_read_begin(s);
+	if (n == 0) {
+		n = stream_recv(s, buf, len);
+		stream_read_end(s);
+	}
+	stream_drop(s);
 	return n;
 }
 
-int weft_stream_read_exactly(weft_stream_t *s, void *buf, size_t len,
+int weft_stream_read_exactly(weft_stream_t *h, void *buf, size_t len,
 	size_t *got)
 {
-	if (s == NULL || (buf == NULL && len > 0))
+	if (h == NULL || (buf == NULL && len > 0))
 		return -EINVAL;
+	struct weft_stream *s = stream_take(h, "weft_stream_read_exactly");
+	if (s == NULL)
+		return WEFT_EMISUSE;
 	int rc = stream_read_begin(s);
-	if (rc < 0)
+	if (rc < 0) {
+		stream_drop(s);
 		return rc;
+	}
 	size_t have = 0;
 	rc = 0;
 	while (have < len) {
@@ -232,6 +251,7 @@ int weft_stream_read_exactly(weft_stream_t *s, void *buf, size_t len,
 		have += (size_t)n;
 	}
 	stream_read_end(s);
+	stream_drop(s);
 	if (got != NULL)
 		*got = have;
 	return rc;
@@ -249,15 +269,20 @@ static ssize_t stream_find(const char *buf, size_t from, size_t have,
 	return -1;
 }
 
-ssize_t weft_stream_read_until(weft_stream_t *s, void *buf, size_t cap,
+ssize_t weft_stream_read_until(weft_stream_t *h, void *buf, size_t cap,
 	const void *delim, size_t delim_len)
 {
-	if (s == NULL || buf == NULL || cap == 0 || delim == NULL ||
+	if (h == NULL || buf == NULL || cap == 0 || delim == NULL ||
 		delim_len == 0 || delim_len > cap)
 		return -EINVAL;
+	struct weft_stream *s = stream_take(h, "weft_stream_read_until");
+	if (s == NULL)
+		return WEFT_EMISUSE;
 	int rc = stream_read_begin(s);
-	if (rc < 0)
+	if (rc < 0) {
+		stream_drop(s);
 		return rc;
+	}
 	char *b = buf;
 	ssize_t result;
 	/* Invariant 2: whatever is read below can be given back. */
@@ -301,6 +326,7 @@ ssize_t weft_stream_read_until(weft_stream_t *s, void *buf, size_t cap,
 	}
 out:
 	stream_read_end(s);
+	stream_drop(s);
 	return result;
 }
 
@@ -319,13 +345,18 @@ static void stream_write_end(struct weft_stream *s)
 	weft__sock_call_end(&s->sk, &s->writing);
 }
 
-int weft_stream_write(weft_stream_t *s, const void *buf, size_t len)
+int weft_stream_write(weft_stream_t *h, const void *buf, size_t len)
 {
-	if (s == NULL || (buf == NULL && len > 0))
+	if (h == NULL || (buf == NULL && len > 0))
 		return -EINVAL;
+	struct weft_stream *s = stream_take(h, "weft_stream_write");
+	if (s == NULL)
+		return WEFT_EMISUSE;
 	int rc = stream_write_begin(s);
-	if (rc < 0)
+	if (rc < 0) {
+		stream_drop(s);
 		return rc;
+	}
 	const char *p = buf;
 	size_t off = 0;
 	rc = s->broken ? WEFT_ECLOSED : 0;
@@ -355,23 +386,30 @@ int weft_stream_write(weft_stream_t *s, const void *buf, size_t len)
 	if (rc == -ECANCELED && off > 0)
 		s->broken = true;
 	stream_write_end(s);
+	stream_drop(s);
 	return rc;
 }
 
-int weft_stream_shutdown(weft_stream_t *s)
+int weft_stream_shutdown(weft_stream_t *h)
 {
-	if (s == NULL)
+	if (h == NULL)
 		return -EINVAL;
+	struct weft_stream *s = stream_take(h, "weft_stream_shutdown");
+	if (s == NULL)
+		return WEFT_EMISUSE;
 	int rc = stream_write_begin(s);
-	if (rc < 0)
-		return rc;
-	if (!weft__sock_enter(&s->sk)) {
-		rc = WEFT_ECLOSED;
-	} else {
-		rc = shutdown(s->sk.fd, SHUT_WR) < 0 ? weft__sock_errno() : 0;
-		weft__sock_leave(&s->sk);
+	if (rc == 0) {
+		if (!weft__sock_enter(&s->sk)) {
+			rc = WEFT_ECLOSED;
+		} else {
+			rc = shutdown(s->sk.fd, SHUT_WR) < 0
+				? weft__sock_errno()
+				: 0;
+			weft__sock_leave(&s->sk);
+		}
+		stream_write_end(s);
 	}
-	stream_write_end(s);
+	stream_drop(s);
 	return rc;
 }
 
@@ -391,50 +429,64 @@ static int stream_sockopt(struct weft_stream *s, int level, int name, int value)
 	return rc;
 }
 
-int weft_stream_set_nodelay(weft_stream_t *s, int on)
+int weft_stream_set_nodelay(weft_stream_t *h, int on)
 {
-	if (s == NULL || !s->tcp)
+	if (h == NULL)
 		return -EINVAL;
-	return stream_sockopt(s, IPPROTO_TCP, TCP_NODELAY, on != 0);
-}
-
-int weft_stream_set_keepalive(weft_stream_t *s, int on, unsigned idle_s)
-{
-	if (s == NULL || !s->tcp || (on && (idle_s < 1 || idle_s > 32767)))
-		return -EINVAL;
-	if (on) {
-		int rc = stream_sockopt(s, IPPROTO_TCP, TCP_KEEPIDLE,
-			(int)idle_s);
-		if (rc < 0)
-			return rc;
-	}
-	return stream_sockopt(s, SOL_SOCKET, SO_KEEPALIVE, on != 0);
-}
-
-static int stream_address(weft_stream_t *s, struct sockaddr *addr,
-	socklen_t *len, bool peer)
-{
-	if (s == NULL || addr == NULL || len == NULL)
-		return -EINVAL;
-	if (!weft__sock_enter(&s->sk))
-		return WEFT_ECLOSED;
-	int r = peer ? getpeername(s->sk.fd, addr, len)
-		     : getsockname(s->sk.fd, addr, len);
-	int rc = r < 0 ? weft__sock_errno() : 0;
-	weft__sock_leave(&s->sk);
+	struct weft_stream *s = stream_take(h, "weft_stream_set_nodelay");
+	if (s == NULL)
+		return WEFT_EMISUSE;
+	int rc = s->tcp ? stream_sockopt(s, IPPROTO_TCP, TCP_NODELAY, on != 0)
+			: -EINVAL;
+	stream_drop(s);
 	return rc;
 }
 
-int weft_stream_peer_address(weft_stream_t *s, struct sockaddr *addr,
-	socklen_t *len)
+int weft_stream_set_keepalive(weft_stream_t *h, int on, unsigned idle_s)
 {
-	return stream_address(s, addr, len, true);
+	if (h == NULL || (on && (idle_s < 1 || idle_s > 32767)))
+		return -EINVAL;
+	struct weft_stream *s = stream_take(h, "weft_stream_set_keepalive");
+	if (s == NULL)
+		return WEFT_EMISUSE;
+	int rc = s->tcp ? 0 : -EINVAL;
+	if (rc == 0 && on)
+		rc = stream_sockopt(s, IPPROTO_TCP, TCP_KEEPIDLE, (int)idle_s);
+	if (rc == 0)
+		rc = stream_sockopt(s, SOL_SOCKET, SO_KEEPALIVE, on != 0);
+	stream_drop(s);
+	return rc;
 }
 
-int weft_stream_local_address(weft_stream_t *s, struct sockaddr *addr,
+static int stream_address(weft_stream_t *h, struct sockaddr *addr,
+	socklen_t *len, bool peer, const char *call)
+{
+	if (h == NULL || addr == NULL || len == NULL)
+		return -EINVAL;
+	struct weft_stream *s = stream_take(h, call);
+	if (s == NULL)
+		return WEFT_EMISUSE;
+	int rc = WEFT_ECLOSED;
+	if (weft__sock_enter(&s->sk)) {
+		int r = peer ? getpeername(s->sk.fd, addr, len)
+			     : getsockname(s->sk.fd, addr, len);
+		rc = r < 0 ? weft__sock_errno() : 0;
+		weft__sock_leave(&s->sk);
+	}
+	stream_drop(s);
+	return rc;
+}
+
+int weft_stream_peer_address(weft_stream_t *h, struct sockaddr *addr,
 	socklen_t *len)
 {
-	return stream_address(s, addr, len, false);
+	return stream_address(h, addr, len, true, "weft_stream_peer_address");
+}
+
+int weft_stream_local_address(weft_stream_t *h, struct sockaddr *addr,
+	socklen_t *len)
+{
+	return stream_address(h, addr, len, false, "weft_stream_local_address");
 }
 
 /* }======================================================= */

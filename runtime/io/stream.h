@@ -9,13 +9,14 @@
 #include <stdint.h>
 
 #include "io/sock.h"
+#include "weft/net.h"
 
+/* A socket record (io.h): users hold generation-tagged handles
+ * (weft__stream_handle), which every public call checks. */
 struct weft_stream {
-	struct weft__sock sk; /* first: sock.c's free_fn casts back */
-	/* WEFT__STREAM_LIVE until weft_stream_close swaps in CLOSED (one
-	 * CAS: a second close is reported), DEAD once freed (stream.c).
-	 * Past the first 16 bytes, which malloc's free lists overwrite. */
-	_Atomic uint32_t magic;
+	/* First: sock.c's free_fn casts back, and the record's life word
+	 * (generation and references) is at the handle's address. */
+	struct weft__sock sk;
 	bool tcp; /* TCP (else UNIX domain) */
 	/* One reader and one writer at a time (-EBUSY otherwise); each flag
 	 * also hands its side's state to the next holder (acquire exchange,
@@ -31,18 +32,24 @@ struct weft_stream {
 	size_t pb_off, pb_len, pb_cap;
 };
 
-#define WEFT__STREAM_LIVE 0x5354524du	/* "STRM" */
-#define WEFT__STREAM_CLOSED 0x434c4f53u /* "CLOS" */
-#define WEFT__STREAM_DEAD 0x44454144u	/* "DEAD" */
-
 /* A stream around fd (owned by it from now on, even on failure: NULL
- * means fd was closed and memory is short).  Thread: a weft fiber. */
+ * means fd was closed and memory is short).  Its handle is not given out
+ * yet (weft__stream_handle).  Thread: a weft fiber. */
 struct weft_stream *weft__stream_new(struct weft_runtime *rt, int fd, bool tcp);
 
-/* The memory of a stream, for a caller that must allocate before it has
- * a descriptor (accept); weft__stream_init then takes fd.  Thread: any. */
-struct weft_stream *weft__stream_alloc(void);
+/* A stream record of rt, for a caller that must allocate before it has a
+ * descriptor (accept); weft__stream_init then takes fd, or
+ * weft__stream_discard gives the record back unused.  Thread: any. */
+struct weft_stream *weft__stream_alloc(struct weft_runtime *rt);
 void weft__stream_init(struct weft_stream *s, struct weft_runtime *rt, int fd,
 	bool tcp);
+void weft__stream_discard(struct weft_runtime *rt, struct weft_stream *s);
+
+/* The handle users get for s in its current (open) life.  Thread: the
+ * stream's creator, before anyone else may close it. */
+static inline weft_stream_t *weft__stream_handle(struct weft_stream *s)
+{
+	return weft__io_rec_handle(&s->sk.rec);
+}
 
 #endif

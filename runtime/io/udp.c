@@ -41,16 +41,23 @@
  * call can touch the descriptor.  Nobody ever waits: the last one out
  * does the post.
  *
- * Memory: `refs` counts the handle (dropped by the close callback, the
- * only point where libuv lets the handle's memory go) and each call in
- * progress (taken on entry, dropped after its last access), the close
- * included: its CAS in udp_try_post may come after a leaving task
- * posted the close and the I/O thread finished it.  A task
- * parked at close time is woken with WEFT_ECLOSED before the handle's
- * close callback, and still touches u (its `receiving` flag, its ref)
- * after waking: the ref keeps u alive until then.  A call may start only
- * while u is open (after weft_udp_close u is the I/O thread's), as with
- * any close/free API.
+ * Memory: a UDP socket is a socket record (io.h): users hold
+ * generation-tagged handles, and the record's life word counts the libuv
+ * handle (dropped by the close callback, the only point where libuv lets
+ * the handle's memory go) and each call in progress, the close included:
+ * its CAS in udp_try_post may come after a leaving task posted the close
+ * and the I/O thread finished it.  A call's reference is taken in the
+ * same CAS that checks its handle (weft__io_rec_take), so a call either
+ * holds u in its open life until it returns, or finds the handle closed
+ * and touches nothing but the life word: it returns WEFT_ECLOSED, as
+ * include/weft/udp.h promises a call racing the close (every earlier life
+ * of a record ended with a close, so a handle of any other generation is
+ * a closed one).  A second close is a misuse (reported).  A task parked
+ * at close time is woken with WEFT_ECLOSED before the handle's close
+ * callback, and still touches u (its `receiving` flag, its reference)
+ * after waking: the reference keeps u alive until then.  The last
+ * reference gives the record back to the runtime's pool: after the close
+ * no reference can be taken, so the count reaches 0 once.
  *
  * Invariants
  *   1. The handle, `rx` and `io_closed` are the I/O thread's only.
@@ -92,19 +99,16 @@
 struct udp_recv;
 
 struct weft_udp {
+	/* First: the record's life word (generation and references: the
+	 * libuv handle + calls in progress + a closer) is at the handle's
+	 * address. */
+	struct weft__io_rec rec;
 	struct weft_runtime *rt;
 	int fd;		       /* set at open; direct calls only
 					* under the gate */
 	int port;	       /* set at open */
 	int family;	       /* AF_INET or AF_INET6 */
 	_Atomic unsigned gate; /* CLOSED | POSTED | n * INSIDE */
-	atomic_int refs;       /* handle + calls in progress */
-	/* Set by whoever takes refs to 0 first: a call that began before the
-	 * close may still take and drop a reference afterwards (it finds the
-	 * gate closed), which must not free u again; the free itself waits
-	 * for the grace period that lets such a call finish (reclaim). */
-	atomic_bool dead;
-	struct weft__reclaim reclaim;
 	atomic_bool receiving; /* a task is inside weft_udp_recv */
 	struct weft__ioq_node close_node;
 	/* I/O thread only (invariant 1). */
@@ -141,46 +145,22 @@ struct udp_send {
 
 /* {======================================================= lifetime */
 
-static void udp_unref(struct weft_udp *u);
-
-/* The closer's reference (u is open: the caller holds it alive). */
-static void udp_ref(struct weft_udp *u)
+/* Takes a call's reference on handle h's socket (the handle check,
+ * io.h); NULL (nothing held) if h's socket was closed. */
+static struct weft_udp *udp_take(const weft_udp_t *h)
 {
-	/* relaxed: the caller holds u alive; a count orders nothing. */
-	atomic_fetch_add_explicit(&u->refs, 1, memory_order_relaxed);
-}
-
-/* Takes a call's reference; false (nothing held) if u is closed.  Called
- * first in every call, before anything that may switch: until the call
- * has switched, u's memory outlives it (the grace period of udp_unref),
- * and once this returns true, its reference does. */
-static bool udp_ref_open(struct weft_udp *u)
-{
-	/* acquire: reading a count that a closing release left (even 0)
-	 * makes that close's CLOSED visible below. */
-	atomic_fetch_add_explicit(&u->refs, 1, memory_order_acquire);
-	/* acquire: pairs with weft_udp_close's acq_rel fetch_or of CLOSED. */
-	if (!(atomic_load_explicit(&u->gate, memory_order_acquire) &
-		    UDP_CLOSED))
-		return true;
-	udp_unref(u);
-	return false;
-}
-
-static void udp_free(struct weft__reclaim *r)
-{
-	weft__free(WEFT__CONTAINER_OF(r, struct weft_udp, reclaim));
+	if (weft__io_rec_take(h) != WEFT__IO_REC_TAKEN)
+		return NULL;
+	return weft__handle_addr(h);
 }
 
 static void udp_unref(struct weft_udp *u)
 {
-	/* acq_rel: the release orders this holder's accesses before the
-	 * free; the acquire of the last one sees every other holder's.  The
-	 * exchange on `dead` (acq_rel too) lets only the first one to reach
-	 * 0 reclaim u: a late call's own 1 -> 0 finds it set. */
-	if (atomic_fetch_sub_explicit(&u->refs, 1, memory_order_acq_rel) == 1 &&
-		!atomic_exchange_explicit(&u->dead, true, memory_order_acq_rel))
-		weft__io_reclaim(u->rt, &u->reclaim, udp_free);
+	/* The ordering is the life word's (weft__io_rec_unref); the last
+	 * reference gives the record back (no call can take one after the
+	 * close, and the close callback has run). */
+	if (weft__io_rec_unref(&u->rec))
+		weft__io_rec_put(u->rt, WEFT__IO_REC_UDP, &u->rec);
 }
 
 static void udp_close_fn(struct weft_runtime *rt, struct weft__ioq_node *n);
@@ -402,14 +382,14 @@ int weft_udp_open(weft_udp_t **out, const char *host, int port)
 		return -EINVAL;
 	if (weft__task_current() == NULL)
 		return WEFT_ENOTFIBER;
-	struct weft_udp *u = weft__calloc(1, sizeof *u);
+	struct weft_runtime *rt = weft__task_current()->rt;
+	/* Its one reference is the libuv handle's. */
+	struct weft_udp *u = weft__io_rec_get(rt, WEFT__IO_REC_UDP, sizeof *u);
 	if (u == NULL)
 		return -ENOMEM;
-	u->rt = weft__task_current()->rt;
+	u->rt = rt;
 	u->fd = -1;
 	atomic_init(&u->gate, 0);
-	atomic_init(&u->refs, 1); /* the handle's */
-	atomic_init(&u->dead, false);
 	atomic_init(&u->receiving, false);
 	struct udp_open o = { .u = u, .addr = (struct sockaddr *)&ss };
 	o.op.start = udp_open_start;
@@ -418,32 +398,42 @@ int weft_udp_open(weft_udp_t **out, const char *host, int port)
 	int rc = weft__ioop_run(&o.op);
 	if (rc < 0) {
 		/* Not submitted, or the handle is closed already. */
-		weft__free(u);
+		weft__io_rec_put(rt, WEFT__IO_REC_UDP, &u->rec);
 		return rc;
 	}
-	*out = u;
+	*out = weft__io_rec_handle(&u->rec);
 	return 0;
 }
 
-int weft_udp_port(const weft_udp_t *u)
+int weft_udp_port(const weft_udp_t *h)
 {
-	return u == NULL ? -EINVAL : u->port;
+	if (h == NULL)
+		return -EINVAL;
+	struct weft_udp *u = udp_take(h);
+	if (u == NULL)
+		return WEFT_ECLOSED;
+	int port = u->port;
+	udp_unref(u);
+	return port;
 }
 
-int weft_udp_send(weft_udp_t *u, const void *buf, size_t len,
+int weft_udp_send(weft_udp_t *h, const void *buf, size_t len,
 	const struct sockaddr *to)
 {
-	if (u == NULL || to == NULL || (buf == NULL && len > 0))
+	if (h == NULL || to == NULL || (buf == NULL && len > 0))
 		return -EINVAL;
 	socklen_t tolen = weft__sock_addr_len(to);
-	if (tolen == 0 || to->sa_family != u->family)
+	if (tolen == 0)
 		return -EAFNOSUPPORT;
-	/* The reference comes first, before anything that may switch
-	 * (weft__waitq_begin may yield: its cooperative budget). */
-	if (!udp_ref_open(u))
+	/* The reference comes first, before anything that reads u. */
+	struct weft_udp *u = udp_take(h);
+	if (u == NULL)
 		return WEFT_ECLOSED;
+	int rc = -EAFNOSUPPORT;
+	if (to->sa_family != u->family)
+		goto out;
 	struct weft_task *self;
-	int rc = weft__waitq_begin(&self);
+	rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		goto out;
 	if (!udp_enter(u)) {
@@ -475,12 +465,13 @@ out:
 	return rc;
 }
 
-ssize_t weft_udp_recv(weft_udp_t *u, void *buf, size_t len,
+ssize_t weft_udp_recv(weft_udp_t *h, void *buf, size_t len,
 	struct sockaddr_storage *from, socklen_t *fromlen)
 {
-	if (u == NULL || buf == NULL || len == 0)
+	if (h == NULL || buf == NULL || len == 0)
 		return -EINVAL;
-	if (!udp_ref_open(u)) /* first: as in weft_udp_send */
+	struct weft_udp *u = udp_take(h); /* first: as in weft_udp_send */
+	if (u == NULL)
 		return WEFT_ECLOSED;
 	struct weft_task *self;
 	int rc = weft__waitq_begin(&self);
@@ -543,20 +534,26 @@ out:
 	return result;
 }
 
-int weft_udp_close(weft_udp_t *u)
+int weft_udp_close(weft_udp_t *h)
 {
-	if (u == NULL)
+	if (h == NULL)
 		return -EINVAL;
-	/* The closer's own reference: once CLOSED is set, a task leaving its
-	 * direct call may post the close, and the I/O thread may then close
-	 * the handle and drop the last other reference while this call is
-	 * still at its udp_try_post below. */
-	udp_ref(u);
+	/* Closes h's life and takes the closer's own reference in one CAS
+	 * (io.h): once CLOSED is set, a task leaving its direct call may
+	 * post the close, and the I/O thread may then close the handle and
+	 * drop the last other reference while this call is still at its
+	 * udp_try_post below.  A second close finds the generation changed
+	 * and is reported. */
+	if (!weft__io_rec_close(h)) {
+		weft__io_rec_misuse(h, "weft_udp_close", "UDP socket");
+		return WEFT_EMISUSE;
+	}
+	struct weft_udp *u = weft__handle_addr(h);
 	/* acq_rel: ordered with every enter/leave RMW of the gate; the task
 	 * inside (if any) posts the close when it leaves. */
 	unsigned old = atomic_fetch_or_explicit(&u->gate, UDP_CLOSED,
 		memory_order_acq_rel);
-	WEFT_ASSERT(!(old & UDP_CLOSED), "weft_udp_close called twice");
+	WEFT_ASSERT(!(old & UDP_CLOSED), "weft_udp_close: gate closed twice");
 	udp_try_post(u);
 	udp_unref(u);
 	return 0;
