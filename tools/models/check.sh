@@ -29,7 +29,8 @@
 #         producer's task appeared: every worker asleep, a task queued.
 #         Fix modelled by NOTIFY_RETRY: weft__idle_notify retries (fence
 #         and all) after giving the token back.
-#   sock  weft__sock_close holds no reference: after its fetch_or of
+#   sock  (fixed in sock.c/io.c; -DCLOSER_NO_REF is the code before)
+#         weft__sock_close held no reference: after its fetch_or of
 #         CLOSED, a caller leaving the gate last finishes the close and
 #         its call_end drops the last reference (free_fn), and then the
 #         closer's sock_try_finish loads s->gate from freed memory.  Fix
@@ -156,9 +157,10 @@ if ((deep == 0)); then
 		-DSPAWNS=0 -DHOGS=0 -DSPIN=1
 	run progress idle - -DNWORKERS=2 -DPRODUCERS=1 \
 		-DSPAWNS=1 -DSPIN=1
-	run known sock 'assertion violated  !(freed)' -DNCALLS=2 -DTRIES=1
-	run safety sock - -DCLOSER_REF -DNCALLS=2 -DTRIES=1 -DEDGES=2
-	run progress sock - -DCLOSER_REF -DNCALLS=2 -DTRIES=1 -DEDGES=2
+	run known sock 'assertion violated  !(freed)' -DCLOSER_NO_REF \
+		-DNCALLS=2 -DTRIES=1
+	run safety sock - -DNCALLS=2 -DTRIES=1 -DEDGES=2
+	run progress sock - -DNCALLS=2 -DTRIES=1 -DEDGES=2
 else
 	run safety deque - -DNITEMS=4 -DOPS=6 -DNTHIEVES=2 -DROUNDS=1
 	run progress deque - -DNITEMS=3 -DOPS=5 -DNTHIEVES=2 -DROUNDS=1
@@ -173,9 +175,10 @@ else
 		-DSPAWNS=1 -DSPIN=2
 	run progress idle - -DNWORKERS=2 -DPRODUCERS=2 \
 		-DSPAWNS=1 -DSPIN=1
-	run known sock 'assertion violated  !(freed)' -DNCALLS=2 -DTRIES=2
-	run safety sock - -DCLOSER_REF -DNCALLS=2 -DTRIES=2 -DEDGES=3
-	run progress sock - -DCLOSER_REF -DNCALLS=2 -DTRIES=2 -DEDGES=2
+	run known sock 'assertion violated  !(freed)' -DCLOSER_NO_REF \
+		-DNCALLS=2 -DTRIES=2
+	run safety sock - -DNCALLS=2 -DTRIES=2 -DEDGES=3
+	run progress sock - -DNCALLS=2 -DTRIES=2 -DEDGES=2
 fi
 
 total=$(awk -v a="$total_start" -v b="$(date +%s.%N)" \

@@ -65,9 +65,17 @@
  * closer's sock_try_finish reads s->gate after a caller that left the
  * gate last finished the close and dropped the last reference (see
  * the note in tools/models/check.sh and the interleaving there).
- * CLOSER_REF models the fix: weft__sock_close takes a reference before
- * its fetch_or and drops it after sock_try_finish.
+ * CLOSER_REF models the fix, which the C code now has (the model's
+ * default): the closer holds a reference from before its fetch_or of
+ * CLOSED until after sock_try_finish (in C, the reference the close's
+ * CAS on the record's life word takes, dropped once weft__sock_close has
+ * returned; io.h).  -DCLOSER_NO_REF models the code before the fix;
+ * check.sh runs it to show the model still catches the bug.
  */
+
+#ifndef CLOSER_NO_REF
+#define CLOSER_REF
+#endif
 
 #ifndef NCALLS
 #define NCALLS 2
