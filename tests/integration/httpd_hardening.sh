@@ -82,7 +82,9 @@ stop_server
 
 echo "== idle connections at the fd limit"
 # The limit is the server's only (a subshell); its clients live in
-# python3, which keeps the default.
+# python3, which keeps the default.  (Emptied first: the wait below must
+# not read the first server's port.)
+: >"$tmp/out"
 (
 	ulimit -n 64
 	exec env WEFT_WORKERS=2 "$httpd" -i 60 -g 5 >"$tmp/out" 2>"$tmp/err"
