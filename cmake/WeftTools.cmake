@@ -32,7 +32,7 @@ endforeach()
 # Integration tests: shell scripts driving the tools with real clients
 # and servers (curl, wrk, nginx) on loopback, bounded in time.
 if(WEFT_BUILD_TESTS)
-	foreach(_s fetch_nginx httpd_wrk)
+	foreach(_s fetch_nginx httpd_wrk httpd_hardening httpd_soak)
 		add_test(NAME integration_${_s}
 			COMMAND bash
 			${PROJECT_SOURCE_DIR}/tests/integration/${_s}.sh

@@ -1,5 +1,6 @@
 /* TCP and UNIX streams, listeners, serve, connect (weft/net.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 
 #include "io/connect.h"
 #include "support.h"
+#include "weft/debug.h"
 #include "weft/dns.h"
 #include "weft/net.h"
 
@@ -708,6 +710,216 @@ static void test_net__bad_arguments(void **state)
 
 /* }======================================================= */
 
+/* {======================================================= serve policy */
+
+/* weft_serve's failure policy (net.h): one connection's failure, whether
+ * its handler's or its task's that could not start, ends that connection
+ * only.  The server under test echoes, and fails a connection whose
+ * client sends "F". */
+struct policy {
+	weft_listener_t *l;
+	weft_event_t *stop;
+	atomic_int failures;	 /* on_conn_failure calls */
+	atomic_int eio_failures; /* of which the handler's -EIO */
+	atomic_int no_task;	 /* of which "no task could be started" */
+	int serve_rc;
+	int join_rc;
+	atomic_bool serve_returned;
+};
+
+static void policy_failed(int code, const char *msg, void *arg)
+{
+	struct policy *pl = arg;
+	atomic_fetch_add(&pl->failures, 1);
+	if (code == -EIO && strcmp(msg, "asked to fail") == 0)
+		atomic_fetch_add(&pl->eio_failures, 1);
+	if (strstr(msg, "no task could be started") != NULL)
+		atomic_fetch_add(&pl->no_task, 1);
+}
+
+static int policy_handler(weft_stream_t *s, void *arg)
+{
+	(void)arg;
+	char buf[256];
+	for (;;) {
+		ssize_t n = weft_stream_read(s, buf, sizeof buf);
+		if (n <= 0)
+			return n == 0 || n == -ECONNRESET ? 0 : (int)n;
+		if (buf[0] == 'F')
+			return weft_fail(-EIO, "asked to fail");
+		int w = weft_stream_write(s, buf, (size_t)n);
+		if (w < 0)
+			return w == -EPIPE || w == -ECONNRESET ? 0 : w;
+	}
+}
+
+static int policy_serve_main(void *arg)
+{
+	struct policy *pl = arg;
+	weft_group_t *g;
+	int rc = weft_group_open(&g);
+	if (!CHECK_EQ(rc, 0))
+		return rc;
+	weft_serve_opts_t o = { .stop = pl->stop,
+		.on_conn_failure = policy_failed };
+	pl->serve_rc = weft_serve_opts(pl->l, g, policy_handler, pl, &o);
+	atomic_store(&pl->serve_returned, true);
+	pl->join_rc = weft_group_join(g, NULL);
+	return 0;
+}
+
+static int policy_start(struct policy *pl, weft_group_t *g)
+{
+	memset(pl, 0, sizeof *pl);
+	if (!CHECK_EQ(weft_tcp_listen(&pl->l, "127.0.0.1", 0, 0), 0))
+		return -1;
+	if (!CHECK_EQ(weft_event_create(&pl->stop), 0))
+		return -1;
+	return weft_group_spawn(g, policy_serve_main, pl);
+}
+
+/* A plain blocking client socket (no weft allocation on the client side,
+ * which matters under fault injection); the loopback connect completes
+ * in the kernel without the server.  Then non-blocking. */
+static int raw_connect(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_in a;
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+		close(fd);
+		return -1;
+	}
+	int fl = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	return fd;
+}
+
+/* Sends one byte and waits (polling with weft_sleep, at most ~10 s) for
+ * the echo: 1 echoed, 0 closed by the server, -1 no answer in time. */
+static int raw_echo(int fd, char byte)
+{
+	if (send(fd, &byte, 1, MSG_NOSIGNAL) != 1)
+		return 0;
+	for (int i = 0; i < 2000; i++) {
+		char b;
+		ssize_t n = recv(fd, &b, 1, 0);
+		if (n == 1)
+			return b == byte ? 1 : -1;
+		if (n == 0 || (n < 0 && errno != EAGAIN))
+			return 0;
+		weft_sleep(5 * MS);
+	}
+	return -1;
+}
+
+static int handler_failure_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	struct policy pl;
+	if (policy_start(&pl, g) < 0)
+		return weft_group_join(g, NULL);
+	int port = weft_listener_port(pl.l);
+	int witness = raw_connect(port);
+	CHECK(witness >= 0);
+	CHECK_EQ(raw_echo(witness, 'a'), 1);
+	/* Three connections fail in their handler: each is closed... */
+	for (int i = 0; i < 3; i++) {
+		int bad = raw_connect(port);
+		CHECK(bad >= 0);
+		CHECK_EQ(raw_echo(bad, 'F'), 0);
+		close(bad);
+	}
+	/* ...and neither the live connection nor the server noticed. */
+	CHECK_EQ(raw_echo(witness, 'b'), 1);
+	int fresh = raw_connect(port);
+	CHECK_EQ(raw_echo(fresh, 'c'), 1);
+	close(fresh);
+	close(witness);
+	CHECK(!atomic_load(&pl.serve_returned));
+	weft_event_set(pl.stop);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(pl.serve_rc, 0);
+	CHECK_EQ(pl.join_rc, 0); /* the failures never reached the group */
+	CHECK_EQ(atomic_load(&pl.failures), 3);
+	CHECK_EQ(atomic_load(&pl.eio_failures), 3); /* once each */
+	weft_listener_close(pl.l);
+	weft_event_destroy(pl.stop);
+	return 0;
+}
+
+WEFT_TEST_ROOT(net, serve_handler_failure_ends_only_its_connection,
+	handler_failure_root, NULL)
+
+/* For n = 1, 2, ...: the n-th weft allocation after a client connects
+ * fails (the stream for the next accept, the new task's record or stack,
+ * the handler's...).  Every client stays connected, so each new
+ * connection needs a stack the pools no longer have.  Whatever failed,
+ * the connection that met it is answered or closed, the one connected
+ * before the loop keeps working, and the server keeps accepting. */
+#define POLICY_MAX_CLIENTS 64
+
+static int alloc_failure_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	struct policy pl;
+	if (policy_start(&pl, g) < 0)
+		return weft_group_join(g, NULL);
+	int port = weft_listener_port(pl.l);
+	int witness = raw_connect(port);
+	CHECK(witness >= 0);
+	CHECK_EQ(raw_echo(witness, 'a'), 1);
+	int clients[POLICY_MAX_CLIENTS];
+	int nclients = 0, injected_runs = 0;
+	for (long n = 1; n <= POLICY_MAX_CLIENTS; n++) {
+		long before = weft_debug_injected_failures();
+		weft_debug_fail_alloc(n);
+		int fd = raw_connect(port);
+		int echoed = fd >= 0 ? raw_echo(fd, 'x') : 0;
+		weft_debug_fail_alloc(0);
+		if (fd >= 0)
+			clients[nclients++] = fd;
+		/* Answered or closed, never left hanging (a connection whose
+		 * accept met the failure waits 100 ms in the queue). */
+		CHECK(echoed >= 0);
+		CHECK_EQ(raw_echo(witness, 'w'), 1);
+		if (weft_debug_injected_failures() == before)
+			break; /* n is past the last allocation of a round */
+		injected_runs++;
+	}
+	CHECK(injected_runs > 0);
+	int fresh = raw_connect(port);
+	CHECK_EQ(raw_echo(fresh, 'c'), 1);
+	close(fresh);
+	for (int i = 0; i < nclients; i++)
+		close(clients[i]);
+	close(witness);
+	CHECK(!atomic_load(&pl.serve_returned));
+	weft_event_set(pl.stop);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(pl.serve_rc, 0);
+	CHECK_EQ(pl.join_rc, 0);
+	/* The round whose failure hit the new task's stack or record. */
+	CHECK(atomic_load(&pl.no_task) >= 1);
+	weft_listener_close(pl.l);
+	weft_event_destroy(pl.stop);
+	return 0;
+}
+
+WEFT_TEST_ROOT(net, serve_task_that_cannot_start_ends_only_its_connection,
+	alloc_failure_root, NULL)
+
+/* }======================================================= */
+
 /* {======================================================= scale */
 
 /* Out of fds: the serve loop survives and accepts again afterwards. */
@@ -946,6 +1158,10 @@ int main(void)
 		WEFT_TEST(test_net__getaddrinfo_and_failures),
 		cmocka_unit_test(test_net__bad_arguments),
 		WEFT_TEST(test_net__emfile_then_accept_loop_continues),
+		WEFT_TEST(
+			test_net__serve_handler_failure_ends_only_its_connection),
+		WEFT_TEST(
+			test_net__serve_task_that_cannot_start_ends_only_its_connection),
 		WEFT_TEST_AT(test_net__ten_thousand_concurrent_connections, 2),
 		WEFT_TEST_AT(test_net__hundred_thousand_sequential_connections,
 			2),

@@ -135,25 +135,63 @@ WEFT_EXTERN int weft_listener_close(weft_listener_t *l);
 
 /* A connection handler for weft_serve: runs as its own task in the
  * serve group; the stream is closed by weft_serve's wrapper when the
- * handler returns (the handler must not close it).  A non-zero return is
- * the task's failure (it fails the group as any task failure does). */
+ * handler returns (the handler must not close it).  A return other than 0
+ * or -ECANCELED is the connection's failure: weft_serve reports it (see
+ * weft_serve_opts) and it ends only that connection. */
 typedef int (*weft_conn_fn)(weft_stream_t *s, void *arg);
 
-/* What it does: accepts connections on l in a loop and spawns one task per
- * connection into group g running handler(stream, arg).  Returns when
- * `stop` (optional) is set: it stops accepting at once and leaves the
+/* Called by weft_serve once for each connection that failed: code is the
+ * failure (the handler's return, or why no task could run it: -ENOMEM
+ * when no stack or task record could be had), msg says what failed (the
+ * handler's weft_fail message if it gave one; borrowed for the call).
+ * arg is weft_serve's handler argument.  Runs in the connection's task or
+ * in the accept loop's; it must not park. */
+typedef void (*weft_conn_failed_fn)(int code, const char *msg, void *arg);
+
+/* Called by weft_serve when accepting failed for lack of resources (code
+ * -EMFILE, -ENFILE, -ENOBUFS or -ENOMEM), before it waits 100 ms and
+ * accepts again: the place to close idle connections so that new ones
+ * can come in.  arg is weft_serve's handler argument.  Runs in the accept
+ * loop's task; it must not park. */
+typedef void (*weft_serve_exhausted_fn)(int code, void *arg);
+
+/* Options of weft_serve_opts; zero-initialise the ones not used. */
+typedef struct weft_serve_options {
+	weft_event_t *stop; /* as weft_serve's `stop`; may be NULL */
+	/* NULL: a failed connection is reported as one line on stderr. */
+	weft_conn_failed_fn on_conn_failure;
+	weft_serve_exhausted_fn on_exhausted; /* may be NULL */
+} weft_serve_opts_t;
+
+/* What it does: accepts connections on l in a loop and starts one task per
+ * connection in group g running handler(stream, arg).  Returns when
+ * opts->stop (optional) is set: it stops accepting at once and leaves the
  * handlers running in g (the soft phase of a two-phase shutdown; the
- * caller then joins g within a grace deadline, or cancels it).  Out of
- * fds (-EMFILE/-ENFILE), it waits (100 ms, a checkpoint) and accepts
- * again, so a server survives fd exhaustion.
- * Ownership: l stays the caller's; g must stay open while serve runs.
+ * caller then joins g within a grace deadline, or cancels it).
+ * Failure policy.  What ends only one connection (closed, reported once
+ * through opts->on_conn_failure, never a failure of g): its handler
+ * returning a failure; no task for it (-ENOMEM: no stack or task record);
+ * a reset before it was accepted.  What the loop waits out: out of fds or
+ * memory while accepting (-EMFILE, -ENFILE, -ENOBUFS, -ENOMEM: the
+ * connection stays in the kernel's queue; opts->on_exhausted is called,
+ * then it waits 100 ms, a checkpoint, and accepts again).  What ends the
+ * server (returned): the stop event, cancellation, l closed, g closed to
+ * new tasks, and other accept errors.
+ * Ownership: l and opts stay the caller's (opts is read while serve
+ * runs); g must stay open while serve runs.
  * Errors: 0 (stop was set), -EINVAL (NULL l, g or handler), -ECANCELED
  * (the calling task was cancelled), WEFT_ECLOSED (l closed while serve
- * waited in its accept), WEFT_EMISUSE (l closed before: the accept's
- * misuse, as weft_listener_accept), -EBUSY,
- * -ENOMEM, WEFT_ENOTFIBER, or a spawn error of g (WEFT_ECLOSED for a
- * closed group).
+ * waited in its accept, or g joined), WEFT_EMISUSE (l closed before: the
+ * accept's misuse, as weft_listener_accept), -EBUSY (another task accepts
+ * on l), -ENOMEM (serve's own setup), WEFT_ENOTFIBER, another accept
+ * error.
  * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_serve_opts(weft_listener_t *l, weft_group_t *g,
+	weft_conn_fn handler, void *arg, const weft_serve_opts_t *opts);
+
+/* What it does: weft_serve_opts with only a stop event (NULL for none):
+ * failed connections are reported on stderr.
+ * Ownership, errors, checkpoint, threads: as weft_serve_opts. */
 WEFT_EXTERN int weft_serve(weft_listener_t *l, weft_group_t *g,
 	weft_conn_fn handler, void *arg, weft_event_t *stop);
 

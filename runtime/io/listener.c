@@ -18,7 +18,14 @@
  * a private group whose owner body is the accept loop and whose one child
  * waits for `stop` and then cancels the group; the loop's accept returns
  * -ECANCELED and the loop ends.  The handlers go to the caller's group,
- * so they outlive serve (the soft phase of a shutdown). */
+ * so they outlive serve (the soft phase of a shutdown).
+ *
+ * One connection never ends the server (the policy net.h states): a
+ * handler's failure is reported and swallowed by the task's wrapper, and
+ * a connection task that cannot start (no stack, no task record) is
+ * started with weft_group_start rather than spawned, so that failure
+ * comes back to the loop instead of failing the caller's group (a
+ * failure there would cancel every live connection, rule 4). */
 #define _GNU_SOURCE /* accept4 */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,6 +37,7 @@
 
 #include "base/alloc.h"
 #include "base/common.h"
+#include "base/diag.h"
 #include "core/records.h"
 #include "core/task.h"
 #include "io/sock.h"
@@ -255,19 +263,49 @@ out:
 
 /* {======================================================= serve */
 
+/* What one connection's task needs, in the accept loop's frame: the loop
+ * waits in weft_group_start until the task has copied it. */
 struct serve_conn {
 	weft_conn_fn handler;
 	void *arg;
+	const weft_serve_opts_t *opts;
 	weft_stream_t *s;
+	/* Set by the task before started(): from then on the task owns s.
+	 * The start's wake orders the write before the loop's read. */
+	bool ran;
 };
+
+/* A connection failed (docs of weft_serve_opts): tell the caller's
+ * callback, or write one line on stderr. */
+static void serve_report(const weft_serve_opts_t *o, void *arg, int code,
+	const char *msg)
+{
+	if (o != NULL && o->on_conn_failure != NULL)
+		o->on_conn_failure(code, msg, arg);
+	else
+		weft__diag("weft_serve: connection failed: %s: %s",
+			weft_strerror(code), msg);
+}
 
 static WEFT_FIBER_FN int serve_conn_main(void *p)
 {
-	struct serve_conn c = *(struct serve_conn *)p;
-	weft__free(p);
+	struct serve_conn *pc = p;
+	struct serve_conn c = *pc;
+	pc->ran = true;
+	/* Moves the task into g and resumes the accept loop; pc (its frame)
+	 * is not touched after this. */
+	weft_task_started(NULL);
 	int rc = c.handler(c.s, c.arg);
 	weft_stream_close(c.s);
-	return rc;
+	if (rc == 0 || rc == -ECANCELED)
+		return rc;
+	/* The handler failed: that ends its connection (closed above), not
+	 * the server, so it is reported here and not returned (a failure
+	 * would cancel g and with it every other connection, rule 4). */
+	struct weft_task *self = weft__task_current();
+	serve_report(c.opts, c.arg, rc,
+		self->fail_msg != NULL ? self->fail_msg : "the handler failed");
+	return 0;
 }
 
 struct serve_stop {
@@ -284,10 +322,39 @@ static WEFT_FIBER_FN int serve_stop_main(void *p)
 	return 0;
 }
 
+/* Hands one accepted connection to a task in g.  The task is started,
+ * not spawned: until it calls started() it belongs to this loop (rule
+ * 14), so a task that cannot start (no stack for it: it never ran) is a
+ * failure returned here, not one that cancels g.  That costs one wait
+ * per connection for the new task's first run, which happens next on
+ * this worker in the common case.  Returns 0, or an error that ends the
+ * loop (g closed). */
+static WEFT_FIBER_FN int serve_hand_over(weft_group_t *g, weft_conn_fn handler,
+	void *arg, const weft_serve_opts_t *opts, weft_stream_t *s)
+{
+	struct serve_conn c = { .handler = handler,
+		.arg = arg,
+		.opts = opts,
+		.s = s,
+		.ran = false };
+	int rc = weft_group_start_named(g, "weft_serve connection",
+		serve_conn_main, &c, NULL);
+	if (c.ran)
+		return 0; /* the task owns s, and reports its own failure */
+	weft_stream_close(s);
+	if (rc == WEFT_ECLOSED)
+		return rc;    /* g was joined: nothing more can be served */
+	if (rc != -ECANCELED) /* serve is stopping: the next accept says so */
+		serve_report(opts, arg, rc,
+			"no task could be started for the connection");
+	return 0;
+}
+
 /* The accept loop, in the body of serve's private group. */
 static WEFT_FIBER_FN int serve_loop(weft_listener_t *l, weft_group_t *g,
-	weft_conn_fn handler, void *arg, weft_event_t *stop)
+	weft_conn_fn handler, void *arg, const weft_serve_opts_t *opts)
 {
+	weft_event_t *stop = opts != NULL ? opts->stop : NULL;
 	for (;;) {
 		if (stop != NULL && weft_event_is_set(stop))
 			return 0;
@@ -296,7 +363,10 @@ static WEFT_FIBER_FN int serve_loop(weft_listener_t *l, weft_group_t *g,
 		if (rc == -EMFILE || rc == -ENFILE || rc == -ENOBUFS ||
 			rc == -ENOMEM) {
 			/* Out of resources: the connection waits in the
-			 * kernel's queue; try again once some are freed. */
+			 * kernel's queue.  The caller may free some (close
+			 * idle connections); try again 100 ms later. */
+			if (opts != NULL && opts->on_exhausted != NULL)
+				opts->on_exhausted(rc, arg);
 			rc = weft_sleep(100 * 1000 * 1000);
 			if (rc < 0)
 				return rc;
@@ -304,31 +374,20 @@ static WEFT_FIBER_FN int serve_loop(weft_listener_t *l, weft_group_t *g,
 		}
 		if (rc < 0)
 			return rc;
-		struct serve_conn *c = weft__alloc(sizeof *c);
-		if (c == NULL) {
-			weft_stream_close(s);
-			continue; /* as out of fds: shed this one */
-		}
-		c->handler = handler;
-		c->arg = arg;
-		c->s = s;
-		rc = weft_group_spawn_literal(g, "weft_serve connection",
-			serve_conn_main, c);
-		if (rc < 0) {
-			weft__free(c);
-			weft_stream_close(s);
+		rc = serve_hand_over(g, handler, arg, opts, s);
+		if (rc < 0)
 			return rc;
-		}
 	}
 }
 
-int weft_serve(weft_listener_t *l, weft_group_t *g, weft_conn_fn handler,
-	void *arg, weft_event_t *stop)
+int weft_serve_opts(weft_listener_t *l, weft_group_t *g, weft_conn_fn handler,
+	void *arg, const weft_serve_opts_t *opts)
 {
 	if (l == NULL || g == NULL || handler == NULL)
 		return -EINVAL;
+	weft_event_t *stop = opts != NULL ? opts->stop : NULL;
 	if (stop == NULL)
-		return serve_loop(l, g, handler, arg, NULL);
+		return serve_loop(l, g, handler, arg, opts);
 	weft_group_t *own;
 	int rc = weft_group_open(&own);
 	if (rc < 0)
@@ -337,13 +396,20 @@ int weft_serve(weft_listener_t *l, weft_group_t *g, weft_conn_fn handler,
 	rc = weft_group_spawn_literal(own, "weft_serve stop watcher",
 		serve_stop_main, &st);
 	if (rc == 0)
-		rc = serve_loop(l, g, handler, arg, stop);
+		rc = serve_loop(l, g, handler, arg, opts);
 	/* Ends the watcher if the loop ended first. */
 	weft_group_cancel(own, NULL);
 	int jrc = weft_group_join(own, NULL);
 	if (weft_event_is_set(stop) && (rc == -ECANCELED || rc == 0))
 		return 0;
 	return rc < 0 ? rc : jrc;
+}
+
+int weft_serve(weft_listener_t *l, weft_group_t *g, weft_conn_fn handler,
+	void *arg, weft_event_t *stop)
+{
+	weft_serve_opts_t o = { .stop = stop };
+	return weft_serve_opts(l, g, handler, arg, &o);
 }
 
 /* }======================================================= */

@@ -1,25 +1,55 @@
 /* weft-httpd: a keep-alive HTTP/1.1 server on weft (benchmark B10).
  *
- *   weft-httpd [-p PORT] [-b ADDR] [-i IDLE_S] [-H HEADER_S] [-g GRACE_S]
+ *   weft-httpd [-p PORT] [-b ADDR] [-i IDLE_S] [-H HEADER_S] [-B BODY_S]
+ *              [-w WRITE_S] [-g GRACE_S] [-F]
  *
- * GET / answers 200 "Hello, World!"; other paths 404; other methods 405.
- * One task per connection; requests are parsed with Node.js's http-parser
- * (Debian's libhttp-parser-dev, see ARCHITECTURE.md), so pipelined
- * requests, HTTP/1.0 and "Connection: close" behave as the RFC says.
+ * GET / answers 200 "Hello, World!" (HEAD: the same head, no body); other
+ * paths 404; other methods 405 with "Allow: GET, HEAD".  One task per
+ * connection; requests are parsed with Node.js's http-parser (Debian's
+ * libhttp-parser-dev, see ARCHITECTURE.md), so pipelined requests,
+ * HTTP/1.0 and "Connection: close" behave as the RFC says.
+ *
+ * Where Debian's http-parser (built without HTTP_PARSER_STRICT) is more
+ * lenient than RFC 9112, this file adds the missing checks, each answered
+ * with 400 and a close: an HTTP/1.1 request without exactly one Host; a
+ * field name with a byte that is not a token character ("Host : x"); a
+ * head whose last line break is not CR LF or LF; a chunk line with
+ * anything but hex digits and well-formed extensions, or not ended by
+ * CR LF; chunk data not followed by CR LF (the parser skips those two
+ * bytes unchecked).  Chunk-size overflow, bare LF inside a chunk line,
+ * Content-Length with Transfer-Encoding and duplicate Content-Length are
+ * already rejected by the parser.
+ *
+ * A request with "Connection: upgrade" + "Upgrade" (weft-httpd speaks
+ * only HTTP/1.1) or the CONNECT method is answered as any other (200,
+ * 404, 405) with "Connection: close", and the connection closes after
+ * the answer: the bytes after such a request may belong to another
+ * protocol, so they are never read as requests.
  *
  * Protection against bad clients (the server itself is never harmed):
  *   - malformed request: 400 and the connection is closed;
- *   - request line + headers over 8 KiB: 431 and closed;
- *   - a started request whose headers do not arrive within HEADER_S
- *     (default 10 s): 408 and closed (slowloris);
- *   - no request for IDLE_S (default 60 s): closed;
- *   - a client that does not read its responses: the same deadlines bound
- *     the writes.
+ *   - request head (request line and headers, empty lines before it
+ *     included) over 8 KiB: 431 and closed;
+ *   - a request head not complete HEADER_S (default 10 s) after its first
+ *     byte, leading empty lines included: 408 and closed (slowloris);
+ *   - a request body not complete BODY_S (default 30 s) after its head:
+ *     408 and closed (a body or chunks trickled byte by byte);
+ *   - no request begun IDLE_S (default 60 s) after the last answer was
+ *     written: closed.  That wait is the only thing the idle deadline
+ *     bounds: a request read is always answered;
+ *   - a client that does not read its responses: a response write gets
+ *     at least WRITE_S (default 10 s), at most the longest of the
+ *     deadlines above;
+ *   - out of fds (accept fails with EMFILE/ENFILE): the connections
+ *     waiting for a next request are closed first, oldest first, then
+ *     those whose request has taken longest, so that new clients get in.
+ * A connection that fails (no stack for its task, say) is closed,
+ * counted and logged once; the server goes on (weft_serve_opts' policy).
+ * -F (for tests): "GET /fail" makes the connection's handler fail.
  * Shutdown (SIGINT/SIGTERM): stop accepting, close the keep-alive
  * connections that wait for a request, finish the requests in flight
  * (their connections are closed after the response), cancel what is left
- * after GRACE_S (default 5 s) or at a
- * second signal.
+ * after GRACE_S (default 5 s) or at a second signal.
  *
  * Structure, as in AnyIO's start_some_service example: main runs the service
  * with weft_group_start, which returns once the service is listening (its
@@ -32,6 +62,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <http_parser.h>
@@ -40,23 +71,55 @@
 
 #include "netutil.h"
 
-#define MAX_HEADER_BYTES 8192
+#define MAX_HEAD_BYTES 8192
 #define READ_BUF 16384
 #define OUT_BUF 16384
 
 struct httpd {
 	const char *addr;
 	long port;
-	long idle_s, header_s, grace_s;
+	long idle_s, header_s, body_s, write_s, grace_s;
+	bool fail_path;	    /* -F */
 	weft_event_t *stop; /* set at phase one of shutdown */
-	atomic_long connections, requests, rejected;
-	/* Connections parked in a read for their next request, so that
-	 * phase one can close them at once (httpd_close_idle).  A plain
-	 * mutex: held for a list operation or a scope cancel, never across
-	 * a park. */
-	pthread_mutex_t idle_lock;
-	struct conn *idle; /* under idle_lock */
-	bool stopping;	   /* under idle_lock */
+	atomic_long connections, requests, rejected, failed, shed;
+	/* Connections parked in a read (for a next request, or for the rest
+	 * of one), so that phase one can close the idle ones at once
+	 * (httpd_close_idle) and fd exhaustion can close some
+	 * (httpd_shed).  Oldest listing first.  A plain mutex: held for a
+	 * list operation or scope cancels, never across a park. */
+	pthread_mutex_t wait_lock;
+	struct conn *wait_head, *wait_tail; /* under wait_lock */
+	bool stopping;			    /* under wait_lock */
+};
+
+/* Where a connection is in its request cycle; each phase has its own
+ * deadline, counted from phase_start (conn_want). */
+enum phase {
+	PH_IDLE, /* waiting for the first byte of a request */
+	PH_HEAD, /* a request began: its head is not complete */
+	PH_BODY	 /* its head is complete, its body is not */
+};
+
+/* The chunked framing check (chunk_feed): RFC 9112 7.1's chunk line
+ * "chunk-size *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ) CRLF" and
+ * the CRLF after chunk data, over the bytes http-parser consumed that
+ * are not body data. */
+enum chunk_state {
+	CK_OFF,	      /* not a chunked body, or its last chunk line was seen */
+	CK_SIZE0,     /* first hex digit */
+	CK_SIZE,      /* more hex digits */
+	CK_BWS,	      /* whitespace before ';' */
+	CK_NAME0,     /* an extension's name, first char (BWS allowed) */
+	CK_NAME,      /* its name */
+	CK_AFTERNAME, /* whitespace after the name */
+	CK_VAL0,      /* the value's first char (BWS allowed) */
+	CK_VAL,	      /* a token value */
+	CK_QSTR,      /* a quoted value */
+	CK_QESC,      /* after a backslash in it */
+	CK_LF,	      /* the LF ending the line */
+	CK_DCR,	      /* the CR after chunk data */
+	CK_DLF,	      /* the LF after it */
+	CK_BAD
 };
 
 /* One connection's state; the parser's callbacks reach it through
@@ -65,18 +128,30 @@ struct conn {
 	struct httpd *h;
 	weft_stream_t *s;
 	http_parser parser;
-	bool in_request;  /* a request began; its headers are not done */
-	bool too_large;	  /* its headers passed MAX_HEADER_BYTES */
+	enum phase phase;
+	int64_t phase_start;
+	bool bad;	  /* a check of this file failed: 400 */
 	bool close_after; /* stop after the response being built */
+	bool msg_done;	  /* the parser paused at a message's end */
 	bool write_failed;
-	size_t header_bytes;
-	char url[64]; /* enough to tell "/" from anything else */
+	bool fail_me; /* -F and "GET /fail" */
+	/* Host counting: the current field's name (lower case, up to 5
+	 * bytes) and whether a value followed it. */
+	char field[6];
+	size_t field_len;
+	bool in_value;
+	int hosts;
+	enum chunk_state chunk;
+	bool chunk_start; /* paused at a chunked head's end */
+	bool was_shed;	  /* c->shed seen by the task (owner only) */
+	const char *fpos; /* framing bytes not yet checked start here */
+	char url[64];	  /* enough to tell "/" from anything else */
 	size_t url_len;
-	int64_t last_activity;
-	int64_t request_start;
 	weft_scope_t *scope; /* bounds reads and writes (see conn_read) */
 	int64_t scope_deadline;
-	struct conn *idle_next, *idle_prev; /* on h->idle, under idle_lock */
+	/* On h's wait list (under wait_lock): */
+	struct conn *wait_next, *wait_prev;
+	bool shed; /* closed to make room for new connections */
 	size_t out_len;
 	char out[OUT_BUF];
 	char in[READ_BUF];
@@ -86,27 +161,23 @@ static const char hello_body[] = "Hello, World!";
 
 /* {======================================================= responses */
 
-static int conn_flush(struct conn *c)
-{
-	if (c->out_len == 0)
-		return 0;
-	int rc = weft_stream_write(c->s, c->out, c->out_len);
-	c->out_len = 0;
-	if (rc < 0)
-		c->write_failed = true;
-	return rc;
-}
+static int conn_flush(struct conn *c);
 
-/* Appends one response (flushing first if it would not fit). */
+/* Appends one response (flushing first if it would not fit).  For a HEAD
+ * request the head is the GET one (its Content-Length) without the
+ * body. */
 static int conn_respond(struct conn *c, int status, const char *reason,
-	const char *body, bool close)
+	const char *body, const char *extra, bool head_only, bool close)
 {
 	size_t blen = strlen(body);
 	char head[256];
 	int hl = snprintf(head, sizeof head,
 		"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
-		"Content-Length: %zu\r\n%s\r\n",
-		status, reason, blen, close ? "Connection: close\r\n" : "");
+		"Content-Length: %zu\r\n%s%s\r\n",
+		status, reason, blen, extra,
+		close ? "Connection: close\r\n" : "");
+	if (head_only)
+		blen = 0;
 	if (c->out_len + (size_t)hl + blen > sizeof c->out && conn_flush(c) < 0)
 		return -1;
 	memcpy(c->out + c->out_len, head, (size_t)hl);
@@ -119,22 +190,98 @@ static int conn_respond(struct conn *c, int status, const char *reason,
 
 /* {======================================================= parser */
 
+/* RFC 9110 5.6.2's tchar. */
+static bool is_tchar(unsigned char ch)
+{
+	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+		(ch >= 'A' && ch <= 'Z') ||
+		(ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+static bool is_hex(unsigned char ch)
+{
+	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
+		(ch >= 'A' && ch <= 'F');
+}
+
+/* Feeds framing bytes of a chunked body to the check (see enum
+ * chunk_state); marks the request bad on the first wrong byte. */
+static void chunk_feed(struct conn *c, const char *p, const char *end)
+{
+	enum chunk_state st = c->chunk;
+	for (; p < end && st != CK_OFF && st != CK_BAD; p++) {
+		unsigned char ch = (unsigned char)*p;
+		bool ws = ch == ' ' || ch == '\t';
+		switch (st) {
+		case CK_SIZE0: st = is_hex(ch) ? CK_SIZE : CK_BAD; break;
+		case CK_SIZE:
+			st = is_hex(ch)	     ? CK_SIZE
+				: ch == ';'  ? CK_NAME0
+				: ws	     ? CK_BWS
+				: ch == '\r' ? CK_LF
+					     : CK_BAD;
+			break;
+		case CK_BWS:
+			st = ws ? CK_BWS : ch == ';' ? CK_NAME0 : CK_BAD;
+			break;
+		case CK_NAME0:
+			st = ws ? CK_NAME0 : is_tchar(ch) ? CK_NAME : CK_BAD;
+			break;
+		case CK_NAME:
+		case CK_AFTERNAME:
+			st = is_tchar(ch) && st == CK_NAME ? CK_NAME
+				: ws			   ? CK_AFTERNAME
+				: ch == '='		   ? CK_VAL0
+				: ch == ';'		   ? CK_NAME0
+				: ch == '\r'		   ? CK_LF
+							   : CK_BAD;
+			break;
+		case CK_VAL0:
+			st = ws		       ? CK_VAL0
+				: ch == '"'    ? CK_QSTR
+				: is_tchar(ch) ? CK_VAL
+					       : CK_BAD;
+			break;
+		case CK_VAL:
+			st = is_tchar(ch)    ? CK_VAL
+				: ws	     ? CK_BWS
+				: ch == ';'  ? CK_NAME0
+				: ch == '\r' ? CK_LF
+					     : CK_BAD;
+			break;
+		case CK_QSTR:
+			/* qdtext: HTAB, SP, VCHAR but '"' and '\\', obs-text */
+			st = ch == '"'	     ? CK_VAL
+				: ch == '\\' ? CK_QESC
+				: ch == '\t' || ch >= 0x20
+				? (ch == 0x7f ? CK_BAD : CK_QSTR)
+				: CK_BAD;
+			break;
+		case CK_QESC:
+			st = ch == '\t' || (ch >= 0x20 && ch != 0x7f) ? CK_QSTR
+								      : CK_BAD;
+			break;
+		case CK_LF: st = ch == '\n' ? CK_DCR : CK_BAD; break;
+		case CK_DCR: st = ch == '\r' ? CK_DLF : CK_BAD; break;
+		case CK_DLF: st = ch == '\n' ? CK_SIZE0 : CK_BAD; break;
+		default: break;
+		}
+	}
+	c->chunk = st;
+	if (st == CK_BAD)
+		c->bad = true;
+}
+
 static int on_message_begin(http_parser *p)
 {
 	struct conn *c = p->data;
-	c->in_request = true;
-	c->header_bytes = 0;
 	c->url_len = 0;
-	return 0;
-}
-
-static int count_header(struct conn *c, size_t len)
-{
-	c->header_bytes += len;
-	if (c->header_bytes > MAX_HEADER_BYTES) {
-		c->too_large = true;
-		return 1; /* stops the parser */
-	}
+	c->url[0] = '\0';
+	c->field_len = 0;
+	c->in_value = false;
+	c->hosts = 0;
+	c->chunk = CK_OFF;
+	c->chunk_start = false;
 	return 0;
 }
 
@@ -148,19 +295,83 @@ static int on_url(http_parser *p, const char *at, size_t len)
 	c->url[c->url_len] = '\0';
 	if (len > room)
 		c->url[0] = '?'; /* too long to be "/" */
-	return count_header(c, len);
+	return 0;
 }
 
-static int on_header_bytes(http_parser *p, const char *at, size_t len)
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+	struct conn *c = p->data;
+	if (c->in_value) { /* a new field */
+		c->in_value = false;
+		c->field_len = 0;
+	}
+	for (size_t i = 0; i < len; i++) {
+		/* The parser lets a space through in a name ("Host : x"),
+		 * which RFC 9112 5.1 says must be rejected. */
+		if (!is_tchar((unsigned char)at[i])) {
+			c->bad = true;
+			return 1;
+		}
+		if (c->field_len < sizeof c->field - 1)
+			c->field[c->field_len] = (char)(at[i] | 0x20);
+		c->field_len++;
+	}
+	return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
 {
 	(void)at;
-	return count_header(p->data, len);
+	(void)len;
+	struct conn *c = p->data;
+	if (!c->in_value) {
+		c->in_value = true;
+		if (c->field_len == 4 && memcmp(c->field, "host", 4) == 0)
+			c->hosts++;
+	}
+	return 0;
 }
 
 static int on_headers_complete(http_parser *p)
 {
 	struct conn *c = p->data;
-	c->in_request = false;
+	/* A field with an empty value gets no value callback. */
+	if (!c->in_value && c->field_len == 4 &&
+		memcmp(c->field, "host", 4) == 0)
+		c->hosts++;
+	/* RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one before. */
+	bool http11 = p->http_major > 1 ||
+		(p->http_major == 1 && p->http_minor >= 1);
+	if (c->hosts > 1 || (http11 && c->hosts == 0)) {
+		c->bad = true;
+		return -1;
+	}
+	c->phase = PH_BODY;
+	c->phase_start = weft_now();
+	if (p->flags & F_CHUNKED) {
+		/* The head's last byte (the LF) is still the parser's: pause,
+		 * so the framing check starts right after it (conn_parse). */
+		c->chunk_start = true;
+		http_parser_pause(p, 1);
+	}
+	return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+	struct conn *c = p->data;
+	chunk_feed(c, c->fpos, at); /* the framing before this data */
+	c->fpos = at + len;
+	return c->bad ? 1 : 0;
+}
+
+static int on_chunk_header(http_parser *p)
+{
+	/* The last chunk: pause, so that its line is checked up to its LF
+	 * and the trailer fields after it are not (the parser reads them
+	 * as header fields). */
+	if (p->content_length == 0)
+		http_parser_pause(p, 1);
 	return 0;
 }
 
@@ -170,46 +381,111 @@ static int on_message_complete(http_parser *p)
 	/* relaxed: a statistics counter, orders nothing (read after the
 	 * service's join). */
 	atomic_fetch_add_explicit(&c->h->requests, 1, memory_order_relaxed);
-	/* Phase one of a shutdown: answer, then close. */
-	bool close = !http_should_keep_alive(p) ||
+	/* Phase one of a shutdown: answer, then close.  After an upgrade
+	 * or CONNECT request the rest is not HTTP: answer, then close. */
+	bool close = !http_should_keep_alive(p) || p->upgrade ||
 		weft_event_is_set(c->h->stop);
+	bool head = p->method == HTTP_HEAD;
 	int rc;
 	if (p->method != HTTP_GET && p->method != HTTP_HEAD)
-		rc = conn_respond(c, 405, "Method Not Allowed", "", close);
+		rc = conn_respond(c, 405, "Method Not Allowed", "",
+			"Allow: GET, HEAD\r\n", false, close);
 	else if (strcspn(c->url, "?") == 1 && c->url[0] == '/') /* "/?q" */
-		rc = conn_respond(c, 200, "OK",
-			p->method == HTTP_HEAD ? "" : hello_body, close);
-	else
-		rc = conn_respond(c, 404, "Not Found", "", close);
+		rc = conn_respond(c, 200, "OK", hello_body, "", head, close);
+	else if (c->h->fail_path && strcmp(c->url, "/fail") == 0) {
+		c->fail_me = true;
+		rc = 0;
+	} else
+		rc = conn_respond(c, 404, "Not Found", "", "", head, close);
 	if (rc < 0)
 		return 1;
-	if (close) {
+	if (close)
 		c->close_after = true;
-		http_parser_pause(p, 1); /* ignore anything after it */
-	}
+	/* One message per execute: conn_parse starts the next one's phase
+	 * at the right byte. */
+	c->msg_done = true;
+	c->phase = PH_IDLE;
+	http_parser_pause(p, 1);
 	return 0;
 }
 
 static const http_parser_settings settings = {
 	.on_message_begin = on_message_begin,
 	.on_url = on_url,
-	.on_header_field = on_header_bytes,
-	.on_header_value = on_header_bytes,
+	.on_header_field = on_header_field,
+	.on_header_value = on_header_value,
 	.on_headers_complete = on_headers_complete,
+	.on_body = on_body,
+	.on_chunk_header = on_chunk_header,
 	.on_message_complete = on_message_complete,
 };
+
+/* Parses n bytes read at time `now`.  Returns 0 to go on reading, 1 when
+ * the connection should close after flushing (answered with close), or
+ * the status of an error response to send before closing (400, 431). */
+static int conn_parse(struct conn *c, const char *buf, size_t n, int64_t now)
+{
+	size_t off = 0;
+	c->fpos = buf;
+	while (off < n && !c->close_after && !c->fail_me) {
+		if (c->phase == PH_IDLE) {
+			/* The first byte of a request, empty lines included,
+			 * starts its head's deadline. */
+			c->phase = PH_HEAD;
+			c->phase_start = now;
+		}
+		c->msg_done = false;
+		size_t used = http_parser_execute(&c->parser, &settings,
+			buf + off, n - off);
+		enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+		if (c->write_failed)
+			return 1;
+		if (c->bad)
+			return 400;
+		if (e == HPE_HEADER_OVERFLOW)
+			return 431;
+		if (e != HPE_OK && e != HPE_PAUSED)
+			return 400;
+		const char *end = buf + off + used;
+		if (c->chunk != CK_OFF)
+			chunk_feed(c, c->fpos, end);
+		c->fpos = end;
+		if (c->bad)
+			return 400;
+		off += used;
+		if (e == HPE_PAUSED) {
+			http_parser_pause(&c->parser, 0);
+			if (c->chunk_start) {
+				/* Paused at the end of a chunked head: the
+				 * parser has yet to take the head's LF, which
+				 * it does not check (not strict). */
+				c->chunk_start = false;
+				if (off >= n || buf[off] != '\n')
+					return 400;
+				c->chunk = CK_SIZE0;
+				c->fpos = end + 1;
+			} else if (!c->msg_done && c->chunk == CK_DCR) {
+				c->chunk = CK_OFF; /* the last chunk line */
+			}
+		}
+		if (c->parser.upgrade)
+			break; /* answered with close: the rest is not HTTP */
+	}
+	return c->close_after ? 1 : 0;
+}
 
 /* }======================================================= */
 
 /* {======================================================= timeouts */
 
-/* The deadline the connection must meet now: the header deadline while a
- * request is half read, else the idle deadline. */
+/* The deadline of the connection's current phase. */
 static int64_t conn_want(const struct conn *c)
 {
-	if (c->in_request)
-		return c->request_start + c->h->header_s * WEFT_SEC;
-	return c->last_activity + c->h->idle_s * WEFT_SEC;
+	const struct httpd *h = c->h;
+	long s = c->phase == PH_IDLE  ? h->idle_s
+		: c->phase == PH_HEAD ? h->header_s
+				      : h->body_s;
+	return c->phase_start + s * WEFT_SEC;
 }
 
 static void conn_scope_close(struct conn *c)
@@ -221,38 +497,44 @@ static void conn_scope_close(struct conn *c)
 	}
 }
 
-/* Lists c as waiting for a request; false if the server is stopping (the
- * connection should close instead of reading). */
-static bool idle_enter(struct conn *c)
+/* Lists c as parked in a read; false if the server is stopping and c is
+ * idle (it should close instead of waiting for a request). */
+static bool wait_enter(struct conn *c)
 {
 	struct httpd *h = c->h;
-	pthread_mutex_lock(&h->idle_lock);
-	bool ok = !h->stopping;
+	pthread_mutex_lock(&h->wait_lock);
+	bool ok = !(h->stopping && c->phase == PH_IDLE);
 	if (ok) {
-		c->idle_prev = NULL;
-		c->idle_next = h->idle;
-		if (h->idle)
-			h->idle->idle_prev = c;
-		h->idle = c;
+		c->wait_next = NULL;
+		c->wait_prev = h->wait_tail;
+		if (h->wait_tail)
+			h->wait_tail->wait_next = c;
+		else
+			h->wait_head = c;
+		h->wait_tail = c;
 	}
-	pthread_mutex_unlock(&h->idle_lock);
+	pthread_mutex_unlock(&h->wait_lock);
 	return ok;
 }
 
-/* Unlists c; returns whether the server started stopping meanwhile. */
-static bool idle_leave(struct conn *c)
+/* Unlists c; returns whether it should close rather than wait again (the
+ * server is stopping and c is idle, or c was shed). */
+static bool wait_leave(struct conn *c)
 {
 	struct httpd *h = c->h;
-	pthread_mutex_lock(&h->idle_lock);
-	if (c->idle_prev)
-		c->idle_prev->idle_next = c->idle_next;
+	pthread_mutex_lock(&h->wait_lock);
+	if (c->wait_prev)
+		c->wait_prev->wait_next = c->wait_next;
 	else
-		h->idle = c->idle_next;
-	if (c->idle_next)
-		c->idle_next->idle_prev = c->idle_prev;
-	bool stopping = h->stopping;
-	pthread_mutex_unlock(&h->idle_lock);
-	return stopping;
+		h->wait_head = c->wait_next;
+	if (c->wait_next)
+		c->wait_next->wait_prev = c->wait_prev;
+	else
+		h->wait_tail = c->wait_prev;
+	bool go = c->shed || (h->stopping && c->phase == PH_IDLE);
+	c->was_shed = c->shed;
+	pthread_mutex_unlock(&h->wait_lock);
+	return go;
 }
 
 /* Phase one of a shutdown: wakes every connection waiting for a request
@@ -261,52 +543,138 @@ static bool idle_leave(struct conn *c)
  * unlisted itself (conn_read). */
 static void httpd_close_idle(struct httpd *h)
 {
-	pthread_mutex_lock(&h->idle_lock);
+	pthread_mutex_lock(&h->wait_lock);
 	h->stopping = true;
-	for (struct conn *c = h->idle; c; c = c->idle_next)
-		weft_scope_cancel(c->scope, "shutting down");
-	pthread_mutex_unlock(&h->idle_lock);
+	for (struct conn *c = h->wait_head; c; c = c->wait_next)
+		if (c->phase == PH_IDLE)
+			weft_scope_cancel(c->scope, "shutting down");
+	pthread_mutex_unlock(&h->wait_lock);
 }
 
-/* Reads with the connection's deadline.  One cancel scope bounds reads
- * and writes; it is moved earlier when a request starts (the header
- * deadline) and replaced only when it fires, so a busy keep-alive
- * connection touches its timer about once per idle period, not once per
- * request.  When it fires early (the connection was active since), the
- * read is simply retried: a cancelled read consumed nothing.  A read for
- * the next request is listed as idle while it waits (httpd_close_idle).
- * Returns bytes, 0 at EOF or when closed at shutdown, -ETIMEDOUT, or
- * another error. */
+/* weft_serve's on_exhausted: out of fds, so new clients wait in the
+ * listen queue.  Close some waiting connections to make room: idle ones
+ * first (oldest first: the list is in listing order, and an idle
+ * connection lists once per wait), then requests whose head or body has
+ * taken over a second, longest first.  Up to 1/8 of the waiting ones
+ * (at least 16) per call; weft_serve calls again 100 ms later if still
+ * short. */
+static void httpd_shed(int code, void *arg)
+{
+	(void)code;
+	struct httpd *h = arg;
+	int64_t now = weft_now();
+	pthread_mutex_lock(&h->wait_lock);
+	long waiting = 0;
+	for (struct conn *c = h->wait_head; c; c = c->wait_next)
+		waiting++;
+	long quota = waiting / 8 > 16 ? waiting / 8 : 16, done = 0;
+	for (int pass = 0; pass < 2 && done < quota; pass++) {
+		/* Pass 1 takes partial requests by age of their start. */
+		for (;;) {
+			struct conn *victim = NULL;
+			for (struct conn *c = h->wait_head; c;
+				c = c->wait_next) {
+				if (c->shed)
+					continue;
+				if (pass == 0 && c->phase == PH_IDLE) {
+					victim = c;
+					break;
+				}
+				if (pass == 1 && c->phase != PH_IDLE &&
+					now - c->phase_start > WEFT_SEC &&
+					(victim == NULL ||
+						c->phase_start <
+							victim->phase_start))
+					victim = c;
+			}
+			if (victim == NULL || done >= quota)
+				break;
+			victim->shed = true;
+			weft_scope_cancel(victim->scope, "out of fds: shed");
+			done++;
+		}
+	}
+	pthread_mutex_unlock(&h->wait_lock);
+	/* relaxed: a statistics counter, as requests. */
+	atomic_fetch_add_explicit(&h->shed, done, memory_order_relaxed);
+}
+
+/* Makes the connection's scope bound what comes next by `want`.  One
+ * cancel scope bounds reads and writes; its deadline is only moved
+ * earlier, and the scope is replaced when it fired early (the connection
+ * was active since; a cancelled read consumed nothing and is retried),
+ * so a busy keep-alive connection touches its timer about once per idle
+ * period, not once per request.  0 or -ENOMEM. */
+static int conn_scope_by(struct conn *c, int64_t want)
+{
+	if (c->scope != NULL && weft_scope_cancel_called(c->scope))
+		conn_scope_close(c);
+	if (c->scope == NULL) {
+		if (weft_move_on_at(&c->scope, want) < 0)
+			return -ENOMEM;
+		c->scope_deadline = want;
+	} else if (want < c->scope_deadline) {
+		weft_scope_set_deadline(c->scope, want);
+		c->scope_deadline = want;
+	}
+	return 0;
+}
+
+/* Before a response is written: a write cancelled part way cannot be
+ * retried, so the scope must not fire within WRITE_S (a request read is
+ * always answered, however close its connection was to a deadline). */
+static int conn_scope_for_write(struct conn *c)
+{
+	int64_t want = weft_now() + c->h->write_s * WEFT_SEC;
+	if (c->scope != NULL && weft_scope_cancel_called(c->scope))
+		conn_scope_close(c);
+	if (c->scope == NULL)
+		return conn_scope_by(c, want);
+	if (c->scope_deadline < want) {
+		weft_scope_set_deadline(c->scope, want);
+		c->scope_deadline = want;
+	}
+	return 0;
+}
+
+/* Reads with the deadline of the connection's phase.  While parked the
+ * connection is on the wait list (httpd_close_idle, httpd_shed).
+ * Returns bytes, 0 at EOF or when closed at shutdown or shed,
+ * -ETIMEDOUT, or another error. */
 static ssize_t conn_read(struct conn *c)
 {
 	for (;;) {
-		int64_t want = conn_want(c);
-		if (c->scope == NULL) {
-			if (weft_move_on_at(&c->scope, want) < 0)
-				return -ENOMEM;
-			c->scope_deadline = want;
-		} else if (want < c->scope_deadline) {
-			weft_scope_set_deadline(c->scope, want);
-			c->scope_deadline = want;
-		}
-		bool idle = !c->in_request;
-		if (idle && !idle_enter(c))
+		if (conn_scope_by(c, conn_want(c)) < 0)
+			return -ENOMEM;
+		if (!wait_enter(c))
 			return 0;
 		ssize_t n = weft_stream_read(c->s, c->in, sizeof c->in);
-		bool stopping = idle && idle_leave(c);
-		if (n > 0 && stopping && weft_scope_cancel_called(c->scope))
-			conn_scope_close(
-				c); /* a request came in time: answer */
+		bool go = wait_leave(c);
+		/* Bytes that came in time are a request: answered
+		 * (conn_scope_for_write replaces the cancelled scope). */
 		if (n != -ECANCELED)
 			return n;
 		if (!weft_scope_cancel_called(c->scope))
 			return n; /* an outer cancellation: shutdown */
-		conn_scope_close(c);
-		if (stopping)
+		if (go)
 			return 0;
+		conn_scope_close(c);
 		if (weft_now() >= conn_want(c))
 			return -ETIMEDOUT;
 	}
+}
+
+static int conn_flush(struct conn *c)
+{
+	if (c->out_len == 0)
+		return 0;
+	int rc = conn_scope_for_write(c);
+	if (rc == 0)
+		rc = weft_stream_write(c->s, c->out, c->out_len);
+	c->out_len = 0;
+	if (rc < 0)
+		c->write_failed = true;
+	return rc;
 }
 
 /* }======================================================= */
@@ -318,65 +686,65 @@ static int httpd_conn(weft_stream_t *s, void *arg)
 	atomic_fetch_add_explicit(&h->connections, 1, memory_order_relaxed);
 	struct conn *c = malloc(sizeof *c);
 	if (c == NULL)
-		return 0; /* shed the connection; the server goes on */
+		return weft_fail(-ENOMEM, "no memory for a connection");
 	memset(c, 0, offsetof(struct conn, out));
 	c->h = h;
 	c->s = s;
 	http_parser_init(&c->parser, HTTP_REQUEST);
 	c->parser.data = c;
-	c->last_activity = weft_now();
-	while (!c->close_after && !c->write_failed) {
-		if (!c->in_request && weft_event_is_set(h->stop))
+	c->phase = PH_IDLE;
+	c->phase_start = weft_now();
+	while (!c->close_after && !c->write_failed && !c->fail_me) {
+		if (c->phase == PH_IDLE && weft_event_is_set(h->stop))
 			break; /* shutting down: no new request */
 		ssize_t n = conn_read(c);
-		if (n == -ETIMEDOUT && c->in_request) {
-			conn_respond(c, 408, "Request Timeout", "", true);
+		if (n == -ETIMEDOUT && c->phase != PH_IDLE) {
+			conn_respond(c, 408, "Request Timeout", "", "", false,
+				true);
 			break;
 		}
 		if (n <= 0)
 			break; /* EOF, reset, idle timeout or cancelled */
-		int64_t now = weft_now();
-		c->last_activity = now;
-		bool was_in_request = c->in_request;
-		size_t used = http_parser_execute(&c->parser, &settings, c->in,
-			(size_t)n);
-		enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-		if (e != HPE_OK && e != HPE_PAUSED) {
-			if (c->write_failed)
-				break;
+		int st = conn_parse(c, c->in, (size_t)n, weft_now());
+		if (st >= 400) {
 			/* relaxed: a statistics counter, as requests. */
 			atomic_fetch_add_explicit(&h->rejected, 1,
 				memory_order_relaxed);
-			if (c->too_large)
+			if (st == 431)
 				conn_respond(c, 431,
-					"Request Header Fields "
-					"Too Large",
-					"", true);
+					"Request Header Fields Too Large", "",
+					"", false, true);
 			else
-				conn_respond(c, 400, "Bad Request", "", true);
+				conn_respond(c, 400, "Bad Request", "", "",
+					false, true);
 			break;
 		}
-		(void)used;
-		if (c->in_request && !was_in_request)
-			c->request_start = now;
-		if (conn_flush(c) < 0)
-			break;
+		if (conn_flush(c) < 0 || c->was_shed)
+			break; /* a shed connection closes once answered */
+		if (c->phase == PH_IDLE)
+			c->phase_start =
+				weft_now(); /* answered: idle from now */
 	}
-	/* Best effort for a last error response; the scope (if still open)
-	 * bounds it, else a short one does. */
-	if (!c->write_failed && c->out_len > 0) {
-		weft_scope_t *sc = NULL;
-		if (c->scope == NULL)
-			weft_move_on_after(&sc, WEFT_SEC);
+	/* Answers still buffered (a last error response, or the answers
+	 * before a failure), bounded as any write. */
+	if (!c->write_failed && c->out_len > 0)
 		conn_flush(c);
-		if (sc != NULL) {
-			weft_scope_exit(sc);
-			weft_scope_destroy(sc);
-		}
-	}
 	conn_scope_close(c);
+	bool fail = c->fail_me;
 	free(c);
+	if (fail)
+		return weft_fail(-EIO, "GET /fail (-F)");
 	return 0;
+}
+
+/* weft_serve_opts' on_conn_failure: one line per failed connection. */
+static void httpd_conn_failed(int code, const char *msg, void *arg)
+{
+	struct httpd *h = arg;
+	/* relaxed: a statistics counter, as requests. */
+	atomic_fetch_add_explicit(&h->failed, 1, memory_order_relaxed);
+	fprintf(stderr, "weft-httpd: connection failed: %s: %s\n",
+		weft_strerror(code), msg);
 }
 
 /* The service: listens, reports its port through started(), serves until
@@ -400,7 +768,10 @@ static int httpd_service(void *arg)
 	if (rc == 0) {
 		h->stop = weft_shutdown_stop_event(sd);
 		weft_task_started((void *)(intptr_t)weft_listener_port(l));
-		rc = weft_serve(l, g, httpd_conn, h, h->stop);
+		weft_serve_opts_t o = { .stop = h->stop,
+			.on_conn_failure = httpd_conn_failed,
+			.on_exhausted = httpd_shed };
+		rc = weft_serve_opts(l, g, httpd_conn, h, &o);
 	}
 	/* Stopped (or failed): nobody waits for a new request any more. */
 	httpd_close_idle(h);
@@ -442,9 +813,10 @@ static int httpd_main(void *arg)
 	 * before these loads (docs/semantics.md rule 8). */
 	fprintf(stderr,
 		"weft-httpd: %ld connections, %ld requests, %ld "
-		"rejected\n",
+		"rejected, %ld failed, %ld shed\n",
 		atomic_load(&h->connections), atomic_load(&h->requests),
-		atomic_load(&h->rejected));
+		atomic_load(&h->rejected), atomic_load(&h->failed),
+		atomic_load(&h->shed));
 	return rc < 0 ? rc : jrc;
 }
 
@@ -452,7 +824,17 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: weft-httpd [-p PORT] [-b ADDR] [-i IDLE_S] "
-		"[-H HEADER_S] [-g GRACE_S]\n");
+		"[-H HEADER_S] [-B BODY_S] [-w WRITE_S] [-g GRACE_S] [-F]\n"
+		"  -i  close a connection when no request began IDLE_S after "
+		"its last answer (60)\n"
+		"  -H  408 when a request head is not complete HEADER_S after "
+		"its first byte (10)\n"
+		"  -B  408 when a request body is not complete BODY_S after "
+		"its head (30)\n"
+		"  -w  time a response write gets at least (10)\n"
+		"  -g  grace period of a shutdown (5)\n"
+		"  -F  for tests: GET /fail makes its connection's handler "
+		"fail\n");
 	exit(2);
 }
 
@@ -461,10 +843,12 @@ int main(int argc, char **argv)
 	static struct httpd h = { .addr = "127.0.0.1",
 		.idle_s = 60,
 		.header_s = 10,
+		.body_s = 30,
+		.write_s = 10,
 		.grace_s = 5,
-		.idle_lock = PTHREAD_MUTEX_INITIALIZER };
+		.wait_lock = PTHREAD_MUTEX_INITIALIZER };
 	int c;
-	while ((c = getopt(argc, argv, "p:b:i:H:g:h")) != -1) {
+	while ((c = getopt(argc, argv, "p:b:i:H:B:w:g:Fh")) != -1) {
 		switch (c) {
 		case 'p':
 			if (netutil_parse_long(optarg, 0, 65535, "port",
@@ -482,6 +866,17 @@ int main(int argc, char **argv)
 				    "header timeout (s)", &h.header_s) < 0)
 				return 2;
 			break;
+		case 'B':
+			if (netutil_parse_long(optarg, 1, 86400,
+				    "body timeout (s)", &h.body_s) < 0)
+				return 2;
+			break;
+		case 'w':
+			if (netutil_parse_long(optarg, 1, 3600,
+				    "write timeout (s)", &h.write_s) < 0)
+				return 2;
+			break;
+		case 'F': h.fail_path = true; break;
 		case 'g':
 			if (netutil_parse_long(optarg, 0, 3600,
 				    "grace period (s)", &h.grace_s) < 0)
@@ -492,5 +887,8 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage();
+	/* The parser counts every byte of a head against this limit, the
+	 * request line and empty lines before it included. */
+	http_parser_set_max_header_size(MAX_HEAD_BYTES);
 	return weft_run(httpd_main, &h) == 0 ? 0 : 1;
 }
