@@ -1,10 +1,10 @@
 /* Tests for weft_config_init and the configuration checks of
  * weft_runtime_create (include/weft/runtime.h): the defaults, the
  * environment overrides WEFT_WORKERS, WEFT_STACK_SIZE, WEFT_GUARDED_STACKS,
- * WEFT_SPIN_US, WEFT_OFFLOAD_THREADS and WEFT_CLOCK, every kind of bad value (never a silent fallback),
- * caller overrides, and bad arguments.
+ * WEFT_SPIN_US, WEFT_OFFLOAD_THREADS and WEFT_CLOCK, every kind of bad
+ * value (never a silent fallback), caller overrides, and bad arguments.
  *
- * Most tests need no runtime threads.  Every test saves the four
+ * Most tests need no runtime threads.  Every test saves the
  * variables, unsets them, and puts them back in its teardown, which also
  * asserts that weft holds nothing (no runtime, no byte).  Assertions
  * happen on the main thread only; the few tasks that run record what they

@@ -68,9 +68,9 @@ typedef struct weft_config {
  * a K or M suffix), WEFT_GUARDED_STACKS, WEFT_SPIN_US,
  * WEFT_OFFLOAD_THREADS and WEFT_CLOCK ("real" or "virtual", exactly).
  * A bad value (not a number, trailing junk, negative, zero workers, out
- * of range, a clock name other than those two) is never ignored: the default stays, cfg->env_error and the
- * return value are -EINVAL, and cfg->message names the variable and the
- * accepted range.  A later
+ * of range, a clock name other than those two) is never ignored: the
+ * default stays, cfg->env_error and the return value are -EINVAL, and
+ * cfg->message names the variable and the accepted range.  A later
  * weft_runtime_create with this cfg fails with the same error.
  * Ownership: cfg is the caller's.
  * Errors: -EINVAL (NULL cfg, or a bad environment variable).
@@ -95,8 +95,9 @@ WEFT_EXTERN int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg);
  * cancelled; -EDEADLK (virtual clock only) if the runtime found every
  * task blocked with no deadline pending and nothing in flight, and
  * cancelled the root (origin WEFT_CANCEL_DEADLOCK; docs/semantics.md
- * rule 44) while fn did not fail otherwise (*err_out stays NULL).  When fn failed (any other negative code) and err_out is not
- * NULL, *err_out receives an error group whose single entry is the root's
+ * rule 44) while fn did not fail otherwise (*err_out stays NULL).
+ * When fn failed (any other negative code) and err_out is not NULL,
+ * *err_out receives an error group whose single entry is the root's
  * failure (with its message, or the nested group it passed to
  * weft_fail_group).
  * Ownership: the caller owns *err_out (weft_error_free); arg is only
