@@ -247,7 +247,7 @@ static void idle_sleep(weft__worker_t *w)
 	w->spinning = true;
 }
 
-bool weft__idle_quiet(struct weft_runtime *rt, long *holds)
+bool weft__idle_quiet(struct weft_runtime *rt, long *holds, bool *posted)
 {
 	weft__idle_t *idle = &rt->idle;
 	pthread_mutex_lock(&idle->lock);
@@ -257,9 +257,15 @@ bool weft__idle_quiet(struct weft_runtime *rt, long *holds)
 	 * below (timer.c, Q3).  Holds taken by tasks are ordered by this
 	 * lock anyway: a worker listed itself after its task's last change. */
 	*holds = atomic_load_explicit(&rt->timer.holds, memory_order_seq_cst);
+	/* acquire: pairs with the release CAS of a poster; a worker posts
+	 * (a deadline its task set while the timer's lock was busy) before
+	 * it lists itself, which this lock orders before us. */
+	*posted = atomic_load_explicit(&rt->ioq.head, memory_order_acquire) !=
+		NULL;
 	/* relaxed: written under the lock, held. */
-	bool quiet = atomic_load_explicit(&idle->nsleeping,
-			     memory_order_relaxed) == (int)rt->nworkers &&
+	bool quiet = !*posted &&
+		atomic_load_explicit(&idle->nsleeping, memory_order_relaxed) ==
+			(int)rt->nworkers &&
 		!idle_work_visible(rt);
 	pthread_mutex_unlock(&idle->lock);
 	return quiet;

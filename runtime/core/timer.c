@@ -34,11 +34,12 @@
  * The protocol.  A worker that lists itself as the last sleeper
  * (idle.c) calls weft__timer_idle, which posts `check_node` to the I/O
  * thread when the clock is virtual or a task waits in
- * weft_wait_all_tasks_blocked.  The check (timer_check, on the I/O
- * thread) first publishes the tasks the I/O thread itself woke (its
- * batch), then asks weft__idle_quiet, which decides under the idle lock:
- * every worker listed as sleeping, the injection queue and every deque
- * empty, and it reads `holds`.  Then, in this order of preference:
+ * weft_wait_all_tasks_blocked.  The request only marks the check wanted;
+ * the I/O thread makes it after draining the whole queue
+ * (weft__timer_quiesce): it first publishes the tasks it woke itself
+ * (its batch), then asks weft__idle_quiet, which decides under the idle
+ * lock: every worker listed as sleeping, the injection queue, every
+ * deque and the request queue empty, and it reads `holds`.  Then, in this order of preference:
  * wake every weft_wait_all_tasks_blocked waiter (Trio: they wake before
  * the clock jumps); jump, if virtual and nothing holds the clock; report
  * a deadlock to the roots, if virtual, nothing holds the clock and no
@@ -57,11 +58,19 @@
  *       count falls only on an awake worker); a portal call from a
  *       foreign thread, until its task is queued (it drops the hold
  *       after the push, and the check reads holds before the queues);
+ *       a root task from weft_runtime_run, likewise until it is queued;
  *       an offload thread's weft_from_thread_run drops the call's hold
  *       after it woke the task and gets it back from the task before it
  *       is signalled.  A deadline is fired only by this jump or by an
  *       awake worker (the timerfd is not armed).
- *   Q4. So after a quiet answer with holds == 0, nothing that weft
+ *   Q4. A deadline set while the timer's lock was busy travels as a
+ *       request; its worker posts it before it lists itself, so the
+ *       check, which takes the idle lock after that listing, sees the
+ *       request queue non-empty and waits for the next drain (the
+ *       poster's wake-up guarantees one) instead of jumping past it.
+ *       One queued check stands for every later transition until it
+ *       runs, so it is made after a whole drain, never in its middle.
+ *   Q5. So after a quiet answer with holds == 0, nothing that weft
  *       counts can make a task runnable until this thread does (the
  *       jump): the decision stays true after the idle lock is released,
  *       and the jump is made under the timer lock without it (lock
@@ -163,7 +172,7 @@ static void timer_rearm_locked(weft__timer_t *t)
 	atomic_store_explicit(&t->due, weft__wheel_due_hint(&t->wheel),
 		memory_order_relaxed);
 	/* The virtual clock never arms the fd: its deadlines fire at jumps
-	 * (timer_check) and at yields, never by real time passing. */
+	 * (weft__timer_quiesce) and at yields, never by real time passing. */
 	if (next == t->armed || t->virt)
 		return;
 	t->armed = next;
@@ -376,7 +385,14 @@ static void timer_deadlock(struct weft_runtime *rt)
 {
 	pthread_mutex_lock(&rt->insp_lock);
 	for (struct weft__root_entry *e = rt->roots; e; e = e->next) {
-		if (e->deadlocked)
+		/* acquire: pairs with the release store in weft__task_finish;
+		 * an ended root stays listed until its weft_runtime_run has
+		 * woken, and it is not deadlocked.  It ended before its
+		 * worker went to sleep, which the idle lock orders before
+		 * this check. */
+		if (e->deadlocked ||
+			atomic_load_explicit(e->task->root_done,
+				memory_order_acquire) != 0)
 			continue;
 		e->deadlocked = true;
 		/* The record outlives its entry (weft_runtime_run unlists it
@@ -390,16 +406,25 @@ static void timer_deadlock(struct weft_runtime *rt)
 }
 
 /* The quiescence check (see the essay).  Thread: the I/O thread. */
-static void timer_check(struct weft_runtime *rt)
+void weft__timer_quiesce(struct weft_runtime *rt)
 {
 	weft__timer_t *t = &rt->timer;
+	if (!t->check_wanted)
+		return;
 	/* acquire: pairs with the seq_cst store in runtime_stop_workers;
 	 * workers leave, so nothing is quiet any more. */
-	if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
+	if (atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
+		t->check_wanted = false;
 		return;
+	}
 	timer_flush(rt); /* Q2: our own wake-ups first */
 	long holds;
-	if (!weft__idle_quiet(rt, &holds))
+	bool posted;
+	bool quiet = weft__idle_quiet(rt, &holds, &posted);
+	if (posted)
+		return; /* Q4: after the next drain */
+	t->check_wanted = false;
+	if (!quiet)
 		return;
 	if (timer_wake_waiters(t)) {
 		timer_flush(rt);
@@ -434,7 +459,9 @@ static void timer_check_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
 	 * worker that becomes the last sleeper after this point posts a new
 	 * one. */
 	atomic_store_explicit(&rt->timer.check_queued, 0, memory_order_seq_cst);
-	timer_check(rt);
+	/* Made after the whole drain (weft__timer_quiesce): requests queued
+	 * behind this one may carry deadlines. */
+	rt->timer.check_wanted = true;
 }
 
 int weft_wait_all_tasks_blocked(void)

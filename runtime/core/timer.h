@@ -70,6 +70,9 @@ typedef struct weft__timer {
 	 * transition, see weft__timer_idle). */
 	atomic_int check_queued;
 	struct weft__ioq_node check_node;
+	/* A check was requested and not made yet: it runs once the request
+	 * queue is empty (weft__timer_quiesce).  I/O thread only. */
+	bool check_wanted;
 } weft__timer_t;
 
 /* Where the virtual clock starts: weft_now() of a runtime created with
@@ -167,6 +170,11 @@ static inline void weft__timer_hold(weft__timer_t *t, long delta)
  * clock is virtual or a task waits in weft_wait_all_tasks_blocked.
  * Thread: a worker, in its idle loop. */
 void weft__timer_idle(struct weft_runtime *rt);
+/* Makes the quiescence check if one was requested, unless requests are
+ * queued (a deadline not applied yet): then it stays requested for the
+ * next call, which the poster's wake-up guarantees.  Thread: the I/O
+ * thread, after draining the request queue. */
+void weft__timer_quiesce(struct weft_runtime *rt);
 
 /* }======================================================= */
 

@@ -87,6 +87,8 @@ static void io_async_cb(uv_async_t *async)
 		return;
 	}
 	weft__timer_rearm(&io->rt->timer);
+	/* After the whole drain: see timer.c (Q5). */
+	weft__timer_quiesce(io->rt);
 }
 
 /* The request queue's wake hook: any thread. */
