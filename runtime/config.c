@@ -88,6 +88,30 @@ static void config_env(weft_config_t *cfg, const char *name, uint64_t min,
 	}
 }
 
+/* WEFT_CLOCK: "real" or "virtual", nothing else (no case folding, no
+ * spaces).  On error records the first one. */
+static void config_env_clock(weft_config_t *cfg)
+{
+	const char *s = getenv("WEFT_CLOCK");
+	if (s == NULL)
+		return;
+	if (strcmp(s, "real") == 0) {
+		cfg->clock = WEFT_CLOCK_REAL;
+		return;
+	}
+	if (strcmp(s, "virtual") == 0) {
+		cfg->clock = WEFT_CLOCK_VIRTUAL;
+		return;
+	}
+	if (cfg->env_error == 0) {
+		cfg->env_error = -EINVAL;
+		snprintf(cfg->message, sizeof cfg->message,
+			"WEFT_CLOCK='%.64s' is not valid: expected real or "
+			"virtual",
+			s);
+	}
+}
+
 int weft_config_init(weft_config_t *cfg)
 {
 	if (cfg == NULL)
@@ -118,6 +142,8 @@ int weft_config_init(weft_config_t *cfg)
 	v = cfg->offload_threads;
 	config_env(cfg, "WEFT_OFFLOAD_THREADS", 1, CONFIG_OFFLOAD_MAX, 0, &v);
 	cfg->offload_threads = (unsigned)v;
+	cfg->clock = WEFT_CLOCK_REAL;
+	config_env_clock(cfg);
 	return cfg->env_error;
 }
 
@@ -142,6 +168,9 @@ int weft__config_validate(weft_config_t *cfg)
 	else if (cfg->offload_threads < 1 ||
 		cfg->offload_threads > CONFIG_OFFLOAD_MAX)
 		bad = "offload_threads must be from 1 to 1024";
+	else if (cfg->clock != WEFT_CLOCK_REAL &&
+		cfg->clock != WEFT_CLOCK_VIRTUAL)
+		bad = "clock must be WEFT_CLOCK_REAL or WEFT_CLOCK_VIRTUAL";
 	if (bad == NULL)
 		return 0;
 	snprintf(cfg->message, sizeof cfg->message, "%s", bad);

@@ -134,7 +134,7 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 	rc = -pthread_mutex_init(&rt->insp_lock, NULL);
 	if (rc < 0)
 		goto fail_arena;
-	rc = weft__timer_init(&rt->timer);
+	rc = weft__timer_init(&rt->timer, cfg->clock == WEFT_CLOCK_VIRTUAL);
 	if (rc < 0)
 		goto fail_insp;
 	rc = weft__io_start(rt);
@@ -282,14 +282,20 @@ int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
 	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 	weft__scope_link(&t->root_scope, NULL, t);
 	t->root_linked = true;
+	/* A root on its way in holds the virtual clock until it is queued,
+	 * as a portal spawn does (core/timer.c, Q3): a quiescence check made
+	 * meanwhile neither jumps nor reports the listed root as
+	 * deadlocked. */
+	weft__timer_hold(&rt->timer, 1);
 	/* Listed for introspection dumps until it has ended (runtime_roots). */
-	struct weft__root_entry root = { t, NULL };
+	struct weft__root_entry root = { t, NULL, false };
 	pthread_mutex_lock(&rt->insp_lock);
 	root.next = rt->roots;
 	rt->roots = &root;
 	pthread_mutex_unlock(&rt->insp_lock);
 	weft__inject_push(&rt->inject, t);
 	weft__idle_notify(rt);
+	weft__timer_hold(&rt->timer, -1);
 	/* acquire: pairs with the release store in weft__task_finish. */
 	while (atomic_load_explicit(&done, memory_order_acquire) == 0) {
 #if defined(__SANITIZE_THREAD__)
@@ -309,8 +315,13 @@ int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
 			*pp = root.next;
 			break;
 		}
+	bool deadlocked = root.deadlocked;
 	pthread_mutex_unlock(&rt->insp_lock);
 	rc = t->rc;
+	/* Cancelled by the virtual clock's deadlock report (timer.c): the
+	 * root's own failure, if it failed otherwise, stays its result. */
+	if (deadlocked && (rc == 0 || rc == -ECANCELED))
+		rc = -EDEADLK;
 	/* acquire: pairs with the finisher's release store of the state (the
 	 * `done` handshake above already ordered it; this keeps the read
 	 * self-evidently safe). */

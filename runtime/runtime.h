@@ -28,6 +28,10 @@
 struct weft__root_entry {
 	struct weft_task *task;
 	struct weft__root_entry *next;
+	/* Under insp_lock: the virtual clock's quiescence check found every
+	 * task blocked with nothing to wake them and cancelled this root
+	 * (timer.c); weft_runtime_run then returns -EDEADLK. */
+	bool deadlocked;
 };
 
 struct weft_runtime {

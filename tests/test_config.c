@@ -1,10 +1,10 @@
 /* Tests for weft_config_init and the configuration checks of
  * weft_runtime_create (include/weft/runtime.h): the defaults, the
- * environment overrides WEFT_WORKERS, WEFT_STACK_SIZE, WEFT_GUARDED_STACKS
- * and WEFT_SPIN_US, every kind of bad value (never a silent fallback),
- * caller overrides, and bad arguments.
+ * environment overrides WEFT_WORKERS, WEFT_STACK_SIZE, WEFT_GUARDED_STACKS,
+ * WEFT_SPIN_US, WEFT_OFFLOAD_THREADS and WEFT_CLOCK, every kind of bad
+ * value (never a silent fallback), caller overrides, and bad arguments.
  *
- * Most tests need no runtime threads.  Every test saves the four
+ * Most tests need no runtime threads.  Every test saves the
  * variables, unsets them, and puts them back in its teardown, which also
  * asserts that weft holds nothing (no runtime, no byte).  Assertions
  * happen on the main thread only; the few tasks that run record what they
@@ -47,6 +47,7 @@ static const char *const config_vars[] = {
 	"WEFT_GUARDED_STACKS",
 	"WEFT_SPIN_US",
 	"WEFT_OFFLOAD_THREADS",
+	"WEFT_CLOCK",
 };
 #define NVARS (sizeof config_vars / sizeof config_vars[0])
 
@@ -711,6 +712,73 @@ static void test_config__config_not_from_init_is_rejected(void **state)
 	}
 }
 
+/* {======================================================= clock */
+
+static int report_now(void *arg)
+{
+	*(int64_t *)arg = weft_now();
+	return 0;
+}
+
+static void test_config__clock_defaults_to_real_and_weft_clock_selects(
+	void **state)
+{
+	(void)state;
+	weft_config_t cfg;
+	assert_int_equal(weft_config_init(&cfg), 0);
+	assert_int_equal(cfg.clock, WEFT_CLOCK_REAL);
+	static const struct {
+		const char *text;
+		weft_clock_t expect;
+	} good[] = { { "real", WEFT_CLOCK_REAL },
+		{ "virtual", WEFT_CLOCK_VIRTUAL } };
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		assert_int_equal(setenv("WEFT_CLOCK", good[i].text, 1), 0);
+		assert_int_equal(weft_config_init(&cfg), 0);
+		assert_int_equal(cfg.clock, good[i].expect);
+		assert_string_equal(cfg.message, "");
+	}
+	/* The runtime it creates runs on the virtual clock. */
+	weft_runtime_t *rt = NULL;
+	assert_int_equal(weft_runtime_create(&rt, &cfg), 0);
+	int64_t seen = 0;
+	assert_int_equal(weft_runtime_run(rt, report_now, &seen, NULL), 0);
+	assert_int_equal(weft_runtime_destroy(rt), 0);
+	assert_true(seen == WEFT_VIRTUAL_EPOCH);
+}
+
+static void test_config__bad_weft_clock_is_rejected_with_the_variable_named(
+	void **state)
+{
+	(void)state;
+	static const char *const bad[] = { "", "Virtual", "REAL", "virtual ",
+		" real", "1", "mock", "virtualx" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		assert_int_equal(setenv("WEFT_CLOCK", bad[i], 1), 0);
+		weft_config_t cfg;
+		assert_int_equal(weft_config_init(&cfg), -EINVAL);
+		assert_int_equal(cfg.env_error, -EINVAL);
+		assert_int_equal(cfg.clock, WEFT_CLOCK_REAL); /* default kept */
+		assert_non_null(strstr(cfg.message, "WEFT_CLOCK"));
+		assert_non_null(strstr(cfg.message, "real or virtual"));
+		weft_runtime_t *rt = UNTOUCHED;
+		assert_int_equal(weft_runtime_create(&rt, &cfg), -EINVAL);
+		assert_ptr_equal(rt, UNTOUCHED);
+	}
+}
+
+static void test_config__out_of_range_clock_fails_create(void **state)
+{
+	(void)state;
+	weft_config_t cfg;
+	assert_int_equal(weft_config_init(&cfg), 0);
+	cfg.clock = (weft_clock_t)2;
+	weft_runtime_t *rt = UNTOUCHED;
+	assert_int_equal(weft_runtime_create(&rt, &cfg), -EINVAL);
+	assert_ptr_equal(rt, UNTOUCHED);
+	assert_non_null(strstr(cfg.message, "clock"));
+}
+
 /* }======================================================= */
 
 int main(void)
@@ -753,6 +821,11 @@ int main(void)
 			test_config__abort_on_missing_join_defaults_on_in_debug_builds),
 		CONFIG_TEST(test_config__null_arguments_are_rejected),
 		CONFIG_TEST(test_config__config_not_from_init_is_rejected),
+		CONFIG_TEST(
+			test_config__clock_defaults_to_real_and_weft_clock_selects),
+		CONFIG_TEST(
+			test_config__bad_weft_clock_is_rejected_with_the_variable_named),
+		CONFIG_TEST(test_config__out_of_range_clock_fails_create),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

@@ -48,7 +48,11 @@ typedef enum weft_cancel_origin {
 	/* weft_scope_reason only: the scope itself was not cancelled, but a
 	 * cancellation of a scope further out reached it while it was
 	 * entered; scope_id, task_id and text are that cancellation's. */
-	WEFT_CANCEL_PARENT = 7
+	WEFT_CANCEL_PARENT = 7,
+	/* Under the virtual clock (weft/time.h), every task of the runtime
+	 * was blocked with no deadline pending and nothing in flight: the
+	 * runtime cancelled each root task (docs/semantics.md rule 44). */
+	WEFT_CANCEL_DEADLOCK = 8
 } weft_cancel_origin_t;
 
 typedef struct {

@@ -27,6 +27,16 @@ typedef int (*weft_fn)(void *arg);
 
 typedef struct weft_runtime weft_runtime_t;
 
+/* Which clock a runtime's deadlines run on (weft_config_t.clock). */
+typedef enum weft_clock {
+	/* The real monotonic clock (CLOCK_MONOTONIC). */
+	WEFT_CLOCK_REAL = 0,
+	/* Virtual time for tests (docs/semantics.md rule 44, weft/time.h):
+	 * starts at WEFT_VIRTUAL_EPOCH, stands still while anything runs,
+	 * and jumps to the earliest deadline once every task is blocked. */
+	WEFT_CLOCK_VIRTUAL = 1
+} weft_clock_t;
+
 /* Configuration, filled with defaults and environment overrides by
  * weft_config_init, then adjusted by the caller.  A plain value type. */
 typedef struct weft_config {
@@ -44,19 +54,23 @@ typedef struct weft_config {
 	/* Most offload threads running weft_to_thread calls at once (further
 	 * calls wait); 1 .. 1024, default 40 (weft/thread.h). */
 	unsigned offload_threads;
+	/* The clock of weft_now(), sleeps and every deadline of the runtime:
+	 * WEFT_CLOCK_REAL (default) or WEFT_CLOCK_VIRTUAL (weft/time.h). */
+	weft_clock_t clock;
 	int env_error; /* 0, or -EINVAL when an environment variable was bad */
 	char message[256]; /* why the last init/create failed ("" if not) */
 } weft_config_t;
 
 /* What it does: fills *cfg with the defaults (workers = the CPUs this
  * process may run on, from sched_getaffinity; 64 KiB stacks; 8192 guarded
- * stacks; 50 us spin; 40 offload threads), then applies the environment
- * variables WEFT_WORKERS, WEFT_STACK_SIZE (bytes, or with a K or M
- * suffix), WEFT_GUARDED_STACKS, WEFT_SPIN_US and WEFT_OFFLOAD_THREADS.
+ * stacks; 50 us spin; 40 offload threads; the real clock), then applies
+ * the environment variables WEFT_WORKERS, WEFT_STACK_SIZE (bytes, or with
+ * a K or M suffix), WEFT_GUARDED_STACKS, WEFT_SPIN_US,
+ * WEFT_OFFLOAD_THREADS and WEFT_CLOCK ("real" or "virtual", exactly).
  * A bad value (not a number, trailing junk, negative, zero workers, out
- * of range) is never ignored: the default stays, cfg->env_error and the
- * return value are -EINVAL, and cfg->message names the variable and the
- * accepted range.  A later
+ * of range, a clock name other than those two) is never ignored: the
+ * default stays, cfg->env_error and the return value are -EINVAL, and
+ * cfg->message names the variable and the accepted range.  A later
  * weft_runtime_create with this cfg fails with the same error.
  * Ownership: cfg is the caller's.
  * Errors: -EINVAL (NULL cfg, or a bad environment variable).
@@ -78,8 +92,12 @@ WEFT_EXTERN int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg);
  * tree on rt's workers and blocks the calling thread until it returns.
  * Several threads may run root tasks in one runtime at the same time.
  * Returns: fn's return value (0 on success); -ECANCELED if the root was
- * cancelled.  When fn failed (any other negative code) and err_out is not
- * NULL, *err_out receives an error group whose single entry is the root's
+ * cancelled; -EDEADLK (virtual clock only) if the runtime found every
+ * task blocked with no deadline pending and nothing in flight, and
+ * cancelled the root (origin WEFT_CANCEL_DEADLOCK; docs/semantics.md
+ * rule 44) while fn did not fail otherwise (*err_out stays NULL).
+ * When fn failed (any other negative code) and err_out is not NULL,
+ * *err_out receives an error group whose single entry is the root's
  * failure (with its message, or the nested group it passed to
  * weft_fail_group).
  * Ownership: the caller owns *err_out (weft_error_free); arg is only

@@ -1,7 +1,34 @@
 /* weft's clock and sleeping.  Times are int64_t nanoseconds on a monotonic
  * clock (CLOCK_MONOTONIC); deadlines are absolute and WEFT_FOREVER means
  * none.  Every int64_t is a valid deadline: one at or before weft_now()
- * has passed, WEFT_PAST included. */
+ * has passed, WEFT_PAST included.
+ *
+ * Virtual time (docs/semantics.md rule 44).  A runtime created with
+ * weft_config_t.clock = WEFT_CLOCK_VIRTUAL (or WEFT_CLOCK=virtual in the
+ * environment) runs weft_now(), sleeps, scope deadlines, timeouts and
+ * every other deadline of its tasks on a virtual clock: it starts at
+ * WEFT_VIRTUAL_EPOCH, does not move while anything can run, and jumps to
+ * the earliest pending deadline, exactly, as soon as the runtime is
+ * quiescent: no task runnable on any worker or queued, and no operation
+ * in flight that could make one runnable.  Those operations are I/O
+ * (socket waits, file and DNS requests, signal waits), weft_to_thread
+ * calls (weft/thread.h; while their function runs, except while it waits
+ * in weft_from_thread_run) and the hand-over of a portal call or spawn
+ * from a foreign thread (until its task is queued): the clock waits for
+ * them, in real time.  An hour-long sleep takes a few microseconds.
+ *
+ * Which clock weft_now() reads: on a worker of a virtual runtime (its
+ * tasks) and on its offload threads, the runtime's virtual time; on every
+ * other thread (the one calling weft_runtime_run, the I/O thread, foreign
+ * threads), the real clock.  A plain thread that wakes a task (sets an
+ * event, cancels a scope) is not an operation the clock waits for: the
+ * clock may jump just before its wake.  Phase two of weft_shutdown_open's
+ * grace period and portal call timeouts count real time.
+ *
+ * A virtual runtime whose tasks are all blocked with no deadline pending
+ * and nothing in flight can never go on (Go's synctest calls it a
+ * deadlock; Trio's MockClock hangs): weft cancels every root task once
+ * (origin WEFT_CANCEL_DEADLOCK) and weft_runtime_run returns -EDEADLK. */
 #ifndef WEFT_TIME_H
 #define WEFT_TIME_H
 
@@ -15,10 +42,16 @@
 #define WEFT_PAST INT64_MIN
 #define WEFT_MSEC ((int64_t)1000000)
 #define WEFT_SEC ((int64_t)1000000000)
+/* weft_now() of a virtual-clock runtime before its first jump: 10^6 s
+ * (about 11.6 days), far enough from 0 that weft_now() - an hour stays
+ * positive, and far from WEFT_FOREVER. */
+#define WEFT_VIRTUAL_EPOCH ((int64_t)1000000 * WEFT_SEC)
 
 WEFT_BEGIN_DECLS
 
-/* What it does: monotonic time in nanoseconds.
+/* What it does: monotonic time in nanoseconds: the runtime's virtual
+ * time on the workers and offload threads of a runtime with the virtual
+ * clock, else the real clock (see the top of this file).
  * Errors: none.  Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int64_t weft_now(void);
 
@@ -40,6 +73,20 @@ WEFT_EXTERN int weft_sleep_until(int64_t deadline);
  * checkpoints.
  * Errors, checkpoint, threads: as weft_sleep_until. */
 WEFT_EXTERN int weft_sleep(int64_t ns);
+
+/* What it does: parks the calling task until every other task of its
+ * runtime is parked and nothing is runnable or queued on any worker, then
+ * returns 0 (Trio's wait_all_tasks_blocked with no cushion).  A task
+ * parked on I/O or on an offload call counts as parked.  With the virtual
+ * clock it returns before the clock would jump: waiters are woken first,
+ * and the clock jumps only if the runtime is still quiescent after they
+ * ran.  Several waiters all return at the same quiescent point.  With the
+ * real clock, tasks sleeping on deadlines count as parked too.  Wakes
+ * from plain threads (docs/semantics.md rule 44) are not seen ahead.
+ * Errors: -ECANCELED (an enclosing scope is cancelled), WEFT_ENOTFIBER
+ * (not in a weft task).
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_wait_all_tasks_blocked(void);
 
 WEFT_END_DECLS
 

@@ -25,12 +25,23 @@
  * one condition variable for all workers (thundering herd on broadcast,
  * lost wake-ups on signal without the recheck protocol anyway).
  *
+ * Quiescence (the virtual clock and weft_wait_all_tasks_blocked, see
+ * timer.c): the worker that lists itself as the last sleeper tells the
+ * deadline timer (weft__timer_idle), whose check on the I/O thread asks
+ * weft__idle_quiet.  That answer is taken under `lock`, the lock every
+ * change of the sleepers list takes, so while it is held no worker can
+ * leave the list and run a task (invariant 4).  The spin before sleeping
+ * is measured on the real clock: the virtual one stands still.
+ *
  * Invariants
  *   1. A worker on the sleepers list has spinning == false.
  *   2. A worker taken off the list by a waker receives the spinning token
  *      (the waker incremented nspinning for it).
  *   3. No worker sleeps while, after its fence, a queue it checks is
  *      non-empty.
+ *   4. A worker runs tasks only while it is off the sleepers list, and
+ *      it leaves the list only under `lock` (taken off by a waker, or by
+ *      itself when its last check finds work).
  */
 #include <errno.h>
 #include <limits.h>
@@ -43,6 +54,7 @@
 #include "core/idle.h"
 #include "core/sched.h"
 #include "core/task.h"
+#include "core/timer.h"
 #include "runtime.h"
 #include "weft/time.h"
 
@@ -201,8 +213,17 @@ static void idle_sleep(weft__worker_t *w)
 	w->idle_listed = true;
 	/* relaxed: under the lock; the fence below orders it before the
 	 * last check. */
-	atomic_fetch_add_explicit(&idle->nsleeping, 1, memory_order_relaxed);
+	bool last = atomic_fetch_add_explicit(&idle->nsleeping, 1,
+			    memory_order_relaxed) +
+			1 ==
+		(int)rt->nworkers;
 	pthread_mutex_unlock(&idle->lock);
+	/* The last one awake: the runtime may be quiescent (timer.c).  The
+	 * check takes the lock again, so it sees this listing; if the last
+	 * look below finds work, the check finds it too, or finds this
+	 * worker off the list again. */
+	if (last)
+		weft__timer_idle(rt);
 	if (w->spinning) {
 		w->spinning = false;
 		/* seq_cst, as every read-modify-write of nspinning. */
@@ -239,6 +260,30 @@ static void idle_sleep(weft__worker_t *w)
 	w->spinning = true;
 }
 
+bool weft__idle_quiet(struct weft_runtime *rt, long *holds, bool *posted)
+{
+	weft__idle_t *idle = &rt->idle;
+	pthread_mutex_lock(&idle->lock);
+	/* seq_cst, first: pairs with the seq_cst fetch_sub of a portal's
+	 * foreign thread, which drops its hold after queueing its task, so
+	 * a 0 read here comes with that task in the look at the queues
+	 * below (timer.c, Q3).  Holds taken by tasks are ordered by this
+	 * lock anyway: a worker listed itself after its task's last change. */
+	*holds = atomic_load_explicit(&rt->timer.holds, memory_order_seq_cst);
+	/* acquire: pairs with the release CAS of a poster; a worker posts
+	 * (a deadline its task set while the timer's lock was busy) before
+	 * it lists itself, which this lock orders before us. */
+	*posted = atomic_load_explicit(&rt->ioq.head, memory_order_acquire) !=
+		NULL;
+	/* relaxed: written under the lock, held. */
+	bool quiet = !*posted &&
+		atomic_load_explicit(&idle->nsleeping, memory_order_relaxed) ==
+			(int)rt->nworkers &&
+		!idle_work_visible(rt);
+	pthread_mutex_unlock(&idle->lock);
+	return quiet;
+}
+
 struct weft_task *weft__idle_find_or_sleep(weft__worker_t *w)
 {
 	struct weft_runtime *rt = w->rt;
@@ -263,7 +308,7 @@ struct weft_task *weft__idle_find_or_sleep(weft__worker_t *w)
 			}
 		}
 		if (w->spinning) {
-			int64_t until = weft_now() +
+			int64_t until = weft__timer_real_now() +
 				(int64_t)rt->cfg.spin_us * 1000;
 			unsigned iter = 0;
 			do {
@@ -276,7 +321,8 @@ struct weft_task *weft__idle_find_or_sleep(weft__worker_t *w)
 					WEFT__CPU_RELAX();
 				if ((++iter & 15) == 0)
 					sched_yield();
-			} while (weft_now() < until && !idle_stopping(rt));
+			} while (weft__timer_real_now() < until &&
+				!idle_stopping(rt));
 		} else {
 			struct weft_task *t = weft__sched_steal(w);
 			if (t)

@@ -49,6 +49,15 @@ void weft__idle_wake_all(struct weft_runtime *rt);
  * a task, or NULL when the runtime is stopping.  Thread: w's own worker,
  * in its scheduler loop (it sleeps the thread, not a fiber). */
 struct weft_task *weft__idle_find_or_sleep(struct weft__worker *w);
+/* Whether the runtime is quiescent: every worker listed as sleeping, the
+ * injection queue, every deque and the I/O thread's request queue empty;
+ * *holds receives the virtual clock's hold count read at the same time,
+ * and *posted whether requests wait in the request queue (then the I/O
+ * thread will run again: the poster woke it).  Decided under the idle
+ * lock, so no worker leaves the list meanwhile (idle.c, invariant 4), and
+ * a worker's requests posted before it listed itself are seen.  Thread:
+ * the I/O thread (timer.c's quiescence check). */
+bool weft__idle_quiet(struct weft_runtime *rt, long *holds, bool *posted);
 /* Leaves the spinning state; wakes another spinner if this was the last
  * one (so a burst of new work is not left to one worker).  Thread: w's
  * own worker. */

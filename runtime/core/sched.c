@@ -708,6 +708,8 @@ static void *worker_main(void *arg)
 	sigdelset(&all, SIGBUS);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	weft__fiber_init_thread(&w->sched);
+	/* weft_now() of this thread's tasks reads the runtime's clock. */
+	weft__timer_bind_thread(&w->rt->timer);
 	int have_altstack = weft__stack_thread_init() == 0;
 	for (;;) {
 		struct weft_task *t = w->handoff;
@@ -722,6 +724,7 @@ static void *worker_main(void *arg)
 		weft__stack_thread_fini();
 	weft__record_cache_drain(w);
 	weft__fiber_fini_thread(&w->sched);
+	weft__timer_bind_thread(NULL);
 	worker_tls = NULL;
 	return NULL;
 }

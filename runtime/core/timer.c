@@ -21,6 +21,70 @@
  * busy, the update goes to the I/O thread as a request instead of
  * waiting: the updater may be a worker on a hot path.
  *
+ * The virtual clock (docs/semantics.md rule 44)
+ * --------------------------------------------
+ * With WEFT_CLOCK_VIRTUAL the runtime's time is `vnow`: it starts at
+ * WEFT_VIRTUAL_EPOCH, the timerfd is never armed, and time moves only by
+ * jumps to the earliest deadline in the wheel, made when the runtime is
+ * quiescent: every worker asleep, nothing queued, no operation holding
+ * the clock.  weft_now() reads vnow on the runtime's workers and offload
+ * threads (a thread-local pointer, bound when they start) and the real
+ * clock elsewhere.
+ *
+ * The protocol.  A worker that lists itself as the last sleeper
+ * (idle.c) calls weft__timer_idle, which posts `check_node` to the I/O
+ * thread when the clock is virtual or a task waits in
+ * weft_wait_all_tasks_blocked.  The request only marks the check wanted;
+ * the I/O thread makes it after draining the whole queue
+ * (weft__timer_quiesce): it first publishes the tasks it woke itself
+ * (its batch), then asks weft__idle_quiet, which decides under the idle
+ * lock: every worker listed as sleeping, the injection queue, every
+ * deque and the request queue empty, and it reads `holds`.  Then, in this order of preference:
+ * wake every weft_wait_all_tasks_blocked waiter (Trio: they wake before
+ * the clock jumps); jump, if virtual and nothing holds the clock; report
+ * a deadlock to the roots, if virtual, nothing holds the clock and no
+ * deadline is armed.
+ *
+ * Why the jump cannot pass a task that is about to become runnable:
+ *   Q1. Only an awake worker (one not listed as sleeping) runs tasks, and
+ *       a worker leaves the list only under the idle lock: while
+ *       weft__idle_quiet holds it, no task runs.
+ *   Q2. A task made runnable is in a worker's run-next slot or deque
+ *       (its worker is awake), in the injection queue (checked), or in
+ *       the I/O thread's batch (published before the check).
+ *   Q3. Whatever can make a task runnable without being a task is
+ *       counted in `holds` until it has: an I/O operation or offload
+ *       call, from before its task parks until after it resumed (so the
+ *       count falls only on an awake worker); a portal call from a
+ *       foreign thread, until its task is queued (it drops the hold
+ *       after the push, and the check reads holds before the queues);
+ *       a root task from weft_runtime_run, likewise until it is queued;
+ *       an offload thread's weft_from_thread_run drops the call's hold
+ *       after it woke the task and gets it back from the task before it
+ *       is signalled.  A deadline is fired only by this jump or by an
+ *       awake worker (the timerfd is not armed).
+ *   Q4. A deadline set while the timer's lock was busy travels as a
+ *       request; its worker posts it before it lists itself, so the
+ *       check, which takes the idle lock after that listing, sees the
+ *       request queue non-empty and waits for the next drain (the
+ *       poster's wake-up guarantees one) instead of jumping past it.
+ *       One queued check stands for every later transition until it
+ *       runs, so it is made after a whole drain, never in its middle.
+ *   Q5. So after a quiet answer with holds == 0, nothing that weft
+ *       counts can make a task runnable until this thread does (the
+ *       jump): the decision stays true after the idle lock is released,
+ *       and the jump is made under the timer lock without it (lock
+ *       order: a scope lock may be held by a canceller that then takes
+ *       the idle lock to wake a worker).
+ * A plain thread that sets an event or cancels a scope is outside Q3:
+ * the clock may jump just before its wake (rule 44 says so).
+ *
+ * The check is posted once per transition to "last sleeper": the poster
+ * sets check_queued 0 -> 1, the I/O thread clears it (seq_cst) before it
+ * checks; a worker that becomes the last sleeper after that clear posts
+ * again, one that comes before it is seen by the check (its listing is
+ * ordered before the check's idle lock).
+ *
  * Invariants
  *   1. The wheel, `armed` and the fd's setting change only under `lock`.
  *   2. A scope in the wheel holds a reference; a queued request holds one.
@@ -36,25 +100,61 @@
 
 #include "base/common.h"
 #include "core/cancel.h"
+#include "core/idle.h"
 #include "core/ioq.h"
+#include "core/sched.h"
+#include "core/task.h"
 #include "core/timer.h"
 #include "runtime.h"
+#include "weft/cancel.h"
+#include "weft/error.h"
 #include "weft/time.h"
 
-int64_t weft_now(void)
+/* The virtual clock weft_now() reads on this thread, or NULL for the real
+ * clock.  Set once when a worker or offload thread of a virtual runtime
+ * starts.  A fiber migrates between workers, but only between the
+ * workers of its own runtime, which all hold the same value, so even a
+ * TLS address kept across a switch reads the right clock (sched.h). */
+static __thread weft__timer_t *timer_tls
+	__attribute__((tls_model("initial-exec")));
+
+int64_t weft__timer_real_now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int weft__timer_init(weft__timer_t *t)
+int64_t weft_now(void)
+{
+	weft__timer_t *t = timer_tls;
+	/* One predictable branch on the real clock's path. */
+	if (__builtin_expect(t != NULL, 0))
+		/* relaxed: see vnow (timer.h). */
+		return atomic_load_explicit(&t->vnow, memory_order_relaxed);
+	return weft__timer_real_now();
+}
+
+void weft__timer_bind_thread(weft__timer_t *t)
+{
+	timer_tls = t && t->virt ? t : NULL;
+}
+
+static void timer_check_fn(struct weft_runtime *rt, struct weft__ioq_node *n);
+
+int weft__timer_init(weft__timer_t *t, bool virt)
 {
 	memset(t, 0, sizeof *t);
 	t->fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (t->fd < 0)
 		return -errno;
-	weft__wheel_init(&t->wheel, weft_now());
+	t->virt = virt;
+	atomic_init(&t->vnow, WEFT__VCLOCK_START);
+	atomic_init(&t->holds, 0);
+	atomic_init(&t->nwaiters, 0);
+	atomic_init(&t->check_queued, 0);
+	t->check_node.fn = timer_check_fn;
+	weft__wheel_init(&t->wheel, weft__timer_now(t));
 	t->armed = INT64_MAX;
 	atomic_init(&t->due, INT64_MAX);
 	pthread_mutex_init(&t->lock, NULL);
@@ -71,7 +171,9 @@ static void timer_rearm_locked(weft__timer_t *t)
 	/* relaxed: a hint; see `due`. */
 	atomic_store_explicit(&t->due, weft__wheel_due_hint(&t->wheel),
 		memory_order_relaxed);
-	if (next == t->armed)
+	/* The virtual clock never arms the fd: its deadlines fire at jumps
+	 * (weft__timer_quiesce) and at yields, never by real time passing. */
+	if (next == t->armed || t->virt)
 		return;
 	t->armed = next;
 	struct itimerspec its = { 0 };
@@ -113,7 +215,7 @@ static void timer_fire(struct weft__tnode *n, void *arg)
 void weft__timer_advance(weft__timer_t *t)
 {
 	pthread_mutex_lock(&t->lock);
-	weft__wheel_fire_due(&t->wheel, weft_now(), timer_fire, NULL);
+	weft__wheel_fire_due(&t->wheel, weft__timer_now(t), timer_fire, NULL);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -121,7 +223,7 @@ void weft__timer_fire_due_slow(weft__timer_t *t)
 {
 	/* relaxed: a hint; see `due`. */
 	int64_t due = atomic_load_explicit(&t->due, memory_order_relaxed);
-	int64_t now = weft_now();
+	int64_t now = weft__timer_now(t);
 	if (now < due || pthread_mutex_trylock(&t->lock) != 0)
 		return;
 	weft__wheel_fire_due(&t->wheel, now, timer_fire, NULL);
@@ -137,7 +239,7 @@ void weft__timer_expire(weft__timer_t *t)
 	(void)n;
 	pthread_mutex_lock(&t->lock);
 	t->armed = INT64_MIN; /* fired: nothing armed any more */
-	weft__wheel_fire_due(&t->wheel, weft_now(), timer_fire, NULL);
+	weft__wheel_fire_due(&t->wheel, weft__timer_now(t), timer_fire, NULL);
 	timer_rearm_locked(t);
 	pthread_mutex_unlock(&t->lock);
 }
@@ -205,6 +307,211 @@ void weft__timer_update(struct weft_runtime *rt, struct weft__timed_scope *s)
 	s->timer_node.fn = timer_apply_request;
 	weft__ioq_post(rt, &s->timer_node);
 }
+
+/* {======================================================= virtual clock */
+
+/* A task parked in weft_wait_all_tasks_blocked; lives in its frame. */
+struct weft__blocked_waiter {
+	struct weft__blocked_waiter *next;
+	struct weft_task *task;
+	uint64_t gen; /* its park's generation, written under the lock */
+	bool woken;   /* under the lock: the check took it off the list */
+};
+
+void weft__timer_idle(struct weft_runtime *rt)
+{
+	weft__timer_t *t = &rt->timer;
+	/* relaxed: a registration happened on a worker before that worker
+	 * listed itself as sleeping, which the idle lock orders before our
+	 * own listing (we are the last). */
+	if (!t->virt &&
+		atomic_load_explicit(&t->nwaiters, memory_order_relaxed) == 0)
+		return;
+	int zero = 0;
+	/* seq_cst: pairs with timer_check_fn's store of 0 (see the essay:
+	 * either this CAS sees 0 and posts, or that check sees us asleep). */
+	if (atomic_compare_exchange_strong_explicit(&t->check_queued, &zero, 1,
+		    memory_order_seq_cst, memory_order_relaxed))
+		weft__ioq_post(rt, &t->check_node);
+}
+
+/* Publishes the tasks this (the I/O) thread has woken so far. */
+static void timer_flush(struct weft_runtime *rt)
+{
+	weft__sched_batch_end(rt);
+	weft__sched_batch_begin();
+}
+
+/* Wakes every weft_wait_all_tasks_blocked waiter.  Returns false when
+ * there was none.  Thread: the I/O thread. */
+static bool timer_wake_waiters(weft__timer_t *t)
+{
+	struct weft_task *ready = NULL;
+	pthread_mutex_lock(&t->lock);
+	struct weft__blocked_waiter *n = t->waiters;
+	if (n == NULL) {
+		pthread_mutex_unlock(&t->lock);
+		return false;
+	}
+	t->waiters = NULL;
+	/* relaxed: see nwaiters. */
+	atomic_store_explicit(&t->nwaiters, 0, memory_order_relaxed);
+	while (n) {
+		struct weft__blocked_waiter *next = n->next;
+		struct weft_task *task = n->task;
+		n->woken = true; /* n may go once the lock is released */
+		/* A task claimed here cannot run before we ready it, so the
+		 * `next` link (free while it is parked) carries the list. */
+		if (weft__task_wake_deferred(task, n->gen)) {
+			task->next = ready;
+			ready = task;
+		}
+		n = next;
+	}
+	pthread_mutex_unlock(&t->lock);
+	while (ready) {
+		struct weft_task *task = ready;
+		ready = task->next;
+		weft__sched_ready(task);
+	}
+	return true;
+}
+
+/* Every task of every root is blocked, nothing holds the clock and no
+ * deadline is armed: nothing can ever wake them.  Each root still
+ * running is cancelled once (its weft_runtime_run then returns
+ * -EDEADLK).  Thread: the I/O thread. */
+static void timer_deadlock(struct weft_runtime *rt)
+{
+	pthread_mutex_lock(&rt->insp_lock);
+	for (struct weft__root_entry *e = rt->roots; e; e = e->next) {
+		/* acquire: pairs with the release store in weft__task_finish;
+		 * an ended root stays listed until its weft_runtime_run has
+		 * woken, and it is not deadlocked.  It ended before its
+		 * worker went to sleep, which the idle lock orders before
+		 * this check. */
+		if (e->deadlocked ||
+			atomic_load_explicit(e->task->root_done,
+				memory_order_acquire) != 0)
+			continue;
+		e->deadlocked = true;
+		/* The record outlives its entry (weft_runtime_run unlists it
+		 * under insp_lock before dropping its reference). */
+		weft__scope_cancel(&e->task->root_scope, WEFT_CANCEL_DEADLOCK,
+			"deadlock: every task is blocked and no deadline is "
+			"pending (virtual clock)",
+			true, 0);
+	}
+	pthread_mutex_unlock(&rt->insp_lock);
+}
+
+/* The quiescence check (see the essay).  Thread: the I/O thread. */
+void weft__timer_quiesce(struct weft_runtime *rt)
+{
+	weft__timer_t *t = &rt->timer;
+	if (!t->check_wanted)
+		return;
+	/* acquire: pairs with the seq_cst store in runtime_stop_workers;
+	 * workers leave, so nothing is quiet any more. */
+	if (atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
+		t->check_wanted = false;
+		return;
+	}
+	timer_flush(rt); /* Q2: our own wake-ups first */
+	long holds;
+	bool posted;
+	bool quiet = weft__idle_quiet(rt, &holds, &posted);
+	if (posted)
+		return; /* Q4: after the next drain */
+	t->check_wanted = false;
+	if (!quiet)
+		return;
+	if (timer_wake_waiters(t)) {
+		timer_flush(rt);
+		return;
+	}
+	if (!t->virt || holds != 0)
+		return;
+	pthread_mutex_lock(&t->lock);
+	int64_t next = weft__wheel_earliest(&t->wheel);
+	if (next == INT64_MAX) {
+		pthread_mutex_unlock(&t->lock);
+		timer_deadlock(rt);
+		timer_flush(rt);
+		return;
+	}
+	/* relaxed: see vnow; only this thread writes it, under the lock. */
+	int64_t now = atomic_load_explicit(&t->vnow, memory_order_relaxed);
+	if (next > now) {
+		now = next;
+		atomic_store_explicit(&t->vnow, now, memory_order_relaxed);
+	}
+	weft__wheel_fire_exact(&t->wheel, now, timer_fire, NULL);
+	timer_rearm_locked(t);
+	pthread_mutex_unlock(&t->lock);
+	timer_flush(rt);
+}
+
+static void timer_check_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
+{
+	(void)n;
+	/* seq_cst: see weft__timer_idle.  Cleared before the check, so a
+	 * worker that becomes the last sleeper after this point posts a new
+	 * one. */
+	atomic_store_explicit(&rt->timer.check_queued, 0, memory_order_seq_cst);
+	/* Made after the whole drain (weft__timer_quiesce): requests queued
+	 * behind this one may carry deadlines. */
+	rt->timer.check_wanted = true;
+}
+
+int weft_wait_all_tasks_blocked(void)
+{
+	struct weft_task *self = weft__task_current();
+	if (self == NULL)
+		return WEFT_ENOTFIBER;
+	int rc = weft_checkpoint_if_cancelled();
+	if (rc < 0)
+		return rc;
+	/* Reachable by cancellations from now on. */
+	weft__task_link_root(self);
+	/* relaxed: our own cur_scope, written only by this task. */
+	struct weft_scope *s = atomic_load_explicit(&self->cur_scope,
+		memory_order_relaxed);
+	weft__timer_t *t = &self->rt->timer;
+	struct weft__blocked_waiter n = { .task = self };
+	pthread_mutex_lock(&t->lock);
+	n.next = t->waiters;
+	t->waiters = &n;
+	/* relaxed: see nwaiters. */
+	atomic_fetch_add_explicit(&t->nwaiters, 1, memory_order_relaxed);
+	for (;;) {
+		n.gen = weft__task_park_prepare(self, true);
+		/* seq_cst load after prepare's seq_cst store: a canceller
+		 * either is seen here or sees the cancellable park. */
+		if (weft__scope_is_cancelled(s))
+			break;
+		pthread_mutex_unlock(&t->lock);
+		weft__task_park_commit_on(self, "wait_all_tasks_blocked");
+		pthread_mutex_lock(&t->lock);
+		if (n.woken) {
+			pthread_mutex_unlock(&t->lock);
+			return 0;
+		}
+	}
+	/* Cancelled while still listed (a waiter the check took off the
+	 * list returned above). */
+	struct weft__blocked_waiter **pp = &t->waiters;
+	while (*pp != &n)
+		pp = &(*pp)->next;
+	*pp = n.next;
+	/* relaxed: see nwaiters. */
+	atomic_fetch_sub_explicit(&t->nwaiters, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&t->lock);
+	weft__scope_note_observed(weft__scope_origin(s));
+	return -ECANCELED;
+}
+
+/* }======================================================= */
 
 void weft__timer_fini(weft__timer_t *t)
 {

@@ -10,7 +10,13 @@
  * worker at a yield calls weft__timer_fire_due; a thread that changes a
  * scope's deadline calls weft__timer_update.  No libuv here: the timerfd is a
  * plain system call, and a request the lock holder cannot apply at once
- * goes through the I/O thread's queue (ioq.h). */
+ * goes through the I/O thread's queue (ioq.h).
+ *
+ * The virtual clock (weft_config_t.clock, docs/semantics.md rule 44)
+ * lives here too: the runtime's time (`vnow`), the count of operations
+ * that hold it (I/O, offload calls: weft__timer_hold), the tasks parked in
+ * weft_wait_all_tasks_blocked, and the quiescence check the I/O thread
+ * runs when the last worker goes to sleep (weft__timer_idle). */
 #ifndef WEFT_RUNTIME_CORE_TIMER_H
 #define WEFT_RUNTIME_CORE_TIMER_H
 
@@ -19,10 +25,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/ioq.h"
 #include "core/wheel.h"
+#include "weft/time.h"
 
 struct weft_runtime;
 struct weft__timed_scope;
+struct weft__blocked_waiter;
 
 typedef struct weft__timer {
 	/* Every access to wheel and armed holds lock. */
@@ -37,11 +46,43 @@ typedef struct weft__timer {
 	_Atomic int64_t due;
 	int fd;	    /* timerfd, CLOCK_MONOTONIC, non-blocking */
 	bool ready; /* between init and fini */
+	/* The virtual clock.  `virt` is fixed at init.  `vnow` is the
+	 * runtime's time while virt: written only under `lock` by a jump
+	 * (the I/O thread), read anywhere (relaxed: a task woken by a jump
+	 * is ordered after it by its wake; a task that was not woken may
+	 * read the time before the jump, which is a time at which it was
+	 * running).  The real fd is never armed while virt. */
+	bool virt;
+	_Atomic int64_t vnow;
+	/* Operations in flight that hold the virtual clock (I/O operations,
+	 * offload calls, a portal call's hand-over): the clock does not jump
+	 * while it is not 0.  Counted only while virt.  seq_cst RMWs and
+	 * load: see weft__timer_hold and weft__idle_quiet. */
+	atomic_long holds;
+	/* Tasks parked in weft_wait_all_tasks_blocked: the list under
+	 * `lock`, the count written under it and read without it (relaxed:
+	 * by a worker going to sleep, ordered after the registration by
+	 * the idle lock, see weft__timer_idle). */
+	struct weft__blocked_waiter *waiters;
+	atomic_int nwaiters;
+	/* The quiescence check posted to the I/O thread: `check_queued` is
+	 * 1 while `check_node` is queued (seq_cst pair with the idle
+	 * transition, see weft__timer_idle). */
+	atomic_int check_queued;
+	struct weft__ioq_node check_node;
+	/* A check was requested and not made yet: it runs once the request
+	 * queue is empty (weft__timer_quiesce).  I/O thread only. */
+	bool check_wanted;
 } weft__timer_t;
 
-/* Creates the timerfd and an empty wheel.  0 or a negative errno.
+/* Where the virtual clock starts: weft_now() of a runtime created with
+ * WEFT_CLOCK_VIRTUAL before anything waited (weft/time.h). */
+#define WEFT__VCLOCK_START WEFT_VIRTUAL_EPOCH
+
+/* Creates the timerfd and an empty wheel; virt selects the virtual clock.
+ * 0 or a negative errno.
  * Thread: the runtime's creator, before any worker or the I/O thread. */
-int weft__timer_init(weft__timer_t *t);
+int weft__timer_init(weft__timer_t *t, bool virt);
 /* Drops the wheel's reference of every armed scope, firing nothing, and
  * closes the fd.  Thread: the runtime's destroyer, after the workers and
  * the I/O thread are joined and the I/O queue is drained. */
@@ -88,5 +129,53 @@ void weft__timer_advance(weft__timer_t *t);
 /* Re-arms the fd at the wheel's next work and republishes the hint.
  * Thread: the I/O thread, after applying queued deadlines. */
 void weft__timer_rearm(weft__timer_t *t);
+
+/* {======================================================= virtual clock */
+
+/* The real monotonic clock (CLOCK_MONOTONIC ns), whatever the runtime's
+ * clock: for waits that are not deadlines (an idle worker's spin).
+ * Thread: any. */
+int64_t weft__timer_real_now(void);
+/* The runtime's clock: vnow while virt, else the real clock.  Any
+ * thread. */
+static inline int64_t weft__timer_now(weft__timer_t *t)
+{
+	if (__builtin_expect(t->virt, 0))
+		/* relaxed: see vnow. */
+		return atomic_load_explicit(&t->vnow, memory_order_relaxed);
+	return weft__timer_real_now();
+}
+/* Makes weft_now() on the calling thread read t's clock (t virtual) or
+ * the real clock (t NULL, or t real).  Thread: a worker or an offload
+ * thread of t's runtime, at its start (NULL at its end). */
+void weft__timer_bind_thread(weft__timer_t *t);
+
+/* An operation the virtual clock waits for (docs/semantics.md rule 44)
+ * starts (+1) or ends (-1).  A task takes its hold before it parks for
+ * the operation and drops it after it resumed, both on a worker, so the
+ * count can reach 0 only while a worker is awake (weft__idle_quiet).  No
+ * cost but the branch when the clock is real.  seq_cst: a portal's
+ * foreign thread drops its hold after queueing its task; the check's
+ * seq_cst load of holds, which comes before its look at the queues, then
+ * sees the task.  Any thread. */
+static inline void weft__timer_hold(weft__timer_t *t, long delta)
+{
+	if (__builtin_expect(t->virt, 0))
+		atomic_fetch_add_explicit(&t->holds, delta,
+			memory_order_seq_cst);
+}
+
+/* The last awake worker is going to sleep (it listed itself as the last
+ * sleeper, idle.c): posts the quiescence check to the I/O thread if the
+ * clock is virtual or a task waits in weft_wait_all_tasks_blocked.
+ * Thread: a worker, in its idle loop. */
+void weft__timer_idle(struct weft_runtime *rt);
+/* Makes the quiescence check if one was requested, unless requests are
+ * queued (a deadline not applied yet): then it stays requested for the
+ * next call, which the poster's wake-up guarantees.  Thread: the I/O
+ * thread, after draining the request queue. */
+void weft__timer_quiesce(struct weft_runtime *rt);
+
+/* }======================================================= */
 
 #endif

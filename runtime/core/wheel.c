@@ -204,6 +204,58 @@ void weft__wheel_fire_due(weft__wheel_t *w, int64_t now,
 	}
 }
 
+/* The level and slot where a node of tick t1 = elapsed + 1 is filed (the
+ * rule of wheel_file). */
+static void wheel_next_tick_slot(const weft__wheel_t *w, int *level, int *slot)
+{
+	int64_t t1 = w->elapsed + 1;
+	uint64_t masked = (uint64_t)(t1 ^ w->elapsed) | (WEFT__WHEEL_SLOTS - 1);
+	int l = (63 - __builtin_clzll(masked)) / WHEEL_BITS;
+	if (l >= WEFT__WHEEL_LEVELS)
+		l = WEFT__WHEEL_LEVELS - 1;
+	*level = l;
+	*slot = (int)((t1 >> (WHEEL_BITS * l)) & (WEFT__WHEEL_SLOTS - 1));
+}
+
+int64_t weft__wheel_earliest(const weft__wheel_t *w)
+{
+	int level, slot;
+	int64_t start;
+	if (!wheel_next_slot(w, &level, &slot, &start))
+		return INT64_MAX;
+	/* Every deadline of a lower level is earlier than every deadline of
+	 * a higher one, and the slots of one level are visited in time
+	 * order: the earliest deadline is in this slot. */
+	int64_t min = INT64_MAX;
+	for (const struct weft__tnode *n = w->slots[level][slot]; n;
+		n = n->next)
+		if (n->when < min)
+			min = n->when;
+	return min;
+}
+
+void weft__wheel_fire_exact(weft__wheel_t *w, int64_t now,
+	void (*fire)(struct weft__tnode *, void *), void *arg)
+{
+	weft__wheel_advance(w, now, fire, arg);
+	/* As fire_due's extra pass, at any level: the deadlines inside the
+	 * tick `now` is in sit in the slot of tick elapsed + 1, which at a
+	 * level-2 (or higher) boundary also holds many later ticks. */
+	int level, slot;
+	wheel_next_tick_slot(w, &level, &slot);
+	struct weft__tnode *n = w->slots[level][slot];
+	while (n) {
+		struct weft__tnode *next = n->next;
+		if (n->when <= now) {
+			wheel_unfile(w, n);
+			n->armed = false;
+			w->len--;
+			fire(n, arg); /* may re-arm n: `next` was read first */
+		}
+		n = next;
+	}
+}
+
 int64_t weft__wheel_due_hint(const weft__wheel_t *w)
 {
 	int64_t next = weft__wheel_next(w);

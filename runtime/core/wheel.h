@@ -57,6 +57,18 @@ void weft__wheel_advance(weft__wheel_t *w, int64_t now,
  * disarm others. */
 void weft__wheel_fire_due(weft__wheel_t *w, int64_t now,
 	void (*fire)(struct weft__tnode *, void *), void *arg);
+/* The earliest deadline in w, exactly (not rounded to a tick), or
+ * INT64_MAX when empty.  O(nodes in one slot).  For the virtual clock
+ * (timer.c), which jumps to it. */
+int64_t weft__wheel_earliest(const weft__wheel_t *w);
+/* As weft__wheel_fire_due, but also exact when the next tick starts a
+ * level-2 (or higher) turn, where fire_due leaves the deadlines inside
+ * the current tick to the tick's end: every node whose `when` <= now
+ * fires.  The virtual clock's jumps need this (its `now` never reaches
+ * the tick's end by itself); it scans a whole slot there, too slow for
+ * every yield. */
+void weft__wheel_fire_exact(weft__wheel_t *w, int64_t now,
+	void (*fire)(struct weft__tnode *, void *), void *arg);
 /* A lower bound of the earliest deadline in w, or INT64_MAX when empty:
  * nothing is due before it. */
 int64_t weft__wheel_due_hint(const weft__wheel_t *w);

@@ -7,8 +7,11 @@
  * queue (ioq.c), whose wake hook is uv_async_send: it coalesces, and the
  * async callback drains the whole queue, so no request is left behind.
  * Requests are deadline updates the timer could not apply at once
- * (timer.c), I/O operations (ioop.c), closes (sockets, UDP, signal
- * watchers), shutdown triggers and deferred frees (weft__io_reclaim);
+ * (timer.c), the quiescence check of the virtual clock and
+ * weft_wait_all_tasks_blocked (timer.c: it runs here so that it can
+ * publish this thread's wake batch first), I/O operations (ioop.c),
+ * closes (sockets, UDP, signal watchers), shutdown triggers and deferred
+ * frees (weft__io_reclaim);
  * completions go back to workers through the scheduler's injection
  * queue, in batches flushed around each poll.
  *
@@ -16,7 +19,8 @@
  * its fd and calls weft__timer_expire when it fires, so deadlines fire
  * while every worker sleeps, and around each drain of the queue it brings
  * the wheel's clock up to date (weft__timer_advance) and re-arms the fd
- * (weft__timer_rearm).
+ * (weft__timer_rearm).  Under the virtual clock the fd is never armed:
+ * deadlines fire at the check's jumps.
  *
  * Socket records (io.h): the runtime's pool of free stream, listener and
  * UDP records lives here because this file starts and stops the I/O
@@ -91,6 +95,8 @@ static void io_async_cb(uv_async_t *async)
 		return;
 	}
 	weft__timer_rearm(&io->rt->timer);
+	/* After the whole drain: see timer.c (Q5). */
+	weft__timer_quiesce(io->rt);
 }
 
 /* The request queue's wake hook: any thread. */

@@ -29,6 +29,11 @@
  * (it sees DONE and does not park) or the I/O thread wakes the generation
  * the fiber parks on.
  *
+ * Under the virtual clock an operation holds the clock (timer.h,
+ * weft__timer_hold) from before its submission until its fiber resumed
+ * for the last time: the clock does not jump while the I/O thread or the
+ * outside world may still end it (docs/semantics.md rule 44).
+ *
  * Rejected: a reference count plus a separate generation field (the I/O
  * thread would read the generation after the fiber may have returned), and
  * a lock in the operation (its unlock store would be the I/O thread's last
@@ -148,12 +153,28 @@ static bool ioop_publish(struct weft__ioop *op, uint64_t gen, uint64_t flags,
 	return true;
 }
 
+WEFT_FIBER_FN static int ioop_wait(struct weft_task *self,
+	struct weft__ioop *op);
+
 int weft__ioop_run(struct weft__ioop *op)
 {
 	struct weft_task *self;
 	int rc = weft__waitq_begin(&self);
 	if (rc < 0)
 		return rc;
+	weft__timer_t *tm = &self->rt->timer;
+	/* Taken and dropped on a worker, the fiber's (timer.c, Q3). */
+	weft__timer_hold(tm, 1);
+	rc = ioop_wait(self, op);
+	weft__timer_hold(tm, -1);
+	return rc;
+}
+
+/* The operation from its submission to its end.  Thread: the fiber. */
+WEFT_FIBER_FN static int ioop_wait(struct weft_task *self,
+	struct weft__ioop *op)
+{
+	int rc;
 	/* Reachable by cancellations from now on. */
 	weft__task_link_root(self);
 	/* relaxed: our own cur_scope, written only by this task. */

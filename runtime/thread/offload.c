@@ -48,6 +48,16 @@
  * its worker), and the record in the fiber's frame (an abandoned call's
  * thread would outlive it).
  *
+ * Virtual clock (docs/semantics.md rule 44): a call holds the runtime's
+ * clock (weft__timer_hold) from before it is queued until its fiber
+ * resumed for the last time, so the clock does not jump while fn runs.
+ * weft_from_thread_run hands the hold to its request while it waits: the
+ * thread drops it after waking the fiber, and the fiber takes it back
+ * before it signals the thread (offload_serve), so a request's task may
+ * sleep on the virtual clock, and the count is never 0 while the thread
+ * is about to run again.  Pool threads read the runtime's clock in
+ * weft_now().
+ *
  * Lock order: pool->lock, then a limiter's spinlock (never the reverse;
  * the limiter calls here happen outside pool->lock anyway). */
 #include <errno.h>
@@ -129,6 +139,7 @@ struct weft__offload {
 	pthread_cond_t work_cv; /* idle threads wait here (monotonic) */
 	pthread_cond_t exit_cv; /* stop waits here for nthreads == 0 */
 	weft_limiter_t *slots;	/* one token per running call */
+	weft__timer_t *clock;	/* the runtime's clock (weft_now) */
 	unsigned max;		/* thread limit (cfg.offload_threads) */
 	/* Under lock: */
 	unsigned nthreads; /* threads alive (idle or not) */
@@ -185,6 +196,7 @@ static int offload_pool(struct weft_runtime *rt, struct weft__offload **out)
 	pthread_cond_init(&p->exit_cv, NULL);
 	pthread_condattr_destroy(&ca);
 	p->max = rt->cfg.offload_threads;
+	p->clock = &rt->timer;
 	int rc = weft_limiter_create(&p->slots, p->max);
 	if (rc < 0) {
 		offload_pool_free(p);
@@ -237,6 +249,7 @@ static void *offload_thread_main(void *arg)
 {
 	struct offload_thread *me = arg;
 	struct weft__offload *p = me->pool;
+	weft__timer_bind_thread(p->clock);
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		struct offload_call *c = p->head;
@@ -268,6 +281,7 @@ static void *offload_thread_main(void *arg)
 	if (p->nthreads == 0)
 		pthread_cond_broadcast(&p->exit_cv);
 	pthread_mutex_unlock(&p->lock);
+	weft__timer_bind_thread(NULL);
 	return NULL;
 }
 
@@ -484,6 +498,10 @@ int weft_from_thread_run(weft_fn fn, void *arg, void **result)
 		 * never a park's: the fiber's next publish sees REQ. */
 		if (w >> OFFLOAD_GEN_SHIFT)
 			weft__task_wake(t, w >> OFFLOAD_GEN_SHIFT);
+		/* The fiber is runnable or running now: the request's task
+		 * may wait on the virtual clock; offload_serve takes the hold
+		 * back for us (see the top of this file). */
+		weft__timer_hold(c->pool->clock, -1);
 		pthread_mutex_lock(&req.mu);
 		while (!req.done)
 			pthread_cond_wait(&req.cv, &req.mu);
@@ -535,6 +553,8 @@ WEFT_FIBER_FN static void offload_serve(struct offload_call *c, bool refuse,
 	bool abandon)
 {
 	struct offload_req *req = c->req;
+	/* Read before the word changes: with ABANDONED, c is the thread's. */
+	weft__timer_t *tm = c->pool->clock;
 	void *v = NULL;
 	int rc = refuse ? -ECANCELED
 			: weft__offload_run_task(req->fn, req->arg, &v);
@@ -545,6 +565,9 @@ WEFT_FIBER_FN static void offload_serve(struct offload_call *c, bool refuse,
 	 * ordered before the thread's next RMW by the mutex anyway. */
 	atomic_store_explicit(&c->word, abandon ? OFFLOAD_ABANDONED : 0,
 		memory_order_release);
+	/* The thread's hold back, before it may run again (the top of this
+	 * file); taken on a worker. */
+	weft__timer_hold(tm, 1);
 	pthread_mutex_lock(&req->mu);
 	req->rc = rc;
 	req->result = v;
@@ -715,6 +738,8 @@ int weft_to_thread(weft_thread_fn fn, void *arg, void **result,
 	/* Reachable by cancellations from now on. */
 	weft__task_link_root(self);
 	c->ctx = weft__local_capture();
+	/* Held until this fiber resumed for good (the top of this file). */
+	weft__timer_hold(p->clock, 1);
 	uint64_t gen = weft__task_park_prepare(self, true);
 	/* relaxed: published to the thread by the pool lock's unlock in
 	 * offload_submit (the thread pops c under the lock). */
@@ -722,11 +747,14 @@ int weft_to_thread(weft_thread_fn fn, void *arg, void **result,
 		memory_order_relaxed);
 	rc = offload_submit(p, c);
 	if (rc < 0) {
+		weft__timer_hold(p->clock, -1);
 		weft__local_context_unref(c->ctx);
 		weft_limiter_release_on_behalf(p->slots, c);
 		goto out_limiter;
 	}
-	return offload_wait(self, c, abandon, result);
+	rc = offload_wait(self, c, abandon, result);
+	weft__timer_hold(p->clock, -1);
+	return rc;
 out_limiter:
 	if (c->limiter)
 		weft_limiter_release_on_behalf(c->limiter, c);
