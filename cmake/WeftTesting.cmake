@@ -12,9 +12,7 @@ function(weft_test_environment out)
 	if(WEFT_TEST_EMULATOR)
 		# A test that reads the host through /proc (the blocked
 		# threads of test_fs) cannot see the emulated process there.
-		list(GET WEFT_TEST_EMULATOR 0 emu)
-		get_filename_component(emu "${emu}" NAME)
-		list(APPEND env "WEFT_TEST_EMULATED=${emu}")
+		list(APPEND env "WEFT_TEST_EMULATED=${WEFT_TEST_EMULATOR}")
 	endif()
 	if(WEFT_SANITIZE MATCHES "thread")
 		set(tsan "halt_on_error=1:second_deadlock_stack=1")
