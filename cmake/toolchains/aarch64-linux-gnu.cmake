@@ -1,8 +1,9 @@
 # Cross-compiling weft for aarch64 Linux with Debian's gcc-aarch64-linux-gnu
 # (and g++-aarch64-linux-gnu when tests are on), against the arm64
-# multiarch libraries (libuv1-dev:arm64, libck-dev:arm64,
-# libcmocka-dev:arm64, ...), and running the tests under qemu-user.
-# `tools/run test-aarch64` installs all of it and does this:
+# multiarch libraries (libuv1-dev:arm64, libcmocka-dev:arm64, ...; ck and
+# http-parser unpacked, see WEFT_AARCH64_EXTRA_ROOT below), and running
+# the tests under qemu-user.  `tools/run test-aarch64` installs all of it
+# and does this:
 #   cmake -S . -B build/test-aarch64 \
 #     -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake \
 #     -DWEFT_AARCH64_EXTRA_ROOT=$PWD/build/aarch64-sysroot \
