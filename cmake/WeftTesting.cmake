@@ -9,6 +9,11 @@
 # weft_test_environment(<out-var>): the ENVIRONMENT list for every test.
 function(weft_test_environment out)
 	set(env "CMOCKA_MESSAGE_OUTPUT=STDOUT")
+	if(WEFT_TEST_EMULATOR)
+		# A test that reads the host through /proc (the blocked
+		# threads of test_fs) cannot see the emulated process there.
+		list(APPEND env "WEFT_TEST_EMULATED=${WEFT_TEST_EMULATOR}")
+	endif()
 	if(WEFT_SANITIZE MATCHES "thread")
 		set(tsan "halt_on_error=1:second_deadlock_stack=1")
 		# A suppressions file is picked up if the tree has one; every
@@ -27,6 +32,16 @@ function(weft_test_environment out)
 		list(APPEND env "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
 	endif()
 	set(${out} "${env}" PARENT_SCOPE)
+endfunction()
+
+# weft_add_skipped_test(<name> <labels> <reason>): registers <name> as a
+# test that does not run here and says why (ctest lists it as skipped),
+# for tests a cross build cannot run.  The command is the host's sh.
+function(weft_add_skipped_test name labels reason)
+	add_test(NAME ${name} COMMAND sh -c "echo \"skipped: $1\"; exit 77"
+		sh "${reason}")
+	set_tests_properties(${name} PROPERTIES
+		LABELS "${labels}" SKIP_RETURN_CODE 77 TIMEOUT 60)
 endfunction()
 
 # weft_test_timeout(<out-var> <seconds>): seconds x the multiplier.

@@ -137,11 +137,17 @@ static int release_twice_while_running(void *arg)
 	return 0;
 }
 
+/* The join may return before the child's worker has dropped the run
+ * reference (task.c, invariant 2): the second release then finds the
+ * record still current, with no handle left, and says "released more
+ * often than retained" with "(task 'worker'#<id>)" instead of the stale
+ * handle's "(task 'worker')".  Either names the task; the window is
+ * wide under an emulator. */
 static void test_misuse__task_release_twice_after_its_end_aborts(void **state)
 {
 	expect_root_death(state, release_twice_after_end,
 		"weft_task_release: task handle");
-	expect_root_death(state, release_twice_after_end, "(task 'worker')");
+	expect_root_death(state, release_twice_after_end, "(task 'worker'");
 }
 
 static void test_misuse__task_release_twice_while_running_aborts(void **state)

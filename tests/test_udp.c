@@ -28,21 +28,30 @@
 
 #include "support.h"
 
-/* The address of u on loopback of u's family. */
+/* The address of u on loopback of u's family.  Built in a sockaddr_in or
+ * sockaddr_in6 and copied into the storage: stores through a
+ * sockaddr_in pointer into a sockaddr_storage are not seen by a later
+ * copy of the storage under strict aliasing (aarch64 gcc 12 -O2 moved the
+ * copy of the returned struct above the port and address stores, and
+ * every datagram went to 0.0.0.0 port 0). */
 static struct sockaddr_storage addr_of(weft_udp_t *u, int family)
 {
 	struct sockaddr_storage ss;
 	memset(&ss, 0, sizeof ss);
 	if (family == AF_INET6) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons((uint16_t)weft_udp_port(u));
-		a->sin6_addr = in6addr_loopback;
+		struct sockaddr_in6 a;
+		memset(&a, 0, sizeof a);
+		a.sin6_family = AF_INET6;
+		a.sin6_port = htons((uint16_t)weft_udp_port(u));
+		a.sin6_addr = in6addr_loopback;
+		memcpy(&ss, &a, sizeof a);
 	} else {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-		a->sin_family = AF_INET;
-		a->sin_port = htons((uint16_t)weft_udp_port(u));
-		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		struct sockaddr_in a;
+		memset(&a, 0, sizeof a);
+		a.sin_family = AF_INET;
+		a.sin_port = htons((uint16_t)weft_udp_port(u));
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		memcpy(&ss, &a, sizeof a);
 	}
 	return ss;
 }

@@ -11,7 +11,9 @@
 
 #define WEFT__CACHELINE 64
 /* Objects touched by two workers are padded to 128 bytes: the adjacent-line
- * prefetcher on x86_64 pulls cache lines in pairs. */
+ * prefetcher on x86_64 pulls cache lines in pairs.  aarch64: 64-byte lines
+ * on most cores (Neoverse, Cortex-A), 128 on some (Apple's, ThunderX2),
+ * so 128 is the right padding there too. */
 #define WEFT__FALSE_SHARING 128
 
 #define WEFT__LIKELY(x) __builtin_expect(!!(x), 1)

@@ -17,9 +17,24 @@
 #include <ck_backoff.h>
 #include <ck_pr.h>
 
-/* The CPU's spin-wait hint (pause / yield).  ck_pr_stall touches no memory,
- * so using Concurrency Kit here costs ThreadSanitizer nothing. */
+/* The CPU's spin-wait hint.  x86_64: ck_pr_stall, which is `pause`; it
+ * touches no memory, so using Concurrency Kit here costs ThreadSanitizer
+ * nothing.  aarch64: ck_pr_stall is only a compiler barrier there, so the
+ * hint is written out: `isb`, which stalls the core for a pipeline flush
+ * (tens of cycles, about what `pause` costs), rather than `yield`, which
+ * most cores without SMT execute as a plain nop. */
+#if defined(__aarch64__)
+#define WEFT__CPU_RELAX() __asm__ __volatile__("isb" ::: "memory")
+#else
 #define WEFT__CPU_RELAX() ck_pr_stall()
+#endif
+
+/* ck_md.h is per architecture (Debian installs one per arch in the same
+ * place): the host's amd64 copy in an aarch64 build would make ck's fences
+ * the TSO ones, i.e. no-ops. */
+#if defined(__aarch64__) && defined(CK_MD_TSO)
+#error "weft: ck_md.h is an amd64 (TSO) one; use the arm64 libck-dev headers"
+#endif
 
 typedef struct weft__spin {
 	atomic_int locked;

@@ -46,8 +46,28 @@ weft__fiber_jump:
 	stp	d10, d11, [sp, #(WEFT__FIBER_D8 + 16)]
 	stp	d12, d13, [sp, #(WEFT__FIBER_D8 + 32)]
 	stp	d14, d15, [sp, #(WEFT__FIBER_D8 + 48)]
+	/* Every saved register, as on x86_64, so that a debugger unwinding
+	 * a suspended context finds its callers' variables. */
+	.cfi_rel_offset x19, (WEFT__FIBER_X19 + 0)
+	.cfi_rel_offset x20, (WEFT__FIBER_X19 + 8)
+	.cfi_rel_offset x21, (WEFT__FIBER_X19 + 16)
+	.cfi_rel_offset x22, (WEFT__FIBER_X19 + 24)
+	.cfi_rel_offset x23, (WEFT__FIBER_X19 + 32)
+	.cfi_rel_offset x24, (WEFT__FIBER_X19 + 40)
+	.cfi_rel_offset x25, (WEFT__FIBER_X19 + 48)
+	.cfi_rel_offset x26, (WEFT__FIBER_X19 + 56)
+	.cfi_rel_offset x27, (WEFT__FIBER_X19 + 64)
+	.cfi_rel_offset x28, (WEFT__FIBER_X19 + 72)
 	.cfi_rel_offset x29, WEFT__FIBER_X29
 	.cfi_rel_offset x30, WEFT__FIBER_X30
+	.cfi_rel_offset d8, (WEFT__FIBER_D8 + 0)
+	.cfi_rel_offset d9, (WEFT__FIBER_D8 + 8)
+	.cfi_rel_offset d10, (WEFT__FIBER_D8 + 16)
+	.cfi_rel_offset d11, (WEFT__FIBER_D8 + 24)
+	.cfi_rel_offset d12, (WEFT__FIBER_D8 + 32)
+	.cfi_rel_offset d13, (WEFT__FIBER_D8 + 40)
+	.cfi_rel_offset d14, (WEFT__FIBER_D8 + 48)
+	.cfi_rel_offset d15, (WEFT__FIBER_D8 + 56)
 
 	/* Publish our frame (sp cannot be stored directly), adopt the
 	 * target's.  Its frame has the same layout, so the CFI stays valid. */
@@ -65,8 +85,26 @@ weft__fiber_jump:
 	ldp	x23, x24, [sp, #(WEFT__FIBER_X19 + 32)]
 	ldp	x21, x22, [sp, #(WEFT__FIBER_X19 + 16)]
 	ldp	x19, x20, [sp, #(WEFT__FIBER_X19 + 0)]
+	.cfi_restore x19
+	.cfi_restore x20
+	.cfi_restore x21
+	.cfi_restore x22
+	.cfi_restore x23
+	.cfi_restore x24
+	.cfi_restore x25
+	.cfi_restore x26
+	.cfi_restore x27
+	.cfi_restore x28
 	.cfi_restore x29
 	.cfi_restore x30
+	.cfi_restore d8
+	.cfi_restore d9
+	.cfi_restore d10
+	.cfi_restore d11
+	.cfi_restore d12
+	.cfi_restore d13
+	.cfi_restore d14
+	.cfi_restore d15
 	add	sp, sp, #WEFT__FIBER_FRAME
 	.cfi_def_cfa_offset 0
 	ret
