@@ -1,5 +1,5 @@
-# The network tools built on weft and their
-# integration tests.  Included from CMakeLists.txt.
+# The network tools built on weft and their integration tests, and the
+# test of the gdb extension.  Included from CMakeLists.txt.
 #
 #   weft-echo    tools/net/weft-echo.c    TCP echo server (B9)
 #   weft-httpd   tools/net/weft-httpd.c   keep-alive HTTP/1.1 server (B10)
@@ -7,6 +7,33 @@
 #
 # HTTP parsing uses Node.js's http-parser 2.9 from Debian
 # (libhttp-parser-dev): see ARCHITECTURE.md, "Why these dependencies".
+
+# tools/gdb/weft.py's test: tests/gdb/parked.c (a runtime with parked
+# tasks that stops itself) looked at by gdb, live and as a core file.
+# Plain x86_64 builds with debug information only: the extension reads
+# libweft's debug information and x86_64's saved-register layout, and
+# sanitizer builds move stacks and registers around in ways gdb may not
+# follow (ASan's fake stacks, TSan's interceptors).
+if(WEFT_BUILD_TESTS AND NOT WEFT_SANITIZE AND NOT WEFT_TEST_EMULATOR
+		AND CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64)$"
+		AND CMAKE_BUILD_TYPE MATCHES "^(RelWithDebInfo|Debug)$")
+	add_executable(weft-gdb-parked tests/gdb/parked.c)
+	target_link_libraries(weft-gdb-parked PRIVATE weft)
+	find_program(WEFT_GDB gdb)
+	if(WEFT_GDB)
+		add_test(NAME integration_gdb_weft
+			COMMAND bash
+			${PROJECT_SOURCE_DIR}/tests/integration/gdb_weft.sh
+			$<TARGET_FILE:weft-gdb-parked>
+			${PROJECT_SOURCE_DIR}/tools/gdb/weft.py ${WEFT_GDB})
+		set_tests_properties(integration_gdb_weft PROPERTIES
+			LABELS integration TIMEOUT 300)
+	else()
+		weft_add_skipped_test(integration_gdb_weft integration
+			"gdb is not installed (tools/run deps installs it)")
+	endif()
+endif()
+
 if(NOT WEFT_BUILD_TOOLS)
 	return()
 endif()

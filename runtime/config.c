@@ -4,11 +4,14 @@
  * the variable and the accepted range, and runtime creation fails. */
 #include <errno.h>
 #include <sched.h>
+#include <stdbool.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/common.h"
 #include "config.h"
 
 /* weft_config_t.offload_threads: the pool limit of weft_to_thread
@@ -112,6 +115,47 @@ static void config_env_clock(weft_config_t *cfg)
 	}
 }
 
+/* The signals weft_config_t.dump_signal accepts, and their names for
+ * WEFT_DUMP_SIGNAL: ones a program may expect to be asked for a report
+ * with, never one the runtime needs (SIGSEGV, SIGBUS: stack overflows)
+ * nor one that cannot be caught. */
+static const struct {
+	const char *name;
+	int signum;
+} config_dump_signals[] = { { "HUP", SIGHUP }, { "INT", SIGINT },
+	{ "QUIT", SIGQUIT }, { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },
+	{ "TERM", SIGTERM }, { "WINCH", SIGWINCH } };
+
+static bool config_dump_signal_ok(int signum)
+{
+	for (size_t i = 0; i < WEFT__ARRAY_SIZE(config_dump_signals); i++)
+		if (config_dump_signals[i].signum == signum)
+			return true;
+	return false;
+}
+
+/* WEFT_DUMP_SIGNAL: a name of config_dump_signals, exactly (no "SIG", no
+ * case folding, no number).  On error records the first one. */
+static void config_env_dump_signal(weft_config_t *cfg)
+{
+	const char *s = getenv("WEFT_DUMP_SIGNAL");
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < WEFT__ARRAY_SIZE(config_dump_signals); i++) {
+		if (strcmp(s, config_dump_signals[i].name) == 0) {
+			cfg->dump_signal = config_dump_signals[i].signum;
+			return;
+		}
+	}
+	if (cfg->env_error == 0) {
+		cfg->env_error = -EINVAL;
+		snprintf(cfg->message, sizeof cfg->message,
+			"WEFT_DUMP_SIGNAL='%.64s' is not valid: expected HUP, "
+			"INT, QUIT, USR1, USR2, TERM or WINCH",
+			s);
+	}
+}
+
 int weft_config_init(weft_config_t *cfg)
 {
 	if (cfg == NULL)
@@ -144,6 +188,7 @@ int weft_config_init(weft_config_t *cfg)
 	cfg->offload_threads = (unsigned)v;
 	cfg->clock = WEFT_CLOCK_REAL;
 	config_env_clock(cfg);
+	config_env_dump_signal(cfg);
 	return cfg->env_error;
 }
 
@@ -171,6 +216,10 @@ int weft__config_validate(weft_config_t *cfg)
 	else if (cfg->clock != WEFT_CLOCK_REAL &&
 		cfg->clock != WEFT_CLOCK_VIRTUAL)
 		bad = "clock must be WEFT_CLOCK_REAL or WEFT_CLOCK_VIRTUAL";
+	else if (cfg->dump_signal != 0 &&
+		!config_dump_signal_ok(cfg->dump_signal))
+		bad = "dump_signal must be 0, SIGHUP, SIGINT, SIGQUIT, "
+		      "SIGUSR1, SIGUSR2, SIGTERM or SIGWINCH";
 	if (bad == NULL)
 		return 0;
 	snprintf(cfg->message, sizeof cfg->message, "%s", bad);

@@ -20,6 +20,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 
 #include <weft.h>
@@ -48,6 +49,7 @@ static const char *const config_vars[] = {
 	"WEFT_SPIN_US",
 	"WEFT_OFFLOAD_THREADS",
 	"WEFT_CLOCK",
+	"WEFT_DUMP_SIGNAL",
 };
 #define NVARS (sizeof config_vars / sizeof config_vars[0])
 
@@ -781,6 +783,69 @@ static void test_config__out_of_range_clock_fails_create(void **state)
 
 /* }======================================================= */
 
+/* {======================================================= dump signal */
+
+static void test_config__dump_signal_is_off_and_weft_dump_signal_names_one(
+	void **state)
+{
+	(void)state;
+	weft_config_t cfg;
+	assert_int_equal(weft_config_init(&cfg), 0);
+	assert_int_equal(cfg.dump_signal, 0);
+	static const struct {
+		const char *text;
+		int expect;
+	} good[] = { { "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT },
+		{ "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "TERM", SIGTERM },
+		{ "WINCH", SIGWINCH } };
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		assert_int_equal(setenv("WEFT_DUMP_SIGNAL", good[i].text, 1),
+			0);
+		assert_int_equal(weft_config_init(&cfg), 0);
+		assert_int_equal(cfg.dump_signal, good[i].expect);
+		assert_string_equal(cfg.message, "");
+	}
+}
+
+static void test_config__bad_weft_dump_signal_is_rejected_with_the_name(
+	void **state)
+{
+	(void)state;
+	static const char *const bad[] = { "", "usr1", "SIGUSR1", "10", "USR1 ",
+		"KILL", "SEGV", "STOP", "USR3" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		assert_int_equal(setenv("WEFT_DUMP_SIGNAL", bad[i], 1), 0);
+		weft_config_t cfg;
+		assert_int_equal(weft_config_init(&cfg), -EINVAL);
+		assert_int_equal(cfg.env_error, -EINVAL);
+		assert_int_equal(cfg.dump_signal, 0); /* default kept */
+		assert_non_null(strstr(cfg.message, "WEFT_DUMP_SIGNAL"));
+		assert_non_null(strstr(cfg.message, "QUIT"));
+		weft_runtime_t *rt = UNTOUCHED;
+		assert_int_equal(weft_runtime_create(&rt, &cfg), -EINVAL);
+		assert_ptr_equal(rt, UNTOUCHED);
+	}
+}
+
+static void test_config__uncatchable_or_reserved_dump_signal_fails_create(
+	void **state)
+{
+	(void)state;
+	static const int bad[] = { -1, SIGKILL, SIGSTOP, SIGSEGV, SIGBUS,
+		SIGALRM, 65, 1000 };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		weft_config_t cfg;
+		assert_int_equal(weft_config_init(&cfg), 0);
+		cfg.dump_signal = bad[i];
+		weft_runtime_t *rt = UNTOUCHED;
+		assert_int_equal(weft_runtime_create(&rt, &cfg), -EINVAL);
+		assert_ptr_equal(rt, UNTOUCHED);
+		assert_non_null(strstr(cfg.message, "dump_signal"));
+	}
+}
+
+/* }======================================================= */
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -826,6 +891,12 @@ int main(void)
 		CONFIG_TEST(
 			test_config__bad_weft_clock_is_rejected_with_the_variable_named),
 		CONFIG_TEST(test_config__out_of_range_clock_fails_create),
+		CONFIG_TEST(
+			test_config__dump_signal_is_off_and_weft_dump_signal_names_one),
+		CONFIG_TEST(
+			test_config__bad_weft_dump_signal_is_rejected_with_the_name),
+		CONFIG_TEST(
+			test_config__uncatchable_or_reserved_dump_signal_fails_create),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

@@ -57,19 +57,33 @@ typedef struct weft_config {
 	/* The clock of weft_now(), sleeps and every deadline of the runtime:
 	 * WEFT_CLOCK_REAL (default) or WEFT_CLOCK_VIRTUAL (weft/time.h). */
 	weft_clock_t clock;
+	/* A signal that makes the runtime write weft_runtime_dump (text) to
+	 * stderr and carry on, for a program that seems to hang: 0 (default:
+	 * off, the application may own its signals) or one of SIGHUP,
+	 * SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGTERM, SIGWINCH.  The I/O
+	 * thread watches it (libuv's handler only wakes that thread; the
+	 * dump is written there, not in the handler) from runtime creation
+	 * to destruction, replacing the signal's previous disposition, which
+	 * comes back afterwards as for weft_signal_open (weft/signal.h).
+	 * Deliveries that come together may give one dump. */
+	int dump_signal;
 	int env_error; /* 0, or -EINVAL when an environment variable was bad */
 	char message[256]; /* why the last init/create failed ("" if not) */
 } weft_config_t;
 
 /* What it does: fills *cfg with the defaults (workers = the CPUs this
  * process may run on, from sched_getaffinity; 64 KiB stacks; 8192 guarded
- * stacks; 50 us spin; 40 offload threads; the real clock), then applies
+ * stacks; 50 us spin; 40 offload threads; the real clock; no dump
+ * signal), then applies
  * the environment variables WEFT_WORKERS, WEFT_STACK_SIZE (bytes, or with
  * a K or M suffix), WEFT_GUARDED_STACKS, WEFT_SPIN_US,
- * WEFT_OFFLOAD_THREADS and WEFT_CLOCK ("real" or "virtual", exactly).
+ * WEFT_OFFLOAD_THREADS, WEFT_CLOCK ("real" or "virtual", exactly) and
+ * WEFT_DUMP_SIGNAL (dump_signal by name without "SIG", exactly: HUP, INT,
+ * QUIT, USR1, USR2, TERM or WINCH).
  * A bad value (not a number, trailing junk, negative, zero workers, out
- * of range, a clock name other than those two) is never ignored: the
- * default stays, cfg->env_error and the return value are -EINVAL, and
+ * of range, a clock or signal name other than those listed) is never
+ * ignored: the default stays, cfg->env_error and the return value are
+ * -EINVAL, and
  * cfg->message names the variable and the accepted range.  A later
  * weft_runtime_create with this cfg fails with the same error.
  * Ownership: cfg is the caller's.

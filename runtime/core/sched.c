@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* pthread_setname_np */
 /* Workers: the scheduling loop.
  *
  * Design
@@ -72,6 +73,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -750,6 +753,14 @@ int weft__sched_worker_start(struct weft_runtime *rt, weft__worker_t *w,
 		weft__deque_fini(&w->deque);
 		return rc == EAGAIN ? -EAGAIN : -rc;
 	}
+	/* "weft-w<index>" in ps, top and gdb (at most 15 characters: the
+	 * index is below 1024; the buffer is larger only to keep gcc's
+	 * truncation warning quiet), set here rather than by the thread so
+	 * that it is in place when weft_runtime_create returns.  Best
+	 * effort: a name is a label. */
+	char name[24];
+	snprintf(name, sizeof name, "weft-w%u", index);
+	pthread_setname_np(w->thread, name);
 	return 0;
 }
 

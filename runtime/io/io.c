@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* pthread_setname_np */
 /* The I/O thread: a libuv loop on a dedicated thread.
  *
  * Design
@@ -36,6 +37,7 @@
  *      worker is joined, so nobody can post) drains what is left.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/timerfd.h>
@@ -48,6 +50,7 @@
 #include "core/sched.h"
 #include "core/timer.h"
 #include "io/io.h"
+#include "io/signal.h"
 #include "runtime.h"
 #include "weft/error.h"
 
@@ -351,16 +354,28 @@ int weft__io_start(struct weft_runtime *rt)
 		rc = -ENOMEM;
 		goto fail;
 	}
+	/* Before create returns: a dump signal sent as soon as it has
+	 * returned finds the watcher (not the default disposition). */
+	if (rt->cfg.dump_signal != 0) {
+		rc = weft__signal_dump_open(io, rt->cfg.dump_signal, &io->dump);
+		if (rc < 0)
+			goto fail;
+	}
 	weft__ioq_init(&rt->ioq, io_wake, io);
 	rc = pthread_create(&io->thread, NULL, io_main, io);
 	if (rc != 0) {
 		rc = rc == EAGAIN ? -EAGAIN : -rc;
 		goto fail;
 	}
+	/* The thread's name in ps, top and gdb, in place when
+	 * weft_runtime_create returns; best effort. */
+	pthread_setname_np(io->thread, "weft-io");
 	rt->io = io;
 	return 0;
 fail:
 	weft__free(io->rc_snap);
+	if (io->dump != NULL)
+		weft__signal_dump_close(io->dump);
 	io_close_handles(io);
 	uv_loop_close(&io->loop);
 	pthread_mutex_destroy(&io->rec_lock);
@@ -386,6 +401,11 @@ void weft__io_stop(struct weft_runtime *rt)
 	io->rc_wait = io->rc_next = NULL;
 	weft__free(io->rc_snap);
 	io->rc_snap = NULL;
+	/* Before the walk below, which would close its handle without the
+	 * callback that frees it. */
+	if (io->dump != NULL)
+		weft__signal_dump_close(io->dump);
+	io->dump = NULL;
 	io_close_handles(io);
 	int rc = uv_loop_close(&io->loop);
 	if (io->sock_epfd >= 0)

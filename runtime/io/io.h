@@ -85,6 +85,10 @@ typedef struct weft__io {
 	uint64_t *rc_snap;
 	uv_timer_t rc_timer;
 	uv_poll_t sock_poll;
+	/* The watcher of cfg.dump_signal (signal.c), or NULL: opened by
+	 * weft__io_start before the thread starts, closed by the stopper
+	 * after the join. */
+	struct weft_signals *dump;
 	atomic_bool stop; /* set before the final uv_async_send */
 	/* Free socket records (weft__io_rec_get/put), per kind, and the
 	 * size of each kind's records; under rec_lock. */

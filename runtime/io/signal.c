@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* sigabbrev_np */
 /* Signal watchers (include/weft/signal.h).
  *
  * Problem: a signal arrives on whatever application thread the kernel
@@ -47,6 +48,11 @@
  *   4. sigtab[s].watchers is the number of started, not yet stopped weft
  *      slots of signal s in the process (under sigtab_lock).
  *
+ * The dump signal (weft_config_t.dump_signal) is one more hook watcher,
+ * opened by io.c before the I/O thread starts and closed after it is
+ * joined, outside the runtime's list; its hook writes weft_runtime_dump
+ * to stderr on the I/O thread (see "dump signal" below).
+ *
  * Rejected: counting deliveries in an atomic read by waiting tasks
  * directly (a wait must still park through the I/O thread when nothing
  * is pending, and two paths make "cancelled => nothing taken" harder to
@@ -57,7 +63,9 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "base/alloc.h"
@@ -67,6 +75,7 @@
 #include "io/ioop.h"
 #include "io/signal.h"
 #include "runtime.h"
+#include "weft/inspect.h"
 #include "weft/signal.h"
 
 #define SIGNAL_MAX_PER_WATCHER 64
@@ -437,6 +446,90 @@ int weft_signal_close(weft_signals_t *w)
 	w->close_node.fn = sig_close_fn;
 	weft__ioq_post(w->rt, &w->close_node);
 	return 0;
+}
+
+/* }======================================================= */
+
+/* {======================================================= dump signal */
+
+/* weft_config_t.dump_signal: a hook watcher (delivered on the I/O thread,
+ * never in the signal handler, which is libuv's and only writes to the
+ * loop's pipe) that nobody waits on and that is not on the runtime's list
+ * of watchers: io.c opens it before the I/O thread starts, so that it
+ * exists when weft_runtime_create returns, and closes it after the
+ * thread is joined. */
+
+/* Writes the dump to stderr: write(2) straight to the fd, no stdio
+ * buffer the application might be using on another thread. */
+static int sig_dump_write(void *ctx, const char *data, size_t len)
+{
+	(void)ctx;
+	while (len > 0) {
+		ssize_t n = write(STDERR_FILENO, data, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void sig_dump_hook(void *arg, int signum)
+{
+	struct weft_runtime *rt = arg;
+	char line[128];
+	int n = snprintf(line, sizeof line,
+		"weft: runtime dump (SIG%s, pid %ld)\n", sigabbrev_np(signum),
+		(long)getpid());
+	sig_dump_write(NULL, line, (size_t)n);
+	int rc = weft_runtime_dump(rt, WEFT_DUMP_TEXT, sig_dump_write, NULL);
+	n = rc == 0 ? snprintf(line, sizeof line, "weft: end of dump\n")
+		    : snprintf(line, sizeof line, "weft: dump failed: %s\n",
+			      weft_strerror(rc));
+	sig_dump_write(NULL, line, (size_t)n);
+}
+
+int weft__signal_dump_open(struct weft__io *io, int signum,
+	struct weft_signals **out)
+{
+	if (!sig_catchable(signum))
+		return -EINVAL;
+	struct weft_signals *w = weft__calloc(1,
+		sizeof *w + sizeof w->slots[0]);
+	if (w == NULL)
+		return -ENOMEM;
+	w->rt = io->rt;
+	atomic_init(&w->refs, 1); /* the handle's */
+	w->hook = sig_dump_hook;
+	w->hook_arg = io->rt;
+	w->n = 1;
+	struct sig_slot *s = &w->slots[0];
+	s->w = w;
+	s->signum = signum;
+	int rc = uv_signal_init(&io->loop, &s->handle);
+	if (rc < 0) {
+		weft__free(w);
+		return weft__io_uverr(rc);
+	}
+	s->handle.data = s;
+	w->nopen = 1;
+	rc = sigtab_start(s, sig_delivered);
+	if (rc < 0) {
+		/* The loop frees w when it runs the close callback. */
+		weft__signal_dump_close(w);
+		return weft__io_uverr(rc);
+	}
+	*out = w;
+	return 0;
+}
+
+void weft__signal_dump_close(struct weft_signals *w)
+{
+	w->io_closed = true; /* invariant 3 */
+	sigtab_close(&w->slots[0], sig_handle_closed);
 }
 
 /* }======================================================= */

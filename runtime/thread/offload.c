@@ -62,6 +62,7 @@
  * the limiter calls here happen outside pool->lock anyway). */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -132,6 +133,7 @@ struct offload_thread {
 	pthread_t tid;
 	struct weft__offload *pool;
 	struct offload_thread *next;
+	unsigned serial; /* its name's number (weft-off<serial>) */
 };
 
 struct weft__offload {
@@ -143,6 +145,7 @@ struct weft__offload {
 	unsigned max;		/* thread limit (cfg.offload_threads) */
 	/* Under lock: */
 	unsigned nthreads; /* threads alive (idle or not) */
+	unsigned nstarted; /* threads ever started: the next one's serial */
 	unsigned nidle;	   /* threads waiting on work_cv */
 	size_t nqueued;
 	struct offload_call *head, *tail; /* calls with a slot, no thread */
@@ -293,6 +296,7 @@ static int offload_thread_start(struct weft__offload *p)
 	if (t == NULL)
 		return -ENOMEM;
 	t->pool = p;
+	t->serial = p->nstarted++;
 	sigset_t all, old;
 	sigfillset(&all);
 	sigdelset(&all, SIGSEGV);
@@ -306,6 +310,13 @@ static int offload_thread_start(struct weft__offload *p)
 		weft__free(t);
 		return -EAGAIN;
 	}
+	/* "weft-off<serial>" in ps, top and gdb, at most 15 characters:
+	 * serials count every thread the pool ever started (idle ones end
+	 * and new ones start), so they wrap at 10^7.  Set before the thread
+	 * can take a call (it needs the lock we hold).  Best effort. */
+	char name[16];
+	snprintf(name, sizeof name, "weft-off%u", t->serial % 10000000u);
+	pthread_setname_np(t->tid, name);
 	p->nthreads++;
 	return 0;
 }
