@@ -71,7 +71,10 @@ elseif(WEFT_BUILD_TESTS)
 			COMMAND bash
 			${PROJECT_SOURCE_DIR}/tests/integration/${_s}.sh
 			${PROJECT_BINARY_DIR}/tools/net)
+		# WEFT_TEST_SANITIZE tells a script which sanitizers the tools
+		# run under (httpd_soak does not judge RSS under them).
 		set_tests_properties(integration_${_s} PROPERTIES
-			LABELS integration TIMEOUT 300 RUN_SERIAL TRUE)
+			LABELS integration TIMEOUT 300 RUN_SERIAL TRUE
+			ENVIRONMENT "WEFT_TEST_SANITIZE=${WEFT_SANITIZE}")
 	endforeach()
 endif()
