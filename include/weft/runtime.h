@@ -37,6 +37,23 @@ typedef enum weft_clock {
 	WEFT_CLOCK_VIRTUAL = 1
 } weft_clock_t;
 
+/* What a runtime does when it finds a deadlock (weft_config_t.deadlock,
+ * docs/semantics.md rule 46). */
+typedef enum weft_deadlock_mode {
+	/* Default.  An acquire that would close a cycle of Locks fails
+	 * with -EDEADLK (weft/sync.h) and prints the cycle; under the
+	 * virtual clock, every task asleep cancels the roots
+	 * (weft_runtime_run returns -EDEADLK). */
+	WEFT_DEADLOCK_ERROR = 0,
+	/* Only print: the cycle's acquire parks as if nothing was found;
+	 * every task asleep under the real clock prints "weft: all tasks
+	 * are asleep - deadlock" and a dump of the tree. */
+	WEFT_DEADLOCK_REPORT = 1,
+	/* Look for nothing (the virtual clock still reports rule 44's
+	 * deadlock: its time can never move again). */
+	WEFT_DEADLOCK_OFF = 2
+} weft_deadlock_t;
+
 /* Configuration, filled with defaults and environment overrides by
  * weft_config_init, then adjusted by the caller.  A plain value type. */
 typedef struct weft_config {
@@ -57,6 +74,10 @@ typedef struct weft_config {
 	/* The clock of weft_now(), sleeps and every deadline of the runtime:
 	 * WEFT_CLOCK_REAL (default) or WEFT_CLOCK_VIRTUAL (weft/time.h). */
 	weft_clock_t clock;
+	/* What a found deadlock does (weft_deadlock_t): WEFT_DEADLOCK_ERROR
+	 * (default), _REPORT or _OFF; environment WEFT_DEADLOCK=error,
+	 * report or off. */
+	weft_deadlock_t deadlock;
 	int env_error; /* 0, or -EINVAL when an environment variable was bad */
 	char message[256]; /* why the last init/create failed ("" if not) */
 } weft_config_t;
@@ -66,9 +87,10 @@ typedef struct weft_config {
  * stacks; 50 us spin; 40 offload threads; the real clock), then applies
  * the environment variables WEFT_WORKERS, WEFT_STACK_SIZE (bytes, or with
  * a K or M suffix), WEFT_GUARDED_STACKS, WEFT_SPIN_US,
- * WEFT_OFFLOAD_THREADS and WEFT_CLOCK ("real" or "virtual", exactly).
+ * WEFT_OFFLOAD_THREADS, WEFT_CLOCK ("real" or "virtual", exactly) and
+ * WEFT_DEADLOCK ("error", "report" or "off", exactly).
  * A bad value (not a number, trailing junk, negative, zero workers, out
- * of range, a clock name other than those two) is never ignored: the
+ * of range, a clock or deadlock name other than those) is never ignored: the
  * default stays, cfg->env_error and the return value are -EINVAL, and
  * cfg->message names the variable and the accepted range.  A later
  * weft_runtime_create with this cfg fails with the same error.
