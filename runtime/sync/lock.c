@@ -260,8 +260,11 @@ static void lock_thaw(struct lock_cycle *c, size_t n)
 }
 
 /* The owner part of l's word, or NULL when free or broken.  acquire:
- * with the freeze's acquire, orders this read after the publish of a
- * frozen owner (invariant 5 (b)). */
+ * pairs with the owner's acq_rel CAS (lock_try_fast; later RMWs of the
+ * WAITERS bit continue its release sequence) or a hand-off's release
+ * store, so the owner's record initialisation happens before we touch
+ * its lock_wait; and, with the freeze's acquire, orders a re-read after
+ * the publish of a frozen owner (invariant 5 (b)). */
 static struct weft_task *lock_owner(struct weft_lock *l)
 {
 	uintptr_t w = atomic_load_explicit(&l->word, memory_order_acquire);
@@ -279,7 +282,11 @@ static bool lock_cycle_find(struct weft_lock *l0, struct weft_task *owner,
 {
 	c->lock[0] = l0;
 	size_t n = 0;
-	struct weft_task *u = owner;
+	/* Fixed (WAITERS is set, we hold `spin`), but read again with
+	 * acquire (lock_owner): the caller's reads were relaxed. */
+	struct weft_task *u = lock_owner(l0);
+	if (u != owner)
+		return false;
 	for (;;) {
 		if (n == LOCK_CYCLE_MAX)
 			break;
@@ -297,11 +304,13 @@ static bool lock_cycle_find(struct weft_lock *l0, struct weft_task *owner,
 		 * load of cur_scope: fixed while u is frozen in its wait
 		 * (its scope lives as long); the flag's load is seq_cst. */
 		if ((v & WEFT__LOCK_WAIT_CANCELLABLE) &&
-			weft__scope_is_cancelled(atomic_load_explicit(
-				&u->cur_scope, memory_order_relaxed)))
+			weft__scope_is_cancelled(
+				atomic_load_explicit(&u->cur_scope,
+					memory_order_relaxed)))
 			break;
 		struct weft_lock *next = (struct weft_lock *)(v &
-			~(WEFT__LOCK_WAIT_CANCELLABLE | WEFT__LOCK_WAIT_FROZEN));
+			~(WEFT__LOCK_WAIT_CANCELLABLE |
+				WEFT__LOCK_WAIT_FROZEN));
 		c->lock[n] = next;
 		u = lock_owner(next);
 		if (u == NULL)
@@ -353,15 +362,18 @@ static void lock_cycle_format(const struct lock_cycle *c,
 /* }======================================================= */
 
 /* Tries 0 -> self, and lists l on self on success (invariant 4).
- * acquire on success: pairs with the release CAS or store that freed the
- * lock, so the previous critical section happens before ours.  relaxed
- * on failure: nothing is taken (the slow path re-reads the word under
- * `spin`). */
+ * acq_rel on success: the acquire half pairs with the release CAS or
+ * store that freed the lock, so the previous critical section happens
+ * before ours; the release half publishes our record (its lock_wait
+ * initialisation) to a cycle check that reads our address from the
+ * word with acquire (invariant 5).  On x86 it is the same locked
+ * instruction.  relaxed on failure: nothing is taken (the slow path
+ * re-reads the word under `spin`). */
 static inline bool lock_try_fast(struct weft_lock *l, struct weft_task *self)
 {
 	uintptr_t expect = 0;
 	if (!atomic_compare_exchange_strong_explicit(&l->word, &expect,
-		    (uintptr_t)self, memory_order_acquire,
+		    (uintptr_t)self, memory_order_acq_rel,
 		    memory_order_relaxed))
 		return false;
 	weft__task_own(self, &l->owned);
@@ -390,10 +402,10 @@ again:
 		}
 		if (w == 0) {
 			/* Freed by a fast release since our fast attempt.
-			 * acquire: as in lock_try_fast (pairs with that
+			 * acq_rel: as in lock_try_fast (pairs with that
 			 * release CAS); relaxed on failure: we loop. */
 			if (atomic_compare_exchange_weak_explicit(&l->word, &w,
-				    (uintptr_t)self, memory_order_acquire,
+				    (uintptr_t)self, memory_order_acq_rel,
 				    memory_order_relaxed)) {
 				weft__spin_unlock(&l->spin);
 				weft__task_own(self, &l->owned);
@@ -416,8 +428,9 @@ again:
 	struct lock_cycle cyc;
 	if (check &&
 		!(cancellable &&
-			weft__scope_is_cancelled(atomic_load_explicit(
-				&self->cur_scope, memory_order_relaxed))) &&
+			weft__scope_is_cancelled(
+				atomic_load_explicit(&self->cur_scope,
+					memory_order_relaxed))) &&
 		lock_cycle_find(l,
 			(struct weft_task *)(w & ~WEFT__LOCK_WAITERS), self,
 			&cyc)) {
@@ -434,8 +447,8 @@ again:
 		/* Nothing queued by us: as a cancelled last waiter, clear
 		 * WAITERS if nobody is queued (relaxed: see below). */
 		if (fails && l->q.len == 0)
-			atomic_fetch_and_explicit(&l->word,
-				~WEFT__LOCK_WAITERS, memory_order_relaxed);
+			atomic_fetch_and_explicit(&l->word, ~WEFT__LOCK_WAITERS,
+				memory_order_relaxed);
 		weft__spin_unlock(&l->spin);
 		if (fails)
 			return -EDEADLK;
