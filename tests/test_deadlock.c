@@ -7,11 +7,13 @@
  * acquire: with any number of workers the closing acquire then finds
  * every other edge in place. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "support.h"
 
@@ -332,8 +334,8 @@ static int waiting_ring_root(void *arg)
 	CHECK_EQ(weft_group_open(&g), 0);
 	CHECK_EQ(weft_group_spawn_named(g, "dl-a", ring_task, &a[0]), 0);
 	CHECK_EQ(weft_group_spawn_opts(g, ring_task, &a[1],
-			 &(weft_spawn_opts_t){
-				 .name = "dl-b", .handle = &r->closer }),
+			 &(weft_spawn_opts_t){ .name = "dl-b",
+				 .handle = &r->closer }),
 		0);
 	CHECK_EQ(weft_group_spawn(g, canceller, r), 0);
 	CHECK_EQ(weft_group_join(g, NULL), 0);
@@ -434,6 +436,169 @@ static void test_deadlock__config_env(void **state)
 
 /* }======================================================= */
 
+/* {=========================================== all tasks asleep */
+
+/* The root waits on an event that only the test's plain thread sets,
+ * after it has read the report: under the real clock the report must
+ * not cancel anything, since exactly this can happen. */
+struct asleep {
+	weft_event_t *ev;
+	int sleep_first; /* a sibling sleeps, then sets ev: no report */
+};
+
+static int asleep_setter(void *arg)
+{
+	struct asleep *a = arg;
+	CHECK_EQ(weft_sleep(30 * 1000000), 0);
+	CHECK_EQ(weft_event_set(a->ev), 0);
+	return 0;
+}
+
+static int asleep_root(void *arg)
+{
+	struct asleep *a = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	if (a->sleep_first)
+		CHECK_EQ(weft_group_spawn(g, asleep_setter, a), 0);
+	CHECK_EQ(weft_event_wait(a->ev), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	return 0;
+}
+
+struct asleep_child {
+	unsigned workers;
+	weft_clock_t clock;
+	int sleep_first;
+};
+
+struct asleep_run {
+	weft_runtime_t *rt;
+	struct asleep *a;
+	int rc;
+};
+
+static void *asleep_thread(void *arg)
+{
+	struct asleep_run *r = arg;
+	r->rc = weft_runtime_run(r->rt, asleep_root, r->a, NULL);
+	return NULL;
+}
+
+/* Exit status: 0 when the run went as expected (see the callers). */
+static void asleep_child_fn(void *arg)
+{
+	struct asleep_child *m = arg;
+	weft_config_t cfg;
+	if (weft_config_init(&cfg) != 0)
+		exit(3);
+	cfg.workers = m->workers;
+	cfg.clock = m->clock;
+	weft_runtime_t *rt;
+	if (weft_runtime_create(&rt, &cfg) != 0)
+		exit(4);
+	struct asleep a = { .sleep_first = m->sleep_first };
+	if (weft_event_create(&a.ev) != 0)
+		exit(5);
+	int status = 0;
+	if (m->clock == WEFT_CLOCK_VIRTUAL || m->sleep_first) {
+		int rc = weft_runtime_run(rt, asleep_root, &a, NULL);
+		int want = m->sleep_first ? 0 : -EDEADLK;
+		status = rc == want ? 0 : 1;
+	} else {
+		/* Read our own stderr until the report, then wake the root
+		 * from this plain thread. */
+		int p[2], saved = dup(2);
+		if (saved < 0 || pipe(p) != 0 || dup2(p[1], 2) < 0)
+			exit(6);
+		close(p[1]);
+		struct asleep_run r = { rt, &a, -1 };
+		pthread_t th;
+		if (pthread_create(&th, NULL, asleep_thread, &r) != 0)
+			exit(7);
+		static char text[65536];
+		size_t len = 0;
+		/* Until the dump's task line is complete. */
+		const char *line;
+		while (strstr(text, "all tasks are asleep") == NULL ||
+			(line = strstr(text, "parked_on=")) == NULL ||
+			strchr(line, '\n') == NULL) {
+			ssize_t k = read(p[0], text + len,
+				sizeof text - 1 - len);
+			if (k <= 0)
+				exit(8);
+			len += (size_t)k;
+			text[len] = '\0';
+		}
+		weft_event_set(a.ev);
+		pthread_join(th, NULL);
+		dup2(saved, 2);
+		if (write(2, text, len) < 0)
+			exit(9);
+		status = r.rc == 0 ? 0 : 1;
+	}
+	if (weft_event_destroy(a.ev) != 0)
+		status = 10;
+	weft_runtime_destroy(rt);
+	exit(status);
+}
+
+static void run_asleep_child(void **state, weft_clock_t clock, int sleep_first,
+	char *buf, size_t size)
+{
+	struct asleep_child m = { WEFT_TEST_WORKERS(state), clock,
+		sleep_first };
+	int status = weft_test_death(asleep_child_fn, &m, buf, size);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		print_error("child status %d, stderr: %s\n", status, buf);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Real clock, default (error) mode: the report and the tree are
+ * printed, nothing is cancelled, and the plain thread's set still
+ * wakes the root (exit status 0 says it returned 0). */
+static void test_deadlock__real_clock_asleep_reports(void **state)
+{
+	char buf[16384];
+	run_asleep_child(state, WEFT_CLOCK_REAL, 0, buf, sizeof buf);
+	const char *want[] = {
+		"weft: all tasks are asleep - deadlock",
+		"real clock: reported only",
+		"name=\"main\"",
+		"parked_on=",
+	};
+	for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+		if (strstr(buf, want[i]) == NULL)
+			fail_msg("missing \"%s\" in:\n%s", want[i], buf);
+}
+
+/* A pending sleep can wake the tasks: no report. */
+static void test_deadlock__real_clock_pending_sleep_no_report(void **state)
+{
+	char buf[16384];
+	run_asleep_child(state, WEFT_CLOCK_REAL, 1, buf, sizeof buf);
+	if (strstr(buf, "asleep") != NULL)
+		fail_msg("unexpected report:\n%s", buf);
+}
+
+/* Virtual clock (rule 44): -EDEADLK, now with the report. */
+static void test_deadlock__virtual_clock_asleep_is_edeadlk(void **state)
+{
+	char buf[16384];
+	run_asleep_child(state, WEFT_CLOCK_VIRTUAL, 0, buf, sizeof buf);
+	const char *want[] = {
+		"weft: all tasks are asleep - deadlock",
+		"virtual clock",
+		"name=\"main\"",
+	};
+	for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+		if (strstr(buf, want[i]) == NULL)
+			fail_msg("missing \"%s\" in:\n%s", want[i], buf);
+}
+
+/* }======================================================= */
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -444,6 +609,9 @@ int main(void)
 		WEFT_TEST(test_deadlock__ordered_pairs_no_false_positive),
 		WEFT_TEST(test_deadlock__report_mode_prints_cycle),
 		WEFT_TEST(test_deadlock__off_mode_waits_silently),
+		WEFT_TEST(test_deadlock__real_clock_asleep_reports),
+		WEFT_TEST(test_deadlock__real_clock_pending_sleep_no_report),
+		WEFT_TEST(test_deadlock__virtual_clock_asleep_is_edeadlk),
 		cmocka_unit_test(test_deadlock__config_env),
 	};
 	return WEFT_RUN_TESTS(tests);

@@ -93,12 +93,14 @@
  *      can skip the lock: nothing is armed, or a change is in flight and
  *      its thread re-arms the fd. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "base/common.h"
+#include "base/diag.h"
 #include "core/cancel.h"
 #include "core/idle.h"
 #include "core/ioq.h"
@@ -108,6 +110,7 @@
 #include "runtime.h"
 #include "weft/cancel.h"
 #include "weft/error.h"
+#include "weft/inspect.h"
 #include "weft/time.h"
 
 /* The virtual clock weft_now() reads on this thread, or NULL for the real
@@ -324,7 +327,7 @@ void weft__timer_idle(struct weft_runtime *rt)
 	/* relaxed: a registration happened on a worker before that worker
 	 * listed itself as sleeping, which the idle lock orders before our
 	 * own listing (we are the last). */
-	if (!t->virt &&
+	if (!t->virt && rt->cfg.deadlock == WEFT_DEADLOCK_OFF &&
 		atomic_load_explicit(&t->nwaiters, memory_order_relaxed) == 0)
 		return;
 	int zero = 0;
@@ -377,12 +380,48 @@ static bool timer_wake_waiters(weft__timer_t *t)
 	return true;
 }
 
+/* weft_runtime_dump's writer for timer_asleep_report: stderr. */
+static int timer_dump_write(void *ctx, const char *data, size_t len)
+{
+	(void)ctx;
+	fwrite(data, 1, len, stderr);
+	return 0;
+}
+
+/* Prints the "all tasks are asleep" report (rule 46) and the tree, when
+ * a root is still running and not reported as deadlocked yet (none:
+ * nothing is asleep, the runtime is merely idle).  Thread: the I/O
+ * thread, holding no lock (the dump takes the scope locks and
+ * insp_lock). */
+static void timer_asleep_report(struct weft_runtime *rt, const char *why)
+{
+	bool live = false;
+	pthread_mutex_lock(&rt->insp_lock);
+	for (struct weft__root_entry *e = rt->roots; e; e = e->next)
+		/* acquire: as in timer_deadlock. */
+		if (!e->deadlocked &&
+			atomic_load_explicit(e->task->root_done,
+				memory_order_acquire) == 0)
+			live = true;
+	pthread_mutex_unlock(&rt->insp_lock);
+	if (!live)
+		return;
+	weft__diag("all tasks are asleep - deadlock");
+	weft__diag("%s", why);
+	(void)weft_runtime_dump(rt, WEFT_DUMP_TEXT, timer_dump_write, NULL);
+	fflush(stderr);
+}
+
 /* Every task of every root is blocked, nothing holds the clock and no
  * deadline is armed: nothing can ever wake them.  Each root still
  * running is cancelled once (its weft_runtime_run then returns
  * -EDEADLK).  Thread: the I/O thread. */
 static void timer_deadlock(struct weft_runtime *rt)
 {
+	if (rt->cfg.deadlock != WEFT_DEADLOCK_OFF)
+		timer_asleep_report(rt,
+			"(virtual clock: no deadline is pending, so time can "
+			"never move again; the roots are cancelled)");
 	pthread_mutex_lock(&rt->insp_lock);
 	for (struct weft__root_entry *e = rt->roots; e; e = e->next) {
 		/* acquire: pairs with the release store in weft__task_finish;
@@ -405,6 +444,34 @@ static void timer_deadlock(struct weft_runtime *rt)
 	pthread_mutex_unlock(&rt->insp_lock);
 }
 
+/* The real clock's "all tasks are asleep" check: every worker asleep
+ * (the caller's quiet answer), nothing holding (no I/O operation, signal
+ * wait, offload or portal call in flight) and no deadline armed.  Only
+ * reported, never acted on: a plain thread may still set an event or
+ * cancel a scope (Q3 does not count them), so a cancellation could be
+ * wrong (docs/semantics.md rule 46).  Thread: the I/O thread. */
+static void timer_real_asleep(struct weft_runtime *rt, long holds)
+{
+	weft__timer_t *t = &rt->timer;
+	if (holds != 0 || t->asleep_reported ||
+		rt->cfg.deadlock == WEFT_DEADLOCK_OFF) {
+		if (holds != 0)
+			t->asleep_reported = false;
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	int64_t next = weft__wheel_earliest(&t->wheel);
+	pthread_mutex_unlock(&t->lock);
+	if (next != INT64_MAX) {
+		t->asleep_reported = false;
+		return;
+	}
+	t->asleep_reported = true;
+	timer_asleep_report(rt,
+		"(real clock: reported only; a plain thread that sets an "
+		"event or cancels a scope may still wake them)");
+}
+
 /* The quiescence check (see the essay).  Thread: the I/O thread. */
 void weft__timer_quiesce(struct weft_runtime *rt)
 {
@@ -424,13 +491,19 @@ void weft__timer_quiesce(struct weft_runtime *rt)
 	if (posted)
 		return; /* Q4: after the next drain */
 	t->check_wanted = false;
-	if (!quiet)
+	if (!quiet) {
+		t->asleep_reported = false;
 		return;
+	}
 	if (timer_wake_waiters(t)) {
 		timer_flush(rt);
 		return;
 	}
-	if (!t->virt || holds != 0)
+	if (!t->virt) {
+		timer_real_asleep(rt, holds);
+		return;
+	}
+	if (holds != 0)
 		return;
 	pthread_mutex_lock(&t->lock);
 	int64_t next = weft__wheel_earliest(&t->wheel);

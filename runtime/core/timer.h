@@ -73,6 +73,10 @@ typedef struct weft__timer {
 	/* A check was requested and not made yet: it runs once the request
 	 * queue is empty (weft__timer_quiesce).  I/O thread only. */
 	bool check_wanted;
+	/* The real clock's "all tasks are asleep" report was printed for
+	 * the current quiet stretch; cleared by a check that finds the
+	 * runtime busy (weft__timer_quiesce).  I/O thread only. */
+	bool asleep_reported;
 } weft__timer_t;
 
 /* Where the virtual clock starts: weft_now() of a runtime created with
