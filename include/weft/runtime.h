@@ -41,16 +41,18 @@ typedef enum weft_clock {
  * docs/semantics.md rule 46). */
 typedef enum weft_deadlock_mode {
 	/* Default.  An acquire that would close a cycle of Locks fails
-	 * with -EDEADLK (weft/sync.h) and prints the cycle; under the
-	 * virtual clock, every task asleep cancels the roots
-	 * (weft_runtime_run returns -EDEADLK). */
+	 * with -EDEADLK (weft/sync.h), printing nothing.  Every task
+	 * asleep with nothing that could wake them prints "weft: all
+	 * tasks are asleep - deadlock" and the tree to stderr; under the
+	 * virtual clock the roots are also cancelled (weft_runtime_run
+	 * returns -EDEADLK), under the real clock nothing else happens (a
+	 * plain thread may still wake a task). */
 	WEFT_DEADLOCK_ERROR = 0,
-	/* Only print: the cycle's acquire parks as if nothing was found;
-	 * every task asleep under the real clock prints "weft: all tasks
-	 * are asleep - deadlock" and a dump of the tree. */
+	/* As ERROR, except that the acquire closing a cycle prints the
+	 * cycle to stderr and waits. */
 	WEFT_DEADLOCK_REPORT = 1,
-	/* Look for nothing (the virtual clock still reports rule 44's
-	 * deadlock: its time can never move again). */
+	/* Look for nothing and print nothing (the virtual clock still
+	 * cancels the roots, rule 44: its time can never move again). */
 	WEFT_DEADLOCK_OFF = 2
 } weft_deadlock_t;
 

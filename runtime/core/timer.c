@@ -33,9 +33,11 @@
  *
  * The protocol.  A worker that lists itself as the last sleeper
  * (idle.c) calls weft__timer_idle, which posts `check_node` to the I/O
- * thread when the clock is virtual or a task waits in
- * weft_wait_all_tasks_blocked.  The request only marks the check wanted;
- * the I/O thread makes it after draining the whole queue
+ * thread when the clock is virtual, a task waits in
+ * weft_wait_all_tasks_blocked, or the deadlock report is on (config
+ * deadlock not WEFT_DEADLOCK_OFF: rule 46).  The request only marks
+ * the check wanted; the I/O thread makes it after draining the whole
+ * queue
  * (weft__timer_quiesce): it first publishes the tasks it woke itself
  * (its batch), then asks weft__idle_quiet, which decides under the idle
  * lock: every worker listed as sleeping, the injection queue, every
@@ -43,7 +45,9 @@
  * wake every weft_wait_all_tasks_blocked waiter (Trio: they wake before
  * the clock jumps); jump, if virtual and nothing holds the clock; report
  * a deadlock to the roots, if virtual, nothing holds the clock and no
- * deadline is armed.
+ * deadline is armed.  Under the real clock the last case only prints
+ * "all tasks are asleep" (timer_real_asleep): plain threads are outside
+ * Q3 below, so acting on it could be wrong.
  *
  * Why the jump cannot pass a task that is about to become runnable:
  *   Q1. Only an awake worker (one not listed as sleeping) runs tasks, and
