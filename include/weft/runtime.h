@@ -41,15 +41,16 @@ typedef enum weft_clock {
  * docs/semantics.md rule 46). */
 typedef enum weft_deadlock_mode {
 	/* Default.  An acquire that would close a cycle of Locks fails
-	 * with -EDEADLK (weft/sync.h), printing nothing.  Every task
-	 * asleep with nothing that could wake them prints "weft: all
-	 * tasks are asleep - deadlock" and the tree to stderr; under the
-	 * virtual clock the roots are also cancelled (weft_runtime_run
-	 * returns -EDEADLK), under the real clock nothing else happens (a
-	 * plain thread may still wake a task). */
+	 * with -EDEADLK (weft/sync.h), printing nothing.  Under the
+	 * virtual clock, every task asleep with nothing that could wake
+	 * them prints "weft: all tasks are asleep - deadlock" and the tree
+	 * to stderr, and cancels the roots (weft_runtime_run returns
+	 * -EDEADLK, rule 44). */
 	WEFT_DEADLOCK_ERROR = 0,
-	/* As ERROR, except that the acquire closing a cycle prints the
-	 * cycle to stderr and waits. */
+	/* The acquire closing a cycle prints the cycle to stderr and
+	 * waits.  Every task asleep is printed under the real clock too,
+	 * and nothing else happens there (a plain thread may still wake a
+	 * task); this costs two atomic updates per I/O operation. */
 	WEFT_DEADLOCK_REPORT = 1,
 	/* Look for nothing and print nothing (the virtual clock still
 	 * cancels the roots, rule 44: its time can never move again). */

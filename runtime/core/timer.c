@@ -34,8 +34,9 @@
  * The protocol.  A worker that lists itself as the last sleeper
  * (idle.c) calls weft__timer_idle, which posts `check_node` to the I/O
  * thread when the clock is virtual, a task waits in
- * weft_wait_all_tasks_blocked, or the deadlock report is on (config
- * deadlock not WEFT_DEADLOCK_OFF: rule 46).  The request only marks
+ * weft_wait_all_tasks_blocked, or the real clock's asleep report is on
+ * (`asleep_check`, config deadlock WEFT_DEADLOCK_REPORT: rule 46; it
+ * also makes holds count, so Q3 holds for it too).  The request only marks
  * the check wanted; the I/O thread makes it after draining the whole
  * queue
  * (weft__timer_quiesce): it first publishes the tasks it woke itself
@@ -331,7 +332,7 @@ void weft__timer_idle(struct weft_runtime *rt)
 	/* relaxed: a registration happened on a worker before that worker
 	 * listed itself as sleeping, which the idle lock orders before our
 	 * own listing (we are the last). */
-	if (!t->virt && rt->cfg.deadlock == WEFT_DEADLOCK_OFF &&
+	if (!t->virt && !t->asleep_check &&
 		atomic_load_explicit(&t->nwaiters, memory_order_relaxed) == 0)
 		return;
 	int zero = 0;
@@ -394,10 +395,10 @@ static int timer_dump_write(void *ctx, const char *data, size_t len)
 
 /* Prints the "all tasks are asleep" report (rule 46) and the tree, when
  * a root is still running and not reported as deadlocked yet (none:
- * nothing is asleep, the runtime is merely idle).  Thread: the I/O
- * thread, holding no lock (the dump takes the scope locks and
- * insp_lock). */
-static void timer_asleep_report(struct weft_runtime *rt, const char *why)
+ * nothing is asleep, the runtime is merely idle); returns whether it
+ * did.  Thread: the I/O thread, holding no lock (the dump takes the
+ * scope locks and insp_lock). */
+static bool timer_asleep_report(struct weft_runtime *rt, const char *why)
 {
 	bool live = false;
 	pthread_mutex_lock(&rt->insp_lock);
@@ -409,11 +410,12 @@ static void timer_asleep_report(struct weft_runtime *rt, const char *why)
 			live = true;
 	pthread_mutex_unlock(&rt->insp_lock);
 	if (!live)
-		return;
+		return false;
 	weft__diag("all tasks are asleep - deadlock");
 	weft__diag("%s", why);
 	(void)weft_runtime_dump(rt, WEFT_DUMP_TEXT, timer_dump_write, NULL);
 	fflush(stderr);
+	return true;
 }
 
 /* Every task of every root is blocked, nothing holds the clock and no
@@ -423,7 +425,7 @@ static void timer_asleep_report(struct weft_runtime *rt, const char *why)
 static void timer_deadlock(struct weft_runtime *rt)
 {
 	if (rt->cfg.deadlock != WEFT_DEADLOCK_OFF)
-		timer_asleep_report(rt,
+		(void)timer_asleep_report(rt,
 			"(virtual clock: no deadline is pending, so time can "
 			"never move again; the roots are cancelled)");
 	pthread_mutex_lock(&rt->insp_lock);
@@ -457,8 +459,7 @@ static void timer_deadlock(struct weft_runtime *rt)
 static void timer_real_asleep(struct weft_runtime *rt, long holds)
 {
 	weft__timer_t *t = &rt->timer;
-	if (holds != 0 || t->asleep_reported ||
-		rt->cfg.deadlock == WEFT_DEADLOCK_OFF) {
+	if (holds != 0 || t->asleep_reported || !t->asleep_check) {
 		if (holds != 0)
 			t->asleep_reported = false;
 		return;
@@ -470,8 +471,8 @@ static void timer_real_asleep(struct weft_runtime *rt, long holds)
 		t->asleep_reported = false;
 		return;
 	}
-	t->asleep_reported = true;
-	timer_asleep_report(rt,
+	/* Only once printed: a check before any root ran prints nothing. */
+	t->asleep_reported = timer_asleep_report(rt,
 		"(real clock: reported only; a plain thread that sets an "
 		"event or cancels a scope may still wake them)");
 }
