@@ -156,6 +156,28 @@ static void config_env_dump_signal(weft_config_t *cfg)
 	}
 }
 
+/* WEFT_DEADLOCK: "error", "report" or "off", nothing else (as
+ * WEFT_CLOCK).  On error records the first one. */
+static void config_env_deadlock(weft_config_t *cfg)
+{
+	static const char *const names[] = { "error", "report", "off" };
+	const char *s = getenv("WEFT_DEADLOCK");
+	if (s == NULL)
+		return;
+	for (int i = 0; i < 3; i++)
+		if (strcmp(s, names[i]) == 0) {
+			cfg->deadlock = (weft_deadlock_t)i;
+			return;
+		}
+	if (cfg->env_error == 0) {
+		cfg->env_error = -EINVAL;
+		snprintf(cfg->message, sizeof cfg->message,
+			"WEFT_DEADLOCK='%.64s' is not valid: expected error, "
+			"report or off",
+			s);
+	}
+}
+
 int weft_config_init(weft_config_t *cfg)
 {
 	if (cfg == NULL)
@@ -189,6 +211,8 @@ int weft_config_init(weft_config_t *cfg)
 	cfg->clock = WEFT_CLOCK_REAL;
 	config_env_clock(cfg);
 	config_env_dump_signal(cfg);
+	cfg->deadlock = WEFT_DEADLOCK_ERROR;
+	config_env_deadlock(cfg);
 	return cfg->env_error;
 }
 
@@ -220,6 +244,10 @@ int weft__config_validate(weft_config_t *cfg)
 		!config_dump_signal_ok(cfg->dump_signal))
 		bad = "dump_signal must be 0, SIGHUP, SIGINT, SIGQUIT, "
 		      "SIGUSR1, SIGUSR2, SIGTERM or SIGWINCH";
+	else if (cfg->deadlock != WEFT_DEADLOCK_ERROR &&
+		cfg->deadlock != WEFT_DEADLOCK_REPORT &&
+		cfg->deadlock != WEFT_DEADLOCK_OFF)
+		bad = "deadlock must be WEFT_DEADLOCK_ERROR, _REPORT or _OFF";
 	if (bad == NULL)
 		return 0;
 	snprintf(cfg->message, sizeof cfg->message, "%s", bad);

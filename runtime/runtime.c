@@ -137,6 +137,10 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 	rc = weft__timer_init(&rt->timer, cfg->clock == WEFT_CLOCK_VIRTUAL);
 	if (rc < 0)
 		goto fail_insp;
+	/* Rule 46: the real clock's asleep report is opt-in (it costs two
+	 * atomic updates per I/O operation, to count them). */
+	rt->timer.asleep_check = cfg->clock == WEFT_CLOCK_REAL &&
+		cfg->deadlock == WEFT_DEADLOCK_REPORT;
 	rc = weft__io_start(rt);
 	if (rc < 0)
 		goto fail_timer;

@@ -37,6 +37,26 @@ typedef enum weft_clock {
 	WEFT_CLOCK_VIRTUAL = 1
 } weft_clock_t;
 
+/* What a runtime does when it finds a deadlock (weft_config_t.deadlock,
+ * docs/semantics.md rule 46). */
+typedef enum weft_deadlock_mode {
+	/* Default.  An acquire that would close a cycle of Locks fails
+	 * with -EDEADLK (weft/sync.h), printing nothing.  Under the
+	 * virtual clock, every task asleep with nothing that could wake
+	 * them prints "weft: all tasks are asleep - deadlock" and the tree
+	 * to stderr, and cancels the roots (weft_runtime_run returns
+	 * -EDEADLK, rule 44). */
+	WEFT_DEADLOCK_ERROR = 0,
+	/* The acquire closing a cycle prints the cycle to stderr and
+	 * waits.  Every task asleep is printed under the real clock too,
+	 * and nothing else happens there (a plain thread may still wake a
+	 * task); this costs two atomic updates per I/O operation. */
+	WEFT_DEADLOCK_REPORT = 1,
+	/* Look for nothing and print nothing (the virtual clock still
+	 * cancels the roots, rule 44: its time can never move again). */
+	WEFT_DEADLOCK_OFF = 2
+} weft_deadlock_t;
+
 /* Configuration, filled with defaults and environment overrides by
  * weft_config_init, then adjusted by the caller.  A plain value type. */
 typedef struct weft_config {
@@ -67,6 +87,10 @@ typedef struct weft_config {
 	 * comes back afterwards as for weft_signal_open (weft/signal.h).
 	 * Deliveries that come together may give one dump. */
 	int dump_signal;
+	/* What a found deadlock does (weft_deadlock_t): WEFT_DEADLOCK_ERROR
+	 * (default), _REPORT or _OFF; environment WEFT_DEADLOCK=error,
+	 * report or off. */
+	weft_deadlock_t deadlock;
 	int env_error; /* 0, or -EINVAL when an environment variable was bad */
 	char message[256]; /* why the last init/create failed ("" if not) */
 } weft_config_t;
@@ -79,11 +103,12 @@ typedef struct weft_config {
  * a K or M suffix), WEFT_GUARDED_STACKS, WEFT_SPIN_US,
  * WEFT_OFFLOAD_THREADS, WEFT_CLOCK ("real" or "virtual", exactly) and
  * WEFT_DUMP_SIGNAL (dump_signal by name without "SIG", exactly: HUP, INT,
- * QUIT, USR1, USR2, TERM or WINCH).
+ * QUIT, USR1, USR2, TERM or WINCH) and WEFT_DEADLOCK ("error", "report"
+ * or "off", exactly).
  * A bad value (not a number, trailing junk, negative, zero workers, out
- * of range, a clock or signal name other than those listed) is never
- * ignored: the default stays, cfg->env_error and the return value are
- * -EINVAL, and
+ * of range, a clock, signal or deadlock name other than those listed) is
+ * never ignored: the default stays, cfg->env_error and the return value
+ * are -EINVAL, and
  * cfg->message names the variable and the accepted range.  A later
  * weft_runtime_create with this cfg fails with the same error.
  * Ownership: cfg is the caller's.

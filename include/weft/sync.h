@@ -125,6 +125,12 @@ WEFT_EXTERN int weft_lock_destroy(weft_lock_t *l);
  * acquired), -EOWNERDEAD (l is broken, or broke while the task waited:
  * its owner ended holding it; nothing acquired), WEFT_EMISUSE (the
  * calling task already holds l; this would otherwise deadlock),
+ * -EDEADLK (l is held and waiting would close a cycle of tasks, each
+ * parked in an acquire of a Lock (or a Condition's re-acquire) held by
+ * the next one, the last holding a lock of the caller: nothing
+ * acquired, as with a checked mutex; only with the runtime's config
+ * deadlock = WEFT_DEADLOCK_ERROR, the default: _REPORT prints the
+ * cycle to stderr and waits, _OFF waits; docs/semantics.md rule 46),
  * WEFT_ENOTFIBER.
  * Checkpoint: yes (docs/semantics.md rule 22: a call that need not wait
  * completes without yielding, except every 128th such call in a row).

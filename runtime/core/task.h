@@ -29,6 +29,10 @@ struct weft_context;
 #define WEFT__PARK_CANCELLABLE 4u
 #define WEFT__PARK_GEN_SHIFT 3
 
+/* Low bits of weft_task.lock_wait (a Lock's address is 8-aligned). */
+#define WEFT__LOCK_WAIT_CANCELLABLE ((uintptr_t)1)
+#define WEFT__LOCK_WAIT_FROZEN ((uintptr_t)2)
+
 /* Something a task owns that must hear of the task's end (a Lock it
  * holds: sync/lock.c): listed on its owner (weft__task_own), which calls
  * `ended` at its end if it is still listed (weft__task_finish).  Only the
@@ -123,6 +127,14 @@ struct weft_task {
 	 * a wait queue's `what`...), NULL while it runs or is runnable.
 	 * Written by the task around each park. */
 	_Atomic(const char *) insp_wait;
+	/* The Lock the task waits for inside an acquire (sync/lock.c, the
+	 * cycle check), with two low bits: WEFT__LOCK_WAIT_CANCELLABLE and
+	 * WEFT__LOCK_WAIT_FROZEN (a cycle check reading it holds it); 0
+	 * when not waiting for a Lock.  Read by other tasks' cycle checks
+	 * at any time, also while the record is recycled, so outside the
+	 * clear and only ever accessed atomically; 0 at the end of every
+	 * life.  See lock.c for who writes it and the orders. */
+	_Atomic uintptr_t lock_wait;
 	/* Every record the arena ever allocated, newest first (written once,
 	 * before the record is published on rt's list with a release). */
 	struct weft_task *insp_all_next;

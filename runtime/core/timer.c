@@ -33,9 +33,12 @@
  *
  * The protocol.  A worker that lists itself as the last sleeper
  * (idle.c) calls weft__timer_idle, which posts `check_node` to the I/O
- * thread when the clock is virtual or a task waits in
- * weft_wait_all_tasks_blocked.  The request only marks the check wanted;
- * the I/O thread makes it after draining the whole queue
+ * thread when the clock is virtual, a task waits in
+ * weft_wait_all_tasks_blocked, or the real clock's asleep report is on
+ * (`asleep_check`, config deadlock WEFT_DEADLOCK_REPORT: rule 46; it
+ * also makes holds count, so Q3 holds for it too).  The request only marks
+ * the check wanted; the I/O thread makes it after draining the whole
+ * queue
  * (weft__timer_quiesce): it first publishes the tasks it woke itself
  * (its batch), then asks weft__idle_quiet, which decides under the idle
  * lock: every worker listed as sleeping, the injection queue, every
@@ -43,7 +46,9 @@
  * wake every weft_wait_all_tasks_blocked waiter (Trio: they wake before
  * the clock jumps); jump, if virtual and nothing holds the clock; report
  * a deadlock to the roots, if virtual, nothing holds the clock and no
- * deadline is armed.
+ * deadline is armed.  Under the real clock the last case only prints
+ * "all tasks are asleep" (timer_real_asleep): plain threads are outside
+ * Q3 below, so acting on it could be wrong.
  *
  * Why the jump cannot pass a task that is about to become runnable:
  *   Q1. Only an awake worker (one not listed as sleeping) runs tasks, and
@@ -93,12 +98,14 @@
  *      can skip the lock: nothing is armed, or a change is in flight and
  *      its thread re-arms the fd. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "base/common.h"
+#include "base/diag.h"
 #include "core/cancel.h"
 #include "core/idle.h"
 #include "core/ioq.h"
@@ -108,6 +115,7 @@
 #include "runtime.h"
 #include "weft/cancel.h"
 #include "weft/error.h"
+#include "weft/inspect.h"
 #include "weft/time.h"
 
 /* The virtual clock weft_now() reads on this thread, or NULL for the real
@@ -324,7 +332,7 @@ void weft__timer_idle(struct weft_runtime *rt)
 	/* relaxed: a registration happened on a worker before that worker
 	 * listed itself as sleeping, which the idle lock orders before our
 	 * own listing (we are the last). */
-	if (!t->virt &&
+	if (!t->virt && !t->asleep_check &&
 		atomic_load_explicit(&t->nwaiters, memory_order_relaxed) == 0)
 		return;
 	int zero = 0;
@@ -377,12 +385,49 @@ static bool timer_wake_waiters(weft__timer_t *t)
 	return true;
 }
 
+/* weft_runtime_dump's writer for timer_asleep_report: stderr. */
+static int timer_dump_write(void *ctx, const char *data, size_t len)
+{
+	(void)ctx;
+	fwrite(data, 1, len, stderr);
+	return 0;
+}
+
+/* Prints the "all tasks are asleep" report (rule 46) and the tree, when
+ * a root is still running and not reported as deadlocked yet (none:
+ * nothing is asleep, the runtime is merely idle); returns whether it
+ * did.  Thread: the I/O thread, holding no lock (the dump takes the
+ * scope locks and insp_lock). */
+static bool timer_asleep_report(struct weft_runtime *rt, const char *why)
+{
+	bool live = false;
+	pthread_mutex_lock(&rt->insp_lock);
+	for (struct weft__root_entry *e = rt->roots; e; e = e->next)
+		/* acquire: as in timer_deadlock. */
+		if (!e->deadlocked &&
+			atomic_load_explicit(e->task->root_done,
+				memory_order_acquire) == 0)
+			live = true;
+	pthread_mutex_unlock(&rt->insp_lock);
+	if (!live)
+		return false;
+	weft__diag("all tasks are asleep - deadlock");
+	weft__diag("%s", why);
+	(void)weft_runtime_dump(rt, WEFT_DUMP_TEXT, timer_dump_write, NULL);
+	fflush(stderr);
+	return true;
+}
+
 /* Every task of every root is blocked, nothing holds the clock and no
  * deadline is armed: nothing can ever wake them.  Each root still
  * running is cancelled once (its weft_runtime_run then returns
  * -EDEADLK).  Thread: the I/O thread. */
 static void timer_deadlock(struct weft_runtime *rt)
 {
+	if (rt->cfg.deadlock != WEFT_DEADLOCK_OFF)
+		(void)timer_asleep_report(rt,
+			"(virtual clock: no deadline is pending, so time can "
+			"never move again; the roots are cancelled)");
 	pthread_mutex_lock(&rt->insp_lock);
 	for (struct weft__root_entry *e = rt->roots; e; e = e->next) {
 		/* acquire: pairs with the release store in weft__task_finish;
@@ -405,6 +450,33 @@ static void timer_deadlock(struct weft_runtime *rt)
 	pthread_mutex_unlock(&rt->insp_lock);
 }
 
+/* The real clock's "all tasks are asleep" check: every worker asleep
+ * (the caller's quiet answer), nothing holding (no I/O operation, signal
+ * wait, offload or portal call in flight) and no deadline armed.  Only
+ * reported, never acted on: a plain thread may still set an event or
+ * cancel a scope (Q3 does not count them), so a cancellation could be
+ * wrong (docs/semantics.md rule 46).  Thread: the I/O thread. */
+static void timer_real_asleep(struct weft_runtime *rt, long holds)
+{
+	weft__timer_t *t = &rt->timer;
+	if (holds != 0 || t->asleep_reported || !t->asleep_check) {
+		if (holds != 0)
+			t->asleep_reported = false;
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	int64_t next = weft__wheel_earliest(&t->wheel);
+	pthread_mutex_unlock(&t->lock);
+	if (next != INT64_MAX) {
+		t->asleep_reported = false;
+		return;
+	}
+	/* Only once printed: a check before any root ran prints nothing. */
+	t->asleep_reported = timer_asleep_report(rt,
+		"(real clock: reported only; a plain thread that sets an "
+		"event or cancels a scope may still wake them)");
+}
+
 /* The quiescence check (see the essay).  Thread: the I/O thread. */
 void weft__timer_quiesce(struct weft_runtime *rt)
 {
@@ -424,13 +496,19 @@ void weft__timer_quiesce(struct weft_runtime *rt)
 	if (posted)
 		return; /* Q4: after the next drain */
 	t->check_wanted = false;
-	if (!quiet)
+	if (!quiet) {
+		t->asleep_reported = false;
 		return;
+	}
 	if (timer_wake_waiters(t)) {
 		timer_flush(rt);
 		return;
 	}
-	if (!t->virt || holds != 0)
+	if (!t->virt) {
+		timer_real_asleep(rt, holds);
+		return;
+	}
+	if (holds != 0)
 		return;
 	pthread_mutex_lock(&t->lock);
 	int64_t next = weft__wheel_earliest(&t->wheel);

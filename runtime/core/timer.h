@@ -53,6 +53,11 @@ typedef struct weft__timer {
 	 * read the time before the jump, which is a time at which it was
 	 * running).  The real fd is never armed while virt. */
 	bool virt;
+	/* The real clock's "all tasks are asleep" report is on (config
+	 * deadlock WEFT_DEADLOCK_REPORT, rule 46): holds are counted and
+	 * the quiescence check runs under the real clock too.  Fixed
+	 * before any thread starts (runtime.c). */
+	bool asleep_check;
 	_Atomic int64_t vnow;
 	/* Operations in flight that hold the virtual clock (I/O operations,
 	 * offload calls, a portal call's hand-over): the clock does not jump
@@ -73,6 +78,10 @@ typedef struct weft__timer {
 	/* A check was requested and not made yet: it runs once the request
 	 * queue is empty (weft__timer_quiesce).  I/O thread only. */
 	bool check_wanted;
+	/* The real clock's "all tasks are asleep" report was printed for
+	 * the current quiet stretch; cleared by a check that finds the
+	 * runtime busy (weft__timer_quiesce).  I/O thread only. */
+	bool asleep_reported;
 } weft__timer_t;
 
 /* Where the virtual clock starts: weft_now() of a runtime created with
@@ -154,13 +163,14 @@ void weft__timer_bind_thread(weft__timer_t *t);
  * starts (+1) or ends (-1).  A task takes its hold before it parks for
  * the operation and drops it after it resumed, both on a worker, so the
  * count can reach 0 only while a worker is awake (weft__idle_quiet).  No
- * cost but the branch when the clock is real.  seq_cst: a portal's
+ * cost but the branch when the clock is real and the asleep report is
+ * off (asleep_check).  seq_cst: a portal's
  * foreign thread drops its hold after queueing its task; the check's
  * seq_cst load of holds, which comes before its look at the queues, then
  * sees the task.  Any thread. */
 static inline void weft__timer_hold(weft__timer_t *t, long delta)
 {
-	if (__builtin_expect(t->virt, 0))
+	if (__builtin_expect(t->virt | t->asleep_check, 0))
 		atomic_fetch_add_explicit(&t->holds, delta,
 			memory_order_seq_cst);
 }
