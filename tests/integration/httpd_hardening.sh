@@ -28,20 +28,7 @@ client=$(dirname "$0")/httpd_client.py
 [[ -x $httpd ]] || { echo "FAIL: $httpd not built"; exit 1; }
 command -v python3 >/dev/null || { echo "FAIL: python3 is not installed"; exit 1; }
 
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-	[[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-fail() {
-	echo "FAIL: $*"
-	echo "--- server stderr:"
-	cat "$tmp/err" || true
-	exit 1
-}
+. "$(dirname "$0")/httpd_lib.sh" # $tmp, $pid, fail
 
 # start_server ARGS...: runs weft-httpd in the background; sets pid, port.
 start_server() {

@@ -21,20 +21,7 @@ client=$(dirname "$0")/httpd_client.py
 command -v wrk >/dev/null || { echo "FAIL: wrk is not installed (tools/run deps)"; exit 1; }
 command -v python3 >/dev/null || { echo "FAIL: python3 is not installed"; exit 1; }
 
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-	[[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-fail() {
-	echo "FAIL: $*"
-	echo "--- server stderr:"
-	tail -n 20 "$tmp/err" || true
-	exit 1
-}
+. "$(dirname "$0")/httpd_lib.sh" # $tmp, $pid, fail
 
 WEFT_WORKERS=2 "$httpd" -i 1 -H 2 -g 5 >"$tmp/out" 2>"$tmp/err" &
 pid=$!

@@ -21,20 +21,7 @@ if ! command -v wrk >/dev/null; then
 	exit 1
 fi
 
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-	[[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-fail() {
-	echo "FAIL: $*"
-	echo "--- server stderr:"
-	cat "$tmp/err" || true
-	exit 1
-}
+. "$(dirname "$0")/httpd_lib.sh" # $tmp, $pid, fail
 
 WEFT_WORKERS=2 "$httpd" -i 10 -H 2 -g 30 >"$tmp/out" 2>"$tmp/err" &
 pid=$!
