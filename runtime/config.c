@@ -91,91 +91,60 @@ static void config_env(weft_config_t *cfg, const char *name, uint64_t min,
 	}
 }
 
-/* WEFT_CLOCK: "real" or "virtual", nothing else (no case folding, no
- * spaces).  On error records the first one. */
-static void config_env_clock(weft_config_t *cfg)
+/* One accepted spelling of a WEFT_* variable that names a choice, and
+ * the value it stands for. */
+struct config_name {
+	const char *name;
+	int value;
+};
+
+/* Variable var, when set, must be one of names[0..n) exactly (no case
+ * folding, no spaces, no number): *out gets its value.  Anything else is
+ * an error, recorded if it is the first one, whose message lists the
+ * accepted names (`expected`). */
+static void config_env_name(weft_config_t *cfg, const char *var,
+	const struct config_name *names, size_t n, const char *expected,
+	int *out)
 {
-	const char *s = getenv("WEFT_CLOCK");
+	const char *s = getenv(var);
 	if (s == NULL)
 		return;
-	if (strcmp(s, "real") == 0) {
-		cfg->clock = WEFT_CLOCK_REAL;
-		return;
-	}
-	if (strcmp(s, "virtual") == 0) {
-		cfg->clock = WEFT_CLOCK_VIRTUAL;
-		return;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(s, names[i].name) == 0) {
+			*out = names[i].value;
+			return;
+		}
 	}
 	if (cfg->env_error == 0) {
 		cfg->env_error = -EINVAL;
 		snprintf(cfg->message, sizeof cfg->message,
-			"WEFT_CLOCK='%.64s' is not valid: expected real or "
-			"virtual",
-			s);
+			"%s='%.64s' is not valid: expected %s", var, s,
+			expected);
 	}
 }
 
+static const struct config_name config_clocks[] = { { "real", WEFT_CLOCK_REAL },
+	{ "virtual", WEFT_CLOCK_VIRTUAL } };
+
 /* The signals weft_config_t.dump_signal accepts, and their names for
- * WEFT_DUMP_SIGNAL: ones a program may expect to be asked for a report
- * with, never one the runtime needs (SIGSEGV, SIGBUS: stack overflows)
- * nor one that cannot be caught. */
-static const struct {
-	const char *name;
-	int signum;
-} config_dump_signals[] = { { "HUP", SIGHUP }, { "INT", SIGINT },
-	{ "QUIT", SIGQUIT }, { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },
-	{ "TERM", SIGTERM }, { "WINCH", SIGWINCH } };
+ * WEFT_DUMP_SIGNAL ("SIG" left out): ones a program may expect to be
+ * asked for a report with, never one the runtime needs (SIGSEGV, SIGBUS:
+ * stack overflows) nor one that cannot be caught. */
+static const struct config_name config_dump_signals[] = { { "HUP", SIGHUP },
+	{ "INT", SIGINT }, { "QUIT", SIGQUIT }, { "USR1", SIGUSR1 },
+	{ "USR2", SIGUSR2 }, { "TERM", SIGTERM }, { "WINCH", SIGWINCH } };
+
+static const struct config_name config_deadlocks[] = {
+	{ "error", WEFT_DEADLOCK_ERROR }, { "report", WEFT_DEADLOCK_REPORT },
+	{ "off", WEFT_DEADLOCK_OFF }
+};
 
 static bool config_dump_signal_ok(int signum)
 {
 	for (size_t i = 0; i < WEFT__ARRAY_SIZE(config_dump_signals); i++)
-		if (config_dump_signals[i].signum == signum)
+		if (config_dump_signals[i].value == signum)
 			return true;
 	return false;
-}
-
-/* WEFT_DUMP_SIGNAL: a name of config_dump_signals, exactly (no "SIG", no
- * case folding, no number).  On error records the first one. */
-static void config_env_dump_signal(weft_config_t *cfg)
-{
-	const char *s = getenv("WEFT_DUMP_SIGNAL");
-	if (s == NULL)
-		return;
-	for (size_t i = 0; i < WEFT__ARRAY_SIZE(config_dump_signals); i++) {
-		if (strcmp(s, config_dump_signals[i].name) == 0) {
-			cfg->dump_signal = config_dump_signals[i].signum;
-			return;
-		}
-	}
-	if (cfg->env_error == 0) {
-		cfg->env_error = -EINVAL;
-		snprintf(cfg->message, sizeof cfg->message,
-			"WEFT_DUMP_SIGNAL='%.64s' is not valid: expected HUP, "
-			"INT, QUIT, USR1, USR2, TERM or WINCH",
-			s);
-	}
-}
-
-/* WEFT_DEADLOCK: "error", "report" or "off", nothing else (as
- * WEFT_CLOCK).  On error records the first one. */
-static void config_env_deadlock(weft_config_t *cfg)
-{
-	static const char *const names[] = { "error", "report", "off" };
-	const char *s = getenv("WEFT_DEADLOCK");
-	if (s == NULL)
-		return;
-	for (int i = 0; i < 3; i++)
-		if (strcmp(s, names[i]) == 0) {
-			cfg->deadlock = (weft_deadlock_t)i;
-			return;
-		}
-	if (cfg->env_error == 0) {
-		cfg->env_error = -EINVAL;
-		snprintf(cfg->message, sizeof cfg->message,
-			"WEFT_DEADLOCK='%.64s' is not valid: expected error, "
-			"report or off",
-			s);
-	}
 }
 
 int weft_config_init(weft_config_t *cfg)
@@ -208,11 +177,17 @@ int weft_config_init(weft_config_t *cfg)
 	v = cfg->offload_threads;
 	config_env(cfg, "WEFT_OFFLOAD_THREADS", 1, CONFIG_OFFLOAD_MAX, 0, &v);
 	cfg->offload_threads = (unsigned)v;
-	cfg->clock = WEFT_CLOCK_REAL;
-	config_env_clock(cfg);
-	config_env_dump_signal(cfg);
-	cfg->deadlock = WEFT_DEADLOCK_ERROR;
-	config_env_deadlock(cfg);
+	int v_clock = WEFT_CLOCK_REAL, v_deadlock = WEFT_DEADLOCK_ERROR;
+	config_env_name(cfg, "WEFT_CLOCK", config_clocks,
+		WEFT__ARRAY_SIZE(config_clocks), "real or virtual", &v_clock);
+	config_env_name(cfg, "WEFT_DUMP_SIGNAL", config_dump_signals,
+		WEFT__ARRAY_SIZE(config_dump_signals),
+		"HUP, INT, QUIT, USR1, USR2, TERM or WINCH", &cfg->dump_signal);
+	config_env_name(cfg, "WEFT_DEADLOCK", config_deadlocks,
+		WEFT__ARRAY_SIZE(config_deadlocks), "error, report or off",
+		&v_deadlock);
+	cfg->clock = (weft_clock_t)v_clock;
+	cfg->deadlock = (weft_deadlock_t)v_deadlock;
 	return cfg->env_error;
 }
 
