@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -326,6 +327,43 @@ static void test_stats__idle_sleeps_busy_time_and_io(void **state)
 
 /* }======================================================= */
 
+/* {======================================================= the dump */
+
+static int dump_root(void *arg)
+{
+	atomic_int *ran = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < SPAWNS; i++)
+		CHECK_EQ(weft_group_spawn(g, nothing, ran), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	char text[4096], json[8192], want[64];
+	size_t len;
+	CHECK_EQ(weft_runtime_dump_buf(NULL, WEFT_DUMP_TEXT, text, sizeof text,
+			 &len),
+		0);
+	CHECK(len < sizeof text);
+	snprintf(want, sizeof want, " spawned=%d run=", SPAWNS);
+	CHECK(strstr(text, want) != NULL);
+	CHECK(strstr(text, " parks=") != NULL);
+	CHECK_EQ(weft_runtime_dump_buf(NULL, WEFT_DUMP_JSON, json, sizeof json,
+			 &len),
+		0);
+	CHECK(len < sizeof json);
+	snprintf(want, sizeof want, "\"stats\":{\"spawned\":%d,", SPAWNS);
+	CHECK(strstr(json, want) != NULL);
+	CHECK(strstr(json, "},\"tree\":[") != NULL);
+	return 0;
+}
+
+static void test_stats__dump_header_has_the_counters(void **state)
+{
+	atomic_int ran = 0;
+	run_and_check(state, dump_root, &ran, NULL);
+}
+
+/* }======================================================= */
+
 /* {======================================================= errors */
 
 static int errors_root(void *arg)
@@ -368,6 +406,7 @@ int main(void)
 		WEFT_TEST(test_stats__parks_on_an_event_match_the_wakes),
 		WEFT_TEST(test_stats__steals_are_counted),
 		WEFT_TEST(test_stats__idle_sleeps_busy_time_and_io),
+		WEFT_TEST(test_stats__dump_header_has_the_counters),
 		WEFT_TEST(test_stats__errors),
 	};
 	return WEFT_RUN_TESTS(tests);

@@ -80,10 +80,14 @@ typedef int (*weft_dump_writer_fn)(void *ctx, const char *data, size_t len);
  * effective deadline (on weft_now's clock), whether it is effectively
  * cancelled, whether cancelling it was requested, whether its innermost
  * scopes are shielded.  Per group and scope: id, deadline, cancelled,
- * shield.  WEFT_DUMP_TEXT: one indented line per node.  WEFT_DUMP_JSON:
- * one object {"workers":N,"now":ns,"tree":[nodes]}, each node an object
- * with "type" ("task", "group", "scope" or "sleep"), its fields and
- * "children":[...]; a deadline is a number or null.  A task that has not
+ * shield.  Both formats start with a header: the worker count, the live
+ * tasks and the main counters of weft_runtime_stats (spawned, run,
+ * inline, parks, steals, sleeps).  WEFT_DUMP_TEXT: a header line, then
+ * one indented line per node.  WEFT_DUMP_JSON: one object
+ * {"workers":N,"now":ns,"tasks":N,"stats":{"spawned":N,...},
+ * "tree":[nodes]}, each node an object with "type" ("task", "group",
+ * "scope" or "sleep"), its fields and "children":[...]; a deadline is a
+ * number or null.  A task that has not
  * yet entered any scope nor checkpointed is listed under its group.
  * The tree is collected first, under the scope locks and rt's dump lock
  * (which serialises dumps), and written after they are released, so
