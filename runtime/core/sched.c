@@ -216,15 +216,22 @@ static void worker_queue(weft__worker_t *w, struct weft_task *t)
 	weft__idle_notify(rt);
 }
 
+/* worker_queue, with the spawn counted; one test of the worker (B1). */
 void weft__sched_spawn(struct weft_task *t)
 {
 	weft__worker_t *w = weft__sched_current();
-	if (__builtin_expect(worker_is_ours(w, t), 1))
+	struct weft_runtime *rt = t->rt;
+	if (__builtin_expect(worker_is_ours(w, t), 1)) {
 		weft__stats_inc(&w->stats.spawned);
-	else /* relaxed: a counter; not a worker, a slow path */
-		atomic_fetch_add_explicit(&t->rt->stats.spawned, 1,
+		if (weft__deque_push(&w->deque, t) < 0)
+			weft__inject_push(&rt->inject, t);
+	} else {
+		/* relaxed: a counter; not a worker, a slow path. */
+		atomic_fetch_add_explicit(&rt->stats.spawned, 1,
 			memory_order_relaxed);
-	worker_queue(w, t);
+		weft__inject_push(&rt->inject, t);
+	}
+	weft__idle_notify(rt);
 }
 
 static void worker_after_switch(weft__worker_t *w);
