@@ -20,6 +20,7 @@
 #include "core/records.h"
 #include "core/sched.h"
 #include "core/stack.h"
+#include "core/stats.h"
 #include "core/task.h"
 #include "core/timer.h"
 #include "weft/runtime.h"
@@ -55,6 +56,9 @@ struct weft_runtime {
 	 * while a run is counted, a run refuses while destroy checks
 	 * (runtime.c; acq_rel). */
 	atomic_int running_roots;
+	/* Counters of threads that are not workers (core/stats.h); zeroed
+	 * with the rest of the runtime at create. */
+	weft__runtime_stats_t stats;
 	/* Logical clock for error leaves (relaxed fetch_add). */
 	atomic_ullong error_seq;
 	/* Task records and introspection */

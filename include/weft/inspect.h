@@ -80,10 +80,14 @@ typedef int (*weft_dump_writer_fn)(void *ctx, const char *data, size_t len);
  * effective deadline (on weft_now's clock), whether it is effectively
  * cancelled, whether cancelling it was requested, whether its innermost
  * scopes are shielded.  Per group and scope: id, deadline, cancelled,
- * shield.  WEFT_DUMP_TEXT: one indented line per node.  WEFT_DUMP_JSON:
- * one object {"workers":N,"now":ns,"tree":[nodes]}, each node an object
- * with "type" ("task", "group", "scope" or "sleep"), its fields and
- * "children":[...]; a deadline is a number or null.  A task that has not
+ * shield.  Both formats start with a header: the worker count, the live
+ * tasks and the main counters of weft_runtime_stats (spawned, run,
+ * inline, parks, steals, sleeps).  WEFT_DUMP_TEXT: a header line, then
+ * one indented line per node.  WEFT_DUMP_JSON: one object
+ * {"workers":N,"now":ns,"tasks":N,"stats":{"spawned":N,...},
+ * "tree":[nodes]}, each node an object with "type" ("task", "group",
+ * "scope" or "sleep"), its fields and "children":[...]; a deadline is a
+ * number or null.  A task that has not
  * yet entered any scope nor checkpointed is listed under its group.
  * The tree is collected first, under the scope locks and rt's dump lock
  * (which serialises dumps), and written after they are released, so
@@ -102,6 +106,107 @@ WEFT_EXTERN int weft_runtime_dump(weft_runtime_t *rt, unsigned flags,
  * with size > 0.  Checkpoint: no.  Threads: any thread, while rt exists. */
 WEFT_EXTERN int weft_runtime_dump_buf(weft_runtime_t *rt, unsigned flags,
 	char *buf, size_t size, size_t *len);
+
+/* {======================================================= counters
+ *
+ * Scheduler counters (docs/semantics.md rule 37's introspection, as
+ * numbers).  Each worker counts what it does in counters only it writes,
+ * with plain (relaxed atomic) stores: no read-modify-write and no shared
+ * cache line on the spawn, switch and park paths.  A reader on any thread
+ * loads them one by one, so the result is a weakly consistent snapshot:
+ * every number is a value its counter really had during the call, but
+ * two numbers may be from slightly different moments (while tasks run,
+ * parks may for a moment exceed the sum of the wakes, or the other way
+ * round).  Once the runtime is idle (weft_runtime_run returned, no other
+ * root runs) every counter is exact.  All counts start at 0 when the
+ * runtime is created and only grow (tasks_live aside). */
+
+/* One worker's counters (weft_worker_stats), or their sum over all
+ * workers (weft_runtime_stats_t.total). */
+typedef struct {
+	/* Switches into a task's fiber: its first run, and every resumption
+	 * after a park or a yield. */
+	uint64_t tasks_run;
+	/* Children run inline by a joining parent on its own stack (a spawn
+	 * nobody stole: no fiber, no switch).  Not in tasks_run. */
+	uint64_t inline_run;
+	/* Steals: victim deques tried (one per try, up to 4 tries per victim
+	 * in a pass), tries that took a task, and the tasks taken beside it
+	 * (steal-half: up to half of what the victim had left).  Always 0
+	 * at 1 worker. */
+	uint64_t steal_attempts;
+	uint64_t steals;
+	uint64_t stolen_extra;
+	/* Tasks that parked (blocked and switched out) on this worker.  A
+	 * blocking call that is satisfied before it switches out is not a
+	 * park. */
+	uint64_t parks;
+	/* Parked tasks this worker made runnable again: wakes_local, a task
+	 * of this worker woke a task that last ran here; wakes_remote, one
+	 * that last ran on another worker; wakes_early, the wake came before
+	 * the parking task was off its stack, so this worker, the one it
+	 * parked on, queued it (whoever woke it).  Wakes from the I/O thread
+	 * and from plain threads are in weft_runtime_stats_t.  Over the
+	 * whole runtime, once idle: parks == the sum of every wake
+	 * counter. */
+	uint64_t wakes_local;
+	uint64_t wakes_remote;
+	uint64_t wakes_early;
+	/* Times the idle worker went to sleep (on a futex, after its spin),
+	 * and times it woke from such a sleep. */
+	uint64_t sleeps;
+	uint64_t sleep_wakeups;
+	/* Tasks taken from the runtime's injection queue (wakes from outside
+	 * the workers, root tasks, spills of a full deque). */
+	uint64_t inject_pops;
+	/* Nanoseconds the worker thread was awake (not asleep on its futex;
+	 * its bounded idle spins count as awake), read on the real clock at
+	 * each sleep and wake-up only. */
+	uint64_t busy_ns;
+} weft_worker_stats_t;
+
+typedef struct {
+	unsigned workers; /* the runtime's worker count */
+	/* Tasks spawned or started into groups (weft_group_spawn,
+	 * weft_group_start and every call built on them); root tasks of
+	 * weft_runtime_run are not counted. */
+	uint64_t tasks_spawned;
+	/* Tasks live now, root tasks included: as weft_all_tasks counts them
+	 * (a task whose handle is still held counts until it is released).
+	 * Costs a scan of the runtime's task records. */
+	uint64_t tasks_live;
+	uint64_t groups;       /* task groups opened */
+	uint64_t io_submitted; /* operations handed to the I/O thread */
+	/* Parked tasks made runnable by the I/O thread (socket readiness,
+	 * file and DNS completions, deadlines it fired) and by other plain
+	 * threads (offload threads, foreign threads, a cancel from outside). */
+	uint64_t wakes_io;
+	uint64_t wakes_thread;
+	weft_worker_stats_t total; /* every worker's counters summed */
+} weft_runtime_stats_t;
+
+/* What it does: fills *out with rt's counters (NULL rt: the calling
+ * task's runtime): the runtime-wide ones and the sum of the workers'.
+ * Weakly consistent (see above).
+ * Ownership: out is the caller's.
+ * Errors: -EINVAL (NULL out), WEFT_ENOTFIBER (rt NULL outside a task).
+ * Checkpoint: no; never blocks nor locks.  Threads: any thread, while rt
+ * exists. */
+WEFT_EXTERN int weft_runtime_stats(weft_runtime_t *rt,
+	weft_runtime_stats_t *out);
+
+/* What it does: fills *out with the counters of worker `index` (0 ..
+ * workers - 1) of rt (NULL: the calling task's runtime).  Weakly
+ * consistent (see above).
+ * Ownership: out is the caller's.
+ * Errors: -EINVAL (NULL out, index out of range), WEFT_ENOTFIBER (rt NULL
+ * outside a task).
+ * Checkpoint: no; never blocks nor locks.  Threads: any thread, while rt
+ * exists. */
+WEFT_EXTERN int weft_worker_stats(weft_runtime_t *rt, unsigned index,
+	weft_worker_stats_t *out);
+
+/* }======================================================= */
 
 WEFT_END_DECLS
 

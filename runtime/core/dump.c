@@ -264,16 +264,36 @@ int weft_runtime_dump(weft_runtime_t *rt, unsigned flags,
 			o->ctx = ctx;
 			o->rc = 0;
 			o->len = 0;
+			/* The main counters (stats.c): a lock-free read of
+			 * one block per worker, so cheap next to the tree. */
+			weft_runtime_stats_t st;
+			if (weft_runtime_stats(r, &st) < 0)
+				memset(&st, 0, sizeof st);
 			if (json)
 				dump_printf(o,
 					"{\"workers\":%u,\"now\":%" PRId64
-					",\"tasks\":%zu,\"tree\":[",
-					r->nworkers, now, ntasks);
+					",\"tasks\":%zu,\"stats\":{"
+					"\"spawned\":%" PRIu64
+					",\"run\":%" PRIu64
+					",\"inline\":%" PRIu64
+					",\"parks\":%" PRIu64
+					",\"steals\":%" PRIu64
+					",\"sleeps\":%" PRIu64 "},\"tree\":[",
+					r->nworkers, now, ntasks,
+					st.tasks_spawned, st.total.tasks_run,
+					st.total.inline_run, st.total.parks,
+					st.total.steals, st.total.sleeps);
 			else
 				dump_printf(o,
 					"weft runtime: workers=%u "
-					"tasks=%zu\n",
-					r->nworkers, ntasks);
+					"tasks=%zu spawned=%" PRIu64
+					" run=%" PRIu64 " inline=%" PRIu64
+					" parks=%" PRIu64 " steals=%" PRIu64
+					" sleeps=%" PRIu64 "\n",
+					r->nworkers, ntasks, st.tasks_spawned,
+					st.total.tasks_run, st.total.inline_run,
+					st.total.parks, st.total.steals,
+					st.total.sleeps);
 			rc = dump_render(&d, json, now, o);
 			if (json)
 				dump_put(o, "]}\n", 3);

@@ -166,6 +166,8 @@ int weft_group_open(weft_group_t **out)
 	g->open_site = __builtin_return_address(0);
 	weft__scope_push(t, &g->scope);
 	weft__alloc_census_add(WEFT__CENSUS_GROUP, 1);
+	/* A group is opened by a task, so on a worker (stats.h). */
+	weft__stats_inc(&weft__sched_current()->stats.groups);
 	*out = weft__group_handle(g);
 	return 0;
 }

@@ -190,6 +190,27 @@ static bool idle_stopping(struct weft_runtime *rt)
 	return atomic_load_explicit(&rt->stopping, memory_order_acquire);
 }
 
+/* Busy time (stats.h): the clock is read here, at sleep and wake-up,
+ * never per switch.  Relaxed stores by the owner; readers combine the two
+ * fields (weft_worker_stats). */
+void weft__idle_stats_awake(weft__worker_t *w)
+{
+	atomic_store_explicit(&w->stats.awake_since, weft__timer_real_now(),
+		memory_order_relaxed);
+}
+
+static void idle_stats_asleep(weft__worker_t *w)
+{
+	int64_t since = atomic_load_explicit(&w->stats.awake_since,
+		memory_order_relaxed);
+	int64_t now = weft__timer_real_now();
+	if (since != 0 && now > since)
+		weft__stats_add(&w->stats.busy_ns, (uint64_t)(now - since));
+	/* relaxed: as every counter; 0 says "asleep" to readers. */
+	atomic_store_explicit(&w->stats.awake_since, 0, memory_order_relaxed);
+	weft__stats_inc(&w->stats.sleeps);
+}
+
 /* Batches of idle stacks whose memory an idle worker releases before it
  * sleeps, re-checking for work between batches. */
 #define IDLE_TRIM_BATCH 64
@@ -251,9 +272,12 @@ static void idle_sleep(weft__worker_t *w)
 		/* A waker already took us off the list: consume its wake-up
 		 * below (it is coming, or here). */
 	}
+	idle_stats_asleep(w);
 	/* acquire: pairs with idle_wake's release store (the token). */
 	while (atomic_load_explicit(&w->wake_word, memory_order_acquire) == 0)
 		idle_futex_wait(&w->wake_word);
+	weft__idle_stats_awake(w);
+	weft__stats_inc(&w->stats.sleep_wakeups);
 	/* relaxed: only a waker that takes this worker off the list again,
 	 * under the lock, stores 1 next. */
 	atomic_store_explicit(&w->wake_word, 0, memory_order_relaxed);

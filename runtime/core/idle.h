@@ -58,6 +58,9 @@ struct weft_task *weft__idle_find_or_sleep(struct weft__worker *w);
  * a worker's requests posted before it listed itself are seen.  Thread:
  * the I/O thread (timer.c's quiescence check). */
 bool weft__idle_quiet(struct weft_runtime *rt, long *holds, bool *posted);
+/* Starts w's awake stretch for its busy time (stats.h), at its thread's
+ * start and after each sleep.  Thread: w's own worker. */
+void weft__idle_stats_awake(struct weft__worker *w);
 /* Leaves the spinning state; wakes another spinner if this was the last
  * one (so a burst of new work is not left to one worker).  Thread: w's
  * own worker. */

@@ -145,14 +145,29 @@ void weft__sched_batch_end(struct weft_runtime *rt)
 	b->active = false;
 	if (b->n == 0)
 		return;
+	/* Counted before the tasks are published: once one runs, the run
+	 * may end and a reader expects its wake counted.  relaxed: a
+	 * counter (stats.h); one RMW per batch, on the I/O thread. */
+	atomic_fetch_add_explicit(&rt->stats.wakes_io, b->n,
+		memory_order_relaxed);
 	weft__inject_push_list(&rt->inject, b->head, b->tail, b->n);
 	b->head = b->tail = NULL;
 	b->n = 0;
 	weft__idle_notify(rt);
 }
 
+/* The injection queue's oldest task, counted; NULL if empty. */
+static inline struct weft_task *worker_inject_pop(weft__worker_t *w)
+{
+	struct weft_task *t = weft__inject_pop(&w->rt->inject);
+	if (t)
+		weft__stats_inc(&w->stats.inject_pops);
+	return t;
+}
+
 /* Both functions read t->rt before publishing t: once t is in a queue,
- * another worker may run it to completion and free it. */
+ * another worker may run it to completion and free it.  For the same
+ * reason they count before publishing (stats.h). */
 void weft__sched_ready(struct weft_task *t)
 {
 	weft__worker_t *w = weft__sched_current();
@@ -160,6 +175,7 @@ void weft__sched_ready(struct weft_task *t)
 	if (!worker_is_ours(w, t)) {
 		struct worker_batch *b = &worker_batch;
 		if (w == NULL && b->active) {
+			/* The I/O thread: counted per batch (batch_end). */
 			t->next = NULL;
 			if (b->tail)
 				b->tail->next = t;
@@ -169,10 +185,21 @@ void weft__sched_ready(struct weft_task *t)
 			b->n++;
 			return;
 		}
+		/* A plain thread: a slow path (the injection queue's mutex
+		 * follows), so one relaxed RMW on a runtime counter. */
+		atomic_fetch_add_explicit(&rt->stats.wakes_thread, 1,
+			memory_order_relaxed);
 		weft__inject_push(&rt->inject, t);
 		weft__idle_notify(rt);
 		return;
 	}
+	/* relaxed: t is parked, so insp_worker is the worker it last ran
+	 * on, written before its park was published. */
+	if (atomic_load_explicit(&t->insp_worker, memory_order_relaxed) ==
+		(int)w->index)
+		weft__stats_inc(&w->stats.wakes_local);
+	else
+		weft__stats_inc(&w->stats.wakes_remote);
 	struct weft_task *old = w->runnext;
 	w->runnext = t;
 	if (old) {
@@ -182,12 +209,31 @@ void weft__sched_ready(struct weft_task *t)
 	}
 }
 
+/* Queues t where any worker may take it (w's deque, else the injection
+ * queue) and notifies an idle worker. */
+static void worker_queue(weft__worker_t *w, struct weft_task *t)
+{
+	struct weft_runtime *rt = t->rt;
+	if (!worker_is_ours(w, t) || weft__deque_push(&w->deque, t) < 0)
+		weft__inject_push(&rt->inject, t);
+	weft__idle_notify(rt);
+}
+
+/* worker_queue, with the spawn counted; one test of the worker (B1). */
 void weft__sched_spawn(struct weft_task *t)
 {
 	weft__worker_t *w = weft__sched_current();
 	struct weft_runtime *rt = t->rt;
-	if (!worker_is_ours(w, t) || weft__deque_push(&w->deque, t) < 0)
+	if (__builtin_expect(worker_is_ours(w, t), 1)) {
+		weft__stats_inc(&w->stats.spawned);
+		if (weft__deque_push(&w->deque, t) < 0)
+			weft__inject_push(&rt->inject, t);
+	} else {
+		/* relaxed: a counter; not a worker, a slow path. */
+		atomic_fetch_add_explicit(&rt->stats.spawned, 1,
+			memory_order_relaxed);
 		weft__inject_push(&rt->inject, t);
+	}
 	weft__idle_notify(rt);
 }
 
@@ -313,7 +359,9 @@ static inline void worker_inline_begin(struct weft_task *self,
 	t->cont = self->cont;
 	/* An overflow report names the task running at the fault. */
 	t->stack->owner_name = t->name;
-	weft__sched_current()->current = t;
+	weft__worker_t *w = weft__sched_current();
+	w->current = t;
+	weft__stats_inc(&w->stats.inline_run);
 }
 
 /* t, run inline, returned or jumped back after its end (a panic). */
@@ -463,10 +511,12 @@ static void worker_steal_more(weft__worker_t *w, weft__worker_t *v)
 			break;
 		if (weft__deque_push(&w->deque, item) < 0) {
 			weft__inject_push(&w->rt->inject, item);
+			weft__stats_inc(&w->stats.stolen_extra);
 			break;
 		}
 		moved++;
 	}
+	weft__stats_add(&w->stats.stolen_extra, moved);
 	/* Others may now steal from w. */
 	if (moved)
 		weft__idle_notify(w->rt);
@@ -475,7 +525,7 @@ static void worker_steal_more(weft__worker_t *w, weft__worker_t *v)
 struct weft_task *weft__sched_steal(weft__worker_t *w)
 {
 	struct weft_runtime *rt = w->rt;
-	struct weft_task *t = weft__inject_pop(&rt->inject);
+	struct weft_task *t = worker_inject_pop(w);
 	if (t)
 		return t;
 	unsigned n = rt->nworkers;
@@ -488,8 +538,10 @@ struct weft_task *weft__sched_steal(weft__worker_t *w)
 			continue;
 		void *item;
 		for (int tries = 0; tries < 4; tries++) {
+			weft__stats_inc(&w->stats.steal_attempts);
 			int rc = weft__deque_steal(&v->deque, &item);
 			if (rc == 0) {
+				weft__stats_inc(&w->stats.steals);
 				worker_steal_more(w, v);
 				return item;
 			}
@@ -530,6 +582,7 @@ static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
 {
 	worker_qs_step(w); /* odd: a fiber runs */
 	w->current = t;
+	weft__stats_inc(&w->stats.tasks_run);
 	/* Introspection: the worker it runs on, at every switch-in (first
 	 * run, after a park or a yield).  Relaxed: inspect.c reads it
 	 * atomically and validates the record by its id. */
@@ -548,7 +601,7 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 {
 	struct weft_task *t;
 	if (++w->tick % WORKER_INJECT_INTERVAL == 0) {
-		t = weft__inject_pop(&w->rt->inject);
+		t = worker_inject_pop(w);
 		if (t)
 			return t;
 	}
@@ -583,7 +636,7 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 		/* Then tasks woken from outside (the I/O thread's sockets,
 		 * plain threads), or a worker busy with yielding CPU tasks
 		 * would leave them queued for up to 61 picks. */
-		t = weft__inject_pop(&w->rt->inject);
+		t = worker_inject_pop(w);
 		if (t)
 			return t;
 	}
@@ -606,7 +659,7 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 		if (t)
 			return t;
 	}
-	return weft__inject_pop(&w->rt->inject);
+	return worker_inject_pop(w);
 }
 
 static struct weft_task *worker_next(weft__worker_t *w)
@@ -651,14 +704,17 @@ static void worker_after_switch(weft__worker_t *w)
 		/* acq_rel: release publishes the fiber's saved context to
 		 * whichever thread resumes it; acquire sees a waker's WOKEN.
 		 * Pairs with the waker's CAS in task_wake_claim (task.c). */
+		weft__stats_inc(&w->stats.parks);
 		uint64_t old = atomic_fetch_or_explicit(&t->park,
 			WEFT__PARK_PARKED, memory_order_acq_rel);
 		/* Woken before it was off its stack: queue it where another
 		 * worker can steal it, not in the run-next slot, which only
 		 * this worker takes: after a direct switch this worker now
 		 * runs another task, which may not switch for long. */
-		if (old & WEFT__PARK_WOKEN)
-			weft__sched_spawn(t);
+		if (old & WEFT__PARK_WOKEN) {
+			weft__stats_inc(&w->stats.wakes_early);
+			worker_queue(w, t);
+		}
 		break;
 	}
 	case WEFT__POST_YIELD: worker_requeue(w, t); break;
@@ -713,6 +769,7 @@ static void *worker_main(void *arg)
 	weft__fiber_init_thread(&w->sched);
 	/* weft_now() of this thread's tasks reads the runtime's clock. */
 	weft__timer_bind_thread(&w->rt->timer);
+	weft__idle_stats_awake(w); /* busy_ns counts from here */
 	int have_altstack = weft__stack_thread_init() == 0;
 	for (;;) {
 		struct weft_task *t = w->handoff;

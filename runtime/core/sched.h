@@ -13,6 +13,7 @@
 #include "core/deque.h"
 #include "core/fiber.h"
 #include "core/stack.h"
+#include "core/stats.h"
 
 struct weft_task;
 struct weft_runtime;
@@ -67,6 +68,9 @@ typedef struct weft__worker {
 	 * group goes back to the cache of the worker that frees it, up to
 	 * WEFT__RECORD_CACHE_MAX, so the spawn path rarely calls malloc. */
 	weft__record_cache_t records;
+	/* Counters (stats.h): written by this worker only, with relaxed
+	 * stores; read by weft_runtime_stats on any thread. */
+	weft__worker_stats_t stats;
 	struct weft__worker *idle_next; /* under rt's idle lock */
 	bool idle_listed;		/* under rt's idle lock */
 	pthread_t thread;

@@ -191,6 +191,8 @@ WEFT_FIBER_FN static int ioop_wait(struct weft_task *self,
 	/* Relaxed: published to the I/O thread by the post's release. */
 	uint64_t w = gen << IOOP_GEN_SHIFT;
 	atomic_store_explicit(&op->word, w, memory_order_relaxed);
+	/* self is a task, so this is a worker (core/stats.h). */
+	weft__stats_inc(&weft__sched_current()->stats.io_submitted);
 	weft__ioq_post(op->rt, &op->submit);
 	for (;;) {
 		/* seq_cst load after prepare's seq_cst store: a canceller
