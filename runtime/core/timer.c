@@ -81,6 +81,15 @@
  *       and the jump is made under the timer lock without it (lock
  *       order: a scope lock may be held by a canceller that then takes
  *       the idle lock to wake a worker).
+ *   Q6. An operation or a root may begin after the check read `holds`
+ *       (0) and before it acts: a root listed meanwhile would be
+ *       cancelled as deadlocked though it never ran, and a jump would
+ *       pass the task it queues.  Every +1 of weft__timer_hold first
+ *       bumps `hold_epoch`; the check reads the epoch before its quiet
+ *       decision and again before it jumps or cancels (for the roots,
+ *       under insp_lock, which a root is listed under after its +1), and
+ *       stands down when it moved: the worker that runs what began goes
+ *       to sleep again later and posts a new check.
  * A plain thread that sets an event or cancels a scope is outside Q3:
  * the clock may jump just before its wake (rule 44 says so).
  *
@@ -159,6 +168,7 @@ int weft__timer_init(weft__timer_t *t, bool virt)
 	t->virt = virt;
 	atomic_init(&t->vnow, WEFT__VCLOCK_START);
 	atomic_init(&t->holds, 0);
+	atomic_init(&t->hold_epoch, 0);
 	atomic_init(&t->nwaiters, 0);
 	atomic_init(&t->check_queued, 0);
 	t->check_node.fn = timer_check_fn;
@@ -421,14 +431,26 @@ static bool timer_asleep_report(struct weft_runtime *rt, const char *why)
 /* Every task of every root is blocked, nothing holds the clock and no
  * deadline is armed: nothing can ever wake them.  Each root still
  * running is cancelled once (its weft_runtime_run then returns
- * -EDEADLK).  Thread: the I/O thread. */
-static void timer_deadlock(struct weft_runtime *rt)
+ * -EDEADLK), unless something began since the check read `epoch` (Q6).
+ * Thread: the I/O thread. */
+static void timer_deadlock(struct weft_runtime *rt, unsigned long epoch)
 {
+	weft__timer_t *t = &rt->timer;
+	/* seq_cst: Q6, a first look before the report. */
+	if (atomic_load_explicit(&t->hold_epoch, memory_order_seq_cst) != epoch)
+		return;
 	if (rt->cfg.deadlock != WEFT_DEADLOCK_OFF)
 		(void)timer_asleep_report(rt,
 			"(virtual clock: no deadline is pending, so time can "
 			"never move again; the roots are cancelled)");
 	pthread_mutex_lock(&rt->insp_lock);
+	/* seq_cst: Q6; a root listed from now on took its hold (+1, the
+	 * epoch) before it took this lock to be listed. */
+	if (atomic_load_explicit(&t->hold_epoch, memory_order_seq_cst) !=
+		epoch) {
+		pthread_mutex_unlock(&rt->insp_lock);
+		return;
+	}
 	for (struct weft__root_entry *e = rt->roots; e; e = e->next) {
 		/* acquire: pairs with the release store in weft__task_finish;
 		 * an ended root stays listed until its weft_runtime_run has
@@ -490,6 +512,9 @@ void weft__timer_quiesce(struct weft_runtime *rt)
 		return;
 	}
 	timer_flush(rt); /* Q2: our own wake-ups first */
+	/* seq_cst: Q6; read before the quiet decision's look at holds. */
+	unsigned long epoch = atomic_load_explicit(&t->hold_epoch,
+		memory_order_seq_cst);
 	long holds;
 	bool posted;
 	bool quiet = weft__idle_quiet(rt, &holds, &posted);
@@ -514,8 +539,14 @@ void weft__timer_quiesce(struct weft_runtime *rt)
 	int64_t next = weft__wheel_earliest(&t->wheel);
 	if (next == INT64_MAX) {
 		pthread_mutex_unlock(&t->lock);
-		timer_deadlock(rt);
+		timer_deadlock(rt, epoch);
 		timer_flush(rt);
+		return;
+	}
+	/* seq_cst: Q6, something began since the decision: no jump. */
+	if (atomic_load_explicit(&t->hold_epoch, memory_order_seq_cst) !=
+		epoch) {
+		pthread_mutex_unlock(&t->lock);
 		return;
 	}
 	/* relaxed: see vnow; only this thread writes it, under the lock. */

@@ -64,6 +64,11 @@ typedef struct weft__timer {
 	 * while it is not 0.  Counted only while virt.  seq_cst RMWs and
 	 * load: see weft__timer_hold and weft__idle_quiet. */
 	atomic_long holds;
+	/* Holds ever taken (+1 calls of weft__timer_hold), seq_cst: the
+	 * check reads it before its quiet decision and again before it acts
+	 * (Q6 in timer.c), so that an operation or root that began after
+	 * the decision's reading of `holds` makes it stand down. */
+	atomic_ulong hold_epoch;
 	/* Tasks parked in weft_wait_all_tasks_blocked: the list under
 	 * `lock`, the count written under it and read without it (relaxed:
 	 * by a worker going to sleep, ordered after the registration by
@@ -170,9 +175,14 @@ void weft__timer_bind_thread(weft__timer_t *t);
  * sees the task.  Any thread. */
 static inline void weft__timer_hold(weft__timer_t *t, long delta)
 {
-	if (__builtin_expect(t->virt | t->asleep_check, 0))
+	if (__builtin_expect(t->virt | t->asleep_check, 0)) {
+		/* seq_cst: the epoch before the count (Q6 in timer.c). */
+		if (delta > 0)
+			atomic_fetch_add_explicit(&t->hold_epoch, 1,
+				memory_order_seq_cst);
 		atomic_fetch_add_explicit(&t->holds, delta,
 			memory_order_seq_cst);
+	}
 }
 
 /* The last awake worker is going to sleep (it listed itself as the last
