@@ -57,8 +57,13 @@
 #define SENTINEL ((void *)(uintptr_t)0x5eed)
 
 /* The coverage this suite reaches (sites failed at least once); the
- * last test fails below it.  Raise it when a scenario reaches more. */
-#define SITES_FLOOR 60
+ * last test fails below it.  Raise it when a scenario reaches more.
+ * Every site is reached, but not in every run: the n-th allocation is
+ * counted process-wide, and the I/O thread's and offload threads'
+ * allocations interleave with the tasks' differently from run to run,
+ * so a sweep may step over a site (59 to 61 of 61 seen in the plain
+ * build).  The floor leaves room for that. */
+#define SITES_FLOOR 57
 
 /* {======================================================= bookkeeping */
 
@@ -632,6 +637,8 @@ static int sync_root(void *arg)
 			weft_group_spawn_opts(g, sleeps_then_returns, NULL,
 				&(weft_spawn_opts_t){ .handle = &hs[nh] }));
 	bool dn[NH];
+	/* More pending tasks than weft_wait watches without allocating. */
+	TRY(w, weft_wait(hs, NH, WEFT_WAIT_FIRST_COMPLETED, WEFT_FOREVER, dn));
 	TRY(w, weft_wait(hs, NH, WEFT_WAIT_ALL_COMPLETED, WEFT_FOREVER, dn));
 	TRY(w, weft_gather_tasks(hs, NH, res));
 	weft_as_completed_t *it;
@@ -1006,7 +1013,7 @@ static void test_alloc_sweep__fs_and_dns(void **state)
 static void test_alloc_sweep__threads_and_portals(void **state)
 {
 	(void)state;
-	sweep("threads", thread_root, 2, 0);
+	sweep("threads", thread_root, 1, 0);
 }
 
 static void test_alloc_sweep__signals_and_shutdown(void **state)
