@@ -62,8 +62,15 @@
  * counted process-wide, and the I/O thread's and offload threads'
  * allocations interleave with the tasks' differently from run to run,
  * so a sweep may step over a site (59 to 61 of 61 seen in the plain
- * build).  The floor leaves room for that. */
+ * build).  The floor leaves room for that.  Under the sanitizers the
+ * threads' timing differs more (57 to 58 seen with ASan and TSan): there
+ * the floor is lower, and the plain build is the one that holds the
+ * figure. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SITES_FLOOR 50
+#else
 #define SITES_FLOOR 57
+#endif
 
 /* {======================================================= bookkeeping */
 
