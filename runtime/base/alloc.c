@@ -8,9 +8,16 @@
  *
  * In debug builds each block carries a 16-byte header holding its size, so
  * frees can be counted without the caller passing sizes; 16 keeps malloc's
- * alignment guarantee. */
+ * alignment guarantee.
+ *
+ * Site coverage (debug builds): the allocation macros of alloc.h pass the
+ * caller's file and line, and each injected failure is charged to its site
+ * in a small table (alloc_sites).  A test sweeps scenarios over every
+ * allocation they make and then asks which sites of the source were never
+ * failed: a site whose failure path no test has run shows up by name. */
 #include "base/alloc.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -29,6 +36,51 @@ static atomic_long census[WEFT__CENSUS_COUNT];
  * succeed plus one (the allocation that takes it from 1 to 0 fails). */
 static atomic_long alloc_fail_countdown;
 static atomic_long alloc_injected_failures;
+
+/* The sites failed so far, in the order first failed.  Guarded by
+ * alloc_sites_lock: it is taken only when a failure is injected (once per
+ * weft_debug_fail_alloc) and by the reader, never on a successful
+ * allocation.  More sites than the table holds are counted in
+ * alloc_sites_dropped and make the reader report the excess. */
+#define ALLOC_SITES_MAX 256
+static pthread_mutex_t alloc_sites_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct weft__alloc_site alloc_sites[ALLOC_SITES_MAX];
+static size_t alloc_sites_count;
+static size_t alloc_sites_dropped;
+
+__attribute__((unused)) static void alloc_site_failed(const char *file,
+	int line)
+{
+	pthread_mutex_lock(&alloc_sites_lock);
+	size_t i;
+	for (i = 0; i < alloc_sites_count; i++)
+		if (alloc_sites[i].line == line &&
+			(alloc_sites[i].file == file ||
+				(file != NULL && alloc_sites[i].file != NULL &&
+					strcmp(alloc_sites[i].file, file) ==
+						0)))
+			break;
+	if (i < alloc_sites_count) {
+		alloc_sites[i].failures++;
+	} else if (i < ALLOC_SITES_MAX) {
+		alloc_sites[i] = (struct weft__alloc_site){ file, line, 1 };
+		alloc_sites_count++;
+	} else {
+		alloc_sites_dropped++;
+	}
+	pthread_mutex_unlock(&alloc_sites_lock);
+}
+
+size_t weft__alloc_failed_sites(struct weft__alloc_site *out, size_t max)
+{
+	pthread_mutex_lock(&alloc_sites_lock);
+	size_t n = alloc_sites_count;
+	for (size_t i = 0; i < n && i < max; i++)
+		out[i] = alloc_sites[i];
+	n += alloc_sites_dropped;
+	pthread_mutex_unlock(&alloc_sites_lock);
+	return n;
+}
 
 __attribute__((unused)) static int alloc_should_fail(void)
 {
@@ -69,11 +121,39 @@ __attribute__((unused)) static void *alloc_raw(size_t size)
 
 #ifdef WEFT_DEBUG
 
+/* The functions below define what alloc.h's macros call. */
+#undef weft__alloc
+#undef weft__calloc
+
+void *weft__alloc_at(size_t size, const char *file, int line)
+{
+	if (alloc_should_fail()) {
+		alloc_site_failed(file, line);
+		return NULL;
+	}
+	return alloc_raw(size);
+}
+
+void *weft__calloc_at(size_t n, size_t size, const char *file, int line)
+{
+	if (size != 0 && n > SIZE_MAX / size)
+		return NULL;
+	void *p = weft__alloc_at(n * size, file, line);
+	if (p != NULL)
+		memset(p, 0, n * size);
+	return p;
+}
+
+/* For a caller that names the function itself, (weft__alloc)(n): its
+ * failures are charged to an unnamed site. */
 void *weft__alloc(size_t size)
 {
-	if (alloc_should_fail())
-		return NULL;
-	return alloc_raw(size);
+	return weft__alloc_at(size, NULL, 0);
+}
+
+void *weft__calloc(size_t n, size_t size)
+{
+	return weft__calloc_at(n, size, NULL, 0);
 }
 
 void *weft__alloc_nofail_injection(size_t size)
@@ -124,8 +204,6 @@ void weft__alloc_census_add(enum weft__alloc_census_kind kind, long delta)
 	(void)delta;
 }
 
-#endif /* WEFT_DEBUG */
-
 void *weft__calloc(size_t n, size_t size)
 {
 	if (size != 0 && n > SIZE_MAX / size)
@@ -135,6 +213,8 @@ void *weft__calloc(size_t n, size_t size)
 		memset(p, 0, n * size);
 	return p;
 }
+
+#endif /* WEFT_DEBUG */
 
 /* The getters: relaxed loads of counters; exact once every thread that
  * changed them is joined (the join orders them). */

@@ -16,6 +16,31 @@
 void *weft__alloc(size_t size);
 /* Zeroed allocation; NULL on failure or overflow of n * size. */
 void *weft__calloc(size_t n, size_t size);
+
+/* Allocation sites.  In WEFT_DEBUG builds weft__alloc and weft__calloc
+ * are macros that pass the caller's __FILE__ and __LINE__ (the line of the
+ * macro's name), so that an injected failure is charged to the call site
+ * that saw it; tests/test_alloc_sweep.c compares the sites failed so far
+ * with the list of call sites in runtime/ and prints the ones never failed.
+ * Release builds keep the plain functions: no argument, no bookkeeping. */
+#ifdef WEFT_DEBUG
+void *weft__alloc_at(size_t size, const char *file, int line);
+void *weft__calloc_at(size_t n, size_t size, const char *file, int line);
+#define weft__alloc(size) weft__alloc_at((size), __FILE__, __LINE__)
+#define weft__calloc(n, size) weft__calloc_at((n), (size), __FILE__, __LINE__)
+#endif
+
+/* One call site that injection has failed at least once: file is the
+ * compiler's __FILE__ for it (a path ending in runtime/<layer>/<file>.c). */
+struct weft__alloc_site {
+	const char *file;
+	int line;
+	long failures; /* injected failures charged to it so far */
+};
+/* Copies up to max of the sites failed so far in this process into out
+ * (in the order they were first failed) and returns how many there are
+ * (may exceed max).  Always 0 without WEFT_DEBUG. */
+size_t weft__alloc_failed_sites(struct weft__alloc_site *out, size_t max);
 /* NULL is ignored. */
 void weft__free(void *p);
 /* Like weft__alloc but never subject to fault injection: for an

@@ -13,10 +13,14 @@
  * of the call lives in the blocked caller's frame: the wrapper runs the
  * function (as a child task, so its failure comes back to the caller
  * instead of failing the portal) or starts it in the portal's group, then
- * publishes the outcome under the record's mutex and signals.  That
- * unlock is the wrapper's last access, and the caller waits for it even
- * after a timeout (it cancels the wrapper first), so the record never
- * disappears under the wrapper.
+ * publishes the outcome under the record's mutex.  The caller waits for
+ * the wrapper task's done callback (a node in the record, registered
+ * without allocating), not for the wrapper's function: the function may
+ * never run (a task whose stack cannot be allocated ends with -ENOMEM
+ * unstarted), and the callback runs after it in every case, so it alone
+ * decides that the call is over; its unlock is the last access to the
+ * record.  The caller waits for it even after a timeout (it cancels the
+ * wrapper first), so the record never disappears under the task.
  *
  * Under the virtual clock, a spawn, call or start holds the runtime's
  * clock (weft__timer_hold) until its task is queued: a portal call that
@@ -31,6 +35,7 @@
 
 #include "base/alloc.h"
 #include "base/common.h"
+#include "core/records.h"
 #include "core/task.h"
 #include "runtime.h"
 #include "thread/offload.h"
@@ -57,10 +62,13 @@ struct portal_call {
 	bool start; /* weft_portal_start, not _call */
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* monotonic clock */
-	/* Under mu; written by the wrapper task once. */
-	bool done;
+	/* Under mu; written by the wrapper task once (ran), or by the done
+	 * callback for a wrapper that never ran. */
+	bool ran;
 	int rc;
 	void *value;
+	bool done; /* under mu: set by the done callback, the last access */
+	struct weft__done_cb node;
 };
 
 int weft_portal_open(weft_portal_t **out)
@@ -174,11 +182,28 @@ WEFT_FIBER_FN static int portal_wrapper(void *arg)
 	pthread_mutex_lock(&pc->mu);
 	pc->rc = rc;
 	pc->value = v;
+	pc->ran = true;
+	pthread_mutex_unlock(&pc->mu);
+	return 0;
+}
+
+/* The wrapper task's done callback: ends the call, with the outcome the
+ * wrapper published or, if it never ran, the task's own failure (no
+ * stack: -ENOMEM).  Thread: the one that finished the task. */
+static void portal_wrapper_done(weft_task_t *h, void *arg)
+{
+	struct portal_call *pc = arg;
+	int code = -ENOMEM;
+	pthread_mutex_lock(&pc->mu);
+	if (!pc->ran) {
+		if (weft_task_failure(h, &code, NULL) < 0 || code == 0)
+			code = -ENOMEM;
+		pc->rc = code;
+	}
 	pc->done = true;
 	pthread_cond_signal(&pc->cv);
 	/* Our last access to pc: the caller may free it right after. */
 	pthread_mutex_unlock(&pc->mu);
-	return 0;
 }
 
 /* Waits for pc->done until `deadline` (CLOCK_MONOTONIC; NULL = none);
@@ -218,6 +243,8 @@ static int portal_block(weft_portal_t *p, weft_fn fn, void *arg,
 	int rc = portal_spawn(p, portal_wrapper, &pc,
 		start ? "portal_start" : "portal_call", &h);
 	if (rc == 0) {
+		weft__task_on_done_node(weft__handle_addr(h), &pc.node,
+			portal_wrapper_done, &pc);
 		struct timespec dl, *dlp = NULL;
 		if (timeout_ns != WEFT_FOREVER) {
 			clock_gettime(CLOCK_MONOTONIC, &dl);

@@ -1,0 +1,1151 @@
+/* Allocation sweep over every allocation site of the runtime.
+ *
+ * Each scenario below is run again and again, the n-th weft allocation
+ * from the start of the run made to fail (weft_debug_fail_alloc(n)), for
+ * n = 1, 2, ... until a run sees no injected failure.  After each run:
+ *   - every call that saw the failure returned -ENOMEM (a scenario that
+ *     sees another code records a violation, printed with its line), and
+ *     the failure reached the run's result: a scenario passes every error
+ *     up, so a run in which some call failed may not return 0;
+ *   - the run without injection completed the whole scenario;
+ *   - nothing is left: no heap block, task, stack, runtime, thread (the
+ *     support's leak check), and the sanitizers saw nothing.
+ * A run that hangs is caught by the ctest timeout of this binary.
+ *
+ * Site coverage.  In WEFT_DEBUG builds every injected failure is charged
+ * to the call site of weft__alloc / weft__calloc that saw it
+ * (runtime/base/alloc.c).  The last test lists the call sites in the
+ * source (every line of runtime/ that calls weft__alloc or weft__calloc,
+ * outside base/alloc.[ch] and comments), prints "sites failed / sites
+ * total" and the sites never failed, and fails if the figure drops below
+ * SITES_FLOOR.  A new allocation site without a scenario therefore shows
+ * up in that list.  Sites are named by file and line, so moving a call
+ * keeps the figure: both the list and the table follow the source.
+ *
+ * Environment: WEFT_ALLOC_SWEEP_VERBOSE=1 prints every run;
+ * WEFT_ALLOC_SWEEP_STRIDE=k fails only every k-th allocation (a sample,
+ * for slow machines; the floor is then not asserted);
+ * WEFT_ALLOC_SWEEP_ONLY=<scenario> runs one scenario (debugging). */
+#define _GNU_SOURCE /* nftw */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <weft.h>
+
+#include "base/alloc.h"
+#include "io/connect.h"
+#include "support.h"
+
+#define MAX_ITERATIONS 3000
+#define SENTINEL ((void *)(uintptr_t)0x5eed)
+
+/* The coverage this suite reaches (sites failed at least once); the
+ * last test fails below it.  Raise it when a scenario reaches more.
+ * Every site is reached, but not in every run: the n-th allocation is
+ * counted process-wide, and the I/O thread's and offload threads'
+ * allocations interleave with the tasks' differently from run to run,
+ * so a sweep may step over a site (59 to 61 of 61 seen in the plain
+ * build).  The floor leaves room for that.  Under the sanitizers the
+ * threads' timing differs more (57 to 58 seen with ASan and TSan): there
+ * the floor is lower, and the plain build is the one that holds the
+ * figure. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SITES_FLOOR 50
+#else
+#define SITES_FLOOR 57
+#endif
+
+/* {======================================================= bookkeeping */
+
+/* What one run saw.  Written by tasks and offload threads, read by the
+ * main thread after weft_runtime_run returned (which orders the writes
+ * before the reads); fields several threads touch are atomic. */
+struct sweep {
+	atomic_int enomem;     /* calls that returned -ENOMEM */
+	atomic_int cancelled;  /* calls cancelled unexpectedly */
+	atomic_int violations; /* calls that returned something else */
+	atomic_flag taken;
+	char violation[200];  /* the first one */
+	atomic_int completed; /* the scenario's last step was reached */
+	int scratch;	      /* a scenario's own use */
+};
+
+/* Judges the code rc of a call at line: 0 and the codes in ok (a
+ * 0-terminated list) are fine; -ENOMEM is counted; anything else is a
+ * violation.  Returns rc. */
+static int seen(struct sweep *w, int rc, int line, const int *ok)
+{
+	if (rc >= 0)
+		return rc;
+	if (rc == -ENOMEM) {
+		atomic_fetch_add(&w->enomem, 1);
+		return rc;
+	}
+	for (; *ok != 0; ok++)
+		if (rc == *ok)
+			return rc;
+	if (rc == -ECANCELED) {
+		/* A sibling's failure cancelled the caller's group: that
+		 * failure must then reach the run's result. */
+		atomic_fetch_add(&w->cancelled, 1);
+		return rc;
+	}
+	if (!atomic_flag_test_and_set(&w->taken))
+		snprintf(w->violation, sizeof w->violation,
+			"line %d: unexpected code %d (%s)", line, rc,
+			weft_err_name(rc));
+	atomic_fetch_add(&w->violations, 1);
+	return rc;
+}
+
+/* rc = call; goto out on any failure.  The variadic part lists the
+ * documented codes other than -ENOMEM that the call may return here,
+ * each followed by a comma. */
+#define TRY(w, call, ...)                                                      \
+	do {                                                                   \
+		rc = seen((w), (call), __LINE__,                               \
+			(const int[]){ __VA_ARGS__ 0 });                       \
+		if (rc < 0)                                                    \
+			goto out;                                              \
+	} while (0)
+
+/* As TRY, but goes on: for calls whose failure the scenario only passes
+ * up at the end (first failure kept in *first). */
+#define NOTE(w, first, call, ...)                                              \
+	do {                                                                   \
+		int note_rc_ = seen((w), (call), __LINE__,                     \
+			(const int[]){ __VA_ARGS__ 0 });                       \
+		if (note_rc_ < 0 && *(first) == 0)                             \
+			*(first) = note_rc_;                                   \
+	} while (0)
+
+/* Joins g and folds its failure into rc: the first failure wins, but a
+ * child's failure wins over the -ECANCELED it caused in the caller. */
+static int join_into(struct sweep *w, weft_group_t *g, int rc)
+{
+	weft_error_t *err = NULL;
+	int jrc = weft_group_join(g, &err);
+	(void)seen(w, jrc, __LINE__, (const int[]){ WEFT_ECHILD_FAILED, 0 });
+	if (jrc == WEFT_ECHILD_FAILED && (rc == 0 || rc == -ECANCELED))
+		return weft_fail_group(err);
+	weft_error_free(err);
+	return rc != 0 ? rc : jrc;
+}
+
+static int stride(void)
+{
+	const char *s = getenv("WEFT_ALLOC_SWEEP_STRIDE");
+	int k = s != NULL ? atoi(s) : 1;
+	return k > 1 ? k : 1;
+}
+
+/* The site charged with the latest injected failure: the one whose count
+ * differs from the snapshot in *prev (which is then updated).  For the
+ * verbose output. */
+static struct weft__alloc_site prev_sites[512];
+static size_t nprev_sites;
+
+static const char *latest_site(char *buf, size_t size)
+{
+	struct weft__alloc_site now[512];
+	size_t n = weft__alloc_failed_sites(now, 512);
+	if (n > 512)
+		n = 512;
+	snprintf(buf, size, "-");
+	for (size_t i = 0; i < n; i++)
+		if (i >= nprev_sites ||
+			now[i].failures != prev_sites[i].failures)
+			snprintf(buf, size, "%s:%d",
+				now[i].file != NULL ? now[i].file : "?",
+				now[i].line);
+	memcpy(prev_sites, now, n * sizeof *now);
+	nprev_sites = n;
+	return buf;
+}
+
+/* Set by a test before sweep(): slab stacks only (no guard pages) and
+ * no abort on a missing join, for the paths only those reach. */
+static int tweak_stacks_and_joins;
+
+static void make_cfg(weft_config_t *cfg, unsigned workers)
+{
+	assert_int_equal(weft_config_init(cfg), 0);
+	cfg->workers = workers;
+	if (tweak_stacks_and_joins) {
+		cfg->guarded_stacks = 0;
+		cfg->abort_on_missing_join = 0;
+	}
+}
+
+/* Runs root at `workers` workers with the n-th allocation failing, for
+ * n = 1, 1 + stride, ... until a run sees no injected failure.  With
+ * from_create the count starts before weft_runtime_create, otherwise
+ * before weft_runtime_run. */
+static void sweep(const char *name, weft_fn root, unsigned workers,
+	int from_create)
+{
+	const char *v = getenv("WEFT_ALLOC_SWEEP_VERBOSE");
+	int verbose = v != NULL && *v != '\0' && *v != '0';
+	const char *only = getenv("WEFT_ALLOC_SWEEP_ONLY");
+	if (only != NULL && *only != '\0' && strcmp(only, name) != 0)
+		return;
+	/* A first run without injection: it must complete, and it starts
+	 * the process-wide threads some scenarios use (libuv's pool for
+	 * files and name resolution) before the thread count is taken. */
+	struct sweep *first = calloc(1, sizeof *first);
+	assert_non_null(first);
+	atomic_flag_clear(&first->taken);
+	weft_config_t fcfg;
+	make_cfg(&fcfg, workers);
+	int frc = weft_test_run_cfg(&fcfg, root, first);
+	if (frc != 0 || !atomic_load(&first->completed))
+		print_error("%s: the run without injection returned %d (%s); "
+			    "%s\n",
+			name, frc, weft_err_name(frc),
+			atomic_load(&first->violations) ? first->violation
+							: "no violation");
+	assert_int_equal(frc, 0);
+	assert_true(atomic_load(&first->completed));
+	free(first);
+	int base_threads = weft_test_baseline_threads();
+	weft_test_assert_no_leaks();
+	int bad = 0;
+	long n;
+	char site[300];
+	(void)latest_site(site, sizeof site);
+	for (n = 1; n <= MAX_ITERATIONS; n += stride()) {
+		struct sweep *w = calloc(1, sizeof *w);
+		assert_non_null(w);
+		atomic_flag_clear(&w->taken);
+		long before = weft_debug_injected_failures();
+		weft_config_t cfg;
+		make_cfg(&cfg, workers);
+		if (from_create)
+			weft_debug_fail_alloc(n);
+		weft_runtime_t *rt = SENTINEL;
+		int crc = weft_runtime_create(&rt, &cfg);
+		int rc = 0;
+		weft_error_t *err = NULL;
+		const char *why = NULL;
+		if (crc == 0) {
+			if (!from_create)
+				weft_debug_fail_alloc(n);
+			rc = weft_runtime_run(rt, root, w, &err);
+			weft_debug_fail_alloc(0);
+			assert_int_equal(weft_runtime_destroy(rt), 0);
+		} else {
+			weft_debug_fail_alloc(0);
+			if (crc != -ENOMEM || rt != SENTINEL)
+				why = "runtime_create: not a clean -ENOMEM";
+		}
+		long injected = weft_debug_injected_failures() - before;
+		if (why != NULL)
+			;
+		else if (atomic_load(&w->violations) != 0)
+			why = w->violation;
+		else if (injected == 0 && crc == 0 &&
+			(rc != 0 || !atomic_load(&w->completed)))
+			why = "the run without injection did not complete";
+		else if (atomic_load(&w->enomem) != 0 && rc == 0)
+			why = "a call failed with -ENOMEM but the run returned "
+			      "0";
+		else if (atomic_load(&w->cancelled) != 0 && rc == 0)
+			why = "a call was cancelled but the run returned 0";
+		else if (rc != 0 && rc != -ENOMEM && rc != WEFT_ECHILD_FAILED &&
+			rc != WEFT_EPANIC)
+			why = "the run returned an unexpected code";
+		if (why != NULL) {
+			print_error("%s, %u worker(s), n=%ld: %s (run %d %s)\n",
+				name, workers, n, why, rc, weft_err_name(rc));
+			bad++;
+		}
+		if (verbose)
+			print_message("%s n=%ld injected=%ld create=%d run=%d "
+				      "enomem=%d completed=%d site %s\n",
+				name, n, injected, crc, rc,
+				atomic_load(&w->enomem),
+				atomic_load(&w->completed),
+				latest_site(site, sizeof site));
+		weft_error_free(err);
+		free(w);
+		weft_test_assert_no_leaks();
+		assert_int_equal(weft_test_settle_threads(base_threads),
+			base_threads);
+		if (injected == 0 || bad > 10)
+			break;
+	}
+	print_message("%s, %u worker(s): %ld runs\n", name, workers, n);
+	assert_int_equal(bad, 0);
+	assert_true(n <= MAX_ITERATIONS);
+}
+
+/* }======================================================= */
+
+/* {======================================================= core */
+
+static int child_fails(void *arg)
+{
+	(void)arg;
+	(void)weft_sleep(WEFT_MSEC);
+	return weft_fail(-EIO, "child failed after %d ms", 1);
+}
+
+static int child_sleeps(void *arg)
+{
+	struct sweep *w = arg;
+	int rc = weft_sleep(WEFT_MSEC);
+	return seen(w, rc, __LINE__, (const int[]){ -ECANCELED, 0 }) ==
+			-ECANCELED
+		? 0
+		: rc;
+}
+
+static int service(void *arg)
+{
+	struct sweep *w = arg;
+	int rc = weft_task_started(w);
+	if (seen(w, rc, __LINE__, (const int[]){ 0 }) < 0)
+		return rc;
+	(void)weft_sleep(WEFT_MSEC);
+	return 0;
+}
+
+/* Groups, spawn, start, a deadline scope, failing children: the error
+ * group of the join is the run's result. */
+static int core_root(void *arg)
+{
+	struct sweep *w = arg;
+	weft_group_t *g;
+	int rc = 0;
+	TRY(w, weft_group_open(&g));
+	void *value = NULL;
+	NOTE(w, &rc, weft_group_start(g, service, w, &value));
+	NOTE(w, &rc, weft_group_spawn(g, child_fails, w));
+	NOTE(w, &rc, weft_group_spawn(g, child_sleeps, w));
+	weft_scope_t *s;
+	int src = seen(w, weft_fail_after(&s, WEFT_MSEC), __LINE__,
+		(const int[]){ 0 });
+	if (src == 0) {
+		(void)weft_sleep(10 * WEFT_SEC);
+		(void)weft_scope_exit(s);
+		weft_scope_destroy(s);
+	} else if (rc == 0) {
+		rc = src;
+	}
+	rc = join_into(w, g, rc);
+	if (rc == WEFT_ECHILD_FAILED)
+		atomic_store(&w->completed, 1);
+out:
+	return rc == WEFT_ECHILD_FAILED ? 0 : rc;
+}
+
+/* }======================================================= */
+
+/* {======================================================= tasks */
+
+static void on_done(weft_task_t *h, void *arg)
+{
+	(void)h;
+	atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+static int child_panics(void *arg)
+{
+	(void)arg;
+	weft_panic("out of luck %d", 7);
+}
+
+static int child_is_cancelled(void *arg)
+{
+	(void)arg;
+	int rc = weft_sleep(10 * WEFT_SEC);
+	return rc == -ECANCELED ? 0 : rc;
+}
+
+static int child_returns(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
+static int child_reads_local(void *arg)
+{
+	weft_local_key_t *key = arg;
+	void *v = NULL;
+	int rc = weft_local_get(key, &v);
+	return rc < 0 ? rc : 0;
+}
+
+/* Keeps a failure with weft_fail_group, then returns without joining a
+ * second group (abort_on_missing_join off): the two are concatenated. */
+static int child_leaves_a_group(void *arg)
+{
+	(void)arg;
+	weft_group_t *g1, *g2;
+	int rc = weft_group_open(&g1);
+	if (rc < 0)
+		return rc;
+	if ((rc = weft_group_spawn(g1, child_fails, NULL)) < 0) {
+		(void)weft_group_join(g1, NULL);
+		return rc;
+	}
+	weft_error_t *err = NULL;
+	if (weft_group_join(g1, &err) != WEFT_ECHILD_FAILED) {
+		weft_error_free(err);
+		return -ENOMEM; /* the child could not fail: no stack */
+	}
+	if ((rc = weft_group_open(&g2)) < 0) {
+		weft_error_free(err);
+		return rc;
+	}
+	(void)weft_group_spawn(g2, child_fails, NULL);
+	return weft_fail_group(err);
+}
+
+static int keep_eio(int code, const char *message, void *arg)
+{
+	(void)message;
+	(void)arg;
+	return code == -EIO;
+}
+
+static int dump_sink(void *ctx, const char *data, size_t len)
+{
+	(void)data;
+	*(size_t *)ctx += len;
+	return 0;
+}
+
+/* Handles, done callbacks, names, cancellation reasons, task-locals and
+ * contexts, a panic, error splitting, a full deque, inspection. */
+static int tasks_root(void *arg)
+{
+	struct sweep *w = arg;
+	int rc = 0;
+	weft_group_t *g = NULL;
+	weft_local_key_t *key = NULL;
+	weft_context_t *ctx = NULL;
+	weft_local_token_t tok;
+	int bound = 0;
+	atomic_int done = 0;
+	TRY(w, weft_local_key_create(&key, NULL));
+	TRY(w, weft_local_bind(key, w, &tok));
+	bound = 1;
+	TRY(w, weft_context_capture(&ctx));
+	TRY(w, weft_task_set_name("sweep-root"));
+	TRY(w, weft_group_open(&g));
+
+	weft_task_t *h = NULL;
+	TRY(w,
+		weft_group_spawn_opts(g, child_is_cancelled, NULL,
+			&(weft_spawn_opts_t){ .name = "victim",
+				.handle = &h }));
+	NOTE(w, &rc, weft_task_on_done(h, on_done, &done));
+	NOTE(w, &rc, weft_task_rename(h, "renamed-victim"));
+	NOTE(w, &rc, weft_task_cancel_with(h, "no longer wanted"));
+	weft_task_release(h);
+	NOTE(w, &rc,
+		weft_group_spawn_opts(g, child_reads_local, key,
+			&(weft_spawn_opts_t){ .context = ctx }));
+
+	/* More children than a worker's deque holds (256) before any runs. */
+	for (int i = 0; i < 300 && rc == 0; i++)
+		NOTE(w, &rc, weft_group_spawn(g, child_returns, NULL));
+
+	size_t count = 0;
+	weft_task_info_t info[4];
+	NOTE(w, &rc, weft_group_children(g, info, 4, &count));
+	NOTE(w, &rc, weft_all_tasks(NULL, info, 4, &count));
+	size_t dumped = 0;
+	NOTE(w, &rc, weft_runtime_dump(NULL, 0, dump_sink, &dumped));
+
+	weft_scope_t *s;
+	int src = seen(w, weft_scope_open(&s, WEFT_FOREVER, 0), __LINE__,
+		(const int[]){ 0 });
+	if (src == 0) {
+		NOTE(w, &rc, weft_scope_cancel(s, "the sweep cancels"));
+		(void)weft_checkpoint();
+		(void)weft_scope_exit(s);
+		weft_scope_destroy(s);
+	} else if (rc == 0) {
+		rc = src;
+	}
+	rc = join_into(w, g, rc);
+	g = NULL;
+	if (rc < 0)
+		goto out;
+
+	/* A panic and an -EIO failure, split apart. */
+	TRY(w, weft_group_open(&g));
+	NOTE(w, &rc, weft_group_spawn(g, child_panics, NULL));
+	NOTE(w, &rc, weft_group_spawn(g, child_leaves_a_group, NULL));
+	NOTE(w, &rc, weft_group_spawn(g, child_fails, NULL));
+	weft_error_t *err = NULL;
+	int jrc = weft_group_join(g, &err);
+	g = NULL;
+	if (seen(w, jrc, __LINE__, (const int[]){ WEFT_ECHILD_FAILED, 0 }) ==
+		-ENOMEM) {
+		rc = jrc;
+		goto out;
+	}
+	weft_error_t *match = NULL, *rest = NULL;
+	int prc = seen(w, weft_error_split(err, keep_eio, NULL, &match, &rest),
+		__LINE__, (const int[]){ 0 });
+	if (prc == 0) {
+		weft_error_free(match);
+		weft_error_free(rest);
+	} else {
+		weft_error_free(err);
+	}
+	if (rc == 0)
+		rc = prc;
+	if (rc == 0)
+		atomic_store(&w->completed, 1);
+out:
+	if (g != NULL)
+		rc = join_into(w, g, rc);
+	weft_context_release(ctx);
+	if (bound)
+		(void)weft_local_unbind(&tok);
+	if (key != NULL)
+		(void)weft_local_key_destroy(key);
+	return rc;
+}
+
+/* }======================================================= */
+
+/* {======================================================= sync */
+
+static int returns_one(void *arg)
+{
+	(void)arg;
+	return weft_task_set_result((void *)1);
+}
+
+static int sleeps_then_returns(void *arg)
+{
+	(void)arg;
+	int rc = weft_sleep(WEFT_MSEC);
+	return rc < 0 ? rc : weft_task_set_result((void *)1);
+}
+
+struct sync_objs {
+	struct sweep *w;
+	weft_channel_rx_t *rx;
+	weft_event_t *ev;
+	weft_limiter_t *lim;
+};
+
+static int receiver(void *arg)
+{
+	struct sync_objs *so = arg;
+	int item, rc;
+	while ((rc = weft_channel_receive(so->rx, &item)) == 0)
+		;
+	return rc == WEFT_EEND ? 0 : rc;
+}
+
+static int setter(void *arg)
+{
+	struct sync_objs *so = arg;
+	return weft_event_set(so->ev);
+}
+
+/* Events, locks, conditions, semaphores, a limiter with many borrowers,
+ * channels (bounded, unbounded, cloned ends), gather, race, wait,
+ * gather_tasks, as_completed. */
+static int sync_root(void *arg)
+{
+	struct sweep *w = arg;
+	int rc = 0;
+	weft_event_t *ev = NULL;
+	weft_lock_t *lock = NULL;
+	weft_condition_t *cond = NULL;
+	weft_semaphore_t *sem = NULL;
+	weft_limiter_t *lim = NULL;
+	weft_channel_tx_t *tx = NULL, *tx2 = NULL;
+	weft_channel_rx_t *rx = NULL, *rx2 = NULL;
+	weft_group_t *g = NULL;
+	enum { NH = 12 };
+	weft_task_t *hs[NH] = { 0 };
+	size_t nh = 0;
+	static char borrowers[40];
+	int nborrowed = 0;
+	TRY(w, weft_event_create(&ev));
+	TRY(w, weft_lock_create(&lock));
+	TRY(w, weft_condition_create(&cond, lock));
+	TRY(w, weft_semaphore_create(&sem, 1, 1));
+	TRY(w, weft_limiter_create(&lim, 64));
+	TRY(w, weft_lock_acquire(lock));
+	TRY(w, weft_condition_notify_all(cond));
+	TRY(w, weft_lock_release(lock));
+	TRY(w, weft_semaphore_acquire(sem));
+	TRY(w, weft_semaphore_release(sem));
+	/* Enough borrowers to make the limiter grow its table. */
+	for (; nborrowed < 40; nborrowed++)
+		TRY(w,
+			weft_limiter_acquire_on_behalf(lim,
+				&borrowers[nborrowed]));
+
+	TRY(w,
+		weft_channel_open(&tx, &rx, sizeof(int),
+			WEFT_CHANNEL_UNBOUNDED));
+	TRY(w, weft_channel_tx_clone(tx, &tx2));
+	TRY(w, weft_channel_rx_clone(rx, &rx2));
+	for (int i = 0; i < 100; i++)
+		TRY(w, weft_channel_send(tx2, &i));
+
+	TRY(w, weft_group_open(&g));
+	struct sync_objs so = { w, rx2, ev, lim };
+	NOTE(w, &rc, weft_group_spawn(g, receiver, &so));
+	NOTE(w, &rc, weft_group_spawn(g, setter, &so));
+	if (rc == 0)
+		NOTE(w, &rc, weft_event_wait(ev));
+	weft_channel_tx_release(tx2);
+	tx2 = NULL;
+	weft_channel_tx_release(tx);
+	tx = NULL;
+	rc = join_into(w, g, rc);
+	g = NULL;
+	if (rc < 0)
+		goto out;
+
+	weft_call_t calls[NH];
+	for (size_t i = 0; i < NH; i++)
+		calls[i] = (weft_call_t){ returns_one, NULL, "call" };
+	weft_gather_result_t res[NH];
+	weft_error_t *err = NULL;
+	TRY(w, weft_gather(calls, NH, 0, res, &err));
+	void *value;
+	size_t winner;
+	TRY(w, weft_race(calls, 2, &value, &winner, &err));
+
+	TRY(w, weft_group_open(&g));
+	/* Children still running when weft_wait watches them. */
+	for (nh = 0; nh < NH; nh++)
+		TRY(w,
+			weft_group_spawn_opts(g, sleeps_then_returns, NULL,
+				&(weft_spawn_opts_t){ .handle = &hs[nh] }));
+	bool dn[NH];
+	/* More pending tasks than weft_wait watches without allocating. */
+	TRY(w, weft_wait(hs, NH, WEFT_WAIT_FIRST_COMPLETED, WEFT_FOREVER, dn));
+	TRY(w, weft_wait(hs, NH, WEFT_WAIT_ALL_COMPLETED, WEFT_FOREVER, dn));
+	TRY(w, weft_gather_tasks(hs, NH, res));
+	weft_as_completed_t *it;
+	TRY(w, weft_as_completed_open(&it, hs, NH));
+	size_t index;
+	weft_task_t *done;
+	while ((rc = weft_as_completed_next(it, &index, &done)) == 0)
+		;
+	weft_as_completed_close(it);
+	rc = seen(w, rc, __LINE__, (const int[]){ WEFT_EEND, 0 });
+	if (rc == WEFT_EEND) {
+		rc = 0;
+		atomic_store(&w->completed, 1);
+	}
+out:
+	for (size_t i = 0; i < nh; i++)
+		weft_task_release(hs[i]);
+	if (g != NULL)
+		rc = join_into(w, g, rc);
+	weft_channel_tx_release(tx2);
+	weft_channel_tx_release(tx);
+	weft_channel_rx_release(rx2);
+	weft_channel_rx_release(rx);
+	while (nborrowed > 0)
+		(void)weft_limiter_release_on_behalf(lim,
+			&borrowers[--nborrowed]);
+	if (lim != NULL)
+		(void)weft_limiter_destroy(lim);
+	if (sem != NULL)
+		(void)weft_semaphore_destroy(sem);
+	if (cond != NULL)
+		(void)weft_condition_destroy(cond);
+	if (lock != NULL)
+		(void)weft_lock_destroy(lock);
+	if (ev != NULL)
+		(void)weft_event_destroy(ev);
+	return rc;
+}
+
+/* }======================================================= */
+
+/* {======================================================= net */
+
+struct net {
+	struct sweep *w;
+	weft_listener_t *l;
+	weft_event_t *stop;
+	int port;
+};
+
+static int accept_echo(void *arg)
+{
+	struct net *nt = arg;
+	weft_stream_t *s;
+	int rc = weft_listener_accept(nt->l, &s);
+	if (rc < 0)
+		return rc;
+	char buf[64];
+	ssize_t n = weft_stream_read_until(s, buf, sizeof buf, "\n", 1);
+	if (n > 0)
+		rc = weft_stream_write(s, buf, (size_t)n);
+	else
+		rc = (int)n;
+	(void)weft_stream_close(s);
+	return rc == WEFT_ECLOSED ? 0 : rc;
+}
+
+static int handler(weft_stream_t *s, void *arg)
+{
+	(void)arg;
+	char c;
+	(void)weft_stream_read(s, &c, 1);
+	return 0;
+}
+
+static int serve_task(void *arg)
+{
+	struct net *nt = arg;
+	weft_group_t *g;
+	int rc = weft_group_open(&g);
+	if (rc < 0)
+		return rc;
+	int src = weft_serve(nt->l, g, handler, NULL, nt->stop);
+	rc = join_into(nt->w, g, 0);
+	return src < 0 ? src : rc;
+}
+
+/* TCP: listen, accept, connect by name (resolution and happy eyeballs),
+ * read_until and write; weft_serve; UDP send and receive. */
+static int net_root(void *arg)
+{
+	struct sweep *w = arg;
+	int rc = 0;
+	struct net nt = { .w = w };
+	weft_group_t *g = NULL;
+	weft_stream_t *s = NULL;
+	weft_udp_t *u = NULL;
+	TRY(w, weft_event_create(&nt.stop));
+	TRY(w, weft_tcp_listen(&nt.l, "127.0.0.1", 0, 8));
+	nt.port = weft_listener_port(nt.l);
+	TRY(w, weft_group_open(&g));
+	TRY(w, weft_group_spawn(g, accept_echo, &nt));
+	TRY(w, weft_tcp_connect(&s, "localhost", nt.port), -ECONNREFUSED,
+		-EADDRNOTAVAIL, );
+	NOTE(w, &rc, weft_stream_write(s, "hello\n", 6), -ECONNRESET, -EPIPE, );
+	char buf[8];
+	if (rc == 0) {
+		ssize_t n = weft_stream_read_until(s, buf, sizeof buf, "\n", 1);
+		NOTE(w, &rc, n < 0 ? (int)n : 0, WEFT_EEND, -ECONNRESET, );
+	}
+	(void)weft_stream_close(s);
+	s = NULL;
+	rc = join_into(w, g, rc);
+	g = NULL;
+	if (rc < 0)
+		goto out;
+
+	TRY(w, weft_group_open(&g));
+	TRY(w, weft_group_spawn(g, serve_task, &nt));
+	/* Two addresses: the happy-eyeballs race of weft__connect_list. */
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+		.sin_port = htons((uint16_t)nt.port),
+		.sin_addr.s_addr = htonl(0x7f000001) };
+	struct addrinfo ai2 = { .ai_family = AF_INET,
+		.ai_socktype = SOCK_STREAM,
+		.ai_addrlen = sizeof sin,
+		.ai_addr = (struct sockaddr *)&sin };
+	struct addrinfo ai1 = ai2;
+	ai1.ai_next = &ai2;
+	TRY(w, weft__connect_list(&s, &ai1));
+	/* The connection's handler may have failed and closed it. */
+	NOTE(w, &rc, weft_stream_write(s, "x", 1), -ECONNRESET, -EPIPE, );
+	(void)weft_stream_close(s);
+	s = NULL;
+	(void)weft_event_set(nt.stop);
+	rc = join_into(w, g, rc);
+	g = NULL;
+	if (rc < 0)
+		goto out;
+
+	TRY(w, weft_udp_open(&u, "127.0.0.1", 0));
+	struct sockaddr_storage to;
+	socklen_t tolen = sizeof to;
+	memset(&to, 0, sizeof to);
+	struct sockaddr_in *in = (struct sockaddr_in *)&to;
+	in->sin_family = AF_INET;
+	in->sin_port = htons((uint16_t)weft_udp_port(u));
+	in->sin_addr.s_addr = htonl(0x7f000001);
+	TRY(w, weft_udp_send(u, "d", 1, (struct sockaddr *)&to));
+	ssize_t got = weft_udp_recv(u, buf, sizeof buf, &to, &tolen);
+	TRY(w, got < 0 ? (int)got : 0);
+	atomic_store(&w->completed, 1);
+out:
+	if (s != NULL)
+		(void)weft_stream_close(s);
+	if (g != NULL) {
+		if (nt.stop != NULL)
+			(void)weft_event_set(nt.stop);
+		if (nt.l != NULL)
+			(void)weft_listener_close(nt.l);
+		nt.l = NULL;
+		rc = join_into(w, g, rc);
+	}
+	if (u != NULL)
+		(void)weft_udp_close(u);
+	if (nt.l != NULL)
+		(void)weft_listener_close(nt.l);
+	if (nt.stop != NULL)
+		(void)weft_event_destroy(nt.stop);
+	return rc;
+}
+
+/* }======================================================= */
+
+/* {======================================================= fs, dns */
+
+static int fs_root(void *arg)
+{
+	struct sweep *w = arg;
+	int rc = 0, fd = -1;
+	char dir[64], path[96], path2[96];
+	snprintf(dir, sizeof dir, "/tmp/weft-alloc-sweep-%ld", (long)getpid());
+	snprintf(path, sizeof path, "%s/a", dir);
+	snprintf(path2, sizeof path2, "%s/b", dir);
+	int made = 0;
+	TRY(w, weft_fs_mkdir(dir, 0700));
+	made = 1;
+	TRY(w, weft_fs_open(path, O_CREAT | O_RDWR | O_TRUNC, 0600, &fd));
+	ssize_t n = weft_fs_write(fd, "contents", 8, 0);
+	TRY(w, n < 0 ? (int)n : 0);
+	char buf[8];
+	n = weft_fs_read(fd, buf, sizeof buf, 0);
+	TRY(w, n < 0 ? (int)n : 0);
+	weft_fs_stat_t st;
+	TRY(w, weft_fs_fstat(fd, &st));
+	TRY(w, weft_fs_fsync(fd));
+	TRY(w, weft_fs_rename(path, path2));
+	TRY(w, weft_fs_stat(path2, &st));
+	void *data = NULL;
+	size_t len = 0;
+	TRY(w, weft_fs_read_file(path2, &data, &len, 1 << 20));
+	weft_fs_free(data);
+
+	struct addrinfo *res = NULL;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
+	TRY(w, weft_getaddrinfo("localhost", "80", &hints, &res));
+	weft_freeaddrinfo(res);
+	atomic_store(&w->completed, 1);
+out:
+	if (fd >= 0)
+		(void)weft_fs_close(fd);
+	/* Clean up with plain calls: a weft_fs call may fail here too. */
+	(void)unlink(path);
+	(void)unlink(path2);
+	if (made)
+		(void)rmdir(dir);
+	return rc;
+}
+
+/* }======================================================= */
+
+/* {======================================================= threads */
+
+struct thr {
+	struct sweep *w;
+	weft_portal_t *p;
+	int rc;
+};
+
+static int in_portal(void *arg)
+{
+	(void)arg;
+	return weft_task_set_result((void *)2);
+}
+
+static int in_portal_started(void *arg)
+{
+	(void)arg;
+	return weft_task_started((void *)3);
+}
+
+static int from_thread(void *arg, void **result)
+{
+	struct thr *t = arg;
+	void *v;
+	*result = NULL;
+	int rc = weft_portal_call(t->p, in_portal, NULL, &v, WEFT_FOREVER);
+	if (rc == 0)
+		rc = weft_portal_spawn(t->p, in_portal, NULL);
+	if (rc == 0)
+		rc = weft_portal_start(t->p, in_portal_started, NULL, &v,
+			WEFT_FOREVER);
+	if (rc == 0)
+		rc = weft_from_thread_run(in_portal, NULL, &v);
+	t->rc = rc;
+	return 0;
+}
+
+/* Offload threads (weft_to_thread), portals called from them, and
+ * weft_from_thread_run. */
+static int thread_root(void *arg)
+{
+	struct sweep *w = arg;
+	int rc = 0;
+	struct thr t = { .w = w };
+	TRY(w, weft_portal_open(&t.p));
+	void *result;
+	TRY(w, weft_to_thread(from_thread, &t, &result, NULL));
+	/* -ECANCELED: a task of the portal failed (with -ENOMEM) and
+	 * cancelled the others, as in any group; the close reports it. */
+	rc = seen(w, t.rc, __LINE__, (const int[]){ -ECANCELED, 0 });
+	if (rc == 0)
+		atomic_store(&w->completed, 1);
+out:
+	if (t.p != NULL) {
+		weft_error_t *err = NULL;
+		int crc = weft_portal_close(t.p, true, &err);
+		crc = seen(w, crc, __LINE__,
+			(const int[]){ WEFT_ECHILD_FAILED, 0 });
+		/* The portal's failure is the cause of a cancelled call. */
+		if (crc == WEFT_ECHILD_FAILED && (rc == 0 || rc == -ECANCELED))
+			rc = weft_fail_group(err);
+		else
+			weft_error_free(err);
+		if (rc == 0 && crc < 0)
+			rc = crc;
+	}
+	return rc;
+}
+
+/* }======================================================= */
+
+/* {======================================================= signals */
+
+static int until_cancelled(void *arg)
+{
+	(void)arg;
+	int rc = weft_sleep(10 * WEFT_SEC);
+	return rc == -ECANCELED ? 0 : rc;
+}
+
+/* Signal watchers; the shutdown helper over a group. */
+static int signal_root(void *arg)
+{
+	struct sweep *w = arg;
+	int rc = 0;
+	weft_signals_t *sw = NULL;
+	weft_group_t *g = NULL;
+	weft_shutdown_t *sd = NULL;
+	int sig = SIGUSR1;
+	/* Watching only: delivering a signal needs the care of
+	 * tests/test_signal.c (the TSan build's sink thread), and the
+	 * delivery path allocates nothing. */
+	TRY(w, weft_signal_open(&sw, &sig, 1));
+	TRY(w, weft_signal_close(sw));
+	sw = NULL;
+
+	TRY(w, weft_group_open(&g));
+	TRY(w, weft_group_spawn(g, until_cancelled, NULL));
+	TRY(w, weft_shutdown_open(&sd, g, 10 * WEFT_MSEC));
+	TRY(w, weft_shutdown_trigger(sd));
+	TRY(w, weft_event_wait(weft_shutdown_stop_event(sd)));
+	atomic_store(&w->completed, 1);
+out:
+	if (g != NULL) {
+		if (sd == NULL)
+			(void)weft_group_cancel(g, "sweep");
+		rc = join_into(w, g, rc);
+	}
+	if (sd != NULL)
+		(void)weft_shutdown_close(sd);
+	if (sw != NULL)
+		(void)weft_signal_close(sw);
+	return rc;
+}
+
+/* }======================================================= */
+
+/* {======================================================= tests */
+
+static void test_alloc_sweep__core_from_runtime_create(void **state)
+{
+	sweep("core", core_root, WEFT_TEST_WORKERS(state), 1);
+}
+
+static void test_alloc_sweep__tasks(void **state)
+{
+	(void)state;
+	tweak_stacks_and_joins = 1;
+	sweep("tasks", tasks_root, 1, 0);
+	tweak_stacks_and_joins = 0;
+}
+
+static void test_alloc_sweep__sync(void **state)
+{
+	(void)state;
+	sweep("sync", sync_root, 1, 0);
+}
+
+static void test_alloc_sweep__net(void **state)
+{
+	(void)state;
+	sweep("net", net_root, 1, 0);
+}
+
+static void test_alloc_sweep__fs_and_dns(void **state)
+{
+	(void)state;
+	sweep("fs", fs_root, 1, 0);
+}
+
+static void test_alloc_sweep__threads_and_portals(void **state)
+{
+	(void)state;
+	sweep("threads", thread_root, 1, 0);
+}
+
+static void test_alloc_sweep__signals_and_shutdown(void **state)
+{
+	(void)state;
+	sweep("signals", signal_root, 1, 0);
+}
+
+/* The call sites in the source: "<layer>/<file>.c:<line>" for every line
+ * of runtime/ that calls weft__alloc( or weft__calloc( outside
+ * base/alloc.[ch] and comments. */
+#define MAX_SITES 512
+static char *source_sites[MAX_SITES];
+static size_t nsource_sites;
+
+static int scan_file(const char *path, const struct stat *sb, int type,
+	struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	size_t len = strlen(path);
+	if (type != FTW_F || len < 2 ||
+		(strcmp(path + len - 2, ".c") != 0 &&
+			strcmp(path + len - 2, ".h") != 0))
+		return 0;
+	const char *rel = strstr(path, "/runtime/") + strlen("/runtime/");
+	if (strcmp(rel, "base/alloc.c") == 0 ||
+		strcmp(rel, "base/alloc.h") == 0)
+		return 0;
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	char line[512];
+	int lineno = 0;
+	while (fgets(line, sizeof line, f) != NULL) {
+		lineno++;
+		const char *p = line + strspn(line, " \t");
+		if (p[0] == '*' ||
+			(p[0] == '/' && (p[1] == '*' || p[1] == '/')))
+			continue;
+		if (strstr(p, "weft__alloc(") == NULL &&
+			strstr(p, "weft__calloc(") == NULL)
+			continue;
+		assert_true(nsource_sites < MAX_SITES);
+		char buf[300];
+		snprintf(buf, sizeof buf, "%s:%d", rel, lineno);
+		source_sites[nsource_sites++] = strdup(buf);
+	}
+	fclose(f);
+	return 0;
+}
+
+static void test_alloc_sweep__every_site_is_failed_at_least_once(void **state)
+{
+	(void)state;
+	nsource_sites = 0;
+	assert_int_equal(nftw(WEFT_SOURCE_DIR "/runtime", scan_file, 16,
+				 FTW_PHYS),
+		0);
+	assert_true(nsource_sites > 0);
+
+	struct weft__alloc_site failed[MAX_SITES];
+	size_t nfailed = weft__alloc_failed_sites(failed, MAX_SITES);
+	assert_true(nfailed <= MAX_SITES);
+	size_t hit = 0;
+	for (size_t i = 0; i < nsource_sites; i++) {
+		int found = 0;
+		for (size_t j = 0; j < nfailed && !found; j++) {
+			const char *f = failed[j].file;
+			const char *r = f != NULL ? strstr(f, "runtime/")
+						  : NULL;
+			char buf[300];
+			if (r == NULL)
+				continue;
+			snprintf(buf, sizeof buf, "%s:%d",
+				r + strlen("runtime/"), failed[j].line);
+			found = strcmp(buf, source_sites[i]) == 0;
+		}
+		if (found)
+			hit++;
+		else
+			print_message("never failed: runtime/%s\n",
+				source_sites[i]);
+	}
+	/* A failed site missing from the list would be a scan that
+	 * misses call sites: every failed one must be in it. */
+	for (size_t j = 0; j < nfailed; j++) {
+		const char *f = failed[j].file;
+		const char *r = f != NULL ? strstr(f, "runtime/") : NULL;
+		int found = 0;
+		char buf[300];
+		if (r != NULL) {
+			snprintf(buf, sizeof buf, "%s:%d",
+				r + strlen("runtime/"), failed[j].line);
+			for (size_t i = 0; i < nsource_sites && !found; i++)
+				found = strcmp(buf, source_sites[i]) == 0;
+		}
+		if (!found)
+			print_error("failed site not in the source list: "
+				    "%s:%d\n",
+				f != NULL ? f : "(unnamed)", failed[j].line);
+		assert_true(found);
+	}
+	print_message("allocation sites failed: %zu / %zu\n", hit,
+		nsource_sites);
+	for (size_t i = 0; i < nsource_sites; i++)
+		free(source_sites[i]);
+	if (stride() == 1)
+		assert_true(hit >= SITES_FLOOR);
+}
+
+/* }======================================================= */
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		WEFT_TEST(test_alloc_sweep__core_from_runtime_create),
+		cmocka_unit_test(test_alloc_sweep__tasks),
+		cmocka_unit_test(test_alloc_sweep__sync),
+		cmocka_unit_test(test_alloc_sweep__net),
+		cmocka_unit_test(test_alloc_sweep__fs_and_dns),
+		cmocka_unit_test(test_alloc_sweep__threads_and_portals),
+		cmocka_unit_test(test_alloc_sweep__signals_and_shutdown),
+		/* Last: it reads what the sweeps above failed. */
+		cmocka_unit_test(
+			test_alloc_sweep__every_site_is_failed_at_least_once),
+	};
+	return WEFT_RUN_TESTS(tests);
+}
