@@ -61,16 +61,14 @@
  * Every site is reached, but not in every run: the n-th allocation is
  * counted process-wide, and the I/O thread's and offload threads'
  * allocations interleave with the tasks' differently from run to run,
- * so a sweep may step over a site (59 to 61 of 61 seen in the plain
- * build).  The floor leaves room for that.  Under the sanitizers the
- * threads' timing differs more (57 to 58 seen with ASan and TSan): there
- * the floor is lower, and the plain build is the one that holds the
- * figure. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SITES_FLOOR 50
-#else
-#define SITES_FLOOR 57
-#endif
+ * so a sweep may step over a site: 53 to 61 seen in the plain build
+ * (55 of 62 in a clean-clone CI run), 54 to 61 under ASan and TSan.  The
+ * floor leaves room for that in every build, so it catches a collapse of
+ * the coverage (a scenario or the site accounting broken), not a single
+ * site; the printed list of sites never failed is the finer signal.
+ * Making the figure exact needs injection by site (fail the k-th call at
+ * file:line) instead of by the process-wide count. */
+#define SITES_FLOOR 45
 
 /* {======================================================= bookkeeping */
 
