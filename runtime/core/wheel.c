@@ -177,20 +177,24 @@ void weft__wheel_advance(weft__wheel_t *w, int64_t now,
 		w->elapsed = target;
 }
 
-void weft__wheel_fire_due(weft__wheel_t *w, int64_t now,
+/* The level and slot where a node of tick t1 = elapsed + 1 is filed (the
+ * rule of wheel_file). */
+static void wheel_next_tick_slot(const weft__wheel_t *w, int *level, int *slot)
+{
+	int64_t t1 = w->elapsed + 1;
+	uint64_t masked = (uint64_t)(t1 ^ w->elapsed) | (WEFT__WHEEL_SLOTS - 1);
+	int l = (63 - __builtin_clzll(masked)) / WHEEL_BITS;
+	if (l >= WEFT__WHEEL_LEVELS)
+		l = WEFT__WHEEL_LEVELS - 1;
+	*level = l;
+	*slot = (int)((t1 >> (WHEEL_BITS * l)) & (WEFT__WHEEL_SLOTS - 1));
+}
+
+/* Fires every node of slots[level][slot] whose deadline is <= now (the
+ * deadlines inside the current tick: see weft__wheel_fire_due). */
+static void wheel_fire_slot(weft__wheel_t *w, int level, int slot, int64_t now,
 	void (*fire)(struct weft__tnode *, void *), void *arg)
 {
-	weft__wheel_advance(w, now, fire, arg);
-	/* advance handles whole ticks; deadlines inside the tick `now` is
-	 * in were rounded up to its end, so they sit in the slot of the next
-	 * tick: level 0's, or level 1's when that tick starts a new level-0
-	 * turn (then the slot also holds later ticks, which stay). */
-	int64_t t1 = w->elapsed + 1;
-	int level = (t1 ^ w->elapsed) >= WEFT__WHEEL_SLOTS ? 1 : 0;
-	if ((t1 ^ w->elapsed) >= (int64_t)WEFT__WHEEL_SLOTS * WEFT__WHEEL_SLOTS)
-		return; /* a level-2 boundary: leave it to the tick */
-	int slot = (int)((t1 >> (WHEEL_BITS * level)) &
-		(WEFT__WHEEL_SLOTS - 1));
 	struct weft__tnode *n = w->slots[level][slot];
 	while (n) {
 		struct weft__tnode *next = n->next;
@@ -204,17 +208,19 @@ void weft__wheel_fire_due(weft__wheel_t *w, int64_t now,
 	}
 }
 
-/* The level and slot where a node of tick t1 = elapsed + 1 is filed (the
- * rule of wheel_file). */
-static void wheel_next_tick_slot(const weft__wheel_t *w, int *level, int *slot)
+void weft__wheel_fire_due(weft__wheel_t *w, int64_t now,
+	void (*fire)(struct weft__tnode *, void *), void *arg)
 {
-	int64_t t1 = w->elapsed + 1;
-	uint64_t masked = (uint64_t)(t1 ^ w->elapsed) | (WEFT__WHEEL_SLOTS - 1);
-	int l = (63 - __builtin_clzll(masked)) / WHEEL_BITS;
-	if (l >= WEFT__WHEEL_LEVELS)
-		l = WEFT__WHEEL_LEVELS - 1;
-	*level = l;
-	*slot = (int)((t1 >> (WHEEL_BITS * l)) & (WEFT__WHEEL_SLOTS - 1));
+	weft__wheel_advance(w, now, fire, arg);
+	/* advance handles whole ticks; deadlines inside the tick `now` is
+	 * in were rounded up to its end, so they sit in the slot of the next
+	 * tick: level 0's, or level 1's when that tick starts a new level-0
+	 * turn (then the slot also holds later ticks, which stay). */
+	int level, slot;
+	wheel_next_tick_slot(w, &level, &slot);
+	if (level >= 2)
+		return; /* a level-2 boundary: leave it to the tick */
+	wheel_fire_slot(w, level, slot, now, fire, arg);
 }
 
 int64_t weft__wheel_earliest(const weft__wheel_t *w)
@@ -243,17 +249,7 @@ void weft__wheel_fire_exact(weft__wheel_t *w, int64_t now,
 	 * level-2 (or higher) boundary also holds many later ticks. */
 	int level, slot;
 	wheel_next_tick_slot(w, &level, &slot);
-	struct weft__tnode *n = w->slots[level][slot];
-	while (n) {
-		struct weft__tnode *next = n->next;
-		if (n->when <= now) {
-			wheel_unfile(w, n);
-			n->armed = false;
-			w->len--;
-			fire(n, arg); /* may re-arm n: `next` was read first */
-		}
-		n = next;
-	}
+	wheel_fire_slot(w, level, slot, now, fire, arg);
 }
 
 int64_t weft__wheel_due_hint(const weft__wheel_t *w)
