@@ -91,22 +91,39 @@ static int bt_caller_index(void *const *raw, int n, void *ret)
 	return n > 1 ? 1 : n;
 }
 
-/* Not inlined, so that its own frame is the one it leaves out. */
-__attribute__((noinline)) int weft__backtrace_capture(void **pcs, int max,
-	int skip)
+/* Room for the frames asked for, the skipped ones, and those a
+ * sanitizer's interceptor of backtrace adds (bt_caller_index). */
+#define BT_RAW_MAX (WEFT__BACKTRACE_MAX + 24)
+
+/* The calling stack into raw (BT_RAW_MAX entries) for a public function
+ * whose return address is ret: clamps *max and skip, and sets *from to
+ * the first frame to report (ret's caller, then skip frames more).
+ * Returns the number of frames in raw.  Async-signal-safe as backtrace
+ * is once weft__backtrace_prepare ran.  Always inlined: the fallback of
+ * bt_caller_index counts on no frame of its own. */
+static inline __attribute__((always_inline)) int bt_raw(void **raw, int *max,
+	int skip, void *ret, int *from)
 {
-	void *raw[WEFT__BACKTRACE_MAX + 24];
-	if (max > WEFT__BACKTRACE_MAX)
-		max = WEFT__BACKTRACE_MAX;
+	if (*max > WEFT__BACKTRACE_MAX)
+		*max = WEFT__BACKTRACE_MAX;
 	if (skip < 0)
 		skip = 0;
 	if (skip > 15)
 		skip = 15;
-	int n = backtrace(raw, max + skip + 4);
+	int n = backtrace(raw, *max + skip + 4);
+	*from = bt_caller_index(raw, n, ret) + skip;
+	return n;
+}
+
+/* Not inlined, so that its own frame is the one it leaves out. */
+__attribute__((noinline)) int weft__backtrace_capture(void **pcs, int max,
+	int skip)
+{
+	void *raw[BT_RAW_MAX];
+	int from;
+	int n = bt_raw(raw, &max, skip, __builtin_return_address(0), &from);
 	int k = 0;
-	for (int i = bt_caller_index(raw, n, __builtin_return_address(0)) +
-			skip;
-		i < n && k < max; i++)
+	for (int i = from; i < n && k < max; i++)
 		pcs[k++] = raw[i];
 	return k;
 }
@@ -304,15 +321,9 @@ void weft__backtrace_prepare(void)
 __attribute__((noinline)) void weft__backtrace_write_fd(int fd, int skip,
 	int max)
 {
-	void *raw[WEFT__BACKTRACE_MAX + 24];
-	if (max > WEFT__BACKTRACE_MAX)
-		max = WEFT__BACKTRACE_MAX;
-	if (skip < 0)
-		skip = 0;
-	if (skip > 15)
-		skip = 15;
-	int n = backtrace(raw, max + skip + 4);
-	int from = bt_caller_index(raw, n, __builtin_return_address(0)) + skip;
+	void *raw[BT_RAW_MAX];
+	int from;
+	int n = bt_raw(raw, &max, skip, __builtin_return_address(0), &from);
 	if (n > from)
 		backtrace_symbols_fd(raw + from,
 			n - from < max ? n - from : max, fd);
