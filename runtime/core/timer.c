@@ -38,13 +38,16 @@
  * (`asleep_check`, config deadlock WEFT_DEADLOCK_REPORT: rule 46; it
  * also makes holds count, so Q3 holds for it too).  The request only marks
  * the check wanted; the I/O thread makes it after draining the whole
- * queue
- * (weft__timer_quiesce): it first publishes the tasks it woke itself
- * (its batch), then asks weft__idle_quiet, which decides under the idle
- * lock: every worker listed as sleeping, the injection queue, every
- * deque and the request queue empty, and it reads `holds`.  Then, in this order of preference:
- * wake every weft_wait_all_tasks_blocked waiter (Trio: they wake before
- * the clock jumps); jump, if virtual and nothing holds the clock; report
+ * queue (weft__timer_quiesce): it first publishes the tasks it woke
+ * itself (its batch), then asks weft__idle_quiet, which decides under
+ * the idle lock: every worker listed as sleeping, the injection queue,
+ * every deque and the request queue empty, and it reads `holds`.  Then,
+ * in this order of preference: wake every weft_wait_all_tasks_blocked
+ * waiter registered before the decision (Trio: they wake before the
+ * clock jumps; one registered after it ran after the decision, which is
+ * stale for it: a root that came in meanwhile spawned, waited and was
+ * woken at once, its sibling still running); jump, if virtual and
+ * nothing holds the clock; report
  * a deadlock to the roots, if virtual, nothing holds the clock and no
  * deadline is armed.  Under the real clock the last case only prints
  * "all tasks are asleep" (timer_real_asleep): plain threads are outside
@@ -84,12 +87,17 @@
  *   Q6. An operation or a root may begin after the check read `holds`
  *       (0) and before it acts: a root listed meanwhile would be
  *       cancelled as deadlocked though it never ran, and a jump would
- *       pass the task it queues.  Every +1 of weft__timer_hold first
- *       bumps `hold_epoch`; the check reads the epoch before its quiet
- *       decision and again before it jumps or cancels (for the roots,
- *       under insp_lock, which a root is listed under after its +1), and
- *       stands down when it moved: the worker that runs what began goes
- *       to sleep again later and posts a new check.
+ *       pass the task it queues.  Every +1 of weft__timer_hold bumps
+ *       `hold_epoch` after it counted in `holds`; the check reads the
+ *       epoch before its quiet decision reads `holds` and again before
+ *       it jumps or cancels (for the roots, under insp_lock, which a
+ *       root is listed under after its +1), and stands down when it
+ *       moved: the worker that runs what began goes to sleep again
+ *       later and posts a new check.  The order matters: a +1 the
+ *       decision missed in `holds` bumps the epoch after that read,
+ *       so after the first epoch read too (all seq_cst); with the
+ *       bump first, a check could read the new epoch and the old
+ *       count, and cancel a root queued a moment later as deadlocked.
  * A plain thread that sets an event or cancels a scope is outside Q3:
  * the clock may jump just before its wake (rule 44 says so).
  *
@@ -170,6 +178,7 @@ int weft__timer_init(weft__timer_t *t, bool virt)
 	atomic_init(&t->holds, 0);
 	atomic_init(&t->hold_epoch, 0);
 	atomic_init(&t->nwaiters, 0);
+	atomic_init(&t->waiter_seq, 0);
 	atomic_init(&t->check_queued, 0);
 	t->check_node.fn = timer_check_fn;
 	weft__wheel_init(&t->wheel, weft__timer_now(t));
@@ -332,8 +341,9 @@ void weft__timer_update(struct weft_runtime *rt, struct weft__timed_scope *s)
 struct weft__blocked_waiter {
 	struct weft__blocked_waiter *next;
 	struct weft_task *task;
-	uint64_t gen; /* its park's generation, written under the lock */
-	bool woken;   /* under the lock: the check took it off the list */
+	uint64_t gen;	   /* its park's generation, written under the lock */
+	unsigned long seq; /* its registration's number (waiter_seq) */
+	bool woken;	   /* under the lock: the check took it off the list */
 };
 
 void weft__timer_idle(struct weft_runtime *rt)
@@ -360,23 +370,37 @@ static void timer_flush(struct weft_runtime *rt)
 	weft__sched_batch_begin();
 }
 
-/* Wakes every weft_wait_all_tasks_blocked waiter.  Returns false when
- * there was none.  Thread: the I/O thread. */
-static bool timer_wake_waiters(weft__timer_t *t)
+/* Wakes the weft_wait_all_tasks_blocked waiters that registered before
+ * the check read `waiter_seq` (seq): those were parked when the quiet
+ * decision saw every worker asleep.  A waiter registered since then ran
+ * after the decision, which is stale for it: it stays listed, and its
+ * worker, going to sleep again, posts the next check.  Returns
+ * WAKE_NONE when there was no waiter, WAKE_SOME when it woke one,
+ * WAKE_STALE when it found only later ones (then the decision is stale
+ * for the clock too: the caller stands down).  Thread: the I/O thread. */
+enum { WAKE_NONE, WAKE_SOME, WAKE_STALE };
+static int timer_wake_waiters(weft__timer_t *t, unsigned long seq)
 {
 	struct weft_task *ready = NULL;
 	pthread_mutex_lock(&t->lock);
 	struct weft__blocked_waiter *n = t->waiters;
 	if (n == NULL) {
 		pthread_mutex_unlock(&t->lock);
-		return false;
+		return WAKE_NONE;
 	}
-	t->waiters = NULL;
-	/* relaxed: see nwaiters. */
-	atomic_store_explicit(&t->nwaiters, 0, memory_order_relaxed);
+	struct weft__blocked_waiter **keep = &t->waiters;
+	int woken = 0;
 	while (n) {
 		struct weft__blocked_waiter *next = n->next;
 		struct weft_task *task = n->task;
+		/* Wrapping compare: registrations are numbered mod 2^64. */
+		if ((long)(n->seq - seq) >= 0) {
+			*keep = n;
+			keep = &n->next;
+			n = next;
+			continue;
+		}
+		woken++;
 		n->woken = true; /* n may go once the lock is released */
 		/* A task claimed here cannot run before we ready it, so the
 		 * `next` link (free while it is parked) carries the list. */
@@ -386,13 +410,16 @@ static bool timer_wake_waiters(weft__timer_t *t)
 		}
 		n = next;
 	}
+	*keep = NULL;
+	/* relaxed: see nwaiters. */
+	atomic_fetch_sub_explicit(&t->nwaiters, woken, memory_order_relaxed);
 	pthread_mutex_unlock(&t->lock);
 	while (ready) {
 		struct weft_task *task = ready;
 		ready = task->next;
 		weft__sched_ready(task);
 	}
-	return true;
+	return woken ? WAKE_SOME : WAKE_STALE;
 }
 
 /* weft_runtime_dump's writer for timer_asleep_report: stderr. */
@@ -515,6 +542,11 @@ void weft__timer_quiesce(struct weft_runtime *rt)
 	/* seq_cst: Q6; read before the quiet decision's look at holds. */
 	unsigned long epoch = atomic_load_explicit(&t->hold_epoch,
 		memory_order_seq_cst);
+	/* acquire: pairs with a registration's seq_cst bump (under the
+	 * timer lock); read before the quiet decision, see
+	 * timer_wake_waiters. */
+	unsigned long seq = atomic_load_explicit(&t->waiter_seq,
+		memory_order_acquire);
 	long holds;
 	bool posted;
 	bool quiet = weft__idle_quiet(rt, &holds, &posted);
@@ -525,9 +557,10 @@ void weft__timer_quiesce(struct weft_runtime *rt)
 		t->asleep_reported = false;
 		return;
 	}
-	if (timer_wake_waiters(t)) {
-		timer_flush(rt);
-		return;
+	switch (timer_wake_waiters(t, seq)) {
+	case WAKE_SOME: timer_flush(rt); return;
+	case WAKE_STALE: return;
+	default: break;
 	}
 	if (!t->virt) {
 		timer_real_asleep(rt, holds);
@@ -589,6 +622,9 @@ int weft_wait_all_tasks_blocked(void)
 	weft__timer_t *t = &self->rt->timer;
 	struct weft__blocked_waiter n = { .task = self };
 	pthread_mutex_lock(&t->lock);
+	/* seq_cst: see waiter_seq (the check's acquire load). */
+	n.seq = atomic_fetch_add_explicit(&t->waiter_seq, 1,
+		memory_order_seq_cst);
 	n.next = t->waiters;
 	t->waiters = &n;
 	/* relaxed: see nwaiters. */

@@ -75,6 +75,11 @@ typedef struct weft__timer {
 	 * the idle lock, see weft__timer_idle). */
 	struct weft__blocked_waiter *waiters;
 	atomic_int nwaiters;
+	/* Registrations ever made in weft_wait_all_tasks_blocked, bumped
+	 * under `lock`; the check reads it before its quiet decision and
+	 * wakes only the waiters registered before that read (see
+	 * timer_wake_waiters).  seq_cst RMW, acquire load. */
+	atomic_ulong waiter_seq;
 	/* The quiescence check posted to the I/O thread: `check_queued` is
 	 * 1 while `check_node` is queued (seq_cst pair with the idle
 	 * transition, see weft__timer_idle). */
@@ -176,12 +181,16 @@ void weft__timer_bind_thread(weft__timer_t *t);
 static inline void weft__timer_hold(weft__timer_t *t, long delta)
 {
 	if (__builtin_expect(t->virt | t->asleep_check, 0)) {
-		/* seq_cst: the epoch before the count (Q6 in timer.c). */
+		/* seq_cst: the count before the epoch (Q6 in timer.c).  A
+		 * check reads the epoch, then holds: had the epoch come
+		 * first here, the check could read the bumped epoch and the
+		 * count before this +1, and act on "nothing holds" without
+		 * ever seeing the epoch move. */
+		atomic_fetch_add_explicit(&t->holds, delta,
+			memory_order_seq_cst);
 		if (delta > 0)
 			atomic_fetch_add_explicit(&t->hold_epoch, 1,
 				memory_order_seq_cst);
-		atomic_fetch_add_explicit(&t->holds, delta,
-			memory_order_seq_cst);
 	}
 }
 
