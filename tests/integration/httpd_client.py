@@ -8,6 +8,7 @@ over plain sockets, so that malformed, pipelined or trickled requests
 reach the server byte for byte.  Scenarios run in parallel threads; every
 wait is bounded.  Prints one line per scenario and exits 1 if any failed.
 """
+import os
 import socket
 import sys
 import threading
@@ -287,13 +288,18 @@ def check_shed():
     return None
 
 
+# Seconds the load scenarios (resets, slow) run: 10, or CLIENT_SECS from
+# the environment (tools/net/soak.sh runs them for most of a minute).
+LOAD_SECS = float(os.environ.get("CLIENT_SECS", "10"))
+
+
 def check_resets():
-    # For 10 s: clients that reset (RST, SO_LINGER 0) mid-request, after
-    # a request, or right away.  Only the server's health is judged, by
-    # the caller (answers, fds, memory).
+    # For LOAD_SECS: clients that reset (RST, SO_LINGER 0) mid-request,
+    # after a request, or right away.  Only the server's health is
+    # judged, by the caller (answers, fds, memory).
     import struct
     parts = (b"", b"GET / HT", GET, GET + b"\r\n", CHUNKED + b"5\r\nhe")
-    end = time.monotonic() + 10
+    end = time.monotonic() + LOAD_SECS
     i = 0
     while time.monotonic() < end:
         try:
@@ -308,6 +314,35 @@ def check_resets():
             pass
         i += 1
     return None if i > 100 else "only %d reset clients" % i
+
+
+def check_slow():
+    # For LOAD_SECS: 20 clients at a time trickle a head, a body or
+    # chunks one byte per half second until the server times them out
+    # (run with short -H/-B), then start over.  Only the server's health
+    # is judged, by the caller.
+    end = time.monotonic() + LOAD_SECS
+    cases = ((b"GET / HTTP/1.1\r\n", b"X: y\r\n"),
+             (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100"
+              b"\r\n\r\n", b"x"),
+             (CHUNKED + b"64\r\n", b"x"))
+    runs = [0]
+
+    def client(k):
+        while time.monotonic() < end:
+            head, step = cases[k % len(cases)]
+            try:
+                trickle(head, step, max(0.5, end - time.monotonic()))
+            except OSError:
+                time.sleep(0.1)  # at the server's fd limit: try again
+            runs[0] += 1
+
+    ts = [threading.Thread(target=client, args=(k,)) for k in range(20)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return None if runs[0] >= 20 else "only %d slow clients" % runs[0]
 
 
 CHECKS = {n[6:]: f for n, f in globals().items() if n.startswith("check_")}
