@@ -58,5 +58,6 @@
 #include "weft/thread.h"
 #include "weft/signal.h"
 #include "weft/udp.h"
+#include "weft/fd.h"
 
 #endif

@@ -343,6 +343,17 @@ static int close_udp_twice(void *arg)
 	return 0;
 }
 
+static int unregister_fd_twice(void *arg)
+{
+	(void)arg;
+	weft_fd_t *f;
+	CHECK_EQ(weft_fd_register(0, &f), 0);
+	CHECK_EQ(weft_fd_unregister(f), 0);
+	CHECK_EQ(weft_fd_wait(f, WEFT_FD_READABLE), WEFT_EMISUSE);
+	CHECK_EQ(weft_fd_unregister(f), WEFT_EMISUSE);
+	return 0;
+}
+
 /* Socket records stay allocated while their runtime lives, so the second
  * close reads a record, never freed memory: no sanitizer report, in every
  * build. */
@@ -351,6 +362,7 @@ static void test_misuse__close_twice_aborts(void **state)
 	expect_root_death(state, close_listener_twice, "weft_listener_close");
 	expect_root_death(state, close_stream_twice, "weft_stream_close");
 	expect_root_death(state, close_udp_twice, "weft_udp_close");
+	expect_root_death(state, unregister_fd_twice, "weft_fd_wait");
 }
 
 static void test_misuse__close_twice_is_refused(void **state)
@@ -359,6 +371,7 @@ static void test_misuse__close_twice_is_refused(void **state)
 	weft_test_root(state, close_listener_twice, NULL);
 	weft_test_root(state, close_stream_twice, NULL);
 	weft_test_root(state, close_udp_twice, NULL);
+	weft_test_root(state, unregister_fd_twice, NULL);
 	error_mode_end(old);
 }
 

@@ -46,6 +46,7 @@ enum weft__io_rec_kind {
 	WEFT__IO_REC_STREAM,
 	WEFT__IO_REC_LISTENER,
 	WEFT__IO_REC_UDP,
+	WEFT__IO_REC_FD,
 	WEFT__IO_REC_KINDS
 };
 

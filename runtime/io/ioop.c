@@ -226,3 +226,37 @@ WEFT_FIBER_FN static int ioop_wait(struct weft_task *self,
 }
 
 /* }======================================================= */
+
+int weft__ioop_run_shielded(struct weft__ioop *op)
+{
+	struct weft_task *self = weft__task_current();
+	if (self == NULL)
+		return WEFT_ENOTFIBER;
+	weft__timer_t *tm = &self->rt->timer;
+	/* Taken and dropped on a worker, the fiber's (timer.c, Q3). */
+	weft__timer_hold(tm, 1);
+	op->task = self;
+	op->rt = self->rt;
+	op->cancel = NULL;
+	op->io_completed = false;
+	op->io_cancel_seen = false;
+	op->result = 0;
+	op->submit.fn = ioop_submit_fn;
+	op->abort.fn = ioop_abort_fn;
+	/* Not cancellable: only the completion wakes this park (a stale
+	 * wake of an earlier park's generation is a no-op, task.c). */
+	uint64_t gen = weft__task_park_prepare(self, false);
+	/* Relaxed: published to the I/O thread by the post's release. */
+	atomic_store_explicit(&op->word, gen << IOOP_GEN_SHIFT,
+		memory_order_relaxed);
+	weft__stats_inc(&weft__sched_current()->stats.io_submitted);
+	weft__ioq_post(op->rt, &op->submit);
+	uint64_t w;
+	while ((w = ioop_park(self, op)) != IOOP_DONE) {
+		gen = weft__task_park_prepare(self, false);
+		if (!ioop_publish(op, gen, 0, &w))
+			break;
+	}
+	weft__timer_hold(tm, -1);
+	return op->result;
+}

@@ -57,6 +57,13 @@ struct weft__ioop {
  * thread gets WEFT_ENOTFIBER). */
 WEFT_FIBER_FN int weft__ioop_run(struct weft__ioop *op);
 
+/* As weft__ioop_run, but neither a checkpoint nor cancellable: for an
+ * operation that must happen whatever the caller's scopes say (a foreign
+ * descriptor's unregistration, which its owner's close depends on).
+ * op->cancel is ignored.  Thread: a weft fiber (WEFT_ENOTFIBER
+ * otherwise). */
+WEFT_FIBER_FN int weft__ioop_run_shielded(struct weft__ioop *op);
+
 /* Records the result of op and wakes its fiber; after this call (or, when
  * a cancellation is queued, after `cancel` ran) the fiber may return and
  * op disappear, so this is the caller's last access to op.  Exactly once

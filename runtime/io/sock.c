@@ -43,7 +43,11 @@
  * already took the data): the waiter then retries, finds EAGAIN, and
  * waits again with the flag clear.  The first registration reports the
  * socket's current state, so a socket that became ready before its
- * first wait is not missed.
+ * first wait is not missed.  A wait may span several sockets and
+ * directions (weft__sock_wait_set, for foreign descriptors: fdwait.c):
+ * each entry takes its slot, the first edge unlinks them all and
+ * completes the wait once; a level wait asks poll(2) in its start
+ * instead of trusting kept edges.
  *
  * Memory: the record's life word (io.h) counts the descriptor (dropped
  * once it is closed), each call in progress (taken by the call's handle
@@ -84,6 +88,7 @@
  * or the I/O thread for a worker). */
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -102,18 +107,13 @@
 #define SOCK_REGISTERED 4u
 #define SOCK_INSIDE 8u /* one task inside a direct system call */
 
-struct weft__sock_waiter {
-	struct weft__ioop op;
-	struct weft__sock *s;
-	int event;
-};
-
 void weft__sock_init(struct weft__sock *s, struct weft_runtime *rt, int fd,
 	void (*free_fn)(struct weft__sock *s))
 {
 	s->rt = rt;
 	s->fd = fd;
 	s->free_fn = free_fn;
+	s->foreign = false;
 	atomic_init(&s->gate, 0);
 	s->in_epoll = false;
 	s->io_closed = false;
@@ -210,7 +210,8 @@ static void sock_try_finish(struct weft__sock *s)
 		return;
 	}
 	/* The I/O thread never saw fd: close it here. */
-	close(s->fd);
+	if (!s->foreign)
+		close(s->fd);
 	weft__sock_unref(s);
 }
 
@@ -260,16 +261,43 @@ void weft__sock_leave(struct weft__sock *s)
 
 #define SOCK_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
 
-/* An edge for one direction: wakes its waiter, or is kept. */
-static void sock_edge(struct weft__sock_waiter **waiter, bool *ready)
+/* The slot of s that a waiter for `event` occupies. */
+static struct weft__sock_waiter **sock_slot(struct weft__sock *s, int event)
 {
-	struct weft__sock_waiter *w = *waiter;
+	return event == UV_READABLE ? &s->rd : &s->wr;
+}
+
+/* Takes every entry of wt out of its socket's slot (those that are in
+ * one).  Returns whether any was.  I/O thread. */
+static bool sock_wait_unlink(struct weft__sock_wait *wt)
+{
+	bool linked = false;
+	for (size_t i = 0; i < wt->n; i++) {
+		struct weft__sock_waiter *e = &wt->entries[i];
+		struct weft__sock_waiter **slot = sock_slot(e->s, e->event);
+		if (*slot == e) {
+			*slot = NULL;
+			linked = true;
+		}
+	}
+	return linked;
+}
+
+/* An edge for one direction: completes its waiter's wait, or is kept. */
+static void sock_edge(struct weft__sock_waiter **slot, bool *ready)
+{
+	struct weft__sock_waiter *w = *slot;
 	if (w == NULL) {
 		*ready = true;
 		return;
 	}
-	*waiter = NULL;
-	weft__ioop_complete(&w->op, 0);
+	struct weft__sock_wait *wt = w->wait;
+	if (wt->n == 1)
+		*slot = NULL; /* a stream's or listener's wait */
+	else
+		(void)sock_wait_unlink(wt);
+	w->fired = true;
+	weft__ioop_complete(&wt->op, 0);
 }
 
 /* The epoll set is readable: drain it and dispatch (invariant 4). */
@@ -320,76 +348,133 @@ static int sock_epoll_open(weft__io_t *io)
 		uv_poll_start(&io->sock_poll, UV_READABLE, sock_dispatch));
 }
 
+/* Asks poll(2) whether e's descriptor is ready for its direction now
+ * (an error or hang-up counts: the owner's call reports it). */
+static bool sock_poll_ready(const struct weft__sock_waiter *e)
+{
+	struct pollfd p = { .fd = e->s->fd,
+		.events = e->event == UV_READABLE ? POLLIN : POLLOUT };
+	return poll(&p, 1, 0) > 0;
+}
+
 static void sock_wait_start(weft__io_t *io, struct weft__ioop *op)
 {
-	struct weft__sock_waiter *w = WEFT__CONTAINER_OF(op,
-		struct weft__sock_waiter, op);
-	struct weft__sock *s = w->s;
-	if (s->io_closed) {
-		weft__ioop_complete(op, WEFT_ECLOSED);
-		return;
-	}
-	if (!s->in_epoll) {
-		int rc = sock_epoll_open(io);
-		struct epoll_event ev = { .events = SOCK_EVENTS,
-			.data.ptr = s };
-		if (rc == 0 &&
-			epoll_ctl(io->sock_epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0)
-			rc = -errno;
-		if (rc < 0) {
-			weft__ioop_complete(op, rc);
+	struct weft__sock_wait *wt = WEFT__CONTAINER_OF(op,
+		struct weft__sock_wait, op);
+	/* First pass: closed sockets, the epoll set, what is ready now. */
+	bool fired = false;
+	for (size_t i = 0; i < wt->n; i++) {
+		struct weft__sock_waiter *e = &wt->entries[i];
+		struct weft__sock *s = e->s;
+		if (s->io_closed) {
+			e->fired = true;
+			weft__ioop_complete(op, WEFT_ECLOSED);
 			return;
 		}
-		s->in_epoll = true;
+		if (!s->in_epoll) {
+			int rc = sock_epoll_open(io);
+			struct epoll_event ev = { .events = SOCK_EVENTS,
+				.data.ptr = s };
+			if (rc == 0 &&
+				epoll_ctl(io->sock_epfd, EPOLL_CTL_ADD, s->fd,
+					&ev) < 0)
+				rc = -errno;
+			if (rc < 0) {
+				weft__ioop_complete(op, rc);
+				return;
+			}
+			s->in_epoll = true;
+		}
+		bool *ready = e->event == UV_READABLE ? &s->rd_ready
+						      : &s->wr_ready;
+		if (wt->level) {
+			/* A kept edge says nothing about now: poll decides,
+			 * and an edge after this poll is dispatched after
+			 * this function linked the entry. */
+			*ready = false;
+			e->fired = sock_poll_ready(e);
+		} else {
+			e->fired = *ready; /* an edge came meanwhile */
+			*ready = false;
+		}
+		fired |= e->fired;
 	}
-	bool rd = w->event == UV_READABLE;
-	bool *ready = rd ? &s->rd_ready : &s->wr_ready;
-	if (*ready) {
-		*ready = false; /* an edge came meanwhile: retry now */
-		weft__ioop_complete(op, 0);
+	if (fired) {
+		weft__ioop_complete(op, 0); /* retry now */
 		return;
 	}
-	if (rd)
-		s->rd = w;
-	else
-		s->wr = w;
+	/* Second pass: park every entry in its slot. */
+	for (size_t i = 0; i < wt->n; i++) {
+		struct weft__sock_waiter *e = &wt->entries[i];
+		struct weft__sock_waiter **slot = sock_slot(e->s, e->event);
+		if (*slot != NULL) {
+			(void)sock_wait_unlink(wt);
+			weft__ioop_complete(op, -EBUSY);
+			return;
+		}
+		*slot = e;
+	}
 }
 
 static void sock_wait_cancel(weft__io_t *io, struct weft__ioop *op)
 {
 	(void)io;
-	struct weft__sock_waiter *w = WEFT__CONTAINER_OF(op,
-		struct weft__sock_waiter, op);
-	struct weft__sock *s = w->s;
-	if (s->rd == w)
-		s->rd = NULL;
-	else if (s->wr == w)
-		s->wr = NULL;
-	else
+	struct weft__sock_wait *wt = WEFT__CONTAINER_OF(op,
+		struct weft__sock_wait, op);
+	if (!sock_wait_unlink(wt))
 		return; /* completed already (invariant 3) */
 	weft__ioop_complete(op, -ECANCELED);
 }
 
-static void sock_close_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
+/* The close's part on the I/O thread: s is closed for waits, its waiters
+ * are woken with WEFT_ECLOSED, and it leaves the epoll set.  A wait with
+ * both directions of s (or several sockets) is completed once. */
+static void sock_detach(weft__io_t *io, struct weft__sock *s)
 {
-	weft__io_t *io = rt->io;
-	struct weft__sock *s = WEFT__CONTAINER_OF(n, struct weft__sock,
-		close_node);
 	s->io_closed = true;
-	struct weft__sock_waiter *rd = s->rd, *wr = s->wr;
-	s->rd = NULL;
-	s->wr = NULL;
+	struct weft__sock_waiter *w;
+	/* Each slot read after the previous completion's unlink. */
+	while ((w = s->rd != NULL ? s->rd : s->wr) != NULL) {
+		(void)sock_wait_unlink(w->wait);
+		w->fired = true;
+		weft__ioop_complete(&w->wait->op, WEFT_ECLOSED);
+	}
 	if (s->in_epoll) {
 		struct epoll_event ev = { 0 };
 		(void)epoll_ctl(io->sock_epfd, EPOLL_CTL_DEL, s->fd, &ev);
+		s->in_epoll = false;
 	}
-	close(s->fd);
+}
+
+static void sock_close_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
+{
+	struct weft__sock *s = WEFT__CONTAINER_OF(n, struct weft__sock,
+		close_node);
 	/* s stays alive until the waiters drop their references. */
-	if (rd)
-		weft__ioop_complete(&rd->op, WEFT_ECLOSED);
-	if (wr)
-		weft__ioop_complete(&wr->op, WEFT_ECLOSED);
+	sock_detach(rt->io, s);
+	if (!s->foreign)
+		close(s->fd);
 	weft__sock_unref(s);
+}
+
+struct sock_forget {
+	struct weft__ioop op;
+	struct weft__sock *s;
+};
+
+static void sock_forget_start(weft__io_t *io, struct weft__ioop *op)
+{
+	struct sock_forget *f = WEFT__CONTAINER_OF(op, struct sock_forget, op);
+	sock_detach(io, f->s);
+	weft__ioop_complete(op, 0);
+}
+
+int weft__sock_forget(struct weft__sock *s)
+{
+	struct sock_forget f = { .s = s };
+	f.op.start = sock_forget_start;
+	f.op.what = "fd unregister";
+	return weft__ioop_run_shielded(&f.op);
 }
 
 /* }======================================================= */
@@ -404,9 +489,23 @@ int weft__sock_wait(struct weft__sock *s, int event, const char *what)
 	atomic_fetch_or_explicit(&s->gate, SOCK_REGISTERED,
 		memory_order_relaxed);
 	weft__sock_leave(s);
-	struct weft__sock_waiter w = { .s = s, .event = event };
-	w.op.start = sock_wait_start;
-	w.op.cancel = sock_wait_cancel;
-	w.op.what = what;
-	return weft__ioop_run(&w.op);
+	struct weft__sock_waiter e = { .s = s, .event = event };
+	struct weft__sock_wait wt = { .entries = &e, .n = 1 };
+	e.wait = &wt;
+	wt.op.start = sock_wait_start;
+	wt.op.cancel = sock_wait_cancel;
+	wt.op.what = what;
+	return weft__ioop_run(&wt.op);
+}
+
+int weft__sock_wait_set(struct weft__sock_wait *wt, const char *what)
+{
+	for (size_t i = 0; i < wt->n; i++) {
+		wt->entries[i].wait = wt;
+		wt->entries[i].fired = false;
+	}
+	wt->op.start = sock_wait_start;
+	wt->op.cancel = sock_wait_cancel;
+	wt->op.what = what;
+	return weft__ioop_run(&wt->op);
 }

@@ -41,6 +41,10 @@ struct weft__sock {
 	 * whose first member this is, back to the record pool). */
 	void (*free_fn)(struct weft__sock *s);
 	struct weft__ioq_node close_node;
+	/* A foreign descriptor (io/fdwait.c): its owner closes it, weft
+	 * never does, and weft makes no system call on it but its
+	 * readiness checks on the I/O thread.  Set before first use. */
+	bool foreign;
 	/* I/O thread only. */
 	bool in_epoll;	/* in the runtime's socket epoll set */
 	bool io_closed; /* the close ran */
@@ -90,6 +94,45 @@ void weft__sock_leave(struct weft__sock *s);
  * Thread: a weft fiber holding a reference. */
 WEFT_FIBER_FN int weft__sock_wait(struct weft__sock *s, int event,
 	const char *what);
+
+/* One entry of a wait: a socket and a direction. */
+struct weft__sock_waiter {
+	struct weft__sock *s;
+	int event;		      /* UV_READABLE or UV_WRITABLE */
+	struct weft__sock_wait *wait; /* the wait it belongs to */
+	bool fired;		      /* the I/O thread found it ready */
+};
+
+/* A wait for the first of n entries to become ready: an I/O operation
+ * (ioop.h) that every entry's edge, the wait's cancellation and its
+ * sockets' close race to complete, all on the I/O thread (sock.c). */
+struct weft__sock_wait {
+	struct weft__ioop op;
+	struct weft__sock_waiter *entries;
+	size_t n;
+	/* Level-triggered (foreign descriptors): the start asks poll(2)
+	 * about every entry, ignoring kept edges, so readiness already
+	 * there is found even if no edge ever comes again. */
+	bool level;
+};
+
+/* Parks until one of wt's n entries (entries[i].s, .event; .wait and
+ * .fired are set here) is ready, or may be (an edge-triggered wait can
+ * be spurious: retry the system call).  Returns 0 with .fired set on the
+ * ready entries (at least one), -ECANCELED (withdrawn: nothing
+ * happened), WEFT_ECLOSED (a socket was closed: its entry .fired), -EBUSY
+ * (another wait holds one of the entries' socket and direction), or an
+ * epoll error.  Thread: a weft fiber holding a reference on every
+ * socket. */
+WEFT_FIBER_FN int weft__sock_wait_set(struct weft__sock_wait *wt,
+	const char *what);
+
+/* The foreign descriptor s leaves weft (its unregistration): waiters are
+ * woken with WEFT_ECLOSED and it leaves the epoll set; when this returns,
+ * the I/O thread will not touch the descriptor again, so its owner may
+ * close it.  Not a checkpoint, not cancellable.  Thread: a weft fiber
+ * holding a reference. */
+WEFT_FIBER_FN int weft__sock_forget(struct weft__sock *s);
 
 /* Starts closing s: no direct call starts after this; a task parked in a
  * wait returns WEFT_ECLOSED; the descriptor is closed once no task is
