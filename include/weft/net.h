@@ -279,7 +279,8 @@ WEFT_EXTERN int weft_stream_write(weft_stream_t *s, const void *buf,
 	size_t len);
 
 /* What it does: half-closes s: sends end-of-stream after the data already
- * written; reading continues to work.
+ * written; reading continues to work.  From then on a write returns
+ * WEFT_ECLOSED, and a second shutdown returns 0 doing nothing.
  * Errors: -EINVAL, -EBUSY (a write is in progress), WEFT_ECLOSED,
  * WEFT_EMISUSE (s closed before the call), -ENOTCONN, -ECANCELED,
  * WEFT_ENOTFIBER.

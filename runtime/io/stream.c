@@ -359,7 +359,10 @@ int weft_stream_write(weft_stream_t *h, const void *buf, size_t len)
 	}
 	const char *p = buf;
 	size_t off = 0;
-	rc = s->broken ? WEFT_ECLOSED : 0;
+	/* Broken by a cancelled write, or the write side shut down: the
+	 * kernel would say -EPIPE for the second; net.h promises
+	 * WEFT_ECLOSED for both. */
+	rc = s->broken || s->shut_wr ? WEFT_ECLOSED : 0;
 	while (rc == 0 && off < len) {
 		if (!weft__sock_enter(&s->sk)) {
 			rc = WEFT_ECLOSED;
@@ -398,7 +401,9 @@ int weft_stream_shutdown(weft_stream_t *h)
 	if (s == NULL)
 		return WEFT_EMISUSE;
 	int rc = stream_write_begin(s);
-	if (rc == 0) {
+	if (rc == 0 && s->shut_wr) {
+		stream_write_end(s); /* done already */
+	} else if (rc == 0) {
 		if (!weft__sock_enter(&s->sk)) {
 			rc = WEFT_ECLOSED;
 		} else {
@@ -407,6 +412,8 @@ int weft_stream_shutdown(weft_stream_t *h)
 				: 0;
 			weft__sock_leave(&s->sk);
 		}
+		if (rc == 0)
+			s->shut_wr = true;
 		stream_write_end(s);
 	}
 	stream_drop(s);

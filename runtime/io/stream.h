@@ -25,6 +25,8 @@ struct weft_stream {
 	atomic_bool writing;
 	/* Writer-owned: a write was cancelled after a partial send. */
 	bool broken;
+	/* Writer-owned: weft_stream_shutdown shut the write side down. */
+	bool shut_wr;
 	/* Reader-owned pushback: bytes read from the socket but returned to
 	 * the stream (read_until's bytes after the delimiter, a cancelled
 	 * read_until's bytes).  Served before the socket. */
