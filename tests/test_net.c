@@ -1140,11 +1140,81 @@ static void test_net__hundred_thousand_sequential_connections(void **state)
 
 /* }======================================================= */
 
+/* {======================================================= reuseport */
+
+struct rp_accept {
+	weft_listener_t *l;
+	int accepted;
+};
+
+/* Accepts (and closes) until cancelled. */
+static int rp_acceptor(void *arg)
+{
+	struct rp_accept *a = arg;
+	for (;;) {
+		weft_stream_t *s;
+		int rc = weft_listener_accept(a->l, &s);
+		if (rc == -ECANCELED)
+			return 0;
+		CHECK_EQ(rc, 0);
+		a->accepted++;
+		weft_stream_close(s);
+	}
+}
+
+#define RP_CONNS 64
+
+/* Two listeners share one port with WEFT_LISTEN_REUSEPORT and both
+ * accept; without the flag the second bind fails. */
+static int reuseport_root(void *arg)
+{
+	(void)arg;
+	struct rp_accept a[2] = { { 0 } };
+	CHECK_EQ(weft_tcp_listen_flags(&a[0].l, "127.0.0.1", 0, 0,
+			 WEFT_LISTEN_REUSEPORT),
+		0);
+	int port = weft_listener_port(a[0].l);
+	CHECK(port > 0);
+	weft_listener_t *no;
+	CHECK_EQ(weft_tcp_listen(&no, "127.0.0.1", port, 0), -EADDRINUSE);
+	CHECK_EQ(weft_tcp_listen_flags(&no, "127.0.0.1", port, 0, 2), -EINVAL);
+	CHECK_EQ(weft_tcp_listen_flags(&a[1].l, "127.0.0.1", port, 0,
+			 WEFT_LISTEN_REUSEPORT),
+		0);
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, rp_acceptor, &a[0]), 0);
+	CHECK_EQ(weft_group_spawn(g, rp_acceptor, &a[1]), 0);
+	/* Each connection from its own source port: the kernel hashes the
+	 * 4-tuple, so 64 of them all landing on one listener would be a
+	 * 1 in 2^63 event. */
+	for (int i = 0; i < RP_CONNS; i++) {
+		weft_stream_t *s;
+		CHECK_EQ(weft_tcp_connect(&s, "127.0.0.1", port), 0);
+		char c;
+		/* The acceptor closed it: end of stream. */
+		CHECK_EQ(weft_stream_read(s, &c, 1), 0);
+		weft_stream_close(s);
+	}
+	CHECK_EQ(weft_group_cancel(g, "done"), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(a[0].accepted + a[1].accepted, RP_CONNS);
+	CHECK(a[0].accepted > 0);
+	CHECK(a[1].accepted > 0);
+	CHECK_EQ(weft_listener_close(a[0].l), 0);
+	CHECK_EQ(weft_listener_close(a[1].l), 0);
+	return 0;
+}
+WEFT_TEST_ROOT(net, reuseport_listeners_share_a_port, reuseport_root, NULL)
+
+/* }======================================================= */
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_DFL); /* prove MSG_NOSIGNAL, not SIG_IGN */
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_net__echo_many_clients_through_serve),
+		WEFT_TEST(test_net__reuseport_listeners_share_a_port),
 		WEFT_TEST(test_net__half_close_sends_eof_and_keeps_reading),
 		WEFT_TEST(test_net__read_until_keeps_bytes_after_the_delimiter),
 		WEFT_TEST(test_net__refused_and_address_in_use),

@@ -96,6 +96,19 @@ typedef struct weft_listener weft_listener_t;
 WEFT_EXTERN int weft_tcp_listen(weft_listener_t **out, const char *host,
 	int port, int backlog);
 
+/* weft_tcp_listen_flags: also set SO_REUSEPORT, so that several
+ * listeners (in this process or others, of the same user) bind the same
+ * address and port and the kernel spreads new connections over them:
+ * one runtime per process behind one port, or several accept loops. */
+#define WEFT_LISTEN_REUSEPORT 1
+
+/* What it does: as weft_tcp_listen, with `flags` (0 or
+ * WEFT_LISTEN_REUSEPORT).
+ * Errors: as weft_tcp_listen; -EINVAL also for an unknown flag.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_tcp_listen_flags(weft_listener_t **out, const char *host,
+	int port, int backlog, int flags);
+
 /* What it does: as weft_tcp_listen for a UNIX-domain stream socket at
  * `path` (which must not exist; weft_listener_close does not unlink it).
  * Errors: as weft_tcp_listen, plus -ENAMETOOLONG.

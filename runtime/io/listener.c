@@ -73,7 +73,7 @@ static struct weft_listener *listener_take(const weft_listener_t *h,
 
 /* Binds and listens on a new socket for addr; *out on success. */
 static WEFT_FIBER_FN int listener_open(weft_listener_t **out,
-	const struct sockaddr *addr, socklen_t len, int backlog)
+	const struct sockaddr *addr, socklen_t len, int backlog, int flags)
 {
 	struct weft_task *self;
 	int rc = weft__waitq_begin(&self);
@@ -93,6 +93,9 @@ static WEFT_FIBER_FN int listener_open(weft_listener_t **out,
 	int one = 1;
 	if (addr->sa_family != AF_UNIX &&
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+		goto fail;
+	if ((flags & WEFT_LISTEN_REUSEPORT) &&
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
 		goto fail;
 	if (bind(fd, addr, len) < 0 ||
 		listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0)
@@ -122,7 +125,14 @@ fail:
 int weft_tcp_listen(weft_listener_t **out, const char *host, int port,
 	int backlog)
 {
-	if (out == NULL || port < 0 || port > 65535 || backlog < 0)
+	return weft_tcp_listen_flags(out, host, port, backlog, 0);
+}
+
+int weft_tcp_listen_flags(weft_listener_t **out, const char *host, int port,
+	int backlog, int flags)
+{
+	if (out == NULL || port < 0 || port > 65535 || backlog < 0 ||
+		(flags & ~WEFT_LISTEN_REUSEPORT))
 		return -EINVAL;
 	if (weft__task_current() == NULL)
 		return WEFT_ENOTFIBER;
@@ -158,7 +168,7 @@ int weft_tcp_listen(weft_listener_t **out, const char *host, int port,
 		else
 			in4->sin_port = htons((uint16_t)port);
 	}
-	return listener_open(out, (struct sockaddr *)&ss, len, backlog);
+	return listener_open(out, (struct sockaddr *)&ss, len, backlog, flags);
 }
 
 int weft_unix_listen(weft_listener_t **out, const char *path, int backlog)
@@ -171,7 +181,8 @@ int weft_unix_listen(weft_listener_t **out, const char *path, int backlog)
 	int rc = weft__sock_addr_un(&un, path);
 	if (rc < 0)
 		return rc;
-	return listener_open(out, (struct sockaddr *)&un, sizeof un, backlog);
+	return listener_open(out, (struct sockaddr *)&un, sizeof un, backlog,
+		0);
 }
 
 int weft_listener_port(const weft_listener_t *h)
