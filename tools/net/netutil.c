@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include <http_parser.h>
 
 int netutil_parse_long(const char *s, long min, long max, const char *what,
 	long *out)
@@ -26,34 +29,51 @@ int netutil_parse_long(const char *s, long min, long max, const char *what,
 
 int netutil_parse_url(const char *url, struct netutil_url *out)
 {
-	const char *p = url;
-	if (strncmp(p, "http://", 7) != 0)
+	/* http-parser's URL parser (linked for the HTTP parsing anyway):
+	 * RFC 3986 authority rules, bracketed IPv6 literals, userinfo. */
+	struct http_parser_url u;
+	http_parser_url_init(&u);
+	size_t len = strlen(url);
+	if (http_parser_parse_url(url, len, 0, &u) != 0)
 		return -1;
-	p += 7;
-	/* An IPv6 literal is bracketed (RFC 3986 3.2.2): http://[::1]:8080/ */
-	out->bracketed = *p == '[';
-	size_t hl = out->bracketed ? strcspn(++p, "]") : strcspn(p, ":/");
-	if (hl == 0 || hl >= sizeof out->host ||
-		(out->bracketed && p[hl] != ']'))
+	if (!(u.field_set & (1 << UF_SCHEMA)) ||
+		!(u.field_set & (1 << UF_HOST)) ||
+		u.field_data[UF_SCHEMA].len != 4 ||
+		strncasecmp(url + u.field_data[UF_SCHEMA].off, "http", 4) != 0)
 		return -1;
-	memcpy(out->host, p, hl);
+	size_t hoff = u.field_data[UF_HOST].off;
+	size_t hl = u.field_data[UF_HOST].len;
+	if (hl == 0 || hl >= sizeof out->host)
+		return -1;
+	memcpy(out->host, url + hoff, hl);
 	out->host[hl] = '\0';
-	p += hl + out->bracketed;
+	/* The parser gives an IPv6 literal without its brackets. */
+	out->bracketed = hoff > 0 && url[hoff - 1] == '[';
 	out->port = 80;
-	if (*p == ':') {
-		char *end;
-		long v = strtol(p + 1, &end, 10);
-		if (end == p + 1 || v < 1 || v > 65535 ||
-			(*end != '\0' && *end != '/'))
+	if (u.field_set & (1 << UF_PORT)) {
+		if (u.port == 0)
 			return -1;
-		out->port = (int)v;
-		p = end;
+		out->port = u.port;
 	}
-	if (*p == '\0')
-		p = "/";
-	if (strlen(p) >= sizeof out->path)
+	/* The request target: path and query, never the fragment. */
+	const char *p = "/";
+	size_t pl = 1;
+	if (u.field_set & (1 << UF_PATH)) {
+		p = url + u.field_data[UF_PATH].off;
+		pl = u.field_data[UF_PATH].len;
+	}
+	size_t ql = u.field_set & (1 << UF_QUERY)
+		? (size_t)u.field_data[UF_QUERY].len + 1
+		: 0;
+	if (pl + ql >= sizeof out->path)
 		return -1;
-	strcpy(out->path, p);
+	memcpy(out->path, p, pl);
+	if (ql > 0) {
+		out->path[pl] = '?';
+		memcpy(out->path + pl + 1, url + u.field_data[UF_QUERY].off,
+			ql - 1);
+	}
+	out->path[pl + ql] = '\0';
 	return 0;
 }
 
