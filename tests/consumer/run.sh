@@ -4,7 +4,7 @@
 # Installs the current build into a temporary prefix with `cmake --install`,
 # then builds and runs consumer.c / consumer.cpp against the installed tree:
 #   (a) pkg-config, shared library  (must need libweft.so at run time)
-#   (b) pkg-config --static, static library  (must not need libweft.so)
+#   (b) pkg-config weft-static, static library  (must not need libweft.so)
 #   (c) find_package(weft CONFIG): weft::weft, weft::weft_static
 #   (d) C++: consumer.cpp through pkg-config and through find_package
 # Every consumer must print its line and exit 0.
@@ -81,17 +81,11 @@ read -r -a libs <<<"$(pkg-config --libs weft)"
 needs_libweft "$work/pc_shared" || fail "(a) is not linked to libweft.so"
 run_consumer "(a)" "$work/pc_shared" "LD_LIBRARY_PATH=$libdir"
 
-step "(b) pkg-config --static, static: libweft.a plus Requires.private (ck, libuv)"
-read -r -a libs <<<"$(pkg-config --static --libs weft)"
-# -lweft would pick libweft.so, which sits next to libweft.a; ask for the
-# archive by file name, keeping every other flag pkg-config gave.
-static_libs=()
-for l in "${libs[@]}"; do
-	if [[ $l == -lweft ]]; then static_libs+=(-l:libweft.a); else static_libs+=("$l"); fi
-done
-echo "link flags: ${static_libs[*]}"
+step "(b) pkg-config weft-static: libweft.a plus ck, libuv"
+read -r -a libs <<<"$(pkg-config --libs weft-static)"
+echo "link flags: ${libs[*]}"
 "$cc" -std=c11 -Wall -Wextra -Werror "${cflags[@]}" "$src/consumer.c" \
-	"${static_libs[@]}" -o "$work/pc_static"
+	"${libs[@]}" -o "$work/pc_static"
 if needs_libweft "$work/pc_static"; then fail "(b) needs libweft.so"; fi
 run_consumer "(b)" "$work/pc_static"
 
