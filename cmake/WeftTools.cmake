@@ -78,3 +78,29 @@ elseif(WEFT_BUILD_TESTS)
 			ENVIRONMENT "WEFT_TEST_SANITIZE=${WEFT_SANITIZE}")
 	endforeach()
 endif()
+
+# Examples of weft driving other libraries' descriptors (include/weft/
+# fd.h): built when their library is found (hiredis: Debian's
+# libhiredis-dev, which tools/run deps installs), each run by an
+# integration test against a real server.
+find_package(PkgConfig QUIET)
+if(PkgConfig_FOUND)
+	pkg_check_modules(WEFT_HIREDIS QUIET IMPORTED_TARGET hiredis)
+endif()
+if(WEFT_HIREDIS_FOUND)
+	add_executable(weft-example-redis tools/examples/redis.c)
+	target_link_libraries(weft-example-redis PRIVATE weft
+		PkgConfig::WEFT_HIREDIS)
+	set_target_properties(weft-example-redis PROPERTIES
+		RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tools/examples)
+endif()
+if(WEFT_BUILD_TESTS AND (WEFT_TEST_EMULATOR OR NOT WEFT_HIREDIS_FOUND))
+	weft_add_skipped_test(integration_redis integration
+		"needs hiredis (libhiredis-dev) and a host build")
+elseif(WEFT_BUILD_TESTS)
+	add_test(NAME integration_redis
+		COMMAND bash ${PROJECT_SOURCE_DIR}/tests/integration/redis.sh
+		${PROJECT_BINARY_DIR}/tools/examples)
+	set_tests_properties(integration_redis PROPERTIES
+		LABELS integration TIMEOUT 120 RUN_SERIAL TRUE)
+endif()
