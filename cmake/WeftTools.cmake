@@ -86,6 +86,24 @@ endif()
 find_package(PkgConfig QUIET)
 if(PkgConfig_FOUND)
 	pkg_check_modules(WEFT_HIREDIS QUIET IMPORTED_TARGET hiredis)
+	pkg_check_modules(WEFT_LIBPQ QUIET IMPORTED_TARGET libpq)
+endif()
+if(WEFT_LIBPQ_FOUND)
+	add_executable(weft-example-postgres tools/examples/postgres.c)
+	target_link_libraries(weft-example-postgres PRIVATE weft
+		PkgConfig::WEFT_LIBPQ)
+	set_target_properties(weft-example-postgres PROPERTIES
+		RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tools/examples)
+endif()
+if(WEFT_BUILD_TESTS AND (WEFT_TEST_EMULATOR OR NOT WEFT_LIBPQ_FOUND))
+	weft_add_skipped_test(integration_postgres integration
+		"needs libpq (libpq-dev), PostgreSQL and a host build")
+elseif(WEFT_BUILD_TESTS)
+	add_test(NAME integration_postgres
+		COMMAND bash ${PROJECT_SOURCE_DIR}/tests/integration/postgres.sh
+		${PROJECT_BINARY_DIR}/tools/examples)
+	set_tests_properties(integration_postgres PROPERTIES
+		LABELS integration TIMEOUT 180 RUN_SERIAL TRUE)
 endif()
 if(WEFT_HIREDIS_FOUND)
 	add_executable(weft-example-redis tools/examples/redis.c)
