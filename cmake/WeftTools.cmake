@@ -87,6 +87,24 @@ find_package(PkgConfig QUIET)
 if(PkgConfig_FOUND)
 	pkg_check_modules(WEFT_HIREDIS QUIET IMPORTED_TARGET hiredis)
 	pkg_check_modules(WEFT_LIBPQ QUIET IMPORTED_TARGET libpq)
+	pkg_check_modules(WEFT_LIBCURL QUIET IMPORTED_TARGET libcurl)
+endif()
+if(WEFT_LIBCURL_FOUND)
+	add_executable(weft-example-curl tools/examples/curl.c)
+	target_link_libraries(weft-example-curl PRIVATE weft
+		PkgConfig::WEFT_LIBCURL)
+	set_target_properties(weft-example-curl PROPERTIES
+		RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tools/examples)
+endif()
+if(WEFT_BUILD_TESTS AND (WEFT_TEST_EMULATOR OR NOT WEFT_LIBCURL_FOUND))
+	weft_add_skipped_test(integration_curl_nginx integration
+		"needs libcurl (libcurl4-openssl-dev), nginx and a host build")
+elseif(WEFT_BUILD_TESTS)
+	add_test(NAME integration_curl_nginx
+		COMMAND bash ${PROJECT_SOURCE_DIR}/tests/integration/curl_nginx.sh
+		${PROJECT_BINARY_DIR}/tools/examples)
+	set_tests_properties(integration_curl_nginx PROPERTIES
+		LABELS integration TIMEOUT 120 RUN_SERIAL TRUE)
 endif()
 if(WEFT_LIBPQ_FOUND)
 	add_executable(weft-example-postgres tools/examples/postgres.c)
