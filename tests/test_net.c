@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -686,6 +687,54 @@ static int dns_root(void *arg)
 
 WEFT_TEST_ROOT(net, getaddrinfo_and_failures, dns_root, NULL)
 
+static int nameinfo_root(void *arg)
+{
+	(void)arg;
+	struct sockaddr_in in4 = { .sin_family = AF_INET,
+		.sin_port = htons(80) };
+	in4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	char host[256], serv[32];
+	/* Numeric: no resolver involved. */
+	CHECK_EQ(weft_getnameinfo((struct sockaddr *)&in4,
+			 NI_NUMERICHOST | NI_NUMERICSERV, host, sizeof host,
+			 serv, sizeof serv),
+		0);
+	CHECK(strcmp(host, "127.0.0.1") == 0);
+	CHECK(strcmp(serv, "80") == 0);
+	/* By name: /etc/hosts and /etc/services know these. */
+	CHECK_EQ(weft_getnameinfo((struct sockaddr *)&in4, 0, host, sizeof host,
+			 serv, sizeof serv),
+		0);
+	CHECK(strcmp(host, "localhost") == 0 ||
+		strncmp(host, "localhost.", 10) == 0);
+	CHECK(strcmp(serv, "http") == 0);
+	/* Only one of the two; a buffer too short. */
+	CHECK_EQ(weft_getnameinfo((struct sockaddr *)&in4, NI_NUMERICSERV, NULL,
+			 0, serv, sizeof serv),
+		0);
+	CHECK_EQ(weft_getnameinfo((struct sockaddr *)&in4, NI_NUMERICHOST, host,
+			 4, NULL, 0),
+		-ENOSPC);
+	struct sockaddr_in6 in6 = { .sin6_family = AF_INET6,
+		.sin6_port = htons(8080),
+		.sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	CHECK_EQ(weft_getnameinfo((struct sockaddr *)&in6,
+			 NI_NUMERICHOST | NI_NUMERICSERV, host, sizeof host,
+			 serv, sizeof serv),
+		0);
+	CHECK(strcmp(host, "::1") == 0);
+	CHECK(strcmp(serv, "8080") == 0);
+	/* Bad arguments. */
+	CHECK_EQ(weft_getnameinfo(NULL, 0, host, sizeof host, NULL, 0),
+		-EINVAL);
+	CHECK_EQ(weft_getnameinfo((struct sockaddr *)&in4, 0, NULL, 0, NULL, 0),
+		-EINVAL);
+	struct sockaddr un = { .sa_family = AF_UNIX };
+	CHECK_EQ(weft_getnameinfo(&un, 0, host, sizeof host, NULL, 0), -EINVAL);
+	return 0;
+}
+WEFT_TEST_ROOT(net, getnameinfo_numeric_and_by_name, nameinfo_root, NULL)
+
 static void test_net__bad_arguments(void **state)
 {
 	(void)state;
@@ -1229,6 +1278,7 @@ int main(void)
 			test_net__happy_eyeballs_falls_back_after_the_stagger),
 		WEFT_TEST(test_net__unix_domain_stream),
 		WEFT_TEST(test_net__getaddrinfo_and_failures),
+		WEFT_TEST(test_net__getnameinfo_numeric_and_by_name),
 		cmocka_unit_test(test_net__bad_arguments),
 		WEFT_TEST(test_net__emfile_then_accept_loop_continues),
 		WEFT_TEST(

@@ -4,6 +4,7 @@
 #define WEFT_DNS_H
 
 #include <netdb.h>
+#include <stddef.h>
 #include <sys/socket.h>
 
 #include "weft/error.h"
@@ -38,6 +39,23 @@ WEFT_EXTERN int weft_getaddrinfo(const char *host, const char *service,
  * Ownership: the caller gives up res.
  * Errors: none.  Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN void weft_freeaddrinfo(struct addrinfo *res);
+
+/* What it does: the name of an address and port, as getnameinfo(3)
+ * gives it with `flags` (NI_NAMEREQD, NI_NUMERICHOST, NI_NUMERICSERV,
+ * NI_DGRAM...): host receives the host name (or the numeric address),
+ * serv the service name (or the port number).  Either may be NULL (or
+ * its length 0) when not wanted, not both.  The calling task parks
+ * meanwhile (libuv's uv_getnameinfo, on libuv's pool).
+ * Ownership: addr, host and serv stay the caller's; addr is read during
+ * the call only.
+ * Errors: -EINVAL (NULL addr, not AF_INET or AF_INET6, nothing wanted),
+ * WEFT_ENOTFOUND (no name, with NI_NAMEREQD), WEFT_EDNS, -ENOSPC (a
+ * name does not fit its buffer), -ENOMEM, -ECANCELED (as
+ * weft_getaddrinfo: a lookup already running finishes in the
+ * background), WEFT_ENOTFIBER.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_getnameinfo(const struct sockaddr *addr, int flags,
+	char *host, size_t hostlen, char *serv, size_t servlen);
 
 WEFT_END_DECLS
 

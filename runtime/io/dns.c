@@ -13,6 +13,8 @@
  * later frees the orphan and its result.  The callback and `cancel` both
  * run on the I/O thread, so the orphaning cannot race the callback.
  *
+ * weft_getnameinfo is the same operation around uv_getnameinfo.
+ *
  * Invariants
  *   1. req->op is the I/O thread's; NULL means orphaned (nobody waits).
  *   2. Exactly one of the callback (not orphaned) and `cancel` (orphaning)
@@ -130,3 +132,102 @@ void weft_freeaddrinfo(struct addrinfo *res)
 	if (res != NULL)
 		uv_freeaddrinfo(res);
 }
+
+/* {======================================================= getnameinfo */
+
+struct ni_req {
+	uv_getnameinfo_t req;
+	struct ni_op *op; /* NULL once orphaned (invariant 1) */
+};
+
+struct ni_op {
+	struct weft__ioop op;
+	struct ni_req *r;
+	const struct sockaddr *addr;
+	int flags;
+	bool orphaned; /* r belongs to its callback now */
+};
+
+static void ni_done(uv_getnameinfo_t *req, int status, const char *host,
+	const char *service)
+{
+	(void)host;
+	(void)service;
+	struct ni_req *r = WEFT__CONTAINER_OF(req, struct ni_req, req);
+	struct ni_op *d = r->op;
+	if (d == NULL) {
+		weft__free(r); /* orphaned by a cancellation */
+		return;
+	}
+	/* The names stay in req->host and req->service, which the fiber
+	 * copies once woken (libuv is done with req now). */
+	int rc = status == 0		    ? 0
+		: status == UV_EAI_CANCELED ? -ECANCELED
+					    : weft__io_uverr(status);
+	weft__ioop_complete(&d->op, rc);
+}
+
+static void ni_start(weft__io_t *io, struct weft__ioop *op)
+{
+	struct ni_op *d = WEFT__CONTAINER_OF(op, struct ni_op, op);
+	struct ni_req *r = d->r;
+	r->op = d;
+	int rc = uv_getnameinfo(&io->loop, &r->req, ni_done, d->addr, d->flags);
+	if (rc < 0)
+		weft__ioop_complete(op, weft__io_uverr(rc));
+}
+
+static void ni_cancel(weft__io_t *io, struct weft__ioop *op)
+{
+	(void)io;
+	struct ni_op *d = WEFT__CONTAINER_OF(op, struct ni_op, op);
+	struct ni_req *r = d->r;
+	if (uv_cancel((uv_req_t *)&r->req) == 0)
+		return; /* ni_done completes it with UV_EAI_CANCELED */
+	r->op = NULL;	/* running: orphan it (invariant 2) */
+	d->orphaned = true;
+	weft__ioop_complete(op, -ECANCELED);
+}
+
+/* Copies src into dst (cap bytes, 0: not wanted); -ENOSPC if it does not
+ * fit. */
+static int ni_copy(char *dst, size_t cap, const char *src)
+{
+	if (dst == NULL || cap == 0)
+		return 0;
+	size_t n = strlen(src);
+	if (n >= cap)
+		return -ENOSPC;
+	memcpy(dst, src, n + 1);
+	return 0;
+}
+
+int weft_getnameinfo(const struct sockaddr *addr, int flags, char *host,
+	size_t hostlen, char *serv, size_t servlen)
+{
+	if (addr == NULL ||
+		(addr->sa_family != AF_INET && addr->sa_family != AF_INET6) ||
+		((host == NULL || hostlen == 0) &&
+			(serv == NULL || servlen == 0)))
+		return -EINVAL;
+	if (weft__task_current() == NULL)
+		return WEFT_ENOTFIBER;
+	struct ni_op d = { .addr = addr, .flags = flags };
+	d.r = weft__calloc(1, sizeof *d.r);
+	if (d.r == NULL)
+		return -ENOMEM;
+	d.op.start = ni_start;
+	d.op.cancel = ni_cancel;
+	d.op.what = "getnameinfo";
+	int rc = weft__ioop_run(&d.op);
+	if (d.orphaned)
+		return rc;
+	if (rc == 0)
+		rc = ni_copy(host, hostlen, d.r->req.host);
+	if (rc == 0)
+		rc = ni_copy(serv, servlen, d.r->req.service);
+	weft__free(d.r);
+	return rc;
+}
+
+/* }======================================================= */
