@@ -98,6 +98,16 @@
  *       so after the first epoch read too (all seq_cst); with the
  *       bump first, a check could read the new epoch and the old
  *       count, and cancel a root queued a moment later as deadlocked.
+ *   Q7. A check that reads holds != 0 stands down (no jump, no report)
+ *       and posts nothing; so the drop to 0 posts a check itself
+ *       (weft__timer_hold_released), as the last sleeper does.  A task's
+ *       hold is dropped on an awake worker, whose later sleep would post
+ *       one anyway; but a root's weft_runtime_run, a portal call and an
+ *       offload thread drop theirs on a plain thread, possibly after the
+ *       task they queued ran, parked and every worker went to sleep (and
+ *       that last sleeper's check found the hold still taken): without
+ *       this post the runtime waited forever, the clock never jumping
+ *       (test_vclock hung about once in 500 runs under TSan and load).
  * A plain thread that sets an event or cancels a scope is outside Q3:
  * the clock may jump just before its wake (rule 44 says so).
  *
@@ -346,6 +356,18 @@ struct weft__blocked_waiter {
 	bool woken;	   /* under the lock: the check took it off the list */
 };
 
+/* Posts the quiescence check unless one is queued (see the essay). */
+static void timer_post_check(struct weft_runtime *rt)
+{
+	weft__timer_t *t = &rt->timer;
+	int zero = 0;
+	/* seq_cst: pairs with timer_check_fn's store of 0 (see the essay:
+	 * either this CAS sees 0 and posts, or that check sees us asleep). */
+	if (atomic_compare_exchange_strong_explicit(&t->check_queued, &zero, 1,
+		    memory_order_seq_cst, memory_order_relaxed))
+		weft__ioq_post(rt, &t->check_node);
+}
+
 void weft__timer_idle(struct weft_runtime *rt)
 {
 	weft__timer_t *t = &rt->timer;
@@ -355,12 +377,12 @@ void weft__timer_idle(struct weft_runtime *rt)
 	if (!t->virt && !t->asleep_check &&
 		atomic_load_explicit(&t->nwaiters, memory_order_relaxed) == 0)
 		return;
-	int zero = 0;
-	/* seq_cst: pairs with timer_check_fn's store of 0 (see the essay:
-	 * either this CAS sees 0 and posts, or that check sees us asleep). */
-	if (atomic_compare_exchange_strong_explicit(&t->check_queued, &zero, 1,
-		    memory_order_seq_cst, memory_order_relaxed))
-		weft__ioq_post(rt, &t->check_node);
+	timer_post_check(rt);
+}
+
+void weft__timer_hold_released(weft__timer_t *t)
+{
+	timer_post_check(WEFT__CONTAINER_OF(t, struct weft_runtime, timer));
 }
 
 /* Publishes the tasks this (the I/O) thread has woken so far. */

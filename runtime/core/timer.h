@@ -178,6 +178,13 @@ void weft__timer_bind_thread(weft__timer_t *t);
  * foreign thread drops its hold after queueing its task; the check's
  * seq_cst load of holds, which comes before its look at the queues, then
  * sees the task.  Any thread. */
+/* The last hold was dropped (weft__timer_hold): a check that found it
+ * held stood down, and the thread that dropped it may be a plain one
+ * (a root's weft_runtime_run, a portal call, an offload thread) after
+ * every worker went to sleep, when no worker will post another: post
+ * one, as the last sleeper does (Q7 in timer.c).  Thread: any. */
+void weft__timer_hold_released(weft__timer_t *t);
+
 static inline void weft__timer_hold(weft__timer_t *t, long delta)
 {
 	if (__builtin_expect(t->virt | t->asleep_check, 0)) {
@@ -186,11 +193,13 @@ static inline void weft__timer_hold(weft__timer_t *t, long delta)
 		 * first here, the check could read the bumped epoch and the
 		 * count before this +1, and act on "nothing holds" without
 		 * ever seeing the epoch move. */
-		atomic_fetch_add_explicit(&t->holds, delta,
+		long was = atomic_fetch_add_explicit(&t->holds, delta,
 			memory_order_seq_cst);
 		if (delta > 0)
 			atomic_fetch_add_explicit(&t->hold_epoch, 1,
 				memory_order_seq_cst);
+		else if (was + delta == 0)
+			weft__timer_hold_released(t);
 	}
 }
 

@@ -8,16 +8,21 @@
  *            and the epoch `hold_epoch`, in the order under test), the
  *            listing under insp_lock, the push on the injection queue,
  *            weft__idle_notify, weft__timer_hold(-1).
- *   worker   one worker, running what is queued: the root, which spawns
- *            a busy sibling and then waits in weft_wait_all_tasks_blocked
- *            (registers with the next waiter_seq number, parks); the
- *            sibling, which runs to its end; the root again once woken.
+ *   worker   one worker, running what is queued: the root, which either
+ *            parks for good (an event nobody sets: only the deadlock
+ *            check ends it) or spawns a busy sibling and then waits in
+ *            weft_wait_all_tasks_blocked (registers with the next
+ *            waiter_seq number, parks); the sibling, which runs to its
+ *            end; the root again once woken or cancelled.
  *            With the queues empty it lists itself as the (last)
  *            sleeper; taking a task unlists it (woken by a notify, or
  *            its own last look).
- *   check    weft__timer_quiesce on the I/O thread, CHECKS times, each
- *            at any moment (a check is posted by the last sleeper, but a
- *            stale one must be as safe): read the epoch and waiter_seq;
+ *   post     timer_post_check: check_queued 0 -> 1 queues one check;
+ *            made by the worker each time it lists itself as the (last)
+ *            sleeper, and by the root's drop of the last hold (Q7).
+ *   check    weft__timer_quiesce on the I/O thread, once per posted
+ *            check (timer_check_fn clears check_queued first): read the
+ *            epoch and waiter_seq;
  *            under the idle lock read holds and the quiet state; when
  *            quiet: wake the waiters registered before the waiter_seq
  *            read, or stand down if only later ones are listed; with no
@@ -31,7 +36,11 @@
  *   A root is cancelled as deadlocked only after it ran up to its wait
  *   (a root cancelled while on its way in would end -EDEADLK without
  *   running a line); a waiter is woken only when every other task is
- *   blocked (its busy sibling has ended).
+ *   blocked (its busy sibling has ended); and it is woken: in a state
+ *   where nothing can move any more (the `timeout` monitor), the root
+ *   is not left waiting after its sibling ended, nor parked for good
+ *   without being cancelled as deadlocked (either would be a lost
+ *   check: the runtime hangs).
  *
  * Known violations (the code before each fix):
  *   -DBUMP_FIRST  the epoch bumped before the count: a check reads the
@@ -41,11 +50,12 @@
  *                 listed meanwhile.
  *   -DWAKE_ALL    every listed waiter woken: a decision taken before
  *                 the root came in wakes the root's wait, registered
- *                 after it, while its sibling still runs. */
-
-#ifndef CHECKS
-#define CHECKS 2
-#endif
+ *                 after it, while its sibling still runs.
+ *   -DNO_RELEASE_POST  the drop of the last hold posts nothing: the root
+ *                 is queued, runs, waits, its sibling ends and the
+ *                 worker's last check finds the root's hold still taken
+ *                 and stands down; the root's thread then drops it, and
+ *                 no check ever comes again. */
 
 byte holds = 0;
 byte epoch = 0;
@@ -60,9 +70,28 @@ byte wseq = 0;           /* waiter_seq */
 bool waiting = false;    /* the root is registered as a waiter */
 byte my_seq;             /* its registration's number */
 bool woken = false;
+bool forever = false;    /* the root parks for good instead of waiting */
+bool check_queued = false;
+byte pending = 0;        /* checks posted and not made yet */
+
+inline post_check()
+{
+	atomic {
+		if
+		:: !check_queued -> check_queued = true; pending++
+		:: else -> skip
+		fi
+	}
+}
 
 active proctype root()
 {
+	bool last;
+	/* What the root will do once run (the worker reads it). */
+	if
+	:: forever = true
+	:: skip
+	fi;
 #ifdef BUMP_FIRST
 	epoch++;
 	holds++;
@@ -76,15 +105,28 @@ active proctype root()
 		:: sleeping -> sleeping = false
 		:: else -> skip
 		fi }
-	holds--
+	atomic { holds--; last = holds == 0 }
+#ifndef NO_RELEASE_POST
+	if
+	:: last -> post_check()
+	:: else -> skip
+	fi
+#endif
 }
 
 active proctype worker()
 {
-	/* asleep for good is a valid end: the checks are bounded */
+	/* asleep for good is a valid end */
 end_idle:
 	do
-	:: atomic { queued && !ran -> queued = false; sleeping = false }
+	:: atomic { queued && !ran && forever ->
+			queued = false; sleeping = false }
+		/* the root: waits on an event nobody sets, no deadline
+		 * (test_vclock's blocked_forever: only the deadlock check
+		 * ends it) */
+		ran = true
+	:: atomic { queued && !ran && !forever ->
+			queued = false; sleeping = false }
 		/* the root: spawns its busy sibling, then waits in
 		 * weft_wait_all_tasks_blocked (registers, parks) */
 		busy_queued = true;
@@ -95,17 +137,17 @@ end_idle:
 	:: atomic { queued && ran -> queued = false; sleeping = false }
 		break /* the root, woken, returns */
 	:: atomic { !queued && !busy_queued && !sleeping -> sleeping = true }
+		post_check() /* the last sleeper */
 	od
 }
 
 active proctype check()
 {
-	byte n = 0;
 	byte e1, h, snap;
 	bool quiet;
+end_wait:
 	do
-	:: n < CHECKS ->
-		n++;
+	:: atomic { pending > 0 -> pending--; check_queued = false }
 		e1 = epoch;
 		snap = wseq;
 		atomic { h = holds;
@@ -123,7 +165,8 @@ active proctype check()
 					assert(busy_done);
 					waiting = false;
 					woken = true;
-					queued = true
+					queued = true;
+					sleeping = false /* its notify */
 				:: waiting && my_seq >= snap ->
 					skip /* stale: stand down */
 				:: !waiting && h == 0 ->
@@ -132,14 +175,22 @@ active proctype check()
 					:: epoch == e1 && listed && !cancelled &&
 						!woken ->
 						assert(ran);
-						cancelled = true
+						cancelled = true;
+						queued = true; /* woken */
+						sleeping = false
 					:: else -> skip
 					fi
-				:: else -> skip
+				:: else -> skip /* held: stand down */
 				fi
 			}
 		:: else -> skip
 		fi
-	:: else -> break
 	od
+}
+
+/* Nothing can move any more: the root must not be left waiting after
+ * its sibling ended, nor parked for good without the deadlock report. */
+active proctype monitor()
+{
+	timeout -> assert(!(waiting && busy_done) && !(forever && !cancelled))
 }
