@@ -377,8 +377,7 @@ static int bad_args_root(void *arg)
 	CHECK_EQ(weft_udp_open(NULL, "127.0.0.1", 0), -EINVAL);
 	CHECK_EQ(weft_udp_open(&u, "127.0.0.1", -1), -EINVAL);
 	CHECK_EQ(weft_udp_open(&u, "127.0.0.1", 65536), -EINVAL);
-	CHECK_EQ(weft_udp_open(&u, "localhost", 0), -EINVAL);
-	CHECK_EQ(weft_udp_open(&u, "not an address", 0), -EINVAL);
+	CHECK_EQ(weft_udp_open(&u, "no-such-host.invalid", 0), WEFT_ENOTFOUND);
 	CHECK(u == NULL);
 	CHECK_EQ(weft_udp_port(NULL), -EINVAL);
 	CHECK_EQ(weft_udp_close(NULL), -EINVAL);
@@ -391,8 +390,12 @@ static int bad_args_root(void *arg)
 
 	CHECK_EQ(weft_udp_open(&u, NULL, 0), 0); /* 0.0.0.0 */
 	CHECK(weft_udp_port(u) > 0);
-	CHECK_EQ(weft_udp_send(u, buf, 1, NULL), -EINVAL);
+	/* Not connected: no address to send to. */
+	CHECK_EQ(weft_udp_send(u, buf, 1, NULL), -EDESTADDRREQ);
 	CHECK_EQ(weft_udp_send(u, NULL, 1, SA(&any)), -EINVAL);
+	CHECK_EQ(weft_udp_connect(u, NULL, 9), -EINVAL);
+	CHECK_EQ(weft_udp_connect(u, "127.0.0.1", 0), -EINVAL);
+	CHECK_EQ(weft_udp_connect(u, "::1", 9), -EAFNOSUPPORT);
 	CHECK_EQ(weft_udp_recv(u, NULL, 1, NULL, NULL), -EINVAL);
 	CHECK_EQ(weft_udp_recv(u, buf, 0, NULL, NULL), -EINVAL);
 	struct sockaddr_in6 v6;
@@ -417,6 +420,46 @@ static int bad_args_root(void *arg)
 	CHECK_EQ(weft_udp_close(u), 0);
 	return 0;
 }
+
+/* Names resolve, and a connected socket sends without an address and
+ * hears only its peer. */
+static int connected_root(void *arg)
+{
+	(void)arg;
+	weft_udp_t *a, *b, *c;
+	CHECK_EQ(weft_udp_open(&a, "localhost", 0), 0);
+	CHECK_EQ(weft_udp_open(&b, "127.0.0.1", 0), 0);
+	CHECK_EQ(weft_udp_open(&c, "127.0.0.1", 0), 0);
+	CHECK_EQ(weft_udp_connect(a, "localhost", weft_udp_port(b)), 0);
+	CHECK_EQ(weft_udp_connect(b, "127.0.0.1", weft_udp_port(a)), 0);
+	CHECK_EQ(weft_udp_send(a, "ping", 4, NULL), 0);
+	char buf[16];
+	struct sockaddr_storage from;
+	socklen_t fl = sizeof from;
+	CHECK_EQ(weft_udp_recv(b, buf, sizeof buf, &from, &fl), 4);
+	CHECK(memcmp(buf, "ping", 4) == 0);
+	CHECK_EQ(ntohs(((struct sockaddr_in *)&from)->sin_port),
+		weft_udp_port(a));
+	/* A connected socket takes no other address... */
+	struct sockaddr_storage to_c = addr_of(c, AF_INET);
+	CHECK_EQ(weft_udp_send(a, "x", 1, SA(&to_c)), -EISCONN);
+	/* ...and hears only its peer: c's datagram to b is dropped, the
+	 * peer's next one arrives. */
+	struct sockaddr_storage to_b = addr_of(b, AF_INET);
+	CHECK_EQ(weft_udp_send(c, "stranger", 8, SA(&to_b)), 0);
+	CHECK_EQ(weft_udp_send(a, "peer", 4, NULL), 0);
+	CHECK_EQ(weft_udp_recv(b, buf, sizeof buf, NULL, NULL), 4);
+	CHECK(memcmp(buf, "peer", 4) == 0);
+	/* Back the other way, by the connection. */
+	CHECK_EQ(weft_udp_send(b, "pong", 4, NULL), 0);
+	CHECK_EQ(weft_udp_recv(a, buf, sizeof buf, NULL, NULL), 4);
+	CHECK(memcmp(buf, "pong", 4) == 0);
+	CHECK_EQ(weft_udp_close(a), 0);
+	CHECK_EQ(weft_udp_close(b), 0);
+	CHECK_EQ(weft_udp_close(c), 0);
+	return 0;
+}
+WEFT_TEST_ROOT(udp, names_and_connected_sockets, connected_root, NULL)
 
 /* Bad arguments fail with the documented codes and create nothing. */
 static void test_udp__bad_arguments_fail(void **state)
@@ -592,6 +635,7 @@ int main(void)
 		WEFT_TEST(test_udp__truncation_gives_emsgsize),
 		WEFT_TEST(test_udp__second_concurrent_receiver_gets_ebusy),
 		WEFT_TEST(test_udp__bad_arguments_fail),
+		WEFT_TEST(test_udp__names_and_connected_sockets),
 		WEFT_TEST(test_udp__many_datagrams_between_tasks),
 		WEFT_TEST(test_udp__close_racing_with_calls_is_safe),
 	};

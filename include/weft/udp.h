@@ -45,12 +45,14 @@ WEFT_BEGIN_DECLS
 typedef struct weft_udp weft_udp_t;
 
 /* What it does: creates a UDP socket bound to host:port.  host is a
- * numeric IPv4 or IPv6 address ("127.0.0.1", "::1"); NULL means
- * "0.0.0.0".  Port 0 picks a free port (see weft_udp_port).
+ * numeric IPv4 or IPv6 address ("127.0.0.1", "::1") or a name, resolved
+ * with weft_getaddrinfo (its first address); NULL or "" means "0.0.0.0".
+ * Port 0 picks a free port (see weft_udp_port).
  * Ownership: the caller owns *out; free it with weft_udp_close.
- * Errors: -EINVAL (NULL out, port outside 0..65535, host not a numeric
- * address), -EADDRINUSE, -EADDRNOTAVAIL, -EACCES, -EMFILE, -ENOMEM,
- * -ECANCELED (no socket was created), WEFT_ENOTFIBER.
+ * Errors: -EINVAL (NULL out, port outside 0..65535), WEFT_ENOTFOUND,
+ * WEFT_EDNS (the name did not resolve), -EADDRINUSE, -EADDRNOTAVAIL,
+ * -EACCES, -EMFILE, -ENOMEM, -ECANCELED (no socket was created),
+ * WEFT_ENOTFIBER.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_udp_open(weft_udp_t **out, const char *host, int port);
 
@@ -60,11 +62,26 @@ WEFT_EXTERN int weft_udp_open(weft_udp_t **out, const char *host, int port);
  * Threads: any thread, while u's runtime exists. */
 WEFT_EXTERN int weft_udp_port(const weft_udp_t *u);
 
+/* What it does: connects u to host:port (a numeric address or a name,
+ * resolved with weft_getaddrinfo to an address of u's family): from then
+ * on weft_udp_send with a NULL address sends there, and weft_udp_recv
+ * receives only the peer's datagrams (the kernel filters them; an ICMP
+ * "port unreachable" may then fail a later recv or send with
+ * -ECONNREFUSED).  Connecting again replaces the peer.
+ * Errors: -EINVAL (NULL u or host, port outside 1..65535),
+ * -EAFNOSUPPORT (host has no address of u's family), WEFT_ENOTFOUND,
+ * WEFT_EDNS, WEFT_ECLOSED, -ECANCELED (not connected), other -errno,
+ * WEFT_ENOTFIBER.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_udp_connect(weft_udp_t *u, const char *host, int port);
+
 /* What it does: sends one datagram of len bytes (0 allowed) to `to` (a
- * struct sockaddr_in or sockaddr_in6 of the socket's family).  Returns
+ * struct sockaddr_in or sockaddr_in6 of the socket's family), or, with
+ * `to` NULL, to the peer u is connected to.  Returns
  * once the kernel has taken the whole datagram (a datagram is never sent
  * in part).  Several tasks may send on u at once.
- * Errors: -EINVAL (NULL u or to, NULL buf with len > 0), -EAFNOSUPPORT
+ * Errors: -EINVAL (NULL u, NULL buf with len > 0), -EDESTADDRREQ (to
+ * NULL and u not connected), -EISCONN (to given and u connected), -EAFNOSUPPORT
  * (to is neither IPv4 nor IPv6, or not the socket's family), -EMSGSIZE
  * (too big for one datagram), -ENETUNREACH, -EHOSTUNREACH, -EACCES
  * (broadcast), other -errno, WEFT_ECLOSED (u was closed), -ECANCELED

@@ -90,6 +90,7 @@
 #include "io/sock.h"
 #include "runtime.h"
 #include "sync/waitq.h"
+#include "weft/dns.h"
 #include "weft/udp.h"
 
 #define UDP_CLOSED 1u
@@ -110,6 +111,10 @@ struct weft_udp {
 	int family;	       /* AF_INET or AF_INET6 */
 	_Atomic unsigned gate; /* CLOSED | POSTED | n * INSIDE */
 	atomic_bool receiving; /* a task is inside weft_udp_recv */
+	/* weft_udp_connect succeeded: a send takes no address (libuv's
+	 * rule, which the direct sendto path keeps too: Linux would send
+	 * to the address given). */
+	atomic_bool connected;
 	struct weft__ioq_node close_node;
 	/* I/O thread only (invariant 1). */
 	uv_udp_t handle;
@@ -365,9 +370,54 @@ static void udp_send_start(weft__io_t *io, struct weft__ioop *op)
 		weft__ioop_complete(op, weft__io_uverr(rc));
 }
 
+struct udp_connect {
+	struct weft__ioop op;
+	struct weft_udp *u;
+	const struct sockaddr *addr;
+};
+
+static void udp_connect_start(weft__io_t *io, struct weft__ioop *op)
+{
+	(void)io;
+	struct udp_connect *c = WEFT__CONTAINER_OF(op, struct udp_connect, op);
+	if (c->u->io_closed) {
+		weft__ioop_complete(op, WEFT_ECLOSED);
+		return;
+	}
+	/* libuv records the connection too (a connected handle sends
+	 * without an address), so it connects, not the worker. */
+	int rc = uv_udp_connect(&c->u->handle, c->addr);
+	weft__ioop_complete(op, rc < 0 ? weft__io_uverr(rc) : 0);
+}
+
 /* }======================================================= */
 
 /* {======================================================= fiber */
+
+/* Fills *ss with host:port: a numeric address, or the first address of
+ * `family` (AF_UNSPEC: any) that weft_getaddrinfo gives for a name.
+ * Checkpoint (the lookup). */
+static WEFT_FIBER_FN int udp_resolve(const char *host, int port, int family,
+	struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof *ss);
+	if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0 ||
+		uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+		return 0;
+	struct addrinfo hints = { .ai_family = family,
+		.ai_socktype = SOCK_DGRAM };
+	struct addrinfo *res;
+	int rc = weft_getaddrinfo(host, NULL, &hints, &res);
+	if (rc < 0)
+		return rc;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	weft_freeaddrinfo(res);
+	if (ss->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+	else
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+	return 0;
+}
 
 int weft_udp_open(weft_udp_t **out, const char *host, int port)
 {
@@ -375,13 +425,13 @@ int weft_udp_open(weft_udp_t **out, const char *host, int port)
 		return -EINVAL;
 	struct sockaddr_storage ss;
 	memset(&ss, 0, sizeof ss);
-	if (host == NULL)
+	if (host == NULL || host[0] == '\0')
 		host = "0.0.0.0";
-	if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-		uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)
-		return -EINVAL;
 	if (weft__task_current() == NULL)
 		return WEFT_ENOTFIBER;
+	int rc = udp_resolve(host, port, AF_UNSPEC, &ss);
+	if (rc < 0)
+		return rc;
 	struct weft_runtime *rt = weft__task_current()->rt;
 	/* Its one reference is the libuv handle's. */
 	struct weft_udp *u = weft__io_rec_get(rt, WEFT__IO_REC_UDP, sizeof *u);
@@ -391,11 +441,12 @@ int weft_udp_open(weft_udp_t **out, const char *host, int port)
 	u->fd = -1;
 	atomic_init(&u->gate, 0);
 	atomic_init(&u->receiving, false);
+	atomic_init(&u->connected, false);
 	struct udp_open o = { .u = u, .addr = (struct sockaddr *)&ss };
 	o.op.start = udp_open_start;
 	o.op.cancel = NULL; /* completes at once, or at the failed close */
 	o.op.what = "udp open";
-	int rc = weft__ioop_run(&o.op);
+	rc = weft__ioop_run(&o.op);
 	if (rc < 0) {
 		/* Not submitted, or the handle is closed already. */
 		weft__io_rec_put(rt, WEFT__IO_REC_UDP, &u->rec);
@@ -403,6 +454,32 @@ int weft_udp_open(weft_udp_t **out, const char *host, int port)
 	}
 	*out = weft__io_rec_handle(&u->rec);
 	return 0;
+}
+
+int weft_udp_connect(weft_udp_t *h, const char *host, int port)
+{
+	if (h == NULL || host == NULL || port < 1 || port > 65535)
+		return -EINVAL;
+	struct weft_udp *u = udp_take(h);
+	if (u == NULL)
+		return WEFT_ECLOSED;
+	struct sockaddr_storage ss;
+	int rc = udp_resolve(host, port, u->family, &ss);
+	if (rc == 0 && ss.ss_family != u->family)
+		rc = -EAFNOSUPPORT;
+	if (rc == 0) {
+		struct udp_connect c = { .u = u,
+			.addr = (struct sockaddr *)&ss };
+		c.op.start = udp_connect_start;
+		c.op.cancel = NULL; /* completes at once */
+		c.op.what = "udp connect";
+		rc = weft__ioop_run(&c.op);
+	}
+	if (rc == 0)
+		atomic_store_explicit(&u->connected, true,
+			memory_order_relaxed);
+	udp_unref(u);
+	return rc;
 }
 
 int weft_udp_port(const weft_udp_t *h)
@@ -420,17 +497,23 @@ int weft_udp_port(const weft_udp_t *h)
 int weft_udp_send(weft_udp_t *h, const void *buf, size_t len,
 	const struct sockaddr *to)
 {
-	if (h == NULL || to == NULL || (buf == NULL && len > 0))
+	if (h == NULL || (buf == NULL && len > 0))
 		return -EINVAL;
-	socklen_t tolen = weft__sock_addr_len(to);
-	if (tolen == 0)
+	/* NULL: the connected peer (weft_udp_connect). */
+	socklen_t tolen = to ? weft__sock_addr_len(to) : 0;
+	if (to && tolen == 0)
 		return -EAFNOSUPPORT;
 	/* The reference comes first, before anything that reads u. */
 	struct weft_udp *u = udp_take(h);
 	if (u == NULL)
 		return WEFT_ECLOSED;
 	int rc = -EAFNOSUPPORT;
-	if (to->sa_family != u->family)
+	if (to && to->sa_family != u->family)
+		goto out;
+	/* relaxed: a send racing with the connect is the caller's race;
+	 * either answer is one of its outcomes. */
+	rc = -EISCONN;
+	if (to && atomic_load_explicit(&u->connected, memory_order_relaxed))
 		goto out;
 	struct weft_task *self;
 	rc = weft__waitq_begin(&self);
@@ -442,6 +525,7 @@ int weft_udp_send(weft_udp_t *h, const void *buf, size_t len,
 	}
 	ssize_t n = sendto(u->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL, to,
 		tolen);
+	/* Unconnected and no address: the kernel's EDESTADDRREQ. */
 	int err = n < 0 ? errno : 0;
 	udp_leave(u);
 	if (n >= 0) {
