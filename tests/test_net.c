@@ -663,6 +663,73 @@ static void test_net__unix_domain_stream(void **state)
 	weft_test_root(state, unix_root, path);
 }
 
+/* Descriptors passed over a UNIX stream: the receiver reads, through
+ * the descriptor it got, a pipe the sender made. */
+static int fds_root(void *arg)
+{
+	const char *path = arg;
+	unlink(path);
+	weft_listener_t *l;
+	CHECK_EQ(weft_unix_listen(&l, path, 0), 0);
+	weft_stream_t *c, *s;
+	CHECK_EQ(weft_unix_connect(&c, path), 0);
+	CHECK_EQ(weft_listener_accept(l, &s), 0);
+	int p[2];
+	CHECK_EQ(pipe(p), 0);
+	int two[2] = { p[0], p[1] };
+	CHECK_EQ(weft_stream_send_fds(c, "fds!", 4, two, 2), 0);
+	close(p[0]);
+	close(p[1]);
+	char buf[8];
+	int got[WEFT_STREAM_MAX_FDS];
+	size_t n = 99;
+	CHECK_EQ(weft_stream_recv_fds(s, buf, sizeof buf, got,
+			 WEFT_STREAM_MAX_FDS, &n),
+		4);
+	CHECK(memcmp(buf, "fds!", 4) == 0);
+	CHECK_EQ(n, 2);
+	/* The duplicates work: write into the pipe, read it back. */
+	CHECK_EQ(write(got[1], "via", 3), 3);
+	CHECK_EQ(read(got[0], buf, 3), 3);
+	CHECK(memcmp(buf, "via", 3) == 0);
+	CHECK(fcntl(got[0], F_GETFD) & FD_CLOEXEC);
+	close(got[0]);
+	close(got[1]);
+	/* Plain bytes: no descriptor. */
+	CHECK_EQ(weft_stream_write(c, "x", 1), 0);
+	CHECK_EQ(weft_stream_recv_fds(s, buf, sizeof buf, got, 1, &n), 1);
+	CHECK_EQ(n, 0);
+	/* Bad arguments; TCP streams carry none. */
+	int one = 0;
+	CHECK_EQ(weft_stream_send_fds(c, "x", 0, &one, 1), -EINVAL);
+	CHECK_EQ(weft_stream_send_fds(c, "x", 1, &one, 0), -EINVAL);
+	CHECK_EQ(weft_stream_send_fds(c, "x", 1, &one, WEFT_STREAM_MAX_FDS + 1),
+		-EINVAL);
+	CHECK_EQ(weft_stream_recv_fds(s, buf, sizeof buf, got, 0, &n), -EINVAL);
+	int bad = 1000000;
+	CHECK_EQ(weft_stream_send_fds(c, "x", 1, &bad, 1), -EBADF);
+	weft_stream_t *a, *b;
+	if (pair_make(&a, &b) == 0) {
+		CHECK_EQ(weft_stream_send_fds(a, "x", 1, &one, 1), -EINVAL);
+		CHECK_EQ(weft_stream_recv_fds(b, buf, 1, got, 1, &n), -EINVAL);
+		weft_stream_close(a);
+		weft_stream_close(b);
+	}
+	weft_stream_close(c);
+	weft_stream_close(s);
+	weft_listener_close(l);
+	unlink(path);
+	return 0;
+}
+
+static void test_net__unix_stream_passes_descriptors(void **state)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/tmp/weft-test-fds-%d.sock",
+		(int)getpid());
+	weft_test_root(state, fds_root, path);
+}
+
 static int dns_root(void *arg)
 {
 	(void)arg;
@@ -1279,6 +1346,7 @@ int main(void)
 		WEFT_TEST(test_net__unix_domain_stream),
 		WEFT_TEST(test_net__getaddrinfo_and_failures),
 		WEFT_TEST(test_net__getnameinfo_numeric_and_by_name),
+		WEFT_TEST(test_net__unix_stream_passes_descriptors),
 		cmocka_unit_test(test_net__bad_arguments),
 		WEFT_TEST(test_net__emfile_then_accept_loop_continues),
 		WEFT_TEST(

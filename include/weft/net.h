@@ -300,6 +300,35 @@ WEFT_EXTERN int weft_stream_write(weft_stream_t *s, const void *buf,
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_stream_shutdown(weft_stream_t *s);
 
+/* The most descriptors one weft_stream_send_fds / recv_fds carries. */
+#define WEFT_STREAM_MAX_FDS 16
+
+/* What it does: on a UNIX-domain stream, sends the len >= 1 bytes at buf
+ * with nfds (1..WEFT_STREAM_MAX_FDS) open descriptors attached
+ * (SCM_RIGHTS): the peer receives duplicates of them with the first of
+ * these bytes, through weft_stream_recv_fds.  The caller keeps its own
+ * descriptors (close them when done).  Otherwise as weft_stream_write.
+ * Errors: -EINVAL (NULL, len 0, nfds 0 or too many, a TCP stream),
+ * -EBADF (a descriptor is not open), and those of weft_stream_write;
+ * -ECANCELED before the first byte left: nothing sent, no descriptor.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_stream_send_fds(weft_stream_t *s, const void *buf,
+	size_t len, const int *fds, size_t nfds);
+
+/* What it does: reads as weft_stream_read, and stores the descriptors
+ * that came with the bytes read (close-on-exec, the caller's to close)
+ * in fds[0 .. *nfds).  Descriptors travel with the byte they were sent
+ * with: read that byte with this call, or the kernel closes them (a
+ * plain read or read_until takes the byte without them; bytes a
+ * read_until left over in the stream come back here with *nfds 0).  More
+ * than maxfds descriptors with one read: the kernel closes the rest.
+ * Returns: the bytes read, 0 at end of stream, or an error (*nfds 0).
+ * Errors: -EINVAL (NULL, len 0, maxfds 0 or above
+ * WEFT_STREAM_MAX_FDS, a TCP stream), and those of weft_stream_read.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN ssize_t weft_stream_recv_fds(weft_stream_t *s, void *buf,
+	size_t len, int *fds, size_t maxfds, size_t *nfds);
+
 /* What it does: closes s and frees it; tasks parked in it return
  * WEFT_ECLOSED.  Unsent data is discarded only if the kernel has not taken
  * it (a completed weft_stream_write has been taken).

@@ -34,8 +34,10 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
@@ -418,6 +420,147 @@ int weft_stream_shutdown(weft_stream_t *h)
 	}
 	stream_drop(s);
 	return rc;
+}
+
+/* {======================================================= descriptors */
+
+/* The control buffer for n descriptors, aligned for struct cmsghdr. */
+union stream_cmsg {
+	struct cmsghdr align;
+	char buf[CMSG_SPACE(sizeof(int) * WEFT_STREAM_MAX_FDS)];
+};
+
+int weft_stream_send_fds(weft_stream_t *h, const void *buf, size_t len,
+	const int *fds, size_t nfds)
+{
+	if (h == NULL || buf == NULL || len == 0 || fds == NULL || nfds == 0 ||
+		nfds > WEFT_STREAM_MAX_FDS)
+		return -EINVAL;
+	struct weft_stream *s = stream_take(h, "weft_stream_send_fds");
+	if (s == NULL)
+		return WEFT_EMISUSE;
+	if (s->tcp) {
+		stream_drop(s);
+		return -EINVAL;
+	}
+	int rc = stream_write_begin(s);
+	if (rc < 0) {
+		stream_drop(s);
+		return rc;
+	}
+	rc = s->broken || s->shut_wr ? WEFT_ECLOSED : 0;
+	size_t off = 0;
+	/* The descriptors travel with the first byte the kernel takes;
+	 * the rest of buf follows as a plain write. */
+	while (rc == 0 && off == 0) {
+		union stream_cmsg cm;
+		memset(&cm, 0, sizeof cm);
+		struct iovec iov = { .iov_base = (void *)(uintptr_t)buf,
+			.iov_len = len };
+		struct msghdr msg = { .msg_iov = &iov,
+			.msg_iovlen = 1,
+			.msg_control = cm.buf,
+			.msg_controllen = CMSG_SPACE(sizeof(int) * nfds) };
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+		if (!weft__sock_enter(&s->sk)) {
+			rc = WEFT_ECLOSED;
+			break;
+		}
+		ssize_t n = sendmsg(s->sk.fd, &msg,
+			MSG_DONTWAIT | MSG_NOSIGNAL);
+		int err = n < 0 ? weft__sock_errno() : 0;
+		weft__sock_leave(&s->sk);
+		if (n > 0)
+			off = (size_t)n;
+		else if (err == -EAGAIN)
+			rc = weft__sock_wait(&s->sk, UV_WRITABLE,
+				"stream send_fds");
+		else if (err != -EINTR)
+			rc = err;
+	}
+	stream_write_end(s);
+	stream_drop(s);
+	if (rc == 0 && off < len)
+		rc = weft_stream_write(h, (const char *)buf + off, len - off);
+	return rc;
+}
+
+ssize_t weft_stream_recv_fds(weft_stream_t *h, void *buf, size_t len, int *fds,
+	size_t maxfds, size_t *nfds)
+{
+	if (h == NULL || buf == NULL || len == 0 || fds == NULL ||
+		maxfds == 0 || maxfds > WEFT_STREAM_MAX_FDS || nfds == NULL)
+		return -EINVAL;
+	*nfds = 0;
+	struct weft_stream *s = stream_take(h, "weft_stream_recv_fds");
+	if (s == NULL)
+		return WEFT_EMISUSE;
+	if (s->tcp) {
+		stream_drop(s);
+		return -EINVAL;
+	}
+	ssize_t n = stream_read_begin(s);
+	if (n < 0) {
+		stream_drop(s);
+		return n;
+	}
+	if (s->pb_len > 0) {
+		/* Bytes a read_until left over: the descriptors that came
+		 * with them went with its plain read (the kernel closed
+		 * them: net.h). */
+		n = stream_recv(s, buf, len);
+		goto out;
+	}
+	for (;;) {
+		union stream_cmsg cm;
+		struct iovec iov = { .iov_base = buf, .iov_len = len };
+		struct msghdr msg = { .msg_iov = &iov,
+			.msg_iovlen = 1,
+			.msg_control = cm.buf,
+			.msg_controllen = CMSG_SPACE(sizeof(int) * maxfds) };
+		if (!weft__sock_enter(&s->sk)) {
+			n = WEFT_ECLOSED;
+			break;
+		}
+		n = recvmsg(s->sk.fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		int err = n < 0 ? weft__sock_errno() : 0;
+		weft__sock_leave(&s->sk);
+		if (n >= 0) {
+			for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c;
+				c = CMSG_NXTHDR(&msg, c)) {
+				if (c->cmsg_level != SOL_SOCKET ||
+					c->cmsg_type != SCM_RIGHTS)
+					continue;
+				size_t k = (c->cmsg_len - CMSG_LEN(0)) /
+					sizeof(int);
+				for (size_t i = 0; i < k && *nfds < maxfds; i++)
+					memcpy(&fds[(*nfds)++],
+						CMSG_DATA(c) + i * sizeof(int),
+						sizeof(int));
+			}
+			break;
+		}
+		if (err == -EINTR)
+			continue;
+		if (err != -EAGAIN) {
+			n = err;
+			break;
+		}
+		int rc = weft__sock_wait(&s->sk, UV_READABLE,
+			"stream recv_fds");
+		if (rc < 0) {
+			n = rc;
+			break;
+		}
+	}
+out:
+	stream_read_end(s);
+	stream_drop(s);
+	return n;
 }
 
 /* }======================================================= */
