@@ -408,5 +408,6 @@ int weft__sock_wait(struct weft__sock *s, int event, const char *what)
 	w.op.start = sock_wait_start;
 	w.op.cancel = sock_wait_cancel;
 	w.op.what = what;
+	w.op.fd_plus1 = s->fd + 1;
 	return weft__ioop_run(&w.op);
 }
