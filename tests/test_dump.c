@@ -11,6 +11,7 @@
  * are noinline and do something after the call that parks, so that their
  * frame is on the stack while the task is parked. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -412,10 +413,119 @@ static void test_dump__parked_tasks_show_where_and_on_what(void **state)
 
 /* }======================================================= */
 
+/* {======================================================= dumps racing parks */
+
+/* Pairs of tasks hand items back and forth through rendezvous channels,
+ * parking and waking all the time (and resuming on any worker), while a
+ * plain thread dumps: the pin must keep the dump off every stack that
+ * runs (ThreadSanitizer and ASan builds check the reads), and a task
+ * being switched in while it is pinned must wait and then carry on. */
+struct race {
+	weft_runtime_t *rt;
+	atomic_int stop;
+	atomic_int dumps;
+	atomic_int bad;
+	atomic_long exchanges;
+};
+
+struct race_pair {
+	struct race *r;
+	weft_channel_tx_t *tx;
+	weft_channel_rx_t *rx;
+};
+
+static int race_sender(void *arg)
+{
+	struct race_pair *p = arg;
+	for (long i = 0; !atomic_load(&p->r->stop); i++)
+		if (!CHECK_EQ(weft_channel_send(p->tx, &i), 0))
+			break;
+	weft_channel_tx_release(p->tx);
+	return 0;
+}
+
+static int race_receiver(void *arg)
+{
+	struct race_pair *p = arg;
+	long v;
+	int rc;
+	while ((rc = weft_channel_receive(p->rx, &v)) == 0)
+		atomic_fetch_add(&p->r->exchanges, 1);
+	CHECK_EQ(rc, WEFT_EEND);
+	weft_channel_rx_release(p->rx);
+	return 0;
+}
+
+static void *race_dumper(void *arg)
+{
+	struct race *r = arg;
+	size_t cap = 1 << 18;
+	char *buf = malloc(cap);
+	if (buf == NULL) {
+		atomic_store(&r->bad, 1);
+		return NULL;
+	}
+	int want = (int)weft_test_scale(40);
+	while (atomic_load(&r->dumps) < want) {
+		size_t len = 0;
+		if (weft_runtime_dump_buf(r->rt, WEFT_DUMP_TEXT, buf, cap,
+			    &len) != 0 ||
+			len == 0 || len >= cap ||
+			strstr(buf, "weft runtime: workers=") != buf)
+			atomic_store(&r->bad, 2);
+		if (weft_runtime_dump_buf(r->rt, WEFT_DUMP_JSON, buf, cap,
+			    &len) != 0 ||
+			len == 0 || len >= cap)
+			atomic_store(&r->bad, 3);
+		atomic_fetch_add(&r->dumps, 1);
+	}
+	free(buf);
+	atomic_store(&r->stop, 1);
+	return NULL;
+}
+
+static int race_root(void *arg)
+{
+	struct race *r = arg;
+	struct race_pair pairs[4];
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < 4; i++) {
+		pairs[i].r = r;
+		CHECK_EQ(weft_channel_open(&pairs[i].tx, &pairs[i].rx,
+				 sizeof(long), 0),
+			0);
+		CHECK_EQ(weft_group_spawn(g, race_sender, &pairs[i]), 0);
+		CHECK_EQ(weft_group_spawn(g, race_receiver, &pairs[i]), 0);
+	}
+	pthread_t th;
+	CHECK_EQ(pthread_create(&th, NULL, race_dumper, r), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(pthread_join(th, NULL), 0);
+	return 0;
+}
+
+static void test_dump__dumps_race_parks_and_wakes(void **state)
+{
+	struct race r;
+	memset(&r, 0, sizeof r);
+	r.rt = weft_test_runtime_create(WEFT_TEST_WORKERS(state));
+	weft_error_t *err = NULL;
+	assert_int_equal(weft_runtime_run(r.rt, race_root, &r, &err), 0);
+	assert_null(err);
+	assert_int_equal(weft_runtime_destroy(r.rt), 0);
+	assert_int_equal(atomic_load(&r.bad), 0);
+	assert_true(atomic_load(&r.exchanges) > 0);
+	weft_test_assert_no_leaks();
+}
+
+/* }======================================================= */
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_dump__parked_tasks_show_where_and_on_what),
+		WEFT_TEST(test_dump__dumps_race_parks_and_wakes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
