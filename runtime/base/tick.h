@@ -4,8 +4,8 @@
  * instruction, against the vDSO clock_gettime's few dozen that a park
  * would pay), else CLOCK_MONOTONIC in nanoseconds.  Ticks are turned into
  * nanoseconds only when read (weft__tick_to_ns), against a rate measured
- * once per process.  Real time, also under the virtual clock (rule 44
- * moves weft_now only).
+ * once per process.  Real time, also under the virtual clock
+ * (docs/semantics.md rule 44 moves weft_now only).
  * Thread: any. */
 #ifndef WEFT_RUNTIME_BASE_TICK_H
 #define WEFT_RUNTIME_BASE_TICK_H
