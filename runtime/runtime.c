@@ -26,10 +26,26 @@
 #include "config.h"
 #include "core/records.h"
 #include "core/task.h"
+#include "core/inspect.h"
 #include "io/io.h"
+#include "io/ioop.h"
 #include "io/signal.h"
 #include "runtime.h"
+#include "sync/waitq.h"
 #include "thread/offload.h"
+
+/* The dump's describers of the wait objects above core/ (core/inspect.h),
+ * listed here because only the composition root sees every layer. */
+const weft__wait_describe_fn weft__wait_describers[WEFT__WAIT_NKINDS] = {
+	[WEFT__WAIT_LOCK] = weft__lock_describe,
+	[WEFT__WAIT_EVENT] = weft__event_describe,
+	[WEFT__WAIT_CHAN_SEND] = weft__chan_describe_send,
+	[WEFT__WAIT_CHAN_RECV] = weft__chan_describe_recv,
+	[WEFT__WAIT_SEMAPHORE] = weft__semaphore_describe,
+	[WEFT__WAIT_LIMITER] = weft__limiter_describe,
+	[WEFT__WAIT_CONDITION] = weft__condition_describe,
+	[WEFT__WAIT_IO] = weft__ioop_describe,
+};
 
 /* In running_roots while weft_runtime_destroy checks (far above any count
  * of concurrent runs). */

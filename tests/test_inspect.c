@@ -618,12 +618,13 @@ static int tree_wait_parked(weft_group_t *g, uint64_t id, const char *what)
 	return 0;
 }
 
-/* The text line of the task named name, or NULL. */
+/* The text line of the task named name, or NULL (" name=": not a
+ * waits_on field such as task_name=). */
 static const char *tree_line(const char *text, const char *name, char *line,
 	size_t cap)
 {
 	char key[64];
-	snprintf(key, sizeof key, "name=\"%s\"", name);
+	snprintf(key, sizeof key, " name=\"%s\"", name);
 	const char *p = strstr(text, key);
 	if (p == NULL)
 		return NULL;

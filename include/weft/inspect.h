@@ -79,22 +79,50 @@ typedef int (*weft_dump_writer_fn)(void *ctx, const char *data, size_t len);
  * name, state ("parked"/"active"), what it is parked on, worker, its
  * effective deadline (on weft_now's clock), whether it is effectively
  * cancelled, whether cancelling it was requested, whether its innermost
- * scopes are shielded.  Per group and scope: id, deadline, cancelled,
- * shield.  Both formats start with a header: the worker count, the live
- * tasks and the main counters of weft_runtime_stats (spawned, run,
- * inline, parks, steals, sleeps).  WEFT_DUMP_TEXT: a header line, then
- * one indented line per node.  WEFT_DUMP_JSON: one object
+ * scopes are shielded.  Per parked task also, when the dump could hold
+ * it still (it parked and has not run since; a worker about to resume
+ * it waits for the dump meanwhile, microseconds): how long it has been
+ * parked (real time), what it waits on as an object (kind and address;
+ * a Lock's owner task; an Event's flag; a channel's buffered count and
+ * capacity, open ends and waiters; the group it joins and how many of
+ * that group's children still run; a sleep's deadline; an I/O wait's
+ * descriptor; the task a weft_task_wait waits for; waiter counts) and
+ * its stack, innermost frame first, each "function+0xoff (file:line)"
+ * (weft built with libdw: unwound from the registers its fiber saved;
+ * without libdw no frames).  Per group and scope: id, deadline,
+ * cancelled, shield; a group also where it was opened (the caller of
+ * weft_group_open, named the same way).  Both formats start with a
+ * header: the worker count, the live tasks and the main counters of
+ * weft_runtime_stats (spawned, run, inline, parks, steals, sleeps).
+ * WEFT_DUMP_TEXT: a header line, then one indented line per node; a
+ * held parked task's line ends with "parked_for=<s>s waits_on=<kind>
+ * object=<address>", the kind's fields (lock: "owner=<id>
+ * owner_name=\"..\""; group: "group=<id> children_running=<n>"; sleep:
+ * "until=<+s>s"; task: "task=<id> task_name=\"..\"") and key=value
+ * details, and its frames follow, one per line, indented one level
+ * deeper, each starting with "#<i> "; a group's line has
+ * "opened_at=\"..\"".  WEFT_DUMP_JSON: one object
  * {"workers":N,"now":ns,"tasks":N,"stats":{"spawned":N,...},
  * "tree":[nodes]}, each node an object with "type" ("task", "group",
  * "scope" or "sleep"), its fields and "children":[...]; a deadline is a
- * number or null.  A task that has not
- * yet entered any scope nor checkpointed is listed under its group.
+ * number or null.  A task node also has "parked_ns" (a number, or null
+ * when not held parked), "waits_on" (null, or an object with "kind",
+ * "object" (a hex string), the kind's fields ("owner" and "owner_name",
+ * "task" and "task_name", "group" and "children_running", "until") and
+ * "detail" (the key=value details)) and "backtrace" (an array of frame
+ * strings, innermost first); a group node has "opened_at" (a string or
+ * null).  A task that has not yet entered any scope nor checkpointed is
+ * listed under its group.
  * The tree is collected first, under the scope locks and rt's dump lock
  * (which serialises dumps), and written after they are released, so
- * write may do anything except dump rt again.
+ * write may do anything except dump rt again.  With libdw, stacks are
+ * unwound and names looked up in one libdw session per dump, on a
+ * short-lived helper thread the caller waits for (milliseconds).
  * Errors: -EINVAL (NULL write, unknown flags), WEFT_ENOTFIBER (rt NULL
- * outside a task), -ENOMEM, or write's own negative code.
- * Checkpoint: no (it does not park, but may spin briefly on scope locks).
+ * outside a task), -ENOMEM, or write's own negative code (a frame or a
+ * name that cannot be allocated is left out instead).
+ * Checkpoint: no (it does not park, but may spin briefly on scope locks
+ * and primitives' spin locks).
  * Threads: any thread, while rt exists. */
 WEFT_EXTERN int weft_runtime_dump(weft_runtime_t *rt, unsigned flags,
 	weft_dump_writer_fn write, void *ctx);

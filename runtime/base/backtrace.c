@@ -28,6 +28,7 @@
 #include <dlfcn.h>
 #include <execinfo.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -310,6 +311,216 @@ size_t weft__backtrace_site(void *pc, char *buf, size_t size)
 	bt_job_do(&j);
 	return j.out.len;
 }
+
+/* {======================================================= sessions */
+
+struct weft__bt_session {
+#ifdef WEFT_HAVE_LIBDW
+	Dwfl *d;      /* NULL: dladdr only */
+	int attached; /* dwfl_attach_state succeeded: can unwind */
+	/* The context being unwound (bt_dw_* callbacks read it). */
+	const struct weft__bt_context *ctx;
+#endif
+	void (*fn)(struct weft__bt_session *s, void *arg);
+	void *arg;
+};
+
+#ifdef WEFT_HAVE_LIBDW
+/* libdw's process callbacks, for a "process" of one thread: the context
+ * being unwound, whose registers are given and whose memory is this
+ * process's own, read in place. */
+static pid_t bt_dw_next_thread(Dwfl *dwfl, void *dwfl_arg, void **thread_argp)
+{
+	(void)dwfl;
+	if (*thread_argp != NULL)
+		return 0;
+	*thread_argp = dwfl_arg;
+	return 1;
+}
+
+static bool bt_dw_get_thread(Dwfl *dwfl, pid_t tid, void *dwfl_arg,
+	void **thread_argp)
+{
+	(void)dwfl;
+	(void)tid;
+	*thread_argp = dwfl_arg;
+	return true;
+}
+
+/* One word of the stack being unwound, bounds-checked.  The stack belongs
+ * to a context that is not running (the caller's guarantee) and is read
+ * in place.  Not instrumented by ASan: the frames of a parked fiber keep
+ * their redzones poisoned, and an unwinder reads saved registers and
+ * return addresses next to them; the bounds check above is what makes the
+ * read safe.  ThreadSanitizer sees the read, which happens after the
+ * context's last write through the caller's hand-off (core/inspect.c). */
+__attribute__((no_sanitize_address)) static bool bt_dw_memory_read(Dwfl *dwfl,
+	Dwarf_Addr addr, Dwarf_Word *result, void *dwfl_arg)
+{
+	(void)dwfl;
+	const struct weft__bt_session *s = dwfl_arg;
+	const struct weft__bt_context *c = s->ctx;
+	if (c == NULL || addr < c->lo || addr > c->hi - sizeof(Dwarf_Word) ||
+		addr % sizeof(Dwarf_Word) != 0)
+		return false;
+	*result = *(const Dwarf_Word *)(uintptr_t)addr;
+	return true;
+}
+
+static bool bt_dw_set_initial_registers(Dwfl_Thread *thread, void *thread_arg)
+{
+	const struct weft__bt_session *s = thread_arg;
+	const struct weft__bt_context *c = s->ctx;
+	Dwarf_Word regs[WEFT__BT_NREGS];
+	for (int i = 0; i < WEFT__BT_NREGS; i++)
+		regs[i] = c->regs[i];
+#if defined(__x86_64__)
+	return dwfl_thread_state_registers(thread, 0, 17, regs);
+#elif defined(__aarch64__)
+	if (!dwfl_thread_state_registers(thread, 0, 32, regs))
+		return false;
+	dwfl_thread_state_register_pc(thread, regs[32]);
+	return true;
+#else
+	(void)thread;
+	(void)regs;
+	return false;
+#endif
+}
+
+static const Dwfl_Thread_Callbacks bt_dw_thread_callbacks = {
+	.next_thread = bt_dw_next_thread,
+	.get_thread = bt_dw_get_thread,
+	.memory_read = bt_dw_memory_read,
+	.set_initial_registers = bt_dw_set_initial_registers,
+};
+
+struct bt_unwind {
+	void **pcs;
+	int n, max;
+};
+
+static int bt_dw_frame(Dwfl_Frame *state, void *arg)
+{
+	struct bt_unwind *u = arg;
+	Dwarf_Addr pc;
+	bool activation;
+	if (!dwfl_frame_pc(state, &pc, &activation) || pc == 0)
+		return DWARF_CB_ABORT;
+	/* Every address is reported as a return address (the formatter
+	 * looks each up one byte earlier); the first is where the context
+	 * resumes, which is one too: it follows the call of the switch. */
+	u->pcs[u->n++] = (void *)(uintptr_t)pc;
+	return u->n < u->max ? DWARF_CB_OK : DWARF_CB_ABORT;
+}
+#endif
+
+static void bt_session_run(struct weft__bt_session *s, int use_libdw)
+{
+#ifdef WEFT_HAVE_LIBDW
+	s->d = use_libdw ? bt_dw_open() : NULL;
+	s->attached = s->d != NULL &&
+		dwfl_attach_state(s->d, NULL, getpid(), &bt_dw_thread_callbacks,
+			s);
+	s->ctx = NULL;
+#else
+	(void)use_libdw;
+#endif
+	s->fn(s, s->arg);
+#ifdef WEFT_HAVE_LIBDW
+	if (s->d != NULL)
+		dwfl_end(s->d);
+	s->d = NULL;
+#endif
+}
+
+#ifdef WEFT_HAVE_LIBDW
+static void *bt_session_thread(void *arg)
+{
+	bt_session_run(arg, 1);
+	return NULL;
+}
+#endif
+
+void weft__backtrace_session(void (*fn)(struct weft__bt_session *s, void *arg),
+	void *arg)
+{
+	struct weft__bt_session s;
+	memset(&s, 0, sizeof s);
+	s.fn = fn;
+	s.arg = arg;
+#ifdef WEFT_HAVE_LIBDW
+	/* As bt_job_do: libdw wants more stack than a fiber has. */
+	pthread_attr_t attr;
+	pthread_t th;
+	if (pthread_attr_init(&attr) == 0) {
+		int ok = pthread_attr_setstacksize(&attr, BT_THREAD_STACK) ==
+				0 &&
+			pthread_create(&th, &attr, bt_session_thread, &s) == 0;
+		pthread_attr_destroy(&attr);
+		if (ok) {
+			pthread_join(th, NULL);
+			return;
+		}
+	}
+#endif
+	bt_session_run(&s, 0);
+}
+
+int weft__backtrace_can_unwind(struct weft__bt_session *s)
+{
+#ifdef WEFT_HAVE_LIBDW
+	return s->attached;
+#else
+	(void)s;
+	return 0;
+#endif
+}
+
+int weft__backtrace_unwind(struct weft__bt_session *s,
+	const struct weft__bt_context *c, void **pcs, int max)
+{
+#ifdef WEFT_HAVE_LIBDW
+	if (!s->attached || max <= 0)
+		return 0;
+	struct bt_unwind u = { pcs, 0, max };
+	s->ctx = c;
+	/* Ends with an error at the fiber's bottom (the trampoline's CFI
+	 * marks its return address undefined): the frames are kept. */
+	(void)dwfl_getthread_frames(s->d, 1, bt_dw_frame, &u);
+	s->ctx = NULL;
+	return u.n;
+#else
+	(void)s;
+	(void)c;
+	(void)pcs;
+	(void)max;
+	return 0;
+#endif
+}
+
+size_t weft__backtrace_session_site(struct weft__bt_session *s, void *pc,
+	char *buf, size_t size, int *bottom)
+{
+	struct bt_out o = { buf, size, 0 };
+	struct bt_sym sym;
+	if (size > 0)
+		buf[0] = '\0';
+#ifdef WEFT_HAVE_LIBDW
+	if (s->d != NULL)
+		bt_sym_dw(s->d, pc, &sym);
+	else
+#else
+	(void)s;
+#endif
+		bt_sym_dladdr(pc, &sym);
+	bt_put_sym(&o, pc, &sym);
+	if (bottom)
+		*bottom = bt_is_task_bottom(&sym);
+	return o.len;
+}
+
+/* }======================================================= */
 
 void weft__backtrace_prepare(void)
 {

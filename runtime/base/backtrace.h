@@ -11,6 +11,7 @@
 #define WEFT_RUNTIME_BASE_BACKTRACE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Most frames any caller asks for. */
 #define WEFT__BACKTRACE_MAX 32
@@ -41,6 +42,53 @@ size_t weft__backtrace_format(void *const *pcs, int n, const char *indent,
 /* One return address as "<function>+0x<off> (<file>:<line>)", as above but
  * without the "#i" and the newline.  Returns the length written. */
 size_t weft__backtrace_site(void *pc, char *buf, size_t size);
+
+/* {======================================================= sessions
+ *
+ * A session does many lookups, and unwinds stacks that are not running,
+ * in one libdw session (one read of /proc/self/maps and of each object),
+ * on one helper thread with a large stack: the dump's way to name every
+ * parked task's frames (core/inspect.c). */
+
+struct weft__bt_session;
+
+/* The registers of a suspended context, by DWARF number (x86_64: 0..16,
+ * rip 16; aarch64: x0..x30, sp 31, pc 32), and the only memory an unwind
+ * may read: [lo, hi), the context's stack. */
+#define WEFT__BT_NREGS 33
+struct weft__bt_context {
+	uintptr_t regs[WEFT__BT_NREGS];
+	uintptr_t lo, hi;
+};
+
+/* Runs fn(s, arg) inside a session and returns when it did.  With libdw,
+ * fn runs on a short-lived thread with a 1 MiB stack, while the caller
+ * waits; without libdw, or when that thread cannot be created, fn runs on
+ * the calling thread with a session that cannot unwind and names
+ * functions with dladdr only. */
+void weft__backtrace_session(void (*fn)(struct weft__bt_session *s, void *arg),
+	void *arg);
+
+/* Whether s can unwind a suspended context (libdw was found). */
+int weft__backtrace_can_unwind(struct weft__bt_session *s);
+
+/* Unwinds the suspended context c: stores up to max return addresses
+ * into pcs, innermost first (pcs[0] is where the context will resume),
+ * and returns how many.  Every memory read goes through a bounds check
+ * against [c->lo, c->hi): a wrong frame ends the unwind, it never reads
+ * outside the stack.  0 without libdw.  The caller guarantees that
+ * nothing runs on that stack meanwhile. */
+int weft__backtrace_unwind(struct weft__bt_session *s,
+	const struct weft__bt_context *c, void **pcs, int max);
+
+/* One return address as weft__backtrace_site formats it, within s; *bottom
+ * is set when the frame is a task's bottom (weft__task_run or
+ * weft__task_entry), below which weft__backtrace_format stops.  Returns
+ * the length written. */
+size_t weft__backtrace_session_site(struct weft__bt_session *s, void *pc,
+	char *buf, size_t size, int *bottom);
+
+/* }======================================================= */
 
 /* Calls backtrace(3) once, so that glibc loads the unwinder (libgcc_s)
  * now: the first call dlopens it, which is not safe in a signal

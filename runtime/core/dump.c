@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
@@ -102,6 +103,64 @@ static void dump_text_str(struct dump_out *o, const char *s)
 static const char *const dump_kind_name[] = { "task", "group", "scope",
 	"sleep" };
 
+/* The dump's names of the wait kinds (core/inspect.h). */
+static const char *const dump_wait_name[WEFT__WAIT_NKINDS] = {
+	[WEFT__WAIT_NONE] = "none",
+	[WEFT__WAIT_LOCK] = "lock",
+	[WEFT__WAIT_EVENT] = "event",
+	[WEFT__WAIT_CHAN_SEND] = "channel send",
+	[WEFT__WAIT_CHAN_RECV] = "channel receive",
+	[WEFT__WAIT_SEMAPHORE] = "semaphore",
+	[WEFT__WAIT_LIMITER] = "capacity limiter",
+	[WEFT__WAIT_CONDITION] = "condition",
+	[WEFT__WAIT_GROUP] = "group",
+	[WEFT__WAIT_IO] = "io",
+	[WEFT__WAIT_SLEEP] = "sleep",
+	[WEFT__WAIT_TASK] = "task",
+};
+
+/* Task nodes by id, for naming the tasks a wait refers to. */
+struct dump_ref {
+	uint64_t id;
+	int node;
+};
+
+struct dump_ctx {
+	const struct weft__inspect_dump *d;
+	struct dump_ref *refs; /* sorted by id; NULL: none (out of memory) */
+	size_t nrefs;
+	int64_t now;
+};
+
+static int dump_cmp_ref(const void *a, const void *b)
+{
+	uint64_t x = ((const struct dump_ref *)a)->id;
+	uint64_t y = ((const struct dump_ref *)b)->id;
+	return x < y ? -1 : x > y;
+}
+
+/* The node of task `id`, or NULL. */
+static const struct weft__inspect_node *dump_task(const struct dump_ctx *c,
+	uint64_t id)
+{
+	if (c->refs == NULL || id == 0)
+		return NULL;
+	struct dump_ref key = { id, -1 };
+	struct dump_ref *r = bsearch(&key, c->refs, c->nrefs, sizeof key,
+		dump_cmp_ref);
+	return r ? &c->d->v[r->node] : NULL;
+}
+
+/* Live tasks whose group is `gid` (a joined group's running children). */
+static size_t dump_children_of(const struct dump_ctx *c, uint64_t gid)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < c->d->n; i++)
+		n += c->d->v[i].kind == WEFT__INSPECT_TASK &&
+			c->d->v[i].group_id == gid;
+	return n;
+}
+
 static void dump_deadline_text(struct dump_out *o, const char *key, int64_t d,
 	int64_t now)
 {
@@ -119,7 +178,133 @@ static void dump_deadline_json(struct dump_out *o, const char *key, int64_t d)
 		dump_printf(o, ",\"%s\":%" PRId64, key, d);
 }
 
-static void dump_node_text(struct dump_out *o,
+/* A pinned task's park: how long, and what on. */
+static void dump_wait_text(struct dump_out *o, const struct dump_ctx *c,
+	const struct weft__inspect_node *x)
+{
+	if (!x->pinned)
+		return;
+	const struct weft__wait_desc *w = &x->wait;
+	dump_printf(o, " parked_for=%.6fs", (double)x->parked_ns / 1e9);
+	if (x->wait_kind == WEFT__WAIT_NONE)
+		return;
+	dump_printf(o, " waits_on=%s object=%p", dump_wait_name[x->wait_kind],
+		w->obj);
+	const struct weft__inspect_node *t;
+	switch (x->wait_kind) {
+	case WEFT__WAIT_LOCK:
+	case WEFT__WAIT_TASK:
+		dump_printf(o, " %s=%" PRIu64,
+			x->wait_kind == WEFT__WAIT_LOCK ? "owner" : "task",
+			w->ref_id);
+		t = dump_task(c, w->ref_id);
+		if (t) {
+			dump_printf(o, " %s_name=",
+				x->wait_kind == WEFT__WAIT_LOCK ? "owner"
+								: "task");
+			dump_text_str(o, t->name);
+		}
+		break;
+	case WEFT__WAIT_GROUP:
+		dump_printf(o, " group=%" PRIu64 " children_running=%zu",
+			w->ref_id, dump_children_of(c, w->ref_id));
+		break;
+	case WEFT__WAIT_SLEEP:
+		dump_deadline_text(o, "until", w->deadline, c->now);
+		break;
+	default: break;
+	}
+	if (w->text[0])
+		dump_printf(o, " %s", w->text);
+}
+
+/* A pinned task's frames, one indented line each. */
+static void dump_frames_text(struct dump_out *o,
+	const struct weft__inspect_node *x, unsigned depth)
+{
+	for (const char *p = x->bt; p && *p;) {
+		const char *e = strchr(p, '\n');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		for (unsigned i = 0; i < depth; i++)
+			dump_put(o, "  ", 2);
+		dump_put(o, p, n);
+		dump_put(o, "\n", 1);
+		p += n + (e != NULL);
+	}
+}
+
+/* The same in JSON: ,"parked_ns":..,"waits_on":{..}|null,"backtrace":[..] */
+static void dump_wait_json(struct dump_out *o, const struct dump_ctx *c,
+	const struct weft__inspect_node *x)
+{
+	if (!x->pinned) {
+		static const char none[] = ",\"parked_ns\":null,"
+					   "\"waits_on\":null,\"backtrace\":[]";
+		dump_put(o, none, sizeof none - 1);
+		return;
+	}
+	const struct weft__wait_desc *w = &x->wait;
+	dump_printf(o,
+		",\"parked_ns\":%" PRId64 ",\"waits_on\":", x->parked_ns);
+	if (x->wait_kind == WEFT__WAIT_NONE) {
+		dump_put(o, "null", 4);
+	} else {
+		char obj[32];
+		snprintf(obj, sizeof obj, "%p", w->obj);
+		dump_printf(o, "{\"kind\":\"%s\",\"object\":\"%s\"",
+			dump_wait_name[x->wait_kind], obj);
+		const struct weft__inspect_node *t;
+		switch (x->wait_kind) {
+		case WEFT__WAIT_LOCK:
+		case WEFT__WAIT_TASK: {
+			const char *k = x->wait_kind == WEFT__WAIT_LOCK
+				? "owner"
+				: "task";
+			dump_printf(o, ",\"%s\":%" PRIu64, k, w->ref_id);
+			t = dump_task(c, w->ref_id);
+			dump_printf(o, ",\"%s_name\":", k);
+			dump_json_str(o, t ? t->name : NULL);
+			break;
+		}
+		case WEFT__WAIT_GROUP:
+			dump_printf(o,
+				",\"group\":%" PRIu64
+				",\"children_running\":%zu",
+				w->ref_id, dump_children_of(c, w->ref_id));
+			break;
+		case WEFT__WAIT_SLEEP:
+			dump_deadline_json(o, "until", w->deadline);
+			break;
+		default: break;
+		}
+		dump_put(o, ",\"detail\":", 10);
+		dump_json_str(o, w->text);
+		dump_put(o, "}", 1);
+	}
+	dump_put(o, ",\"backtrace\":[", 14);
+	bool first = true;
+	for (const char *p = x->bt; p && *p;) {
+		const char *e = strchr(p, '\n');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		/* Each line is "#i site": the site alone. */
+		const char *sp = memchr(p, ' ', n);
+		const char *s = sp ? sp + 1 : p;
+		char frame[320];
+		size_t k = n - (size_t)(s - p);
+		if (k >= sizeof frame)
+			k = sizeof frame - 1;
+		memcpy(frame, s, k);
+		frame[k] = '\0';
+		if (!first)
+			dump_put(o, ",", 1);
+		first = false;
+		dump_json_str(o, frame);
+		p += n + (e != NULL);
+	}
+	dump_put(o, "]", 1);
+}
+
+static void dump_node_text(struct dump_out *o, const struct dump_ctx *c,
 	const struct weft__inspect_node *x, unsigned depth, int64_t now)
 {
 	for (unsigned i = 0; i < depth; i++)
@@ -138,13 +323,21 @@ static void dump_node_text(struct dump_out *o,
 		dump_deadline_text(o, "deadline", x->eff_deadline, now);
 		dump_printf(o,
 			" cancelled=%d cancel_requested=%d "
-			"shielded=%d%s\n",
+			"shielded=%d%s",
 			x->cancelled, x->cancel_called, x->shield,
 			x->linked ? "" : " linked=0");
+		dump_wait_text(o, c, x);
+		dump_put(o, "\n", 1);
+		dump_frames_text(o, x, depth + 2);
 		return;
 	}
-	if (x->kind == WEFT__INSPECT_GROUP)
+	if (x->kind == WEFT__INSPECT_GROUP) {
 		dump_printf(o, " owner=%" PRIu64, x->group_id);
+		if (x->site) {
+			dump_put(o, " opened_at=", 11);
+			dump_text_str(o, x->site);
+		}
+	}
 	dump_deadline_text(o, "deadline", x->deadline, now);
 	dump_deadline_text(o, "effective_deadline", x->eff_deadline, now);
 	dump_printf(o, " cancelled=%d cancel_called=%d shield=%d\n",
@@ -152,7 +345,7 @@ static void dump_node_text(struct dump_out *o,
 }
 
 /* Opens the node's object; its "children" array stays open. */
-static void dump_node_json(struct dump_out *o,
+static void dump_node_json(struct dump_out *o, const struct dump_ctx *c,
 	const struct weft__inspect_node *x)
 {
 	dump_printf(o, "{\"type\":\"%s\",\"id\":%" PRIu64,
@@ -173,9 +366,13 @@ static void dump_node_json(struct dump_out *o,
 			x->cancel_called ? "true" : "false",
 			x->shield ? "true" : "false",
 			x->linked ? "true" : "false");
+		dump_wait_json(o, c, x);
 	} else {
-		if (x->kind == WEFT__INSPECT_GROUP)
+		if (x->kind == WEFT__INSPECT_GROUP) {
 			dump_printf(o, ",\"owner\":%" PRIu64, x->group_id);
+			dump_put(o, ",\"opened_at\":", 13);
+			dump_json_str(o, x->site);
+		}
 		dump_deadline_json(o, "deadline", x->deadline);
 		dump_deadline_json(o, "effective_deadline", x->eff_deadline);
 		dump_printf(o,
@@ -193,11 +390,26 @@ static void dump_node_json(struct dump_out *o,
 static int dump_render(struct weft__inspect_dump *d, bool json, int64_t now,
 	struct dump_out *o)
 {
+	struct dump_ctx cx = { d, NULL, 0, now };
+	size_t nt = 0;
+	for (size_t i = 0; i < d->n; i++)
+		nt += d->v[i].kind == WEFT__INSPECT_TASK;
+	/* Without it, referred tasks go unnamed (ids only). */
+	cx.refs = weft__alloc((nt + 1) * sizeof *cx.refs);
+	if (cx.refs) {
+		for (size_t i = 0; i < d->n; i++)
+			if (d->v[i].kind == WEFT__INSPECT_TASK)
+				cx.refs[cx.nrefs++] = (struct dump_ref){
+					d->v[i].id, (int)i
+				};
+		qsort(cx.refs, cx.nrefs, sizeof *cx.refs, dump_cmp_ref);
+	}
 	int *stack = weft__alloc((d->n + 1) * sizeof *stack);
 	int *cursor = weft__alloc((d->n + 1) * sizeof *cursor);
 	if (stack == NULL || cursor == NULL) {
 		weft__free(stack);
 		weft__free(cursor);
+		weft__free(cx.refs);
 		return -ENOMEM;
 	}
 	bool first_top = true;
@@ -212,9 +424,10 @@ static int dump_render(struct weft__inspect_dump *d, bool json, int64_t now,
 		for (;;) {
 			/* Enter x. */
 			if (json)
-				dump_node_json(o, &d->v[x]);
+				dump_node_json(o, &cx, &d->v[x]);
 			else
-				dump_node_text(o, &d->v[x], (unsigned)sp, now);
+				dump_node_text(o, &cx, &d->v[x], (unsigned)sp,
+					now);
 			stack[sp++] = x;
 			cursor[x] = d->v[x].first_child;
 			/* Next node to enter, closing finished ones. */
@@ -239,6 +452,7 @@ static int dump_render(struct weft__inspect_dump *d, bool json, int64_t now,
 	}
 	weft__free(stack);
 	weft__free(cursor);
+	weft__free(cx.refs);
 	return 0;
 }
 
@@ -303,7 +517,7 @@ int weft_runtime_dump(weft_runtime_t *rt, unsigned flags,
 			weft__free(o);
 		}
 	}
-	weft__free(d.v);
+	weft__inspect_dump_free(&d);
 	return rc;
 }
 

@@ -125,6 +125,15 @@ WEFT__HIDDEN void weft__fiber_fini_thread(weft__fiber_t *c);
  * not be in use by any other context; it may have been used by an earlier,
  * finished fiber (under TSan its fiber handle is recycled, see fiber.c).
  * Thread: any thread, while no other thread touches c or st. */
+/* The registers of suspended context c as an unwinder wants them (DWARF
+ * numbering, WEFT__BT_NREGS entries, unknown ones 0; base/backtrace.h):
+ * the callee-saved ones and the resume address from the frame the switch
+ * saved on c's stack, and the stack pointer as it will be once that frame
+ * is popped, i.e. the state of the switch's caller right after the call.
+ * Thread: any, while nothing runs on c's stack (the caller's guarantee:
+ * core/inspect.c pins the task). */
+WEFT__HIDDEN void weft__fiber_saved_regs(const weft__fiber_t *c,
+	uintptr_t *regs);
 WEFT__HIDDEN void weft__fiber_init(weft__fiber_t *c, weft__stack_t *st,
 	void (*entry)(void *), void *arg);
 

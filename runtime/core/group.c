@@ -42,6 +42,7 @@
 #include "base/error.h"
 #include "base/id.h"
 #include "core/group.h"
+#include "core/inspect.h"
 #include "core/local.h"
 #include "core/records.h"
 #include "core/sched.h"
@@ -334,7 +335,7 @@ static WEFT_FIBER_FN void group_wait_closed(struct weft_task *self,
 			    memory_order_acquire))
 			return;
 	}
-	weft__task_park_commit_on(self, "join");
+	weft__task_park_commit_obj(self, "join", WEFT__WAIT_GROUP, g);
 	/* acquire: pairs with the closing child's release CAS. */
 	WEFT_ASSERT(atomic_load_explicit(&g->word, memory_order_acquire) &
 			WEFT__GROUP_CLOSED,

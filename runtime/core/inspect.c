@@ -63,6 +63,9 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/backtrace.h"
+#include "base/spin.h"
+#include "base/tick.h"
 #include "core/group.h"
 #include "core/inspect.h"
 #include "core/records.h"
@@ -198,6 +201,7 @@ static int insp_node_new(struct weft__inspect_dump *d, uint8_t kind, int parent)
 	x->parent = parent;
 	x->first_child = x->last_child = x->next_sib = -1;
 	x->worker = -1;
+	x->parked_ns = -1;
 	x->deadline = x->eff_deadline = WEFT_FOREVER;
 	return (int)d->n++;
 }
@@ -252,9 +256,12 @@ static int insp_visit(struct weft__inspect_dump *d, struct weft_scope *s,
 		return i;
 	}
 	x->id = s->id;
-	if (kind == WEFT__INSPECT_GROUP)
-		x->group_id = WEFT__CONTAINER_OF(s, struct weft_group, scope)
-				      ->owner->id;
+	if (kind == WEFT__INSPECT_GROUP) {
+		struct weft_group *g = WEFT__CONTAINER_OF(s, struct weft_group,
+			scope);
+		x->group_id = g->owner->id;
+		x->open_site = g->open_site; /* fixed at open */
+	}
 	if (task_node >= 0) {
 		/* The task's own scopes form one chain: the deepest seen is
 		 * its innermost, which decides its effective state. */
@@ -394,6 +401,292 @@ static int insp_add_unlinked(struct weft__inspect_dump *d,
 	return rc;
 }
 
+/* {======================================================= dump: parked tasks
+ *
+ * Reading a parked task
+ * ---------------------
+ * Problem: show where each parked task parked (its stack, unwound from
+ * the registers its switch saved) and what it waits on (an object that
+ * may be freed as soon as the task leaves the wait), from any thread,
+ * without a lock or an atomic read-modify-write on the park, wake or
+ * switch paths, and without ever reading the stack of a task that runs.
+ *
+ * Approach: a pin, Dekker-style (all four accesses seq_cst).  The dumper
+ * reads the park word; if PARKED is set with generation g, the fiber of
+ * park g has left its stack (the worker's fetch_or, which also publishes
+ * the saved registers: acquire here).  It then stores insp_pin = 1 and
+ * reads insp_run, the generation at the task's last switch-in, which
+ * the worker that switches a task in stores before it reads insp_pin
+ * (sched.c, worker_switch_in).  Either the dumper's load comes first in
+ * the single total order, and then the worker's load of insp_pin comes
+ * after the pin store and it spins until the dumper clears the pin; or
+ * the worker's store comes first, and the dumper reads a generation >= g
+ * and lets go.  So insp_run < g means: the task has not run since park g
+ * left its stack and will not until the pin is cleared.  While pinned:
+ *   P1. its stack, saved registers and frames are as park g left them;
+ *       the unwinder reads them (bounds-checked to the task's stack),
+ *       after the task's last writes (the PARKED release, our acquire)
+ *       and before its next ones (our release of the pin, the worker's
+ *       acquire load of it);
+ *   P2. it is inside the wait that recorded insp_on, which keeps that
+ *       object alive (core/inspect.h), so its describer may read it;
+ *   P3. the record is this life's: the id re-read after the pin matches.
+ * A woken task that has not run yet counts as parked: it is off its
+ * stack, and still inside its wait.  Pins are set and cleared by one
+ * dumper at a time (rt->insp_lock), one task at a time, and held for
+ * one unwind and one description (microseconds; the first unwind of a
+ * dump also loads the objects' unwind tables).  A task being switched
+ * in meanwhile waits that long on its worker; nothing else does.
+ *
+ * The park path pays two relaxed stores (insp_on, insp_since: a cycle
+ * counter, base/tick.h), the switch-in one seq_cst store, one load and
+ * one predictable branch (benchmarks B1, B5, B6).
+ *
+ * Rejected: copying the object's state at park time (more stores on the
+ * park path, and stale: a Lock changes owner while its waiter sleeps);
+ * resolving the object under its own lock without a pin (the object may
+ * be freed between reading the pointer and taking the lock); stopping
+ * the workers (a dump must not stop the runtime).
+ */
+
+/* A task node's id, for finding it from a record. */
+struct insp_tref {
+	uint64_t id;
+	int node;
+};
+
+static int insp_cmp_tref(const void *a, const void *b)
+{
+	return insp_cmp_u64(&((const struct insp_tref *)a)->id,
+		&((const struct insp_tref *)b)->id);
+}
+
+struct insp_deep_arg {
+	struct weft_runtime *rt;
+	struct weft__inspect_dump *d;
+	struct insp_tref *tasks;
+	size_t ntasks;
+	uint64_t now_tick;
+};
+
+/* What t waits on (t pinned: P2). */
+static void insp_describe(struct weft__inspect_node *x, unsigned kind,
+	const void *on)
+{
+	struct weft__wait_desc *w = &x->wait;
+	w->deadline = WEFT_FOREVER;
+	x->wait_kind = (uint8_t)kind;
+	if (on == NULL || kind == WEFT__WAIT_NONE || kind >= WEFT__WAIT_NKINDS)
+		return;
+	switch (kind) {
+	case WEFT__WAIT_GROUP: {
+		/* The group lives until its owner's join returns. */
+		const struct weft_group *g = on;
+		w->obj = g;
+		w->ref_id = g->scope.id;
+		break;
+	}
+	case WEFT__WAIT_SLEEP: {
+		/* The sleep's private scope, in the pinned frame. */
+		struct weft_scope *s = (struct weft_scope *)on;
+		w->obj = s;
+		/* relaxed: a value; the owner wrote it before parking. */
+		w->deadline = atomic_load_explicit(&s->deadline,
+			memory_order_relaxed);
+		break;
+	}
+	case WEFT__WAIT_TASK: {
+		/* Type-stable record; its id is 0 once it ended. */
+		struct weft_task *o = (struct weft_task *)on;
+		w->obj = o;
+		/* relaxed: a value for the dump. */
+		w->ref_id = atomic_load_explicit(&o->insp_id,
+			memory_order_relaxed);
+		break;
+	}
+	default:
+		if (weft__wait_describers[kind])
+			weft__wait_describers[kind](on, w);
+		break;
+	}
+}
+
+/* Reads pinned task t into x: when it parked, what on, and (with an
+ * unwinder) its frames into pcs[0..max), returning how many. */
+static int insp_read_pinned(struct weft__bt_session *s, struct weft_task *t,
+	struct weft__inspect_node *x, uint64_t now_tick, void **pcs, int max)
+{
+	/* relaxed: written before the park's PARKED hand-off (P1). */
+	uint64_t since = atomic_load_explicit(&t->insp_since,
+		memory_order_relaxed);
+	const void *on = atomic_load_explicit(&t->insp_on,
+		memory_order_relaxed);
+	uint64_t mask = ((uint64_t)1 << WEFT__WAIT_KIND_BITS) - 1;
+	/* Both ticks lost their top bits to the kind: subtract modulo
+	 * 2^(64 - bits). */
+	uint64_t ticks = ((now_tick << WEFT__WAIT_KIND_BITS) -
+				 (since & ~mask)) >>
+		WEFT__WAIT_KIND_BITS;
+	x->pinned = true;
+	x->parked_ns = weft__tick_to_ns(ticks);
+	insp_describe(x, (unsigned)(since & mask), on);
+	if (t->stack == NULL || !weft__backtrace_can_unwind(s))
+		return 0;
+	struct weft__bt_context c;
+	c.lo = (uintptr_t)t->stack->lo;
+	c.hi = c.lo + t->stack->size;
+	weft__fiber_saved_regs(&t->cont, c.regs);
+	return weft__backtrace_unwind(s, &c, pcs, max);
+}
+
+/* Pins each parked task of the dump in turn (see the essay). */
+static void insp_pin_all(struct weft__bt_session *s, struct insp_deep_arg *a)
+{
+	/* acquire: as in insp_scan. */
+	for (struct weft_task *t = atomic_load_explicit(&a->rt->tasks.all,
+		     memory_order_acquire);
+		t; t = t->insp_all_next) {
+		/* acquire: as in insp_read. */
+		uint64_t id = atomic_load_explicit(&t->insp_id,
+			memory_order_acquire);
+		if (id == 0)
+			continue;
+		struct insp_tref key = { id, -1 };
+		struct insp_tref *r = bsearch(&key, a->tasks, a->ntasks,
+			sizeof *a->tasks, insp_cmp_tref);
+		if (r == NULL)
+			continue;
+		/* seq_cst: acquires the PARKED fetch_or (P1), and is ordered
+		 * before the pin store. */
+		uint64_t p = atomic_load_explicit(&t->park,
+			memory_order_seq_cst);
+		if (!(p & WEFT__PARK_PARKED))
+			continue;
+		uint64_t gen = p >> WEFT__PARK_GEN_SHIFT;
+		/* seq_cst store, then seq_cst load: the Dekker pair with
+		 * worker_switch_in (sched.c). */
+		atomic_store_explicit(&t->insp_pin, 1, memory_order_seq_cst);
+		void *pcs[WEFT__BACKTRACE_MAX];
+		int n = 0;
+		struct weft__inspect_node *x = &a->d->v[r->node];
+		if (atomic_load_explicit(&t->insp_run, memory_order_seq_cst) <
+				gen &&
+			/* relaxed: P3; the pin keeps the life from
+			 * ending. */
+			atomic_load_explicit(&t->insp_id,
+				memory_order_relaxed) == id)
+			n = insp_read_pinned(s, t, x, a->now_tick, pcs,
+				WEFT__BACKTRACE_MAX);
+		/* release: the reads above happen before the task runs again
+		 * (pairs with the acquire in weft__inspect_wait_unpinned). */
+		atomic_store_explicit(&t->insp_pin, 0, memory_order_release);
+		if (n > 0) {
+			x->pcs = weft__alloc((size_t)n * sizeof *x->pcs);
+			if (x->pcs) {
+				memcpy(x->pcs, pcs, (size_t)n * sizeof *pcs);
+				x->npcs = n;
+			}
+		}
+	}
+}
+
+/* Text of x's frames, one "#i site" line each, up to the task's bottom;
+ * NULL when out of memory. */
+static char *insp_frames_text(struct weft__bt_session *s,
+	const struct weft__inspect_node *x)
+{
+	char buf[WEFT__BACKTRACE_MAX * 160];
+	size_t len = 0;
+	for (int i = 0; i < x->npcs; i++) {
+		char site[256];
+		int bottom = 0;
+		weft__backtrace_session_site(s, x->pcs[i], site, sizeof site,
+			&bottom);
+		if (i > 0 && bottom)
+			break;
+		int k = snprintf(buf + len, sizeof buf - len, "#%d %s\n", i,
+			site);
+		if (k < 0 || (size_t)k >= sizeof buf - len)
+			break;
+		len += (size_t)k;
+	}
+	char *out = weft__alloc(len + 1);
+	if (out) {
+		memcpy(out, buf, len);
+		out[len] = '\0';
+	}
+	return out;
+}
+
+static void insp_deep_fn(struct weft__bt_session *s, void *arg)
+{
+	struct insp_deep_arg *a = arg;
+	insp_pin_all(s, a);
+	/* Symbols after every pin is released. */
+	for (size_t i = 0; i < a->d->n; i++) {
+		struct weft__inspect_node *x = &a->d->v[i];
+		if (x->npcs > 0)
+			x->bt = insp_frames_text(s, x);
+		if (x->open_site) {
+			char site[256];
+			weft__backtrace_session_site(s, x->open_site, site,
+				sizeof site, NULL);
+			size_t n = strlen(site);
+			x->site = weft__alloc(n + 1);
+			if (x->site)
+				memcpy(x->site, site, n + 1);
+		}
+	}
+}
+
+/* Fills the parked tasks' details and the texts of d (best effort: what
+ * cannot be allocated is left out). */
+static void insp_deep(struct weft_runtime *rt, struct weft__inspect_dump *d)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < d->n; i++)
+		n += d->v[i].kind == WEFT__INSPECT_TASK;
+	struct insp_tref *tasks = weft__alloc((n + 1) * sizeof *tasks);
+	if (tasks == NULL)
+		return;
+	n = 0;
+	for (size_t i = 0; i < d->n; i++)
+		if (d->v[i].kind == WEFT__INSPECT_TASK)
+			tasks[n++] = (struct insp_tref){ d->v[i].id, (int)i };
+	qsort(tasks, n, sizeof *tasks, insp_cmp_tref);
+	/* The rate of the ticks first: its one-time measurement must not
+	 * happen under a pin. */
+	(void)weft__tick_to_ns(0);
+	struct insp_deep_arg a = { rt, d, tasks, n, weft__tick_now() };
+	/* One dumper at a time sets pins (see the essay). */
+	pthread_mutex_lock(&rt->insp_lock);
+	weft__backtrace_session(insp_deep_fn, &a);
+	pthread_mutex_unlock(&rt->insp_lock);
+	weft__free(tasks);
+}
+
+void weft__inspect_wait_unpinned(struct weft_task *t)
+{
+	/* acquire: pairs with the dumper's release of the pin, so its reads
+	 * of the stack happen before the task runs again. */
+	while (atomic_load_explicit(&t->insp_pin, memory_order_acquire))
+		WEFT__CPU_RELAX();
+}
+
+void weft__inspect_dump_free(struct weft__inspect_dump *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		weft__free(d->v[i].pcs);
+		weft__free(d->v[i].bt);
+		weft__free(d->v[i].site);
+	}
+	weft__free(d->v);
+	d->v = NULL;
+	d->n = d->cap = 0;
+}
+
+/* }======================================================= */
+
 int weft__inspect_collect(struct weft_runtime *rt, struct weft__inspect_dump *d,
 	size_t *ntasks_out)
 {
@@ -414,6 +707,9 @@ int weft__inspect_collect(struct weft_runtime *rt, struct weft__inspect_dump *d,
 	weft__free(tasks);
 	if (rc < 0)
 		return rc;
+	/* The parked tasks' stacks and wait objects, then every text that
+	 * needs a symbol lookup (insp_deep). */
+	insp_deep(rt, d);
 	/* Children lists, in collection order. */
 	size_t n = 0;
 	for (size_t i = 0; i < d->n; i++) {

@@ -12,6 +12,68 @@
 #include "core/task.h"
 #include "weft/runtime.h"
 
+/* {======================================================= wait objects
+ *
+ * What a parked task waits on, as an object (the park records it:
+ * weft__task_park_commit_obj), and how the dump describes it.  The dump
+ * reads the object only while it holds the waiting task pinned in the
+ * park that recorded it (inspect.c, "Reading a parked task"): the task
+ * is then inside the wait and cannot leave it, and every kind below
+ * keeps its object alive while a task is inside a wait on it (a Lock,
+ * Event, Semaphore, CapacityLimiter and Condition count their waiters
+ * until they are done with the object and refuse destroy meanwhile; a
+ * channel end in use by a call keeps its channel; a group lives until
+ * its owner's join returns; a sleep's scope and an I/O operation are in
+ * the waiting frame; a task record is type-stable).  So a describer may
+ * read the object, under its own lock, but must not keep a pointer. */
+
+enum weft__wait_kind {
+	WEFT__WAIT_NONE,
+	WEFT__WAIT_LOCK,      /* on: its wait queue (sync/lock.c) */
+	WEFT__WAIT_EVENT,     /* on: its wait queue */
+	WEFT__WAIT_CHAN_SEND, /* on: the channel's sendq */
+	WEFT__WAIT_CHAN_RECV, /* on: the channel's recvq */
+	WEFT__WAIT_SEMAPHORE, /* on: its wait queue */
+	WEFT__WAIT_LIMITER,   /* on: its wait queue */
+	WEFT__WAIT_CONDITION, /* on: its wait queue */
+	WEFT__WAIT_GROUP,     /* on: the group being joined */
+	WEFT__WAIT_IO,	      /* on: the I/O operation (io/ioop.h) */
+	WEFT__WAIT_SLEEP,     /* on: the sleep's private scope */
+	WEFT__WAIT_TASK,      /* on: the task record waited for */
+	WEFT__WAIT_NKINDS
+};
+/* Low bits of weft_task.insp_since that hold the kind. */
+#define WEFT__WAIT_KIND_BITS 4
+_Static_assert(WEFT__WAIT_NKINDS <= 1 << WEFT__WAIT_KIND_BITS,
+	"wait kinds do not fit their bits");
+
+/* What a describer found out about one wait object. */
+struct weft__wait_desc {
+	const void *obj; /* the object as its user knows it */
+	/* The id it names: a Lock's owner task, the task waited for, the
+	 * group joined; 0: none. */
+	uint64_t ref_id;
+	int64_t deadline; /* a sleep's; WEFT_FOREVER: none */
+	char text[112];	  /* more, as "key=value ..." (may be empty) */
+};
+
+/* Fills d (zeroed by the caller) about the object `on` of its kind.
+ * Thread: any, while the waiter is pinned (see above); may take the
+ * object's spin lock, never blocks otherwise. */
+typedef void (
+	*weft__wait_describe_fn)(const void *on, struct weft__wait_desc *d);
+
+/* The describers of the kinds that live above core/, by kind (NULL
+ * where core/ describes the kind itself): defined by the composition
+ * root (runtime.c), which sees every layer. */
+extern const weft__wait_describe_fn weft__wait_describers[WEFT__WAIT_NKINDS];
+
+/* The resume side of the pin: called by the worker that switches t in
+ * when it found t pinned; returns once the dump let go of it. */
+void weft__inspect_wait_unpinned(struct weft_task *t);
+
+/* }======================================================= */
+
 enum weft__inspect_kind {
 	WEFT__INSPECT_TASK,
 	WEFT__INSPECT_GROUP,
@@ -36,6 +98,20 @@ struct weft__inspect_node {
 	bool shield;	    /* scope shielded / task behind a shield */
 	bool linked;	    /* task: found in the scope tree */
 	char name[WEFT__TASK_NAME_MAX];
+	/* Task: filled only when the dump held it pinned in a park
+	 * (inspect.c): how long it had been parked, what it waits on, and
+	 * its stack's return addresses, innermost first (pcs: heap, npcs of
+	 * them), then their text (bt: heap, one line per frame). */
+	bool pinned;
+	uint8_t wait_kind;
+	int64_t parked_ns;
+	struct weft__wait_desc wait;
+	void **pcs;
+	int npcs;
+	char *bt;
+	/* Group: the return address of weft_group_open, and its text. */
+	void *open_site;
+	char *site;
 };
 
 struct weft__inspect_dump {
@@ -53,5 +129,8 @@ struct weft_runtime *weft__inspect_runtime(weft_runtime_t *rt);
  * formats nothing. */
 int weft__inspect_collect(struct weft_runtime *rt, struct weft__inspect_dump *d,
 	size_t *ntasks_out);
+
+/* Frees what weft__inspect_collect left in d (d->v included). */
+void weft__inspect_dump_free(struct weft__inspect_dump *d);
 
 #endif

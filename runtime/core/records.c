@@ -266,6 +266,10 @@ struct weft_task *weft__record_task_get_slow(struct weft_runtime *rt,
 	atomic_init(&t->park, 0);
 	atomic_init(&t->insp_wait, NULL);
 	atomic_init(&t->lock_wait, 0); /* sync/lock.c */
+	atomic_init(&t->insp_on, NULL);
+	atomic_init(&t->insp_since, 0);
+	atomic_init(&t->insp_run, 0);
+	atomic_init(&t->insp_pin, 0);
 	atomic_init(&t->done_cbs, NULL);
 	atomic_init(&t->name_lit, NULL);
 	t->insp_all_next = NULL;

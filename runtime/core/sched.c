@@ -81,6 +81,7 @@
 
 #include "base/alloc.h"
 #include "core/group.h"
+#include "core/inspect.h"
 #include "core/records.h"
 #include "core/sanitizer.h"
 #include "core/sched.h"
@@ -588,6 +589,20 @@ static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
 	 * atomically and validates the record by its id. */
 	atomic_store_explicit(&t->insp_worker, (int)w->index,
 		memory_order_relaxed);
+	/* The dump pin (inspect.c, "Reading a parked task"): publish that t
+	 * runs from its current park generation on, then look for a dumper
+	 * reading its stack.  seq_cst store then seq_cst load, against the
+	 * dumper's seq_cst pin store then insp_run load: one of the two
+	 * sees the other's store, so either the dumper skips t or we wait
+	 * here, before t's stack changes.  relaxed park load: only t itself
+	 * changes the generation, and it is not running. */
+	atomic_store_explicit(&t->insp_run,
+		atomic_load_explicit(&t->park, memory_order_relaxed) >>
+			WEFT__PARK_GEN_SHIFT,
+		memory_order_seq_cst);
+	if (WEFT__UNLIKELY(
+		    atomic_load_explicit(&t->insp_pin, memory_order_seq_cst)))
+		weft__inspect_wait_unpinned(t);
 	weft__stack_set_running(t->stack);
 }
 

@@ -49,7 +49,9 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/id.h"
+#include "base/tick.h"
 #include "core/group.h"
+#include "core/inspect.h"
 #include "core/local.h"
 #include "core/records.h"
 #include "core/sched.h"
@@ -302,10 +304,16 @@ uint64_t weft__task_park_prepare(struct weft_task *self, bool cancellable)
 
 void weft__task_park_commit(struct weft_task *self)
 {
-	weft__task_park_commit_on(self, NULL);
+	weft__task_park_commit_obj(self, NULL, WEFT__WAIT_NONE, NULL);
 }
 
 void weft__task_park_commit_on(struct weft_task *self, const char *what)
+{
+	weft__task_park_commit_obj(self, what, WEFT__WAIT_NONE, NULL);
+}
+
+void weft__task_park_commit_obj(struct weft_task *self, const char *what,
+	unsigned kind, const void *on)
 {
 	/* Fast path: already woken, no need to switch.  acquire: pairs with
 	 * the waker's CAS that set WOKEN (task_wake_claim): what the waker
@@ -317,10 +325,23 @@ void weft__task_park_commit_on(struct weft_task *self, const char *what)
 		/* relaxed: the task's own cur_scope. */
 		struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
 			memory_order_relaxed);
-		what = cur->kind == WEFT__SCOPE_FRAME ? "sleep" : "park";
+		bool sleep = cur->kind == WEFT__SCOPE_FRAME;
+		what = sleep ? "sleep" : "park";
+		/* A sleep's object is its private scope, in this frame: the
+		 * dump reads its deadline while it holds us pinned. */
+		if (sleep) {
+			kind = WEFT__WAIT_SLEEP;
+			on = cur;
+		}
 	}
-	/* Relaxed: introspection only (inspect.c reads it atomically). */
+	/* Relaxed: introspection only (inspect.c reads insp_wait atomically,
+	 * and insp_on and insp_since only while it holds this park pinned,
+	 * which orders them through the PARKED hand-off). */
 	atomic_store_explicit(&self->insp_wait, what, memory_order_relaxed);
+	atomic_store_explicit(&self->insp_on, on, memory_order_relaxed);
+	atomic_store_explicit(&self->insp_since,
+		weft__tick_now() << WEFT__WAIT_KIND_BITS | kind,
+		memory_order_relaxed);
 	weft__sched_switch_out(self, WEFT__POST_PARK);
 	atomic_store_explicit(&self->insp_wait, NULL, memory_order_relaxed);
 }
@@ -916,7 +937,8 @@ int weft_task_wait(weft_task_t *hd)
 		if (atomic_load_explicit(&h->state, memory_order_seq_cst) ==
 				WEFT_TASK_PENDING &&
 			!weft__scope_is_cancelled(cur))
-			weft__task_park_commit_on(self, "task wait");
+			weft__task_park_commit_obj(self, "task wait",
+				WEFT__WAIT_TASK, h);
 		/* Remove ourselves if still listed (relaxed: under the lock,
 		 * as every write of the list). */
 		weft__spin_lock(&h->waiters_lock);

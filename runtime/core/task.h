@@ -135,6 +135,25 @@ struct weft_task {
 	 * clear and only ever accessed atomically; 0 at the end of every
 	 * life.  See lock.c for who writes it and the orders. */
 	_Atomic uintptr_t lock_wait;
+	/* What the task is parked on as an object (its address, or NULL),
+	 * and the tick (base/tick.h) at which it parked shifted left by
+	 * WEFT__WAIT_KIND_BITS, with the object's kind (WEFT__WAIT_*,
+	 * core/inspect.h) in the low bits.  Written by the task at every
+	 * park that switches out (two relaxed stores:
+	 * weft__task_park_commit_obj), so stale between parks; read only by
+	 * a dump that holds the task pinned in that park (insp_pin), which
+	 * orders the reads after the stores through the park hand-off. */
+	_Atomic(const void *) insp_on;
+	_Atomic uint64_t insp_since;
+	/* The dump pin (inspect.c, "Reading a parked task"): insp_run is
+	 * the park generation the task had at its last switch-in, stored
+	 * (seq_cst) by the worker that switches it in, which then reads
+	 * insp_pin (seq_cst) and waits while a dumper has it set.  A dumper
+	 * sets insp_pin, then reads insp_run: below the generation of a park
+	 * it saw PARKED, the task has not run since that park left its
+	 * stack and cannot until insp_pin is cleared. */
+	_Atomic uint64_t insp_run;
+	atomic_uint insp_pin;
 	/* Every record the arena ever allocated, newest first (written once,
 	 * before the record is published on rt's list with a release). */
 	struct weft_task *insp_all_next;
@@ -346,6 +365,13 @@ void weft__task_name_load(const struct weft_task *t, char *out);
  * task itself. */
 WEFT_FIBER_FN void weft__task_park_commit_on(struct weft_task *self,
 	const char *what);
+/* As weft__task_park_commit_on, also recording the object the task waits
+ * on for the dump: `on`, of kind `kind` (WEFT__WAIT_*, core/inspect.h;
+ * WEFT__WAIT_NONE and NULL for none), which must stay alive while the
+ * task is inside the wait (inspect.h says why that is enough).  Thread:
+ * the task itself. */
+WEFT_FIBER_FN void weft__task_park_commit_obj(struct weft_task *self,
+	const char *what, unsigned kind, const void *on);
 
 /* Done callback node (weft_task_on_done). */
 struct weft__done_cb {

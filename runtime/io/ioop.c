@@ -40,10 +40,12 @@
  * access to the fiber's frame, with the fiber free to return right after).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <uv.h>
 
 #include "base/common.h"
 #include "core/cancel.h"
+#include "core/inspect.h"
 #include "core/task.h"
 #include "io/io.h"
 #include "io/ioop.h"
@@ -131,7 +133,7 @@ static void ioop_abort_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
 static WEFT_FIBER_FN uint64_t ioop_park(struct weft_task *self,
 	struct weft__ioop *op)
 {
-	weft__task_park_commit_on(self, op->what);
+	weft__task_park_commit_obj(self, op->what, WEFT__WAIT_IO, op);
 	return atomic_load_explicit(&op->word, memory_order_acquire);
 }
 
@@ -260,3 +262,22 @@ int weft__ioop_run_shielded(struct weft__ioop *op)
 	weft__timer_hold(tm, -1);
 	return op->result;
 }
+
+/* {======================================================= dump */
+
+void weft__ioop_describe(const void *on, struct weft__wait_desc *d)
+{
+	/* The operation is in its waiter's frame, which the dump holds
+	 * pinned (core/inspect.h); only the fields written before the park
+	 * are read (the I/O thread's are not). */
+	const struct weft__ioop *op = on;
+	d->obj = op;
+	if (op->fd_plus1 > 0)
+		snprintf(d->text, sizeof d->text, "fd=%d op=\"%s\"",
+			op->fd_plus1 - 1, op->what ? op->what : "?");
+	else
+		snprintf(d->text, sizeof d->text, "op=\"%s\"",
+			op->what ? op->what : "?");
+}
+
+/* }======================================================= */

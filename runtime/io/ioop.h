@@ -37,6 +37,9 @@ struct weft__ioop {
 	struct weft_task *task;
 	struct weft_runtime *rt;
 	const char *what; /* park site for introspection */
+	/* For the dump (weft__ioop_describe): the descriptor the operation
+	 * waits on plus one, 0 when it is not about one descriptor. */
+	int fd_plus1;
 	/* The park word of the operation (see ioop.c): DONE, or the
 	 * generation the I/O thread must wake, plus CANCEL_REQ. */
 	_Atomic uint64_t word;
@@ -63,6 +66,11 @@ WEFT_FIBER_FN int weft__ioop_run(struct weft__ioop *op);
  * op->cancel is ignored.  Thread: a weft fiber (WEFT_ENOTFIBER
  * otherwise). */
 WEFT_FIBER_FN int weft__ioop_run_shielded(struct weft__ioop *op);
+
+struct weft__wait_desc;
+/* The dump's describer of WEFT__WAIT_IO (core/inspect.h): `on` is the
+ * operation, in the frame of the task the dump holds pinned. */
+void weft__ioop_describe(const void *on, struct weft__wait_desc *d);
 
 /* Records the result of op and wakes its fiber; after this call (or, when
  * a cancellation is queued, after `cancel` ran) the fiber may return and

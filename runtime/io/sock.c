@@ -495,6 +495,7 @@ int weft__sock_wait(struct weft__sock *s, int event, const char *what)
 	wt.op.start = sock_wait_start;
 	wt.op.cancel = sock_wait_cancel;
 	wt.op.what = what;
+	wt.op.fd_plus1 = s->fd + 1;
 	return weft__ioop_run(&wt.op);
 }
 
@@ -507,5 +508,7 @@ int weft__sock_wait_set(struct weft__sock_wait *wt, const char *what)
 	wt->op.start = sock_wait_start;
 	wt->op.cancel = sock_wait_cancel;
 	wt->op.what = what;
+	/* The dump names the first descriptor of a set. */
+	wt->op.fd_plus1 = wt->n > 0 ? wt->entries[0].s->fd + 1 : 0;
 	return weft__ioop_run(&wt->op);
 }

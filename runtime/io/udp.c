@@ -543,6 +543,7 @@ int weft_udp_send(weft_udp_t *h, const void *buf, size_t len,
 	s.op.start = udp_send_start;
 	s.op.cancel = NULL; /* a queued uv_udp_send cannot be withdrawn */
 	s.op.what = "udp send";
+	s.op.fd_plus1 = u->fd + 1;
 	rc = weft__ioop_run(&s.op);
 out:
 	udp_unref(u);
@@ -600,6 +601,7 @@ ssize_t weft_udp_recv(weft_udp_t *h, void *buf, size_t len,
 	r.op.start = udp_recv_start;
 	r.op.cancel = udp_recv_cancel;
 	r.op.what = "udp recv";
+	r.op.fd_plus1 = u->fd + 1;
 	rc = weft__ioop_run(&r.op);
 	if (rc < 0 && rc != -EMSGSIZE) {
 		result = rc;

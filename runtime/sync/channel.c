@@ -73,11 +73,13 @@
 #include <errno.h>
 #include <stdalign.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "base/alloc.h"
 #include "base/common.h"
 #include "base/spin.h"
+#include "core/inspect.h"
 #include "core/task.h"
 #include "sync/waitq.h"
 #include "weft/channel.h"
@@ -224,6 +226,8 @@ int weft_channel_open_drop(weft_channel_tx_t **tx, weft_channel_rx_t **rx,
 	ch->buf = ring ? chan_inline_buf(ch) : NULL;
 	ch->sendq.what = "channel send";
 	ch->recvq.what = "channel receive";
+	ch->sendq.kind = WEFT__WAIT_CHAN_SEND;
+	ch->recvq.kind = WEFT__WAIT_CHAN_RECV;
 	ch->send_open = ch->recv_open = 1;
 	ch->ends = 2;
 	ch->item_size = item_size;
@@ -584,6 +588,45 @@ int weft_channel_rx_stats(const weft_channel_rx_t *rx,
 	weft_channel_stats_t *out)
 {
 	return rx ? chan_stats(&rx->e, out) : -EINVAL;
+}
+
+/* }======================================================= */
+
+/* {======================================================= dump */
+
+static void chan_describe(struct chan *ch, struct weft__wait_desc *d)
+{
+	d->obj = ch;
+	weft__spin_lock(&ch->lock);
+	size_t count = ch->count, senders = ch->send_open;
+	size_t receivers = ch->recv_open, sq = ch->sendq.len;
+	size_t rq = ch->recvq.len;
+	weft__spin_unlock(&ch->lock);
+	char cap[24];
+	if (ch->capacity == WEFT_CHANNEL_UNBOUNDED)
+		snprintf(cap, sizeof cap, "unbounded");
+	else
+		snprintf(cap, sizeof cap, "%zu", ch->capacity);
+	snprintf(d->text, sizeof d->text,
+		"count=%zu capacity=%s send_open=%zu recv_open=%zu "
+		"senders_waiting=%zu receivers_waiting=%zu",
+		count, cap, senders, receivers, sq, rq);
+}
+
+/* A waiter's end keeps the channel (the end's reference) while it is
+ * inside the call (core/inspect.h). */
+void weft__chan_describe_send(const void *on, struct weft__wait_desc *d)
+{
+	chan_describe(WEFT__CONTAINER_OF((weft__waitq_t *)on, struct chan,
+			      sendq),
+		d);
+}
+
+void weft__chan_describe_recv(const void *on, struct weft__wait_desc *d)
+{
+	chan_describe(WEFT__CONTAINER_OF((weft__waitq_t *)on, struct chan,
+			      recvq),
+		d);
 }
 
 /* }======================================================= */

@@ -63,9 +63,11 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "base/alloc.h"
 #include "core/cancel.h"
+#include "core/inspect.h"
 #include "core/task.h"
 #include "sync/lock.h"
 #include "sync/waitq.h"
@@ -87,7 +89,8 @@ int weft_condition_create(weft_condition_t **out, weft_lock_t *lock)
 	if (c == NULL)
 		return -ENOMEM;
 	weft__spin_init(&c->spin);
-	c->q = (weft__waitq_t){ .what = "condition" };
+	c->q = (weft__waitq_t){ .what = "condition",
+		.kind = WEFT__WAIT_CONDITION };
 	c->nwaiting = 0;
 	weft__lock_init(&c->own);
 	c->lock = lock ? lock : &c->own;
@@ -197,4 +200,15 @@ size_t weft_condition_waiting(const weft_condition_t *c)
 	size_t n = m->q.len;
 	weft__spin_unlock(&m->spin);
 	return n;
+}
+
+void weft__condition_describe(const void *on, struct weft__wait_desc *d)
+{
+	struct weft_condition *c = WEFT__CONTAINER_OF((weft__waitq_t *)on,
+		struct weft_condition, q);
+	d->obj = c;
+	weft__spin_lock(&c->spin);
+	size_t queued = c->q.len;
+	weft__spin_unlock(&c->spin);
+	snprintf(d->text, sizeof d->text, "waiters=%zu", queued);
 }

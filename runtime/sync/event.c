@@ -20,8 +20,10 @@
  * setter never touches the event after unlocking.
  */
 #include <errno.h>
+#include <stdio.h>
 
 #include "base/alloc.h"
+#include "core/inspect.h"
 #include "core/task.h"
 #include "sync/waitq.h"
 #include "weft/sync.h"
@@ -44,7 +46,7 @@ int weft_event_create(weft_event_t **out)
 		return -ENOMEM;
 	atomic_init(&ev->set, false);
 	weft__spin_init(&ev->spin);
-	ev->q = (weft__waitq_t){ .what = "event" };
+	ev->q = (weft__waitq_t){ .what = "event", .kind = WEFT__WAIT_EVENT };
 	ev->nwaiting = 0;
 	*out = ev;
 	return 0;
@@ -126,4 +128,17 @@ size_t weft_event_waiting(const weft_event_t *ev)
 	size_t n = m->q.len;
 	weft__spin_unlock(&m->spin);
 	return n;
+}
+
+void weft__event_describe(const void *on, struct weft__wait_desc *d)
+{
+	struct weft_event *ev = WEFT__CONTAINER_OF((weft__waitq_t *)on,
+		struct weft_event, q);
+	d->obj = ev;
+	weft__spin_lock(&ev->spin);
+	size_t queued = ev->q.len;
+	/* relaxed: under `spin`, where it is written. */
+	bool set = atomic_load_explicit(&ev->set, memory_order_relaxed);
+	weft__spin_unlock(&ev->spin);
+	snprintf(d->text, sizeof d->text, "set=%d waiters=%zu", set, queued);
 }

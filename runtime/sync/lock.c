@@ -121,6 +121,7 @@
 
 #include "base/alloc.h"
 #include "base/diag.h"
+#include "core/inspect.h"
 #include "core/task.h"
 #include "runtime.h"
 #include "sync/lock.h"
@@ -137,7 +138,7 @@ void weft__lock_init(struct weft_lock *l)
 {
 	atomic_init(&l->word, 0);
 	weft__spin_init(&l->spin);
-	l->q = (weft__waitq_t){ .what = "lock" };
+	l->q = (weft__waitq_t){ .what = "lock", .kind = WEFT__WAIT_LOCK };
 	l->nwaiting = 0;
 	l->owned = (struct weft__owned){ .ended = lock_break };
 }
@@ -539,7 +540,7 @@ int weft__lock_wait_reparked(struct weft_lock *l, struct weft__wait_node *n,
 		n->gen = weft__task_park_prepare(self, false);
 		const char *what = l->q.what;
 		weft__spin_unlock(&l->spin);
-		weft__task_park_commit_on(self, what);
+		weft__task_park_commit_obj(self, what, WEFT__WAIT_LOCK, &l->q);
 		weft__spin_lock(&l->spin);
 	}
 	lock_wait_clear(self);
@@ -664,6 +665,35 @@ size_t weft_lock_waiting(const weft_lock_t *l)
 	size_t n = m->q.len;
 	weft__spin_unlock(&m->spin);
 	return n;
+}
+
+/* }======================================================= */
+
+/* {======================================================= dump */
+
+void weft__lock_describe(const void *on, struct weft__wait_desc *d)
+{
+	struct weft_lock *l = WEFT__CONTAINER_OF((weft__waitq_t *)on,
+		struct weft_lock, q);
+	d->obj = l;
+	weft__spin_lock(&l->spin);
+	/* relaxed: under `spin`; a fast acquire or release may change a
+	 * word without WAITERS meanwhile, and any value it had will do. */
+	uintptr_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
+	size_t queued = l->q.len;
+	/* The owner's id: a record named by the word is a live task's
+	 * (invariant 4) and records are type-stable, so the load is safe
+	 * even if it has changed hands since (then the id may be stale, or
+	 * 0); relaxed: a value for the dump. */
+	struct weft_task *owner = w == WEFT__LOCK_BROKEN
+		? NULL
+		: (struct weft_task *)(w & ~WEFT__LOCK_WAITERS);
+	if (owner)
+		d->ref_id = atomic_load_explicit(&owner->insp_id,
+			memory_order_relaxed);
+	weft__spin_unlock(&l->spin);
+	snprintf(d->text, sizeof d->text, "%swaiters=%zu",
+		w == WEFT__LOCK_BROKEN ? "broken=1 " : "", queued);
 }
 
 /* }======================================================= */

@@ -38,9 +38,11 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "base/alloc.h"
 #include "base/common.h"
+#include "core/inspect.h"
 #include "core/records.h"
 #include "core/task.h"
 #include "sync/waitq.h"
@@ -67,7 +69,8 @@ int weft_semaphore_create(weft_semaphore_t **out, size_t initial,
 	weft__spin_init(&s->spin);
 	s->value = initial;
 	s->max = max_value ? max_value : SIZE_MAX;
-	s->q = (weft__waitq_t){ .what = "semaphore" };
+	s->q = (weft__waitq_t){ .what = "semaphore",
+		.kind = WEFT__WAIT_SEMAPHORE };
 	s->nwaiting = 0;
 	*out = s;
 	return 0;
@@ -332,6 +335,7 @@ int weft_limiter_create(weft_limiter_t **out, size_t total)
 	*l = (struct weft_limiter){ .total = total };
 	weft__spin_init(&l->spin);
 	l->q.what = "capacity limiter";
+	l->q.kind = WEFT__WAIT_LIMITER;
 	*out = l;
 	return 0;
 }
@@ -445,6 +449,35 @@ int weft_limiter_stats(const weft_limiter_t *l, weft_limiter_stats_t *out)
 	out->waiting = m->q.len;
 	weft__spin_unlock(&m->spin);
 	return 0;
+}
+
+/* }======================================================= */
+
+/* {======================================================= dump */
+
+void weft__semaphore_describe(const void *on, struct weft__wait_desc *d)
+{
+	struct weft_semaphore *s = WEFT__CONTAINER_OF((weft__waitq_t *)on,
+		struct weft_semaphore, q);
+	d->obj = s;
+	weft__spin_lock(&s->spin);
+	size_t value = s->value, queued = s->q.len;
+	weft__spin_unlock(&s->spin);
+	snprintf(d->text, sizeof d->text, "value=%zu waiters=%zu", value,
+		queued);
+}
+
+void weft__limiter_describe(const void *on, struct weft__wait_desc *d)
+{
+	struct weft_limiter *l = WEFT__CONTAINER_OF((weft__waitq_t *)on,
+		struct weft_limiter, q);
+	d->obj = l;
+	weft__spin_lock(&l->spin);
+	size_t total = l->total, borrowed = l->borrowed;
+	size_t queued = l->q.len;
+	weft__spin_unlock(&l->spin);
+	snprintf(d->text, sizeof d->text, "borrowed=%zu total=%zu waiters=%zu",
+		borrowed, total, queued);
 }
 
 /* }======================================================= */

@@ -102,7 +102,7 @@ int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 		/* Read under the lock: q may go once we are granted. */
 		const char *what = q->what ? q->what : "wait queue";
 		weft__spin_unlock(lock);
-		weft__task_park_commit_on(self, what);
+		weft__task_park_commit_obj(self, what, q->kind, q);
 		weft__spin_lock(lock);
 		/* seq_cst, under the lock the granter held when it stored;
 		 * `reparked` was written under this lock too. */
@@ -134,7 +134,7 @@ int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
 			break;
 		const char *what = q->what ? q->what : "wait queue";
 		weft__spin_unlock(lock);
-		weft__task_park_commit_on(self, what);
+		weft__task_park_commit_obj(self, what, q->kind, q);
 		/* acquire: pairs with the release in weft__waitq_grant, the
 		 * granter's last access to n, so everything it wrote for us
 		 * before is visible and n is ours again. */
@@ -172,7 +172,7 @@ void weft__waitq_wait_uncancellable(weft__spin_t *lock, weft__waitq_t *q,
 		n->gen = weft__task_park_prepare(self, false);
 		const char *what = q->what ? q->what : "wait queue";
 		weft__spin_unlock(lock);
-		weft__task_park_commit_on(self, what);
+		weft__task_park_commit_obj(self, what, q->kind, q);
 		weft__spin_lock(lock);
 		/* seq_cst read of `granted`, under the lock (see above). */
 	} while (!n->granted);

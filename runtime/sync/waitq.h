@@ -17,6 +17,7 @@
 #include "base/common.h"
 #include "base/spin.h"
 #include "core/cancel.h"
+#include "core/inspect.h"
 #include "core/task.h"
 
 struct weft_task;
@@ -51,7 +52,26 @@ typedef struct weft__waitq {
 	/* What a task parked here waits for ("lock", "channel receive"...),
 	 * a static string set by the primitive at init, for introspection. */
 	const char *what;
+	/* The dump's kind of the primitive (WEFT__WAIT_*, core/inspect.h),
+	 * set at init with `what`: a parked waiter records the queue's
+	 * address with it, and the kind's describer finds the primitive
+	 * around the queue. */
+	uint8_t kind;
 } weft__waitq_t;
+
+/* The dump's describers of the primitives' wait kinds (core/inspect.h:
+ * `on` is the waiter's queue, which the primitive embeds; they run while
+ * the dump holds a waiter pinned inside the wait, which keeps the
+ * primitive alive, and read it under its spin lock).  One per primitive
+ * file, listed by the composition root (runtime.c). */
+struct weft__wait_desc;
+void weft__lock_describe(const void *on, struct weft__wait_desc *d);
+void weft__event_describe(const void *on, struct weft__wait_desc *d);
+void weft__chan_describe_send(const void *on, struct weft__wait_desc *d);
+void weft__chan_describe_recv(const void *on, struct weft__wait_desc *d);
+void weft__semaphore_describe(const void *on, struct weft__wait_desc *d);
+void weft__limiter_describe(const void *on, struct weft__wait_desc *d);
+void weft__condition_describe(const void *on, struct weft__wait_desc *d);
 
 /* Tasks a waker made runnable under a lock, readied after unlocking (so
  * that no scheduler work or futex wake happens inside the critical
