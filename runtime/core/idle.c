@@ -51,6 +51,7 @@
 #include <unistd.h>
 
 #include "base/spin.h"
+#include "core/baton.h"
 #include "core/idle.h"
 #include "core/sched.h"
 #include "core/task.h"
@@ -123,6 +124,12 @@ void weft__idle_notify(struct weft_runtime *rt)
 			atomic_load_explicit(&idle->nsleeping,
 				memory_order_relaxed) == 0)
 			return;
+		/* Seeded: every worker is listed while nobody holds the
+		 * baton (baton.c, invariant 2); the baton is granted there. */
+		if (rt->baton.on) {
+			weft__baton_wake(rt);
+			return;
+		}
 		int zero = 0;
 		/* seq_cst, as every read-modify-write of nspinning: takes
 		 * the spinning token against other producers and
@@ -153,6 +160,8 @@ void weft__idle_notify(struct weft_runtime *rt)
 
 void weft__idle_wake_all(struct weft_runtime *rt)
 {
+	if (rt->baton.on)
+		weft__baton_wake_all(rt);
 	weft__worker_t *w;
 	while ((w = idle_pop_sleeper(&rt->idle)) != NULL) {
 		/* relaxed: the token handed to w (invariant 2); idle_wake's

@@ -80,6 +80,7 @@
 #include <time.h>
 
 #include "base/alloc.h"
+#include "core/baton.h"
 #include "core/group.h"
 #include "core/records.h"
 #include "core/sanitizer.h"
@@ -268,8 +269,11 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 	 * yielder itself when nothing else is queued: that case, and any
 	 * deadline in the wheel, which the loop fires at yields, go through
 	 * the loop). */
-	bool direct = true;
-	if (post == WEFT__POST_YIELD) {
+	/* A seeded worker goes back to its loop at every switch-out: that is
+	 * its scheduling point, where the baton moves (baton.c); the one
+	 * branch a seed costs here when off. */
+	bool direct = !w->seeded;
+	if (post == WEFT__POST_YIELD && direct) {
 		direct = !weft__timer_any(&w->rt->timer);
 		if (direct) {
 			w->post = WEFT__POST_REQUEUE;
@@ -756,6 +760,34 @@ static WEFT_FIBER_FN void worker_run(weft__worker_t *w, struct weft_task *t)
 	worker_after_switch(w);
 }
 
+static void worker_loop(weft__worker_t *w)
+{
+	for (;;) {
+		struct weft_task *t = w->handoff;
+		w->handoff = NULL;
+		if (t == NULL)
+			t = worker_next(w);
+		if (t == NULL)
+			break;
+		worker_run(w, t);
+	}
+}
+
+/* The loop of a seeded runtime's worker (baton.c): one task per turn of
+ * the baton, picked as worker_next does but without spinning or
+ * sleeping (a worker that finds nothing passes the baton on). */
+static void worker_loop_seeded(weft__worker_t *w)
+{
+	while (weft__baton_take(w)) {
+		struct weft_task *t = worker_pick(w, false);
+		if (t == NULL)
+			t = weft__sched_steal(w);
+		if (t != NULL)
+			worker_run(w, t);
+		weft__baton_pass(w);
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	weft__worker_t *w = arg;
@@ -771,15 +803,10 @@ static void *worker_main(void *arg)
 	weft__timer_bind_thread(&w->rt->timer);
 	weft__idle_stats_awake(w); /* busy_ns counts from here */
 	int have_altstack = weft__stack_thread_init() == 0;
-	for (;;) {
-		struct weft_task *t = w->handoff;
-		w->handoff = NULL;
-		if (t == NULL)
-			t = worker_next(w);
-		if (t == NULL)
-			break;
-		worker_run(w, t);
-	}
+	if (w->seeded)
+		worker_loop_seeded(w);
+	else
+		worker_loop(w);
 	if (have_altstack)
 		weft__stack_thread_fini();
 	weft__record_cache_drain(w);
@@ -798,6 +825,13 @@ int weft__sched_worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	w->index = index;
 	w->rng = UINT64_C(0x9E3779B97F4A7C15) * (index + 1) ^
 		(uint64_t)(uintptr_t)w;
+	w->seeded = rt->baton.on;
+	if (w->seeded) {
+		/* Steal victims from the seed, not from an address (baton.c);
+		 * xorshift needs a state other than 0. */
+		uint64_t s = rt->cfg.seed ^ ((uint64_t)index << 32);
+		w->rng = weft__baton_mix(&s) | 1;
+	}
 	atomic_init(&w->wake_word, 0);
 	atomic_init(&w->qs, 0);
 	int rc = weft__deque_init(&w->deque, 8);

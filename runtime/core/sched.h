@@ -56,6 +56,9 @@ typedef struct weft__worker {
 	bool fifo;
 	int64_t fifo_mark;
 	bool spinning; /* counted in rt's nspinning */
+	/* Fixed at start: the runtime has a seed, so this worker runs only
+	 * while it holds the baton (baton.c). */
+	bool seeded;
 	unsigned tick;
 	uint64_t rng;
 	enum weft__post post;
