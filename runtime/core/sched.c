@@ -272,7 +272,7 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 	/* A seeded worker goes back to its loop at every switch-out: that is
 	 * its scheduling point, where the baton moves (baton.c); the one
 	 * branch a seed costs here when off. */
-	bool direct = !w->seeded;
+	bool direct = w->switch_direct;
 	if (post == WEFT__POST_YIELD && direct) {
 		direct = !weft__timer_any(&w->rt->timer);
 		if (direct) {
@@ -803,7 +803,7 @@ static void *worker_main(void *arg)
 	weft__timer_bind_thread(&w->rt->timer);
 	weft__idle_stats_awake(w); /* busy_ns counts from here */
 	int have_altstack = weft__stack_thread_init() == 0;
-	if (w->seeded)
+	if (!w->switch_direct)
 		worker_loop_seeded(w);
 	else
 		worker_loop(w);
@@ -825,8 +825,8 @@ int weft__sched_worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	w->index = index;
 	w->rng = UINT64_C(0x9E3779B97F4A7C15) * (index + 1) ^
 		(uint64_t)(uintptr_t)w;
-	w->seeded = rt->baton.on;
-	if (w->seeded) {
+	w->switch_direct = !rt->baton.on;
+	if (rt->baton.on) {
 		/* Steal victims from the seed, not from an address (baton.c);
 		 * xorshift needs a state other than 0. */
 		uint64_t s = rt->cfg.seed ^ ((uint64_t)index << 32);
