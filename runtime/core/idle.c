@@ -33,6 +33,12 @@
  * leave the list and run a task (invariant 4).  The spin before sleeping
  * is measured on the real clock: the virtual one stands still.
  *
+ * Seeded runtimes (baton.c) neither spin nor sleep here: their workers
+ * wait for the baton.  They keep nsleeping at nworkers exactly while
+ * nobody holds it, so weft__idle_quiet answers for them unchanged, and
+ * a notify that sees sleepers hands over to weft__baton_wake, which
+ * grants the baton under `lock`.
+ *
  * Invariants
  *   1. A worker on the sleepers list has spinning == false.
  *   2. A worker taken off the list by a waker receives the spinning token

@@ -41,6 +41,14 @@
  *      the rest of its deque, into the own deque), then spinning for a
  *      bounded time, then sleeping (idle.c).
  *
+ * Seeded schedules (baton.c, docs/semantics.md rule 47): a worker of a
+ * runtime with a seed runs worker_loop_seeded instead of the loop below:
+ * one pick per turn of the runtime's baton, never a direct switch
+ * (switch_direct is false, so every switch-out comes back to the loop,
+ * its scheduling point), steal victims from a generator seeded from the
+ * seed, and no spinning or sleeping of idle.c: a worker with nothing to
+ * run passes the baton on.
+ *
  * Fibers migrate: a parked task is made runnable on whichever worker woke
  * it, so the code of a task never keeps a worker pointer across a switch
  * (weft__sched_current is re-read at every call: a volatile asm read of
