@@ -13,7 +13,9 @@
  * worker's loop (sched.c, worker_loop_seeded): take the baton, pick a
  * task as the loop always does (run-next slot, own deque with the yield
  * order of sched.c, the injection queue, then a steal whose victims come
- * from the worker's own seeded generator), run it until it switches out
+ * from the worker's own seeded generator, which also decides whether the
+ * run-next slot's task goes first or behind the deque), run it until it
+ * switches out
  * (a seeded worker never switches straight from one fiber to the next:
  * every park, yield and end goes back to the loop), then pass.  The pass
  * draws the next holder from `prng` among the workers that can make

@@ -45,9 +45,9 @@
  * runtime with a seed runs worker_loop_seeded instead of the loop below:
  * one pick per turn of the runtime's baton, never a direct switch
  * (switch_direct is false, so every switch-out comes back to the loop,
- * its scheduling point), steal victims from a generator seeded from the
- * seed, and no spinning or sleeping of idle.c: a worker with nothing to
- * run passes the baton on.
+ * its scheduling point), steal victims and the run-next slot's place
+ * from a generator seeded from the seed, and no spinning or sleeping of
+ * idle.c: a worker with nothing to run passes the baton on.
  *
  * Fibers migrate: a parked task is made runnable on whichever worker woke
  * it, so the code of a task never keeps a worker pointer across a switch
@@ -787,6 +787,17 @@ static void worker_loop(weft__worker_t *w)
 static void worker_loop_seeded(weft__worker_t *w)
 {
 	while (weft__baton_take(w)) {
+		/* The choice between the run-next slot and the deque comes
+		 * from the seed too: half the time the slot's task goes
+		 * behind the deque's, as a displaced one does in
+		 * weft__sched_ready, so that replays also explore a woken
+		 * task running late. */
+		if (w->runnext != NULL && (worker_rand(w) >> 63) != 0) {
+			struct weft_task *rn = w->runnext;
+			w->runnext = NULL;
+			if (weft__deque_push(&w->deque, rn) < 0)
+				weft__inject_push(&w->rt->inject, rn);
+		}
 		struct weft_task *t = worker_pick(w, false);
 		if (t == NULL)
 			t = weft__sched_steal(w);
