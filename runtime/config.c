@@ -186,6 +186,9 @@ int weft_config_init(weft_config_t *cfg)
 	config_env_name(cfg, "WEFT_DEADLOCK", config_deadlocks,
 		WEFT__ARRAY_SIZE(config_deadlocks), "error, report or off",
 		&v_deadlock);
+	v = cfg->seed;
+	config_env(cfg, "WEFT_SEED", 1, UINT64_MAX, 0, &v);
+	cfg->seed = v;
 	cfg->clock = (weft_clock_t)v_clock;
 	cfg->deadlock = (weft_deadlock_t)v_deadlock;
 	return cfg->env_error;

@@ -141,9 +141,12 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 	rc = weft__idle_init(&rt->idle);
 	if (rc < 0)
 		goto fail_inject;
-	rc = weft__record_pool_init(&rt->records);
+	rc = weft__baton_init(rt, cfg->seed);
 	if (rc < 0)
 		goto fail_idle;
+	rc = weft__record_pool_init(&rt->records);
+	if (rc < 0)
+		goto fail_baton;
 	rc = weft__record_arena_init(&rt->tasks);
 	if (rc < 0)
 		goto fail_records;
@@ -183,6 +186,8 @@ fail_arena:
 	weft__record_arena_fini(&rt->tasks);
 fail_records:
 	weft__record_pool_fini(&rt->records);
+fail_baton:
+	weft__baton_fini(rt);
 fail_idle:
 	weft__idle_fini(&rt->idle);
 fail_inject:
@@ -253,6 +258,7 @@ int weft_runtime_destroy(weft_runtime_t *rt)
 	weft__record_arena_fini(&rt->tasks);
 	pthread_mutex_destroy(&rt->insp_lock);
 	weft__record_pool_fini(&rt->records);
+	weft__baton_fini(rt);
 	weft__idle_fini(&rt->idle);
 	weft__inject_fini(&rt->inject);
 	weft__stack_shared_fini(&rt->stacks);
@@ -389,4 +395,10 @@ unsigned weft_worker_count(void)
 {
 	weft__worker_t *w = weft__sched_current();
 	return w ? w->rt->nworkers : 0;
+}
+
+int weft_worker_index(void)
+{
+	weft__worker_t *w = weft__sched_current();
+	return w ? (int)w->index : -1;
 }

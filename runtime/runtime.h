@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "core/baton.h"
 #include "core/idle.h"
 #include "core/inject.h"
 #include "core/ioq.h"
@@ -43,6 +44,7 @@ struct weft_runtime {
 	weft__stack_shared_t stacks;
 	weft__inject_t inject;
 	weft__idle_t idle;
+	weft__baton_t baton; /* seeded schedules (baton.c); off: on false */
 	weft__record_pool_t records; /* task/group records between workers */
 	weft__timer_t timer;	     /* deadlines (timer.c) */
 	weft__ioq_t ioq;	     /* requests to the I/O thread (ioq.c) */

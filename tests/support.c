@@ -53,9 +53,44 @@ int weft_test_check_eq(long long a, long long b, const char *file, int line,
 	return a == b;
 }
 
+/* The schedule seed of the last runtime a helper below created (0: none,
+ * the workers ran in parallel): WEFT_SEED, a cfg.seed the test chose, or
+ * one drawn per run under WEFT_TEST_SEEDED=1.  Main thread only. */
+static unsigned long long support_seed;
+static uint64_t support_seed_state;
+
+/* Gives cfg a fresh seed per run when WEFT_TEST_SEEDED=1 and it has
+ * none, and remembers the run's seed for support_print_seed. */
+static void support_seed_config(weft_config_t *cfg)
+{
+	const char *v = getenv("WEFT_TEST_SEEDED");
+	if (cfg->seed == 0 && v != NULL && strcmp(v, "1") == 0) {
+		if (support_seed_state == 0) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			support_seed_state = ((uint64_t)ts.tv_sec << 30 ^
+						     (uint64_t)ts.tv_nsec ^
+						     (uint64_t)getpid()) |
+				1;
+		}
+		cfg->seed = weft_test_rand(&support_seed_state) | 1;
+	}
+	support_seed = cfg->seed;
+}
+
+void weft_test_print_seed(void)
+{
+	if (support_seed != 0)
+		print_error("this run's schedule was seeded: replay it with "
+			    "WEFT_SEED=%llu (docs/semantics.md rule 47)\n",
+			support_seed);
+}
+
 static void support_assert_no_failures(void)
 {
 	int n = atomic_exchange(&support_nfailures, 0);
+	if (n > 0)
+		weft_test_print_seed();
 	for (int i = 0; i < n && i < SUPPORT_MAX_FAILURES; i++) {
 		struct support_failure *f = &support_failures[i];
 		if (f->has_values)
@@ -88,6 +123,7 @@ weft_runtime_t *weft_test_runtime_create(unsigned workers)
 	weft_config_t cfg;
 	assert_int_equal(weft_config_init(&cfg), 0);
 	cfg.workers = workers;
+	support_seed_config(&cfg);
 	weft_runtime_t *rt = NULL;
 	int rc = weft_runtime_create(&rt, &cfg);
 	if (rc != 0)
@@ -110,6 +146,7 @@ int weft_test_run_err(unsigned workers, weft_fn fn, void *arg,
 int weft_test_run_cfg(weft_config_t *cfg, weft_fn fn, void *arg)
 {
 	weft_runtime_t *rt;
+	support_seed_config(cfg);
 	int rc = weft_runtime_create(&rt, cfg);
 	if (rc < 0)
 		print_error("weft_runtime_create: %s\n", cfg->message);
@@ -155,6 +192,7 @@ int weft_test_run(unsigned workers, weft_fn fn, void *arg)
 		weft_error_format(err, buf, sizeof buf);
 		print_message("root failed: %s", buf);
 		weft_error_free(err);
+		weft_test_print_seed();
 	}
 	weft_test_assert_no_leaks();
 	return rc;
@@ -166,7 +204,10 @@ void weft_test_root(void **state, weft_fn root, void *arg)
 	/* A test registered without a worker count (cmocka_unit_test)
 	 * would otherwise ask for a runtime of zero workers. */
 	assert_true(workers > 0);
-	assert_int_equal(weft_test_run(workers, root, arg), 0);
+	int rc = weft_test_run(workers, root, arg);
+	if (rc != 0)
+		weft_test_print_seed();
+	assert_int_equal(rc, 0);
 }
 
 long weft_test_scale(long plain)

@@ -41,6 +41,17 @@ int weft_test_death(void (*child)(void *), void *arg, char *buf, size_t size);
  * pass while its root task failed. */
 #define WEFT_TEST_MUST_USE __attribute__((warn_unused_result))
 
+/* Seeded schedules (docs/semantics.md rule 47).  Every runtime the
+ * helpers here create takes WEFT_SEED from the environment (through
+ * weft_config_init), so WEFT_SEED=n replays a seeded run; with
+ * WEFT_TEST_SEEDED=1, a run whose config has no seed gets a fresh one.
+ * A seeded run that fails (a CHECK, the root's result in
+ * weft_test_root, a root error) prints its seed; a test that asserts
+ * on something else calls weft_test_print_seed before asserting.  Tests
+ * that need workers to run at the same time (a busy rendezvous,
+ * sync_fixture.h) cannot run seeded.  Main thread. */
+void weft_test_print_seed(void);
+
 /* As weft_test_run, with a runtime created from cfg. */
 WEFT_TEST_MUST_USE int weft_test_run_cfg(weft_config_t *cfg, weft_fn fn,
 	void *arg);

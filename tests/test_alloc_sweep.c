@@ -181,11 +181,15 @@ static const char *latest_site(char *buf, size_t size)
 /* Set by a test before sweep(): slab stacks only (no guard pages) and
  * no abort on a missing join, for the paths only those reach. */
 static int tweak_stacks_and_joins;
+/* Set by a test before sweep(): a seeded schedule (baton.c's paths). */
+static unsigned long long sweep_seed;
 
 static void make_cfg(weft_config_t *cfg, unsigned workers)
 {
 	assert_int_equal(weft_config_init(cfg), 0);
 	cfg->workers = workers;
+	if (sweep_seed != 0)
+		cfg->seed = sweep_seed;
 	if (tweak_stacks_and_joins) {
 		cfg->guarded_stacks = 0;
 		cfg->abort_on_missing_join = 0;
@@ -989,6 +993,16 @@ static void test_alloc_sweep__core_from_runtime_create(void **state)
 	sweep("core", core_root, WEFT_TEST_WORKERS(state), 1);
 }
 
+/* The same with a seeded schedule: the baton's allocation, and a seeded
+ * runtime's workers unwinding from every failure. */
+static void test_alloc_sweep__core_seeded(void **state)
+{
+	(void)state;
+	sweep_seed = 7;
+	sweep("core-seeded", core_root, 2, 1);
+	sweep_seed = 0;
+}
+
 static void test_alloc_sweep__tasks(void **state)
 {
 	(void)state;
@@ -1135,6 +1149,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_alloc_sweep__core_from_runtime_create),
+		cmocka_unit_test(test_alloc_sweep__core_seeded),
 		cmocka_unit_test(test_alloc_sweep__tasks),
 		cmocka_unit_test(test_alloc_sweep__sync),
 		cmocka_unit_test(test_alloc_sweep__net),

@@ -50,6 +50,7 @@ static const char *const config_vars[] = {
 	"WEFT_OFFLOAD_THREADS",
 	"WEFT_CLOCK",
 	"WEFT_DUMP_SIGNAL",
+	"WEFT_SEED",
 };
 #define NVARS (sizeof config_vars / sizeof config_vars[0])
 
@@ -112,6 +113,7 @@ static void test_config__defaults_are_the_documented_values(void **state)
 	assert_int_equal(cfg.guarded_stacks, DEFAULT_GUARDED_STACKS);
 	assert_int_equal(cfg.spin_us, DEFAULT_SPIN_US);
 	assert_int_equal(cfg.offload_threads, DEFAULT_OFFLOAD_THREADS);
+	assert_int_equal(cfg.seed, 0); /* no seed: parallel workers */
 	assert_int_equal(cfg.env_error, 0);
 	assert_string_equal(cfg.message, "");
 }
@@ -178,6 +180,8 @@ static unsigned long long config_field(const weft_config_t *cfg,
 		return cfg->guarded_stacks;
 	if (strcmp(var, "WEFT_OFFLOAD_THREADS") == 0)
 		return cfg->offload_threads;
+	if (strcmp(var, "WEFT_SEED") == 0)
+		return cfg->seed;
 	return cfg->spin_us;
 }
 
@@ -207,6 +211,9 @@ static void test_config__environment_overrides_every_field(void **state)
 		{ "WEFT_OFFLOAD_THREADS", "1", 1 },
 		{ "WEFT_OFFLOAD_THREADS", "64", 64 },
 		{ "WEFT_OFFLOAD_THREADS", "1024", 1024 },
+		{ "WEFT_SEED", "1", 1 },
+		{ "WEFT_SEED", "42", 42 },
+		{ "WEFT_SEED", "18446744073709551615", UINT64_MAX },
 	};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
 		const struct good_value *g = &good[i];
@@ -299,6 +306,7 @@ static const struct var_range ranges[] = {
 	{ "WEFT_GUARDED_STACKS", "0", "30000" },
 	{ "WEFT_SPIN_US", "0", "100000" },
 	{ "WEFT_OFFLOAD_THREADS", "1", "1024" },
+	{ "WEFT_SEED", "1", "18446744073709551615" },
 };
 
 /* Bad for every variable. */
@@ -350,6 +358,9 @@ static const struct bad_value bad_specific[] = {
 	{ "WEFT_OFFLOAD_THREADS", "0" },
 	{ "WEFT_OFFLOAD_THREADS", "1025" },
 	{ "WEFT_OFFLOAD_THREADS", "4K" },
+	{ "WEFT_SEED", "0" }, /* 0 is "no seed": not a seed to ask for */
+	{ "WEFT_SEED", "00" },
+	{ "WEFT_SEED", "1K" },
 };
 
 static const struct var_range *range_of(const char *var)
@@ -443,6 +454,18 @@ static void test_config__bad_spin_us_is_rejected_with_the_variable_named(
 		i++)
 		if (strcmp(bad_specific[i].var, "WEFT_SPIN_US") == 0)
 			check_bad_value("WEFT_SPIN_US", bad_specific[i].text);
+}
+
+static void test_config__bad_seed_is_rejected_with_the_variable_named(
+	void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof bad_for_all / sizeof bad_for_all[0]; i++)
+		check_bad_value("WEFT_SEED", bad_for_all[i]);
+	for (size_t i = 0; i < sizeof bad_specific / sizeof bad_specific[0];
+		i++)
+		if (strcmp(bad_specific[i].var, "WEFT_SEED") == 0)
+			check_bad_value("WEFT_SEED", bad_specific[i].text);
 }
 
 static void
@@ -869,6 +892,8 @@ int main(void)
 			test_config__bad_spin_us_is_rejected_with_the_variable_named),
 		CONFIG_TEST(
 			test_config__bad_offload_threads_is_rejected_with_the_variable_named),
+		CONFIG_TEST(
+			test_config__bad_seed_is_rejected_with_the_variable_named),
 		CONFIG_TEST(
 			test_config__bad_variable_keeps_the_good_ones_applied),
 		CONFIG_TEST(

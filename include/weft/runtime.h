@@ -91,6 +91,23 @@ typedef struct weft_config {
 	 * (default), _REPORT or _OFF; environment WEFT_DEADLOCK=error,
 	 * report or off. */
 	weft_deadlock_t deadlock;
+	/* A seeded schedule (docs/semantics.md rule 47): 0 (default) runs
+	 * the workers in parallel; any other value runs them one at a time,
+	 * each scheduling choice (which worker runs next, which task it
+	 * takes, whom it steals from) drawn from this seed, so that the
+	 * same program with the same seed and the same inputs runs the same
+	 * interleaving of its tasks on the same logical workers, run after
+	 * run.  With the virtual clock (clock) and no input from other
+	 * threads, the whole run is deterministic.  Outside the promise:
+	 * what other threads do (real I/O and its readiness, the real
+	 * clock's deadlines, weft_to_thread and offload threads, portals and
+	 * plain threads that wake, cancel or spawn, signals), which comes
+	 * in at whichever scheduling point is next when it arrives; task
+	 * and group ids (unique, not repeated: weft/task.h); the real clock
+	 * itself; the stats of weft_runtime_stats.  The workers never run
+	 * in parallel, so a seeded runtime is for tests, not for speed.
+	 * Environment WEFT_SEED (decimal, 1 .. 2^64-1). */
+	unsigned long long seed;
 	int env_error; /* 0, or -EINVAL when an environment variable was bad */
 	char message[256]; /* why the last init/create failed ("" if not) */
 } weft_config_t;
@@ -98,13 +115,13 @@ typedef struct weft_config {
 /* What it does: fills *cfg with the defaults (workers = the CPUs this
  * process may run on, from sched_getaffinity; 64 KiB stacks; 8192 guarded
  * stacks; 50 us spin; 40 offload threads; the real clock; no dump
- * signal), then applies
+ * signal; no seed), then applies
  * the environment variables WEFT_WORKERS, WEFT_STACK_SIZE (bytes, or with
  * a K or M suffix), WEFT_GUARDED_STACKS, WEFT_SPIN_US,
  * WEFT_OFFLOAD_THREADS, WEFT_CLOCK ("real" or "virtual", exactly) and
  * WEFT_DUMP_SIGNAL (dump_signal by name without "SIG", exactly: HUP, INT,
- * QUIT, USR1, USR2, TERM or WINCH) and WEFT_DEADLOCK ("error", "report"
- * or "off", exactly).
+ * QUIT, USR1, USR2, TERM or WINCH), WEFT_DEADLOCK ("error", "report"
+ * or "off", exactly) and WEFT_SEED (seed: decimal, 1 .. 2^64-1).
  * A bad value (not a number, trailing junk, negative, zero workers, out
  * of range, a clock, signal or deadlock name other than those listed) is
  * never ignored: the default stays, cfg->env_error and the return value
@@ -174,6 +191,15 @@ WEFT_EXTERN int weft_run(weft_fn fn, void *arg);
  * calling fiber, or 0 when called outside a weft fiber.
  * Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN unsigned weft_worker_count(void);
+
+/* What it does: the index (0 .. weft_worker_count() - 1) of the worker
+ * running the calling fiber, or -1 when called outside a weft fiber.  A
+ * task may resume on another worker after any checkpoint, so the value
+ * is a fact about this moment; under a seed (weft_config_t.seed) it is
+ * part of the replayed schedule.
+ * Ownership: none.  Errors: none.
+ * Checkpoint: no.  Threads: any thread. */
+WEFT_EXTERN int weft_worker_index(void);
 
 WEFT_END_DECLS
 

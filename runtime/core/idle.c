@@ -33,6 +33,12 @@
  * leave the list and run a task (invariant 4).  The spin before sleeping
  * is measured on the real clock: the virtual one stands still.
  *
+ * Seeded runtimes (baton.c) neither spin nor sleep here: their workers
+ * wait for the baton.  They keep nsleeping at nworkers exactly while
+ * nobody holds it, so weft__idle_quiet answers for them unchanged, and
+ * a notify that sees sleepers hands over to weft__baton_wake, which
+ * grants the baton under `lock`.
+ *
  * Invariants
  *   1. A worker on the sleepers list has spinning == false.
  *   2. A worker taken off the list by a waker receives the spinning token
@@ -51,6 +57,7 @@
 #include <unistd.h>
 
 #include "base/spin.h"
+#include "core/baton.h"
 #include "core/idle.h"
 #include "core/sched.h"
 #include "core/task.h"
@@ -123,6 +130,12 @@ void weft__idle_notify(struct weft_runtime *rt)
 			atomic_load_explicit(&idle->nsleeping,
 				memory_order_relaxed) == 0)
 			return;
+		/* Seeded: every worker is listed while nobody holds the
+		 * baton (baton.c, invariant 2); the baton is granted there. */
+		if (rt->baton.on) {
+			weft__baton_wake(rt);
+			return;
+		}
 		int zero = 0;
 		/* seq_cst, as every read-modify-write of nspinning: takes
 		 * the spinning token against other producers and
@@ -153,6 +166,8 @@ void weft__idle_notify(struct weft_runtime *rt)
 
 void weft__idle_wake_all(struct weft_runtime *rt)
 {
+	if (rt->baton.on)
+		weft__baton_wake_all(rt);
 	weft__worker_t *w;
 	while ((w = idle_pop_sleeper(&rt->idle)) != NULL) {
 		/* relaxed: the token handed to w (invariant 2); idle_wake's

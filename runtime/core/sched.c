@@ -41,6 +41,14 @@
  *      the rest of its deque, into the own deque), then spinning for a
  *      bounded time, then sleeping (idle.c).
  *
+ * Seeded schedules (baton.c, docs/semantics.md rule 47): a worker of a
+ * runtime with a seed runs worker_loop_seeded instead of the loop below:
+ * one pick per turn of the runtime's baton, never a direct switch
+ * (switch_direct is false, so every switch-out comes back to the loop,
+ * its scheduling point), steal victims and the run-next slot's place
+ * from a generator seeded from the seed, and no spinning or sleeping of
+ * idle.c: a worker with nothing to run passes the baton on.
+ *
  * Fibers migrate: a parked task is made runnable on whichever worker woke
  * it, so the code of a task never keeps a worker pointer across a switch
  * (weft__sched_current is re-read at every call: a volatile asm read of
@@ -80,6 +88,7 @@
 #include <time.h>
 
 #include "base/alloc.h"
+#include "core/baton.h"
 #include "core/group.h"
 #include "core/inspect.h"
 #include "core/records.h"
@@ -269,8 +278,11 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 	 * yielder itself when nothing else is queued: that case, and any
 	 * deadline in the wheel, which the loop fires at yields, go through
 	 * the loop). */
-	bool direct = true;
-	if (post == WEFT__POST_YIELD) {
+	/* A seeded worker goes back to its loop at every switch-out: that is
+	 * its scheduling point, where the baton moves (baton.c); the one
+	 * branch a seed costs here when off. */
+	bool direct = w->switch_direct;
+	if (post == WEFT__POST_YIELD && direct) {
 		direct = !weft__timer_any(&w->rt->timer);
 		if (direct) {
 			w->post = WEFT__POST_REQUEUE;
@@ -771,6 +783,45 @@ static WEFT_FIBER_FN void worker_run(weft__worker_t *w, struct weft_task *t)
 	worker_after_switch(w);
 }
 
+static void worker_loop(weft__worker_t *w)
+{
+	for (;;) {
+		struct weft_task *t = w->handoff;
+		w->handoff = NULL;
+		if (t == NULL)
+			t = worker_next(w);
+		if (t == NULL)
+			break;
+		worker_run(w, t);
+	}
+}
+
+/* The loop of a seeded runtime's worker (baton.c): one task per turn of
+ * the baton, picked as worker_next does but without spinning or
+ * sleeping (a worker that finds nothing passes the baton on). */
+static void worker_loop_seeded(weft__worker_t *w)
+{
+	while (weft__baton_take(w)) {
+		/* The choice between the run-next slot and the deque comes
+		 * from the seed too: half the time the slot's task goes
+		 * behind the deque's, as a displaced one does in
+		 * weft__sched_ready, so that replays also explore a woken
+		 * task running late. */
+		if (w->runnext != NULL && (worker_rand(w) >> 63) != 0) {
+			struct weft_task *rn = w->runnext;
+			w->runnext = NULL;
+			if (weft__deque_push(&w->deque, rn) < 0)
+				weft__inject_push(&w->rt->inject, rn);
+		}
+		struct weft_task *t = worker_pick(w, false);
+		if (t == NULL)
+			t = weft__sched_steal(w);
+		if (t != NULL)
+			worker_run(w, t);
+		weft__baton_pass(w);
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	weft__worker_t *w = arg;
@@ -786,15 +837,10 @@ static void *worker_main(void *arg)
 	weft__timer_bind_thread(&w->rt->timer);
 	weft__idle_stats_awake(w); /* busy_ns counts from here */
 	int have_altstack = weft__stack_thread_init() == 0;
-	for (;;) {
-		struct weft_task *t = w->handoff;
-		w->handoff = NULL;
-		if (t == NULL)
-			t = worker_next(w);
-		if (t == NULL)
-			break;
-		worker_run(w, t);
-	}
+	if (!w->switch_direct)
+		worker_loop_seeded(w);
+	else
+		worker_loop(w);
 	if (have_altstack)
 		weft__stack_thread_fini();
 	weft__record_cache_drain(w);
@@ -813,6 +859,13 @@ int weft__sched_worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	w->index = index;
 	w->rng = UINT64_C(0x9E3779B97F4A7C15) * (index + 1) ^
 		(uint64_t)(uintptr_t)w;
+	w->switch_direct = !rt->baton.on;
+	if (rt->baton.on) {
+		/* Steal victims from the seed, not from an address (baton.c);
+		 * xorshift needs a state other than 0. */
+		uint64_t s = rt->cfg.seed ^ ((uint64_t)index << 32);
+		w->rng = weft__baton_mix(&s) | 1;
+	}
 	atomic_init(&w->wake_word, 0);
 	atomic_init(&w->qs, 0);
 	int rc = weft__deque_init(&w->deque, 8);

@@ -56,6 +56,11 @@ typedef struct weft__worker {
 	bool fifo;
 	int64_t fifo_mark;
 	bool spinning; /* counted in rt's nspinning */
+	/* Fixed at start: false when the runtime has a seed, so that this
+	 * worker runs only while it holds the baton (baton.c) and every
+	 * switch-out goes back to its loop.  Stored this way round so that
+	 * weft__sched_switch_out tests it as loaded (B5, B6). */
+	bool switch_direct;
 	unsigned tick;
 	uint64_t rng;
 	enum weft__post post;
