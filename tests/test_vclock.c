@@ -282,6 +282,33 @@ static int deadlock_root(void *arg)
 	return rc;
 }
 
+/* A jump whose deadline wakes nobody (the only task sleeps in a shield
+ * below the scopes it cancels) must not be the last: the clock goes on
+ * to the sleep's deadline.  With a second deadline on a scope that the
+ * first one's cancellation had already reached, it used to stop there,
+ * every worker asleep (found by tests/mbt). */
+static int silent_jump_root(void *arg)
+{
+	(void)arg;
+	int64_t t0 = weft_now();
+	weft_scope_t *outer, *inner, *shield;
+	CHECK_EQ(weft_scope_open(&outer, t0 + WEFT_MSEC, 0), 0);
+	CHECK_EQ(weft_scope_open(&inner, t0 + 2 * WEFT_MSEC, 0), 0);
+	CHECK_EQ(weft_scope_open(&shield, WEFT_FOREVER, WEFT_SCOPE_SHIELD), 0);
+	CHECK_EQ(weft_sleep_until(t0 + 3 * WEFT_MSEC), 0);
+	CHECK_EQ(weft_now() - t0, 3 * WEFT_MSEC);
+	CHECK_EQ(weft_scope_exit(shield), 0);
+	weft_scope_destroy(shield);
+	CHECK_EQ(weft_checkpoint(), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(inner), 0);
+	weft_scope_destroy(inner);
+	CHECK_EQ(weft_scope_exit(outer), 0);
+	CHECK_EQ(weft_scope_cancelled_caught(outer), 1);
+	weft_scope_destroy(outer);
+	return 0;
+}
+VC_TEST(silent_jump_is_not_the_last, silent_jump_root, NULL)
+
 static void test_vclock__blocked_forever_is_edeadlk(void **state)
 {
 	assert_int_equal(vc_run_clock(state, WEFT_CLOCK_VIRTUAL, deadlock_root,
@@ -517,6 +544,7 @@ int main(void)
 			test_vclock__nested_deadlines_fire_in_order_at_exact_times),
 		WEFT_TEST(test_vclock__clock_waits_for_offload_calls),
 		WEFT_TEST(test_vclock__blocked_forever_is_edeadlk),
+		WEFT_TEST(test_vclock__silent_jump_is_not_the_last),
 		WEFT_TEST(test_vclock__no_jump_while_a_task_is_runnable),
 		WEFT_TEST(test_vclock__wait_all_tasks_blocked_virtual),
 		WEFT_TEST(test_vclock__wait_all_tasks_blocked_real),

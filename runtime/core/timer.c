@@ -36,7 +36,9 @@
  * thread when the clock is virtual, a task waits in
  * weft_wait_all_tasks_blocked, or the real clock's asleep report is on
  * (`asleep_check`, config deadlock WEFT_DEADLOCK_REPORT: rule 46; it
- * also makes holds count, so Q3 holds for it too).  The request only marks
+ * also makes holds count, so Q3 holds for it too); a virtual jump posts
+ * it too, since deadlines that woke nobody leave no worker to become the
+ * last sleeper again.  The request only marks
  * the check wanted; the I/O thread makes it after draining the whole
  * queue
  * (weft__timer_quiesce): it first publishes the tasks it woke itself
@@ -556,9 +558,24 @@ void weft__timer_quiesce(struct weft_runtime *rt)
 		atomic_store_explicit(&t->vnow, now, memory_order_relaxed);
 	}
 	weft__wheel_fire_exact(&t->wheel, now, timer_fire, NULL);
+	bool moved = weft__wheel_earliest(&t->wheel) != next;
 	timer_rearm_locked(t);
 	pthread_mutex_unlock(&t->lock);
 	timer_flush(rt);
+	/* Deadlines that woke nobody (a scope already cancelled from
+	 * further out, a shield between the scope and every task below it)
+	 * leave every worker asleep, and no worker becomes the last sleeper
+	 * again to ask for the next check: ask for it here, or time stops
+	 * for good.  It runs after the next drain; if the jump did wake a
+	 * task, it finds the runtime busy and the last sleeper asks later.
+	 * Only after progress (the earliest deadline changed), so a deadline
+	 * the jump could not fire cannot make the I/O thread spin. */
+	int zero = 0;
+	/* seq_cst: as in weft__timer_idle. */
+	if (moved &&
+		atomic_compare_exchange_strong_explicit(&t->check_queued, &zero,
+			1, memory_order_seq_cst, memory_order_relaxed))
+		weft__ioq_post(rt, &t->check_node);
 }
 
 static void timer_check_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
