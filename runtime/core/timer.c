@@ -36,9 +36,10 @@
  * thread when the clock is virtual, a task waits in
  * weft_wait_all_tasks_blocked, or the real clock's asleep report is on
  * (`asleep_check`, config deadlock WEFT_DEADLOCK_REPORT: rule 46; it
- * also makes holds count, so Q3 holds for it too); a virtual jump posts
- * it too, since deadlines that woke nobody leave no worker to become the
- * last sleeper again.  The request only marks
+ * also makes holds count, so Q3 holds for it too); after a virtual jump
+ * the I/O thread checks again at once, since deadlines that woke nobody
+ * leave no worker to become the last sleeper again.  The request only
+ * marks
  * the check wanted; the I/O thread makes it after draining the whole
  * queue
  * (weft__timer_quiesce): it first publishes the tasks it woke itself
@@ -505,6 +506,7 @@ static void timer_real_asleep(struct weft_runtime *rt, long holds)
 void weft__timer_quiesce(struct weft_runtime *rt)
 {
 	weft__timer_t *t = &rt->timer;
+again:
 	if (!t->check_wanted)
 		return;
 	/* acquire: pairs with the seq_cst store in runtime_stop_workers;
@@ -565,17 +567,15 @@ void weft__timer_quiesce(struct weft_runtime *rt)
 	/* Deadlines that woke nobody (a scope already cancelled from
 	 * further out, a shield between the scope and every task below it)
 	 * leave every worker asleep, and no worker becomes the last sleeper
-	 * again to ask for the next check: ask for it here, or time stops
-	 * for good.  It runs after the next drain; if the jump did wake a
-	 * task, it finds the runtime busy and the last sleeper asks later.
-	 * Only after progress (the earliest deadline changed), so a deadline
-	 * the jump could not fire cannot make the I/O thread spin. */
-	int zero = 0;
-	/* seq_cst: as in weft__timer_idle. */
-	if (moved &&
-		atomic_compare_exchange_strong_explicit(&t->check_queued, &zero,
-			1, memory_order_seq_cst, memory_order_relaxed))
-		weft__ioq_post(rt, &t->check_node);
+	 * again to ask for the next check: check again now, or time stops
+	 * for good.  If the jump woke a task, that check finds the runtime
+	 * busy (Q2: the wake-ups were just published) and the last sleeper
+	 * asks later.  Only after progress (the earliest deadline changed),
+	 * so a deadline the jump could not fire cannot make this spin. */
+	if (moved) {
+		t->check_wanted = true;
+		goto again;
+	}
 }
 
 static void timer_check_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
