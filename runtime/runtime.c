@@ -300,6 +300,11 @@ int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
 	weft__inject_push(&rt->inject, t);
 	weft__idle_notify(rt);
 	weft__timer_hold(&rt->timer, -1);
+	/* The root may have run and parked already, and the check its
+	 * worker asked for on falling asleep may have seen this hold and
+	 * stood down (core/timer.c, Q3): ask for one again now that the
+	 * hold is gone, or a virtual clock stops for good. */
+	weft__timer_idle(rt);
 	/* acquire: pairs with the release store in weft__task_finish. */
 	while (atomic_load_explicit(&done, memory_order_acquire) == 0) {
 #if defined(__SANITIZE_THREAD__)

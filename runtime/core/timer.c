@@ -69,7 +69,10 @@
  *       a root task from weft_runtime_run, likewise until it is queued;
  *       an offload thread's weft_from_thread_run drops the call's hold
  *       after it woke the task and gets it back from the task before it
- *       is signalled.  A deadline is fired only by this jump or by an
+ *       is signalled.  A foreign thread's drop (root, portal spawn) may
+ *       come after the queued task ran, parked and its worker's check
+ *       stood down on the hold, so that thread posts a check itself
+ *       after the drop (weft__timer_idle).  A deadline is fired only by this jump or by an
  *       awake worker (the timerfd is not armed).
  *   Q4. A deadline set while the timer's lock was busy travels as a
  *       request; its worker posts it before it lists itself, so the

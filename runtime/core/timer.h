@@ -186,9 +186,11 @@ static inline void weft__timer_hold(weft__timer_t *t, long delta)
 }
 
 /* The last awake worker is going to sleep (it listed itself as the last
- * sleeper, idle.c): posts the quiescence check to the I/O thread if the
- * clock is virtual or a task waits in weft_wait_all_tasks_blocked.
- * Thread: a worker, in its idle loop. */
+ * sleeper, idle.c), or a foreign thread dropped the hold of a task it
+ * queued (a root, a portal spawn): posts the quiescence check to the I/O
+ * thread if the clock is virtual or a task waits in
+ * weft_wait_all_tasks_blocked.  Thread: a worker in its idle loop, or
+ * that foreign thread. */
 void weft__timer_idle(struct weft_runtime *rt);
 /* Makes the quiescence check if one was requested, unless requests are
  * queued (a deadline not applied yet): then it stays requested for the

@@ -52,6 +52,7 @@ struct weft_portal {
 	weft_group_t *group;	 /* retained until the portal is freed */
 	struct weft_task *owner; /* the opener (compared only) */
 	weft__timer_t *clock;	 /* the runtime's deadline timer */
+	struct weft_runtime *rt; /* the runtime (for its quiescence check) */
 };
 
 /* A blocking call's record, in the calling thread's frame. */
@@ -91,6 +92,7 @@ int weft_portal_open(weft_portal_t **out)
 	atomic_init(&p->refs, 1);
 	p->owner = self;
 	p->clock = &self->rt->timer;
+	p->rt = self->rt;
 	*out = p;
 	return 0;
 }
@@ -156,6 +158,9 @@ static int portal_spawn(weft_portal_t *p, weft_fn fn, void *arg,
 			   : weft_group_spawn_opts(p->group, fn, arg, &o);
 	pthread_mutex_unlock(&p->lock);
 	weft__timer_hold(p->clock, -1);
+	/* As for a root (runtime.c): the task may have run and parked while
+	 * the hold made a check stand down; ask for a new one. */
+	weft__timer_idle(p->rt);
 	return rc;
 }
 
