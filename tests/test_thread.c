@@ -375,6 +375,42 @@ static void test_thread__cancel_while_running_waits_then_returns_ecanceled(
 	assert_int_equal(atomic_load(&st.finished), 1);
 }
 
+/* Cancels the scope its sender is in, then returns at once. */
+static int fn_cancel_sender(void *arg, void **result)
+{
+	CHECK_EQ(weft_scope_cancel(arg, NULL), 0);
+	*result = arg;
+	return 0;
+}
+
+/* fn cancels the calling task's own scope and returns: the cancellation
+ * came while fn ran, so the call reports it (rule 39), whether the fiber
+ * is resumed by the cancellation's wake before fn's return is published
+ * or finds the return first (it used to return fn's 0 then, depending on
+ * the schedule; found by tests/mbt). */
+static int root_fn_cancels_sender(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 200; i++) {
+		weft_scope_t *s;
+		CHECK_EQ(weft_scope_open(&s, WEFT_FOREVER, 0), 0);
+		void *r = NULL;
+		CHECK_EQ(weft_to_thread(fn_cancel_sender, s, &r, NULL),
+			-ECANCELED);
+		CHECK(r == s);
+		CHECK_EQ(weft_scope_exit(s), 0);
+		CHECK_EQ(weft_scope_cancelled_caught(s), 1);
+		weft_scope_destroy(s);
+	}
+	return 0;
+}
+
+static void test_thread__fn_cancelling_its_sender_returns_ecanceled(
+	void **state)
+{
+	weft_test_root(state, root_fn_cancels_sender, NULL);
+}
+
 static int task_noop(void *arg)
 {
 	(void)arg;
@@ -810,6 +846,8 @@ int main(void)
 			test_thread__cancel_while_waiting_for_a_slot_never_runs_fn),
 		WEFT_TEST(
 			test_thread__cancel_while_running_waits_then_returns_ecanceled),
+		WEFT_TEST(
+			test_thread__fn_cancelling_its_sender_returns_ecanceled),
 		WEFT_TEST(
 			test_thread__abandon_returns_at_once_and_destroy_joins),
 		WEFT_TEST(test_thread__the_senders_deadline_is_visible),

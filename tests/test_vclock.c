@@ -282,6 +282,63 @@ static int deadlock_root(void *arg)
 	return rc;
 }
 
+/* A jump whose deadline wakes nobody (the only task sleeps in a shield
+ * below the scopes it cancels) must not be the last: the clock goes on
+ * to the sleep's deadline.  With a second deadline on a scope that the
+ * first one's cancellation had already reached, it used to stop there,
+ * every worker asleep (found by tests/mbt). */
+static int silent_jump_root(void *arg)
+{
+	(void)arg;
+	int64_t t0 = weft_now();
+	weft_scope_t *outer, *inner, *shield;
+	CHECK_EQ(weft_scope_open(&outer, t0 + WEFT_MSEC, 0), 0);
+	CHECK_EQ(weft_scope_open(&inner, t0 + 2 * WEFT_MSEC, 0), 0);
+	CHECK_EQ(weft_scope_open(&shield, WEFT_FOREVER, WEFT_SCOPE_SHIELD), 0);
+	CHECK_EQ(weft_sleep_until(t0 + 3 * WEFT_MSEC), 0);
+	CHECK_EQ(weft_now() - t0, 3 * WEFT_MSEC);
+	CHECK_EQ(weft_scope_exit(shield), 0);
+	weft_scope_destroy(shield);
+	CHECK_EQ(weft_checkpoint(), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(inner), 0);
+	weft_scope_destroy(inner);
+	CHECK_EQ(weft_scope_exit(outer), 0);
+	CHECK_EQ(weft_scope_cancelled_caught(outer), 1);
+	weft_scope_destroy(outer);
+	return 0;
+}
+VC_TEST(silent_jump_is_not_the_last, silent_jump_root, NULL)
+
+/* Sleeps at once, so that its worker may fall asleep (and ask for the
+ * quiescence check) before weft_runtime_run dropped its hold. */
+static int quick_sleep_root(void *arg)
+{
+	(void)arg;
+	CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+	return 0;
+}
+
+/* weft_runtime_run holds the clock until its root is queued.  The root
+ * can run and park before that hold is dropped, and the check its worker
+ * asked for then stands down on the hold; the drop must ask again, or the
+ * clock never moves and the run hangs (found by tests/mbt, about once in
+ * a few thousand runs; many short runs on one runtime). */
+static void test_vclock__runs_do_not_lose_the_check_to_their_hold(void **state)
+{
+	weft_config_t cfg;
+	assert_int_equal(weft_config_init(&cfg), 0);
+	cfg.workers = WEFT_TEST_WORKERS(state);
+	cfg.clock = WEFT_CLOCK_VIRTUAL;
+	weft_runtime_t *rt;
+	assert_int_equal(weft_runtime_create(&rt, &cfg), 0);
+	long n = weft_test_scale(20000);
+	for (long i = 0; i < n; i++)
+		assert_int_equal(weft_runtime_run(rt, quick_sleep_root, NULL,
+					 NULL),
+			0);
+	assert_int_equal(weft_runtime_destroy(rt), 0);
+}
+
 static void test_vclock__blocked_forever_is_edeadlk(void **state)
 {
 	assert_int_equal(vc_run_clock(state, WEFT_CLOCK_VIRTUAL, deadlock_root,
@@ -517,6 +574,9 @@ int main(void)
 			test_vclock__nested_deadlines_fire_in_order_at_exact_times),
 		WEFT_TEST(test_vclock__clock_waits_for_offload_calls),
 		WEFT_TEST(test_vclock__blocked_forever_is_edeadlk),
+		WEFT_TEST(
+			test_vclock__runs_do_not_lose_the_check_to_their_hold),
+		WEFT_TEST(test_vclock__silent_jump_is_not_the_last),
 		WEFT_TEST(test_vclock__no_jump_while_a_task_is_runnable),
 		WEFT_TEST(test_vclock__wait_all_tasks_blocked_virtual),
 		WEFT_TEST(test_vclock__wait_all_tasks_blocked_real),

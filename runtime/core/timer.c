@@ -36,8 +36,10 @@
  * thread when the clock is virtual, a task waits in
  * weft_wait_all_tasks_blocked, or the real clock's asleep report is on
  * (`asleep_check`, config deadlock WEFT_DEADLOCK_REPORT: rule 46; it
- * also makes holds count, so Q3 holds for it too).  The request only marks
- * the check wanted; the I/O thread makes it after draining the whole
+ * also makes holds count, so Q3 holds for it too); after a virtual jump
+ * the I/O thread checks again at once, since deadlines that woke nobody
+ * leave no worker to become the last sleeper again.  The request only
+ * marks the check wanted; the I/O thread makes it after draining the whole
  * queue (weft__timer_quiesce): it first publishes the tasks it woke
  * itself (its batch), then asks weft__idle_quiet, which decides under
  * the idle lock: every worker listed as sleeping, the injection queue,
@@ -69,8 +71,9 @@
  *       a root task from weft_runtime_run, likewise until it is queued;
  *       an offload thread's weft_from_thread_run drops the call's hold
  *       after it woke the task and gets it back from the task before it
- *       is signalled.  A deadline is fired only by this jump or by an
- *       awake worker (the timerfd is not armed).
+ *       is signalled.  (Q7: whoever drops the last hold posts a check.)
+ *       A deadline is fired only by this jump or by an awake worker
+ *       (the timerfd is not armed).
  *   Q4. A deadline set while the timer's lock was busy travels as a
  *       request; its worker posts it before it lists itself, so the
  *       check, which takes the idle lock after that listing, sees the
@@ -552,6 +555,7 @@ static void timer_real_asleep(struct weft_runtime *rt, long holds)
 void weft__timer_quiesce(struct weft_runtime *rt)
 {
 	weft__timer_t *t = &rt->timer;
+again:
 	if (!t->check_wanted)
 		return;
 	/* acquire: pairs with the seq_cst store in runtime_stop_workers;
@@ -611,9 +615,22 @@ void weft__timer_quiesce(struct weft_runtime *rt)
 		atomic_store_explicit(&t->vnow, now, memory_order_relaxed);
 	}
 	weft__wheel_fire_exact(&t->wheel, now, timer_fire, NULL);
+	bool moved = weft__wheel_earliest(&t->wheel) != next;
 	timer_rearm_locked(t);
 	pthread_mutex_unlock(&t->lock);
 	timer_flush(rt);
+	/* Deadlines that woke nobody (a scope already cancelled from
+	 * further out, a shield between the scope and every task below it)
+	 * leave every worker asleep, and no worker becomes the last sleeper
+	 * again to ask for the next check: check again now, or time stops
+	 * for good.  If the jump woke a task, that check finds the runtime
+	 * busy (Q2: the wake-ups were just published) and the last sleeper
+	 * asks later.  Only after progress (the earliest deadline changed),
+	 * so a deadline the jump could not fire cannot make this spin. */
+	if (moved) {
+		t->check_wanted = true;
+		goto again;
+	}
 }
 
 static void timer_check_fn(struct weft_runtime *rt, struct weft__ioq_node *n)

@@ -31,7 +31,9 @@
  *     waiting, uncancellably, then returns -ECANCELED with fn's value
  *     (docs/semantics.md rule 39); with abandon, it swaps ABANDONED in
  *     for its generation (failing on DONE: fn's value comes back) and
- *     returns -ECANCELED.
+ *     returns -ECANCELED.  A fiber that finds DONE while its task is
+ *     cancelled (fn cancelled it, or the wake and DONE came together)
+ *     returns -ECANCELED too, whichever it saw first.
  * Lost wake-ups cannot happen for the reason given in ioop.c: the fiber's
  * publish and the thread's swap are RMWs on one word, so either the
  * publish sees DONE/REQ or the thread wakes the generation it parks on.
@@ -703,7 +705,14 @@ WEFT_FIBER_FN static int offload_wait(struct weft_task *self,
 		}
 		weft__task_park_commit_on(self, "to_thread");
 		if (!offload_repark(self, c, cancellable, result, &rc)) {
-			if (cancellable)
+			/* fn returned.  A cancellation that reached the task
+			 * before the fiber saw DONE (fn's own, or one that
+			 * woke this park) wins as it does after the loop's
+			 * check: deciding by which of the wake and DONE the
+			 * fiber saw first would make the result depend on
+			 * the schedule.  The acquire that read DONE makes a
+			 * mark published before fn returned visible here. */
+			if (cancellable && !weft__scope_is_cancelled(s))
 				return rc;
 			break;
 		}
