@@ -92,7 +92,8 @@ typedef struct weft_config {
 	 * report or off. */
 	weft_deadlock_t deadlock;
 	/* The stall watchdog: 0 (default) is off; n (1 .. 3600000) makes a
-	 * monitor thread ("weft-stall") report on stderr, once per stall,
+	 * monitor thread ("weft-stall", with a printer thread "weft-stall-p")
+	 * report on stderr, once per stall,
 	 *   - a task that runs n ms or more without switching out (without
 	 *     a checkpoint: every checkpoint switches out sooner or later):
 	 *     "weft: stall: task <id> '<name>' has run <ms> ms on worker <w>
@@ -111,6 +112,10 @@ typedef struct weft_config {
 	 * unblocks it on its workers.  When the program handles that
 	 * signal itself, or the thread calling weft_runtime_create blocks
 	 * it, stalls are reported without the task's name and backtrace.
+	 * The signal interrupts what the stalled task is doing, as a
+	 * profiler's does: a system call it is blocked in (a stall too)
+	 * is restarted (SA_RESTART) if the kernel restarts that call, and
+	 * otherwise (nanosleep, poll, ...) fails with EINTR.
 	 * Off, it costs nothing: the monitor only reads counters the
 	 * scheduler keeps anyway.  Environment WEFT_STALL_MS. */
 	unsigned stall_ms;

@@ -19,7 +19,12 @@
  * the stall is reported, once: the pair is remembered, and the next report
  * needs a new pair (the task switched out, or a child started inline).
  * Every checkpoint eventually switches out (the cooperative budget,
- * task.h), so a task that checkpoints is never reported.
+ * task.h), so a task that checkpoints is never reported.  A join that
+ * runs its children inline does not switch, but each child starts a new
+ * pair, so a tree of short inline children (B1 fib) is not a stall;
+ * what is measured is the time since the later of the last switch-in
+ * and the last inline start, and the report names the task running when
+ * the handler interrupts it.
  *
  * Which task, and its backtrace, can only be read on the stalled worker:
  * w->current is owner-only, and a stack can only be unwound by its own
@@ -31,14 +36,24 @@
  * overflow handler of stack.c; no allocation, no lock), and publishes
  * DONE with a release store.  The monitor waits for DONE (acquire) up to
  * STALL_SIGNAL_WAIT_NS, then checks the pair again: unchanged, the
- * capture happened inside the stall, and the monitor symbolizes and
- * prints it (weft__backtrace_format: libdw on a helper thread, which is
- * why it runs here and not in the handler).  Changed, the stall ended
- * while it was being looked at, and nothing is printed.  If the handler
+ * capture happened inside the stall, and the monitor queues a copy for
+ * the printer.  Changed, the stall ended while it was being looked at,
+ * and nothing is reported.  If the handler
  * has not claimed the slot in time (the signal is blocked, or a
  * sanitizer holds it until the worker makes a call it intercepts), the
  * monitor takes the request back (REQUESTED -> IDLE: a late handler finds
  * nothing to do) and reports the stall without task name or backtrace.
+ * The signal interrupts the stalled task as a profiler's would: a system
+ * call it is blocked in is restarted (SA_RESTART) where the kernel
+ * restarts it, else fails with EINTR.
+ *
+ * The printer, a second thread ("weft-stall-p"), takes the queued
+ * reports, symbolizes them (weft__backtrace_format, libdw: milliseconds
+ * on a quiet machine, a second under a sanitizer and load) and writes
+ * each with one write(2) loop.  Symbolizing on the monitor would blind
+ * it meanwhile: a stall that began and ended while it symbolized would
+ * never be seen.  The queue holds STALL_QUEUE reports; one that finds it
+ * full is counted and the count printed with the next report.
  *
  * The signal: SIGRTMIN + 6, reserved while a runtime with the watchdog
  * exists.  The handler is installed when the first such runtime is
@@ -51,10 +66,10 @@
  * has a meaning of its own, and a pending one is never merged with
  * another program's sending of a classic signal.
  *
- * Why a thread of its own and not a libuv timer on the I/O thread: the
- * report waits for a handler and symbolizes with libdw (milliseconds),
- * which would hold up every socket and deadline of the runtime; and a
- * monitor must keep running when the runtime is wedged.
+ * Why threads of its own and not a libuv timer on the I/O thread: a
+ * report waits for a handler and symbolizes with libdw, which would hold
+ * up every socket and deadline of the runtime; and a monitor must keep
+ * running when the runtime is wedged.
  *
  * Shielded scopes: a user scope with WEFT_SCOPE_SHIELD, entered while the
  * watchdog is on, is listed here (its node lives in the scope, so entering
@@ -90,8 +105,10 @@
  * (a handler runs within microseconds once delivered; this only bounds a
  * signal that is not delivered at all). */
 #define STALL_SIGNAL_WAIT_NS (500 * INT64_C(1000000))
-/* Room for one report: the first line and the frames. */
-#define STALL_REPORT_MAX 8192
+/* Room for one report's text: the first line and the frames. */
+#define STALL_TEXT_MAX 8192
+/* Reports waiting for the printer. */
+#define STALL_QUEUE 16
 
 /* A worker slot's handshake with the handler (`state`). */
 enum {
@@ -107,13 +124,32 @@ struct stall_slot {
 	uint64_t qs, inl;
 	int64_t since;
 	bool reported;
-	/* The handshake: seq_cst is not needed anywhere; see the uses. */
+	/* The handshake; the orders are given at each use. */
 	atomic_int state;
 	/* Written by the handler between CAPTURING and DONE, read by the
 	 * monitor after its acquire of DONE. */
 	uint64_t task_id;
 	char name[WEFT__TASK_NAME_MAX];
 	void *ip; /* the interrupted instruction, NULL if unknown */
+	int npcs;
+	void *pcs[WEFT__BACKTRACE_MAX];
+};
+
+/* One report for the printer: a copy, so that nothing it names must stay
+ * alive (a site is a code address). */
+enum stall_kind {
+	STALL_TASK,	  /* with name and backtrace */
+	STALL_TASK_BLIND, /* without: `why` says why */
+	STALL_SHIELD
+};
+struct stall_report {
+	enum stall_kind kind;
+	unsigned worker;
+	int64_t ms;
+	uint64_t task_id, scope_id;
+	char name[WEFT__TASK_NAME_MAX];
+	const char *why; /* a static string */
+	void *site;
 	int npcs;
 	void *pcs[WEFT__BACKTRACE_MAX];
 };
@@ -125,12 +161,20 @@ struct weft__stall {
 	 * report).  Fixed at init. */
 	bool sig_ok;
 	const char *sig_why;
-	/* The monitor thread and its stop request (under mu). */
-	pthread_t thread;
-	bool started;
+	/* The monitor and the printer, their stop requests, the queue
+	 * between them: under mu.  The monitor waits on cv (for its period
+	 * or stop), the printer on pcv (for a report or stop). */
+	pthread_t monitor, printer;
+	bool monitor_started, printer_started;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool stop;
+	pthread_cond_t cv, pcv;
+	bool stop;  /* the monitor's */
+	bool pstop; /* the printer's, once the monitor is gone */
+	unsigned q_head, q_len;
+	unsigned dropped; /* reports that found the queue full */
+	struct stall_report queue[STALL_QUEUE];
+	/* The printer's own buffer. */
+	char text[STALL_TEXT_MAX];
 	/* Listed shielded scopes, under lock (tasks enter and exit; the
 	 * monitor walks and copies; nobody formats while holding it). */
 	weft__spin_t lock;
@@ -254,19 +298,20 @@ void weft__stall_thread_mask(struct weft_runtime *rt, sigset_t *blocked)
 
 /* }======================================================= */
 
-/* {======================================================= reports */
+/* {======================================================= the monitor */
 
-static void stall_write(const char *buf, size_t len)
+/* Queues r for the printer (or counts it lost when the queue is full). */
+static void stall_queue(struct weft__stall *st, const struct stall_report *r)
 {
-	while (len > 0) {
-		ssize_t n = write(STDERR_FILENO, buf, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return;
-		buf += n;
-		len -= (size_t)n;
+	pthread_mutex_lock(&st->mu);
+	if (st->q_len == STALL_QUEUE) {
+		st->dropped++;
+	} else {
+		st->queue[(st->q_head + st->q_len) % STALL_QUEUE] = *r;
+		st->q_len++;
+		pthread_cond_signal(&st->pcv);
 	}
+	pthread_mutex_unlock(&st->mu);
 }
 
 /* Asks worker i's handler for its task and backtrace.  true with the
@@ -304,16 +349,21 @@ static bool stall_capture(struct weft__stall *st, unsigned i)
 	}
 }
 
-/* Worker i has run one task for `ms` without switching out. */
+/* Worker i has run one task for `ms` without switching out: takes its
+ * task and backtrace and queues the report. */
 static void stall_report_worker(struct weft__stall *st, unsigned i, int64_t ms)
 {
 	struct stall_slot *sl = &st->slots[i];
 	weft__worker_t *w = &st->rt->workers[i];
-	bool got = st->sig_ok && stall_capture(st, i);
-	if (got) {
+	struct stall_report r = { .kind = STALL_TASK_BLIND,
+		.worker = i,
+		.ms = ms };
+	r.why = st->sig_ok ? "its worker did not take the signal in time"
+			   : st->sig_why;
+	if (st->sig_ok && stall_capture(st, i)) {
 		/* The capture counts only if it was taken inside this stall:
-		 * the worker's progress pair has not moved since.  relaxed
-		 * and acquire as in stall_check_worker. */
+		 * the worker's progress pair has not moved since.  Orders
+		 * as in stall_check_worker. */
 		bool same = atomic_load_explicit(&w->qs,
 				    memory_order_acquire) == sl->qs &&
 			atomic_load_explicit(&w->stats.inline_run,
@@ -322,33 +372,12 @@ static void stall_report_worker(struct weft__stall *st, unsigned i, int64_t ms)
 			/* relaxed: the handler is done with the slot. */
 			atomic_store_explicit(&sl->state, SLOT_IDLE,
 				memory_order_relaxed);
-			sl->reported = false; /* a new pair comes next */
+			sl->reported = false; /* looked at again next time */
 			return;
 		}
-	}
-	char *buf = weft__alloc(STALL_REPORT_MAX);
-	char small[512];
-	size_t size = buf ? STALL_REPORT_MAX : sizeof small;
-	char *b = buf ? buf : small;
-	int n;
-	if (got)
-		n = snprintf(b, size,
-			"weft: stall: task %llu '%s' has run %lld ms on worker "
-			"%u without a checkpoint\n"
-			"weft: backtrace of the stalled task, innermost "
-			"first:\n",
-			(unsigned long long)sl->task_id, sl->name,
-			(long long)ms, i);
-	else
-		n = snprintf(b, size,
-			"weft: stall: a task has run %lld ms on worker %u "
-			"without a checkpoint (no name and no backtrace: %s)\n",
-			(long long)ms, i,
-			st->sig_ok ? "its worker did not take the signal "
-				     "in time"
-				   : st->sig_why);
-	size_t len = n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
-	if (got) {
+		r.kind = STALL_TASK;
+		r.task_id = sl->task_id;
+		memcpy(r.name, sl->name, sizeof r.name);
 		/* From the interrupted instruction on: above it are the
 		 * handler's frames and the kernel's signal trampoline.  A
 		 * sanitizer that delays signals runs the handler from one of
@@ -360,15 +389,13 @@ static void stall_report_worker(struct weft__stall *st, unsigned i, int64_t ms)
 				from = k;
 				break;
 			}
-		if (from < sl->npcs)
-			len += weft__backtrace_format(sl->pcs + from,
-				sl->npcs - from, "  ", b + len, size - len);
+		for (int k = from; k < sl->npcs; k++)
+			r.pcs[r.npcs++] = sl->pcs[k];
 		/* relaxed: the handler is done with the slot. */
 		atomic_store_explicit(&sl->state, SLOT_IDLE,
 			memory_order_relaxed);
 	}
-	stall_write(b, len);
-	weft__free(buf);
+	stall_queue(st, &r);
 }
 
 /* Samples worker i (see the top of the file). */
@@ -395,18 +422,12 @@ static void stall_check_worker(struct weft__stall *st, unsigned i, int64_t now)
 	stall_report_worker(st, i, (now - sl->since) / 1000000);
 }
 
-/* What the monitor copies of a listed scope to report it unlocked. */
-struct stall_shield_copy {
-	uint64_t scope_id, task_id;
-	char name[WEFT__TASK_NAME_MAX];
-	void *site;
-	int64_t ms;
-};
-
+/* Queues a report for each listed shield open limit_ns or more that was
+ * not reported yet. */
 static void stall_check_shields(struct weft__stall *st, int64_t now)
 {
 	for (;;) {
-		struct stall_shield_copy c;
+		struct stall_report r = { .kind = STALL_SHIELD };
 		bool found = false;
 		weft__spin_lock(&st->lock);
 		for (struct weft__stall_shield *sh = st->shields; sh;
@@ -414,37 +435,33 @@ static void stall_check_shields(struct weft__stall *st, int64_t now)
 			if (sh->reported || now - sh->since < st->limit_ns)
 				continue;
 			sh->reported = true;
-			c.scope_id = sh->scope->id;
-			c.task_id = sh->task->id;
-			weft__task_name_load(sh->task, c.name);
-			c.site = sh->site;
-			c.ms = (now - sh->since) / 1000000;
+			r.scope_id = sh->scope->id;
+			r.task_id = sh->task->id;
+			weft__task_name_load(sh->task, r.name);
+			r.site = sh->site;
+			r.ms = (now - sh->since) / 1000000;
 			found = true;
 			break;
 		}
 		weft__spin_unlock(&st->lock);
 		if (!found)
 			return;
-		char site[256];
-		if (c.site)
-			weft__backtrace_site(c.site, site, sizeof site);
-		else
-			snprintf(site, sizeof site, "an unknown place");
-		weft__diag("stall: shielded scope %llu opened at %s in task "
-			   "%llu '%s' open for %lld ms (a shield hides every "
-			   "cancellation from outside)",
-			(unsigned long long)c.scope_id, site,
-			(unsigned long long)c.task_id, c.name, (long long)c.ms);
+		stall_queue(st, &r);
 	}
 }
 
-static void *stall_main(void *arg)
+static void stall_block_signals(void)
 {
-	struct weft__stall *st = arg;
 	/* Signals are for the application's threads, not ours. */
 	sigset_t all;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
+}
+
+static void *stall_monitor_main(void *arg)
+{
+	struct weft__stall *st = arg;
+	stall_block_signals();
 	struct timespec next;
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	for (;;) {
@@ -478,7 +495,118 @@ static void *stall_main(void *arg)
 
 /* }======================================================= */
 
+/* {======================================================= the printer */
+
+static void stall_write(const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(STDERR_FILENO, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Formats r (and the count of reports lost before it) into st->text and
+ * writes it. */
+static void stall_print(struct weft__stall *st, const struct stall_report *r,
+	unsigned dropped)
+{
+	char *b = st->text;
+	size_t size = sizeof st->text, len = 0;
+	int n = 0;
+	if (dropped > 0)
+		n = snprintf(b, size,
+			"weft: stall: %u report%s lost (the queue was full)\n",
+			dropped, dropped == 1 ? "" : "s");
+	len = n > 0 ? (size_t)n : 0;
+	switch (r->kind) {
+	case STALL_TASK:
+		n = snprintf(b + len, size - len,
+			"weft: stall: task %llu '%s' has run %lld ms on worker "
+			"%u without a checkpoint\n"
+			"weft: backtrace of the stalled task, innermost "
+			"first:\n",
+			(unsigned long long)r->task_id, r->name,
+			(long long)r->ms, r->worker);
+		break;
+	case STALL_TASK_BLIND:
+		n = snprintf(b + len, size - len,
+			"weft: stall: a task has run %lld ms on worker %u "
+			"without a checkpoint (no name and no backtrace: %s)\n",
+			(long long)r->ms, r->worker, r->why);
+		break;
+	case STALL_SHIELD: {
+		char site[256];
+		if (r->site)
+			weft__backtrace_site(r->site, site, sizeof site);
+		else
+			snprintf(site, sizeof site, "an unknown place");
+		n = snprintf(b + len, size - len,
+			"weft: stall: shielded scope %llu opened at %s in task "
+			"%llu '%s' open for %lld ms (a shield hides every "
+			"cancellation from outside)\n",
+			(unsigned long long)r->scope_id, site,
+			(unsigned long long)r->task_id, r->name,
+			(long long)r->ms);
+		break;
+	}
+	}
+	if (n > 0)
+		len += (size_t)n;
+	if (len > size - 1)
+		len = size - 1;
+	if (r->kind == STALL_TASK && r->npcs > 0)
+		len += weft__backtrace_format(r->pcs, r->npcs, "  ", b + len,
+			size - len);
+	stall_write(b, len);
+}
+
+static void *stall_printer_main(void *arg)
+{
+	struct weft__stall *st = arg;
+	stall_block_signals();
+	struct stall_report r;
+	pthread_mutex_lock(&st->mu);
+	for (;;) {
+		while (st->q_len == 0 && !st->pstop)
+			pthread_cond_wait(&st->pcv, &st->mu);
+		if (st->q_len == 0)
+			break; /* stopped, and every report printed */
+		r = st->queue[st->q_head];
+		st->q_head = (st->q_head + 1) % STALL_QUEUE;
+		st->q_len--;
+		unsigned dropped = st->dropped;
+		st->dropped = 0;
+		pthread_mutex_unlock(&st->mu);
+		stall_print(st, &r, dropped);
+		pthread_mutex_lock(&st->mu);
+	}
+	pthread_mutex_unlock(&st->mu);
+	return NULL;
+}
+
+/* }======================================================= */
+
 /* {======================================================= life */
+
+/* A condition variable on the monotonic clock (the monitor's deadlines
+ * are absolute CLOCK_MONOTONIC times). */
+static int stall_cond_init(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+	int rc = pthread_condattr_init(&ca);
+	if (rc != 0)
+		return rc;
+	rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (rc == 0)
+		rc = pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+	return rc;
+}
 
 int weft__stall_init(struct weft_runtime *rt)
 {
@@ -495,20 +623,20 @@ int weft__stall_init(struct weft_runtime *rt)
 	if (st->period_ns < 1000000)
 		st->period_ns = 1000000;
 	weft__spin_init(&st->lock);
-	pthread_condattr_t ca;
-	int rc = pthread_condattr_init(&ca);
+	int rc = stall_cond_init(&st->cv);
 	if (rc == 0) {
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		rc = pthread_cond_init(&st->cv, &ca);
-		pthread_condattr_destroy(&ca);
+		rc = stall_cond_init(&st->pcv);
+		if (rc != 0)
+			pthread_cond_destroy(&st->cv);
+	}
+	if (rc == 0) {
+		rc = pthread_mutex_init(&st->mu, NULL);
+		if (rc != 0) {
+			pthread_cond_destroy(&st->cv);
+			pthread_cond_destroy(&st->pcv);
+		}
 	}
 	if (rc != 0) {
-		weft__free(st);
-		return -rc;
-	}
-	rc = pthread_mutex_init(&st->mu, NULL);
-	if (rc != 0) {
-		pthread_cond_destroy(&st->cv);
 		weft__free(st);
 		return -rc;
 	}
@@ -533,26 +661,42 @@ int weft__stall_start(struct weft_runtime *rt)
 	struct weft__stall *st = rt->stall;
 	if (st == NULL)
 		return 0;
-	int rc = pthread_create(&st->thread, NULL, stall_main, st);
-	if (rc != 0)
+	int rc = pthread_create(&st->printer, NULL, stall_printer_main, st);
+	if (rc == 0) {
+		st->printer_started = true;
+		rc = pthread_create(&st->monitor, NULL, stall_monitor_main, st);
+	}
+	if (rc != 0) {
+		weft__stall_stop(rt);
 		return rc == EAGAIN ? -EAGAIN : -rc;
-	st->started = true;
+	}
+	st->monitor_started = true;
 	/* Best effort, as for the workers' names (sched.c). */
-	pthread_setname_np(st->thread, "weft-stall");
+	pthread_setname_np(st->monitor, "weft-stall");
+	pthread_setname_np(st->printer, "weft-stall-p");
 	return 0;
 }
 
 void weft__stall_stop(struct weft_runtime *rt)
 {
 	struct weft__stall *st = rt->stall;
-	if (st == NULL || !st->started)
+	if (st == NULL)
 		return;
+	/* The monitor first, then the printer, which prints everything
+	 * the monitor queued before it leaves. */
 	pthread_mutex_lock(&st->mu);
 	st->stop = true;
 	pthread_cond_signal(&st->cv);
 	pthread_mutex_unlock(&st->mu);
-	pthread_join(st->thread, NULL);
-	st->started = false;
+	if (st->monitor_started)
+		pthread_join(st->monitor, NULL);
+	pthread_mutex_lock(&st->mu);
+	st->pstop = true;
+	pthread_cond_signal(&st->pcv);
+	pthread_mutex_unlock(&st->mu);
+	if (st->printer_started)
+		pthread_join(st->printer, NULL);
+	st->monitor_started = st->printer_started = false;
 }
 
 void weft__stall_fini(struct weft_runtime *rt)
@@ -564,6 +708,7 @@ void weft__stall_fini(struct weft_runtime *rt)
 	stall_sig_release();
 	pthread_mutex_destroy(&st->mu);
 	pthread_cond_destroy(&st->cv);
+	pthread_cond_destroy(&st->pcv);
 	weft__free(st);
 	rt->stall = NULL;
 }
