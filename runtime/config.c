@@ -191,6 +191,9 @@ int weft_config_init(weft_config_t *cfg)
 	cfg->seed = v;
 	cfg->clock = (weft_clock_t)v_clock;
 	cfg->deadlock = (weft_deadlock_t)v_deadlock;
+	v = cfg->stall_ms;
+	config_env(cfg, "WEFT_STALL_MS", 0, WEFT__STALL_MS_MAX, 0, &v);
+	cfg->stall_ms = (unsigned)v;
 	return cfg->env_error;
 }
 
@@ -226,6 +229,8 @@ int weft__config_validate(weft_config_t *cfg)
 		cfg->deadlock != WEFT_DEADLOCK_REPORT &&
 		cfg->deadlock != WEFT_DEADLOCK_OFF)
 		bad = "deadlock must be WEFT_DEADLOCK_ERROR, _REPORT or _OFF";
+	else if (cfg->stall_ms > WEFT__STALL_MS_MAX)
+		bad = "stall_ms must be from 0 to 3600000";
 	if (bad == NULL)
 		return 0;
 	snprintf(cfg->message, sizeof cfg->message, "%s", bad);

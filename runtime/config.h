@@ -10,6 +10,7 @@
 #define WEFT__STACK_MAX ((size_t)1 << 30)
 #define WEFT__GUARDED_MAX 30000u
 #define WEFT__SPIN_US_MAX 100000u
+#define WEFT__STALL_MS_MAX 3600000u
 
 /* 0 if every field is in range; else -EINVAL with cfg->message set.
  * Thread: any (it touches only cfg). */

@@ -25,6 +25,7 @@
 #include "base/error.h"
 #include "config.h"
 #include "core/records.h"
+#include "core/stall.h"
 #include "core/task.h"
 #include "core/inspect.h"
 #include "io/io.h"
@@ -160,9 +161,13 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 	 * atomic updates per I/O operation, to count them). */
 	rt->timer.asleep_check = cfg->clock == WEFT_CLOCK_REAL &&
 		cfg->deadlock == WEFT_DEADLOCK_REPORT;
-	rc = weft__io_start(rt);
+	/* Before the workers: they read rt->stall from their start. */
+	rc = weft__stall_init(rt);
 	if (rc < 0)
 		goto fail_timer;
+	rc = weft__io_start(rt);
+	if (rc < 0)
+		goto fail_stall;
 	unsigned started = 0;
 	for (; started < rt->nworkers; started++) {
 		rc = weft__sched_worker_start(rt, &rt->workers[started],
@@ -170,14 +175,19 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 		if (rc < 0)
 			break;
 	}
+	/* After the workers: the monitor signals their threads. */
+	if (rc == 0)
+		rc = weft__stall_start(rt);
 	if (rc < 0) {
 		runtime_stop_workers(rt, started);
 		weft__io_stop(rt);
-		goto fail_timer;
+		goto fail_stall;
 	}
 	weft__alloc_census_add(WEFT__CENSUS_RUNTIME, 1);
 	*out = rt;
 	return 0;
+fail_stall:
+	weft__stall_fini(rt);
 fail_timer:
 	weft__timer_fini(&rt->timer);
 fail_insp:
@@ -246,11 +256,15 @@ int weft_runtime_destroy(weft_runtime_t *rt)
 			WEFT__RUNTIME_DESTROYING, memory_order_release);
 		return -EBUSY;
 	}
-	/* Offload threads first: an abandoned to_thread call may still run
+	/* The monitor first: it sends signals to the workers' threads. */
+	weft__stall_stop(rt);
+	/* Offload threads next: an abandoned to_thread call may still run
 	 * (and may call back into the runtime). */
 	weft__offload_stop(rt);
 	runtime_stop_workers(rt, rt->nworkers);
 	weft__io_stop(rt);
+	/* Every task ended, so every shielded scope was exited. */
+	weft__stall_fini(rt);
 	/* After the I/O queue's last timer requests ran. */
 	weft__timer_fini(&rt->timer);
 	weft__signal_fini(rt);

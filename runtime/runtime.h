@@ -73,6 +73,10 @@ struct weft_runtime {
 	/* Subsystems created lazily by their modules (NULL until then). */
 	struct weft__offload *offload; /* to_thread pool (offload.c) */
 	struct weft__signals *signals; /* signal watchers (signal.c) */
+	/* The stall watchdog (core/stall.c): NULL unless cfg.stall_ms; set
+	 * at create before the workers start, freed at destroy after they
+	 * were joined. */
+	struct weft__stall *stall;
 };
 
 #endif

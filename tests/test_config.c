@@ -1,7 +1,8 @@
 /* Tests for weft_config_init and the configuration checks of
  * weft_runtime_create (include/weft/runtime.h): the defaults, the
  * environment overrides WEFT_WORKERS, WEFT_STACK_SIZE, WEFT_GUARDED_STACKS,
- * WEFT_SPIN_US, WEFT_OFFLOAD_THREADS and WEFT_CLOCK, every kind of bad
+ * WEFT_SPIN_US, WEFT_OFFLOAD_THREADS, WEFT_CLOCK and WEFT_STALL_MS, every
+ * kind of bad
  * value (never a silent fallback), caller overrides, and bad arguments.
  *
  * Most tests need no runtime threads.  Every test saves the
@@ -51,6 +52,7 @@ static const char *const config_vars[] = {
 	"WEFT_CLOCK",
 	"WEFT_DUMP_SIGNAL",
 	"WEFT_SEED",
+	"WEFT_STALL_MS",
 };
 #define NVARS (sizeof config_vars / sizeof config_vars[0])
 
@@ -113,7 +115,8 @@ static void test_config__defaults_are_the_documented_values(void **state)
 	assert_int_equal(cfg.guarded_stacks, DEFAULT_GUARDED_STACKS);
 	assert_int_equal(cfg.spin_us, DEFAULT_SPIN_US);
 	assert_int_equal(cfg.offload_threads, DEFAULT_OFFLOAD_THREADS);
-	assert_int_equal(cfg.seed, 0); /* no seed: parallel workers */
+	assert_int_equal(cfg.seed, 0);	   /* no seed: parallel workers */
+	assert_int_equal(cfg.stall_ms, 0); /* the watchdog is off */
 	assert_int_equal(cfg.env_error, 0);
 	assert_string_equal(cfg.message, "");
 }
@@ -182,6 +185,8 @@ static unsigned long long config_field(const weft_config_t *cfg,
 		return cfg->offload_threads;
 	if (strcmp(var, "WEFT_SEED") == 0)
 		return cfg->seed;
+	if (strcmp(var, "WEFT_STALL_MS") == 0)
+		return cfg->stall_ms;
 	return cfg->spin_us;
 }
 
@@ -214,6 +219,10 @@ static void test_config__environment_overrides_every_field(void **state)
 		{ "WEFT_SEED", "1", 1 },
 		{ "WEFT_SEED", "42", 42 },
 		{ "WEFT_SEED", "18446744073709551615", UINT64_MAX },
+		{ "WEFT_STALL_MS", "0", 0 },
+		{ "WEFT_STALL_MS", "1", 1 },
+		{ "WEFT_STALL_MS", "250", 250 },
+		{ "WEFT_STALL_MS", "3600000", 3600000 },
 	};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
 		const struct good_value *g = &good[i];
@@ -307,6 +316,7 @@ static const struct var_range ranges[] = {
 	{ "WEFT_SPIN_US", "0", "100000" },
 	{ "WEFT_OFFLOAD_THREADS", "1", "1024" },
 	{ "WEFT_SEED", "1", "18446744073709551615" },
+	{ "WEFT_STALL_MS", "0", "3600000" },
 };
 
 /* Bad for every variable. */
@@ -336,31 +346,29 @@ struct bad_value {
 
 /* Bad for one variable only: zero workers, and each range's edges. */
 static const struct bad_value bad_specific[] = {
-	{ "WEFT_WORKERS", "0" },
-	{ "WEFT_WORKERS", "00" },
+	{ "WEFT_WORKERS", "0" }, { "WEFT_WORKERS", "00" },
 	{ "WEFT_WORKERS", "1025" },
 	{ "WEFT_WORKERS", "4294967297" }, /* 2^32 + 1: no truncation to 1 */
 	{ "WEFT_WORKERS", "4K" },	  /* no suffix for counts */
-	{ "WEFT_STACK_SIZE", "0" },
-	{ "WEFT_STACK_SIZE", "16383" },
-	{ "WEFT_STACK_SIZE", "15K" },
-	{ "WEFT_STACK_SIZE", "1073741825" },
+	{ "WEFT_STACK_SIZE", "0" }, { "WEFT_STACK_SIZE", "16383" },
+	{ "WEFT_STACK_SIZE", "15K" }, { "WEFT_STACK_SIZE", "1073741825" },
 	{ "WEFT_STACK_SIZE", "1025M" },
 	{ "WEFT_STACK_SIZE", "1G" }, /* only K and M */
-	{ "WEFT_STACK_SIZE", "64KB" },
-	{ "WEFT_STACK_SIZE", "64 K" },
+	{ "WEFT_STACK_SIZE", "64KB" }, { "WEFT_STACK_SIZE", "64 K" },
 	{ "WEFT_STACK_SIZE", "K" },
 	{ "WEFT_STACK_SIZE", "17592186044416M" }, /* overflows when scaled */
-	{ "WEFT_GUARDED_STACKS", "30001" },
-	{ "WEFT_GUARDED_STACKS", "1K" },
-	{ "WEFT_SPIN_US", "100001" },
-	{ "WEFT_SPIN_US", "5M" },
-	{ "WEFT_OFFLOAD_THREADS", "0" },
-	{ "WEFT_OFFLOAD_THREADS", "1025" },
+	{ "WEFT_GUARDED_STACKS", "30001" }, { "WEFT_GUARDED_STACKS", "1K" },
+	{ "WEFT_SPIN_US", "100001" }, { "WEFT_SPIN_US", "5M" },
+	{ "WEFT_OFFLOAD_THREADS", "0" }, { "WEFT_OFFLOAD_THREADS", "1025" },
 	{ "WEFT_OFFLOAD_THREADS", "4K" },
 	{ "WEFT_SEED", "0" }, /* 0 is "no seed": not a seed to ask for */
-	{ "WEFT_SEED", "00" },
-	{ "WEFT_SEED", "1K" },
+	{ "WEFT_SEED", "00" }, { "WEFT_SEED", "1K" },
+	{ "WEFT_GUARDED_STACKS", "30001" }, { "WEFT_GUARDED_STACKS", "1K" },
+	{ "WEFT_SPIN_US", "100001" }, { "WEFT_SPIN_US", "5M" },
+	{ "WEFT_OFFLOAD_THREADS", "0" }, { "WEFT_OFFLOAD_THREADS", "1025" },
+	{ "WEFT_OFFLOAD_THREADS", "4K" }, { "WEFT_STALL_MS", "3600001" },
+	{ "WEFT_STALL_MS", "4294967296" }, /* 2^32: no truncation to 0 */
+	{ "WEFT_STALL_MS", "1K" },	   /* no suffix for milliseconds */
 };
 
 static const struct var_range *range_of(const char *var)
@@ -480,6 +488,18 @@ test_config__bad_offload_threads_is_rejected_with_the_variable_named(
 		if (strcmp(bad_specific[i].var, "WEFT_OFFLOAD_THREADS") == 0)
 			check_bad_value("WEFT_OFFLOAD_THREADS",
 				bad_specific[i].text);
+}
+
+static void test_config__bad_stall_ms_is_rejected_with_the_variable_named(
+	void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof bad_for_all / sizeof bad_for_all[0]; i++)
+		check_bad_value("WEFT_STALL_MS", bad_for_all[i]);
+	for (size_t i = 0; i < sizeof bad_specific / sizeof bad_specific[0];
+		i++)
+		if (strcmp(bad_specific[i].var, "WEFT_STALL_MS") == 0)
+			check_bad_value("WEFT_STALL_MS", bad_specific[i].text);
 }
 
 static void test_config__bad_variable_keeps_the_good_ones_applied(void **state)
@@ -622,6 +642,10 @@ static void set_offload_over(weft_config_t *c)
 {
 	c->offload_threads = 1025;
 }
+static void set_stall_over(weft_config_t *c)
+{
+	c->stall_ms = 3600001;
+}
 
 static void test_config__out_of_range_caller_values_fail_create_with_a_message(
 	void **state)
@@ -640,6 +664,7 @@ static void test_config__out_of_range_caller_values_fail_create_with_a_message(
 		{ "spin", set_spin_over },
 		{ "offload_threads", set_offload_0 },
 		{ "offload_threads", set_offload_over },
+		{ "stall_ms", set_stall_over },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		weft_config_t cfg;
@@ -667,6 +692,7 @@ static void test_config__range_edges_set_by_the_caller_are_accepted(
 	cfg.stack_size = 16 * KIB;
 	cfg.guarded_stacks = 30000;
 	cfg.spin_us = 100000;
+	cfg.stall_ms = 3600000;
 	weft_runtime_t *rt = NULL;
 	assert_int_equal(weft_runtime_create(&rt, &cfg), 0);
 	assert_int_equal(weft_runtime_destroy(rt), 0);
@@ -894,6 +920,8 @@ int main(void)
 			test_config__bad_offload_threads_is_rejected_with_the_variable_named),
 		CONFIG_TEST(
 			test_config__bad_seed_is_rejected_with_the_variable_named),
+		CONFIG_TEST(
+			test_config__bad_stall_ms_is_rejected_with_the_variable_named),
 		CONFIG_TEST(
 			test_config__bad_variable_keeps_the_good_ones_applied),
 		CONFIG_TEST(

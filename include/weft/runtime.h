@@ -108,6 +108,34 @@ typedef struct weft_config {
 	 * in parallel, so a seeded runtime is for tests, not for speed.
 	 * Environment WEFT_SEED (decimal, 1 .. 2^64-1). */
 	unsigned long long seed;
+	/* The stall watchdog: 0 (default) is off; n (1 .. 3600000) makes a
+	 * monitor thread ("weft-stall", with a printer thread "weft-stall-p")
+	 * report on stderr, once per stall,
+	 *   - a task that runs n ms or more without switching out (without
+	 *     a checkpoint: every checkpoint switches out sooner or later):
+	 *     "weft: stall: task <id> '<name>' has run <ms> ms on worker <w>
+	 *     without a checkpoint" and its backtrace, taken on its worker
+	 *     while it runs;
+	 *   - a scope created with WEFT_SCOPE_SHIELD that stays entered n ms
+	 *     or more (a shield hides cancellation): "weft: stall: shielded
+	 *     scope <id> opened at <site> in task <id> '<name>' open for
+	 *     <ms> ms".
+	 * Times are real time (also under the virtual clock), sampled every
+	 * n/4 ms, so a stall is seen between n and about 1.25 n ms after it
+	 * began.  The backtrace is taken with the signal SIGRTMIN+6, which
+	 * is reserved while a runtime with the watchdog exists: weft
+	 * installs its handler if the signal's disposition is the default
+	 * or ignored (and restores it after the last such runtime), and
+	 * unblocks it on its workers.  When the program handles that
+	 * signal itself, or the thread calling weft_runtime_create blocks
+	 * it, stalls are reported without the task's name and backtrace.
+	 * The signal interrupts what the stalled task is doing, as a
+	 * profiler's does: a system call it is blocked in (a stall too)
+	 * is restarted (SA_RESTART) if the kernel restarts that call, and
+	 * otherwise (nanosleep, poll, ...) fails with EINTR.
+	 * Off, it costs nothing: the monitor only reads counters the
+	 * scheduler keeps anyway.  Environment WEFT_STALL_MS. */
+	unsigned stall_ms;
 	int env_error; /* 0, or -EINVAL when an environment variable was bad */
 	char message[256]; /* why the last init/create failed ("" if not) */
 } weft_config_t;
@@ -115,13 +143,14 @@ typedef struct weft_config {
 /* What it does: fills *cfg with the defaults (workers = the CPUs this
  * process may run on, from sched_getaffinity; 64 KiB stacks; 8192 guarded
  * stacks; 50 us spin; 40 offload threads; the real clock; no dump
- * signal; no seed), then applies
+ * signal; no seed; no stall watchdog), then applies
  * the environment variables WEFT_WORKERS, WEFT_STACK_SIZE (bytes, or with
  * a K or M suffix), WEFT_GUARDED_STACKS, WEFT_SPIN_US,
  * WEFT_OFFLOAD_THREADS, WEFT_CLOCK ("real" or "virtual", exactly) and
  * WEFT_DUMP_SIGNAL (dump_signal by name without "SIG", exactly: HUP, INT,
  * QUIT, USR1, USR2, TERM or WINCH), WEFT_DEADLOCK ("error", "report"
- * or "off", exactly) and WEFT_SEED (seed: decimal, 1 .. 2^64-1).
+ * or "off", exactly), WEFT_SEED (seed: decimal, 1 .. 2^64-1) and
+ * WEFT_STALL_MS (milliseconds, 0 .. 3600000).
  * A bad value (not a number, trailing junk, negative, zero workers, out
  * of range, a clock, signal or deadlock name other than those listed) is
  * never ignored: the default stays, cfg->env_error and the return value

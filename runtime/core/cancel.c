@@ -370,6 +370,11 @@ static int scope_enter(struct weft_task *t, struct weft_scope *s, void *site)
 	weft__scope_timed(s)->rt = t->rt;
 	weft__scope_timed(s)->site = site;
 	weft__scope_push(t, s);
+	/* The stall watchdog reports a shield left open too long. */
+	if (WEFT__UNLIKELY(s->flags & WEFT_SCOPE_SHIELD) &&
+		t->rt->stall != NULL)
+		weft__stall_shield_enter(t->rt, &weft__scope_timed(s)->stall, s,
+			t, site);
 	/* relaxed: a value; the timer goes by timer_deadline, not this. */
 	int64_t d = atomic_load_explicit(&s->deadline, memory_order_relaxed);
 	if (d != WEFT_FOREVER) {
@@ -405,6 +410,8 @@ static void scope_keep_inherited(struct weft_scope *s, struct weft_scope *o)
 
 static void scope_exit(struct weft_task *t, struct weft_scope *s)
 {
+	if (WEFT__UNLIKELY(weft__scope_timed(s)->stall.listed))
+		weft__stall_shield_exit(t->rt, &weft__scope_timed(s)->stall);
 	/* relaxed: see weft__scope_note_observed. */
 	bool observed = atomic_load_explicit(&s->observed,
 		memory_order_relaxed);

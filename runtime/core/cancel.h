@@ -10,6 +10,7 @@
 #include "base/common.h"
 #include "base/spin.h"
 #include "core/ioq.h"
+#include "core/stall.h"
 #include "core/wheel.h"
 #include "weft/cancel.h"
 
@@ -121,6 +122,9 @@ struct weft__timed_scope {
 	 * address of the public call), for misnesting reports (rule 24);
 	 * NULL before entry and for frame scopes.  Owner task only. */
 	void *site;
+	/* A shielded user scope entered while the stall watchdog is on is
+	 * listed there while it is open (core/stall.h). */
+	struct weft__stall_shield stall;
 	/* A user scope that a cancellation of a scope further out reached
 	 * while it was entered, and that was never cancelled itself, keeps
 	 * that cancellation's reason from its exit on (weft_scope_reason's

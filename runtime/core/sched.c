@@ -95,6 +95,7 @@
 #include "core/sanitizer.h"
 #include "core/sched.h"
 #include "core/stack.h"
+#include "core/stall.h"
 #include "core/task.h"
 #include "core/timer.h"
 #include "runtime.h"
@@ -831,6 +832,7 @@ static void *worker_main(void *arg)
 	sigfillset(&all);
 	sigdelset(&all, SIGSEGV);
 	sigdelset(&all, SIGBUS);
+	weft__stall_thread_mask(w->rt, &all); /* its backtrace signal */
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	weft__fiber_init_thread(&w->sched);
 	/* weft_now() of this thread's tasks reads the runtime's clock. */

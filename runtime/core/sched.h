@@ -84,7 +84,7 @@ typedef struct weft__worker {
 	/* Quiescent-state count (weft__io_reclaim): odd while a fiber runs
 	 * on this worker, even between fibers; +1 at every switch-in and
 	 * every switch-out.  Written by the owner (release), read by the
-	 * I/O thread (acquire). */
+	 * I/O thread and the stall monitor (stall.c) (acquire). */
 	_Atomic uint64_t qs;
 	/* Futex word: 1 = wake-up pending.  Written by wakers (release),
 	 * waited on by the owner. */
