@@ -71,6 +71,10 @@ struct weft_runtime {
 	/* Subsystems created lazily by their modules (NULL until then). */
 	struct weft__offload *offload; /* to_thread pool (offload.c) */
 	struct weft__signals *signals; /* signal watchers (signal.c) */
+	/* The trace (core/trace.c): NULL unless cfg asks for one; set at
+	 * create before any thread starts, freed at destroy after every
+	 * thread was joined. */
+	struct weft__trace *trace;
 };
 
 #endif

@@ -50,6 +50,9 @@ static const char *const config_vars[] = {
 	"WEFT_OFFLOAD_THREADS",
 	"WEFT_CLOCK",
 	"WEFT_DUMP_SIGNAL",
+	"WEFT_TRACE",
+	"WEFT_TRACE_EVENTS",
+	"WEFT_TRACE_BUFFER",
 };
 #define NVARS (sizeof config_vars / sizeof config_vars[0])
 
@@ -178,6 +181,10 @@ static unsigned long long config_field(const weft_config_t *cfg,
 		return cfg->guarded_stacks;
 	if (strcmp(var, "WEFT_OFFLOAD_THREADS") == 0)
 		return cfg->offload_threads;
+	if (strcmp(var, "WEFT_TRACE_EVENTS") == 0)
+		return cfg->trace_events;
+	if (strcmp(var, "WEFT_TRACE_BUFFER") == 0)
+		return cfg->trace_buffer;
 	return cfg->spin_us;
 }
 
@@ -207,6 +214,11 @@ static void test_config__environment_overrides_every_field(void **state)
 		{ "WEFT_OFFLOAD_THREADS", "1", 1 },
 		{ "WEFT_OFFLOAD_THREADS", "64", 64 },
 		{ "WEFT_OFFLOAD_THREADS", "1024", 1024 },
+		{ "WEFT_TRACE_EVENTS", "0", 0 },
+		{ "WEFT_TRACE_EVENTS", "1", 1 },
+		{ "WEFT_TRACE_BUFFER", "16", 16 },
+		{ "WEFT_TRACE_BUFFER", "1000", 1000 },
+		{ "WEFT_TRACE_BUFFER", "1048576", 1048576 },
 	};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
 		const struct good_value *g = &good[i];
@@ -299,6 +311,8 @@ static const struct var_range ranges[] = {
 	{ "WEFT_GUARDED_STACKS", "0", "30000" },
 	{ "WEFT_SPIN_US", "0", "100000" },
 	{ "WEFT_OFFLOAD_THREADS", "1", "1024" },
+	{ "WEFT_TRACE_EVENTS", "0", "1" },
+	{ "WEFT_TRACE_BUFFER", "16", "1048576" },
 };
 
 /* Bad for every variable. */
@@ -350,6 +364,12 @@ static const struct bad_value bad_specific[] = {
 	{ "WEFT_OFFLOAD_THREADS", "0" },
 	{ "WEFT_OFFLOAD_THREADS", "1025" },
 	{ "WEFT_OFFLOAD_THREADS", "4K" },
+	{ "WEFT_TRACE_EVENTS", "2" },
+	{ "WEFT_TRACE_EVENTS", "yes" },
+	{ "WEFT_TRACE_BUFFER", "0" },
+	{ "WEFT_TRACE_BUFFER", "15" },
+	{ "WEFT_TRACE_BUFFER", "1048577" },
+	{ "WEFT_TRACE_BUFFER", "4K" },
 };
 
 static const struct var_range *range_of(const char *var)
@@ -457,6 +477,30 @@ test_config__bad_offload_threads_is_rejected_with_the_variable_named(
 		if (strcmp(bad_specific[i].var, "WEFT_OFFLOAD_THREADS") == 0)
 			check_bad_value("WEFT_OFFLOAD_THREADS",
 				bad_specific[i].text);
+}
+
+static void check_bad_for(const char *var)
+{
+	for (size_t i = 0; i < sizeof bad_for_all / sizeof bad_for_all[0]; i++)
+		check_bad_value(var, bad_for_all[i]);
+	for (size_t i = 0; i < sizeof bad_specific / sizeof bad_specific[0];
+		i++)
+		if (strcmp(bad_specific[i].var, var) == 0)
+			check_bad_value(var, bad_specific[i].text);
+}
+
+static void test_config__bad_trace_events_is_rejected_with_the_variable_named(
+	void **state)
+{
+	(void)state;
+	check_bad_for("WEFT_TRACE_EVENTS");
+}
+
+static void test_config__bad_trace_buffer_is_rejected_with_the_variable_named(
+	void **state)
+{
+	(void)state;
+	check_bad_for("WEFT_TRACE_BUFFER");
 }
 
 static void test_config__bad_variable_keeps_the_good_ones_applied(void **state)
@@ -846,6 +890,89 @@ static void test_config__uncatchable_or_reserved_dump_signal_fails_create(
 
 /* }======================================================= */
 
+/* {======================================================= trace */
+
+static void test_config__trace_is_off_and_weft_trace_names_the_file(
+	void **state)
+{
+	(void)state;
+	weft_config_t cfg;
+	assert_int_equal(weft_config_init(&cfg), 0);
+	assert_null(cfg.trace_path);
+	assert_int_equal(cfg.trace_events, 0);
+	assert_int_equal(cfg.trace_buffer, 4096);
+	assert_int_equal(setenv("WEFT_TRACE", "/tmp/some trace.json", 1), 0);
+	assert_int_equal(weft_config_init(&cfg), 0);
+	assert_string_equal(cfg.trace_path, "/tmp/some trace.json");
+	assert_string_equal(cfg.message, "");
+}
+
+static void test_config__empty_or_too_long_weft_trace_is_rejected(void **state)
+{
+	(void)state;
+	static char long_path[4097];
+	memset(long_path, 'a', sizeof long_path - 1);
+	const char *bad[] = { "", long_path };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		assert_int_equal(setenv("WEFT_TRACE", bad[i], 1), 0);
+		weft_config_t cfg;
+		assert_int_equal(weft_config_init(&cfg), -EINVAL);
+		assert_int_equal(cfg.env_error, -EINVAL);
+		assert_null(cfg.trace_path); /* default kept */
+		assert_non_null(strstr(cfg.message, "WEFT_TRACE"));
+		assert_non_null(strstr(cfg.message, "4095"));
+		weft_runtime_t *rt = UNTOUCHED;
+		assert_int_equal(weft_runtime_create(&rt, &cfg), -EINVAL);
+		assert_ptr_equal(rt, UNTOUCHED);
+	}
+}
+
+static void test_config__out_of_range_trace_fields_fail_create(void **state)
+{
+	(void)state;
+	static char long_path[4097];
+	memset(long_path, 'a', sizeof long_path - 1);
+	for (int i = 0; i < 5; i++) {
+		weft_config_t cfg;
+		assert_int_equal(weft_config_init(&cfg), 0);
+		const char *field = "trace_path";
+		if (i == 0) {
+			cfg.trace_path = "";
+		} else if (i == 1) {
+			cfg.trace_path = long_path;
+		} else if (i == 2) {
+			cfg.trace_events = 2;
+			field = "trace_events";
+		} else {
+			cfg.trace_buffer = i == 3 ? 15 : (1u << 20) + 1;
+			field = "trace_buffer";
+		}
+		weft_runtime_t *rt = UNTOUCHED;
+		assert_int_equal(weft_runtime_create(&rt, &cfg), -EINVAL);
+		assert_ptr_equal(rt, UNTOUCHED);
+		assert_non_null(strstr(cfg.message, field));
+	}
+}
+
+/* A trace file that cannot be created fails the runtime's creation with
+ * the open's error, naming the path, and leaves nothing behind. */
+static void test_config__an_unopenable_trace_path_fails_create(void **state)
+{
+	(void)state;
+	weft_config_t cfg;
+	assert_int_equal(weft_config_init(&cfg), 0);
+	cfg.workers = 2;
+	cfg.trace_path = "/nonexistent-weft-dir/trace.json";
+	weft_runtime_t *rt = UNTOUCHED;
+	assert_int_equal(weft_runtime_create(&rt, &cfg), -ENOENT);
+	assert_ptr_equal(rt, UNTOUCHED);
+	assert_non_null(strstr(cfg.message, "trace_path"));
+	assert_non_null(strstr(cfg.message, "/nonexistent-weft-dir/"));
+	weft_test_assert_no_leaks();
+}
+
+/* }======================================================= */
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -897,6 +1024,16 @@ int main(void)
 			test_config__bad_weft_dump_signal_is_rejected_with_the_name),
 		CONFIG_TEST(
 			test_config__uncatchable_or_reserved_dump_signal_fails_create),
+		CONFIG_TEST(
+			test_config__bad_trace_events_is_rejected_with_the_variable_named),
+		CONFIG_TEST(
+			test_config__bad_trace_buffer_is_rejected_with_the_variable_named),
+		CONFIG_TEST(
+			test_config__trace_is_off_and_weft_trace_names_the_file),
+		CONFIG_TEST(
+			test_config__empty_or_too_long_weft_trace_is_rejected),
+		CONFIG_TEST(test_config__out_of_range_trace_fields_fail_create),
+		CONFIG_TEST(test_config__an_unopenable_trace_path_fails_create),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

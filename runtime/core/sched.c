@@ -87,6 +87,7 @@
 #include "core/stack.h"
 #include "core/task.h"
 #include "core/timer.h"
+#include "core/trace.h"
 #include "runtime.h"
 
 #define WORKER_INJECT_INTERVAL 61
@@ -224,6 +225,9 @@ void weft__sched_spawn(struct weft_task *t)
 {
 	weft__worker_t *w = weft__sched_current();
 	struct weft_runtime *rt = t->rt;
+	/* Before t is published: then it may run and end at once. */
+	if (WEFT__UNLIKELY(rt->trace))
+		weft__trace_spawn(rt, w, t);
 	if (__builtin_expect(worker_is_ours(w, t), 1)) {
 		weft__stats_inc(&w->stats.spawned);
 		if (weft__deque_push(&w->deque, t) < 0)
@@ -255,6 +259,8 @@ static inline void worker_arrived(void)
 void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 {
 	weft__worker_t *w = weft__sched_current();
+	if (WEFT__UNLIKELY(w->trace))
+		weft__trace_switch_out(w, self, post);
 	w->post = post;
 	w->post_task = self;
 	self->coop_used = 0; /* others get the worker now (see task.h) */
@@ -362,6 +368,8 @@ static inline void worker_inline_begin(struct weft_task *self,
 	weft__worker_t *w = weft__sched_current();
 	w->current = t;
 	weft__stats_inc(&w->stats.inline_run);
+	if (WEFT__UNLIKELY(w->trace))
+		weft__trace_inline(w, t);
 }
 
 /* t, run inline, returned or jumped back after its end (a panic). */
@@ -369,7 +377,10 @@ static inline void worker_inline_end(struct weft_task *self,
 	struct weft_task *t)
 {
 	/* Re-read: the child may have parked and resumed elsewhere. */
-	weft__sched_current()->current = self;
+	weft__worker_t *w = weft__sched_current();
+	w->current = self;
+	if (WEFT__UNLIKELY(w->trace))
+		weft__trace_inline(w, self);
 	self->stack->owner_name = self->name;
 	t->stack = NULL;
 	weft__task_unref(t); /* the run reference */
@@ -542,6 +553,8 @@ struct weft_task *weft__sched_steal(weft__worker_t *w)
 			int rc = weft__deque_steal(&v->deque, &item);
 			if (rc == 0) {
 				weft__stats_inc(&w->stats.steals);
+				if (WEFT__UNLIKELY(w->trace))
+					weft__trace_steal(w, item, v->index);
 				worker_steal_more(w, v);
 				return item;
 			}
@@ -582,6 +595,8 @@ static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
 {
 	worker_qs_step(w); /* odd: a fiber runs */
 	w->current = t;
+	if (WEFT__UNLIKELY(w->trace))
+		weft__trace_switch_in(w, t);
 	weft__stats_inc(&w->stats.tasks_run);
 	/* Introspection: the worker it runs on, at every switch-in (first
 	 * run, after a park or a yield).  Relaxed: inspect.c reads it

@@ -55,6 +55,7 @@
 #include "core/sched.h"
 #include "core/stack.h"
 #include "core/task.h"
+#include "core/trace.h"
 #include "runtime.h"
 
 #include <linux/futex.h>
@@ -363,6 +364,9 @@ static bool task_wake_claim(struct weft_task *t, uint64_t gen, bool need_cancel,
 			break;
 	}
 	*ready = (old & WEFT__PARK_PARKED) != 0;
+	/* Before the caller readies t (then it may run on). */
+	if (WEFT__UNLIKELY(t->rt->trace))
+		weft__trace_wake(t, old >> WEFT__PARK_GEN_SHIFT);
 	return true;
 }
 
@@ -401,6 +405,8 @@ static void start_end(struct weft_task *t);
 void weft__task_run(struct weft_task *t)
 {
 	int rc;
+	if (WEFT__UNLIKELY(t->rt->trace))
+		weft__trace_start(t);
 	if ((t->spawn_flags & WEFT_SPAWN_SKIPPABLE) &&
 		weft__task_root_cancelled(t))
 		rc = -ECANCELED; /* docs/semantics.md rule 30's opt-out */
@@ -453,6 +459,8 @@ void weft__task_finish(struct weft_task *t, int rc)
 	else
 		state = WEFT_TASK_FAILED;
 	t->rc = rc;
+	if (WEFT__UNLIKELY(t->rt->trace))
+		weft__trace_end(t, rc);
 	if (state == WEFT_TASK_FAILED) {
 		t->fail_collateral = weft__task_root_cancelled(t);
 		/* relaxed: a logical clock that orders nothing else. */

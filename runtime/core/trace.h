@@ -1,0 +1,67 @@
+/* The trace: task events (spawn, run slices, park, wake, steal, end, I/O
+ * operations) written as a Chrome trace event file (weft_config_t
+ * trace_path) and/or as one stderr line per event (trace_events).  See
+ * trace.c for the design.
+ *
+ * Every hook is called behind one branch on a pointer that is NULL when
+ * tracing is off (the worker's `trace`, or the runtime's), so a runtime
+ * that does not trace pays one predictable branch per hook:
+ *
+ *	if (WEFT__UNLIKELY(w->trace))
+ *		weft__trace_switch_out(w, self, post);
+ */
+#ifndef WEFT_RUNTIME_CORE_TRACE_H
+#define WEFT_RUNTIME_CORE_TRACE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/sched.h"
+
+struct weft_runtime;
+struct weft_task;
+struct weft__trace;
+
+/* Sets up rt->trace and every worker's `trace` from rt->cfg, opening the
+ * file (0, with nothing set, when neither output is asked for).  Before
+ * the workers and the I/O thread start.  Errors: -ENOMEM, or the negated
+ * errno of opening the file (rt->cfg.message is not written: the caller
+ * names the failure).  Thread: the runtime's creator. */
+int weft__trace_create(struct weft_runtime *rt);
+/* Writes every buffered event and the file's end, closes it and frees
+ * rt->trace.  After every worker and the I/O thread were joined.
+ * Thread: the runtime's destroyer (or its creator undoing a failure). */
+void weft__trace_destroy(struct weft_runtime *rt);
+/* Marks the calling thread as rt's I/O thread: its events go to the
+ * weft-io track.  Thread: the I/O thread, at its start. */
+void weft__trace_bind_io(struct weft_runtime *rt);
+
+/* The hooks.  Each is called only when tracing is on (the caller's
+ * branch), on the thread where the event happens. */
+/* t is about to be queued by a spawn; not yet visible to anyone else.
+ * w: the calling thread's worker, or NULL.  Thread: any. */
+void weft__trace_spawn(struct weft_runtime *rt, weft__worker_t *w,
+	struct weft_task *t);
+/* t runs its function for the first time (a fiber or a child run inline).
+ * Thread: the worker running t. */
+void weft__trace_start(struct weft_task *t);
+/* w switches into t (a fiber's first run or a resume). */
+void weft__trace_switch_in(weft__worker_t *w, struct weft_task *t);
+/* self switches out for `post` (a park: its reason is self's insp_wait). */
+void weft__trace_switch_out(weft__worker_t *w, struct weft_task *self,
+	enum weft__post post);
+/* A child run inline begins (t) or ends and its parent goes on (t is the
+ * parent): closes the running slice and opens one for t.  Thread: w. */
+void weft__trace_inline(weft__worker_t *w, struct weft_task *t);
+/* w stole t from worker `victim`.  Thread: w. */
+void weft__trace_steal(weft__worker_t *w, struct weft_task *t, unsigned victim);
+/* The wake of t's park `gen` was claimed by the calling thread. */
+void weft__trace_wake(struct weft_task *t, uint64_t gen);
+/* t ends with rc.  Thread: the worker running t. */
+void weft__trace_end(struct weft_task *t, int rc);
+/* An I/O operation `what` of task id `task` was submitted (done false) or
+ * completed with result (done true).  Thread: the I/O thread. */
+void weft__trace_io(struct weft_runtime *rt, const char *what, uint64_t task,
+	bool done, int result);
+
+#endif
