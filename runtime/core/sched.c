@@ -368,8 +368,6 @@ static inline void worker_inline_begin(struct weft_task *self,
 	weft__worker_t *w = weft__sched_current();
 	w->current = t;
 	weft__stats_inc(&w->stats.inline_run);
-	if (WEFT__UNLIKELY(w->trace))
-		weft__trace_inline(w, t);
 }
 
 /* t, run inline, returned or jumped back after its end (a panic). */
@@ -377,10 +375,7 @@ static inline void worker_inline_end(struct weft_task *self,
 	struct weft_task *t)
 {
 	/* Re-read: the child may have parked and resumed elsewhere. */
-	weft__worker_t *w = weft__sched_current();
-	w->current = self;
-	if (WEFT__UNLIKELY(w->trace))
-		weft__trace_inline(w, self);
+	weft__sched_current()->current = self;
 	self->stack->owner_name = self->name;
 	t->stack = NULL;
 	weft__task_unref(t); /* the run reference */

@@ -63,6 +63,7 @@
 
 #include "base/alloc.h"
 #include "base/spin.h"
+#include "core/group.h"
 #include "core/task.h"
 #include "core/trace.h"
 #include "runtime.h"
@@ -662,10 +663,18 @@ void weft__trace_spawn(struct weft_runtime *rt, weft__worker_t *w,
 void weft__trace_start(struct weft_task *t)
 {
 	struct weft__trace *tr = t->rt->trace;
+	char label[12], name[WEFT__TASK_NAME_MAX];
+	struct weft__trace_buf *b = trace_buf_here(tr, label);
+	/* A child run inline (on its joining parent's stack, without a
+	 * switch): the parent's slice pauses, the child's begins.  The
+	 * hooks of sched.c's inline runs would cost fork-join code two
+	 * more branches per task (B1). */
+	if (tr->file != NULL && b->slice != t && label[0] == 'w') {
+		trace_slice_close(b);
+		trace_slice_open(b, t, false);
+	}
 	if (!tr->lines)
 		return;
-	char label[12], name[WEFT__TASK_NAME_MAX];
-	trace_buf_here(tr, label);
 	trace_line_name(t, name);
 	trace_line("%s start %" PRIu64 " %s", label, t->id, name);
 }
@@ -701,15 +710,6 @@ void weft__trace_switch_out(weft__worker_t *w, struct weft_task *self,
 	}
 	if (tr->lines)
 		trace_line("w%u park %" PRIu64 " %s", w->index, self->id, what);
-}
-
-void weft__trace_inline(weft__worker_t *w, struct weft_task *t)
-{
-	struct weft__trace_buf *b = w->trace;
-	if (b->tr->file == NULL)
-		return;
-	trace_slice_close(b);
-	trace_slice_open(b, t, false);
 }
 
 void weft__trace_steal(weft__worker_t *w, struct weft_task *t, unsigned victim)
@@ -763,6 +763,14 @@ void weft__trace_end(struct weft_task *t, int rc)
 		r->id = t->id;
 		r->rc = rc;
 		trace_put(b);
+		/* A child run inline returns into its parent, the owner of
+		 * the group it joins (weft__sched_help_join), here: wherever
+		 * the child moved while parked, the parent's stack came with
+		 * it. */
+		if (t->stack_borrowed && t->group != NULL && label[0] == 'w') {
+			trace_slice_close(b);
+			trace_slice_open(b, t->group->owner, false);
+		}
 	}
 	if (tr->lines)
 		trace_line("%s end %" PRIu64 " %d", label, t->id, rc);

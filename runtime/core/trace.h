@@ -42,22 +42,21 @@ void weft__trace_bind_io(struct weft_runtime *rt);
  * w: the calling thread's worker, or NULL.  Thread: any. */
 void weft__trace_spawn(struct weft_runtime *rt, weft__worker_t *w,
 	struct weft_task *t);
-/* t runs its function for the first time (a fiber or a child run inline).
- * Thread: the worker running t. */
+/* t runs its function for the first time (a fiber or a child run inline:
+ * then its slice begins here, and its parent's pauses).  Thread: the
+ * worker running t. */
 void weft__trace_start(struct weft_task *t);
 /* w switches into t (a fiber's first run or a resume). */
 void weft__trace_switch_in(weft__worker_t *w, struct weft_task *t);
 /* self switches out for `post` (a park: its reason is self's insp_wait). */
 void weft__trace_switch_out(weft__worker_t *w, struct weft_task *self,
 	enum weft__post post);
-/* A child run inline begins (t) or ends and its parent goes on (t is the
- * parent): closes the running slice and opens one for t.  Thread: w. */
-void weft__trace_inline(weft__worker_t *w, struct weft_task *t);
 /* w stole t from worker `victim`.  Thread: w. */
 void weft__trace_steal(weft__worker_t *w, struct weft_task *t, unsigned victim);
 /* The wake of t's park `gen` was claimed by the calling thread. */
 void weft__trace_wake(struct weft_task *t, uint64_t gen);
-/* t ends with rc.  Thread: the worker running t. */
+/* t ends with rc (a child run inline: its slice ends here and its
+ * parent's goes on).  Thread: the worker running t. */
 void weft__trace_end(struct weft_task *t, int rc);
 /* An I/O operation `what` of task id `task` was submitted (done false) or
  * completed with result (done true).  Thread: the I/O thread. */
