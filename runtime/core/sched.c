@@ -259,10 +259,12 @@ static inline void worker_arrived(void)
 void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 {
 	weft__worker_t *w = weft__sched_current();
-	if (WEFT__UNLIKELY(w->trace))
-		weft__trace_switch_out(w, self, post);
 	w->post = post;
 	w->post_task = self;
+	/* Reads post and post_task from w: no argument kept live across
+	 * the call, so the path without a trace saves no more registers. */
+	if (WEFT__UNLIKELY(w->trace))
+		weft__trace_switch_out(w);
 	self->coop_used = 0; /* others get the worker now (see task.h) */
 	worker_qs_step(w);   /* even: the fiber is leaving */
 	weft__fiber_t *to = &w->sched;

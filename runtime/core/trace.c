@@ -688,9 +688,10 @@ void weft__trace_switch_in(weft__worker_t *w, struct weft_task *t)
 	trace_slice_open(b, t, true);
 }
 
-void weft__trace_switch_out(weft__worker_t *w, struct weft_task *self,
-	enum weft__post post)
+void weft__trace_switch_out(weft__worker_t *w)
 {
+	struct weft_task *self = w->post_task;
+	enum weft__post post = w->post;
 	struct weft__trace_buf *b = w->trace;
 	struct weft__trace *tr = b->tr;
 	if (tr->file != NULL)

@@ -48,9 +48,9 @@ void weft__trace_spawn(struct weft_runtime *rt, weft__worker_t *w,
 void weft__trace_start(struct weft_task *t);
 /* w switches into t (a fiber's first run or a resume). */
 void weft__trace_switch_in(weft__worker_t *w, struct weft_task *t);
-/* self switches out for `post` (a park: its reason is self's insp_wait). */
-void weft__trace_switch_out(weft__worker_t *w, struct weft_task *self,
-	enum weft__post post);
+/* w's post_task switches out for w's post (a park: its reason is the
+ * task's insp_wait).  Thread: w. */
+void weft__trace_switch_out(weft__worker_t *w);
 /* w stole t from worker `victim`.  Thread: w. */
 void weft__trace_steal(weft__worker_t *w, struct weft_task *t, unsigned victim);
 /* The wake of t's park `gen` was claimed by the calling thread. */
