@@ -261,10 +261,6 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 	weft__worker_t *w = weft__sched_current();
 	w->post = post;
 	w->post_task = self;
-	/* Reads post and post_task from w: no argument kept live across
-	 * the call, so the path without a trace saves no more registers. */
-	if (WEFT__UNLIKELY(w->trace))
-		weft__trace_switch_out(w);
 	self->coop_used = 0; /* others get the worker now (see task.h) */
 	worker_qs_step(w);   /* even: the fiber is leaving */
 	weft__fiber_t *to = &w->sched;
@@ -295,6 +291,11 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 			to = &next->cont;
 		}
 	}
+	/* One hook for both ends of the switch: self's slice ends, and
+	 * the next task's (w->current, if it is not self) begins.  It
+	 * reads everything from w, so nothing more is kept live for it. */
+	if (WEFT__UNLIKELY(w->trace))
+		weft__trace_switch_out(w);
 	if (post == WEFT__POST_EXIT)
 		weft__fiber_switch_final(&self->cont, to);
 	/* How the jump resumes (fiber_x86_64.S): a parked task resumes
@@ -592,8 +593,6 @@ static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
 {
 	worker_qs_step(w); /* odd: a fiber runs */
 	w->current = t;
-	if (WEFT__UNLIKELY(w->trace))
-		weft__trace_switch_in(w, t);
 	weft__stats_inc(&w->stats.tasks_run);
 	/* Introspection: the worker it runs on, at every switch-in (first
 	 * run, after a park or a yield).  Relaxed: inspect.c reads it
@@ -762,6 +761,9 @@ static WEFT_FIBER_FN void worker_run(weft__worker_t *w, struct weft_task *t)
 		}
 	}
 	worker_switch_in(w, t);
+	/* A direct switch tells the trace in weft__sched_switch_out. */
+	if (WEFT__UNLIKELY(w->trace))
+		weft__trace_switch_in(w, t);
 	weft__fiber_switch(&w->sched, &t->cont);
 	weft__stack_set_running(NULL);
 	w->current = NULL;

@@ -688,16 +688,11 @@ void weft__trace_switch_in(weft__worker_t *w, struct weft_task *t)
 	trace_slice_open(b, t, true);
 }
 
-void weft__trace_switch_out(weft__worker_t *w)
+/* self parks: its reason is its insp_wait, stored just before. */
+static void trace_park(weft__worker_t *w, struct weft__trace_buf *b,
+	struct weft_task *self)
 {
-	struct weft_task *self = w->post_task;
-	enum weft__post post = w->post;
-	struct weft__trace_buf *b = w->trace;
 	struct weft__trace *tr = b->tr;
-	if (tr->file != NULL)
-		trace_slice_close(b);
-	if (post != WEFT__POST_PARK)
-		return;
 	/* relaxed: our own store, just made (weft__task_park_commit_on). */
 	const char *what = atomic_load_explicit(&self->insp_wait,
 		memory_order_relaxed);
@@ -711,6 +706,21 @@ void weft__trace_switch_out(weft__worker_t *w)
 	}
 	if (tr->lines)
 		trace_line("w%u park %" PRIu64 " %s", w->index, self->id, what);
+}
+
+void weft__trace_switch_out(weft__worker_t *w)
+{
+	struct weft_task *self = w->post_task;
+	enum weft__post post = w->post;
+	struct weft__trace_buf *b = w->trace;
+	struct weft__trace *tr = b->tr;
+	if (tr->file != NULL)
+		trace_slice_close(b);
+	if (post == WEFT__POST_PARK)
+		trace_park(w, b, self);
+	/* A direct switch: the task switched into is already current. */
+	if (tr->file != NULL && w->current != self)
+		trace_slice_open(b, w->current, true);
 }
 
 void weft__trace_steal(weft__worker_t *w, struct weft_task *t, unsigned victim)
