@@ -120,6 +120,7 @@ struct weft__trace {
 	struct weft_runtime *rt;
 	bool lines;	/* trace_events: stderr lines */
 	FILE *file;	/* trace_path: NULL if not asked for */
+	char *iobuf;	/* file's stdio buffer (TRACE_IOBUF bytes) */
 	unsigned cap;	/* events per buffer */
 	unsigned nbufs; /* nworkers + 2 */
 	uint64_t t0;	/* CLOCK_MONOTONIC ns at creation */
@@ -135,6 +136,10 @@ struct weft__trace {
 	/* The process's live traces, under trace_list_lock. */
 	struct weft__trace *next, **prevp;
 };
+
+/* The file's stdio buffer: a full event buffer (4096 events of about
+ * 150 bytes by default) goes out in a few write(2)s, not in 4 KiB ones. */
+#define TRACE_IOBUF ((size_t)256 * 1024)
 
 /* {======================================================= process list */
 
@@ -216,7 +221,7 @@ static void trace_json_str(char *out, size_t n, size_t *len, const char *s)
 	*len = l;
 }
 
-/* snprintf appending at *len, clamped to n. */
+/* snprintf appending at *len, clamped to n (the stderr lines). */
 static void trace_cat(char *out, size_t n, size_t *len, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 static void trace_cat(char *out, size_t n, size_t *len, const char *fmt, ...)
@@ -231,28 +236,96 @@ static void trace_cat(char *out, size_t n, size_t *len, const char *fmt, ...)
 		*len = *len + (size_t)k < n - 1 ? *len + (size_t)k : n - 1;
 }
 
+/* The file's writers: plain appends, no format string to interpret (a
+ * flush formats thousands of events; vsnprintf made it cost about 2 us
+ * an event).  Each keeps out NUL-terminated and never passes n. */
+static void trace_lit(char *out, size_t n, size_t *len, const char *s)
+{
+	while (*s != '\0' && *len + 1 < n)
+		out[(*len)++] = *s++;
+	out[*len] = '\0';
+}
+
+static void trace_u64(char *out, size_t n, size_t *len, uint64_t v)
+{
+	char d[20];
+	size_t k = 0;
+	do {
+		d[k++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	if (*len + k >= n)
+		return;
+	while (k)
+		out[(*len)++] = d[--k];
+	out[*len] = '\0';
+}
+
+static void trace_i64(char *out, size_t n, size_t *len, int64_t v)
+{
+	if (v < 0) {
+		trace_lit(out, n, len, "-");
+		trace_u64(out, n, len, (uint64_t)0 - (uint64_t)v);
+	} else {
+		trace_u64(out, n, len, (uint64_t)v);
+	}
+}
+
+/* ns as microseconds with three decimals. */
+static void trace_us(char *out, size_t n, size_t *len, uint64_t ns)
+{
+	trace_u64(out, n, len, ns / 1000);
+	unsigned f = (unsigned)(ns % 1000);
+	char d[5] = { '.', (char)('0' + f / 100), (char)('0' + f / 10 % 10),
+		(char)('0' + f % 10), '\0' };
+	trace_lit(out, n, len, d);
+}
+
 /* The common head of an event: phase, name, track and time. */
 static void trace_head(char *out, size_t n, size_t *len,
 	const struct weft__trace *tr, unsigned tid, const char *ph,
 	const char *name, uint64_t ts)
 {
-	trace_cat(out, n, len, ",\n{\"ph\":\"%s\",\"name\":\"", ph);
+	trace_lit(out, n, len, ",\n{\"ph\":\"");
+	trace_lit(out, n, len, ph);
+	trace_lit(out, n, len, "\",\"name\":\"");
 	trace_json_str(out, n, len, name);
-	trace_cat(out, n, len,
-		"\",\"pid\":%d,\"tid\":%u,\"ts\":%" PRIu64 ".%03u",
-		(int)tr->pid, tid, ts / 1000, (unsigned)(ts % 1000));
+	trace_lit(out, n, len, "\",\"pid\":");
+	trace_u64(out, n, len, (uint64_t)tr->pid);
+	trace_lit(out, n, len, ",\"tid\":");
+	trace_u64(out, n, len, tid);
+	trace_lit(out, n, len, ",\"ts\":");
+	trace_us(out, n, len, ts);
 }
 
 static void trace_by(char *out, size_t n, size_t *len, uint64_t by)
 {
 	if (by == TRACE_BY_IO)
-		trace_cat(out, n, len, "\"io\"");
+		trace_lit(out, n, len, "\"io\"");
 	else if (by == TRACE_BY_FOREIGN)
-		trace_cat(out, n, len, "\"foreign\"");
+		trace_lit(out, n, len, "\"foreign\"");
 	else if (by == TRACE_BY_SCHED)
-		trace_cat(out, n, len, "\"sched\"");
+		trace_lit(out, n, len, "\"sched\"");
 	else
-		trace_cat(out, n, len, "%" PRIu64, by);
+		trace_u64(out, n, len, by);
+}
+
+/* The id of a wake's flow: "<task>.<park generation>". */
+static void trace_flow_id(char *out, size_t n, size_t *len,
+	const struct trace_rec *r)
+{
+	trace_lit(out, n, len, ",\"cat\":\"wake\",\"id\":\"");
+	trace_u64(out, n, len, r->id);
+	trace_lit(out, n, len, ".");
+	trace_u64(out, n, len, r->gen);
+	trace_lit(out, n, len, "\"}");
+}
+
+/* ,"s":"t","args":{"task":<id> */
+static void trace_args(char *out, size_t n, size_t *len, uint64_t id)
+{
+	trace_lit(out, n, len, ",\"s\":\"t\",\"args\":{\"task\":");
+	trace_u64(out, n, len, id);
 }
 
 /* Formats r (recorded on track tid) as one or two JSON events. */
@@ -264,77 +337,74 @@ static size_t trace_format(const struct weft__trace *tr, unsigned tid,
 	switch (r->kind) {
 	case TRACE_SLICE:
 		trace_head(out, n, &len, tr, tid, "X", r->name, r->ts);
-		trace_cat(out, n, &len,
-			",\"dur\":%" PRIu64 ".%03u,\"args\":{\"task\":%" PRIu64
-			"}}",
-			r->dur / 1000, (unsigned)(r->dur % 1000), r->id);
+		trace_lit(out, n, &len, ",\"dur\":");
+		trace_us(out, n, &len, r->dur);
+		trace_lit(out, n, &len, ",\"args\":{\"task\":");
+		trace_u64(out, n, &len, r->id);
+		trace_lit(out, n, &len, "}}");
 		break;
 	case TRACE_SPAWN:
 		trace_head(out, n, &len, tr, tid, "i", "spawn", r->ts);
-		trace_cat(out, n, &len,
-			",\"s\":\"t\",\"args\":{\"task\":%" PRIu64
-			",\"parent\":%" PRIu64 ",\"name\":\"",
-			r->id, r->arg);
+		trace_args(out, n, &len, r->id);
+		trace_lit(out, n, &len, ",\"parent\":");
+		trace_u64(out, n, &len, r->arg);
+		trace_lit(out, n, &len, ",\"name\":\"");
 		trace_json_str(out, n, &len, r->name);
-		trace_cat(out, n, &len, "\"}}");
+		trace_lit(out, n, &len, "\"}}");
 		break;
 	case TRACE_PARK:
 		trace_head(out, n, &len, tr, tid, "i", "park", r->ts);
-		trace_cat(out, n, &len,
-			",\"s\":\"t\",\"args\":{\"task\":%" PRIu64
-			",\"reason\":\"",
-			r->id);
+		trace_args(out, n, &len, r->id);
+		trace_lit(out, n, &len, ",\"reason\":\"");
 		trace_json_str(out, n, &len, r->what ? r->what : "park");
-		trace_cat(out, n, &len, "\"}}");
+		trace_lit(out, n, &len, "\"}}");
 		break;
 	case TRACE_WAKE:
 		trace_head(out, n, &len, tr, tid, "i", "wake", r->ts);
-		trace_cat(out, n, &len,
-			",\"s\":\"t\",\"args\":{\"task\":%" PRIu64 ",\"by\":",
-			r->id);
+		trace_args(out, n, &len, r->id);
+		trace_lit(out, n, &len, ",\"by\":");
 		trace_by(out, n, &len, r->arg);
-		trace_cat(out, n, &len, "}}");
+		trace_lit(out, n, &len, "}}");
 		/* The flow's start, bound to the waker's running slice. */
 		trace_head(out, n, &len, tr, tid, "s", "wake", r->ts);
-		trace_cat(out, n, &len,
-			",\"cat\":\"wake\",\"id\":\"%" PRIu64 ".%" PRIu64 "\"}",
-			r->id, r->gen);
+		trace_flow_id(out, n, &len, r);
 		break;
 	case TRACE_RESUME:
 		trace_head(out, n, &len, tr, tid, "f", "wake", r->ts);
-		trace_cat(out, n, &len,
-			",\"bp\":\"e\",\"cat\":\"wake\",\"id\":\"%" PRIu64
-			".%" PRIu64 "\"}",
-			r->id, r->gen);
+		trace_lit(out, n, &len, ",\"bp\":\"e\"");
+		trace_flow_id(out, n, &len, r);
 		break;
 	case TRACE_STEAL:
 		trace_head(out, n, &len, tr, tid, "i", "steal", r->ts);
-		trace_cat(out, n, &len,
-			",\"s\":\"t\",\"args\":{\"task\":%" PRIu64
-			",\"victim\":\"weft-w%" PRIu64 "\"}}",
-			r->id, r->arg);
+		trace_args(out, n, &len, r->id);
+		trace_lit(out, n, &len, ",\"victim\":\"weft-w");
+		trace_u64(out, n, &len, r->arg);
+		trace_lit(out, n, &len, "\"}}");
 		break;
 	case TRACE_END:
 		trace_head(out, n, &len, tr, tid, "i", "end", r->ts);
-		trace_cat(out, n, &len,
-			",\"s\":\"t\",\"args\":{\"task\":%" PRIu64
-			",\"rc\":%d,\"error\":\"",
-			r->id, r->rc);
+		trace_args(out, n, &len, r->id);
+		trace_lit(out, n, &len, ",\"rc\":");
+		trace_i64(out, n, &len, r->rc);
+		trace_lit(out, n, &len, ",\"error\":\"");
 		trace_json_str(out, n, &len,
 			r->rc < 0 ? weft_strerror(r->rc) : "");
-		trace_cat(out, n, &len, "\"}}");
+		trace_lit(out, n, &len, "\"}}");
 		break;
 	case TRACE_IO_START:
 	case TRACE_IO_DONE: {
 		bool done = r->kind == TRACE_IO_DONE;
 		trace_head(out, n, &len, tr, tid, "i",
 			done ? "io done" : "io start", r->ts);
-		trace_cat(out, n, &len, ",\"s\":\"t\",\"args\":{\"op\":\"");
+		trace_args(out, n, &len, r->id);
+		trace_lit(out, n, &len, ",\"op\":\"");
 		trace_json_str(out, n, &len, r->what ? r->what : "io");
-		trace_cat(out, n, &len, "\",\"task\":%" PRIu64, r->id);
-		if (done)
-			trace_cat(out, n, &len, ",\"result\":%d", r->rc);
-		trace_cat(out, n, &len, "}}");
+		trace_lit(out, n, &len, "\"");
+		if (done) {
+			trace_lit(out, n, &len, ",\"result\":");
+			trace_i64(out, n, &len, r->rc);
+		}
+		trace_lit(out, n, &len, "}}");
 		break;
 	}
 	}
@@ -352,7 +422,7 @@ static void trace_flush_buf(struct weft__trace *tr, struct weft__trace_buf *b)
 		atomic_fetch_add_explicit(&tr->drops, b->n,
 			memory_order_relaxed);
 	} else {
-		char line[512];
+		char line[1024];
 		for (unsigned i = 0; i < b->n; i++) {
 			size_t len = trace_format(tr, b->index, &b->recs[i],
 				line, sizeof line);
@@ -512,6 +582,7 @@ static void trace_free(struct weft__trace *tr)
 		for (unsigned i = 0; i < tr->nbufs; i++)
 			weft__free(tr->bufs[i].recs);
 	weft__free(tr->bufs);
+	weft__free(tr->iobuf);
 	weft__free(tr);
 }
 
@@ -550,6 +621,11 @@ int weft__trace_create(struct weft_runtime *rt)
 		}
 	}
 	if (cfg->trace_path != NULL) {
+		tr->iobuf = weft__alloc(TRACE_IOBUF);
+		if (tr->iobuf == NULL) {
+			trace_free(tr);
+			return -ENOMEM;
+		}
 		/* Truncated: a trace is one run. */
 		tr->file = fopen(cfg->trace_path, "we");
 		if (tr->file == NULL) {
@@ -557,6 +633,7 @@ int weft__trace_create(struct weft_runtime *rt)
 			trace_free(tr);
 			return rc;
 		}
+		setvbuf(tr->file, tr->iobuf, _IOFBF, TRACE_IOBUF);
 		pthread_mutex_init(&tr->file_lock, NULL);
 		trace_write_head(tr);
 		pthread_once(&trace_atexit_once, trace_atexit_register);
