@@ -291,11 +291,6 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 			to = &next->cont;
 		}
 	}
-	/* One hook for both ends of the switch: self's slice ends, and
-	 * the next task's (w->current, if it is not self) begins.  It
-	 * reads everything from w, so nothing more is kept live for it. */
-	if (WEFT__UNLIKELY(w->trace))
-		weft__trace_switch_out(w);
 	if (post == WEFT__POST_EXIT)
 		weft__fiber_switch_final(&self->cont, to);
 	/* How the jump resumes (fiber_x86_64.S): a parked task resumes
@@ -593,6 +588,10 @@ static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
 {
 	worker_qs_step(w); /* odd: a fiber runs */
 	w->current = t;
+	/* On a direct switch this is the trace's one hook: the departing
+	 * task (post_task) leaves and t begins (core/trace.c). */
+	if (WEFT__UNLIKELY(w->trace))
+		weft__trace_switch_in(w, t);
 	weft__stats_inc(&w->stats.tasks_run);
 	/* Introspection: the worker it runs on, at every switch-in (first
 	 * run, after a park or a yield).  Relaxed: inspect.c reads it
@@ -761,10 +760,10 @@ static WEFT_FIBER_FN void worker_run(weft__worker_t *w, struct weft_task *t)
 		}
 	}
 	worker_switch_in(w, t);
-	/* A direct switch tells the trace in weft__sched_switch_out. */
-	if (WEFT__UNLIKELY(w->trace))
-		weft__trace_switch_in(w, t);
 	weft__fiber_switch(&w->sched, &t->cont);
+	/* The fiber that came back (not always t) left for w->post. */
+	if (WEFT__UNLIKELY(w->trace))
+		weft__trace_switch_out(w);
 	weft__stack_set_running(NULL);
 	w->current = NULL;
 	worker_after_switch(w);

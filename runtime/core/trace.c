@@ -756,15 +756,6 @@ void weft__trace_start(struct weft_task *t)
 	trace_line("%s start %" PRIu64 " %s", label, t->id, name);
 }
 
-void weft__trace_switch_in(weft__worker_t *w, struct weft_task *t)
-{
-	struct weft__trace_buf *b = w->trace;
-	if (b->tr->file == NULL)
-		return;
-	trace_slice_close(b);
-	trace_slice_open(b, t, true);
-}
-
 /* self parks: its reason is its insp_wait, stored just before. */
 static void trace_park(weft__worker_t *w, struct weft__trace_buf *b,
 	struct weft_task *self)
@@ -785,19 +776,29 @@ static void trace_park(weft__worker_t *w, struct weft__trace_buf *b,
 		trace_line("w%u park %" PRIu64 " %s", w->index, self->id, what);
 }
 
+/* The task that ran on w (post_task) left it for w's post: its slice
+ * ends, and a park is recorded with its reason. */
+static void trace_leave(weft__worker_t *w, struct weft__trace_buf *b)
+{
+	if (b->tr->file != NULL)
+		trace_slice_close(b);
+	if (w->post == WEFT__POST_PARK)
+		trace_park(w, b, w->post_task);
+}
+
+void weft__trace_switch_in(weft__worker_t *w, struct weft_task *t)
+{
+	struct weft__trace_buf *b = w->trace;
+	/* From a fiber (a direct switch), which leaves first; from the
+	 * loop, post is NONE and no slice is open. */
+	trace_leave(w, b);
+	if (b->tr->file != NULL)
+		trace_slice_open(b, t, true);
+}
+
 void weft__trace_switch_out(weft__worker_t *w)
 {
-	struct weft_task *self = w->post_task;
-	enum weft__post post = w->post;
-	struct weft__trace_buf *b = w->trace;
-	struct weft__trace *tr = b->tr;
-	if (tr->file != NULL)
-		trace_slice_close(b);
-	if (post == WEFT__POST_PARK)
-		trace_park(w, b, self);
-	/* A direct switch: the task switched into is already current. */
-	if (tr->file != NULL && w->current != self)
-		trace_slice_open(b, w->current, true);
+	trace_leave(w, w->trace);
 }
 
 void weft__trace_steal(weft__worker_t *w, struct weft_task *t, unsigned victim)

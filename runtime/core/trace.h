@@ -46,12 +46,12 @@ void weft__trace_spawn(struct weft_runtime *rt, weft__worker_t *w,
  * then its slice begins here, and its parent's pauses).  Thread: the
  * worker running t. */
 void weft__trace_start(struct weft_task *t);
-/* w's scheduler loop switches into t (a fiber's first run or a resume).
- * Thread: w. */
+/* w switches into t (a first run or a resume): from the loop, or
+ * straight from a fiber, which then leaves first: w's post_task, for w's
+ * post (a park: its reason is the task's insp_wait).  Thread: w. */
 void weft__trace_switch_in(weft__worker_t *w, struct weft_task *t);
-/* w's post_task switches out for w's post (a park: its reason is the
- * task's insp_wait), straight into w->current if that is another task
- * (a direct switch), else to the loop.  Thread: w. */
+/* A fiber switched back to w's loop: w's post_task left for w's post.
+ * Thread: w. */
 void weft__trace_switch_out(weft__worker_t *w);
 /* w stole t from worker `victim`.  Thread: w. */
 void weft__trace_steal(weft__worker_t *w, struct weft_task *t, unsigned victim);
