@@ -104,6 +104,9 @@ struct trace_rec {
 struct weft__trace_buf {
 	struct weft__trace *tr;
 	unsigned index; /* the track (tid) */
+	/* The middle of every event's head: ","pid":P,"tid":T,"ts":" */
+	char head[64];
+	size_t head_len;
 	/* Taken by the writer for each event, and by the exit flush. */
 	weft__spin_t lock;
 	unsigned n;		/* events in recs, under lock */
@@ -239,12 +242,23 @@ static void trace_cat(char *out, size_t n, size_t *len, const char *fmt, ...)
 /* The file's writers: plain appends, no format string to interpret (a
  * flush formats thousands of events; vsnprintf made it cost about 2 us
  * an event).  Each keeps out NUL-terminated and never passes n. */
-static void trace_lit(char *out, size_t n, size_t *len, const char *s)
+static void trace_mem(char *out, size_t n, size_t *len, const char *s, size_t k)
 {
-	while (*s != '\0' && *len + 1 < n)
-		out[(*len)++] = *s++;
+	if (k >= n - *len)
+		return; /* never: a line has room for the longest event */
+	memcpy(out + *len, s, k);
+	*len += k;
 	out[*len] = '\0';
 }
+
+static void trace_lit(char *out, size_t n, size_t *len, const char *s)
+{
+	trace_mem(out, n, len, s, strlen(s));
+}
+
+/* A string literal: its length is known here. */
+#define TRACE_LIT(out, n, len, s)                                              \
+	trace_mem((out), (n), (len), "" s, sizeof(s) - 1)
 
 static void trace_u64(char *out, size_t n, size_t *len, uint64_t v)
 {
@@ -264,7 +278,7 @@ static void trace_u64(char *out, size_t n, size_t *len, uint64_t v)
 static void trace_i64(char *out, size_t n, size_t *len, int64_t v)
 {
 	if (v < 0) {
-		trace_lit(out, n, len, "-");
+		TRACE_LIT(out, n, len, "-");
 		trace_u64(out, n, len, (uint64_t)0 - (uint64_t)v);
 	} else {
 		trace_u64(out, n, len, (uint64_t)v);
@@ -278,34 +292,30 @@ static void trace_us(char *out, size_t n, size_t *len, uint64_t ns)
 	unsigned f = (unsigned)(ns % 1000);
 	char d[5] = { '.', (char)('0' + f / 100), (char)('0' + f / 10 % 10),
 		(char)('0' + f % 10), '\0' };
-	trace_lit(out, n, len, d);
+	trace_mem(out, n, len, d, 4);
 }
 
 /* The common head of an event: phase, name, track and time. */
 static void trace_head(char *out, size_t n, size_t *len,
-	const struct weft__trace *tr, unsigned tid, const char *ph,
-	const char *name, uint64_t ts)
+	const struct weft__trace_buf *b, const char *ph, const char *name,
+	uint64_t ts)
 {
-	trace_lit(out, n, len, ",\n{\"ph\":\"");
+	TRACE_LIT(out, n, len, ",\n{\"ph\":\"");
 	trace_lit(out, n, len, ph);
-	trace_lit(out, n, len, "\",\"name\":\"");
+	TRACE_LIT(out, n, len, "\",\"name\":\"");
 	trace_json_str(out, n, len, name);
-	trace_lit(out, n, len, "\",\"pid\":");
-	trace_u64(out, n, len, (uint64_t)tr->pid);
-	trace_lit(out, n, len, ",\"tid\":");
-	trace_u64(out, n, len, tid);
-	trace_lit(out, n, len, ",\"ts\":");
+	trace_mem(out, n, len, b->head, b->head_len);
 	trace_us(out, n, len, ts);
 }
 
 static void trace_by(char *out, size_t n, size_t *len, uint64_t by)
 {
 	if (by == TRACE_BY_IO)
-		trace_lit(out, n, len, "\"io\"");
+		TRACE_LIT(out, n, len, "\"io\"");
 	else if (by == TRACE_BY_FOREIGN)
-		trace_lit(out, n, len, "\"foreign\"");
+		TRACE_LIT(out, n, len, "\"foreign\"");
 	else if (by == TRACE_BY_SCHED)
-		trace_lit(out, n, len, "\"sched\"");
+		TRACE_LIT(out, n, len, "\"sched\"");
 	else
 		trace_u64(out, n, len, by);
 }
@@ -314,97 +324,97 @@ static void trace_by(char *out, size_t n, size_t *len, uint64_t by)
 static void trace_flow_id(char *out, size_t n, size_t *len,
 	const struct trace_rec *r)
 {
-	trace_lit(out, n, len, ",\"cat\":\"wake\",\"id\":\"");
+	TRACE_LIT(out, n, len, ",\"cat\":\"wake\",\"id\":\"");
 	trace_u64(out, n, len, r->id);
-	trace_lit(out, n, len, ".");
+	TRACE_LIT(out, n, len, ".");
 	trace_u64(out, n, len, r->gen);
-	trace_lit(out, n, len, "\"}");
+	TRACE_LIT(out, n, len, "\"}");
 }
 
 /* ,"s":"t","args":{"task":<id> */
 static void trace_args(char *out, size_t n, size_t *len, uint64_t id)
 {
-	trace_lit(out, n, len, ",\"s\":\"t\",\"args\":{\"task\":");
+	TRACE_LIT(out, n, len, ",\"s\":\"t\",\"args\":{\"task\":");
 	trace_u64(out, n, len, id);
 }
 
 /* Formats r (recorded on track tid) as one or two JSON events. */
-static size_t trace_format(const struct weft__trace *tr, unsigned tid,
+static size_t trace_format(const struct weft__trace_buf *b,
 	const struct trace_rec *r, char *out, size_t n)
 {
 	size_t len = 0;
 	out[0] = '\0';
 	switch (r->kind) {
 	case TRACE_SLICE:
-		trace_head(out, n, &len, tr, tid, "X", r->name, r->ts);
-		trace_lit(out, n, &len, ",\"dur\":");
+		trace_head(out, n, &len, b, "X", r->name, r->ts);
+		TRACE_LIT(out, n, &len, ",\"dur\":");
 		trace_us(out, n, &len, r->dur);
-		trace_lit(out, n, &len, ",\"args\":{\"task\":");
+		TRACE_LIT(out, n, &len, ",\"args\":{\"task\":");
 		trace_u64(out, n, &len, r->id);
-		trace_lit(out, n, &len, "}}");
+		TRACE_LIT(out, n, &len, "}}");
 		break;
 	case TRACE_SPAWN:
-		trace_head(out, n, &len, tr, tid, "i", "spawn", r->ts);
+		trace_head(out, n, &len, b, "i", "spawn", r->ts);
 		trace_args(out, n, &len, r->id);
-		trace_lit(out, n, &len, ",\"parent\":");
+		TRACE_LIT(out, n, &len, ",\"parent\":");
 		trace_u64(out, n, &len, r->arg);
-		trace_lit(out, n, &len, ",\"name\":\"");
+		TRACE_LIT(out, n, &len, ",\"name\":\"");
 		trace_json_str(out, n, &len, r->name);
-		trace_lit(out, n, &len, "\"}}");
+		TRACE_LIT(out, n, &len, "\"}}");
 		break;
 	case TRACE_PARK:
-		trace_head(out, n, &len, tr, tid, "i", "park", r->ts);
+		trace_head(out, n, &len, b, "i", "park", r->ts);
 		trace_args(out, n, &len, r->id);
-		trace_lit(out, n, &len, ",\"reason\":\"");
+		TRACE_LIT(out, n, &len, ",\"reason\":\"");
 		trace_json_str(out, n, &len, r->what ? r->what : "park");
-		trace_lit(out, n, &len, "\"}}");
+		TRACE_LIT(out, n, &len, "\"}}");
 		break;
 	case TRACE_WAKE:
-		trace_head(out, n, &len, tr, tid, "i", "wake", r->ts);
+		trace_head(out, n, &len, b, "i", "wake", r->ts);
 		trace_args(out, n, &len, r->id);
-		trace_lit(out, n, &len, ",\"by\":");
+		TRACE_LIT(out, n, &len, ",\"by\":");
 		trace_by(out, n, &len, r->arg);
-		trace_lit(out, n, &len, "}}");
+		TRACE_LIT(out, n, &len, "}}");
 		/* The flow's start, bound to the waker's running slice. */
-		trace_head(out, n, &len, tr, tid, "s", "wake", r->ts);
+		trace_head(out, n, &len, b, "s", "wake", r->ts);
 		trace_flow_id(out, n, &len, r);
 		break;
 	case TRACE_RESUME:
-		trace_head(out, n, &len, tr, tid, "f", "wake", r->ts);
-		trace_lit(out, n, &len, ",\"bp\":\"e\"");
+		trace_head(out, n, &len, b, "f", "wake", r->ts);
+		TRACE_LIT(out, n, &len, ",\"bp\":\"e\"");
 		trace_flow_id(out, n, &len, r);
 		break;
 	case TRACE_STEAL:
-		trace_head(out, n, &len, tr, tid, "i", "steal", r->ts);
+		trace_head(out, n, &len, b, "i", "steal", r->ts);
 		trace_args(out, n, &len, r->id);
-		trace_lit(out, n, &len, ",\"victim\":\"weft-w");
+		TRACE_LIT(out, n, &len, ",\"victim\":\"weft-w");
 		trace_u64(out, n, &len, r->arg);
-		trace_lit(out, n, &len, "\"}}");
+		TRACE_LIT(out, n, &len, "\"}}");
 		break;
 	case TRACE_END:
-		trace_head(out, n, &len, tr, tid, "i", "end", r->ts);
+		trace_head(out, n, &len, b, "i", "end", r->ts);
 		trace_args(out, n, &len, r->id);
-		trace_lit(out, n, &len, ",\"rc\":");
+		TRACE_LIT(out, n, &len, ",\"rc\":");
 		trace_i64(out, n, &len, r->rc);
-		trace_lit(out, n, &len, ",\"error\":\"");
+		TRACE_LIT(out, n, &len, ",\"error\":\"");
 		trace_json_str(out, n, &len,
 			r->rc < 0 ? weft_strerror(r->rc) : "");
-		trace_lit(out, n, &len, "\"}}");
+		TRACE_LIT(out, n, &len, "\"}}");
 		break;
 	case TRACE_IO_START:
 	case TRACE_IO_DONE: {
 		bool done = r->kind == TRACE_IO_DONE;
-		trace_head(out, n, &len, tr, tid, "i",
-			done ? "io done" : "io start", r->ts);
+		trace_head(out, n, &len, b, "i", done ? "io done" : "io start",
+			r->ts);
 		trace_args(out, n, &len, r->id);
-		trace_lit(out, n, &len, ",\"op\":\"");
+		TRACE_LIT(out, n, &len, ",\"op\":\"");
 		trace_json_str(out, n, &len, r->what ? r->what : "io");
-		trace_lit(out, n, &len, "\"");
+		TRACE_LIT(out, n, &len, "\"");
 		if (done) {
-			trace_lit(out, n, &len, ",\"result\":");
+			TRACE_LIT(out, n, &len, ",\"result\":");
 			trace_i64(out, n, &len, r->rc);
 		}
-		trace_lit(out, n, &len, "}}");
+		TRACE_LIT(out, n, &len, "}}");
 		break;
 	}
 	}
@@ -424,8 +434,8 @@ static void trace_flush_buf(struct weft__trace *tr, struct weft__trace_buf *b)
 	} else {
 		char line[1024];
 		for (unsigned i = 0; i < b->n; i++) {
-			size_t len = trace_format(tr, b->index, &b->recs[i],
-				line, sizeof line);
+			size_t len = trace_format(b, &b->recs[i], line,
+				sizeof line);
 			fwrite(line, 1, len, tr->file);
 		}
 		if (ferror(tr->file)) {
@@ -452,7 +462,18 @@ trace_buf_here(struct weft__trace *tr, char label[12])
 	unsigned i;
 	if (w != NULL && w->rt == tr->rt) {
 		i = w->index;
-		snprintf(label, 12, "w%u", i);
+		/* "w<index>" by hand: snprintf cost more than the event. */
+		char d[10];
+		size_t k = 0, l = 0;
+		unsigned v = i;
+		do {
+			d[k++] = (char)('0' + v % 10);
+			v /= 10;
+		} while (v);
+		label[l++] = 'w';
+		while (k)
+			label[l++] = d[--k];
+		label[l] = '\0';
 	} else if (trace_io_thread == tr) {
 		i = tr->nbufs - 2;
 		memcpy(label, "io", 3);
@@ -611,6 +632,9 @@ int weft__trace_create(struct weft_runtime *rt)
 		struct weft__trace_buf *b = &tr->bufs[i];
 		b->tr = tr;
 		b->index = i;
+		int k = snprintf(b->head, sizeof b->head,
+			"\",\"pid\":%d,\"tid\":%u,\"ts\":", (int)tr->pid, i);
+		b->head_len = (size_t)k;
 		weft__spin_init(&b->lock);
 		if (cfg->trace_path == NULL)
 			continue;
