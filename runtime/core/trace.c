@@ -48,8 +48,18 @@
  * runtime was created, even under the virtual clock: virtual time stands
  * still while tasks run, so every slice would have zero width.
  *
+ * Hooks.  Spawn (sched.c, before the task is published), the switch-in
+ * (sched.c: one per switch; on a direct switch from a fiber it also
+ * records the departing task's slice end and park, which on the loop's
+ * path are recorded when the fiber comes back), steal, every claimed
+ * wake (task.c), the start and end of a task's function (task.c: a child
+ * run inline never switches in, so its slice and its parent's are cut
+ * there), and the I/O thread's submit and completion (io/ioop.c).
+ *
  * Cost when off: the callers test a pointer that is NULL (the worker's
- * `trace`, or the runtime's), one predictable branch per hook. */
+ * `trace`, or the runtime's), one predictable branch per hook: under
+ * callgrind, +10 instructions per spawn on B1 fib (three hooks), +2 per
+ * yield on B6, +7 per channel send on B5 (switch and wake). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
