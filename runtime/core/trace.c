@@ -29,8 +29,9 @@
  * (trace_buffer events each: no allocation on the hot path).  A full
  * buffer is written out by the thread that filled it, right there (an
  * event is recorded at a switch, a spawn, a wake or an end: never inside
- * a fiber's own code), under the file's mutex: a traced program stalls
- * for the write instead of losing events.  Each buffer has a spinlock,
+ * a fiber's own code): formatted into the buffer's own text area
+ * (workers format in parallel), then written under the file's mutex.  A
+ * traced program stalls for the write instead of losing events.  Each buffer has a spinlock,
  * taken by its writer for each event: uncontended for a worker's or the
  * I/O thread's (the only other taker is the exit flush), shared by the
  * foreign threads.  Events are dropped, and counted in the file's
@@ -121,6 +122,7 @@ struct weft__trace_buf {
 	weft__spin_t lock;
 	unsigned n;		/* events in recs, under lock */
 	struct trace_rec *recs; /* trace_buffer of them */
+	char *text;		/* TRACE_TEXT bytes, under lock */
 	/* The open slice: the task running on this worker since slice_t0
 	 * (NULL between tasks).  Workers' buffers, owner only. */
 	struct weft_task *slice;
@@ -133,7 +135,6 @@ struct weft__trace {
 	struct weft_runtime *rt;
 	bool lines;	/* trace_events: stderr lines */
 	FILE *file;	/* trace_path: NULL if not asked for */
-	char *iobuf;	/* file's stdio buffer (TRACE_IOBUF bytes) */
 	unsigned cap;	/* events per buffer */
 	unsigned nbufs; /* nworkers + 2 */
 	uint64_t t0;	/* CLOCK_MONOTONIC ns at creation */
@@ -150,9 +151,10 @@ struct weft__trace {
 	struct weft__trace *next, **prevp;
 };
 
-/* The file's stdio buffer: a full event buffer (4096 events of about
- * 150 bytes by default) goes out in a few write(2)s, not in 4 KiB ones. */
-#define TRACE_IOBUF ((size_t)256 * 1024)
+/* Each buffer's formatted text (written a piece of this size at a time,
+ * bypassing stdio's buffer), and the room one event may take in it. */
+#define TRACE_TEXT ((size_t)64 * 1024)
+#define TRACE_EVENT_MAX ((size_t)1024)
 
 /* {======================================================= process list */
 
@@ -432,31 +434,44 @@ static size_t trace_format(const struct weft__trace_buf *b,
 }
 
 /* Writes b's events to the file and empties b.  Under b->lock. */
-static void trace_flush_buf(struct weft__trace *tr, struct weft__trace_buf *b)
+/* Writes text (len bytes, `events` events) to the file. */
+static void trace_write(struct weft__trace *tr, const char *text, size_t len,
+	unsigned events)
 {
-	if (b->n == 0)
-		return;
 	pthread_mutex_lock(&tr->file_lock);
 	if (tr->closed) {
 		/* relaxed: a counter (see drops). */
-		atomic_fetch_add_explicit(&tr->drops, b->n,
+		atomic_fetch_add_explicit(&tr->drops, events,
 			memory_order_relaxed);
+	} else if (fwrite(text, 1, len, tr->file) != len) {
+		atomic_fetch_add_explicit(&tr->drops, events,
+			memory_order_relaxed);
+		clearerr(tr->file);
 	} else {
-		char line[1024];
-		for (unsigned i = 0; i < b->n; i++) {
-			size_t len = trace_format(b, &b->recs[i], line,
-				sizeof line);
-			fwrite(line, 1, len, tr->file);
-		}
-		if (ferror(tr->file)) {
-			atomic_fetch_add_explicit(&tr->drops, b->n,
-				memory_order_relaxed);
-			clearerr(tr->file);
-		} else {
-			tr->written += b->n;
-		}
+		tr->written += events;
 	}
 	pthread_mutex_unlock(&tr->file_lock);
+}
+
+/* Formats b's events into b->text, outside the file's mutex (workers
+ * whose buffers fill at once format in parallel), and writes each
+ * TRACE_TEXT piece under it; empties b.  Under b->lock. */
+static void trace_flush_buf(struct weft__trace *tr, struct weft__trace_buf *b)
+{
+	size_t len = 0;
+	unsigned events = 0;
+	for (unsigned i = 0; i < b->n; i++) {
+		if (TRACE_TEXT - len < TRACE_EVENT_MAX) {
+			trace_write(tr, b->text, len, events);
+			len = 0;
+			events = 0;
+		}
+		len += trace_format(b, &b->recs[i], b->text + len,
+			TRACE_EVENT_MAX);
+		events++;
+	}
+	if (events)
+		trace_write(tr, b->text, len, events);
 	b->n = 0;
 }
 
@@ -612,8 +627,10 @@ static void trace_free(struct weft__trace *tr)
 	if (tr->bufs)
 		for (unsigned i = 0; i < tr->nbufs; i++)
 			weft__free(tr->bufs[i].recs);
+	if (tr->bufs)
+		for (unsigned i = 0; i < tr->nbufs; i++)
+			weft__free(tr->bufs[i].text);
 	weft__free(tr->bufs);
-	weft__free(tr->iobuf);
 	weft__free(tr);
 }
 
@@ -649,17 +666,13 @@ int weft__trace_create(struct weft_runtime *rt)
 		if (cfg->trace_path == NULL)
 			continue;
 		b->recs = weft__alloc((size_t)tr->cap * sizeof *b->recs);
-		if (b->recs == NULL) {
+		b->text = weft__alloc(TRACE_TEXT);
+		if (b->recs == NULL || b->text == NULL) {
 			trace_free(tr);
 			return -ENOMEM;
 		}
 	}
 	if (cfg->trace_path != NULL) {
-		tr->iobuf = weft__alloc(TRACE_IOBUF);
-		if (tr->iobuf == NULL) {
-			trace_free(tr);
-			return -ENOMEM;
-		}
 		/* Truncated: a trace is one run. */
 		tr->file = fopen(cfg->trace_path, "we");
 		if (tr->file == NULL) {
@@ -667,7 +680,6 @@ int weft__trace_create(struct weft_runtime *rt)
 			trace_free(tr);
 			return rc;
 		}
-		setvbuf(tr->file, tr->iobuf, _IOFBF, TRACE_IOBUF);
 		pthread_mutex_init(&tr->file_lock, NULL);
 		trace_write_head(tr);
 		pthread_once(&trace_atexit_once, trace_atexit_register);
