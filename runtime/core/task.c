@@ -364,8 +364,10 @@ static bool task_wake_claim(struct weft_task *t, uint64_t gen, bool need_cancel,
 			break;
 	}
 	*ready = (old & WEFT__PARK_PARKED) != 0;
-	/* Before the caller readies t (then it may run on). */
-	if (WEFT__UNLIKELY(t->rt->trace))
+	/* Not t->rt->trace: t may be running on already, even in a new
+	 * life (see weft__trace_live).  relaxed: a hint. */
+	if (WEFT__UNLIKELY(atomic_load_explicit(&weft__trace_live,
+		    memory_order_relaxed)))
 		weft__trace_wake(t, old >> WEFT__PARK_GEN_SHIFT);
 	return true;
 }

@@ -8,8 +8,9 @@
  *     worker's track holds a slice ("X") per run of a task, named after
  *     the task, and instants ("i") for spawn (with the parent's id), park
  *     (with its reason, the string the park site gave), wake (with the
- *     waker: a task id, "io", "foreign", or "sched" for the scheduler
- *     loop firing deadlines), steal (with the victim) and end (with the
+ *     waker: a task id, "io", or "sched" for the scheduler loop firing
+ *     deadlines; a plain thread's wake is not recorded, see
+ *     weft__trace_wake), steal (with the victim) and end (with the
  *     result); a wake is also a flow ("s" at the wake, "f" at the run it
  *     causes), so the UI draws an arrow from waker to wakee.  The I/O
  *     track holds "io start" and "io done" instants per operation.
@@ -25,18 +26,19 @@
  *
  * Buffers.  Each thread writes only its own buffer: one per worker, one
  * for the I/O thread, and one shared by every other thread (plain threads
- * that wake or spawn tasks).  All are allocated at runtime creation
+ * that spawn tasks).  All are allocated at runtime creation
  * (trace_buffer events each: no allocation on the hot path).  A full
  * buffer is written out by the thread that filled it, right there (an
  * event is recorded at a switch, a spawn, a wake or an end: never inside
  * a fiber's own code): formatted into the buffer's own text area
  * (workers format in parallel), then written under the file's mutex.  A
- * traced program stalls for the write instead of losing events.  Each buffer has a spinlock,
- * taken by its writer for each event: uncontended for a worker's or the
- * I/O thread's (the only other taker is the exit flush), shared by the
- * foreign threads.  Events are dropped, and counted in the file's
- * metadata ("dropped_events"), only when the file could not be written
- * (a write error), or when they come after an exit flush closed it.
+ * traced program stalls for the write instead of losing events.  Each
+ * buffer has a spinlock, taken by its writer for each event: uncontended
+ * for a worker's or the I/O thread's (the only other taker is the exit
+ * flush), shared by the plain threads.  Events are dropped, and counted
+ * in the file's metadata ("dropped_events"), only when the file could
+ * not be written (a write error), or when they come after an exit flush
+ * closed it.
  *
  * Ends.  weft_runtime_destroy writes what is buffered and the file's
  * closing lines, after every thread of the runtime was joined.  A program
@@ -157,6 +159,8 @@ struct weft__trace {
 #define TRACE_EVENT_MAX ((size_t)1024)
 
 /* {======================================================= process list */
+
+atomic_int weft__trace_live;
 
 static pthread_mutex_t trace_list_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct weft__trace *trace_list;
@@ -478,7 +482,22 @@ static void trace_flush_buf(struct weft__trace *tr, struct weft__trace_buf *b)
 /* The calling thread's buffer in tr, and its label for stderr lines
  * ("w3", "io", "ext").  Never inlined into a fiber's code: the TLS reads
  * stay in this frame, which does not switch. */
-static __thread const struct weft__trace *trace_io_thread;
+static __thread struct weft__trace *trace_io_thread;
+
+/* "w<index>" by hand: snprintf cost more than the event. */
+static void trace_label(char label[12], unsigned index)
+{
+	char d[10];
+	size_t k = 0, l = 0;
+	do {
+		d[k++] = (char)('0' + index % 10);
+		index /= 10;
+	} while (index);
+	label[l++] = 'w';
+	while (k)
+		label[l++] = d[--k];
+	label[l] = '\0';
+}
 
 static __attribute__((noinline)) struct weft__trace_buf *
 trace_buf_here(struct weft__trace *tr, char label[12])
@@ -487,18 +506,7 @@ trace_buf_here(struct weft__trace *tr, char label[12])
 	unsigned i;
 	if (w != NULL && w->rt == tr->rt) {
 		i = w->index;
-		/* "w<index>" by hand: snprintf cost more than the event. */
-		char d[10];
-		size_t k = 0, l = 0;
-		unsigned v = i;
-		do {
-			d[k++] = (char)('0' + v % 10);
-			v /= 10;
-		} while (v);
-		label[l++] = 'w';
-		while (k)
-			label[l++] = d[--k];
-		label[l] = '\0';
+		trace_label(label, i);
 	} else if (trace_io_thread == tr) {
 		i = tr->nbufs - 2;
 		memcpy(label, "io", 3);
@@ -694,6 +702,8 @@ int weft__trace_create(struct weft_runtime *rt)
 	rt->trace = tr;
 	for (unsigned i = 0; i < rt->nworkers; i++)
 		rt->workers[i].trace = &tr->bufs[i];
+	/* relaxed: a hint (see weft__trace_live). */
+	atomic_fetch_add_explicit(&weft__trace_live, 1, memory_order_relaxed);
 	return 0;
 }
 
@@ -714,6 +724,7 @@ void weft__trace_destroy(struct weft_runtime *rt)
 	for (unsigned i = 0; i < rt->nworkers; i++)
 		rt->workers[i].trace = NULL;
 	rt->trace = NULL;
+	atomic_fetch_sub_explicit(&weft__trace_live, 1, memory_order_relaxed);
 	trace_free(tr);
 }
 
@@ -860,32 +871,48 @@ void weft__trace_steal(weft__worker_t *w, struct weft_task *t, unsigned victim)
 
 void weft__trace_wake(struct weft_task *t, uint64_t gen)
 {
-	struct weft__trace *tr = t->rt->trace;
+	/* After the claim the task may already run on, end and have its
+	 * record reused by its next life: only its atomic fields may be
+	 * read (insp_id: its id, or 0 or the next life's in that rare
+	 * window), and the trace is found from the waker's side: its
+	 * worker's, or the I/O thread's.  A plain thread's wake is not
+	 * recorded: it has no runtime of its own to find the trace by. */
+	weft__worker_t *w = weft__sched_current();
+	struct weft__trace_buf *b;
 	char label[12];
-	struct weft__trace_buf *b = trace_buf_here(tr, label);
 	uint64_t by;
-	if (label[0] == 'w') {
-		weft__worker_t *w = weft__sched_current();
+	if (w != NULL) {
+		b = w->trace;
+		if (b == NULL)
+			return;
+		trace_label(label, w->index);
 		by = w->current ? w->current->id : TRACE_BY_SCHED;
+	} else if (trace_io_thread != NULL) {
+		b = &trace_io_thread->bufs[trace_io_thread->nbufs - 2];
+		memcpy(label, "io", 3);
+		by = TRACE_BY_IO;
 	} else {
-		by = label[0] == 'i' ? TRACE_BY_IO : TRACE_BY_FOREIGN;
+		return;
 	}
+	struct weft__trace *tr = b->tr;
+	/* relaxed: see above; a snapshot's read (inspect.c) is the same. */
+	uint64_t id = atomic_load_explicit(&t->insp_id, memory_order_relaxed);
+	if (id == 0)
+		return;
 	if (tr->file != NULL) {
 		struct trace_rec *r = trace_get(b, TRACE_WAKE);
-		r->id = t->id;
+		r->id = id;
 		r->arg = by;
 		r->gen = gen;
 		trace_put(b);
 	}
 	if (!tr->lines)
 		return;
-	if (by == TRACE_BY_IO || by == TRACE_BY_FOREIGN || by == TRACE_BY_SCHED)
-		trace_line("%s wake %" PRIu64 " by %s", label, t->id,
-			by == TRACE_BY_IO	       ? "io"
-				: by == TRACE_BY_SCHED ? "sched"
-						       : "foreign");
+	if (by == TRACE_BY_IO || by == TRACE_BY_SCHED)
+		trace_line("%s wake %" PRIu64 " by %s", label, id,
+			by == TRACE_BY_IO ? "io" : "sched");
 	else
-		trace_line("%s wake %" PRIu64 " by %" PRIu64, label, t->id, by);
+		trace_line("%s wake %" PRIu64 " by %" PRIu64, label, id, by);
 }
 
 void weft__trace_end(struct weft_task *t, int rc)

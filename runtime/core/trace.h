@@ -13,6 +13,7 @@
 #ifndef WEFT_RUNTIME_CORE_TRACE_H
 #define WEFT_RUNTIME_CORE_TRACE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -55,7 +56,16 @@ void weft__trace_switch_in(weft__worker_t *w, struct weft_task *t);
 void weft__trace_switch_out(weft__worker_t *w);
 /* w stole t from worker `victim`.  Thread: w. */
 void weft__trace_steal(weft__worker_t *w, struct weft_task *t, unsigned victim);
-/* The wake of t's park `gen` was claimed by the calling thread. */
+/* Runtimes with a trace in this process.  The wake hook's gate: a waker
+ * may not read the task's runtime after its claim (the task may run on,
+ * end, and its record start a new life), so it tests this instead and
+ * the hook finds the trace from the waking thread.  Relaxed: a hint;
+ * the hook re-checks (the worker's `trace`, the I/O thread's binding). */
+extern atomic_int weft__trace_live;
+
+/* The wake of t's park `gen` was claimed by the calling thread (a worker
+ * or the I/O thread of a traced runtime; plain threads' wakes are not
+ * recorded).  Only t's atomic fields are read. */
 void weft__trace_wake(struct weft_task *t, uint64_t gen);
 /* t ends with rc (a child run inline: its slice ends here and its
  * parent's goes on).  Thread: the worker running t. */
