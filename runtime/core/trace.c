@@ -62,7 +62,7 @@
  * Cost when off: the callers test a pointer that is NULL (the worker's
  * `trace`, or the runtime's), one predictable branch per hook: under
  * callgrind, +10 instructions per spawn on B1 fib (three hooks), +2 per
- * yield on B6, +7 per channel send on B5 (switch and wake). */
+ * yield on B6, +8 per channel send on B5 (switch and wake). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
