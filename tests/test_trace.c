@@ -115,10 +115,13 @@ static int mixed_lock_taker(void *arg)
 	return weft_lock_release(m->lock);
 }
 
+/* Long enough to park for sure (a deadline already due when the sleep
+ * would park makes it return without parking), and to keep the root's
+ * join waiting: so the trace holds both parks. */
 static int mixed_sleeper(void *arg)
 {
 	(void)arg;
-	return weft_sleep(1000 * 1000);
+	return weft_sleep((int64_t)100 * 1000 * 1000);
 }
 
 /* A file operation: one I/O operation on the I/O thread. */
@@ -179,7 +182,8 @@ static const char mixed_expect[] =
 	"{e['args']['reason'] for e in named('i', 'park')}"
 	" and [e for e in named('i', 'wake') if e['args']['by'] == "
 	"int(args[0])]"
-	" and [e for e in named('i', 'wake') if e['args']['by'] == 'io']"
+	" and [e for e in named('i', 'wake') if e['args']['by'] in "
+	"('io', 'sched')]"
 	" and [e for e in named('i', 'end') if e['args']['task'] == "
 	"int(args[0]) and e['args']['rc'] == 0]"
 	" and len(named('i', 'end')) == 13"
