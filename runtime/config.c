@@ -147,6 +147,29 @@ static bool config_dump_signal_ok(int signum)
 	return false;
 }
 
+/* WEFT_TRACE (a path: not empty, not too long), WEFT_TRACE_EVENTS and
+ * WEFT_TRACE_BUFFER. */
+static void config_env_trace(weft_config_t *cfg)
+{
+	const char *s = getenv("WEFT_TRACE");
+	if (s != NULL && *s != '\0' && strlen(s) < WEFT__TRACE_PATH_MAX) {
+		cfg->trace_path = s;
+	} else if (s != NULL && cfg->env_error == 0) {
+		cfg->env_error = -EINVAL;
+		snprintf(cfg->message, sizeof cfg->message,
+			"WEFT_TRACE='%.64s' is not valid: expected a file path "
+			"from 1 to %u bytes",
+			s, WEFT__TRACE_PATH_MAX - 1);
+	}
+	uint64_t v = cfg->trace_events;
+	config_env(cfg, "WEFT_TRACE_EVENTS", 0, 1, 0, &v);
+	cfg->trace_events = (unsigned)v;
+	v = cfg->trace_buffer;
+	config_env(cfg, "WEFT_TRACE_BUFFER", WEFT__TRACE_BUFFER_MIN,
+		WEFT__TRACE_BUFFER_MAX, 0, &v);
+	cfg->trace_buffer = (unsigned)v;
+}
+
 int weft_config_init(weft_config_t *cfg)
 {
 	if (cfg == NULL)
@@ -194,6 +217,8 @@ int weft_config_init(weft_config_t *cfg)
 	v = cfg->stall_ms;
 	config_env(cfg, "WEFT_STALL_MS", 0, WEFT__STALL_MS_MAX, 0, &v);
 	cfg->stall_ms = (unsigned)v;
+	cfg->trace_buffer = WEFT__TRACE_BUFFER_DEFAULT;
+	config_env_trace(cfg);
 	return cfg->env_error;
 }
 
@@ -231,6 +256,16 @@ int weft__config_validate(weft_config_t *cfg)
 		bad = "deadlock must be WEFT_DEADLOCK_ERROR, _REPORT or _OFF";
 	else if (cfg->stall_ms > WEFT__STALL_MS_MAX)
 		bad = "stall_ms must be from 0 to 3600000";
+	else if (cfg->trace_path != NULL &&
+		(cfg->trace_path[0] == '\0' ||
+			strnlen(cfg->trace_path, WEFT__TRACE_PATH_MAX) >=
+				WEFT__TRACE_PATH_MAX))
+		bad = "trace_path must be NULL or a path from 1 to 4095 bytes";
+	else if (cfg->trace_events > 1)
+		bad = "trace_events must be 0 or 1";
+	else if (cfg->trace_buffer < WEFT__TRACE_BUFFER_MIN ||
+		cfg->trace_buffer > WEFT__TRACE_BUFFER_MAX)
+		bad = "trace_buffer must be from 16 to 1048576";
 	if (bad == NULL)
 		return 0;
 	snprintf(cfg->message, sizeof cfg->message, "%s", bad);

@@ -11,6 +11,10 @@
 #define WEFT__GUARDED_MAX 30000u
 #define WEFT__SPIN_US_MAX 100000u
 #define WEFT__STALL_MS_MAX 3600000u
+#define WEFT__TRACE_BUFFER_MIN 16u
+#define WEFT__TRACE_BUFFER_MAX (1u << 20)
+#define WEFT__TRACE_BUFFER_DEFAULT 4096u
+#define WEFT__TRACE_PATH_MAX 4096u
 
 /* 0 if every field is in range; else -EINVAL with cfg->message set.
  * Thread: any (it touches only cfg). */

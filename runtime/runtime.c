@@ -28,6 +28,7 @@
 #include "core/stall.h"
 #include "core/task.h"
 #include "core/inspect.h"
+#include "core/trace.h"
 #include "io/io.h"
 #include "io/ioop.h"
 #include "io/signal.h"
@@ -117,6 +118,7 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 	int rc = weft__config_validate(cfg);
 	if (rc < 0)
 		return rc;
+	bool trace_failed = false; /* the trace file could not be opened */
 	struct runtime_box *box = weft__calloc(1, sizeof *box);
 	if (box == NULL)
 		goto oom;
@@ -165,9 +167,15 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 	rc = weft__stall_init(rt);
 	if (rc < 0)
 		goto fail_timer;
+	/* Before any thread that records events starts. */
+	rc = weft__trace_create(rt);
+	if (rc < 0) {
+		trace_failed = rc != -ENOMEM;
+		goto fail_stall;
+	}
 	rc = weft__io_start(rt);
 	if (rc < 0)
-		goto fail_stall;
+		goto fail_trace;
 	unsigned started = 0;
 	for (; started < rt->nworkers; started++) {
 		rc = weft__sched_worker_start(rt, &rt->workers[started],
@@ -181,11 +189,13 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 	if (rc < 0) {
 		runtime_stop_workers(rt, started);
 		weft__io_stop(rt);
-		goto fail_stall;
+		goto fail_trace;
 	}
 	weft__alloc_census_add(WEFT__CENSUS_RUNTIME, 1);
 	*out = rt;
 	return 0;
+fail_trace:
+	weft__trace_destroy(rt);
 fail_stall:
 	weft__stall_fini(rt);
 fail_timer:
@@ -215,6 +225,10 @@ oom:
 		rc = -ENOMEM;
 		snprintf(cfg->message, sizeof cfg->message,
 			"out of memory creating the runtime");
+	} else if (trace_failed) {
+		snprintf(cfg->message, sizeof cfg->message,
+			"cannot open trace_path '%.160s': %s", cfg->trace_path,
+			weft_strerror(rc));
 	} else {
 		snprintf(cfg->message, sizeof cfg->message,
 			"creating the runtime failed: %s", weft_strerror(rc));
@@ -265,6 +279,8 @@ int weft_runtime_destroy(weft_runtime_t *rt)
 	weft__io_stop(rt);
 	/* Every task ended, so every shielded scope was exited. */
 	weft__stall_fini(rt);
+	/* Every thread that records events is joined. */
+	weft__trace_destroy(rt);
 	/* After the I/O queue's last timer requests ran. */
 	weft__timer_fini(&rt->timer);
 	weft__signal_fini(rt);

@@ -77,6 +77,10 @@ struct weft_runtime {
 	 * at create before the workers start, freed at destroy after they
 	 * were joined. */
 	struct weft__stall *stall;
+	/* The trace (core/trace.c): NULL unless cfg asks for one; set at
+	 * create before any thread starts, freed at destroy after every
+	 * thread was joined. */
+	struct weft__trace *trace;
 };
 
 #endif

@@ -183,6 +183,8 @@ static const char *latest_site(char *buf, size_t size)
 static int tweak_stacks_and_joins;
 /* Set by a test before sweep(): a seeded schedule (baton.c's paths). */
 static unsigned long long sweep_seed;
+/* Set by a test before sweep(): the runtimes trace to this file. */
+static const char *sweep_trace_path;
 
 static void make_cfg(weft_config_t *cfg, unsigned workers)
 {
@@ -194,6 +196,7 @@ static void make_cfg(weft_config_t *cfg, unsigned workers)
 		cfg->guarded_stacks = 0;
 		cfg->abort_on_missing_join = 0;
 	}
+	cfg->trace_path = sweep_trace_path;
 }
 
 /* Runs root at `workers` workers with the n-th allocation failing, for
@@ -1003,6 +1006,21 @@ static void test_alloc_sweep__core_seeded(void **state)
 	sweep_seed = 0;
 }
 
+/* A traced runtime: the trace's buffers come from the allocator too
+ * (core/trace.c), at creation. */
+static void test_alloc_sweep__core_traced_from_runtime_create(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/weft-sweep-trace-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	sweep_trace_path = path;
+	sweep("core-traced", core_root, 2, 1);
+	sweep_trace_path = NULL;
+	unlink(path);
+}
+
 static void test_alloc_sweep__tasks(void **state)
 {
 	(void)state;
@@ -1150,6 +1168,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_alloc_sweep__core_from_runtime_create),
 		cmocka_unit_test(test_alloc_sweep__core_seeded),
+		cmocka_unit_test(
+			test_alloc_sweep__core_traced_from_runtime_create),
 		cmocka_unit_test(test_alloc_sweep__tasks),
 		cmocka_unit_test(test_alloc_sweep__sync),
 		cmocka_unit_test(test_alloc_sweep__net),

@@ -53,6 +53,9 @@ static const char *const config_vars[] = {
 	"WEFT_DUMP_SIGNAL",
 	"WEFT_SEED",
 	"WEFT_STALL_MS",
+	"WEFT_TRACE",
+	"WEFT_TRACE_EVENTS",
+	"WEFT_TRACE_BUFFER",
 };
 #define NVARS (sizeof config_vars / sizeof config_vars[0])
 
@@ -187,6 +190,10 @@ static unsigned long long config_field(const weft_config_t *cfg,
 		return cfg->seed;
 	if (strcmp(var, "WEFT_STALL_MS") == 0)
 		return cfg->stall_ms;
+	if (strcmp(var, "WEFT_TRACE_EVENTS") == 0)
+		return cfg->trace_events;
+	if (strcmp(var, "WEFT_TRACE_BUFFER") == 0)
+		return cfg->trace_buffer;
 	return cfg->spin_us;
 }
 
@@ -223,6 +230,11 @@ static void test_config__environment_overrides_every_field(void **state)
 		{ "WEFT_STALL_MS", "1", 1 },
 		{ "WEFT_STALL_MS", "250", 250 },
 		{ "WEFT_STALL_MS", "3600000", 3600000 },
+		{ "WEFT_TRACE_EVENTS", "0", 0 },
+		{ "WEFT_TRACE_EVENTS", "1", 1 },
+		{ "WEFT_TRACE_BUFFER", "16", 16 },
+		{ "WEFT_TRACE_BUFFER", "1000", 1000 },
+		{ "WEFT_TRACE_BUFFER", "1048576", 1048576 },
 	};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
 		const struct good_value *g = &good[i];
@@ -317,6 +329,8 @@ static const struct var_range ranges[] = {
 	{ "WEFT_OFFLOAD_THREADS", "1", "1024" },
 	{ "WEFT_SEED", "1", "18446744073709551615" },
 	{ "WEFT_STALL_MS", "0", "3600000" },
+	{ "WEFT_TRACE_EVENTS", "0", "1" },
+	{ "WEFT_TRACE_BUFFER", "16", "1048576" },
 };
 
 /* Bad for every variable. */
@@ -346,29 +360,47 @@ struct bad_value {
 
 /* Bad for one variable only: zero workers, and each range's edges. */
 static const struct bad_value bad_specific[] = {
-	{ "WEFT_WORKERS", "0" }, { "WEFT_WORKERS", "00" },
+	{ "WEFT_WORKERS", "0" },
+	{ "WEFT_WORKERS", "00" },
 	{ "WEFT_WORKERS", "1025" },
 	{ "WEFT_WORKERS", "4294967297" }, /* 2^32 + 1: no truncation to 1 */
 	{ "WEFT_WORKERS", "4K" },	  /* no suffix for counts */
-	{ "WEFT_STACK_SIZE", "0" }, { "WEFT_STACK_SIZE", "16383" },
-	{ "WEFT_STACK_SIZE", "15K" }, { "WEFT_STACK_SIZE", "1073741825" },
+	{ "WEFT_STACK_SIZE", "0" },
+	{ "WEFT_STACK_SIZE", "16383" },
+	{ "WEFT_STACK_SIZE", "15K" },
+	{ "WEFT_STACK_SIZE", "1073741825" },
 	{ "WEFT_STACK_SIZE", "1025M" },
 	{ "WEFT_STACK_SIZE", "1G" }, /* only K and M */
-	{ "WEFT_STACK_SIZE", "64KB" }, { "WEFT_STACK_SIZE", "64 K" },
+	{ "WEFT_STACK_SIZE", "64KB" },
+	{ "WEFT_STACK_SIZE", "64 K" },
 	{ "WEFT_STACK_SIZE", "K" },
 	{ "WEFT_STACK_SIZE", "17592186044416M" }, /* overflows when scaled */
-	{ "WEFT_GUARDED_STACKS", "30001" }, { "WEFT_GUARDED_STACKS", "1K" },
-	{ "WEFT_SPIN_US", "100001" }, { "WEFT_SPIN_US", "5M" },
-	{ "WEFT_OFFLOAD_THREADS", "0" }, { "WEFT_OFFLOAD_THREADS", "1025" },
+	{ "WEFT_GUARDED_STACKS", "30001" },
+	{ "WEFT_GUARDED_STACKS", "1K" },
+	{ "WEFT_SPIN_US", "100001" },
+	{ "WEFT_SPIN_US", "5M" },
+	{ "WEFT_OFFLOAD_THREADS", "0" },
+	{ "WEFT_OFFLOAD_THREADS", "1025" },
 	{ "WEFT_OFFLOAD_THREADS", "4K" },
 	{ "WEFT_SEED", "0" }, /* 0 is "no seed": not a seed to ask for */
-	{ "WEFT_SEED", "00" }, { "WEFT_SEED", "1K" },
-	{ "WEFT_GUARDED_STACKS", "30001" }, { "WEFT_GUARDED_STACKS", "1K" },
-	{ "WEFT_SPIN_US", "100001" }, { "WEFT_SPIN_US", "5M" },
-	{ "WEFT_OFFLOAD_THREADS", "0" }, { "WEFT_OFFLOAD_THREADS", "1025" },
-	{ "WEFT_OFFLOAD_THREADS", "4K" }, { "WEFT_STALL_MS", "3600001" },
+	{ "WEFT_SEED", "00" },
+	{ "WEFT_SEED", "1K" },
+	{ "WEFT_GUARDED_STACKS", "30001" },
+	{ "WEFT_GUARDED_STACKS", "1K" },
+	{ "WEFT_SPIN_US", "100001" },
+	{ "WEFT_SPIN_US", "5M" },
+	{ "WEFT_OFFLOAD_THREADS", "0" },
+	{ "WEFT_OFFLOAD_THREADS", "1025" },
+	{ "WEFT_OFFLOAD_THREADS", "4K" },
+	{ "WEFT_STALL_MS", "3600001" },
 	{ "WEFT_STALL_MS", "4294967296" }, /* 2^32: no truncation to 0 */
 	{ "WEFT_STALL_MS", "1K" },	   /* no suffix for milliseconds */
+	{ "WEFT_TRACE_EVENTS", "2" },
+	{ "WEFT_TRACE_EVENTS", "yes" },
+	{ "WEFT_TRACE_BUFFER", "0" },
+	{ "WEFT_TRACE_BUFFER", "15" },
+	{ "WEFT_TRACE_BUFFER", "1048577" },
+	{ "WEFT_TRACE_BUFFER", "4K" },
 };
 
 static const struct var_range *range_of(const char *var)
@@ -500,6 +532,30 @@ static void test_config__bad_stall_ms_is_rejected_with_the_variable_named(
 		i++)
 		if (strcmp(bad_specific[i].var, "WEFT_STALL_MS") == 0)
 			check_bad_value("WEFT_STALL_MS", bad_specific[i].text);
+}
+
+static void check_bad_for(const char *var)
+{
+	for (size_t i = 0; i < sizeof bad_for_all / sizeof bad_for_all[0]; i++)
+		check_bad_value(var, bad_for_all[i]);
+	for (size_t i = 0; i < sizeof bad_specific / sizeof bad_specific[0];
+		i++)
+		if (strcmp(bad_specific[i].var, var) == 0)
+			check_bad_value(var, bad_specific[i].text);
+}
+
+static void test_config__bad_trace_events_is_rejected_with_the_variable_named(
+	void **state)
+{
+	(void)state;
+	check_bad_for("WEFT_TRACE_EVENTS");
+}
+
+static void test_config__bad_trace_buffer_is_rejected_with_the_variable_named(
+	void **state)
+{
+	(void)state;
+	check_bad_for("WEFT_TRACE_BUFFER");
 }
 
 static void test_config__bad_variable_keeps_the_good_ones_applied(void **state)
@@ -673,8 +729,9 @@ static void test_config__out_of_range_caller_values_fail_create_with_a_message(
 		weft_runtime_t *rt = UNTOUCHED;
 		int rc = weft_runtime_create(&rt, &cfg);
 		if (rc != -EINVAL || strstr(cfg.message, bad[i].what) == NULL)
-			print_error("case %zu (%s): rc %d, message '%s'\n", i,
-				bad[i].what, rc, cfg.message);
+			print_error("case %zu (%s): rc %d, message "
+				    "'%s'\n",
+				i, bad[i].what, rc, cfg.message);
 		assert_int_equal(rc, -EINVAL);
 		assert_ptr_equal(rt, UNTOUCHED);
 		assert_non_null(strstr(cfg.message, bad[i].what));
@@ -895,6 +952,89 @@ static void test_config__uncatchable_or_reserved_dump_signal_fails_create(
 
 /* }======================================================= */
 
+/* {======================================================= trace */
+
+static void test_config__trace_is_off_and_weft_trace_names_the_file(
+	void **state)
+{
+	(void)state;
+	weft_config_t cfg;
+	assert_int_equal(weft_config_init(&cfg), 0);
+	assert_null(cfg.trace_path);
+	assert_int_equal(cfg.trace_events, 0);
+	assert_int_equal(cfg.trace_buffer, 4096);
+	assert_int_equal(setenv("WEFT_TRACE", "/tmp/some trace.json", 1), 0);
+	assert_int_equal(weft_config_init(&cfg), 0);
+	assert_string_equal(cfg.trace_path, "/tmp/some trace.json");
+	assert_string_equal(cfg.message, "");
+}
+
+static void test_config__empty_or_too_long_weft_trace_is_rejected(void **state)
+{
+	(void)state;
+	static char long_path[4097];
+	memset(long_path, 'a', sizeof long_path - 1);
+	const char *bad[] = { "", long_path };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		assert_int_equal(setenv("WEFT_TRACE", bad[i], 1), 0);
+		weft_config_t cfg;
+		assert_int_equal(weft_config_init(&cfg), -EINVAL);
+		assert_int_equal(cfg.env_error, -EINVAL);
+		assert_null(cfg.trace_path); /* default kept */
+		assert_non_null(strstr(cfg.message, "WEFT_TRACE"));
+		assert_non_null(strstr(cfg.message, "4095"));
+		weft_runtime_t *rt = UNTOUCHED;
+		assert_int_equal(weft_runtime_create(&rt, &cfg), -EINVAL);
+		assert_ptr_equal(rt, UNTOUCHED);
+	}
+}
+
+static void test_config__out_of_range_trace_fields_fail_create(void **state)
+{
+	(void)state;
+	static char long_path[4097];
+	memset(long_path, 'a', sizeof long_path - 1);
+	for (int i = 0; i < 5; i++) {
+		weft_config_t cfg;
+		assert_int_equal(weft_config_init(&cfg), 0);
+		const char *field = "trace_path";
+		if (i == 0) {
+			cfg.trace_path = "";
+		} else if (i == 1) {
+			cfg.trace_path = long_path;
+		} else if (i == 2) {
+			cfg.trace_events = 2;
+			field = "trace_events";
+		} else {
+			cfg.trace_buffer = i == 3 ? 15 : (1u << 20) + 1;
+			field = "trace_buffer";
+		}
+		weft_runtime_t *rt = UNTOUCHED;
+		assert_int_equal(weft_runtime_create(&rt, &cfg), -EINVAL);
+		assert_ptr_equal(rt, UNTOUCHED);
+		assert_non_null(strstr(cfg.message, field));
+	}
+}
+
+/* A trace file that cannot be created fails the runtime's creation with
+ * the open's error, naming the path, and leaves nothing behind. */
+static void test_config__an_unopenable_trace_path_fails_create(void **state)
+{
+	(void)state;
+	weft_config_t cfg;
+	assert_int_equal(weft_config_init(&cfg), 0);
+	cfg.workers = 2;
+	cfg.trace_path = "/nonexistent-weft-dir/trace.json";
+	weft_runtime_t *rt = UNTOUCHED;
+	assert_int_equal(weft_runtime_create(&rt, &cfg), -ENOENT);
+	assert_ptr_equal(rt, UNTOUCHED);
+	assert_non_null(strstr(cfg.message, "trace_path"));
+	assert_non_null(strstr(cfg.message, "/nonexistent-weft-dir/"));
+	weft_test_assert_no_leaks();
+}
+
+/* }======================================================= */
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -950,6 +1090,16 @@ int main(void)
 			test_config__bad_weft_dump_signal_is_rejected_with_the_name),
 		CONFIG_TEST(
 			test_config__uncatchable_or_reserved_dump_signal_fails_create),
+		CONFIG_TEST(
+			test_config__bad_trace_events_is_rejected_with_the_variable_named),
+		CONFIG_TEST(
+			test_config__bad_trace_buffer_is_rejected_with_the_variable_named),
+		CONFIG_TEST(
+			test_config__trace_is_off_and_weft_trace_names_the_file),
+		CONFIG_TEST(
+			test_config__empty_or_too_long_weft_trace_is_rejected),
+		CONFIG_TEST(test_config__out_of_range_trace_fields_fail_create),
+		CONFIG_TEST(test_config__an_unopenable_trace_path_fails_create),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

@@ -138,21 +138,44 @@ typedef struct weft_config {
 	unsigned stall_ms;
 	int env_error; /* 0, or -EINVAL when an environment variable was bad */
 	char message[256]; /* why the last init/create failed ("" if not) */
+	/* A file to write a trace of every task event to, in the Chrome
+	 * trace event format (JSON) that Perfetto's UI opens (README,
+	 * "Tracing"): NULL (default: no trace) or a path, non-empty and
+	 * shorter than 4096 bytes, read at weft_runtime_create, which
+	 * creates or truncates the file (and fails with the open's error if
+	 * it cannot).  The file is complete once weft_runtime_destroy
+	 * returned, or at exit(3) if the runtime was never destroyed.
+	 * Environment WEFT_TRACE=<path>.  Costs, when on, a clock read and a
+	 * record per event, and a write of the buffered events each time a
+	 * thread's buffer is full. */
+	const char *trace_path;
+	/* 1: one line per task event on stderr ("weft-trace: w0 start 5
+	 * name", park, wake, end; no times, no pointers: a deterministic
+	 * program at one worker prints the same lines each run); 0 (default)
+	 * no lines.  Environment WEFT_TRACE_EVENTS=0 or 1. */
+	unsigned trace_events;
+	/* Events each thread buffers before writing them to trace_path
+	 * (about 100 bytes each, per worker, plus two); 16 .. 1048576,
+	 * default 4096.  Environment WEFT_TRACE_BUFFER. */
+	unsigned trace_buffer;
 } weft_config_t;
 
 /* What it does: fills *cfg with the defaults (workers = the CPUs this
  * process may run on, from sched_getaffinity; 64 KiB stacks; 8192 guarded
  * stacks; 50 us spin; 40 offload threads; the real clock; no dump
- * signal; no seed; no stall watchdog), then applies
+ * signal; no seed; no stall watchdog; no trace, 4096 events per trace
+ * buffer), then applies
  * the environment variables WEFT_WORKERS, WEFT_STACK_SIZE (bytes, or with
  * a K or M suffix), WEFT_GUARDED_STACKS, WEFT_SPIN_US,
  * WEFT_OFFLOAD_THREADS, WEFT_CLOCK ("real" or "virtual", exactly) and
  * WEFT_DUMP_SIGNAL (dump_signal by name without "SIG", exactly: HUP, INT,
  * QUIT, USR1, USR2, TERM or WINCH), WEFT_DEADLOCK ("error", "report"
- * or "off", exactly), WEFT_SEED (seed: decimal, 1 .. 2^64-1) and
- * WEFT_STALL_MS (milliseconds, 0 .. 3600000).
+ * or "off", exactly), WEFT_SEED (seed: decimal, 1 .. 2^64-1),
+ * WEFT_STALL_MS (milliseconds, 0 .. 3600000), WEFT_TRACE (trace_path:
+ * any non-empty path), WEFT_TRACE_EVENTS (0 or 1) and WEFT_TRACE_BUFFER.
  * A bad value (not a number, trailing junk, negative, zero workers, out
- * of range, a clock, signal or deadlock name other than those listed) is
+ * of range, a clock, signal or deadlock name other than those listed, an
+ * empty or too long WEFT_TRACE) is
  * never ignored: the default stays, cfg->env_error and the return value
  * are -EINVAL, and
  * cfg->message names the variable and the accepted range.  A later

@@ -98,6 +98,7 @@
 #include "core/stall.h"
 #include "core/task.h"
 #include "core/timer.h"
+#include "core/trace.h"
 #include "runtime.h"
 
 #define WORKER_INJECT_INTERVAL 61
@@ -235,6 +236,9 @@ void weft__sched_spawn(struct weft_task *t)
 {
 	weft__worker_t *w = weft__sched_current();
 	struct weft_runtime *rt = t->rt;
+	/* Before t is published: then it may run and end at once. */
+	if (WEFT__UNLIKELY(rt->trace))
+		weft__trace_spawn(rt, w, t);
 	if (__builtin_expect(worker_is_ours(w, t), 1)) {
 		weft__stats_inc(&w->stats.spawned);
 		if (weft__deque_push(&w->deque, t) < 0)
@@ -556,6 +560,8 @@ struct weft_task *weft__sched_steal(weft__worker_t *w)
 			int rc = weft__deque_steal(&v->deque, &item);
 			if (rc == 0) {
 				weft__stats_inc(&w->stats.steals);
+				if (WEFT__UNLIKELY(w->trace))
+					weft__trace_steal(w, item, v->index);
 				worker_steal_more(w, v);
 				return item;
 			}
@@ -596,6 +602,10 @@ static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
 {
 	worker_qs_step(w); /* odd: a fiber runs */
 	w->current = t;
+	/* On a direct switch this is the trace's one hook: the departing
+	 * task (post_task) leaves and t begins (core/trace.c). */
+	if (WEFT__UNLIKELY(w->trace))
+		weft__trace_switch_in(w, t);
 	weft__stats_inc(&w->stats.tasks_run);
 	/* Introspection: the worker it runs on, at every switch-in (first
 	 * run, after a park or a yield).  Relaxed: inspect.c reads it
@@ -779,6 +789,9 @@ static WEFT_FIBER_FN void worker_run(weft__worker_t *w, struct weft_task *t)
 	}
 	worker_switch_in(w, t);
 	weft__fiber_switch(&w->sched, &t->cont);
+	/* The fiber that came back (not always t) left for w->post. */
+	if (WEFT__UNLIKELY(w->trace))
+		weft__trace_switch_out(w);
 	weft__stack_set_running(NULL);
 	w->current = NULL;
 	worker_after_switch(w);

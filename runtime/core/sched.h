@@ -17,6 +17,7 @@
 
 struct weft_task;
 struct weft_runtime;
+struct weft__trace_buf;
 
 /* The free task and group records a worker keeps (owner-only): storage
  * only; records.c has the code that fills and empties it. */
@@ -68,6 +69,10 @@ typedef struct weft__worker {
 	/* The task a fiber switching out picked but could not switch into:
 	 * the loop runs it next. */
 	struct weft_task *handoff;
+	/* This worker's trace buffer (core/trace.c), NULL when the runtime
+	 * does not trace: the one branch each trace hook costs.  Set before
+	 * the thread starts, cleared after it was joined. */
+	struct weft__trace_buf *trace;
 	weft__stack_pool_t stacks;
 	/* Free records (owner-only, records.c): a finished task or a joined
 	 * group goes back to the cache of the worker that frees it, up to

@@ -57,6 +57,7 @@
 #include "core/sched.h"
 #include "core/stack.h"
 #include "core/task.h"
+#include "core/trace.h"
 #include "runtime.h"
 
 #include <linux/futex.h>
@@ -384,6 +385,11 @@ static bool task_wake_claim(struct weft_task *t, uint64_t gen, bool need_cancel,
 			break;
 	}
 	*ready = (old & WEFT__PARK_PARKED) != 0;
+	/* Not t->rt->trace: t may be running on already, even in a new
+	 * life (see weft__trace_live).  relaxed: a hint. */
+	if (WEFT__UNLIKELY(atomic_load_explicit(&weft__trace_live,
+		    memory_order_relaxed)))
+		weft__trace_wake(t, old >> WEFT__PARK_GEN_SHIFT);
 	return true;
 }
 
@@ -422,6 +428,8 @@ static void start_end(struct weft_task *t);
 void weft__task_run(struct weft_task *t)
 {
 	int rc;
+	if (WEFT__UNLIKELY(t->rt->trace))
+		weft__trace_start(t);
 	if ((t->spawn_flags & WEFT_SPAWN_SKIPPABLE) &&
 		weft__task_root_cancelled(t))
 		rc = -ECANCELED; /* docs/semantics.md rule 30's opt-out */
@@ -474,6 +482,8 @@ void weft__task_finish(struct weft_task *t, int rc)
 	else
 		state = WEFT_TASK_FAILED;
 	t->rc = rc;
+	if (WEFT__UNLIKELY(t->rt->trace))
+		weft__trace_end(t, rc);
 	if (state == WEFT_TASK_FAILED) {
 		t->fail_collateral = weft__task_root_cancelled(t);
 		/* relaxed: a logical clock that orders nothing else. */

@@ -49,6 +49,7 @@
 #include "core/records.h"
 #include "core/sched.h"
 #include "core/timer.h"
+#include "core/trace.h"
 #include "io/io.h"
 #include "io/signal.h"
 #include "runtime.h"
@@ -286,6 +287,8 @@ static void *io_main(void *arg)
 	sigdelset(&all, SIGSEGV);
 	sigdelset(&all, SIGBUS);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	/* Its trace events go to the weft-io track (core/trace.c). */
+	weft__trace_bind_io(io->rt);
 	/* Every task this thread wakes joins a batch, published at the
 	 * flush points (io_flush) and when the loop ends. */
 	weft__sched_batch_begin();

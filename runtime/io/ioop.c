@@ -47,6 +47,7 @@
 #include "core/cancel.h"
 #include "core/inspect.h"
 #include "core/task.h"
+#include "core/trace.h"
 #include "io/io.h"
 #include "io/ioop.h"
 #include "runtime.h"
@@ -75,6 +76,9 @@ static void ioop_signal_done(struct weft__ioop *op)
 void weft__ioop_complete(struct weft__ioop *op, int result)
 {
 	WEFT_ASSERT(!op->io_completed, "I/O operation completed twice");
+	/* While op is ours (the wake below may end it). */
+	if (WEFT__UNLIKELY(op->rt->trace))
+		weft__trace_io(op->rt, op->what, op->task->id, true, result);
 	op->result = result;
 	op->io_completed = true;
 	struct weft_task *t = op->task;
@@ -104,6 +108,8 @@ static void ioop_submit_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
 {
 	struct weft__ioop *op = WEFT__CONTAINER_OF(n, struct weft__ioop,
 		submit);
+	if (WEFT__UNLIKELY(rt->trace))
+		weft__trace_io(rt, op->what, op->task->id, false, 0);
 	op->start(rt->io, op);
 }
 
