@@ -28,7 +28,7 @@
  *
  * Invariants
  *   1. `reading` is held across every access to the pushback; `writing`
- *      across every send and `broken`.
+ *      across every send and `wstate`.
  *   2. read_until reserves its pushback room before it reads, so giving
  *      bytes back never fails. */
 #include <errno.h>
@@ -364,7 +364,7 @@ int weft_stream_write(weft_stream_t *h, const void *buf, size_t len)
 	/* Broken by a cancelled write, or the write side shut down: the
 	 * kernel would say -EPIPE for the second; net.h promises
 	 * WEFT_ECLOSED for both. */
-	rc = s->broken || s->shut_wr ? WEFT_ECLOSED : 0;
+	rc = s->wstate != 0 ? WEFT_ECLOSED : 0;
 	while (rc == 0 && off < len) {
 		if (!weft__sock_enter(&s->sk)) {
 			rc = WEFT_ECLOSED;
@@ -389,7 +389,7 @@ int weft_stream_write(weft_stream_t *h, const void *buf, size_t len)
 		rc = weft__sock_wait(&s->sk, UV_WRITABLE, "stream write");
 	}
 	if (rc == -ECANCELED && off > 0)
-		s->broken = true;
+		s->wstate |= WEFT__STREAM_BROKEN;
 	stream_write_end(s);
 	stream_drop(s);
 	return rc;
@@ -403,7 +403,7 @@ int weft_stream_shutdown(weft_stream_t *h)
 	if (s == NULL)
 		return WEFT_EMISUSE;
 	int rc = stream_write_begin(s);
-	if (rc == 0 && s->shut_wr) {
+	if (rc == 0 && (s->wstate & WEFT__STREAM_SHUT_WR)) {
 		stream_write_end(s); /* done already */
 	} else if (rc == 0) {
 		if (!weft__sock_enter(&s->sk)) {
@@ -415,7 +415,7 @@ int weft_stream_shutdown(weft_stream_t *h)
 			weft__sock_leave(&s->sk);
 		}
 		if (rc == 0)
-			s->shut_wr = true;
+			s->wstate |= WEFT__STREAM_SHUT_WR;
 		stream_write_end(s);
 	}
 	stream_drop(s);
@@ -448,7 +448,7 @@ int weft_stream_send_fds(weft_stream_t *h, const void *buf, size_t len,
 		stream_drop(s);
 		return rc;
 	}
-	rc = s->broken || s->shut_wr ? WEFT_ECLOSED : 0;
+	rc = s->wstate != 0 ? WEFT_ECLOSED : 0;
 	size_t off = 0;
 	/* The descriptors travel with the first byte the kernel takes;
 	 * the rest of buf follows as a plain write. */

@@ -13,6 +13,9 @@
 
 /* A socket record (io.h): users hold generation-tagged handles
  * (weft__stream_handle), which every public call checks. */
+#define WEFT__STREAM_BROKEN 1u
+#define WEFT__STREAM_SHUT_WR 2u
+
 struct weft_stream {
 	/* First: sock.c's free_fn casts back, and the record's life word
 	 * (generation and references) is at the handle's address. */
@@ -23,10 +26,12 @@ struct weft_stream {
 	 * release store). */
 	atomic_bool reading;
 	atomic_bool writing;
-	/* Writer-owned: a write was cancelled after a partial send. */
-	bool broken;
-	/* Writer-owned: weft_stream_shutdown shut the write side down. */
-	bool shut_wr;
+	/* Writer-owned: WEFT__STREAM_BROKEN (a write was cancelled after a
+	 * partial send), WEFT__STREAM_SHUT_WR (weft_stream_shutdown shut the write
+	 * side down).  One byte, read whole: two adjacent bools read in one
+	 * test were merged by the compiler into a wider load that covered
+	 * the reader's flag too (a race TSan reported). */
+	uint8_t wstate;
 	/* Reader-owned pushback: bytes read from the socket but returned to
 	 * the stream (read_until's bytes after the delimiter, a cancelled
 	 * read_until's bytes).  Served before the socket. */
