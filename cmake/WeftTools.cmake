@@ -89,54 +89,37 @@ if(PkgConfig_FOUND)
 	pkg_check_modules(WEFT_LIBPQ QUIET IMPORTED_TARGET libpq)
 	pkg_check_modules(WEFT_LIBCURL QUIET IMPORTED_TARGET libcurl)
 endif()
-if(WEFT_LIBCURL_FOUND)
-	add_executable(weft-example-curl tools/examples/curl.c)
-	target_link_libraries(weft-example-curl PRIVATE weft
-		PkgConfig::WEFT_LIBCURL)
-	set_target_properties(weft-example-curl PROPERTIES
-		RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tools/examples)
-endif()
-if(WEFT_BUILD_TESTS AND (WEFT_TEST_EMULATOR OR NOT WEFT_LIBCURL_FOUND))
-	weft_add_skipped_test(integration_curl_nginx integration
-		"needs libcurl (libcurl4-openssl-dev), nginx and a host build")
-elseif(WEFT_BUILD_TESTS)
-	add_test(NAME integration_curl_nginx
-		COMMAND bash ${PROJECT_SOURCE_DIR}/tests/integration/curl_nginx.sh
+# weft_add_example(NAME PKG SCRIPT TIMEOUT WHY): weft-example-NAME from
+# tools/examples/NAME.c, linked with the pkg-config target PKG when it was
+# found, and the integration test integration_SCRIPT
+# (tests/integration/SCRIPT.sh, given the examples' directory); skipped,
+# saying WHY, without the library or in a cross build.
+function(weft_add_example name pkg script timeout why)
+	if(${pkg}_FOUND)
+		add_executable(weft-example-${name} tools/examples/${name}.c)
+		target_link_libraries(weft-example-${name} PRIVATE weft
+			PkgConfig::${pkg})
+		set_target_properties(weft-example-${name} PROPERTIES
+			RUNTIME_OUTPUT_DIRECTORY
+			${PROJECT_BINARY_DIR}/tools/examples)
+	endif()
+	if(NOT WEFT_BUILD_TESTS)
+		return()
+	endif()
+	if(WEFT_TEST_EMULATOR OR NOT ${pkg}_FOUND)
+		weft_add_skipped_test(integration_${script} integration
+			"${why}")
+		return()
+	endif()
+	add_test(NAME integration_${script}
+		COMMAND bash ${PROJECT_SOURCE_DIR}/tests/integration/${script}.sh
 		${PROJECT_BINARY_DIR}/tools/examples)
-	set_tests_properties(integration_curl_nginx PROPERTIES
-		LABELS integration TIMEOUT 120 RUN_SERIAL TRUE)
-endif()
-if(WEFT_LIBPQ_FOUND)
-	add_executable(weft-example-postgres tools/examples/postgres.c)
-	target_link_libraries(weft-example-postgres PRIVATE weft
-		PkgConfig::WEFT_LIBPQ)
-	set_target_properties(weft-example-postgres PROPERTIES
-		RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tools/examples)
-endif()
-if(WEFT_BUILD_TESTS AND (WEFT_TEST_EMULATOR OR NOT WEFT_LIBPQ_FOUND))
-	weft_add_skipped_test(integration_postgres integration
-		"needs libpq (libpq-dev), PostgreSQL and a host build")
-elseif(WEFT_BUILD_TESTS)
-	add_test(NAME integration_postgres
-		COMMAND bash ${PROJECT_SOURCE_DIR}/tests/integration/postgres.sh
-		${PROJECT_BINARY_DIR}/tools/examples)
-	set_tests_properties(integration_postgres PROPERTIES
-		LABELS integration TIMEOUT 180 RUN_SERIAL TRUE)
-endif()
-if(WEFT_HIREDIS_FOUND)
-	add_executable(weft-example-redis tools/examples/redis.c)
-	target_link_libraries(weft-example-redis PRIVATE weft
-		PkgConfig::WEFT_HIREDIS)
-	set_target_properties(weft-example-redis PROPERTIES
-		RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tools/examples)
-endif()
-if(WEFT_BUILD_TESTS AND (WEFT_TEST_EMULATOR OR NOT WEFT_HIREDIS_FOUND))
-	weft_add_skipped_test(integration_redis integration
-		"needs hiredis (libhiredis-dev) and a host build")
-elseif(WEFT_BUILD_TESTS)
-	add_test(NAME integration_redis
-		COMMAND bash ${PROJECT_SOURCE_DIR}/tests/integration/redis.sh
-		${PROJECT_BINARY_DIR}/tools/examples)
-	set_tests_properties(integration_redis PROPERTIES
-		LABELS integration TIMEOUT 120 RUN_SERIAL TRUE)
-endif()
+	set_tests_properties(integration_${script} PROPERTIES
+		LABELS integration TIMEOUT ${timeout} RUN_SERIAL TRUE)
+endfunction()
+weft_add_example(curl WEFT_LIBCURL curl_nginx 120
+	"needs libcurl (libcurl4-openssl-dev), nginx and a host build")
+weft_add_example(postgres WEFT_LIBPQ postgres 180
+	"needs libpq (libpq-dev), PostgreSQL and a host build")
+weft_add_example(redis WEFT_HIREDIS redis 120
+	"needs hiredis (libhiredis-dev) and a host build")

@@ -35,28 +35,8 @@ start_server() {
 	: >"$tmp/out"
 	WEFT_WORKERS=2 "$httpd" "$@" >"$tmp/out" 2>"$tmp/err" &
 	pid=$!
-	port=
-	for _ in $(seq 200); do
-		port=$(sed -n 's/^port=//p' "$tmp/out")
-		[[ -n $port ]] && break
-		sleep 0.05
-	done
-	[[ -n $port ]] || fail "weft-httpd $* did not report its port"
+	wait_port
 	echo "weft-httpd $* (pid $pid) on port $port"
-}
-
-stop_server() {
-	kill -TERM "$pid"
-	local status=0
-	for _ in $(seq 200); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.05
-	done
-	kill -0 "$pid" 2>/dev/null && fail "weft-httpd still running 10 s after SIGTERM"
-	wait "$pid" || status=$?
-	pid=
-	((status == 0)) || fail "weft-httpd exited with $status"
-	tail -n 1 "$tmp/err"
 }
 
 echo "== protocol details, timeouts, a failing handler"

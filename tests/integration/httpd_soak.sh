@@ -25,13 +25,7 @@ command -v python3 >/dev/null || { echo "FAIL: python3 is not installed"; exit 1
 
 WEFT_WORKERS=2 "$httpd" -i 1 -H 2 -g 5 >"$tmp/out" 2>"$tmp/err" &
 pid=$!
-port=
-for _ in $(seq 200); do
-	port=$(sed -n 's/^port=//p' "$tmp/out")
-	[[ -n $port ]] && break
-	sleep 0.05
-done
-[[ -n $port ]] || fail "weft-httpd did not report its port"
+wait_port
 url=http://127.0.0.1:$port/
 echo "weft-httpd -i 1 (pid $pid) on port $port"
 
@@ -88,15 +82,5 @@ if ((sanitized == 0 && rss > warm_rss + 65536)); then
 	fail "RSS grew from ${warm_rss} KiB to ${rss} KiB"
 fi
 
-kill -TERM "$pid"
-status=0
-for _ in $(seq 200); do
-	kill -0 "$pid" 2>/dev/null || break
-	sleep 0.05
-done
-kill -0 "$pid" 2>/dev/null && fail "weft-httpd still running 10 s after SIGTERM"
-wait "$pid" || status=$?
-pid=
-((status == 0)) || fail "weft-httpd exited with $status"
-tail -n 1 "$tmp/err"
+stop_server
 echo "PASS"

@@ -41,13 +41,7 @@ done
 	WEFT_WORKERS=2 exec "$httpd" -i 2 -H 2 -B 2 -g 5
 ) >"$tmp/out" 2>"$tmp/err" &
 pid=$!
-port=
-for _ in $(seq 200); do
-	port=$(sed -n 's/^port=//p' "$tmp/out")
-	[[ -n $port ]] && break
-	sleep 0.05
-done
-[[ -n $port ]] || fail "weft-httpd did not report its port"
+wait_port
 url=http://127.0.0.1:$port/
 
 fds() { find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
@@ -137,14 +131,5 @@ echo "total: $total_req requests, $total_err socket errors in $round rounds;" \
 if ((rss > warm_rss + 65536)); then
 	fail "RSS grew from ${warm_rss} KiB to ${rss} KiB"
 fi
-kill -TERM "$pid"
-status=0
-for _ in $(seq 200); do
-	kill -0 "$pid" 2>/dev/null || break
-	sleep 0.05
-done
-kill -0 "$pid" 2>/dev/null && fail "weft-httpd still running 10 s after SIGTERM"
-wait "$pid" || status=$?
-pid=
-((status == 0)) || fail "weft-httpd exited with $status"
+stop_server
 echo "PASS"
