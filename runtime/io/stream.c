@@ -347,24 +347,14 @@ static void stream_write_end(struct weft_stream *s)
 	weft__sock_call_end(&s->sk, &s->writing);
 }
 
-int weft_stream_write(weft_stream_t *h, const void *buf, size_t len)
+/* Sends p[off .. len) with the write side held, waiting while the
+ * kernel's buffer is full (backpressure).  A cancellation after some
+ * byte of the message left (off > 0 at that point) breaks the stream: the
+ * peer has a prefix.  0 or an error. */
+static WEFT_FIBER_FN int stream_send_from(struct weft_stream *s, const char *p,
+	size_t len, size_t off)
 {
-	if (h == NULL || (buf == NULL && len > 0))
-		return -EINVAL;
-	struct weft_stream *s = stream_take(h, "weft_stream_write");
-	if (s == NULL)
-		return WEFT_EMISUSE;
-	int rc = stream_write_begin(s);
-	if (rc < 0) {
-		stream_drop(s);
-		return rc;
-	}
-	const char *p = buf;
-	size_t off = 0;
-	/* Broken by a cancelled write, or the write side shut down: the
-	 * kernel would say -EPIPE for the second; net.h promises
-	 * WEFT_ECLOSED for both. */
-	rc = s->wstate != 0 ? WEFT_ECLOSED : 0;
+	int rc = 0;
 	while (rc == 0 && off < len) {
 		if (!weft__sock_enter(&s->sk)) {
 			rc = WEFT_ECLOSED;
@@ -384,12 +374,29 @@ int weft_stream_write(weft_stream_t *h, const void *buf, size_t len)
 			rc = err;
 			break;
 		}
-		/* The kernel's buffer is full: the writer waits
-		 * (backpressure). */
 		rc = weft__sock_wait(&s->sk, UV_WRITABLE, "stream write");
 	}
 	if (rc == -ECANCELED && off > 0)
 		s->wstate |= WEFT__STREAM_BROKEN;
+	return rc;
+}
+
+int weft_stream_write(weft_stream_t *h, const void *buf, size_t len)
+{
+	if (h == NULL || (buf == NULL && len > 0))
+		return -EINVAL;
+	struct weft_stream *s = stream_take(h, "weft_stream_write");
+	if (s == NULL)
+		return WEFT_EMISUSE;
+	int rc = stream_write_begin(s);
+	if (rc < 0) {
+		stream_drop(s);
+		return rc;
+	}
+	/* Broken by a cancelled write, or the write side shut down: the
+	 * kernel would say -EPIPE for the second; net.h promises
+	 * WEFT_ECLOSED for both. */
+	rc = s->wstate != 0 ? WEFT_ECLOSED : stream_send_from(s, buf, len, 0);
 	stream_write_end(s);
 	stream_drop(s);
 	return rc;
@@ -451,7 +458,8 @@ int weft_stream_send_fds(weft_stream_t *h, const void *buf, size_t len,
 	rc = s->wstate != 0 ? WEFT_ECLOSED : 0;
 	size_t off = 0;
 	/* The descriptors travel with the first byte the kernel takes;
-	 * the rest of buf follows as a plain write. */
+	 * the rest of buf follows as a plain send, the write side still
+	 * held (no other writer's bytes in between). */
 	while (rc == 0 && off == 0) {
 		union stream_cmsg cm;
 		memset(&cm, 0, sizeof cm);
@@ -482,10 +490,10 @@ int weft_stream_send_fds(weft_stream_t *h, const void *buf, size_t len,
 		else if (err != -EINTR)
 			rc = err;
 	}
+	if (rc == 0)
+		rc = stream_send_from(s, buf, len, off);
 	stream_write_end(s);
 	stream_drop(s);
-	if (rc == 0 && off < len)
-		rc = weft_stream_write(h, (const char *)buf + off, len - off);
 	return rc;
 }
 
