@@ -177,11 +177,6 @@ if ((deep == 0)); then
 		-DNCALLS=2 -DTRIES=1
 	run safety sock - -DNCALLS=2 -DTRIES=1 -DEDGES=2
 	run progress sock - -DNCALLS=2 -DTRIES=1 -DEDGES=2
-	run known vclock 'assertion violated ran' -DBUMP_FIRST
-	run known vclock 'assertion violated busy_done' -DWAKE_ALL
-	run known vclock 'assertion violated' -DNO_RELEASE_POST
-	run safety vclock -
-	run progress vclock -
 else
 	run safety deque - -DNITEMS=4 -DOPS=6 -DNTHIEVES=2 -DROUNDS=1
 	run progress deque - -DNITEMS=3 -DOPS=5 -DNTHIEVES=2 -DROUNDS=1
@@ -200,12 +195,14 @@ else
 		-DNCALLS=2 -DTRIES=2
 	run safety sock - -DNCALLS=2 -DTRIES=2 -DEDGES=3
 	run progress sock - -DNCALLS=2 -DTRIES=2 -DEDGES=2
-	run known vclock 'assertion violated ran' -DBUMP_FIRST
-	run known vclock 'assertion violated busy_done' -DWAKE_ALL
-	run known vclock 'assertion violated' -DNO_RELEASE_POST
-	run safety vclock -
-	run progress vclock -
 fi
+# vclock.pml has no bounds to raise: its state space is the whole
+# protocol (one root, one worker, a sibling), the same in both modes.
+run known vclock 'assertion violated ran' -DBUMP_FIRST
+run known vclock 'assertion violated busy_done' -DWAKE_ALL
+run known vclock 'assertion violated' -DNO_RELEASE_POST
+run safety vclock -
+run progress vclock -
 
 total=$(awk -v a="$total_start" -v b="$(date +%s.%N)" \
 	'BEGIN { printf "%.0f", b - a }')
