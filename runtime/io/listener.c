@@ -136,38 +136,14 @@ int weft_tcp_listen_flags(weft_listener_t **out, const char *host, int port,
 		return -EINVAL;
 	if (weft__task_current() == NULL)
 		return WEFT_ENOTFIBER;
-	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof ss);
-	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-	socklen_t len;
 	if (host == NULL)
 		host = "0.0.0.0";
-	if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-		in4->sin_family = AF_INET;
-		in4->sin_port = htons((uint16_t)port);
-		len = sizeof *in4;
-	} else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons((uint16_t)port);
-		len = sizeof *in6;
-	} else {
-		struct addrinfo hints, *res;
-		memset(&hints, 0, sizeof hints);
-		hints.ai_family = AF_UNSPEC;
-		hints.ai_socktype = SOCK_STREAM;
-		hints.ai_flags = AI_PASSIVE;
-		int rc = weft_getaddrinfo(host, NULL, &hints, &res);
-		if (rc < 0)
-			return rc;
-		len = res->ai_addrlen;
-		memcpy(&ss, res->ai_addr, len);
-		weft_freeaddrinfo(res);
-		if (ss.ss_family == AF_INET6)
-			in6->sin6_port = htons((uint16_t)port);
-		else
-			in4->sin_port = htons((uint16_t)port);
-	}
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int rc = weft__sock_resolve(host, port, AF_UNSPEC, SOCK_STREAM,
+		AI_PASSIVE, &ss, &len);
+	if (rc < 0)
+		return rc;
 	return listener_open(out, (struct sockaddr *)&ss, len, backlog, flags);
 }
 

@@ -100,6 +100,7 @@
 #include "io/sock.h"
 #include "runtime.h"
 #include "sync/waitq.h"
+#include "weft/dns.h"
 #include "weft/error.h"
 
 #define SOCK_CLOSED 1u
@@ -174,6 +175,37 @@ int weft__sock_addr_un(struct sockaddr_un *un, const char *path)
 		return -ENAMETOOLONG;
 	un->sun_family = AF_UNIX;
 	memcpy(un->sun_path, path, n);
+	return 0;
+}
+
+int weft__sock_resolve(const char *host, int port, int family, int socktype,
+	int flags, struct sockaddr_storage *ss, socklen_t *len)
+{
+	memset(ss, 0, sizeof *ss);
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	if (uv_ip4_addr(host, port, in4) == 0) {
+		*len = sizeof *in4;
+		return 0;
+	}
+	if (uv_ip6_addr(host, port, in6) == 0) {
+		*len = sizeof *in6;
+		return 0;
+	}
+	struct addrinfo hints = { .ai_family = family,
+		.ai_socktype = socktype,
+		.ai_flags = flags };
+	struct addrinfo *res;
+	int rc = weft_getaddrinfo(host, NULL, &hints, &res);
+	if (rc < 0)
+		return rc;
+	*len = res->ai_addrlen;
+	memcpy(ss, res->ai_addr, *len);
+	weft_freeaddrinfo(res);
+	if (ss->ss_family == AF_INET6)
+		in6->sin6_port = htons((uint16_t)port);
+	else
+		in4->sin_port = htons((uint16_t)port);
 	return 0;
 }
 

@@ -156,6 +156,14 @@ struct sockaddr_un;
  * -ENAMETOOLONG when path does not fit sun_path.  Thread: any. */
 int weft__sock_addr_un(struct sockaddr_un *un, const char *path);
 
+/* Fills *ss and *len with host:port: a numeric IPv4 or IPv6 address,
+ * or the first address weft_getaddrinfo gives for a name with `family`
+ * (AF_UNSPEC: any), `socktype` and `flags` (AI_PASSIVE for a bind).
+ * 0, or weft_getaddrinfo's error.  Checkpoint (the lookup, for a name
+ * only).  Thread: a weft fiber. */
+WEFT_FIBER_FN int weft__sock_resolve(const char *host, int port, int family,
+	int socktype, int flags, struct sockaddr_storage *ss, socklen_t *len);
+
 /* -errno of the last failed system call, with EAGAIN/EWOULDBLOCK as
  * -EAGAIN.  Thread: any (the calling thread's errno). */
 int weft__sock_errno(void);

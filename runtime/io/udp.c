@@ -394,42 +394,18 @@ static void udp_connect_start(weft__io_t *io, struct weft__ioop *op)
 
 /* {======================================================= fiber */
 
-/* Fills *ss with host:port: a numeric address, or the first address of
- * `family` (AF_UNSPEC: any) that weft_getaddrinfo gives for a name.
- * Checkpoint (the lookup). */
-static WEFT_FIBER_FN int udp_resolve(const char *host, int port, int family,
-	struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof *ss);
-	if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0 ||
-		uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
-		return 0;
-	struct addrinfo hints = { .ai_family = family,
-		.ai_socktype = SOCK_DGRAM };
-	struct addrinfo *res;
-	int rc = weft_getaddrinfo(host, NULL, &hints, &res);
-	if (rc < 0)
-		return rc;
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	weft_freeaddrinfo(res);
-	if (ss->ss_family == AF_INET6)
-		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
-	else
-		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
-	return 0;
-}
-
 int weft_udp_open(weft_udp_t **out, const char *host, int port)
 {
 	if (out == NULL || port < 0 || port > 65535)
 		return -EINVAL;
 	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof ss);
 	if (host == NULL || host[0] == '\0')
 		host = "0.0.0.0";
 	if (weft__task_current() == NULL)
 		return WEFT_ENOTFIBER;
-	int rc = udp_resolve(host, port, AF_UNSPEC, &ss);
+	socklen_t sl;
+	int rc = weft__sock_resolve(host, port, AF_UNSPEC, SOCK_DGRAM, 0, &ss,
+		&sl);
 	if (rc < 0)
 		return rc;
 	struct weft_runtime *rt = weft__task_current()->rt;
@@ -464,7 +440,9 @@ int weft_udp_connect(weft_udp_t *h, const char *host, int port)
 	if (u == NULL)
 		return WEFT_ECLOSED;
 	struct sockaddr_storage ss;
-	int rc = udp_resolve(host, port, u->family, &ss);
+	socklen_t sl;
+	int rc = weft__sock_resolve(host, port, u->family, SOCK_DGRAM, 0, &ss,
+		&sl);
 	if (rc == 0 && ss.ss_family != u->family)
 		rc = -EAFNOSUPPORT;
 	if (rc == 0) {
