@@ -446,94 +446,8 @@ static void check_bad_value(const char *var, const char *text)
 	weft_test_assert_no_leaks();
 }
 
-static void test_config__bad_worker_count_is_rejected_with_the_variable_named(
-	void **state)
-{
-	(void)state;
-	for (size_t i = 0; i < sizeof bad_for_all / sizeof bad_for_all[0]; i++)
-		check_bad_value("WEFT_WORKERS", bad_for_all[i]);
-	for (size_t i = 0; i < sizeof bad_specific / sizeof bad_specific[0];
-		i++)
-		if (strcmp(bad_specific[i].var, "WEFT_WORKERS") == 0)
-			check_bad_value("WEFT_WORKERS", bad_specific[i].text);
-}
-
-static void test_config__bad_stack_size_is_rejected_with_the_variable_named(
-	void **state)
-{
-	(void)state;
-	for (size_t i = 0; i < sizeof bad_for_all / sizeof bad_for_all[0]; i++)
-		check_bad_value("WEFT_STACK_SIZE", bad_for_all[i]);
-	for (size_t i = 0; i < sizeof bad_specific / sizeof bad_specific[0];
-		i++)
-		if (strcmp(bad_specific[i].var, "WEFT_STACK_SIZE") == 0)
-			check_bad_value("WEFT_STACK_SIZE",
-				bad_specific[i].text);
-}
-
-static void test_config__bad_guarded_stacks_is_rejected_with_the_variable_named(
-	void **state)
-{
-	(void)state;
-	for (size_t i = 0; i < sizeof bad_for_all / sizeof bad_for_all[0]; i++)
-		check_bad_value("WEFT_GUARDED_STACKS", bad_for_all[i]);
-	for (size_t i = 0; i < sizeof bad_specific / sizeof bad_specific[0];
-		i++)
-		if (strcmp(bad_specific[i].var, "WEFT_GUARDED_STACKS") == 0)
-			check_bad_value("WEFT_GUARDED_STACKS",
-				bad_specific[i].text);
-}
-
-static void test_config__bad_spin_us_is_rejected_with_the_variable_named(
-	void **state)
-{
-	(void)state;
-	for (size_t i = 0; i < sizeof bad_for_all / sizeof bad_for_all[0]; i++)
-		check_bad_value("WEFT_SPIN_US", bad_for_all[i]);
-	for (size_t i = 0; i < sizeof bad_specific / sizeof bad_specific[0];
-		i++)
-		if (strcmp(bad_specific[i].var, "WEFT_SPIN_US") == 0)
-			check_bad_value("WEFT_SPIN_US", bad_specific[i].text);
-}
-
-static void test_config__bad_seed_is_rejected_with_the_variable_named(
-	void **state)
-{
-	(void)state;
-	for (size_t i = 0; i < sizeof bad_for_all / sizeof bad_for_all[0]; i++)
-		check_bad_value("WEFT_SEED", bad_for_all[i]);
-	for (size_t i = 0; i < sizeof bad_specific / sizeof bad_specific[0];
-		i++)
-		if (strcmp(bad_specific[i].var, "WEFT_SEED") == 0)
-			check_bad_value("WEFT_SEED", bad_specific[i].text);
-}
-
-static void
-test_config__bad_offload_threads_is_rejected_with_the_variable_named(
-	void **state)
-{
-	(void)state;
-	for (size_t i = 0; i < sizeof bad_for_all / sizeof bad_for_all[0]; i++)
-		check_bad_value("WEFT_OFFLOAD_THREADS", bad_for_all[i]);
-	for (size_t i = 0; i < sizeof bad_specific / sizeof bad_specific[0];
-		i++)
-		if (strcmp(bad_specific[i].var, "WEFT_OFFLOAD_THREADS") == 0)
-			check_bad_value("WEFT_OFFLOAD_THREADS",
-				bad_specific[i].text);
-}
-
-static void test_config__bad_stall_ms_is_rejected_with_the_variable_named(
-	void **state)
-{
-	(void)state;
-	for (size_t i = 0; i < sizeof bad_for_all / sizeof bad_for_all[0]; i++)
-		check_bad_value("WEFT_STALL_MS", bad_for_all[i]);
-	for (size_t i = 0; i < sizeof bad_specific / sizeof bad_specific[0];
-		i++)
-		if (strcmp(bad_specific[i].var, "WEFT_STALL_MS") == 0)
-			check_bad_value("WEFT_STALL_MS", bad_specific[i].text);
-}
-
+/* Every value of bad_for_all, and var's own of bad_specific, is refused
+ * with var named. */
 static void check_bad_for(const char *var)
 {
 	for (size_t i = 0; i < sizeof bad_for_all / sizeof bad_for_all[0]; i++)
@@ -542,6 +456,56 @@ static void check_bad_for(const char *var)
 		i++)
 		if (strcmp(bad_specific[i].var, var) == 0)
 			check_bad_value(var, bad_specific[i].text);
+}
+
+static void test_config__bad_worker_count_is_rejected_with_the_variable_named(
+	void **state)
+{
+	(void)state;
+	check_bad_for("WEFT_WORKERS");
+}
+
+static void test_config__bad_stack_size_is_rejected_with_the_variable_named(
+	void **state)
+{
+	(void)state;
+	check_bad_for("WEFT_STACK_SIZE");
+}
+
+static void test_config__bad_guarded_stacks_is_rejected_with_the_variable_named(
+	void **state)
+{
+	(void)state;
+	check_bad_for("WEFT_GUARDED_STACKS");
+}
+
+static void test_config__bad_spin_us_is_rejected_with_the_variable_named(
+	void **state)
+{
+	(void)state;
+	check_bad_for("WEFT_SPIN_US");
+}
+
+static void test_config__bad_seed_is_rejected_with_the_variable_named(
+	void **state)
+{
+	(void)state;
+	check_bad_for("WEFT_SEED");
+}
+
+static void
+test_config__bad_offload_threads_is_rejected_with_the_variable_named(
+	void **state)
+{
+	(void)state;
+	check_bad_for("WEFT_OFFLOAD_THREADS");
+}
+
+static void test_config__bad_stall_ms_is_rejected_with_the_variable_named(
+	void **state)
+{
+	(void)state;
+	check_bad_for("WEFT_STALL_MS");
 }
 
 static void test_config__bad_trace_events_is_rejected_with_the_variable_named(
