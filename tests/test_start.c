@@ -280,6 +280,35 @@ static int started_after_caller_cancel_root(void *arg)
 WEFT_TEST_ROOT(start, started_after_the_caller_was_cancelled_is_ecanceled,
 	started_after_caller_cancel_root, NULL)
 
+/* Cancels its caller and returns at once without started(): on one
+ * worker it ends before the caller runs again, so the caller finds it
+ * ended (not "cancelled, then waited for it").  Rule 16 still holds. */
+static int cancels_caller_then_returns(void *arg)
+{
+	(void)arg;
+	weft_scope_cancel(caller_scope, "caller gone");
+	return 0;
+}
+
+static int returned_under_cancelled_caller_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_scope_open(&caller_scope, WEFT_FOREVER, 0), 0);
+	CHECK_EQ(weft_group_start(g, cancels_caller_then_returns, NULL, NULL),
+		-ECANCELED);
+	CHECK_EQ(weft_scope_exit(caller_scope), 0);
+	CHECK(weft_scope_cancelled_caught(caller_scope));
+	weft_scope_destroy(caller_scope);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	return 0;
+}
+
+WEFT_TEST_ROOT(start,
+	returning_without_started_under_a_cancelled_caller_is_ecanceled,
+	returned_under_cancelled_caller_root, NULL)
+
 /* }======================================================= */
 
 int main(void)
@@ -293,6 +322,8 @@ int main(void)
 		WEFT_TEST(
 			test_start__returning_without_started_gives_enotstarted),
 		WEFT_TEST(test_start__started_twice_gives_ealready),
+		WEFT_TEST(
+			test_start__returning_without_started_under_a_cancelled_caller_is_ecanceled),
 		WEFT_TEST(
 			test_start__cancelled_caller_cancels_and_waits_for_the_child),
 		WEFT_TEST(

@@ -122,7 +122,8 @@ WEFT_EXTERN int weft_group_spawn_literal(weft_group_t *g, const char *name,
  * Errors: the task's failure code (its message: weft_task_failure on the
  * handle), WEFT_ENOTSTARTED (it returned without calling started(), even
  * successfully), -ECANCELED (the caller was cancelled first: the task was
- * cancelled and waited for), WEFT_ECLOSED, -EINVAL, -ENOMEM,
+ * cancelled and waited for; also when it returned 0 without started()
+ * while the caller was cancelled), WEFT_ECLOSED, -EINVAL, -ENOMEM,
  * WEFT_ENOTFIBER.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_group_start_opts(weft_group_t *g, weft_fn fn, void *arg,

@@ -755,8 +755,20 @@ int weft__task_start(struct weft_task *self, struct weft_group *g,
 	/* acquire: pairs with the state store in weft__task_finish (the
 	 * handshake's seq_cst ENDED already ordered it). */
 	if (atomic_load_explicit(&t->state, memory_order_acquire) ==
-		WEFT_TASK_FINISHED)
+		WEFT_TASK_FINISHED) {
+		/* Rule 16: a caller cancelled before started() gets
+		 * -ECANCELED, also when the task returned 0 before the
+		 * caller saw its own cancellation: which of the two came
+		 * first is the schedule's, the result must not be. */
+		/* relaxed: our own cur_scope. */
+		struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
+			memory_order_relaxed);
+		if (weft__scope_is_cancelled(cur)) {
+			weft__scope_note_observed(weft__scope_origin(cur));
+			return -ECANCELED;
+		}
 		return WEFT_ENOTSTARTED;
+	}
 	return crc;
 }
 

@@ -9,8 +9,11 @@
  * next checkpoint again: docs/semantics.md rule 21).  A failure code ends
  * the task with that code: FAIL, a fail_after scope's -ETIMEDOUT (rule
  * 10), a join's WEFT_ECHILD_FAILED passed on with weft_fail_group (rule
- * 9).  An owner whose body failed reports it with weft_group_fail before
- * joining (rule 5). */
+ * 9), a start's result other than 0 (the started task's failure before
+ * started(), WEFT_ENOTSTARTED: rules 14-16).  An owner whose body failed
+ * reports it with weft_group_fail before joining (rule 5).  Only an
+ * owner's body starts tasks, into its own group; started() may come in
+ * any task (in a spawned one it does nothing, rule 15). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -155,6 +158,19 @@ static int run_op(struct mbt_tc *tc, const struct mbt_op *op)
 		be->unlock(tc, op->a);
 		tr(tc, " %d:unlock%d:%s", op->d, op->a, mbt_ename(rc));
 		return rc;
+	case OP_START:
+		rc = be->start(tc, op->a, &op->kids[0], &v);
+		if (rc == 0)
+			tr(tc, " %d:start%d=%d", op->t, op->kids[0].id, v);
+		else
+			tr(tc, " %d:start%d:%s", op->t, op->kids[0].id,
+				mbt_ename(rc));
+		/* Its failure (or WEFT_ENOTSTARTED) is the body's. */
+		return rc;
+	case OP_STARTED:
+		rc = be->started(tc, op->t);
+		tr(tc, " %d:started:%s", op->t, mbt_ename(rc));
+		return 0;
 	}
 	return 0;
 }

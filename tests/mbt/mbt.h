@@ -43,6 +43,8 @@ enum mbt_kind {
 	OP_RECV,    /* receive from channel a */
 	OP_CLOSE,   /* close channel a's send end */
 	OP_LOCK,    /* acquire lock a, sleep until slot d, release */
+	OP_START,   /* an owner's body: start kids[0] into its group a */
+	OP_STARTED, /* weft_task_started(the op's slot) */
 	OP_NKINDS
 };
 
@@ -59,7 +61,7 @@ struct mbt_op {
 	int n;
 	struct mbt_op *ops; /* OP_SCOPE, OP_GROUP: body */
 	int nk;
-	struct mbt_task *kids; /* OP_GROUP: children */
+	struct mbt_task *kids; /* OP_GROUP: children; OP_START: the one */
 };
 
 struct mbt_task {
@@ -104,6 +106,10 @@ struct mbt_be {
 	int (*close)(struct mbt_tc *tc, int c);
 	int (*lock)(struct mbt_tc *tc, int l);
 	int (*unlock)(struct mbt_tc *tc, int l);
+	/* weft_group_start of k into g; *v: the value started() passed */
+	int (*start)(struct mbt_tc *tc, int g, const struct mbt_task *k,
+		int *v);
+	int (*started)(struct mbt_tc *tc, int v);
 };
 
 struct mbt_exec;

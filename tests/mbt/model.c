@@ -24,11 +24,32 @@
 #include "mbt.h"
 
 enum { ST_NONE, ST_RUNQ, ST_RUN, ST_PARKED, ST_DONE };
-enum { PK_NONE, PK_SLEEP, PK_EVENT, PK_SEND, PK_RECV, PK_LOCK, PK_JOIN };
+enum {
+	PK_NONE,
+	PK_SLEEP,
+	PK_EVENT,
+	PK_SEND,
+	PK_RECV,
+	PK_LOCK,
+	PK_JOIN,
+	PK_START, /* a start() caller, until started() or the task's end */
+	PK_STARTW /* the same, after it gave up: not cancellable (rule 16) */
+};
+enum { SS_PENDING, SS_STARTED, SS_ENDED };
 
+struct mtask;
 struct mscope {
 	int cancelled, origin, observed, shield, fail, opened, exited;
 	struct mscope *parent;
+	struct mtask *by; /* whose action cancelled it (NULL: its deadline) */
+	int when;	  /* the instant it was cancelled */
+};
+
+/* What a task saw of the cancellation reaching scope `at` (its source,
+ * or NULL) at some point of the current instant. */
+struct mobs {
+	struct mtask *t;
+	struct mscope *at, *src;
 };
 
 #define MAX_LEAVES 64
@@ -56,8 +77,11 @@ struct mtask {
 	pthread_t th;
 	pthread_cond_t cv;
 	int pk, pobj, puntil, wake_rc, val;
-	int tc_at; /* the instant of its last thread-cancel that returned 0 */
-	struct mscope *tc_scope; /* where the task stood then */
+	/* start()/started() (rules 13-16): a started task before it moved
+	 * into its group, and the caller waiting for it. */
+	int starting, started_called, start_val, rc;
+	struct mtask *starter;
+	int start_state;
 	long pseq;
 	struct mscope root;
 	struct mscope *cur;
@@ -70,7 +94,10 @@ struct model {
 	pthread_cond_t cv;
 	int now;
 	long seq;
-	const char *abort; /* why the program is not predictable */
+	const char *abort;   /* why the program is not predictable */
+	struct mtask *actor; /* the task running now */
+	struct mobs obs[256];
+	int nobs;
 	struct mtask t[MBT_MAX_TASKS];
 	struct mscope sc[MBT_MAX_SCOPES];
 	struct mgroup g[MBT_MAX_SCOPES];
@@ -111,9 +138,11 @@ static void resume(struct mtask *t)
 {
 	t->st = ST_RUN;
 	t->go = 1;
+	M->actor = t;
 	pthread_cond_signal(&t->cv);
 	while (t->go)
 		pthread_cond_wait(&M->cv, &M->m);
+	M->actor = NULL;
 }
 
 static void block(struct mtask *t)
@@ -147,6 +176,14 @@ static struct mscope *source_from(struct mscope *s)
 	return src;
 }
 
+/* Notes what t saw at `at`; checked when the instant ends
+ * (instant_races). */
+static void observe(struct mtask *t, struct mscope *at, struct mscope *src)
+{
+	if (M->nobs < (int)(sizeof M->obs / sizeof M->obs[0]))
+		M->obs[M->nobs++] = (struct mobs){ t, at, src };
+}
+
 /* A checkpoint (rule 22): the source, if any, has been observed (rule
  * 23's "caught" is about what the body observed). */
 static int check(struct mtask *t)
@@ -154,6 +191,7 @@ static int check(struct mtask *t)
 	struct mscope *s = source_from(t->cur);
 	if (!s)
 		return 0;
+	observe(t, t->cur, s);
 	s->observed = 1;
 	return -ECANCELED;
 }
@@ -211,10 +249,12 @@ static void cancel(struct mscope *s, int origin)
 		return;
 	s->cancelled = 1;
 	s->origin = origin;
+	s->by = M->actor;
+	s->when = M->now;
 	for (int i = 0; i < MBT_MAX_TASKS; i++) {
 		struct mtask *t = &M->t[i];
 		if (t->st == ST_PARKED && t->pk != PK_JOIN &&
-			source_from(t->cur))
+			t->pk != PK_STARTW && source_from(t->cur))
 			wake(t, -ECANCELED);
 	}
 }
@@ -278,6 +318,19 @@ static void group_failed(struct mgroup *g, struct mscope *gs)
 
 static void task_end(struct mtask *t, int rc)
 {
+	t->rc = rc;
+	if (t->starting) {
+		/* Rule 14: before started() its outcome is the start()
+		 * caller's to report, not the group's; it was counted in
+		 * the group all the same. */
+		t->starting = 0;
+		struct mtask *c = t->starter;
+		c->start_state = SS_ENDED;
+		if (c->st == ST_PARKED &&
+			(c->pk == PK_START || c->pk == PK_STARTW))
+			wake(c, 0);
+		rc = 0;
+	}
 	if (rc < 0 && rc != -ECANCELED) {
 		/* Rule 11: collateral when the task's own root scope was
 		 * reached by a cancellation. */
@@ -360,6 +413,8 @@ static int m_scope_exit(struct mbt_tc *tc, int s, int *called, int *caught,
 	t->cur = sc->parent;
 	sc->exited = 1;
 	struct mscope *outer = sc->shield ? NULL : source_from(sc->parent);
+	if (!sc->shield)
+		observe(t, sc->parent, outer);
 	*called = sc->cancelled;
 	/* Rule 29: when nested scopes are cancelled the outermost one
 	 * catches; rule 23: only if the body observed it. */
@@ -429,6 +484,71 @@ static int m_join(struct mbt_tc *tc, int g, void **err)
 	return check(t);
 }
 
+static int m_start(struct mbt_tc *tc, int g, const struct mbt_task *k, int *v)
+{
+	struct mtask *t = self(tc);
+	struct mtask *kid = &M->t[k->id];
+	/* Rule 14: counted in the group at once, but run under the
+	 * caller's current scope until started(). */
+	M->g[g].live++;
+	t->start_state = SS_PENDING;
+	kid->starting = 1;
+	kid->starter = t;
+	start_task(kid, k, t->cur, &M->g[g]);
+	int rc = 0;
+	while (t->start_state == SS_PENDING && rc == 0) {
+		rc = park(t, PK_START, k->id);
+		if (M->abort)
+			return -ECANCELED;
+	}
+	if (t->start_state == SS_PENDING) {
+		/* Rule 16: cancelled first: cancel the task and wait for
+		 * its end, uninterruptibly. */
+		cancel(&kid->root, WEFT_CANCEL_START);
+		while (t->start_state == SS_PENDING && !M->abort)
+			park(t, PK_STARTW, k->id);
+		if (M->abort)
+			return -ECANCELED;
+		return kid->rc == 0 || kid->rc == -ECANCELED ? -ECANCELED
+							     : kid->rc;
+	}
+	if (t->start_state == SS_STARTED) {
+		*v = kid->start_val;
+		return 0;
+	}
+	/* Ended before it moved into the group. */
+	if (kid->started_called && (kid->rc == 0 || kid->rc == -ECANCELED)) {
+		check(t);
+		return -ECANCELED;
+	}
+	/* Rule 16: a caller cancelled meanwhile reports -ECANCELED, not
+	 * the task's missing started(). */
+	if (kid->rc == 0)
+		return check(t) ? -ECANCELED : WEFT_ENOTSTARTED;
+	return kid->rc;
+}
+
+static int m_started(struct mbt_tc *tc, int v)
+{
+	struct mtask *t = self(tc);
+	if (t->started_called)
+		return WEFT_EALREADY;
+	if (!t->starting)
+		return 0; /* rule 15: spawned, not started */
+	t->started_called = 1;
+	t->start_val = v;
+	/* Rule 16: under a cancelled caller it stays where it is; the
+	 * caller, woken by that cancellation, gives up on it. */
+	if (source_from(t->root.parent))
+		return 0;
+	t->root.parent = &M->sc[t->grp - M->g];
+	t->starting = 0;
+	struct mtask *c = t->starter;
+	c->start_state = SS_STARTED;
+	wake(c, 0);
+	return 0;
+}
+
 static int m_fail_group(struct mbt_tc *tc, void *err)
 {
 	self(tc)->nested = err;
@@ -449,10 +569,13 @@ static int m_cancel(struct mbt_tc *tc, int s, int from_thread)
 	if (!from_thread)
 		return 0;
 	int rc = check(t);
-	if (rc == 0) {
-		t->tc_at = M->now;
-		t->tc_scope = t->cur;
-	}
+	/* The cancel can reach this task through others in the same
+	 * instant (a group failure it set off): on weft that races the
+	 * offload call's return, which may then report -ECANCELED or 0
+	 * (offload threads are outside the seed, rule 47).  The model saw
+	 * 0; instant_races rejects the program if it was so. */
+	if (rc == 0)
+		observe(t, t->cur, NULL);
 	return rc;
 }
 
@@ -591,6 +714,8 @@ static const struct mbt_be model_be = {
 	.fail_group = m_fail_group,
 	.cancel = m_cancel,
 	.task_cancel = m_task_cancel,
+	.start = m_start,
+	.started = m_started,
 	.ev_set = m_ev_set,
 	.ev_wait = m_ev_wait,
 	.send = m_send,
@@ -639,6 +764,26 @@ void mbt_err_text(char **items, int n, char *out, size_t cap)
 		snprintf(out + used, cap - used, "]");
 }
 
+/* At the end of an instant: an observation of cancellation (a
+ * checkpoint's source, a scope exit's outer cancellation, an offload
+ * cancel's return) that a later cancellation of the same instant would
+ * have changed, made by another task's action.  weft runs the tasks of an
+ * instant in parallel, or in another order, so either outcome can occur:
+ * the program is not predictable.  (A cancellation the observer's own
+ * action caused comes after its observation on weft too.) */
+static void instant_races(void)
+{
+	for (int i = 0; i < M->nobs; i++) {
+		struct mobs *o = &M->obs[i];
+		struct mscope *now = source_from(o->at);
+		if (now != o->src && now && now->when == M->now &&
+			now->by != o->t)
+			set_abort("two cancellations of one instant race an "
+				  "observation");
+	}
+	M->nobs = 0;
+}
+
 int mbt_model(const struct mbt_prog *p, char *out, size_t n, const char **why)
 {
 	M = calloc(1, sizeof *M);
@@ -658,20 +803,7 @@ int mbt_model(const struct mbt_prog *p, char *out, size_t n, const char **why)
 			resume(M->runq[M->rqh++ % (MBT_MAX_TASKS * 4)]);
 		if (M->abort)
 			break;
-		/* The cancel an offload thread made can reach its own caller
-		 * through others in the same instant (a group failure that
-		 * it set off): on weft that cascade races the offload
-		 * call's return, so the call may report -ECANCELED or 0
-		 * (rule 39; offload threads are outside the seed, rule 47).
-		 * The model, sequential, saw only 0. */
-		for (int i = 0; i < MBT_MAX_TASKS; i++) {
-			struct mtask *t = &M->t[i];
-			if (t->spawned && t->tc_scope && t->tc_at == M->now &&
-				source_from(t->tc_scope))
-				set_abort(
-					"a thread-cancel raced a cancellation "
-					"it set off");
-		}
+		instant_races();
 		if (M->abort)
 			break;
 		int next = -1;

@@ -78,6 +78,8 @@ static const int weight[OP_NKINDS] = {
 	[OP_RECV] = 6,
 	[OP_CLOSE] = 2,
 	[OP_LOCK] = 5,
+	[OP_START] = 6,
+	[OP_STARTED] = 2,
 };
 
 static int pick_kind(struct gen *g, int depth, int in_owner)
@@ -97,6 +99,12 @@ static int pick_kind(struct gen *g, int depth, int in_owner)
 		 * would have to nest under the owner's weft_group_fail. */
 		if (k == OP_GROUP &&
 			(in_owner || g->p->nscopes >= MBT_MAX_SCOPES ||
+				g->p->ntasks + 3 > MBT_MAX_TASKS))
+			continue;
+		/* Only an owner's body starts, into its own group (in_owner
+		 * is that group's index + 1). */
+		if (k == OP_START &&
+			(!in_owner || depth >= 3 ||
 				g->p->ntasks + 3 > MBT_MAX_TASKS))
 			continue;
 		return k;
@@ -149,7 +157,7 @@ static int gen_op(struct gen *g, struct mbt_op *op, int lo, int depth,
 		if (rnd(g, 2))
 			hi = max_i(hi,
 				gen_ops(g, &op->ops, &op->n, op->t, depth + 1,
-					1));
+					s + 1));
 		break;
 	}
 	case OP_CANCEL:
@@ -167,6 +175,22 @@ static int gen_op(struct gen *g, struct mbt_op *op, int lo, int depth,
 		op->d = slot_after(g, op->t);
 		hi = op->d;
 		break;
+	case OP_START: {
+		op->a = in_owner - 1;
+		op->nk = 1;
+		op->kids = calloc(1, sizeof *op->kids);
+		struct mbt_task *k = &op->kids[0];
+		hi = max_i(hi, gen_task(g, k, op->t, depth + 1));
+		/* Most started tasks call started(), at one of their own
+		 * top-level instants (the op there becomes the call). */
+		if (rnd(g, 5)) {
+			struct mbt_op *c = &k->ops[rnd(g, k->n)];
+			if (c->kind != OP_SCOPE && c->kind != OP_GROUP &&
+				c->kind != OP_LOCK && c->kind != OP_START)
+				c->kind = OP_STARTED;
+		}
+		break;
+	}
 	}
 	g->ops++;
 	return hi;
@@ -309,7 +333,7 @@ static void put(struct buf *b, const char *fmt, ...)
 
 static const char *kname[OP_NKINDS] = { "sleep", "fail", "scope", "group",
 	"cancel", "thread-cancel", "task-cancel", "set", "wait", "send", "recv",
-	"close", "lock" };
+	"close", "lock", "start", "started" };
 
 static void print_ops(struct buf *b, const struct mbt_prog *p,
 	const struct mbt_op *ops, int n, int ind);
@@ -355,6 +379,8 @@ static void print_ops(struct buf *b, const struct mbt_prog *p,
 		case OP_RECV:
 		case OP_CLOSE: put(b, " c%d", op->a); break;
 		case OP_LOCK: put(b, " l%d until @%d", op->a, op->d); break;
+		case OP_START: put(b, " into g%d", op->a); break;
+		case OP_STARTED: put(b, " value %d", op->t); break;
 		}
 		put(b, "\n");
 		for (int k = 0; k < op->nk; k++)
@@ -435,7 +461,8 @@ static int shrink_ops(struct mbt_op **ops, int *n, int *i)
 			splice_op(ops, n, k);
 			return 1;
 		}
-		for (int j = 0; j < op->nk; j++)
+		/* A start keeps its one task (deleting the op removes it). */
+		for (int j = 0; op->kind != OP_START && j < op->nk; j++)
 			if ((*i)-- == 0) {
 				free_task(&op->kids[j]);
 				memmove(&op->kids[j], &op->kids[j + 1],

@@ -103,6 +103,43 @@ static int r_spawn(struct mbt_tc *tc, int g, const struct mbt_task *k)
 	return rc;
 }
 
+/* A started task publishes its own handle when it first runs: the start
+ * call returns only at started(), and a task-cancel at a later instant
+ * must find it. */
+static int start_fn(void *arg)
+{
+	struct mbt_tc *kt = arg;
+	weft_task_t *h = weft_current_task();
+	weft_task_retain(h);
+	/* release: pairs with the acquire in r_task_cancel. */
+	atomic_store_explicit(&R(kt)->handle[kt->task->id], h,
+		memory_order_release);
+	return mbt_task_run(kt);
+}
+
+static int r_start(struct mbt_tc *tc, int g, const struct mbt_task *k, int *v)
+{
+	struct real *r = R(tc);
+	struct mbt_tc *kt = &r->x.tc[k->id];
+	kt->x = &r->x;
+	kt->task = k;
+	kt->impl = r;
+	char name[16];
+	snprintf(name, sizeof name, "t%d", k->id);
+	weft_group_t *gr = atomic_load_explicit(&r->group[g],
+		memory_order_relaxed);
+	void *val = NULL;
+	int rc = weft_group_start_named(gr, name, start_fn, kt, &val);
+	*v = (int)(intptr_t)val;
+	return rc;
+}
+
+static int r_started(struct mbt_tc *tc, int v)
+{
+	(void)tc;
+	return weft_task_started((void *)(intptr_t)v);
+}
+
 static int r_group_fail(struct mbt_tc *tc, int g, int code)
 {
 	weft_group_t *gr = atomic_load_explicit(&R(tc)->group[g],
@@ -225,6 +262,8 @@ static const struct mbt_be real_be = {
 	.close = r_close,
 	.lock = r_lock,
 	.unlock = r_unlock,
+	.start = r_start,
+	.started = r_started,
 };
 
 static void die(const char *what, int rc)
