@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "support.h"
 
 /* Sleeps until cancelled (the group is cancelled at the end). */
@@ -25,160 +27,51 @@ static int park_until_cancelled(void *arg)
 	return rc;
 }
 
-/* {======================================================= a mini JSON parser */
+/* {======================================================= JSON */
 
-/* Checks the syntax of a JSON text and records, for every object with a
- * "name" string member, the name and the object's nesting depth. */
+/* The dump's JSON is parsed with jansson (Debian's libjansson-dev): valid
+ * JSON or not, and, for every object with a "name" string member, the
+ * name and the object's nesting depth (1: the outermost object). */
 struct js {
-	const char *p;
-	int depth;
-	int ok;
 	char names[64][WEFT_TASK_NAME_MAX];
 	int name_depth[64];
 	int nnames;
-	long objects;
 };
 
-static void js_ws(struct js *j)
+static void js_walk(struct js *j, json_t *v, int depth)
 {
-	while (*j->p == ' ' || *j->p == '\n' || *j->p == '\t' || *j->p == '\r')
-		j->p++;
-}
-
-static int js_value(struct js *j);
-
-static int js_string(struct js *j, char *out, size_t cap)
-{
-	if (*j->p != '"')
-		return 0;
-	j->p++;
-	size_t n = 0;
-	while (*j->p && *j->p != '"') {
-		char c = *j->p++;
-		if ((unsigned char)c < 0x20)
-			return 0;
-		if (c == '\\') {
-			c = *j->p++;
-			if (c == 'u') {
-				for (int i = 0; i < 4; i++)
-					if (!*j->p++)
-						return 0;
-				c = '?';
-			} else if (!strchr("\"\\/bfnrt", c)) {
-				return 0;
-			}
+	if (json_is_object(v)) {
+		depth++;
+		json_t *name = json_object_get(v, "name");
+		if (json_is_string(name) && j->nnames < 64) {
+			snprintf(j->names[j->nnames], sizeof j->names[0], "%s",
+				json_string_value(name));
+			j->name_depth[j->nnames++] = depth;
 		}
-		if (out && n + 1 < cap)
-			out[n++] = c;
+		const char *key;
+		json_t *m;
+		json_object_foreach(v, key, m) js_walk(j, m, depth);
+	} else if (json_is_array(v)) {
+		size_t i;
+		json_t *e;
+		json_array_foreach(v, i, e) js_walk(j, e, depth);
 	}
-	if (*j->p != '"')
-		return 0;
-	j->p++;
-	if (out)
-		out[n] = '\0';
-	return 1;
-}
-
-static int js_object(struct js *j)
-{
-	j->p++; /* { */
-	j->depth++;
-	j->objects++;
-	js_ws(j);
-	if (*j->p == '}') {
-		j->p++;
-		j->depth--;
-		return 1;
-	}
-	for (;;) {
-		char key[64];
-		js_ws(j);
-		if (!js_string(j, key, sizeof key))
-			return 0;
-		js_ws(j);
-		if (*j->p++ != ':')
-			return 0;
-		js_ws(j);
-		if (strcmp(key, "name") == 0 && *j->p == '"' &&
-			j->nnames < 64) {
-			if (!js_string(j, j->names[j->nnames],
-				    sizeof j->names[0]))
-				return 0;
-			j->name_depth[j->nnames++] = j->depth;
-		} else if (!js_value(j)) {
-			return 0;
-		}
-		js_ws(j);
-		if (*j->p == ',') {
-			j->p++;
-			continue;
-		}
-		if (*j->p++ != '}')
-			return 0;
-		j->depth--;
-		return 1;
-	}
-}
-
-static int js_array(struct js *j)
-{
-	j->p++; /* [ */
-	js_ws(j);
-	if (*j->p == ']') {
-		j->p++;
-		return 1;
-	}
-	for (;;) {
-		js_ws(j);
-		if (!js_value(j))
-			return 0;
-		js_ws(j);
-		if (*j->p == ',') {
-			j->p++;
-			continue;
-		}
-		return *j->p++ == ']';
-	}
-}
-
-static int js_value(struct js *j)
-{
-	js_ws(j);
-	char c = *j->p;
-	if (c == '{')
-		return js_object(j);
-	if (c == '[')
-		return js_array(j);
-	if (c == '"')
-		return js_string(j, NULL, 0);
-	if (strncmp(j->p, "true", 4) == 0 || strncmp(j->p, "null", 4) == 0) {
-		j->p += 4;
-		return 1;
-	}
-	if (strncmp(j->p, "false", 5) == 0) {
-		j->p += 5;
-		return 1;
-	}
-	if (c == '-' || (c >= '0' && c <= '9')) {
-		char *end;
-		strtod(j->p, &end);
-		if (end == j->p)
-			return 0;
-		j->p = end;
-		return 1;
-	}
-	return 0;
 }
 
 /* Parses text; returns 1 if it is one valid JSON value. */
 static int js_parse(struct js *j, const char *text)
 {
 	memset(j, 0, sizeof *j);
-	j->p = text;
-	if (!js_value(j))
+	json_error_t err;
+	json_t *root = json_loads(text, JSON_DECODE_ANY, &err);
+	if (root == NULL) {
+		fprintf(stderr, "dump JSON: %s at line %d column %d\n",
+			err.text, err.line, err.column);
 		return 0;
-	js_ws(j);
-	return *j->p == '\0';
+	}
+	js_walk(j, root, 0);
+	json_decref(root);
+	return 1;
 }
 
 static int js_depth_of(const struct js *j, const char *name)
