@@ -47,6 +47,7 @@ const weft__wait_describe_fn weft__wait_describers[WEFT__WAIT_NKINDS] = {
 	[WEFT__WAIT_LIMITER] = weft__limiter_describe,
 	[WEFT__WAIT_CONDITION] = weft__condition_describe,
 	[WEFT__WAIT_IO] = weft__ioop_describe,
+	[WEFT__WAIT_OFFLOAD] = weft__offload_describe,
 };
 
 /* In running_roots while weft_runtime_destroy checks (far above any count

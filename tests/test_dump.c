@@ -35,6 +35,8 @@ struct stuck {
 	weft_stream_t *a, *b;
 	atomic_int held;
 	atomic_int child_started;
+	atomic_int offload_running; /* the offloaded function is in */
+	atomic_int offload_release; /* lets it return */
 	char text[1 << 16];
 	char json[1 << 16];
 	size_t text_len, json_len;
@@ -155,6 +157,50 @@ static int reader_main(void *arg)
 	return 0;
 }
 
+/* Parks on the event without ever calling started(). */
+static int start_child_main(void *arg)
+{
+	(void)park_here_on_event(arg);
+	return 0;
+}
+
+static PARK_SITE int park_here_on_start(struct stuck *s, weft_group_t *g)
+{
+	int rc = weft_group_start_named(g, "start_child", start_child_main, s,
+		NULL);
+	KEEP_FRAME();
+	return rc;
+}
+
+static int starter_main(void *arg)
+{
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	/* Cancelled at the end: the start cancels its task and waits. */
+	CHECK_EQ(park_here_on_start(arg, g), -ECANCELED);
+	CHECK_EQ(weft_group_join(g, NULL), -ECANCELED);
+	return 0;
+}
+
+static int blocking_fn(void *arg, void **result)
+{
+	struct stuck *s = arg;
+	*result = NULL;
+	atomic_store(&s->offload_running, 1);
+	while (!atomic_load(&s->offload_release))
+		usleep(1000);
+	return 0;
+}
+
+static int offloader_main(void *arg)
+{
+	void *res;
+	/* The function cannot be interrupted: the group's cancellation
+	 * at the end waits for it, then the call reports it. */
+	CHECK_EQ(weft_to_thread(blocking_fn, arg, &res, NULL), -ECANCELED);
+	return 0;
+}
+
 /* A connected pair through a listener: *a accepted, *b connected. */
 static int pair_make(weft_stream_t **a, weft_stream_t **b)
 {
@@ -173,7 +219,8 @@ static int pair_make(weft_stream_t **a, weft_stream_t **b)
 }
 
 static const char *const stuck_names[] = { "holder", "locker", "waiter",
-	"sender", "joiner", "joined_child", "sleeper", "reader" };
+	"sender", "joiner", "joined_child", "sleeper", "reader", "starter",
+	"start_child", "offloader" };
 #define NSTUCK (sizeof stuck_names / sizeof *stuck_names)
 
 /* Whether every task of stuck_names is parked on something. */
@@ -227,6 +274,11 @@ static int stuck_root(void *arg)
 	CHECK_EQ(weft_group_spawn_opts(g, sleeper_main, NULL, &o), 0);
 	o.name = "reader";
 	CHECK_EQ(weft_group_spawn_opts(g, reader_main, s, &o), 0);
+	o.name = "starter";
+	CHECK_EQ(weft_group_spawn_opts(g, starter_main, s, &o), 0);
+	o.name = "offloader";
+	CHECK_EQ(weft_group_spawn_opts(g, offloader_main, s, &o), 0);
+	CHECK(weft_test_yield_until(&s->offload_running, 1));
 	for (long i = 0; i < 1000000 && !all_parked(); i++)
 		weft_yield();
 	CHECK(all_parked());
@@ -246,6 +298,7 @@ static int stuck_root(void *arg)
 	CHECK(s->text_len < sizeof s->text);
 	CHECK(s->json_len < sizeof s->json);
 	/* Unstick everything. */
+	atomic_store(&s->offload_release, 1);
 	weft_group_cancel(g, "test over");
 	CHECK_EQ(weft_group_join(g, NULL), 0);
 	CHECK_EQ(weft_stream_close(s->a), 0);
@@ -309,7 +362,7 @@ static void check_text(const char *text)
 	expect_in(text, "locker", "waits_on=lock");
 	expect_in(text, "locker", "owner_name=\"holder\"");
 	expect_in(text, "holder", "waits_on=event");
-	expect_in(text, "holder", "set=0 waiters=3");
+	expect_in(text, "holder", "set=0 waiters=4");
 	expect_in(text, "waiter", "waits_on=event");
 	expect_in(text, "sender", "waits_on=channel send");
 	expect_in(text, "sender", "count=1 capacity=1");
@@ -319,6 +372,10 @@ static void check_text(const char *text)
 	expect_in(text, "sleeper", "until=+");
 	expect_in(text, "reader", "waits_on=io");
 	expect_in(text, "reader", "fd=");
+	expect_in(text, "starter", "waits_on=task");
+	expect_in(text, "starter", "task_name=\"start_child\"");
+	expect_in(text, "offloader", "waits_on=to_thread");
+	expect_in(text, "offloader", "state=running");
 	if (WEFT_TEST_HAVE_LIBDW) {
 		expect_in(text, "locker", "park_here_on_lock+");
 		expect_in(text, "locker", "(test_dump.c:");
@@ -329,6 +386,9 @@ static void check_text(const char *text)
 		expect_in(text, "joiner", "park_here_on_join+");
 		expect_in(text, "sleeper", "park_here_on_sleep+");
 		expect_in(text, "reader", "park_here_on_read+");
+		expect_in(text, "offloader",
+			"fn=\"blocking_fn+0x0 (test_dump.c:");
+		expect_in(text, "starter", "park_here_on_start+");
 		/* The group the joiner opened says where. */
 		assert_non_null(strstr(text, "opened_at=\"joiner_main+"));
 	}
@@ -351,7 +411,8 @@ static const char check_json_py[] =
 	"for n in d['tree']: walk(n)\n"
 	"def w(name): return tasks[name]['waits_on']\n"
 	"for name in ['holder', 'locker', 'waiter', 'sender', 'joiner',\n"
-	"             'joined_child', 'sleeper', 'reader']:\n"
+	"             'joined_child', 'sleeper', 'reader', 'starter',\n"
+	"             'start_child', 'offloader']:\n"
 	"    assert tasks[name]['parked_ns'] >= 0, name\n"
 	"assert w('locker')['kind'] == 'lock'\n"
 	"assert w('locker')['owner'] == tasks['holder']['id']\n"
@@ -364,11 +425,16 @@ static const char check_json_py[] =
 	"assert w('sleeper')['kind'] == 'sleep'\n"
 	"assert w('sleeper')['until'] > d['now']\n"
 	"assert w('reader')['kind'] == 'io'\n"
+	"assert w('starter')['kind'] == 'task'\n"
+	"assert w('starter')['task'] == tasks['start_child']['id']\n"
+	"assert w('offloader')['kind'] == 'to_thread'\n"
+	"assert 'state=running' in w('offloader')['detail']\n"
 	"assert tasks['main']['waits_on'] is None\n"
 	"assert tasks['main']['parked_ns'] is None\n"
 	"if libdw:\n"
 	"    bt = tasks['locker']['backtrace']\n"
 	"    assert any(f.startswith('park_here_on_lock+') for f in bt), bt\n"
+	"    assert w('offloader')['function'].startswith('blocking_fn+0x0')\n"
 	"    assert any(g['opened_at'] and\n"
 	"               g['opened_at'].startswith('joiner_main+')\n"
 	"               for g in groups), groups\n";

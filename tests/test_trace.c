@@ -180,6 +180,16 @@ static const char mixed_expect[] =
 	"'ev-waiter' and e['args']['parent'] == int(args[0])]"
 	" and {'event', 'lock', 'sleep', 'join'} <= "
 	"{e['args']['reason'] for e in named('i', 'park')}"
+	/* What each park waits on.  The lock's owner is read as the taker
+	 * switches out: the root, or already the taker itself when the
+	 * root's release handed the lock over meanwhile. */
+	" and [e for e in named('i', 'park') if e['args'].get('on') == "
+	"'lock' and e['args'].get('ref', 0) > 0 and "
+	"e['args']['object'].startswith('0x')]"
+	" and [e for e in named('i', 'park') if e['args'].get('on') == "
+	"'event']"
+	" and [e for e in named('i', 'park') if e['args'].get('on') == "
+	"'group' and e['args']['ref'] > 0]"
 	" and [e for e in named('i', 'wake') if e['args']['by'] == "
 	"int(args[0])]"
 	" and [e for e in named('i', 'wake') if e['args']['by'] in "

@@ -98,8 +98,9 @@ typedef int (*weft_dump_writer_fn)(void *ctx, const char *data, size_t len);
  * held parked task's line ends with "parked_for=<s>s waits_on=<kind>
  * object=<address>", the kind's fields (lock: "owner=<id>
  * owner_name=\"..\""; group: "group=<id> children_running=<n>"; sleep:
- * "until=<+s>s"; task: "task=<id> task_name=\"..\"") and key=value
- * details, and its frames follow, one per line, indented one level
+ * "until=<+s>s"; task (a join on a handle, or a start() waiting for
+ * started()): "task=<id> task_name=\"..\""; to_thread: "fn=\"..\"", the
+ * function, named as frames are) and key=value details, and its frames follow, one per line, indented one level
  * deeper, each starting with "#<i> "; a group's line has
  * "opened_at=\"..\"".  WEFT_DUMP_JSON: one object
  * {"workers":N,"now":ns,"tasks":N,"stats":{"spawned":N,...},
@@ -108,7 +109,8 @@ typedef int (*weft_dump_writer_fn)(void *ctx, const char *data, size_t len);
  * number or null.  A task node also has "parked_ns" (a number, or null
  * when not held parked), "waits_on" (null, or an object with "kind",
  * "object" (a hex string), the kind's fields ("owner" and "owner_name",
- * "task" and "task_name", "group" and "children_running", "until") and
+ * "task" and "task_name", "group" and "children_running", "until",
+ * "function") and
  * "detail" (the key=value details)) and "backtrace" (an array of frame
  * strings, innermost first); a group node has "opened_at" (a string or
  * null).  A task that has not yet entered any scope nor checkpointed is

@@ -499,6 +499,25 @@ int weft__backtrace_unwind(struct weft__bt_session *s,
 #endif
 }
 
+/* The symbol of pc as a return address (code == 0), or of the code
+ * address pc (code == 1): the lookups take pc - 1, so a code address is
+ * looked up as pc + 1 and its offset taken back by one. */
+static void bt_session_sym(struct weft__bt_session *s, void *pc, int code,
+	struct bt_sym *sym)
+{
+	void *at = (char *)pc + code;
+#ifdef WEFT_HAVE_LIBDW
+	if (s->d != NULL)
+		bt_sym_dw(s->d, at, sym);
+	else
+#else
+	(void)s;
+#endif
+		bt_sym_dladdr(at, sym);
+	if (sym->func)
+		sym->func_off -= (uintptr_t)code;
+}
+
 size_t weft__backtrace_session_site(struct weft__bt_session *s, void *pc,
 	char *buf, size_t size, int *bottom)
 {
@@ -506,17 +525,22 @@ size_t weft__backtrace_session_site(struct weft__bt_session *s, void *pc,
 	struct bt_sym sym;
 	if (size > 0)
 		buf[0] = '\0';
-#ifdef WEFT_HAVE_LIBDW
-	if (s->d != NULL)
-		bt_sym_dw(s->d, pc, &sym);
-	else
-#else
-	(void)s;
-#endif
-		bt_sym_dladdr(pc, &sym);
+	bt_session_sym(s, pc, 0, &sym);
 	bt_put_sym(&o, pc, &sym);
 	if (bottom)
 		*bottom = bt_is_task_bottom(&sym);
+	return o.len;
+}
+
+size_t weft__backtrace_session_code(struct weft__bt_session *s, void *fn,
+	char *buf, size_t size)
+{
+	struct bt_out o = { buf, size, 0 };
+	struct bt_sym sym;
+	if (size > 0)
+		buf[0] = '\0';
+	bt_session_sym(s, fn, 1, &sym);
+	bt_put_sym(&o, fn, &sym);
 	return o.len;
 }
 

@@ -87,6 +87,10 @@ int weft__backtrace_unwind(struct weft__bt_session *s,
  * the length written. */
 size_t weft__backtrace_session_site(struct weft__bt_session *s, void *pc,
 	char *buf, size_t size, int *bottom);
+/* The same for a function's address (not a return address: its own
+ * first byte is looked up). */
+size_t weft__backtrace_session_code(struct weft__bt_session *s, void *fn,
+	char *buf, size_t size);
 
 /* }======================================================= */
 

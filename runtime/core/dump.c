@@ -103,22 +103,6 @@ static void dump_text_str(struct dump_out *o, const char *s)
 static const char *const dump_kind_name[] = { "task", "group", "scope",
 	"sleep" };
 
-/* The dump's names of the wait kinds (core/inspect.h). */
-static const char *const dump_wait_name[WEFT__WAIT_NKINDS] = {
-	[WEFT__WAIT_NONE] = "none",
-	[WEFT__WAIT_LOCK] = "lock",
-	[WEFT__WAIT_EVENT] = "event",
-	[WEFT__WAIT_CHAN_SEND] = "channel send",
-	[WEFT__WAIT_CHAN_RECV] = "channel receive",
-	[WEFT__WAIT_SEMAPHORE] = "semaphore",
-	[WEFT__WAIT_LIMITER] = "capacity limiter",
-	[WEFT__WAIT_CONDITION] = "condition",
-	[WEFT__WAIT_GROUP] = "group",
-	[WEFT__WAIT_IO] = "io",
-	[WEFT__WAIT_SLEEP] = "sleep",
-	[WEFT__WAIT_TASK] = "task",
-};
-
 /* Task nodes by id, for naming the tasks a wait refers to. */
 struct dump_ref {
 	uint64_t id;
@@ -188,8 +172,8 @@ static void dump_wait_text(struct dump_out *o, const struct dump_ctx *c,
 	dump_printf(o, " parked_for=%.6fs", (double)x->parked_ns / 1e9);
 	if (x->wait_kind == WEFT__WAIT_NONE)
 		return;
-	dump_printf(o, " waits_on=%s object=%p", dump_wait_name[x->wait_kind],
-		w->obj);
+	dump_printf(o, " waits_on=%s object=%p",
+		weft__wait_kind_name(x->wait_kind), w->obj);
 	const struct weft__inspect_node *t;
 	switch (x->wait_kind) {
 	case WEFT__WAIT_LOCK:
@@ -213,6 +197,10 @@ static void dump_wait_text(struct dump_out *o, const struct dump_ctx *c,
 		dump_deadline_text(o, "until", w->deadline, c->now);
 		break;
 	default: break;
+	}
+	if (x->site) {
+		dump_put(o, " fn=", 4);
+		dump_text_str(o, x->site);
 	}
 	if (w->text[0])
 		dump_printf(o, " %s", w->text);
@@ -252,7 +240,7 @@ static void dump_wait_json(struct dump_out *o, const struct dump_ctx *c,
 		char obj[32];
 		snprintf(obj, sizeof obj, "%p", w->obj);
 		dump_printf(o, "{\"kind\":\"%s\",\"object\":\"%s\"",
-			dump_wait_name[x->wait_kind], obj);
+			weft__wait_kind_name(x->wait_kind), obj);
 		const struct weft__inspect_node *t;
 		switch (x->wait_kind) {
 		case WEFT__WAIT_LOCK:
@@ -276,6 +264,10 @@ static void dump_wait_json(struct dump_out *o, const struct dump_ctx *c,
 			dump_deadline_json(o, "until", w->deadline);
 			break;
 		default: break;
+		}
+		if (x->site) {
+			dump_put(o, ",\"function\":", 12);
+			dump_json_str(o, x->site);
 		}
 		dump_put(o, ",\"detail\":", 10);
 		dump_json_str(o, w->text);

@@ -469,13 +469,34 @@ struct insp_deep_arg {
 	uint64_t now_tick;
 };
 
-/* What t waits on (t pinned: P2). */
-static void insp_describe(struct weft__inspect_node *x, unsigned kind,
-	const void *on)
+/* The names of the wait kinds, as the dump and the trace print them. */
+static const char *const wait_kind_name[WEFT__WAIT_NKINDS] = {
+	[WEFT__WAIT_NONE] = "none",
+	[WEFT__WAIT_LOCK] = "lock",
+	[WEFT__WAIT_EVENT] = "event",
+	[WEFT__WAIT_CHAN_SEND] = "channel send",
+	[WEFT__WAIT_CHAN_RECV] = "channel receive",
+	[WEFT__WAIT_SEMAPHORE] = "semaphore",
+	[WEFT__WAIT_LIMITER] = "capacity limiter",
+	[WEFT__WAIT_CONDITION] = "condition",
+	[WEFT__WAIT_GROUP] = "group",
+	[WEFT__WAIT_IO] = "io",
+	[WEFT__WAIT_SLEEP] = "sleep",
+	[WEFT__WAIT_TASK] = "task",
+	[WEFT__WAIT_OFFLOAD] = "to_thread",
+};
+
+const char *weft__wait_kind_name(unsigned kind)
 {
-	struct weft__wait_desc *w = &x->wait;
+	return kind < WEFT__WAIT_NKINDS && wait_kind_name[kind]
+		? wait_kind_name[kind]
+		: "none";
+}
+
+void weft__inspect_wait_describe(unsigned kind, const void *on,
+	struct weft__wait_desc *w)
+{
 	w->deadline = WEFT_FOREVER;
-	x->wait_kind = (uint8_t)kind;
 	if (on == NULL || kind == WEFT__WAIT_NONE || kind >= WEFT__WAIT_NKINDS)
 		return;
 	switch (kind) {
@@ -509,6 +530,16 @@ static void insp_describe(struct weft__inspect_node *x, unsigned kind,
 			weft__wait_describers[kind](on, w);
 		break;
 	}
+}
+
+/* What t waits on (t pinned: P2). */
+static void insp_describe(struct weft__inspect_node *x, unsigned kind,
+	const void *on)
+{
+	x->wait_kind = (uint8_t)kind;
+	weft__inspect_wait_describe(kind, on, &x->wait);
+	/* Named with the frames (insp_deep_fn), as a group's open site. */
+	x->open_site = (void *)(uintptr_t)x->wait.code;
 }
 
 /* Reads pinned task t into x: when it parked, what on, and (with an
@@ -629,8 +660,14 @@ static void insp_deep_fn(struct weft__bt_session *s, void *arg)
 			x->bt = insp_frames_text(s, x);
 		if (x->open_site) {
 			char site[256];
-			weft__backtrace_session_site(s, x->open_site, site,
-				sizeof site, NULL);
+			/* A group's is a return address; a task's, a
+			 * function (insp_describe). */
+			if (x->kind == WEFT__INSPECT_TASK)
+				weft__backtrace_session_code(s, x->open_site,
+					site, sizeof site);
+			else
+				weft__backtrace_session_site(s, x->open_site,
+					site, sizeof site, NULL);
 			size_t n = strlen(site);
 			x->site = weft__alloc(n + 1);
 			if (x->site)

@@ -24,7 +24,9 @@
  * until they are done with the object and refuse destroy meanwhile; a
  * channel end in use by a call keeps its channel; a group lives until
  * its owner's join returns; a sleep's scope and an I/O operation are in
- * the waiting frame; a task record is type-stable).  So a describer may
+ * the waiting frame; a task record is type-stable; an offload call is
+ * freed by its caller after the wait, or by its thread once the caller
+ * abandoned it and left the wait).  So a describer may
  * read the object, under its own lock, but must not keep a pointer. */
 
 enum weft__wait_kind {
@@ -40,6 +42,7 @@ enum weft__wait_kind {
 	WEFT__WAIT_IO,	      /* on: the I/O operation (io/ioop.h) */
 	WEFT__WAIT_SLEEP,     /* on: the sleep's private scope */
 	WEFT__WAIT_TASK,      /* on: the task record waited for */
+	WEFT__WAIT_OFFLOAD,   /* on: the weft_to_thread call (thread/) */
 	WEFT__WAIT_NKINDS
 };
 /* Low bits of weft_task.insp_since that hold the kind. */
@@ -54,7 +57,10 @@ struct weft__wait_desc {
 	 * group joined; 0: none. */
 	uint64_t ref_id;
 	int64_t deadline; /* a sleep's; WEFT_FOREVER: none */
-	char text[112];	  /* more, as "key=value ..." (may be empty) */
+	/* A function the wait runs (weft_to_thread's), which the dump
+	 * names with the frames' symbolizer; NULL: none. */
+	const void *code;
+	char text[112]; /* more, as "key=value ..." (may be empty) */
 };
 
 /* Fills d (zeroed by the caller) about the object `on` of its kind.
@@ -67,6 +73,17 @@ typedef void (
  * where core/ describes the kind itself): defined by the composition
  * root (runtime.c), which sees every layer. */
 extern const weft__wait_describe_fn weft__wait_describers[WEFT__WAIT_NKINDS];
+
+/* The kind's name ("lock", "channel send", ...; "none" when out of
+ * range), as the dump and the trace print it.  Thread: any. */
+const char *weft__wait_kind_name(unsigned kind);
+
+/* Fills w (zeroed by the caller) about `on` of kind `kind`, with the
+ * describer of its kind.  Thread: any, while the waiter cannot leave the
+ * wait (a pinned task, or a task that is still switching out of its park:
+ * core/trace.c). */
+void weft__inspect_wait_describe(unsigned kind, const void *on,
+	struct weft__wait_desc *w);
 
 /* The resume side of the pin: called by the worker that switches t in
  * when it found t pinned; returns once the dump let go of it. */
@@ -109,7 +126,8 @@ struct weft__inspect_node {
 	void **pcs;
 	int npcs;
 	char *bt;
-	/* Group: the return address of weft_group_open, and its text. */
+	/* Group: the return address of weft_group_open; task: the function
+	 * its wait runs (wait.code).  And its text. */
 	void *open_site;
 	char *site;
 };

@@ -665,7 +665,7 @@ int weft_task_started(void *value)
 /* Park the caller until st leaves `from` (the caller is not cancellable
  * when `cancellable` is false).  Returns the state seen. */
 static WEFT_FIBER_FN int start_wait(struct weft_task *self,
-	struct weft__start *st, bool cancellable)
+	struct weft__start *st, struct weft_task *child, bool cancellable)
 {
 	for (;;) {
 		uint64_t gen = weft__task_park_prepare(self, cancellable);
@@ -685,7 +685,10 @@ static WEFT_FIBER_FN int start_wait(struct weft_task *self,
 					memory_order_relaxed)))
 			return s;
 		/* Woken (or not parked at all): the checks above decide. */
-		weft__task_park_commit_on(self, "start");
+		/* The dump and the trace name the task we wait for (a
+		 * type-stable record: core/inspect.h). */
+		weft__task_park_commit_obj(self, "start", WEFT__WAIT_TASK,
+			child);
 	}
 }
 
@@ -711,7 +714,7 @@ int weft__task_start(struct weft_task *self, struct weft_group *g,
 		t);
 	t->root_linked = true;
 	weft__sched_spawn(t);
-	int s = start_wait(self, &st, true);
+	int s = start_wait(self, &st, t, true);
 	if (s == START_PENDING) {
 		int expected = START_PENDING;
 		/* seq_cst: races the child's CAS to STARTED in
@@ -722,7 +725,7 @@ int weft__task_start(struct weft_task *self, struct weft_group *g,
 			weft__scope_cancel(&t->root_scope, WEFT_CANCEL_START,
 				"the start() caller was cancelled", true,
 				self->id);
-			s = start_wait(self, &st, false);
+			s = start_wait(self, &st, t, false);
 			WEFT_ASSERT(s == START_ENDED, "start handshake");
 			/* relaxed: our own cur_scope. */
 			struct weft_scope

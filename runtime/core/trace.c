@@ -77,6 +77,7 @@
 #include "base/alloc.h"
 #include "base/spin.h"
 #include "core/group.h"
+#include "core/inspect.h"
 #include "core/task.h"
 #include "core/trace.h"
 #include "runtime.h"
@@ -108,7 +109,12 @@ struct trace_rec {
 	uint64_t arg;
 	uint64_t gen;	  /* WAKE, RESUME: the park generation */
 	const char *what; /* PARK: reason; IO_*: the operation (static) */
-	int rc;		  /* END, IO_DONE */
+	/* PARK: the wait object (core/inspect.h), its kind, and the id it
+	 * names (a Lock's owner, the task or group waited for; 0: none). */
+	const void *obj;
+	uint64_t ref;
+	unsigned on;
+	int rc; /* END, IO_DONE */
 	enum trace_kind kind;
 	char name[WEFT__TASK_NAME_MAX]; /* SPAWN, SLICE */
 };
@@ -383,7 +389,22 @@ static size_t trace_format(const struct weft__trace_buf *b,
 		trace_args(out, n, &len, r->id);
 		TRACE_LIT(out, n, &len, ",\"reason\":\"");
 		trace_json_str(out, n, &len, r->what ? r->what : "park");
-		TRACE_LIT(out, n, &len, "\"}}");
+		TRACE_LIT(out, n, &len, "\"");
+		if (r->on != WEFT__WAIT_NONE) {
+			TRACE_LIT(out, n, &len, ",\"on\":\"");
+			trace_json_str(out, n, &len,
+				weft__wait_kind_name(r->on));
+			TRACE_LIT(out, n, &len, "\",\"object\":\"");
+			char hex[24];
+			snprintf(hex, sizeof hex, "%p", r->obj);
+			trace_json_str(out, n, &len, hex);
+			TRACE_LIT(out, n, &len, "\"");
+			if (r->ref != 0) {
+				TRACE_LIT(out, n, &len, ",\"ref\":");
+				trace_u64(out, n, &len, r->ref);
+			}
+		}
+		TRACE_LIT(out, n, &len, "}}");
 		break;
 	case TRACE_WAKE:
 		trace_head(out, n, &len, b, "i", "wake", r->ts);
@@ -824,9 +845,27 @@ static void trace_park(weft__worker_t *w, struct weft__trace_buf *b,
 	if (what == NULL)
 		what = "park";
 	if (tr->file != NULL) {
+		/* relaxed: our own stores, made with insp_wait.  The task is
+		 * still switching out (its park is not published), so it is
+		 * inside its wait and the object is alive (core/inspect.h):
+		 * the describer may read it, as the dump does.  Before
+		 * trace_get: a describer takes the object's spin lock, and a
+		 * wake traced under that lock takes the buffer's. */
+		unsigned kind =
+			(unsigned)(atomic_load_explicit(&self->insp_since,
+					   memory_order_relaxed) &
+				(((uint64_t)1 << WEFT__WAIT_KIND_BITS) - 1));
+		const void *on = atomic_load_explicit(&self->insp_on,
+			memory_order_relaxed);
+		struct weft__wait_desc d;
+		memset(&d, 0, sizeof d);
+		weft__inspect_wait_describe(kind, on, &d);
 		struct trace_rec *r = trace_get(b, TRACE_PARK);
 		r->id = self->id;
 		r->what = what;
+		r->on = on != NULL ? kind : WEFT__WAIT_NONE;
+		r->obj = d.obj != NULL ? d.obj : on;
+		r->ref = d.ref_id;
 		trace_put(b);
 	}
 	if (tr->lines)

@@ -74,6 +74,7 @@
 #include "base/alloc.h"
 #include "base/common.h"
 #include "core/cancel.h"
+#include "core/inspect.h"
 #include "core/local.h"
 #include "core/task.h"
 #include "runtime.h"
@@ -703,7 +704,8 @@ WEFT_FIBER_FN static int offload_wait(struct weft_task *self,
 			if (!offload_repark(self, c, false, result, &rc))
 				break;
 		}
-		weft__task_park_commit_on(self, "to_thread");
+		weft__task_park_commit_obj(self, "to_thread",
+			WEFT__WAIT_OFFLOAD, c);
 		if (!offload_repark(self, c, cancellable, result, &rc)) {
 			/* fn returned.  A cancellation that reached the task
 			 * before the fiber saw DONE (fn's own, or one that
@@ -781,6 +783,32 @@ out_limiter:
 out_free:
 	weft__free(c);
 	return rc;
+}
+
+/* }======================================================= */
+
+/* {======================================================= dump */
+
+void weft__offload_describe(const void *on, struct weft__wait_desc *d)
+{
+	/* The call stays alive while its caller is inside the wait
+	 * (core/inspect.h).  fn and arg were written before it was queued;
+	 * `started` is under the pool's lock, which the describer only
+	 * tries: a dump must not wait behind the pool. */
+	const struct offload_call *c = on;
+	d->obj = c;
+	const char *state = "?";
+	/* acquire: pairs with the thread's DONE exchange. */
+	if (atomic_load_explicit(&c->word, memory_order_acquire) &
+		OFFLOAD_DONE) {
+		state = "returned";
+	} else if (pthread_mutex_trylock(&c->pool->lock) == 0) {
+		state = c->started ? "running" : "queued";
+		pthread_mutex_unlock(&c->pool->lock);
+	}
+	/* The dump names fn with the frames' symbolizer. */
+	d->code = (const void *)(uintptr_t)c->fn;
+	snprintf(d->text, sizeof d->text, "state=%s", state);
 }
 
 /* }======================================================= */

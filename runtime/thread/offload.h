@@ -16,6 +16,11 @@ struct weft__offload;
  * root task ended, before the workers stop.  Thread: the destroyer. */
 void weft__offload_stop(struct weft_runtime *rt);
 
+struct weft__wait_desc;
+/* The dump's describer of a task waiting in weft_to_thread: on is its
+ * call (core/inspect.h).  Thread: any, while the waiter is pinned. */
+void weft__offload_describe(const void *on, struct weft__wait_desc *d);
+
 /* Runs fn(arg) as a child task of the calling task (in a private group
  * opened and joined here) and returns what it returned: 0 (then *result,
  * if not NULL, receives its weft_task_set_result value), its failure
