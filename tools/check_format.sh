@@ -32,7 +32,7 @@ if ! "$cf" --version | grep -q 'version 14\.'; then
 fi
 
 mapfile -d '' files < <(find runtime include tests tools \
-	-type f \( -name '*.c' -o -name '*.h' -o -name '*.cpp' \) -print0 | sort -z)
+	-type f \( -name '*.c' -o -name '*.h' -o -name '*.cpp' -o -name '*.hpp' \) -print0 | sort -z)
 
 if ((fix)); then
 	"$cf" -i --style=file "${files[@]}"

@@ -35,7 +35,8 @@
 	X(EEND, -3011, "end of channel: every sender closed")                  \
 	X(EBROKEN, -3012, "broken channel: every receiver closed")             \
 	X(ENOTFOUND, -3013, "host name not found")                             \
-	X(EDNS, -3014, "name resolution failed")
+	X(EDNS, -3014, "name resolution failed")                               \
+	X(EEXCEPTION, -3020, "a C++ exception escaped the task (weft.hpp)")
 
 enum {
 #define WEFT__ERR_ENUM(name, value, msg) WEFT_##name = (value),
