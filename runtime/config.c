@@ -170,6 +170,90 @@ static void config_env_trace(weft_config_t *cfg)
 	cfg->trace_buffer = (unsigned)v;
 }
 
+/* {======================================================= misspelt names */
+
+/* Every variable weft reads; a WEFT_ name near one of them (or a usual
+ * guess) is most likely a typo that would otherwise be ignored in
+ * silence. */
+static const char *const config_known[] = { "WEFT_WORKERS", "WEFT_STACK_SIZE",
+	"WEFT_GUARDED_STACKS", "WEFT_SPIN_US", "WEFT_OFFLOAD_THREADS",
+	"WEFT_CLOCK", "WEFT_DUMP_SIGNAL", "WEFT_DEADLOCK", "WEFT_SEED",
+	"WEFT_STALL_MS", "WEFT_TRACE", "WEFT_TRACE_EVENTS",
+	"WEFT_TRACE_BUFFER" };
+
+/* Names other runtimes use for the same thing. */
+static const char *const config_guesses[][2] = {
+	{ "WEFT_THREADS", "WEFT_WORKERS" },
+	{ "WEFT_NUM_THREADS", "WEFT_WORKERS" },
+	{ "WEFT_NUM_WORKERS", "WEFT_WORKERS" },
+	{ "WEFT_WORKER_THREADS", "WEFT_WORKERS" },
+	{ "WEFT_STACK", "WEFT_STACK_SIZE" },
+	{ "WEFT_BLOCKING_THREADS", "WEFT_OFFLOAD_THREADS" },
+};
+
+/* Levenshtein distance of a and b (each under 64 bytes), up to 3. */
+static unsigned config_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la >= 64 || lb >= 64)
+		return 3;
+	unsigned row[64], prev;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = (unsigned)j;
+	for (size_t i = 1; i <= la; i++) {
+		prev = row[0];
+		row[0] = (unsigned)i;
+		for (size_t j = 1; j <= lb; j++) {
+			unsigned del = row[j] + 1, ins = row[j - 1] + 1;
+			unsigned sub = prev + (a[i - 1] != b[j - 1]);
+			prev = row[j];
+			row[j] = del < ins ? del : ins;
+			if (sub < row[j])
+				row[j] = sub;
+		}
+	}
+	return row[lb] < 3 ? row[lb] : 3;
+}
+
+/* Warns on stderr about each WEFT_ variable of the environment that is
+ * not one of weft's but is within two edits of one (or a usual guess):
+ * "weft: WEFT_WROKERS is not a weft variable; did you mean
+ * WEFT_WORKERS?".  Other WEFT_ names (a program's own) pass unremarked.
+ * Reads environ as getenv does: not while another thread sets it. */
+static void config_warn_misspelt(void)
+{
+	extern char **environ;
+	for (char **e = environ; e != NULL && *e != NULL; e++) {
+		size_t n = strcspn(*e, "=");
+		if (strncmp(*e, "WEFT_", 5) != 0 || n >= 64)
+			continue;
+		char name[64];
+		memcpy(name, *e, n);
+		name[n] = '\0';
+		const char *best = NULL;
+		unsigned best_d = 3;
+		for (size_t i = 0; i < WEFT__ARRAY_SIZE(config_known); i++) {
+			unsigned d = config_distance(name, config_known[i]);
+			if (d < best_d) {
+				best_d = d;
+				best = config_known[i];
+			}
+		}
+		if (best_d == 0)
+			continue;
+		for (size_t i = 0; i < WEFT__ARRAY_SIZE(config_guesses); i++)
+			if (strcmp(name, config_guesses[i][0]) == 0)
+				best = config_guesses[i][1];
+		if (best != NULL)
+			fprintf(stderr,
+				"weft: %s is not a weft variable; did you "
+				"mean %s?\n",
+				name, best);
+	}
+}
+
+/* }======================================================= */
+
 int weft_config_init(weft_config_t *cfg)
 {
 	if (cfg == NULL)
@@ -219,6 +303,7 @@ int weft_config_init(weft_config_t *cfg)
 	cfg->stall_ms = (unsigned)v;
 	cfg->trace_buffer = WEFT__TRACE_BUFFER_DEFAULT;
 	config_env_trace(cfg);
+	config_warn_misspelt();
 	return cfg->env_error;
 }
 

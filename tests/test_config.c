@@ -999,10 +999,51 @@ static void test_config__an_unopenable_trace_path_fails_create(void **state)
 
 /* }======================================================= */
 
+/* {======================================================= misspelt names */
+
+static void init_with_env(void *arg)
+{
+	const char *const *kv = arg;
+	for (; kv[0] != NULL; kv += 2)
+		setenv(kv[0], kv[1], 1);
+	weft_config_t cfg;
+	weft_config_init(&cfg);
+}
+
+/* A WEFT_ name near one of weft's (or a usual guess) is reported on
+ * stderr, naming the right one; a program's own WEFT_ names, far from
+ * any, are not. */
+static void test_config__a_misspelt_variable_is_reported(void **state)
+{
+	(void)state;
+	char out[1024];
+	static const char *const near[] = { "WEFT_WROKERS", "2",
+		"WEFT_TRACE_EVENT", "1", "WEFT_THREADS", "4", NULL };
+	int st = weft_test_death(init_with_env, (void *)near, out, sizeof out);
+	assert_true(WIFEXITED(st));
+	assert_non_null(strstr(out,
+		"weft: WEFT_WROKERS is not a weft "
+		"variable; did you mean WEFT_WORKERS?"));
+	assert_non_null(strstr(out,
+		"WEFT_TRACE_EVENT is not a weft variable; "
+		"did you mean WEFT_TRACE_EVENTS?"));
+	assert_non_null(strstr(out,
+		"WEFT_THREADS is not a weft variable; "
+		"did you mean WEFT_WORKERS?"));
+	static const char *const far[] = { "WEFT_MYAPP_PORT", "8080",
+		"WEFT_WORKERS", "2", NULL };
+	st = weft_test_death(init_with_env, (void *)far, out, sizeof out);
+	assert_true(WIFEXITED(st));
+	assert_null(strstr(out, "weft:"));
+}
+
+/* }======================================================= */
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		CONFIG_TEST(test_config__defaults_are_the_documented_values),
+		CONFIG_TEST(test_config__a_misspelt_variable_is_reported),
 		CONFIG_TEST(
 			test_config__default_workers_follow_the_cpu_affinity_mask),
 		CONFIG_TEST(

@@ -179,7 +179,11 @@ typedef struct weft_config {
  * never ignored: the default stays, cfg->env_error and the return value
  * are -EINVAL, and
  * cfg->message names the variable and the accepted range.  A later
- * weft_runtime_create with this cfg fails with the same error.
+ * weft_runtime_create with this cfg fails with the same error.  A WEFT_
+ * variable that is none of these but within two edits of one (or a name
+ * other runtimes use, such as WEFT_THREADS) is reported on stderr: "weft:
+ * WEFT_WROKERS is not a weft variable; did you mean WEFT_WORKERS?", and
+ * otherwise ignored.
  * Ownership: cfg is the caller's.
  * Errors: -EINVAL (NULL cfg, or a bad environment variable).
  * Checkpoint: no.  Threads: any thread. */
