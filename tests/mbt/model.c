@@ -43,6 +43,7 @@ struct mscope {
 	struct mscope *parent;
 	struct mtask *by; /* whose action cancelled it (NULL: its deadline) */
 	int when;	  /* the instant it was cancelled */
+	long cseq;	  /* M->evseq when it was cancelled */
 };
 
 /* What a task saw of the cancellation reaching scope `at` (its source,
@@ -83,6 +84,7 @@ struct mtask {
 	struct mtask *starter;
 	int start_state;
 	long pseq;
+	long woke_seq; /* M->evseq when it was last made runnable */
 	struct mscope root;
 	struct mscope *cur;
 	struct mgroup *grp;
@@ -94,7 +96,8 @@ struct model {
 	pthread_cond_t cv;
 	int now;
 	long seq;
-	const char *abort;   /* why the program is not predictable */
+	long evseq;	   /* numbers cancellations and wakes, in model order */
+	const char *abort; /* why the program is not predictable */
 	struct mtask *actor; /* the task running now */
 	struct mobs obs[256];
 	int nobs;
@@ -159,6 +162,7 @@ static void wake(struct mtask *t, int rc)
 		return;
 	t->pk = PK_NONE;
 	t->wake_rc = rc;
+	t->woke_seq = ++M->evseq;
 	push(t);
 }
 
@@ -184,6 +188,18 @@ static void observe(struct mtask *t, struct mscope *at, struct mscope *src)
 		M->obs[M->nobs++] = (struct mobs){ t, at, src };
 }
 
+static void set_abort(const char *why);
+
+/* t sees cancellation s, which another task's action made in this
+ * instant after t was made runnable: on weft t may have looked before s
+ * was cancelled (the other direction of instant_races). */
+static void seen_late(struct mtask *t, const struct mscope *s)
+{
+	if (s && s->when == M->now && s->by != t && s->cseq > t->woke_seq)
+		set_abort("a cancellation of the instant raced what a task "
+			  "saw");
+}
+
 /* A checkpoint (rule 22): the source, if any, has been observed (rule
  * 23's "caught" is about what the body observed). */
 static int check(struct mtask *t)
@@ -191,6 +207,7 @@ static int check(struct mtask *t)
 	struct mscope *s = source_from(t->cur);
 	if (!s)
 		return 0;
+	seen_late(t, s);
 	observe(t, t->cur, s);
 	s->observed = 1;
 	return -ECANCELED;
@@ -251,6 +268,7 @@ static void cancel(struct mscope *s, int origin)
 	s->origin = origin;
 	s->by = M->actor;
 	s->when = M->now;
+	s->cseq = ++M->evseq;
 	for (int i = 0; i < MBT_MAX_TASKS; i++) {
 		struct mtask *t = &M->t[i];
 		if (t->st == ST_PARKED && t->pk != PK_JOIN &&
@@ -415,6 +433,9 @@ static int m_scope_exit(struct mbt_tc *tc, int s, int *called, int *caught,
 	struct mscope *outer = sc->shield ? NULL : source_from(sc->parent);
 	if (!sc->shield)
 		observe(t, sc->parent, outer);
+	seen_late(t, outer);
+	if (sc->cancelled)
+		seen_late(t, sc);
 	*called = sc->cancelled;
 	/* Rule 29: when nested scopes are cancelled the outermost one
 	 * catches; rule 23: only if the body observed it. */
