@@ -123,3 +123,33 @@ weft_add_example(postgres WEFT_LIBPQ postgres 180
 	"needs libpq (libpq-dev), PostgreSQL and a host build")
 weft_add_example(redis WEFT_HIREDIS redis 120
 	"needs hiredis (libhiredis-dev) and a host build")
+
+# The README's tours (tools/examples/tour.c, tour.cpp): built and run by
+# the tests, and the README's blocks must be these files byte for byte
+# (tests/doc_examples.sh), so the tours cannot rot.
+add_executable(weft-example-tour tools/examples/tour.c)
+target_link_libraries(weft-example-tour PRIVATE weft)
+set_target_properties(weft-example-tour PROPERTIES
+	RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tools/examples)
+if(CMAKE_CXX_COMPILER_LOADED)
+	add_executable(weft-example-tour-cpp tools/examples/tour.cpp)
+	target_link_libraries(weft-example-tour-cpp PRIVATE weft)
+	set_target_properties(weft-example-tour-cpp PROPERTIES
+		RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tools/examples)
+endif()
+if(WEFT_BUILD_TESTS)
+	weft_test_environment(_tour_env)
+	add_test(NAME example_tour COMMAND weft-example-tour)
+	add_test(NAME doc_examples COMMAND sh
+		${PROJECT_SOURCE_DIR}/tests/doc_examples.sh
+		${PROJECT_SOURCE_DIR} README.md)
+	set_tests_properties(example_tour doc_examples PROPERTIES
+		ENVIRONMENT "${_tour_env}" LABELS examples TIMEOUT 120)
+	if(CMAKE_CXX_COMPILER_LOADED)
+		add_test(NAME example_tour_cpp COMMAND weft-example-tour-cpp)
+		set_tests_properties(example_tour_cpp PROPERTIES
+			ENVIRONMENT "${_tour_env}" LABELS examples TIMEOUT 120
+			PASS_REGULAR_EXPRESSION
+			"fetch: std::runtime_error: no\ncut short: 1\n")
+	endif()
+endif()
