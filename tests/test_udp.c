@@ -20,8 +20,11 @@
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <weft.h>
 #include "weft/udp.h"
@@ -623,6 +626,161 @@ static void test_udp__close_racing_with_calls_is_safe(void **state)
 
 /* }======================================================= */
 
+/* {======================================================= UNIX datagrams */
+
+struct unix_paths {
+	char dir[64], a[96], b[96];
+};
+
+static void unix_paths_make(struct unix_paths *p)
+{
+	snprintf(p->dir, sizeof p->dir, "/tmp/weft-udp-XXXXXX");
+	assert_non_null(mkdtemp(p->dir));
+	snprintf(p->a, sizeof p->a, "%s/a", p->dir);
+	snprintf(p->b, sizeof p->b, "%s/b", p->dir);
+}
+
+static void unix_paths_remove(struct unix_paths *p)
+{
+	unlink(p->a);
+	unlink(p->b);
+	rmdir(p->dir);
+}
+
+static struct sockaddr_un unix_addr(const char *path)
+{
+	struct sockaddr_un un;
+	memset(&un, 0, sizeof un);
+	un.sun_family = AF_UNIX;
+	snprintf(un.sun_path, sizeof un.sun_path, "%s", path);
+	return un;
+}
+
+/* Bound to paths: a datagram and its sender's path; the answer to an
+ * autobound (abstract) sender; errors. */
+static int unix_round_trip_root(void *arg)
+{
+	struct unix_paths *p = arg;
+	weft_udp_t *a, *b, *c;
+	CHECK_EQ(weft_unix_dgram_open(&a, p->a), 0);
+	CHECK_EQ(weft_unix_dgram_open(&b, p->b), 0);
+	CHECK_EQ(weft_udp_port(a), 0);
+	struct sockaddr_un to = unix_addr(p->b);
+	CHECK_EQ(weft_udp_send(a, "ping", 4, (struct sockaddr *)&to), 0);
+	char buf[16];
+	struct sockaddr_storage from;
+	socklen_t fl = 0;
+	CHECK_EQ(weft_udp_recv(b, buf, sizeof buf, &from, &fl), 4);
+	CHECK(memcmp(buf, "ping", 4) == 0);
+	CHECK_EQ(from.ss_family, AF_UNIX);
+	CHECK(strcmp(((struct sockaddr_un *)&from)->sun_path, p->a) == 0);
+	/* An autobound client: the server answers the abstract name. */
+	CHECK_EQ(weft_unix_dgram_open(&c, NULL), 0);
+	CHECK_EQ(weft_udp_send(c, "hello", 5, (struct sockaddr *)&to), 0);
+	CHECK_EQ(weft_udp_recv(b, buf, sizeof buf, &from, &fl), 5);
+	CHECK_EQ(((struct sockaddr_un *)&from)->sun_path[0], '\0');
+	CHECK_EQ(weft_udp_send(b, "back", 4, (struct sockaddr *)&from), 0);
+	CHECK_EQ(weft_udp_recv(c, buf, sizeof buf, NULL, NULL), 4);
+	CHECK(memcmp(buf, "back", 4) == 0);
+	/* Errors: a path in use, a UDP-style connect, a UNIX address on a
+	 * UDP socket and the reverse, nothing bound at a path. */
+	weft_udp_t *d, *ip;
+	CHECK_EQ(weft_unix_dgram_open(&d, p->a), -EADDRINUSE);
+	CHECK_EQ(weft_unix_dgram_open(&d, ""), -EINVAL);
+	CHECK_EQ(weft_udp_connect(a, "127.0.0.1", 9), -EAFNOSUPPORT);
+	CHECK_EQ(weft_udp_open(&ip, "127.0.0.1", 0), 0);
+	CHECK_EQ(weft_udp_send(ip, "x", 1, (struct sockaddr *)&to),
+		-EAFNOSUPPORT);
+	CHECK_EQ(weft_unix_dgram_connect(ip, p->b), -EAFNOSUPPORT);
+	struct sockaddr_in in4 = { .sin_family = AF_INET };
+	CHECK_EQ(weft_udp_send(a, "x", 1, (struct sockaddr *)&in4),
+		-EAFNOSUPPORT);
+	CHECK_EQ(weft_udp_close(ip), 0);
+	struct sockaddr_un none = unix_addr("/nonexistent/weft-udp");
+	CHECK(weft_udp_send(a, "x", 1, (struct sockaddr *)&none) < 0);
+	CHECK_EQ(weft_udp_close(a), 0);
+	CHECK_EQ(weft_udp_close(b), 0);
+	CHECK_EQ(weft_udp_close(c), 0);
+	return 0;
+}
+
+static void test_udp__unix_datagrams_round_trip(void **state)
+{
+	struct unix_paths p;
+	unix_paths_make(&p);
+	weft_test_root(state, unix_round_trip_root, &p);
+	unix_paths_remove(&p);
+}
+
+struct unix_flood {
+	struct unix_paths *p;
+	weft_udp_t *server;
+	atomic_int received;
+};
+
+/* Sends more datagrams than the server's queue holds (Linux's
+ * net.unix.max_dgram_qlen, 10 by default, or its socket buffer) on a
+ * connected socket: the sends that find the queue full go through
+ * libuv, which has to be handed the peer. */
+static int unix_flood_client(void *arg)
+{
+	struct unix_flood *f = arg;
+	weft_udp_t *c;
+	CHECK_EQ(weft_unix_dgram_open(&c, f->p->a), 0);
+	CHECK_EQ(weft_unix_dgram_connect(c, f->p->b), 0);
+	struct sockaddr_un to = unix_addr(f->p->b);
+	CHECK_EQ(weft_udp_send(c, "x", 1, (struct sockaddr *)&to), -EISCONN);
+	for (int i = 0; i < 300; i++) {
+		char msg[512];
+		memset(msg, 'a' + i % 26, sizeof msg);
+		CHECK_EQ(weft_udp_send(c, msg, sizeof msg, NULL), 0);
+	}
+	CHECK_EQ(weft_udp_close(c), 0);
+	return 0;
+}
+
+static int unix_flood_server(void *arg)
+{
+	struct unix_flood *f = arg;
+	char buf[600];
+	for (int i = 0; i < 300; i++) {
+		/* Slower than the client: its queue fills up. */
+		if (i % 32 == 0)
+			CHECK_EQ(weft_sleep(2 * WEFT_MSEC), 0);
+		ssize_t n = weft_udp_recv(f->server, buf, sizeof buf, NULL,
+			NULL);
+		CHECK_EQ(n, 512);
+		if (n == 512 && buf[0] == 'a' + i % 26 && buf[511] == buf[0])
+			atomic_fetch_add(&f->received, 1);
+	}
+	return 0;
+}
+
+static int unix_flood_root(void *arg)
+{
+	struct unix_flood *f = arg;
+	CHECK_EQ(weft_unix_dgram_open(&f->server, f->p->b), 0);
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, unix_flood_server, f), 0);
+	CHECK_EQ(weft_group_spawn(g, unix_flood_client, f), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(weft_udp_close(f->server), 0);
+	return 0;
+}
+
+static void test_udp__unix_connected_flood_waits_for_room(void **state)
+{
+	struct unix_paths p;
+	unix_paths_make(&p);
+	struct unix_flood f = { .p = &p };
+	weft_test_root(state, unix_flood_root, &f);
+	assert_int_equal(atomic_load(&f.received), 300);
+	unix_paths_remove(&p);
+}
+
+/* }======================================================= */
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -638,6 +796,8 @@ int main(void)
 		WEFT_TEST(test_udp__names_and_connected_sockets),
 		WEFT_TEST(test_udp__many_datagrams_between_tasks),
 		WEFT_TEST(test_udp__close_racing_with_calls_is_safe),
+		WEFT_TEST(test_udp__unix_datagrams_round_trip),
+		WEFT_TEST(test_udp__unix_connected_flood_waits_for_room),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

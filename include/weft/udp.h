@@ -1,5 +1,6 @@
 /* UDP sockets: send datagrams to an address and receive them with the
- * sender's address.
+ * sender's address.  UNIX datagram sockets (weft_unix_dgram_open) are the
+ * same type and take the same calls, with struct sockaddr_un addresses.
  *
  * A socket belongs to the runtime's I/O thread (libuv) that created it.
  * A send or receive that cannot block is done directly by the calling
@@ -56,8 +57,40 @@ typedef struct weft_udp weft_udp_t;
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_udp_open(weft_udp_t **out, const char *host, int port);
 
+/* What it does: creates a UNIX-domain datagram socket bound to `path`
+ * (which must not exist; closing does not unlink it), or, with path NULL,
+ * to an abstract name the kernel picks (Linux's autobind), so that peers
+ * can still answer.  weft_udp_send, weft_udp_recv and weft_udp_close work
+ * on it as on a UDP socket, with struct sockaddr_un addresses (recv's
+ * *from is the sender's, an abstract one starting with a NUL byte, or an
+ * unbound sender's with only the family, zero-filled after the address,
+ * so that it can be passed back to weft_udp_send).  An address passed
+ * without its
+ * length ends at its NUL (a path) or at its last non-NUL byte (an
+ * abstract name, as the kernel's autobind names): abstract names with
+ * trailing NUL bytes cannot be addressed.  A send to an abstract name
+ * whose receiver's queue is full returns -EAGAIN instead of waiting
+ * (libuv, which waits for room, addresses UNIX sockets by path only); to
+ * a path it waits as a UDP send does.
+ * Ownership: the caller owns *out; free it with weft_udp_close.
+ * Errors: -EINVAL (NULL out, empty path), -ENAMETOOLONG, -EADDRINUSE
+ * (path exists), -EACCES, -ENOENT (no such directory), -EMFILE, -ENOMEM,
+ * -ECANCELED (no socket was created), WEFT_ENOTFIBER.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_unix_dgram_open(weft_udp_t **out, const char *path);
+
+/* What it does: connects a UNIX datagram socket to the socket bound at
+ * `path`: sends with a NULL address go there, and only its datagrams are
+ * received.  Connecting again replaces the peer.
+ * Errors: -EINVAL (NULL u or path, empty path), -ENAMETOOLONG,
+ * -EAFNOSUPPORT (u is a UDP socket: weft_udp_connect), -ECONNREFUSED or
+ * -ENOENT (nothing bound there), other -errno, WEFT_ECLOSED, -ECANCELED
+ * (not connected), WEFT_ENOTFIBER.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_unix_dgram_connect(weft_udp_t *u, const char *path);
+
 /* What it does: the local port u is bound to (the chosen one when it was
- * opened with port 0).
+ * opened with port 0); 0 for a UNIX datagram socket.
  * Errors: -EINVAL (NULL), WEFT_ECLOSED (u was closed).  Checkpoint: no.
  * Threads: any thread, while u's runtime exists. */
 WEFT_EXTERN int weft_udp_port(const weft_udp_t *u);
@@ -69,7 +102,8 @@ WEFT_EXTERN int weft_udp_port(const weft_udp_t *u);
  * "port unreachable" may then fail a later recv or send with
  * -ECONNREFUSED).  Connecting again replaces the peer.
  * Errors: -EINVAL (NULL u or host, port outside 1..65535),
- * -EAFNOSUPPORT (host has no address of u's family), WEFT_ENOTFOUND,
+ * -EAFNOSUPPORT (host has no address of u's family, or u is a UNIX
+ * datagram socket: weft_unix_dgram_connect), WEFT_ENOTFOUND,
  * WEFT_EDNS, WEFT_ECLOSED, -ECANCELED (not connected), other -errno,
  * WEFT_ENOTFIBER.
  * Checkpoint: yes.  Threads: weft fiber. */
@@ -82,7 +116,9 @@ WEFT_EXTERN int weft_udp_connect(weft_udp_t *u, const char *host, int port);
  * in part).  Several tasks may send on u at once.
  * Errors: -EINVAL (NULL u, NULL buf with len > 0), -EDESTADDRREQ (to
  * NULL and u not connected), -EISCONN (to given and u connected), -EAFNOSUPPORT
- * (to is neither IPv4 nor IPv6, or not the socket's family), -EMSGSIZE
+ * (to is not IPv4, IPv6 or UNIX, or not the socket's family),
+ * -ECONNREFUSED or -ENOENT (UNIX: nothing bound at to), -EAGAIN (UNIX:
+ * an abstract destination's queue is full), -EMSGSIZE
  * (too big for one datagram), -ENETUNREACH, -EHOSTUNREACH, -EACCES
  * (broadcast), other -errno, WEFT_ECLOSED (u was closed), -ECANCELED
  * (nothing was sent), WEFT_ENOTFIBER.

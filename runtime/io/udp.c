@@ -78,12 +78,16 @@
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "base/alloc.h"
 #include "base/common.h"
+#include "base/spin.h"
 #include "core/task.h"
 #include "io/io.h"
 #include "io/ioop.h"
@@ -108,13 +112,19 @@ struct weft_udp {
 	int fd;		       /* set at open; direct calls only
 					* under the gate */
 	int port;	       /* set at open */
-	int family;	       /* AF_INET or AF_INET6 */
+	int family;	       /* AF_INET, AF_INET6 or AF_UNIX */
 	_Atomic unsigned gate; /* CLOSED | POSTED | n * INSIDE */
 	atomic_bool receiving; /* a task is inside weft_udp_recv */
 	/* weft_udp_connect succeeded: a send takes no address (libuv's
 	 * rule, which the direct sendto path keeps too: Linux would send
 	 * to the address given). */
 	atomic_bool connected;
+	/* AF_UNIX only: the connected peer, for sends that go through libuv
+	 * (whose uv_udp_connect takes no UNIX address, so the handle does
+	 * not know it is connected); under peer_lock, as a connect may
+	 * replace it while a send copies it. */
+	weft__spin_t peer_lock;
+	struct sockaddr_un peer;
 	struct weft__ioq_node close_node;
 	/* I/O thread only (invariant 1). */
 	uv_udp_t handle;
@@ -126,6 +136,10 @@ struct udp_open {
 	struct weft__ioop op;
 	struct weft_udp *u;
 	const struct sockaddr *addr;
+	/* A UNIX datagram socket: bound to un (a path), or, with autobind,
+	 * to an abstract name the kernel picks. */
+	bool unix_dgram, autobind;
+	struct sockaddr_un un;
 	int rc; /* I/O thread: bind's error */
 };
 
@@ -146,7 +160,39 @@ struct udp_send {
 	uv_udp_send_t req;
 	uv_buf_t buf;
 	const struct sockaddr *to;
+	struct sockaddr_un peer; /* a connected UNIX socket's `to` */
 };
+
+/* The length of a datagram address: IPv4, IPv6 or UNIX; 0 for any
+ * other family.  A UNIX address's length is part of it for an abstract
+ * name (sun_path[0] == 0: the name is the bytes that follow, up to the
+ * length), so one without a length ends at its last non-NUL byte, as
+ * the kernel's autobind names (five hex digits) do; a path ends at its
+ * NUL. */
+static socklen_t udp_addr_len(const struct sockaddr *sa)
+{
+	if (sa->sa_family != AF_UNIX)
+		return weft__sock_addr_len(sa);
+	const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+	size_t max = sizeof un->sun_path, n;
+	if (un->sun_path[0] != '\0') {
+		n = strnlen(un->sun_path, max);
+		n += n < max; /* the NUL */
+	} else {
+		n = max;
+		while (n > 1 && un->sun_path[n - 1] == '\0')
+			n--;
+	}
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+}
+
+/* libuv sends to a UNIX address with the whole struct's length, which
+ * names another socket when the address is abstract. */
+static bool udp_uv_can_address(const struct sockaddr *sa)
+{
+	return sa == NULL || sa->sa_family != AF_UNIX ||
+		((const struct sockaddr_un *)sa)->sun_path[0] != '\0';
+}
 
 /* {======================================================= lifetime */
 
@@ -246,17 +292,53 @@ static void udp_open_failed(uv_handle_t *h)
 	weft__ioop_complete(&o->op, o->rc);
 }
 
+/* A UNIX datagram socket for o, bound; -errno if it cannot be made.
+ * libuv's uv_udp_bind takes IP addresses only, and uv_udp_open takes any
+ * datagram socket. */
+static int udp_unix_socket(struct udp_open *o)
+{
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* Autobind: an address of the family alone makes Linux pick an
+	 * abstract name, so that the peers can answer. */
+	socklen_t len = o->autobind ? (socklen_t)sizeof(sa_family_t)
+				    : (socklen_t)sizeof o->un;
+	if (bind(fd, (struct sockaddr *)&o->un, len) < 0) {
+		int err = errno;
+		close(fd);
+		return -err;
+	}
+	return fd;
+}
+
 static void udp_open_start(weft__io_t *io, struct weft__ioop *op)
 {
 	struct udp_open *o = WEFT__CONTAINER_OF(op, struct udp_open, op);
 	struct weft_udp *u = o->u;
+	int ufd = -1;
+	if (o->unix_dgram) {
+		ufd = udp_unix_socket(o);
+		if (ufd < 0) {
+			weft__ioop_complete(op, ufd);
+			return;
+		}
+	}
 	int rc = uv_udp_init(&io->loop, &u->handle);
 	if (rc < 0) {
+		if (ufd >= 0)
+			close(ufd);
 		weft__ioop_complete(op, weft__io_uverr(rc));
 		return;
 	}
 	u->handle.data = o;
-	rc = uv_udp_bind(&u->handle, o->addr, 0);
+	if (o->unix_dgram) {
+		rc = uv_udp_open(&u->handle, ufd);
+		if (rc < 0)
+			close(ufd); /* not the handle's */
+	} else {
+		rc = uv_udp_bind(&u->handle, o->addr, 0);
+	}
 	uv_os_fd_t fd = -1;
 	if (rc == 0)
 		rc = uv_fileno((uv_handle_t *)&u->handle, &fd);
@@ -274,7 +356,9 @@ static void udp_open_start(weft__io_t *io, struct weft__ioop *op)
 	u->family = ss.ss_family;
 	u->port = ss.ss_family == AF_INET6
 		? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-		: ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		: ss.ss_family == AF_INET
+		? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+		: 0;
 	u->handle.data = u;
 	weft__ioop_complete(op, 0);
 }
@@ -308,7 +392,9 @@ static void udp_received(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 	} else {
 		r->n = nread;
 		rc = (flags & UV_UDP_PARTIAL) ? -EMSGSIZE : 0;
-		socklen_t l = addr ? weft__sock_addr_len(addr) : 0;
+		/* libuv gives no length: a UNIX sender's ends as
+		 * udp_addr_len says. */
+		socklen_t l = addr ? udp_addr_len(addr) : 0;
 		if (l > 0)
 			memcpy(&r->from, addr, l);
 		r->fromlen = l;
@@ -394,6 +480,34 @@ static void udp_connect_start(weft__io_t *io, struct weft__ioop *op)
 
 /* {======================================================= fiber */
 
+/* Opens a socket as o says; *out gets its handle. */
+static int udp_open(weft_udp_t **out, struct udp_open *o)
+{
+	struct weft_runtime *rt = weft__task_current()->rt;
+	/* Its one reference is the libuv handle's. */
+	struct weft_udp *u = weft__io_rec_get(rt, WEFT__IO_REC_UDP, sizeof *u);
+	if (u == NULL)
+		return -ENOMEM;
+	u->rt = rt;
+	u->fd = -1;
+	atomic_init(&u->gate, 0);
+	atomic_init(&u->receiving, false);
+	atomic_init(&u->connected, false);
+	weft__spin_init(&u->peer_lock);
+	o->u = u;
+	o->op.start = udp_open_start;
+	o->op.cancel = NULL; /* completes at once, or at the failed close */
+	o->op.what = "udp open";
+	int rc = weft__ioop_run(&o->op);
+	if (rc < 0) {
+		/* Not submitted, or the handle is closed already. */
+		weft__io_rec_put(rt, WEFT__IO_REC_UDP, &u->rec);
+		return rc;
+	}
+	*out = weft__io_rec_handle(&u->rec);
+	return 0;
+}
+
 int weft_udp_open(weft_udp_t **out, const char *host, int port)
 {
 	if (out == NULL || port < 0 || port > 65535)
@@ -408,28 +522,25 @@ int weft_udp_open(weft_udp_t **out, const char *host, int port)
 		&sl);
 	if (rc < 0)
 		return rc;
-	struct weft_runtime *rt = weft__task_current()->rt;
-	/* Its one reference is the libuv handle's. */
-	struct weft_udp *u = weft__io_rec_get(rt, WEFT__IO_REC_UDP, sizeof *u);
-	if (u == NULL)
-		return -ENOMEM;
-	u->rt = rt;
-	u->fd = -1;
-	atomic_init(&u->gate, 0);
-	atomic_init(&u->receiving, false);
-	atomic_init(&u->connected, false);
-	struct udp_open o = { .u = u, .addr = (struct sockaddr *)&ss };
-	o.op.start = udp_open_start;
-	o.op.cancel = NULL; /* completes at once, or at the failed close */
-	o.op.what = "udp open";
-	rc = weft__ioop_run(&o.op);
-	if (rc < 0) {
-		/* Not submitted, or the handle is closed already. */
-		weft__io_rec_put(rt, WEFT__IO_REC_UDP, &u->rec);
-		return rc;
+	struct udp_open o = { .addr = (struct sockaddr *)&ss };
+	return udp_open(out, &o);
+}
+
+int weft_unix_dgram_open(weft_udp_t **out, const char *path)
+{
+	if (out == NULL || (path != NULL && path[0] == '\0'))
+		return -EINVAL;
+	if (weft__task_current() == NULL)
+		return WEFT_ENOTFIBER;
+	struct udp_open o = { .unix_dgram = true, .autobind = path == NULL };
+	if (path != NULL) {
+		int rc = weft__sock_addr_un(&o.un, path);
+		if (rc < 0)
+			return rc;
+	} else {
+		o.un.sun_family = AF_UNIX;
 	}
-	*out = weft__io_rec_handle(&u->rec);
-	return 0;
+	return udp_open(out, &o);
 }
 
 int weft_udp_connect(weft_udp_t *h, const char *host, int port)
@@ -441,8 +552,11 @@ int weft_udp_connect(weft_udp_t *h, const char *host, int port)
 		return WEFT_ECLOSED;
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	int rc = weft__sock_resolve(host, port, u->family, SOCK_DGRAM, 0, &ss,
-		&sl);
+	/* A UNIX datagram socket connects by path. */
+	int rc = u->family == AF_UNIX
+		? -EAFNOSUPPORT
+		: weft__sock_resolve(host, port, u->family, SOCK_DGRAM, 0, &ss,
+			  &sl);
 	if (rc == 0 && ss.ss_family != u->family)
 		rc = -EAFNOSUPPORT;
 	if (rc == 0) {
@@ -452,6 +566,42 @@ int weft_udp_connect(weft_udp_t *h, const char *host, int port)
 		c.op.cancel = NULL; /* completes at once */
 		c.op.what = "udp connect";
 		rc = weft__ioop_run(&c.op);
+	}
+	if (rc == 0)
+		atomic_store_explicit(&u->connected, true,
+			memory_order_relaxed);
+	udp_unref(u);
+	return rc;
+}
+
+int weft_unix_dgram_connect(weft_udp_t *h, const char *path)
+{
+	if (h == NULL || path == NULL || path[0] == '\0')
+		return -EINVAL;
+	struct sockaddr_un un;
+	int rc = weft__sock_addr_un(&un, path);
+	if (rc < 0)
+		return rc;
+	struct weft_udp *u = udp_take(h);
+	if (u == NULL)
+		return WEFT_ECLOSED;
+	struct weft_task *self;
+	rc = weft__waitq_begin(&self);
+	if (rc == 0 && u->family != AF_UNIX)
+		rc = -EAFNOSUPPORT;
+	/* connect(2) on the descriptor, as a direct call: a UNIX datagram
+	 * connect never waits (libuv's uv_udp_connect takes IP addresses
+	 * only).  The peer is kept for the sends libuv makes. */
+	if (rc == 0 && !udp_enter(u))
+		rc = WEFT_ECLOSED;
+	else if (rc == 0) {
+		weft__spin_lock(&u->peer_lock);
+		if (connect(u->fd, (struct sockaddr *)&un, sizeof un) < 0)
+			rc = -errno;
+		else
+			u->peer = un;
+		weft__spin_unlock(&u->peer_lock);
+		udp_leave(u);
 	}
 	if (rc == 0)
 		atomic_store_explicit(&u->connected, true,
@@ -478,7 +628,7 @@ int weft_udp_send(weft_udp_t *h, const void *buf, size_t len,
 	if (h == NULL || (buf == NULL && len > 0))
 		return -EINVAL;
 	/* NULL: the connected peer (weft_udp_connect). */
-	socklen_t tolen = to ? weft__sock_addr_len(to) : 0;
+	socklen_t tolen = to ? udp_addr_len(to) : 0;
 	if (to && tolen == 0)
 		return -EAFNOSUPPORT;
 	/* The reference comes first, before anything that reads u. */
@@ -518,6 +668,17 @@ int weft_udp_send(weft_udp_t *h, const void *buf, size_t len,
 	struct udp_send s = { .u = u,
 		.to = to,
 		.buf = uv_buf_init((char *)(uintptr_t)buf, (unsigned)len) };
+	/* A connected UNIX socket: libuv does not know the peer. */
+	if (to == NULL && u->family == AF_UNIX) {
+		weft__spin_lock(&u->peer_lock);
+		s.peer = u->peer;
+		weft__spin_unlock(&u->peer_lock);
+		s.to = (const struct sockaddr *)&s.peer;
+	}
+	if (!udp_uv_can_address(s.to)) {
+		rc = -EAGAIN; /* udp.h: an abstract peer's full queue */
+		goto out;
+	}
 	s.op.start = udp_send_start;
 	s.op.cancel = NULL; /* a queued uv_udp_send cannot be withdrawn */
 	s.op.what = "udp send";
@@ -587,8 +748,15 @@ ssize_t weft_udp_recv(weft_udp_t *h, void *buf, size_t len,
 	}
 	result = rc < 0 ? rc : r.n;
 got:
-	if (from != NULL)
+	if (from != NULL) {
 		memcpy(from, &r.from, r.fromlen);
+		/* A UNIX address is passed back to weft_udp_send without
+		 * its length (udp_addr_len): nothing of an earlier one may
+		 * trail it. */
+		if (r.fromlen < sizeof *from && r.from.ss_family == AF_UNIX)
+			memset((char *)from + r.fromlen, 0,
+				sizeof *from - r.fromlen);
+	}
 	if (fromlen != NULL)
 		*fromlen = r.fromlen;
 out:
