@@ -35,7 +35,11 @@
 	X(EEND, -3011, "end of channel: every sender closed")                  \
 	X(EBROKEN, -3012, "broken channel: every receiver closed")             \
 	X(ENOTFOUND, -3013, "host name not found")                             \
-	X(EDNS, -3014, "name resolution failed")
+	X(EDNS, -3014, "name resolution failed")                               \
+	X(ETLS_VERIFY, -3015,                                                  \
+		"TLS: the peer's certificate failed verification")             \
+	X(ETLS, -3016, "TLS protocol failure")                                 \
+	X(ETLS_TRUNCATED, -3017, "TLS: the peer closed without close_notify")
 
 enum {
 #define WEFT__ERR_ENUM(name, value, msg) WEFT_##name = (value),
