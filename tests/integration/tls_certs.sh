@@ -6,6 +6,8 @@
 #   untrusted.pem              the same key, signed by another CA
 #   expired.pem                the same key, signed by the CA, valid only
 #                              in January 2020
+#   wronghost.pem              the same key, signed by the CA, for
+#                              "weft-other.test" only (a host mismatch)
 # EC P-256 keys: quick to make.  openssl 3.0's `x509 -req` cannot
 # backdate a certificate, so the expired one comes from `openssl ca`
 # with -startdate/-enddate and a minimal configuration.
@@ -30,6 +32,10 @@ openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key \
 	-CAcreateserial -out server.pem -days 30 -extfile san.ext 2>/dev/null
 openssl x509 -req -in server.csr -CA other.pem -CAkey other.key \
 	-CAcreateserial -out untrusted.pem -days 30 -extfile san.ext \
+	2>/dev/null
+printf 'subjectAltName=DNS:weft-other.test\n' >other.ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key \
+	-CAcreateserial -out wronghost.pem -days 30 -extfile other.ext \
 	2>/dev/null
 rm -rf ca.db
 mkdir ca.db
