@@ -72,7 +72,7 @@ endforeach()
 # under curl and wrk) when libweft-tls is built.
 set(_weft_integration fetch_nginx httpd_wrk httpd_hardening httpd_soak)
 if(WEFT_HAVE_TLS)
-	list(APPEND _weft_integration tls_nginx)
+	list(APPEND _weft_integration tls_nginx tls_httpd)
 endif()
 if(WEFT_BUILD_TESTS AND WEFT_TEST_EMULATOR)
 	# The scripts start the tools directly, next to the host's nginx,

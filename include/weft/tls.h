@@ -144,6 +144,17 @@ WEFT_EXTERN int weft_tls_connect(weft_tls_t **out, weft_stream_t *s,
 WEFT_EXTERN int weft_tls_accept(weft_tls_t **out, weft_stream_t *s,
 	weft_tls_ctx_t *ctx, char *why, size_t why_len);
 
+/* What it does: as weft_tls_accept, for a stream the caller keeps: a
+ * weft_serve handler's, which weft_serve closes when the handler
+ * returns (include/weft/net.h).  s is used, not taken: a failed
+ * handshake leaves it open (and unusable), and weft_tls_close sends
+ * close_notify and frees t without closing s.
+ * Ownership: s stays the caller's and must outlive *out; the caller owns
+ * *out.
+ * Errors, checkpoint, threads: as weft_tls_accept. */
+WEFT_EXTERN int weft_tls_accept_borrowed(weft_tls_t **out, weft_stream_t *s,
+	weft_tls_ctx_t *ctx, char *why, size_t why_len);
+
 /* What it does: reads up to len (> 0) bytes of plaintext: waits until at
  * least one is available, then returns what is there.
  * Returns: the number of bytes (> 0); 0 at the end of the stream (the
@@ -186,8 +197,9 @@ WEFT_EXTERN int weft_tls_shutdown(weft_tls_t *t);
 
 /* What it does: sends close_notify if the write side is whole and was
  * not shut down (bounded by ctx's handshake timeout; skipped when the
- * calling task is cancelled), closes the stream below and frees t.  No
- * other task may be inside a call on t.
+ * calling task is cancelled), closes the stream below (unless t came
+ * from weft_tls_accept_borrowed) and frees t.  No other task may be
+ * inside a call on t.
  * Ownership: t is invalid after the call.
  * Errors: -EINVAL (NULL).  Always frees t.
  * Checkpoint: yes (the close_notify's write; its failure is not

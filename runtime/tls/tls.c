@@ -95,6 +95,7 @@ struct weft_tls_ctx {
 
 struct weft_tls {
 	weft_stream_t *s;
+	int owns_stream; /* weft_tls_close closes s (not borrowed) */
 	weft_tls_ctx_t *ctx;
 	pthread_mutex_t mu; /* around every SSL_* and BIO_* call */
 	SSL *ssl;
@@ -405,7 +406,8 @@ void weft_tls_ctx_destroy(weft_tls_ctx_t *ctx)
 
 static void tls_free(struct weft_tls *t)
 {
-	weft_stream_close(t->s);
+	if (t->owns_stream)
+		weft_stream_close(t->s);
 	SSL_free(t->ssl); /* frees both BIOs */
 	if (t->send != NULL)
 		weft_lock_destroy(t->send);
@@ -414,12 +416,13 @@ static void tls_free(struct weft_tls *t)
 }
 
 /* A connection over s, not yet shaken hands; NULL on -ENOMEM. */
-static struct weft_tls *tls_new(weft_stream_t *s, weft_tls_ctx_t *ctx)
+static struct weft_tls *tls_new(weft_stream_t *s, weft_tls_ctx_t *ctx, int owns)
 {
 	struct weft_tls *t = calloc(1, sizeof *t);
 	if (t == NULL)
 		return NULL;
 	t->s = s;
+	t->owns_stream = owns;
 	t->ctx = ctx;
 	pthread_mutex_init(&t->mu, NULL);
 	ERR_clear_error();
@@ -545,7 +548,7 @@ int weft_tls_connect(weft_tls_t **out, weft_stream_t *s, weft_tls_ctx_t *ctx,
 		copy_why(why, why_len, "host name too long");
 		return -EINVAL;
 	}
-	struct weft_tls *t = tls_new(s, ctx);
+	struct weft_tls *t = tls_new(s, ctx, 1);
 	if (t == NULL) {
 		weft_stream_close(s);
 		copy_why(why, why_len, "out of memory");
@@ -574,23 +577,36 @@ int weft_tls_connect(weft_tls_t **out, weft_stream_t *s, weft_tls_ctx_t *ctx,
 	return handshake(t, out, why, why_len);
 }
 
-int weft_tls_accept(weft_tls_t **out, weft_stream_t *s, weft_tls_ctx_t *ctx,
-	char *why, size_t why_len)
+static int accept_common(weft_tls_t **out, weft_stream_t *s,
+	weft_tls_ctx_t *ctx, int owns, char *why, size_t why_len)
 {
 	if (out == NULL || s == NULL || ctx == NULL || !ctx->server) {
-		if (s != NULL)
+		if (s != NULL && owns)
 			weft_stream_close(s);
 		copy_why(why, why_len, "invalid argument");
 		return -EINVAL;
 	}
-	struct weft_tls *t = tls_new(s, ctx);
+	struct weft_tls *t = tls_new(s, ctx, owns);
 	if (t == NULL) {
-		weft_stream_close(s);
+		if (owns)
+			weft_stream_close(s);
 		copy_why(why, why_len, "out of memory");
 		return -ENOMEM;
 	}
 	SSL_set_accept_state(t->ssl);
 	return handshake(t, out, why, why_len);
+}
+
+int weft_tls_accept(weft_tls_t **out, weft_stream_t *s, weft_tls_ctx_t *ctx,
+	char *why, size_t why_len)
+{
+	return accept_common(out, s, ctx, 1, why, why_len);
+}
+
+int weft_tls_accept_borrowed(weft_tls_t **out, weft_stream_t *s,
+	weft_tls_ctx_t *ctx, char *why, size_t why_len)
+{
+	return accept_common(out, s, ctx, 0, why, why_len);
 }
 
 /* }======================================================= */
