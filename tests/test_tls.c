@@ -3,6 +3,7 @@
  * tests/integration/tls_certs.sh (the openssl CLI) in a temporary
  * directory. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,6 +257,103 @@ static int numeric_host_root(void *arg)
 
 WEFT_TEST_ROOT(tls, numeric_host_and_no_common_alpn, numeric_host_root, NULL)
 
+/* A weft_serve handler's TLS stream borrows the handler's stream, which
+ * weft_serve closes: after a good connection (weft_tls_close leaves it
+ * open) and after a failed handshake (it stays open).  A second close
+ * would be a misuse, an abort in WEFT_DEBUG builds. */
+struct serve_tls {
+	weft_listener_t *l;
+	weft_event_t *stop;
+	weft_tls_ctx_t *ctx;
+	atomic_int ok, failed;
+};
+
+static int tls_handler(weft_stream_t *s, void *arg)
+{
+	struct serve_tls *st = arg;
+	weft_tls_t *t;
+	char why[256];
+	if (weft_tls_accept_borrowed(&t, s, st->ctx, why, sizeof why) < 0) {
+		atomic_fetch_add(&st->failed, 1);
+		return 0;
+	}
+	char buf[64];
+	ssize_t n;
+	while ((n = weft_tls_read(t, buf, sizeof buf)) > 0)
+		CHECK_EQ(weft_tls_write(t, buf, (size_t)n), 0);
+	CHECK_EQ(n, 0);
+	weft_tls_close(t);
+	atomic_fetch_add(&st->ok, 1);
+	return 0;
+}
+
+static int serve_task(void *arg)
+{
+	struct serve_tls *st = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_serve(st->l, g, tls_handler, st, st->stop), 0);
+	return weft_group_join(g, NULL);
+}
+
+static int serve_root(void *arg)
+{
+	(void)arg;
+	struct serve_tls st = { 0 };
+	weft_tls_ctx_options_t o = { .server = 1,
+		.cert_file = cert("server.pem"),
+		.key_file = cert("server.key") };
+	CHECK_EQ(weft_tls_ctx_create(&st.ctx, &o, NULL, 0), 0);
+	CHECK_EQ(weft_tcp_listen(&st.l, "127.0.0.1", 0, 0), 0);
+	CHECK_EQ(weft_event_create(&st.stop), 0);
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, serve_task, &st), 0);
+	int port = weft_listener_port(st.l);
+	char why[256];
+	for (int i = 0; i < 3; i++) {
+		/* The second client trusts another CA: its handshake fails
+		 * on both sides. */
+		weft_tls_ctx_t *ctx = client_ctx(i == 1 ? cert("other.pem")
+							: NULL,
+			NULL, 0);
+		weft_stream_t *s;
+		CHECK_EQ(weft_tcp_connect(&s, "127.0.0.1", port), 0);
+		weft_tls_t *t;
+		int rc = weft_tls_connect(&t, s, ctx, "localhost", why,
+			sizeof why);
+		if (i == 1) {
+			CHECK_EQ(rc, WEFT_ETLS_VERIFY);
+		} else if (CHECK_EQ(rc, 0)) {
+			char back[3];
+			CHECK_EQ(weft_tls_write(t, "abc", 3), 0);
+			CHECK_EQ(weft_tls_read_exactly(t, back, 3, NULL), 0);
+			CHECK(memcmp(back, "abc", 3) == 0);
+			CHECK_EQ(weft_tls_shutdown(t), 0);
+			CHECK_EQ(weft_tls_read(t, back, 3), 0);
+			weft_tls_close(t);
+		}
+		weft_tls_ctx_destroy(ctx);
+	}
+	/* Every handler has ended before stop: the clients waited for the
+	 * servers' close_notify, and the failed one's handler ends with
+	 * its handshake, which the client's alert ended. */
+	for (int i = 0;
+		i < 1000 && atomic_load(&st.ok) + atomic_load(&st.failed) < 3;
+		i++)
+		weft_sleep(WEFT_MSEC);
+	CHECK_EQ(weft_event_set(st.stop), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(atomic_load(&st.ok), 2);
+	CHECK_EQ(atomic_load(&st.failed), 1);
+	weft_event_destroy(st.stop);
+	weft_listener_close(st.l);
+	weft_tls_ctx_destroy(st.ctx);
+	return 0;
+}
+
+WEFT_TEST_ROOT(tls, serve_handlers_borrow_their_stream, serve_root, NULL)
+
 /* }======================================================= */
 
 /* {======================================================= verification */
@@ -501,6 +599,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_tls__echo_alpn_sni_and_close_notify),
 		WEFT_TEST(test_tls__numeric_host_and_no_common_alpn),
+		WEFT_TEST(test_tls__serve_handlers_borrow_their_stream),
 		WEFT_TEST(test_tls__untrusted_ca_is_a_verify_error),
 		WEFT_TEST(test_tls__expired_certificate_is_a_verify_error),
 		WEFT_TEST(test_tls__wrong_host_is_a_verify_error),

@@ -43,11 +43,14 @@
  * Cancellation.  A read waits only in weft_stream_read, before anything
  * reached OpenSSL: a cancelled read consumed nothing (docs/semantics.md
  * rule 42: "it did not happen"); the ciphertext a finished stream read
- * brought is in `rbio` at once, where the next read decrypts it.  A write seals records
- * before it sends them: once it has started, a cancellation leaves the
- * peer with a prefix of a record stream that cannot be completed, so the
- * write side is marked broken (`wbroken`), as a plain stream is after a
- * partial send.  Records sealed after the break are dropped.
+ * brought is in `rbio` at once, where the next read decrypts it.  A
+ * write seals records before it sends them: once it has started, a
+ * cancellation leaves the peer with a prefix of a record stream that
+ * cannot be completed, so the write side is marked broken (`wbroken`),
+ * as a plain stream is after a partial send.  Records sealed after the
+ * break are dropped.  The handshake runs inside a fail_after scope of
+ * the context's timeout, so the stream waits of a stalled handshake end
+ * with -ECANCELED and the scope's exit turns that into -ETIMEDOUT.
  *
  * Ending.  close_notify (SSL_shutdown) is the TLS end of stream: a read
  * returns 0 only after it.  A connection that ends without it is a
