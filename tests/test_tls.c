@@ -503,6 +503,75 @@ static int cancelled_read_root(void *arg)
 
 WEFT_TEST_ROOT(tls, cancelled_read_loses_nothing, cancelled_read_root, NULL)
 
+struct reader {
+	weft_tls_t *t;
+	atomic_int parked;
+};
+
+static int reader_task(void *arg)
+{
+	struct reader *r = arg;
+	char buf[11];
+	atomic_store(&r->parked, 1);
+	/* The main task's probe may hold the read side for a moment. */
+	int rc;
+	while ((rc = weft_tls_read_exactly(r->t, buf, 11, NULL)) == -EBUSY)
+		weft_sleep(WEFT_MSEC);
+	CHECK_EQ(rc, 0);
+	CHECK(memcmp(buf, "hello world", 11) == 0);
+	return 0;
+}
+
+/* One reader at a time: a second one gets -EBUSY and takes nothing from
+ * the first; a writer may run meanwhile. */
+static int second_reader_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	struct srv sv = { .mode = DELAYED };
+	server_start(&sv, g);
+	weft_tls_ctx_t *ctx = client_ctx(NULL, NULL, 0);
+	int rc;
+	char why[256] = "";
+	weft_tls_t *t = client_connect(&sv, ctx, "localhost", &rc, why,
+		sizeof why);
+	if (CHECK_EQ(rc, 0)) {
+		struct reader r = { .t = t };
+		weft_group_t *rg;
+		CHECK_EQ(weft_group_open(&rg), 0);
+		CHECK_EQ(weft_group_spawn(rg, reader_task, &r), 0);
+		CHECK(weft_test_yield_until(&r.parked, 1));
+		/* The reader is in its read, or about to be: probe until a
+		 * second read is refused.  A probe that came first waits
+		 * 1 ms and is cancelled, consuming nothing. */
+		char buf[4];
+		ssize_t n = 0;
+		for (int i = 0; i < 1000 && n != -EBUSY; i++) {
+			weft_scope_t *sc;
+			CHECK_EQ(weft_move_on_after(&sc, WEFT_MSEC), 0);
+			n = weft_tls_read(t, buf, sizeof buf);
+			weft_scope_exit(sc);
+			weft_scope_destroy(sc);
+			if (n != -EBUSY) {
+				CHECK_EQ(n, -ECANCELED);
+				weft_sleep(WEFT_MSEC);
+			}
+		}
+		CHECK_EQ(n, -EBUSY);
+		CHECK_EQ(weft_tls_write(t, "w", 1), 0); /* the writer side */
+		CHECK_EQ(weft_event_set(sv.go), 0);
+		CHECK_EQ(weft_group_join(rg, NULL), 0);
+		weft_tls_close(t);
+	}
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	weft_tls_ctx_destroy(ctx);
+	server_free(&sv);
+	return 0;
+}
+
+WEFT_TEST_ROOT(tls, second_reader_gets_ebusy, second_reader_root, NULL)
+
 /* A write cancelled while the peer does not read breaks the write side:
  * later writes and shutdown get WEFT_ECLOSED. */
 static int cancelled_write_root(void *arg)
@@ -606,6 +675,7 @@ int main(void)
 		cmocka_unit_test(test_tls__bad_files_fail_the_context),
 		WEFT_TEST(test_tls__stalled_peer_is_cut_by_the_deadlines),
 		WEFT_TEST(test_tls__cancelled_read_loses_nothing),
+		WEFT_TEST(test_tls__second_reader_gets_ebusy),
 		WEFT_TEST(test_tls__cancelled_write_breaks_the_write_side),
 		WEFT_TEST(test_tls__end_without_close_notify_is_truncation),
 	};
