@@ -24,7 +24,10 @@
  *     (unlike plain streams, even when no byte reached the kernel: its
  *     records were sealed, and a TLS record cannot be taken back): the
  *     TLS stream's write side is then broken, later writes and shutdown
- *     return WEFT_ECLOSED, and the stream should be closed.
+ *     return WEFT_ECLOSED, and the stream should be closed.  The same
+ *     holds for records a read has to send (a TLS 1.3 key update's
+ *     answer): a read cancelled while sending them still consumed no
+ *     plaintext, but the write side is broken.
  *
  * Concurrency: one task may read and another write the same TLS stream
  * at the same time; two concurrent readers (or writers) get -EBUSY.  The
