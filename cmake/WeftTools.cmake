@@ -55,18 +55,34 @@ foreach(_t IN LISTS _weft_net_tools)
 	set_target_properties(weft-${_t} PROPERTIES
 		RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tools/net)
 endforeach()
+# https:// (weft-fetch) and --tls-cert (weft-httpd) with libweft-tls
+# (cmake/WeftTls.cmake), when OpenSSL was found.
+foreach(_t fetch httpd)
+	string(TOUPPER ${_t} _T)
+	target_compile_definitions(weft-${_t} PRIVATE
+		WEFT_${_T}_TLS=${WEFT_HAVE_TLS})
+	if(WEFT_HAVE_TLS)
+		target_link_libraries(weft-${_t} PRIVATE weft-tls)
+	endif()
+endforeach()
 
 # Integration tests: shell scripts driving the tools with real clients
-# and servers (curl, wrk, nginx) on loopback, bounded in time.
+# and servers (curl, wrk, nginx) on loopback, bounded in time.  The TLS
+# ones (tls_*: weft-fetch against nginx over HTTPS, weft-httpd --tls
+# under curl and wrk) when libweft-tls is built.
+set(_weft_integration fetch_nginx httpd_wrk httpd_hardening httpd_soak)
+if(WEFT_HAVE_TLS)
+	list(APPEND _weft_integration tls_nginx tls_httpd)
+endif()
 if(WEFT_BUILD_TESTS AND WEFT_TEST_EMULATOR)
 	# The scripts start the tools directly, next to the host's nginx,
 	# curl and wrk; a cross build's tools would need the emulator.
-	foreach(_s fetch_nginx httpd_wrk httpd_hardening httpd_soak)
+	foreach(_s IN LISTS _weft_integration)
 		weft_add_skipped_test(integration_${_s} integration
 			"the script runs the ${CMAKE_SYSTEM_PROCESSOR} tools directly; cross builds skip the integration tests")
 	endforeach()
 elseif(WEFT_BUILD_TESTS)
-	foreach(_s fetch_nginx httpd_wrk httpd_hardening httpd_soak)
+	foreach(_s IN LISTS _weft_integration)
 		add_test(NAME integration_${_s}
 			COMMAND bash
 			${PROJECT_SOURCE_DIR}/tests/integration/${_s}.sh

@@ -36,7 +36,11 @@
 	X(EBROKEN, -3012, "broken channel: every receiver closed")             \
 	X(ENOTFOUND, -3013, "host name not found")                             \
 	X(EDNS, -3014, "name resolution failed")                               \
-	X(EEXCEPTION, -3020, "a C++ exception escaped the task (weft.hpp)")
+	X(ETLS_VERIFY, -3015,                                                  \
+		"TLS: the peer's certificate failed verification")             \
+	X(ETLS, -3016, "TLS protocol failure")                                 \
+	X(ETLS_TRUNCATED, -3017, "TLS: the peer closed without close_notify")  \
+	X(EEXCEPTION, -3018, "a C++ exception escaped the task (weft.hpp)")
 
 enum {
 #define WEFT__ERR_ENUM(name, value, msg) WEFT_##name = (value),

@@ -359,7 +359,7 @@ if ((HAVE_PY)); then
 fi
 
 echo "== 9. usage errors exit 2 with a message"
-for bad in "-t abc" "-t 0" "-d -1" "-c 0" "-c 1x" "https://x/"; do
+for bad in "-t abc" "-t 0" "-d -1" "-c 0" "-c 1x" "ftp://x/"; do
 	# shellcheck disable=SC2086 # split on purpose: option and value
 	run_fetch usage 2 $bad "$BASE/small.txt"
 	[[ -s $T/usage.err ]] || fail "usage ($bad): no message"

@@ -37,9 +37,15 @@ int netutil_parse_url(const char *url, struct netutil_url *out)
 	if (http_parser_parse_url(url, len, 0, &u) != 0)
 		return -1;
 	if (!(u.field_set & (1 << UF_SCHEMA)) ||
-		!(u.field_set & (1 << UF_HOST)) ||
-		u.field_data[UF_SCHEMA].len != 4 ||
-		strncasecmp(url + u.field_data[UF_SCHEMA].off, "http", 4) != 0)
+		!(u.field_set & (1 << UF_HOST)))
+		return -1;
+	const char *scheme = url + u.field_data[UF_SCHEMA].off;
+	size_t sl = u.field_data[UF_SCHEMA].len;
+	if (sl == 4 && strncasecmp(scheme, "http", 4) == 0)
+		out->https = false;
+	else if (sl == 5 && strncasecmp(scheme, "https", 5) == 0)
+		out->https = true;
+	else
 		return -1;
 	size_t hoff = u.field_data[UF_HOST].off;
 	size_t hl = u.field_data[UF_HOST].len;
@@ -49,7 +55,7 @@ int netutil_parse_url(const char *url, struct netutil_url *out)
 	out->host[hl] = '\0';
 	/* The parser gives an IPv6 literal without its brackets. */
 	out->bracketed = hoff > 0 && url[hoff - 1] == '[';
-	out->port = 80;
+	out->port = out->https ? 443 : 80;
 	if (u.field_set & (1 << UF_PORT)) {
 		if (u.port == 0)
 			return -1;

@@ -11,12 +11,13 @@
 int netutil_parse_long(const char *s, long min, long max, const char *what,
 	long *out);
 
-/* An http:// URL split into host, port and request target (path and
- * query; it starts with '/'), by http-parser's http_parser_parse_url.
- * host may be a name, an IPv4 address or a bracketed IPv6 address.
- * Returns 0, or -1 if url is not http://host[:port][/path][?query] or a
- * part is too long. */
+/* An http:// or https:// URL split into host, port (default 80 or 443)
+ * and request target (path and query; it starts with '/'), by
+ * http-parser's http_parser_parse_url.  host may be a name, an IPv4
+ * address or a bracketed IPv6 address.  Returns 0, or -1 if url is not
+ * http[s]://host[:port][/path][?query] or a part is too long. */
 struct netutil_url {
+	bool https;	/* the scheme was https */
 	char host[256]; /* an IPv6 literal without its brackets */
 	bool bracketed; /* host was [an IPv6 literal] */
 	int port;

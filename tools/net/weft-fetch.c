@@ -2,7 +2,8 @@
  * web requests" example of asyncio tutorials (asyncio tasks + aiohttp) as
  * a tool.
  *
- *   weft-fetch [-c N] [-t S] [-d S] [--fail-fast] [-o DIR] [-q] URL...
+ *   weft-fetch [-c N] [-t S] [-d S] [--fail-fast] [-o DIR] [-q]
+ *              [--cacert FILE] [--insecure] URL...
  *
  * The shape of the program is the shape of the structured-concurrency
  * version of that example:
@@ -13,6 +14,11 @@
  *         fetch_one(url)             waits for a token of the limiter (-c)
  *           [timeout scope, -t]      weft_fail_after: one request
  *             connect                weft_tcp_connect (DNS, Happy Eyeballs)
+ *             TLS handshake          https:// only: weft_tls_connect
+ *                                    (libweft-tls: SNI, ALPN http/1.1,
+ *                                    the server's certificate verified
+ *                                    against the system's CAs or
+ *                                    --cacert, and its host name)
  *             send GET, parse reply  http-parser (Content-Length, chunked,
  *                                    or a body that ends at EOF)
  *           print one line           in completion order
@@ -22,8 +28,10 @@
  * cancels the group (docs/semantics.md rule 4), so the URLs still running or
  * waiting print "ERR cancelled".  The exit status is 0 when every URL got
  * a response (any HTTP status: a 404 is a response), 1 when one did not,
- * 2 for a usage error.  Workers come from WEFT_WORKERS, as for every weft
- * program.  Public API only. */
+ * 2 for a usage error, 3 when a server's certificate failed verification
+ * (and nothing worse happened: the line says why, "ERR tls-verify:
+ * certificate has expired"), 4 for another TLS failure.  Workers come
+ * from WEFT_WORKERS, as for every weft program.  Public API only. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -40,6 +48,9 @@
 
 #include "netutil.h"
 #include "weft.h"
+#if WEFT_FETCH_TLS
+#include "weft/tls.h"
+#endif
 
 /* A malformed response, as a weft-style negative code: the protocol was
  * broken.  Reported as "bad-response". */
@@ -57,6 +68,8 @@ struct options {
 	int fail_fast;	     /* --fail-fast */
 	int quiet;	     /* -q: print failures and the total only */
 	const char *outdir;  /* -o: save bodies as DIR/<index>; NULL = no */
+	const char *cacert;  /* --cacert: trusted CAs (PEM); NULL: system */
+	int insecure;	     /* --insecure: no certificate verification */
 };
 
 /* One URL.  Written by main before the runtime starts; read by its task
@@ -66,6 +79,7 @@ struct job {
 	int index; /* position on the command line, from 0 */
 	const char *url;
 	struct netutil_url u; /* host, port, path */
+	char why[256];	      /* a TLS failure's reason, for its line */
 };
 
 /* State shared by every task of one run. */
@@ -75,10 +89,14 @@ struct run {
 	int njobs;
 	weft_limiter_t *limiter; /* -c tokens */
 	weft_scope_t *deadline;	 /* the -d scope, or NULL */
+#if WEFT_FETCH_TLS
+	weft_tls_ctx_t *tls; /* for https:// URLs, or NULL */
+#endif
 	/* Outcome counters.  Relaxed: each is a plain tally; the join of the
 	 * group orders every increment before main reads them (a child's
 	 * completion happens-before join returns, rule 8). */
 	atomic_int ok, failed;
+	atomic_int tls_verify, tls_other; /* failures of these kinds */
 	int exit_status; /* written by the main task at the end */
 	int started;	 /* 1 once the main task ran */
 };
@@ -137,15 +155,41 @@ static const http_parser_settings parser_settings = {
 
 /* {====== one request */
 
+/* A connection: plain, or TLS over the stream. */
+struct conn {
+	weft_stream_t *s;
+#if WEFT_FETCH_TLS
+	weft_tls_t *t;
+#endif
+};
+
+static int conn_write(struct conn *c, const void *buf, size_t len)
+{
+#if WEFT_FETCH_TLS
+	if (c->t != NULL)
+		return weft_tls_write(c->t, buf, len);
+#endif
+	return weft_stream_write(c->s, buf, len);
+}
+
+static ssize_t conn_read(struct conn *c, void *buf, size_t len)
+{
+#if WEFT_FETCH_TLS
+	if (c->t != NULL)
+		return weft_tls_read(c->t, buf, len);
+#endif
+	return weft_stream_read(c->s, buf, len);
+}
+
 /* Sends the GET and parses the reply into r.  buf is FETCH_READ_BUF
  * bytes of scratch.  Returns 0 (a whole response was read) or a negative
  * code. */
-static int exchange(weft_stream_t *s, const struct job *j, struct response *r,
+static int exchange(struct conn *c, const struct job *j, struct response *r,
 	char *buf)
 {
 	/* The Host header names the port only when it is not the default. */
 	char port[8] = "";
-	if (j->u.port != 80)
+	if (j->u.port != (j->u.https ? 443 : 80))
 		snprintf(port, sizeof port, ":%d", j->u.port);
 	const char *lb = j->u.bracketed ? "[" : "";
 	const char *rb = j->u.bracketed ? "]" : "";
@@ -155,14 +199,14 @@ static int exchange(weft_stream_t *s, const struct job *j, struct response *r,
 		j->u.path, lb, j->u.host, rb, port);
 	if (n < 0 || n >= FETCH_READ_BUF)
 		return -ENAMETOOLONG;
-	int rc = weft_stream_write(s, buf, (size_t)n);
+	int rc = conn_write(c, buf, (size_t)n);
 	if (rc < 0)
 		return rc;
 
 	http_parser_init(&r->parser, HTTP_RESPONSE);
 	r->parser.data = r;
 	for (;;) {
-		ssize_t got = weft_stream_read(s, buf, FETCH_READ_BUF);
+		ssize_t got = conn_read(c, buf, FETCH_READ_BUF);
 		if (got < 0)
 			return (int)got;
 		/* got == 0 is the end of the stream: executing with length 0
@@ -182,17 +226,31 @@ static int exchange(weft_stream_t *s, const struct job *j, struct response *r,
 
 /* Connects, exchanges, closes: the part bounded by the per-request
  * timeout. */
-static int http_get(const struct job *j, struct response *r)
+static int http_get(struct job *j, struct response *r)
 {
 	char *buf = malloc(FETCH_READ_BUF);
 	if (buf == NULL)
 		return -ENOMEM;
-	weft_stream_t *s;
-	int rc = weft_tcp_connect(&s, j->u.host, j->u.port);
+	struct conn c = { 0 };
+	int rc = weft_tcp_connect(&c.s, j->u.host, j->u.port);
+#if WEFT_FETCH_TLS
+	/* The TLS stream takes the plain one, also when it fails. */
+	if (rc == 0 && j->u.https)
+		rc = weft_tls_connect(&c.t, c.s, j->run->tls, j->u.host, j->why,
+			sizeof j->why);
 	if (rc == 0) {
-		rc = exchange(s, j, r, buf);
-		weft_stream_close(s);
+		rc = exchange(&c, j, r, buf);
+		if (c.t != NULL)
+			weft_tls_close(c.t);
+		else
+			weft_stream_close(c.s);
 	}
+#else
+	if (rc == 0) {
+		rc = exchange(&c, j, r, buf);
+		weft_stream_close(c.s);
+	}
+#endif
 	free(buf);
 	return rc;
 }
@@ -205,6 +263,9 @@ static const char *failure_label(const struct run *run, int rc)
 	case -ECONNREFUSED: return "refused";
 	case WEFT_ENOTFOUND: return "not-found (DNS)";
 	case FETCH_EBADRESPONSE: return "bad-response";
+	case WEFT_ETLS_VERIFY: return "tls-verify";
+	case WEFT_ETLS: return "tls";
+	case WEFT_ETLS_TRUNCATED: return "tls-truncated";
 	case -ECANCELED:
 		/* weft_scope_cancel_called may be read from any thread. */
 		if (run->deadline && weft_scope_cancel_called(run->deadline))
@@ -289,7 +350,21 @@ static int fetch_one(void *arg)
 	}
 	/* relaxed: a tally, as run->ok above. */
 	atomic_fetch_add_explicit(&run->failed, 1, memory_order_relaxed);
-	printf("ERR %s %.1f ms %s\n", failure_label(run, rc), ms, url);
+	if (rc == WEFT_ETLS_VERIFY)
+		atomic_fetch_add_explicit(&run->tls_verify, 1,
+			memory_order_relaxed);
+	else if (rc == WEFT_ETLS || rc == WEFT_ETLS_TRUNCATED)
+		atomic_fetch_add_explicit(&run->tls_other, 1,
+			memory_order_relaxed);
+	/* The reason in words for TLS failures; a cancellation or a
+	 * timeout says enough by its label. */
+	if (j->why[0] != '\0' &&
+		(rc == WEFT_ETLS_VERIFY || rc == WEFT_ETLS ||
+			rc == WEFT_ETLS_TRUNCATED))
+		printf("ERR %s: %s %.1f ms %s\n", failure_label(run, rc),
+			j->why, ms, url);
+	else
+		printf("ERR %s %.1f ms %s\n", failure_label(run, rc), ms, url);
 	/* A cancellation is never a failure (it is how the others stop). */
 	if (run->opt->fail_fast && rc != -ECANCELED)
 		return weft_fail(rc, "%s: %s", url, failure_label(run, rc));
@@ -309,6 +384,26 @@ static int fetch_main(void *arg)
 		(size_t)run->opt->concurrency);
 	if (rc < 0)
 		return rc;
+#if WEFT_FETCH_TLS
+	int https = 0;
+	for (int i = 0; i < run->njobs; i++)
+		https |= run->jobs[i].u.https;
+	if (https) {
+		weft_tls_ctx_options_t o = { .ca_file = run->opt->cacert,
+			.insecure_no_verify = run->opt->insecure,
+			.alpn = "http/1.1",
+			/* the request's own timeout (-t) bounds it */
+			.handshake_timeout_ns = -1 };
+		char why[300];
+		rc = weft_tls_ctx_create(&run->tls, &o, why, sizeof why);
+		if (rc < 0) {
+			fprintf(stderr, "weft-fetch: TLS: %s\n", why);
+			run->exit_status = 4;
+			rc = 0; /* reported: the exit status says it */
+			goto out_limiter;
+		}
+	}
+#endif
 
 	/* The overall deadline is a scope around the group: when it
 	 * passes, every task in the group sees -ECANCELED at once. */
@@ -352,7 +447,17 @@ static int fetch_main(void *arg)
 	printf("total: %d urls, ok %d, failed %d, %.1f ms\n", run->njobs, ok,
 		failed, netutil_ms(weft_now() - t0));
 	run->exit_status = (rc == 0 && failed == 0 && ok == run->njobs) ? 0 : 1;
+	/* relaxed: as ok and failed above. */
+	int tls_verify = atomic_load_explicit(&run->tls_verify,
+		memory_order_relaxed);
+	int tls_other = atomic_load_explicit(&run->tls_other,
+		memory_order_relaxed);
+	if (rc == 0 && tls_verify + tls_other == failed && failed > 0)
+		run->exit_status = tls_other > 0 ? 4 : 3;
 out_limiter:
+#if WEFT_FETCH_TLS
+	weft_tls_ctx_destroy(run->tls);
+#endif
 	weft_limiter_destroy(run->limiter);
 	return rc;
 }
@@ -366,8 +471,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: weft-fetch [-c CONCURRENCY] [-t TIMEOUT_S] "
 		"[-d DEADLINE_S]\n"
-		"                  [--fail-fast] [-o DIR] [-q] URL...\n"
-		"  URL             http://host[:port][/path] "
+		"                  [--fail-fast] [-o DIR] [-q] "
+		"[--cacert FILE] [--insecure] URL...\n"
+		"  URL             http[s]://host[:port][/path] "
 		"(host name, IPv4, or [IPv6])\n"
 		"  -c N            requests in flight at once (default 10)\n"
 		"  -t S            per-request timeout in seconds\n"
@@ -377,10 +483,15 @@ static void usage(FILE *f)
 		"  -o DIR          save body i (from 0, command-line order) as "
 		"DIR/i\n"
 		"  -q              print only failures and the total\n"
+		"  --cacert FILE   https: trust the CAs in FILE (PEM) "
+		"instead of the system's\n"
+		"  --insecure      https: do not verify certificates\n"
 		"Output, one line per URL in completion order:\n"
 		"  STATUS MS ms BYTES bytes URL   or   ERR REASON MS ms URL\n"
 		"then 'total: N urls, ok X, failed Y, Z ms'.\n"
-		"Exit: 0 every URL got a response, 1 some did not, 2 usage.\n"
+		"Exit: 0 every URL got a response, 1 some did not, 2 usage,\n"
+		"3 certificate verification failed, 4 other TLS failure\n"
+		"(3 and 4 when every failure was of that kind).\n"
 		"WEFT_WORKERS sets the number of worker threads.\n");
 }
 
@@ -412,6 +523,8 @@ int main(int argc, char **argv)
 	};
 	static const struct option longopts[] = {
 		{ "fail-fast", no_argument, NULL, 'F' },
+		{ "cacert", required_argument, NULL, 'A' },
+		{ "insecure", no_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -437,6 +550,8 @@ int main(int argc, char **argv)
 		case 'o': opt.outdir = optarg; break;
 		case 'q': opt.quiet = 1; break;
 		case 'F': opt.fail_fast = 1; break;
+		case 'A': opt.cacert = optarg; break;
+		case 'k': opt.insecure = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -469,11 +584,21 @@ int main(int argc, char **argv)
 		if (netutil_parse_url(j->url, &j->u) < 0) {
 			fprintf(stderr,
 				"weft-fetch: invalid URL '%s': "
-				"expected http://host[:port][/path]\n",
+				"expected http[s]://host[:port][/path]\n",
 				j->url);
 			free(run.jobs);
 			return 2;
 		}
+#if !WEFT_FETCH_TLS
+		if (j->u.https) {
+			fprintf(stderr,
+				"weft-fetch: '%s': built without TLS "
+				"(libweft-tls needs OpenSSL: libssl-dev)\n",
+				j->url);
+			free(run.jobs);
+			return 2;
+		}
+#endif
 	}
 
 	/* Lines appear as the URLs complete, also through a pipe. */

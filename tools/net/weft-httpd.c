@@ -2,6 +2,14 @@
  *
  *   weft-httpd [-p PORT] [-b ADDR] [-i IDLE_S] [-H HEADER_S] [-B BODY_S]
  *              [-w WRITE_S] [-g GRACE_S] [-F]
+ *              [--tls-cert CERT.pem --tls-key KEY.pem]
+ *
+ * With --tls-cert and --tls-key it speaks HTTPS (libweft-tls, ALPN
+ * "http/1.1"): each connection's task runs the TLS handshake first,
+ * bounded by HEADER_S, then serves requests exactly as over plain TCP
+ * (the deadlines below bound the TLS reads and writes the same way: a
+ * cancelled TLS read consumed nothing either).  A failed handshake
+ * counts as rejected; the connection ends with close_notify.
  *
  * GET / answers 200 "Hello, World!" (HEAD: the same head, no body); other
  * paths 404; other methods 405 with "Allow: GET, HEAD".  One task per
@@ -65,9 +73,13 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <getopt.h>
 #include <http_parser.h>
 #include <weft.h>
 #include <weft/signal.h>
+#if WEFT_HTTPD_TLS
+#include <weft/tls.h>
+#endif
 
 #include "netutil.h"
 
@@ -79,7 +91,10 @@ struct httpd {
 	const char *addr;
 	long port;
 	long idle_s, header_s, body_s, write_s, grace_s;
-	bool fail_path;	    /* -F */
+	bool fail_path; /* -F */
+#if WEFT_HTTPD_TLS
+	weft_tls_ctx_t *tls; /* --tls-cert/--tls-key, or NULL */
+#endif
 	weft_event_t *stop; /* set at phase one of shutdown */
 	atomic_long connections, requests, rejected, failed, shed;
 	/* Connections parked in a read (for a next request, or for the rest
@@ -127,6 +142,9 @@ enum chunk_state {
 struct conn {
 	struct httpd *h;
 	weft_stream_t *s;
+#if WEFT_HTTPD_TLS
+	weft_tls_t *t; /* HTTPS: the TLS stream over s, or NULL */
+#endif
 	http_parser parser;
 	enum phase phase;
 	int64_t phase_start;
@@ -648,7 +666,13 @@ static ssize_t conn_read(struct conn *c)
 			return -ENOMEM;
 		if (!wait_enter(c))
 			return 0;
-		ssize_t n = weft_stream_read(c->s, c->in, sizeof c->in);
+		ssize_t n;
+#if WEFT_HTTPD_TLS
+		if (c->t != NULL)
+			n = weft_tls_read(c->t, c->in, sizeof c->in);
+		else
+#endif
+			n = weft_stream_read(c->s, c->in, sizeof c->in);
 		bool go = wait_leave(c);
 		/* Bytes that came in time are a request: answered
 		 * (conn_scope_for_write replaces the cancelled scope). */
@@ -664,13 +688,23 @@ static ssize_t conn_read(struct conn *c)
 	}
 }
 
+/* A write over TLS or plain TCP. */
+static int conn_write(struct conn *c, const void *buf, size_t len)
+{
+#if WEFT_HTTPD_TLS
+	if (c->t != NULL)
+		return weft_tls_write(c->t, buf, len);
+#endif
+	return weft_stream_write(c->s, buf, len);
+}
+
 static int conn_flush(struct conn *c)
 {
 	if (c->out_len == 0)
 		return 0;
 	int rc = conn_scope_for_write(c);
 	if (rc == 0)
-		rc = weft_stream_write(c->s, c->out, c->out_len);
+		rc = conn_write(c, c->out, c->out_len);
 	c->out_len = 0;
 	if (rc < 0)
 		c->write_failed = true;
@@ -694,6 +728,20 @@ static int httpd_conn(weft_stream_t *s, void *arg)
 	c->parser.data = c;
 	c->phase = PH_IDLE;
 	c->phase_start = weft_now();
+#if WEFT_HTTPD_TLS
+	if (h->tls != NULL) {
+		/* The handshake, bounded by the context's timeout (HEADER_S);
+		 * weft_serve closes s, so the TLS stream borrows it. */
+		if (weft_tls_accept_borrowed(&c->t, s, h->tls, NULL, 0) < 0) {
+			/* relaxed: a statistics counter, as requests. */
+			atomic_fetch_add_explicit(&h->rejected, 1,
+				memory_order_relaxed);
+			free(c);
+			return 0;
+		}
+		c->phase_start = weft_now();
+	}
+#endif
 	while (!c->close_after && !c->write_failed && !c->fail_me) {
 		if (c->phase == PH_IDLE && weft_event_is_set(h->stop))
 			break; /* shutting down: no new request */
@@ -730,6 +778,10 @@ static int httpd_conn(weft_stream_t *s, void *arg)
 	if (!c->write_failed && c->out_len > 0)
 		conn_flush(c);
 	conn_scope_close(c);
+#if WEFT_HTTPD_TLS
+	if (c->t != NULL)
+		weft_tls_close(c->t); /* close_notify; s stays weft_serve's */
+#endif
 	bool fail = c->fail_me;
 	free(c);
 	if (fail)
@@ -834,7 +886,9 @@ static void usage(void)
 		"  -w  time a response write gets at least (10)\n"
 		"  -g  grace period of a shutdown (5)\n"
 		"  -F  for tests: GET /fail makes its connection's handler "
-		"fail\n");
+		"fail\n"
+		"  --tls-cert CERT --tls-key KEY  serve HTTPS with this "
+		"certificate chain and key (PEM)\n");
 	exit(2);
 }
 
@@ -847,9 +901,18 @@ int main(int argc, char **argv)
 		.write_s = 10,
 		.grace_s = 5,
 		.wait_lock = PTHREAD_MUTEX_INITIALIZER };
+	static const struct option longopts[] = {
+		{ "tls-cert", required_argument, NULL, 'C' },
+		{ "tls-key", required_argument, NULL, 'K' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *tls_cert = NULL, *tls_key = NULL;
 	int c;
-	while ((c = getopt(argc, argv, "p:b:i:H:B:w:g:Fh")) != -1) {
+	while ((c = getopt_long(argc, argv, "p:b:i:H:B:w:g:Fh", longopts,
+			NULL)) != -1) {
 		switch (c) {
+		case 'C': tls_cert = optarg; break;
+		case 'K': tls_key = optarg; break;
 		case 'p':
 			if (netutil_parse_long(optarg, 0, 65535, "port",
 				    &h.port) < 0)
@@ -887,8 +950,37 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage();
+	if ((tls_cert == NULL) != (tls_key == NULL)) {
+		fprintf(stderr,
+			"weft-httpd: --tls-cert and --tls-key go "
+			"together\n");
+		return 2;
+	}
+	if (tls_cert != NULL) {
+#if WEFT_HTTPD_TLS
+		weft_tls_ctx_options_t o = { .server = 1,
+			.cert_file = tls_cert,
+			.key_file = tls_key,
+			.alpn = "http/1.1",
+			.handshake_timeout_ns = h.header_s * WEFT_SEC };
+		char why[300];
+		if (weft_tls_ctx_create(&h.tls, &o, why, sizeof why) < 0) {
+			fprintf(stderr, "weft-httpd: TLS: %s\n", why);
+			return 2;
+		}
+#else
+		fprintf(stderr,
+			"weft-httpd: built without TLS (libweft-tls "
+			"needs OpenSSL: libssl-dev)\n");
+		return 2;
+#endif
+	}
 	/* The parser counts every byte of a head against this limit, the
 	 * request line and empty lines before it included. */
 	http_parser_set_max_header_size(MAX_HEAD_BYTES);
-	return weft_run(httpd_main, &h) == 0 ? 0 : 1;
+	int rc = weft_run(httpd_main, &h) == 0 ? 0 : 1;
+#if WEFT_HTTPD_TLS
+	weft_tls_ctx_destroy(h.tls);
+#endif
+	return rc;
 }
