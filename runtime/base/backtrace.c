@@ -518,30 +518,32 @@ static void bt_session_sym(struct weft__bt_session *s, void *pc, int code,
 		sym->func_off -= (uintptr_t)code;
 }
 
-size_t weft__backtrace_session_site(struct weft__bt_session *s, void *pc,
+/* pc's text (code: as bt_session_sym) into buf; *bottom (if not NULL)
+ * as weft__backtrace_session_site says. */
+static size_t bt_session_put(struct weft__bt_session *s, void *pc, int code,
 	char *buf, size_t size, int *bottom)
 {
 	struct bt_out o = { buf, size, 0 };
 	struct bt_sym sym;
 	if (size > 0)
 		buf[0] = '\0';
-	bt_session_sym(s, pc, 0, &sym);
+	bt_session_sym(s, pc, code, &sym);
 	bt_put_sym(&o, pc, &sym);
 	if (bottom)
 		*bottom = bt_is_task_bottom(&sym);
 	return o.len;
 }
 
+size_t weft__backtrace_session_site(struct weft__bt_session *s, void *pc,
+	char *buf, size_t size, int *bottom)
+{
+	return bt_session_put(s, pc, 0, buf, size, bottom);
+}
+
 size_t weft__backtrace_session_code(struct weft__bt_session *s, void *fn,
 	char *buf, size_t size)
 {
-	struct bt_out o = { buf, size, 0 };
-	struct bt_sym sym;
-	if (size > 0)
-		buf[0] = '\0';
-	bt_session_sym(s, fn, 1, &sym);
-	bt_put_sym(&o, fn, &sym);
-	return o.len;
+	return bt_session_put(s, fn, 1, buf, size, NULL);
 }
 
 /* }======================================================= */

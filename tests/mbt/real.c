@@ -82,15 +82,23 @@ static int task_fn(void *arg)
 	return mbt_task_run(arg);
 }
 
-static int r_spawn(struct mbt_tc *tc, int g, const struct mbt_task *k)
+/* The child k's context in r, and its name ("t<id>") into name[16]. */
+static struct mbt_tc *kid_tc(struct real *r, const struct mbt_task *k,
+	char *name)
 {
-	struct real *r = R(tc);
 	struct mbt_tc *kt = &r->x.tc[k->id];
 	kt->x = &r->x;
 	kt->task = k;
 	kt->impl = r;
+	snprintf(name, 16, "t%d", k->id);
+	return kt;
+}
+
+static int r_spawn(struct mbt_tc *tc, int g, const struct mbt_task *k)
+{
+	struct real *r = R(tc);
 	char name[16];
-	snprintf(name, sizeof name, "t%d", k->id);
+	struct mbt_tc *kt = kid_tc(r, k, name);
 	weft_task_t *h = NULL;
 	weft_spawn_opts_t o = { .name = name, .handle = &h };
 	weft_group_t *gr = atomic_load_explicit(&r->group[g],
@@ -120,12 +128,8 @@ static int start_fn(void *arg)
 static int r_start(struct mbt_tc *tc, int g, const struct mbt_task *k, int *v)
 {
 	struct real *r = R(tc);
-	struct mbt_tc *kt = &r->x.tc[k->id];
-	kt->x = &r->x;
-	kt->task = k;
-	kt->impl = r;
 	char name[16];
-	snprintf(name, sizeof name, "t%d", k->id);
+	struct mbt_tc *kt = kid_tc(r, k, name);
 	weft_group_t *gr = atomic_load_explicit(&r->group[g],
 		memory_order_relaxed);
 	void *val = NULL;
