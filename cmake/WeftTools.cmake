@@ -150,6 +150,11 @@ set_target_properties(weft-example-tour PROPERTIES
 if(CMAKE_CXX_COMPILER_LOADED)
 	add_executable(weft-example-tour-cpp tools/examples/tour.cpp)
 	target_link_libraries(weft-example-tour-cpp PRIVATE weft)
+	if(CMAKE_CROSSCOMPILING)
+		# As test_cpp (CMakeLists.txt): libstdc++ for qemu-user.
+		target_link_options(weft-example-tour-cpp PRIVATE
+			-static-libstdc++ -static-libgcc)
+	endif()
 	set_target_properties(weft-example-tour-cpp PROPERTIES
 		RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tools/examples)
 endif()
