@@ -20,6 +20,10 @@
  * thread judges it after the runtime is gone (cmocka asserts only work
  * on the test's main thread).
  *
+ * The last test checks the other mode, injection by call site
+ * (weft__alloc_fail_site, WEFT_DEBUG builds), and reach tracking, on
+ * which tests/test_alloc_sweep.c builds its exact site coverage.
+ *
  * Environment: WEFT_ALLOC_FAIL_VERBOSE=1 prints every iteration. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,6 +42,7 @@
 
 #include <weft.h>
 
+#include "base/alloc.h"
 #include "support.h"
 
 #define MAX_ITERATIONS 2000
@@ -583,6 +588,57 @@ test_alloc_fail__a_child_whose_first_stack_fails_at_a_switch_runs_later(
 	weft_test_assert_no_leaks();
 }
 
+/* {======================================================= by site */
+
+/* Injection by site (weft__alloc_fail_site) and reach tracking, which
+ * the allocation sweep builds on (tests/test_alloc_sweep.c): the site of
+ * weft_event_create is found by tracking one call, then its second call
+ * from arming fails, the calls at other sites in between (locks) do not
+ * count, and only one call fails. */
+static void test_alloc_fail__injection_by_site_fails_the_kth_call_there_only(
+	void **state)
+{
+	(void)state;
+	weft_event_t *ev[4] = { 0 };
+	weft__alloc_track_reached(1);
+	assert_int_equal(weft_event_create(&ev[0]), 0);
+	weft__alloc_track_reached(0);
+	struct weft__alloc_site reached[8];
+	size_t n = weft__alloc_reached_sites(reached, 8);
+	assert_int_equal(n, 1);
+	const char *f = strstr(reached[0].file, "runtime/sync/event.c");
+	assert_non_null(f);
+	assert_int_equal(reached[0].calls, 1);
+	long before = weft_debug_injected_failures();
+	assert_int_equal(weft__alloc_fail_site(f + strlen("runtime/"),
+				 reached[0].line, 2),
+		0);
+	weft_lock_t *lock[3] = { 0 };
+	assert_int_equal(weft_lock_create(&lock[0]), 0);
+	assert_int_equal(weft_event_create(&ev[1]), 0);
+	assert_int_equal(weft_lock_create(&lock[1]), 0);
+	weft_event_t *failed = SENTINEL;
+	assert_int_equal(weft_event_create(&failed), -ENOMEM);
+	assert_ptr_equal(failed, SENTINEL);
+	assert_int_equal(weft_lock_create(&lock[2]), 0);
+	assert_int_equal(weft_event_create(&ev[2]), 0);
+	assert_int_equal(weft__alloc_fail_site(NULL, 0, 0), 0);
+	assert_int_equal(weft_debug_injected_failures() - before, 1);
+	/* Charged to the site. */
+	struct weft__alloc_site sites[256];
+	size_t nf = weft__alloc_failed_sites(sites, 256);
+	int charged = 0;
+	for (size_t i = 0; i < nf && i < 256; i++)
+		charged |= sites[i].file == reached[0].file &&
+			sites[i].line == reached[0].line;
+	assert_true(charged);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(weft_event_destroy(ev[i]), 0);
+		assert_int_equal(weft_lock_destroy(lock[i]), 0);
+	}
+	weft_test_assert_no_leaks();
+}
+
 /* }======================================================= */
 
 int main(void)
@@ -598,6 +654,8 @@ int main(void)
 			test_alloc_fail__sleep_whose_timer_cannot_be_armed_never_ends_early),
 		cmocka_unit_test(
 			test_alloc_fail__a_child_whose_first_stack_fails_at_a_switch_runs_later),
+		cmocka_unit_test(
+			test_alloc_fail__injection_by_site_fails_the_kth_call_there_only),
 	};
 	return WEFT_RUN_TESTS(tests);
 }
