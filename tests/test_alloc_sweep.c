@@ -8,6 +8,8 @@
  *     sees another code records a violation, printed with its line), and
  *     the failure reached the run's result: a scenario passes every error
  *     up, so a run in which some call failed may not return 0;
+ *   - every failure leaf of the run's error tree is -ENOMEM or a failure
+ *     the scenario accounts for (odd_leaf);
  *   - the run without injection completed the whole scenario;
  *   - nothing is left: no heap block, task, stack, runtime, thread (the
  *     support's leak check), and the sanitizers saw nothing.
@@ -41,7 +43,8 @@
  * WEFT_ALLOC_SWEEP_ONLY=<scenario> runs one scenario (debugging; the
  * figure is not asserted); WEFT_ALLOC_SWEEP_ALL_SITES=1 makes the site
  * pass fail every call of every site reached, failed already or not (a
- * deeper search, minutes long). */
+ * deeper search, minutes long); WEFT_ALLOC_SWEEP_WORKERS=n runs every
+ * scenario at n workers (other schedules, by hand). */
 #define _GNU_SOURCE /* nftw */
 #include <stdarg.h>
 #include <stddef.h>
@@ -138,13 +141,18 @@ static int seen(struct sweep *w, int rc, int line, const int *ok)
 	} while (0)
 
 /* Joins g and folds its failure into rc: the first failure wins, but a
- * child's failure wins over the -ECANCELED it caused in the caller. */
+ * child's failure wins over what it caused in the caller: -ECANCELED,
+ * or the end of a connection whose other end the child closed when it
+ * failed (-ECONNRESET, -EPIPE, WEFT_EEND: the scenarios accept these
+ * only as such consequences). */
 static int join_into(struct sweep *w, weft_group_t *g, int rc)
 {
 	weft_error_t *err = NULL;
 	int jrc = weft_group_join(g, &err);
 	(void)seen(w, jrc, __LINE__, (const int[]){ WEFT_ECHILD_FAILED, 0 });
-	if (jrc == WEFT_ECHILD_FAILED && (rc == 0 || rc == -ECANCELED))
+	if (jrc == WEFT_ECHILD_FAILED &&
+		(rc == 0 || rc == -ECANCELED || rc == -ECONNRESET ||
+			rc == -EPIPE || rc == WEFT_EEND))
 		return weft_fail_group(err);
 	weft_error_free(err);
 	return rc != 0 ? rc : jrc;
@@ -197,6 +205,9 @@ static void make_cfg(weft_config_t *cfg, unsigned workers)
 {
 	assert_int_equal(weft_config_init(cfg), 0);
 	cfg->workers = workers;
+	const char *ow = getenv("WEFT_ALLOC_SWEEP_WORKERS");
+	if (ow != NULL && atoi(ow) > 0)
+		cfg->workers = (unsigned)atoi(ow);
 	if (sweep_seed != 0)
 		cfg->seed = sweep_seed;
 	if (tweak_stacks_and_joins) {
@@ -270,6 +281,31 @@ struct target {
 	long k;
 };
 
+/* The first leaf of err's tree whose code no scenario accounts for, or
+ * 0.  Accounted for: -ENOMEM, the scenarios' own failures (-EIO, a
+ * panic), and the end of a connection whose other end failed
+ * (-ECONNRESET, -EPIPE, WEFT_EEND). */
+static int odd_leaf(const weft_error_t *err, char *name, size_t size)
+{
+	for (size_t i = 0; i < weft_error_count(err); i++) {
+		const weft_error_t *nested = weft_error_nested_at(err, i);
+		int code = weft_error_code_at(err, i);
+		if (nested != NULL) {
+			int odd = odd_leaf(nested, name, size);
+			if (odd != 0)
+				return odd;
+		}
+		if (code == -ENOMEM || code == -EIO || code == WEFT_EPANIC ||
+			code == -ECONNRESET || code == -EPIPE ||
+			code == WEFT_EEND ||
+			(nested != NULL && code == WEFT_ECHILD_FAILED))
+			continue;
+		snprintf(name, size, "%s", weft_error_task_name_at(err, i));
+		return code;
+	}
+	return 0;
+}
+
 /* One run of root under t; judges it as the top of this file says and
  * adds 1 to *bad for a violation.  Returns the failures injected. */
 static long run_once(const char *name, weft_fn root, unsigned workers,
@@ -307,10 +343,18 @@ static long run_once(const char *name, weft_fn root, unsigned workers,
 			why = "runtime_create: not a clean -ENOMEM";
 	}
 	long injected = weft_debug_injected_failures() - before;
+	char leaf[200];
+	int odd = err != NULL ? odd_leaf(err, leaf, sizeof leaf) : 0;
+	if (odd != 0)
+		snprintf(leaf + strlen(leaf), sizeof leaf - strlen(leaf),
+			": a failure leaf with code %d (%s)", odd,
+			weft_err_name(odd));
 	if (why != NULL)
 		;
 	else if (atomic_load(&w->violations) != 0)
 		why = w->violation;
+	else if (odd != 0)
+		why = leaf;
 	else if (injected == 0 && crc == 0 &&
 		(rc != 0 || !atomic_load(&w->completed)))
 		why = "the run without injection did not complete";
