@@ -639,6 +639,62 @@ static void test_alloc_fail__injection_by_site_fails_the_kth_call_there_only(
 	weft_test_assert_no_leaks();
 }
 
+/* A task that failed with a message, then calls weft_fail again with
+ * another code when the new message cannot be allocated (the k-th call
+ * at weft_fail's site, found by reach tracking). */
+static int fails_twice(void *arg)
+{
+	(void)arg;
+	weft__alloc_track_reached(1);
+	(void)weft_fail(-EIO, "the first failure's message");
+	weft__alloc_track_reached(0);
+	struct weft__alloc_site site[4];
+	if (weft__alloc_reached_sites(site, 4) != 1)
+		return -EPROTO; /* weft_fail allocates once */
+	const char *f = strstr(site[0].file, "runtime/");
+	if (f == NULL)
+		return -EPROTO;
+	(void)weft__alloc_fail_site(f + strlen("runtime/"), site[0].line, 1);
+	int rc = weft_fail(-EPIPE, "the second failure's message");
+	(void)weft__alloc_fail_site(NULL, 0, 0);
+	return rc;
+}
+
+static int root_of_fails_twice(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, fails_twice, NULL), 0);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	return weft_fail_group(err);
+}
+
+/* Out of memory for its message, weft_fail still returns its code, and
+ * the leaf has that code with an empty message: never the message of an
+ * earlier call, which described another failure. */
+static void
+test_alloc_fail__fail_without_memory_for_its_message_drops_the_old_one(
+	void **state)
+{
+	(void)state;
+	weft_error_t *err = NULL;
+	long before = weft_debug_injected_failures();
+	assert_int_equal(weft_test_run_err(1, root_of_fails_twice, NULL, &err),
+		WEFT_ECHILD_FAILED);
+	assert_int_equal(weft_debug_injected_failures() - before, 1);
+	/* The root's entry, its group nested under it. */
+	assert_int_equal(weft_error_count(err), 1);
+	assert_int_equal(weft_error_code_at(err, 0), WEFT_ECHILD_FAILED);
+	const weft_error_t *child = weft_error_nested_at(err, 0);
+	assert_int_equal(weft_error_count(child), 1);
+	assert_int_equal(weft_error_code_at(child, 0), -EPIPE);
+	assert_string_equal(weft_error_message_at(child, 0), "");
+	weft_error_free(err);
+	weft_test_assert_no_leaks();
+}
+
 /* }======================================================= */
 
 int main(void)
@@ -656,6 +712,8 @@ int main(void)
 			test_alloc_fail__a_child_whose_first_stack_fails_at_a_switch_runs_later),
 		cmocka_unit_test(
 			test_alloc_fail__injection_by_site_fails_the_kth_call_there_only),
+		cmocka_unit_test(
+			test_alloc_fail__fail_without_memory_for_its_message_drops_the_old_one),
 	};
 	return WEFT_RUN_TESTS(tests);
 }
