@@ -639,23 +639,32 @@ static void test_alloc_fail__injection_by_site_fails_the_kth_call_there_only(
 	weft_test_assert_no_leaks();
 }
 
+/* Arms injection by site at the one site the allocations since
+ * weft__alloc_track_reached(1) reached, so that its next call fails;
+ * -EPROTO if they reached another number of sites. */
+static int fail_next_at_the_site_reached(void)
+{
+	weft__alloc_track_reached(0);
+	struct weft__alloc_site site[4];
+	if (weft__alloc_reached_sites(site, 4) != 1)
+		return -EPROTO;
+	const char *f = strstr(site[0].file, "runtime/");
+	if (f == NULL)
+		return -EPROTO;
+	return weft__alloc_fail_site(f + strlen("runtime/"), site[0].line, 1);
+}
+
 /* A task that failed with a message, then calls weft_fail again with
- * another code when the new message cannot be allocated (the k-th call
- * at weft_fail's site, found by reach tracking). */
+ * another code when the new message cannot be allocated. */
 static int fails_twice(void *arg)
 {
 	(void)arg;
 	weft__alloc_track_reached(1);
 	(void)weft_fail(-EIO, "the first failure's message");
-	weft__alloc_track_reached(0);
-	struct weft__alloc_site site[4];
-	if (weft__alloc_reached_sites(site, 4) != 1)
-		return -EPROTO; /* weft_fail allocates once */
-	const char *f = strstr(site[0].file, "runtime/");
-	if (f == NULL)
-		return -EPROTO;
-	(void)weft__alloc_fail_site(f + strlen("runtime/"), site[0].line, 1);
-	int rc = weft_fail(-EPIPE, "the second failure's message");
+	int rc = fail_next_at_the_site_reached();
+	if (rc < 0)
+		return rc;
+	rc = weft_fail(-EPIPE, "the second failure's message");
 	(void)weft__alloc_fail_site(NULL, 0, 0);
 	return rc;
 }
@@ -695,6 +704,42 @@ test_alloc_fail__fail_without_memory_for_its_message_drops_the_old_one(
 	weft_test_assert_no_leaks();
 }
 
+/* Cancels a scope with a reason whose copy fails. */
+static int cancels_without_memory(void *arg)
+{
+	weft_cancel_reason_t *r = arg;
+	weft_scope_t *s;
+	CHECK_EQ(weft_scope_create(&s, WEFT_FOREVER, 0), 0);
+	weft__alloc_track_reached(1);
+	CHECK_EQ(weft_scope_cancel(s, "a reason"), 0);
+	CHECK_EQ(fail_next_at_the_site_reached(), 0);
+	weft_scope_t *s2;
+	CHECK_EQ(weft_scope_create(&s2, WEFT_FOREVER, 0), 0);
+	long before = weft_debug_injected_failures();
+	CHECK_EQ(weft_scope_cancel(s2, "another reason"), 0);
+	(void)weft__alloc_fail_site(NULL, 0, 0);
+	CHECK_EQ(weft_debug_injected_failures() - before, 1);
+	CHECK_EQ(weft_scope_cancel_called(s2), 1);
+	CHECK_EQ(weft_scope_reason(s2, r), 0);
+	weft_scope_destroy(s2);
+	weft_scope_destroy(s);
+	return 0;
+}
+
+/* Out of memory for the copy of its reason, a cancellation still
+ * happens, with the text weft/cancel.h documents for that case. */
+static void test_alloc_fail__cancel_without_memory_for_its_reason_says_so(
+	void **state)
+{
+	(void)state;
+	weft_cancel_reason_t r;
+	memset(&r, 0, sizeof r);
+	assert_int_equal(weft_test_run(1, cancels_without_memory, &r), 0);
+	assert_int_equal(r.origin, WEFT_CANCEL_EXPLICIT);
+	assert_string_equal(r.text,
+		"cancelled (reason text lost: out of memory)");
+}
+
 /* }======================================================= */
 
 int main(void)
@@ -714,6 +759,8 @@ int main(void)
 			test_alloc_fail__injection_by_site_fails_the_kth_call_there_only),
 		cmocka_unit_test(
 			test_alloc_fail__fail_without_memory_for_its_message_drops_the_old_one),
+		cmocka_unit_test(
+			test_alloc_fail__cancel_without_memory_for_its_reason_says_so),
 	};
 	return WEFT_RUN_TESTS(tests);
 }
