@@ -34,11 +34,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <weft.h>
 
@@ -740,6 +742,72 @@ static void test_alloc_fail__cancel_without_memory_for_its_reason_says_so(
 		"cancelled (reason text lost: out of memory)");
 }
 
+/* {======================================================= dump signal */
+
+/* Whether the file at fd holds `text`. */
+static int file_has(int fd, const char *text)
+{
+	char buf[16384];
+	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return strstr(buf, text) != NULL;
+}
+
+/* Sends the dump signal with the next allocation failing: the dump's
+ * first, on the I/O thread (nothing else allocates meanwhile: one worker,
+ * the root only sleeps). */
+static int sigdump_root(void *arg)
+{
+	int fd = *(int *)arg;
+	long before = weft_debug_injected_failures();
+	weft_debug_fail_alloc(1);
+	CHECK_EQ(kill(getpid(), SIGUSR2), 0);
+	/* Bounded by ctest's timeout: a dump that never ends hangs. */
+	while (!file_has(fd, "weft: dump failed") &&
+		!file_has(fd, "weft: end of dump"))
+		CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+	weft_debug_fail_alloc(0);
+	CHECK_EQ(weft_debug_injected_failures() - before, 1);
+	return 0;
+}
+
+/* Out of memory, the dump on weft_config_t.dump_signal writes its header
+ * line and "weft: dump failed: <reason>" instead of the tree, as the
+ * config's comment says, and the runtime carries on. */
+static void test_alloc_fail__dump_signal_without_memory_says_the_dump_failed(
+	void **state)
+{
+	(void)state;
+	/* Ignored, not default: a signal the watcher missed must not end
+	 * the binary (the watcher restores this disposition). */
+	signal(SIGUSR2, SIG_IGN);
+	char path[] = "/tmp/weft-alloc-fail-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_true(dup2(fd, STDERR_FILENO) >= 0);
+	weft_config_t cfg;
+	assert_int_equal(weft_config_init(&cfg), 0);
+	cfg.workers = 1;
+	cfg.dump_signal = SIGUSR2;
+	int rc = weft_test_run_cfg(&cfg, sigdump_root, &fd);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	assert_int_equal(rc, 0);
+	char want[128];
+	snprintf(want, sizeof want, "weft: dump failed: %s\n",
+		weft_strerror(-ENOMEM));
+	assert_true(file_has(fd, "weft: runtime dump (SIGUSR2"));
+	assert_true(file_has(fd, want));
+	assert_false(file_has(fd, "weft: end of dump"));
+	close(fd);
+}
+
 /* }======================================================= */
 
 int main(void)
@@ -761,6 +829,8 @@ int main(void)
 			test_alloc_fail__fail_without_memory_for_its_message_drops_the_old_one),
 		cmocka_unit_test(
 			test_alloc_fail__cancel_without_memory_for_its_reason_says_so),
+		cmocka_unit_test(
+			test_alloc_fail__dump_signal_without_memory_says_the_dump_failed),
 	};
 	return WEFT_RUN_TESTS(tests);
 }
