@@ -20,6 +20,10 @@
  * thread judges it after the runtime is gone (cmocka asserts only work
  * on the test's main thread).
  *
+ * The last test checks the other mode, injection by call site
+ * (weft__alloc_fail_site, WEFT_DEBUG builds), and reach tracking, on
+ * which tests/test_alloc_sweep.c builds its exact site coverage.
+ *
  * Environment: WEFT_ALLOC_FAIL_VERBOSE=1 prints every iteration. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,14 +34,17 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <weft.h>
 
+#include "base/alloc.h"
 #include "support.h"
 
 #define MAX_ITERATIONS 2000
@@ -583,6 +590,224 @@ test_alloc_fail__a_child_whose_first_stack_fails_at_a_switch_runs_later(
 	weft_test_assert_no_leaks();
 }
 
+/* {======================================================= by site */
+
+/* Injection by site (weft__alloc_fail_site) and reach tracking, which
+ * the allocation sweep builds on (tests/test_alloc_sweep.c): the site of
+ * weft_event_create is found by tracking one call, then its second call
+ * from arming fails, the calls at other sites in between (locks) do not
+ * count, and only one call fails. */
+static void test_alloc_fail__injection_by_site_fails_the_kth_call_there_only(
+	void **state)
+{
+	(void)state;
+	weft_event_t *ev[4] = { 0 };
+	weft__alloc_track_reached(1);
+	assert_int_equal(weft_event_create(&ev[0]), 0);
+	weft__alloc_track_reached(0);
+	struct weft__alloc_site reached[8];
+	size_t n = weft__alloc_reached_sites(reached, 8);
+	assert_int_equal(n, 1);
+	const char *f = strstr(reached[0].file, "runtime/sync/event.c");
+	assert_non_null(f);
+	assert_int_equal(reached[0].calls, 1);
+	long before = weft_debug_injected_failures();
+	assert_int_equal(weft__alloc_fail_site(f + strlen("runtime/"),
+				 reached[0].line, 2),
+		0);
+	weft_lock_t *lock[3] = { 0 };
+	assert_int_equal(weft_lock_create(&lock[0]), 0);
+	assert_int_equal(weft_event_create(&ev[1]), 0);
+	assert_int_equal(weft_lock_create(&lock[1]), 0);
+	weft_event_t *failed = SENTINEL;
+	assert_int_equal(weft_event_create(&failed), -ENOMEM);
+	assert_ptr_equal(failed, SENTINEL);
+	assert_int_equal(weft_lock_create(&lock[2]), 0);
+	assert_int_equal(weft_event_create(&ev[2]), 0);
+	assert_int_equal(weft__alloc_fail_site(NULL, 0, 0), 0);
+	assert_int_equal(weft_debug_injected_failures() - before, 1);
+	/* Charged to the site. */
+	struct weft__alloc_site sites[256];
+	size_t nf = weft__alloc_failed_sites(sites, 256);
+	int charged = 0;
+	for (size_t i = 0; i < nf && i < 256; i++)
+		charged |= sites[i].file == reached[0].file &&
+			sites[i].line == reached[0].line;
+	assert_true(charged);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(weft_event_destroy(ev[i]), 0);
+		assert_int_equal(weft_lock_destroy(lock[i]), 0);
+	}
+	weft_test_assert_no_leaks();
+}
+
+/* Arms injection by site at the one site the allocations since
+ * weft__alloc_track_reached(1) reached, so that its next call fails;
+ * -EPROTO if they reached another number of sites. */
+static int fail_next_at_the_site_reached(void)
+{
+	weft__alloc_track_reached(0);
+	struct weft__alloc_site site[4];
+	if (weft__alloc_reached_sites(site, 4) != 1)
+		return -EPROTO;
+	const char *f = strstr(site[0].file, "runtime/");
+	if (f == NULL)
+		return -EPROTO;
+	return weft__alloc_fail_site(f + strlen("runtime/"), site[0].line, 1);
+}
+
+/* A task that failed with a message, then calls weft_fail again with
+ * another code when the new message cannot be allocated. */
+static int fails_twice(void *arg)
+{
+	(void)arg;
+	weft__alloc_track_reached(1);
+	(void)weft_fail(-EIO, "the first failure's message");
+	int rc = fail_next_at_the_site_reached();
+	if (rc < 0)
+		return rc;
+	rc = weft_fail(-EPIPE, "the second failure's message");
+	(void)weft__alloc_fail_site(NULL, 0, 0);
+	return rc;
+}
+
+static int root_of_fails_twice(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, fails_twice, NULL), 0);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(g, &err), WEFT_ECHILD_FAILED);
+	return weft_fail_group(err);
+}
+
+/* Out of memory for its message, weft_fail still returns its code, and
+ * the leaf has that code with an empty message: never the message of an
+ * earlier call, which described another failure. */
+static void
+test_alloc_fail__fail_without_memory_for_its_message_drops_the_old_one(
+	void **state)
+{
+	(void)state;
+	weft_error_t *err = NULL;
+	long before = weft_debug_injected_failures();
+	assert_int_equal(weft_test_run_err(1, root_of_fails_twice, NULL, &err),
+		WEFT_ECHILD_FAILED);
+	assert_int_equal(weft_debug_injected_failures() - before, 1);
+	/* The root's entry, its group nested under it. */
+	assert_int_equal(weft_error_count(err), 1);
+	assert_int_equal(weft_error_code_at(err, 0), WEFT_ECHILD_FAILED);
+	const weft_error_t *child = weft_error_nested_at(err, 0);
+	assert_int_equal(weft_error_count(child), 1);
+	assert_int_equal(weft_error_code_at(child, 0), -EPIPE);
+	assert_string_equal(weft_error_message_at(child, 0), "");
+	weft_error_free(err);
+	weft_test_assert_no_leaks();
+}
+
+/* Cancels a scope with a reason whose copy fails. */
+static int cancels_without_memory(void *arg)
+{
+	weft_cancel_reason_t *r = arg;
+	weft_scope_t *s;
+	CHECK_EQ(weft_scope_create(&s, WEFT_FOREVER, 0), 0);
+	weft__alloc_track_reached(1);
+	CHECK_EQ(weft_scope_cancel(s, "a reason"), 0);
+	CHECK_EQ(fail_next_at_the_site_reached(), 0);
+	weft_scope_t *s2;
+	CHECK_EQ(weft_scope_create(&s2, WEFT_FOREVER, 0), 0);
+	long before = weft_debug_injected_failures();
+	CHECK_EQ(weft_scope_cancel(s2, "another reason"), 0);
+	(void)weft__alloc_fail_site(NULL, 0, 0);
+	CHECK_EQ(weft_debug_injected_failures() - before, 1);
+	CHECK_EQ(weft_scope_cancel_called(s2), 1);
+	CHECK_EQ(weft_scope_reason(s2, r), 0);
+	weft_scope_destroy(s2);
+	weft_scope_destroy(s);
+	return 0;
+}
+
+/* Out of memory for the copy of its reason, a cancellation still
+ * happens, with the text weft/cancel.h documents for that case. */
+static void test_alloc_fail__cancel_without_memory_for_its_reason_says_so(
+	void **state)
+{
+	(void)state;
+	weft_cancel_reason_t r;
+	memset(&r, 0, sizeof r);
+	assert_int_equal(weft_test_run(1, cancels_without_memory, &r), 0);
+	assert_int_equal(r.origin, WEFT_CANCEL_EXPLICIT);
+	assert_string_equal(r.text,
+		"cancelled (reason text lost: out of memory)");
+}
+
+/* {======================================================= dump signal */
+
+/* Whether the file at fd holds `text`. */
+static int file_has(int fd, const char *text)
+{
+	char buf[16384];
+	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return strstr(buf, text) != NULL;
+}
+
+/* Sends the dump signal with the next allocation failing: the dump's
+ * first, on the I/O thread (nothing else allocates meanwhile: one worker,
+ * the root only sleeps). */
+static int sigdump_root(void *arg)
+{
+	int fd = *(int *)arg;
+	long before = weft_debug_injected_failures();
+	weft_debug_fail_alloc(1);
+	CHECK_EQ(kill(getpid(), SIGUSR2), 0);
+	/* Bounded by ctest's timeout: a dump that never ends hangs. */
+	while (!file_has(fd, "weft: dump failed") &&
+		!file_has(fd, "weft: end of dump"))
+		CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+	weft_debug_fail_alloc(0);
+	CHECK_EQ(weft_debug_injected_failures() - before, 1);
+	return 0;
+}
+
+/* Out of memory, the dump on weft_config_t.dump_signal writes its header
+ * line and "weft: dump failed: <reason>" instead of the tree, as the
+ * config's comment says, and the runtime carries on. */
+static void test_alloc_fail__dump_signal_without_memory_says_the_dump_failed(
+	void **state)
+{
+	(void)state;
+	/* Ignored, not default: a signal the watcher missed must not end
+	 * the binary (the watcher restores this disposition). */
+	signal(SIGUSR2, SIG_IGN);
+	char path[] = "/tmp/weft-alloc-fail-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_true(dup2(fd, STDERR_FILENO) >= 0);
+	weft_config_t cfg;
+	assert_int_equal(weft_config_init(&cfg), 0);
+	cfg.workers = 1;
+	cfg.dump_signal = SIGUSR2;
+	int rc = weft_test_run_cfg(&cfg, sigdump_root, &fd);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	assert_int_equal(rc, 0);
+	char want[128];
+	snprintf(want, sizeof want, "weft: dump failed: %s\n",
+		weft_strerror(-ENOMEM));
+	assert_true(file_has(fd, "weft: runtime dump (SIGUSR2"));
+	assert_true(file_has(fd, want));
+	assert_false(file_has(fd, "weft: end of dump"));
+	close(fd);
+}
+
 /* }======================================================= */
 
 int main(void)
@@ -598,6 +823,14 @@ int main(void)
 			test_alloc_fail__sleep_whose_timer_cannot_be_armed_never_ends_early),
 		cmocka_unit_test(
 			test_alloc_fail__a_child_whose_first_stack_fails_at_a_switch_runs_later),
+		cmocka_unit_test(
+			test_alloc_fail__injection_by_site_fails_the_kth_call_there_only),
+		cmocka_unit_test(
+			test_alloc_fail__fail_without_memory_for_its_message_drops_the_old_one),
+		cmocka_unit_test(
+			test_alloc_fail__cancel_without_memory_for_its_reason_says_so),
+		cmocka_unit_test(
+			test_alloc_fail__dump_signal_without_memory_says_the_dump_failed),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

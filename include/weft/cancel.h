@@ -55,6 +55,10 @@ typedef enum weft_cancel_origin {
 	WEFT_CANCEL_DEADLOCK = 8
 } weft_cancel_origin_t;
 
+/* A cancellation's reason.  The text given to a cancelling call is copied
+ * (up to 95 bytes); when that copy cannot be allocated the cancellation
+ * still happens and the text reads "cancelled (reason text lost: out of
+ * memory)". */
 typedef struct {
 	weft_cancel_origin_t origin;
 	uint64_t scope_id; /* the scope that was cancelled */
@@ -102,7 +106,9 @@ WEFT_EXTERN void weft_scope_destroy(weft_scope_t *s);
 /* What it does: cancels s with a reason (copied; NULL = "cancelled").
  * Idempotent, non-blocking; tasks parked inside s wake with -ECANCELED, a
  * task running on another worker sees it at its next checkpoint.
- * Errors: -EINVAL (NULL s).  Checkpoint: no.  Threads: any thread. */
+ * Errors: -EINVAL (NULL s); never -ENOMEM (out of memory the reason's
+ * text is replaced, see weft_cancel_reason_t).
+ * Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int weft_scope_cancel(weft_scope_t *s, const char *reason);
 
 /* What it does: changes s's deadline (absolute; WEFT_FOREVER = none), also

@@ -147,7 +147,9 @@ WEFT_EXTERN int weft_group_start_named(weft_group_t *g, const char *name,
  * cancelled and nothing failed; WEFT_ECHILD_FAILED when at least one child
  * (or the owner, through weft_group_fail) failed: *err_out receives every
  * failure exactly once, in one error group the caller owns (if err_out is
- * NULL it is freed).
+ * NULL it is freed); failures that could not be recorded for lack of
+ * memory are stood for by an -ENOMEM leaf that says so
+ * (docs/semantics.md rule 12).
  * Ownership: g is freed (unless retained); the caller owns *err_out and
  * frees it with weft_error_free.
  * Errors: -EINVAL (NULL g), WEFT_EMISUSE (the caller did not open g, or g was

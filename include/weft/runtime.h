@@ -85,7 +85,9 @@ typedef struct weft_config {
 	 * dump is written there, not in the handler) from runtime creation
 	 * to destruction, replacing the signal's previous disposition, which
 	 * comes back afterwards as for weft_signal_open (weft/signal.h).
-	 * Deliveries that come together may give one dump. */
+	 * Deliveries that come together may give one dump.  A dump that
+	 * cannot be made (out of memory) writes "weft: dump failed: <reason>"
+	 * after its header line instead of the tree. */
 	int dump_signal;
 	/* What a found deadlock does (weft_deadlock_t): WEFT_DEADLOCK_ERROR
 	 * (default), _REPORT or _OFF; environment WEFT_DEADLOCK=error,

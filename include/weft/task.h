@@ -48,7 +48,9 @@ typedef enum weft_task_state {
  * message (printf format, truncated at 255 bytes) goes into the group's
  * error leaf.  A later call replaces the message.
  * Errors: returns code unchanged; when called outside a weft task it only
- * returns code.  Checkpoint: no.  Threads: weft fiber. */
+ * returns code; out of memory for the message, the leaf's message is
+ * empty (an earlier call's message is dropped too).
+ * Checkpoint: no.  Threads: weft fiber. */
 WEFT_EXTERN int weft_fail(int code, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

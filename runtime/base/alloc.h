@@ -1,8 +1,9 @@
 /* The runtime's one allocator entry point.  Every heap byte weft owns goes
  * through here so that tests can count live allocations and inject failures
- * (the N-th allocation fails), as SQLite and Lua do.
+ * (the N-th allocation fails, as SQLite and Lua do; or the k-th call at a
+ * given call site).
  *
- * The counters and the fault-injection countdown are process-wide atomics:
+ * The counters and the fault-injection countdowns are process-wide atomics:
  * they are diagnostics that hold no resource, so they need no shutdown and
  * do not break the "no hidden globals" rule for runtimes.
  * Thread: any. */
@@ -30,17 +31,42 @@ void *weft__calloc_at(size_t n, size_t size, const char *file, int line);
 #define weft__calloc(n, size) weft__calloc_at((n), (size), __FILE__, __LINE__)
 #endif
 
-/* One call site that injection has failed at least once: file is the
- * compiler's __FILE__ for it (a path ending in runtime/<layer>/<file>.c). */
+/* One call site: file is the compiler's __FILE__ for it (a path ending in
+ * runtime/<layer>/<file>.c). */
 struct weft__alloc_site {
 	const char *file;
 	int line;
 	long failures; /* injected failures charged to it so far */
+	long calls;    /* weft__alloc_reached_sites: calls seen there */
 };
 /* Copies up to max of the sites failed so far in this process into out
  * (in the order they were first failed) and returns how many there are
  * (may exceed max).  Always 0 without WEFT_DEBUG. */
 size_t weft__alloc_failed_sites(struct weft__alloc_site *out, size_t max);
+
+/* Injection by site (WEFT_DEBUG builds; the count of
+ * weft_debug_fail_alloc is the other mode, and both may be armed): the
+ * k-th call from now made at the site whose file ends in "/<file>" (e.g.
+ * "core/local.c") and whose line is `line` fails, and is charged like
+ * any injected failure; the calls at other sites are not counted, so
+ * which call fails does not depend on what other threads allocate
+ * meanwhile.  k <= 0 or a NULL file disarms.  file must stay valid while
+ * armed.  Returns 0, or -ENOTSUP without WEFT_DEBUG (no site is known
+ * there).  Arm it before starting the code it targets, disarm it after
+ * that code's threads are joined. */
+int weft__alloc_fail_site(const char *file, int line, long k);
+
+/* Reach tracking (WEFT_DEBUG builds): while on, every allocation call
+ * records its site in a table (lock-free, relaxed: it orders nothing and
+ * does not hide a data race from TSan); weft__alloc_reached_sites copies
+ * the sites recorded since the last weft__alloc_track_reached(true) (the
+ * call clears the table), each with its number of calls, and returns how
+ * many there are (may exceed max; a site may appear twice when two
+ * threads recorded it at once: compare by name).  For the allocation
+ * sweep to find which sites a scenario reaches.  Both are no-ops (0)
+ * without WEFT_DEBUG.  Switch it with no other thread allocating. */
+void weft__alloc_track_reached(int on);
+size_t weft__alloc_reached_sites(struct weft__alloc_site *out, size_t max);
 /* NULL is ignored. */
 void weft__free(void *p);
 /* Like weft__alloc but never subject to fault injection: for an

@@ -791,9 +791,10 @@ int weft_fail(int code, const char *fmt, ...)
 	va_end(ap);
 	size_t n = strlen(buf) + 1;
 	char *m = weft__alloc(n);
-	if (m == NULL)
-		return code; /* the code still reaches the group */
-	memcpy(m, buf, n);
+	/* Out of memory the code still reaches the group, with no message:
+	 * an earlier call's message described another failure. */
+	if (m != NULL)
+		memcpy(m, buf, n);
 	weft__free(t->fail_msg);
 	t->fail_msg = m;
 	return code;
