@@ -163,9 +163,10 @@ if(WEFT_BUILD_TESTS)
 	add_test(NAME example_tour COMMAND weft-example-tour)
 	add_test(NAME doc_examples COMMAND sh
 		${PROJECT_SOURCE_DIR}/tests/doc_examples.sh
-		${PROJECT_SOURCE_DIR} README.md)
+		${PROJECT_SOURCE_DIR} README.md docs/guide.md)
 	set_tests_properties(example_tour doc_examples PROPERTIES
 		ENVIRONMENT "${_tour_env}" LABELS examples TIMEOUT 120)
+
 	if(CMAKE_CXX_COMPILER_LOADED)
 		add_test(NAME example_tour_cpp COMMAND weft-example-tour-cpp)
 		set_tests_properties(example_tour_cpp PROPERTIES
@@ -174,3 +175,30 @@ if(WEFT_BUILD_TESTS)
 			"fetch: std::runtime_error: no\ncut short: 1\n")
 	endif()
 endif()
+
+# docs/guide.md's programs (tools/examples/guide_*.c), each run with what
+# it must print.
+set(WEFT_GUIDE_EXAMPLES
+	"groups|service ready on port 8080\nsquare\\(1\\) = 1\nsquare\\(2\\) = 4\nsquare\\(3\\) = 9"
+	"timeouts|move_on_after: the sleep gave ECANCELED, caught 1\nfail_after: the scope's exit gave ETIMEDOUT\nshielded cleanup: completed\nafter the shield: ECANCELED"
+	"patterns|gather: 30 10 20\nwait_for: ETIMEDOUT\nas_completed: 10 20 30"
+	"channels|channel: sum 15150\nto_thread: 42"
+	"portal|portal: sum 550")
+foreach(_g IN LISTS WEFT_GUIDE_EXAMPLES)
+	string(FIND "${_g}" "|" _bar)
+	string(SUBSTRING "${_g}" 0 ${_bar} _name)
+	math(EXPR _bar "${_bar} + 1")
+	string(SUBSTRING "${_g}" ${_bar} -1 _want)
+	add_executable(weft-example-guide-${_name}
+		tools/examples/guide_${_name}.c)
+	target_link_libraries(weft-example-guide-${_name} PRIVATE weft)
+	set_target_properties(weft-example-guide-${_name} PROPERTIES
+		RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tools/examples)
+	if(WEFT_BUILD_TESTS)
+		add_test(NAME example_guide_${_name}
+			COMMAND weft-example-guide-${_name})
+		set_tests_properties(example_guide_${_name} PROPERTIES
+			ENVIRONMENT "${_tour_env}" LABELS examples TIMEOUT 120
+			PASS_REGULAR_EXPRESSION "${_want}")
+	endif()
+endforeach()
