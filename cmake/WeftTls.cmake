@@ -61,13 +61,18 @@ endif()
 add_library(weft::weft-tls ALIAS weft-tls)
 add_library(weft::weft-tls-static ALIAS weft-tls-static)
 
-install(TARGETS weft-tls
+# find_package(weft CONFIG COMPONENTS tls) gives weft::weft-tls and
+# weft::weft-tls-static (cmake/weftConfig.cmake.in).
+install(TARGETS weft-tls EXPORT weftTlsTargets
 	LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
 		COMPONENT weft_runtime
 		NAMELINK_COMPONENT weft_development)
-install(TARGETS weft-tls-static
+install(TARGETS weft-tls-static EXPORT weftTlsTargets
 	ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
 		COMPONENT weft_development)
+install(EXPORT weftTlsTargets NAMESPACE weft::
+	DESTINATION ${WEFT_CMAKE_DIR} FILE weftTlsTargets.cmake
+	COMPONENT weft_development)
 configure_file(cmake/weft-tls.pc.in ${PROJECT_BINARY_DIR}/weft-tls.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/weft-tls.pc
 	DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig

@@ -113,5 +113,19 @@ read -r -a libs <<<"$(pkg-config --libs weft)"
 	"${libs[@]}" -o "$work/pc_cpp"
 run_consumer "(d) pkg-config" "$work/pc_cpp" "LD_LIBRARY_PATH=$libdir"
 run_consumer "(d) weft::weft" "$work/cmake-build/consumer_cpp"
+run_consumer "(d) weft.hpp" "$work/cmake-build/consumer_hpp"
+
+if [[ -f $libdir/pkgconfig/weft-tls.pc ]]; then
+	step "(e) libweft-tls: pkg-config weft-tls and weft::weft-tls"
+	read -r -a libs <<<"$(pkg-config --libs weft-tls)"
+	"$cc" -std=c11 -Wall -Wextra -Werror "${cflags[@]}" \
+		"$src/consumer_tls.c" "${libs[@]}" -o "$work/pc_tls"
+	run_consumer "(e) pkg-config" "$work/pc_tls" "LD_LIBRARY_PATH=$libdir"
+	[[ -x $work/cmake-build/consumer_tls ]] ||
+		fail "(e) find_package(weft) gave no weft::weft-tls"
+	run_consumer "(e) weft::weft-tls" "$work/cmake-build/consumer_tls"
+else
+	step "(e) libweft-tls: not built (no OpenSSL): skipped"
+fi
 
 printf '\ninstall test: all consumers built and ran against %s\n' "$prefix"
