@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdbool.h>
 #include <unistd.h>
 
 #include <weft.h>
@@ -122,6 +123,37 @@ __attribute__((noinline)) void stall_test_spin(int64_t ns)
 		__asm__ volatile("" ::: "memory");
 }
 
+/* Stall reports ("weft: stall:" lines) written to the captured stderr so
+ * far: fd 2 is the capture's file, opened for reading too. */
+static int reports_so_far(void)
+{
+	static char buf[1 << 16];
+	ssize_t n = pread(2, buf, sizeof buf - 1, 0);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	int k = 0;
+	for (const char *p = buf; (p = strstr(p, "weft: stall:")); p++)
+		k++;
+	return k;
+}
+
+/* Waits, without a checkpoint when spin (else in 1 ms sleeps), until at
+ * least `want` reports were written, for at most 20 s.  On a loaded
+ * machine the monitor thread may be kept off a CPU for longer than any
+ * fixed spin: the tests wait for the report rather than guess its time,
+ * and the count they then assert catches a report made twice. */
+static void wait_reports(int want, bool spin)
+{
+	int64_t end = weft_now() + 20 * WEFT_SEC;
+	while (reports_so_far() < want && weft_now() < end) {
+		if (spin)
+			stall_test_spin(WEFT_MSEC);
+		else
+			weft_sleep(WEFT_MSEC);
+	}
+}
+
 /* }======================================================= */
 
 /* {======================================================= tasks */
@@ -131,6 +163,9 @@ __attribute__((noinline)) void stall_test_spin(int64_t ns)
 struct spin_arg {
 	int64_t ns;
 	int times; /* spins, with a yield between two */
+	/* Each spin also lasts until one more report was written (at most
+	 * 20 s): for the tests that expect one per spin. */
+	bool until_reported;
 };
 
 static int spinner(void *arg)
@@ -140,6 +175,8 @@ static int spinner(void *arg)
 		if (i > 0)
 			CHECK_EQ(weft_yield(), 0);
 		stall_test_spin(a->ns);
+		if (a->until_reported)
+			wait_reports(i + 1, true);
 	}
 	return 0;
 }
@@ -182,15 +219,23 @@ static int yield_root(void *arg)
  * held as long around it (never reported).  Not static: the report names
  * it as the place the scope was opened. */
 int stall_test_shielded(void *arg);
+struct shield_arg {
+	int64_t ns;
+	bool until_reported; /* and until the report was written */
+};
+
 int stall_test_shielded(void *arg)
 {
-	int64_t ns = *(int64_t *)arg;
+	const struct shield_arg *a = arg;
+	int64_t ns = a->ns;
 	weft_scope_t *plain, *shield;
 	if (!CHECK_EQ(weft_scope_open(&plain, WEFT_FOREVER, 0), 0))
 		return -1;
 	if (CHECK_EQ(weft_scope_open(&shield, WEFT_FOREVER, WEFT_SCOPE_SHIELD),
 		    0)) {
 		CHECK_EQ(weft_sleep(ns), 0);
+		if (a->until_reported)
+			wait_reports(1, false);
 		CHECK_EQ(weft_scope_exit(shield), 0);
 		weft_scope_destroy(shield);
 	}
@@ -218,7 +263,7 @@ static void test_stall__spinning_task_is_reported_once_with_its_backtrace(
 	void **state)
 {
 	weft_config_t cfg = stall_cfg(state, 50);
-	struct spin_arg a = { 500 * MS, 1 };
+	struct spin_arg a = { 500 * MS, 1, true };
 	char *text = run_captured(&cfg, spin_root, &a);
 	assert_int_equal(count_lines(text, "weft: stall: task ",
 				 "'spinner' has run"),
@@ -235,7 +280,7 @@ static void test_stall__a_new_stall_after_a_switch_is_reported_again(
 	void **state)
 {
 	weft_config_t cfg = stall_cfg(state, 50);
-	struct spin_arg a = { 500 * MS, 2 };
+	struct spin_arg a = { 500 * MS, 2, true };
 	char *text = run_captured(&cfg, spin_root, &a);
 	assert_int_equal(count_lines(text, "weft: stall: task ",
 				 "'spinner' has run"),
@@ -246,8 +291,9 @@ static void test_stall__a_new_stall_after_a_switch_is_reported_again(
 static void test_stall__task_that_yields_often_is_not_reported(void **state)
 {
 	/* A threshold far above any preemption of a worker between two
-	 * yields half a millisecond apart. */
-	weft_config_t cfg = stall_cfg(state, 250);
+	 * yields half a millisecond apart (a loaded machine has kept a
+	 * worker off its CPU for 250 ms). */
+	weft_config_t cfg = stall_cfg(state, 1000);
 	struct yield_arg a = { 1000 * MS };
 	char *text = run_captured(&cfg, yield_root, &a);
 	assert_int_equal(count_lines(text, "'yielder'", NULL), 0);
@@ -257,8 +303,8 @@ static void test_stall__task_that_yields_often_is_not_reported(void **state)
 static void test_stall__shielded_scope_held_is_reported_once(void **state)
 {
 	weft_config_t cfg = stall_cfg(state, 50);
-	int64_t ns = 500 * MS;
-	char *text = run_captured(&cfg, shield_root, &ns);
+	struct shield_arg a = { 500 * MS, true };
+	char *text = run_captured(&cfg, shield_root, &a);
 	assert_int_equal(count_lines(text, "weft: stall: shielded scope ",
 				 "'shielder' open for"),
 		1);
@@ -274,10 +320,10 @@ static void test_stall__shielded_scope_held_is_reported_once(void **state)
 static void test_stall__off_reports_nothing(void **state)
 {
 	weft_config_t cfg = stall_cfg(state, 0);
-	struct spin_arg a = { 300 * MS, 1 };
+	struct spin_arg a = { 300 * MS, 1, false };
 	char *text = run_captured(&cfg, spin_root, &a);
-	int64_t ns = 100 * MS;
-	char *text2 = run_captured(&cfg, shield_root, &ns);
+	struct shield_arg sa = { 100 * MS, false };
+	char *text2 = run_captured(&cfg, shield_root, &sa);
 	assert_int_equal(count_lines(text, "stall", NULL), 0);
 	assert_int_equal(count_lines(text2, "stall", NULL), 0);
 	free(text);
@@ -300,7 +346,7 @@ static void test_stall__env_variable_turns_it_on(void **state)
 	assert_int_equal(rc, 0);
 	assert_int_equal(cfg.stall_ms, 50);
 	cfg.workers = WEFT_TEST_WORKERS(state);
-	struct spin_arg a = { 500 * MS, 1 };
+	struct spin_arg a = { 500 * MS, 1, true };
 	char *text = run_captured(&cfg, spin_root, &a);
 	assert_int_equal(count_lines(text, "'spinner'", "has run"), 1);
 	free(text);
@@ -314,7 +360,7 @@ static void test_stall__blocked_signal_gives_a_report_without_backtrace(
 	sigaddset(&one, STALL_SIGNAL);
 	assert_int_equal(pthread_sigmask(SIG_BLOCK, &one, &old), 0);
 	weft_config_t cfg = stall_cfg(state, 50);
-	struct spin_arg a = { 500 * MS, 1 };
+	struct spin_arg a = { 500 * MS, 1, true };
 	char *text = run_captured(&cfg, spin_root, &a);
 	assert_int_equal(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
 	assert_int_equal(count_lines(text, "weft: stall: a task has run",
@@ -339,7 +385,7 @@ static void test_stall__program_handler_is_kept_and_report_has_no_backtrace(
 	sigemptyset(&sa.sa_mask);
 	assert_int_equal(sigaction(STALL_SIGNAL, &sa, &old), 0);
 	weft_config_t cfg = stall_cfg(state, 50);
-	struct spin_arg a = { 500 * MS, 1 };
+	struct spin_arg a = { 500 * MS, 1, true };
 	char *text = run_captured(&cfg, spin_root, &a);
 	assert_int_equal(sigaction(STALL_SIGNAL, &old, &after), 0);
 	/* Still the program's, and never called by weft. */
