@@ -148,6 +148,15 @@
 #include "weft/inspect.h"
 #include "weft/time.h"
 
+/* The real clock's asleep report waits this long after a quiet check
+ * before it confirms (see timer_real_asleep). */
+#define TIMER_CONFIRM_NS (300 * 1000000LL)
+
+/* The confirmation's state (`confirm`): none pending, waiting for
+ * confirm_at, due (the fd fired at it: the next quiet check with the
+ * same stretch and epoch reports). */
+enum { TIMER_CONFIRM_NONE, TIMER_CONFIRM_WAITING, TIMER_CONFIRM_DUE };
+
 /* The virtual clock weft_now() reads on this thread, or NULL for the real
  * clock.  Set once when a worker or offload thread of a virtual runtime
  * starts.  A fiber migrates between workers, but only between the
@@ -193,6 +202,8 @@ int weft__timer_init(weft__timer_t *t, bool virt)
 	atomic_init(&t->nwaiters, 0);
 	atomic_init(&t->waiter_seq, 0);
 	atomic_init(&t->check_queued, 0);
+	atomic_init(&t->outside, 0);
+	t->confirm_at = INT64_MAX;
 	t->check_node.fn = timer_check_fn;
 	weft__wheel_init(&t->wheel, weft__timer_now(t));
 	t->armed = INT64_MAX;
@@ -211,6 +222,11 @@ static void timer_rearm_locked(weft__timer_t *t)
 	/* relaxed: a hint; see `due`. */
 	atomic_store_explicit(&t->due, weft__wheel_due_hint(&t->wheel),
 		memory_order_relaxed);
+	/* The asleep report's confirmation is due then (never under the
+	 * virtual clock: asleep_check is off there).  Not in `due`: no
+	 * worker has anything to fire for it. */
+	if (t->confirm_at < next)
+		next = t->confirm_at;
 	/* The virtual clock never arms the fd: its deadlines fire at jumps
 	 * (weft__timer_quiesce) and at yields, never by real time passing. */
 	if (next == t->armed || t->virt)
@@ -279,9 +295,24 @@ void weft__timer_expire(weft__timer_t *t)
 	(void)n;
 	pthread_mutex_lock(&t->lock);
 	t->armed = INT64_MIN; /* fired: nothing armed any more */
-	weft__wheel_fire_due(&t->wheel, weft__timer_now(t), timer_fire, NULL);
+	int64_t now = weft__timer_now(t);
+	weft__wheel_fire_due(&t->wheel, now, timer_fire, NULL);
+	/* The asleep report's confirmation is due: disarm it (or the fd
+	 * fires again at once) and check (timer_real_asleep). */
+	bool confirm = t->confirm_at <= now;
+	if (confirm) {
+		t->confirm_at = INT64_MAX;
+		t->confirm = TIMER_CONFIRM_DUE;
+	}
 	timer_rearm_locked(t);
 	pthread_mutex_unlock(&t->lock);
+	if (confirm) {
+		/* This is the I/O thread (io.c), which runs the check; one
+		 * that finds requests queued waits for the next drain. */
+		t->check_wanted = true;
+		weft__timer_quiesce(
+			WEFT__CONTAINER_OF(t, struct weft_runtime, timer));
+	}
 }
 
 /* Makes s's wheel node match its timer_deadline (idempotent: it reads
@@ -524,31 +555,71 @@ static void timer_deadlock(struct weft_runtime *rt, unsigned long epoch)
 	pthread_mutex_unlock(&rt->insp_lock);
 }
 
-/* The real clock's "all tasks are asleep" check: every worker asleep
- * (the caller's quiet answer), nothing holding (no I/O operation, signal
- * wait, offload or portal call in flight) and no deadline armed.  Only
- * reported, never acted on: a plain thread may still set an event or
- * cancel a scope (Q3 does not count them), so a cancellation could be
- * wrong (docs/semantics.md rule 46).  Thread: the I/O thread. */
-static void timer_real_asleep(struct weft_runtime *rt, long holds)
+/* Drops a pending confirmation (the fd may still fire at its time: the
+ * check it makes then finds none due).  Thread: the I/O thread. */
+static void timer_confirm_cancel(weft__timer_t *t)
+{
+	if (t->confirm == TIMER_CONFIRM_NONE)
+		return;
+	pthread_mutex_lock(&t->lock);
+	t->confirm = TIMER_CONFIRM_NONE;
+	t->confirm_at = INT64_MAX;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* The real clock's "all tasks are asleep" check, after a quiet answer
+ * (every worker asleep, nothing queued) of the stretch `gen` with `epoch`
+ * read before it: nothing holding (no I/O operation, signal wait,
+ * offload or portal call in flight), no outside waker (an open retained
+ * group, a shutdown's signal watcher), no deadline armed, and all of it
+ * still so at a second check TIMER_CONFIRM_NS later with no task run and
+ * no hold taken in between (the same quiet_gen and hold_epoch).  The
+ * delay is for what weft cannot count: a plain thread holding a raw
+ * pointer to an event, a semaphore, a channel end or a task handle, that
+ * acts within it (docs/semantics.md rule 46).  Only reported, never
+ * acted on: such a thread may act later still.  Thread: the I/O
+ * thread. */
+static void timer_real_asleep(struct weft_runtime *rt, long holds,
+	unsigned long gen, unsigned long epoch)
 {
 	weft__timer_t *t = &rt->timer;
-	if (holds != 0 || t->asleep_reported || !t->asleep_check) {
-		if (holds != 0)
-			t->asleep_reported = false;
+	if (!t->asleep_check)
 		return;
-	}
+	/* seq_cst: after the quiet decision, whose idle lock orders a +1 a
+	 * task made before its worker listed itself (weft__timer_outside). */
+	long outside = atomic_load_explicit(&t->outside, memory_order_seq_cst);
 	pthread_mutex_lock(&t->lock);
 	int64_t next = weft__wheel_earliest(&t->wheel);
 	pthread_mutex_unlock(&t->lock);
-	if (next != INT64_MAX) {
+	if (holds != 0 || outside != 0 || next != INT64_MAX) {
 		t->asleep_reported = false;
+		timer_confirm_cancel(t);
 		return;
 	}
-	/* Only once printed: a check before any root ran prints nothing. */
-	t->asleep_reported = timer_asleep_report(rt,
-		"(real clock: reported only; a plain thread that sets an "
-		"event or cancels a scope may still wake them)");
+	if (t->asleep_reported && t->reported_gen == gen)
+		return; /* once per quiet stretch */
+	if (t->confirm != TIMER_CONFIRM_NONE && t->confirm_gen == gen &&
+		t->confirm_epoch == epoch) {
+		if (t->confirm == TIMER_CONFIRM_WAITING)
+			return; /* a check of the same stretch: the fd comes */
+		t->confirm = TIMER_CONFIRM_NONE;
+		/* Only once printed: a check before any root ran prints
+		 * nothing. */
+		t->asleep_reported = timer_asleep_report(rt,
+			"(real clock: reported only; a plain thread that sets "
+			"an event or cancels a scope may still wake them)");
+		t->reported_gen = gen;
+		return;
+	}
+	/* A new quiet stretch, or progress since the last one: confirm
+	 * later. */
+	pthread_mutex_lock(&t->lock);
+	t->confirm = TIMER_CONFIRM_WAITING;
+	t->confirm_gen = gen;
+	t->confirm_epoch = epoch;
+	t->confirm_at = weft__timer_real_now() + TIMER_CONFIRM_NS;
+	timer_rearm_locked(t);
+	pthread_mutex_unlock(&t->lock);
 }
 
 /* The quiescence check (see the essay).  Thread: the I/O thread. */
@@ -575,12 +646,16 @@ again:
 		memory_order_acquire);
 	long holds;
 	bool posted;
-	bool quiet = weft__idle_quiet(rt, &holds, &posted);
+	unsigned long gen;
+	bool quiet = weft__idle_quiet(rt, &holds, &posted, &gen);
 	if (posted)
 		return; /* Q4: after the next drain */
 	t->check_wanted = false;
 	if (!quiet) {
 		t->asleep_reported = false;
+		/* A task runs: the report waits for the next quiet check. */
+		if (t->asleep_check)
+			timer_confirm_cancel(t);
 		return;
 	}
 	switch (timer_wake_waiters(t, seq)) {
@@ -589,7 +664,7 @@ again:
 	default: break;
 	}
 	if (!t->virt) {
-		timer_real_asleep(rt, holds);
+		timer_real_asleep(rt, holds, gen, epoch);
 		return;
 	}
 	if (holds != 0)
