@@ -55,6 +55,28 @@
  * "all tasks are asleep" (timer_real_asleep): plain threads are outside
  * Q3 below, so acting on it could be wrong.
  *
+ * The real clock's report (rule 46)
+ * ---------------------------------
+ * Two more conditions hold it off there.  Outside wakers: what is not a
+ * task nor an operation in flight and can still wake one (an open group
+ * retained with weft_group_retain, so every portal and shutdown; a
+ * shutdown's signal hook), counted in `outside` while the report is on.
+ * Each +1 is made by a running task (or by a holder already counted),
+ * so a check whose quiet decision saw every worker asleep under the idle
+ * lock sees it; a -1 that reaches 0 posts a check, as a hold's does
+ * (Q7).  And a confirmation: what weft cannot count (a plain thread that
+ * sets an event it holds a pointer to) usually acts at once, so the
+ * first quiet check only arms the timerfd TIMER_CONFIRM_NS later
+ * (confirm_at, folded into timer_rearm_locked); weft__timer_expire then
+ * asks for a check, which reports if it sees the same quiet stretch
+ * (idle.c's quiet_gen, bumped under the idle lock whenever the last
+ * worker lists itself: no task ran between two answers with the same
+ * value, Q1) and the same hold_epoch (no operation or outside waker
+ * began).  Anything else starts over or cancels the confirmation.  A
+ * report is still wrong when such a thread acts after the delay; a race
+ * between a retain and a join's end can count a closed group until its
+ * release (a missed report, never a false one).
+ *
  * Why the jump cannot pass a task that is about to become runnable:
  *   Q1. Only an awake worker (one not listed as sleeping) runs tasks, and
  *       a worker leaves the list only under the idle lock: while
