@@ -608,11 +608,11 @@ static void test_deadlock__virtual_clock_asleep_is_edeadlk(void **state)
 
 /* No false report while something outside the tasks can still wake them
  * (rule 46): the root waits on an event that a plain thread sets
- * OUTSIDE_WAIT_MS later, well after the report's confirmation (300 ms),
+ * OUTSIDE_WAIT_MS later, well after the report's confirmation (1 s),
  * while the root holds what the thread can act through.  The same wait
  * with no such holder is reported (test_deadlock__real_clock_asleep_
  * reports above: the plain thread sets the event after the report). */
-#define OUTSIDE_WAIT_MS 900
+#define OUTSIDE_WAIT_MS 2000
 
 enum outside_kind {
 	OUTSIDE_GROUP,	  /* a retained open group the thread spawns into */

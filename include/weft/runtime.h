@@ -53,7 +53,7 @@ typedef enum weft_deadlock_mode {
 	 * per I/O operation.  Not while an open portal, an open group
 	 * retained with weft_group_retain or a weft_shutdown_open exists
 	 * (they may still wake a task), and only once the state held
-	 * 300 ms with no task run: a plain thread that wakes a task later
+	 * 1 s with no task run: a plain thread that wakes a task later
 	 * than that through a pointer it holds (sets an event, cancels,
 	 * releases a semaphore) makes the report wrong (rule 46). */
 	WEFT_DEADLOCK_REPORT = 1,

@@ -171,8 +171,11 @@
 #include "weft/time.h"
 
 /* The real clock's asleep report waits this long after a quiet check
- * before it confirms (see timer_real_asleep). */
-#define TIMER_CONFIRM_NS (300 * 1000000LL)
+ * before it confirms (see timer_real_asleep).  A second: a plain thread
+ * between two of its actions (a new thread starting, one looping on
+ * sched_yield) was seen to take more than 300 ms on a loaded machine,
+ * and a hang's hint loses nothing by coming a second late. */
+#define TIMER_CONFIRM_NS (1000 * 1000000LL)
 
 /* The confirmation's state (`confirm`): none pending, waiting for
  * confirm_at, due (the fd fired at it: the next quiet check with the
