@@ -511,6 +511,17 @@ static int timer_dump_write(void *ctx, const char *data, size_t len)
 	return 0;
 }
 
+/* Prints the "all tasks are asleep" report (rule 46), why, and the tree.
+ * Thread: the I/O thread, holding no lock (the dump takes the scope
+ * locks and insp_lock). */
+static void timer_asleep_print(struct weft_runtime *rt, const char *why)
+{
+	weft__diag("all tasks are asleep - deadlock");
+	weft__diag("%s", why);
+	(void)weft_runtime_dump(rt, WEFT_DUMP_TEXT, timer_dump_write, NULL);
+	fflush(stderr);
+}
+
 /* Prints the "all tasks are asleep" report (rule 46) and the tree, when
  * a root is still running and not reported as deadlocked yet (none:
  * nothing is asleep, the runtime is merely idle); returns whether it
@@ -529,10 +540,7 @@ static bool timer_asleep_report(struct weft_runtime *rt, const char *why)
 	pthread_mutex_unlock(&rt->insp_lock);
 	if (!live)
 		return false;
-	weft__diag("all tasks are asleep - deadlock");
-	weft__diag("%s", why);
-	(void)weft_runtime_dump(rt, WEFT_DUMP_TEXT, timer_dump_write, NULL);
-	fflush(stderr);
+	timer_asleep_print(rt, why);
 	return true;
 }
 
@@ -545,12 +553,6 @@ static void timer_deadlock(struct weft_runtime *rt, unsigned long epoch)
 {
 	weft__timer_t *t = &rt->timer;
 	/* seq_cst: Q6, a first look before the report. */
-	if (atomic_load_explicit(&t->hold_epoch, memory_order_seq_cst) != epoch)
-		return;
-	if (rt->cfg.deadlock != WEFT_DEADLOCK_OFF)
-		(void)timer_asleep_report(rt,
-			"(virtual clock: no deadline is pending, so time can "
-			"never move again; the roots are cancelled)");
 	pthread_mutex_lock(&rt->insp_lock);
 	/* seq_cst: Q6; a root listed from now on took its hold (+1, the
 	 * epoch) before it took this lock to be listed. */
@@ -559,6 +561,14 @@ static void timer_deadlock(struct weft_runtime *rt, unsigned long epoch)
 		pthread_mutex_unlock(&rt->insp_lock);
 		return;
 	}
+	/* The decision: the roots live now are deadlocked.  Marked here,
+	 * cancelled after the report, so that the report is printed only
+	 * for a decision that stands (with the epoch looked at before the
+	 * report and again before the cancel, a root queued in between
+	 * made the check stand down after it had printed a false report)
+	 * and the dump shows the tasks still parked.  A root listed after
+	 * this is not marked. */
+	bool any = false;
 	for (struct weft__root_entry *e = rt->roots; e; e = e->next) {
 		/* acquire: pairs with the release store in weft__task_finish;
 		 * an ended root stays listed until its weft_runtime_run has
@@ -570,6 +580,24 @@ static void timer_deadlock(struct weft_runtime *rt, unsigned long epoch)
 				memory_order_acquire) != 0)
 			continue;
 		e->deadlocked = true;
+		any = true;
+	}
+	pthread_mutex_unlock(&rt->insp_lock);
+	if (!any)
+		return;
+	if (rt->cfg.deadlock != WEFT_DEADLOCK_OFF)
+		timer_asleep_print(rt,
+			"(virtual clock: no deadline is pending, so time can "
+			"never move again; the roots are cancelled)");
+	pthread_mutex_lock(&rt->insp_lock);
+	for (struct weft__root_entry *e = rt->roots; e; e = e->next) {
+		/* acquire: as above.  A root marked in an earlier check whose
+		 * cleanup blocked again is cancelled already: this does
+		 * nothing to it (the first cancellation stays). */
+		if (!e->deadlocked ||
+			atomic_load_explicit(e->task->root_done,
+				memory_order_acquire) != 0)
+			continue;
 		/* The record outlives its entry (weft_runtime_run unlists it
 		 * under insp_lock before dropping its reference). */
 		weft__scope_cancel(&e->task->root_scope, WEFT_CANCEL_DEADLOCK,
