@@ -31,7 +31,26 @@ function(weft_test_environment out)
 	if(WEFT_SANITIZE MATCHES "undefined")
 		list(APPEND env "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
 	endif()
+	if(WEFT_TEST_ASLEEP_REPORT)
+		# The real clock's "all tasks are asleep" report on in every
+		# runtime a test creates from the environment (rule 46); see
+		# weft_test_asleep_check.
+		list(APPEND env "WEFT_DEADLOCK=report")
+	endif()
 	set(${out} "${env}" PARENT_SCOPE)
+endfunction()
+
+# weft_test_asleep_check(<test>): with WEFT_TEST_ASLEEP_REPORT, <test> fails
+# when its output says "all tasks are asleep": the suite's tests never leave
+# every task asleep with nothing that could wake them, so a report there is
+# a false one (docs/semantics.md rule 46).  A test that deadlocks on purpose
+# sets its runtime's deadlock mode itself (off, or report inside a child
+# process whose stderr it captures), so it passes too.
+function(weft_test_asleep_check name)
+	if(WEFT_TEST_ASLEEP_REPORT)
+		set_property(TEST ${name} PROPERTY FAIL_REGULAR_EXPRESSION
+			"all tasks are asleep")
+	endif()
 endfunction()
 
 # weft_add_skipped_test(<name> <labels> <reason>): registers <name> as a
@@ -93,6 +112,7 @@ function(weft_add_test area)
 	weft_test_timeout(timeout ${arg_TIMEOUT})
 	set_property(TEST ${name} PROPERTY ENVIRONMENT ${env})
 	set_property(TEST ${name} PROPERTY TIMEOUT ${timeout})
+	weft_test_asleep_check(${name})
 	if(arg_LABELS)
 		set_property(TEST ${name} PROPERTY LABELS ${arg_LABELS})
 	endif()

@@ -8,10 +8,12 @@
  * every other edge in place. */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -602,6 +604,174 @@ static void test_deadlock__virtual_clock_asleep_is_edeadlk(void **state)
 
 /* }======================================================= */
 
+/* {=========================================== outside wakers */
+
+/* No false report while something outside the tasks can still wake them
+ * (rule 46): the root waits on an event that a plain thread sets
+ * OUTSIDE_WAIT_MS later, well after the report's confirmation (1 s),
+ * while the root holds what the thread can act through.  The same wait
+ * with no such holder is reported (test_deadlock__real_clock_asleep_
+ * reports above: the plain thread sets the event after the report). */
+#define OUTSIDE_WAIT_MS 2000
+
+enum outside_kind {
+	OUTSIDE_GROUP,	  /* a retained open group the thread spawns into */
+	OUTSIDE_PORTAL,	  /* a portal the thread calls through */
+	OUTSIDE_SHUTDOWN, /* a shutdown's watcher of the signal it sends */
+	OUTSIDE_QUICK	  /* nothing held; the thread sets within 50 ms */
+};
+
+struct outside {
+	enum outside_kind kind;
+	weft_event_t *ev;
+	weft_group_t *g;
+	weft_portal_t *portal;
+	int thread_rc;
+};
+
+static int outside_setter(void *arg)
+{
+	struct outside *o = arg;
+	return weft_event_set(o->ev);
+}
+
+static void *outside_thread(void *arg)
+{
+	struct outside *o = arg;
+	long ms = o->kind == OUTSIDE_QUICK ? 50 : OUTSIDE_WAIT_MS;
+	struct timespec ts = { ms / 1000, ms % 1000 * 1000000L };
+	nanosleep(&ts, NULL);
+	switch (o->kind) {
+	case OUTSIDE_GROUP:
+		o->thread_rc = weft_group_spawn(o->g, outside_setter, o);
+		break;
+	case OUTSIDE_PORTAL:
+		o->thread_rc = weft_portal_call(o->portal, outside_setter, o,
+			NULL, WEFT_FOREVER);
+		break;
+	case OUTSIDE_SHUTDOWN: o->thread_rc = kill(getpid(), SIGTERM); break;
+	case OUTSIDE_QUICK: o->thread_rc = weft_event_set(o->ev); break;
+	}
+	return NULL;
+}
+
+/* Returns 0, or the number of the step that failed. */
+static int outside_root(void *arg)
+{
+	struct outside *o = arg;
+	weft_shutdown_t *sd = NULL;
+	weft_group_t *g;
+	if (weft_group_open(&g) != 0)
+		return 1;
+	if (o->kind == OUTSIDE_GROUP) {
+		if (weft_group_retain(g) != 0)
+			return 2;
+		o->g = g;
+	} else if (o->kind == OUTSIDE_PORTAL) {
+		if (weft_portal_open(&o->portal) != 0)
+			return 3;
+	} else if (o->kind == OUTSIDE_SHUTDOWN) {
+		/* Joined before the wait: the shutdown's retain of g counts
+		 * no more, only its signal watcher does. */
+		if (weft_shutdown_open(&sd, g, WEFT_FOREVER) != 0)
+			return 4;
+		o->ev = weft_shutdown_stop_event(sd);
+	}
+	if (o->kind == OUTSIDE_SHUTDOWN && weft_group_join(g, NULL) != 0)
+		return 5;
+	pthread_t th;
+	if (pthread_create(&th, NULL, outside_thread, o) != 0)
+		return 6;
+	int rc = weft_event_wait(o->ev) == 0 ? 0 : 7;
+	/* Briefly blocks this worker: the thread has only its return left
+	 * (a portal call returns once its task ended). */
+	pthread_join(th, NULL);
+	if (o->thread_rc != 0)
+		rc = 8;
+	if (o->kind == OUTSIDE_PORTAL &&
+		weft_portal_close(o->portal, false, NULL) != 0)
+		rc = 9;
+	if (o->kind == OUTSIDE_SHUTDOWN) {
+		if (weft_shutdown_close(sd) != 0)
+			rc = 10;
+	} else if (weft_group_join(g, NULL) != 0) {
+		rc = 11;
+	}
+	if (o->kind == OUTSIDE_GROUP)
+		weft_group_release(g);
+	return rc;
+}
+
+struct outside_child {
+	unsigned workers;
+	enum outside_kind kind;
+};
+
+/* Exit status: 0, or what went wrong (20 + the root's step). */
+static void outside_child_fn(void *arg)
+{
+	struct outside_child *m = arg;
+	weft_config_t cfg;
+	if (weft_config_init(&cfg) != 0)
+		exit(3);
+	cfg.workers = m->workers;
+	cfg.clock = WEFT_CLOCK_REAL;
+	cfg.deadlock = WEFT_DEADLOCK_REPORT;
+	weft_runtime_t *rt;
+	if (weft_runtime_create(&rt, &cfg) != 0)
+		exit(4);
+	struct outside o = { .kind = m->kind };
+	if (m->kind != OUTSIDE_SHUTDOWN && weft_event_create(&o.ev) != 0)
+		exit(5);
+	int rc = weft_runtime_run(rt, outside_root, &o, NULL);
+	if (m->kind != OUTSIDE_SHUTDOWN && weft_event_destroy(o.ev) != 0)
+		exit(6);
+	if (weft_runtime_destroy(rt) != 0)
+		exit(7);
+	exit(rc == 0 ? 0 : 20 + (rc > 0 ? rc : 0));
+}
+
+static void run_outside(void **state, enum outside_kind kind)
+{
+	char buf[16384];
+	struct outside_child m = { WEFT_TEST_WORKERS(state), kind };
+	int status = weft_test_death(outside_child_fn, &m, buf, sizeof buf);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		print_error("child status %d, stderr: %s\n", status, buf);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	if (strstr(buf, "asleep") != NULL)
+		fail_msg("false report:\n%s", buf);
+}
+
+/* A plain thread spawns into a group the root retained for it. */
+static void test_deadlock__retained_group_holds_off_the_report(void **state)
+{
+	run_outside(state, OUTSIDE_GROUP);
+}
+
+/* A plain thread calls through the root's open portal. */
+static void test_deadlock__open_portal_holds_off_the_report(void **state)
+{
+	run_outside(state, OUTSIDE_PORTAL);
+}
+
+/* A plain thread sends the signal a shutdown watches; its stop event
+ * wakes the root. */
+static void test_deadlock__shutdown_watcher_holds_off_the_report(void **state)
+{
+	run_outside(state, OUTSIDE_SHUTDOWN);
+}
+
+/* Nothing held, but the plain thread sets the event within the
+ * confirmation delay: no report. */
+static void test_deadlock__quick_plain_thread_is_not_reported(void **state)
+{
+	run_outside(state, OUTSIDE_QUICK);
+}
+
+/* }======================================================= */
+
 int main(void)
 {
 	/* The cycle tests expect the default mode (error: the closing
@@ -620,6 +790,10 @@ int main(void)
 		WEFT_TEST(test_deadlock__real_clock_asleep_reports),
 		WEFT_TEST(test_deadlock__real_clock_pending_sleep_no_report),
 		WEFT_TEST(test_deadlock__virtual_clock_asleep_is_edeadlk),
+		WEFT_TEST(test_deadlock__retained_group_holds_off_the_report),
+		WEFT_TEST(test_deadlock__open_portal_holds_off_the_report),
+		WEFT_TEST(test_deadlock__shutdown_watcher_holds_off_the_report),
+		WEFT_TEST(test_deadlock__quick_plain_thread_is_not_reported),
 		cmocka_unit_test(test_deadlock__config_env),
 	};
 	return WEFT_RUN_TESTS(tests);

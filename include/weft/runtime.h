@@ -49,8 +49,13 @@ typedef enum weft_deadlock_mode {
 	WEFT_DEADLOCK_ERROR = 0,
 	/* The acquire closing a cycle prints the cycle to stderr and
 	 * waits.  Every task asleep is printed under the real clock too,
-	 * and nothing else happens there (a plain thread may still wake a
-	 * task); this costs two atomic updates per I/O operation. */
+	 * and nothing else happens there; this costs two atomic updates
+	 * per I/O operation.  Not while an open portal, an open group
+	 * retained with weft_group_retain or a weft_shutdown_open exists
+	 * (they may still wake a task), and only once the state held
+	 * 1 s with no task run: a plain thread that wakes a task later
+	 * than that through a pointer it holds (sets an event, cancels,
+	 * releases a semaphore) makes the report wrong (rule 46). */
 	WEFT_DEADLOCK_REPORT = 1,
 	/* Look for nothing and print nothing (the virtual clock still
 	 * cancels the roots, rule 44: its time can never move again). */

@@ -200,6 +200,7 @@ void weft__baton_pass(weft__worker_t *w)
 		 * it before the look at the queue. */
 		atomic_store_explicit(&idle->nsleeping, (int)n,
 			memory_order_relaxed);
+		idle->quiet_gen++; /* a quiet stretch (idle.h) */
 		WEFT__IDLE_FENCE(idle);
 		all = weft__inject_len(&rt->inject) != 0;
 	}

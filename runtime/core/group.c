@@ -364,10 +364,25 @@ static void group_unref(struct weft_group *g)
 	weft__record_put(g->rt, WEFT__RECORD_GROUP, g);
 }
 
+/* g stops counting as an outside waker (see `outside`), if it did. */
+static void group_outside_clear(struct weft_group *g)
+{
+	/* relaxed: see `outside`. */
+	if (atomic_exchange_explicit(&g->outside, false, memory_order_relaxed))
+		weft__timer_outside(&g->rt->timer, -1);
+}
+
 /* Frees what join no longer needs; the record itself lives on while
  * retained. */
 static void group_finish(struct weft_group *g)
 {
+	/* Closed: a retainer can spawn nothing more, so wake nothing.  One
+	 * predictable branch when the asleep report is off (never set).
+	 * relaxed: see `outside`. */
+	if (__builtin_expect(atomic_load_explicit(&g->outside,
+				     memory_order_relaxed),
+		    0))
+		group_outside_clear(g);
 	struct weft__leaf *l = g->leaves_head;
 	while (l) {
 		struct weft__leaf *next = l->next;
@@ -444,8 +459,21 @@ int weft_group_retain(weft_group_t *gh)
 		return WEFT_EMISUSE;
 	/* relaxed: the caller holds a reference (see group_unref); retains
 	 * orders nothing. */
-	atomic_fetch_add_explicit(&g->retains, 1, memory_order_relaxed);
+	int had = atomic_fetch_add_explicit(&g->retains, 1,
+		memory_order_relaxed);
 	atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+	/* The real clock's asleep report (rule 46): an open group handed
+	 * out is an outside waker until it closes or the last retain goes.
+	 * relaxed: CLOSED only filters; a retain racing the join's end may
+	 * count a closed group, until its own release (a missed report,
+	 * never a false one).  The +1 comes from a running task, or from a
+	 * thread that holds a retain already counted (timer.h). */
+	if (__builtin_expect(g->rt->timer.asleep_check, 0) && had == 0 &&
+		!(atomic_load_explicit(&g->word, memory_order_relaxed) &
+			WEFT__GROUP_CLOSED) &&
+		!atomic_exchange_explicit(&g->outside, true,
+			memory_order_relaxed))
+		weft__timer_outside(&g->rt->timer, 1);
 	return 0;
 }
 
@@ -470,6 +498,8 @@ void weft_group_release(weft_group_t *gh)
 		}
 	} while (!atomic_compare_exchange_weak_explicit(&g->retains, &n, n - 1,
 		memory_order_relaxed, memory_order_relaxed));
+	if (n == 1)
+		group_outside_clear(g); /* the last retain: see `outside` */
 	group_unref(g);
 }
 

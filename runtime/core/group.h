@@ -42,6 +42,13 @@ struct weft_group {
 	 * weft_group_retain; the group is freed at zero (acq_rel). */
 	atomic_int refs;
 	bool joined; /* owner only */
+	/* Counted as an outside waker of the real clock's asleep report
+	 * (timer.h, `outside`): retained while open.  Set by a retain that
+	 * finds none outstanding, cleared by the release of the last one or
+	 * by the join's end; whoever clears it (exchange: relaxed, the flag
+	 * only elects who drops the count) drops the count.  Cleared at
+	 * open (WEFT__GROUP_CLEAR). */
+	atomic_bool outside;
 	/* Last: a recycled record is cleared only up to the scope's cold
 	 * tail (WEFT__GROUP_CLEAR). */
 	struct weft_scope scope; /* the group's cancel scope */

@@ -74,6 +74,7 @@ int weft__idle_init(weft__idle_t *idle)
 	atomic_init(&idle->nsleeping, 0);
 	atomic_init(&idle->nspinning, 0);
 	atomic_init(&idle->fence_word, 0);
+	idle->quiet_gen = 0;
 	return 0;
 }
 
@@ -253,6 +254,7 @@ static void idle_sleep(weft__worker_t *w)
 			    memory_order_relaxed) +
 			1 ==
 		(int)rt->nworkers;
+	idle->quiet_gen += last; /* a quiet stretch begins (idle.h) */
 	pthread_mutex_unlock(&idle->lock);
 	/* The last one awake: the runtime may be quiescent (timer.c).  The
 	 * check takes the lock again, so it sees this listing; if the last
@@ -299,7 +301,8 @@ static void idle_sleep(weft__worker_t *w)
 	w->spinning = true;
 }
 
-bool weft__idle_quiet(struct weft_runtime *rt, long *holds, bool *posted)
+bool weft__idle_quiet(struct weft_runtime *rt, long *holds, bool *posted,
+	unsigned long *gen)
 {
 	weft__idle_t *idle = &rt->idle;
 	pthread_mutex_lock(&idle->lock);
@@ -319,6 +322,7 @@ bool weft__idle_quiet(struct weft_runtime *rt, long *holds, bool *posted)
 		atomic_load_explicit(&idle->nsleeping, memory_order_relaxed) ==
 			(int)rt->nworkers &&
 		!idle_work_visible(rt);
+	*gen = idle->quiet_gen;
 	pthread_mutex_unlock(&idle->lock);
 	return quiet;
 }

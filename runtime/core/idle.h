@@ -17,6 +17,11 @@ typedef struct weft__idle {
 	atomic_int nsleeping;	       /* written under lock; read racily */
 	atomic_int nspinning;	       /* workers looking for work */
 	atomic_int fence_word;	       /* TSan builds: see weft__idle_fence */
+	/* Times every worker came to be listed as sleeping (a quiet
+	 * stretch began), under lock: two quiet answers with the same
+	 * value saw one stretch, with no task run between them (the real
+	 * clock's asleep report, timer.c). */
+	unsigned long quiet_gen;
 } weft__idle_t;
 
 /* A full StoreLoad fence for the Dekker pairs of idle.c.  ThreadSanitizer
@@ -53,11 +58,13 @@ struct weft_task *weft__idle_find_or_sleep(struct weft__worker *w);
  * injection queue, every deque and the I/O thread's request queue empty;
  * *holds receives the virtual clock's hold count read at the same time,
  * and *posted whether requests wait in the request queue (then the I/O
- * thread will run again: the poster woke it).  Decided under the idle
+ * thread will run again: the poster woke it), and *gen quiet_gen.  Decided
+ * under the idle
  * lock, so no worker leaves the list meanwhile (idle.c, invariant 4), and
  * a worker's requests posted before it listed itself are seen.  Thread:
  * the I/O thread (timer.c's quiescence check). */
-bool weft__idle_quiet(struct weft_runtime *rt, long *holds, bool *posted);
+bool weft__idle_quiet(struct weft_runtime *rt, long *holds, bool *posted,
+	unsigned long *gen);
 /* Starts w's awake stretch for its busy time (stats.h), at its thread's
  * start and after each sleep.  Thread: w's own worker. */
 void weft__idle_stats_awake(struct weft__worker *w);

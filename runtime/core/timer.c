@@ -55,6 +55,28 @@
  * "all tasks are asleep" (timer_real_asleep): plain threads are outside
  * Q3 below, so acting on it could be wrong.
  *
+ * The real clock's report (rule 46)
+ * ---------------------------------
+ * Two more conditions hold it off there.  Outside wakers: what is not a
+ * task nor an operation in flight and can still wake one (an open group
+ * retained with weft_group_retain, so every portal and shutdown; a
+ * shutdown's signal hook), counted in `outside` while the report is on.
+ * Each +1 is made by a running task (or by a holder already counted),
+ * so a check whose quiet decision saw every worker asleep under the idle
+ * lock sees it; a -1 that reaches 0 posts a check, as a hold's does
+ * (Q7).  And a confirmation: what weft cannot count (a plain thread that
+ * sets an event it holds a pointer to) usually acts at once, so the
+ * first quiet check only arms the timerfd TIMER_CONFIRM_NS later
+ * (confirm_at, folded into timer_rearm_locked); weft__timer_expire then
+ * asks for a check, which reports if it sees the same quiet stretch
+ * (idle.c's quiet_gen, bumped under the idle lock whenever the last
+ * worker lists itself: no task ran between two answers with the same
+ * value, Q1) and the same hold_epoch (no operation or outside waker
+ * began).  Anything else starts over or cancels the confirmation.  A
+ * report is still wrong when such a thread acts after the delay; a race
+ * between a retain and a join's end can count a closed group until its
+ * release (a missed report, never a false one).
+ *
  * Why the jump cannot pass a task that is about to become runnable:
  *   Q1. Only an awake worker (one not listed as sleeping) runs tasks, and
  *       a worker leaves the list only under the idle lock: while
@@ -148,6 +170,18 @@
 #include "weft/inspect.h"
 #include "weft/time.h"
 
+/* The real clock's asleep report waits this long after a quiet check
+ * before it confirms (see timer_real_asleep).  A second: a plain thread
+ * between two of its actions (a new thread starting, one looping on
+ * sched_yield) was seen to take more than 300 ms on a loaded machine,
+ * and a hang's hint loses nothing by coming a second late. */
+#define TIMER_CONFIRM_NS (1000 * 1000000LL)
+
+/* The confirmation's state (`confirm`): none pending, waiting for
+ * confirm_at, due (the fd fired at it: the next quiet check with the
+ * same stretch and epoch reports). */
+enum { TIMER_CONFIRM_NONE, TIMER_CONFIRM_WAITING, TIMER_CONFIRM_DUE };
+
 /* The virtual clock weft_now() reads on this thread, or NULL for the real
  * clock.  Set once when a worker or offload thread of a virtual runtime
  * starts.  A fiber migrates between workers, but only between the
@@ -193,6 +227,8 @@ int weft__timer_init(weft__timer_t *t, bool virt)
 	atomic_init(&t->nwaiters, 0);
 	atomic_init(&t->waiter_seq, 0);
 	atomic_init(&t->check_queued, 0);
+	atomic_init(&t->outside, 0);
+	t->confirm_at = INT64_MAX;
 	t->check_node.fn = timer_check_fn;
 	weft__wheel_init(&t->wheel, weft__timer_now(t));
 	t->armed = INT64_MAX;
@@ -211,6 +247,11 @@ static void timer_rearm_locked(weft__timer_t *t)
 	/* relaxed: a hint; see `due`. */
 	atomic_store_explicit(&t->due, weft__wheel_due_hint(&t->wheel),
 		memory_order_relaxed);
+	/* The asleep report's confirmation is due then (never under the
+	 * virtual clock: asleep_check is off there).  Not in `due`: no
+	 * worker has anything to fire for it. */
+	if (t->confirm_at < next)
+		next = t->confirm_at;
 	/* The virtual clock never arms the fd: its deadlines fire at jumps
 	 * (weft__timer_quiesce) and at yields, never by real time passing. */
 	if (next == t->armed || t->virt)
@@ -279,9 +320,24 @@ void weft__timer_expire(weft__timer_t *t)
 	(void)n;
 	pthread_mutex_lock(&t->lock);
 	t->armed = INT64_MIN; /* fired: nothing armed any more */
-	weft__wheel_fire_due(&t->wheel, weft__timer_now(t), timer_fire, NULL);
+	int64_t now = weft__timer_now(t);
+	weft__wheel_fire_due(&t->wheel, now, timer_fire, NULL);
+	/* The asleep report's confirmation is due: disarm it (or the fd
+	 * fires again at once) and check (timer_real_asleep). */
+	bool confirm = t->confirm_at <= now;
+	if (confirm) {
+		t->confirm_at = INT64_MAX;
+		t->confirm = TIMER_CONFIRM_DUE;
+	}
 	timer_rearm_locked(t);
 	pthread_mutex_unlock(&t->lock);
+	if (confirm) {
+		/* This is the I/O thread (io.c), which runs the check; one
+		 * that finds requests queued waits for the next drain. */
+		t->check_wanted = true;
+		weft__timer_quiesce(
+			WEFT__CONTAINER_OF(t, struct weft_runtime, timer));
+	}
 }
 
 /* Makes s's wheel node match its timer_deadline (idempotent: it reads
@@ -455,6 +511,17 @@ static int timer_dump_write(void *ctx, const char *data, size_t len)
 	return 0;
 }
 
+/* Prints the "all tasks are asleep" report (rule 46), why, and the tree.
+ * Thread: the I/O thread, holding no lock (the dump takes the scope
+ * locks and insp_lock). */
+static void timer_asleep_print(struct weft_runtime *rt, const char *why)
+{
+	weft__diag("all tasks are asleep - deadlock");
+	weft__diag("%s", why);
+	(void)weft_runtime_dump(rt, WEFT_DUMP_TEXT, timer_dump_write, NULL);
+	fflush(stderr);
+}
+
 /* Prints the "all tasks are asleep" report (rule 46) and the tree, when
  * a root is still running and not reported as deadlocked yet (none:
  * nothing is asleep, the runtime is merely idle); returns whether it
@@ -473,10 +540,7 @@ static bool timer_asleep_report(struct weft_runtime *rt, const char *why)
 	pthread_mutex_unlock(&rt->insp_lock);
 	if (!live)
 		return false;
-	weft__diag("all tasks are asleep - deadlock");
-	weft__diag("%s", why);
-	(void)weft_runtime_dump(rt, WEFT_DUMP_TEXT, timer_dump_write, NULL);
-	fflush(stderr);
+	timer_asleep_print(rt, why);
 	return true;
 }
 
@@ -489,12 +553,6 @@ static void timer_deadlock(struct weft_runtime *rt, unsigned long epoch)
 {
 	weft__timer_t *t = &rt->timer;
 	/* seq_cst: Q6, a first look before the report. */
-	if (atomic_load_explicit(&t->hold_epoch, memory_order_seq_cst) != epoch)
-		return;
-	if (rt->cfg.deadlock != WEFT_DEADLOCK_OFF)
-		(void)timer_asleep_report(rt,
-			"(virtual clock: no deadline is pending, so time can "
-			"never move again; the roots are cancelled)");
 	pthread_mutex_lock(&rt->insp_lock);
 	/* seq_cst: Q6; a root listed from now on took its hold (+1, the
 	 * epoch) before it took this lock to be listed. */
@@ -503,6 +561,14 @@ static void timer_deadlock(struct weft_runtime *rt, unsigned long epoch)
 		pthread_mutex_unlock(&rt->insp_lock);
 		return;
 	}
+	/* The decision: the roots live now are deadlocked.  Marked here,
+	 * cancelled after the report, so that the report is printed only
+	 * for a decision that stands (with the epoch looked at before the
+	 * report and again before the cancel, a root queued in between
+	 * made the check stand down after it had printed a false report)
+	 * and the dump shows the tasks still parked.  A root listed after
+	 * this is not marked. */
+	bool any = false;
 	for (struct weft__root_entry *e = rt->roots; e; e = e->next) {
 		/* acquire: pairs with the release store in weft__task_finish;
 		 * an ended root stays listed until its weft_runtime_run has
@@ -514,6 +580,24 @@ static void timer_deadlock(struct weft_runtime *rt, unsigned long epoch)
 				memory_order_acquire) != 0)
 			continue;
 		e->deadlocked = true;
+		any = true;
+	}
+	pthread_mutex_unlock(&rt->insp_lock);
+	if (!any)
+		return;
+	if (rt->cfg.deadlock != WEFT_DEADLOCK_OFF)
+		timer_asleep_print(rt,
+			"(virtual clock: no deadline is pending, so time can "
+			"never move again; the roots are cancelled)");
+	pthread_mutex_lock(&rt->insp_lock);
+	for (struct weft__root_entry *e = rt->roots; e; e = e->next) {
+		/* acquire: as above.  A root marked in an earlier check whose
+		 * cleanup blocked again is cancelled already: this does
+		 * nothing to it (the first cancellation stays). */
+		if (!e->deadlocked ||
+			atomic_load_explicit(e->task->root_done,
+				memory_order_acquire) != 0)
+			continue;
 		/* The record outlives its entry (weft_runtime_run unlists it
 		 * under insp_lock before dropping its reference). */
 		weft__scope_cancel(&e->task->root_scope, WEFT_CANCEL_DEADLOCK,
@@ -524,31 +608,71 @@ static void timer_deadlock(struct weft_runtime *rt, unsigned long epoch)
 	pthread_mutex_unlock(&rt->insp_lock);
 }
 
-/* The real clock's "all tasks are asleep" check: every worker asleep
- * (the caller's quiet answer), nothing holding (no I/O operation, signal
- * wait, offload or portal call in flight) and no deadline armed.  Only
- * reported, never acted on: a plain thread may still set an event or
- * cancel a scope (Q3 does not count them), so a cancellation could be
- * wrong (docs/semantics.md rule 46).  Thread: the I/O thread. */
-static void timer_real_asleep(struct weft_runtime *rt, long holds)
+/* Drops a pending confirmation (the fd may still fire at its time: the
+ * check it makes then finds none due).  Thread: the I/O thread. */
+static void timer_confirm_cancel(weft__timer_t *t)
+{
+	if (t->confirm == TIMER_CONFIRM_NONE)
+		return;
+	pthread_mutex_lock(&t->lock);
+	t->confirm = TIMER_CONFIRM_NONE;
+	t->confirm_at = INT64_MAX;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* The real clock's "all tasks are asleep" check, after a quiet answer
+ * (every worker asleep, nothing queued) of the stretch `gen` with `epoch`
+ * read before it: nothing holding (no I/O operation, signal wait,
+ * offload or portal call in flight), no outside waker (an open retained
+ * group, a shutdown's signal watcher), no deadline armed, and all of it
+ * still so at a second check TIMER_CONFIRM_NS later with no task run and
+ * no hold taken in between (the same quiet_gen and hold_epoch).  The
+ * delay is for what weft cannot count: a plain thread holding a raw
+ * pointer to an event, a semaphore, a channel end or a task handle, that
+ * acts within it (docs/semantics.md rule 46).  Only reported, never
+ * acted on: such a thread may act later still.  Thread: the I/O
+ * thread. */
+static void timer_real_asleep(struct weft_runtime *rt, long holds,
+	unsigned long gen, unsigned long epoch)
 {
 	weft__timer_t *t = &rt->timer;
-	if (holds != 0 || t->asleep_reported || !t->asleep_check) {
-		if (holds != 0)
-			t->asleep_reported = false;
+	if (!t->asleep_check)
 		return;
-	}
+	/* seq_cst: after the quiet decision, whose idle lock orders a +1 a
+	 * task made before its worker listed itself (weft__timer_outside). */
+	long outside = atomic_load_explicit(&t->outside, memory_order_seq_cst);
 	pthread_mutex_lock(&t->lock);
 	int64_t next = weft__wheel_earliest(&t->wheel);
 	pthread_mutex_unlock(&t->lock);
-	if (next != INT64_MAX) {
+	if (holds != 0 || outside != 0 || next != INT64_MAX) {
 		t->asleep_reported = false;
+		timer_confirm_cancel(t);
 		return;
 	}
-	/* Only once printed: a check before any root ran prints nothing. */
-	t->asleep_reported = timer_asleep_report(rt,
-		"(real clock: reported only; a plain thread that sets an "
-		"event or cancels a scope may still wake them)");
+	if (t->asleep_reported && t->reported_gen == gen)
+		return; /* once per quiet stretch */
+	if (t->confirm != TIMER_CONFIRM_NONE && t->confirm_gen == gen &&
+		t->confirm_epoch == epoch) {
+		if (t->confirm == TIMER_CONFIRM_WAITING)
+			return; /* a check of the same stretch: the fd comes */
+		t->confirm = TIMER_CONFIRM_NONE;
+		/* Only once printed: a check before any root ran prints
+		 * nothing. */
+		t->asleep_reported = timer_asleep_report(rt,
+			"(real clock: reported only; a plain thread that sets "
+			"an event or cancels a scope may still wake them)");
+		t->reported_gen = gen;
+		return;
+	}
+	/* A new quiet stretch, or progress since the last one: confirm
+	 * later. */
+	pthread_mutex_lock(&t->lock);
+	t->confirm = TIMER_CONFIRM_WAITING;
+	t->confirm_gen = gen;
+	t->confirm_epoch = epoch;
+	t->confirm_at = weft__timer_real_now() + TIMER_CONFIRM_NS;
+	timer_rearm_locked(t);
+	pthread_mutex_unlock(&t->lock);
 }
 
 /* The quiescence check (see the essay).  Thread: the I/O thread. */
@@ -575,12 +699,16 @@ again:
 		memory_order_acquire);
 	long holds;
 	bool posted;
-	bool quiet = weft__idle_quiet(rt, &holds, &posted);
+	unsigned long gen;
+	bool quiet = weft__idle_quiet(rt, &holds, &posted, &gen);
 	if (posted)
 		return; /* Q4: after the next drain */
 	t->check_wanted = false;
 	if (!quiet) {
 		t->asleep_reported = false;
+		/* A task runs: the report waits for the next quiet check. */
+		if (t->asleep_check)
+			timer_confirm_cancel(t);
 		return;
 	}
 	switch (timer_wake_waiters(t, seq)) {
@@ -589,7 +717,7 @@ again:
 	default: break;
 	}
 	if (!t->virt) {
-		timer_real_asleep(rt, holds);
+		timer_real_asleep(rt, holds, gen, epoch);
 		return;
 	}
 	if (holds != 0)

@@ -89,9 +89,28 @@ typedef struct weft__timer {
 	 * queue is empty (weft__timer_quiesce).  I/O thread only. */
 	bool check_wanted;
 	/* The real clock's "all tasks are asleep" report was printed for
-	 * the current quiet stretch; cleared by a check that finds the
-	 * runtime busy (weft__timer_quiesce).  I/O thread only. */
+	 * the quiet stretch `reported_gen` (weft__idle_quiet's gen); cleared
+	 * by a check that finds the runtime busy (weft__timer_quiesce).  I/O
+	 * thread only. */
 	bool asleep_reported;
+	unsigned long reported_gen;
+	/* Outside wakers (rule 46): what is not a task, not an operation in
+	 * flight, and may still wake a task later: an open group retained
+	 * with weft_group_retain (portals and shutdowns retain theirs), a
+	 * hook signal watcher (weft_shutdown_open's).  Counted only while
+	 * asleep_check (weft__timer_outside); the real clock's report waits
+	 * while it is not 0.  seq_cst RMWs and load, as holds. */
+	atomic_long outside;
+	/* The report's confirmation (timer.c, "The real clock's report"):
+	 * a first quiet check arms it; the report is printed only by a check
+	 * at or after confirm_at that sees the same quiet stretch
+	 * (confirm_gen) and no hold taken since (confirm_epoch).
+	 * `confirm_at` is INT64_MAX when none is pending; written by the I/O
+	 * thread under `lock` (timer_rearm_locked arms the fd at it too),
+	 * read by it anywhere.  The others: I/O thread only. */
+	int64_t confirm_at;
+	int confirm; /* TIMER_CONFIRM_* of timer.c */
+	unsigned long confirm_gen, confirm_epoch;
 } weft__timer_t;
 
 /* Where the virtual clock starts: weft_now() of a runtime created with
@@ -184,6 +203,28 @@ void weft__timer_bind_thread(weft__timer_t *t);
  * every worker went to sleep, when no worker will post another: post
  * one, as the last sleeper does (Q7 in timer.c).  Thread: any. */
 void weft__timer_hold_released(weft__timer_t *t);
+
+/* An outside waker (see `outside`) appears (+1) or goes (-1).  The +1
+ * comes from a running task (an awake worker, which lists itself as
+ * sleeping under the idle lock only after it, so the check sees it) or
+ * from a holder already counted; the -1 may come from a plain thread or
+ * the I/O thread while every worker sleeps, so the drop to 0 posts a
+ * check (as weft__timer_hold does).  +1 bumps hold_epoch: a
+ * confirmation pending across it starts over.  No cost but the branch
+ * when the asleep report is off.  Any thread. */
+static inline void weft__timer_outside(weft__timer_t *t, long delta)
+{
+	if (__builtin_expect(t->asleep_check, 0)) {
+		/* seq_cst: as in weft__timer_hold (count, then epoch). */
+		long was = atomic_fetch_add_explicit(&t->outside, delta,
+			memory_order_seq_cst);
+		if (delta > 0)
+			atomic_fetch_add_explicit(&t->hold_epoch, 1,
+				memory_order_seq_cst);
+		else if (was + delta == 0)
+			weft__timer_hold_released(t);
+	}
+}
 
 static inline void weft__timer_hold(weft__timer_t *t, long delta)
 {

@@ -335,6 +335,8 @@ void weft__signal_close_io(struct weft_signals *w)
 {
 	WEFT_ASSERT(!w->io_closed, "signal watcher closed twice");
 	w->io_closed = true;
+	if (w->hook != NULL)
+		weft__timer_outside(&w->rt->timer, -1); /* see open_hook */
 	*w->pprev = w->next;
 	if (w->next)
 		w->next->pprev = w->pprev;
@@ -414,6 +416,12 @@ int weft__signal_open_hook(struct weft_signals **out, const int *signums,
 		weft__free(w);
 		return rc;
 	}
+	/* A hook (weft_shutdown_open's) acts on deliveries with no task
+	 * waiting: an outside waker of the real clock's asleep report until
+	 * its close (timer.h, rule 46).  From this running task, before its
+	 * worker can sleep; dropped in weft__signal_close_io. */
+	if (hook != NULL)
+		weft__timer_outside(&w->rt->timer, 1);
 	*out = w;
 	return 0;
 }
