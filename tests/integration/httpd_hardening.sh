@@ -59,7 +59,7 @@ echo "== idle connections at the fd limit"
 pid=$!
 port=
 for _ in $(seq 200); do
-	port=$(sed -n 's/^port=//p' "$tmp/out")
+	port=$(sed -n 's/^port=//p' "$tmp/out" 2>/dev/null || true)
 	[[ -n $port ]] && break
 	sleep 0.05
 done

@@ -23,7 +23,9 @@ fail() {
 wait_port() {
 	port=
 	for _ in $(seq 200); do
-		port=$(sed -n 's/^port=//p' "$tmp/out")
+		# The background server's shell may not have created
+		# $tmp/out yet: not an error under set -e.
+		port=$(sed -n 's/^port=//p' "$tmp/out" 2>/dev/null || true)
 		[[ -n $port ]] && break
 		sleep 0.05
 	done
