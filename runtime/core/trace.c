@@ -313,6 +313,21 @@ static void trace_u64(char *out, size_t n, size_t *len, uint64_t v)
 	out[*len] = '\0';
 }
 
+/* v as "0x" and lowercase hex digits, as %p prints an address (the
+ * writers here avoid the printf family: see trace_mem). */
+static void trace_hex(char *out, size_t n, size_t *len, uintptr_t v)
+{
+	char d[2 + 2 * sizeof v];
+	size_t k = sizeof d;
+	do {
+		d[--k] = "0123456789abcdef"[v & 0xf];
+		v >>= 4;
+	} while (v);
+	d[--k] = 'x';
+	d[--k] = '0';
+	trace_mem(out, n, len, d + k, sizeof d - k);
+}
+
 static void trace_i64(char *out, size_t n, size_t *len, int64_t v)
 {
 	if (v < 0) {
@@ -411,9 +426,7 @@ static size_t trace_format(const struct weft__trace_buf *b,
 			trace_json_str(out, n, &len,
 				weft__wait_kind_name(r->on));
 			TRACE_LIT(out, n, &len, "\",\"object\":\"");
-			char hex[24];
-			snprintf(hex, sizeof hex, "%p", r->obj);
-			trace_json_str(out, n, &len, hex);
+			trace_hex(out, n, &len, (uintptr_t)r->obj);
 			TRACE_LIT(out, n, &len, "\"");
 			if (r->ref != 0) {
 				TRACE_LIT(out, n, &len, ",\"ref\":");
