@@ -41,79 +41,13 @@ if [[ ! -x $FETCH ]]; then
 	echo "FAIL: $FETCH not built" >&2
 	exit 1
 fi
-HAVE_PY=0
-command -v python3 >/dev/null 2>&1 && HAVE_PY=1
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/weft-fetch-nginx.XXXXXX")
-NGINX_PID=
-HELPER_PID=
-
-# {====== cleanup: always, also on failure
-cleanup() {
-	local rc=$?
-	for pid in $NGINX_PID $HELPER_PID; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	# Bounded wait for both to exit, then the hard way.
-	for _ in $(seq 50); do
-		local alive=0
-		for pid in $NGINX_PID $HELPER_PID; do
-			kill -0 "$pid" 2>/dev/null && alive=1
-		done
-		((alive)) || break
-		sleep 0.1
-	done
-	for pid in $NGINX_PID $HELPER_PID; do
-		kill -KILL "$pid" 2>/dev/null || true
-	done
-	if ((rc != 0)) && [[ -f $T/error.log ]]; then
-		echo "--- nginx error.log:"
-		tail -n 20 "$T/error.log" || true
-	fi
-	rm -rf "$T"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-# }======
-
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-# A TCP port nothing listens on right now: the kernel's choice through
-# python3, else a random one in 20000-60000 that bash cannot connect to.
-free_port() {
-	if ((HAVE_PY)); then
-		python3 -c 'import socket; s = socket.socket();
-s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-		return
-	fi
-	local p
-	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 40000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	fail "no free port found"
-}
+source "$(dirname "$0")/nginx_lib.sh" fetch-nginx
 
 # {====== the files nginx serves
-mkdir -p "$T/www" "$T/out" "$T/logs"
+mkdir -p "$T/out"
 printf 'hello from nginx\n' >"$T/www/small.txt"
 head -c 1048576 /dev/urandom >"$T/www/big.bin"
 : >"$T/www/empty"
-# Under root, nginx's worker would switch to "nobody", which cannot read
-# the 0700 temp dir: keep the current user instead.
-USER_LINE=
-if ((EUID == 0)); then
-	USER_LINE="user $(id -un) $(id -gn);"
-fi
-# Temp paths of the modules this nginx has (all in the temp dir, so a
-# non-root nginx never touches /var/lib/nginx).
 # IPv6 loopback, when the machine has it: nginx also listens on [::1]
 # and section 10 fetches an IPv6 literal URL.
 V6_LISTEN=
@@ -121,15 +55,9 @@ if ((HAVE_PY)) && python3 -c 'import socket
 s = socket.socket(socket.AF_INET6); s.bind(("::1", 0))' 2>/dev/null; then
 	V6_LISTEN=1
 fi
-TEMP_LINES="client_body_temp_path $T/client_body;"
-for m in proxy fastcgi uwsgi scgi; do
-	if ! "$NGINX" -V 2>&1 | grep -q -- "--without-http_${m}_module"; then
-		TEMP_LINES+=$'\n'"        ${m}_temp_path $T/$m;"
-	fi
-done
 # }======
 
-# {====== start nginx (retry on a port taken in between)
+# {====== start nginx (nginx_lib.sh retries on a port taken in between)
 # answers PORT: nginx serves small.txt there (curl, else a bare /dev/tcp
 # connect, each bounded by 1 s).
 answers() {
@@ -140,7 +68,8 @@ answers() {
 		timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
 	fi
 }
-start_nginx() {
+# One server on a free port (and [::1] when there is IPv6 loopback).
+write_conf() {
 	PORT=$(free_port)
 	cat >"$T/nginx.conf" <<EOF
 $USER_LINE
@@ -161,30 +90,9 @@ http {
 	}
 }
 EOF
-	"$NGINX" -p "$T" -c "$T/nginx.conf" -e "$T/error.log" &
-	NGINX_PID=$!
-	# Ready when it answers (5 s at most).
-	for _ in $(seq 50); do
-		if answers "$PORT"; then
-			return 0
-		fi
-		kill -0 "$NGINX_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -TERM "$NGINX_PID" 2>/dev/null || true
-	wait "$NGINX_PID" 2>/dev/null || true
-	NGINX_PID=
-	return 1
 }
-started=0
-for attempt in 1 2 3; do
-	if start_nginx; then
-		started=1
-		break
-	fi
-	echo "nginx did not start (attempt $attempt)"
-done
-((started)) || fail "nginx did not start"
+ready() { answers "$PORT"; }
+nginx_start write_conf ready
 BASE=http://127.0.0.1:$PORT
 echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*: //') on $BASE (pid $NGINX_PID)"
 # }======

@@ -37,60 +37,11 @@ fi
 	exit 1
 }
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/weft-tls-nginx.XXXXXX")
-NGINX_PID=
-SILENT_PID=
-
-cleanup() {
-	local rc=$?
-	for pid in $NGINX_PID $SILENT_PID; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for _ in $(seq 50); do
-		local alive=0
-		for pid in $NGINX_PID $SILENT_PID; do
-			kill -0 "$pid" 2>/dev/null && alive=1
-		done
-		((alive)) || break
-		sleep 0.1
-	done
-	for pid in $NGINX_PID $SILENT_PID; do
-		kill -KILL "$pid" 2>/dev/null || true
-	done
-	if ((rc != 0)) && [[ -f $T/error.log ]]; then
-		echo "--- nginx error.log:"
-		tail -n 20 "$T/error.log" || true
-	fi
-	rm -rf "$T"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-free_port() {
-	python3 -c 'import socket; s = socket.socket();
-s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+source "$HERE/nginx_lib.sh" tls-nginx
 
 bash "$HERE/tls_certs.sh" "$T/certs"
 C=$T/certs
-mkdir -p "$T/www" "$T/logs"
 printf 'hello over tls\n' >"$T/www/small.txt"
-USER_LINE=
-if ((EUID == 0)); then
-	USER_LINE="user $(id -un) $(id -gn);"
-fi
-TEMP_LINES="client_body_temp_path $T/client_body;"
-for m in proxy fastcgi uwsgi scgi; do
-	if ! "$NGINX" -V 2>&1 | grep -q -- "--without-http_${m}_module"; then
-		TEMP_LINES+=$'\n'"        ${m}_temp_path $T/$m;"
-	fi
-done
 
 # server PORT CERT: an HTTPS server block.
 server() {
@@ -104,7 +55,7 @@ server() {
 EOF
 }
 
-start_nginx() {
+write_conf() {
 	GOOD=$(free_port) UNTRUSTED=$(free_port) EXPIRED=$(free_port)
 	WRONG=$(free_port) PLAIN=$(free_port)
 	cat >"$T/nginx.conf" <<EOF
@@ -129,30 +80,12 @@ $(server "$WRONG" wronghost.pem)
 	}
 }
 EOF
-	"$NGINX" -p "$T" -c "$T/nginx.conf" -e "$T/error.log" &
-	NGINX_PID=$!
-	for _ in $(seq 50); do
-		if curl -s -o /dev/null --max-time 1 --cacert "$C/ca.pem" \
-			"https://localhost:$GOOD/small.txt" 2>/dev/null; then
-			return 0
-		fi
-		kill -0 "$NGINX_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -TERM "$NGINX_PID" 2>/dev/null || true
-	wait "$NGINX_PID" 2>/dev/null || true
-	NGINX_PID=
-	return 1
 }
-started=0
-for attempt in 1 2 3; do
-	if start_nginx; then
-		started=1
-		break
-	fi
-	echo "nginx did not start (attempt $attempt)"
-done
-((started)) || fail "nginx did not start"
+ready() {
+	curl -s -o /dev/null --max-time 1 --cacert "$C/ca.pem" \
+		"https://localhost:$GOOD/small.txt" 2>/dev/null
+}
+nginx_start write_conf ready
 echo "nginx with TLS on ports $GOOD $UNTRUSTED $EXPIRED $WRONG (plain $PLAIN)"
 
 # run_fetch NAME EXPECTED_EXIT ARGS...: output in $T/NAME.out/.err
@@ -208,7 +141,7 @@ print(s.getsockname()[1], flush=True)
 held = []
 while True:
     c, _ = s.accept(); held.append(c)' >"$T/silent.port" &
-SILENT_PID=$!
+HELPER_PID=$!
 for _ in $(seq 50); do
 	[[ -s $T/silent.port ]] && break
 	sleep 0.1
