@@ -129,6 +129,7 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 	atomic_init(&rt->stopping, false);
 	atomic_init(&rt->running_roots, 0);
 	atomic_init(&rt->error_seq, 1);
+	atomic_init(&rt->cancel_gen, 1);
 	rt->workers = runtime_alloc_workers(rt->nworkers, &box->workers_raw);
 	if (rt->workers == NULL)
 		goto fail_box;
@@ -338,7 +339,6 @@ int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
 	 * caller's, dropped below after reading the outcome. */
 	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 	weft__scope_link(&t->root_scope, NULL, t);
-	t->root_linked = true;
 	/* A root on its way in holds the virtual clock until it is queued,
 	 * as a portal spawn does (core/timer.c, Q3): a quiescence check made
 	 * meanwhile neither jumps nor reports the listed root as

@@ -63,6 +63,12 @@ struct weft_runtime {
 	weft__runtime_stats_t stats;
 	/* Logical clock for error leaves (relaxed fetch_add). */
 	atomic_ullong error_seq;
+	/* Cancel generation: bumped by every cancellation after its marks
+	 * (release), read by checks of scopes not linked yet (acquire); a
+	 * check whose scope pulled its state at the current generation needs
+	 * no walk (core/cancel.c, "Lazy links").  Starts at 1: 0 in a
+	 * scope's pull word means "unknown". */
+	_Atomic uint64_t cancel_gen;
 	/* Task records and introspection */
 	struct weft__record_arena tasks; /* type-stable task records */
 	/* Root tasks inside weft_runtime_run, under insp_lock; a dump holds

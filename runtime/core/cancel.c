@@ -24,6 +24,28 @@
  * sleep_until is move_on_at + sleep_forever), so there is one timer
  * mechanism for both.
  *
+ * Lazy links.  Linking a scope takes its parent's lock, and unlinking it
+ * again: four lock round trips per fork-join node (the child's root scope
+ * under the group's, the child's own group under its root), paid even by
+ * a child that runs inline at its parent's join and never waits.  So a
+ * group's scope (weft__scope_push_lazy) and a spawned child's root scope
+ * start unlinked: they know their parent, but the parent does not list
+ * them.  A chain of unlinked scopes is linked, outermost first
+ * (weft__scope_materialize), by the first task of the chain that needs
+ * to be reachable: it parks cancellably, enters a user or sleep scope, or
+ * reparents under a group (weft__task_link_root is the one hook).  Until
+ * then a cancellation from further out stops at the last linked scope,
+ * and the unlinked scopes below pull it instead (weft__scope_check): a
+ * runtime-wide cancel generation is bumped after every cancellation's
+ * marks; each unlinked scope keeps the state it last pulled with the
+ * generation it pulled it at (`pull`; inherited from the parent at entry
+ * when that is current), and a check whose generation is current costs
+ * four loads.  Otherwise it walks up to the first linked scope or
+ * shield, takes the outermost cancellation it finds, and marks its own
+ * scope with it.  A task inside an unlinked chain is running (or parked
+ * uncancellably, at a join), so nobody needs to wake it.  A dump lists a
+ * task whose group is not linked at the top level (core/inspect.c).
+ *
  * Rejected: walking up the parent chain at every checkpoint (O(depth) per
  * checkpoint: fib's join chain is 60 scopes deep) and per-fiber timers for
  * deadlines (a 1 s scope around 100k sleeping children would arm 100k
@@ -51,6 +73,18 @@
  *      as observed; a scope that exits with its own cancellation observed
  *      but an origin further out passes the observation on to that
  *      origin and does not catch: the outermost scope catches.
+ *   7. A linked scope's parent is linked (chains link outermost first),
+ *      so invariant 2 holds on the linked tree, and a task that sees its
+ *      scope linked (acquire) sees every mark inherited at the link.
+ *   8. Whoever links a scope S of another task's chain is a task below S
+ *      (a descendant of S's task), and ends before S's task may leave S
+ *      (a group's join waits for it): the leaver sees S linked and
+ *      unlinks it.
+ *   9. An unlinked scope's pull word, if its generation is current, is
+ *      its effective cancellation: every cancellation marks first and
+ *      bumps the generation after (release), and a check loads the
+ *      generation (acquire) before the state it compares.  A
+ *      cancellation racing a check is seen at the next one.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -146,16 +180,29 @@ static void scope_propagate_locked(struct weft_scope *s,
 void weft__scope_link(struct weft_scope *s, struct weft_scope *parent,
 	struct weft_task *t)
 {
+	if (parent == NULL) {
+		/* A root task's scope: nobody can reach it before its task
+		 * runs, so relaxed stores suffice. */
+		atomic_store_explicit(&s->task, t, memory_order_relaxed);
+		s->parent = NULL;
+		atomic_store_explicit(&s->linked, true, memory_order_relaxed);
+		return;
+	}
+	weft__spin_lock(&parent->lock);
+	/* Two tasks of one chain may link it at once (scope_materialize):
+	 * the first wins, under the parent's lock.  relaxed: written under
+	 * that lock. */
+	if (atomic_load_explicit(&s->linked, memory_order_relaxed)) {
+		weft__spin_unlock(&parent->lock);
+		return;
+	}
 	/* s->task is read by cancellers under s's lock; s is reachable by a
-	 * canceller only through its parent (taken below, which publishes
-	 * this store) or by a user who cancels a scope not yet entered (then
-	 * task is still NULL and nobody is woken).  Reparenting (unlink then
-	 * link) cleared it under the lock first.  So relaxed suffices. */
+	 * canceller only through its parent (locked here, which publishes
+	 * this store) or by a user who cancels a scope directly (then task
+	 * is NULL or s's own task, and a wake of it is at worst spurious).
+	 * So relaxed suffices. */
 	atomic_store_explicit(&s->task, t, memory_order_relaxed);
 	s->parent = parent;
-	if (parent == NULL)
-		return;
-	weft__spin_lock(&parent->lock);
 	s->prev_sib = NULL;
 	s->next_sib = parent->first_child;
 	if (parent->first_child)
@@ -169,6 +216,9 @@ void weft__scope_link(struct weft_scope *s, struct weft_scope *parent,
 		scope_propagate_locked(s, weft__scope_origin(parent));
 		weft__spin_unlock(&s->lock);
 	}
+	/* release: a task that reads linked with acquire sees the mark
+	 * inherited above (invariant 7). */
+	atomic_store_explicit(&s->linked, true, memory_order_release);
 	weft__spin_unlock(&parent->lock);
 }
 
@@ -184,7 +234,11 @@ void weft__scope_unlink(struct weft_scope *s)
 		if (s->next_sib)
 			s->next_sib->prev_sib = s->prev_sib;
 		s->prev_sib = s->next_sib = NULL;
+		/* relaxed: under the parent's lock, as linkers read it. */
+		atomic_store_explicit(&s->linked, false, memory_order_relaxed);
 		weft__spin_unlock(&parent->lock);
+	} else {
+		atomic_store_explicit(&s->linked, false, memory_order_relaxed);
 	}
 	if (s->kind == WEFT__SCOPE_TASK) {
 		/* A task's root scope is cancelled directly only by holders of
@@ -211,6 +265,139 @@ void weft__scope_reparent(struct weft_scope *s, struct weft_scope *new_parent)
 	weft__scope_unlink(s);
 	weft__scope_link(s, new_parent, t);
 }
+
+/* }======================================================= */
+
+/* {======================================================= lazy links */
+
+/* The task a scope of kind GROUP or TASK belongs to (the one whose stack
+ * holds it); user and frame scopes are linked when entered. */
+static struct weft_task *scope_owner(struct weft_scope *s)
+{
+	if (s->kind == WEFT__SCOPE_GROUP)
+		return WEFT__CONTAINER_OF(s, struct weft_group, scope)->owner;
+	WEFT_DASSERT(s->kind == WEFT__SCOPE_TASK, "a lazy user scope");
+	return WEFT__CONTAINER_OF(s, struct weft_task, root_scope);
+}
+
+/* The runtime of s, for its cancel generation; NULL for a user scope
+ * never entered (nothing can be below it). */
+static struct weft_runtime *scope_rt(struct weft_scope *s)
+{
+	switch (s->kind) {
+	case WEFT__SCOPE_GROUP:
+		return WEFT__CONTAINER_OF(s, struct weft_group, scope)->rt;
+	case WEFT__SCOPE_TASK:
+		return WEFT__CONTAINER_OF(s, struct weft_task, root_scope)->rt;
+	default: return weft__scope_timed(s)->rt;
+	}
+}
+
+void weft__scope_materialize(struct weft_scope *s)
+{
+	/* Outermost first (invariant 7): find the outermost unlinked scope
+	 * of the chain, link it, and start again.  Quadratic in the number
+	 * of unlinked scopes, which is the depth of inline fork-join
+	 * nesting; it runs once per chain (a linked scope stays linked
+	 * until left). */
+	for (;;) {
+		struct weft_scope *top = NULL;
+		for (struct weft_scope *x = s; x && !weft__scope_linked(x);
+			x = x->parent)
+			top = x;
+		if (top == NULL)
+			return;
+		weft__scope_link(top, top->parent, scope_owner(top));
+	}
+}
+
+/* The pull word of parent as seen now: its own when parent is unlinked,
+ * else its flag at generation gen. */
+static uint64_t scope_pull_of(const struct weft_scope *parent, uint64_t gen)
+{
+	if (weft__scope_linked(parent))
+		return gen << 1 | (uint64_t)weft__scope_is_cancelled(parent);
+	/* relaxed: see `pull`. */
+	return atomic_load_explicit(&parent->pull, memory_order_relaxed);
+}
+
+void weft__scope_pull_init(struct weft_runtime *rt, struct weft_scope *s,
+	const struct weft_scope *parent)
+{
+	/* acquire, before reading the parent's state: pairs with the
+	 * release bump of every cancellation (scope_gen_bump), so a mark
+	 * made before the generation we read is visible, and one made after
+	 * changes the generation (invariant 9). */
+	uint64_t gen = atomic_load_explicit(&rt->cancel_gen,
+		memory_order_acquire);
+	uint64_t p = scope_pull_of(parent, gen);
+	/* A state pulled at an older generation may be stale: unknown (0),
+	 * and the first check walks.  A shielded scope inherits nothing. */
+	if ((p >> 1) != gen)
+		p = 0;
+	else if (s->flags & WEFT_SCOPE_SHIELD)
+		p = gen << 1;
+	/* relaxed: see `pull`. */
+	atomic_store_explicit(&s->pull, p, memory_order_relaxed);
+}
+
+/* Walks from s (unlinked) up to the first linked scope or shield, as of
+ * now, and marks s with the outermost cancellation found (rule 6's
+ * origin).  Returns whether s is cancelled. */
+static bool scope_pull(struct weft_scope *s, uint64_t gen)
+{
+	struct weft_scope *origin = NULL;
+	for (struct weft_scope *x = s; x; x = x->parent) {
+		/* Each scope further out replaces the origin: the outer
+		 * one wins. */
+		if (weft__scope_is_cancelled(x))
+			origin = weft__scope_origin(x);
+		if (weft__scope_linked(x) || (x->flags & WEFT_SCOPE_SHIELD))
+			break;
+	}
+	if (origin != NULL) {
+		weft__spin_lock(&s->lock);
+		scope_propagate_locked(s, origin);
+		weft__spin_unlock(&s->lock);
+	}
+	/* relaxed: see `pull`. */
+	atomic_store_explicit(&s->pull, gen << 1 | (origin != NULL),
+		memory_order_relaxed);
+	return origin != NULL;
+}
+
+bool weft__scope_check(struct weft_runtime *rt, struct weft_scope *s)
+{
+	if (weft__scope_is_cancelled(s))
+		return true;
+	if (weft__scope_linked(s))
+		return false;
+	/* acquire: as in weft__scope_pull_init. */
+	uint64_t gen = atomic_load_explicit(&rt->cancel_gen,
+		memory_order_acquire);
+	/* relaxed: see `pull`. */
+	uint64_t p = atomic_load_explicit(&s->pull, memory_order_relaxed);
+	if (__builtin_expect(p == gen << 1, 1))
+		return false;
+	/* Unknown, stale, or cancelled as inherited at entry but not marked
+	 * yet (the origin is needed): walk. */
+	return scope_pull(s, gen);
+}
+
+/* After a cancellation's marks: checks of unlinked scopes pull again. */
+static void scope_gen_bump(struct weft_scope *s)
+{
+	struct weft_runtime *rt = scope_rt(s);
+	/* release: the marks made before are visible to a checker that
+	 * reads the new generation with acquire (invariant 9). */
+	if (rt)
+		atomic_fetch_add_explicit(&rt->cancel_gen, 1,
+			memory_order_release);
+}
+
+/* }======================================================= */
+
+/* {======================================================= cancel */
 
 /* Longest reason text kept: what fits the public weft_cancel_reason_t. */
 #define REASON_MAX (sizeof((weft_cancel_reason_t *)0)->text - 1)
@@ -250,9 +437,13 @@ void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
 	}
 	/* A scope effectively cancelled already keeps its origin: itself, or
 	 * a scope further out (relaxed: written under s's lock, held). */
-	if (!atomic_load_explicit(&s->eff_cancelled, memory_order_relaxed))
+	bool marks = !atomic_load_explicit(&s->eff_cancelled,
+		memory_order_relaxed);
+	if (marks)
 		scope_propagate_locked(s, s);
 	weft__spin_unlock(&s->lock);
+	if (marks)
+		scope_gen_bump(s);
 	weft__free(copy); /* cancelled already: the first reason stays */
 }
 
@@ -306,12 +497,29 @@ void weft__scope_push(struct weft_task *t, struct weft_scope *s)
 	atomic_store_explicit(&t->cur_scope, s, memory_order_relaxed);
 }
 
+void weft__scope_push_lazy(struct weft_task *t, struct weft_scope *s)
+{
+	/* relaxed: only the task itself writes its cur_scope. */
+	struct weft_scope *cur = atomic_load_explicit(&t->cur_scope,
+		memory_order_relaxed);
+	s->outer = cur;
+	s->parent = cur;
+	s->state = WEFT__SCOPE_ENTERED;
+	weft__scope_pull_init(t->rt, s, cur);
+	/* relaxed: only the task itself reads its cur_scope. */
+	atomic_store_explicit(&t->cur_scope, s, memory_order_relaxed);
+}
+
 void weft__scope_pop(struct weft_task *t, struct weft_scope *s)
 {
 	/* relaxed: as in weft__scope_push. */
 	atomic_store_explicit(&t->cur_scope, s->outer, memory_order_relaxed);
 	s->state = WEFT__SCOPE_EXITED;
-	weft__scope_unlink(s);
+	/* A lazy scope that nobody linked has nothing to undo.  Whoever
+	 * linked it (a task of its chain) did so before that task's end,
+	 * which happened before we could leave s (invariant 8). */
+	if (weft__scope_linked(s))
+		weft__scope_unlink(s);
 }
 
 void weft__scope_unref(struct weft_scope *s)

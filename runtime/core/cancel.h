@@ -15,6 +15,7 @@
 #include "weft/cancel.h"
 
 struct weft_task;
+struct weft_runtime;
 
 enum weft__scope_kind {
 	WEFT__SCOPE_USER = 0, /* heap scope from weft_scope_create */
@@ -98,6 +99,18 @@ struct weft_scope {
 	 * padding after the flags.  Valid once cancel_called, like it. */
 	uint8_t reason_origin;
 	bool reason_owned;
+	/* Whether s is on its parent's children list (a root: entered).
+	 * Group scopes and task root scopes are linked lazily (cancel.c,
+	 * "Lazy links"): by the first task of their chain that needs its
+	 * scopes reachable.  Written under the parent's lock (release), read
+	 * lock-free with acquire (weft__scope_linked). */
+	atomic_bool linked;
+	/* An unlinked scope's cancellation as last pulled from its chain:
+	 * (cancel generation << 1) | cancelled, 0 when unknown.  Written by
+	 * the task the scope belongs to (at entry and at its checks), read
+	 * by tasks whose chain passes through it (relaxed: one word, the
+	 * generation says how fresh the bit is). */
+	_Atomic uint64_t pull;
 	/* Not cleared when a group or task record is recycled (from here on,
 	 * WEFT__SCOPE_CLEAR): written before it is read, and released by
 	 * weft__scope_fini at the end of each life of the scope. */
@@ -187,6 +200,30 @@ void weft__scope_fini(struct weft_scope *s);
  * with acquire and the reason no longer changing).  Thread: any. */
 void weft__scope_reason_export(const struct weft_scope *s,
 	weft_cancel_reason_t *out);
+/* Whether s is linked (see `linked`); acquire: a scope seen linked has
+ * its inherited mark visible.  Thread: any, holding s alive. */
+static inline bool weft__scope_linked(const struct weft_scope *s)
+{
+	return atomic_load_explicit(&s->linked, memory_order_acquire);
+}
+/* Links s and every unlinked scope above it, outermost first (cancel.c,
+ * "Lazy links").  Thread: a task whose chain holds s (s and the scopes
+ * above it cannot be left meanwhile). */
+void weft__scope_materialize(struct weft_scope *s);
+/* Enters a group's scope s on t's stack without linking it (the lazy
+ * form of weft__scope_push).  Thread: t itself. */
+void weft__scope_push_lazy(struct weft_task *t, struct weft_scope *s);
+/* The cancel state s starts with when it is entered unlinked under
+ * parent (stores s->pull).  Thread: the task entering s, or the spawner
+ * of the task whose root scope s is. */
+void weft__scope_pull_init(struct weft_runtime *rt, struct weft_scope *s,
+	const struct weft_scope *parent);
+/* Whether s, a scope of the calling task's chain, is effectively
+ * cancelled, seeing through scopes not linked yet; marks s (and its
+ * origin) when a cancellation is pulled from further out.  O(1) unless
+ * some scope of rt was cancelled since s last looked.  Thread: the task
+ * whose chain holds s. */
+bool weft__scope_check(struct weft_runtime *rt, struct weft_scope *s);
 /* Whether the calling task is effectively cancelled (innermost scope).
  * Thread: any (a task asking about its own innermost scope gets the
  * seq_cst read that invariant 3 of cancel.c needs). */

@@ -165,12 +165,32 @@ int weft_group_open(weft_group_t **out)
 	g->owner = t;
 	g->rt = t->rt;
 	g->open_site = __builtin_return_address(0);
-	weft__scope_push(t, &g->scope);
+	/* Not linked: a group whose children all run inline never takes a
+	 * scope lock (core/cancel.c, "Lazy links"). */
+	weft__scope_push_lazy(t, &g->scope);
 	weft__alloc_census_add(WEFT__CENSUS_GROUP, 1);
 	/* A group is opened by a task, so on a worker (stats.h). */
 	weft__stats_inc(&weft__sched_current()->stats.groups);
 	*out = weft__group_handle(g);
 	return 0;
+}
+
+/* Whether g's scope is cancelled, as seen by self (NULL: a plain
+ * thread).  Its owner sees through a scope not linked yet; anyone else
+ * reads what the scope knows (its flag, or the state its owner pulled at
+ * the current generation): a cancellation from further out that the
+ * owner has not pulled yet reaches a child at its first checkpoint. */
+static bool group_cancelled(struct weft_group *g, struct weft_task *self)
+{
+	if (self == g->owner)
+		return weft__scope_check(g->rt, &g->scope);
+	if (weft__scope_is_cancelled(&g->scope))
+		return true;
+	/* acquire, relaxed: as in weft__scope_check (core/cancel.c). */
+	uint64_t gen = atomic_load_explicit(&g->rt->cancel_gen,
+		memory_order_acquire);
+	uint64_t p = atomic_load_explicit(&g->scope.pull, memory_order_relaxed);
+	return p == (gen << 1 | 1);
 }
 
 /* Validates and creates the child record, counted in the group behind
@@ -193,8 +213,7 @@ static int group_new_child(weft_group_t *gh, weft_fn fn, void *arg,
 	if (self != NULL && self->rt != g->rt)
 		return WEFT_EMISUSE;
 	unsigned flags = opts ? opts->flags : 0;
-	if ((flags & WEFT_SPAWN_UNLESS_CANCELLED) &&
-		weft__scope_is_cancelled(&g->scope))
+	if ((flags & WEFT_SPAWN_UNLESS_CANCELLED) && group_cancelled(g, self))
 		return -ECANCELED;
 	bool literal = false;
 	if (opts && opts->name) {
@@ -250,8 +269,11 @@ int weft_group_spawn_opts(weft_group_t *gh, weft_fn fn, void *arg,
 	if (rc < 0)
 		return rc;
 	/* Children run under the group's scope (rule 28); the child links
-	 * itself into it lazily (weft__task_link_root). */
+	 * itself into it lazily (weft__task_link_root), and until then
+	 * pulls its cancellation through it (core/cancel.c, "Lazy
+	 * links"). */
 	t->root_scope.parent = &g->scope;
+	weft__scope_pull_init(g->rt, &t->root_scope, &g->scope);
 	weft__sched_spawn(t);
 	return 0;
 }
@@ -319,6 +341,9 @@ static WEFT_FIBER_FN void group_wait_closed(struct weft_task *self,
 			    memory_order_acq_rel, memory_order_acquire))
 			return;
 	}
+	/* About to park: link the chain, so that dumps show the group and
+	 * a child parking later links only its own scopes. */
+	weft__task_link_root(self);
 	uint64_t gen = weft__task_park_prepare(self, false);
 	g->owner_gen = gen;
 	/* acq_rel: the release half publishes owner_gen before JOINING
@@ -419,7 +444,7 @@ static WEFT_FIBER_FN int group_join(struct weft_task *self,
 		else
 			weft_error_free(e);
 		rc = WEFT_ECHILD_FAILED;
-	} else if (weft__scope_is_cancelled(outer)) {
+	} else if (weft__scope_check(self->rt, outer)) {
 		weft__scope_note_observed(weft__scope_origin(outer));
 		rc = -ECANCELED;
 	}
@@ -537,7 +562,7 @@ int weft_group_fail(weft_group_t *gh, int code, const char *fmt, ...)
 	uint64_t seq = atomic_fetch_add_explicit(&g->rt->error_seq, 1,
 		memory_order_relaxed);
 	struct weft__leaf *l = weft__error_leaf_create(code, msg, self->name,
-		self->id, seq, weft__scope_is_cancelled(&g->scope), NULL);
+		self->id, seq, weft__scope_check(g->rt, &g->scope), NULL);
 	if (l)
 		weft__task_leaf_context(self, l);
 	group_add_leaf(g, l);

@@ -248,18 +248,17 @@ void weft__task_unref(struct weft_task *t)
 
 void weft__task_link_root_slow(struct weft_task *t)
 {
-	/* The parent (a group's scope) outlives this task: the group cannot
-	 * close while the task is counted in it. */
-	weft__scope_link(&t->root_scope, t->root_scope.parent, t);
-	t->root_linked = true;
+	/* The scopes above (groups' scopes, tasks' roots) outlive this
+	 * task: a group cannot close while the task is counted in it, and
+	 * its owner cannot leave the scopes outside it meanwhile.  relaxed:
+	 * the task's own cur_scope. */
+	weft__scope_materialize(
+		atomic_load_explicit(&t->cur_scope, memory_order_relaxed));
 }
 
 bool weft__task_root_cancelled(struct weft_task *t)
 {
-	if (weft__scope_is_cancelled(&t->root_scope))
-		return true;
-	return !t->root_linked && !(t->root_scope.flags & WEFT_SCOPE_SHIELD) &&
-		weft__scope_is_cancelled(t->root_scope.parent);
+	return weft__scope_check(t->rt, &t->root_scope);
 }
 
 /* }======================================================= */
@@ -275,13 +274,13 @@ int weft__task_blocking_enter(struct weft_task *t)
 	 * count (weft__sched_switch_out). */
 	if (__builtin_expect(++t->coop_used >= WEFT__COOP_BUDGET, 0))
 		weft__sched_switch_out(t, WEFT__POST_YIELD);
-	if (!t->root_linked && !weft__task_root_cancelled(t))
-		return 0;
-	weft__task_link_root(t);
 	/* relaxed: cur_scope is written only by this task (the atomic is for
 	 * introspection on other threads); it pairs with nothing. */
 	struct weft_scope *s = atomic_load_explicit(&t->cur_scope,
 		memory_order_relaxed);
+	if (!weft__scope_linked(s) && !weft__scope_check(t->rt, s))
+		return 0;
+	weft__task_link_root(t);
 	if (!weft__scope_is_cancelled(s))
 		return 0;
 	weft__scope_note_observed(weft__scope_origin(s));
@@ -494,7 +493,9 @@ void weft__task_finish(struct weft_task *t, int rc)
 	bool owned_by_starter = t->start != NULL;
 	if (g && state == WEFT_TASK_FAILED && !owned_by_starter)
 		weft__group_child_failed(g, t);
-	if (t->root_linked)
+	/* Linked by t, or by a task of its chain that ended before t could
+	 * (core/cancel.c, invariant 8): acquire sees it either way. */
+	if (weft__scope_linked(&t->root_scope))
 		weft__scope_unlink(&t->root_scope);
 	/* The task's context dies with it (key destructors run
 	 * here, as the task), and it leaves introspection snapshots. */
@@ -586,10 +587,8 @@ void weft__task_leaf_context(struct weft_task *t, struct weft__leaf *l)
 	 * out, alive while t is (see weft__scope_origin). */
 	weft_cancel_reason_t r = { 0 };
 	if (l->collateral) {
-		struct weft_scope *s = t->root_linked || !t->root_scope.parent
-			? &t->root_scope
-			: t->root_scope.parent;
-		struct weft_scope *o = weft__scope_is_cancelled(s)
+		struct weft_scope *s = &t->root_scope;
+		struct weft_scope *o = weft__scope_check(t->rt, s)
 			? weft__scope_origin(s)
 			: NULL;
 		if (o) {
@@ -655,7 +654,9 @@ int weft_task_started(void *value)
 	if (!atomic_compare_exchange_strong_explicit(&st->state, &expected,
 		    START_STARTED, memory_order_seq_cst, memory_order_seq_cst))
 		return 0; /* the caller gave up first */
-	/* g outlives this: we are still counted in it. */
+	/* g outlives this: we are still counted in it.  Its scope may not
+	 * be linked yet (a lazy group scope): link its chain first. */
+	weft__scope_materialize(&g->scope);
 	weft__scope_reparent(&t->root_scope, &g->scope);
 	t->start = NULL; /* from now on failures go to the group */
 	start_wake_caller(caller);
@@ -712,7 +713,6 @@ int weft__task_start(struct weft_task *self, struct weft_group *g,
 	weft__scope_link(&t->root_scope,
 		atomic_load_explicit(&self->cur_scope, memory_order_relaxed),
 		t);
-	t->root_linked = true;
 	weft__sched_spawn(t);
 	int s = start_wait(self, &st, t, true);
 	if (s == START_PENDING) {

@@ -60,12 +60,6 @@ struct weft_task {
 	_Atomic(struct weft_scope *) cur_scope;
 	struct weft_group *group; /* joins this task; NULL for a root */
 	bool stack_borrowed;
-	/* Whether root_scope is on its parent's children list.  A spawned
-	 * child's is linked lazily, by the task itself, before its first
-	 * cancellation-sensitive operation (weft__task_link_root): a task
-	 * that never checkpoints (an empty or pure-compute task) then never
-	 * touches its group scope's lock.  Owner task only. */
-	bool root_linked;
 	bool fail_collateral; /* failed while already cancelled */
 	bool started_called;
 	/* Calls of blocking operations that completed without parking since
@@ -282,12 +276,19 @@ static inline void weft__task_disown(struct weft_task *self,
 
 /* The slow path of weft__task_link_root below.  Thread: t itself. */
 void weft__task_link_root_slow(struct weft_task *t);
-/* Makes t's root scope reachable by cancellations of its parent scope;
- * call before anything that observes or waits on cancellation, or enters
- * a scope.  Thread (both): t itself. */
+/* Makes t's scopes reachable by cancellations from further out: links
+ * its innermost scope and every unlinked one above it (a spawned child's
+ * root scope and the scopes of groups are linked lazily: core/cancel.c,
+ * "Lazy links"; a task that never parks, checkpoints or enters a user
+ * scope, such as an inline fork-join child, never takes a scope lock).
+ * Call before anything that waits on cancellation or enters a user
+ * scope.  Thread (both): t itself. */
 static inline void weft__task_link_root(struct weft_task *t)
 {
-	if (__builtin_expect(!t->root_linked, 0))
+	/* relaxed: the task's own cur_scope. */
+	struct weft_scope *s = atomic_load_explicit(&t->cur_scope,
+		memory_order_relaxed);
+	if (__builtin_expect(!weft__scope_linked(s), 0))
 		weft__task_link_root_slow(t);
 }
 /* Calls of blocking operations a task may complete without parking in a
