@@ -202,7 +202,11 @@ void weft__scope_link(struct weft_scope *s, struct weft_scope *parent,
 	 * is NULL or s's own task, and a wake of it is at worst spurious).
 	 * So relaxed suffices. */
 	atomic_store_explicit(&s->task, t, memory_order_relaxed);
-	s->parent = parent;
+	/* A lazy scope knows its parent already, and tasks below it may be
+	 * reading it (scope_pull): write only a new one (a start()ed
+	 * child's root, not visible to anyone yet). */
+	if (s->parent != parent)
+		s->parent = parent;
 	s->prev_sib = NULL;
 	s->next_sib = parent->first_child;
 	if (parent->first_child)
@@ -258,12 +262,36 @@ void weft__scope_unlink(struct weft_scope *s)
 
 void weft__scope_reparent(struct weft_scope *s, struct weft_scope *new_parent)
 {
-	/* relaxed: s is the calling task's root scope, and only this task
-	 * links and unlinks it. */
-	struct weft_task *t = atomic_load_explicit(&s->task,
-		memory_order_relaxed);
-	weft__scope_unlink(s);
-	weft__scope_link(s, new_parent, t);
+	/* s (the calling task's root scope, linked by weft__task_start)
+	 * moves from one children list to the other and stays `linked`
+	 * throughout: tasks below walking their chain (scope_pull,
+	 * weft__scope_materialize) stop at a linked scope without reading
+	 * its parent, which changes here. */
+	struct weft_scope *old = s->parent;
+	weft__spin_lock(&old->lock);
+	if (s->prev_sib)
+		s->prev_sib->next_sib = s->next_sib;
+	else
+		old->first_child = s->next_sib;
+	if (s->next_sib)
+		s->next_sib->prev_sib = s->prev_sib;
+	s->prev_sib = s->next_sib = NULL;
+	weft__spin_unlock(&old->lock);
+	weft__spin_lock(&new_parent->lock);
+	s->parent = new_parent;
+	s->next_sib = new_parent->first_child;
+	if (new_parent->first_child)
+		new_parent->first_child->prev_sib = s;
+	new_parent->first_child = s;
+	/* relaxed: the parent's lock is held, under which it is written. */
+	if (!(s->flags & WEFT_SCOPE_SHIELD) &&
+		atomic_load_explicit(&new_parent->eff_cancelled,
+			memory_order_relaxed)) {
+		weft__spin_lock(&s->lock);
+		scope_propagate_locked(s, weft__scope_origin(new_parent));
+		weft__spin_unlock(&s->lock);
+	}
+	weft__spin_unlock(&new_parent->lock);
 }
 
 /* }======================================================= */
