@@ -376,11 +376,17 @@ static bool scope_pull(struct weft_scope *s, uint64_t gen)
 {
 	struct weft_scope *origin = NULL;
 	for (struct weft_scope *x = s; x; x = x->parent) {
+		/* `linked` first: a scope linked meanwhile (by a task of the
+		 * chain) inherited its mark before its linked store, so the
+		 * flag read after it is the tree's (invariant 7); read the
+		 * other way round, a mark inherited between the two reads
+		 * would be missed. */
+		bool linked = weft__scope_linked(x);
 		/* Each scope further out replaces the origin: the outer
 		 * one wins. */
 		if (weft__scope_is_cancelled(x))
 			origin = weft__scope_origin(x);
-		if (weft__scope_linked(x) || (x->flags & WEFT_SCOPE_SHIELD))
+		if (linked || (x->flags & WEFT_SCOPE_SHIELD))
 			break;
 	}
 	if (origin != NULL) {
@@ -396,10 +402,11 @@ static bool scope_pull(struct weft_scope *s, uint64_t gen)
 
 bool weft__scope_check(struct weft_runtime *rt, struct weft_scope *s)
 {
+	/* `linked` before the flag, as in scope_pull. */
+	if (weft__scope_linked(s))
+		return weft__scope_is_cancelled(s);
 	if (weft__scope_is_cancelled(s))
 		return true;
-	if (weft__scope_linked(s))
-		return false;
 	/* acquire: as in weft__scope_pull_init. */
 	uint64_t gen = atomic_load_explicit(&rt->cancel_gen,
 		memory_order_acquire);
