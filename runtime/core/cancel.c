@@ -308,16 +308,22 @@ static struct weft_task *scope_owner(struct weft_scope *s)
 	return WEFT__CONTAINER_OF(s, struct weft_task, root_scope);
 }
 
-/* The runtime of s, for its cancel generation; NULL for a user scope
- * never entered (nothing can be below it). */
-static struct weft_runtime *scope_rt(struct weft_scope *s)
+/* The runtime of s (locked by the caller), for its cancel generation;
+ * NULL for a user or sleep scope that no task is inside (nothing can be
+ * below it). */
+static struct weft_runtime *scope_rt_locked(struct weft_scope *s)
 {
 	switch (s->kind) {
 	case WEFT__SCOPE_GROUP:
 		return WEFT__CONTAINER_OF(s, struct weft_group, scope)->rt;
 	case WEFT__SCOPE_TASK:
 		return WEFT__CONTAINER_OF(s, struct weft_task, root_scope)->rt;
-	default: return weft__scope_timed(s)->rt;
+	default: {
+		/* relaxed: under s's lock (invariant 4). */
+		struct weft_task *t = atomic_load_explicit(&s->task,
+			memory_order_relaxed);
+		return t ? t->rt : NULL;
+	}
 	}
 }
 
@@ -419,10 +425,11 @@ bool weft__scope_check(struct weft_runtime *rt, struct weft_scope *s)
 	return scope_pull(s, gen);
 }
 
-/* After a cancellation's marks: checks of unlinked scopes pull again. */
-static void scope_gen_bump(struct weft_scope *s)
+/* After a cancellation's marks: checks of unlinked scopes pull again.
+ * rt is the cancelled scope's runtime, read while the scope was surely
+ * alive (a woken owner may free a user scope right after the marks). */
+static void scope_gen_bump(struct weft_runtime *rt)
 {
-	struct weft_runtime *rt = scope_rt(s);
 	/* release: the marks made before are visible to a checker that
 	 * reads the new generation with acquire (invariant 9). */
 	if (rt)
@@ -456,6 +463,7 @@ void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
 			    : "cancelled (reason text lost: out of memory)";
 	}
 	weft__spin_lock(&s->lock);
+	struct weft_runtime *rt = scope_rt_locked(s);
 	/* relaxed: cancel_called is only written under s's lock, held. */
 	if (!atomic_load_explicit(&s->cancel_called, memory_order_relaxed)) {
 		s->reason_origin = (uint8_t)origin;
@@ -478,7 +486,7 @@ void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
 		scope_propagate_locked(s, s);
 	weft__spin_unlock(&s->lock);
 	if (marks)
-		scope_gen_bump(s);
+		scope_gen_bump(rt);
 	weft__free(copy); /* cancelled already: the first reason stays */
 }
 
