@@ -63,8 +63,9 @@ static int group_add(struct weft_group *g)
 		 * counts before it or sees CLOSED: invariant 2).  acq_rel,
 		 * as every update of the join word: the word's updates stay
 		 * one release sequence up to the owner's acquire at close. */
-	} while (!atomic_compare_exchange_weak_explicit(&g->word, &old, old + 1,
-		memory_order_acq_rel, memory_order_relaxed));
+	} while (!atomic_compare_exchange_weak_explicit(&g->word, &old,
+		old + WEFT__GROUP_ONE, memory_order_acq_rel,
+		memory_order_relaxed));
 	return 0;
 }
 
@@ -74,10 +75,12 @@ void weft__group_child_done(struct weft_group *g)
 	uint64_t old = atomic_load_explicit(&g->word, memory_order_relaxed);
 	uint64_t next;
 	do {
-		WEFT_ASSERT((old & WEFT__GROUP_COUNT_MASK) > 0,
+		/* Below 1 only before the join added the owed children. */
+		WEFT_ASSERT(!(old & WEFT__GROUP_JOINING) ||
+				weft__group_count(old) > 0,
 			"group count underflow");
-		next = old - 1;
-		if ((next & WEFT__GROUP_COUNT_MASK) == 0 &&
+		next = old - WEFT__GROUP_ONE;
+		if (weft__group_count(next) == 0 &&
 			(next & WEFT__GROUP_JOINING))
 			next |= WEFT__GROUP_CLOSED;
 		/* acq_rel: release publishes this child's leaf and outcome
@@ -198,7 +201,7 @@ static bool group_cancelled(struct weft_group *g, struct weft_task *self)
  * failure nothing exists. */
 static int group_new_child(weft_group_t *gh, weft_fn fn, void *arg,
 	const weft_spawn_opts_t *opts, const char *name, const char *call,
-	struct weft_group **gout, struct weft_task **out)
+	bool owe_ok, struct weft_group **gout, struct weft_task **out)
 {
 	if (gh == NULL || fn == NULL)
 		return -EINVAL;
@@ -220,14 +223,25 @@ static int group_new_child(weft_group_t *gh, weft_fn fn, void *arg,
 		name = opts->name;
 		literal = (flags & WEFT__SPAWN_LITERAL_NAME) != 0;
 	}
+	/* The owner's own spawns are owed (see "Owed children"), except a
+	 * start(), whose handshake needs the count; after the join nothing
+	 * may be spawned (the word is CLOSED then). */
+	bool owe = owe_ok && self == g->owner;
+	if (owe && g->joined)
+		return WEFT_ECLOSED;
 	struct weft_task *t;
 	int rc = weft__task_create_lit(g->rt, name, literal, fn, arg, &t);
 	if (rc < 0)
 		return rc;
-	rc = group_add(g);
-	if (rc < 0) {
-		weft__task_unref(t);
-		return rc;
+	if (owe) {
+		g->owed++;
+		t->owed = true;
+	} else {
+		rc = group_add(g);
+		if (rc < 0) {
+			weft__task_unref(t);
+			return rc;
+		}
 	}
 	t->group = g;
 	t->spawn_flags = flags;
@@ -265,7 +279,7 @@ int weft_group_spawn_opts(weft_group_t *gh, weft_fn fn, void *arg,
 	struct weft_group *g;
 	struct weft_task *t;
 	int rc = group_new_child(gh, fn, arg, opts, "task", "weft_group_spawn",
-		&g, &t);
+		true, &g, &t);
 	if (rc < 0)
 		return rc;
 	/* Children run under the group's scope (rule 28); the child links
@@ -301,7 +315,7 @@ int weft_group_start_opts(weft_group_t *gh, weft_fn fn, void *arg,
 	struct weft_group *g;
 	struct weft_task *t;
 	int rc = group_new_child(gh, fn, arg, opts, "task", "weft_group_start",
-		&g, &t);
+		false, &g, &t);
 	if (rc < 0)
 		return rc;
 	struct weft_task *self = weft__task_current();
@@ -329,15 +343,21 @@ int weft_group_start_named(weft_group_t *g, const char *name, weft_fn fn,
 static WEFT_FIBER_FN void group_wait_closed(struct weft_task *self,
 	struct weft_group *g)
 {
+	/* The owed children (see "Owed children") join the count here, with
+	 * JOINING: those taken by other workers may have ended already (the
+	 * count is then below 0), the others end after this. */
+	uint64_t add = (uint64_t)g->owed * WEFT__GROUP_ONE |
+		WEFT__GROUP_JOINING;
+	g->owed = 0;
 	/* Fast path (every child ran inline or already ended): close without
 	 * preparing a park.  A concurrent spawn makes the CAS fail.  acquire:
 	 * pairs with the children's release CAS in child_done. */
 	uint64_t old = atomic_load_explicit(&g->word, memory_order_acquire);
-	while ((old & WEFT__GROUP_COUNT_MASK) == 0) {
+	while (weft__group_count(old + add) == 0) {
 		/* acq_rel: acquire pairs with the children's release in
 		 * child_done (their outcome is visible to the owner). */
 		if (atomic_compare_exchange_weak_explicit(&g->word, &old,
-			    old | WEFT__GROUP_JOINING | WEFT__GROUP_CLOSED,
+			    (old + add) | WEFT__GROUP_CLOSED,
 			    memory_order_acq_rel, memory_order_acquire))
 			return;
 	}
@@ -349,10 +369,10 @@ static WEFT_FIBER_FN void group_wait_closed(struct weft_task *self,
 	/* acq_rel: the release half publishes owner_gen before JOINING
 	 * (pairs with child_done's acquire CAS); the acquire half sees the
 	 * children's outcomes when the count is already 0. */
-	old = atomic_fetch_or_explicit(&g->word, WEFT__GROUP_JOINING,
-		memory_order_acq_rel);
+	old = atomic_fetch_add_explicit(&g->word, add, memory_order_acq_rel) +
+		add;
 	for (;;) {
-		if ((old & WEFT__GROUP_COUNT_MASK) != 0)
+		if (weft__group_count(old) != 0)
 			break;
 		/* acq_rel, acquire on failure: as in the fast path. */
 		if (atomic_compare_exchange_weak_explicit(&g->word, &old,

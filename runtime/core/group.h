@@ -16,11 +16,19 @@ struct weft_error;
  * literal (see weft__task_create_lit).  Reserved in weft/group.h. */
 #define WEFT__SPAWN_LITERAL_NAME 0x80000000u
 
-/* Join word: live children + pending starts in the low bits, JOINING once
- * the owner called join, CLOSED once JOINING and the count reached 0. */
-#define WEFT__GROUP_COUNT_MASK ((UINT64_C(1) << 48) - 1)
-#define WEFT__GROUP_JOINING (UINT64_C(1) << 62)
-#define WEFT__GROUP_CLOSED (UINT64_C(1) << 63)
+/* Join word: CLOSED in bit 0, JOINING in bit 1, and above them a signed
+ * count (WEFT__GROUP_ONE per child): live children and pending starts,
+ * minus the owner's owed children that ended before the join added them
+ * (group.c, "Owed children"), so below 0 only before JOINING.  CLOSED
+ * once JOINING and the count reached 0. */
+#define WEFT__GROUP_CLOSED (UINT64_C(1) << 0)
+#define WEFT__GROUP_JOINING (UINT64_C(1) << 1)
+#define WEFT__GROUP_ONE (UINT64_C(1) << 2)
+/* The signed count of a join word. */
+static inline int64_t weft__group_count(uint64_t word)
+{
+	return (int64_t)word >> 2;
+}
 
 struct weft_group {
 	_Atomic uint64_t word;	 /* see above; any thread */
@@ -29,6 +37,10 @@ struct weft_group {
 	 * set (release), read by the child that closes the group after its
 	 * acquire CAS. */
 	uint64_t owner_gen;
+	/* Children the owner spawned without counting them in `word`
+	 * (group.c, "Owed children"), not yet run at its join; owner
+	 * only. */
+	int64_t owed;
 	struct weft_runtime *rt;
 	/* Failures, under errors_lock: a list of leaves in arrival order and
 	 * how many could not be recorded for lack of memory. */

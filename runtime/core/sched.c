@@ -390,6 +390,11 @@ static inline void worker_inline_end(struct weft_task *self,
 	weft__sched_current()->current = self;
 	self->stack->owner_name = self->name;
 	t->stack = NULL;
+	/* An owed child run by its group's owner: never counted in the
+	 * group's word, so its end did not count down (task.c); it is
+	 * settled here (core/group.c, "Owed children"). */
+	if (t->owed)
+		t->group->owed--;
 	weft__task_unref(t); /* the run reference */
 }
 
@@ -402,7 +407,7 @@ worker_inline_next(struct weft_task *self, struct weft_group *g)
 	/* relaxed: a hint; a stale count only ends the inline runs early
 	 * (the join still waits) or costs one more pop. */
 	uint64_t word = atomic_load_explicit(&g->word, memory_order_relaxed);
-	if ((word & WEFT__GROUP_COUNT_MASK) == 0 || !worker_stack_room(self))
+	if (weft__group_count(word) + g->owed <= 0 || !worker_stack_room(self))
 		return NULL;
 	weft__worker_t *w = weft__sched_current();
 	struct weft_task *t = weft__deque_pop(&w->deque);

@@ -540,7 +540,10 @@ void weft__task_finish(struct weft_task *t, int rc)
 		weft__task_run_done_cbs(t);
 	if (owned_by_starter)
 		start_end(t);
-	if (g)
+	/* An owed child run inline is its joining owner's to settle
+	 * (core/group.c, "Owed children"; only the owner's join runs a
+	 * group's children inline); any other child counts down. */
+	if (g && !(t->owed && t->stack_borrowed))
 		weft__group_child_done(g);
 	if (t->root_done) {
 		/* release: the blocked thread reads the outcome after it

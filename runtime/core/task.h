@@ -61,6 +61,10 @@ struct weft_task {
 	struct weft_group *group; /* joins this task; NULL for a root */
 	bool stack_borrowed;
 	bool fail_collateral; /* failed while already cancelled */
+	/* Spawned by its group's owner and counted only in the group's
+	 * `owed` (core/group.c, "Owed children"); set before the spawn
+	 * publishes the task. */
+	bool owed;
 	bool started_called;
 	/* Calls of blocking operations that completed without parking since
 	 * the task last switched out (weft__task_blocking_enter's budget).  Owner
