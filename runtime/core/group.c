@@ -18,13 +18,27 @@
  * a spinlock; the first failure (an atomic exchange on `failed`) cancels
  * the group's scope.  Join turns the list into one weft_error_t.
  *
+ * Owed children.  Most children of a fork-join group are spawned by its
+ * owner and run inline at its join (B1 fib: every one at 1 worker), so a
+ * CAS on the word per spawn and another per end was the common cost.
+ * The owner's own spawns (not start()) are "owed" instead: counted in
+ * `owed`, an owner-only field, and marked on the task.  At its join the
+ * owner runs what it can inline and settles each such child in `owed`
+ * (sched.c, worker_inline_end) without touching the word; a child taken
+ * by another worker (or by the owner's worker while the owner was
+ * parked) counts the word down at its end like any child, which may take
+ * the count below 0 before the join; the join then adds what is still
+ * owed in the same atomic step that sets JOINING, after which the count
+ * is the number of children not ended (invariant 1 holds from there).
+ *
  * Rejected: a mutex + condition variable per group (a parked fiber must
  * not block its worker thread) and separate counters for children and
  * pending starts (two words cannot be checked for "both zero" atomically;
  * Trio's _pending_starts lives beside its child set under one lock).
  *
  * Invariants
- *   1. count = children created and not yet done, including pending starts.
+ *   1. Once JOINING: count = children created and not yet done, including
+ *      pending starts (before it, minus the owed children that ended).
  *   2. CLOSED implies count = 0 and JOINING; nothing is spawned after it.
  *   3. A child's last access to g is weft__group_child_done (g may be freed
  *      right after by the owner).
