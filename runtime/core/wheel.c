@@ -162,6 +162,12 @@ void weft__wheel_advance(weft__wheel_t *w, int64_t now,
 		while (list) {
 			struct weft__tnode *n = list;
 			list = n->next;
+			/* The next node is on another parked stack, a cache
+			 * and TLB miss: start it while this one is refiled or
+			 * fired (firing cancels a scope and wakes a task, long
+			 * enough to hide most of it). */
+			if (list)
+				__builtin_prefetch(list, 1);
 			if (list)
 				list->prev = NULL;
 			n->prev = n->next = NULL;
@@ -205,6 +211,8 @@ static void wheel_fire_slot(weft__wheel_t *w, int level, int slot, int64_t now,
 	struct weft__tnode *n = w->slots[level][slot];
 	while (n) {
 		struct weft__tnode *next = n->next;
+		if (next)
+			__builtin_prefetch(next); /* as in advance */
 		if (n->when <= now) {
 			wheel_unfile(w, n);
 			n->armed = false;
