@@ -169,6 +169,7 @@ static void park_pages(const struct park_ctx *c)
 	long *by_index = calloc(per, sizeof *by_index);
 	uint64_t *vec = NULL;
 	size_t vec_len = 0;
+	long used[17] = { 0 }, used_sum = 0, used_n = 0;
 	long stacks_kb = 0, stack_maps = 0, stack_vsz_mb = 0, heap_kb = 0,
 	     anon_kb = 0, file_kb = 0, touched_stacks = 0, zero_pages = 0;
 	char line[512];
@@ -213,6 +214,19 @@ static void park_pages(const struct park_ctx *c)
 				for (size_t i = s; i < s + per; i++)
 					any |= vec[i];
 				touched_stacks += (long)any;
+				/* A stack with only its top page: how much
+				 * of it is in use (from its lowest non-zero
+				 * byte; fresh pages are zero). */
+				if (!vec[s + per - 1] || vec[s + per - 2])
+					continue;
+				const unsigned char *top = (const void *)(lo +
+					(s + per - 1) * page);
+				size_t z = 0;
+				while (z < page && top[z] == 0)
+					z++;
+				used[(page - z) * 16 / page]++;
+				used_sum += (long)(page - z);
+				used_n++;
 			}
 		} else if (strcmp(path, "[heap]") == 0) {
 			heap_kb += kb;
@@ -239,6 +253,15 @@ static void park_pages(const struct park_ctx *c)
 		c->m);
 	for (size_t i = 0; i < per && by_index; i++)
 		fprintf(stderr, " %zu:%ld", i, by_index[i]);
+	fprintf(stderr, "\n");
+	fprintf(stderr,
+		"park: M=%ld bytes in use on a stack with only its top page "
+		"resident (%ld such stacks): mean %ld; by 1/16 of a page:",
+		c->m, used_n, used_n ? used_sum / used_n : 0);
+	for (int i = 0; i < 17; i++)
+		if (used[i])
+			fprintf(stderr, " <%zu:%ld",
+				(size_t)(i + 1) * page / 16, used[i]);
 	fprintf(stderr, "\n");
 	free(vec);
 	free(by_index);
