@@ -152,6 +152,7 @@ static void test_stack__stacks_past_guard_budget_come_from_slabs(void **state)
 	free(st);
 	expect_no_leaks();
 }
+
 /* }====== */
 
 /* {====== canary ====== */
@@ -192,10 +193,10 @@ static size_t resident_pages(const weft__stack_t *st)
 	return n;
 }
 
-static void test_stack__trim_releases_idle_stacks_past_the_watermark(
-	void **state)
+/* one_by_one: as on a kernel that refuses process_madvise's batches
+ * (stack.c then releases one stack per madvise). */
+static void trim_releases_idle_stacks(bool one_by_one)
 {
-	(void)state;
 	enum { N = 1024, PAGES = TEST_STACK_SIZE / 4096 };
 	if (sysconf(_SC_PAGESIZE) != 4096)
 		skip();
@@ -204,6 +205,8 @@ static void test_stack__trim_releases_idle_stacks_past_the_watermark(
 	weft__stack_t **st = calloc(N, sizeof *st);
 	assert_non_null(st);
 	assert_int_equal(weft__stack_shared_init(&s, TEST_STACK_SIZE, 0), 0);
+	if (one_by_one)
+		atomic_store(&s.no_batch, true);
 	weft__stack_pool_init(&p, &s);
 	for (int i = 0; i < N; i++) {
 		assert_int_equal(weft__stack_get(&p, &st[i]), 0);
@@ -238,6 +241,19 @@ static void test_stack__trim_releases_idle_stacks_past_the_watermark(
 	weft__stack_shared_fini(&s);
 	free(st);
 	expect_no_leaks();
+}
+
+static void test_stack__trim_releases_idle_stacks_past_the_watermark(
+	void **state)
+{
+	(void)state;
+	trim_releases_idle_stacks(false);
+}
+
+static void test_stack__trim_releases_one_by_one_without_batches(void **state)
+{
+	(void)state;
+	trim_releases_idle_stacks(true);
 }
 /* }====== */
 
@@ -407,6 +423,8 @@ int main(void)
 			test_stack__canary_catches_overwrite_of_unguarded),
 		cmocka_unit_test(
 			test_stack__trim_releases_idle_stacks_past_the_watermark),
+		cmocka_unit_test(
+			test_stack__trim_releases_one_by_one_without_batches),
 		cmocka_unit_test(
 			test_stack__sizes_outside_16k_to_1g_are_rejected),
 		cmocka_unit_test(

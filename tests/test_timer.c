@@ -226,6 +226,53 @@ static void test_timer__extreme_deadlines_neither_overflow_nor_spin(
 	assert_int_equal(fire_errors, 0);
 }
 
+/* Levels at which the nodes of wheel_fire_level fired. */
+static int fired_level[WEFT__WHEEL_LEVELS];
+
+static void timer_fire_level(struct weft__tnode *n, void *arg)
+{
+	timer_fire(n, arg);
+	fired_level[n->level]++;
+}
+
+/* A wheel that fell behind (the I/O thread with 10^6 sleepers due within
+ * 100 ms, B7) fires a due node straight from the higher level's slot it
+ * waited in, when that slot is cascaded: refiling it one level down first
+ * cost one more visit, a cache and TLB miss on the parked stack that
+ * holds the node.  Nodes not due yet are still refiled, and nothing
+ * fires early. */
+static void test_timer__due_nodes_fire_from_the_slot_being_cascaded(
+	void **state)
+{
+	(void)state;
+	enum { N = 600 };
+	memset(items, 0, sizeof items);
+	memset(fired_level, 0, sizeof fired_level);
+	fire_errors = 0;
+	int64_t now = 5 * 1000 * MS;
+	weft__wheel_t w;
+	weft__wheel_init(&w, now);
+	/* Level 1 (64 to 4095 ticks ahead) and level 2 (from 4096). */
+	for (int i = 0; i < N; i++) {
+		items[i].when = now + (100 + 10 * i) * MS + 17;
+		items[i].armed = 1;
+		weft__wheel_insert(&w, &items[i].node, items[i].when);
+	}
+	/* Behind by far: half of them are due. */
+	fire_now = items[N / 2 - 1].when;
+	weft__wheel_advance(&w, fire_now, timer_fire_level, NULL);
+	assert_int_equal(fire_errors, 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(items[i].fired, i < N / 2 ? 1 : 0);
+	assert_int_equal(w.len, N - N / 2);
+	/* Every due node fired from a level above 0: none was refiled to
+	 * level 0 and visited again there. */
+	assert_int_equal(fired_level[0], 0);
+	for (int i = N / 2; i < N; i++)
+		weft__wheel_remove(&w, &items[i].node);
+	assert_int_equal(w.len, 0);
+}
+
 static void test_timer__now_is_monotonic(void **state)
 {
 	(void)state;
@@ -247,6 +294,8 @@ int main(void)
 		cmocka_unit_test(test_timer__empty_wheel_has_no_next_work),
 		cmocka_unit_test(
 			test_timer__extreme_deadlines_neither_overflow_nor_spin),
+		cmocka_unit_test(
+			test_timer__due_nodes_fire_from_the_slot_being_cascaded),
 		cmocka_unit_test(test_timer__now_is_monotonic),
 	};
 	return WEFT_RUN_TESTS(tests);

@@ -187,6 +187,17 @@ WEFT__SAN_INLINE void weft__san_stack_deregister(unsigned id)
 	(void)id;
 #endif
 }
+
+/* Whether the process runs under valgrind (stack.c then avoids system
+ * calls valgrind may not know, such as process_madvise). */
+WEFT__SAN_INLINE int weft__san_on_valgrind(void)
+{
+#ifdef WEFT__VALGRIND
+	return RUNNING_ON_VALGRIND != 0;
+#else
+	return 0;
+#endif
+}
 /* }====== */
 
 #endif

@@ -33,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
@@ -59,6 +61,8 @@
 #define SLAB_MAX_STACKS 256
 #define SLAB_BYTES ((size_t)256 << 20)
 #define CANARY_BYTES 64
+/* Stacks released by one process_madvise call (stack_release). */
+#define TRIM_IOV 64
 /* A fault this far below a running stack, with the stack pointer this
  * close to its low end, is an overflow even past the guard page (a frame
  * bigger than a page jumps over it). */
@@ -229,8 +233,23 @@ int weft__stack_shared_init(weft__stack_shared_t *s, size_t stack_size,
 		: per > SLAB_MAX_STACKS ? SLAB_MAX_STACKS
 					: per;
 	atomic_init(&s->nfree, 0);
-	if (pthread_mutex_init(&s->lock, NULL) != 0)
+	atomic_init(&s->no_batch, false);
+	s->pidfd = -1;
+#if defined(SYS_process_madvise) && defined(SYS_pidfd_open)
+	/* For stack_release's batches; without it (an older kernel, a
+	 * seccomp filter, valgrind) stacks are released one by one. */
+	if (!weft__san_on_valgrind())
+		s->pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	if (s->pidfd >= 0)
+		(void)fcntl(s->pidfd, F_SETFD, FD_CLOEXEC);
+	else
+		s->pidfd = -1;
+#endif
+	if (pthread_mutex_init(&s->lock, NULL) != 0) {
+		if (s->pidfd >= 0)
+			close(s->pidfd);
 		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -257,22 +276,79 @@ void weft__stack_shared_fini(weft__stack_shared_t *s)
 		weft__free(sl);
 	}
 	pthread_mutex_destroy(&s->lock);
+	if (s->pidfd >= 0)
+		close(s->pidfd);
 	memset(s, 0, sizeof *s);
 }
 
-/* Returns the memory of an idle stack to the kernel, except its lowest
- * page: it holds the canary, which weft__stack_check reads, so on an
- * ordinary stack it is mapped to the kernel's shared zero page (no RSS);
- * dropping that mapping would only make the next check fault again.
- * Measured here: 1.75 us per 64 KiB stack.
- * Runs without any lock: the stack is the caller's (off every list). */
-static void stack_release(weft__stack_shared_t *s, weft__stack_t *st)
+/* Returns the memory of idle stacks to the kernel, except each one's
+ * lowest page: it holds the canary, which weft__stack_check reads, so on
+ * an ordinary stack it is mapped to the kernel's shared zero page (no
+ * RSS); dropping that mapping would only make the next check fault again.
+ *
+ * One process_madvise(2) call for up to TRIM_IOV stacks where the kernel
+ * takes MADV_DONTNEED there for the calling process (Linux 6.x), else one
+ * madvise(2) per stack.  What it saves is the TLB shootdown: every
+ * MADV_DONTNEED of a page some thread may have cached ends with an
+ * inter-processor interrupt to each other CPU running one of the
+ * process's threads, and the caller waits for their answers; a batched
+ * call flushes once.  Measured here, 20,000 stacks with another thread of
+ * the process spinning: 5.5-10.5 us per stack one by one, 1.7-2.3 us in
+ * batches of 64.  B7's wake-up of 3x10^5 sleepers spent a third of its
+ * workers' time in those interrupts while idle workers trimmed the
+ * stacks of the tasks that had ended.
+ *
+ * Runs without any lock: the stacks are the caller's (off every list). */
+/* 0 if one process_madvise call released all `bytes` of iov[0..n);
+ * -1 if the caller must release them one madvise at a time. */
+static int stack_release_batch(weft__stack_shared_t *s, const struct iovec *iov,
+	size_t n, size_t bytes)
 {
-	char *from = (char *)st->lo + s->page;
-	char *top = (char *)st->lo + st->size;
-	if (st->released != STACK_CLEAN) {
-		(void)madvise(from, (size_t)(top - from), MADV_DONTNEED);
-		st->released = STACK_CLEAN;
+#if defined(SYS_process_madvise)
+	/* relaxed: a hint; racing trims may each try once more. */
+	if (s->pidfd < 0 ||
+		atomic_load_explicit(&s->no_batch, memory_order_relaxed))
+		return -1;
+	long r = syscall(SYS_process_madvise, s->pidfd, iov, n, MADV_DONTNEED,
+		0);
+	if (r == (long)bytes)
+		return 0;
+	/* An older kernel (no such call, or MADV_DONTNEED not taken there)
+	 * or a seccomp filter: stop trying. */
+	if (r < 0 &&
+		(errno == ENOSYS || errno == EINVAL || errno == EPERM ||
+			errno == EBADF))
+		atomic_store_explicit(&s->no_batch, true, memory_order_relaxed);
+	return -1;
+#else
+	(void)s, (void)iov, (void)n, (void)bytes;
+	return -1;
+#endif
+}
+
+static void stack_release(weft__stack_shared_t *s, weft__stack_t *head)
+{
+	weft__stack_t *st = head;
+	while (st != NULL) {
+		struct iovec iov[TRIM_IOV];
+		size_t n = 0, bytes = 0;
+		weft__stack_t *chunk = st;
+		for (; st != NULL && n < TRIM_IOV; st = st->next) {
+			if (st->released == STACK_CLEAN)
+				continue;
+			iov[n].iov_base = (char *)st->lo + s->page;
+			iov[n].iov_len = st->size - s->page;
+			bytes += iov[n].iov_len;
+			n++;
+		}
+		/* A partial batch is released again whole: MADV_DONTNEED of
+		 * released memory is harmless. */
+		if (n > 0 && stack_release_batch(s, iov, n, bytes) != 0)
+			for (size_t i = 0; i < n; i++)
+				(void)madvise(iov[i].iov_base, iov[i].iov_len,
+					MADV_DONTNEED);
+		for (; chunk != st; chunk = chunk->next)
+			chunk->released = STACK_CLEAN;
 	}
 }
 
@@ -301,8 +377,7 @@ size_t weft__stack_trim(weft__stack_shared_t *s, size_t budget)
 	pthread_mutex_unlock(&s->lock);
 	if (n == 0)
 		return 0;
-	for (weft__stack_t *st = head; st != NULL; st = st->next)
-		stack_release(s, st);
+	stack_release(s, head);
 	pthread_mutex_lock(&s->lock);
 	tail->next = s->cold;
 	s->cold = head;

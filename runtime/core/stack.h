@@ -21,7 +21,8 @@
  * in batches.
  * Stacks that sit in the shared pool beyond a watermark get their memory
  * returned to the kernel with MADV_DONTNEED (weft__stack_trim, called by
- * idle workers).
+ * idle workers), up to 64 stacks per process_madvise call where the
+ * kernel allows it (one TLB shootdown per batch).
  *
  * Errors: -EINVAL / -ENOMEM, and on failure nothing happened. */
 #ifndef WEFT_RUNTIME_CORE_STACK_H
@@ -29,6 +30,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "base/common.h"
@@ -87,6 +89,12 @@ typedef struct weft__stack_shared {
 	size_t stack_size;  /* usable bytes per stack, page multiple */
 	size_t page;	    /* system page size */
 	size_t slab_stacks; /* stacks per slab */
+	/* This process's pidfd for weft__stack_trim's batched release
+	 * (stack.c), or -1; closed by shared_fini. */
+	int pidfd;
+	/* Set once the kernel refused a batched release: one madvise per
+	 * stack from then on.  Relaxed: a hint. */
+	atomic_bool no_batch;
 	pthread_mutex_t lock;
 	/* Guard-page budget, in stacks; lowered to nguarded if the kernel
 	 * refuses a guarded mapping (out of VMAs). */

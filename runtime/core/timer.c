@@ -276,10 +276,25 @@ void weft__timer_rearm(weft__timer_t *t)
 	pthread_mutex_unlock(&t->lock);
 }
 
+/* The I/O thread publishes the tasks it wakes every TIMER_FLUSH_EVERY
+ * firings, not once per expiry: a wheel that fell behind fires tens of
+ * thousands of deadlines in one expiry (B7: 10^6 sleepers due within
+ * 100 ms), and workers would wait idle for the first of them until the
+ * last had fired. */
+#define TIMER_FLUSH_EVERY 128
+
+/* timer_fire's argument on the I/O thread (NULL elsewhere). */
+struct timer_fire_batch {
+	struct weft_runtime *rt;
+	unsigned fired;
+};
+
+static void timer_flush(struct weft_runtime *rt);
+
 /* A deadline passed (wheel callback, lock held). */
 static void timer_fire(struct weft__tnode *n, void *arg)
 {
-	(void)arg;
+	struct timer_fire_batch *b = arg;
 	struct weft__timed_scope *ts = WEFT__CONTAINER_OF(n,
 		struct weft__timed_scope, tnode);
 	struct weft_scope *s = &ts->s;
@@ -291,12 +306,20 @@ static void timer_fire(struct weft__tnode *n, void *arg)
 		WEFT_FOREVER, memory_order_seq_cst, memory_order_relaxed);
 	weft__scope_deadline_fired(s);
 	weft__scope_unref(s); /* the wheel's reference */
+	/* Publishing takes the injection queue's and the idle lock under
+	 * the timer's, the order a worker firing at a yield already uses
+	 * (its wake-ups notify idle workers). */
+	if (b != NULL && ++b->fired % TIMER_FLUSH_EVERY == 0)
+		timer_flush(b->rt);
 }
 
 void weft__timer_advance(weft__timer_t *t)
 {
+	struct timer_fire_batch b = {
+		WEFT__CONTAINER_OF(t, struct weft_runtime, timer), 0
+	};
 	pthread_mutex_lock(&t->lock);
-	weft__wheel_fire_due(&t->wheel, weft__timer_now(t), timer_fire, NULL);
+	weft__wheel_fire_due(&t->wheel, weft__timer_now(t), timer_fire, &b);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -321,7 +344,10 @@ void weft__timer_expire(weft__timer_t *t)
 	pthread_mutex_lock(&t->lock);
 	t->armed = INT64_MIN; /* fired: nothing armed any more */
 	int64_t now = weft__timer_now(t);
-	weft__wheel_fire_due(&t->wheel, now, timer_fire, NULL);
+	struct timer_fire_batch b = {
+		WEFT__CONTAINER_OF(t, struct weft_runtime, timer), 0
+	};
+	weft__wheel_fire_due(&t->wheel, now, timer_fire, &b);
 	/* The asleep report's confirmation is due: disarm it (or the fd
 	 * fires again at once) and check (timer_real_asleep). */
 	bool confirm = t->confirm_at <= now;

@@ -22,9 +22,10 @@
  *   1. A node is armed iff it is on exactly one slot list.
  *   2. occupied[L] bit S is set iff slots[L][S] is non-empty.
  *   3. No node fires before its `when`: advance fires a node only when
- *      elapsed has reached its tick (rounded up) and its `when` <= now,
- *      and fire_due's extra pass over the next tick checks `when` <= now
- *      itself. */
+ *      its `when` <= now, and fire_due's extra pass over the next tick
+ *      checks `when` <= now itself.  Within one advance, nodes fire in
+ *      slot order, not strictly in deadline order: a slot of a higher
+ *      level that is cascaded late fires its due nodes in list order. */
 #include "core/wheel.h"
 
 #define WHEEL_BITS 6
@@ -161,10 +162,22 @@ void weft__wheel_advance(weft__wheel_t *w, int64_t now,
 		while (list) {
 			struct weft__tnode *n = list;
 			list = n->next;
+			/* The next node is on another parked stack, a cache
+			 * and TLB miss: start it while this one is refiled or
+			 * fired (firing cancels a scope and wakes a task, long
+			 * enough to hide most of it). */
+			if (list)
+				__builtin_prefetch(list, 1);
 			if (list)
 				list->prev = NULL;
 			n->prev = n->next = NULL;
-			if (n->tick <= w->elapsed && n->when <= now) {
+			/* Due: fired now, even from a higher level's slot
+			 * being cascaded (a wheel that fell behind, or a slot
+			 * whose deadlines passed inside the current tick).
+			 * Refiling it first would visit it once more, and each
+			 * visit is a cache and TLB miss: nodes live on parked
+			 * stacks, one per page (B7: 10^6 sleepers). */
+			if (n->when <= now) {
 				n->armed = false;
 				w->len--;
 				fire(n, arg);
@@ -198,6 +211,8 @@ static void wheel_fire_slot(weft__wheel_t *w, int level, int slot, int64_t now,
 	struct weft__tnode *n = w->slots[level][slot];
 	while (n) {
 		struct weft__tnode *next = n->next;
+		if (next)
+			__builtin_prefetch(next); /* as in advance */
 		if (n->when <= now) {
 			wheel_unfile(w, n);
 			n->armed = false;
