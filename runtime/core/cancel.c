@@ -345,36 +345,6 @@ void weft__scope_materialize(struct weft_scope *s)
 	}
 }
 
-/* The pull word of parent as seen now: its own when parent is unlinked,
- * else its flag at generation gen. */
-static uint64_t scope_pull_of(const struct weft_scope *parent, uint64_t gen)
-{
-	if (weft__scope_linked(parent))
-		return gen << 1 | (uint64_t)weft__scope_is_cancelled(parent);
-	/* relaxed: see `pull`. */
-	return atomic_load_explicit(&parent->pull, memory_order_relaxed);
-}
-
-void weft__scope_pull_init(struct weft_runtime *rt, struct weft_scope *s,
-	const struct weft_scope *parent)
-{
-	/* acquire, before reading the parent's state: pairs with the
-	 * release bump of every cancellation (scope_gen_bump), so a mark
-	 * made before the generation we read is visible, and one made after
-	 * changes the generation (invariant 9). */
-	uint64_t gen = atomic_load_explicit(&rt->cancel_gen,
-		memory_order_acquire);
-	uint64_t p = scope_pull_of(parent, gen);
-	/* A state pulled at an older generation may be stale: unknown (0),
-	 * and the first check walks.  A shielded scope inherits nothing. */
-	if ((p >> 1) != gen)
-		p = 0;
-	else if (s->flags & WEFT_SCOPE_SHIELD)
-		p = gen << 1;
-	/* relaxed: see `pull`. */
-	atomic_store_explicit(&s->pull, p, memory_order_relaxed);
-}
-
 /* Walks from s (unlinked) up to the first linked scope or shield, as of
  * now, and marks s with the outermost cancellation found (rule 6's
  * origin).  Returns whether s is cancelled. */
@@ -406,22 +376,8 @@ static bool scope_pull(struct weft_scope *s, uint64_t gen)
 	return origin != NULL;
 }
 
-bool weft__scope_check(struct weft_runtime *rt, struct weft_scope *s)
+bool weft__scope_check_slow(struct weft_scope *s, uint64_t gen)
 {
-	/* `linked` before the flag, as in scope_pull. */
-	if (weft__scope_linked(s))
-		return weft__scope_is_cancelled(s);
-	if (weft__scope_is_cancelled(s))
-		return true;
-	/* acquire: as in weft__scope_pull_init. */
-	uint64_t gen = atomic_load_explicit(&rt->cancel_gen,
-		memory_order_acquire);
-	/* relaxed: see `pull`. */
-	uint64_t p = atomic_load_explicit(&s->pull, memory_order_relaxed);
-	if (__builtin_expect(p == gen << 1, 1))
-		return false;
-	/* Unknown, stale, or cancelled as inherited at entry but not marked
-	 * yet (the origin is needed): walk. */
 	return scope_pull(s, gen);
 }
 
@@ -548,7 +504,7 @@ void weft__scope_push_lazy(struct weft_task *t, struct weft_scope *s)
 	s->outer = cur;
 	s->parent = cur;
 	s->state = WEFT__SCOPE_ENTERED;
-	weft__scope_pull_init(t->rt, s, cur);
+	weft__scope_pull_init(&t->rt->cancel_gen, s, cur);
 	/* relaxed: only the task itself reads its cur_scope. */
 	atomic_store_explicit(&t->cur_scope, s, memory_order_relaxed);
 }

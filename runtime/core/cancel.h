@@ -214,16 +214,61 @@ void weft__scope_materialize(struct weft_scope *s);
  * form of weft__scope_push).  Thread: t itself. */
 void weft__scope_push_lazy(struct weft_task *t, struct weft_scope *s);
 /* The cancel state s starts with when it is entered unlinked under
- * parent (stores s->pull).  Thread: the task entering s, or the spawner
- * of the task whose root scope s is. */
-void weft__scope_pull_init(struct weft_runtime *rt, struct weft_scope *s,
-	const struct weft_scope *parent);
+ * parent (stores s->pull); cancel_gen is the runtime's.  Thread: the
+ * task entering s, or the spawner of the task whose root scope s is. */
+static inline void weft__scope_pull_init(_Atomic uint64_t *cancel_gen,
+	struct weft_scope *s, const struct weft_scope *parent)
+{
+	/* acquire, before reading the parent's state: pairs with the
+	 * release bump of every cancellation (cancel.c, invariant 9), so a
+	 * mark made before the generation read is visible, and one made
+	 * after changes the generation. */
+	uint64_t gen = atomic_load_explicit(cancel_gen, memory_order_acquire);
+	/* The parent's state as of gen: its flag when linked (`linked`
+	 * first: see scope_pull), else what it pulled (relaxed: see
+	 * `pull`).  seq_cst flag load: see weft__scope_is_cancelled. */
+	uint64_t p = weft__scope_linked(parent)
+		? gen << 1 |
+			(uint64_t)atomic_load_explicit(&parent->eff_cancelled,
+				memory_order_seq_cst)
+		: atomic_load_explicit(&parent->pull, memory_order_relaxed);
+	/* A state pulled at an older generation may be stale: unknown (0),
+	 * and the first check walks.  A shielded scope inherits nothing. */
+	if ((p >> 1) != gen)
+		p = 0;
+	else if (s->flags & WEFT_SCOPE_SHIELD)
+		p = gen << 1;
+	/* relaxed: see `pull`. */
+	atomic_store_explicit(&s->pull, p, memory_order_relaxed);
+}
+/* The slow path of weft__scope_check: walks s's chain at generation gen
+ * (cancel.c, scope_pull). */
+bool weft__scope_check_slow(struct weft_scope *s, uint64_t gen);
 /* Whether s, a scope of the calling task's chain, is effectively
  * cancelled, seeing through scopes not linked yet; marks s (and its
- * origin) when a cancellation is pulled from further out.  O(1) unless
- * some scope of rt was cancelled since s last looked.  Thread: the task
- * whose chain holds s. */
-bool weft__scope_check(struct weft_runtime *rt, struct weft_scope *s);
+ * origin) when a cancellation is pulled from further out.  Four loads
+ * unless some scope of the runtime (cancel_gen is its generation) was
+ * cancelled since s last looked.  Thread: the task whose chain holds s. */
+static inline bool weft__scope_check(_Atomic uint64_t *cancel_gen,
+	struct weft_scope *s)
+{
+	/* `linked` before the flag (see scope_pull); seq_cst flag loads, as
+	 * in weft__scope_is_cancelled. */
+	if (weft__scope_linked(s))
+		return atomic_load_explicit(&s->eff_cancelled,
+			memory_order_seq_cst);
+	if (atomic_load_explicit(&s->eff_cancelled, memory_order_seq_cst))
+		return true;
+	/* acquire: as in weft__scope_pull_init. */
+	uint64_t gen = atomic_load_explicit(cancel_gen, memory_order_acquire);
+	/* relaxed: see `pull`. */
+	uint64_t p = atomic_load_explicit(&s->pull, memory_order_relaxed);
+	if (__builtin_expect(p == gen << 1, 1))
+		return false;
+	/* Unknown, stale, or cancelled as inherited at entry but not marked
+	 * yet (the origin is needed): walk. */
+	return weft__scope_check_slow(s, gen);
+}
 /* Whether the calling task is effectively cancelled (innermost scope).
  * Thread: any (a task asking about its own innermost scope gets the
  * seq_cst read that invariant 3 of cancel.c needs). */

@@ -200,7 +200,7 @@ int weft_group_open(weft_group_t **out)
 static bool group_cancelled(struct weft_group *g, struct weft_task *self)
 {
 	if (self == g->owner)
-		return weft__scope_check(g->rt, &g->scope);
+		return weft__scope_check(&g->rt->cancel_gen, &g->scope);
 	if (weft__scope_is_cancelled(&g->scope))
 		return true;
 	/* acquire, relaxed: as in weft__scope_check (core/cancel.c). */
@@ -301,7 +301,7 @@ int weft_group_spawn_opts(weft_group_t *gh, weft_fn fn, void *arg,
 	 * pulls its cancellation through it (core/cancel.c, "Lazy
 	 * links"). */
 	t->root_scope.parent = &g->scope;
-	weft__scope_pull_init(g->rt, &t->root_scope, &g->scope);
+	weft__scope_pull_init(&g->rt->cancel_gen, &t->root_scope, &g->scope);
 	weft__sched_spawn(t);
 	return 0;
 }
@@ -478,7 +478,7 @@ static WEFT_FIBER_FN int group_join(struct weft_task *self,
 		else
 			weft_error_free(e);
 		rc = WEFT_ECHILD_FAILED;
-	} else if (weft__scope_check(self->rt, outer)) {
+	} else if (weft__scope_check(&self->rt->cancel_gen, outer)) {
 		weft__scope_note_observed(weft__scope_origin(outer));
 		rc = -ECANCELED;
 	}
@@ -596,7 +596,8 @@ int weft_group_fail(weft_group_t *gh, int code, const char *fmt, ...)
 	uint64_t seq = atomic_fetch_add_explicit(&g->rt->error_seq, 1,
 		memory_order_relaxed);
 	struct weft__leaf *l = weft__error_leaf_create(code, msg, self->name,
-		self->id, seq, weft__scope_check(g->rt, &g->scope), NULL);
+		self->id, seq, weft__scope_check(&g->rt->cancel_gen, &g->scope),
+		NULL);
 	if (l)
 		weft__task_leaf_context(self, l);
 	group_add_leaf(g, l);

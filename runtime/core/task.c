@@ -258,7 +258,7 @@ void weft__task_link_root_slow(struct weft_task *t)
 
 bool weft__task_root_cancelled(struct weft_task *t)
 {
-	return weft__scope_check(t->rt, &t->root_scope);
+	return weft__scope_check(&t->rt->cancel_gen, &t->root_scope);
 }
 
 /* }======================================================= */
@@ -278,7 +278,7 @@ int weft__task_blocking_enter(struct weft_task *t)
 	 * introspection on other threads); it pairs with nothing. */
 	struct weft_scope *s = atomic_load_explicit(&t->cur_scope,
 		memory_order_relaxed);
-	if (!weft__scope_linked(s) && !weft__scope_check(t->rt, s))
+	if (!weft__scope_linked(s) && !weft__scope_check(&t->rt->cancel_gen, s))
 		return 0;
 	weft__task_link_root(t);
 	if (!weft__scope_is_cancelled(s))
@@ -591,7 +591,7 @@ void weft__task_leaf_context(struct weft_task *t, struct weft__leaf *l)
 	weft_cancel_reason_t r = { 0 };
 	if (l->collateral) {
 		struct weft_scope *s = &t->root_scope;
-		struct weft_scope *o = weft__scope_check(t->rt, s)
+		struct weft_scope *o = weft__scope_check(&t->rt->cancel_gen, s)
 			? weft__scope_origin(s)
 			: NULL;
 		if (o) {
