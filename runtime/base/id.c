@@ -28,3 +28,12 @@ __attribute__((noinline)) uint64_t weft__id_next(void)
 	}
 	return id_block_next++;
 }
+
+uint64_t weft__id_refill(weft__id_block_t *b)
+{
+	/* relaxed: as in weft__id_next. */
+	b->next = atomic_fetch_add_explicit(&id_counter, ID_BLOCK,
+		memory_order_relaxed);
+	b->end = b->next + ID_BLOCK;
+	return b->next++;
+}

@@ -13,6 +13,7 @@
 #include "core/stall.h"
 #include "core/wheel.h"
 #include "weft/cancel.h"
+#include "weft/time.h"
 
 struct weft_task;
 struct weft_runtime;
@@ -175,6 +176,18 @@ struct weft__frame_scope {
  * or calloc'd).  Thread: its creator, before s is shared. */
 void weft__scope_init(struct weft_scope *s, enum weft__scope_kind kind,
 	unsigned flags);
+/* weft__scope_init for the scope embedded in a task or group record,
+ * whose first WEFT__SCOPE_CLEAR bytes the caller has just zeroed: only
+ * the fields that are not zero are written (B1 fib initialises two
+ * scopes per node).  Thread: its creator, before s is shared. */
+static inline void weft__scope_init_embedded(struct weft_scope *s,
+	enum weft__scope_kind kind, unsigned flags)
+{
+	s->kind = (uint8_t)kind;
+	s->flags = flags;
+	/* Not shared yet: a relaxed store (atomic_init's equal). */
+	atomic_store_explicit(&s->deadline, WEFT_FOREVER, memory_order_relaxed);
+}
 /* Link s under parent (NULL for a root) as the scope of task t, inheriting
  * the parent's effective cancellation unless s is shielded.  Thread: any
  * thread holding the parent alive (t itself, a start() caller linking its

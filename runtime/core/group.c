@@ -173,8 +173,10 @@ int weft_group_open(weft_group_t **out)
 		atomic_init(&g->retains, 0);
 	}
 	memset(g, 0, WEFT__GROUP_CLEAR);
-	weft__scope_init(&g->scope, WEFT__SCOPE_GROUP, 0);
-	g->scope.id = weft__id_next();
+	weft__scope_init_embedded(&g->scope, WEFT__SCOPE_GROUP, 0);
+	/* A group is opened by a task, so on a worker, whose id block
+	 * spares the TLS access of weft__id_next. */
+	g->scope.id = weft__id_next_in(&weft__sched_current()->ids);
 	atomic_init(&g->word, 0);
 	atomic_init(&g->failed, false);
 	atomic_init(&g->refs, 1);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "base/common.h"
+#include "base/id.h"
 #include "core/deque.h"
 #include "core/fiber.h"
 #include "core/stack.h"
@@ -64,6 +65,8 @@ typedef struct weft__worker {
 	bool switch_direct;
 	unsigned tick;
 	uint64_t rng;
+	/* Ids for the tasks and groups created on this worker. */
+	weft__id_block_t ids;
 	enum weft__post post;
 	struct weft_task *post_task;
 	/* The task a fiber switching out picked but could not switch into:

@@ -184,7 +184,7 @@ int weft__task_create_lit(struct weft_runtime *rt, const char *name,
 	atomic_init(&t->state, WEFT_TASK_PENDING);
 	atomic_init(&t->refs, 1);
 	weft__spin_init(&t->waiters_lock);
-	t->id = weft__id_next();
+	t->id = w ? weft__id_next_in(&w->ids) : weft__id_next();
 	/* Bounded copy; snprintf cost ~600 instructions per spawn. */
 	if (name == NULL) {
 		name = "task";
@@ -200,7 +200,7 @@ int weft__task_create_lit(struct weft_runtime *rt, const char *name,
 		atomic_store_explicit(&t->name_lit, literal ? name : NULL,
 			memory_order_relaxed);
 	}
-	weft__scope_init(&t->root_scope, WEFT__SCOPE_TASK, 0);
+	weft__scope_init_embedded(&t->root_scope, WEFT__SCOPE_TASK, 0);
 	t->root_scope.id = t->id;
 	atomic_init(&t->cur_scope, &t->root_scope);
 	weft__alloc_census_add(WEFT__CENSUS_TASK, 1);
