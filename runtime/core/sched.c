@@ -241,8 +241,21 @@ void weft__sched_spawn(struct weft_task *t)
 		weft__trace_spawn(rt, w, t);
 	if (__builtin_expect(worker_is_ours(w, t), 1)) {
 		weft__stats_inc(&w->stats.spawned);
+		/* Notify only when the deque goes from empty to not empty: a
+		 * worker that went to sleep after the older items were pushed
+		 * saw them in its last check (idle.c, invariant 3), and one
+		 * that went to sleep before was notified by the push that
+		 * made the deque non-empty.  If a thief took the last older
+		 * item meanwhile, that thief is awake and looks again after
+		 * it; this worker runs the new item itself otherwise.  The
+		 * notification's fence is then paid once per burst, not once
+		 * per spawn (B1: the deque holds a pending child per level of
+		 * the inline recursion). */
+		bool had = weft__deque_size_approx(&w->deque) != 0;
 		if (weft__deque_push(&w->deque, t) < 0)
 			weft__inject_push(&rt->inject, t);
+		else if (had)
+			return;
 	} else {
 		/* relaxed: a counter; not a worker, a slow path. */
 		atomic_fetch_add_explicit(&rt->stats.spawned, 1,
