@@ -177,6 +177,37 @@ static void scope_propagate_locked(struct weft_scope *s,
 	}
 }
 
+/* Puts s at the head of parent's children (parent locked by the caller)
+ * and gives it parent's effective cancellation unless s is shielded. */
+static void scope_insert_locked(struct weft_scope *s, struct weft_scope *parent)
+{
+	s->prev_sib = NULL;
+	s->next_sib = parent->first_child;
+	if (parent->first_child)
+		parent->first_child->prev_sib = s;
+	parent->first_child = s;
+	/* relaxed: the parent's lock is held, under which it is written. */
+	if (!(s->flags & WEFT_SCOPE_SHIELD) &&
+		atomic_load_explicit(&parent->eff_cancelled,
+			memory_order_relaxed)) {
+		weft__spin_lock(&s->lock);
+		scope_propagate_locked(s, weft__scope_origin(parent));
+		weft__spin_unlock(&s->lock);
+	}
+}
+
+/* Takes s off its parent's children (parent locked by the caller). */
+static void scope_remove_locked(struct weft_scope *s, struct weft_scope *parent)
+{
+	if (s->prev_sib)
+		s->prev_sib->next_sib = s->next_sib;
+	else
+		parent->first_child = s->next_sib;
+	if (s->next_sib)
+		s->next_sib->prev_sib = s->prev_sib;
+	s->prev_sib = s->next_sib = NULL;
+}
+
 void weft__scope_link(struct weft_scope *s, struct weft_scope *parent,
 	struct weft_task *t)
 {
@@ -207,19 +238,7 @@ void weft__scope_link(struct weft_scope *s, struct weft_scope *parent,
 	 * child's root, not visible to anyone yet). */
 	if (s->parent != parent)
 		s->parent = parent;
-	s->prev_sib = NULL;
-	s->next_sib = parent->first_child;
-	if (parent->first_child)
-		parent->first_child->prev_sib = s;
-	parent->first_child = s;
-	/* relaxed: the parent's lock is held, under which it is written. */
-	if (!(s->flags & WEFT_SCOPE_SHIELD) &&
-		atomic_load_explicit(&parent->eff_cancelled,
-			memory_order_relaxed)) {
-		weft__spin_lock(&s->lock);
-		scope_propagate_locked(s, weft__scope_origin(parent));
-		weft__spin_unlock(&s->lock);
-	}
+	scope_insert_locked(s, parent);
 	/* release: a task that reads linked with acquire sees the mark
 	 * inherited above (invariant 7). */
 	atomic_store_explicit(&s->linked, true, memory_order_release);
@@ -231,13 +250,7 @@ void weft__scope_unlink(struct weft_scope *s)
 	struct weft_scope *parent = s->parent;
 	if (parent) {
 		weft__spin_lock(&parent->lock);
-		if (s->prev_sib)
-			s->prev_sib->next_sib = s->next_sib;
-		else
-			parent->first_child = s->next_sib;
-		if (s->next_sib)
-			s->next_sib->prev_sib = s->prev_sib;
-		s->prev_sib = s->next_sib = NULL;
+		scope_remove_locked(s, parent);
 		/* relaxed: under the parent's lock, as linkers read it. */
 		atomic_store_explicit(&s->linked, false, memory_order_relaxed);
 		weft__spin_unlock(&parent->lock);
@@ -269,28 +282,11 @@ void weft__scope_reparent(struct weft_scope *s, struct weft_scope *new_parent)
 	 * its parent, which changes here. */
 	struct weft_scope *old = s->parent;
 	weft__spin_lock(&old->lock);
-	if (s->prev_sib)
-		s->prev_sib->next_sib = s->next_sib;
-	else
-		old->first_child = s->next_sib;
-	if (s->next_sib)
-		s->next_sib->prev_sib = s->prev_sib;
-	s->prev_sib = s->next_sib = NULL;
+	scope_remove_locked(s, old);
 	weft__spin_unlock(&old->lock);
 	weft__spin_lock(&new_parent->lock);
 	s->parent = new_parent;
-	s->next_sib = new_parent->first_child;
-	if (new_parent->first_child)
-		new_parent->first_child->prev_sib = s;
-	new_parent->first_child = s;
-	/* relaxed: the parent's lock is held, under which it is written. */
-	if (!(s->flags & WEFT_SCOPE_SHIELD) &&
-		atomic_load_explicit(&new_parent->eff_cancelled,
-			memory_order_relaxed)) {
-		weft__spin_lock(&s->lock);
-		scope_propagate_locked(s, weft__scope_origin(new_parent));
-		weft__spin_unlock(&s->lock);
-	}
+	scope_insert_locked(s, new_parent);
 	weft__spin_unlock(&new_parent->lock);
 }
 
