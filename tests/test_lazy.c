@@ -7,6 +7,7 @@
  * at once, a skippable spawn, a park, and many inline children at once
  * under a concurrent cancel. */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "support.h"
@@ -134,6 +135,92 @@ static void test_lazy__blocking_call_and_skippable_spawn_see_an_outer_cancel(
 	weft_test_root(state, blocking_root, &b);
 	assert_int_equal(atomic_load(&b.acquire_rc), -ECANCELED);
 	assert_int_equal(atomic_load(&b.skipped_ran), 0);
+}
+
+/* }======================================================= */
+
+/* {======================================================= from outside */
+
+/* Spawns WEFT_SPAWN_UNLESS_CANCELLED into a group whose scope's
+ * cancellation comes from further out and was pulled by nobody: a plain
+ * thread holding a retain and a task inside the group (a child spawning
+ * into its own group) must both be refused. */
+struct outside {
+	weft_scope_t *s;
+	weft_group_t *g;
+	atomic_int child_rc;
+	atomic_int thread_rc;
+	atomic_int thread_done;
+};
+
+static int nothing(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
+static int spawn_into_own_group(void *arg)
+{
+	struct outside *o = arg;
+	CHECK_EQ(weft_scope_cancel(o->s, NULL), 0);
+	weft_spawn_opts_t opts = { .flags = WEFT_SPAWN_UNLESS_CANCELLED };
+	atomic_store(&o->child_rc,
+		weft_group_spawn_opts(o->g, nothing, NULL, &opts));
+	return 0;
+}
+
+static void *spawn_from_thread(void *arg)
+{
+	struct outside *o = arg;
+	weft_spawn_opts_t opts = { .flags = WEFT_SPAWN_UNLESS_CANCELLED };
+	atomic_store(&o->thread_rc,
+		weft_group_spawn_opts(o->g, nothing, NULL, &opts));
+	atomic_store(&o->thread_done, 1);
+	return NULL;
+}
+
+static int outside_root(void *arg)
+{
+	struct outside *o = arg;
+	/* A retained group, its outer scope cancelled by its owner, which
+	 * then only yields (no park links anything) until the thread has
+	 * spawned. */
+	CHECK_EQ(weft_scope_create(&o->s, WEFT_FOREVER, 0), 0);
+	CHECK_EQ(weft_scope_enter(o->s), 0);
+	CHECK_EQ(weft_group_open(&o->g), 0);
+	CHECK_EQ(weft_group_retain(o->g), 0);
+	CHECK_EQ(weft_scope_cancel(o->s, NULL), 0);
+	pthread_t th;
+	CHECK_EQ(pthread_create(&th, NULL, spawn_from_thread, o), 0);
+	while (!atomic_load(&o->thread_done))
+		CHECK_EQ(weft_yield(), 0);
+	CHECK_EQ(pthread_join(th, NULL), 0);
+	CHECK_EQ(weft_group_join(o->g, NULL), -ECANCELED);
+	weft_group_release(o->g);
+	CHECK_EQ(weft_scope_exit(o->s), 0);
+	weft_scope_destroy(o->s);
+	/* A child that cancels the scope outside its group, then spawns
+	 * into the group: at 1 worker it runs inline at the join, where
+	 * nothing is linked. */
+	CHECK_EQ(weft_scope_create(&o->s, WEFT_FOREVER, 0), 0);
+	CHECK_EQ(weft_scope_enter(o->s), 0);
+	CHECK_EQ(weft_group_open(&o->g), 0);
+	CHECK_EQ(weft_group_spawn(o->g, spawn_into_own_group, o), 0);
+	CHECK_EQ(weft_group_join(o->g, NULL), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(o->s), 0);
+	weft_scope_destroy(o->s);
+	return 0;
+}
+
+static void test_lazy__unless_cancelled_spawns_from_inside_and_outside_see_it(
+	void **state)
+{
+	struct outside o = { 0 };
+	atomic_init(&o.child_rc, 1);
+	atomic_init(&o.thread_rc, 1);
+	weft_test_root(state, outside_root, &o);
+	assert_int_equal(atomic_load(&o.child_rc), -ECANCELED);
+	assert_int_equal(atomic_load(&o.thread_rc), -ECANCELED);
 }
 
 /* }======================================================= */
@@ -289,6 +376,8 @@ int main(void)
 			test_lazy__outer_cancel_reaches_the_join_of_an_unlinked_child),
 		WEFT_TEST(
 			test_lazy__blocking_call_and_skippable_spawn_see_an_outer_cancel),
+		WEFT_TEST(
+			test_lazy__unless_cancelled_spawns_from_inside_and_outside_see_it),
 		WEFT_TEST(
 			test_lazy__a_parked_grandchild_is_woken_by_an_outer_cancel),
 		WEFT_TEST(

@@ -195,21 +195,29 @@ int weft_group_open(weft_group_t **out)
 }
 
 /* Whether g's scope is cancelled, as seen by self (NULL: a plain
- * thread).  Its owner sees through a scope not linked yet; anyone else
- * reads what the scope knows (its flag, or the state its owner pulled at
- * the current generation): a cancellation from further out that the
- * owner has not pulled yet reaches a child at its first checkpoint. */
+ * thread).  g's scope may not be linked yet (core/cancel.c, "Lazy
+ * links"): its owner, and any task inside g (whose chain passes through
+ * g's scope, which cannot be left before that task ends), pull the
+ * cancellation through the chain.  Anyone else reads the scope's flag:
+ * a retained group's scope was linked by the owner's retain, and a task
+ * outside g that holds its handle without a retain sees what the scope
+ * knows (a cancellation from further out that nobody pulled yet reaches
+ * the new child at its first checkpoint). */
 static bool group_cancelled(struct weft_group *g, struct weft_task *self)
 {
 	if (self == g->owner)
 		return weft__scope_check(&g->rt->cancel_gen, &g->scope);
-	if (weft__scope_is_cancelled(&g->scope))
-		return true;
-	/* acquire, relaxed: as in weft__scope_check (core/cancel.c). */
-	uint64_t gen = atomic_load_explicit(&g->rt->cancel_gen,
-		memory_order_acquire);
-	uint64_t p = atomic_load_explicit(&g->scope.pull, memory_order_relaxed);
-	return p == (gen << 1 | 1);
+	if (self != NULL && !weft__scope_linked(&g->scope)) {
+		/* relaxed: our own cur_scope. */
+		for (struct weft_scope *x =
+				atomic_load_explicit(&self->cur_scope,
+					memory_order_relaxed);
+			x; x = x->parent)
+			if (x == &g->scope)
+				return weft__scope_check(&g->rt->cancel_gen,
+					&g->scope);
+	}
+	return weft__scope_is_cancelled(&g->scope);
 }
 
 /* Validates and creates the child record, counted in the group behind
@@ -520,6 +528,13 @@ int weft_group_retain(weft_group_t *gh)
 		return WEFT_EMISUSE;
 	/* relaxed: the caller holds a reference (see group_unref); retains
 	 * orders nothing. */
+	/* A group handed out (to a thread, a portal) is linked by its
+	 * owner, so that spawns from outside read its cancellation from
+	 * its scope's flag (group_cancelled): the owner is inside it, so
+	 * the chain cannot be left meanwhile. */
+	struct weft_task *self = weft__task_current();
+	if (self == g->owner && !g->joined)
+		weft__scope_materialize(&g->scope);
 	int had = atomic_fetch_add_explicit(&g->retains, 1,
 		memory_order_relaxed);
 	atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
