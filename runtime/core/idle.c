@@ -192,7 +192,7 @@ void weft__idle_stop_spinning(weft__worker_t *w)
 
 static bool idle_work_visible(struct weft_runtime *rt)
 {
-	if (weft__inject_len(&rt->inject) != 0)
+	if (weft__inject_nonempty(&rt->inject))
 		return true;
 	for (unsigned i = 0; i < rt->nworkers; i++)
 		if (weft__deque_size_approx(&rt->workers[i].deque) != 0)
