@@ -59,6 +59,7 @@
 #include "base/spin.h"
 #include "core/baton.h"
 #include "core/idle.h"
+#include "core/records.h"
 #include "core/sched.h"
 #include "core/task.h"
 #include "core/timer.h"
@@ -242,6 +243,10 @@ static void idle_sleep(weft__worker_t *w)
 	while (!idle_work_visible(rt) &&
 		weft__stack_trim(&rt->stacks, IDLE_TRIM_BATCH) > 0)
 		;
+	/* And of the task records' chunks a burst left free (rate-limited
+	 * and non-blocking inside: records.c, trimming). */
+	if (!idle_work_visible(rt))
+		weft__record_arena_trim(&rt->tasks);
 	if (idle_work_visible(rt))
 		return;
 	pthread_mutex_lock(&idle->lock);
