@@ -473,6 +473,19 @@ static int record_arena_fill(struct weft__record_arena *a)
 	return 0;
 }
 
+/* Whether a's free list starts with a record's first life (generation 1,
+ * never handed out).  That is where one-by-one allocation used to happen:
+ * in WEFT_DEBUG builds it is still a fault-injection point, one record at
+ * a time (record_arena_take), so that the failure paths of a task's
+ * creation stay testable (tests/test_combine.c, test_net.c) although
+ * records come in chunks.  Under a's lock, the list not empty. */
+static inline bool record_fresh_head(struct weft__record_arena *a)
+{
+	/* relaxed: a free record's generation, under the lock. */
+	return atomic_load_explicit(&((struct weft_task *)a->free)->gen,
+		       memory_order_relaxed) == 1;
+}
+
 /* Takes up to max records off a's free list (filling it when empty) as a
  * list; *n receives how many.  Under a's lock.  NULL: -ENOMEM. */
 static void *record_arena_take(struct weft__record_arena *a, unsigned max,
@@ -481,6 +494,15 @@ static void *record_arena_take(struct weft__record_arena *a, unsigned max,
 	*n = 0;
 	if (a->free == NULL && record_arena_fill(a) < 0)
 		return NULL;
+#ifdef WEFT_DEBUG
+	if (record_fresh_head(a)) {
+		void *probe = weft__alloc(1);
+		if (probe == NULL)
+			return NULL;
+		weft__free(probe);
+		max = 1;
+	}
+#endif
 	void *head = a->free, *tail = head;
 	unsigned k = 1;
 	for (; k < max && *(void **)tail; k++)
@@ -598,13 +620,15 @@ static struct weft_task *record_fcache_get(struct weft_runtime *rt,
 	if (c->head == NULL) {
 		struct weft__record_arena *a = &rt->tasks;
 		pthread_mutex_lock(&a->lock);
-		/* relaxed: a counter, under the lock. */
-		atomic_store_explicit(&a->foreign_refills,
-			atomic_load_explicit(&a->foreign_refills,
-				memory_order_relaxed) +
-				1,
-			memory_order_relaxed);
 		c->head = record_arena_take(a, WEFT__RECORD_BATCH, &c->n);
+		/* A batch (not a single first life: record_fresh_head).
+		 * relaxed: a counter, under the lock. */
+		if (c->n > 1)
+			atomic_store_explicit(&a->foreign_refills,
+				atomic_load_explicit(&a->foreign_refills,
+					memory_order_relaxed) +
+					1,
+				memory_order_relaxed);
 		pthread_mutex_unlock(&a->lock);
 		if (c->head == NULL)
 			return NULL;

@@ -133,9 +133,11 @@ struct weft__record_arena {
 	 * process-wide foreign-cache lock (records.c): the destroyer takes
 	 * their records back. */
 	struct weft__record_fcache *foreign;
-	/* Times a thread that is not a worker of this runtime took the lock
-	 * to get records (a batch into its foreign cache).  relaxed: a
-	 * counter for tests (tests/test_inject.c), bumped under lock. */
+	/* Batches of records taken by threads that are not workers of this
+	 * runtime into their foreign caches, one arena lock each (the
+	 * single first lives of WEFT_DEBUG builds are not counted:
+	 * records.c, record_fresh_head).  relaxed: a counter for tests
+	 * (tests/test_inject.c), bumped under lock. */
 	atomic_size_t foreign_refills;
 };
 
