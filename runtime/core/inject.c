@@ -64,6 +64,9 @@
 #include "base/spin.h"
 #include "core/task.h"
 
+_Static_assert(offsetof(struct weft_task, next) == WEFT__INJECT_NEXT_OFFSET,
+	"WEFT__INJECT_NEXT_OFFSET (inject.h) must follow task.h");
+
 /* A node's link: relaxed (initialisation before publication), acquire
  * (a consumer following the chain) or release (a producer linking). */
 #define LINK_LOAD(t) __atomic_load_n(&(t)->next, __ATOMIC_ACQUIRE)
@@ -75,7 +78,6 @@ int weft__inject_init(weft__inject_t *q)
 	if (rc != 0)
 		return -rc;
 	q->stub_next = NULL;
-	q->stub = WEFT__INJECT_STUB(q);
 	atomic_init(&q->back, WEFT__INJECT_STUB(q));
 	atomic_init(&q->front, WEFT__INJECT_STUB(q));
 	return 0;
@@ -130,11 +132,9 @@ static struct weft_task *inject_next(struct weft_task *t)
 	return next;
 }
 
-struct weft_task *weft__inject_pop(weft__inject_t *q)
+struct weft_task *weft__inject_pop_slow(weft__inject_t *q)
 {
-	if (!weft__inject_nonempty(q))
-		return NULL;
-	struct weft_task *stub = q->stub;
+	struct weft_task *stub = WEFT__INJECT_STUB(q);
 	pthread_mutex_lock(&q->lock);
 	/* relaxed: front is written under the lock, held. */
 	struct weft_task *t = atomic_load_explicit(&q->front,

@@ -16,6 +16,10 @@
 
 struct weft_task;
 
+/* offsetof(struct weft_task, next), which this header cannot compute
+ * (task.h includes it indirectly); inject.c asserts it. */
+#define WEFT__INJECT_NEXT_OFFSET 8
+
 typedef struct weft__inject {
 	/* Producer end: the node pushed last (the stub when nothing was
 	 * pushed since the consumer re-queued it).  Exchanged by every
@@ -26,9 +30,6 @@ typedef struct weft__inject {
 	/* Consumer end: the node to hand out next, or the stub.  Written
 	 * under lock (relaxed atomic stores), read racily by the hint. */
 	_Atomic(struct weft_task *) front;
-	/* WEFT__INJECT_STUB(q), kept here so that the inline hint needs
-	 * no complete struct weft_task; written once, at init. */
-	struct weft_task *stub;
 	pthread_mutex_t lock; /* serialises consumers; producers never */
 	/* The stub node's only field: the queue always holds at least one
 	 * node, and the stub stands in when it holds no task (inject.c). */
@@ -51,20 +52,35 @@ void weft__inject_push(weft__inject_t *q, struct weft_task *t);
  * one exchange.  Never blocks nor locks.  Any thread. */
 void weft__inject_push_list(weft__inject_t *q, struct weft_task *head,
 	struct weft_task *tail, size_t n);
-/* The oldest task, or NULL when the queue was empty.  Takes the
- * consumers' mutex (not when the hint says empty).  Any thread. */
-struct weft_task *weft__inject_pop(weft__inject_t *q);
 /* Racy emptiness hint: false only if, at some moment during the call,
  * no task was queued and no push had begun its exchange; true also while
- * a push is between its exchange and its link (inject.c).  Any thread. */
+ * a push is between its exchange and its link (inject.c).  Two loads,
+ * inline: workers ask at every 61st pick and after every yield (B6).
+ * Any thread. */
 static inline bool weft__inject_nonempty(weft__inject_t *q)
 {
-	struct weft_task *stub = q->stub;
-	/* acquire, both: pair with the producers' exchange (acq_rel) and
-	 * the consumers' stores; in the idle protocol's Dekker pair the
-	 * seq_cst fences order them (idle.c). */
+	/* The stub's address, computed: no load (inject.c checks the
+	 * offset against task.h). */
+	struct weft_task *stub = (struct weft_task *)(void
+			*)((char *)&q->stub_next - WEFT__INJECT_NEXT_OFFSET);
+	/* acquire, both, back first: pair with the producers' exchange
+	 * (acq_rel) and the consumers' stores; in the idle protocol's
+	 * Dekker pair the seq_cst fences order them (idle.c); the order
+	 * of the two loads is what inject.c's argument needs. */
 	return atomic_load_explicit(&q->back, memory_order_acquire) != stub ||
 		atomic_load_explicit(&q->front, memory_order_acquire) != stub;
+}
+
+/* weft__inject_pop past its emptiness check.  Any thread. */
+struct weft_task *weft__inject_pop_slow(weft__inject_t *q);
+
+/* The oldest task, or NULL when the queue was empty.  Takes the
+ * consumers' mutex (not when the hint says empty).  Any thread. */
+static inline struct weft_task *weft__inject_pop(weft__inject_t *q)
+{
+	if (!weft__inject_nonempty(q))
+		return NULL;
+	return weft__inject_pop_slow(q);
 }
 
 #endif
