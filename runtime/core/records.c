@@ -52,6 +52,7 @@
 #include "core/records.h"
 #include "core/sched.h"
 #include "core/task.h"
+#include "core/timer.h"
 #include "runtime.h"
 
 /* {======================================================= record pool */
@@ -199,15 +200,25 @@ void weft__record_put_slow(struct weft_runtime *rt, enum weft__record_kind kind,
  * (a binary search of the chunks by address); each chunk whose records
  * are all there leaves the free list, is marked released, and the pages
  * inside its records are returned with madvise(MADV_DONTNEED).  The
- * mapping stays: the pages read as zeros until written again.  Bounded:
- * a pass costs O(free records x log chunks) under the arena lock (~10 ms
- * for 10^6 free records), paid by a worker with nothing to do, never
- * waiting for the lock, and only once a chunk's worth of records and an
- * eighth of the free list came back since the last pass, so that its
- * cost is spread over those frees.  A time limit was tried first: a
- * worker that went to sleep inside the interval never trimmed at all.  A
- * released chunk is the first to be used again when the free list runs
- * dry (its records re-initialised), before a new chunk is allocated.
+ * mapping stays: the pages read as zeros until written again.
+ *
+ * Only memory the workload did not need is given back: a pass runs at
+ * most once per TRIM_WINDOW_NS, and releases at most as many records as
+ * stayed free through the whole window since the last pass (low_free,
+ * the least nfree seen).  A program that bursts every few hundred
+ * milliseconds (B3: five rounds of 10^6 spawns per repetition) keeps its
+ * records; one that went quiet gets them back within two windows.  A
+ * first version trimmed at every idle moment after enough frees, and B3
+ * "external" paid ~400,000 page faults per repetition re-touching what
+ * the previous round's trim had released.  Bounded: a pass costs
+ * O(free records x log chunks) under the arena lock (~10 ms for 10^6
+ * free records), at most once a window, paid by a worker with nothing
+ * to do, which never waits for the lock.  An idle worker whose pass is
+ * not due yet sleeps with a timeout until it is (idle.c), so the last
+ * pass is not lost to a sleep; once a pass saw its whole free list
+ * eligible and no record came back since, nothing is due.  A released
+ * chunk is the first to be used again when the free list runs dry (its
+ * records re-initialised), before a new chunk is allocated.
  *
  * Reading a released chunk.  Records are type-stable so that readers
  * without a reference may look at any record at any time; a released
@@ -277,8 +288,9 @@ void weft__record_put_slow(struct weft_runtime *rt, enum weft__record_kind kind,
 #define CHUNK_NREC                                                             \
 	((WEFT__RECORD_CHUNK_BYTES - sizeof(struct weft__record_chunk)) /      \
 		sizeof(struct weft_task))
-/* A trim waits for nfree / TRIM_SHARE records to come back. */
-#define TRIM_SHARE 8
+/* The least time between two trim passes, and the window over which a
+ * pass looks for records the workload did not need. */
+#define TRIM_WINDOW_NS ((int64_t)1000 * 1000 * 1000)
 
 int weft__record_arena_init(struct weft__record_arena *a)
 {
@@ -292,6 +304,9 @@ int weft__record_arena_init(struct weft__record_arena *a)
 	a->nchunks = a->sorted_cap = 0;
 	a->released = NULL;
 	a->puts_since_trim = 0;
+	a->low_free = 0;
+	a->trim_at = weft__timer_real_now();
+	a->trim_settled = false;
 	atomic_init(&a->resident, 0);
 	atomic_init(&a->released_total, 0);
 	a->foreign = NULL;
@@ -509,6 +524,8 @@ static void *record_arena_take(struct weft__record_arena *a, unsigned max,
 		tail = *(void **)tail;
 	a->free = *(void **)tail;
 	a->nfree -= k;
+	if (a->nfree < a->low_free)
+		a->low_free = a->nfree;
 	*(void **)tail = NULL;
 	*n = k;
 	return head;
@@ -676,18 +693,28 @@ void weft__record_arena_fini(struct weft__record_arena *a)
 	pthread_mutex_destroy(&a->lock);
 }
 
-size_t weft__record_arena_trim(struct weft__record_arena *a)
+size_t weft__record_arena_trim(struct weft__record_arena *a, int64_t *retry)
 {
+	*retry = 0;
 	if (pthread_mutex_trylock(&a->lock) != 0)
 		return 0;
-	/* A pass costs O(nfree): it runs only once at least a chunk's worth
-	 * and an eighth of nfree came back since the last one, so its cost
-	 * is paid by those frees (amortised O(log chunks) each). */
-	if (a->puts_since_trim < CHUNK_NREC || a->nfree < CHUNK_NREC ||
-		a->puts_since_trim < a->nfree / TRIM_SHARE) {
+	/* Nothing to give back: less than a chunk free, or the last pass
+	 * could take every free record and none came back since. */
+	if (a->nfree < CHUNK_NREC ||
+		(a->trim_settled && a->puts_since_trim == 0)) {
 		pthread_mutex_unlock(&a->lock);
 		return 0;
 	}
+	int64_t now = weft__timer_real_now();
+	if (now - a->trim_at < TRIM_WINDOW_NS) {
+		*retry = a->trim_at + TRIM_WINDOW_NS;
+		pthread_mutex_unlock(&a->lock);
+		return 0;
+	}
+	/* Records that stayed free all window: at most this many go. */
+	size_t budget = a->low_free;
+	a->trim_settled = budget >= a->nfree;
+	a->trim_at = now;
 	a->puts_since_trim = 0;
 	for (size_t i = 0; i < a->nchunks; i++)
 		a->sorted[i]->trim_count = 0;
@@ -696,8 +723,11 @@ size_t weft__record_arena_trim(struct weft__record_arena *a)
 	size_t released = 0;
 	for (size_t i = 0; i < a->nchunks; i++) {
 		struct weft__record_chunk *c = a->sorted[i];
-		if (c->trim_count != c->nrec)
+		if (c->trim_count != c->nrec || c->nrec > budget) {
+			c->trim_count = 0; /* not released by this pass */
 			continue;
+		}
+		budget -= c->nrec;
 		/* All free: the generations the next lives start from, above
 		 * every one its records had (relaxed: free records; their
 		 * last writers' frees are ordered before us by this lock). */
@@ -755,6 +785,9 @@ size_t weft__record_arena_trim(struct weft__record_arena *a)
 				released,
 			memory_order_relaxed);
 	}
+	a->low_free = a->nfree;
+	if (!a->trim_settled)
+		*retry = now + TRIM_WINDOW_NS;
 	pthread_mutex_unlock(&a->lock);
 	return released;
 }

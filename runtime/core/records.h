@@ -122,8 +122,14 @@ struct weft__record_arena {
 	struct weft__record_chunk **sorted;
 	size_t nchunks, sorted_cap;
 	struct weft__record_chunk *released;
-	/* Under lock: records put on the free list since the last trim. */
+	/* Under lock (records.c, trimming): records put on the free list
+	 * since the last trim pass, the least nfree since then, when it
+	 * ran (real clock, ns), and whether it could take every free
+	 * record. */
 	size_t puts_since_trim;
+	size_t low_free;
+	int64_t trim_at;
+	bool trim_settled;
 	/* Bytes of chunks whose pages are not released (records.c, trim).
 	 * relaxed: a counter for tests and diagnostics, written under lock. */
 	atomic_size_t resident;
@@ -159,11 +165,13 @@ static inline struct weft__record_chunk *weft__record_arena_first(
 }
 
 /* Returns the pages of the arena's chunks whose records are all free on
- * the arena's free list, once enough records came back since the last
- * time (records.c); never blocks (a busy arena lock skips it).  Returns
- * the number of chunks released.
- * Thread: an idle worker of the arena's runtime, before it sleeps. */
-size_t weft__record_arena_trim(struct weft__record_arena *a);
+ * the arena's free list and were not needed during the last window
+ * (records.c, trimming); never blocks (a busy arena lock skips it).
+ * Returns the number of chunks released; *retry receives the real-clock
+ * time (weft__timer_real_now) at which another call may release more,
+ * or 0 when nothing is due.  Thread: an idle worker of the arena's
+ * runtime, before it sleeps and when a timed sleep for *retry ends. */
+size_t weft__record_arena_trim(struct weft__record_arena *a, int64_t *retry);
 
 /* 0 or a negative errno.  Thread: the runtime's creator. */
 int weft__record_arena_init(struct weft__record_arena *a);
