@@ -225,6 +225,7 @@ struct spawner {
 	long count;
 	weft_event_t *done;
 	bool quit;
+	long sets; /* under lock: weft_event_set calls that returned */
 	atomic_long ran;
 	int rc; /* the first failed spawn's code */
 };
@@ -256,6 +257,9 @@ static void *spawner_thread(void *arg)
 		}
 		weft_event_set(done);
 		pthread_mutex_lock(&s->lock);
+		/* Past the set: the event and the runtime may go now. */
+		s->sets++;
+		pthread_cond_broadcast(&s->cond);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
@@ -266,6 +270,7 @@ static void *spawner_thread(void *arg)
 struct spawn_req {
 	struct spawner *s;
 	long count;
+	weft_event_t *done; /* destroyed by the main thread */
 };
 
 static int spawn_root(void *arg)
@@ -278,6 +283,7 @@ static int spawn_root(void *arg)
 		return rc;
 	weft_event_t *done;
 	CHECK_EQ(weft_event_create(&done), 0);
+	r->done = done;
 	CHECK_EQ(weft_group_retain(g), 0);
 	pthread_mutex_lock(&s->lock);
 	s->g = g;
@@ -287,7 +293,6 @@ static int spawn_root(void *arg)
 	pthread_mutex_unlock(&s->lock);
 	CHECK_EQ(weft_event_wait(done), 0);
 	weft_group_release(g);
-	weft_event_destroy(done);
 	return weft_group_join(g, NULL);
 }
 
@@ -314,9 +319,20 @@ static void spawner_stop(struct spawner *s, pthread_t th)
 static void spawn_from_thread(weft_runtime_t *rt, struct spawner *s, long count)
 {
 	long before = atomic_load(&s->ran);
+	pthread_mutex_lock(&s->lock);
+	long sets = s->sets;
+	pthread_mutex_unlock(&s->lock);
 	struct spawn_req r = { .s = s, .count = count };
 	assert_int_equal(weft_runtime_run(rt, spawn_root, &r, NULL), 0);
 	assert_int_equal(atomic_load(&s->ran) - before, count);
+	/* The spawner may still be inside weft_event_set (it woke the root
+	 * before returning): wait until it is out before the event or the
+	 * runtime goes. */
+	pthread_mutex_lock(&s->lock);
+	while (s->sets == sets)
+		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	weft_event_destroy(r.done);
 }
 
 /* rt's arena (runtime.h), read by the main thread while no root runs. */
@@ -507,7 +523,11 @@ static void test_inject__idle_arena_returns_pages(void **state)
 	struct snap_reader r = { .rt = rt };
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, snap_reader_thread, &r), 0);
-	long n = weft_test_scale(20000);
+	/* Not scaled down under the sanitizers: the chunks must outnumber
+	 * what the worker's cache (up to WEFT__RECORD_CACHE_MAX records,
+	 * from any chunk) can keep from being wholly free.  Empty tasks run
+	 * inline by the join: cheap. */
+	long n = 20000;
 	struct burst b = { .n = n };
 	assert_int_equal(weft_runtime_run(rt, burst_root, &b, NULL), 0);
 	size_t peak = atomic_load(&a->resident);
@@ -527,12 +547,15 @@ static void test_inject__idle_arena_returns_pages(void **state)
 	assert_int_equal(atomic_load(&rec->insp_id), 0);
 	weft_task_t *hr = weft__handle_make(rec, 1);
 	assert_int_equal(weft_task_retain(hr), WEFT_EMISUSE);
-	/* A second burst takes the released chunks back first: no new
-	 * chunk (all of the first burst's were released or partly used). */
+	/* A second burst takes the released chunks back first: at most one
+	 * new chunk, not the ~37 the first burst needed (this thread's
+	 * foreign cache may now keep a batch of up to WEFT__RECORD_BATCH
+	 * records aside, where the first burst's root took a single first
+	 * life: records.c, record_fresh_head). */
 	size_t released = atomic_load(&a->released_total);
 	size_t chunks = arena_chunks(a);
 	assert_int_equal(weft_runtime_run(rt, burst_root, &b, NULL), 0);
-	assert_int_equal(arena_chunks(a), chunks);
+	assert_true(arena_chunks(a) <= chunks + 1);
 	weft_task_release(b.first);
 	assert_int_equal(weft_task_retain(h), WEFT_EMISUSE);
 	/* Reused: its generation went on from above its old ones. */
