@@ -478,8 +478,12 @@ static int burst_root(void *arg)
 static bool arena_trimmed(struct weft__record_arena *a, size_t most)
 {
 	for (int i = 0; i < 1000; i++) {
-		if (atomic_load(&a->released_total) > 0 &&
-			atomic_load(&a->resident) <= most)
+		/* Under the lock: a pass updates both counters in it. */
+		pthread_mutex_lock(&a->lock);
+		bool done = atomic_load(&a->released_total) > 0 &&
+			atomic_load(&a->resident) <= most;
+		pthread_mutex_unlock(&a->lock);
+		if (done)
 			return true;
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);

@@ -275,8 +275,9 @@ void weft__record_put_slow(struct weft_runtime *rt, enum weft__record_kind kind,
  * an atomic because a destroyer may write it): seeing its own runtime
  * there, it uses head and n, which only the owner touches while the
  * runtime lives; a destroyer writes them only when the owner cannot be
- * using that runtime any more (destroying a runtime that another thread
- * is still spawning into is a misuse, weft/runtime.h), after the owner's
+ * using that runtime any more (a thread still calling into a runtime
+ * that is being destroyed would use freed memory anyway: weft/runtime.h,
+ * rt is invalid after weft_runtime_destroy), after the owner's
  * last spawn reached it through the spawned task's run and the join that
  * ended the runtime's last root.  Freed records do not go to the foreign
  * cache: a plain thread that drops a task's last reference puts it in
