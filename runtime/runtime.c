@@ -63,18 +63,21 @@ static struct weft_task *runtime_held_handle(struct weft_runtime *rt, long *n)
 {
 	struct weft_task *first = NULL;
 	*n = 0;
-	/* acquire: pairs with the release push of a new record (records.c),
-	 * so its fields are initialised before we read them. */
-	for (struct weft_task *t = atomic_load_explicit(&rt->tasks.all,
-		     memory_order_acquire);
-		t; t = t->insp_all_next) {
-		int h = atomic_load_explicit(&t->handles, memory_order_relaxed);
-		if (h > 0) {
-			*n += h;
-			if (first == NULL)
-				first = t;
+	/* Every record (records.h, weft__record_arena_first: acquire, so a
+	 * chunk's records are initialised before we read them). */
+	for (struct weft__record_chunk *c =
+			weft__record_arena_first(&rt->tasks);
+		c; c = c->next)
+		for (struct weft_task *t = c->recs; t < c->recs + c->nrec;
+			t++) {
+			int h = atomic_load_explicit(&t->handles,
+				memory_order_relaxed);
+			if (h > 0) {
+				*n += h;
+				if (first == NULL)
+					first = t;
+			}
 		}
-	}
 	return first;
 }
 

@@ -133,7 +133,7 @@ static bool baton_stopping(struct weft_runtime *rt)
 /* Something any worker can take: the injection queue or a deque. */
 static bool baton_stealable(struct weft_runtime *rt)
 {
-	if (weft__inject_len(&rt->inject) != 0)
+	if (weft__inject_nonempty(&rt->inject))
 		return true;
 	for (unsigned i = 0; i < rt->nworkers; i++)
 		if (weft__deque_size_approx(&rt->workers[i].deque) != 0)
@@ -202,7 +202,7 @@ void weft__baton_pass(weft__worker_t *w)
 			memory_order_relaxed);
 		idle->quiet_gen++; /* a quiet stretch (idle.h) */
 		WEFT__IDLE_FENCE(idle);
-		all = weft__inject_len(&rt->inject) != 0;
+		all = weft__inject_nonempty(&rt->inject);
 	}
 	if (all || m > 0) {
 		uint64_t r = weft__baton_mix(&b->prng);
@@ -229,7 +229,7 @@ void weft__baton_wake(struct weft_runtime *rt)
 	/* A notify with nothing queued (a spurious one) draws nothing, so
 	 * that only real arrivals advance prng (invariant 4). */
 	if (b->holder == WEFT__BATON_NONE && !baton_stopping(rt) &&
-		weft__inject_len(&rt->inject) != 0)
+		weft__inject_nonempty(&rt->inject))
 		baton_grant(rt,
 			(unsigned)(weft__baton_mix(&b->prng) % rt->nworkers));
 	pthread_mutex_unlock(&rt->idle.lock);

@@ -20,6 +20,12 @@
  * sleeper, or the sleeper's last check sees the work.  The last spinner
  * that finds work wakes one more worker, so a burst spreads out.
  *
+ * Housekeeping before sleeping: idle stacks' memory (stack.c) and the
+ * pages of task-record chunks nobody needed for a while (records.c,
+ * trimming).  When a record trim is due later, the sleep has a timeout
+ * (idle_futex_wait_for) and the worker trims on waking, still listed as
+ * a sleeper; otherwise it sleeps until woken.
+ *
  * Rejected: ck_ec (its own futex backoff starts at 2 ms, and it counts
  * events, not sleepers, so every spawn would pay an atomic increment);
  * one condition variable for all workers (thundering herd on broadcast,
@@ -59,6 +65,7 @@
 #include "base/spin.h"
 #include "core/baton.h"
 #include "core/idle.h"
+#include "core/records.h"
 #include "core/sched.h"
 #include "core/task.h"
 #include "core/timer.h"
@@ -91,6 +98,14 @@ static void idle_futex_wake(atomic_uint *word)
 static void idle_futex_wait(atomic_uint *word)
 {
 	syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+}
+
+/* As idle_futex_wait, for at most ns nanoseconds. */
+static void idle_futex_wait_for(atomic_uint *word, int64_t ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000),
+		.tv_nsec = (long)(ns % 1000000000) };
+	syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
 }
 
 /* Removes and returns one sleeper, or NULL. */
@@ -192,7 +207,7 @@ void weft__idle_stop_spinning(weft__worker_t *w)
 
 static bool idle_work_visible(struct weft_runtime *rt)
 {
-	if (weft__inject_len(&rt->inject) != 0)
+	if (weft__inject_nonempty(&rt->inject))
 		return true;
 	for (unsigned i = 0; i < rt->nworkers; i++)
 		if (weft__deque_size_approx(&rt->workers[i].deque) != 0)
@@ -242,6 +257,12 @@ static void idle_sleep(weft__worker_t *w)
 	while (!idle_work_visible(rt) &&
 		weft__stack_trim(&rt->stacks, IDLE_TRIM_BATCH) > 0)
 		;
+	/* And of the task records' chunks a burst left free and nobody
+	 * needed for a while (records.c, trimming); retry: when to look
+	 * again, for the timed sleep below. */
+	int64_t retry = 0;
+	if (!idle_work_visible(rt))
+		weft__record_arena_trim(&rt->tasks, &retry);
 	if (idle_work_visible(rt))
 		return;
 	pthread_mutex_lock(&idle->lock);
@@ -291,8 +312,21 @@ static void idle_sleep(weft__worker_t *w)
 	}
 	idle_stats_asleep(w);
 	/* acquire: pairs with idle_wake's release store (the token). */
-	while (atomic_load_explicit(&w->wake_word, memory_order_acquire) == 0)
-		idle_futex_wait(&w->wake_word);
+	while (atomic_load_explicit(&w->wake_word, memory_order_acquire) == 0) {
+		if (retry == 0) {
+			idle_futex_wait(&w->wake_word);
+			continue;
+		}
+		/* A trim pass is due at `retry`: sleep until then at most,
+		 * and do it still listed as a sleeper (it touches only the
+		 * arena, under its lock; a waker that takes us off the list
+		 * meanwhile is seen at the loop's test). */
+		int64_t left = retry - weft__timer_real_now();
+		if (left > 0)
+			idle_futex_wait_for(&w->wake_word, left);
+		if (weft__timer_real_now() >= retry)
+			weft__record_arena_trim(&rt->tasks, &retry);
+	}
 	weft__idle_stats_awake(w);
 	weft__stats_inc(&w->stats.sleep_wakeups);
 	/* relaxed: only a waker that takes this worker off the list again,

@@ -1,41 +1,86 @@
 /* The runtime-wide injection queue: tasks made runnable from outside a
  * worker (the I/O thread, foreign threads, root tasks) and overflow from a
- * worker's deque.  A FIFO list under a mutex with an atomic length so that
- * idle checks cost one load (Go's global run queue has the same shape). */
+ * worker's deque.  A multi-producer single-consumer intrusive queue
+ * (Vyukov's, linked through weft_task.next): producers never lock, one
+ * atomic exchange each; consumers (the workers) take turns under a mutex.
+ * Emptiness is a racy hint read with two loads (idle checks). */
 #ifndef WEFT_RUNTIME_CORE_INJECT_H
 #define WEFT_RUNTIME_CORE_INJECT_H
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+
+#include "base/common.h"
 
 struct weft_task;
 
+/* offsetof(struct weft_task, next), which this header cannot compute
+ * (task.h includes it indirectly); inject.c asserts it. */
+#define WEFT__INJECT_NEXT_OFFSET 8
+
 typedef struct weft__inject {
-	pthread_mutex_t lock;
-	struct weft_task *head, *tail; /* under lock */
-	/* Written under lock (release), read lock-free as a hint (acquire). */
-	atomic_size_t len;
+	/* Producer end: the node pushed last (the stub when nothing was
+	 * pushed since the consumer re-queued it).  Exchanged by every
+	 * push; padded away from the consumers' fields (padding, not
+	 * _Alignas: the runtime struct comes from malloc). */
+	_Atomic(struct weft_task *) back;
+	char pad[WEFT__FALSE_SHARING];
+	/* Consumer end: the node to hand out next, or the stub.  Written
+	 * under lock (relaxed atomic stores), read racily by the hint. */
+	_Atomic(struct weft_task *) front;
+	pthread_mutex_t lock; /* serialises consumers; producers never */
+	/* The stub node's only field: the queue always holds at least one
+	 * node, and the stub stands in when it holds no task (inject.c). */
+	struct weft_task *stub_next;
 } weft__inject_t;
+
+/* The stub, as a node: a weft_task pointer whose `next` member is
+ * q->stub_next; only that member is ever accessed through it. */
+#define WEFT__INJECT_STUB(q)                                                   \
+	((struct weft_task *)(void *)((char *)&(q)->stub_next -                \
+		offsetof(struct weft_task, next)))
 
 /* Thread: the thread creating / tearing down the runtime, while no
  * other thread uses q. */
 int weft__inject_init(weft__inject_t *q);
 void weft__inject_fini(weft__inject_t *q);
-/* Any thread. */
+/* Never blocks nor locks.  Any thread. */
 void weft__inject_push(weft__inject_t *q, struct weft_task *t);
-/* Appends a linked list (t->next links, tail->next NULL) of n tasks in
- * one critical section.  Any thread. */
+/* Appends a linked list (t->next links, tail->next NULL) of n tasks with
+ * one exchange.  Never blocks nor locks.  Any thread. */
 void weft__inject_push_list(weft__inject_t *q, struct weft_task *head,
 	struct weft_task *tail, size_t n);
-/* Any thread; NULL when empty. */
-struct weft_task *weft__inject_pop(weft__inject_t *q);
-/* Racy emptiness hint; any thread. */
-static inline size_t weft__inject_len(weft__inject_t *q)
+/* Racy emptiness hint: false only if, at some moment during the call,
+ * no task was queued and no push had begun its exchange; true also while
+ * a push is between its exchange and its link (inject.c).  Two loads,
+ * inline: workers ask at every 61st pick and after every yield (B6).
+ * Any thread. */
+static inline bool weft__inject_nonempty(weft__inject_t *q)
 {
-	/* acquire: pairs with the release stores of len in inject.c (the
-	 * list itself is read under the lock). */
-	return atomic_load_explicit(&q->len, memory_order_acquire);
+	/* The stub's address, computed: no load (inject.c checks the
+	 * offset against task.h). */
+	struct weft_task *stub = (struct weft_task *)(void
+			*)((char *)&q->stub_next - WEFT__INJECT_NEXT_OFFSET);
+	/* acquire, both, back first: pair with the producers' exchange
+	 * (acq_rel) and the consumers' stores; in the idle protocol's
+	 * Dekker pair the seq_cst fences order them (idle.c); the order
+	 * of the two loads is what inject.c's argument needs. */
+	return atomic_load_explicit(&q->back, memory_order_acquire) != stub ||
+		atomic_load_explicit(&q->front, memory_order_acquire) != stub;
+}
+
+/* weft__inject_pop past its emptiness check.  Any thread. */
+struct weft_task *weft__inject_pop_slow(weft__inject_t *q);
+
+/* The oldest task, or NULL when the queue was empty.  Takes the
+ * consumers' mutex (not when the hint says empty).  Any thread. */
+static inline struct weft_task *weft__inject_pop(weft__inject_t *q)
+{
+	if (!weft__inject_nonempty(q))
+		return NULL;
+	return weft__inject_pop_slow(q);
 }
 
 #endif

@@ -114,21 +114,23 @@ static size_t insp_scan(struct weft_runtime *rt, uint64_t gid,
 	weft_task_info_t *out, size_t cap)
 {
 	size_t n = 0;
-	/* acquire: pairs with the release push in
-	 * weft__record_task_get_slow; each insp_all_next was written before
-	 * its record was pushed. */
-	for (struct weft_task *t = atomic_load_explicit(&rt->tasks.all,
-		     memory_order_acquire);
-		t; t = t->insp_all_next) {
-		weft_task_info_t info;
-		if (!insp_read(t, &info))
-			continue;
-		if (gid != 0 && info.group_id != gid)
-			continue;
-		if (n < cap)
-			out[n] = info;
-		n++;
-	}
+	/* Every record, chunk by chunk (records.h: the acquire of
+	 * weft__record_arena_first pairs with a chunk's publication; a
+	 * released chunk's records read insp_id 0 and are skipped). */
+	for (struct weft__record_chunk *c =
+			weft__record_arena_first(&rt->tasks);
+		c; c = c->next)
+		for (struct weft_task *t = c->recs; t < c->recs + c->nrec;
+			t++) {
+			weft_task_info_t info;
+			if (!insp_read(t, &info))
+				continue;
+			if (gid != 0 && info.group_id != gid)
+				continue;
+			if (n < cap)
+				out[n] = info;
+			n++;
+		}
 	return n;
 }
 
@@ -573,52 +575,58 @@ static int insp_read_pinned(struct weft__bt_session *s, struct weft_task *t,
 /* Pins each parked task of the dump in turn (see the essay). */
 static void insp_pin_all(struct weft__bt_session *s, struct insp_deep_arg *a)
 {
-	/* acquire: as in insp_scan. */
-	for (struct weft_task *t = atomic_load_explicit(&a->rt->tasks.all,
-		     memory_order_acquire);
-		t; t = t->insp_all_next) {
-		/* acquire: as in insp_read. */
-		uint64_t id = atomic_load_explicit(&t->insp_id,
-			memory_order_acquire);
-		if (id == 0)
-			continue;
-		struct insp_tref key = { id, -1 };
-		struct insp_tref *r = bsearch(&key, a->tasks, a->ntasks,
-			sizeof *a->tasks, insp_cmp_tref);
-		if (r == NULL)
-			continue;
-		/* seq_cst: acquires the PARKED fetch_or (P1), and is ordered
+	/* Every record, as in insp_scan. */
+	for (struct weft__record_chunk *c =
+			weft__record_arena_first(&a->rt->tasks);
+		c; c = c->next)
+		for (struct weft_task *t = c->recs; t < c->recs + c->nrec;
+			t++) {
+			/* acquire: as in insp_read. */
+			uint64_t id = atomic_load_explicit(&t->insp_id,
+				memory_order_acquire);
+			if (id == 0)
+				continue;
+			struct insp_tref key = { id, -1 };
+			struct insp_tref *r = bsearch(&key, a->tasks, a->ntasks,
+				sizeof *a->tasks, insp_cmp_tref);
+			if (r == NULL)
+				continue;
+			/* seq_cst: acquires the PARKED fetch_or (P1), and is ordered
 		 * before the pin store. */
-		uint64_t p = atomic_load_explicit(&t->park,
-			memory_order_seq_cst);
-		if (!(p & WEFT__PARK_PARKED))
-			continue;
-		uint64_t gen = p >> WEFT__PARK_GEN_SHIFT;
-		/* seq_cst store, then seq_cst load: the Dekker pair with
+			uint64_t p = atomic_load_explicit(&t->park,
+				memory_order_seq_cst);
+			if (!(p & WEFT__PARK_PARKED))
+				continue;
+			uint64_t gen = p >> WEFT__PARK_GEN_SHIFT;
+			/* seq_cst store, then seq_cst load: the Dekker pair with
 		 * worker_switch_in (sched.c). */
-		atomic_store_explicit(&t->insp_pin, 1, memory_order_seq_cst);
-		void *pcs[WEFT__BACKTRACE_MAX];
-		int n = 0;
-		struct weft__inspect_node *x = &a->d->v[r->node];
-		if (atomic_load_explicit(&t->insp_run, memory_order_seq_cst) <
-				gen &&
-			/* relaxed: P3; the pin keeps the life from
+			atomic_store_explicit(&t->insp_pin, 1,
+				memory_order_seq_cst);
+			void *pcs[WEFT__BACKTRACE_MAX];
+			int n = 0;
+			struct weft__inspect_node *x = &a->d->v[r->node];
+			if (atomic_load_explicit(&t->insp_run,
+				    memory_order_seq_cst) < gen &&
+				/* relaxed: P3; the pin keeps the life from
 			 * ending. */
-			atomic_load_explicit(&t->insp_id,
-				memory_order_relaxed) == id)
-			n = insp_read_pinned(s, t, x, a->now_tick, pcs,
-				WEFT__BACKTRACE_MAX);
-		/* release: the reads above happen before the task runs again
+				atomic_load_explicit(&t->insp_id,
+					memory_order_relaxed) == id)
+				n = insp_read_pinned(s, t, x, a->now_tick, pcs,
+					WEFT__BACKTRACE_MAX);
+			/* release: the reads above happen before the task runs again
 		 * (pairs with the acquire in weft__inspect_wait_unpinned). */
-		atomic_store_explicit(&t->insp_pin, 0, memory_order_release);
-		if (n > 0) {
-			x->pcs = weft__alloc((size_t)n * sizeof *x->pcs);
-			if (x->pcs) {
-				memcpy(x->pcs, pcs, (size_t)n * sizeof *pcs);
-				x->npcs = n;
+			atomic_store_explicit(&t->insp_pin, 0,
+				memory_order_release);
+			if (n > 0) {
+				x->pcs = weft__alloc(
+					(size_t)n * sizeof *x->pcs);
+				if (x->pcs) {
+					memcpy(x->pcs, pcs,
+						(size_t)n * sizeof *pcs);
+					x->npcs = n;
+				}
 			}
 		}
-	}
 }
 
 /* Text of x's frames, one "#i site" line each, up to the task's bottom;

@@ -37,11 +37,14 @@
  * join word, owner, errors, references and the scope, all read only by
  * the owner, the children or retainers, which a free group has none of).
  * Stack memory has its own pools (stack.c) and is not poisoned here. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/diag.h"
@@ -49,6 +52,7 @@
 #include "core/records.h"
 #include "core/sched.h"
 #include "core/task.h"
+#include "core/timer.h"
 #include "runtime.h"
 
 /* {======================================================= record pool */
@@ -182,7 +186,112 @@ void weft__record_put_slow(struct weft_runtime *rt, enum weft__record_kind kind,
  * thread, and a full cache's overflow go to the arena instead of the
  * shared record pool or weft__free, and an empty cache refills a batch
  * from the arena.  The fast paths are the cache's own (owner-only list
- * operations), plus one comparison of the runtime. */
+ * operations), plus one comparison of the runtime.
+ *
+ * Chunks.  Records are allocated WEFT__RECORD_CHUNK_BYTES at a time
+ * (a header and ~550 records, one weft__calloc), and every chunk is on
+ * the arena's list, which is what snapshots scan (records.h,
+ * weft__record_arena_first).  A chunk is never freed while the runtime
+ * lives, but its pages may be given back:
+ *
+ * Trimming (weft__record_arena_trim).  After a burst (10^6 tasks at once
+ * left ~416 MB of free records until weft_runtime_destroy), an idle
+ * worker, before it sleeps, counts the free list's records per chunk
+ * (a binary search of the chunks by address); each chunk whose records
+ * are all there leaves the free list, is marked released, and the pages
+ * inside its records are returned with madvise(MADV_DONTNEED).  The
+ * mapping stays: the pages read as zeros until written again.
+ *
+ * Only memory the workload did not need is given back: a pass runs at
+ * most once per TRIM_WINDOW_NS, and releases at most as many records as
+ * stayed free through the whole window since the last pass (low_free,
+ * the least nfree seen).  A program that bursts every few hundred
+ * milliseconds (B3: five rounds of 10^6 spawns per repetition) keeps its
+ * records; one that went quiet gets them back within two windows.  A
+ * first version trimmed at every idle moment after enough frees, and B3
+ * "external" paid ~400,000 page faults per repetition re-touching what
+ * the previous round's trim had released.  Bounded: a pass costs
+ * O(free records x log chunks) under the arena lock (~10 ms for 10^6
+ * free records), at most once a window, paid by a worker with nothing
+ * to do, which never waits for the lock.  An idle worker whose pass is
+ * not due yet sleeps with a timeout until it is (idle.c), so the last
+ * pass is not lost to a sleep; once a pass saw its whole free list
+ * eligible and no record came back since, nothing is due.  A released
+ * chunk is the first to be used again when the free list runs dry (its
+ * records re-initialised), before a new chunk is allocated.
+ *
+ * Reading a released chunk.  Records are type-stable so that readers
+ * without a reference may look at any record at any time; a released
+ * chunk's records are still mapped memory, and each field reads either
+ * as zero or as the value it had when the chunk was released (a page it
+ * shares with the header or with the records' ends is kept; a naturally
+ * aligned field is never split between pages).  No record of a released
+ * chunk is live, in a cache or on the free list, so:
+ *   snapshots   insp_id is 0 (it was 0 in every free record already): the
+ *               scan skips the record, and a scan that read a live id
+ *               before the task ended re-reads insp_id and drops what it
+ *               read (inspect.c does that for any freed record);
+ *   handles     a stale handle's tag is compared with gen, now 0 or its
+ *               last value.  A record's first life has generation 1 (a
+ *               new record starts there, not at 0), so only a handle of
+ *               a life whose generation wrapped to 0 mod 2^16 could
+ *               match a zero: the wrap-around records.h already accepts
+ *               (a handle that stale is not detected).  When the chunk
+ *               is used again its records start at gen_floor, above
+ *               every generation they had, so old handles stay stale;
+ *   late wakes  a late waker compares its park generation with the park
+ *               word's: park generations start at 1 (weft__task_park_*
+ *               adds one to the word's), so a zero word matches no wake
+ *               and is not written (task_wake_claim); reuse starts the
+ *               park generations at park_floor, the largest a record of
+ *               the chunk had, so no old wake matches a new park;
+ *   destroy     handles reads 0 (a free record has no handle);
+ *   names       the stale-handle report copies a zero or old name.
+ *
+ * Foreign caches.  A thread that is not a worker of the runtime (a plain
+ * thread spawning into a retained group: B3 "external", a portal's
+ * foreign thread, a worker of another runtime) has no worker cache; it
+ * took the arena's lock for every record.  Now it keeps up to one batch
+ * of one runtime's free records in a cache of its own, in TLS
+ * (weft__record_fcache), and takes the lock once per batch.  A record in
+ * such a cache must neither leak nor outlive its runtime, and TLS is not
+ * tied to a runtime: the thread may outlive the runtime, use several, or
+ * see a new runtime at a destroyed one's address.  So:
+ *   - every cache that holds a runtime's records is listed on that
+ *     runtime's arena (`foreign`), and the list and each cache's `rt`
+ *     change only under one process-wide lock (fcache_lock, an outer
+ *     lock: the arena's is taken inside it);
+ *   - weft_runtime_destroy (weft__record_arena_fini) takes the records
+ *     of every listed cache back and sets its rt to NULL, so no cache
+ *     names a destroyed runtime, and a new runtime at the same address
+ *     is never mistaken for it;
+ *   - a thread's exit returns its cache's records to their arena (a
+ *     pthread key's destructor; a thread that never exits, such as the
+ *     main thread leaving through exit(), keeps them until the runtime
+ *     is destroyed, which takes them back);
+ *   - a thread that asks for another runtime's record first returns
+ *     the cached ones to theirs.
+ * The owner's fast path reads its cache's rt without the lock (relaxed,
+ * an atomic because a destroyer may write it): seeing its own runtime
+ * there, it uses head and n, which only the owner touches while the
+ * runtime lives; a destroyer writes them only when the owner cannot be
+ * using that runtime any more (a thread still calling into a runtime
+ * that is being destroyed would use freed memory anyway: weft/runtime.h,
+ * rt is invalid after weft_runtime_destroy), after the owner's
+ * last spawn reached it through the spawned task's run and the join that
+ * ended the runtime's last root.  Freed records do not go to the foreign
+ * cache: a plain thread that drops a task's last reference puts it in
+ * the arena, as before (rare, and it keeps head's only writers the
+ * get path and the destroyer).
+ */
+
+/* Records per chunk: the header, then records. */
+#define CHUNK_NREC                                                             \
+	((WEFT__RECORD_CHUNK_BYTES - sizeof(struct weft__record_chunk)) /      \
+		sizeof(struct weft_task))
+/* The least time between two trim passes, and the window over which a
+ * pass looks for records the workload did not need. */
+#define TRIM_WINDOW_NS ((int64_t)1000 * 1000 * 1000)
 
 int weft__record_arena_init(struct weft__record_arena *a)
 {
@@ -191,15 +300,497 @@ int weft__record_arena_init(struct weft__record_arena *a)
 		return -rc;
 	a->free = NULL;
 	a->nfree = 0;
-	atomic_init(&a->all, NULL);
+	atomic_init(&a->chunks, NULL);
+	a->sorted = NULL;
+	a->nchunks = a->sorted_cap = 0;
+	a->released = NULL;
+	a->puts_since_trim = 0;
+	a->low_free = 0;
+	a->trim_at = weft__timer_real_now();
+	a->trim_settled = false;
+	atomic_init(&a->resident, 0);
+	atomic_init(&a->released_total, 0);
+	a->foreign = NULL;
+	atomic_init(&a->foreign_refills, 0);
 	return 0;
+}
+
+/* The page-aligned part of c's records: what a release gives back. */
+static void record_chunk_pages(struct weft__record_chunk *c, char **lo,
+	size_t *len)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t b = ((uintptr_t)c->recs + page - 1) & ~(page - 1);
+	uintptr_t e = (uintptr_t)(c->recs + c->nrec) & ~(page - 1);
+	*lo = (char *)b;
+	*len = e > b ? e - b : 0;
+}
+
+/* Links c's records into one free list (poisoned: they are free) and
+ * returns its head; *tail receives its last record. */
+static void *record_chunk_link(struct weft__record_chunk *c, void **tail)
+{
+	for (size_t i = 0; i < c->nrec; i++) {
+		struct weft_task *t = &c->recs[i];
+		*(void **)t = i + 1 < c->nrec ? &c->recs[i + 1] : NULL;
+		weft__record_task_poison(t);
+	}
+	*tail = &c->recs[c->nrec - 1];
+	return c->recs;
+}
+
+/* A new chunk, its records initialised for their first life, or NULL. */
+static struct weft__record_chunk *record_chunk_new(void)
+{
+	struct weft__record_chunk *c = weft__calloc(1,
+		WEFT__RECORD_CHUNK_BYTES);
+	if (c == NULL)
+		return NULL;
+	c->recs = (struct weft_task *)(void *)(c + 1);
+	c->nrec = CHUNK_NREC;
+	weft__record_tag_check(c->recs + c->nrec);
+	for (size_t i = 0; i < c->nrec; i++) {
+		struct weft_task *t = &c->recs[i];
+		/* Generation and user references: never cleared by the reuse
+		 * of a record (the generation must survive it, records.h).
+		 * Generation 1, not 0: a released chunk reads as zeros (see
+		 * the top of this section). */
+		atomic_init(&t->gen, 1);
+		atomic_init(&t->handles, 0);
+		/* The insp_* block is written atomically from now on. */
+		atomic_init(&t->insp_id, 0);
+		atomic_init(&t->park, 0);
+		atomic_init(&t->insp_wait, NULL);
+		atomic_init(&t->lock_wait, 0); /* sync/lock.c */
+		atomic_init(&t->insp_on, NULL);
+		atomic_init(&t->insp_since, 0);
+		atomic_init(&t->insp_run, 0);
+		atomic_init(&t->insp_pin, 0);
+		atomic_init(&t->done_cbs, NULL);
+		atomic_init(&t->name_lit, NULL);
+		t->insp_all_next = NULL; /* unused: chunks are scanned */
+	}
+	return c;
+}
+
+/* Re-initialises the records of released chunk c for new lives.  Stores,
+ * not init: scanners may be reading them (they read insp_id, 0 all
+ * along, first).  relaxed: the chunk goes back on the free list under
+ * the arena's lock, whose release orders these before any taker. */
+static void record_chunk_reuse(struct weft__record_chunk *c)
+{
+	for (size_t i = 0; i < c->nrec; i++) {
+		struct weft_task *t = &c->recs[i];
+		weft__record_unpoison(t, sizeof *t);
+		atomic_store_explicit(&t->gen, c->gen_floor,
+			memory_order_relaxed);
+		atomic_store_explicit(&t->handles, 0, memory_order_relaxed);
+		atomic_store_explicit(&t->insp_id, 0, memory_order_relaxed);
+		atomic_store_explicit(&t->park,
+			c->park_floor << WEFT__PARK_GEN_SHIFT,
+			memory_order_relaxed);
+		atomic_store_explicit(&t->insp_wait, NULL,
+			memory_order_relaxed);
+		atomic_store_explicit(&t->lock_wait, 0, memory_order_relaxed);
+		atomic_store_explicit(&t->insp_on, NULL, memory_order_relaxed);
+		atomic_store_explicit(&t->insp_since, 0, memory_order_relaxed);
+		atomic_store_explicit(&t->insp_run, 0, memory_order_relaxed);
+		atomic_store_explicit(&t->insp_pin, 0, memory_order_relaxed);
+		atomic_store_explicit(&t->done_cbs, NULL, memory_order_relaxed);
+		atomic_store_explicit(&t->name_lit, NULL, memory_order_relaxed);
+	}
+}
+
+/* Inserts c into a's chunks by address.  Under a's lock. */
+static int record_sorted_insert(struct weft__record_arena *a,
+	struct weft__record_chunk *c)
+{
+	if (a->nchunks == a->sorted_cap) {
+		size_t cap = a->sorted_cap ? 2 * a->sorted_cap : 16;
+		struct weft__record_chunk **s = weft__alloc(cap * sizeof *s);
+		if (s == NULL)
+			return -ENOMEM;
+		if (a->nchunks)
+			memcpy(s, a->sorted, a->nchunks * sizeof *s);
+		weft__free(a->sorted);
+		a->sorted = s;
+		a->sorted_cap = cap;
+	}
+	size_t i = a->nchunks;
+	while (i > 0 && (uintptr_t)a->sorted[i - 1] > (uintptr_t)c) {
+		a->sorted[i] = a->sorted[i - 1];
+		i--;
+	}
+	a->sorted[i] = c;
+	a->nchunks++;
+	return 0;
+}
+
+/* The index in a->sorted of the chunk holding record p.  Under lock. */
+static size_t record_chunk_index(struct weft__record_arena *a, const void *p)
+{
+	size_t lo = 0, hi = a->nchunks; /* answer in [lo, hi) */
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+		if ((uintptr_t)a->sorted[mid] <= (uintptr_t)p)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The free list is empty: puts a released chunk's records, or a new
+ * chunk's, on it.  Under a's lock, which a new chunk's allocation drops
+ * for a while.  0 or -ENOMEM. */
+static int record_arena_fill(struct weft__record_arena *a)
+{
+	struct weft__record_chunk *c = a->released;
+	void *head, *tail;
+	if (c != NULL) {
+		a->released = c->next_released;
+		c->released = false;
+		record_chunk_reuse(c);
+		char *lo;
+		size_t len;
+		record_chunk_pages(c, &lo, &len);
+		/* relaxed: a counter (records.h), under the lock. */
+		atomic_store_explicit(&a->resident,
+			atomic_load_explicit(&a->resident,
+				memory_order_relaxed) +
+				len,
+			memory_order_relaxed);
+	} else {
+		pthread_mutex_unlock(&a->lock);
+		c = record_chunk_new();
+		pthread_mutex_lock(&a->lock);
+		if (c == NULL)
+			return -ENOMEM;
+		if (record_sorted_insert(a, c) < 0) {
+			weft__free(c);
+			return -ENOMEM;
+		}
+		/* relaxed: `chunks` is only written under the lock, held. */
+		c->next = atomic_load_explicit(&a->chunks,
+			memory_order_relaxed);
+		/* release: pairs with weft__record_arena_first's acquire. */
+		atomic_store_explicit(&a->chunks, c, memory_order_release);
+		/* relaxed: a counter, under the lock. */
+		atomic_store_explicit(&a->resident,
+			atomic_load_explicit(&a->resident,
+				memory_order_relaxed) +
+				WEFT__RECORD_CHUNK_BYTES,
+			memory_order_relaxed);
+	}
+	head = record_chunk_link(c, &tail);
+	*(void **)tail = a->free;
+	a->free = head;
+	a->nfree += c->nrec;
+	return 0;
+}
+
+/* Whether a's free list starts with a record's first life (generation 1,
+ * never handed out).  That is where one-by-one allocation used to happen:
+ * in WEFT_DEBUG builds it is still a fault-injection point, one record at
+ * a time (record_arena_take), so that the failure paths of a task's
+ * creation stay testable (tests/test_combine.c, test_net.c) although
+ * records come in chunks.  Under a's lock, the list not empty. */
+static inline bool record_fresh_head(struct weft__record_arena *a)
+{
+	/* relaxed: a free record's generation, under the lock. */
+	return atomic_load_explicit(&((struct weft_task *)a->free)->gen,
+		       memory_order_relaxed) == 1;
+}
+
+/* Takes up to max records off a's free list (filling it when empty) as a
+ * list; *n receives how many.  Under a's lock.  NULL: -ENOMEM. */
+static void *record_arena_take(struct weft__record_arena *a, unsigned max,
+	unsigned *n)
+{
+	*n = 0;
+	if (a->free == NULL && record_arena_fill(a) < 0)
+		return NULL;
+#ifdef WEFT_DEBUG
+	if (record_fresh_head(a)) {
+		void *probe = weft__alloc(1);
+		if (probe == NULL)
+			return NULL;
+		weft__free(probe);
+		max = 1;
+	}
+#endif
+	void *head = a->free, *tail = head;
+	unsigned k = 1;
+	for (; k < max && *(void **)tail; k++)
+		tail = *(void **)tail;
+	a->free = *(void **)tail;
+	a->nfree -= k;
+	if (a->nfree < a->low_free)
+		a->low_free = a->nfree;
+	*(void **)tail = NULL;
+	*n = k;
+	return head;
+}
+
+static pthread_mutex_t fcache_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t fcache_once = PTHREAD_ONCE_INIT;
+static pthread_key_t fcache_key;
+static bool fcache_key_ok;
+/* Zero-initialised: rt NULL, empty.  Only its owner thread uses it but
+ * for the destroyer (see above). */
+static __thread struct weft__record_fcache fcache;
+
+/* Unlists c and hands its records to `head`'s list *free (+ *nfree).
+ * Under fcache_lock; the caller holds the arena's lock or is its
+ * destroyer. */
+static void record_fcache_take(struct weft__record_fcache *c, void **free,
+	size_t *nfree)
+{
+	if (c->head != NULL) {
+		void *tail = c->head;
+		while (*(void **)tail != NULL)
+			tail = *(void **)tail;
+		*(void **)tail = *free;
+		*free = c->head;
+		*nfree += c->n;
+	}
+	c->head = NULL;
+	c->n = 0;
+	*c->pprev = c->next;
+	if (c->next)
+		c->next->pprev = c->pprev;
+	c->next = NULL;
+	c->pprev = NULL;
+	/* relaxed: under fcache_lock; the owner's unlocked read of its own
+	 * rt is explained at the top of this section. */
+	atomic_store_explicit(&c->rt, NULL, memory_order_relaxed);
+}
+
+/* Returns c's records to their runtime's arena and unlists c.  Under
+ * fcache_lock, c listed (its rt alive: a destroyer would have unlisted
+ * it). */
+static void record_fcache_return(struct weft__record_fcache *c)
+{
+	/* relaxed: under fcache_lock. */
+	struct weft_runtime *rt = atomic_load_explicit(&c->rt,
+		memory_order_relaxed);
+	struct weft__record_arena *a = &rt->tasks;
+	pthread_mutex_lock(&a->lock);
+	record_fcache_take(c, &a->free, &a->nfree);
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* The pthread key's destructor: the thread is exiting. */
+static void record_fcache_exit(void *p)
+{
+	struct weft__record_fcache *c = p;
+	pthread_mutex_lock(&fcache_lock);
+	/* relaxed: under fcache_lock. */
+	if (atomic_load_explicit(&c->rt, memory_order_relaxed) != NULL)
+		record_fcache_return(c);
+	pthread_mutex_unlock(&fcache_lock);
+}
+
+static void record_fcache_once(void)
+{
+	fcache_key_ok = pthread_key_create(&fcache_key, record_fcache_exit) ==
+		0;
+}
+
+/* Lists the calling thread's cache c on rt's arena, returning the records
+ * it holds of another runtime first.  false if the thread's exit could
+ * not be hooked (no key: then records are taken one at a time). */
+static bool record_fcache_switch(struct weft__record_fcache *c,
+	struct weft_runtime *rt)
+{
+	pthread_once(&fcache_once, record_fcache_once);
+	if (!fcache_key_ok || pthread_setspecific(fcache_key, c) != 0)
+		return false;
+	pthread_mutex_lock(&fcache_lock);
+	/* relaxed: under fcache_lock. */
+	if (atomic_load_explicit(&c->rt, memory_order_relaxed) != NULL)
+		record_fcache_return(c);
+	struct weft__record_arena *a = &rt->tasks;
+	c->next = a->foreign;
+	if (c->next)
+		c->next->pprev = &c->next;
+	c->pprev = &a->foreign;
+	a->foreign = c;
+	/* relaxed: under fcache_lock. */
+	atomic_store_explicit(&c->rt, rt, memory_order_relaxed);
+	pthread_mutex_unlock(&fcache_lock);
+	return true;
+}
+
+/* A record from the calling thread's foreign cache for rt, refilled with
+ * a batch from the arena when empty.  NULL with *usable false: no cache
+ * can be used (the caller takes one record from the arena); NULL with
+ * *usable true: out of memory. */
+static struct weft_task *record_fcache_get(struct weft_runtime *rt,
+	bool *usable)
+{
+	struct weft__record_fcache *c = &fcache;
+	/* relaxed: see the top of this section. */
+	*usable = atomic_load_explicit(&c->rt, memory_order_relaxed) == rt ||
+		record_fcache_switch(c, rt);
+	if (!*usable)
+		return NULL;
+	if (c->head == NULL) {
+		struct weft__record_arena *a = &rt->tasks;
+		pthread_mutex_lock(&a->lock);
+		c->head = record_arena_take(a, WEFT__RECORD_BATCH, &c->n);
+		/* A batch (not a single first life: record_fresh_head).
+		 * relaxed: a counter, under the lock. */
+		if (c->n > 1)
+			atomic_store_explicit(&a->foreign_refills,
+				atomic_load_explicit(&a->foreign_refills,
+					memory_order_relaxed) +
+					1,
+				memory_order_relaxed);
+		pthread_mutex_unlock(&a->lock);
+		if (c->head == NULL)
+			return NULL;
+	}
+	struct weft_task *t = c->head;
+	c->head = *(void **)t;
+	c->n--;
+	weft__record_unpoison(t, sizeof *t);
+	return t;
 }
 
 void weft__record_arena_fini(struct weft__record_arena *a)
 {
-	record_free_list(WEFT__RECORD_TASK, a->free);
+	/* Records in foreign caches come back first (no cache may name
+	 * this runtime once it is gone).  fcache_lock orders this against
+	 * the owners' exits and switches. */
+	pthread_mutex_lock(&fcache_lock);
+	while (a->foreign != NULL)
+		record_fcache_take(a->foreign, &a->free, &a->nfree);
+	pthread_mutex_unlock(&fcache_lock);
+	/* Every record should be free now: on the free list or in a released
+	 * chunk.  If one is not (still referenced), every chunk is left
+	 * allocated, a leak the allocator's census reports, rather than a
+	 * use after free. */
+	size_t total = 0, free = a->nfree;
+	struct weft__record_chunk *c;
+	for (c = atomic_load_explicit(&a->chunks, memory_order_relaxed); c;
+		c = c->next) {
+		total += c->nrec;
+		if (c->released)
+			free += c->nrec;
+	}
+	if (free == total) {
+		c = atomic_load_explicit(&a->chunks, memory_order_relaxed);
+		while (c != NULL) {
+			struct weft__record_chunk *next = c->next;
+			/* The allocator may write into what it gets back. */
+			weft__record_unpoison(c, WEFT__RECORD_CHUNK_BYTES);
+			weft__free(c);
+			c = next;
+		}
+	}
+	weft__free(a->sorted);
 	a->free = NULL;
 	pthread_mutex_destroy(&a->lock);
+}
+
+size_t weft__record_arena_trim(struct weft__record_arena *a, int64_t *retry)
+{
+	*retry = 0;
+	if (pthread_mutex_trylock(&a->lock) != 0)
+		return 0;
+	/* Nothing to give back: less than a chunk free, or the last pass
+	 * could take every free record and none came back since. */
+	if (a->nfree < CHUNK_NREC ||
+		(a->trim_settled && a->puts_since_trim == 0)) {
+		pthread_mutex_unlock(&a->lock);
+		return 0;
+	}
+	int64_t now = weft__timer_real_now();
+	if (now - a->trim_at < TRIM_WINDOW_NS) {
+		*retry = a->trim_at + TRIM_WINDOW_NS;
+		pthread_mutex_unlock(&a->lock);
+		return 0;
+	}
+	/* Records that stayed free all window: at most this many go. */
+	size_t budget = a->low_free;
+	a->trim_settled = budget >= a->nfree;
+	a->trim_at = now;
+	a->puts_since_trim = 0;
+	for (size_t i = 0; i < a->nchunks; i++)
+		a->sorted[i]->trim_count = 0;
+	for (void *p = a->free; p; p = *(void **)p)
+		a->sorted[record_chunk_index(a, p)]->trim_count++;
+	size_t released = 0;
+	for (size_t i = 0; i < a->nchunks; i++) {
+		struct weft__record_chunk *c = a->sorted[i];
+		if (c->trim_count != c->nrec || c->nrec > budget) {
+			c->trim_count = 0; /* not released by this pass */
+			continue;
+		}
+		budget -= c->nrec;
+		/* All free: the generations the next lives start from, above
+		 * every one its records had (relaxed: free records; their
+		 * last writers' frees are ordered before us by this lock). */
+		uint32_t gen = 0;
+		uint64_t park = 0;
+		for (size_t k = 0; k < c->nrec; k++) {
+			uint32_t g = atomic_load_explicit(&c->recs[k].gen,
+				memory_order_relaxed);
+			uint64_t pg = atomic_load_explicit(&c->recs[k].park,
+					      memory_order_relaxed) >>
+				WEFT__PARK_GEN_SHIFT;
+			gen = g > gen ? g : gen;
+			park = pg > park ? pg : park;
+		}
+		c->gen_floor = gen + 1;
+		c->park_floor = park;
+		c->released = true;
+		c->next_released = a->released;
+		a->released = c;
+		released++;
+	}
+	if (released > 0) {
+		/* The free list without the released chunks' records. */
+		void **link = &a->free;
+		for (void *p = a->free; p; p = *(void **)p) {
+			if (a->sorted[record_chunk_index(a, p)]->released) {
+				a->nfree--;
+				continue;
+			}
+			*link = p;
+			link = (void **)p;
+		}
+		*link = NULL;
+		/* Now the pages (the rebuild above read the links in them):
+		 * the chunks released by this pass are those all counted. */
+		for (size_t i = 0; i < a->nchunks; i++) {
+			struct weft__record_chunk *c = a->sorted[i];
+			if (c->trim_count != c->nrec)
+				continue;
+			char *lo;
+			size_t len;
+			record_chunk_pages(c, &lo, &len);
+			if (len != 0)
+				(void)madvise(lo, len, MADV_DONTNEED);
+			/* relaxed: a counter, under the lock. */
+			atomic_store_explicit(&a->resident,
+				atomic_load_explicit(&a->resident,
+					memory_order_relaxed) -
+					len,
+				memory_order_relaxed);
+		}
+		atomic_store_explicit(&a->released_total,
+			atomic_load_explicit(&a->released_total,
+				memory_order_relaxed) +
+				released,
+			memory_order_relaxed);
+	}
+	a->low_free = a->nfree;
+	if (!a->trim_settled)
+		*retry = now + TRIM_WINDOW_NS;
+	pthread_mutex_unlock(&a->lock);
+	return released;
 }
 
 /* Puts the n free records head..tail (linked through their first word)
@@ -211,6 +802,7 @@ static void record_arena_splice(struct weft__record_arena *a, void *head,
 	*(void **)tail = a->free;
 	a->free = head;
 	a->nfree += n;
+	a->puts_since_trim += n;
 	pthread_mutex_unlock(&a->lock);
 }
 
@@ -226,59 +818,30 @@ static void record_arena_put_list(struct weft__record_arena *a, void *head)
 }
 
 /* Cache empty (or not a worker of rt): a batch of free records from the
- * arena into the worker's cache, or a new record. */
+ * arena into the worker's cache (or the thread's foreign cache). */
 struct weft_task *weft__record_task_get_slow(struct weft_runtime *rt,
 	weft__worker_t *w)
 {
 	struct weft__record_arena *a = &rt->tasks;
-	pthread_mutex_lock(&a->lock);
-	struct weft_task *t = a->free;
-	if (t) {
-		a->free = *(void **)t;
-		a->nfree--;
-		/* Refill the cache (empty, or we are not rt's worker). */
-		for (unsigned i = 1; w && i < WEFT__RECORD_BATCH && a->free;
-			i++) {
-			void *p = a->free;
-			a->free = *(void **)p;
-			a->nfree--;
-			*(void **)p = w->records.head[WEFT__RECORD_TASK];
-			w->records.head[WEFT__RECORD_TASK] = p;
-			w->records.len[WEFT__RECORD_TASK]++;
-		}
-		pthread_mutex_unlock(&a->lock);
-		weft__record_unpoison(t, sizeof *t);
-		return t;
+	struct weft_task *t;
+	if (w == NULL) {
+		bool usable;
+		t = record_fcache_get(rt, &usable);
+		if (t != NULL || usable)
+			return t;
 	}
+	pthread_mutex_lock(&a->lock);
+	unsigned n;
+	t = record_arena_take(a, w ? WEFT__RECORD_BATCH : 1, &n);
 	pthread_mutex_unlock(&a->lock);
-	t = weft__alloc(sizeof *t);
 	if (t == NULL)
 		return NULL;
-	weft__record_tag_check(t);
-	/* Generation and user references: never cleared by the reuse of a
-	 * record (the generation must survive it, records.h). */
-	atomic_init(&t->gen, 0);
-	atomic_init(&t->handles, 0);
-	/* A new record joins the list of all records.  Its insp_* block is
-	 * written atomically from now on; insp_all_next is written once,
-	 * here, before the release store that publishes the record. */
-	atomic_init(&t->insp_id, 0);
-	atomic_init(&t->park, 0);
-	atomic_init(&t->insp_wait, NULL);
-	atomic_init(&t->lock_wait, 0); /* sync/lock.c */
-	atomic_init(&t->insp_on, NULL);
-	atomic_init(&t->insp_since, 0);
-	atomic_init(&t->insp_run, 0);
-	atomic_init(&t->insp_pin, 0);
-	atomic_init(&t->done_cbs, NULL);
-	atomic_init(&t->name_lit, NULL);
-	t->insp_all_next = NULL;
-	pthread_mutex_lock(&a->lock);
-	/* relaxed: `all` is only written under the lock, held. */
-	t->insp_all_next = atomic_load_explicit(&a->all, memory_order_relaxed);
-	/* release: pairs with the acquire in a snapshot's scan. */
-	atomic_store_explicit(&a->all, t, memory_order_release);
-	pthread_mutex_unlock(&a->lock);
+	/* The rest of the batch into the cache (empty). */
+	if (n > 1) {
+		w->records.head[WEFT__RECORD_TASK] = *(void **)t;
+		w->records.len[WEFT__RECORD_TASK] = n - 1;
+	}
+	weft__record_unpoison(t, sizeof *t);
 	return t;
 }
 

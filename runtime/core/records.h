@@ -21,9 +21,14 @@
  *                 insp_* fields at any time without a use after free, and
  *                 a late wake of an ended task's park generation (from
  *                 the I/O thread or an offload thread) reads a record, not
- *                 freed memory.  The arena holds the free task records
- *                 beyond the caches and lists every record ever allocated
- *                 for snapshots to scan.
+ *                 freed memory.  The arena allocates records in chunks
+ *                 (weft__record_chunk), holds the free task records
+ *                 beyond the caches, and lists every chunk for snapshots
+ *                 to scan.  An idle worker gives back the pages of
+ *                 chunks whose records are all free (madvise: still
+ *                 mapped, reading as zeros; records.c says why readers
+ *                 stay safe), and a thread that is not a worker keeps a
+ *                 batch of records in a foreign cache of its own.
  * Thread: see each function. */
 #ifndef WEFT_RUNTIME_CORE_RECORDS_H
 #define WEFT_RUNTIME_CORE_RECORDS_H
@@ -67,18 +72,111 @@ int weft__record_pool_init(weft__record_pool_t *p);
  * every worker is joined. */
 void weft__record_pool_fini(weft__record_pool_t *p);
 
+/* A thread's cache of one runtime's free task records, for a thread that
+ * is not one of that runtime's workers (records.c, "foreign caches"): one
+ * per thread, in TLS, holding records of at most one runtime at a time. */
+struct weft__record_fcache {
+	/* The runtime whose records head holds, or NULL.  Written under
+	 * the process-wide foreign-cache lock (records.c) by the owner
+	 * thread or by that runtime's destroyer; read by the owner without
+	 * it (relaxed: see records.c). */
+	_Atomic(struct weft_runtime *) rt;
+	void *head; /* free records linked through their first word */
+	unsigned n;
+	/* On rt's arena's list of foreign caches, under the foreign-cache
+	 * lock. */
+	struct weft__record_fcache *next, **pprev;
+};
+
+/* A block of task records (records.c, "chunks"): one allocation of
+ * WEFT__RECORD_CHUNK_BYTES holding this header and nrec records. */
+struct weft__record_chunk {
+	/* The arena's chunks, newest first; written once, before the chunk
+	 * is published with a release store (scanners follow it lock-free). */
+	struct weft__record_chunk *next;
+	struct weft_task *recs; /* nrec consecutive records */
+	size_t nrec;
+	/* Under the arena's lock: whether the chunk's pages were returned
+	 * (all its records free, none on the free list), and then the
+	 * generations its records' next lives start from. */
+	bool released;
+	struct weft__record_chunk *next_released;
+	uint32_t gen_floor;
+	uint64_t park_floor;
+	size_t trim_count; /* under lock: a trim's count of free records */
+};
+
+#define WEFT__RECORD_CHUNK_BYTES ((size_t)256 * 1024)
+
 /* The runtime's task records (see the top of this file). */
 struct weft__record_arena {
 	pthread_mutex_t lock;
 	void *free;   /* free records linked through their first word */
 	size_t nfree; /* under lock */
-	/* Every record, newest first, linked through insp_all_next; pushed
-	 * under lock with a release store, scanned lock-free (acquire). */
-	_Atomic(struct weft_task *) all;
+	/* Every chunk, newest first, linked through next; pushed under lock
+	 * with a release store, scanned lock-free (acquire): every record
+	 * the runtime ever had is in one (weft__record_arena_first). */
+	_Atomic(struct weft__record_chunk *) chunks;
+	/* Under lock: the chunks by address (for the trim's lookup of a
+	 * record's chunk), and the released ones. */
+	struct weft__record_chunk **sorted;
+	size_t nchunks, sorted_cap;
+	struct weft__record_chunk *released;
+	/* Under lock (records.c, trimming): records put on the free list
+	 * since the last trim pass, the least nfree since then, when it
+	 * ran (real clock, ns), and whether it could take every free
+	 * record. */
+	size_t puts_since_trim;
+	size_t low_free;
+	int64_t trim_at;
+	bool trim_settled;
+	/* Bytes of chunks whose pages are not released (records.c, trim).
+	 * relaxed: a counter for tests and diagnostics, written under lock. */
+	atomic_size_t resident;
+	/* Chunks released so far.  relaxed: as resident. */
+	atomic_size_t released_total;
+	/* Foreign caches holding this runtime's records, under the
+	 * process-wide foreign-cache lock (records.c): the destroyer takes
+	 * their records back. */
+	struct weft__record_fcache *foreign;
+	/* Batches of records taken by threads that are not workers of this
+	 * runtime into their foreign caches, one arena lock each (the
+	 * single first lives of WEFT_DEBUG builds are not counted:
+	 * records.c, record_fresh_head).  relaxed: a counter for tests
+	 * (tests/test_inject.c), bumped under lock. */
+	atomic_size_t foreign_refills;
 };
+
+/* Scanning every task record of an arena, lock-free (snapshots, the
+ * destroy's handle check, tools/gdb/weft.py):
+ *
+ *   for (c = weft__record_arena_first(a); c; c = c->next)
+ *       for (t = c->recs; t < c->recs + c->nrec; t++) ...
+ *
+ * acquire: pairs with the release store that publishes a chunk, whose
+ * records were initialised before it.  A record of a released chunk reads
+ * as zeros, or as its last values where a page it shares was kept: never
+ * live (insp_id 0), no handle (handles 0), and a park word or generation
+ * that no waker or handle holds (records.c, "reading a released chunk"). */
+static inline struct weft__record_chunk *weft__record_arena_first(
+	struct weft__record_arena *a)
+{
+	return atomic_load_explicit(&a->chunks, memory_order_acquire);
+}
+
+/* Returns the pages of the arena's chunks whose records are all free on
+ * the arena's free list and were not needed during the last window
+ * (records.c, trimming); never blocks (a busy arena lock skips it).
+ * Returns the number of chunks released; *retry receives the real-clock
+ * time (weft__timer_real_now) at which another call may release more,
+ * or 0 when nothing is due.  Thread: an idle worker of the arena's
+ * runtime, before it sleeps and when a timed sleep for *retry ends. */
+size_t weft__record_arena_trim(struct weft__record_arena *a, int64_t *retry);
+
 /* 0 or a negative errno.  Thread: the runtime's creator. */
 int weft__record_arena_init(struct weft__record_arena *a);
-/* Frees the arena's free records.  Thread: the runtime's destroyer, after
+/* Takes back the records of every foreign cache holding a's records, then
+ * frees the arena's free records.  Thread: the runtime's destroyer, after
  * every worker drained its cache and the I/O thread stopped.  Records
  * still referenced leak. */
 void weft__record_arena_fini(struct weft__record_arena *a);
@@ -194,10 +292,11 @@ struct weft_task *weft__record_task_get_slow(struct weft_runtime *rt,
 void weft__record_task_put_slow(struct weft_runtime *rt, weft__worker_t *w,
 	struct weft_task *t);
 
-/* A free task record of rt (its insp_* fields initialised once, when it
- * was first allocated), or NULL when none can be had.  w is the calling
- * thread's worker (weft__sched_current(), NULL for a plain thread): the
- * worker cache's fast path serves this runtime's workers only.
+/* A free task record of rt (its insp_* fields initialised once, when its
+ * chunk was allocated or reused), or NULL when none can be had.  w is the
+ * calling thread's worker (weft__sched_current(), NULL for a plain
+ * thread): the worker cache's fast path serves this runtime's workers
+ * only; other threads use their foreign cache (records.c).
  * Thread: any. */
 static inline struct weft_task *weft__record_task_get(struct weft_runtime *rt,
 	weft__worker_t *w)

@@ -12,14 +12,25 @@
  * into the root's group, which the root holds with weft_group_retain: the
  * injection-queue path; the root waits on an Event the thread sets, then
  * joins).  The thread's creation is inside the timed round (tens of
- * microseconds against 10^6 spawns). */
+ * microseconds against 10^6 spawns).
+ *
+ * Diagnostics (docs/benchmarks.md, B3): BENCH_FLAT_STATS=1 prints one line
+ * per repetition to stderr with its time and what the runtime's counters
+ * (weft_runtime_stats) and getrusage saw during it: steals, sleeps,
+ * wake-ups, injection-queue pops, minor page faults, context switches.
+ * BENCH_FLAT_VARIANT=worker or external runs only that variant;
+ * BENCH_FLAT_N=n spawns n tasks per round instead of 10^6. */
 #include <pthread.h>
+#include <sys/resource.h>
 
 #include "bench.h"
 
 static const char *const workload = "spawn-flat";
 
-#define FLAT_N 1000000L
+/* Tasks per round: 10^6, or BENCH_FLAT_N (a smaller count for callgrind,
+ * docs/benchmarks.md B3). */
+static long flat_n = 1000000L;
+#define FLAT_N flat_n
 #define FLAT_ROUNDS 5
 
 static int flat_task(void *arg)
@@ -98,12 +109,63 @@ static int flat_round(unsigned char *ran)
 	return bench_joined(rc, err, spawn_rc);
 }
 
+/* BENCH_FLAT_STATS: the counters one repetition is measured against. */
+struct flat_sample {
+	weft_runtime_stats_t st;
+	struct rusage ru;
+};
+
+static bool flat_stats_on;
+
+static void flat_sample(struct flat_sample *s)
+{
+	if (!flat_stats_on)
+		return;
+	weft_runtime_stats(NULL, &s->st);
+	getrusage(RUSAGE_SELF, &s->ru);
+}
+
+static double flat_cpu_ms(const struct rusage *ru)
+{
+	return (double)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1e3 +
+		(double)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1e3;
+}
+
+static void flat_sample_print(int rep, double ms, const struct flat_sample *a,
+	const struct flat_sample *b)
+{
+	if (!flat_stats_on)
+		return;
+	const weft_worker_stats_t *x = &a->st.total, *y = &b->st.total;
+	fprintf(stderr,
+		"spawn-flat (%s) rep %d: %.1f ms steals %llu+%llu "
+		"attempts %llu sleeps %llu wakeups %llu inject_pops %llu "
+		"run %llu inline %llu busy_ms %.0f cpu_ms %.0f minflt %ld "
+		"nvcsw %ld nivcsw %ld\n",
+		flat_external_variant ? "external" : "worker", rep, ms,
+		(unsigned long long)(y->steals - x->steals),
+		(unsigned long long)(y->stolen_extra - x->stolen_extra),
+		(unsigned long long)(y->steal_attempts - x->steal_attempts),
+		(unsigned long long)(y->sleeps - x->sleeps),
+		(unsigned long long)(y->sleep_wakeups - x->sleep_wakeups),
+		(unsigned long long)(y->inject_pops - x->inject_pops),
+		(unsigned long long)(y->tasks_run - x->tasks_run),
+		(unsigned long long)(y->inline_run - x->inline_run),
+		(double)(y->busy_ns - x->busy_ns) / 1e6,
+		flat_cpu_ms(&b->ru) - flat_cpu_ms(&a->ru),
+		b->ru.ru_minflt - a->ru.ru_minflt,
+		b->ru.ru_nvcsw - a->ru.ru_nvcsw,
+		b->ru.ru_nivcsw - a->ru.ru_nivcsw);
+}
+
 static int flat_root(void *arg)
 {
 	struct flat_run *run = arg;
 	size_t bytes = (size_t)FLAT_ROUNDS * FLAT_N;
 	for (int r = 0; r < BENCH_WARMUP + BENCH_REPS; r++) {
 		memset(run->ran, 0, bytes);
+		struct flat_sample s0, s1;
+		flat_sample(&s0);
 		int64_t t0 = bench_now();
 		for (int k = 0; k < FLAT_ROUNDS; k++) {
 			int rc = flat_round(run->ran + (size_t)k * FLAT_N);
@@ -111,6 +173,8 @@ static int flat_root(void *arg)
 				return rc;
 		}
 		int64_t t1 = bench_now();
+		flat_sample(&s1);
+		flat_sample_print(r, bench_ms(t1 - t0), &s0, &s1);
 		for (size_t i = 0; i < bytes; i++)
 			run->missing += run->ran[i] != 1;
 		if (r >= BENCH_WARMUP)
@@ -150,11 +214,19 @@ static void flat_variant(bool external, unsigned char *ran)
 
 int main(void)
 {
+	const char *n_env = getenv("BENCH_FLAT_N");
+	if (n_env != NULL && atol(n_env) > 0)
+		flat_n = atol(n_env);
 	unsigned char *ran = malloc((size_t)FLAT_ROUNDS * FLAT_N);
 	if (ran == NULL)
 		bench_die(workload, "out of memory");
-	flat_variant(false, ran);
-	flat_variant(true, ran);
+	const char *stats = getenv("BENCH_FLAT_STATS");
+	flat_stats_on = stats != NULL && strcmp(stats, "1") == 0;
+	const char *only = getenv("BENCH_FLAT_VARIANT");
+	if (only == NULL || strcmp(only, "worker") == 0)
+		flat_variant(false, ran);
+	if (only == NULL || strcmp(only, "external") == 0)
+		flat_variant(true, ran);
 	free(ran);
 	return 0;
 }

@@ -17,8 +17,9 @@
 # and the offset sched.c records in weft__sched_tls_off.
 #
 # Listing: exactly what runtime/core/inspect.c does: every task record the
-# runtime ever allocated is on the list rt->tasks.all (linked by
-# insp_all_next); a record is a live task when insp_id != 0.  The process
+# runtime ever allocated is in one of the chunks on the list
+# rt->tasks.chunks (linked by next; c->nrec records from c->recs); a record
+# is a live task when insp_id != 0.  The process
 # is stopped (or is a core file), so plain reads are consistent.
 #
 # Backtraces: a parked task's fiber saved its callee-saved registers and
@@ -97,11 +98,14 @@ def _tasks():
     """(runtime, task pointer) for every live task of every runtime."""
     out = []
     for rt in _runtimes():
-        t = rt["tasks"]["all"]
-        while int(t) != 0:
-            if int(t["insp_id"]) != 0:
-                out.append((rt, t))
-            t = t["insp_all_next"]
+        c = rt["tasks"]["chunks"]
+        while int(c) != 0:
+            recs = c["recs"]
+            for i in range(int(c["nrec"])):
+                t = recs + i
+                if int(t["insp_id"]) != 0:
+                    out.append((rt, t))
+            c = c["next"]
     return out
 
 
