@@ -368,7 +368,6 @@ static struct weft__record_chunk *record_chunk_new(void)
 		atomic_init(&t->insp_pin, 0);
 		atomic_init(&t->done_cbs, NULL);
 		atomic_init(&t->name_lit, NULL);
-		t->insp_all_next = NULL; /* unused: chunks are scanned */
 	}
 	return c;
 }

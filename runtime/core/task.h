@@ -152,9 +152,6 @@ struct weft_task {
 	 * stack and cannot until insp_pin is cleared. */
 	_Atomic uint64_t insp_run;
 	atomic_uint insp_pin;
-	/* Every record the arena ever allocated, newest first (written once,
-	 * before the record is published on rt's list with a release). */
-	struct weft_task *insp_all_next;
 	/* Task-local context (local.c): the innermost binding, holding one
 	 * reference, or NULL for the empty context.  Owner task only (set
 	 * by the spawner before the task is published). */
