@@ -228,11 +228,18 @@ struct spawner {
 	long sets; /* under lock: weft_event_set calls that returned */
 	atomic_long ran;
 	int rc; /* the first failed spawn's code */
+	/* Set by a root that wants every task of its round alive at once:
+	 * the tasks wait for it, and the root sets it once the thread has
+	 * spawned them all.  NULL otherwise. */
+	weft_event_t *gate;
 };
 
 static int spawner_task(void *arg)
 {
-	atomic_fetch_add(&((struct spawner *)arg)->ran, 1);
+	struct spawner *s = arg;
+	if (s->gate)
+		CHECK_EQ(weft_event_wait(s->gate), 0);
+	atomic_fetch_add(&s->ran, 1);
 	return 0;
 }
 
@@ -270,6 +277,7 @@ static void *spawner_thread(void *arg)
 struct spawn_req {
 	struct spawner *s;
 	long count;
+	bool hold;	    /* every task alive at once (see `gate`) */
 	weft_event_t *done; /* destroyed by the main thread */
 };
 
@@ -285,15 +293,28 @@ static int spawn_root(void *arg)
 	CHECK_EQ(weft_event_create(&done), 0);
 	r->done = done;
 	CHECK_EQ(weft_group_retain(g), 0);
+	weft_event_t *gate = NULL;
+	if (r->hold)
+		CHECK_EQ(weft_event_create(&gate), 0);
 	pthread_mutex_lock(&s->lock);
 	s->g = g;
 	s->count = r->count;
 	s->done = done;
+	/* Read by the tasks, which the thread spawns after taking the
+	 * request under the lock. */
+	s->gate = gate;
 	pthread_cond_signal(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	CHECK_EQ(weft_event_wait(done), 0);
+	if (gate)
+		CHECK_EQ(weft_event_set(gate), 0);
 	weft_group_release(g);
-	return weft_group_join(g, NULL);
+	rc = weft_group_join(g, NULL);
+	/* Every task ended: nobody reads the gate any more. */
+	s->gate = NULL;
+	if (gate)
+		weft_event_destroy(gate);
+	return rc;
 }
 
 static void spawner_start(struct spawner *s, pthread_t *th)
@@ -316,13 +337,22 @@ static void spawner_stop(struct spawner *s, pthread_t th)
 	assert_int_equal(s->rc, 0);
 }
 
+static void spawn_from_thread_opt(weft_runtime_t *rt, struct spawner *s,
+	long count, bool hold);
+
 static void spawn_from_thread(weft_runtime_t *rt, struct spawner *s, long count)
+{
+	spawn_from_thread_opt(rt, s, count, false);
+}
+
+static void spawn_from_thread_opt(weft_runtime_t *rt, struct spawner *s,
+	long count, bool hold)
 {
 	long before = atomic_load(&s->ran);
 	pthread_mutex_lock(&s->lock);
 	long sets = s->sets;
 	pthread_mutex_unlock(&s->lock);
-	struct spawn_req r = { .s = s, .count = count };
+	struct spawn_req r = { .s = s, .count = count, .hold = hold };
 	assert_int_equal(weft_runtime_run(rt, spawn_root, &r, NULL), 0);
 	assert_int_equal(atomic_load(&s->ran) - before, count);
 	/* The spawner may still be inside weft_event_set (it woke the root
@@ -360,9 +390,11 @@ static void test_inject__foreign_records_come_in_batches(void **state)
 	struct spawner s;
 	pthread_t th;
 	spawner_start(&s, &th);
-	/* The first round makes the records; they end free in the arena
-	 * or in the workers' caches. */
-	spawn_from_thread(rt, &s, 4000);
+	/* The first round makes the records, all alive at once (with
+	 * tasks that end as fast as they are spawned, a few hundred records
+	 * would go round); they end free in the arena or in the workers'
+	 * caches. */
+	spawn_from_thread_opt(rt, &s, 4000, true);
 	/* The second takes half of what the arena holds now: recycled
 	 * records only (WEFT_DEBUG builds hand out a record's first life
 	 * one at a time, a fault-injection point: records.c). */
