@@ -88,14 +88,26 @@ done
 # nginx_start CONF_FN READY_FN: CONF_FN picks free ports and writes
 # $T/nginx.conf; nginx then runs on it until READY_FN succeeds (5 s at
 # most).  A port may be taken in between: three attempts, new ports each.
+# Another test's server may hold the port (two tests drew the same free
+# port), and READY_FN would then succeed against it while this nginx
+# retries its bind: a start counts only if this nginx logged no failed
+# bind and still runs a moment after READY_FN succeeded.
 nginx_start() {
 	local conf=$1 ready=$2 attempt
 	for attempt in 1 2 3; do
 		"$conf"
+		: >"$T/error.log"
 		"$NGINX" -p "$T" -c "$T/nginx.conf" -e "$T/error.log" &
 		NGINX_PID=$!
 		for _ in $(seq 50); do
-			"$ready" && return 0
+			if "$ready"; then
+				sleep 0.2
+				if ! grep -q 'bind() to' "$T/error.log" &&
+					kill -0 "$NGINX_PID" 2>/dev/null; then
+					return 0
+				fi
+				break
+			fi
 			kill -0 "$NGINX_PID" 2>/dev/null || break
 			sleep 0.1
 		done
