@@ -393,8 +393,10 @@ static void test_inject__foreign_records_come_in_batches(void **state)
 	/* The first round makes the records, all alive at once (with
 	 * tasks that end as fast as they are spawned, a few hundred records
 	 * would go round); they end free in the arena or in the workers'
-	 * caches. */
-	spawn_from_thread_opt(rt, &s, 4000, true);
+	 * caches (at most WEFT__RECORD_CACHE_MAX each).  2000, not more:
+	 * each live task holds a stack mapping, and TSan adds its own per
+	 * fiber, under the process's map count. */
+	spawn_from_thread_opt(rt, &s, 2000, true);
 	/* The second takes half of what the arena holds now: recycled
 	 * records only (WEFT_DEBUG builds hand out a record's first life
 	 * one at a time, a fault-injection point: records.c). */
