@@ -40,7 +40,7 @@ typedef struct weft__inject {
  * q->stub_next; only that member is ever accessed through it. */
 #define WEFT__INJECT_STUB(q)                                                   \
 	((struct weft_task *)(void *)((char *)&(q)->stub_next -                \
-		offsetof(struct weft_task, next)))
+		WEFT__INJECT_NEXT_OFFSET))
 
 /* Thread: the thread creating / tearing down the runtime, while no
  * other thread uses q. */
@@ -60,9 +60,9 @@ void weft__inject_push_list(weft__inject_t *q, struct weft_task *head,
 static inline bool weft__inject_nonempty(weft__inject_t *q)
 {
 	/* The stub's address, computed: no load (inject.c checks the
-	 * offset against task.h). */
-	struct weft_task *stub = (struct weft_task *)(void
-			*)((char *)&q->stub_next - WEFT__INJECT_NEXT_OFFSET);
+	 * offset against task.h, so this header needs no complete task
+	 * type). */
+	struct weft_task *stub = WEFT__INJECT_STUB(q);
 	/* acquire, both, back first: pair with the producers' exchange
 	 * (acq_rel) and the consumers' stores; in the idle protocol's
 	 * Dekker pair the seq_cst fences order them (idle.c); the order
