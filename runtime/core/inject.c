@@ -170,3 +170,65 @@ struct weft_task *weft__inject_pop_slow(weft__inject_t *q)
 	LINK_STORE(t, NULL, __ATOMIC_RELAXED);
 	return t;
 }
+
+size_t weft__inject_pop_batch(weft__inject_t *q, struct weft_task **out,
+	size_t max)
+{
+	if (max == 0 || !weft__inject_nonempty(q))
+		return 0;
+	struct weft_task *stub = WEFT__INJECT_STUB(q);
+	pthread_mutex_lock(&q->lock);
+	/* relaxed: front is written under the lock, held. */
+	struct weft_task *t = atomic_load_explicit(&q->front,
+		memory_order_relaxed);
+	if (t == stub) {
+		/* acquire: as in weft__inject_pop_slow. */
+		if (atomic_load_explicit(&q->back, memory_order_acquire) ==
+			stub) {
+			pthread_mutex_unlock(&q->lock);
+			return 0;
+		}
+		t = inject_next(stub);
+	}
+	size_t n = 0;
+	for (;;) {
+		/* t is a task.  Handed out once it has a successor, which
+		 * becomes the front, exactly as in weft__inject_pop_slow;
+		 * but only the first one waits for a link or pushes the
+		 * stub: the rest of the batch is what is linked already. */
+		struct weft_task *next = LINK_LOAD(t);
+		if (next == NULL) {
+			if (n > 0)
+				break; /* t stays the front */
+			/* acquire: as in weft__inject_pop_slow. */
+			if (atomic_load_explicit(&q->back,
+				    memory_order_acquire) == t) {
+				/* relaxed: published by the exchange. */
+				LINK_STORE(stub, NULL, __ATOMIC_RELAXED);
+				inject_append(q, stub, stub);
+			}
+			next = inject_next(t);
+		}
+		out[n++] = t;
+		t = next;
+		if (t == stub) {
+			/* The stub: pass it only if a task is linked behind
+			 * it already (it is pushed again when the last task
+			 * goes, above); otherwise it stays the front. */
+			struct weft_task *after = LINK_LOAD(stub);
+			if (after == NULL)
+				break;
+			t = after;
+		}
+		if (n == max)
+			break;
+	}
+	/* relaxed: under the lock; the hint reads it racily. */
+	atomic_store_explicit(&q->front, t, memory_order_relaxed);
+	pthread_mutex_unlock(&q->lock);
+	/* relaxed: the nodes are ours now (none of them is back: each had
+	 * a successor when taken). */
+	for (size_t i = 0; i < n; i++)
+		LINK_STORE(out[i], NULL, __ATOMIC_RELAXED);
+	return n;
+}
