@@ -36,7 +36,8 @@
  *      yielder back ahead of the tasks still queued before it.  Right
  *      after a yield the injection queue is also tried first (wake-ups
  *      from outside should not wait behind yielding CPU work);
- *   4. the injection queue;
+ *   4. the injection queue: its oldest task, and up to 31 more into the
+ *      deque (worker_inject_take), since the deque is empty by then;
  *   5. stealing the oldest task of a random victim (and up to half of
  *      the rest of its deque, into the own deque), then spinning for a
  *      bounded time, then sleeping (idle.c).
