@@ -8,6 +8,7 @@
  * under a concurrent cancel. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 
 #include "support.h"
@@ -223,6 +224,111 @@ static void test_lazy__unless_cancelled_spawns_from_inside_and_outside_see_it(
 	assert_int_equal(atomic_load(&o.thread_rc), -ECANCELED);
 }
 
+/* A task outside the group that holds its handle, and a plain thread
+ * holding a retain that a child took (only the owner's retain links the
+ * group's scope), spawn WEFT_SPAWN_UNLESS_CANCELLED after the scope
+ * around the group was cancelled, while the owner spins without a
+ * checkpoint (nothing pulled the cancellation into the group's scope):
+ * both are refused.  Needs two workers running at once. */
+struct stranger {
+	weft_scope_t *s;
+	weft_group_t *g;
+	atomic_int opened; /* the owner opened g */
+	atomic_int done;   /* the spawns were tried */
+	atomic_int task_rc;
+	atomic_int thread_rc;
+};
+
+static void stranger_spin(atomic_int *flag)
+{
+	/* No checkpoint: the owner's chain must stay unlinked. */
+	while (!atomic_load(flag))
+		sched_yield();
+}
+
+static void *stranger_thread(void *arg)
+{
+	struct stranger *st = arg;
+	weft_spawn_opts_t opts = { .flags = WEFT_SPAWN_UNLESS_CANCELLED };
+	atomic_store(&st->thread_rc,
+		weft_group_spawn_opts(st->g, nothing, NULL, &opts));
+	return NULL;
+}
+
+/* A child of g: retains it (not the owner: nothing is linked), cancels
+ * the scope around g, and has a plain thread spawn into g. */
+static int stranger_retainer(void *arg)
+{
+	struct stranger *st = arg;
+	CHECK_EQ(weft_group_retain(st->g), 0);
+	CHECK_EQ(weft_scope_cancel(st->s, NULL), 0);
+	pthread_t th;
+	CHECK_EQ(pthread_create(&th, NULL, stranger_thread, st), 0);
+	CHECK_EQ(pthread_join(th, NULL), 0);
+	weft_group_release(st->g);
+	atomic_store(&st->done, 1);
+	return 0;
+}
+
+/* The owner: g inside a cancellable scope; spins until the others have
+ * tried, then joins.  with_child: the thread case (a child retains). */
+static int stranger_owner(struct stranger *st, bool with_child)
+{
+	CHECK_EQ(weft_scope_create(&st->s, WEFT_FOREVER, 0), 0);
+	CHECK_EQ(weft_scope_enter(st->s), 0);
+	CHECK_EQ(weft_group_open(&st->g), 0);
+	if (with_child)
+		CHECK_EQ(weft_group_spawn(st->g, stranger_retainer, st), 0);
+	atomic_store(&st->opened, 1);
+	stranger_spin(&st->done);
+	CHECK_EQ(weft_group_join(st->g, NULL), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(st->s), 0);
+	weft_scope_destroy(st->s);
+	return 0;
+}
+
+static int stranger_owner_task(void *arg)
+{
+	return stranger_owner(arg, false);
+}
+
+/* A sibling of the owner: cancels the scope around g, then spawns. */
+static int stranger_sibling(void *arg)
+{
+	struct stranger *st = arg;
+	stranger_spin(&st->opened);
+	CHECK_EQ(weft_scope_cancel(st->s, NULL), 0);
+	weft_spawn_opts_t opts = { .flags = WEFT_SPAWN_UNLESS_CANCELLED };
+	atomic_store(&st->task_rc,
+		weft_group_spawn_opts(st->g, nothing, NULL, &opts));
+	atomic_store(&st->done, 1);
+	return 0;
+}
+
+static int stranger_root(void *arg)
+{
+	struct stranger *st = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_group_spawn(g, stranger_owner_task, st), 0);
+	CHECK_EQ(weft_group_spawn(g, stranger_sibling, st), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	atomic_store(&st->opened, 0);
+	atomic_store(&st->done, 0);
+	return stranger_owner(st, true);
+}
+
+static void test_lazy__unless_cancelled_spawns_from_strangers_see_it(
+	void **state)
+{
+	struct stranger st = { 0 };
+	atomic_init(&st.task_rc, 1);
+	atomic_init(&st.thread_rc, 1);
+	weft_test_root(state, stranger_root, &st);
+	assert_int_equal(atomic_load(&st.task_rc), -ECANCELED);
+	assert_int_equal(atomic_load(&st.thread_rc), -ECANCELED);
+}
+
 /* }======================================================= */
 
 /* {======================================================= park */
@@ -378,6 +484,12 @@ int main(void)
 			test_lazy__blocking_call_and_skippable_spawn_see_an_outer_cancel),
 		WEFT_TEST(
 			test_lazy__unless_cancelled_spawns_from_inside_and_outside_see_it),
+		WEFT_TEST_AT(
+			test_lazy__unless_cancelled_spawns_from_strangers_see_it,
+			2),
+		WEFT_TEST_AT(
+			test_lazy__unless_cancelled_spawns_from_strangers_see_it,
+			4),
 		WEFT_TEST(
 			test_lazy__a_parked_grandchild_is_woken_by_an_outer_cancel),
 		WEFT_TEST(

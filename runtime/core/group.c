@@ -194,30 +194,48 @@ int weft_group_open(weft_group_t **out)
 	return 0;
 }
 
-/* Whether g's scope is cancelled, as seen by self (NULL: a plain
- * thread).  g's scope may not be linked yet (core/cancel.c, "Lazy
- * links"): its owner, and any task inside g (whose chain passes through
- * g's scope, which cannot be left before that task ends), pull the
- * cancellation through the chain.  Anyone else reads the scope's flag:
- * a retained group's scope was linked by the owner's retain, and a task
- * outside g that holds its handle without a retain sees what the scope
- * knows (a cancellation from further out that nobody pulled yet reaches
- * the new child at its first checkpoint). */
-static bool group_cancelled(struct weft_group *g, struct weft_task *self)
+/* Whether self (NULL: a plain thread) is inside g: its owner, or a task
+ * whose scope chain passes through g's scope, which it cannot leave
+ * before that task ends. */
+static bool group_inside(struct weft_group *g, struct weft_task *self)
 {
 	if (self == g->owner)
+		return true;
+	if (self == NULL)
+		return false;
+	/* relaxed: our own cur_scope. */
+	for (struct weft_scope *x = atomic_load_explicit(&self->cur_scope,
+		     memory_order_relaxed);
+		x; x = x->parent)
+		if (x == &g->scope)
+			return true;
+	return false;
+}
+
+/* Whether g's scope is cancelled, as seen by self.  g's scope may not be
+ * linked yet (core/cancel.c, "Lazy links"): a task inside g pulls the
+ * cancellation through the chain.  Anyone else reads the scope's flag
+ * here, a first answer only: walking the chain from outside is safe once
+ * the new child is counted, which pins it (the owner cannot leave the
+ * scopes above g before the join has waited for that child), and
+ * group_outside_cancelled does it then. */
+static bool group_cancelled(struct weft_group *g, struct weft_task *self)
+{
+	if (!weft__scope_linked(&g->scope) && group_inside(g, self))
 		return weft__scope_check(&g->rt->cancel_gen, &g->scope);
-	if (self != NULL && !weft__scope_linked(&g->scope)) {
-		/* relaxed: our own cur_scope. */
-		for (struct weft_scope *x =
-				atomic_load_explicit(&self->cur_scope,
-					memory_order_relaxed);
-			x; x = x->parent)
-			if (x == &g->scope)
-				return weft__scope_check(&g->rt->cancel_gen,
-					&g->scope);
-	}
 	return weft__scope_is_cancelled(&g->scope);
+}
+
+/* The second answer for a spawn from outside g (a task that holds its
+ * handle, or a plain thread holding a retain that no owner's retain
+ * linked), with the child counted: a cancellation from further out that
+ * nobody pulled into g's unlinked scope yet is pulled now, so the spawn
+ * is refused as it would be from inside. */
+static bool group_outside_cancelled(struct weft_group *g,
+	struct weft_task *self)
+{
+	return !weft__scope_linked(&g->scope) && !group_inside(g, self) &&
+		weft__scope_check(&g->rt->cancel_gen, &g->scope);
 }
 
 /* Validates and creates the child record, counted in the group behind
@@ -265,6 +283,13 @@ static int group_new_child(weft_group_t *gh, weft_fn fn, void *arg,
 		if (rc < 0) {
 			weft__task_unref(t);
 			return rc;
+		}
+		if ((flags & WEFT_SPAWN_UNLESS_CANCELLED) &&
+			group_outside_cancelled(g, self)) {
+			/* Uncounted again: nothing ran, nothing was seen. */
+			weft__task_unref(t);
+			weft__group_child_done(g);
+			return -ECANCELED;
 		}
 	}
 	t->group = g;
