@@ -365,14 +365,6 @@ int weft__deque_steal(weft__deque_t *d, void **out)
 	return 0;
 }
 
-size_t weft__deque_size_approx(const weft__deque_t *d)
-{
-	/* Relaxed both: a hint; the two loads are not a snapshot. */
-	int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
-	int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
-	return b > t ? (size_t)(b - t) : 0;
-}
-
 int64_t weft__deque_next_index(const weft__deque_t *d)
 {
 	/* relaxed: only the owner writes bottom, and the owner reads it. */

@@ -75,9 +75,16 @@ void *weft__deque_pop(weft__deque_t *d);
 int weft__deque_steal(weft__deque_t *d, void **out);
 
 /* A racy hint of the number of items: exact only when no other thread is
- * pushing, popping or stealing.  Never negative.
+ * pushing, popping or stealing.  Never negative.  Inline: a spawn asks it
+ * (B1), and a pick whose run-next streak is at its cap (B5).
  * Thread: any. */
-size_t weft__deque_size_approx(const weft__deque_t *d);
+static inline size_t weft__deque_size_approx(const weft__deque_t *d)
+{
+	/* Relaxed both: a hint; the two loads are not a snapshot. */
+	int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+	int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
+	return b > t ? (size_t)(b - t) : 0;
+}
 
 /* The index the next weft__deque_push will give its item (indices only
  * grow; a pop followed by a push reuses the popped index).  For a worker

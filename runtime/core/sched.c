@@ -702,7 +702,16 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 			w->runnext_streak++;
 			return t;
 		}
-		/* Cap reached: queue it behind the others. */
+		/* Cap reached: queue it behind the others, if there are any.
+		 * With the deque and the injection queue empty nothing here
+		 * waits behind it (a deadline that falls due lands in the
+		 * injection queue), and a requeue would cost a push, a steal
+		 * back and, with a worker asleep, a wake-up that has it steal
+		 * one of two tasks waking each other (B5).  The streak stays
+		 * at the cap, so the next pick asks again. */
+		if (weft__deque_size_approx(&w->deque) == 0 &&
+			!weft__inject_nonempty(&w->rt->inject))
+			return t;
 		w->runnext_streak = 0;
 		worker_requeue(w, t);
 	}
