@@ -23,8 +23,8 @@
  *      Tokio use the same interval);
  *   2. the run-next slot: a task made runnable by the task that just ran
  *      (a child ending wakes its joining parent) runs next, for locality;
- *      at most 3 times in a row, so two tasks waking each other cannot
- *      starve the rest (Tokio's cap);
+ *      at most 3 times in a row while other tasks are queued here, so
+ *      two tasks waking each other cannot starve the rest (Tokio's cap);
  *   3. the own deque: newest first (fork-join: depth-first, small memory),
  *      except while a yielded task is queued in it.  A yield puts the task
  *      at the bottom of the deque and remembers its index (fifo_mark);
