@@ -631,6 +631,13 @@ static int child_leaves_a_group(void *arg)
 	return weft_fail_group(err);
 }
 
+static int child_sleeps_released(void *arg)
+{
+	(void)arg;
+	return weft_sleep_until_opts(weft_now() + WEFT_MSEC,
+		WEFT_SLEEP_RELEASE_STACK);
+}
+
 static int keep_eio(int code, const char *message, void *arg)
 {
 	(void)message;
@@ -646,7 +653,8 @@ static int dump_sink(void *ctx, const char *data, size_t len)
 }
 
 /* Handles, done callbacks, names, cancellation reasons, task-locals and
- * contexts, a panic, error splitting, a full deque, inspection. */
+ * contexts, a panic, error splitting, a full deque, inspection, a sleep
+ * that releases its stack. */
 static int tasks_root(void *arg)
 {
 	struct sweep *w = arg;
@@ -687,6 +695,13 @@ static int tasks_root(void *arg)
 	NOTE(w, &rc, weft_all_tasks(NULL, info, 4, &count));
 	size_t dumped = 0;
 	NOTE(w, &rc, weft_runtime_dump(NULL, 0, dump_sink, &dumped));
+	/* A sleep that releases its stack: its scope's block, and the copy
+	 * the worker makes when it switches the task out (either failure
+	 * leaves an ordinary sleep).  In a child, on a fiber of its own (the
+	 * root sleeps first): the root's stack is not private, its children
+	 * write into it (`done`), which a debug build's check would catch. */
+	NOTE(w, &rc, weft_group_spawn(g, child_sleeps_released, NULL));
+	NOTE(w, &rc, weft_sleep(2 * WEFT_MSEC));
 
 	weft_scope_t *s;
 	int src = seen(w, weft_scope_open(&s, WEFT_FOREVER, 0), __LINE__,

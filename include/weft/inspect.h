@@ -98,7 +98,8 @@ typedef int (*weft_dump_writer_fn)(void *ctx, const char *data, size_t len);
  * held parked task's line ends with "parked_for=<s>s waits_on=<kind>
  * object=<address>", the kind's fields (lock: "owner=<id>
  * owner_name=\"..\""; group: "group=<id> children_running=<n>"; sleep:
- * "until=<+s>s"; task (a join on a handle, or a start() waiting for
+ * "until=<+s>s", and "stack=released" for a sleep that gave its stack
+ * back (weft_sleep_until_opts: then no frames follow); task (a join on a handle, or a start() waiting for
  * started()): "task=<id> task_name=\"..\""; to_thread: "fn=\"..\"", the
  * function, named as frames are) and key=value details, and its frames follow, one per line, indented one level
  * deeper, each starting with "#<i> "; a group's line has
@@ -109,8 +110,8 @@ typedef int (*weft_dump_writer_fn)(void *ctx, const char *data, size_t len);
  * number or null.  A task node also has "parked_ns" (a number, or null
  * when not held parked), "waits_on" (null, or an object with "kind",
  * "object" (a hex string), the kind's fields ("owner" and "owner_name",
- * "task" and "task_name", "group" and "children_running", "until",
- * "function") and
+ * "task" and "task_name", "group" and "children_running", "until" and
+ * "stack_released" (true or false), "function") and
  * "detail" (the key=value details)) and "backtrace" (an array of frame
  * strings, innermost first); a group node has "opened_at" (a string or
  * null).  A task that has not yet entered any scope nor checkpointed is

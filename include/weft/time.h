@@ -69,6 +69,33 @@ WEFT_EXTERN int64_t weft_now(void);
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_sleep_until(int64_t deadline);
 
+/* Sleep flags (weft_sleep_until_opts). */
+/* The sleep gives its stack's memory back to the kernel while parked.
+ * The caller promises that nothing else reads or writes this task's stack
+ * until the call returns (see weft_sleep_until_opts). */
+#define WEFT_SLEEP_RELEASE_STACK 0x1u
+
+/* What it does: weft_sleep_until, with flags.  WEFT_SLEEP_RELEASE_STACK:
+ * while the task sleeps, the bytes its stack uses (about 700 for a plain
+ * sleeper) wait in a heap block and the stack's pages go back to the
+ * kernel; they are copied back, to the same addresses, before the task
+ * runs again.  A parked sleeper then holds about 1.5 KB (its record, the
+ * sleep's deadline and the copy) instead of about 4.7 KB
+ * (docs/benchmarks.md, B7).  The price: a system call when it parks and
+ * a page fault when it wakes (each several microseconds, about 13 for
+ * the fault on a virtual machine), so it suits long sleeps.  The flag is
+ * ignored (the sleep keeps its stack) for a task running inline on its
+ * parent's stack, when more than 3 KB of stack are in use when it parks,
+ * or when memory for the copy cannot be allocated.
+ * The promise: no other task or thread reads or writes this task's
+ * stack (its locals, and whatever a pointer it handed out points at:
+ * e.g. a result slot its children fill) until the call returns.  A read
+ * would see zeros and a write would be lost.  Libraries built with
+ * WEFT_DEBUG check it when the task wakes and abort naming this call.
+ * Errors: -EINVAL (an unknown flag), else as weft_sleep_until.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_sleep_until_opts(int64_t deadline, unsigned flags);
+
 /* What it does: weft_sleep_until(weft_now() + ns); ns <= 0 just
  * checkpoints.
  * Errors, checkpoint, threads: as weft_sleep_until. */

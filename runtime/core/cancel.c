@@ -97,6 +97,7 @@
 #include "core/cancel.h"
 #include "core/group.h"
 #include "core/sched.h"
+#include "core/stack.h"
 #include "core/task.h"
 #include "core/timer.h"
 #include "runtime.h"
@@ -1055,8 +1056,10 @@ int weft_cancel_reason(weft_cancel_reason_t *out)
 
 /* {======================================================= sleeping */
 
-int weft_sleep_until(int64_t deadline)
+int weft_sleep_until_opts(int64_t deadline, unsigned flags)
 {
+	if (flags & ~(unsigned)WEFT_SLEEP_RELEASE_STACK)
+		return -EINVAL;
 	struct weft_task *t = weft__task_current();
 	if (t == NULL)
 		return WEFT_ENOTFIBER;
@@ -1068,18 +1071,37 @@ int weft_sleep_until(int64_t deadline)
 		return cancel_check(t);
 	}
 	/* The deadline is a private scope in this frame: a parked sleeper
-	 * costs no heap memory beyond its task record (benchmark B7). */
-	struct weft__frame_scope ss;
-	weft__scope_frame_enter(t, &ss, deadline);
+	 * costs no heap memory beyond its task record (benchmark B7).  A
+	 * sleep that releases its stack (never one running inline on its
+	 * parent's) keeps the scope on the heap instead, since wakers
+	 * write it while the stack is gone; without that block it keeps
+	 * its stack. */
+	struct weft__frame_scope frame, *heap = NULL;
+	if ((flags & WEFT_SLEEP_RELEASE_STACK) && !t->stack_borrowed &&
+		t->stack != NULL)
+		heap = weft__alloc(sizeof *heap);
+	struct weft__frame_scope *ss = heap ? heap : &frame;
+	weft__scope_frame_enter(t, ss, deadline);
+	/* The worker that switches us out releases the stack (sched.c). */
+	t->park_release = heap != NULL;
 	for (;;) {
 		weft__task_park_prepare(t, true);
-		if (weft__scope_is_cancelled(&ss.ts.s))
+		if (weft__scope_is_cancelled(&ss->ts.s))
 			break;
 		weft__task_park_commit(t);
 	}
-	weft__scope_note_observed(weft__scope_origin(&ss.ts.s));
-	weft__scope_frame_exit(t, &ss);
+	/* Before the exit, which may park again (uncancellably, for the
+	 * scope's last references): those parks keep the stack. */
+	t->park_release = false;
+	weft__scope_note_observed(weft__scope_origin(&ss->ts.s));
+	weft__scope_frame_exit(t, ss);
+	weft__free(heap);
 	return cancel_check(t);
+}
+
+int weft_sleep_until(int64_t deadline)
+{
+	return weft_sleep_until_opts(deadline, 0);
 }
 
 int weft_sleep(int64_t ns)

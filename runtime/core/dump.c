@@ -195,6 +195,8 @@ static void dump_wait_text(struct dump_out *o, const struct dump_ctx *c,
 		break;
 	case WEFT__WAIT_SLEEP:
 		dump_deadline_text(o, "until", w->deadline, c->now);
+		if (x->stack_released)
+			dump_put(o, " stack=released", 15);
 		break;
 	default: break;
 	}
@@ -262,6 +264,8 @@ static void dump_wait_json(struct dump_out *o, const struct dump_ctx *c,
 			break;
 		case WEFT__WAIT_SLEEP:
 			dump_deadline_json(o, "until", w->deadline);
+			dump_printf(o, ",\"stack_released\":%s",
+				x->stack_released ? "true" : "false");
 			break;
 		default: break;
 		}

@@ -563,7 +563,14 @@ static int insp_read_pinned(struct weft__bt_session *s, struct weft_task *t,
 	x->pinned = true;
 	x->parked_ns = weft__tick_to_ns(ticks);
 	insp_describe(x, (unsigned)(since & mask), on);
-	if (t->stack == NULL || !weft__backtrace_can_unwind(s))
+	/* A sleep that gave its stack back (weft_sleep_until_opts): its
+	 * frames and saved registers are in a heap copy, and reading the
+	 * stack would map its pages again.  Written by the task before its
+	 * park (P1). */
+	if (t->park_image != NULL)
+		x->stack_released = true;
+	if (t->stack == NULL || x->stack_released ||
+		!weft__backtrace_can_unwind(s))
 		return 0;
 	struct weft__bt_context c;
 	c.lo = (uintptr_t)t->stack->lo;

@@ -120,6 +120,8 @@ struct weft__inspect_node {
 	 * its stack's return addresses, innermost first (pcs: heap, npcs of
 	 * them), then their text (bt: heap, one line per frame). */
 	bool pinned;
+	/* Held parked in a sleep that gave its stack back: no frames. */
+	bool stack_released;
 	uint8_t wait_kind;
 	int64_t parked_ns;
 	struct weft__wait_desc wait;

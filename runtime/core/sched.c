@@ -678,6 +678,13 @@ static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
 	if (WEFT__UNLIKELY(
 		    atomic_load_explicit(&t->insp_pin, memory_order_seq_cst)))
 		weft__inspect_wait_unpinned(t);
+	/* After the pin: a dumper holding t pinned reads the image's state
+	 * (inspect.c). */
+	if (WEFT__UNLIKELY(t->park_image != NULL)) {
+		weft__stack_image_restore(t->stack, t->park_image,
+			"weft_sleep_until_opts", t->name);
+		t->park_image = NULL;
+	}
 	weft__stack_set_running(t->stack);
 }
 
@@ -801,6 +808,15 @@ static void worker_after_switch(weft__worker_t *w)
 	w->post_task = NULL;
 	switch (post) {
 	case WEFT__POST_PARK: {
+		/* A sleep that releases its stack: before the park is
+		 * published, nobody else can resume t yet.  Not when a waker
+		 * came first (relaxed: a hint; the copy back is then wasted
+		 * work, never wrong). */
+		if (WEFT__UNLIKELY(t->park_release) &&
+			!(atomic_load_explicit(&t->park, memory_order_relaxed) &
+				WEFT__PARK_WOKEN))
+			t->park_image = weft__stack_image_release(t->stack,
+				t->cont.sp);
 		/* acq_rel: release publishes the fiber's saved context to
 		 * whichever thread resumes it; acquire sees a waker's WOKEN.
 		 * Pairs with the waker's CAS in task_wake_claim (task.c). */

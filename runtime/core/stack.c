@@ -39,6 +39,7 @@
 
 #include "base/alloc.h"
 #include "base/backtrace.h"
+#include "base/diag.h"
 #include "core/sanitizer.h"
 
 #define STACK_MIN ((size_t)16 << 10)
@@ -528,6 +529,89 @@ __attribute__((no_sanitize_address)) int weft__stack_check(
 	for (size_t i = 0; i < CANARY_BYTES / sizeof *w; i++)
 		acc |= w[i];
 	return acc == 0 ? 0 : -1;
+}
+
+/* }====== */
+
+/* {====== stack images ====== */
+
+/* Word copies, not ASan-instrumented (frames hold poisoned redzones, and
+ * the copy is of the whole range), and not turned into a memcpy call,
+ * which ASan intercepts: each word goes through a volatile access.  The
+ * range is a multiple of 8 bytes: sp is 16-aligned at a switch, and the
+ * top of a stack is page-aligned. */
+__attribute__((no_sanitize_address)) static void stack_copy_words(void *dst,
+	const void *src, size_t len)
+{
+	volatile uint64_t *d = dst;
+	const volatile uint64_t *s = src;
+	for (size_t i = 0; i < len / sizeof *d; i++)
+		d[i] = s[i];
+}
+
+static size_t stack_page_size(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE); /* libc keeps it: no call */
+}
+
+struct weft__stack_image *weft__stack_image_release(const weft__stack_t *st,
+	void *sp)
+{
+	char *top = (char *)st->lo + st->size;
+	size_t len = (size_t)(top - (char *)sp);
+	size_t page = stack_page_size();
+	char *from = (char *)((uintptr_t)sp & ~(uintptr_t)(page - 1));
+	if (len > WEFT__STACK_IMAGE_MAX || len % sizeof(uint64_t) != 0 ||
+		from < (char *)st->lo + page)
+		return NULL;
+	struct weft__stack_image *img = weft__alloc(sizeof *img + len);
+	if (img == NULL)
+		return NULL;
+	stack_copy_words(img->bytes, sp, len);
+	img->sp = sp;
+	img->len = len;
+	if (madvise(from, (size_t)(top - from), MADV_DONTNEED) != 0) {
+		weft__free(img);
+		return NULL;
+	}
+	return img;
+}
+
+#ifdef WEFT_DEBUG
+/* Aborts if a page of [from, top) is resident again. */
+static void stack_image_check(char *from, char *top, const char *call,
+	const char *name)
+{
+	size_t page = stack_page_size();
+	unsigned char vec[64];
+	size_t n = (size_t)(top - from) / page;
+	if (n > sizeof vec || mincore(from, (size_t)(top - from), vec) != 0)
+		return; /* no answer: nothing to say */
+	for (size_t i = 0; i < n; i++)
+		if (vec[i] & 1) {
+			weft__diag("%s: the stack of task '%s' was read or "
+				   "written by another task or thread while "
+				   "its sleep had released it (the caller "
+				   "promised nobody would touch it)",
+				call, name ? name : "?");
+			abort();
+		}
+}
+#endif
+
+void weft__stack_image_restore(const weft__stack_t *st,
+	struct weft__stack_image *img, const char *call, const char *name)
+{
+#ifdef WEFT_DEBUG
+	char *top = (char *)st->lo + st->size;
+	size_t page = stack_page_size();
+	stack_image_check((char *)((uintptr_t)img->sp & ~(uintptr_t)(page - 1)),
+		top, call, name);
+#else
+	(void)st, (void)call, (void)name;
+#endif
+	stack_copy_words(img->sp, img->bytes, img->len);
+	weft__free(img);
 }
 
 /* }====== */

@@ -166,6 +166,38 @@ size_t weft__stack_trim(weft__stack_shared_t *s, size_t budget);
  * must not be running). */
 int weft__stack_check(const weft__stack_t *st);
 
+/* The used top of a parked fiber's stack, copied out so that the pages
+ * holding it can go back to the kernel while the fiber stays parked
+ * (ARCHITECTURE.md, "Parked-task memory"), and copied back to the same
+ * addresses before it runs again, so every pointer into the stack stays
+ * valid.  A heap block of its own, sized to what is in use. */
+struct weft__stack_image {
+	void *sp;	  /* the saved stack pointer: bytes are [sp, top) */
+	size_t len;	  /* bytes copied out, a multiple of 8 */
+	uint64_t bytes[]; /* words: the copies go a word at a time */
+};
+
+/* Copies [sp, top of st) into a new image and releases the pages holding
+ * it (MADV_DONTNEED of whole pages, never the canary page).  NULL, and
+ * the stack left as it is, when more than WEFT__STACK_IMAGE_MAX bytes are
+ * in use (the copies would cost more than the page saves), when the
+ * image cannot be allocated, or when the release fails.  The fiber must
+ * be off its stack, and nobody may resume it until
+ * weft__stack_image_restore.  Thread: the worker that switched the fiber
+ * out, before its park is published. */
+#define WEFT__STACK_IMAGE_MAX 3072
+struct weft__stack_image *weft__stack_image_release(const weft__stack_t *st,
+	void *sp);
+
+/* Copies img back (the pages fault in again) and frees it.  WEFT_DEBUG
+ * builds first check that no page of the released range was touched
+ * meanwhile (any access makes it resident: mincore) and abort naming
+ * `call` and the task if one was: somebody read or wrote the stack of a
+ * task that promised nobody would.  Thread: the worker about to switch
+ * into the fiber. */
+void weft__stack_image_restore(const weft__stack_t *st,
+	struct weft__stack_image *img, const char *call, const char *name);
+
 /* Records which stack this thread is about to run on, for the SIGSEGV
  * handler; NULL when back on the thread's own stack.  The scheduler calls it
  * right before every switch into a fiber (worker_switch_in: from its loop,

@@ -44,7 +44,12 @@
  * page index inside a stack, the heap, other anonymous memory (glibc's
  * thread arenas, where task records come from), files.  BENCH_PARK_TRACE=1
  * prints the CLOCK_MONOTONIC times of the phases to stderr, to slice a
- * `perf record -k CLOCK_MONOTONIC` profile with `perf report --time`. */
+ * `perf record -k CLOCK_MONOTONIC` profile with `perf report --time`.
+ * BENCH_PARK_RELEASE=1 sleeps with WEFT_SLEEP_RELEASE_STACK (the tasks
+ * keep nothing on their stacks that anybody else reads): the parked
+ * memory below a page per task, and what the copies cost at the wake-up
+ * (ARCHITECTURE.md, "Parked-task memory"); the JSON line then says
+ * "release_stack":true. */
 #include <dirent.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -90,6 +95,8 @@ struct park_ctx {
 /* The benchmark's one context: tasks find their slot from k (their
  * argument) and this pointer, so no per-task argument is allocated. */
 static struct park_ctx *park;
+/* Sleep flags: WEFT_SLEEP_RELEASE_STACK with BENCH_PARK_RELEASE=1. */
+static unsigned park_sleep_flags;
 
 static int64_t park_deadline(long k)
 {
@@ -101,7 +108,7 @@ static int park_task(void *arg)
 	long k = (long)(intptr_t)arg;
 	int64_t deadline = park_deadline(k);
 	park->parked[k] = bench_now();
-	int rc = weft_sleep_until(deadline);
+	int rc = weft_sleep_until_opts(deadline, park_sleep_flags);
 	park->lateness[k] = bench_now() - deadline;
 	return rc < 0 ? bench_fail("weft_sleep_until", rc) : 0;
 }
@@ -437,6 +444,9 @@ static int park_one(long m, int reps_env)
 	const char *pages = getenv("BENCH_PARK_PAGES");
 	const char *trace = getenv("BENCH_PARK_TRACE");
 	c.pages = pages != NULL && strcmp(pages, "1") == 0;
+	const char *release = getenv("BENCH_PARK_RELEASE");
+	if (release != NULL && strcmp(release, "1") == 0)
+		park_sleep_flags = WEFT_SLEEP_RELEASE_STACK;
 	c.trace = trace != NULL && strcmp(trace, "1") == 0;
 	c.reps = reps_env > 0 ? reps_env : (m >= 1000000 ? 1 : BENCH_REPS);
 	c.warmup = c.reps > 1 ? BENCH_WARMUP : 0;
@@ -476,6 +486,8 @@ static int park_one(long m, int reps_env)
 	bench_json_int(&j, "baseline_rss_kb", c.baseline_kb);
 	bench_json_int(&j, "peak_rss_kb", c.peak_kb);
 	bench_json_bool(&j, "all_parked", c.all_parked);
+	if (park_sleep_flags)
+		bench_json_bool(&j, "release_stack", true);
 	bench_json_int(&j, "max_parked", c.max_parked);
 	bench_json_num(&j, "lateness_p50_us", p50.median);
 	bench_json_num(&j, "lateness_p99_us", p99.median);
@@ -485,6 +497,12 @@ static int park_one(long m, int reps_env)
 			(double)(c.ru_parked.ru_minflt - c.ru_start.ru_minflt) /
 				(double)m);
 		bench_json_int(&j, "parked_rss_kb", c.parked_kb);
+		/* What the parked state itself holds: with released stacks
+		 * the peak comes at the wake-up instead (the pages fault back
+		 * in before the copies are freed). */
+		bench_json_num(&j, "parked_bytes_per_task",
+			(double)(c.parked_kb - c.baseline_kb) * 1024.0 /
+				(double)m);
 		bench_json_num(&j, "wake_cpu_ms",
 			park_cpu_ms(&c.ru_parked, &c.ru_end, 0));
 		bench_json_num(&j, "wake_sys_ms",
