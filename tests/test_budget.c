@@ -197,6 +197,74 @@ static void test_budget__a_waiting_spawn_is_cancellable(void **state)
 	assert_int_equal(atomic_load(&c.waiter_done), 1);
 }
 
+struct fifo {
+	struct hold h;
+	weft_group_t *g;
+	atomic_int next;
+	int order[3];
+};
+
+struct fifo_waiter {
+	struct fifo *f;
+	int id;
+};
+
+static int fifo_wait(void *arg)
+{
+	struct fifo_waiter *w = arg;
+	CHECK_EQ(weft_group_spawn(w->f->g, count_up, &w->f->h.spawned), 0);
+	w->f->order[atomic_fetch_add(&w->f->next, 1)] = w->id;
+	return 0;
+}
+
+/* Waits (boundedly) until n tasks of og wait for a slot. */
+static int slot_waiters(weft_group_t *og, int n)
+{
+	for (int i = 0; i < 100000; i++) {
+		weft_task_info_t info[8];
+		size_t count = 0, waiting = 0;
+		CHECK_EQ(weft_group_children(og, info, 8, &count), 0);
+		for (size_t k = 0; k < count && k < 8; k++)
+			waiting += info[k].parked_on != NULL &&
+				strcmp(info[k].parked_on, "group slot") == 0;
+		if (waiting == (size_t)n)
+			return 1;
+		weft_yield();
+	}
+	return 0;
+}
+
+static int fifo_root(void *arg)
+{
+	struct fifo *f = arg;
+	f->g = open_capped(1, 0);
+	CHECK_EQ(weft_group_spawn(f->g, holder, &f->h), 0);
+	CHECK(weft_test_yield_until(&f->h.ran, 1));
+	weft_group_t *og;
+	CHECK_EQ(weft_group_open(&og), 0);
+	CHECK_EQ(weft_group_retain(og), 0); /* linked: children listed */
+	struct fifo_waiter w[3];
+	for (int i = 0; i < 3; i++) {
+		w[i] = (struct fifo_waiter){ f, i + 1 };
+		CHECK_EQ(weft_group_spawn(og, fifo_wait, &w[i]), 0);
+		CHECK(slot_waiters(og, i + 1));
+	}
+	atomic_store(&f->h.release, 1);
+	CHECK_EQ(weft_group_join(og, NULL), 0);
+	weft_group_release(og);
+	CHECK_EQ(weft_group_join(f->g, NULL), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(f->order[i], i + 1);
+	return 0;
+}
+
+static void test_budget__waiting_spawns_are_served_in_order(void **state)
+{
+	struct fifo f = { 0 };
+	weft_test_root(state, fifo_root, &f);
+	assert_int_equal(atomic_load(&f.h.spawned), 3);
+}
+
 /* A task that stays pending (before started()) until release. */
 static int slow_starter(void *arg)
 {
@@ -616,6 +684,7 @@ int main(void)
 			test_budget__the_owner_spawns_many_through_a_small_cap),
 		WEFT_TEST(test_budget__nowait_and_plain_threads_get_eagain),
 		WEFT_TEST(test_budget__a_waiting_spawn_is_cancellable),
+		WEFT_TEST(test_budget__waiting_spawns_are_served_in_order),
 		WEFT_TEST(test_budget__a_pending_start_holds_a_slot),
 		WEFT_TEST(test_budget__stack_cap_fails_only_its_subtree),
 		WEFT_TEST(test_budget__run_time_of_a_running_subtree_grows),
