@@ -406,11 +406,18 @@ static int spinner(void *arg)
 	return 0;
 }
 
+static weft_group_t *open_timed(void)
+{
+	weft_group_opts_t o = { .flags = WEFT_GROUP_CPU_TIME };
+	weft_group_t *g = NULL;
+	CHECK_EQ(weft_group_open_opts(&g, &o), 0);
+	return g;
+}
+
 static int cpu_grows_root(void *arg)
 {
 	struct spin *s = arg;
-	weft_group_t *g;
-	CHECK_EQ(weft_group_open(&g), 0);
+	weft_group_t *g = open_timed();
 	CHECK_EQ(weft_group_cpu_ns(g), 0);
 	CHECK_EQ(weft_group_spawn(g, spinner, s), 0);
 	CHECK_EQ(weft_group_spawn(g, spinner, s), 0);
@@ -451,7 +458,7 @@ static int nested_cpu_child(void *arg)
 {
 	struct spin *s = arg;
 	weft_group_t *n;
-	CHECK_EQ(weft_group_open(&n), 0);
+	CHECK_EQ(weft_group_open(&n), 0); /* timed: below a timed group */
 	for (int i = 0; i < 4; i++)
 		CHECK_EQ(weft_group_spawn(n, busy_child, NULL), 0);
 	CHECK_EQ(weft_group_retain(n), 0);
@@ -464,8 +471,12 @@ static int nested_cpu_child(void *arg)
 static int cpu_nested_root(void *arg)
 {
 	struct spin *s = arg;
-	weft_group_t *g;
-	CHECK_EQ(weft_group_open(&g), 0);
+	/* Not counted without the flag. */
+	weft_group_t *plain;
+	CHECK_EQ(weft_group_open(&plain), 0);
+	CHECK_EQ(weft_group_cpu_ns(plain), -ENOTSUP);
+	CHECK_EQ(weft_group_join(plain, NULL), 0);
+	weft_group_t *g = open_timed();
 	CHECK_EQ(weft_group_spawn(g, nested_cpu_child, s), 0);
 	CHECK_EQ(weft_group_retain(g), 0);
 	CHECK_EQ(weft_group_join(g, NULL), 0);
@@ -487,7 +498,10 @@ static void test_budget__run_time_includes_nested_groups(void **state)
 static int dump_root(void *arg)
 {
 	struct hold *h = arg;
-	weft_group_t *g = open_capped(2, 0);
+	weft_group_opts_t o = { .flags = WEFT_GROUP_CPU_TIME,
+		.max_children = 2 };
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open_opts(&g, &o), 0);
 	CHECK_EQ(weft_group_spawn(g, holder, h), 0);
 	CHECK(weft_test_yield_until(&h->ran, 1));
 	/* A retained group's scope is linked, so the dump lists it. */

@@ -82,6 +82,12 @@ WEFT_EXTERN int weft_group_open(weft_group_t **out);
 /* `deadline` is set (without the flag it is ignored, so that a zeroed
  * struct means "no deadline" although 0 is a valid time). */
 #define WEFT_GROUP_DEADLINE 0x1u
+/* Count the run time of the group's subtree (weft_group_cpu_ns, the
+ * dump); every group below it counts its own too.  Its cost is on the
+ * tasks of the subtree only: one cycle-counter read per switch and two
+ * per join that runs children inline (about 10 ns each where measured),
+ * which is why it is not on for every group. */
+#define WEFT_GROUP_CPU_TIME 0x2u
 typedef struct weft_group_opts {
 	unsigned flags; /* WEFT_GROUP_* */
 	/* Most live children at once (0: no cap).  A child is live from the
@@ -108,7 +114,7 @@ typedef struct weft_group_opts {
 
 /* What it does: weft_group_open with options (weft_group_opts_t): a cap
  * on live children, a cap on the stack bytes of the group's subtree, a
- * deadline.  The deadline is a private cancel scope entered just outside
+ * deadline, run-time counting (WEFT_GROUP_CPU_TIME).  The deadline is a private cancel scope entered just outside
  * the group's own scope, so it reaches what the group's scope reaches.
  * Ownership: as weft_group_open; opts is read during the call only.
  * Errors: -EINVAL (NULL out; unknown flags; a stack_bytes_max that is not
@@ -118,7 +124,9 @@ typedef struct weft_group_opts {
 WEFT_EXTERN int weft_group_open_opts(weft_group_t **out,
 	const weft_group_opts_t *opts);
 
-/* What it does: the run time of g's subtree in nanoseconds: the sum of
+/* What it does: for g opened with WEFT_GROUP_CPU_TIME, or opened by a
+ * task of a subtree that counts its run time (a group opened with it,
+ * or below one): the run time of g's subtree in nanoseconds: the sum of
  * the run slices (from switch-in to switch-out, or to the task's end;
  * wall time measured by the CPU's cycle counter, so a slice in which the
  * OS preempted the worker's thread counts whole) of g's children and of
@@ -127,8 +135,9 @@ WEFT_EXTERN int weft_group_open_opts(weft_group_t **out,
  * reaches g when the task ends, and while it runs at its first park or
  * yield after every millisecond or so of run time; a nested group's
  * total reaches g when that group is joined (and the task that joined it
- * then ends or folds again).  Always on, for every group.
- * Errors: -EINVAL (NULL g), WEFT_EMISUSE (stale g).  The first call in
+ * then ends or folds again).
+ * Errors: -EINVAL (NULL g), WEFT_EMISUSE (stale g), -ENOTSUP (g's run
+ * time is not counted: see above).  The first call in
  * the process measures the cycle counter's rate for about 2 ms.
  * Checkpoint: no.  Threads: any thread, while g is alive (before its
  * join, or retained: then the final total). */

@@ -31,8 +31,9 @@
  * owed in the same atomic step that sets JOINING, after which the count
  * is the number of children not ended (invariant 1 holds from there).
  *
- * Budgets (docs/semantics.md rule 50).  A group opened with a child cap
- * or a stack cap gets a budget record (struct weft__group_budget).
+ * Budgets (docs/semantics.md rules 50 and 51).  A group opened with a
+ * child cap, a stack cap or WEFT_GROUP_CPU_TIME gets a budget record
+ * (struct weft__group_budget, inside the group record).
  * Every group keeps `bud`, the budget its children are charged to: its
  * own, else the nearest capped ancestor's (the opener's group's `bud`),
  * and each budget points to the next capped one above it (`up`).  So a
@@ -55,26 +56,32 @@
  * creation and lowered at each end; a spawn that would pass a cap
  * undoes what it charged below it and fails with -ENOMEM.
  *
- * Run time (weft_group_cpu_ns).  Always on, so its cost is on the
- * switches, one cycle counter read (base/tick.h) each: a fiber's slice
- * ends at its switch-out (sched.c), where it is added to the task's own
- * record (`cpu`) and the worker's slice_start moves on, so the next
- * fiber's slice starts from the same read; the loop stamps it before a
- * switch-in of its own.  Children run inline at a join are not timed one
- * by one: the join ends the owner's slice before the first and charges
- * the whole inline stretch to g at the end (two reads per join, not one
- * per child: B1).  A child that parks meanwhile charges the slice up to
- * its switch-out to itself, and a nested join inside it charges it
- * first; either way the time stays in g's subtree, though not always
- * with the child that spent it.  A task folds `cpu` into its group at
- * its end, and at a switch-out once it passes WEFT__CPU_FOLD_TICKS (about
- * a millisecond), so a group's total grows while its children run.  A
- * group's total (cpu_shared + cpu_owed) is added at its join to the
- * owner's `cpu`, which reaches the owner's group when the owner folds: a
- * subtree's time climbs one level per fold, never by walking the
- * ancestors.  Writes that only the owner's stack makes (the inline
- * stretch, owed children run inline) go to cpu_owed with a load and a
- * store (no read-modify-write, as for the join word: "Owed children").
+ * Run time (weft_group_cpu_ns), for a subtree opened with
+ * WEFT_GROUP_CPU_TIME.  It is a budget like the caps (bud != NULL, with
+ * acct set, inherited by every budget below), so the children of such a
+ * subtree take the budgeted spawn path, which marks them (t->acct), and
+ * everyone else pays one branch on the switch, join and end paths.  Not
+ * on for every group: the cycle counter read it needs costs about 10 ns
+ * on the machines weft was measured on (one per switch: B6 yield was 17%
+ * slower; two per join: B1 fib 17%).  A timed task's slice ends at its
+ * switch-out (sched.c), where it is added to the task's own record
+ * (`cpu`) and the worker's slice_start moves on, so a timed task switched
+ * into next starts from the same read.  Children run inline at a join
+ * are not timed one by one: the join ends the owner's slice before the
+ * first and charges the whole inline stretch to g at the end (two reads
+ * per join, not one per child).  A child that parks meanwhile charges
+ * the slice up to its switch-out to itself, and a nested join inside it
+ * charges it first; either way the time stays in g's subtree, though not
+ * always with the child that spent it.  A task folds `cpu` into its
+ * group at its end, and at a switch-out once it passes
+ * WEFT__CPU_FOLD_TICKS (about a millisecond), so a group's total grows
+ * while its children run.  A group's total (cpu_shared + cpu_owed) is
+ * added at its join to the owner's `cpu`, which reaches the owner's group
+ * when the owner folds: a subtree's time climbs one level per fold,
+ * never by walking the ancestors.  Writes that only the owner's stack
+ * makes (the inline stretch, owed children run inline) go to cpu_owed
+ * with a load and a store (no read-modify-write, as for the join word:
+ * "Owed children").
  *
  * Rejected: a mutex + condition variable per group (a parked fiber must
  * not block its worker thread) and separate counters for children and
@@ -427,6 +434,8 @@ int64_t weft_group_cpu_ns(const weft_group_t *gh)
 		"weft_group_cpu_ns");
 	if (g == NULL)
 		return WEFT_EMISUSE;
+	if (g->bud == NULL || !g->bud->acct)
+		return -ENOTSUP;
 	return weft__tick_to_ns(group_cpu_ticks(g));
 }
 
@@ -442,13 +451,17 @@ uint64_t weft__group_cpu_ticks(const struct weft_group *g)
 /* g's own budget, if the options (validated) ask for a cap. */
 static void group_budget_init(struct weft_group *g, const weft_group_opts_t *o)
 {
-	if (o->max_children != 0 || o->stack_bytes_max != 0) {
+	if (o->max_children != 0 || o->stack_bytes_max != 0 ||
+		(o->flags & WEFT_GROUP_CPU_TIME)) {
 		struct weft__group_budget *b = &g->budget_rec;
 		memset(b, 0, sizeof *b);
 		b->g = g;
 		b->up = g->bud;
 		b->max_children = o->max_children;
 		b->stack_max = o->stack_bytes_max;
+		/* Timed below a timed budget too: the subtree is. */
+		b->acct = (o->flags & WEFT_GROUP_CPU_TIME) ||
+			(b->up != NULL && b->up->acct);
 		atomic_init(&b->stack_used, 0);
 		weft__spin_init(&b->lock);
 		g->bud = b;
@@ -468,7 +481,8 @@ static inline __attribute__((always_inline)) int group_open(weft_group_t **out,
 	 * so that it is just outside the group's scope. */
 	weft_scope_t *ds = NULL;
 	if (WEFT__UNLIKELY(opts != NULL)) {
-		if (opts->flags & ~(unsigned)WEFT_GROUP_DEADLINE)
+		if (opts->flags &
+			~(unsigned)(WEFT_GROUP_DEADLINE | WEFT_GROUP_CPU_TIME))
 			return -EINVAL;
 		/* A cap below one stack could never hold a child: a unit
 		 * mistake, refused rather than failing every spawn. */
@@ -515,6 +529,11 @@ static inline __attribute__((always_inline)) int group_open(weft_group_t **out,
 		group_budget_init(g, opts);
 		g->has_deadline = ds != NULL;
 		g->deadline_scope = ds;
+	}
+	if (WEFT__UNLIKELY(g->bud != NULL) && g->bud->acct) {
+		/* Counted ("Run time"): outside the clear. */
+		atomic_store_explicit(&g->cpu_shared, 0, memory_order_relaxed);
+		atomic_store_explicit(&g->cpu_owed, 0, memory_order_relaxed);
 	}
 	/* Not linked: a group whose children all run inline never takes a
 	 * scope lock (core/cancel.c, "Lazy links"). */
@@ -598,6 +617,8 @@ static __attribute__((noinline)) int group_create_budgeted(struct weft_group *g,
 	int rc = group_create(g, name, literal, fn, arg, owe, out);
 	if (rc < 0)
 		budget_uncharge(g);
+	else
+		(*out)->acct = g->bud->acct; /* before it is published */
 	/* A waiter's reference (held): the caller's own access to g keeps
 	 * it from here (a task in g, or a holder); after a failure it may
 	 * be the last one. */
@@ -850,7 +871,33 @@ static WEFT_FIBER_FN int group_join(struct weft_task *self,
 	/* Introspection: a joiner running its children inline is waiting
 	 * for the join too (relaxed; see insp_wait). */
 	atomic_store_explicit(&self->insp_wait, "join", memory_order_relaxed);
+	/* Run time ("Run time"), when g's subtree is counted: self's slice
+	 * ends here (or the stretch just starts, self being uncounted); the
+	 * children run inline are g's, charged as one stretch after. */
+	bool timed = WEFT__UNLIKELY(g->bud != NULL) && g->bud->acct;
+	if (timed) {
+		weft__worker_t *w = weft__sched_current();
+		if (self->acct)
+			weft__task_slice_charge(w, self);
+		else
+			w->slice_start = weft__tick_now();
+	}
 	weft__sched_help_join(self, g);
+	if (timed) {
+		/* The stretch since the last switch-in or charge (a child
+		 * that parked charged itself up to its switch-out) is g's;
+		 * only the owner writes cpu_owed outside its inline
+		 * children, which are done. */
+		weft__worker_t *w = weft__sched_current();
+		uint64_t now = weft__tick_now();
+		/* relaxed: see cpu_owed (core/group.h). */
+		atomic_store_explicit(&g->cpu_owed,
+			atomic_load_explicit(&g->cpu_owed,
+				memory_order_relaxed) +
+				now - w->slice_start,
+			memory_order_relaxed);
+		w->slice_start = now;
+	}
 	group_wait_closed(self, g);
 	atomic_store_explicit(&self->insp_wait, NULL, memory_order_relaxed);
 	weft__scope_pop(self, &g->scope);
@@ -883,8 +930,9 @@ static WEFT_FIBER_FN int group_join(struct weft_task *self,
 			rc = -ETIMEDOUT;
 	}
 	/* The subtree's run time climbs one level: to the owner, which
-	 * folds it into its own group ("Run time"). */
-	self->cpu += group_cpu_ticks(g);
+	 * folds it into its own group ("Run time"), if timed. */
+	if (WEFT__UNLIKELY(self->acct))
+		self->cpu += group_cpu_ticks(g);
 	group_finish(g);
 	return rc;
 }

@@ -40,15 +40,17 @@ struct weft__slot_waiter {
 	bool granted; /* a slot was handed to it (under the lock) */
 };
 
-/* The caps of a group opened with weft_group_opts_t (group.c,
- * "Budgets"), inside the group record; used only by a group with a
- * cap. */
+/* The budget of a group opened with caps or WEFT_GROUP_CPU_TIME
+ * (group.c, "Budgets"), inside the group record; used only then. */
 struct weft__group_budget {
 	struct weft_group *g;	       /* whose caps these are */
 	struct weft__group_budget *up; /* nearest capped ancestor's */
 	size_t max_children;	       /* 0: no child cap */
 	size_t stack_max;	       /* 0: no stack cap */
-	_Atomic size_t stack_used;     /* CAS, relaxed (a counter) */
+	/* The subtree's run time is counted (WEFT_GROUP_CPU_TIME here or on
+	 * a budget above). */
+	bool acct;
+	_Atomic size_t stack_used; /* CAS, relaxed (a counter) */
 	/* Under lock: children holding a slot, and the FIFO of waiters.
 	 * Waiters exist only while live == max_children. */
 	weft__spin_t lock;
@@ -96,14 +98,6 @@ struct weft_group {
 	 * every group outside a capped subtree, so that a spawn pays one
 	 * branch). */
 	struct weft__group_budget *bud;
-	/* Run time of the subtree in ticks (base/tick.h, group.c "Run
-	 * time"): folded by children that are not owed inline (fetch_add);
-	 * and on the owner's stack by the owner's inline stretch at its join
-	 * (sched.c) and the owed children it runs inline, one after the
-	 * other (load + store: one writer at a time, ordered by the switches
-	 * between them).  Relaxed: counters, read by anyone. */
-	_Atomic uint64_t cpu_shared;
-	_Atomic uint64_t cpu_owed;
 	/* Last: a recycled record is cleared only up to the scope's cold
 	 * tail (WEFT__GROUP_CLEAR). */
 	struct weft_scope scope; /* the group's cancel scope */
@@ -124,6 +118,15 @@ struct weft_group {
 	/* With has_deadline: the private deadline scope of
 	 * WEFT_GROUP_DEADLINE, entered just outside `scope`.  Owner only. */
 	struct weft_scope *deadline_scope;
+	/* Run time of the subtree in ticks (base/tick.h, group.c "Run
+	 * time"), when it is counted (bud->acct; zeroed at open only then,
+	 * so outside the clear): folded by children that are not owed
+	 * inline (fetch_add); and on the owner's stack by the owner's inline
+	 * stretch at its join and the owed children it runs inline, one
+	 * after the other (load + store: one writer at a time, ordered by
+	 * the switches between them).  Relaxed: counters, read by anyone. */
+	_Atomic uint64_t cpu_shared;
+	_Atomic uint64_t cpu_owed;
 };
 
 /* g's own caps, or NULL. */

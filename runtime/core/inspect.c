@@ -263,9 +263,12 @@ static int insp_visit(struct weft__inspect_dump *d, struct weft_scope *s,
 			scope);
 		x->group_id = g->owner->id;
 		x->open_site = g->open_site; /* fixed at open */
-		x->cpu_ticks = weft__group_cpu_ticks(g);
+		if (g->bud != NULL && g->bud->acct) {
+			x->has_cpu = true;
+			x->cpu_ticks = weft__group_cpu_ticks(g);
+		}
 		struct weft__group_budget *b = weft__group_own_budget(g);
-		if (b != NULL) {
+		if (b != NULL && (b->max_children || b->stack_max)) {
 			x->has_budget = true;
 			x->max_children = b->max_children;
 			x->stack_max = b->stack_max;

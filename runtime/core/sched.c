@@ -55,12 +55,14 @@
  * the thread pointer on x86_64 and aarch64, a call that is never inlined
  * elsewhere; see sched.h).
  *
- * Run slices (core/group.c, "Run time"): a switch-out ends the
- * departing task's slice with one cycle-counter read
- * (weft__task_slice_charge), and whatever runs next on the worker starts
- * its slice from that read; the loop stamps one of its own before it
- * switches in.  A join that runs children inline charges them to their
- * group as one stretch, two reads per join.
+ * Run slices (core/group.c, "Run time"), for tasks of a subtree opened
+ * with WEFT_GROUP_CPU_TIME only (acct; the others pay one branch per
+ * switch and per join): a switch-out ends the departing task's slice
+ * with one cycle-counter read (weft__task_slice_charge), and a timed task
+ * switched into next starts its slice from that read (or from its own,
+ * after an untimed task or from the loop).  A join that runs children
+ * inline charges them to their group as one stretch, two reads per
+ * join (core/group.c's group_join, around weft__sched_help_join).
  *
  * A child run inline (weft__sched_help_join) is a plain call on its
  * parent's stack.  If it panics (panic.c), it cannot switch out for good
@@ -290,9 +292,11 @@ static inline void worker_arrived(void)
 void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 {
 	weft__worker_t *w = weft__sched_current();
-	/* Run time (core/group.c, "Run time"): self's slice ends here, and
-	 * whatever w runs next starts its own from the same tick. */
-	weft__task_slice_charge(w, self);
+	/* Run time (core/group.c, "Run time"): a timed task's slice ends
+	 * here; a timed task switched into next starts its own from the same
+	 * read.  One predictable branch for the others. */
+	if (WEFT__UNLIKELY(self->acct))
+		weft__task_slice_charge(w, self);
 	w->post = post;
 	w->post_task = self;
 	self->coop_used = 0; /* others get the worker now (see task.h) */
@@ -458,11 +462,6 @@ void weft__sched_help_join(struct weft_task *self, struct weft_group *g)
 	 * one's exit is the stack's, and each puts the outer one back. */
 	void *outer = self->stack->inline_exit;
 	self->stack->inline_exit = &ex;
-	/* Run time (core/group.c, "Run time"): self's slice ends here; the
-	 * children run inline are g's, and are charged to it as one slice
-	 * at the end (below), not one each (two counter reads per join
-	 * instead of one per child: B1). */
-	weft__task_slice_charge(weft__sched_current(), self);
 	if (INLINE_EXIT_SET(ex.buf) == 0) {
 		worker_inline_begin(self, ex.child);
 		weft__task_run(ex.child);
@@ -479,17 +478,6 @@ void weft__sched_help_join(struct weft_task *self, struct weft_group *g)
 		worker_inline_end(self, t);
 	}
 	self->stack->inline_exit = outer;
-	/* The inline slice since the last switch-in or charge (a child that
-	 * parked charged itself up to its switch-out) is g's; only the owner
-	 * writes cpu_owed outside its inline children, which are done. */
-	weft__worker_t *w = weft__sched_current();
-	uint64_t now = weft__tick_now();
-	/* relaxed: see cpu_owed (core/group.h). */
-	atomic_store_explicit(&g->cpu_owed,
-		atomic_load_explicit(&g->cpu_owed, memory_order_relaxed) + now -
-			w->slice_start,
-		memory_order_relaxed);
-	w->slice_start = now;
 }
 
 void weft__sched_exit_abandoned(struct weft_task *t)
@@ -645,6 +633,10 @@ static inline void worker_qs_step(weft__worker_t *w)
 static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
 {
 	worker_qs_step(w); /* odd: a fiber runs */
+	/* A timed task's slice starts now, or at the read that ended the
+	 * departing timed task's (still current on a direct switch). */
+	if (WEFT__UNLIKELY(t->acct) && !(w->current && w->current->acct))
+		w->slice_start = weft__tick_now();
 	w->current = t;
 	/* On a direct switch this is the trace's one hook: the departing
 	 * task (post_task) leaves and t begins (core/trace.c). */
@@ -822,13 +814,11 @@ static void worker_after_switch(weft__worker_t *w)
 /* Switches from the scheduler loop into t until it switches back. */
 static WEFT_FIBER_FN void worker_run(weft__worker_t *w, struct weft_task *t)
 {
-	/* t's slice starts now, not when the last fiber left (the loop's
-	 * own time is nobody's run time). */
-	w->slice_start = weft__tick_now();
 	if (t->stack == NULL) {
 		int rc = worker_give_stack(w, t);
 		if (rc < 0) {
 			w->current = t;
+			w->slice_start = weft__tick_now(); /* for its finish */
 			worker_fail_unstartable(t, rc);
 			w->current = NULL;
 			return;

@@ -67,6 +67,10 @@ struct weft_task {
 	 * publishes the task. */
 	bool owed;
 	bool started_called;
+	/* In a subtree whose run time is counted (WEFT_GROUP_CPU_TIME;
+	 * core/group.c, "Run time"): its slices are timed.  Set by the
+	 * spawner before the task is published. */
+	bool acct;
 	/* Calls of blocking operations that completed without parking since
 	 * the task last switched out (weft__task_blocking_enter's budget).  Owner
 	 * only. */
@@ -96,8 +100,8 @@ struct weft_task {
 	struct weft_error *fail_group; /* nested error group, or NULL */
 	uint64_t fail_seq;	       /* logical time of the failure */
 	/* Run time in ticks (base/tick.h) not yet folded into the group
-	 * (core/group.c, "Run time").  Written only by the worker running
-	 * the task, at its switches and its end. */
+	 * (core/group.c, "Run time"), when acct.  Written only by the worker
+	 * running the task, at its switches and its end. */
 	uint64_t cpu;
 	/* start()/started() handshake; NULL when spawned or once started. */
 	struct weft__start *start;

@@ -75,8 +75,10 @@ static int main_task(void *arg)
 	rc = weft_group_join(g, NULL);
 	printf("deadline: the join gave %s\n", weft_err_name(rc));
 
-	/* Run time: retained, so it can be read after the join. */
-	if ((rc = weft_group_open(&g)) < 0)
+	/* Run time, counted for this group's subtree; retained, so that it
+	 * can be read after the join. */
+	o = (weft_group_opts_t){ .flags = WEFT_GROUP_CPU_TIME };
+	if ((rc = weft_group_open_opts(&g, &o)) < 0)
 		return rc;
 	weft_group_spawn(g, work, NULL);
 	weft_group_spawn(g, work, NULL);
