@@ -265,6 +265,47 @@ static void test_budget__waiting_spawns_are_served_in_order(void **state)
 	assert_int_equal(atomic_load(&f.h.spawned), 3);
 }
 
+struct outside {
+	struct hold h;
+	weft_group_t *g;
+	atomic_int rc, count;
+};
+
+static int outside_spawner(void *arg)
+{
+	struct outside *o = arg;
+	atomic_store(&o->rc, weft_group_spawn(o->g, count_up, &o->count));
+	return 0;
+}
+
+/* A spawn waiting from outside the group keeps the group's join waiting
+ * until its child is created (and has ended). */
+static int outside_root(void *arg)
+{
+	struct outside *o = arg;
+	weft_group_t *og;
+	CHECK_EQ(weft_group_open(&og), 0);
+	CHECK_EQ(weft_group_retain(og), 0); /* linked: children listed */
+	o->g = open_capped(1, 0);
+	CHECK_EQ(weft_group_spawn(o->g, holder, &o->h), 0);
+	CHECK(weft_test_yield_until(&o->h.ran, 1));
+	CHECK_EQ(weft_group_spawn(og, outside_spawner, o), 0);
+	CHECK(slot_waiters(og, 1));
+	atomic_store(&o->h.release, 1);
+	CHECK_EQ(weft_group_join(o->g, NULL), 0);
+	CHECK_EQ(atomic_load(&o->count), 1);
+	CHECK_EQ(weft_group_join(og, NULL), 0);
+	weft_group_release(og);
+	CHECK_EQ(atomic_load(&o->rc), 0);
+	return 0;
+}
+
+static void test_budget__the_join_waits_for_a_waiting_spawn(void **state)
+{
+	struct outside o = { 0 };
+	weft_test_root(state, outside_root, &o);
+}
+
 /* A task that stays pending (before started()) until release. */
 static int slow_starter(void *arg)
 {
@@ -699,6 +740,7 @@ int main(void)
 		WEFT_TEST(test_budget__nowait_and_plain_threads_get_eagain),
 		WEFT_TEST(test_budget__a_waiting_spawn_is_cancellable),
 		WEFT_TEST(test_budget__waiting_spawns_are_served_in_order),
+		WEFT_TEST(test_budget__the_join_waits_for_a_waiting_spawn),
 		WEFT_TEST(test_budget__a_pending_start_holds_a_slot),
 		WEFT_TEST(test_budget__stack_cap_fails_only_its_subtree),
 		WEFT_TEST(test_budget__run_time_of_a_running_subtree_grows),

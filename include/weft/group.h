@@ -152,9 +152,9 @@ WEFT_EXTERN int64_t weft_group_cpu_ns(const weft_group_t *g);
  * WEFT_SPAWN_SKIPPABLE).
  * Budgets (weft_group_opts_t, docs/semantics.md rule 50): when g has a
  * child cap and it is reached, the spawn waits, first come first served,
- * until a child of g ends; unless WEFT_SPAWN_NOWAIT, or the caller is a
- * plain thread, which get -EAGAIN instead (a plain thread is never
- * blocked).  When g or a group above it has a stack cap that this child
+ * until a child of g ends (g's join waits for it meanwhile); unless
+ * WEFT_SPAWN_NOWAIT, or the caller is a plain thread, which get -EAGAIN
+ * instead (a plain thread is never blocked).  When g or a group above it has a stack cap that this child
  * would exceed, -ENOMEM.
  * Ownership: arg passes to the task; on failure it stays the caller's.
  * Errors: -EINVAL (NULL g or fn), WEFT_ECLOSED (g is joined or joining and

@@ -48,10 +48,12 @@
  * after the unlock, before which the waiter cannot run) instead of
  * freeing it, so waiters are served first come first served and a new
  * spawn cannot overtake them (it queues whenever a waiter is listed).
- * A waiter holds a reference to the group record while listed, so that
- * a waiter from outside the group (which the join does not wait for)
- * never touches freed memory; after the join, slots it is granted fail
- * with WEFT_ECLOSED in group_add and pass on.  The stack cap is an
+ * A spawn into a budgeted subtree counts itself in the join word first
+ * (unless owed: the owner is not joining then), so the group cannot
+ * close while the spawn charges or waits for a slot: the budgets it
+ * walks (the group's, and those above, which live until their groups
+ * close) stay alive, also for a spawner outside the group that holds it
+ * through a retain; a failed spawn counts down last.  The stack cap is an
  * atomic sum per budget, raised by a CAS bounded by the cap at each
  * creation and lowered at each end; a spawn that would pass a cap
  * undoes what it charged below it and fails with -ENOMEM.
@@ -249,8 +251,6 @@ static void budget_unlist(struct weft__group_budget *b,
 	}
 }
 
-static void group_unref(struct weft_group *g);
-
 /* Takes a child slot of g's cap, waiting for one if self may wait (see
  * "Budgets"). */
 static int budget_slot_take(struct weft_group *g, struct weft__group_budget *b,
@@ -308,39 +308,26 @@ static int budget_slot_take(struct weft_group *g, struct weft__group_budget *b,
 				b->head = &node;
 			b->tail = &node;
 			listed = true;
-			/* Keeps the record (and b) alive while listed: a
-			 * waiter outside g is not waited for by the join.
-			 * relaxed: we hold g alive already (the caller's
-			 * handle), as a retain does. */
-			atomic_fetch_add_explicit(&g->refs, 1,
-				memory_order_relaxed);
 		}
 		node.gen = gen;
 		weft__spin_unlock(&b->lock);
 		weft__task_park_commit_obj(self, "group slot", WEFT__WAIT_GROUP,
 			g);
 	}
-	/* Granted, our reference stays until the caller is done with g
-	 * (it spawns, or fails with WEFT_ECLOSED when g closed while we
-	 * waited): the caller drops it (1). */
-	if (listed && rc < 0)
-		group_unref(g);
-	return rc < 0 ? rc : listed;
+	return rc;
 }
 
 /* Charges a new child of g (see "Budgets"): a child slot of g's own cap,
- * one stack to every capped budget from g->bud up.  Returns 1 when the
- * caller holds a waiter's reference to g (group_unref it), 0, or an
- * error with nothing charged. */
+ * one stack to every capped budget from g->bud up.  0, or an error with
+ * nothing charged. */
 static int budget_charge(struct weft_group *g, struct weft_task *self,
 	unsigned flags)
 {
 	struct weft__group_budget *own = weft__group_own_budget(g);
-	int held = 0;
 	if (own != NULL && own->max_children != 0) {
-		held = budget_slot_take(g, own, self, flags);
-		if (held < 0)
-			return held;
+		int rc = budget_slot_take(g, own, self, flags);
+		if (rc < 0)
+			return rc;
 	}
 	size_t sz = g->rt->stacks.stack_size;
 	for (struct weft__group_budget *b = g->bud; b; b = b->up) {
@@ -364,11 +351,9 @@ static int budget_charge(struct weft_group *g, struct weft_task *self,
 					memory_order_relaxed);
 		if (own != NULL && own->max_children != 0)
 			budget_slot_put(own);
-		if (held > 0)
-			group_unref(g);
 		return -ENOMEM;
 	}
-	return held;
+	return 0;
 }
 
 /* Gives back what budget_charge took for one child of g. */
@@ -605,25 +590,38 @@ group_create(struct weft_group *g, const char *name, bool literal, weft_fn fn,
 	return 0;
 }
 
-/* group_create for a g in a capped subtree: charged first (which may
- * wait for a child slot), uncharged on failure. */
+/* group_create for a g in a budgeted subtree: charged first (which may
+ * wait for a child slot), uncharged on failure.  Counted in the join
+ * word before anything else (unless owed: the owner is not joining), so
+ * that g cannot close while the spawn charges or waits: the budgets
+ * above g live until g's owner ends, which follows g's close, and a
+ * spawner outside g (holding it through a retain) would otherwise walk
+ * them as they go.  A failure counts down last (child_done: the last
+ * touch of g). */
 static __attribute__((noinline)) int group_create_budgeted(struct weft_group *g,
 	struct weft_task *self, unsigned flags, const char *name, bool literal,
 	weft_fn fn, void *arg, bool owe, struct weft_task **out)
 {
-	int held = budget_charge(g, self, flags);
-	if (held < 0)
-		return held;
-	int rc = group_create(g, name, literal, fn, arg, owe, out);
-	if (rc < 0)
+	int rc;
+	if (!owe && (rc = group_add(g)) < 0)
+		return rc;
+	rc = budget_charge(g, self, flags);
+	if (rc == 0) {
+		struct weft_task *t;
+		rc = weft__task_create_lit(g->rt, name, literal, fn, arg, &t);
+		if (rc == 0) {
+			if (owe) {
+				g->owed++;
+				t->owed = true;
+			}
+			t->acct = g->bud->acct; /* before it is published */
+			*out = t;
+			return 0;
+		}
 		budget_uncharge(g);
-	else
-		(*out)->acct = g->bud->acct; /* before it is published */
-	/* A waiter's reference (held): the caller's own access to g keeps
-	 * it from here (a task in g, or a holder); after a failure it may
-	 * be the last one. */
-	if (held > 0)
-		group_unref(g);
+	}
+	if (!owe)
+		weft__group_child_done(g);
 	return rc;
 }
 
