@@ -44,6 +44,9 @@ typedef struct weft_group weft_group_t;
 /* The task starts with the empty (root) context instead of a snapshot of
  * the spawner's task-local context (weft/local.h); wins over `context`. */
 #define WEFT_SPAWN_EMPTY_CONTEXT 0x4u
+/* Never wait for a slot of a group with a child cap (weft_group_opts_t
+ * max_children): a spawn that would wait returns -EAGAIN instead. */
+#define WEFT_SPAWN_NOWAIT 0x8u
 /* Bits 0x80000000 and up are reserved for weft's own use. */
 
 /* Task-local context snapshot (weft/local.h). */
@@ -73,6 +76,73 @@ typedef struct weft_spawn_opts {
  * Checkpoint: no.  Threads: weft fiber. */
 WEFT_EXTERN int weft_group_open(weft_group_t **out);
 
+/* Group options (weft_group_open_opts; docs/semantics.md rules 50 and
+ * 51).  A zero-initialised struct (or NULL) opens a group exactly as
+ * weft_group_open does: no cap, no deadline. */
+/* `deadline` is set (without the flag it is ignored, so that a zeroed
+ * struct means "no deadline" although 0 is a valid time). */
+#define WEFT_GROUP_DEADLINE 0x1u
+/* Count the run time of the group's subtree (weft_group_cpu_ns, the
+ * dump); every group below it counts its own too.  Its cost is on the
+ * tasks of the subtree only: one cycle-counter read per switch and two
+ * per join that runs children inline (about 10 ns each where measured),
+ * which is why it is not on for every group. */
+#define WEFT_GROUP_CPU_TIME 0x2u
+typedef struct weft_group_opts {
+	unsigned flags; /* WEFT_GROUP_* */
+	/* Most live children at once (0: no cap).  A child is live from the
+	 * spawn (or weft_group_start) that creates it until its function
+	 * has returned and its end is recorded; a pending start() counts.
+	 * A spawn that finds the cap reached waits for a slot (see
+	 * weft_group_spawn_opts). */
+	size_t max_children;
+	/* Most bytes of fiber stacks the group's subtree may hold (0: no
+	 * cap): every live task of the subtree (g's children, the children
+	 * of groups they open, and so on) is charged one stack of the
+	 * runtime's stack size (weft_config_t.stack_size rounded up to a
+	 * page) from its creation to its end, whether it runs on a stack of
+	 * its own or inline on its joiner's.  A spawn anywhere in the
+	 * subtree that would exceed it fails with -ENOMEM. */
+	size_t stack_bytes_max;
+	/* With WEFT_GROUP_DEADLINE: an absolute weft_now() time at which the
+	 * group is cancelled, its children and everything they spawn
+	 * included; every value is valid (WEFT_FOREVER: none, one already
+	 * past: cancelled at once).  join then returns -ETIMEDOUT unless a
+	 * task failed (as a weft_fail_at scope around the group would). */
+	int64_t deadline;
+} weft_group_opts_t;
+
+/* What it does: weft_group_open with options (weft_group_opts_t): a cap
+ * on live children, a cap on the stack bytes of the group's subtree, a
+ * deadline, run-time counting (WEFT_GROUP_CPU_TIME).  The deadline is a private cancel scope entered just outside
+ * the group's own scope, so it reaches what the group's scope reaches.
+ * Ownership: as weft_group_open; opts is read during the call only.
+ * Errors: -EINVAL (NULL out; unknown flags; a stack_bytes_max that is not
+ * 0 but below one stack, which could never hold a child), -ENOMEM,
+ * WEFT_ENOTFIBER.  Nothing is opened on failure.
+ * Checkpoint: no.  Threads: weft fiber. */
+WEFT_EXTERN int weft_group_open_opts(weft_group_t **out,
+	const weft_group_opts_t *opts);
+
+/* What it does: for g opened with WEFT_GROUP_CPU_TIME, or opened by a
+ * task of a subtree that counts its run time (a group opened with it,
+ * or below one): the run time of g's subtree in nanoseconds: the sum of
+ * the run slices (from switch-in to switch-out, or to the task's end;
+ * wall time measured by the CPU's cycle counter, so a slice in which the
+ * OS preempted the worker's thread counts whole) of g's children and of
+ * every task below them (the children of groups they open).  Not the
+ * owner's own time, nor that of groups the owner opens itself.  A slice
+ * reaches g when the task ends, and while it runs at its first park or
+ * yield after every millisecond or so of run time; a nested group's
+ * total reaches g when that group is joined (and the task that joined it
+ * then ends or folds again).
+ * Errors: -EINVAL (NULL g), WEFT_EMISUSE (stale g), -ENOTSUP (g's run
+ * time is not counted: see above).  The first call in
+ * the process measures the cycle counter's rate for about 2 ms.
+ * Checkpoint: no.  Threads: any thread, while g is alive (before its
+ * join, or retained: then the final total). */
+WEFT_EXTERN int64_t weft_group_cpu_ns(const weft_group_t *g);
+
 /* What it does: creates a task running fn(arg) as a child of g; it starts
  * soon, on any worker.  The child runs under g's cancel scope (not the
  * spawner's local scopes), with a snapshot of the calling task's
@@ -80,13 +150,23 @@ WEFT_EXTERN int weft_group_open(weft_group_t **out);
  * WEFT_SPAWN_EMPTY_CONTEXT replace it).  A cancelled group still accepts
  * spawns: the child starts cancelled and runs to its first checkpoint (unless
  * WEFT_SPAWN_SKIPPABLE).
+ * Budgets (weft_group_opts_t, docs/semantics.md rule 50): when g has a
+ * child cap and it is reached, the spawn waits, first come first served,
+ * until a child of g ends (g's join waits for it meanwhile); unless
+ * WEFT_SPAWN_NOWAIT, or the caller is a plain thread, which get -EAGAIN
+ * instead (a plain thread is never blocked).  When g or a group above it has a stack cap that this child
+ * would exceed, -ENOMEM.
  * Ownership: arg passes to the task; on failure it stays the caller's.
  * Errors: -EINVAL (NULL g or fn), WEFT_ECLOSED (g is joined or joining and
  * has no pending start; a joined g must be retained to be used at all),
- * -ECANCELED (WEFT_SPAWN_UNLESS_CANCELLED and g is cancelled), -ENOMEM,
- * WEFT_EMISUSE (stale g: joined and freed).  Nothing is created on
- * failure.
- * Checkpoint: no.  Threads: weft fiber running in g's runtime (the
+ * -ECANCELED (WEFT_SPAWN_UNLESS_CANCELLED and g is cancelled; or the
+ * caller was cancelled while waiting for a child slot), -EAGAIN (the
+ * child cap is reached and the caller may not wait), -ENOMEM (out of
+ * memory, or a stack cap), WEFT_EMISUSE (stale g: joined and freed).
+ * Nothing is created on failure.
+ * Checkpoint: only while waiting for a child slot (a cancellable wait
+ * under the caller's scopes; it does not yield otherwise).
+ * Threads: weft fiber running in g's runtime (the
  * owner, a child, or any other task holding g; another runtime's task
  * gets WEFT_EMISUSE), or a plain thread while g is held alive by a
  * weft_group_retain (the task then starts with an empty task-local
@@ -124,7 +204,8 @@ WEFT_EXTERN int weft_group_spawn_literal(weft_group_t *g, const char *name,
  * successfully), -ECANCELED (the caller was cancelled first: the task was
  * cancelled and waited for; also when it returned 0 without started()
  * while the caller was cancelled), WEFT_ECLOSED, -EINVAL, -ENOMEM,
- * WEFT_ENOTFIBER.
+ * WEFT_ENOTFIBER; budgets as weft_group_spawn_opts (the pending task
+ * counts as a live child and is charged a stack).
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_group_start_opts(weft_group_t *g, weft_fn fn, void *arg,
 	const weft_spawn_opts_t *opts, void **value_out);
@@ -149,7 +230,9 @@ WEFT_EXTERN int weft_group_start_named(weft_group_t *g, const char *name,
  * failure exactly once, in one error group the caller owns (if err_out is
  * NULL it is freed); failures that could not be recorded for lack of
  * memory are stood for by an -ENOMEM leaf that says so
- * (docs/semantics.md rule 12).
+ * (docs/semantics.md rule 12); -ETIMEDOUT when g was opened with a
+ * deadline (WEFT_GROUP_DEADLINE), it passed before the join ended and
+ * nothing failed.
  * Ownership: g is freed (unless retained); the caller owns *err_out and
  * frees it with weft_error_free.
  * Errors: -EINVAL (NULL g), WEFT_EMISUSE (the caller did not open g, or g was

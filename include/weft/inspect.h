@@ -103,7 +103,10 @@ typedef int (*weft_dump_writer_fn)(void *ctx, const char *data, size_t len);
  * started()): "task=<id> task_name=\"..\""; to_thread: "fn=\"..\"", the
  * function, named as frames are) and key=value details, and its frames follow, one per line, indented one level
  * deeper, each starting with "#<i> "; a group's line has
- * "opened_at=\"..\"".  WEFT_DUMP_JSON: one object
+ * "opened_at=\"..\"", a group whose run time is counted
+ * (WEFT_GROUP_CPU_TIME) "cpu_ns=<n>" (weft_group_cpu_ns), and a group
+ * with caps (weft_group_opts_t) "children=<n> max_children=<n>
+ * stack_bytes=<n> stack_bytes_max=<n>" (0: no such cap).  WEFT_DUMP_JSON: one object
  * {"workers":N,"now":ns,"tasks":N,"stats":{"spawned":N,...},
  * "tree":[nodes]}, each node an object with "type" ("task", "group",
  * "scope" or "sleep"), its fields and "children":[...]; a deadline is a
@@ -114,7 +117,8 @@ typedef int (*weft_dump_writer_fn)(void *ctx, const char *data, size_t len);
  * "stack_released" (true or false), "function") and
  * "detail" (the key=value details)) and "backtrace" (an array of frame
  * strings, innermost first); a group node has "opened_at" (a string or
- * null).  A task that has not yet entered any scope nor checkpointed is
+ * null), when counted "cpu_ns", and with caps "children",
+ * "max_children", "stack_bytes" and "stack_bytes_max".  A task that has not yet entered any scope nor checkpointed is
  * listed under its group.
  * The tree is collected first, under the scope locks and rt's dump lock
  * (which serialises dumps), and written after they are released, so

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/tick.h"
 #include "core/inspect.h"
 #include "runtime.h"
 #include "weft/inspect.h"
@@ -333,6 +334,15 @@ static void dump_node_text(struct dump_out *o, const struct dump_ctx *c,
 			dump_put(o, " opened_at=", 11);
 			dump_text_str(o, x->site);
 		}
+		if (x->has_cpu)
+			dump_printf(o, " cpu_ns=%" PRId64,
+				weft__tick_to_ns(x->cpu_ticks));
+		if (x->has_budget)
+			dump_printf(o,
+				" children=%zu max_children=%zu "
+				"stack_bytes=%zu stack_bytes_max=%zu",
+				x->live, x->max_children, x->stack_used,
+				x->stack_max);
 	}
 	dump_deadline_text(o, "deadline", x->deadline, now);
 	dump_deadline_text(o, "effective_deadline", x->eff_deadline, now);
@@ -368,6 +378,17 @@ static void dump_node_json(struct dump_out *o, const struct dump_ctx *c,
 			dump_printf(o, ",\"owner\":%" PRIu64, x->group_id);
 			dump_put(o, ",\"opened_at\":", 13);
 			dump_json_str(o, x->site);
+			if (x->has_cpu)
+				dump_printf(o, ",\"cpu_ns\":%" PRId64,
+					weft__tick_to_ns(x->cpu_ticks));
+			if (x->has_budget)
+				dump_printf(o,
+					",\"children\":%zu,"
+					"\"max_children\":%zu,"
+					"\"stack_bytes\":%zu,"
+					"\"stack_bytes_max\":%zu",
+					x->live, x->max_children, x->stack_used,
+					x->stack_max);
 		}
 		dump_deadline_json(o, "deadline", x->deadline);
 		dump_deadline_json(o, "effective_deadline", x->eff_deadline);

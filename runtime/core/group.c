@@ -31,6 +31,60 @@
  * owed in the same atomic step that sets JOINING, after which the count
  * is the number of children not ended (invariant 1 holds from there).
  *
+ * Budgets (docs/semantics.md rules 50 and 51).  A group opened with a
+ * child cap, a stack cap or WEFT_GROUP_CPU_TIME gets a budget record
+ * (struct weft__group_budget, inside the group record).
+ * Every group keeps `bud`, the budget its children are charged to: its
+ * own, else the nearest capped ancestor's (the opener's group's `bud`),
+ * and each budget points to the next capped one above it (`up`).  So a
+ * group outside every capped subtree has bud == NULL, and a spawn and a
+ * child's end pay one branch on it; inside one, a spawn walks only the
+ * capped ancestors.  The child cap counts its own children in `live`
+ * under the budget's spin lock, not in the join word: owed children
+ * (above) never touch the word, and a slot must be handed over, not
+ * just counted.  A spawn that finds the cap reached lists a waiter node
+ * on its stack and parks cancellably; a child's end hands its slot to
+ * the oldest waiter (granted, under the lock; the wake is deferred to
+ * after the unlock, before which the waiter cannot run) instead of
+ * freeing it, so waiters are served first come first served and a new
+ * spawn cannot overtake them (it queues whenever a waiter is listed).
+ * A spawn into a budgeted subtree counts itself in the join word first
+ * (unless owed: the owner is not joining then), so the group cannot
+ * close while the spawn charges or waits for a slot: the budgets it
+ * walks (the group's, and those above, which live until their groups
+ * close) stay alive, also for a spawner outside the group that holds it
+ * through a retain; a failed spawn counts down last.  The stack cap is an
+ * atomic sum per budget, raised by a CAS bounded by the cap at each
+ * creation and lowered at each end; a spawn that would pass a cap
+ * undoes what it charged below it and fails with -ENOMEM.
+ *
+ * Run time (weft_group_cpu_ns), for a subtree opened with
+ * WEFT_GROUP_CPU_TIME.  It is a budget like the caps (bud != NULL, with
+ * acct set, inherited by every budget below), so the children of such a
+ * subtree take the budgeted spawn path, which marks them (t->acct), and
+ * everyone else pays one branch on the switch, join and end paths.  Not
+ * on for every group: the cycle counter read it needs costs about 10 ns
+ * on the machines weft was measured on (one per switch: B6 yield was 17%
+ * slower; two per join: B1 fib 17%).  A timed task's slice ends at its
+ * switch-out (sched.c), where it is added to the task's own record
+ * (`cpu`) and the worker's slice_start moves on, so a timed task switched
+ * into next starts from the same read.  Children run inline at a join
+ * are not timed one by one: the join ends the owner's slice before the
+ * first and charges the whole inline stretch to g at the end (two reads
+ * per join, not one per child).  A child that parks meanwhile charges
+ * the slice up to its switch-out to itself, and a nested join inside it
+ * charges it first; either way the time stays in g's subtree, though not
+ * always with the child that spent it.  A task folds `cpu` into its
+ * group at its end, and at a switch-out once it passes
+ * WEFT__CPU_FOLD_TICKS (about a millisecond), so a group's total grows
+ * while its children run.  A group's total (cpu_shared + cpu_owed) is
+ * added at its join to the owner's `cpu`, which reaches the owner's group
+ * when the owner folds: a subtree's time climbs one level per fold,
+ * never by walking the ancestors.  Writes that only the owner's stack
+ * makes (the inline stretch, owed children run inline) go to cpu_owed
+ * with a load and a store (no read-modify-write, as for the join word:
+ * "Owed children").
+ *
  * Rejected: a mutex + condition variable per group (a parked fiber must
  * not block its worker thread) and separate counters for children and
  * pending starts (two words cannot be checked for "both zero" atomically;
@@ -55,6 +109,7 @@
 #include "base/backtrace.h"
 #include "base/error.h"
 #include "base/id.h"
+#include "base/tick.h"
 #include "core/group.h"
 #include "core/inspect.h"
 #include "core/local.h"
@@ -151,20 +206,288 @@ void weft__group_child_failed(struct weft_group *g, struct weft_task *t)
 
 /* }======================================================= */
 
+/* {======================================================= budgets */
+
+/* Hands a child slot of b on: to the oldest waiter (granted; woken after
+ * the unlock), or back to the cap.  Thread: any. */
+static void budget_slot_put(struct weft__group_budget *b)
+{
+	weft__spin_lock(&b->lock);
+	struct weft__slot_waiter *w = b->head;
+	struct weft_task *ready = NULL;
+	if (w != NULL) {
+		b->head = w->next;
+		if (b->head == NULL)
+			b->tail = NULL;
+		w->granted = true;
+		/* The waiter cannot run before weft__sched_ready below, so
+		 * its record stays valid (task.h); its node may go as soon
+		 * as the lock is dropped, so nothing of it is read after. */
+		if (weft__task_wake_deferred(w->task, w->gen))
+			ready = w->task;
+	} else {
+		b->live--;
+	}
+	weft__spin_unlock(&b->lock);
+	if (ready)
+		weft__sched_ready(ready);
+}
+
+/* Unlists w if it is still listed.  Under b's lock. */
+static void budget_unlist(struct weft__group_budget *b,
+	struct weft__slot_waiter *w)
+{
+	struct weft__slot_waiter *prev = NULL;
+	for (struct weft__slot_waiter *x = b->head; x; prev = x, x = x->next) {
+		if (x != w)
+			continue;
+		if (prev)
+			prev->next = w->next;
+		else
+			b->head = w->next;
+		if (b->tail == w)
+			b->tail = prev;
+		return;
+	}
+}
+
+/* Takes a child slot of g's cap, waiting for one if self may wait (see
+ * "Budgets"). */
+static int budget_slot_take(struct weft_group *g, struct weft__group_budget *b,
+	struct weft_task *self, unsigned flags)
+{
+	weft__spin_lock(&b->lock);
+	if (b->head == NULL && b->live < b->max_children) {
+		b->live++;
+		weft__spin_unlock(&b->lock);
+		return 0;
+	}
+	weft__spin_unlock(&b->lock);
+	if (self == NULL || (flags & WEFT_SPAWN_NOWAIT))
+		return -EAGAIN;
+	/* A checkpoint now: it may wait (rule 22's entry, which may also
+	 * yield once for the cooperative budget). */
+	int rc = weft__task_blocking_enter(self);
+	if (rc < 0)
+		return rc;
+	weft__task_link_root(self);
+	struct weft__slot_waiter node = { .task = self };
+	bool listed = false;
+	for (;;) {
+		uint64_t gen = weft__task_park_prepare(self, true);
+		weft__spin_lock(&b->lock);
+		if (node.granted) {
+			weft__spin_unlock(&b->lock);
+			rc = 0;
+			break;
+		}
+		/* relaxed: our own cur_scope.  After the prepare (seq_cst):
+		 * a cancellation that marks the scope after this check sees
+		 * the park cancellable and wakes us (core/cancel.c,
+		 * invariant 3). */
+		struct weft_scope *cur = atomic_load_explicit(&self->cur_scope,
+			memory_order_relaxed);
+		if (weft__scope_is_cancelled(cur)) {
+			if (listed)
+				budget_unlist(b, &node);
+			weft__spin_unlock(&b->lock);
+			weft__scope_note_observed(weft__scope_origin(cur));
+			rc = -ECANCELED;
+			break;
+		}
+		if (!listed) {
+			if (b->head == NULL && b->live < b->max_children) {
+				b->live++;
+				weft__spin_unlock(&b->lock);
+				return 0;
+			}
+			node.next = NULL;
+			if (b->tail)
+				b->tail->next = &node;
+			else
+				b->head = &node;
+			b->tail = &node;
+			listed = true;
+		}
+		node.gen = gen;
+		weft__spin_unlock(&b->lock);
+		weft__task_park_commit_obj(self, "group slot", WEFT__WAIT_GROUP,
+			g);
+	}
+	return rc;
+}
+
+/* Charges a new child of g (see "Budgets"): a child slot of g's own cap,
+ * one stack to every capped budget from g->bud up.  0, or an error with
+ * nothing charged. */
+static int budget_charge(struct weft_group *g, struct weft_task *self,
+	unsigned flags)
+{
+	struct weft__group_budget *own = weft__group_own_budget(g);
+	if (own != NULL && own->max_children != 0) {
+		int rc = budget_slot_take(g, own, self, flags);
+		if (rc < 0)
+			return rc;
+	}
+	size_t sz = g->rt->stacks.stack_size;
+	for (struct weft__group_budget *b = g->bud; b; b = b->up) {
+		if (b->stack_max == 0)
+			continue;
+		/* relaxed: a counter bounded by the CAS; it orders nothing. */
+		size_t used = atomic_load_explicit(&b->stack_used,
+			memory_order_relaxed);
+		bool ok;
+		do {
+			ok = used <= b->stack_max && sz <= b->stack_max - used;
+		} while (ok &&
+			!atomic_compare_exchange_weak_explicit(&b->stack_used,
+				&used, used + sz, memory_order_relaxed,
+				memory_order_relaxed));
+		if (ok)
+			continue;
+		for (struct weft__group_budget *x = g->bud; x != b; x = x->up)
+			if (x->stack_max != 0)
+				atomic_fetch_sub_explicit(&x->stack_used, sz,
+					memory_order_relaxed);
+		if (own != NULL && own->max_children != 0)
+			budget_slot_put(own);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Gives back what budget_charge took for one child of g. */
+static void budget_uncharge(struct weft_group *g)
+{
+	size_t sz = g->rt->stacks.stack_size;
+	for (struct weft__group_budget *b = g->bud; b; b = b->up)
+		if (b->stack_max != 0)
+			/* relaxed: see budget_charge. */
+			atomic_fetch_sub_explicit(&b->stack_used, sz,
+				memory_order_relaxed);
+	struct weft__group_budget *own = weft__group_own_budget(g);
+	if (own != NULL && own->max_children != 0)
+		budget_slot_put(own);
+}
+
+void weft__group_budget_end(struct weft_group *g)
+{
+	budget_uncharge(g);
+}
+
+/* }======================================================= */
+
+/* {======================================================= run time */
+
+void weft__group_cpu_fold(struct weft_task *t)
+{
+	if (t->group != NULL)
+		/* relaxed: a counter (see cpu_shared). */
+		atomic_fetch_add_explicit(&t->group->cpu_shared, t->cpu,
+			memory_order_relaxed);
+	t->cpu = 0;
+}
+
+void weft__group_cpu_end(struct weft_group *g, struct weft_task *t)
+{
+	/* relaxed: counters (see cpu_owed for why a load and a store do). */
+	if (t->owed && t->stack_borrowed)
+		atomic_store_explicit(&g->cpu_owed,
+			atomic_load_explicit(&g->cpu_owed,
+				memory_order_relaxed) +
+				t->cpu,
+			memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(&g->cpu_shared, t->cpu,
+			memory_order_relaxed);
+	t->cpu = 0;
+}
+
+/* g's total so far, in ticks. */
+static uint64_t group_cpu_ticks(const struct weft_group *g)
+{
+	/* relaxed: counters. */
+	return atomic_load_explicit(&g->cpu_shared, memory_order_relaxed) +
+		atomic_load_explicit(&g->cpu_owed, memory_order_relaxed);
+}
+
+int64_t weft_group_cpu_ns(const weft_group_t *gh)
+{
+	if (gh == NULL)
+		return -EINVAL;
+	const struct weft_group *g = weft__group_from_handle(gh,
+		"weft_group_cpu_ns");
+	if (g == NULL)
+		return WEFT_EMISUSE;
+	if (g->bud == NULL || !g->bud->acct)
+		return -ENOTSUP;
+	return weft__tick_to_ns(group_cpu_ticks(g));
+}
+
+uint64_t weft__group_cpu_ticks(const struct weft_group *g)
+{
+	return group_cpu_ticks(g);
+}
+
+/* }======================================================= */
+
 /* {======================================================= open / spawn */
 
-int weft_group_open(weft_group_t **out)
+/* g's own budget, if the options (validated) ask for a cap. */
+static void group_budget_init(struct weft_group *g, const weft_group_opts_t *o)
+{
+	if (o->max_children != 0 || o->stack_bytes_max != 0 ||
+		(o->flags & WEFT_GROUP_CPU_TIME)) {
+		struct weft__group_budget *b = &g->budget_rec;
+		memset(b, 0, sizeof *b);
+		b->g = g;
+		b->up = g->bud;
+		b->max_children = o->max_children;
+		b->stack_max = o->stack_bytes_max;
+		/* Timed below a timed budget too: the subtree is. */
+		b->acct = (o->flags & WEFT_GROUP_CPU_TIME) ||
+			(b->up != NULL && b->up->acct);
+		atomic_init(&b->stack_used, 0);
+		weft__spin_init(&b->lock);
+		g->bud = b;
+	}
+}
+
+/* Always inlined: weft_group_open's copy has no options code at all. */
+static inline __attribute__((always_inline)) int group_open(weft_group_t **out,
+	const weft_group_opts_t *opts, void *site)
 {
 	if (out == NULL)
 		return -EINVAL;
 	struct weft_task *t = weft__task_current();
 	if (t == NULL)
 		return WEFT_ENOTFIBER;
+	/* The private deadline scope of WEFT_GROUP_DEADLINE, entered first,
+	 * so that it is just outside the group's scope. */
+	weft_scope_t *ds = NULL;
+	if (WEFT__UNLIKELY(opts != NULL)) {
+		if (opts->flags &
+			~(unsigned)(WEFT_GROUP_DEADLINE | WEFT_GROUP_CPU_TIME))
+			return -EINVAL;
+		/* A cap below one stack could never hold a child: a unit
+		 * mistake, refused rather than failing every spawn. */
+		if (opts->stack_bytes_max != 0 &&
+			opts->stack_bytes_max < t->rt->stacks.stack_size)
+			return -EINVAL;
+		if (opts->flags & WEFT_GROUP_DEADLINE) {
+			int rc = weft_scope_open(&ds, opts->deadline,
+				WEFT_SCOPE_FAIL);
+			if (rc < 0)
+				return rc;
+		}
+	}
 	struct weft_group *g = weft__record_get(WEFT__RECORD_GROUP);
 	if (g == NULL) {
 		g = weft__alloc(sizeof *g);
-		if (g == NULL)
+		if (g == NULL) {
+			weft_scope_destroy(ds);
 			return -ENOMEM;
+		}
 		/* A new record: its generation starts here and survives
 		 * every reuse (records.h, handles); retains is 0 at the end
 		 * of every life (each retain was released). */
@@ -183,7 +506,20 @@ int weft_group_open(weft_group_t **out)
 	weft__spin_init(&g->errors_lock);
 	g->owner = t;
 	g->rt = t->rt;
-	g->open_site = __builtin_return_address(0);
+	g->open_site = site;
+	/* The budget its children are charged to ("Budgets"): inherited
+	 * from the opener's group unless opts give it its own. */
+	g->bud = t->group ? t->group->bud : NULL;
+	if (WEFT__UNLIKELY(opts != NULL)) {
+		group_budget_init(g, opts);
+		g->has_deadline = ds != NULL;
+		g->deadline_scope = ds;
+	}
+	if (WEFT__UNLIKELY(g->bud != NULL) && g->bud->acct) {
+		/* Counted ("Run time"): outside the clear. */
+		atomic_store_explicit(&g->cpu_shared, 0, memory_order_relaxed);
+		atomic_store_explicit(&g->cpu_owed, 0, memory_order_relaxed);
+	}
 	/* Not linked: a group whose children all run inline never takes a
 	 * scope lock (core/cancel.c, "Lazy links"). */
 	weft__scope_push_lazy(t, &g->scope);
@@ -192,6 +528,16 @@ int weft_group_open(weft_group_t **out)
 	weft__stats_inc(&weft__sched_current()->stats.groups);
 	*out = weft__group_handle(g);
 	return 0;
+}
+
+int weft_group_open(weft_group_t **out)
+{
+	return group_open(out, NULL, __builtin_return_address(0));
+}
+
+int weft_group_open_opts(weft_group_t **out, const weft_group_opts_t *opts)
+{
+	return group_open(out, opts, __builtin_return_address(0));
 }
 
 /* Whether self (NULL: a plain thread) is inside g: its owner, or a task
@@ -238,6 +584,65 @@ static bool group_outside_cancelled(struct weft_group *g,
 		weft__scope_check(&g->rt->cancel_gen, &g->scope);
 }
 
+/* Creates a child record of g, counted in g: owed, or in the join word.
+ * On failure nothing exists. */
+static inline __attribute__((always_inline)) int
+group_create(struct weft_group *g, const char *name, bool literal, weft_fn fn,
+	void *arg, bool owe, struct weft_task **out)
+{
+	struct weft_task *t;
+	int rc = weft__task_create_lit(g->rt, name, literal, fn, arg, &t);
+	if (rc < 0)
+		return rc;
+	if (owe) {
+		g->owed++;
+		t->owed = true;
+	} else {
+		rc = group_add(g);
+		if (rc < 0) {
+			weft__task_unref(t);
+			return rc;
+		}
+	}
+	*out = t;
+	return 0;
+}
+
+/* group_create for a g in a budgeted subtree: charged first (which may
+ * wait for a child slot), uncharged on failure.  Counted in the join
+ * word before anything else (unless owed: the owner is not joining), so
+ * that g cannot close while the spawn charges or waits: the budgets
+ * above g live until g's owner ends, which follows g's close, and a
+ * spawner outside g (holding it through a retain) would otherwise walk
+ * them as they go.  A failure counts down last (child_done: the last
+ * touch of g). */
+static __attribute__((noinline)) int group_create_budgeted(struct weft_group *g,
+	struct weft_task *self, unsigned flags, const char *name, bool literal,
+	weft_fn fn, void *arg, bool owe, struct weft_task **out)
+{
+	int rc;
+	if (!owe && (rc = group_add(g)) < 0)
+		return rc;
+	rc = budget_charge(g, self, flags);
+	if (rc == 0) {
+		struct weft_task *t;
+		rc = weft__task_create_lit(g->rt, name, literal, fn, arg, &t);
+		if (rc == 0) {
+			if (owe) {
+				g->owed++;
+				t->owed = true;
+			}
+			t->acct = g->bud->acct; /* before it is published */
+			*out = t;
+			return 0;
+		}
+		budget_uncharge(g);
+	}
+	if (!owe)
+		weft__group_child_done(g);
+	return rc;
+}
+
 /* Validates and creates the child record, counted in the group behind
  * handle gh (call names the public function, for a stale handle).  On
  * failure nothing exists. */
@@ -271,26 +676,23 @@ static int group_new_child(weft_group_t *gh, weft_fn fn, void *arg,
 	bool owe = owe_ok && self == g->owner;
 	if (owe && g->joined)
 		return WEFT_ECLOSED;
+	/* Budgets ("Budgets"): one branch outside every capped subtree. */
 	struct weft_task *t;
-	int rc = weft__task_create_lit(g->rt, name, literal, fn, arg, &t);
+	int rc = WEFT__UNLIKELY(g->bud != NULL)
+		? group_create_budgeted(g, self, flags, name, literal, fn, arg,
+			  owe, &t)
+		: group_create(g, name, literal, fn, arg, owe, &t);
 	if (rc < 0)
 		return rc;
-	if (owe) {
-		g->owed++;
-		t->owed = true;
-	} else {
-		rc = group_add(g);
-		if (rc < 0) {
-			weft__task_unref(t);
-			return rc;
-		}
-		if ((flags & WEFT_SPAWN_UNLESS_CANCELLED) &&
-			group_outside_cancelled(g, self)) {
-			/* Uncounted again: nothing ran, nothing was seen. */
-			weft__task_unref(t);
-			weft__group_child_done(g);
-			return -ECANCELED;
-		}
+	if (!owe && (flags & WEFT_SPAWN_UNLESS_CANCELLED) &&
+		group_outside_cancelled(g, self)) {
+		/* Uncounted again, last (child_done is the last touch of g):
+		 * nothing ran, nothing was seen. */
+		weft__task_unref(t);
+		if (g->bud != NULL)
+			budget_uncharge(g);
+		weft__group_child_done(g);
+		return -ECANCELED;
 	}
 	t->group = g;
 	t->spawn_flags = flags;
@@ -495,7 +897,33 @@ static WEFT_FIBER_FN int group_join(struct weft_task *self,
 	/* Introspection: a joiner running its children inline is waiting
 	 * for the join too (relaxed; see insp_wait). */
 	atomic_store_explicit(&self->insp_wait, "join", memory_order_relaxed);
+	/* Run time ("Run time"), when g's subtree is counted: self's slice
+	 * ends here (or the stretch just starts, self being uncounted); the
+	 * children run inline are g's, charged as one stretch after. */
+	bool timed = WEFT__UNLIKELY(g->bud != NULL) && g->bud->acct;
+	if (timed) {
+		weft__worker_t *w = weft__sched_current();
+		if (self->acct)
+			weft__task_slice_charge(w, self);
+		else
+			w->slice_start = weft__tick_now();
+	}
 	weft__sched_help_join(self, g);
+	if (timed) {
+		/* The stretch since the last switch-in or charge (a child
+		 * that parked charged itself up to its switch-out) is g's;
+		 * only the owner writes cpu_owed outside its inline
+		 * children, which are done. */
+		weft__worker_t *w = weft__sched_current();
+		uint64_t now = weft__tick_now();
+		/* relaxed: see cpu_owed (core/group.h). */
+		atomic_store_explicit(&g->cpu_owed,
+			atomic_load_explicit(&g->cpu_owed,
+				memory_order_relaxed) +
+				now - w->slice_start,
+			memory_order_relaxed);
+		w->slice_start = now;
+	}
 	group_wait_closed(self, g);
 	atomic_store_explicit(&self->insp_wait, NULL, memory_order_relaxed);
 	weft__scope_pop(self, &g->scope);
@@ -517,6 +945,20 @@ static WEFT_FIBER_FN int group_join(struct weft_task *self,
 		weft__scope_note_observed(weft__scope_origin(outer));
 		rc = -ECANCELED;
 	}
+	if (WEFT__UNLIKELY(g->has_deadline)) {
+		/* The private deadline scope (WEFT_GROUP_DEADLINE) is now
+		 * innermost: -ETIMEDOUT when its own deadline cancelled the
+		 * group (rc was -ECANCELED for it, and observed it). */
+		int r = weft_scope_exit(g->deadline_scope);
+		weft_scope_destroy(g->deadline_scope);
+		g->has_deadline = false;
+		if (r == -ETIMEDOUT && rc == -ECANCELED)
+			rc = -ETIMEDOUT;
+	}
+	/* The subtree's run time climbs one level: to the owner, which
+	 * folds it into its own group ("Run time"), if timed. */
+	if (WEFT__UNLIKELY(self->acct))
+		self->cpu += group_cpu_ticks(g);
 	group_finish(g);
 	return rc;
 }

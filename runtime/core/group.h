@@ -30,6 +30,34 @@ static inline int64_t weft__group_count(uint64_t word)
 	return (int64_t)word >> 2;
 }
 
+/* A task waiting for a child slot of a capped group (group.c,
+ * "Budgets"): on the waiter's stack, listed FIFO under the budget's
+ * lock. */
+struct weft__slot_waiter {
+	struct weft__slot_waiter *next;
+	struct weft_task *task;
+	uint64_t gen; /* the waiter's park generation */
+	bool granted; /* a slot was handed to it (under the lock) */
+};
+
+/* The budget of a group opened with caps or WEFT_GROUP_CPU_TIME
+ * (group.c, "Budgets"), inside the group record; used only then. */
+struct weft__group_budget {
+	struct weft_group *g;	       /* whose caps these are */
+	struct weft__group_budget *up; /* nearest capped ancestor's */
+	size_t max_children;	       /* 0: no child cap */
+	size_t stack_max;	       /* 0: no stack cap */
+	/* The subtree's run time is counted (WEFT_GROUP_CPU_TIME here or on
+	 * a budget above). */
+	bool acct;
+	_Atomic size_t stack_used; /* CAS, relaxed (a counter) */
+	/* Under lock: children holding a slot, and the FIFO of waiters.
+	 * Waiters exist only while live == max_children. */
+	weft__spin_t lock;
+	size_t live;
+	struct weft__slot_waiter *head, *tail;
+};
+
 struct weft_group {
 	_Atomic uint64_t word;	 /* see above; any thread */
 	struct weft_task *owner; /* fixed */
@@ -54,6 +82,9 @@ struct weft_group {
 	 * weft_group_retain; the group is freed at zero (acq_rel). */
 	atomic_int refs;
 	bool joined; /* owner only */
+	/* Opened with WEFT_GROUP_DEADLINE: deadline_scope is set.  Owner
+	 * only (in what was padding, so the clear does not grow). */
+	bool has_deadline;
 	/* Counted as an outside waker of the real clock's asleep report
 	 * (timer.h, `outside`): retained while open.  Set by a retain that
 	 * finds none outstanding, cleared by the release of the last one or
@@ -61,6 +92,12 @@ struct weft_group {
 	 * only elects who drops the count) drops the count.  Cleared at
 	 * open (WEFT__GROUP_CLEAR). */
 	atomic_bool outside;
+	/* Budgets (group.c, "Budgets"), fixed at open: the caps every child
+	 * must be charged to: the group's own (budget_rec, then bud->g == g)
+	 * if it has some, else the nearest capped ancestor's (NULL for
+	 * every group outside a capped subtree, so that a spawn pays one
+	 * branch). */
+	struct weft__group_budget *bud;
 	/* Last: a recycled record is cleared only up to the scope's cold
 	 * tail (WEFT__GROUP_CLEAR). */
 	struct weft_scope scope; /* the group's cancel scope */
@@ -75,7 +112,29 @@ struct weft_group {
 	 * counted in refs): a release without a retain is refused instead of
 	 * dropping the owner's reference.  CAS / fetch_add, relaxed. */
 	atomic_int retains;
+	/* The group's own caps, set up at open only when it has some
+	 * (group.c, "Budgets"). */
+	struct weft__group_budget budget_rec;
+	/* With has_deadline: the private deadline scope of
+	 * WEFT_GROUP_DEADLINE, entered just outside `scope`.  Owner only. */
+	struct weft_scope *deadline_scope;
+	/* Run time of the subtree in ticks (base/tick.h, group.c "Run
+	 * time"), when it is counted (bud->acct; zeroed at open only then,
+	 * so outside the clear): folded by children that are not owed
+	 * inline (fetch_add); and on the owner's stack by the owner's inline
+	 * stretch at its join and the owed children it runs inline, one
+	 * after the other (load + store: one writer at a time, ordered by
+	 * the switches between them).  Relaxed: counters, read by anyone. */
+	_Atomic uint64_t cpu_shared;
+	_Atomic uint64_t cpu_owed;
 };
+
+/* g's own caps, or NULL. */
+static inline struct weft__group_budget *weft__group_own_budget(
+	struct weft_group *g)
+{
+	return g->bud != NULL && g->bud->g == g ? g->bud : NULL;
+}
 
 #define WEFT__GROUP_CLEAR                                                      \
 	(offsetof(struct weft_group, scope) + WEFT__SCOPE_CLEAR)
@@ -87,6 +146,21 @@ void weft__group_child_failed(struct weft_group *g, struct weft_task *t);
  * owner.  Must be the child's last touch of g.  Thread: any (the child's
  * worker, at its end). */
 void weft__group_child_done(struct weft_group *g);
+/* A child of g (that is, t, with g->bud set) ended: gives back its child
+ * slot and stack charge (group.c, "Budgets").  Before child_done.
+ * Thread: t's finisher. */
+void weft__group_budget_end(struct weft_group *g);
+/* Folds t's run time so far (t->cpu) into its group and clears it
+ * (group.c, "Run time"); declared in task.h.  Thread: t itself, running
+ * or switching out. */
+/* Folds t's run time at its end into g, its group.  Thread: t's
+ * finisher, before child_done. */
+void weft__group_cpu_end(struct weft_group *g, struct weft_task *t);
+
+/* g's run-time total so far, in ticks (the dump).  Thread: any, while g
+ * is alive. */
+uint64_t weft__group_cpu_ticks(const struct weft_group *g);
+
 /* Cancel, join and free every group still open on t's scope stack (task
  * exit without join); returns WEFT_EMISSINGJOIN if there was one.
  * Thread: t itself at its end, a weft fiber (the joins park). */

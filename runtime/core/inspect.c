@@ -263,6 +263,24 @@ static int insp_visit(struct weft__inspect_dump *d, struct weft_scope *s,
 			scope);
 		x->group_id = g->owner->id;
 		x->open_site = g->open_site; /* fixed at open */
+		if (g->bud != NULL && g->bud->acct) {
+			x->has_cpu = true;
+			x->cpu_ticks = weft__group_cpu_ticks(g);
+		}
+		struct weft__group_budget *b = weft__group_own_budget(g);
+		if (b != NULL && (b->max_children || b->stack_max)) {
+			x->has_budget = true;
+			x->max_children = b->max_children;
+			x->stack_max = b->stack_max;
+			/* relaxed: a counter. */
+			x->stack_used = atomic_load_explicit(&b->stack_used,
+				memory_order_relaxed);
+			/* Under the budget's lock, taken inside the scope
+			 * locks (nothing takes a scope lock holding it). */
+			weft__spin_lock(&b->lock);
+			x->live = b->live;
+			weft__spin_unlock(&b->lock);
+		}
 	}
 	if (task_node >= 0) {
 		/* The task's own scopes form one chain: the deepest seen is

@@ -132,6 +132,13 @@ struct weft__inspect_node {
 	 * its wait runs (wait.code).  And its text. */
 	void *open_site;
 	char *site;
+	/* Group: its run time so far in ticks when counted (has_cpu;
+	 * core/group.c, "Run time"), and its caps when it has some
+	 * (has_budget): live children and the cap (0: none), stack bytes
+	 * charged and the cap (0: none). */
+	uint64_t cpu_ticks;
+	bool has_cpu, has_budget;
+	size_t live, max_children, stack_used, stack_max;
 };
 
 struct weft__inspect_dump {

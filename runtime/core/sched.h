@@ -49,6 +49,9 @@ typedef struct weft__worker {
 	unsigned index;
 	weft__fiber_t sched;	   /* this thread's own stack context */
 	struct weft_task *current; /* task running now, NULL in sched */
+	/* Tick (base/tick.h) at which current's run slice began
+	 * (weft__task_slice_charge).  Owner only. */
+	uint64_t slice_start;
 	struct weft_task *runnext; /* run-next slot (LIFO, capped) */
 	unsigned runnext_streak;   /* consecutive run-next picks */
 	bool take_oldest;	   /* after a yield: take the oldest task */

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/tick.h"
 #include "core/cancel.h"
 #include "core/fiber.h"
 #include "core/sched.h"
@@ -66,6 +67,10 @@ struct weft_task {
 	 * publishes the task. */
 	bool owed;
 	bool started_called;
+	/* In a subtree whose run time is counted (WEFT_GROUP_CPU_TIME;
+	 * core/group.c, "Run time"): its slices are timed.  Set by the
+	 * spawner before the task is published. */
+	bool acct;
 	/* Calls of blocking operations that completed without parking since
 	 * the task last switched out (weft__task_blocking_enter's budget).  Owner
 	 * only. */
@@ -94,6 +99,10 @@ struct weft_task {
 	char *fail_msg;		       /* weft__alloc'd, or NULL */
 	struct weft_error *fail_group; /* nested error group, or NULL */
 	uint64_t fail_seq;	       /* logical time of the failure */
+	/* Run time in ticks (base/tick.h) not yet folded into the group
+	 * (core/group.c, "Run time"), when acct.  Written only by the worker
+	 * running the task, at its switches and its end. */
+	uint64_t cpu;
 	/* start()/started() handshake; NULL when spawned or once started. */
 	struct weft__start *start;
 	/* As a weft_group_start caller: the generation of the park waiting
@@ -245,6 +254,29 @@ void weft__task_unref(struct weft_task *t);
 /* Adds a user reference (a handle the user will weft_task_release): one
  * more in `handles` and in refs.  Thread: any, holding a reference. */
 void weft__task_retain_handle(struct weft_task *t);
+
+/* Run time a task gathers before it folds it into its group at a
+ * switch-out (core/group.c, "Run time"): about a millisecond of cycle
+ * counter ticks. */
+#define WEFT__CPU_FOLD_TICKS (UINT64_C(1) << 21)
+
+void weft__group_cpu_fold(struct weft_task *t);
+
+/* Ends the current run slice of w: charges it to t (the task running on
+ * w, also a child run inline), starts the next one now, and folds t's
+ * run time into its group when it passed WEFT__CPU_FOLD_TICKS (t must be
+ * running, or switching out with its park not yet published).  Thread:
+ * w's own. */
+static inline void weft__task_slice_charge(weft__worker_t *w,
+	struct weft_task *t)
+{
+	uint64_t now = weft__tick_now();
+	uint64_t c = t->cpu + (now - w->slice_start);
+	w->slice_start = now;
+	t->cpu = c;
+	if (__builtin_expect(c >= WEFT__CPU_FOLD_TICKS, 0))
+		weft__group_cpu_fold(t);
+}
 
 /* Park protocol.  prepare returns the generation to hand to wakers;
  * commit switches out until woken (returns at once if already woken);
