@@ -183,7 +183,8 @@ set(WEFT_GUIDE_EXAMPLES
 	"timeouts|move_on_after: the sleep gave ECANCELED, caught 1\nfail_after: the scope's exit gave ETIMEDOUT\nshielded cleanup: completed\nafter the shield: ECANCELED"
 	"patterns|gather: 30 10 20\nwait_for: ETIMEDOUT\nas_completed: 10 20 30"
 	"channels|channel: sum 15150\nto_thread: 42"
-	"portal|portal: sum 550")
+	"portal|portal: sum 550"
+	"supervise|db-1: ECONNREFUSED: server not up yet \\(restarting\\)\ndb-1: ECONNREFUSED: server not up yet \\(restarting\\)\ndb-1: ECONNREFUSED: server not up yet \\(restarting\\)\npool: ECANCELED after 5 attempts\ngave up: WEFT_EINTENSITY, last failures kept: 3")
 foreach(_g IN LISTS WEFT_GUIDE_EXAMPLES)
 	string(FIND "${_g}" "|" _bar)
 	string(SUBSTRING "${_g}" 0 ${_bar} _name)
