@@ -26,8 +26,11 @@
 struct world {
 	atomic_int log[LOGMAX];
 	atomic_int nlog;
-	atomic_int started; /* kid starts, counted after started() */
-	weft_group_t *g;    /* the group running the supervisor */
+	atomic_int started;	/* kid starts, counted after started() */
+	atomic_int cancel_done; /* the root's cancel has returned */
+	atomic_int late;	/* kid starts that began after that */
+	atomic_int notified, notified_restarting; /* on_failure calls */
+	weft_group_t *g; /* the group running the supervisor */
 };
 
 struct kid {
@@ -38,6 +41,7 @@ struct kid {
 	bool fail_always;
 	bool fail_on_cancel; /* cancelled: fail instead */
 	bool needs_start;
+	bool panic_first;  /* panic on the first start */
 	bool slow_start;   /* yield many times before started() */
 	struct kid *after; /* must be ready (this start's count) first */
 	int storm;	   /* cancel w->g at this start */
@@ -73,6 +77,10 @@ static int kid_fn(void *arg)
 	if (n <= 16)
 		k->start_at[n - 1] = weft_now();
 	log_push(k->w, k->id);
+	if (atomic_load(&k->w->cancel_done))
+		atomic_fetch_add(&k->w->late, 1);
+	if (k->panic_first && n == 1)
+		weft_panic("kid %d panics", k->id);
 	if (k->slow_start)
 		for (int i = 0; i < 50; i++)
 			weft_yield();
@@ -254,6 +262,28 @@ static int spawned_root(void *arg)
 WEFT_TEST_ROOT(supervise, spawned_children_restart_one_for_one, spawned_root,
 	NULL)
 
+/* A panic ends its task as a failure (rule 45): supervised, it is
+ * restarted like any failure, and the siblings are not cancelled. */
+static int panic_root(void *arg)
+{
+	(void)arg;
+	struct world w = { 0 };
+	struct kid kids[3] = { { .needs_start = true },
+		{ .needs_start = true, .panic_first = true },
+		{ .needs_start = true } };
+	struct run r;
+	run_init(&r, kids, 3, &w, WEFT_SUP_ONE_FOR_ONE);
+	run_sup(&r, &w, 3);
+	/* It panicked before started(): c waits for its restart. */
+	CHECK(log_is(&w, (int[]){ 0, 1, 1, 2 }, 4));
+	CHECK_EQ(atomic_load(&kids[0].starts), 1);
+	CHECK_EQ(atomic_load(&kids[2].starts), 1);
+	CHECK_EQ(r.rc, -ECANCELED);
+	return 0;
+}
+
+WEFT_TEST_ROOT(supervise, a_panic_is_restarted_not_fatal, panic_root, NULL)
+
 /* }======================================================= */
 
 /* {======================================================= restart types */
@@ -335,6 +365,17 @@ WEFT_TEST_ROOT(supervise, returns_when_every_child_ended_for_good, all_end_root,
 
 /* {======================================================= intensity */
 
+static void count_failure(const char *child, const weft_error_t *failure,
+	int restarting, void *arg)
+{
+	struct world *w = arg;
+	CHECK_EQ(weft_error_count(failure), 1);
+	CHECK(child != NULL);
+	atomic_fetch_add(&w->notified, 1);
+	if (restarting)
+		atomic_fetch_add(&w->notified_restarting, 1);
+}
+
 static int intensity_root(void *arg)
 {
 	(void)arg;
@@ -346,8 +387,13 @@ static int intensity_root(void *arg)
 	run_init(&r, kids, 3, &w, WEFT_SUP_ONE_FOR_ONE);
 	r.o.max_restarts = 5;
 	r.o.period = WEFT_FOREVER;
+	r.o.on_failure = count_failure;
+	r.o.on_failure_arg = &w;
 	run_sup(&r, &w, -1);
-	/* 1 start + 5 restarts; the 6th failure gives up. */
+	/* 1 start + 5 restarts; the 6th failure gives up.  Each failure
+	 * was notified once; all but the last with a restart. */
+	CHECK_EQ(atomic_load(&w.notified), 6);
+	CHECK_EQ(atomic_load(&w.notified_restarting), 5);
 	CHECK_EQ(atomic_load(&kids[1].starts), 6);
 	CHECK_EQ(atomic_load(&kids[0].cancels), 1);
 	CHECK_EQ(atomic_load(&kids[2].cancels), 1);
@@ -515,6 +561,49 @@ static int storm_root(void *arg)
 WEFT_TEST_ROOT(supervise, restart_storm_bounded_and_cancellable, storm_root,
 	NULL)
 
+/* The root cancels the supervisor in the middle of a storm: nothing
+ * starts once the cancel has returned, the call returns, and at most the
+ * failure in flight is reported. */
+static int storm_cancel_root(void *arg)
+{
+	(void)arg;
+	struct world w = { 0 };
+	struct kid kids[2] = { { 0 }, { .fail_always = true } };
+	struct run r;
+	run_init(&r, kids, 2, &w, WEFT_SUP_ONE_FOR_ONE);
+	r.o.max_restarts = WEFT_SUP_MAX_RESTARTS;
+	r.o.period = 0;
+	r.o.on_failure = count_failure;
+	r.o.on_failure_arg = &w;
+	CHECK_EQ(weft_group_open(&w.g), 0);
+	CHECK_EQ(weft_group_spawn(w.g, sup_task, &r), 0);
+	CHECK(weft_test_yield_until(&kids[1].starts, 300));
+	CHECK_EQ(weft_group_cancel(w.g, "stop the storm"), 0);
+	atomic_store(&w.cancel_done, 1);
+	CHECK_EQ(weft_group_join(w.g, NULL), 0);
+	int starts = atomic_load(&kids[1].starts);
+	CHECK(starts >= 300);
+	/* A keeper spawned just before the cancel may still run its
+	 * child; none is spawned after it. */
+	CHECK(atomic_load(&w.late) <= 1);
+	/* Every start failed once and was notified once; the restarts
+	 * decided were all made but maybe the last, which the stop
+	 * prevented.  The last failure was followed by no restart: it is
+	 * the one reported (it always happens: the child fails without a
+	 * checkpoint, also when it starts cancelled). */
+	CHECK_EQ(atomic_load(&w.notified), starts);
+	int decided = atomic_load(&w.notified_restarting);
+	CHECK(decided == starts - 1 || decided == starts);
+	CHECK_EQ(r.rc, WEFT_ECHILD_FAILED);
+	CHECK_EQ(weft_error_count(r.err), 1);
+	CHECK_EQ(weft_error_code_at(r.err, 0), -EIO);
+	weft_error_free(r.err);
+	return 0;
+}
+
+WEFT_TEST_ROOT(supervise, cancel_during_a_storm_stops_cleanly,
+	storm_cancel_root, NULL)
+
 /* }======================================================= */
 
 /* {======================================================= ordered start */
@@ -680,6 +769,7 @@ int main(void)
 			test_supervise__one_for_all_restarts_everyone_in_order),
 		WEFT_TEST(test_supervise__rest_for_one_restarts_the_later_ones),
 		WEFT_TEST(test_supervise__spawned_children_restart_one_for_one),
+		WEFT_TEST(test_supervise__a_panic_is_restarted_not_fatal),
 		WEFT_TEST(test_supervise__permanent_transient_temporary),
 		WEFT_TEST(
 			test_supervise__returns_when_every_child_ended_for_good),
@@ -691,6 +781,7 @@ int main(void)
 			test_supervise__failures_during_shutdown_reported_once),
 		WEFT_TEST(
 			test_supervise__restart_storm_bounded_and_cancellable),
+		WEFT_TEST(test_supervise__cancel_during_a_storm_stops_cleanly),
 		WEFT_TEST(
 			test_supervise__ordered_start_waits_for_started_also_on_restart),
 		WEFT_TEST(test_supervise__failure_before_started_is_restarted),

@@ -23,8 +23,12 @@
  * A child ends normally when it returns 0 (or -ECANCELED without having
  * been cancelled: a group counts that as no failure).  It fails when it
  * returns any other negative code, panics, or leaves a group unjoined:
- * each child runs in a small group of its own, so whatever ends a task
- * in a group is a failure the supervisor sees and handles.
+ * each incarnation of a child runs in a group of its own, opened by a
+ * keeper task (named after the child, a child of the supervisor's group)
+ * that reports to the supervisor what that group's join returned, so
+ * whatever ends a task in a group is a failure the supervisor sees and
+ * handles.  The tree is: supervising task, its group, one keeper per
+ * running child, the keeper's group, the child.
  *
  * Restart intensity: more than max_restarts restarts within period
  * nanoseconds and the supervisor gives up (OTP's MaxR/MaxT): it cancels
@@ -95,8 +99,10 @@ typedef struct weft_child_spec {
 } weft_child_spec_t;
 
 /* Called once for every failure of a child, in the supervisor's task,
- * before the supervisor acts on it (restarting: nonzero if the failure
- * leads to a restart).  failure is borrowed for the call: a one-entry
+ * before the supervisor acts on it (restarting: nonzero if it decided to
+ * restart; a cancel of the supervisor may still prevent that restart,
+ * and the failure is then in the error group returned, as rule 49
+ * says).  failure is borrowed for the call: a one-entry
  * error group (weft_error_format prints it).  A notification for logs; it
  * must not park.  What the error group of weft_supervise holds is
  * independent of it. */
@@ -161,6 +167,9 @@ WEFT_EXTERN void weft_supervisor_opts_init(weft_supervisor_opts_t *o);
  * Errors: -EINVAL (NULL specs with n > 0, a NULL fn, an unknown strategy
  * or restart type, max_restarts outside 0 .. WEFT_SUP_MAX_RESTARTS),
  * -ENOMEM (nothing started), WEFT_ENOTFIBER; n == 0 returns 0 at once.
+ * Out of memory while running (no room to wait on more than 8 children,
+ * or no stack for a keeper), the supervisor stops as when giving up,
+ * with an -ENOMEM entry instead of WEFT_EINTENSITY.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_supervise(const weft_child_spec_t *specs, size_t n,
 	const weft_supervisor_opts_t *opts, weft_error_t **err_out);

@@ -175,11 +175,18 @@ static void sup_note_child(struct sup_child *c)
 
 /* {======================================================= the keeper */
 
-/* A one-leaf error group for a failure nobody else recorded.  Never
- * NULL (out of memory: the static group that says so). */
+/* A one-leaf error group for a failure nobody else recorded (seq 0: a
+ * new logical time).  Never NULL (out of memory: the static group that
+ * says so).  Thread: a weft task. */
 static weft_error_t *sup_error_leaf(int code, const char *msg, const char *name,
 	uint64_t id, uint64_t seq, bool collateral)
 {
+	if (seq == 0)
+		/* relaxed: the runtime's logical failure clock (as in
+		 * gather.c); the RMW alone orders the values. */
+		seq = atomic_fetch_add_explicit(&weft__task_current()
+							 ->rt->error_seq,
+			1, memory_order_relaxed);
 	struct weft__leaf *l = weft__error_leaf_create(code, msg, name, id, seq,
 		collateral, NULL);
 	if (l == NULL)
@@ -295,11 +302,11 @@ static void sup_unhandled(struct sup *s, weft_error_t *e)
 	s->unhandled = weft__error_concat(s->unhandled, e);
 }
 
-/* Records failure e (a one-incarnation error group, taken) of c:
- * kept in c's history when it is followed by a restart, else
- * unhandled. */
-static void sup_failed(struct sup *s, struct sup_child *c, weft_error_t *e,
-	bool restarting)
+/* Records failure e (a one-incarnation error group, taken) of c: kept
+ * in c's history when it asked for a restart (keep: also when that
+ * restart gives up), else unhandled. */
+static void sup_failed_as(struct sup *s, struct sup_child *c, weft_error_t *e,
+	bool keep, bool restarting)
 {
 	c->failures++;
 	const char *msg = NULL;
@@ -308,7 +315,7 @@ static void sup_failed(struct sup *s, struct sup_child *c, weft_error_t *e,
 		msg ? msg : "");
 	if (s->o.on_failure)
 		s->o.on_failure(c->name, e, restarting, s->o.on_failure_arg);
-	if (!restarting) {
+	if (!keep) {
 		sup_unhandled(s, e);
 		return;
 	}
@@ -321,6 +328,12 @@ static void sup_failed(struct sup *s, struct sup_child *c, weft_error_t *e,
 	c->hist[(c->hist_head + c->hist_n) % WEFT_SUP_KEEP_FAILURES] = e;
 	c->hist_n++;
 	c->pending = true;
+}
+
+static void sup_failed(struct sup *s, struct sup_child *c, weft_error_t *e,
+	bool restarting)
+{
+	sup_failed_as(s, c, e, restarting, restarting);
 }
 
 /* Takes the outcome of c's ended keeper: releases the handle and
@@ -457,7 +470,7 @@ static int sup_ended(struct sup *s, size_t i, weft_error_t *e)
 	if (e)
 		/* A failure that asked for a restart is kept for the
 		 * give-up entry even when it is the one that gives up. */
-		sup_failed(s, c, e, wants);
+		sup_failed_as(s, c, e, wants, wants && !give_up);
 	if (!wants) {
 		c->state = c->restart == WEFT_SUP_TEMPORARY ? SUP_GONE
 							    : SUP_IDLE;
