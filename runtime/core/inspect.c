@@ -42,6 +42,14 @@
  * rt->insp_lock keeps the root records alive during the walk and
  * serialises dumps.
  *
+ * Approach, notes: a layer above core/ (a supervisor) may list a note
+ * on the runtime naming a task and holding a line of text; the dump
+ * copies each note into its task's node under rt->notes_lock, a spin lock
+ * of their own that the note's owner takes to change or unlist it.  So
+ * the dump reads no memory of the owner's outside that lock and calls
+ * none of its code, and the task fast paths carry nothing for it: a
+ * runtime without notes pays one uncontended lock per dump.
+ *
  * Rejected: a children list per group or one list of all tasks (a lock
  * or atomic read-modify-write on every spawn and finish: B1 would pay
  * 10-20%), per-worker registries (a task ends on any worker, so removing
