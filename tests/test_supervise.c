@@ -481,6 +481,54 @@ static void test_supervise__backoff_and_period_on_the_virtual_clock(
 	assert_int_equal(vclock_run(state, backoff_root, NULL), 0);
 }
 
+/* Every int64_t is a valid time: a negative period remembers no
+ * restart, a backoff_max below backoff_initial means no doubling, and a
+ * backoff of WEFT_FOREVER never restarts (until cancelled). */
+static int extreme_root(void *arg)
+{
+	(void)arg;
+	struct world w = { 0 };
+	struct kid kids[1] = { { .fail_first = 5, .storm = 6 } };
+	struct run r;
+	run_init(&r, kids, 1, &w, WEFT_SUP_REST_FOR_ONE);
+	r.o.max_restarts = 1;
+	r.o.period = INT64_MIN;
+	r.o.backoff_initial = WEFT_MSEC;
+	r.o.backoff_max = INT64_MIN;
+	run_sup(&r, &w, -1); /* the 6th start cancels */
+	CHECK_EQ(r.rc, -ECANCELED);
+	CHECK_EQ(atomic_load(&kids[0].starts), 6);
+	for (int i = 0; i < 5; i++)
+		CHECK_EQ(kids[0].start_at[i + 1] - kids[0].start_at[i],
+			WEFT_MSEC);
+
+	struct world w2 = { 0 };
+	struct kid k2[1] = { { .fail_first = 1 } };
+	run_init(&r, k2, 1, &w2, WEFT_SUP_ONE_FOR_ALL);
+	r.o.backoff_initial = WEFT_FOREVER;
+	r.o.period = WEFT_FOREVER;
+	CHECK_EQ(weft_group_open(&w2.g), 0);
+	CHECK_EQ(weft_group_spawn(w2.g, sup_task, &r), 0);
+	CHECK_EQ(weft_wait_all_tasks_blocked(), 0);
+	int64_t t0 = weft_now();
+	CHECK_EQ(weft_sleep(3600 * WEFT_SEC), 0);
+	CHECK_EQ(weft_now() - t0, 3600 * WEFT_SEC);
+	CHECK_EQ(atomic_load(&k2[0].starts), 1);
+	CHECK_EQ(weft_group_cancel(w2.g, "test over"), 0);
+	CHECK_EQ(weft_group_join(w2.g, NULL), 0);
+	/* Its restart never came: the failure is reported. */
+	CHECK_EQ(r.rc, WEFT_ECHILD_FAILED);
+	CHECK_EQ(weft_error_count(r.err), 1);
+	CHECK_EQ(weft_error_code_at(r.err, 0), -EIO);
+	weft_error_free(r.err);
+	return 0;
+}
+
+static void test_supervise__every_time_value_is_defined(void **state)
+{
+	assert_int_equal(vclock_run(state, extreme_root, NULL), 0);
+}
+
 /* }======================================================= */
 
 /* {======================================================= stopping */
@@ -777,6 +825,7 @@ int main(void)
 			test_supervise__intensity_exceeded_gives_up_with_last_failures),
 		WEFT_TEST(
 			test_supervise__backoff_and_period_on_the_virtual_clock),
+		WEFT_TEST(test_supervise__every_time_value_is_defined),
 		WEFT_TEST(
 			test_supervise__failures_during_shutdown_reported_once),
 		WEFT_TEST(
