@@ -1341,6 +1341,8 @@ struct sup_sweep {
 	atomic_int runs;
 	int rc;
 	weft_error_t *err;
+	weft_supervisor_t *sup; /* opts.self_out: for an added child */
+	atomic_int ended;	/* weft_supervise returned */
 };
 
 static int sup_service(void *arg)
@@ -1367,7 +1369,11 @@ static int sup_task(void *arg)
 		{ .name = "service", .fn = sup_service, .needs_start = 1 },
 		{ .name = "flaky", .fn = sup_flaky, .arg = s },
 	};
-	s->rc = weft_supervise(spec, 2, NULL, &s->err);
+	weft_supervisor_opts_t o;
+	weft_supervisor_opts_init(&o);
+	o.self_out = &s->sup;
+	s->rc = weft_supervise(spec, 2, &o, &s->err);
+	atomic_store(&s->ended, 1);
 	return 0;
 }
 
@@ -1379,8 +1385,22 @@ static int supervise_root(void *arg)
 	struct sup_sweep s = { .rc = 0 };
 	TRY(w, weft_group_open(&g));
 	TRY(w, weft_group_spawn(g, sup_task, &s));
-	/* One worker: the supervisor and its children run meanwhile. */
-	TRY(w, weft_sleep(2 * WEFT_MSEC));
+	/* One worker: the supervisor and its children run meanwhile, until
+	 * the flaky one was restarted (or the supervisor stopped). */
+	for (int i = 0;
+		i < 2000 && atomic_load(&s.runs) < 2 && !atomic_load(&s.ended);
+		i++)
+		TRY(w, weft_sleep(WEFT_MSEC));
+	if (s.sup != NULL) {
+		weft_child_spec_t added = { .name = "added",
+			.fn = sup_service,
+			.needs_start = 1 };
+		/* Refused once the supervisor stopped (it may have, for
+		 * lack of memory). */
+		NOTE(w, &rc, weft_supervisor_add(s.sup, &added),
+			WEFT_ECLOSED, );
+		NOTE(w, &rc, weft_sleep(WEFT_MSEC));
+	}
 	size_t dumped = 0;
 	NOTE(w, &rc, weft_runtime_dump(NULL, 0, dump_sink, &dumped));
 	if (atomic_load(&s.runs) >= 2 && rc == 0)
@@ -1391,6 +1411,7 @@ out:
 		rc = join_into(w, g, rc);
 		int src = seen(w, s.rc, __LINE__,
 			(const int[]){ -ECANCELED, WEFT_ECHILD_FAILED, 0 });
+		weft_supervisor_release(s.sup);
 		if (src == WEFT_ECHILD_FAILED &&
 			(rc == 0 || rc == -ECANCELED)) {
 			rc = weft_fail_group(s.err);

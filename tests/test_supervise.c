@@ -712,6 +712,124 @@ WEFT_TEST_ROOT(supervise, failure_before_started_is_restarted, early_root, NULL)
 
 /* }======================================================= */
 
+/* {======================================================= dynamic children */
+
+struct acceptor {
+	weft_supervisor_t *sup; /* from opts.self_out */
+	struct kid *kids;
+	int nkids;
+};
+
+/* Adds the workers to its own supervisor, then serves. */
+static int acceptor_fn(void *arg)
+{
+	struct acceptor *a = arg;
+	CHECK(a->sup != NULL);
+	for (int i = 0; i < a->nkids; i++) {
+		weft_child_spec_t spec = { .name = "worker",
+			.fn = kid_fn,
+			.arg = &a->kids[i],
+			.needs_start = 1 };
+		CHECK_EQ(weft_supervisor_add(a->sup, &spec), 0);
+	}
+	weft_task_started(NULL);
+	int rc = weft_sleep_until(WEFT_FOREVER);
+	return rc;
+}
+
+static int dynamic_root(void *arg)
+{
+	(void)arg;
+	struct world w = { 0 };
+	struct kid kids[3] = { { .needs_start = true },
+		{ .needs_start = true, .fail_first = 1 },
+		{ .needs_start = true } };
+	for (int i = 0; i < 3; i++) {
+		kids[i].id = i;
+		kids[i].w = &w;
+	}
+	struct acceptor a = { .kids = kids, .nkids = 3 };
+	struct run r;
+	memset(&r, 0, sizeof r);
+	weft_supervisor_opts_init(&r.o);
+	r.o.strategy = WEFT_SUP_REST_FOR_ONE;
+	r.o.self_out = &a.sup;
+	r.n = 1;
+	r.specs[0] = (weft_child_spec_t){ .name = "acceptor",
+		.fn = acceptor_fn,
+		.arg = &a,
+		.needs_start = 1 };
+	/* Added in order, started in order; b's failure restarts b and c
+	 * (rest-for-one: added children go last in spec order). */
+	run_sup(&r, &w, 5);
+	CHECK(log_is(&w, (int[]){ 0, 1, 2, 102, 1, 2 }, 6));
+	CHECK_EQ(atomic_load(&kids[0].starts), 1);
+	CHECK_EQ(r.rc, -ECANCELED);
+	CHECK(r.err == NULL);
+	/* Stopped: adds are refused; the reference is still ours. */
+	weft_child_spec_t late = { .fn = kid_fn, .arg = &kids[0] };
+	CHECK_EQ(weft_supervisor_add(a.sup, &late), WEFT_ECLOSED);
+	CHECK_EQ(weft_supervisor_add(a.sup, NULL), -EINVAL);
+	CHECK_EQ(weft_supervisor_add(NULL, &late), -EINVAL);
+	weft_supervisor_release(a.sup);
+	weft_supervisor_release(NULL);
+	return 0;
+}
+
+WEFT_TEST_ROOT(supervise, dynamic_children_are_added_and_supervised,
+	dynamic_root, NULL)
+
+/* With self_out and no child, the supervisor waits for children until
+ * it is cancelled; a task outside it adds one. */
+struct empty_run {
+	weft_supervisor_t *sup;
+	int rc;
+};
+
+static int empty_sup_task(void *arg)
+{
+	struct empty_run *e = arg;
+	weft_supervisor_opts_t o;
+	weft_supervisor_opts_init(&o);
+	o.self_out = &e->sup;
+	e->rc = weft_supervise(NULL, 0, &o, NULL);
+	return 0;
+}
+
+static int empty_root(void *arg)
+{
+	(void)arg;
+	struct world w = { 0 };
+	struct kid k = { .w = &w, .id = 7 };
+	struct empty_run e = { 0 };
+	CHECK_EQ(weft_group_open(&w.g), 0);
+	weft_task_t *h = NULL;
+	CHECK_EQ(weft_group_spawn_opts(w.g, empty_sup_task, &e,
+			 &(weft_spawn_opts_t){ .handle = &h }),
+		0);
+	CHECK_EQ(weft_wait_all_tasks_blocked(), 0);
+	CHECK(weft_task_state(h) == WEFT_TASK_PENDING);
+	CHECK(e.sup != NULL);
+	weft_child_spec_t spec = { .name = "late", .fn = kid_fn, .arg = &k };
+	CHECK_EQ(weft_supervisor_add(e.sup, &spec), 0);
+	CHECK(weft_test_yield_until(&w.started, 1));
+	CHECK_EQ(weft_wait_all_tasks_blocked(), 0);
+	CHECK_EQ(weft_group_cancel(w.g, "test over"), 0);
+	CHECK_EQ(weft_group_join(w.g, NULL), 0);
+	weft_task_release(h);
+	CHECK_EQ(e.rc, -ECANCELED);
+	CHECK_EQ(atomic_load(&k.starts), 1);
+	CHECK_EQ(atomic_load(&k.cancels), 1);
+	CHECK_EQ(weft_supervisor_add(e.sup, &spec), WEFT_ECLOSED);
+	weft_supervisor_release(e.sup);
+	return 0;
+}
+
+WEFT_TEST_ROOT(supervise, an_empty_dynamic_supervisor_waits_for_children,
+	empty_root, NULL)
+
+/* }======================================================= */
+
 /* {======================================================= dump, misuse */
 
 static int dump_root(void *arg)
@@ -834,6 +952,10 @@ int main(void)
 		WEFT_TEST(
 			test_supervise__ordered_start_waits_for_started_also_on_restart),
 		WEFT_TEST(test_supervise__failure_before_started_is_restarted),
+		WEFT_TEST(
+			test_supervise__dynamic_children_are_added_and_supervised),
+		WEFT_TEST(
+			test_supervise__an_empty_dynamic_supervisor_waits_for_children),
 		WEFT_TEST(test_supervise__dump_shows_restarts_and_last_failure),
 		WEFT_TEST(test_supervise__misuse_is_refused),
 		cmocka_unit_test(test_supervise__outside_a_task_is_refused),

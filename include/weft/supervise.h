@@ -79,6 +79,9 @@ typedef enum weft_sup_restart {
  * are counted and freed, so a restart storm runs in bounded memory. */
 #define WEFT_SUP_KEEP_FAILURES 4
 
+/* A running supervisor, as weft_supervisor_add sees it. */
+typedef struct weft_supervisor weft_supervisor_t;
+
 /* One child.  Zero-initialised fields give a permanent child started with
  * weft_group_spawn semantics, named "child". */
 typedef struct weft_child_spec {
@@ -125,6 +128,13 @@ typedef struct weft_supervisor_opts {
 	int64_t backoff_max;
 	weft_sup_failure_fn on_failure; /* may be NULL */
 	void *on_failure_arg;
+	/* Dynamic children.  If not NULL, *self_out receives a reference
+	 * to the supervisor before its first child starts (NULL when
+	 * weft_supervise fails before that), for weft_supervisor_add; the
+	 * receiver releases it with weft_supervisor_release.  Such a
+	 * supervisor runs until it is cancelled or gives up, also with no
+	 * child (OTP's supervisor process, which lives on empty). */
+	weft_supervisor_t **self_out;
 } weft_supervisor_opts_t;
 
 /* What it does: fills o with the defaults: WEFT_SUP_ONE_FOR_ONE, 3
@@ -138,7 +148,8 @@ WEFT_EXTERN void weft_supervisor_opts_init(weft_supervisor_opts_t *o);
  * (NULL: the defaults), until
  *   - no child is running or due to restart (every one ended and may
  *     stay ended: transient ones normally, temporary ones at all; a
- *     permanent child never ends for good): returns 0, or
+ *     permanent child never ends for good; never with opts->self_out,
+ *     as more may be added): returns 0, or
  *     WEFT_ECHILD_FAILED if a failure was not followed by a restart;
  *   - an enclosing scope is cancelled: the children are cancelled and
  *     waited for, nothing is restarted; returns -ECANCELED, or
@@ -173,6 +184,28 @@ WEFT_EXTERN void weft_supervisor_opts_init(weft_supervisor_opts_t *o);
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_supervise(const weft_child_spec_t *specs, size_t n,
 	const weft_supervisor_opts_t *opts, weft_error_t **err_out);
+
+/* What it does: adds a child to a running supervisor (OTP's
+ * supervisor:start_child): it goes last in spec order and is started at
+ * the supervisor's next turn (waited for until started() if
+ * needs_start), then supervised as the others.  Returns once the child
+ * is queued, not started: a child that must be up first tells its adder
+ * itself (an event in its arg).
+ * Ownership: spec is read during the call (the name is copied); spec->arg
+ * is borrowed until weft_supervise returns.  sup stays the caller's.
+ * Errors: -EINVAL (NULL sup, spec or fn, an unknown restart type),
+ * WEFT_ECLOSED (the supervisor is stopping or has returned: nothing is
+ * added), -ENOMEM.
+ * Checkpoint: no; never blocks.
+ * Threads: any thread holding a reference to sup. */
+WEFT_EXTERN int weft_supervisor_add(weft_supervisor_t *sup,
+	const weft_child_spec_t *spec);
+
+/* What it does: drops the reference opts.self_out gave; the supervisor's
+ * shared part is freed when weft_supervise has returned too.
+ * Ownership: sup is invalid for the caller afterwards.  NULL is ignored.
+ * Errors: none.  Checkpoint: no.  Threads: any thread. */
+WEFT_EXTERN void weft_supervisor_release(weft_supervisor_t *sup);
 
 WEFT_END_DECLS
 #endif

@@ -77,6 +77,7 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/spin.h"
 #include "core/inspect.h"
 #include "core/records.h"
 #include "core/task.h"
@@ -84,6 +85,7 @@
 #include "weft/combine.h"
 #include "weft/group.h"
 #include "weft/supervise.h"
+#include "weft/sync.h"
 #include "weft/task.h"
 #include "weft/time.h"
 
@@ -121,12 +123,51 @@ struct sup_child {
 	struct weft__inspect_note note;
 };
 
+/* A child added to a running supervisor, queued until it takes it. */
+struct sup_add {
+	struct sup_add *next;
+	weft_fn fn;
+	void *arg;
+	weft_sup_restart_t restart;
+	bool needs_start;
+	char name[WEFT_TASK_NAME_MAX];
+};
+
+/* The running supervisor as others see it (weft_supervisor_add): shared
+ * between the supervising task and the holders of a reference. */
+struct weft_supervisor {
+	weft__spin_t lock;
+	/* References: the supervising task's, and the one self_out gave
+	 * out.  acq_rel: the last release frees, after every other
+	 * holder's use. */
+	atomic_int refs;
+	/* Under lock: set when the supervisor stops (adds are refused);
+	 * the children added and not yet taken (FIFO: head and tail); the
+	 * doorbell an add sets (NULL once closed). */
+	bool closed;
+	struct sup_add *head, **tail;
+	weft_event_t *bell;
+};
+
 struct sup {
 	struct weft_runtime *rt;
 	struct weft_task *self;
 	weft_group_t *g;
-	struct sup_child *c;
-	size_t n;
+	/* The children, in spec order (added ones last), each allocated
+	 * on its own: keepers and the notes list hold their addresses. */
+	struct sup_child **c;
+	size_t n, cap;
+	/* weft_wait's arrays, cap + 1 long (the doorbell's slot): the
+	 * handles, their children's indexes (SIZE_MAX: the doorbell), and
+	 * which ended. */
+	weft_task_t **hv;
+	size_t *iv;
+	bool *done;
+	/* Dynamic children (opts.self_out): the shared part, and the
+	 * doorbell task, which ends when an add sets the doorbell. */
+	struct weft_supervisor *pub;
+	weft_task_t *bell_task;
+	weft_event_t *bell;
 	weft_supervisor_opts_t o;
 	/* Times of the newest restarts, at most o.max_restarts of them. */
 	int64_t *ring;
@@ -388,7 +429,7 @@ static int sup_start(struct sup *s, struct sup_child *c)
 static int sup_start_due(struct sup *s)
 {
 	for (size_t i = 0; i < s->n; i++) {
-		struct sup_child *c = &s->c[i];
+		struct sup_child *c = s->c[i];
 		if (c->state != SUP_DUE)
 			continue;
 		/* Nothing starts once the supervisor is cancelled (the
@@ -433,7 +474,7 @@ static int sup_terminate(struct sup *s, struct sup_child *c)
 static int sup_restart_range(struct sup *s, size_t from, size_t except)
 {
 	for (size_t i = s->n; i-- > from;) {
-		struct sup_child *c = &s->c[i];
+		struct sup_child *c = s->c[i];
 		if (i == except || c->state == SUP_GONE)
 			continue;
 		if (c->state == SUP_RUNNING) {
@@ -453,7 +494,7 @@ enum { SUP_GIVE_UP = 1 };
  * 0, SUP_GIVE_UP, or -ECANCELED. */
 static int sup_ended(struct sup *s, size_t i, weft_error_t *e)
 {
-	struct sup_child *c = &s->c[i];
+	struct sup_child *c = s->c[i];
 	if (weft_checkpoint_if_cancelled() < 0) {
 		/* Stopping: nothing restarts (rule 48). */
 		if (e)
@@ -505,16 +546,22 @@ static int sup_ended(struct sup *s, size_t i, weft_error_t *e)
 
 /* Runs until nothing is left to run (0), the supervisor is cancelled
  * (-ECANCELED), gives up (SUP_GIVE_UP) or cannot wait (-ENOMEM). */
-static int sup_loop(struct sup *s, weft_task_t **hv, size_t *iv, bool *done)
+static int sup_take_adds(struct sup *s);
+
+static int sup_loop(struct sup *s)
 {
 	for (;;) {
+		/* Reloaded each turn: taking added children may move them. */
+		weft_task_t **hv = s->hv;
+		size_t *iv = s->iv;
+		bool *done = s->done;
 		int rc = sup_start_due(s);
 		if (rc < 0)
 			return rc;
 		size_t m = 0;
 		bool again = false, due = false;
 		for (size_t i = 0; i < s->n && !again; i++) {
-			struct sup_child *c = &s->c[i];
+			struct sup_child *c = s->c[i];
 			if (c->state == SUP_FAILED) {
 				weft_error_t *e = c->out_err;
 				c->out_err = NULL;
@@ -533,6 +580,10 @@ static int sup_loop(struct sup *s, weft_task_t **hv, size_t *iv, bool *done)
 		}
 		if (again || (m == 0 && due))
 			continue;
+		if (s->bell_task) {
+			hv[m] = s->bell_task;
+			iv[m++] = SIZE_MAX;
+		}
 		if (m == 0)
 			return 0;
 		rc = weft_wait(hv, m, WEFT_WAIT_FIRST_COMPLETED, WEFT_FOREVER,
@@ -540,7 +591,15 @@ static int sup_loop(struct sup *s, weft_task_t **hv, size_t *iv, bool *done)
 		if (rc < 0)
 			return rc;
 		for (size_t k = 0; k < m; k++) {
-			struct sup_child *c = &s->c[iv[k]];
+			if (iv[k] == SIZE_MAX) {
+				/* The doorbell: new children (taking them
+				 * may grow the arrays: nothing below reads
+				 * them past this one). */
+				if (done[k] && (rc = sup_take_adds(s)) < 0)
+					return rc;
+				continue;
+			}
+			struct sup_child *c = s->c[iv[k]];
 			/* A restart of an earlier one may have terminated
 			 * this one already (it is no longer RUNNING, or runs
 			 * a new keeper). */
@@ -564,7 +623,7 @@ static weft_error_t *sup_give_up_error(struct sup *s)
 		s->o.max_restarts, (double)s->o.period / 1e9, s->restarts);
 	weft_error_t *nested = NULL;
 	for (size_t i = 0; i < s->n; i++) {
-		struct sup_child *c = &s->c[i];
+		struct sup_child *c = s->c[i];
 		if (c->failures && k > 0 && (size_t)k < sizeof msg)
 			k += snprintf(msg + k, sizeof msg - (size_t)k,
 				"; '%s' failed %" PRIu64 " times, %" PRIu64
@@ -615,6 +674,182 @@ void weft_supervisor_opts_init(weft_supervisor_opts_t *o)
 	o->period = 5 * WEFT_SEC;
 }
 
+/* Room for want children (and the doorbell's slot). */
+static int sup_grow(struct sup *s, size_t want)
+{
+	if (want <= s->cap && s->hv)
+		return 0;
+	size_t cap = s->cap ? s->cap : 4;
+	while (cap < want)
+		cap *= 2;
+	struct sup_child **c = weft__calloc(cap, sizeof *c);
+	weft_task_t **hv = weft__calloc(cap + 1, sizeof *hv);
+	size_t *iv = weft__calloc(cap + 1, sizeof *iv);
+	bool *done = weft__calloc(cap + 1, sizeof *done);
+	if (!c || !hv || !iv || !done) {
+		weft__free(c);
+		weft__free(hv);
+		weft__free(iv);
+		weft__free(done);
+		return -ENOMEM;
+	}
+	if (s->n)
+		memcpy(c, s->c, s->n * sizeof *c);
+	weft__free(s->c);
+	weft__free(s->hv);
+	weft__free(s->iv);
+	weft__free(s->done);
+	s->c = c;
+	s->hv = hv;
+	s->iv = iv;
+	s->done = done;
+	s->cap = cap;
+	return 0;
+}
+
+/* Appends a child, due to start (room made by sup_grow). */
+static int sup_append(struct sup *s, weft_fn fn, void *arg,
+	weft_sup_restart_t restart, bool needs_start, const char *name)
+{
+	struct sup_child *c = weft__calloc(1, sizeof *c);
+	if (c == NULL)
+		return -ENOMEM;
+	c->s = s;
+	c->fn = fn;
+	c->arg = arg;
+	c->restart = restart;
+	c->needs_start = needs_start;
+	c->state = SUP_DUE;
+	snprintf(c->name, sizeof c->name, "%s", name ? name : "child");
+	s->c[s->n++] = c;
+	weft__inspect_note_add(s->rt, &c->note);
+	sup_note_child(c);
+	return 0;
+}
+
+/* The doorbell task: ends when an add (or the supervisor's stop) sets
+ * its event. */
+static WEFT_FIBER_FN int sup_bell_wait(void *ev)
+{
+	(void)weft_event_wait(ev);
+	return 0;
+}
+
+/* Arms a new doorbell (the previous one has ended, or there is none)
+ * and takes the children added meanwhile.  0, or -ENOMEM: no doorbell
+ * (adds are then refused: the supervisor could not hear them). */
+static int sup_take_adds(struct sup *s)
+{
+	struct weft_supervisor *p = s->pub;
+	weft_task_release(s->bell_task);
+	s->bell_task = NULL;
+	weft_event_t *ev = NULL;
+	int rc = weft_event_create(&ev);
+	weft_spawn_opts_t o = { .name = "supervisor doorbell",
+		.flags = WEFT_SPAWN_SKIPPABLE,
+		.handle = &s->bell_task };
+	if (rc == 0 &&
+		(rc = weft_group_spawn_opts(s->g, sup_bell_wait, ev, &o)) < 0) {
+		weft_event_destroy(ev);
+		ev = NULL;
+	}
+	weft__spin_lock(&p->lock);
+	struct sup_add *list = p->head;
+	p->head = NULL;
+	p->tail = &p->head;
+	p->bell = ev;
+	if (ev == NULL)
+		p->closed = true;
+	weft__spin_unlock(&p->lock);
+	/* No add can reach the old event now, and its task has ended. */
+	if (s->bell)
+		weft_event_destroy(s->bell);
+	s->bell = ev;
+	while (list) {
+		struct sup_add *a = list;
+		list = a->next;
+		if (rc == 0 && (rc = sup_grow(s, s->n + 1)) == 0)
+			rc = sup_append(s, a->fn, a->arg, a->restart,
+				a->needs_start, a->name);
+		weft__free(a);
+	}
+	if (rc == 0)
+		sup_note_self(s);
+	return rc;
+}
+
+/* Refuses further adds and frees the queued ones. */
+static void sup_close_pub(struct sup *s)
+{
+	struct weft_supervisor *p = s->pub;
+	if (p == NULL)
+		return;
+	weft__spin_lock(&p->lock);
+	struct sup_add *list = p->head;
+	p->head = NULL;
+	p->tail = &p->head;
+	p->closed = true;
+	p->bell = NULL;
+	weft__spin_unlock(&p->lock);
+	while (list) {
+		struct sup_add *a = list;
+		list = a->next;
+		weft__free(a);
+	}
+}
+
+void weft_supervisor_release(weft_supervisor_t *p)
+{
+	/* acq_rel: the last release sees every other holder's use. */
+	if (p &&
+		atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) ==
+			1)
+		weft__free(p);
+}
+
+int weft_supervisor_add(weft_supervisor_t *p, const weft_child_spec_t *spec)
+{
+	if (p == NULL || spec == NULL || spec->fn == NULL ||
+		(unsigned)spec->restart > WEFT_SUP_TEMPORARY)
+		return -EINVAL;
+	struct sup_add *a = weft__calloc(1, sizeof *a);
+	if (a == NULL)
+		return -ENOMEM;
+	a->fn = spec->fn;
+	a->arg = spec->arg;
+	a->restart = spec->restart;
+	a->needs_start = spec->needs_start != 0;
+	snprintf(a->name, sizeof a->name, "%s",
+		spec->name ? spec->name : "child");
+	weft__spin_lock(&p->lock);
+	bool closed = p->closed;
+	if (!closed) {
+		*p->tail = a;
+		p->tail = &a->next;
+		/* Under the lock: the supervisor destroys an event only
+		 * after taking it from here. */
+		if (p->bell)
+			(void)weft_event_set(p->bell);
+	}
+	weft__spin_unlock(&p->lock);
+	if (closed) {
+		weft__free(a);
+		return WEFT_ECLOSED;
+	}
+	return 0;
+}
+
+static void sup_free(struct sup *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		weft__free(s->c[i]);
+	weft__free(s->c);
+	weft__free(s->hv);
+	weft__free(s->iv);
+	weft__free(s->done);
+	weft__free(s->ring);
+}
+
 int weft_supervise(const weft_child_spec_t *specs, size_t n,
 	const weft_supervisor_opts_t *opts, weft_error_t **err_out)
 {
@@ -623,69 +858,78 @@ int weft_supervise(const weft_child_spec_t *specs, size_t n,
 	weft_supervisor_opts_t dflt;
 	weft_supervisor_opts_init(&dflt);
 	const weft_supervisor_opts_t *o = opts ? opts : &dflt;
+	if (o->self_out)
+		*o->self_out = NULL;
 	int rc = sup_check(specs, n, o);
 	if (rc < 0)
 		return rc;
 	struct weft_task *self = weft__task_current();
 	if (self == NULL)
 		return WEFT_ENOTFIBER;
-	if (n == 0)
+	if (n == 0 && o->self_out == NULL)
 		return 0;
-	struct sup s = { .rt = self->rt, .self = self, .n = n, .o = *o };
-	s.c = weft__calloc(n, sizeof *s.c);
-	weft_task_t **hv = weft__calloc(n, sizeof *hv);
-	size_t *iv = weft__calloc(n, sizeof *iv);
-	bool *done = weft__calloc(n, sizeof *done);
+	struct sup s = { .rt = self->rt, .self = self, .o = *o };
+	if (o->self_out) {
+		s.pub = weft__calloc(1, sizeof *s.pub);
+		if (s.pub) {
+			weft__spin_init(&s.pub->lock);
+			atomic_init(&s.pub->refs, 2);
+			s.pub->tail = &s.pub->head;
+		}
+	}
 	if (o->max_restarts > 0)
 		s.ring = weft__calloc((size_t)o->max_restarts, sizeof *s.ring);
-	if (!s.c || !hv || !iv || !done || (o->max_restarts > 0 && !s.ring) ||
+	if ((o->self_out && !s.pub) || (o->max_restarts > 0 && !s.ring) ||
+		(rc = sup_grow(&s, n)) < 0 ||
 		(rc = weft_group_open(&s.g)) < 0) {
-		weft__free(s.c);
-		weft__free(hv);
-		weft__free(iv);
-		weft__free(done);
-		weft__free(s.ring);
+		sup_free(&s);
+		weft__free(s.pub);
 		return rc < 0 ? rc : -ENOMEM;
 	}
 	weft__inspect_note_add(s.rt, &s.note);
-	for (size_t i = 0; i < n; i++) {
-		struct sup_child *c = &s.c[i];
-		c->s = &s;
-		c->fn = specs[i].fn;
-		c->arg = specs[i].arg;
-		c->restart = specs[i].restart;
-		c->needs_start = specs[i].needs_start != 0;
-		c->state = SUP_DUE;
-		snprintf(c->name, sizeof c->name, "%s",
-			specs[i].name ? specs[i].name : "child");
-		weft__inspect_note_add(s.rt, &c->note);
-		sup_note_child(c);
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = sup_append(&s, specs[i].fn, specs[i].arg, specs[i].restart,
+			specs[i].needs_start != 0, specs[i].name);
+	if (rc == 0 && s.pub)
+		rc = sup_take_adds(&s);
+	int setup_rc = rc;
+	if (rc == 0) {
+		sup_note_self(&s);
+		if (s.pub)
+			*o->self_out = s.pub;
+		rc = sup_loop(&s);
 	}
-	sup_note_self(&s);
-
-	rc = sup_loop(&s, hv, iv, done);
-	if (rc == SUP_GIVE_UP) {
+	sup_close_pub(&s);
+	if (setup_rc < 0) {
+		/* Nothing started (a doorbell may have been spawned). */
+		(void)weft_group_cancel(s.g, "the supervisor could not start");
+	} else if (rc == SUP_GIVE_UP) {
 		s.gave_up = true;
 		(void)weft_group_cancel(s.g, "the supervisor gave up");
 	} else if (rc == -ECANCELED) {
 		s.cancelled = true;
 	} else if (rc < 0) {
-		/* No memory to wait with: stop as when giving up, and
-		 * say why. */
+		/* No memory to wait with or to take an added child: stop as
+		 * when giving up, and say why. */
 		sup_unhandled(&s,
-			sup_error_leaf(rc, "the supervisor could not wait",
+			sup_error_leaf(rc, "the supervisor could not go on",
 				self->name, self->id, 0, false));
 		(void)weft_group_cancel(s.g, "the supervisor failed");
 	}
 	/* Stopping: the join cancels nothing more than the loop's exit did
 	 * (an enclosing cancel reached the keepers through the group's
 	 * scope), waits for every keeper, and restarts nothing. */
+	if (s.bell)
+		(void)weft_event_set(s.bell); /* ends the doorbell task */
 	weft_error_t *jerr = NULL;
 	int jrc = weft_group_join(s.g, &jerr);
 	if (jrc == -ECANCELED)
 		s.cancelled = true;
-	for (size_t i = 0; i < n; i++) {
-		struct sup_child *c = &s.c[i];
+	weft_task_release(s.bell_task);
+	if (s.bell)
+		weft_event_destroy(s.bell);
+	for (size_t i = 0; i < s.n; i++) {
+		struct sup_child *c = s.c[i];
 		if (c->state == SUP_RUNNING) {
 			weft_error_t *e = sup_collect(c);
 			if (e)
@@ -699,8 +943,8 @@ int weft_supervise(const weft_child_spec_t *specs, size_t n,
 	/* A failure whose restart the stop prevented was not followed by
 	 * one: it is reported as such (unless the give-up entry takes the
 	 * whole history). */
-	for (size_t i = 0; i < n && !s.gave_up; i++) {
-		struct sup_child *c = &s.c[i];
+	for (size_t i = 0; i < s.n && !s.gave_up; i++) {
+		struct sup_child *c = s.c[i];
 		if (!c->pending || c->hist_n == 0)
 			continue;
 		size_t last = (c->hist_head + c->hist_n - 1) %
@@ -715,8 +959,8 @@ int weft_supervise(const weft_child_spec_t *specs, size_t n,
 		sup_unhandled(&s, jerr);
 	if (s.gave_up)
 		sup_unhandled(&s, sup_give_up_error(&s));
-	for (size_t i = 0; i < n; i++) {
-		struct sup_child *c = &s.c[i];
+	for (size_t i = 0; i < s.n; i++) {
+		struct sup_child *c = s.c[i];
 		weft__inspect_note_remove(s.rt, &c->note);
 		for (; c->hist_n; c->hist_n--) {
 			weft_error_free(c->hist[c->hist_head]);
@@ -725,11 +969,13 @@ int weft_supervise(const weft_child_spec_t *specs, size_t n,
 		}
 	}
 	weft__inspect_note_remove(s.rt, &s.note);
-	weft__free(s.c);
-	weft__free(hv);
-	weft__free(iv);
-	weft__free(done);
-	weft__free(s.ring);
+	sup_free(&s);
+	weft_supervisor_release(s.pub);
+	if (setup_rc < 0) {
+		weft_supervisor_release(s.pub); /* never given out */
+		weft_error_free(s.unhandled);
+		return setup_rc;
+	}
 	if (s.unhandled) {
 		if (err_out)
 			*err_out = s.unhandled;
