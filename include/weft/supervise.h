@@ -38,6 +38,9 @@
  * With a backoff, each restart first waits backoff_initial, doubled for
  * every restart already in the current period, at most backoff_max.
  *
+ * Children may also be added while it runs (weft_supervisor_add, with
+ * the reference opts.self_out gives: OTP's start_child).
+ *
  * Typical use (a pool of workers that reconnect after errors):
  *     weft_child_spec_t spec[4];
  *     for (int i = 0; i < 4; i++)

@@ -49,9 +49,21 @@
  * panic or a missing join ends the task past the wrapper, fails the
  * supervisor's group and cancels every sibling; the keeper costs one
  * task and one group per incarnation, which a restart can afford.
- * Done callbacks feeding a queue instead of weft_wait: the same wake-up,
- * more code; weft_wait's O(children) scan per event is cheap next to a
- * restart.
+ * Done callbacks feeding a semaphore instead of weft_wait: the same
+ * wake-up, but a callback could still touch the supervisor while its
+ * call returns; weft_wait's O(children) scan per event is cheap next to
+ * a restart, and the doorbell makes adds one more handle to wait on.
+ *
+ * Dynamic children: opts.self_out hands out a reference to a small
+ * shared record (struct weft_supervisor: a spin lock, a queue of added
+ * specs, a closed flag, a reference count).  weft_supervisor_add queues
+ * under the lock and sets the current doorbell: an event that a doorbell
+ * task in the supervisor's group waits on, and whose handle is one of
+ * those the supervisor's weft_wait watches.  When it ends, the
+ * supervisor spawns a new doorbell, swaps it in and takes the queue under
+ * the lock, then destroys the old event (no add can reach it any more).
+ * Children are allocated one by one (the array of pointers grows), since
+ * keepers and notes hold their addresses.
  *
  * Introspection: the supervisor lists a note (core/inspect.h) for its own
  * task and one per child, pointed at the child's current keeper, whose
