@@ -41,6 +41,13 @@
  * Children may also be added while it runs (weft_supervisor_add, with
  * the reference opts.self_out gives: OTP's start_child).
  *
+ * Why a call that owns a group, not an option of groups: a group's
+ * contract (the first failure cancels the siblings, join reports each
+ * failure) is what a supervisor replaces, and a restart needs a task to
+ * decide, wait for a backoff and start the next child in order.  So the
+ * supervisor is that task, on the public group API: groups keep their
+ * contract and their fast paths pay nothing for supervision.
+ *
  * Typical use (a pool of workers that reconnect after errors):
  *     weft_child_spec_t spec[4];
  *     for (int i = 0; i < 4; i++)
