@@ -184,7 +184,8 @@ set(WEFT_GUIDE_EXAMPLES
 	"patterns|gather: 30 10 20\nwait_for: ETIMEDOUT\nas_completed: 10 20 30"
 	"channels|channel: sum 15150\nto_thread: 42"
 	"portal|portal: sum 550"
-	"budgets|max_children: at most 4 of 20 at once\nstack_bytes_max: the third spawn gave ENOMEM\ndeadline: the join gave ETIMEDOUT\nrun time: counted")
+	"budgets|max_children: at most 4 of 20 at once\nstack_bytes_max: the third spawn gave ENOMEM\ndeadline: the join gave ETIMEDOUT\nrun time: counted"
+	"supervise|db-1: ECONNREFUSED: server not up yet \\(restarting\\)\ndb-1: ECONNREFUSED: server not up yet \\(restarting\\)\ndb-1: ECONNREFUSED: server not up yet \\(restarting\\)\npool: ECANCELED after 5 attempts\ngave up: WEFT_EINTENSITY, last failures kept: 3")
 foreach(_g IN LISTS WEFT_GUIDE_EXAMPLES)
 	string(FIND "${_g}" "|" _bar)
 	string(SUBSTRING "${_g}" 0 ${_bar} _name)

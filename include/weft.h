@@ -50,6 +50,7 @@
 #include "weft/sync.h"
 #include "weft/channel.h"
 #include "weft/combine.h"
+#include "weft/supervise.h"
 #include "weft/local.h"
 #include "weft/inspect.h"
 #include "weft/fs.h"

@@ -87,6 +87,10 @@ struct weft_runtime {
 	 * create before any thread starts, freed at destroy after every
 	 * thread was joined. */
 	struct weft__trace *trace;
+	/* Notes the dump prints with their tasks (core/inspect.h), listed
+	 * under notes_lock (zeroed at create: unlocked, empty). */
+	weft__spin_t notes_lock;
+	struct weft__inspect_note *notes;
 };
 
 #endif

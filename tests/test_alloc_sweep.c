@@ -1347,6 +1347,98 @@ out:
 	return rc;
 }
 
+/* A supervisor (sync/supervise.c): a needs_start child and one that
+ * fails once and is restarted, a dump while they run (the dump copies
+ * the supervisor's notes), then a cancel.  A failure the supervisor
+ * handled by a restart is not the run's (rule 49): only what
+ * weft_supervise returns is passed up. */
+struct sup_sweep {
+	atomic_int runs;
+	int rc;
+	weft_error_t *err;
+	weft_supervisor_t *sup; /* opts.self_out: for an added child */
+	atomic_int ended;	/* weft_supervise returned */
+};
+
+static int sup_service(void *arg)
+{
+	(void)arg;
+	weft_task_started(NULL);
+	int rc = weft_sleep(10 * WEFT_SEC);
+	return rc == -ECANCELED ? rc : 0;
+}
+
+static int sup_flaky(void *arg)
+{
+	struct sup_sweep *s = arg;
+	if (atomic_fetch_add(&s->runs, 1) == 0)
+		return weft_fail(-EIO, "sweep: the first run fails");
+	int rc = weft_sleep(10 * WEFT_SEC);
+	return rc == -ECANCELED ? rc : 0;
+}
+
+static int sup_task(void *arg)
+{
+	struct sup_sweep *s = arg;
+	weft_child_spec_t spec[2] = {
+		{ .name = "service", .fn = sup_service, .needs_start = 1 },
+		{ .name = "flaky", .fn = sup_flaky, .arg = s },
+	};
+	weft_supervisor_opts_t o;
+	weft_supervisor_opts_init(&o);
+	o.self_out = &s->sup;
+	s->rc = weft_supervise(spec, 2, &o, &s->err);
+	atomic_store(&s->ended, 1);
+	return 0;
+}
+
+static int supervise_root(void *arg)
+{
+	struct sweep *w = arg;
+	int rc = 0;
+	weft_group_t *g = NULL;
+	struct sup_sweep s = { .rc = 0 };
+	TRY(w, weft_group_open(&g));
+	TRY(w, weft_group_spawn(g, sup_task, &s));
+	/* One worker: the supervisor and its children run meanwhile, until
+	 * the flaky one was restarted (or the supervisor stopped). */
+	for (int i = 0;
+		i < 2000 && atomic_load(&s.runs) < 2 && !atomic_load(&s.ended);
+		i++)
+		TRY(w, weft_sleep(WEFT_MSEC));
+	if (s.sup != NULL) {
+		weft_child_spec_t added = { .name = "added",
+			.fn = sup_service,
+			.needs_start = 1 };
+		/* Refused once the supervisor stopped (it may have, for
+		 * lack of memory). */
+		NOTE(w, &rc, weft_supervisor_add(s.sup, &added),
+			WEFT_ECLOSED, );
+		NOTE(w, &rc, weft_sleep(WEFT_MSEC));
+	}
+	size_t dumped = 0;
+	NOTE(w, &rc, weft_runtime_dump(NULL, 0, dump_sink, &dumped));
+	if (atomic_load(&s.runs) >= 2 && rc == 0)
+		atomic_store(&w->completed, 1);
+out:
+	if (g != NULL) {
+		(void)weft_group_cancel(g, "sweep");
+		rc = join_into(w, g, rc);
+		int src = seen(w, s.rc, __LINE__,
+			(const int[]){ -ECANCELED, WEFT_ECHILD_FAILED, 0 });
+		weft_supervisor_release(s.sup);
+		if (src == WEFT_ECHILD_FAILED &&
+			(rc == 0 || rc == -ECANCELED)) {
+			rc = weft_fail_group(s.err);
+		} else {
+			weft_error_free(s.err);
+			if (rc == 0 && src != -ECANCELED)
+				rc = src;
+		}
+	}
+	return rc;
+}
+
 /* }======================================================= */
 
 /* {======================================================= tests */
@@ -1429,6 +1521,12 @@ static void test_alloc_sweep__dump_with_a_parked_task(void **state)
 {
 	(void)state;
 	sweep("dump", dump_root, 1, 0);
+}
+
+static void test_alloc_sweep__supervisor(void **state)
+{
+	(void)state;
+	sweep("supervise", supervise_root, 1, 0);
 }
 
 /* A runtime with the stall watchdog and the dump signal: what they
@@ -1605,6 +1703,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_sweep__signals_and_shutdown),
 		cmocka_unit_test(test_alloc_sweep__foreign_fds_and_getnameinfo),
 		cmocka_unit_test(test_alloc_sweep__dump_with_a_parked_task),
+		cmocka_unit_test(test_alloc_sweep__supervisor),
 		cmocka_unit_test(
 			test_alloc_sweep__stall_watchdog_and_dump_signal),
 		/* Last: it reads what the sweeps above failed. */

@@ -40,7 +40,8 @@
 		"TLS: the peer's certificate failed verification")             \
 	X(ETLS, -3016, "TLS protocol failure")                                 \
 	X(ETLS_TRUNCATED, -3017, "TLS: the peer closed without close_notify")  \
-	X(EEXCEPTION, -3018, "a C++ exception escaped the task (weft.hpp)")
+	X(EEXCEPTION, -3018, "a C++ exception escaped the task (weft.hpp)")    \
+	X(EINTENSITY, -3019, "a supervisor gave up: too many restarts")
 
 enum {
 #define WEFT__ERR_ENUM(name, value, msg) WEFT_##name = (value),

@@ -94,7 +94,11 @@ typedef int (*weft_dump_writer_fn)(void *ctx, const char *data, size_t len);
  * weft_group_open, named the same way).  Both formats start with a
  * header: the worker count, the live tasks and the main counters of
  * weft_runtime_stats (spawned, run, inline, parks, steals, sleeps).
- * WEFT_DUMP_TEXT: a header line, then one indented line per node; a
+ * A task may carry a note, a line of text weft attaches for the dump
+ * (a supervisor's task and its children's keepers carry their restart
+ * counts and last failure: weft/supervise.h).
+ * WEFT_DUMP_TEXT: a header line, then one indented line per node (a
+ * task's with "note=\"..\"" when it has a note); a
  * held parked task's line ends with "parked_for=<s>s waits_on=<kind>
  * object=<address>", the kind's fields (lock: "owner=<id>
  * owner_name=\"..\""; group: "group=<id> children_running=<n>"; sleep:
@@ -110,7 +114,8 @@ typedef int (*weft_dump_writer_fn)(void *ctx, const char *data, size_t len);
  * {"workers":N,"now":ns,"tasks":N,"stats":{"spawned":N,...},
  * "tree":[nodes]}, each node an object with "type" ("task", "group",
  * "scope" or "sleep"), its fields and "children":[...]; a deadline is a
- * number or null.  A task node also has "parked_ns" (a number, or null
+ * number or null.  A task node also has "note" (a string or null),
+ * "parked_ns" (a number, or null
  * when not held parked), "waits_on" (null, or an object with "kind",
  * "object" (a hex string), the kind's fields ("owner" and "owner_name",
  * "task" and "task_name", "group" and "children_running", "until" and

@@ -323,6 +323,10 @@ static void dump_node_text(struct dump_out *o, const struct dump_ctx *c,
 			"shielded=%d%s",
 			x->cancelled, x->cancel_called, x->shield,
 			x->linked ? "" : " linked=0");
+		if (x->note) {
+			dump_put(o, " note=", 6);
+			dump_text_str(o, x->note);
+		}
 		dump_wait_text(o, c, x);
 		dump_put(o, "\n", 1);
 		dump_frames_text(o, x, depth + 2);
@@ -372,6 +376,8 @@ static void dump_node_json(struct dump_out *o, const struct dump_ctx *c,
 			x->cancel_called ? "true" : "false",
 			x->shield ? "true" : "false",
 			x->linked ? "true" : "false");
+		dump_put(o, ",\"note\":", 8);
+		dump_json_str(o, x->note);
 		dump_wait_json(o, c, x);
 	} else {
 		if (x->kind == WEFT__INSPECT_GROUP) {

@@ -42,6 +42,14 @@
  * rt->insp_lock keeps the root records alive during the walk and
  * serialises dumps.
  *
+ * Approach, notes: a layer above core/ (a supervisor) may list a note
+ * on the runtime naming a task and holding a line of text; the dump
+ * copies each note into its task's node under rt->notes_lock, a spin lock
+ * of their own that the note's owner takes to change or unlist it.  So
+ * the dump reads no memory of the owner's outside that lock and calls
+ * none of its code, and the task fast paths carry nothing for it: a
+ * runtime without notes pays one uncontended lock per dump.
+ *
  * Rejected: a children list per group or one list of all tasks (a lock
  * or atomic read-modify-write on every spawn and finish: B1 would pay
  * 10-20%), per-worker registries (a task ends on any worker, so removing
@@ -749,10 +757,77 @@ void weft__inspect_dump_free(struct weft__inspect_dump *d)
 		weft__free(d->v[i].pcs);
 		weft__free(d->v[i].bt);
 		weft__free(d->v[i].site);
+		weft__free(d->v[i].note);
 	}
 	weft__free(d->v);
 	d->v = NULL;
 	d->n = d->cap = 0;
+}
+
+/* }======================================================= */
+
+/* {======================================================= notes */
+
+void weft__inspect_note_add(struct weft_runtime *rt,
+	struct weft__inspect_note *n)
+{
+	n->task_id = 0;
+	n->text[0] = '\0';
+	n->prev = NULL;
+	weft__spin_lock(&rt->notes_lock);
+	n->next = rt->notes;
+	if (rt->notes)
+		rt->notes->prev = n;
+	rt->notes = n;
+	weft__spin_unlock(&rt->notes_lock);
+}
+
+void weft__inspect_note_set(struct weft_runtime *rt,
+	struct weft__inspect_note *n, uint64_t task_id, const char *text)
+{
+	weft__spin_lock(&rt->notes_lock);
+	n->task_id = task_id;
+	if (text)
+		snprintf(n->text, sizeof n->text, "%s", text);
+	weft__spin_unlock(&rt->notes_lock);
+}
+
+void weft__inspect_note_remove(struct weft_runtime *rt,
+	struct weft__inspect_note *n)
+{
+	weft__spin_lock(&rt->notes_lock);
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		rt->notes = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+	n->next = n->prev = NULL;
+	weft__spin_unlock(&rt->notes_lock);
+}
+
+/* Copies each listed note into the node of its task (a task without a
+ * node, having ended meanwhile, is skipped).  A note whose copy cannot be
+ * allocated is left out: the dump is a best-effort view. */
+static void insp_notes(struct weft_runtime *rt, struct weft__inspect_dump *d)
+{
+	weft__spin_lock(&rt->notes_lock);
+	for (struct weft__inspect_note *n = rt->notes; n; n = n->next) {
+		if (n->task_id == 0)
+			continue;
+		for (size_t i = 0; i < d->n; i++) {
+			struct weft__inspect_node *x = &d->v[i];
+			if (x->kind != WEFT__INSPECT_TASK ||
+				x->id != n->task_id || x->note)
+				continue;
+			size_t len = strlen(n->text);
+			x->note = weft__alloc(len + 1);
+			if (x->note)
+				memcpy(x->note, n->text, len + 1);
+			break;
+		}
+	}
+	weft__spin_unlock(&rt->notes_lock);
 }
 
 /* }======================================================= */
@@ -777,6 +852,7 @@ int weft__inspect_collect(struct weft_runtime *rt, struct weft__inspect_dump *d,
 	weft__free(tasks);
 	if (rc < 0)
 		return rc;
+	insp_notes(rt, d);
 	/* The parked tasks' stacks and wait objects, then every text that
 	 * needs a symbol lookup (insp_deep). */
 	insp_deep(rt, d);

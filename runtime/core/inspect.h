@@ -139,6 +139,9 @@ struct weft__inspect_node {
 	uint64_t cpu_ticks;
 	bool has_cpu, has_budget;
 	size_t live, max_children, stack_used, stack_max;
+	/* Task: the text of its note (weft__inspect_note_*), heap, or
+	 * NULL. */
+	char *note;
 };
 
 struct weft__inspect_dump {
@@ -156,6 +159,39 @@ struct weft_runtime *weft__inspect_runtime(weft_runtime_t *rt);
  * formats nothing. */
 int weft__inspect_collect(struct weft_runtime *rt, struct weft__inspect_dump *d,
 	size_t *ntasks_out);
+
+/* {======================================================= notes
+ *
+ * A note: a line of text a layer above core/ attaches to a task for the
+ * dump to print with it (a supervisor's restart counts: sync/supervise.c).
+ * The note lives in its owner's memory and is listed on the runtime
+ * (rt->notes, under rt->notes_lock); the owner changes its text and task
+ * only through the calls below, and the dump copies the text under the
+ * same lock, so it never reads a note that is being changed or that has
+ * been removed, and calls nothing of the owner's.  Listed notes are few
+ * (one per supervised child): the dump looks each task up in the list. */
+
+#define WEFT__NOTE_MAX 192
+
+struct weft__inspect_note {
+	struct weft__inspect_note *next, *prev; /* under rt->notes_lock */
+	uint64_t task_id; /* the task whose dump node shows it; 0: none */
+	char text[WEFT__NOTE_MAX];
+};
+
+/* Lists n (zeroed by the caller, or removed) on rt with no task and an
+ * empty text.  Thread: any; never blocks (a spin lock held for copies). */
+void weft__inspect_note_add(struct weft_runtime *rt,
+	struct weft__inspect_note *n);
+/* Points listed n at the task task_id (0: none) with text (cut at
+ * WEFT__NOTE_MAX - 1 bytes; NULL keeps the text).  Thread: any. */
+void weft__inspect_note_set(struct weft_runtime *rt,
+	struct weft__inspect_note *n, uint64_t task_id, const char *text);
+/* Unlists n; afterwards no dump reads it.  Thread: any. */
+void weft__inspect_note_remove(struct weft_runtime *rt,
+	struct weft__inspect_note *n);
+
+/* }======================================================= */
 
 /* Frees what weft__inspect_collect left in d (d->v included). */
 void weft__inspect_dump_free(struct weft__inspect_dump *d);

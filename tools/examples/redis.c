@@ -21,9 +21,17 @@
  * check the value; then a BLPOP on an empty list under a 200 ms
  * fail_after times out (the pool recovers); then it prints "ready" and
  * waits in a BLPOP that only the server's death ends, which must be a
- * clear error ("Server closed the connection").  tests/integration/
- * redis.sh runs it against a redis-server of its own and kills that
- * server at "ready".  Exit 0 when every step went as described. */
+ * clear error ("Server closed the connection").  Last, with the server
+ * still dead, WORKERS workers that each hold a connection of their own
+ * run under a supervisor (include/weft/supervise.h): each connects and
+ * PINGs before it counts as started (ordered start), then INCRs a
+ * counter until cancelled.  Their connects are refused and the
+ * supervisor restarts them with a doubling backoff; the program prints
+ * "waiting for the server", and once a server is back on the socket
+ * every worker reconnects and works, and the supervisor is cancelled.
+ * tests/integration/redis.sh runs it against a redis-server of its own,
+ * kills that server at "ready" and starts a new one at "waiting for the
+ * server".  Exit 0 when every step went as described. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -190,10 +198,19 @@ static int rpool_command(struct rpool *p, redisReply **out, const char *fmt,
 
 /* {======================================================= the run */
 
+#define WORKERS 3
+#define WORKER_INCRS 5 /* INCRs each worker must do once back */
+
 struct run {
 	struct rpool pool;
 	int tasks;
 	atomic_int next; /* the tasks' key numbers */
+	/* The supervised step */
+	atomic_int refused;   /* connects refused while the server was down */
+	atomic_int incrs;     /* INCRs done by the workers */
+	weft_event_t *enough; /* set at WORKERS * WORKER_INCRS INCRs */
+	int sup_rc;
+	weft_error_t *sup_err;
 };
 
 static int set_get_task(void *arg)
@@ -218,6 +235,114 @@ static int set_get_task(void *arg)
 		return weft_fail(-EPROTO, "GET %s: not the value set", key);
 	return 0;
 }
+
+/* {======================================================= supervised */
+
+/* One worker: a connection of its own, ready once the server answered
+ * a PING, then INCRs until cancelled.  Any error ends it (failed), and
+ * the supervisor starts it again: a fresh connection. */
+static int worker(void *arg)
+{
+	struct run *r = arg;
+	struct rconn *c;
+	int rc = rconn_open(r->pool.path, &c);
+	if (rc < 0) {
+		atomic_fetch_add(&r->refused, 1);
+		return weft_fail(rc, "connect %s", r->pool.path);
+	}
+	redisReply *rep;
+	if ((rc = rconn_command(c, &rep, "PING")) == 0) {
+		freeReplyObject(rep);
+		weft_task_started(NULL);
+	}
+	while (rc == 0 &&
+		(rc = rconn_command(c, &rep, "INCR %s", "weft:supervised")) ==
+			0) {
+		freeReplyObject(rep);
+		if (atomic_fetch_add(&r->incrs, 1) + 1 ==
+			WORKERS * WORKER_INCRS)
+			weft_event_set(r->enough);
+		rc = weft_sleep(5 * WEFT_MSEC);
+	}
+	/* In a task, cancelled or not: unregistering parks. */
+	rconn_close(c);
+	return rc == -ECANCELED ? rc : weft_fail(rc, "connection lost");
+}
+
+static void worker_failed(const char *child, const weft_error_t *failure,
+	int restarting, void *arg)
+{
+	(void)arg;
+	fprintf(stderr, "supervise: %s: %s: %s%s\n", child,
+		weft_err_name(weft_error_code_at(failure, 0)),
+		weft_error_message_at(failure, 0),
+		restarting ? " (restarting)" : "");
+}
+
+static int supervisor(void *arg)
+{
+	struct run *r = arg;
+	weft_child_spec_t spec[WORKERS];
+	for (int i = 0; i < WORKERS; i++)
+		spec[i] = (weft_child_spec_t){ .name = "worker",
+			.fn = worker,
+			.arg = r,
+			.needs_start = 1 };
+	weft_supervisor_opts_t o;
+	weft_supervisor_opts_init(&o);
+	/* Retry a dead server for a long while, backing off up to 200 ms
+	 * between attempts; a storm faster than that gives up. */
+	o.max_restarts = 1000;
+	o.period = 60 * WEFT_SEC;
+	o.backoff_initial = 10 * WEFT_MSEC;
+	o.backoff_max = 200 * WEFT_MSEC;
+	o.on_failure = worker_failed;
+	r->sup_rc = weft_supervise(spec, WORKERS, &o, &r->sup_err);
+	return 0;
+}
+
+/* The server is dead: the supervised workers retry until a new one is
+ * up, then each must work again. */
+static int run_supervised(struct run *r)
+{
+	int rc = weft_event_create(&r->enough);
+	if (rc < 0)
+		return rc;
+	weft_group_t *g;
+	if ((rc = weft_group_open(&g)) < 0) {
+		weft_event_destroy(r->enough);
+		return rc;
+	}
+	rc = weft_group_spawn(g, supervisor, r);
+	/* The first refusals, then the test's script starts a server. */
+	while (rc == 0 && atomic_load(&r->refused) < 2)
+		rc = weft_sleep(5 * WEFT_MSEC);
+	if (rc == 0) {
+		printf("waiting for the server\n");
+		fflush(stdout);
+		rc = weft_event_wait(r->enough);
+	}
+	weft_group_cancel(g, "enough INCRs");
+	weft_error_t *err = NULL;
+	int jrc = weft_group_join(g, &err);
+	weft_error_free(err);
+	weft_event_destroy(r->enough);
+	if (rc < 0 || jrc < 0)
+		return rc < 0 ? rc : jrc;
+	if (r->sup_rc != -ECANCELED) {
+		char buf[512] = "";
+		weft_error_format(r->sup_err, buf, sizeof buf);
+		fprintf(stderr, "supervisor: %s\n%s", weft_err_name(r->sup_rc),
+			buf);
+		weft_error_free(r->sup_err);
+		return -EPROTO;
+	}
+	printf("supervise: %d workers back after %d refused connects\n",
+		WORKERS, atomic_load(&r->refused));
+	return 0;
+}
+
+/* }======================================================= */
 
 static int run_steps(struct run *r)
 {
@@ -268,7 +393,7 @@ static int run_steps(struct run *r)
 		return -EPROTO;
 	}
 	printf("server gone: the waiting command failed with -EIO\n");
-	return 0;
+	return run_supervised(r);
 }
 
 static int run_root(void *arg)
