@@ -624,11 +624,11 @@ static int storm_cancel_root(void *arg)
 	run_init(&r, kids, 2, &w, WEFT_SUP_ONE_FOR_ONE);
 	r.o.max_restarts = WEFT_SUP_MAX_RESTARTS;
 	r.o.period = 0;
-	/* A microsecond between restarts: the supervisor parks in a sleep
-	 * each time, so this task (which yields) gets a worker even at one
-	 * worker, where a storm of tasks woken into the run-next slot
-	 * would otherwise keep it from running. */
-	r.o.backoff_initial = 1000;
+	/* No backoff: at one worker this task, which yields, gets a worker
+	 * only through the yield order (core/sched.c, invariant 4).  A
+	 * keeper's join that took it from the bottom of the deque and put
+	 * it back used to lose its mark, and the storm above it kept it
+	 * from ever running again. */
 	r.o.on_failure = count_failure;
 	r.o.on_failure_arg = &w;
 	CHECK_EQ(weft_group_open(&w.g), 0);

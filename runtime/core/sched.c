@@ -26,7 +26,12 @@
  *      at most 3 times in a row while other tasks are queued here, so
  *      two tasks waking each other cannot starve the rest (Tokio's cap);
  *   3. the own deque: newest first (fork-join: depth-first, small memory),
- *      except while a yielded task is queued in it.  A yield puts the task
+ *      except at the first deque pick after every 61st pick, which takes
+ *      the oldest: a task that keeps spawning children and parking on
+ *      them (a supervisor restarting a child that fails at once) would
+ *      otherwise keep every older task of the deque from ever running
+ *      at one worker, where nobody steals them; and except while a
+ *      yielded task is queued in it.  A yield puts the task
  *      at the bottom of the deque and remembers its index (fifo_mark);
  *      until that task has left the deque, picks take the oldest task
  *      instead, so every task that was queued on the worker when it
@@ -85,8 +90,10 @@
  *      deque holds the last yielded (or over-cap run-next) task at index
  *      fifo_mark, and the owner takes only from the top: the tasks above
  *      it are the ones queued before it.  The owner's bottom pops in
- *      between (weft__sched_help_join) put back what is not theirs at the
- *      same index, so the mark stays true.
+ *      between (weft__sched_help_join) put back what is not theirs, at
+ *      the same index, or, for the deque's last item, whose pop moved
+ *      top past it, one higher, and the mark moves with it: the mark
+ *      stays true.
  */
 #include <errno.h>
 #include <limits.h>
@@ -471,14 +478,27 @@ worker_inline_next(struct weft_task *self, struct weft_group *g)
 	if (weft__group_count(word) + g->owed <= 0 || !worker_stack_room(self))
 		return NULL;
 	weft__worker_t *w = weft__sched_current();
+	/* The index of the item a pop takes: bottom - 1. */
+	int64_t at = weft__deque_next_index(&w->deque) - 1;
 	struct weft_task *t = weft__deque_pop(&w->deque);
 	if (t == NULL)
 		return NULL;
 	if (t->group != g || t->stack != NULL || t->start != NULL) {
-		/* Not ours to run: put it back where it was. */
+		/* Not ours to run: put it back.  At the same index, but for
+		 * the deque's last item: its pop claimed it by moving top
+		 * past it (Chase-Lev's race with the thieves), so it goes
+		 * back one index higher.  If it is the yielded task fifo_mark
+		 * names, the mark follows it (invariant 4): left behind, it
+		 * read as passed, picks went back to newest first, and a
+		 * yielding task at the top starved under tasks that keep
+		 * spawning and waking each other (a supervisor's restart
+		 * storm at one worker). */
+		int64_t back = weft__deque_next_index(&w->deque);
 		if (weft__deque_push(&w->deque, t) < 0) {
 			weft__inject_push(&w->rt->inject, t);
 			weft__idle_notify(w->rt);
+		} else if (w->fifo && w->fifo_mark == at && back != at) {
+			w->fifo_mark = back;
 		}
 		return NULL;
 	}
@@ -716,6 +736,7 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 {
 	struct weft_task *t;
 	if (++w->tick % WORKER_INJECT_INTERVAL == 0) {
+		w->fair_due = true;
 		t = worker_inject_pop(w);
 		if (t)
 			return t;
@@ -769,6 +790,11 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 			w->fifo = false;
 		else
 			oldest = true;
+	}
+	if (WEFT__UNLIKELY(w->fair_due)) {
+		/* Item 3's exception: the oldest, once per interval. */
+		w->fair_due = false;
+		oldest = true;
 	}
 	if (oldest) {
 		/* Our own top: a steal, which may lose to a thief (retry). */

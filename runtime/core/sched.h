@@ -60,6 +60,9 @@ typedef struct weft__worker {
 	 * behind every task queued before it (sched.c). */
 	bool fifo;
 	int64_t fifo_mark;
+	/* Set at every WORKER_INJECT_INTERVAL-th pick: the next pick that
+	 * takes from the deque takes its oldest task (sched.c, item 3). */
+	bool fair_due;
 	bool spinning; /* counted in rt's nspinning */
 	/* Fixed at start: false when the runtime has a seed, so that this
 	 * worker runs only while it holds the baton (baton.c) and every
