@@ -806,28 +806,67 @@ void weft__inspect_note_remove(struct weft_runtime *rt,
 	weft__spin_unlock(&rt->notes_lock);
 }
 
+/* A listed note as copied out of the list: its task and its text. */
+struct insp_note_copy {
+	uint64_t task_id; /* first: the key of insp_cmp_u64 */
+	char text[WEFT__NOTE_MAX];
+};
+
 /* Copies each listed note into the node of its task (a task without a
- * node, having ended meanwhile, is skipped).  A note whose copy cannot be
- * allocated is left out: the dump is a best-effort view. */
+ * node, having ended meanwhile, is skipped).  The notes are copied out
+ * under their lock into memory allocated outside it (nothing allocates
+ * under a spin lock: the owners' updates spin meanwhile), then matched
+ * to the task nodes by binary search with the lock released.  A note
+ * that cannot be copied for lack of memory is left out: the dump is a
+ * best-effort view. */
 static void insp_notes(struct weft_runtime *rt, struct weft__inspect_dump *d)
 {
-	weft__spin_lock(&rt->notes_lock);
-	for (struct weft__inspect_note *n = rt->notes; n; n = n->next) {
-		if (n->task_id == 0)
-			continue;
-		for (size_t i = 0; i < d->n; i++) {
-			struct weft__inspect_node *x = &d->v[i];
-			if (x->kind != WEFT__INSPECT_TASK ||
-				x->id != n->task_id || x->note)
-				continue;
-			size_t len = strlen(n->text);
-			x->note = weft__alloc(len + 1);
-			if (x->note)
-				memcpy(x->note, n->text, len + 1);
+	struct insp_note_copy *c = NULL;
+	size_t cap = 0, n = 0;
+	for (;;) {
+		size_t count = 0;
+		weft__spin_lock(&rt->notes_lock);
+		for (struct weft__inspect_note *x = rt->notes; x; x = x->next)
+			count += x->task_id != 0;
+		if (count <= cap) {
+			for (struct weft__inspect_note *x = rt->notes; x;
+				x = x->next) {
+				if (x->task_id == 0)
+					continue;
+				c[n].task_id = x->task_id;
+				memcpy(c[n].text, x->text, sizeof c[n].text);
+				n++;
+			}
+			weft__spin_unlock(&rt->notes_lock);
 			break;
 		}
+		weft__spin_unlock(&rt->notes_lock);
+		/* More notes than room: grow (with slack for notes listed
+		 * meanwhile) and count again. */
+		weft__free(c);
+		cap = count + count / 2 + 4;
+		c = weft__alloc(cap * sizeof *c);
+		if (c == NULL)
+			return;
 	}
-	weft__spin_unlock(&rt->notes_lock);
+	if (n > 1)
+		qsort(c, n, sizeof *c, insp_cmp_u64);
+	for (size_t i = 0; i < d->n && n > 0; i++) {
+		struct weft__inspect_node *x = &d->v[i];
+		if (x->kind != WEFT__INSPECT_TASK || x->note)
+			continue;
+		const struct insp_note_copy *m = bsearch(&x->id, c, n,
+			sizeof *c, insp_cmp_u64);
+		if (m == NULL)
+			continue;
+		size_t len = strnlen(m->text, sizeof m->text - 1);
+		x->note = weft__alloc(len + 1);
+		if (x->note) {
+			memcpy(x->note, m->text, len);
+			x->note[len] = '\0';
+		}
+	}
+	weft__free(c);
 }
 
 /* }======================================================= */
