@@ -89,29 +89,7 @@ static void *q_produce(void *arg)
 struct q_consumer {
 	struct q_fixture *f;
 	bool ordered; /* the only consumer: check each producer's order */
-	int batch;    /* > 0: weft__inject_pop_batch, up to 1..batch */
 };
-
-/* Checks and counts one popped task. */
-static void q_take(struct q_consumer *c, struct weft_task *t)
-{
-	struct q_fixture *f = c->f;
-	long total = Q_PRODUCERS * f->per;
-	long i = t - f->tasks;
-	if (i < 0 || i >= total || t->next != NULL) {
-		atomic_fetch_add(&f->failures, 1);
-		return;
-	}
-	atomic_fetch_add(&f->seen[i], 1);
-	if (c->ordered) {
-		int producer = (int)(i / f->per);
-		long seq = i % f->per;
-		if (seq != f->last[producer] + 1)
-			atomic_fetch_add(&f->failures, 1);
-		f->last[producer] = seq;
-	}
-	atomic_fetch_add(&f->popped, 1);
-}
 
 static void *q_consume(void *arg)
 {
@@ -120,30 +98,30 @@ static void *q_consume(void *arg)
 	long total = Q_PRODUCERS * f->per;
 	while (!atomic_load(&f->go))
 		;
-	size_t round = 0;
 	while (atomic_load(&f->popped) < total) {
-		if (c->batch == 0) {
-			struct weft_task *t = weft__inject_pop(&f->q);
-			if (t != NULL)
-				q_take(c, t);
+		struct weft_task *t = weft__inject_pop(&f->q);
+		if (t == NULL)
+			continue;
+		long i = t - f->tasks;
+		if (i < 0 || i >= total || t->next != NULL) {
+			atomic_fetch_add(&f->failures, 1);
 			continue;
 		}
-		/* Batches of 1 to c->batch, oldest first. */
-		struct weft_task *out[8];
-		size_t max = 1 + round++ % (size_t)c->batch;
-		size_t n = weft__inject_pop_batch(&f->q, out, max);
-		if (n > max)
-			atomic_fetch_add(&f->failures, 1);
-		for (size_t k = 0; k < n && k < max; k++)
-			q_take(c, out[k]);
+		atomic_fetch_add(&f->seen[i], 1);
+		if (c->ordered) {
+			int producer = (int)(i / f->per);
+			long seq = i % f->per;
+			if (seq != f->last[producer] + 1)
+				atomic_fetch_add(&f->failures, 1);
+			f->last[producer] = seq;
+		}
+		atomic_fetch_add(&f->popped, 1);
 	}
 	return NULL;
 }
 
-/* Q_PRODUCERS producers, `consumers` consumers, per tasks each; the
- * consumers pop one task at a time, or (batch > 0) every other consumer,
- * the first included, takes batches of up to batch tasks. */
-static void q_run_batch(int consumers, long per, int batch)
+/* Q_PRODUCERS producers, `consumers` consumers, per tasks each. */
+static void q_run(int consumers, long per)
 {
 	struct q_fixture *f = calloc(1, sizeof *f);
 	assert_non_null(f);
@@ -168,8 +146,7 @@ static void q_run_batch(int consumers, long per, int batch)
 	}
 	for (int i = 0; i < consumers; i++) {
 		cs[i] = (struct q_consumer){ .f = f,
-			.ordered = consumers == 1,
-			.batch = i % 2 == 0 ? batch : 0 };
+			.ordered = consumers == 1 };
 		assert_int_equal(pthread_create(&ct[i], NULL, q_consume,
 					 &cs[i]),
 			0);
@@ -194,11 +171,6 @@ static void q_run_batch(int consumers, long per, int batch)
 	free(f);
 }
 
-static void q_run(int consumers, long per)
-{
-	q_run_batch(consumers, per, 0);
-}
-
 static void test_inject__producers_one_consumer_fifo(void **state)
 {
 	(void)state;
@@ -209,57 +181,6 @@ static void test_inject__producers_two_consumers_exactly_once(void **state)
 {
 	(void)state;
 	q_run(2, weft_test_scale(50000));
-}
-
-/* Batches keep each producer's order and hand out every task once, also
- * with a single-task consumer beside them, and past the stub the last
- * task's pop pushes while producers keep linking behind it. */
-static void test_inject__batches_one_consumer_fifo(void **state)
-{
-	(void)state;
-	q_run_batch(1, weft_test_scale(50000), 8);
-}
-
-static void test_inject__batches_beside_single_pops(void **state)
-{
-	(void)state;
-	q_run_batch(2, weft_test_scale(50000), 8);
-}
-
-/* A batch takes what is linked, oldest first, up to its size, and leaves
- * the last task for a pop that can put the stub behind it. */
-static void test_inject__batch_takes_what_is_linked(void **state)
-{
-	(void)state;
-	weft__inject_t q;
-	struct weft_task t[4], *out[8];
-	memset(t, 0, sizeof t);
-	assert_int_equal(weft__inject_init(&q), 0);
-	assert_int_equal(weft__inject_pop_batch(&q, out, 8), 0);
-	for (int i = 0; i < 4; i++)
-		weft__inject_push(&q, &t[i]);
-	assert_int_equal(weft__inject_pop_batch(&q, out, 2), 2);
-	assert_ptr_equal(out[0], &t[0]);
-	assert_ptr_equal(out[1], &t[1]);
-	assert_int_equal(weft__inject_pop_batch(&q, out, 8), 1);
-	assert_ptr_equal(out[0], &t[2]);
-	assert_null(t[2].next);
-	assert_true(weft__inject_nonempty(&q));
-	/* The last one: the stub goes behind it. */
-	assert_int_equal(weft__inject_pop_batch(&q, out, 8), 1);
-	assert_ptr_equal(out[0], &t[3]);
-	assert_false(weft__inject_nonempty(&q));
-	/* Past the stub at the front. */
-	weft__inject_push(&q, &t[0]);
-	weft__inject_push(&q, &t[1]);
-	weft__inject_push(&q, &t[2]);
-	assert_int_equal(weft__inject_pop_batch(&q, out, 8), 2);
-	assert_ptr_equal(out[0], &t[0]);
-	assert_ptr_equal(out[1], &t[1]);
-	assert_ptr_equal(weft__inject_pop(&q), &t[2]);
-	assert_int_equal(weft__inject_pop_batch(&q, out, 8), 0);
-	assert_false(weft__inject_nonempty(&q));
-	weft__inject_fini(&q);
 }
 
 /* The consumer's corner cases, single-threaded: the last task out puts
@@ -707,9 +628,6 @@ int main(void)
 		cmocka_unit_test(
 			test_inject__producers_two_consumers_exactly_once),
 		cmocka_unit_test(test_inject__last_task_and_refill),
-		cmocka_unit_test(test_inject__batches_one_consumer_fifo),
-		cmocka_unit_test(test_inject__batches_beside_single_pops),
-		cmocka_unit_test(test_inject__batch_takes_what_is_linked),
 		WEFT_TEST(test_inject__foreign_records_come_in_batches),
 		WEFT_TEST(test_inject__destroy_takes_foreign_records_back),
 		cmocka_unit_test(test_inject__idle_arena_returns_pages),

@@ -74,13 +74,6 @@ static inline bool weft__inject_nonempty(weft__inject_t *q)
 /* weft__inject_pop past its emptiness check.  Any thread. */
 struct weft_task *weft__inject_pop_slow(weft__inject_t *q);
 
-/* Up to max of the oldest tasks, oldest first into out[0..n-1]; returns
- * n, 0 when the queue was empty.  One round of the consumers' mutex for
- * the whole batch; it waits for a link (as pop does) only for the first
- * task, and takes no more than is linked already.  Any thread. */
-size_t weft__inject_pop_batch(weft__inject_t *q, struct weft_task **out,
-	size_t max);
-
 /* The oldest task, or NULL when the queue was empty.  Takes the
  * consumers' mutex (not when the hint says empty).  Any thread. */
 static inline struct weft_task *weft__inject_pop(weft__inject_t *q)

@@ -41,8 +41,7 @@
  *      yielder back ahead of the tasks still queued before it.  Right
  *      after a yield the injection queue is also tried first (wake-ups
  *      from outside should not wait behind yielding CPU work);
- *   4. the injection queue: its oldest task, and up to 31 more into the
- *      deque (worker_inject_take), since the deque is empty by then;
+ *   4. the injection queue;
  *   5. stealing the oldest task of a random victim (and up to half of
  *      the rest of its deque, into the own deque), then spinning for a
  *      bounded time, then sleeping (idle.c).
@@ -192,39 +191,6 @@ static inline struct weft_task *worker_inject_pop(weft__worker_t *w)
 	if (t)
 		weft__stats_inc(&w->stats.inject_pops);
 	return t;
-}
-
-/* Most tasks a worker with an empty deque takes from the injection queue
- * at once (worker_inject_take). */
-#define WORKER_INJECT_BATCH 32
-
-/* The injection queue's oldest task, for a worker whose deque is empty:
- * up to WORKER_INJECT_BATCH - 1 more of the oldest come along into the
- * deque (Go's globrunqget), where the owner takes them oldest first and
- * other workers steal them without the consumers' mutex.  One pop per
- * mutex round had two workers draining a queue fed by a plain thread
- * (B3 external) queue on that mutex for every task.  Only with an empty
- * deque: what is moved then waits behind nothing of this worker's but
- * the children its own tasks spawn; with queued local work a pick takes
- * one task (worker_inject_pop), as the interval and the yield rules
- * want.  NULL if the queue was empty. */
-static struct weft_task *worker_inject_take(weft__worker_t *w)
-{
-	struct weft_task *batch[WORKER_INJECT_BATCH];
-	size_t n = weft__inject_pop_batch(&w->rt->inject, batch,
-		WORKER_INJECT_BATCH);
-	if (n == 0)
-		return NULL;
-	weft__stats_add(&w->stats.inject_pops, n);
-	if (n == 1)
-		return batch[0];
-	/* Newest first, so the deque's owner end gives the oldest next. */
-	for (size_t i = n - 1; i > 0; i--)
-		if (weft__deque_push(&w->deque, batch[i]) < 0)
-			weft__inject_push(&w->rt->inject, batch[i]);
-	/* Others may now steal them. */
-	weft__idle_notify(w->rt);
-	return batch[0];
 }
 
 /* Both functions read t->rt before publishing t: once t is in a queue,
@@ -629,7 +595,7 @@ static void worker_steal_more(weft__worker_t *w, weft__worker_t *v)
 struct weft_task *weft__sched_steal(weft__worker_t *w)
 {
 	struct weft_runtime *rt = w->rt;
-	struct weft_task *t = worker_inject_take(w);
+	struct weft_task *t = worker_inject_pop(w);
 	if (t)
 		return t;
 	unsigned n = rt->nworkers;
@@ -809,8 +775,7 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 		if (t)
 			return t;
 	}
-	/* The deque is empty (only its owner pushes). */
-	return worker_inject_take(w);
+	return worker_inject_pop(w);
 }
 
 static struct weft_task *worker_next(weft__worker_t *w)
