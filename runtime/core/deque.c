@@ -365,12 +365,6 @@ int weft__deque_steal(weft__deque_t *d, void **out)
 	return 0;
 }
 
-int64_t weft__deque_next_index(const weft__deque_t *d)
-{
-	/* relaxed: only the owner writes bottom, and the owner reads it. */
-	return atomic_load_explicit(&d->bottom, memory_order_relaxed);
-}
-
 bool weft__deque_passed(const weft__deque_t *d, int64_t idx)
 {
 	/* relaxed: a hint for the owner's scheduling order (sched.c); top

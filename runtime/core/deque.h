@@ -89,9 +89,13 @@ static inline size_t weft__deque_size_approx(const weft__deque_t *d)
 /* The index the next weft__deque_push will give its item (indices only
  * grow; a pop followed by a push reuses the popped index).  For a worker
  * that must know later whether that item is still queued
- * (weft__deque_passed).
+ * (weft__deque_passed).  Inline: the join's inline pops ask it (B1).
  * Thread: owner only. */
-int64_t weft__deque_next_index(const weft__deque_t *d);
+static inline int64_t weft__deque_next_index(const weft__deque_t *d)
+{
+	/* relaxed: only the owner writes bottom, and the owner reads it. */
+	return atomic_load_explicit(&d->bottom, memory_order_relaxed);
+}
 
 /* Whether every item pushed at an index <= idx has left the deque from its
  * top (stolen, or taken by the owner's last-item pop): true once the
