@@ -561,27 +561,19 @@ static bool group_inside(struct weft_group *g, struct weft_task *self)
 /* Whether g's scope is cancelled, as seen by self.  g's scope may not be
  * linked yet (core/cancel.c, "Lazy links"): a task inside g pulls the
  * cancellation through the chain.  Anyone else reads the scope's flag
- * here, a first answer only: walking the chain from outside is safe once
- * the new child is counted, which pins it (the owner cannot leave the
- * scopes above g before the join has waited for that child), and
- * group_outside_cancelled does it then. */
-static bool group_cancelled(struct weft_group *g, struct weft_task *self)
+ * here, a first answer only, and *pull_later says so: walking the chain
+ * from outside is safe once the new child is counted, which pins it (the
+ * owner cannot leave the scopes above g before the join has waited for
+ * that child), and group_new_child pulls then. */
+static bool group_cancelled(struct weft_group *g, struct weft_task *self,
+	bool *pull_later)
 {
-	if (!weft__scope_linked(&g->scope) && group_inside(g, self))
-		return weft__scope_check(&g->rt->cancel_gen, &g->scope);
+	if (!weft__scope_linked(&g->scope)) {
+		if (group_inside(g, self))
+			return weft__scope_check(&g->rt->cancel_gen, &g->scope);
+		*pull_later = true;
+	}
 	return weft__scope_is_cancelled(&g->scope);
-}
-
-/* The second answer for a spawn from outside g (a task that holds its
- * handle, or a plain thread holding a retain that no owner's retain
- * linked), with the child counted: a cancellation from further out that
- * nobody pulled into g's unlinked scope yet is pulled now, so the spawn
- * is refused as it would be from inside. */
-static bool group_outside_cancelled(struct weft_group *g,
-	struct weft_task *self)
-{
-	return !weft__scope_linked(&g->scope) && !group_inside(g, self) &&
-		weft__scope_check(&g->rt->cancel_gen, &g->scope);
 }
 
 /* Creates a child record of g, counted in g: owed, or in the join word.
@@ -663,7 +655,9 @@ static int group_new_child(weft_group_t *gh, weft_fn fn, void *arg,
 	if (self != NULL && self->rt != g->rt)
 		return WEFT_EMISUSE;
 	unsigned flags = opts ? opts->flags : 0;
-	if ((flags & WEFT_SPAWN_UNLESS_CANCELLED) && group_cancelled(g, self))
+	bool pull_later = false;
+	if ((flags & WEFT_SPAWN_UNLESS_CANCELLED) &&
+		group_cancelled(g, self, &pull_later))
 		return -ECANCELED;
 	bool literal = false;
 	if (opts && opts->name) {
@@ -684,10 +678,14 @@ static int group_new_child(weft_group_t *gh, weft_fn fn, void *arg,
 		: group_create(g, name, literal, fn, arg, owe, &t);
 	if (rc < 0)
 		return rc;
-	if (!owe && (flags & WEFT_SPAWN_UNLESS_CANCELLED) &&
-		group_outside_cancelled(g, self)) {
-		/* Uncounted again, last (child_done is the last touch of g):
-		 * nothing ran, nothing was seen. */
+	if (pull_later && weft__scope_check(&g->rt->cancel_gen, &g->scope)) {
+		/* From outside g (a task that holds its handle, or a plain
+		 * thread holding a retain that no owner's retain linked),
+		 * with the child counted: a cancellation from further out
+		 * that nobody pulled into g's scope yet is pulled now, so the
+		 * spawn is refused as it would be from inside.  Uncounted
+		 * again, last (child_done is the last touch of g): nothing
+		 * ran, nothing was seen. */
 		weft__task_unref(t);
 		if (g->bud != NULL)
 			budget_uncharge(g);
