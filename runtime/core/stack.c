@@ -538,8 +538,9 @@ __attribute__((no_sanitize_address)) int weft__stack_check(
 /* Word copies, not ASan-instrumented (frames hold poisoned redzones, and
  * the copy is of the whole range), and not turned into a memcpy call,
  * which ASan intercepts: each word goes through a volatile access.  The
- * range is a multiple of 8 bytes: sp is 16-aligned at a switch, and the
- * top of a stack is page-aligned. */
+ * range is a multiple of 8 bytes: a saved sp is at least 8-aligned, and
+ * the top of a stack is page-aligned (weft__stack_image_release checks
+ * it). */
 __attribute__((no_sanitize_address)) static void stack_copy_words(void *dst,
 	const void *src, size_t len)
 {
@@ -549,9 +550,11 @@ __attribute__((no_sanitize_address)) static void stack_copy_words(void *dst,
 		d[i] = s[i];
 }
 
-static size_t stack_page_size(void)
+/* The start of the page holding sp: the released range is [it, top). */
+static char *stack_image_from(const void *sp)
 {
-	return (size_t)sysconf(_SC_PAGESIZE); /* libc keeps it: no call */
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	return (char *)((uintptr_t)sp & ~(page - 1));
 }
 
 struct weft__stack_image *weft__stack_image_release(const weft__stack_t *st,
@@ -559,10 +562,11 @@ struct weft__stack_image *weft__stack_image_release(const weft__stack_t *st,
 {
 	char *top = (char *)st->lo + st->size;
 	size_t len = (size_t)(top - (char *)sp);
-	size_t page = stack_page_size();
-	char *from = (char *)((uintptr_t)sp & ~(uintptr_t)(page - 1));
+	char *from = stack_image_from(sp);
+	/* Too deep to be worth it, or reaching into the canary page (lo
+	 * and from are page-aligned). */
 	if (len > WEFT__STACK_IMAGE_MAX || len % sizeof(uint64_t) != 0 ||
-		from < (char *)st->lo + page)
+		from <= (char *)st->lo)
 		return NULL;
 	struct weft__stack_image *img = weft__alloc(sizeof *img + len);
 	if (img == NULL)
@@ -582,7 +586,7 @@ struct weft__stack_image *weft__stack_image_release(const weft__stack_t *st,
 static void stack_image_check(char *from, char *top, const char *call,
 	const char *name)
 {
-	size_t page = stack_page_size();
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	unsigned char vec[64];
 	size_t n = (size_t)(top - from) / page;
 	if (n > sizeof vec || mincore(from, (size_t)(top - from), vec) != 0)
@@ -603,10 +607,8 @@ void weft__stack_image_restore(const weft__stack_t *st,
 	struct weft__stack_image *img, const char *call, const char *name)
 {
 #ifdef WEFT_DEBUG
-	char *top = (char *)st->lo + st->size;
-	size_t page = stack_page_size();
-	stack_image_check((char *)((uintptr_t)img->sp & ~(uintptr_t)(page - 1)),
-		top, call, name);
+	stack_image_check(stack_image_from(img->sp), (char *)st->lo + st->size,
+		call, name);
 #else
 	(void)st, (void)call, (void)name;
 #endif
