@@ -170,6 +170,30 @@ static void config_env_trace(weft_config_t *cfg)
 	cfg->trace_buffer = (unsigned)v;
 }
 
+/* WEFT_CPU_SAMPLE_US: 0 (off), or a period from the minimum up. */
+static void config_env_cpu_sample(weft_config_t *cfg)
+{
+	cfg->cpu_sample_us = WEFT__CPU_SAMPLE_US_DEFAULT;
+	const char *s = getenv("WEFT_CPU_SAMPLE_US");
+	uint64_t v;
+	if (s == NULL)
+		return;
+	if (config_parse(s, 0, &v) == 0 &&
+		(v == 0 ||
+			(v >= WEFT__CPU_SAMPLE_US_MIN &&
+				v <= WEFT__CPU_SAMPLE_US_MAX))) {
+		cfg->cpu_sample_us = (unsigned)v;
+		return;
+	}
+	if (cfg->env_error == 0) {
+		cfg->env_error = -EINVAL;
+		snprintf(cfg->message, sizeof cfg->message,
+			"WEFT_CPU_SAMPLE_US='%.64s' is not valid: expected 0 "
+			"or an integer from %u to %u",
+			s, WEFT__CPU_SAMPLE_US_MIN, WEFT__CPU_SAMPLE_US_MAX);
+	}
+}
+
 /* {======================================================= misspelt names */
 
 /* Every variable weft reads; a WEFT_ name near one of them (or a usual
@@ -178,8 +202,8 @@ static void config_env_trace(weft_config_t *cfg)
 static const char *const config_known[] = { "WEFT_WORKERS", "WEFT_STACK_SIZE",
 	"WEFT_GUARDED_STACKS", "WEFT_SPIN_US", "WEFT_OFFLOAD_THREADS",
 	"WEFT_CLOCK", "WEFT_DUMP_SIGNAL", "WEFT_DEADLOCK", "WEFT_SEED",
-	"WEFT_STALL_MS", "WEFT_TRACE", "WEFT_TRACE_EVENTS",
-	"WEFT_TRACE_BUFFER" };
+	"WEFT_STALL_MS", "WEFT_TRACE", "WEFT_TRACE_EVENTS", "WEFT_TRACE_BUFFER",
+	"WEFT_CPU_SAMPLE_US" };
 
 /* Names other runtimes use for the same thing. */
 static const char *const config_guesses[][2] = {
@@ -303,6 +327,7 @@ int weft_config_init(weft_config_t *cfg)
 	cfg->stall_ms = (unsigned)v;
 	cfg->trace_buffer = WEFT__TRACE_BUFFER_DEFAULT;
 	config_env_trace(cfg);
+	config_env_cpu_sample(cfg);
 	config_warn_misspelt();
 	return cfg->env_error;
 }
@@ -351,6 +376,10 @@ int weft__config_validate(weft_config_t *cfg)
 	else if (cfg->trace_buffer < WEFT__TRACE_BUFFER_MIN ||
 		cfg->trace_buffer > WEFT__TRACE_BUFFER_MAX)
 		bad = "trace_buffer must be from 16 to 1048576";
+	else if (cfg->cpu_sample_us != 0 &&
+		(cfg->cpu_sample_us < WEFT__CPU_SAMPLE_US_MIN ||
+			cfg->cpu_sample_us > WEFT__CPU_SAMPLE_US_MAX))
+		bad = "cpu_sample_us must be 0 or from 100 to 1000000";
 	if (bad == NULL)
 		return 0;
 	snprintf(cfg->message, sizeof cfg->message, "%s", bad);

@@ -15,6 +15,9 @@
 #define WEFT__TRACE_BUFFER_MAX (1u << 20)
 #define WEFT__TRACE_BUFFER_DEFAULT 4096u
 #define WEFT__TRACE_PATH_MAX 4096u
+#define WEFT__CPU_SAMPLE_US_MIN 100u
+#define WEFT__CPU_SAMPLE_US_MAX 1000000u
+#define WEFT__CPU_SAMPLE_US_DEFAULT 1000u
 
 /* 0 if every field is in range; else -EINVAL with cfg->message set.
  * Thread: any (it touches only cfg). */

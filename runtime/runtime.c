@@ -25,6 +25,7 @@
 #include "base/error.h"
 #include "config.h"
 #include "core/records.h"
+#include "core/cpuclock.h"
 #include "core/stall.h"
 #include "core/task.h"
 #include "core/inspect.h"
@@ -181,6 +182,12 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 	rc = weft__io_start(rt);
 	if (rc < 0)
 		goto fail_trace;
+	/* Before the workers: they read its clock from their first task. */
+	rc = weft__cpuclock_start(rt);
+	if (rc < 0) {
+		weft__io_stop(rt);
+		goto fail_trace;
+	}
 	unsigned started = 0;
 	for (; started < rt->nworkers; started++) {
 		rc = weft__sched_worker_start(rt, &rt->workers[started],
@@ -193,6 +200,7 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 		rc = weft__stall_start(rt);
 	if (rc < 0) {
 		runtime_stop_workers(rt, started);
+		weft__cpuclock_stop(rt);
 		weft__io_stop(rt);
 		goto fail_trace;
 	}
@@ -281,6 +289,7 @@ int weft_runtime_destroy(weft_runtime_t *rt)
 	 * (and may call back into the runtime). */
 	weft__offload_stop(rt);
 	runtime_stop_workers(rt, rt->nworkers);
+	weft__cpuclock_stop(rt);
 	weft__io_stop(rt);
 	/* Every task ended, so every shielded scope was exited. */
 	weft__stall_fini(rt);

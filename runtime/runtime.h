@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "core/baton.h"
+#include "core/cpuclock.h"
 #include "core/idle.h"
 #include "core/inject.h"
 #include "core/ioq.h"
@@ -87,6 +88,9 @@ struct weft_runtime {
 	 * create before any thread starts, freed at destroy after every
 	 * thread was joined. */
 	struct weft__trace *trace;
+	/* The run-time sampler (core/cpuclock.c): started at create
+	 * before the workers, stopped at destroy after them. */
+	weft__cpuclock_t cpuclock;
 	/* Notes the dump prints with their tasks (core/inspect.h), listed
 	 * under notes_lock (zeroed at create: unlocked, empty). */
 	weft__spin_t notes_lock;

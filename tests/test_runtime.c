@@ -335,7 +335,8 @@ static void test_runtime__weft_run_with_null_fn_is_rejected(void **state)
 
 /* {======================================================= resources */
 
-static void test_runtime__a_runtime_runs_one_thread_per_worker_plus_io(
+static void
+test_runtime__a_runtime_runs_a_thread_per_worker_plus_io_and_sampler(
 	void **state)
 {
 	unsigned workers = WEFT_TEST_WORKERS(state);
@@ -343,7 +344,8 @@ static void test_runtime__a_runtime_runs_one_thread_per_worker_plus_io(
 	weft_runtime_t *rt = weft_test_runtime_create(workers);
 	int during = weft_test_count_threads();
 	assert_int_equal(weft_runtime_destroy(rt), 0);
-	assert_int_equal(during, base + (int)workers + 1);
+	/* The workers, the I/O thread and the run-time sampler. */
+	assert_int_equal(during, base + (int)workers + 2);
 	assert_int_equal(weft_test_settle_threads(base), base);
 	weft_test_assert_no_leaks();
 }
@@ -1051,7 +1053,7 @@ int main(void)
 		cmocka_unit_test(
 			test_runtime__weft_run_with_null_fn_is_rejected),
 		WEFT_TEST(
-			test_runtime__a_runtime_runs_one_thread_per_worker_plus_io),
+			test_runtime__a_runtime_runs_a_thread_per_worker_plus_io_and_sampler),
 		cmocka_unit_test(
 			test_runtime__creating_and_destroying_100_runtimes_leaks_nothing),
 		cmocka_unit_test(test_runtime__two_runtimes_live_side_by_side),

@@ -82,11 +82,12 @@ WEFT_EXTERN int weft_group_open(weft_group_t **out);
 /* `deadline` is set (without the flag it is ignored, so that a zeroed
  * struct means "no deadline" although 0 is a valid time). */
 #define WEFT_GROUP_DEADLINE 0x1u
-/* Count the run time of the group's subtree (weft_group_cpu_ns, the
- * dump); every group below it counts its own too.  Its cost is on the
- * tasks of the subtree only: one cycle-counter read per switch and two
- * per join that runs children inline (about 10 ns each where measured),
- * which is why it is not on for every group. */
+/* Count the run time of the group's subtree exactly (weft_group_cpu_ns,
+ * the dump); every group below it is counted exactly too.  Every group is
+ * counted anyway, by sampling (weft_config_t.cpu_sample_us): this flag
+ * trades the sampler's resolution for a cycle-counter read per switch
+ * and two per join that runs children inline, on the subtree's tasks
+ * only (about 10 ns each where measured). */
 #define WEFT_GROUP_CPU_TIME 0x2u
 typedef struct weft_group_opts {
 	unsigned flags; /* WEFT_GROUP_* */
@@ -124,21 +125,25 @@ typedef struct weft_group_opts {
 WEFT_EXTERN int weft_group_open_opts(weft_group_t **out,
 	const weft_group_opts_t *opts);
 
-/* What it does: for g opened with WEFT_GROUP_CPU_TIME, or opened by a
- * task of a subtree that counts its run time (a group opened with it,
- * or below one): the run time of g's subtree in nanoseconds: the sum of
+/* What it does: the run time of g's subtree in nanoseconds: the sum of
  * the run slices (from switch-in to switch-out, or to the task's end;
- * wall time measured by the CPU's cycle counter, so a slice in which the
- * OS preempted the worker's thread counts whole) of g's children and of
- * every task below them (the children of groups they open).  Not the
- * owner's own time, nor that of groups the owner opens itself.  A slice
- * reaches g when the task ends, and while it runs at its first park or
- * yield after every millisecond or so of run time; a nested group's
- * total reaches g when that group is joined (and the task that joined it
- * then ends or folds again).
- * Errors: -EINVAL (NULL g), WEFT_EMISUSE (stale g), -ENOTSUP (g's run
- * time is not counted: see above).  The first call in
- * the process measures the cycle counter's rate for about 2 ms.
+ * wall time, so a slice in which the OS preempted the worker's thread
+ * counts whole) of g's children and of every task below them (the
+ * children of groups they open).  Not the owner's own time, nor that of
+ * groups the owner opens itself.  Sampled (docs/semantics.md rule 51):
+ * a slice is charged the sampler periods (weft_config_t.cpu_sample_us,
+ * 1 ms by default) that ended while it ran, which is right on average:
+ * the error of a total T is of the order of sqrt(T x period), a few
+ * percent once T is a few hundred periods.  Exact, from the CPU's cycle
+ * counter, when g was opened with WEFT_GROUP_CPU_TIME or by a task of
+ * such a subtree.  A slice reaches g when the task ends, and while it
+ * runs at its first park or yield after every millisecond or so of run
+ * time; a nested group's total reaches g when that group is joined (and
+ * the task that joined it then ends or folds again).
+ * Errors: -EINVAL (NULL g), WEFT_EMISUSE (stale g), -ENOTSUP (the
+ * sampler is off, cpu_sample_us 0, and g is not in a WEFT_GROUP_CPU_TIME
+ * subtree).  The first call in the process measures the cycle counter's
+ * rate for about 2 ms.
  * Checkpoint: no.  Threads: any thread, while g is alive (before its
  * join, or retained: then the final total). */
 WEFT_EXTERN int64_t weft_group_cpu_ns(const weft_group_t *g);

@@ -107,8 +107,8 @@ typedef int (*weft_dump_writer_fn)(void *ctx, const char *data, size_t len);
  * started()): "task=<id> task_name=\"..\""; to_thread: "fn=\"..\"", the
  * function, named as frames are) and key=value details, and its frames follow, one per line, indented one level
  * deeper, each starting with "#<i> "; a group's line has
- * "opened_at=\"..\"", a group whose run time is counted
- * (WEFT_GROUP_CPU_TIME) "cpu_ns=<n>" (weft_group_cpu_ns), and a group
+ * "opened_at=\"..\"", a group whose run time is counted (every group,
+ * unless the sampler is off: weft_group_cpu_ns) "cpu_ns=<n>", and a group
  * with caps (weft_group_opts_t) "children=<n> max_children=<n>
  * stack_bytes=<n> stack_bytes_max=<n>" (0: no such cap).  WEFT_DUMP_JSON: one object
  * {"workers":N,"now":ns,"tasks":N,"stats":{"spawned":N,...},

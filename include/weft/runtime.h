@@ -165,13 +165,23 @@ typedef struct weft_config {
 	 * (about 100 bytes each, per worker, plus two); 16 .. 1048576,
 	 * default 4096.  Environment WEFT_TRACE_BUFFER. */
 	unsigned trace_buffer;
+	/* How often the run-time sampler publishes the clock that counts
+	 * the run time of every group (weft_group_cpu_ns, the dump), in
+	 * microseconds: 0 (off: only subtrees opened with
+	 * WEFT_GROUP_CPU_TIME are counted) or 100 .. 1000000, default 1000.
+	 * A thread ("weft-cpu") wakes once per period while any worker is
+	 * awake, and sleeps for good while the runtime is idle.  The counts
+	 * are sampled (docs/semantics.md rule 51): a slice is charged the
+	 * periods that ended while it ran, so shorter periods give finer
+	 * counts for more wake-ups.  Environment WEFT_CPU_SAMPLE_US. */
+	unsigned cpu_sample_us;
 } weft_config_t;
 
 /* What it does: fills *cfg with the defaults (workers = the CPUs this
  * process may run on, from sched_getaffinity; 64 KiB stacks; 8192 guarded
  * stacks; 50 us spin; 40 offload threads; the real clock; no dump
  * signal; no seed; no stall watchdog; no trace, 4096 events per trace
- * buffer), then applies
+ * buffer; run time sampled every 1000 us), then applies
  * the environment variables WEFT_WORKERS, WEFT_STACK_SIZE (bytes, or with
  * a K or M suffix), WEFT_GUARDED_STACKS, WEFT_SPIN_US,
  * WEFT_OFFLOAD_THREADS, WEFT_CLOCK ("real" or "virtual", exactly) and
@@ -179,7 +189,8 @@ typedef struct weft_config {
  * QUIT, USR1, USR2, TERM or WINCH), WEFT_DEADLOCK ("error", "report"
  * or "off", exactly), WEFT_SEED (seed: decimal, 1 .. 2^64-1),
  * WEFT_STALL_MS (milliseconds, 0 .. 3600000), WEFT_TRACE (trace_path:
- * any non-empty path), WEFT_TRACE_EVENTS (0 or 1) and WEFT_TRACE_BUFFER.
+ * any non-empty path), WEFT_TRACE_EVENTS (0 or 1), WEFT_TRACE_BUFFER and
+ * WEFT_CPU_SAMPLE_US (0, or 100 .. 1000000).
  * A bad value (not a number, trailing junk, negative, zero workers, out
  * of range, a clock, signal or deadlock name other than those listed, an
  * empty or too long WEFT_TRACE) is
@@ -196,8 +207,10 @@ typedef struct weft_config {
  * Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN int weft_config_init(weft_config_t *cfg);
 
-/* What it does: creates a runtime: starts cfg->workers worker threads and
- * the I/O thread (libuv loop).  The workers sleep until a task arrives.
+/* What it does: creates a runtime: starts cfg->workers worker threads,
+ * the I/O thread (libuv loop) and, unless cfg->cpu_sample_us is 0, the
+ * run-time sampler ("weft-cpu").  The workers sleep until a task
+ * arrives.
  * Ownership: the caller owns *out and must weft_runtime_destroy it.
  * cfg is only read (its message field is written on failure).
  * Errors: -EINVAL (NULL argument, cfg not from weft_config_init, a field

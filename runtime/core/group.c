@@ -58,29 +58,32 @@
  * creation and lowered at each end; a spawn that would pass a cap
  * undoes what it charged below it and fails with -ENOMEM.
  *
- * Run time (weft_group_cpu_ns), for a subtree opened with
- * WEFT_GROUP_CPU_TIME.  It is a budget like the caps (bud != NULL, with
- * acct set, inherited by every budget below), so the children of such a
- * subtree take the budgeted spawn path, which marks them (t->acct), and
- * everyone else pays one branch on the switch, join and end paths.  Not
- * on for every group: the cycle counter read it needs costs about 10 ns
- * on the machines weft was measured on (one per switch: B6 yield was 17%
- * slower; two per join: B1 fib 17%).  A timed task's slice ends at its
- * switch-out (sched.c), where it is added to the task's own record
- * (`cpu`) and the worker's slice_start moves on, so a timed task switched
- * into next starts from the same read.  Children run inline at a join
- * are not timed one by one: the join ends the owner's slice before the
- * first and charges the whole inline stretch to g at the end (two reads
- * per join, not one per child).  A child that parks meanwhile charges
- * the slice up to its switch-out to itself, and a nested join inside it
- * charges it first; either way the time stays in g's subtree, though not
- * always with the child that spent it.  A task folds `cpu` into its
- * group at its end, and at a switch-out once it passes
- * WEFT__CPU_FOLD_TICKS (about a millisecond), so a group's total grows
- * while its children run.  A group's total (cpu_shared + cpu_owed) is
- * added at its join to the owner's `cpu`, which reaches the owner's group
- * when the owner folds: a subtree's time climbs one level per fold,
- * never by walking the ancestors.  Writes that only the owner's stack
+ * Run time (weft_group_cpu_ns; docs/semantics.md rule 51), for every
+ * group.  Each worker cuts its time into slices (w->slice_start): a
+ * switch-out ends the departing task's slice and charges it to the
+ * task's own record (`cpu`), and the task switched into next starts from
+ * the same read, so the slices of a worker form an unbroken chain; a
+ * switch-in from the scheduler loop starts a fresh one (the loop's time
+ * and idle time are nobody's).  The read is a load of the run-time
+ * sampler's clock (core/cpuclock.c: published every period, so most
+ * short slices are charged 0 and the one a publication fell into a
+ * whole period, right on average), or, for a task of a subtree opened
+ * with WEFT_GROUP_CPU_TIME (t->acct, set by the budgeted spawn path
+ * from bud->acct), the cycle counter itself: exact, at about 10 ns a
+ * read.  A switch between the two clocks restarts the chain from the
+ * incoming task's clock; a read behind slice_start (the sampler after
+ * the counter) charges nothing.  Children run inline at a join are not
+ * cut one by one: the join ends the owner's slice before the first and
+ * charges the whole inline stretch to g at the end (on g's clock).  A
+ * child that parks meanwhile charges the slice up to its switch-out to
+ * itself, and a nested join inside it charges it first; either way the
+ * time stays in g's subtree, though not always with the child that
+ * spent it.  A task folds `cpu` into its group at its end, and at a
+ * switch-out once it passes WEFT__CPU_FOLD_TICKS (about a millisecond),
+ * so a group's total grows while its children run.  A group's total
+ * (cpu_shared + cpu_owed) is added at its join to the owner's `cpu`,
+ * which reaches the owner's group when the owner folds: a subtree's time
+ * climbs one level per fold, never by walking the ancestors.  Writes that only the owner's stack
  * makes (the inline stretch, owed children run inline) go to cpu_owed
  * with a load and a store (no read-modify-write, as for the join word:
  * "Owed children").
@@ -419,7 +422,7 @@ int64_t weft_group_cpu_ns(const weft_group_t *gh)
 		"weft_group_cpu_ns");
 	if (g == NULL)
 		return WEFT_EMISUSE;
-	if (g->bud == NULL || !g->bud->acct)
+	if (!weft__group_cpu_counted(g))
 		return -ENOTSUP;
 	return weft__tick_to_ns(group_cpu_ticks(g));
 }
@@ -427,6 +430,12 @@ int64_t weft_group_cpu_ns(const weft_group_t *gh)
 uint64_t weft__group_cpu_ticks(const struct weft_group *g)
 {
 	return group_cpu_ticks(g);
+}
+
+bool weft__group_cpu_counted(const struct weft_group *g)
+{
+	return (g->bud != NULL && g->bud->acct) ||
+		g->rt->cpuclock.period_ns != 0;
 }
 
 /* }======================================================= */
@@ -515,11 +524,9 @@ static inline __attribute__((always_inline)) int group_open(weft_group_t **out,
 		g->has_deadline = ds != NULL;
 		g->deadline_scope = ds;
 	}
-	if (WEFT__UNLIKELY(g->bud != NULL) && g->bud->acct) {
-		/* Counted ("Run time"): outside the clear. */
-		atomic_store_explicit(&g->cpu_shared, 0, memory_order_relaxed);
-		atomic_store_explicit(&g->cpu_owed, 0, memory_order_relaxed);
-	}
+	/* Run time ("Run time"): outside the clear. */
+	atomic_store_explicit(&g->cpu_shared, 0, memory_order_relaxed);
+	atomic_store_explicit(&g->cpu_owed, 0, memory_order_relaxed);
 	/* Not linked: a group whose children all run inline never takes a
 	 * scope lock (core/cancel.c, "Lazy links"). */
 	weft__scope_push_lazy(t, &g->scope);
@@ -895,32 +902,37 @@ static WEFT_FIBER_FN int group_join(struct weft_task *self,
 	/* Introspection: a joiner running its children inline is waiting
 	 * for the join too (relaxed; see insp_wait). */
 	atomic_store_explicit(&self->insp_wait, "join", memory_order_relaxed);
-	/* Run time ("Run time"), when g's subtree is counted: self's slice
-	 * ends here (or the stretch just starts, self being uncounted); the
-	 * children run inline are g's, charged as one stretch after. */
-	bool timed = WEFT__UNLIKELY(g->bud != NULL) && g->bud->acct;
-	if (timed) {
-		weft__worker_t *w = weft__sched_current();
-		if (self->acct)
-			weft__task_slice_charge(w, self);
-		else
-			w->slice_start = weft__tick_now();
-	}
+	/* Run time ("Run time"): self's slice ends here; the children run
+	 * inline are g's, charged as one stretch after, on g's clock (the
+	 * cycle counter when g's subtree is counted exactly, and then self's
+	 * too unless self is outside it). */
+	weft__worker_t *w = weft__sched_current();
+	weft__task_slice_charge(w, self);
+	bool exact = WEFT__UNLIKELY(g->bud != NULL) && g->bud->acct;
+	if (WEFT__UNLIKELY(exact) && !self->acct)
+		w->slice_start = weft__tick_now();
 	weft__sched_help_join(self, g);
-	if (timed) {
+	{
 		/* The stretch since the last switch-in or charge (a child
 		 * that parked charged itself up to its switch-out) is g's;
 		 * only the owner writes cpu_owed outside its inline
-		 * children, which are done. */
-		weft__worker_t *w = weft__sched_current();
-		uint64_t now = weft__tick_now();
-		/* relaxed: see cpu_owed (core/group.h). */
-		atomic_store_explicit(&g->cpu_owed,
-			atomic_load_explicit(&g->cpu_owed,
-				memory_order_relaxed) +
-				now - w->slice_start,
-			memory_order_relaxed);
-		w->slice_start = now;
+		 * children, which are done.  Re-read: a child that parked
+		 * may have resumed elsewhere. */
+		w = weft__sched_current();
+		uint64_t now = WEFT__UNLIKELY(exact)
+			? weft__tick_now()
+			: atomic_load_explicit(w->cpu_now,
+				  memory_order_relaxed);
+		uint64_t d = now - w->slice_start;
+		if ((int64_t)d > 0) {
+			/* relaxed: see cpu_owed (core/group.h). */
+			atomic_store_explicit(&g->cpu_owed,
+				atomic_load_explicit(&g->cpu_owed,
+					memory_order_relaxed) +
+					d,
+				memory_order_relaxed);
+			w->slice_start = now;
+		}
 	}
 	group_wait_closed(self, g);
 	atomic_store_explicit(&self->insp_wait, NULL, memory_order_relaxed);
@@ -954,9 +966,8 @@ static WEFT_FIBER_FN int group_join(struct weft_task *self,
 			rc = -ETIMEDOUT;
 	}
 	/* The subtree's run time climbs one level: to the owner, which
-	 * folds it into its own group ("Run time"), if timed. */
-	if (WEFT__UNLIKELY(self->acct))
-		self->cpu += group_cpu_ticks(g);
+	 * folds it into its own group ("Run time"). */
+	self->cpu += group_cpu_ticks(g);
 	group_finish(g);
 	return rc;
 }

@@ -160,6 +160,10 @@ void weft__group_cpu_end(struct weft_group *g, struct weft_task *t);
 /* g's run-time total so far, in ticks (the dump).  Thread: any, while g
  * is alive. */
 uint64_t weft__group_cpu_ticks(const struct weft_group *g);
+/* g's run time is counted: exactly (its subtree was opened with
+ * WEFT_GROUP_CPU_TIME) or sampled (the runtime's sampler is on).
+ * Thread: any, while g is alive. */
+bool weft__group_cpu_counted(const struct weft_group *g);
 
 /* Cancel, join and free every group still open on t's scope stack (task
  * exit without join); returns WEFT_EMISSINGJOIN if there was one.

@@ -64,6 +64,7 @@
 
 #include "base/spin.h"
 #include "core/baton.h"
+#include "core/cpuclock.h"
 #include "core/idle.h"
 #include "core/records.h"
 #include "core/sched.h"
@@ -361,6 +362,24 @@ bool weft__idle_quiet(struct weft_runtime *rt, long *holds, bool *posted,
 	return quiet;
 }
 
+bool weft__idle_all_asleep(struct weft_runtime *rt)
+{
+	/* relaxed: written under the lock; exact when the caller holds it,
+	 * a hint otherwise. */
+	return atomic_load_explicit(&rt->idle.nsleeping,
+		       memory_order_relaxed) == (int)rt->nworkers;
+}
+
+void weft__idle_lock(struct weft_runtime *rt)
+{
+	pthread_mutex_lock(&rt->idle.lock);
+}
+
+void weft__idle_unlock(struct weft_runtime *rt)
+{
+	pthread_mutex_unlock(&rt->idle.lock);
+}
+
 struct weft_task *weft__idle_find_or_sleep(weft__worker_t *w)
 {
 	struct weft_runtime *rt = w->rt;
@@ -406,5 +425,9 @@ struct weft_task *weft__idle_find_or_sleep(weft__worker_t *w)
 				return t;
 		}
 		idle_sleep(w);
+		/* Off the sleepers list again (or never listed): the run-time
+		 * sampler may have parked meanwhile (core/cpuclock.c,
+		 * "Parking"). */
+		weft__cpuclock_awake(rt, &rt->cpuclock);
 	}
 }

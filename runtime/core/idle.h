@@ -65,6 +65,15 @@ struct weft_task *weft__idle_find_or_sleep(struct weft__worker *w);
  * the I/O thread (timer.c's quiescence check). */
 bool weft__idle_quiet(struct weft_runtime *rt, long *holds, bool *posted,
 	unsigned long *gen);
+/* Every worker is on the sleepers list: exact under the idle lock
+ * (weft__idle_lock; no worker leaves the list while it is held, idle.c
+ * invariant 4), a hint otherwise.  Thread: any. */
+bool weft__idle_all_asleep(struct weft_runtime *rt);
+/* The idle lock, for a decision that must not race with a worker leaving
+ * the sleepers list (core/cpuclock.c, "Parking").  Thread: any thread
+ * that is not a worker inside idle.c. */
+void weft__idle_lock(struct weft_runtime *rt);
+void weft__idle_unlock(struct weft_runtime *rt);
 /* Starts w's awake stretch for its busy time (stats.h), at its thread's
  * start and after each sleep.  Thread: w's own worker. */
 void weft__idle_stats_awake(struct weft__worker *w);

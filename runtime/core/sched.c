@@ -60,14 +60,14 @@
  * the thread pointer on x86_64 and aarch64, a call that is never inlined
  * elsewhere; see sched.h).
  *
- * Run slices (core/group.c, "Run time"), for tasks of a subtree opened
- * with WEFT_GROUP_CPU_TIME only (acct; the others pay one branch per
- * switch and per join): a switch-out ends the departing task's slice
- * with one cycle-counter read (weft__task_slice_charge), and a timed task
- * switched into next starts its slice from that read (or from its own,
- * after an untimed task or from the loop).  A join that runs children
- * inline charges them to their group as one stretch, two reads per
- * join (core/group.c's group_join, around weft__sched_help_join).
+ * Run slices (core/group.c, "Run time"): a switch-out ends the departing
+ * task's slice with one read of its clock (weft__task_slice_charge: a
+ * load of the run-time sampler's clock, or the cycle counter in a
+ * WEFT_GROUP_CPU_TIME subtree), and the task switched into next starts
+ * its slice from that read when it reads the same clock; from the loop
+ * a slice starts afresh.  A join that runs children inline charges them
+ * to their group as one stretch (core/group.c's group_join, around
+ * weft__sched_help_join).
  *
  * A child run inline (weft__sched_help_join) is a plain call on its
  * parent's stack.  If it panics (panic.c), it cannot switch out for good
@@ -299,11 +299,10 @@ static inline void worker_arrived(void)
 void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 {
 	weft__worker_t *w = weft__sched_current();
-	/* Run time (core/group.c, "Run time"): a timed task's slice ends
-	 * here; a timed task switched into next starts its own from the same
-	 * read.  One predictable branch for the others. */
-	if (WEFT__UNLIKELY(self->acct))
-		weft__task_slice_charge(w, self);
+	/* Run time (core/group.c, "Run time"): self's slice ends here; a
+	 * task switched into next starts its own from the same read (a load
+	 * of the sampler's clock, unless counted exactly). */
+	weft__task_slice_charge(w, self);
 	w->post = post;
 	w->post_task = self;
 	self->coop_used = 0; /* others get the worker now (see task.h) */
@@ -653,10 +652,12 @@ static inline void worker_qs_step(weft__worker_t *w)
 static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
 {
 	worker_qs_step(w); /* odd: a fiber runs */
-	/* A timed task's slice starts now, or at the read that ended the
-	 * departing timed task's (still current on a direct switch). */
-	if (WEFT__UNLIKELY(t->acct) && !(w->current && w->current->acct))
-		w->slice_start = weft__tick_now();
+	/* t's slice starts now from the loop, or on a direct switch at the
+	 * read that ended the departing task's (still current), if both
+	 * read the same clock (core/group.c, "Run time"). */
+	struct weft_task *prev = w->current;
+	if (prev == NULL || WEFT__UNLIKELY(prev->acct != t->acct))
+		w->slice_start = weft__task_slice_clock(w, t);
 	w->current = t;
 	/* On a direct switch this is the trace's one hook: the departing
 	 * task (post_task) leaves and t begins (core/trace.c). */
@@ -869,7 +870,8 @@ static WEFT_FIBER_FN void worker_run(weft__worker_t *w, struct weft_task *t)
 		int rc = worker_give_stack(w, t);
 		if (rc < 0) {
 			w->current = t;
-			w->slice_start = weft__tick_now(); /* for its finish */
+			/* For its finish. */
+			w->slice_start = weft__task_slice_clock(w, t);
 			worker_fail_unstartable(t, rc);
 			w->current = NULL;
 			return;
@@ -959,6 +961,7 @@ int weft__sched_worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	unsigned index)
 {
 	w->rt = rt;
+	w->cpu_now = &rt->cpuclock.now;
 	w->index = index;
 	w->rng = UINT64_C(0x9E3779B97F4A7C15) * (index + 1) ^
 		(uint64_t)(uintptr_t)w;

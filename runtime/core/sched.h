@@ -50,8 +50,12 @@ typedef struct weft__worker {
 	weft__fiber_t sched;	   /* this thread's own stack context */
 	struct weft_task *current; /* task running now, NULL in sched */
 	/* Tick (base/tick.h) at which current's run slice began
-	 * (weft__task_slice_charge).  Owner only. */
+	 * (weft__task_slice_charge), read from the clock of current's
+	 * slices (weft__task_slice_clock).  Owner only. */
 	uint64_t slice_start;
+	/* The run-time sampler's clock (core/cpuclock.h): &rt->cpuclock.now,
+	 * fixed at start. */
+	const _Atomic uint64_t *cpu_now;
 	struct weft_task *runnext; /* run-next slot (LIFO, capped) */
 	unsigned runnext_streak;   /* consecutive run-next picks */
 	bool take_oldest;	   /* after a yield: take the oldest task */

@@ -493,19 +493,17 @@ void weft__task_finish(struct weft_task *t, int rc)
 	bool owned_by_starter = t->start != NULL;
 	if (g && state == WEFT_TASK_FAILED && !owned_by_starter)
 		weft__group_child_failed(g, t);
-	/* Budgets (core/group.c, "Budgets"): its charges, and when its run
-	 * time is counted, its last slice (a child run inline is in its
-	 * joiner's inline stretch instead) and its time to the group ("Run
-	 * time").  One branch for a group outside every budgeted subtree. */
-	if (g && WEFT__UNLIKELY(g->bud != NULL)) {
-		if (t->acct) {
-			if (!t->stack_borrowed)
-				weft__task_slice_charge(weft__sched_current(),
-					t);
-			if (t->cpu != 0)
-				weft__group_cpu_end(g, t);
-		}
-		weft__group_budget_end(g);
+	/* Run time (core/group.c, "Run time"): its last slice (a child run
+	 * inline is in its joiner's inline stretch instead) and its time to
+	 * the group.  Budgets ("Budgets"): its charges; one branch for a
+	 * group outside every budgeted subtree. */
+	if (g) {
+		if (!t->stack_borrowed)
+			weft__task_slice_charge(weft__sched_current(), t);
+		if (t->cpu != 0)
+			weft__group_cpu_end(g, t);
+		if (WEFT__UNLIKELY(g->bud != NULL))
+			weft__group_budget_end(g);
 	}
 	/* Linked by t, or by a task of its chain that ended before t could
 	 * (core/cancel.c, invariant 8): acquire sees it either way. */

@@ -67,8 +67,9 @@ struct weft_task {
 	 * publishes the task. */
 	bool owed;
 	bool started_called;
-	/* In a subtree whose run time is counted (WEFT_GROUP_CPU_TIME;
-	 * core/group.c, "Run time"): its slices are timed.  Set by the
+	/* In a subtree whose run time is counted exactly
+	 * (WEFT_GROUP_CPU_TIME; core/group.c, "Run time"): its slices are
+	 * cut with the cycle counter, not the sampler's clock.  Set by the
 	 * spawner before the task is published. */
 	bool acct;
 	/* Calls of blocking operations that completed without parking since
@@ -100,8 +101,8 @@ struct weft_task {
 	struct weft_error *fail_group; /* nested error group, or NULL */
 	uint64_t fail_seq;	       /* logical time of the failure */
 	/* Run time in ticks (base/tick.h) not yet folded into the group
-	 * (core/group.c, "Run time"), when acct.  Written only by the worker
-	 * running the task, at its switches and its end. */
+	 * (core/group.c, "Run time").  Written only by the worker running
+	 * the task, at its switches and its end. */
 	uint64_t cpu;
 	/* start()/started() handshake; NULL when spawned or once started. */
 	struct weft__start *start;
@@ -262,20 +263,38 @@ void weft__task_retain_handle(struct weft_task *t);
 
 void weft__group_cpu_fold(struct weft_task *t);
 
+/* The clock of t's run slices (core/group.c, "Run time"): the cycle
+ * counter in a subtree opened with WEFT_GROUP_CPU_TIME (acct), else the
+ * run-time sampler's (core/cpuclock.h: a load).  Thread: w's own. */
+static inline uint64_t weft__task_slice_clock(const weft__worker_t *w,
+	const struct weft_task *t)
+{
+	if (__builtin_expect(t->acct, 0))
+		return weft__tick_now();
+	/* relaxed: a sample (core/cpuclock.h). */
+	return atomic_load_explicit(w->cpu_now, memory_order_relaxed);
+}
+
 /* Ends the current run slice of w: charges it to t (the task running on
- * w, also a child run inline), starts the next one now, and folds t's
- * run time into its group when it passed WEFT__CPU_FOLD_TICKS (t must be
- * running, or switching out with its park not yet published).  Thread:
- * w's own. */
+ * w, also a child run inline), starts the next one from the same read,
+ * and folds t's run time into its group when it passed
+ * WEFT__CPU_FOLD_TICKS (t must be running, or switching out with its
+ * park not yet published).  A read behind slice_start (the sampler's
+ * clock after a counter read) charges nothing and leaves slice_start
+ * where it is, so the chain of slices stays continuous.  Thread: w's
+ * own. */
 static inline void weft__task_slice_charge(weft__worker_t *w,
 	struct weft_task *t)
 {
-	uint64_t now = weft__tick_now();
-	uint64_t c = t->cpu + (now - w->slice_start);
-	w->slice_start = now;
-	t->cpu = c;
-	if (__builtin_expect(c >= WEFT__CPU_FOLD_TICKS, 0))
-		weft__group_cpu_fold(t);
+	uint64_t now = weft__task_slice_clock(w, t);
+	uint64_t d = now - w->slice_start;
+	if ((int64_t)d > 0) {
+		w->slice_start = now;
+		uint64_t c = t->cpu + d;
+		t->cpu = c;
+		if (__builtin_expect(c >= WEFT__CPU_FOLD_TICKS, 0))
+			weft__group_cpu_fold(t);
+	}
 }
 
 /* Park protocol.  prepare returns the generation to hand to wakers;
