@@ -56,6 +56,7 @@ static const char *const config_vars[] = {
 	"WEFT_TRACE",
 	"WEFT_TRACE_EVENTS",
 	"WEFT_TRACE_BUFFER",
+	"WEFT_CPU_SAMPLE_US",
 };
 #define NVARS (sizeof config_vars / sizeof config_vars[0])
 
@@ -194,6 +195,8 @@ static unsigned long long config_field(const weft_config_t *cfg,
 		return cfg->trace_events;
 	if (strcmp(var, "WEFT_TRACE_BUFFER") == 0)
 		return cfg->trace_buffer;
+	if (strcmp(var, "WEFT_CPU_SAMPLE_US") == 0)
+		return cfg->cpu_sample_us;
 	return cfg->spin_us;
 }
 
@@ -235,6 +238,10 @@ static void test_config__environment_overrides_every_field(void **state)
 		{ "WEFT_TRACE_BUFFER", "16", 16 },
 		{ "WEFT_TRACE_BUFFER", "1000", 1000 },
 		{ "WEFT_TRACE_BUFFER", "1048576", 1048576 },
+		{ "WEFT_CPU_SAMPLE_US", "0", 0 },
+		{ "WEFT_CPU_SAMPLE_US", "100", 100 },
+		{ "WEFT_CPU_SAMPLE_US", "250", 250 },
+		{ "WEFT_CPU_SAMPLE_US", "1000000", 1000000 },
 	};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
 		const struct good_value *g = &good[i];
@@ -331,6 +338,7 @@ static const struct var_range ranges[] = {
 	{ "WEFT_STALL_MS", "0", "3600000" },
 	{ "WEFT_TRACE_EVENTS", "0", "1" },
 	{ "WEFT_TRACE_BUFFER", "16", "1048576" },
+	{ "WEFT_CPU_SAMPLE_US", "100", "1000000" },
 };
 
 /* Bad for every variable. */
@@ -401,6 +409,11 @@ static const struct bad_value bad_specific[] = {
 	{ "WEFT_TRACE_BUFFER", "15" },
 	{ "WEFT_TRACE_BUFFER", "1048577" },
 	{ "WEFT_TRACE_BUFFER", "4K" },
+	{ "WEFT_CPU_SAMPLE_US", "1" }, /* 0 is off; else 100 and up */
+	{ "WEFT_CPU_SAMPLE_US", "99" },
+	{ "WEFT_CPU_SAMPLE_US", "1000001" },
+	{ "WEFT_CPU_SAMPLE_US", "4294967296" },
+	{ "WEFT_CPU_SAMPLE_US", "1K" },
 };
 
 static const struct var_range *range_of(const char *var)
@@ -513,6 +526,13 @@ static void test_config__bad_trace_events_is_rejected_with_the_variable_named(
 {
 	(void)state;
 	check_bad_for("WEFT_TRACE_EVENTS");
+}
+
+static void test_config__bad_cpu_sample_is_rejected_with_the_variable_named(
+	void **state)
+{
+	(void)state;
+	check_bad_for("WEFT_CPU_SAMPLE_US");
 }
 
 static void test_config__bad_trace_buffer_is_rejected_with_the_variable_named(
@@ -927,6 +947,7 @@ static void test_config__trace_is_off_and_weft_trace_names_the_file(
 	assert_null(cfg.trace_path);
 	assert_int_equal(cfg.trace_events, 0);
 	assert_int_equal(cfg.trace_buffer, 4096);
+	assert_int_equal(cfg.cpu_sample_us, 1000);
 	assert_int_equal(setenv("WEFT_TRACE", "/tmp/some trace.json", 1), 0);
 	assert_int_equal(weft_config_init(&cfg), 0);
 	assert_string_equal(cfg.trace_path, "/tmp/some trace.json");
@@ -1099,6 +1120,8 @@ int main(void)
 			test_config__bad_trace_events_is_rejected_with_the_variable_named),
 		CONFIG_TEST(
 			test_config__bad_trace_buffer_is_rejected_with_the_variable_named),
+		CONFIG_TEST(
+			test_config__bad_cpu_sample_is_rejected_with_the_variable_named),
 		CONFIG_TEST(
 			test_config__trace_is_off_and_weft_trace_names_the_file),
 		CONFIG_TEST(
