@@ -382,6 +382,37 @@ void weft__group_budget_end(struct weft_group *g)
 
 /* {======================================================= run time */
 
+/* Adds d ticks to g's cpu_owed (owner only: see cpu_owed). */
+static inline void group_cpu_owed_add(struct weft_group *g, uint64_t d)
+{
+	/* relaxed: counters, one writer at a time (core/group.h). */
+	atomic_store_explicit(&g->cpu_owed,
+		atomic_load_explicit(&g->cpu_owed, memory_order_relaxed) + d,
+		memory_order_relaxed);
+}
+
+/* The end of an inline stretch of g, counted exactly: the cycle
+ * counter's ticks since exact_start are g's; the sampled chain moves past
+ * the stretch. */
+static void group_stretch_exact(weft__worker_t *w, struct weft_group *g)
+{
+	uint64_t now = weft__tick_now();
+	group_cpu_owed_add(g, now - w->exact_start);
+	w->exact_start = now;
+	w->slice_start = weft__task_sampled_now(w);
+}
+
+void weft__task_slice_charge_exact(weft__worker_t *w, struct weft_task *t)
+{
+	uint64_t now = weft__tick_now();
+	uint64_t c = t->cpu + (now - w->exact_start);
+	w->exact_start = now;
+	w->slice_start = weft__task_sampled_now(w);
+	t->cpu = c;
+	if (c >= WEFT__CPU_FOLD_TICKS)
+		weft__group_cpu_fold(t);
+}
+
 void weft__group_cpu_fold(struct weft_task *t)
 {
 	if (t->group != NULL)
@@ -395,11 +426,7 @@ void weft__group_cpu_end(struct weft_group *g, struct weft_task *t)
 {
 	/* relaxed: counters (see cpu_owed for why a load and a store do). */
 	if (t->owed && t->stack_borrowed)
-		atomic_store_explicit(&g->cpu_owed,
-			atomic_load_explicit(&g->cpu_owed,
-				memory_order_relaxed) +
-				t->cpu,
-			memory_order_relaxed);
+		group_cpu_owed_add(g, t->cpu);
 	else
 		atomic_fetch_add_explicit(&g->cpu_shared, t->cpu,
 			memory_order_relaxed);
@@ -904,33 +931,25 @@ static WEFT_FIBER_FN int group_join(struct weft_task *self,
 	atomic_store_explicit(&self->insp_wait, "join", memory_order_relaxed);
 	/* Run time ("Run time"): self's slice ends here; the children run
 	 * inline are g's, charged as one stretch after, on g's clock (the
-	 * cycle counter when g's subtree is counted exactly, and then self's
-	 * too unless self is outside it). */
+	 * cycle counter when g's subtree is counted exactly). */
 	weft__worker_t *w = weft__sched_current();
 	weft__task_slice_charge(w, self);
 	bool exact = WEFT__UNLIKELY(g->bud != NULL) && g->bud->acct;
-	if (WEFT__UNLIKELY(exact) && !self->acct)
-		w->slice_start = weft__tick_now();
+	if (WEFT__UNLIKELY(exact))
+		w->exact_start = weft__tick_now();
 	weft__sched_help_join(self, g);
-	{
-		/* The stretch since the last switch-in or charge (a child
-		 * that parked charged itself up to its switch-out) is g's;
-		 * only the owner writes cpu_owed outside its inline
-		 * children, which are done.  Re-read: a child that parked
-		 * may have resumed elsewhere. */
-		w = weft__sched_current();
-		uint64_t now = WEFT__UNLIKELY(exact)
-			? weft__tick_now()
-			: atomic_load_explicit(w->cpu_now,
-				  memory_order_relaxed);
+	/* The stretch since the last switch-in or charge (a child that
+	 * parked charged itself up to its switch-out) is g's; only the owner
+	 * writes cpu_owed outside its inline children, which are done.
+	 * Re-read: a child that parked may have resumed elsewhere. */
+	w = weft__sched_current();
+	if (WEFT__UNLIKELY(exact)) {
+		group_stretch_exact(w, g);
+	} else {
+		uint64_t now = weft__task_sampled_now(w);
 		uint64_t d = now - w->slice_start;
-		if ((int64_t)d > 0) {
-			/* relaxed: see cpu_owed (core/group.h). */
-			atomic_store_explicit(&g->cpu_owed,
-				atomic_load_explicit(&g->cpu_owed,
-					memory_order_relaxed) +
-					d,
-				memory_order_relaxed);
+		if (d != 0) {
+			group_cpu_owed_add(g, d);
 			w->slice_start = now;
 		}
 	}

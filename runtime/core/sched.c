@@ -652,12 +652,12 @@ static inline void worker_qs_step(weft__worker_t *w)
 static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
 {
 	worker_qs_step(w); /* odd: a fiber runs */
-	/* t's slice starts now from the loop, or on a direct switch at the
-	 * read that ended the departing task's (still current), if both
-	 * read the same clock (core/group.c, "Run time"). */
-	struct weft_task *prev = w->current;
-	if (prev == NULL || WEFT__UNLIKELY(prev->acct != t->acct))
-		w->slice_start = weft__task_slice_clock(w, t);
+	/* t's slice starts at the read that ended the previous one (a
+	 * direct switch) or that the loop made (worker_run); a task counted
+	 * exactly starts its own on the cycle counter (core/group.c, "Run
+	 * time"). */
+	if (WEFT__UNLIKELY(t->acct))
+		w->exact_start = weft__tick_now();
 	w->current = t;
 	/* On a direct switch this is the trace's one hook: the departing
 	 * task (post_task) leaves and t begins (core/trace.c). */
@@ -871,12 +871,16 @@ static WEFT_FIBER_FN void worker_run(weft__worker_t *w, struct weft_task *t)
 		if (rc < 0) {
 			w->current = t;
 			/* For its finish. */
-			w->slice_start = weft__task_slice_clock(w, t);
+			w->slice_start = weft__task_sampled_now(w);
+			w->exact_start = weft__tick_now();
 			worker_fail_unstartable(t, rc);
 			w->current = NULL;
 			return;
 		}
 	}
+	/* A fresh slice from the loop: the loop's and idle time are
+	 * nobody's (core/group.c, "Run time"). */
+	w->slice_start = weft__task_sampled_now(w);
 	worker_switch_in(w, t);
 	weft__fiber_switch(&w->sched, &t->cont);
 	/* The fiber that came back (not always t) left for w->post. */

@@ -49,10 +49,12 @@ typedef struct weft__worker {
 	unsigned index;
 	weft__fiber_t sched;	   /* this thread's own stack context */
 	struct weft_task *current; /* task running now, NULL in sched */
-	/* Tick (base/tick.h) at which current's run slice began
-	 * (weft__task_slice_charge), read from the clock of current's
-	 * slices (weft__task_slice_clock).  Owner only. */
+	/* Where current's run slice began (weft__task_slice_charge): on
+	 * the run-time sampler's clock (core/cpuclock.h), or, for a task
+	 * counted exactly (acct), in exact_start on the cycle counter
+	 * (base/tick.h).  Owner only. */
 	uint64_t slice_start;
+	uint64_t exact_start;
 	/* The run-time sampler's clock (core/cpuclock.h): &rt->cpuclock.now,
 	 * fixed at start. */
 	const _Atomic uint64_t *cpu_now;

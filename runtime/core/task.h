@@ -263,32 +263,36 @@ void weft__task_retain_handle(struct weft_task *t);
 
 void weft__group_cpu_fold(struct weft_task *t);
 
-/* The clock of t's run slices (core/group.c, "Run time"): the cycle
- * counter in a subtree opened with WEFT_GROUP_CPU_TIME (acct), else the
- * run-time sampler's (core/cpuclock.h: a load).  Thread: w's own. */
-static inline uint64_t weft__task_slice_clock(const weft__worker_t *w,
-	const struct weft_task *t)
+/* The run-time sampler's clock, as this worker reads it (relaxed: a
+ * sample, core/cpuclock.h).  Thread: w's own. */
+static inline uint64_t weft__task_sampled_now(const weft__worker_t *w)
 {
-	if (__builtin_expect(t->acct, 0))
-		return weft__tick_now();
-	/* relaxed: a sample (core/cpuclock.h). */
 	return atomic_load_explicit(w->cpu_now, memory_order_relaxed);
 }
+
+/* weft__task_slice_charge for a task counted exactly (acct): charges the
+ * cycle counter's ticks since exact_start and moves the sampled chain
+ * past the slice (core/group.c, "Run time").  Thread: w's own. */
+void weft__task_slice_charge_exact(weft__worker_t *w, struct weft_task *t);
 
 /* Ends the current run slice of w: charges it to t (the task running on
  * w, also a child run inline), starts the next one from the same read,
  * and folds t's run time into its group when it passed
  * WEFT__CPU_FOLD_TICKS (t must be running, or switching out with its
- * park not yet published).  A read behind slice_start (the sampler's
- * clock after a counter read) charges nothing and leaves slice_start
- * where it is, so the chain of slices stays continuous.  Thread: w's
- * own. */
+ * park not yet published).  The sampler's clock only grows
+ * (core/cpuclock.c, invariant 1), so the difference is never negative;
+ * it is 0 for most short slices, which then cost a load and a compare.
+ * Thread: w's own. */
 static inline void weft__task_slice_charge(weft__worker_t *w,
 	struct weft_task *t)
 {
-	uint64_t now = weft__task_slice_clock(w, t);
+	if (__builtin_expect(t->acct, 0)) {
+		weft__task_slice_charge_exact(w, t);
+		return;
+	}
+	uint64_t now = weft__task_sampled_now(w);
 	uint64_t d = now - w->slice_start;
-	if ((int64_t)d > 0) {
+	if (d != 0) {
 		w->slice_start = now;
 		uint64_t c = t->cpu + d;
 		t->cpu = c;
