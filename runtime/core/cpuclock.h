@@ -29,10 +29,13 @@ enum {
 typedef struct weft__cpuclock {
 	/* The last published tick (base/tick.h), only ever raised (CAS):
 	 * read by every worker at every switch, written once a period, so
-	 * on a line of its own. */
-	_Alignas(128) _Atomic uint64_t now;
+	 * away from other written fields (padding, not _Alignas: the
+	 * runtime is allocated with malloc's alignment). */
+	char pad_before[128];
+	_Atomic uint64_t now;
+	char pad_after[120];
 	/* WEFT__CPUCLOCK_*; any thread, see cpuclock.c for the orders. */
-	_Alignas(128) atomic_uint state;
+	atomic_uint state;
 	int64_t period_ns; /* 0: the sampler is off (never published) */
 	pthread_t thread;
 	bool started;
