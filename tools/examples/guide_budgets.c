@@ -75,8 +75,9 @@ static int main_task(void *arg)
 	rc = weft_group_join(g, NULL);
 	printf("deadline: the join gave %s\n", weft_err_name(rc));
 
-	/* Run time, counted for this group's subtree; retained, so that it
-	 * can be read after the join. */
+	/* Run time, counted exactly for this group's subtree (every group
+	 * is counted by sampling); retained, so that it can be read after
+	 * the join. */
 	o = (weft_group_opts_t){ .flags = WEFT_GROUP_CPU_TIME };
 	if ((rc = weft_group_open_opts(&g, &o)) < 0)
 		return rc;
