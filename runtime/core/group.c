@@ -70,9 +70,10 @@
  * whole period, right on average), or, for a task of a subtree opened
  * with WEFT_GROUP_CPU_TIME (t->acct, set by the budgeted spawn path
  * from bud->acct), the cycle counter itself: exact, at about 10 ns a
- * read.  A switch between the two clocks restarts the chain from the
- * incoming task's clock; a read behind slice_start (the sampler after
- * the counter) charges nothing.  Children run inline at a join are not
+ * read.  Such a task starts its slice on the counter (exact_start) and
+ * at its end moves the sampled chain past it, so the two never mix and
+ * the sampled chain's differences are never negative (the sampler's
+ * clock only grows).  Children run inline at a join are not
  * cut one by one: the join ends the owner's slice before the first and
  * charges the whole inline stretch to g at the end (on g's clock).  A
  * child that parks meanwhile charges the slice up to its switch-out to
@@ -83,8 +84,9 @@
  * so a group's total grows while its children run.  A group's total
  * (cpu_shared + cpu_owed) is added at its join to the owner's `cpu`,
  * which reaches the owner's group when the owner folds: a subtree's time
- * climbs one level per fold, never by walking the ancestors.  Writes that only the owner's stack
- * makes (the inline stretch, owed children run inline) go to cpu_owed
+ * climbs one level per fold, never by walking the ancestors.  Writes
+ * that only the owner's stack makes (the inline stretch, owed children
+ * run inline) go to cpu_owed
  * with a load and a store (no read-modify-write, as for the join word:
  * "Owed children").
  *

@@ -64,8 +64,8 @@
  * task's slice with one read of its clock (weft__task_slice_charge: a
  * load of the run-time sampler's clock, or the cycle counter in a
  * WEFT_GROUP_CPU_TIME subtree), and the task switched into next starts
- * its slice from that read when it reads the same clock; from the loop
- * a slice starts afresh.  A join that runs children inline charges them
+ * its slice from that read (a task counted exactly from its own counter
+ * read); from the loop a slice starts afresh.  A join that runs children inline charges them
  * to their group as one stretch (core/group.c's group_join, around
  * weft__sched_help_join).
  *
