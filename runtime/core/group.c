@@ -86,9 +86,8 @@
  * which reaches the owner's group when the owner folds: a subtree's time
  * climbs one level per fold, never by walking the ancestors.  Writes
  * that only the owner's stack makes (the inline stretch, owed children
- * run inline) go to cpu_owed
- * with a load and a store (no read-modify-write, as for the join word:
- * "Owed children").
+ * run inline) go to cpu_owed with a load and a store (no
+ * read-modify-write, as for the join word: "Owed children").
  *
  * Rejected: a mutex + condition variable per group (a parked fiber must
  * not block its worker thread) and separate counters for children and
