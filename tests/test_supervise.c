@@ -39,6 +39,7 @@ struct kid {
 	int fail_first;	  /* fail on starts 1 .. fail_first */
 	int normal_first; /* then return 0 on starts .. normal_first */
 	bool fail_always;
+	int64_t fail_after;  /* a failing start sleeps this long first */
 	bool fail_on_cancel; /* cancelled: fail instead */
 	bool needs_start;
 	bool panic_first;  /* panic on the first start */
@@ -102,8 +103,11 @@ static int kid_fn(void *arg)
 			weft_group_cancel(k->w->g, "storm over");
 		}
 	}
-	if (k->fail_always || n <= k->fail_first)
+	if (k->fail_always || n <= k->fail_first) {
+		if (k->fail_after > 0 && weft_sleep(k->fail_after) < 0)
+			return -ECANCELED;
 		return weft_fail(-EIO, "kid %d failure %d", k->id, n);
+	}
 	if (n <= k->normal_first)
 		return 0;
 	int rc = weft_sleep_until(WEFT_FOREVER);
@@ -481,6 +485,62 @@ static void test_supervise__backoff_and_period_on_the_virtual_clock(
 	assert_int_equal(vclock_run(state, backoff_root, NULL), 0);
 }
 
+/* During a backoff the supervisor keeps watching the other children:
+ * b fails 30 ms after a, during a's 300 ms backoff, and is restarted
+ * 300 ms after its own failure (not after a's backoff plus its own); a
+ * third failure during the backoff gives up at once. */
+static int watch_root(void *arg)
+{
+	(void)arg;
+	struct world w = { 0 };
+	struct kid kids[2] = { { .fail_first = 1 },
+		{ .fail_first = 1, .fail_after = 30 * WEFT_MSEC } };
+	struct run r;
+	run_init(&r, kids, 2, &w, WEFT_SUP_ONE_FOR_ONE);
+	r.o.max_restarts = 10;
+	r.o.period = WEFT_FOREVER;
+	r.o.backoff_initial = 300 * WEFT_MSEC;
+	r.o.backoff_max = 300 * WEFT_MSEC;
+	/* Virtual time moves only when every task waits: sleep past both
+	 * restarts, then stop it. */
+	CHECK_EQ(weft_group_open(&w.g), 0);
+	CHECK_EQ(weft_group_spawn(w.g, sup_task, &r), 0);
+	CHECK_EQ(weft_sleep(WEFT_SEC), 0);
+	CHECK_EQ(atomic_load(&kids[0].starts), 2);
+	CHECK_EQ(atomic_load(&kids[1].starts), 2);
+	CHECK_EQ(weft_group_cancel(w.g, "test over"), 0);
+	CHECK_EQ(weft_group_join(w.g, NULL), 0);
+	CHECK_EQ(r.rc, -ECANCELED);
+	int64_t t0 = kids[0].start_at[0];
+	CHECK_EQ(kids[0].start_at[1] - t0, 300 * WEFT_MSEC);
+	CHECK_EQ(kids[1].start_at[1] - t0, 330 * WEFT_MSEC);
+	weft_error_free(r.err);
+
+	struct world w2 = { 0 };
+	struct kid k3[3] = { { .fail_first = 1 },
+		{ .fail_first = 1, .fail_after = 30 * WEFT_MSEC },
+		{ .fail_first = 1, .fail_after = 60 * WEFT_MSEC } };
+	run_init(&r, k3, 3, &w2, WEFT_SUP_ONE_FOR_ONE);
+	r.o.max_restarts = 2;
+	r.o.period = WEFT_FOREVER;
+	r.o.backoff_initial = WEFT_SEC;
+	int64_t s0 = weft_now();
+	run_sup(&r, &w2, -1);
+	CHECK_EQ(weft_now() - s0, 60 * WEFT_MSEC);
+	CHECK_EQ(r.rc, WEFT_ECHILD_FAILED);
+	CHECK_EQ(weft_error_code_at(r.err, 0), WEFT_EINTENSITY);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(atomic_load(&k3[i].starts), 1);
+	weft_error_free(r.err);
+	return 0;
+}
+
+static void test_supervise__a_backoff_does_not_blind_the_supervisor(
+	void **state)
+{
+	assert_int_equal(vclock_run(state, watch_root, NULL), 0);
+}
+
 /* Every int64_t is a valid time: a negative period remembers no
  * restart, a backoff_max below backoff_initial means no doubling, and a
  * backoff of WEFT_FOREVER never restarts (until cancelled). */
@@ -514,6 +574,7 @@ static int extreme_root(void *arg)
 	CHECK_EQ(weft_sleep(3600 * WEFT_SEC), 0);
 	CHECK_EQ(weft_now() - t0, 3600 * WEFT_SEC);
 	CHECK_EQ(atomic_load(&k2[0].starts), 1);
+	CHECK_EQ(r.rc, 0); /* still supervising: it waits, not returns */
 	CHECK_EQ(weft_group_cancel(w2.g, "test over"), 0);
 	CHECK_EQ(weft_group_join(w2.g, NULL), 0);
 	/* Its restart never came: the failure is reported. */
@@ -951,6 +1012,8 @@ int main(void)
 			test_supervise__intensity_exceeded_gives_up_with_last_failures),
 		WEFT_TEST(
 			test_supervise__backoff_and_period_on_the_virtual_clock),
+		WEFT_TEST(
+			test_supervise__a_backoff_does_not_blind_the_supervisor),
 		WEFT_TEST(test_supervise__every_time_value_is_defined),
 		WEFT_TEST(
 			test_supervise__failures_during_shutdown_reported_once),

@@ -36,7 +36,9 @@
  * whose nested group holds the last failures of each child.  One restart
  * is one decision: a ONE_FOR_ALL restart of five children counts once.
  * With a backoff, each restart first waits backoff_initial, doubled for
- * every restart already in the current period, at most backoff_max.
+ * every restart already in the current period, at most backoff_max; the
+ * supervisor watches the other children meanwhile (docs/semantics.md
+ * rule 48).
  *
  * Children may also be added while it runs (weft_supervisor_add, with
  * the reference opts.self_out gives: OTP's start_child).

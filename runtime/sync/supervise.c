@@ -31,7 +31,12 @@
  * the intensity check (a ring of the last max_restarts restart times),
  * then the strategy's terminations (weft_task_cancel on a keeper, which
  * cancels its group and so its child, then weft_task_wait, in reverse
- * start order), the backoff (weft_sleep), and the starts, in spec order.
+ * start order), and the starts, in spec order, once the restart's backoff
+ * is over: each child due for a restart keeps the time before which it
+ * may not start (due_at), and the supervisor's wait ends at the earliest
+ * one, so it watches the other children during a backoff (their ends are
+ * handled at once); a child due later in spec order waits behind one
+ * whose backoff still runs, as the ordered start needs.
  * Every wait of the supervisor is a checkpoint of its own task, which
  * runs inside its group's scope: a cancelled enclosing scope stops the
  * loop at the next one, the group's join cancels and waits for the
@@ -120,6 +125,9 @@ struct sup_child {
 	enum sup_state state;
 	char name[WEFT_TASK_NAME_MAX];
 	weft_task_t *h; /* the keeper, while RUNNING (invariant 2) */
+	/* While DUE: the weft_now() time before which it is not started
+	 * (its restart's backoff; WEFT_PAST: at once). */
+	int64_t due_at;
 	/* The incarnation's outcome, written by its keeper (invariant 1):
 	 * its failures (NULL: it ended normally or was cancelled). */
 	weft_error_t *out_err;
@@ -440,10 +448,15 @@ static int sup_start(struct sup *s, struct sup_child *c)
  * come up.  0 or -ECANCELED. */
 static int sup_start_due(struct sup *s)
 {
+	int64_t now = weft_now();
 	for (size_t i = 0; i < s->n; i++) {
 		struct sup_child *c = s->c[i];
 		if (c->state != SUP_DUE)
 			continue;
+		/* Its backoff is not over: the later ones wait behind it
+		 * (starts in spec order, as the ordered start needs). */
+		if (c->due_at > now)
+			return 0;
 		/* Nothing starts once the supervisor is cancelled (the
 		 * spawn flag below closes the race with a cancel that comes
 		 * after this check). */
@@ -466,7 +479,7 @@ static int sup_start_due(struct sup *s)
 /* Cancels the keeper of running child c and waits for it; its outcome
  * counts as that of a child restarted by a sibling.  0 or -ECANCELED
  * (the supervisor itself was cancelled: c stays RUNNING). */
-static int sup_terminate(struct sup *s, struct sup_child *c)
+static int sup_terminate(struct sup *s, struct sup_child *c, int64_t at)
 {
 	(void)weft_task_cancel_with(c->h, "a sibling's restart");
 	int rc = weft_task_wait(c->h);
@@ -477,24 +490,28 @@ static int sup_terminate(struct sup *s, struct sup_child *c)
 	if (e)
 		sup_failed(s, c, e, again);
 	c->state = again ? SUP_DUE : SUP_GONE;
+	c->due_at = at;
 	sup_note_child(c);
 	return 0;
 }
 
 /* Children[from, n) except `except`, in reverse order: running ones are
- * terminated, the others (but the gone) become due.  0 or -ECANCELED. */
-static int sup_restart_range(struct sup *s, size_t from, size_t except)
+ * terminated, the others (but the gone) become due at `at`.  0 or
+ * -ECANCELED. */
+static int sup_restart_range(struct sup *s, size_t from, size_t except,
+	int64_t at)
 {
 	for (size_t i = s->n; i-- > from;) {
 		struct sup_child *c = s->c[i];
 		if (i == except || c->state == SUP_GONE)
 			continue;
 		if (c->state == SUP_RUNNING) {
-			int rc = sup_terminate(s, c);
+			int rc = sup_terminate(s, c, at);
 			if (rc < 0)
 				return rc;
 		} else {
 			c->state = SUP_DUE;
+			c->due_at = at;
 		}
 	}
 	return 0;
@@ -538,18 +555,22 @@ static int sup_ended(struct sup *s, size_t i, weft_error_t *e)
 	if (s->o.max_restarts > 0)
 		sup_ring_push(s, now);
 	s->restarts++;
+	/* The backoff: the children this restart concerns start at `at`;
+	 * the loop keeps watching the others meanwhile (rule 48). */
+	int64_t d = sup_backoff(s, recent);
+	int64_t at = d <= 0	      ? WEFT_PAST
+		: now > INT64_MAX - d ? INT64_MAX
+				      : now + d;
 	c->state = SUP_DUE;
+	c->due_at = at;
 	sup_note_child(c);
 	int rc = 0;
 	if (s->o.strategy == WEFT_SUP_ONE_FOR_ALL)
-		rc = sup_restart_range(s, 0, i);
+		rc = sup_restart_range(s, 0, i, at);
 	else if (s->o.strategy == WEFT_SUP_REST_FOR_ONE)
-		rc = sup_restart_range(s, i + 1, i);
+		rc = sup_restart_range(s, i + 1, i, at);
 	sup_note_self(s);
-	if (rc < 0)
-		return rc;
-	int64_t d = sup_backoff(s, recent);
-	return d > 0 ? weft_sleep(d) : 0;
+	return rc < 0 ? rc : 0;
 }
 
 /* }======================================================= */
@@ -571,7 +592,12 @@ static int sup_loop(struct sup *s)
 		if (rc < 0)
 			return rc;
 		size_t m = 0;
-		bool again = false, due = false;
+		bool again = false, due = false, behind = false;
+		bool backoff = false;
+		/* The earliest end of a backoff still running: the wait below
+		 * ends there at the latest. */
+		int64_t next_due = WEFT_FOREVER;
+		int64_t now = weft_now();
 		for (size_t i = 0; i < s->n && !again; i++) {
 			struct sup_child *c = s->c[i];
 			if (c->state == SUP_FAILED) {
@@ -584,7 +610,14 @@ static int sup_loop(struct sup *s)
 			} else if (c->state == SUP_RUNNING) {
 				hv[m] = c->h;
 				iv[m++] = i;
-			} else if (c->state == SUP_DUE) {
+			} else if (c->state == SUP_DUE && c->due_at > now) {
+				backoff = true;
+				if (c->due_at < next_due)
+					next_due = c->due_at;
+				/* As sup_start_due: later ones wait behind
+				 * it. */
+				behind = true;
+			} else if (c->state == SUP_DUE && !behind) {
 				/* Behind one that did not come up: it waits
 				 * until that one is dealt with. */
 				due = true;
@@ -596,9 +629,19 @@ static int sup_loop(struct sup *s)
 			hv[m] = s->bell_task;
 			iv[m++] = SIZE_MAX;
 		}
-		if (m == 0)
+		if (m == 0 && !backoff)
 			return 0;
-		rc = weft_wait(hv, m, WEFT_WAIT_FIRST_COMPLETED, WEFT_FOREVER,
+		if (m == 0) {
+			/* Only backoffs to wait for (one of WEFT_FOREVER:
+			 * until cancelled). */
+			rc = weft_sleep_until(next_due);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
+		/* A deadline that passes leaves every done[k] false: the next
+		 * turn starts the children whose backoff is over. */
+		rc = weft_wait(hv, m, WEFT_WAIT_FIRST_COMPLETED, next_due,
 			done);
 		if (rc < 0)
 			return rc;
@@ -732,6 +775,7 @@ static int sup_append(struct sup *s, weft_fn fn, void *arg,
 	c->restart = restart;
 	c->needs_start = needs_start;
 	c->state = SUP_DUE;
+	c->due_at = WEFT_PAST;
 	snprintf(c->name, sizeof c->name, "%s", name ? name : "child");
 	s->c[s->n++] = c;
 	weft__inspect_note_add(s->rt, &c->note);
