@@ -463,15 +463,6 @@ void weft__scope_reason_export(const struct weft_scope *s,
 	snprintf(out->text, sizeof out->text, "%s", s->reason.text);
 }
 
-bool weft__scope_is_cancelled(const struct weft_scope *s)
-{
-	/* seq_cst: the task's half of the park/cancel Dekker pair
-	 * (invariant 3), after its seq_cst park prepare; pairs with the
-	 * seq_cst store in scope_propagate_locked (its acquire sees origin). */
-	return s &&
-		atomic_load_explicit(&s->eff_cancelled, memory_order_seq_cst);
-}
-
 void weft__scope_note_observed(struct weft_scope *s)
 {
 	/* relaxed: read by s's owner at exit, after its own checkpoints or

@@ -285,7 +285,14 @@ static inline bool weft__scope_check(_Atomic uint64_t *cancel_gen,
 /* Whether the calling task is effectively cancelled (innermost scope).
  * Thread: any (a task asking about its own innermost scope gets the
  * seq_cst read that invariant 3 of cancel.c needs). */
-bool weft__scope_is_cancelled(const struct weft_scope *s);
+static inline bool weft__scope_is_cancelled(const struct weft_scope *s)
+{
+	/* seq_cst: the task's half of the park/cancel Dekker pair
+	 * (invariant 3), after its seq_cst park prepare; pairs with the
+	 * seq_cst store in scope_propagate_locked (its acquire sees origin). */
+	return s &&
+		atomic_load_explicit(&s->eff_cancelled, memory_order_seq_cst);
+}
 /* The scope s's cancellation comes from (see `origin`); NULL when s was
  * never cancelled.  Thread: any, holding s alive. */
 static inline struct weft_scope *weft__scope_origin(const struct weft_scope *s)

@@ -265,24 +265,20 @@ bool weft__task_root_cancelled(struct weft_task *t)
 
 /* {======================================================= park / wake */
 
-int weft__task_blocking_enter(struct weft_task *t)
+int weft__task_blocking_unlinked(struct weft_task *t, struct weft_scope *s)
 {
-	/* The cooperative budget (Tokio's): blocking calls that keep
-	 * completing at once do not yield, but every WEFT__COOP_BUDGET-th
-	 * call since the task last switched out does, so a loop of them
-	 * cannot keep other tasks off its worker.  A switch-out resets the
-	 * count (weft__sched_switch_out). */
-	if (__builtin_expect(++t->coop_used >= WEFT__COOP_BUDGET, 0))
-		weft__sched_switch_out(t, WEFT__POST_YIELD);
-	/* relaxed: cur_scope is written only by this task (the atomic is for
-	 * introspection on other threads); it pairs with nothing. */
-	struct weft_scope *s = atomic_load_explicit(&t->cur_scope,
-		memory_order_relaxed);
-	if (!weft__scope_linked(s) && !weft__scope_check(&t->rt->cancel_gen, s))
+	/* Not cancelled as read through the chain: stays unlinked (see
+	 * weft__task_blocking_enter). */
+	if (!weft__scope_check(&t->rt->cancel_gen, s))
 		return 0;
 	weft__task_link_root(t);
 	if (!weft__scope_is_cancelled(s))
 		return 0;
+	return weft__task_blocking_cancelled(s);
+}
+
+int weft__task_blocking_cancelled(struct weft_scope *s)
+{
 	weft__scope_note_observed(weft__scope_origin(s));
 	return -ECANCELED;
 }

@@ -367,8 +367,30 @@ static inline void weft__task_link_root(struct weft_task *t)
  * that is not linked yet and not cancelled (read through the group's
  * scope) stays unlinked, so a call that completes at once never takes
  * that scope's lock; a wait links it before parking.  Call with no lock
- * held (it may yield).  Thread: t itself, a weft fiber. */
-WEFT_FIBER_FN int weft__task_blocking_enter(struct weft_task *t);
+ * held (it may yield).  Inline: every blocking call pays it (B5's two
+ * per round trip).  Thread: t itself, a weft fiber. */
+int weft__task_blocking_cancelled(struct weft_scope *s);
+int weft__task_blocking_unlinked(struct weft_task *t, struct weft_scope *s);
+static inline WEFT_FIBER_FN int weft__task_blocking_enter(struct weft_task *t)
+{
+	/* The cooperative budget (Tokio's): blocking calls that keep
+	 * completing at once do not yield, but every WEFT__COOP_BUDGET-th
+	 * call since the task last switched out does, so a loop of them
+	 * cannot keep other tasks off its worker.  A switch-out resets the
+	 * count (weft__sched_switch_out). */
+	if (__builtin_expect(++t->coop_used >= WEFT__COOP_BUDGET, 0))
+		weft__sched_switch_out(t, WEFT__POST_YIELD);
+	/* relaxed: cur_scope is written only by this task (the atomic is for
+	 * introspection on other threads); it pairs with nothing. */
+	struct weft_scope *s = atomic_load_explicit(&t->cur_scope,
+		memory_order_relaxed);
+	if (!weft__scope_linked(s))
+		return weft__task_blocking_unlinked(t, s);
+	/* Linked: so is the root scope below it (weft__task_link_root). */
+	if (__builtin_expect(!weft__scope_is_cancelled(s), 1))
+		return 0;
+	return weft__task_blocking_cancelled(s);
+}
 
 /* Whether t is cancelled as far as its root scope is concerned, also
  * before the lazy link (then the parent scope decides).  Thread: any

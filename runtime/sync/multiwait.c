@@ -373,7 +373,8 @@ int weft_wait_for(weft_task_t *h, int64_t timeout, void **value)
 		return rc;
 	/* Cancelled on entry counts as cancelled while waiting: the task is
 	 * taken along. */
-	rc = weft__waitq_begin(&self);
+	struct weft_task *me; /* self again */
+	rc = weft__waitq_begin(&me);
 	weft__task_link_root(self); /* it checks its scope itself below */
 	if (rc == 0) {
 		if (!task_pending(h))

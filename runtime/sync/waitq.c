@@ -44,15 +44,6 @@
 #include "core/task.h"
 #include "sync/waitq.h"
 
-int weft__waitq_begin(struct weft_task **self)
-{
-	struct weft_task *t = weft__task_current();
-	*self = t;
-	if (t == NULL)
-		return WEFT_ENOTFIBER;
-	return weft__task_blocking_enter(t);
-}
-
 static void waitq_push(weft__waitq_t *q, struct weft__wait_node *n)
 {
 	n->next = NULL;

@@ -88,8 +88,16 @@ typedef struct weft__wakelist {
  * lock; the waits below link it before parking.  Yields first when the
  * task has used its cooperative budget (weft__task_blocking_enter), so it
  * must be called with no lock held.  Thread: any (a weft fiber may yield here; a
- * plain thread gets WEFT_ENOTFIBER). */
-WEFT_FIBER_FN int weft__waitq_begin(struct weft_task **self);
+ * plain thread gets WEFT_ENOTFIBER).  Inline: every blocking call of a
+ * primitive starts here. */
+static inline WEFT_FIBER_FN int weft__waitq_begin(struct weft_task **self)
+{
+	struct weft_task *t = weft__task_current();
+	*self = t;
+	if (t == NULL)
+		return WEFT_ENOTFIBER;
+	return weft__task_blocking_enter(t);
+}
 
 /* Enqueues n for self at the tail of q and parks until a waker grants it
  * or moves it to another queue (weft__waitq_move; returns 0 in both
