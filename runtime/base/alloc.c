@@ -382,12 +382,6 @@ void weft__free(void *p)
 	free(p);
 }
 
-void weft__alloc_census_add(enum weft__alloc_census_kind kind, long delta)
-{
-	(void)kind;
-	(void)delta;
-}
-
 void *weft__calloc(size_t n, size_t size)
 {
 	if (size != 0 && n > SIZE_MAX / size)

@@ -85,7 +85,18 @@ enum weft__alloc_census_kind {
 	WEFT__CENSUS_RUNTIME,
 	WEFT__CENSUS_COUNT
 };
+#ifdef WEFT_DEBUG
 void weft__alloc_census_add(enum weft__alloc_census_kind kind, long delta);
+#else
+/* Release builds keep no census: no call left on the spawn, join and
+ * switch paths (four per fork-join node). */
+static inline void weft__alloc_census_add(enum weft__alloc_census_kind kind,
+	long delta)
+{
+	(void)kind;
+	(void)delta;
+}
+#endif
 long weft__alloc_census_get(enum weft__alloc_census_kind kind);
 long weft__alloc_live_bytes(void);
 long weft__alloc_live_count(void);

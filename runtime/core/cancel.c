@@ -443,12 +443,10 @@ void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
 	weft__free(copy); /* cancelled already: the first reason stays */
 }
 
-void weft__scope_fini(struct weft_scope *s)
+void weft__scope_fini_reason(struct weft_scope *s)
 {
-	/* acquire: pairs with the release in weft__scope_cancel, so
-	 * reason_owned and the text are those of the first cancellation. */
-	if (atomic_load_explicit(&s->cancel_called, memory_order_acquire) &&
-		s->reason_owned) {
+	/* cancel_called was read with acquire (weft__scope_fini). */
+	if (s->reason_owned) {
 		weft__free((char *)s->reason.text);
 		s->reason_owned = false;
 	}
@@ -495,18 +493,6 @@ void weft__scope_push_lazy(struct weft_task *t, struct weft_scope *s)
 	weft__scope_pull_init(&t->rt->cancel_gen, s, cur);
 	/* relaxed: only the task itself reads its cur_scope. */
 	atomic_store_explicit(&t->cur_scope, s, memory_order_relaxed);
-}
-
-void weft__scope_pop(struct weft_task *t, struct weft_scope *s)
-{
-	/* relaxed: as in weft__scope_push. */
-	atomic_store_explicit(&t->cur_scope, s->outer, memory_order_relaxed);
-	s->state = WEFT__SCOPE_EXITED;
-	/* A lazy scope that nobody linked has nothing to undo.  Whoever
-	 * linked it (a task of its chain) did so before that task's end,
-	 * which happened before we could leave s (invariant 8). */
-	if (weft__scope_linked(s))
-		weft__scope_unlink(s);
 }
 
 void weft__scope_unref(struct weft_scope *s)

@@ -207,8 +207,18 @@ void weft__scope_cancel(struct weft_scope *s, weft_cancel_origin_t origin,
 	const char *text, bool text_static, uint64_t by_task);
 /* Releases what the reason holds, at the end of a life of s (its record
  * is about to be freed or recycled).  Nobody else may reference s.
- * Thread: any (the last holder). */
-void weft__scope_fini(struct weft_scope *s);
+ * Thread: any (the last holder).  Inline: every group's end pays it, and
+ * only a cancelled scope has anything to release. */
+void weft__scope_fini_reason(struct weft_scope *s);
+static inline void weft__scope_fini(struct weft_scope *s)
+{
+	/* acquire: pairs with the release in weft__scope_cancel, so
+	 * reason_owned and the text are those of the first cancellation. */
+	if (__builtin_expect(atomic_load_explicit(&s->cancel_called,
+				     memory_order_acquire),
+		    0))
+		weft__scope_fini_reason(s);
+}
 /* Copies s's reason to the public form (s locked, or cancel_called read
  * with acquire and the reason no longer changing).  Thread: any. */
 void weft__scope_reason_export(const struct weft_scope *s,
@@ -309,9 +319,9 @@ void weft__scope_note_observed(struct weft_scope *s);
  * call returns WEFT_EMISNEST).  Thread: t itself. */
 void weft__scope_misnest_report(const char *call, struct weft_task *t,
 	const struct weft_scope *s);
-/* Push s on t's scope stack / pop it.  Thread: t itself. */
+/* Push s on t's scope stack (its pop, weft__scope_pop, is inline in
+ * core/task.h, which knows the task).  Thread: t itself. */
 void weft__scope_push(struct weft_task *t, struct weft_scope *s);
-void weft__scope_pop(struct weft_task *t, struct weft_scope *s);
 /* Drop one reference of a timed scope: frees a user scope at zero, wakes
  * the owner of a frame scope.  Thread: any. */
 void weft__scope_unref(struct weft_scope *s);

@@ -357,6 +357,21 @@ static inline void weft__task_link_root(struct weft_task *t)
 	if (__builtin_expect(!weft__scope_linked(s), 0))
 		weft__task_link_root_slow(t);
 }
+/* Pops s, the innermost scope of t (weft__scope_push's other half;
+ * inline: every join pays it).  Thread: t itself. */
+static inline void weft__scope_pop(struct weft_task *t, struct weft_scope *s)
+{
+	/* relaxed: as in weft__scope_push. */
+	atomic_store_explicit(&t->cur_scope, s->outer, memory_order_relaxed);
+	s->state = WEFT__SCOPE_EXITED;
+	/* A lazy scope that nobody linked has nothing to undo.  Whoever
+	 * linked it (a task of its chain) did so before that task's end,
+	 * which happened before we could leave s (core/cancel.c, invariant
+	 * 8). */
+	if (weft__scope_linked(s))
+		weft__scope_unlink(s);
+}
+
 /* Calls of blocking operations a task may complete without parking in a
  * row before one of them yields (Tokio's cooperative budget is 128). */
 #define WEFT__COOP_BUDGET 128
