@@ -364,11 +364,3 @@ int weft__deque_steal(weft__deque_t *d, void **out)
 	*out = item;
 	return 0;
 }
-
-bool weft__deque_passed(const weft__deque_t *d, int64_t idx)
-{
-	/* relaxed: a hint for the owner's scheduling order (sched.c); top
-	 * only grows, so a stale value only answers false a little longer,
-	 * and no data is read through it. */
-	return atomic_load_explicit(&d->top, memory_order_relaxed) > idx;
-}

@@ -102,7 +102,14 @@ static inline int64_t weft__deque_next_index(const weft__deque_t *d)
  * oldest item still queued, if any, has a greater index.  Items the owner
  * popped from the bottom are not counted: a popped item pushed back gets
  * its old index again (or, when it was the last one, the next index).
- * Thread: owner only (the answer may go from false to true under it). */
-bool weft__deque_passed(const weft__deque_t *d, int64_t idx);
+ * Inline: a pick after a yield asks it (B6).  Thread: owner only (the
+ * answer may go from false to true under it). */
+static inline bool weft__deque_passed(const weft__deque_t *d, int64_t idx)
+{
+	/* relaxed: a hint for the owner's scheduling order (sched.c); top
+	 * only grows, so a stale value only answers false a little longer,
+	 * and no data is read through it. */
+	return atomic_load_explicit(&d->top, memory_order_relaxed) > idx;
+}
 
 #endif

@@ -162,9 +162,15 @@ size_t weft__stack_trim(weft__stack_shared_t *s, size_t budget);
  * overwritten, i.e. the fiber overflowed and may have corrupted the stack
  * mapped below it.  The scheduler calls it after each switch out of a
  * fiber (worker_after_switch); on -1 it reports the overflow itself and
- * aborts.  Reads one cache line at the low end.  Thread: any (the fiber
+ * aborts.  Reads one cache line at the low end.  Inline for a guarded
+ * stack (its guard page faults instead: nothing to read), which every
+ * switch out of a fiber would otherwise call for.  Thread: any (the fiber
  * must not be running). */
-int weft__stack_check(const weft__stack_t *st);
+int weft__stack_check_canary(const weft__stack_t *st);
+static inline int weft__stack_check(const weft__stack_t *st)
+{
+	return st->guarded ? 0 : weft__stack_check_canary(st);
+}
 
 /* The used top of a parked fiber's stack, copied out so that the pages
  * holding it can go back to the kernel while the fiber stays parked
