@@ -466,9 +466,10 @@ static int insp_add_unlinked(struct weft__inspect_dump *d,
  * dump also loads the objects' unwind tables).  A task being switched
  * in meanwhile waits that long on its worker; nothing else does.
  *
- * The park path pays two relaxed stores (insp_on, insp_since: a cycle
- * counter, base/tick.h), the switch-in one seq_cst store, one load and
- * one predictable branch (benchmarks B1, B5, B6).
+ * The park path pays two relaxed stores (insp_on, insp_since: the
+ * run-time sampler's clock, core/cpuclock.h, or the cycle counter when
+ * the sampler is off), the switch-in one seq_cst store, one load and one
+ * predictable branch (benchmarks B1, B5, B6).
  *
  * Rejected: copying the object's state at park time (more stores on the
  * park path, and stale: a Lock changes owner while its waiter sleeps);
@@ -586,6 +587,11 @@ static int insp_read_pinned(struct weft__bt_session *s, struct weft_task *t,
 	uint64_t ticks = ((now_tick << WEFT__WAIT_KIND_BITS) -
 				 (since & ~mask)) >>
 		WEFT__WAIT_KIND_BITS;
+	/* The park's tick may come from the run-time sampler, published on
+	 * another CPU: one a hair ahead of now_tick reads as 0, not as a
+	 * wrapped difference. */
+	if (ticks >> (63 - WEFT__WAIT_KIND_BITS))
+		ticks = 0;
 	x->pinned = true;
 	x->parked_ns = weft__tick_to_ns(ticks);
 	insp_describe(x, (unsigned)(since & mask), on);

@@ -335,9 +335,15 @@ void weft__task_park_commit_obj(struct weft_task *self, const char *what,
 	 * which orders them through the PARKED hand-off). */
 	atomic_store_explicit(&self->insp_wait, what, memory_order_relaxed);
 	atomic_store_explicit(&self->insp_on, on, memory_order_relaxed);
+	/* When it parked, for the dump's "parked for": the run-time
+	 * sampler's clock where it runs (a load, at most a period early:
+	 * core/cpuclock.h), else the cycle counter (about 10 ns). */
+	const weft__cpuclock_t *clk = &self->rt->cpuclock;
+	uint64_t since = __builtin_expect(clk->period_ns != 0, 1)
+		? weft__cpuclock_read(clk)
+		: weft__tick_now();
 	atomic_store_explicit(&self->insp_since,
-		weft__tick_now() << WEFT__WAIT_KIND_BITS | kind,
-		memory_order_relaxed);
+		since << WEFT__WAIT_KIND_BITS | kind, memory_order_relaxed);
 	weft__sched_switch_out(self, WEFT__POST_PARK);
 	atomic_store_explicit(&self->insp_wait, NULL, memory_order_relaxed);
 }

@@ -154,7 +154,8 @@ struct weft_task {
 	 * life.  See lock.c for who writes it and the orders. */
 	_Atomic uintptr_t lock_wait;
 	/* What the task is parked on as an object (its address, or NULL),
-	 * and the tick (base/tick.h) at which it parked shifted left by
+	 * and the tick (base/tick.h; the run-time sampler's when it runs,
+	 * core/cpuclock.h) at which it parked shifted left by
 	 * WEFT__WAIT_KIND_BITS, with the object's kind (WEFT__WAIT_*,
 	 * core/inspect.h) in the low bits.  Written by the task at every
 	 * park that switches out (two relaxed stores:
