@@ -225,8 +225,12 @@ void weft__task_unref(struct weft_task *t)
 		atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) !=
 			1)
 		return;
-	weft__free(t->fail_msg);
-	weft_error_free(t->fail_group);
+	/* A failed task's message and error group; most tasks have
+	 * neither, so no call for them. */
+	if (__builtin_expect(t->fail_msg != NULL || t->fail_group != NULL, 0)) {
+		weft__free(t->fail_msg);
+		weft_error_free(t->fail_group);
+	}
 	weft__scope_fini(&t->root_scope);
 	weft__alloc_census_add(WEFT__CENSUS_TASK, -1);
 	/* Not live (also for a record that never ran: a failed spawn).
