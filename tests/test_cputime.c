@@ -72,14 +72,14 @@ static void test_cputime__every_group_is_counted_by_default(void **state)
 	 * to a period on average, and a publication that comes late (the
 	 * sampler thread waits for a CPU on a loaded machine) moves time
 	 * between a child's slice and its worker's previous or next one:
-	 * allow 40 ms either way.  Slices are real time on their workers
+	 * allow 60 ms below and 40 above.  Slices are real time on their workers
 	 * (a child preempted by the kernel counts its wait too), so at most
 	 * the join's wall time on each worker that ran a child, which a
 	 * child counted twice would exceed. */
 	unsigned w = WEFT_TEST_WORKERS(state) < 2 ? 1 : 2;
-	if (c.cpu_ns < 40 * MS || c.cpu_ns > w * c.wall_ns + 40 * MS)
+	if (c.cpu_ns < 20 * MS || c.cpu_ns > w * c.wall_ns + 40 * MS)
 		print_error("cpu %lld ns, wall %lld ns\n", c.cpu_ns, c.wall_ns);
-	assert_true(c.cpu_ns >= 40 * MS);
+	assert_true(c.cpu_ns >= 20 * MS);
 	assert_true(c.cpu_ns <= w * c.wall_ns + 40 * MS);
 }
 
