@@ -40,6 +40,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -52,6 +53,7 @@
 #include "core/trace.h"
 #include "io/io.h"
 #include "io/signal.h"
+#include "io/sock.h"
 #include "runtime.h"
 #include "weft/error.h"
 
@@ -84,6 +86,15 @@ static void io_timer_cb(uv_poll_t *h, int status, int events)
 	(void)events;
 	weft__io_t *io = io_of((uv_handle_t *)h);
 	weft__timer_expire(&io->rt->timer);
+}
+
+/* The socket set has events: ready their waiters (sock.c). */
+static void io_net_cb(uv_poll_t *h, int status, int events)
+{
+	(void)status;
+	(void)events;
+	weft__io_t *io = io_of((uv_handle_t *)h);
+	(void)weft__sock_poll(io->rt, 0);
 }
 
 static void io_async_cb(uv_async_t *async)
@@ -322,14 +333,22 @@ int weft__io_start(struct weft_runtime *rt)
 	io->rt = rt;
 	io->sock_epfd = -1;
 	atomic_init(&io->stop, false);
+	io->net_epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (io->net_epfd < 0) {
+		int rc = -errno;
+		weft__free(io);
+		return rc;
+	}
 	int rc = pthread_mutex_init(&io->rec_lock, NULL);
 	if (rc != 0) {
+		close(io->net_epfd);
 		weft__free(io);
 		return -rc;
 	}
 	rc = uv_loop_init(&io->loop);
 	if (rc < 0) {
 		pthread_mutex_destroy(&io->rec_lock);
+		close(io->net_epfd);
 		weft__free(io);
 		return rc;
 	}
@@ -341,6 +360,9 @@ int weft__io_start(struct weft_runtime *rt)
 	uv_poll_init(&io->loop, &io->timer, weft__timer_fd(&rt->timer));
 	io->timer.data = io;
 	uv_poll_start(&io->timer, UV_READABLE, io_timer_cb);
+	uv_poll_init(&io->loop, &io->net_poll, io->net_epfd);
+	io->net_poll.data = io;
+	uv_poll_start(&io->net_poll, UV_READABLE, io_net_cb);
 	uv_prepare_init(&io->loop, &io->flush_before_poll);
 	io->flush_before_poll.data = io;
 	uv_prepare_start(&io->flush_before_poll, io_prepare_cb);
@@ -382,6 +404,7 @@ fail:
 	io_close_handles(io);
 	uv_loop_close(&io->loop);
 	pthread_mutex_destroy(&io->rec_lock);
+	close(io->net_epfd);
 	weft__free(io);
 	return rc;
 }
@@ -413,6 +436,7 @@ void weft__io_stop(struct weft_runtime *rt)
 	int rc = uv_loop_close(&io->loop);
 	if (io->sock_epfd >= 0)
 		close(io->sock_epfd); /* its uv_poll_t was closed above */
+	close(io->net_epfd);	      /* and this one's */
 	WEFT_ASSERT(rc == 0, "libuv loop still busy at shutdown");
 	/* Every close has run (the queue and the handles' callbacks):
 	 * no socket record dies after this. */

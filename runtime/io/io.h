@@ -74,11 +74,18 @@ typedef struct weft__io {
 	 * blocks, uv_check right after the I/O callbacks). */
 	uv_prepare_t flush_before_poll;
 	uv_check_t flush_after_poll;
-	/* Sockets (sock.c): one edge-triggered epoll set holding every
-	 * socket that ever had to wait, itself watched by sock_poll.
-	 * Created by the first socket wait, closed by weft__io_stop.  I/O
-	 * thread only (and the stopper after the join). */
+	/* Foreign descriptors (sock.c, fdwait.c): one edge-triggered epoll
+	 * set holding every foreign descriptor that ever had to wait,
+	 * itself watched by sock_poll.  Created by the first such wait,
+	 * closed by weft__io_stop.  I/O thread only (and the stopper after
+	 * the join). */
 	int sock_epfd; /* -1 until then */
+	/* weft's own sockets (sock.c): the edge-triggered set every socket
+	 * joins at its first wait, created by weft__io_start and closed by
+	 * weft__io_stop; any thread adds, removes and polls (sock.c, "Who
+	 * polls"); net_poll watches it for the I/O thread. */
+	int net_epfd;
+	uv_poll_t net_poll;
 	/* Deferred frees (weft__io_reclaim), I/O thread only: the batch
 	 * whose grace period runs (rc_snap: each worker's `qs` when it
 	 * began; polled by rc_timer every millisecond), and the next one. */

@@ -90,12 +90,17 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "base/common.h"
+#include "core/cancel.h"
+#include "core/inspect.h"
+#include "core/task.h"
+#include "core/timer.h"
 #include "io/io.h"
 #include "io/sock.h"
 #include "runtime.h"
@@ -108,6 +113,22 @@
 #define SOCK_REGISTERED 4u
 #define SOCK_INSIDE 8u /* one task inside a direct system call */
 
+/* A waiter word's state (its low two bits; the rest is the sequence). */
+#define SOCK_NIL UINT64_C(0)
+#define SOCK_READY UINT64_C(1)
+#define SOCK_DEAD UINT64_C(2) /* closed: every wait ends WEFT_ECLOSED */
+#define SOCK_WAIT UINT64_C(3)
+#define SOCK_STATE UINT64_C(3)
+#define SOCK_SEQ UINT64_C(4)
+
+/* Both directions, edge-triggered, registered once (both sets). */
+#define SOCK_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+
+/* epoll_event.data of a weft socket: its address in the low 48 bits and
+ * its life's tag above (sock_tag). */
+#define SOCK_PTR_BITS 48
+#define SOCK_PTR_MASK ((UINT64_C(1) << SOCK_PTR_BITS) - 1)
+
 void weft__sock_init(struct weft__sock *s, struct weft_runtime *rt, int fd,
 	void (*free_fn)(struct weft__sock *s))
 {
@@ -116,6 +137,12 @@ void weft__sock_init(struct weft__sock *s, struct weft_runtime *rt, int fd,
 	s->free_fn = free_fn;
 	s->foreign = false;
 	atomic_init(&s->gate, 0);
+	for (int i = 0; i < 2; i++) {
+		atomic_init(&s->dir[i].word, SOCK_NIL);
+		atomic_init(&s->dir[i].task, NULL);
+		atomic_init(&s->dir[i].gen, 0);
+	}
+	atomic_init(&s->in_set, false);
 	s->in_epoll = false;
 	s->io_closed = false;
 	s->rd_ready = false;
@@ -217,14 +244,14 @@ int weft__sock_errno(void)
 
 /* {======================================================= close */
 
-static void sock_close_fn(struct weft_runtime *rt, struct weft__ioq_node *n);
+static void sock_dir_post(struct weft__sock_dir *d, uint64_t to);
 
 /* Finishes the close if s is closing, nobody is inside and nobody has
  * finished it yet.  Any thread. */
 static void sock_try_finish(struct weft__sock *s)
 {
 	/* acquire: pairs with weft__sock_leave's release; the leaving
-	 * tasks' system calls are over. */
+	 * tasks' system calls (and epoll_ctl) are over. */
 	unsigned v = atomic_load_explicit(&s->gate, memory_order_acquire);
 	for (;;) {
 		if (!(v & SOCK_CLOSED) || (v & SOCK_POSTED) || v >= SOCK_INSIDE)
@@ -237,13 +264,14 @@ static void sock_try_finish(struct weft__sock *s)
 			break;
 	}
 	if (v & SOCK_REGISTERED) {
-		s->close_node.fn = sock_close_fn;
-		weft__ioq_post(s->rt, &s->close_node);
-		return;
+		/* It may be in the socket set (invariant 4): out before the
+		 * number can be reused.  Any thread may; an event a poller
+		 * already holds names s with its life's tag, and the poller
+		 * takes a reference before it touches s (invariant 5). */
+		struct epoll_event ev = { 0 };
+		(void)epoll_ctl(s->rt->io->net_epfd, EPOLL_CTL_DEL, s->fd, &ev);
 	}
-	/* The I/O thread never saw fd: close it here. */
-	if (!s->foreign)
-		close(s->fd);
+	close(s->fd);
 	weft__sock_unref(s);
 }
 
@@ -254,6 +282,9 @@ bool weft__sock_close(struct weft__sock *s)
 		memory_order_acq_rel);
 	if (old & SOCK_CLOSED)
 		return false;
+	/* Every wait from now on, or parked now, ends WEFT_ECLOSED. */
+	sock_dir_post(&s->dir[0], SOCK_DEAD);
+	sock_dir_post(&s->dir[1], SOCK_DEAD);
 	sock_try_finish(s);
 	return true;
 }
@@ -289,9 +320,253 @@ void weft__sock_leave(struct weft__sock *s)
 
 /* }======================================================= */
 
-/* {======================================================= I/O thread */
+/* {======================================================= waiter words */
 
-#define SOCK_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+/* Puts `to` (READY: an edge; DEAD: the close) into d's word unless it
+ * holds DEAD, or READY already when `to` is READY, and wakes the waiter
+ * it took out, if any.  Any thread holding a reference on the socket. */
+static void sock_dir_post(struct weft__sock_dir *d, uint64_t to)
+{
+	/* acquire: pairs with the waiter's release CAS that installed a
+	 * WAIT, so its task and gen are read below. */
+	uint64_t w = atomic_load_explicit(&d->word, memory_order_acquire);
+	for (;;) {
+		uint64_t st = w & SOCK_STATE;
+		if (st == SOCK_DEAD || (st == SOCK_READY && to == SOCK_READY))
+			return;
+		struct weft_task *t = NULL;
+		uint64_t gen = 0;
+		if (st == SOCK_WAIT) {
+			/* relaxed: ordered by the acquire above; read before
+			 * the CAS, whose success says they are this WAIT's
+			 * (invariant 3). */
+			t = atomic_load_explicit(&d->task,
+				memory_order_relaxed);
+			gen = atomic_load_explicit(&d->gen,
+				memory_order_relaxed);
+		}
+		/* acq_rel: the release pairs with the waiter's acquire
+		 * reload after its park (it must not read task/gen of a
+		 * newer WAIT: see invariant 3); the acquire on failure as
+		 * the load above. */
+		if (atomic_compare_exchange_weak_explicit(&d->word, &w,
+			    (w & ~SOCK_STATE) | to, memory_order_acq_rel,
+			    memory_order_acquire)) {
+			/* The word no longer names the waiter: only the task
+			 * record is touched, type-stable, and a wake of a park
+			 * it has left is a no-op (core/task.c). */
+			if (t != NULL)
+				weft__task_wake(t, gen);
+			return;
+		}
+	}
+}
+
+/* The tag of s's current life in its epoll events: the record's
+ * generation halved (open and closed are one life), 16 bits. */
+static uint16_t sock_tag(uint64_t life)
+{
+	return (uint16_t)(life >> (WEFT__IO_REC_GEN_SHIFT + 1));
+}
+
+/* Takes a reference on s if it is alive (references held) in the life
+ * tagged `tag`; else touches nothing more.  acquire: pairs with the
+ * release RMW of sock_join_set, so s's fields of this life (its waiter
+ * words' initialisation) come before our accesses.  Any thread. */
+static bool sock_take_tagged(struct weft__sock *s, uint16_t tag)
+{
+	uint64_t v = atomic_load_explicit(&s->rec.life, memory_order_relaxed);
+	do {
+		if ((v & WEFT__IO_REC_REFS) == 0 || sock_tag(v) != tag)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&s->rec.life, &v, v + 1,
+		memory_order_acquire, memory_order_relaxed));
+	return true;
+}
+
+/* Adds s to the runtime's socket set once.  Thread: a fiber inside s's
+ * gate (so the close's epoll_ctl DEL and close(2) come after this). */
+static int sock_join_set(struct weft__sock *s)
+{
+	/* relaxed: a hint; a second ADD is harmless (EEXIST). */
+	if (atomic_load_explicit(&s->in_set, memory_order_relaxed))
+		return 0;
+	/* release RMW on the life word: heads the release sequence that
+	 * sock_take_tagged's acquire reads from, publishing s's fields to
+	 * the pollers (an epoll event is no happens-before edge to the
+	 * memory model). */
+	uint64_t life = atomic_fetch_add_explicit(&s->rec.life, 0,
+		memory_order_release);
+	uintptr_t p = (uintptr_t)s;
+	WEFT_ASSERT(((uint64_t)p & ~SOCK_PTR_MASK) == 0,
+		"socket record above 2^48");
+	struct epoll_event ev = { .events = SOCK_EVENTS,
+		.data.u64 = (uint64_t)p |
+			((uint64_t)sock_tag(life) << SOCK_PTR_BITS) };
+	if (epoll_ctl(s->rt->io->net_epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0 &&
+		errno != EEXIST)
+		return -errno;
+	/* relaxed: the hint above. */
+	atomic_store_explicit(&s->in_set, true, memory_order_relaxed);
+	return 0;
+}
+
+/* One event of the socket set (invariant 5). */
+static void sock_net_event(uint64_t data, uint32_t e)
+{
+	struct weft__sock *s = (struct weft__sock *)(uintptr_t)(data &
+		SOCK_PTR_MASK);
+	if (!sock_take_tagged(s, (uint16_t)(data >> SOCK_PTR_BITS)))
+		return; /* closed and freed, or in another life */
+	/* An error or hang-up wakes both directions: their system calls
+	 * report it exactly. */
+	bool err = e & (EPOLLERR | EPOLLHUP);
+	if (err || (e & (EPOLLIN | EPOLLRDHUP | EPOLLPRI)))
+		sock_dir_post(&s->dir[0], SOCK_READY);
+	if (err || (e & EPOLLOUT))
+		sock_dir_post(&s->dir[1], SOCK_READY);
+	weft__sock_unref(s);
+}
+
+int weft__sock_poll(struct weft_runtime *rt, int timeout_ms)
+{
+	struct epoll_event ev[64];
+	int total = 0, n;
+	do {
+		n = epoll_wait(rt->io->net_epfd, ev, 64, timeout_ms);
+		for (int i = 0; i < n; i++)
+			sock_net_event(ev[i].data.u64, ev[i].events);
+		total += n > 0 ? n : 0;
+		timeout_ms = 0;
+	} while (n == 64);
+	return total;
+}
+
+/* What the dump says about a wait (weft__sock_describe). */
+struct sock_wait_desc {
+	const struct weft__sock *s;
+	const char *what;
+};
+
+void weft__sock_describe(const void *on, struct weft__wait_desc *d)
+{
+	/* In the waiter's frame, which the dump holds pinned; s lives while
+	 * its waiter holds a reference, and fd was written at its init. */
+	const struct sock_wait_desc *w = on;
+	d->obj = w->s;
+	snprintf(d->text, sizeof d->text, "fd=%d op=\"%s\"", w->s->fd, w->what);
+}
+
+/* The fiber's half: consume a kept edge, or park as d's WAIT until an
+ * edge, the close or a cancellation. */
+static WEFT_FIBER_FN int sock_dir_wait(struct weft_task *self,
+	struct weft__sock *s, struct weft__sock_dir *d, const char *what)
+{
+	/* acquire: pairs with the release of whoever stored the state (a
+	 * close's DEAD, an edge's READY: nothing to read, but the order
+	 * keeps the word's story simple). */
+	uint64_t w = atomic_load_explicit(&d->word, memory_order_acquire);
+	bool parked = false;
+	struct sock_wait_desc desc = { .s = s, .what = what };
+	struct weft_scope *sc = NULL;
+	for (;;) {
+		switch (w & SOCK_STATE) {
+		case SOCK_READY:
+			if (parked && weft__scope_is_cancelled(sc)) {
+				/* Keep the edge for the next wait: the
+				 * cancelled wait consumed nothing. */
+				weft__scope_note_observed(
+					weft__scope_origin(sc));
+				return -ECANCELED;
+			}
+			/* acquire on both: as the load above. */
+			if (atomic_compare_exchange_weak_explicit(&d->word, &w,
+				    w & ~SOCK_STATE, memory_order_acquire,
+				    memory_order_acquire))
+				return 0;
+			continue;
+		case SOCK_DEAD: return WEFT_ECLOSED;
+		case SOCK_WAIT:
+			if (!parked)
+				return -EBUSY; /* another task's wait */
+			break;
+		default: break; /* NIL */
+		}
+		if (!parked) {
+			/* Reachable by cancellations from now on. */
+			weft__task_link_root(self);
+			/* relaxed: our own cur_scope, written only by us. */
+			sc = atomic_load_explicit(&self->cur_scope,
+				memory_order_relaxed);
+			/* relaxed: published by the install's release. */
+			atomic_store_explicit(&d->task, self,
+				memory_order_relaxed);
+		}
+		uint64_t gen = weft__task_park_prepare(self, true);
+		/* relaxed: published by the install's release. */
+		atomic_store_explicit(&d->gen, gen, memory_order_relaxed);
+		/* A new sequence at every install: a post that read the
+		 * previous WAIT's gen fails its CAS (invariant 3).  release:
+		 * task and gen before the word; acquire on failure: as the
+		 * load above. */
+		uint64_t mine = ((w >> 2) + 1) << 2 | SOCK_WAIT;
+		if (!atomic_compare_exchange_strong_explicit(&d->word, &w, mine,
+			    memory_order_release, memory_order_acquire))
+			continue; /* an edge or the close came: look again */
+		parked = true;
+		w = mine;
+		/* seq_cst load after prepare's seq_cst store: a canceller
+		 * either is seen here or sees the cancellable park. */
+		if (weft__scope_is_cancelled(sc)) {
+			/* Withdraw.  acquire both ways, as the load above
+			 * (nothing to publish). */
+			if (atomic_compare_exchange_strong_explicit(&d->word,
+				    &w, w & ~SOCK_STATE, memory_order_acquire,
+				    memory_order_acquire)) {
+				weft__scope_note_observed(
+					weft__scope_origin(sc));
+				return -ECANCELED;
+			}
+			continue; /* READY (kept above) or DEAD */
+		}
+		weft__task_park_commit_obj(self, what, WEFT__WAIT_SOCK, &desc);
+		/* acquire: pairs with the post's release CAS. */
+		w = atomic_load_explicit(&d->word, memory_order_acquire);
+		/* Still ours: woken by a cancellation; the loop reinstalls
+		 * with a new generation, and checks the scope. */
+	}
+}
+
+int weft__sock_wait(struct weft__sock *s, int event, const char *what)
+{
+	struct weft_task *self;
+	int rc = weft__waitq_begin(&self);
+	if (rc < 0)
+		return rc;
+	/* REGISTERED is set inside the gate so that the close either sees
+	 * it (and takes fd out of the set) or this wait is refused. */
+	if (!weft__sock_enter(s))
+		return WEFT_ECLOSED;
+	/* Relaxed: the leave's release carries it to the closer. */
+	atomic_fetch_or_explicit(&s->gate, SOCK_REGISTERED,
+		memory_order_relaxed);
+	rc = sock_join_set(s);
+	weft__sock_leave(s);
+	if (rc < 0)
+		return rc;
+	weft__timer_t *tm = &self->rt->timer;
+	/* The virtual clock stands still while the outside world may end
+	 * the wait (ioop.c says why).  Taken and dropped on a worker, the
+	 * fiber's (timer.c, Q3). */
+	weft__timer_hold(tm, 1);
+	rc = sock_dir_wait(self, s, &s->dir[event == UV_WRITABLE], what);
+	weft__timer_hold(tm, -1);
+	return rc;
+}
+
+/* }======================================================= */
+
+/* {======================================================= foreign descriptors (I/O thread) */
 
 /* The slot of s that a waiter for `event` occupies. */
 static struct weft__sock_waiter **sock_slot(struct weft__sock *s, int event)
@@ -478,17 +753,6 @@ static void sock_detach(weft__io_t *io, struct weft__sock *s)
 	}
 }
 
-static void sock_close_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
-{
-	struct weft__sock *s = WEFT__CONTAINER_OF(n, struct weft__sock,
-		close_node);
-	/* s stays alive until the waiters drop their references. */
-	sock_detach(rt->io, s);
-	if (!s->foreign)
-		close(s->fd);
-	weft__sock_unref(s);
-}
-
 struct sock_forget {
 	struct weft__ioop op;
 	struct weft__sock *s;
@@ -510,26 +774,6 @@ int weft__sock_forget(struct weft__sock *s)
 }
 
 /* }======================================================= */
-
-int weft__sock_wait(struct weft__sock *s, int event, const char *what)
-{
-	/* REGISTERED is set inside the gate so that the close either sees
-	 * it (and goes through the I/O thread) or this wait is refused. */
-	if (!weft__sock_enter(s))
-		return WEFT_ECLOSED;
-	/* Relaxed: the leave's release carries it to the closer. */
-	atomic_fetch_or_explicit(&s->gate, SOCK_REGISTERED,
-		memory_order_relaxed);
-	weft__sock_leave(s);
-	struct weft__sock_waiter e = { .s = s, .event = event };
-	struct weft__sock_wait wt = { .entries = &e, .n = 1 };
-	e.wait = &wt;
-	wt.op.start = sock_wait_start;
-	wt.op.cancel = sock_wait_cancel;
-	wt.op.what = what;
-	wt.op.fd_plus1 = s->fd + 1;
-	return weft__ioop_run(&wt.op);
-}
 
 int weft__sock_wait_set(struct weft__sock_wait *wt, const char *what)
 {
