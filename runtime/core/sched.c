@@ -703,6 +703,11 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 	struct weft_task *t;
 	if (++w->tick % WORKER_INJECT_INTERVAL == 0) {
 		w->fair_due = true;
+		/* Sockets a busy worker must not leave unpolled (idle.c;
+		 * what it readies is in the run-next slot); from the loop
+		 * only, as deadlines. */
+		if (!on_fiber)
+			weft__idle_poll_busy(w);
 		t = worker_inject_pop(w);
 		if (t)
 			return t;
@@ -737,8 +742,10 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 		 * would fire them a tick later and only once the OS gives it
 		 * a CPU, by when this worker would be into its next chunk
 		 * (B11: timer lateness under load). */
-		if (!on_fiber)
+		if (!on_fiber) {
 			weft__timer_fire_due(&w->rt->timer);
+			weft__idle_poll_busy(w); /* and sockets */
+		}
 		if (w->runnext) {
 			t = w->runnext;
 			w->runnext = NULL;

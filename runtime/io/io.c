@@ -40,12 +40,12 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/common.h"
+#include "core/idle.h"
 #include "core/ioq.h"
 #include "core/records.h"
 #include "core/sched.h"
@@ -333,22 +333,21 @@ int weft__io_start(struct weft_runtime *rt)
 	io->rt = rt;
 	io->sock_epfd = -1;
 	atomic_init(&io->stop, false);
-	io->net_epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (io->net_epfd < 0) {
-		int rc = -errno;
+	int rc = weft__sock_poll_open(io);
+	if (rc < 0) {
 		weft__free(io);
 		return rc;
 	}
-	int rc = pthread_mutex_init(&io->rec_lock, NULL);
+	rc = pthread_mutex_init(&io->rec_lock, NULL);
 	if (rc != 0) {
-		close(io->net_epfd);
+		weft__sock_poll_close(io);
 		weft__free(io);
 		return -rc;
 	}
 	rc = uv_loop_init(&io->loop);
 	if (rc < 0) {
 		pthread_mutex_destroy(&io->rec_lock);
-		close(io->net_epfd);
+		weft__sock_poll_close(io);
 		weft__free(io);
 		return rc;
 	}
@@ -360,9 +359,16 @@ int weft__io_start(struct weft_runtime *rt)
 	uv_poll_init(&io->loop, &io->timer, weft__timer_fd(&rt->timer));
 	io->timer.data = io;
 	uv_poll_start(&io->timer, UV_READABLE, io_timer_cb);
+	/* The socket set: polled by the workers (sock.c, "Who polls"),
+	 * but for a seeded runtime's, which take turns and never block in
+	 * a poll (core/baton.c): this thread polls for those. */
 	uv_poll_init(&io->loop, &io->net_poll, io->net_epfd);
 	io->net_poll.data = io;
-	uv_poll_start(&io->net_poll, UV_READABLE, io_net_cb);
+	if (rt->baton.on)
+		uv_poll_start(&io->net_poll, UV_READABLE, io_net_cb);
+	else
+		weft__idle_set_poller(rt, weft__sock_poll,
+			weft__sock_poll_interrupt);
 	uv_prepare_init(&io->loop, &io->flush_before_poll);
 	io->flush_before_poll.data = io;
 	uv_prepare_start(&io->flush_before_poll, io_prepare_cb);
@@ -404,7 +410,7 @@ fail:
 	io_close_handles(io);
 	uv_loop_close(&io->loop);
 	pthread_mutex_destroy(&io->rec_lock);
-	close(io->net_epfd);
+	weft__sock_poll_close(io);
 	weft__free(io);
 	return rc;
 }
@@ -436,7 +442,7 @@ void weft__io_stop(struct weft_runtime *rt)
 	int rc = uv_loop_close(&io->loop);
 	if (io->sock_epfd >= 0)
 		close(io->sock_epfd); /* its uv_poll_t was closed above */
-	close(io->net_epfd);	      /* and this one's */
+	weft__sock_poll_close(io); /* net_poll was closed above too */
 	WEFT_ASSERT(rc == 0, "libuv loop still busy at shutdown");
 	/* Every close has run (the queue and the handles' callbacks):
 	 * no socket record dies after this. */

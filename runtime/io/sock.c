@@ -93,11 +93,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "base/common.h"
 #include "core/cancel.h"
+#include "core/idle.h"
 #include "core/inspect.h"
 #include "core/task.h"
 #include "core/timer.h"
@@ -408,6 +410,7 @@ static int sock_join_set(struct weft__sock *s)
 		return -errno;
 	/* relaxed: the hint above. */
 	atomic_store_explicit(&s->in_set, true, memory_order_relaxed);
+	weft__idle_poll_on(&s->rt->idle);
 	return 0;
 }
 
@@ -428,18 +431,78 @@ static void sock_net_event(uint64_t data, uint32_t e)
 	weft__sock_unref(s);
 }
 
-int weft__sock_poll(struct weft_runtime *rt, int timeout_ms)
+/* Drains the socket set without blocking. */
+static int sock_poll_drain(weft__io_t *io)
 {
 	struct epoll_event ev[64];
 	int total = 0, n;
 	do {
-		n = epoll_wait(rt->io->net_epfd, ev, 64, timeout_ms);
+		n = epoll_wait(io->net_epfd, ev, 64, 0);
 		for (int i = 0; i < n; i++)
 			sock_net_event(ev[i].data.u64, ev[i].events);
 		total += n > 0 ? n : 0;
-		timeout_ms = 0;
 	} while (n == 64);
 	return total;
+}
+
+int weft__sock_poll(struct weft_runtime *rt, int timeout_ms)
+{
+	weft__io_t *io = rt->io;
+	if (timeout_ms != 0) {
+		/* The one blocking poller (core/idle.c): the socket set
+		 * itself, or the interrupt. */
+		struct epoll_event ev[2];
+		int n = epoll_wait(io->net_block_epfd, ev, 2, timeout_ms);
+		for (int i = 0; i < n; i++) {
+			if (ev[i].data.fd != io->net_wake)
+				continue;
+			uint64_t v;
+			/* Consumed: the eventfd is level-triggered there. */
+			ssize_t r = read(io->net_wake, &v, sizeof v);
+			(void)r;
+		}
+	}
+	return sock_poll_drain(io);
+}
+
+void weft__sock_poll_interrupt(struct weft_runtime *rt)
+{
+	uint64_t one = 1;
+	ssize_t r = write(rt->io->net_wake, &one, sizeof one);
+	(void)r; /* EAGAIN: the counter is full, the poller wakes anyway */
+}
+
+int weft__sock_poll_open(weft__io_t *io)
+{
+	io->net_epfd = epoll_create1(EPOLL_CLOEXEC);
+	io->net_block_epfd = epoll_create1(EPOLL_CLOEXEC);
+	io->net_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	int rc = 0;
+	if (io->net_epfd < 0 || io->net_block_epfd < 0 || io->net_wake < 0)
+		rc = -errno;
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = io->net_epfd };
+	if (rc == 0 &&
+		epoll_ctl(io->net_block_epfd, EPOLL_CTL_ADD, io->net_epfd,
+			&ev) < 0)
+		rc = -errno;
+	ev.data.fd = io->net_wake;
+	if (rc == 0 &&
+		epoll_ctl(io->net_block_epfd, EPOLL_CTL_ADD, io->net_wake,
+			&ev) < 0)
+		rc = -errno;
+	if (rc < 0)
+		weft__sock_poll_close(io);
+	return rc;
+}
+
+void weft__sock_poll_close(weft__io_t *io)
+{
+	int *fds[] = { &io->net_epfd, &io->net_block_epfd, &io->net_wake };
+	for (size_t i = 0; i < 3; i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
 }
 
 /* What the dump says about a wait (weft__sock_describe). */

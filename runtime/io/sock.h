@@ -173,6 +173,14 @@ bool weft__sock_close(struct weft__sock *s);
  * calls it).  Returns the number of events.  Thread: any (sock.c,
  * "Who polls"). */
 int weft__sock_poll(struct weft_runtime *rt, int timeout_ms);
+/* Ends the blocking poller's wait early (core/idle.c's wake of the
+ * worker that polls).  Thread: any. */
+void weft__sock_poll_interrupt(struct weft_runtime *rt);
+/* Opens / closes the socket set and the blocking poller's set and
+ * eventfd (io.h).  0 or -errno, with nothing left open.  Thread: the
+ * runtime's creator (weft__io_start) / its destroyer (weft__io_stop). */
+int weft__sock_poll_open(weft__io_t *io);
+void weft__sock_poll_close(weft__io_t *io);
 
 /* The dump's describer of WEFT__WAIT_SOCK (core/inspect.h): `on` is the
  * wait's description in the waiting frame.  Thread: any, the waiter
