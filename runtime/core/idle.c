@@ -166,8 +166,7 @@ static weft__worker_t *idle_pop_sleeper(weft__idle_t *idle)
 	/* A sleeper in its futex rather than the poller, which keeps
 	 * watching the sockets (relaxed: a preference, either is right). */
 	if (*p != NULL && (*p)->idle_next != NULL &&
-		*p == atomic_load_explicit(&idle->poller,
-			memory_order_relaxed))
+		*p == atomic_load_explicit(&idle->poller, memory_order_relaxed))
 		p = &(*p)->idle_next;
 	weft__worker_t *w = *p;
 	if (w) {
@@ -217,8 +216,7 @@ static int idle_poll_block(weft__worker_t *w, int64_t ns)
 	/* release: orders this poll before the next poller's (nothing is
 	 * read through it; wakers only compare it). */
 	atomic_store_explicit(&idle->poller, NULL, memory_order_release);
-	return w->runnext != NULL ||
-		weft__deque_size_approx(&w->deque) != 0;
+	return w->runnext != NULL || weft__deque_size_approx(&w->deque) != 0;
 }
 
 void weft__idle_notify(struct weft_runtime *rt)

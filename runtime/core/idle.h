@@ -94,7 +94,9 @@ static inline void weft__idle_poll_on(weft__idle_t *idle)
 }
 /* A busy worker's poll, between tasks (sched.c): readies what the socket
  * set has for w unless nobody waits on sockets or a worker is blocked in
- * the poll (it gets the events).  Thread: w's own, in its loop. */
+ * the poll (it gets the events).  Thread: w's own, in its loop or on a
+ * fiber that is switching out (the poll's wakes follow the protocol any
+ * waker does; it takes about half a KiB of that fiber's stack). */
 void weft__idle_poll_busy(struct weft__worker *w);
 /* Starts w's awake stretch for its busy time (stats.h), at its thread's
  * start and after each sleep.  Thread: w's own worker. */

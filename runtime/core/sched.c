@@ -704,10 +704,8 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 	if (++w->tick % WORKER_INJECT_INTERVAL == 0) {
 		w->fair_due = true;
 		/* Sockets a busy worker must not leave unpolled (idle.c;
-		 * what it readies is in the run-next slot); from the loop
-		 * only, as deadlines. */
-		if (!on_fiber)
-			weft__idle_poll_busy(w);
+		 * what it readies is in the run-next slot). */
+		weft__idle_poll_busy(w);
 		t = worker_inject_pop(w);
 		if (t)
 			return t;
@@ -742,10 +740,9 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 		 * would fire them a tick later and only once the OS gives it
 		 * a CPU, by when this worker would be into its next chunk
 		 * (B11: timer lateness under load). */
-		if (!on_fiber) {
+		if (!on_fiber)
 			weft__timer_fire_due(&w->rt->timer);
-			weft__idle_poll_busy(w); /* and sockets */
-		}
+		weft__idle_poll_busy(w); /* and sockets, as above */
 		if (w->runnext) {
 			t = w->runnext;
 			w->runnext = NULL;

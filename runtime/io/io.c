@@ -442,7 +442,7 @@ void weft__io_stop(struct weft_runtime *rt)
 	int rc = uv_loop_close(&io->loop);
 	if (io->sock_epfd >= 0)
 		close(io->sock_epfd); /* its uv_poll_t was closed above */
-	weft__sock_poll_close(io); /* net_poll was closed above too */
+	weft__sock_poll_close(io);    /* net_poll was closed above too */
 	WEFT_ASSERT(rc == 0, "libuv loop still busy at shutdown");
 	/* Every close has run (the queue and the handles' callbacks):
 	 * no socket record dies after this. */

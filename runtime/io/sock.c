@@ -1,78 +1,137 @@
 /* The socket core (sock.h): direct system calls on workers, readiness
- * waits on the I/O thread, and a close that never pulls a descriptor out
- * from under a system call.
+ * waits that any thread ends, and a close that never pulls a descriptor
+ * out from under a system call.
  *
- * Problem: workers call recv/send/accept4 on the descriptor while the I/O
- * thread may have it in its epoll set.  Once close(2) runs, the number
- * can be reused by any open in the process, so no worker may still be
- * inside a system call on it, and the I/O thread must have dropped it
- * from the set.
+ * Problem: workers call recv/send/accept4 on the descriptor while it may
+ * be in the runtime's epoll set.  Once close(2) runs, the number can be
+ * reused by any open in the process, so no worker may still be inside a
+ * system call on it, and it must have left the set.  And a task that
+ * waits for readiness should cost as little as Go's netpoller: no hop
+ * through another thread between the edge and the task running again.
  *
- * Approach: the `gate` word.
+ * The gate word orders the close after every system call.
  *   - A direct system call enters with fetch_add(INSIDE) and leaves with
  *     fetch_sub(INSIDE); an enter that finds CLOSED backs out and makes no
  *     call.
- *   - A task about to post its first readiness wait sets REGISTERED while
- *     inside (between enter and leave): from then on the descriptor may
- *     be in the I/O thread's epoll set.
- *   - Close sets CLOSED (fetch_or).  Whoever then sees CLOSED with nobody
- *     inside and POSTED clear (the closer, or the last task leaving) sets
- *     POSTED with a CAS, so exactly one thread finishes the close: with
- *     REGISTERED clear it closes the descriptor right there (the I/O
- *     thread never saw it); with REGISTERED set it posts the close to the
- *     I/O thread, which wakes any waiter with WEFT_ECLOSED, removes the
- *     descriptor from the epoll set and closes it.
+ *   - A task about to wait sets REGISTERED while inside (between enter
+ *     and leave), and adds the descriptor to the set there: from then on
+ *     it may be in the set.
+ *   - Close sets CLOSED (fetch_or) and puts DEAD in both waiter words
+ *     (below), waking whoever waits.  Whoever then sees CLOSED with
+ *     nobody inside and POSTED clear (the closer, or the last task
+ *     leaving) sets POSTED with a CAS, so exactly one thread finishes the
+ *     close, on whatever thread it is: with REGISTERED set it removes the
+ *     descriptor from the set (epoll_ctl DEL), then it closes it.
  * Every gate update is an RMW of one atomic, so they are totally ordered:
  * a task either entered before CLOSED (the close waits for it to leave,
- * and then sees its REGISTERED) or sees CLOSED and does nothing.  A wait
- * posted after the close's post finds `io_closed` on the I/O thread and
- * returns WEFT_ECLOSED without touching the descriptor.  Nobody waits for
- * anybody: the last one out finishes the close.
+ * and then sees its REGISTERED and its epoll_ctl ADD done) or sees CLOSED
+ * and does nothing.  Nobody waits for anybody: the last one out finishes
+ * the close.
  *
- * Readiness: every socket that ever waited is in one epoll set per
- * runtime, edge-triggered, registered once for input and output (so a
- * wait costs no epoll_ctl at all); that set's descriptor is watched by
- * one uv_poll_t, whose callback drains it with epoll_wait(0) and
- * dispatches.  A readiness wait is an I/O operation (ioop.h): `start`
- * registers the waiter, or completes at once if an edge came while
- * nobody waited (rd_ready/wr_ready); an edge completes the waiter, or
- * records itself in the ready flag; `cancel` withdraws the waiter.  All
- * of these and the close run on the I/O thread, so exactly one of them
- * completes each wait, and no edge is lost: an edge that found no waiter
- * is kept.  A kept edge may be stale (the worker's next system call
- * already took the data): the waiter then retries, finds EAGAIN, and
- * waits again with the flag clear.  The first registration reports the
- * socket's current state, so a socket that became ready before its
- * first wait is not missed.  A wait may span several sockets and
- * directions (weft__sock_wait_set, for foreign descriptors: fdwait.c):
- * each entry takes its slot, the first edge unlinks them all and
- * completes the wait once; a level wait asks poll(2) in its start
- * instead of trusting kept edges.
+ * Waiter words.  Every socket that ever waited is in one epoll set per
+ * runtime (io.h: net_epfd), edge-triggered, registered once for input
+ * and output, so a wait costs no epoll_ctl at all.  Each direction of a
+ * socket (dir[0] read, dir[1] write) has one atomic word,
  *
- * Memory: the record's life word (io.h) counts the descriptor (dropped
+ *   word = seq << 2 | NIL, READY, DEAD or WAIT
+ *
+ * and beside it the waiter's task and park generation, valid while the
+ * state is WAIT.  (Go keeps one word per direction holding nil, ready or
+ * the goroutine; here a wake needs a task and a generation, two words,
+ * so the sequence number stands in for the pointer's identity.)
+ *   - A wait (the fiber): a READY found is consumed (CAS READY -> NIL)
+ *     and the wait returns 0 at once (retry the system call); DEAD
+ *     returns WEFT_ECLOSED.  Otherwise it writes task and gen (relaxed),
+ *     prepares its park and installs WAIT with a new sequence (CAS,
+ *     release), then parks.  Woken, it reads the word (acquire): READY
+ *     or DEAD is its result; its own WAIT still there means a
+ *     cancellation woke it, and it installs itself again with a new
+ *     generation and a new sequence before it looks at its scope.
+ *   - An edge (any thread that polls): CAS the word to READY unless it is
+ *     READY or DEAD already; if it held WAIT, the task and gen read
+ *     between the acquire load of the word and the CAS are that WAIT's
+ *     (invariant 3), and it wakes them.  A READY left while nobody
+ *     waited is a kept edge: the next wait returns at once.  A kept edge
+ *     may be stale (the worker's next system call already took the
+ *     data): the waiter then retries, finds EAGAIN, and waits again.
+ *   - A cancellation: the cancelled waiter CASes its WAIT back to NIL;
+ *     if an edge or the close took the word first, READY is left in it
+ *     (the cancelled wait consumed nothing; the next wait finds it) and
+ *     DEAD ends it with WEFT_ECLOSED.
+ *   - The close: DEAD goes in as an edge's READY would, but over READY
+ *     too, and stays for the rest of the life: every later wait returns
+ *     WEFT_ECLOSED without parking.
+ * Whoever moves the word off a WAIT completes that wait, exactly once:
+ * the word is the only place a WAIT can be taken from, and the waiter
+ * itself only withdraws with a CAS.  After its CAS a waker touches only
+ * the task record (type-stable) through weft__task_wake, whose stale
+ * generations are no-ops (core/task.c), so the waiter may return as soon
+ * as it sees the word move.  The first registration reports the
+ * socket's current state, so a socket that became ready before its first
+ * wait is not missed; a wait that races with its own registration finds
+ * the edge as READY.
+ *
+ * Who polls (core/idle.c, "Polling sockets").  Any thread may drain the
+ * set (weft__sock_poll): an idle worker before and while it spins, the
+ * one worker that sleeps in epoll_wait on net_block_epfd (the set and an
+ * eventfd its wake-up writes) instead of its futex, and busy workers
+ * from their loop at yields and every 61 picks.  A readied task goes to
+ * the polling worker's own run-next slot, so an echo's round trip costs
+ * the worker's epoll_wait and nothing else.  The I/O thread polls the
+ * set only for a seeded runtime (its workers take turns and never
+ * block in a poll, core/baton.c).
+ *
+ * Memory.  The record's life word (io.h) counts the descriptor (dropped
  * once it is closed), each call in progress (taken by the call's handle
  * check, in the same CAS that checks the handle) and the closer (taken
  * by the close's CAS, dropped when weft__sock_close has returned: a task
  * leaving its system call may finish the close and drop the other
  * references meanwhile); free_fn runs at zero and gives the record back
  * to the runtime's pool.  A task parked at close time is woken before
- * the descriptor's reference goes and still holds its own.  So a call
- * racing a close on another task either took its reference first (it
- * runs on, and its system calls or waits return WEFT_ECLOSED once the
- * gate is closed) or finds the handle closed and touches nothing; the
- * record is never reused under a call that holds it.
+ * the descriptor's reference goes and still holds its own.  An epoll
+ * event names its socket by address and by the tag of the life it
+ * joined the set in (the generation's upper half, 16 bits), and a poller
+ * takes a reference for the event's processing only if the record is
+ * alive in that life (sock_take_tagged: references held, tag equal, one
+ * CAS); a record in the pool (no references) or in a later life is not
+ * touched beyond its life word, which records never poison.  Records
+ * stay type-stable while the runtime lives (io.h), so that word can
+ * always be read.
  *
  * Invariants
- *   1. in_epoll, io_closed, rd_ready, wr_ready, rd and wr are the I/O
- *      thread's.
- *   2. No system call on fd starts after CLOSED is set, and close(fd)
- *      runs only after every started one ended and fd left the epoll set.
- *   3. rd/wr are set only while their waiter is parked; whoever clears
- *      one completes its waiter.
- *   4. A socket in the epoll set is freed only after its close ran on the
- *      I/O thread (REGISTERED routes the close there), so an event never
- *      names freed memory: epoll_wait and the close are both the I/O
- *      thread's.
+ *   1. No system call on fd starts after CLOSED is set, and close(fd)
+ *      runs only after every started one ended and (REGISTERED) fd left
+ *      the set.
+ *   2. A waiter word holds DEAD from the close to the end of the life;
+ *      nothing replaces DEAD.
+ *   3. A WAIT with sequence k is installed once (sequences only grow at
+ *      installs), and its task and gen are written before it (release)
+ *      and rewritten only after it left the word; so a CAS that takes
+ *      (k, WAIT) out proves that the task and gen read after the acquire
+ *      load of (k, WAIT) are that waiter's.  Formally: a newer writer
+ *      read the word (acquire) after our CAS wrote it (release), so our
+ *      reads happen before its writes.
+ *   4. Whoever takes a WAIT out of the word (edge, close, or the waiter
+ *      withdrawing itself) completes that wait, once.
+ *   5. An event is acted upon only under a reference taken against its
+ *      life's tag; so a poller never touches a freed record's state, and
+ *      one reused since sees at most a spurious READY, which waits
+ *      tolerate.  The tag wraps after 65536 lives of one record: a
+ *      stale event delayed that long would be such a spurious edge.
+ *
+ * Foreign descriptors (fdwait.c) keep the older protocol, on the I/O
+ * thread: their own epoll set (io.h: sock_epfd), watched by a uv_poll_t,
+ * and waits that are I/O operations (ioop.h), which may span several
+ * descriptors and directions (weft__sock_wait_set: each entry takes its
+ * slot, the first edge unlinks them all and completes the wait once) and
+ * are level-triggered (their start asks poll(2) instead of trusting kept
+ * edges).  Start, edge, cancellation and unregistration all run on the
+ * I/O thread, so its fields need no atomics: in_epoll, io_closed,
+ * rd_ready, wr_ready, rd and wr are that thread's, rd/wr are set only
+ * while their waiter is parked, and whoever clears one completes its
+ * waiter.  Keeping them there costs their users (a client library's
+ * handful of descriptors) a hop per wait and keeps a multi-descriptor
+ * wait simple.
  *
  * Rejected: uv_tcp_t streams with uv_read_start/uv_write (every byte would
  * cross to the I/O thread and back, libuv's writev may raise SIGPIPE, and
@@ -80,12 +139,19 @@
  * one uv_poll_t per socket (libuv's level-triggered polls must be armed
  * and disarmed around every wait, and uv_poll_start deletes and re-adds
  * the descriptor: three epoll_ctl calls per request on the I/O thread);
- * EPOLLONESHOT re-armed at each wait (no I/O-thread wake-up for traffic
- * nobody waits for, but one epoll_ctl per wait, and a kept edge no longer
+ * EPOLLONESHOT re-armed at each wait (no wake-up for traffic nobody
+ * waits for, but one epoll_ctl per wait, and a kept edge no longer
  * lets a wait finish without sleeping: weft-httpd under wrk -c100 did
  * about 10% fewer requests/s, 6 alternating runs in one sitting);
- * a lock around the system calls (close would have to wait for a worker,
- * or the I/O thread for a worker). */
+ * waits as I/O operations started on the I/O thread, which this file
+ * did before (every wait cost an eventfd post and that thread's wake-up,
+ * and every edge the injection queue and a futex wake of a worker: B9
+ * echo XXXMEASURE); a waiter struct on the
+ * fiber's stack named by the word (an edge that read its fields and then
+ * lost a race to a re-wait at the same address would wake a stale
+ * generation: the ABA the sequence number prevents); a lock around the
+ * system calls (close would have to wait for a worker, or a poller for a
+ * worker). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -266,7 +332,7 @@ static void sock_try_finish(struct weft__sock *s)
 			break;
 	}
 	if (v & SOCK_REGISTERED) {
-		/* It may be in the socket set (invariant 4): out before the
+		/* It may be in the socket set (invariant 1): out before the
 		 * number can be reused.  Any thread may; an event a poller
 		 * already holds names s with its life's tag, and the poller
 		 * takes a reference before it touches s (invariant 5). */
@@ -434,14 +500,16 @@ static void sock_net_event(uint64_t data, uint32_t e)
 /* Drains the socket set without blocking. */
 static int sock_poll_drain(weft__io_t *io)
 {
-	struct epoll_event ev[64];
+	/* Small: a busy worker polls on the stack of a fiber that is
+	 * switching out (core/idle.h). */
+	struct epoll_event ev[32];
 	int total = 0, n;
 	do {
-		n = epoll_wait(io->net_epfd, ev, 64, 0);
+		n = epoll_wait(io->net_epfd, ev, 32, 0);
 		for (int i = 0; i < n; i++)
 			sock_net_event(ev[i].data.u64, ev[i].events);
 		total += n > 0 ? n : 0;
-	} while (n == 64);
+	} while (n == 32);
 	return total;
 }
 
@@ -670,7 +738,10 @@ static void sock_edge(struct weft__sock_waiter **slot, bool *ready)
 	weft__ioop_complete(&wt->op, 0);
 }
 
-/* The epoll set is readable: drain it and dispatch (invariant 4). */
+/* The foreign set is readable: drain it and dispatch.  A foreign record
+ * leaves the set (the forget) before its registration's reference goes
+ * (fdwait.c), and both run on this thread: an event never names freed
+ * memory. */
 static void sock_dispatch(uv_poll_t *h, int status, int events)
 {
 	(void)status;
@@ -792,7 +863,7 @@ static void sock_wait_cancel(weft__io_t *io, struct weft__ioop *op)
 	struct weft__sock_wait *wt = WEFT__CONTAINER_OF(op,
 		struct weft__sock_wait, op);
 	if (!sock_wait_unlink(wt))
-		return; /* completed already (invariant 3) */
+		return; /* completed already ("Foreign descriptors") */
 	weft__ioop_complete(op, -ECANCELED);
 }
 
