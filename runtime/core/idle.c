@@ -1,5 +1,5 @@
-/* Idle workers: bounded spinning, sleeping on a futex, and wake-ups that
- * are never lost.
+/* Idle workers: bounded spinning, sleeping on a futex (or in the poll of
+ * the runtime's sockets), and wake-ups that are never lost.
  *
  * Design (after Go's "Worker thread parking/unparking" essay)
  * ---------------------------------------------------------
@@ -45,6 +45,38 @@
  * a notify that sees sleepers hands over to weft__baton_wake, which
  * grants the baton under `lock`.
  *
+ * Polling sockets (after Go's integrated netpoller): the runtime's
+ * sockets wait in one epoll set (io/sock.c), and the workers poll it
+ * themselves, so a socket's readiness readies its task on the polling
+ * worker's own queue, with no I/O thread in between.  The I/O side
+ * installs the poller (`poll`, `poll_interrupt`) before the workers
+ * start, unless the runtime is seeded (its I/O thread polls then), and
+ * sets `poll_on` when the first socket joins the set; until then none of
+ * this costs more than a load and a branch.
+ *   - An idle worker polls without blocking before it spins and every
+ *     few rounds of its spin, and a busy one at yields and every 61
+ *     picks unless a worker is blocked in the poll (sched.c; as the
+ *     injection queue is looked at), so a worker full of yielding tasks
+ *     still serves its sockets.
+ *   - The first worker to sleep while nobody polls takes the `poller`
+ *     word (CAS NULL -> itself) and sleeps in the poll, with the trim's
+ *     timeout, instead of on its futex; it stays listed as a sleeper
+ *     throughout, so quiescence and the Dekker pair above see it as
+ *     asleep.  When the poll readies tasks (on its own queues, as any
+ *     worker's wakes do) it leaves the list as the last check does, or,
+ *     if a waker took it off meanwhile, takes that waker's token.
+ *   - A waker that takes the poller off the list must interrupt the poll
+ *     rather than the futex: idle_wake stores the wake word and then
+ *     reads `poller`, the poller CASes `poller` and then reads the wake
+ *     word, all seq_cst, so either the poller sees the word and does not
+ *     block, or the waker sees the poller and writes its eventfd.
+ *   - Wakers prefer a sleeper that is not the poller (idle_pop_sleeper),
+ *     so the sockets keep a watcher while another worker can take the
+ *     new work: only when the poller is the one sleeper is it woken.
+ * What is left unwatched: every worker running one task that neither
+ * yields nor parks; their sockets wait for the next pick, as tasks in
+ * the injection queue do.
+ *
  * Invariants
  *   1. A worker on the sleepers list has spinning == false.
  *   2. A worker taken off the list by a waker receives the spinning token
@@ -53,7 +85,9 @@
  *      non-empty.
  *   4. A worker runs tasks only while it is off the sleepers list, and
  *      it leaves the list only under `lock` (taken off by a waker, or by
- *      itself when its last check finds work).
+ *      itself when its last check or its poll finds work).
+ *   5. At most one worker is blocked in the poll (`poller`), and it is
+ *      listed as a sleeper.
  */
 #include <errno.h>
 #include <limits.h>
@@ -125,14 +159,14 @@ static struct weft_task *idle_poll_now(weft__worker_t *w)
 	return idle_take_own(w);
 }
 
-void weft__idle_poll_busy(weft__worker_t *w)
+void weft__idle_poll_busy_slow(struct weft_runtime *rt)
 {
-	weft__idle_t *idle = &w->rt->idle;
+	weft__idle_t *idle = &rt->idle;
 	/* relaxed: a hint; a blocked poller is woken by the kernel. */
-	if (idle_polls(idle) &&
+	if (idle->poll != NULL &&
 		atomic_load_explicit(&idle->poller, memory_order_relaxed) ==
 			NULL)
-		(void)idle->poll(w->rt, 0);
+		(void)idle->poll(rt, 0);
 }
 
 void weft__idle_fini(weft__idle_t *idle)

@@ -92,12 +92,24 @@ static inline void weft__idle_poll_on(weft__idle_t *idle)
 		atomic_store_explicit(&idle->poll_on, true,
 			memory_order_relaxed);
 }
+/* The slow path of weft__idle_poll_busy below. */
+void weft__idle_poll_busy_slow(struct weft_runtime *rt);
 /* A busy worker's poll, between tasks (sched.c): readies what the socket
- * set has for w unless nobody waits on sockets or a worker is blocked in
- * the poll (it gets the events).  Thread: w's own, in its loop or on a
- * fiber that is switching out (the poll's wakes follow the protocol any
- * waker does; it takes about half a KiB of that fiber's stack). */
-void weft__idle_poll_busy(struct weft__worker *w);
+ * set has for the calling worker w unless no socket ever waited (one
+ * relaxed load and a branch: the hot paths' cost when there are none) or
+ * a worker is blocked in the poll (it gets the events).  Thread: w's
+ * own, in its loop or on a fiber that is switching out (the poll's wakes
+ * follow the protocol any waker does; it takes about half a KiB of that
+ * fiber's stack). */
+static inline void weft__idle_poll_busy(weft__idle_t *idle,
+	struct weft_runtime *rt)
+{
+	/* relaxed: a hint (see poll_on). */
+	if (__builtin_expect(atomic_load_explicit(&idle->poll_on,
+				     memory_order_relaxed),
+		    0))
+		weft__idle_poll_busy_slow(rt);
+}
 /* Starts w's awake stretch for its busy time (stats.h), at its thread's
  * start and after each sleep.  Thread: w's own worker. */
 void weft__idle_stats_awake(struct weft__worker *w);

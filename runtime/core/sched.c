@@ -705,7 +705,7 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 		w->fair_due = true;
 		/* Sockets a busy worker must not leave unpolled (idle.c;
 		 * what it readies is in the run-next slot). */
-		weft__idle_poll_busy(w);
+		weft__idle_poll_busy(&w->rt->idle, w->rt);
 		t = worker_inject_pop(w);
 		if (t)
 			return t;
@@ -742,7 +742,8 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 		 * (B11: timer lateness under load). */
 		if (!on_fiber)
 			weft__timer_fire_due(&w->rt->timer);
-		weft__idle_poll_busy(w); /* and sockets, as above */
+		weft__idle_poll_busy(&w->rt->idle,
+			w->rt); /* and sockets, as above */
 		if (w->runnext) {
 			t = w->runnext;
 			w->runnext = NULL;

@@ -11,7 +11,7 @@
  * (timer.c), the quiescence check of the virtual clock and
  * weft_wait_all_tasks_blocked (timer.c: it runs here so that it can
  * publish this thread's wake batch first), I/O operations (ioop.c),
- * closes (sockets, UDP, signal watchers), shutdown triggers and deferred
+ * closes (UDP sockets, signal watchers), shutdown triggers and deferred
  * frees (weft__io_reclaim);
  * completions go back to workers through the scheduler's injection
  * queue, in batches flushed around each poll.

@@ -1,9 +1,10 @@
 /* The I/O thread: one libuv loop on a dedicated thread.  Other threads
  * talk to it only through the runtime's request queue (ioq.h), whose wake
  * hook is uv_async_send.  It runs every libuv request of I/O operations
- * (ioop.h), watches the socket epoll set (sock.c) and the deadline
- * timer's fd (timer.h), and frees objects after a grace period
- * (weft__io_reclaim). */
+ * (ioop.h), watches the foreign descriptors' epoll set (sock.c; the
+ * sockets' set only for a seeded runtime: workers poll it otherwise) and
+ * the deadline timer's fd (timer.h), and frees objects after a grace
+ * period (weft__io_reclaim). */
 #ifndef WEFT_RUNTIME_IO_IO_H
 #define WEFT_RUNTIME_IO_IO_H
 
