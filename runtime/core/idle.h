@@ -93,7 +93,7 @@ static inline void weft__idle_poll_on(weft__idle_t *idle)
 			memory_order_relaxed);
 }
 /* The slow path of weft__idle_poll_busy below. */
-void weft__idle_poll_busy_slow(struct weft_runtime *rt);
+__attribute__((cold)) void weft__idle_poll_busy_slow(struct weft_runtime *rt);
 /* A busy worker's poll, between tasks (sched.c): readies what the socket
  * set has for the calling worker w unless no socket ever waited (one
  * relaxed load and a branch: the hot paths' cost when there are none) or
