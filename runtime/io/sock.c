@@ -146,12 +146,12 @@
  * waits as I/O operations started on the I/O thread, which this file
  * did before (every wait cost an eventfd post and that thread's wake-up,
  * and every edge the injection queue and a futex wake of a worker: B9
- * echo XXXMEASURE); a waiter struct on the
- * fiber's stack named by the word (an edge that read its fields and then
- * lost a race to a re-wait at the same address would wake a stale
- * generation: the ABA the sequence number prevents); a lock around the
- * system calls (close would have to wait for a worker, or a poller for a
- * worker). */
+ * echo's server spent about 30% more CPU per round trip,
+ * docs/benchmarks.md); a waiter struct on the fiber's stack named by
+ * the word (an edge that read its fields and then lost a race to a
+ * re-wait at the same address would wake a stale generation: the ABA
+ * the sequence number prevents); a lock around the system calls (close
+ * would have to wait for a worker, or a poller for a worker). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -754,7 +754,7 @@ int weft__sock_wait(struct weft__sock *s, int event, const char *what)
 
 /* }======================================================= */
 
-/* {======================================================= foreign descriptors (I/O thread) */
+/* {======================================================= foreign */
 
 /* The slot of s that a waiter for `event` occupies. */
 static struct weft__sock_waiter **sock_slot(struct weft__sock *s, int event)
