@@ -162,6 +162,34 @@ static int busy_poll_root(void *arg)
 
 WEFT_TEST_ROOT(sock, busy_workers_still_poll, busy_poll_root, NULL)
 
+/* Once a socket has waited, an idle worker sleeps in the socket poll;
+ * work from elsewhere (here a deadline that the I/O thread fires while
+ * every worker sleeps) must interrupt that poll, not a futex nobody
+ * sleeps on: a lost interrupt hangs this test. */
+static int poller_woken_root(void *arg)
+{
+	(void)arg;
+	weft_stream_t *a, *b;
+	if (pair_make(&a, &b) < 0)
+		return 0;
+	char c;
+	/* A wait: the sockets are polled from now on. */
+	CHECK_EQ(weft_stream_write(b, "x", 1), 0);
+	CHECK_EQ(weft_stream_read(a, &c, 1), 1);
+	weft_runtime_stats_t s0, s1;
+	CHECK_EQ(weft_runtime_stats(NULL, &s0), 0);
+	for (int i = 0; i < 20; i++)
+		CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+	CHECK_EQ(weft_runtime_stats(NULL, &s1), 0);
+	CHECK(s1.total.sleeps > s0.total.sleeps);
+	weft_stream_close(a);
+	weft_stream_close(b);
+	return 0;
+}
+
+WEFT_TEST_ROOT(sock, a_sleeping_poller_is_woken_for_other_work,
+	poller_woken_root, NULL)
+
 /* }======================================================= */
 
 /* {======================================================= races */
@@ -340,6 +368,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_sock__waits_never_go_through_the_io_thread),
 		WEFT_TEST(test_sock__busy_workers_still_poll),
+		WEFT_TEST(test_sock__a_sleeping_poller_is_woken_for_other_work),
 		WEFT_TEST(test_sock__close_edge_cancel_and_wait_race),
 		WEFT_TEST(test_sock__closes_meet_edges_of_many_waiters),
 	};

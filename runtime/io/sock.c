@@ -106,11 +106,13 @@
  *      nothing replaces DEAD.
  *   3. A WAIT with sequence k is installed once (sequences only grow at
  *      installs), and its task and gen are written before it (release)
- *      and rewritten only after it left the word; so a CAS that takes
- *      (k, WAIT) out proves that the task and gen read after the acquire
- *      load of (k, WAIT) are that waiter's.  Formally: a newer writer
- *      read the word (acquire) after our CAS wrote it (release), so our
- *      reads happen before its writes.
+ *      and rewritten only after it left the word (one waiter per
+ *      direction at a time: the callers' side flags, `reading`,
+ *      `writing`, `accepting`, or a connect's private stream); so a CAS
+ *      that takes (k, WAIT) out proves that the task and gen read after
+ *      the acquire load of (k, WAIT) are that waiter's.  Formally: a
+ *      newer writer read the word (acquire) after our CAS wrote it
+ *      (release), so our reads happen before its writes.
  *   4. Whoever takes a WAIT out of the word (edge, close, or the waiter
  *      withdrawing itself) completes that wait, once.
  *   5. An event is acted upon only under a reference taken against its

@@ -53,7 +53,6 @@ struct weft__sock {
 	/* Runs once the last reference is gone (gives the embedding object,
 	 * whose first member this is, back to the record pool). */
 	void (*free_fn)(struct weft__sock *s);
-	struct weft__ioq_node close_node;
 	/* A weft socket (not foreign): its readiness, [0] to read, [1] to
 	 * write; and whether it joined the runtime's socket set (set once,
 	 * inside the gate; a hint that saves the epoll_ctl). */
@@ -110,9 +109,12 @@ void weft__sock_leave(struct weft__sock *s);
  * waiter word for that direction (sock.c): no I/O-thread hop.  A
  * checkpoint.  Returns 0 (ready: retry the system call), -ECANCELED (the
  * wait was withdrawn: nothing happened, an edge that raced with it is
- * kept for the next wait), WEFT_ECLOSED (s was closed), -EBUSY (another
- * task waits for the same direction), or epoll_ctl's error when s could
- * not join the socket set.  s is a weft socket (not foreign).
+ * kept for the next wait), WEFT_ECLOSED (s was closed), or epoll_ctl's
+ * error when s could not join the socket set.  At most one task may wait
+ * for a direction at a time, which the callers' side flags guarantee
+ * (the waiter's fields beside the word are written before it owns the
+ * word); a wait that finds another's installed returns -EBUSY, as a
+ * diagnosis.  s is a weft socket (not foreign).
  * Thread: a weft fiber holding a reference. */
 WEFT_FIBER_FN int weft__sock_wait(struct weft__sock *s, int event,
 	const char *what);
