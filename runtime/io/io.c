@@ -94,7 +94,7 @@ static void io_net_cb(uv_poll_t *h, int status, int events)
 	(void)status;
 	(void)events;
 	weft__io_t *io = io_of((uv_handle_t *)h);
-	(void)weft__sock_poll(io->rt, 0);
+	(void)weft__sock_poll_io(io);
 }
 
 static void io_async_cb(uv_async_t *async)
@@ -393,15 +393,19 @@ int weft__io_start(struct weft_runtime *rt)
 			goto fail;
 	}
 	weft__ioq_init(&rt->ioq, io_wake, io);
+	/* Before the thread starts (its create orders the store before
+	 * everything it does): its wake-ups of a worker polling the sockets
+	 * interrupt that poll through rt->io (sock.c). */
+	rt->io = io;
 	rc = pthread_create(&io->thread, NULL, io_main, io);
 	if (rc != 0) {
+		rt->io = NULL;
 		rc = rc == EAGAIN ? -EAGAIN : -rc;
 		goto fail;
 	}
 	/* The thread's name in ps, top and gdb, in place when
 	 * weft_runtime_create returns; best effort. */
 	pthread_setname_np(io->thread, "weft-io");
-	rt->io = io;
 	return 0;
 fail:
 	weft__free(io->rc_snap);

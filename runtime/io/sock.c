@@ -569,9 +569,10 @@ static void sock_ready_publish(struct weft_runtime *rt, struct sock_ready *rl)
 	weft__idle_notify(rt);
 }
 
-int weft__sock_poll(struct weft_runtime *rt, int timeout_ms)
+/* weft__sock_poll with the I/O side at hand. */
+static int sock_poll(weft__io_t *io, int timeout_ms)
 {
-	weft__io_t *io = rt->io;
+	struct weft_runtime *rt = io->rt;
 	if (timeout_ms != 0) {
 		/* The one blocking poller (core/idle.c): the socket set
 		 * itself, or the interrupt. */
@@ -590,6 +591,16 @@ int weft__sock_poll(struct weft_runtime *rt, int timeout_ms)
 	int n = sock_poll_drain(io, &rl);
 	sock_ready_publish(rt, &rl);
 	return n;
+}
+
+int weft__sock_poll(struct weft_runtime *rt, int timeout_ms)
+{
+	return sock_poll(rt->io, timeout_ms);
+}
+
+int weft__sock_poll_io(weft__io_t *io)
+{
+	return sock_poll(io, 0);
 }
 
 void weft__sock_poll_interrupt(struct weft_runtime *rt)

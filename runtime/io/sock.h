@@ -175,6 +175,9 @@ bool weft__sock_close(struct weft__sock *s);
  * calls it).  Returns the number of events.  Thread: any (sock.c,
  * "Who polls"). */
 int weft__sock_poll(struct weft_runtime *rt, int timeout_ms);
+/* The same without blocking, for the I/O thread (seeded runtimes), with
+ * io at hand.  Thread: the I/O thread. */
+int weft__sock_poll_io(weft__io_t *io);
 /* Ends the blocking poller's wait early (core/idle.c's wake of the
  * worker that polls).  Thread: any. */
 void weft__sock_poll_interrupt(struct weft_runtime *rt);
