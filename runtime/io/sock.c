@@ -75,9 +75,11 @@
  * set (weft__sock_poll): an idle worker before and while it spins, the
  * one worker that sleeps in epoll_wait on net_block_epfd (the set and an
  * eventfd its wake-up writes) instead of its futex, and busy workers
- * from their loop at yields and every 61 picks.  A readied task goes to
- * the polling worker's own run-next slot, so an echo's round trip costs
- * the worker's epoll_wait and nothing else.  The I/O thread polls the
+ * from their loop at yields and every 61 picks.  The first task a poll
+ * readies goes to the polling worker's own run-next slot, so an echo's
+ * round trip costs the worker's epoll_wait and nothing else; the others
+ * go to the injection queue in event order (sock_ready_publish says
+ * why not to the worker's own deque).  The I/O thread polls the
  * set only for a seeded runtime (its workers take turns and never
  * block in a poll, core/baton.c).
  *
