@@ -87,9 +87,8 @@ typedef struct weft__io {
 	 * polls"); net_poll watches it for the I/O thread. */
 	int net_epfd;
 	uv_poll_t net_poll;
-	/* The blocking poller's set (sock.c, "Who polls"): net_epfd and
-	 * net_wake, an eventfd that interrupts its wait. */
-	int net_block_epfd;
+	/* The eventfd in net_epfd that interrupts the blocking poller's
+	 * wait (sock.c, "Who polls"). */
 	int net_wake;
 	/* Deferred frees (weft__io_reclaim), I/O thread only: the batch
 	 * whose grace period runs (rc_snap: each worker's `qs` when it

@@ -73,7 +73,7 @@
  *
  * Who polls (core/idle.c, "Polling sockets").  Any thread may drain the
  * set (weft__sock_poll): an idle worker before and while it spins, the
- * one worker that sleeps in epoll_wait on net_block_epfd (the set and an
+ * one worker that sleeps in epoll_wait on the set (which also holds an
  * eventfd its wake-up writes) instead of its futex, and busy workers
  * from their loop at yields and every 61 picks.  The first task a poll
  * readies goes to the polling worker's own run-next slot, so an echo's
@@ -525,22 +525,6 @@ static void sock_net_event(uint64_t data, uint32_t e, struct sock_ready *rl)
 	weft__sock_unref(s);
 }
 
-/* Drains the socket set without blocking. */
-static int sock_poll_drain(weft__io_t *io, struct sock_ready *rl)
-{
-	/* Small: a busy worker polls on the stack of a fiber that is
-	 * switching out (core/idle.h). */
-	struct epoll_event ev[32];
-	int total = 0, n;
-	do {
-		n = epoll_wait(io->net_epfd, ev, 32, 0);
-		for (int i = 0; i < n; i++)
-			sock_net_event(ev[i].data.u64, ev[i].events, rl);
-		total += n > 0 ? n : 0;
-	} while (n == 32);
-	return total;
-}
-
 /* Makes the tasks of rl runnable: the first on the polling worker's
  * run-next slot (no other thread involved: the common case of one
  * event), the others in the injection queue, oldest first, with one
@@ -571,28 +555,41 @@ static void sock_ready_publish(struct weft_runtime *rt, struct sock_ready *rl)
 	weft__idle_notify(rt);
 }
 
-/* weft__sock_poll with the I/O side at hand. */
+/* weft__sock_poll with the I/O side at hand.  The interrupt's eventfd is
+ * in the set itself, level-triggered, with data 0 (no socket lives
+ * there): every poller sees it until the blocking one, the only one it
+ * is written for, reads it.  (A set of its own holding the socket set
+ * and the eventfd, waited on by the blocking poller alone, would nest
+ * epoll instances, whose wake-ups across a concurrent drain of the
+ * inner set by another worker are the kernel's subtlest path; one set
+ * waited on by several threads is its common one.) */
 static int sock_poll(weft__io_t *io, int timeout_ms)
 {
-	struct weft_runtime *rt = io->rt;
-	if (timeout_ms != 0) {
-		/* The one blocking poller (core/idle.c): the socket set
-		 * itself, or the interrupt. */
-		struct epoll_event ev[2];
-		int n = epoll_wait(io->net_block_epfd, ev, 2, timeout_ms);
-		for (int i = 0; i < n; i++) {
-			if (ev[i].data.fd != io->net_wake)
-				continue;
-			uint64_t v;
-			/* Consumed: the eventfd is level-triggered there. */
-			ssize_t r = read(io->net_wake, &v, sizeof v);
-			(void)r;
-		}
-	}
+	/* Small: a busy worker polls on the stack of a fiber that is
+	 * switching out (core/idle.h). */
+	struct epoll_event ev[32];
 	struct sock_ready rl = { 0 };
-	int n = sock_poll_drain(io, &rl);
-	sock_ready_publish(rt, &rl);
-	return n;
+	bool blocking = timeout_ms != 0;
+	int total = 0, n;
+	do {
+		n = epoll_wait(io->net_epfd, ev, 32, timeout_ms);
+		for (int i = 0; i < n; i++) {
+			if (ev[i].data.u64 == 0) {
+				if (blocking) {
+					uint64_t v;
+					ssize_t r = read(io->net_wake, &v,
+						sizeof v);
+					(void)r; /* EAGAIN: read already */
+				}
+				continue;
+			}
+			sock_net_event(ev[i].data.u64, ev[i].events, &rl);
+			total++;
+		}
+		timeout_ms = 0;
+	} while (n == 32);
+	sock_ready_publish(io->rt, &rl);
+	return total;
 }
 
 int weft__sock_poll(struct weft_runtime *rt, int timeout_ms)
@@ -615,20 +612,14 @@ void weft__sock_poll_interrupt(struct weft_runtime *rt)
 int weft__sock_poll_open(weft__io_t *io)
 {
 	io->net_epfd = epoll_create1(EPOLL_CLOEXEC);
-	io->net_block_epfd = epoll_create1(EPOLL_CLOEXEC);
 	io->net_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	int rc = 0;
-	if (io->net_epfd < 0 || io->net_block_epfd < 0 || io->net_wake < 0)
+	if (io->net_epfd < 0 || io->net_wake < 0)
 		rc = -errno;
-	struct epoll_event ev = { .events = EPOLLIN, .data.fd = io->net_epfd };
+	/* Level-triggered, data 0: see sock_poll. */
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0 };
 	if (rc == 0 &&
-		epoll_ctl(io->net_block_epfd, EPOLL_CTL_ADD, io->net_epfd,
-			&ev) < 0)
-		rc = -errno;
-	ev.data.fd = io->net_wake;
-	if (rc == 0 &&
-		epoll_ctl(io->net_block_epfd, EPOLL_CTL_ADD, io->net_wake,
-			&ev) < 0)
+		epoll_ctl(io->net_epfd, EPOLL_CTL_ADD, io->net_wake, &ev) < 0)
 		rc = -errno;
 	if (rc < 0)
 		weft__sock_poll_close(io);
@@ -637,8 +628,8 @@ int weft__sock_poll_open(weft__io_t *io)
 
 void weft__sock_poll_close(weft__io_t *io)
 {
-	int *fds[] = { &io->net_epfd, &io->net_block_epfd, &io->net_wake };
-	for (size_t i = 0; i < 3; i++) {
+	int *fds[] = { &io->net_epfd, &io->net_wake };
+	for (size_t i = 0; i < 2; i++) {
 		if (*fds[i] >= 0)
 			close(*fds[i]);
 		*fds[i] = -1;
