@@ -150,7 +150,7 @@
  * waits as I/O operations started on the I/O thread, which this file
  * did before (every wait cost an eventfd post and that thread's wake-up,
  * and every edge the injection queue and a futex wake of a worker: B9
- * echo's server spent about 30% more CPU per round trip,
+ * echo made 22% fewer round trips/s with 28% more server CPU each,
  * docs/benchmarks.md); a waiter struct on the fiber's stack named by
  * the word (an edge that read its fields and then lost a race to a
  * re-wait at the same address would wake a stale generation: the ABA
