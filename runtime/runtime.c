@@ -33,6 +33,7 @@
 #include "io/io.h"
 #include "io/ioop.h"
 #include "io/signal.h"
+#include "io/sock.h"
 #include "runtime.h"
 #include "sync/waitq.h"
 #include "thread/offload.h"
@@ -49,6 +50,7 @@ const weft__wait_describe_fn weft__wait_describers[WEFT__WAIT_NKINDS] = {
 	[WEFT__WAIT_CONDITION] = weft__condition_describe,
 	[WEFT__WAIT_IO] = weft__ioop_describe,
 	[WEFT__WAIT_OFFLOAD] = weft__offload_describe,
+	[WEFT__WAIT_SOCK] = weft__sock_describe,
 };
 
 /* In running_roots while weft_runtime_destroy checks (far above any count

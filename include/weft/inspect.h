@@ -192,16 +192,17 @@ typedef struct {
 	uint64_t wakes_local;
 	uint64_t wakes_remote;
 	uint64_t wakes_early;
-	/* Times the idle worker went to sleep (on a futex, after its spin),
-	 * and times it woke from such a sleep. */
+	/* Times the idle worker went to sleep (on a futex, or blocked in
+	 * the poll of the runtime's sockets, after its spin), and times it
+	 * woke from such a sleep. */
 	uint64_t sleeps;
 	uint64_t sleep_wakeups;
 	/* Tasks taken from the runtime's injection queue (wakes from outside
 	 * the workers, root tasks, spills of a full deque). */
 	uint64_t inject_pops;
-	/* Nanoseconds the worker thread was awake (not asleep on its futex;
-	 * its bounded idle spins count as awake), read on the real clock at
-	 * each sleep and wake-up only. */
+	/* Nanoseconds the worker thread was awake (not asleep on its futex
+	 * or in the socket poll; its bounded idle spins count as awake),
+	 * read on the real clock at each sleep and wake-up only. */
 	uint64_t busy_ns;
 } weft_worker_stats_t;
 
@@ -217,9 +218,11 @@ typedef struct {
 	uint64_t tasks_live;
 	uint64_t groups;       /* task groups opened */
 	uint64_t io_submitted; /* operations handed to the I/O thread */
-	/* Parked tasks made runnable by the I/O thread (socket readiness,
-	 * file and DNS completions, deadlines it fired) and by other plain
-	 * threads (offload threads, foreign threads, a cancel from outside). */
+	/* Parked tasks made runnable by the I/O thread (file and DNS
+	 * completions, foreign descriptors' readiness, deadlines it fired;
+	 * sockets' readiness in a seeded runtime only: elsewhere workers
+	 * poll the sockets themselves) and by other plain threads (offload
+	 * threads, foreign threads, a cancel from outside). */
 	uint64_t wakes_io;
 	uint64_t wakes_thread;
 	weft_worker_stats_t total; /* every worker's counters summed */

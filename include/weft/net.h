@@ -3,8 +3,9 @@
  *
  * Sockets are non-blocking descriptors: a task's call does its system call
  * directly on its worker, and only when the kernel has no data (or no
- * room, or no connection yet) does the task park until the runtime's I/O
- * thread (libuv, epoll) sees the socket ready.  A call that need not wait
+ * room, or no connection yet) does the task park until the runtime's
+ * workers, which poll its sockets (epoll) between and instead of running
+ * tasks, see the socket ready.  A call that need not wait
  * (the kernel is ready) completes without yielding, except every 128th
  * such call in a row (the cooperative budget of docs/semantics.md rule
  * 22).
@@ -137,7 +138,8 @@ WEFT_EXTERN int weft_listener_accept(weft_listener_t *l, weft_stream_t **out);
 
 /* What it does: closes l: a task parked in weft_listener_accept or
  * weft_serve on it returns WEFT_ECLOSED; queued connections are dropped;
- * l is freed (the I/O thread finishes the close on its own).
+ * l is freed (the last task to leave a system call on it finishes the
+ * close).
  * Ownership: l is invalid after the call.
  * Errors: -EINVAL (NULL), WEFT_EMISUSE (l was already closed: nothing is
  * done; WEFT_DEBUG builds abort naming the call; see "Handles and

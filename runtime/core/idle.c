@@ -1,5 +1,5 @@
-/* Idle workers: bounded spinning, sleeping on a futex, and wake-ups that
- * are never lost.
+/* Idle workers: bounded spinning, sleeping on a futex (or in the poll of
+ * the runtime's sockets), and wake-ups that are never lost.
  *
  * Design (after Go's "Worker thread parking/unparking" essay)
  * ---------------------------------------------------------
@@ -45,6 +45,38 @@
  * a notify that sees sleepers hands over to weft__baton_wake, which
  * grants the baton under `lock`.
  *
+ * Polling sockets (after Go's integrated netpoller): the runtime's
+ * sockets wait in one epoll set (io/sock.c), and the workers poll it
+ * themselves, so a socket's readiness readies its task on the polling
+ * worker's own queue, with no I/O thread in between.  The I/O side
+ * installs the poller (`poll`, `poll_interrupt`) before the workers
+ * start, unless the runtime is seeded (its I/O thread polls then), and
+ * sets `poll_on` when the first socket joins the set; until then none of
+ * this costs more than a load and a branch.
+ *   - An idle worker polls without blocking before it spins and every
+ *     few rounds of its spin, and a busy one at yields and every 61
+ *     picks unless a worker is blocked in the poll (sched.c; as the
+ *     injection queue is looked at), so a worker full of yielding tasks
+ *     still serves its sockets.
+ *   - The first worker to sleep while nobody polls takes the `poller`
+ *     word (CAS NULL -> itself) and sleeps in the poll, with the trim's
+ *     timeout, instead of on its futex; it stays listed as a sleeper
+ *     throughout, so quiescence and the Dekker pair above see it as
+ *     asleep.  When the poll readies tasks (on its own queues, as any
+ *     worker's wakes do) it leaves the list as the last check does, or,
+ *     if a waker took it off meanwhile, takes that waker's token.
+ *   - A waker that takes the poller off the list must interrupt the poll
+ *     rather than the futex: idle_wake stores the wake word and then
+ *     reads `poller`, the poller CASes `poller` and then reads the wake
+ *     word, all seq_cst, so either the poller sees the word and does not
+ *     block, or the waker sees the poller and writes its eventfd.
+ *   - Wakers prefer a sleeper that is not the poller (idle_pop_sleeper),
+ *     so the sockets keep a watcher while another worker can take the
+ *     new work: only when the poller is the one sleeper is it woken.
+ * What is left unwatched: every worker running one task that neither
+ * yields nor parks; their sockets wait for the next pick, as tasks in
+ * the injection queue do.
+ *
  * Invariants
  *   1. A worker on the sleepers list has spinning == false.
  *   2. A worker taken off the list by a waker receives the spinning token
@@ -53,7 +85,9 @@
  *      non-empty.
  *   4. A worker runs tasks only while it is off the sleepers list, and
  *      it leaves the list only under `lock` (taken off by a waker, or by
- *      itself when its last check finds work).
+ *      itself when its last check or its poll finds work).
+ *   5. At most one worker is blocked in the poll (`poller`), and it is
+ *      listed as a sleeper.
  */
 #include <errno.h>
 #include <limits.h>
@@ -83,7 +117,57 @@ int weft__idle_init(weft__idle_t *idle)
 	atomic_init(&idle->nspinning, 0);
 	atomic_init(&idle->fence_word, 0);
 	idle->quiet_gen = 0;
+	idle->poll = NULL;
+	idle->poll_interrupt = NULL;
+	atomic_init(&idle->poll_on, false);
+	atomic_init(&idle->poller, NULL);
 	return 0;
+}
+
+void weft__idle_set_poller(struct weft_runtime *rt,
+	int (*poll)(struct weft_runtime *rt, int timeout_ms),
+	void (*poll_interrupt)(struct weft_runtime *rt))
+{
+	rt->idle.poll = poll;
+	rt->idle.poll_interrupt = poll_interrupt;
+}
+
+/* Whether polling the socket set may find anything. */
+static bool idle_polls(weft__idle_t *idle)
+{
+	/* relaxed: a hint (idle.h). */
+	return idle->poll != NULL &&
+		atomic_load_explicit(&idle->poll_on, memory_order_relaxed);
+}
+
+/* A task on w's own queues (the poll readies tasks there), or NULL. */
+static struct weft_task *idle_take_own(weft__worker_t *w)
+{
+	struct weft_task *t = w->runnext;
+	if (t != NULL) {
+		w->runnext = NULL;
+		return t;
+	}
+	return weft__deque_pop(&w->deque);
+}
+
+/* Polls the socket set without blocking; a task it readied, or NULL. */
+static struct weft_task *idle_poll_now(weft__worker_t *w)
+{
+	weft__idle_t *idle = &w->rt->idle;
+	if (!idle_polls(idle) || idle->poll(w->rt, 0) == 0)
+		return NULL;
+	return idle_take_own(w);
+}
+
+void weft__idle_poll_busy_slow(struct weft_runtime *rt)
+{
+	weft__idle_t *idle = &rt->idle;
+	/* relaxed: a hint; a blocked poller is woken by the kernel. */
+	if (idle->poll != NULL &&
+		atomic_load_explicit(&idle->poller, memory_order_relaxed) ==
+			NULL)
+		(void)idle->poll(rt, 0);
 }
 
 void weft__idle_fini(weft__idle_t *idle)
@@ -113,9 +197,15 @@ static void idle_futex_wait_for(atomic_uint *word, int64_t ns)
 static weft__worker_t *idle_pop_sleeper(weft__idle_t *idle)
 {
 	pthread_mutex_lock(&idle->lock);
-	weft__worker_t *w = idle->sleepers;
+	weft__worker_t **p = &idle->sleepers;
+	/* A sleeper in its futex rather than the poller, which keeps
+	 * watching the sockets (relaxed: a preference, either is right). */
+	if (*p != NULL && (*p)->idle_next != NULL &&
+		*p == atomic_load_explicit(&idle->poller, memory_order_relaxed))
+		p = &(*p)->idle_next;
+	weft__worker_t *w = *p;
 	if (w) {
-		idle->sleepers = w->idle_next;
+		*p = w->idle_next;
 		w->idle_listed = false;
 		/* relaxed: written under the lock; lock-free readers use it
 		 * after their seq_cst fence (the Dekker pairs). */
@@ -128,9 +218,40 @@ static weft__worker_t *idle_pop_sleeper(weft__idle_t *idle)
 
 static void idle_wake(weft__worker_t *w)
 {
-	/* release: pairs with the acquire load in idle_sleep. */
-	atomic_store_explicit(&w->wake_word, 1, memory_order_release);
-	idle_futex_wake(&w->wake_word);
+	weft__idle_t *idle = &w->rt->idle;
+	/* seq_cst: the release pairs with the acquire load in idle_sleep;
+	 * and with the load below, a Dekker pair with idle_poll_block's CAS
+	 * of `poller` and load of wake_word: either the poller sees the
+	 * word, or we see the poller and interrupt its poll. */
+	atomic_store_explicit(&w->wake_word, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&idle->poller, memory_order_seq_cst) == w)
+		idle->poll_interrupt(w->rt);
+	else
+		idle_futex_wake(&w->wake_word);
+}
+
+/* Sleeps in the socket poll instead of the futex, if w can be the one
+ * poller: returns -1 when it cannot (sleep on the futex), 1 when the
+ * poll readied tasks on w, 0 otherwise (woken, interrupted, timed out:
+ * look at the wake word again).  ns: how long at most, or -1. */
+static int idle_poll_block(weft__worker_t *w, int64_t ns)
+{
+	weft__idle_t *idle = &w->rt->idle;
+	if (!idle_polls(idle))
+		return -1;
+	weft__worker_t *none = NULL;
+	/* seq_cst: the poller's half of idle_wake's Dekker pair. */
+	if (!atomic_compare_exchange_strong_explicit(&idle->poller, &none, w,
+		    memory_order_seq_cst, memory_order_relaxed))
+		return -1;
+	if (atomic_load_explicit(&w->wake_word, memory_order_seq_cst) == 0) {
+		int ms = ns < 0 ? -1 : (int)((ns + 999999) / 1000000);
+		(void)idle->poll(w->rt, ms);
+	}
+	/* release: orders this poll before the next poller's (nothing is
+	 * read through it; wakers only compare it). */
+	atomic_store_explicit(&idle->poller, NULL, memory_order_release);
+	return w->runnext != NULL || weft__deque_size_approx(&w->deque) != 0;
 }
 
 void weft__idle_notify(struct weft_runtime *rt)
@@ -243,6 +364,18 @@ static void idle_stats_asleep(weft__worker_t *w)
 	weft__stats_inc(&w->stats.sleeps);
 }
 
+/* Takes w, listed, off the sleepers list.  Under the lock. */
+static void idle_unlist(weft__idle_t *idle, weft__worker_t *w)
+{
+	weft__worker_t **p = &idle->sleepers;
+	while (*p != w)
+		p = &(*p)->idle_next;
+	*p = w->idle_next;
+	w->idle_listed = false;
+	/* relaxed: under the lock. */
+	atomic_fetch_sub_explicit(&idle->nsleeping, 1, memory_order_relaxed);
+}
+
 /* Batches of idle stacks whose memory an idle worker releases before it
  * sleeps, re-checking for work between batches. */
 #define IDLE_TRIM_BATCH 64
@@ -295,16 +428,8 @@ static void idle_sleep(weft__worker_t *w)
 	if (idle_work_visible(rt) || idle_stopping(rt)) {
 		pthread_mutex_lock(&idle->lock);
 		bool listed = w->idle_listed;
-		if (listed) {
-			weft__worker_t **p = &idle->sleepers;
-			while (*p != w)
-				p = &(*p)->idle_next;
-			*p = w->idle_next;
-			w->idle_listed = false;
-			/* relaxed: under the lock. */
-			atomic_fetch_sub_explicit(&idle->nsleeping, 1,
-				memory_order_relaxed);
-		}
+		if (listed)
+			idle_unlist(idle, w);
 		pthread_mutex_unlock(&idle->lock);
 		if (listed)
 			return;
@@ -314,18 +439,43 @@ static void idle_sleep(weft__worker_t *w)
 	idle_stats_asleep(w);
 	/* acquire: pairs with idle_wake's release store (the token). */
 	while (atomic_load_explicit(&w->wake_word, memory_order_acquire) == 0) {
-		if (retry == 0) {
-			idle_futex_wait(&w->wake_word);
-			continue;
+		/* A trim pass may be due at `retry`: sleep until then at
+		 * most, and do it still listed as a sleeper (it touches only
+		 * the arena, under its lock; a waker that takes us off the
+		 * list meanwhile is seen at the loop's test). */
+		int64_t left = -1;
+		if (retry != 0) {
+			left = retry - weft__timer_real_now();
+			left = left > 0 ? left : 0;
 		}
-		/* A trim pass is due at `retry`: sleep until then at most,
-		 * and do it still listed as a sleeper (it touches only the
-		 * arena, under its lock; a waker that takes us off the list
-		 * meanwhile is seen at the loop's test). */
-		int64_t left = retry - weft__timer_real_now();
-		if (left > 0)
-			idle_futex_wait_for(&w->wake_word, left);
-		if (weft__timer_real_now() >= retry)
+		int polled = left == 0 ? -1 : idle_poll_block(w, left);
+		if (polled > 0) {
+			/* Sockets readied tasks here: leave the list, as
+			 * when the last check finds work. */
+			pthread_mutex_lock(&idle->lock);
+			bool listed = w->idle_listed;
+			if (listed)
+				idle_unlist(idle, w);
+			pthread_mutex_unlock(&idle->lock);
+			if (listed) {
+				weft__idle_stats_awake(w);
+				weft__stats_inc(&w->stats.sleep_wakeups);
+				return;
+			}
+			/* A waker took us off the list: its token is ours
+			 * (below); wait for its store. */
+			while (atomic_load_explicit(&w->wake_word,
+				       memory_order_acquire) == 0)
+				idle_futex_wait(&w->wake_word);
+			break;
+		}
+		if (polled < 0) {
+			if (retry == 0)
+				idle_futex_wait(&w->wake_word);
+			else if (left > 0)
+				idle_futex_wait_for(&w->wake_word, left);
+		}
+		if (retry != 0 && weft__timer_real_now() >= retry)
 			weft__record_arena_trim(&rt->tasks, &retry);
 	}
 	weft__idle_stats_awake(w);
@@ -409,6 +559,9 @@ struct weft_task *weft__idle_find_or_sleep(weft__worker_t *w)
 			unsigned iter = 0;
 			do {
 				struct weft_task *t = weft__sched_steal(w);
+				/* Sockets every few rounds: a system call. */
+				if (t == NULL && (iter & 3) == 0)
+					t = idle_poll_now(w);
 				if (t) {
 					weft__idle_stop_spinning(w);
 					return t;
@@ -421,6 +574,8 @@ struct weft_task *weft__idle_find_or_sleep(weft__worker_t *w)
 				!idle_stopping(rt));
 		} else {
 			struct weft_task *t = weft__sched_steal(w);
+			if (t == NULL)
+				t = idle_poll_now(w);
 			if (t)
 				return t;
 		}
@@ -429,5 +584,11 @@ struct weft_task *weft__idle_find_or_sleep(weft__worker_t *w)
 		 * sampler may have parked meanwhile (core/cpuclock.c,
 		 * "Parking"). */
 		weft__cpuclock_awake(rt, &rt->cpuclock);
+		/* What a poll in the sleep readied. */
+		struct weft_task *t = idle_take_own(w);
+		if (t != NULL) {
+			weft__idle_stop_spinning(w);
+			return t;
+		}
 	}
 }

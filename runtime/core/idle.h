@@ -22,6 +22,18 @@ typedef struct weft__idle {
 	 * value saw one stretch, with no task run between them (the real
 	 * clock's asleep report, timer.c). */
 	unsigned long quiet_gen;
+	/* The socket poller (idle.c, "Polling sockets"), installed by the
+	 * I/O side before the workers start, NULL when the I/O thread polls
+	 * (seeded runtimes): poll(rt, 0) readies the waiters of the sockets
+	 * that became ready, on the calling worker; poll(rt, ms) first
+	 * waits up to ms (-1: no limit) for an event or poll_interrupt. */
+	int (*poll)(struct weft_runtime *rt, int timeout_ms);
+	void (*poll_interrupt)(struct weft_runtime *rt);
+	/* A socket joined the set: polling is worth its system call from
+	 * now on (relaxed: a hint, see idle.c). */
+	atomic_bool poll_on;
+	/* The worker blocked in poll instead of its futex, or NULL. */
+	_Atomic(struct weft__worker *) poller;
 } weft__idle_t;
 
 /* A full StoreLoad fence for the Dekker pairs of idle.c.  ThreadSanitizer
@@ -74,6 +86,39 @@ bool weft__idle_all_asleep(struct weft_runtime *rt);
  * that is not a worker inside idle.c. */
 void weft__idle_lock(struct weft_runtime *rt);
 void weft__idle_unlock(struct weft_runtime *rt);
+/* Installs the socket poller (see weft__idle_t).  Thread: the runtime's
+ * creator, before the workers start. */
+void weft__idle_set_poller(struct weft_runtime *rt,
+	int (*poll)(struct weft_runtime *rt, int timeout_ms),
+	void (*poll_interrupt)(struct weft_runtime *rt));
+/* Sockets now wait in the set: workers poll from here on.  Thread:
+ * any. */
+static inline void weft__idle_poll_on(weft__idle_t *idle)
+{
+	/* relaxed: a hint; the worker that set it goes through its idle
+	 * loop before it sleeps, and polls there. */
+	if (!atomic_load_explicit(&idle->poll_on, memory_order_relaxed))
+		atomic_store_explicit(&idle->poll_on, true,
+			memory_order_relaxed);
+}
+/* The slow path of weft__idle_poll_busy below. */
+__attribute__((cold)) void weft__idle_poll_busy_slow(struct weft_runtime *rt);
+/* A busy worker's poll, between tasks (sched.c): readies what the socket
+ * set has for the calling worker w unless no socket ever waited (one
+ * relaxed load and a branch: the hot paths' cost when there are none) or
+ * a worker is blocked in the poll (it gets the events).  Thread: w's
+ * own, in its loop or on a fiber that is switching out (the poll's wakes
+ * follow the protocol any waker does; it takes about half a KiB of that
+ * fiber's stack). */
+static inline void weft__idle_poll_busy(weft__idle_t *idle,
+	struct weft_runtime *rt)
+{
+	/* relaxed: a hint (see poll_on). */
+	if (__builtin_expect(atomic_load_explicit(&idle->poll_on,
+				     memory_order_relaxed),
+		    0))
+		weft__idle_poll_busy_slow(rt);
+}
 /* Starts w's awake stretch for its busy time (stats.h), at its thread's
  * start and after each sleep.  Thread: w's own worker. */
 void weft__idle_stats_awake(struct weft__worker *w);

@@ -513,6 +513,7 @@ static const char *const wait_kind_name[WEFT__WAIT_NKINDS] = {
 	[WEFT__WAIT_SLEEP] = "sleep",
 	[WEFT__WAIT_TASK] = "task",
 	[WEFT__WAIT_OFFLOAD] = "to_thread",
+	[WEFT__WAIT_SOCK] = "io", /* a socket wait is an I/O wait */
 };
 
 const char *weft__wait_kind_name(unsigned kind)

@@ -43,6 +43,7 @@ enum weft__wait_kind {
 	WEFT__WAIT_SLEEP,     /* on: the sleep's private scope */
 	WEFT__WAIT_TASK,      /* on: the task record waited for */
 	WEFT__WAIT_OFFLOAD,   /* on: the weft_to_thread call (thread/) */
+	WEFT__WAIT_SOCK,      /* on: a socket wait's description (io/) */
 	WEFT__WAIT_NKINDS
 };
 /* Low bits of weft_task.insp_since that hold the kind. */

@@ -699,11 +699,20 @@ static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
  * call it (weft__sched_switch_out: on_fiber).  What runs on a fiber's
  * stack stays shallow: due deadlines (which cancel scopes) are fired only
  * from the loop. */
+/* Sockets a busy worker must not leave unpolled (idle.c, "Polling
+ * sockets"): what the poll readies is in the run-next slot.  Looked at
+ * where the injection queue is, from the loop or a fiber. */
+static inline void worker_poll_sockets(weft__worker_t *w)
+{
+	weft__idle_poll_busy(&w->rt->idle, w->rt);
+}
+
 static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 {
 	struct weft_task *t;
 	if (++w->tick % WORKER_INJECT_INTERVAL == 0) {
 		w->fair_due = true;
+		worker_poll_sockets(w);
 		t = worker_inject_pop(w);
 		if (t)
 			return t;
@@ -738,6 +747,7 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 		 * would fire them a tick later and only once the OS gives it
 		 * a CPU, by when this worker would be into its next chunk
 		 * (B11: timer lateness under load). */
+		worker_poll_sockets(w);
 		if (!on_fiber)
 			weft__timer_fire_due(&w->rt->timer);
 		if (w->runnext) {

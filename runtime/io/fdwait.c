@@ -2,9 +2,11 @@
  * another library owns.
  *
  * A registered descriptor is a socket record (io.h, sock.h) marked
- * `foreign`: it shares the runtime's edge-triggered epoll set and its
- * dispatch with weft's own sockets, and its waits are socket waits
- * (weft__sock_wait_set), with two differences.  The waits are
+ * `foreign`.  It has an edge-triggered epoll set of its own kind, apart
+ * from weft's sockets' (which workers poll), and it stays on the I/O
+ * thread: its waits are I/O operations (weft__sock_wait_set, sock.c,
+ * "Foreign descriptors"), which may span several descriptors, with two
+ * differences from what weft's own sockets do.  The waits are
  * level-triggered: their start, on the I/O thread, asks poll(2) whether
  * each descriptor is ready now instead of trusting a kept edge, because
  * a foreign owner need not read until EAGAIN (hiredis reads 16 KiB at a
@@ -20,8 +22,9 @@
  * References: the registration's (dropped by weft_fd_unregister after
  * the forget), one per call in progress (the handle check), and the
  * unregistering call's own.  The record leaves the epoll set (the
- * forget) before the registration's reference goes, so an event never
- * names a freed record (sock.c, invariant 4). */
+ * forget) before the registration's reference goes, and both the
+ * forget and the dispatch run on the I/O thread, so an event never names
+ * a freed record. */
 #include <errno.h>
 #include <fcntl.h>
 #include <uv.h>

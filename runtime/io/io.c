@@ -11,7 +11,7 @@
  * (timer.c), the quiescence check of the virtual clock and
  * weft_wait_all_tasks_blocked (timer.c: it runs here so that it can
  * publish this thread's wake batch first), I/O operations (ioop.c),
- * closes (sockets, UDP, signal watchers), shutdown triggers and deferred
+ * closes (UDP sockets, signal watchers), shutdown triggers and deferred
  * frees (weft__io_reclaim);
  * completions go back to workers through the scheduler's injection
  * queue, in batches flushed around each poll.
@@ -45,6 +45,7 @@
 
 #include "base/alloc.h"
 #include "base/common.h"
+#include "core/idle.h"
 #include "core/ioq.h"
 #include "core/records.h"
 #include "core/sched.h"
@@ -52,6 +53,7 @@
 #include "core/trace.h"
 #include "io/io.h"
 #include "io/signal.h"
+#include "io/sock.h"
 #include "runtime.h"
 #include "weft/error.h"
 
@@ -84,6 +86,15 @@ static void io_timer_cb(uv_poll_t *h, int status, int events)
 	(void)events;
 	weft__io_t *io = io_of((uv_handle_t *)h);
 	weft__timer_expire(&io->rt->timer);
+}
+
+/* The socket set has events: ready their waiters (sock.c). */
+static void io_net_cb(uv_poll_t *h, int status, int events)
+{
+	(void)status;
+	(void)events;
+	weft__io_t *io = io_of((uv_handle_t *)h);
+	(void)weft__sock_poll_io(io);
 }
 
 static void io_async_cb(uv_async_t *async)
@@ -322,14 +333,21 @@ int weft__io_start(struct weft_runtime *rt)
 	io->rt = rt;
 	io->sock_epfd = -1;
 	atomic_init(&io->stop, false);
-	int rc = pthread_mutex_init(&io->rec_lock, NULL);
+	int rc = weft__sock_poll_open(io);
+	if (rc < 0) {
+		weft__free(io);
+		return rc;
+	}
+	rc = pthread_mutex_init(&io->rec_lock, NULL);
 	if (rc != 0) {
+		weft__sock_poll_close(io);
 		weft__free(io);
 		return -rc;
 	}
 	rc = uv_loop_init(&io->loop);
 	if (rc < 0) {
 		pthread_mutex_destroy(&io->rec_lock);
+		weft__sock_poll_close(io);
 		weft__free(io);
 		return rc;
 	}
@@ -341,6 +359,16 @@ int weft__io_start(struct weft_runtime *rt)
 	uv_poll_init(&io->loop, &io->timer, weft__timer_fd(&rt->timer));
 	io->timer.data = io;
 	uv_poll_start(&io->timer, UV_READABLE, io_timer_cb);
+	/* The socket set: polled by the workers (sock.c, "Who polls"),
+	 * but for a seeded runtime's, which take turns and never block in
+	 * a poll (core/baton.c): this thread polls for those. */
+	uv_poll_init(&io->loop, &io->net_poll, io->net_epfd);
+	io->net_poll.data = io;
+	if (rt->baton.on)
+		uv_poll_start(&io->net_poll, UV_READABLE, io_net_cb);
+	else
+		weft__idle_set_poller(rt, weft__sock_poll,
+			weft__sock_poll_interrupt);
 	uv_prepare_init(&io->loop, &io->flush_before_poll);
 	io->flush_before_poll.data = io;
 	uv_prepare_start(&io->flush_before_poll, io_prepare_cb);
@@ -365,15 +393,19 @@ int weft__io_start(struct weft_runtime *rt)
 			goto fail;
 	}
 	weft__ioq_init(&rt->ioq, io_wake, io);
+	/* Before the thread starts (its create orders the store before
+	 * everything it does): its wake-ups of a worker polling the sockets
+	 * interrupt that poll through rt->io (sock.c). */
+	rt->io = io;
 	rc = pthread_create(&io->thread, NULL, io_main, io);
 	if (rc != 0) {
+		rt->io = NULL;
 		rc = rc == EAGAIN ? -EAGAIN : -rc;
 		goto fail;
 	}
 	/* The thread's name in ps, top and gdb, in place when
 	 * weft_runtime_create returns; best effort. */
 	pthread_setname_np(io->thread, "weft-io");
-	rt->io = io;
 	return 0;
 fail:
 	weft__free(io->rc_snap);
@@ -382,6 +414,7 @@ fail:
 	io_close_handles(io);
 	uv_loop_close(&io->loop);
 	pthread_mutex_destroy(&io->rec_lock);
+	weft__sock_poll_close(io);
 	weft__free(io);
 	return rc;
 }
@@ -413,6 +446,7 @@ void weft__io_stop(struct weft_runtime *rt)
 	int rc = uv_loop_close(&io->loop);
 	if (io->sock_epfd >= 0)
 		close(io->sock_epfd); /* its uv_poll_t was closed above */
+	weft__sock_poll_close(io);    /* net_poll was closed above too */
 	WEFT_ASSERT(rc == 0, "libuv loop still busy at shutdown");
 	/* Every close has run (the queue and the handles' callbacks):
 	 * no socket record dies after this. */

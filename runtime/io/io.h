@@ -1,9 +1,10 @@
 /* The I/O thread: one libuv loop on a dedicated thread.  Other threads
  * talk to it only through the runtime's request queue (ioq.h), whose wake
  * hook is uv_async_send.  It runs every libuv request of I/O operations
- * (ioop.h), watches the socket epoll set (sock.c) and the deadline
- * timer's fd (timer.h), and frees objects after a grace period
- * (weft__io_reclaim). */
+ * (ioop.h), watches the foreign descriptors' epoll set (sock.c; the
+ * sockets' set only for a seeded runtime: workers poll it otherwise) and
+ * the deadline timer's fd (timer.h), and frees objects after a grace
+ * period (weft__io_reclaim). */
 #ifndef WEFT_RUNTIME_IO_IO_H
 #define WEFT_RUNTIME_IO_IO_H
 
@@ -74,11 +75,21 @@ typedef struct weft__io {
 	 * blocks, uv_check right after the I/O callbacks). */
 	uv_prepare_t flush_before_poll;
 	uv_check_t flush_after_poll;
-	/* Sockets (sock.c): one edge-triggered epoll set holding every
-	 * socket that ever had to wait, itself watched by sock_poll.
-	 * Created by the first socket wait, closed by weft__io_stop.  I/O
-	 * thread only (and the stopper after the join). */
+	/* Foreign descriptors (sock.c, fdwait.c): one edge-triggered epoll
+	 * set holding every foreign descriptor that ever had to wait,
+	 * itself watched by sock_poll.  Created by the first such wait,
+	 * closed by weft__io_stop.  I/O thread only (and the stopper after
+	 * the join). */
 	int sock_epfd; /* -1 until then */
+	/* weft's own sockets (sock.c): the edge-triggered set every socket
+	 * joins at its first wait, created by weft__io_start and closed by
+	 * weft__io_stop; any thread adds, removes and polls (sock.c, "Who
+	 * polls"); net_poll watches it for the I/O thread. */
+	int net_epfd;
+	uv_poll_t net_poll;
+	/* The eventfd in net_epfd that interrupts the blocking poller's
+	 * wait (sock.c, "Who polls"). */
+	int net_wake;
 	/* Deferred frees (weft__io_reclaim), I/O thread only: the batch
 	 * whose grace period runs (rc_snap: each worker's `qs` when it
 	 * began; polled by rc_timer every millisecond), and the next one. */

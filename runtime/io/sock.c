@@ -1,78 +1,141 @@
 /* The socket core (sock.h): direct system calls on workers, readiness
- * waits on the I/O thread, and a close that never pulls a descriptor out
- * from under a system call.
+ * waits that any thread ends, and a close that never pulls a descriptor
+ * out from under a system call.
  *
- * Problem: workers call recv/send/accept4 on the descriptor while the I/O
- * thread may have it in its epoll set.  Once close(2) runs, the number
- * can be reused by any open in the process, so no worker may still be
- * inside a system call on it, and the I/O thread must have dropped it
- * from the set.
+ * Problem: workers call recv/send/accept4 on the descriptor while it may
+ * be in the runtime's epoll set.  Once close(2) runs, the number can be
+ * reused by any open in the process, so no worker may still be inside a
+ * system call on it, and it must have left the set.  And a task that
+ * waits for readiness should cost as little as Go's netpoller: no hop
+ * through another thread between the edge and the task running again.
  *
- * Approach: the `gate` word.
+ * The gate word orders the close after every system call.
  *   - A direct system call enters with fetch_add(INSIDE) and leaves with
  *     fetch_sub(INSIDE); an enter that finds CLOSED backs out and makes no
  *     call.
- *   - A task about to post its first readiness wait sets REGISTERED while
- *     inside (between enter and leave): from then on the descriptor may
- *     be in the I/O thread's epoll set.
- *   - Close sets CLOSED (fetch_or).  Whoever then sees CLOSED with nobody
- *     inside and POSTED clear (the closer, or the last task leaving) sets
- *     POSTED with a CAS, so exactly one thread finishes the close: with
- *     REGISTERED clear it closes the descriptor right there (the I/O
- *     thread never saw it); with REGISTERED set it posts the close to the
- *     I/O thread, which wakes any waiter with WEFT_ECLOSED, removes the
- *     descriptor from the epoll set and closes it.
+ *   - A task about to wait sets REGISTERED while inside (between enter
+ *     and leave), and adds the descriptor to the set there: from then on
+ *     it may be in the set.
+ *   - Close sets CLOSED (fetch_or) and puts DEAD in both waiter words
+ *     (below), waking whoever waits.  Whoever then sees CLOSED with
+ *     nobody inside and POSTED clear (the closer, or the last task
+ *     leaving) sets POSTED with a CAS, so exactly one thread finishes the
+ *     close, on whatever thread it is: with REGISTERED set it removes the
+ *     descriptor from the set (epoll_ctl DEL), then it closes it.
  * Every gate update is an RMW of one atomic, so they are totally ordered:
  * a task either entered before CLOSED (the close waits for it to leave,
- * and then sees its REGISTERED) or sees CLOSED and does nothing.  A wait
- * posted after the close's post finds `io_closed` on the I/O thread and
- * returns WEFT_ECLOSED without touching the descriptor.  Nobody waits for
- * anybody: the last one out finishes the close.
+ * and then sees its REGISTERED and its epoll_ctl ADD done) or sees CLOSED
+ * and does nothing.  Nobody waits for anybody: the last one out finishes
+ * the close.
  *
- * Readiness: every socket that ever waited is in one epoll set per
- * runtime, edge-triggered, registered once for input and output (so a
- * wait costs no epoll_ctl at all); that set's descriptor is watched by
- * one uv_poll_t, whose callback drains it with epoll_wait(0) and
- * dispatches.  A readiness wait is an I/O operation (ioop.h): `start`
- * registers the waiter, or completes at once if an edge came while
- * nobody waited (rd_ready/wr_ready); an edge completes the waiter, or
- * records itself in the ready flag; `cancel` withdraws the waiter.  All
- * of these and the close run on the I/O thread, so exactly one of them
- * completes each wait, and no edge is lost: an edge that found no waiter
- * is kept.  A kept edge may be stale (the worker's next system call
- * already took the data): the waiter then retries, finds EAGAIN, and
- * waits again with the flag clear.  The first registration reports the
- * socket's current state, so a socket that became ready before its
- * first wait is not missed.  A wait may span several sockets and
- * directions (weft__sock_wait_set, for foreign descriptors: fdwait.c):
- * each entry takes its slot, the first edge unlinks them all and
- * completes the wait once; a level wait asks poll(2) in its start
- * instead of trusting kept edges.
+ * Waiter words.  Every socket that ever waited is in one epoll set per
+ * runtime (io.h: net_epfd), edge-triggered, registered once for input
+ * and output, so a wait costs no epoll_ctl at all.  Each direction of a
+ * socket (dir[0] read, dir[1] write) has one atomic word,
  *
- * Memory: the record's life word (io.h) counts the descriptor (dropped
+ *   word = seq << 2 | NIL, READY, DEAD or WAIT
+ *
+ * and beside it the waiter's task and park generation, valid while the
+ * state is WAIT.  (Go keeps one word per direction holding nil, ready or
+ * the goroutine; here a wake needs a task and a generation, two words,
+ * so the sequence number stands in for the pointer's identity.)
+ *   - A wait (the fiber): a READY found is consumed (CAS READY -> NIL)
+ *     and the wait returns 0 at once (retry the system call); DEAD
+ *     returns WEFT_ECLOSED.  Otherwise it writes task and gen (relaxed),
+ *     prepares its park and installs WAIT with a new sequence (CAS,
+ *     release), then parks.  Woken, it reads the word (acquire): READY
+ *     or DEAD is its result; its own WAIT still there means a
+ *     cancellation woke it, and it installs itself again with a new
+ *     generation and a new sequence before it looks at its scope.
+ *   - An edge (any thread that polls): CAS the word to READY unless it is
+ *     READY or DEAD already; if it held WAIT, the task and gen read
+ *     between the acquire load of the word and the CAS are that WAIT's
+ *     (invariant 3), and it wakes them.  A READY left while nobody
+ *     waited is a kept edge: the next wait returns at once.  A kept edge
+ *     may be stale (the worker's next system call already took the
+ *     data): the waiter then retries, finds EAGAIN, and waits again.
+ *   - A cancellation: the cancelled waiter CASes its WAIT back to NIL;
+ *     if an edge or the close took the word first, READY is left in it
+ *     (the cancelled wait consumed nothing; the next wait finds it) and
+ *     DEAD ends it with WEFT_ECLOSED.
+ *   - The close: DEAD goes in as an edge's READY would, but over READY
+ *     too, and stays for the rest of the life: every later wait returns
+ *     WEFT_ECLOSED without parking.
+ * Whoever moves the word off a WAIT completes that wait, exactly once:
+ * the word is the only place a WAIT can be taken from, and the waiter
+ * itself only withdraws with a CAS.  After its CAS a waker touches only
+ * the task record (type-stable) through weft__task_wake, whose stale
+ * generations are no-ops (core/task.c), so the waiter may return as soon
+ * as it sees the word move.  The first registration reports the
+ * socket's current state, so a socket that became ready before its first
+ * wait is not missed; a wait that races with its own registration finds
+ * the edge as READY.
+ *
+ * Who polls (core/idle.c, "Polling sockets").  Any thread may drain the
+ * set (weft__sock_poll): an idle worker before and while it spins, the
+ * one worker that sleeps in epoll_wait on the set (which also holds an
+ * eventfd its wake-up writes) instead of its futex, and busy workers
+ * from their loop at yields and every 61 picks.  The first task a poll
+ * readies goes to the polling worker's own run-next slot, so an echo's
+ * round trip costs the worker's epoll_wait and nothing else; the others
+ * go to the injection queue in event order (sock_ready_publish says
+ * why not to the worker's own deque).  The I/O thread polls the
+ * set only for a seeded runtime (its workers take turns and never
+ * block in a poll, core/baton.c).
+ *
+ * Memory.  The record's life word (io.h) counts the descriptor (dropped
  * once it is closed), each call in progress (taken by the call's handle
  * check, in the same CAS that checks the handle) and the closer (taken
  * by the close's CAS, dropped when weft__sock_close has returned: a task
  * leaving its system call may finish the close and drop the other
  * references meanwhile); free_fn runs at zero and gives the record back
  * to the runtime's pool.  A task parked at close time is woken before
- * the descriptor's reference goes and still holds its own.  So a call
- * racing a close on another task either took its reference first (it
- * runs on, and its system calls or waits return WEFT_ECLOSED once the
- * gate is closed) or finds the handle closed and touches nothing; the
- * record is never reused under a call that holds it.
+ * the descriptor's reference goes and still holds its own.  An epoll
+ * event names its socket by address and by the tag of the life it
+ * joined the set in (the generation's upper half, 16 bits), and a poller
+ * takes a reference for the event's processing only if the record is
+ * alive in that life (sock_take_tagged: references held, tag equal, one
+ * CAS); a record in the pool (no references) or in a later life is not
+ * touched beyond its life word, which records never poison.  Records
+ * stay type-stable while the runtime lives (io.h), so that word can
+ * always be read.
  *
  * Invariants
- *   1. in_epoll, io_closed, rd_ready, wr_ready, rd and wr are the I/O
- *      thread's.
- *   2. No system call on fd starts after CLOSED is set, and close(fd)
- *      runs only after every started one ended and fd left the epoll set.
- *   3. rd/wr are set only while their waiter is parked; whoever clears
- *      one completes its waiter.
- *   4. A socket in the epoll set is freed only after its close ran on the
- *      I/O thread (REGISTERED routes the close there), so an event never
- *      names freed memory: epoll_wait and the close are both the I/O
- *      thread's.
+ *   1. No system call on fd starts after CLOSED is set, and close(fd)
+ *      runs only after every started one ended and (REGISTERED) fd left
+ *      the set.
+ *   2. A waiter word holds DEAD from the close to the end of the life;
+ *      nothing replaces DEAD.
+ *   3. A WAIT with sequence k is installed once (sequences only grow at
+ *      installs), and its task and gen are written before it (release)
+ *      and rewritten only after it left the word (one waiter per
+ *      direction at a time: the callers' side flags, `reading`,
+ *      `writing`, `accepting`, or a connect's private stream); so a CAS
+ *      that takes (k, WAIT) out proves that the task and gen read after
+ *      the acquire load of (k, WAIT) are that waiter's.  Formally: a
+ *      newer writer read the word (acquire) after our CAS wrote it
+ *      (release), so our reads happen before its writes.
+ *   4. Whoever takes a WAIT out of the word (edge, close, or the waiter
+ *      withdrawing itself) completes that wait, once.
+ *   5. An event is acted upon only under a reference taken against its
+ *      life's tag; so a poller never touches a freed record's state, and
+ *      one reused since sees at most a spurious READY, which waits
+ *      tolerate.  The tag wraps after 65536 lives of one record: a
+ *      stale event delayed that long would be such a spurious edge.
+ *
+ * Foreign descriptors (fdwait.c) keep the older protocol, on the I/O
+ * thread: their own epoll set (io.h: sock_epfd), watched by a uv_poll_t,
+ * and waits that are I/O operations (ioop.h), which may span several
+ * descriptors and directions (weft__sock_wait_set: each entry takes its
+ * slot, the first edge unlinks them all and completes the wait once) and
+ * are level-triggered (their start asks poll(2) instead of trusting kept
+ * edges).  Start, edge, cancellation and unregistration all run on the
+ * I/O thread, so its fields need no atomics: in_epoll, io_closed,
+ * rd_ready, wr_ready, rd and wr are that thread's, rd/wr are set only
+ * while their waiter is parked, and whoever clears one completes its
+ * waiter.  Keeping them there costs their users (a client library's
+ * handful of descriptors) a hop per wait and keeps a multi-descriptor
+ * wait simple.
  *
  * Rejected: uv_tcp_t streams with uv_read_start/uv_write (every byte would
  * cross to the I/O thread and back, libuv's writev may raise SIGPIPE, and
@@ -80,22 +143,38 @@
  * one uv_poll_t per socket (libuv's level-triggered polls must be armed
  * and disarmed around every wait, and uv_poll_start deletes and re-adds
  * the descriptor: three epoll_ctl calls per request on the I/O thread);
- * EPOLLONESHOT re-armed at each wait (no I/O-thread wake-up for traffic
- * nobody waits for, but one epoll_ctl per wait, and a kept edge no longer
+ * EPOLLONESHOT re-armed at each wait (no wake-up for traffic nobody
+ * waits for, but one epoll_ctl per wait, and a kept edge no longer
  * lets a wait finish without sleeping: weft-httpd under wrk -c100 did
  * about 10% fewer requests/s, 6 alternating runs in one sitting);
- * a lock around the system calls (close would have to wait for a worker,
- * or the I/O thread for a worker). */
+ * waits as I/O operations started on the I/O thread, which this file
+ * did before (every wait cost an eventfd post and that thread's wake-up,
+ * and every edge the injection queue and a futex wake of a worker: B9
+ * echo made 22% fewer round trips/s with 28% more server CPU each,
+ * docs/benchmarks.md); a waiter struct on the fiber's stack named by
+ * the word (an edge that read its fields and then lost a race to a
+ * re-wait at the same address would wake a stale generation: the ABA
+ * the sequence number prevents); a lock around the system calls (close
+ * would have to wait for a worker, or a poller for a worker). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "base/common.h"
+#include "core/cancel.h"
+#include "core/idle.h"
+#include "core/inject.h"
+#include "core/inspect.h"
+#include "core/sched.h"
+#include "core/task.h"
+#include "core/timer.h"
 #include "io/io.h"
 #include "io/sock.h"
 #include "runtime.h"
@@ -108,6 +187,22 @@
 #define SOCK_REGISTERED 4u
 #define SOCK_INSIDE 8u /* one task inside a direct system call */
 
+/* A waiter word's state (its low two bits; the rest is the sequence). */
+#define SOCK_NIL UINT64_C(0)
+#define SOCK_READY UINT64_C(1)
+#define SOCK_DEAD UINT64_C(2) /* closed: every wait ends WEFT_ECLOSED */
+#define SOCK_WAIT UINT64_C(3)
+#define SOCK_STATE UINT64_C(3)
+#define SOCK_SEQ UINT64_C(4)
+
+/* Both directions, edge-triggered, registered once (both sets). */
+#define SOCK_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+
+/* epoll_event.data of a weft socket: its address in the low 48 bits and
+ * its life's tag above (sock_tag). */
+#define SOCK_PTR_BITS 48
+#define SOCK_PTR_MASK ((UINT64_C(1) << SOCK_PTR_BITS) - 1)
+
 void weft__sock_init(struct weft__sock *s, struct weft_runtime *rt, int fd,
 	void (*free_fn)(struct weft__sock *s))
 {
@@ -116,6 +211,12 @@ void weft__sock_init(struct weft__sock *s, struct weft_runtime *rt, int fd,
 	s->free_fn = free_fn;
 	s->foreign = false;
 	atomic_init(&s->gate, 0);
+	for (int i = 0; i < 2; i++) {
+		atomic_init(&s->dir[i].word, SOCK_NIL);
+		atomic_init(&s->dir[i].task, NULL);
+		atomic_init(&s->dir[i].gen, 0);
+	}
+	atomic_init(&s->in_set, false);
 	s->in_epoll = false;
 	s->io_closed = false;
 	s->rd_ready = false;
@@ -217,14 +318,16 @@ int weft__sock_errno(void)
 
 /* {======================================================= close */
 
-static void sock_close_fn(struct weft_runtime *rt, struct weft__ioq_node *n);
+struct sock_ready;
+static void sock_dir_post(struct weft__sock_dir *d, uint64_t to,
+	struct sock_ready *rl);
 
 /* Finishes the close if s is closing, nobody is inside and nobody has
  * finished it yet.  Any thread. */
 static void sock_try_finish(struct weft__sock *s)
 {
 	/* acquire: pairs with weft__sock_leave's release; the leaving
-	 * tasks' system calls are over. */
+	 * tasks' system calls (and epoll_ctl) are over. */
 	unsigned v = atomic_load_explicit(&s->gate, memory_order_acquire);
 	for (;;) {
 		if (!(v & SOCK_CLOSED) || (v & SOCK_POSTED) || v >= SOCK_INSIDE)
@@ -237,13 +340,14 @@ static void sock_try_finish(struct weft__sock *s)
 			break;
 	}
 	if (v & SOCK_REGISTERED) {
-		s->close_node.fn = sock_close_fn;
-		weft__ioq_post(s->rt, &s->close_node);
-		return;
+		/* It may be in the socket set (invariant 1): out before the
+		 * number can be reused.  Any thread may; an event a poller
+		 * already holds names s with its life's tag, and the poller
+		 * takes a reference before it touches s (invariant 5). */
+		struct epoll_event ev = { 0 };
+		(void)epoll_ctl(s->rt->io->net_epfd, EPOLL_CTL_DEL, s->fd, &ev);
 	}
-	/* The I/O thread never saw fd: close it here. */
-	if (!s->foreign)
-		close(s->fd);
+	close(s->fd);
 	weft__sock_unref(s);
 }
 
@@ -254,6 +358,9 @@ bool weft__sock_close(struct weft__sock *s)
 		memory_order_acq_rel);
 	if (old & SOCK_CLOSED)
 		return false;
+	/* Every wait from now on, or parked now, ends WEFT_ECLOSED. */
+	sock_dir_post(&s->dir[0], SOCK_DEAD, NULL);
+	sock_dir_post(&s->dir[1], SOCK_DEAD, NULL);
 	sock_try_finish(s);
 	return true;
 }
@@ -289,9 +396,371 @@ void weft__sock_leave(struct weft__sock *s)
 
 /* }======================================================= */
 
-/* {======================================================= I/O thread */
+/* {======================================================= waiter words */
 
-#define SOCK_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+/* The tasks one poll readied, in event order, linked through their run
+ * queue link (they are claimed, not queued yet: sock_ready_publish). */
+struct sock_ready {
+	struct weft_task *head, *tail;
+	size_t n;
+};
+
+/* Puts `to` (READY: an edge; DEAD: the close) into d's word unless it
+ * holds DEAD, or READY already when `to` is READY, and wakes the waiter
+ * it took out, if any: at once, or into *rl when rl is not NULL.  Any
+ * thread holding a reference on the socket. */
+static void sock_dir_post(struct weft__sock_dir *d, uint64_t to,
+	struct sock_ready *rl)
+{
+	/* acquire: pairs with the waiter's release CAS that installed a
+	 * WAIT, so its task and gen are read below. */
+	uint64_t w = atomic_load_explicit(&d->word, memory_order_acquire);
+	for (;;) {
+		uint64_t st = w & SOCK_STATE;
+		if (st == SOCK_DEAD || (st == SOCK_READY && to == SOCK_READY))
+			return;
+		struct weft_task *t = NULL;
+		uint64_t gen = 0;
+		if (st == SOCK_WAIT) {
+			/* relaxed: ordered by the acquire above; read before
+			 * the CAS, whose success says they are this WAIT's
+			 * (invariant 3). */
+			t = atomic_load_explicit(&d->task,
+				memory_order_relaxed);
+			gen = atomic_load_explicit(&d->gen,
+				memory_order_relaxed);
+		}
+		/* acq_rel: the release pairs with the waiter's acquire
+		 * reload after its park (it must not read task/gen of a
+		 * newer WAIT: see invariant 3); the acquire on failure as
+		 * the load above. */
+		if (atomic_compare_exchange_weak_explicit(&d->word, &w,
+			    (w & ~SOCK_STATE) | to, memory_order_acq_rel,
+			    memory_order_acquire)) {
+			/* The word no longer names the waiter: only the task
+			 * record is touched, type-stable, and a wake of a park
+			 * it has left is a no-op (core/task.c). */
+			if (t == NULL)
+				return;
+			if (rl == NULL) {
+				weft__task_wake(t, gen);
+			} else if (weft__task_wake_deferred(t, gen)) {
+				t->next = NULL;
+				if (rl->tail)
+					rl->tail->next = t;
+				else
+					rl->head = t;
+				rl->tail = t;
+				rl->n++;
+			}
+			return;
+		}
+	}
+}
+
+/* The tag of s's current life in its epoll events: the record's
+ * generation halved (open and closed are one life), 16 bits. */
+static uint16_t sock_tag(uint64_t life)
+{
+	return (uint16_t)(life >> (WEFT__IO_REC_GEN_SHIFT + 1));
+}
+
+/* Takes a reference on s if it is alive (references held) in the life
+ * tagged `tag`; else touches nothing more.  acquire: pairs with the
+ * release RMW of sock_join_set, so s's fields of this life (its waiter
+ * words' initialisation) come before our accesses.  Any thread. */
+static bool sock_take_tagged(struct weft__sock *s, uint16_t tag)
+{
+	uint64_t v = atomic_load_explicit(&s->rec.life, memory_order_relaxed);
+	do {
+		if ((v & WEFT__IO_REC_REFS) == 0 || sock_tag(v) != tag)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&s->rec.life, &v, v + 1,
+		memory_order_acquire, memory_order_relaxed));
+	return true;
+}
+
+/* Adds s to the runtime's socket set once.  Thread: a fiber inside s's
+ * gate (so the close's epoll_ctl DEL and close(2) come after this). */
+static int sock_join_set(struct weft__sock *s)
+{
+	/* relaxed: a hint; a second ADD is harmless (EEXIST). */
+	if (atomic_load_explicit(&s->in_set, memory_order_relaxed))
+		return 0;
+	/* release RMW on the life word: heads the release sequence that
+	 * sock_take_tagged's acquire reads from, publishing s's fields to
+	 * the pollers (an epoll event is no happens-before edge to the
+	 * memory model). */
+	uint64_t life = atomic_fetch_add_explicit(&s->rec.life, 0,
+		memory_order_release);
+	uintptr_t p = (uintptr_t)s;
+	WEFT_ASSERT(((uint64_t)p & ~SOCK_PTR_MASK) == 0,
+		"socket record above 2^48");
+	struct epoll_event ev = { .events = SOCK_EVENTS,
+		.data.u64 = (uint64_t)p |
+			((uint64_t)sock_tag(life) << SOCK_PTR_BITS) };
+	if (epoll_ctl(s->rt->io->net_epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0 &&
+		errno != EEXIST)
+		return -errno;
+	/* relaxed: the hint above. */
+	atomic_store_explicit(&s->in_set, true, memory_order_relaxed);
+	weft__idle_poll_on(&s->rt->idle);
+	return 0;
+}
+
+/* One event of the socket set (invariant 5). */
+static void sock_net_event(uint64_t data, uint32_t e, struct sock_ready *rl)
+{
+	struct weft__sock *s = (struct weft__sock *)(uintptr_t)(data &
+		SOCK_PTR_MASK);
+	if (!sock_take_tagged(s, (uint16_t)(data >> SOCK_PTR_BITS)))
+		return; /* closed and freed, or in another life */
+	/* An error or hang-up wakes both directions: their system calls
+	 * report it exactly. */
+	bool err = e & (EPOLLERR | EPOLLHUP);
+	if (err || (e & (EPOLLIN | EPOLLRDHUP | EPOLLPRI)))
+		sock_dir_post(&s->dir[0], SOCK_READY, rl);
+	if (err || (e & EPOLLOUT))
+		sock_dir_post(&s->dir[1], SOCK_READY, rl);
+	weft__sock_unref(s);
+}
+
+/* Makes the tasks of rl runnable: the first on the polling worker's
+ * run-next slot (no other thread involved: the common case of one
+ * event), the others in the injection queue, oldest first, with one
+ * notification for idle workers.  Not all on this worker: its own deque
+ * is LIFO, so under a steady stream of polls the oldest connections
+ * would wait behind the newest (weft-httpd under wrk -c200 left some
+ * unanswered for a second); the injection queue serves them in event
+ * order, as Go's netpoll results go to its global queue.  On the I/O
+ * thread (seeded runtimes) all go to its batch. */
+static void sock_ready_publish(struct weft_runtime *rt, struct sock_ready *rl)
+{
+	struct weft_task *t = rl->head;
+	if (t == NULL)
+		return;
+	struct weft_task *rest = t->next;
+	weft__sched_ready(t);
+	if (rest == NULL)
+		return;
+	if (weft__sched_current() == NULL) {
+		while (rest != NULL) {
+			t = rest;
+			rest = t->next;
+			weft__sched_ready(t);
+		}
+		return;
+	}
+	weft__inject_push_list(&rt->inject, rest, rl->tail, rl->n - 1);
+	weft__idle_notify(rt);
+}
+
+/* weft__sock_poll with the I/O side at hand.  The interrupt's eventfd is
+ * in the set itself, level-triggered, with data 0 (no socket lives
+ * there): every poller sees it until the blocking one, the only one it
+ * is written for, reads it.  (A set of its own holding the socket set
+ * and the eventfd, waited on by the blocking poller alone, would nest
+ * epoll instances, whose wake-ups across a concurrent drain of the
+ * inner set by another worker are the kernel's subtlest path; one set
+ * waited on by several threads is its common one.) */
+static int sock_poll(weft__io_t *io, int timeout_ms)
+{
+	/* Small: a busy worker polls on the stack of a fiber that is
+	 * switching out (core/idle.h). */
+	struct epoll_event ev[32];
+	struct sock_ready rl = { 0 };
+	bool blocking = timeout_ms != 0;
+	int total = 0, n;
+	do {
+		n = epoll_wait(io->net_epfd, ev, 32, timeout_ms);
+		for (int i = 0; i < n; i++) {
+			if (ev[i].data.u64 == 0) {
+				if (blocking) {
+					uint64_t v;
+					ssize_t r = read(io->net_wake, &v,
+						sizeof v);
+					(void)r; /* EAGAIN: read already */
+				}
+				continue;
+			}
+			sock_net_event(ev[i].data.u64, ev[i].events, &rl);
+			total++;
+		}
+		timeout_ms = 0;
+	} while (n == 32);
+	sock_ready_publish(io->rt, &rl);
+	return total;
+}
+
+int weft__sock_poll(struct weft_runtime *rt, int timeout_ms)
+{
+	return sock_poll(rt->io, timeout_ms);
+}
+
+int weft__sock_poll_io(weft__io_t *io)
+{
+	return sock_poll(io, 0);
+}
+
+void weft__sock_poll_interrupt(struct weft_runtime *rt)
+{
+	uint64_t one = 1;
+	ssize_t r = write(rt->io->net_wake, &one, sizeof one);
+	(void)r; /* EAGAIN: the counter is full, the poller wakes anyway */
+}
+
+int weft__sock_poll_open(weft__io_t *io)
+{
+	io->net_epfd = epoll_create1(EPOLL_CLOEXEC);
+	io->net_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	int rc = 0;
+	if (io->net_epfd < 0 || io->net_wake < 0)
+		rc = -errno;
+	/* Level-triggered, data 0: see sock_poll. */
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0 };
+	if (rc == 0 &&
+		epoll_ctl(io->net_epfd, EPOLL_CTL_ADD, io->net_wake, &ev) < 0)
+		rc = -errno;
+	if (rc < 0)
+		weft__sock_poll_close(io);
+	return rc;
+}
+
+void weft__sock_poll_close(weft__io_t *io)
+{
+	int *fds[] = { &io->net_epfd, &io->net_wake };
+	for (size_t i = 0; i < 2; i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
+}
+
+/* What the dump says about a wait (weft__sock_describe). */
+struct sock_wait_desc {
+	const struct weft__sock *s;
+	const char *what;
+};
+
+void weft__sock_describe(const void *on, struct weft__wait_desc *d)
+{
+	/* In the waiter's frame, which the dump holds pinned; s lives while
+	 * its waiter holds a reference, and fd was written at its init. */
+	const struct sock_wait_desc *w = on;
+	d->obj = w->s;
+	snprintf(d->text, sizeof d->text, "fd=%d op=\"%s\"", w->s->fd, w->what);
+}
+
+/* The fiber's half: consume a kept edge, or park as d's WAIT until an
+ * edge, the close or a cancellation. */
+static WEFT_FIBER_FN int sock_dir_wait(struct weft_task *self,
+	struct weft__sock *s, struct weft__sock_dir *d, const char *what)
+{
+	/* acquire: pairs with the release of whoever stored the state (a
+	 * close's DEAD, an edge's READY: nothing to read, but the order
+	 * keeps the word's story simple). */
+	uint64_t w = atomic_load_explicit(&d->word, memory_order_acquire);
+	bool parked = false;
+	struct sock_wait_desc desc = { .s = s, .what = what };
+	struct weft_scope *sc = NULL;
+	for (;;) {
+		switch (w & SOCK_STATE) {
+		case SOCK_READY:
+			if (parked && weft__scope_is_cancelled(sc)) {
+				/* Keep the edge for the next wait: the
+				 * cancelled wait consumed nothing. */
+				weft__scope_note_observed(
+					weft__scope_origin(sc));
+				return -ECANCELED;
+			}
+			/* acquire on both: as the load above. */
+			if (atomic_compare_exchange_weak_explicit(&d->word, &w,
+				    w & ~SOCK_STATE, memory_order_acquire,
+				    memory_order_acquire))
+				return 0;
+			continue;
+		case SOCK_DEAD: return WEFT_ECLOSED;
+		case SOCK_WAIT:
+			if (!parked)
+				return -EBUSY; /* another task's wait */
+			break;
+		default: break; /* NIL */
+		}
+		if (!parked) {
+			/* Reachable by cancellations from now on. */
+			weft__task_link_root(self);
+			/* relaxed: our own cur_scope, written only by us. */
+			sc = atomic_load_explicit(&self->cur_scope,
+				memory_order_relaxed);
+			/* relaxed: published by the install's release. */
+			atomic_store_explicit(&d->task, self,
+				memory_order_relaxed);
+		}
+		uint64_t gen = weft__task_park_prepare(self, true);
+		/* relaxed: published by the install's release. */
+		atomic_store_explicit(&d->gen, gen, memory_order_relaxed);
+		/* A new sequence at every install: a post that read the
+		 * previous WAIT's gen fails its CAS (invariant 3).  release:
+		 * task and gen before the word; acquire on failure: as the
+		 * load above. */
+		uint64_t mine = ((w >> 2) + 1) << 2 | SOCK_WAIT;
+		if (!atomic_compare_exchange_strong_explicit(&d->word, &w, mine,
+			    memory_order_release, memory_order_acquire))
+			continue; /* an edge or the close came: look again */
+		parked = true;
+		w = mine;
+		/* seq_cst load after prepare's seq_cst store: a canceller
+		 * either is seen here or sees the cancellable park. */
+		if (weft__scope_is_cancelled(sc)) {
+			/* Withdraw.  acquire both ways, as the load above
+			 * (nothing to publish). */
+			if (atomic_compare_exchange_strong_explicit(&d->word,
+				    &w, w & ~SOCK_STATE, memory_order_acquire,
+				    memory_order_acquire)) {
+				weft__scope_note_observed(
+					weft__scope_origin(sc));
+				return -ECANCELED;
+			}
+			continue; /* READY (kept above) or DEAD */
+		}
+		weft__task_park_commit_obj(self, what, WEFT__WAIT_SOCK, &desc);
+		/* acquire: pairs with the post's release CAS. */
+		w = atomic_load_explicit(&d->word, memory_order_acquire);
+		/* Still ours: woken by a cancellation; the loop reinstalls
+		 * with a new generation, and checks the scope. */
+	}
+}
+
+int weft__sock_wait(struct weft__sock *s, int event, const char *what)
+{
+	struct weft_task *self;
+	int rc = weft__waitq_begin(&self);
+	if (rc < 0)
+		return rc;
+	/* REGISTERED is set inside the gate so that the close either sees
+	 * it (and takes fd out of the set) or this wait is refused. */
+	if (!weft__sock_enter(s))
+		return WEFT_ECLOSED;
+	/* Relaxed: the leave's release carries it to the closer. */
+	atomic_fetch_or_explicit(&s->gate, SOCK_REGISTERED,
+		memory_order_relaxed);
+	rc = sock_join_set(s);
+	weft__sock_leave(s);
+	if (rc < 0)
+		return rc;
+	weft__timer_t *tm = &self->rt->timer;
+	/* The virtual clock stands still while the outside world may end
+	 * the wait (ioop.c says why).  Taken and dropped on a worker, the
+	 * fiber's (timer.c, Q3). */
+	weft__timer_hold(tm, 1);
+	rc = sock_dir_wait(self, s, &s->dir[event == UV_WRITABLE], what);
+	weft__timer_hold(tm, -1);
+	return rc;
+}
+
+/* }======================================================= */
+
+/* {======================================================= foreign */
 
 /* The slot of s that a waiter for `event` occupies. */
 static struct weft__sock_waiter **sock_slot(struct weft__sock *s, int event)
@@ -332,7 +801,10 @@ static void sock_edge(struct weft__sock_waiter **slot, bool *ready)
 	weft__ioop_complete(&wt->op, 0);
 }
 
-/* The epoll set is readable: drain it and dispatch (invariant 4). */
+/* The foreign set is readable: drain it and dispatch.  A foreign record
+ * leaves the set (the forget) before its registration's reference goes
+ * (fdwait.c), and both run on this thread: an event never names freed
+ * memory. */
 static void sock_dispatch(uv_poll_t *h, int status, int events)
 {
 	(void)status;
@@ -454,7 +926,7 @@ static void sock_wait_cancel(weft__io_t *io, struct weft__ioop *op)
 	struct weft__sock_wait *wt = WEFT__CONTAINER_OF(op,
 		struct weft__sock_wait, op);
 	if (!sock_wait_unlink(wt))
-		return; /* completed already (invariant 3) */
+		return; /* completed already ("Foreign descriptors") */
 	weft__ioop_complete(op, -ECANCELED);
 }
 
@@ -478,17 +950,6 @@ static void sock_detach(weft__io_t *io, struct weft__sock *s)
 	}
 }
 
-static void sock_close_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
-{
-	struct weft__sock *s = WEFT__CONTAINER_OF(n, struct weft__sock,
-		close_node);
-	/* s stays alive until the waiters drop their references. */
-	sock_detach(rt->io, s);
-	if (!s->foreign)
-		close(s->fd);
-	weft__sock_unref(s);
-}
-
 struct sock_forget {
 	struct weft__ioop op;
 	struct weft__sock *s;
@@ -510,26 +971,6 @@ int weft__sock_forget(struct weft__sock *s)
 }
 
 /* }======================================================= */
-
-int weft__sock_wait(struct weft__sock *s, int event, const char *what)
-{
-	/* REGISTERED is set inside the gate so that the close either sees
-	 * it (and goes through the I/O thread) or this wait is refused. */
-	if (!weft__sock_enter(s))
-		return WEFT_ECLOSED;
-	/* Relaxed: the leave's release carries it to the closer. */
-	atomic_fetch_or_explicit(&s->gate, SOCK_REGISTERED,
-		memory_order_relaxed);
-	weft__sock_leave(s);
-	struct weft__sock_waiter e = { .s = s, .event = event };
-	struct weft__sock_wait wt = { .entries = &e, .n = 1 };
-	e.wait = &wt;
-	wt.op.start = sock_wait_start;
-	wt.op.cancel = sock_wait_cancel;
-	wt.op.what = what;
-	wt.op.fd_plus1 = s->fd + 1;
-	return weft__ioop_run(&wt.op);
-}
 
 int weft__sock_wait_set(struct weft__sock_wait *wt, const char *what)
 {

@@ -26,7 +26,20 @@
 #include "io/ioop.h"
 
 struct weft_runtime;
+struct weft_task;
 struct weft__sock_waiter;
+
+/* One direction of a weft socket's readiness (sock.c, "Waiter words"):
+ * any thread reads and writes it, with the protocol of sock.c. */
+struct weft__sock_dir {
+	/* seq << 2 | NIL, READY, CLOSED or WAIT (sock.c). */
+	_Atomic uint64_t word;
+	/* The parked waiter and the generation to wake it with, written by
+	 * the waiter before it installs a WAIT, read by whoever then takes
+	 * that WAIT out of the word. */
+	_Atomic(struct weft_task *) task;
+	_Atomic uint64_t gen;
+};
 
 struct weft__sock {
 	/* First (the embedding object's first member too, so the handle
@@ -40,13 +53,18 @@ struct weft__sock {
 	/* Runs once the last reference is gone (gives the embedding object,
 	 * whose first member this is, back to the record pool). */
 	void (*free_fn)(struct weft__sock *s);
-	struct weft__ioq_node close_node;
+	/* A weft socket (not foreign): its readiness, [0] to read, [1] to
+	 * write; and whether it joined the runtime's socket set (set once,
+	 * inside the gate; a hint that saves the epoll_ctl). */
+	struct weft__sock_dir dir[2];
+	atomic_bool in_set;
 	/* A foreign descriptor (io/fdwait.c): its owner closes it, weft
 	 * never does, and weft makes no system call on it but its
-	 * readiness checks on the I/O thread.  Set before first use. */
+	 * readiness checks on the I/O thread.  Set before first use.  Its
+	 * waits use the fields below, never `dir`. */
 	bool foreign;
-	/* I/O thread only. */
-	bool in_epoll;	/* in the runtime's socket epoll set */
+	/* Foreign descriptors, I/O thread only. */
+	bool in_epoll;	/* in the runtime's foreign epoll set */
 	bool io_closed; /* the close ran */
 	/* An edge came while nobody waited for it: the next wait returns
 	 * at once (its caller retries the system call). */
@@ -87,10 +105,16 @@ bool weft__sock_enter(struct weft__sock *s);
 void weft__sock_leave(struct weft__sock *s);
 
 /* Parks until s->fd may be ready for `event` (UV_READABLE or
- * UV_WRITABLE; a spurious "ready" is possible: retry the call).
- * Returns 0 (ready: retry the system call), -ECANCELED (the wait was
- * withdrawn: nothing happened), WEFT_ECLOSED (s was closed), or a poll
- * error.  At most one waiter per event (the callers' busy flags).
+ * UV_WRITABLE; a spurious "ready" is possible: retry the call), on s's
+ * waiter word for that direction (sock.c): no I/O-thread hop.  A
+ * checkpoint.  Returns 0 (ready: retry the system call), -ECANCELED (the
+ * wait was withdrawn: nothing happened, an edge that raced with it is
+ * kept for the next wait), WEFT_ECLOSED (s was closed), or epoll_ctl's
+ * error when s could not join the socket set.  At most one task may wait
+ * for a direction at a time, which the callers' side flags guarantee
+ * (the waiter's fields beside the word are written before it owns the
+ * word); a wait that finds another's installed returns -EBUSY, as a
+ * diagnosis.  s is a weft socket (not foreign).
  * Thread: a weft fiber holding a reference. */
 WEFT_FIBER_FN int weft__sock_wait(struct weft__sock *s, int event,
 	const char *what);
@@ -103,9 +127,10 @@ struct weft__sock_waiter {
 	bool fired;		      /* the I/O thread found it ready */
 };
 
-/* A wait for the first of n entries to become ready: an I/O operation
- * (ioop.h) that every entry's edge, the wait's cancellation and its
- * sockets' close race to complete, all on the I/O thread (sock.c). */
+/* A wait of foreign descriptors for the first of n entries to become
+ * ready: an I/O operation (ioop.h) that every entry's edge, the wait's
+ * cancellation and its sockets' unregistration race to complete, all on
+ * the I/O thread (sock.c, "Foreign descriptors"). */
 struct weft__sock_wait {
 	struct weft__ioop op;
 	struct weft__sock_waiter *entries;
@@ -142,6 +167,31 @@ WEFT_FIBER_FN int weft__sock_forget(struct weft__sock *s);
  * by weft__io_rec_close), which keeps s alive until it returns.
  * Thread: any. */
 bool weft__sock_close(struct weft__sock *s);
+
+/* Drains the runtime's socket set without blocking when `timeout_ms` is
+ * 0, else after waiting up to timeout_ms (-1: forever) for an event, and
+ * readies the waiters of every socket that became ready (through
+ * weft__task_wake, so on the calling worker's own queue when a worker
+ * calls it).  Returns the number of events.  Thread: any (sock.c,
+ * "Who polls"). */
+int weft__sock_poll(struct weft_runtime *rt, int timeout_ms);
+/* The same without blocking, for the I/O thread (seeded runtimes), with
+ * io at hand.  Thread: the I/O thread. */
+int weft__sock_poll_io(weft__io_t *io);
+/* Ends the blocking poller's wait early (core/idle.c's wake of the
+ * worker that polls).  Thread: any. */
+void weft__sock_poll_interrupt(struct weft_runtime *rt);
+/* Opens / closes the socket set and the blocking poller's set and
+ * eventfd (io.h).  0 or -errno, with nothing left open.  Thread: the
+ * runtime's creator (weft__io_start) / its destroyer (weft__io_stop). */
+int weft__sock_poll_open(weft__io_t *io);
+void weft__sock_poll_close(weft__io_t *io);
+
+/* The dump's describer of WEFT__WAIT_SOCK (core/inspect.h): `on` is the
+ * wait's description in the waiting frame.  Thread: any, the waiter
+ * pinned. */
+struct weft__wait_desc;
+void weft__sock_describe(const void *on, struct weft__wait_desc *d);
 
 /* True once weft__sock_close was called (a relaxed hint for error
  * messages; the gate decides).  Thread: any. */

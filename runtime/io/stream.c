@@ -1,9 +1,9 @@
 /* Streams (include/weft/net.h): reads and writes as direct non-blocking
- * system calls on the calling worker, with a readiness wait on the I/O
- * thread (sock.c) when the kernel has nothing to give or no room.
+ * system calls on the calling worker, with a readiness wait (sock.c) when
+ * the kernel has nothing to give or no room.
  *
- * Cancellation: a read or write parked in weft__sock_wait is withdrawn by
- * the I/O thread with nothing transferred, because the transfer happens
+ * Cancellation: a read or write parked in weft__sock_wait withdraws
+ * itself with nothing transferred, because the transfer happens
  * only in the system call after the wait.  So:
  *   - a cancelled read consumed nothing;
  *   - a cancelled read_until returns the bytes it had gathered to the
