@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #define SUPPORT_MAX_FAILURES 64
 
@@ -329,3 +331,33 @@ double weft_test_stress_seconds(double plain_default)
 #endif
 	return sec;
 }
+
+/* {======================================================= sockets */
+
+int weft_test_connect_local(weft_stream_t **s, int port)
+{
+	struct sockaddr_in a;
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return weft_tcp_connect_addr(s, (struct sockaddr *)&a);
+}
+
+int weft_test_tcp_pair(weft_stream_t **a, weft_stream_t **b)
+{
+	weft_listener_t *l;
+	int rc = weft_tcp_listen(&l, "127.0.0.1", 0, 0);
+	if (!CHECK_EQ(rc, 0))
+		return rc;
+	rc = weft_test_connect_local(b, weft_listener_port(l));
+	if (CHECK_EQ(rc, 0)) {
+		rc = weft_listener_accept(l, a);
+		if (!CHECK_EQ(rc, 0))
+			weft_stream_close(*b);
+	}
+	weft_listener_close(l);
+	return rc;
+}
+
+/* }======================================================= */

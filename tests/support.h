@@ -143,4 +143,11 @@ int weft_test_yield_until(atomic_int *p, int want);
 /* Runs the group with a name that shows the binary. */
 #define WEFT_RUN_TESTS(tests) cmocka_run_group_tests(tests, NULL, NULL)
 
+/* A TCP connection to 127.0.0.1:port (weft_tcp_connect_addr's result),
+ * and a connected pair through a listener of its own: *a accepted, *b
+ * connected (0, or the failing call's result after a failed CHECK).
+ * Thread: weft fiber. */
+int weft_test_connect_local(weft_stream_t **s, int port);
+int weft_test_tcp_pair(weft_stream_t **a, weft_stream_t **b);
+
 #endif

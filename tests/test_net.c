@@ -104,33 +104,6 @@ static void server_free(struct server *sv)
 	weft_event_destroy(sv->stop);
 }
 
-static int connect_local(weft_stream_t **s, int port)
-{
-	struct sockaddr_in a;
-	memset(&a, 0, sizeof a);
-	a.sin_family = AF_INET;
-	a.sin_port = htons((uint16_t)port);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	return weft_tcp_connect_addr(s, (struct sockaddr *)&a);
-}
-
-/* A connected pair through a listener: *a accepted, *b connected. */
-static int pair_make(weft_stream_t **a, weft_stream_t **b)
-{
-	weft_listener_t *l;
-	int rc = weft_tcp_listen(&l, "127.0.0.1", 0, 0);
-	if (!CHECK_EQ(rc, 0))
-		return rc;
-	rc = connect_local(b, weft_listener_port(l));
-	if (CHECK_EQ(rc, 0)) {
-		rc = weft_listener_accept(l, a);
-		if (!CHECK_EQ(rc, 0))
-			weft_stream_close(*b);
-	}
-	weft_listener_close(l);
-	return rc;
-}
-
 /* }======================================================= */
 
 /* {======================================================= echo */
@@ -196,7 +169,7 @@ static int halfclose_root(void *arg)
 {
 	(void)arg;
 	weft_stream_t *a, *b;
-	if (pair_make(&a, &b) < 0)
+	if (weft_test_tcp_pair(&a, &b) < 0)
 		return 0;
 	CHECK_EQ(weft_stream_write(b, "hello", 5), 0);
 	CHECK_EQ(weft_stream_shutdown(b), 0);
@@ -227,7 +200,7 @@ static int until_root(void *arg)
 {
 	(void)arg;
 	weft_stream_t *a, *b;
-	if (pair_make(&a, &b) < 0)
+	if (weft_test_tcp_pair(&a, &b) < 0)
 		return 0;
 	const char *msg = "GET / HTTP/1.1\r\nHost: x\r\n\r\nBODY";
 	CHECK_EQ(weft_stream_write(b, msg, strlen(msg)), 0);
@@ -278,7 +251,7 @@ static int refused_root(void *arg)
 	int port = weft_listener_port(l);
 	weft_listener_close(l);
 	weft_stream_t *s;
-	CHECK_EQ(connect_local(&s, port), -ECONNREFUSED);
+	CHECK_EQ(weft_test_connect_local(&s, port), -ECONNREFUSED);
 	CHECK_EQ(weft_tcp_connect(&s, "127.0.0.1", port), -ECONNREFUSED);
 	/* Both addresses of localhost refuse: the last error comes back. */
 	CHECK_EQ(weft_tcp_connect(&s, "localhost", port), -ECONNREFUSED);
@@ -297,7 +270,7 @@ static int reset_root(void *arg)
 {
 	(void)arg;
 	weft_stream_t *a, *b;
-	if (pair_make(&a, &b) < 0)
+	if (weft_test_tcp_pair(&a, &b) < 0)
 		return 0;
 	/* Unread data at close makes the kernel send a reset. */
 	CHECK_EQ(weft_stream_write(b, "unread", 6), 0);
@@ -352,7 +325,7 @@ static int cancel_read_root(void *arg)
 {
 	(void)arg;
 	weft_stream_t *a, *b;
-	if (pair_make(&a, &b) < 0)
+	if (weft_test_tcp_pair(&a, &b) < 0)
 		return 0;
 	struct parked p = { .s = a };
 	weft_event_create(&p.entered);
@@ -409,7 +382,7 @@ static int busy_root(void *arg)
 {
 	(void)arg;
 	weft_stream_t *a, *b;
-	if (pair_make(&a, &b) < 0)
+	if (weft_test_tcp_pair(&a, &b) < 0)
 		return 0;
 	struct parked p = { .s = a };
 	weft_event_create(&p.entered);
@@ -447,7 +420,7 @@ static int cancel_accept_root(void *arg)
 	CHECK_EQ(p.rc, -ECANCELED);
 	/* The listener still works. */
 	weft_stream_t *c, *s;
-	CHECK_EQ(connect_local(&c, weft_listener_port(p.l)), 0);
+	CHECK_EQ(weft_test_connect_local(&c, weft_listener_port(p.l)), 0);
 	CHECK_EQ(weft_listener_accept(p.l, &s), 0);
 	weft_stream_close(s);
 	weft_stream_close(c);
@@ -469,7 +442,7 @@ static int cancel_write_root(void *arg)
 {
 	(void)arg;
 	weft_stream_t *a, *b;
-	if (pair_make(&a, &b) < 0)
+	if (weft_test_tcp_pair(&a, &b) < 0)
 		return 0;
 	/* Nobody reads a: the writer fills both kernel buffers and parks
 	 * (backpressure) until the deadline. */
@@ -503,7 +476,7 @@ static int cancel_connect_root(void *arg)
 	while (nheld < 8 && cancelled == 0) {
 		weft_scope_t *sc;
 		CHECK_EQ(weft_move_on_after(&sc, 200 * MS), 0);
-		int rc = connect_local(&held[nheld], port);
+		int rc = weft_test_connect_local(&held[nheld], port);
 		weft_scope_exit(sc);
 		weft_scope_destroy(sc);
 		if (rc == 0)
@@ -535,7 +508,7 @@ static int options_root(void *arg)
 {
 	(void)arg;
 	weft_stream_t *a, *b;
-	if (pair_make(&a, &b) < 0)
+	if (weft_test_tcp_pair(&a, &b) < 0)
 		return 0;
 	CHECK_EQ(weft_stream_set_nodelay(a, 0), 0);
 	CHECK_EQ(weft_stream_set_nodelay(a, 1), 0);
@@ -709,7 +682,7 @@ static int fds_root(void *arg)
 	int bad = 1000000;
 	CHECK_EQ(weft_stream_send_fds(c, "x", 1, &bad, 1), -EBADF);
 	weft_stream_t *a, *b;
-	if (pair_make(&a, &b) == 0) {
+	if (weft_test_tcp_pair(&a, &b) == 0) {
 		CHECK_EQ(weft_stream_send_fds(a, "x", 1, &one, 1), -EINVAL);
 		CHECK_EQ(weft_stream_recv_fds(b, buf, 1, got, 1, &n), -EINVAL);
 		weft_stream_close(a);
@@ -1058,7 +1031,7 @@ static int emfile_root(void *arg)
 	weft_stream_t *held[64];
 	int n = 0, rc = 0;
 	while (n < 64) {
-		rc = connect_local(&held[n], port);
+		rc = weft_test_connect_local(&held[n], port);
 		if (rc < 0)
 			break;
 		n++;
@@ -1071,7 +1044,7 @@ static int emfile_root(void *arg)
 	setrlimit(RLIMIT_NOFILE, &old);
 	/* Accepting again: a fresh client gets its echo. */
 	weft_stream_t *c;
-	CHECK_EQ(connect_local(&c, port), 0);
+	CHECK_EQ(weft_test_connect_local(&c, port), 0);
 	weft_scope_t *sc;
 	weft_fail_after(&sc, 10 * 1000 * MS);
 	CHECK_EQ(weft_stream_write(c, "ok", 2), 0);
@@ -1209,7 +1182,7 @@ static int seq_root(void *arg)
 	int port = weft_listener_port(sv.l);
 	for (long i = 0; i < q->n; i++) {
 		weft_stream_t *c;
-		int rc = connect_local(&c, port);
+		int rc = weft_test_connect_local(&c, port);
 		if (!CHECK_EQ(rc, 0))
 			break;
 		char b;

@@ -17,37 +17,6 @@
 #define US ((int64_t)1000)
 #define MS ((int64_t)1000 * 1000)
 
-/* {======================================================= helpers */
-
-static int connect_local(weft_stream_t **s, int port)
-{
-	struct sockaddr_in a;
-	memset(&a, 0, sizeof a);
-	a.sin_family = AF_INET;
-	a.sin_port = htons((uint16_t)port);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	return weft_tcp_connect_addr(s, (struct sockaddr *)&a);
-}
-
-/* A connected pair through a listener: *a accepted, *b connected. */
-static int pair_make(weft_stream_t **a, weft_stream_t **b)
-{
-	weft_listener_t *l;
-	int rc = weft_tcp_listen(&l, "127.0.0.1", 0, 0);
-	if (!CHECK_EQ(rc, 0))
-		return rc;
-	rc = connect_local(b, weft_listener_port(l));
-	if (CHECK_EQ(rc, 0)) {
-		rc = weft_listener_accept(l, a);
-		if (!CHECK_EQ(rc, 0))
-			weft_stream_close(*b);
-	}
-	weft_listener_close(l);
-	return rc;
-}
-
-/* }======================================================= */
-
 /* {======================================================= no hop */
 
 #define PINGS 2000
@@ -82,7 +51,7 @@ static int no_hop_root(void *arg)
 	 * take turns and never block in a poll). */
 	bool seeded = arg != NULL;
 	weft_stream_t *a, *b;
-	if (pair_make(&a, &b) < 0)
+	if (weft_test_tcp_pair(&a, &b) < 0)
 		return 0;
 	weft_runtime_stats_t s0, s1;
 	CHECK_EQ(weft_runtime_stats(NULL, &s0), 0);
@@ -160,7 +129,7 @@ static int busy_poll_root(void *arg)
 	(void)arg;
 	struct starve st = { .rc = -1 };
 	weft_stream_t *b;
-	if (pair_make(&st.a, &b) < 0)
+	if (weft_test_tcp_pair(&st.a, &b) < 0)
 		return 0;
 	atomic_init(&st.got, false);
 	weft_group_t *g;
@@ -189,7 +158,7 @@ static int poller_woken_root(void *arg)
 {
 	(void)arg;
 	weft_stream_t *a, *b;
-	if (pair_make(&a, &b) < 0)
+	if (weft_test_tcp_pair(&a, &b) < 0)
 		return 0;
 	char c;
 	/* A wait: the sockets are polled from now on. */
@@ -274,7 +243,7 @@ static int race_root(void *arg)
 	bool was = weft__misuse_set_abort(false);
 	int ended[4] = { 0 };
 	for (int round = 0; round < RACE_ROUNDS; round++) {
-		if (pair_make(&r->a, &r->b) < 0)
+		if (weft_test_tcp_pair(&r->a, &r->b) < 0)
 			break;
 		atomic_init(&r->stop, false);
 		atomic_init(&r->written, 0);
@@ -351,7 +320,7 @@ static int many_root(void *arg)
 	bool was = weft__misuse_set_abort(false);
 	for (int round = 0; round < 5; round++) {
 		int n = 0;
-		while (n < MANY && pair_make(&m->a[n], &m->b[n]) == 0)
+		while (n < MANY && weft_test_tcp_pair(&m->a[n], &m->b[n]) == 0)
 			n++;
 		weft_group_t *g;
 		CHECK_EQ(weft_group_open(&g), 0);
