@@ -693,12 +693,6 @@ static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
 	weft__stack_set_running(t->stack);
 }
 
-/* The next task by the order of the essay at the top, short of stealing
- * and sleeping: NULL when there is none on this worker or in the
- * injection queue.  Never blocks, so a fiber that is switching out may
- * call it (weft__sched_switch_out: on_fiber).  What runs on a fiber's
- * stack stays shallow: due deadlines (which cancel scopes) are fired only
- * from the loop. */
 /* Sockets a busy worker must not leave unpolled (idle.c, "Polling
  * sockets"): what the poll readies is in the run-next slot.  Looked at
  * where the injection queue is, from the loop or a fiber. */
@@ -707,6 +701,12 @@ static inline void worker_poll_sockets(weft__worker_t *w)
 	weft__idle_poll_busy(&w->rt->idle, w->rt);
 }
 
+/* The next task by the order of the essay at the top, short of stealing
+ * and sleeping: NULL when there is none on this worker or in the
+ * injection queue.  Never blocks, so a fiber that is switching out may
+ * call it (weft__sched_switch_out: on_fiber).  What runs on a fiber's
+ * stack stays shallow: due deadlines (which cancel scopes) are fired only
+ * from the loop. */
 static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 {
 	struct weft_task *t;
