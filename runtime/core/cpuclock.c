@@ -11,8 +11,10 @@
  *
  * Approach: sampling, as the kernel's tick-based process accounting.  One
  * thread per runtime ("weft-cpu") publishes the cycle counter into `now`
+ * and into each worker's copy (weft__worker_t.cpu_now, on the worker's
+ * own cache line, so a cut needs no second load through the runtime)
  * every cpu_sample_us (1 ms by default).  A worker cuts slices with a
- * relaxed load of `now` instead of a read of the counter: a slice is
+ * relaxed load of its copy instead of a read of the counter: a slice is
  * charged the ticks `now` moved by while it ran, which is 0 for most
  * short slices and a whole period for the one a publication fell into.
  * A publication lands in a slice with a probability proportional to the
@@ -38,9 +40,9 @@
  * either it left before the sampler's check (which then sees it awake and
  * does not park), or after, and then the lock orders the PARKED store
  * before its load of `state`.  The first worker that sees PARKED
- * publishes the current tick, then moves `state` back to RUN (release)
- * and wakes the sampler; another worker that reads RUN from that CAS
- * (acquire) sees that publication too.  So no worker starts a slice from
+ * publishes the current tick (to every worker's copy), then moves `state`
+ * back to RUN (release) and wakes the sampler; another worker that reads
+ * RUN from that CAS (acquire) sees that publication too.  So no worker starts a slice from
  * a value published before the runtime went idle, which would charge the
  * whole idle stretch to its first task.  Seeded runtimes (baton.c) hand
  * their workers the baton without the sleepers list, so their sampler
@@ -53,11 +55,12 @@
  * signal per worker (it interrupts system calls in user code).
  *
  * Invariants
- *   1. `now` only grows (every write is a CAS that raises it).
+ *   1. `now` and every worker's copy only grow (every write is a CAS
+ *      that raises it); the copies are set before any worker runs.
  *   2. state is PARKED only while every worker is on the sleepers list or
  *      has not yet checked `state` after leaving it.
- *   3. A worker that leaves the sleepers list reads `now` after it was
- *      republished, if the sampler was parked.
+ *   3. A worker that leaves the sleepers list reads its copy after it
+ *      was republished, if the sampler was parked.
  */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <errno.h>
@@ -70,21 +73,30 @@
 #include "base/tick.h"
 #include "core/cpuclock.h"
 #include "core/idle.h"
+#include "core/sched.h"
 #include "runtime.h"
 
 /* Periods in a row with every worker asleep before the sampler parks. */
 #define CPUCLOCK_QUIET_PERIODS 16
 
-void weft__cpuclock_publish(weft__cpuclock_t *c)
+/* Raises *word to v, unless it is already there (invariant 1). */
+static void cpuclock_raise(_Atomic uint64_t *word, uint64_t v)
 {
-	uint64_t t = weft__tick_now();
 	/* relaxed: a sample (see weft__cpuclock_read); the CAS only keeps
 	 * invariant 1 against a concurrent publisher. */
-	uint64_t cur = atomic_load_explicit(&c->now, memory_order_relaxed);
-	while ((int64_t)(t - cur) > 0 &&
-		!atomic_compare_exchange_weak_explicit(&c->now, &cur, t,
+	uint64_t cur = atomic_load_explicit(word, memory_order_relaxed);
+	while ((int64_t)(v - cur) > 0 &&
+		!atomic_compare_exchange_weak_explicit(word, &cur, v,
 			memory_order_relaxed, memory_order_relaxed))
 		;
+}
+
+void weft__cpuclock_publish(struct weft_runtime *rt)
+{
+	uint64_t t = weft__tick_now();
+	cpuclock_raise(&rt->cpuclock.now, t);
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		cpuclock_raise(&rt->workers[i].cpu_now, t);
 }
 
 static void cpuclock_futex_wait(atomic_uint *word, unsigned val, int64_t ns)
@@ -136,7 +148,7 @@ static void *cpuclock_main(void *arg)
 			continue;
 		}
 		cpuclock_futex_wait(&c->state, s, c->period_ns);
-		weft__cpuclock_publish(c);
+		weft__cpuclock_publish(rt);
 		if (rt->cfg.seed != 0)
 			continue; /* never parks ("Parking") */
 		/* A hint here; decided under the idle lock below. */
@@ -152,7 +164,7 @@ static void *cpuclock_main(void *arg)
 void weft__cpuclock_awake_slow(struct weft_runtime *rt)
 {
 	weft__cpuclock_t *c = &rt->cpuclock;
-	weft__cpuclock_publish(c);
+	weft__cpuclock_publish(rt);
 	unsigned parked = WEFT__CPUCLOCK_PARKED;
 	/* release: the publication above comes with RUN, for a worker
 	 * whose acquire load reads it (invariant 3).  relaxed on failure:
@@ -170,7 +182,10 @@ int weft__cpuclock_start(struct weft_runtime *rt)
 	atomic_init(&c->state, WEFT__CPUCLOCK_RUN);
 	c->started = false;
 	c->period_ns = (int64_t)rt->cfg.cpu_sample_us * 1000;
-	weft__cpuclock_publish(c);
+	/* The clock and every worker's copy (zeroed with the workers), before
+	 * any worker runs: a copy still at 0 would charge a first slice the
+	 * counter's whole value. */
+	weft__cpuclock_publish(rt);
 	if (c->period_ns == 0)
 		return 0;
 	/* The sampler takes no signal: the program's handlers and the

@@ -3,9 +3,10 @@
  * and join for the price of a load, published by one thread per runtime
  * every weft_config_t.cpu_sample_us.
  *
- * Workers read `now` with a relaxed load (weft__cpuclock_read) and
- * charge the ticks it moved by since the slice began; a slice within
- * which it did not move costs a load and a compare.  The sampler sleeps
+ * Workers read their own copy of it (weft__worker_t.cpu_now, raised
+ * with `now`) with a relaxed load and charge the ticks it moved by since
+ * the slice began; a slice within which it did not move costs a load and
+ * a compare.  The sampler sleeps
  * for good while every worker sleeps, and the first worker to wake
  * republishes the clock and wakes it (weft__cpuclock_awake).
  * Thread: see each function. */
@@ -27,10 +28,11 @@ enum {
 };
 
 typedef struct weft__cpuclock {
-	/* The last published tick (base/tick.h), only ever raised (CAS):
-	 * read by every worker at every switch, written once a period, so
-	 * away from other written fields (padding, not _Alignas: the
-	 * runtime is allocated with malloc's alignment). */
+	/* The last published tick (base/tick.h), only ever raised (CAS),
+	 * once a period; the workers cut slices on their copies, and the
+	 * dump's parked-since reads it (task.c).  Away from other written
+	 * fields (padding, not _Alignas: the runtime is allocated with
+	 * malloc's alignment). */
 	char pad_before[128];
 	_Atomic uint64_t now;
 	char pad_after[120];
@@ -57,9 +59,10 @@ static inline uint64_t weft__cpuclock_read(const weft__cpuclock_t *c)
 	return atomic_load_explicit(&c->now, memory_order_relaxed);
 }
 
-/* Publishes the current tick now (raising `now`, never lowering it).
- * Thread: any. */
-void weft__cpuclock_publish(weft__cpuclock_t *c);
+/* Publishes the current tick now: raises `now` and every worker's copy
+ * (weft__worker_t.cpu_now), never lowering them.  Thread: any, once the
+ * workers exist. */
+void weft__cpuclock_publish(struct weft_runtime *rt);
 
 /* A worker has left the sleepers list (core/idle.c): if the sampler is
  * parked, publish the current tick and wake it.  Must come after the

@@ -975,7 +975,7 @@ int weft__sched_worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	unsigned index)
 {
 	w->rt = rt;
-	w->cpu_now = &rt->cpuclock.now;
+	/* w->cpu_now was set by weft__cpuclock_start, before any worker. */
 	w->index = index;
 	w->rng = UINT64_C(0x9E3779B97F4A7C15) * (index + 1) ^
 		(uint64_t)(uintptr_t)w;

@@ -55,9 +55,11 @@ typedef struct weft__worker {
 	 * (base/tick.h).  Owner only. */
 	uint64_t slice_start;
 	uint64_t exact_start;
-	/* The run-time sampler's clock (core/cpuclock.h): &rt->cpuclock.now,
-	 * fixed at start. */
-	const _Atomic uint64_t *cpu_now;
+	/* The run-time sampler's clock as published to this worker
+	 * (core/cpuclock.c: the sampler raises every worker's copy each
+	 * period, so a cut reads its own worker's line, not the runtime's).
+	 * Only raised (CAS); read by the owner. */
+	_Atomic uint64_t cpu_now;
 	struct weft_task *runnext; /* run-next slot (LIFO, capped) */
 	unsigned runnext_streak;   /* consecutive run-next picks */
 	bool take_oldest;	   /* after a yield: take the oldest task */

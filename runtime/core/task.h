@@ -268,7 +268,7 @@ void weft__group_cpu_fold(struct weft_task *t);
  * sample, core/cpuclock.h).  Thread: w's own. */
 static inline uint64_t weft__task_sampled_now(const weft__worker_t *w)
 {
-	return atomic_load_explicit(w->cpu_now, memory_order_relaxed);
+	return atomic_load_explicit(&w->cpu_now, memory_order_relaxed);
 }
 
 /* weft__task_slice_charge for a task counted exactly (acct): charges the
