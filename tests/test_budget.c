@@ -209,11 +209,22 @@ struct fifo_waiter {
 	int id;
 };
 
+/* The child a waiter spawns once it has a slot.  With a cap of 1 the
+ * children run one at a time, each while holding the slot, so the order
+ * they start in is the order the slots were granted (the waiters
+ * themselves may resume in any order once granted). */
+static int fifo_child(void *arg)
+{
+	struct fifo_waiter *w = arg;
+	atomic_fetch_add(&w->f->h.spawned, 1);
+	w->f->order[atomic_fetch_add(&w->f->next, 1)] = w->id;
+	return 0;
+}
+
 static int fifo_wait(void *arg)
 {
 	struct fifo_waiter *w = arg;
-	CHECK_EQ(weft_group_spawn(w->f->g, count_up, &w->f->h.spawned), 0);
-	w->f->order[atomic_fetch_add(&w->f->next, 1)] = w->id;
+	CHECK_EQ(weft_group_spawn(w->f->g, fifo_child, w), 0);
 	return 0;
 }
 
