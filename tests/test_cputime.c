@@ -8,29 +8,22 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "base/tick.h"
 #include "core/cpuclock.h"
 #include "core/task.h"
+#include "core/timer.h"
 #include "runtime.h"
 
 #include "support.h"
 
 #define MS 1000000LL
 
-static long long real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 /* Runs for ns of real time without a checkpoint: one run slice. */
 static void spin_ns(long long ns)
 {
-	long long end = real_ns() + ns;
-	while (real_ns() < end)
+	long long end = weft__timer_real_now() + ns;
+	while (weft__timer_real_now() < end)
 		;
 }
 
@@ -50,7 +43,7 @@ struct counted {
 static int busy_group_root(void *arg)
 {
 	struct counted *c = arg;
-	long long t0 = real_ns();
+	long long t0 = weft__timer_real_now();
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
 	CHECK(weft_group_cpu_ns(g) >= 0);
@@ -59,7 +52,7 @@ static int busy_group_root(void *arg)
 	CHECK_EQ(weft_group_retain(g), 0);
 	CHECK_EQ(weft_group_join(g, NULL), 0);
 	c->cpu_ns = weft_group_cpu_ns(g);
-	c->wall_ns = real_ns() - t0;
+	c->wall_ns = weft__timer_real_now() - t0;
 	weft_group_release(g);
 	return 0;
 }

@@ -392,26 +392,13 @@ static inline void group_cpu_owed_add(struct weft_group *g, uint64_t d)
 		memory_order_relaxed);
 }
 
-/* The end of an inline stretch of g, counted exactly: the cycle
- * counter's ticks since exact_start are g's; the sampled chain moves past
- * the stretch. */
-static void group_stretch_exact(weft__worker_t *w, struct weft_group *g)
+uint64_t weft__task_slice_cut_exact(weft__worker_t *w)
 {
 	uint64_t now = weft__tick_now();
-	group_cpu_owed_add(g, now - w->exact_start);
+	uint64_t d = now - w->exact_start;
 	w->exact_start = now;
 	w->slice_start = weft__task_sampled_now(w);
-}
-
-void weft__task_slice_charge_exact(weft__worker_t *w, struct weft_task *t)
-{
-	uint64_t now = weft__tick_now();
-	uint64_t c = t->cpu + (now - w->exact_start);
-	w->exact_start = now;
-	w->slice_start = weft__task_sampled_now(w);
-	t->cpu = c;
-	if (c >= WEFT__CPU_FOLD_TICKS)
-		weft__group_cpu_fold(t);
+	return d;
 }
 
 void weft__group_cpu_fold(struct weft_task *t)
@@ -943,17 +930,9 @@ static WEFT_FIBER_FN int group_join(struct weft_task *self,
 	 * parked charged itself up to its switch-out) is g's; only the owner
 	 * writes cpu_owed outside its inline children, which are done.
 	 * Re-read: a child that parked may have resumed elsewhere. */
-	w = weft__sched_current();
-	if (WEFT__UNLIKELY(exact)) {
-		group_stretch_exact(w, g);
-	} else {
-		uint64_t now = weft__task_sampled_now(w);
-		uint64_t d = now - w->slice_start;
-		if (d != 0) {
-			group_cpu_owed_add(g, d);
-			w->slice_start = now;
-		}
-	}
+	uint64_t d = weft__task_slice_cut(weft__sched_current(), exact);
+	if (d != 0)
+		group_cpu_owed_add(g, d);
 	group_wait_closed(self, g);
 	atomic_store_explicit(&self->insp_wait, NULL, memory_order_relaxed);
 	weft__scope_pop(self, &g->scope);

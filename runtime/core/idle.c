@@ -502,10 +502,8 @@ bool weft__idle_quiet(struct weft_runtime *rt, long *holds, bool *posted,
 	 * it lists itself, which this lock orders before us. */
 	*posted = atomic_load_explicit(&rt->ioq.head, memory_order_acquire) !=
 		NULL;
-	/* relaxed: written under the lock, held. */
-	bool quiet = !*posted &&
-		atomic_load_explicit(&idle->nsleeping, memory_order_relaxed) ==
-			(int)rt->nworkers &&
+	/* Exact: the lock is held. */
+	bool quiet = !*posted && weft__idle_all_asleep(rt) &&
 		!idle_work_visible(rt);
 	*gen = idle->quiet_gen;
 	pthread_mutex_unlock(&idle->lock);

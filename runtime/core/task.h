@@ -271,30 +271,37 @@ static inline uint64_t weft__task_sampled_now(const weft__worker_t *w)
 	return atomic_load_explicit(&w->cpu_now, memory_order_relaxed);
 }
 
-/* weft__task_slice_charge for a task counted exactly (acct): charges the
- * cycle counter's ticks since exact_start and moves the sampled chain
- * past the slice (core/group.c, "Run time").  Thread: w's own. */
-void weft__task_slice_charge_exact(weft__worker_t *w, struct weft_task *t);
+/* weft__task_slice_cut on the cycle counter (a subtree counted
+ * exactly): the ticks since exact_start; the sampled chain moves past the
+ * slice (core/group.c, "Run time").  Thread: w's own. */
+uint64_t weft__task_slice_cut_exact(weft__worker_t *w);
 
-/* Ends the current run slice of w: charges it to t (the task running on
- * w, also a child run inline), starts the next one from the same read,
- * and folds t's run time into its group when it passed
- * WEFT__CPU_FOLD_TICKS (t must be running, or switching out with its
- * park not yet published).  The sampler's clock only grows
- * (core/cpuclock.c, invariant 1), so the difference is never negative;
- * it is 0 for most short slices, which then cost a load and a compare.
- * Thread: w's own. */
+/* Ends the current run slice of w and starts the next one from the same
+ * read: returns its length in ticks, on the sampler's clock, or on the
+ * cycle counter when `exact` (core/group.c, "Run time").  The sampler's
+ * clock only grows (core/cpuclock.c, invariant 1), so the difference is
+ * never negative; it is 0 for most short slices, which then cost a load
+ * and a compare.  Thread: w's own. */
+static inline uint64_t weft__task_slice_cut(weft__worker_t *w, bool exact)
+{
+	if (__builtin_expect(exact, 0))
+		return weft__task_slice_cut_exact(w);
+	uint64_t now = weft__task_sampled_now(w);
+	uint64_t d = now - w->slice_start;
+	if (d != 0)
+		w->slice_start = now;
+	return d;
+}
+
+/* Ends the current run slice of w and charges it to t (the task running
+ * on w, also a child run inline), folding t's run time into its group
+ * when it passed WEFT__CPU_FOLD_TICKS (t must be running, or switching
+ * out with its park not yet published).  Thread: w's own. */
 static inline void weft__task_slice_charge(weft__worker_t *w,
 	struct weft_task *t)
 {
-	if (__builtin_expect(t->acct, 0)) {
-		weft__task_slice_charge_exact(w, t);
-		return;
-	}
-	uint64_t now = weft__task_sampled_now(w);
-	uint64_t d = now - w->slice_start;
+	uint64_t d = weft__task_slice_cut(w, t->acct);
 	if (d != 0) {
-		w->slice_start = now;
 		uint64_t c = t->cpu + d;
 		t->cpu = c;
 		if (__builtin_expect(c >= WEFT__CPU_FOLD_TICKS, 0))
