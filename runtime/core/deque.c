@@ -166,18 +166,7 @@
  * items; the allocation would fail long before on any real machine. */
 #define DEQUE_LOG2_MAX 40
 
-struct weft__deque_array {
-	/* capacity - 1; capacity is a power of two.  Immutable once the array
-	 * is published. */
-	int64_t mask;
-	/* Next array on the deque's retired list.  Owner only. */
-	struct weft__deque_array *retired_next;
-	/* Relaxed atomics: the owner writes a slot while thieves may read
-	 * other slots of the same array, and the happens-before edges that
-	 * order slot accesses come from bottom, top and the array pointer
-	 * (see the essay).  Atomic slots make that visible to TSan. */
-	_Atomic(void *) slot[];
-};
+/* struct weft__deque_array is in deque.h (push and pop are inline). */
 
 /* Allocates a zeroed array of 2^log2 slots, or returns NULL.  Zeroed
  * because a thief holding a stale top may read a slot outside
@@ -262,62 +251,26 @@ static struct weft__deque_array *deque_grow(weft__deque_t *d,
 	return a;
 }
 
-int weft__deque_push(weft__deque_t *d, void *item)
+int weft__deque_push_grow(weft__deque_t *d, void *item)
 {
-	WEFT_DASSERT(item != NULL, "deque: pushing NULL");
-	/* Relaxed: bottom and array are written by this thread only. */
+	/* As in weft__deque_push (deque.h), which found the array full. */
 	int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
-	/* Acquire: pairs with the CAS (seq_cst, so release) on top in
-	 * weft__deque_steal, so a thief's read of a slot happens before the
-	 * owner reuses that slot below (invariant 4). */
 	int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
-	/* Relaxed: as bottom above. */
 	struct weft__deque_array *a = atomic_load_explicit(&d->array,
 		memory_order_relaxed);
-	if (WEFT__UNLIKELY(b - t > a->mask)) {
+	if (b - t > a->mask) {
 		a = deque_grow(d, a, t, b);
 		if (a == NULL)
 			return -ENOMEM;
 	}
-	/* Relaxed: published by the release store of bottom just below. */
 	atomic_store_explicit(&a->slot[b & a->mask], item,
 		memory_order_relaxed);
-	/* Release: publishes the slot (and whatever the caller wrote into
-	 * the item before pushing it); pairs with the acquire load of bottom
-	 * in weft__deque_steal. */
 	atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
 	return 0;
 }
 
-void *weft__deque_pop(weft__deque_t *d)
+void *weft__deque_pop_last(weft__deque_t *d, int64_t t, int64_t b, void *item)
 {
-	/* Relaxed: bottom and array are written by this thread only. */
-	int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1;
-	struct weft__deque_array *a = atomic_load_explicit(&d->array,
-		memory_order_relaxed);
-	/* Relaxed store, made visible before the load of top by the fence:
-	 * reserves index b against thieves. */
-	atomic_store_explicit(&d->bottom, b, memory_order_relaxed);
-	/* seq_cst fence (StoreLoad): orders the store of bottom above before
-	 * the load of top below; pairs with the seq_cst fence in
-	 * weft__deque_steal between its load of top and its load of bottom
-	 * (the Dekker pattern in the essay).  `lock or` on x86_64. */
-	atomic_thread_fence(memory_order_seq_cst);
-	/* Relaxed: ordered by the fence above. */
-	int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
-	if (t > b) {
-		/* Empty.  Relaxed: restores bottom == top; only this thread
-		 * writes bottom, and a thief reading the lowered value in
-		 * between just sees an empty deque. */
-		atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
-		return NULL;
-	}
-	/* Relaxed: this thread wrote the slot. */
-	void *item = atomic_load_explicit(&a->slot[b & a->mask],
-		memory_order_relaxed);
-	/* More than one item: no thief can reach index b (invariant 5). */
-	if (WEFT__LIKELY(t < b))
-		return item;
 	/* Last item: race the thieves for it.  seq_cst CAS, as in steal, with
 	 * which it competes; relaxed on failure (a thief took it, nothing to
 	 * read).  Strong, because a spurious failure would lose the item. */

@@ -19,8 +19,20 @@
 
 #include "base/common.h"
 
-/* Private to deque.c: a power-of-two circular array of slots. */
-struct weft__deque_array;
+/* A power-of-two circular array of slots; private to deque.c but for
+ * the inline push and pop below. */
+struct weft__deque_array {
+	/* capacity - 1; capacity is a power of two.  Immutable once the array
+	 * is published. */
+	int64_t mask;
+	/* Next array on the deque's retired list.  Owner only. */
+	struct weft__deque_array *retired_next;
+	/* Relaxed atomics: the owner writes a slot while thieves may read
+	 * other slots of the same array, and the happens-before edges that
+	 * order slot accesses come from bottom, top and the array pointer
+	 * (see the essay).  Atomic slots make that visible to TSan. */
+	_Atomic(void *) slot[];
+};
 
 typedef struct weft__deque {
 	/* Keeps the owner's neighbouring fields in the embedding struct off
@@ -60,12 +72,12 @@ void weft__deque_fini(weft__deque_t *d);
  * Returns 0, or -ENOMEM if growth failed; then the item was not pushed and
  * the deque is unchanged.
  * Thread: owner only. */
-int weft__deque_push(weft__deque_t *d, void *item);
+static inline int weft__deque_push(weft__deque_t *d, void *item);
 
 /* Removes and returns the newest item (LIFO), or NULL when the deque is
  * empty or a thief won the race for its last item.
  * Thread: owner only. */
-void *weft__deque_pop(weft__deque_t *d);
+static inline void *weft__deque_pop(weft__deque_t *d);
 
 /* Takes the oldest item (FIFO) into *out.  Returns 0 when it got one,
  * -EAGAIN when it lost a race with another thief or the owner (the deque may
@@ -110,6 +122,80 @@ static inline bool weft__deque_passed(const weft__deque_t *d, int64_t idx)
 	 * only grows, so a stale value only answers false a little longer,
 	 * and no data is read through it. */
 	return atomic_load_explicit(&d->top, memory_order_relaxed) > idx;
+}
+
+/* The slow parts of push and pop, out of line (deque.c). */
+int weft__deque_push_grow(weft__deque_t *d, void *item);
+void *weft__deque_pop_last(weft__deque_t *d, int64_t t, int64_t b, void *item);
+
+/* Inline: every spawn pushes and every inline child of a join pops (B1:
+ * the call, its register saves and its return were half of a push). */
+static inline int weft__deque_push(weft__deque_t *d, void *item)
+{
+	/* Relaxed: bottom and array are written by this thread only. */
+	int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+	/* Acquire: pairs with the CAS (seq_cst, so release) on top in
+	 * weft__deque_steal, so a thief's read of a slot happens before the
+	 * owner reuses that slot below (deque.c, invariant 4). */
+	int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
+	/* Relaxed: as bottom above. */
+	struct weft__deque_array *a = atomic_load_explicit(&d->array,
+		memory_order_relaxed);
+	if (WEFT__UNLIKELY(b - t > a->mask))
+		return weft__deque_push_grow(d, item);
+	/* Relaxed: published by the release store of bottom just below. */
+	atomic_store_explicit(&a->slot[b & a->mask], item,
+		memory_order_relaxed);
+	/* Release: publishes the slot (and whatever the caller wrote into
+	 * the item before pushing it); pairs with the acquire load of bottom
+	 * in weft__deque_steal. */
+	atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
+	return 0;
+}
+
+/* The StoreLoad fence of pop.  Under TSan the same hardware fence as
+ * inline assembly: gcc rejects atomic_thread_fence with -Wtsan where it
+ * is inlined into other files, and TSan does not model fences anyway
+ * (deque.c's essay), so TSan sees the same as before either way. */
+#if defined(__SANITIZE_THREAD__) && defined(__x86_64__)
+#define WEFT__DEQUE_FENCE() __asm__ volatile("mfence" ::: "memory")
+#elif defined(__SANITIZE_THREAD__) && defined(__aarch64__)
+#define WEFT__DEQUE_FENCE() __asm__ volatile("dmb ish" ::: "memory")
+#else
+#define WEFT__DEQUE_FENCE() atomic_thread_fence(memory_order_seq_cst)
+#endif
+
+static inline void *weft__deque_pop(weft__deque_t *d)
+{
+	/* Relaxed: bottom and array are written by this thread only. */
+	int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1;
+	struct weft__deque_array *a = atomic_load_explicit(&d->array,
+		memory_order_relaxed);
+	/* Relaxed store, made visible before the load of top by the fence:
+	 * reserves index b against thieves. */
+	atomic_store_explicit(&d->bottom, b, memory_order_relaxed);
+	/* seq_cst fence (StoreLoad): orders the store of bottom above before
+	 * the load of top below; pairs with the seq_cst fence in
+	 * weft__deque_steal between its load of top and its load of bottom
+	 * (the Dekker pattern in deque.c's essay).  `lock or` on x86_64. */
+	WEFT__DEQUE_FENCE();
+	/* Relaxed: ordered by the fence above. */
+	int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
+	if (t > b) {
+		/* Empty.  Relaxed: restores bottom == top; only this thread
+		 * writes bottom, and a thief reading the lowered value in
+		 * between just sees an empty deque. */
+		atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
+		return NULL;
+	}
+	/* Relaxed: this thread wrote the slot. */
+	void *item = atomic_load_explicit(&a->slot[b & a->mask],
+		memory_order_relaxed);
+	/* More than one item: no thief can reach index b (deque.c,
+	 * invariant 5). */
+	if (WEFT__LIKELY(t < b))
+		return item;
+	return weft__deque_pop_last(d, t, b, item);
 }
 
 #endif
