@@ -554,7 +554,10 @@ static int root_yields_to_a_child_without_stack(void *arg)
 	weft_group_t *g;
 	if (weft_group_open(&g) < 0)
 		return -1;
-	if (weft_group_spawn(g, child_notes_it_ran, t) < 0) {
+	/* A copied name: the record path, whose record exists before the
+	 * yield (a frame's would be the allocation that fails: the next
+	 * test). */
+	if (weft_group_spawn_named(g, "child", child_notes_it_ran, t) < 0) {
 		weft_group_join(g, NULL);
 		return -1;
 	}
@@ -587,6 +590,86 @@ test_alloc_fail__a_child_whose_first_stack_fails_at_a_switch_runs_later(
 	assert_int_equal(t.yield_rc, 0);
 	assert_int_equal(t.join_rc, 0);
 	assert_int_equal(t.child_ran, 1);
+	weft_test_assert_no_leaks();
+}
+
+/* A frame (the owner's spawn, made a task only when something other than
+ * the owner's inline run takes it: runtime/core/frame.c) whose record
+ * cannot be made: the child fails without running, its group hears of
+ * it as of any failed child (a leaf naming the function), and nothing
+ * runs twice or is lost.  At 1 worker the yield switches straight to the
+ * child, whose record is then made: the first allocation after
+ * weft_debug_fail_alloc(1) with no record cached (the test runs on a
+ * fresh runtime whose only record is the root's). */
+struct frame_oom {
+	int child_ran;
+	int sibling_ran;
+	int join_rc;
+	int code;
+	char name[32];
+	long injected;
+};
+
+static int sibling_notes_it_ran(void *arg)
+{
+	struct frame_oom *t = arg;
+	t->sibling_ran++;
+	return 0;
+}
+
+static int frame_child_notes_it_ran(void *arg)
+{
+	struct frame_oom *t = arg;
+	t->child_ran++;
+	return 0;
+}
+
+static int root_yields_to_a_frame_without_record(void *arg)
+{
+	struct frame_oom *t = arg;
+	weft_group_t *g;
+	if (weft_group_open(&g) < 0)
+		return -1;
+	if (weft_group_spawn(g, frame_child_notes_it_ran, t) < 0) {
+		weft_group_join(g, NULL);
+		return -1;
+	}
+	long before = weft_debug_injected_failures();
+	weft_debug_fail_alloc(1);
+	int yrc = weft_yield();
+	weft_debug_fail_alloc(0);
+	t->injected = weft_debug_injected_failures() - before;
+	/* The group was cancelled by the failure: a later spawn still runs
+	 * (a cancelled group accepts spawns, rule 30) and ends. */
+	if (yrc == 0 && weft_group_spawn(g, sibling_notes_it_ran, t) < 0)
+		t->sibling_ran = -1;
+	weft_error_t *err = NULL;
+	t->join_rc = weft_group_join(g, &err);
+	if (weft_error_count(err) == 1) {
+		t->code = weft_error_code_at(err, 0);
+		snprintf(t->name, sizeof t->name, "%s",
+			weft_error_task_name_at(err, 0));
+	}
+	weft_error_free(err);
+	return 0;
+}
+
+static void test_alloc_fail__a_frame_without_a_record_fails_its_child_once(
+	void **state)
+{
+	(void)state;
+	struct frame_oom t = { 0 };
+	assert_int_equal(weft_test_run(1, root_yields_to_a_frame_without_record,
+				 &t),
+		0);
+	if (t.injected == 0)
+		skip(); /* a cached record served the switch */
+	assert_int_equal(t.injected, 1);
+	assert_int_equal(t.child_ran, 0);
+	assert_int_equal(t.sibling_ran, 1);
+	assert_int_equal(t.join_rc, WEFT_ECHILD_FAILED);
+	assert_int_equal(t.code, -ENOMEM);
+	assert_string_equal(t.name, "frame_child_notes_it_ran");
 	weft_test_assert_no_leaks();
 }
 
@@ -823,6 +906,8 @@ int main(void)
 			test_alloc_fail__sleep_whose_timer_cannot_be_armed_never_ends_early),
 		cmocka_unit_test(
 			test_alloc_fail__a_child_whose_first_stack_fails_at_a_switch_runs_later),
+		cmocka_unit_test(
+			test_alloc_fail__a_frame_without_a_record_fails_its_child_once),
 		cmocka_unit_test(
 			test_alloc_fail__injection_by_site_fails_the_kth_call_there_only),
 		cmocka_unit_test(

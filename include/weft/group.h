@@ -168,7 +168,11 @@ WEFT_EXTERN int64_t weft_group_cpu_ns(const weft_group_t *g);
  * caller was cancelled while waiting for a child slot), -EAGAIN (the
  * child cap is reached and the caller may not wait), -ENOMEM (out of
  * memory, or a stack cap), WEFT_EMISUSE (stale g: joined and freed).
- * Nothing is created on failure.
+ * Nothing is created on failure.  A child that g's owner spawns (no
+ * handle, its own context) gets its task record only when it starts
+ * (runtime/core/frame.c); if no memory can be had for it or its stack
+ * then, it fails with -ENOMEM without running, reported through g like
+ * any failed child.
  * Checkpoint: only while waiting for a child slot (a cancellable wait
  * under the caller's scopes; it does not yield otherwise).
  * Threads: weft fiber running in g's runtime (the

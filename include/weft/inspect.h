@@ -107,7 +107,9 @@ typedef int (*weft_dump_writer_fn)(void *ctx, const char *data, size_t len);
  * started()): "task=<id> task_name=\"..\""; to_thread: "fn=\"..\"", the
  * function, named as frames are) and key=value details, and its frames follow, one per line, indented one level
  * deeper, each starting with "#<i> "; a group's line has
- * "opened_at=\"..\"", a group whose run time is counted (every group,
+ * "opened_at=\"..\"", "pending=<n>" when it has children spawned by its
+ * owner that no worker has started yet (they are listed once they
+ * start), a group whose run time is counted (every group,
  * unless the sampler is off: weft_group_cpu_ns) "cpu_ns=<n>", and a group
  * with caps (weft_group_opts_t) "children=<n> max_children=<n>
  * stack_bytes=<n> stack_bytes_max=<n>" (0: no such cap).  WEFT_DUMP_JSON: one object
@@ -122,9 +124,11 @@ typedef int (*weft_dump_writer_fn)(void *ctx, const char *data, size_t len);
  * "stack_released" (true or false), "function") and
  * "detail" (the key=value details)) and "backtrace" (an array of frame
  * strings, innermost first); a group node has "opened_at" (a string or
- * null), when counted "cpu_ns", and with caps "children",
+ * null), "pending" when not 0, when counted "cpu_ns", and with caps
+ * "children",
  * "max_children", "stack_bytes" and "stack_bytes_max".  A task that has not yet entered any scope nor checkpointed is
- * listed under its group.
+ * listed under its group; a child its group's owner spawned is a task
+ * from its start (until then it is counted in "pending").
  * The tree is collected first, under the scope locks and rt's dump lock
  * (which serialises dumps), and written after they are released, so
  * write may do anything except dump rt again.  With libdw, stacks are

@@ -338,6 +338,8 @@ static void dump_node_text(struct dump_out *o, const struct dump_ctx *c,
 			dump_put(o, " opened_at=", 11);
 			dump_text_str(o, x->site);
 		}
+		if (x->pending)
+			dump_printf(o, " pending=%zu", x->pending);
 		if (x->has_cpu)
 			dump_printf(o, " cpu_ns=%" PRId64,
 				weft__tick_to_ns(x->cpu_ticks));
@@ -384,6 +386,8 @@ static void dump_node_json(struct dump_out *o, const struct dump_ctx *c,
 			dump_printf(o, ",\"owner\":%" PRIu64, x->group_id);
 			dump_put(o, ",\"opened_at\":", 13);
 			dump_json_str(o, x->site);
+			if (x->pending)
+				dump_printf(o, ",\"pending\":%zu", x->pending);
 			if (x->has_cpu)
 				dump_printf(o, ",\"cpu_ns\":%" PRId64,
 					weft__tick_to_ns(x->cpu_ticks));

@@ -208,6 +208,41 @@ void weft__group_child_failed(struct weft_group *g, struct weft_task *t)
 	group_first_failure(g, t);
 }
 
+size_t weft__group_frames_pending(struct weft_group *g)
+{
+	/* relaxed: a snapshot's count (see nframes, taken). */
+	unsigned n = atomic_load_explicit(&g->nframes, memory_order_relaxed);
+	size_t pending = 0;
+	for (unsigned i = 0; i < n && i < WEFT__GROUP_FRAMES; i++)
+		pending += !atomic_load_explicit(&g->frames[i].taken,
+			memory_order_relaxed);
+	return pending;
+}
+
+void weft__group_frame_failed(struct weft__frame *f, int rc)
+{
+	struct weft_group *g = f->g;
+	const char *name = f->name ? f->name : "task";
+	char msg[96];
+	snprintf(msg, sizeof msg, "task '%s' could not start: %s", name,
+		weft_strerror(rc));
+	/* relaxed: a logical clock that orders nothing else. */
+	uint64_t seq = atomic_fetch_add_explicit(&g->rt->error_seq, 1,
+		memory_order_relaxed);
+	/* NULL (no memory for the leaf either): counted as lost. */
+	group_add_leaf(g,
+		weft__error_leaf_create(rc, msg, name, 0, seq, false, NULL));
+	/* acq_rel exchange: exactly one failure cancels the group (as
+	 * group_first_failure, with no task to name but the frame's). */
+	if (!atomic_exchange_explicit(&g->failed, true, memory_order_acq_rel))
+		weft__scope_cancel(&g->scope, WEFT_CANCEL_GROUP_FAILURE, msg,
+			false, 0);
+	if (f->ctx)
+		weft__local_context_unref(f->ctx);
+	/* Its end: an owed child that its owner did not run inline. */
+	weft__group_child_done(g);
+}
+
 /* }======================================================= */
 
 /* {======================================================= budgets */
@@ -657,6 +692,30 @@ static __attribute__((noinline)) int group_create_budgeted(struct weft_group *g,
 	return rc;
 }
 
+/* What a new child record of g gets before it is published: its group,
+ * flags, the context reference ctx (moved in), its place under g's scope
+ * (rule 28; the child links itself lazily, weft__task_link_root, and
+ * until then pulls its cancellation through it: core/cancel.c, "Lazy
+ * links"), and introspection's group id (relaxed: see insp_id). */
+static inline __attribute__((always_inline)) void
+group_child_init(struct weft_group *g, struct weft_task *t, unsigned flags,
+	struct weft_context *ctx)
+{
+	t->group = g;
+	t->spawn_flags = flags;
+	t->ctx = ctx;
+	atomic_store_explicit(&t->insp_group_id, g->scope.id,
+		memory_order_relaxed);
+	t->root_scope.parent = &g->scope;
+	weft__scope_pull_init(&g->rt->cancel_gen, &t->root_scope, &g->scope);
+}
+
+void weft__group_child_init(struct weft_group *g, struct weft_task *t,
+	unsigned flags, struct weft_context *ctx)
+{
+	group_child_init(g, t, flags, ctx);
+}
+
 /* Validates and creates the child record, counted in the group behind
  * handle gh (call names the public function, for a stale handle).  On
  * failure nothing exists. */
@@ -714,13 +773,8 @@ static int group_new_child(weft_group_t *gh, weft_fn fn, void *arg,
 		weft__group_child_done(g);
 		return -ECANCELED;
 	}
-	t->group = g;
-	t->spawn_flags = flags;
-	/* Introspection (relaxed: see insp_id) and the task-local
-	 * context, a snapshot of the spawning task's (rule 36), not the
-	 * owner's: no copy, at most one reference increment. */
-	atomic_store_explicit(&t->insp_group_id, g->scope.id,
-		memory_order_relaxed);
+	/* The task-local context, a snapshot of the spawning task's (rule
+	 * 36), not the owner's: no copy, at most one reference increment. */
 	struct weft_context *ctx = self ? self->ctx : NULL;
 	if (__builtin_expect(opts != NULL &&
 			    (opts->context != NULL ||
@@ -731,7 +785,7 @@ static int group_new_child(weft_group_t *gh, weft_fn fn, void *arg,
 			: weft__local_context_norm(opts->context);
 	if (ctx)
 		weft__local_context_ref(ctx);
-	t->ctx = ctx;
+	group_child_init(g, t, flags, ctx);
 	if (opts && opts->handle) {
 		/* The run reference and the caller's handle.  Stores, no
 		 * read-modify-write: t is not published yet (relaxed; the
@@ -744,21 +798,84 @@ static int group_new_child(weft_group_t *gh, weft_fn fn, void *arg,
 	return 0;
 }
 
+/* The owner's spawn as a frame (core/frame.c), if it can be one: a
+ * spawn with nothing that needs a record before the child starts (no
+ * handle, no other context than the owner's, no name to copy), outside
+ * every budgeted subtree, while g has frames left and the runtime does
+ * not trace (a trace names the task at its spawn).  Counted as owed (see
+ * "Owed children"), with the context reference taken, before the push
+ * publishes it: a thief may run and end it at once.  0, -ECANCELED, or
+ * 1 when the spawn must take the record path. */
+static inline __attribute__((always_inline)) int
+group_spawn_frame(struct weft_group *g, struct weft_task *self, weft_fn fn,
+	void *arg, const char *name, unsigned flags)
+{
+	/* relaxed: the owner's own counter (see nframes). */
+	unsigned nf = atomic_load_explicit(&g->nframes, memory_order_relaxed);
+	if (nf >= WEFT__GROUP_FRAMES || g->bud != NULL || g->joined ||
+		WEFT__UNLIKELY(g->rt->trace))
+		return 1;
+	bool pull_later = false; /* stays false: the owner is inside */
+	if ((flags & WEFT_SPAWN_UNLESS_CANCELLED) &&
+		group_cancelled(g, self, &pull_later))
+		return -ECANCELED;
+	struct weft__frame *f = &g->frames[nf];
+	f->fn = fn;
+	f->arg = arg;
+	f->g = g;
+	f->name = name;
+	f->flags = flags;
+	struct weft_context *ctx = self->ctx;
+	if (ctx)
+		weft__local_context_ref(ctx);
+	f->ctx = ctx;
+	/* relaxed, both: published by the push (see taken, nframes). */
+	atomic_store_explicit(&f->taken, false, memory_order_relaxed);
+	atomic_store_explicit(&g->nframes, nf + 1, memory_order_relaxed);
+	g->owed++;
+	if (WEFT__UNLIKELY(weft__sched_push_frame(f) < 0)) {
+		/* Never published: undone, and the record path tries. */
+		atomic_store_explicit(&g->nframes, nf, memory_order_relaxed);
+		g->owed--;
+		if (ctx)
+			weft__local_context_unref(ctx);
+		return 1;
+	}
+	return 0;
+}
+
 int weft_group_spawn_opts(weft_group_t *gh, weft_fn fn, void *arg,
 	const weft_spawn_opts_t *opts)
 {
 	struct weft_group *g;
 	struct weft_task *t;
-	int rc = group_new_child(gh, fn, arg, opts, "task", "weft_group_spawn",
+	int rc;
+	if (WEFT__LIKELY(gh != NULL && fn != NULL)) {
+		g = weft__group_from_handle(gh, "weft_group_spawn");
+		if (g == NULL)
+			return WEFT_EMISUSE;
+		/* The owner's own spawn: a frame if nothing in opts needs
+		 * the record at once. */
+		struct weft_task *self = weft__task_current();
+		if (self == g->owner &&
+			(opts == NULL ||
+				(opts->handle == NULL &&
+					opts->context == NULL &&
+					!(opts->flags &
+						WEFT_SPAWN_EMPTY_CONTEXT) &&
+					(opts->name == NULL ||
+						(opts->flags &
+							WEFT__SPAWN_LITERAL_NAME)))) &&
+			(rc = group_spawn_frame(g, self, fn, arg,
+				 opts ? opts->name : NULL,
+				 opts ? opts->flags & ~WEFT__SPAWN_LITERAL_NAME
+				      : 0)) <= 0)
+			return rc;
+	}
+	rc = group_new_child(gh, fn, arg, opts, "task", "weft_group_spawn",
 		true, &g, &t);
 	if (rc < 0)
 		return rc;
-	/* Children run under the group's scope (rule 28); the child links
-	 * itself into it lazily (weft__task_link_root), and until then
-	 * pulls its cancellation through it (core/cancel.c, "Lazy
-	 * links"). */
-	t->root_scope.parent = &g->scope;
-	weft__scope_pull_init(&g->rt->cancel_gen, &t->root_scope, &g->scope);
 	weft__sched_spawn(t);
 	return 0;
 }
@@ -770,12 +887,26 @@ int weft_group_spawn_named(weft_group_t *g, const char *name, weft_fn fn,
 	return weft_group_spawn_opts(g, fn, arg, &o);
 }
 
-int weft_group_spawn_literal(weft_group_t *g, const char *name, weft_fn fn,
+int weft_group_spawn_literal(weft_group_t *gh, const char *name, weft_fn fn,
 	void *arg)
 {
+	/* The owner's spawn as a frame without building opts (B1: every
+	 * spawn comes this way, through weft_group_spawn). */
+	if (WEFT__LIKELY(gh != NULL && fn != NULL)) {
+		struct weft_group *g = weft__group_from_handle(gh,
+			"weft_group_spawn");
+		if (g == NULL)
+			return WEFT_EMISUSE;
+		struct weft_task *self = weft__task_current();
+		int rc;
+		if (self == g->owner &&
+			(rc = group_spawn_frame(g, self, fn, arg, name, 0)) <=
+				0)
+			return rc;
+	}
 	weft_spawn_opts_t o = { .name = name,
 		.flags = name ? WEFT__SPAWN_LITERAL_NAME : 0 };
-	return weft_group_spawn_opts(g, fn, arg, &o);
+	return weft_group_spawn_opts(gh, fn, arg, &o);
 }
 
 int weft_group_start_opts(weft_group_t *gh, weft_fn fn, void *arg,

@@ -3,6 +3,7 @@
 #define WEFT_RUNTIME_CORE_GROUP_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "base/spin.h"
@@ -11,6 +12,7 @@
 
 struct weft_task;
 struct weft_error;
+struct weft_context;
 
 /* Spawn flag set by weft_group_spawn_literal: opts->name is a string
  * literal (see weft__task_create_lit).  Reserved in weft/group.h. */
@@ -58,6 +60,30 @@ struct weft__group_budget {
 	struct weft__slot_waiter *head, *tail;
 };
 
+/* A child its group's owner spawned and nobody has started yet: what
+ * the task record will be made from (core/frame.c, the essay).  In the
+ * group record, one per owner spawn up to WEFT__GROUP_FRAMES, each used
+ * once per life of the group; written by the owner before the deque
+ * publishes it, read by whoever takes it from a deque. */
+struct weft__frame {
+	weft_fn fn;
+	void *arg;
+	struct weft_group *g;
+	const char *name; /* a string literal, or NULL ("task") */
+	/* The spawner's task-local context (rule 36), one reference, or
+	 * NULL: moved into the task record that runs it. */
+	struct weft_context *ctx;
+	unsigned flags; /* WEFT_SPAWN_* */
+	/* Set by its taker (core/frame.c), cleared by the owner before the
+	 * push: introspection counts the frames not yet taken (relaxed: a
+	 * snapshot's count, which orders nothing). */
+	atomic_bool taken;
+};
+
+/* Frames per group record: fork-join nodes spawn few children each (B1
+ * one, B2 ten); the spawns past it take task records at once. */
+#define WEFT__GROUP_FRAMES 8
+
 struct weft_group {
 	_Atomic uint64_t word;	 /* see above; any thread */
 	struct weft_task *owner; /* fixed */
@@ -98,6 +124,9 @@ struct weft_group {
 	 * every group outside a capped subtree, so that a spawn pays one
 	 * branch). */
 	struct weft__group_budget *bud;
+	/* Frames used this life: written by the owner (cleared at open),
+	 * read by introspection under the scope locks (relaxed). */
+	atomic_uint nframes;
 	/* Last: a recycled record is cleared only up to the scope's cold
 	 * tail (WEFT__GROUP_CLEAR). */
 	struct weft_scope scope; /* the group's cancel scope */
@@ -127,6 +156,8 @@ struct weft_group {
 	 * the switches between them).  Relaxed: counters, read by anyone. */
 	_Atomic uint64_t cpu_shared;
 	_Atomic uint64_t cpu_owed;
+	/* Written at each owner spawn that takes a frame (nframes). */
+	struct weft__frame frames[WEFT__GROUP_FRAMES];
 };
 
 /* g's own caps, or NULL. */
@@ -146,6 +177,21 @@ void weft__group_child_failed(struct weft_group *g, struct weft_task *t);
  * owner.  Must be the child's last touch of g.  Thread: any (the child's
  * worker, at its end). */
 void weft__group_child_done(struct weft_group *g);
+/* Sets a new child record t of g up for publication (group.c's
+ * group_child_init): the frame path's materialisation (core/frame.c).
+ * Takes ctx's reference.  Thread: any, before t is published. */
+void weft__group_child_init(struct weft_group *g, struct weft_task *t,
+	unsigned flags, struct weft_context *ctx);
+/* f's child could not get a task record (rc, -ENOMEM): it fails without
+ * running and ends, an owed child that its owner did not run inline:
+ * g hears of it as it hears of a failed child (a leaf, or a lost failure
+ * without memory for one) and is cancelled if it is the first.  Thread:
+ * a worker that took f from a deque. */
+void weft__group_frame_failed(struct weft__frame *f, int rc);
+/* Frames of g spawned and not yet taken (core/frame.c): children that
+ * are not tasks yet, for introspection.  Thread: any, holding g alive
+ * (the dump: under the scope locks). */
+size_t weft__group_frames_pending(struct weft_group *g);
 /* A child of g (that is, t, with g->bud set) ended: gives back its child
  * slot and stack charge (group.c, "Budgets").  Before child_done.
  * Thread: t's finisher. */

@@ -148,7 +148,9 @@ static struct weft_task *idle_take_own(weft__worker_t *w)
 		w->runnext = NULL;
 		return t;
 	}
-	return weft__deque_pop(&w->deque);
+	void *item = weft__deque_pop(&w->deque);
+	/* A frame becomes its task (core/frame.c). */
+	return item ? weft__sched_item_task(w, item) : NULL;
 }
 
 /* Polls the socket set without blocking; a task it readied, or NULL. */

@@ -271,6 +271,7 @@ static int insp_visit(struct weft__inspect_dump *d, struct weft_scope *s,
 			scope);
 		x->group_id = g->owner->id;
 		x->open_site = g->open_site; /* fixed at open */
+		x->pending = weft__group_frames_pending(g);
 		if (weft__group_cpu_counted(g)) {
 			x->has_cpu = true;
 			x->cpu_ticks = weft__group_cpu_ticks(g);

@@ -138,6 +138,9 @@ struct weft__inspect_node {
 	 * (has_budget): live children and the cap (0: none), stack bytes
 	 * charged and the cap (0: none). */
 	uint64_t cpu_ticks;
+	/* Group: children spawned as frames and not started yet
+	 * (core/frame.c). */
+	size_t pending;
 	bool has_cpu, has_budget;
 	size_t live, max_children, stack_used, stack_max;
 	/* Task: the text of its note (weft__inspect_note_*), heap, or

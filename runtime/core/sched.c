@@ -105,6 +105,7 @@
 
 #include "base/alloc.h"
 #include "core/baton.h"
+#include "core/frame.h"
 #include "core/group.h"
 #include "core/inspect.h"
 #include "core/records.h"
@@ -281,6 +282,30 @@ void weft__sched_spawn(struct weft_task *t)
 	weft__idle_notify(rt);
 }
 
+struct weft_task *weft__sched_item_task(weft__worker_t *w, void *item)
+{
+	struct weft_task *t = weft__frame_item_task(item);
+	if (WEFT__UNLIKELY(t == NULL)) {
+		t = w->runnext;
+		w->runnext = NULL;
+	}
+	return t;
+}
+
+int weft__sched_push_frame(struct weft__frame *f)
+{
+	weft__worker_t *w = weft__sched_current();
+	/* Notify only when the deque goes from empty to not empty: see
+	 * weft__sched_spawn. */
+	bool had = weft__deque_size_approx(&w->deque) != 0;
+	if (weft__deque_push(&w->deque, weft__frame_item(f)) < 0)
+		return -ENOMEM;
+	weft__stats_inc(&w->stats.spawned);
+	if (!had)
+		weft__idle_notify(w->rt);
+	return 0;
+}
+
 static void worker_after_switch(weft__worker_t *w);
 static inline void worker_qs_step(weft__worker_t *w);
 static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber);
@@ -428,7 +453,10 @@ static inline void worker_inline_end(struct weft_task *self,
 	 * settled here (core/group.c, "Owed children"). */
 	if (t->owed)
 		t->group->owed--;
-	weft__task_unref(t); /* the run reference */
+	/* The run reference; the record may stay for the next inline child
+	 * (core/frame.c, "The inline pool").  Re-read the worker: as
+	 * above. */
+	weft__frame_inline_put(weft__sched_current(), t);
 }
 
 /* The next child of g to run inline on self's stack, or NULL.  Always
@@ -445,29 +473,41 @@ worker_inline_next(struct weft_task *self, struct weft_group *g)
 	weft__worker_t *w = weft__sched_current();
 	/* The index of the item a pop takes: bottom - 1. */
 	int64_t at = weft__deque_next_index(&w->deque) - 1;
-	struct weft_task *t = weft__deque_pop(&w->deque);
-	if (t == NULL)
+	void *item = weft__deque_pop(&w->deque);
+	if (item == NULL)
 		return NULL;
-	if (t->group != g || t->stack != NULL || t->start != NULL) {
-		/* Not ours to run: put it back.  At the same index, but for
-		 * the deque's last item: its pop claimed it by moving top
-		 * past it (Chase-Lev's race with the thieves), so it goes
-		 * back one index higher.  If it is the yielded task fifo_mark
-		 * names, the mark follows it (invariant 4): left behind, it
-		 * read as passed, picks went back to newest first, and a
-		 * yielding task at the top starved under tasks that keep
-		 * spawning and waking each other (a supervisor's restart
-		 * storm at one worker). */
-		int64_t back = weft__deque_next_index(&w->deque);
-		if (weft__deque_push(&w->deque, t) < 0) {
+	struct weft_task *t = item;
+	if (weft__frame_is(item)) {
+		/* A frame (core/frame.c): g's own is run inline in a record
+		 * of the inline pool (NULL: it failed for want of one, and
+		 * the join waits on). */
+		struct weft__frame *f = weft__frame_of(item);
+		if (f->g == g)
+			return weft__frame_inline_task(w, f);
+	} else if (t->group == g && t->stack == NULL && t->start == NULL) {
+		return t;
+	}
+	/* Not ours to run: put it back.  At the same index, but for
+	 * the deque's last item: its pop claimed it by moving top
+	 * past it (Chase-Lev's race with the thieves), so it goes
+	 * back one index higher.  If it is the yielded task fifo_mark
+	 * names, the mark follows it (invariant 4): left behind, it
+	 * read as passed, picks went back to newest first, and a
+	 * yielding task at the top starved under tasks that keep
+	 * spawning and waking each other (a supervisor's restart
+	 * storm at one worker). */
+	int64_t back = weft__deque_next_index(&w->deque);
+	if (weft__deque_push(&w->deque, item) < 0) {
+		/* The injection queue links records: a frame
+		 * becomes one (or fails, and is done). */
+		if ((t = weft__frame_item_task(item)) != NULL) {
 			weft__inject_push(&w->rt->inject, t);
 			weft__idle_notify(w->rt);
-		} else if (w->fifo && w->fifo_mark == at && back != at) {
-			w->fifo_mark = back;
 		}
-		return NULL;
+	} else if (w->fifo && w->fifo_mark == at && back != at) {
+		w->fifo_mark = back;
 	}
-	return t;
+	return NULL;
 }
 
 void weft__sched_help_join(struct weft_task *self, struct weft_group *g)
@@ -579,7 +619,10 @@ static void worker_steal_more(weft__worker_t *w, weft__worker_t *v)
 		if (weft__deque_steal(&v->deque, &item) != 0)
 			break;
 		if (weft__deque_push(&w->deque, item) < 0) {
-			weft__inject_push(&w->rt->inject, item);
+			/* The injection queue links records (core/frame.c). */
+			struct weft_task *t = weft__frame_item_task(item);
+			if (t != NULL)
+				weft__inject_push(&w->rt->inject, t);
 			weft__stats_inc(&w->stats.stolen_extra);
 			break;
 		}
@@ -611,10 +654,12 @@ struct weft_task *weft__sched_steal(weft__worker_t *w)
 			int rc = weft__deque_steal(&v->deque, &item);
 			if (rc == 0) {
 				weft__stats_inc(&w->stats.steals);
-				if (WEFT__UNLIKELY(w->trace))
-					weft__trace_steal(w, item, v->index);
 				worker_steal_more(w, v);
-				return item;
+				/* A frame becomes its task (core/frame.c). */
+				t = weft__sched_item_task(w, item);
+				if (WEFT__UNLIKELY(w->trace) && t != NULL)
+					weft__trace_steal(w, t, v->index);
+				return t;
 			}
 			if (rc != -EAGAIN)
 				break;
@@ -779,11 +824,13 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 		int rc;
 		while ((rc = weft__deque_steal(&w->deque, &item)) == -EAGAIN)
 			;
-		if (rc == 0)
-			return item;
+		/* A frame becomes its task here (core/frame.c; NULL: it
+		 * failed and is done). */
+		if (rc == 0 && (t = weft__sched_item_task(w, item)) != NULL)
+			return t;
 	} else {
-		t = weft__deque_pop(&w->deque);
-		if (t)
+		void *item = weft__deque_pop(&w->deque);
+		if (item && (t = weft__sched_item_task(w, item)) != NULL)
 			return t;
 	}
 	return worker_inject_pop(w);
@@ -962,6 +1009,7 @@ static void *worker_main(void *arg)
 		worker_loop(w);
 	if (have_altstack)
 		weft__stack_thread_fini();
+	weft__frame_pool_drain(w); /* into the cache, drained next */
 	weft__record_cache_drain(w);
 	weft__fiber_fini_thread(&w->sched);
 	weft__timer_bind_thread(NULL);

@@ -95,6 +95,10 @@ typedef struct weft__worker {
 	 * group goes back to the cache of the worker that frees it, up to
 	 * WEFT__RECORD_CACHE_MAX, so the spawn path rarely calls malloc. */
 	weft__record_cache_t records;
+	/* Records of ended inline children kept for the next ones (frame.c,
+	 * "The inline pool"), linked through `next`.  Owner only. */
+	struct weft_task *frame_pool;
+	unsigned frame_pool_len;
 	/* Counters (stats.h): written by this worker only, with relaxed
 	 * stores; read by weft_runtime_stats on any thread. */
 	weft__worker_stats_t stats;
@@ -171,6 +175,18 @@ void weft__sched_batch_end(struct weft_runtime *rt);
 /* Queue a new task: the calling worker's deque, or the injection queue.
  * Thread: any. */
 void weft__sched_spawn(struct weft_task *t);
+/* Queue a frame (core/frame.c) on the calling worker's deque.  -ENOMEM
+ * when the deque cannot grow (nothing was queued).  Thread: a task of
+ * f's runtime (its group's owner). */
+struct weft__frame;
+int weft__sched_push_frame(struct weft__frame *f);
+/* A deque item that w took to run, as a task (core/frame.c: a frame
+ * becomes its task record here).  When the frame's record could not be
+ * made, its child failed, and the failure may have woken tasks into w's
+ * run-next slot (a cancelled sibling): that task is returned instead, so
+ * that it is not left there unseen by a worker about to sleep; else
+ * NULL.  Thread: w's. */
+struct weft_task *weft__sched_item_task(weft__worker_t *w, void *item);
 struct weft_group;
 /* Called by a group's owner at join, before it parks: while the newest
  * task of the calling worker's deque is an unstarted child of g, pop it and
