@@ -513,6 +513,53 @@ static void group_budget_init(struct weft_group *g, const weft_group_opts_t *o)
 }
 
 /* Always inlined: weft_group_open's copy has no options code at all. */
+/* Every field of a group record before its scope, as a clear would
+ * leave them, but those group_open sets anyway (owner, rt, open_site,
+ * bud): stores instead of a clear of the whole head (B1 opens a group per
+ * node; the clear was 58 instructions of about 1000).  A field added
+ * before `scope` must be added here: the assertion counts them by size. */
+_Static_assert(offsetof(struct weft_group, scope) == 120,
+	"group_head_init sets every field before scope: update it");
+static inline __attribute__((always_inline)) void group_head_init(
+	struct weft_group *g)
+{
+	atomic_init(&g->word, 0);
+	g->owner_gen = 0;
+	g->owed = 0;
+	weft__spin_init(&g->errors_lock);
+	g->leaves_head = g->leaves_tail = NULL;
+	g->leaves = 0;
+	g->lost = 0;
+	atomic_init(&g->failed, false);
+	atomic_init(&g->refs, 1);
+	g->joined = false;
+	g->has_deadline = false;
+	atomic_init(&g->outside, false);
+	atomic_init(&g->nframes, 0);
+}
+
+/* A recycled record's scope made as new: a scope that was never
+ * cancelled, nor the origin of an observed cancellation, and has no
+ * child left, changed in its last life only in what group_open and
+ * weft__scope_push_lazy set again (parent, outer, state, pull, id) and
+ * in what its unlink put back (cancel.c); else it is cleared.  Relaxed
+ * loads: the record is ours alone. */
+static inline __attribute__((always_inline)) void group_scope_renew(
+	struct weft_scope *s)
+{
+	if (WEFT__UNLIKELY(atomic_load_explicit(&s->cancel_called,
+				   memory_order_relaxed) ||
+		    atomic_load_explicit(&s->eff_cancelled,
+			    memory_order_relaxed) ||
+		    atomic_load_explicit(&s->observed, memory_order_relaxed) ||
+		    atomic_load_explicit(&s->origin, memory_order_relaxed) !=
+			    NULL ||
+		    s->caught || s->first_child != NULL)) {
+		memset(s, 0, WEFT__SCOPE_CLEAR);
+		weft__scope_init_embedded(s, WEFT__SCOPE_GROUP, 0);
+	}
+}
+
 static inline __attribute__((always_inline)) int group_open(weft_group_t **out,
 	const weft_group_opts_t *opts, void *site)
 {
@@ -553,16 +600,15 @@ static inline __attribute__((always_inline)) int group_open(weft_group_t **out,
 		weft__record_tag_check(g);
 		atomic_init(&g->gen, 0);
 		atomic_init(&g->retains, 0);
+		memset(&g->scope, 0, WEFT__SCOPE_CLEAR);
+		weft__scope_init_embedded(&g->scope, WEFT__SCOPE_GROUP, 0);
+	} else {
+		group_scope_renew(&g->scope);
 	}
-	memset(g, 0, WEFT__GROUP_CLEAR);
-	weft__scope_init_embedded(&g->scope, WEFT__SCOPE_GROUP, 0);
+	group_head_init(g);
 	/* A group is opened by a task, so on a worker, whose id block
 	 * spares the TLS access of weft__id_next. */
 	g->scope.id = weft__id_next_in(&weft__sched_current()->ids);
-	atomic_init(&g->word, 0);
-	atomic_init(&g->failed, false);
-	atomic_init(&g->refs, 1);
-	weft__spin_init(&g->errors_lock);
 	g->owner = t;
 	g->rt = t->rt;
 	g->open_site = site;
