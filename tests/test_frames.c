@@ -14,7 +14,7 @@
 
 #include "support.h"
 
-/* Spawns past WEFT__GROUP_FRAMES (8) take records: both kinds in one
+/* Spawns past WEFT__GROUP_FRAMES (16) take records: both kinds in one
  * group. */
 #define NCHILD 20
 

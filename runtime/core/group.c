@@ -1001,6 +1001,18 @@ static WEFT_FIBER_FN void group_wait_closed(struct weft_task *self,
 	 * preparing a park.  A concurrent spawn makes the CAS fail.  acquire:
 	 * pairs with the children's release CAS in child_done. */
 	uint64_t old = atomic_load_explicit(&g->word, memory_order_acquire);
+	/* No child left and no retain: nobody else may change the word any
+	 * more (a spawner is the owner, a live child or a retainer; a
+	 * child's retain precedes its end, which the acquire above saw), so
+	 * the close is a store, not a locked CAS (B1 closes a group per
+	 * node).  relaxed, both: nobody else reads the word from here but
+	 * the owner itself. */
+	if (weft__group_count(old + add) == 0 &&
+		atomic_load_explicit(&g->refs, memory_order_relaxed) == 1) {
+		atomic_store_explicit(&g->word,
+			(old + add) | WEFT__GROUP_CLOSED, memory_order_relaxed);
+		return;
+	}
 	while (weft__group_count(old + add) == 0) {
 		/* acq_rel: acquire pairs with the children's release in
 		 * child_done (their outcome is visible to the owner). */
