@@ -453,8 +453,39 @@ void weft__task_entry(void *arg)
 	WEFT_ASSERT(0, "an exited task was resumed");
 }
 
+/* Whether t's end is only its outcome's stores: an owed child run
+ * inline (its owner's join settles it: nothing to count down) that
+ * returned 0, with no scope or object left open, no context, no run
+ * time of its own to fold (its time is its joiner's inline stretch), no
+ * budget, no trace, its root scope unlinked and nobody else holding a
+ * reference (no waiter, no done callback).  B1 and B2: nearly every
+ * child; the general path below reads the same fields one step at a
+ * time. */
+static inline bool task_end_is_plain(const struct weft_task *t, int rc)
+{
+	/* relaxed: the task's own cur_scope; refs as below (a count of 1
+	 * cannot grow meanwhile). */
+	return rc == 0 && t->stack_borrowed && t->owed && t->ctx == NULL &&
+		t->owned == NULL && t->cpu == 0 &&
+		atomic_load_explicit(&t->cur_scope, memory_order_relaxed) ==
+		&t->root_scope &&
+		!WEFT__UNLIKELY(t->rt->trace) && t->group->bud == NULL &&
+		!weft__scope_linked(&t->root_scope) &&
+		atomic_load_explicit(&t->refs, memory_order_relaxed) == 1;
+}
+
 void weft__task_finish(struct weft_task *t, int rc)
 {
+	if (WEFT__LIKELY(task_end_is_plain(t, rc))) {
+		/* As the general path's stores for this case; release: the
+		 * outcome, as below (nobody else holds t to read it). */
+		t->ending = true;
+		t->rc = 0;
+		atomic_store_explicit(&t->insp_id, 0, memory_order_relaxed);
+		atomic_store_explicit(&t->state, WEFT_TASK_FINISHED,
+			memory_order_release);
+		return;
+	}
 	t->ending = true; /* weft_panic from here on aborts (panic.c) */
 	/* Structured concurrency: nothing the task opened outlives it.
 	 * relaxed: the task's own cur_scope. */
