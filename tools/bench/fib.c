@@ -104,6 +104,11 @@ static void fib_bench(weft_runtime_t *rt, const weft_config_t *cfg, int n)
 		want);
 	if (run.result != want)
 		bench_die(workload, "wrong result for fib(%d)", n);
+	/* The anchor beside the figure (docs/benchmarks.md, B1). */
+	fprintf(stderr,
+		"note: the fork-join floor is Lace (about 2 ns per unstolen "
+		"spawn; fib(35) in 17-52 ms here, docs/benchmarks.md B1): "
+		"tools/bench/lace.sh measures it in the same sitting\n");
 	bench_stats_t ms = bench_stats(run.ms, BENCH_REPS);
 	long long spawns = fib_spawns(n);
 	bench_json_t j;
