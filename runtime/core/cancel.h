@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "base/common.h"
 #include "base/spin.h"
@@ -187,6 +188,32 @@ static inline void weft__scope_init_embedded(struct weft_scope *s,
 	s->flags = flags;
 	/* Not shared yet: a relaxed store (atomic_init's equal). */
 	atomic_store_explicit(&s->deadline, WEFT_FOREVER, memory_order_relaxed);
+}
+/* Makes the embedded scope s of a recycled task or group record (ended,
+ * unlinked and fini'd: weft__scope_fini) as weft__scope_init_embedded
+ * leaves a cleared one, clearing it only if it was used: a scope that was
+ * never cancelled, nor the origin of an observed cancellation, and has
+ * no child left differs from a cleared one only in what its next life
+ * sets again before use (parent, id, pull; a group's outer and state at
+ * its entry) and in what its unlink put back (linked, task).  B1 renews
+ * two scopes per node.  Relaxed loads: the record is the caller's alone.
+ * Thread: its creator, before s is shared. */
+static inline void weft__scope_renew_embedded(struct weft_scope *s,
+	enum weft__scope_kind kind)
+{
+	if (__builtin_expect(atomic_load_explicit(&s->cancel_called,
+				     memory_order_relaxed) ||
+			    atomic_load_explicit(&s->eff_cancelled,
+				    memory_order_relaxed) ||
+			    atomic_load_explicit(&s->observed,
+				    memory_order_relaxed) ||
+			    atomic_load_explicit(&s->origin,
+				    memory_order_relaxed) != NULL ||
+			    s->caught || s->first_child != NULL,
+		    0)) {
+		memset(s, 0, WEFT__SCOPE_CLEAR);
+		weft__scope_init_embedded(s, kind, 0);
+	}
 }
 /* Link s under parent (NULL for a root) as the scope of task t, inheriting
  * the parent's effective cancellation unless s is shielded.  Thread: any

@@ -69,7 +69,6 @@
  *      waiters, done callbacks, owned objects or start record.
  */
 #include <errno.h>
-#include <string.h>
 
 #include "base/alloc.h"
 #include "base/id.h"
@@ -138,23 +137,9 @@ static struct weft_task *frame_reuse(weft__worker_t *w, struct weft_task *t,
 		atomic_store_explicit(&t->name_lit, name, memory_order_relaxed);
 	}
 	/* The root scope: fini'd and unlinked at the end of the last life
-	 * (weft__frame_inline_put).  A scope that was never cancelled, nor
-	 * the origin of an observed cancellation, changed only in `pull`
-	 * (set again below) and in what its unlink put back (cancel.c):
-	 * it is as a clear and weft__scope_init_embedded left it.  Relaxed
-	 * loads: the record is ours alone. */
+	 * (weft__frame_inline_put). */
 	struct weft_scope *rs = &t->root_scope;
-	if (WEFT__UNLIKELY(atomic_load_explicit(&rs->cancel_called,
-				   memory_order_relaxed) ||
-		    atomic_load_explicit(&rs->eff_cancelled,
-			    memory_order_relaxed) ||
-		    atomic_load_explicit(&rs->observed, memory_order_relaxed) ||
-		    atomic_load_explicit(&rs->origin, memory_order_relaxed) !=
-			    NULL ||
-		    rs->caught || rs->first_child != NULL)) {
-		memset(rs, 0, WEFT__SCOPE_CLEAR);
-		weft__scope_init_embedded(rs, WEFT__SCOPE_TASK, 0);
-	}
+	weft__scope_renew_embedded(rs, WEFT__SCOPE_TASK);
 	rs->id = t->id;
 	atomic_init(&t->cur_scope, &t->root_scope);
 	weft__group_child_init(g, t, f->flags, f->ctx);

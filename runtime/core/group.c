@@ -538,28 +538,6 @@ static inline __attribute__((always_inline)) void group_head_init(
 	atomic_init(&g->nframes, 0);
 }
 
-/* A recycled record's scope made as new: a scope that was never
- * cancelled, nor the origin of an observed cancellation, and has no
- * child left, changed in its last life only in what group_open and
- * weft__scope_push_lazy set again (parent, outer, state, pull, id) and
- * in what its unlink put back (cancel.c); else it is cleared.  Relaxed
- * loads: the record is ours alone. */
-static inline __attribute__((always_inline)) void group_scope_renew(
-	struct weft_scope *s)
-{
-	if (WEFT__UNLIKELY(atomic_load_explicit(&s->cancel_called,
-				   memory_order_relaxed) ||
-		    atomic_load_explicit(&s->eff_cancelled,
-			    memory_order_relaxed) ||
-		    atomic_load_explicit(&s->observed, memory_order_relaxed) ||
-		    atomic_load_explicit(&s->origin, memory_order_relaxed) !=
-			    NULL ||
-		    s->caught || s->first_child != NULL)) {
-		memset(s, 0, WEFT__SCOPE_CLEAR);
-		weft__scope_init_embedded(s, WEFT__SCOPE_GROUP, 0);
-	}
-}
-
 static inline __attribute__((always_inline)) int group_open(weft_group_t **out,
 	const weft_group_opts_t *opts, void *site)
 {
@@ -603,7 +581,7 @@ static inline __attribute__((always_inline)) int group_open(weft_group_t **out,
 		memset(&g->scope, 0, WEFT__SCOPE_CLEAR);
 		weft__scope_init_embedded(&g->scope, WEFT__SCOPE_GROUP, 0);
 	} else {
-		group_scope_renew(&g->scope);
+		weft__scope_renew_embedded(&g->scope, WEFT__SCOPE_GROUP);
 	}
 	group_head_init(g);
 	/* A group is opened by a task, so on a worker, whose id block
