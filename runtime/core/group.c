@@ -512,7 +512,6 @@ static void group_budget_init(struct weft_group *g, const weft_group_opts_t *o)
 	}
 }
 
-/* Always inlined: weft_group_open's copy has no options code at all. */
 /* Every field of a group record before its scope, as a clear would
  * leave them, but those group_open sets anyway (owner, rt, open_site,
  * bud): stores instead of a clear of the whole head (B1 opens a group per
@@ -538,6 +537,7 @@ static inline __attribute__((always_inline)) void group_head_init(
 	atomic_init(&g->nframes, 0);
 }
 
+/* Always inlined: weft_group_open's copy has no options code at all. */
 static inline __attribute__((always_inline)) int group_open(weft_group_t **out,
 	const weft_group_opts_t *opts, void *site)
 {
@@ -717,10 +717,8 @@ static __attribute__((noinline)) int group_create_budgeted(struct weft_group *g,
 }
 
 /* What a new child record of g gets before it is published: its group,
- * flags, the context reference ctx (moved in), its place under g's scope
- * (rule 28; the child links itself lazily, weft__task_link_root, and
- * until then pulls its cancellation through it: core/cancel.c, "Lazy
- * links"), and introspection's group id (relaxed: see insp_id). */
+ * flags, the context reference ctx (moved in) and introspection's group
+ * id (relaxed: see insp_id). */
 static inline __attribute__((always_inline)) void
 group_child_init(struct weft_group *g, struct weft_task *t, unsigned flags,
 	struct weft_context *ctx)
@@ -730,6 +728,15 @@ group_child_init(struct weft_group *g, struct weft_task *t, unsigned flags,
 	t->ctx = ctx;
 	atomic_store_explicit(&t->insp_group_id, g->scope.id,
 		memory_order_relaxed);
+}
+
+/* A spawned child's place under g's scope (rule 28; a start()'s child
+ * runs under its caller's scopes until started() instead): the child
+ * links itself lazily (weft__task_link_root), and until then pulls its
+ * cancellation through it (core/cancel.c, "Lazy links"). */
+static inline __attribute__((always_inline)) void
+group_child_place(struct weft_group *g, struct weft_task *t)
+{
 	t->root_scope.parent = &g->scope;
 	weft__scope_pull_init(&g->rt->cancel_gen, &t->root_scope, &g->scope);
 }
@@ -738,6 +745,7 @@ void weft__group_child_init(struct weft_group *g, struct weft_task *t,
 	unsigned flags, struct weft_context *ctx)
 {
 	group_child_init(g, t, flags, ctx);
+	group_child_place(g, t);
 }
 
 /* Validates and creates the child record, counted in the group behind
@@ -900,6 +908,7 @@ int weft_group_spawn_opts(weft_group_t *gh, weft_fn fn, void *arg,
 		true, &g, &t);
 	if (rc < 0)
 		return rc;
+	group_child_place(g, t);
 	weft__sched_spawn(t);
 	return 0;
 }
