@@ -69,6 +69,14 @@
  * to their group as one stretch (core/group.c's group_join, around
  * weft__sched_help_join).
  *
+ * Deque items are task records or frames (core/frame.c: a child that
+ * its group's owner spawned, not a task yet, tagged in bit 0).  Every
+ * place that takes an item to run it as a fiber (worker_pick,
+ * weft__sched_steal, idle.c) makes a frame its task record there
+ * (weft__sched_item_task); moves between deques keep it a frame; the
+ * join's inline pops run the group's own frames in records of the
+ * worker's inline pool.
+ *
  * A child run inline (weft__sched_help_join) is a plain call on its
  * parent's stack.  If it panics (panic.c), it cannot switch out for good
  * like a fiber: the parent's frames are below its own.  The join that runs
