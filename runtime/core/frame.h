@@ -8,6 +8,7 @@
 
 #include "base/common.h"
 #include "core/group.h"
+#include "core/idle.h"
 #include "core/sched.h"
 
 struct weft_task;
@@ -27,6 +28,23 @@ static inline struct weft__frame *weft__frame_of(void *item)
 static inline void *weft__frame_item(struct weft__frame *f)
 {
 	return (void *)((uintptr_t)f | 1u);
+}
+
+/* Queues f on the calling worker's deque, tagged; -ENOMEM when the
+ * deque cannot grow (nothing was queued).  Notifies idle workers only
+ * when the deque goes from empty to not empty, as weft__sched_spawn
+ * does (sched.c).  Inline: every owner spawn (B1, B2).  Thread: a task
+ * of f's runtime (its group's owner). */
+static inline int weft__frame_push(struct weft__frame *f)
+{
+	weft__worker_t *w = weft__sched_current();
+	bool had = weft__deque_size_approx(&w->deque) != 0;
+	if (weft__deque_push(&w->deque, weft__frame_item(f)) < 0)
+		return -ENOMEM;
+	weft__stats_inc(&w->stats.spawned);
+	if (!had)
+		weft__idle_notify(w->rt);
+	return 0;
 }
 
 /* The task record that runs f, for a worker that took f from a deque to

@@ -114,6 +114,7 @@
 #include "base/error.h"
 #include "base/id.h"
 #include "base/tick.h"
+#include "core/frame.h"
 #include "core/group.h"
 #include "core/inspect.h"
 #include "core/local.h"
@@ -865,7 +866,7 @@ group_spawn_frame(struct weft_group *g, struct weft_task *self, weft_fn fn,
 	atomic_store_explicit(&f->taken, false, memory_order_relaxed);
 	atomic_store_explicit(&g->nframes, nf + 1, memory_order_relaxed);
 	g->owed++;
-	if (WEFT__UNLIKELY(weft__sched_push_frame(f) < 0)) {
+	if (WEFT__UNLIKELY(weft__frame_push(f) < 0)) {
 		/* Never published: undone, and the record path tries. */
 		atomic_store_explicit(&g->nframes, nf, memory_order_relaxed);
 		g->owed--;

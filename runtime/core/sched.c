@@ -300,20 +300,6 @@ struct weft_task *weft__sched_item_task(weft__worker_t *w, void *item)
 	return t;
 }
 
-int weft__sched_push_frame(struct weft__frame *f)
-{
-	weft__worker_t *w = weft__sched_current();
-	/* Notify only when the deque goes from empty to not empty: see
-	 * weft__sched_spawn. */
-	bool had = weft__deque_size_approx(&w->deque) != 0;
-	if (weft__deque_push(&w->deque, weft__frame_item(f)) < 0)
-		return -ENOMEM;
-	weft__stats_inc(&w->stats.spawned);
-	if (!had)
-		weft__idle_notify(w->rt);
-	return 0;
-}
-
 static void worker_after_switch(weft__worker_t *w);
 static inline void worker_qs_step(weft__worker_t *w);
 static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber);

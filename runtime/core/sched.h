@@ -175,11 +175,6 @@ void weft__sched_batch_end(struct weft_runtime *rt);
 /* Queue a new task: the calling worker's deque, or the injection queue.
  * Thread: any. */
 void weft__sched_spawn(struct weft_task *t);
-/* Queue a frame (core/frame.c) on the calling worker's deque.  -ENOMEM
- * when the deque cannot grow (nothing was queued).  Thread: a task of
- * f's runtime (its group's owner). */
-struct weft__frame;
-int weft__sched_push_frame(struct weft__frame *f);
 /* A deque item that w took to run, as a task (core/frame.c: a frame
  * becomes its task record here).  When the frame's record could not be
  * made, its child failed, and the failure may have woken tasks into w's
