@@ -909,7 +909,7 @@ worker_after_park(weft__worker_t *w, struct weft_task *t)
 		t->park_image = weft__stack_image_release(t->stack, t->cont.sp);
 	/* acq_rel: release publishes the fiber's saved context to whichever
 	 * thread resumes it; acquire sees a waker's WOKEN.  Pairs with the
-	 * waker's CAS in task_wake_claim (task.c). */
+	 * waker's CAS in weft__task_wake_claim (task.h). */
 	weft__stats_inc(&w->stats.parks);
 	uint64_t old = atomic_fetch_or_explicit(&t->park, WEFT__PARK_PARKED,
 		memory_order_acq_rel);

@@ -80,6 +80,7 @@
 #include "base/common.h"
 #include "base/spin.h"
 #include "core/inspect.h"
+#include "core/sched.h"
 #include "core/task.h"
 #include "sync/waitq.h"
 #include "weft/channel.h"
@@ -183,6 +184,16 @@ static inline void chan_grant(weft__waitq_t *q, struct weft__wait_node *n,
 {
 	WEFT__CONTAINER_OF(n, struct chan_waiter, n)->rc = rc;
 	weft__waitq_grant(q, n, wl);
+}
+
+/* The grant of a transfer (lock held): rc 0, and the task to make
+ * runnable after unlocking, or NULL.  A send or a receive grants at most
+ * one waiter, so it needs no wake list. */
+static inline struct weft_task *chan_grant_one(weft__waitq_t *q,
+	struct weft__wait_node *n)
+{
+	WEFT__CONTAINER_OF(n, struct chan_waiter, n)->rc = 0;
+	return weft__waitq_grant_one(q, n);
 }
 
 /* Grants every waiter of q that came through end e (all when e is NULL)
@@ -306,7 +317,7 @@ static inline __attribute__((always_inline)) WEFT_FIBER_FN int
 chan_send(struct chan_end *e, const void *item, struct weft_task *self)
 {
 	struct chan *ch = e->ch;
-	weft__wakelist_t wl = { NULL, NULL };
+	struct weft_task *wake = NULL;
 	int rc;
 	weft__spin_lock(&ch->lock);
 	for (;;) {
@@ -324,7 +335,7 @@ chan_send(struct chan_end *e, const void *item, struct weft_task *self)
 			WEFT_DASSERT(ch->count == 0,
 				"receiver parked on items");
 			item_copy(r->data, item, ch->item_size);
-			chan_grant(&ch->recvq, r, 0, &wl);
+			wake = chan_grant_one(&ch->recvq, r);
 			rc = 0;
 			break;
 		}
@@ -350,8 +361,8 @@ chan_send(struct chan_end *e, const void *item, struct weft_task *self)
 		return rc == 0 ? w.rc : rc;
 	}
 	weft__spin_unlock(&ch->lock);
-	if (wl.head)
-		weft__waitq_flush(&wl);
+	if (wake)
+		weft__sched_ready(wake);
 	return rc;
 }
 
@@ -361,7 +372,7 @@ static inline __attribute__((always_inline)) WEFT_FIBER_FN int
 chan_receive(struct chan_end *e, void *out, struct weft_task *self)
 {
 	struct chan *ch = e->ch;
-	weft__wakelist_t wl = { NULL, NULL };
+	struct weft_task *wake = NULL;
 	int rc;
 	weft__spin_lock(&ch->lock);
 	struct weft__wait_node *s;
@@ -374,13 +385,13 @@ chan_receive(struct chan_end *e, void *out, struct weft_task *self)
 			/* Invariant 2: the buffer was full; the oldest parked
 			 * sender's item takes the freed place. */
 			ring_push(ch, s->data);
-			chan_grant(&ch->sendq, s, 0, &wl);
+			wake = chan_grant_one(&ch->sendq, s);
 		}
 		rc = 0;
 	} else if ((s = weft__waitq_first(&ch->sendq)) != NULL) {
 		/* Rendezvous: take the item from the parked sender. */
 		item_copy(out, s->data, ch->item_size);
-		chan_grant(&ch->sendq, s, 0, &wl);
+		wake = chan_grant_one(&ch->sendq, s);
 		rc = 0;
 	} else if (ch->send_open == 0) {
 		rc = WEFT_EEND;
@@ -393,8 +404,8 @@ chan_receive(struct chan_end *e, void *out, struct weft_task *self)
 		return rc == 0 ? w.rc : rc;
 	}
 	weft__spin_unlock(&ch->lock);
-	if (wl.head)
-		weft__waitq_flush(&wl);
+	if (wake)
+		weft__sched_ready(wake);
 	return rc;
 }
 
