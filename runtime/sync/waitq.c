@@ -32,7 +32,8 @@
  * return and its node disappear, and its task may finish.  So the waker
  * never touches the node after unlocking, and wakes with
  * weft__task_wake_deferred under the lock: a task it must make runnable
- * cannot run (nor be freed) until the waker readies it from the wake list.
+ * cannot run (nor be freed) until the waker readies it from the wake list
+ * (or, granting one node with weft__waitq_grant_one, itself).
  * weft__waitq_wait_unlock lets a woken waiter read `granted` without the
  * lock (acquire); the waker therefore stores it (release) as its very last
  * access to the node, after reading the task and generation it wakes.
