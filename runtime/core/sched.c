@@ -307,6 +307,7 @@ int weft__sched_push_frame(struct weft__frame *f)
 }
 
 static void worker_after_switch(weft__worker_t *w);
+static void worker_after_other(weft__worker_t *w, enum weft__post post);
 static inline void worker_after_park(weft__worker_t *w, struct weft_task *t);
 static inline void worker_qs_step(weft__worker_t *w);
 static inline struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber);
@@ -320,10 +321,18 @@ static inline void worker_switch_in(weft__worker_t *w, struct weft_task *t);
 static inline __attribute__((always_inline)) void worker_arrived(void)
 {
 	weft__worker_t *w = weft__sched_current();
-	if (__builtin_expect(w->post == WEFT__POST_PARK, 1))
+	enum weft__post post = w->post;
+	/* One compare for the posts of yields and exits, as before the park's
+	 * went inline (B6), two for a park's. */
+	_Static_assert(WEFT__POST_NONE < WEFT__POST_PARK &&
+			WEFT__POST_PARK < WEFT__POST_YIELD &&
+			WEFT__POST_YIELD < WEFT__POST_REQUEUE &&
+			WEFT__POST_REQUEUE < WEFT__POST_EXIT,
+		"a park's post is the lowest but none");
+	if (post > WEFT__POST_PARK)
+		worker_after_other(w, post);
+	else if (post == WEFT__POST_PARK)
 		worker_after_park(w, w->post_task);
-	else if (w->post != WEFT__POST_NONE)
-		worker_after_switch(w);
 }
 
 void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
@@ -923,19 +932,14 @@ worker_after_park(weft__worker_t *w, struct weft_task *t)
 	}
 }
 
-static void worker_after_switch(weft__worker_t *w)
+/* The posts but a park's (worker_after_switch). */
+static void worker_after_other(weft__worker_t *w, enum weft__post post)
 {
 	struct weft_task *t = w->post_task;
-	enum weft__post post = w->post;
-	if (post == WEFT__POST_PARK) {
-		worker_after_park(w, t);
-		return;
-	}
 	worker_post_check(t);
 	w->post = WEFT__POST_NONE;
 	w->post_task = NULL;
 	switch (post) {
-	case WEFT__POST_PARK: break; /* above */
 	case WEFT__POST_YIELD: worker_requeue(w, t); break;
 	case WEFT__POST_REQUEUE:
 		/* The pick that worker_requeue prepares for is done. */
@@ -951,9 +955,19 @@ static void worker_after_switch(weft__worker_t *w)
 		t->stack = NULL;
 		weft__task_unref(t);
 		break;
+	case WEFT__POST_PARK: /* worker_after_park's */
 	case WEFT__POST_NONE:
 		WEFT_ASSERT(0, "fiber switched out without a reason");
 	}
+}
+
+static void worker_after_switch(weft__worker_t *w)
+{
+	enum weft__post post = w->post;
+	if (post == WEFT__POST_PARK)
+		worker_after_park(w, w->post_task);
+	else
+		worker_after_other(w, post);
 }
 
 /* Switches from the scheduler loop into t until it switches back. */
