@@ -18,7 +18,7 @@
  *                written and read by whoever holds the list.
  *   task         park: a late waker (the I/O thread, an offload thread, a
  *                canceller) may CAS a park generation of an ended life
- *                (task_wake_claim reads it, finds another generation and
+ *                (weft__task_wake_claim reads it, finds another generation and
  *                touches nothing else);
  *                insp_id .. handles (insp_*, ctx, done_cbs, name_lit,
  *                gen, handles): snapshots read insp_* of any record at
@@ -242,7 +242,7 @@ void weft__record_put_slow(struct weft_runtime *rt, enum weft__record_kind kind,
  *   late wakes  a late waker compares its park generation with the park
  *               word's: park generations start at 1 (weft__task_park_*
  *               adds one to the word's), so a zero word matches no wake
- *               and is not written (task_wake_claim); reuse starts the
+ *               and is not written (weft__task_wake_claim); reuse starts the
  *               park generations at park_floor, the largest a record of
  *               the chunk had, so no old wake matches a new park;
  *   destroy     handles reads 0 (a free record has no handle);

@@ -301,18 +301,32 @@ struct weft_task *weft__sched_item_task(weft__worker_t *w, void *item)
 }
 
 static void worker_after_switch(weft__worker_t *w);
+static void worker_after_other(weft__worker_t *w, enum weft__post post);
+static inline void worker_after_park(weft__worker_t *w, struct weft_task *t);
 static inline void worker_qs_step(weft__worker_t *w);
-static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber);
+static inline struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber);
 static int worker_give_stack(weft__worker_t *w, struct weft_task *t);
-static void worker_switch_in(weft__worker_t *w, struct weft_task *t);
+static inline void worker_switch_in(weft__worker_t *w, struct weft_task *t);
 
 /* Performs the post a fiber left on this worker, if any (the scheduler
- * loop clears it when the fiber switched to the loop instead). */
-static inline void worker_arrived(void)
+ * loop clears it when the fiber switched to the loop instead).  A park's
+ * post, the one of every hand-off (B5), is inline here; the others go
+ * through worker_after_switch. */
+static inline __attribute__((always_inline)) void worker_arrived(void)
 {
 	weft__worker_t *w = weft__sched_current();
-	if (w->post != WEFT__POST_NONE)
-		worker_after_switch(w);
+	enum weft__post post = w->post;
+	/* One compare for the posts of yields and exits, as before the park's
+	 * went inline (B6), two for a park's. */
+	_Static_assert(WEFT__POST_NONE < WEFT__POST_PARK &&
+			WEFT__POST_PARK < WEFT__POST_YIELD &&
+			WEFT__POST_YIELD < WEFT__POST_REQUEUE &&
+			WEFT__POST_REQUEUE < WEFT__POST_EXIT,
+		"a park's post is the lowest but none");
+	if (post > WEFT__POST_PARK)
+		worker_after_other(w, post);
+	else if (post == WEFT__POST_PARK)
+		worker_after_park(w, w->post_task);
 }
 
 void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
@@ -692,7 +706,8 @@ static inline void worker_qs_step(weft__worker_t *w)
 
 /* Everything but the jump itself, before w switches into t (from its
  * scheduler loop or straight from a fiber). */
-static void worker_switch_in(weft__worker_t *w, struct weft_task *t)
+static inline __attribute__((always_inline)) void
+worker_switch_in(weft__worker_t *w, struct weft_task *t)
 {
 	worker_qs_step(w); /* odd: a fiber runs */
 	/* t's slice starts at the read that ended the previous one (a
@@ -750,10 +765,15 @@ static inline void worker_poll_sockets(weft__worker_t *w)
  * call it (weft__sched_switch_out: on_fiber).  What runs on a fiber's
  * stack stays shallow: due deadlines (which cancel scopes) are fired only
  * from the loop. */
-static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
+static struct weft_task *worker_pick_queues(weft__worker_t *w, bool on_fiber);
+
+/* Inline as far as the run-next slot, which a hand-off takes (B5); the
+ * queues are worker_pick_queues. */
+static inline __attribute__((always_inline)) struct weft_task *
+worker_pick(weft__worker_t *w, bool on_fiber)
 {
 	struct weft_task *t;
-	if (++w->tick % WORKER_INJECT_INTERVAL == 0) {
+	if (WEFT__UNLIKELY(++w->tick % WORKER_INJECT_INTERVAL == 0)) {
 		w->fair_due = true;
 		worker_poll_sockets(w);
 		t = worker_inject_pop(w);
@@ -780,6 +800,14 @@ static struct weft_task *worker_pick(weft__worker_t *w, bool on_fiber)
 		w->runnext_streak = 0;
 		worker_requeue(w, t);
 	}
+	return worker_pick_queues(w, on_fiber);
+}
+
+/* worker_pick past the run-next slot: the deque and the injection
+ * queue. */
+static struct weft_task *worker_pick_queues(weft__worker_t *w, bool on_fiber)
+{
+	struct weft_task *t;
 	w->runnext_streak = 0;
 	bool oldest = false;
 	if (w->take_oldest) {
@@ -859,45 +887,57 @@ static void worker_fail_unstartable(struct weft_task *t, int rc)
  * that switched out is post_task, which is not always w->current of the
  * switch that ran it: a child run inline by its parent parks or exits on
  * the parent's stack. */
-static void worker_after_switch(weft__worker_t *w)
+/* The first thing of every post: t's stack is intact. */
+static inline void worker_post_check(struct weft_task *t)
 {
-	struct weft_task *t = w->post_task;
-	if (t->stack && weft__stack_check(t->stack) < 0) {
+	if (t->stack && WEFT__UNLIKELY(weft__stack_check(t->stack) < 0)) {
 		weft__diag("stack overflow in task '%s' (canary of its %zu-byte"
 			   " stack overwritten)",
 			t->name, t->stack->size);
 		abort();
 	}
-	enum weft__post post = w->post;
+}
+
+/* The post of a park (t is w->post_task): publishes PARKED.  Inline in
+ * worker_arrived, where every hand-off (B5) performs it. */
+static inline __attribute__((always_inline)) void
+worker_after_park(weft__worker_t *w, struct weft_task *t)
+{
+	worker_post_check(t);
+	w->post = WEFT__POST_NONE;
+	w->post_task = NULL;
+	/* A sleep that releases its stack: before the park is published,
+	 * nobody else can resume t yet.  Not when a waker came first
+	 * (relaxed: a hint; the copy back is then wasted work, never
+	 * wrong). */
+	if (WEFT__UNLIKELY(t->park_release) &&
+		!(atomic_load_explicit(&t->park, memory_order_relaxed) &
+			WEFT__PARK_WOKEN))
+		t->park_image = weft__stack_image_release(t->stack, t->cont.sp);
+	/* acq_rel: release publishes the fiber's saved context to whichever
+	 * thread resumes it; acquire sees a waker's WOKEN.  Pairs with the
+	 * waker's CAS in weft__task_wake_claim (task.h). */
+	weft__stats_inc(&w->stats.parks);
+	uint64_t old = atomic_fetch_or_explicit(&t->park, WEFT__PARK_PARKED,
+		memory_order_acq_rel);
+	/* Woken before it was off its stack: queue it where another worker
+	 * can steal it, not in the run-next slot, which only this worker
+	 * takes: after a direct switch this worker now runs another task,
+	 * which may not switch for long. */
+	if (WEFT__UNLIKELY(old & WEFT__PARK_WOKEN)) {
+		weft__stats_inc(&w->stats.wakes_early);
+		worker_queue(w, t);
+	}
+}
+
+/* The posts but a park's (worker_after_switch). */
+static void worker_after_other(weft__worker_t *w, enum weft__post post)
+{
+	struct weft_task *t = w->post_task;
+	worker_post_check(t);
 	w->post = WEFT__POST_NONE;
 	w->post_task = NULL;
 	switch (post) {
-	case WEFT__POST_PARK: {
-		/* A sleep that releases its stack: before the park is
-		 * published, nobody else can resume t yet.  Not when a waker
-		 * came first (relaxed: a hint; the copy back is then wasted
-		 * work, never wrong). */
-		if (WEFT__UNLIKELY(t->park_release) &&
-			!(atomic_load_explicit(&t->park, memory_order_relaxed) &
-				WEFT__PARK_WOKEN))
-			t->park_image = weft__stack_image_release(t->stack,
-				t->cont.sp);
-		/* acq_rel: release publishes the fiber's saved context to
-		 * whichever thread resumes it; acquire sees a waker's WOKEN.
-		 * Pairs with the waker's CAS in task_wake_claim (task.c). */
-		weft__stats_inc(&w->stats.parks);
-		uint64_t old = atomic_fetch_or_explicit(&t->park,
-			WEFT__PARK_PARKED, memory_order_acq_rel);
-		/* Woken before it was off its stack: queue it where another
-		 * worker can steal it, not in the run-next slot, which only
-		 * this worker takes: after a direct switch this worker now
-		 * runs another task, which may not switch for long. */
-		if (old & WEFT__PARK_WOKEN) {
-			weft__stats_inc(&w->stats.wakes_early);
-			worker_queue(w, t);
-		}
-		break;
-	}
 	case WEFT__POST_YIELD: worker_requeue(w, t); break;
 	case WEFT__POST_REQUEUE:
 		/* The pick that worker_requeue prepares for is done. */
@@ -913,9 +953,19 @@ static void worker_after_switch(weft__worker_t *w)
 		t->stack = NULL;
 		weft__task_unref(t);
 		break;
+	case WEFT__POST_PARK: /* worker_after_park's */
 	case WEFT__POST_NONE:
 		WEFT_ASSERT(0, "fiber switched out without a reason");
 	}
+}
+
+static void worker_after_switch(weft__worker_t *w)
+{
+	enum weft__post post = w->post;
+	if (post == WEFT__POST_PARK)
+		worker_after_park(w, w->post_task);
+	else
+		worker_after_other(w, post);
 }
 
 /* Switches from the scheduler loop into t until it switches back. */

@@ -287,21 +287,6 @@ int weft__task_blocking_cancelled(struct weft_scope *s)
 	return -ECANCELED;
 }
 
-uint64_t weft__task_park_prepare(struct weft_task *self, bool cancellable)
-{
-	/* relaxed: the generation is only written by this task; a waker
-	 * only adds WOKEN, which the store below replaces. */
-	uint64_t old = atomic_load_explicit(&self->park, memory_order_relaxed);
-	uint64_t gen = (old >> WEFT__PARK_GEN_SHIFT) + 1;
-	uint64_t word = (gen << WEFT__PARK_GEN_SHIFT) |
-		(cancellable ? WEFT__PARK_CANCELLABLE : 0);
-	/* seq_cst: ordered before the task's later seq_cst read of its
-	 * scope's eff_cancelled; a canceller stores eff_cancelled then reads
-	 * this word, so one of the two sees the other. */
-	atomic_store_explicit(&self->park, word, memory_order_seq_cst);
-	return gen;
-}
-
 void weft__task_park_commit(struct weft_task *self)
 {
 	weft__task_park_commit_obj(self, NULL, WEFT__WAIT_NONE, NULL);
@@ -316,7 +301,7 @@ void weft__task_park_commit_obj(struct weft_task *self, const char *what,
 	unsigned kind, const void *on)
 {
 	/* Fast path: already woken, no need to switch.  acquire: pairs with
-	 * the waker's CAS that set WOKEN (task_wake_claim): what the waker
+	 * the waker's CAS that set WOKEN (weft__task_wake_claim): what the waker
 	 * wrote before waking us is visible when we return. */
 	if (atomic_load_explicit(&self->park, memory_order_acquire) &
 		WEFT__PARK_WOKEN)
@@ -352,72 +337,20 @@ void weft__task_park_commit_obj(struct weft_task *self, const char *what,
 	atomic_store_explicit(&self->insp_wait, NULL, memory_order_relaxed);
 }
 
-/* Sets WOKEN on t's park `gen` (or, need_cancel, on whatever park is
- * cancellable).  Returns whether it did; *ready says whether the fiber had
- * already switched out, so that the caller must make it runnable. */
-static bool task_wake_claim(struct weft_task *t, uint64_t gen, bool need_cancel,
-	bool *ready)
-{
-	/* seq_cst: for weft__task_wake_cancel this is the canceller's read of
-	 * the park word in the park/cancel Dekker pair (cancel.c invariant
-	 * 3): the canceller stores eff_cancelled then loads the word, the
-	 * task stores the word (prepare) then loads eff_cancelled, all four
-	 * seq_cst, so at least one of the two loads sees the other's store.
-	 * With an acquire load here both could read the old values on a
-	 * weakly ordered machine (store-buffering), and a cancellable park
-	 * would miss its cancel.  It also acquires: pairs with the release
-	 * halves of the prepare store and of the PARKED fetch_or (sched.c).
-	 * On x86_64 a seq_cst load is the same plain load as an acquire. */
-	uint64_t old = atomic_load_explicit(&t->park, memory_order_seq_cst);
-	for (;;) {
-		if (old & WEFT__PARK_WOKEN)
-			return false;
-		if (need_cancel) {
-			if (!(old & WEFT__PARK_CANCELLABLE))
-				return false;
-		} else if ((old >> WEFT__PARK_GEN_SHIFT) != gen) {
-			return false;
-		}
-		/* seq_cst on success, acquire on failure (the reload): the
-		 * release half publishes the waker's writes (the reason the
-		 * task was woken) to the task, the acquire half sees PARKED
-		 * and the fiber's saved context from the scheduler's fetch_or;
-		 * seq_cst also puts the claim in the single total order of
-		 * the park/cancel pair (the prepare store, eff_cancelled). */
-		if (atomic_compare_exchange_weak_explicit(&t->park, &old,
-			    old | WEFT__PARK_WOKEN, memory_order_seq_cst,
-			    memory_order_acquire))
-			break;
-	}
-	*ready = (old & WEFT__PARK_PARKED) != 0;
-	/* Not t->rt->trace: t may be running on already, even in a new
-	 * life (see weft__trace_live).  relaxed: a hint. */
-	if (WEFT__UNLIKELY(atomic_load_explicit(&weft__trace_live,
-		    memory_order_relaxed)))
-		weft__trace_wake(t, old >> WEFT__PARK_GEN_SHIFT);
-	return true;
-}
-
 bool weft__task_wake(struct weft_task *t, uint64_t gen)
 {
 	bool ready;
-	if (!task_wake_claim(t, gen, false, &ready))
+	if (!weft__task_wake_claim(t, gen, false, &ready))
 		return false;
 	if (ready)
 		weft__sched_ready(t);
 	return true;
 }
 
-bool weft__task_wake_deferred(struct weft_task *t, uint64_t gen)
-{
-	bool ready;
-	return task_wake_claim(t, gen, false, &ready) && ready;
-}
-
 bool weft__task_wake_cancel(struct weft_task *t)
 {
 	bool ready;
-	if (!task_wake_claim(t, 0, true, &ready))
+	if (!weft__task_wake_claim(t, 0, true, &ready))
 		return false;
 	if (ready)
 		weft__sched_ready(t);

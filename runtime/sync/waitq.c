@@ -32,7 +32,8 @@
  * return and its node disappear, and its task may finish.  So the waker
  * never touches the node after unlocking, and wakes with
  * weft__task_wake_deferred under the lock: a task it must make runnable
- * cannot run (nor be freed) until the waker readies it from the wake list.
+ * cannot run (nor be freed) until the waker readies it from the wake list
+ * (or, granting one node with weft__waitq_grant_one, itself).
  * weft__waitq_wait_unlock lets a woken waiter read `granted` without the
  * lock (acquire); the waker therefore stores it (release) as its very last
  * access to the node, after reading the task and generation it wakes.
@@ -43,32 +44,6 @@
 #include "core/sched.h"
 #include "core/task.h"
 #include "sync/waitq.h"
-
-static void waitq_push(weft__waitq_t *q, struct weft__wait_node *n)
-{
-	n->next = NULL;
-	n->prev = q->tail;
-	if (q->tail)
-		q->tail->next = n;
-	else
-		q->head = n;
-	q->tail = n;
-	q->len++;
-}
-
-void weft__waitq_remove(weft__waitq_t *q, struct weft__wait_node *n)
-{
-	if (n->prev)
-		n->prev->next = n->next;
-	else
-		q->head = n->next;
-	if (n->next)
-		n->next->prev = n->prev;
-	else
-		q->tail = n->prev;
-	n->next = n->prev = NULL;
-	q->len--;
-}
 
 int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 	struct weft__wait_node *n, struct weft_task *self)
@@ -84,7 +59,7 @@ int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 	 * every access to `granted` here: the lock orders them. */
 	n->granted = false;
 	n->reparked = false;
-	waitq_push(q, n);
+	weft__waitq_push(q, n);
 	for (;;) {
 		n->gen = weft__task_park_prepare(self, true);
 		/* seq_cst load after the seq_cst prepare: see the essay. */
@@ -105,41 +80,34 @@ int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 	return -ECANCELED;
 }
 
-int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
-	struct weft__wait_node *n, struct weft_task *self)
+int weft__waitq_wait_unlock_slow(weft__spin_t *lock, weft__waitq_t *q,
+	struct weft__wait_node *n, struct weft_task *self, struct weft_scope *s)
 {
-	weft__task_link_root(self); /* as in weft__waitq_wait */
-	/* relaxed: our own cur_scope (as in weft__waitq_begin). */
-	struct weft_scope *s = atomic_load_explicit(&self->cur_scope,
-		memory_order_relaxed);
-	n->task = self;
-	/* relaxed: n is not queued yet; the lock's release publishes the
-	 * store to whoever grants n. */
-	atomic_store_explicit(&n->granted, false, memory_order_relaxed);
-	n->reparked = false;
-	waitq_push(q, n);
+	/* Here after the inline first park (waitq.h) was cancelled before
+	 * it parked, or woke without its grant: either way with the lock. */
 	for (;;) {
-		n->gen = weft__task_park_prepare(self, true);
-		/* seq_cst load after the seq_cst prepare: see the essay. */
-		if (weft__scope_is_cancelled(s))
-			break;
-		const char *what = q->what ? q->what : "wait queue";
-		weft__spin_unlock(lock);
-		weft__task_park_commit_obj(self, what, q->kind, q);
-		/* acquire: pairs with the release in weft__waitq_grant, the
-		 * granter's last access to n, so everything it wrote for us
-		 * before is visible and n is ours again. */
-		if (atomic_load_explicit(&n->granted, memory_order_acquire))
-			return 0;
-		/* Woken by something else (a cancellation), or the grant is
-		 * still being made: the lock decides. */
-		weft__spin_lock(lock);
 		/* relaxed: under the lock, which the granter held when it
 		 * stored true (the lock orders the two). */
 		if (atomic_load_explicit(&n->granted, memory_order_relaxed)) {
 			weft__spin_unlock(lock);
 			return 0;
 		}
+		n->gen = weft__task_park_prepare(self, true);
+		/* seq_cst load after the seq_cst prepare: see the essay. */
+		if (weft__scope_is_cancelled(s))
+			break;
+		const char *what = q->what ? q->what : "wait queue";
+		unsigned kind = q->kind;
+		weft__spin_unlock(lock);
+		weft__task_park_commit_obj(self, what, kind, q);
+		/* acquire: pairs with the release in weft__waitq_grant_one,
+		 * the granter's last access to n, so everything it wrote for
+		 * us before is visible and n is ours again. */
+		if (atomic_load_explicit(&n->granted, memory_order_acquire))
+			return 0;
+		/* Woken by something else (a cancellation), or the grant is
+		 * still being made: the lock decides (the loop's top). */
+		weft__spin_lock(lock);
 	}
 	weft__waitq_remove(q, n);
 	weft__scope_note_observed(weft__scope_origin(s));
@@ -156,7 +124,7 @@ void weft__waitq_wait_uncancellable(weft__spin_t *lock, weft__waitq_t *q,
 	 * park is not cancellable. */
 	n->granted = false;
 	n->reparked = false;
-	waitq_push(q, n);
+	weft__waitq_push(q, n);
 	/* A non-cancellable park: weft__task_wake_cancel skips it, so only
 	 * the granting waker's generation ends it. */
 	do {
@@ -174,22 +142,14 @@ void weft__waitq_move(weft__waitq_t *from, weft__waitq_t *to,
 {
 	weft__waitq_remove(from, n);
 	n->reparked = true;
-	waitq_push(to, n);
+	weft__waitq_push(to, n);
 }
 
 void weft__waitq_grant(weft__waitq_t *q, struct weft__wait_node *n,
 	weft__wakelist_t *wl)
 {
-	weft__waitq_remove(q, n);
-	struct weft_task *t = n->task;
-	bool ready = weft__task_wake_deferred(t, n->gen);
-	/* release: the last access to n.  A waiter that sees it without the
-	 * lock (weft__waitq_wait_unlock) may return and pop n's frame at
-	 * once; everything written for it before this store is visible to
-	 * it.  Waking first is fine: a waiter that wakes before this store
-	 * takes the lock and finds `granted` set once we unlock. */
-	atomic_store_explicit(&n->granted, true, memory_order_release);
-	if (!ready)
+	struct weft_task *t = weft__waitq_grant_one(q, n);
+	if (t == NULL)
 		return;
 	/* t is parked and ours to ready: its run-queue link is free. */
 	t->next = NULL;

@@ -115,14 +115,73 @@ WEFT_FIBER_FN int weft__waitq_wait(weft__spin_t *lock, weft__waitq_t *q,
 WEFT_FIBER_FN void weft__waitq_wait_uncancellable(weft__spin_t *lock,
 	weft__waitq_t *q, struct weft__wait_node *n, struct weft_task *self);
 
+/* weft__waitq_wait_unlock past its first park: n is queued, `lock` held;
+ * parks until granted or cancelled (s: self's innermost scope) and
+ * returns with the lock released.  Thread: the fiber self. */
+WEFT_FIBER_FN int weft__waitq_wait_unlock_slow(weft__spin_t *lock,
+	weft__waitq_t *q, struct weft__wait_node *n, struct weft_task *self,
+	struct weft_scope *s);
+
+/* Appends n to the tail of q.  Lock held. */
+static inline void weft__waitq_push(weft__waitq_t *q, struct weft__wait_node *n)
+{
+	n->next = NULL;
+	n->prev = q->tail;
+	if (q->tail)
+		q->tail->next = n;
+	else
+		q->head = n;
+	q->tail = n;
+	q->len++;
+}
+
 /* As weft__waitq_wait, but `lock` is NOT held on return (whatever the
  * result): a waiter woken by its grant returns without re-taking the lock,
  * which saves a lock round trip per hand-off (channels, ping-pong).  The
  * granter's writes to the node's data (n->data's target, fields of a
  * structure embedding n) made before weft__waitq_grant are visible to the
- * caller on return 0.  Thread: the fiber self, after weft__waitq_begin. */
-WEFT_FIBER_FN int weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
-	struct weft__wait_node *n, struct weft_task *self);
+ * caller on return 0.  Inline as far as the first park and its grant,
+ * the whole wait of a hand-off (B5); the rest is out of line.  Thread:
+ * the fiber self, after weft__waitq_begin. */
+static inline __attribute__((always_inline)) WEFT_FIBER_FN int
+weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
+	struct weft__wait_node *n, struct weft_task *self)
+{
+	/* Reachable by cancellations from now on (lock order: a primitive's
+	 * lock before a scope's; no scope code takes a primitive's lock). */
+	weft__task_link_root(self);
+	/* relaxed: our own cur_scope (as in weft__waitq_begin). */
+	struct weft_scope *s = atomic_load_explicit(&self->cur_scope,
+		memory_order_relaxed);
+	n->task = self;
+	/* relaxed: n is not queued yet; the lock's release publishes the
+	 * store to whoever grants n. */
+	atomic_store_explicit(&n->granted, false, memory_order_relaxed);
+	n->reparked = false;
+	weft__waitq_push(q, n);
+	n->gen = weft__task_park_prepare(self, true);
+	/* seq_cst load after the seq_cst prepare (waitq.c, "Lost
+	 * wake-ups"). */
+	if (__builtin_expect(!weft__scope_is_cancelled(s), 1)) {
+		/* Read under the lock: q's primitive is ours only while we
+		 * are inside the call, which a grant may end. */
+		const char *what = q->what ? q->what : "wait queue";
+		unsigned kind = q->kind;
+		weft__spin_unlock(lock);
+		weft__task_park_commit_obj(self, what, kind, q);
+		/* acquire: pairs with the release in weft__waitq_grant_one,
+		 * the granter's last access to n, so everything it wrote for
+		 * us before is visible and n is ours again. */
+		if (__builtin_expect(atomic_load_explicit(&n->granted,
+					     memory_order_acquire),
+			    1))
+			return 0;
+		/* Woken by something else (a cancellation), or the grant is
+		 * still being made: the lock decides. */
+		weft__spin_lock(lock);
+	}
+	return weft__waitq_wait_unlock_slow(lock, q, n, self, s);
+}
 
 /* Whether n may still be granted: its wait is uncancellable (its park,
  * or n->reparked), or its scope has not been cancelled.  A waiter whose cancellation was
@@ -174,7 +233,20 @@ static inline struct weft__wait_node *weft__waitq_first(weft__waitq_t *q)
 /* Removes n from q.  For a waker that skips or a waiter that leaves;
  * weft__waitq_grant and weft__waitq_wait already remove.  Thread: any,
  * holding the primitive's lock. */
-void weft__waitq_remove(weft__waitq_t *q, struct weft__wait_node *n);
+static inline void weft__waitq_remove(weft__waitq_t *q,
+	struct weft__wait_node *n)
+{
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		q->head = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+	else
+		q->tail = n->prev;
+	n->next = n->prev = NULL;
+	q->len--;
+}
 
 /* Moves n, queued on `from`, to the tail of `to` without waking its
  * task, and sets n->reparked: its waiter, parked in weft__waitq_wait on
@@ -186,9 +258,28 @@ void weft__waitq_move(weft__waitq_t *from, weft__waitq_t *to,
 
 /* Removes n from q, marks it granted and wakes its task: the wait returns
  * 0 even if a cancellation woke the task first (cancel-atomicity: the
- * waiter then got what it waited for).  The task is appended to wl if
- * the caller must make it runnable; do that with weft__waitq_flush
- * after releasing the lock.  Lock held.  Any thread. */
+ * waiter then got what it waited for).  Returns the task if the caller
+ * must make it runnable (weft__sched_ready, after releasing the lock),
+ * else NULL.  Inline: a channel's hand-off grants one waiter (B5); the
+ * grants of several use weft__waitq_grant.  Lock held.  Any thread. */
+static inline struct weft_task *weft__waitq_grant_one(weft__waitq_t *q,
+	struct weft__wait_node *n)
+{
+	weft__waitq_remove(q, n);
+	struct weft_task *t = n->task;
+	bool ready = weft__task_wake_deferred(t, n->gen);
+	/* release: the last access to n.  A waiter that sees it without the
+	 * lock (weft__waitq_wait_unlock) may return and pop n's frame at
+	 * once; everything written for it before this store is visible to
+	 * it.  Waking first is fine: a waiter that wakes before this store
+	 * takes the lock and finds `granted` set once we unlock. */
+	atomic_store_explicit(&n->granted, true, memory_order_release);
+	return ready ? t : NULL;
+}
+
+/* weft__waitq_grant_one, with the task to make runnable appended to wl;
+ * do that with weft__waitq_flush after releasing the lock.  Lock held.
+ * Any thread. */
 void weft__waitq_grant(weft__waitq_t *q, struct weft__wait_node *n,
 	weft__wakelist_t *wl);
 
