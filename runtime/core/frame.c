@@ -65,8 +65,9 @@
  *      frame turns into exactly one end: an inline run settled in owed,
  *      a task's end, or weft__group_frame_failed.
  *   3. A record in the inline pool has refs 1, handles 0, insp_id 0, no
- *      failure message or nested error, an unlinked root scope, no
- *      waiters, done callbacks, owned objects or start record.
+ *      failure message or nested error, panicked and started_called
+ *      false, an unlinked root scope, no waiters, done callbacks, owned
+ *      objects or start record.
  */
 #include <errno.h>
 
@@ -78,20 +79,10 @@
 #include "core/task.h"
 #include "runtime.h"
 
-/* Records a worker keeps for inline children: deeper nesting than this
- * gives the rest back to the caches. */
-#define FRAME_POOL_MAX 64
-
-/* f has a taker now (relaxed: see taken). */
-static inline void frame_taken(struct weft__frame *f)
-{
-	atomic_store_explicit(&f->taken, true, memory_order_relaxed);
-}
-
 struct weft_task *weft__frame_task(struct weft__frame *f)
 {
 	struct weft_group *g = f->g;
-	frame_taken(f);
+	weft__frame_taken(f);
 	struct weft_task *t;
 	int rc = weft__task_create_lit(g->rt, f->name, true, f->fn, f->arg, &t);
 	if (WEFT__UNLIKELY(rc < 0)) {
@@ -99,99 +90,9 @@ struct weft_task *weft__frame_task(struct weft__frame *f)
 		return NULL;
 	}
 	t->owed = true;
-	weft__group_child_init(g, t, f->flags, f->ctx);
+	weft__frame_child_init(g, t, f->flags, f->ctx);
+	weft__frame_child_place(g, t);
 	return t;
-}
-
-/* A pooled record starts its next life as f's child: what
- * weft__task_create_lit and group_child_init do, without the clear of
- * the record head, whose fields a clean end left as a clear would
- * (invariant 3) or are set here. */
-static struct weft_task *frame_reuse(weft__worker_t *w, struct weft_task *t,
-	struct weft__frame *f)
-{
-	struct weft_group *g = f->g;
-	/* release fence: as in weft__task_create_lit (the previous life's
-	 * insp_id = 0 before the writes below). */
-	WEFT__INSP_FENCE(memory_order_release);
-	t->fn = f->fn;
-	t->arg = f->arg;
-	t->fail_collateral = false;
-	t->owed = true;
-	t->started_called = false;
-	t->acct = false;
-	t->coop_used = 0;
-	t->panicked = false;
-	t->ending = false;
-	atomic_init(&t->state, WEFT_TASK_PENDING);
-	t->rc = 0;
-	t->result = NULL;
-	t->cpu = 0;
-	t->id = weft__id_next_in(&w->ids);
-	atomic_store_explicit(&t->insp_worker, (int)w->index,
-		memory_order_relaxed);
-	/* The name: as weft__task_create_lit (relaxed: see name_lit). */
-	const char *name = f->name ? f->name : "task";
-	if (atomic_load_explicit(&t->name_lit, memory_order_relaxed) != name) {
-		weft__task_name_store(t, name);
-		atomic_store_explicit(&t->name_lit, name, memory_order_relaxed);
-	}
-	/* The root scope: fini'd and unlinked at the end of the last life
-	 * (weft__frame_inline_put). */
-	struct weft_scope *rs = &t->root_scope;
-	weft__scope_renew_embedded(rs, WEFT__SCOPE_TASK);
-	rs->id = t->id;
-	atomic_init(&t->cur_scope, &t->root_scope);
-	weft__group_child_init(g, t, f->flags, f->ctx);
-	weft__alloc_census_add(WEFT__CENSUS_TASK, 1);
-	/* release: live for snapshots (as in weft__task_create_lit). */
-	atomic_store_explicit(&t->insp_id, t->id, memory_order_release);
-	return t;
-}
-
-struct weft_task *weft__frame_inline_task(weft__worker_t *w,
-	struct weft__frame *f)
-{
-	struct weft_task *t = w->frame_pool;
-	if (WEFT__LIKELY(t != NULL)) {
-		frame_taken(f);
-		w->frame_pool = t->next;
-		w->frame_pool_len--;
-		return frame_reuse(w, t, f);
-	}
-	return weft__frame_task(f);
-}
-
-void weft__frame_inline_put(weft__worker_t *w, struct weft_task *t)
-{
-	/* acquire: as weft__task_unref's first load (a count of 1 is ours
-	 * alone, and the dropper that left it released its writes). */
-	if (atomic_load_explicit(&t->refs, memory_order_acquire) != 1 ||
-		t->fail_msg != NULL || t->fail_group != NULL || t->panicked ||
-		w->frame_pool_len >= FRAME_POOL_MAX) {
-		weft__task_unref(t);
-		return;
-	}
-	WEFT_DASSERT(atomic_load_explicit(&t->handles, memory_order_relaxed) ==
-				0 &&
-			atomic_load_explicit(&t->waiters,
-				memory_order_relaxed) == NULL &&
-			atomic_load_explicit(&t->done_cbs,
-				memory_order_relaxed) == NULL &&
-			t->owned == NULL && t->start == NULL &&
-			!weft__scope_linked(&t->root_scope),
-		"a pooled task record still holds part of its life");
-	/* As weft__task_unref does for the caches: the scope's reason, the
-	 * census, the snapshot id, a new generation (relaxed: see there). */
-	weft__scope_fini(&t->root_scope);
-	weft__alloc_census_add(WEFT__CENSUS_TASK, -1);
-	atomic_store_explicit(&t->insp_id, 0, memory_order_relaxed);
-	atomic_store_explicit(&t->gen,
-		atomic_load_explicit(&t->gen, memory_order_relaxed) + 1,
-		memory_order_relaxed);
-	t->next = w->frame_pool;
-	w->frame_pool = t;
-	w->frame_pool_len++;
 }
 
 void weft__frame_pool_drain(weft__worker_t *w)

@@ -717,38 +717,6 @@ static __attribute__((noinline)) int group_create_budgeted(struct weft_group *g,
 	return rc;
 }
 
-/* What a new child record of g gets before it is published: its group,
- * flags, the context reference ctx (moved in) and introspection's group
- * id (relaxed: see insp_id). */
-static inline __attribute__((always_inline)) void
-group_child_init(struct weft_group *g, struct weft_task *t, unsigned flags,
-	struct weft_context *ctx)
-{
-	t->group = g;
-	t->spawn_flags = flags;
-	t->ctx = ctx;
-	atomic_store_explicit(&t->insp_group_id, g->scope.id,
-		memory_order_relaxed);
-}
-
-/* A spawned child's place under g's scope (rule 28; a start()'s child
- * runs under its caller's scopes until started() instead): the child
- * links itself lazily (weft__task_link_root), and until then pulls its
- * cancellation through it (core/cancel.c, "Lazy links"). */
-static inline __attribute__((always_inline)) void
-group_child_place(struct weft_group *g, struct weft_task *t)
-{
-	t->root_scope.parent = &g->scope;
-	weft__scope_pull_init(&g->rt->cancel_gen, &t->root_scope, &g->scope);
-}
-
-void weft__group_child_init(struct weft_group *g, struct weft_task *t,
-	unsigned flags, struct weft_context *ctx)
-{
-	group_child_init(g, t, flags, ctx);
-	group_child_place(g, t);
-}
-
 /* Validates and creates the child record, counted in the group behind
  * handle gh (call names the public function, for a stale handle).  On
  * failure nothing exists. */
@@ -818,7 +786,7 @@ static int group_new_child(weft_group_t *gh, weft_fn fn, void *arg,
 			: weft__local_context_norm(opts->context);
 	if (ctx)
 		weft__local_context_ref(ctx);
-	group_child_init(g, t, flags, ctx);
+	weft__frame_child_init(g, t, flags, ctx);
 	if (opts && opts->handle) {
 		/* The run reference and the caller's handle.  Stores, no
 		 * read-modify-write: t is not published yet (relaxed; the
@@ -909,7 +877,7 @@ int weft_group_spawn_opts(weft_group_t *gh, weft_fn fn, void *arg,
 		true, &g, &t);
 	if (rc < 0)
 		return rc;
-	group_child_place(g, t);
+	weft__frame_child_place(g, t);
 	weft__sched_spawn(t);
 	return 0;
 }

@@ -180,12 +180,6 @@ void weft__group_child_failed(struct weft_group *g, struct weft_task *t);
  * owner.  Must be the child's last touch of g.  Thread: any (the child's
  * worker, at its end). */
 void weft__group_child_done(struct weft_group *g);
-/* Sets a new spawned child record t of g up for publication (group.c's
- * group_child_init and group_child_place): the frame path's records
- * (core/frame.c).
- * Takes ctx's reference.  Thread: any, before t is published. */
-void weft__group_child_init(struct weft_group *g, struct weft_task *t,
-	unsigned flags, struct weft_context *ctx);
 /* f's child could not get a task record (rc, -ENOMEM): it fails without
  * running and ends, an owed child that its owner did not run inline:
  * g hears of it as it hears of a failed child (a leaf, or a lost failure
