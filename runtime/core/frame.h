@@ -3,6 +3,7 @@
 #ifndef WEFT_RUNTIME_CORE_FRAME_H
 #define WEFT_RUNTIME_CORE_FRAME_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -12,12 +13,9 @@
 #include "core/cancel.h"
 #include "core/group.h"
 #include "core/idle.h"
-#include "core/local.h"
 #include "core/sched.h"
 #include "core/task.h"
 #include "runtime.h"
-
-struct weft_task;
 
 /* A deque item is a task record, or a frame with bit 0 set (records and
  * frames are pointer-aligned). */
