@@ -200,8 +200,16 @@ static void test_cputime__the_sampler_sleeps_while_the_runtime_is_idle(
 	 * machine keeps the thread waiting for a CPU; it runs, at least. */
 	assert_true(s.busy_after - s.busy_before >= 1);
 	/* 200 ms idle: the 16 periods before it parks, and the wake-up
-	 * at the end, not 2000 wake-ups. */
-	assert_true(s.idle_after - s.idle_before <= 40);
+	 * at the end, not 2000 wake-ups.  Each time a worker wakes
+	 * meanwhile (a timer's tick, or on a loaded machine a spin that
+	 * outlasts the first periods), the sampler runs another 16: 17-18
+	 * quiet, 34-40 with one such wake, and more in CI's parallel
+	 * ctest, which once went past 40.  The bound is a tenth of what
+	 * a sampler that never parks would do. */
+	long idle = s.idle_after - s.idle_before;
+	if (idle > 40)
+		print_message("sampler wake-ups while idle: %ld\n", idle);
+	assert_true(idle <= 200);
 }
 
 /* Off: no sampler thread, plain groups are not counted (-ENOTSUP, and
