@@ -845,41 +845,56 @@ group_spawn_frame(struct weft_group *g, struct weft_task *self, weft_fn fn,
 	return 0;
 }
 
-int weft_group_spawn_opts(weft_group_t *gh, weft_fn fn, void *arg,
+/* group_spawn_frame behind a public entry point: when gh is a live group
+ * and the caller its owner.  1 also for NULL gh or fn, which the record
+ * path reports. */
+static inline __attribute__((always_inline)) int
+group_spawn_owner_frame(weft_group_t *gh, weft_fn fn, void *arg,
+	const char *name, unsigned flags)
+{
+	if (WEFT__UNLIKELY(gh == NULL || fn == NULL))
+		return 1;
+	struct weft_group *g = weft__group_from_handle(gh, "weft_group_spawn");
+	if (g == NULL)
+		return WEFT_EMISUSE;
+	struct weft_task *self = weft__task_current();
+	if (self != g->owner)
+		return 1;
+	return group_spawn_frame(g, self, fn, arg, name, flags);
+}
+
+/* The spawn with a task record made at once (see group_spawn_frame). */
+static int group_spawn_record(weft_group_t *gh, weft_fn fn, void *arg,
 	const weft_spawn_opts_t *opts)
 {
 	struct weft_group *g;
 	struct weft_task *t;
-	int rc;
-	if (WEFT__LIKELY(gh != NULL && fn != NULL)) {
-		g = weft__group_from_handle(gh, "weft_group_spawn");
-		if (g == NULL)
-			return WEFT_EMISUSE;
-		/* The owner's own spawn: a frame if nothing in opts needs
-		 * the record at once. */
-		struct weft_task *self = weft__task_current();
-		if (self == g->owner &&
-			(opts == NULL ||
-				(opts->handle == NULL &&
-					opts->context == NULL &&
-					!(opts->flags &
-						WEFT_SPAWN_EMPTY_CONTEXT) &&
-					(opts->name == NULL ||
-						(opts->flags &
-							WEFT__SPAWN_LITERAL_NAME)))) &&
-			(rc = group_spawn_frame(g, self, fn, arg,
-				 opts ? opts->name : NULL,
-				 opts ? opts->flags & ~WEFT__SPAWN_LITERAL_NAME
-				      : 0)) <= 0)
-			return rc;
-	}
-	rc = group_new_child(gh, fn, arg, opts, "task", "weft_group_spawn",
+	int rc = group_new_child(gh, fn, arg, opts, "task", "weft_group_spawn",
 		true, &g, &t);
 	if (rc < 0)
 		return rc;
 	weft__frame_child_place(g, t);
 	weft__sched_spawn(t);
 	return 0;
+}
+
+int weft_group_spawn_opts(weft_group_t *gh, weft_fn fn, void *arg,
+	const weft_spawn_opts_t *opts)
+{
+	/* A frame if nothing in opts needs the record at once. */
+	int rc;
+	if ((opts == NULL ||
+		    (opts->handle == NULL && opts->context == NULL &&
+			    !(opts->flags & WEFT_SPAWN_EMPTY_CONTEXT) &&
+			    (opts->name == NULL ||
+				    (opts->flags &
+					    WEFT__SPAWN_LITERAL_NAME)))) &&
+		(rc = group_spawn_owner_frame(gh, fn, arg,
+			 opts ? opts->name : NULL,
+			 opts ? opts->flags & ~WEFT__SPAWN_LITERAL_NAME : 0)) <=
+			0)
+		return rc;
+	return group_spawn_record(gh, fn, arg, opts);
 }
 
 int weft_group_spawn_named(weft_group_t *g, const char *name, weft_fn fn,
@@ -893,22 +908,14 @@ int weft_group_spawn_literal(weft_group_t *gh, const char *name, weft_fn fn,
 	void *arg)
 {
 	/* The owner's spawn as a frame without building opts (B1: every
-	 * spawn comes this way, through weft_group_spawn). */
-	if (WEFT__LIKELY(gh != NULL && fn != NULL)) {
-		struct weft_group *g = weft__group_from_handle(gh,
-			"weft_group_spawn");
-		if (g == NULL)
-			return WEFT_EMISUSE;
-		struct weft_task *self = weft__task_current();
-		int rc;
-		if (self == g->owner &&
-			(rc = group_spawn_frame(g, self, fn, arg, name, 0)) <=
-				0)
-			return rc;
-	}
+	 * spawn comes this way, through weft_group_spawn); else the record
+	 * path, without asking for a frame again. */
+	int rc = group_spawn_owner_frame(gh, fn, arg, name, 0);
+	if (rc <= 0)
+		return rc;
 	weft_spawn_opts_t o = { .name = name,
 		.flags = name ? WEFT__SPAWN_LITERAL_NAME : 0 };
-	return weft_group_spawn_opts(gh, fn, arg, &o);
+	return group_spawn_record(gh, fn, arg, &o);
 }
 
 int weft_group_start_opts(weft_group_t *gh, weft_fn fn, void *arg,
