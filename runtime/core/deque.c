@@ -251,18 +251,14 @@ static struct weft__deque_array *deque_grow(weft__deque_t *d,
 	return a;
 }
 
-int weft__deque_push_grow(weft__deque_t *d, void *item)
+int weft__deque_push_grow(weft__deque_t *d, void *item, int64_t b, int64_t t,
+	struct weft__deque_array *a)
 {
-	/* As in weft__deque_push (deque.h), which found the array full. */
-	int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
-	int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
-	struct weft__deque_array *a = atomic_load_explicit(&d->array,
-		memory_order_relaxed);
-	if (b - t > a->mask) {
-		a = deque_grow(d, a, t, b);
-		if (a == NULL)
-			return -ENOMEM;
-	}
+	/* weft__deque_push (deque.h) found array a full, with bottom b and
+	 * top t as it read them (top with acquire: invariant 4). */
+	a = deque_grow(d, a, t, b);
+	if (a == NULL)
+		return -ENOMEM;
 	atomic_store_explicit(&a->slot[b & a->mask], item,
 		memory_order_relaxed);
 	atomic_store_explicit(&d->bottom, b + 1, memory_order_release);

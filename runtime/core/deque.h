@@ -125,7 +125,8 @@ static inline bool weft__deque_passed(const weft__deque_t *d, int64_t idx)
 }
 
 /* The slow parts of push and pop, out of line (deque.c). */
-int weft__deque_push_grow(weft__deque_t *d, void *item);
+int weft__deque_push_grow(weft__deque_t *d, void *item, int64_t b, int64_t t,
+	struct weft__deque_array *a);
 void *weft__deque_pop_last(weft__deque_t *d, int64_t t, int64_t b, void *item);
 
 /* Inline: every spawn pushes and every inline child of a join pops (B1:
@@ -142,7 +143,7 @@ static inline int weft__deque_push(weft__deque_t *d, void *item)
 	struct weft__deque_array *a = atomic_load_explicit(&d->array,
 		memory_order_relaxed);
 	if (WEFT__UNLIKELY(b - t > a->mask))
-		return weft__deque_push_grow(d, item);
+		return weft__deque_push_grow(d, item, b, t, a);
 	/* Relaxed: published by the release store of bottom just below. */
 	atomic_store_explicit(&a->slot[b & a->mask], item,
 		memory_order_relaxed);
