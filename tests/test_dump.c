@@ -201,23 +201,6 @@ static int offloader_main(void *arg)
 	return 0;
 }
 
-/* A connected pair through a listener: *a accepted, *b connected. */
-static int pair_make(weft_stream_t **a, weft_stream_t **b)
-{
-	weft_listener_t *l;
-	int rc = weft_tcp_listen(&l, "127.0.0.1", 0, 0);
-	if (!CHECK_EQ(rc, 0))
-		return rc;
-	rc = weft_tcp_connect(b, "127.0.0.1", weft_listener_port(l));
-	if (CHECK_EQ(rc, 0)) {
-		rc = weft_listener_accept(l, a);
-		if (!CHECK_EQ(rc, 0))
-			weft_stream_close(*b);
-	}
-	weft_listener_close(l);
-	return rc;
-}
-
 static const char *const stuck_names[] = { "holder", "locker", "waiter",
 	"sender", "joiner", "joined_child", "sleeper", "reader", "starter",
 	"start_child", "offloader" };
@@ -256,7 +239,7 @@ static int stuck_root(void *arg)
 	CHECK_EQ(weft_channel_open(&s->tx, &s->rx, sizeof(long), 1), 0);
 	long one = 1;
 	CHECK_EQ(weft_channel_send(s->tx, &one), 0); /* now full */
-	CHECK_EQ(pair_make(&s->a, &s->b), 0);
+	CHECK_EQ(weft_test_tcp_pair(&s->a, &s->b), 0);
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
 	weft_spawn_opts_t o = { .name = "holder" };
