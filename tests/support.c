@@ -356,7 +356,7 @@ int weft_test_tcp_pair(weft_stream_t **a, weft_stream_t **b)
 		if (!CHECK_EQ(rc, 0))
 			weft_stream_close(*b);
 	}
-	weft_listener_close(l);
+	CHECK_EQ(weft_listener_close(l), 0);
 	return rc;
 }
 

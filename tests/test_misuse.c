@@ -379,23 +379,6 @@ static void test_misuse__close_twice_is_refused(void **state)
 
 /* {======================================================= (g) after close */
 
-/* A connected pair through a listener: *a accepted, *b connected. */
-static int pair_make(weft_stream_t **a, weft_stream_t **b)
-{
-	weft_listener_t *l;
-	int rc = weft_tcp_listen(&l, "127.0.0.1", 0, 0);
-	if (!CHECK_EQ(rc, 0))
-		return rc;
-	rc = weft_tcp_connect(b, "127.0.0.1", weft_listener_port(l));
-	if (CHECK_EQ(rc, 0)) {
-		rc = weft_listener_accept(l, a);
-		if (!CHECK_EQ(rc, 0))
-			weft_stream_close(*b);
-	}
-	CHECK_EQ(weft_listener_close(l), 0);
-	return rc;
-}
-
 /* The stream calls, by index (the death tests make one each). */
 static const char *const stream_calls[] = {
 	"weft_stream_read",
@@ -442,7 +425,7 @@ static int stream_calls_after_close(void *arg)
 {
 	size_t only = (size_t)(uintptr_t)arg;
 	weft_stream_t *a, *b;
-	if (pair_make(&a, &b) != 0)
+	if (weft_test_tcp_pair(&a, &b) != 0)
 		return 0;
 	CHECK_EQ(weft_stream_close(a), 0);
 	if (only != 0) {
@@ -454,7 +437,7 @@ static int stream_calls_after_close(void *arg)
 		CHECK_EQ(stream_call(a, i), WEFT_EMISUSE);
 	/* A new pair; a's record is back in the pool and reused. */
 	weft_stream_t *c, *d;
-	if (pair_make(&c, &d) != 0)
+	if (weft_test_tcp_pair(&c, &d) != 0)
 		return 0;
 	for (size_t i = 0; i < NSTREAM_CALLS; i++)
 		CHECK_EQ(stream_call(a, i), WEFT_EMISUSE);
@@ -645,7 +628,7 @@ static int close_race_root(void *arg)
 {
 	(void)arg;
 	weft_stream_t *a, *b;
-	if (pair_make(&a, &b) != 0)
+	if (weft_test_tcp_pair(&a, &b) != 0)
 		return 0;
 	for (int round = 0; round < RACE_ROUNDS; round++) {
 		struct close_race r = { .s = a };
@@ -663,7 +646,7 @@ static int close_race_root(void *arg)
 		CHECK_EQ(weft_stream_close(b), 0);
 		/* The next pair may reuse a's and b's records while the
 		 * racers still call with a's handle. */
-		if (pair_make(&a, &b) != 0) {
+		if (weft_test_tcp_pair(&a, &b) != 0) {
 			weft_group_join(g, NULL);
 			return 0;
 		}
@@ -742,7 +725,7 @@ static int poison_root(void *arg)
 	 * descriptor and frees the record at once.  Past the life word and
 	 * the pool's link (two words) it is poisoned. */
 	weft_stream_t *a, *b;
-	if (pair_make(&a, &b) != 0)
+	if (weft_test_tcp_pair(&a, &b) != 0)
 		return 0;
 	const void *sraw = weft__handle_addr(a);
 	CHECK(!poisoned(sraw, 2 * sizeof(void *)));
@@ -751,7 +734,7 @@ static int poison_root(void *arg)
 	CHECK(!poisoned(sraw, 0));
 	/* Handed out again (a's record is the pool's newest): unpoisoned. */
 	weft_stream_t *c, *d;
-	if (pair_make(&c, &d) != 0)
+	if (weft_test_tcp_pair(&c, &d) != 0)
 		return 0;
 	CHECK(!poisoned(sraw, 2 * sizeof(void *)));
 	CHECK_EQ(weft_stream_close(c), 0);
