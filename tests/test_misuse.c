@@ -390,6 +390,7 @@ static const char *const stream_calls[] = {
 	"weft_stream_set_keepalive",
 	"weft_stream_peer_address",
 	"weft_stream_local_address",
+	"weft_stream_wait_readable",
 	"weft_stream_close",
 };
 #define NSTREAM_CALLS (sizeof stream_calls / sizeof stream_calls[0])
@@ -413,6 +414,7 @@ static long long stream_call(weft_stream_t *s, size_t i)
 	case 8:
 		return weft_stream_local_address(s, (struct sockaddr *)&ss,
 			&sl);
+	case 9: return weft_stream_wait_readable(s, WEFT_WAIT_RELEASE_STACK);
 	default: return weft_stream_close(s);
 	}
 }

@@ -102,8 +102,9 @@ typedef int (*weft_dump_writer_fn)(void *ctx, const char *data, size_t len);
  * held parked task's line ends with "parked_for=<s>s waits_on=<kind>
  * object=<address>", the kind's fields (lock: "owner=<id>
  * owner_name=\"..\""; group: "group=<id> children_running=<n>"; sleep:
- * "until=<+s>s", and "stack=released" for a sleep that gave its stack
- * back (weft_sleep_until_opts: then no frames follow); task (a join on a handle, or a start() waiting for
+ * "until=<+s>s"; "stack=released" for a sleep or a stream wait that
+ * gave its stack back (weft_sleep_until_opts, weft_stream_wait_readable:
+ * then no frames follow); task (a join on a handle, or a start() waiting for
  * started()): "task=<id> task_name=\"..\""; to_thread: "fn=\"..\"", the
  * function, named as frames are) and key=value details, and its frames follow, one per line, indented one level
  * deeper, each starting with "#<i> "; a group's line has
@@ -121,7 +122,8 @@ typedef int (*weft_dump_writer_fn)(void *ctx, const char *data, size_t len);
  * when not held parked), "waits_on" (null, or an object with "kind",
  * "object" (a hex string), the kind's fields ("owner" and "owner_name",
  * "task" and "task_name", "group" and "children_running", "until" and
- * "stack_released" (true or false), "function") and
+ * "stack_released" (true or false; a stream wait has it, true, only when
+ * its stack was given back), "function") and
  * "detail" (the key=value details)) and "backtrace" (an array of frame
  * strings, innermost first); a group node has "opened_at" (a string or
  * null), "pending" when not 0, when counted "cpu_ns", and with caps

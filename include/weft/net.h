@@ -258,6 +258,37 @@ WEFT_EXTERN int weft_unix_connect(weft_stream_t **out, const char *path);
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN ssize_t weft_stream_read(weft_stream_t *s, void *buf, size_t len);
 
+/* Flag of weft_stream_wait_readable: give the task's stack pages back to
+ * the kernel while it waits.  See that function. */
+#define WEFT_WAIT_RELEASE_STACK 0x1u
+
+/* What it does: waits until a read of s would not wait (a byte is there,
+ * or the end of the stream), consuming nothing: the next
+ * weft_stream_read returns what is there.  Trio's wait_readable, for a
+ * connection that waits long for its next request.
+ * flags: 0 or WEFT_WAIT_RELEASE_STACK: while it is parked, the pages of
+ * the task's stack go back to the kernel (the used part, about 700 bytes
+ * for a plain connection handler, is kept in a heap copy and put back at
+ * the same addresses before the task runs again), so a parked task
+ * costs about 1.5 KB instead of 4.6 KB (ARCHITECTURE.md, "Parked-task
+ * memory").  The price is paid at each wake-up: a page fault and two
+ * copies, about 4-15 us on a virtual machine, so it suits waits that are
+ * long (an idle keep-alive connection), not every read.  The caller
+ * promises that no other task or thread reads or writes this task's
+ * stack (its locals, a buffer on it) until the call returns: a write
+ * would be lost and a read would see zeros.  WEFT_DEBUG builds check it
+ * and abort naming this call.  Without memory for the copy, or on a
+ * stack it borrows from its parent (a child run inline by a join), the
+ * stack stays, as without the flag.
+ * Returns: 0 (readable: a read returns at least one byte, or 0 at the
+ * end of the stream), or a negative code; a connection error found while
+ * looking (-ECONNRESET) is returned, as a read would have.
+ * Errors: -EINVAL (NULL s, an unknown flag), -EBUSY (another task is
+ * reading), WEFT_ECLOSED, WEFT_EMISUSE, -ECONNRESET, -ECANCELED (nothing
+ * consumed), WEFT_ENOTFIBER.
+ * Checkpoint: yes.  Threads: weft fiber. */
+WEFT_EXTERN int weft_stream_wait_readable(weft_stream_t *s, unsigned flags);
+
 /* What it does: reads exactly len bytes (several reads if needed).
  * Returns: 0 when buf is full; WEFT_EEND if the stream ended first
  * (*got says how many bytes arrived); or a read error.  On -ECANCELED the

@@ -1060,7 +1060,7 @@ int weft_sleep_until_opts(int64_t deadline, unsigned flags)
 	struct weft__frame_scope *ss = heap ? heap : &frame;
 	weft__scope_frame_enter(t, ss, deadline);
 	/* The worker that switches us out releases the stack (sched.c). */
-	t->park_release = heap != NULL;
+	t->park_release = heap != NULL ? "weft_sleep_until_opts" : NULL;
 	for (;;) {
 		weft__task_park_prepare(t, true);
 		if (weft__scope_is_cancelled(&ss->ts.s))
@@ -1069,7 +1069,7 @@ int weft_sleep_until_opts(int64_t deadline, unsigned flags)
 	}
 	/* Before the exit, which may park again (uncancellably, for the
 	 * scope's last references): those parks keep the stack. */
-	t->park_release = false;
+	t->park_release = NULL;
 	weft__scope_note_observed(weft__scope_origin(&ss->ts.s));
 	weft__scope_frame_exit(t, ss);
 	weft__free(heap);

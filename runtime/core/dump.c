@@ -196,11 +196,12 @@ static void dump_wait_text(struct dump_out *o, const struct dump_ctx *c,
 		break;
 	case WEFT__WAIT_SLEEP:
 		dump_deadline_text(o, "until", w->deadline, c->now);
-		if (x->stack_released)
-			dump_put(o, " stack=released", 15);
 		break;
 	default: break;
 	}
+	/* A sleep or a stream wait that gave its stack back. */
+	if (x->stack_released)
+		dump_put(o, " stack=released", 15);
 	if (x->site) {
 		dump_put(o, " fn=", 4);
 		dump_text_str(o, x->site);
@@ -265,11 +266,14 @@ static void dump_wait_json(struct dump_out *o, const struct dump_ctx *c,
 			break;
 		case WEFT__WAIT_SLEEP:
 			dump_deadline_json(o, "until", w->deadline);
-			dump_printf(o, ",\"stack_released\":%s",
-				x->stack_released ? "true" : "false");
 			break;
 		default: break;
 		}
+		/* Always for a sleep; for another wait (a stream's) only
+		 * when it gave its stack back. */
+		if (x->wait_kind == WEFT__WAIT_SLEEP || x->stack_released)
+			dump_printf(o, ",\"stack_released\":%s",
+				x->stack_released ? "true" : "false");
 		if (x->site) {
 			dump_put(o, ",\"function\":", 12);
 			dump_json_str(o, x->site);

@@ -745,7 +745,7 @@ worker_switch_in(weft__worker_t *w, struct weft_task *t)
 	 * (inspect.c). */
 	if (WEFT__UNLIKELY(t->park_image != NULL)) {
 		weft__stack_image_restore(t->stack, t->park_image,
-			"weft_sleep_until_opts", t->name);
+			t->park_release, t->name);
 		t->park_image = NULL;
 	}
 	weft__stack_set_running(t->stack);

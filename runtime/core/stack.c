@@ -593,7 +593,7 @@ static void stack_image_check(char *from, char *top, const char *call,
 		if (vec[i] & 1) {
 			weft__diag("%s: the stack of task '%s' was read or "
 				   "written by another task or thread while "
-				   "its sleep had released it (the caller "
+				   "its wait had released it (the caller "
 				   "promised nobody would touch it)",
 				call, name ? name : "?");
 			abort();

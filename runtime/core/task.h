@@ -114,15 +114,17 @@ struct weft_task {
 	void *start_value;
 	/* What the task owns (weft__task_own), newest first.  Owner only. */
 	struct weft__owned *owned;
-	/* The parks of a sleep that releases its stack
-	 * (weft_sleep_until_opts, core/cancel.c): park_release is set by
-	 * the task around them; the worker that switches it out copies the
-	 * stack's used top into park_image and releases the pages before
-	 * publishing the park (sched.c, worker_after_switch), and the one
-	 * that switches it in copies it back, frees it and clears
-	 * park_image first.  Both clear otherwise: one predictable branch
-	 * at each park and each switch-in. */
-	bool park_release;
+	/* The parks of a wait that releases its stack
+	 * (weft_sleep_until_opts, core/cancel.c; weft_stream_wait_readable,
+	 * io/sock.c): park_release, the public call that asked for it (named
+	 * if the promise is found broken), is set by the task around them;
+	 * the worker that switches it out copies the stack's used top into
+	 * park_image and releases the pages before publishing the park
+	 * (sched.c, worker_after_switch), and the one that switches it in
+	 * copies it back, frees it and clears park_image first.  Both NULL
+	 * otherwise: one predictable branch at each park and each
+	 * switch-in. */
+	const char *park_release;
 	struct weft__stack_image *park_image;
 	uint64_t id;
 	/* External thread blocked in weft_runtime_run on this root task. */

@@ -167,6 +167,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "base/alloc.h"
 #include "base/common.h"
 #include "core/cancel.h"
 #include "core/idle.h"
@@ -652,16 +653,22 @@ void weft__sock_describe(const void *on, struct weft__wait_desc *d)
 }
 
 /* The fiber's half: consume a kept edge, or park as d's WAIT until an
- * edge, the close or a cancellation. */
+ * edge, the close or a cancellation.  desc says what the task waits on
+ * (the dump reads it while the task is parked).  release_call: the parks
+ * give the stack back (weft__sock_wait_release); nothing a waker or the
+ * dump reads may then be on it: the word, task and gen are in the
+ * socket, the scope is a group's, a task's or a weft_scope_t (none is
+ * in a frame: sleeps and multi-waits, which keep scopes in frames, do
+ * not wait on sockets), and desc is the caller's heap block. */
 static WEFT_FIBER_FN int sock_dir_wait(struct weft_task *self,
-	struct weft__sock *s, struct weft__sock_dir *d, const char *what)
+	struct weft__sock_dir *d, const struct sock_wait_desc *desc,
+	const char *release_call)
 {
 	/* acquire: pairs with the release of whoever stored the state (a
 	 * close's DEAD, an edge's READY: nothing to read, but the order
 	 * keeps the word's story simple). */
 	uint64_t w = atomic_load_explicit(&d->word, memory_order_acquire);
 	bool parked = false;
-	struct sock_wait_desc desc = { .s = s, .what = what };
 	struct weft_scope *sc = NULL;
 	for (;;) {
 		switch (w & SOCK_STATE) {
@@ -723,7 +730,13 @@ static WEFT_FIBER_FN int sock_dir_wait(struct weft_task *self,
 			}
 			continue; /* READY (kept above) or DEAD */
 		}
-		weft__task_park_commit_obj(self, what, WEFT__WAIT_SOCK, &desc);
+		/* Set around the park only: the parks of the checkpoint
+		 * and of the return keep the stack (the worker that
+		 * switches this task out reads it, sched.c). */
+		self->park_release = release_call;
+		weft__task_park_commit_obj(self, desc->what, WEFT__WAIT_SOCK,
+			desc);
+		self->park_release = NULL;
 		/* acquire: pairs with the post's release CAS. */
 		w = atomic_load_explicit(&d->word, memory_order_acquire);
 		/* Still ours: woken by a cancellation; the loop reinstalls
@@ -731,7 +744,8 @@ static WEFT_FIBER_FN int sock_dir_wait(struct weft_task *self,
 	}
 }
 
-int weft__sock_wait(struct weft__sock *s, int event, const char *what)
+static WEFT_FIBER_FN int sock_wait(struct weft__sock *s, int event,
+	const char *what, const char *release_call)
 {
 	struct weft_task *self;
 	int rc = weft__waitq_begin(&self);
@@ -753,9 +767,30 @@ int weft__sock_wait(struct weft__sock *s, int event, const char *what)
 	 * the wait (ioop.c says why).  Taken and dropped on a worker, the
 	 * fiber's (timer.c, Q3). */
 	weft__timer_hold(tm, 1);
-	rc = sock_dir_wait(self, s, &s->dir[event == UV_WRITABLE], what);
+	struct sock_wait_desc frame = { .s = s, .what = what }, *heap = NULL;
+	/* Never on a stack borrowed from a parent (its frames are below
+	 * this task's) nor without one. */
+	if (release_call != NULL && !self->stack_borrowed &&
+		self->stack != NULL &&
+		(heap = weft__alloc(sizeof *heap)) != NULL)
+		*heap = frame;
+	rc = sock_dir_wait(self, &s->dir[event == UV_WRITABLE],
+		heap != NULL ? heap : &frame,
+		heap != NULL ? release_call : NULL);
+	weft__free(heap);
 	weft__timer_hold(tm, -1);
 	return rc;
+}
+
+int weft__sock_wait(struct weft__sock *s, int event, const char *what)
+{
+	return sock_wait(s, event, what, NULL);
+}
+
+int weft__sock_wait_release(struct weft__sock *s, int event, const char *what,
+	const char *release_call)
+{
+	return sock_wait(s, event, what, release_call);
 }
 
 /* }======================================================= */

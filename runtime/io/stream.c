@@ -225,6 +225,50 @@ ssize_t weft_stream_read(weft_stream_t *h, void *buf, size_t len)
 	return n;
 }
 
+/* Waits until a recv would not say EAGAIN; consumes nothing (a peek). */
+static WEFT_FIBER_FN int stream_wait_input(struct weft_stream *s,
+	unsigned flags)
+{
+	if (s->pb_len > 0)
+		return 0;
+	for (;;) {
+		if (!weft__sock_enter(&s->sk))
+			return WEFT_ECLOSED;
+		char byte;
+		ssize_t n = recv(s->sk.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+		int err = n < 0 ? weft__sock_errno() : 0;
+		weft__sock_leave(&s->sk);
+		if (n >= 0)
+			return 0; /* a byte, or the end */
+		if (err == -EINTR)
+			continue;
+		if (err != -EAGAIN)
+			return err;
+		int rc = (flags & WEFT_WAIT_RELEASE_STACK)
+			? weft__sock_wait_release(&s->sk, UV_READABLE,
+				  "stream wait", "weft_stream_wait_readable")
+			: weft__sock_wait(&s->sk, UV_READABLE, "stream wait");
+		if (rc < 0)
+			return rc;
+	}
+}
+
+int weft_stream_wait_readable(weft_stream_t *h, unsigned flags)
+{
+	if (h == NULL || (flags & ~(unsigned)WEFT_WAIT_RELEASE_STACK))
+		return -EINVAL;
+	struct weft_stream *s = stream_take(h, "weft_stream_wait_readable");
+	if (s == NULL)
+		return WEFT_EMISUSE;
+	int rc = stream_read_begin(s);
+	if (rc == 0) {
+		rc = stream_wait_input(s, flags);
+		stream_read_end(s);
+	}
+	stream_drop(s);
+	return rc;
+}
+
 int weft_stream_read_exactly(weft_stream_t *h, void *buf, size_t len,
 	size_t *got)
 {

@@ -288,6 +288,34 @@ def check_shed():
     return None
 
 
+def check_idle_release():
+    # 20 keep-alive connections answered once, then idle for 2.5 s: the
+    # server (-R 1) moves them to waits that give their stacks back.  A
+    # dump (SIGUSR1 to HTTPD_PID, whose WEFT_DUMP_SIGNAL is USR1) shows
+    # them to the caller; then every connection is answered again (its
+    # stack came back intact).
+    import signal
+    conns = [connect() for _ in range(20)]
+    for c in conns:
+        c.sendall(GET + b"\r\n")
+    for c in conns:
+        r = read_response(c, 10)
+        if r is None or r[1] != b"Hello, World!":
+            return "no first answer"
+    time.sleep(2.5)
+    os.kill(int(os.environ["HTTPD_PID"]), signal.SIGUSR1)
+    time.sleep(1.0)
+    for c in conns:
+        c.sendall(GET + b"\r\n")
+    for c in conns:
+        r = read_response(c, 10)
+        if r is None or r[1] != b"Hello, World!":
+            return "an idle connection was not answered again"
+    for c in conns:
+        c.close()
+    return None
+
+
 # Seconds the load scenarios (resets, slow) run: 10, or CLIENT_SECS from
 # the environment (tools/net/soak.sh runs them for most of a minute).
 LOAD_SECS = float(os.environ.get("CLIENT_SECS", "10"))

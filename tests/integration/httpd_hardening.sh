@@ -19,6 +19,9 @@
 #     logged once, and the other connections and the server go on;
 #   - at a low fd limit, 150 idle connections do not lock a new client out
 #     (idle connections are shed when accept fails with EMFILE);
+#   - connections idle for RELEASE_S (-R 1) wait with their stacks given
+#     back (a dump shows "stack=released" for each) and are answered
+#     again; with -R 0 none is;
 #   - both servers end with exit 0 at SIGTERM.
 set -euo pipefail
 
@@ -66,4 +69,23 @@ done
 [[ -n $port ]] || fail "weft-httpd (ulimit -n 64) did not report its port"
 python3 "$client" "$port" shed || fail "checks failed"
 stop_server
+
+echo "== idle connections give their stacks back"
+for release in 1 0; do
+	WEFT_DUMP_SIGNAL=USR1 start_server -R "$release" -i 60 -g 5
+	HTTPD_PID=$pid python3 "$client" "$port" idle_release ||
+		fail "checks failed"
+	# Parked in a read (-R 0) or in a light wait (-R 1).
+	n=$(grep -cE 'op="stream (read|wait)"' "$tmp/err" || true)
+	r=$(grep -E 'op="stream (read|wait)"' "$tmp/err" |
+		grep -c 'stack=released' || true)
+	if ((release == 1)); then
+		((n >= 20 && r >= 20)) ||
+			fail "-R 1: $r of $n waits in the dump released their stack (want 20)"
+	else
+		((n >= 20 && r == 0)) ||
+			fail "-R 0: $r of $n waits in the dump released their stack (want 0)"
+	fi
+	stop_server
+done
 echo "PASS"
