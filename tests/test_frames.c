@@ -14,9 +14,10 @@
 
 #include "support.h"
 
-/* Spawns past WEFT__GROUP_FRAMES (16) take records: both kinds in one
- * group. */
-#define NCHILD 20
+/* Past the group record's 16 frames, frames come in chunks of 340
+ * (core/frame.c, "Chunks"): the group's own, a full chunk and part of a
+ * second. */
+#define NCHILD (16 + 340 + 20)
 
 struct who {
 	atomic_int ran;
@@ -77,9 +78,45 @@ static void check_many(const struct many *m)
 
 static void test_frames__each_child_runs_once_as_a_task_of_its_own(void **state)
 {
+	static struct many m;
 	for (int round = 0; round < 40; round++) {
-		struct many m = { .park = (round & 1) != 0 };
+		memset(&m, 0, sizeof m);
+		m.park = (round & 1) != 0;
 		weft_test_root(state, many_root, &m);
+		check_many(&m);
+	}
+}
+
+/* A chunk that cannot be had (no memory): that spawn takes the record
+ * path, and every child still runs once. */
+static int chunk_oom_root(void *arg)
+{
+	struct many *m = arg;
+	m->owner_id = weft_current_task_id();
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < 16; i++)
+		CHECK_EQ(weft_group_spawn(g, child_records, &m->who[i]), 0);
+	long before = weft_debug_injected_failures();
+	/* The next allocation is the chunk's. */
+	weft_debug_fail_alloc(1);
+	CHECK_EQ(weft_group_spawn(g, child_records, &m->who[16]), 0);
+	CHECK_EQ(weft_debug_injected_failures(), before + 1);
+	for (int i = 17; i < NCHILD; i++)
+		CHECK_EQ(weft_group_spawn(g, child_records, &m->who[i]), 0);
+	if (m->park)
+		CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	return 0;
+}
+
+static void test_frames__a_chunk_that_cannot_be_had_takes_a_record(void **state)
+{
+	static struct many m;
+	for (int round = 0; round < 2; round++) {
+		memset(&m, 0, sizeof m);
+		m.park = round != 0;
+		weft_test_root(state, chunk_oom_root, &m);
 		check_many(&m);
 	}
 }
@@ -390,6 +427,8 @@ static void test_frames__fork_join_trees_add_up(void **state)
  * group's dump line ("pending=", JSON "pending"); once started they are
  * tasks and the count drops.  At 1 worker nothing runs them before the
  * owner parks. */
+#define PENDING (16 + 340 + 3)
+
 struct pending {
 	atomic_int ran;
 	int before_ok, before_json_ok, after_ok;
@@ -409,20 +448,24 @@ static int pending_root(void *arg)
 	size_t len = 0;
 	weft_group_t *g;
 	CHECK_EQ(weft_group_open(&g), 0);
-	for (int i = 0; i < 3; i++)
+	/* In the group record and in two chunks. */
+	for (int i = 0; i < PENDING; i++)
 		CHECK_EQ(weft_group_spawn(g, pending_child, p), 0);
 	/* A retained group's scope is linked, so the dump lists it. */
 	CHECK_EQ(weft_group_retain(g), 0);
 	CHECK_EQ(weft_runtime_dump_buf(NULL, WEFT_DUMP_TEXT, buf, sizeof buf,
 			 &len),
 		0);
-	p->before_ok = strstr(buf, " pending=3 ") != NULL;
+	char want[32];
+	snprintf(want, sizeof want, " pending=%d ", PENDING);
+	p->before_ok = strstr(buf, want) != NULL;
 	CHECK_EQ(weft_runtime_dump_buf(NULL, WEFT_DUMP_JSON, buf, sizeof buf,
 			 &len),
 		0);
-	p->before_json_ok = strstr(buf, "\"pending\":3") != NULL;
+	snprintf(want, sizeof want, "\"pending\":%d", PENDING);
+	p->before_json_ok = strstr(buf, want) != NULL;
 	/* Let them run (the owner parks), then look again. */
-	CHECK(weft_test_yield_until(&p->ran, 3));
+	CHECK(weft_test_yield_until(&p->ran, PENDING));
 	CHECK_EQ(weft_runtime_dump_buf(NULL, WEFT_DUMP_TEXT, buf, sizeof buf,
 			 &len),
 		0);
@@ -436,7 +479,7 @@ static void test_frames__the_dump_counts_children_not_started(void **state)
 {
 	struct pending p = { 0 };
 	weft_test_root(state, pending_root, &p);
-	assert_int_equal(atomic_load(&p.ran), 3);
+	assert_int_equal(atomic_load(&p.ran), PENDING);
 	assert_true(p.before_ok);
 	assert_true(p.before_json_ok);
 	assert_true(p.after_ok);
@@ -457,6 +500,8 @@ int main(void)
 		WEFT_TEST(
 			test_frames__cancelled_frames_are_skipped_or_refused_as_records),
 		WEFT_TEST(test_frames__fork_join_trees_add_up),
+		WEFT_TEST(
+			test_frames__a_chunk_that_cannot_be_had_takes_a_record),
 		WEFT_TEST_AT(test_frames__the_dump_counts_children_not_started,
 			1),
 	};

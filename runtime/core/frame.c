@@ -20,10 +20,11 @@
  * group.h) and push its address with bit 0 set into the worker's deque.
  * The frame is counted as an owed child (core/group.c, "Owed
  * children") before the push publishes it.  A group has
- * WEFT__GROUP_FRAMES of them, each used once per life of the group, so a
- * frame is never rewritten while a deque may hold it: the group cannot
- * close, and its record cannot be reused, before each of its frames was
- * taken and, if made a task, that task ended.
+ * WEFT__GROUP_FRAMES of them in its record, and more in chunks (below),
+ * each used once per life of the group, so a frame is never rewritten
+ * while a deque may hold it: the group cannot close, and its record
+ * cannot be reused, before each of its frames was taken and, if made a
+ * task, that task ended.
  *
  * Whoever takes the item from a deque makes what it needs:
  *   - the owner's join, popping its own frame (sched.c,
@@ -51,6 +52,25 @@
  * Records in the pool are dead as far as anyone else can tell: their
  * insp_id is 0 and their generation was bumped (handles of the ended
  * life are stale), exactly as in the caches.
+ *
+ * Chunks.  An owner that spawns many children before it joins (B3
+ * spawn-flat: 10^6; B7: 10^6 sleepers) would otherwise make a task
+ * record for each past the 16th at its spawn: about 560 bytes written
+ * per child, all of them live at once (B3's 516 MB), and at 2 workers a
+ * flow of records from the spawning worker to the thief that ends them
+ * (B3 ran 5x slower at 2 workers than at 1).  Past frames[], the owner
+ * takes frames from a chunk of WEFT__FRAME_CHUNK_FRAMES (340; 16 KB,
+ * malloc'd when the last one is full; without memory the spawn takes a
+ * record, as before) listed newest first in the group (`fchunks`).  A
+ * chunk's frames start marked taken, so introspection can count every
+ * chunk's frames without knowing how many were used.  Chunks are freed
+ * by the join, once every child has ended (no taker reads a frame after
+ * its child started) and the group's scope has left the tree that
+ * introspection walks under the scope locks; so a frame's 48 bytes stay
+ * until the join, also for a child that started long before (B7's
+ * parked sleepers hold them).  Freeing a chunk as soon as its last
+ * frame is taken would need a count that every taker changes and a list
+ * that takers unlink from: not done.
  *
  * Rejected: frames in the deque's own slots (Lace): the deque and its
  * steal-half move single words, and a frame in the group record costs

@@ -217,7 +217,58 @@ size_t weft__group_frames_pending(struct weft_group *g)
 	for (unsigned i = 0; i < n && i < WEFT__GROUP_FRAMES; i++)
 		pending += !atomic_load_explicit(&g->frames[i].taken,
 			memory_order_relaxed);
+	/* acquire: the chunk's frames were marked taken before its push
+	 * (unused ones stay so).  Freed only by the join, after the
+	 * group's scope left the tree that the caller walks. */
+	for (struct weft__frame_chunk *c =
+			atomic_load_explicit(&g->fchunks, memory_order_acquire);
+		c; c = c->next)
+		for (size_t i = 0; i < WEFT__FRAME_CHUNK_FRAMES; i++)
+			pending += !atomic_load_explicit(&c->frames[i].taken,
+				memory_order_relaxed);
 	return pending;
+}
+
+/* The next chunk frame of g, or NULL without memory for a new chunk (the
+ * spawn then takes the record path).  Owner only. */
+static struct weft__frame *group_chunk_frame(struct weft_group *g)
+{
+	/* relaxed: the owner's own pointer. */
+	struct weft__frame_chunk *c = atomic_load_explicit(&g->fchunks,
+		memory_order_relaxed);
+	if (c == NULL || g->fchunk_used == WEFT__FRAME_CHUNK_FRAMES) {
+		struct weft__frame_chunk *n = weft__alloc(
+			WEFT__FRAME_CHUNK_BYTES);
+		if (n == NULL)
+			return NULL;
+		n->next = c;
+		/* Unused frames are not pending (introspection). */
+		for (size_t i = 0; i < WEFT__FRAME_CHUNK_FRAMES; i++)
+			atomic_init(&n->frames[i].taken, true);
+		/* release: n's fields before introspection finds it. */
+		atomic_store_explicit(&g->fchunks, n, memory_order_release);
+		g->fchunk_used = 0;
+		c = n;
+	}
+	return &c->frames[g->fchunk_used++];
+}
+
+/* Frees g's chunks at its join: every frame was taken and its child
+ * ended (the join waited for it), so no taker reads one any more, and
+ * the group's scope has left the tree introspection walks. */
+static void group_free_chunks(struct weft_group *g)
+{
+	/* relaxed: the owner's own pointer. */
+	struct weft__frame_chunk *c = atomic_load_explicit(&g->fchunks,
+		memory_order_relaxed);
+	if (WEFT__LIKELY(c == NULL))
+		return;
+	atomic_store_explicit(&g->fchunks, NULL, memory_order_relaxed);
+	while (c != NULL) {
+		struct weft__frame_chunk *next = c->next;
+		weft__free(c);
+		c = next;
+	}
 }
 
 void weft__group_frame_failed(struct weft__frame *f, int rc)
@@ -536,6 +587,8 @@ static inline __attribute__((always_inline)) void group_head_init(
 	g->has_deadline = false;
 	atomic_init(&g->outside, false);
 	atomic_init(&g->nframes, 0);
+	atomic_init(&g->fchunks, NULL);
+	g->fchunk_used = 0;
 }
 
 /* Always inlined: weft_group_open's copy has no options code at all. */
@@ -813,14 +866,17 @@ group_spawn_frame(struct weft_group *g, struct weft_task *self, weft_fn fn,
 {
 	/* relaxed: the owner's own counter (see nframes). */
 	unsigned nf = atomic_load_explicit(&g->nframes, memory_order_relaxed);
-	if (nf >= WEFT__GROUP_FRAMES || g->bud != NULL || g->joined ||
-		WEFT__UNLIKELY(g->rt->trace))
+	if (g->bud != NULL || g->joined || WEFT__UNLIKELY(g->rt->trace))
 		return 1;
 	bool pull_later = false; /* stays false: the owner is inside */
 	if ((flags & WEFT_SPAWN_UNLESS_CANCELLED) &&
 		group_cancelled(g, self, &pull_later))
 		return -ECANCELED;
-	struct weft__frame *f = &g->frames[nf];
+	struct weft__frame *f;
+	if (WEFT__LIKELY(nf < WEFT__GROUP_FRAMES))
+		f = &g->frames[nf];
+	else if ((f = group_chunk_frame(g)) == NULL)
+		return 1;
 	f->fn = fn;
 	f->arg = arg;
 	f->g = g;
@@ -837,6 +893,9 @@ group_spawn_frame(struct weft_group *g, struct weft_task *self, weft_fn fn,
 	if (WEFT__UNLIKELY(weft__frame_push(f) < 0)) {
 		/* Never published: undone, and the record path tries. */
 		atomic_store_explicit(&g->nframes, nf, memory_order_relaxed);
+		atomic_store_explicit(&f->taken, true, memory_order_relaxed);
+		if (nf >= WEFT__GROUP_FRAMES)
+			g->fchunk_used--;
 		g->owed--;
 		if (ctx)
 			weft__local_context_unref(ctx);
@@ -1088,6 +1147,7 @@ static WEFT_FIBER_FN int group_join(struct weft_task *self,
 	group_wait_closed(self, g);
 	atomic_store_explicit(&self->insp_wait, NULL, memory_order_relaxed);
 	weft__scope_pop(self, &g->scope);
+	group_free_chunks(g);
 	/* The join is a checkpoint of the scope outside the group (relaxed:
 	 * our own cur_scope). */
 	struct weft_scope *outer = atomic_load_explicit(&self->cur_scope,

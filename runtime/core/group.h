@@ -62,9 +62,10 @@ struct weft__group_budget {
 
 /* A child its group's owner spawned and nobody has started yet: what
  * the task record will be made from (core/frame.c, the essay).  In the
- * group record, one per owner spawn up to WEFT__GROUP_FRAMES, each used
- * once per life of the group; written by the owner before the deque
- * publishes it, read by whoever takes it from a deque. */
+ * group record, one per owner spawn up to WEFT__GROUP_FRAMES, then in
+ * chunks (struct weft__frame_chunk); each used once per life of the
+ * group; written by the owner before the deque publishes it, read by
+ * whoever takes it from a deque. */
 struct weft__frame {
 	weft_fn fn;
 	void *arg;
@@ -75,16 +76,31 @@ struct weft__frame {
 	struct weft_context *ctx;
 	unsigned flags; /* WEFT_SPAWN_* */
 	/* Set by its taker (core/frame.c), cleared by the owner before the
-	 * push: introspection counts the frames not yet taken (relaxed: a
-	 * snapshot's count, which orders nothing). */
+	 * push (a chunk's frames are set when it is made): introspection
+	 * counts the frames not yet taken (relaxed: a snapshot's count,
+	 * which orders nothing). */
 	atomic_bool taken;
 };
 
+/* Frames past a group record's own (core/frame.c, "Chunks"), made by the
+ * owner when its spawns outgrow frames[] and freed by its join, newest
+ * first from the group's `fchunks`. */
+struct weft__frame_chunk {
+	struct weft__frame_chunk *next; /* the one filled before; fixed */
+	struct weft__frame frames[];
+};
+
+/* A chunk's size: 340 frames. */
+#define WEFT__FRAME_CHUNK_BYTES 16384
+#define WEFT__FRAME_CHUNK_FRAMES                                               \
+	((WEFT__FRAME_CHUNK_BYTES - sizeof(struct weft__frame_chunk)) /        \
+		sizeof(struct weft__frame))
+
 /* Frames per group record: fork-join nodes spawn few children each (B1
- * one, B2 ten); the spawns past it take task records at once.  16 and
- * not 8: B2 under callgrind at 1 worker, 7,442M -> 6,728M instructions
- * (its two spawns past 8 per node took records); the frames are in the
- * record's tail, touched only when used. */
+ * one, B2 ten); the spawns past it take frames in chunks (core/frame.c,
+ * "Chunks").  16 and not 8: B2 under callgrind at 1 worker, 7,442M -> 6,728M instructions
+ * (its two spawns past 8 per node took records then); the frames are
+ * in the record's tail, touched only when used. */
 #define WEFT__GROUP_FRAMES 16
 
 struct weft_group {
@@ -159,6 +175,13 @@ struct weft_group {
 	 * the switches between them).  Relaxed: counters, read by anyone. */
 	_Atomic uint64_t cpu_shared;
 	_Atomic uint64_t cpu_owed;
+	/* Chunks of frames past frames[] (core/frame.c, "Chunks"), newest
+	 * first: pushed by the owner (release: the chunk made before),
+	 * walked by introspection under the scope locks (acquire), freed by
+	 * the join.  fchunk_used: frames used in the newest; owner only.
+	 * Both set at open. */
+	_Atomic(struct weft__frame_chunk *) fchunks;
+	unsigned fchunk_used;
 	/* Written at each owner spawn that takes a frame (nframes). */
 	struct weft__frame frames[WEFT__GROUP_FRAMES];
 };
