@@ -87,6 +87,56 @@ static void test_frames__each_child_runs_once_as_a_task_of_its_own(void **state)
 	}
 }
 
+/* A group that stays open gives its chunks back as their children start:
+ * once the children of 4 chunks have all run, the group holds at least
+ * two chunks' bytes less than right after the spawns (the sealed chunks
+ * went with their last frame; the one being filled stays until more
+ * spawns or the join).  Round 0 warms the record caches. */
+static atomic_int chunk_ran;
+
+static int chunk_child(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&chunk_ran, 1);
+	return 0;
+}
+
+#define CHUNKED (4 * 340)
+
+struct chunks_back {
+	long spawned, after;
+};
+
+static int chunks_back_root(void *arg)
+{
+	struct chunks_back *c = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int round = 0; round < 2; round++) {
+		atomic_store(&chunk_ran, 0);
+		for (int i = 0; i < CHUNKED; i++)
+			CHECK_EQ(weft_group_spawn(g, chunk_child, NULL), 0);
+		weft_debug_stats_t st;
+		weft_debug_stats(&st);
+		c->spawned = st.live_bytes;
+		CHECK(weft_test_yield_until(&chunk_ran, CHUNKED));
+		weft_debug_stats(&st);
+		c->after = st.live_bytes;
+	}
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	return 0;
+}
+
+static void test_frames__an_open_group_gives_its_chunks_back(void **state)
+{
+	struct chunks_back c = { 0 };
+	weft_test_root(state, chunks_back_root, &c);
+	if (c.spawned - c.after < 2 * 16384)
+		fail_msg("held %ld bytes after the spawns, %ld after the "
+			 "children ran",
+			c.spawned, c.after);
+}
+
 /* A chunk that cannot be had (no memory): that spawn takes the record
  * path, and every child still runs once. */
 static int chunk_oom_root(void *arg)
@@ -502,6 +552,7 @@ int main(void)
 		WEFT_TEST(test_frames__fork_join_trees_add_up),
 		WEFT_TEST(
 			test_frames__a_chunk_that_cannot_be_had_takes_a_record),
+		WEFT_TEST(test_frames__an_open_group_gives_its_chunks_back),
 		WEFT_TEST_AT(test_frames__the_dump_counts_children_not_started,
 			1),
 	};

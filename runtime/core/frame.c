@@ -61,16 +61,20 @@
  * (B3 ran 5x slower at 2 workers than at 1).  Past frames[], the owner
  * takes frames from a chunk of WEFT__FRAME_CHUNK_FRAMES (340; 16 KB,
  * malloc'd when the last one is full; without memory the spawn takes a
- * record, as before) listed newest first in the group (`fchunks`).  A
- * chunk's frames start marked taken, so introspection can count every
- * chunk's frames without knowing how many were used.  Chunks are freed
- * by the join, once every child has ended (no taker reads a frame after
- * its child started) and the group's scope has left the tree that
- * introspection walks under the scope locks; so a frame's 48 bytes stay
- * until the join, also for a child that started long before (B7's
- * parked sleepers hold them).  Freeing a chunk as soon as its last
- * frame is taken would need a count that every taker changes and a list
- * that takers unlink from: not done.
+ * record, as before) listed newest first in the group (`fchunks`,
+ * under the group scope's lock, which introspection holds while it
+ * counts their frames; a chunk's frames start marked taken, so it can
+ * count all of them).  A group may live long and spawn without end (a
+ * server's loop), so chunks go as their children start: a taker copies
+ * what it needs out of the frame (weft__frame_take, struct
+ * weft__frame_v) and then counts the chunk's `left` down; the owner
+ * seals a full chunk when it starts the next one, subtracting what
+ * remains of the count's OPEN bias; whoever brings it to 0 unlists the
+ * chunk (under the lock) and frees it.  The chunk being filled stays
+ * until the next one or the join, which frees what is left.  So a
+ * group holds at most one chunk (16 KB) beyond its children not yet
+ * started, and a taker pays one uncontended read-modify-write on the
+ * chunk's first line. 
  *
  * Rejected: frames in the deque's own slots (Lace): the deque and its
  * steal-half move single words, and a frame in the group record costs
@@ -88,6 +92,10 @@
  *      failure message or nested error, panicked and started_called
  *      false, an unlinked root scope, no waiters, done callbacks, owned
  *      objects or start record.
+ *   4. A taker reads a frame only before it counts the frame's chunk
+ *      down; a chunk is freed once, by whoever brings `left` to 0 (the
+ *      owner's seal or the last taker) or by the join, after it was
+ *      unlisted under the group scope's lock.
  */
 #include <errno.h>
 
@@ -101,16 +109,17 @@
 
 struct weft_task *weft__frame_task(struct weft__frame *f)
 {
-	struct weft_group *g = f->g;
-	weft__frame_taken(f);
+	struct weft__frame_v v;
+	weft__frame_take(f, &v);
+	struct weft_group *g = v.g;
 	struct weft_task *t;
-	int rc = weft__task_create_lit(g->rt, f->name, true, f->fn, f->arg, &t);
+	int rc = weft__task_create_lit(g->rt, v.name, true, v.fn, v.arg, &t);
 	if (WEFT__UNLIKELY(rc < 0)) {
-		weft__group_frame_failed(f, rc);
+		weft__group_frame_failed(&v, rc);
 		return NULL;
 	}
 	t->owed = true;
-	weft__frame_child_init(g, t, f->flags, f->ctx);
+	weft__frame_child_init(g, t, v.flags, v.ctx);
 	weft__frame_child_place(g, t);
 	return t;
 }

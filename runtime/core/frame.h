@@ -95,10 +95,40 @@ static inline void weft__frame_child_place(struct weft_group *g,
 	weft__scope_pull_init(&g->rt->cancel_gen, &t->root_scope, &g->scope);
 }
 
-/* f has a taker now (relaxed: see taken). */
-static inline void weft__frame_taken(struct weft__frame *f)
+/* The chunk holding f, a frame of group g, or NULL for one of g's own. */
+static inline struct weft__frame_chunk *
+weft__frame_chunk(const struct weft__frame *f, const struct weft_group *g)
 {
+	/* One subtraction and one compare: the record's frames are one
+	 * array. */
+	return (uintptr_t)f - (uintptr_t)g->frames < sizeof g->frames
+		? NULL
+		: f->chunk;
+}
+
+/* f, of group g, was read by its taker for the last time: marks it taken
+ * (relaxed: see taken) and gives it back to its chunk, which may free it
+ * (frame.c, invariant 4). */
+static inline void weft__frame_done(struct weft__frame *f, struct weft_group *g)
+{
+	struct weft__frame_chunk *c = weft__frame_chunk(f, g);
 	atomic_store_explicit(&f->taken, true, memory_order_relaxed);
+	if (WEFT__UNLIKELY(c != NULL))
+		weft__group_chunk_put(g, c);
+}
+
+/* Takes f for its taker: copies what the child needs into v, then
+ * weft__frame_done: f is not read after this. */
+static inline void weft__frame_take(struct weft__frame *f,
+	struct weft__frame_v *v)
+{
+	v->fn = f->fn;
+	v->arg = f->arg;
+	v->g = f->g;
+	v->name = f->name;
+	v->ctx = f->ctx;
+	v->flags = f->flags;
+	weft__frame_done(f, v->g);
 }
 
 /* Records a worker keeps for inline children: deeper nesting than this
@@ -110,7 +140,7 @@ static inline void weft__frame_taken(struct weft__frame *f)
  * the clear of the record head, whose fields a clean end left as a clear
  * would (frame.c, invariant 3) or are set here. */
 static inline struct weft_task *weft__frame_reuse(weft__worker_t *w,
-	struct weft_task *t, struct weft__frame *f)
+	struct weft_task *t, const struct weft__frame *f)
 {
 	struct weft_group *g = f->g;
 	/* release fence: as in weft__task_create_lit (the previous life's
@@ -164,10 +194,12 @@ static inline struct weft_task *weft__frame_inline_task(weft__worker_t *w,
 {
 	struct weft_task *t = w->frame_pool;
 	if (WEFT__LIKELY(t != NULL)) {
-		weft__frame_taken(f);
 		w->frame_pool = t->next;
 		w->frame_pool_len--;
-		return weft__frame_reuse(w, t, f);
+		/* f read in place (the hot path of B1), then done with. */
+		t = weft__frame_reuse(w, t, f);
+		weft__frame_done(f, t->group);
+		return t;
 	}
 	return weft__frame_task(f);
 }

@@ -217,53 +217,89 @@ size_t weft__group_frames_pending(struct weft_group *g)
 	for (unsigned i = 0; i < n && i < WEFT__GROUP_FRAMES; i++)
 		pending += !atomic_load_explicit(&g->frames[i].taken,
 			memory_order_relaxed);
-	/* acquire: the chunk's frames were marked taken before its push
-	 * (unused ones stay so).  Freed only by the join, after the
-	 * group's scope left the tree that the caller walks. */
-	for (struct weft__frame_chunk *c =
-			atomic_load_explicit(&g->fchunks, memory_order_acquire);
-		c; c = c->next)
+	/* The caller holds g->scope.lock, under which chunks are listed
+	 * and unlisted (before they are freed).  Unused frames of a chunk
+	 * are marked taken. */
+	for (struct weft__frame_chunk *c = g->fchunks; c; c = c->next)
 		for (size_t i = 0; i < WEFT__FRAME_CHUNK_FRAMES; i++)
 			pending += !atomic_load_explicit(&c->frames[i].taken,
 				memory_order_relaxed);
 	return pending;
 }
 
+/* Unlists chunk c of g and frees it: nobody reads its frames any more. */
+static void group_chunk_free(struct weft_group *g, struct weft__frame_chunk *c)
+{
+	weft__spin_lock(&g->scope.lock);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		g->fchunks = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	weft__spin_unlock(&g->scope.lock);
+	weft__free(c);
+}
+
+void weft__group_chunk_put(struct weft_group *g, struct weft__frame_chunk *c)
+{
+	/* acq_rel: see `left`. */
+	if (atomic_fetch_sub_explicit(&c->left, 1, memory_order_acq_rel) == 1)
+		group_chunk_free(g, c);
+}
+
 /* The next chunk frame of g, or NULL without memory for a new chunk (the
- * spawn then takes the record path).  Owner only. */
+ * spawn then takes the record path).  The full chunk it leaves is sealed:
+ * freed now if every frame of it was taken, else by its last taker.
+ * Owner only. */
 static struct weft__frame *group_chunk_frame(struct weft_group *g)
 {
-	/* relaxed: the owner's own pointer. */
-	struct weft__frame_chunk *c = atomic_load_explicit(&g->fchunks,
-		memory_order_relaxed);
+	struct weft__frame_chunk *c = g->fchunk_cur;
 	if (c == NULL || g->fchunk_used == WEFT__FRAME_CHUNK_FRAMES) {
 		struct weft__frame_chunk *n = weft__alloc(
 			WEFT__FRAME_CHUNK_BYTES);
 		if (n == NULL)
 			return NULL;
-		n->next = c;
 		/* Unused frames are not pending (introspection). */
 		for (size_t i = 0; i < WEFT__FRAME_CHUNK_FRAMES; i++)
 			atomic_init(&n->frames[i].taken, true);
-		/* release: n's fields before introspection finds it. */
-		atomic_store_explicit(&g->fchunks, n, memory_order_release);
+		atomic_init(&n->left, WEFT__FRAME_CHUNK_OPEN);
+		n->prev = NULL;
+		weft__spin_lock(&g->scope.lock);
+		n->next = g->fchunks;
+		if (n->next != NULL)
+			n->next->prev = n;
+		g->fchunks = n;
+		weft__spin_unlock(&g->scope.lock);
+		g->fchunk_cur = n;
 		g->fchunk_used = 0;
+		/* acq_rel: see `left`. */
+		unsigned seal = WEFT__FRAME_CHUNK_OPEN -
+			(unsigned)WEFT__FRAME_CHUNK_FRAMES;
+		if (c != NULL &&
+			atomic_fetch_sub_explicit(&c->left, seal,
+				memory_order_acq_rel) == seal)
+			group_chunk_free(g, c);
 		c = n;
 	}
-	return &c->frames[g->fchunk_used++];
+	struct weft__frame *f = &c->frames[g->fchunk_used++];
+	f->chunk = c;
+	return f;
 }
 
-/* Frees g's chunks at its join: every frame was taken and its child
- * ended (the join waited for it), so no taker reads one any more, and
- * the group's scope has left the tree introspection walks. */
-static void group_free_chunks(struct weft_group *g)
+/* Frees g's chunks left at its join (the one being filled, and sealed
+ * ones still listed: none can be, every frame having been taken, but the
+ * list is walked anyway).  The join waited for every child, so no taker
+ * reads a chunk any more, and the group's scope has left the tree that
+ * introspection walks. */
+static __attribute__((noinline)) void group_free_chunks_slow(
+	struct weft_group *g)
 {
-	/* relaxed: the owner's own pointer. */
-	struct weft__frame_chunk *c = atomic_load_explicit(&g->fchunks,
-		memory_order_relaxed);
-	if (WEFT__LIKELY(c == NULL))
-		return;
-	atomic_store_explicit(&g->fchunks, NULL, memory_order_relaxed);
+	weft__spin_lock(&g->scope.lock);
+	struct weft__frame_chunk *c = g->fchunks;
+	g->fchunks = NULL;
+	weft__spin_unlock(&g->scope.lock);
+	g->fchunk_cur = NULL;
 	while (c != NULL) {
 		struct weft__frame_chunk *next = c->next;
 		weft__free(c);
@@ -271,7 +307,15 @@ static void group_free_chunks(struct weft_group *g)
 	}
 }
 
-void weft__group_frame_failed(struct weft__frame *f, int rc)
+/* Out of line but for the test: the join of every fork-join node pays
+ * it (B1: two more registers saved when it was inlined). */
+static inline void group_free_chunks(struct weft_group *g)
+{
+	if (WEFT__UNLIKELY(g->fchunk_cur != NULL))
+		group_free_chunks_slow(g);
+}
+
+void weft__group_frame_failed(const struct weft__frame_v *f, int rc)
 {
 	struct weft_group *g = f->g;
 	const char *name = f->name ? f->name : "task";
@@ -587,7 +631,8 @@ static inline __attribute__((always_inline)) void group_head_init(
 	g->has_deadline = false;
 	atomic_init(&g->outside, false);
 	atomic_init(&g->nframes, 0);
-	atomic_init(&g->fchunks, NULL);
+	g->fchunks = NULL;
+	g->fchunk_cur = NULL;
 	g->fchunk_used = 0;
 }
 

@@ -80,15 +80,38 @@ struct weft__frame {
 	 * counts the frames not yet taken (relaxed: a snapshot's count,
 	 * which orders nothing). */
 	atomic_bool taken;
+	/* The chunk holding it; set only in a chunk's frames (a frame of
+	 * the group record's is known by its address: weft__frame_chunk). */
+	struct weft__frame_chunk *chunk;
 };
 
-/* Frames past a group record's own (core/frame.c, "Chunks"), made by the
- * owner when its spawns outgrow frames[] and freed by its join, newest
- * first from the group's `fchunks`. */
+/* What a taker keeps of a frame (weft__frame_take): read once, since the
+ * frame may be gone as soon as it is taken (its chunk freed). */
+struct weft__frame_v {
+	weft_fn fn;
+	void *arg;
+	struct weft_group *g;
+	const char *name;
+	struct weft_context *ctx;
+	unsigned flags;
+};
+
+/* Frames past a group record's own (core/frame.c, "Chunks"): made by the
+ * owner when its spawns outgrow frames[], listed in the group newest
+ * first (next, prev: under the group scope's lock), freed by the taker
+ * of the last frame once the owner has sealed the chunk, or by the
+ * join. */
 struct weft__frame_chunk {
-	struct weft__frame_chunk *next; /* the one filled before; fixed */
+	struct weft__frame_chunk *next, *prev;
+	/* WEFT__FRAME_CHUNK_OPEN minus the frames taken, until the owner
+	 * seals the chunk (full) by subtracting OPEN - its frames: whoever
+	 * brings it to 0 frees the chunk.  acq_rel RMWs: each taker's reads
+	 * of its frame come before its decrement, and the freer's acquire
+	 * sees them all. */
+	atomic_uint left;
 	struct weft__frame frames[];
 };
+#define WEFT__FRAME_CHUNK_OPEN (1u << 30)
 
 /* A chunk's size: 340 frames. */
 #define WEFT__FRAME_CHUNK_BYTES 16384
@@ -175,12 +198,12 @@ struct weft_group {
 	 * the switches between them).  Relaxed: counters, read by anyone. */
 	_Atomic uint64_t cpu_shared;
 	_Atomic uint64_t cpu_owed;
-	/* Chunks of frames past frames[] (core/frame.c, "Chunks"), newest
-	 * first: pushed by the owner (release: the chunk made before),
-	 * walked by introspection under the scope locks (acquire), freed by
-	 * the join.  fchunk_used: frames used in the newest; owner only.
-	 * Both set at open. */
-	_Atomic(struct weft__frame_chunk *) fchunks;
+	/* Chunks of frames past frames[] (core/frame.c, "Chunks"): the
+	 * list, newest first, changed and walked under scope.lock; the one
+	 * the owner fills and how many of its frames are used (owner only;
+	 * never freed by a taker: it is not sealed).  Set at open. */
+	struct weft__frame_chunk *fchunks;
+	struct weft__frame_chunk *fchunk_cur;
 	unsigned fchunk_used;
 	/* Written at each owner spawn that takes a frame (nframes). */
 	struct weft__frame frames[WEFT__GROUP_FRAMES];
@@ -208,7 +231,10 @@ void weft__group_child_done(struct weft_group *g);
  * g hears of it as it hears of a failed child (a leaf, or a lost failure
  * without memory for one) and is cancelled if it is the first.  Thread:
  * a worker that took f from a deque. */
-void weft__group_frame_failed(struct weft__frame *f, int rc);
+void weft__group_frame_failed(const struct weft__frame_v *f, int rc);
+/* A frame of chunk c (of group g) was taken and read: frees c if it was
+ * the last one of a sealed chunk.  Thread: the taker. */
+void weft__group_chunk_put(struct weft_group *g, struct weft__frame_chunk *c);
 /* Frames of g spawned and not yet taken (core/frame.c): children that
  * are not tasks yet, for introspection.  Thread: any, holding g alive
  * (the dump: under the scope locks). */
