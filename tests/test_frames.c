@@ -14,10 +14,10 @@
 
 #include "support.h"
 
-/* Past the group record's 16 frames, frames come in chunks of 340
+/* Past the group record's 16 frames, frames come in chunks of 292
  * (core/frame.c, "Chunks"): the group's own, a full chunk and part of a
  * second. */
-#define NCHILD (16 + 340 + 20)
+#define NCHILD (16 + 292 + 20)
 
 struct who {
 	atomic_int ran;
@@ -101,7 +101,7 @@ static int chunk_child(void *arg)
 	return 0;
 }
 
-#define CHUNKED (4 * 340)
+#define CHUNKED (4 * 292)
 
 struct chunks_back {
 	long spawned, after;
@@ -477,7 +477,7 @@ static void test_frames__fork_join_trees_add_up(void **state)
  * group's dump line ("pending=", JSON "pending"); once started they are
  * tasks and the count drops.  At 1 worker nothing runs them before the
  * owner parks. */
-#define PENDING (16 + 340 + 3)
+#define PENDING (16 + 292 + 3)
 
 struct pending {
 	atomic_int ran;

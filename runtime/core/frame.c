@@ -59,7 +59,7 @@
  * per child, all of them live at once (B3's 516 MB), and at 2 workers a
  * flow of records from the spawning worker to the thief that ends them
  * (B3 ran 5x slower at 2 workers than at 1).  Past frames[], the owner
- * takes frames from a chunk of WEFT__FRAME_CHUNK_FRAMES (340; 16 KB,
+ * takes frames from a chunk of WEFT__FRAME_CHUNK_FRAMES (292; 16 KB,
  * malloc'd when the last one is full; without memory the spawn takes a
  * record, as before) listed newest first in the group (`fchunks`,
  * under the group scope's lock, which introspection holds while it

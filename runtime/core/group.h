@@ -113,7 +113,7 @@ struct weft__frame_chunk {
 };
 #define WEFT__FRAME_CHUNK_OPEN (1u << 30)
 
-/* A chunk's size: 340 frames. */
+/* A chunk's size: 292 frames of 56 bytes. */
 #define WEFT__FRAME_CHUNK_BYTES 16384
 #define WEFT__FRAME_CHUNK_FRAMES                                               \
 	((WEFT__FRAME_CHUNK_BYTES - sizeof(struct weft__frame_chunk)) /        \
