@@ -74,7 +74,7 @@
  * until the next one or the join, which frees what is left.  So a
  * group holds at most one chunk (16 KB) beyond its children not yet
  * started, and a taker pays one uncontended read-modify-write on the
- * chunk's first line. 
+ * chunk's first line.
  *
  * Rejected: frames in the deque's own slots (Lace): the deque and its
  * steal-half move single words, and a frame in the group record costs
