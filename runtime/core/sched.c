@@ -773,7 +773,12 @@ static inline __attribute__((always_inline)) struct weft_task *
 worker_pick(weft__worker_t *w, bool on_fiber)
 {
 	struct weft_task *t;
-	if (WEFT__UNLIKELY(++w->tick % WORKER_INJECT_INTERVAL == 0)) {
+	/* Counted down, not ++tick % 61 (a multiply and a shift per pick):
+	 * the same picks, the 61st, 122nd..., from the same start, so a
+	 * seeded schedule (docs/semantics.md rule 47) sees the same
+	 * interval at the same picks. */
+	if (WEFT__UNLIKELY(--w->tick == 0)) {
+		w->tick = WORKER_INJECT_INTERVAL;
 		w->fair_due = true;
 		worker_poll_sockets(w);
 		t = worker_inject_pop(w);
@@ -1076,6 +1081,7 @@ int weft__sched_worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	w->rng = UINT64_C(0x9E3779B97F4A7C15) * (index + 1) ^
 		(uint64_t)(uintptr_t)w;
 	w->switch_direct = !rt->baton.on;
+	w->tick = WORKER_INJECT_INTERVAL; /* picks left to the next interval */
 	if (rt->baton.on) {
 		/* Steal victims from the seed, not from an address (baton.c);
 		 * xorshift needs a state other than 0. */

@@ -77,6 +77,8 @@ typedef struct weft__worker {
 	 * switch-out goes back to its loop.  Stored this way round so that
 	 * weft__sched_switch_out tests it as loaded (B5, B6). */
 	bool switch_direct;
+	/* Picks left until the next WORKER_INJECT_INTERVAL-th (sched.c,
+	 * item 1), counted down from the interval.  Owner only. */
 	unsigned tick;
 	uint64_t rng;
 	/* Ids for the tasks and groups created on this worker. */
