@@ -205,7 +205,7 @@ static inline struct weft_task *worker_inject_pop(weft__worker_t *w)
 /* Both functions read t->rt before publishing t: once t is in a queue,
  * another worker may run it to completion and free it.  For the same
  * reason they count before publishing (stats.h). */
-void weft__sched_ready(struct weft_task *t)
+void weft__sched_ready_slow(struct weft_task *t)
 {
 	weft__worker_t *w = weft__sched_current();
 	struct weft_runtime *rt = t->rt;

@@ -164,9 +164,10 @@ static inline weft__worker_t *weft__sched_current(void)
 #endif
 
 /* Make t runnable after a park: on the calling worker's run-next slot if
- * it is a worker of t's runtime, else through the injection queue.
- * Thread: any. */
-void weft__sched_ready(struct weft_task *t);
+ * it is a worker of t's runtime, else through the injection queue.  The
+ * common case is inline (weft__sched_ready, in task.h, where the task
+ * record's fields are known); this is the whole of it.  Thread: any. */
+void weft__sched_ready_slow(struct weft_task *t);
 /* A thread that is not a worker (the I/O thread) may collect the tasks it
  * makes runnable and publish them at once: one injection-queue lock and
  * one idle notification for a whole timer tick instead of one per task

@@ -243,6 +243,31 @@ static inline struct weft_task *weft__task_current(void)
 	return w ? w->current : NULL;
 }
 
+/* Makes t runnable after a park: on the calling worker's run-next slot if
+ * it is a worker of t's runtime, else through the injection queue
+ * (sched.c).  Inline as far as the common case, a worker of t's runtime
+ * with an empty run-next slot, where every hand-off readies its peer
+ * (B5); weft__sched_ready_slow does the rest (a displaced run-next task,
+ * the I/O thread's batch, a plain thread).  It reads what it needs of t
+ * and counts before publishing t: from then on another worker may run t
+ * to completion and free it (stats.h).  Thread: any. */
+static inline void weft__sched_ready(struct weft_task *t)
+{
+	weft__worker_t *w = weft__sched_current();
+	if (WEFT__LIKELY(w != NULL && w->rt == t->rt && w->runnext == NULL)) {
+		/* relaxed: t is parked, so insp_worker is the worker it last
+		 * ran on, written before its park was published. */
+		if (atomic_load_explicit(&t->insp_worker,
+			    memory_order_relaxed) == (int)w->index)
+			weft__stats_inc(&w->stats.wakes_local);
+		else
+			weft__stats_inc(&w->stats.wakes_remote);
+		w->runnext = t;
+		return;
+	}
+	weft__sched_ready_slow(t);
+}
+
 /* Allocate and initialise a task record (refs = 1, the run ref).
  * Thread (both): any; a worker of rt takes the record from its cache. */
 int weft__task_create(struct weft_runtime *rt, const char *name, weft_fn fn,
