@@ -632,7 +632,7 @@ static void insp_pin_all(struct weft__bt_session *s, struct insp_deep_arg *a)
 				sizeof *a->tasks, insp_cmp_tref);
 			if (r == NULL)
 				continue;
-			/* seq_cst: acquires the PARKED fetch_or (P1), and is ordered
+			/* seq_cst: acquires the PARKED fetch_add (P1), and is ordered
 		 * before the pin store. */
 			uint64_t p = atomic_load_explicit(&t->park,
 				memory_order_seq_cst);

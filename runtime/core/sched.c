@@ -921,9 +921,13 @@ worker_after_park(weft__worker_t *w, struct weft_task *t)
 		t->park_image = weft__stack_image_release(t->stack, t->cont.sp);
 	/* acq_rel: release publishes the fiber's saved context to whichever
 	 * thread resumes it; acquire sees a waker's WOKEN.  Pairs with the
-	 * waker's CAS in weft__task_wake_claim (task.h). */
+	 * waker's CAS in weft__task_wake_claim (task.h).  An add, not an
+	 * or: PARKED is clear here (the park's prepare stored a word
+	 * without it, and only this post sets it), so the two agree, and
+	 * x86_64 has an add that returns the old value (`lock xadd`) but
+	 * no such or (gcc loops on `lock cmpxchg`). */
 	weft__stats_inc(&w->stats.parks);
-	uint64_t old = atomic_fetch_or_explicit(&t->park, WEFT__PARK_PARKED,
+	uint64_t old = atomic_fetch_add_explicit(&t->park, WEFT__PARK_PARKED,
 		memory_order_acq_rel);
 	/* Woken before it was off its stack: queue it where another worker
 	 * can steal it, not in the run-next slot, which only this worker

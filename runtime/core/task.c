@@ -19,8 +19,9 @@
  *      switching.  Otherwise it switches out, straight to the next task
  *      of its worker (or to the scheduler loop when there is none), and
  *      whatever runs next there performs its post (sched.c): that sets
- *      PARKED with fetch_or, and if WOKEN was already set, queues the
- *      task.
+ *      PARKED with an atomic add (PARKED is clear until then, so it is
+ *      an or that x86_64 does in one instruction), and if WOKEN was
+ *      already set, queues the task.
  *   3. wake(gen): a CAS sets WOKEN if the generation matches and WOKEN is
  *      not set; if PARKED was already set, the waker readies the task.
  * Whoever performs the second of the two transitions (PARKED, WOKEN)

@@ -372,7 +372,7 @@ static inline bool weft__task_wake_claim(struct weft_task *t, uint64_t gen,
 	 * With an acquire load here both could read the old values on a
 	 * weakly ordered machine (store-buffering), and a cancellable park
 	 * would miss its cancel.  It also acquires: pairs with the release
-	 * halves of the prepare store and of the PARKED fetch_or (sched.c).
+	 * halves of the prepare store and of the PARKED fetch_add (sched.c).
 	 * On x86_64 a seq_cst load is the same plain load as an acquire. */
 	uint64_t old = atomic_load_explicit(&t->park, memory_order_seq_cst);
 	for (;;) {
