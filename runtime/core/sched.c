@@ -329,13 +329,15 @@ static inline __attribute__((always_inline)) void worker_arrived(void)
 		worker_after_park(w, w->post_task);
 }
 
-void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
+/* The switch-out of self, whose slice was charged: leaves the post,
+ * switches to the next task or the loop, and on resuming performs the
+ * post left by whoever switched to self.  Always inline, in the two
+ * entries below: weft__sched_park is one frame from the primitive to the
+ * jump (B5: every frame above the switch costs its entry and exit on
+ * both sides of the hand-off). */
+static inline __attribute__((always_inline)) void
+worker_leave(weft__worker_t *w, struct weft_task *self, enum weft__post post)
 {
-	weft__worker_t *w = weft__sched_current();
-	/* Run time (core/group.c, "Run time"): self's slice ends here; a
-	 * task switched into next starts its own from the same read (a load
-	 * of the sampler's clock, unless counted exactly). */
-	weft__task_slice_charge(w, self);
 	w->post = post;
 	w->post_task = self;
 	self->coop_used = 0; /* others get the worker now (see task.h) */
@@ -381,6 +383,41 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 	 * there the indirect jump predicts better. */
 	weft__fiber_switch_inl(&self->cont, to, resume);
 	worker_arrived();
+}
+
+void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
+{
+	weft__worker_t *w = weft__sched_current();
+	/* Run time (core/group.c, "Run time"): self's slice ends here; a
+	 * task switched into next starts its own from the same read (a load
+	 * of the sampler's clock, unless counted exactly). */
+	weft__task_slice_charge(w, self);
+	worker_leave(w, self, post);
+}
+
+void weft__sched_park(struct weft_task *self, const char *what, unsigned kind,
+	const void *on)
+{
+	weft__worker_t *w = weft__sched_current();
+	/* As in weft__sched_switch_out; the cut leaves the sampler's clock,
+	 * as read for it, in slice_start (core/group.c, "Run time"). */
+	weft__task_slice_charge(w, self);
+	/* Relaxed: introspection only (inspect.c reads insp_wait
+	 * atomically, and insp_on and insp_since only while it holds this
+	 * park pinned, which orders them through the PARKED hand-off). */
+	atomic_store_explicit(&self->insp_wait, what, memory_order_relaxed);
+	atomic_store_explicit(&self->insp_on, on, memory_order_relaxed);
+	/* When it parked, for the dump's "parked for": the sampler's clock
+	 * the cut just read (at most a period early: core/cpuclock.h), so a
+	 * park reads one clock; the cycle counter (about 10 ns) when the
+	 * sampler is off and its clock stands still. */
+	uint64_t since = __builtin_expect(w->rt->cpuclock.period_ns != 0, 1)
+		? w->slice_start
+		: weft__tick_now();
+	atomic_store_explicit(&self->insp_since,
+		since << WEFT__WAIT_KIND_BITS | kind, memory_order_relaxed);
+	worker_leave(w, self, WEFT__POST_PARK);
+	atomic_store_explicit(&self->insp_wait, NULL, memory_order_relaxed);
 }
 
 void weft__sched_arrived(void)

@@ -202,6 +202,13 @@ WEFT_FIBER_FN void weft__sched_help_join(struct weft_task *self,
  * which the fiber then switches directly.  Thread: self, a weft fiber. */
 WEFT_FIBER_FN void weft__sched_switch_out(struct weft_task *self,
 	enum weft__post post);
+/* The switch-out of a park (weft__task_park_commit_obj, which decided
+ * that self must switch out): records what self waits for (`what`, the
+ * dump's kind and object: core/inspect.h) and since when, then switches
+ * out with WEFT__POST_PARK, in one frame.  Returns once self was woken
+ * and switched into again.  Thread: self, a weft fiber. */
+WEFT_FIBER_FN void weft__sched_park(struct weft_task *self, const char *what,
+	unsigned kind, const void *on);
 /* Leaves the task t, whose end weft__task_finish has already done, without
  * returning through its frames (a panic): a fiber switches out for the
  * last time, as at a normal exit; a child run inline, which cannot switch

@@ -159,8 +159,8 @@ struct weft_task {
 	 * core/cpuclock.h) at which it parked shifted left by
 	 * WEFT__WAIT_KIND_BITS, with the object's kind (WEFT__WAIT_*,
 	 * core/inspect.h) in the low bits.  Written by the task at every
-	 * park that switches out (two relaxed stores:
-	 * weft__task_park_commit_obj), so stale between parks; read only by
+	 * park that switches out (two relaxed stores: weft__sched_park), so
+	 * stale between parks; read only by
 	 * a dump that holds the task pinned in that park (insp_pin), which
 	 * orders the reads after the stores through the park hand-off. */
 	_Atomic(const void *) insp_on;
@@ -576,6 +576,27 @@ WEFT_FIBER_FN void weft__task_park_commit_on(struct weft_task *self,
  * the task itself. */
 WEFT_FIBER_FN void weft__task_park_commit_obj(struct weft_task *self,
 	const char *what, unsigned kind, const void *on);
+
+/* Whether self's current park was woken already (its commit then returns
+ * without switching).  acquire: pairs with the waker's CAS that set
+ * WOKEN (weft__task_wake_claim): what the waker wrote before waking self
+ * is visible once this returns true.  Thread: self. */
+static inline bool weft__task_park_woken(struct weft_task *self)
+{
+	return (atomic_load_explicit(&self->park, memory_order_acquire) &
+		       WEFT__PARK_WOKEN) != 0;
+}
+
+/* weft__task_park_commit_obj with `what` given (not NULL), inline: a
+ * wait queue's park (sync/waitq.h) goes from its primitive straight to
+ * weft__sched_park, one frame (B5).  Thread: the task itself. */
+static inline __attribute__((always_inline)) WEFT_FIBER_FN void
+weft__task_park_commit_what(struct weft_task *self, const char *what,
+	unsigned kind, const void *on)
+{
+	if (!weft__task_park_woken(self))
+		weft__sched_park(self, what, kind, on);
+}
 
 /* Done callback node (weft_task_on_done). */
 struct weft__done_cb {
