@@ -766,17 +766,32 @@ worker_switch_in(weft__worker_t *w, struct weft_task *t)
 		memory_order_relaxed);
 	/* The dump pin (inspect.c, "Reading a parked task"): publish that t
 	 * runs from its current park generation on, then look for a dumper
-	 * reading its stack.  seq_cst store then seq_cst load, against the
-	 * dumper's seq_cst pin store then insp_run load: one of the two
-	 * sees the other's store, so either the dumper skips t or we wait
-	 * here, before t's stack changes.  relaxed park load: only t itself
-	 * changes the generation, and it is not running. */
-	atomic_store_explicit(&t->insp_run,
-		atomic_load_explicit(&t->park, memory_order_relaxed) >>
-			WEFT__PARK_GEN_SHIFT,
-		memory_order_seq_cst);
-	if (WEFT__UNLIKELY(
-		    atomic_load_explicit(&t->insp_pin, memory_order_seq_cst)))
+	 * reading its stack: one of the two sees the other's store, so
+	 * either the dumper skips t or we wait here, before t's stack
+	 * changes.  relaxed park load: only t itself changes the generation,
+	 * and it is not running. */
+	uint64_t run = atomic_load_explicit(&t->park, memory_order_relaxed) >>
+		WEFT__PARK_GEN_SHIFT;
+	bool pinned;
+	if (WEFT__LIKELY(w->insp_asym)) {
+		/* The light half of the asymmetric fence, whose heavy half
+		 * (membarrier) the dumper runs between its pin store and its
+		 * insp_run load: relaxed store, a compiler barrier that keeps
+		 * the load after it, and an acquire load, which also keeps
+		 * t's stack untouched until it is done (and pairs with the
+		 * dumper's release of the pin). */
+		atomic_store_explicit(&t->insp_run, run, memory_order_relaxed);
+		atomic_signal_fence(memory_order_seq_cst);
+		pinned = atomic_load_explicit(&t->insp_pin,
+			memory_order_acquire);
+	} else {
+		/* seq_cst store then seq_cst load, against the dumper's
+		 * seq_cst pin store then insp_run load. */
+		atomic_store_explicit(&t->insp_run, run, memory_order_seq_cst);
+		pinned = atomic_load_explicit(&t->insp_pin,
+			memory_order_seq_cst);
+	}
+	if (WEFT__UNLIKELY(pinned))
 		weft__inspect_wait_unpinned(t);
 	/* After the pin: a dumper holding t pinned reads the image's state
 	 * (inspect.c). */
@@ -1122,6 +1137,7 @@ int weft__sched_worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	w->rng = UINT64_C(0x9E3779B97F4A7C15) * (index + 1) ^
 		(uint64_t)(uintptr_t)w;
 	w->switch_direct = !rt->baton.on;
+	w->insp_asym = rt->insp_asym;
 	w->tick = WORKER_INJECT_INTERVAL; /* picks left to the next interval */
 	if (rt->baton.on) {
 		/* Steal victims from the seed, not from an address (baton.c);

@@ -77,6 +77,9 @@ typedef struct weft__worker {
 	 * switch-out goes back to its loop.  Stored this way round so that
 	 * weft__sched_switch_out tests it as loaded (B5, B6). */
 	bool switch_direct;
+	/* rt->insp_asym, copied at start: the switch-in's half of the dump
+	 * pin is the light one (core/inspect.c, "Reading a parked task"). */
+	bool insp_asym;
 	/* Picks left until the next WORKER_INJECT_INTERVAL-th (sched.c,
 	 * item 1), counted down from the interval.  Owner only. */
 	unsigned tick;
