@@ -164,6 +164,7 @@ int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg)
 	rc = -pthread_mutex_init(&rt->insp_lock, NULL);
 	if (rc < 0)
 		goto fail_arena;
+	rt->insp_asym = weft__inspect_asym_init();
 	rc = weft__timer_init(&rt->timer, cfg->clock == WEFT_CLOCK_VIRTUAL);
 	if (rc < 0)
 		goto fail_insp;

@@ -76,6 +76,10 @@ struct weft_runtime {
 	 * insp_lock while it walks their scope trees, so a root record
 	 * outlives the walk. */
 	pthread_mutex_t insp_lock;
+	/* Whether dumps pin with the asymmetric fence (core/inspect.c,
+	 * "Reading a parked task"); fixed before the workers start, which
+	 * copy it. */
+	bool insp_asym;
 	struct weft__root_entry *roots;
 	/* Subsystems created lazily by their modules (NULL until then). */
 	struct weft__offload *offload; /* to_thread pool (offload.c) */

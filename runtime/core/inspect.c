@@ -64,11 +64,14 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <linux/membarrier.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/backtrace.h"
@@ -77,6 +80,7 @@
 #include "core/group.h"
 #include "core/inspect.h"
 #include "core/records.h"
+#include "core/sanitizer.h"
 #include "core/sched.h"
 #include "core/task.h"
 #include "runtime.h"
@@ -440,18 +444,38 @@ static int insp_add_unlinked(struct weft__inspect_dump *d,
  * without a lock or an atomic read-modify-write on the park, wake or
  * switch paths, and without ever reading the stack of a task that runs.
  *
- * Approach: a pin, Dekker-style (all four accesses seq_cst).  The dumper
- * reads the park word; if PARKED is set with generation g, the fiber of
- * park g has left its stack (the worker's fetch_or, which also publishes
- * the saved registers: acquire here).  It then stores insp_pin = 1 and
- * reads insp_run, the generation at the task's last switch-in, which
- * the worker that switches a task in stores before it reads insp_pin
- * (sched.c, worker_switch_in).  Either the dumper's load comes first in
- * the single total order, and then the worker's load of insp_pin comes
- * after the pin store and it spins until the dumper clears the pin; or
- * the worker's store comes first, and the dumper reads a generation >= g
- * and lets go.  So insp_run < g means: the task has not run since park g
- * left its stack and will not until the pin is cleared.  While pinned:
+ * Approach: a pin, Dekker-style.  The dumper reads the park word; if
+ * PARKED is set with generation g, the fiber of park g has left its
+ * stack (the worker's fetch_add, which also publishes the saved
+ * registers: acquire here).  It then stores insp_pin = 1 and reads
+ * insp_run, the generation at the task's last switch-in, which the
+ * worker that switches a task in stores before it reads insp_pin
+ * (sched.c, worker_switch_in).  Either the dumper's load comes first,
+ * and then the worker's load of insp_pin comes after the pin store and
+ * it spins until the dumper clears the pin; or the worker's store comes
+ * first, and the dumper reads a generation >= g and lets go.  So
+ * insp_run < g means: the task has not run since park g left its stack
+ * and will not until the pin is cleared.
+ *
+ * The fences of the pair are asymmetric where the kernel allows: the
+ * switch-in, on every switch, stores insp_run and loads insp_pin with
+ * plain (relaxed store, acquire load) accesses and a compiler barrier
+ * between them, and the dumper, once per pin, between its store and its
+ * load, calls membarrier(2) (MEMBARRIER_CMD_PRIVATE_EXPEDITED), which
+ * returns after every thread of the process that runs has executed a
+ * full memory barrier (one that does not run passes one when it is
+ * switched in).  Each worker's barrier falls before its store (then its
+ * load comes after it, which is after the pin store: it sees the pin),
+ * or after its load (then its store is visible before membarrier
+ * returns: the dumper reads it), or between the two (both).  A seq_cst
+ * store and load on the switch-in cost two locked instructions per
+ * hand-off of B5 (about 10 ns of a 70-90 ns round trip here), and
+ * dumps are rare.  Where membarrier is missing (old kernels, valgrind,
+ * seccomp), and under ThreadSanitizer (which does not model it), all
+ * four accesses are seq_cst instead, which gives the single total order
+ * the argument above needs (weft__inspect_asym_init decides, at the
+ * runtime's creation; rt->insp_asym, copied to every worker).  While
+ * pinned:
  *   P1. its stack, saved registers and frames are as park g left them;
  *       the unwinder reads them (bounds-checked to the task's stack),
  *       after the task's last writes (the PARKED release, our acquire)
@@ -469,8 +493,8 @@ static int insp_add_unlinked(struct weft__inspect_dump *d,
  *
  * The park path pays two relaxed stores (insp_on, insp_since: the
  * run-time sampler's clock, core/cpuclock.h, or the cycle counter when
- * the sampler is off), the switch-in one seq_cst store, one load and one
- * predictable branch (benchmarks B1, B5, B6).
+ * the sampler is off), the switch-in one store, one load and two
+ * predictable branches (benchmarks B1, B5, B6); a pin, one system call.
  *
  * Rejected: copying the object's state at park time (more stores on the
  * park path, and stale: a Lock changes owner while its waiter sleeps);
@@ -613,6 +637,28 @@ static int insp_read_pinned(struct weft__bt_session *s, struct weft_task *t,
 	return weft__backtrace_unwind(s, &c, pcs, max);
 }
 
+/* The heavy half of the asymmetric fence (see the essay): true once
+ * every running thread of the process has executed a full barrier. */
+static bool insp_fence_heavy(void)
+{
+	return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0,
+		       0) == 0;
+}
+
+bool weft__inspect_asym_init(void)
+{
+#ifdef WEFT__TSAN
+	return false;
+#else
+	long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+	if (cmds < 0 || !(cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED))
+		return false;
+	/* Per process, and idempotent: every runtime asks again. */
+	return syscall(SYS_membarrier,
+		       MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+#endif
+}
+
 /* Pins each parked task of the dump in turn (see the essay). */
 static void insp_pin_all(struct weft__bt_session *s, struct insp_deep_arg *a)
 {
@@ -632,7 +678,7 @@ static void insp_pin_all(struct weft__bt_session *s, struct insp_deep_arg *a)
 				sizeof *a->tasks, insp_cmp_tref);
 			if (r == NULL)
 				continue;
-			/* seq_cst: acquires the PARKED fetch_or (P1), and is ordered
+			/* seq_cst: acquires the PARKED fetch_add (P1), and is ordered
 		 * before the pin store. */
 			uint64_t p = atomic_load_explicit(&t->park,
 				memory_order_seq_cst);
@@ -640,14 +686,21 @@ static void insp_pin_all(struct weft__bt_session *s, struct insp_deep_arg *a)
 				continue;
 			uint64_t gen = p >> WEFT__PARK_GEN_SHIFT;
 			/* seq_cst store, then seq_cst load: the Dekker pair with
-		 * worker_switch_in (sched.c). */
+		 * worker_switch_in (sched.c), with the heavy half of the
+		 * asymmetric fence between them when the workers use the
+		 * light one (see the essay). */
 			atomic_store_explicit(&t->insp_pin, 1,
 				memory_order_seq_cst);
 			void *pcs[WEFT__BACKTRACE_MAX];
 			int n = 0;
 			struct weft__inspect_node *x = &a->d->v[r->node];
-			if (atomic_load_explicit(&t->insp_run,
-				    memory_order_seq_cst) < gen &&
+			/* Registered at the runtime's creation, so it fails
+			 * only if the kernel lost it: then the stack is left
+			 * unread (n stays 0). */
+			bool fenced = !a->rt->insp_asym || insp_fence_heavy();
+			if (fenced &&
+				atomic_load_explicit(&t->insp_run,
+					memory_order_seq_cst) < gen &&
 				/* relaxed: P3; the pin keeps the life from
 			 * ending. */
 				atomic_load_explicit(&t->insp_id,

@@ -90,6 +90,14 @@ void weft__inspect_wait_describe(unsigned kind, const void *on,
  * when it found t pinned; returns once the dump let go of it. */
 void weft__inspect_wait_unpinned(struct weft_task *t);
 
+/* Whether the pins of rt's dumps may use the asymmetric fence
+ * (inspect.c, "Reading a parked task"): registers the process for
+ * expedited private membarrier(2) and returns true if the kernel has
+ * it; false (the switch-in then pays the seq_cst pair) without it, or
+ * under ThreadSanitizer, which does not model it.  Thread: rt's
+ * creator, before the workers start. */
+bool weft__inspect_asym_init(void);
+
 /* }======================================================= */
 
 enum weft__inspect_kind {

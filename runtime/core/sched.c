@@ -205,7 +205,7 @@ static inline struct weft_task *worker_inject_pop(weft__worker_t *w)
 /* Both functions read t->rt before publishing t: once t is in a queue,
  * another worker may run it to completion and free it.  For the same
  * reason they count before publishing (stats.h). */
-void weft__sched_ready(struct weft_task *t)
+void weft__sched_ready_slow(struct weft_task *t)
 {
 	weft__worker_t *w = weft__sched_current();
 	struct weft_runtime *rt = t->rt;
@@ -329,13 +329,15 @@ static inline __attribute__((always_inline)) void worker_arrived(void)
 		worker_after_park(w, w->post_task);
 }
 
-void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
+/* The switch-out of self, whose slice was charged: leaves the post,
+ * switches to the next task or the loop, and on resuming performs the
+ * post left by whoever switched to self.  Always inline, in the two
+ * entries below: weft__sched_park is one frame from the primitive to the
+ * jump (B5: every frame above the switch costs its entry and exit on
+ * both sides of the hand-off). */
+static inline __attribute__((always_inline)) void
+worker_leave(weft__worker_t *w, struct weft_task *self, enum weft__post post)
 {
-	weft__worker_t *w = weft__sched_current();
-	/* Run time (core/group.c, "Run time"): self's slice ends here; a
-	 * task switched into next starts its own from the same read (a load
-	 * of the sampler's clock, unless counted exactly). */
-	weft__task_slice_charge(w, self);
 	w->post = post;
 	w->post_task = self;
 	self->coop_used = 0; /* others get the worker now (see task.h) */
@@ -381,6 +383,41 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 	 * there the indirect jump predicts better. */
 	weft__fiber_switch_inl(&self->cont, to, resume);
 	worker_arrived();
+}
+
+void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
+{
+	weft__worker_t *w = weft__sched_current();
+	/* Run time (core/group.c, "Run time"): self's slice ends here; a
+	 * task switched into next starts its own from the same read (a load
+	 * of the sampler's clock, unless counted exactly). */
+	weft__task_slice_charge(w, self);
+	worker_leave(w, self, post);
+}
+
+void weft__sched_park(struct weft_task *self, const char *what, unsigned kind,
+	const void *on)
+{
+	weft__worker_t *w = weft__sched_current();
+	/* As in weft__sched_switch_out; the cut leaves the sampler's clock,
+	 * as read for it, in slice_start (core/group.c, "Run time"). */
+	weft__task_slice_charge(w, self);
+	/* Relaxed: introspection only (inspect.c reads insp_wait
+	 * atomically, and insp_on and insp_since only while it holds this
+	 * park pinned, which orders them through the PARKED hand-off). */
+	atomic_store_explicit(&self->insp_wait, what, memory_order_relaxed);
+	atomic_store_explicit(&self->insp_on, on, memory_order_relaxed);
+	/* When it parked, for the dump's "parked for": the sampler's clock
+	 * the cut just read (at most a period early: core/cpuclock.h), so a
+	 * park reads one clock; the cycle counter (about 10 ns) when the
+	 * sampler is off and its clock stands still. */
+	uint64_t since = __builtin_expect(w->rt->cpuclock.period_ns != 0, 1)
+		? w->slice_start
+		: weft__tick_now();
+	atomic_store_explicit(&self->insp_since,
+		since << WEFT__WAIT_KIND_BITS | kind, memory_order_relaxed);
+	worker_leave(w, self, WEFT__POST_PARK);
+	atomic_store_explicit(&self->insp_wait, NULL, memory_order_relaxed);
 }
 
 void weft__sched_arrived(void)
@@ -729,17 +766,32 @@ worker_switch_in(weft__worker_t *w, struct weft_task *t)
 		memory_order_relaxed);
 	/* The dump pin (inspect.c, "Reading a parked task"): publish that t
 	 * runs from its current park generation on, then look for a dumper
-	 * reading its stack.  seq_cst store then seq_cst load, against the
-	 * dumper's seq_cst pin store then insp_run load: one of the two
-	 * sees the other's store, so either the dumper skips t or we wait
-	 * here, before t's stack changes.  relaxed park load: only t itself
-	 * changes the generation, and it is not running. */
-	atomic_store_explicit(&t->insp_run,
-		atomic_load_explicit(&t->park, memory_order_relaxed) >>
-			WEFT__PARK_GEN_SHIFT,
-		memory_order_seq_cst);
-	if (WEFT__UNLIKELY(
-		    atomic_load_explicit(&t->insp_pin, memory_order_seq_cst)))
+	 * reading its stack: one of the two sees the other's store, so
+	 * either the dumper skips t or we wait here, before t's stack
+	 * changes.  relaxed park load: only t itself changes the generation,
+	 * and it is not running. */
+	uint64_t run = atomic_load_explicit(&t->park, memory_order_relaxed) >>
+		WEFT__PARK_GEN_SHIFT;
+	bool pinned;
+	if (WEFT__LIKELY(w->insp_asym)) {
+		/* The light half of the asymmetric fence, whose heavy half
+		 * (membarrier) the dumper runs between its pin store and its
+		 * insp_run load: relaxed store, a compiler barrier that keeps
+		 * the load after it, and an acquire load, which also keeps
+		 * t's stack untouched until it is done (and pairs with the
+		 * dumper's release of the pin). */
+		atomic_store_explicit(&t->insp_run, run, memory_order_relaxed);
+		atomic_signal_fence(memory_order_seq_cst);
+		pinned = atomic_load_explicit(&t->insp_pin,
+			memory_order_acquire);
+	} else {
+		/* seq_cst store then seq_cst load, against the dumper's
+		 * seq_cst pin store then insp_run load. */
+		atomic_store_explicit(&t->insp_run, run, memory_order_seq_cst);
+		pinned = atomic_load_explicit(&t->insp_pin,
+			memory_order_seq_cst);
+	}
+	if (WEFT__UNLIKELY(pinned))
 		weft__inspect_wait_unpinned(t);
 	/* After the pin: a dumper holding t pinned reads the image's state
 	 * (inspect.c). */
@@ -773,7 +825,12 @@ static inline __attribute__((always_inline)) struct weft_task *
 worker_pick(weft__worker_t *w, bool on_fiber)
 {
 	struct weft_task *t;
-	if (WEFT__UNLIKELY(++w->tick % WORKER_INJECT_INTERVAL == 0)) {
+	/* Counted down, not ++tick % 61 (a multiply and a shift per pick):
+	 * the same picks, the 61st, 122nd..., from the same start, so a
+	 * seeded schedule (docs/semantics.md rule 47) sees the same
+	 * interval at the same picks. */
+	if (WEFT__UNLIKELY(--w->tick == 0)) {
+		w->tick = WORKER_INJECT_INTERVAL;
 		w->fair_due = true;
 		worker_poll_sockets(w);
 		t = worker_inject_pop(w);
@@ -916,9 +973,13 @@ worker_after_park(weft__worker_t *w, struct weft_task *t)
 		t->park_image = weft__stack_image_release(t->stack, t->cont.sp);
 	/* acq_rel: release publishes the fiber's saved context to whichever
 	 * thread resumes it; acquire sees a waker's WOKEN.  Pairs with the
-	 * waker's CAS in weft__task_wake_claim (task.h). */
+	 * waker's CAS in weft__task_wake_claim (task.h).  An add, not an
+	 * or: PARKED is clear here (the park's prepare stored a word
+	 * without it, and only this post sets it), so the two agree, and
+	 * x86_64 has an add that returns the old value (`lock xadd`) but
+	 * no such or (gcc loops on `lock cmpxchg`). */
 	weft__stats_inc(&w->stats.parks);
-	uint64_t old = atomic_fetch_or_explicit(&t->park, WEFT__PARK_PARKED,
+	uint64_t old = atomic_fetch_add_explicit(&t->park, WEFT__PARK_PARKED,
 		memory_order_acq_rel);
 	/* Woken before it was off its stack: queue it where another worker
 	 * can steal it, not in the run-next slot, which only this worker
@@ -1076,6 +1137,8 @@ int weft__sched_worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	w->rng = UINT64_C(0x9E3779B97F4A7C15) * (index + 1) ^
 		(uint64_t)(uintptr_t)w;
 	w->switch_direct = !rt->baton.on;
+	w->insp_asym = rt->insp_asym;
+	w->tick = WORKER_INJECT_INTERVAL; /* picks left to the next interval */
 	if (rt->baton.on) {
 		/* Steal victims from the seed, not from an address (baton.c);
 		 * xorshift needs a state other than 0. */

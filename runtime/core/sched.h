@@ -77,6 +77,11 @@ typedef struct weft__worker {
 	 * switch-out goes back to its loop.  Stored this way round so that
 	 * weft__sched_switch_out tests it as loaded (B5, B6). */
 	bool switch_direct;
+	/* rt->insp_asym, copied at start: the switch-in's half of the dump
+	 * pin is the light one (core/inspect.c, "Reading a parked task"). */
+	bool insp_asym;
+	/* Picks left until the next WORKER_INJECT_INTERVAL-th (sched.c,
+	 * item 1), counted down from the interval.  Owner only. */
 	unsigned tick;
 	uint64_t rng;
 	/* Ids for the tasks and groups created on this worker. */
@@ -162,9 +167,10 @@ static inline weft__worker_t *weft__sched_current(void)
 #endif
 
 /* Make t runnable after a park: on the calling worker's run-next slot if
- * it is a worker of t's runtime, else through the injection queue.
- * Thread: any. */
-void weft__sched_ready(struct weft_task *t);
+ * it is a worker of t's runtime, else through the injection queue.  The
+ * common case is inline (weft__sched_ready, in task.h, where the task
+ * record's fields are known); this is the whole of it.  Thread: any. */
+void weft__sched_ready_slow(struct weft_task *t);
 /* A thread that is not a worker (the I/O thread) may collect the tasks it
  * makes runnable and publish them at once: one injection-queue lock and
  * one idle notification for a whole timer tick instead of one per task
@@ -199,6 +205,13 @@ WEFT_FIBER_FN void weft__sched_help_join(struct weft_task *self,
  * which the fiber then switches directly.  Thread: self, a weft fiber. */
 WEFT_FIBER_FN void weft__sched_switch_out(struct weft_task *self,
 	enum weft__post post);
+/* The switch-out of a park (weft__task_park_commit_obj, which decided
+ * that self must switch out): records what self waits for (`what`, the
+ * dump's kind and object: core/inspect.h) and since when, then switches
+ * out with WEFT__POST_PARK, in one frame.  Returns once self was woken
+ * and switched into again.  Thread: self, a weft fiber. */
+WEFT_FIBER_FN void weft__sched_park(struct weft_task *self, const char *what,
+	unsigned kind, const void *on);
 /* Leaves the task t, whose end weft__task_finish has already done, without
  * returning through its frames (a panic): a fiber switches out for the
  * last time, as at a normal exit; a child run inline, which cannot switch

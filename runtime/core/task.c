@@ -19,8 +19,9 @@
  *      switching.  Otherwise it switches out, straight to the next task
  *      of its worker (or to the scheduler loop when there is none), and
  *      whatever runs next there performs its post (sched.c): that sets
- *      PARKED with fetch_or, and if WOKEN was already set, queues the
- *      task.
+ *      PARKED with an atomic add (PARKED is clear until then, so it is
+ *      an or that x86_64 does in one instruction), and if WOKEN was
+ *      already set, queues the task.
  *   3. wake(gen): a CAS sets WOKEN if the generation matches and WOKEN is
  *      not set; if PARKED was already set, the waker readies the task.
  * Whoever performs the second of the two transitions (PARKED, WOKEN)
@@ -300,11 +301,7 @@ void weft__task_park_commit_on(struct weft_task *self, const char *what)
 void weft__task_park_commit_obj(struct weft_task *self, const char *what,
 	unsigned kind, const void *on)
 {
-	/* Fast path: already woken, no need to switch.  acquire: pairs with
-	 * the waker's CAS that set WOKEN (weft__task_wake_claim): what the waker
-	 * wrote before waking us is visible when we return. */
-	if (atomic_load_explicit(&self->park, memory_order_acquire) &
-		WEFT__PARK_WOKEN)
+	if (weft__task_park_woken(self))
 		return;
 	if (what == NULL) {
 		/* relaxed: the task's own cur_scope. */
@@ -319,22 +316,7 @@ void weft__task_park_commit_obj(struct weft_task *self, const char *what,
 			on = cur;
 		}
 	}
-	/* Relaxed: introspection only (inspect.c reads insp_wait atomically,
-	 * and insp_on and insp_since only while it holds this park pinned,
-	 * which orders them through the PARKED hand-off). */
-	atomic_store_explicit(&self->insp_wait, what, memory_order_relaxed);
-	atomic_store_explicit(&self->insp_on, on, memory_order_relaxed);
-	/* When it parked, for the dump's "parked for": the run-time
-	 * sampler's clock where it runs (a load, at most a period early:
-	 * core/cpuclock.h), else the cycle counter (about 10 ns). */
-	const weft__cpuclock_t *clk = &self->rt->cpuclock;
-	uint64_t since = __builtin_expect(clk->period_ns != 0, 1)
-		? weft__cpuclock_read(clk)
-		: weft__tick_now();
-	atomic_store_explicit(&self->insp_since,
-		since << WEFT__WAIT_KIND_BITS | kind, memory_order_relaxed);
-	weft__sched_switch_out(self, WEFT__POST_PARK);
-	atomic_store_explicit(&self->insp_wait, NULL, memory_order_relaxed);
+	weft__sched_park(self, what, kind, on);
 }
 
 bool weft__task_wake(struct weft_task *t, uint64_t gen)

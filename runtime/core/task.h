@@ -161,8 +161,8 @@ struct weft_task {
 	 * core/cpuclock.h) at which it parked shifted left by
 	 * WEFT__WAIT_KIND_BITS, with the object's kind (WEFT__WAIT_*,
 	 * core/inspect.h) in the low bits.  Written by the task at every
-	 * park that switches out (two relaxed stores:
-	 * weft__task_park_commit_obj), so stale between parks; read only by
+	 * park that switches out (two relaxed stores: weft__sched_park), so
+	 * stale between parks; read only by
 	 * a dump that holds the task pinned in that park (insp_pin), which
 	 * orders the reads after the stores through the park hand-off. */
 	_Atomic(const void *) insp_on;
@@ -243,6 +243,31 @@ static inline struct weft_task *weft__task_current(void)
 {
 	weft__worker_t *w = weft__sched_current();
 	return w ? w->current : NULL;
+}
+
+/* Makes t runnable after a park: on the calling worker's run-next slot if
+ * it is a worker of t's runtime, else through the injection queue
+ * (sched.c).  Inline as far as the common case, a worker of t's runtime
+ * with an empty run-next slot, where every hand-off readies its peer
+ * (B5); weft__sched_ready_slow does the rest (a displaced run-next task,
+ * the I/O thread's batch, a plain thread).  It reads what it needs of t
+ * and counts before publishing t: from then on another worker may run t
+ * to completion and free it (stats.h).  Thread: any. */
+static inline void weft__sched_ready(struct weft_task *t)
+{
+	weft__worker_t *w = weft__sched_current();
+	if (WEFT__LIKELY(w != NULL && w->rt == t->rt && w->runnext == NULL)) {
+		/* relaxed: t is parked, so insp_worker is the worker it last
+		 * ran on, written before its park was published. */
+		if (atomic_load_explicit(&t->insp_worker,
+			    memory_order_relaxed) == (int)w->index)
+			weft__stats_inc(&w->stats.wakes_local);
+		else
+			weft__stats_inc(&w->stats.wakes_remote);
+		w->runnext = t;
+		return;
+	}
+	weft__sched_ready_slow(t);
 }
 
 /* Allocate and initialise a task record (refs = 1, the run ref).
@@ -349,7 +374,7 @@ static inline bool weft__task_wake_claim(struct weft_task *t, uint64_t gen,
 	 * With an acquire load here both could read the old values on a
 	 * weakly ordered machine (store-buffering), and a cancellable park
 	 * would miss its cancel.  It also acquires: pairs with the release
-	 * halves of the prepare store and of the PARKED fetch_or (sched.c).
+	 * halves of the prepare store and of the PARKED fetch_add (sched.c).
 	 * On x86_64 a seq_cst load is the same plain load as an acquire. */
 	uint64_t old = atomic_load_explicit(&t->park, memory_order_seq_cst);
 	for (;;) {
@@ -553,6 +578,27 @@ WEFT_FIBER_FN void weft__task_park_commit_on(struct weft_task *self,
  * the task itself. */
 WEFT_FIBER_FN void weft__task_park_commit_obj(struct weft_task *self,
 	const char *what, unsigned kind, const void *on);
+
+/* Whether self's current park was woken already (its commit then returns
+ * without switching).  acquire: pairs with the waker's CAS that set
+ * WOKEN (weft__task_wake_claim): what the waker wrote before waking self
+ * is visible once this returns true.  Thread: self. */
+static inline bool weft__task_park_woken(struct weft_task *self)
+{
+	return (atomic_load_explicit(&self->park, memory_order_acquire) &
+		       WEFT__PARK_WOKEN) != 0;
+}
+
+/* weft__task_park_commit_obj with `what` given (not NULL), inline: a
+ * wait queue's park (sync/waitq.h) goes from its primitive straight to
+ * weft__sched_park, one frame (B5).  Thread: the task itself. */
+static inline __attribute__((always_inline)) WEFT_FIBER_FN void
+weft__task_park_commit_what(struct weft_task *self, const char *what,
+	unsigned kind, const void *on)
+{
+	if (!weft__task_park_woken(self))
+		weft__sched_park(self, what, kind, on);
+}
 
 /* Done callback node (weft_task_on_done). */
 struct weft__done_cb {

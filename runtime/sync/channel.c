@@ -28,9 +28,14 @@
  * grant (the granter's release store of `granted` is its last access to
  * the node).  A ping-pong round trip on one worker is then two parks,
  * two grants and four lock acquisitions, and no call on that path but
- * the ready, the park's commit and the switch (the grant, the wake
- * claim and the wait's first park are inline: B5 at one worker went from
- * about 1130 to about 890 instructions per round trip under callgrind).
+ * the park (weft__sched_park, which switches) and the switch itself (the
+ * grant, the wake claim, the ready's common case and the wait's first
+ * park up to weft__sched_park are inline: B5 at one worker went from
+ * about 1130 to about 790 instructions per round trip under callgrind).
+ * Its cost is then mostly its locked instructions, about 5 ns each here:
+ * per round trip four lock exchanges, two park prepares (the seq_cst
+ * store of the cancellation pair), two wake claims and two publications
+ * of PARKED.
  * chan_send/chan_receive are forced inline into the public calls because
  * a parked call resumes by returning through every frame above the
  * switch, each return a return-stack mispredict.

@@ -168,7 +168,7 @@ weft__waitq_wait_unlock(weft__spin_t *lock, weft__waitq_t *q,
 		const char *what = q->what ? q->what : "wait queue";
 		unsigned kind = q->kind;
 		weft__spin_unlock(lock);
-		weft__task_park_commit_obj(self, what, kind, q);
+		weft__task_park_commit_what(self, what, kind, q);
 		/* acquire: pairs with the release in weft__waitq_grant_one,
 		 * the granter's last access to n, so everything it wrote for
 		 * us before is visible and n is ours again. */

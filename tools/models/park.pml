@@ -8,7 +8,7 @@
  *            park word when a record starts a new life.
  *   sched.c  weft__sched_switch_out (the fiber leaves its stack and
  *            whatever runs next on the worker performs its post),
- *            worker_after_switch's WEFT__POST_PARK case (fetch_or PARKED,
+ *            worker_after_switch's WEFT__POST_PARK case (fetch_add PARKED,
  *            weft__sched_spawn when WOKEN was already set), and the
  *            workers that take a runnable task and switch into it.
  *   cancel.c scope_propagate_locked's seq_cst store of eff_cancelled
@@ -31,7 +31,8 @@
  *             bits cleared), chosen nondeterministically.
  *   post_park worker_after_switch on the stack switched to, one process
  *             per switch-out (w->post is the worker's, consumed before
- *             anything else runs there): fetch_or PARKED (acq_rel); old
+ *             anything else runs there): fetch_add PARKED (acq_rel), with
+ *             the assertion that PARKED was clear (so it is an or); old
  *             WOKEN: weft__sched_spawn (queue).
  *   waker     one wake per park: waits until the task published
  *             generation >= k, then weft__task_wake(k).  If the park k
@@ -55,10 +56,10 @@
  * Memory model
  *   Promela is sequentially consistent.  The decisions are made by
  *   read-modify-writes of the one park word (the wakers' CAS, the post's
- *   fetch_or), which C11 totally orders whatever their memory order, so
+ *   fetch_add), which C11 totally orders whatever their memory order, so
  *   SC loses nothing there; a stale plain load (commit's fast path, the
  *   claim's first load) only makes a CAS fail and retry, or the task
- *   switch out and the fetch_or decide.  The one cross-location pattern
+ *   switch out and the fetch_add decide.  The one cross-location pattern
  *   is the park/cancel Dekker pair: prepare's store of the word then the
  *   load of eff_cancelled, against the canceller's store of
  *   eff_cancelled then load of the word.  SC is sound only if all four
@@ -181,7 +182,9 @@ next:
  * worker the fiber left (one process per switch-out). */
 proctype post_park() {
 	byte old;
-	atomic { old = park; park = park | PARKED };	/* fetch_or, acq_rel */
+	/* fetch_add of PARKED, acq_rel: the same as an or, since PARKED is
+	 * clear here (asserted) */
+	atomic { old = park; assert(!(old & PARKED)); park = park + PARKED };
 	if
 	:: old & WOKEN -> ready()	/* weft__sched_spawn */
 	:: else -> skip
