@@ -162,10 +162,11 @@ static void scope_propagate_locked(struct weft_scope *s,
 		 * then the task wakes, finds its scope not cancelled, and
 		 * parks again (every cancellable park loops).  Deciding on
 		 * t->cur_scope instead would need that field to be seq_cst
-		 * on every scope push and pop.  relaxed: s's lock orders the
-		 * read against link and unlink (invariant 4). */
+		 * on every scope push and pop.  acquire: as in
+		 * scope_rt_locked (s's lock orders the read against unlink,
+		 * invariant 4). */
 		struct weft_task *t = atomic_load_explicit(&s->task,
-			memory_order_relaxed);
+			memory_order_acquire);
 		if (t)
 			weft__task_wake_cancel(t);
 	}
@@ -229,11 +230,15 @@ void weft__scope_link(struct weft_scope *s, struct weft_scope *parent,
 		return;
 	}
 	/* s->task is read by cancellers under s's lock; s is reachable by a
-	 * canceller only through its parent (locked here, which publishes
-	 * this store) or by a user who cancels a scope directly (then task
-	 * is NULL or s's own task, and a wake of it is at worst spurious).
-	 * So relaxed suffices. */
-	atomic_store_explicit(&s->task, t, memory_order_relaxed);
+	 * canceller through its parent (locked here, which publishes this
+	 * store) or directly, by a user who cancels a weft_scope_t: that
+	 * canceller holds only s's lock, and reads t's record (its runtime,
+	 * its park word) through the pointer.  release (with the
+	 * cancellers' acquire loads): t's record was made by another thread
+	 * when t is a frame's child that a thief started (core/frame.c), and
+	 * its fields must be visible through the pointer.  A wake of t
+	 * after t left s is at worst spurious. */
+	atomic_store_explicit(&s->task, t, memory_order_release);
 	/* A lazy scope knows its parent already, and tasks below it may be
 	 * reading it (scope_pull): write only a new one (a start()ed
 	 * child's root, not visible to anyone yet). */
@@ -316,9 +321,11 @@ static struct weft_runtime *scope_rt_locked(struct weft_scope *s)
 	case WEFT__SCOPE_TASK:
 		return WEFT__CONTAINER_OF(s, struct weft_task, root_scope)->rt;
 	default: {
-		/* relaxed: under s's lock (invariant 4). */
+		/* acquire: pairs with weft__scope_link's release (t's record
+		 * may have been made by another thread); under s's lock
+		 * (invariant 4). */
 		struct weft_task *t = atomic_load_explicit(&s->task,
-			memory_order_relaxed);
+			memory_order_acquire);
 		return t ? t->rt : NULL;
 	}
 	}
