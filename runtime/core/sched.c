@@ -222,7 +222,7 @@ void weft__sched_ready(struct weft_task *t)
 			b->n++;
 			return;
 		}
-		/* A plain thread: a slow path (the injection queue's mutex
+		/* A plain thread: a slow path (the notification's fence
 		 * follows), so one relaxed RMW on a runtime counter. */
 		atomic_fetch_add_explicit(&rt->stats.wakes_thread, 1,
 			memory_order_relaxed);
