@@ -717,6 +717,11 @@ static struct weft_task *record_fcache_get(struct weft_runtime *rt,
 	struct weft_task *t = c->head;
 	c->head = *(void **)t;
 	c->n--;
+	/* The next record's first line, for writing: its link is the load
+	 * above at the next spawn, a cache miss when a worker freed it on
+	 * another CPU (B3 external), and its creation writes the line. */
+	if (c->head != NULL)
+		__builtin_prefetch(c->head, 1);
 	weft__record_unpoison(t, sizeof *t);
 	return t;
 }
