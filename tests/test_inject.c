@@ -211,6 +211,33 @@ static void test_inject__last_task_and_refill(void **state)
 	weft__inject_fini(&q);
 }
 
+/* A pop during another consumer's turn returns at once, empty-handed,
+ * and leaves the queue as it was: the next pop, in a turn of its own,
+ * takes the task.  (With the mutex it replaces, the pop would wait.) */
+static void test_inject__pop_in_another_turn_passes(void **state)
+{
+	(void)state;
+	weft__inject_t q;
+	struct weft_task a, b;
+	memset(&a, 0, sizeof a);
+	memset(&b, 0, sizeof b);
+	assert_int_equal(weft__inject_init(&q), 0);
+	weft__inject_push(&q, &a);
+	weft__inject_push(&q, &b);
+	/* Another consumer's turn under way (white box: its flag). */
+	atomic_store(&q.busy, true);
+	assert_null(weft__inject_pop(&q));
+	assert_true(weft__inject_nonempty(&q));
+	atomic_store(&q.busy, false);
+	assert_ptr_equal(weft__inject_pop(&q), &a);
+	/* The pop ended its turn: the next one gets its own. */
+	assert_false(atomic_load(&q.busy));
+	assert_ptr_equal(weft__inject_pop(&q), &b);
+	assert_null(weft__inject_pop(&q));
+	assert_false(atomic_load(&q.busy));
+	weft__inject_fini(&q);
+}
+
 /* }======================================================= */
 
 /* {======================================================= foreign caches */
@@ -632,6 +659,7 @@ int main(void)
 		cmocka_unit_test(
 			test_inject__producers_two_consumers_exactly_once),
 		cmocka_unit_test(test_inject__last_task_and_refill),
+		cmocka_unit_test(test_inject__pop_in_another_turn_passes),
 		WEFT_TEST(test_inject__foreign_records_come_in_batches),
 		WEFT_TEST(test_inject__destroy_takes_foreign_records_back),
 		cmocka_unit_test(test_inject__idle_arena_returns_pages),

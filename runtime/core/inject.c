@@ -13,19 +13,33 @@
  *            or a wake from a plain thread (B3 "external") no longer
  *            takes a mutex that two workers popping one task each were
  *            contending for.
- *   pop      under the consumers' mutex: skip the stub if it is at the
- *            front; hand out the front node once its next link is set;
- *            if the front node is the last one, push the stub behind it
- *            first, so it gets a successor.
+ *   pop      in a consumer's turn (below): skip the stub if it is at
+ *            the front; hand out the front node once its next link is
+ *            set; if the front node is the last one, push the stub
+ *            behind it first, so it gets a successor.
  *
  * The one wait: between a producer's exchange and its link store, the
  * node it exchanged (prev) has no successor yet, so a consumer that has
  * reached prev cannot pass it.  The window is two instructions, but the
  * producer may be preempted inside it; the consumer then waits for the
  * link (pause, then sched_yield so a preempted producer on the same CPU
- * gets to run), holding the consumers' mutex.  It never returns empty
- * while the hint says otherwise, so an idle worker cannot spin on a
- * queue that says "non-empty" and pops nothing.
+ * gets to run), in its turn.  Within its turn it never returns empty
+ * while the hint says otherwise.
+ *
+ * Consumers' turns: a try-lock, the `busy` flag, taken with one
+ * exchange and given back with a store.  A pop that finds it taken
+ * returns NULL at once instead of waiting: the consumer whose turn it is
+ * takes a task unless the queue is empty, so the queue moves on either
+ * way, and the caller is a worker with other places to look (its deque,
+ * steals) that comes back at its next pick or spin round; an idle
+ * worker does not sleep meanwhile, because its last check reads the
+ * hint, not a pop (idle.c).  The mutex this replaces cost each pop a
+ * lock and an unlock (about 55 instructions, two atomic read-modify-
+ * writes) and, when two workers drained a queue fed by a plain thread
+ * (B3 external), put the loser to sleep in the kernel and the winner
+ * into a wake-up system call at its unlock.  The price: a worker whose
+ * turn is preempted by the OS holds it until it runs again (the mutex
+ * too), and other workers' pops fail meanwhile instead of sleeping.
  *
  * Emptiness (weft__inject_nonempty): back == stub and then front == stub.
  * Either the read of back sees a push's exchange, or that push comes
@@ -41,16 +55,18 @@
  * store to the same field).  The link store is release, and consumers
  * load links with acquire: a task's fields, written by whoever queued
  * it, are visible to the worker that pops it.  `front` is only written
- * under the mutex (relaxed stores: the mutex orders consumers; the hint
- * is racy by design).
+ * in a consumer's turn (relaxed stores: the turn's acquire exchange and
+ * release store order consumers; the hint is racy by design).
  *
  * Rejected: the mutex-protected list this replaces (B3 external at 2
  * workers: the producer and both workers queued on it, nvcsw in the
  * thousands per 10^6 spawns); ck_fifo_mpmc (allocates an entry per
  * node, or needs one embedded per task, and a double-width CAS); a
- * lock-free consumer side (workers pop at every 61st pick and when
- * idle, not per spawn: the mutex is uncontended there, and a single
- * consumer keeps the algorithm free of ABA).
+ * consumer side on which several consumers advance `front` at once
+ * (CAS on front: a node handed out and requeued meanwhile is the ABA
+ * case; one consumer per turn keeps the algorithm free of it); taking a
+ * batch per turn into the deque (80c23f6, reverted: B3 external got
+ * slower).
  *
  * The links are plain `struct weft_task *` fields (task.h), accessed
  * here with the __atomic builtins, which gcc and clang apply to any
@@ -74,18 +90,16 @@ _Static_assert(offsetof(struct weft_task, next) == WEFT__INJECT_NEXT_OFFSET,
 
 int weft__inject_init(weft__inject_t *q)
 {
-	int rc = pthread_mutex_init(&q->lock, NULL);
-	if (rc != 0)
-		return -rc;
 	q->stub_next = NULL;
 	atomic_init(&q->back, WEFT__INJECT_STUB(q));
 	atomic_init(&q->front, WEFT__INJECT_STUB(q));
+	atomic_init(&q->busy, false);
 	return 0;
 }
 
 void weft__inject_fini(weft__inject_t *q)
 {
-	pthread_mutex_destroy(&q->lock);
+	(void)q; /* nothing to release */
 }
 
 /* Appends the chain head..tail (tail->next already NULL). */
@@ -132,18 +146,32 @@ static struct weft_task *inject_next(struct weft_task *t)
 	return next;
 }
 
+/* Ends a consumer's turn.  release: this turn's front store and link
+ * loads come before the next turn's (pairs with the acquire exchange in
+ * weft__inject_pop_slow). */
+static inline void inject_turn_end(weft__inject_t *q)
+{
+	atomic_store_explicit(&q->busy, false, memory_order_release);
+}
+
 struct weft_task *weft__inject_pop_slow(weft__inject_t *q)
 {
 	struct weft_task *stub = WEFT__INJECT_STUB(q);
-	pthread_mutex_lock(&q->lock);
-	/* relaxed: front is written under the lock, held. */
+	/* The turn: a load first, so that a consumer that finds it taken
+	 * does not pull the line away with a write (relaxed: only a hint;
+	 * the exchange decides).  acquire exchange: the previous turn's
+	 * writes, up to its release store in inject_turn_end. */
+	if (atomic_load_explicit(&q->busy, memory_order_relaxed) ||
+		atomic_exchange_explicit(&q->busy, true, memory_order_acquire))
+		return NULL; /* another consumer's turn */
+	/* relaxed: front is written only in a turn, this one now. */
 	struct weft_task *t = atomic_load_explicit(&q->front,
 		memory_order_relaxed);
 	if (t == stub) {
 		/* acquire: the exchange that made back != stub, if any. */
 		if (atomic_load_explicit(&q->back, memory_order_acquire) ==
 			stub) {
-			pthread_mutex_unlock(&q->lock);
+			inject_turn_end(q);
 			return NULL; /* empty */
 		}
 		t = inject_next(stub);
@@ -162,9 +190,9 @@ struct weft_task *weft__inject_pop_slow(weft__inject_t *q)
 		/* Our stub or another producer's task is behind t now. */
 		next = inject_next(t);
 	}
-	/* relaxed: under the lock; the hint reads it racily. */
+	/* relaxed: in our turn; the hint reads it racily. */
 	atomic_store_explicit(&q->front, next, memory_order_relaxed);
-	pthread_mutex_unlock(&q->lock);
+	inject_turn_end(q);
 	/* relaxed: t is ours now; nobody links behind a node that is not
 	 * back, and t stopped being back before its successor was linked. */
 	LINK_STORE(t, NULL, __ATOMIC_RELAXED);

@@ -2,12 +2,12 @@
  * worker (the I/O thread, foreign threads, root tasks) and overflow from a
  * worker's deque.  A multi-producer single-consumer intrusive queue
  * (Vyukov's, linked through weft_task.next): producers never lock, one
- * atomic exchange each; consumers (the workers) take turns under a mutex.
+ * atomic exchange each; consumers (the workers) take turns, and a pop
+ * that finds another consumer's turn under way returns at once.
  * Emptiness is a racy hint read with two loads (idle checks). */
 #ifndef WEFT_RUNTIME_CORE_INJECT_H
 #define WEFT_RUNTIME_CORE_INJECT_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -28,9 +28,12 @@ typedef struct weft__inject {
 	_Atomic(struct weft_task *) back;
 	char pad[WEFT__FALSE_SHARING];
 	/* Consumer end: the node to hand out next, or the stub.  Written
-	 * under lock (relaxed atomic stores), read racily by the hint. */
+	 * in a consumer's turn (relaxed atomic stores), read racily by the
+	 * hint. */
 	_Atomic(struct weft_task *) front;
-	pthread_mutex_t lock; /* serialises consumers; producers never */
+	/* A consumer's turn is under way: serialises consumers (a try-lock,
+	 * inject.c); producers never look at it. */
+	atomic_bool busy;
 	/* The stub node's only field: the queue always holds at least one
 	 * node, and the stub stands in when it holds no task (inject.c). */
 	struct weft_task *stub_next;
@@ -74,8 +77,10 @@ static inline bool weft__inject_nonempty(weft__inject_t *q)
 /* weft__inject_pop past its emptiness check.  Any thread. */
 struct weft_task *weft__inject_pop_slow(weft__inject_t *q);
 
-/* The oldest task, or NULL when the queue was empty.  Takes the
- * consumers' mutex (not when the hint says empty).  Any thread. */
+/* The oldest task, or NULL when the queue was empty or another
+ * consumer's turn was under way (that consumer takes a task unless the
+ * queue is empty: inject.c).  Never waits for another consumer; takes
+ * the consumers' turn only when the hint says non-empty.  Any thread. */
 static inline struct weft_task *weft__inject_pop(weft__inject_t *q)
 {
 	if (!weft__inject_nonempty(q))

@@ -248,6 +248,24 @@ void weft__record_put_slow(struct weft_runtime *rt, enum weft__record_kind kind,
  *   destroy     handles reads 0 (a free record has no handle);
  *   names       the stale-handle report copies a zero or old name.
  *
+ * Segments.  A batch taken from the free list used to be cut by following
+ * its links, one record after the other, under the arena's lock: a
+ * chain of dependent loads, each a cache miss when another thread freed
+ * the record (B3 "external" at 2 workers: the workers free, the
+ * spawning thread refills its foreign cache; a sampling profile put a
+ * quarter of the spawning thread's time on that loop, and the lock,
+ * held that long, sent workers to sleep in the kernel on it).  So the
+ * arena remembers the free list's leading runs as they were put there
+ * (a worker's overflow batch, a foreign cache's return, a chunk: each
+ * put knows its last record and its length), in a ring of the
+ * WEFT__RECORD_SEGS newest.  A take uses whole runs that fit without
+ * reading them, and walks only the remainder, inside the next run;
+ * what it takes is exactly what the walk took.  A full cache gives back
+ * exactly WEFT__RECORD_BATCH records, which is what a refill asks for.
+ * A change to the list that is not a put at its front (the trim's
+ * rebuild, a foreign cache's records added at the runtime's end)
+ * forgets the runs; WEFT_DEBUG builds check each run they take whole.
+ *
  * Foreign caches.  A thread that is not a worker of the runtime (a plain
  * thread spawning into a retained group: B3 "external", a portal's
  * foreign thread, a worker of another runtime) has no worker cache; it
@@ -300,6 +318,7 @@ int weft__record_arena_init(struct weft__record_arena *a)
 		return -rc;
 	a->free = NULL;
 	a->nfree = 0;
+	a->seg_top = a->nseg = 0;
 	atomic_init(&a->chunks, NULL);
 	a->sorted = NULL;
 	a->nchunks = a->sorted_cap = 0;
@@ -439,6 +458,25 @@ static size_t record_chunk_index(struct weft__record_arena *a, const void *p)
 	return lo;
 }
 
+/* Segments: n records ending at tail were put at the front of a's free
+ * list.  The oldest known segment is forgotten when the ring is full.
+ * Under a's lock. */
+static inline void record_seg_push(struct weft__record_arena *a, void *tail,
+	size_t n)
+{
+	a->seg_top = (a->seg_top + 1) % WEFT__RECORD_SEGS;
+	a->segs[a->seg_top] = (struct weft__record_seg){ tail, n };
+	if (a->nseg < WEFT__RECORD_SEGS)
+		a->nseg++;
+}
+
+/* The free list's first segment was taken whole.  Under a's lock. */
+static inline void record_seg_pop(struct weft__record_arena *a)
+{
+	a->seg_top = (a->seg_top + WEFT__RECORD_SEGS - 1) % WEFT__RECORD_SEGS;
+	a->nseg--;
+}
+
 /* The free list is empty: puts a released chunk's records, or a new
  * chunk's, on it.  Under a's lock, which a new chunk's allocation drops
  * for a while.  0 or -ENOMEM. */
@@ -485,6 +523,7 @@ static int record_arena_fill(struct weft__record_arena *a)
 	*(void **)tail = a->free;
 	a->free = head;
 	a->nfree += c->nrec;
+	record_seg_push(a, tail, c->nrec);
 	return 0;
 }
 
@@ -518,10 +557,34 @@ static void *record_arena_take(struct weft__record_arena *a, unsigned max,
 		max = 1;
 	}
 #endif
-	void *head = a->free, *tail = head;
-	unsigned k = 1;
-	for (; k < max && *(void **)tail; k++)
-		tail = *(void **)tail;
+	/* Whole known segments first, without following their links (see
+	 * "Segments"); then, short of max, a walk, which stays inside the
+	 * next known segment if there is one (it did not fit whole). */
+	void *head = a->free, *tail = NULL;
+	unsigned k = 0;
+	while (a->nseg > 0 && k + a->segs[a->seg_top].n <= max) {
+		const struct weft__record_seg *s = &a->segs[a->seg_top];
+#ifdef WEFT_DEBUG
+		/* The bookkeeping checked: the segment is what it says. */
+		void *p = tail ? *(void **)tail : head;
+		for (size_t i = 1; i < s->n; i++)
+			p = *(void **)p;
+		WEFT_ASSERT(p == s->tail, "task arena: a segment's tail moved");
+#endif
+		tail = s->tail;
+		k += (unsigned)s->n;
+		record_seg_pop(a);
+	}
+	void *next = tail ? *(void **)tail : head;
+	if (k < max && next != NULL) {
+		unsigned walked = 1;
+		tail = next;
+		for (; k + walked < max && *(void **)tail; walked++)
+			tail = *(void **)tail;
+		k += walked;
+		if (a->nseg > 0)
+			a->segs[a->seg_top].n -= walked; /* still > 0 */
+	}
 	a->free = *(void **)tail;
 	a->nfree -= k;
 	if (a->nfree < a->low_free)
@@ -576,6 +639,7 @@ static void record_fcache_return(struct weft__record_fcache *c)
 	struct weft__record_arena *a = &rt->tasks;
 	pthread_mutex_lock(&a->lock);
 	record_fcache_take(c, &a->free, &a->nfree);
+	a->nseg = 0; /* the front of the list is new and not measured */
 	pthread_mutex_unlock(&a->lock);
 }
 
@@ -653,6 +717,11 @@ static struct weft_task *record_fcache_get(struct weft_runtime *rt,
 	struct weft_task *t = c->head;
 	c->head = *(void **)t;
 	c->n--;
+	/* The next record's first line, for writing: its link is the load
+	 * above at the next spawn, a cache miss when a worker freed it on
+	 * another CPU (B3 external), and its creation writes the line. */
+	if (c->head != NULL)
+		__builtin_prefetch(c->head, 1);
 	weft__record_unpoison(t, sizeof *t);
 	return t;
 }
@@ -665,6 +734,7 @@ void weft__record_arena_fini(struct weft__record_arena *a)
 	pthread_mutex_lock(&fcache_lock);
 	while (a->foreign != NULL)
 		record_fcache_take(a->foreign, &a->free, &a->nfree);
+	a->nseg = 0; /* as in record_fcache_return */
 	pthread_mutex_unlock(&fcache_lock);
 	/* Every record should be free now: on the free list or in a released
 	 * chunk.  If one is not (still referenced), every chunk is left
@@ -750,7 +820,9 @@ size_t weft__record_arena_trim(struct weft__record_arena *a, int64_t *retry)
 		released++;
 	}
 	if (released > 0) {
-		/* The free list without the released chunks' records. */
+		/* The free list without the released chunks' records (its
+		 * segments are forgotten: records left them). */
+		a->nseg = 0;
 		void **link = &a->free;
 		for (void *p = a->free; p; p = *(void **)p) {
 			if (a->sorted[record_chunk_index(a, p)]->released) {
@@ -802,6 +874,7 @@ static void record_arena_splice(struct weft__record_arena *a, void *head,
 	a->free = head;
 	a->nfree += n;
 	a->puts_since_trim += n;
+	record_seg_push(a, tail, n);
 	pthread_mutex_unlock(&a->lock);
 }
 
@@ -845,19 +918,21 @@ struct weft_task *weft__record_task_get_slow(struct weft_runtime *rt,
 }
 
 /* Slow path of weft__record_task_put: a plain thread, a worker of another
- * runtime, or a full cache (then its newest WEFT__RECORD_BATCH records go
- * to the arena with t).  t is poisoned already; rt is its runtime. */
+ * runtime, or a full cache (then t and its newest WEFT__RECORD_BATCH - 1
+ * records go to the arena, one batch).  t is poisoned already; rt is its runtime. */
 void weft__record_task_put_slow(struct weft_runtime *rt, weft__worker_t *w,
 	struct weft_task *t)
 {
 	void *head = t, *tail = t;
 	size_t n = 1;
 	if (w != NULL && w->rt == rt) {
+		/* t and the newest WEFT__RECORD_BATCH - 1: one batch, which
+		 * a refill then takes whole ("Segments"). */
 		*(void **)t = w->records.head[WEFT__RECORD_TASK];
-		for (; n < WEFT__RECORD_BATCH + 1; n++)
+		for (; n < WEFT__RECORD_BATCH; n++)
 			tail = *(void **)tail;
 		w->records.head[WEFT__RECORD_TASK] = *(void **)tail;
-		w->records.len[WEFT__RECORD_TASK] -= WEFT__RECORD_BATCH;
+		w->records.len[WEFT__RECORD_TASK] -= WEFT__RECORD_BATCH - 1;
 	}
 	record_arena_splice(&rt->tasks, head, tail, n);
 }

@@ -108,11 +108,27 @@ struct weft__record_chunk {
 
 #define WEFT__RECORD_CHUNK_BYTES ((size_t)256 * 1024)
 
+/* How many of the free list's leading segments an arena knows
+ * (records.c, "Segments"). */
+#define WEFT__RECORD_SEGS 256
+
+/* A run of the free list put there at once: its last record and its
+ * length. */
+struct weft__record_seg {
+	void *tail;
+	size_t n;
+};
+
 /* The runtime's task records (see the top of this file). */
 struct weft__record_arena {
 	pthread_mutex_t lock;
 	void *free;   /* free records linked through their first word */
 	size_t nfree; /* under lock */
+	/* Under lock (records.c, "Segments"): the free list begins with
+	 * nseg runs whose last records and lengths are known, the first at
+	 * segs[seg_top], the next at the index below it, cyclically. */
+	struct weft__record_seg segs[WEFT__RECORD_SEGS];
+	unsigned seg_top, nseg;
 	/* Every chunk, newest first, linked through next; pushed under lock
 	 * with a release store, scanned lock-free (acquire): every record
 	 * the runtime ever had is in one (weft__record_arena_first). */

@@ -222,7 +222,7 @@ void weft__sched_ready_slow(struct weft_task *t)
 			b->n++;
 			return;
 		}
-		/* A plain thread: a slow path (the injection queue's mutex
+		/* A plain thread: a slow path (the notification's fence
 		 * follows), so one relaxed RMW on a runtime counter. */
 		atomic_fetch_add_explicit(&rt->stats.wakes_thread, 1,
 			memory_order_relaxed);
@@ -911,7 +911,11 @@ static struct weft_task *worker_pick_queues(weft__worker_t *w, bool on_fiber)
 		 * failed and is done). */
 		if (rc == 0 && (t = weft__sched_item_task(w, item)) != NULL)
 			return t;
-	} else {
+	} else if (weft__deque_size_approx(&w->deque) != 0) {
+		/* Not on an empty deque: the pop's StoreLoad fence would wait
+		 * for the stores of the task that just ended (B3 external,
+		 * where every pick finds it empty).  Exact here: only this
+		 * worker changes bottom, and top only grows. */
 		void *item = weft__deque_pop(&w->deque);
 		if (item && (t = weft__sched_item_task(w, item)) != NULL)
 			return t;

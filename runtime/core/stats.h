@@ -48,8 +48,8 @@ typedef struct weft__worker_stats {
 
 /* Per runtime: what threads that are not workers count.  Read-modify-
  * writes, but only on paths that already take a lock or a system call
- * (a wake from a plain thread takes the injection queue's mutex; the I/O
- * thread adds once per published batch). */
+ * (a wake from a plain thread then notifies, a seq_cst fence and maybe a
+ * futex wake; the I/O thread adds once per published batch). */
 typedef struct weft__runtime_stats {
 	atomic_uint_fast64_t spawned;	   /* spawns from non-workers */
 	atomic_uint_fast64_t wakes_io;	   /* tasks readied by the I/O thread */

@@ -17,11 +17,13 @@
  * Diagnostics (docs/benchmarks.md, B3): BENCH_FLAT_STATS=1 prints one line
  * per repetition to stderr with its time and what the runtime's counters
  * (weft_runtime_stats) and getrusage saw during it: steals, sleeps,
- * wake-ups, injection-queue pops, minor page faults, context switches.
+ * wake-ups, injection-queue pops, minor page faults, context switches,
+ * and for the external variant the spawning loops' wall and CPU time.
  * BENCH_FLAT_VARIANT=worker or external runs only that variant;
  * BENCH_FLAT_N=n spawns n tasks per round instead of 10^6. */
 #include <pthread.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "bench.h"
 
@@ -60,17 +62,35 @@ struct flat_external {
 	unsigned char *ran;
 	weft_event_t *done;
 	int spawn_rc;
+	int64_t spawn_ns;     /* the spawning loop's own time */
+	int64_t spawn_cpu_ns; /* and the thread's CPU time in it */
 };
+
+/* The calling thread's CPU time in ns. */
+static int64_t flat_thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static void *flat_external_thread(void *arg)
 {
 	struct flat_external *x = arg;
+	int64_t t0 = bench_now(), c0 = flat_thread_cpu_ns();
 	x->spawn_rc = flat_spawn_all(x->g, x->ran);
+	x->spawn_cpu_ns = flat_thread_cpu_ns() - c0;
+	x->spawn_ns = bench_now() - t0;
 	weft_event_set(x->done);
 	return NULL;
 }
 
 static bool flat_external_variant;
+
+/* BENCH_FLAT_STATS, external variant: the spawning threads' loop time
+ * summed over the current repetition's rounds (the rest of a round is
+ * the thread's start and the drain of the queue after its last spawn). */
+static int64_t flat_spawn_ns, flat_spawn_cpu_ns;
 
 /* The spawns of one round, from this task or from a plain thread. */
 static int flat_spawn_round(weft_group_t *g, unsigned char *ran)
@@ -92,6 +112,8 @@ static int flat_spawn_round(weft_group_t *g, unsigned char *ran)
 	/* The thread is past its last spawn; this only waits for it to
 	 * return from weft_event_set. */
 	pthread_join(th, NULL);
+	flat_spawn_ns += x.spawn_ns;
+	flat_spawn_cpu_ns += x.spawn_cpu_ns;
 	weft_group_release(g);
 	weft_event_destroy(x.done);
 	return rc < 0 ? rc : x.spawn_rc;
@@ -141,7 +163,7 @@ static void flat_sample_print(int rep, double ms, const struct flat_sample *a,
 		"spawn-flat (%s) rep %d: %.1f ms steals %llu+%llu "
 		"attempts %llu sleeps %llu wakeups %llu inject_pops %llu "
 		"run %llu inline %llu busy_ms %.0f cpu_ms %.0f minflt %ld "
-		"nvcsw %ld nivcsw %ld\n",
+		"nvcsw %ld nivcsw %ld spawn_ms %.1f spawn_cpu_ms %.1f\n",
 		flat_external_variant ? "external" : "worker", rep, ms,
 		(unsigned long long)(y->steals - x->steals),
 		(unsigned long long)(y->stolen_extra - x->stolen_extra),
@@ -155,7 +177,8 @@ static void flat_sample_print(int rep, double ms, const struct flat_sample *a,
 		flat_cpu_ms(&b->ru) - flat_cpu_ms(&a->ru),
 		b->ru.ru_minflt - a->ru.ru_minflt,
 		b->ru.ru_nvcsw - a->ru.ru_nvcsw,
-		b->ru.ru_nivcsw - a->ru.ru_nivcsw);
+		b->ru.ru_nivcsw - a->ru.ru_nivcsw, (double)flat_spawn_ns / 1e6,
+		(double)flat_spawn_cpu_ns / 1e6);
 }
 
 static int flat_root(void *arg)
@@ -165,6 +188,7 @@ static int flat_root(void *arg)
 	for (int r = 0; r < BENCH_WARMUP + BENCH_REPS; r++) {
 		memset(run->ran, 0, bytes);
 		struct flat_sample s0, s1;
+		flat_spawn_ns = flat_spawn_cpu_ns = 0;
 		flat_sample(&s0);
 		int64_t t0 = bench_now();
 		for (int k = 0; k < FLAT_ROUNDS; k++) {
