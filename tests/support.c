@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -361,3 +362,13 @@ int weft_test_tcp_pair(weft_stream_t **a, weft_stream_t **b)
 }
 
 /* }======================================================= */
+
+int weft_test_resident(const void *p)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	void *base = (void *)((uintptr_t)p & ~(uintptr_t)(page - 1));
+	unsigned char v = 0;
+	if (mincore(base, (size_t)page, &v) != 0)
+		return -1;
+	return v & 1;
+}

@@ -35,6 +35,11 @@ int weft_test_check_eq(long long a, long long b, const char *file, int line,
  * on a group left without join). */
 int weft_test_death(void (*child)(void *), void *arg, char *buf, size_t size);
 
+/* Whether the page holding p is resident: 1, 0, or -1 (mincore failed).
+ * mincore(2) does not touch the page, so a page given back to the
+ * kernel (a released stack) stays released.  Thread: any. */
+int weft_test_resident(const void *p);
+
 /* A function whose result must be used: a call that ignores it does not
  * compile (-Wunused-result, an error under -Werror; a (void) cast does
  * not silence it).  Every weft_test_run* is one, so that a test cannot

@@ -17,7 +17,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -75,24 +74,13 @@ static int sleeper(void *arg)
 	return 0;
 }
 
-/* Whether the page holding p is resident (mincore does not touch it). */
-static int resident(const void *p)
-{
-	long page = sysconf(_SC_PAGESIZE);
-	void *base = (void *)((uintptr_t)p & ~(uintptr_t)(page - 1));
-	unsigned char v = 0;
-	if (mincore(base, (size_t)page, &v) != 0)
-		return -1;
-	return v & 1;
-}
-
 /* Released sleepers' pages, counted once every sleeper published. */
 static int count_released(struct sleepers *s)
 {
 	int n = 0;
 	for (int i = 0; i < NSLEEPERS; i++) {
 		uint64_t *p = atomic_load(&s->locals[i]);
-		if (p != NULL && resident(p) == 0)
+		if (p != NULL && weft_test_resident(p) == 0)
 			n++;
 	}
 	return n;
@@ -223,7 +211,7 @@ static int oom_root(void *arg)
 		CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
 	CHECK_EQ(weft_sleep(20 * WEFT_MSEC), 0);
 	CHECK_EQ(weft_debug_injected_failures(), before + 1);
-	CHECK_EQ(resident(atomic_load(&s->locals[0])), 1);
+	CHECK_EQ(weft_test_resident(atomic_load(&s->locals[0])), 1);
 	CHECK_EQ(weft_group_cancel(s->g, NULL), 0);
 	CHECK_EQ(weft_group_join(s->g, NULL), 0);
 	return 0;

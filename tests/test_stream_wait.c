@@ -19,7 +19,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -86,23 +85,12 @@ static int waiter(void *arg)
 	return 0;
 }
 
-/* Whether the page holding p is resident (mincore does not touch it). */
-static int resident(const void *p)
-{
-	long page = sysconf(_SC_PAGESIZE);
-	void *base = (void *)((uintptr_t)p & ~(uintptr_t)(page - 1));
-	unsigned char v = 0;
-	if (mincore(base, (size_t)page, &v) != 0)
-		return -1;
-	return v & 1;
-}
-
 static int count_released(struct waiters *w, int n)
 {
 	int released = 0;
 	for (int i = 0; i < n; i++) {
 		uint64_t *p = atomic_load(&w->locals[i]);
-		if (p != NULL && resident(p) == 0)
+		if (p != NULL && weft_test_resident(p) == 0)
 			released++;
 	}
 	return released;
@@ -359,7 +347,7 @@ static int oom_root(void *arg)
 		CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
 	CHECK_EQ(weft_sleep(20 * WEFT_MSEC), 0);
 	CHECK_EQ(weft_debug_injected_failures(), before + 1);
-	CHECK_EQ(resident(atomic_load(&w->locals[0])), 1);
+	CHECK_EQ(weft_test_resident(atomic_load(&w->locals[0])), 1);
 	CHECK_EQ(weft_stream_write(w->theirs[0], "a", 1), 0);
 	CHECK_EQ(weft_group_join(w->g, NULL), 0);
 	CHECK_EQ(read_each_byte(w, 1), 0);

@@ -295,22 +295,24 @@ def check_idle_release():
     # them to the caller; then every connection is answered again (its
     # stack came back intact).
     import signal
+
+    def all_answered(conns):
+        for c in conns:
+            c.sendall(GET + b"\r\n")
+        for c in conns:
+            r = read_response(c, 10)
+            if r is None or r[1] != b"Hello, World!":
+                return False
+        return True
+
     conns = [connect() for _ in range(20)]
-    for c in conns:
-        c.sendall(GET + b"\r\n")
-    for c in conns:
-        r = read_response(c, 10)
-        if r is None or r[1] != b"Hello, World!":
-            return "no first answer"
+    if not all_answered(conns):
+        return "no first answer"
     time.sleep(2.5)
     os.kill(int(os.environ["HTTPD_PID"]), signal.SIGUSR1)
     time.sleep(1.0)
-    for c in conns:
-        c.sendall(GET + b"\r\n")
-    for c in conns:
-        r = read_response(c, 10)
-        if r is None or r[1] != b"Hello, World!":
-            return "an idle connection was not answered again"
+    if not all_answered(conns):
+        return "an idle connection was not answered again"
     for c in conns:
         c.close()
     return None
