@@ -230,13 +230,7 @@ void weft__sched_ready_slow(struct weft_task *t)
 		weft__idle_notify(rt);
 		return;
 	}
-	/* relaxed: t is parked, so insp_worker is the worker it last ran
-	 * on, written before its park was published. */
-	if (atomic_load_explicit(&t->insp_worker, memory_order_relaxed) ==
-		(int)w->index)
-		weft__stats_inc(&w->stats.wakes_local);
-	else
-		weft__stats_inc(&w->stats.wakes_remote);
+	weft__sched_count_wake(w, t);
 	struct weft_task *old = w->runnext;
 	w->runnext = t;
 	if (old) {

@@ -245,6 +245,19 @@ static inline struct weft_task *weft__task_current(void)
 	return w ? w->current : NULL;
 }
 
+/* Counts the wake of t by w, a worker of t's runtime: on the worker t
+ * last ran on, or another.  relaxed: t is parked, so insp_worker is the
+ * worker it last ran on, written before its park was published. */
+static inline void weft__sched_count_wake(weft__worker_t *w,
+	const struct weft_task *t)
+{
+	if (atomic_load_explicit(&t->insp_worker, memory_order_relaxed) ==
+		(int)w->index)
+		weft__stats_inc(&w->stats.wakes_local);
+	else
+		weft__stats_inc(&w->stats.wakes_remote);
+}
+
 /* Makes t runnable after a park: on the calling worker's run-next slot if
  * it is a worker of t's runtime, else through the injection queue
  * (sched.c).  Inline as far as the common case, a worker of t's runtime
@@ -257,13 +270,7 @@ static inline void weft__sched_ready(struct weft_task *t)
 {
 	weft__worker_t *w = weft__sched_current();
 	if (WEFT__LIKELY(w != NULL && w->rt == t->rt && w->runnext == NULL)) {
-		/* relaxed: t is parked, so insp_worker is the worker it last
-		 * ran on, written before its park was published. */
-		if (atomic_load_explicit(&t->insp_worker,
-			    memory_order_relaxed) == (int)w->index)
-			weft__stats_inc(&w->stats.wakes_local);
-		else
-			weft__stats_inc(&w->stats.wakes_remote);
+		weft__sched_count_wake(w, t);
 		w->runnext = t;
 		return;
 	}
