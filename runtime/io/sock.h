@@ -118,9 +118,10 @@ void weft__sock_leave(struct weft__sock *s);
  * Thread: a weft fiber holding a reference. */
 WEFT_FIBER_FN int weft__sock_wait(struct weft__sock *s, int event,
 	const char *what);
-/* weft__sock_wait, giving the task's stack pages back to the kernel while
- * it is parked when release_call (the public call that asked, named if
- * the promise is found broken) is not NULL: the caller promises that
+/* weft__sock_wait (the same with release_call NULL), giving the task's
+ * stack pages back to the kernel while it is parked when release_call
+ * (the public call that asked, named if the promise is found broken) is
+ * not NULL: the caller promises that
  * nothing else reads or writes the task's stack until the wait returns
  * (ARCHITECTURE.md, "Parked-task memory").  What a waker or a dump
  * touches moves to the heap; without memory for it, or on a borrowed

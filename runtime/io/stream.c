@@ -145,6 +145,33 @@ static void stream_read_end(struct weft_stream *s)
 	weft__sock_call_end(&s->sk, &s->reading);
 }
 
+/* recv(2) on the socket with `flags` (MSG_DONTWAIT added), waiting for
+ * data when there is none: as a `what` wait, which gives the stack back
+ * while parked if release_call is not NULL (weft__sock_wait_release).
+ * > 0 bytes, 0 at end of stream, or an error. */
+static WEFT_FIBER_FN ssize_t stream_recv_socket(struct weft_stream *s,
+	char *buf, size_t len, int flags, const char *what,
+	const char *release_call)
+{
+	for (;;) {
+		if (!weft__sock_enter(&s->sk))
+			return WEFT_ECLOSED;
+		ssize_t n = recv(s->sk.fd, buf, len, flags | MSG_DONTWAIT);
+		int err = n < 0 ? weft__sock_errno() : 0;
+		weft__sock_leave(&s->sk);
+		if (n >= 0)
+			return n;
+		if (err == -EINTR)
+			continue;
+		if (err != -EAGAIN)
+			return err;
+		int rc = weft__sock_wait_release(&s->sk, UV_READABLE, what,
+			release_call);
+		if (rc < 0)
+			return rc;
+	}
+}
+
 /* One read: from the pushback if it holds bytes, else from the socket,
  * waiting for data.  > 0 bytes, 0 at end of stream, or an error. */
 static WEFT_FIBER_FN ssize_t stream_recv(struct weft_stream *s, char *buf,
@@ -157,22 +184,7 @@ static WEFT_FIBER_FN ssize_t stream_recv(struct weft_stream *s, char *buf,
 		s->pb_len -= n;
 		return (ssize_t)n;
 	}
-	for (;;) {
-		if (!weft__sock_enter(&s->sk))
-			return WEFT_ECLOSED;
-		ssize_t n = recv(s->sk.fd, buf, len, MSG_DONTWAIT);
-		int err = n < 0 ? weft__sock_errno() : 0;
-		weft__sock_leave(&s->sk);
-		if (n >= 0)
-			return n;
-		if (err == -EINTR)
-			continue;
-		if (err != -EAGAIN)
-			return err;
-		int rc = weft__sock_wait(&s->sk, UV_READABLE, "stream read");
-		if (rc < 0)
-			return rc;
-	}
+	return stream_recv_socket(s, buf, len, 0, "stream read", NULL);
 }
 
 /* Makes room for `more` bytes in front of the pushback. */
@@ -231,26 +243,11 @@ static WEFT_FIBER_FN int stream_wait_input(struct weft_stream *s,
 {
 	if (s->pb_len > 0)
 		return 0;
-	for (;;) {
-		if (!weft__sock_enter(&s->sk))
-			return WEFT_ECLOSED;
-		char byte;
-		ssize_t n = recv(s->sk.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-		int err = n < 0 ? weft__sock_errno() : 0;
-		weft__sock_leave(&s->sk);
-		if (n >= 0)
-			return 0; /* a byte, or the end */
-		if (err == -EINTR)
-			continue;
-		if (err != -EAGAIN)
-			return err;
-		int rc = (flags & WEFT_WAIT_RELEASE_STACK)
-			? weft__sock_wait_release(&s->sk, UV_READABLE,
-				  "stream wait", "weft_stream_wait_readable")
-			: weft__sock_wait(&s->sk, UV_READABLE, "stream wait");
-		if (rc < 0)
-			return rc;
-	}
+	char byte;
+	ssize_t n = stream_recv_socket(s, &byte, 1, MSG_PEEK, "stream wait",
+		(flags & WEFT_WAIT_RELEASE_STACK) ? "weft_stream_wait_readable"
+						  : NULL);
+	return n < 0 ? (int)n : 0; /* a byte, or the end */
 }
 
 int weft_stream_wait_readable(weft_stream_t *h, unsigned flags)
