@@ -45,6 +45,7 @@
 #include "weft/task.h"
 #include "weft/panic.h"
 #include "weft/group.h"
+#include "weft/par.h"
 #include "weft/cancel.h"
 #include "weft/time.h"
 #include "weft/sync.h"

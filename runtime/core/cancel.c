@@ -1057,12 +1057,13 @@ int weft_sleep_until_opts(int64_t deadline, unsigned flags)
 	/* The deadline is a private scope in this frame: a parked sleeper
 	 * costs no heap memory beyond its task record (benchmark B7).  A
 	 * sleep that releases its stack (never one running inline on its
-	 * parent's) keeps the scope on the heap instead, since wakers
-	 * write it while the stack is gone; without that block it keeps
-	 * its stack. */
+	 * parent's, nor inside a weft_par call, whose taken half writes
+	 * into the caller's frame: core/par.c) keeps the scope on the heap
+	 * instead, since wakers write it while the stack is gone; without
+	 * that block it keeps its stack. */
 	struct weft__frame_scope frame, *heap = NULL;
 	if ((flags & WEFT_SLEEP_RELEASE_STACK) && !t->stack_borrowed &&
-		t->stack != NULL)
+		t->stack != NULL && t->par == NULL)
 		heap = weft__alloc(sizeof *heap);
 	struct weft__frame_scope *ss = heap ? heap : &frame;
 	weft__scope_frame_enter(t, ss, deadline);

@@ -227,7 +227,7 @@ static inline void weft__frame_inline_put(weft__worker_t *w,
 			atomic_load_explicit(&t->done_cbs,
 				memory_order_relaxed) == NULL &&
 			t->owned == NULL && t->start == NULL &&
-			!weft__scope_linked(&t->root_scope),
+			t->par == NULL && !weft__scope_linked(&t->root_scope),
 		"a pooled task record still holds part of its life");
 	/* As weft__task_unref does for the caches: the scope's reason, the
 	 * census, a new generation (relaxed: see there).  The end left

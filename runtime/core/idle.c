@@ -334,7 +334,8 @@ static bool idle_work_visible(struct weft_runtime *rt)
 	if (weft__inject_nonempty(&rt->inject))
 		return true;
 	for (unsigned i = 0; i < rt->nworkers; i++)
-		if (weft__deque_size_approx(&rt->workers[i].deque) != 0)
+		if (weft__deque_size_approx(&rt->workers[i].deque) != 0 ||
+			weft__par_visible(&rt->workers[i].par))
 			return true;
 	return false;
 }

@@ -332,6 +332,10 @@ static inline __attribute__((always_inline)) void worker_arrived(void)
 static inline __attribute__((always_inline)) void
 worker_leave(weft__worker_t *w, struct weft_task *self, enum weft__post post)
 {
+	/* Offered halves of weft_par calls get tasks before anything else
+	 * runs here (core/par.c, invariant 4). */
+	if (WEFT__UNLIKELY(w->par.head != 0))
+		weft__par_flush(w);
 	w->post = post;
 	w->post_task = self;
 	self->coop_used = 0; /* others get the worker now (see task.h) */
@@ -384,8 +388,14 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 	weft__worker_t *w = weft__sched_current();
 	/* Run time (core/group.c, "Run time"): self's slice ends here; a
 	 * task switched into next starts its own from the same read (a load
-	 * of the sampler's clock, unless counted exactly). */
-	weft__task_slice_charge(w, self);
+	 * of the sampler's clock, unless counted exactly).  At the exit the
+	 * end has already charged the task's time to its group, which may
+	 * be gone by now (as may a weft_par call's record, core/par.c): the
+	 * last few instructions are only cut, never folded. */
+	if (WEFT__UNLIKELY(post == WEFT__POST_EXIT))
+		(void)weft__task_slice_cut(w, self->acct);
+	else
+		weft__task_slice_charge(w, self);
 	worker_leave(w, self, post);
 }
 
@@ -706,6 +716,23 @@ struct weft_task *weft__sched_steal(weft__worker_t *w)
 			}
 			if (rc != -EAGAIN)
 				break;
+		}
+	}
+	/* Then the halves offered by weft_par calls (core/par.c): a task is
+	 * made for one only when it is taken. */
+	for (unsigned i = 0; i < n; i++) {
+		weft__worker_t *v = &rt->workers[(start + i) % n];
+		if (v == w)
+			continue;
+		struct weft__par *p = weft__par_steal(&v->par);
+		if (p == NULL)
+			continue;
+		weft__stats_inc(&w->stats.steals);
+		t = weft__par_task(w, p);
+		if (t != NULL) {
+			if (WEFT__UNLIKELY(w->trace))
+				weft__trace_steal(w, t, v->index);
+			return t;
 		}
 	}
 	return NULL;
@@ -1148,6 +1175,7 @@ int weft__sched_worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	int rc = weft__deque_init(&w->deque, 8);
 	if (rc < 0)
 		return rc;
+	weft__par_deque_init(&w->par);
 	weft__stack_pool_init(&w->stacks, &rt->stacks);
 	rc = pthread_create(&w->thread, NULL, worker_main, w);
 	if (rc != 0) {

@@ -13,6 +13,7 @@
 #include "base/id.h"
 #include "core/deque.h"
 #include "core/fiber.h"
+#include "core/par.h"
 #include "core/stack.h"
 #include "core/stats.h"
 
@@ -112,6 +113,10 @@ typedef struct weft__worker {
 	pthread_t thread;
 	/* Shared: thieves steal from the deque. */
 	weft__deque_t deque;
+	/* Halves offered by weft_par calls of the task running here (and of
+	 * the children it runs inline): owner pushes and pops, thieves take
+	 * (core/par.c).  Empty whenever the worker switches tasks. */
+	weft__par_deque_t par;
 	/* Quiescent-state count (weft__io_reclaim): odd while a fiber runs
 	 * on this worker, even between fibers; +1 at every switch-in and
 	 * every switch-out.  Written by the owner (release), read by the

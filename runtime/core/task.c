@@ -417,6 +417,11 @@ void weft__task_finish(struct weft_task *t, int rc)
 				t->name);
 		}
 	}
+	/* weft_par calls left open (only a panic inside a half leaves
+	 * them): their taken halves write into the abandoned frames, so the
+	 * end waits for them (core/par.c). */
+	if (WEFT__UNLIKELY(t->par != NULL))
+		weft__par_abandon(t);
 	/* What it still owns (a Lock left held) hears of the end while the
 	 * task is still itself: nothing may keep naming a record about to
 	 * be recycled. */
@@ -445,6 +450,19 @@ void weft__task_finish(struct weft_task *t, int rc)
 	bool owned_by_starter = t->start != NULL;
 	if (g && state == WEFT_TASK_FAILED && !owned_by_starter)
 		weft__group_child_failed(g, t);
+	/* A task that ran a taken half of a weft_par call: no group; its
+	 * outcome goes to the call (core/par.c) and its run time to the
+	 * caller's group. */
+	bool half = g == NULL && weft__par_fn_is_half(t->fn);
+	if (WEFT__UNLIKELY(half)) {
+		if (state == WEFT_TASK_FAILED)
+			weft__par_failed(t);
+		weft__task_slice_charge(weft__sched_current(), t);
+		struct weft_group *cg = weft__task_parent(t)->group;
+		if (cg != NULL && t->cpu != 0)
+			weft__group_cpu_end(cg, t);
+		t->cpu = 0; /* a root caller's: counted nowhere */
+	}
 	/* Run time (core/group.c, "Run time"): its last slice (a child run
 	 * inline is in its joiner's inline stretch instead) and its time to
 	 * the group.  Budgets ("Budgets"): its charges; one branch for a
@@ -509,6 +527,8 @@ void weft__task_finish(struct weft_task *t, int rc)
 	 * group's children inline); any other child counts down. */
 	if (g && !(t->owed && t->stack_borrowed))
 		weft__group_child_done(g);
+	if (WEFT__UNLIKELY(half))
+		weft__par_end(t); /* the caller may return at once */
 	if (t->root_done) {
 		/* release: the blocked thread reads the outcome after it
 		 * (pairs with the acquire loop in weft_runtime_run). */
@@ -526,8 +546,9 @@ void weft__task_finish(struct weft_task *t, int rc)
 static void task_path_append(const struct weft_task *t, char *b, size_t n,
 	size_t *len)
 {
-	if (t->group && t->group->owner)
-		task_path_append(t->group->owner, b, n, len);
+	const struct weft_task *parent = weft__task_parent(t);
+	if (parent != NULL)
+		task_path_append(parent, b, n, len);
 	char name[WEFT__TASK_NAME_MAX];
 	weft__task_name_load(t, name);
 	size_t room = *len < n ? n - *len : 0;
@@ -998,6 +1019,15 @@ void weft_task_release(weft_task_t *hd)
 
 /* {======================================================= handles and names */
 
+struct weft_task *weft__task_parent(const struct weft_task *t)
+{
+	if (t->group != NULL)
+		return t->group->owner;
+	if (weft__par_fn_is_half(t->fn))
+		return ((const struct weft__par *)t->arg)->caller;
+	return NULL;
+}
+
 weft_task_t *weft_current_task(void)
 {
 	return weft__task_handle(weft__task_current());
@@ -1006,10 +1036,9 @@ weft_task_t *weft_current_task(void)
 weft_task_t *weft_root_task(void)
 {
 	struct weft_task *t = weft__task_current();
-	/* Ancestors outlive their descendants: a group's owner cannot end
-	 * before the group is joined, and that waits for t. */
-	while (t && t->group)
-		t = t->group->owner;
+	/* Ancestors outlive their descendants (weft__task_parent). */
+	for (struct weft_task *p; t && (p = weft__task_parent(t)) != NULL;)
+		t = p;
 	return weft__task_handle(t);
 }
 

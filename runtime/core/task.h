@@ -112,6 +112,10 @@ struct weft_task {
 	 * STARTED/ENDED, when the handshake record may already be gone). */
 	_Atomic uint64_t start_wait_gen;
 	void *start_value;
+	/* The task's open weft_par calls, innermost first, linked through
+	 * their `outer` (core/par.c); NULL at every end but a panic's.
+	 * Owner only. */
+	struct weft__par *par;
 	/* What the task owns (weft__task_own), newest first.  Owner only. */
 	struct weft__owned *owned;
 	/* The parks of a wait that releases its stack
@@ -228,6 +232,14 @@ struct weft_task {
  * clear: it is initialised field by field, with atomic stores where
  * snapshots read (see insp_id). */
 #define WEFT__TASK_CLEAR_HEAD offsetof(struct weft_task, insp_id)
+
+/* t's parent in the task tree: its group's owner, or, for a task that
+ * runs a taken half of a weft_par call, the call's caller (core/par.c);
+ * NULL for a root.  Parents outlive their children (an owner cannot end
+ * before its group is joined, a caller before its call returns), and
+ * what is read here does not change during a life.  Thread: any holding
+ * t alive. */
+struct weft_task *weft__task_parent(const struct weft_task *t);
 
 /* A parked task waiting on a list (task completion, ...). */
 struct weft__waiter {

@@ -769,9 +769,10 @@ static WEFT_FIBER_FN int sock_wait(struct weft__sock *s, int event,
 	weft__timer_hold(tm, 1);
 	struct sock_wait_desc frame = { .s = s, .what = what }, *heap = NULL;
 	/* Never on a stack borrowed from a parent (its frames are below
-	 * this task's) nor without one. */
+	 * this task's), nor without one, nor inside a weft_par call (its
+	 * taken half writes into the caller's frame: core/par.c). */
 	if (release_call != NULL && !self->stack_borrowed &&
-		self->stack != NULL &&
+		self->stack != NULL && self->par == NULL &&
 		(heap = weft__alloc(sizeof *heap)) != NULL)
 		*heap = frame;
 	rc = sock_dir_wait(self, &s->dir[event == UV_WRITABLE],

@@ -1,17 +1,23 @@
 /* B1 `fib`: fine-grain fork-join spawn cost (docs/benchmarks.md).
  *
  *     fib(n): if n < 2 return n
- *             open a group; spawn fib(n-1) writing into a slot;
- *             b = fib(n-2) inline; join; return slot + b
+ *             a = SPAWN fib(n-1); b = fib(n-2) inline; JOIN
+ *             return a + b
  *
- * fib(n) spawns fib(n+1) - 1 tasks and opens as many groups (fib(30):
- * 1,346,268).  Usage: weft-bench-fib [n ...]; default 30, and 35 as well
- * when BENCH_FULL=1.  One JSON line per n; ns_per_spawn is
+ * Two lines per n, one per way weft spells SPAWN and JOIN:
+ *   - "fib": weft_par (weft/par.h): fib(n-1) offered to other workers,
+ *     fib(n-2) called inline, then fib(n-1) called inline unless taken;
+ *   - "fib_group": a task group per call: open, spawn fib(n-1), call
+ *     fib(n-2), join.
+ * fib(n) splits fib(n+1) - 1 times (fib(30): 1,346,268).  Usage:
+ * weft-bench-fib [n ...]; default 30, and 35 as well when BENCH_FULL=1;
+ * BENCH_FIB=par or BENCH_FIB=group runs one way only.  ns_per_spawn is
  * median time x workers / spawns (docs/benchmarks.md, "Output": CPU time
  * per spawn). */
 #include "bench.h"
 
-static const char *const workload = "fib";
+/* The line being measured ("fib" or "fib_group"). */
+static const char *workload = "fib";
 
 /* A child's argument and result; lives in the parent's frame until its
  * group is joined. */
@@ -58,6 +64,34 @@ static int fib_task(void *arg)
 	return fib_compute(s->n, &s->result);
 }
 
+/* fib(n) into *out through weft_par; 0 or the first failure. */
+static int fib_par(int n, long long *out);
+
+static int fib_par_task(void *arg)
+{
+	struct fib_slot *s = arg;
+	return fib_par(s->n, &s->result);
+}
+
+static int fib_par(int n, long long *out)
+{
+	if (n < 2) {
+		*out = n;
+		return 0;
+	}
+	/* a: fib(n-2), called here first; b: fib(n-1), offered. */
+	struct fib_slot a = { .n = n - 2, .result = 0 };
+	struct fib_slot b = { .n = n - 1, .result = 0 };
+	weft_error_t *err = NULL;
+	int rc = weft_par(fib_par_task, &a, fib_par_task, &b, &err);
+	if (rc == WEFT_ECHILD_FAILED)
+		return weft_fail_group(err);
+	if (rc < 0)
+		return bench_fail("weft_par", rc);
+	*out = a.result + b.result;
+	return 0;
+}
+
 static long long fib_serial(int n);
 
 struct fib_run {
@@ -66,9 +100,13 @@ struct fib_run {
 	double ms[BENCH_REPS];
 };
 
+/* Which way fib_once computes (set before each line's runs). */
+static bool fib_use_par = true;
+
 static int fib_once(void *arg, long long *value)
 {
-	return fib_compute(*(const int *)arg, value);
+	int n = *(const int *)arg;
+	return fib_use_par ? fib_par(n, value) : fib_compute(n, value);
 }
 
 static int fib_root(void *arg)
@@ -138,10 +176,28 @@ int main(int argc, char **argv)
 		if (full && strcmp(full, "1") == 0)
 			ns[count++] = 35;
 	}
+	const char *way = getenv("BENCH_FIB");
+	bool par = true, group = true;
+	if (way != NULL && strcmp(way, "par") == 0)
+		group = false;
+	else if (way != NULL && strcmp(way, "group") == 0)
+		par = false;
+	else if (way != NULL && way[0] != '\0')
+		bench_die(workload, "BENCH_FIB must be par or group");
 	weft_config_t cfg;
 	weft_runtime_t *rt = bench_runtime_create(workload, &cfg);
-	for (int i = 0; i < count; i++)
-		fib_bench(rt, &cfg, ns[i]);
+	for (int i = 0; i < count; i++) {
+		if (par) {
+			workload = "fib";
+			fib_use_par = true;
+			fib_bench(rt, &cfg, ns[i]);
+		}
+		if (group) {
+			workload = "fib_group";
+			fib_use_par = false;
+			fib_bench(rt, &cfg, ns[i]);
+		}
+	}
 	bench_runtime_destroy(workload, rt);
 	return 0;
 }
