@@ -638,6 +638,18 @@ static int child_sleeps_released(void *arg)
 		WEFT_SLEEP_RELEASE_STACK);
 }
 
+static int par_half_parks(void *arg)
+{
+	(void)arg;
+	return weft_yield();
+}
+
+static int par_half_fails(void *arg)
+{
+	(void)arg;
+	return weft_fail(-EIO, "a half fails");
+}
+
 static int keep_eio(int code, const char *message, void *arg)
 {
 	(void)message;
@@ -654,7 +666,7 @@ static int dump_sink(void *ctx, const char *data, size_t len)
 
 /* Handles, done callbacks, names, cancellation reasons, task-locals and
  * contexts, a panic, error splitting, a full deque, inspection, a sleep
- * that releases its stack. */
+ * that releases its stack, a weft_par call. */
 static int tasks_root(void *arg)
 {
 	struct sweep *w = arg;
@@ -718,6 +730,27 @@ static int tasks_root(void *arg)
 	g = NULL;
 	if (rc < 0)
 		goto out;
+
+	/* weft_par, with the root's context bound (the call holds it): a
+	 * half that parks, so that the other gets a task (without memory
+	 * for one, it comes back and the caller runs it), and a half that
+	 * fails with -EIO.  An error group holding anything else (a leaf
+	 * that could not be made) goes up. */
+	weft_error_t *perr = NULL;
+	int parc = seen(w,
+		weft_par(par_half_parks, NULL, par_half_fails, NULL, &perr),
+		__LINE__, (const int[]){ WEFT_ECHILD_FAILED, 0 });
+	if (parc == WEFT_ECHILD_FAILED &&
+		(weft_error_count(perr) != 1 ||
+			weft_error_code_at(perr, 0) != -EIO)) {
+		rc = weft_fail_group(perr);
+		goto out;
+	}
+	weft_error_free(perr);
+	if (parc != WEFT_ECHILD_FAILED) {
+		rc = parc < 0 ? parc : -EPROTO;
+		goto out;
+	}
 
 	/* A panic and an -EIO failure, split apart. */
 	TRY(w, weft_group_open(&g));
