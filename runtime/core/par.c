@@ -130,7 +130,8 @@ void weft__par_deque_init(weft__par_deque_t *d)
 		atomic_init(&d->slot[i], NULL);
 }
 
-void weft__par_expose(weft__par_deque_t *d, struct weft_runtime *rt)
+__attribute__((noinline, cold)) void weft__par_expose(weft__par_deque_t *d,
+	struct weft_runtime *rt)
 {
 	/* relaxed: a request answered here; a thief that asks again later
 	 * sets it again. */
@@ -162,7 +163,8 @@ void weft__par_expose(weft__par_deque_t *d, struct weft_runtime *rt)
 	weft__idle_notify(rt);
 }
 
-bool weft__par_pop_shared(weft__par_deque_t *d, uint32_t i)
+__attribute__((noinline, cold)) bool weft__par_pop_shared(weft__par_deque_t *d,
+	uint32_t i)
 {
 	/* relaxed: the CAS re-reads it. */
 	uint64_t old = atomic_load_explicit(&d->ts, memory_order_relaxed);
@@ -413,8 +415,8 @@ enum {
 
 /* The rest of call p from `stage` on: the second half, its wait, the
  * outcome, and the caller put back as it was. */
-static int par_rest(struct weft__par *p, int stage, int ra, int rb,
-	weft_error_t **err_out)
+__attribute__((noinline, cold)) static int par_rest(struct weft__par *p,
+	int stage, int ra, int rb, weft_error_t **err_out)
 {
 	struct weft_task *self = p->caller;
 	struct weft__leaf *la = NULL, *lb = NULL;
@@ -478,7 +480,7 @@ static int par_rest(struct weft__par *p, int stage, int ra, int rb,
 /* The entry's uncommon cases: a context to hold for a taken half, and a
  * failure message or nested group the caller set before the call, which
  * are its own, not a half's (kept aside, and back at the end). */
-static void par_enter_slow(struct weft__par *p)
+__attribute__((noinline, cold)) static void par_enter_slow(struct weft__par *p)
 {
 	struct weft_task *self = p->caller;
 	if (p->ctx != NULL)

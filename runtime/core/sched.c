@@ -388,15 +388,20 @@ void weft__sched_switch_out(struct weft_task *self, enum weft__post post)
 	weft__worker_t *w = weft__sched_current();
 	/* Run time (core/group.c, "Run time"): self's slice ends here; a
 	 * task switched into next starts its own from the same read (a load
-	 * of the sampler's clock, unless counted exactly).  At the exit the
-	 * end has already charged the task's time to its group, which may
-	 * be gone by now (as may a weft_par call's record, core/par.c): the
-	 * last few instructions are only cut, never folded. */
-	if (WEFT__UNLIKELY(post == WEFT__POST_EXIT))
-		(void)weft__task_slice_cut(w, self->acct);
-	else
-		weft__task_slice_charge(w, self);
+	 * of the sampler's clock, unless counted exactly). */
+	weft__task_slice_charge(w, self);
 	worker_leave(w, self, post);
+}
+
+void weft__sched_exit(struct weft_task *self)
+{
+	weft__worker_t *w = weft__sched_current();
+	/* The end has already charged the task's time to its group, which
+	 * may be gone by now (as may a weft_par call's record, core/par.c):
+	 * the last few instructions are only cut, never folded, and the
+	 * next task's slice starts from the same read. */
+	(void)weft__task_slice_cut(w, self->acct);
+	worker_leave(w, self, WEFT__POST_EXIT);
 }
 
 void weft__sched_park(struct weft_task *self, const char *what, unsigned kind,
@@ -607,7 +612,7 @@ void weft__sched_exit_abandoned(struct weft_task *t)
 	 * before the stack's next fiber (fiber.c, CONT_TSAN_REUSE). */
 	t->stack->tsan_uses = UINT_MAX;
 #endif
-	weft__sched_switch_out(t, WEFT__POST_EXIT);
+	weft__sched_exit(t);
 	WEFT_ASSERT(0, "an abandoned task was resumed");
 	__builtin_unreachable();
 }

@@ -210,6 +210,11 @@ WEFT_FIBER_FN void weft__sched_help_join(struct weft_task *self,
  * which the fiber then switches directly.  Thread: self, a weft fiber. */
 WEFT_FIBER_FN void weft__sched_switch_out(struct weft_task *self,
 	enum weft__post post);
+/* The last switch-out of self, whose end (weft__task_finish) is done:
+ * weft__sched_switch_out with WEFT__POST_EXIT, except that the last
+ * slice is not charged (its group may be gone).  Never returns.
+ * Thread: self, a weft fiber. */
+WEFT_FIBER_FN void weft__sched_exit(struct weft_task *self);
 /* The switch-out of a park (weft__task_park_commit_obj, which decided
  * that self must switch out): records what self waits for (`what`, the
  * dump's kind and object: core/inspect.h) and since when, then switches

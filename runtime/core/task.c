@@ -364,7 +364,7 @@ void weft__task_entry(void *arg)
 	/* The fiber that switched here may have left its post to us. */
 	weft__sched_arrived();
 	weft__task_run(t);
-	weft__sched_switch_out(t, WEFT__POST_EXIT);
+	weft__sched_exit(t);
 	WEFT_ASSERT(0, "an exited task was resumed");
 }
 
