@@ -180,6 +180,7 @@ endif()
 # it must print.
 set(WEFT_GUIDE_EXAMPLES
 	"groups|service ready on port 8080\nsquare\\(1\\) = 1\nsquare\\(2\\) = 4\nsquare\\(3\\) = 9"
+	"par|sum: 500000500000 \\(OK\\)\nfailed: EINVAL: negative value at 123456"
 	"timeouts|move_on_after: the sleep gave ECANCELED, caught 1\nfail_after: the scope's exit gave ETIMEDOUT\nshielded cleanup: completed\nafter the shield: ECANCELED"
 	"patterns|gather: 30 10 20\nwait_for: ETIMEDOUT\nas_completed: 10 20 30"
 	"channels|channel: sum 15150\nto_thread: 42"

@@ -49,7 +49,8 @@
  * worker, once per new bottom entry; at two, about once per steal.  The
  * Chase-Lev deque (core/deque.c) that holds tasks is not used for this:
  * its pop must order its store of bottom before its read of top with a
- * full fence, about 5 ns here, which is most of a split's cost.
+ * full fence, and the offers would sit among ready tasks, which a pop
+ * that meets one has to put back (sched.c, worker_inline_next).
  *
  * A call's offer must not outlive its task's presence on the worker: the
  * next task there would push above it, and the caller, resumed on
@@ -78,9 +79,7 @@
  * when there is a context: two atomic increments per call in code that
  * binds task-locals, none otherwise).
  *
- * Rejected: offers in the task deque (the fence above on every pop, and
- * the deque would mix offers with ready tasks, which the pop would have
- * to put back); the record of the call on the heap (an allocation per
+ * Rejected: offers in the task deque (above); the record of the call on the heap (an allocation per
  * split); running a taken half on the thief's scheduler stack (it may
  * park); giving the halves identities of their own when run inline
  * (a record per split: what the groups already do).
