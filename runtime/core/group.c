@@ -615,6 +615,12 @@ static void group_budget_init(struct weft_group *g, const weft_group_opts_t *o)
  * before `scope` must be added here: the assertion counts them by size. */
 _Static_assert(offsetof(struct weft_group, scope) == 120,
 	"group_head_init sets every field before scope: update it");
+/* What a spawn from outside reads off the join word's cache line (see
+ * struct weft_group). */
+_Static_assert(offsetof(struct weft_group, owner) >= 64 &&
+		offsetof(struct weft_group, rt) >= 64 &&
+		offsetof(struct weft_group, bud) >= 64,
+	"owner, rt and bud must stay 64 bytes past the join word");
 static inline __attribute__((always_inline)) void group_head_init(
 	struct weft_group *g)
 {

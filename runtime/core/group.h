@@ -127,8 +127,14 @@ struct weft__frame_chunk {
 #define WEFT__GROUP_FRAMES 16
 
 struct weft_group {
-	_Atomic uint64_t word;	 /* see above; any thread */
-	struct weft_task *owner; /* fixed */
+	/* The first 64 bytes: the join word and what only the owner or a
+	 * failing child writes next to it.  The word takes a locked
+	 * read-modify-write from every child's end, so what a spawner from
+	 * outside reads per spawn (owner, rt, bud) starts at offset 64: with
+	 * the record 16-byte aligned (malloc), no field at 64 or beyond can
+	 * share the word's cache line (B3 external: the producer's read of
+	 * owner missed at every child's end while it sat beside the word). */
+	_Atomic uint64_t word; /* see above; any thread */
 	/* Owner's park generation while joining: written before JOINING is
 	 * set (release), read by the child that closes the group after its
 	 * acquire CAS. */
@@ -137,13 +143,14 @@ struct weft_group {
 	 * (group.c, "Owed children"), not yet run at its join; owner
 	 * only. */
 	int64_t owed;
-	struct weft_runtime *rt;
 	/* Failures, under errors_lock: a list of leaves in arrival order and
 	 * how many could not be recorded for lack of memory. */
 	weft__spin_t errors_lock;
 	struct weft__leaf *leaves_head, *leaves_tail;
 	size_t leaves;
 	size_t lost;
+	struct weft_task *owner; /* fixed */
+	struct weft_runtime *rt;
 	atomic_bool failed; /* first failure seen (acq_rel xchg) */
 	void *open_site;    /* return address of weft_group_open */
 	/* The owner's reference (dropped when join ends) plus one per
