@@ -126,6 +126,9 @@ struct weft__frame_chunk {
  * in the record's tail, touched only when used. */
 #define WEFT__GROUP_FRAMES 16
 
+/* See weft_group's xcredit. */
+#define WEFT__GROUP_XPAD 56
+
 struct weft_group {
 	/* The first 64 bytes: the join word and what only the owner or a
 	 * failing child writes next to it.  The word takes a locked
@@ -214,7 +217,25 @@ struct weft_group {
 	unsigned fchunk_used;
 	/* Written at each owner spawn that takes a frame (nframes). */
 	struct weft__frame frames[WEFT__GROUP_FRAMES];
+	/* Credit of the spawners from outside (group.c, "Credit"): counts
+	 * already added to `word` that a spawn which is not the owner's
+	 * takes one at a time, in units of WEFT__GROUP_XC_ONE, and
+	 * WEFT__GROUP_XC_REVOKED once the join took what was left.  Set at
+	 * open (outside the clear), a read-modify-write per outside spawn
+	 * (acq_rel), so alone on its cache line: padded by 56 bytes on each
+	 * side, which keeps any other field off the line for a record
+	 * aligned to 16 bytes (padding, not _Alignas: the record comes from
+	 * malloc). */
+	char xcredit_before[WEFT__GROUP_XPAD];
+	_Atomic uint64_t xcredit;
+	char xcredit_after[WEFT__GROUP_XPAD];
 };
+
+/* The credit's bits, and how many counts an outside spawn adds to the join
+ * word at once (one for itself, the rest as credit; group.c, "Credit"). */
+#define WEFT__GROUP_XC_REVOKED (UINT64_C(1) << 0)
+#define WEFT__GROUP_XC_ONE (UINT64_C(1) << 1)
+#define WEFT__GROUP_XC_BATCH 64
 
 /* g's own caps, or NULL. */
 static inline struct weft__group_budget *weft__group_own_budget(
