@@ -50,7 +50,9 @@
  * once, which cannot close the group: its own child is counted and not
  * yet published.  The join's fast path (no child left, no retain) needs
  * no revoke: credit left over would be in the count, and no spawner
- * is left to take any.  The owner's spawns never take credit (they are
+ * is left to take any.  The revoking join sets the credit back to 0 once
+ * the group closed, for the record's next life, so that an open does
+ * not touch the credit's line (B1 opens a group per node).  The owner's spawns never take credit (they are
  * owed), nor does start() (its handshake counts in the word).
  *
  * Budgets (docs/semantics.md rules 50 and 51).  A group opened with a
@@ -758,6 +760,9 @@ static inline __attribute__((always_inline)) int group_open(weft_group_t **out,
 		weft__record_tag_check(g);
 		atomic_init(&g->gen, 0);
 		atomic_init(&g->retains, 0);
+		/* 0 at every open: set back by each join that revoked it
+		 * (group_wait_closed). */
+		atomic_init(&g->xcredit, 0);
 		memset(&g->scope, 0, WEFT__SCOPE_CLEAR);
 		weft__scope_init_embedded(&g->scope, WEFT__SCOPE_GROUP, 0);
 	} else {
@@ -778,9 +783,7 @@ static inline __attribute__((always_inline)) int group_open(weft_group_t **out,
 		g->has_deadline = ds != NULL;
 		g->deadline_scope = ds;
 	}
-	/* Run time ("Run time") and credit ("Credit"): outside the clear.
-	 * relaxed: published with the handle, as the rest of the record. */
-	atomic_store_explicit(&g->xcredit, 0, memory_order_relaxed);
+	/* Run time ("Run time"): outside the clear. */
 	atomic_store_explicit(&g->cpu_shared, 0, memory_order_relaxed);
 	atomic_store_explicit(&g->cpu_owed, 0, memory_order_relaxed);
 	/* Not linked: a group whose children all run inline never takes a
@@ -1138,6 +1141,46 @@ int weft_group_start_named(weft_group_t *g, const char *name, weft_fn fn,
 
 /* {======================================================= join */
 
+/* group_wait_closed past its fast path, with add the join's addition
+ * to the word (JOINING, the owed children, minus the credit revoked) and
+ * old a first guess of the word: returns once g closed. */
+static WEFT_FIBER_FN void group_wait_closed_slow(struct weft_task *self,
+	struct weft_group *g, uint64_t old, uint64_t add)
+{
+	while (weft__group_count(old + add) == 0) {
+		/* acq_rel: acquire pairs with the children's release in
+		 * child_done (their outcome is visible to the owner). */
+		if (atomic_compare_exchange_weak_explicit(&g->word, &old,
+			    (old + add) | WEFT__GROUP_CLOSED,
+			    memory_order_acq_rel, memory_order_acquire))
+			return;
+	}
+	/* About to park: link the chain, so that dumps show the group and
+	 * a child parking later links only its own scopes. */
+	weft__task_link_root(self);
+	uint64_t gen = weft__task_park_prepare(self, false);
+	g->owner_gen = gen;
+	/* acq_rel: the release half publishes owner_gen before JOINING
+	 * (pairs with child_done's acquire CAS); the acquire half sees the
+	 * children's outcomes when the count is already 0. */
+	old = atomic_fetch_add_explicit(&g->word, add, memory_order_acq_rel) +
+		add;
+	for (;;) {
+		if (weft__group_count(old) != 0)
+			break;
+		/* acq_rel, acquire on failure: as in the fast path. */
+		if (atomic_compare_exchange_weak_explicit(&g->word, &old,
+			    old | WEFT__GROUP_CLOSED, memory_order_acq_rel,
+			    memory_order_acquire))
+			return;
+	}
+	weft__task_park_commit_obj(self, "join", WEFT__WAIT_GROUP, g);
+	/* acquire: pairs with the closing child's release CAS. */
+	WEFT_ASSERT(atomic_load_explicit(&g->word, memory_order_acquire) &
+			WEFT__GROUP_CLOSED,
+		"group owner woken before close");
+}
+
 /* Waits until the group closes.  Not cancellable: an outer cancellation
  * reaches the children through the scope tree. */
 static WEFT_FIBER_FN void group_wait_closed(struct weft_task *self,
@@ -1175,38 +1218,15 @@ static WEFT_FIBER_FN void group_wait_closed(struct weft_task *self,
 	uint64_t c = atomic_fetch_or_explicit(&g->xcredit,
 		WEFT__GROUP_XC_REVOKED, memory_order_acq_rel);
 	add -= (c >> 1) * WEFT__GROUP_ONE; /* c / WEFT__GROUP_XC_ONE */
-	while (weft__group_count(old + add) == 0) {
-		/* acq_rel: acquire pairs with the children's release in
-		 * child_done (their outcome is visible to the owner). */
-		if (atomic_compare_exchange_weak_explicit(&g->word, &old,
-			    (old + add) | WEFT__GROUP_CLOSED,
-			    memory_order_acq_rel, memory_order_acquire))
-			return;
-	}
-	/* About to park: link the chain, so that dumps show the group and
-	 * a child parking later links only its own scopes. */
-	weft__task_link_root(self);
-	uint64_t gen = weft__task_park_prepare(self, false);
-	g->owner_gen = gen;
-	/* acq_rel: the release half publishes owner_gen before JOINING
-	 * (pairs with child_done's acquire CAS); the acquire half sees the
-	 * children's outcomes when the count is already 0. */
-	old = atomic_fetch_add_explicit(&g->word, add, memory_order_acq_rel) +
-		add;
-	for (;;) {
-		if (weft__group_count(old) != 0)
-			break;
-		/* acq_rel, acquire on failure: as in the fast path. */
-		if (atomic_compare_exchange_weak_explicit(&g->word, &old,
-			    old | WEFT__GROUP_CLOSED, memory_order_acq_rel,
-			    memory_order_acquire))
-			return;
-	}
-	weft__task_park_commit_obj(self, "join", WEFT__WAIT_GROUP, g);
-	/* acquire: pairs with the closing child's release CAS. */
-	WEFT_ASSERT(atomic_load_explicit(&g->word, memory_order_acquire) &
-			WEFT__GROUP_CLOSED,
-		"group owner woken before close");
+	group_wait_closed_slow(self, g, old, add);
+	/* Closed: the credit is 0 again for the record's next life (set
+	 * here and for a new record, not at every open: B1 opens a group
+	 * per node and never touches the credit's line).  Nobody writes it
+	 * any more: a refill in flight kept the count above 0 until it gave
+	 * its batch back, after its CAS here, and a spawn after the close
+	 * finds CLOSED in the word whatever it reads here.  relaxed: the
+	 * next opener gets the record through the record caches. */
+	atomic_store_explicit(&g->xcredit, 0, memory_order_relaxed);
 }
 
 static void group_unref(struct weft_group *g)

@@ -220,9 +220,10 @@ struct weft_group {
 	/* Credit of the spawners from outside (group.c, "Credit"): counts
 	 * already added to `word` that a spawn which is not the owner's
 	 * takes one at a time, in units of WEFT__GROUP_XC_ONE, and
-	 * WEFT__GROUP_XC_REVOKED once the join took what was left.  Set at
-	 * open (outside the clear), a read-modify-write per outside spawn
-	 * (acq_rel), so alone on its cache line: padded by 56 bytes on each
+	 * WEFT__GROUP_XC_REVOKED once the join took what was left.  0 at
+	 * open without a store there: set for a new record, and back to 0
+	 * by the join that revoked it, once closed.  A read-modify-write
+	 * per outside spawn (acq_rel), so alone on its cache line: padded by 56 bytes on each
 	 * side, which keeps any other field off the line for a record
 	 * aligned to 16 bytes (padding, not _Alignas: the record comes from
 	 * malloc). */
