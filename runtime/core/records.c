@@ -853,8 +853,11 @@ size_t weft__record_arena_trim(struct weft__record_arena *a, int64_t *retry)
 		 * again: a batch each, from the front, as many as the ring
 		 * holds (without them every refill would walk the rebuilt
 		 * list, records freed long ago, record by record). */
-		void *tails[WEFT__RECORD_SEGS];
-		size_t ntails = 0, kept = 0;
+		/* The ring is filled front first: the first run on top, at
+		 * WEFT__RECORD_SEGS - 1, the next below it. */
+		a->nseg = 0;
+		a->seg_top = WEFT__RECORD_SEGS - 1;
+		size_t kept = 0;
 		void **link = &a->free;
 		for (void *p = a->free; p; p = *(void **)p) {
 			if (a->sorted[record_chunk_index(a, p)]->released) {
@@ -864,13 +867,13 @@ size_t weft__record_arena_trim(struct weft__record_arena *a, int64_t *retry)
 			*link = p;
 			link = (void **)p;
 			if (++kept % WEFT__RECORD_BATCH == 0 &&
-				ntails < WEFT__RECORD_SEGS)
-				tails[ntails++] = p;
+				a->nseg < WEFT__RECORD_SEGS)
+				a->segs[WEFT__RECORD_SEGS - 1 -
+					a->nseg++] = (struct weft__record_seg){
+					p, WEFT__RECORD_BATCH
+				};
 		}
 		*link = NULL;
-		a->nseg = 0;
-		while (ntails > 0)
-			record_seg_push(a, tails[--ntails], WEFT__RECORD_BATCH);
 		/* Now the pages (the rebuild above read the links in them):
 		 * the chunks released by this pass are those all counted. */
 		for (size_t i = 0; i < a->nchunks; i++) {
