@@ -547,6 +547,133 @@ static void test_group__a_plain_thread_spawns_into_a_retained_group(
 	assert_int_equal(p.after_join_rc, WEFT_ECLOSED);
 }
 
+/* Plain threads that spawn into a retained group while its owner joins
+ * (group.c, "Credit": the join revokes what the spawners were granted
+ * ahead and not used, while they keep asking for more): every spawn is
+ * either run before the join returns or refused with WEFT_ECLOSED, and
+ * the children counted are exactly those that ran.  Each thread stops
+ * after `n` spawns (the join waits for children spawned during it, so
+ * spawners that never stopped could keep it waiting). */
+#define RACE_THREADS 3
+
+struct race_spawner {
+	weft_group_t *g;
+	atomic_long ran;
+	atomic_long spawned; /* successful spawns, all threads */
+	long ran_at_join;
+	long n; /* spawns per thread at most */
+	int last_rc[RACE_THREADS];
+	int other_rc; /* a code other than 0 or WEFT_ECLOSED, if any */
+};
+
+static int race_run(void *arg)
+{
+	struct race_spawner *r = arg;
+	atomic_fetch_add(&r->ran, 1);
+	return 0;
+}
+
+struct race_thread {
+	struct race_spawner *r;
+	int i;
+};
+
+static void *race_spawn_thread(void *arg)
+{
+	struct race_thread *rt = arg;
+	struct race_spawner *r = rt->r;
+	int rc = 0;
+	for (long n = 0; n < r->n && rc == 0; n++) {
+		rc = weft_group_spawn(r->g, race_run, r);
+		if (rc == 0)
+			atomic_fetch_add(&r->spawned, 1);
+		else if (rc != WEFT_ECLOSED)
+			r->other_rc = rc;
+	}
+	r->last_rc[rt->i] = rc;
+	return NULL;
+}
+
+static int race_root(void *arg)
+{
+	struct race_spawner *r = arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	r->g = g;
+	pthread_t th[RACE_THREADS];
+	struct race_thread args[RACE_THREADS];
+	for (int i = 0; i < RACE_THREADS; i++) {
+		CHECK_EQ(weft_group_retain(g), 0);
+		args[i] = (struct race_thread){ .r = r, .i = i };
+		CHECK_EQ(pthread_create(&th[i], NULL, race_spawn_thread,
+				 &args[i]),
+			0);
+	}
+	/* Join while they spawn: after a third of the spawns, so that the
+	 * credit is in use (sleeps, not a spin: the spawners need CPUs). */
+	while (atomic_load(&r->spawned) < r->n)
+		CHECK_EQ(weft_sleep(WEFT_MSEC / 10), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	r->ran_at_join = atomic_load(&r->ran);
+	/* Each thread stops at its first refused spawn, which follows the
+	 * close: wait for them (briefly blocking this worker). */
+	for (int i = 0; i < RACE_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		weft_group_release(g);
+	}
+	return 0;
+}
+
+static void
+test_group__plain_threads_spawning_during_the_join_are_counted_exactly(
+	void **state)
+{
+	struct race_spawner r = { .n = weft_test_scale(20000) };
+	weft_test_root(state, race_root, &r);
+	assert_int_equal(r.other_rc, 0);
+	for (int i = 0; i < RACE_THREADS; i++)
+		assert_true(r.last_rc[i] == 0 || r.last_rc[i] == WEFT_ECLOSED);
+	assert_true(atomic_load(&r.spawned) >= r.n);
+	assert_int_equal(r.ran_at_join, atomic_load(&r.spawned));
+	assert_int_equal(atomic_load(&r.ran), atomic_load(&r.spawned));
+}
+
+/* Children that spawn a few children each into their own group (spawns
+ * from outside the owner, each taking credit that it mostly leaves) and
+ * end before the owner joins: the join takes back what is left and
+ * returns with every one of them run. */
+static int few_more(void *arg)
+{
+	struct counter *c = arg;
+	atomic_fetch_add(&c->n, 1);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(weft_group_spawn(c->g, count_up, c), 0);
+	return 0;
+}
+
+static int credit_left_root(void *arg)
+{
+	struct counter *c = arg;
+	CHECK_EQ(weft_group_open(&c->g), 0);
+	for (int i = 0; i < 10; i++)
+		CHECK_EQ(weft_group_spawn(c->g, few_more, c), 0);
+	/* The children run while the owner sleeps, on any worker, and end
+	 * before the join. */
+	CHECK_EQ(weft_sleep(5 * WEFT_MSEC), 0);
+	CHECK_EQ(weft_group_join(c->g, NULL), 0);
+	CHECK_EQ(atomic_load(&c->n), 40);
+	return 0;
+}
+
+static void
+test_group__children_spawning_into_their_group_leave_no_count_behind(
+	void **state)
+{
+	struct counter c = { 0 };
+	weft_test_root(state, credit_left_root, &c);
+	assert_int_equal(atomic_load(&c.n), 40);
+}
+
 static int start_noop(void *arg)
 {
 	(void)arg;
@@ -710,6 +837,10 @@ int main(void)
 		WEFT_TEST(
 			test_group__a_plain_thread_spawns_into_a_retained_group),
 		WEFT_TEST(test_group__start_from_a_plain_thread_is_enotfiber),
+		WEFT_TEST(
+			test_group__plain_threads_spawning_during_the_join_are_counted_exactly),
+		WEFT_TEST(
+			test_group__children_spawning_into_their_group_leave_no_count_behind),
 		WEFT_TEST(test_group__spawn_and_join_order_plain_memory),
 		WEFT_TEST(
 			test_group__join_by_another_task_or_out_of_order_is_refused),

@@ -443,6 +443,78 @@ static void test_inject__foreign_records_come_in_batches(void **state)
 	weft_test_assert_no_leaks();
 }
 
+/* The known runs at the front of a's free list (records.c, "Segments"),
+ * each checked against the list: its tail is where its length says.
+ * Main thread, no root running. */
+static size_t arena_segments_checked(struct weft__record_arena *a)
+{
+	pthread_mutex_lock(&a->lock);
+	void *p = a->free;
+	size_t checked = 0;
+	for (size_t i = 0; i < a->nseg; i++) {
+		const struct weft__record_seg
+			*seg = &a->segs[(a->seg_top + WEFT__RECORD_SEGS - i) %
+				WEFT__RECORD_SEGS];
+		for (size_t j = 1; j < seg->n && p != NULL; j++)
+			p = *(void **)p;
+		if (p == NULL || p != seg->tail)
+			break;
+		p = *(void **)p;
+		checked++;
+	}
+	size_t nseg = a->nseg;
+	pthread_mutex_unlock(&a->lock);
+	assert_int_equal(checked, nseg);
+	return checked;
+}
+
+/* A plain thread's exit gives its cached records back as a known run at
+ * the front of the free list: the runs after it stay known, and the
+ * next refill takes the run whole instead of walking it record by
+ * record. */
+static void test_inject__a_foreign_threads_exit_keeps_the_runs_known(
+	void **state)
+{
+	weft_runtime_t *rt = weft_test_runtime_create(WEFT_TEST_WORKERS(state));
+	struct weft__record_arena *a = arena_of(rt);
+	struct spawner s;
+	pthread_t th;
+	spawner_start(&s, &th);
+	/* Records made first (first lives come one at a time in WEFT_DEBUG
+	 * builds), then spawns from recycled ones, in batches: the cache
+	 * keeps what its last batch had left. */
+	spawn_from_thread_opt(rt, &s, 1000, true);
+	spawn_from_thread(rt, &s, WEFT__RECORD_BATCH + 7);
+	/* The spawner's cache, and the main thread's (it made the roots):
+	 * the one that goes at the spawner's exit is the spawner's. */
+	int caches = foreign_count(rt);
+	struct weft__record_fcache *c[8];
+	unsigned n[8];
+	assert_true(caches >= 1 && caches <= 8);
+	int k = 0;
+	for (struct weft__record_fcache *x = a->foreign; x; x = x->next) {
+		c[k] = x;
+		n[k++] = x->n;
+	}
+	spawner_stop(&s, th);
+	assert_int_equal(foreign_count(rt), caches - 1);
+	unsigned left = 0;
+	for (int i = 0; i < caches; i++) {
+		bool listed = false;
+		for (struct weft__record_fcache *x = a->foreign; x; x = x->next)
+			listed |= x == c[i];
+		if (!listed)
+			left = n[i];
+	}
+	size_t known = arena_segments_checked(a);
+	if (left > 0) {
+		assert_true(known >= 1);
+		assert_int_equal(a->segs[a->seg_top].n, left);
+	}
+	assert_int_equal(weft_runtime_destroy(rt), 0);
+	weft_test_assert_no_leaks();
+}
+
 /* A thread whose cache holds a runtime's records when the runtime is
  * destroyed loses them to the destroy (no leak: the leak check counts
  * them), and its next spawn, into a new runtime (perhaps at the same
@@ -602,6 +674,11 @@ static void test_inject__idle_arena_returns_pages(void **state)
 	size_t peak = atomic_load(&a->resident);
 	assert_true(peak >= (size_t)n * sizeof(struct weft_task));
 	assert_true(arena_trimmed(a, peak / 2));
+	/* The rebuilt free list's runs are measured again, a batch each
+	 * from the front, as many as fit (records.c, the trim). */
+	size_t fits = a->nfree / WEFT__RECORD_BATCH;
+	assert_int_equal(arena_segments_checked(a),
+		fits < WEFT__RECORD_SEGS ? fits : WEFT__RECORD_SEGS);
 	/* The first child's record: freed when its handle goes, and the
 	 * handle is stale from then on, whether or not its chunk was
 	 * released (it is, unless it sits in the worker's cache). */
@@ -662,6 +739,8 @@ int main(void)
 		cmocka_unit_test(test_inject__pop_in_another_turn_passes),
 		WEFT_TEST(test_inject__foreign_records_come_in_batches),
 		WEFT_TEST(test_inject__destroy_takes_foreign_records_back),
+		WEFT_TEST(
+			test_inject__a_foreign_threads_exit_keeps_the_runs_known),
 		cmocka_unit_test(test_inject__idle_arena_returns_pages),
 	};
 	return WEFT_RUN_TESTS(tests);

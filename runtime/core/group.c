@@ -31,6 +31,30 @@
  * owed in the same atomic step that sets JOINING, after which the count
  * is the number of children not ended (invariant 1 holds from there).
  *
+ * Credit.  A spawn from outside the owner (a plain thread holding a
+ * retain, B3 external; a child spawning into its own group) is counted
+ * in the word too, and the word's line is the one every child's end
+ * takes with a locked read-modify-write: a spawner feeding two workers
+ * paid a contended CAS per spawn there (B3 external's slow repetitions:
+ * about 280 ns of the producer's CPU per spawn against 92).  Such a
+ * spawn adds WEFT__GROUP_XC_BATCH counts to the word at once instead, one
+ * for its child and the rest as credit (`xcredit`, a word of its own on
+ * a line of its own), from which the following outside spawns take one
+ * count each with a CAS that only spawners touch.  Credit is counted in
+ * the word, so it keeps the count above 0; the join revokes it (sets
+ * XC_REVOKED, taking what was left) before it sets JOINING, and takes
+ * that much off the count in the same atomic step as it sets JOINING.
+ * After the revoke outside spawns count in the word one at a time, as
+ * before; a refill that lost the race to the revoke (its batch already
+ * in the word, its credit refused) gives the rest of its batch back at
+ * once, which cannot close the group: its own child is counted and not
+ * yet published.  The join's fast path (no child left, no retain) needs
+ * no revoke: credit left over would be in the count, and no spawner
+ * is left to take any.  The revoking join sets the credit back to 0 once
+ * the group closed, for the record's next life, so that an open does
+ * not touch the credit's line (B1 opens a group per node).  The owner's spawns never take credit (they are
+ * owed), nor does start() (its handshake counts in the word).
+ *
  * Budgets (docs/semantics.md rules 50 and 51).  A group opened with a
  * child cap, a stack cap or WEFT_GROUP_CPU_TIME gets a budget record
  * (struct weft__group_budget, inside the group record).
@@ -96,7 +120,9 @@
  *
  * Invariants
  *   1. Once JOINING: count = children created and not yet done, including
- *      pending starts (before it, minus the owed children that ended).
+ *      pending starts (before it, minus the owed children that ended,
+ *      plus the credit), and for a moment the rest of a refill that the
+ *      revoke refused, given back before its child is published.
  *   2. CLOSED implies count = 0 and JOINING; nothing is spawned after it.
  *   3. A child's last access to g is weft__group_child_done (g may be freed
  *      right after by the owner).
@@ -125,8 +151,8 @@
 
 /* {======================================================= counter */
 
-/* Count one more child; WEFT_ECLOSED once the group closed. */
-static int group_add(struct weft_group *g)
+/* Count n more children; WEFT_ECLOSED once the group closed. */
+static int group_add_n(struct weft_group *g, uint64_t n)
 {
 	/* relaxed: a first guess; the CAS reloads on failure. */
 	uint64_t old = atomic_load_explicit(&g->word, memory_order_relaxed);
@@ -138,8 +164,59 @@ static int group_add(struct weft_group *g)
 		 * as every update of the join word: the word's updates stay
 		 * one release sequence up to the owner's acquire at close. */
 	} while (!atomic_compare_exchange_weak_explicit(&g->word, &old,
-		old + WEFT__GROUP_ONE, memory_order_acq_rel,
+		old + n * WEFT__GROUP_ONE, memory_order_acq_rel,
 		memory_order_relaxed));
+	return 0;
+}
+
+/* Count one more child; WEFT_ECLOSED once the group closed. */
+static int group_add(struct weft_group *g)
+{
+	return group_add_n(g, 1);
+}
+
+/* Count one more child of a spawn from outside g (see "Credit"): a
+ * unit of the credit if there is one, else a batch added to the word at
+ * once, the rest of which becomes credit; the word alone once the join
+ * revoked the credit.  WEFT_ECLOSED once the group closed. */
+static int group_add_outside(struct weft_group *g)
+{
+	/* relaxed: a first guess; the CAS reloads on failure. */
+	uint64_t c = atomic_load_explicit(&g->xcredit, memory_order_relaxed);
+	while (c >= WEFT__GROUP_XC_ONE && !(c & WEFT__GROUP_XC_REVOKED)) {
+		/* acq_rel: acquire, the batch's add to the word (sequenced
+		 * before the refill's release below) happens before this
+		 * child, so before its end's decrement; release, as every
+		 * update of the credit (it orders nothing else). */
+		if (atomic_compare_exchange_weak_explicit(&g->xcredit, &c,
+			    c - WEFT__GROUP_XC_ONE, memory_order_acq_rel,
+			    memory_order_relaxed))
+			return 0;
+	}
+	if (c & WEFT__GROUP_XC_REVOKED)
+		return group_add(g);
+	/* Empty: a batch, one count for this child and the rest for the
+	 * credit. */
+	int rc = group_add_n(g, WEFT__GROUP_XC_BATCH);
+	if (rc < 0)
+		return rc;
+	uint64_t rest = WEFT__GROUP_XC_BATCH - 1;
+	/* c: the credit as last read; a CAS that finds it changed (another
+	 * spawner's refill) reloads it. */
+	while (!(c & WEFT__GROUP_XC_REVOKED)) {
+		/* acq_rel: release, the batch's add above before its units
+		 * (pairs with the taker's acquire above and the join's
+		 * revoke). */
+		if (atomic_compare_exchange_weak_explicit(&g->xcredit, &c,
+			    c + rest * WEFT__GROUP_XC_ONE, memory_order_acq_rel,
+			    memory_order_relaxed))
+			return 0;
+	}
+	/* Revoked meanwhile: the rest goes back to the word.  It cannot
+	 * close g: this child's count is in the word and the child is not
+	 * published yet.  acq_rel, as every update of the join word. */
+	atomic_fetch_sub_explicit(&g->word, rest * WEFT__GROUP_ONE,
+		memory_order_acq_rel);
 	return 0;
 }
 
@@ -620,6 +697,12 @@ static void group_budget_init(struct weft_group *g, const weft_group_opts_t *o)
  * before `scope` must be added here: the assertion counts them by size. */
 _Static_assert(offsetof(struct weft_group, scope) == 120,
 	"group_head_init sets every field before scope: update it");
+/* What a spawn from outside reads off the join word's cache line (see
+ * struct weft_group). */
+_Static_assert(offsetof(struct weft_group, owner) >= 64 &&
+		offsetof(struct weft_group, rt) >= 64 &&
+		offsetof(struct weft_group, bud) >= 64,
+	"owner, rt and bud must stay 64 bytes past the join word");
 static inline __attribute__((always_inline)) void group_head_init(
 	struct weft_group *g)
 {
@@ -682,6 +765,9 @@ static inline __attribute__((always_inline)) int group_open(weft_group_t **out,
 		weft__record_tag_check(g);
 		atomic_init(&g->gen, 0);
 		atomic_init(&g->retains, 0);
+		/* 0 at every open: set back by each join that revoked it
+		 * (group_wait_closed). */
+		atomic_init(&g->xcredit, 0);
 		memset(&g->scope, 0, WEFT__SCOPE_CLEAR);
 		weft__scope_init_embedded(&g->scope, WEFT__SCOPE_GROUP, 0);
 	} else {
@@ -761,11 +847,12 @@ static bool group_cancelled(struct weft_group *g, struct weft_task *self,
 	return weft__scope_is_cancelled(&g->scope);
 }
 
-/* Creates a child record of g, counted in g: owed, or in the join word.
- * On failure nothing exists. */
+/* Creates a child record of g, counted in g: owed, or in the join word
+ * (through the credit for a spawn from outside: see "Credit").  On
+ * failure nothing exists. */
 static inline __attribute__((always_inline)) int
 group_create(struct weft_group *g, const char *name, bool literal, weft_fn fn,
-	void *arg, bool owe, struct weft_task **out)
+	void *arg, bool owe, bool outside, struct weft_task **out)
 {
 	struct weft_task *t;
 	int rc = weft__task_create_lit(g->rt, name, literal, fn, arg, &t);
@@ -775,7 +862,7 @@ group_create(struct weft_group *g, const char *name, bool literal, weft_fn fn,
 		g->owed++;
 		t->owed = true;
 	} else {
-		rc = group_add(g);
+		rc = outside ? group_add_outside(g) : group_add(g);
 		if (rc < 0) {
 			weft__task_unref(t);
 			return rc;
@@ -860,7 +947,8 @@ static int group_new_child(weft_group_t *gh, weft_fn fn, void *arg,
 	int rc = WEFT__UNLIKELY(g->bud != NULL)
 		? group_create_budgeted(g, self, flags, name, literal, fn, arg,
 			  owe, &t)
-		: group_create(g, name, literal, fn, arg, owe, &t);
+		: group_create(g, name, literal, fn, arg, owe, owe_ok && !owe,
+			  &t);
 	if (rc < 0)
 		return rc;
 	if (pull_later && weft__scope_check(&g->rt->cancel_gen, &g->scope)) {
@@ -1058,33 +1146,12 @@ int weft_group_start_named(weft_group_t *g, const char *name, weft_fn fn,
 
 /* {======================================================= join */
 
-/* Waits until the group closes.  Not cancellable: an outer cancellation
- * reaches the children through the scope tree. */
-static WEFT_FIBER_FN void group_wait_closed(struct weft_task *self,
-	struct weft_group *g)
+/* group_wait_closed past its fast path, with add the join's addition
+ * to the word (JOINING, the owed children, minus the credit revoked) and
+ * old a first guess of the word: returns once g closed. */
+static WEFT_FIBER_FN void group_wait_closed_slow(struct weft_task *self,
+	struct weft_group *g, uint64_t old, uint64_t add)
 {
-	/* The owed children (see "Owed children") join the count here, with
-	 * JOINING: those taken by other workers may have ended already (the
-	 * count is then below 0), the others end after this. */
-	uint64_t add = (uint64_t)g->owed * WEFT__GROUP_ONE |
-		WEFT__GROUP_JOINING;
-	g->owed = 0;
-	/* Fast path (every child ran inline or already ended): close without
-	 * preparing a park.  A concurrent spawn makes the CAS fail.  acquire:
-	 * pairs with the children's release CAS in child_done. */
-	uint64_t old = atomic_load_explicit(&g->word, memory_order_acquire);
-	/* No child left and no retain: nobody else may change the word any
-	 * more (a spawner is the owner, a live child or a retainer; a
-	 * child's retain precedes its end, which the acquire above saw), so
-	 * the close is a store, not a locked CAS (B1 closes a group per
-	 * node).  relaxed, both: nobody else reads the word from here but
-	 * the owner itself. */
-	if (weft__group_count(old + add) == 0 &&
-		atomic_load_explicit(&g->refs, memory_order_relaxed) == 1) {
-		atomic_store_explicit(&g->word,
-			(old + add) | WEFT__GROUP_CLOSED, memory_order_relaxed);
-		return;
-	}
 	while (weft__group_count(old + add) == 0) {
 		/* acq_rel: acquire pairs with the children's release in
 		 * child_done (their outcome is visible to the owner). */
@@ -1117,6 +1184,54 @@ static WEFT_FIBER_FN void group_wait_closed(struct weft_task *self,
 	WEFT_ASSERT(atomic_load_explicit(&g->word, memory_order_acquire) &
 			WEFT__GROUP_CLOSED,
 		"group owner woken before close");
+}
+
+/* Waits until the group closes.  Not cancellable: an outer cancellation
+ * reaches the children through the scope tree. */
+static WEFT_FIBER_FN void group_wait_closed(struct weft_task *self,
+	struct weft_group *g)
+{
+	/* The owed children (see "Owed children") join the count here, with
+	 * JOINING: those taken by other workers may have ended already (the
+	 * count is then below 0), the others end after this. */
+	uint64_t add = (uint64_t)g->owed * WEFT__GROUP_ONE |
+		WEFT__GROUP_JOINING;
+	g->owed = 0;
+	/* Fast path (every child ran inline or already ended): close without
+	 * preparing a park.  A concurrent spawn makes the CAS fail.  acquire:
+	 * pairs with the children's release CAS in child_done. */
+	uint64_t old = atomic_load_explicit(&g->word, memory_order_acquire);
+	/* No child left and no retain: nobody else may change the word any
+	 * more (a spawner is the owner, a live child or a retainer; a
+	 * child's retain precedes its end, which the acquire above saw), so
+	 * the close is a store, not a locked CAS (B1 closes a group per
+	 * node).  relaxed, both: nobody else reads the word from here but
+	 * the owner itself. */
+	if (weft__group_count(old + add) == 0 &&
+		atomic_load_explicit(&g->refs, memory_order_relaxed) == 1) {
+		atomic_store_explicit(&g->word,
+			(old + add) | WEFT__GROUP_CLOSED, memory_order_relaxed);
+		return;
+	}
+	/* The credit of spawners from outside ("Credit"): revoked before
+	 * JOINING is set, and what was left of it is taken off the count in
+	 * the same atomic step that sets it.  (The fast path above had
+	 * none to take: credit is counted in the word, and no spawner was
+	 * left to hold any.)  acq_rel: acquire, the batch adds to the word
+	 * that the units taken were part of happen before ours (their
+	 * refills' release); release, as every update of the credit. */
+	uint64_t c = atomic_fetch_or_explicit(&g->xcredit,
+		WEFT__GROUP_XC_REVOKED, memory_order_acq_rel);
+	add -= (c >> 1) * WEFT__GROUP_ONE; /* c / WEFT__GROUP_XC_ONE */
+	group_wait_closed_slow(self, g, old, add);
+	/* Closed: the credit is 0 again for the record's next life (set
+	 * here and for a new record, not at every open: B1 opens a group
+	 * per node and never touches the credit's line).  Nobody writes it
+	 * any more: a refill in flight kept the count above 0 until it gave
+	 * its batch back, after its CAS here, and a spawn after the close
+	 * finds CLOSED in the word whatever it reads here.  relaxed: the
+	 * next opener gets the record through the record caches. */
+	atomic_store_explicit(&g->xcredit, 0, memory_order_relaxed);
 }
 
 static void group_unref(struct weft_group *g)

@@ -126,9 +126,18 @@ struct weft__frame_chunk {
  * in the record's tail, touched only when used. */
 #define WEFT__GROUP_FRAMES 16
 
+/* See weft_group's xcredit. */
+#define WEFT__GROUP_XPAD 56
+
 struct weft_group {
-	_Atomic uint64_t word;	 /* see above; any thread */
-	struct weft_task *owner; /* fixed */
+	/* The first 64 bytes: the join word and what only the owner or a
+	 * failing child writes next to it.  The word takes a locked
+	 * read-modify-write from every child's end, so what a spawner from
+	 * outside reads per spawn (owner, rt, bud) starts at offset 64: with
+	 * the record 16-byte aligned (malloc), no field at 64 or beyond can
+	 * share the word's cache line (B3 external: the producer's read of
+	 * owner missed at every child's end while it sat beside the word). */
+	_Atomic uint64_t word; /* see above; any thread */
 	/* Owner's park generation while joining: written before JOINING is
 	 * set (release), read by the child that closes the group after its
 	 * acquire CAS. */
@@ -137,13 +146,14 @@ struct weft_group {
 	 * (group.c, "Owed children"), not yet run at its join; owner
 	 * only. */
 	int64_t owed;
-	struct weft_runtime *rt;
 	/* Failures, under errors_lock: a list of leaves in arrival order and
 	 * how many could not be recorded for lack of memory. */
 	weft__spin_t errors_lock;
 	struct weft__leaf *leaves_head, *leaves_tail;
 	size_t leaves;
 	size_t lost;
+	struct weft_task *owner; /* fixed */
+	struct weft_runtime *rt;
 	atomic_bool failed; /* first failure seen (acq_rel xchg) */
 	void *open_site;    /* return address of weft_group_open */
 	/* The owner's reference (dropped when join ends) plus one per
@@ -207,7 +217,26 @@ struct weft_group {
 	unsigned fchunk_used;
 	/* Written at each owner spawn that takes a frame (nframes). */
 	struct weft__frame frames[WEFT__GROUP_FRAMES];
+	/* Credit of the spawners from outside (group.c, "Credit"): counts
+	 * already added to `word` that a spawn which is not the owner's
+	 * takes one at a time, in units of WEFT__GROUP_XC_ONE, and
+	 * WEFT__GROUP_XC_REVOKED once the join took what was left.  0 at
+	 * open without a store there: set for a new record, and back to 0
+	 * by the join that revoked it, once closed.  A read-modify-write
+	 * per outside spawn (acq_rel), so alone on its cache line: padded by 56 bytes on each
+	 * side, which keeps any other field off the line for a record
+	 * aligned to 16 bytes (padding, not _Alignas: the record comes from
+	 * malloc). */
+	char xcredit_before[WEFT__GROUP_XPAD];
+	_Atomic uint64_t xcredit;
+	char xcredit_after[WEFT__GROUP_XPAD];
 };
+
+/* The credit's bits, and how many counts an outside spawn adds to the join
+ * word at once (one for itself, the rest as credit; group.c, "Credit"). */
+#define WEFT__GROUP_XC_REVOKED (UINT64_C(1) << 0)
+#define WEFT__GROUP_XC_ONE (UINT64_C(1) << 1)
+#define WEFT__GROUP_XC_BATCH 64
 
 /* g's own caps, or NULL. */
 static inline struct weft__group_budget *weft__group_own_budget(

@@ -259,9 +259,16 @@ void weft__record_put_slow(struct weft_runtime *rt, enum weft__record_kind kind,
  * (a worker's overflow batch, a foreign cache's return, a chunk: each
  * put knows its last record and its length), in a ring of the
  * WEFT__RECORD_SEGS newest.  A take uses whole runs that fit without
- * reading them, and walks only the remainder, inside the next run;
- * what it takes is exactly what the walk took.  A full cache gives back
- * exactly WEFT__RECORD_BATCH records, which is what a refill asks for.
+ * reading them, and walks only when none fits (the first run is longer
+ * than it asks for, or none is known), inside that run; what it takes is
+ * exactly what the walk took.  A take that gets fewer records than it
+ * asked for rather than walk into the next run keeps the takes aligned
+ * with the runs: one that walked the remainder made every later take
+ * walk that much (B3 external, after a foreign cache's return of a part
+ * of a batch: the producer's refills walked cold records).  A full
+ * cache gives back exactly WEFT__RECORD_BATCH records, which is what a
+ * refill asks for; a chunk is put as runs of a batch, and the trim's
+ * rebuild of the list measures its first runs again.
  * A change to the list that is not a put at its front (the trim's
  * rebuild, a foreign cache's records added at the runtime's end)
  * forgets the runs; WEFT_DEBUG builds check each run they take whole.
@@ -523,7 +530,14 @@ static int record_arena_fill(struct weft__record_arena *a)
 	*(void **)tail = a->free;
 	a->free = head;
 	a->nfree += c->nrec;
-	record_seg_push(a, tail, c->nrec);
+	/* Its runs of a batch, the last first so that the first is on top
+	 * (its records are linked in address order): a refill takes a
+	 * batch whole instead of walking it. */
+	size_t n = c->nrec % WEFT__RECORD_BATCH;
+	if (n == 0)
+		n = WEFT__RECORD_BATCH;
+	for (size_t end = c->nrec; end > 0; end -= n, n = WEFT__RECORD_BATCH)
+		record_seg_push(a, &c->recs[end - 1], n);
 	return 0;
 }
 
@@ -558,8 +572,8 @@ static void *record_arena_take(struct weft__record_arena *a, unsigned max,
 	}
 #endif
 	/* Whole known segments first, without following their links (see
-	 * "Segments"); then, short of max, a walk, which stays inside the
-	 * next known segment if there is one (it did not fit whole). */
+	 * "Segments"); a walk only when none fits, which stays inside the
+	 * first known segment if there is one (it is longer than max). */
 	void *head = a->free, *tail = NULL;
 	unsigned k = 0;
 	while (a->nseg > 0 && k + a->segs[a->seg_top].n <= max) {
@@ -576,7 +590,7 @@ static void *record_arena_take(struct weft__record_arena *a, unsigned max,
 		record_seg_pop(a);
 	}
 	void *next = tail ? *(void **)tail : head;
-	if (k < max && next != NULL) {
+	if (k == 0 && next != NULL) {
 		unsigned walked = 1;
 		tail = next;
 		for (; k + walked < max && *(void **)tail; walked++)
@@ -602,14 +616,15 @@ static bool fcache_key_ok;
  * for the destroyer (see above). */
 static __thread struct weft__record_fcache fcache;
 
-/* Unlists c and hands its records to `head`'s list *free (+ *nfree).
- * Under fcache_lock; the caller holds the arena's lock or is its
- * destroyer. */
-static void record_fcache_take(struct weft__record_fcache *c, void **free,
+/* Unlists c and hands its records to `head`'s list *free (+ *nfree);
+ * returns the last of them (NULL: there were none), which with the count
+ * they added to *nfree makes them a segment.  Under fcache_lock; the
+ * caller holds the arena's lock or is its destroyer. */
+static void *record_fcache_take(struct weft__record_fcache *c, void **free,
 	size_t *nfree)
 {
+	void *tail = c->head;
 	if (c->head != NULL) {
-		void *tail = c->head;
 		while (*(void **)tail != NULL)
 			tail = *(void **)tail;
 		*(void **)tail = *free;
@@ -626,6 +641,7 @@ static void record_fcache_take(struct weft__record_fcache *c, void **free,
 	/* relaxed: under fcache_lock; the owner's unlocked read of its own
 	 * rt is explained at the top of this section. */
 	atomic_store_explicit(&c->rt, NULL, memory_order_relaxed);
+	return tail;
 }
 
 /* Returns c's records to their runtime's arena and unlists c.  Under
@@ -638,8 +654,15 @@ static void record_fcache_return(struct weft__record_fcache *c)
 		memory_order_relaxed);
 	struct weft__record_arena *a = &rt->tasks;
 	pthread_mutex_lock(&a->lock);
-	record_fcache_take(c, &a->free, &a->nfree);
-	a->nseg = 0; /* the front of the list is new and not measured */
+	/* A put at the front, measured: a segment ("Segments"), so that
+	 * the runs after it stay known.  Forgetting them made every refill
+	 * after a foreign thread's exit walk the free list record by record
+	 * (B3 external: a thread per round, whose exit came before the
+	 * next round's refills from a list of cold records). */
+	size_t n = c->n;
+	void *tail = record_fcache_take(c, &a->free, &a->nfree);
+	if (tail != NULL)
+		record_seg_push(a, tail, n);
 	pthread_mutex_unlock(&a->lock);
 }
 
@@ -717,11 +740,16 @@ static struct weft_task *record_fcache_get(struct weft_runtime *rt,
 	struct weft_task *t = c->head;
 	c->head = *(void **)t;
 	c->n--;
-	/* The next record's first line, for writing: its link is the load
-	 * above at the next spawn, a cache miss when a worker freed it on
-	 * another CPU (B3 external), and its creation writes the line. */
+	/* The next record, for writing: its link is the load above at the
+	 * next spawn, a cache miss when a worker freed it on another CPU
+	 * (B3 external), and its creation writes most of its lines.  The
+	 * whole record, not only the link's line: the creation's stores
+	 * otherwise missed one line after the other, and the spawn's first
+	 * locked instruction (the group's credit) waited for them all (the
+	 * producer's hottest sample in B3 external at 2 workers). */
 	if (c->head != NULL)
-		__builtin_prefetch(c->head, 1);
+		for (size_t off = 0; off < sizeof *t; off += 64)
+			__builtin_prefetch((char *)c->head + off, 1);
 	weft__record_unpoison(t, sizeof *t);
 	return t;
 }
@@ -820,9 +848,16 @@ size_t weft__record_arena_trim(struct weft__record_arena *a, int64_t *retry)
 		released++;
 	}
 	if (released > 0) {
-		/* The free list without the released chunks' records (its
-		 * segments are forgotten: records left them). */
+		/* The free list without the released chunks' records.  Its
+		 * segments are forgotten (records left them) and measured
+		 * again: a batch each, from the front, as many as the ring
+		 * holds (without them every refill would walk the rebuilt
+		 * list, records freed long ago, record by record). */
+		/* The ring is filled front first: the first run on top, at
+		 * WEFT__RECORD_SEGS - 1, the next below it. */
 		a->nseg = 0;
+		a->seg_top = WEFT__RECORD_SEGS - 1;
+		size_t kept = 0;
 		void **link = &a->free;
 		for (void *p = a->free; p; p = *(void **)p) {
 			if (a->sorted[record_chunk_index(a, p)]->released) {
@@ -831,6 +866,12 @@ size_t weft__record_arena_trim(struct weft__record_arena *a, int64_t *retry)
 			}
 			*link = p;
 			link = (void **)p;
+			if (++kept % WEFT__RECORD_BATCH == 0 &&
+				a->nseg < WEFT__RECORD_SEGS)
+				a->segs[WEFT__RECORD_SEGS - 1 -
+					a->nseg++] = (struct weft__record_seg){
+					p, WEFT__RECORD_BATCH
+				};
 		}
 		*link = NULL;
 		/* Now the pages (the rebuild above read the links in them):

@@ -109,8 +109,11 @@ struct weft__record_chunk {
 #define WEFT__RECORD_CHUNK_BYTES ((size_t)256 * 1024)
 
 /* How many of the free list's leading segments an arena knows
- * (records.c, "Segments"). */
-#define WEFT__RECORD_SEGS 256
+ * (records.c, "Segments"): 4096 batches, half a million records, 64 KB
+ * of ring.  256 covered the first 32,768 free records only, and a
+ * refill past them walked the rest record by record (B3 external at 2
+ * workers leaves a few hundred thousand free after a round). */
+#define WEFT__RECORD_SEGS 4096
 
 /* A run of the free list put there at once: its last record and its
  * length. */

@@ -18,7 +18,10 @@
  * per repetition to stderr with its time and what the runtime's counters
  * (weft_runtime_stats) and getrusage saw during it: steals, sleeps,
  * wake-ups, injection-queue pops, minor page faults, context switches,
- * and for the external variant the spawning loops' wall and CPU time.
+ * and for the external variant the spawning loops' wall and CPU time,
+ * then the repetition's start on CLOCK_MONOTONIC in seconds ("at"), which
+ * `perf record -k CLOCK_MONOTONIC` samples can be cut by (perf report
+ * --time).
  * BENCH_FLAT_VARIANT=worker or external runs only that variant;
  * BENCH_FLAT_N=n spawns n tasks per round instead of 10^6. */
 #include <pthread.h>
@@ -153,8 +156,8 @@ static double flat_cpu_ms(const struct rusage *ru)
 		(double)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1e3;
 }
 
-static void flat_sample_print(int rep, double ms, const struct flat_sample *a,
-	const struct flat_sample *b)
+static void flat_sample_print(int rep, int64_t t0, double ms,
+	const struct flat_sample *a, const struct flat_sample *b)
 {
 	if (!flat_stats_on)
 		return;
@@ -163,7 +166,8 @@ static void flat_sample_print(int rep, double ms, const struct flat_sample *a,
 		"spawn-flat (%s) rep %d: %.1f ms steals %llu+%llu "
 		"attempts %llu sleeps %llu wakeups %llu inject_pops %llu "
 		"run %llu inline %llu busy_ms %.0f cpu_ms %.0f minflt %ld "
-		"nvcsw %ld nivcsw %ld spawn_ms %.1f spawn_cpu_ms %.1f\n",
+		"nvcsw %ld nivcsw %ld spawn_ms %.1f spawn_cpu_ms %.1f "
+		"at %.6f\n",
 		flat_external_variant ? "external" : "worker", rep, ms,
 		(unsigned long long)(y->steals - x->steals),
 		(unsigned long long)(y->stolen_extra - x->stolen_extra),
@@ -178,7 +182,7 @@ static void flat_sample_print(int rep, double ms, const struct flat_sample *a,
 		b->ru.ru_minflt - a->ru.ru_minflt,
 		b->ru.ru_nvcsw - a->ru.ru_nvcsw,
 		b->ru.ru_nivcsw - a->ru.ru_nivcsw, (double)flat_spawn_ns / 1e6,
-		(double)flat_spawn_cpu_ns / 1e6);
+		(double)flat_spawn_cpu_ns / 1e6, (double)t0 / 1e9);
 }
 
 static int flat_root(void *arg)
@@ -198,7 +202,7 @@ static int flat_root(void *arg)
 		}
 		int64_t t1 = bench_now();
 		flat_sample(&s1);
-		flat_sample_print(r, bench_ms(t1 - t0), &s0, &s1);
+		flat_sample_print(r, t0, bench_ms(t1 - t0), &s0, &s1);
 		for (size_t i = 0; i < bytes; i++)
 			run->missing += run->ran[i] != 1;
 		if (r >= BENCH_WARMUP)
