@@ -51,7 +51,11 @@ WEFT_BEGIN_DECLS
  * ends the caller (weft_panic); a taken half that panics fails as a task
  * does.  Stack: a half run by the caller uses the caller's stack, as a
  * call does.  Nesting deeper than 256 weft_par calls in one task offers
- * nothing more: the deeper calls run fa then fb.
+ * nothing more: the deeper calls run fa then fb.  Offers are shared with
+ * idle workers lazily: when one asks, the caller shares some at its next
+ * weft_par call; a first half that computes for long without one can
+ * hide the offers of the calls around it meanwhile (a weft_yield in it
+ * hands them out).
  * Returns: 0 when both halves returned 0; -ECANCELED when a half returned
  * -ECANCELED and none failed; WEFT_ECHILD_FAILED when a half returned any
  * other non-zero code: *err_out then receives one error group with a
