@@ -61,6 +61,12 @@
  *   - The close: DEAD goes in as an edge's READY would, but over READY
  *     too, and stays for the rest of the life: every later wait returns
  *     WEFT_ECLOSED without parking.
+ *   - Urgent data, the peer's end, a hang-up or an error (an event with
+ *     EPOLLPRI, which the set asks for, EPOLLRDHUP, EPOLLHUP or
+ *     EPOLLERR): the poller sets the socket's `sticky` before its post,
+ *     and posts READY even over a READY (a release RMW), so whoever
+ *     consumes that edge sees the mark; streams then stop trusting
+ *     short reads (stream.c, "Short reads").
  * Whoever moves the word off a WAIT completes that wait, exactly once:
  * the word is the only place a WAIT can be taken from, and the waiter
  * itself only withdraws with a CAS.  After its CAS a waker touches only
@@ -198,6 +204,9 @@
 
 /* Both directions, edge-triggered, registered once (both sets). */
 #define SOCK_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+/* The runtime's set also asks for EPOLLPRI: urgent data marks the socket
+ * (`sticky`, stream.c's "Short reads"). */
+#define SOCK_NET_EVENTS (SOCK_EVENTS | EPOLLPRI)
 
 /* epoll_event.data of a weft socket: its address in the low 48 bits and
  * its life's tag above (sock_tag). */
@@ -218,6 +227,7 @@ void weft__sock_init(struct weft__sock *s, struct weft_runtime *rt, int fd,
 		atomic_init(&s->dir[i].gen, 0);
 	}
 	atomic_init(&s->in_set, false);
+	atomic_init(&s->sticky, false);
 	s->in_epoll = false;
 	s->io_closed = false;
 	s->rd_ready = false;
@@ -321,7 +331,7 @@ int weft__sock_errno(void)
 
 struct sock_ready;
 static void sock_dir_post(struct weft__sock_dir *d, uint64_t to,
-	struct sock_ready *rl);
+	struct sock_ready *rl, bool publish);
 
 /* Finishes the close if s is closing, nobody is inside and nobody has
  * finished it yet.  Any thread. */
@@ -360,8 +370,8 @@ bool weft__sock_close(struct weft__sock *s)
 	if (old & SOCK_CLOSED)
 		return false;
 	/* Every wait from now on, or parked now, ends WEFT_ECLOSED. */
-	sock_dir_post(&s->dir[0], SOCK_DEAD, NULL);
-	sock_dir_post(&s->dir[1], SOCK_DEAD, NULL);
+	sock_dir_post(&s->dir[0], SOCK_DEAD, NULL, false);
+	sock_dir_post(&s->dir[1], SOCK_DEAD, NULL, false);
 	sock_try_finish(s);
 	return true;
 }
@@ -407,18 +417,21 @@ struct sock_ready {
 };
 
 /* Puts `to` (READY: an edge; DEAD: the close) into d's word unless it
- * holds DEAD, or READY already when `to` is READY, and wakes the waiter
- * it took out, if any: at once, or into *rl when rl is not NULL.  Any
+ * holds DEAD, or READY already when `to` is READY (then, if `publish`,
+ * it writes READY over it, a release RMW that hands what this thread
+ * wrote before to whoever consumes the edge), and wakes the waiter it
+ * took out, if any: at once, or into *rl when rl is not NULL.  Any
  * thread holding a reference on the socket. */
 static void sock_dir_post(struct weft__sock_dir *d, uint64_t to,
-	struct sock_ready *rl)
+	struct sock_ready *rl, bool publish)
 {
 	/* acquire: pairs with the waiter's release CAS that installed a
 	 * WAIT, so its task and gen are read below. */
 	uint64_t w = atomic_load_explicit(&d->word, memory_order_acquire);
 	for (;;) {
 		uint64_t st = w & SOCK_STATE;
-		if (st == SOCK_DEAD || (st == SOCK_READY && to == SOCK_READY))
+		if (st == SOCK_DEAD ||
+			(st == SOCK_READY && to == SOCK_READY && !publish))
 			return;
 		struct weft_task *t = NULL;
 		uint64_t gen = 0;
@@ -497,7 +510,7 @@ static int sock_join_set(struct weft__sock *s)
 	uintptr_t p = (uintptr_t)s;
 	WEFT_ASSERT(((uint64_t)p & ~SOCK_PTR_MASK) == 0,
 		"socket record above 2^48");
-	struct epoll_event ev = { .events = SOCK_EVENTS,
+	struct epoll_event ev = { .events = SOCK_NET_EVENTS,
 		.data.u64 = (uint64_t)p |
 			((uint64_t)sock_tag(life) << SOCK_PTR_BITS) };
 	if (epoll_ctl(s->rt->io->net_epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0 &&
@@ -519,10 +532,17 @@ static void sock_net_event(uint64_t data, uint32_t e, struct sock_ready *rl)
 	/* An error or hang-up wakes both directions: their system calls
 	 * report it exactly. */
 	bool err = e & (EPOLLERR | EPOLLHUP);
+	/* Urgent data, the end, an error: marked before the edge that
+	 * brings them, and published by the post's release RMW, even over
+	 * a kept READY (stream.c, "Short reads": whoever consumes this edge
+	 * sees the mark).  relaxed: ordered by that RMW. */
+	bool sticky = err || (e & (EPOLLPRI | EPOLLRDHUP));
+	if (sticky)
+		atomic_store_explicit(&s->sticky, true, memory_order_relaxed);
 	if (err || (e & (EPOLLIN | EPOLLRDHUP | EPOLLPRI)))
-		sock_dir_post(&s->dir[0], SOCK_READY, rl);
+		sock_dir_post(&s->dir[0], SOCK_READY, rl, sticky);
 	if (err || (e & EPOLLOUT))
-		sock_dir_post(&s->dir[1], SOCK_READY, rl);
+		sock_dir_post(&s->dir[1], SOCK_READY, rl, false);
 	weft__sock_unref(s);
 }
 

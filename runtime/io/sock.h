@@ -58,6 +58,11 @@ struct weft__sock {
 	 * inside the gate; a hint that saves the epoll_ctl). */
 	struct weft__sock_dir dir[2];
 	atomic_bool in_set;
+	/* An event of the socket set reported urgent data (EPOLLPRI), the
+	 * peer's end (EPOLLRDHUP), a hang-up or an error; set once by a
+	 * poller, before the edge's post (sock.c): a stream's short reads
+	 * no longer prove that a recv has nothing to say (stream.c). */
+	atomic_bool sticky;
 	/* A foreign descriptor (io/fdwait.c): its owner closes it, weft
 	 * never does, and weft makes no system call on it but its
 	 * readiness checks on the I/O thread.  Set before first use.  Its

@@ -37,7 +37,17 @@ struct weft_stream {
 	 * read_until's bytes).  Served before the socket. */
 	char *pb;
 	size_t pb_off, pb_len, pb_cap;
+	/* Reader-owned: the last recv was short (TCP only), so the socket
+	 * had nothing more then and the next byte brings an edge; the next
+	 * read waits before its recv (stream.c, "Short reads"). */
+	bool drained;
 };
+
+#ifdef WEFT_DEBUG
+/* Recvs of stream reads that found nothing (EAGAIN), for the tests
+ * (tests/test_sock.c): debug bookkeeping, relaxed. */
+extern atomic_long weft__stream_recv_eagain;
+#endif
 
 /* A stream around fd (owned by it from now on, even on failure: NULL
  * means fd was closed and memory is short).  Its handle is not given out
