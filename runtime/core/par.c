@@ -476,10 +476,20 @@ __attribute__((noinline, cold)) static int par_rest(struct weft__par *p,
 	return WEFT_ECHILD_FAILED;
 }
 
-/* The entry's uncommon cases: a context to hold for a taken half, and a
- * failure message or nested group the caller set before the call, which
- * are its own, not a half's (kept aside, and back at the end). */
-__attribute__((noinline, cold)) static void par_enter_slow(struct weft__par *p)
+/* weft_par's refusals: nothing runs. */
+static __attribute__((noinline, cold)) int par_refuse(weft_fn fa, weft_fn fb,
+	weft_error_t **err_out)
+{
+	if (err_out)
+		*err_out = NULL;
+	return fa == NULL || fb == NULL ? -EINVAL : WEFT_ENOTFIBER;
+}
+
+/* weft_par when the caller holds a context, kept a failure message or
+ * nested group, or its worker's deque is full: the whole call, off the
+ * fast path. */
+static __attribute__((noinline, cold)) int par_general(weft__worker_t *w,
+	struct weft__par *p, weft_fn fa, void *a, weft_error_t **err_out)
 {
 	struct weft_task *self = p->caller;
 	if (p->ctx != NULL)
@@ -488,18 +498,25 @@ __attribute__((noinline, cold)) static void par_enter_slow(struct weft__par *p)
 	p->kept_group = self->fail_group;
 	self->fail_msg = NULL;
 	self->fail_group = NULL;
+	self->par = p;
+	p->offered = weft__par_push(&w->par, p, w->rt);
+	return par_rest(p, PAR_AFTER_A, fa(a), 0, err_out);
 }
 
 int weft_par(weft_fn fa, void *a, weft_fn fb, void *b, weft_error_t **err_out)
 {
-	if (err_out)
-		*err_out = NULL;
-	if (fa == NULL || fb == NULL)
-		return -EINVAL;
+	/* Three tests and jumps (gcc made one of them with flag ors when
+	 * written as one condition). */
+	if (WEFT__UNLIKELY(fa == NULL))
+		return par_refuse(fa, fb, err_out);
+	if (WEFT__UNLIKELY(fb == NULL))
+		return par_refuse(fa, fb, err_out);
 	weft__worker_t *w = weft__sched_current();
 	struct weft_task *self = w ? w->current : NULL;
-	if (self == NULL)
-		return WEFT_ENOTFIBER;
+	if (WEFT__UNLIKELY(self == NULL))
+		return par_refuse(fa, fb, err_out);
+	if (err_out)
+		*err_out = NULL;
 	/* After the calls below, everything is read back from p, in this
 	 * frame: the fast path keeps little else live across them. */
 	struct weft__par p;
@@ -509,19 +526,19 @@ int weft_par(weft_fn fa, void *a, weft_fn fb, void *b, weft_error_t **err_out)
 	/* relaxed: our own cur_scope. */
 	p.scope = atomic_load_explicit(&self->cur_scope, memory_order_relaxed);
 	p.ctx = self->ctx;
-	p.kept_msg = NULL;
-	p.kept_group = NULL;
-	bool slow = p.ctx != NULL || self->fail_msg != NULL ||
-		self->fail_group != NULL;
-	if (WEFT__UNLIKELY(slow))
-		par_enter_slow(&p);
 	p.outer = self->par;
 	atomic_init(&p.state, WEFT__PAR_OFFERED);
+	p.kept_msg = NULL;
+	p.kept_group = NULL;
+	/* One test for the uncommon cases. */
+	if (WEFT__UNLIKELY(((uintptr_t)p.ctx | (uintptr_t)self->fail_msg |
+				   (uintptr_t)self->fail_group) != 0 ||
+		    w->par.head >= WEFT__PAR_CAP))
+		return par_general(w, &p, fa, a, err_out);
 	self->par = &p;
 	p.offered = weft__par_push(&w->par, &p, w->rt);
-	p.slow = slow || !p.offered;
 	int ra = fa(a);
-	if (WEFT__UNLIKELY((ra != 0) | p.slow))
+	if (WEFT__UNLIKELY(ra != 0))
 		return par_rest(&p, PAR_AFTER_A, ra, 0, err_out);
 	/* Re-read the worker: fa may have parked and moved. */
 	if (WEFT__UNLIKELY(!weft__par_pop(&weft__sched_current()->par, &p)))

@@ -52,11 +52,9 @@ struct weft__par {
 	struct weft__leaf *leaf; /* its failure, or NULL */
 	bool lost;		 /* it failed, without memory for a leaf */
 	/* Set by the call (weft_par): whether it offered the half (false:
-	 * the deque was full), whether its end takes the general path
-	 * (context, kept failure, no offer), and the caller's own failure
-	 * message and nested group, kept aside during the call. */
+	 * the deque was full), and the caller's own failure message and
+	 * nested group, kept aside during the call. */
 	bool offered;
-	bool slow;
 	char *kept_msg;
 	struct weft_error *kept_group;
 	/* The caller's park generation while WAITING (written before the

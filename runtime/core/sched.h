@@ -155,8 +155,9 @@ static inline __attribute__((always_inline)) char *weft__sched_thread_pointer(
 #endif
 	return tp;
 }
-/* &worker_tls minus the thread pointer (sched.c). */
-extern intptr_t weft__sched_tls_off;
+/* &worker_tls minus the thread pointer (sched.c).  Hidden: read with one
+ * PC-relative load, not through the GOT (two loads). */
+extern intptr_t weft__sched_tls_off WEFT__HIDDEN;
 static inline __attribute__((always_inline)) weft__worker_t *
 weft__sched_current(void)
 {
