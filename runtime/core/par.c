@@ -89,6 +89,11 @@
  * a long first half can hide the offers made inside it.  Nesting deeper
  * than WEFT__PAR_CAP calls offers nothing more.
  *
+ * Model: tools/models/par.pml follows the deque's owner (push, expose,
+ * pop, pop_shared, flush) and its thieves statement by statement and
+ * checks that every offered half runs exactly once; a flush that does
+ * not wait for the thieves' marks is its known violation.
+ *
  * Invariants
  *   1. tail <= split <= head.  Entries below tail were taken and are not
  *      yet popped; entries in [tail, head) are offered.

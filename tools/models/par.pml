@@ -86,7 +86,7 @@ byte ran[NCALLS + 1];
 byte npushed = 0;
 byte done = 0;
 
-inline run(c) {
+inline ran_half(c) {
 	d_step {
 		assert(c >= 1 && c <= npushed);
 		ran[c]++;
@@ -137,7 +137,7 @@ proctype owner() {
 			assert(slot[head - 1] == c);
 			i = head - 1;
 			if
-			:: i >= osplit -> head = i; run(c)
+			:: i >= osplit -> head = i; ran_half(c)
 			:: else ->		/* weft__par_pop_shared */
 				atomic {
 					t = tail;
@@ -150,7 +150,7 @@ proctype owner() {
 				osplit = i;
 				head = i;
 				if
-				:: t <= i -> run(c)
+				:: t <= i -> ran_half(c)
 				:: else -> marked[c]	/* the thief's */
 				fi
 			fi
@@ -168,7 +168,7 @@ proctype owner() {
 		od;
 #endif
 		do			/* the rest get tasks, which run them */
-		:: i < head -> c = slot[i]; marked[c] = 1; run(c); i++
+		:: i < head -> c = slot[i]; marked[c] = 1; ran_half(c); i++
 		:: else -> break
 		od;
 		head = 0;
@@ -186,7 +186,7 @@ proctype owner() {
 			assert(slot[head - 1] == c);
 			i = head - 1;
 			if
-			:: i >= osplit -> head = i; run(c)
+			:: i >= osplit -> head = i; ran_half(c)
 			:: else ->
 				atomic {
 					t = tail;
@@ -199,7 +199,7 @@ proctype owner() {
 				osplit = i;
 				head = i;
 				if
-				:: t <= i -> run(c)
+				:: t <= i -> ran_half(c)
 				:: else -> marked[c]
 				fi
 			fi
@@ -225,7 +225,7 @@ proctype thief() {
 					assert(c >= 1 && c <= npushed);
 					marked[c] = 1
 				};
-				run(c)
+				ran_half(c)
 			:: atomic { !(tail == t && split_ == s) -> skip }
 			fi
 		fi
