@@ -57,9 +57,11 @@
  * count from the snapshot (weft__task_unref frees at a count of 1
  * without a read-modify-write, which a pin would race with).
  *
- * Cost: task records are retained until the runtime is destroyed (the
- * peak number of live tasks times ~420 bytes, a record's size on x86_64);
- * a snapshot costs a walk of every record; a dump holds each scope lock
+ * Cost: task records stay where they are until the runtime is destroyed
+ * (the peak number of live tasks times 512 bytes, a record's size on
+ * x86_64, of address space; an idle worker gives back the pages of
+ * wholly free chunks: records.c); a snapshot costs a walk of every
+ * record; a dump holds each scope lock
  * for as long as it takes to copy the subtree below it.
  */
 #include <errno.h>
