@@ -231,19 +231,27 @@ int weft__par_run(void *arg)
 	return p->fn(p->arg);
 }
 
-/* Hands p back to its caller, which runs the half itself. */
-static void par_back(struct weft__par *p)
+/* The taker's last touch of p: sets its final state (DONE or BACK) and
+ * wakes the caller if it waits (invariant 5). */
+static void par_settle(struct weft__par *p, unsigned final)
 {
 	struct weft_task *caller = p->caller;
-	/* acq_rel: acquire pairs with the caller's CAS to WAITING (its gen
-	 * store before it); nothing is published. */
-	unsigned old = atomic_exchange_explicit(&p->state, WEFT__PAR_BACK,
+	/* acq_rel: release publishes the outcome (rc, leaf, lost) to the
+	 * caller's acquire; acquire pairs with its CAS to WAITING (the gen
+	 * store before it). */
+	unsigned old = atomic_exchange_explicit(&p->state, final,
 		memory_order_acq_rel);
 	if (old == WEFT__PAR_WAITING)
 		/* relaxed: ordered by the exchange.  p may be gone once the
 		 * caller runs: nothing is read after the wake. */
 		weft__task_wake(caller,
 			atomic_load_explicit(&p->gen, memory_order_relaxed));
+}
+
+/* Hands p back to its caller, which runs the half itself. */
+static void par_back(struct weft__par *p)
+{
+	par_settle(p, WEFT__PAR_BACK);
 }
 
 struct weft_task *weft__par_task(weft__worker_t *w, struct weft__par *p)
@@ -351,16 +359,8 @@ void weft__par_failed(struct weft_task *t)
 void weft__par_end(struct weft_task *t)
 {
 	struct weft__par *p = t->arg;
-	struct weft_task *caller = p->caller;
 	p->rc = t->rc;
-	/* acq_rel: release publishes the outcome to the caller's acquire;
-	 * acquire pairs with its CAS to WAITING (gen). */
-	unsigned old = atomic_exchange_explicit(&p->state, WEFT__PAR_DONE,
-		memory_order_acq_rel);
-	if (old == WEFT__PAR_WAITING)
-		/* relaxed: ordered by the exchange (invariant 5). */
-		weft__task_wake(caller,
-			atomic_load_explicit(&p->gen, memory_order_relaxed));
+	par_settle(p, WEFT__PAR_DONE);
 }
 
 void weft__par_abandon(struct weft_task *t)
