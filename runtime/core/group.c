@@ -611,11 +611,7 @@ uint64_t weft__task_slice_cut_exact(weft__worker_t *w)
 
 void weft__group_cpu_fold(struct weft_task *t)
 {
-	/* A task that runs a taken half of a weft_par call counts in its
-	 * caller's group (core/par.c). */
-	struct weft_group *g = t->group;
-	if (g == NULL && weft__par_fn_is_half(t->fn))
-		g = weft__task_parent(t)->group;
+	struct weft_group *g = weft__task_cpu_group(t);
 	if (g != NULL)
 		/* relaxed: a counter (see cpu_shared). */
 		atomic_fetch_add_explicit(&g->cpu_shared, t->cpu,

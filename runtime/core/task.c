@@ -458,7 +458,7 @@ void weft__task_finish(struct weft_task *t, int rc)
 		if (state == WEFT_TASK_FAILED)
 			weft__par_failed(t);
 		weft__task_slice_charge(weft__sched_current(), t);
-		struct weft_group *cg = weft__task_parent(t)->group;
+		struct weft_group *cg = weft__task_cpu_group(t);
 		if (cg != NULL && t->cpu != 0)
 			weft__group_cpu_end(cg, t);
 		t->cpu = 0; /* a root caller's: counted nowhere */
@@ -1026,6 +1026,14 @@ struct weft_task *weft__task_parent(const struct weft_task *t)
 	if (weft__par_fn_is_half(t->fn))
 		return ((const struct weft__par *)t->arg)->caller;
 	return NULL;
+}
+
+struct weft_group *weft__task_cpu_group(const struct weft_task *t)
+{
+	if (t->group != NULL)
+		return t->group;
+	const struct weft_task *parent = weft__task_parent(t);
+	return parent != NULL ? parent->group : NULL;
 }
 
 weft_task_t *weft_current_task(void)

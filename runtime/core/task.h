@@ -240,6 +240,10 @@ struct weft_task {
  * what is read here does not change during a life.  Thread: any holding
  * t alive. */
 struct weft_task *weft__task_parent(const struct weft_task *t);
+/* The group t's run time counts in: its own, or, for a task that runs a
+ * taken half of a weft_par call, its caller's (core/par.c); NULL for a
+ * root (and a half whose caller is one).  Thread: as weft__task_parent. */
+struct weft_group *weft__task_cpu_group(const struct weft_task *t);
 
 /* A parked task waiting on a list (task completion, ...). */
 struct weft__waiter {
