@@ -412,13 +412,29 @@ static int dump_b(void *arg)
 	return 0;
 }
 
+/* Whether a snapshot shows the task named "par" parked on an event. */
+static bool half_parked_on_event(void)
+{
+	weft_task_info_t info[16];
+	size_t count = 0;
+	CHECK_EQ(weft_all_tasks(NULL, info, 16, &count), 0);
+	for (size_t i = 0; i < count && i < 16; i++)
+		if (strcmp(info[i].name, "par") == 0 &&
+			info[i].parked_on != NULL &&
+			strcmp(info[i].parked_on, "event") == 0)
+			return true;
+	return false;
+}
+
 static int dump_a(void *arg)
 {
 	struct dump_case *d = arg;
-	/* Park until the taken half parks too. */
+	/* Park until the taken half is parked on the event (a snapshot says
+	 * so), not for a time that a loaded machine could outlast. */
 	while (atomic_load(&d->b_parked) == 0)
 		CHECK_EQ(weft_yield(), 0);
-	CHECK_EQ(weft_sleep(5 * WEFT_MSEC), 0);
+	while (!half_parked_on_event())
+		CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
 	static char buf[1 << 16];
 	size_t len = 0;
 	CHECK_EQ(weft_runtime_dump_buf(NULL, 0, buf, sizeof buf, &len), 0);
