@@ -465,6 +465,99 @@ static void test_dump__parked_tasks_show_where_and_on_what(void **state)
 
 /* }======================================================= */
 
+/* {======================================================= tasks parked alike */
+
+/* Many tasks parked at two sites, interleaved: a dump names each address
+ * once per dump and reuses the text (base/backtrace.c, struct bt_memo),
+ * so every task's frames must still be its own site's, not the first
+ * task's nor the other site's. */
+#define TWINS 24
+
+struct twins {
+	weft_event_t *ev;
+	char text[1 << 17];
+	size_t len;
+};
+
+/* noipa: the two are the same code, which gcc would otherwise fold into
+ * one function (-fipa-icf), one name for both sites. */
+static PARK_SITE __attribute__((noipa)) int park_twin_a(weft_event_t *ev)
+{
+	int rc = weft_event_wait(ev);
+	KEEP_FRAME();
+	return rc;
+}
+
+static PARK_SITE __attribute__((noipa)) int park_twin_b(weft_event_t *ev)
+{
+	int rc = weft_event_wait(ev);
+	KEEP_FRAME();
+	return rc;
+}
+
+static int twin_a_main(void *arg)
+{
+	return park_twin_a(arg);
+}
+
+static int twin_b_main(void *arg)
+{
+	return park_twin_b(arg);
+}
+
+static int twins_root(void *arg)
+{
+	struct twins *t = arg;
+	CHECK_EQ(weft_event_create(&t->ev), 0);
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < TWINS; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "%c%d", i % 2 ? 'b' : 'a', i);
+		CHECK_EQ(weft_group_spawn_named(g, name,
+				 i % 2 ? twin_b_main : twin_a_main, t->ev),
+			0);
+	}
+	/* Until the dump holds every one of them parked (parked_for=). */
+	for (int tries = 0; tries < 2000; tries++) {
+		CHECK_EQ(weft_runtime_dump_buf(NULL, WEFT_DUMP_TEXT, t->text,
+				 sizeof t->text, &t->len),
+			0);
+		if (pinned_in(t->text) >= TWINS)
+			break;
+		weft_sleep(1000000);
+	}
+	CHECK(t->len < sizeof t->text);
+	CHECK_EQ(weft_event_set(t->ev), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(weft_event_destroy(t->ev), 0);
+	return 0;
+}
+
+static void test_dump__tasks_parked_alike_each_show_their_own_frames(
+	void **state)
+{
+	struct twins *t = calloc(1, sizeof *t);
+	assert_non_null(t);
+	weft_test_root(state, twins_root, t);
+	assert_int_equal(pinned_in(t->text), TWINS);
+	for (int i = 0; i < TWINS && WEFT_TEST_HAVE_LIBDW; i++) {
+		char name[16], block[8192];
+		snprintf(name, sizeof name, "%c%d", i % 2 ? 'b' : 'a', i);
+		const char *b = task_block(t->text, name, block, sizeof block);
+		const char *own = i % 2 ? "park_twin_b+" : "park_twin_a+";
+		const char *other = i % 2 ? "park_twin_a+" : "park_twin_b+";
+		if (b == NULL || strstr(b, own) == NULL ||
+			strstr(b, other) != NULL ||
+			strstr(b, "weft_event_wait+") == NULL)
+			fail_msg("task %s: want %s only in:\n%s", name, own,
+				b ? b : t->text);
+	}
+	free(t);
+}
+
+/* }======================================================= */
+
 /* {======================================================= dumps racing parks */
 
 /* Pairs of tasks hand items back and forth through rendezvous channels,
@@ -577,6 +670,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_dump__parked_tasks_show_where_and_on_what),
+		WEFT_TEST(
+			test_dump__tasks_parked_alike_each_show_their_own_frames),
 		WEFT_TEST(test_dump__dumps_race_parks_and_wakes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

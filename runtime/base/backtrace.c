@@ -24,10 +24,12 @@
 #endif
 
 #include "base/backtrace.h"
+#include "base/alloc.h"
 
 #include <dlfcn.h>
 #include <execinfo.h>
 #include <pthread.h>
+#include <search.h>
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -314,7 +316,39 @@ size_t weft__backtrace_site(void *pc, char *buf, size_t size)
 
 /* {======================================================= sessions */
 
+/* One address a session has named: its text as bt_session_put wrote it
+ * into a buffer of BT_SITE_MAX bytes, and whether it is a task's bottom.
+ * Why: a dump names the frames of every parked task, and tasks parked in
+ * the same place share them (10,000 connections waiting in one read: some
+ * ten distinct addresses among 100,000 frames), while libdw's symbol
+ * lookup (dwfl_module_addrinfo) scans the object's whole symbol table at
+ * every call: measured here, a dump of 10,000 tasks parked on one event
+ * spent most of its 1.0-1.7 s there.  Kept in a tsearch(3) tree, keyed by
+ * address and kind, for the session's life. */
+#define BT_SITE_MAX 512
+struct bt_memo {
+	uintptr_t pc;
+	int code;
+	int bottom;
+	size_t len;
+	char text[];
+};
+
+static int bt_memo_cmp(const void *a, const void *b)
+{
+	const struct bt_memo *x = a, *y = b;
+	if (x->pc != y->pc)
+		return x->pc < y->pc ? -1 : 1;
+	return (x->code > y->code) - (x->code < y->code);
+}
+
+static void bt_memo_free(void *m)
+{
+	weft__free(m);
+}
+
 struct weft__bt_session {
+	void *memo; /* tsearch(3) root of struct bt_memo */
 #ifdef WEFT_HAVE_LIBDW
 	Dwfl *d;      /* NULL: dladdr only */
 	int attached; /* dwfl_attach_state succeeded: can unwind */
@@ -427,6 +461,8 @@ static void bt_session_run(struct weft__bt_session *s, int use_libdw)
 	(void)use_libdw;
 #endif
 	s->fn(s, s->arg);
+	tdestroy(s->memo, bt_memo_free);
+	s->memo = NULL;
 #ifdef WEFT_HAVE_LIBDW
 	if (s->d != NULL)
 		dwfl_end(s->d);
@@ -519,19 +555,44 @@ static void bt_session_sym(struct weft__bt_session *s, void *pc, int code,
 }
 
 /* pc's text (code: as bt_session_sym) into buf; *bottom (if not NULL)
- * as weft__backtrace_session_site says. */
+ * as weft__backtrace_session_site says.  Named once per session and
+ * address (struct bt_memo); a text that cannot be kept (no memory) is
+ * named again next time. */
 static size_t bt_session_put(struct weft__bt_session *s, void *pc, int code,
 	char *buf, size_t size, int *bottom)
 {
-	struct bt_out o = { buf, size, 0 };
-	struct bt_sym sym;
-	if (size > 0)
-		buf[0] = '\0';
-	bt_session_sym(s, pc, code, &sym);
-	bt_put_sym(&o, pc, &sym);
+	struct bt_memo key = { .pc = (uintptr_t)pc, .code = code };
+	void **found = tfind(&key, &s->memo, bt_memo_cmp);
+	const struct bt_memo *m = found ? *found : NULL;
+	char site[BT_SITE_MAX];
+	if (m == NULL) {
+		struct bt_out o = { site, sizeof site, 0 };
+		struct bt_sym sym;
+		site[0] = '\0';
+		bt_session_sym(s, pc, code, &sym);
+		bt_put_sym(&o, pc, &sym);
+		key.bottom = bt_is_task_bottom(&sym);
+		key.len = o.len;
+		struct bt_memo *fresh = weft__alloc(sizeof key + key.len + 1);
+		if (fresh != NULL) {
+			*fresh = key;
+			memcpy(fresh->text, site, key.len + 1);
+			if (tsearch(fresh, &s->memo, bt_memo_cmp) == NULL)
+				weft__free(fresh);
+		}
+	}
+	const char *text = m ? m->text : site;
+	size_t len = m ? m->len : key.len;
 	if (bottom)
-		*bottom = bt_is_task_bottom(&sym);
-	return o.len;
+		*bottom = m ? m->bottom : key.bottom;
+	/* The cut of bt_out: at most size - 1 bytes and a NUL. */
+	if (size == 0)
+		return 0;
+	if (len >= size)
+		len = size - 1;
+	memcpy(buf, text, len);
+	buf[len] = '\0';
+	return len;
 }
 
 size_t weft__backtrace_session_site(struct weft__bt_session *s, void *pc,

@@ -62,7 +62,11 @@
  * x86_64, of address space; an idle worker gives back the pages of
  * wholly free chunks: records.c); a snapshot costs a walk of every
  * record; a dump holds each scope lock
- * for as long as it takes to copy the subtree below it.
+ * for as long as it takes to copy the subtree below it.  A dump's
+ * details of parked tasks cost a pin, an unwind and the formatting per
+ * task; each distinct address is named once per dump (libdw's symbol
+ * lookup scans a whole symbol table: base/backtrace.c, struct
+ * bt_memo).  The `dump` benchmark measures it (docs/benchmarks.md).
  */
 #include <errno.h>
 #include <inttypes.h>
