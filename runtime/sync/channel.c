@@ -32,10 +32,14 @@
  * grant, the wake claim, the ready's common case and the wait's first
  * park up to weft__sched_park are inline: B5 at one worker went from
  * about 1130 to about 790 instructions per round trip under callgrind).
- * Its cost is then mostly its locked instructions, about 5 ns each here:
- * per round trip four lock exchanges, two park prepares (the seq_cst
- * store of the cancellation pair), two wake claims and two publications
- * of PARKED.
+ * It has ten locked instructions per round trip (four lock exchanges,
+ * two park prepares (the seq_cst store of the cancellation pair), two
+ * wake claims and two publications of PARKED), but its time follows its
+ * instruction count: a build without the per-wait guarantees (the
+ * cancellation checks, introspection, stack checks, counters, trace
+ * tests, accounting, budget) and with every locked instruction kept ran
+ * 0.68x the instructions in 0.67x the time (docs/benchmarks.md, B5,
+ * "Where a round trip goes").
  * chan_send/chan_receive are forced inline into the public calls because
  * a parked call resumes by returning through every frame above the
  * switch, each return a return-stack mispredict.
