@@ -273,6 +273,80 @@ static void test_inspect__current_root_and_parent_group(void **state)
 
 /* }======================================================= */
 
+/* {======================================================= parents */
+
+/* A snapshot names each task's parent: its group's owner, which is not
+ * always the task that spawned it ("x" is spawned by "c1" into the root's
+ * group, so its parent is the root), and 0 for the root. */
+struct parents {
+	weft_event_t *go;
+	weft_group_t *g; /* the root's */
+	atomic_int parked;
+};
+
+static int parents_wait(void *arg)
+{
+	struct parents *p = arg;
+	atomic_fetch_add(&p->parked, 1);
+	return weft_event_wait(p->go);
+}
+
+static int parents_c1(void *arg)
+{
+	struct parents *p = arg;
+	CHECK_EQ(weft_group_spawn_named(p->g, "x", parents_wait, p), 0);
+	weft_group_t *g2;
+	CHECK_EQ(weft_group_open(&g2), 0);
+	CHECK_EQ(weft_group_spawn_named(g2, "gc", parents_wait, p), 0);
+	CHECK_EQ(weft_group_join(g2, NULL), 0);
+	return 0;
+}
+
+/* The snapshot's entry for the task named name, or NULL. */
+static const weft_task_info_t *parents_find(const weft_task_info_t *info,
+	size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(info[i].name, name) == 0)
+			return &info[i];
+	return NULL;
+}
+
+static int parents_root(void *arg)
+{
+	struct parents *p = arg;
+	CHECK_EQ(weft_event_create(&p->go), 0);
+	CHECK_EQ(weft_group_open(&p->g), 0);
+	CHECK_EQ(weft_group_spawn_named(p->g, "c1", parents_c1, p), 0);
+	CHECK(weft_test_yield_until(&p->parked, 2));
+	weft_task_info_t info[16];
+	size_t n = 0;
+	CHECK_EQ(weft_all_tasks(NULL, info, 16, &n), 0);
+	CHECK_EQ(n, 4);
+	const weft_task_info_t *root = parents_find(info, n, "main");
+	const weft_task_info_t *c1 = parents_find(info, n, "c1");
+	const weft_task_info_t *x = parents_find(info, n, "x");
+	const weft_task_info_t *gc = parents_find(info, n, "gc");
+	CHECK(root && c1 && x && gc);
+	if (root && c1 && x && gc) {
+		CHECK_EQ(root->id, weft_current_task_id());
+		CHECK_EQ(root->parent_id, 0);
+		CHECK_EQ(c1->parent_id, root->id);
+		CHECK_EQ(x->parent_id, root->id);
+		CHECK_EQ(x->group_id, weft_group_id(p->g));
+		CHECK_EQ(gc->parent_id, c1->id);
+	}
+	CHECK_EQ(weft_event_set(p->go), 0);
+	CHECK_EQ(weft_group_join(p->g, NULL), 0);
+	CHECK_EQ(weft_event_destroy(p->go), 0);
+	return 0;
+}
+
+WEFT_TEST_ROOT(inspect, snapshots_name_each_tasks_parent, parents_root,
+	&(struct parents){ 0 })
+
+/* }======================================================= */
+
 /* {======================================================= all_tasks */
 
 #define LIVE_PARKED 24
@@ -1041,6 +1115,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_inspect__default_names_come_from_the_function),
 		WEFT_TEST(test_inspect__set_name_renames_the_calling_task),
+		WEFT_TEST(test_inspect__snapshots_name_each_tasks_parent),
 		WEFT_TEST(test_inspect__current_root_and_parent_group),
 		WEFT_TEST(
 			test_inspect__all_tasks_sees_each_live_task_exactly_once),

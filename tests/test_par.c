@@ -412,7 +412,8 @@ static int dump_b(void *arg)
 	return 0;
 }
 
-/* Whether a snapshot shows the task named "par" parked on an event. */
+/* Whether a snapshot shows the task named "par" parked on an event; it
+ * has no group, and the caller (the calling task) is its parent. */
 static bool half_parked_on_event(void)
 {
 	weft_task_info_t info[16];
@@ -421,8 +422,11 @@ static bool half_parked_on_event(void)
 	for (size_t i = 0; i < count && i < 16; i++)
 		if (strcmp(info[i].name, "par") == 0 &&
 			info[i].parked_on != NULL &&
-			strcmp(info[i].parked_on, "event") == 0)
+			strcmp(info[i].parked_on, "event") == 0) {
+			CHECK_EQ(info[i].group_id, 0);
+			CHECK_EQ(info[i].parent_id, weft_current_task_id());
 			return true;
+		}
 	return false;
 }
 

@@ -37,6 +37,10 @@ WEFT_BEGIN_DECLS
 typedef struct weft_task_info {
 	uint64_t id;	   /* as weft_task_id */
 	uint64_t group_id; /* id of the group that joins it; 0 for a root */
+	/* id of the task it is a child of: the owner of its group (the task
+	 * that opened it), or for a half of a weft_par call taken by another
+	 * worker (group_id 0), the caller; 0 for a root. */
+	uint64_t parent_id;
 	char name[WEFT_TASK_NAME_MAX];
 	/* What it is parked on ("join", "sleep", "task wait", "start", a
 	 * primitive's name such as "lock" or "event"), or NULL while it runs

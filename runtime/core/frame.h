@@ -71,8 +71,8 @@ static inline struct weft_task *weft__frame_item_task(void *item)
 /* What every new child record t of g gets before it is published, from
  * a frame or from a spawn's record path (core/group.c): its group,
  * flags, the context reference ctx (moved in) and introspection's group
- * id (relaxed: see insp_id).  Inline: B2's every child.  Thread: the
- * record's maker. */
+ * and parent ids (relaxed: see insp_id; the owner is alive while g is
+ * open).  Inline: B2's every child.  Thread: the record's maker. */
 static inline void weft__frame_child_init(struct weft_group *g,
 	struct weft_task *t, unsigned flags, struct weft_context *ctx)
 {
@@ -80,6 +80,8 @@ static inline void weft__frame_child_init(struct weft_group *g,
 	t->spawn_flags = flags;
 	t->ctx = ctx;
 	atomic_store_explicit(&t->insp_group_id, g->scope.id,
+		memory_order_relaxed);
+	atomic_store_explicit(&t->insp_parent_id, g->owner->id,
 		memory_order_relaxed);
 }
 

@@ -109,6 +109,8 @@ static bool insp_read(struct weft_task *t, weft_task_info_t *out)
 	/* relaxed: validated by the re-read of insp_id below. */
 	out->group_id = atomic_load_explicit(&t->insp_group_id,
 		memory_order_relaxed);
+	out->parent_id = atomic_load_explicit(&t->insp_parent_id,
+		memory_order_relaxed);
 	out->parked_on = atomic_load_explicit(&t->insp_wait,
 		memory_order_relaxed);
 	/* relaxed: as above. */

@@ -262,6 +262,10 @@ struct weft_task *weft__par_task(weft__worker_t *w, struct weft__par *p)
 		par_back(p);
 		return NULL;
 	}
+	/* Its parent in snapshots (relaxed: see insp_id); the caller
+	 * waits for this task, so its record is this life's. */
+	atomic_store_explicit(&t->insp_parent_id, p->caller->id,
+		memory_order_relaxed);
 	/* The outcome's fields are the taker's until DONE. */
 	p->rc = 0;
 	p->leaf = NULL;

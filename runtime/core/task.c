@@ -173,6 +173,7 @@ int weft__task_create_lit(struct weft_runtime *rt, const char *name,
 	 * record.  Relaxed: published by the release store of insp_id
 	 * below (see insp_id). */
 	atomic_store_explicit(&t->insp_group_id, 0, memory_order_relaxed);
+	atomic_store_explicit(&t->insp_parent_id, 0, memory_order_relaxed);
 	atomic_store_explicit(&t->insp_worker, w ? (int)w->index : -1,
 		memory_order_relaxed);
 	t->ctx = NULL;

@@ -179,7 +179,10 @@ struct weft_task {
 	 * it saw PARKED, the task has not run since that park left its
 	 * stack and cannot until insp_pin is cleared. */
 	_Atomic uint64_t insp_run;
-	atomic_uint insp_pin;
+	/* The id of the task it is a child of, as weft__task_parent says
+	 * (its group's owner; a weft_par half's caller), 0 for a root.
+	 * Written by the record's maker before the task is published. */
+	_Atomic uint64_t insp_parent_id;
 	/* Task-local context (local.c): the innermost binding, holding one
 	 * reference, or NULL for the empty context.  Owner task only (set
 	 * by the spawner before the task is published). */
@@ -216,6 +219,9 @@ struct weft_task {
 	 * store at creation (before the handle is given out), CAS/fetch_add
 	 * after; read by the destroyer's scan when no task runs. */
 	atomic_int handles;
+	/* The dump pin's flag (see insp_run): on the line of insp_run and
+	 * insp_worker, in what was padding before root_scope. */
+	atomic_uint insp_pin;
 	/* Last, and cleared only up to its reason (WEFT__TASK_CLEAR): a
 	 * recycled record is reinitialised without touching the cold tail. */
 	struct weft_scope root_scope; /* the task's own scope */
