@@ -3,6 +3,8 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,6 +188,30 @@ int weft_test_death(void (*child)(void *), void *arg, char *buf, size_t size)
 	return status;
 }
 
+void weft_test_assert_abort(int status, const char *buf, ...)
+{
+	bool ok = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+	va_list ap;
+	va_start(ap, buf);
+	for (const char *want; ok && (want = va_arg(ap, const char *));)
+		ok = strstr(buf, want) != NULL;
+	va_end(ap);
+	if (ok)
+		return;
+	if (WIFSIGNALED(status))
+		print_error("the child ended on signal %d\n", WTERMSIG(status));
+	else
+		print_error("the child exited with code %d\n",
+			WEXITSTATUS(status));
+	print_error("its stderr:\n%s\n", buf);
+	va_start(ap, buf);
+	for (const char *want; (want = va_arg(ap, const char *));)
+		if (strstr(buf, want) == NULL)
+			print_error("missing: \"%s\"\n", want);
+	va_end(ap);
+	fail_msg("the child did not abort as expected");
+}
+
 int weft_test_run(unsigned workers, weft_fn fn, void *arg)
 {
 	weft_error_t *err = NULL;
@@ -362,6 +388,26 @@ int weft_test_tcp_pair(weft_stream_t **a, weft_stream_t **b)
 }
 
 /* }======================================================= */
+
+int weft_test_dump_until(const char *want)
+{
+	size_t size = 1 << 16;
+	char *buf = malloc(size);
+	if (buf == NULL)
+		return -1;
+	int rc = -1;
+	for (int tries = 0; tries < 2000 && rc != 0; tries++) {
+		size_t len = 0;
+		if (weft_runtime_dump_buf(NULL, WEFT_DUMP_TEXT, buf, size,
+			    &len) == 0 &&
+			strstr(buf, want) != NULL)
+			rc = 0;
+		else if (weft_sleep(WEFT_MSEC) != 0)
+			break;
+	}
+	free(buf);
+	return rc;
+}
 
 int weft_test_resident(const void *p)
 {

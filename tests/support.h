@@ -35,10 +35,27 @@ int weft_test_check_eq(long long a, long long b, const char *file, int line,
  * on a group left without join). */
 int weft_test_death(void (*child)(void *), void *arg, char *buf, size_t size);
 
+/* Asserts that a weft_test_death status is an abort (SIGABRT) and that the
+ * captured output holds each of the NULL-terminated strings after buf.
+ * On any failure it first prints the status and the whole output, so a
+ * failure says why (a sanitizer's report, an early exit, another
+ * message). */
+void weft_test_assert_abort(int status, const char *buf, ...)
+	__attribute__((sentinel));
+
 /* Whether the page holding p is resident: 1, 0, or -1 (mincore failed).
  * mincore(2) does not touch the page, so a page given back to the
  * kernel (a released stack) stays released.  Thread: any. */
 int weft_test_resident(const void *p);
+
+/* From a task: dumps the runtime (WEFT_DUMP_TEXT) every millisecond until
+ * the dump holds want; 0, or -1 after two seconds.  A dump that shows a
+ * parked task has read that task's park word after its park was
+ * published, so what the worker did before publishing it (a released
+ * stack's copy) happens before what the caller does next: mincore(2)
+ * shows a page given back but orders nothing, and ThreadSanitizer would
+ * call a touch after it a race with the copy. */
+int weft_test_dump_until(const char *want);
 
 /* A function whose result must be used: a call that ignores it does not
  * compile (-Wunused-result, an error under -Werror; a (void) cast does

@@ -457,20 +457,12 @@ static void test_group__leaving_a_group_unjoined_aborts_when_configured(
 	char buf[4096];
 	int status = weft_test_death(missing_join_child,
 		(void *)(uintptr_t)WEFT_TEST_WORKERS(state), buf, sizeof buf);
-	assert_true(WIFSIGNALED(status));
-	assert_int_equal(WTERMSIG(status), SIGABRT);
-	if (strstr(buf, "task 'leave_empty_group' returned without joining") ==
-		NULL)
-		print_error("child stderr: %s\n", buf);
-	assert_non_null(strstr(buf,
-		"task 'leave_empty_group' returned without joining"));
-	/* The site of the weft_group_open call, by function and line. */
-	if (strstr(buf, "the group opened at leave_empty_group+0x") == NULL ||
-		strstr(buf, " (test_group.c:") == NULL)
-		print_error("child stderr: %s\n", buf);
-	assert_non_null(
-		strstr(buf, "the group opened at leave_empty_group+0x"));
-	assert_non_null(strstr(buf, " (test_group.c:"));
+	/* Then the site of the weft_group_open call, by function and
+	 * line. */
+	weft_test_assert_abort(status, buf,
+		"task 'leave_empty_group' returned without joining",
+		"the group opened at leave_empty_group+0x",
+		" (test_group.c:", NULL);
 }
 
 /* }======================================================= */

@@ -63,11 +63,7 @@ static void expect_death(void (*child)(void *), void *arg, const char *want)
 {
 	char buf[8192];
 	int status = weft_test_death(child, arg, buf, sizeof buf);
-	if (!WIFSIGNALED(status) || strstr(buf, want) == NULL)
-		print_error("child status %d, stderr: %s\n", status, buf);
-	assert_true(WIFSIGNALED(status));
-	assert_int_equal(WTERMSIG(status), SIGABRT);
-	assert_non_null(strstr(buf, want));
+	weft_test_assert_abort(status, buf, want, NULL);
 }
 
 static void expect_root_death(void **state, weft_fn root, const char *want)

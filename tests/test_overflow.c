@@ -64,17 +64,11 @@ static void test_overflow__is_reported_with_the_task_name(void **state)
 	char buf[4096];
 	int status = weft_test_death(overflow_child, (void *)(uintptr_t)workers,
 		buf, sizeof buf);
-	assert_true(WIFSIGNALED(status));
-	assert_int_equal(WTERMSIG(status), SIGABRT);
-	if (strstr(buf, "stack overflow in task 'deep_recursion'") == NULL)
-		print_error("child stderr: %s\n", buf);
-	assert_non_null(strstr(buf, "stack overflow in task 'deep_recursion'"));
 	/* Then the overflowing task's backtrace, raw frames with names. */
-	if (strstr(buf, "weft: backtrace of the overflowing task") == NULL ||
-		strstr(buf, "(overflow_recurse+0x") == NULL)
-		print_error("child stderr: %s\n", buf);
-	assert_non_null(strstr(buf, "weft: backtrace of the overflowing task"));
-	assert_non_null(strstr(buf, "(overflow_recurse+0x"));
+	weft_test_assert_abort(status, buf,
+		"stack overflow in task 'deep_recursion'",
+		"weft: backtrace of the overflowing task",
+		"(overflow_recurse+0x", NULL);
 #endif
 }
 

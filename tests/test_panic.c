@@ -371,13 +371,8 @@ static void test_panic__outside_a_task_aborts_with_the_message(void **state)
 	(void)state;
 	char buf[4096];
 	int status = weft_test_death(panic_test_outside, NULL, buf, sizeof buf);
-	if (strstr(buf, "weft: panic: outside 7\n") == NULL ||
-		strstr(buf, "  #0 panic_test_outside+0x") == NULL)
-		print_error("child stderr: %s\n", buf);
-	assert_true(WIFSIGNALED(status));
-	assert_int_equal(WTERMSIG(status), SIGABRT);
-	assert_non_null(strstr(buf, "weft: panic: outside 7\n"));
-	assert_non_null(strstr(buf, "  #0 panic_test_outside+0x"));
+	weft_test_assert_abort(status, buf, "weft: panic: outside 7\n",
+		"  #0 panic_test_outside+0x", NULL);
 }
 
 static void panic_in_done_callback(weft_task_t *h, void *arg)
@@ -410,12 +405,8 @@ static void test_panic__while_the_task_ends_aborts(void **state)
 	(void)state;
 	char buf[4096];
 	int status = weft_test_death(ending_child, NULL, buf, sizeof buf);
-	if (strstr(buf, "while it was ending") == NULL)
-		print_error("child stderr: %s\n", buf);
-	assert_true(WIFSIGNALED(status));
-	assert_int_equal(WTERMSIG(status), SIGABRT);
-	assert_non_null(strstr(buf, "while it was ending"));
-	assert_non_null(strstr(buf, "from a done callback"));
+	weft_test_assert_abort(status, buf, "while it was ending",
+		"from a done callback", NULL);
 }
 
 /* }======================================================= */
