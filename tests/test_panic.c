@@ -2,7 +2,8 @@
  * a WEFT_EPANIC failure whose message carries a backtrace, delivered to
  * its group like any failure; what the task left open is reaped; a child
  * run inline on its parent's stack panics too; before started() the
- * starter gets it; the hook sees it; outside a task, and while a task is
+ * starter gets it; the hook sees it; a Lock the task holds breaks;
+ * outside a task, and while a task is
  * ending, it aborts the process.  weft_assert panics on a false
  * condition.
  *
@@ -411,6 +412,70 @@ static void test_panic__while_the_task_ends_aborts(void **state)
 
 /* }======================================================= */
 
+/* {======================================================= a lock it holds */
+
+struct broken {
+	weft_lock_t *lock;
+	weft_event_t *held;
+	atomic_int waiter_rc;
+};
+
+int panic_test_holder(void *arg);
+int panic_test_holder(void *arg)
+{
+	struct broken *b = arg;
+	CHECK_EQ(weft_lock_acquire(b->lock), 0);
+	CHECK_EQ(weft_event_set(b->held), 0);
+	while (weft_lock_waiting(b->lock) < 1)
+		CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+	weft_panic("holding the lock");
+}
+
+static int lock_waiter(void *arg)
+{
+	struct broken *b = arg;
+	CHECK_EQ(weft_event_wait(b->held), 0);
+	atomic_store(&b->waiter_rc, weft_lock_acquire(b->lock));
+	return 0;
+}
+
+/* The frames are abandoned, but the lock belongs to the task, and the
+ * task ends: the lock breaks as at any end (weft/panic.h, weft/sync.h).
+ * The waiter is in another group, which the panic does not cancel. */
+static int panic_lock_root(void *arg)
+{
+	struct broken *b = arg;
+	CHECK_EQ(weft_lock_create(&b->lock), 0);
+	CHECK_EQ(weft_event_create(&b->held), 0);
+	weft_group_t *waiters, *holders;
+	CHECK_EQ(weft_group_open(&waiters), 0);
+	CHECK_EQ(weft_group_spawn(waiters, lock_waiter, b), 0);
+	CHECK_EQ(weft_group_open(&holders), 0);
+	CHECK_EQ(weft_group_spawn(holders, panic_test_holder, b), 0);
+	weft_error_t *err = NULL;
+	CHECK_EQ(weft_group_join(holders, &err), WEFT_ECHILD_FAILED);
+	CHECK_EQ(weft_error_code_at(err, 0), WEFT_EPANIC);
+	weft_error_free(err);
+	CHECK_EQ(weft_group_join(waiters, NULL), 0);
+	CHECK_EQ(atomic_load(&b->waiter_rc), -EOWNERDEAD);
+	CHECK_EQ(weft_lock_try_acquire(b->lock), -EOWNERDEAD);
+	CHECK_EQ(weft_lock_acquire(b->lock), -EOWNERDEAD);
+	CHECK_EQ(weft_lock_locked(b->lock), 1);
+	CHECK_EQ(weft_lock_held(b->lock), 0);
+	CHECK_EQ(weft_lock_destroy(b->lock), 0);
+	CHECK_EQ(weft_event_destroy(b->held), 0);
+	return 0;
+}
+
+static void test_panic__a_lock_it_holds_breaks(void **state)
+{
+	struct broken b = { 0 };
+	weft_test_root(state, panic_lock_root, &b);
+	assert_int_equal(atomic_load(&b.waiter_rc), -EOWNERDEAD);
+}
+
+/* }======================================================= */
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -421,6 +486,7 @@ int main(void)
 		WEFT_TEST(test_panic__a_root_panic_is_the_runs_result),
 		WEFT_TEST(test_panic__assert_panics_on_a_false_condition),
 		WEFT_TEST(test_panic__the_hook_sees_each_panic_once),
+		WEFT_TEST(test_panic__a_lock_it_holds_breaks),
 		cmocka_unit_test(
 			test_panic__outside_a_task_aborts_with_the_message),
 		cmocka_unit_test(test_panic__while_the_task_ends_aborts),

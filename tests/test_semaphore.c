@@ -48,6 +48,14 @@ static int sem_bound_root(void *arg)
 		CHECK_EQ(weft_semaphore_release(s), 0);
 	CHECK_EQ(weft_semaphore_value(s), 100);
 	CHECK_EQ(weft_semaphore_destroy(s), 0);
+	/* No bound still stops at SIZE_MAX: misuse, not a wrap to 0. */
+	CHECK_EQ(weft_semaphore_create(&s, SIZE_MAX, 0), 0);
+	CHECK_EQ(weft_semaphore_release(s), WEFT_EMISUSE);
+	CHECK_EQ(weft_semaphore_value(s), SIZE_MAX);
+	CHECK_EQ(weft_semaphore_try_acquire(s), 0);
+	CHECK_EQ(weft_semaphore_value(s), SIZE_MAX - 1);
+	CHECK_EQ(weft_semaphore_release(s), 0);
+	CHECK_EQ(weft_semaphore_destroy(s), 0);
 	return 0;
 }
 

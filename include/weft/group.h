@@ -162,8 +162,10 @@ WEFT_EXTERN int64_t weft_group_cpu_ns(const weft_group_t *g);
  * instead (a plain thread is never blocked).  When g or a group above it has a stack cap that this child
  * would exceed, -ENOMEM.
  * Ownership: arg passes to the task; on failure it stays the caller's.
- * Errors: -EINVAL (NULL g or fn), WEFT_ECLOSED (g is joined or joining and
- * has no pending start; a joined g must be retained to be used at all),
+ * Errors: -EINVAL (NULL g or fn), WEFT_ECLOSED (g is closed: its join has
+ * returned, or has seen its last child end with no start pending; until
+ * then a spawn into a joining g succeeds and the join waits for the new
+ * child too, as Trio's; a joined g must be retained to be used at all),
  * -ECANCELED (WEFT_SPAWN_UNLESS_CANCELLED and g is cancelled; or the
  * caller was cancelled while waiting for a child slot), -EAGAIN (the
  * child cap is reached and the caller may not wait), -ENOMEM (out of

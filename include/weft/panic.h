@@ -72,10 +72,10 @@ WEFT_BEGIN_DECLS
  * return WEFT_EPANIC, like any failure before started(); a root task's
  * panic is weft_runtime_run's result.
  * The task's frames are abandoned, not unwound: nothing below weft_panic
- * returns, so memory those frames own leaks, locks and permits they hold
- * stay held (a weft Lock held by the panicking task is never released:
- * other tasks waiting on it wait until cancelled), C++ destructors do not
- * run, and weft_local_unbind is not called (bindings go with the task, as
+ * returns, so memory those frames own leaks, semaphore and limiter
+ * permits they hold stay held, a weft Lock they hold breaks as at any end
+ * of its holder (its waiters and later acquires get -EOWNERDEAD:
+ * weft/sync.h), C++ destructors do not run, and weft_local_unbind is not called (bindings go with the task, as
  * at any end).  A panic is for a state the code cannot continue from.
  * Outside a weft task (a plain thread, an offload function running under
  * weft_to_thread, a worker's scheduler context), it prints "weft: panic:"

@@ -207,7 +207,7 @@ WEFT_EXTERN int weft_semaphore_try_acquire(weft_semaphore_t *s);
 /* What it does: returns one permit: to the oldest waiter if there is
  * one, else to the value.
  * Errors: -EINVAL (NULL), WEFT_EMISUSE (the value would exceed
- * max_value: nothing changed).
+ * max_value, or SIZE_MAX when there is no bound: nothing changed).
  * Checkpoint: no; never blocks.  Threads: any thread, including threads
  * that are not weft workers. */
 WEFT_EXTERN int weft_semaphore_release(weft_semaphore_t *s);
