@@ -826,7 +826,7 @@ worker_switch_in(weft__worker_t *w, struct weft_task *t)
 			t->park_release, t->name);
 		t->park_image = NULL;
 	}
-	weft__stack_set_running(t->stack);
+	weft__stack_set_running(&w->running_stack, t->stack);
 }
 
 /* Sockets a busy worker must not leave unpolled (idle.c, "Polling
@@ -1082,7 +1082,7 @@ static WEFT_FIBER_FN void worker_run(weft__worker_t *w, struct weft_task *t)
 	/* The fiber that came back (not always t) left for w->post. */
 	if (WEFT__UNLIKELY(w->trace))
 		weft__trace_switch_out(w);
-	weft__stack_set_running(NULL);
+	weft__stack_set_running(&w->running_stack, NULL);
 	w->current = NULL;
 	worker_after_switch(w);
 }
@@ -1141,13 +1141,14 @@ static void *worker_main(void *arg)
 	/* weft_now() of this thread's tasks reads the runtime's clock. */
 	weft__timer_bind_thread(&w->rt->timer);
 	weft__idle_stats_awake(w); /* busy_ns counts from here */
-	int have_altstack = weft__stack_thread_init() == 0;
+	/* Without an alternate stack (-ENOMEM) the thread's overflows
+	 * are not reported; the worker runs all the same. */
+	(void)weft__stack_thread_init(&w->running_stack);
 	if (!w->switch_direct)
 		worker_loop_seeded(w);
 	else
 		worker_loop(w);
-	if (have_altstack)
-		weft__stack_thread_fini();
+	weft__stack_thread_fini();
 	weft__frame_pool_drain(w); /* into the cache, drained next */
 	weft__record_cache_drain(w);
 	weft__fiber_fini_thread(&w->sched);

@@ -50,6 +50,10 @@ typedef struct weft__worker {
 	unsigned index;
 	weft__fiber_t sched;	   /* this thread's own stack context */
 	struct weft_task *current; /* task running now, NULL in sched */
+	/* The stack this thread runs on, for the overflow handler
+	 * (weft__stack_set_running); written by the owner, read by its
+	 * signal handler. */
+	weft__stack_t *running_stack;
 	/* Where current's run slice began (weft__task_slice_charge): on
 	 * the run-time sampler's clock (core/cpuclock.h), or, for a task
 	 * counted exactly (acct), in exact_start on the cycle counter

@@ -17,9 +17,10 @@
  * stack_release), so later checks are one cache-line load.
  *
  * Locks: shared->lock and handler_lock are never held together.
- * Thread-locals: stack_running and stack_alt are accessed only by functions
- * that never switch fibers (set_running, thread_init/fini, the signal
- * handler), so no TLS address is ever carried across a switch. */
+ * Thread-locals: stack_running_slot and stack_alt are accessed only by
+ * functions that never switch fibers (thread_init/fini, the signal
+ * handler), so no TLS address is ever carried across a switch; the
+ * scheduler writes the slot itself through its worker (set_running). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* REG_RSP in ucontext */
 #endif
@@ -618,10 +619,12 @@ void weft__stack_image_restore(const weft__stack_t *st,
 
 /* {====== overflow signal handler ====== */
 
-/* The stack this thread is running on (NULL: its own stack).  initial-exec
- * so that the signal handler's read is a plain %fs-relative load (no
- * __tls_get_addr, which is not async-signal-safe on first use). */
-static _Thread_local weft__stack_t *stack_running
+/* The worker's slot holding the stack this thread is running on (NULL: its
+ * own stack; weft__stack_set_running), or NULL on a thread that is not a
+ * worker.  initial-exec so that the signal handler's read is a plain
+ * %fs-relative load (no __tls_get_addr, which is not async-signal-safe on
+ * first use). */
+static _Thread_local weft__stack_t **stack_running_slot
 	__attribute__((tls_model("initial-exec")));
 
 /* This thread's alternate signal stack and the one it replaced. */
@@ -637,15 +640,6 @@ static _Thread_local struct {
 static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned handler_refs;
 static struct sigaction handler_prev_segv, handler_prev_bus;
-
-__attribute__((noinline)) void weft__stack_set_running(weft__stack_t *st)
-{
-	stack_running = st;
-	/* seq_cst signal fence: keeps the store before the switch that
-	 * follows this call, as seen by a signal handler on this thread
-	 * (handler_on_fault's read); a compiler barrier only. */
-	atomic_signal_fence(memory_order_seq_cst);
-}
 
 static uintptr_t handler_fault_sp(void *uctx)
 {
@@ -754,15 +748,20 @@ static void handler_chain(int sig, siginfo_t *si, void *uctx)
 __attribute__((noinline)) static void handler_on_fault(int sig, siginfo_t *si,
 	void *uctx)
 {
-	const weft__stack_t *st = stack_running;
+	weft__stack_t **slot = stack_running_slot;
+	/* The slot's writes are this thread's own, each followed by a
+	 * signal fence before the switch it precedes. */
+	const weft__stack_t *st = slot != NULL ? *slot : NULL;
 	if (st != NULL && handler_is_overflow(st, si, uctx))
 		handler_report_and_abort(st);
 	handler_chain(sig, si, uctx);
 }
 
-int weft__stack_thread_init(void)
+int weft__stack_thread_init(weft__stack_t **slot)
 {
-	WEFT_ASSERT(stack_alt.mem == NULL, "stack: thread_init called twice");
+	WEFT_ASSERT(stack_alt.mem == NULL && stack_running_slot == NULL,
+		"stack: thread_init called twice");
+	*slot = NULL;
 	size_t size = ALTSTACK_SIZE;
 #ifdef _SC_MINSIGSTKSZ
 	long min = sysconf(_SC_MINSIGSTKSZ);
@@ -778,11 +777,13 @@ int weft__stack_thread_init(void)
 		return -ENOMEM;
 	}
 	stack_alt.mem = mem;
+	stack_running_slot = slot;
 	return 0;
 }
 
 void weft__stack_thread_fini(void)
 {
+	stack_running_slot = NULL;
 	if (stack_alt.mem == NULL)
 		return;
 	/* Put the previous alternate stack back only if ours is still the

@@ -204,22 +204,37 @@ struct weft__stack_image *weft__stack_image_release(const weft__stack_t *st,
 void weft__stack_image_restore(const weft__stack_t *st,
 	struct weft__stack_image *img, const char *call, const char *name);
 
-/* Records which stack this thread is about to run on, for the SIGSEGV
- * handler; NULL when back on the thread's own stack.  The scheduler calls it
- * right before every switch into a fiber (worker_switch_in: from its loop,
- * or on the departing fiber's stack for a direct switch), and with NULL
- * when the loop has its thread back.  Writes a thread-local: it is out of
- * line and never switches, so no TLS address outlives the call.
- * Thread: the worker. */
-WEFT__HIDDEN void weft__stack_set_running(weft__stack_t *st);
+/* Records in *slot (the slot the worker's thread registered with
+ * weft__stack_thread_init) which stack the thread is about to run on, for
+ * the SIGSEGV handler; NULL when back on the thread's own stack.  The
+ * scheduler calls it right before every switch into a fiber
+ * (worker_switch_in: from its loop, or on the departing fiber's stack for
+ * a direct switch), and with NULL when the loop has its thread back.
+ * The slot is in the worker, reached through the worker pointer the
+ * caller holds, not through a thread-local: the call is inline on every
+ * switch, in code that runs on fibers that change threads (a TLS address
+ * computed there could outlive a switch).  Thread: the worker. */
+static inline void weft__stack_set_running(weft__stack_t **slot,
+	weft__stack_t *st)
+{
+	*slot = st;
+	/* seq_cst signal fence: keeps the store before the switch that
+	 * follows, as seen by a signal handler on this thread
+	 * (handler_on_fault's read); a compiler barrier only. */
+	atomic_signal_fence(memory_order_seq_cst);
+}
 
-/* Per worker thread: installs an alternate signal stack so the overflow
- * handler can run when the fiber stack is exhausted.  Errors: -ENOMEM.
+/* Per worker thread: registers slot (weft__stack_set_running) as the
+ * thread's for the overflow handler, and installs an alternate signal
+ * stack so the handler can run when the fiber stack is exhausted.
+ * Errors: -ENOMEM (nothing registered: the thread's overflows are not
+ * reported; weft__stack_thread_fini may still be called).
  * Thread: the worker itself, on its own stack (not on a fiber). */
-WEFT__HIDDEN int weft__stack_thread_init(void);
+WEFT__HIDDEN int weft__stack_thread_init(weft__stack_t **slot);
 
-/* Restores the thread's previous alternate signal stack and frees ours.
- * Thread: the worker itself, on its own stack, after thread_init. */
+/* Unregisters the thread's slot, restores its previous alternate signal
+ * stack and frees ours; nothing when thread_init failed.  Thread: the
+ * worker itself, on its own stack, after thread_init. */
 WEFT__HIDDEN void weft__stack_thread_fini(void);
 
 /* Process-wide SIGSEGV/SIGBUS handler, reference-counted across runtimes:
