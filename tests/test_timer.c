@@ -226,6 +226,43 @@ static void test_timer__extreme_deadlines_neither_overflow_nor_spin(
 	assert_int_equal(fire_errors, 0);
 }
 
+/* A wheel whose time is within a tick of INT64_MAX (the virtual clock
+ * can get there): the next work's time saturates instead of overflowing
+ * (the tick of such a deadline starts at 2^63 ns), the due hint is still
+ * a lower bound, and firing at INT64_MAX fires everything. */
+static void test_timer__the_last_tick_neither_overflows_nor_hides(void **state)
+{
+	(void)state;
+	int64_t now = INT64_MAX - 1000;
+	static const int64_t when[] = { INT64_MAX - 500, INT64_MAX - 1,
+		INT64_MAX };
+	enum { N = sizeof when / sizeof when[0] };
+	struct item ex[N];
+	memset(ex, 0, sizeof ex);
+	weft__wheel_t w;
+	weft__wheel_init(&w, now);
+	for (int i = 0; i < N; i++) {
+		ex[i].when = when[i];
+		ex[i].armed = 1;
+		weft__wheel_insert(&w, &ex[i].node, ex[i].when);
+	}
+	fire_errors = 0;
+	assert_true(weft__wheel_next(&w) == INT64_MAX);
+	assert_true(weft__wheel_due_hint(&w) <= INT64_MAX - 500);
+	assert_true(weft__wheel_earliest(&w) == INT64_MAX - 500);
+	fire_now = INT64_MAX - 500;
+	weft__wheel_fire_exact(&w, fire_now, timer_fire, NULL);
+	assert_int_equal(ex[0].fired, 1);
+	assert_int_equal(ex[1].fired + ex[2].fired, 0);
+	fire_now = INT64_MAX;
+	weft__wheel_fire_exact(&w, fire_now, timer_fire, NULL);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(ex[i].fired, 1);
+	assert_int_equal(w.len, 0);
+	assert_true(weft__wheel_next(&w) == INT64_MAX);
+	assert_int_equal(fire_errors, 0);
+}
+
 /* Levels at which the nodes of wheel_fire_level fired. */
 static int fired_level[WEFT__WHEEL_LEVELS];
 
@@ -294,6 +331,8 @@ int main(void)
 		cmocka_unit_test(test_timer__empty_wheel_has_no_next_work),
 		cmocka_unit_test(
 			test_timer__extreme_deadlines_neither_overflow_nor_spin),
+		cmocka_unit_test(
+			test_timer__the_last_tick_neither_overflows_nor_hides),
 		cmocka_unit_test(
 			test_timer__due_nodes_fire_from_the_slot_being_cascaded),
 		cmocka_unit_test(test_timer__now_is_monotonic),

@@ -70,6 +70,30 @@ static int hour_root(void *arg)
 }
 VC_TEST(hour_long_sleeps_are_instant_and_exact, hour_root, NULL)
 
+/* Every int64 is a valid deadline, and the virtual clock gets wherever
+ * one points, up to INT64_MAX - 1 (INT64_MAX is WEFT_FOREVER).  Deadlines
+ * within a wheel tick (65,536 ns) of INT64_MAX once overflowed the time
+ * of their tick (UBSan: signed overflow in weft__wheel_next). */
+static int end_of_time_root(void *arg)
+{
+	(void)arg;
+	CHECK_EQ(weft_sleep_until(INT64_MAX - 1000), 0);
+	CHECK_EQ(weft_now(), INT64_MAX - 1000);
+	CHECK_EQ(weft_sleep(500), 0);
+	CHECK_EQ(weft_now(), INT64_MAX - 500);
+	weft_scope_t *sc;
+	CHECK_EQ(weft_move_on_after(&sc, 100), 0);
+	/* Past the end: saturates to WEFT_FOREVER; the scope ends it. */
+	CHECK_EQ(weft_sleep(WEFT_SEC), -ECANCELED);
+	CHECK_EQ(weft_scope_exit(sc), 0);
+	weft_scope_destroy(sc);
+	CHECK_EQ(weft_now(), INT64_MAX - 400);
+	CHECK_EQ(weft_sleep_until(INT64_MAX - 1), 0);
+	CHECK_EQ(weft_now(), INT64_MAX - 1);
+	return 0;
+}
+VC_TEST(the_clock_reaches_the_end_of_time, end_of_time_root, NULL)
+
 #define SLEEPERS 40
 
 struct sleepers {
@@ -575,6 +599,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_vclock__hour_long_sleeps_are_instant_and_exact),
+		WEFT_TEST(test_vclock__the_clock_reaches_the_end_of_time),
 		WEFT_TEST(
 			test_vclock__sleepers_wake_in_deadline_order_at_exact_times),
 		WEFT_TEST(

@@ -144,6 +144,12 @@ int64_t weft__wheel_next(const weft__wheel_t *w)
 	int64_t start;
 	if (!wheel_next_slot(w, &level, &slot, &start))
 		return INT64_MAX;
+	/* The tick of a deadline within a tick of INT64_MAX starts at
+	 * 2^63 ns, which is not an int64 (every int64 is a valid deadline):
+	 * saturate.  No real clock gets there; the virtual clock jumps by
+	 * weft__wheel_earliest, not by this. */
+	if (start > INT64_MAX / WHEEL_TICK)
+		return INT64_MAX;
 	return start * WHEEL_TICK;
 }
 
@@ -269,8 +275,12 @@ void weft__wheel_fire_exact(weft__wheel_t *w, int64_t now,
 
 int64_t weft__wheel_due_hint(const weft__wheel_t *w)
 {
-	int64_t next = weft__wheel_next(w);
+	int level, slot;
+	int64_t start;
+	if (!wheel_next_slot(w, &level, &slot, &start))
+		return INT64_MAX;
 	/* A slot's start is its nodes' deadlines rounded up: one tick
-	 * earlier is a lower bound of the earliest deadline. */
-	return next == INT64_MAX ? next : next - WHEEL_TICK;
+	 * earlier is a lower bound of the earliest deadline (and an int64
+	 * even for the last tick, 2^47: see weft__wheel_next). */
+	return (start - 1) * WHEEL_TICK;
 }

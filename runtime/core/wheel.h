@@ -43,7 +43,9 @@ void weft__wheel_insert(weft__wheel_t *w, struct weft__tnode *n, int64_t when);
 /* Disarms n (armed). */
 void weft__wheel_remove(weft__wheel_t *w, struct weft__tnode *n);
 /* The earliest time at which weft__wheel_advance may have work (a lower
- * bound: a far timer is only cascaded then), or INT64_MAX when empty. */
+ * bound: a far timer is only cascaded then), or INT64_MAX when empty or
+ * when that work is a deadline within a tick of INT64_MAX (its tick
+ * starts at 2^63 ns, past every int64). */
 int64_t weft__wheel_next(const weft__wheel_t *w);
 /* Processes time up to `now`: every node whose deadline passed is
  * disarmed and handed to fire(node, arg), which may re-arm nodes. */
