@@ -283,6 +283,8 @@ static int tls_handler(weft_stream_t *s, void *arg)
 		CHECK_EQ(weft_tls_write(t, buf, (size_t)n), 0);
 	CHECK_EQ(n, 0);
 	weft_tls_close(t);
+	/* s is open, its write side shut down with the close_notify. */
+	CHECK_EQ(weft_stream_write(s, "x", 1), WEFT_ECLOSED);
 	atomic_fetch_add(&st->ok, 1);
 	return 0;
 }
@@ -398,6 +400,42 @@ WEFT_TEST_ROOT(tls, expired_certificate_is_a_verify_error, verify_root,
 		"certificate has expired" })
 WEFT_TEST_ROOT(tls, wrong_host_is_a_verify_error, verify_root,
 	&(struct verify_case){ NULL, "example.com", "hostname mismatch" })
+
+/* A host that can be no server's name (empty, or longer than SNI's 255
+ * bytes) is -EINVAL before any byte is sent, with verification on or
+ * off; the call still takes the stream (the peer reads its end).  An
+ * empty host was once -ENOMEM. */
+static int bad_host_root(void *arg)
+{
+	(void)arg;
+	char longer[300];
+	memset(longer, 'a', sizeof longer - 1);
+	longer[sizeof longer - 1] = '\0';
+	const char *hosts[] = { "", longer };
+	weft_tls_ctx_options_t o = { .insecure_no_verify = 1 };
+	weft_tls_ctx_t *ctxs[2] = { client_ctx(NULL, NULL, 0), NULL };
+	char why[256] = "";
+	CHECK_EQ(weft_tls_ctx_create(&ctxs[1], &o, why, sizeof why), 0);
+	for (int c = 0; c < 2; c++)
+		for (int h = 0; h < 2; h++) {
+			weft_stream_t *ours, *theirs;
+			CHECK_EQ(weft_test_tcp_pair(&ours, &theirs), 0);
+			weft_tls_t *t = NULL;
+			CHECK_EQ(weft_tls_connect(&t, ours, ctxs[c], hosts[h],
+					 why, sizeof why),
+				-EINVAL);
+			CHECK(t == NULL);
+			CHECK(strstr(why, "host name") != NULL);
+			char byte;
+			CHECK_EQ(weft_stream_read(theirs, &byte, 1), 0);
+			CHECK_EQ(weft_stream_close(theirs), 0);
+		}
+	weft_tls_ctx_destroy(ctxs[0]);
+	weft_tls_ctx_destroy(ctxs[1]);
+	return 0;
+}
+
+WEFT_TEST_ROOT(tls, a_host_no_server_can_have_is_einval, bad_host_root, NULL)
 
 /* A context that cannot load its files says which and why. */
 static void test_tls__bad_files_fail_the_context(void **state)
@@ -672,6 +710,7 @@ int main(void)
 		WEFT_TEST(test_tls__untrusted_ca_is_a_verify_error),
 		WEFT_TEST(test_tls__expired_certificate_is_a_verify_error),
 		WEFT_TEST(test_tls__wrong_host_is_a_verify_error),
+		WEFT_TEST(test_tls__a_host_no_server_can_have_is_einval),
 		cmocka_unit_test(test_tls__bad_files_fail_the_context),
 		WEFT_TEST(test_tls__stalled_peer_is_cut_by_the_deadlines),
 		WEFT_TEST(test_tls__cancelled_read_loses_nothing),

@@ -132,7 +132,7 @@ WEFT_EXTERN void weft_tls_ctx_destroy(weft_tls_ctx_t *ctx);
  * (weft_tls_close closes it), on failure it is closed.  The caller owns
  * *out; ctx must outlive it.
  * Errors: -EINVAL (NULL out, s or ctx; a server ctx; host NULL while
- * verification is on), WEFT_ETLS_VERIFY, WEFT_ETLS, WEFT_ETLS_TRUNCATED
+ * verification is on; host empty or of 256 bytes or more), WEFT_ETLS_VERIFY, WEFT_ETLS, WEFT_ETLS_TRUNCATED
  * (the peer closed during the handshake), -ETIMEDOUT (ctx's handshake
  * timeout), -ECANCELED, -ENOMEM, and the errors of weft_stream_read and
  * weft_stream_write.  why (may be NULL) receives the reason on failure.
@@ -151,7 +151,9 @@ WEFT_EXTERN int weft_tls_accept(weft_tls_t **out, weft_stream_t *s,
  * weft_serve handler's, which weft_serve closes when the handler
  * returns (include/weft/net.h).  s is used, not taken: a failed
  * handshake leaves it open (and unusable), and weft_tls_close sends
- * close_notify and frees t without closing s.
+ * close_notify, shuts s's write side down (weft_stream_shutdown: the
+ * peer reads the end of the stream, and a later weft_stream_write on s
+ * is WEFT_ECLOSED) and frees t without closing s.
  * Ownership: s stays the caller's and must outlive *out; the caller owns
  * *out.
  * Errors, checkpoint, threads: as weft_tls_accept. */
@@ -199,9 +201,10 @@ WEFT_EXTERN int weft_tls_write(weft_tls_t *t, const void *buf, size_t len);
 WEFT_EXTERN int weft_tls_shutdown(weft_tls_t *t);
 
 /* What it does: sends close_notify if the write side is whole and was
- * not shut down (bounded by ctx's handshake timeout; skipped when the
- * calling task is cancelled), closes the stream below (unless t came
- * from weft_tls_accept_borrowed) and frees t.  No other task may be
+ * not shut down, then shuts the stream's write side down (bounded by
+ * ctx's handshake timeout; skipped when the calling task is cancelled),
+ * closes the stream below (unless t came from weft_tls_accept_borrowed)
+ * and frees t.  No other task may be
  * inside a call on t.
  * Ownership: t is invalid after the call.
  * Errors: -EINVAL (NULL).  Always frees t.

@@ -546,9 +546,12 @@ int weft_tls_connect(weft_tls_t **out, weft_stream_t *s, weft_tls_ctx_t *ctx,
 		copy_why(why, why_len, "invalid argument");
 		return -EINVAL;
 	}
-	if (host != NULL && strlen(host) >= 256) {
+	/* No server can have such a name: SNI names are 1-255 bytes. */
+	if (host != NULL && (host[0] == '\0' || strlen(host) >= 256)) {
 		weft_stream_close(s);
-		copy_why(why, why_len, "host name too long");
+		copy_why(why, why_len,
+			host[0] == '\0' ? "empty host name"
+					: "host name too long");
 		return -EINVAL;
 	}
 	struct weft_tls *t = tls_new(s, ctx, 1);
