@@ -33,7 +33,8 @@ static int park_until_cancelled(void *arg)
  * JSON or not, and, for every object with a "name" string member, the
  * name and the object's nesting depth (1: the outermost object). */
 struct js {
-	char names[64][WEFT_TASK_NAME_MAX];
+	/* Room for a name whose bad bytes became U+FFFD (3 bytes each). */
+	char names[64][3 * WEFT_TASK_NAME_MAX];
 	int name_depth[64];
 	int nnames;
 };
@@ -1095,6 +1096,80 @@ static int errors_root(void *arg)
 	return 0;
 }
 
+/* JSON text is UTF-8 (jansson refuses anything else): a name cut inside
+ * a character, or of bytes that are not UTF-8 (an overlong form, a
+ * surrogate, a stray byte), has each bad byte written as U+FFFD, and a
+ * well-formed name comes back as it was.  The cut name once made the
+ * whole dump invalid JSON. */
+#define REPL "\xef\xbf\xbd" /* U+FFFD in UTF-8 */
+
+static const char *const odd_names[][2] = {
+	/* 38 bytes, then a 3-byte character cut after its first byte. */
+	{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xe2\x82\xac",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" REPL },
+	{ "\xff ok \xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80",
+		REPL " ok " REPL REPL " " REPL REPL REPL
+		     " " REPL REPL REPL REPL },
+	{ "h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x99\x82",
+		"h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x99\x82" },
+};
+enum { NODD = sizeof odd_names / sizeof odd_names[0] };
+
+struct odd {
+	weft_event_t *go;
+	atomic_int named;
+};
+
+static int odd_child(void *arg)
+{
+	struct odd *o = *(struct odd **)arg;
+	const char *name = ((const char **)arg)[1];
+	CHECK_EQ(weft_task_set_name(name), 0);
+	atomic_fetch_add(&o->named, 1);
+	return weft_event_wait(o->go);
+}
+
+static int odd_names_root(void *arg)
+{
+	(void)arg;
+	struct odd o = { 0 };
+	CHECK_EQ(weft_event_create(&o.go), 0);
+	const void *args[NODD][2];
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < NODD; i++) {
+		args[i][0] = &o;
+		args[i][1] = odd_names[i][0];
+		CHECK_EQ(weft_group_spawn(g, odd_child, args[i]), 0);
+	}
+	while (atomic_load(&o.named) < NODD)
+		CHECK_EQ(weft_sleep(WEFT_MSEC), 0);
+	size_t size = 1 << 16, len = 0;
+	char *text = malloc(size);
+	CHECK(text != NULL);
+	CHECK_EQ(weft_runtime_dump_buf(NULL, WEFT_DUMP_JSON, text, size, &len),
+		0);
+	CHECK(len < size);
+	struct js *j = calloc(1, sizeof *j);
+	CHECK(j != NULL);
+	if (CHECK(js_parse(j, text)))
+		for (int i = 0; i < NODD; i++)
+			if (!CHECK(js_depth_of(j, odd_names[i][1]) > 0))
+				fprintf(stderr, "name %d is not in: %s\n", i,
+					text);
+	free(j);
+	free(text);
+	CHECK_EQ(weft_event_set(o.go), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(weft_event_destroy(o.go), 0);
+	return 0;
+}
+
+static void test_inspect__json_names_are_utf8_whatever_the_bytes(void **state)
+{
+	weft_test_root(state, odd_names_root, NULL);
+}
+
 static void test_inspect__errors(void **state)
 {
 	size_t n;
@@ -1126,6 +1201,7 @@ int main(void)
 			test_inspect__done_callbacks_run_once_before_and_after_completion),
 		WEFT_TEST(
 			test_inspect__done_callbacks_racing_completion_run_exactly_once),
+		WEFT_TEST(test_inspect__json_names_are_utf8_whatever_the_bytes),
 		WEFT_TEST(test_inspect__errors),
 	};
 	return WEFT_RUN_TESTS(tests);

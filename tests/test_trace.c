@@ -158,7 +158,9 @@ static int mixed_root(void *arg)
 		0);
 	CHECK_EQ(weft_group_spawn(g, mixed_sleeper, m), 0);
 	CHECK_EQ(weft_group_spawn(g, mixed_file, m), 0);
-	for (int i = 0; i < 8; i++)
+	/* A name that is not UTF-8: the file stays JSON, with U+FFFD. */
+	CHECK_EQ(weft_group_spawn_named(g, "spin\xff", mixed_spinner, m), 0);
+	for (int i = 1; i < 8; i++)
 		CHECK_EQ(weft_group_spawn(g, mixed_spinner, m), 0);
 	while (weft_event_waiting(m->ev) != 1 ||
 		weft_lock_waiting(m->lock) != 1)
@@ -178,6 +180,8 @@ static const char mixed_expect[] =
 	" and [e for e in named('X', 'lock-taker')]"
 	" and [e for e in named('i', 'spawn') if e['args']['name'] == "
 	"'ev-waiter' and e['args']['parent'] == int(args[0])]"
+	" and [e for e in named('i', 'spawn') if e['args']['name'] == "
+	"'spin\\ufffd']"
 	" and {'event', 'lock', 'sleep', 'join'} <= "
 	"{e['args']['reason'] for e in named('i', 'park')}"
 	/* What each park waits on.  The lock's owner is read as the taker

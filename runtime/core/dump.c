@@ -11,6 +11,7 @@
 
 #include "base/alloc.h"
 #include "base/tick.h"
+#include "base/utf8.h"
 #include "core/inspect.h"
 #include "runtime.h"
 #include "weft/inspect.h"
@@ -64,7 +65,9 @@ static void dump_printf(struct dump_out *o, const char *fmt, ...)
 			(size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
-/* s as a JSON string (quoted), or null. */
+/* s as a JSON string (quoted), or null.  JSON text is UTF-8: a byte that
+ * starts no well-formed UTF-8 sequence (a name cut inside a character, or
+ * not UTF-8 at all) is written as U+FFFD, the replacement character. */
 static void dump_json_str(struct dump_out *o, const char *s)
 {
 	if (s == NULL) {
@@ -72,16 +75,22 @@ static void dump_json_str(struct dump_out *o, const char *s)
 		return;
 	}
 	dump_put(o, "\"", 1);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		unsigned char c = *p;
+		size_t k = weft__utf8_len(p);
 		if (c == '"' || c == '\\') {
 			char e[2] = { '\\', (char)c };
 			dump_put(o, e, 2);
 		} else if (c < 0x20) {
 			dump_printf(o, "\\u%04x", c);
+		} else if (k == 0) {
+			dump_put(o, "\\ufffd", 6);
+			k = 1;
 		} else {
-			dump_put(o, (const char *)&c, 1);
+			dump_put(o, (const char *)p, k);
 		}
+		p += k;
 	}
 	dump_put(o, "\"", 1);
 }

@@ -76,6 +76,7 @@
 
 #include "base/alloc.h"
 #include "base/spin.h"
+#include "base/utf8.h"
 #include "core/group.h"
 #include "core/inspect.h"
 #include "core/task.h"
@@ -204,8 +205,9 @@ static uint64_t trace_now(const struct weft__trace *tr)
 
 /* Appends s to out (size n, at *len) as the inside of a JSON string:
  * quotes, backslashes and control characters escaped, and any byte that
- * is not part of a well-formed UTF-8 sequence replaced by '?' (a name
- * cut at its maximum length may end inside a character). */
+ * starts no well-formed UTF-8 sequence replaced by U+FFFD, as in the
+ * dump's JSON (a name cut at its maximum length may end inside a
+ * character). */
 static void trace_json_str(char *out, size_t n, size_t *len, const char *s)
 {
 	size_t l = *len;
@@ -219,21 +221,11 @@ static void trace_json_str(char *out, size_t n, size_t *len, const char *s)
 		} else if (c < 0x20) {
 			l += (size_t)snprintf(out + l, n - l, "\\u%04x", c);
 			p++;
-		} else if (c < 0x80) {
-			out[l++] = (char)c;
-			p++;
 		} else {
-			/* The sequence's length by its lead byte; each
-			 * continuation byte is 10xxxxxx. */
-			size_t k = c >= 0xf0 && c < 0xf5 ? 4
-				: c >= 0xe0		 ? 3
-				: c >= 0xc2 && c < 0xe0	 ? 2
-							 : 0;
-			size_t i = 1;
-			while (i < k && (p[i] & 0xc0) == 0x80)
-				i++;
-			if (k == 0 || i < k) {
-				out[l++] = '?';
+			size_t k = weft__utf8_len(p);
+			if (k == 0) {
+				memcpy(out + l, "\\ufffd", 6);
+				l += 6;
 				p++;
 			} else {
 				memcpy(out + l, p, k);
