@@ -32,7 +32,12 @@ WEFT_EXTERN void weft_debug_stats(weft_debug_stats_t *out);
 
 /* What it does: makes the nth weft heap allocation from now fail (1 = the
  * next one); 0 turns injection off.  Each call that sees the failure must
- * return -ENOMEM and leak nothing.
+ * return -ENOMEM and leak nothing.  The count is process-wide: while a
+ * runtime runs, its workers and I/O thread allocate too, and the nth
+ * allocation may be theirs (a task's spawn, an I/O request), which then
+ * fails as it would without memory, reported where that call reports.
+ * weft_runtime_create makes every allocation of its own on the calling
+ * thread, so around it the count is exact.
  * Errors: negative n is treated as 0.  Checkpoint: no.  Threads: any thread. */
 WEFT_EXTERN void weft_debug_fail_alloc(long nth);
 

@@ -1141,9 +1141,10 @@ static void *worker_main(void *arg)
 	/* weft_now() of this thread's tasks reads the runtime's clock. */
 	weft__timer_bind_thread(&w->rt->timer);
 	weft__idle_stats_awake(w); /* busy_ns counts from here */
-	/* Without an alternate stack (-ENOMEM) the thread's overflows
-	 * are not reported; the worker runs all the same. */
-	(void)weft__stack_thread_init(&w->running_stack);
+	/* If the kernel refused the alternate stack (it does not for one
+	 * of this size), the thread's overflows are not reported; the
+	 * worker runs all the same. */
+	(void)weft__stack_thread_init(&w->running_stack, &w->altstack);
 	if (!w->switch_direct)
 		worker_loop_seeded(w);
 	else
@@ -1181,11 +1182,17 @@ int weft__sched_worker_start(struct weft_runtime *rt, weft__worker_t *w,
 	int rc = weft__deque_init(&w->deque, 8);
 	if (rc < 0)
 		return rc;
+	rc = weft__stack_altstack_alloc(&w->altstack);
+	if (rc < 0) {
+		weft__deque_fini(&w->deque);
+		return rc;
+	}
 	weft__par_deque_init(&w->par);
 	weft__stack_pool_init(&w->stacks, &rt->stacks);
 	rc = pthread_create(&w->thread, NULL, worker_main, w);
 	if (rc != 0) {
 		weft__stack_pool_fini(&w->stacks);
+		weft__stack_altstack_free(&w->altstack);
 		weft__deque_fini(&w->deque);
 		return rc == EAGAIN ? -EAGAIN : -rc;
 	}
@@ -1208,5 +1215,6 @@ void weft__sched_worker_join(weft__worker_t *w)
 void weft__sched_worker_fini(weft__worker_t *w)
 {
 	weft__stack_pool_fini(&w->stacks);
+	weft__stack_altstack_free(&w->altstack);
 	weft__deque_fini(&w->deque);
 }

@@ -54,6 +54,7 @@ typedef struct weft__worker {
 	 * (weft__stack_set_running); written by the owner, read by its
 	 * signal handler. */
 	weft__stack_t *running_stack;
+	weft__altstack_t altstack; /* its memory; installed by the thread */
 	/* Where current's run slice began (weft__task_slice_charge): on
 	 * the run-time sampler's clock (core/cpuclock.h), or, for a task
 	 * counted exactly (acct), in exact_start on the cycle counter

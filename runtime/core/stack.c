@@ -757,26 +757,35 @@ __attribute__((noinline)) static void handler_on_fault(int sig, siginfo_t *si,
 	handler_chain(sig, si, uctx);
 }
 
-int weft__stack_thread_init(weft__stack_t **slot)
+int weft__stack_altstack_alloc(weft__altstack_t *a)
 {
-	WEFT_ASSERT(stack_alt.mem == NULL && stack_running_slot == NULL,
-		"stack: thread_init called twice");
-	*slot = NULL;
 	size_t size = ALTSTACK_SIZE;
 #ifdef _SC_MINSIGSTKSZ
 	long min = sysconf(_SC_MINSIGSTKSZ);
 	if (min > 0 && (size_t)min * 4 > size)
 		size = (size_t)min * 4;
 #endif
-	void *mem = weft__alloc(size);
-	if (mem == NULL)
-		return -ENOMEM;
-	stack_t ss = { .ss_sp = mem, .ss_size = size, .ss_flags = 0 };
-	if (sigaltstack(&ss, &stack_alt.prev) != 0) {
-		weft__free(mem);
-		return -ENOMEM;
-	}
-	stack_alt.mem = mem;
+	a->mem = weft__alloc(size);
+	a->size = a->mem != NULL ? size : 0;
+	return a->mem != NULL ? 0 : -ENOMEM;
+}
+
+void weft__stack_altstack_free(weft__altstack_t *a)
+{
+	weft__free(a->mem);
+	a->mem = NULL;
+	a->size = 0;
+}
+
+int weft__stack_thread_init(weft__stack_t **slot, const weft__altstack_t *a)
+{
+	WEFT_ASSERT(stack_alt.mem == NULL && stack_running_slot == NULL,
+		"stack: thread_init called twice");
+	*slot = NULL;
+	stack_t ss = { .ss_sp = a->mem, .ss_size = a->size, .ss_flags = 0 };
+	if (sigaltstack(&ss, &stack_alt.prev) != 0)
+		return -errno;
+	stack_alt.mem = a->mem;
 	stack_running_slot = slot;
 	return 0;
 }
@@ -794,7 +803,6 @@ void weft__stack_thread_fini(void)
 		prev.ss_flags &= SS_DISABLE; /* drop SS_ONSTACK etc. */
 		sigaltstack(&prev, NULL);
 	}
-	weft__free(stack_alt.mem);
 	stack_alt.mem = NULL;
 }
 

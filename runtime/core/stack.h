@@ -224,17 +224,37 @@ static inline void weft__stack_set_running(weft__stack_t **slot,
 	atomic_signal_fence(memory_order_seq_cst);
 }
 
-/* Per worker thread: registers slot (weft__stack_set_running) as the
- * thread's for the overflow handler, and installs an alternate signal
- * stack so the handler can run when the fiber stack is exhausted.
- * Errors: -ENOMEM (nothing registered: the thread's overflows are not
+/* A worker's alternate signal stack, on which the overflow handler runs
+ * when the fiber stack is exhausted.  Allocated by the thread that starts
+ * the worker (weft__sched_worker_start), so that no memory for it is
+ * weft_runtime_create's -ENOMEM, not a failure the worker's thread would
+ * have nobody to report to. */
+typedef struct weft__altstack {
+	void *mem;
+	size_t size;
+} weft__altstack_t;
+
+/* Allocates a's memory.  Errors: -ENOMEM (a is left empty).  Thread: any. */
+WEFT__HIDDEN int weft__stack_altstack_alloc(weft__altstack_t *a);
+
+/* Frees a's memory (an empty a is ignored); no thread may have it
+ * installed.  Thread: any. */
+WEFT__HIDDEN void weft__stack_altstack_free(weft__altstack_t *a);
+
+/* Per worker thread: installs a (allocated) as the alternate signal
+ * stack and registers slot (weft__stack_set_running) as the thread's for
+ * the overflow handler.  Errors: the negative errno of sigaltstack(2),
+ * which refuses only a stack too small or one the thread runs on
+ * (nothing installed nor registered: the thread's overflows are not
  * reported; weft__stack_thread_fini may still be called).
  * Thread: the worker itself, on its own stack (not on a fiber). */
-WEFT__HIDDEN int weft__stack_thread_init(weft__stack_t **slot);
+WEFT__HIDDEN int weft__stack_thread_init(weft__stack_t **slot,
+	const weft__altstack_t *a);
 
-/* Unregisters the thread's slot, restores its previous alternate signal
- * stack and frees ours; nothing when thread_init failed.  Thread: the
- * worker itself, on its own stack, after thread_init. */
+/* Unregisters the thread's slot and restores its previous alternate
+ * signal stack (the memory stays the caller's); nothing when thread_init
+ * failed.  Thread: the worker itself, on its own stack, after
+ * thread_init. */
 WEFT__HIDDEN void weft__stack_thread_fini(void);
 
 /* Process-wide SIGSEGV/SIGBUS handler, reference-counted across runtimes:
