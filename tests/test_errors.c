@@ -48,6 +48,41 @@ static int single_leaf_root(void *arg)
 
 WEFT_TEST_ROOT(errors, one_failure_still_gives_a_group, single_leaf_root, NULL)
 
+/* A positive return is a failure with that code (weft/runtime.h, weft_fn):
+ * from a child, and from a root. */
+static int return_seven(void *arg)
+{
+	(void)arg;
+	return 7;
+}
+
+static int positive_root(void *arg)
+{
+	(void)arg;
+	weft_error_t *err = NULL;
+	CHECK_EQ(run_group_with(return_seven, NULL, 2, &err),
+		WEFT_ECHILD_FAILED);
+	CHECK_EQ(weft_error_count(err), 2);
+	CHECK_EQ(weft_error_code_at(err, 0), 7);
+	CHECK_EQ(weft_error_code_at(err, 1), 7);
+	weft_error_free(err);
+	return 0;
+}
+
+WEFT_TEST_ROOT(errors, a_positive_return_is_a_failure, positive_root, NULL)
+
+static void test_errors__a_positive_root_return_is_a_failure(void **state)
+{
+	weft_error_t *err = NULL;
+	assert_int_equal(weft_test_run_err(WEFT_TEST_WORKERS(state),
+				 return_seven, NULL, &err),
+		7);
+	assert_non_null(err);
+	assert_int_equal(weft_error_count(err), 1);
+	assert_int_equal(weft_error_code_at(err, 0), 7);
+	weft_error_free(err);
+}
+
 /* A child whose own group fails passes the error group up. */
 static int middle(void *arg)
 {
@@ -418,6 +453,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		WEFT_TEST(test_errors__one_failure_still_gives_a_group),
+		WEFT_TEST(test_errors__a_positive_return_is_a_failure),
+		WEFT_TEST(test_errors__a_positive_root_return_is_a_failure),
 		WEFT_TEST(test_errors__nested_group_failures_nest),
 		WEFT_TEST(
 			test_errors__split_partitions_leaves_and_keeps_nesting),

@@ -22,7 +22,10 @@ WEFT_BEGIN_DECLS
 
 /* The function a task runs.  Returns 0 on success or a negative code on
  * failure; -ECANCELED means "I was cancelled" and is never reported as a
- * failure.  See weft_fail() to attach a message. */
+ * failure.  A positive value is a failure too, reported with that value
+ * as its code (as any code: weft_error_code_at), so that no return is
+ * lost; weft's own codes are all negative.  See weft_fail() to attach a
+ * message. */
 typedef int (*weft_fn)(void *arg);
 
 typedef struct weft_runtime weft_runtime_t;
@@ -228,7 +231,8 @@ WEFT_EXTERN int weft_runtime_create(weft_runtime_t **out, weft_config_t *cfg);
  * task blocked with no deadline pending and nothing in flight, and
  * cancelled the root (origin WEFT_CANCEL_DEADLOCK; docs/semantics.md
  * rule 44) while fn did not fail otherwise (*err_out stays NULL).
- * When fn failed (any other negative code) and err_out is not NULL,
+ * When fn failed (any other nonzero code: weft_fn) and err_out is not
+ * NULL,
  * *err_out receives an error group whose single entry is the root's
  * failure (with its message, or the nested group it passed to
  * weft_fail_group).
