@@ -110,9 +110,9 @@ typedef struct weft_shutdown weft_shutdown_t;
  * Ownership: the caller owns *out and frees it with weft_shutdown_close;
  * g is retained (weft_group_retain) until then, so g may be joined
  * before the close.
- * Errors: -EINVAL (NULL out or g, grace_ns < 0), -ENOMEM, -ECANCELED,
- * errors of weft_signal_open, WEFT_ENOTFIBER.  Nothing is watched on
- * failure.
+ * Errors: -EINVAL (NULL out or g, grace_ns < 0), WEFT_EMISUSE (stale g:
+ * joined and freed), -ENOMEM, -ECANCELED, errors of weft_signal_open,
+ * WEFT_ENOTFIBER.  Nothing is watched on failure.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_shutdown_open(weft_shutdown_t **out, weft_group_t *g,
 	int64_t grace_ns);

@@ -44,6 +44,7 @@
 #include "base/alloc.h"
 #include "base/common.h"
 #include "core/group.h"
+#include "core/records.h"
 #include "core/task.h"
 #include "io/io.h"
 #include "io/ioop.h"
@@ -54,7 +55,8 @@
 
 struct weft_shutdown {
 	struct weft_runtime *rt;
-	weft_group_t *g;	/* retained until the free */
+	weft_group_t *g;	/* the handle, retained until the free */
+	struct weft_group *grp; /* its record (a handle is tagged) */
 	weft_event_t *stop;	/* set at phase one */
 	struct weft_signals *w; /* hook watcher of SIGINT, SIGTERM */
 	int64_t grace_ns;
@@ -89,7 +91,7 @@ static void sd_cancel(struct weft_shutdown *sd, const char *why)
 	else
 		snprintf(text, sizeof text,
 			"shutdown (weft_shutdown_trigger): %s", why);
-	weft__scope_cancel(&sd->g->scope, WEFT_CANCEL_SIGNAL, text, false, 0);
+	weft__scope_cancel(&sd->grp->scope, WEFT_CANCEL_SIGNAL, text, false, 0);
 }
 
 static void sd_grace_over(uv_timer_t *t)
@@ -188,11 +190,18 @@ int weft_shutdown_open(weft_shutdown_t **out, weft_group_t *g, int64_t grace_ns)
 	struct weft_task *self = weft__task_current();
 	if (self == NULL)
 		return WEFT_ENOTFIBER;
+	/* A handle carries its record's generation in its top bits: the
+	 * I/O thread cancels through the record, never the handle. */
+	struct weft_group *grp = weft__group_from_handle(g,
+		"weft_shutdown_open");
+	if (grp == NULL)
+		return WEFT_EMISUSE;
 	struct weft_shutdown *sd = weft__calloc(1, sizeof *sd);
 	if (sd == NULL)
 		return -ENOMEM;
 	sd->rt = self->rt;
 	sd->g = g;
+	sd->grp = grp;
 	sd->grace_ns = grace_ns;
 	atomic_init(&sd->triggered, false);
 	int rc = weft_event_create(&sd->stop);
