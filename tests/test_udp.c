@@ -457,6 +457,26 @@ static int connected_root(void *arg)
 	CHECK_EQ(weft_udp_send(b, "pong", 4, NULL), 0);
 	CHECK_EQ(weft_udp_recv(a, buf, sizeof buf, NULL, NULL), 4);
 	CHECK(memcmp(buf, "pong", 4) == 0);
+	/* Connecting again replaces the peer (it was -EISCONN): a sends to
+	 * c now, and hears c, not b, on the port it had (the kernel chose
+	 * it: a disconnect first would have let it go). */
+	int port_a = weft_udp_port(a);
+	CHECK_EQ(weft_udp_connect(a, "127.0.0.1", weft_udp_port(c)), 0);
+	CHECK_EQ(weft_udp_port(a), port_a);
+	CHECK_EQ(weft_udp_send(a, "moved", 5, NULL), 0);
+	CHECK_EQ(weft_udp_recv(c, buf, sizeof buf, &from, &fl), 5);
+	CHECK(memcmp(buf, "moved", 5) == 0);
+	CHECK_EQ(ntohs(((struct sockaddr_in *)&from)->sin_port), port_a);
+	CHECK_EQ(weft_udp_send(b, "old", 3, NULL), 0);
+	struct sockaddr_storage to_a = addr_of(a, AF_INET);
+	CHECK_EQ(weft_udp_send(c, "new", 3, SA(&to_a)), 0);
+	CHECK_EQ(weft_udp_recv(a, buf, sizeof buf, NULL, NULL), 3);
+	CHECK(memcmp(buf, "new", 3) == 0);
+	/* An address that is not of a's family keeps the peer. */
+	CHECK_EQ(weft_udp_connect(a, "::1", 9), -EAFNOSUPPORT);
+	CHECK_EQ(weft_udp_send(a, "kept", 4, NULL), 0);
+	CHECK_EQ(weft_udp_recv(c, buf, sizeof buf, NULL, NULL), 4);
+	CHECK(memcmp(buf, "kept", 4) == 0);
 	CHECK_EQ(weft_udp_close(a), 0);
 	CHECK_EQ(weft_udp_close(b), 0);
 	CHECK_EQ(weft_udp_close(c), 0);

@@ -100,7 +100,8 @@ WEFT_EXTERN int weft_udp_port(const weft_udp_t *u);
  * on weft_udp_send with a NULL address sends there, and weft_udp_recv
  * receives only the peer's datagrams (the kernel filters them; an ICMP
  * "port unreachable" may then fail a later recv or send with
- * -ECONNREFUSED).  Connecting again replaces the peer.
+ * -ECONNREFUSED).  Connecting again replaces the peer; the local address
+ * and port stay as they were.
  * Errors: -EINVAL (NULL u or host, port outside 1..65535),
  * -EAFNOSUPPORT (host has no address of u's family, or u is a UNIX
  * datagram socket: weft_unix_dgram_connect), WEFT_ENOTFOUND,

@@ -460,6 +460,7 @@ struct udp_connect {
 	struct weft__ioop op;
 	struct weft_udp *u;
 	const struct sockaddr *addr;
+	socklen_t len;
 };
 
 static void udp_connect_start(weft__io_t *io, struct weft__ioop *op)
@@ -473,7 +474,17 @@ static void udp_connect_start(weft__io_t *io, struct weft__ioop *op)
 	/* libuv records the connection too (a connected handle sends
 	 * without an address), so it connects, not the worker. */
 	int rc = uv_udp_connect(&c->u->handle, c->addr);
-	weft__ioop_complete(op, rc < 0 ? weft__io_uverr(rc) : 0);
+	/* Connecting again replaces the peer (weft/udp.h).  libuv refuses
+	 * a connected handle, and its way out, a disconnect first, would
+	 * let the kernel give a port it chose (bound with port 0) back and
+	 * pick another at the next connect.  connect(2) on a connected
+	 * datagram socket replaces the peer and keeps the local address;
+	 * libuv's state (connected) stays true. */
+	if (rc == UV_EISCONN)
+		rc = connect(c->u->fd, c->addr, c->len) == 0 ? 0 : -errno;
+	else if (rc < 0)
+		rc = weft__io_uverr(rc);
+	weft__ioop_complete(op, rc);
 }
 
 /* }======================================================= */
@@ -561,7 +572,8 @@ int weft_udp_connect(weft_udp_t *h, const char *host, int port)
 		rc = -EAFNOSUPPORT;
 	if (rc == 0) {
 		struct udp_connect c = { .u = u,
-			.addr = (struct sockaddr *)&ss };
+			.addr = (struct sockaddr *)&ss,
+			.len = sl };
 		c.op.start = udp_connect_start;
 		c.op.cancel = NULL; /* completes at once */
 		c.op.what = "udp connect";
