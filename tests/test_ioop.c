@@ -267,6 +267,9 @@ static void test_ioop__libuv_error_codes_become_weft_codes(void **state)
 	assert_int_equal(weft__io_uverr(UV_EOF), WEFT_EEND);
 	assert_int_equal(weft__io_uverr(UV_EAI_NONAME), WEFT_ENOTFOUND);
 	assert_int_equal(weft__io_uverr(UV_EAI_AGAIN), WEFT_EDNS);
+	assert_int_equal(weft__io_uverr(UV_EAI_ADDRFAMILY), WEFT_ENOTFOUND);
+	assert_int_equal(weft__io_uverr(UV_EAI_SERVICE), WEFT_ENOTFOUND);
+	assert_int_equal(weft__io_uverr(UV_EAI_BADFLAGS), -EINVAL);
 	assert_int_equal(weft__io_uverr(UV_ECANCELED), -ECANCELED);
 	assert_int_equal(weft__io_uverr(UV_EMFILE), -EMFILE);
 }

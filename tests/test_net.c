@@ -716,6 +716,16 @@ static int dns_root(void *arg)
 	rc = weft_tcp_connect(&s, "no-such-host.invalid", 80);
 	CHECK(rc == WEFT_ENOTFOUND || rc == WEFT_EDNS);
 	CHECK_EQ(weft_getaddrinfo(NULL, NULL, NULL, &res), -EINVAL);
+	/* No such service, no address of the asked family: permanent
+	 * answers, not resolver failures; hints it refuses: -EINVAL. */
+	struct addrinfo v6 = { .ai_family = AF_INET6 };
+	CHECK_EQ(weft_getaddrinfo("127.0.0.1", NULL, &v6, &res),
+		WEFT_ENOTFOUND);
+	CHECK_EQ(weft_getaddrinfo("localhost", "no-such-service-weft", NULL,
+			 &res),
+		WEFT_ENOTFOUND);
+	struct addrinfo bad = { .ai_flags = 0x7f000000 };
+	CHECK_EQ(weft_getaddrinfo("localhost", NULL, &bad, &res), -EINVAL);
 	/* Cancelled on entry: a checkpoint, nothing submitted. */
 	weft_scope_t *sc;
 	weft_move_on_after(&sc, 0);

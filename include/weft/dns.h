@@ -22,8 +22,10 @@ struct addrinfo;
  * parks meanwhile; its worker keeps running other tasks.
  * Ownership: the caller owns *res; free it with weft_freeaddrinfo.  host,
  * service and hints are read during the call only.
- * Errors: -EINVAL (NULL res, or both host and service NULL),
- * WEFT_ENOTFOUND (no such name, or no address of the asked family),
+ * Errors: -EINVAL (NULL res, both host and service NULL, or hints
+ * getaddrinfo(3) refuses: an unknown family, socket type, protocol or
+ * flag), WEFT_ENOTFOUND (no such name or service, or no address of the
+ * asked family: a permanent answer),
  * WEFT_EDNS (the resolver failed: no server answered, a bad reply...),
  * -ENOMEM, -ECANCELED, WEFT_ENOTFIBER.  On error *res is unchanged.
  * Cancellation: a lookup still queued for the pool is withdrawn; one

@@ -459,18 +459,23 @@ int weft__io_uverr(int uv)
 {
 	switch (uv) {
 	case UV_EOF: return WEFT_EEND;
+	/* The answer is no (weft/dns.h): the name or the service does not
+	 * exist, or has no address of the asked family.  Permanent, unlike
+	 * WEFT_EDNS, which a caller may retry. */
 	case UV_EAI_NONAME:
-	case UV_EAI_NODATA: return WEFT_ENOTFOUND;
-	case UV_EAI_AGAIN:
-	case UV_EAI_FAIL:
+	case UV_EAI_NODATA:
 	case UV_EAI_ADDRFAMILY:
-	case UV_EAI_SERVICE:
+	case UV_EAI_SERVICE: return WEFT_ENOTFOUND;
+	/* Hints or flags getaddrinfo(3) refuses. */
 	case UV_EAI_SOCKTYPE:
 	case UV_EAI_BADHINTS:
 	case UV_EAI_PROTOCOL:
-	case UV_EAI_OVERFLOW:
 	case UV_EAI_BADFLAGS:
-	case UV_EAI_FAMILY: return WEFT_EDNS;
+	case UV_EAI_FAMILY: return -EINVAL;
+	/* The resolver failed. */
+	case UV_EAI_AGAIN:
+	case UV_EAI_FAIL:
+	case UV_EAI_OVERFLOW: return WEFT_EDNS;
 	case UV_EAI_MEMORY: return -ENOMEM;
 	case UV_EAI_CANCELED: return -ECANCELED;
 	default:
