@@ -191,6 +191,31 @@ static int busy_root(void *arg)
 }
 WEFT_TEST_ROOT(fd, second_waiter_same_direction_gets_ebusy, busy_root, NULL)
 
+/* Two registrations of one descriptor (weft_fd_register): the first to
+ * wait holds it in the epoll set until it is unregistered, and the
+ * other's waits fail with -EEXIST meanwhile, even one after the other;
+ * then the other works. */
+static int twice_root(void *arg)
+{
+	(void)arg;
+	int sv[2];
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	weft_fd_t *a, *b;
+	CHECK_EQ(weft_fd_register(sv[0], &a), 0);
+	CHECK_EQ(weft_fd_register(sv[0], &b), 0);
+	CHECK_EQ(weft_fd_wait(b, WEFT_FD_WRITABLE), WEFT_FD_WRITABLE);
+	CHECK_EQ(weft_fd_wait(a, WEFT_FD_WRITABLE), -EEXIST);
+	CHECK_EQ(weft_fd_wait(b, WEFT_FD_WRITABLE), WEFT_FD_WRITABLE);
+	CHECK_EQ(weft_fd_unregister(b), 0);
+	CHECK_EQ(weft_fd_wait(a, WEFT_FD_WRITABLE), WEFT_FD_WRITABLE);
+	CHECK_EQ(weft_fd_unregister(a), 0);
+	close(sv[0]);
+	close(sv[1]);
+	return 0;
+}
+WEFT_TEST_ROOT(fd, a_second_registration_waits_once_the_first_is_gone,
+	twice_root, NULL)
+
 /* }======================================================= */
 
 /* {======================================================= writable */
@@ -345,6 +370,8 @@ int main(void)
 		WEFT_TEST(test_fd__cancelled_wait_consumes_nothing),
 		WEFT_TEST(test_fd__unregister_wakes_the_waiter),
 		WEFT_TEST(test_fd__second_waiter_same_direction_gets_ebusy),
+		WEFT_TEST(
+			test_fd__a_second_registration_waits_once_the_first_is_gone),
 		WEFT_TEST(test_fd__wait_parks_until_writable),
 		WEFT_TEST(test_fd__wait_any_reports_the_ready_ones),
 		WEFT_TEST(test_fd__wait_any_with_both_directions),

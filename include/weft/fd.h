@@ -61,9 +61,11 @@ typedef struct weft_fd weft_fd_t;
  * weft_fd_unregister before fd is closed and before the runtime is
  * destroyed; fd stays the caller's throughout.
  * Errors: -EINVAL (NULL out), -EBADF (fd is not an open descriptor),
- * -ENOMEM, WEFT_ENOTFIBER.  Registering one descriptor twice is allowed
- * but two registrations must not wait on it at once (the kernel's epoll
- * set holds a descriptor once: the second wait fails with -EEXIST).
+ * -ENOMEM, WEFT_ENOTFIBER.  Register a descriptor once: a descriptor
+ * joins the runtime's epoll set, which holds it once, at the first wait
+ * of one of its registrations and stays there until that registration
+ * is unregistered; meanwhile the waits of another registration of it
+ * fail with -EEXIST, even when no wait overlaps.
  * Checkpoint: no.  Threads: weft fiber. */
 WEFT_EXTERN int weft_fd_register(int fd, weft_fd_t **out);
 
@@ -75,7 +77,8 @@ WEFT_EXTERN int weft_fd_register(int fd, weft_fd_t **out);
  * -ECANCELED, -EBUSY (another task waits for one of these directions of
  * this descriptor), WEFT_ECLOSED (unregistered while waiting),
  * WEFT_EMISUSE (f was unregistered before the call; reported), an epoll
- * error (-EPERM: fd is a regular file).
+ * error (-EPERM: fd is a regular file; -EEXIST: another registration of
+ * fd has waited and is still registered, weft_fd_register).
  * Checkpoint: yes (the rules above).  Threads: weft fiber. */
 WEFT_EXTERN int weft_fd_wait(weft_fd_t *f, int events);
 
