@@ -350,6 +350,39 @@ static int unregister_fd_twice(void *arg)
 	return 0;
 }
 
+/* A signal watcher and a shutdown controller are records of the same
+ * pools: a second close, or a call after the close, is found, also after
+ * the I/O thread let go of them (they were freed memory, found by ASan
+ * or not at all, before). */
+static int close_signals_twice(void *arg)
+{
+	(void)arg;
+	weft_signals_t *w;
+	const int sigs[] = { SIGUSR1 };
+	CHECK_EQ(weft_signal_open(&w, sigs, 1), 0);
+	CHECK_EQ(weft_signal_close(w), 0);
+	CHECK_EQ(weft_sleep(10 * WEFT_MSEC), 0); /* the I/O thread's part */
+	CHECK_EQ(weft_signal_wait(w), WEFT_EMISUSE);
+	CHECK_EQ(weft_signal_close(w), WEFT_EMISUSE);
+	return 0;
+}
+
+static int close_shutdown_twice(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	weft_shutdown_t *sd;
+	CHECK_EQ(weft_group_open(&g), 0);
+	CHECK_EQ(weft_shutdown_open(&sd, g, WEFT_SEC), 0);
+	CHECK_EQ(weft_group_join(g, NULL), 0);
+	CHECK_EQ(weft_shutdown_close(sd), 0);
+	CHECK_EQ(weft_sleep(10 * WEFT_MSEC), 0);
+	CHECK_EQ(weft_shutdown_trigger(sd), WEFT_EMISUSE);
+	CHECK(weft_shutdown_stop_event(sd) == NULL);
+	CHECK_EQ(weft_shutdown_close(sd), WEFT_EMISUSE);
+	return 0;
+}
+
 /* Socket records stay allocated while their runtime lives, so the second
  * close reads a record, never freed memory: no sanitizer report, in every
  * build. */
@@ -359,6 +392,10 @@ static void test_misuse__close_twice_aborts(void **state)
 	expect_root_death(state, close_stream_twice, "weft_stream_close");
 	expect_root_death(state, close_udp_twice, "weft_udp_close");
 	expect_root_death(state, unregister_fd_twice, "weft_fd_wait");
+	expect_root_death(state, close_signals_twice,
+		"weft_signal_wait: signal watcher handle");
+	expect_root_death(state, close_shutdown_twice,
+		"weft_shutdown_trigger: shutdown controller handle");
 }
 
 static void test_misuse__close_twice_is_refused(void **state)
@@ -368,6 +405,8 @@ static void test_misuse__close_twice_is_refused(void **state)
 	weft_test_root(state, close_stream_twice, NULL);
 	weft_test_root(state, close_udp_twice, NULL);
 	weft_test_root(state, unregister_fd_twice, NULL);
+	weft_test_root(state, close_signals_twice, NULL);
+	weft_test_root(state, close_shutdown_twice, NULL);
 	error_mode_end(old);
 }
 

@@ -71,7 +71,9 @@ WEFT_EXTERN int weft_signal_open(weft_signals_t **out, const int *signums,
  * one that has waited longest.
  * Errors: -EINVAL (NULL), -ECANCELED (cancelled, also by an enclosing
  * scope's deadline: no delivery was taken, the next wait gets it),
- * WEFT_ECLOSED (w was closed while the task waited), WEFT_ENOTFIBER.
+ * WEFT_ECLOSED (w was closed while the task waited), WEFT_EMISUSE (w was
+ * closed before the call: reported, an abort naming the call in
+ * WEFT_DEBUG builds), WEFT_ENOTFIBER.
  * Checkpoint: yes (also when a delivery is already queued).
  * Threads: weft fiber. */
 WEFT_EXTERN int weft_signal_wait(weft_signals_t *w);
@@ -84,7 +86,8 @@ WEFT_EXTERN int weft_signal_wait(weft_signals_t *w);
  * call uses it any more; the call itself never waits.  A watcher still
  * open when its runtime is destroyed is closed by weft_runtime_destroy.
  * Ownership: w is invalid after the call: no new call may start on it.
- * Errors: -EINVAL (NULL).
+ * Errors: -EINVAL (NULL), WEFT_EMISUSE (w was closed already: reported,
+ * an abort naming the call in WEFT_DEBUG builds; nothing changed).
  * Checkpoint: no.  Threads: any thread, while w's runtime exists. */
 WEFT_EXTERN int weft_signal_close(weft_signals_t *w);
 
@@ -122,14 +125,16 @@ WEFT_EXTERN int weft_shutdown_open(weft_shutdown_t **out, weft_group_t *g,
  * yourself for that).  The stop event is set when the call returns; the
  * grace period starts a moment later, on the I/O thread.  A signal
  * arriving after the call counts as the second.
- * Errors: -EINVAL (NULL).
+ * Errors: -EINVAL (NULL), WEFT_EMISUSE (sd was closed: reported, an abort
+ * naming the call in WEFT_DEBUG builds).
  * Checkpoint: no; never blocks.  Threads: any thread, while sd is open. */
 WEFT_EXTERN int weft_shutdown_trigger(weft_shutdown_t *sd);
 
 /* What it does: the "stop accepting" event of sd, set at phase one; wait
  * on it (weft_event_wait) or poll it (weft_event_is_set).
  * Ownership: sd's; valid until weft_shutdown_close; never destroy it.
- * Errors: NULL for a NULL sd.
+ * Errors: NULL for a NULL sd, or a closed one (reported as a misuse, an
+ * abort naming the call in WEFT_DEBUG builds).
  * Checkpoint: no.  Threads: any thread, while sd is open. */
 WEFT_EXTERN weft_event_t *weft_shutdown_stop_event(weft_shutdown_t *sd);
 
@@ -141,7 +146,8 @@ WEFT_EXTERN weft_event_t *weft_shutdown_stop_event(weft_shutdown_t *sd);
  * any more, typically right after g's join.
  * Ownership: sd is invalid after the call (on success).
  * Errors: -EINVAL (NULL), -EBUSY (a task is inside weft_event_wait on
- * the stop event: nothing was done).
+ * the stop event: nothing was done), WEFT_EMISUSE (sd was closed already:
+ * reported, an abort naming the call in WEFT_DEBUG builds).
  * Checkpoint: no.  Threads: any thread, while sd's runtime exists. */
 WEFT_EXTERN int weft_shutdown_close(weft_shutdown_t *sd);
 

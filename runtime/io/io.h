@@ -48,6 +48,8 @@ enum weft__io_rec_kind {
 	WEFT__IO_REC_LISTENER,
 	WEFT__IO_REC_UDP,
 	WEFT__IO_REC_FD,
+	WEFT__IO_REC_SIGNAL,   /* signal.c's handle of a public watcher */
+	WEFT__IO_REC_SHUTDOWN, /* shutdown.c's controller */
 	WEFT__IO_REC_KINDS
 };
 

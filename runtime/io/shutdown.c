@@ -28,9 +28,19 @@
  *   1. `phase`, the timer and `io_closed` are the I/O thread's.
  *   2. phase only grows: 0 (watching), 1 (stop event set, grace running),
  *      2 (g cancelled).
- *   3. After the close node ran nothing calls into g or the event, and sd
- *      is freed once the timer's handle (if it was ever initialised) is
- *      closed.
+ *   3. After the close node ran nothing calls into g or the event, and
+ *      the I/O thread drops its reference on sd once the timer's handle
+ *      (if it was ever initialised) is closed.
+ *
+ * Memory: sd is a record of the runtime's pool of I/O records (io.h), and
+ * the handle users hold is its, so that a call on a closed controller is
+ * found and reported naming the call (a second close, a trigger after the
+ * close), as for a stream.  Its life's references: the I/O thread's,
+ * taken at the open and dropped after the close node ran (invariant 3);
+ * one per call in progress; and a posted trigger node's, dropped by the
+ * I/O thread once it ran (a trigger racing with the close is then still
+ * safe).  The last one destroys the event, releases g and gives the
+ * record back.
  */
 #define _GNU_SOURCE /* sigabbrev_np (glibc >= 2.32) */
 #include <errno.h>
@@ -54,6 +64,7 @@
 #include "weft/time.h"
 
 struct weft_shutdown {
+	struct weft__io_rec rec; /* first: io.h */
 	struct weft_runtime *rt;
 	weft_group_t *g;	/* the handle, retained until the free */
 	struct weft_group *grp; /* its record (a handle is tagged) */
@@ -145,20 +156,32 @@ static void sd_signal_hook(void *arg, int signum)
 	sd_request(sd, signum, true);
 }
 
-static void sd_trigger_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
+/* Drops a reference on sd; the last destroys it (see "Memory").  Thread:
+ * any, while the runtime's I/O thread runs. */
+static void sd_drop(struct weft_shutdown *sd)
 {
-	(void)rt;
-	sd_request(WEFT__CONTAINER_OF(n, struct weft_shutdown, trigger_node), 0,
-		false);
-}
-
-static void sd_free(struct weft_shutdown *sd)
-{
+	if (!weft__io_rec_unref(&sd->rec))
+		return;
 	int rc = weft_event_destroy(sd->stop);
 	WEFT_ASSERT(rc == 0,
 		"weft_shutdown_close: a task still waits on the stop event");
 	weft_group_release(sd->g);
-	weft__free(sd);
+	weft__io_rec_put(sd->rt, WEFT__IO_REC_SHUTDOWN, &sd->rec);
+}
+
+static void sd_trigger_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
+{
+	(void)rt;
+	struct weft_shutdown *sd = WEFT__CONTAINER_OF(n, struct weft_shutdown,
+		trigger_node);
+	sd_request(sd, 0, false);
+	sd_drop(sd); /* the node's */
+}
+
+/* The I/O thread's part is over (invariant 3). */
+static void sd_free(struct weft_shutdown *sd)
+{
+	sd_drop(sd);
 }
 
 static void sd_timer_closed(uv_handle_t *h)
@@ -196,7 +219,8 @@ int weft_shutdown_open(weft_shutdown_t **out, weft_group_t *g, int64_t grace_ns)
 		"weft_shutdown_open");
 	if (grp == NULL)
 		return WEFT_EMISUSE;
-	struct weft_shutdown *sd = weft__calloc(1, sizeof *sd);
+	struct weft_shutdown *sd = weft__io_rec_get(self->rt,
+		WEFT__IO_REC_SHUTDOWN, sizeof *sd);
 	if (sd == NULL)
 		return -ENOMEM;
 	sd->rt = self->rt;
@@ -220,46 +244,79 @@ int weft_shutdown_open(weft_shutdown_t **out, weft_group_t *g, int64_t grace_ns)
 	 * stored: it reads neither (g is the caller's and alive during this
 	 * call, and sd's other fields were published by the open's post). */
 	weft_group_retain(g);
-	*out = sd;
+	*out = weft__io_rec_handle(&sd->rec);
 	return 0;
 fail_event:
 	weft_event_destroy(sd->stop);
 fail_sd:
-	weft__free(sd);
+	/* A life that was never handed out: back as it is. */
+	weft__io_rec_put(sd->rt, WEFT__IO_REC_SHUTDOWN, &sd->rec);
 	return rc;
 }
 
-int weft_shutdown_trigger(weft_shutdown_t *sd)
+int weft_shutdown_trigger(weft_shutdown_t *h)
 {
-	if (sd == NULL)
+	if (h == NULL)
 		return -EINVAL;
+	struct weft_shutdown *sd = weft__io_rec_check(h,
+		"weft_shutdown_trigger", "shutdown controller");
+	if (sd == NULL)
+		return WEFT_EMISUSE;
 	/* acq_rel: only the first trigger posts the node (a node cannot be
 	 * queued twice); later ones see true and return.  The RMW's
 	 * atomicity is what matters: the node's fields reach the I/O thread
 	 * through the post's release, so the ordering pairs with nothing. */
 	if (atomic_exchange_explicit(&sd->triggered, true,
-		    memory_order_acq_rel))
+		    memory_order_acq_rel)) {
+		sd_drop(sd);
 		return 0;
+	}
 	weft_event_set(sd->stop);
 	sd->trigger_node.fn = sd_trigger_fn;
+	/* The call's reference goes with the node (sd_trigger_fn). */
 	weft__ioq_post(sd->rt, &sd->trigger_node);
 	return 0;
 }
 
-weft_event_t *weft_shutdown_stop_event(weft_shutdown_t *sd)
+weft_event_t *weft_shutdown_stop_event(weft_shutdown_t *h)
 {
-	return sd == NULL ? NULL : sd->stop;
+	if (h == NULL)
+		return NULL;
+	struct weft_shutdown *sd = weft__io_rec_check(h,
+		"weft_shutdown_stop_event", "shutdown controller");
+	if (sd == NULL)
+		return NULL;
+	/* The event lives as long as sd, which the caller keeps open. */
+	weft_event_t *ev = sd->stop;
+	sd_drop(sd);
+	return ev;
 }
 
-int weft_shutdown_close(weft_shutdown_t *sd)
+int weft_shutdown_close(weft_shutdown_t *h)
 {
-	if (sd == NULL)
+	if (h == NULL)
 		return -EINVAL;
-	if (weft_event_waiting(sd->stop) > 0)
-		return -EBUSY;
-	sd->close_node.fn = sd_close_fn;
-	weft__ioq_post(sd->rt, &sd->close_node);
-	return 0;
+	struct weft_shutdown *sd = weft__io_rec_check(h, "weft_shutdown_close",
+		"shutdown controller");
+	if (sd == NULL)
+		return WEFT_EMISUSE;
+	int rc = -EBUSY;
+	if (weft_event_waiting(sd->stop) == 0) {
+		/* Closes the life (taking the closer's reference) unless a
+		 * close racing with this one did first. */
+		if (!weft__io_rec_close(h)) {
+			sd_drop(sd);
+			weft__io_rec_misuse(h, "weft_shutdown_close",
+				"shutdown controller");
+			return WEFT_EMISUSE;
+		}
+		sd->close_node.fn = sd_close_fn;
+		weft__ioq_post(sd->rt, &sd->close_node);
+		sd_drop(sd); /* the closer's */
+		rc = 0;
+	}
+	sd_drop(sd); /* the call's */
+	return rc;
 }
 
 /* }======================================================= */

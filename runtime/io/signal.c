@@ -32,8 +32,12 @@
  * respect to other runtimes' I/O threads.
  *
  * Memory: `refs` counts the handles (one reference, dropped by the close
- * callback of the last handle) and each wait in progress (taken by the
- * waiting task before it posts, dropped after its operation finished).
+ * callback of the last handle) and, for a watcher weft_signal_open gave
+ * out, its handle record (struct sig_handle, below).  The handle users
+ * hold is that record's, from the runtime's pool of I/O records (io.h):
+ * each call takes a reference on it, or finds it closed and reports the
+ * misuse naming the call (a second close, a wait after the close), as
+ * for a stream; the record's last reference gives w the handle's back.
  * The runtime's list of open watchers is the I/O thread's; the runtime's
  * destroy frees the watchers left open after the I/O thread stopped.
  *
@@ -95,6 +99,9 @@ struct weft_signals {
 	/* The handles (one reference) + waits in progress. */
 	atomic_int refs;
 	struct weft__ioq_node close_node;
+	/* weft_signal_open's handle record, or NULL (a hook watcher); set
+	 * once by the opener, read by weft__signal_fini. */
+	struct sig_handle *handle;
 	/* I/O thread only (invariant 1). */
 	struct weft_signals *next; /* the runtime's open watchers */
 	struct weft_signals **pprev;
@@ -127,6 +134,14 @@ struct sig_wait {
 struct sig_open {
 	struct weft__ioop op;
 	struct weft_signals *w;
+};
+
+/* The handle of a watcher weft_signal_open gave out.  Its life's
+ * references (io.h): the owner's, taken at the open and dropped by the
+ * close, and one per call in progress on the handle. */
+struct sig_handle {
+	struct weft__io_rec rec; /* first: io.h */
+	struct weft_signals *w;	 /* holds one of w's refs */
 };
 
 /* {======================================================= dispositions */
@@ -196,6 +211,18 @@ static void sig_unref(struct weft_signals *w)
 	 * free; the acquire of the last one sees every other holder's. */
 	if (atomic_fetch_sub_explicit(&w->refs, 1, memory_order_acq_rel) == 1)
 		weft__free(w);
+}
+
+/* Drops a reference on a handle record; the last gives the record back
+ * to the pool and w the handle's reference.  Thread: any, while the
+ * runtime's I/O thread runs (a call or the close). */
+static void sig_handle_drop(struct sig_handle *hd)
+{
+	if (!weft__io_rec_unref(&hd->rec))
+		return;
+	struct weft_signals *w = hd->w;
+	weft__io_rec_put(w->rt, WEFT__IO_REC_SIGNAL, &hd->rec);
+	sig_unref(w);
 }
 
 /* }======================================================= */
@@ -428,31 +455,66 @@ int weft__signal_open_hook(struct weft_signals **out, const int *signums,
 
 int weft_signal_open(weft_signals_t **out, const int *signums, size_t n)
 {
-	return weft__signal_open_hook(out, signums, n, NULL, NULL);
+	if (out == NULL)
+		return -EINVAL;
+	struct weft_signals *w;
+	int rc = weft__signal_open_hook(&w, signums, n, NULL, NULL);
+	if (rc < 0)
+		return rc;
+	struct sig_handle *hd = weft__io_rec_get(w->rt, WEFT__IO_REC_SIGNAL,
+		sizeof *hd);
+	if (hd == NULL) {
+		/* Closed as weft_signal_close would; nothing was handed
+		 * out. */
+		w->close_node.fn = sig_close_fn;
+		weft__ioq_post(w->rt, &w->close_node);
+		return -ENOMEM;
+	}
+	sig_ref(w); /* the handle's */
+	hd->w = w;
+	w->handle = hd;
+	*out = weft__io_rec_handle(&hd->rec);
+	return 0;
 }
 
-int weft_signal_wait(weft_signals_t *w)
+int weft_signal_wait(weft_signals_t *h)
 {
-	if (w == NULL)
+	if (h == NULL)
 		return -EINVAL;
 	if (weft__task_current() == NULL)
 		return WEFT_ENOTFIBER;
-	sig_ref(w);
-	struct sig_wait sw = { .w = w };
+	struct sig_handle *hd = weft__io_rec_check(h, "weft_signal_wait",
+		"signal watcher");
+	if (hd == NULL)
+		return WEFT_EMISUSE;
+	struct sig_wait sw = { .w = hd->w };
 	sw.op.start = sig_wait_start;
 	sw.op.cancel = sig_wait_cancel;
 	sw.op.what = "signal wait";
 	int rc = weft__ioop_run(&sw.op);
-	sig_unref(w);
+	sig_handle_drop(hd);
 	return rc;
 }
 
-int weft_signal_close(weft_signals_t *w)
+int weft_signal_close(weft_signals_t *h)
 {
-	if (w == NULL)
+	if (h == NULL)
 		return -EINVAL;
+	/* Closes the handle's life and takes the closer's reference, or
+	 * finds it closed: a second close. */
+	if (!weft__io_rec_close(h)) {
+		weft__io_rec_misuse(h, "weft_signal_close", "signal watcher");
+		return WEFT_EMISUSE;
+	}
+	struct sig_handle *hd = weft__handle_addr(h);
+	struct weft_signals *w = hd->w;
+	/* The node is w's, which the handle's reference keeps alive until
+	 * the drops below, and the handles' until the I/O thread closed
+	 * them. */
 	w->close_node.fn = sig_close_fn;
 	weft__ioq_post(w->rt, &w->close_node);
+	sig_handle_drop(hd); /* the closer's */
+	sig_handle_drop(hd); /* the owner's */
 	return 0;
 }
 
@@ -557,6 +619,9 @@ void weft__signal_fini(struct weft_runtime *rt)
 		for (size_t i = 0; i < w->n; i++)
 			sigtab_release_locked(&w->slots[i]);
 		pthread_mutex_unlock(&sigtab_lock);
+		/* Never closed: its handle record's life is still open (not
+		 * in the pool, which io.c freed). */
+		weft__free(w->handle);
 		weft__free(w);
 	}
 	weft__free(set);
