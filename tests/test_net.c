@@ -737,6 +737,30 @@ static int dns_root(void *arg)
 
 WEFT_TEST_ROOT(net, getaddrinfo_and_failures, dns_root, NULL)
 
+/* The edges net.h states: read_exactly of 0 bytes is 0 (read's is
+ * -EINVAL), read_until with room for less than its delimiter -EINVAL,
+ * and an address cut to a small buffer says its full length. */
+static int edges_root(void *arg)
+{
+	(void)arg;
+	weft_stream_t *a, *b;
+	CHECK_EQ(weft_test_tcp_pair(&a, &b), 0);
+	size_t got = 7;
+	CHECK_EQ(weft_stream_read_exactly(a, NULL, 0, &got), 0);
+	CHECK_EQ(got, 0);
+	char buf[8];
+	CHECK_EQ(weft_stream_read(a, buf, 0), -EINVAL);
+	CHECK_EQ(weft_stream_read_until(a, buf, 1, "\r\n", 2), -EINVAL);
+	struct sockaddr_in in;
+	socklen_t len = 4;
+	CHECK_EQ(weft_stream_peer_address(a, (struct sockaddr *)&in, &len), 0);
+	CHECK_EQ(len, sizeof in);
+	CHECK_EQ(weft_stream_close(a), 0);
+	CHECK_EQ(weft_stream_close(b), 0);
+	return 0;
+}
+WEFT_TEST_ROOT(net, stated_edges_of_reads_and_addresses, edges_root, NULL)
+
 static int nameinfo_root(void *arg)
 {
 	(void)arg;
@@ -797,6 +821,11 @@ static void test_net__bad_arguments(void **state)
 	assert_int_equal(weft_tcp_connect(&s, NULL, 80), -EINVAL);
 	assert_int_equal(weft_tcp_connect(&s, "127.0.0.1", 0), -EINVAL);
 	assert_int_equal(weft_tcp_connect_addr(&s, NULL), -EINVAL);
+	/* Port 0, as weft_tcp_connect's (it was -ECONNREFUSED). */
+	struct sockaddr_in zero = { .sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(weft_tcp_connect_addr(&s, (struct sockaddr *)&zero),
+		-EINVAL);
 	assert_int_equal(weft_stream_read(NULL, &s, 1), -EINVAL);
 	assert_int_equal(weft_stream_write(NULL, "", 0), -EINVAL);
 	assert_int_equal(weft_stream_close(NULL), -EINVAL);
@@ -1328,6 +1357,7 @@ int main(void)
 			test_net__happy_eyeballs_falls_back_after_the_stagger),
 		WEFT_TEST(test_net__unix_domain_stream),
 		WEFT_TEST(test_net__getaddrinfo_and_failures),
+		WEFT_TEST(test_net__stated_edges_of_reads_and_addresses),
 		WEFT_TEST(test_net__getnameinfo_numeric_and_by_name),
 		WEFT_TEST(test_net__unix_stream_passes_descriptors),
 		cmocka_unit_test(test_net__bad_arguments),

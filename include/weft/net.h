@@ -231,7 +231,8 @@ WEFT_EXTERN int weft_tcp_connect(weft_stream_t **out, const char *host,
 
 /* What it does: connects over TCP to one address (struct sockaddr_in or
  * sockaddr_in6).
- * Errors: as weft_tcp_connect without the resolver's, plus -EAFNOSUPPORT.
+ * Errors: as weft_tcp_connect without the resolver's (-EINVAL for port
+ * 0), plus -EAFNOSUPPORT.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_tcp_connect_addr(weft_stream_t **out,
 	const struct sockaddr *addr);
@@ -293,7 +294,9 @@ WEFT_EXTERN int weft_stream_wait_readable(weft_stream_t *s, unsigned flags);
  * Returns: 0 when buf is full; WEFT_EEND if the stream ended first
  * (*got says how many bytes arrived); or a read error.  On -ECANCELED the
  * bytes already read are in buf and counted in *got (they are consumed).
- * got may be NULL.
+ * got may be NULL.  len 0 reads nothing and returns 0 when the call
+ * does not fail otherwise (unlike weft_stream_read, for which len 0 is
+ * -EINVAL); buf may then be NULL.
  * Errors: as weft_stream_read, WEFT_EMISUSE included.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_stream_read_exactly(weft_stream_t *s, void *buf,
@@ -307,7 +310,8 @@ WEFT_EXTERN int weft_stream_read_exactly(weft_stream_t *s, void *buf,
  * the stream ended first (the bytes before the end stay in the stream: a
  * weft_stream_read returns them, then 0); or a read error.  -ECANCELED
  * consumes nothing (bytes already read stay in the stream).
- * Errors: as weft_stream_read, WEFT_EMISUSE included.
+ * Errors: as weft_stream_read, WEFT_EMISUSE included; -EINVAL also for
+ * cap < delim_len (the delimiter could never fit).
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN ssize_t weft_stream_read_until(weft_stream_t *s, void *buf,
 	size_t cap, const void *delim, size_t delim_len);
@@ -387,7 +391,9 @@ WEFT_EXTERN int weft_stream_set_keepalive(weft_stream_t *s, int on,
 	unsigned idle_s);
 
 /* What it does: the peer's (remote) or the local address of s, copied
- * into *addr (*len in: its size, out: the address length).
+ * into *addr (*len in: its size, out: the address length; as with
+ * getpeername(2), an address longer than the size is cut to it, and *len
+ * then says how long it was).
  * Errors: -EINVAL, WEFT_ECLOSED, WEFT_EMISUSE (s closed before the
  * call), -ENOTCONN, other -errno.
  * Checkpoint: no.  Threads: weft fiber. */

@@ -15,7 +15,12 @@
  * calls (weft/thread.h; while their function runs, except while it waits
  * in weft_from_thread_run) and the hand-over of a portal call or spawn
  * from a foreign thread (until its task is queued): the clock waits for
- * them, in real time.  An hour-long sleep takes a few microseconds.
+ * them, in real time.  So a deadline on such a wait itself does not fire
+ * by a jump: a read from a peer that never writes, under a one-hour
+ * weft_move_on_after, waits for the peer in real time, possibly forever
+ * (Trio's autojump clock would jump; here the program's tests give their
+ * peers a real end, or close them).  An hour-long sleep takes a few
+ * microseconds.
  *
  * Which clock weft_now() reads: on a worker of a virtual runtime (its
  * tasks) and on its offload threads, the runtime's virtual time; on every

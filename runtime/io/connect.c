@@ -88,6 +88,10 @@ int weft_tcp_connect_addr(weft_stream_t **out, const struct sockaddr *addr)
 	socklen_t len = weft__sock_addr_len(addr);
 	if (len == 0)
 		return -EAFNOSUPPORT;
+	/* Port 0 is nobody's, as for weft_tcp_connect (both families keep
+	 * the port at the same offset). */
+	if (((const struct sockaddr_in *)addr)->sin_port == 0)
+		return -EINVAL;
 	return connect_sockaddr(out, addr, len);
 }
 
