@@ -96,7 +96,8 @@ struct sig_slot {
 
 struct weft_signals {
 	struct weft_runtime *rt;
-	/* The handles (one reference) + waits in progress. */
+	/* The handles (one reference) + the handle record's (a watcher
+	 * weft_signal_open gave out; its calls hold the record). */
 	atomic_int refs;
 	struct weft__ioq_node close_node;
 	/* weft_signal_open's handle record, or NULL (a hook watcher); set
