@@ -314,8 +314,13 @@ static WEFT_FIBER_FN int serve_stop_main(void *p)
  * 14), so a task that cannot start (no stack for it: it never ran) is a
  * failure returned here, not one that cancels g.  That costs one wait
  * per connection for the new task's first run, which happens next on
- * this worker in the common case.  Returns 0, or an error that ends the
- * loop (g closed). */
+ * this worker in the common case.  The start runs in a shielded scope:
+ * the stop watcher may cancel the loop's scope while the new task has
+ * not yet called started(), and a task started under a cancelled scope
+ * stays cancelled (rule 16), so an accepted connection would have met a
+ * handler cancelled by nobody but serve.  Accepted means handled, as
+ * with Trio's serve_listeners; the next accept sees the stop.  Returns 0,
+ * or an error that ends the loop (g closed). */
 static WEFT_FIBER_FN int serve_hand_over(weft_group_t *g, weft_conn_fn handler,
 	void *arg, const weft_serve_opts_t *opts, weft_stream_t *s)
 {
@@ -324,8 +329,16 @@ static WEFT_FIBER_FN int serve_hand_over(weft_group_t *g, weft_conn_fn handler,
 		.opts = opts,
 		.s = s,
 		.ran = false };
+	/* No memory for the shield: the start runs unshielded (only a
+	 * stop in that window cancels the handler). */
+	weft_scope_t *shield = NULL;
+	(void)weft_scope_open(&shield, WEFT_FOREVER, WEFT_SCOPE_SHIELD);
 	int rc = weft_group_start_named(g, "weft_serve connection",
 		serve_conn_main, &c, NULL);
+	if (shield != NULL) {
+		weft_scope_exit(shield);
+		weft_scope_destroy(shield);
+	}
 	if (c.ran)
 		return 0; /* the task owns s, and reports its own failure */
 	weft_stream_close(s);
