@@ -658,23 +658,32 @@ class Event
 /* {======================================================= running */
 
 /* Runs f() as the root task of rt (weft_runtime_run) from a plain
- * thread; throws what the root's failure is (GroupError with the tree,
- * Error, Cancelled). */
+ * thread; throws what the root's failure is: GroupError with
+ * weft_runtime_run's error group, whose one leaf is the root's failure
+ * (a weft::Error(-EIO) thrown by f comes back as a GroupError with an
+ * -EIO leaf, as does an int f returned that is not 0), Cancelled when
+ * the root was cancelled, and Error when nothing ran (-EINVAL, -ENOMEM,
+ * WEFT_EMISUSE, -EBUSY) or for -EDEADLK (virtual clock). */
 template <class F> void run(weft_runtime_t *rt, F &&f)
 {
 	using Fn = std::decay_t<F>;
 	Fn *c = new Fn(std::forward<F>(f));
 	weft_error_t *e = nullptr;
 	int rc = weft_runtime_run(rt, detail::task_entry<Fn>, c, &e);
-	if (rc == -EINVAL || rc == -ENOMEM || rc == WEFT_EMISUSE ||
-		rc == -EBUSY) {
-		weft_error_free(e);
-		delete c; /* nothing ran */
+	/* A root that ran and failed always has its error group, whatever
+	 * its code: without one, these codes mean nothing ran. */
+	if (e == nullptr &&
+		(rc == -EINVAL || rc == -ENOMEM || rc == WEFT_EMISUSE ||
+			rc == -EBUSY)) {
+		delete c;
 		throw Error(rc);
 	}
-	if (rc < 0 && rc != -ECANCELED && e != nullptr)
+	/* Any nonzero code is a failure, a positive one too (weft_fn). */
+	if (rc != 0 && rc != -ECANCELED && e != nullptr)
 		throw GroupError(e);
 	weft_error_free(e);
+	if (rc > 0)
+		throw Error(rc);
 	check(rc);
 }
 

@@ -359,6 +359,20 @@ static void test_cpp__runtime_from_a_plain_thread(void **state)
 				leaves[0].code == WEFT_ECHILD_FAILED;
 		}
 		assert_true(threw);
+		// A positive return is a failure too (weft_fn), and a root
+		// that fails with a code weft_runtime_run also uses for
+		// "nothing ran" still ran: both come back as GroupError.
+		for (int code : { 7, -EINVAL }) {
+			threw = false;
+			try {
+				rt.run([code] { return code; });
+			} catch (const weft::GroupError &e) {
+				auto leaves = e.leaves();
+				threw = leaves.size() == 1 &&
+					leaves[0].code == code;
+			}
+			assert_true(threw);
+		}
 	}
 	weft_test_assert_no_leaks();
 }
