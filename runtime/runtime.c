@@ -10,9 +10,11 @@
  * begins while destroy checks sees DESTROYING and backs out.  (A run
  * called after destroy returned 0 uses freed memory: rt is gone, as
  * documented.)  Then destroy checks that no task handle is held
- * (records.h): a handle released after the runtime's records were freed
- * would write freed memory, so it refuses (or, in abort mode, aborts
- * naming one task) and takes DESTROYING back out of the word. */
+ * (records.h), nor a group or portal reference a user took with
+ * weft_group_retain or weft_portal_retain (user_refs): a handle or a
+ * reference released after the runtime's records were freed would write
+ * freed memory, so it refuses (or, in abort mode, aborts naming what is
+ * held) and takes DESTROYING back out of the word. */
 #include <errno.h>
 #include <linux/futex.h>
 #include <stdio.h>
@@ -269,6 +271,20 @@ int weft_runtime_destroy(weft_runtime_t *rt)
 		    WEFT__RUNTIME_DESTROYING, memory_order_acq_rel,
 		    memory_order_acquire))
 		return -EBUSY;
+	/* relaxed: see user_refs (runtime.h). */
+	long refs = atomic_load_explicit(&rt->user_refs, memory_order_relaxed);
+	if (refs > 0) {
+		weft__misuse("weft_runtime_destroy: %ld reference%s taken with "
+			     "weft_group_retain or weft_portal_retain %s "
+			     "still held: release them before destroying "
+			     "the runtime (a release after it would touch "
+			     "freed memory)",
+			refs, refs == 1 ? "" : "s", refs == 1 ? "is" : "are");
+		/* As below. */
+		atomic_fetch_sub_explicit(&rt->running_roots,
+			WEFT__RUNTIME_DESTROYING, memory_order_release);
+		return -EBUSY;
+	}
 	long held;
 	struct weft_task *t = runtime_held_handle(rt, &held);
 	if (t != NULL) {

@@ -59,6 +59,14 @@ struct weft_runtime {
 	 * while a run is counted, a run refuses while destroy checks
 	 * (runtime.c; acq_rel). */
 	atomic_int running_roots;
+	/* References users took with weft_group_retain and
+	 * weft_portal_retain and have not released (not those weft takes
+	 * itself: a portal's group, a shutdown controller's): destroy
+	 * refuses while any is held, as for a task handle, since a release
+	 * after the destroy would touch freed memory.  relaxed: a count
+	 * (the releases a destroy must see happen before it, as the
+	 * caller's own ordering guarantees). */
+	atomic_long user_refs;
 	/* Counters of threads that are not workers (core/stats.h); zeroed
 	 * with the rest of the runtime at create. */
 	weft__runtime_stats_t stats;

@@ -301,6 +301,64 @@ static void test_misuse__destroy_with_a_handle_held_is_ebusy(void **state)
 	weft_test_assert_no_leaks();
 }
 
+/* The same for a group or a portal a user retained (for a foreign thread
+ * that may still call it): its release after the destroy would touch
+ * freed memory, so destroy refuses while it is held.  Found from
+ * outside: destroy succeeded, and the release was a use after free. */
+struct kept_refs {
+	weft_group_t *g;
+	weft_portal_t *p;
+};
+
+static int keep_retained(void *arg)
+{
+	struct kept_refs *k = arg;
+	CHECK_EQ(weft_group_open(&k->g), 0);
+	CHECK_EQ(weft_group_retain(k->g), 0);
+	CHECK_EQ(weft_group_join(k->g, NULL), 0);
+	CHECK_EQ(weft_portal_open(&k->p), 0);
+	CHECK_EQ(weft_portal_retain(k->p), 0);
+	CHECK_EQ(weft_portal_close(k->p, false, NULL), 0);
+	return 0;
+}
+
+static void destroy_with_refs_child(void *arg)
+{
+	weft_runtime_t *rt = weft_test_runtime_create((unsigned)(uintptr_t)arg);
+	weft__misuse_set_abort(true);
+	struct kept_refs k = { 0 };
+	weft_runtime_run(rt, keep_retained, &k, NULL);
+	weft_runtime_destroy(rt);
+}
+
+static void test_misuse__destroy_with_a_retained_group_or_portal_aborts(
+	void **state)
+{
+	expect_death(destroy_with_refs_child,
+		(void *)(uintptr_t)WEFT_TEST_WORKERS(state),
+		"weft_runtime_destroy: 2 references taken with "
+		"weft_group_retain or weft_portal_retain are still held");
+}
+
+static void test_misuse__destroy_with_a_retained_group_or_portal_is_ebusy(
+	void **state)
+{
+	bool old = error_mode_begin();
+	weft_runtime_t *rt = weft_test_runtime_create(WEFT_TEST_WORKERS(state));
+	struct kept_refs k = { 0 };
+	assert_int_equal(weft_runtime_run(rt, keep_retained, &k, NULL), 0);
+	assert_int_equal(weft_runtime_destroy(rt), -EBUSY);
+	weft_group_release(k.g);
+	assert_int_equal(weft_runtime_destroy(rt), -EBUSY);
+	/* A closed portal still answers its holder, as thread.h says. */
+	assert_int_equal(weft_portal_spawn(k.p, return_zero, NULL),
+		WEFT_ECLOSED);
+	weft_portal_release(k.p);
+	assert_int_equal(weft_runtime_destroy(rt), 0);
+	error_mode_end(old);
+	weft_test_assert_no_leaks();
+}
+
 /* }======================================================= */
 
 /* {======================================================= (e) close twice */
@@ -851,6 +909,10 @@ int main(void)
 			test_misuse__spawn_into_a_joined_freed_group_is_refused),
 		WEFT_TEST(test_misuse__destroy_with_a_handle_held_aborts),
 		WEFT_TEST(test_misuse__destroy_with_a_handle_held_is_ebusy),
+		WEFT_TEST(
+			test_misuse__destroy_with_a_retained_group_or_portal_aborts),
+		WEFT_TEST(
+			test_misuse__destroy_with_a_retained_group_or_portal_is_ebusy),
 		WEFT_TEST(test_misuse__close_twice_aborts),
 		WEFT_TEST(test_misuse__close_twice_is_refused),
 		WEFT_TEST(test_misuse__net_calls_after_close_abort),

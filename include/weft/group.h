@@ -259,7 +259,8 @@ WEFT_EXTERN int weft_group_join(weft_group_t *g, weft_error_t **err_out);
  * did not open): such spawns then fail with WEFT_ECLOSED instead of
  * touching freed memory.
  * Ownership: the caller holds one more reference to g; each retain needs
- * one weft_group_release.
+ * one weft_group_release, before weft_runtime_destroy (which refuses,
+ * -EBUSY, while one is held: g lives in the runtime's memory).
  * Errors: -EINVAL (NULL g), WEFT_EMISUSE (stale g).  Checkpoint: no.
  * Threads: any thread, while g is alive (before its join, or retained). */
 WEFT_EXTERN int weft_group_retain(weft_group_t *g);

@@ -253,10 +253,11 @@ WEFT_EXTERN int weft_runtime_run(weft_runtime_t *rt, weft_fn fn, void *arg,
  * Ownership: rt is invalid afterwards (on success).
  * Errors: -EINVAL (NULL), -EBUSY (a weft_runtime_run is under way, even
  * one that has not started its root yet; called from one of rt's own
- * threads; or a task handle of rt is still held: release it, and call
- * again); then nothing is destroyed.  A held handle is a misuse:
- * libraries built with WEFT_DEBUG abort instead, naming how many handles
- * are held and one task.
+ * threads; or a task handle of rt is still held, or a reference taken
+ * with weft_group_retain or weft_portal_retain: release it, and call
+ * again); then nothing is destroyed.  A held handle or reference is a
+ * misuse: libraries built with WEFT_DEBUG abort instead, naming how many
+ * are held (and, for task handles, one task).
  * Checkpoint: no.  Threads: any thread outside rt. */
 WEFT_EXTERN int weft_runtime_destroy(weft_runtime_t *rt);
 

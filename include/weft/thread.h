@@ -160,7 +160,8 @@ WEFT_EXTERN int weft_portal_close(weft_portal_t *p, bool cancel_remaining,
  * foreign thread that may still call it gets WEFT_ECLOSED instead of a
  * use after free.
  * Ownership: the caller holds one more reference to p; each retain needs
- * one weft_portal_release.
+ * one weft_portal_release, before weft_runtime_destroy (which refuses,
+ * -EBUSY, while one is held: p lives in the runtime's memory).
  * Errors: -EINVAL (NULL p).  Checkpoint: no.
  * Threads: any thread, while p is alive (open, or retained). */
 WEFT_EXTERN int weft_portal_retain(weft_portal_t *p);

@@ -1367,7 +1367,10 @@ int weft_group_join(weft_group_t *gh, weft_error_t **err_out)
 	return group_join(self, g, err_out);
 }
 
-int weft_group_retain(weft_group_t *gh)
+/* weft_group_retain; `user`: a reference the caller will release with
+ * weft_group_release, counted in rt->user_refs (weft takes its own with
+ * weft__group_retain). */
+static int group_retain(weft_group_t *gh, bool user)
 {
 	if (gh == NULL)
 		return -EINVAL;
@@ -1386,6 +1389,10 @@ int weft_group_retain(weft_group_t *gh)
 	int had = atomic_fetch_add_explicit(&g->retains, 1,
 		memory_order_relaxed);
 	atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+	/* relaxed: see user_refs (runtime.h). */
+	if (user)
+		atomic_fetch_add_explicit(&g->rt->user_refs, 1,
+			memory_order_relaxed);
 	/* The real clock's asleep report (rule 46): an open group handed
 	 * out is an outside waker until it closes or the last retain goes.
 	 * relaxed: CLOSED only filters; a retain racing the join's end may
@@ -1401,7 +1408,8 @@ int weft_group_retain(weft_group_t *gh)
 	return 0;
 }
 
-void weft_group_release(weft_group_t *gh)
+/* weft_group_release; `user` as for group_retain. */
+static void group_release(weft_group_t *gh, bool user)
 {
 	struct weft_group *g = weft__group_from_handle(gh,
 		"weft_group_release");
@@ -1424,7 +1432,32 @@ void weft_group_release(weft_group_t *gh)
 		memory_order_relaxed, memory_order_relaxed));
 	if (n == 1)
 		group_outside_clear(g); /* the last retain: see `outside` */
+	/* relaxed: see user_refs (runtime.h); before the unref, which may
+	 * free g. */
+	if (user)
+		atomic_fetch_sub_explicit(&g->rt->user_refs, 1,
+			memory_order_relaxed);
 	group_unref(g);
+}
+
+int weft_group_retain(weft_group_t *gh)
+{
+	return group_retain(gh, true);
+}
+
+void weft_group_release(weft_group_t *gh)
+{
+	group_release(gh, true);
+}
+
+int weft__group_retain(weft_group_t *gh)
+{
+	return group_retain(gh, false);
+}
+
+void weft__group_release(weft_group_t *gh)
+{
+	group_release(gh, false);
 }
 
 int weft_group_cancel(weft_group_t *gh, const char *reason)

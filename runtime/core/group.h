@@ -248,6 +248,13 @@ static inline struct weft__group_budget *weft__group_own_budget(
 #define WEFT__GROUP_CLEAR                                                      \
 	(offsetof(struct weft_group, scope) + WEFT__SCOPE_CLEAR)
 
+/* weft_group_retain and weft_group_release for the references weft takes
+ * itself (a portal's group, a shutdown controller's): not counted in the
+ * runtime's user_refs, which make weft_runtime_destroy refuse.  Same
+ * errors and threads. */
+int weft__group_retain(weft_group_t *gh);
+void weft__group_release(weft_group_t *gh);
+
 /* A child (or the owner body) failed: record its leaf and cancel g on the
  * first failure.  Any thread. */
 void weft__group_child_failed(struct weft_group *g, struct weft_task *t);

@@ -165,7 +165,7 @@ static void sd_drop(struct weft_shutdown *sd)
 	int rc = weft_event_destroy(sd->stop);
 	WEFT_ASSERT(rc == 0,
 		"weft_shutdown_close: a task still waits on the stop event");
-	weft_group_release(sd->g);
+	weft__group_release(sd->g);
 	weft__io_rec_put(sd->rt, WEFT__IO_REC_SHUTDOWN, &sd->rec);
 }
 
@@ -243,7 +243,7 @@ int weft_shutdown_open(weft_shutdown_t **out, weft_group_t *g, int64_t grace_ns)
 	 * started the handles, before this retain and before sd->w is
 	 * stored: it reads neither (g is the caller's and alive during this
 	 * call, and sd's other fields were published by the open's post). */
-	weft_group_retain(g);
+	weft__group_retain(g);
 	*out = weft__io_rec_handle(&sd->rec);
 	return 0;
 fail_event:

@@ -35,6 +35,7 @@
 
 #include "base/alloc.h"
 #include "base/common.h"
+#include "core/group.h"
 #include "core/records.h"
 #include "core/task.h"
 #include "runtime.h"
@@ -51,6 +52,7 @@ struct weft_portal {
 	bool closed;		 /* under lock */
 	weft_group_t *group;	 /* retained until the portal is freed */
 	struct weft_task *owner; /* the opener (compared only) */
+	struct weft_runtime *rt; /* user_refs counts weft_portal_retain's */
 	weft__timer_t *clock;	 /* the runtime's deadline timer */
 };
 
@@ -86,10 +88,11 @@ int weft_portal_open(weft_portal_t **out)
 		weft__free(p);
 		return rc;
 	}
-	weft_group_retain(p->group);
+	weft__group_retain(p->group);
 	pthread_mutex_init(&p->lock, NULL);
 	atomic_init(&p->refs, 1);
 	p->owner = self;
+	p->rt = self->rt;
 	p->clock = &self->rt->timer;
 	*out = p;
 	return 0;
@@ -101,19 +104,30 @@ int weft_portal_retain(weft_portal_t *p)
 		return -EINVAL;
 	/* relaxed: only a holder of another reference retains. */
 	atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+	/* relaxed: see user_refs (runtime.h). */
+	atomic_fetch_add_explicit(&p->rt->user_refs, 1, memory_order_relaxed);
 	return 0;
+}
+
+/* Drops a reference; the last frees p. */
+static void portal_unref(weft_portal_t *p)
+{
+	/* acq_rel: see `refs`. */
+	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	weft__group_release(p->group);
+	pthread_mutex_destroy(&p->lock);
+	weft__free(p);
 }
 
 void weft_portal_release(weft_portal_t *p)
 {
 	if (p == NULL)
 		return;
-	/* acq_rel: see `refs`. */
-	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
-		return;
-	weft_group_release(p->group);
-	pthread_mutex_destroy(&p->lock);
-	weft__free(p);
+	/* relaxed: see user_refs (runtime.h); before the unref, which may
+	 * free p. */
+	atomic_fetch_sub_explicit(&p->rt->user_refs, 1, memory_order_relaxed);
+	portal_unref(p);
 }
 
 int weft_portal_close(weft_portal_t *p, bool cancel_remaining,
@@ -139,7 +153,7 @@ int weft_portal_close(weft_portal_t *p, bool cancel_remaining,
 		pthread_mutex_unlock(&p->lock);
 		return rc;
 	}
-	weft_portal_release(p);
+	portal_unref(p); /* the opener's */
 	return rc;
 }
 
