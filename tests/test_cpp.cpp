@@ -377,6 +377,70 @@ static void test_cpp__runtime_from_a_plain_thread(void **state)
 	weft_test_assert_no_leaks();
 }
 
+// A task may park inside a catch block, and in a destructor run during
+// unwinding (~Group joins there): the C++ runtime's exception state is
+// per thread, and weft carries it along with each fiber (core/fiber.h).
+// Without that, `throw;` rethrew another task's exception or called
+// std::terminate, and std::uncaught_exceptions() drifted per worker.
+static void test_cpp__exception_state_travels_with_the_task(void **state)
+{
+	std::atomic<int> rethrown{ 0 }, wrong{ 0 }, drift{ 0 };
+	auto parks_in_catch = [&](std::string what) {
+		try {
+			try {
+				throw std::runtime_error(what);
+			} catch (const std::runtime_error &) {
+				for (int i = 0; i < 3; i++)
+					weft::sleep(WEFT_MSEC);
+				throw;
+			}
+		} catch (const std::runtime_error &e) {
+			if (what == e.what())
+				rethrown++;
+			else
+				wrong++;
+		}
+	};
+	int rc = run_root(
+		state,
+		[&] {
+			weft::with_group([&](weft::Group &g) {
+				for (int i = 0; i < 8; i++)
+					g.spawn("catcher", [&, i] {
+						parks_in_catch("task " +
+							std::to_string(i));
+					});
+			});
+			// Blocks left by an exception: ~Group joins a
+			// sleeping child while it unwinds.
+			for (int i = 0; i < 20; i++) {
+				try {
+					weft::Group g;
+					g.spawn("sleeper",
+						[] { weft::sleep(WEFT_MSEC); });
+					throw std::logic_error("leave");
+				} catch (const std::logic_error &) {
+				}
+			}
+			weft::with_group([&](weft::Group &g) {
+				for (int i = 0; i < 8; i++)
+					g.spawn("counter", [&] {
+						weft::sleep(WEFT_MSEC);
+						if (std::uncaught_exceptions() !=
+							0)
+							drift++;
+					});
+			});
+			if (std::uncaught_exceptions() != 0)
+				drift++;
+		},
+		nullptr);
+	assert_int_equal(rc, 0);
+	assert_int_equal(rethrown.load(), 8);
+	assert_int_equal(wrong.load(), 0);
+	assert_int_equal(drift.load(), 0);
+}
+
 int main(void)
 {
 #define AT3(f)                                                                 \
@@ -390,6 +454,7 @@ int main(void)
 		AT3(test_cpp__scopes),
 		AT3(test_cpp__handles_start_locks_events),
 		AT3(test_cpp__runtime_from_a_plain_thread),
+		AT3(test_cpp__exception_state_travels_with_the_task),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

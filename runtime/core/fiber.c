@@ -197,6 +197,11 @@ void weft__fiber_start(weft__fiber_t *c)
 {
 	/* First arrival on this stack: there is no saved fake stack yet. */
 	weft__san_switch_finish(NULL);
+	/* A new fiber handles no exception (fiber.h, "C++ exception
+	 * state"): whatever the context that switched here left is its. */
+	static const struct weft__eh_globals none = { 0 };
+	if (__cxa_get_globals != NULL)
+		weft__eh_restore(&none);
 	c->entry(c->entry_arg);
 	weft__diag_assert_fail(__FILE__, __LINE__, "entry returned",
 		"context: a fiber entry function returned instead of calling "

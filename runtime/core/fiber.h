@@ -63,6 +63,7 @@
 
 #ifndef __ASSEMBLER__
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "base/common.h"
@@ -179,6 +180,49 @@ weft__fiber_switch_final(weft__fiber_t *from, weft__fiber_t *to);
 #define WEFT__CONT_TSAN(c) ((void)(c), (void *)0)
 #endif
 
+/* {====== C++ exception state ======
+ *
+ * The C++ runtime's exception-handling globals (libstdc++'s and libc++abi's
+ * __cxa_eh_globals: the chain of exceptions being handled, i.e. catch
+ * blocks in progress, and the count of exceptions thrown and not yet
+ * caught, std::uncaught_exceptions()) are per thread.  A fiber that parks
+ * inside a catch block, or in a destructor run during unwinding
+ * (weft::Group's joins there), would leave its state to whatever runs next
+ * on the thread and take another's where it resumes: a `throw;` that
+ * rethrows another task's exception, std::terminate, a
+ * std::uncaught_exceptions() of -1.  So each switch carries the state in
+ * the switching frame: saved from the thread before the jump, put back on
+ * whatever thread the context resumes on after it; a fiber starts with
+ * none (weft__fiber_start).  __cxa_get_globals is a weak reference: in a
+ * program without the C++ runtime it is null and a switch pays one
+ * predictable branch each way.  The layout is the Itanium C++ ABI's
+ * (x86_64, aarch64; ARM's EHABI adds a field, and is not a target). */
+struct weft__eh_globals {
+	void *caught;
+	unsigned int uncaught;
+};
+extern struct weft__eh_globals *__cxa_get_globals(void) __attribute__((weak));
+
+/* Saves the thread's state into *s; false (nothing saved) without the C++
+ * runtime.  Unlikely: a C program pays a load and a branch. */
+static inline __attribute__((always_inline)) bool weft__eh_save(
+	struct weft__eh_globals *s)
+{
+	if (__builtin_expect(__cxa_get_globals == NULL, 1))
+		return false;
+	*s = *__cxa_get_globals();
+	return true;
+}
+
+/* Puts *s back as the calling thread's state (the C++ runtime exists). */
+static inline __attribute__((always_inline)) void weft__eh_restore(
+	const struct weft__eh_globals *s)
+{
+	*__cxa_get_globals() = *s;
+}
+
+/* }====== */
+
 /* weft__fiber_switch, inlined into the caller: one return address less
  * between the caller and the jump, which matters to the return predictor
  * (every frame between a fiber's code and its switch is a return that may
@@ -192,6 +236,8 @@ weft__fiber_switch_inl(weft__fiber_t *from, weft__fiber_t *to, int use_ret)
 {
 	/* Read to->sp before telling TSan we are `to` (fiber.c, step 1). */
 	void *to_sp = to->sp;
+	struct weft__eh_globals eh;
+	bool cxx = weft__eh_save(&eh);
 	weft__san_switch_start(WEFT__CONT_FAKE_SLOT(from), WEFT__CONT_LO(to),
 		WEFT__CONT_SIZE(to));
 	weft__san_tsan_switch(WEFT__CONT_TSAN(to));
@@ -201,6 +247,10 @@ weft__fiber_switch_inl(weft__fiber_t *from, weft__fiber_t *to, int use_ret)
 		weft__fiber_jump(&from->sp, to_sp);
 	/* Resumed: someone switched to `from`, maybe on another thread. */
 	weft__san_switch_finish(WEFT__CONT_FAKE(from));
+	/* This thread's globals now, freshly looked up (no TLS address
+	 * is kept across the jump). */
+	if (__builtin_expect(cxx, 0))
+		weft__eh_restore(&eh);
 }
 
 #endif /* !__ASSEMBLER__ */
