@@ -31,7 +31,14 @@
  * in its destructor when join() was not called: if the block is being
  * left by an exception, it cancels the group first and the exception in
  * flight is what the caller sees (the children's failures are dropped);
- * otherwise the destructor throws what join() would have thrown.
+ * otherwise the destructor throws what join() would have thrown.  That
+ * includes the weft::Cancelled a child's failure causes at a checkpoint
+ * of the block's own code (the group cancels itself, rule 4): a C++
+ * destructor cannot replace the exception in flight, so that failure is
+ * dropped too.  Where children may fail while the block itself waits,
+ * use weft::with_group, which reports them (its body's Cancelled from
+ * the group's own cancellation is absorbed, rule 6), or call join()
+ * before any checkpoint of the block's own.
  *
  * Threads: as the C calls they wrap (most need a weft task: WEFT_ENOTFIBER
  * otherwise).  Checkpoints: as the C calls. */
@@ -371,7 +378,9 @@ class Group
 	/* Starts f() and waits until it calls weft::started() (rules
 	 * 13-16); returns the value it passed.  Throws what the C call
 	 * returns: the task's failure before started() (as Error with
-	 * its message, or GroupError), WEFT_ENOTSTARTED, Cancelled. */
+	 * its code and message: a GroupError the task threw comes back as
+	 * an Error with WEFT_ECHILD_FAILED and the tree's text, since the
+	 * C call hands over no tree), WEFT_ENOTSTARTED, Cancelled. */
 	template <class F> void *start(const char *name, F &&f)
 	{
 		using Fn = std::decay_t<F>;
