@@ -21,6 +21,10 @@
  * (weft_fail_group); Error its code with its message; any other
  * exception a failure with code WEFT_EEXCEPTION and the message
  * "<type>: <what()>" (the type demangled), or "unknown exception".
+ * A task may wait anywhere, in a catch block or in a destructor run
+ * while an exception unwinds included: the C++ runtime's per-thread
+ * exception state (what `throw;` rethrows, std::uncaught_exceptions())
+ * travels with the task from worker to worker.
  *
  * The block forms are the exact ones: weft::with_group runs a body with a
  * group open and joins it; a failure of the body (an exception) counts as
