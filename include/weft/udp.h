@@ -101,7 +101,8 @@ WEFT_EXTERN int weft_udp_port(const weft_udp_t *u);
  * receives only the peer's datagrams (the kernel filters them; an ICMP
  * "port unreachable" may then fail a later recv or send with
  * -ECONNREFUSED).  Connecting again replaces the peer; the local address
- * and port stay as they were.
+ * and port stay as they were, and a new peer the kernel refuses leaves
+ * the old one.
  * Errors: -EINVAL (NULL u or host, port outside 1..65535),
  * -EAFNOSUPPORT (host has no address of u's family, or u is a UNIX
  * datagram socket: weft_unix_dgram_connect), WEFT_ENOTFOUND,
