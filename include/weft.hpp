@@ -34,15 +34,19 @@
  * way leaving a C scope does (rules 23, 29).  The RAII weft::Group joins
  * in its destructor when join() was not called: if the block is being
  * left by an exception, it cancels the group first and the exception in
- * flight is what the caller sees (the children's failures are dropped);
- * otherwise the destructor throws what join() would have thrown.  That
- * includes the weft::Cancelled a child's failure causes at a checkpoint
- * of the block's own code (the group cancels itself, rule 4): a C++
- * destructor cannot replace the exception in flight, so that failure is
- * dropped too.  Where children may fail while the block itself waits,
- * use weft::with_group, which reports them (its body's Cancelled from
- * the group's own cancellation is absorbed, rule 6), or call join()
- * before any checkpoint of the block's own.
+ * flight is what the caller sees (the children's failures go as below);
+ * otherwise the destructor throws what join() would have thrown.  A C++
+ * destructor cannot replace the exception in flight, so when the block
+ * is left by one (the weft::Cancelled a child's failure causes at a
+ * checkpoint of the block's own code included: the group cancels
+ * itself, rule 4) the children's failures do not reach the block's
+ * caller: they become the task's own failure (weft_fail_group), which
+ * the task reports when it ends, whether the exception escapes it or is
+ * caught on the way (a later ~Group of the same task that keeps failures
+ * replaces these).  Where the block's caller must see them, use
+ * weft::with_group, which throws them as a GroupError (its body's
+ * Cancelled from the group's own cancellation is absorbed, rule 6), or
+ * call join() before any checkpoint of the block's own.
  *
  * Threads: as the C calls they wrap (most need a weft task: WEFT_ENOTFIBER
  * otherwise).  Checkpoints: as the C calls. */
@@ -226,6 +230,11 @@ inline int result_of_current_exception() noexcept
 	try {
 		throw;
 	} catch (const Cancelled &) {
+		/* Children's failures a ~Group kept while this unwound (the
+		 * group's own cancellation, rule 4, is what threw it): the
+		 * task failed. */
+		if (weft_fail_group_pending())
+			return WEFT_ECHILD_FAILED;
 		return -ECANCELED;
 	} catch (const GroupError &e) {
 		/* Nested in the parent's error group (rule 9). */
@@ -262,6 +271,11 @@ template <class F> int task_entry(void *arg) noexcept
 	int rc;
 	try {
 		rc = invoke(*f);
+		/* Children's failures a ~Group kept (see ~Group) while an
+		 * exception the body then caught unwound: reported here,
+		 * not lost. */
+		if (rc == 0 && weft_fail_group_pending())
+			rc = WEFT_ECHILD_FAILED;
 	} catch (...) {
 		rc = result_of_current_exception();
 	}
@@ -354,8 +368,14 @@ class Group
 		if (std::uncaught_exceptions() > uncaught_) {
 			weft_group_cancel(g_, "block left by a C++ exception");
 			weft_error_t *e = nullptr;
-			weft_group_join(g_, &e);
-			weft_error_free(e);
+			/* A destructor cannot replace the exception in
+			 * flight: the children's failures become the task's
+			 * own (weft_fail_group), which its entry reports
+			 * when the task ends (detail::task_entry). */
+			if (weft_group_join(g_, &e) == WEFT_ECHILD_FAILED)
+				weft_fail_group(e);
+			else
+				weft_error_free(e);
 			return;
 		}
 		join();

@@ -441,6 +441,64 @@ static void test_cpp__exception_state_travels_with_the_task(void **state)
 	assert_int_equal(drift.load(), 0);
 }
 
+// The RAII Group left by an exception cannot throw its children's
+// failures (a destructor cannot replace the exception in flight): they
+// become the task's own failure, reported when it ends, whether the
+// exception escapes the task or is caught on the way.  Found from
+// outside: a child's failure cancels the block's own wait, the
+// weft::Cancelled left the block, and the failure was reported nowhere.
+static void test_cpp__raii_group_keeps_failures_it_cannot_throw(void **state)
+{
+	weft_error_t *err = nullptr;
+	std::atomic<int> caught{ 0 };
+	int rc = run_root(
+		state,
+		[&] {
+			weft::with_group([&](weft::Group &outer) {
+				// The Cancelled escapes the task.
+				outer.spawn("escapes", [] {
+					weft::Group g;
+					g.spawn("child", [] {
+						throw std::runtime_error(
+							"child failed");
+					});
+					weft::sleep(3600 * WEFT_SEC);
+				});
+				// The Cancelled is caught, the task returns.
+				outer.spawn("catches", [&] {
+					try {
+						weft::Group g;
+						g.spawn("child", [] {
+							throw std::
+								runtime_error(
+									"child "
+									"faile"
+									"d");
+						});
+						weft::sleep(3600 * WEFT_SEC);
+					} catch (const weft::Cancelled &) {
+						caught++;
+					}
+				});
+			});
+		},
+		&err);
+	assert_int_equal(rc, WEFT_ECHILD_FAILED);
+	assert_int_equal(caught.load(), 1);
+	// The root's one leaf nests with_group's tree, whose two entries
+	// are the two tasks, each nesting its child's failure.
+	const weft_error_t *top = weft_error_nested_at(err, 0);
+	assert_non_null(top);
+	assert_int_equal(weft_error_count(top), 2);
+	for (size_t i = 0; i < 2; i++) {
+		const weft_error_t *kids = weft_error_nested_at(top, i);
+		assert_non_null(kids);
+		assert_int_equal(weft_error_count(kids), 1);
+		assert_int_equal(weft_error_code_at(kids, 0), WEFT_EEXCEPTION);
+	}
+	weft_error_free(err);
+}
+
 int main(void)
 {
 #define AT3(f)                                                                 \
@@ -455,6 +513,7 @@ int main(void)
 		AT3(test_cpp__handles_start_locks_events),
 		AT3(test_cpp__runtime_from_a_plain_thread),
 		AT3(test_cpp__exception_state_travels_with_the_task),
+		AT3(test_cpp__raii_group_keeps_failures_it_cannot_throw),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

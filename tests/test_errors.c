@@ -71,6 +71,42 @@ static int positive_root(void *arg)
 
 WEFT_TEST_ROOT(errors, a_positive_return_is_a_failure, positive_root, NULL)
 
+/* weft_fail_group_pending says whether the task holds a tree given to
+ * weft_fail_group (weft.hpp's ~Group keeps failures this way). */
+static int pending_task(void *arg)
+{
+	(void)arg;
+	weft_error_t *err = NULL;
+	CHECK_EQ(run_group_with(fail_code, (void *)(intptr_t)-EIO, 1, &err),
+		WEFT_ECHILD_FAILED);
+	CHECK_EQ(weft_fail_group_pending(), 0);
+	CHECK_EQ(weft_fail_group(err), WEFT_ECHILD_FAILED);
+	CHECK_EQ(weft_fail_group_pending(), 1);
+	return WEFT_ECHILD_FAILED;
+}
+
+static int pending_root(void *arg)
+{
+	(void)arg;
+	weft_error_t *err = NULL;
+	CHECK_EQ(run_group_with(pending_task, NULL, 1, &err),
+		WEFT_ECHILD_FAILED);
+	/* The kept tree nests under the task's leaf. */
+	const weft_error_t *kids = weft_error_nested_at(err, 0);
+	CHECK(kids != NULL);
+	CHECK_EQ(weft_error_code_at(kids, 0), -EIO);
+	weft_error_free(err);
+	CHECK_EQ(weft_fail_group_pending(), 0);
+	return 0;
+}
+
+static void test_errors__a_kept_tree_is_pending_until_the_task_ends(
+	void **state)
+{
+	assert_int_equal(weft_fail_group_pending(), 0); /* no task */
+	weft_test_root(state, pending_root, NULL);
+}
+
 static void test_errors__a_positive_root_return_is_a_failure(void **state)
 {
 	weft_error_t *err = NULL;
@@ -455,6 +491,8 @@ int main(void)
 		WEFT_TEST(test_errors__one_failure_still_gives_a_group),
 		WEFT_TEST(test_errors__a_positive_return_is_a_failure),
 		WEFT_TEST(test_errors__a_positive_root_return_is_a_failure),
+		WEFT_TEST(
+			test_errors__a_kept_tree_is_pending_until_the_task_ends),
 		WEFT_TEST(test_errors__nested_group_failures_nest),
 		WEFT_TEST(
 			test_errors__split_partitions_leaves_and_keeps_nesting),

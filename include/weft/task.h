@@ -63,6 +63,15 @@ WEFT_EXTERN int weft_fail(int code, const char *fmt, ...)
  * Checkpoint: no.  Threads: weft fiber. */
 WEFT_EXTERN int weft_fail_group(weft_error_t *err);
 
+/* What it does: 1 if the calling task holds an error group given to
+ * weft_fail_group, which a failure it returns will carry, else 0.  For
+ * wrappers that learn of a failure where they cannot return it and decide
+ * later what the task returns: weft.hpp's ~Group, run while an exception
+ * unwinds, keeps the children's failures this way, and the task's entry
+ * then reports them.
+ * Errors: 0 outside a task.  Checkpoint: no.  Threads: weft fiber. */
+WEFT_EXTERN int weft_fail_group_pending(void);
+
 /* What it does: sets the calling task's result value, read through its
  * handle with weft_task_result.  weft never dereferences or frees it.
  * Errors: WEFT_ENOTFIBER.  Checkpoint: no.  Threads: weft fiber. */

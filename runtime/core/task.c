@@ -803,6 +803,12 @@ int weft_fail_group(weft_error_t *err)
 	return WEFT_ECHILD_FAILED;
 }
 
+int weft_fail_group_pending(void)
+{
+	struct weft_task *t = weft__task_current();
+	return t != NULL && t->fail_group != NULL;
+}
+
 int weft_task_set_result(void *value)
 {
 	struct weft_task *t = weft__task_current();
