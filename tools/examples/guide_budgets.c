@@ -27,6 +27,11 @@ static int wait_forever(void *arg)
 	return weft_sleep(WEFT_FOREVER); /* until the group's deadline */
 }
 
+static int hold(void *arg)
+{
+	return weft_event_wait(arg); /* alive until the event is set */
+}
+
 static int work(void *arg)
 {
 	(void)arg;
@@ -53,16 +58,24 @@ static int main_task(void *arg)
 		return rc < 0 ? rc : jrc;
 	printf("max_children: at most %d of 20 at once\n", atomic_load(&most));
 
-	/* Stacks for two tasks of the subtree: the third spawn fails. */
+	/* Stacks for two tasks of the subtree: while both live, the third
+	 * spawn fails. */
 	weft_config_t cfg;
 	weft_config_init(&cfg);
-	o = (weft_group_opts_t){ .stack_bytes_max = 2 * cfg.stack_size };
-	if ((rc = weft_group_open_opts(&g, &o)) < 0)
+	weft_event_t *go;
+	if ((rc = weft_event_create(&go)) < 0)
 		return rc;
-	weft_group_spawn(g, work, NULL);
-	weft_group_spawn(g, work, NULL);
-	rc = weft_group_spawn(g, work, NULL);
+	o = (weft_group_opts_t){ .stack_bytes_max = 2 * cfg.stack_size };
+	if ((rc = weft_group_open_opts(&g, &o)) < 0) {
+		weft_event_destroy(go);
+		return rc;
+	}
+	weft_group_spawn(g, hold, go);
+	weft_group_spawn(g, hold, go);
+	rc = weft_group_spawn(g, hold, go);
+	weft_event_set(go);
 	weft_group_join(g, NULL);
+	weft_event_destroy(go);
 	printf("stack_bytes_max: the third spawn gave %s\n", weft_err_name(rc));
 
 	/* A deadline for everything spawned in the group. */
