@@ -56,7 +56,9 @@ static int main_task(void *arg)
 	int jrc = weft_group_join(g, NULL);
 	if (rc < 0 || jrc < 0)
 		return rc < 0 ? rc : jrc;
-	printf("max_children: at most %d of 20 at once\n", atomic_load(&most));
+	/* How many ran at once depends on timing; never more than 4. */
+	printf("max_children: %s 4 of 20 at once\n",
+		atomic_load(&most) <= 4 ? "at most" : "MORE than");
 
 	/* Stacks for two tasks of the subtree: while both live, the third
 	 * spawn fails. */
