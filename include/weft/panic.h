@@ -75,8 +75,8 @@ WEFT_BEGIN_DECLS
  * returns, so memory those frames own leaks, semaphore and limiter
  * permits they hold stay held, a weft Lock they hold breaks as at any end
  * of its holder (its waiters and later acquires get -EOWNERDEAD:
- * weft/sync.h), C++ destructors do not run, and weft_local_unbind is not called (bindings go with the task, as
- * at any end).  A panic is for a state the code cannot continue from.
+ * weft/sync.h), C++ destructors do not run, and weft_local_unbind is not
+ * called (bindings go with the task, as at any end).  A panic is for a state the code cannot continue from.
  * Outside a weft task (a plain thread, an offload function running under
  * weft_to_thread, a worker's scheduler context), it prints "weft: panic:"
  * with the message and a backtrace to stderr, calls the hook, and aborts

@@ -132,9 +132,10 @@ WEFT_EXTERN void weft_tls_ctx_destroy(weft_tls_ctx_t *ctx);
  * (weft_tls_close closes it), on failure it is closed.  The caller owns
  * *out; ctx must outlive it.
  * Errors: -EINVAL (NULL out, s or ctx; a server ctx; host NULL while
- * verification is on; host empty or of 256 bytes or more), WEFT_ETLS_VERIFY, WEFT_ETLS, WEFT_ETLS_TRUNCATED
- * (the peer closed during the handshake), -ETIMEDOUT (ctx's handshake
- * timeout), -ECANCELED, -ENOMEM, and the errors of weft_stream_read and
+ * verification is on; host empty or of 256 bytes or more),
+ * WEFT_ETLS_VERIFY, WEFT_ETLS, WEFT_ETLS_TRUNCATED (the peer closed
+ * during the handshake), -ETIMEDOUT (ctx's handshake timeout),
+ * -ECANCELED, -ENOMEM, and the errors of weft_stream_read and
  * weft_stream_write.  why (may be NULL) receives the reason on failure.
  * Checkpoint: yes.  Threads: weft fiber. */
 WEFT_EXTERN int weft_tls_connect(weft_tls_t **out, weft_stream_t *s,
