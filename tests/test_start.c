@@ -6,6 +6,8 @@
 
 #include "support.h"
 
+#include "core/task.h"
+
 struct service {
 	atomic_int entered;
 	atomic_int setup_done;
@@ -309,6 +311,53 @@ WEFT_TEST_ROOT(start,
 	returning_without_started_under_a_cancelled_caller_is_ecanceled,
 	returned_under_cancelled_caller_root, NULL)
 
+/* {======================================================= the caller's scope */
+
+/* started() moves the child's root scope out of the caller's innermost
+ * scope; the caller may leave and free that scope as soon as start()
+ * returns.  The move once happened after the caller could see STARTED,
+ * and a started() still unlinking from a scope its caller had just
+ * destroyed was a use after free (ASan, found by CI in weft_serve, whose
+ * accept loop starts each connection in a shielded scope).  At 2 and 4
+ * workers the child is stolen and calls started() on another worker
+ * while the caller's wait may end. */
+static int starts_at_once(void *arg)
+{
+	(void)arg;
+	return weft_task_started(NULL);
+}
+
+static int scope_per_start_root(void *arg)
+{
+	(void)arg;
+	weft_group_t *g;
+	CHECK_EQ(weft_group_open(&g), 0);
+	for (int i = 0; i < 300; i++) {
+		weft_scope_t *sc;
+		CHECK_EQ(weft_scope_open(&sc, WEFT_FOREVER,
+				 i % 2 ? WEFT_SCOPE_SHIELD : 0),
+			0);
+		CHECK_EQ(weft_group_start(g, starts_at_once, NULL, NULL), 0);
+		CHECK_EQ(weft_scope_exit(sc), 0);
+		weft_scope_destroy(sc);
+	}
+	return weft_group_join(g, NULL);
+}
+
+/* The window is microseconds wide; WEFT_DEBUG builds widen it on both
+ * sides (weft__debug_start_pause, core/task.h). */
+static void test_start__the_callers_scope_may_go_as_soon_as_start_returns(
+	void **state)
+{
+#ifdef WEFT_DEBUG
+	atomic_store(&weft__debug_start_pause, 20000);
+#endif
+	weft_test_root(state, scope_per_start_root, NULL);
+#ifdef WEFT_DEBUG
+	atomic_store(&weft__debug_start_pause, 0);
+#endif
+}
+
 /* }======================================================= */
 
 int main(void)
@@ -330,6 +379,8 @@ int main(void)
 			test_start__task_started_into_a_cancelled_group_arrives_cancelled),
 		WEFT_TEST(
 			test_start__started_after_the_caller_was_cancelled_is_ecanceled),
+		WEFT_TEST(
+			test_start__the_callers_scope_may_go_as_soon_as_start_returns),
 	};
 	return WEFT_RUN_TESTS(tests);
 }

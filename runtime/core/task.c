@@ -50,6 +50,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/id.h"
+#include "base/spin.h"
 #include "base/tick.h"
 #include "core/group.h"
 #include "core/inspect.h"
@@ -65,13 +66,40 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* State of a start()/started() handshake; lives on the caller's stack. */
-enum { START_PENDING, START_STARTED, START_ABANDONED, START_ENDED };
+/* State of a start()/started() handshake; lives on the caller's stack.
+ * MOVING: started() won the race with the caller's abandonment and is
+ * moving the child's root scope out of the caller's scope chain into g's;
+ * the caller waits on through it, so that the scope the child unlinks
+ * from (the caller's innermost, which the caller may leave and free as
+ * soon as its start returns) is alive until the move is done. */
+#ifdef WEFT_DEBUG
+_Atomic unsigned weft__debug_start_pause;
+
+static void start_debug_pause(void)
+{
+	for (unsigned n = atomic_load_explicit(&weft__debug_start_pause,
+		     memory_order_relaxed);
+		n > 0; n--)
+		WEFT__CPU_RELAX();
+}
+#else
+static inline void start_debug_pause(void)
+{
+}
+#endif
+
+enum {
+	START_PENDING,
+	START_MOVING,
+	START_STARTED,
+	START_ABANDONED,
+	START_ENDED
+};
 
 /* Lives on the caller's stack: the child may read it only while the state
- * is PENDING or ABANDONED (the caller is still waiting).  Once the child
- * publishes STARTED or ENDED the caller may return at once, so the child
- * reads what it needs first and then touches only the caller's task
+ * is PENDING, MOVING or ABANDONED (the caller is still waiting).  Once the
+ * child publishes STARTED or ENDED the caller may return at once, so the
+ * child reads what it needs first and then touches only the caller's task
  * record, on which it holds a reference taken by the caller. */
 struct weft__start {
 	struct weft_task *caller;
@@ -641,13 +669,17 @@ int weft_task_started(void *value)
 	/* seq_cst, as every access to the handshake state: races the
 	 * caller's CAS to ABANDONED (weft__task_start); one of them wins. */
 	if (!atomic_compare_exchange_strong_explicit(&st->state, &expected,
-		    START_STARTED, memory_order_seq_cst, memory_order_seq_cst))
+		    START_MOVING, memory_order_seq_cst, memory_order_seq_cst))
 		return 0; /* the caller gave up first */
+	start_debug_pause();
 	/* g outlives this: we are still counted in it.  Its scope may not
-	 * be linked yet (a lazy group scope): link its chain first. */
+	 * be linked yet (a lazy group scope): link its chain first.  The
+	 * caller waits while MOVING: the scope we leave is alive. */
 	weft__scope_materialize(&g->scope);
 	weft__scope_reparent(&t->root_scope, &g->scope);
 	t->start = NULL; /* from now on failures go to the group */
+	/* seq_cst: see start_wake_caller.  st may be gone right after. */
+	atomic_store_explicit(&st->state, START_STARTED, memory_order_seq_cst);
 	start_wake_caller(caller);
 	return 0;
 }
@@ -664,6 +696,7 @@ static WEFT_FIBER_FN int start_wait(struct weft_task *self,
 		 * the child wakes this park or we see its state. */
 		atomic_store_explicit(&self->start_wait_gen, gen,
 			memory_order_seq_cst);
+		start_debug_pause();
 		/* seq_cst: see above. */
 		int s = atomic_load_explicit(&st->state, memory_order_seq_cst);
 		if (s == START_STARTED || s == START_ENDED)
@@ -706,7 +739,7 @@ int weft__task_start(struct weft_task *self, struct weft_group *g,
 	int s = start_wait(self, &st, t, true);
 	if (s == START_PENDING) {
 		int expected = START_PENDING;
-		/* seq_cst: races the child's CAS to STARTED in
+		/* seq_cst: races the child's CAS to MOVING in
 		 * weft_task_started (and its exchange to ENDED). */
 		if (atomic_compare_exchange_strong_explicit(&st.state,
 			    &expected, START_ABANDONED, memory_order_seq_cst,
@@ -727,6 +760,11 @@ int weft__task_start(struct weft_task *self, struct weft_group *g,
 		}
 		s = expected;
 	}
+	/* started() won and is moving the child into g (seen by a wait
+	 * that returned for our cancellation, or by the CAS above): wait
+	 * for the move, not cancellably (the child is g's now). */
+	if (s == START_MOVING)
+		s = start_wait(self, &st, t, false);
 	if (s == START_STARTED) {
 		if (value_out)
 			*value_out = t->start_value;

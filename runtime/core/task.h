@@ -549,6 +549,15 @@ bool weft__task_root_cancelled(struct weft_task *t);
  * stack); t may park and resume elsewhere. */
 WEFT_FIBER_FN void weft__task_run(struct weft_task *t);
 struct weft_group;
+#ifdef WEFT_DEBUG
+/* Tests only (test_start): spin-wait hints taken by started() between
+ * winning the handshake and moving the child, and by the caller before
+ * each look at the handshake's state, to widen the window in which the
+ * caller may see the child's state while the move runs.  0 (the
+ * default): none.  relaxed. */
+extern _Atomic unsigned weft__debug_start_pause;
+#endif
+
 /* The start()/started() handshake for t, a created (not yet queued) child
  * of g that holds a reference for the caller: queues it and parks self
  * until it calls started(), ends, or self is cancelled.  Returns what
