@@ -254,6 +254,35 @@ oom:
 	return rc;
 }
 
+/* Whether a user still holds a reference into rt's memory: a group or
+ * portal reference (user_refs) or a task handle.  Reports the first kind
+ * found as a misuse naming weft_runtime_destroy. */
+static bool runtime_still_referenced(struct weft_runtime *rt)
+{
+	/* relaxed: see user_refs (runtime.h). */
+	long refs = atomic_load_explicit(&rt->user_refs, memory_order_relaxed);
+	if (refs > 0) {
+		weft__misuse("weft_runtime_destroy: %ld reference%s taken with "
+			     "weft_group_retain or weft_portal_retain %s "
+			     "still held: release them before destroying "
+			     "the runtime (a release after it would touch "
+			     "freed memory)",
+			refs, refs == 1 ? "" : "s", refs == 1 ? "is" : "are");
+		return true;
+	}
+	long held;
+	struct weft_task *t = runtime_held_handle(rt, &held);
+	if (t == NULL)
+		return false;
+	char what[160];
+	snprintf(what, sizeof what,
+		"is still held (%ld task handle%s in all): release every "
+		"handle before destroying the runtime",
+		held, held == 1 ? "" : "s");
+	weft__task_misuse(weft__task_handle(t), "weft_runtime_destroy", what);
+	return true;
+}
+
 int weft_runtime_destroy(weft_runtime_t *rt)
 {
 	if (rt == NULL)
@@ -271,30 +300,7 @@ int weft_runtime_destroy(weft_runtime_t *rt)
 		    WEFT__RUNTIME_DESTROYING, memory_order_acq_rel,
 		    memory_order_acquire))
 		return -EBUSY;
-	/* relaxed: see user_refs (runtime.h). */
-	long refs = atomic_load_explicit(&rt->user_refs, memory_order_relaxed);
-	if (refs > 0) {
-		weft__misuse("weft_runtime_destroy: %ld reference%s taken with "
-			     "weft_group_retain or weft_portal_retain %s "
-			     "still held: release them before destroying "
-			     "the runtime (a release after it would touch "
-			     "freed memory)",
-			refs, refs == 1 ? "" : "s", refs == 1 ? "is" : "are");
-		/* As below. */
-		atomic_fetch_sub_explicit(&rt->running_roots,
-			WEFT__RUNTIME_DESTROYING, memory_order_release);
-		return -EBUSY;
-	}
-	long held;
-	struct weft_task *t = runtime_held_handle(rt, &held);
-	if (t != NULL) {
-		char what[160];
-		snprintf(what, sizeof what,
-			"is still held (%ld task handle%s in all): release "
-			"every handle before destroying the runtime",
-			held, held == 1 ? "" : "s");
-		weft__task_misuse(weft__task_handle(t), "weft_runtime_destroy",
-			what);
+	if (runtime_still_referenced(rt)) {
 		/* A subtraction, not a store of 0: a run that came meanwhile
 		 * counted itself and will uncount itself.  release: pairs
 		 * with a later destroy's or run's acquire. */

@@ -384,6 +384,13 @@ static void sig_close_fn(struct weft_runtime *rt, struct weft__ioq_node *n)
 		WEFT__CONTAINER_OF(n, struct weft_signals, close_node));
 }
 
+/* Has the I/O thread close w (weft__signal_close_io).  Thread: any. */
+static void sig_post_close(struct weft_signals *w)
+{
+	w->close_node.fn = sig_close_fn;
+	weft__ioq_post(w->rt, &w->close_node);
+}
+
 /* }======================================================= */
 
 /* {======================================================= fiber */
@@ -467,8 +474,7 @@ int weft_signal_open(weft_signals_t **out, const int *signums, size_t n)
 	if (hd == NULL) {
 		/* Closed as weft_signal_close would; nothing was handed
 		 * out. */
-		w->close_node.fn = sig_close_fn;
-		weft__ioq_post(w->rt, &w->close_node);
+		sig_post_close(w);
 		return -ENOMEM;
 	}
 	sig_ref(w); /* the handle's */
@@ -512,8 +518,7 @@ int weft_signal_close(weft_signals_t *h)
 	/* The node is w's, which the handle's reference keeps alive until
 	 * the drops below, and the handles' until the I/O thread closed
 	 * them. */
-	w->close_node.fn = sig_close_fn;
-	weft__ioq_post(w->rt, &w->close_node);
+	sig_post_close(w);
 	sig_handle_drop(hd); /* the closer's */
 	sig_handle_drop(hd); /* the owner's */
 	return 0;
